@@ -1,0 +1,16 @@
+/*
+ * libmpipc - Python's multiprocessing for C.
+ *
+ * The umbrella header: includes every public module header. Each module
+ * header also compiles on its own.
+ */
+#ifndef MPIPC_H
+#define MPIPC_H
+
+#include <mpipc/version.h>
+#include <mpipc/common.h>
+#include <mpipc/error.h>
+#include <mpipc/conn.h>
+#include <mpipc/process.h>
+
+#endif /* MPIPC_H */

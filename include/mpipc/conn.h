@@ -1,0 +1,231 @@
+/*
+ * libmpipc - connections: Python's multiprocessing.Pipe and Connection, and
+ * multiprocessing.connection.wait().
+ *
+ * A connection is one end of a pipe or socket that carries whole messages.
+ * The framing is byte for byte CPython's (docs/wire.md), so one end may be a C
+ * program using this library and the other a Python program using
+ * multiprocessing.connection.Connection.
+ *
+ * Semantics follow Python's Connection:
+ *   - messages stay separate and in order; an empty message is legal;
+ *   - receiving after every writer of the peer end has closed gives MP_EOF;
+ *     a peer that disappears in the middle of a message gives MP_ETRUNCATED;
+ *   - a message longer than maxlength gives MP_ETOOLONG and reading from the
+ *     end is impossible afterwards (a read-only end is closed; a duplex end
+ *     becomes write-only), as in Python;
+ *   - using a closed connection gives MP_ECLOSED; sending on a receive-only
+ *     end gives MP_EREADONLY, receiving or polling on a send-only end
+ *     MP_EWRITEONLY.
+ * And where Python hurts, better:
+ *   - every receive takes a timeout, so a silent peer cannot hang the caller;
+ *   - sending to a peer that is gone returns -EPIPE (or -ECONNRESET); the
+ *     process is never killed by SIGPIPE and no signal disposition changes;
+ *   - a length header that lies never makes the library allocate more than
+ *     the bytes that have actually arrived plus a bounded chunk (1 MiB);
+ *   - mp_conn_recv_bytes_into() with too small a buffer keeps the message
+ *     for the next receive instead of losing it.
+ *
+ * Read-ahead. To receive a small message with one system call, a connection
+ * reads up to 64 KiB ahead into a private buffer. Consequences a user should
+ * know:
+ *   - mp_conn_poll(), mp_wait() and mp_conn_buffered() count buffered data;
+ *     an event loop that polls mp_conn_fileno() itself must first check
+ *     mp_conn_buffered() (or call mp_conn_poll(c, MP_NOWAIT)) and drain what
+ *     is buffered, because the descriptor will not become readable for it;
+ *   - a child forked after its parent read ahead starts with an empty buffer:
+ *     it never receives the parent's buffered messages a second time;
+ *   - when several processes receive on the same end at once (a shared
+ *     read end guarded by a lock, as multiprocessing.Queue does), call
+ *     mp_conn_set_readahead(c, false) first, so that each receive takes
+ *     exactly one message from the kernel and leaves the rest for the others.
+ *
+ * Atomicity of concurrent senders. One send is one writev()/sendmsg() of the
+ * header and payload whenever the kernel takes it whole, so small messages
+ * from several processes sharing one end do not interleave:
+ *   - on a simplex pipe, POSIX guarantees it for header + payload <= PIPE_BUF
+ *     (4096 bytes on Linux);
+ *   - on a duplex (AF_UNIX stream) end, Linux queues one write as one unit
+ *     up to about half the socket send buffer (tens of KiB by default).
+ * Beyond those sizes, or if a signal interrupts a write part-way, processes
+ * that share an end must serialise their sends with a Lock, as Python's
+ * Queue does. Threads of one process are always serialised by the handle.
+ *
+ * Thread/fork: every function may be called from several threads on one
+ * handle, except that mp_conn_close() and mp_conn_free() must not race with
+ * other calls on the same handle. Handles made before fork() are inherited
+ * and usable in the child, as in Python's fork start method.
+ */
+#ifndef MPIPC_CONN_H
+#define MPIPC_CONN_H
+
+#include <mpipc/common.h>
+#include <mpipc/error.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One end of a pipe or socket that carries whole messages. */
+typedef struct mp_conn mp_conn;
+
+/*
+ * mp_pipe - Python's multiprocessing.Pipe(duplex).
+ *
+ * a, b:    receive the two ends.
+ * duplex:  true: an AF_UNIX socketpair, both ends send and receive.
+ *          false: a pipe(2); as in Python, *a only receives and *b only sends.
+ *
+ * Returns 0, or -errno (-EMFILE, -ENFILE, -ENOMEM) with *a and *b set to NULL.
+ * Ownership: free each end with mp_conn_free(). Both descriptors are
+ * close-on-exec.
+ */
+MP_API int mp_pipe(mp_conn **a, mp_conn **b, bool duplex);
+
+/*
+ * mp_conn_from_fd - wrap a descriptor that carries framed messages, for
+ * example one end inherited from a Python parent.
+ *
+ * fd:        an open pipe, socket or other stream descriptor.
+ * readable:  the end may receive.  writable: the end may send.
+ *            At least one must be true (Python raises ValueError otherwise).
+ *
+ * Returns 0; -EINVAL for fd < 0 or neither direction; -EBADF if fd is not
+ * open; -ENOMEM. On success the connection owns fd (mp_conn_close/free close
+ * it); on failure the caller still owns it. The descriptor is made
+ * close-on-exec.
+ */
+MP_API int mp_conn_from_fd(mp_conn **out, int fd, bool readable, bool writable);
+
+/*
+ * mp_conn_send_bytes - send one message (Python's send_bytes; offset/size
+ * are pointer arithmetic on buf).
+ *
+ * buf, len:  the payload; len may be 0 (an empty message); buf may be NULL
+ *            only when len is 0.
+ *
+ * Blocks until the whole message is written, as Python does.
+ * Returns 0; MP_ECLOSED; MP_EREADONLY; -EINVAL; -EPIPE or -ECONNRESET when
+ * the peer is gone (the process survives); other -errno.
+ */
+MP_API int mp_conn_send_bytes(mp_conn *c, const void *buf, size_t len);
+
+/*
+ * mp_conn_recv_bytes - receive one whole message into a fresh buffer
+ * (Python's recv_bytes(maxlength)).
+ *
+ * buf, len:   receive the message; *buf is never NULL on success, even for an
+ *             empty message.
+ * maxlength:  0 for no limit; otherwise a longer message fails with
+ *             MP_ETOOLONG and the end can no longer receive.
+ * timeout:    seconds to wait for the whole message (MP_FOREVER, MP_NOWAIT).
+ *             A message that has only partly arrived when the time runs out
+ *             stays buffered; the next call continues it.
+ *
+ * Returns 0; MP_EOF (peer closed, nothing buffered); MP_ETRUNCATED (peer
+ * closed mid-message); MP_ETIMEDOUT; MP_ETOOLONG; MP_EPROTO (corrupt length
+ * header); MP_ECLOSED; MP_EWRITEONLY; -ENOMEM; other -errno.
+ * Ownership: the caller frees *buf with free().
+ */
+MP_API int mp_conn_recv_bytes(mp_conn *c, void **buf, size_t *len, size_t maxlength,
+                              double timeout);
+
+/*
+ * mp_conn_recv_bytes_into - receive one message into the caller's buffer at
+ * buf + offset (Python's recv_bytes_into(buf, offset)).
+ *
+ * cap:        the size of buf in bytes; offset <= cap, else -EINVAL.
+ * msg_size:   optional; receives the message's size, also when the call
+ *             fails with MP_ETOOSHORT.
+ * timeout:    as for mp_conn_recv_bytes().
+ *
+ * Returns the message size (>= 0); MP_ETOOSHORT when it does not fit in
+ * cap - offset, in which case nothing is consumed and the next receive gets
+ * the same message whole (Python hands it to the exception and it is gone);
+ * otherwise the codes of mp_conn_recv_bytes().
+ */
+MP_API ssize_t mp_conn_recv_bytes_into(mp_conn *c, void *buf, size_t cap, size_t offset,
+                                       size_t *msg_size, double timeout);
+
+/*
+ * mp_conn_poll - whether data is available to receive (Python's poll).
+ *
+ * timeout: MP_NOWAIT returns at once, MP_FOREVER waits until data or end of
+ *          file, t > 0 waits up to t seconds.
+ *
+ * Returns 1 when a receive would not block (data is buffered or readable, or
+ * the peer has closed, in which case the receive gives MP_EOF), 0 when the
+ * timeout passed first; MP_ECLOSED; MP_EWRITEONLY; -errno. Never consumes.
+ */
+MP_API int mp_conn_poll(mp_conn *c, double timeout);
+
+/*
+ * mp_conn_buffered - bytes read ahead from the descriptor and not yet
+ * received (0 for a closed or write-only end). When this is non-zero, a
+ * receive may succeed although the descriptor is not readable.
+ */
+MP_API size_t mp_conn_buffered(mp_conn *c);
+
+/*
+ * mp_conn_set_readahead - turn read-ahead on (the default) or off.
+ *
+ * Off: each receive reads exactly one message from the descriptor (two reads
+ * per message: header, payload), leaving later messages to other processes
+ * that share the end. Data already buffered is still delivered first.
+ * Returns 0 or MP_ECLOSED.
+ */
+MP_API int mp_conn_set_readahead(mp_conn *c, bool on);
+
+/* The descriptor (Python's fileno), or MP_ECLOSED. The connection keeps
+ * owning it. See "Read-ahead" above before polling it yourself. */
+MP_API int mp_conn_fileno(const mp_conn *c);
+
+/* Python's readable / writable / closed properties. A NULL handle is closed,
+ * neither readable nor writable. */
+MP_API bool mp_conn_readable(const mp_conn *c);
+MP_API bool mp_conn_writable(const mp_conn *c);
+MP_API bool mp_conn_closed(const mp_conn *c);
+
+/*
+ * mp_conn_close - close the descriptor (Python's close). Later calls return
+ * MP_ECLOSED; closing again returns 0. Buffered unreceived data is dropped.
+ * Returns 0 or -errno from close(2) (the descriptor is released either way).
+ */
+MP_API int mp_conn_close(mp_conn *c);
+
+/* mp_conn_free - close if open and release the handle. Accepts NULL. */
+MP_API void mp_conn_free(mp_conn *c);
+
+/*
+ * mp_wait - Python's multiprocessing.connection.wait(object_list, timeout).
+ *
+ * Each item names a connection (conn != NULL) or, when conn is NULL, a raw
+ * descriptor such as a process sentinel or a listener's fileno. An item is
+ * ready when a receive would not block: data buffered or readable, or end of
+ * file (a sentinel is ready when its process has ended).
+ *
+ * items, n:  the objects; on return each item's ready field is 1 or 0.
+ * timeout:   MP_FOREVER, MP_NOWAIT or seconds.
+ *
+ * Returns the number of ready items (0 when the timeout passed first);
+ * -EINVAL for a NULL array with n > 0 or a negative fd; MP_ECLOSED for a
+ * closed connection; MP_EWRITEONLY for a send-only connection; -EBADF for a
+ * descriptor that is not open; -ENOMEM.
+ */
+typedef struct mp_wait_item {
+    mp_conn *conn; /* the connection, or NULL to use fd */
+    int fd;        /* a raw descriptor, used when conn is NULL */
+    int ready;     /* out: 1 if ready */
+} mp_wait_item;
+
+MP_API int mp_wait(mp_wait_item *items, size_t n, double timeout);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MPIPC_CONN_H */

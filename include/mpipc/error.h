@@ -1,0 +1,94 @@
+/*
+ * libmpipc - status codes.
+ *
+ * A function that can fail returns an int (or ssize_t): 0 or a count on
+ * success, a negative code on failure. Two kinds of negative codes exist:
+ *
+ *   -errno     an operating-system failure, for example -EMFILE or -EPIPE;
+ *   MP_E...    a condition of the library's own, each the C twin of the Python
+ *              exception multiprocessing raises in the same situation.
+ *
+ * The library's codes lie below -1000, far from every errno value, so the two
+ * kinds never collide. mp_strerror() describes both kinds.
+ */
+#ifndef MPIPC_ERROR_H
+#define MPIPC_ERROR_H
+
+#include <mpipc/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum mp_status {
+    MP_OK = 0,
+    /* EOFError: the peer closed every writer and no message remains. */
+    MP_EOF = -1001,
+    /* queue.Empty: nothing to get before the timeout. */
+    MP_EMPTY = -1002,
+    /* queue.Full: no room to put before the timeout. */
+    MP_FULL = -1003,
+    /* TimeoutError, or a wait that ran out of time. */
+    MP_ETIMEDOUT = -1004,
+    /* OSError("bad message length"): the message is longer than maxlength;
+     * the connection cannot be read afterwards, as in Python. */
+    MP_ETOOLONG = -1005,
+    /* BufferTooShort: the message does not fit the caller's buffer. */
+    MP_ETOOSHORT = -1006,
+    /* Use of a closed connection, queue or pool. */
+    MP_ECLOSED = -1007,
+    /* Corrupt framing, or a pickle that is malformed or refused. */
+    MP_EPROTO = -1008,
+    /* ValueError: a call that Python rejects with ValueError. */
+    MP_EVALUE = -1009,
+    /* AuthenticationError: the authkey handshake failed. */
+    MP_EAUTH = -1010,
+    /* BrokenBarrierError. */
+    MP_EBROKEN = -1011,
+    /* A pool task reported failure. */
+    MP_ETASK = -1012,
+    /* A pool worker died while running the task. */
+    MP_EWORKER = -1013,
+    /* The lock was acquired, but its previous holder died holding it. */
+    MP_EOWNERDEAD = -1014,
+    /* OSError("got end of file during message"): the peer went away after
+     * sending only part of a message. */
+    MP_ETRUNCATED = -1015,
+    /* OSError("connection is read-only"): send on a receive-only end. */
+    MP_EREADONLY = -1016,
+    /* OSError("connection is write-only"): receive or poll on a send-only end. */
+    MP_EWRITEONLY = -1017,
+    /* AssertionError in Python: the object is not in a state that allows the
+     * call (starting a process twice, joining one never started, ...). */
+    MP_ESTATE = -1018,
+    /* The answer does not exist yet: Python returns None (a process's exit
+     * code while it runs). */
+    MP_ENOTDONE = -1019,
+};
+
+/*
+ * mp_strerror - describe a status code.
+ *
+ * code: any value a libmpipc function returned: 0, a named MP_E code or a
+ *       negative errno value.
+ *
+ * Returns a static, NUL-terminated English description; never NULL. Unknown
+ * codes give "unknown libmpipc status". Thread/fork: safe to call anywhere.
+ */
+MP_API const char *mp_strerror(int code);
+
+/*
+ * mp_errname - the symbolic name of a status code.
+ *
+ * Returns "MP_OK", "MP_EOF", ... for the library's codes, the errno macro name
+ * for the common negative errno values ("EPIPE", "EMFILE", ...) and
+ * "MP_UNKNOWN" otherwise. The string is static. Useful in log lines and test
+ * failure messages.
+ */
+MP_API const char *mp_errname(int code);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MPIPC_ERROR_H */

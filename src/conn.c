@@ -1,0 +1,624 @@
+/*
+ * conn - Python's Connection over a pipe or stream socket (see conn.h).
+ *
+ * Receiving. A connection keeps a 64 KiB read-ahead buffer, so a stream of
+ * small messages costs one read() per buffer-full rather than two per
+ * message. A message that cannot fit the buffer is read straight into its
+ * destination (the caller's buffer, or a heap buffer that grows only as bytes
+ * arrive, so a lying length header cannot make us allocate for it).
+ *
+ * State kept between calls, all guarded by rmu:
+ *   rbuf[rpos, rlen)     bytes read ahead: zero or more whole messages and
+ *                        possibly the start of the next one;
+ *   big                  a large message whose header has been consumed and
+ *                        whose payload has partly arrived (a receive that
+ *                        timed out part-way resumes here).
+ * The number of unreceived bytes is mirrored in an atomic so poll() and
+ * wait() can see it without taking rmu (a receive may hold rmu for a while).
+ *
+ * Fork. Every entry point compares the handle's fork generation with the
+ * process's; in a child that differs, and the handle drops the buffered
+ * bytes (they belong to the parent, who will deliver them) and re-creates
+ * its mutexes (a parent thread may have held one at the moment of fork).
+ */
+#include "frame.h"
+#include "internal.h"
+#include "io.h"
+
+#include <mpipc/conn.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RBUF_CAP (64u * 1024u)
+/* Growth bounds for a large message: never allocate more than what has
+ * arrived plus max(CHUNK_MIN, arrived) and never more than CHUNK_MAX ahead. */
+#define CHUNK_MIN (1024u * 1024u)
+#define CHUNK_MAX (64u * 1024u * 1024u)
+/* mp_wait() keeps this many pollfds on the stack before it allocates. */
+#define WAIT_STACK 16
+
+struct mp_conn {
+    int fd;
+    bool is_socket;
+    bool writable;
+    bool readable;  /* atomic: cleared after MP_ETOOLONG */
+    bool closed;    /* atomic */
+    bool readahead; /* guarded by rmu */
+    unsigned gen;   /* fork generation the mutexes and buffer belong to */
+    pthread_mutex_t rmu;
+    pthread_mutex_t wmu;
+
+    /* read side, guarded by rmu */
+    unsigned char *rbuf;
+    size_t rpos, rlen;
+    unsigned char *big; /* large message in progress, or NULL */
+    size_t big_size, big_got, big_cap;
+    size_t unread; /* atomic mirror of (rlen - rpos) + big_got */
+};
+
+/* ---- small helpers ------------------------------------------------------- */
+
+static bool load_flag(const bool *flag)
+{
+    return __atomic_load_n(flag, __ATOMIC_ACQUIRE);
+}
+
+static void store_flag(bool *flag, bool value)
+{
+    __atomic_store_n(flag, value, __ATOMIC_RELEASE);
+}
+
+static void update_unread(mp_conn *c)
+{
+    size_t n = (c->rlen - c->rpos) + (c->big ? c->big_got : 0);
+    __atomic_store_n(&c->unread, n, __ATOMIC_RELEASE);
+}
+
+/* Drop every buffered byte (rmu held, or the handle is not shared). */
+static void drop_buffered(mp_conn *c)
+{
+    c->rpos = c->rlen = 0;
+    free(c->big);
+    c->big = NULL;
+    c->big_size = c->big_got = c->big_cap = 0;
+    update_unread(c);
+}
+
+/* In a forked child, make the handle the child's own (see the file comment). */
+static void fork_fixup_slow(mp_conn *c)
+{
+    mp__forkfix_lock();
+    unsigned now = mp__forkgen();
+    if (c->gen != now) {
+        (void)pthread_mutex_init(&c->rmu, NULL);
+        (void)pthread_mutex_init(&c->wmu, NULL);
+        drop_buffered(c);
+        __atomic_store_n(&c->gen, now, __ATOMIC_RELEASE);
+    }
+    mp__forkfix_unlock();
+}
+
+static inline void fork_fixup(mp_conn *c)
+{
+    if (__atomic_load_n(&c->gen, __ATOMIC_ACQUIRE) != mp__forkgen())
+        fork_fixup_slow(c);
+}
+
+/* Python's _check_closed + _check_readable. */
+static int check_recv(mp_conn *c)
+{
+    if (!c)
+        return -EINVAL;
+    if (load_flag(&c->closed))
+        return MP_ECLOSED;
+    if (!load_flag(&c->readable))
+        return MP_EWRITEONLY;
+    fork_fixup(c);
+    return 0;
+}
+
+/* ---- construction --------------------------------------------------------- */
+
+static int conn_new(mp_conn **out, int fd, bool is_socket, bool readable, bool writable)
+{
+    mp_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    c->fd = fd;
+    c->is_socket = is_socket;
+    c->readable = readable;
+    c->writable = writable;
+    c->readahead = true;
+    c->gen = mp__forkgen();
+    if (pthread_mutex_init(&c->rmu, NULL) != 0) {
+        free(c);
+        return -ENOMEM;
+    }
+    if (pthread_mutex_init(&c->wmu, NULL) != 0) {
+        pthread_mutex_destroy(&c->rmu);
+        free(c);
+        return -ENOMEM;
+    }
+    *out = c;
+    return 0;
+}
+
+MP_API int mp_pipe(mp_conn **a, mp_conn **b, bool duplex)
+{
+    if (!a || !b)
+        return -EINVAL;
+    *a = *b = NULL;
+    int fds[2];
+    int rc = duplex ? mp__socketpair(fds) : mp__pipe(fds);
+    if (rc < 0)
+        return rc;
+    /* pipe(2): fds[0] is the read end, fds[1] the write end, which is exactly
+     * Python's (reader, writer) order for Pipe(duplex=False). */
+    rc = conn_new(a, fds[0], duplex, true, duplex);
+    if (rc == 0) {
+        rc = conn_new(b, fds[1], duplex, duplex, true);
+        if (rc < 0) {
+            mp_conn_free(*a);
+            *a = NULL;
+            mp__close(fds[1]);
+        }
+    } else {
+        mp__close(fds[0]);
+        mp__close(fds[1]);
+    }
+    return rc;
+}
+
+MP_API int mp_conn_from_fd(mp_conn **out, int fd, bool readable, bool writable)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (fd < 0 || (!readable && !writable))
+        return -EINVAL;
+    int sock = mp__fd_is_socket(fd);
+    if (sock < 0)
+        return sock;
+    int rc = mp__set_cloexec(fd);
+    if (rc < 0)
+        return rc;
+    return conn_new(out, fd, sock == 1, readable, writable);
+}
+
+/* ---- sending -------------------------------------------------------------- */
+
+MP_API int mp_conn_send_bytes(mp_conn *c, const void *buf, size_t len)
+{
+    if (!c || (!buf && len > 0))
+        return -EINVAL;
+    if (load_flag(&c->closed))
+        return MP_ECLOSED;
+    if (!c->writable)
+        return MP_EREADONLY;
+    fork_fixup(c);
+
+    unsigned char hdr[MP__FRAME_MAX];
+    struct iovec iov[2];
+    iov[0].iov_base = hdr;
+    iov[0].iov_len = mp__frame_encode(len, hdr);
+    iov[1].iov_base = (void *)buf;
+    iov[1].iov_len = len;
+
+    pthread_mutex_lock(&c->wmu);
+    int rc = mp__write_all(c->fd, iov, 2, c->is_socket, false);
+    pthread_mutex_unlock(&c->wmu);
+    return rc;
+}
+
+/* ---- receiving ------------------------------------------------------------ */
+
+/*
+ * Read until at least `need` bytes are buffered from rpos (need <= RBUF_CAP).
+ * With read-ahead on, each read asks for all the room the buffer has; off, it
+ * asks for exactly the missing bytes so that nothing beyond this message is
+ * taken from the descriptor.
+ */
+static int fill(mp_conn *c, size_t need, int64_t deadline)
+{
+    if (!c->rbuf) {
+        c->rbuf = malloc(RBUF_CAP);
+        if (!c->rbuf)
+            return -ENOMEM;
+    }
+    if (c->rpos + need > RBUF_CAP) {
+        memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+        c->rlen -= c->rpos;
+        c->rpos = 0;
+    }
+    while (c->rlen - c->rpos < need) {
+        size_t want = c->readahead ? RBUF_CAP - c->rlen : need - (c->rlen - c->rpos);
+        ssize_t r = mp__read_some(c->fd, c->rbuf + c->rlen, want, deadline, c->is_socket);
+        if (r == 0) {
+            int rc = c->rlen == c->rpos ? MP_EOF : MP_ETRUNCATED;
+            drop_buffered(c);
+            return rc;
+        }
+        if (r < 0)
+            return (int)r;
+        c->rlen += (size_t)r;
+        update_unread(c);
+    }
+    return 0;
+}
+
+/* Make room in `big` for more of the message, growing only as bytes arrive. */
+static int big_grow(mp_conn *c)
+{
+    size_t step = c->big_got < CHUNK_MIN ? CHUNK_MIN : c->big_got;
+    if (step > CHUNK_MAX)
+        step = CHUNK_MAX;
+    size_t cap = c->big_size - c->big_got < step ? c->big_size : c->big_got + step;
+    unsigned char *p = realloc(c->big, cap);
+    if (!p)
+        return -ENOMEM;
+    c->big = p;
+    c->big_cap = cap;
+    return 0;
+}
+
+/* Start a large message: the header (hdr bytes) is at rpos, followed by
+ * whatever part of the payload the read-ahead buffer holds. */
+static int big_start(mp_conn *c, size_t hdr, size_t size)
+{
+    size_t have = c->rlen - c->rpos - hdr; /* < size: it did not fit the buffer */
+    c->big = NULL;
+    c->big_size = size;
+    c->big_got = 0;
+    c->big_cap = 0;
+    /* The first allocation covers what arrived plus one chunk. */
+    size_t cap = size - have < CHUNK_MIN ? size : have + CHUNK_MIN;
+    c->big = malloc(cap);
+    if (!c->big)
+        return -ENOMEM;
+    c->big_cap = cap;
+    memcpy(c->big, c->rbuf + c->rpos + hdr, have);
+    c->big_got = have;
+    c->rpos = c->rlen = 0;
+    update_unread(c);
+    return 0;
+}
+
+/* Receive the rest of the large message in `big`. */
+static int big_finish(mp_conn *c, int64_t deadline)
+{
+    while (c->big_got < c->big_size) {
+        if (c->big_got == c->big_cap) {
+            int rc = big_grow(c);
+            if (rc < 0)
+                return rc;
+        }
+        ssize_t r = mp__read_some(c->fd, c->big + c->big_got, c->big_cap - c->big_got, deadline,
+                                  c->is_socket);
+        if (r == 0) {
+            drop_buffered(c);
+            return MP_ETRUNCATED;
+        }
+        if (r < 0)
+            return (int)r; /* the partial message stays for the next call */
+        c->big_got += (size_t)r;
+        update_unread(c);
+    }
+    return 0;
+}
+
+/* Python's _bad_message_length(): a duplex end stops being readable, a
+ * receive-only end is closed. */
+static void bad_message_length(mp_conn *c)
+{
+    drop_buffered(c);
+    if (c->writable) {
+        store_flag(&c->readable, false);
+    } else {
+        store_flag(&c->closed, true);
+        /* The descriptor itself is released by close/free, which take rmu. */
+    }
+}
+
+/* What a receive wants: a fresh buffer, or a copy into the caller's. */
+struct recv_req {
+    size_t maxlength; /* 0 = none */
+    unsigned char *into; /* NULL: allocate */
+    size_t room;         /* bytes available at into */
+    /* results */
+    unsigned char *out;  /* allocated message (into == NULL) */
+    size_t size;
+};
+
+/* Hand over a completed large message. */
+static int deliver_big(mp_conn *c, struct recv_req *req)
+{
+    req->size = c->big_size;
+    if (req->into) {
+        memcpy(req->into, c->big, c->big_size);
+        free(c->big);
+    } else {
+        req->out = c->big;
+    }
+    c->big = NULL;
+    c->big_size = c->big_got = c->big_cap = 0;
+    update_unread(c);
+    return 0;
+}
+
+/*
+ * Receive one message (rmu held). Nothing is consumed unless the message is
+ * delivered, except on MP_ETOOLONG (the end becomes unreadable anyway) and on
+ * end of file.
+ */
+static int recv_locked(mp_conn *c, struct recv_req *req, int64_t deadline)
+{
+    if (c->big) {
+        /* A large message was interrupted by a timeout: finish it first. */
+        if (req->maxlength && c->big_size > req->maxlength) {
+            bad_message_length(c);
+            return MP_ETOOLONG;
+        }
+        if (req->into && c->big_size > req->room) {
+            req->size = c->big_size;
+            return MP_ETOOSHORT;
+        }
+        int rc = big_finish(c, deadline);
+        return rc < 0 ? rc : deliver_big(c, req);
+    }
+
+    uint64_t size64 = 0;
+    size_t hdr = MP__FRAME_SHORT;
+    for (;;) {
+        int rc = mp__frame_decode(c->rbuf ? c->rbuf + c->rpos : NULL, c->rlen - c->rpos, &size64,
+                                  &hdr);
+        if (rc == 1)
+            break;
+        if (rc < 0) {
+            drop_buffered(c);
+            return rc; /* MP_EPROTO: the stream cannot be resynchronised */
+        }
+        rc = fill(c, hdr, deadline);
+        if (rc < 0)
+            return rc;
+    }
+    size_t size = (size_t)size64;
+    req->size = size;
+
+    if (req->maxlength && size > req->maxlength) {
+        bad_message_length(c);
+        return MP_ETOOLONG;
+    }
+    if (req->into && size > req->room)
+        return MP_ETOOSHORT; /* header stays buffered: the next call sees it */
+
+    if (size <= RBUF_CAP - hdr) {
+        /* Small message: complete it in the read-ahead buffer. */
+        int rc = fill(c, hdr + size, deadline);
+        if (rc < 0)
+            return rc;
+        const unsigned char *payload = c->rbuf + c->rpos + hdr;
+        if (req->into) {
+            memcpy(req->into, payload, size);
+        } else {
+            req->out = malloc(size ? size : 1);
+            if (!req->out)
+                return -ENOMEM;
+            memcpy(req->out, payload, size);
+        }
+        c->rpos += hdr + size;
+        if (c->rpos == c->rlen)
+            c->rpos = c->rlen = 0;
+        update_unread(c);
+        return 0;
+    }
+
+    /* Large message: collect it in `big`, then hand it over. A receive into
+     * the caller's buffer pays one extra copy; large messages are dominated
+     * by the transfer itself. */
+    int rc = big_start(c, hdr, size);
+    if (rc < 0)
+        return rc;
+    rc = big_finish(c, deadline);
+    return rc < 0 ? rc : deliver_big(c, req);
+}
+
+static int do_recv(mp_conn *c, struct recv_req *req, double timeout)
+{
+    int64_t deadline = mp__deadline(timeout);
+    pthread_mutex_lock(&c->rmu);
+    int rc;
+    if (load_flag(&c->closed))
+        rc = MP_ECLOSED; /* closed by MP_ETOOLONG in another thread */
+    else if (!load_flag(&c->readable))
+        rc = MP_EWRITEONLY;
+    else
+        rc = recv_locked(c, req, deadline);
+    pthread_mutex_unlock(&c->rmu);
+    return rc;
+}
+
+MP_API int mp_conn_recv_bytes(mp_conn *c, void **buf, size_t *len, size_t maxlength,
+                              double timeout)
+{
+    if (!buf || !len)
+        return -EINVAL;
+    *buf = NULL;
+    *len = 0;
+    int rc = check_recv(c);
+    if (rc < 0)
+        return rc;
+    struct recv_req req = {.maxlength = maxlength};
+    rc = do_recv(c, &req, timeout);
+    if (rc == 0) {
+        *buf = req.out;
+        *len = req.size;
+    }
+    return rc;
+}
+
+MP_API ssize_t mp_conn_recv_bytes_into(mp_conn *c, void *buf, size_t cap, size_t offset,
+                                       size_t *msg_size, double timeout)
+{
+    if (msg_size)
+        *msg_size = 0;
+    if ((!buf && cap > 0) || offset > cap)
+        return -EINVAL;
+    int rc = check_recv(c);
+    if (rc < 0)
+        return rc;
+    struct recv_req req = {.into = (unsigned char *)buf + offset, .room = cap - offset};
+    rc = do_recv(c, &req, timeout);
+    if (msg_size && (rc == 0 || rc == MP_ETOOSHORT))
+        *msg_size = req.size;
+    return rc == 0 ? (ssize_t)req.size : rc;
+}
+
+/* ---- polling -------------------------------------------------------------- */
+
+MP_API size_t mp_conn_buffered(mp_conn *c)
+{
+    if (check_recv(c) < 0)
+        return 0;
+    return __atomic_load_n(&c->unread, __ATOMIC_ACQUIRE);
+}
+
+MP_API int mp_conn_poll(mp_conn *c, double timeout)
+{
+    mp_wait_item item = {.conn = c, .fd = -1, .ready = 0};
+    int rc = check_recv(c);
+    return rc < 0 ? rc : mp_wait(&item, 1, timeout);
+}
+
+MP_API int mp_wait(mp_wait_item *items, size_t n, double timeout)
+{
+    if (!items && n > 0)
+        return -EINVAL;
+    int64_t deadline = mp__deadline(timeout);
+
+    struct pollfd stack_fds[WAIT_STACK];
+    struct pollfd *fds = stack_fds;
+    if (n > WAIT_STACK) {
+        fds = calloc(n, sizeof *fds);
+        if (!fds)
+            return -ENOMEM;
+    }
+
+    int rc = 0;
+    size_t buffered = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        items[i].ready = 0;
+        int fd = items[i].fd;
+        if (items[i].conn) {
+            mp_conn *c = items[i].conn;
+            rc = check_recv(c);
+            if (rc < 0)
+                break;
+            fd = c->fd;
+            if (__atomic_load_n(&c->unread, __ATOMIC_ACQUIRE) > 0) {
+                items[i].ready = 1;
+                buffered++;
+            }
+        } else if (fd < 0) {
+            rc = -EINVAL;
+            break;
+        }
+        fds[i].fd = fd;
+        fds[i].events = POLLIN;
+        fds[i].revents = 0;
+    }
+
+    if (rc == 0) {
+        /* Buffered messages are ready now: only look, do not wait. */
+        int prc = mp__poll(fds, (nfds_t)n, buffered ? mp__now_ns() : deadline);
+        if (prc < 0)
+            rc = prc;
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            if (fds[i].revents & POLLNVAL)
+                rc = -EBADF;
+            else if (fds[i].revents & (POLLIN | POLLHUP | POLLERR))
+                items[i].ready = 1;
+        }
+        if (rc == 0)
+            for (size_t i = 0; i < n; i++)
+                rc += items[i].ready;
+    }
+    if (rc < 0)
+        for (size_t i = 0; i < n; i++)
+            items[i].ready = 0;
+    if (fds != stack_fds)
+        free(fds);
+    return rc;
+}
+
+/* ---- settings and properties ---------------------------------------------- */
+
+MP_API int mp_conn_set_readahead(mp_conn *c, bool on)
+{
+    if (!c)
+        return -EINVAL;
+    if (load_flag(&c->closed))
+        return MP_ECLOSED;
+    fork_fixup(c);
+    pthread_mutex_lock(&c->rmu);
+    c->readahead = on;
+    pthread_mutex_unlock(&c->rmu);
+    return 0;
+}
+
+MP_API int mp_conn_fileno(const mp_conn *c)
+{
+    if (!c)
+        return -EINVAL;
+    return load_flag(&c->closed) ? MP_ECLOSED : c->fd;
+}
+
+MP_API bool mp_conn_readable(const mp_conn *c)
+{
+    return c && load_flag(&c->readable);
+}
+
+MP_API bool mp_conn_writable(const mp_conn *c)
+{
+    return c && c->writable;
+}
+
+MP_API bool mp_conn_closed(const mp_conn *c)
+{
+    return !c || load_flag(&c->closed);
+}
+
+/* ---- closing -------------------------------------------------------------- */
+
+MP_API int mp_conn_close(mp_conn *c)
+{
+    if (!c)
+        return -EINVAL;
+    fork_fixup(c);
+    pthread_mutex_lock(&c->rmu);
+    pthread_mutex_lock(&c->wmu);
+    int rc = 0;
+    store_flag(&c->closed, true);
+    if (c->fd >= 0) {
+        rc = mp__close(c->fd);
+        c->fd = -1;
+    }
+    drop_buffered(c);
+    free(c->rbuf);
+    c->rbuf = NULL;
+    pthread_mutex_unlock(&c->wmu);
+    pthread_mutex_unlock(&c->rmu);
+    return rc;
+}
+
+MP_API void mp_conn_free(mp_conn *c)
+{
+    if (!c)
+        return;
+    (void)mp_conn_close(c);
+    pthread_mutex_destroy(&c->rmu);
+    pthread_mutex_destroy(&c->wmu);
+    free(c);
+}

@@ -1,0 +1,77 @@
+/*
+ * Status code names and descriptions. The table is the one place a code is
+ * described; adding a code to error.h means adding its row here, and
+ * tests/test_error.c checks that every code in the enum has one.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <string.h>
+
+struct code_row {
+    int code;
+    const char *name;
+    const char *text;
+};
+
+static const struct code_row library_codes[] = {
+    {MP_OK, "MP_OK", "success"},
+    {MP_EOF, "MP_EOF", "end of file: the peer closed the connection"},
+    {MP_EMPTY, "MP_EMPTY", "queue is empty"},
+    {MP_FULL, "MP_FULL", "queue is full"},
+    {MP_ETIMEDOUT, "MP_ETIMEDOUT", "timed out"},
+    {MP_ETOOLONG, "MP_ETOOLONG", "bad message length: message longer than maxlength"},
+    {MP_ETOOSHORT, "MP_ETOOSHORT", "buffer too short for the message"},
+    {MP_ECLOSED, "MP_ECLOSED", "handle is closed"},
+    {MP_EPROTO, "MP_EPROTO", "corrupt frame or refused pickle data"},
+    {MP_EVALUE, "MP_EVALUE", "invalid value for this call"},
+    {MP_EAUTH, "MP_EAUTH", "authentication failed"},
+    {MP_EBROKEN, "MP_EBROKEN", "barrier is broken"},
+    {MP_ETASK, "MP_ETASK", "pool task reported failure"},
+    {MP_EWORKER, "MP_EWORKER", "pool worker died running the task"},
+    {MP_EOWNERDEAD, "MP_EOWNERDEAD", "acquired; the previous holder died holding it"},
+    {MP_ETRUNCATED, "MP_ETRUNCATED", "got end of file during message"},
+    {MP_EREADONLY, "MP_EREADONLY", "connection is read-only"},
+    {MP_EWRITEONLY, "MP_EWRITEONLY", "connection is write-only"},
+    {MP_ESTATE, "MP_ESTATE", "object is not in a state that allows this call"},
+    {MP_ENOTDONE, "MP_ENOTDONE", "not finished yet"},
+};
+
+#define ERRNO_ROW(e) {-(e), #e, NULL}
+static const struct code_row errno_codes[] = {
+    ERRNO_ROW(EPERM),  ERRNO_ROW(ENOENT),     ERRNO_ROW(ESRCH),        ERRNO_ROW(EINTR),
+    ERRNO_ROW(EIO),    ERRNO_ROW(EBADF),      ERRNO_ROW(ECHILD),       ERRNO_ROW(EAGAIN),
+    ERRNO_ROW(ENOMEM), ERRNO_ROW(EACCES),     ERRNO_ROW(EFAULT),       ERRNO_ROW(EBUSY),
+    ERRNO_ROW(EEXIST), ERRNO_ROW(EINVAL),     ERRNO_ROW(ENFILE),       ERRNO_ROW(EMFILE),
+    ERRNO_ROW(ENOSPC), ERRNO_ROW(EPIPE),      ERRNO_ROW(ERANGE),       ERRNO_ROW(EDEADLK),
+    ERRNO_ROW(ENOSYS), ERRNO_ROW(ENOTSOCK),   ERRNO_ROW(EADDRINUSE),   ERRNO_ROW(ECONNRESET),
+    ERRNO_ROW(ENOTCONN), ERRNO_ROW(ECONNREFUSED), ERRNO_ROW(EOVERFLOW), ERRNO_ROW(ENAMETOOLONG),
+};
+
+static const struct code_row *find_row(int code)
+{
+    for (size_t i = 0; i < sizeof library_codes / sizeof library_codes[0]; i++)
+        if (library_codes[i].code == code)
+            return &library_codes[i];
+    for (size_t i = 0; i < sizeof errno_codes / sizeof errno_codes[0]; i++)
+        if (errno_codes[i].code == code)
+            return &errno_codes[i];
+    return NULL;
+}
+
+MP_API const char *mp_strerror(int code)
+{
+    const struct code_row *row = find_row(code);
+    if (row && row->text)
+        return row->text;
+    if (code < 0 && code > MP_ERRNO_MIN)
+        /* glibc returns a static string for every errno it knows. */
+        return strerror(-code);
+    return "unknown libmpipc status";
+}
+
+MP_API const char *mp_errname(int code)
+{
+    const struct code_row *row = find_row(code);
+    return row ? row->name : "MP_UNKNOWN";
+}

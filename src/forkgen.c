@@ -1,0 +1,48 @@
+/*
+ * The fork generation counter (see internal.h).
+ *
+ * The counter only changes in a child, inside the atfork handler, while that
+ * child is still single-threaded; readers elsewhere see a stable value, so a
+ * relaxed atomic load is enough.
+ */
+#include "internal.h"
+
+#include <pthread.h>
+
+static unsigned generation;
+static pthread_once_t install_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t forkfix_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+static void in_child_after_fork(void)
+{
+    __atomic_store_n(&generation, __atomic_load_n(&generation, __ATOMIC_RELAXED) + 1,
+                     __ATOMIC_RELAXED);
+    /* Another parent thread may have held the mutex at the moment of fork;
+     * in the child that thread does not exist, so start from a fresh one. */
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    forkfix_mutex = fresh;
+}
+
+static void install(void)
+{
+    /* pthread_atfork only fails with ENOMEM; then children are not told, and
+     * the only cost is that a child may reuse a read-ahead buffer it inherited.
+     * There is nothing better to do from a once-routine, so it is ignored. */
+    (void)pthread_atfork(NULL, NULL, in_child_after_fork);
+}
+
+unsigned mp__forkgen(void)
+{
+    (void)pthread_once(&install_once, install);
+    return __atomic_load_n(&generation, __ATOMIC_RELAXED);
+}
+
+void mp__forkfix_lock(void)
+{
+    (void)pthread_mutex_lock(&forkfix_mutex);
+}
+
+void mp__forkfix_unlock(void)
+{
+    (void)pthread_mutex_unlock(&forkfix_mutex);
+}

@@ -1,0 +1,58 @@
+/*
+ * Private declarations shared by the library's source files. Never installed.
+ *
+ * Internal non-static symbols start with mp__ so they cannot collide with the
+ * public mp_ names or with a user's symbols (they are hidden from the shared
+ * library's ABI by -fvisibility=hidden anyway).
+ */
+#ifndef MPIPC_INTERNAL_H
+#define MPIPC_INTERNAL_H
+
+#include <mpipc/error.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Status codes in (MP_ERRNO_MIN, 0) are negated errno values. */
+#define MP_ERRNO_MIN (-1000)
+
+/* The negated errno of the last failed system call, never 0. */
+#define MP__NEG_ERRNO() (errno > 0 ? -errno : -EIO)
+
+/* Overflow-checked size arithmetic: true when a + b would wrap. */
+static inline bool mp__add_overflows(size_t a, size_t b, size_t *sum)
+{
+    return __builtin_add_overflow(a, b, sum);
+}
+
+/*
+ * Fork generation: a process-wide counter that a pthread_atfork child handler
+ * increments. A handle records the generation it last saw; a mismatch tells
+ * it, for the price of one load, that it now lives in a forked child and must
+ * drop process-local state (a read-ahead buffer, mutexes a parent thread may
+ * have held). Cheaper than getpid(), which is a real system call in glibc.
+ */
+unsigned mp__forkgen(void);
+
+/*
+ * A process-wide mutex for the rare slow paths that repair a handle after
+ * fork. Valid in the child: the atfork child handler re-creates it.
+ */
+void mp__forkfix_lock(void);
+void mp__forkfix_unlock(void);
+
+/*
+ * At-exit hooks (process.c). A hook runs in the exit procedure of the process
+ * that added it (never in a child that merely inherited the registration):
+ * after a child's target returns, or when the main program exits. Hooks with
+ * priority >= 0 run before the process's children are joined, the others
+ * after, each group in reverse order of registration (Python's finalizer
+ * exitpriority). Queues use this to flush what their feeder holds.
+ * mp__exit_hook_add returns an id > 0, or -ENOMEM.
+ */
+typedef void (*mp__exit_hook_fn)(void *arg);
+int mp__exit_hook_add(mp__exit_hook_fn fn, void *arg, int priority);
+void mp__exit_hook_remove(int id);
+
+#endif /* MPIPC_INTERNAL_H */

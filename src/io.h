@@ -1,0 +1,97 @@
+/*
+ * io - the one home of raw descriptor system calls.
+ *
+ * Everything else in the library reads, writes, polls, creates and closes
+ * descriptors through these helpers, so EINTR, short transfers, deadlines,
+ * close-on-exec and SIGPIPE are handled once:
+ *
+ *   - EINTR is retried; a wait with a deadline waits only for what is left.
+ *   - Deadlines are absolute CLOCK_MONOTONIC nanoseconds (mp__deadline()).
+ *   - Every descriptor created here is close-on-exec from birth.
+ *   - Writes never let SIGPIPE kill the process: sockets use MSG_NOSIGNAL,
+ *     other descriptors block SIGPIPE in the calling thread for the duration
+ *     of the write and discard the signal the write raised. No process-wide
+ *     signal disposition is changed.
+ */
+#ifndef MPIPC_IO_H
+#define MPIPC_IO_H
+
+#include "internal.h"
+
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <time.h>
+
+/* A deadline that never passes. */
+#define MP__NO_DEADLINE INT64_C(-1)
+
+/* CLOCK_MONOTONIC now, in nanoseconds. */
+int64_t mp__now_ns(void);
+
+/* The deadline for a public timeout: negative -> MP__NO_DEADLINE, otherwise
+ * now + timeout (saturating; NaN is treated as "forever"). */
+int64_t mp__deadline(double timeout);
+
+/* Milliseconds left before the deadline, rounded up, for poll(): -1 for no
+ * deadline, 0 once it has passed. */
+int mp__deadline_ms(int64_t deadline);
+
+/* True once a real deadline has passed. */
+bool mp__deadline_passed(int64_t deadline);
+
+/* The deadline as an absolute CLOCK_MONOTONIC timespec, for
+ * pthread_cond_timedwait on a condvar set to CLOCK_MONOTONIC. The deadline
+ * must not be MP__NO_DEADLINE. */
+struct timespec mp__deadline_timespec(int64_t deadline);
+
+/* Sleep for the given number of seconds (EINTR-safe). */
+void mp__sleep(double seconds);
+
+/* Create a pipe or an AF_UNIX stream socketpair, both ends close-on-exec.
+ * Returns 0 or -errno. */
+int mp__pipe(int fds[2]);
+int mp__socketpair(int sv[2]);
+
+/* Make fd close-on-exec (for descriptors the library did not create). */
+int mp__set_cloexec(int fd);
+
+/* Close without retrying (a retried close can close a descriptor another
+ * thread just opened). EINTR counts as closed. Keeps errno. Returns 0 or -errno. */
+int mp__close(int fd);
+
+/* 1 if fd is a socket, 0 if not, -errno if fd is not open. */
+int mp__fd_is_socket(int fd);
+
+/* 1 if fd is open, 0 if not. */
+bool mp__fd_is_open(int fd);
+
+/*
+ * Read at most n bytes (n > 0) with one successful read, waiting until the
+ * deadline for data. Returns the byte count (> 0), 0 at end of file,
+ * MP_ETIMEDOUT, or -errno. With no deadline this is one blocking read.
+ * is_socket selects recv(MSG_DONTWAIT) so that a racing reader in another
+ * process cannot leave this call blocked past its deadline.
+ */
+ssize_t mp__read_some(int fd, void *buf, size_t n, int64_t deadline, bool is_socket);
+
+/*
+ * Write every byte of iov[0..iovcnt) (one writev/sendmsg when the kernel
+ * takes it all), resuming after short writes and EINTR. Returns 0 or -errno;
+ * a vanished reader is -EPIPE (or -ECONNRESET), never a SIGPIPE death.
+ * The iov array is modified in place when a write is short.
+ * sigpipe_blocked: the caller guarantees SIGPIPE is blocked in this thread
+ * for good (library-owned threads), so the per-write mask change is skipped.
+ */
+int mp__write_all(int fd, struct iovec *iov, int iovcnt, bool is_socket, bool sigpipe_blocked);
+
+/*
+ * poll() until the deadline, resuming after EINTR with the time that is left.
+ * Returns the number of ready entries, 0 when the deadline passed first, or
+ * -errno.
+ */
+int mp__poll(struct pollfd *fds, nfds_t n, int64_t deadline);
+
+#endif /* MPIPC_IO_H */

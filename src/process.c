@@ -1,0 +1,546 @@
+/*
+ * process - Python's Process for the fork start method (see process.h), and
+ * the exit procedure every process that uses the library runs.
+ *
+ * This file is the library's one home of fork() and waitpid().
+ *
+ * Process-local state (each process has its own copy after fork):
+ *   registry   the children this process started and has not reaped yet,
+ *              so the exit procedure can terminate daemons and join them;
+ *   hooks      at-exit hooks added by this process (queues flush there);
+ *   identity   this process's Python-style identity ("" in the main
+ *              process, "2" in Process-2, "2:1" in its first child).
+ * One mutex guards all of it. A pthread_atfork child handler empties the
+ * registry and the hooks in every child, however it was forked: a child's
+ * parent's children and queues are not the child's.
+ *
+ * Sentinels. start() makes a close-on-exec pipe whose write end only the
+ * child keeps; the read end reaches end of file when the child ends. The
+ * pipe and the fork happen under the mutex, and the atfork prepare handler
+ * takes the same mutex, so a fork from another thread can never inherit a
+ * child's write end and keep its sentinel from firing.
+ */
+#include "internal.h"
+#include "io.h"
+
+#include <mpipc/process.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+enum run_state { P_INITIAL, P_STARTED, P_ENDED };
+
+struct mp_process {
+    mp_target_fn target;
+    void *arg;
+    char *name;
+    char *identity; /* what the child's own identity will be, e.g. "2:1" */
+    bool daemon;
+    pid_t creator;  /* the process that made the handle */
+    pid_t pid;      /* 0 before start */
+    int sentinel;   /* read end of the sentinel pipe, -1 before start */
+    int state;      /* enum run_state; guarded by mu */
+    int exitcode;   /* valid in P_ENDED; -ECHILD if another waiter reaped it */
+    struct mp_process *next; /* registry link, guarded by mu */
+    bool registered;
+};
+
+struct exit_hook {
+    int id;
+    int priority;
+    mp__exit_hook_fn fn;
+    void *arg;
+    struct exit_hook *next;
+};
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static mp_process *registry;
+static struct exit_hook *hooks; /* newest first */
+static int next_hook_id;
+static unsigned made_count;     /* processes made by this process */
+static char *cur_identity;      /* NULL in the main process */
+static char *cur_name;          /* NULL: "MainProcess" */
+static bool cur_daemon;
+static bool exiting;
+static _Thread_local bool in_spawn;  /* this thread holds mu across fork() */
+
+static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
+
+/* ---- fork and exit plumbing ----------------------------------------------- */
+
+static void atfork_prepare(void)
+{
+    if (!in_spawn)
+        pthread_mutex_lock(&mu);
+}
+
+static void atfork_parent(void)
+{
+    if (!in_spawn)
+        pthread_mutex_unlock(&mu);
+}
+
+static void atfork_child(void)
+{
+    /* Single-threaded here. The forking thread held mu; start afresh. The
+     * parent's children and hooks stay allocated in this copy of memory, but
+     * they belong to the parent: drop the lists without freeing entries the
+     * parent's handles still point to (hook entries are the library's own,
+     * so those are freed). */
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    mu = fresh;
+    registry = NULL;
+    while (hooks) {
+        struct exit_hook *h = hooks;
+        hooks = h->next;
+        free(h);
+    }
+    exiting = false;
+}
+
+static void run_exit_procedure(void);
+
+static void setup(void)
+{
+    (void)pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+    (void)atexit(run_exit_procedure);
+}
+
+static void ensure_setup(void)
+{
+    (void)pthread_once(&setup_once, setup);
+}
+
+/* Run the hooks of one priority group, newest first. Each is taken off the
+ * list before it runs, so a hook may add or remove hooks. */
+static void run_hooks(bool high)
+{
+    for (;;) {
+        pthread_mutex_lock(&mu);
+        struct exit_hook **pp = &hooks;
+        while (*pp && ((*pp)->priority >= 0) != high)
+            pp = &(*pp)->next;
+        struct exit_hook *h = *pp;
+        if (h)
+            *pp = h->next;
+        pthread_mutex_unlock(&mu);
+        if (!h)
+            return;
+        h->fn(h->arg);
+        free(h);
+    }
+}
+
+int mp__exit_hook_add(mp__exit_hook_fn fn, void *arg, int priority)
+{
+    ensure_setup();
+    struct exit_hook *h = malloc(sizeof *h);
+    if (!h)
+        return -ENOMEM;
+    h->fn = fn;
+    h->arg = arg;
+    h->priority = priority;
+    pthread_mutex_lock(&mu);
+    if (next_hook_id == INT32_MAX)
+        next_hook_id = 0;
+    h->id = ++next_hook_id;
+    h->next = hooks;
+    hooks = h;
+    pthread_mutex_unlock(&mu);
+    return h->id;
+}
+
+void mp__exit_hook_remove(int id)
+{
+    pthread_mutex_lock(&mu);
+    for (struct exit_hook **pp = &hooks; *pp; pp = &(*pp)->next) {
+        if ((*pp)->id == id) {
+            struct exit_hook *h = *pp;
+            *pp = h->next;
+            free(h);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&mu);
+}
+
+/* ---- registry and reaping ------------------------------------------------- */
+
+/* state changes under mu; calls that only look at it do so without mu. */
+static int get_state(const mp_process *p)
+{
+    return __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
+}
+
+static void set_state(mp_process *p, int state)
+{
+    __atomic_store_n(&p->state, state, __ATOMIC_RELEASE);
+}
+
+static void registry_remove_locked(mp_process *p)
+{
+    if (!p->registered)
+        return;
+    for (mp_process **pp = &registry; *pp; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    }
+    p->next = NULL;
+    p->registered = false;
+}
+
+/* Python's os.waitstatus_to_exitcode. */
+static int status_to_exitcode(int status)
+{
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return -WTERMSIG(status);
+    return status;
+}
+
+/* Reap the child if it has ended, without blocking (mu held). Returns true
+ * once the process is in P_ENDED. */
+static bool reap_locked(mp_process *p)
+{
+    if (p->state != P_STARTED)
+        return p->state == P_ENDED;
+    int status = 0;
+    pid_t r;
+    do
+        r = waitpid(p->pid, &status, WNOHANG);
+    while (r < 0 && errno == EINTR);
+    if (r == p->pid) {
+        p->exitcode = status_to_exitcode(status);
+    } else if (r < 0 && errno == ECHILD) {
+        /* Someone else reaped it (SIGCHLD set to SIG_IGN, or a waitpid(-1)
+         * elsewhere): it has ended, but its exit code is lost. */
+        p->exitcode = -ECHILD;
+    } else {
+        return false;
+    }
+    set_state(p, P_ENDED);
+    registry_remove_locked(p);
+    return true;
+}
+
+static bool reap(mp_process *p)
+{
+    pthread_mutex_lock(&mu);
+    bool ended = reap_locked(p);
+    pthread_mutex_unlock(&mu);
+    return ended;
+}
+
+/* The calls Python reserves for the parent: started, and ours. */
+static int check_child(const mp_process *p)
+{
+    if (!p)
+        return -EINVAL;
+    if (p->creator != getpid())
+        return MP_ESTATE;
+    if (get_state(p) == P_INITIAL)
+        return MP_ESTATE;
+    return 0;
+}
+
+/* ---- construction and properties ------------------------------------------ */
+
+MP_API int mp_process_new(mp_process **out, mp_target_fn target, void *arg)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    ensure_setup();
+    mp_process *p = calloc(1, sizeof *p);
+    if (!p)
+        return -ENOMEM;
+    pthread_mutex_lock(&mu);
+    unsigned n = ++made_count;
+    const char *parent = cur_identity;
+    int len = snprintf(NULL, 0, "%s%s%u", parent ? parent : "", parent ? ":" : "", n);
+    p->identity = malloc((size_t)len + 1);
+    if (p->identity)
+        snprintf(p->identity, (size_t)len + 1, "%s%s%u", parent ? parent : "", parent ? ":" : "",
+                 n);
+    pthread_mutex_unlock(&mu);
+    if (p->identity) {
+        p->name = malloc(strlen("Process-") + (size_t)len + 1);
+        if (p->name)
+            sprintf(p->name, "Process-%s", p->identity);
+    }
+    if (!p->identity || !p->name) {
+        free(p->identity);
+        free(p->name);
+        free(p);
+        return -ENOMEM;
+    }
+    p->target = target;
+    p->arg = arg;
+    p->creator = getpid();
+    p->sentinel = -1;
+    p->state = P_INITIAL;
+    *out = p;
+    return 0;
+}
+
+MP_API int mp_process_set_name(mp_process *p, const char *name)
+{
+    if (!p || !name)
+        return -EINVAL;
+    size_t n = strlen(name) + 1;
+    char *copy = malloc(n);
+    if (!copy)
+        return -ENOMEM;
+    memcpy(copy, name, n);
+    free(p->name);
+    p->name = copy;
+    return 0;
+}
+
+MP_API const char *mp_process_name(const mp_process *p)
+{
+    return p ? p->name : NULL;
+}
+
+MP_API int mp_process_set_daemon(mp_process *p, bool daemon)
+{
+    if (!p)
+        return -EINVAL;
+    if (get_state(p) != P_INITIAL)
+        return MP_ESTATE; /* Python: "process has already started" */
+    p->daemon = daemon;
+    return 0;
+}
+
+MP_API bool mp_process_daemon(const mp_process *p)
+{
+    return p && p->daemon;
+}
+
+MP_API pid_t mp_process_pid(const mp_process *p)
+{
+    return p ? p->pid : 0;
+}
+
+MP_API int mp_process_sentinel(const mp_process *p)
+{
+    if (!p)
+        return -EINVAL;
+    return get_state(p) == P_INITIAL ? MP_EVALUE : p->sentinel;
+}
+
+MP_API const char *mp_process_current_name(void)
+{
+    return cur_name ? cur_name : "MainProcess";
+}
+
+/* ---- start ---------------------------------------------------------------- */
+
+/* The child's life after fork: adopt the handle's identity, run the target,
+ * run the exit procedure, leave. Never returns. */
+static void child_main(mp_process *p)
+{
+    /* The strings are this process's own copies now; duplicate them so the
+     * target may free or rename its handle. Out of memory keeps the defaults. */
+    cur_identity = strdup(p->identity);
+    cur_name = strdup(p->name);
+    cur_daemon = p->daemon;
+    made_count = 0;
+
+    int code = p->target ? p->target(p->arg) : 0;
+
+    run_exit_procedure();
+    fflush(NULL);
+    _exit(code & 0xff);
+}
+
+MP_API int mp_process_start(mp_process *p)
+{
+    if (!p)
+        return -EINVAL;
+    if (get_state(p) != P_INITIAL || p->creator != getpid() || cur_daemon)
+        return MP_ESTATE;
+    ensure_setup();
+
+    /* Python flushes sys.stdout/stderr before fork for the same reason: a
+     * buffer not yet written would be written by both processes. */
+    fflush(NULL);
+
+    in_spawn = true;
+    pthread_mutex_lock(&mu);
+    int fds[2];
+    int rc = mp__pipe(fds);
+    if (rc < 0) {
+        pthread_mutex_unlock(&mu);
+        in_spawn = false;
+        return rc;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        in_spawn = false; /* mu was re-created by atfork_child */
+        mp__close(fds[0]);
+        child_main(p); /* keeps fds[1] open until _exit */
+    }
+    int fork_errno = errno;
+    mp__close(fds[1]);
+    if (pid < 0) {
+        pthread_mutex_unlock(&mu);
+        in_spawn = false;
+        mp__close(fds[0]);
+        return -fork_errno;
+    }
+    p->pid = pid;
+    p->sentinel = fds[0];
+    set_state(p, P_STARTED);
+    p->next = registry;
+    registry = p;
+    p->registered = true;
+    pthread_mutex_unlock(&mu);
+    in_spawn = false;
+    return 0;
+}
+
+/* ---- join, poll, signal --------------------------------------------------- */
+
+MP_API int mp_process_join(mp_process *p, double timeout)
+{
+    int rc = check_child(p);
+    if (rc < 0)
+        return rc;
+    int64_t deadline = mp__deadline(timeout);
+    if (reap(p))
+        return p->exitcode == -ECHILD ? -ECHILD : 0;
+
+    struct pollfd pfd = {.fd = p->sentinel, .events = POLLIN, .revents = 0};
+    rc = mp__poll(&pfd, 1, deadline);
+    if (rc < 0)
+        return rc;
+    /* The sentinel fires when the child's descriptors close, a moment before
+     * the kernel makes it reapable (or early, if the child closed the
+     * descriptor itself or exec'd): poll for the exit status, backing off
+     * from 50 us to 10 ms, until the deadline. */
+    double pause = 50e-6;
+    for (;;) {
+        if (reap(p))
+            return p->exitcode == -ECHILD ? -ECHILD : 0;
+        if (rc == 0 || mp__deadline_passed(deadline))
+            return MP_ETIMEDOUT;
+        mp__sleep(pause);
+        if (pause < 10e-3)
+            pause *= 2;
+    }
+}
+
+MP_API int mp_process_is_alive(mp_process *p)
+{
+    if (!p)
+        return -EINVAL;
+    if (p->creator != getpid())
+        return MP_ESTATE;
+    if (get_state(p) == P_INITIAL)
+        return 0;
+    return reap(p) ? 0 : 1;
+}
+
+MP_API int mp_process_exitcode(mp_process *p, int *code)
+{
+    if (!p || !code)
+        return -EINVAL;
+    if (p->creator != getpid())
+        return MP_ESTATE;
+    if (get_state(p) == P_INITIAL || !reap(p))
+        return MP_ENOTDONE;
+    if (p->exitcode == -ECHILD)
+        return -ECHILD;
+    *code = p->exitcode;
+    return 0;
+}
+
+static int send_signal(mp_process *p, int sig)
+{
+    int rc = check_child(p);
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&mu);
+    /* Only signal a pid we have not reaped: a reaped pid may belong to
+     * another process by now. An unreaped zombie ignores the signal. */
+    if (p->state == P_STARTED && kill(p->pid, sig) < 0 && errno != ESRCH)
+        rc = MP__NEG_ERRNO();
+    pthread_mutex_unlock(&mu);
+    return rc;
+}
+
+MP_API int mp_process_terminate(mp_process *p)
+{
+    return send_signal(p, SIGTERM);
+}
+
+MP_API int mp_process_kill(mp_process *p)
+{
+    return send_signal(p, SIGKILL);
+}
+
+MP_API int mp_process_free(mp_process *p)
+{
+    if (!p)
+        return 0;
+    if (p->creator == getpid() && get_state(p) == P_STARTED && !reap(p))
+        return MP_EVALUE;
+    pthread_mutex_lock(&mu);
+    registry_remove_locked(p);
+    pthread_mutex_unlock(&mu);
+    if (p->sentinel >= 0)
+        mp__close(p->sentinel);
+    free(p->name);
+    free(p->identity);
+    free(p);
+    return 0;
+}
+
+/* ---- the exit procedure --------------------------------------------------- */
+
+/* Python's util._exit_function: hooks, terminate daemons, join children,
+ * late hooks. Runs once per process (atexit in the main program, explicitly
+ * at the end of a child's target). */
+static void run_exit_procedure(void)
+{
+    pthread_mutex_lock(&mu);
+    bool again = exiting;
+    exiting = true;
+    pthread_mutex_unlock(&mu);
+    if (again)
+        return;
+
+    run_hooks(true);
+
+    pthread_mutex_lock(&mu);
+    for (mp_process *c = registry; c; c = c->next)
+        if (c->daemon && c->state == P_STARTED)
+            (void)kill(c->pid, SIGTERM);
+    pthread_mutex_unlock(&mu);
+
+    for (;;) {
+        pthread_mutex_lock(&mu);
+        mp_process *c = registry;
+        pthread_mutex_unlock(&mu);
+        if (!c)
+            break;
+        if (mp_process_join(c, MP_FOREVER) < 0) {
+            /* Not joinable (reaped elsewhere): stop tracking it. */
+            pthread_mutex_lock(&mu);
+            registry_remove_locked(c);
+            pthread_mutex_unlock(&mu);
+        }
+    }
+
+    run_hooks(false);
+}

@@ -1,0 +1,116 @@
+/* Test helpers: see testutil.h. */
+#include "testutil.h"
+
+#include <mpipc/error.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+double tu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void tu_sleep(double seconds)
+{
+    double end = tu_now() + seconds;
+    for (;;) {
+        double left = end - tu_now();
+        if (left <= 0)
+            return;
+        struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+}
+
+pid_t tu_fork(int (*fn)(void *arg), void *arg)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int code = fn(arg);
+        fflush(NULL);
+        _exit(code & 0xff);
+    }
+    assert_true(pid > 0);
+    return pid;
+}
+
+int tu_wait_child(pid_t pid, double timeout)
+{
+    double end = tu_now() + timeout;
+    int status = 0;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            break;
+        if (r < 0 && errno != EINTR)
+            fail_msg("waitpid(%d): %s", (int)pid, strerror(errno));
+        if (tu_now() > end) {
+            kill(pid, SIGKILL);
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+            return TU_TIMEOUT;
+        }
+        tu_sleep(0.001);
+    }
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return -WTERMSIG(status);
+    return status;
+}
+
+int tu_count_fds(void)
+{
+    int n = 0;
+    long max = sysconf(_SC_OPEN_MAX);
+    if (max < 0 || max > 65536)
+        max = 65536;
+    for (int fd = 0; fd < max; fd++)
+        if (fcntl(fd, F_GETFD) >= 0)
+            n++;
+    return n;
+}
+
+int tu_fd_setup(void **state)
+{
+    int *count = malloc(sizeof *count);
+    if (!count)
+        return -1;
+    *count = tu_count_fds();
+    *state = count;
+    return 0;
+}
+
+int tu_fd_teardown(void **state)
+{
+    int *count = *state;
+    int now = tu_count_fds();
+    int before = *count;
+    free(count);
+    if (now != before) {
+        print_error("descriptor leak: %d open before the test, %d after\n", before, now);
+        return -1;
+    }
+    return 0;
+}
+
+void tu_assert_status(long actual, long expected, const char *expr, const char *file, int line)
+{
+    if (actual != expected) {
+        print_error("%s returned %ld (%s: %s), expected %ld (%s)\n", expr, actual,
+                    mp_errname((int)actual), mp_strerror((int)actual), expected,
+                    mp_errname((int)expected));
+        _fail(file, line);
+    }
+}

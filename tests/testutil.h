@@ -1,0 +1,55 @@
+/*
+ * Helpers shared by the test binaries.
+ *
+ * Rules the helpers make easy to follow:
+ *   - a forked child never calls a cmocka assert: it reports through its exit
+ *     status (tu_fork) and the parent asserts;
+ *   - every wait has a deadline: tu_wait_child kills a child that overstays,
+ *     so a bug fails the test instead of hanging CI;
+ *   - tu_fd_setup/tu_fd_teardown check that a test leaves no descriptor open.
+ */
+#ifndef MPIPC_TESTUTIL_H
+#define MPIPC_TESTUTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+/* Returned by tu_wait_child when the child had to be killed at the deadline. */
+#define TU_TIMEOUT (-10000)
+
+/* Seconds on CLOCK_MONOTONIC. */
+double tu_now(void);
+
+/* Sleep for seconds (EINTR-safe). */
+void tu_sleep(double seconds);
+
+/* Fork a child that runs fn(arg) and leaves with _exit(fn's result & 0xff).
+ * Returns the child's pid (the test fails if fork fails). */
+pid_t tu_fork(int (*fn)(void *arg), void *arg);
+
+/* Wait up to timeout seconds for the child: returns its exit status (0..255),
+ * -signum if a signal killed it, or TU_TIMEOUT after killing and reaping it. */
+int tu_wait_child(pid_t pid, double timeout);
+
+/* Number of open descriptors in this process. */
+int tu_count_fds(void);
+
+/* cmocka fixtures that fail the test if it leaked a descriptor. */
+int tu_fd_setup(void **state);
+int tu_fd_teardown(void **state);
+
+/* Shorthand: a test with the descriptor-leak fixture. */
+#define TU_TEST(f) cmocka_unit_test_setup_teardown(f, tu_fd_setup, tu_fd_teardown)
+
+/* Assert that a libmpipc status equals the expected one, printing both names. */
+#define TU_ASSERT_STATUS(actual, expected) tu_assert_status((long)(actual), (long)(expected), \
+                                                            #actual, __FILE__, __LINE__)
+void tu_assert_status(long actual, long expected, const char *expr, const char *file, int line);
+
+#endif /* MPIPC_TESTUTIL_H */
