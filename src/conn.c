@@ -317,8 +317,12 @@ static void bad_message_length(mp_conn *c)
     if (c->writable) {
         store_flag(&c->readable, false);
     } else {
+        /* Nobody sends on a receive-only end, so with rmu held nothing else
+         * uses the descriptor: release it now, as Python's close() does, so
+         * the writer sees its reader gone. */
         store_flag(&c->closed, true);
-        /* The descriptor itself is released by close/free, which take rmu. */
+        mp__close(c->fd);
+        c->fd = -1;
     }
 }
 
