@@ -621,41 +621,56 @@ static void test_recv_timeout_returns_after_about_t(void **state)
 }
 
 /* A message that has only partly arrived when the timeout passes is kept:
- * the next receive continues it (small and large messages). */
+ * the next receive continues it - small and large messages, into a fresh
+ * buffer and into the caller's. */
 static void test_partial_message_survives_a_timeout(void **state)
 {
     (void)state;
     const size_t sizes[] = {1000, 500000};
-    for (size_t k = 0; k < 2; k++) {
-        for (int duplex = 0; duplex <= 1; duplex++) {
-            mp_conn *in, *out;
-            assert_int_equal(mp_pipe(&in, &out, duplex), 0);
-            size_t n = sizes[k];
-            unsigned char *frame = malloc(4 + n);
-            assert_non_null(frame);
-            mp__frame_encode(n, frame);
-            for (size_t i = 0; i < n; i++)
-                frame[4 + i] = (unsigned char)(i * 13);
-            size_t first = 4 + n / 3;
-            struct forge_args f1 = {mp_conn_fileno(out), frame, first, in};
-            pid_t pid = tu_fork(forge_and_exit_child, &f1);
-            void *buf;
-            size_t len;
-            /* Wait until the first third has certainly been read. */
+    for (int combo = 0; combo < 8; combo++) {
+        size_t n = sizes[combo & 1];
+        int duplex = (combo >> 1) & 1;
+        int into = (combo >> 2) & 1;
+        mp_conn *in, *out;
+        assert_int_equal(mp_pipe(&in, &out, duplex), 0);
+        unsigned char *frame = malloc(4 + n);
+        unsigned char *dest = malloc(n);
+        assert_non_null(frame);
+        assert_non_null(dest);
+        mp__frame_encode(n, frame);
+        for (size_t i = 0; i < n; i++)
+            frame[4 + i] = (unsigned char)(i * 13);
+        size_t first = 4 + n / 3;
+        struct forge_args f1 = {mp_conn_fileno(out), frame, first, in};
+        pid_t pid = tu_fork(forge_and_exit_child, &f1);
+        void *buf;
+        size_t len;
+        /* The first third arrives; the receive times out holding it. */
+        if (into)
+            TU_ASSERT_STATUS(mp_conn_recv_bytes_into(in, dest, n, 0, NULL, T_SHORT), MP_ETIMEDOUT);
+        else
             TU_ASSERT_STATUS(mp_conn_recv_bytes(in, &buf, &len, 0, T_SHORT), MP_ETIMEDOUT);
-            assert_int_equal(tu_wait_child(pid, T_LONG), 0);
-            TU_ASSERT_STATUS(mp_conn_recv_bytes(in, &buf, &len, 0, 0.05), MP_ETIMEDOUT);
-            struct forge_args f2 = {mp_conn_fileno(out), frame + first, 4 + n - first, in};
-            pid = tu_fork(forge_and_exit_child, &f2);
+        assert_int_equal(tu_wait_child(pid, T_LONG), 0);
+        TU_ASSERT_STATUS(mp_conn_recv_bytes(in, &buf, &len, 0, 0.05), MP_ETIMEDOUT);
+        assert_true(mp_conn_buffered(in) > 0);
+        assert_int_equal(mp_conn_poll(in, 0), 1);
+        struct forge_args f2 = {mp_conn_fileno(out), frame + first, 4 + n - first, in};
+        pid = tu_fork(forge_and_exit_child, &f2);
+        if (into) {
+            memset(dest, 0, n);
+            assert_int_equal(mp_conn_recv_bytes_into(in, dest, n, 0, NULL, T_LONG), (ssize_t)n);
+            assert_memory_equal(dest, frame + 4, n);
+        } else {
             TU_ASSERT_STATUS(mp_conn_recv_bytes(in, &buf, &len, 0, T_LONG), 0);
             assert_int_equal(len, n);
             assert_memory_equal(buf, frame + 4, n);
             free(buf);
-            assert_int_equal(tu_wait_child(pid, T_LONG), 0);
-            free(frame);
-            mp_conn_free(in);
-            mp_conn_free(out);
         }
+        assert_int_equal(tu_wait_child(pid, T_LONG), 0);
+        free(frame);
+        free(dest);
+        mp_conn_free(in);
+        mp_conn_free(out);
     }
 }
 
