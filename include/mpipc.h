@@ -12,5 +12,6 @@
 #include <mpipc/error.h>
 #include <mpipc/conn.h>
 #include <mpipc/process.h>
+#include <mpipc/listener.h>
 
 #endif /* MPIPC_H */

@@ -10,10 +10,18 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #ifndef IOV_MAX
@@ -324,4 +332,307 @@ int mp__write_all(int fd, struct iovec *iov, int iovcnt, bool is_socket, bool si
     if (guarded)
         sigpipe_guard_leave(&guard, rc == -EPIPE);
     return rc;
+}
+
+/* ---- sockets -------------------------------------------------------------- */
+
+static int set_nonblocking(int fd, bool on)
+{
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0)
+        return MP__NEG_ERRNO();
+    int want = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
+    if (want != flags && fcntl(fd, F_SETFL, want) < 0)
+        return MP__NEG_ERRNO();
+    return 0;
+}
+
+/* socket() with close-on-exec from birth where the system allows it. */
+static int new_socket(int family)
+{
+#ifdef SOCK_CLOEXEC
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 || (errno != EINVAL && errno != EPROTONOSUPPORT))
+        return fd >= 0 ? fd : MP__NEG_ERRNO();
+#endif
+    fd = socket(family, SOCK_STREAM, 0);
+    if (fd < 0)
+        return MP__NEG_ERRNO();
+    int rc = mp__set_cloexec(fd);
+    if (rc < 0) {
+        mp__close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+static void set_nodelay(int fd, int family)
+{
+    if (family == AF_INET || family == AF_INET6) {
+        int one = 1;
+        /* Best effort: a message is one write, this only trims latency. */
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+}
+
+static int unix_sockaddr(const struct mp__sockaddr *a, struct sockaddr_un *sun, socklen_t *len)
+{
+    memset(sun, 0, sizeof *sun);
+    sun->sun_family = AF_UNIX;
+    size_t n = strlen(a->path);
+    size_t room = sizeof sun->sun_path - (a->abstract ? 1 : 0) - 1;
+    if (n == 0 || n > room)
+        return -ENAMETOOLONG;
+    if (a->abstract) {
+        memcpy(sun->sun_path + 1, a->path, n); /* sun_path[0] == '\0' */
+        *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+    } else {
+        memcpy(sun->sun_path, a->path, n);
+        *len = (socklen_t)sizeof *sun;
+    }
+    return 0;
+}
+
+static int resolve(const struct mp__sockaddr *a, bool passive, struct addrinfo **res)
+{
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = passive ? AI_PASSIVE : 0;
+    char port[16];
+    snprintf(port, sizeof port, "%u", a->port);
+    int rc = getaddrinfo(a->host[0] ? a->host : NULL, port, &hints, res);
+    if (rc == 0)
+        return 0;
+    if (rc == EAI_SYSTEM)
+        return MP__NEG_ERRNO();
+    return rc == EAI_MEMORY ? -ENOMEM : -ENOENT;
+}
+
+/* The numeric text form of a socket address, as "tcp:host:port" /
+ * "unix:path"; also fills an mp__sockaddr when out is not NULL. */
+static void describe(const struct sockaddr *sa, socklen_t len, char *text, size_t cap,
+                     struct mp__sockaddr *out)
+{
+    char host[256] = "", port[16] = "";
+    if (sa->sa_family == AF_UNIX) {
+        const struct sockaddr_un *sun = (const struct sockaddr_un *)sa;
+        size_t n = len > offsetof(struct sockaddr_un, sun_path)
+                       ? (size_t)len - offsetof(struct sockaddr_un, sun_path)
+                       : 0;
+        bool abstract = n > 0 && sun->sun_path[0] == '\0';
+        const char *p = sun->sun_path + (abstract ? 1 : 0);
+        size_t plen = abstract ? n - 1 : strnlen(sun->sun_path, n);
+        if (text)
+            snprintf(text, cap, "unix:%s%.*s", abstract ? "@" : "", (int)plen, p);
+        if (out) {
+            memset(out, 0, sizeof *out);
+            out->family = AF_UNIX;
+            out->abstract = abstract;
+            snprintf(out->path, sizeof out->path, "%.*s", (int)plen, p);
+        }
+        return;
+    }
+    (void)getnameinfo(sa, len, host, sizeof host, port, sizeof port,
+                      NI_NUMERICHOST | NI_NUMERICSERV);
+    bool v6 = sa->sa_family == AF_INET6;
+    if (text)
+        snprintf(text, cap, "tcp:%s%s%s:%s", v6 ? "[" : "", host, v6 ? "]" : "", port);
+    if (out) {
+        memset(out, 0, sizeof *out);
+        out->family = sa->sa_family;
+        snprintf(out->host, sizeof out->host, "%s", host);
+        out->port = (unsigned)strtoul(port, NULL, 10);
+    }
+}
+
+int mp__listen(const struct mp__sockaddr *a, int backlog, struct mp__sockaddr *bound)
+{
+    if (a->family == AF_UNIX) {
+        struct sockaddr_un sun;
+        socklen_t len;
+        int rc = unix_sockaddr(a, &sun, &len);
+        if (rc < 0)
+            return rc;
+        int fd = new_socket(AF_UNIX);
+        if (fd < 0)
+            return fd;
+        if (bind(fd, (struct sockaddr *)&sun, len) < 0 || listen(fd, backlog) < 0 ||
+            (rc = set_nonblocking(fd, true)) < 0) {
+            rc = rc < 0 ? rc : MP__NEG_ERRNO();
+            mp__close(fd);
+            return rc;
+        }
+        if (bound)
+            *bound = *a;
+        return fd;
+    }
+
+    struct addrinfo *res;
+    int rc = resolve(a, true, &res);
+    if (rc < 0)
+        return rc;
+    rc = -EADDRNOTAVAIL;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        int fd = new_socket(ai->ai_family);
+        if (fd < 0) {
+            rc = fd;
+            continue;
+        }
+        int one = 1;
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, backlog) < 0 ||
+            set_nonblocking(fd, true) < 0) {
+            rc = MP__NEG_ERRNO();
+            mp__close(fd);
+            continue;
+        }
+        if (bound) {
+            struct sockaddr_storage ss;
+            socklen_t sl = sizeof ss;
+            if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+                describe((struct sockaddr *)&ss, sl, NULL, 0, bound);
+            else
+                *bound = *a;
+        }
+        freeaddrinfo(res);
+        return fd;
+    }
+    freeaddrinfo(res);
+    return rc;
+}
+
+int mp__accept(int listen_fd, int64_t deadline, char *peer, size_t peer_cap)
+{
+    for (;;) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd;
+#if defined(__linux__) || defined(__FreeBSD__)
+        fd = accept4(listen_fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+#else
+        fd = accept(listen_fd, (struct sockaddr *)&ss, &sl);
+        if (fd >= 0 && mp__set_cloexec(fd) < 0) {
+            mp__close(fd);
+            fd = -1;
+        }
+#endif
+        if (fd >= 0) {
+            /* On some systems an accepted socket inherits O_NONBLOCK. */
+            int rc = set_nonblocking(fd, false);
+            if (rc < 0) {
+                mp__close(fd);
+                return rc;
+            }
+            set_nodelay(fd, ss.ss_family);
+            if (peer)
+                describe((struct sockaddr *)&ss, sl, peer, peer_cap, NULL);
+            return fd;
+        }
+        if (errno == EINTR || errno == ECONNABORTED)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return MP__NEG_ERRNO();
+        /* The listening socket is non-blocking, so a connection another
+         * process accepted first cannot leave this call blocked. */
+        int rc = wait_fd(listen_fd, POLLIN, deadline);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+/* Connect fd to one address before the deadline; fd is non-blocking. */
+static int connect_one(int fd, const struct sockaddr *sa, socklen_t len, int64_t deadline)
+{
+    for (;;) {
+        if (connect(fd, sa, len) == 0 || errno == EISCONN)
+            return 0;
+        if (errno == EAGAIN && sa->sa_family == AF_UNIX) {
+            /* The listener's backlog is full: retry until the deadline. */
+            if (mp__deadline_passed(deadline))
+                return MP_ETIMEDOUT;
+            mp__sleep(0.001);
+            continue;
+        }
+        /* EINTR: the connection goes on in the background, as EINPROGRESS
+         * says; a second connect() would fail with EALREADY. */
+        if (errno != EINPROGRESS && errno != EINTR)
+            return MP__NEG_ERRNO();
+        int rc = wait_fd(fd, POLLOUT, deadline);
+        if (rc < 0)
+            return rc;
+        int err = 0;
+        socklen_t el = sizeof err;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+            return MP__NEG_ERRNO();
+        return err ? -err : 0;
+    }
+}
+
+int mp__connect(const struct mp__sockaddr *a, int64_t deadline)
+{
+    if (a->family == AF_UNIX) {
+        struct sockaddr_un sun;
+        socklen_t len;
+        int rc = unix_sockaddr(a, &sun, &len);
+        if (rc < 0)
+            return rc;
+        int fd = new_socket(AF_UNIX);
+        if (fd < 0)
+            return fd;
+        if ((rc = set_nonblocking(fd, true)) < 0 ||
+            (rc = connect_one(fd, (struct sockaddr *)&sun, len, deadline)) < 0 ||
+            (rc = set_nonblocking(fd, false)) < 0) {
+            mp__close(fd);
+            return rc;
+        }
+        return fd;
+    }
+    struct addrinfo *res;
+    int rc = resolve(a, false, &res);
+    if (rc < 0)
+        return rc;
+    rc = -ECONNREFUSED;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        int fd = new_socket(ai->ai_family);
+        if (fd < 0) {
+            rc = fd;
+            continue;
+        }
+        if ((rc = set_nonblocking(fd, true)) < 0 ||
+            (rc = connect_one(fd, ai->ai_addr, ai->ai_addrlen, deadline)) < 0 ||
+            (rc = set_nonblocking(fd, false)) < 0) {
+            mp__close(fd);
+            if (rc == MP_ETIMEDOUT)
+                break;
+            continue;
+        }
+        set_nodelay(fd, ai->ai_family);
+        freeaddrinfo(res);
+        return fd;
+    }
+    freeaddrinfo(res);
+    return rc;
+}
+
+int mp__random_bytes(void *buf, size_t n)
+{
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return MP__NEG_ERRNO();
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, (char *)buf + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            int rc = r < 0 ? MP__NEG_ERRNO() : -EIO;
+            mp__close(fd);
+            return rc;
+        }
+        got += (size_t)r;
+    }
+    mp__close(fd);
+    return 0;
 }

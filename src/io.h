@@ -94,4 +94,47 @@ int mp__write_all(int fd, struct iovec *iov, int iovcnt, bool is_socket, bool si
  */
 int mp__poll(struct pollfd *fds, nfds_t n, int64_t deadline);
 
+/* ---- sockets for Listener/Client ----------------------------------------- */
+
+/*
+ * A parsed socket address. family is AF_UNIX (path, or an abstract name when
+ * abstract is set: Linux only), or AF_INET/AF_INET6 (host and port).
+ */
+struct mp__sockaddr {
+    int family;
+    bool abstract;
+    char path[108]; /* sun_path's size on Linux */
+    char host[256];
+    unsigned port;
+};
+
+/*
+ * Create a listening socket bound to a, close-on-exec. For TCP,
+ * SO_REUSEADDR is set (as Python's SocketListener does) and port 0 binds an
+ * ephemeral port; *bound receives the address actually bound.
+ * Returns the descriptor or -errno (-EADDRINUSE, -EACCES, -ENOENT for an
+ * unresolvable host...).
+ */
+int mp__listen(const struct mp__sockaddr *a, int backlog, struct mp__sockaddr *bound);
+
+/*
+ * Accept one connection, waiting until the deadline. The new descriptor is
+ * close-on-exec and blocking; TCP connections get TCP_NODELAY. peer (may be
+ * NULL) receives the peer's address as text ("tcp:1.2.3.4:5678", or "unix:"
+ * for an unnamed AF_UNIX peer). Returns the descriptor, MP_ETIMEDOUT or
+ * -errno.
+ */
+int mp__accept(int listen_fd, int64_t deadline, char *peer, size_t peer_cap);
+
+/*
+ * Connect to a, waiting until the deadline (each address getaddrinfo gives
+ * is tried in turn). Returns a close-on-exec blocking descriptor,
+ * MP_ETIMEDOUT or -errno (-ECONNREFUSED, -ENOENT...).
+ */
+int mp__connect(const struct mp__sockaddr *a, int64_t deadline);
+
+/* Fill buf with n unpredictable bytes from the system (/dev/urandom).
+ * Returns 0 or -errno. */
+int mp__random_bytes(void *buf, size_t n);
+
 #endif /* MPIPC_IO_H */

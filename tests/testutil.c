@@ -91,6 +91,29 @@ int tu_wait_child(pid_t pid, double timeout)
     return decode_status(status);
 }
 
+pid_t tu_spawn_python(const char *script, const char *const *args, const int *keep, int nkeep)
+{
+    const char *argv[32];
+    int n = 0;
+    argv[n++] = "python3";
+    argv[n++] = "-c";
+    argv[n++] = script;
+    for (int i = 0; args && args[i] && n < 31; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(TU_CHILD_LIFETIME);
+        for (int i = 0; i < nkeep; i++)
+            fcntl(keep[i], F_SETFD, 0); /* survive the exec */
+        execvp("python3", (char *const *)argv);
+        _exit(127);
+    }
+    assert_true(pid > 0);
+    return pid;
+}
+
 int tu_count_fds(void)
 {
     int n = 0;

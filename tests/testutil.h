@@ -48,6 +48,15 @@ int tu_wait_child(pid_t pid, double timeout);
  * TU_RUNNING without waiting. */
 int tu_poll_child(pid_t pid);
 
+/*
+ * Start `python3 -c script arg...` (args: a NULL-terminated list) as a child.
+ * The descriptors in keep (an array of nkeep, may be NULL) stay open across
+ * the exec, so the script can use them by number; everything else the test
+ * opened is close-on-exec or closed by Python. Returns the child's pid; wait
+ * for it with tu_wait_child. The child carries the same watchdog as tu_fork.
+ */
+pid_t tu_spawn_python(const char *script, const char *const *args, const int *keep, int nkeep);
+
 /* Number of open descriptors in this process. */
 int tu_count_fds(void);
 

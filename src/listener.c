@@ -1,0 +1,538 @@
+/*
+ * listener - Python's Listener, Client and authkey handshake (see
+ * listener.h). Socket system calls live in io.c; this file parses
+ * addresses, manages the private socket directory, and speaks the
+ * challenge/response protocol of CPython's multiprocessing.connection
+ * (deliver_challenge / answer_challenge, 3.11 and 3.12+ forms).
+ */
+#include "digest.h"
+#include "internal.h"
+#include "io.h"
+
+#include <mpipc/listener.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DEFAULT_BACKLOG 16
+
+/* The handshake's fixed strings and sizes, as in CPython. */
+static const char CHALLENGE[] = "#CHALLENGE#";
+static const char WELCOME[] = "#WELCOME#";
+static const char FAILURE[] = "#FAILURE#";
+#define HANDSHAKE_MAXLEN    256 /* recv_bytes(256): reject large messages */
+#define MD5ONLY_MESSAGE_LEN 20  /* a 3.11 challenge; also the legacy marker */
+#define MODERN_MESSAGE_LEN  40  /* random bytes after "{sha256}" in 3.12+ */
+#define MAX_DIGEST_NAME     8   /* len("sha3_384"), the longest 3.12 allows */
+
+struct mp_listener {
+    int fd;
+    pid_t creator;
+    int challenge;
+    unsigned char *authkey;
+    size_t authkey_len;
+    struct mp__sockaddr bound;
+    char address[512];
+    char private_dir[256]; /* non-empty when we made the directory */
+    bool unlink_path;      /* an AF_UNIX path file to remove on close */
+    pthread_mutex_t mu;    /* guards last_accepted */
+    char last_accepted[512];
+    bool have_last;
+};
+
+/* ---- addresses -------------------------------------------------------------- */
+
+static bool starts_with(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* "host:port", "[v6]:port" -> a; port 0..65535. */
+static int parse_tcp(const char *s, struct mp__sockaddr *a)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon[1] == '\0')
+        return -EINVAL;
+    const char *host = s;
+    size_t hlen = (size_t)(colon - s);
+    if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
+        host++;
+        hlen -= 2;
+    }
+    if (hlen >= sizeof a->host)
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (*end != '\0' || errno || port > 65535 || colon[1] < '0' || colon[1] > '9')
+        return -EINVAL;
+    a->family = AF_INET;
+    memcpy(a->host, host, hlen);
+    a->host[hlen] = '\0';
+    a->port = (unsigned)port;
+    return 0;
+}
+
+static int parse_unix(const char *path, struct mp__sockaddr *a)
+{
+    bool abstract = path[0] == '@';
+    if (abstract)
+        path++;
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof a->path)
+        return -EINVAL;
+#ifndef __linux__
+    if (abstract)
+        return -EINVAL; /* the abstract namespace is Linux's */
+#endif
+    a->family = AF_UNIX;
+    a->abstract = abstract;
+    memcpy(a->path, path, n + 1);
+    return 0;
+}
+
+static int parse_address(const char *s, struct mp__sockaddr *a)
+{
+    memset(a, 0, sizeof *a);
+    if (!s || !*s)
+        return -EINVAL;
+    if (starts_with(s, "unix:"))
+        return parse_unix(s + 5, a);
+    if (starts_with(s, "tcp:"))
+        return parse_tcp(s + 4, a);
+    if (s[0] == '@' || strchr(s, '/'))
+        return parse_unix(s, a);
+    return parse_tcp(s, a);
+}
+
+static void format_address(const struct mp__sockaddr *a, char *out, size_t cap)
+{
+    if (a->family == AF_UNIX)
+        snprintf(out, cap, "unix:%s%s", a->abstract ? "@" : "", a->path);
+    else if (strchr(a->host, ':'))
+        snprintf(out, cap, "tcp:[%s]:%u", a->host, a->port);
+    else
+        snprintf(out, cap, "tcp:%s:%u", a->host, a->port);
+}
+
+/* Python's arbitrary_address('AF_UNIX'): a fresh path in a private 0700
+ * directory. */
+static int private_unix_address(mp_listener *l)
+{
+    const char *tmp = getenv("TMPDIR");
+    if (!tmp || !*tmp)
+        tmp = "/tmp";
+    int n = snprintf(l->private_dir, sizeof l->private_dir, "%s/mpipc-XXXXXX", tmp);
+    if (n < 0 || (size_t)n >= sizeof l->private_dir)
+        return -ENAMETOOLONG;
+    if (!mkdtemp(l->private_dir)) {
+        int rc = MP__NEG_ERRNO();
+        l->private_dir[0] = '\0';
+        return rc;
+    }
+    unsigned char r[4];
+    int rc = mp__random_bytes(r, sizeof r);
+    if (rc < 0)
+        return rc;
+    memset(&l->bound, 0, sizeof l->bound);
+    l->bound.family = AF_UNIX;
+    n = snprintf(l->bound.path, sizeof l->bound.path, "%s/listener-%02x%02x%02x%02x",
+                 l->private_dir, r[0], r[1], r[2], r[3]);
+    if (n < 0 || (size_t)n >= sizeof l->bound.path)
+        return -ENAMETOOLONG;
+    return 0;
+}
+
+/* ---- the handshake ---------------------------------------------------------- */
+
+static double left(int64_t deadline)
+{
+    if (deadline == MP__NO_DEADLINE)
+        return MP_FOREVER;
+    int64_t ns = deadline - mp__now_ns();
+    return ns > 0 ? (double)ns / 1e9 : 0.0;
+}
+
+/* A handshake receive: at most 256 bytes; a message over the limit or a
+ * corrupt frame is a failed handshake. */
+static int recv_handshake(mp_conn *c, void **buf, size_t *len, int64_t deadline)
+{
+    int rc = mp_conn_recv_bytes(c, buf, len, HANDSHAKE_MAXLEN, left(deadline));
+    if (rc == MP_ETOOLONG || rc == MP_EPROTO || rc == MP_ETRUNCATED)
+        return MP_EAUTH;
+    return rc;
+}
+
+/*
+ * CPython's _get_digest_name_and_payload: a message of 16 or 20 bytes is the
+ * legacy form (alg MD5, no prefix); otherwise "{name}payload" with name one
+ * that 3.12 allows. Returns the alg (or 0 for an allowed name this library
+ * does not implement), MP_EAUTH for anything else. The payload pointer and
+ * length receive the part after the prefix; legacy tells which form.
+ */
+static int digest_of(const unsigned char *m, size_t n, const unsigned char **payload, size_t *plen,
+                     bool *legacy)
+{
+    *legacy = false;
+    if (n == MD5ONLY_MESSAGE_LEN || n == MP__MD5_SIZE) {
+        *legacy = true;
+        *payload = m;
+        *plen = n;
+        return MP__DIGEST_MD5;
+    }
+    if (n < 2 || m[0] != '{')
+        return MP_EAUTH;
+    size_t limit = n < MAX_DIGEST_NAME + 2 ? n : MAX_DIGEST_NAME + 2;
+    const unsigned char *curly = memchr(m + 1, '}', limit - 1);
+    if (!curly)
+        return MP_EAUTH;
+    size_t name_len = (size_t)(curly - m) - 1;
+    *payload = curly + 1;
+    *plen = n - name_len - 2;
+    int alg = mp__digest_from_name((const char *)m + 1, name_len);
+    if (alg > 0)
+        return alg;
+    static const char *const other_allowed[] = {"sha384", "sha3_256", "sha3_384"};
+    for (size_t i = 0; i < 3; i++)
+        if (strlen(other_allowed[i]) == name_len && !memcmp(m + 1, other_allowed[i], name_len))
+            return 0;
+    return MP_EAUTH;
+}
+
+static const char *alg_name(int alg)
+{
+    return alg == MP__DIGEST_MD5 ? "md5" : "sha256";
+}
+
+/* CPython's _verify_challenge: does response prove the key for message? */
+static bool verify_response(const void *key, size_t keylen, const unsigned char *message,
+                            size_t mlen, const unsigned char *response, size_t rlen)
+{
+    const unsigned char *mac;
+    size_t maclen;
+    bool legacy;
+    int alg = digest_of(response, rlen, &mac, &maclen, &legacy);
+    if (alg <= 0)
+        return false; /* garbage, or a digest this library cannot compute */
+    unsigned char expected[MP__DIGEST_MAX_SIZE];
+    int n = mp__hmac((mp__digest_alg)alg, key, keylen, message, mlen, expected);
+    if (n <= 0 || (size_t)n != maclen)
+        return false;
+    return mp__digest_equal(expected, mac, maclen);
+}
+
+static int deliver(mp_conn *c, const void *key, size_t keylen, int form, int64_t deadline)
+{
+    /* "#CHALLENGE#" + message; message = "{sha256}" + 40 random bytes, or
+     * 20 random bytes in the 3.11 form. */
+    unsigned char out[sizeof CHALLENGE - 1 + 8 + MODERN_MESSAGE_LEN];
+    size_t pre = sizeof CHALLENGE - 1;
+    memcpy(out, CHALLENGE, pre);
+    size_t mlen;
+    int rc;
+    if (form == MP_AUTH_MD5) {
+        mlen = MD5ONLY_MESSAGE_LEN;
+        rc = mp__random_bytes(out + pre, mlen);
+    } else {
+        memcpy(out + pre, "{sha256}", 8);
+        mlen = 8 + MODERN_MESSAGE_LEN;
+        rc = mp__random_bytes(out + pre + 8, MODERN_MESSAGE_LEN);
+    }
+    if (rc < 0)
+        return rc;
+    rc = mp_conn_send_bytes(c, out, pre + mlen);
+    if (rc < 0)
+        return rc;
+    void *resp;
+    size_t rlen;
+    rc = recv_handshake(c, &resp, &rlen, deadline);
+    if (rc < 0)
+        return rc;
+    bool ok = verify_response(key, keylen, out + pre, mlen, resp, rlen);
+    free(resp);
+    const char *verdict = ok ? WELCOME : FAILURE;
+    rc = mp_conn_send_bytes(c, verdict, strlen(verdict));
+    if (!ok)
+        return MP_EAUTH;
+    return rc;
+}
+
+static int answer(mp_conn *c, const void *key, size_t keylen, int64_t deadline)
+{
+    void *msg;
+    size_t n;
+    int rc = recv_handshake(c, &msg, &n, deadline);
+    if (rc < 0)
+        return rc;
+    size_t pre = sizeof CHALLENGE - 1;
+    if (n < pre || memcmp(msg, CHALLENGE, pre) != 0 || n - pre < MD5ONLY_MESSAGE_LEN) {
+        free(msg);
+        return MP_EAUTH; /* not a challenge, or one too short */
+    }
+    const unsigned char *message = (const unsigned char *)msg + pre;
+    size_t mlen = n - pre;
+
+    /* CPython's _create_response: the legacy form gets a raw HMAC-MD5; the
+     * modern one "{name}" + HMAC-name, over the whole message. */
+    const unsigned char *payload;
+    size_t plen;
+    bool legacy;
+    int alg = digest_of(message, mlen, &payload, &plen, &legacy);
+    unsigned char reply[2 + MAX_DIGEST_NAME + MP__DIGEST_MAX_SIZE];
+    size_t rlen = 0;
+    if (alg <= 0) {
+        free(msg);
+        return MP_EAUTH; /* garbage, or a digest this library cannot compute */
+    }
+    if (!legacy) {
+        rlen = (size_t)snprintf((char *)reply, sizeof reply, "{%s}", alg_name(alg));
+    }
+    int dn = mp__hmac((mp__digest_alg)alg, key, keylen, message, mlen, reply + rlen);
+    free(msg);
+    if (dn <= 0)
+        return MP_EAUTH;
+    rlen += (size_t)dn;
+    rc = mp_conn_send_bytes(c, reply, rlen);
+    if (rc < 0)
+        return rc;
+
+    void *verdict;
+    size_t vlen;
+    rc = recv_handshake(c, &verdict, &vlen, deadline);
+    if (rc < 0)
+        return rc;
+    bool welcome = vlen == strlen(WELCOME) && memcmp(verdict, WELCOME, vlen) == 0;
+    free(verdict);
+    return welcome ? 0 : MP_EAUTH;
+}
+
+/* A peer that hangs up during the handshake shows as end of file, a reset
+ * or a broken pipe depending on who moved first; report one code for it. */
+static int hung_up_is_eof(int rc)
+{
+    return rc == -ECONNRESET || rc == -EPIPE ? MP_EOF : rc;
+}
+
+/* Both directions, in the order the listener (deliver first) or the client
+ * (answer first) runs them. */
+static int handshake(mp_conn *c, const void *key, size_t keylen, int form, bool deliver_first,
+                     int64_t deadline)
+{
+    int rc =
+        deliver_first ? deliver(c, key, keylen, form, deadline) : answer(c, key, keylen, deadline);
+    if (rc == 0)
+        rc = deliver_first ? answer(c, key, keylen, deadline)
+                           : deliver(c, key, keylen, form, deadline);
+    return hung_up_is_eof(rc);
+}
+
+MP_API int mp_deliver_challenge(mp_conn *c, const void *authkey, size_t authkey_len, int form,
+                                double timeout)
+{
+    if (!c || (!authkey && authkey_len) || (form != MP_AUTH_SHA256 && form != MP_AUTH_MD5))
+        return -EINVAL;
+    return hung_up_is_eof(deliver(c, authkey, authkey_len, form, mp__deadline(timeout)));
+}
+
+MP_API int mp_answer_challenge(mp_conn *c, const void *authkey, size_t authkey_len, double timeout)
+{
+    if (!c || (!authkey && authkey_len))
+        return -EINVAL;
+    return hung_up_is_eof(answer(c, authkey, authkey_len, mp__deadline(timeout)));
+}
+
+/* ---- Listener ----------------------------------------------------------------- */
+
+MP_API int mp_listener_new(mp_listener **out, const char *address, const void *authkey,
+                           size_t authkey_len, const mp_listener_opts *opts)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (!authkey && authkey_len)
+        return -EINVAL;
+    mp_listener_opts o = MP_LISTENER_OPTS_INIT;
+    if (opts)
+        o = *opts;
+    if (o.challenge != MP_AUTH_SHA256 && o.challenge != MP_AUTH_MD5)
+        return -EINVAL;
+
+    mp_listener *l = calloc(1, sizeof *l);
+    if (!l)
+        return -ENOMEM;
+    l->fd = -1;
+    l->creator = getpid();
+    l->challenge = o.challenge;
+    int rc = pthread_mutex_init(&l->mu, NULL) == 0 ? 0 : -ENOMEM;
+    if (rc == 0 && authkey_len) {
+        l->authkey = malloc(authkey_len);
+        if (l->authkey) {
+            memcpy(l->authkey, authkey, authkey_len);
+            l->authkey_len = authkey_len;
+        } else {
+            rc = -ENOMEM;
+        }
+    }
+    struct mp__sockaddr want;
+    if (rc == 0) {
+        if (address) {
+            rc = parse_address(address, &want);
+        } else {
+            rc = private_unix_address(l);
+            want = l->bound;
+        }
+    }
+    if (rc == 0) {
+        int fd = mp__listen(&want, o.backlog > 0 ? o.backlog : DEFAULT_BACKLOG, &l->bound);
+        if (fd < 0) {
+            rc = fd;
+        } else {
+            l->fd = fd;
+            if (want.family == AF_UNIX && !want.abstract) {
+                l->unlink_path = true;
+                /* Python's socket is as private as its directory; ours is
+                 * 0600 as well, whatever the umask. */
+                if (!address)
+                    (void)chmod(want.path, 0600);
+            }
+        }
+    }
+    if (rc < 0) {
+        mp_listener_free(l);
+        return rc;
+    }
+    format_address(&l->bound, l->address, sizeof l->address);
+    *out = l;
+    return 0;
+}
+
+MP_API int mp_listener_accept(mp_listener *l, mp_conn **out, double timeout)
+{
+    if (!l || !out)
+        return -EINVAL;
+    *out = NULL;
+    int lfd = __atomic_load_n(&l->fd, __ATOMIC_ACQUIRE);
+    if (lfd < 0)
+        return MP_ECLOSED;
+    int64_t deadline = mp__deadline(timeout);
+    char peer[sizeof l->last_accepted];
+    int fd = mp__accept(lfd, deadline, peer, sizeof peer);
+    if (fd < 0)
+        return fd;
+    mp_conn *c;
+    int rc = mp_conn_from_fd(&c, fd, true, true);
+    if (rc < 0) {
+        mp__close(fd);
+        return rc;
+    }
+    pthread_mutex_lock(&l->mu);
+    memcpy(l->last_accepted, peer, sizeof peer);
+    l->have_last = true;
+    pthread_mutex_unlock(&l->mu);
+    if (l->authkey_len) {
+        rc = handshake(c, l->authkey, l->authkey_len, l->challenge, true, deadline);
+        if (rc < 0) {
+            mp_conn_free(c);
+            return rc;
+        }
+    }
+    *out = c;
+    return 0;
+}
+
+MP_API const char *mp_listener_address(const mp_listener *l)
+{
+    return l ? l->address : NULL;
+}
+
+MP_API const char *mp_listener_last_accepted(const mp_listener *l)
+{
+    return l && l->have_last ? l->last_accepted : NULL;
+}
+
+MP_API int mp_listener_fileno(const mp_listener *l)
+{
+    if (!l)
+        return -EINVAL;
+    int fd = __atomic_load_n(&l->fd, __ATOMIC_ACQUIRE);
+    return fd < 0 ? MP_ECLOSED : fd;
+}
+
+MP_API int mp_listener_close(mp_listener *l)
+{
+    if (!l)
+        return -EINVAL;
+    int fd = __atomic_exchange_n(&l->fd, -1, __ATOMIC_ACQ_REL);
+    if (fd >= 0)
+        mp__close(fd);
+    /* Only the process that bound the path removes it (a forked child that
+     * closes its copy must not pull the socket from under its parent). */
+    if (getpid() == l->creator) {
+        if (l->unlink_path) {
+            (void)unlink(l->bound.path);
+            l->unlink_path = false;
+        }
+        if (l->private_dir[0]) {
+            (void)rmdir(l->private_dir);
+            l->private_dir[0] = '\0';
+        }
+    }
+    return 0;
+}
+
+MP_API void mp_listener_free(mp_listener *l)
+{
+    if (!l)
+        return;
+    mp_listener_close(l);
+    if (l->authkey) {
+        /* The key is a secret: do not leave it in freed memory. */
+        volatile unsigned char *p = l->authkey;
+        for (size_t i = 0; i < l->authkey_len; i++)
+            p[i] = 0;
+        free(l->authkey);
+    }
+    pthread_mutex_destroy(&l->mu);
+    free(l);
+}
+
+/* ---- Client -------------------------------------------------------------------- */
+
+MP_API int mp_client_connect(mp_conn **out, const char *address, const void *authkey,
+                             size_t authkey_len, double timeout)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (!authkey && authkey_len)
+        return -EINVAL;
+    struct mp__sockaddr a;
+    int rc = parse_address(address, &a);
+    if (rc < 0)
+        return rc;
+    int64_t deadline = mp__deadline(timeout);
+    int fd = mp__connect(&a, deadline);
+    if (fd < 0)
+        return fd;
+    mp_conn *c;
+    rc = mp_conn_from_fd(&c, fd, true, true);
+    if (rc < 0) {
+        mp__close(fd);
+        return rc;
+    }
+    if (authkey) {
+        rc = handshake(c, authkey, authkey_len, MP_AUTH_SHA256, false, deadline);
+        if (rc < 0) {
+            mp_conn_free(c);
+            return rc;
+        }
+    }
+    *out = c;
+    return 0;
+}
