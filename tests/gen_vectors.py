@@ -8,7 +8,8 @@ test_obj.c, so the C tests compare against what Python itself produced.
 Each pickle vector is pickle.dumps(obj, protocol) for protocols 0 to 5, with
 the repr Python prints for pickle.loads of it (bytearray shown as bytes, as
 the C side decodes it), or MP_EPROTO where the C decoder refuses it by design
-(bytes in protocols 0-2, which CPython writes as a call of _codecs.encode).
+(bytes in protocols 0-2, which CPython writes as a call of _codecs.encode;
+an empty bytearray is bytearray() there, which the decoder knows).
 """
 import pickle
 import struct
@@ -19,16 +20,21 @@ MP_EPROTO = -1008
 
 def c_bytes(b):
     """A C string literal for arbitrary bytes (octal escapes: never greedy)."""
-    out = []
+    tokens = []
     for c in b:
         ch = chr(c)
         if 0x20 <= c < 0x7F and ch not in '"\\?':
-            out.append(ch)
+            tokens.append(ch)
         else:
-            out.append("\\%03o" % c)
-    s = "".join(out)
-    # keep lines reasonably short
-    parts = [s[i:i + 90] for i in range(0, len(s), 90)] or [""]
+            tokens.append("\\%03o" % c)
+    # keep lines reasonably short, never splitting an escape
+    parts, line = [], ""
+    for t in tokens:
+        if len(line) + len(t) > 90:
+            parts.append(line)
+            line = ""
+        line += t
+    parts.append(line)
     return "\n    ".join('"%s"' % p for p in parts)
 
 
@@ -159,7 +165,8 @@ def emit_pickles(out):
             data = pickle.dumps(obj, protocol=proto)
             if (name, obj) in OUT_OF_RANGE:
                 status, rep = MP_EPROTO, None
-            elif proto < 3 and has_bytes(obj):
+            elif proto < 3 and has_bytes(obj) and not (type(obj) is bytearray and not obj):
+                # bytes go through _codecs.encode; bytearray() alone does not
                 status, rep = MP_EPROTO, None
             else:
                 status, rep = 0, repr(norm(pickle.loads(data)))
