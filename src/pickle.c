@@ -811,7 +811,10 @@ static int step(struct unpickler *u, int op, bool *stop)
     case OP_SHORT_BINUNICODE:
     case OP_BINUNICODE:
     case OP_BINUNICODE8:
-        if ((rc = read_len(u, op == OP_SHORT_BINUNICODE ? 1 : op == OP_BINUNICODE ? 4 : 8,
+        if ((rc = read_len(u,
+                           op == OP_SHORT_BINUNICODE ? 1
+                           : op == OP_BINUNICODE     ? 4
+                                                     : 8,
                            &len)) < 0)
             return rc;
         return push_str(u, len);
@@ -823,8 +826,7 @@ static int step(struct unpickler *u, int op, bool *stop)
     case OP_BINBYTES:
     case OP_BINBYTES8:
     case OP_BYTEARRAY8:
-        if ((rc = read_len(u, op == OP_SHORT_BINBYTES ? 1 : op == OP_BINBYTES ? 4 : 8, &len)) <
-            0)
+        if ((rc = read_len(u, op == OP_SHORT_BINBYTES ? 1 : op == OP_BINBYTES ? 4 : 8, &len)) < 0)
             return rc;
         return push_bytes(u, len);
 
@@ -1125,8 +1127,8 @@ static void put_le(struct pickler *w, uint64_t v, int k)
 }
 
 /* The opcode with the smallest length field that fits, as CPython chooses. */
-static void put_sized(struct pickler *w, unsigned op1, unsigned op4, unsigned op8,
-                      const char *data, size_t len)
+static void put_sized(struct pickler *w, unsigned op1, unsigned op4, unsigned op8, const char *data,
+                      size_t len)
 {
     if (len < 256) {
         put_op(w, op1);

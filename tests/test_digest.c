@@ -191,7 +191,8 @@ static void test_hmac_md5_rfc2202_vectors(void **state)
     assert_hmac(MP__DIGEST_MD5, k25, 25, c50, 50, "697eaf0aca3a3aea3a75164746ffaa79");
     assert_hmac(MP__DIGEST_MD5, k16c, 16, S("Test With Truncation"),
                 "56461ef2342edc00f9bab995690efd4c");
-    assert_hmac(MP__DIGEST_MD5, k80, 80, S("Test Using Larger Than Block-Size Key - Hash Key First"),
+    assert_hmac(MP__DIGEST_MD5, k80, 80,
+                S("Test Using Larger Than Block-Size Key - Hash Key First"),
                 "6b1ab7fe4bd7bf8f0b62e6ce61b9d0cd");
     assert_hmac(MP__DIGEST_MD5, k80, 80,
                 S("Test Using Larger Than Block-Size Key and Larger Than One Block-Size Data"),

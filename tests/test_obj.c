@@ -61,10 +61,10 @@ static void test_constructors_make_each_type(void **state)
         int type;
         const char *name;
     } t[] = {
-        {mp_obj_none(), MP_TYPE_NONE, "NoneType"},  {mp_obj_bool(true), MP_TYPE_BOOL, "bool"},
-        {mp_obj_int(7), MP_TYPE_INT, "int"},        {mp_obj_float(1.5), MP_TYPE_FLOAT, "float"},
-        {mp_obj_str("a", 1), MP_TYPE_STR, "str"},   {mp_obj_bytes("a", 1), MP_TYPE_BYTES, "bytes"},
-        {mp_obj_list_new(), MP_TYPE_LIST, "list"},  {mp_obj_tuple_new(), MP_TYPE_TUPLE, "tuple"},
+        {mp_obj_none(), MP_TYPE_NONE, "NoneType"}, {mp_obj_bool(true), MP_TYPE_BOOL, "bool"},
+        {mp_obj_int(7), MP_TYPE_INT, "int"},       {mp_obj_float(1.5), MP_TYPE_FLOAT, "float"},
+        {mp_obj_str("a", 1), MP_TYPE_STR, "str"},  {mp_obj_bytes("a", 1), MP_TYPE_BYTES, "bytes"},
+        {mp_obj_list_new(), MP_TYPE_LIST, "list"}, {mp_obj_tuple_new(), MP_TYPE_TUPLE, "tuple"},
         {mp_obj_dict_new(), MP_TYPE_DICT, "dict"},
     };
     for (size_t i = 0; i < N_ELEMS(t); i++) {
@@ -162,19 +162,19 @@ static void test_str_refuses_invalid_utf8_like_python_strict_codec(void **state)
         const char *s;
         size_t n;
     } bad[] = {
-        {"\x80", 1},                 /* lone continuation byte */
-        {"\xc0\x80", 2},             /* overlong NUL */
-        {"\xc1\xbf", 2},             /* overlong */
-        {"\xe0\x80\x80", 3},         /* overlong 3-byte */
-        {"\xf0\x80\x80\x80", 4},     /* overlong 4-byte */
-        {"\xed\xa0\x80", 3},         /* surrogate U+D800 */
-        {"\xed\xbf\xbf", 3},         /* surrogate U+DFFF */
-        {"\xf4\x90\x80\x80", 4},     /* U+110000 */
-        {"\xf5\x80\x80\x80", 4},     /* beyond */
-        {"\xff", 1},                 /* never valid */
-        {"\xe6\x97", 2},             /* truncated 3-byte */
-        {"a\xc3", 2},                /* truncated at the end */
-        {"\xe6\x41\xa5", 3},         /* bad continuation */
+        {"\x80", 1},             /* lone continuation byte */
+        {"\xc0\x80", 2},         /* overlong NUL */
+        {"\xc1\xbf", 2},         /* overlong */
+        {"\xe0\x80\x80", 3},     /* overlong 3-byte */
+        {"\xf0\x80\x80\x80", 4}, /* overlong 4-byte */
+        {"\xed\xa0\x80", 3},     /* surrogate U+D800 */
+        {"\xed\xbf\xbf", 3},     /* surrogate U+DFFF */
+        {"\xf4\x90\x80\x80", 4}, /* U+110000 */
+        {"\xf5\x80\x80\x80", 4}, /* beyond */
+        {"\xff", 1},             /* never valid */
+        {"\xe6\x97", 2},         /* truncated 3-byte */
+        {"a\xc3", 2},            /* truncated at the end */
+        {"\xe6\x41\xa5", 3},     /* bad continuation */
     };
     for (size_t i = 0; i < N_ELEMS(bad); i++)
         assert_null(mp_obj_str(bad[i].s, bad[i].n));
@@ -182,7 +182,7 @@ static void test_str_refuses_invalid_utf8_like_python_strict_codec(void **state)
         const char *s;
         size_t n;
     } good[] = {
-        {"\x7f", 1}, {"\xc2\x80", 2}, {"\xed\x9f\xbf", 3}, {"\xee\x80\x80", 3},
+        {"\x7f", 1},         {"\xc2\x80", 2},         {"\xed\x9f\xbf", 3},     {"\xee\x80\x80", 3},
         {"\xef\xbf\xbf", 3}, {"\xf0\x90\x80\x80", 4}, {"\xf4\x8f\xbf\xbf", 4}, {"", 0},
     };
     for (size_t i = 0; i < N_ELEMS(good); i++) {
@@ -202,7 +202,7 @@ static void test_len_is_python_len(void **state)
 {
     (void)state;
     mp_obj *s = mp_obj_str("h\xc3\xa9\0\xf0\x9f\x98\x80", 8); /* 'hé\x00😀' */
-    assert_int_equal(mp_obj_len(s), 4);                      /* code points */
+    assert_int_equal(mp_obj_len(s), 4);                       /* code points */
     mp_obj *y = mp_obj_bytes("h\xc3\xa9", 3);
     assert_int_equal(mp_obj_len(y), 3);
     mp_obj *l = mp_obj_list_new();

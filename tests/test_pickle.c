@@ -83,8 +83,8 @@ static void test_loads_every_cpython_pickle_of_protocols_0_to_5(void **state)
         if (rc == 0) {
             char *s = repr_of(o);
             if (strcmp(s, v->repr) != 0)
-                fail_msg("%s protocol %d: repr %.200s, Python says %.200s", v->name, v->proto,
-                         s, v->repr);
+                fail_msg("%s protocol %d: repr %.200s, Python says %.200s", v->name, v->proto, s,
+                         v->repr);
             free(s);
             mp_obj_free(o);
             accepted++;
@@ -160,12 +160,16 @@ static void test_int64_edges_decode_exactly(void **state)
         const char *name;
         int64_t value;
     } t[] = {
-        {"int64_max", INT64_MAX},     {"int64_min", INT64_MIN},
-        {"int32_max", INT32_MAX},     {"int32_min", INT32_MIN},
+        {"int64_max", INT64_MAX},
+        {"int64_min", INT64_MIN},
+        {"int32_max", INT32_MAX},
+        {"int32_min", INT32_MIN},
         {"int32_max_plus_one", INT64_C(2147483648)},
         {"int32_min_minus_one", INT64_C(-2147483649)},
-        {"int_65535", 65535},         {"int_minus_65536", -65536},
-        {"int_minus_one", -1},        {"int_2_pow_62", INT64_C(1) << 62},
+        {"int_65535", 65535},
+        {"int_minus_65536", -65536},
+        {"int_minus_one", -1},
+        {"int_2_pow_62", INT64_C(1) << 62},
     };
     for (size_t i = 0; i < N_ELEMS(t); i++) {
         for (int proto = 0; proto <= 5; proto++) {
@@ -185,7 +189,8 @@ static void test_special_floats_decode_bit_exact(void **state)
     (void)state;
     for (int proto = 0; proto <= 5; proto++) {
         double f;
-        mp_obj *o = loads_ok(vec("float_minus_zero", proto)->data, vec("float_minus_zero", proto)->len);
+        mp_obj *o =
+            loads_ok(vec("float_minus_zero", proto)->data, vec("float_minus_zero", proto)->len);
         TU_ASSERT_STATUS(mp_obj_get_float(o, &f), 0);
         assert_true(f == 0 && signbit(f));
         mp_obj_free(o);
@@ -266,8 +271,13 @@ static void test_loads_stack_and_memo_opcodes_python_defines(void **state)
     /* DUP, text PUT/GET, LONG_BINPUT/LONG_BINGET, MEMOIZE numbering */
     assert_loads_repr(P("\x80\x02]2\x86."), "([], [])");
     assert_loads_repr(P("((lp7\nI1\nag7\nt."), "([1], [1])");
-    assert_loads_repr(P("\x80\x02K\x05r\xff\xff\xff\x7f" "0j\xff\xff\xff\x7f."), "5");
-    assert_loads_repr(P("\x80\x04K\x01\x94" "0K\x02\x94" "0h\x00h\x01\x86."), "(1, 2)");
+    assert_loads_repr(P("\x80\x02K\x05r\xff\xff\xff\x7f"
+                        "0j\xff\xff\xff\x7f."),
+                      "5");
+    assert_loads_repr(P("\x80\x04K\x01\x94"
+                        "0K\x02\x94"
+                        "0h\x00h\x01\x86."),
+                      "(1, 2)");
     /* a FRAME covering the rest, as protocol 4 writes it */
     assert_loads_repr(P("\x80\x04\x95\x03\x00\x00\x00\x00\x00\x00\x00K\x07."), "7");
     /* protocol 0 float text, including what repr writes for specials */
@@ -277,7 +287,9 @@ static void test_loads_stack_and_memo_opcodes_python_defines(void **state)
     assert_loads_repr(P("V\\u00e9\xe9\\U0001f600\\\\u0041\\x\n."),
                       "'\xc3\xa9\xc3\xa9\xf0\x9f\x98\x80\\\\\\\\u0041\\\\x'");
     /* an equal key replaces the value and Python keeps the first key */
-    assert_loads_repr(P("\x80\x02}(K\x01X\x01\x00\x00\x00" "a\x88X\x01\x00\x00\x00" "bu."),
+    assert_loads_repr(P("\x80\x02}(K\x01X\x01\x00\x00\x00"
+                        "a\x88X\x01\x00\x00\x00"
+                        "bu."),
                       "{1: 'b'}");
 }
 
@@ -286,21 +298,21 @@ static void test_loads_stack_and_memo_opcodes_python_defines(void **state)
 static void test_refuses_opcodes_that_import_or_call_code(void **state)
 {
     (void)state;
-    assert_refused(P("cos\nsystem\n(S'echo pwned'\ntR."));                   /* GLOBAL */
-    assert_refused(P("\x80\x04\x8c\x02os\x8c\x06system\x93."));                /* STACK_GLOBAL */
-    assert_refused(P("\x80\x02N)R."));                                         /* REDUCE */
-    assert_refused(P("\x80\x02}}b."));                                         /* BUILD */
-    assert_refused(P("(ios\nsystem\n."));                                      /* INST */
-    assert_refused(P("\x80\x02(N)o."));                                        /* OBJ */
-    assert_refused(P("\x80\x02N)\x81."));                                      /* NEWOBJ */
-    assert_refused(P("\x80\x04N)}\x92."));                                     /* NEWOBJ_EX */
-    assert_refused(P("\x80\x02\x82\x01."));                                    /* EXT1 */
-    assert_refused(P("\x80\x02\x83\x01\x00."));                                /* EXT2 */
-    assert_refused(P("\x80\x02\x84\x01\x00\x00\x00."));                        /* EXT4 */
-    assert_refused(P("Pfoo\n."));                                              /* PERSID */
-    assert_refused(P("\x80\x02NQ."));                                          /* BINPERSID */
-    assert_refused(P("cbuiltins\neval\n(V1\ntR."));   /* a builtin other than bytearray */
-    assert_refused(P("c__builtin__\nbytes\n)R."));   /* what protocol 0-2 writes for b'' */
+    assert_refused(P("cos\nsystem\n(S'echo pwned'\ntR."));      /* GLOBAL */
+    assert_refused(P("\x80\x04\x8c\x02os\x8c\x06system\x93.")); /* STACK_GLOBAL */
+    assert_refused(P("\x80\x02N)R."));                          /* REDUCE */
+    assert_refused(P("\x80\x02}}b."));                          /* BUILD */
+    assert_refused(P("(ios\nsystem\n."));                       /* INST */
+    assert_refused(P("\x80\x02(N)o."));                         /* OBJ */
+    assert_refused(P("\x80\x02N)\x81."));                       /* NEWOBJ */
+    assert_refused(P("\x80\x04N)}\x92."));                      /* NEWOBJ_EX */
+    assert_refused(P("\x80\x02\x82\x01."));                     /* EXT1 */
+    assert_refused(P("\x80\x02\x83\x01\x00."));                 /* EXT2 */
+    assert_refused(P("\x80\x02\x84\x01\x00\x00\x00."));         /* EXT4 */
+    assert_refused(P("Pfoo\n."));                               /* PERSID */
+    assert_refused(P("\x80\x02NQ."));                           /* BINPERSID */
+    assert_refused(P("cbuiltins\neval\n(V1\ntR."));             /* a builtin other than bytearray */
+    assert_refused(P("c__builtin__\nbytes\n)R.")); /* what protocol 0-2 writes for b'' */
 }
 
 static void test_refuses_protocol_0_to_2_bytes_which_cpython_writes_as_a_codecs_call(void **state)
@@ -316,14 +328,18 @@ static void test_refuses_protocol_0_to_2_bytes_which_cpython_writes_as_a_codecs_
 static void test_refuses_sets_buffers_and_python2_strings(void **state)
 {
     (void)state;
-    assert_refused(P("\x80\x04\x8f."));                       /* EMPTY_SET */
-    assert_refused(P("\x80\x04\x8f(K\x01\x90."));             /* ADDITEMS */
-    assert_refused(P("\x80\x04(K\x01\x91."));                 /* FROZENSET */
-    assert_refused(P("\x80\x05\x97."));                       /* NEXT_BUFFER */
-    assert_refused(P("\x80\x05" "C\x01" "a\x98."));                 /* READONLY_BUFFER */
-    assert_refused(P("S'abc'\n."));                           /* STRING */
-    assert_refused(P("T\x03\x00\x00\x00" "abc."));               /* BINSTRING */
-    assert_refused(P("U\x03" "abc."));                           /* SHORT_BINSTRING */
+    assert_refused(P("\x80\x04\x8f."));           /* EMPTY_SET */
+    assert_refused(P("\x80\x04\x8f(K\x01\x90.")); /* ADDITEMS */
+    assert_refused(P("\x80\x04(K\x01\x91."));     /* FROZENSET */
+    assert_refused(P("\x80\x05\x97."));           /* NEXT_BUFFER */
+    assert_refused(P("\x80\x05"
+                     "C\x01"
+                     "a\x98."));    /* READONLY_BUFFER */
+    assert_refused(P("S'abc'\n.")); /* STRING */
+    assert_refused(P("T\x03\x00\x00\x00"
+                     "abc.")); /* BINSTRING */
+    assert_refused(P("U\x03"
+                     "abc.")); /* SHORT_BINSTRING */
 }
 
 static void test_refuses_unknown_opcodes_and_protocols_above_5(void **state)
@@ -340,7 +356,7 @@ static void test_refuses_every_truncation_of_a_valid_pickle(void **state)
 {
     (void)state;
     static const char *names[] = {"nested_mixed", "list_of_dicts", "str_latin1", "int64_min",
-                                  "float_0_1", "shared_tuple", "bytearray", "dict_mixed_keys"};
+                                  "float_0_1",    "shared_tuple",  "bytearray",  "dict_mixed_keys"};
     for (size_t i = 0; i < N_ELEMS(names); i++) {
         for (int proto = 0; proto <= 5; proto++) {
             const struct pickle_vec *v = vec(names[i], proto);
@@ -368,17 +384,18 @@ static void test_refuses_str_that_is_not_strict_utf8(void **state)
     assert_refused(P("\x80\x04\x8c\x02\xe6\x97."));         /* truncated sequence */
     assert_refused(P("X\x01\x00\x00\x00\xff."));            /* BINUNICODE */
     assert_refused(P("\x80\x04\x8d\x01\x00\x00\x00\x00\x00\x00\x00\xfe."));
-    assert_refused(P("V\\ud800\n."));                       /* lone surrogate escape */
-    assert_refused(P("V\\U00110000\n."));                   /* out of range */
-    assert_refused(P("V\\u00g1\n."));                       /* bad hex */
-    assert_refused(P("V\\u00\n."));                         /* truncated escape */
+    assert_refused(P("V\\ud800\n."));     /* lone surrogate escape */
+    assert_refused(P("V\\U00110000\n.")); /* out of range */
+    assert_refused(P("V\\u00g1\n."));     /* bad hex */
+    assert_refused(P("V\\u00\n."));       /* truncated escape */
 }
 
 static void test_refuses_stack_underflow(void **state)
 {
     (void)state;
     assert_refused(P("a."));
-    assert_refused(P("K\x01" "a."));
+    assert_refused(P("K\x01"
+                     "a."));
     assert_refused(P("\x85."));
     assert_refused(P("K\x01\x86."));
     assert_refused(P("K\x01K\x02\x87."));
@@ -393,22 +410,25 @@ static void test_refuses_stack_underflow(void **state)
     assert_refused(P("."));
     /* items below a MARK are out of reach until it is closed */
     assert_refused(P("K\x01(\x85."));
-    assert_refused(P("](K\x01" "a."));
+    assert_refused(P("](K\x01"
+                     "a."));
 }
 
 static void test_refuses_mark_misuse(void **state)
 {
     (void)state;
-    assert_refused(P("e."));           /* APPENDS without MARK */
-    assert_refused(P("u."));           /* SETITEMS without MARK */
-    assert_refused(P("l."));           /* LIST without MARK */
-    assert_refused(P("t."));           /* TUPLE without MARK */
-    assert_refused(P("d."));           /* DICT without MARK */
-    assert_refused(P("1."));           /* POP_MARK without MARK */
-    assert_refused(P("(K\x01" "e."));     /* APPENDS with no list below the MARK */
+    assert_refused(P("e.")); /* APPENDS without MARK */
+    assert_refused(P("u.")); /* SETITEMS without MARK */
+    assert_refused(P("l.")); /* LIST without MARK */
+    assert_refused(P("t.")); /* TUPLE without MARK */
+    assert_refused(P("d.")); /* DICT without MARK */
+    assert_refused(P("1.")); /* POP_MARK without MARK */
+    assert_refused(P("(K\x01"
+                     "e."));            /* APPENDS with no list below the MARK */
     assert_refused(P("(K\x01K\x02u.")); /* SETITEMS with no dict below */
-    assert_refused(P("(N."));          /* MARK still open at STOP */
-    assert_refused(P("(K\x01K\x02K\x03" "d.")); /* DICT with a key and no value */
+    assert_refused(P("(N."));           /* MARK still open at STOP */
+    assert_refused(P("(K\x01K\x02K\x03"
+                     "d.")); /* DICT with a key and no value */
 }
 
 static void test_refuses_get_of_a_memo_key_never_put(void **state)
@@ -428,18 +448,27 @@ static void test_refuses_lengths_beyond_the_input_before_allocating(void **state
     /* Each claims far more bytes than follow: refused at once, no allocation
      * of the claimed size (a 2**62-byte malloc would fail or abort ASan). */
     double t0 = tu_now();
-    assert_refused(P("\x80\x04\x8d\x00\x00\x00\x00\x00\x00\x00\x40" "abc."));     /* BINUNICODE8 */
-    assert_refused(P("\x80\x04\x8e\xff\xff\xff\xff\xff\xff\xff\xff" "abc."));     /* BINBYTES8 */
-    assert_refused(P("\x80\x05\x96\x00\x00\x00\x00\x00\x01\x00\x00" "abc."));     /* BYTEARRAY8 */
-    assert_refused(P("\x80\x03" "B\xff\xff\xff\xff" "abc."));                        /* BINBYTES */
-    assert_refused(P("X\xff\xff\xff\x7f" "abc."));                                /* BINUNICODE */
-    assert_refused(P("\x80\x04\x8c\x05" "abc."));                                 /* SHORT_BINUNICODE */
-    assert_refused(P("\x80\x03" "C\x10" "abc."));                                    /* SHORT_BINBYTES */
-    assert_refused(P("\x80\x02\x8b\xff\xff\xff\x7f\x01."));                    /* LONG4 */
-    assert_refused(P("\x80\x02\x8b\xff\xff\xff\xff\x01."));                    /* LONG4 < 0 */
-    assert_refused(P("\x80\x02\x8a\x05\x01."));                                /* LONG1 */
-    assert_refused(P("\x80\x04\x95\xff\xff\xff\xff\xff\xff\xff\x7fN."));       /* FRAME */
-    assert_refused(P("\x80\x04\x95\x03\x00\x00\x00\x00\x00\x00\x00N."));       /* FRAME > rest */
+    assert_refused(P("\x80\x04\x8d\x00\x00\x00\x00\x00\x00\x00\x40"
+                     "abc.")); /* BINUNICODE8 */
+    assert_refused(P("\x80\x04\x8e\xff\xff\xff\xff\xff\xff\xff\xff"
+                     "abc.")); /* BINBYTES8 */
+    assert_refused(P("\x80\x05\x96\x00\x00\x00\x00\x00\x01\x00\x00"
+                     "abc.")); /* BYTEARRAY8 */
+    assert_refused(P("\x80\x03"
+                     "B\xff\xff\xff\xff"
+                     "abc.")); /* BINBYTES */
+    assert_refused(P("X\xff\xff\xff\x7f"
+                     "abc.")); /* BINUNICODE */
+    assert_refused(P("\x80\x04\x8c\x05"
+                     "abc.")); /* SHORT_BINUNICODE */
+    assert_refused(P("\x80\x03"
+                     "C\x10"
+                     "abc."));                                           /* SHORT_BINBYTES */
+    assert_refused(P("\x80\x02\x8b\xff\xff\xff\x7f\x01."));              /* LONG4 */
+    assert_refused(P("\x80\x02\x8b\xff\xff\xff\xff\x01."));              /* LONG4 < 0 */
+    assert_refused(P("\x80\x02\x8a\x05\x01."));                          /* LONG1 */
+    assert_refused(P("\x80\x04\x95\xff\xff\xff\xff\xff\xff\xff\x7fN.")); /* FRAME */
+    assert_refused(P("\x80\x04\x95\x03\x00\x00\x00\x00\x00\x00\x00N.")); /* FRAME > rest */
     assert_true(tu_now() - t0 < 1.0);
 }
 
@@ -525,24 +554,29 @@ static void test_refuses_nesting_deeper_than_max_depth(void **state)
 static void test_refuses_unhashable_dict_keys(void **state)
 {
     (void)state;
-    assert_refused(P("\x80\x02}]K\x01s."));                 /* list key */
-    assert_refused(P("\x80\x02}}K\x01s."));                 /* dict key */
-    assert_refused(P("\x80\x02}]\x85K\x01s."));             /* tuple holding a list */
-    assert_refused(P("\x80\x02(]K\x01" "d."));                 /* DICT opcode */
-    assert_refused(P("\x80\x02}(K\x01K\x01]K\x02u."));      /* second pair of SETITEMS */
+    assert_refused(P("\x80\x02}]K\x01s."));     /* list key */
+    assert_refused(P("\x80\x02}}K\x01s."));     /* dict key */
+    assert_refused(P("\x80\x02}]\x85K\x01s.")); /* tuple holding a list */
+    assert_refused(P("\x80\x02(]K\x01"
+                     "d."));                           /* DICT opcode */
+    assert_refused(P("\x80\x02}(K\x01K\x01]K\x02u.")); /* second pair of SETITEMS */
 }
 
 static void test_refuses_values_that_contain_themselves(void **state)
 {
     (void)state;
     /* x = []; x.append(x) */
-    assert_refused(P("\x80\x02]q\x00h\x00" "a."));
+    assert_refused(P("\x80\x02]q\x00h\x00"
+                     "a."));
     /* x = {}; x[1] = x */
     assert_refused(P("\x80\x02}q\x00K\x01h\x00s."));
     /* a = []; b = [a]; a.append(b) */
-    assert_refused(P("\x80\x02]q\x00]q\x01h\x00" "ah\x00h\x01" "a0."));
+    assert_refused(P("\x80\x02]q\x00]q\x01h\x00"
+                     "ah\x00h\x01"
+                     "a0."));
     /* t = ([],); t[0].append(t): what Python writes for a recursive tuple */
-    assert_refused(P("\x80\x02]q\x00h\x00\x85q\x01" "ah\x01."));
+    assert_refused(P("\x80\x02]q\x00h\x00\x85q\x01"
+                     "ah\x01."));
     /* DUP then APPEND: the list into itself */
     assert_refused(P("]2a."));
 }
@@ -559,35 +593,52 @@ static void test_refuses_data_after_stop_and_leftover_values(void **state)
 static void test_refuses_opcodes_applied_to_the_wrong_type(void **state)
 {
     (void)state;
-    assert_refused(P("\x80\x02}K\x01" "a."));          /* APPEND to a dict */
-    assert_refused(P("\x80\x02)K\x01" "a."));          /* APPEND to a tuple */
-    assert_refused(P("\x80\x02](K\x01K\x02u."));    /* SETITEMS to a list */
-    assert_refused(P("\x80\x02]K\x01K\x02s."));     /* SETITEM to a list */
-    assert_refused(P("\x80\x02K\x01(K\x02" "e."));     /* APPENDS to an int */
-    assert_refused(P("\x80\x02}(K\x01u."));         /* SETITEMS with an odd count */
+    assert_refused(P("\x80\x02}K\x01"
+                     "a.")); /* APPEND to a dict */
+    assert_refused(P("\x80\x02)K\x01"
+                     "a."));                     /* APPEND to a tuple */
+    assert_refused(P("\x80\x02](K\x01K\x02u.")); /* SETITEMS to a list */
+    assert_refused(P("\x80\x02]K\x01K\x02s."));  /* SETITEM to a list */
+    assert_refused(P("\x80\x02K\x01(K\x02"
+                     "e."));                /* APPENDS to an int */
+    assert_refused(P("\x80\x02}(K\x01u.")); /* SETITEMS with an odd count */
 }
 
 static void test_refuses_the_bytearray_global_used_any_other_way(void **state)
 {
     (void)state;
     /* the callable itself as the result, in a list, as a dict key */
-    assert_refused(P("\x80\x04\x8c\x08" "builtins\x8c\tbytearray\x93."));
-    assert_refused(P("\x80\x04]\x8c\x08" "builtins\x8c\tbytearray\x93" "a."));
+    assert_refused(P("\x80\x04\x8c\x08"
+                     "builtins\x8c\tbytearray\x93."));
+    assert_refused(P("\x80\x04]\x8c\x08"
+                     "builtins\x8c\tbytearray\x93"
+                     "a."));
     assert_refused(P("\x80\x03}cbuiltins\nbytearray\nK\x01s."));
     assert_refused(P("\x80\x03(cbuiltins\nbytearray\nt."));
     /* called with something other than () or (bytes,) */
-    assert_refused(P("\x80\x03" "cbuiltins\nbytearray\nK\x01\x85R."));
-    assert_refused(P("\x80\x03" "cbuiltins\nbytearray\nC\x01" "aC\x01" "b\x86R."));
-    assert_refused(P("\x80\x03" "cbuiltins\nbytearray\n."));
-    assert_refused(P("\x80\x03" "cbuiltins\nbytearray\nK\x01R."));
+    assert_refused(P("\x80\x03"
+                     "cbuiltins\nbytearray\nK\x01\x85R."));
+    assert_refused(P("\x80\x03"
+                     "cbuiltins\nbytearray\nC\x01"
+                     "aC\x01"
+                     "b\x86R."));
+    assert_refused(P("\x80\x03"
+                     "cbuiltins\nbytearray\n."));
+    assert_refused(P("\x80\x03"
+                     "cbuiltins\nbytearray\nK\x01R."));
     /* STACK_GLOBAL with non-str operands */
-    assert_refused(P("\x80\x04" "C\x08" "builtinsC\tbytearray\x93)R."));
+    assert_refused(P("\x80\x04"
+                     "C\x08"
+                     "builtinsC\tbytearray\x93)R."));
     /* REDUCE whose callable is an ordinary value */
-    assert_refused(P("\x80\x03]C\x01" "a\x85R."));
+    assert_refused(P("\x80\x03]C\x01"
+                     "a\x85R."));
     /* but the memoized form Python writes is fine, and reusable via GET */
-    assert_loads_repr(
-        P("\x80\x04\x8c\x08" "builtins\x94\x8c\tbytearray\x94\x93\x94" "C\x01" "a\x85Rh\x02)R\x86."),
-        "(b'a', b'')");
+    assert_loads_repr(P("\x80\x04\x8c\x08"
+                        "builtins\x94\x8c\tbytearray\x94\x93\x94"
+                        "C\x01"
+                        "a\x85Rh\x02)R\x86."),
+                      "(b'a', b'')");
 }
 
 /* L0 = []; L(i+1) = [Li, Li]: 8 bytes per level, 2**levels nodes as a tree. */
@@ -735,16 +786,21 @@ static void test_dumps_writes_the_protocol_4_opcodes_cpython_uses(void **state)
     assert_dumps(mp_obj_int(INT64_MAX), P("\x80\x04\x8a\x08\xff\xff\xff\xff\xff\xff\xff\x7f."));
     assert_dumps(mp_obj_int(INT64_MIN), P("\x80\x04\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x80."));
     assert_dumps(mp_obj_float(1.5), P("\x80\x04G?\xf8\x00\x00\x00\x00\x00\x00."));
-    assert_dumps(mp_obj_str("a\0", 2), P("\x80\x04\x8c\x02" "a\x00."));
-    assert_dumps(mp_obj_bytes("", 0), P("\x80\x04" "C\x00."));
+    assert_dumps(mp_obj_str("a\0", 2), P("\x80\x04\x8c\x02"
+                                         "a\x00."));
+    assert_dumps(mp_obj_bytes("", 0), P("\x80\x04"
+                                        "C\x00."));
     assert_dumps(mp_obj_tuple_new(), P("\x80\x04)."));
     mp_obj *l = mp_obj_list_new();
     TU_ASSERT_STATUS(mp_obj_list_append(l, mp_obj_int(1)), 0);
-    assert_dumps(l, P("\x80\x04]K\x01" "a."));
+    assert_dumps(l, P("\x80\x04]K\x01"
+                      "a."));
     mp_obj *d = mp_obj_dict_new();
     TU_ASSERT_STATUS(mp_obj_dict_set(d, mp_obj_str_cstr("a"), mp_obj_int(1)), 0);
     TU_ASSERT_STATUS(mp_obj_dict_set(d, mp_obj_str_cstr("b"), mp_obj_int(2)), 0);
-    assert_dumps(d, P("\x80\x04}(\x8c\x01" "aK\x01\x8c\x01" "bK\x02u."));
+    assert_dumps(d, P("\x80\x04}(\x8c\x01"
+                      "aK\x01\x8c\x01"
+                      "bK\x02u."));
     mp_obj *t = mp_obj_tuple_new();
     for (int i = 0; i < 4; i++)
         TU_ASSERT_STATUS(mp_obj_tuple_append(t, mp_obj_int(i)), 0);
@@ -891,12 +947,21 @@ static mp_obj *build_everything(void)
     add(bools, mp_obj_bool(true));
     add(bools, mp_obj_bool(false));
     put(d, "bools", bools);
-    static const int64_t ints[] = {0,          1,          -1,
-                                   255,        256,        65535,
-                                   65536,      -65536,     INT32_MAX,
-                                   INT32_MIN,  INT64_C(2147483648),
-                                   INT64_C(-2147483649), INT64_MAX,
-                                   INT64_MIN,  INT64_C(1) << 53};
+    static const int64_t ints[] = {0,
+                                   1,
+                                   -1,
+                                   255,
+                                   256,
+                                   65535,
+                                   65536,
+                                   -65536,
+                                   INT32_MAX,
+                                   INT32_MIN,
+                                   INT64_C(2147483648),
+                                   INT64_C(-2147483649),
+                                   INT64_MAX,
+                                   INT64_MIN,
+                                   INT64_C(1) << 53};
     mp_obj *il = must(mp_obj_list_new());
     for (size_t i = 0; i < N_ELEMS(ints); i++)
         add(il, mp_obj_int(ints[i]));
@@ -978,7 +1043,8 @@ static const char python_expects_everything[] =
     " 'floats': [1.5, -0.0, 0.0, 0.1, 5e-324, 1e16, 1.7976931348623157e308,\n"
     "            float('inf'), float('-inf')],\n"
     " 'nan': None,\n"
-    " 'strs': ['', 'h\\u00e9llo', '\\u65e5\\u672c\\u8a9e', '\\U0001F600', 'a\\x00" "b',\n"
+    " 'strs': ['', 'h\\u00e9llo', '\\u65e5\\u672c\\u8a9e', '\\U0001F600', 'a\\x00"
+    "b',\n"
     "          'y'*300, 'y'*70000],\n"
     " 'bytes': [b'', b'\\x00\\xff', b'y'*300, b'y'*70000],\n"
     " 'tuples': [(), (1,), (1, 2), (1, 2, 3), (1, 2, 3, 4)],\n"
@@ -1012,7 +1078,8 @@ static const char python_dumps_for_c[] =
     "import pickle, sys, struct\n"
     "x = [1, 2]; s = 'shared'; t = (x, s)\n"
     "objs = [None, True, False, 0, -1, 2**63-1, -2**63, 1.5, -0.0, 1e16, float('inf'),\n"
-    "  '', 'h\\u00e9llo \\U0001F600', 'a\\x00" "b', 'y'*70000, [], (), {}, (1,), (1, 2, 3, 4),\n"
+    "  '', 'h\\u00e9llo \\U0001F600', 'a\\x00"
+    "b', 'y'*70000, [], (), {}, (1,), (1, 2, 3, 4),\n"
     "  [x, x, t, t], {s: s, 'k': [t, {s: x}]}, [[1]*100]*1000,\n"
     "  {i: str(i) for i in range(3000)}, list(range(2500)), [[[[]]]],\n"
     "  {1: 'a', 2.5: 'b', None: 3, (1, (2,)): 4, '': 6, False: 7}]\n"
