@@ -94,10 +94,11 @@ static uint64_t siphash13(unsigned char tag, const unsigned char *p, size_t len)
         size_t take = 8 - fill;
         if (take > len)
             take = len;
-        if (take)
+        if (take) { /* p may be NULL when len is 0 */
             memcpy(block + fill, p, take);
+            p += take;
+        }
         fill += take;
-        p += take;
         len -= take;
         if (fill < 8)
             break;
