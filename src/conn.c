@@ -317,8 +317,12 @@ static void bad_message_length(mp_conn *c)
     if (c->writable) {
         store_flag(&c->readable, false);
     } else {
+        /* Nobody sends on a receive-only end, so with rmu held nothing else
+         * uses the descriptor: release it now, as Python's close() does, so
+         * the writer sees its reader gone. */
         store_flag(&c->closed, true);
-        /* The descriptor itself is released by close/free, which take rmu. */
+        mp__close(c->fd);
+        c->fd = -1;
     }
 }
 
@@ -345,6 +349,44 @@ static int deliver_big(mp_conn *c, struct recv_req *req)
     c->big = NULL;
     c->big_size = c->big_got = c->big_cap = 0;
     update_unread(c);
+    return 0;
+}
+
+/*
+ * A large message into the caller's buffer: read straight into it, so the
+ * payload is copied once, by the kernel. If the deadline passes part-way,
+ * what arrived moves into `big` and the next receive continues from there.
+ */
+static int recv_large_into(mp_conn *c, struct recv_req *req, size_t hdr, size_t size,
+                           int64_t deadline)
+{
+    size_t got = c->rlen - c->rpos - hdr;
+    memcpy(req->into, c->rbuf + c->rpos + hdr, got);
+    c->rpos = c->rlen = 0;
+    update_unread(c);
+    while (got < size) {
+        ssize_t r = mp__read_some(c->fd, req->into + got, size - got, deadline, c->is_socket);
+        if (r == 0)
+            return MP_ETRUNCATED;
+        if (r < 0) {
+            size_t cap = size - got < CHUNK_MIN ? size : got + CHUNK_MIN;
+            c->big = malloc(cap);
+            if (!c->big) {
+                /* The partial message cannot be kept, and without it the
+                 * stream cannot be resynchronised: stop reading, as for a
+                 * message over maxlength. */
+                bad_message_length(c);
+                return -ENOMEM;
+            }
+            memcpy(c->big, req->into, got);
+            c->big_size = size;
+            c->big_got = got;
+            c->big_cap = cap;
+            update_unread(c);
+            return (int)r;
+        }
+        got += (size_t)r;
+    }
     return 0;
 }
 
@@ -415,9 +457,11 @@ static int recv_locked(mp_conn *c, struct recv_req *req, int64_t deadline)
         return 0;
     }
 
-    /* Large message: collect it in `big`, then hand it over. A receive into
-     * the caller's buffer pays one extra copy; large messages are dominated
-     * by the transfer itself. */
+    if (req->into)
+        return recv_large_into(c, req, hdr, size, deadline);
+
+    /* Large message into a fresh buffer: collect it in `big`, which grows
+     * only as bytes arrive, then hand it over. */
     int rc = big_start(c, hdr, size);
     if (rc < 0)
         return rc;

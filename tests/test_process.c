@@ -1,2 +1,537 @@
+/*
+ * process: Python's Process for fork (multiprocessing/process.py,
+ * popen_fork.py, _TestProcess in Lib/test/_test_multiprocessing.py), and the
+ * exit procedure (util._exit_function): daemons terminated, other children
+ * joined, queue hooks run in the process that registered them only.
+ */
 #include "testutil.h"
-int main(void){return 0;}
+
+#include "internal.h"
+
+#include <mpipc/conn.h>
+#include <mpipc/process.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define T_LONG 10.0
+
+static int return_arg(void *arg)
+{
+    return *(int *)arg;
+}
+
+static int sleep_forever(void *arg)
+{
+    (void)arg;
+    for (;;)
+        pause();
+    return 0;
+}
+
+static int sleep_for(void *arg)
+{
+    tu_sleep(*(double *)arg);
+    return 0;
+}
+
+static void test_process_runs_target_and_reports_its_return_as_exitcode(void **state)
+{
+    (void)state;
+    int value = 3;
+    mp_process *p;
+    assert_int_equal(mp_process_new(&p, return_arg, &value), 0);
+    int code = -1;
+    /* Python: exitcode is None before start and while running. */
+    TU_ASSERT_STATUS(mp_process_exitcode(p, &code), MP_ENOTDONE);
+    assert_int_equal(mp_process_is_alive(p), 0);
+    assert_int_equal(mp_process_pid(p), 0);
+    assert_int_equal(mp_process_start(p), 0);
+    assert_true(mp_process_pid(p) > 0);
+    assert_int_equal(mp_process_join(p, T_LONG), 0);
+    assert_int_equal(mp_process_is_alive(p), 0);
+    assert_int_equal(mp_process_exitcode(p, &code), 0);
+    assert_int_equal(code, 3);
+    /* Joining again is fine and quick. */
+    assert_int_equal(mp_process_join(p, 0), 0);
+    assert_int_equal(mp_process_free(p), 0);
+
+    /* Python's Process() without a target exits 0. */
+    assert_int_equal(mp_process_new(&p, NULL, NULL), 0);
+    assert_int_equal(mp_process_start(p), 0);
+    assert_int_equal(mp_process_join(p, T_LONG), 0);
+    assert_int_equal(mp_process_exitcode(p, &code), 0);
+    assert_int_equal(code, 0);
+    assert_int_equal(mp_process_free(p), 0);
+}
+
+static void test_is_alive_while_running_and_join_timeout(void **state)
+{
+    (void)state;
+    mp_process *p;
+    assert_int_equal(mp_process_new(&p, sleep_forever, NULL), 0);
+    assert_int_equal(mp_process_start(p), 0);
+    assert_int_equal(mp_process_is_alive(p), 1);
+    double t0 = tu_now();
+    TU_ASSERT_STATUS(mp_process_join(p, 0.2), MP_ETIMEDOUT);
+    double took = tu_now() - t0;
+    assert_true(took >= 0.199 && took < 0.7);
+    int code;
+    TU_ASSERT_STATUS(mp_process_exitcode(p, &code), MP_ENOTDONE);
+    /* Python's close() of a running process: ValueError. */
+    TU_ASSERT_STATUS(mp_process_free(p), MP_EVALUE);
+    assert_int_equal(mp_process_terminate(p), 0);
+    assert_int_equal(mp_process_join(p, T_LONG), 0);
+    assert_int_equal(mp_process_exitcode(p, &code), 0);
+    assert_int_equal(code, -SIGTERM);
+    /* Signalling an ended process is a no-op, as in Python. */
+    assert_int_equal(mp_process_kill(p), 0);
+    assert_int_equal(mp_process_free(p), 0);
+}
+
+static int crash(void *arg)
+{
+    (void)arg;
+    /* cmocka catches SIGSEGV in the test process and this child inherits
+     * that handler; a real crash meets the default action. */
+    signal(SIGSEGV, SIG_DFL);
+    raise(SIGSEGV);
+    return 0;
+}
+
+static int call_exit(void *arg)
+{
+    exit(*(int *)arg); /* Python's sys.exit(n) in a target */
+}
+
+static void test_exitcode_is_minus_signal_when_killed(void **state)
+{
+    (void)state;
+    mp_process *p;
+    int code;
+    assert_int_equal(mp_process_new(&p, sleep_forever, NULL), 0);
+    assert_int_equal(mp_process_start(p), 0);
+    assert_int_equal(mp_process_kill(p), 0);
+    assert_int_equal(mp_process_join(p, T_LONG), 0);
+    assert_int_equal(mp_process_exitcode(p, &code), 0);
+    assert_int_equal(code, -SIGKILL);
+    assert_int_equal(mp_process_free(p), 0);
+
+    assert_int_equal(mp_process_new(&p, crash, NULL), 0);
+    assert_int_equal(mp_process_start(p), 0);
+    assert_int_equal(mp_process_join(p, T_LONG), 0);
+    assert_int_equal(mp_process_exitcode(p, &code), 0);
+    assert_int_equal(code, -SIGSEGV);
+    assert_int_equal(mp_process_free(p), 0);
+
+    int seven = 7;
+    assert_int_equal(mp_process_new(&p, call_exit, &seven), 0);
+    assert_int_equal(mp_process_start(p), 0);
+    assert_int_equal(mp_process_join(p, T_LONG), 0);
+    assert_int_equal(mp_process_exitcode(p, &code), 0);
+    assert_int_equal(code, 7);
+    assert_int_equal(mp_process_free(p), 0);
+}
+
+static void test_state_errors_match_python_assertions(void **state)
+{
+    (void)state;
+    mp_process *p;
+    double nap = 0.05;
+    assert_int_equal(mp_process_new(&p, sleep_for, &nap), 0);
+    /* Python: "can only join a started process", terminate on None popen,
+     * ValueError "process not started" for sentinel. */
+    TU_ASSERT_STATUS(mp_process_join(p, 0), MP_ESTATE);
+    TU_ASSERT_STATUS(mp_process_terminate(p), MP_ESTATE);
+    TU_ASSERT_STATUS(mp_process_kill(p), MP_ESTATE);
+    TU_ASSERT_STATUS(mp_process_sentinel(p), MP_EVALUE);
+    assert_int_equal(mp_process_set_daemon(p, true), 0);
+    assert_true(mp_process_daemon(p));
+    assert_int_equal(mp_process_set_daemon(p, false), 0);
+    assert_int_equal(mp_process_start(p), 0);
+    /* "cannot start a process twice", "process has already started". */
+    TU_ASSERT_STATUS(mp_process_start(p), MP_ESTATE);
+    TU_ASSERT_STATUS(mp_process_set_daemon(p, true), MP_ESTATE);
+    assert_false(mp_process_daemon(p));
+    assert_true(mp_process_sentinel(p) >= 0);
+    assert_int_equal(mp_process_join(p, T_LONG), 0);
+    TU_ASSERT_STATUS(mp_process_start(p), MP_ESTATE);
+    assert_int_equal(mp_process_free(p), 0);
+    assert_int_equal(mp_process_free(NULL), 0);
+    assert_int_equal(mp_process_new(NULL, NULL, NULL), -EINVAL);
+}
+
+static void test_sentinel_becomes_ready_when_the_child_ends(void **state)
+{
+    (void)state;
+    double nap = 0.2;
+    mp_process *p;
+    assert_int_equal(mp_process_new(&p, sleep_for, &nap), 0);
+    assert_int_equal(mp_process_start(p), 0);
+    mp_wait_item item = {.conn = NULL, .fd = mp_process_sentinel(p)};
+    assert_int_equal(mp_wait(&item, 1, 0), 0);
+    double t0 = tu_now();
+    assert_int_equal(mp_wait(&item, 1, T_LONG), 1);
+    assert_true(tu_now() - t0 >= 0.15);
+    assert_int_equal(mp_process_join(p, T_LONG), 0);
+    assert_int_equal(mp_process_free(p), 0);
+}
+
+/* ---- names ------------------------------------------------------------------ */
+
+struct name_report {
+    int fd;
+};
+
+static int report_names(void *arg)
+{
+    struct name_report *r = arg;
+    mp_process *grandchild;
+    if (mp_process_new(&grandchild, NULL, NULL) != 0)
+        return 1;
+    char line[256];
+    int n = snprintf(line, sizeof line, "%s|%s", mp_process_current_name(),
+                     mp_process_name(grandchild));
+    mp_process_free(grandchild);
+    return write(r->fd, line, (size_t)n) == n ? 0 : 2;
+}
+
+static void test_names_follow_pythons_identity_scheme(void **state)
+{
+    (void)state;
+    assert_string_equal(mp_process_current_name(), "MainProcess");
+    mp_process *p, *q;
+    assert_int_equal(mp_process_new(&p, NULL, NULL), 0);
+    assert_int_equal(mp_process_new(&q, NULL, NULL), 0);
+    /* Consecutive processes count up: Process-N, Process-N+1. */
+    unsigned n1, n2;
+    assert_int_equal(sscanf(mp_process_name(p), "Process-%u", &n1), 1);
+    assert_int_equal(sscanf(mp_process_name(q), "Process-%u", &n2), 1);
+    assert_int_equal(n2, n1 + 1);
+    assert_int_equal(mp_process_set_name(q, "worker"), 0);
+    assert_string_equal(mp_process_name(q), "worker");
+
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    struct name_report r = {fds[1]};
+    mp_process *child;
+    assert_int_equal(mp_process_new(&child, report_names, &r), 0);
+    char expected[128];
+    snprintf(expected, sizeof expected, "%s|Process-%u:1", mp_process_name(child), n2 + 1);
+    assert_int_equal(mp_process_start(child), 0);
+    close(fds[1]);
+    char got[256] = {0};
+    assert_true(read(fds[0], got, sizeof got - 1) > 0);
+    close(fds[0]);
+    assert_string_equal(got, expected);
+    assert_int_equal(mp_process_join(child, T_LONG), 0);
+    int code;
+    assert_int_equal(mp_process_exitcode(child, &code), 0);
+    assert_int_equal(code, 0);
+    mp_process_free(child);
+    mp_process_free(p);
+    mp_process_free(q);
+}
+
+/* ---- handles in the wrong process ------------------------------------------ */
+
+struct sibling_args {
+    mp_process *sibling;
+};
+
+static int poke_sibling(void *arg)
+{
+    struct sibling_args *s = arg;
+    int code;
+    /* Python: "can only join a child process", "can only test a child process". */
+    if (mp_process_join(s->sibling, 0) != MP_ESTATE)
+        return 1;
+    if (mp_process_is_alive(s->sibling) != MP_ESTATE)
+        return 2;
+    if (mp_process_terminate(s->sibling) != MP_ESTATE)
+        return 3;
+    if (mp_process_exitcode(s->sibling, &code) != MP_ESTATE)
+        return 4;
+    if (mp_process_start(s->sibling) != MP_ESTATE)
+        return 5;
+    return 0;
+}
+
+static void test_only_the_parent_may_join_or_signal_a_child(void **state)
+{
+    (void)state;
+    mp_process *sib, *p;
+    assert_int_equal(mp_process_new(&sib, sleep_forever, NULL), 0);
+    assert_int_equal(mp_process_start(sib), 0);
+    struct sibling_args a = {sib};
+    assert_int_equal(mp_process_new(&p, poke_sibling, &a), 0);
+    assert_int_equal(mp_process_start(p), 0);
+    assert_int_equal(mp_process_join(p, T_LONG), 0);
+    int code;
+    assert_int_equal(mp_process_exitcode(p, &code), 0);
+    assert_int_equal(code, 0);
+    assert_int_equal(mp_process_is_alive(sib), 1); /* nobody signalled it */
+    assert_int_equal(mp_process_kill(sib), 0);
+    assert_int_equal(mp_process_join(sib, T_LONG), 0);
+    mp_process_free(p);
+    mp_process_free(sib);
+}
+
+static int start_a_child(void *arg)
+{
+    (void)arg;
+    mp_process *p;
+    if (mp_process_new(&p, NULL, NULL) != 0)
+        return 1;
+    int rc = mp_process_start(p);
+    mp_process_free(p);
+    return rc == MP_ESTATE ? 0 : 2;
+}
+
+static void test_daemon_processes_may_not_start_children(void **state)
+{
+    (void)state;
+    mp_process *p;
+    assert_int_equal(mp_process_new(&p, start_a_child, NULL), 0);
+    assert_int_equal(mp_process_set_daemon(p, true), 0);
+    assert_int_equal(mp_process_start(p), 0);
+    assert_int_equal(mp_process_join(p, T_LONG), 0);
+    int code;
+    assert_int_equal(mp_process_exitcode(p, &code), 0);
+    assert_int_equal(code, 0);
+    mp_process_free(p);
+}
+
+/* ---- the exit procedure ------------------------------------------------------ */
+
+struct exit_scene {
+    int report_fd; /* the middle process writes the daemon's pid here */
+    int done_fd;   /* the non-daemon grandchild writes "done" here */
+};
+
+static int write_done_after_nap(void *arg)
+{
+    struct exit_scene *s = arg;
+    tu_sleep(0.3);
+    return write(s->done_fd, "done", 4) == 4 ? 0 : 1;
+}
+
+/* A "main program" that starts a daemon (sleeps forever) and a non-daemon
+ * child (works 0.3 s), then returns from main with exit(0): Python's
+ * _exit_function terminates the daemon and joins the other. */
+static int main_program(void *arg)
+{
+    struct exit_scene *s = arg;
+    mp_process *daemon, *worker;
+    if (mp_process_new(&daemon, sleep_forever, NULL) || mp_process_set_daemon(daemon, true) ||
+        mp_process_start(daemon))
+        return 10;
+    if (mp_process_new(&worker, write_done_after_nap, s) || mp_process_start(worker))
+        return 11;
+    pid_t dpid = mp_process_pid(daemon);
+    if (write(s->report_fd, &dpid, sizeof dpid) != sizeof dpid)
+        return 12;
+    exit(0); /* runs atexit: the library's exit procedure */
+}
+
+static void test_exit_procedure_terminates_daemons_and_joins_other_children(void **state)
+{
+    (void)state;
+    int report[2], done[2];
+    assert_int_equal(pipe(report), 0);
+    assert_int_equal(pipe(done), 0);
+    struct exit_scene s = {report[1], done[1]};
+    double t0 = tu_now();
+    pid_t pid = tu_fork(main_program, &s);
+    close(report[1]);
+    close(done[1]);
+    /* The "main program" only ends once its worker is done (0.3 s). */
+    assert_int_equal(tu_wait_child(pid, T_LONG), 0);
+    assert_true(tu_now() - t0 >= 0.25);
+    char buf[8] = {0};
+    assert_int_equal(read(done[0], buf, sizeof buf), 4);
+    assert_memory_equal(buf, "done", 4);
+    pid_t dpid = 0;
+    assert_int_equal(read(report[0], &dpid, sizeof dpid), (ssize_t)sizeof dpid);
+    /* The daemon was terminated and reaped by its parent: gone. */
+    assert_int_equal(kill(dpid, 0), -1);
+    assert_int_equal(errno, ESRCH);
+    close(report[0]);
+    close(done[0]);
+}
+
+static int start_worker_and_return(void *arg)
+{
+    mp_process *worker;
+    if (mp_process_new(&worker, write_done_after_nap, arg) || mp_process_start(worker))
+        return 10;
+    return 5; /* the handle is not joined explicitly: the exit procedure does it */
+}
+
+static void test_a_child_joins_its_own_children_before_it_exits(void **state)
+{
+    (void)state;
+    int done[2];
+    assert_int_equal(pipe(done), 0);
+    struct exit_scene s = {-1, done[1]};
+    mp_process *p;
+    assert_int_equal(mp_process_new(&p, start_worker_and_return, &s), 0);
+    double t0 = tu_now();
+    assert_int_equal(mp_process_start(p), 0);
+    close(done[1]);
+    assert_int_equal(mp_process_join(p, T_LONG), 0);
+    assert_true(tu_now() - t0 >= 0.25);
+    int code;
+    assert_int_equal(mp_process_exitcode(p, &code), 0);
+    assert_int_equal(code, 5);
+    char buf[8] = {0};
+    assert_int_equal(read(done[0], buf, sizeof buf), 4);
+    close(done[0]);
+    mp_process_free(p);
+}
+
+/* ---- at-exit hooks (the queues' flush) -------------------------------------- */
+
+static int hook_fd = -1;
+
+static void hook_write(void *arg)
+{
+    const char *tag = arg;
+    if (write(hook_fd, tag, strlen(tag)) < 0)
+        _exit(90);
+}
+
+static int register_hooks_and_return(void *arg)
+{
+    (void)arg;
+    mp__exit_hook_add(hook_write, "A", 0);
+    mp__exit_hook_add(hook_write, "B", 5);
+    int late = mp__exit_hook_add(hook_write, "L", -5);
+    int gone = mp__exit_hook_add(hook_write, "X", 1);
+    mp__exit_hook_remove(gone);
+    return late > 0 ? 0 : 1;
+}
+
+static void test_exit_hooks_run_in_the_registering_process_only(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    hook_fd = fds[1];
+    /* A hook of the parent's must not run when the child ends. */
+    int parent_hook = mp__exit_hook_add(hook_write, "P", 0);
+    assert_true(parent_hook > 0);
+    mp_process *p;
+    assert_int_equal(mp_process_new(&p, register_hooks_and_return, NULL), 0);
+    assert_int_equal(mp_process_start(p), 0);
+    close(fds[1]);
+    assert_int_equal(mp_process_join(p, T_LONG), 0);
+    char buf[16] = {0};
+    ssize_t n = read(fds[0], buf, sizeof buf - 1);
+    assert_true(n > 0);
+    /* Newest first within a group; priority >= 0 before children are joined,
+     * negative after; removed hooks do not run. */
+    assert_string_equal(buf, "BAL");
+    close(fds[0]);
+    mp__exit_hook_remove(parent_hook);
+    mp_process_free(p);
+}
+
+/* ---- stdio -------------------------------------------------------------------- */
+
+static int print_without_newline(void *arg)
+{
+    int fd = *(int *)arg;
+    dup2(fd, STDOUT_FILENO);
+    printf("child says hi");
+    return 0; /* the library flushes before _exit */
+}
+
+static void test_child_output_is_flushed_and_parent_buffers_not_repeated(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    /* An unflushed parent buffer on a stream the child inherits. */
+    FILE *f = fdopen(dup(fds[1]), "w");
+    assert_non_null(f);
+    setvbuf(f, NULL, _IOFBF, 4096);
+    fputs("parent|", f);
+    int wfd = fds[1];
+    mp_process *p;
+    assert_int_equal(mp_process_new(&p, print_without_newline, &wfd), 0);
+    assert_int_equal(mp_process_start(p), 0); /* flushes "parent|" first */
+    assert_int_equal(mp_process_join(p, T_LONG), 0);
+    fclose(f);
+    close(fds[1]);
+    char buf[128] = {0};
+    size_t got = 0;
+    ssize_t n;
+    while ((n = read(fds[0], buf + got, sizeof buf - 1 - got)) > 0)
+        got += (size_t)n;
+    close(fds[0]);
+    assert_string_equal(buf, "parent|child says hi");
+    mp_process_free(p);
+}
+
+/* ---- many ------------------------------------------------------------------- */
+
+static void test_many_processes_start_join_and_terminate(void **state)
+{
+    (void)state;
+    enum { N = 50 };
+    mp_process *ps[N];
+    int codes[N];
+    for (int i = 0; i < N; i++) {
+        codes[i] = i;
+        assert_int_equal(mp_process_new(&ps[i], return_arg, &codes[i]), 0);
+        assert_int_equal(mp_process_start(ps[i]), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        int code;
+        assert_int_equal(mp_process_join(ps[i], T_LONG), 0);
+        assert_int_equal(mp_process_exitcode(ps[i], &code), 0);
+        assert_int_equal(code, i);
+        assert_int_equal(mp_process_free(ps[i]), 0);
+    }
+    /* Python's test_many_processes also terminates a batch. */
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(mp_process_new(&ps[i], sleep_forever, NULL), 0);
+        assert_int_equal(mp_process_start(ps[i]), 0);
+    }
+    for (int i = 0; i < N; i++)
+        assert_int_equal(mp_process_terminate(ps[i]), 0);
+    for (int i = 0; i < N; i++) {
+        int code;
+        assert_int_equal(mp_process_join(ps[i], T_LONG), 0);
+        assert_int_equal(mp_process_exitcode(ps[i], &code), 0);
+        assert_int_equal(code, -SIGTERM);
+        assert_int_equal(mp_process_free(ps[i]), 0);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        TU_TEST(test_process_runs_target_and_reports_its_return_as_exitcode),
+        TU_TEST(test_is_alive_while_running_and_join_timeout),
+        TU_TEST(test_exitcode_is_minus_signal_when_killed),
+        TU_TEST(test_state_errors_match_python_assertions),
+        TU_TEST(test_sentinel_becomes_ready_when_the_child_ends),
+        TU_TEST(test_names_follow_pythons_identity_scheme),
+        TU_TEST(test_only_the_parent_may_join_or_signal_a_child),
+        TU_TEST(test_daemon_processes_may_not_start_children),
+        TU_TEST(test_exit_procedure_terminates_daemons_and_joins_other_children),
+        TU_TEST(test_a_child_joins_its_own_children_before_it_exits),
+        TU_TEST(test_exit_hooks_run_in_the_registering_process_only),
+        TU_TEST(test_child_output_is_flushed_and_parent_buffers_not_repeated),
+        TU_TEST(test_many_processes_start_join_and_terminate),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

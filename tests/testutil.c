@@ -37,6 +37,9 @@ pid_t tu_fork(int (*fn)(void *arg), void *arg)
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
+        /* A watchdog: if the parent failed an assert and never reaps us, we
+         * must not block forever and keep CI waiting on our stdout. */
+        alarm(TU_CHILD_LIFETIME);
         int code = fn(arg);
         fflush(NULL);
         _exit(code & 0xff);

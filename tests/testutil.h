@@ -29,6 +29,10 @@ double tu_now(void);
 /* Sleep for seconds (EINTR-safe). */
 void tu_sleep(double seconds);
 
+/* A forked test child is killed by SIGALRM after this many seconds, so a
+ * child whose parent failed an assert never outlives the test run. */
+#define TU_CHILD_LIFETIME 60
+
 /* Fork a child that runs fn(arg) and leaves with _exit(fn's result & 0xff).
  * Returns the child's pid (the test fails if fork fails). */
 pid_t tu_fork(int (*fn)(void *arg), void *arg);

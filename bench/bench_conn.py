@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Python's multiprocessing.Pipe on the same workloads as bench_conn.c.
+
+Prints "<case> <rate>" for bench/run.py: pingpong (64-byte round trips/s),
+oneway (64-byte messages/s), bandwidth (MB/s of 1 MiB messages).
+"""
+import multiprocessing as mp
+import sys
+import time
+
+SMALL = b"\0" * 64
+BIG = b"\0" * (1 << 20)
+PINGPONGS = 50000
+ONEWAY = 300000
+BIGS = 2000
+
+
+def echo(conn, n):
+    for _ in range(n):
+        conn.send_bytes(conn.recv_bytes())
+
+
+def sender(conn, msg, n):
+    for _ in range(n):
+        conn.send_bytes(msg)
+
+
+def pingpong():
+    a, b = mp.Pipe()
+    p = mp.Process(target=echo, args=(b, PINGPONGS))
+    p.start()
+    t0 = time.perf_counter()
+    for _ in range(PINGPONGS):
+        a.send_bytes(SMALL)
+        a.recv_bytes()
+    rate = PINGPONGS / (time.perf_counter() - t0)
+    p.join()
+    return rate
+
+
+def stream(msg, n):
+    a, b = mp.Pipe()
+    p = mp.Process(target=sender, args=(b, msg, n))
+    p.start()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        a.recv_bytes()
+    rate = n / (time.perf_counter() - t0)
+    p.join()
+    return rate
+
+
+def main():
+    mp.set_start_method("fork")
+    case = sys.argv[1]
+    if case == "pingpong":
+        rate = pingpong()
+    elif case == "oneway":
+        rate = stream(SMALL, ONEWAY)
+    elif case == "bandwidth":
+        rate = stream(BIG, BIGS) * len(BIG) / 1e6
+    else:
+        sys.exit("unknown case " + case)
+    print(case, "%.1f" % rate)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+/* Sends one message through a Pipe to a child and back: proves the
+ * installed headers and library work together. Prints "consumer ok". */
+#include <mpipc.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int echo(void *arg)
+{
+    mp_conn *c = arg;
+    void *buf;
+    size_t len;
+    if (mp_conn_recv_bytes(c, &buf, &len, 0, 10.0) != 0)
+        return 1;
+    int rc = mp_conn_send_bytes(c, buf, len);
+    free(buf);
+    return rc == 0 ? 0 : 2;
+}
+
+int main(void)
+{
+    mp_conn *a, *b;
+    mp_process *p;
+    if (mp_pipe(&a, &b, true) || mp_process_new(&p, echo, b) || mp_process_start(p))
+        return 1;
+    char got[16] = {0};
+    if (mp_conn_send_bytes(a, "ok", 2) ||
+        mp_conn_recv_bytes_into(a, got, sizeof got - 1, 0, NULL, 10.0) != 2 ||
+        mp_process_join(p, 10.0))
+        return 2;
+    printf("consumer %s (libmpipc %s)\n", got, MP_VERSION_STRING);
+    mp_process_free(p);
+    mp_conn_free(a);
+    mp_conn_free(b);
+    return strcmp(got, "ok") != 0;
+}
