@@ -1395,7 +1395,13 @@ static void repr_float(struct sbuf *b, double x)
     }
 }
 
-static void repr_obj(struct sbuf *b, const mp_obj *o)
+/* Scalars, kept out of line so that the frame repr_obj repeats once per
+ * nesting level stays small (see "Nesting" in obj.h). */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+static void
+repr_scalar(struct sbuf *b, const mp_obj *o)
 {
     char num[32];
     switch (o->type) {
@@ -1418,6 +1424,15 @@ static void repr_obj(struct sbuf *b, const mp_obj *o)
     case MP_TYPE_BYTES:
         repr_bytes(b, o);
         break;
+    default:
+        sb_puts(b, "?");
+        break;
+    }
+}
+
+static void repr_obj(struct sbuf *b, const mp_obj *o)
+{
+    switch (o->type) {
     case MP_TYPE_LIST:
     case MP_TYPE_TUPLE: {
         bool list = o->type == MP_TYPE_LIST;
@@ -1450,7 +1465,7 @@ static void repr_obj(struct sbuf *b, const mp_obj *o)
         break;
     }
     default:
-        sb_puts(b, "?");
+        repr_scalar(b, o);
         break;
     }
 }

@@ -3,62 +3,21 @@
  * No I/O; the only allocation is the result. Private: conn.c builds
  * mp_conn_send/recv on it, the fuzzer and tests call it directly.
  *
- * Writing: protocol 4 (PROTO 4, no FRAME, no memo), which every Python 3.4+
- * pickle.loads reads back as the equal object: None, True/False, int
- * (BININT1/BININT2/BININT, LONG1 beyond 32 bits), float (BINFLOAT, bit
- * exact), str (SHORT_BINUNICODE/BINUNICODE/BINUNICODE8), bytes
- * (SHORT_BINBYTES/BINBYTES/BINBYTES8), list (EMPTY_LIST + APPEND/APPENDS in
- * batches of 1000, as CPython), tuple (EMPTY_TUPLE, TUPLE1-3, MARK..TUPLE),
- * dict (EMPTY_DICT + SETITEM/SETITEMS), STOP.
+ * docs/wire.md ("Objects: the pickle subset") specifies the bytes: the
+ * protocol 4 opcodes written, everything read (what CPython 3 writes for
+ * these types in protocols 0-5, bytearray included), and everything refused
+ * with MP_EPROTO. In short, refused are: every opcode that imports or calls
+ * code (so protocol 0-2 bytes, which CPython writes as a _codecs.encode call),
+ * Python 2 strings, sets, out-of-band buffers, truncated or malformed input,
+ * length fields beyond the input (before any allocation), non-UTF-8 text,
+ * ints beyond int64, stack/MARK/memo misuse, nesting beyond MP_OBJ_MAX_DEPTH,
+ * unhashable keys, self-containing values, bytes after STOP or values left
+ * on the stack, and pickles whose memo references would expand beyond the
+ * work budget below.
  *
- * Reading: what CPython 3 writes for those types in protocols 0 to 5 (the
- * default, 4 since Python 3.8, is what multiprocessing sends):
- *   - PROTO (0..5), FRAME (its length must fit in what is left; frames are
- *     otherwise transparent, as in CPython's C unpickler), STOP;
- *   - NONE, NEWTRUE, NEWFALSE, INT (including protocol 0's I00/I01 bools),
- *     BININT, BININT1, BININT2, LONG, LONG1, LONG4 (any length, as long as
- *     the value fits in int64_t: out of range is refused, never wrapped),
- *     FLOAT, BINFLOAT;
- *   - UNICODE (raw-unicode-escape), SHORT_BINUNICODE, BINUNICODE,
- *     BINUNICODE8: strict UTF-8 only (Python may pickle lone surrogates with
- *     "surrogatepass"; they have no UTF-8 form and are refused);
- *   - SHORT_BINBYTES, BINBYTES, BINBYTES8, and BYTEARRAY8 (protocol 5's
- *     bytearray) as bytes. Protocols 3 and 4 write a bytearray as a call of
- *     builtins.bytearray on a bytes value; exactly that shape (GLOBAL or
- *     STACK_GLOBAL naming builtins.bytearray, then REDUCE with () or
- *     (bytes,)) is recognised and decoded as bytes. Nothing is imported or
- *     called; any other GLOBAL/STACK_GLOBAL/REDUCE is refused;
- *   - MARK, POP, POP_MARK, DUP, LIST, EMPTY_LIST, APPEND, APPENDS, TUPLE,
- *     TUPLE1-3, EMPTY_TUPLE, DICT, EMPTY_DICT, SETITEM, SETITEMS;
- *   - the memo: PUT, BINPUT, LONG_BINPUT, MEMOIZE, GET, BINGET, LONG_BINGET.
- *     A memo reference (Python's shared object) becomes an equal copy, since
- *     values are trees (obj.h).
- *
- * Refused with MP_EPROTO, never executed:
- *   - everything that imports or calls: GLOBAL, STACK_GLOBAL, REDUCE, BUILD,
- *     INST, OBJ, NEWOBJ, NEWOBJ_EX, EXT1/2/4, PERSID, BINPERSID (except the
- *     bytearray shape above). So are protocol 0-2 bytes, which CPython
- *     writes as a call of _codecs.encode: send bytes with protocol 3 or
- *     later (every Python 3's default);
- *   - Python 2 strings (STRING, BINSTRING, SHORT_BINSTRING), sets and
- *     frozensets (EMPTY_SET, ADDITEMS, FROZENSET), out-of-band buffers
- *     (NEXT_BUFFER, READONLY_BUFFER), unknown opcodes, PROTO above 5;
- *   - truncated input, a length field longer than the rest of the input
- *     (checked before anything is allocated), bad UTF-8, ints beyond int64,
- *     malformed text fields of protocol 0;
- *   - stack underflow, an opcode applied to the wrong type (APPEND to a
- *     dict), an odd number of items for SETITEMS/DICT, a GET of a memo key
- *     never PUT;
- *   - nesting deeper than MP_OBJ_MAX_DEPTH (1000) containers;
- *   - an unhashable dict key (a list or dict, or a tuple holding one);
- *   - a value that contains itself (a list memoized and then appended into
- *     itself through GET): Python builds such cycles, a tree cannot hold one;
- *   - stricter than Python, which ignores them: anything after STOP, and a
- *     STOP that leaves other values or an open MARK on the stack;
- *   - more than MP__PICKLE_BUDGET(n) bytes of extra work: copies made for
- *     memo references plus walks comparing equal keys. Python keeps one
- *     shared object where we copy, so a short pickle could otherwise expand
- *     exponentially ([x, x] nested 60 deep).
+ * Decoding never recurses on the input's structure except to a depth bounded
+ * by MP_OBJ_MAX_DEPTH, and its time and memory are linear in the input plus
+ * the budget.
  */
 #ifndef MPIPC_PICKLE_H
 #define MPIPC_PICKLE_H
@@ -70,7 +29,11 @@
 /* The protocol the encoder writes. */
 #define MP__PICKLE_PROTOCOL 4
 
-/* The extra work a pickle of n bytes may cost: max(64 MiB, 16 * n). */
+/* The extra work a pickle of n bytes may cost, in bytes: max(64 MiB, 16 * n).
+ * It pays for the copies memo references expand into (Python shares one
+ * object where a tree holds copies) and for walks comparing equal dict keys
+ * that are still shared graphs during decoding. Without it a short pickle
+ * ([x, x] nested 60 deep) would expand exponentially. */
 #ifndef MP__PICKLE_BUDGET_MIN
 #define MP__PICKLE_BUDGET_MIN ((size_t)64 << 20)
 #endif
