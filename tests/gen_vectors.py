@@ -200,10 +200,25 @@ FLOATS = [0.0, -0.0, 1.0, -1.0, 0.1, 0.2, 0.3, 1 / 3, 2 / 3, 1.5, 100.0, 123.456
           9.999999999999999e22, 1e-310, 8.41e21, 5.0e-324 * 3]
 
 
+def lopsided_powers_of_two():
+    """Powers of two whose shortest repr is not the correctly rounded string
+    of that length (the rounding interval of 2**e is narrower below): the
+    case where repr must take the neighbouring digit string."""
+    import math
+    found = []
+    for e in range(-1074, 1024):
+        x = math.ldexp(1.0, e)
+        mant = repr(x).split("e")[0].replace("-", "").replace(".", "")
+        n = len(mant.lstrip("0").rstrip("0") or "0")
+        if float("%.*e" % (n - 1, x)) != x:
+            found.append(x)
+    return found
+
+
 def emit_floats(out):
     out.write("struct float_vec {\n    uint64_t bits;\n    const char *repr;\n};\n\n")
     out.write("static const struct float_vec float_vecs[] = {\n")
-    for f in FLOATS:
+    for f in FLOATS + lopsided_powers_of_two():
         bits = struct.unpack("<Q", struct.pack("<d", f))[0]
         out.write('    {UINT64_C(0x%016x), "%s"},\n' % (bits, repr(f)))
     out.write("};\n\n")

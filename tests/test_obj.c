@@ -484,9 +484,9 @@ static void test_dict_iterates_in_insertion_order_through_deletes_and_growth(voi
         mp_obj_free(k);
     }
     set(d, num(0), str("again"));
-    for (int i = 3000; i < 5000; i++)
-        set(d, num(i), num(i * 10)); /* grows and compacts */
-    assert_int_equal(mp_obj_len(d), 1500 + 1 + 2000);
+    for (int i = 3000; i < 9000; i++)
+        set(d, num(i), num(i * 10)); /* passes 8192 entries: grows, dropping the deleted */
+    assert_int_equal(mp_obj_len(d), 1500 + 1 + 6000);
     size_t pos = 0;
     const mp_obj *k;
     mp_obj *v;
@@ -507,7 +507,9 @@ static void test_dict_iterates_in_insertion_order_through_deletes_and_growth(voi
         }
         n++;
     }
-    assert_int_equal(n, 3501);
+    assert_int_equal(n, 7501);
+    for (int i = 1; i < 9000; i += 2)
+        assert_non_null(mp_obj_dict_get_int(d, i)); /* odd keys survived the rebuild */
     TU_ASSERT_STATUS(mp_obj_dict_next(d, &pos, NULL, NULL), 0);
     mp_obj *l = mp_obj_list_new();
     pos = 0;
@@ -515,6 +517,27 @@ static void test_dict_iterates_in_insertion_order_through_deletes_and_growth(voi
     TU_ASSERT_STATUS(mp_obj_dict_next(d, NULL, &k, &v), -EINVAL);
     mp_obj_free(l);
     mp_obj_free(d);
+}
+
+static void test_dict_survives_churn_of_inserts_and_deletes(void **state)
+{
+    (void)state;
+    /* Deleted entries leave tombstones; a dict that keeps adding and removing
+     * keys must reuse its space and keep finding what is live. */
+    mp_obj *d = mp_obj_dict_new();
+    set(d, str("keep"), num(-1));
+    for (int i = 0; i < 100000; i++) {
+        set(d, num(i), num(i));
+        mp_obj *k = mp_obj_float((double)i); /* equal to the int key */
+        TU_ASSERT_STATUS(mp_obj_dict_del(d, k), 0);
+        mp_obj_free(k);
+    }
+    assert_int_equal(mp_obj_len(d), 1);
+    int64_t v;
+    TU_ASSERT_STATUS(mp_obj_get_int(mp_obj_dict_get_cstr(d, "keep"), &v), 0);
+    assert_int_equal(v, -1);
+    assert_null(mp_obj_dict_get_int(d, 99999));
+    assert_repr_and_free(d, "{'keep': -1}");
 }
 
 static void test_nan_keys_are_distinct_as_in_python(void **state)
@@ -721,6 +744,7 @@ int main(void)
         cmocka_unit_test(test_unhashable_keys_are_type_errors),
         cmocka_unit_test(test_dict_del_and_missing_key_is_key_error),
         cmocka_unit_test(test_dict_iterates_in_insertion_order_through_deletes_and_growth),
+        cmocka_unit_test(test_dict_survives_churn_of_inserts_and_deletes),
         cmocka_unit_test(test_nan_keys_are_distinct_as_in_python),
         cmocka_unit_test(test_equal_follows_python),
         cmocka_unit_test(test_copy_is_deep_and_independent),

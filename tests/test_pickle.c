@@ -293,6 +293,63 @@ static void test_loads_stack_and_memo_opcodes_python_defines(void **state)
                       "{1: 'b'}");
 }
 
+static void test_memo_keys_may_be_sparse_overwritten_and_many(void **state)
+{
+    (void)state;
+    /* PUT to a key already used replaces it, as Python's memo dict does */
+    assert_loads_repr(P("\x80\x02K\x01q\x05"
+                        "0K\x02q\x05"
+                        "0h\x05."),
+                      "2");
+    /* 3000 LONG_BINPUTs at scattered keys, then a list of every GET */
+    size_t n = 3000, k = 0;
+    unsigned char *buf = malloc(n * 16 + 16);
+    assert_non_null(buf);
+    buf[k++] = 0x80;
+    buf[k++] = 2;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t key = (uint32_t)(i * 2654435761u);
+        buf[k++] = 'M';
+        buf[k++] = (unsigned char)i;
+        buf[k++] = (unsigned char)(i >> 8);
+        buf[k++] = 'r';
+        for (int b = 0; b < 4; b++)
+            buf[k++] = (unsigned char)(key >> (8 * b));
+        buf[k++] = '0';
+    }
+    buf[k++] = ']';
+    buf[k++] = '(';
+    for (size_t i = 0; i < n; i++) {
+        uint32_t key = (uint32_t)(i * 2654435761u);
+        buf[k++] = 'j';
+        for (int b = 0; b < 4; b++)
+            buf[k++] = (unsigned char)(key >> (8 * b));
+    }
+    buf[k++] = 'e';
+    buf[k++] = '.';
+    mp_obj *o = loads_ok(buf, k);
+    assert_int_equal(mp_obj_len(o), (ssize_t)n);
+    for (size_t i = 0; i < n; i++) {
+        int64_t v;
+        TU_ASSERT_STATUS(mp_obj_get_int(mp_obj_list_get(o, i), &v), 0);
+        assert_int_equal(v, (int64_t)i);
+    }
+    mp_obj_free(o);
+    free(buf);
+}
+
+static void test_equal_keys_built_separately_keep_the_first_key(void **state)
+{
+    (void)state;
+    /* {'a': 1, 'a': 2} from two distinct 'a' objects, and ('t',) twice */
+    assert_loads_repr(P("\x80\x04}(\x8c\x01"
+                        "aK\x01\x8c\x01"
+                        "aK\x02u."),
+                      "{'a': 2}");
+    assert_loads_repr(P("\x80\x04}(\x8c\x01t\x85K\x01\x8c\x01t\x85K\x02\x8c\x01u\x85K\x03u."),
+                      "{('t',): 2, ('u',): 3}");
+}
+
 /* ---- Refusals: one hostile pickle per rule ----------------------------- */
 
 static void test_refuses_opcodes_that_import_or_call_code(void **state)
@@ -487,6 +544,9 @@ static void test_refuses_ints_beyond_int64_never_wrapping(void **state)
     assert_refused(P("I\n."));
     assert_refused(P("F1.5x\n."));
     assert_refused(P("F\n."));
+    assert_refused(P("F1e\n."));
+    assert_refused(P("F.\n."));
+    assert_refused(P("Fin\n."));
 }
 
 /* A pickle of n nested containers made with TUPLE1, or MARK/LIST pairs. */
@@ -551,6 +611,37 @@ static void test_refuses_nesting_deeper_than_max_depth(void **state)
     mp_obj_free(o);
 }
 
+static void test_refuses_a_shared_value_whose_copy_would_nest_too_deep(void **state)
+{
+    (void)state;
+    /* L0 = []; T = L0 wrapped in 997 tuples (998 deep); outer = [T, [T]]
+     * (1000 deep: fine when built). Then L0.append([]) through the memo makes
+     * T 999 deep, so the copy of T inside [T] would sit 1001 deep. Only the
+     * placing pass sees it. */
+    unsigned char buf[1100];
+    size_t k = 0;
+    buf[k++] = 0x80;
+    buf[k++] = 4;
+    buf[k++] = ']';
+    buf[k++] = 0x94; /* memo 0 = L0 */
+    for (int i = 0; i < MP_OBJ_MAX_DEPTH - 3; i++)
+        buf[k++] = 0x85;
+    buf[k++] = 0x94; /* memo 1 = T */
+    buf[k++] = '0';
+    const unsigned char outer[] = {'(', 'h', 1, '(', 'h', 1, 'l', 'l'};
+    memcpy(buf + k, outer, sizeof outer);
+    k += sizeof outer;
+    size_t before_append = k;
+    const unsigned char grow[] = {'h', 0, ']', 'a', '0', '.'};
+    memcpy(buf + k, grow, sizeof grow);
+    k += sizeof grow;
+    assert_refused(buf, k);
+    buf[before_append] = '.';
+    mp_obj *o = loads_ok(buf, before_append + 1); /* without the append: 1000 deep */
+    assert_int_equal(mp_obj_len(o), 2);
+    mp_obj_free(o);
+}
+
 static void test_refuses_unhashable_dict_keys(void **state)
 {
     (void)state;
@@ -572,11 +663,17 @@ static void test_refuses_values_that_contain_themselves(void **state)
     assert_refused(P("\x80\x02}q\x00K\x01h\x00s."));
     /* a = []; b = [a]; a.append(b) */
     assert_refused(P("\x80\x02]q\x00]q\x01h\x00"
-                     "ah\x00h\x01"
+                     "a0h\x00h\x01"
                      "a0."));
     /* t = ([],); t[0].append(t): what Python writes for a recursive tuple */
     assert_refused(P("\x80\x02]q\x00h\x00\x85q\x01"
-                     "ah\x01."));
+                     "a0h\x01."));
+    /* exactly what CPython 3.11 writes (protocol 4) for those three */
+    assert_refused(P("\x80\x04\x95\x06\x00\x00\x00\x00\x00\x00\x00]\x94h\x00"
+                     "a."));
+    assert_refused(P("\x80\x04\x95\x0b\x00\x00\x00\x00\x00\x00\x00]\x94h\x00\x85\x94"
+                     "a0h\x01."));
+    assert_refused(P("\x80\x04\x95\x0d\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x04self\x94h\x00s."));
     /* DUP then APPEND: the list into itself */
     assert_refused(P("]2a."));
 }
@@ -816,6 +913,31 @@ static void test_dumps_writes_the_protocol_4_opcodes_cpython_uses(void **state)
     assert_memory_equal(out, "\x80\x04X\x00\x01\x00\x00", 7);
     free(out);
     mp_obj_free(s);
+}
+
+static void test_dumps_of_a_dict_after_deletes_keeps_the_live_items_in_order(void **state)
+{
+    (void)state;
+    mp_obj *d = mp_obj_dict_new();
+    for (int i = 0; i < 2500; i++)
+        TU_ASSERT_STATUS(mp_obj_dict_set(d, mp_obj_int(i), mp_obj_int(-i)), 0);
+    for (int i = 0; i < 2500; i += 3) {
+        mp_obj *k = mp_obj_int(i);
+        TU_ASSERT_STATUS(mp_obj_dict_del(d, k), 0);
+        mp_obj_free(k);
+    }
+    unsigned char *out;
+    size_t len;
+    TU_ASSERT_STATUS(mp__pickle_dumps(d, &out, &len), 0);
+    mp_obj *back = loads_ok(out, len);
+    assert_true(mp_obj_equal(d, back));
+    char *r1 = repr_of(d), *r2 = repr_of(back);
+    assert_string_equal(r1, r2); /* same order */
+    free(r1);
+    free(r2);
+    free(out);
+    mp_obj_free(back);
+    mp_obj_free(d);
 }
 
 static void test_dumps_then_loads_round_trips_every_vector(void **state)
@@ -1147,6 +1269,8 @@ int main(void)
         cmocka_unit_test(test_str_with_nul_and_non_ascii_decode_length_counted),
         cmocka_unit_test(test_loads_non_minimal_long_encodings_within_int64),
         cmocka_unit_test(test_loads_stack_and_memo_opcodes_python_defines),
+        cmocka_unit_test(test_memo_keys_may_be_sparse_overwritten_and_many),
+        cmocka_unit_test(test_equal_keys_built_separately_keep_the_first_key),
         cmocka_unit_test(test_refuses_opcodes_that_import_or_call_code),
         cmocka_unit_test(test_refuses_protocol_0_to_2_bytes_which_cpython_writes_as_a_codecs_call),
         cmocka_unit_test(test_refuses_sets_buffers_and_python2_strings),
@@ -1159,6 +1283,7 @@ int main(void)
         cmocka_unit_test(test_refuses_lengths_beyond_the_input_before_allocating),
         cmocka_unit_test(test_refuses_ints_beyond_int64_never_wrapping),
         cmocka_unit_test(test_refuses_nesting_deeper_than_max_depth),
+        cmocka_unit_test(test_refuses_a_shared_value_whose_copy_would_nest_too_deep),
         cmocka_unit_test(test_refuses_unhashable_dict_keys),
         cmocka_unit_test(test_refuses_values_that_contain_themselves),
         cmocka_unit_test(test_refuses_data_after_stop_and_leftover_values),
@@ -1168,6 +1293,7 @@ int main(void)
         cmocka_unit_test(test_refuses_exponential_key_comparison_quickly),
         cmocka_unit_test(test_loads_checks_its_arguments),
         cmocka_unit_test(test_dumps_writes_the_protocol_4_opcodes_cpython_uses),
+        cmocka_unit_test(test_dumps_of_a_dict_after_deletes_keeps_the_live_items_in_order),
         cmocka_unit_test(test_dumps_then_loads_round_trips_every_vector),
         TU_TEST(test_python3_loads_what_we_dump),
         TU_TEST(test_we_load_what_python3_dumps),
