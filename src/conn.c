@@ -32,11 +32,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RBUF_CAP (64u * 1024u)
+#define RBUF_CAP ((size_t)64 * 1024)
 /* Growth bounds for a large message: never allocate more than what has
  * arrived plus max(CHUNK_MIN, arrived) and never more than CHUNK_MAX ahead. */
-#define CHUNK_MIN (1024u * 1024u)
-#define CHUNK_MAX (64u * 1024u * 1024u)
+#define CHUNK_MIN ((size_t)1024 * 1024)
+#define CHUNK_MAX ((size_t)64 * 1024 * 1024)
 /* mp_wait() keeps this many pollfds on the stack before it allocates. */
 #define WAIT_STACK 16
 

@@ -48,6 +48,28 @@ pid_t tu_fork(int (*fn)(void *arg), void *arg)
     return pid;
 }
 
+static int decode_status(int status)
+{
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return -WTERMSIG(status);
+    return status;
+}
+
+int tu_poll_child(pid_t pid)
+{
+    int status = 0;
+    pid_t r;
+    while ((r = waitpid(pid, &status, WNOHANG)) < 0 && errno == EINTR)
+        ;
+    if (r == 0)
+        return TU_RUNNING;
+    if (r != pid)
+        fail_msg("waitpid(%d): %s", (int)pid, strerror(errno));
+    return decode_status(status);
+}
+
 int tu_wait_child(pid_t pid, double timeout)
 {
     double end = tu_now() + timeout;
@@ -66,11 +88,7 @@ int tu_wait_child(pid_t pid, double timeout)
         }
         tu_sleep(0.001);
     }
-    if (WIFEXITED(status))
-        return WEXITSTATUS(status);
-    if (WIFSIGNALED(status))
-        return -WTERMSIG(status);
-    return status;
+    return decode_status(status);
 }
 
 int tu_count_fds(void)

@@ -41,6 +41,13 @@ pid_t tu_fork(int (*fn)(void *arg), void *arg);
  * -signum if a signal killed it, or TU_TIMEOUT after killing and reaping it. */
 int tu_wait_child(pid_t pid, double timeout);
 
+/* Returned by tu_poll_child while the child is still running. */
+#define TU_RUNNING (-10001)
+
+/* Reap the child if it has ended: its status as for tu_wait_child, or
+ * TU_RUNNING without waiting. */
+int tu_poll_child(pid_t pid);
+
 /* Number of open descriptors in this process. */
 int tu_count_fds(void);
 

@@ -1,13 +1,8 @@
 # ctest "install": install the build tree into a temporary prefix, then build
 # and run a consumer with find_package(mpipc) (shared and static targets) and
 # one with pkg-config. Arguments: BUILD_DIR, SOURCE_DIR, WORK_DIR, C_COMPILER,
-# and SANITIZE (MPIPC_SANITIZE of the build, possibly empty): a sanitized
-# library needs its consumers built with the same -fsanitize to link and run.
+# and EXTRA_FLAGS (the sanitizer flags the library was built with, if any).
 file(REMOVE_RECURSE "${WORK_DIR}")
-set(san_flags "")
-if(SANITIZE)
-  set(san_flags "-fsanitize=${SANITIZE}")
-endif()
 set(prefix "${WORK_DIR}/prefix")
 
 function(run)
@@ -41,7 +36,7 @@ get_filename_component(libdir "${so}" DIRECTORY)
 # Route 1: find_package(mpipc), both the shared and the static target.
 run(${CMAKE_COMMAND} -S "${SOURCE_DIR}/consumer" -B "${WORK_DIR}/cmake-build"
     -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_C_COMPILER=${C_COMPILER}
-    "-DCMAKE_C_FLAGS=${san_flags}" "-DCMAKE_EXE_LINKER_FLAGS=${san_flags}")
+    "-DCMAKE_C_FLAGS=${EXTRA_FLAGS}" "-DCMAKE_EXE_LINKER_FLAGS=${EXTRA_FLAGS}")
 run(${CMAKE_COMMAND} --build "${WORK_DIR}/cmake-build")
 foreach(exe consumer consumer_static)
   run(${CMAKE_COMMAND} -E env LD_LIBRARY_PATH=${libdir} "${WORK_DIR}/cmake-build/${exe}")
@@ -54,8 +49,8 @@ endforeach()
 find_program(PKG_CONFIG pkg-config REQUIRED)
 run(${CMAKE_COMMAND} -E env PKG_CONFIG_PATH=${pcdir} ${PKG_CONFIG} --cflags --libs mpipc)
 string(STRIP "${last_output}" flags)
-separate_arguments(flags UNIX_COMMAND "${flags}")
-run(${C_COMPILER} ${san_flags} "${SOURCE_DIR}/consumer/consumer.c" ${flags} -o "${WORK_DIR}/pc-consumer")
+separate_arguments(flags UNIX_COMMAND "${flags} ${EXTRA_FLAGS}")
+run(${C_COMPILER} "${SOURCE_DIR}/consumer/consumer.c" ${flags} -o "${WORK_DIR}/pc-consumer")
 run(${CMAKE_COMMAND} -E env LD_LIBRARY_PATH=${libdir} "${WORK_DIR}/pc-consumer")
 if(NOT last_output MATCHES "consumer ok")
   message(FATAL_ERROR "pkg-config consumer printed: ${last_output}")
