@@ -11,6 +11,7 @@
 #include <mpipc/common.h>
 #include <mpipc/error.h>
 #include <mpipc/conn.h>
+#include <mpipc/obj.h>
 #include <mpipc/process.h>
 #include <mpipc/listener.h>
 

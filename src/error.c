@@ -35,6 +35,8 @@ static const struct code_row library_codes[] = {
     {MP_EWRITEONLY, "MP_EWRITEONLY", "connection is write-only"},
     {MP_ESTATE, "MP_ESTATE", "object is not in a state that allows this call"},
     {MP_ENOTDONE, "MP_ENOTDONE", "not finished yet"},
+    {MP_ETYPE, "MP_ETYPE", "value of the wrong type"},
+    {MP_EKEY, "MP_EKEY", "no such key or index"},
 };
 
 #define ERRNO_ROW(e) {-(e), #e, NULL}

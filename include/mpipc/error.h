@@ -64,6 +64,12 @@ enum mp_status {
     /* The answer does not exist yet: Python returns None (a process's exit
      * code while it runs). */
     MP_ENOTDONE = -1019,
+    /* TypeError: a value of the wrong type for the call (mp_obj_get_int on a
+     * str, an unhashable dict key). */
+    MP_ETYPE = -1020,
+    /* LookupError: no such key in a dict (KeyError) or index in a list
+     * (IndexError). */
+    MP_EKEY = -1021,
 };
 
 /*

@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Write seed corpora for the fuzz harnesses: real CPython pickles of many
+shapes (protocols 2 to 5) for fuzz_pickle, and length headers for fuzz_frame.
+
+    python3 fuzz/make_corpus.py <pickle-dir> <frame-dir>
+
+Each seed is one file named by its content hash, so rerunning adds nothing.
+"""
+import hashlib
+import os
+import pickle
+import struct
+import sys
+
+
+def shapes():
+    shared = [1, "s"]
+    s = "shared"
+    t = (1, "a")
+    d = {"k": "v"}
+    yield from [None, True, False, 0, 1, -1, 255, 256, 65535, 65536, 2**31 - 1, -2**31,
+                2**31, 2**63 - 1, -2**63, 2**62, 0.0, -0.0, 1.5, 0.1, float("inf"),
+                float("-inf"), float("nan"), 5e-324, 1e300]
+    yield from ["", "a", "h\u00e9llo", "\u65e5\u672c", "\U0001F600", "a\x00b", "x" * 300,
+                "it's \"q\"", "\n\t\\"]
+    yield from [b"", b"a", b"\x00\xff", b"z" * 300, bytearray(b"ba"), bytearray()]
+    yield from [[], [1], [1, 2, 3], list(range(30)), (), (1,), (1, 2), (1, 2, 3),
+                (1, 2, 3, 4), {}, {"a": 1}, {1: "a", 2.5: "b", None: 3, (1, 2): 4, b"k": 5}]
+    yield from [[shared, shared], [s, s, {s: s}], {"k": [t, t]}, (d, [d], {"again": d}),
+                [[[[[]]]]], {"a": {"b": {"c": [1, (2, [3])]}}},
+                [1.0, 2, True, None, "x", b"y", [], (), {}],
+                [{"name": "n%d" % i, "id": i} for i in range(5)],
+                [[1] * 3] * 4, ((1, 2), (1, 2)), {(1, (2, 3)): [None]}]
+    deep = []
+    for _ in range(40):
+        deep = [deep]
+    yield deep
+    # shapes the decoder refuses, so the fuzzer starts near those paths too
+    x = []
+    x.append(x)
+    yield x
+    yield {1, 2}
+    yield frozenset([3])
+    yield 2**70
+
+
+def write(dirname, data):
+    os.makedirs(dirname, exist_ok=True)
+    name = hashlib.sha1(data).hexdigest()[:16]
+    with open(os.path.join(dirname, name), "wb") as f:
+        f.write(data)
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    pickle_dir, frame_dir = sys.argv[1], sys.argv[2]
+    n = 0
+    for obj in shapes():
+        for proto in range(2, pickle.HIGHEST_PROTOCOL + 1):
+            try:
+                write(pickle_dir, pickle.dumps(obj, protocol=proto))
+                n += 1
+            except Exception:
+                pass
+    for length in [0, 1, 255, 65536, 0x7FFFFFFF]:
+        write(frame_dir, struct.pack("!i", length))
+    for length in [0, 5, 0x80000000, 2**40, 2**63 - 1, 2**64 - 1]:
+        write(frame_dir, struct.pack("!iQ", -1, length))
+    write(frame_dir, struct.pack("!i", -2))
+    write(frame_dir, b"\xff\xff")
+    print("wrote %d pickle seeds to %s, frame seeds to %s" % (n, pickle_dir, frame_dir))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+/*
+ * objimpl - the layout of mp_obj and the raw operations the pickle decoder
+ * builds on. Private: never installed, only obj.c and pickle.c include it.
+ *
+ * The public API (obj.h) keeps every value a tree: each node records its one
+ * owner in parent, and height bounds the nesting below it. The decoder needs
+ * more freedom for a while: a pickle's memo may put one node in several
+ * places and even build cycles, so pickle.c builds with the raw mp__ calls
+ * below (which ignore parent and height), then checks the result and turns it
+ * into a proper tree before anyone else sees it.
+ */
+#ifndef MPIPC_OBJIMPL_H
+#define MPIPC_OBJIMPL_H
+
+#include <mpipc/obj.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* flags */
+#define MP__F_HASHED 0x01u /* u.s.hash / u.seq.hash holds the key hash */
+#define MP__F_GREY   0x02u /* pickle.c: being placed (on the DFS path) */
+#define MP__F_BLACK  0x04u /* pickle.c: placed in the result tree */
+
+struct mp__dict_entry {
+    mp_obj *key; /* NULL: a deleted entry, skipped by iteration */
+    mp_obj *value;
+    uint64_t hash;
+};
+
+struct mp_obj {
+    uint8_t type;    /* enum mp_type, or an internal MP__TYPE_ below */
+    uint8_t flags;   /* MP__F_ */
+    uint16_t height; /* containers nested here: 0 scalar, 1 for [], ... */
+    mp_obj *parent;  /* the container that owns this node; NULL for a root */
+    union {
+        bool b;
+        int64_t i;
+        double f;
+        struct { /* str, bytes: data follows the node (or, for a probe key
+                  * built on the stack, points at the caller's bytes) */
+            const char *data;
+            size_t len;
+            uint64_t hash;
+        } s;
+        struct { /* list, tuple */
+            mp_obj **items;
+            size_t len, cap;
+            uint64_t hash;
+        } seq;
+        struct { /* dict: entries in insertion order, then the index of 2*cap
+                  * slots, in one block */
+            struct mp__dict_entry *entries;
+            size_t used; /* live entries */
+            size_t n;    /* entries written, deleted ones included */
+            size_t cap;  /* entries the block holds: 0 or a power of two */
+        } d;
+    } u;
+};
+
+/* Allocate a node of the given type with zeroed contents (NULL: no memory). */
+mp_obj *mp__obj_alloc(int type);
+
+/* A str or bytes node holding a copy of p[0..len) (no UTF-8 check). */
+mp_obj *mp__obj_strbytes(int type, const void *p, size_t len);
+
+/* Strict UTF-8 as Python's "utf-8" codec decodes it with errors="strict". */
+bool mp__utf8_valid(const unsigned char *p, size_t len);
+
+/* Append to a list or tuple ignoring parent/height: 0 or -ENOMEM. */
+int mp__seq_push(mp_obj *seq, mp_obj *item);
+
+/* Make room for n more items: 0 or -ENOMEM. */
+int mp__seq_reserve(mp_obj *seq, size_t n);
+
+/*
+ * Hash a key, Python-consistently with mp_obj_equal (1, 1.0 and True hash
+ * alike). cache: store the hashes of str, bytes and tuples in the nodes (only
+ * for nodes the caller may write). Returns 0, or MP_ETYPE for an unhashable
+ * value (a list or dict, also inside a tuple).
+ */
+int mp__obj_hash(const mp_obj *o, bool cache, uint64_t *h);
+
+/*
+ * Store key -> value in d ignoring parent/height. If an equal key is present,
+ * its value is replaced: *old_value receives the replaced value and key is not
+ * stored (the caller keeps both). Otherwise *old_value is NULL and the dict
+ * now points at key and value. work: NULL, or a budget of bytes that key
+ * comparisons may walk, decreased as they do (for keys that are graphs with
+ * shared nodes). Returns 0, MP_ETYPE (unhashable key), MP_EPROTO (work ran
+ * out) or -ENOMEM; on failure nothing changed but the key's cached hash.
+ */
+int mp__dict_store(mp_obj *d, mp_obj *key, mp_obj *value, size_t *work, mp_obj **old_value);
+
+/* Free one node's own storage, not the nodes it points at. */
+void mp__obj_free_node(mp_obj *o);
+
+/* Free a node and everything below it, whatever its parent says. */
+void mp__obj_free_tree(mp_obj *o);
+
+/*
+ * Deep-copy a tree, charging the memory each new node uses against *budget
+ * (bytes). Returns 0 with *out set (a root: parent NULL); MP_EPROTO when the
+ * budget runs out; -ENOMEM. On failure *out is NULL and nothing leaks.
+ */
+int mp__obj_copy_limited(const mp_obj *o, size_t *budget, mp_obj **out);
+
+#endif /* MPIPC_OBJIMPL_H */

@@ -1,0 +1,1277 @@
+/*
+ * pickle - see pickle.h for what is written, read and refused.
+ *
+ * Decoding happens in two phases.
+ *
+ * 1. Run the pickle machine. Every node it creates goes into an arena (a
+ *    list of all nodes), and containers point at nodes with no regard for
+ *    ownership: DUP and memo GETs make several slots point at one node, and
+ *    a hostile pickle can even build cycles. Nothing is freed in this phase,
+ *    so no node can be freed twice or while still referenced.
+ * 2. Place the result: a depth-first walk from the value STOP returns. The
+ *    first slot that reaches a node adopts it; a later slot that reaches an
+ *    already placed node gets a copy (charged to the budget); reaching a
+ *    node that is still on the walk's path means a cycle, which is refused.
+ *    The walk also enforces the nesting limit and sets parent and height, so
+ *    what comes out is a tree obeying every invariant of obj.h. Nodes of the
+ *    arena that were not placed (popped, replaced, or only in the memo) are
+ *    freed one by one, without following their pointers.
+ * On any error, every arena node is freed the same way, plus the copies.
+ */
+#include "pickle.h"
+#include "internal.h"
+#include "objimpl.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Opcodes (Lib/pickle.py). */
+enum {
+    OP_MARK = '(',
+    OP_STOP = '.',
+    OP_POP = '0',
+    OP_POP_MARK = '1',
+    OP_DUP = '2',
+    OP_FLOAT = 'F',
+    OP_INT = 'I',
+    OP_BININT = 'J',
+    OP_BININT1 = 'K',
+    OP_LONG = 'L',
+    OP_BININT2 = 'M',
+    OP_NONE = 'N',
+    OP_PERSID = 'P',
+    OP_BINPERSID = 'Q',
+    OP_REDUCE = 'R',
+    OP_STRING = 'S',
+    OP_BINSTRING = 'T',
+    OP_SHORT_BINSTRING = 'U',
+    OP_UNICODE = 'V',
+    OP_BINUNICODE = 'X',
+    OP_APPEND = 'a',
+    OP_BUILD = 'b',
+    OP_GLOBAL = 'c',
+    OP_DICT = 'd',
+    OP_EMPTY_DICT = '}',
+    OP_APPENDS = 'e',
+    OP_GET = 'g',
+    OP_BINGET = 'h',
+    OP_INST = 'i',
+    OP_LONG_BINGET = 'j',
+    OP_LIST = 'l',
+    OP_EMPTY_LIST = ']',
+    OP_OBJ = 'o',
+    OP_PUT = 'p',
+    OP_BINPUT = 'q',
+    OP_LONG_BINPUT = 'r',
+    OP_SETITEM = 's',
+    OP_TUPLE = 't',
+    OP_EMPTY_TUPLE = ')',
+    OP_SETITEMS = 'u',
+    OP_BINFLOAT = 'G',
+    OP_PROTO = 0x80,
+    OP_NEWOBJ = 0x81,
+    OP_EXT1 = 0x82,
+    OP_EXT2 = 0x83,
+    OP_EXT4 = 0x84,
+    OP_TUPLE1 = 0x85,
+    OP_TUPLE2 = 0x86,
+    OP_TUPLE3 = 0x87,
+    OP_NEWTRUE = 0x88,
+    OP_NEWFALSE = 0x89,
+    OP_LONG1 = 0x8a,
+    OP_LONG4 = 0x8b,
+    OP_BINBYTES = 'B',
+    OP_SHORT_BINBYTES = 'C',
+    OP_SHORT_BINUNICODE = 0x8c,
+    OP_BINUNICODE8 = 0x8d,
+    OP_BINBYTES8 = 0x8e,
+    OP_EMPTY_SET = 0x8f,
+    OP_ADDITEMS = 0x90,
+    OP_FROZENSET = 0x91,
+    OP_NEWOBJ_EX = 0x92,
+    OP_STACK_GLOBAL = 0x93,
+    OP_MEMOIZE = 0x94,
+    OP_FRAME = 0x95,
+    OP_BYTEARRAY8 = 0x96,
+    OP_NEXT_BUFFER = 0x97,
+    OP_READONLY_BUFFER = 0x98,
+};
+
+#define HIGHEST_PROTOCOL 5
+
+/* The one global the decoder knows: builtins.bytearray, pushed by GLOBAL or
+ * STACK_GLOBAL and consumed only by REDUCE. It never reaches a container. */
+#define TYPE_BYTEARRAY_CALLABLE 0x40
+
+/* A growable array of node pointers. */
+struct vec {
+    mp_obj **v;
+    size_t len, cap;
+};
+
+static int vec_push(struct vec *a, mp_obj *o)
+{
+    if (a->len == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 16;
+        if (cap < a->cap || cap > SIZE_MAX / sizeof(mp_obj *))
+            return -ENOMEM;
+        mp_obj **v = realloc(a->v, cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        a->v = v;
+        a->cap = cap;
+    }
+    a->v[a->len++] = o;
+    return 0;
+}
+
+struct memo_slot {
+    uint64_t key;
+    mp_obj *val; /* NULL: empty slot */
+};
+
+struct unpickler {
+    const unsigned char *p;
+    size_t n, pos;
+    struct vec stack;
+    size_t *marks; /* stack lengths at each MARK */
+    size_t nmarks, mcap;
+    struct memo_slot *memo; /* open addressing; cap is a power of two */
+    size_t memo_cap, memo_count;
+    struct vec arena;  /* every node made in phase 1 */
+    struct vec copies; /* copies made while placing (roots of trees) */
+    size_t budget;     /* bytes of extra work left: copies, key walks */
+};
+
+/* ---- Input -------------------------------------------------------------- */
+
+static int need(struct unpickler *u, size_t k)
+{
+    return u->n - u->pos >= k ? 0 : MP_EPROTO;
+}
+
+static uint64_t le(const unsigned char *p, int k)
+{
+    uint64_t v = 0;
+    for (int i = k - 1; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* Read a k-byte little-endian length and check that that many bytes follow,
+ * before anyone allocates for them. */
+static int read_len(struct unpickler *u, int k, size_t *len)
+{
+    int rc = need(u, (size_t)k);
+    if (rc < 0)
+        return rc;
+    uint64_t v = le(u->p + u->pos, k);
+    u->pos += (size_t)k;
+    if (v > (uint64_t)(u->n - u->pos))
+        return MP_EPROTO;
+    *len = (size_t)v;
+    return 0;
+}
+
+/* A protocol 0 text field: the bytes up to the next newline (not included). */
+static int read_line(struct unpickler *u, const unsigned char **line, size_t *len)
+{
+    const unsigned char *start = u->p + u->pos;
+    const unsigned char *nl = memchr(start, '\n', u->n - u->pos);
+    if (!nl)
+        return MP_EPROTO;
+    *line = start;
+    *len = (size_t)(nl - start);
+    u->pos += *len + 1;
+    return 0;
+}
+
+/* Optional sign and decimal digits, within int64 (Python's int(line) for
+ * what Python writes; other spellings are refused). */
+static int parse_decimal(const unsigned char *s, size_t n, int64_t *out)
+{
+    size_t i = 0;
+    bool neg = false;
+    if (i < n && (s[i] == '-' || s[i] == '+'))
+        neg = s[i++] == '-';
+    if (i == n)
+        return MP_EPROTO;
+    uint64_t limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    uint64_t v = 0;
+    for (; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return MP_EPROTO;
+        unsigned d = s[i] - '0';
+        if (v > (limit - d) / 10)
+            return MP_EPROTO; /* beyond int64 */
+        v = v * 10 + d;
+    }
+    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+    return 0;
+}
+
+static int ascii_ieq(const unsigned char *s, size_t n, const char *word)
+{
+    size_t k = strlen(word);
+    if (n != k)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned c = s[i];
+        if (c >= 'A' && c <= 'Z')
+            c += 'a' - 'A';
+        if (c != (unsigned char)word[i])
+            return 0;
+    }
+    return 1;
+}
+
+/*
+ * Python's float(text) for the forms repr() writes: [sign] digits [. digits]
+ * [e [sign] digits], inf, infinity, nan. The text is rebuilt as
+ * "<digits>e<exponent>" with no decimal point, so strtod's locale does not
+ * matter and the result is correctly rounded.
+ */
+static int parse_float(const unsigned char *s, size_t n, double *out)
+{
+    size_t i = 0;
+    bool neg = false;
+    if (i < n && (s[i] == '-' || s[i] == '+'))
+        neg = s[i++] == '-';
+    if (ascii_ieq(s + i, n - i, "inf") || ascii_ieq(s + i, n - i, "infinity")) {
+        *out = neg ? -HUGE_VAL : HUGE_VAL;
+        return 0;
+    }
+    if (ascii_ieq(s + i, n - i, "nan")) {
+        *out = neg ? -NAN : NAN;
+        return 0;
+    }
+    char *buf = malloc(n + 32);
+    if (!buf)
+        return -ENOMEM;
+    size_t b = 0, ndigits = 0;
+    long frac = 0, exp = 0;
+    if (neg)
+        buf[b++] = '-';
+    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++, ndigits++)
+        buf[b++] = (char)s[i];
+    if (i < n && s[i] == '.') {
+        for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++, ndigits++) {
+            buf[b++] = (char)s[i];
+            if (frac < 1000000000L)
+                frac++;
+        }
+    }
+    int rc = ndigits ? 0 : MP_EPROTO;
+    if (rc == 0 && i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        bool eneg = false;
+        if (i < n && (s[i] == '-' || s[i] == '+'))
+            eneg = s[i++] == '-';
+        if (i == n)
+            rc = MP_EPROTO;
+        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+            if (exp < 1000000000L)
+                exp = exp * 10 + (s[i] - '0');
+        if (eneg)
+            exp = -exp;
+    }
+    if (i != n)
+        rc = MP_EPROTO;
+    if (rc == 0) {
+        snprintf(buf + b, 32, "e%ld", exp - frac);
+        *out = strtod(buf, NULL);
+    }
+    free(buf);
+    return rc;
+}
+
+/* ---- The stack, marks and memo ----------------------------------------- */
+
+/* New node, owned by the arena until placed. */
+static mp_obj *new_node(struct unpickler *u, int type)
+{
+    mp_obj *o = mp__obj_alloc(type);
+    if (o && vec_push(&u->arena, o) < 0) {
+        mp__obj_free_node(o);
+        return NULL;
+    }
+    return o;
+}
+
+static mp_obj *new_strbytes(struct unpickler *u, int type, const void *p, size_t len)
+{
+    mp_obj *o = mp__obj_strbytes(type, p, len);
+    if (o && vec_push(&u->arena, o) < 0) {
+        mp__obj_free_node(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* Items above the last MARK only: what Python calls the current stack. */
+static size_t fence(const struct unpickler *u)
+{
+    return u->nmarks ? u->marks[u->nmarks - 1] : 0;
+}
+
+static int push(struct unpickler *u, mp_obj *o)
+{
+    return o ? vec_push(&u->stack, o) : -ENOMEM;
+}
+
+static int pop_any(struct unpickler *u, mp_obj **o)
+{
+    if (u->stack.len <= fence(u))
+        return MP_EPROTO; /* underflow */
+    *o = u->stack.v[--u->stack.len];
+    return 0;
+}
+
+/* A value that may go into a container (not the bytearray callable). */
+static int check_value(const mp_obj *o)
+{
+    return o->type == TYPE_BYTEARRAY_CALLABLE ? MP_EPROTO : 0;
+}
+
+static int pop_value(struct unpickler *u, mp_obj **o)
+{
+    int rc = pop_any(u, o);
+    return rc < 0 ? rc : check_value(*o);
+}
+
+static int top(struct unpickler *u, mp_obj **o)
+{
+    if (u->stack.len <= fence(u))
+        return MP_EPROTO;
+    *o = u->stack.v[u->stack.len - 1];
+    return 0;
+}
+
+static int push_mark(struct unpickler *u)
+{
+    if (u->nmarks == u->mcap) {
+        size_t cap = u->mcap ? u->mcap * 2 : 16;
+        if (cap > SIZE_MAX / sizeof(size_t))
+            return -ENOMEM;
+        size_t *m = realloc(u->marks, cap * sizeof *m);
+        if (!m)
+            return -ENOMEM;
+        u->marks = m;
+        u->mcap = cap;
+    }
+    u->marks[u->nmarks++] = u->stack.len;
+    return 0;
+}
+
+/* Close the last MARK: *first is where its items start on the stack. */
+static int pop_mark(struct unpickler *u, size_t *first)
+{
+    if (!u->nmarks)
+        return MP_EPROTO; /* no MARK to close */
+    *first = u->marks[--u->nmarks];
+    return 0;
+}
+
+static size_t memo_hash(uint64_t key)
+{
+    return (size_t)((key * UINT64_C(0x9e3779b97f4a7c15)) >> 17);
+}
+
+static struct memo_slot *memo_find(struct unpickler *u, uint64_t key)
+{
+    if (!u->memo_cap)
+        return NULL;
+    size_t mask = u->memo_cap - 1;
+    for (size_t i = memo_hash(key) & mask;; i = (i + 1) & mask) {
+        if (!u->memo[i].val)
+            return NULL;
+        if (u->memo[i].key == key)
+            return &u->memo[i];
+    }
+}
+
+static int memo_put(struct unpickler *u, uint64_t key, mp_obj *val)
+{
+    struct memo_slot *s = memo_find(u, key);
+    if (s) {
+        s->val = val;
+        return 0;
+    }
+    if ((u->memo_count + 1) * 2 > u->memo_cap) {
+        size_t cap = u->memo_cap ? u->memo_cap * 2 : 64;
+        if (cap > SIZE_MAX / sizeof(struct memo_slot))
+            return -ENOMEM;
+        struct memo_slot *m = calloc(cap, sizeof *m);
+        if (!m)
+            return -ENOMEM;
+        for (size_t i = 0; i < u->memo_cap; i++) {
+            if (!u->memo[i].val)
+                continue;
+            size_t j = memo_hash(u->memo[i].key) & (cap - 1);
+            while (m[j].val)
+                j = (j + 1) & (cap - 1);
+            m[j] = u->memo[i];
+        }
+        free(u->memo);
+        u->memo = m;
+        u->memo_cap = cap;
+    }
+    size_t mask = u->memo_cap - 1, i = memo_hash(key) & mask;
+    while (u->memo[i].val)
+        i = (i + 1) & mask;
+    u->memo[i].key = key;
+    u->memo[i].val = val;
+    u->memo_count++;
+    return 0;
+}
+
+static int do_put(struct unpickler *u, uint64_t key)
+{
+    mp_obj *o;
+    int rc = top(u, &o);
+    return rc < 0 ? rc : memo_put(u, key, o);
+}
+
+static int do_get(struct unpickler *u, uint64_t key)
+{
+    struct memo_slot *s = memo_find(u, key);
+    if (!s)
+        return MP_EPROTO; /* never PUT */
+    return push(u, s->val);
+}
+
+/* ---- Containers ----------------------------------------------------------
+ *
+ * Heights here are provisional: a list can grow after it went into another
+ * container, whose height then lags. They still stop runaway nesting early
+ * (TUPLE1 repeated a million times), and tuples - the only containers that
+ * can be dict keys, and whose hashing and comparison recurse - never change,
+ * so their heights are exact. Placing recomputes every height.
+ */
+
+static int adopt_height(mp_obj *c, const mp_obj *item)
+{
+    if ((unsigned)item->height + 1 > MP_OBJ_MAX_DEPTH)
+        return MP_EPROTO;
+    if (item->height + 1 > c->height)
+        c->height = (uint16_t)(item->height + 1);
+    return 0;
+}
+
+/* Build a list or tuple from stack items [first, stack.len) and replace them
+ * with it. */
+static int build_seq(struct unpickler *u, int type, size_t first)
+{
+    size_t count = u->stack.len - first;
+    mp_obj *seq = new_node(u, type);
+    if (!seq)
+        return -ENOMEM;
+    seq->height = 1;
+    int rc = mp__seq_reserve(seq, count);
+    if (rc < 0)
+        return rc;
+    for (size_t i = first; i < u->stack.len; i++) {
+        mp_obj *item = u->stack.v[i];
+        rc = check_value(item);
+        if (rc == 0)
+            rc = adopt_height(seq, item);
+        if (rc < 0)
+            return rc;
+        seq->u.seq.items[seq->u.seq.len++] = item;
+    }
+    u->stack.len = first;
+    return push(u, seq);
+}
+
+static int append_items(struct unpickler *u, mp_obj *list, size_t first)
+{
+    if (list->type != MP_TYPE_LIST)
+        return MP_EPROTO; /* Python would call obj.append: refused */
+    int rc = mp__seq_reserve(list, u->stack.len - first);
+    if (rc < 0)
+        return rc;
+    for (size_t i = first; i < u->stack.len; i++) {
+        mp_obj *item = u->stack.v[i];
+        rc = check_value(item);
+        if (rc == 0)
+            rc = adopt_height(list, item);
+        if (rc < 0)
+            return rc;
+        list->u.seq.items[list->u.seq.len++] = item;
+    }
+    u->stack.len = first;
+    return 0;
+}
+
+static int set_items(struct unpickler *u, mp_obj *dict, size_t first)
+{
+    if (dict->type != MP_TYPE_DICT)
+        return MP_EPROTO;
+    if ((u->stack.len - first) % 2)
+        return MP_EPROTO; /* a key without a value */
+    for (size_t i = first; i < u->stack.len; i += 2) {
+        mp_obj *key = u->stack.v[i], *value = u->stack.v[i + 1], *old;
+        int rc = check_value(key);
+        if (rc == 0)
+            rc = check_value(value);
+        if (rc == 0)
+            rc = adopt_height(dict, key);
+        if (rc == 0)
+            rc = adopt_height(dict, value);
+        if (rc == 0)
+            rc = mp__dict_store(dict, key, value, &u->budget, &old);
+        if (rc == MP_ETYPE)
+            rc = MP_EPROTO; /* unhashable key */
+        if (rc < 0)
+            return rc;
+        /* A replaced value, or a duplicate key, stays in the arena. */
+    }
+    u->stack.len = first;
+    return 0;
+}
+
+/* Sign-extend a little-endian two's complement integer of len bytes; MP_EPROTO
+ * beyond int64 (Python's LONG1/LONG4 are arbitrary precision). */
+static int decode_long(const unsigned char *p, size_t len, int64_t *out)
+{
+    if (len == 0) {
+        *out = 0;
+        return 0;
+    }
+    unsigned char sign = (p[len - 1] & 0x80) ? 0xff : 0x00;
+    /* Bytes past the eighth must be pure sign extension of bit 63. */
+    for (size_t i = 8; i < len; i++)
+        if (p[i] != sign)
+            return MP_EPROTO;
+    if (len > 8 && ((p[7] & 0x80) ? 0xff : 0x00) != sign)
+        return MP_EPROTO;
+    size_t k = len < 8 ? len : 8;
+    uint64_t v = sign ? UINT64_MAX : 0;
+    for (size_t i = 0; i < k; i++) {
+        v &= ~((uint64_t)0xff << (8 * i));
+        v |= (uint64_t)p[i] << (8 * i);
+    }
+    *out = (int64_t)v;
+    return 0;
+}
+
+static int push_int(struct unpickler *u, int64_t v)
+{
+    mp_obj *o = new_node(u, MP_TYPE_INT);
+    if (o)
+        o->u.i = v;
+    return push(u, o);
+}
+
+static int push_str(struct unpickler *u, size_t len)
+{
+    const unsigned char *s = u->p + u->pos;
+    if (!mp__utf8_valid(s, len))
+        return MP_EPROTO;
+    u->pos += len;
+    return push(u, new_strbytes(u, MP_TYPE_STR, s, len));
+}
+
+static int push_bytes(struct unpickler *u, size_t len)
+{
+    const unsigned char *s = u->p + u->pos;
+    u->pos += len;
+    return push(u, new_strbytes(u, MP_TYPE_BYTES, s, len));
+}
+
+static int hexval(unsigned c)
+{
+    if (c >= '0' && c <= '9')
+        return (int)(c - '0');
+    if (c >= 'a' && c <= 'f')
+        return (int)(c - 'a' + 10);
+    if (c >= 'A' && c <= 'F')
+        return (int)(c - 'A' + 10);
+    return -1;
+}
+
+/* Protocol 0's UNICODE: raw-unicode-escape (latin-1 bytes, with \uXXXX and
+ * \UXXXXXXXX escapes) converted to UTF-8. */
+static int push_raw_unicode(struct unpickler *u, const unsigned char *s, size_t n)
+{
+    size_t cap;
+    if (mp__add_overflows(n, n, &cap))
+        return -ENOMEM;
+    unsigned char *out = malloc(cap + 1);
+    if (!out)
+        return -ENOMEM;
+    size_t o = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0;) {
+        uint32_t cp = s[i++];
+        if (cp == '\\' && i < n && (s[i] == 'u' || s[i] == 'U')) {
+            int digits = s[i] == 'u' ? 4 : 8;
+            i++;
+            if (n - i < (size_t)digits) {
+                rc = MP_EPROTO;
+                break;
+            }
+            cp = 0;
+            for (int k = 0; k < digits; k++) {
+                int h = hexval(s[i++]);
+                if (h < 0)
+                    rc = MP_EPROTO;
+                cp = cp << 4 | (uint32_t)(h & 0xf);
+            }
+            if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                rc = MP_EPROTO; /* out of range, or a lone surrogate */
+        } else if (cp == '\\' && i < n) {
+            /* A backslash pair: both stay, and the second cannot start an
+             * escape (CPython's decoder consumes them together). */
+            out[o++] = '\\';
+            cp = s[i++];
+        }
+        if (cp < 0x80) {
+            out[o++] = (unsigned char)cp;
+        } else if (cp < 0x800) {
+            out[o++] = (unsigned char)(0xc0 | cp >> 6);
+            out[o++] = (unsigned char)(0x80 | (cp & 0x3f));
+        } else if (cp < 0x10000) {
+            out[o++] = (unsigned char)(0xe0 | cp >> 12);
+            out[o++] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
+            out[o++] = (unsigned char)(0x80 | (cp & 0x3f));
+        } else {
+            out[o++] = (unsigned char)(0xf0 | cp >> 18);
+            out[o++] = (unsigned char)(0x80 | (cp >> 12 & 0x3f));
+            out[o++] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
+            out[o++] = (unsigned char)(0x80 | (cp & 0x3f));
+        }
+    }
+    if (rc == 0)
+        rc = push(u, new_strbytes(u, MP_TYPE_STR, out, o));
+    free(out);
+    return rc;
+}
+
+/* GLOBAL / STACK_GLOBAL: only builtins.bytearray (Python 2's __builtin__ is
+ * the same module under fix_imports) is known; the rest is refused. */
+static int push_global(struct unpickler *u, const unsigned char *mod, size_t modlen,
+                       const unsigned char *name, size_t namelen)
+{
+    bool builtins = (modlen == 8 && memcmp(mod, "builtins", 8) == 0) ||
+                    (modlen == 11 && memcmp(mod, "__builtin__", 11) == 0);
+    if (!builtins || namelen != 9 || memcmp(name, "bytearray", 9) != 0)
+        return MP_EPROTO;
+    return push(u, new_node(u, TYPE_BYTEARRAY_CALLABLE));
+}
+
+/* REDUCE: bytearray() or bytearray(b'...'), as protocols 3 and 4 write a
+ * bytearray. Decoded as bytes; anything else is refused. */
+static int do_reduce(struct unpickler *u)
+{
+    mp_obj *args = NULL, *callable = NULL;
+    int rc = pop_value(u, &args);
+    if (rc == 0)
+        rc = pop_any(u, &callable);
+    if (rc < 0)
+        return rc;
+    if (callable->type != TYPE_BYTEARRAY_CALLABLE || args->type != MP_TYPE_TUPLE)
+        return MP_EPROTO;
+    if (args->u.seq.len == 0)
+        return push(u, new_strbytes(u, MP_TYPE_BYTES, NULL, 0));
+    mp_obj *b = args->u.seq.items[0];
+    if (args->u.seq.len != 1 || b->type != MP_TYPE_BYTES)
+        return MP_EPROTO;
+    return push(u, new_strbytes(u, MP_TYPE_BYTES, b->u.s.data, b->u.s.len));
+}
+
+/* ---- Phase 1: the machine ------------------------------------------------ */
+
+static int step(struct unpickler *u, int op, bool *stop)
+{
+    int rc = 0;
+    size_t len, first;
+    const unsigned char *line, *line2;
+    size_t len2;
+    int64_t iv;
+    mp_obj *o, *a, *b;
+
+    switch (op) {
+    case OP_PROTO:
+        if ((rc = need(u, 1)) < 0)
+            return rc;
+        if (u->p[u->pos++] > HIGHEST_PROTOCOL)
+            return MP_EPROTO;
+        return 0;
+    case OP_FRAME:
+        /* CPython only checks that the frame is there; so do we. */
+        return read_len(u, 8, &len);
+    case OP_STOP:
+        *stop = true;
+        return 0;
+
+    case OP_MARK:
+        return push_mark(u);
+    case OP_POP:
+        /* Python's load_pop: with nothing above the MARK, drop the MARK. */
+        if (u->stack.len > fence(u)) {
+            u->stack.len--;
+            return 0;
+        }
+        return pop_mark(u, &first);
+    case OP_POP_MARK:
+        if ((rc = pop_mark(u, &first)) < 0)
+            return rc;
+        u->stack.len = first;
+        return 0;
+    case OP_DUP:
+        if ((rc = top(u, &o)) < 0)
+            return rc;
+        return push(u, o);
+
+    case OP_NONE:
+        return push(u, new_node(u, MP_TYPE_NONE));
+    case OP_NEWTRUE:
+    case OP_NEWFALSE:
+        o = new_node(u, MP_TYPE_BOOL);
+        if (o)
+            o->u.b = op == OP_NEWTRUE;
+        return push(u, o);
+    case OP_INT:
+        if ((rc = read_line(u, &line, &len)) < 0)
+            return rc;
+        if (len == 2 && line[0] == '0' && (line[1] == '0' || line[1] == '1')) {
+            o = new_node(u, MP_TYPE_BOOL); /* protocol 0-1 True/False */
+            if (o)
+                o->u.b = line[1] == '1';
+            return push(u, o);
+        }
+        if ((rc = parse_decimal(line, len, &iv)) < 0)
+            return rc;
+        return push_int(u, iv);
+    case OP_LONG:
+        if ((rc = read_line(u, &line, &len)) < 0)
+            return rc;
+        if (len && line[len - 1] == 'L')
+            len--;
+        if ((rc = parse_decimal(line, len, &iv)) < 0)
+            return rc;
+        return push_int(u, iv);
+    case OP_BININT:
+        if ((rc = need(u, 4)) < 0)
+            return rc;
+        iv = (int32_t)(uint32_t)le(u->p + u->pos, 4);
+        u->pos += 4;
+        return push_int(u, iv);
+    case OP_BININT1:
+        if ((rc = need(u, 1)) < 0)
+            return rc;
+        return push_int(u, u->p[u->pos++]);
+    case OP_BININT2:
+        if ((rc = need(u, 2)) < 0)
+            return rc;
+        iv = (int64_t)le(u->p + u->pos, 2);
+        u->pos += 2;
+        return push_int(u, iv);
+    case OP_LONG1:
+    case OP_LONG4:
+        if (op == OP_LONG4) {
+            if ((rc = need(u, 4)) < 0)
+                return rc;
+            if (u->p[u->pos + 3] & 0x80)
+                return MP_EPROTO; /* negative byte count */
+        }
+        if ((rc = read_len(u, op == OP_LONG1 ? 1 : 4, &len)) < 0)
+            return rc;
+        rc = decode_long(u->p + u->pos, len, &iv);
+        u->pos += len;
+        return rc < 0 ? rc : push_int(u, iv);
+    case OP_FLOAT: {
+        double f;
+        if ((rc = read_line(u, &line, &len)) < 0)
+            return rc;
+        if ((rc = parse_float(line, len, &f)) < 0)
+            return rc;
+        o = new_node(u, MP_TYPE_FLOAT);
+        if (o)
+            o->u.f = f;
+        return push(u, o);
+    }
+    case OP_BINFLOAT: {
+        if ((rc = need(u, 8)) < 0)
+            return rc;
+        uint64_t bits = 0;
+        for (int i = 0; i < 8; i++)
+            bits = bits << 8 | u->p[u->pos + (size_t)i]; /* big-endian */
+        u->pos += 8;
+        o = new_node(u, MP_TYPE_FLOAT);
+        if (o)
+            memcpy(&o->u.f, &bits, sizeof bits);
+        return push(u, o);
+    }
+
+    case OP_SHORT_BINUNICODE:
+    case OP_BINUNICODE:
+    case OP_BINUNICODE8:
+        if ((rc = read_len(u,
+                           op == OP_SHORT_BINUNICODE ? 1
+                           : op == OP_BINUNICODE     ? 4
+                                                     : 8,
+                           &len)) < 0)
+            return rc;
+        return push_str(u, len);
+    case OP_UNICODE:
+        if ((rc = read_line(u, &line, &len)) < 0)
+            return rc;
+        return push_raw_unicode(u, line, len);
+    case OP_SHORT_BINBYTES:
+    case OP_BINBYTES:
+    case OP_BINBYTES8:
+    case OP_BYTEARRAY8:
+        if ((rc = read_len(u, op == OP_SHORT_BINBYTES ? 1 : op == OP_BINBYTES ? 4 : 8, &len)) < 0)
+            return rc;
+        return push_bytes(u, len);
+
+    case OP_EMPTY_LIST:
+        o = new_node(u, MP_TYPE_LIST);
+        if (o)
+            o->height = 1;
+        return push(u, o);
+    case OP_EMPTY_TUPLE:
+        o = new_node(u, MP_TYPE_TUPLE);
+        if (o)
+            o->height = 1;
+        return push(u, o);
+    case OP_EMPTY_DICT:
+        o = new_node(u, MP_TYPE_DICT);
+        if (o)
+            o->height = 1;
+        return push(u, o);
+    case OP_LIST:
+    case OP_TUPLE:
+        if ((rc = pop_mark(u, &first)) < 0)
+            return rc;
+        return build_seq(u, op == OP_LIST ? MP_TYPE_LIST : MP_TYPE_TUPLE, first);
+    case OP_TUPLE1:
+    case OP_TUPLE2:
+    case OP_TUPLE3: {
+        size_t k = (size_t)(op - OP_TUPLE1 + 1);
+        if (u->stack.len < fence(u) + k)
+            return MP_EPROTO;
+        return build_seq(u, MP_TYPE_TUPLE, u->stack.len - k);
+    }
+    case OP_DICT:
+        if ((rc = pop_mark(u, &first)) < 0)
+            return rc;
+        o = new_node(u, MP_TYPE_DICT);
+        if (!o)
+            return -ENOMEM;
+        o->height = 1;
+        if ((rc = set_items(u, o, first)) < 0)
+            return rc;
+        return push(u, o);
+    case OP_APPEND:
+        if ((rc = pop_value(u, &a)) < 0 || (rc = top(u, &o)) < 0)
+            return rc;
+        if ((rc = push(u, a)) < 0) /* append_items takes it from the stack */
+            return rc;
+        return append_items(u, o, u->stack.len - 1);
+    case OP_APPENDS:
+        if ((rc = pop_mark(u, &first)) < 0)
+            return rc;
+        if (first <= fence(u))
+            return MP_EPROTO; /* no list below the MARK */
+        return append_items(u, u->stack.v[first - 1], first);
+    case OP_SETITEM:
+        if (u->stack.len < fence(u) + 3)
+            return MP_EPROTO;
+        return set_items(u, u->stack.v[u->stack.len - 3], u->stack.len - 2);
+    case OP_SETITEMS:
+        if ((rc = pop_mark(u, &first)) < 0)
+            return rc;
+        if (first <= fence(u))
+            return MP_EPROTO;
+        return set_items(u, u->stack.v[first - 1], first);
+
+    case OP_PUT:
+        if ((rc = read_line(u, &line, &len)) < 0)
+            return rc;
+        if ((rc = parse_decimal(line, len, &iv)) < 0 || iv < 0)
+            return MP_EPROTO;
+        return do_put(u, (uint64_t)iv);
+    case OP_BINPUT:
+    case OP_LONG_BINPUT:
+        len = op == OP_BINPUT ? 1 : 4;
+        if ((rc = need(u, len)) < 0)
+            return rc;
+        u->pos += len;
+        return do_put(u, le(u->p + u->pos - len, (int)len));
+    case OP_MEMOIZE:
+        return do_put(u, u->memo_count);
+    case OP_GET:
+        if ((rc = read_line(u, &line, &len)) < 0)
+            return rc;
+        if ((rc = parse_decimal(line, len, &iv)) < 0 || iv < 0)
+            return MP_EPROTO;
+        return do_get(u, (uint64_t)iv);
+    case OP_BINGET:
+    case OP_LONG_BINGET:
+        len = op == OP_BINGET ? 1 : 4;
+        if ((rc = need(u, len)) < 0)
+            return rc;
+        u->pos += len;
+        return do_get(u, le(u->p + u->pos - len, (int)len));
+
+    case OP_GLOBAL:
+        if ((rc = read_line(u, &line, &len)) < 0 || (rc = read_line(u, &line2, &len2)) < 0)
+            return rc;
+        return push_global(u, line, len, line2, len2);
+    case OP_STACK_GLOBAL:
+        if ((rc = pop_value(u, &b)) < 0 || (rc = pop_value(u, &a)) < 0)
+            return rc;
+        if (a->type != MP_TYPE_STR || b->type != MP_TYPE_STR)
+            return MP_EPROTO;
+        return push_global(u, (const unsigned char *)a->u.s.data, a->u.s.len,
+                           (const unsigned char *)b->u.s.data, b->u.s.len);
+    case OP_REDUCE:
+        return do_reduce(u);
+
+    default:
+        /* BUILD, INST, OBJ, NEWOBJ, NEWOBJ_EX, EXT1/2/4, PERSID, BINPERSID:
+         * they import or call code. STRING, BINSTRING, SHORT_BINSTRING:
+         * Python 2 str. EMPTY_SET, ADDITEMS, FROZENSET: no set type.
+         * NEXT_BUFFER, READONLY_BUFFER: out-of-band data. And every byte
+         * that is not an opcode. */
+        return MP_EPROTO;
+    }
+}
+
+/* ---- Phase 2: placing ----------------------------------------------------- */
+
+static bool is_container(const mp_obj *o)
+{
+    return o->type == MP_TYPE_LIST || o->type == MP_TYPE_TUPLE || o->type == MP_TYPE_DICT;
+}
+
+/*
+ * Place the node *slot points at as a child of parent, which sits level
+ * containers deep (0: *slot is the result). Recursion depth is bounded by
+ * MP_OBJ_MAX_DEPTH, checked before descending.
+ */
+static int place(struct unpickler *u, mp_obj **slot, mp_obj *parent, unsigned level)
+{
+    mp_obj *o = *slot;
+    int rc;
+    if (o->flags & MP__F_BLACK) {
+        /* Reached again (a memo reference or DUP): a copy goes here. */
+        if (level + o->height > MP_OBJ_MAX_DEPTH)
+            return MP_EPROTO;
+        mp_obj *c;
+        if ((rc = mp__obj_copy_limited(o, &u->budget, &c)) < 0)
+            return rc;
+        if ((rc = vec_push(&u->copies, c)) < 0) {
+            mp__obj_free_tree(c);
+            return rc;
+        }
+        c->parent = parent;
+        *slot = c;
+        return 0;
+    }
+    if (o->flags & MP__F_GREY)
+        return MP_EPROTO; /* o contains itself */
+    o->parent = parent;
+    if (!is_container(o)) {
+        o->height = 0;
+        o->flags |= MP__F_BLACK;
+        return 0;
+    }
+    if (level + 1 > MP_OBJ_MAX_DEPTH)
+        return MP_EPROTO;
+    o->flags |= MP__F_GREY;
+    unsigned h = 0;
+    if (o->type == MP_TYPE_DICT) {
+        for (size_t i = 0; i < o->u.d.n; i++) {
+            struct mp__dict_entry *e = &o->u.d.entries[i];
+            if (!e->key)
+                continue;
+            if ((rc = place(u, &e->key, o, level + 1)) < 0 ||
+                (rc = place(u, &e->value, o, level + 1)) < 0)
+                return rc;
+            if (e->key->height > h)
+                h = e->key->height;
+            if (e->value->height > h)
+                h = e->value->height;
+        }
+    } else {
+        for (size_t i = 0; i < o->u.seq.len; i++) {
+            if ((rc = place(u, &o->u.seq.items[i], o, level + 1)) < 0)
+                return rc;
+            if (o->u.seq.items[i]->height > h)
+                h = o->u.seq.items[i]->height;
+        }
+    }
+    o->height = (uint16_t)(h + 1);
+    o->flags = (uint8_t)((o->flags & ~MP__F_GREY) | MP__F_BLACK);
+    return 0;
+}
+
+static void unpickler_free(struct unpickler *u, bool ok)
+{
+    for (size_t i = 0; i < u->arena.len; i++) {
+        mp_obj *o = u->arena.v[i];
+        if (ok && (o->flags & MP__F_BLACK))
+            o->flags &= (uint8_t)~MP__F_BLACK; /* part of the result */
+        else
+            mp__obj_free_node(o);
+    }
+    if (!ok)
+        for (size_t i = 0; i < u->copies.len; i++)
+            mp__obj_free_tree(u->copies.v[i]);
+    free(u->arena.v);
+    free(u->copies.v);
+    free(u->stack.v);
+    free(u->marks);
+    free(u->memo);
+}
+
+int mp__pickle_loads(const unsigned char *p, size_t n, mp_obj **out)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (!p && n)
+        return -EINVAL;
+    struct unpickler u;
+    memset(&u, 0, sizeof u);
+    u.p = p;
+    u.n = n;
+    u.budget = MP__PICKLE_BUDGET_MIN;
+    if (n <= SIZE_MAX / MP__PICKLE_BUDGET_FACTOR && n * MP__PICKLE_BUDGET_FACTOR > u.budget)
+        u.budget = n * MP__PICKLE_BUDGET_FACTOR;
+
+    int rc = 0;
+    bool stop = false;
+    while (rc == 0 && !stop) {
+        if (u.pos >= u.n) {
+            rc = MP_EPROTO; /* ended before STOP */
+            break;
+        }
+        rc = step(&u, u.p[u.pos++], &stop);
+    }
+    mp_obj *result = NULL;
+    if (rc == 0) {
+        /* Stricter than Python: exactly one value, no open MARK, nothing
+         * after STOP. */
+        if (u.stack.len != 1 || u.nmarks || u.pos != u.n)
+            rc = MP_EPROTO;
+        else if ((rc = check_value(u.stack.v[0])) == 0)
+            rc = place(&u, &u.stack.v[0], NULL, 0);
+        if (rc == 0)
+            result = u.stack.v[0];
+    }
+    unpickler_free(&u, rc == 0);
+    if (rc == 0)
+        *out = result;
+    return rc;
+}
+
+/* ---- Encoder ---------------------------------------------------------------- */
+
+struct pickler {
+    unsigned char *p;
+    size_t len, cap;
+    int err;
+};
+
+static void put(struct pickler *w, const void *s, size_t n)
+{
+    if (w->err)
+        return;
+    size_t need_len;
+    if (mp__add_overflows(w->len, n, &need_len)) {
+        w->err = -ENOMEM;
+        return;
+    }
+    if (need_len > w->cap) {
+        size_t cap = w->cap ? w->cap : 256;
+        while (cap < need_len) {
+            if (cap > SIZE_MAX / 2) {
+                cap = need_len;
+                break;
+            }
+            cap *= 2;
+        }
+        unsigned char *q = realloc(w->p, cap);
+        if (!q) {
+            w->err = -ENOMEM;
+            return;
+        }
+        w->p = q;
+        w->cap = cap;
+    }
+    if (n)
+        memcpy(w->p + w->len, s, n);
+    w->len = need_len;
+}
+
+static void put_op(struct pickler *w, unsigned op)
+{
+    unsigned char c = (unsigned char)op;
+    put(w, &c, 1);
+}
+
+static void put_le(struct pickler *w, uint64_t v, int k)
+{
+    unsigned char b[8];
+    for (int i = 0; i < k; i++)
+        b[i] = (unsigned char)(v >> (8 * i));
+    put(w, b, (size_t)k);
+}
+
+/* The opcode with the smallest length field that fits, as CPython chooses. */
+static void put_sized(struct pickler *w, unsigned op1, unsigned op4, unsigned op8, const char *data,
+                      size_t len)
+{
+    if (len < 256) {
+        put_op(w, op1);
+        put_le(w, len, 1);
+    } else if ((uint64_t)len <= UINT32_MAX) {
+        put_op(w, op4);
+        put_le(w, len, 4);
+    } else {
+        put_op(w, op8);
+        put_le(w, len, 8);
+    }
+    put(w, data, len);
+}
+
+static void dump(struct pickler *w, const mp_obj *o);
+
+/* CPython batches APPENDS and SETITEMS by 1000 items. */
+#define BATCH 1000
+
+static void dump(struct pickler *w, const mp_obj *o)
+{
+    switch (o->type) {
+    case MP_TYPE_NONE:
+        put_op(w, OP_NONE);
+        break;
+    case MP_TYPE_BOOL:
+        put_op(w, o->u.b ? OP_NEWTRUE : OP_NEWFALSE);
+        break;
+    case MP_TYPE_INT: {
+        int64_t v = o->u.i;
+        if (v >= 0 && v <= 0xff) {
+            put_op(w, OP_BININT1);
+            put_le(w, (uint64_t)v, 1);
+        } else if (v >= 0 && v <= 0xffff) {
+            put_op(w, OP_BININT2);
+            put_le(w, (uint64_t)v, 2);
+        } else if (v >= INT32_MIN && v <= INT32_MAX) {
+            put_op(w, OP_BININT);
+            put_le(w, (uint64_t)v, 4);
+        } else {
+            /* LONG1: the fewest two's complement bytes that keep the sign. */
+            int k = 8;
+            while (k > 1) {
+                int64_t hi = v >> (8 * (k - 1) - 1); /* bits that must be sign */
+                if (hi != 0 && hi != -1)
+                    break;
+                k--;
+            }
+            put_op(w, OP_LONG1);
+            put_le(w, (uint64_t)k, 1);
+            put_le(w, (uint64_t)v, k);
+        }
+        break;
+    }
+    case MP_TYPE_FLOAT: {
+        uint64_t bits;
+        memcpy(&bits, &o->u.f, sizeof bits);
+        unsigned char b[9];
+        b[0] = OP_BINFLOAT;
+        for (int i = 0; i < 8; i++)
+            b[1 + i] = (unsigned char)(bits >> (56 - 8 * i));
+        put(w, b, 9);
+        break;
+    }
+    case MP_TYPE_STR:
+        put_sized(w, OP_SHORT_BINUNICODE, OP_BINUNICODE, OP_BINUNICODE8, o->u.s.data, o->u.s.len);
+        break;
+    case MP_TYPE_BYTES:
+        put_sized(w, OP_SHORT_BINBYTES, OP_BINBYTES, OP_BINBYTES8, o->u.s.data, o->u.s.len);
+        break;
+    case MP_TYPE_LIST: {
+        put_op(w, OP_EMPTY_LIST);
+        size_t n = o->u.seq.len;
+        for (size_t i = 0; i < n && !w->err;) {
+            size_t k = n - i < BATCH ? n - i : BATCH;
+            if (k == 1) {
+                dump(w, o->u.seq.items[i]);
+                put_op(w, OP_APPEND);
+            } else {
+                put_op(w, OP_MARK);
+                for (size_t j = 0; j < k; j++)
+                    dump(w, o->u.seq.items[i + j]);
+                put_op(w, OP_APPENDS);
+            }
+            i += k;
+        }
+        break;
+    }
+    case MP_TYPE_TUPLE: {
+        size_t n = o->u.seq.len;
+        if (n == 0) {
+            put_op(w, OP_EMPTY_TUPLE);
+            break;
+        }
+        if (n > 3)
+            put_op(w, OP_MARK);
+        for (size_t i = 0; i < n && !w->err; i++)
+            dump(w, o->u.seq.items[i]);
+        put_op(w, n > 3 ? OP_TUPLE : (unsigned)(OP_TUPLE1 + n - 1));
+        break;
+    }
+    case MP_TYPE_DICT: {
+        put_op(w, OP_EMPTY_DICT);
+        size_t left = o->u.d.used, i = 0;
+        while (left && !w->err) {
+            size_t k = left < BATCH ? left : BATCH;
+            if (k > 1)
+                put_op(w, OP_MARK);
+            for (size_t done = 0; done < k; i++) {
+                const struct mp__dict_entry *e = &o->u.d.entries[i];
+                if (!e->key)
+                    continue;
+                dump(w, e->key);
+                dump(w, e->value);
+                done++;
+            }
+            put_op(w, k > 1 ? OP_SETITEMS : OP_SETITEM);
+            left -= k;
+        }
+        break;
+    }
+    default:
+        w->err = -EINVAL; /* not a value type */
+        break;
+    }
+}
+
+int mp__pickle_dumps(const mp_obj *o, unsigned char **out, size_t *len)
+{
+    if (out)
+        *out = NULL;
+    if (!o || !out || !len)
+        return -EINVAL;
+    struct pickler w = {NULL, 0, 0, 0};
+    const unsigned char head[2] = {OP_PROTO, MP__PICKLE_PROTOCOL};
+    put(&w, head, 2);
+    dump(&w, o);
+    put_op(&w, OP_STOP);
+    if (w.err) {
+        free(w.p);
+        return w.err;
+    }
+    *out = w.p;
+    *len = w.len;
+    return 0;
+}

@@ -1,0 +1,61 @@
+/*
+ * pickle - a pure codec between mp_obj values and Python's pickle format.
+ * No I/O; the only allocation is the result. Private: conn.c builds
+ * mp_conn_send/recv on it, the fuzzer and tests call it directly.
+ *
+ * docs/wire.md ("Objects: the pickle subset") specifies the bytes: the
+ * protocol 4 opcodes written, everything read (what CPython 3 writes for
+ * these types in protocols 0-5, bytearray included), and everything refused
+ * with MP_EPROTO. In short, refused are: every opcode that imports or calls
+ * code (so protocol 0-2 bytes, which CPython writes as a _codecs.encode call),
+ * Python 2 strings, sets, out-of-band buffers, truncated or malformed input,
+ * length fields beyond the input (before any allocation), non-UTF-8 text,
+ * ints beyond int64, stack/MARK/memo misuse, nesting beyond MP_OBJ_MAX_DEPTH,
+ * unhashable keys, self-containing values, bytes after STOP or values left
+ * on the stack, and pickles whose memo references would expand beyond the
+ * work budget below.
+ *
+ * Decoding never recurses on the input's structure except to a depth bounded
+ * by MP_OBJ_MAX_DEPTH, and its time and memory are linear in the input plus
+ * the budget.
+ */
+#ifndef MPIPC_PICKLE_H
+#define MPIPC_PICKLE_H
+
+#include <mpipc/obj.h>
+
+#include <stddef.h>
+
+/* The protocol the encoder writes. */
+#define MP__PICKLE_PROTOCOL 4
+
+/* The extra work a pickle of n bytes may cost, in bytes: max(64 MiB, 16 * n).
+ * It pays for the copies memo references expand into (Python shares one
+ * object where a tree holds copies) and for walks comparing equal dict keys
+ * that are still shared graphs during decoding. Without it a short pickle
+ * ([x, x] nested 60 deep) would expand exponentially. */
+#ifndef MP__PICKLE_BUDGET_MIN
+#define MP__PICKLE_BUDGET_MIN ((size_t)64 << 20)
+#endif
+#define MP__PICKLE_BUDGET_FACTOR 16u
+
+/*
+ * mp__pickle_dumps - pickle o (protocol 4).
+ *
+ * Returns 0 with *out and *len set; -EINVAL for NULL arguments; -ENOMEM.
+ * Ownership: the caller frees *out with free(); o is unchanged. On failure
+ * *out is NULL.
+ */
+int mp__pickle_dumps(const mp_obj *o, unsigned char **out, size_t *len);
+
+/*
+ * mp__pickle_loads - unpickle the n bytes at p (one whole pickle).
+ *
+ * Returns 0 with *out set to a new root value; MP_EPROTO for anything the
+ * comment above refuses; -EINVAL for NULL arguments; -ENOMEM. On failure
+ * *out is NULL and nothing leaks.
+ * Ownership: the caller frees *out with mp_obj_free().
+ */
+int mp__pickle_loads(const unsigned char *p, size_t n, mp_obj **out);
+
+#endif /* MPIPC_PICKLE_H */
