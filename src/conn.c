@@ -24,6 +24,7 @@
 #include "frame.h"
 #include "internal.h"
 #include "io.h"
+#include "pickle.h"
 
 #include <mpipc/conn.h>
 
@@ -518,6 +519,37 @@ MP_API ssize_t mp_conn_recv_bytes_into(mp_conn *c, void *buf, size_t cap, size_t
     if (msg_size && (rc == 0 || rc == MP_ETOOSHORT))
         *msg_size = req.size;
     return rc == 0 ? (ssize_t)req.size : rc;
+}
+
+/* ---- values ------------------------------------------------------------------ */
+
+MP_API int mp_conn_send(mp_conn *c, const mp_obj *obj)
+{
+    if (!c || !obj)
+        return -EINVAL;
+    unsigned char *bytes;
+    size_t len;
+    int rc = mp__pickle_dumps(obj, &bytes, &len);
+    if (rc < 0)
+        return rc;
+    rc = mp_conn_send_bytes(c, bytes, len);
+    free(bytes);
+    return rc;
+}
+
+MP_API int mp_conn_recv(mp_conn *c, mp_obj **obj, double timeout)
+{
+    if (!obj)
+        return -EINVAL;
+    *obj = NULL;
+    void *bytes;
+    size_t len;
+    int rc = mp_conn_recv_bytes(c, &bytes, &len, 0, timeout);
+    if (rc < 0)
+        return rc;
+    rc = mp__pickle_loads(bytes, len, obj);
+    free(bytes);
+    return rc;
 }
 
 /* ---- polling -------------------------------------------------------------- */

@@ -61,6 +61,7 @@
 
 #include <mpipc/common.h>
 #include <mpipc/error.h>
+#include <mpipc/obj.h>
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -150,6 +151,31 @@ MP_API int mp_conn_recv_bytes(mp_conn *c, void **buf, size_t *len, size_t maxlen
  */
 MP_API ssize_t mp_conn_recv_bytes_into(mp_conn *c, void *buf, size_t cap, size_t offset,
                                        size_t *msg_size, double timeout);
+
+/*
+ * mp_conn_send - send a value (Python's send(obj)): one message holding its
+ * pickle (protocol 4), which a Python peer's recv() turns into the equal
+ * Python object.
+ *
+ * Returns the codes of mp_conn_send_bytes(), -EINVAL for a NULL value,
+ * -ENOMEM. The value is borrowed and unchanged.
+ */
+MP_API int mp_conn_send(mp_conn *c, const mp_obj *obj);
+
+/*
+ * mp_conn_recv - receive one value (Python's recv()).
+ *
+ * obj:      receives the decoded value.
+ * timeout:  as for mp_conn_recv_bytes().
+ *
+ * Returns 0; MP_EPROTO when the message is not a pickle of the supported
+ * types or is refused (any opcode that would import or call code, see
+ * docs/wire.md) - the message is consumed and the connection stays usable,
+ * as after Python's UnpicklingError; otherwise the codes of
+ * mp_conn_recv_bytes(). *obj is NULL on failure.
+ * Ownership: the caller frees *obj with mp_obj_free().
+ */
+MP_API int mp_conn_recv(mp_conn *c, mp_obj **obj, double timeout);
 
 /*
  * mp_conn_poll - whether data is available to receive (Python's poll).
