@@ -24,8 +24,9 @@
  *     c1.join()
  *     print('主进程')
  *
- * The request (10, 20) travels as a small fixed-layout struct here; with
- * libmpipc's values (mp_obj) it can be the same tuple Python sends.
+ * The request is the same tuple (10, 20) Python sends - an mp_obj, pickled on
+ * the wire exactly as Python's send() would - so either end could be the
+ * Python program above.
  */
 #include <mpipc.h>
 
@@ -34,11 +35,6 @@
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
-
-struct request {
-    int64_t x;
-    int64_t y;
-};
 
 struct ends {
     mp_conn *server;
@@ -50,15 +46,20 @@ static int adder(void *arg)
     struct ends *p = arg;
     mp_conn_close(p->client);
     for (;;) {
-        struct request req;
-        ssize_t n = mp_conn_recv_bytes_into(p->server, &req, sizeof req, 0, NULL, MP_FOREVER);
-        if (n == MP_EOF) {
+        mp_obj *req;
+        int rc = mp_conn_recv(p->server, &req, MP_FOREVER);
+        if (rc == MP_EOF) {
             mp_conn_close(p->server);
             break;
         }
-        CHECK(n);
-        int64_t res = req.x + req.y;
-        CHECK(mp_conn_send_bytes(p->server, &res, sizeof res));
+        CHECK(rc);
+        int64_t x, y; /* x, y = server.recv() */
+        CHECK(mp_obj_get_int(mp_obj_list_get(req, 0), &x));
+        CHECK(mp_obj_get_int(mp_obj_list_get(req, 1), &y));
+        mp_obj_free(req);
+        mp_obj *res = mp_obj_int(x + y);
+        CHECK(mp_conn_send(p->server, res));
+        mp_obj_free(res);
     }
     printf("server done\n");
     return 0;
@@ -75,12 +76,20 @@ int main(void)
 
     mp_conn_close(p.server);
 
-    struct request req = {10, 20};
-    CHECK(mp_conn_send_bytes(p.client, &req, sizeof req));
-    int64_t res;
-    CHECK(mp_conn_recv_bytes_into(p.client, &res, sizeof res, 0, NULL, MP_FOREVER));
-    printf("%" PRId64 "\n", res);
+    mp_obj *req = mp_obj_tuple_new(); /* (10, 20) */
+    CHECK(mp_obj_tuple_append(req, mp_obj_int(10)));
+    CHECK(mp_obj_tuple_append(req, mp_obj_int(20)));
+    CHECK(mp_conn_send(p.client, req));
+    mp_obj_free(req);
+
+    mp_obj *res;
+    CHECK(mp_conn_recv(p.client, &res, MP_FOREVER));
+    char *text;
+    CHECK(mp_obj_repr(res, &text)); /* print(client.recv()) */
+    printf("%s\n", text);
     fflush(stdout); /* before the server's "server done", even into a pipe */
+    free(text);
+    mp_obj_free(res);
     mp_conn_close(p.client);
 
     CHECK(mp_process_join(c1, MP_FOREVER));
