@@ -20,6 +20,19 @@
 /* The negated errno of the last failed system call, never 0. */
 #define MP__NEG_ERRNO() (errno > 0 ? -errno : -EIO)
 
+/* 1 when built with ThreadSanitizer, which needs a few calls made in the
+ * ways it can see (it does not intercept every pthread call). */
+#if defined(__SANITIZE_THREAD__)
+#define MP__TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MP__TSAN 1
+#endif
+#endif
+#ifndef MP__TSAN
+#define MP__TSAN 0
+#endif
+
 /* Overflow-checked size arithmetic: true when a + b would wrap. */
 static inline bool mp__add_overflows(size_t a, size_t b, size_t *sum)
 {

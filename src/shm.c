@@ -1,0 +1,262 @@
+/*
+ * shm - shared-memory arenas and a first-fit allocator over them (shm.h).
+ *
+ * Each arena is one anonymous shared mapping. Its bookkeeping is two lists
+ * of extents kept in ordinary (process-private) heap memory: the free ones,
+ * sorted by offset and coalesced, and the used ones. Allocation is first-fit
+ * over the free lists; blocks are small and few (locks, semaphores, queue
+ * state), so lists are plenty. An arena that becomes entirely free is
+ * unmapped unless it is the only one left.
+ *
+ * The state is per process: after fork the child drops what it inherited
+ * (without unmapping: the shared objects in those arenas are still in use)
+ * and starts new arenas of its own on its first allocation.
+ */
+/* MAP_ANONYMOUS is POSIX.1-2024, not 2008: glibc shows it with _DEFAULT_SOURCE. */
+#define _DEFAULT_SOURCE
+#include "shm.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define ARENA_MIN ((size_t)256 * 1024)
+
+struct extent {
+    size_t off, len;
+    struct extent *next;
+};
+
+struct arena {
+    unsigned char *base;
+    size_t size;
+    struct extent *free_list; /* sorted by off, coalesced */
+    struct extent *used;      /* any order */
+    struct arena *next;
+};
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static struct arena *arenas;
+static unsigned gen; /* the fork generation the lists belong to */
+
+static void free_extents(struct extent *e)
+{
+    while (e) {
+        struct extent *next = e->next;
+        free(e);
+        e = next;
+    }
+}
+
+/* In a forked child, forget the parent's arenas (see the file comment). The
+ * mutex is re-created too: a parent thread may have held it during fork. */
+static void fork_check(void)
+{
+    unsigned now = mp__forkgen();
+    if (__atomic_load_n(&gen, __ATOMIC_ACQUIRE) == now)
+        return;
+    mp__forkfix_lock();
+    if (gen != now) {
+        pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+        mu = fresh;
+        while (arenas) {
+            struct arena *a = arenas;
+            arenas = a->next;
+            free_extents(a->free_list);
+            free_extents(a->used);
+            free(a);
+        }
+        __atomic_store_n(&gen, now, __ATOMIC_RELEASE);
+    }
+    mp__forkfix_unlock();
+}
+
+static size_t page_size(void)
+{
+    long p = sysconf(_SC_PAGESIZE);
+    return p > 0 ? (size_t)p : 4096;
+}
+
+/* A new arena with room for at least `need` bytes (mu held). */
+static struct arena *arena_new(size_t need)
+{
+    size_t pg = page_size();
+    size_t size = need < ARENA_MIN ? ARENA_MIN : need;
+    if (size > SIZE_MAX - pg)
+        return NULL;
+    size = (size + pg - 1) / pg * pg;
+    struct arena *a = calloc(1, sizeof *a);
+    struct extent *e = malloc(sizeof *e);
+    if (!a || !e) {
+        free(a);
+        free(e);
+        return NULL;
+    }
+    void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED) {
+        free(a);
+        free(e);
+        return NULL;
+    }
+    a->base = base;
+    a->size = size;
+    e->off = 0;
+    e->len = size;
+    e->next = NULL;
+    a->free_list = e;
+    a->next = arenas;
+    arenas = a;
+    return a;
+}
+
+/* Carve len bytes from the first free extent that fits (mu held). */
+static void *arena_take(struct arena *a, size_t len)
+{
+    for (struct extent **pp = &a->free_list; *pp; pp = &(*pp)->next) {
+        struct extent *f = *pp;
+        if (f->len < len)
+            continue;
+        struct extent *u = malloc(sizeof *u);
+        if (!u)
+            return NULL;
+        u->off = f->off;
+        u->len = len;
+        u->next = a->used;
+        a->used = u;
+        if (f->len == len) {
+            *pp = f->next;
+            free(f);
+        } else {
+            f->off += len;
+            f->len -= len;
+        }
+        return a->base + u->off;
+    }
+    return NULL;
+}
+
+int mp__shm_alloc(void **out, size_t size)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (size == 0 || size > SIZE_MAX - MP__SHM_ALIGN)
+        return -EINVAL;
+    size_t len = (size + MP__SHM_ALIGN - 1) & ~(MP__SHM_ALIGN - 1);
+    fork_check();
+    pthread_mutex_lock(&mu);
+    void *p = NULL;
+    for (struct arena *a = arenas; a && !p; a = a->next)
+        p = arena_take(a, len);
+    if (!p) {
+        struct arena *a = arena_new(len);
+        if (a)
+            p = arena_take(a, len);
+    }
+    pthread_mutex_unlock(&mu);
+    if (!p)
+        return -ENOMEM;
+    /* Fresh mappings are zero; a reused extent may hold an old object. */
+    memset(p, 0, len);
+    *out = p;
+    return 0;
+}
+
+/* The arena and used extent holding p (mu held), or false. */
+static bool find_block(const void *p, struct arena **arena, struct extent ***link)
+{
+    const unsigned char *c = p;
+    for (struct arena *a = arenas; a; a = a->next) {
+        if (c < a->base || c >= a->base + a->size)
+            continue;
+        size_t off = (size_t)(c - a->base);
+        for (struct extent **pp = &a->used; *pp; pp = &(*pp)->next) {
+            if ((*pp)->off == off) {
+                *arena = a;
+                *link = pp;
+                return true;
+            }
+        }
+        return false;
+    }
+    return false;
+}
+
+/* Put extent u back on a's free list, merging with its neighbours. */
+static void release_extent(struct arena *a, struct extent *u)
+{
+    struct extent **pp = &a->free_list;
+    while (*pp && (*pp)->off < u->off)
+        pp = &(*pp)->next;
+    u->next = *pp;
+    *pp = u;
+    if (u->next && u->off + u->len == u->next->off) {
+        struct extent *n = u->next;
+        u->len += n->len;
+        u->next = n->next;
+        free(n);
+    }
+    /* Merge with the predecessor: walk again (the list is short). */
+    for (struct extent *f = a->free_list; f && f->next; f = f->next) {
+        if (f->next == u && f->off + f->len == u->off) {
+            f->len += u->len;
+            f->next = u->next;
+            free(u);
+            break;
+        }
+    }
+}
+
+/* Unmap a wholly free arena unless it is the last one (mu held). */
+static void maybe_unmap(struct arena *a)
+{
+    if (a->used || !a->free_list || a->free_list->len != a->size)
+        return;
+    if (arenas == a && !a->next)
+        return; /* keep one arena so alloc/free cycles do not thrash mmap */
+    for (struct arena **pp = &arenas; *pp; pp = &(*pp)->next) {
+        if (*pp == a) {
+            *pp = a->next;
+            break;
+        }
+    }
+    (void)munmap(a->base, a->size);
+    free_extents(a->free_list);
+    free(a);
+}
+
+bool mp__shm_free(void *p)
+{
+    if (!p)
+        return false;
+    fork_check();
+    pthread_mutex_lock(&mu);
+    struct arena *a;
+    struct extent **link;
+    bool mine = find_block(p, &a, &link);
+    if (mine) {
+        struct extent *u = *link;
+        *link = u->next;
+        release_extent(a, u);
+        maybe_unmap(a);
+    }
+    pthread_mutex_unlock(&mu);
+    return mine;
+}
+
+bool mp__shm_owned(const void *p)
+{
+    if (!p)
+        return false;
+    fork_check();
+    pthread_mutex_lock(&mu);
+    struct arena *a;
+    struct extent **link;
+    bool mine = find_block(p, &a, &link);
+    pthread_mutex_unlock(&mu);
+    return mine;
+}

@@ -1,0 +1,45 @@
+/*
+ * shm - the allocator for memory shared with children forked later.
+ *
+ * Blocks come from MAP_SHARED|MAP_ANONYMOUS arenas, so a block allocated
+ * before fork() is the same memory in the parent and every child. The
+ * bookkeeping (which parts of an arena are in use) is private to the process
+ * that made the arena, never stored in the shared memory itself, so nothing
+ * a child does to shared memory can corrupt the parent's allocator.
+ *
+ * Fork. A child starts with no arenas of its own: the arenas it inherited
+ * stay mapped (the objects in them are shared with the parent), but the child
+ * never allocates from them - the parent may hand out their free space at the
+ * same moment - and freeing an inherited block in the child does nothing.
+ * Multiprocessing's heap.py follows the same rule.
+ *
+ * mmap/munmap live here: this file is their one home.
+ */
+#ifndef MPIPC_SHM_H
+#define MPIPC_SHM_H
+
+#include "internal.h"
+
+#include <stddef.h>
+
+/* Blocks are aligned to a cache line, so two primitives never share one. */
+#define MP__SHM_ALIGN ((size_t)64)
+
+/*
+ * Allocate size bytes (size > 0) of zeroed shared memory, MP__SHM_ALIGN
+ * aligned. Returns 0 with *out set, -EINVAL, -ENOMEM (or mmap's -errno).
+ */
+int mp__shm_alloc(void **out, size_t size);
+
+/*
+ * Release a block this process allocated. A block allocated by another
+ * process (an ancestor, before fork), NULL, or an address that is not a
+ * block is ignored. Returns true if the block was this process's and is now
+ * free.
+ */
+bool mp__shm_free(void *p);
+
+/* True if p is a live block allocated by this process (not inherited). */
+bool mp__shm_owned(const void *p);
+
+#endif /* MPIPC_SHM_H */
