@@ -42,6 +42,27 @@ WORKLOADS = [
         ("raw socketpair", ["{build}/bench/bench_conn", "raw_bandwidth"]),
         ("Python Pipe", [PY, "{bench}/bench_conn.py", "bandwidth"]),
     ]),
+    # One table for sync: ours, the raw pthread loop on a robust process-shared
+    # mutex (what ours stands on: the floor), the same on a plain (non-robust)
+    # mutex, and Python's multiprocessing. Ping-pong floors use condvars.
+    ("sync", "lock_uncontended", "acquire+release pairs/s", [
+        ("libmpipc", ["{build}/bench/bench_sync", "lock"]),
+        ("raw robust", ["{build}/bench/bench_sync", "raw_lock", "robust"]),
+        ("raw plain", ["{build}/bench/bench_sync", "raw_lock", "plain"]),
+        ("Python", [PY, "{bench}/bench_sync.py", "lock"]),
+    ]),
+    ("sync", "event_pingpong", "round trips/s", [
+        ("libmpipc", ["{build}/bench/bench_sync", "event_pingpong"]),
+        ("raw robust", ["{build}/bench/bench_sync", "raw_event_pingpong", "robust"]),
+        ("raw plain", ["{build}/bench/bench_sync", "raw_event_pingpong", "plain"]),
+        ("Python", [PY, "{bench}/bench_sync.py", "event_pingpong"]),
+    ]),
+    ("sync", "cond_pingpong", "round trips/s", [
+        ("libmpipc", ["{build}/bench/bench_sync", "cond_pingpong"]),
+        ("raw robust", ["{build}/bench/bench_sync", "raw_cond_pingpong", "robust"]),
+        ("raw plain", ["{build}/bench/bench_sync", "raw_cond_pingpong", "plain"]),
+        ("Python", [PY, "{bench}/bench_sync.py", "cond_pingpong"]),
+    ]),
 ]
 
 
