@@ -15,5 +15,6 @@
 #include <mpipc/process.h>
 #include <mpipc/listener.h>
 #include <mpipc/sync.h>
+#include <mpipc/queue.h>
 
 #endif /* MPIPC_H */

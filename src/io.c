@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -178,7 +180,7 @@ int mp__poll(struct pollfd *fds, nfds_t n, int64_t deadline)
 }
 
 /* Wait for one event on one descriptor: 1 ready, MP_ETIMEDOUT, or -errno. */
-static int wait_fd(int fd, short events, int64_t deadline)
+int mp__wait_fd(int fd, short events, int64_t deadline)
 {
     struct pollfd p = {.fd = fd, .events = events, .revents = 0};
     int rc = mp__poll(&p, 1, deadline);
@@ -203,7 +205,7 @@ ssize_t mp__read_some(int fd, void *buf, size_t n, int64_t deadline, bool is_soc
     bool poll_first = deadline != MP__NO_DEADLINE && !is_socket;
     for (;;) {
         if (poll_first) {
-            int rc = wait_fd(fd, POLLIN, deadline);
+            int rc = mp__wait_fd(fd, POLLIN, deadline);
             if (rc < 0)
                 return rc;
         }
@@ -219,7 +221,7 @@ ssize_t mp__read_some(int fd, void *buf, size_t n, int64_t deadline, bool is_soc
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             /* No data yet (or a descriptor someone made non-blocking). */
             if (!poll_first) {
-                int rc = wait_fd(fd, POLLIN, deadline);
+                int rc = mp__wait_fd(fd, POLLIN, deadline);
                 if (rc < 0)
                     return rc;
             }
@@ -305,7 +307,7 @@ int mp__write_all(int fd, struct iovec *iov, int iovcnt, bool is_socket, bool si
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 /* A descriptor someone made non-blocking: wait for room. */
-                int wr = wait_fd(fd, POLLOUT, MP__NO_DEADLINE);
+                int wr = mp__wait_fd(fd, POLLOUT, MP__NO_DEADLINE);
                 if (wr < 0) {
                     rc = wr;
                     break;
@@ -332,6 +334,131 @@ int mp__write_all(int fd, struct iovec *iov, int iovcnt, bool is_socket, bool si
     if (guarded)
         sigpipe_guard_leave(&guard, rc == -EPIPE);
     return rc;
+}
+
+/* ---- non-blocking pipes ------------------------------------------------------ */
+
+static int set_nonblocking(int fd, bool on);
+
+int mp__set_nonblock(int fd)
+{
+    return set_nonblocking(fd, true);
+}
+
+size_t mp__pipe_capacity(int fd)
+{
+#ifdef F_GETPIPE_SZ
+    int n = fcntl(fd, F_GETPIPE_SZ);
+    if (n > 0)
+        return (size_t)n;
+#else
+    (void)fd;
+#endif
+    return 65536;
+}
+
+ssize_t mp__writev_once(int fd, const struct iovec *iov, int iovcnt, bool sigpipe_blocked)
+{
+    struct sigpipe_guard guard;
+    if (!sigpipe_blocked)
+        sigpipe_guard_enter(&guard);
+    ssize_t w;
+    do
+        w = writev(fd, iov, iovcnt);
+    while (w < 0 && errno == EINTR);
+    ssize_t rc = w >= 0 ? w : (errno == EWOULDBLOCK ? -EAGAIN : MP__NEG_ERRNO());
+    if (!sigpipe_blocked)
+        sigpipe_guard_leave(&guard, rc == -EPIPE);
+    return rc;
+}
+
+ssize_t mp__bytes_ready(int fd)
+{
+    int n = 0;
+    if (ioctl(fd, FIONREAD, &n) < 0)
+        return MP__NEG_ERRNO();
+    return n;
+}
+
+ssize_t mp__readv_once(int fd, const struct iovec *iov, int iovcnt)
+{
+    ssize_t r;
+    do
+        r = readv(fd, iov, iovcnt);
+    while (r < 0 && errno == EINTR);
+    if (r >= 0)
+        return r;
+    return errno == EWOULDBLOCK ? -EAGAIN : MP__NEG_ERRNO();
+}
+
+/* ---- anonymous files ---------------------------------------------------------- */
+
+int mp__anon_file(const char *name)
+{
+#if defined(__linux__) && defined(MFD_CLOEXEC)
+    int fd = memfd_create(name, MFD_CLOEXEC);
+    if (fd >= 0)
+        return fd;
+    if (errno != ENOSYS && errno != EINVAL)
+        return MP__NEG_ERRNO();
+#endif
+    const char *dir = getenv("TMPDIR");
+    if (!dir || !*dir)
+        dir = "/tmp";
+    char path[4096];
+    int len = snprintf(path, sizeof path, "%s/%s-XXXXXX", dir, name);
+    if (len < 0 || (size_t)len >= sizeof path)
+        return -ENAMETOOLONG;
+    int fd2 = mkostemp(path, O_CLOEXEC);
+    if (fd2 < 0)
+        return MP__NEG_ERRNO();
+    (void)unlink(path);
+    return fd2;
+}
+
+int mp__pwrite_all(int fd, const void *buf, size_t n, uint64_t off)
+{
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t w = pwrite(fd, p, n, (off_t)off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return MP__NEG_ERRNO();
+        }
+        p += w;
+        n -= (size_t)w;
+        off += (uint64_t)w;
+    }
+    return 0;
+}
+
+int mp__pread_all(int fd, void *buf, size_t n, uint64_t off)
+{
+    char *p = buf;
+    while (n > 0) {
+        ssize_t r = pread(fd, p, n, (off_t)off);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return MP__NEG_ERRNO();
+        }
+        if (r == 0)
+            return -EIO;
+        p += r;
+        n -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return 0;
+}
+
+int mp__truncate(int fd, uint64_t len)
+{
+    int rc;
+    do
+        rc = ftruncate(fd, (off_t)len);
+    while (rc < 0 && errno == EINTR);
+    return rc == 0 ? 0 : MP__NEG_ERRNO();
 }
 
 /* ---- sockets -------------------------------------------------------------- */
@@ -536,7 +663,7 @@ int mp__accept(int listen_fd, int64_t deadline, char *peer, size_t peer_cap)
             return MP__NEG_ERRNO();
         /* The listening socket is non-blocking, so a connection another
          * process accepted first cannot leave this call blocked. */
-        int rc = wait_fd(listen_fd, POLLIN, deadline);
+        int rc = mp__wait_fd(listen_fd, POLLIN, deadline);
         if (rc < 0)
             return rc;
     }
@@ -559,7 +686,7 @@ static int connect_one(int fd, const struct sockaddr *sa, socklen_t len, int64_t
          * says; a second connect() would fail with EALREADY. */
         if (errno != EINPROGRESS && errno != EINTR)
             return MP__NEG_ERRNO();
-        int rc = wait_fd(fd, POLLOUT, deadline);
+        int rc = mp__wait_fd(fd, POLLOUT, deadline);
         if (rc < 0)
             return rc;
         int err = 0;

@@ -94,6 +94,52 @@ int mp__write_all(int fd, struct iovec *iov, int iovcnt, bool is_socket, bool si
  */
 int mp__poll(struct pollfd *fds, nfds_t n, int64_t deadline);
 
+/*
+ * Wait until fd has one of `events` (POLLIN, POLLOUT), hang-up or an error,
+ * or the deadline. Returns 1, MP_ETIMEDOUT, -EBADF for a closed descriptor,
+ * or -errno.
+ */
+int mp__wait_fd(int fd, short events, int64_t deadline);
+
+/* ---- non-blocking pipes (the queues' streams) -------------------------------- */
+
+/* Make fd non-blocking (an open file description the library owns alone). */
+int mp__set_nonblock(int fd);
+
+/* The pipe's capacity in bytes (F_GETPIPE_SZ), or 65536 where unknown. */
+size_t mp__pipe_capacity(int fd);
+
+/*
+ * One non-blocking writev() attempt, EINTR retried. On a non-blocking pipe a
+ * write of at most PIPE_BUF bytes is all or nothing (POSIX), so this returns
+ * the whole size or -EAGAIN. -EPIPE when every reader is gone, never a
+ * SIGPIPE death (sigpipe_blocked as for mp__write_all).
+ */
+ssize_t mp__writev_once(int fd, const struct iovec *iov, int iovcnt, bool sigpipe_blocked);
+
+/* Bytes ready to be read from a pipe or socket without blocking (FIONREAD):
+ * >= 0, or -errno. */
+ssize_t mp__bytes_ready(int fd);
+
+/* One readv() (EINTR retried): bytes read, 0 at end of file, -EAGAIN when
+ * nothing is ready on a non-blocking descriptor, or -errno. */
+ssize_t mp__readv_once(int fd, const struct iovec *iov, int iovcnt);
+
+/* ---- anonymous files (the queues' spill files) ------------------------------ */
+
+/* A close-on-exec read-write file with no name: memfd_create() where it
+ * exists, else a mkstemp() file in $TMPDIR (or /tmp) unlinked at once.
+ * Returns the descriptor or -errno. */
+int mp__anon_file(const char *name);
+
+/* Write or read exactly n bytes at offset off (EINTR and short transfers
+ * resumed). Returns 0, -EIO at an early end of file, or -errno. */
+int mp__pwrite_all(int fd, const void *buf, size_t n, uint64_t off);
+int mp__pread_all(int fd, void *buf, size_t n, uint64_t off);
+
+/* Cut the file to len bytes. Returns 0 or -errno. */
+int mp__truncate(int fd, uint64_t len);
+
 /* ---- sockets for Listener/Client ----------------------------------------- */
 
 /*

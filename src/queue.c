@@ -1,0 +1,690 @@
+/*
+ * queue - Python's Queue, JoinableQueue and SimpleQueue (see queue.h) over
+ * the chunked pipe of qpipe.h.
+ *
+ * Shared (made before fork): the qpipe block, the BoundedSemaphore that
+ * counts free places (Python's _sem), and for a JoinableQueue the
+ * unfinished-tasks semaphore and its Condition.
+ *
+ * Per process (the handle's own memory, which a forked child gets a copy
+ * of): the feeder thread and its buffer, the closed flag, the exit hooks.
+ * Every entry point compares the handle's fork generation with the
+ * process's; in a child that differs, the copy of the parent's buffer is
+ * dropped (the parent delivers those items) and the mutex and condvar are
+ * made anew.
+ *
+ * Exit. The feeder registers two hooks in its process, as Python's
+ * _start_thread() registers two finalizers: at priority 10 (before the exit
+ * procedure joins children) it tells the feeder to flush - write without
+ * waiting, spill the rest - and at -5 it joins the feeder. A child therefore
+ * never waits for its parent to read before it can end.
+ */
+#include "internal.h"
+#include "io.h"
+#include "pickle.h"
+#include "qpipe.h"
+#include "shm.h"
+
+#include <mpipc/queue.h>
+#include <mpipc/sync.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* How many buffered items the feeder hands to one mp__qpipe_write(). */
+#define FEED_BATCH 4096
+/* The feeder's stack (it needs a few KiB). The library allocates it: glibc
+ * reuses its own cached stacks - and with them the thread ids - in a forked
+ * child, which ThreadSanitizer cannot tell from a thread still running. */
+#define FEEDER_STACK                                                                               \
+    ((size_t)2 * 1024 * 1024) /* TLS lives here too; untouched pages cost nothing */
+
+struct item {
+    size_t len;
+    unsigned char data[];
+};
+
+struct mp_queue {
+    struct mp__qpipe qp;
+    mp_sem *sem;        /* free places: Python's _sem */
+    mp_sem *unfinished; /* JoinableQueue: tasks put and not done */
+    mp_cond *cond;      /* JoinableQueue: join() sleeps here */
+    unsigned maxsize;   /* SEM_VALUE_MAX when unbounded, as in Python */
+
+    /* Process-local, reset in a forked child. */
+    unsigned gen;
+    pthread_mutex_t mu; /* guards everything below */
+    pthread_cond_t cv;  /* the feeder waits here for items */
+    struct item **buf;
+    size_t nbuf, capbuf;
+    bool closed;
+    bool feeder;         /* the feeder thread is running */
+    bool thread_live;    /* a feeder thread was started and not joined */
+    bool feeder_waiting; /* it is asleep on cv */
+    int flush;           /* atomic: stop waiting for readers, then stop */
+    bool spilling;       /* the feeder has spilled: all later items do too */
+    bool joincancelled;
+    pthread_t thread;
+    void *stack;               /* the feeder's stack, freed once joined */
+    int hook_flush, hook_join; /* exit hook ids, 0 when none */
+};
+
+struct mp_simplequeue {
+    struct mp__qpipe qp;
+    bool closed;
+};
+
+/* ---- helpers ------------------------------------------------------------------ */
+
+static void free_items(struct item **items, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(items[i]);
+}
+
+static int local_init(mp_queue *q)
+{
+    if (pthread_mutex_init(&q->mu, NULL) != 0)
+        return -ENOMEM;
+    pthread_condattr_t ca;
+    int rc = pthread_condattr_init(&ca);
+    if (rc == 0) {
+        rc = pthread_cond_init(&q->cv, &ca);
+        pthread_condattr_destroy(&ca);
+    }
+    if (rc != 0) {
+        pthread_mutex_destroy(&q->mu);
+        return -rc;
+    }
+    return 0;
+}
+
+/* In a forked child: the handle's process-local half belongs to the parent. */
+static void fork_fixup_slow(mp_queue *q)
+{
+    mp__forkfix_lock();
+    unsigned now = mp__forkgen();
+    if (q->gen != now) {
+        free_items(q->buf, q->nbuf);
+        free(q->buf);
+        q->buf = NULL;
+        q->nbuf = q->capbuf = 0;
+        q->closed = false;
+        q->feeder = q->feeder_waiting = q->thread_live = false;
+        q->flush = 0;
+        q->spilling = false;
+        q->joincancelled = false;
+        q->hook_flush = q->hook_join = 0; /* process.c dropped them */
+        /* The parent's feeder's stack: not freed here, so that a new feeder
+         * never gets the same address - and thread id - as a thread this
+         * process never had (see FEEDER_STACK). */
+        q->stack = NULL;
+        (void)local_init(q);
+        __atomic_store_n(&q->gen, now, __ATOMIC_RELEASE);
+    }
+    mp__forkfix_unlock();
+}
+
+static inline void fork_fixup(mp_queue *q)
+{
+    if (__atomic_load_n(&q->gen, __ATOMIC_ACQUIRE) != mp__forkgen())
+        fork_fixup_slow(q);
+}
+
+/* ---- the feeder ------------------------------------------------------------------ */
+
+/* Write items[0..n) in batches; give back the places of items that could
+ * not be delivered at all (no reader left anywhere, a spill file that cannot
+ * grow), as Python's feeder does when a send fails. Frees the items. */
+static void feed(mp_queue *q, struct item **items, size_t n, struct iovec *iov)
+{
+    for (size_t at = 0; at < n;) {
+        size_t k = n - at < FEED_BATCH ? n - at : FEED_BATCH;
+        for (size_t i = 0; i < k; i++) {
+            iov[i].iov_base = items[at + i]->data;
+            iov[i].iov_len = items[at + i]->len;
+        }
+        size_t written = 0;
+        int rc = mp__qpipe_write(&q->qp, iov, k, MP__NO_DEADLINE, &q->spilling, &q->flush, &written,
+                                 true);
+        for (size_t i = written; rc < 0 && i < k; i++)
+            (void)mp_sem_release(q->sem);
+        at += k;
+    }
+    free_items(items, n);
+}
+
+/* Python's _feed(): take everything buffered (swapping arrays, so put()
+ * never waits for a write), write it, and sleep until more comes - until
+ * told to flush and nothing is left. */
+static void *feeder_main(void *arg)
+{
+    mp_queue *q = arg;
+    struct iovec *iov = malloc(FEED_BATCH * sizeof *iov);
+    struct item **mine = NULL;
+    size_t cap_mine = 0;
+    pthread_mutex_lock(&q->mu);
+    for (;;) {
+        while (q->nbuf == 0 && !__atomic_load_n(&q->flush, __ATOMIC_ACQUIRE)) {
+            q->feeder_waiting = true;
+            pthread_cond_wait(&q->cv, &q->mu);
+            q->feeder_waiting = false;
+        }
+        if (q->nbuf == 0)
+            break; /* flushing, and nothing is left */
+        if (!iov) {
+            iov = malloc(FEED_BATCH * sizeof *iov);
+            if (!iov) { /* no memory: try again shortly */
+                pthread_mutex_unlock(&q->mu);
+                mp__sleep(0.001);
+                pthread_mutex_lock(&q->mu);
+                continue;
+            }
+        }
+        struct item **take = q->buf;
+        size_t n = q->nbuf, cap_take = q->capbuf;
+        q->buf = mine;
+        q->capbuf = cap_mine;
+        q->nbuf = 0;
+        pthread_mutex_unlock(&q->mu);
+        feed(q, take, n, iov);
+        pthread_mutex_lock(&q->mu);
+        mine = take; /* emptied: the spare for the next swap */
+        cap_mine = cap_take;
+    }
+    q->feeder = false;
+    pthread_mutex_unlock(&q->mu);
+    free(mine);
+    free(iov);
+    return NULL;
+}
+
+/* Ask the feeder to flush and stop (mu held). */
+static void request_flush(mp_queue *q)
+{
+    __atomic_store_n(&q->flush, 1, __ATOMIC_RELEASE);
+    pthread_cond_signal(&q->cv);
+}
+
+static void join_feeder(mp_queue *q)
+{
+    pthread_mutex_lock(&q->mu);
+    bool live = q->thread_live;
+    q->thread_live = false;
+    pthread_t t = q->thread;
+    pthread_mutex_unlock(&q->mu);
+    if (live) {
+        (void)pthread_join(t, NULL);
+        pthread_mutex_lock(&q->mu);
+        free(q->stack);
+        q->stack = NULL;
+        pthread_mutex_unlock(&q->mu);
+    }
+}
+
+/* Exit hook, priority 10: Python's _finalize_close - flush, do not wait. */
+static void exit_flush(void *arg)
+{
+    mp_queue *q = arg;
+    pthread_mutex_lock(&q->mu);
+    q->hook_flush = 0;
+    if (!q->joincancelled)
+        request_flush(q);
+    pthread_mutex_unlock(&q->mu);
+}
+
+/* Exit hook, priority -5: Python's _finalize_join. */
+static void exit_join(void *arg)
+{
+    mp_queue *q = arg;
+    pthread_mutex_lock(&q->mu);
+    q->hook_join = 0;
+    bool cancelled = q->joincancelled;
+    pthread_mutex_unlock(&q->mu);
+    if (!cancelled)
+        join_feeder(q);
+}
+
+/* Start the feeder (mu held). It runs with every signal blocked: signals
+ * are for the program's threads, and SIGPIPE must never kill it. */
+static int start_feeder(mp_queue *q)
+{
+    if (q->thread_live) {
+        /* A feeder that flushed at exit and ended; something put again. */
+        pthread_mutex_unlock(&q->mu);
+        join_feeder(q);
+        pthread_mutex_lock(&q->mu);
+        if (q->feeder || q->thread_live)
+            return 0; /* another thread started one meanwhile */
+    }
+    long page = sysconf(_SC_PAGESIZE);
+    void *stack = NULL;
+    if (posix_memalign(&stack, page > 0 ? (size_t)page : 4096, FEEDER_STACK) != 0)
+        return -ENOMEM;
+    pthread_attr_t attr;
+    int rc = pthread_attr_init(&attr);
+    if (rc != 0) {
+        free(stack);
+        return -rc;
+    }
+    rc = pthread_attr_setstack(&attr, stack, FEEDER_STACK);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    __atomic_store_n(&q->flush, 0, __ATOMIC_RELEASE);
+    if (rc == 0)
+        rc = pthread_create(&q->thread, &attr, feeder_main, q);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    (void)pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        free(stack);
+        return -rc;
+    }
+    q->stack = stack;
+    q->thread_live = true;
+    q->feeder = true;
+    if (!q->hook_flush)
+        q->hook_flush = mp__exit_hook_add(exit_flush, q, 10);
+    if (!q->hook_join)
+        q->hook_join = mp__exit_hook_add(exit_join, q, -5);
+    if (q->hook_flush < 0)
+        q->hook_flush = 0;
+    if (q->hook_join < 0)
+        q->hook_join = 0;
+    return 0;
+}
+
+/* ---- Queue ------------------------------------------------------------------------ */
+
+static int queue_make(mp_queue **out, unsigned maxsize, bool joinable)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (maxsize > (unsigned)SEM_VALUE_MAX)
+        return MP_EVALUE;
+    mp_queue *q = calloc(1, sizeof *q);
+    if (!q)
+        return -ENOMEM;
+    q->maxsize = maxsize ? maxsize : (unsigned)SEM_VALUE_MAX;
+    q->gen = mp__forkgen();
+    int rc = mp__qpipe_open(&q->qp);
+    if (rc < 0) {
+        free(q);
+        return rc;
+    }
+    rc = mp_sem_new_bounded(&q->sem, q->maxsize);
+    if (rc == 0 && joinable) {
+        rc = mp_sem_new(&q->unfinished, 0);
+        if (rc == 0)
+            rc = mp_cond_new(&q->cond, NULL);
+    }
+    if (rc == 0)
+        rc = local_init(q);
+    if (rc < 0) {
+        mp_cond_free(q->cond);
+        mp_sem_free(q->unfinished);
+        mp_sem_free(q->sem);
+        mp__qpipe_close_fds(&q->qp);
+        mp__qpipe_destroy(&q->qp);
+        free(q);
+        return rc;
+    }
+    *out = q;
+    return 0;
+}
+
+MP_API int mp_queue_new(mp_queue **out, unsigned maxsize)
+{
+    return queue_make(out, maxsize, false);
+}
+
+MP_API int mp_queue_new_joinable(mp_queue **out, unsigned maxsize)
+{
+    return queue_make(out, maxsize, true);
+}
+
+MP_API int mp_queue_put(mp_queue *q, const void *data, size_t len, double timeout)
+{
+    if (!q || (!data && len > 0))
+        return -EINVAL;
+    fork_fixup(q);
+    if (__atomic_load_n(&q->closed, __ATOMIC_ACQUIRE))
+        return MP_ECLOSED;
+    if (len > SIZE_MAX - sizeof(struct item))
+        return -ENOMEM;
+    struct item *it = malloc(sizeof *it + len);
+    if (!it)
+        return -ENOMEM;
+    it->len = len;
+    if (len)
+        memcpy(it->data, data, len);
+    int rc = mp_sem_acquire(q->sem, timeout);
+    if (rc < 0) {
+        free(it);
+        return rc == MP_ETIMEDOUT ? MP_FULL : rc;
+    }
+
+    pthread_mutex_lock(&q->mu);
+    if (q->closed) {
+        rc = MP_ECLOSED;
+    } else if (q->nbuf == q->capbuf) {
+        size_t cap = q->capbuf ? 2 * q->capbuf : 64;
+        struct item **b = realloc(q->buf, cap * sizeof *b);
+        if (b) {
+            q->buf = b;
+            q->capbuf = cap;
+        } else {
+            rc = -ENOMEM;
+        }
+    }
+    if (rc == 0 && !q->feeder)
+        rc = start_feeder(q);
+    if (rc == 0) {
+        q->buf[q->nbuf++] = it;
+        /* Counted before any reader can take it, so task_done() never runs
+         * ahead of the count. */
+        if (q->unfinished)
+            (void)mp_sem_release(q->unfinished);
+        if (q->feeder_waiting)
+            pthread_cond_signal(&q->cv);
+    }
+    pthread_mutex_unlock(&q->mu);
+    if (rc < 0) {
+        free(it);
+        (void)mp_sem_release(q->sem);
+    }
+    return rc;
+}
+
+MP_API int mp_queue_get(mp_queue *q, void **data, size_t *len, double timeout)
+{
+    if (!data || !len)
+        return -EINVAL;
+    *data = NULL;
+    *len = 0;
+    if (!q)
+        return -EINVAL;
+    fork_fixup(q);
+    if (__atomic_load_n(&q->closed, __ATOMIC_ACQUIRE))
+        return MP_ECLOSED;
+    int rc = mp__qpipe_read(&q->qp, data, len, mp__deadline(timeout));
+    if (rc == MP_ETIMEDOUT)
+        return MP_EMPTY;
+    if (rc == 0)
+        (void)mp_sem_release(q->sem);
+    return rc;
+}
+
+MP_API int mp_queue_put_obj(mp_queue *q, const mp_obj *obj, double timeout)
+{
+    if (!q || !obj)
+        return -EINVAL;
+    unsigned char *bytes;
+    size_t len;
+    int rc = mp__pickle_dumps(obj, &bytes, &len);
+    if (rc < 0)
+        return rc;
+    rc = mp_queue_put(q, bytes, len, timeout);
+    free(bytes);
+    return rc;
+}
+
+MP_API int mp_queue_get_obj(mp_queue *q, mp_obj **obj, double timeout)
+{
+    if (!obj)
+        return -EINVAL;
+    *obj = NULL;
+    void *bytes;
+    size_t len;
+    int rc = mp_queue_get(q, &bytes, &len, timeout);
+    if (rc < 0)
+        return rc;
+    rc = mp__pickle_loads(bytes, len, obj);
+    free(bytes);
+    return rc;
+}
+
+MP_API int mp_queue_qsize(mp_queue *q)
+{
+    if (!q)
+        return -EINVAL;
+    int free_places = mp_sem_get_value(q->sem);
+    if (free_places < 0)
+        return free_places;
+    return (int)(q->maxsize - (unsigned)free_places);
+}
+
+MP_API int mp_queue_empty(mp_queue *q)
+{
+    if (!q)
+        return -EINVAL;
+    return mp__qpipe_ready(&q->qp) ? 0 : 1;
+}
+
+MP_API int mp_queue_full(mp_queue *q)
+{
+    if (!q)
+        return -EINVAL;
+    return mp_sem_get_value(q->sem) == 0 ? 1 : 0;
+}
+
+MP_API int mp_queue_close(mp_queue *q)
+{
+    if (!q)
+        return -EINVAL;
+    fork_fixup(q);
+    pthread_mutex_lock(&q->mu);
+    __atomic_store_n(&q->closed, true, __ATOMIC_RELEASE);
+    if (q->feeder)
+        request_flush(q);
+    pthread_mutex_unlock(&q->mu);
+    return 0;
+}
+
+MP_API int mp_queue_join_thread(mp_queue *q)
+{
+    if (!q)
+        return -EINVAL;
+    fork_fixup(q);
+    if (!__atomic_load_n(&q->closed, __ATOMIC_ACQUIRE))
+        return MP_ESTATE; /* Python: "Queue ... not closed" */
+    join_feeder(q);
+    return 0;
+}
+
+MP_API int mp_queue_cancel_join_thread(mp_queue *q)
+{
+    if (!q)
+        return -EINVAL;
+    fork_fixup(q);
+    pthread_mutex_lock(&q->mu);
+    q->joincancelled = true;
+    pthread_mutex_unlock(&q->mu);
+    return 0;
+}
+
+static bool no_unfinished(void *arg)
+{
+    return mp_sem_get_value(arg) == 0;
+}
+
+MP_API int mp_queue_task_done(mp_queue *q)
+{
+    if (!q)
+        return -EINVAL;
+    if (!q->unfinished)
+        return MP_ESTATE;
+    int rc = mp_cond_acquire(q->cond, MP_FOREVER);
+    if (rc < 0 && rc != MP_EOWNERDEAD)
+        return rc;
+    if (mp_sem_acquire(q->unfinished, MP_NOWAIT) != 0) {
+        rc = MP_EVALUE; /* "task_done() called too many times" */
+    } else {
+        rc = 0;
+        if (mp_sem_get_value(q->unfinished) == 0)
+            (void)mp_cond_notify_all(q->cond);
+    }
+    (void)mp_cond_release(q->cond);
+    return rc;
+}
+
+MP_API int mp_queue_join(mp_queue *q, double timeout)
+{
+    if (!q)
+        return -EINVAL;
+    if (!q->unfinished)
+        return MP_ESTATE;
+    int64_t deadline = mp__deadline(timeout);
+    int rc = mp_cond_acquire(q->cond, timeout);
+    if (rc == MP_ETIMEDOUT)
+        return rc;
+    if (rc < 0 && rc != MP_EOWNERDEAD)
+        return rc;
+    double left = MP_FOREVER;
+    if (deadline != MP__NO_DEADLINE) {
+        int64_t ns = deadline - mp__now_ns();
+        left = ns > 0 ? (double)ns / 1e9 : 0;
+    }
+    rc = mp_cond_wait_for(q->cond, no_unfinished, q->unfinished, left);
+    (void)mp_cond_release(q->cond);
+    return rc == MP_EOWNERDEAD ? 0 : rc;
+}
+
+MP_API void mp_queue_free(mp_queue *q)
+{
+    if (!q)
+        return;
+    fork_fixup(q);
+    pthread_mutex_lock(&q->mu);
+    q->closed = true;
+    if (q->feeder)
+        request_flush(q); /* free always flushes: the feeder uses q */
+    int hooks[2] = {q->hook_flush, q->hook_join};
+    q->hook_flush = q->hook_join = 0;
+    pthread_mutex_unlock(&q->mu);
+    for (int i = 0; i < 2; i++)
+        if (hooks[i])
+            mp__exit_hook_remove(hooks[i]);
+    join_feeder(q);
+    free_items(q->buf, q->nbuf);
+    free(q->buf);
+    mp__qpipe_close_fds(&q->qp);
+    if (mp__shm_owned(q->qp.sh)) {
+        mp__qpipe_destroy(&q->qp);
+        mp_sem_free(q->sem);
+        mp_sem_free(q->unfinished);
+        mp_cond_free(q->cond);
+    }
+    pthread_cond_destroy(&q->cv);
+    pthread_mutex_destroy(&q->mu);
+    free(q);
+}
+
+/* ---- SimpleQueue ---------------------------------------------------------------- */
+
+MP_API int mp_simplequeue_new(mp_simplequeue **out)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    mp_simplequeue *q = calloc(1, sizeof *q);
+    if (!q)
+        return -ENOMEM;
+    int rc = mp__qpipe_open(&q->qp);
+    if (rc < 0) {
+        free(q);
+        return rc;
+    }
+    *out = q;
+    return 0;
+}
+
+MP_API int mp_simplequeue_put(mp_simplequeue *q, const void *data, size_t len, double timeout)
+{
+    if (!q || (!data && len > 0))
+        return -EINVAL;
+    if (q->closed)
+        return MP_ECLOSED;
+    struct iovec item = {(void *)data, len};
+    size_t written;
+    int rc = mp__qpipe_write(&q->qp, &item, 1, mp__deadline(timeout), NULL, NULL, &written, false);
+    return rc == MP_ETIMEDOUT ? MP_FULL : rc;
+}
+
+MP_API int mp_simplequeue_get(mp_simplequeue *q, void **data, size_t *len, double timeout)
+{
+    if (!data || !len)
+        return -EINVAL;
+    *data = NULL;
+    *len = 0;
+    if (!q)
+        return -EINVAL;
+    if (q->closed)
+        return MP_ECLOSED;
+    int rc = mp__qpipe_read(&q->qp, data, len, mp__deadline(timeout));
+    return rc == MP_ETIMEDOUT ? MP_EMPTY : rc;
+}
+
+MP_API int mp_simplequeue_put_obj(mp_simplequeue *q, const mp_obj *obj, double timeout)
+{
+    if (!q || !obj)
+        return -EINVAL;
+    unsigned char *bytes;
+    size_t len;
+    int rc = mp__pickle_dumps(obj, &bytes, &len);
+    if (rc < 0)
+        return rc;
+    rc = mp_simplequeue_put(q, bytes, len, timeout);
+    free(bytes);
+    return rc;
+}
+
+MP_API int mp_simplequeue_get_obj(mp_simplequeue *q, mp_obj **obj, double timeout)
+{
+    if (!obj)
+        return -EINVAL;
+    *obj = NULL;
+    void *bytes;
+    size_t len;
+    int rc = mp_simplequeue_get(q, &bytes, &len, timeout);
+    if (rc < 0)
+        return rc;
+    rc = mp__pickle_loads(bytes, len, obj);
+    free(bytes);
+    return rc;
+}
+
+MP_API int mp_simplequeue_empty(mp_simplequeue *q)
+{
+    if (!q)
+        return -EINVAL;
+    if (q->closed)
+        return MP_ECLOSED;
+    return mp__qpipe_ready(&q->qp) ? 0 : 1;
+}
+
+MP_API int mp_simplequeue_close(mp_simplequeue *q)
+{
+    if (!q)
+        return -EINVAL;
+    q->closed = true;
+    mp__qpipe_close_fds(&q->qp);
+    return 0;
+}
+
+MP_API void mp_simplequeue_free(mp_simplequeue *q)
+{
+    if (!q)
+        return;
+    mp__qpipe_close_fds(&q->qp);
+    if (mp__shm_owned(q->qp.sh))
+        mp__qpipe_destroy(&q->qp);
+    free(q);
+}
