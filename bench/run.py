@@ -63,6 +63,31 @@ WORKLOADS = [
         ("raw plain", ["{build}/bench/bench_sync", "raw_cond_pingpong", "plain"]),
         ("Python", [PY, "{bench}/bench_sync.py", "cond_pingpong"]),
     ]),
+    # Queues: 64-byte items/s, first put to last get, between processes.
+    ("queue", "queue_1to1", "items/s", [
+        ("mp_queue", ["{build}/bench/bench_queue", "queue_1to1"]),
+        ("raw pipe", ["{build}/bench/bench_queue", "raw_1to1"]),
+        ("Python Queue", [PY, "{bench}/bench_queue.py", "queue_1to1"]),
+        ("Python SimpleQueue", [PY, "{bench}/bench_queue.py", "simplequeue_1to1"]),
+    ]),
+    ("queue", "queue_2to2", "items/s", [
+        ("mp_queue", ["{build}/bench/bench_queue", "queue_2to2"]),
+        ("raw pipe", ["{build}/bench/bench_queue", "raw_2to2"]),
+        ("Python Queue", [PY, "{bench}/bench_queue.py", "queue_2to2"]),
+        ("Python SimpleQueue", [PY, "{bench}/bench_queue.py", "simplequeue_2to2"]),
+    ]),
+    ("queue", "simplequeue_1to1", "items/s", [
+        ("mp_simplequeue", ["{build}/bench/bench_queue", "simplequeue_1to1"]),
+        ("raw pipe", ["{build}/bench/bench_queue", "raw_1to1"]),
+        ("Python Queue", [PY, "{bench}/bench_queue.py", "queue_1to1"]),
+        ("Python SimpleQueue", [PY, "{bench}/bench_queue.py", "simplequeue_1to1"]),
+    ]),
+    ("queue", "simplequeue_2to2", "items/s", [
+        ("mp_simplequeue", ["{build}/bench/bench_queue", "simplequeue_2to2"]),
+        ("raw pipe", ["{build}/bench/bench_queue", "raw_2to2"]),
+        ("Python Queue", [PY, "{bench}/bench_queue.py", "queue_2to2"]),
+        ("Python SimpleQueue", [PY, "{bench}/bench_queue.py", "simplequeue_2to2"]),
+    ]),
 ]
 
 

@@ -46,6 +46,7 @@ int mp__qpipe_open(struct mp__qpipe *qp)
 {
     qp->sh = NULL;
     qp->rfd = qp->wfd = qp->spill_fd = -1;
+    qp->pipe_cap = 0;
     int fds[2];
     int rc = mp__pipe(fds);
     if (rc < 0)
@@ -61,7 +62,8 @@ int mp__qpipe_open(struct mp__qpipe *qp)
 
     /* The ring holds at least everything the pipe can: a read of all that
      * FIONREAD reports then always fits, and never splits a write. */
-    size_t cap = 2 * mp__pipe_capacity(qp->wfd);
+    qp->pipe_cap = mp__pipe_capacity(qp->wfd);
+    size_t cap = 2 * qp->pipe_cap;
     if (cap < 2 * WRITE_MAX || cap > UINT32_MAX)
         cap = 128 * 1024;
     struct mp__qpipe_shared *sh;
@@ -403,26 +405,44 @@ static void ring_zero(struct mp__qpipe_shared *sh, uint64_t from, uint64_t to)
     }
 }
 
-/* A reader died holding the read lock after recording a read: if the kernel
- * filled the ring (the zeroed first byte is now a chunk header), count it. */
+/* A reader died holding the read lock after recording a read: count what the
+ * kernel put in the ring. The region was zeroed and reads end on write
+ * boundaries, so the new bytes are whole chunks up to the first zero byte
+ * (every chunk starts with 0x80). */
 static void recover_read(struct mp__qpipe_shared *sh)
 {
     if (!sh->reading)
         return;
-    if (sh->ring[sh->tail % sh->cap] != 0)
-        sh->tail += sh->read_len;
+    uint64_t end = sh->tail + sh->read_len;
+    while (end - sh->tail >= HDR) {
+        unsigned char h[HDR];
+        ring_copy(sh, sh->tail, h, HDR);
+        size_t clen = (size_t)h[1] | (size_t)h[2] << 8 | (size_t)h[3] << 16;
+        if (!(h[0] & F_MAGIC) || clen > CHUNK_MAX || end - sh->tail < HDR + clen)
+            break;
+        sh->tail += HDR + clen;
+    }
     sh->reading = 0;
 }
 
-/* Read what the pipe holds into the ring: exactly `ready` bytes (a whole
- * number of writes), or what fits. Returns bytes read, 0, or -errno. */
-static ssize_t refill(struct mp__qpipe *qp, size_t ready)
+/* Read what the pipe holds into the ring. Reads must end on a write
+ * boundary (the ring holds whole chunks only): a read with room for all the
+ * pipe can hold does; with less room, ask FIONREAD first and read only if all
+ * of it fits. Returns bytes read, 0 when the pipe is empty or the ring too
+ * full, or -errno. */
+static ssize_t refill(struct mp__qpipe *qp, size_t pipe_cap)
 {
     struct mp__qpipe_shared *sh = qp->sh;
     size_t room = sh->cap - (size_t)(sh->tail - sh->head);
-    size_t n = ready < room ? ready : room;
-    if (n == 0)
-        return 0;
+    size_t n = room;
+    if (room < pipe_cap) {
+        ssize_t ready = mp__bytes_ready(qp->rfd);
+        if (ready <= 0)
+            return ready;
+        if ((size_t)ready > room)
+            return 0; /* parse what the ring has first */
+        n = (size_t)ready;
+    }
     uint64_t start = sh->clean > sh->tail ? sh->clean : sh->tail;
     if (start < sh->tail + n) {
         ring_zero(sh, start, sh->tail + n);
@@ -506,19 +526,13 @@ int mp__qpipe_read(struct mp__qpipe *qp, void **data, size_t *len, int64_t deadl
         rc = parse(sh, &a);
         if (rc != 0)
             break;
-        ssize_t ready = mp__bytes_ready(qp->rfd);
-        if (ready < 0) {
-            rc = (int)ready;
+        ssize_t r = refill(qp, qp->pipe_cap);
+        if (r < 0) {
+            rc = (int)r;
             break;
         }
-        if (ready > 0) {
-            ssize_t r = refill(qp, (size_t)ready);
-            if (r < 0) {
-                rc = (int)r;
-                break;
-            }
+        if (r > 0)
             continue;
-        }
         if (!a.active) {
             rc = spill_take(qp, data, len);
             if (rc != 0) {

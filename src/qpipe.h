@@ -19,12 +19,13 @@
  *
  * Reading. Readers take the read lock and read into a ring in shared memory,
  * so items read ahead by one process are there for the next, whichever
- * process that is. A read asks for exactly the bytes FIONREAD reports, so it
- * ends on a write boundary and the ring only ever holds whole chunks. The
- * read is recorded before it is made (its length, a "reading" flag) and the
- * ring's free space is zeroed beforehand: a reader killed after the kernel
- * filled the ring but before it advanced the tail is repaired by the next
- * one, who sees the non-zero first byte (every chunk starts with 0x80).
+ * process that is. A read always has room for everything in the pipe (or
+ * asks FIONREAD and reads exactly that), so it ends on a write boundary and
+ * the ring only ever holds whole chunks. The read is recorded before it is
+ * made and the ring's free space is zeroed beforehand: a reader killed after
+ * the kernel filled the ring but before it advanced the tail is repaired by
+ * the next one, who counts the whole chunks up to the first zero byte
+ * (every chunk starts with 0x80).
  *
  * Spilling. When a writer is told to stop (a queue being closed, or its
  * process exiting) and the pipe stays full for 0.1 s - nobody is reading -
@@ -66,6 +67,7 @@ struct mp__qpipe_shared {
 struct mp__qpipe {
     struct mp__qpipe_shared *sh;
     int rfd, wfd, spill_fd;
+    size_t pipe_cap; /* the pipe's capacity (the ring holds twice that) */
 };
 
 /* Make the shared block, the pipe (both ends non-blocking, close-on-exec)
@@ -91,7 +93,9 @@ void mp__qpipe_destroy(struct mp__qpipe *qp);
  *           room as soon as the pipe has had none for 0.1 s, and spills the
  *           rest (a queue being closed, or its process exiting).
  * written:  receives how many items were delivered (to the pipe or spilled).
- * sigpipe_blocked: as for mp__write_all (true in library-owned threads).
+ * sigpipe_blocked: as for mp__write_all. A process that holds its read end
+ *           open cannot get SIGPIPE from its own pipe; pass false only when
+ *           the read end may be closed meanwhile.
  *
  * Returns 0 when all were delivered, MP_ETIMEDOUT, -EPIPE when no process
  * has the read end open, or another -errno.

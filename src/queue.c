@@ -614,7 +614,9 @@ MP_API int mp_simplequeue_put(mp_simplequeue *q, const void *data, size_t len, d
         return MP_ECLOSED;
     struct iovec item = {(void *)data, len};
     size_t written;
-    int rc = mp__qpipe_write(&q->qp, &item, 1, mp__deadline(timeout), NULL, NULL, &written, false);
+    /* This process's read end is open (close() refuses puts first), so the
+     * pipe has a reader and no SIGPIPE can come: skip the signal-mask dance. */
+    int rc = mp__qpipe_write(&q->qp, &item, 1, mp__deadline(timeout), NULL, NULL, &written, true);
     return rc == MP_ETIMEDOUT ? MP_FULL : rc;
 }
 

@@ -11,6 +11,9 @@
  */
 #include "testutil.h"
 
+#include "io.h"
+#include "qpipe.h"
+
 #include <mpipc/obj.h>
 #include <mpipc/process.h>
 #include <mpipc/queue.h>
@@ -960,6 +963,62 @@ static void test_queue_writer_killed_mid_item_does_not_corrupt_the_stream(void *
     }
 }
 
+/* The reader-death window no kill test can aim at: after the kernel filled
+ * the ring, before the reader advanced the tail. A child takes the read
+ * lock, does exactly that much of a read, and dies. */
+static int read_then_die(void *arg)
+{
+    struct mp__qpipe *qp = arg;
+    struct mp__qpipe_shared *sh = qp->sh;
+    pthread_mutex_lock(&sh->rlock);
+    size_t n = sh->cap - (size_t)(sh->tail - sh->head);
+    size_t at = (size_t)(sh->tail % sh->cap);
+    if (sh->cap - at < n)
+        n = sh->cap - at;
+    memset(sh->ring + at, 0, n); /* as refill() zeroes before reading */
+    if (sh->clean < sh->tail + n)
+        sh->clean = sh->tail + n;
+    sh->read_len = n;
+    sh->reading = 1;
+    ssize_t r = read(qp->rfd, sh->ring + at, n);
+    _exit(r > 0 ? 0 : 1); /* dies holding the lock, tail not advanced */
+}
+
+static void test_queue_reader_killed_after_its_read_is_repaired(void **state)
+{
+    (void)state;
+    struct mp__qpipe qp;
+    assert_int_equal(mp__qpipe_open(&qp), 0);
+    unsigned char bufs[3][300];
+    struct iovec items[3];
+    for (uint32_t i = 0; i < 3; i++) {
+        items[i].iov_base = bufs[i];
+        items[i].iov_len = make_item(bufs[i], i, 100 + 100 * i);
+    }
+    size_t written;
+    assert_int_equal(
+        mp__qpipe_write(&qp, items, 3, mp__deadline(T_LONG), NULL, NULL, &written, false), 0);
+    assert_int_equal(written, 3);
+    assert_int_equal(tu_wait_child(tu_fork(read_then_die, &qp), T_LONG), 0);
+    /* The pipe is empty now: the items are only in the ring, past the
+     * recorded tail. The next reader counts them in. */
+    for (uint32_t i = 0; i < 3; i++) {
+        void *d;
+        size_t len;
+        assert_int_equal(mp__qpipe_read(&qp, &d, &len, mp__deadline(T_LONG)), 0);
+        uint32_t seq;
+        assert_true(check_item(d, len, &seq));
+        assert_int_equal(seq, i);
+        assert_int_equal(len, 100 + 100 * i);
+        free(d);
+    }
+    void *d;
+    size_t len;
+    TU_ASSERT_STATUS(mp__qpipe_read(&qp, &d, &len, mp__deadline(0)), MP_ETIMEDOUT);
+    mp__qpipe_close_fds(&qp);
+    mp__qpipe_destroy(&qp);
+}
+
 /* ---- JoinableQueue ------------------------------------------------------------------------ */
 
 static int task_worker(void *arg)
@@ -1139,6 +1198,7 @@ int main(int argc, char **argv)
         TU_TEST(test_queue_consumer_killed_holding_the_read_lock_does_not_wedge),
         TU_TEST(test_queue_consumers_killed_at_random_lose_only_what_they_held),
         TU_TEST(test_queue_writer_killed_mid_item_does_not_corrupt_the_stream),
+        TU_TEST(test_queue_reader_killed_after_its_read_is_repaired),
         TU_TEST(test_joinable_queue_task_done_and_join),
         TU_TEST(test_simplequeue_like_python),
         TU_TEST(test_simplequeue_put_blocks_when_the_pipe_is_full),
