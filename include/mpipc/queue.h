@@ -27,13 +27,15 @@
  *     gh-73983: a child that put more than a pipe holds, joined by a parent
  *     that has not read yet, waits forever). When the process exits - its
  *     mp_process target returns, or main() returns, or it calls exit() -
- *     its feeder writes what the pipe takes without waiting and puts the
- *     rest in the queue's spill file (memfd or an unlinked temporary file,
- *     made with the queue); readers take spilled items once the pipe is
- *     empty. Nothing put before exit is lost, in a process that ends
- *     normally and did not call mp_queue_cancel_join_thread().
- *     mp_queue_close() + mp_queue_join_thread() behave the same way: they
- *     never wait for a reader.
+ *     its feeder keeps writing while readers make room, and once the pipe
+ *     has stayed full for 0.1 s it puts the rest in the queue's spill file
+ *     (a memfd, or an unlinked temporary file, made with the queue) and
+ *     ends. Readers take spilled items once the pipe is empty, so one
+ *     producer's items still arrive in order. Nothing put before exit is
+ *     lost, in a process that ends normally and did not call
+ *     mp_queue_cancel_join_thread(). mp_queue_close() +
+ *     mp_queue_join_thread() behave the same way: they never wait for a
+ *     reader for more than that pause.
  *   - A process killed in the middle of a put or a get - SIGKILL, a crash,
  *     at any instant - never wedges the others and never corrupts the
  *     queue: the locks are robust, every write of the pipe is atomic, and
@@ -49,7 +51,8 @@
  * reach the pipe, so empty() can still be true and get(MP_NOWAIT) can still
  * say MP_EMPTY. qsize() and full() count put items at once.
  *
- * Thread/fork: every function may be called from several threads. After
+ * Thread/fork: every function may be called from several threads, except
+ * that close and free must not race with other calls on the same handle. After
  * fork, the child's handle starts with an empty buffer, no feeder (one starts
  * on its first put) and not closed, as Python's _after_fork() does. Free the
  * queue in the process that made it only once no other process uses it;
