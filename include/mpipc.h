@@ -14,5 +14,6 @@
 #include <mpipc/obj.h>
 #include <mpipc/process.h>
 #include <mpipc/listener.h>
+#include <mpipc/manager.h>
 
 #endif /* MPIPC_H */
