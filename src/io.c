@@ -23,6 +23,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -762,4 +763,32 @@ void mp__close_fds_except(const int *keep, size_t n)
     for (int fd = 3; fd < (int)limit; fd++)
         if (!kept(fd, keep, n))
             (void)close(fd);
+}
+
+int mp__set_recv_timeout(int fd, int64_t ns)
+{
+    struct timeval tv = {0, 0};
+    if (ns > 0) {
+        tv.tv_sec = (time_t)(ns / 1000000000);
+        tv.tv_usec = (suseconds_t)((ns % 1000000000 + 999) / 1000);
+        if (tv.tv_usec >= 1000000) {
+            tv.tv_sec++;
+            tv.tv_usec -= 1000000;
+        }
+    }
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0)
+        return MP__NEG_ERRNO();
+    return 0;
+}
+
+ssize_t mp__recv_once(int fd, void *buf, size_t n)
+{
+    if (n > SSIZE_MAX)
+        n = SSIZE_MAX;
+    ssize_t r = recv(fd, buf, n, 0);
+    if (r >= 0)
+        return r;
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return MP_ETIMEDOUT;
+    return MP__NEG_ERRNO();
 }

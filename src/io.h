@@ -175,3 +175,14 @@ void mp__socket_shutdown(int fd);
  * as valgrind keep theirs there).
  */
 void mp__close_fds_except(const int *keep, size_t n);
+
+/*
+ * For a client that waits for one reply per request: set the socket's
+ * receive timeout (SO_RCVTIMEO; ns <= 0 for none), then receive with one
+ * blocking recv() instead of a poll() and a recv(). mp__recv_once returns
+ * the byte count, 0 at end of file, MP_ETIMEDOUT when the receive timeout
+ * passed, -EINTR when a signal interrupted it (the caller decides what time
+ * is left), or -errno.
+ */
+int mp__set_recv_timeout(int fd, int64_t ns);
+ssize_t mp__recv_once(int fd, void *buf, size_t n);

@@ -59,8 +59,15 @@ struct mconn {
     int fd;
     unsigned char *rbuf;
     size_t rcap;
+    int64_t rcvtimeo; /* SO_RCVTIMEO now set on fd, ns (0: none) */
     mp__pickler w;
-    struct mconn *next_idle;
+    /* A stale connection: its call timed out and the reply is still owed.
+     * sgot bytes of the frame are in rbuf (header not parsed yet), or, once
+     * shdr, sleft bytes of it remain to be discarded. */
+    size_t sgot;
+    uint64_t sleft;
+    bool shdr;
+    struct mconn *next_idle; /* in the idle or the stale list */
     struct mconn *next, *prev; /* every connection of the handle */
 };
 
@@ -76,6 +83,8 @@ struct mp_manager {
 
     /* This process's side, guarded by mu; reset in a forked child. */
     struct mconn *idle, *all;
+    struct mconn *stale; /* timed out, reply pending: kept, so that a slow
+                          * server does not see this process leave */
     int64_t session;   /* 0 until this process's first connection */
     size_t server_max; /* the server's request limit, from hello */
 
@@ -165,7 +174,7 @@ static void atfork_child(void)
             mconn_free(c);
             c = next;
         }
-        m->all = m->idle = NULL;
+        m->all = m->idle = m->stale = NULL;
         m->session = 0;
         if (m->alive_wr >= 0) {
             mp__close(m->alive_wr);
@@ -366,15 +375,20 @@ static int gone(int rc)
     return rc;
 }
 
+/* What a round trip leaves its connection as. */
+enum fate { F_REUSE, F_DEAD, F_STALE };
+
 /*
- * Send one request and read its reply. *dead tells the caller that the
- * connection must not be reused. Returns the reply's status (0 for
- * '#RETURN', with *result set when result is not NULL).
+ * Send one request and read its reply. *fate tells the caller what to do
+ * with the connection: reuse it, close it (it failed or is out of step), or
+ * park it as stale (the reply did not come in time; it is still owed).
+ * Returns the reply's status (0 for '#RETURN', with *result set when result
+ * is not NULL).
  */
 static int roundtrip(mp_manager *m, struct mconn *c, int64_t ident, const char *method,
-                     const struct marg *a, size_t n, double wait, mp_obj **result, bool *dead)
+                     const struct marg *a, size_t n, double wait, mp_obj **result, int *fate)
 {
-    *dead = false;
+    *fate = F_REUSE;
     int rc = encode_request(&c->w, ident, method, a, n);
     if (rc < 0)
         return rc;
@@ -388,14 +402,17 @@ static int roundtrip(mp_manager *m, struct mconn *c, int64_t ident, const char *
 
     /* The reply may take the operation's own wait plus the call timeout. */
     int64_t tns = __atomic_load_n(&m->timeout_ns, __ATOMIC_RELAXED);
-    int64_t deadline = MP__NO_DEADLINE;
+    int64_t rel = 0; /* 0: no limit */
     if (tns >= 0 && !(wait < 0 || isnan(wait))) {
         int64_t w = seconds_to_ns(wait);
-        deadline = w < 0 ? MP__NO_DEADLINE : mp__now_ns() + w + tns;
+        rel = w < 0 ? 0 : w + tns;
+        if (rel == 0)
+            rel = 1;
     }
+    int64_t deadline = rel ? mp__now_ns() + rel : MP__NO_DEADLINE;
 
     struct iovec iov = {c->w.p, c->w.len};
-    *dead = true;
+    *fate = F_DEAD;
     rc = mp__write_all(c->fd, &iov, 1, true, false);
     if (c->w.cap > BUF_KEEP) {
         free(c->w.p);
@@ -436,9 +453,34 @@ static int roundtrip(mp_manager *m, struct mconn *c, int64_t ident, const char *
             c->rbuf = p;
             c->rcap = cap;
         }
-        ssize_t r = mp__read_some(c->fd, c->rbuf + got, c->rcap - got, deadline, true);
+        ssize_t r;
+        if (got == 0) {
+            /* The usual case, a reply in one piece: one blocking recv()
+             * bounded by SO_RCVTIMEO (set again only when the bound
+             * changes), rather than a poll() and a recv(). */
+            bool bounded = c->rcvtimeo == rel;
+            if (!bounded && mp__set_recv_timeout(c->fd, rel) == 0) {
+                c->rcvtimeo = rel;
+                bounded = true;
+            }
+            r = bounded ? mp__recv_once(c->fd, c->rbuf, c->rcap) : -EINTR;
+            if (r == -EINTR) /* a signal, or no timeout set: wait the poll way */
+                r = mp__read_some(c->fd, c->rbuf, c->rcap, deadline, true);
+        } else {
+            r = mp__read_some(c->fd, c->rbuf + got, c->rcap - got, deadline, true);
+        }
         if (r == 0)
             return MP_ENOSERVER;
+        if (r == MP_ETIMEDOUT) {
+            /* Keep the connection: the server may only be slow, and if it
+             * is this process's last connection, closing it would tell
+             * the server that the process is gone. */
+            c->shdr = have_header;
+            c->sgot = have_header ? 0 : got;
+            c->sleft = have_header ? need - got : 0;
+            *fate = F_STALE;
+            return MP_ETIMEDOUT;
+        }
         if (r < 0)
             return gone((int)r);
         got += (size_t)r;
@@ -464,13 +506,13 @@ static int roundtrip(mp_manager *m, struct mconn *c, int64_t ident, const char *
         if (klen == 7 && memcmp(kind, "#RETURN", 7) == 0 && rn == 2) {
             if (result)
                 *result = mp__seq_take(reply, 1);
-            *dead = false;
+            *fate = F_REUSE;
             rc = 0;
         } else if (klen == 6 && memcmp(kind, "#ERROR", 6) == 0) {
             int64_t code;
             if (mp_obj_get_int(mp_obj_list_get(reply, 1), &code) == 0 && code < 0 &&
                 code > INT32_MIN) {
-                *dead = false;
+                *fate = F_REUSE;
                 rc = (int)code;
             }
         }
@@ -580,8 +622,8 @@ static int conn_open(mp_manager *m, struct mconn **out)
     struct marg a[4] = {ARG_INT(session), ARG_INT(getpid()), ARG_INT((int64_t)m->max_reply),
                         ARG_INT(MP__MGR_PROTOCOL)};
     mp_obj *r = NULL;
-    bool dead;
-    rc = roundtrip(m, c, 0, "hello", a, 4, 0, &r, &dead);
+    int fate;
+    rc = roundtrip(m, c, 0, "hello", a, 4, 0, &r, &fate);
     int64_t max_req = 0;
     if (rc == 0 && (mp_obj_len(r) != 3 || mp_obj_get_int(mp_obj_list_get(r, 1), &max_req) < 0))
         rc = MP_EPROTO;
@@ -598,13 +640,82 @@ static int conn_open(mp_manager *m, struct mconn **out)
     return 0;
 }
 
+/* Park a connection whose reply is late. */
+static void conn_park(mp_manager *m, struct mconn *c)
+{
+    if (is_closed(m)) {
+        conn_drop(m, c);
+        return;
+    }
+    pthread_mutex_lock(&m->mu);
+    c->next_idle = m->stale;
+    m->stale = c;
+    pthread_mutex_unlock(&m->mu);
+}
+
+/*
+ * Discard what is left of a late reply without waiting: 1 when it is all
+ * gone (the connection is in step again), 0 when more is still owed, -1
+ * when the connection is finished (end of file, error, bytes beyond the
+ * reply).
+ */
+static int drain(struct mconn *c)
+{
+    for (;;) {
+        if (!c->shdr && c->sgot >= MP__FRAME_SHORT) {
+            uint64_t plen;
+            size_t hdr;
+            int fr = mp__frame_decode(c->rbuf, c->sgot, &plen, &hdr);
+            if (fr < 0)
+                return -1;
+            if (fr == 1) {
+                if (plen > UINT64_MAX - hdr || c->sgot > hdr + plen)
+                    return -1;
+                c->shdr = true;
+                c->sleft = hdr + plen - c->sgot;
+            }
+        }
+        if (c->shdr && c->sleft == 0)
+            return 1;
+        size_t room = c->shdr ? c->rcap : c->rcap - c->sgot;
+        if (c->shdr && room > c->sleft)
+            room = (size_t)c->sleft;
+        if (room == 0)
+            return -1; /* a header that does not fit 4 KiB: not ours */
+        ssize_t r = mp__recv_nowait(c->fd, c->rbuf + (c->shdr ? 0 : c->sgot), room);
+        if (r == -EAGAIN)
+            return 0;
+        if (r <= 0)
+            return -1;
+        if (c->shdr)
+            c->sleft -= (uint64_t)r;
+        else
+            c->sgot += (size_t)r;
+    }
+}
+
 static int conn_get(mp_manager *m, struct mconn **out)
 {
     pthread_mutex_lock(&m->mu);
     struct mconn *c = m->idle;
     if (c)
         m->idle = c->next_idle;
+    /* No idle one: perhaps a stale one has caught up meanwhile. */
+    struct mconn *stale = c ? NULL : m->stale;
+    if (!c)
+        m->stale = NULL;
     pthread_mutex_unlock(&m->mu);
+    while (stale) {
+        struct mconn *x = stale;
+        stale = x->next_idle;
+        int d = c ? 0 : drain(x);
+        if (d == 1)
+            c = x;
+        else if (d == 0)
+            conn_park(m, x);
+        else
+            conn_drop(m, x);
+    }
     if (c) {
         *out = c;
         return 0;
@@ -640,10 +751,12 @@ static int call_impl(mp_manager *m, int64_t ident, const char *method, const str
     int rc = conn_get(m, &c);
     if (rc < 0)
         return open_failure(rc);
-    bool dead;
-    rc = roundtrip(m, c, ident, method, a, n, wait, result, &dead);
-    if (dead)
+    int fate;
+    rc = roundtrip(m, c, ident, method, a, n, wait, result, &fate);
+    if (fate == F_DEAD)
         conn_drop(m, c);
+    else if (fate == F_STALE)
+        conn_park(m, c);
     else
         conn_put(m, c);
     return rc;
@@ -655,21 +768,25 @@ static int mcall(mp_manager *m, int64_t ident, const char *method, const struct 
     return call_impl(m, ident, method, a, n, wait, result, false);
 }
 
-/* Close this process's idle connections (those in use close when their
- * call ends, because the handle is closed). */
+/* Close this process's idle and stale connections (those in use close
+ * when their call ends, because the handle is closed). */
 static void close_idle(mp_manager *m)
 {
     pthread_mutex_lock(&m->mu);
-    struct mconn *c = m->idle;
-    m->idle = NULL;
-    for (struct mconn *x = c; x; x = x->next_idle)
-        unlink_conn_locked(m, x);
+    struct mconn *lists[2] = {m->idle, m->stale};
+    m->idle = m->stale = NULL;
+    for (int i = 0; i < 2; i++)
+        for (struct mconn *x = lists[i]; x; x = x->next_idle)
+            unlink_conn_locked(m, x);
     pthread_mutex_unlock(&m->mu);
-    while (c) {
-        struct mconn *next = c->next_idle;
-        mp__close(c->fd);
-        mconn_free(c);
-        c = next;
+    for (int i = 0; i < 2; i++) {
+        struct mconn *c = lists[i];
+        while (c) {
+            struct mconn *next = c->next_idle;
+            mp__close(c->fd);
+            mconn_free(c);
+            c = next;
+        }
     }
 }
 
@@ -771,6 +888,9 @@ static void stop_started(mp_manager *m)
                 (void)mp_process_join(m->proc, MP_FOREVER);
             }
         }
+        /* Joined: release its sentinel now, not when the last proxy goes. */
+        if (mp_process_free(m->proc) == 0)
+            m->proc = NULL;
     }
     if (m->private_addr)
         remove_private_socket(m->address);
