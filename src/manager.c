@@ -86,7 +86,7 @@ struct mp_manager {
     struct mconn *stale; /* timed out, reply pending: kept, so that a slow
                           * server does not see this process leave */
     int64_t session;   /* 0 until this process's first connection */
-    size_t server_max; /* the server's request limit, from hello */
+    size_t server_max; /* atomic: the server's request limit, from hello */
 
     bool closed; /* atomic: shut down or freed; calls give MP_ECLOSED */
 
@@ -393,7 +393,7 @@ static int roundtrip(mp_manager *m, struct mconn *c, int64_t ident, const char *
     if (rc < 0)
         return rc;
     size_t size = c->w.len - 4;
-    if (size > m->server_max)
+    if (size > __atomic_load_n(&m->server_max, __ATOMIC_RELAXED))
         return MP_ETOOLONG; /* checked here, so the connection stays usable */
     c->w.p[0] = (unsigned char)(size >> 24);
     c->w.p[1] = (unsigned char)(size >> 16);
@@ -632,10 +632,8 @@ static int conn_open(mp_manager *m, struct mconn **out)
         conn_drop(m, c);
         return rc;
     }
-    pthread_mutex_lock(&m->mu);
     if (max_req > 0)
-        m->server_max = (size_t)max_req;
-    pthread_mutex_unlock(&m->mu);
+        __atomic_store_n(&m->server_max, (size_t)max_req, __ATOMIC_RELAXED);
     *out = c;
     return 0;
 }

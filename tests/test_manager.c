@@ -1941,6 +1941,88 @@ static void test_started_manager_on_a_tcp_address(void **state)
     mp_manager_free(m);
 }
 
+struct inproc {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char address[256];
+    int rc;
+    mp_mlock *lock;
+    mp_mqueue *q;
+    int waiter_rc;
+};
+
+static void inproc_ready(const char *address, void *arg)
+{
+    struct inproc *ip = arg;
+    pthread_mutex_lock(&ip->mu);
+    snprintf(ip->address, sizeof ip->address, "%s", address);
+    pthread_cond_signal(&ip->cv);
+    pthread_mutex_unlock(&ip->mu);
+}
+
+static void *inproc_server(void *arg)
+{
+    struct inproc *ip = arg;
+    mp_manager_opts o = MP_MANAGER_OPTS_INIT;
+    o.ready = inproc_ready;
+    o.ready_arg = ip;
+    ip->rc = mp_manager_serve("tcp:127.0.0.1:0", "k", 1, &o);
+    return NULL;
+}
+
+static void *inproc_waiter(void *arg)
+{
+    struct inproc *ip = arg;
+    ip->waiter_rc = mp_mlock_acquire(ip->lock, 30.0);
+    return NULL;
+}
+
+static void test_serve_in_a_thread_releases_everything_at_shutdown(void **state)
+{
+    (void)state;
+    /* The server runs in this process, so valgrind checks that a shutdown
+     * with objects, items, sessions and waiting requests frees it all. */
+    struct inproc ip;
+    memset(&ip, 0, sizeof ip);
+    pthread_mutex_init(&ip.mu, NULL);
+    pthread_cond_init(&ip.cv, NULL);
+    ip.rc = -1;
+    pthread_t st, wt;
+    assert_int_equal(pthread_create(&st, NULL, inproc_server, &ip), 0);
+    pthread_mutex_lock(&ip.mu);
+    while (!ip.address[0])
+        pthread_cond_wait(&ip.cv, &ip.mu);
+    pthread_mutex_unlock(&ip.mu);
+    mp_manager *m;
+    TU_ASSERT_STATUS(mp_manager_connect(&m, ip.address, "k", 1, NULL), 0);
+    mp_obj *init = dict1("a", 1);
+    mp_dict *d;
+    mp_list *l;
+    TU_ASSERT_STATUS(mp_manager_dict_named(m, "d", init, &d), 1);
+    TU_ASSERT_STATUS(mp_manager_list(m, NULL, &l), 0);
+    TU_ASSERT_STATUS(mp_manager_lock(m, &ip.lock), 0);
+    TU_ASSERT_STATUS(mp_manager_queue(m, 1, &ip.q), 0);
+    TU_ASSERT_STATUS(mp_list_append(l, init), 0);
+    TU_ASSERT_STATUS(mp_mqueue_put(ip.q, init, T_LONG), 0); /* left in the queue */
+    TU_ASSERT_STATUS(mp_mqueue_put(ip.q, init, 0.05), MP_FULL);
+    TU_ASSERT_STATUS(mp_mlock_acquire(ip.lock, T_LONG), 0);
+    assert_int_equal(pthread_create(&wt, NULL, inproc_waiter, &ip), 0);
+    tu_sleep(0.1); /* the waiter is parked in the server */
+    TU_ASSERT_STATUS(mp_manager_shutdown(m), 0);
+    pthread_join(st, NULL);
+    TU_ASSERT_STATUS(ip.rc, 0);
+    pthread_join(wt, NULL);
+    TU_ASSERT_STATUS(ip.waiter_rc, MP_ENOSERVER);
+    mp_obj_free(init);
+    mp_dict_free(d);
+    mp_list_free(l);
+    mp_mlock_free(ip.lock);
+    mp_mqueue_free(ip.q);
+    mp_manager_free(m);
+    pthread_mutex_destroy(&ip.mu);
+    pthread_cond_destroy(&ip.cv);
+}
+
 /* ---- two hosts: network namespaces ---------------------------------------------------------------- */
 
 struct netns {
@@ -2198,6 +2280,7 @@ int main(int argc, char **argv)
         TU_TEST(test_invalid_arguments_are_einval),
         TU_TEST(test_tcp_loopback_server_with_right_and_wrong_keys),
         TU_TEST(test_started_manager_on_a_tcp_address),
+        TU_TEST(test_serve_in_a_thread_releases_everything_at_shutdown),
         cmocka_unit_test_setup_teardown(test_two_hosts_manager_in_one_namespace_clients_in_another,
                                         netns_setup, netns_teardown),
     };
