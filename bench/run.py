@@ -42,6 +42,17 @@ WORKLOADS = [
         ("raw socketpair", ["{build}/bench/bench_conn", "raw_bandwidth"]),
         ("Python Pipe", [PY, "{bench}/bench_conn.py", "bandwidth"]),
     ]),
+    # W6: 4 processes x 2,500 decrements of d['count'] on a manager dict.
+    ("manager", "W6_locked_rmw", "ops/s", [
+        ("ours: manager Lock", ["{build}/bench/bench_manager", "lock_rmw"]),
+        ("Python Manager().Lock()", [PY, "{bench}/bench_manager.py", "manager_lock"]),
+        ("Python mp.Lock()", [PY, "{bench}/bench_manager.py", "mp_lock"]),
+    ]),
+    ("manager", "W6_atomic_add", "ops/s", [
+        ("ours: mp_dict_add_int", ["{build}/bench/bench_manager", "atomic_add"]),
+        ("Python Manager().Lock()", [PY, "{bench}/bench_manager.py", "manager_lock"]),
+        ("Python mp.Lock()", [PY, "{bench}/bench_manager.py", "mp_lock"]),
+    ]),
 ]
 
 

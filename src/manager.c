@@ -60,6 +60,8 @@ struct mconn {
     unsigned char *rbuf;
     size_t rcap;
     int64_t rcvtimeo; /* SO_RCVTIMEO now set on fd, ns (0: none) */
+    unsigned spin_misses; /* spins in a row that missed the reply (mgr.h) */
+    unsigned calls;
     mp__pickler w;
     /* A stale connection: its call timed out and the reply is still owed.
      * sgot bytes of the frame are in rbuf (header not parsed yet), or, once
@@ -375,6 +377,49 @@ static int gone(int rc)
     return rc;
 }
 
+/* A reply that comes at once is caught without sleeping (see mgr.h,
+ * "Spinning"): returns what the first successful receive returned, or
+ * -EAGAIN when nothing came within the spin (or this call does not spin). */
+static ssize_t spin_for_reply(struct mconn *c, double wait)
+{
+    c->calls++;
+    if (wait != 0 || (c->spin_misses >= MP__MGR_SPIN_MISSES && c->calls % MP__MGR_SPIN_RETRY))
+        return -EAGAIN; /* it waits in the server, or spinning has not paid lately */
+    int64_t until = mp__now_ns() + MP__MGR_CLIENT_SPIN_NS;
+    do {
+        ssize_t r = mp__recv_nowait(c->fd, c->rbuf, c->rcap);
+        if (r != -EAGAIN) {
+            c->spin_misses = 0;
+            return r;
+        }
+    } while (mp__now_ns() < until);
+    if (c->spin_misses < MP__MGR_SPIN_MISSES)
+        c->spin_misses++;
+    return -EAGAIN;
+}
+
+/*
+ * Wait for the first bytes of a reply: one blocking recv() bounded by
+ * SO_RCVTIMEO rather than a poll() and a recv(). The socket's timeout is
+ * set only when this call needs a shorter one than is set (or has none set
+ * at all): a longer call that sees it run out just waits on the poll way.
+ */
+static ssize_t wait_for_reply(struct mconn *c, int64_t rel, int64_t deadline)
+{
+    /* No deadline: any bound will do (it only makes us look again). */
+    bool fits = rel == 0 || (c->rcvtimeo != 0 && c->rcvtimeo <= rel && c->rcvtimeo >= rel / 2);
+    if (!fits && mp__set_recv_timeout(c->fd, rel) == 0) {
+        c->rcvtimeo = rel;
+        fits = true;
+    }
+    ssize_t r = fits ? mp__recv_once(c->fd, c->rbuf, c->rcap) : -EINTR;
+    if (r == MP_ETIMEDOUT && !mp__deadline_passed(deadline))
+        r = -EINTR; /* the socket's bound was shorter than ours */
+    if (r == -EINTR) /* a signal, a shorter bound, or none set: the poll way */
+        r = mp__read_some(c->fd, c->rbuf, c->rcap, deadline, true);
+    return r;
+}
+
 /* What a round trip leaves its connection as. */
 enum fate { F_REUSE, F_DEAD, F_STALE };
 
@@ -455,17 +500,9 @@ static int roundtrip(mp_manager *m, struct mconn *c, int64_t ident, const char *
         }
         ssize_t r;
         if (got == 0) {
-            /* The usual case, a reply in one piece: one blocking recv()
-             * bounded by SO_RCVTIMEO (set again only when the bound
-             * changes), rather than a poll() and a recv(). */
-            bool bounded = c->rcvtimeo == rel;
-            if (!bounded && mp__set_recv_timeout(c->fd, rel) == 0) {
-                c->rcvtimeo = rel;
-                bounded = true;
-            }
-            r = bounded ? mp__recv_once(c->fd, c->rbuf, c->rcap) : -EINTR;
-            if (r == -EINTR) /* a signal, or no timeout set: wait the poll way */
-                r = mp__read_some(c->fd, c->rbuf, c->rcap, deadline, true);
+            r = spin_for_reply(c, wait);
+            if (r == -EAGAIN)
+                r = wait_for_reply(c, rel, deadline);
         } else {
             r = mp__read_some(c->fd, c->rbuf + got, c->rcap - got, deadline, true);
         }

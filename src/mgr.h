@@ -28,6 +28,22 @@
  * connect at once wait in it instead of being refused. */
 #define MP__MGR_BACKLOG 256
 
+/*
+ * Spinning. On a machine where a sleeping process takes tens of
+ * microseconds to wake (virtual machines above all: an idle vCPU needs an
+ * interrupt), sleeping and waking once per message costs more than the
+ * message. So a client whose call is answered at once (one that does not
+ * wait in the server) polls for the reply for up to CLIENT_SPIN before it
+ * blocks, and the server polls for up to SERVER_SPIN after a busy moment
+ * before it sleeps. A client connection whose spins keep missing (a remote
+ * or overloaded server) stops spinning, trying again only now and then, so
+ * the CPU it burns stays a small fraction of the time it waits.
+ */
+#define MP__MGR_CLIENT_SPIN_NS INT64_C(20000)
+#define MP__MGR_SERVER_SPIN_NS INT64_C(50000)
+#define MP__MGR_SPIN_MISSES    4
+#define MP__MGR_SPIN_RETRY     64 /* then it tries once every this many calls */
+
 /* What the server loop needs. */
 struct mp__mgr_cfg {
     const void *authkey; /* the key every connection must prove (required) */

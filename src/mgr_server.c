@@ -2363,6 +2363,7 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
      * process group is never handled by them. Sends use MSG_NOSIGNAL. */
     int lfd = mp_listener_fileno(l);
     rc = 0;
+    bool busy = false; /* the last round handled a client */
     while (!s.stop) {
         if (ensure_pollfds(&s, s.nconns + 3) < 0) {
             rc = -ENOMEM;
@@ -2393,7 +2394,21 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
         }
         int64_t deadline = s.again ? mp__now_ns() : next_deadline(&s);
         s.again = false;
-        int pr = mp__poll(s.pfds, (nfds_t)n, deadline);
+        int pr = 0;
+        if (busy) {
+            /* Right after work, the next request is likely microseconds
+             * away: look for it without sleeping for a moment (mgr.h,
+             * "Spinning"). */
+            int64_t until = mp__now_ns() + MP__MGR_SERVER_SPIN_NS;
+            if (deadline != MP__NO_DEADLINE && deadline < until)
+                until = deadline;
+            do
+                pr = mp__poll(s.pfds, (nfds_t)n, mp__now_ns());
+            while (pr == 0 && mp__now_ns() < until);
+        }
+        if (pr == 0)
+            pr = mp__poll(s.pfds, (nfds_t)n, deadline);
+        busy = false;
         if (pr < 0) {
             rc = pr;
             break;
@@ -2410,6 +2425,7 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
             struct sconn *c = s.pconn[i];
             if (!c || !s.pfds[i].revents)
                 continue;
+            busy = true;
             if (s.pfds[i].revents & POLLOUT)
                 conn_flush(c);
             if (s.pfds[i].revents & (POLLIN | POLLHUP | POLLERR))
