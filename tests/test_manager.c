@@ -1819,6 +1819,51 @@ static void test_invalid_arguments_are_einval(void **state)
     mp_manager_free(m);
 }
 
+/* docs/manager.md, "Speaking it from Python": a python3 client with only
+ * multiprocessing.connection and pickle. */
+static const char PY_CLIENT[] =
+    "import os, pickle, sys\n"
+    "from multiprocessing.connection import Client\n"
+    "c = Client(sys.argv[1], authkey=bytes.fromhex(sys.argv[2]))\n"
+    "def call(ident, method, *args):\n"
+    "    c.send_bytes(pickle.dumps((ident, method, args), protocol=4))\n"
+    "    return pickle.loads(c.recv_bytes())\n"
+    "r = call(0, 'hello', int.from_bytes(os.urandom(7), 'big'), os.getpid(), 0, 1)\n"
+    "assert r[0] == '#RETURN' and r[1][0] == 1, r\n"
+    "ident, created, kind = call(0, 'attach', 'dict', 'results')[1]\n"
+    "assert kind == 'dict' and not created\n"
+    "assert call(ident, 'copy') == ('#RETURN', {'a': 1}), call(ident, 'copy')\n"
+    "assert call(ident, 'set', 'py', [1.5, b'x', None])[0] == '#RETURN'\n"
+    "r = call(ident, 'get', 'missing')\n"
+    "assert r[0] == '#ERROR' and r[1] == -1021, r\n"
+    "assert call(ident, 'add', 'a', 41) == ('#RETURN', 42)\n"
+    "r = call(0, 'attach', 'dict', 'nope')\n"
+    "assert r[0] == '#ERROR' and r[1] == -1041, r\n"
+    "c.close()\n";
+
+static void test_a_python_client_speaks_the_protocol(void **state)
+{
+    (void)state;
+    mp_manager *m = start();
+    mp_obj *init = dict1("a", 1);
+    mp_dict *d;
+    TU_ASSERT_STATUS(mp_manager_dict_named(m, "results", init, &d), 1);
+    mp_obj_free(init);
+    size_t keylen;
+    const unsigned char *key = mp_manager_authkey(m, &keylen);
+    char hex[2 * 64 + 1] = {0};
+    for (size_t i = 0; i < keylen && i < 64; i++)
+        snprintf(hex + 2 * i, 3, "%02x", key[i]);
+    const char *args[] = {mp_manager_address(m) + 5, hex, NULL};
+    pid_t py = tu_spawn_python(PY_CLIENT, args, NULL, 0);
+    assert_int_equal(tu_wait_child(py, 30.0), 0);
+    mp_obj *o;
+    TU_ASSERT_STATUS(mp_dict_copy(d, &o), 0);
+    take_repr(o, "{'a': 42, 'py': [1.5, b'x', None]}");
+    mp_dict_free(d);
+    mp_manager_free(m);
+}
+
 /* ---- remote managers on TCP loopback ------------------------------------------------------------- */
 
 static void report_address(const char *address, void *arg)
@@ -2282,6 +2327,7 @@ int main(int argc, char **argv)
         TU_TEST(test_a_stopped_server_makes_calls_time_out_not_hang),
         TU_TEST(test_malformed_requests_get_error_replies_and_the_server_serves_on),
         TU_TEST(test_request_and_reply_size_limits),
+        TU_TEST(test_a_python_client_speaks_the_protocol),
         TU_TEST(test_invalid_arguments_are_einval),
         TU_TEST(test_tcp_loopback_server_with_right_and_wrong_keys),
         TU_TEST(test_started_manager_on_a_tcp_address),
