@@ -171,6 +171,7 @@ struct server {
     struct waiter *timed;
     int64_t next_id, next_conn_id;
     bool again; /* a connection may have work without new input */
+    int64_t accept_pause; /* after a failed accept (EMFILE...): not before */
     struct pollfd *pfds;
     struct sconn **pconn;
     size_t pcap;
@@ -2167,8 +2168,14 @@ static void accept_clients(struct server *s)
             return;
         mp_conn *c;
         int rc = mp_listener_accept(s->listener, &c, MP_NOWAIT);
-        if (rc < 0)
-            return; /* MP_ETIMEDOUT: nobody else waits; other errors: try later */
+        if (rc < 0) {
+            /* MP_ETIMEDOUT: nobody else waits. Anything else (out of
+             * descriptors, say) would repeat at once: pause accepting
+             * for a moment rather than spin on a readable listener. */
+            if (rc != MP_ETIMEDOUT)
+                s->accept_pause = mp__now_ns() + 100 * 1000 * 1000;
+            return;
+        }
         struct hs *h = calloc(1, sizeof *h);
         if (!h || mp_conn_set_readahead(c, false) < 0) {
             free(h);
@@ -2375,6 +2382,9 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
         pthread_mutex_lock(&s.mu);
         bool can_accept = s.hs_running < HS_MAX;
         pthread_mutex_unlock(&s.mu);
+        bool paused = s.accept_pause && mp__now_ns() < s.accept_pause;
+        if (paused)
+            can_accept = false;
         size_t li = SIZE_MAX, ai = SIZE_MAX;
         if (can_accept) {
             li = n;
@@ -2393,6 +2403,8 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
             s.pconn[n++] = c;
         }
         int64_t deadline = s.again ? mp__now_ns() : next_deadline(&s);
+        if (paused && (deadline == MP__NO_DEADLINE || deadline > s.accept_pause))
+            deadline = s.accept_pause; /* look at the listener again then */
         s.again = false;
         int pr = 0;
         if (busy) {

@@ -39,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -1923,6 +1924,94 @@ static int remote_putter(void *arg)
     return rc == 0 ? 0 : 12;
 }
 
+static int serving_child_few_fds(void *arg)
+{
+    struct rlimit rl = {24, 24};
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return 9;
+    return serving_child(arg);
+}
+
+/* CPU seconds a process has used (Linux /proc). */
+static double cpu_seconds(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    unsigned long utime = 0, stime = 0;
+    /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt
+     * majflt cmajflt utime stime */
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime,
+                     &stime) != 2)
+        return -1;
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static void test_a_server_out_of_descriptors_refuses_newcomers_serves_the_rest_and_recovers(void **state)
+{
+    (void)state;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t server = tu_fork(serving_child_few_fds, &p[1]);
+    close(p[1]);
+    char address[256];
+    assert_int_equal(read_full(p[0], address, sizeof address, T_LONG), 0);
+    close(p[0]);
+    address[sizeof address - 1] = '\0';
+    mp_manager_opts o = MP_MANAGER_OPTS_INIT;
+    o.timeout = 0.5;
+    mp_manager *ms[40];
+    int ok = 0, refused = 0;
+    for (int i = 0; i < 40; i++) {
+        ms[i] = NULL;
+        int rc = mp_manager_connect(&ms[i], address, "secret", 6, &o);
+        if (rc == 0)
+            ok++;
+        else
+            refused++;
+    }
+    /* It ran out of descriptors: the newcomers' handshakes failed (the
+     * server always keeps one descriptor free, so its accept() itself does
+     * not fail; its back-off for a failing accept() is not reached here). */
+    assert_true(ok > 5 && refused > 0);
+    /* An idle server at its limit does not spin (well under 0.5 CPU
+     * seconds in a 1 second wait). */
+    double c0 = cpu_seconds(server);
+    tu_sleep(1.0);
+    double c1 = cpu_seconds(server);
+    assert_true(c0 >= 0 && c1 - c0 < 0.5);
+    /* the connected ones still work; freeing them makes room for others */
+    mp_dict *d;
+    int first = -1;
+    for (int i = 0; i < 40; i++)
+        if (ms[i] && first < 0)
+            first = i;
+    TU_ASSERT_STATUS(mp_manager_dict_named(ms[first], "d", NULL, &d), 1);
+    TU_ASSERT_STATUS(mp_dict_set_int(d, "x", 1), 0);
+    mp_dict_free(d);
+    for (int i = 0; i < 40; i++)
+        if (i != first)
+            mp_manager_free(ms[i]);
+    mp_manager *again = NULL;
+    o.timeout = T_LONG;
+    TU_ASSERT_STATUS(mp_manager_connect(&again, address, "secret", 6, &o), 0);
+    TU_ASSERT_STATUS(mp_manager_attach_dict(again, "d", &d), 0);
+    int64_t v;
+    TU_ASSERT_STATUS(mp_dict_get_int(d, "x", &v), 0);
+    assert_int_equal(v, 1);
+    mp_dict_free(d);
+    TU_ASSERT_STATUS(mp_manager_shutdown(again), 0);
+    mp_manager_free(again);
+    mp_manager_free(ms[first]);
+    assert_int_equal(tu_wait_child(server, T_LONG), 0);
+}
+
 static void test_tcp_loopback_server_with_right_and_wrong_keys(void **state)
 {
     (void)state;
@@ -2331,6 +2420,7 @@ int main(int argc, char **argv)
         TU_TEST(test_invalid_arguments_are_einval),
         TU_TEST(test_tcp_loopback_server_with_right_and_wrong_keys),
         TU_TEST(test_started_manager_on_a_tcp_address),
+        TU_TEST(test_a_server_out_of_descriptors_refuses_newcomers_serves_the_rest_and_recovers),
         TU_TEST(test_serve_in_a_thread_releases_everything_at_shutdown),
         cmocka_unit_test_setup_teardown(test_two_hosts_manager_in_one_namespace_clients_in_another,
                                         netns_setup, netns_teardown),
