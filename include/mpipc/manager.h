@@ -166,7 +166,9 @@ MP_API int mp_manager_start(mp_manager **out, const mp_manager_opts *opts);
  * Opens one connection now, so a wrong address or key is reported here.
  * Returns 0; MP_EAUTH for a wrong key; -ECONNREFUSED, -ENOENT (no such
  * socket or host); MP_ETIMEDOUT; -EINVAL; -ENOMEM.
- * Ownership: mp_manager_free() disconnects (the server keeps running).
+ * Ownership: mp_manager_free() disconnects (the server keeps running);
+ * authkey is copied. Thread/fork: as a started handle (see the file
+ * comment).
  */
 MP_API int mp_manager_connect(mp_manager **out, const char *address, const void *authkey,
                               size_t authkey_len, const mp_manager_opts *opts);
@@ -184,6 +186,10 @@ MP_API int mp_manager_connect(mp_manager **out, const char *address, const void 
  * Blocks. The server's helper threads are joined and everything it made is
  * released before it returns. Returns 0 after a shutdown request; the codes
  * of mp_listener_new(); -EINVAL; -ENOMEM.
+ * Ownership: authkey is borrowed until it returns.
+ * Thread/fork: runs in the calling thread and starts helper threads of its
+ * own. A child forked meanwhile does not serve (it holds copies of the
+ * server's sockets until it exits or execs).
  */
 MP_API int mp_manager_serve(const char *address, const void *authkey, size_t authkey_len,
                             const mp_manager_opts *opts);
@@ -200,6 +206,8 @@ MP_API int mp_manager_serve(const char *address, const void *authkey, size_t aut
  * Returns 0 (also when the server had already died, and when called
  * again); MP_ESTATE in a process that inherited a started manager; for a
  * connected handle, the request's codes (MP_ENOSERVER...).
+ * Thread/fork: calls of other threads in flight end with MP_ENOSERVER or
+ * MP_ECLOSED.
  */
 MP_API int mp_manager_shutdown(mp_manager *m);
 
@@ -208,23 +216,30 @@ MP_API int mp_manager_shutdown(mp_manager *m);
  * started it), close this process's connections, release the handle.
  * Accepts NULL. Proxies may outlive it: their calls then return
  * MP_ECLOSED; each must still be freed.
+ * Thread/fork: not while another thread still calls through the handle
+ * (its proxies may be freed later). In a process that inherited a started
+ * handle it only closes that process's connections.
  */
 MP_API void mp_manager_free(mp_manager *m);
 
-/* The server's address ("unix:/tmp/mpipc-.../listener-...",
- * "tcp:127.0.0.1:50000"), valid while the handle lives. NULL for NULL. */
+/* mp_manager_address - the server's address ("unix:/tmp/mpipc-.../listener-...",
+ * "tcp:127.0.0.1:50000"). Ownership: borrowed, valid while the handle
+ * lives. NULL for NULL. Thread/fork: any. */
 MP_API const char *mp_manager_address(const mp_manager *m);
 
-/* The authkey; *len receives its length. Borrowed from the handle. Hand it
- * (with the address) to programs started separately so they can connect. */
+/* mp_manager_authkey - the authkey; *len receives its length. Hand it (with
+ * the address) to programs started separately so they can connect.
+ * Ownership: borrowed from the handle, a secret: do not log it.
+ * Thread/fork: any. */
 MP_API const void *mp_manager_authkey(const mp_manager *m, size_t *len);
 
-/* The server's pid for a started manager (its child); 0 for a connected
- * handle or NULL. */
+/* mp_manager_pid - the server's pid for a started manager (its child); 0 for
+ * a connected handle or NULL. Thread/fork: any. */
 MP_API pid_t mp_manager_pid(const mp_manager *m);
 
-/* Set the call timeout (see opts.timeout) for every thread and proxy of this
- * handle. Returns 0 or -EINVAL. */
+/* mp_manager_set_timeout - set the call timeout (see opts.timeout) for every
+ * thread and proxy of this handle; negative for no limit. Returns 0 or
+ * -EINVAL (NULL, NaN). Thread/fork: any thread; a child inherits the value. */
 MP_API int mp_manager_set_timeout(mp_manager *m, double timeout);
 
 /*
@@ -236,196 +251,400 @@ MP_API int mp_manager_set_timeout(mp_manager *m, double timeout);
  *       process's session id, 'connection': the id of the connection that
  *       answered, 'names': [str, ...]}.
  * Returns 0 or a call's codes. Ownership: mp_obj_free(*info).
+ * Thread/fork: any thread, any process with the handle.
  */
 MP_API int mp_manager_info(mp_manager *m, mp_obj **info);
 
 /*
  * mp_manager_unlink - forget a name: the object of that name lives on only
  * while processes still hold it. Returns 0; MP_ENOOBJ for an unknown name;
- * a call's codes.
+ * -EINVAL for a name that is not UTF-8; a call's codes.
+ * Thread/fork: any thread, any process with the handle.
  */
 MP_API int mp_manager_unlink(mp_manager *m, const char *name);
 
 /* ---- Making and finding shared objects ----------------------------------------
  *
- * Every constructor comes in three forms:
+ * Every kind comes with three constructors:
  *   mp_manager_X(m, ..., &p)             a new anonymous object;
  *   mp_manager_X_named(m, name, ..., &p) the object called name, made (from
  *                                        the initial value) if it does not
- *                                        exist yet: returns 1 when this call
- *                                        made it, 0 when it existed (then
- *                                        the initial value is ignored);
+ *                                        exist yet;
  *   mp_manager_attach_X(m, name, &p)     the object called name, which must
- *                                        exist: MP_ENOOBJ otherwise.
- * A name of another kind of object gives MP_ETYPE. Names are UTF-8 strings.
- * Other returns: MP_ECLOSED, MP_ENOSERVER, MP_ETIMEDOUT, MP_ETOOLONG (an
- * initial value beyond the request limit), -EINVAL, -ENOMEM.
- * Ownership: free each proxy with its _free(); the initial value is
- * borrowed (copied to the server).
+ *                                        exist.
+ * Names are NUL-terminated UTF-8 strings. Common returns of all twelve:
+ * MP_ETYPE when the name belongs to an object of another kind;
+ * MP_ECLOSED, MP_ENOSERVER, MP_ETIMEDOUT, MP_EAUTH (reconnecting with a key
+ * the server no longer takes); MP_ETOOLONG for an initial value beyond the
+ * request limit; -EINVAL (NULL arguments, a name that is not UTF-8);
+ * -ENOMEM. *out is NULL on failure.
  */
 
-/* A shared dict; initial: a dict to copy, or NULL for {}. */
+/*
+ * mp_manager_dict - a new shared dict (Python's Manager().dict(initial)).
+ * initial: a dict whose items are copied into it, or NULL for {}
+ *          (MP_ETYPE for anything else).
+ * Returns 0. Ownership: mp_dict_free() the proxy; initial stays the
+ * caller's. Thread/fork: the proxy works in any thread, and in children
+ * forked later (see the file comment).
+ */
 MP_API int mp_manager_dict(mp_manager *m, const mp_obj *initial, mp_dict **out);
+
+/*
+ * mp_manager_dict_named - the dict called name; made from initial (NULL for
+ * {}) if no object has that name yet.
+ * Returns 1 when this call made it, 0 when it existed (initial is then
+ * ignored), or a negative code. Ownership and Thread/fork as
+ * mp_manager_dict().
+ */
 MP_API int mp_manager_dict_named(mp_manager *m, const char *name, const mp_obj *initial,
                                  mp_dict **out);
+
+/*
+ * mp_manager_attach_dict - the existing dict called name.
+ * Returns 0; MP_ENOOBJ when no object has that name. Ownership and
+ * Thread/fork as mp_manager_dict().
+ */
 MP_API int mp_manager_attach_dict(mp_manager *m, const char *name, mp_dict **out);
 
-/* A shared list; initial: a list or tuple to copy, or NULL for []. */
+/*
+ * mp_manager_list - a new shared list (Python's Manager().list(initial)).
+ * initial: a list or tuple whose items are copied, or NULL for [].
+ * Returns 0. Ownership: mp_list_free() the proxy; initial stays the
+ * caller's. Thread/fork: as mp_manager_dict().
+ */
 MP_API int mp_manager_list(mp_manager *m, const mp_obj *initial, mp_list **out);
+
+/*
+ * mp_manager_list_named - the list called name; made from initial if new.
+ * Returns 1 (made), 0 (existed) or a negative code. Ownership and
+ * Thread/fork as mp_manager_list().
+ */
 MP_API int mp_manager_list_named(mp_manager *m, const char *name, const mp_obj *initial,
                                  mp_list **out);
+
+/*
+ * mp_manager_attach_list - the existing list called name.
+ * Returns 0; MP_ENOOBJ. Ownership and Thread/fork as mp_manager_list().
+ */
 MP_API int mp_manager_attach_list(mp_manager *m, const char *name, mp_list **out);
 
-/* A manager Lock (recursive == false) or RLock (true). Attaching by name
- * finds either kind. */
+/*
+ * mp_manager_lock - a new manager Lock (Python's Manager().Lock()), held in
+ * the server and released by it when its holder's process dies.
+ * Returns 0. Ownership: mp_mlock_free() the proxy. Thread/fork: as
+ * mp_manager_dict(); the holder is a thread of a process.
+ */
 MP_API int mp_manager_lock(mp_manager *m, mp_mlock **out);
+
+/*
+ * mp_manager_rlock - a new manager RLock (Python's Manager().RLock()): the
+ * thread that holds it may acquire it again, and only it may release it.
+ * Returns 0. Ownership and Thread/fork as mp_manager_lock().
+ */
 MP_API int mp_manager_rlock(mp_manager *m, mp_mlock **out);
+
+/*
+ * mp_manager_lock_named - the lock called name; made as an RLock when
+ * recursive, else a Lock, if new. A lock of the other kind under that name
+ * is MP_ETYPE.
+ * Returns 1 (made), 0 (existed) or a negative code. Ownership and
+ * Thread/fork as mp_manager_lock().
+ */
 MP_API int mp_manager_lock_named(mp_manager *m, const char *name, bool recursive,
                                  mp_mlock **out);
+
+/*
+ * mp_manager_attach_lock - the existing Lock or RLock called name.
+ * Returns 0; MP_ENOOBJ. Ownership and Thread/fork as mp_manager_lock().
+ */
 MP_API int mp_manager_attach_lock(mp_manager *m, const char *name, mp_mlock **out);
 
-/* A manager Queue; maxsize <= 0 for unbounded (Python's Queue(maxsize)). */
+/*
+ * mp_manager_queue - a new manager Queue (Python's Manager().Queue(maxsize)
+ * / JoinableQueue), held in the server.
+ * maxsize: the most items it holds; 0 or less for no limit.
+ * Returns 0. Ownership: mp_mqueue_free() the proxy. Thread/fork: as
+ * mp_manager_dict().
+ */
 MP_API int mp_manager_queue(mp_manager *m, int64_t maxsize, mp_mqueue **out);
+
+/*
+ * mp_manager_queue_named - the queue called name; made with maxsize if new.
+ * Returns 1 (made), 0 (existed) or a negative code. Ownership and
+ * Thread/fork as mp_manager_queue().
+ */
 MP_API int mp_manager_queue_named(mp_manager *m, const char *name, int64_t maxsize,
                                   mp_mqueue **out);
+
+/*
+ * mp_manager_attach_queue - the existing queue called name.
+ * Returns 0; MP_ENOOBJ. Ownership and Thread/fork as mp_manager_queue().
+ */
 MP_API int mp_manager_attach_queue(mp_manager *m, const char *name, mp_mqueue **out);
 
 /* ---- Dict proxies ------------------------------------------------------------
  *
  * Python's DictProxy. Keys and values are mp_obj values, with Python's key
- * semantics (1, 1.0 and True are one key; unhashable keys are MP_ETYPE).
- * Every call is atomic in the server. Common returns, not repeated below:
- * MP_ECLOSED (the handle was shut down or freed), MP_ENOSERVER,
- * MP_ETIMEDOUT (no reply within the call timeout), MP_ENOOBJ (the dict no
- * longer exists), MP_ETOOLONG (the request or the reply is beyond the size
- * limit), MP_EPROTO, -EINVAL (NULL arguments, a key string that is not
- * UTF-8), -ENOMEM. Values passed in are borrowed; values handed back are
- * the caller's, freed with mp_obj_free() (or free() for the C strings and
- * buffers of the _str/_bytes forms).
+ * semantics (1, 1.0 and True are one key; an unhashable key is MP_ETYPE).
+ * Every call is one round trip and atomic in the server.
+ *
+ * Common returns, not repeated below: MP_ECLOSED (the handle was shut down
+ * or freed), MP_ENOSERVER, MP_ETIMEDOUT (no reply within the call timeout),
+ * MP_ENOOBJ (the dict no longer exists), MP_ETOOLONG (the request or the
+ * reply beyond the size limit), MP_EPROTO, MP_EAUTH, -EINVAL (NULL
+ * arguments, a key string that is not UTF-8), -ENOMEM.
+ *
+ * Ownership, for every call: keys and values passed in are borrowed (copied
+ * to the server); values handed back are the caller's.
+ * Thread/fork, for every call: any thread, and any process forked after the
+ * proxy was made (its first call registers it as a holder).
  */
 
-/* d[key] into *value. MP_EKEY (KeyError) when absent; MP_ETYPE for an
- * unhashable key. */
+/*
+ * mp_dict_get - d[key].
+ * value: receives the value (NULL on failure).
+ * Returns 0; MP_EKEY (KeyError) when absent; MP_ETYPE for an unhashable
+ * key. Ownership: mp_obj_free(*value).
+ */
 MP_API int mp_dict_get(mp_dict *d, const mp_obj *key, mp_obj **value);
-/* d[key] = value. */
+
+/* mp_dict_set - d[key] = value. Returns 0; MP_ETYPE for an unhashable key;
+ * MP_EVALUE when value would nest deeper than MP_OBJ_MAX_DEPTH. */
 MP_API int mp_dict_set(mp_dict *d, const mp_obj *key, const mp_obj *value);
-/* del d[key]; MP_EKEY when absent. */
+
+/* mp_dict_del - del d[key]. Returns 0; MP_EKEY when absent; MP_ETYPE. */
 MP_API int mp_dict_del(mp_dict *d, const mp_obj *key);
-/* key in d: 1 or 0. */
+
+/* mp_dict_contains - key in d. Returns 1 or 0; MP_ETYPE. */
 MP_API int mp_dict_contains(mp_dict *d, const mp_obj *key);
-/* len(d), or a negative code. */
+
+/* mp_dict_len - len(d): the count, or a negative code. */
 MP_API ssize_t mp_dict_len(mp_dict *d);
-/* list(d.keys()), list(d.values()), list(d.items()) (a list of 2-tuples),
- * in insertion order, as one consistent snapshot. */
+
+/*
+ * mp_dict_keys - list(d.keys()), in insertion order, as one snapshot.
+ * Returns 0. Ownership: mp_obj_free(*list).
+ */
 MP_API int mp_dict_keys(mp_dict *d, mp_obj **list);
+
+/* mp_dict_values - list(d.values()). Returns 0. Ownership: mp_obj_free(*list). */
 MP_API int mp_dict_values(mp_dict *d, mp_obj **list);
+
+/* mp_dict_items - list(d.items()): a list of (key, value) tuples.
+ * Returns 0. Ownership: mp_obj_free(*list). */
 MP_API int mp_dict_items(mp_dict *d, mp_obj **list);
-/* d.clear(). */
+
+/* mp_dict_clear - d.clear(). Returns 0. */
 MP_API int mp_dict_clear(mp_dict *d);
-/* d.pop(key) into *value (value may be NULL to drop it); MP_EKEY when
- * absent. */
+
+/*
+ * mp_dict_pop - d.pop(key).
+ * value: receives the removed value; may be NULL to drop it.
+ * Returns 0; MP_EKEY when absent; MP_ETYPE. Ownership: mp_obj_free(*value).
+ */
 MP_API int mp_dict_pop(mp_dict *d, const mp_obj *key, mp_obj **value);
-/* d.popitem(): the last inserted pair; MP_EKEY when d is empty. Either out
- * pointer may be NULL. */
+
+/*
+ * mp_dict_popitem - d.popitem(): remove the last inserted pair.
+ * key, value: receive it; either may be NULL.
+ * Returns 0; MP_EKEY when d is empty. Ownership: mp_obj_free() each.
+ */
 MP_API int mp_dict_popitem(mp_dict *d, mp_obj **key, mp_obj **value);
-/* d.setdefault(key, dflt): *value receives d[key] after the call (value
- * may be NULL). */
+
+/*
+ * mp_dict_setdefault - d.setdefault(key, dflt): store dflt unless key is
+ * present. value (may be NULL) receives d[key] after the call.
+ * Returns 0; MP_ETYPE. Ownership: mp_obj_free(*value).
+ */
 MP_API int mp_dict_setdefault(mp_dict *d, const mp_obj *key, const mp_obj *dflt, mp_obj **value);
-/* d.update(other): other is a dict or a list/tuple of 2-item pairs
- * (MP_ETYPE / MP_EVALUE otherwise; nothing changes then). */
+
+/*
+ * mp_dict_update - d.update(other).
+ * other: a dict, or a list or tuple of 2-item lists/tuples.
+ * Returns 0; MP_ETYPE (other is neither, or a key is unhashable);
+ * MP_EVALUE (an item is not a pair). On those errors nothing changes.
+ */
 MP_API int mp_dict_update(mp_dict *d, const mp_obj *other);
-/* A copy of the whole dict as a local mp_obj dict (Python's d.copy()). */
+
+/*
+ * mp_dict_copy - the whole dict as a local value (Python's d.copy(), or
+ * print(d)).
+ * Returns 0. Ownership: mp_obj_free(*copy).
+ */
 MP_API int mp_dict_copy(mp_dict *d, mp_obj **copy);
 
 /*
- * mp_dict_add - d[key] += delta, atomically in the server (beyond Python:
- * no lock needed). A missing key counts as 0 and is created, as a Counter
- * or Redis INCRBY does. result (may be NULL) receives the new value.
- * MP_ETYPE when the stored value is not an int (a bool counts as one);
- * -EOVERFLOW when the sum does not fit in 64 bits (nothing changes).
+ * mp_dict_add - d[key] += delta, atomically in the server (beyond Python: no
+ * lock needed). A missing key counts as 0 and is created, as a Counter or
+ * Redis INCRBY does.
+ * result: receives the new value; may be NULL.
+ * Returns 0; MP_ETYPE when the stored value is not an int (a bool counts as
+ * one, and becomes an int); -EOVERFLOW when the sum does not fit in 64 bits
+ * (nothing changes).
  */
 MP_API int mp_dict_add(mp_dict *d, const mp_obj *key, int64_t delta, int64_t *result);
 
 /*
- * mp_dict_cas - compare and set, atomically: if d[key] == expected (Python
- * equality), or, with expected NULL, if key is absent, store desired.
- * current (may be NULL) receives the value found before the call (NULL when
- * the key was absent).
- * Returns 1 when desired was stored, 0 when not.
+ * mp_dict_cas - compare and set, atomically: store desired if d[key] ==
+ * expected (Python equality: 10 == 10.0), or, with expected NULL, if key is
+ * absent.
+ * current: receives the value found before the call, or NULL when the key
+ *          was absent; may be NULL.
+ * Returns 1 when desired was stored, 0 when not; MP_ETYPE.
+ * Ownership: mp_obj_free(*current).
  */
 MP_API int mp_dict_cas(mp_dict *d, const mp_obj *key, const mp_obj *expected,
                        const mp_obj *desired, mp_obj **current);
 
-/* Convenience forms with a NUL-terminated UTF-8 str key. The _get forms
- * give MP_EKEY when absent and MP_ETYPE when the value has another type (an
- * int getter accepts a bool). _get_str/_get_bytes hand back a malloc'd copy
- * followed by a NUL (not counted in *len; len may be NULL): free() it. */
+/*
+ * Convenience forms: the key is a NUL-terminated UTF-8 string (a str key
+ * in Python terms); values are C types.
+ */
+
+/* mp_dict_get_int - d[key] as an int (a bool is 1 or 0). Returns 0; MP_EKEY
+ * when absent; MP_ETYPE when the value is not an int. */
 MP_API int mp_dict_get_int(mp_dict *d, const char *key, int64_t *value);
+
+/* mp_dict_set_int - d[key] = value. Returns 0. */
 MP_API int mp_dict_set_int(mp_dict *d, const char *key, int64_t value);
+
+/* mp_dict_add_int - mp_dict_add() with a str key: the seed's
+ * d['count'] -= 1 without a lock is mp_dict_add_int(d, "count", -1, NULL). */
 MP_API int mp_dict_add_int(mp_dict *d, const char *key, int64_t delta, int64_t *result);
-/* Returns 1 when the value was expected and is now desired, 0 when it was
- * another int (*current receives it); MP_EKEY when absent; MP_ETYPE when
- * the stored value is not an int. */
+
+/*
+ * mp_dict_cas_int - compare and set with ints: if d[key] == expected, store
+ * desired. current (may be NULL) receives the int found.
+ * Returns 1 when stored, 0 when the value was another int; MP_EKEY when the
+ * key is absent; MP_ETYPE when the stored value is not an int.
+ */
 MP_API int mp_dict_cas_int(mp_dict *d, const char *key, int64_t expected, int64_t desired,
                            int64_t *current);
+
+/*
+ * mp_dict_get_str - d[key] as a str.
+ * value: receives a malloc'd copy of its UTF-8, NUL-terminated (the text may
+ *        hold NULs itself); len (may be NULL) its length without the NUL.
+ * Returns 0; MP_EKEY; MP_ETYPE when the value is not a str.
+ * Ownership: free(*value).
+ */
 MP_API int mp_dict_get_str(mp_dict *d, const char *key, char **value, size_t *len);
+
+/* mp_dict_set_str - d[key] = value (a NUL-terminated UTF-8 string; -EINVAL
+ * when it is not UTF-8). Returns 0. */
 MP_API int mp_dict_set_str(mp_dict *d, const char *key, const char *value);
+
+/*
+ * mp_dict_get_bytes - d[key] as bytes: a malloc'd copy followed by a NUL
+ * not counted in *len (len may be NULL).
+ * Returns 0; MP_EKEY; MP_ETYPE when the value is not bytes.
+ * Ownership: free(*value).
+ */
 MP_API int mp_dict_get_bytes(mp_dict *d, const char *key, void **value, size_t *len);
+
+/* mp_dict_set_bytes - d[key] = bytes(value[0..len)); value may be NULL when
+ * len is 0. Returns 0. */
 MP_API int mp_dict_set_bytes(mp_dict *d, const char *key, const void *value, size_t len);
-/* del d[key], key in d. */
+
+/* mp_dict_del_str - del d[key]. Returns 0; MP_EKEY when absent. */
 MP_API int mp_dict_del_str(mp_dict *d, const char *key);
+
+/* mp_dict_contains_str - key in d: 1 or 0. */
 MP_API int mp_dict_contains_str(mp_dict *d, const char *key);
 
-/* Release the proxy; the process stops holding the dict (see "Lifetime of
- * objects"). Accepts NULL. */
+/*
+ * mp_dict_free - release the proxy; this process stops holding the dict
+ * (which lives on while others hold it). Accepts NULL.
+ * Thread/fork: not while another thread uses the same proxy. In a child
+ * that never used the proxy, only the memory is released.
+ */
 MP_API void mp_dict_free(mp_dict *d);
 
 /* ---- List proxies -------------------------------------------------------------
  *
  * Python's ListProxy. Indexes are int64_t; a negative index counts from the
- * end. An index out of range is MP_EKEY (IndexError). Common returns and
- * ownership as for dicts.
+ * end; out of range is MP_EKEY (IndexError). Common returns, Ownership and
+ * Thread/fork as for dict proxies.
  */
 
 /* For the stop of mp_list_slice: to the end of the list. */
 #define MP_LIST_END INT64_MAX
 
-/* l.append(value), l.extend(seq) (seq: a list or tuple, else MP_ETYPE). */
+/* mp_list_append - l.append(value). Returns 0. */
 MP_API int mp_list_append(mp_list *l, const mp_obj *value);
+
+/* mp_list_extend - l.extend(seq), seq a list or tuple (MP_ETYPE
+ * otherwise). Returns 0. */
 MP_API int mp_list_extend(mp_list *l, const mp_obj *seq);
-/* l[i] into *value; l[i] = value. */
+
+/* mp_list_get - l[i] into *value. Returns 0; MP_EKEY.
+ * Ownership: mp_obj_free(*value). */
 MP_API int mp_list_get(mp_list *l, int64_t i, mp_obj **value);
+
+/* mp_list_set - l[i] = value. Returns 0; MP_EKEY. */
 MP_API int mp_list_set(mp_list *l, int64_t i, const mp_obj *value);
-/* len(l), or a negative code. */
+
+/* mp_list_len - len(l): the count, or a negative code. */
 MP_API ssize_t mp_list_len(mp_list *l);
-/* l.pop(i) (Python's pop() is i = -1) into *value (may be NULL);
- * MP_EKEY for an empty list or an index out of range. */
+
+/*
+ * mp_list_pop - l.pop(i); Python's pop() is i = -1.
+ * value: receives the removed item; may be NULL to drop it.
+ * Returns 0; MP_EKEY for an empty list or an index out of range.
+ * Ownership: mp_obj_free(*value).
+ */
 MP_API int mp_list_pop(mp_list *l, int64_t i, mp_obj **value);
-/* l.insert(i, value): i is clamped to the list, as in Python. */
+
+/* mp_list_insert - l.insert(i, value); i is clamped to the list, as in
+ * Python (l.insert(-100, x) puts x first). Returns 0. */
 MP_API int mp_list_insert(mp_list *l, int64_t i, const mp_obj *value);
-/* l[start:stop] as a new local list (clamped as Python slices are; stop
- * MP_LIST_END for the end). */
+
+/*
+ * mp_list_slice - l[start:stop] as a new local list, clamped as Python
+ * slices are (negative bounds count from the end; stop MP_LIST_END for the
+ * end).
+ * Returns 0. Ownership: mp_obj_free(*list).
+ */
 MP_API int mp_list_slice(mp_list *l, int64_t start, int64_t stop, mp_obj **list);
-/* l[:] as a local list. */
+
+/* mp_list_copy - l[:] as a local list. Returns 0.
+ * Ownership: mp_obj_free(*list). */
 MP_API int mp_list_copy(mp_list *l, mp_obj **list);
-/* del l[i]; l.clear(). */
+
+/* mp_list_del - del l[i]. Returns 0; MP_EKEY. */
 MP_API int mp_list_del(mp_list *l, int64_t i);
+
+/* mp_list_clear - l.clear(). Returns 0. */
 MP_API int mp_list_clear(mp_list *l);
-/* l.index(value), l.count(value): the first index / the number of items
- * equal to value; index gives MP_EVALUE (ValueError) when there is none. */
+
+/* mp_list_index - l.index(value): the first index holding an equal item;
+ * MP_EVALUE (ValueError) when there is none. */
 MP_API ssize_t mp_list_index(mp_list *l, const mp_obj *value);
+
+/* mp_list_count - l.count(value): how many items are equal to value. */
 MP_API ssize_t mp_list_count(mp_list *l, const mp_obj *value);
-/* value in l: 1 or 0. l.remove(value): the first equal item; MP_EVALUE when
- * none. */
+
+/* mp_list_contains - value in l: 1 or 0. */
 MP_API int mp_list_contains(mp_list *l, const mp_obj *value);
+
+/* mp_list_remove - l.remove(value): the first equal item. Returns 0;
+ * MP_EVALUE when there is none. */
 MP_API int mp_list_remove(mp_list *l, const mp_obj *value);
-/* Convenience forms for int and str items. */
+
+/* mp_list_append_int / mp_list_append_str - append an int, or a
+ * NUL-terminated UTF-8 string as a str. Returns 0. */
 MP_API int mp_list_append_int(mp_list *l, int64_t value);
 MP_API int mp_list_append_str(mp_list *l, const char *value);
+
+/* mp_list_get_int - l[i] as an int. Returns 0; MP_EKEY; MP_ETYPE. */
 MP_API int mp_list_get_int(mp_list *l, int64_t i, int64_t *value);
+
+/* mp_list_get_str - l[i] as a malloc'd NUL-terminated copy of a str (len
+ * may be NULL). Returns 0; MP_EKEY; MP_ETYPE. Ownership: free(*value). */
 MP_API int mp_list_get_str(mp_list *l, int64_t i, char **value, size_t *len);
 
-/* Release the proxy. Accepts NULL. */
+/* mp_list_free - release the proxy (see mp_dict_free). Accepts NULL. */
 MP_API void mp_list_free(mp_list *l);
 
 /* ---- Lock proxies -------------------------------------------------------------- */
@@ -434,53 +653,69 @@ MP_API void mp_list_free(mp_list *l);
  * mp_mlock_acquire - Python's lock.acquire(timeout=...), held in the server.
  *
  * timeout: MP_FOREVER, MP_NOWAIT (Python's blocking=False) or seconds.
- *          Waiters are served in arrival order.
+ *          Waiters get the lock in arrival order.
  *
- * Returns 0 when acquired; MP_EOWNERDEAD when acquired and the previous
- * holder's process died (or exited, or closed its manager) holding it -
- * what it protected may be half-updated; MP_ETIMEDOUT when not acquired
- * (Python returns False). An RLock is re-entered by the thread that holds
- * it; a Lock is not: its holder waits like anyone else, as in Python.
- * Plus the common codes above.
+ * Returns 0 when acquired; MP_EOWNERDEAD when acquired from a holder whose
+ * process died (or exited, or closed its manager) holding it - what it
+ * protected may be half-updated; the next acquirer gets 0 again;
+ * MP_ETIMEDOUT when not acquired (Python returns False). An RLock is
+ * re-entered by the thread that holds it; a Lock is not: its holder waits
+ * like anyone else, as in Python. Plus the common codes of dict proxies.
  * Thread/fork: the holder is the calling thread of the calling process.
  */
 MP_API int mp_mlock_acquire(mp_mlock *lk, double timeout);
 
 /*
  * mp_mlock_release - Python's lock.release(). A Lock may be released by any
- * thread or process (as Python's Lock may); an RLock only by its holder.
- * Returns 0; MP_EVALUE (Python's RuntimeError / ValueError) for a lock that
- * is not held, or an RLock held by someone else; the common codes.
+ * thread or process (as Python's may); an RLock only by its holder.
+ * Returns 0; MP_EVALUE (Python's RuntimeError) for a lock that is not held,
+ * or an RLock held by someone else; the common codes.
+ * Thread/fork: any thread, any process that has the proxy.
  */
 MP_API int mp_mlock_release(mp_mlock *lk);
 
-/* Release the proxy (not the lock). Accepts NULL. */
+/* mp_mlock_free - release the proxy (not the lock). Accepts NULL.
+ * Thread/fork: as mp_dict_free(). */
 MP_API void mp_mlock_free(mp_mlock *lk);
 
 /* ---- Queue proxies --------------------------------------------------------------
  *
- * Python's manager Queue / JoinableQueue (queue.Queue held in the server),
- * for processes that were not forked from the queue's creator: they attach
- * by name. Items are mp_obj values; FIFO order.
+ * Python's manager Queue / JoinableQueue (a queue.Queue held in the
+ * server), for processes that were not forked from the queue's creator:
+ * they attach by name. Items are mp_obj values, delivered in FIFO order;
+ * blocked getters and putters are served in arrival order. Common returns,
+ * Ownership and Thread/fork as for dict proxies; a thread blocked in get()
+ * or put() holds up no other thread.
  */
 
-/* q.put(item, timeout): MP_FULL when a bounded queue stays full until the
- * timeout (MP_NOWAIT: put_nowait). */
+/* mp_mqueue_put - q.put(item, timeout). Returns 0; MP_FULL when a bounded
+ * queue is still full when the timeout passes (MP_NOWAIT: put_nowait). */
 MP_API int mp_mqueue_put(mp_mqueue *q, const mp_obj *item, double timeout);
-/* q.get(timeout) into *item: MP_EMPTY when nothing arrives before the
- * timeout (MP_NOWAIT: get_nowait). */
+
+/*
+ * mp_mqueue_get - q.get(timeout): the oldest item into *item.
+ * Returns 0; MP_EMPTY when nothing arrives before the timeout (MP_NOWAIT:
+ * get_nowait). Ownership: mp_obj_free(*item).
+ */
 MP_API int mp_mqueue_get(mp_mqueue *q, mp_obj **item, double timeout);
-/* qsize(), or a negative code; empty() and full(): 1 or 0. */
+
+/* mp_mqueue_qsize - q.qsize(): the count, or a negative code. */
 MP_API ssize_t mp_mqueue_qsize(mp_mqueue *q);
+
+/* mp_mqueue_empty / mp_mqueue_full - q.empty(), q.full(): 1 or 0. */
 MP_API int mp_mqueue_empty(mp_mqueue *q);
 MP_API int mp_mqueue_full(mp_mqueue *q);
-/* JoinableQueue: task_done() (MP_EVALUE when called more often than items
- * were put), join(timeout) (0 once every item put was marked done;
- * MP_ETIMEDOUT). */
+
+/* mp_mqueue_task_done - JoinableQueue.task_done(). Returns 0; MP_EVALUE
+ * when called more often than items were put. */
 MP_API int mp_mqueue_task_done(mp_mqueue *q);
+
+/* mp_mqueue_join - JoinableQueue.join(timeout): wait until every item put
+ * has been marked done. Returns 0; MP_ETIMEDOUT. */
 MP_API int mp_mqueue_join(mp_mqueue *q, double timeout);
 
-/* Release the proxy. Accepts NULL. */
+/* mp_mqueue_free - release the proxy. Accepts NULL. Thread/fork: as
+ * mp_dict_free(). */
 MP_API void mp_mqueue_free(mp_mqueue *q);
 
 #ifdef __cplusplus
