@@ -59,8 +59,7 @@ static int worker(void *arg)
         return 1;
     for (int i = 0; i < OPS; i++) {
         if (w->locked) {
-            if (mp_mlock_acquire(w->lock, 10.0) != 0 ||
-                mp_dict_get_int(w->d, "count", &v) != 0 ||
+            if (mp_mlock_acquire(w->lock, 10.0) != 0 || mp_dict_get_int(w->d, "count", &v) != 0 ||
                 mp_dict_set_int(w->d, "count", v - 1) != 0 || mp_mlock_release(w->lock) != 0)
                 return 2;
         } else if (mp_dict_add_int(w->d, "count", -1, NULL) != 0) {

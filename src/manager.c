@@ -47,11 +47,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#define RBUF_MIN  ((size_t)4096)
-#define BUF_KEEP  ((size_t)1 << 20) /* larger buffers are freed after a call */
-#define KEY_BYTES 32
-#define START_TIMEOUT    30.0 /* for the server child to report its address */
-#define STOP_TIMEOUT     5.0  /* for it to exit after the shutdown request */
+#define RBUF_MIN      ((size_t)4096)
+#define BUF_KEEP      ((size_t)1 << 20) /* larger buffers are freed after a call */
+#define KEY_BYTES     32
+#define START_TIMEOUT 30.0 /* for the server child to report its address */
+#define STOP_TIMEOUT  5.0  /* for it to exit after the shutdown request */
 
 /* ---- handles ---------------------------------------------------------------- */
 
@@ -59,7 +59,7 @@ struct mconn {
     int fd;
     unsigned char *rbuf;
     size_t rcap;
-    int64_t rcvtimeo; /* SO_RCVTIMEO now set on fd, ns (0: none) */
+    int64_t rcvtimeo;     /* SO_RCVTIMEO now set on fd, ns (0: none) */
     unsigned spin_misses; /* spins in a row that missed the reply (mgr.h) */
     unsigned calls;
     mp__pickler w;
@@ -69,12 +69,12 @@ struct mconn {
     size_t sgot;
     uint64_t sleft;
     bool shdr;
-    struct mconn *next_idle; /* in the idle or the stale list */
+    struct mconn *next_idle;   /* in the idle or the stale list */
     struct mconn *next, *prev; /* every connection of the handle */
 };
 
 struct mp_manager {
-    int refs; /* atomic: the handle itself + one per proxy */
+    int refs;                /* atomic: the handle itself + one per proxy */
     pthread_mutex_t mu;      /* the pool, the session */
     pthread_mutex_t open_mu; /* held while a connection is set up */
     char address[512];
@@ -87,8 +87,8 @@ struct mp_manager {
     struct mconn *idle, *all;
     struct mconn *stale; /* timed out, reply pending: kept, so that a slow
                           * server does not see this process leave */
-    int64_t session;   /* 0 until this process's first connection */
-    size_t server_max; /* atomic: the server's request limit, from hello */
+    int64_t session;     /* 0 until this process's first connection */
+    size_t server_max;   /* atomic: the server's request limit, from hello */
 
     bool closed; /* atomic: shut down or freed; calls give MP_ECLOSED */
 
@@ -308,13 +308,13 @@ struct marg {
     size_t n;
 };
 
-#define ARG_OBJ(x)       ((struct marg){.t = A_OBJ, .o = (x)})
-#define ARG_INT(x)       ((struct marg){.t = A_INT, .i = (x)})
-#define ARG_FLOAT(x)     ((struct marg){.t = A_FLOAT, .f = (x)})
-#define ARG_STR(x, len)  ((struct marg){.t = A_STR, .s = (x), .n = (len)})
+#define ARG_OBJ(x)        ((struct marg){.t = A_OBJ, .o = (x)})
+#define ARG_INT(x)        ((struct marg){.t = A_INT, .i = (x)})
+#define ARG_FLOAT(x)      ((struct marg){.t = A_FLOAT, .f = (x)})
+#define ARG_STR(x, len)   ((struct marg){.t = A_STR, .s = (x), .n = (len)})
 #define ARG_BYTES(x, len) ((struct marg){.t = A_BYTES, .s = (x), .n = (len)})
-#define ARG_NONE         ((struct marg){.t = A_NONE})
-#define ARG_BOOL(x)      ((struct marg){.t = A_BOOL, .i = (x)})
+#define ARG_NONE          ((struct marg){.t = A_NONE})
+#define ARG_BOOL(x)       ((struct marg){.t = A_BOOL, .i = (x)})
 
 /* A timeout as the server reads it: seconds, or None for forever. */
 static struct marg arg_timeout(double t)
@@ -324,8 +324,8 @@ static struct marg arg_timeout(double t)
     return ARG_FLOAT(t);
 }
 
-static int encode_request(mp__pickler *w, int64_t ident, const char *method,
-                          const struct marg *a, size_t n)
+static int encode_request(mp__pickler *w, int64_t ident, const char *method, const struct marg *a,
+                          size_t n)
 {
     w->len = 0;
     w->err = 0;
@@ -414,7 +414,7 @@ static ssize_t wait_for_reply(struct mconn *c, int64_t rel, int64_t deadline)
     }
     ssize_t r = fits ? mp__recv_once(c->fd, c->rbuf, c->rcap) : -EINTR;
     if (r == MP_ETIMEDOUT && !mp__deadline_passed(deadline))
-        r = -EINTR; /* the socket's bound was shorter than ours */
+        r = -EINTR;  /* the socket's bound was shorter than ours */
     if (r == -EINTR) /* a signal, a shorter bound, or none set: the poll way */
         r = mp__read_some(c->fd, c->rbuf, c->rcap, deadline, true);
     return r;
@@ -879,7 +879,7 @@ static void remove_private_socket(const char *address)
         return;
     const char *path = address + 5;
     (void)unlink(path);
-    char dir[sizeof ((mp_manager *)0)->address];
+    char dir[sizeof((mp_manager *)0)->address];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
     if (slash && strstr(dir, "/mpipc-")) {
@@ -1309,8 +1309,7 @@ MP_API int mp_manager_queue(mp_manager *m, int64_t maxsize, mp_mqueue **out)
     return mp_manager_queue_named(m, NULL, maxsize, out);
 }
 
-MP_API int mp_manager_queue_named(mp_manager *m, const char *name, int64_t maxsize,
-                                  mp_mqueue **out)
+MP_API int mp_manager_queue_named(mp_manager *m, const char *name, int64_t maxsize, mp_mqueue **out)
 {
     struct marg init = ARG_INT(maxsize > 0 ? maxsize : 0);
     MAKE(mp_mqueue, out, m, "queue", name, false, &init);
@@ -1587,8 +1586,8 @@ static int cas_impl(mp_dict *d, struct marg key, const struct marg *expected, st
     return swapped ? 1 : 0;
 }
 
-MP_API int mp_dict_cas(mp_dict *d, const mp_obj *key, const mp_obj *expected,
-                       const mp_obj *desired, mp_obj **current)
+MP_API int mp_dict_cas(mp_dict *d, const mp_obj *key, const mp_obj *expected, const mp_obj *desired,
+                       mp_obj **current)
 {
     if (current)
         *current = NULL;

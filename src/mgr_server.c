@@ -80,10 +80,10 @@ struct waiter {
     struct sconn *conn;
     struct sobj *obj;
     struct wq *q;
-    int op;           /* enum wop */
-    int64_t deadline; /* MP__NO_DEADLINE, or when to fail it */
-    uint64_t tid;     /* W_ACQUIRE: the client thread */
-    mp_obj *item;     /* W_PUT: the item, owned */
+    int op;                       /* enum wop */
+    int64_t deadline;             /* MP__NO_DEADLINE, or when to fail it */
+    uint64_t tid;                 /* W_ACQUIRE: the client thread */
+    mp_obj *item;                 /* W_PUT: the item, owned */
     struct waiter *next, *prev;   /* in q */
     struct waiter *tnext, *tprev; /* in the server's timed list */
 };
@@ -91,9 +91,9 @@ struct waiter {
 struct sobj {
     int64_t id;
     int kind;
-    long refs;       /* sessions that hold it, + 1 for a name */
-    mp_obj *name;    /* a str, or NULL */
-    mp_obj *value;   /* K_DICT: a dict; K_LIST: a list */
+    long refs;          /* sessions that hold it, + 1 for a name */
+    mp_obj *name;       /* a str, or NULL */
+    mp_obj *value;      /* K_DICT: a dict; K_LIST: a list */
     struct sobj *hnext; /* hash chain */
     /* K_LOCK / K_RLOCK */
     struct session *owner;
@@ -128,8 +128,8 @@ struct sconn {
     mp__pickler out; /* out.p[out_pos, out.len) not yet sent */
     size_t out_pos;
     struct waiter *waiter; /* the request that is waiting, if any */
-    bool closing; /* close once the output is sent (after a fatal error reply) */
-    bool broken;  /* the peer is gone or the socket failed: tear down */
+    bool closing;          /* close once the output is sent (after a fatal error reply) */
+    bool broken;           /* the peer is gone or the socket failed: tear down */
 };
 
 /* A handshake in progress, run by its own thread. */
@@ -166,11 +166,11 @@ struct server {
     size_t nsessions;
     struct sobj **table; /* hash of objects by id */
     size_t table_cap, nobjs;
-    struct sobj *locks;  /* every lock object */
-    mp_obj *names;       /* dict: name -> id */
+    struct sobj *locks; /* every lock object */
+    mp_obj *names;      /* dict: name -> id */
     struct waiter *timed;
     int64_t next_id, next_conn_id;
-    bool again; /* a connection may have work without new input */
+    bool again;           /* a connection may have work without new input */
     int64_t accept_pause; /* after a failed accept (EMFILE...): not before */
     struct pollfd *pfds;
     struct sconn **pconn;
@@ -1090,7 +1090,8 @@ static void l_set(struct server *s, struct sconn *c, struct sobj *o, mp_obj *arg
     size_t i;
     int rc = norm_index(arg(args, 0), (size_t)mp_obj_len(o->value), &i);
     if (rc < 0) {
-        reply_error(c, rc, rc == MP_EKEY ? "IndexError: list assignment index out of range" : "TypeError");
+        reply_error(c, rc,
+                    rc == MP_EKEY ? "IndexError: list assignment index out of range" : "TypeError");
         return;
     }
     mp_obj *v = mp__seq_take(args, 1);
@@ -1848,9 +1849,8 @@ static void r_hello(struct server *s, struct sconn *c, mp_obj *args)
     }
     ss->nconns++;
     c->sess = ss;
-    c->max_reply = max_reply <= 0 || (uint64_t)max_reply > MP__MGR_MAX_LIMIT
-                       ? MP__MGR_MAX_LIMIT
-                       : (size_t)max_reply;
+    c->max_reply = max_reply <= 0 || (uint64_t)max_reply > MP__MGR_MAX_LIMIT ? MP__MGR_MAX_LIMIT
+                                                                             : (size_t)max_reply;
     size_t st = reply_begin(c);
     mp__pickler_int(&c->out, MP__MGR_PROTOCOL);
     mp__pickler_int(&c->out, (int64_t)s->max_request);
@@ -2132,8 +2132,8 @@ static void *hs_main(void *arg)
 {
     struct hs *h = arg;
     struct server *s = h->s;
-    int rc = mp_deliver_challenge(h->conn, s->key, s->keylen, MP_AUTH_SHA256,
-                                  MP__MGR_HANDSHAKE_TIMEOUT);
+    int rc =
+        mp_deliver_challenge(h->conn, s->key, s->keylen, MP_AUTH_SHA256, MP__MGR_HANDSHAKE_TIMEOUT);
     if (rc == 0)
         rc = mp_answer_challenge(h->conn, s->key, s->keylen, MP__MGR_HANDSHAKE_TIMEOUT);
     int fd = -1;

@@ -742,8 +742,7 @@ static int child_uses_dict_list_queue(void *arg)
         return 30;
     mp_obj *item;
     for (int want = 5; want <= 6; want++) {
-        if (mp_mqueue_get(sh->q, &item, T_LONG) != 0 || mp_obj_get_int(item, &v) != 0 ||
-            v != want)
+        if (mp_mqueue_get(sh->q, &item, T_LONG) != 0 || mp_obj_get_int(item, &v) != 0 || v != want)
             return 31;
         mp_obj_free(item);
     }
@@ -1503,7 +1502,8 @@ static void test_anonymous_objects_live_while_some_process_holds_them(void **sta
     mp_list_free(l);
 }
 
-/* ---- failures ---------------------------------------------------------------------------------- */
+/* ---- failures ----------------------------------------------------------------------------------
+ */
 
 static int child_adds_until_the_server_dies(void *arg)
 {
@@ -1865,7 +1865,8 @@ static void test_a_python_client_speaks_the_protocol(void **state)
     mp_manager_free(m);
 }
 
-/* ---- remote managers on TCP loopback ------------------------------------------------------------- */
+/* ---- remote managers on TCP loopback
+ * ------------------------------------------------------------- */
 
 static void report_address(const char *address, void *arg)
 {
@@ -1947,13 +1948,14 @@ static double cpu_seconds(pid_t pid)
     unsigned long utime = 0, stime = 0;
     /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt
      * majflt cmajflt utime stime */
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime,
-                     &stime) != 2)
+    if (!p ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
         return -1;
     return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }
 
-static void test_a_server_out_of_descriptors_refuses_newcomers_serves_the_rest_and_recovers(void **state)
+static void
+test_a_server_out_of_descriptors_refuses_newcomers_serves_the_rest_and_recovers(void **state)
 {
     (void)state;
     int p[2];
@@ -2157,7 +2159,8 @@ static void test_serve_in_a_thread_releases_everything_at_shutdown(void **state)
     pthread_cond_destroy(&ip.cv);
 }
 
-/* ---- two hosts: network namespaces ---------------------------------------------------------------- */
+/* ---- two hosts: network namespaces
+ * ---------------------------------------------------------------- */
 
 struct netns {
     char a[32], b[32], va[16], vb[16];
@@ -2220,8 +2223,8 @@ static pid_t spawn_in(const char *netns, const char *role, const char *a1, const
     pid_t pid = fork();
     if (pid == 0) {
         alarm(TU_CHILD_LIFETIME);
-        execl("/usr/sbin/ip", "ip", "netns", "exec", netns, self_exe, "--netns-role", role, a1,
-              a2, (char *)NULL);
+        execl("/usr/sbin/ip", "ip", "netns", "exec", netns, self_exe, "--netns-role", role, a1, a2,
+              (char *)NULL);
         _exit(127);
     }
     assert_true(pid > 0);

@@ -130,7 +130,10 @@ typedef struct mp_manager_opts {
     void *ready_arg;
 } mp_manager_opts;
 
-#define MP_MANAGER_OPTS_INIT {NULL, NULL, 0, 30.0, 0, NULL, NULL}
+#define MP_MANAGER_OPTS_INIT                                                                       \
+    {                                                                                              \
+        NULL, NULL, 0, 30.0, 0, NULL, NULL                                                         \
+    }
 
 /* ---- Managers ------------------------------------------------------------ */
 
@@ -351,8 +354,7 @@ MP_API int mp_manager_rlock(mp_manager *m, mp_mlock **out);
  * Returns 1 (made), 0 (existed) or a negative code. Ownership and
  * Thread/fork as mp_manager_lock().
  */
-MP_API int mp_manager_lock_named(mp_manager *m, const char *name, bool recursive,
-                                 mp_mlock **out);
+MP_API int mp_manager_lock_named(mp_manager *m, const char *name, bool recursive, mp_mlock **out);
 
 /*
  * mp_manager_attach_lock - the existing Lock or RLock called name.
@@ -494,8 +496,8 @@ MP_API int mp_dict_add(mp_dict *d, const mp_obj *key, int64_t delta, int64_t *re
  * Returns 1 when desired was stored, 0 when not; MP_ETYPE.
  * Ownership: mp_obj_free(*current).
  */
-MP_API int mp_dict_cas(mp_dict *d, const mp_obj *key, const mp_obj *expected,
-                       const mp_obj *desired, mp_obj **current);
+MP_API int mp_dict_cas(mp_dict *d, const mp_obj *key, const mp_obj *expected, const mp_obj *desired,
+                       mp_obj **current);
 
 /*
  * Convenience forms: the key is a NUL-terminated UTF-8 string (a str key
