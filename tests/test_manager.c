@@ -2367,8 +2367,11 @@ static int netns_role(int argc, char **argv)
             code = 51;
         if (!code && (mp_dict_get_int(d, "sum", &sum) != 0 || sum != NS_JOBS * (NS_JOBS + 1) / 2))
             code = 52;
-        if (!code && (mp_dict_get_int(d, "done:w1", &c1) != 0 ||
-                      mp_dict_get_int(d, "done:w2", &c2) != 0 || c1 + c2 != NS_JOBS))
+        /* a worker may have got no job at all (then it has no count) */
+        int r1 = code ? 0 : mp_dict_get_int(d, "done:w1", &c1);
+        int r2 = code ? 0 : mp_dict_get_int(d, "done:w2", &c2);
+        if (!code &&
+            ((r1 != 0 && r1 != MP_EKEY) || (r2 != 0 && r2 != MP_EKEY) || c1 + c2 != NS_JOBS))
             code = 53;
         mp_dict_free(d);
         d = NULL;
