@@ -326,6 +326,45 @@ static void test_exit_hook_stops_the_server_when_the_starter_exits(void **state)
     assert_int_equal(stat(r.address + 5, &st), -1); /* socket removed */
 }
 
+static void test_server_ignores_the_sigint_a_terminal_sends_the_process_group(void **state)
+{
+    (void)state;
+    /* Python's manager ignores SIGINT (bpo-36368), so a Ctrl-C does not kill
+     * the server under the program's cleanup code. */
+    mp_manager *m = start();
+    mp_dict *d;
+    TU_ASSERT_STATUS(mp_manager_dict(m, NULL, &d), 0);
+    assert_int_equal(kill(mp_manager_pid(m), SIGINT), 0);
+    tu_sleep(0.05);
+    TU_ASSERT_STATUS(mp_dict_set_int(d, "still", 1), 0);
+    assert_false(pid_gone(mp_manager_pid(m)));
+    mp_dict_free(d);
+    mp_manager_free(m);
+}
+
+static int daemon_starts_manager(void *arg)
+{
+    (void)arg;
+    mp_manager *m = NULL;
+    int rc = mp_manager_start(&m, NULL);
+    return rc == MP_ESTATE && m == NULL ? 0 : 10;
+}
+
+static void test_a_daemon_child_may_not_start_a_manager(void **state)
+{
+    (void)state;
+    /* Python: "daemonic processes are not allowed to have children" */
+    mp_process *p;
+    assert_int_equal(mp_process_new(&p, daemon_starts_manager, NULL), 0);
+    assert_int_equal(mp_process_set_daemon(p, true), 0);
+    assert_int_equal(mp_process_start(p), 0);
+    TU_ASSERT_STATUS(mp_process_join(p, T_LONG), 0);
+    int code = -1;
+    assert_int_equal(mp_process_exitcode(p, &code), 0);
+    assert_int_equal(code, 0);
+    mp_process_free(p);
+}
+
 static void test_server_does_not_keep_its_parents_pipes_open(void **state)
 {
     (void)state;
@@ -2409,6 +2448,8 @@ int main(int argc, char **argv)
         TU_TEST(test_server_exits_when_its_starter_is_killed),
         TU_TEST(test_exit_hook_stops_the_server_when_the_starter_exits),
         TU_TEST(test_server_does_not_keep_its_parents_pipes_open),
+        TU_TEST(test_server_ignores_the_sigint_a_terminal_sends_the_process_group),
+        TU_TEST(test_a_daemon_child_may_not_start_a_manager),
         TU_TEST(test_dict_methods_match_python),
         TU_TEST(test_dict_keys_have_python_semantics),
         TU_TEST(test_dict_convenience_forms),
