@@ -73,10 +73,21 @@
  *     its waiting requests and drops its references.
  *   - The starter dies: a started server notices at once (a pipe only the
  *     starter holds reaches end of file) and exits; no orphan servers.
+ *   - A call whose reply does not come within its timeout returns
+ *     MP_ETIMEDOUT and keeps its connection aside until the late reply
+ *     arrives (then it is reused): closing it could make a merely slow
+ *     server think the process had gone and release its locks.
  *   - Requests larger than the server's limit (64 MiB unless set) get
  *     MP_ETOOLONG; a proxy checks before it sends, so its connection stays
  *     usable. A malformed request gets an error reply (MP_EPROTO) and the
  *     server goes on serving everyone, the sender included.
+ *
+ * Cost. A call is one round trip, and on many machines (virtual ones
+ * above all) waking a sleeping process costs more than the message. So a
+ * call that the server answers at once polls for its reply for up to 20 us
+ * before it sleeps, and the server polls for up to 50 us after work before
+ * it sleeps; calls that wait in the server never poll, and a connection
+ * whose polls keep missing (a remote or overloaded server) stops polling.
  *
  * Thread/fork: see Proxies above. Only the process that started a manager
  * stops it (mp_manager_shutdown or mp_manager_free there; an exit hook does
@@ -168,7 +179,8 @@ MP_API int mp_manager_start(mp_manager **out, const mp_manager_opts *opts);
  *
  * Opens one connection now, so a wrong address or key is reported here.
  * Returns 0; MP_EAUTH for a wrong key; -ECONNREFUSED, -ENOENT (no such
- * socket or host); MP_ETIMEDOUT; -EINVAL; -ENOMEM.
+ * socket or host); MP_EOF (the server hung up during the handshake, as one
+ * out of descriptors does); MP_ETIMEDOUT; -EINVAL; -ENOMEM.
  * Ownership: mp_manager_free() disconnects (the server keeps running);
  * authkey is copied. Thread/fork: as a started handle (see the file
  * comment).
