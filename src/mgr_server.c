@@ -2366,8 +2366,8 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
         return -ENOMEM;
     }
 
-    /* Handshake threads inherit this mask: a SIGPIPE or Ctrl-C aimed at the
-     * process group is never handled by them. Sends use MSG_NOSIGNAL. */
+    /* No signal is touched here: every send is MSG_NOSIGNAL (a started
+     * server's child has also blocked SIGINT before it got here). */
     int lfd = mp_listener_fileno(l);
     rc = 0;
     bool busy = false; /* the last round handled a client */

@@ -1771,6 +1771,164 @@ static void test_malformed_requests_get_error_replies_and_the_server_serves_on(v
     mp_manager_free(m);
 }
 
+static uint64_t rng_state = 0x9E3779B97F4A7C15u;
+
+static uint64_t rnd(void)
+{
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15u);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+    return z ^ (z >> 31);
+}
+
+/* A random value: scalars, and containers a level or two deep. */
+static mp_obj *random_value(int depth)
+{
+    switch (rnd() % (depth > 1 ? 6 : 9)) {
+    case 0:
+        return mp_obj_none();
+    case 1:
+        return I((int64_t)(rnd() % 7) - 3);
+    case 2:
+        return I((int64_t)rnd());
+    case 3:
+        return mp_obj_float((double)(rnd() % 100) / 8.0 - 2.0);
+    case 4: {
+        static const char *const words[] = {"a", "count", "", "\xe5\xa6\xb9", "x y"};
+        return S(words[rnd() % 5]);
+    }
+    case 5:
+        return mp_obj_bytes("\0\1", rnd() % 3);
+    case 6: {
+        mp_obj *l = mp_obj_list_new();
+        for (uint64_t i = rnd() % 4; i > 0; i--)
+            mp_obj_list_append(l, random_value(depth + 1));
+        return l;
+    }
+    case 7: {
+        mp_obj *t = mp_obj_tuple_new();
+        for (uint64_t i = rnd() % 4; i > 0; i--)
+            mp_obj_tuple_append(t, random_value(depth + 1));
+        return t;
+    }
+    default: {
+        mp_obj *d = mp_obj_dict_new();
+        for (uint64_t i = rnd() % 3; i > 0; i--) {
+            mp_obj *k = random_value(2), *v = random_value(depth + 1);
+            if (mp_obj_dict_set(d, k, v) < 0) { /* unhashable key */
+                mp_obj_free(k);
+                mp_obj_free(v);
+            }
+        }
+        return d;
+    }
+    }
+}
+
+static void test_random_requests_each_get_a_reply_and_break_nothing(void **state)
+{
+    (void)state;
+    /* Methods with the ident of the object of their kind (0 the manager, 1
+     * the dict, 2 the list, 3 the lock, 4 the queue made below) and their
+     * usual argument count: mostly used, so that most requests reach the
+     * handlers rather than stop at the checks. */
+    static const struct {
+        const char *name;
+        int kind, nargs;
+    } methods[] = {
+        {"get", 1, 1},      {"set", 1, 2},      {"del", 1, 1},        {"contains", 1, 1},
+        {"len", 1, 0},      {"keys", 1, 0},     {"values", 1, 0},     {"items", 1, 0},
+        {"clear", 1, 0},    {"pop", 1, 1},      {"popitem", 1, 0},    {"setdefault", 1, 2},
+        {"update", 1, 1},   {"copy", 1, 0},     {"add", 1, 2},        {"cas", 1, 3},
+        {"append", 2, 1},   {"extend", 2, 1},   {"insert", 2, 2},     {"slice", 2, 2},
+        {"index", 2, 1},    {"count", 2, 1},    {"remove", 2, 1},     {"get", 2, 1},
+        {"set", 2, 2},      {"pop", 2, 1},      {"del", 2, 1},        {"acquire", 3, 2},
+        {"release", 3, 1},  {"put", 4, 2},      {"get", 4, 1},        {"qsize", 4, 0},
+        {"empty", 4, 0},    {"full", 4, 0},     {"join", 4, 1},       {"task_done", 4, 0},
+        {"create", 0, 3},   {"attach", 0, 2},   {"incref", 0, 1},     {"release", 0, 1},
+        {"unlink", 0, 1},   {"info", 0, 0},     {"ping", 0, 0},       {"hello", 0, 4},
+        {"nonsense", 0, 0},
+    };
+    const size_t nmethods = sizeof methods / sizeof methods[0];
+    int n = env_int("MPIPC_MANAGER_OPS", 10000) / 5;
+    mp_manager *m = start();
+    mp_dict *d;
+    mp_list *l;
+    mp_mlock *lk;
+    mp_mqueue *q;
+    TU_ASSERT_STATUS(mp_manager_dict(m, NULL, &d), 0);
+    TU_ASSERT_STATUS(mp_manager_list(m, NULL, &l), 0);
+    TU_ASSERT_STATUS(mp_manager_lock(m, &lk), 0);
+    TU_ASSERT_STATUS(mp_manager_queue(m, 2, &q), 0);
+    size_t keylen;
+    const void *key = mp_manager_authkey(m, &keylen);
+    mp_conn *c;
+    TU_ASSERT_STATUS(mp_client_connect(&c, mp_manager_address(m), key, keylen, T_LONG), 0);
+    mp_obj *hello = mp_obj_tuple_new();
+    mp_obj_tuple_append(hello, I(777));
+    mp_obj_tuple_append(hello, I(getpid()));
+    mp_obj_tuple_append(hello, I(0));
+    mp_obj_tuple_append(hello, I(1));
+    assert_int_equal(send_obj(c, request(0, "hello", hello)), 0);
+    int64_t ids[6] = {0, 1, 2, 3, 4, 999};
+    for (int i = 0; i < n; i++) {
+        int64_t ident = ids[rnd() % 6];
+        size_t mi = rnd() % nmethods;
+        if (ident <= 4 && rnd() % 5) /* mostly a method of the target's kind */
+            while (methods[mi].kind != ident)
+                mi = rnd() % nmethods;
+        const char *meth = methods[mi].name;
+        mp_obj *args = mp_obj_tuple_new();
+        uint64_t nargs = rnd() % 5 ? (uint64_t)methods[mi].nargs : rnd() % 4;
+        for (uint64_t k = 0; k < nargs; k++) {
+            /* small ints make valid ids, indexes and kinds likelier */
+            uint64_t pick = rnd() % 4;
+            mp_obj *a = pick == 0   ? I((int64_t)(rnd() % 6))
+                        : pick == 1 ? S(rnd() % 2 ? "dict" : "queue")
+                                    : random_value(0);
+            mp_obj_tuple_append(args, a);
+        }
+        /* Nothing may wait: a wait could outlast the test. */
+        bool waits = strcmp(meth, "acquire") == 0 || strcmp(meth, "join") == 0 ||
+                     (strcmp(meth, "get") == 0 && ident == 4) || strcmp(meth, "put") == 0 ||
+                     strcmp(meth, "shutdown") == 0;
+        if (waits) {
+            mp_obj_free(args);
+            args = mp_obj_tuple_new();
+            if (strcmp(meth, "put") == 0)
+                mp_obj_tuple_append(args, random_value(0));
+            mp_obj_tuple_append(args, mp_obj_float(0.0));
+            if (strcmp(meth, "acquire") == 0)
+                mp_obj_tuple_append(args, I(1));
+        }
+        mp_obj *req = request(ident, meth, args);
+        assert_int_equal(mp_conn_send(c, req), 0);
+        mp_obj_free(req);
+        mp_obj *r = NULL;
+        TU_ASSERT_STATUS(mp_conn_recv(c, &r, T_LONG), 0); /* every request is answered */
+        assert_int_equal(mp_obj_type(r), MP_TYPE_TUPLE);
+        mp_obj_free(r);
+    }
+    mp_conn_free(c);
+    /* the server is sane and the proxies work */
+    TU_ASSERT_STATUS(mp_dict_set_int(d, "after", 1), 0);
+    int64_t v;
+    TU_ASSERT_STATUS(mp_dict_get_int(d, "after", &v), 0);
+    assert_int_equal(v, 1);
+    TU_ASSERT_STATUS(mp_list_append_int(l, 1), 0);
+    mp_mlock *lk2;
+    TU_ASSERT_STATUS(mp_manager_lock(m, &lk2), 0);
+    TU_ASSERT_STATUS(mp_mlock_acquire(lk2, T_LONG), 0);
+    TU_ASSERT_STATUS(mp_mlock_release(lk2), 0);
+    mp_mlock_free(lk2);
+    assert_true(info_int(m, "sessions") >= 1);
+    mp_dict_free(d);
+    mp_list_free(l);
+    mp_mlock_free(lk);
+    mp_mqueue_free(q);
+    mp_manager_free(m);
+}
+
 static void test_request_and_reply_size_limits(void **state)
 {
     (void)state;
@@ -2472,6 +2630,7 @@ int main(int argc, char **argv)
         TU_TEST(test_server_killed_mid_run_every_call_returns_enoserver),
         TU_TEST(test_a_stopped_server_makes_calls_time_out_not_hang),
         TU_TEST(test_malformed_requests_get_error_replies_and_the_server_serves_on),
+        TU_TEST(test_random_requests_each_get_a_reply_and_break_nothing),
         TU_TEST(test_request_and_reply_size_limits),
         TU_TEST(test_a_python_client_speaks_the_protocol),
         TU_TEST(test_invalid_arguments_are_einval),
