@@ -16,5 +16,6 @@
 #include <mpipc/listener.h>
 #include <mpipc/sync.h>
 #include <mpipc/queue.h>
+#include <mpipc/manager.h>
 
 #endif /* MPIPC_H */

@@ -37,6 +37,8 @@ static const struct code_row library_codes[] = {
     {MP_ENOTDONE, "MP_ENOTDONE", "not finished yet"},
     {MP_ETYPE, "MP_ETYPE", "value of the wrong type"},
     {MP_EKEY, "MP_EKEY", "no such key or index"},
+    {MP_ENOSERVER, "MP_ENOSERVER", "manager server is gone or unreachable"},
+    {MP_ENOOBJ, "MP_ENOOBJ", "no such shared object on the manager"},
 };
 
 #define ERRNO_ROW(e) {-(e), #e, NULL}

@@ -68,4 +68,11 @@ typedef void (*mp__exit_hook_fn)(void *arg);
 int mp__exit_hook_add(mp__exit_hook_fn fn, void *arg, int priority);
 void mp__exit_hook_remove(int id);
 
+/*
+ * In a child started by mp_process_start: the descriptor that keeps its
+ * sentinel open (the parent sees end of file when it closes), which a child
+ * that closes the descriptors it inherited must keep. -1 elsewhere.
+ */
+int mp__process_sentinel_fd(void);
+
 #endif /* MPIPC_INTERNAL_H */

@@ -7,6 +7,7 @@
 #include "io.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
@@ -21,8 +22,10 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -762,4 +765,157 @@ int mp__random_bytes(void *buf, size_t n)
     }
     mp__close(fd);
     return 0;
+}
+
+/* ---- helpers for the manager ---------------------------------------------- */
+
+int mp__dup_cloexec(int fd)
+{
+    int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    return d >= 0 ? d : MP__NEG_ERRNO();
+}
+
+ssize_t mp__recv_nowait(int fd, void *buf, size_t n)
+{
+    if (n > SSIZE_MAX)
+        n = SSIZE_MAX;
+    for (;;) {
+        ssize_t r = recv(fd, buf, n, MSG_DONTWAIT);
+        if (r >= 0)
+            return r;
+        if (errno == EINTR)
+            continue;
+        if (errno == EWOULDBLOCK)
+            return -EAGAIN;
+        return MP__NEG_ERRNO();
+    }
+}
+
+ssize_t mp__send_nowait(int fd, const void *buf, size_t n)
+{
+    if (n > SSIZE_MAX)
+        n = SSIZE_MAX;
+    for (;;) {
+        ssize_t w = send(fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w >= 0)
+            return w;
+        if (errno == EINTR)
+            continue;
+        if (errno == EWOULDBLOCK)
+            return -EAGAIN;
+        return MP__NEG_ERRNO();
+    }
+}
+
+void mp__tcp_keepalive(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 ||
+        (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+        return;
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+#ifdef TCP_KEEPIDLE
+    int idle = 10;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+#endif
+#ifdef TCP_KEEPINTVL
+    int intvl = 5;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+#endif
+#ifdef TCP_KEEPCNT
+    int cnt = 3;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+#endif
+}
+
+void mp__socket_shutdown(int fd)
+{
+    (void)shutdown(fd, SHUT_RDWR);
+}
+
+static bool kept(int fd, const int *keep, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (keep[i] == fd)
+            return true;
+    return false;
+}
+
+void mp__close_fds_except(const int *keep, size_t n)
+{
+    struct rlimit rl;
+    long limit = sysconf(_SC_OPEN_MAX);
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        (limit < 0 || (rlim_t)limit > rl.rlim_cur))
+        limit = (long)rl.rlim_cur;
+    if (limit < 0 || limit > 65536)
+        limit = 65536;
+#ifdef __linux__
+    /* Collect first, close after: closing while reading the directory
+     * would change what it lists. */
+    DIR *dir = opendir("/proc/self/fd");
+    if (dir) {
+        int self = dirfd(dir);
+        size_t cap = 64, len = 0;
+        int *fds = malloc(cap * sizeof *fds);
+        struct dirent *e;
+        bool ok = fds != NULL;
+        while (ok && (e = readdir(dir)) != NULL) {
+            char *end;
+            long fd = strtol(e->d_name, &end, 10);
+            if (*end || end == e->d_name || fd <= 2 || fd == self || fd >= limit ||
+                kept((int)fd, keep, n))
+                continue;
+            if (len == cap) {
+                int *more = realloc(fds, 2 * cap * sizeof *fds);
+                if (!more) {
+                    ok = false;
+                    break;
+                }
+                fds = more;
+                cap *= 2;
+            }
+            fds[len++] = (int)fd;
+        }
+        closedir(dir);
+        for (size_t i = 0; ok && i < len; i++)
+            mp__close(fds[i]);
+        free(fds);
+        if (ok)
+            return;
+    }
+#endif
+    for (int fd = 3; fd < (int)limit; fd++)
+        if (!kept(fd, keep, n))
+            (void)close(fd);
+}
+
+int mp__set_recv_timeout(int fd, int64_t ns)
+{
+    struct timeval tv = {0, 0};
+    if (ns > 0) {
+        tv.tv_sec = (time_t)(ns / 1000000000);
+        tv.tv_usec = (suseconds_t)((ns % 1000000000 + 999) / 1000);
+        if (tv.tv_usec >= 1000000) {
+            tv.tv_sec++;
+            tv.tv_usec -= 1000000;
+        }
+    }
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0)
+        return MP__NEG_ERRNO();
+    return 0;
+}
+
+ssize_t mp__recv_once(int fd, void *buf, size_t n)
+{
+    if (n > SSIZE_MAX)
+        n = SSIZE_MAX;
+    ssize_t r = recv(fd, buf, n, 0);
+    if (r >= 0)
+        return r;
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return MP_ETIMEDOUT;
+    return MP__NEG_ERRNO();
 }

@@ -184,3 +184,51 @@ int mp__connect(const struct mp__sockaddr *a, int64_t deadline);
 int mp__random_bytes(void *buf, size_t n);
 
 #endif /* MPIPC_IO_H */
+
+/* ---- helpers for the manager's event loop and its clients ---------------- */
+
+/* A close-on-exec duplicate of fd (F_DUPFD_CLOEXEC). Returns it or -errno. */
+int mp__dup_cloexec(int fd);
+
+/*
+ * One non-blocking receive / send on a stream socket (MSG_DONTWAIT; sends
+ * also MSG_NOSIGNAL), EINTR retried. Receive returns the byte count (> 0),
+ * 0 at end of file, -EAGAIN when nothing is there, or -errno. Send returns
+ * the byte count (>= 0), -EAGAIN when the socket buffer is full, or -errno
+ * (-EPIPE / -ECONNRESET for a vanished peer, never a SIGPIPE).
+ */
+ssize_t mp__recv_nowait(int fd, void *buf, size_t n);
+ssize_t mp__send_nowait(int fd, const void *buf, size_t n);
+
+/*
+ * Turn on TCP keepalive with short timers (idle 10 s, then 3 probes 5 s
+ * apart, where the system lets us set them), so a peer whose host vanished
+ * without a reset is noticed in about 25 s even by a call that waits without
+ * limit. Best effort; does nothing on a non-TCP socket.
+ */
+void mp__tcp_keepalive(int fd);
+
+/* shutdown(fd, SHUT_RDWR): wakes a thread blocked reading the socket with
+ * end of file. Best effort. */
+void mp__socket_shutdown(int fd);
+
+/*
+ * Close every descriptor of this process above 2 except the n in keep, for
+ * a server child that must not hold its parent's pipes and sockets open
+ * (a pipe's reader would never see end of file). Uses /proc/self/fd where it
+ * exists, otherwise walks up to the descriptor limit (at most 65536).
+ * Descriptors at or above the soft RLIMIT_NOFILE are left alone (tools such
+ * as valgrind keep theirs there).
+ */
+void mp__close_fds_except(const int *keep, size_t n);
+
+/*
+ * For a client that waits for one reply per request: set the socket's
+ * receive timeout (SO_RCVTIMEO; ns <= 0 for none), then receive with one
+ * blocking recv() instead of a poll() and a recv(). mp__recv_once returns
+ * the byte count, 0 at end of file, MP_ETIMEDOUT when the receive timeout
+ * passed, -EINTR when a signal interrupted it (the caller decides what time
+ * is left), or -errno.
+ */
+int mp__set_recv_timeout(int fd, int64_t ns);
+ssize_t mp__recv_once(int fd, void *buf, size_t n);

@@ -1003,6 +1003,101 @@ MP_API int mp_obj_dict_next(const mp_obj *d, size_t *pos, const mp_obj **key, mp
     return 0;
 }
 
+/* ---- Operations for the manager server (objimpl.h) ---------------------- */
+
+mp_obj *mp__seq_take(mp_obj *seq, size_t i)
+{
+    if (!seq || !is_seq(seq) || i >= seq->u.seq.len)
+        return NULL;
+    mp_obj *item = seq->u.seq.items[i];
+    memmove(seq->u.seq.items + i, seq->u.seq.items + i + 1,
+            (seq->u.seq.len - i - 1) * sizeof *seq->u.seq.items);
+    seq->u.seq.len--;
+    seq->flags &= (uint8_t)~MP__F_HASHED;
+    item->parent = NULL;
+    return item;
+}
+
+int mp__list_insert(mp_obj *list, size_t i, mp_obj *item)
+{
+    if (!list || !item)
+        return -EINVAL;
+    if (list->type != MP_TYPE_LIST)
+        return MP_ETYPE;
+    if (i > list->u.seq.len)
+        return MP_EKEY;
+    int rc = check_insert(list, item);
+    if (rc == 0)
+        rc = mp__seq_reserve(list, 1);
+    if (rc < 0)
+        return rc;
+    memmove(list->u.seq.items + i + 1, list->u.seq.items + i,
+            (list->u.seq.len - i) * sizeof *list->u.seq.items);
+    list->u.seq.items[i] = item;
+    list->u.seq.len++;
+    item->parent = list;
+    raise_heights(list, item->height);
+    return 0;
+}
+
+/* Unlink entry idx (found at index slot) and hand over key and value. */
+static void dict_unlink(mp_obj *d, size_t slot, size_t idx, mp_obj **key_out, mp_obj **value_out)
+{
+    struct mp__dict_entry *e = &d->u.d.entries[idx];
+    *key_out = e->key;
+    *value_out = e->value;
+    e->key = NULL;
+    e->value = NULL;
+    dict_index(d)[slot] = INDEX_DUMMY;
+    d->u.d.used--;
+    (*key_out)->parent = NULL;
+    (*value_out)->parent = NULL;
+    /* Deleted entries at the end are forgotten, so popitem() stays O(1):
+     * no index slot names them (a deleted entry's slot is a dummy). */
+    while (d->u.d.n > 0 && !d->u.d.entries[d->u.d.n - 1].key)
+        d->u.d.n--;
+}
+
+int mp__dict_take(mp_obj *d, const mp_obj *key, mp_obj **key_out, mp_obj **value_out)
+{
+    if (!d || !key || !key_out || !value_out)
+        return -EINVAL;
+    if (d->type != MP_TYPE_DICT)
+        return MP_ETYPE;
+    uint64_t h;
+    int rc = mp__obj_hash(key, false, &h);
+    if (rc < 0)
+        return rc;
+    size_t slot, idx;
+    if (dict_lookup(d, key, h, NULL, &slot, &idx) != 1)
+        return 0;
+    dict_unlink(d, slot, idx, key_out, value_out);
+    return 1;
+}
+
+int mp__dict_popitem(mp_obj *d, mp_obj **key_out, mp_obj **value_out)
+{
+    if (!d || !key_out || !value_out)
+        return -EINVAL;
+    if (d->type != MP_TYPE_DICT)
+        return MP_ETYPE;
+    if (d->u.d.used == 0)
+        return 0;
+    size_t idx = d->u.d.n;
+    while (idx > 0 && !d->u.d.entries[idx - 1].key)
+        idx--;
+    idx--; /* used > 0: a live entry exists */
+    struct mp__dict_entry *e = &d->u.d.entries[idx];
+    /* Find the index slot that names this entry. */
+    size_t *index = dict_index(d);
+    size_t mask = 2 * d->u.d.cap - 1;
+    size_t slot = (size_t)e->hash & mask;
+    while (index[slot] != idx + 1)
+        slot = (slot + 1) & mask;
+    dict_unlink(d, slot, idx, key_out, value_out);
+    return 1;
+}
+
 /* ---- Copy --------------------------------------------------------------- */
 
 static size_t node_cost(const mp_obj *o)

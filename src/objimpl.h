@@ -106,4 +106,27 @@ void mp__obj_free_tree(mp_obj *o);
  */
 int mp__obj_copy_limited(const mp_obj *o, size_t *budget, mp_obj **out);
 
+/* ---- Tree-keeping operations obj.h does not offer (for the manager server,
+ * which edits shared lists and dicts in place and moves values out of
+ * decoded requests without copying them). Each keeps every invariant of
+ * obj.h: the item moved out becomes a root (parent NULL); heights stay upper
+ * bounds. */
+
+/* Remove item i of a list or tuple and return it as a root value; NULL when
+ * i is out of range or seq is not a list or tuple. Must not be used on a
+ * tuple that is (inside) a dict key. */
+mp_obj *mp__seq_take(mp_obj *seq, size_t i);
+
+/* Python's list.insert for 0 <= i <= len: 0; MP_EKEY for i > len; the codes
+ * of mp_obj_list_append otherwise. On success the list owns item. */
+int mp__list_insert(mp_obj *list, size_t i, mp_obj *item);
+
+/* Remove key from d and hand over the stored key and value as roots: 1 when
+ * found, 0 when absent, MP_ETYPE for an unhashable key. */
+int mp__dict_take(mp_obj *d, const mp_obj *key, mp_obj **key_out, mp_obj **value_out);
+
+/* Python's dict.popitem(): remove the last inserted item and hand over its
+ * key and value as roots. 1, or 0 when d is empty. Amortised O(1). */
+int mp__dict_popitem(mp_obj *d, mp_obj **key_out, mp_obj **value_out);
+
 #endif /* MPIPC_OBJIMPL_H */

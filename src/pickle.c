@@ -1075,20 +1075,17 @@ int mp__pickle_loads(const unsigned char *p, size_t n, mp_obj **out)
 
 /* ---- Encoder ---------------------------------------------------------------- */
 
-struct pickler {
-    unsigned char *p;
-    size_t len, cap;
-    int err;
-};
+/* The builder of pickle.h is the encoder's own state. */
+#define pickler mp__pickler
 
-static void put(struct pickler *w, const void *s, size_t n)
+int mp__pickler_reserve(struct pickler *w, size_t n)
 {
     if (w->err)
-        return;
+        return w->err;
     size_t need_len;
     if (mp__add_overflows(w->len, n, &need_len)) {
         w->err = -ENOMEM;
-        return;
+        return w->err;
     }
     if (need_len > w->cap) {
         size_t cap = w->cap ? w->cap : 256;
@@ -1102,14 +1099,21 @@ static void put(struct pickler *w, const void *s, size_t n)
         unsigned char *q = realloc(w->p, cap);
         if (!q) {
             w->err = -ENOMEM;
-            return;
+            return w->err;
         }
         w->p = q;
         w->cap = cap;
     }
+    return 0;
+}
+
+static void put(struct pickler *w, const void *s, size_t n)
+{
+    if (mp__pickler_reserve(w, n) < 0)
+        return;
     if (n)
         memcpy(w->p + w->len, s, n);
-    w->len = need_len;
+    w->len += n;
 }
 
 static void put_op(struct pickler *w, unsigned op)
@@ -1143,6 +1147,43 @@ static void put_sized(struct pickler *w, unsigned op1, unsigned op4, unsigned op
     put(w, data, len);
 }
 
+static void put_int(struct pickler *w, int64_t v)
+{
+    if (v >= 0 && v <= 0xff) {
+        put_op(w, OP_BININT1);
+        put_le(w, (uint64_t)v, 1);
+    } else if (v >= 0 && v <= 0xffff) {
+        put_op(w, OP_BININT2);
+        put_le(w, (uint64_t)v, 2);
+    } else if (v >= INT32_MIN && v <= INT32_MAX) {
+        put_op(w, OP_BININT);
+        put_le(w, (uint64_t)v, 4);
+    } else {
+        /* LONG1: the fewest two's complement bytes that keep the sign. */
+        int k = 8;
+        while (k > 1) {
+            int64_t hi = v >> (8 * (k - 1) - 1); /* bits that must be sign */
+            if (hi != 0 && hi != -1)
+                break;
+            k--;
+        }
+        put_op(w, OP_LONG1);
+        put_le(w, (uint64_t)k, 1);
+        put_le(w, (uint64_t)v, k);
+    }
+}
+
+static void put_float(struct pickler *w, double f)
+{
+    uint64_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    unsigned char b[9];
+    b[0] = OP_BINFLOAT;
+    for (int i = 0; i < 8; i++)
+        b[1 + i] = (unsigned char)(bits >> (56 - 8 * i));
+    put(w, b, 9);
+}
+
 static void dump(struct pickler *w, const mp_obj *o);
 
 /* CPython batches APPENDS and SETITEMS by 1000 items. */
@@ -1157,42 +1198,12 @@ static void dump(struct pickler *w, const mp_obj *o)
     case MP_TYPE_BOOL:
         put_op(w, o->u.b ? OP_NEWTRUE : OP_NEWFALSE);
         break;
-    case MP_TYPE_INT: {
-        int64_t v = o->u.i;
-        if (v >= 0 && v <= 0xff) {
-            put_op(w, OP_BININT1);
-            put_le(w, (uint64_t)v, 1);
-        } else if (v >= 0 && v <= 0xffff) {
-            put_op(w, OP_BININT2);
-            put_le(w, (uint64_t)v, 2);
-        } else if (v >= INT32_MIN && v <= INT32_MAX) {
-            put_op(w, OP_BININT);
-            put_le(w, (uint64_t)v, 4);
-        } else {
-            /* LONG1: the fewest two's complement bytes that keep the sign. */
-            int k = 8;
-            while (k > 1) {
-                int64_t hi = v >> (8 * (k - 1) - 1); /* bits that must be sign */
-                if (hi != 0 && hi != -1)
-                    break;
-                k--;
-            }
-            put_op(w, OP_LONG1);
-            put_le(w, (uint64_t)k, 1);
-            put_le(w, (uint64_t)v, k);
-        }
+    case MP_TYPE_INT:
+        put_int(w, o->u.i);
         break;
-    }
-    case MP_TYPE_FLOAT: {
-        uint64_t bits;
-        memcpy(&bits, &o->u.f, sizeof bits);
-        unsigned char b[9];
-        b[0] = OP_BINFLOAT;
-        for (int i = 0; i < 8; i++)
-            b[1 + i] = (unsigned char)(bits >> (56 - 8 * i));
-        put(w, b, 9);
+    case MP_TYPE_FLOAT:
+        put_float(w, o->u.f);
         break;
-    }
     case MP_TYPE_STR:
         put_sized(w, OP_SHORT_BINUNICODE, OP_BINUNICODE, OP_BINUNICODE8, o->u.s.data, o->u.s.len);
         break;
@@ -1274,4 +1285,81 @@ int mp__pickle_dumps(const mp_obj *o, unsigned char **out, size_t *len)
     *out = w.p;
     *len = w.len;
     return 0;
+}
+
+/* ---- The piecewise builder (pickle.h) ---------------------------------------- */
+
+void mp__pickler_start(struct pickler *w)
+{
+    const unsigned char head[2] = {OP_PROTO, MP__PICKLE_PROTOCOL};
+    put(w, head, 2);
+}
+
+void mp__pickler_stop(struct pickler *w)
+{
+    put_op(w, OP_STOP);
+}
+
+void mp__pickler_obj(struct pickler *w, const mp_obj *o)
+{
+    if (!o) {
+        if (!w->err)
+            w->err = -EINVAL;
+        return;
+    }
+    dump(w, o);
+}
+
+void mp__pickler_none(struct pickler *w)
+{
+    put_op(w, OP_NONE);
+}
+
+void mp__pickler_bool(struct pickler *w, bool v)
+{
+    put_op(w, v ? OP_NEWTRUE : OP_NEWFALSE);
+}
+
+void mp__pickler_int(struct pickler *w, int64_t v)
+{
+    put_int(w, v);
+}
+
+void mp__pickler_float(struct pickler *w, double v)
+{
+    put_float(w, v);
+}
+
+void mp__pickler_str(struct pickler *w, const char *s, size_t len)
+{
+    put_sized(w, OP_SHORT_BINUNICODE, OP_BINUNICODE, OP_BINUNICODE8, s, len);
+}
+
+void mp__pickler_bytes(struct pickler *w, const void *p, size_t len)
+{
+    put_sized(w, OP_SHORT_BINBYTES, OP_BINBYTES, OP_BINBYTES8, p, len);
+}
+
+void mp__pickler_mark(struct pickler *w)
+{
+    put_op(w, OP_MARK);
+}
+
+void mp__pickler_tuple(struct pickler *w, size_t n)
+{
+    if (n == 0)
+        put_op(w, OP_EMPTY_TUPLE);
+    else
+        put_op(w, n > 3 ? OP_TUPLE : (unsigned)(OP_TUPLE1 + n - 1));
+}
+
+void mp__pickler_list_begin(struct pickler *w)
+{
+    put_op(w, OP_EMPTY_LIST);
+    put_op(w, OP_MARK);
+}
+
+void mp__pickler_list_end(struct pickler *w)
+{
+    put_op(w, OP_APPENDS);
 }

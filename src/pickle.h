@@ -24,7 +24,9 @@
 
 #include <mpipc/obj.h>
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* The protocol the encoder writes. */
 #define MP__PICKLE_PROTOCOL 4
@@ -57,5 +59,50 @@ int mp__pickle_dumps(const mp_obj *o, unsigned char **out, size_t *len);
  * Ownership: the caller frees *out with mp_obj_free().
  */
 int mp__pickle_loads(const unsigned char *p, size_t n, mp_obj **out);
+
+/*
+ * A pickle built piece by piece, for messages made of values the caller only
+ * borrows (the manager's requests and replies): no value is copied into a
+ * container just to be pickled. The pieces are written at the end of p, so
+ * a caller may reserve room in front (a frame header) and reuse one buffer
+ * for many messages. The encoder writes no memo and no FRAME, so the
+ * pickle of a value is the same bytes wherever it appears in a message.
+ *
+ *     mp__pickler w = {buf, 0, cap, 0};     // or {NULL, 0, 0, 0}
+ *     mp__pickler_start(&w);                // PROTO 4
+ *     mp__pickler_str(&w, "#RETURN", 7);
+ *     mp__pickler_obj(&w, value);
+ *     mp__pickler_tuple(&w, 2);            // the last 2 pieces as a tuple
+ *     mp__pickler_stop(&w);                 // STOP
+ *     if (w.err) ...                        // -ENOMEM or -EINVAL, sticky
+ *
+ * A tuple of more than 3 pieces needs mp__pickler_mark() before its first
+ * piece; mp__pickler_list_begin()/_end() bracket a list of any length.
+ * Ownership: w.p grows with realloc(); the caller frees it.
+ */
+typedef struct mp__pickler {
+    unsigned char *p;
+    size_t len, cap;
+    int err; /* 0, or the first failure; every later call does nothing */
+} mp__pickler;
+
+/* Make room for n more bytes at p + len (the caller writes them and adds n
+ * to len). Returns 0 or the sticky error. */
+int mp__pickler_reserve(mp__pickler *w, size_t n);
+void mp__pickler_start(mp__pickler *w);
+void mp__pickler_stop(mp__pickler *w);
+void mp__pickler_obj(mp__pickler *w, const mp_obj *o);
+void mp__pickler_none(mp__pickler *w);
+void mp__pickler_bool(mp__pickler *w, bool v);
+void mp__pickler_int(mp__pickler *w, int64_t v);
+void mp__pickler_float(mp__pickler *w, double v);
+/* s must be valid UTF-8 (the caller checked it, or it came from a str). */
+void mp__pickler_str(mp__pickler *w, const char *s, size_t len);
+void mp__pickler_bytes(mp__pickler *w, const void *p, size_t len);
+void mp__pickler_mark(mp__pickler *w);
+/* The last n pieces become a tuple; for n > 3 they must follow a mark. */
+void mp__pickler_tuple(mp__pickler *w, size_t n);
+void mp__pickler_list_begin(mp__pickler *w);
+void mp__pickler_list_end(mp__pickler *w);
 
 #endif /* MPIPC_PICKLE_H */

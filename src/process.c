@@ -68,6 +68,7 @@ static char *cur_identity;      /* NULL in the main process */
 static char *cur_name;          /* NULL: "MainProcess" */
 static bool cur_daemon;
 static bool exiting;
+static int cur_sentinel = -1;   /* in a child: the write end of its sentinel */
 static _Thread_local bool in_spawn;  /* this thread holds mu across fork() */
 
 static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
@@ -96,6 +97,7 @@ static void atfork_child(void)
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
     mu = fresh;
     registry = NULL;
+    cur_sentinel = -1; /* mp_process_start sets it in the child it made */
     while (hooks) {
         struct exit_hook *h = hooks;
         hooks = h->next;
@@ -338,6 +340,11 @@ MP_API int mp_process_sentinel(const mp_process *p)
     return get_state(p) == P_INITIAL ? MP_EVALUE : p->sentinel;
 }
 
+int mp__process_sentinel_fd(void)
+{
+    return cur_sentinel;
+}
+
 MP_API const char *mp_process_current_name(void)
 {
     return cur_name ? cur_name : "MainProcess";
@@ -388,6 +395,7 @@ MP_API int mp_process_start(mp_process *p)
     if (pid == 0) {
         in_spawn = false; /* mu was re-created by atfork_child */
         mp__close(fds[0]);
+        cur_sentinel = fds[1];
         child_main(p); /* keeps fds[1] open until _exit */
     }
     int fork_errno = errno;

@@ -70,6 +70,12 @@ enum mp_status {
     /* LookupError: no such key in a dict (KeyError) or index in a list
      * (IndexError). */
     MP_EKEY = -1021,
+    /* The manager server is gone: it died, was shut down, or cannot be
+     * reached (Python's EOFError / ConnectionRefusedError from a proxy). */
+    MP_ENOSERVER = -1040,
+    /* No such shared object on the manager: the name was never given, or
+     * the object was released by everyone who held it. */
+    MP_ENOOBJ = -1041,
 };
 
 /*

@@ -1,0 +1,739 @@
+/*
+ * libmpipc - the manager: Python's multiprocessing.Manager() for C. A server
+ * process holds shared dicts, lists, locks and queues; every process that
+ * can reach it - forked children, or programs on other hosts that know its
+ * TCP address and authkey - works on them through proxies.
+ *
+ *     mp_manager *m;
+ *     mp_manager_start(&m, NULL);                  // forks the server
+ *     mp_obj *init = ...;                          // {'count': 100}
+ *     mp_dict *d;
+ *     mp_manager_dict(m, init, &d);
+ *     mp_mlock *lock;
+ *     mp_manager_lock(m, &lock);
+ *     // in each of 100 children:
+ *     mp_mlock_acquire(lock, MP_FOREVER);
+ *     int64_t n;
+ *     mp_dict_get_int(d, "count", &n);
+ *     mp_dict_set_int(d, "count", n - 1);
+ *     mp_mlock_release(lock);
+ *     // or, with no lock at all: mp_dict_add_int(d, "count", -1, NULL);
+ *     ...
+ *     mp_dict_free(d); mp_mlock_free(lock);
+ *     mp_manager_free(m);                          // stops the server
+ *
+ * Design. mp_manager_start() forks a server process (through mp_process)
+ * that listens on a private AF_UNIX socket in a 0700 directory, with a fresh
+ * 32-byte random authkey. mp_manager_serve() runs the same server in the
+ * calling process on any address (a TCP port for other hosts), and
+ * mp_manager_connect() reaches one from anywhere. Connections authenticate
+ * with the Listener/Client handshake of mpipc/listener.h (CPython's HMAC
+ * challenge/response). One event-loop thread in the server owns every
+ * object, so each request is atomic: mp_dict_add_int() is a lock-free
+ * counter, and compare-and-set is built in. Requests that wait (a lock
+ * acquire, a queue get or put, a queue join) wait in the server, never
+ * blocking it, with the timeout the caller gave.
+ *
+ * Protocol (docs/manager.md has the details). Every message is one frame of
+ * CPython's connection format holding a pickle (docs/wire.md): a request is
+ * (ident, method, args) - ident 0 addresses the manager itself ('hello',
+ * 'create', 'attach', 'incref', 'release', 'unlink', 'info', 'shutdown',
+ * 'ping'), any other ident one shared object - and the reply is
+ * ('#RETURN', value) or ('#ERROR', code, text), where code is the status
+ * code the proxy call returns. The server is not wire compatible with
+ * CPython's manager (whose tokens are pickled classes, which this library
+ * refuses by design).
+ *
+ * Proxies. A proxy (mp_dict, mp_list, mp_mlock, mp_mqueue) names one object
+ * on one manager; each call is one round trip. Proxies and the manager
+ * handle may be used from several threads (each thread that calls at a
+ * given moment gets a connection of its own from the handle's pool, so a
+ * thread blocked in mp_mqueue_get() does not hold up the others) and after
+ * fork: a child's first call opens the child's own connection, never the
+ * parent's socket (the library closes the child's inherited copies at fork,
+ * CPython gh-101320), and registers the child as a holder of the object.
+ *
+ * Lifetime of objects. An object lives while some process holds it: the
+ * one that made it, every process that attached to it, and every process
+ * that used a proxy it inherited. A process lets go when it frees the proxy
+ * or when its last connection closes (it exited or died). An object with a
+ * name also lives until mp_manager_unlink(). Using an object that no longer
+ * exists gives MP_ENOOBJ.
+ *
+ * Failure guarantees.
+ *   - The server dies: every call returns MP_ENOSERVER as soon as its
+ *     socket reports the end (at once for a local server, even for a call
+ *     blocked with MP_FOREVER), and never later than its timeout (the
+ *     operation's own wait plus the handle's call timeout, see
+ *     mp_manager_set_timeout). Over TCP a host that vanishes without a
+ *     reset is noticed by keepalive probes within about 25 s.
+ *   - A client dies (or exits, or frees its handle): the server releases
+ *     every manager lock the process held - the next acquirer gets the lock
+ *     with MP_EOWNERDEAD (Python keeps such a lock held forever) - cancels
+ *     its waiting requests and drops its references.
+ *   - The starter dies: a started server notices at once (a pipe only the
+ *     starter holds reaches end of file) and exits; no orphan servers.
+ *   - A call whose reply does not come within its timeout returns
+ *     MP_ETIMEDOUT and keeps its connection aside until the late reply
+ *     arrives (then it is reused): closing it could make a merely slow
+ *     server think the process had gone and release its locks.
+ *   - Requests larger than the server's limit (64 MiB unless set) get
+ *     MP_ETOOLONG; a proxy checks before it sends, so its connection stays
+ *     usable. A malformed request gets an error reply (MP_EPROTO) and the
+ *     server goes on serving everyone, the sender included.
+ *
+ * Cost. A call is one round trip, and on many machines (virtual ones
+ * above all) waking a sleeping process costs more than the message. So a
+ * call that the server answers at once polls for its reply for up to 20 us
+ * before it sleeps, and the server polls for up to 50 us after work before
+ * it sleeps; calls that wait in the server never poll, and a connection
+ * whose polls keep missing (a remote or overloaded server) stops polling.
+ *
+ * Thread/fork: see Proxies above. Only the process that started a manager
+ * stops it (mp_manager_shutdown or mp_manager_free there; an exit hook does
+ * it at normal exit, as Python's finalizer does); in other processes,
+ * freeing the handle only closes that process's connections.
+ */
+#ifndef MPIPC_MANAGER_H
+#define MPIPC_MANAGER_H
+
+#include <mpipc/common.h>
+#include <mpipc/error.h>
+#include <mpipc/obj.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A manager: the server's address and key, and this process's connections. */
+typedef struct mp_manager mp_manager;
+/* Proxies of the four kinds of shared object. */
+typedef struct mp_dict mp_dict;
+typedef struct mp_list mp_list;
+typedef struct mp_mlock mp_mlock;
+typedef struct mp_mqueue mp_mqueue;
+
+/* Manager options; start from MP_MANAGER_OPTS_INIT so fields added later
+ * keep their defaults. */
+typedef struct mp_manager_opts {
+    /* mp_manager_start: where the server listens; NULL for a private
+     * AF_UNIX socket (mode 0600 in a 0700 directory). Any listener address
+     * works, e.g. "tcp:0.0.0.0:50000". Ignored by serve and connect. */
+    const char *address;
+    /* mp_manager_start: the authkey; NULL for 32 random bytes. Ignored by
+     * serve and connect, which take theirs as arguments. */
+    const void *authkey;
+    size_t authkey_len;
+    /* Client side: how long a call may take beyond the wait it asked for
+     * (connecting included); negative waits without limit. Default 30 s. */
+    double timeout;
+    /* The largest request the server accepts and the largest reply a
+     * client accepts, in bytes; 0 for 64 MiB, at most 1 GiB. */
+    size_t max_message;
+    /* mp_manager_serve: called once the server listens, with the bound
+     * address (useful with port 0); may be NULL. */
+    void (*ready)(const char *address, void *arg);
+    void *ready_arg;
+} mp_manager_opts;
+
+#define MP_MANAGER_OPTS_INIT                                                                       \
+    {                                                                                              \
+        NULL, NULL, 0, 30.0, 0, NULL, NULL                                                         \
+    }
+
+/* ---- Managers ------------------------------------------------------------ */
+
+/*
+ * mp_manager_start - fork a server process and connect to it (Python's
+ * Manager() / BaseManager.start()).
+ *
+ * out:   receives the handle.
+ * opts:  NULL for the defaults: a private AF_UNIX socket and a random key.
+ *
+ * The server exits when mp_manager_shutdown() or mp_manager_free() is called
+ * in this process, when this process exits normally (an exit hook, like
+ * Python's finalizer), and when this process dies in any other way. It
+ * closes the descriptors it inherited (other than stdio), so it never keeps
+ * a pipe of its parent open, and ignores the SIGINT a terminal sends to the
+ * whole process group (as Python's does).
+ * Returns 0; -EINVAL (bad options); MP_ESTATE when called in a daemon
+ * child (daemons may not have children); -EADDRINUSE and the other codes of
+ * mp_listener_new() for a bad opts->address; -ENOMEM, -EAGAIN; MP_ENOSERVER
+ * if the server died before it reported its address.
+ * Ownership: mp_manager_free(). Thread/fork: see the file comment.
+ */
+MP_API int mp_manager_start(mp_manager **out, const mp_manager_opts *opts);
+
+/*
+ * mp_manager_connect - reach a running manager (Python's
+ * BaseManager(address, authkey).connect()).
+ *
+ * address:           "tcp:host:port", "unix:/path", ... (listener.h).
+ * authkey, len:      the server's key (required, len > 0).
+ * opts:              NULL for the defaults (timeout, max_message).
+ *
+ * Opens one connection now, so a wrong address or key is reported here.
+ * Returns 0; MP_EAUTH for a wrong key; -ECONNREFUSED, -ENOENT (no such
+ * socket or host); MP_EOF (the server hung up during the handshake, as one
+ * out of descriptors does); MP_ETIMEDOUT; -EINVAL; -ENOMEM.
+ * Ownership: mp_manager_free() disconnects (the server keeps running);
+ * authkey is copied. Thread/fork: as a started handle (see the file
+ * comment).
+ */
+MP_API int mp_manager_connect(mp_manager **out, const char *address, const void *authkey,
+                              size_t authkey_len, const mp_manager_opts *opts);
+
+/*
+ * mp_manager_serve - run a manager server in this process until a client
+ * asks it to stop with mp_manager_shutdown() (Python's
+ * BaseManager(address, authkey).get_server().serve_forever()).
+ *
+ * address:       where to listen ("tcp:0.0.0.0:50000"; port 0 picks one,
+ *                reported to opts->ready).
+ * authkey, len:  the key clients must prove (required, len > 0).
+ * opts:          max_message and ready are used; may be NULL.
+ *
+ * Blocks. The server's helper threads are joined and everything it made is
+ * released before it returns. Returns 0 after a shutdown request; the codes
+ * of mp_listener_new(); -EINVAL; -ENOMEM.
+ * Ownership: authkey is borrowed until it returns.
+ * Thread/fork: runs in the calling thread and starts helper threads of its
+ * own. A child forked meanwhile does not serve (it holds copies of the
+ * server's sockets until it exits or execs).
+ */
+MP_API int mp_manager_serve(const char *address, const void *authkey, size_t authkey_len,
+                            const mp_manager_opts *opts);
+
+/*
+ * mp_manager_shutdown - stop the server.
+ *
+ * For a started manager (only in the process that started it): asks the
+ * server to stop, waits for it (terminating it if it does not stop within a
+ * few seconds), and removes its private socket and directory. For a
+ * connected handle: sends the request (any authenticated client may stop a
+ * server, as in Python). Either way the handle's calls return MP_ECLOSED
+ * afterwards; proxies in other processes get MP_ENOSERVER.
+ * Returns 0 (also when the server had already died, and when called
+ * again); MP_ESTATE in a process that inherited a started manager; for a
+ * connected handle, the request's codes (MP_ENOSERVER...).
+ * Thread/fork: calls of other threads in flight end with MP_ENOSERVER or
+ * MP_ECLOSED.
+ */
+MP_API int mp_manager_shutdown(mp_manager *m);
+
+/*
+ * mp_manager_free - shut down a started manager (in the process that
+ * started it), close this process's connections, release the handle.
+ * Accepts NULL. Proxies may outlive it: their calls then return
+ * MP_ECLOSED; each must still be freed.
+ * Thread/fork: not while another thread still calls through the handle
+ * (its proxies may be freed later). In a process that inherited a started
+ * handle it only closes that process's connections.
+ */
+MP_API void mp_manager_free(mp_manager *m);
+
+/* mp_manager_address - the server's address ("unix:/tmp/mpipc-.../listener-...",
+ * "tcp:127.0.0.1:50000"). Ownership: borrowed, valid while the handle
+ * lives. NULL for NULL. Thread/fork: any. */
+MP_API const char *mp_manager_address(const mp_manager *m);
+
+/* mp_manager_authkey - the authkey; *len receives its length. Hand it (with
+ * the address) to programs started separately so they can connect.
+ * Ownership: borrowed from the handle, a secret: do not log it.
+ * Thread/fork: any. */
+MP_API const void *mp_manager_authkey(const mp_manager *m, size_t *len);
+
+/* mp_manager_pid - the server's pid for a started manager (its child); 0 for
+ * a connected handle or NULL. Thread/fork: any. */
+MP_API pid_t mp_manager_pid(const mp_manager *m);
+
+/* mp_manager_set_timeout - set the call timeout (see opts.timeout) for every
+ * thread and proxy of this handle; negative for no limit. Returns 0 or
+ * -EINVAL (NULL, NaN). Thread/fork: any thread; a child inherits the value. */
+MP_API int mp_manager_set_timeout(mp_manager *m, double timeout);
+
+/*
+ * mp_manager_info - the server's state, for monitoring and tests (Python's
+ * _debug_info / _number_of_objects).
+ *
+ * info: receives a dict {'pid': int, 'objects': int, 'sessions': int (client
+ *       processes connected), 'connections': int, 'session': this
+ *       process's session id, 'connection': the id of the connection that
+ *       answered, 'names': [str, ...]}.
+ * Returns 0 or a call's codes. Ownership: mp_obj_free(*info).
+ * Thread/fork: any thread, any process with the handle.
+ */
+MP_API int mp_manager_info(mp_manager *m, mp_obj **info);
+
+/*
+ * mp_manager_unlink - forget a name: the object of that name lives on only
+ * while processes still hold it. Returns 0; MP_ENOOBJ for an unknown name;
+ * -EINVAL for a name that is not UTF-8; a call's codes.
+ * Thread/fork: any thread, any process with the handle.
+ */
+MP_API int mp_manager_unlink(mp_manager *m, const char *name);
+
+/* ---- Making and finding shared objects ----------------------------------------
+ *
+ * Every kind comes with three constructors:
+ *   mp_manager_X(m, ..., &p)             a new anonymous object;
+ *   mp_manager_X_named(m, name, ..., &p) the object called name, made (from
+ *                                        the initial value) if it does not
+ *                                        exist yet;
+ *   mp_manager_attach_X(m, name, &p)     the object called name, which must
+ *                                        exist.
+ * Names are NUL-terminated UTF-8 strings. Common returns of all twelve:
+ * MP_ETYPE when the name belongs to an object of another kind;
+ * MP_ECLOSED, MP_ENOSERVER, MP_ETIMEDOUT, MP_EAUTH (reconnecting with a key
+ * the server no longer takes); MP_ETOOLONG for an initial value beyond the
+ * request limit; -EINVAL (NULL arguments, a name that is not UTF-8);
+ * -ENOMEM. *out is NULL on failure.
+ */
+
+/*
+ * mp_manager_dict - a new shared dict (Python's Manager().dict(initial)).
+ * initial: a dict whose items are copied into it, or NULL for {}
+ *          (MP_ETYPE for anything else).
+ * Returns 0. Ownership: mp_dict_free() the proxy; initial stays the
+ * caller's. Thread/fork: the proxy works in any thread, and in children
+ * forked later (see the file comment).
+ */
+MP_API int mp_manager_dict(mp_manager *m, const mp_obj *initial, mp_dict **out);
+
+/*
+ * mp_manager_dict_named - the dict called name; made from initial (NULL for
+ * {}) if no object has that name yet.
+ * Returns 1 when this call made it, 0 when it existed (initial is then
+ * ignored), or a negative code. Ownership and Thread/fork as
+ * mp_manager_dict().
+ */
+MP_API int mp_manager_dict_named(mp_manager *m, const char *name, const mp_obj *initial,
+                                 mp_dict **out);
+
+/*
+ * mp_manager_attach_dict - the existing dict called name.
+ * Returns 0; MP_ENOOBJ when no object has that name. Ownership and
+ * Thread/fork as mp_manager_dict().
+ */
+MP_API int mp_manager_attach_dict(mp_manager *m, const char *name, mp_dict **out);
+
+/*
+ * mp_manager_list - a new shared list (Python's Manager().list(initial)).
+ * initial: a list or tuple whose items are copied, or NULL for [].
+ * Returns 0. Ownership: mp_list_free() the proxy; initial stays the
+ * caller's. Thread/fork: as mp_manager_dict().
+ */
+MP_API int mp_manager_list(mp_manager *m, const mp_obj *initial, mp_list **out);
+
+/*
+ * mp_manager_list_named - the list called name; made from initial if new.
+ * Returns 1 (made), 0 (existed) or a negative code. Ownership and
+ * Thread/fork as mp_manager_list().
+ */
+MP_API int mp_manager_list_named(mp_manager *m, const char *name, const mp_obj *initial,
+                                 mp_list **out);
+
+/*
+ * mp_manager_attach_list - the existing list called name.
+ * Returns 0; MP_ENOOBJ. Ownership and Thread/fork as mp_manager_list().
+ */
+MP_API int mp_manager_attach_list(mp_manager *m, const char *name, mp_list **out);
+
+/*
+ * mp_manager_lock - a new manager Lock (Python's Manager().Lock()), held in
+ * the server and released by it when its holder's process dies.
+ * Returns 0. Ownership: mp_mlock_free() the proxy. Thread/fork: as
+ * mp_manager_dict(); the holder is a thread of a process.
+ */
+MP_API int mp_manager_lock(mp_manager *m, mp_mlock **out);
+
+/*
+ * mp_manager_rlock - a new manager RLock (Python's Manager().RLock()): the
+ * thread that holds it may acquire it again, and only it may release it.
+ * Returns 0. Ownership and Thread/fork as mp_manager_lock().
+ */
+MP_API int mp_manager_rlock(mp_manager *m, mp_mlock **out);
+
+/*
+ * mp_manager_lock_named - the lock called name; made as an RLock when
+ * recursive, else a Lock, if new. A lock of the other kind under that name
+ * is MP_ETYPE.
+ * Returns 1 (made), 0 (existed) or a negative code. Ownership and
+ * Thread/fork as mp_manager_lock().
+ */
+MP_API int mp_manager_lock_named(mp_manager *m, const char *name, bool recursive, mp_mlock **out);
+
+/*
+ * mp_manager_attach_lock - the existing Lock or RLock called name.
+ * Returns 0; MP_ENOOBJ. Ownership and Thread/fork as mp_manager_lock().
+ */
+MP_API int mp_manager_attach_lock(mp_manager *m, const char *name, mp_mlock **out);
+
+/*
+ * mp_manager_queue - a new manager Queue (Python's Manager().Queue(maxsize)
+ * / JoinableQueue), held in the server.
+ * maxsize: the most items it holds; 0 or less for no limit.
+ * Returns 0. Ownership: mp_mqueue_free() the proxy. Thread/fork: as
+ * mp_manager_dict().
+ */
+MP_API int mp_manager_queue(mp_manager *m, int64_t maxsize, mp_mqueue **out);
+
+/*
+ * mp_manager_queue_named - the queue called name; made with maxsize if new.
+ * Returns 1 (made), 0 (existed) or a negative code. Ownership and
+ * Thread/fork as mp_manager_queue().
+ */
+MP_API int mp_manager_queue_named(mp_manager *m, const char *name, int64_t maxsize,
+                                  mp_mqueue **out);
+
+/*
+ * mp_manager_attach_queue - the existing queue called name.
+ * Returns 0; MP_ENOOBJ. Ownership and Thread/fork as mp_manager_queue().
+ */
+MP_API int mp_manager_attach_queue(mp_manager *m, const char *name, mp_mqueue **out);
+
+/* ---- Dict proxies ------------------------------------------------------------
+ *
+ * Python's DictProxy. Keys and values are mp_obj values, with Python's key
+ * semantics (1, 1.0 and True are one key; an unhashable key is MP_ETYPE).
+ * Every call is one round trip and atomic in the server.
+ *
+ * Common returns, not repeated below: MP_ECLOSED (the handle was shut down
+ * or freed), MP_ENOSERVER, MP_ETIMEDOUT (no reply within the call timeout),
+ * MP_ENOOBJ (the dict no longer exists), MP_ETOOLONG (the request or the
+ * reply beyond the size limit), MP_EPROTO, MP_EAUTH, -EINVAL (NULL
+ * arguments, a key string that is not UTF-8), -ENOMEM.
+ *
+ * Ownership, for every call: keys and values passed in are borrowed (copied
+ * to the server); values handed back are the caller's.
+ * Thread/fork, for every call: any thread, and any process forked after the
+ * proxy was made (its first call registers it as a holder).
+ */
+
+/*
+ * mp_dict_get - d[key].
+ * value: receives the value (NULL on failure).
+ * Returns 0; MP_EKEY (KeyError) when absent; MP_ETYPE for an unhashable
+ * key. Ownership: mp_obj_free(*value).
+ */
+MP_API int mp_dict_get(mp_dict *d, const mp_obj *key, mp_obj **value);
+
+/* mp_dict_set - d[key] = value. Returns 0; MP_ETYPE for an unhashable key;
+ * MP_EVALUE when value would nest deeper than MP_OBJ_MAX_DEPTH. */
+MP_API int mp_dict_set(mp_dict *d, const mp_obj *key, const mp_obj *value);
+
+/* mp_dict_del - del d[key]. Returns 0; MP_EKEY when absent; MP_ETYPE. */
+MP_API int mp_dict_del(mp_dict *d, const mp_obj *key);
+
+/* mp_dict_contains - key in d. Returns 1 or 0; MP_ETYPE. */
+MP_API int mp_dict_contains(mp_dict *d, const mp_obj *key);
+
+/* mp_dict_len - len(d): the count, or a negative code. */
+MP_API ssize_t mp_dict_len(mp_dict *d);
+
+/*
+ * mp_dict_keys - list(d.keys()), in insertion order, as one snapshot.
+ * Returns 0. Ownership: mp_obj_free(*list).
+ */
+MP_API int mp_dict_keys(mp_dict *d, mp_obj **list);
+
+/* mp_dict_values - list(d.values()). Returns 0. Ownership: mp_obj_free(*list). */
+MP_API int mp_dict_values(mp_dict *d, mp_obj **list);
+
+/* mp_dict_items - list(d.items()): a list of (key, value) tuples.
+ * Returns 0. Ownership: mp_obj_free(*list). */
+MP_API int mp_dict_items(mp_dict *d, mp_obj **list);
+
+/* mp_dict_clear - d.clear(). Returns 0. */
+MP_API int mp_dict_clear(mp_dict *d);
+
+/*
+ * mp_dict_pop - d.pop(key).
+ * value: receives the removed value; may be NULL to drop it.
+ * Returns 0; MP_EKEY when absent; MP_ETYPE. Ownership: mp_obj_free(*value).
+ */
+MP_API int mp_dict_pop(mp_dict *d, const mp_obj *key, mp_obj **value);
+
+/*
+ * mp_dict_popitem - d.popitem(): remove the last inserted pair.
+ * key, value: receive it; either may be NULL.
+ * Returns 0; MP_EKEY when d is empty. Ownership: mp_obj_free() each.
+ */
+MP_API int mp_dict_popitem(mp_dict *d, mp_obj **key, mp_obj **value);
+
+/*
+ * mp_dict_setdefault - d.setdefault(key, dflt): store dflt unless key is
+ * present. value (may be NULL) receives d[key] after the call.
+ * Returns 0; MP_ETYPE. Ownership: mp_obj_free(*value).
+ */
+MP_API int mp_dict_setdefault(mp_dict *d, const mp_obj *key, const mp_obj *dflt, mp_obj **value);
+
+/*
+ * mp_dict_update - d.update(other).
+ * other: a dict, or a list or tuple of 2-item lists/tuples.
+ * Returns 0; MP_ETYPE (other is neither, or a key is unhashable);
+ * MP_EVALUE (an item is not a pair). On those errors nothing changes.
+ */
+MP_API int mp_dict_update(mp_dict *d, const mp_obj *other);
+
+/*
+ * mp_dict_copy - the whole dict as a local value (Python's d.copy(), or
+ * print(d)).
+ * Returns 0. Ownership: mp_obj_free(*copy).
+ */
+MP_API int mp_dict_copy(mp_dict *d, mp_obj **copy);
+
+/*
+ * mp_dict_add - d[key] += delta, atomically in the server (beyond Python: no
+ * lock needed). A missing key counts as 0 and is created, as a Counter or
+ * Redis INCRBY does.
+ * result: receives the new value; may be NULL.
+ * Returns 0; MP_ETYPE when the stored value is not an int (a bool counts as
+ * one, and becomes an int); -EOVERFLOW when the sum does not fit in 64 bits
+ * (nothing changes).
+ */
+MP_API int mp_dict_add(mp_dict *d, const mp_obj *key, int64_t delta, int64_t *result);
+
+/*
+ * mp_dict_cas - compare and set, atomically: store desired if d[key] ==
+ * expected (Python equality: 10 == 10.0), or, with expected NULL, if key is
+ * absent.
+ * current: receives the value found before the call, or NULL when the key
+ *          was absent; may be NULL.
+ * Returns 1 when desired was stored, 0 when not; MP_ETYPE.
+ * Ownership: mp_obj_free(*current).
+ */
+MP_API int mp_dict_cas(mp_dict *d, const mp_obj *key, const mp_obj *expected, const mp_obj *desired,
+                       mp_obj **current);
+
+/*
+ * Convenience forms: the key is a NUL-terminated UTF-8 string (a str key
+ * in Python terms); values are C types.
+ */
+
+/* mp_dict_get_int - d[key] as an int (a bool is 1 or 0). Returns 0; MP_EKEY
+ * when absent; MP_ETYPE when the value is not an int. */
+MP_API int mp_dict_get_int(mp_dict *d, const char *key, int64_t *value);
+
+/* mp_dict_set_int - d[key] = value. Returns 0. */
+MP_API int mp_dict_set_int(mp_dict *d, const char *key, int64_t value);
+
+/* mp_dict_add_int - mp_dict_add() with a str key: the seed's
+ * d['count'] -= 1 without a lock is mp_dict_add_int(d, "count", -1, NULL). */
+MP_API int mp_dict_add_int(mp_dict *d, const char *key, int64_t delta, int64_t *result);
+
+/*
+ * mp_dict_cas_int - compare and set with ints: if d[key] == expected, store
+ * desired. current (may be NULL) receives the int found.
+ * Returns 1 when stored, 0 when the value was another int; MP_EKEY when the
+ * key is absent; MP_ETYPE when the stored value is not an int.
+ */
+MP_API int mp_dict_cas_int(mp_dict *d, const char *key, int64_t expected, int64_t desired,
+                           int64_t *current);
+
+/*
+ * mp_dict_get_str - d[key] as a str.
+ * value: receives a malloc'd copy of its UTF-8, NUL-terminated (the text may
+ *        hold NULs itself); len (may be NULL) its length without the NUL.
+ * Returns 0; MP_EKEY; MP_ETYPE when the value is not a str.
+ * Ownership: free(*value).
+ */
+MP_API int mp_dict_get_str(mp_dict *d, const char *key, char **value, size_t *len);
+
+/* mp_dict_set_str - d[key] = value (a NUL-terminated UTF-8 string; -EINVAL
+ * when it is not UTF-8). Returns 0. */
+MP_API int mp_dict_set_str(mp_dict *d, const char *key, const char *value);
+
+/*
+ * mp_dict_get_bytes - d[key] as bytes: a malloc'd copy followed by a NUL
+ * not counted in *len (len may be NULL).
+ * Returns 0; MP_EKEY; MP_ETYPE when the value is not bytes.
+ * Ownership: free(*value).
+ */
+MP_API int mp_dict_get_bytes(mp_dict *d, const char *key, void **value, size_t *len);
+
+/* mp_dict_set_bytes - d[key] = bytes(value[0..len)); value may be NULL when
+ * len is 0. Returns 0. */
+MP_API int mp_dict_set_bytes(mp_dict *d, const char *key, const void *value, size_t len);
+
+/* mp_dict_del_str - del d[key]. Returns 0; MP_EKEY when absent. */
+MP_API int mp_dict_del_str(mp_dict *d, const char *key);
+
+/* mp_dict_contains_str - key in d: 1 or 0. */
+MP_API int mp_dict_contains_str(mp_dict *d, const char *key);
+
+/*
+ * mp_dict_free - release the proxy; this process stops holding the dict
+ * (which lives on while others hold it). Accepts NULL.
+ * Thread/fork: not while another thread uses the same proxy. In a child
+ * that never used the proxy, only the memory is released.
+ */
+MP_API void mp_dict_free(mp_dict *d);
+
+/* ---- List proxies -------------------------------------------------------------
+ *
+ * Python's ListProxy. Indexes are int64_t; a negative index counts from the
+ * end; out of range is MP_EKEY (IndexError). Common returns, Ownership and
+ * Thread/fork as for dict proxies.
+ */
+
+/* For the stop of mp_list_slice: to the end of the list. */
+#define MP_LIST_END INT64_MAX
+
+/* mp_list_append - l.append(value). Returns 0. */
+MP_API int mp_list_append(mp_list *l, const mp_obj *value);
+
+/* mp_list_extend - l.extend(seq), seq a list or tuple (MP_ETYPE
+ * otherwise). Returns 0. */
+MP_API int mp_list_extend(mp_list *l, const mp_obj *seq);
+
+/* mp_list_get - l[i] into *value. Returns 0; MP_EKEY.
+ * Ownership: mp_obj_free(*value). */
+MP_API int mp_list_get(mp_list *l, int64_t i, mp_obj **value);
+
+/* mp_list_set - l[i] = value. Returns 0; MP_EKEY. */
+MP_API int mp_list_set(mp_list *l, int64_t i, const mp_obj *value);
+
+/* mp_list_len - len(l): the count, or a negative code. */
+MP_API ssize_t mp_list_len(mp_list *l);
+
+/*
+ * mp_list_pop - l.pop(i); Python's pop() is i = -1.
+ * value: receives the removed item; may be NULL to drop it.
+ * Returns 0; MP_EKEY for an empty list or an index out of range.
+ * Ownership: mp_obj_free(*value).
+ */
+MP_API int mp_list_pop(mp_list *l, int64_t i, mp_obj **value);
+
+/* mp_list_insert - l.insert(i, value); i is clamped to the list, as in
+ * Python (l.insert(-100, x) puts x first). Returns 0. */
+MP_API int mp_list_insert(mp_list *l, int64_t i, const mp_obj *value);
+
+/*
+ * mp_list_slice - l[start:stop] as a new local list, clamped as Python
+ * slices are (negative bounds count from the end; stop MP_LIST_END for the
+ * end).
+ * Returns 0. Ownership: mp_obj_free(*list).
+ */
+MP_API int mp_list_slice(mp_list *l, int64_t start, int64_t stop, mp_obj **list);
+
+/* mp_list_copy - l[:] as a local list. Returns 0.
+ * Ownership: mp_obj_free(*list). */
+MP_API int mp_list_copy(mp_list *l, mp_obj **list);
+
+/* mp_list_del - del l[i]. Returns 0; MP_EKEY. */
+MP_API int mp_list_del(mp_list *l, int64_t i);
+
+/* mp_list_clear - l.clear(). Returns 0. */
+MP_API int mp_list_clear(mp_list *l);
+
+/* mp_list_index - l.index(value): the first index holding an equal item;
+ * MP_EVALUE (ValueError) when there is none. */
+MP_API ssize_t mp_list_index(mp_list *l, const mp_obj *value);
+
+/* mp_list_count - l.count(value): how many items are equal to value. */
+MP_API ssize_t mp_list_count(mp_list *l, const mp_obj *value);
+
+/* mp_list_contains - value in l: 1 or 0. */
+MP_API int mp_list_contains(mp_list *l, const mp_obj *value);
+
+/* mp_list_remove - l.remove(value): the first equal item. Returns 0;
+ * MP_EVALUE when there is none. */
+MP_API int mp_list_remove(mp_list *l, const mp_obj *value);
+
+/* mp_list_append_int / mp_list_append_str - append an int, or a
+ * NUL-terminated UTF-8 string as a str. Returns 0. */
+MP_API int mp_list_append_int(mp_list *l, int64_t value);
+MP_API int mp_list_append_str(mp_list *l, const char *value);
+
+/* mp_list_get_int - l[i] as an int. Returns 0; MP_EKEY; MP_ETYPE. */
+MP_API int mp_list_get_int(mp_list *l, int64_t i, int64_t *value);
+
+/* mp_list_get_str - l[i] as a malloc'd NUL-terminated copy of a str (len
+ * may be NULL). Returns 0; MP_EKEY; MP_ETYPE. Ownership: free(*value). */
+MP_API int mp_list_get_str(mp_list *l, int64_t i, char **value, size_t *len);
+
+/* mp_list_free - release the proxy (see mp_dict_free). Accepts NULL. */
+MP_API void mp_list_free(mp_list *l);
+
+/* ---- Lock proxies -------------------------------------------------------------- */
+
+/*
+ * mp_mlock_acquire - Python's lock.acquire(timeout=...), held in the server.
+ *
+ * timeout: MP_FOREVER, MP_NOWAIT (Python's blocking=False) or seconds.
+ *          Waiters get the lock in arrival order.
+ *
+ * Returns 0 when acquired; MP_EOWNERDEAD when acquired from a holder whose
+ * process died (or exited, or closed its manager) holding it - what it
+ * protected may be half-updated; the next acquirer gets 0 again;
+ * MP_ETIMEDOUT when not acquired (Python returns False). An RLock is
+ * re-entered by the thread that holds it; a Lock is not: its holder waits
+ * like anyone else, as in Python. Plus the common codes of dict proxies.
+ * Thread/fork: the holder is the calling thread of the calling process.
+ */
+MP_API int mp_mlock_acquire(mp_mlock *lk, double timeout);
+
+/*
+ * mp_mlock_release - Python's lock.release(). A Lock may be released by any
+ * thread or process (as Python's may); an RLock only by its holder.
+ * Returns 0; MP_EVALUE (Python's RuntimeError) for a lock that is not held,
+ * or an RLock held by someone else; the common codes.
+ * Thread/fork: any thread, any process that has the proxy.
+ */
+MP_API int mp_mlock_release(mp_mlock *lk);
+
+/* mp_mlock_free - release the proxy (not the lock). Accepts NULL.
+ * Thread/fork: as mp_dict_free(). */
+MP_API void mp_mlock_free(mp_mlock *lk);
+
+/* ---- Queue proxies --------------------------------------------------------------
+ *
+ * Python's manager Queue / JoinableQueue (a queue.Queue held in the
+ * server), for processes that were not forked from the queue's creator:
+ * they attach by name. Items are mp_obj values, delivered in FIFO order;
+ * blocked getters and putters are served in arrival order. Common returns,
+ * Ownership and Thread/fork as for dict proxies; a thread blocked in get()
+ * or put() holds up no other thread.
+ */
+
+/* mp_mqueue_put - q.put(item, timeout). Returns 0; MP_FULL when a bounded
+ * queue is still full when the timeout passes (MP_NOWAIT: put_nowait). */
+MP_API int mp_mqueue_put(mp_mqueue *q, const mp_obj *item, double timeout);
+
+/*
+ * mp_mqueue_get - q.get(timeout): the oldest item into *item.
+ * Returns 0; MP_EMPTY when nothing arrives before the timeout (MP_NOWAIT:
+ * get_nowait). Ownership: mp_obj_free(*item).
+ */
+MP_API int mp_mqueue_get(mp_mqueue *q, mp_obj **item, double timeout);
+
+/* mp_mqueue_qsize - q.qsize(): the count, or a negative code. */
+MP_API ssize_t mp_mqueue_qsize(mp_mqueue *q);
+
+/* mp_mqueue_empty / mp_mqueue_full - q.empty(), q.full(): 1 or 0. */
+MP_API int mp_mqueue_empty(mp_mqueue *q);
+MP_API int mp_mqueue_full(mp_mqueue *q);
+
+/* mp_mqueue_task_done - JoinableQueue.task_done(). Returns 0; MP_EVALUE
+ * when called more often than items were put. */
+MP_API int mp_mqueue_task_done(mp_mqueue *q);
+
+/* mp_mqueue_join - JoinableQueue.join(timeout): wait until every item put
+ * has been marked done. Returns 0; MP_ETIMEDOUT. */
+MP_API int mp_mqueue_join(mp_mqueue *q, double timeout);
+
+/* mp_mqueue_free - release the proxy. Accepts NULL. Thread/fork: as
+ * mp_dict_free(). */
+MP_API void mp_mqueue_free(mp_mqueue *q);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MPIPC_MANAGER_H */

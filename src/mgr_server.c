@@ -1,0 +1,2457 @@
+/*
+ * mgr_server - the manager's server: one event loop that owns every shared
+ * object, plus short-lived helper threads that run the authkey handshake.
+ *
+ * Why one loop thread. Python's manager runs a thread per connection and
+ * guards the objects with locks; here a single thread owns all state, so
+ * there are no locks around the objects, no lock handoff between server
+ * threads on the hot path, and an operation such as "add to d['count']" is
+ * atomic simply because nothing else runs while it does. Operations that
+ * wait (a lock acquire, a queue get or put, a queue join) never block the
+ * loop: they become waiter records, completed when the state they wait for
+ * changes or failed when their deadline passes.
+ *
+ * Why handshake threads. mp_deliver_challenge/mp_answer_challenge block;
+ * a client that connects and stays silent would stall every other client if
+ * the loop ran them. The loop accepts a connection and hands it to a thread
+ * (at most HS_MAX at a time; beyond that new connections wait in the listen
+ * backlog); the thread runs the handshake with a deadline and passes the
+ * authenticated descriptor back through a queue and a wake-up socket.
+ *
+ * Connections. A descriptor is read and written without blocking (the
+ * MSG_DONTWAIT helpers of io.c). Requests on one connection are handled
+ * strictly in order, one at a time: the next is looked at only when the
+ * previous one's reply has gone to the kernel and it is not waiting. This
+ * is also the back-pressure: a client that sends without reading stops
+ * being read once 64 KiB of its requests are buffered.
+ *
+ * Sessions. A client process announces a random session id in its 'hello';
+ * all connections of one process (one per thread that talks at once) share
+ * it. Locks are held, and objects referenced, by sessions. When a session's
+ * last connection closes - the process exited, died or closed its manager -
+ * the server releases the locks it held (marking them so the next acquirer
+ * gets MP_EOWNERDEAD) and drops its references; an object nobody references
+ * (and that has no name) is freed.
+ *
+ * Re-entrancy. Completing a waiter writes to another connection; a failed
+ * write never frees that connection on the spot (it is marked broken and
+ * torn down at the top of the loop), so no object or session disappears
+ * while code further up the stack is using it.
+ */
+#include "frame.h"
+#include "internal.h"
+#include "io.h"
+#include "mgr.h"
+#include "objimpl.h"
+#include "pickle.h"
+
+#include <mpipc/conn.h>
+#include <mpipc/listener.h>
+#include <mpipc/obj.h>
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define HS_MAX   32                 /* handshakes running at once */
+#define IN_MIN   ((size_t)4096)     /* a connection's first input buffer */
+#define IN_KEEP  ((size_t)64 << 10) /* keep at most this when idle; read-ahead bound */
+#define OUT_KEEP ((size_t)1 << 20)  /* keep at most this output buffer when idle */
+
+enum kind { K_DICT = 1, K_LIST, K_LOCK, K_RLOCK, K_QUEUE };
+static const char *const kind_names[] = {NULL, "dict", "list", "lock", "rlock", "queue"};
+
+enum wop { W_ACQUIRE = 1, W_GET, W_PUT, W_JOIN };
+
+struct sconn;
+struct sobj;
+struct session;
+
+/* A FIFO of waiters (on one object, for one operation). */
+struct wq {
+    struct waiter *head, *tail;
+};
+
+struct waiter {
+    struct sconn *conn;
+    struct sobj *obj;
+    struct wq *q;
+    int op;                       /* enum wop */
+    int64_t deadline;             /* MP__NO_DEADLINE, or when to fail it */
+    uint64_t tid;                 /* W_ACQUIRE: the client thread */
+    mp_obj *item;                 /* W_PUT: the item, owned */
+    struct waiter *next, *prev;   /* in q */
+    struct waiter *tnext, *tprev; /* in the server's timed list */
+};
+
+struct sobj {
+    int64_t id;
+    int kind;
+    long refs;          /* sessions that hold it, + 1 for a name */
+    mp_obj *name;       /* a str, or NULL */
+    mp_obj *value;      /* K_DICT: a dict; K_LIST: a list */
+    struct sobj *hnext; /* hash chain */
+    /* K_LOCK / K_RLOCK */
+    struct session *owner;
+    uint64_t owner_tid;
+    uint64_t count;  /* 0: free */
+    bool owner_dead; /* the last holder died holding it */
+    struct wq acquirers;
+    struct sobj *lnext, *lprev; /* the server's list of locks */
+    /* K_QUEUE: items[head .. head+len) in a ring of cap */
+    mp_obj **items;
+    size_t head, len, cap;
+    int64_t maxsize;    /* <= 0: unbounded */
+    int64_t unfinished; /* JoinableQueue's unfinished_tasks */
+    struct wq getters, putters, joiners;
+};
+
+struct session {
+    int64_t id;
+    int nconns;
+    struct sobj **held;
+    size_t nheld, cap;
+    struct session *next, *prev;
+};
+
+struct sconn {
+    int fd;
+    int64_t id;
+    struct session *sess; /* NULL until hello */
+    size_t max_reply;
+    unsigned char *in; /* in[in_pos, in_len) not yet handled */
+    size_t in_pos, in_len, in_cap;
+    mp__pickler out; /* out.p[out_pos, out.len) not yet sent */
+    size_t out_pos;
+    struct waiter *waiter; /* the request that is waiting, if any */
+    bool closing;          /* close once the output is sent (after a fatal error reply) */
+    bool broken;           /* the peer is gone or the socket failed: tear down */
+};
+
+/* A handshake in progress, run by its own thread. */
+struct hs {
+    struct server *s;
+    mp_conn *conn;
+    int fd;    /* the socket, for shutdown at teardown; -1 once released */
+    bool done; /* the thread has finished */
+    pthread_t thread;
+    struct hs *next;
+};
+
+struct server {
+    mp_listener *listener;
+    const unsigned char *key;
+    size_t keylen;
+    size_t max_request;
+    int alive_fd;
+    int wake[2]; /* [0] polled by the loop, [1] written by handshake threads */
+    bool stop;
+
+    pthread_mutex_t mu; /* guards hs_list, hs_running, incoming, stopping, wake_pending */
+    struct hs *hs_list;
+    int hs_running;
+    int *incoming; /* authenticated descriptors for the loop */
+    size_t nincoming, incoming_cap;
+    bool stopping;
+    bool wake_pending;
+
+    /* Everything below belongs to the loop thread. */
+    struct sconn **conns;
+    size_t nconns, conns_cap;
+    struct session *sessions;
+    size_t nsessions;
+    struct sobj **table; /* hash of objects by id */
+    size_t table_cap, nobjs;
+    struct sobj *locks; /* every lock object */
+    mp_obj *names;      /* dict: name -> id */
+    struct waiter *timed;
+    int64_t next_id, next_conn_id;
+    bool again;           /* a connection may have work without new input */
+    int64_t accept_pause; /* after a failed accept (EMFILE...): not before */
+    struct pollfd *pfds;
+    struct sconn **pconn;
+    size_t pcap;
+};
+
+/* ---- replies --------------------------------------------------------------- */
+
+/* A reply is one frame appended to the connection's output: 4 bytes of
+ * length (the limits keep every frame below 2^31), then a pickle of
+ * ('#RETURN', value) or ('#ERROR', code, text). */
+
+static void reply_error(struct sconn *c, int code, const char *text);
+
+static size_t reply_begin(struct sconn *c)
+{
+    size_t start = c->out.len;
+    if (mp__pickler_reserve(&c->out, 4) == 0)
+        c->out.len += 4;
+    mp__pickler_start(&c->out);
+    mp__pickler_str(&c->out, "#RETURN", 7);
+    return start;
+}
+
+static void frame_finish(struct sconn *c, size_t start, bool limited)
+{
+    if (c->out.err) {
+        int err = c->out.err;
+        c->out.err = 0;
+        c->out.len = start;
+        if (limited)
+            reply_error(c, err, "the server ran out of memory building the reply");
+        else
+            c->broken = true; /* not even an error reply fits */
+        return;
+    }
+    size_t size = c->out.len - start - 4;
+    if (limited && size > c->max_reply) {
+        c->out.len = start;
+        reply_error(c, MP_ETOOLONG, "the reply is larger than the client accepts");
+        return;
+    }
+    unsigned char *h = c->out.p + start;
+    h[0] = (unsigned char)(size >> 24);
+    h[1] = (unsigned char)(size >> 16);
+    h[2] = (unsigned char)(size >> 8);
+    h[3] = (unsigned char)size;
+}
+
+static void reply_end(struct sconn *c, size_t start)
+{
+    mp__pickler_tuple(&c->out, 2);
+    mp__pickler_stop(&c->out);
+    frame_finish(c, start, true);
+}
+
+static void reply_error(struct sconn *c, int code, const char *text)
+{
+    size_t start = c->out.len;
+    if (mp__pickler_reserve(&c->out, 4) == 0)
+        c->out.len += 4;
+    mp__pickler_start(&c->out);
+    mp__pickler_str(&c->out, "#ERROR", 6);
+    mp__pickler_int(&c->out, code);
+    mp__pickler_str(&c->out, text, strlen(text));
+    mp__pickler_tuple(&c->out, 3);
+    mp__pickler_stop(&c->out);
+    frame_finish(c, start, false);
+}
+
+static void reply_none(struct sconn *c)
+{
+    size_t st = reply_begin(c);
+    mp__pickler_none(&c->out);
+    reply_end(c, st);
+}
+
+static void reply_int(struct sconn *c, int64_t v)
+{
+    size_t st = reply_begin(c);
+    mp__pickler_int(&c->out, v);
+    reply_end(c, st);
+}
+
+static void reply_bool(struct sconn *c, bool v)
+{
+    size_t st = reply_begin(c);
+    mp__pickler_bool(&c->out, v);
+    reply_end(c, st);
+}
+
+static void reply_obj(struct sconn *c, const mp_obj *o)
+{
+    size_t st = reply_begin(c);
+    mp__pickler_obj(&c->out, o);
+    reply_end(c, st);
+}
+
+/* The codes a failed operation replies with; anything unexpected from the
+ * object layer is reported as what it is. */
+static void reply_status(struct sconn *c, int rc)
+{
+    const char *text;
+    switch (rc) {
+    case MP_EKEY:
+        text = "KeyError / IndexError";
+        break;
+    case MP_ETYPE:
+        text = "TypeError";
+        break;
+    case MP_EVALUE:
+        text = "ValueError";
+        break;
+    case -ENOMEM:
+        text = "the server is out of memory";
+        break;
+    case -EOVERFLOW:
+        text = "OverflowError: the result does not fit in 64 bits";
+        break;
+    default:
+        text = mp_strerror(rc);
+        break;
+    }
+    reply_error(c, rc, text);
+}
+
+/* ---- connections: output ---------------------------------------------------- */
+
+static bool conn_idle_output(const struct sconn *c)
+{
+    return c->out_pos == c->out.len;
+}
+
+/* Send what is pending without blocking. A failure marks the connection
+ * broken; it is torn down later at a safe point. */
+static void conn_flush(struct sconn *c)
+{
+    while (!c->broken && c->out_pos < c->out.len) {
+        ssize_t w = mp__send_nowait(c->fd, c->out.p + c->out_pos, c->out.len - c->out_pos);
+        if (w == -EAGAIN)
+            return;
+        if (w < 0) {
+            c->broken = true;
+            return;
+        }
+        c->out_pos += (size_t)w;
+    }
+    if (c->broken)
+        return;
+    c->out_pos = c->out.len = 0;
+    if (c->out.cap > OUT_KEEP) {
+        free(c->out.p);
+        c->out.p = NULL;
+        c->out.cap = 0;
+    }
+    if (c->closing)
+        c->broken = true; /* the fatal error reply has left: hang up */
+}
+
+/* ---- objects ------------------------------------------------------------------ */
+
+static size_t hash_id(int64_t id, size_t cap)
+{
+    uint64_t x = (uint64_t)id * UINT64_C(0x9E3779B97F4A7C15);
+    return (size_t)(x >> 17) & (cap - 1);
+}
+
+static struct sobj *obj_find(struct server *s, int64_t id)
+{
+    if (!s->table_cap)
+        return NULL;
+    for (struct sobj *o = s->table[hash_id(id, s->table_cap)]; o; o = o->hnext)
+        if (o->id == id)
+            return o;
+    return NULL;
+}
+
+static int table_insert(struct server *s, struct sobj *o)
+{
+    if (s->nobjs + 1 > s->table_cap / 2 * 1 + s->table_cap / 4 || !s->table_cap) {
+        size_t cap = s->table_cap ? s->table_cap * 2 : 64;
+        struct sobj **t = calloc(cap, sizeof *t);
+        if (!t)
+            return -ENOMEM;
+        for (size_t i = 0; i < s->table_cap; i++) {
+            struct sobj *x = s->table[i];
+            while (x) {
+                struct sobj *nx = x->hnext;
+                size_t h = hash_id(x->id, cap);
+                x->hnext = t[h];
+                t[h] = x;
+                x = nx;
+            }
+        }
+        free(s->table);
+        s->table = t;
+        s->table_cap = cap;
+    }
+    size_t h = hash_id(o->id, s->table_cap);
+    o->hnext = s->table[h];
+    s->table[h] = o;
+    s->nobjs++;
+    return 0;
+}
+
+static void table_remove(struct server *s, struct sobj *o)
+{
+    for (struct sobj **pp = &s->table[hash_id(o->id, s->table_cap)]; *pp; pp = &(*pp)->hnext) {
+        if (*pp == o) {
+            *pp = o->hnext;
+            s->nobjs--;
+            return;
+        }
+    }
+}
+
+/* ---- waiters ------------------------------------------------------------------ */
+
+static void wq_push(struct wq *q, struct waiter *w)
+{
+    w->q = q;
+    w->next = NULL;
+    w->prev = q->tail;
+    if (q->tail)
+        q->tail->next = w;
+    else
+        q->head = w;
+    q->tail = w;
+}
+
+static void wq_unlink(struct waiter *w)
+{
+    struct wq *q = w->q;
+    if (!q)
+        return;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        q->head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        q->tail = w->prev;
+    w->q = NULL;
+    w->next = w->prev = NULL;
+}
+
+static void timed_unlink(struct server *s, struct waiter *w)
+{
+    if (w->deadline == MP__NO_DEADLINE)
+        return;
+    if (w->tprev)
+        w->tprev->tnext = w->tnext;
+    else
+        s->timed = w->tnext;
+    if (w->tnext)
+        w->tnext->tprev = w->tprev;
+    w->tnext = w->tprev = NULL;
+}
+
+/* Park the connection's current request. Returns 0 or -ENOMEM. */
+static int wait_on(struct server *s, struct sconn *c, struct sobj *o, struct wq *q, int op,
+                   double timeout, uint64_t tid, mp_obj *item)
+{
+    struct waiter *w = calloc(1, sizeof *w);
+    if (!w)
+        return -ENOMEM;
+    w->conn = c;
+    w->obj = o;
+    w->op = op;
+    w->tid = tid;
+    w->item = item;
+    w->deadline = mp__deadline(timeout);
+    wq_push(q, w);
+    if (w->deadline != MP__NO_DEADLINE) {
+        w->tnext = s->timed;
+        if (s->timed)
+            s->timed->tprev = w;
+        s->timed = w;
+    }
+    c->waiter = w;
+    return 0;
+}
+
+/* Take a waiter off every list and free it; the caller has replied (or the
+ * connection is gone). Its item, if still there, is freed. */
+static void waiter_free(struct server *s, struct waiter *w)
+{
+    wq_unlink(w);
+    timed_unlink(s, w);
+    if (w->conn && w->conn->waiter == w)
+        w->conn->waiter = NULL;
+    mp_obj_free(w->item);
+    free(w);
+}
+
+/* The connection of a completed waiter may have more requests buffered. */
+static void waiter_replied(struct server *s, struct waiter *w)
+{
+    struct sconn *c = w->conn;
+    waiter_free(s, w);
+    conn_flush(c);
+    s->again = true;
+}
+
+static void waiter_fail(struct server *s, struct waiter *w, int code)
+{
+    if (!w->conn->broken)
+        reply_status(w->conn, code);
+    waiter_replied(s, w);
+}
+
+/* ---- sessions and references -------------------------------------------------- */
+
+static void obj_destroy(struct server *s, struct sobj *o);
+
+static int session_hold(struct session *ss, struct sobj *o)
+{
+    for (size_t i = 0; i < ss->nheld; i++)
+        if (ss->held[i] == o)
+            return 0;
+    if (ss->nheld == ss->cap) {
+        size_t cap = ss->cap ? ss->cap * 2 : 8;
+        struct sobj **h = realloc(ss->held, cap * sizeof *h);
+        if (!h)
+            return -ENOMEM;
+        ss->held = h;
+        ss->cap = cap;
+    }
+    ss->held[ss->nheld++] = o;
+    o->refs++;
+    return 0;
+}
+
+static void obj_decref(struct server *s, struct sobj *o)
+{
+    if (--o->refs <= 0)
+        obj_destroy(s, o);
+}
+
+/* Returns true when the session held o. */
+static bool session_drop(struct server *s, struct session *ss, struct sobj *o)
+{
+    for (size_t i = 0; i < ss->nheld; i++) {
+        if (ss->held[i] == o) {
+            ss->held[i] = ss->held[--ss->nheld];
+            obj_decref(s, o);
+            return true;
+        }
+    }
+    return false;
+}
+
+static void lock_grant_next(struct server *s, struct sobj *o);
+
+/* The last connection of a process closed: free what it held. */
+static void session_end(struct server *s, struct session *ss)
+{
+    /* Locks first, while every object is still there: a lock the process
+     * held passes to the next waiter, who learns that its holder died. */
+    for (struct sobj *o = s->locks; o; o = o->lnext) {
+        if (o->count && o->owner == ss) {
+            o->count = 0;
+            o->owner = NULL;
+            o->owner_dead = true;
+            lock_grant_next(s, o);
+        }
+    }
+    while (ss->nheld) {
+        struct sobj *o = ss->held[--ss->nheld];
+        obj_decref(s, o);
+    }
+    if (ss->prev)
+        ss->prev->next = ss->next;
+    else
+        s->sessions = ss->next;
+    if (ss->next)
+        ss->next->prev = ss->prev;
+    s->nsessions--;
+    free(ss->held);
+    free(ss);
+}
+
+static struct session *session_get(struct server *s, int64_t id)
+{
+    for (struct session *ss = s->sessions; ss; ss = ss->next)
+        if (ss->id == id)
+            return ss;
+    struct session *ss = calloc(1, sizeof *ss);
+    if (!ss)
+        return NULL;
+    ss->id = id;
+    ss->next = s->sessions;
+    if (s->sessions)
+        s->sessions->prev = ss;
+    s->sessions = ss;
+    s->nsessions++;
+    return ss;
+}
+
+/* ---- object lifetime ------------------------------------------------------------ */
+
+static void fail_all(struct server *s, struct wq *q, int code)
+{
+    while (q->head)
+        waiter_fail(s, q->head, code);
+}
+
+static void obj_destroy(struct server *s, struct sobj *o)
+{
+    table_remove(s, o);
+    fail_all(s, &o->acquirers, MP_ENOOBJ);
+    fail_all(s, &o->getters, MP_ENOOBJ);
+    fail_all(s, &o->putters, MP_ENOOBJ);
+    fail_all(s, &o->joiners, MP_ENOOBJ);
+    if (o->kind == K_LOCK || o->kind == K_RLOCK) {
+        if (o->lprev)
+            o->lprev->lnext = o->lnext;
+        else
+            s->locks = o->lnext;
+        if (o->lnext)
+            o->lnext->lprev = o->lprev;
+    }
+    for (size_t i = 0; i < o->len; i++)
+        mp_obj_free(o->items[(o->head + i) % o->cap]);
+    free(o->items);
+    mp_obj_free(o->value);
+    mp_obj_free(o->name);
+    free(o);
+}
+
+static struct sobj *obj_new(struct server *s, int kind)
+{
+    struct sobj *o = calloc(1, sizeof *o);
+    if (!o)
+        return NULL;
+    o->kind = kind;
+    o->id = ++s->next_id;
+    if (table_insert(s, o) < 0) {
+        free(o);
+        return NULL;
+    }
+    if (kind == K_LOCK || kind == K_RLOCK) {
+        o->lnext = s->locks;
+        if (s->locks)
+            s->locks->lprev = o;
+        s->locks = o;
+    }
+    return o;
+}
+
+/* ---- argument helpers ------------------------------------------------------------ */
+
+static mp_obj *arg(mp_obj *args, size_t i)
+{
+    return mp_obj_list_get(args, i);
+}
+
+/* A timeout argument: a number of seconds, negative or None for forever. */
+static int arg_timeout(const mp_obj *o, double *t)
+{
+    int64_t i;
+    if (mp_obj_is_none(o)) {
+        *t = MP_FOREVER;
+        return 0;
+    }
+    if (mp_obj_get_float(o, t) == 0)
+        return isnan(*t) ? MP_EVALUE : 0;
+    if (mp_obj_get_int(o, &i) == 0) {
+        *t = (double)i;
+        return 0;
+    }
+    return MP_ETYPE;
+}
+
+/* Python's index normalisation for item access: i < 0 counts from the end;
+ * out of range is IndexError (MP_EKEY). */
+static int norm_index(const mp_obj *io, size_t len, size_t *out)
+{
+    int64_t i;
+    if (mp_obj_get_int(io, &i) < 0)
+        return MP_ETYPE;
+    if (i < 0)
+        i += (int64_t)len;
+    if (i < 0 || (uint64_t)i >= len)
+        return MP_EKEY;
+    *out = (size_t)i;
+    return 0;
+}
+
+/* Python's slice clamping for one bound (None: the default). */
+static int slice_bound(const mp_obj *o, size_t len, size_t dflt, size_t *out)
+{
+    if (mp_obj_is_none(o)) {
+        *out = dflt;
+        return 0;
+    }
+    int64_t i;
+    if (mp_obj_get_int(o, &i) < 0)
+        return MP_ETYPE;
+    if (i < 0) {
+        i += (int64_t)len;
+        if (i < 0)
+            i = 0;
+    }
+    *out = (uint64_t)i > len ? len : (size_t)i;
+    return 0;
+}
+
+static int check_hashable(const mp_obj *key)
+{
+    uint64_t h;
+    return mp__obj_hash(key, false, &h);
+}
+
+/* ---- dict methods -------------------------------------------------------------- */
+
+typedef void (*method_fn)(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args);
+
+static void d_get(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    mp_obj *key = arg(args, 0);
+    int rc = check_hashable(key);
+    if (rc < 0) {
+        reply_status(c, rc);
+        return;
+    }
+    mp_obj *v = mp_obj_dict_get(o->value, key);
+    if (v)
+        reply_obj(c, v);
+    else
+        reply_error(c, MP_EKEY, "KeyError");
+}
+
+static void d_set(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    mp_obj *value = mp__seq_take(args, 1);
+    mp_obj *key = mp__seq_take(args, 0);
+    int rc = mp_obj_dict_set(o->value, key, value);
+    if (rc < 0) {
+        mp_obj_free(key);
+        mp_obj_free(value);
+        reply_status(c, rc);
+        return;
+    }
+    reply_none(c);
+}
+
+static void d_del(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    int rc = mp_obj_dict_del(o->value, arg(args, 0));
+    if (rc < 0)
+        reply_status(c, rc);
+    else
+        reply_none(c);
+}
+
+static void d_contains(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    mp_obj *key = arg(args, 0);
+    int rc = check_hashable(key);
+    if (rc < 0)
+        reply_status(c, rc);
+    else
+        reply_bool(c, mp_obj_dict_get(o->value, key) != NULL);
+}
+
+static void x_len(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    (void)args;
+    reply_int(c, (int64_t)mp_obj_len(o->value));
+}
+
+/* keys(), values(), items(): a list built straight into the reply. */
+static void dict_view(struct sconn *c, struct sobj *o, int which)
+{
+    size_t st = reply_begin(c);
+    mp__pickler_list_begin(&c->out);
+    size_t pos = 0;
+    const mp_obj *k;
+    mp_obj *v;
+    while (mp_obj_dict_next(o->value, &pos, &k, &v) == 1) {
+        if (which != 1)
+            mp__pickler_obj(&c->out, k);
+        if (which != 0)
+            mp__pickler_obj(&c->out, v);
+        if (which == 2)
+            mp__pickler_tuple(&c->out, 2);
+    }
+    mp__pickler_list_end(&c->out);
+    reply_end(c, st);
+}
+
+static void d_keys(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    (void)args;
+    dict_view(c, o, 0);
+}
+
+static void d_values(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    (void)args;
+    dict_view(c, o, 1);
+}
+
+static void d_items(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    (void)args;
+    dict_view(c, o, 2);
+}
+
+static void x_clear(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    (void)args;
+    mp_obj *fresh = o->kind == K_DICT ? mp_obj_dict_new() : mp_obj_list_new();
+    if (!fresh) {
+        reply_status(c, -ENOMEM);
+        return;
+    }
+    mp_obj_free(o->value);
+    o->value = fresh;
+    reply_none(c);
+}
+
+static void d_pop(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    mp_obj *k, *v;
+    int rc = mp__dict_take(o->value, arg(args, 0), &k, &v);
+    if (rc < 0) {
+        reply_status(c, rc);
+        return;
+    }
+    if (rc == 0) {
+        reply_error(c, MP_EKEY, "KeyError");
+        return;
+    }
+    reply_obj(c, v);
+    mp_obj_free(k);
+    mp_obj_free(v);
+}
+
+static void d_popitem(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    (void)args;
+    mp_obj *k, *v;
+    if (mp__dict_popitem(o->value, &k, &v) != 1) {
+        reply_error(c, MP_EKEY, "KeyError: popitem(): dictionary is empty");
+        return;
+    }
+    size_t st = reply_begin(c);
+    mp__pickler_obj(&c->out, k);
+    mp__pickler_obj(&c->out, v);
+    mp__pickler_tuple(&c->out, 2);
+    reply_end(c, st);
+    mp_obj_free(k);
+    mp_obj_free(v);
+}
+
+static void d_setdefault(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    mp_obj *key = arg(args, 0);
+    int rc = check_hashable(key);
+    if (rc < 0) {
+        reply_status(c, rc);
+        return;
+    }
+    mp_obj *v = mp_obj_dict_get(o->value, key);
+    if (v) {
+        reply_obj(c, v);
+        return;
+    }
+    mp_obj *dflt = mp__seq_take(args, 1);
+    key = mp__seq_take(args, 0);
+    rc = mp_obj_dict_set(o->value, key, dflt);
+    if (rc < 0) {
+        mp_obj_free(key);
+        mp_obj_free(dflt);
+        reply_status(c, rc);
+        return;
+    }
+    reply_obj(c, dflt); /* now owned by the dict, still valid */
+}
+
+/* dict.update(other): other is a dict or a sequence of (key, value) pairs.
+ * The pairs are checked before anything changes, then moved (not copied)
+ * out of the request. */
+static void d_update(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    mp_obj *other = arg(args, 0);
+    int t = mp_obj_type(other);
+    if (t != MP_TYPE_DICT && t != MP_TYPE_LIST && t != MP_TYPE_TUPLE) {
+        reply_error(c, MP_ETYPE, "TypeError: update() takes a dict or a sequence of pairs");
+        return;
+    }
+    size_t n = (size_t)mp_obj_len(other);
+    if (t != MP_TYPE_DICT) {
+        for (size_t i = 0; i < n; i++) {
+            mp_obj *p = mp_obj_list_get(other, i);
+            int pt = mp_obj_type(p);
+            if ((pt != MP_TYPE_TUPLE && pt != MP_TYPE_LIST) || mp_obj_len(p) != 2) {
+                reply_error(c, MP_EVALUE, "ValueError: update sequence element is not a pair");
+                return;
+            }
+            if (check_hashable(mp_obj_list_get(p, 0)) < 0) {
+                reply_status(c, MP_ETYPE);
+                return;
+            }
+        }
+    }
+    mp_obj **kv = malloc((n ? n : 1) * 2 * sizeof *kv);
+    if (!kv) {
+        reply_status(c, -ENOMEM);
+        return;
+    }
+    if (t == MP_TYPE_DICT) {
+        /* popitem() takes from the end: fill the array backwards. */
+        for (size_t i = n; i-- > 0;)
+            (void)mp__dict_popitem(other, &kv[2 * i], &kv[2 * i + 1]);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            mp_obj *p = mp_obj_list_get(other, i);
+            kv[2 * i + 1] = mp__seq_take(p, 1);
+            kv[2 * i] = mp__seq_take(p, 0);
+        }
+    }
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (rc == 0)
+            rc = mp_obj_dict_set(o->value, kv[2 * i], kv[2 * i + 1]);
+        if (rc < 0) { /* out of memory part-way: Python's update is not atomic either */
+            mp_obj_free(kv[2 * i]);
+            mp_obj_free(kv[2 * i + 1]);
+        }
+    }
+    free(kv);
+    if (rc < 0)
+        reply_status(c, rc);
+    else
+        reply_none(c);
+}
+
+static void d_copy(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    (void)args;
+    reply_obj(c, o->value);
+}
+
+/* d[key] += delta, atomically; a missing key counts as 0. */
+static void d_add(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    mp_obj *key = arg(args, 0);
+    int64_t delta;
+    if (mp_obj_get_int(arg(args, 1), &delta) < 0) {
+        reply_error(c, MP_ETYPE, "TypeError: the delta must be an int");
+        return;
+    }
+    int rc = check_hashable(key);
+    if (rc < 0) {
+        reply_status(c, rc);
+        return;
+    }
+    mp_obj *v = mp_obj_dict_get(o->value, key);
+    if (!v) {
+        mp_obj *nv = mp_obj_int(delta);
+        key = mp__seq_take(args, 0);
+        rc = nv ? mp_obj_dict_set(o->value, key, nv) : -ENOMEM;
+        if (rc < 0) {
+            mp_obj_free(nv);
+            mp_obj_free(key);
+            reply_status(c, rc);
+            return;
+        }
+        reply_int(c, delta);
+        return;
+    }
+    int64_t cur, sum;
+    if (mp_obj_type(v) != MP_TYPE_INT && mp_obj_type(v) != MP_TYPE_BOOL) {
+        reply_error(c, MP_ETYPE, "TypeError: the stored value is not an int");
+        return;
+    }
+    (void)mp_obj_get_int(v, &cur);
+    if (__builtin_add_overflow(cur, delta, &sum)) {
+        reply_status(c, -EOVERFLOW);
+        return;
+    }
+    /* In place: an int node has no children, so the tree is unchanged. */
+    v->type = MP_TYPE_INT;
+    v->u.i = sum;
+    reply_int(c, sum);
+}
+
+/* Compare and set: args (key, desired) swaps only when key is absent;
+ * (key, desired, expected) only when d[key] == expected. Replies
+ * (swapped, present, current): present/current describe the value before
+ * the call (None when absent). */
+static void d_cas(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    size_t n = (size_t)mp_obj_len(args);
+    mp_obj *key = arg(args, 0);
+    int rc = check_hashable(key);
+    if (rc < 0) {
+        reply_status(c, rc);
+        return;
+    }
+    mp_obj *v = mp_obj_dict_get(o->value, key);
+    bool match = n == 2 ? v == NULL : (v != NULL && mp_obj_equal(v, arg(args, 2)));
+    if (!match) {
+        size_t st = reply_begin(c);
+        mp__pickler_bool(&c->out, false);
+        mp__pickler_bool(&c->out, v != NULL);
+        if (v)
+            mp__pickler_obj(&c->out, v);
+        else
+            mp__pickler_none(&c->out);
+        mp__pickler_tuple(&c->out, 3);
+        reply_end(c, st);
+        return;
+    }
+    /* Reply first: the old value is freed by the set. */
+    size_t st = reply_begin(c);
+    mp__pickler_bool(&c->out, true);
+    mp__pickler_bool(&c->out, v != NULL);
+    if (v)
+        mp__pickler_obj(&c->out, v);
+    else
+        mp__pickler_none(&c->out);
+    mp__pickler_tuple(&c->out, 3);
+    mp_obj *desired = mp__seq_take(args, 1);
+    key = mp__seq_take(args, 0);
+    rc = mp_obj_dict_set(o->value, key, desired);
+    if (rc < 0) {
+        mp_obj_free(key);
+        mp_obj_free(desired);
+        c->out.len = st; /* withdraw the success reply */
+        c->out.err = 0;
+        reply_status(c, rc);
+        return;
+    }
+    reply_end(c, st);
+}
+
+/* ---- list methods -------------------------------------------------------------- */
+
+static void l_append(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    mp_obj *v = mp__seq_take(args, 0);
+    int rc = mp_obj_list_append(o->value, v);
+    if (rc < 0) {
+        mp_obj_free(v);
+        reply_status(c, rc);
+        return;
+    }
+    reply_none(c);
+}
+
+static void l_extend(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    mp_obj *seq = arg(args, 0);
+    int t = mp_obj_type(seq);
+    if (t != MP_TYPE_LIST && t != MP_TYPE_TUPLE) {
+        reply_error(c, MP_ETYPE, "TypeError: extend() takes a list or tuple");
+        return;
+    }
+    size_t n = (size_t)mp_obj_len(seq);
+    int rc = mp__seq_reserve(o->value, n);
+    if (rc < 0) {
+        reply_status(c, rc);
+        return;
+    }
+    /* Move the items, last first (taking the last item moves nothing),
+     * then insert them in order at the old end. */
+    size_t at = (size_t)mp_obj_len(o->value);
+    for (size_t i = n; i-- > 0;) {
+        mp_obj *item = mp__seq_take(seq, i);
+        rc = mp__list_insert(o->value, at, item);
+        if (rc < 0) {
+            mp_obj_free(item);
+            reply_status(c, rc);
+            return;
+        }
+    }
+    reply_none(c);
+}
+
+static void l_get(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    size_t i;
+    int rc = norm_index(arg(args, 0), (size_t)mp_obj_len(o->value), &i);
+    if (rc < 0)
+        reply_error(c, rc, rc == MP_EKEY ? "IndexError: list index out of range" : "TypeError");
+    else
+        reply_obj(c, mp_obj_list_get(o->value, i));
+}
+
+static void l_set(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    size_t i;
+    int rc = norm_index(arg(args, 0), (size_t)mp_obj_len(o->value), &i);
+    if (rc < 0) {
+        reply_error(c, rc,
+                    rc == MP_EKEY ? "IndexError: list assignment index out of range" : "TypeError");
+        return;
+    }
+    mp_obj *v = mp__seq_take(args, 1);
+    rc = mp_obj_list_set(o->value, i, v);
+    if (rc < 0) {
+        mp_obj_free(v);
+        reply_status(c, rc);
+        return;
+    }
+    reply_none(c);
+}
+
+static void l_del_or_pop(struct sconn *c, struct sobj *o, mp_obj *args, bool pop)
+{
+    size_t len = (size_t)mp_obj_len(o->value);
+    if (pop && len == 0) {
+        reply_error(c, MP_EKEY, "IndexError: pop from empty list");
+        return;
+    }
+    size_t i = len - 1;
+    if (mp_obj_len(args) > 0) {
+        int rc = norm_index(arg(args, 0), len, &i);
+        if (rc < 0) {
+            reply_error(c, rc, rc == MP_EKEY ? "IndexError: index out of range" : "TypeError");
+            return;
+        }
+    }
+    mp_obj *item = mp__seq_take(o->value, i);
+    if (pop)
+        reply_obj(c, item);
+    else
+        reply_none(c);
+    mp_obj_free(item);
+}
+
+static void l_pop(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    l_del_or_pop(c, o, args, true);
+}
+
+static void l_del(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    l_del_or_pop(c, o, args, false);
+}
+
+static void l_insert(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    int64_t i;
+    if (mp_obj_get_int(arg(args, 0), &i) < 0) {
+        reply_status(c, MP_ETYPE);
+        return;
+    }
+    int64_t len = (int64_t)mp_obj_len(o->value);
+    if (i < 0) {
+        i += len;
+        if (i < 0)
+            i = 0;
+    }
+    if (i > len)
+        i = len;
+    mp_obj *v = mp__seq_take(args, 1);
+    int rc = mp__list_insert(o->value, (size_t)i, v);
+    if (rc < 0) {
+        mp_obj_free(v);
+        reply_status(c, rc);
+        return;
+    }
+    reply_none(c);
+}
+
+static void l_slice(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    size_t len = (size_t)mp_obj_len(o->value), a, b;
+    if (slice_bound(arg(args, 0), len, 0, &a) < 0 || slice_bound(arg(args, 1), len, len, &b) < 0) {
+        reply_status(c, MP_ETYPE);
+        return;
+    }
+    size_t st = reply_begin(c);
+    mp__pickler_list_begin(&c->out);
+    for (size_t i = a; i < b; i++)
+        mp__pickler_obj(&c->out, mp_obj_list_get(o->value, i));
+    mp__pickler_list_end(&c->out);
+    reply_end(c, st);
+}
+
+static void l_copy(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    (void)args;
+    reply_obj(c, o->value);
+}
+
+/* The first index holding a value equal to v, or -1. */
+static ssize_t l_find(const mp_obj *list, const mp_obj *v)
+{
+    size_t n = (size_t)mp_obj_len(list);
+    for (size_t i = 0; i < n; i++)
+        if (mp_obj_equal(mp_obj_list_get(list, i), v))
+            return (ssize_t)i;
+    return -1;
+}
+
+static void l_index(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    ssize_t i = l_find(o->value, arg(args, 0));
+    if (i < 0)
+        reply_error(c, MP_EVALUE, "ValueError: value is not in list");
+    else
+        reply_int(c, i);
+}
+
+static void l_count(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    size_t n = (size_t)mp_obj_len(o->value);
+    int64_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += mp_obj_equal(mp_obj_list_get(o->value, i), arg(args, 0));
+    reply_int(c, k);
+}
+
+static void l_contains(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    reply_bool(c, l_find(o->value, arg(args, 0)) >= 0);
+}
+
+static void l_remove(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    ssize_t i = l_find(o->value, arg(args, 0));
+    if (i < 0) {
+        reply_error(c, MP_EVALUE, "ValueError: list.remove(x): x not in list");
+        return;
+    }
+    mp_obj_free(mp__seq_take(o->value, (size_t)i));
+    reply_none(c);
+}
+
+/* ---- locks -------------------------------------------------------------------- */
+
+static void lock_give(struct sobj *o, struct session *ss, uint64_t tid)
+{
+    o->owner = ss;
+    o->owner_tid = tid;
+    o->count = 1;
+}
+
+/* The reply to a successful acquire: 0, or MP_EOWNERDEAD once after the
+ * previous holder died holding the lock. */
+static void reply_acquired(struct sconn *c, struct sobj *o)
+{
+    if (o->owner_dead) {
+        o->owner_dead = false;
+        reply_error(c, MP_EOWNERDEAD, "acquired; the previous holder died holding the lock");
+    } else {
+        reply_none(c);
+    }
+}
+
+static void lock_grant_next(struct server *s, struct sobj *o)
+{
+    while (o->count == 0 && o->acquirers.head) {
+        struct waiter *w = o->acquirers.head;
+        struct sconn *wc = w->conn;
+        if (wc->broken || !wc->sess) {
+            waiter_free(s, w);
+            continue;
+        }
+        lock_give(o, wc->sess, w->tid);
+        reply_acquired(wc, o);
+        waiter_replied(s, w);
+    }
+}
+
+static void k_acquire(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    double timeout;
+    int64_t tid;
+    if (arg_timeout(arg(args, 0), &timeout) < 0 || mp_obj_get_int(arg(args, 1), &tid) < 0) {
+        reply_status(c, MP_ETYPE);
+        return;
+    }
+    if (o->count == 0) {
+        lock_give(o, c->sess, (uint64_t)tid);
+        reply_acquired(c, o);
+        return;
+    }
+    if (o->kind == K_RLOCK && o->owner == c->sess && o->owner_tid == (uint64_t)tid) {
+        o->count++;
+        reply_none(c);
+        return;
+    }
+    if (timeout == 0) {
+        reply_error(c, MP_ETIMEDOUT, "the lock is held");
+        return;
+    }
+    int rc = wait_on(s, c, o, &o->acquirers, W_ACQUIRE, timeout, (uint64_t)tid, NULL);
+    if (rc < 0)
+        reply_status(c, rc);
+}
+
+static void k_release(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    int64_t tid;
+    if (mp_obj_get_int(arg(args, 0), &tid) < 0) {
+        reply_status(c, MP_ETYPE);
+        return;
+    }
+    if (o->count == 0) {
+        reply_error(c, MP_EVALUE, "release unlocked lock");
+        return;
+    }
+    if (o->kind == K_RLOCK && (o->owner != c->sess || o->owner_tid != (uint64_t)tid)) {
+        reply_error(c, MP_EVALUE, "cannot release un-acquired lock");
+        return;
+    }
+    if (--o->count == 0) {
+        o->owner = NULL;
+        lock_grant_next(s, o);
+    }
+    reply_none(c);
+}
+
+/* ---- queues ------------------------------------------------------------------- */
+
+static int q_push(struct sobj *o, mp_obj *item)
+{
+    if (o->len == o->cap) {
+        size_t cap = o->cap ? o->cap * 2 : 16;
+        mp_obj **items = malloc(cap * sizeof *items);
+        if (!items)
+            return -ENOMEM;
+        for (size_t i = 0; i < o->len; i++)
+            items[i] = o->items[(o->head + i) % o->cap];
+        free(o->items);
+        o->items = items;
+        o->cap = cap;
+        o->head = 0;
+    }
+    o->items[(o->head + o->len) % o->cap] = item;
+    o->len++;
+    o->unfinished++;
+    return 0;
+}
+
+static mp_obj *q_pop(struct sobj *o)
+{
+    mp_obj *item = o->items[o->head];
+    o->head = (o->head + 1) % o->cap;
+    o->len--;
+    return item;
+}
+
+static bool q_full(const struct sobj *o)
+{
+    return o->maxsize > 0 && o->len >= (size_t)o->maxsize;
+}
+
+/* Room appeared: move waiting putters' items in, in order. */
+static void q_admit_putters(struct server *s, struct sobj *o)
+{
+    while (!q_full(o) && o->putters.head) {
+        struct waiter *w = o->putters.head;
+        if (q_push(o, w->item) < 0)
+            return; /* out of memory: they keep waiting */
+        w->item = NULL;
+        if (!w->conn->broken)
+            reply_none(w->conn);
+        waiter_replied(s, w);
+    }
+}
+
+static void m_put(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    double timeout;
+    if (arg_timeout(arg(args, 1), &timeout) < 0) {
+        reply_status(c, MP_ETYPE);
+        return;
+    }
+    /* A waiting getter means the queue is empty: hand the item over. */
+    while (o->getters.head && o->getters.head->conn->broken)
+        waiter_free(s, o->getters.head);
+    if (o->getters.head) {
+        struct waiter *w = o->getters.head;
+        o->unfinished++;
+        reply_obj(w->conn, arg(args, 0));
+        waiter_replied(s, w);
+        reply_none(c);
+        return;
+    }
+    if (!q_full(o)) {
+        mp_obj *item = mp__seq_take(args, 0);
+        int rc = q_push(o, item);
+        if (rc < 0) {
+            mp_obj_free(item);
+            reply_status(c, rc);
+            return;
+        }
+        reply_none(c);
+        return;
+    }
+    if (timeout == 0) {
+        reply_error(c, MP_FULL, "queue.Full");
+        return;
+    }
+    mp_obj *item = mp__seq_take(args, 0);
+    int rc = wait_on(s, c, o, &o->putters, W_PUT, timeout, 0, item);
+    if (rc < 0) {
+        mp_obj_free(item);
+        reply_status(c, rc);
+    }
+}
+
+static void m_get(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    double timeout;
+    if (arg_timeout(arg(args, 0), &timeout) < 0) {
+        reply_status(c, MP_ETYPE);
+        return;
+    }
+    if (o->len) {
+        mp_obj *item = q_pop(o);
+        reply_obj(c, item);
+        mp_obj_free(item);
+        q_admit_putters(s, o);
+        return;
+    }
+    if (timeout == 0) {
+        reply_error(c, MP_EMPTY, "queue.Empty");
+        return;
+    }
+    int rc = wait_on(s, c, o, &o->getters, W_GET, timeout, 0, NULL);
+    if (rc < 0)
+        reply_status(c, rc);
+}
+
+static void m_qsize(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    (void)args;
+    reply_int(c, (int64_t)o->len);
+}
+
+static void m_empty(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    (void)args;
+    reply_bool(c, o->len == 0);
+}
+
+static void m_full(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)s;
+    (void)args;
+    reply_bool(c, q_full(o));
+}
+
+static void m_task_done(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    (void)args;
+    if (o->unfinished <= 0) {
+        reply_error(c, MP_EVALUE, "ValueError: task_done() called too many times");
+        return;
+    }
+    if (--o->unfinished == 0) {
+        while (o->joiners.head) {
+            struct waiter *w = o->joiners.head;
+            if (!w->conn->broken)
+                reply_none(w->conn);
+            waiter_replied(s, w);
+        }
+    }
+    reply_none(c);
+}
+
+static void m_join(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
+{
+    double timeout;
+    if (arg_timeout(arg(args, 0), &timeout) < 0) {
+        reply_status(c, MP_ETYPE);
+        return;
+    }
+    if (o->unfinished == 0) {
+        reply_none(c);
+        return;
+    }
+    if (timeout == 0) {
+        reply_error(c, MP_ETIMEDOUT, "unfinished tasks remain");
+        return;
+    }
+    int rc = wait_on(s, c, o, &o->joiners, W_JOIN, timeout, 0, NULL);
+    if (rc < 0)
+        reply_status(c, rc);
+}
+
+/* ---- method table ---------------------------------------------------------------- */
+
+struct method {
+    const char *name;
+    int kind; /* K_LOCK also covers K_RLOCK */
+    int min_args, max_args;
+    method_fn fn;
+};
+
+static const struct method methods[] = {
+    {"get", K_DICT, 1, 1, d_get},
+    {"set", K_DICT, 2, 2, d_set},
+    {"del", K_DICT, 1, 1, d_del},
+    {"contains", K_DICT, 1, 1, d_contains},
+    {"len", K_DICT, 0, 0, x_len},
+    {"keys", K_DICT, 0, 0, d_keys},
+    {"values", K_DICT, 0, 0, d_values},
+    {"items", K_DICT, 0, 0, d_items},
+    {"clear", K_DICT, 0, 0, x_clear},
+    {"pop", K_DICT, 1, 1, d_pop},
+    {"popitem", K_DICT, 0, 0, d_popitem},
+    {"setdefault", K_DICT, 2, 2, d_setdefault},
+    {"update", K_DICT, 1, 1, d_update},
+    {"copy", K_DICT, 0, 0, d_copy},
+    {"add", K_DICT, 2, 2, d_add},
+    {"cas", K_DICT, 2, 3, d_cas},
+    {"append", K_LIST, 1, 1, l_append},
+    {"extend", K_LIST, 1, 1, l_extend},
+    {"get", K_LIST, 1, 1, l_get},
+    {"set", K_LIST, 2, 2, l_set},
+    {"len", K_LIST, 0, 0, x_len},
+    {"pop", K_LIST, 0, 1, l_pop},
+    {"del", K_LIST, 1, 1, l_del},
+    {"insert", K_LIST, 2, 2, l_insert},
+    {"slice", K_LIST, 2, 2, l_slice},
+    {"copy", K_LIST, 0, 0, l_copy},
+    {"clear", K_LIST, 0, 0, x_clear},
+    {"index", K_LIST, 1, 1, l_index},
+    {"count", K_LIST, 1, 1, l_count},
+    {"contains", K_LIST, 1, 1, l_contains},
+    {"remove", K_LIST, 1, 1, l_remove},
+    {"acquire", K_LOCK, 2, 2, k_acquire},
+    {"release", K_LOCK, 1, 1, k_release},
+    {"put", K_QUEUE, 2, 2, m_put},
+    {"get", K_QUEUE, 1, 1, m_get},
+    {"qsize", K_QUEUE, 0, 0, m_qsize},
+    {"empty", K_QUEUE, 0, 0, m_empty},
+    {"full", K_QUEUE, 0, 0, m_full},
+    {"task_done", K_QUEUE, 0, 0, m_task_done},
+    {"join", K_QUEUE, 1, 1, m_join},
+};
+
+static const struct method *find_method(int kind, const char *name, size_t len)
+{
+    if (kind == K_RLOCK)
+        kind = K_LOCK;
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+        if (methods[i].kind == kind && strlen(methods[i].name) == len &&
+            memcmp(methods[i].name, name, len) == 0)
+            return &methods[i];
+    return NULL;
+}
+
+/* ---- manager-level requests (ident 0) --------------------------------------------- */
+
+static int kind_from(const mp_obj *o, bool any_lock)
+{
+    const char *k;
+    size_t n;
+    if (mp_obj_get_str(o, &k, &n) < 0)
+        return MP_ETYPE;
+    for (int i = K_DICT; i <= K_QUEUE; i++)
+        if (strlen(kind_names[i]) == n && memcmp(kind_names[i], k, n) == 0)
+            return (any_lock && i == K_RLOCK) ? K_LOCK : i;
+    return MP_EVALUE;
+}
+
+static bool kind_matches(int want, int have, bool any_lock)
+{
+    if (any_lock && want == K_LOCK)
+        return have == K_LOCK || have == K_RLOCK;
+    return want == have;
+}
+
+static struct sobj *by_name(struct server *s, const mp_obj *name)
+{
+    mp_obj *idv = mp_obj_dict_get(s->names, name);
+    int64_t id;
+    if (!idv || mp_obj_get_int(idv, &id) < 0)
+        return NULL;
+    return obj_find(s, id);
+}
+
+static void reply_id(struct sconn *c, struct sobj *o, bool created)
+{
+    size_t st = reply_begin(c);
+    mp__pickler_int(&c->out, o->id);
+    mp__pickler_bool(&c->out, created);
+    mp__pickler_str(&c->out, kind_names[o->kind], strlen(kind_names[o->kind]));
+    mp__pickler_tuple(&c->out, 3);
+    reply_end(c, st);
+}
+
+/* Fill a new object from the creation argument (moved out of args). */
+static int obj_init(struct sobj *o, mp_obj *args)
+{
+    mp_obj *init = arg(args, 2);
+    int t = mp_obj_type(init);
+    switch (o->kind) {
+    case K_DICT:
+        if (t == MP_TYPE_NONE) {
+            o->value = mp_obj_dict_new();
+        } else if (t == MP_TYPE_DICT) {
+            o->value = mp__seq_take(args, 2);
+        } else {
+            return MP_ETYPE;
+        }
+        break;
+    case K_LIST:
+        if (t == MP_TYPE_NONE) {
+            o->value = mp_obj_list_new();
+        } else if (t == MP_TYPE_LIST) {
+            o->value = mp__seq_take(args, 2);
+        } else if (t == MP_TYPE_TUPLE) {
+            /* Lists and tuples share one layout: the tuple, moved out of
+             * the request, simply becomes the list. */
+            o->value = mp__seq_take(args, 2);
+            o->value->type = MP_TYPE_LIST;
+        } else {
+            return MP_ETYPE;
+        }
+        break;
+    case K_QUEUE:
+        if (t == MP_TYPE_NONE)
+            o->maxsize = 0;
+        else if (mp_obj_get_int(init, &o->maxsize) < 0)
+            return MP_ETYPE;
+        break;
+    default:
+        break;
+    }
+    return (o->kind == K_DICT || o->kind == K_LIST) && !o->value ? -ENOMEM : 0;
+}
+
+/* create(kind, name or None, initial): a new object, or, for a name that
+ * exists, the object of that name. */
+static void r_create(struct server *s, struct sconn *c, mp_obj *args)
+{
+    int kind = kind_from(arg(args, 0), false);
+    mp_obj *name = arg(args, 1);
+    if (kind < 0 || mp_obj_len(args) != 3 ||
+        (!mp_obj_is_none(name) && mp_obj_type(name) != MP_TYPE_STR)) {
+        reply_error(c, MP_EPROTO, "create(kind, name, initial)");
+        return;
+    }
+    bool named = !mp_obj_is_none(name);
+    if (named) {
+        struct sobj *o = by_name(s, name);
+        if (o) {
+            if (o->kind != kind) {
+                reply_error(c, MP_ETYPE, "that name belongs to an object of another kind");
+                return;
+            }
+            int rc = session_hold(c->sess, o);
+            if (rc < 0)
+                reply_status(c, rc);
+            else
+                reply_id(c, o, false);
+            return;
+        }
+    }
+    struct sobj *o = obj_new(s, kind);
+    if (!o) {
+        reply_status(c, -ENOMEM);
+        return;
+    }
+    int rc = obj_init(o, args);
+    if (rc == 0 && named) {
+        mp_obj *key = mp_obj_copy(name), *idv = mp_obj_int(o->id);
+        o->name = mp_obj_copy(name);
+        rc = key && idv && o->name ? mp_obj_dict_set(s->names, key, idv) : -ENOMEM;
+        if (rc < 0) {
+            mp_obj_free(key);
+            mp_obj_free(idv);
+        } else {
+            o->refs++; /* the name's reference */
+        }
+    }
+    if (rc == 0)
+        rc = session_hold(c->sess, o);
+    if (rc < 0) {
+        if (o->name)
+            (void)mp_obj_dict_del(s->names, o->name);
+        obj_destroy(s, o);
+        reply_status(c, rc);
+        return;
+    }
+    reply_id(c, o, true);
+}
+
+/* attach(kind, name): the object of that name, which must exist. "lock"
+ * matches a lock or an rlock. */
+static void r_attach(struct server *s, struct sconn *c, mp_obj *args)
+{
+    int kind = kind_from(arg(args, 0), true);
+    if (kind < 0 || mp_obj_len(args) != 2 || mp_obj_type(arg(args, 1)) != MP_TYPE_STR) {
+        reply_error(c, MP_EPROTO, "attach(kind, name)");
+        return;
+    }
+    struct sobj *o = by_name(s, arg(args, 1));
+    if (!o) {
+        reply_error(c, MP_ENOOBJ, "no object has that name");
+        return;
+    }
+    if (!kind_matches(kind, o->kind, true)) {
+        reply_error(c, MP_ETYPE, "that name belongs to an object of another kind");
+        return;
+    }
+    int rc = session_hold(c->sess, o);
+    if (rc < 0)
+        reply_status(c, rc);
+    else
+        reply_id(c, o, false);
+}
+
+static struct sobj *arg_obj(struct server *s, struct sconn *c, mp_obj *args)
+{
+    int64_t id;
+    if (mp_obj_len(args) != 1 || mp_obj_get_int(arg(args, 0), &id) < 0) {
+        reply_error(c, MP_EPROTO, "expected (id,)");
+        return NULL;
+    }
+    struct sobj *o = obj_find(s, id);
+    if (!o)
+        reply_error(c, MP_ENOOBJ, "no such object");
+    return o;
+}
+
+static void r_incref(struct server *s, struct sconn *c, mp_obj *args)
+{
+    struct sobj *o = arg_obj(s, c, args);
+    if (!o)
+        return;
+    int rc = session_hold(c->sess, o);
+    if (rc < 0)
+        reply_status(c, rc);
+    else
+        reply_none(c);
+}
+
+static void r_release(struct server *s, struct sconn *c, mp_obj *args)
+{
+    struct sobj *o = arg_obj(s, c, args);
+    if (!o)
+        return;
+    /* Reply before the drop: dropping may free the object (and fail
+     * waiters of it on other connections). */
+    reply_none(c);
+    (void)session_drop(s, c->sess, o);
+}
+
+static void r_unlink(struct server *s, struct sconn *c, mp_obj *args)
+{
+    if (mp_obj_len(args) != 1 || mp_obj_type(arg(args, 0)) != MP_TYPE_STR) {
+        reply_error(c, MP_EPROTO, "unlink(name)");
+        return;
+    }
+    struct sobj *o = by_name(s, arg(args, 0));
+    if (!o) {
+        reply_error(c, MP_ENOOBJ, "no object has that name");
+        return;
+    }
+    (void)mp_obj_dict_del(s->names, arg(args, 0));
+    mp_obj_free(o->name);
+    o->name = NULL;
+    reply_none(c);
+    obj_decref(s, o);
+}
+
+static int info_set(mp_obj *d, const char *k, mp_obj *v)
+{
+    mp_obj *key = mp_obj_str_cstr(k);
+    int rc = key && v ? mp_obj_dict_set(d, key, v) : -ENOMEM;
+    if (rc < 0) {
+        mp_obj_free(key);
+        mp_obj_free(v);
+    }
+    return rc;
+}
+
+static void r_info(struct server *s, struct sconn *c, mp_obj *args)
+{
+    (void)args;
+    size_t live = 0;
+    for (size_t i = 0; i < s->nconns; i++)
+        live += !s->conns[i]->broken;
+    mp_obj *d = mp_obj_dict_new(), *names = mp_obj_list_new();
+    int rc = d && names ? 0 : -ENOMEM;
+    size_t pos = 0;
+    const mp_obj *k;
+    while (rc == 0 && mp_obj_dict_next(s->names, &pos, &k, NULL) == 1) {
+        mp_obj *copy = mp_obj_copy(k);
+        rc = copy ? mp_obj_list_append(names, copy) : -ENOMEM;
+        if (rc < 0)
+            mp_obj_free(copy);
+    }
+    if (rc == 0)
+        rc = info_set(d, "pid", mp_obj_int(getpid()));
+    if (rc == 0)
+        rc = info_set(d, "objects", mp_obj_int((int64_t)s->nobjs));
+    if (rc == 0)
+        rc = info_set(d, "sessions", mp_obj_int((int64_t)s->nsessions));
+    if (rc == 0)
+        rc = info_set(d, "connections", mp_obj_int((int64_t)live));
+    if (rc == 0)
+        rc = info_set(d, "session", mp_obj_int(c->sess->id));
+    if (rc == 0)
+        rc = info_set(d, "connection", mp_obj_int(c->id));
+    if (rc == 0) {
+        rc = info_set(d, "names", names);
+        names = NULL;
+    }
+    if (rc < 0)
+        reply_status(c, rc);
+    else
+        reply_obj(c, d);
+    mp_obj_free(names);
+    mp_obj_free(d);
+}
+
+/* hello(session, pid, max_reply, protocol): the first request of every
+ * connection. */
+static void r_hello(struct server *s, struct sconn *c, mp_obj *args)
+{
+    int64_t sid, pid, max_reply, proto;
+    if (mp_obj_len(args) != 4 || mp_obj_get_int(arg(args, 0), &sid) < 0 ||
+        mp_obj_get_int(arg(args, 1), &pid) < 0 || mp_obj_get_int(arg(args, 2), &max_reply) < 0 ||
+        mp_obj_get_int(arg(args, 3), &proto) < 0) {
+        reply_error(c, MP_EPROTO, "hello(session, pid, max_reply, protocol)");
+        return;
+    }
+    if (c->sess) {
+        reply_error(c, MP_ESTATE, "hello was already said on this connection");
+        return;
+    }
+    if (proto != MP__MGR_PROTOCOL) {
+        reply_error(c, MP_EPROTO, "unsupported manager protocol version");
+        return;
+    }
+    struct session *ss = session_get(s, sid);
+    if (!ss) {
+        reply_status(c, -ENOMEM);
+        return;
+    }
+    ss->nconns++;
+    c->sess = ss;
+    c->max_reply = max_reply <= 0 || (uint64_t)max_reply > MP__MGR_MAX_LIMIT ? MP__MGR_MAX_LIMIT
+                                                                             : (size_t)max_reply;
+    size_t st = reply_begin(c);
+    mp__pickler_int(&c->out, MP__MGR_PROTOCOL);
+    mp__pickler_int(&c->out, (int64_t)s->max_request);
+    mp__pickler_int(&c->out, getpid());
+    mp__pickler_tuple(&c->out, 3);
+    reply_end(c, st);
+}
+
+static void manager_request(struct server *s, struct sconn *c, const char *m, size_t n,
+                            mp_obj *args)
+{
+#define IS(lit) (n == sizeof lit - 1 && memcmp(m, lit, n) == 0)
+    if (IS("hello"))
+        r_hello(s, c, args);
+    else if (!c->sess)
+        reply_error(c, MP_ESTATE, "the first request must be hello");
+    else if (IS("create"))
+        r_create(s, c, args);
+    else if (IS("attach"))
+        r_attach(s, c, args);
+    else if (IS("incref"))
+        r_incref(s, c, args);
+    else if (IS("release"))
+        r_release(s, c, args);
+    else if (IS("unlink"))
+        r_unlink(s, c, args);
+    else if (IS("info"))
+        r_info(s, c, args);
+    else if (IS("ping"))
+        reply_none(c);
+    else if (IS("shutdown")) {
+        reply_none(c);
+        s->stop = true;
+    } else
+        reply_error(c, MP_EPROTO, "no such manager method");
+#undef IS
+}
+
+/* One whole request: a pickle of (ident, method, args). */
+static void handle_request(struct server *s, struct sconn *c, const unsigned char *p, size_t n)
+{
+    mp_obj *req = NULL;
+    int rc = mp__pickle_loads(p, n, &req);
+    if (rc < 0) {
+        reply_error(c, rc == -ENOMEM ? rc : MP_EPROTO,
+                    "the request is not a pickle of supported values");
+        return;
+    }
+    int64_t ident;
+    const char *meth;
+    size_t mlen;
+    mp_obj *args = mp_obj_list_get(req, 2);
+    if (mp_obj_type(req) != MP_TYPE_TUPLE || mp_obj_len(req) != 3 ||
+        mp_obj_get_int(mp_obj_list_get(req, 0), &ident) < 0 ||
+        mp_obj_get_str(mp_obj_list_get(req, 1), &meth, &mlen) < 0 ||
+        mp_obj_type(args) != MP_TYPE_TUPLE) {
+        reply_error(c, MP_EPROTO, "a request is (ident, method, args)");
+    } else if (ident == 0) {
+        manager_request(s, c, meth, mlen, args);
+    } else if (!c->sess) {
+        reply_error(c, MP_ESTATE, "the first request must be hello");
+    } else {
+        struct sobj *o = obj_find(s, ident);
+        const struct method *md = o ? find_method(o->kind, meth, mlen) : NULL;
+        ssize_t na = mp_obj_len(args);
+        if (!o)
+            reply_error(c, MP_ENOOBJ, "no such object");
+        else if (!md)
+            reply_error(c, MP_EPROTO, "no such method for this kind of object");
+        else if (na < md->min_args || na > md->max_args)
+            reply_error(c, MP_EPROTO, "wrong number of arguments");
+        else
+            md->fn(s, c, o, args);
+    }
+    mp_obj_free(req);
+}
+
+/* ---- connections: input ------------------------------------------------------------ */
+
+/* Read what the socket has. End of file or an error marks it broken. */
+static void conn_read(struct server *s, struct sconn *c)
+{
+    size_t limit = MP__FRAME_MAX + s->max_request;
+    for (;;) {
+        if (c->in_pos > 0 && c->in_pos == c->in_len)
+            c->in_pos = c->in_len = 0;
+        if (c->in_len == c->in_cap && c->in_pos > 0) {
+            memmove(c->in, c->in + c->in_pos, c->in_len - c->in_pos);
+            c->in_len -= c->in_pos;
+            c->in_pos = 0;
+        }
+        if (c->in_len == c->in_cap) {
+            /* Grow only as bytes arrive, never by what a header claims. */
+            if (c->in_cap >= limit)
+                return; /* a whole maximal request is here: handle it first */
+            size_t cap = c->in_cap ? c->in_cap * 2 : IN_MIN;
+            if (cap > limit)
+                cap = limit;
+            unsigned char *p = realloc(c->in, cap);
+            if (!p) {
+                c->broken = true;
+                return;
+            }
+            c->in = p;
+            c->in_cap = cap;
+        }
+        size_t room = c->in_cap - c->in_len;
+        ssize_t r = mp__recv_nowait(c->fd, c->in + c->in_len, room);
+        if (r == -EAGAIN)
+            return;
+        if (r <= 0) {
+            c->broken = true; /* end of file, reset */
+            return;
+        }
+        c->in_len += (size_t)r;
+        if ((size_t)r < room)
+            return; /* drained (an extra recv would only say EAGAIN) */
+    }
+}
+
+/* Handle buffered requests, one at a time (see the file comment). */
+static void conn_process(struct server *s, struct sconn *c)
+{
+    while (!c->broken && !c->closing && !c->waiter && conn_idle_output(c) && !s->stop) {
+        const unsigned char *p = c->in + c->in_pos;
+        size_t avail = c->in_len - c->in_pos;
+        uint64_t size;
+        size_t hdr;
+        int rc = mp__frame_decode(avail ? p : NULL, avail, &size, &hdr);
+        if (rc == 0)
+            break;
+        if (rc < 0) {
+            reply_error(c, MP_EPROTO, "corrupt frame header");
+            c->closing = true;
+            conn_flush(c);
+            break;
+        }
+        if (size > s->max_request) {
+            /* Python's maxlength rule: the stream cannot be read on. */
+            reply_error(c, MP_ETOOLONG, "the request is larger than the server accepts");
+            c->closing = true;
+            conn_flush(c);
+            break;
+        }
+        if (avail - hdr < size)
+            break;
+        handle_request(s, c, p + hdr, (size_t)size);
+        c->in_pos += hdr + (size_t)size;
+        conn_flush(c);
+    }
+    if (c->in_pos == c->in_len) {
+        c->in_pos = c->in_len = 0;
+        if (c->in_cap > IN_KEEP) {
+            free(c->in);
+            c->in = NULL;
+            c->in_cap = 0;
+        }
+    }
+}
+
+/* Could conn_process make progress without new input? */
+static bool conn_has_work(const struct sconn *c)
+{
+    if (c->broken || c->closing || c->waiter || !conn_idle_output(c))
+        return false;
+    uint64_t size;
+    size_t hdr, avail = c->in_len - c->in_pos;
+    int rc = mp__frame_decode(avail ? c->in + c->in_pos : NULL, avail, &size, &hdr);
+    return rc < 0 || (rc == 1 && (size > UINT64_MAX - hdr || avail >= hdr + size));
+}
+
+static int conn_add(struct server *s, int fd)
+{
+    if (s->nconns == s->conns_cap) {
+        size_t cap = s->conns_cap ? s->conns_cap * 2 : 16;
+        struct sconn **v = realloc(s->conns, cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        s->conns = v;
+        s->conns_cap = cap;
+    }
+    struct sconn *c = calloc(1, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    c->fd = fd;
+    c->id = ++s->next_conn_id;
+    c->max_reply = MP__MGR_DEFAULT_MAX;
+    s->conns[s->nconns++] = c;
+    return 0;
+}
+
+/* Tear a broken connection down: its waiter goes, and if it was the last
+ * connection of its process, the session ends (locks released, references
+ * dropped). */
+static void conn_kill(struct server *s, struct sconn *c)
+{
+    if (c->waiter)
+        waiter_free(s, c->waiter);
+    mp__close(c->fd);
+    c->fd = -1;
+    struct session *ss = c->sess;
+    c->sess = NULL;
+    if (ss && --ss->nconns == 0)
+        session_end(s, ss);
+}
+
+static void conn_free(struct sconn *c)
+{
+    free(c->in);
+    free(c->out.p);
+    free(c);
+}
+
+/* Kill broken connections until none is left (killing one may break
+ * others, whose replies fail), then compact the array. */
+static void reap_conns(struct server *s)
+{
+    bool any = true;
+    while (any) {
+        any = false;
+        for (size_t i = 0; i < s->nconns; i++) {
+            struct sconn *c = s->conns[i];
+            if (c->broken && c->fd >= 0) {
+                conn_kill(s, c);
+                any = true;
+            }
+        }
+    }
+    size_t j = 0;
+    for (size_t i = 0; i < s->nconns; i++) {
+        if (s->conns[i]->fd < 0)
+            conn_free(s->conns[i]);
+        else
+            s->conns[j++] = s->conns[i];
+    }
+    s->nconns = j;
+}
+
+/* ---- timeouts ------------------------------------------------------------------------ */
+
+static int64_t next_deadline(struct server *s)
+{
+    int64_t d = MP__NO_DEADLINE;
+    for (struct waiter *w = s->timed; w; w = w->tnext)
+        if (d == MP__NO_DEADLINE || w->deadline < d)
+            d = w->deadline;
+    return d;
+}
+
+static void expire_waiters(struct server *s)
+{
+    int64_t now = mp__now_ns();
+    struct waiter *w = s->timed;
+    while (w) {
+        struct waiter *next = w->tnext;
+        if (w->deadline <= now) {
+            int code = w->op == W_GET ? MP_EMPTY : w->op == W_PUT ? MP_FULL : MP_ETIMEDOUT;
+            waiter_fail(s, w, code);
+            next = s->timed; /* the list changed under us: start over */
+        }
+        w = next;
+    }
+}
+
+/* ---- handshakes ------------------------------------------------------------------------ */
+
+static void wake_loop_locked(struct server *s)
+{
+    if (!s->wake_pending) {
+        s->wake_pending = true;
+        char b = 1;
+        (void)mp__send_nowait(s->wake[1], &b, 1);
+    }
+}
+
+/* Run the listener's half of the handshake (deliver, then answer, as
+ * Python's Listener does) and hand the descriptor to the loop. */
+static void *hs_main(void *arg)
+{
+    struct hs *h = arg;
+    struct server *s = h->s;
+    int rc =
+        mp_deliver_challenge(h->conn, s->key, s->keylen, MP_AUTH_SHA256, MP__MGR_HANDSHAKE_TIMEOUT);
+    if (rc == 0)
+        rc = mp_answer_challenge(h->conn, s->key, s->keylen, MP__MGR_HANDSHAKE_TIMEOUT);
+    int fd = -1;
+    if (rc == 0 && mp_conn_buffered(h->conn) == 0)
+        fd = mp__dup_cloexec(mp_conn_fileno(h->conn));
+    pthread_mutex_lock(&s->mu);
+    h->fd = -1; /* teardown must not shut down a descriptor number we free */
+    pthread_mutex_unlock(&s->mu);
+    mp_conn_free(h->conn);
+    h->conn = NULL;
+    pthread_mutex_lock(&s->mu);
+    if (fd >= 0 && !s->stopping && s->nincoming < s->incoming_cap) {
+        s->incoming[s->nincoming++] = fd;
+        fd = -1;
+    }
+    h->done = true;
+    wake_loop_locked(s);
+    pthread_mutex_unlock(&s->mu);
+    if (fd >= 0)
+        mp__close(fd);
+    return NULL;
+}
+
+/* Accept what waits in the backlog, up to HS_MAX handshakes at once. */
+static void accept_clients(struct server *s)
+{
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        bool room = s->hs_running < HS_MAX;
+        pthread_mutex_unlock(&s->mu);
+        if (!room)
+            return;
+        mp_conn *c;
+        int rc = mp_listener_accept(s->listener, &c, MP_NOWAIT);
+        if (rc < 0) {
+            /* MP_ETIMEDOUT: nobody else waits. Anything else (out of
+             * descriptors, say) would repeat at once: pause accepting
+             * for a moment rather than spin on a readable listener. */
+            if (rc != MP_ETIMEDOUT)
+                s->accept_pause = mp__now_ns() + 100 * 1000 * 1000;
+            return;
+        }
+        struct hs *h = calloc(1, sizeof *h);
+        if (!h || mp_conn_set_readahead(c, false) < 0) {
+            free(h);
+            mp_conn_free(c);
+            return;
+        }
+        h->s = s;
+        h->conn = c;
+        h->fd = mp_conn_fileno(c);
+        pthread_mutex_lock(&s->mu);
+        h->next = s->hs_list;
+        s->hs_list = h;
+        s->hs_running++;
+        if (pthread_create(&h->thread, NULL, hs_main, h) != 0) {
+            s->hs_list = h->next;
+            s->hs_running--;
+            pthread_mutex_unlock(&s->mu);
+            mp_conn_free(c);
+            free(h);
+            return;
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+/* Join finished handshake threads; adopt the connections they passed. */
+static void collect_handshakes(struct server *s)
+{
+    char buf[64];
+    while (mp__recv_nowait(s->wake[0], buf, sizeof buf) > 0)
+        ;
+    pthread_mutex_lock(&s->mu);
+    s->wake_pending = false;
+    struct hs *done = NULL;
+    for (struct hs **pp = &s->hs_list; *pp;) {
+        struct hs *h = *pp;
+        if (h->done) {
+            *pp = h->next;
+            h->next = done;
+            done = h;
+            s->hs_running--;
+        } else {
+            pp = &h->next;
+        }
+    }
+    size_t n = s->nincoming;
+    int fds[HS_MAX];
+    memcpy(fds, s->incoming, n * sizeof *fds);
+    s->nincoming = 0;
+    pthread_mutex_unlock(&s->mu);
+    while (done) {
+        struct hs *h = done;
+        done = h->next;
+        pthread_join(h->thread, NULL);
+        free(h);
+    }
+    for (size_t i = 0; i < n; i++) {
+        mp__tcp_keepalive(fds[i]);
+        if (conn_add(s, fds[i]) < 0)
+            mp__close(fds[i]);
+    }
+}
+
+/* ---- the loop ------------------------------------------------------------------------- */
+
+static int ensure_pollfds(struct server *s, size_t n)
+{
+    if (n <= s->pcap)
+        return 0;
+    size_t cap = s->pcap ? s->pcap : 32;
+    while (cap < n)
+        cap *= 2;
+    struct pollfd *p = realloc(s->pfds, cap * sizeof *p);
+    if (!p)
+        return -ENOMEM;
+    s->pfds = p;
+    struct sconn **pc = realloc(s->pconn, cap * sizeof *pc);
+    if (!pc)
+        return -ENOMEM;
+    s->pconn = pc;
+    s->pcap = cap;
+    return 0;
+}
+
+/* Does the connection want its socket read now? Reading stops while a
+ * request cannot be handled yet and 64 KiB are already buffered. */
+static bool wants_input(const struct sconn *c)
+{
+    if (c->broken || c->closing)
+        return false;
+    if (!c->waiter && conn_idle_output(c))
+        return true;
+    return c->in_len - c->in_pos < IN_KEEP;
+}
+
+static void teardown(struct server *s)
+{
+    /* Say goodbye: a shutdown's own reply is usually still pending. */
+    for (size_t i = 0; i < s->nconns; i++)
+        conn_flush(s->conns[i]);
+
+    /* Stop the handshakes: wake each one with end of file, then join. */
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    for (struct hs *h = s->hs_list; h; h = h->next)
+        if (h->fd >= 0)
+            mp__socket_shutdown(h->fd);
+    struct hs *list = s->hs_list;
+    s->hs_list = NULL;
+    for (size_t i = 0; i < s->nincoming; i++)
+        mp__close(s->incoming[i]);
+    s->nincoming = 0;
+    pthread_mutex_unlock(&s->mu);
+    while (list) {
+        struct hs *h = list;
+        list = h->next;
+        pthread_join(h->thread, NULL);
+        free(h);
+    }
+
+    /* Waiters first (they point at connections and objects). */
+    while (s->timed)
+        waiter_free(s, s->timed);
+    for (size_t i = 0; i < s->nconns; i++) {
+        struct sconn *c = s->conns[i];
+        if (c->waiter)
+            waiter_free(s, c->waiter);
+        if (c->fd >= 0)
+            mp__close(c->fd);
+        conn_free(c);
+    }
+    free(s->conns);
+    while (s->sessions) {
+        struct session *ss = s->sessions;
+        s->sessions = ss->next;
+        free(ss->held);
+        free(ss);
+    }
+    for (size_t i = 0; i < s->table_cap; i++) {
+        struct sobj *o = s->table[i];
+        while (o) {
+            struct sobj *next = o->hnext;
+            for (size_t k = 0; k < o->len; k++)
+                mp_obj_free(o->items[(o->head + k) % o->cap]);
+            free(o->items);
+            mp_obj_free(o->value);
+            mp_obj_free(o->name);
+            free(o);
+            o = next;
+        }
+    }
+    free(s->table);
+    mp_obj_free(s->names);
+    free(s->incoming);
+    free(s->pfds);
+    free(s->pconn);
+    mp__close(s->wake[0]);
+    mp__close(s->wake[1]);
+    pthread_mutex_destroy(&s->mu);
+}
+
+int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
+{
+    if (!l || !cfg || !cfg->authkey || !cfg->authkey_len)
+        return -EINVAL;
+    struct server s;
+    memset(&s, 0, sizeof s);
+    s.listener = l;
+    s.key = cfg->authkey;
+    s.keylen = cfg->authkey_len;
+    s.max_request = cfg->max_request ? cfg->max_request : MP__MGR_DEFAULT_MAX;
+    if (s.max_request > MP__MGR_MAX_LIMIT)
+        s.max_request = MP__MGR_MAX_LIMIT;
+    s.alive_fd = cfg->alive_fd;
+    s.incoming_cap = HS_MAX;
+    int rc = mp__socketpair(s.wake);
+    if (rc < 0)
+        return rc;
+    if (pthread_mutex_init(&s.mu, NULL) != 0) {
+        mp__close(s.wake[0]);
+        mp__close(s.wake[1]);
+        return -ENOMEM;
+    }
+    s.names = mp_obj_dict_new();
+    s.incoming = malloc(HS_MAX * sizeof *s.incoming);
+    if (!s.names || !s.incoming) {
+        teardown(&s);
+        return -ENOMEM;
+    }
+
+    /* No signal is touched here: every send is MSG_NOSIGNAL (a started
+     * server's child has also blocked SIGINT before it got here). */
+    int lfd = mp_listener_fileno(l);
+    rc = 0;
+    bool busy = false; /* the last round handled a client */
+    while (!s.stop) {
+        if (ensure_pollfds(&s, s.nconns + 3) < 0) {
+            rc = -ENOMEM;
+            break;
+        }
+        size_t n = 0;
+        s.pfds[n] = (struct pollfd){.fd = s.wake[0], .events = POLLIN, .revents = 0};
+        s.pconn[n++] = NULL;
+        pthread_mutex_lock(&s.mu);
+        bool can_accept = s.hs_running < HS_MAX;
+        pthread_mutex_unlock(&s.mu);
+        bool paused = s.accept_pause && mp__now_ns() < s.accept_pause;
+        if (paused)
+            can_accept = false;
+        size_t li = SIZE_MAX, ai = SIZE_MAX;
+        if (can_accept) {
+            li = n;
+            s.pfds[n] = (struct pollfd){.fd = lfd, .events = POLLIN, .revents = 0};
+            s.pconn[n++] = NULL;
+        }
+        if (s.alive_fd >= 0) {
+            ai = n;
+            s.pfds[n] = (struct pollfd){.fd = s.alive_fd, .events = POLLIN, .revents = 0};
+            s.pconn[n++] = NULL;
+        }
+        for (size_t i = 0; i < s.nconns; i++) {
+            struct sconn *c = s.conns[i];
+            short ev = (short)((wants_input(c) ? POLLIN : 0) | (conn_idle_output(c) ? 0 : POLLOUT));
+            s.pfds[n] = (struct pollfd){.fd = c->fd, .events = ev, .revents = 0};
+            s.pconn[n++] = c;
+        }
+        int64_t deadline = s.again ? mp__now_ns() : next_deadline(&s);
+        if (paused && (deadline == MP__NO_DEADLINE || deadline > s.accept_pause))
+            deadline = s.accept_pause; /* look at the listener again then */
+        s.again = false;
+        int pr = 0;
+        if (busy) {
+            /* Right after work, the next request is likely microseconds
+             * away: look for it without sleeping for a moment (mgr.h,
+             * "Spinning"). */
+            int64_t until = mp__now_ns() + MP__MGR_SERVER_SPIN_NS;
+            if (deadline != MP__NO_DEADLINE && deadline < until)
+                until = deadline;
+            do
+                pr = mp__poll(s.pfds, (nfds_t)n, mp__now_ns());
+            while (pr == 0 && mp__now_ns() < until);
+        }
+        if (pr == 0)
+            pr = mp__poll(s.pfds, (nfds_t)n, deadline);
+        busy = false;
+        if (pr < 0) {
+            rc = pr;
+            break;
+        }
+        if (ai != SIZE_MAX && s.pfds[ai].revents) {
+            rc = 0; /* the starter is gone: so are we */
+            break;
+        }
+        if (s.pfds[0].revents)
+            collect_handshakes(&s);
+        if (li != SIZE_MAX && s.pfds[li].revents)
+            accept_clients(&s);
+        for (size_t i = 0; i < n; i++) {
+            struct sconn *c = s.pconn[i];
+            if (!c || !s.pfds[i].revents)
+                continue;
+            busy = true;
+            if (s.pfds[i].revents & POLLOUT)
+                conn_flush(c);
+            if (s.pfds[i].revents & (POLLIN | POLLHUP | POLLERR))
+                conn_read(&s, c);
+            if (s.pfds[i].revents & POLLNVAL)
+                c->broken = true;
+        }
+        expire_waiters(&s);
+        for (size_t i = 0; i < s.nconns && !s.stop; i++)
+            conn_process(&s, s.conns[i]);
+        reap_conns(&s);
+        for (size_t i = 0; i < s.nconns && !s.again; i++)
+            s.again = conn_has_work(s.conns[i]);
+    }
+    teardown(&s);
+    return rc;
+}
