@@ -65,7 +65,7 @@ int mp__qpipe_open(struct mp__qpipe *qp)
     qp->pipe_cap = mp__pipe_capacity(qp->wfd);
     size_t cap = 2 * qp->pipe_cap;
     if (cap < 2 * WRITE_MAX || cap > UINT32_MAX)
-        cap = 128 * 1024;
+        cap = (size_t)128 * 1024;
     struct mp__qpipe_shared *sh;
     rc = mp__shm_alloc((void **)&sh, sizeof *sh + cap);
     if (rc < 0)

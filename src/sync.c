@@ -1203,13 +1203,21 @@ static int item_access(struct mp_array *a, long i, enum access op, int64_t *ip, 
         rc = store_int(t, p, *ip);
         break;
     case GET_FLOAT:
-        *fp = t->code == 'f' ? (double)*(const float *)p : *(const double *)p;
+        if (t->code == 'f') {
+            float f;
+            memcpy(&f, p, sizeof f);
+            *fp = f;
+        } else {
+            memcpy(fp, p, sizeof *fp);
+        }
         break;
     case SET_FLOAT:
-        if (t->code == 'f')
-            *(float *)p = (float)*fp;
-        else
-            *(double *)p = *fp;
+        if (t->code == 'f') {
+            float f = (float)*fp;
+            memcpy(p, &f, sizeof f);
+        } else {
+            memcpy(p, fp, sizeof *fp);
+        }
         break;
     }
     item_unlock(a);
