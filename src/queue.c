@@ -422,7 +422,12 @@ MP_API int mp_queue_get(mp_queue *q, void **data, size_t *len, double timeout)
     return rc;
 }
 
-MP_API int mp_queue_put_obj(mp_queue *q, const mp_obj *obj, double timeout)
+/* The mp_obj forms of both queue kinds: pickle, then put the bytes; get the
+ * bytes, then unpickle. */
+typedef int (*put_fn)(void *q, const void *data, size_t len, double timeout);
+typedef int (*get_fn)(void *q, void **data, size_t *len, double timeout);
+
+static int put_pickled(put_fn put, void *q, const mp_obj *obj, double timeout)
 {
     if (!q || !obj)
         return -EINVAL;
@@ -431,24 +436,44 @@ MP_API int mp_queue_put_obj(mp_queue *q, const mp_obj *obj, double timeout)
     int rc = mp__pickle_dumps(obj, &bytes, &len);
     if (rc < 0)
         return rc;
-    rc = mp_queue_put(q, bytes, len, timeout);
+    rc = put(q, bytes, len, timeout);
     free(bytes);
     return rc;
 }
 
-MP_API int mp_queue_get_obj(mp_queue *q, mp_obj **obj, double timeout)
+static int get_unpickled(get_fn get, void *q, mp_obj **obj, double timeout)
 {
     if (!obj)
         return -EINVAL;
     *obj = NULL;
     void *bytes;
     size_t len;
-    int rc = mp_queue_get(q, &bytes, &len, timeout);
+    int rc = get(q, &bytes, &len, timeout);
     if (rc < 0)
         return rc;
     rc = mp__pickle_loads(bytes, len, obj);
     free(bytes);
     return rc;
+}
+
+static int queue_put_any(void *q, const void *data, size_t len, double timeout)
+{
+    return mp_queue_put(q, data, len, timeout);
+}
+
+static int queue_get_any(void *q, void **data, size_t *len, double timeout)
+{
+    return mp_queue_get(q, data, len, timeout);
+}
+
+MP_API int mp_queue_put_obj(mp_queue *q, const mp_obj *obj, double timeout)
+{
+    return put_pickled(queue_put_any, q, obj, timeout);
+}
+
+MP_API int mp_queue_get_obj(mp_queue *q, mp_obj **obj, double timeout)
+{
+    return get_unpickled(queue_get_any, q, obj, timeout);
 }
 
 MP_API int mp_queue_qsize(mp_queue *q)
@@ -634,33 +659,24 @@ MP_API int mp_simplequeue_get(mp_simplequeue *q, void **data, size_t *len, doubl
     return rc == MP_ETIMEDOUT ? MP_EMPTY : rc;
 }
 
+static int simple_put_any(void *q, const void *data, size_t len, double timeout)
+{
+    return mp_simplequeue_put(q, data, len, timeout);
+}
+
+static int simple_get_any(void *q, void **data, size_t *len, double timeout)
+{
+    return mp_simplequeue_get(q, data, len, timeout);
+}
+
 MP_API int mp_simplequeue_put_obj(mp_simplequeue *q, const mp_obj *obj, double timeout)
 {
-    if (!q || !obj)
-        return -EINVAL;
-    unsigned char *bytes;
-    size_t len;
-    int rc = mp__pickle_dumps(obj, &bytes, &len);
-    if (rc < 0)
-        return rc;
-    rc = mp_simplequeue_put(q, bytes, len, timeout);
-    free(bytes);
-    return rc;
+    return put_pickled(simple_put_any, q, obj, timeout);
 }
 
 MP_API int mp_simplequeue_get_obj(mp_simplequeue *q, mp_obj **obj, double timeout)
 {
-    if (!obj)
-        return -EINVAL;
-    *obj = NULL;
-    void *bytes;
-    size_t len;
-    int rc = mp_simplequeue_get(q, &bytes, &len, timeout);
-    if (rc < 0)
-        return rc;
-    rc = mp__pickle_loads(bytes, len, obj);
-    free(bytes);
-    return rc;
+    return get_unpickled(simple_get_any, q, obj, timeout);
 }
 
 MP_API int mp_simplequeue_empty(mp_simplequeue *q)

@@ -389,6 +389,25 @@ static int guard_sleep(pthread_mutex_t *guard, struct mp__waitq *q, int idx, int
     return sleep_armed(guard, q, idx, deadline, repair, obj);
 }
 
+/* The size of a primitive whose last member is a wait queue of cap slots. */
+#define WITH_WAITQ(type, cap) (sizeof(type) + mp__waitq_size(cap) - sizeof(struct mp__waitq))
+
+/* Make and unmake the guard and the wait queue of an Event, Condition or
+ * Barrier. */
+static int guarded_init(pthread_mutex_t *guard, struct mp__waitq *q, uint32_t cap)
+{
+    int rc = mp__mutex_init(guard, false);
+    if (rc == 0 && (rc = mp__waitq_init(q, cap)) < 0)
+        (void)pthread_mutex_destroy(guard);
+    return rc;
+}
+
+static void guarded_destroy(pthread_mutex_t *guard, struct mp__waitq *q)
+{
+    mp__waitq_destroy(q);
+    (void)pthread_mutex_destroy(guard);
+}
+
 /* ---- Event ------------------------------------------------------------------------ */
 
 struct mp_event {
@@ -400,16 +419,10 @@ struct mp_event {
 MP_API int mp_event_new(mp_event **out)
 {
     mp_event *e;
-    int rc = obj_alloc(out, (void **)&e,
-                       sizeof *e + mp__waitq_size(MP_SYNC_MAX_WAITERS) - sizeof(struct mp__waitq));
+    int rc = obj_alloc(out, (void **)&e, WITH_WAITQ(mp_event, MP_SYNC_MAX_WAITERS));
     if (rc < 0)
         return rc;
-    rc = mp__mutex_init(&e->guard, false);
-    if (rc == 0) {
-        rc = mp__waitq_init(&e->q, MP_SYNC_MAX_WAITERS);
-        if (rc < 0)
-            (void)pthread_mutex_destroy(&e->guard);
-    }
+    rc = guarded_init(&e->guard, &e->q, MP_SYNC_MAX_WAITERS);
     if (rc < 0) {
         mp__shm_free(e);
         return rc;
@@ -485,8 +498,7 @@ MP_API int mp_event_wait(mp_event *ev, double timeout)
 MP_API void mp_event_free(mp_event *ev)
 {
     if (ev && mp__shm_owned(ev)) {
-        mp__waitq_destroy(&ev->q);
-        (void)pthread_mutex_destroy(&ev->guard);
+        guarded_destroy(&ev->guard, &ev->q);
         mp__shm_free(ev);
     }
 }
@@ -504,8 +516,7 @@ struct mp_cond {
 static int cond_make(mp_cond **out, mp_lock *lock, mp_rlock *rlock)
 {
     mp_cond *c;
-    int rc = obj_alloc(out, (void **)&c,
-                       sizeof *c + mp__waitq_size(MP_SYNC_MAX_WAITERS) - sizeof(struct mp__waitq));
+    int rc = obj_alloc(out, (void **)&c, WITH_WAITQ(mp_cond, MP_SYNC_MAX_WAITERS));
     if (rc < 0)
         return rc;
     c->lock = lock;
@@ -515,12 +526,7 @@ static int cond_make(mp_cond **out, mp_lock *lock, mp_rlock *rlock)
         c->own_rlock = rc == 0;
     }
     if (rc == 0)
-        rc = mp__mutex_init(&c->guard, false);
-    if (rc == 0) {
-        rc = mp__waitq_init(&c->q, MP_SYNC_MAX_WAITERS);
-        if (rc < 0)
-            (void)pthread_mutex_destroy(&c->guard);
-    }
+        rc = guarded_init(&c->guard, &c->q, MP_SYNC_MAX_WAITERS);
     if (rc < 0) {
         if (c->own_rlock)
             mp_rlock_free(c->rlock);
@@ -679,8 +685,7 @@ MP_API int mp_cond_notify_all(mp_cond *cond)
 MP_API void mp_cond_free(mp_cond *cond)
 {
     if (cond && mp__shm_owned(cond)) {
-        mp__waitq_destroy(&cond->q);
-        (void)pthread_mutex_destroy(&cond->guard);
+        guarded_destroy(&cond->guard, &cond->q);
         if (cond->own_rlock)
             mp_rlock_free(cond->rlock);
         mp__shm_free(cond);
@@ -784,12 +789,7 @@ MP_API int mp_barrier_new(mp_barrier **out, unsigned parties, mp_barrier_action 
     b->action = action;
     b->arg = arg;
     b->timeout = timeout;
-    rc = mp__mutex_init(&b->guard, false);
-    if (rc == 0) {
-        rc = mp__waitq_init(&b->q, cap);
-        if (rc < 0)
-            (void)pthread_mutex_destroy(&b->guard);
-    }
+    rc = guarded_init(&b->guard, &b->q, cap);
     if (rc < 0) {
         mp__shm_free(b);
         return rc;
@@ -954,8 +954,7 @@ MP_API int mp_barrier_broken(mp_barrier *b)
 MP_API void mp_barrier_free(mp_barrier *b)
 {
     if (b && mp__shm_owned(b)) {
-        mp__waitq_destroy(&b->q);
-        (void)pthread_mutex_destroy(&b->guard);
+        guarded_destroy(&b->guard, &b->q);
         mp__shm_free(b);
     }
 }
