@@ -14,5 +14,6 @@
 #include <mpipc/obj.h>
 #include <mpipc/process.h>
 #include <mpipc/listener.h>
+#include <mpipc/pool.h>
 
 #endif /* MPIPC_H */

@@ -37,6 +37,8 @@ static const struct code_row library_codes[] = {
     {MP_ENOTDONE, "MP_ENOTDONE", "not finished yet"},
     {MP_ETYPE, "MP_ETYPE", "value of the wrong type"},
     {MP_EKEY, "MP_EKEY", "no such key or index"},
+    {MP_EFORKED, "MP_EFORKED", "pool used in a child forked from the process that owns it"},
+    {MP_ETERMINATED, "MP_ETERMINATED", "pool was terminated before the task finished"},
 };
 
 #define ERRNO_ROW(e) {-(e), #e, NULL}

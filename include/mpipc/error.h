@@ -70,6 +70,12 @@ enum mp_status {
     /* LookupError: no such key in a dict (KeyError) or index in a list
      * (IndexError). */
     MP_EKEY = -1021,
+    /* A pool or pool result used in a child forked from the process that
+     * owns it: the pool's threads and workers exist only in its owner. */
+    MP_EFORKED = -1030,
+    /* The pool was terminated before this task finished (Python leaves the
+     * caller blocked in get() instead). */
+    MP_ETERMINATED = -1031,
 };
 
 /*
