@@ -42,6 +42,19 @@ WORKLOADS = [
         ("raw socketpair", ["{build}/bench/bench_conn", "raw_bandwidth"]),
         ("Python Pipe", [PY, "{bench}/bench_conn.py", "bandwidth"]),
     ]),
+    # 100,000 trivial tasks (square an int) on a pool of 2.
+    ("pool", "map_chunksize1", "tasks/s", [
+        ("mp_pool", ["{build}/bench/bench_pool", "map1"]),
+        ("Python Pool", [PY, "{bench}/bench_pool.py", "map1"]),
+    ]),
+    ("pool", "apply_async_loop", "tasks/s", [
+        ("mp_pool", ["{build}/bench/bench_pool", "apply_async"]),
+        ("Python Pool", [PY, "{bench}/bench_pool.py", "apply_async"]),
+    ]),
+    ("pool", "map_default_chunksize", "tasks/s", [
+        ("mp_pool", ["{build}/bench/bench_pool", "map_default"]),
+        ("Python Pool", [PY, "{bench}/bench_pool.py", "map_default"]),
+    ]),
 ]
 
 

@@ -49,6 +49,7 @@
 #include "pickle.h"
 
 #include <mpipc/conn.h>
+#include <mpipc/listener.h>
 #include <mpipc/pool.h>
 #include <mpipc/process.h>
 
@@ -82,7 +83,9 @@
 #define EOF_GRACE_NS INT64_C(2000000000)
 
 enum pool_state { P_RUN, P_CLOSE, P_TERMINATE };
-enum worker_state { W_NONE, W_LIVE, W_DEAD };
+enum worker_state { W_NONE, W_SPAWNING, W_LIVE, W_DEAD };
+/* Messages between the pool and its fork server (struct zmsg). */
+enum zop { Z_SPAWN = 1, Z_KILL, Z_EXIT, Z_SPAWNED, Z_SPAWN_FAILED, Z_DIED };
 enum kind { K_APPLY, K_MAP, K_IMAP, K_IMAPU };
 enum form { F_BYTES = 1, F_ARRAY, F_OBJ_APPLY, F_OBJ_MAP, F_OBJ_STAR };
 enum msg { MSG_TASK = 1, MSG_EXIT = 2 };
@@ -107,6 +110,25 @@ struct wire_result {
     uint32_t pad;
     uint64_t exec_ns;
     uint64_t out_len;
+};
+
+/* pool <-> fork server, one message each. */
+struct zmsg {
+    uint32_t op;
+    uint32_t idx; /* the worker slot */
+    uint32_t k;   /* which spawn of that slot: PoolWorker-<k> */
+    int32_t pid;
+    int32_t arg; /* Z_KILL: the signal; Z_SPAWN_FAILED: the status;
+                  * Z_DIED: the exit code, or a status < -1000... */
+    int32_t rc;  /* Z_DIED: 0, or the status that hid the exit code */
+};
+
+/* worker -> pool, the first message on a worker's connection. */
+struct hello {
+    uint32_t idx;
+    uint32_t k;
+    int32_t pid;
+    int32_t pad;
 };
 
 struct wire_fail {
@@ -199,9 +221,9 @@ struct worker {
     mp_pool *pool;
     int idx;
     int state;
-    mp_process *proc;
-    mp_conn *conn;  /* the parent's end */
-    mp_conn *cconn; /* the worker's end, held only while it is forked */
+    mp_conn *conn; /* to the worker, accepted from the pool's listener */
+    uint32_t k;    /* the spawn this slot holds: PoolWorker-<k> */
+    char name[32];
     pid_t pid;
     uint32_t next_seq;
     struct flight fifo[WINDOW_MAX];
@@ -221,7 +243,6 @@ struct mp_pool {
     pthread_cond_t done_cv; /* join and terminate wait here */
     unsigned gen;
     pid_t owner;
-    sigset_t sigmask; /* the creator's, restored in workers */
     int nproc;
     int maxtasks;
     void (*init)(void *);
@@ -242,7 +263,17 @@ struct mp_pool {
     bool disp_waiting;
     bool disp_done, res_done, term_done, joined;
     int hook;
+    mp_process *zygote; /* the fork server */
+    mp_conn *zctl;      /* the pool's end to it */
+    mp_conn *zctl_child;
+    mp_listener *lis; /* where workers connect back */
+    char *lis_addr;
+    unsigned char authkey[32];
+    uint32_t next_k;
+    int spawn_error; /* the last failed spawn's status */
+    bool broken;     /* the fork server died */
     unsigned startup_fails;
+    unsigned rr; /* the dispatcher's round-robin start */
     int64_t spawn_after;
     unsigned char *batch;
     size_t batch_cap;
@@ -798,12 +829,20 @@ static bool handle_result(mp_pool *p, struct worker *w, const unsigned char *msg
     return true;
 }
 
+/* Ask the fork server to signal the worker in slot w (its child). The
+ * server checks the spawn number, so a slot's next worker is never hit. */
+static void zkill(mp_pool *p, const struct worker *w, int sig)
+{
+    struct zmsg m = {.op = Z_KILL, .idx = (uint32_t)w->idx, .k = w->k, .arg = sig};
+    (void)mp_conn_send_bytes(p->zctl, &m, sizeof m);
+}
+
 /* The worker's socket is finished (end of file, or unusable): stop
  * watching it, and kill the worker if it does not exit soon. */
 static void mark_eof(mp_pool *p, struct worker *w, bool kill_now)
 {
     if (kill_now)
-        (void)mp_process_kill(w->proc);
+        zkill(p, w, SIGKILL);
     pthread_mutex_lock(&p->mu);
     w->eof = true;
     w->eof_deadline = mp__now_ns() + EOF_GRACE_NS;
@@ -833,7 +872,7 @@ static void drain(mp_pool *p, struct worker *w, int budget)
 
 static void describe_exit(char *buf, size_t cap, const struct worker *w, int exitcode, int rc)
 {
-    const char *name = mp_process_name(w->proc);
+    const char *name = w->name;
     if (rc < 0)
         snprintf(buf, cap, "worker %s (pid %d) died; its exit status is unknown (%s)", name,
                  (int)w->pid, mp_strerror(rc));
@@ -846,25 +885,15 @@ static void describe_exit(char *buf, size_t cap, const struct worker *w, int exi
 }
 
 /*
- * Worker w has ended (its sentinel fired). Take its last results, then
- * blame the chunk it was running, requeue the chunks it never started, and
- * hand it to the dispatcher for replacement.
+ * Worker w has ended (the fork server reaped it and sent its exit code, or
+ * rc when that is unknown). Take its last results, then blame the chunk it
+ * was running, requeue the chunks it never started, and hand the slot to
+ * the dispatcher for a replacement.
  */
-static void handle_death(mp_pool *p, struct worker *w)
+static void handle_death(mp_pool *p, struct worker *w, int exitcode, int rc)
 {
-    drain(p, w, INT32_MAX);
-    int exitcode = 0;
-    int rc = mp_process_join(w->proc, 5.0);
-    if (rc == 0)
-        rc = mp_process_exitcode(w->proc, &exitcode);
-    if (rc == MP_ETIMEDOUT) {
-        /* The sentinel fired but the process lingers: end it for sure. */
-        (void)mp_process_kill(w->proc);
-        rc = mp_process_join(w->proc, 5.0);
-        if (rc == 0)
-            rc = mp_process_exitcode(w->proc, &exitcode);
-    }
-
+    if (w->conn)
+        drain(p, w, INT32_MAX);
     struct flight blamed = {0};
     bool blame = false;
     struct retry *head = NULL, **tail = &head;
@@ -966,14 +995,72 @@ static void fail_everything(mp_pool *p)
     pthread_mutex_unlock(&p->mu);
 }
 
+/* A worker connected back: authenticate it, read its hello and give its
+ * slot the connection. Strangers and stale workers are dropped. */
+static void accept_worker(mp_pool *p)
+{
+    mp_conn *c;
+    if (mp_listener_accept(p->lis, &c, 5.0) < 0)
+        return;
+    struct hello h;
+    ssize_t r = mp_conn_recv_bytes_into(c, &h, sizeof h, 0, NULL, 5.0);
+    pthread_mutex_lock(&p->mu);
+    struct worker *w = r == (ssize_t)sizeof h && h.idx < (uint32_t)p->nproc ? &p->w[h.idx] : NULL;
+    if (w && w->state == W_SPAWNING && w->k == h.k && (w->pid == 0 || w->pid == h.pid)) {
+        w->conn = c;
+        w->pid = h.pid;
+        w->next_seq = 0;
+        w->head = w->count = 0;
+        w->inflight_bytes = 0;
+        w->sent = 0;
+        w->exit_sent = w->eof = w->term_sent = false;
+        w->state = W_LIVE;
+        c = NULL;
+        pool_wake_dispatcher_locked(p);
+        pthread_cond_broadcast(&p->done_cv); /* mp_pool_new waits for this */
+    }
+    pthread_mutex_unlock(&p->mu);
+    mp_conn_free(c);
+}
+
+/* One message from the fork server. Returns false when it is gone. */
+static bool zygote_message(mp_pool *p)
+{
+    struct zmsg m;
+    ssize_t r = mp_conn_recv_bytes_into(p->zctl, &m, sizeof m, 0, NULL, MP_NOWAIT);
+    if (r == MP_ETIMEDOUT)
+        return true;
+    if (r != (ssize_t)sizeof m)
+        return false;
+    if (m.idx >= (uint32_t)p->nproc)
+        return true;
+    struct worker *w = &p->w[m.idx];
+    pthread_mutex_lock(&p->mu);
+    bool ours = w->k == m.k && (w->state == W_SPAWNING || w->state == W_LIVE);
+    if (ours && m.op == Z_SPAWNED && w->pid == 0)
+        w->pid = m.pid;
+    if (ours && m.op == Z_SPAWN_FAILED) {
+        /* No fork now (EAGAIN, ENOMEM): the dispatcher tries again soon. */
+        w->state = W_NONE;
+        p->spawn_error = m.arg;
+        p->spawn_after = mp__now_ns() + INT64_C(100000000);
+        pool_wake_dispatcher_locked(p);
+        pthread_cond_broadcast(&p->done_cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (ours && m.op == Z_DIED)
+        handle_death(p, w, m.arg, m.rc);
+    return true;
+}
+
 static void *result_main(void *arg)
 {
     mp_pool *p = arg;
-    size_t cap = 2 * (size_t)p->nproc + 1;
+    size_t cap = (size_t)p->nproc + 3;
     (void)grow(&p->rbuf, &p->rbuf_cap, 64 * 1024); /* never NULL: see worker_main */
     mp_wait_item *items = calloc(cap, sizeof *items);
-    int *owner = calloc(cap, sizeof *owner); /* worker index, -1 notify */
-    bool *is_sentinel = calloc(cap, sizeof *is_sentinel);
+    int *owner = calloc(cap, sizeof *owner); /* worker index; -1 notify, -2 server, -3 listener */
+    bool zygote_gone = false;
     for (;;) {
         size_t n = 0;
         int64_t deadline = MP__NO_DEADLINE;
@@ -987,28 +1074,29 @@ static void *result_main(void *arg)
             pthread_mutex_unlock(&p->mu);
             break;
         }
-        if (items && owner && is_sentinel) {
+        if (items && owner && p->rbuf) {
             items[n] = (mp_wait_item){.conn = NULL, .fd = p->notify[0], .ready = 0};
-            owner[n] = -1;
-            is_sentinel[n++] = false;
+            owner[n++] = -1;
+            if (!zygote_gone) {
+                items[n] = (mp_wait_item){.conn = p->zctl, .fd = -1, .ready = 0};
+                owner[n++] = -2;
+            }
+            items[n] = (mp_wait_item){.conn = NULL, .fd = mp_listener_fileno(p->lis), .ready = 0};
+            owner[n++] = -3;
             for (int i = 0; i < p->nproc; i++) {
                 struct worker *w = &p->w[i];
                 if (w->state != W_LIVE)
                     continue;
                 if (!w->eof) {
                     items[n] = (mp_wait_item){.conn = w->conn, .fd = -1, .ready = 0};
-                    owner[n] = i;
-                    is_sentinel[n++] = false;
+                    owner[n++] = i;
                 } else if (deadline == MP__NO_DEADLINE || w->eof_deadline < deadline) {
                     deadline = w->eof_deadline;
                 }
-                items[n] = (mp_wait_item){.conn = NULL, .fd = mp_process_sentinel(w->proc)};
-                owner[n] = i;
-                is_sentinel[n++] = true;
             }
         }
         pthread_mutex_unlock(&p->mu);
-        if (n == 0 || !p->rbuf) {
+        if (n == 0) {
             mp__sleep(0.01); /* out of memory: poll slowly */
             (void)grow(&p->rbuf, &p->rbuf_cap, 64 * 1024);
             continue;
@@ -1023,10 +1111,12 @@ static void *result_main(void *arg)
             mp__sleep(0.001);
             continue;
         }
+        /* Results first, then the server's news of deaths (a dead worker's
+         * last results are already in its socket when the news comes). */
         for (size_t k = 0; k < n; k++) {
             if (!items[k].ready)
                 continue;
-            if (owner[k] < 0) {
+            if (owner[k] == -1) {
                 /* Read, then clear: a notice sent in between finds the flag
                  * still set and writes nothing, but this loop looks at the
                  * pool again right after. */
@@ -1035,19 +1125,45 @@ static void *result_main(void *arg)
                 pthread_mutex_lock(&p->mu);
                 p->notify_pending = false;
                 pthread_mutex_unlock(&p->mu);
-            } else if (!is_sentinel[k]) {
+            } else if (owner[k] >= 0) {
                 drain(p, &p->w[owner[k]], 256);
             }
         }
-        for (size_t k = 0; k < n; k++)
-            if (items[k].ready && owner[k] >= 0 && is_sentinel[k])
-                handle_death(p, &p->w[owner[k]]);
+        for (size_t k = 0; k < n; k++) {
+            if (items[k].ready && owner[k] == -3)
+                accept_worker(p);
+            if (items[k].ready && owner[k] == -2) {
+                for (int m = 0; m < 64 && !zygote_gone; m++) {
+                    if (!zygote_message(p)) {
+                        zygote_gone = true;
+                        /* Nothing can be forked or reaped any more. */
+                        pthread_mutex_lock(&p->mu);
+                        p->broken = true;
+                        p->state = P_TERMINATE;
+                        pool_wake_dispatcher_locked(p);
+                        pthread_mutex_unlock(&p->mu);
+                    }
+                    if (mp_conn_buffered(p->zctl) == 0)
+                        break;
+                }
+            }
+        }
+        if (zygote_gone) {
+            /* The workers were the server's children: mark them dead. */
+            for (int i = 0; i < p->nproc; i++) {
+                pthread_mutex_lock(&p->mu);
+                int st = p->w[i].state;
+                pthread_mutex_unlock(&p->mu);
+                if (st == W_LIVE || st == W_SPAWNING)
+                    handle_death(p, &p->w[i], 0, MP_EWORKER);
+            }
+        }
         int64_t now = mp__now_ns();
         pthread_mutex_lock(&p->mu);
         for (int i = 0; i < p->nproc; i++) {
             struct worker *w = &p->w[i];
             if (w->state == W_LIVE && w->eof && w->eof_deadline <= now) {
-                (void)mp_process_kill(w->proc);
+                zkill(p, w, SIGKILL);
                 w->eof_deadline = now + EOF_GRACE_NS;
             }
         }
@@ -1055,7 +1171,6 @@ static void *result_main(void *arg)
     }
     free(items);
     free(owner);
-    free(is_sentinel);
     pthread_mutex_lock(&p->mu);
     p->res_done = true;
     pthread_cond_broadcast(&p->done_cv);
@@ -1243,20 +1358,16 @@ static int worker_main(void *arg)
 {
     struct worker *self = arg;
     mp_pool *p = self->pool;
-    mp_conn *c = self->cconn;
-    /* The pool's threads blocked every signal; the worker must die of
-     * SIGTERM and crash on SIGSEGV as its creator would. */
-    (void)pthread_sigmask(SIG_SETMASK, &p->sigmask, NULL);
-    /* Other workers' sockets (and our own parent end): keeping them would
-     * stop those workers from seeing end of file when the parent dies. */
-    for (int i = 0; i < p->nproc; i++) {
-        if (p->w[i].conn) {
-            mp_conn_free(p->w[i].conn);
-            p->w[i].conn = NULL;
-        }
-    }
-    mp__close(p->notify[0]);
-    mp__close(p->notify[1]);
+    pid_t server = getppid();
+    /* The fork server's end to the pool is not ours. */
+    mp_conn_free(p->zctl_child);
+    p->zctl_child = NULL;
+    mp_conn *c;
+    if (mp_client_connect(&c, p->lis_addr, p->authkey, sizeof p->authkey, 30.0) < 0)
+        return 4;
+    struct hello h = {.idx = (uint32_t)self->idx, .k = self->k, .pid = (int32_t)getpid()};
+    if (mp_conn_send_bytes(c, &h, sizeof h) < 0)
+        return 4;
     struct slot *s = &p->slots[self->idx];
     if (p->init)
         p->init(p->initarg);
@@ -1280,8 +1391,8 @@ static int worker_main(void *arg)
             continue;
         }
         if (r == MP_ETIMEDOUT) {
-            if (getppid() != p->owner)
-                break; /* orphaned */
+            if (getppid() != server)
+                break; /* orphaned: the server, and so the pool, is gone */
             continue;
         }
         if (r < 0)
@@ -1320,67 +1431,169 @@ static int worker_main(void *arg)
     return code;
 }
 
-/* ---- the dispatcher --------------------------------------------------------- */
+/* ---- the fork server (a child process) -------------------------------------- */
+
+static void zreply(mp_conn *c, uint32_t op, uint32_t idx, uint32_t k, pid_t pid, int arg, int rc)
+{
+    struct zmsg m = {.op = op, .idx = idx, .k = k, .pid = (int32_t)pid, .arg = arg, .rc = rc};
+    (void)mp_conn_send_bytes(c, &m, sizeof m);
+}
 
 /*
- * Fork worker i (no lock held; only the dispatcher, or mp_pool_new before
- * the threads exist, calls this). Returns 0 or a negative status.
+ * The fork server (Python's forkserver start method, for the same reason):
+ * forked once by mp_pool_new before the pool's threads exist, it stays
+ * single-threaded and forks every worker. Forking from the pool's own
+ * threads instead would give workers a copy of a process whose other
+ * threads may have held a lock at that moment (ASan's allocator does not
+ * survive it, and user code might not either). Workers are its children:
+ * it reaps them and tells the pool each one's exit code; they connect back
+ * to the pool through its private listener.
  */
-static int spawn_worker(mp_pool *p, int i)
+static int zygote_main(void *arg)
 {
-    struct worker *w = &p->w[i];
-    mp_conn *a, *b;
-    int rc = mp_pipe(&a, &b, true);
-    if (rc < 0)
-        return rc;
-    mp_process *proc;
-    rc = mp_process_new(&proc, worker_main, w);
-    if (rc < 0) {
-        mp_conn_free(a);
-        mp_conn_free(b);
-        return rc;
+    mp_pool *p = arg;
+    mp_conn *ctl = p->zctl_child;
+    /* The pool's own descriptors are not ours (a forked listener's free
+     * leaves the socket file to its creator). */
+    mp_conn_free(p->zctl);
+    p->zctl = NULL;
+    mp_listener_free(p->lis);
+    p->lis = NULL;
+    mp__close(p->notify[0]);
+    mp__close(p->notify[1]);
+    pid_t pool_pid = getppid();
+    size_t cap = (size_t)p->nproc + 1;
+    mp_process **procs = calloc((size_t)p->nproc, sizeof *procs);
+    uint32_t *ks = calloc((size_t)p->nproc, sizeof *ks);
+    mp_wait_item *items = calloc(cap, sizeof *items);
+    int *owner = calloc(cap, sizeof *owner);
+    if (!procs || !ks || !items || !owner)
+        return 1;
+    bool stop = false;
+    while (!stop) {
+        size_t n = 0;
+        items[n] = (mp_wait_item){.conn = ctl, .fd = -1, .ready = 0};
+        owner[n++] = -1;
+        for (int i = 0; i < p->nproc; i++) {
+            if (!procs[i])
+                continue;
+            items[n] =
+                (mp_wait_item){.conn = NULL, .fd = mp_process_sentinel(procs[i]), .ready = 0};
+            owner[n++] = i;
+        }
+        int ready = mp_wait(items, n, WORKER_IDLE_CHECK);
+        if (ready == 0) {
+            if (getppid() != pool_pid)
+                break; /* the pool's process is gone */
+            continue;
+        }
+        if (ready < 0) {
+            mp__sleep(0.001);
+            continue;
+        }
+        /* Deaths first: a slot is free again before its next spawn. */
+        for (size_t k = 1; k < n; k++) {
+            if (!items[k].ready)
+                continue;
+            int i = owner[k];
+            int code = 0;
+            int rc = mp_process_join(procs[i], 5.0);
+            if (rc == MP_ETIMEDOUT) {
+                (void)mp_process_kill(procs[i]);
+                rc = mp_process_join(procs[i], MP_FOREVER);
+            }
+            if (rc == 0)
+                rc = mp_process_exitcode(procs[i], &code);
+            zreply(ctl, Z_DIED, (uint32_t)i, ks[i], mp_process_pid(procs[i]), code,
+                   rc < 0 ? rc : 0);
+            (void)mp_process_free(procs[i]);
+            procs[i] = NULL;
+        }
+        if (!items[0].ready)
+            continue;
+        do {
+            struct zmsg m;
+            ssize_t r = mp_conn_recv_bytes_into(ctl, &m, sizeof m, 0, NULL, MP_NOWAIT);
+            if (r == MP_ETIMEDOUT)
+                break;
+            if (r != (ssize_t)sizeof m || m.op == Z_EXIT) {
+                stop = true; /* the pool closed us, or went away */
+                break;
+            }
+            if (m.idx >= (uint32_t)p->nproc)
+                continue;
+            int i = (int)m.idx;
+            if (m.op == Z_KILL) {
+                if (procs[i] && ks[i] == m.k)
+                    (void)(m.arg == SIGKILL ? mp_process_kill(procs[i])
+                                            : mp_process_terminate(procs[i]));
+            } else if (m.op == Z_SPAWN) {
+                int rc = procs[i] ? -EBUSY : 0;
+                mp_process *proc = NULL;
+                if (rc == 0) {
+                    /* The worker reads its slot and spawn number from here. */
+                    p->w[i].k = m.k;
+                    rc = mp_process_new(&proc, worker_main, &p->w[i]);
+                }
+                if (rc == 0) {
+                    char name[32];
+                    snprintf(name, sizeof name, "PoolWorker-%u", (unsigned)m.k);
+                    (void)mp_process_set_name(proc, name);
+                    (void)mp_process_set_daemon(proc, true);
+                    rc = mp_process_start(proc);
+                }
+                if (rc == 0) {
+                    procs[i] = proc;
+                    ks[i] = m.k;
+                    zreply(ctl, Z_SPAWNED, m.idx, m.k, mp_process_pid(proc), 0, 0);
+                } else {
+                    (void)mp_process_free(proc);
+                    zreply(ctl, Z_SPAWN_FAILED, m.idx, m.k, 0, rc, rc);
+                }
+            }
+        } while (mp_conn_buffered(ctl) > 0);
     }
-    const char *name = mp_process_name(proc);
-    char pname[64];
-    snprintf(pname, sizeof pname, "PoolWorker-%s",
-             strncmp(name, "Process-", 8) == 0 ? name + 8 : name);
-    (void)mp_process_set_name(proc, pname);
-    (void)mp_process_set_daemon(proc, true);
-    __atomic_store_n(&p->slots[i].ready, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&p->slots[i].running, 0, __ATOMIC_RELAXED);
-    w->conn = a; /* set before fork: the child closes it */
-    w->cconn = b;
-    rc = mp_process_start(proc);
-    w->cconn = NULL;
-    mp_conn_free(b);
-    if (rc < 0) {
-        w->conn = NULL;
-        mp_conn_free(a);
-        (void)mp_process_free(proc);
-        return rc;
+    /* Whatever is left (the pool's process died): end it. */
+    for (int i = 0; i < p->nproc; i++) {
+        if (procs[i]) {
+            (void)mp_process_kill(procs[i]);
+            (void)mp_process_join(procs[i], MP_FOREVER);
+            (void)mp_process_free(procs[i]);
+        }
     }
-    pthread_mutex_lock(&p->mu);
-    w->proc = proc;
-    w->pid = mp_process_pid(proc);
-    w->next_seq = 0;
-    w->head = w->count = 0;
-    w->inflight_bytes = 0;
-    w->sent = 0;
-    w->exit_sent = w->eof = w->term_sent = false;
-    w->state = W_LIVE;
-    if (p->threads)
-        notify_result_thread_locked(p);
-    pthread_mutex_unlock(&p->mu);
+    free(procs);
+    free(ks);
+    free(items);
+    free(owner);
+    mp_conn_free(ctl);
     return 0;
 }
 
-/* Free a dead worker's handles (p->mu held; the dispatcher only). */
+/* ---- the dispatcher --------------------------------------------------------- */
+
+/* Ask the fork server for a worker in slot w (p->mu held). */
+static void spawn_worker_locked(mp_pool *p, struct worker *w)
+{
+    w->k = ++p->next_k;
+    snprintf(w->name, sizeof w->name, "PoolWorker-%u", (unsigned)w->k);
+    w->pid = 0;
+    w->state = W_SPAWNING;
+    __atomic_store_n(&p->slots[w->idx].ready, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&p->slots[w->idx].running, 0, __ATOMIC_RELAXED);
+    struct zmsg m = {.op = Z_SPAWN, .idx = (uint32_t)w->idx, .k = w->k};
+    if (mp_conn_send_bytes(p->zctl, &m, sizeof m) < 0) {
+        /* The server is gone; the result thread sees it and stops all. */
+        w->state = W_NONE;
+        p->spawn_after = mp__now_ns() + INT64_C(100000000);
+    }
+}
+
+/* Free a dead worker's connection (p->mu held; the dispatcher only). */
 static void release_worker_locked(struct worker *w)
 {
     mp_conn_free(w->conn);
     w->conn = NULL;
-    (void)mp_process_free(w->proc);
-    w->proc = NULL;
+    w->pid = 0;
     w->state = W_NONE;
 }
 
@@ -1533,21 +1746,21 @@ static void *dispatcher_main(void *arg)
         for (int i = 0; i < p->nproc; i++) {
             if (p->w[i].state == W_DEAD)
                 release_worker_locked(&p->w[i]);
-            if (p->w[i].state == W_LIVE)
+            if (p->w[i].state == W_LIVE || p->w[i].state == W_SPAWNING)
                 live++;
         }
         if (p->state == P_TERMINATE) {
             int64_t now = mp__now_ns();
             for (int i = 0; i < p->nproc; i++) {
                 struct worker *w = &p->w[i];
-                if (w->state != W_LIVE)
+                if (w->state != W_LIVE && w->state != W_SPAWNING)
                     continue;
                 if (!w->term_sent) {
-                    (void)mp_process_terminate(w->proc);
+                    zkill(p, w, SIGTERM);
                     w->term_sent = true;
                     w->kill_at = now + KILL_GRACE_NS;
                 } else if (now >= w->kill_at) {
-                    (void)mp_process_kill(w->proc);
+                    zkill(p, w, SIGKILL);
                     w->kill_at = now + KILL_GRACE_NS;
                 }
                 if (wake == MP__NO_DEADLINE || w->kill_at < wake)
@@ -1577,18 +1790,15 @@ static void *dispatcher_main(void *arg)
                             wake = p->spawn_after;
                         break;
                     }
-                    pthread_mutex_unlock(&p->mu);
-                    int rc = spawn_worker(p, i);
-                    pthread_mutex_lock(&p->mu);
-                    if (rc < 0) {
-                        /* No fork now (EAGAIN, EMFILE): try again shortly. */
-                        p->spawn_after = mp__now_ns() + INT64_C(100000000);
-                        break;
-                    }
+                    spawn_worker_locked(p, &p->w[i]);
                     did = true;
                 }
-                for (int i = 0; i < p->nproc && p->state != P_TERMINATE; i++) {
-                    struct worker *w = &p->w[i];
+                /* Start with a different worker each round, so that single
+                 * tasks spread over the pool instead of all going to the
+                 * first idle worker. */
+                int first = (int)(p->rr++ % (unsigned)p->nproc);
+                for (int k = 0; k < p->nproc && p->state != P_TERMINATE; k++) {
+                    struct worker *w = &p->w[(first + k) % p->nproc];
                     if (w->state == W_LIVE && !w->eof && !w->exit_sent && fill_worker(p, w))
                         did = true;
                 }
@@ -1603,6 +1813,15 @@ static void *dispatcher_main(void *arg)
     for (int i = 0; i < p->nproc; i++)
         if (p->w[i].state == W_DEAD)
             release_worker_locked(&p->w[i]);
+    /* Every worker is gone: the fork server may go too. */
+    struct zmsg m = {.op = Z_EXIT};
+    pthread_mutex_unlock(&p->mu);
+    (void)mp_conn_send_bytes(p->zctl, &m, sizeof m);
+    if (mp_process_join(p->zygote, 10.0) == MP_ETIMEDOUT) {
+        (void)mp_process_kill(p->zygote);
+        (void)mp_process_join(p->zygote, MP_FOREVER);
+    }
+    pthread_mutex_lock(&p->mu);
     p->disp_done = true;
     notify_result_thread_locked(p);
     pthread_cond_broadcast(&p->done_cv);
@@ -1633,16 +1852,12 @@ static void exit_hook(void *arg)
     (void)mp_pool_join(p, MP_FOREVER);
 }
 
-/* Release everything; the threads are joined (or never started) and no
- * worker is alive. */
+/* Release everything; the threads are joined (or never started), the fork
+ * server has been joined (or never started) and no worker is alive. */
 static void pool_release(mp_pool *p)
 {
-    for (int i = 0; p->w && i < p->nproc; i++) {
-        struct worker *w = &p->w[i];
-        mp_conn_free(w->conn);
-        if (w->proc)
-            (void)mp_process_free(w->proc);
-    }
+    for (int i = 0; p->w && i < p->nproc; i++)
+        mp_conn_free(p->w[i].conn);
     free(p->w);
     while (p->retry_head) {
         struct retry *r = p->retry_head;
@@ -1650,6 +1865,12 @@ static void pool_release(mp_pool *p)
         job_unref(r->job);
         free(r);
     }
+    if (p->zygote)
+        (void)mp_process_free(p->zygote);
+    mp_conn_free(p->zctl);
+    mp_conn_free(p->zctl_child);
+    mp_listener_free(p->lis);
+    free(p->lis_addr);
     if (p->slots)
         munmap(p->slots, p->slots_len);
     if (p->notify[0] >= 0)
@@ -1658,21 +1879,24 @@ static void pool_release(mp_pool *p)
         mp__close(p->notify[1]);
     free(p->batch);
     free(p->rbuf);
+    memset(p->authkey, 0, sizeof p->authkey);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->disp_cv);
     pthread_cond_destroy(&p->done_cv);
     free(p);
 }
 
-/* Stop and reap the workers mp_pool_new had started before it failed. */
-static void abort_workers(mp_pool *p)
+/* Stop the fork server (and so any worker) when mp_pool_new fails before
+ * the threads run. */
+static void stop_zygote(mp_pool *p)
 {
-    for (int i = 0; i < p->nproc; i++) {
-        struct worker *w = &p->w[i];
-        if (w->state != W_LIVE)
-            continue;
-        (void)mp_process_kill(w->proc);
-        (void)mp_process_join(w->proc, MP_FOREVER);
+    if (!p->zygote)
+        return;
+    struct zmsg m = {.op = Z_EXIT};
+    (void)mp_conn_send_bytes(p->zctl, &m, sizeof m);
+    if (mp_process_join(p->zygote, 10.0) == MP_ETIMEDOUT) {
+        (void)mp_process_kill(p->zygote);
+        (void)mp_process_join(p->zygote, MP_FOREVER);
     }
 }
 
@@ -1711,7 +1935,6 @@ MP_API int mp_pool_new(mp_pool **out, const mp_pool_opts *opts)
     }
     p->gen = mp__forkgen();
     p->owner = getpid();
-    (void)pthread_sigmask(SIG_SETMASK, NULL, &p->sigmask);
     p->nproc = o.processes;
     p->maxtasks = o.maxtasksperchild;
     p->init = o.initializer;
@@ -1729,20 +1952,39 @@ MP_API int mp_pool_new(mp_pool **out, const mp_pool_opts *opts)
     p->slots = m;
     if (!p->w || !p->slots)
         goto fail;
-    rc = mp__pipe(p->notify);
-    if (rc < 0) {
-        p->notify[0] = p->notify[1] = -1;
-        goto fail;
-    }
     for (int i = 0; i < p->nproc; i++) {
         p->w[i].pool = p;
         p->w[i].idx = i;
     }
-    for (int i = 0; i < p->nproc; i++) {
-        rc = spawn_worker(p, i);
-        if (rc < 0)
-            goto fail_workers;
+    if ((rc = mp__pipe(p->notify)) < 0) {
+        p->notify[0] = p->notify[1] = -1;
+        goto fail;
     }
+    /* Workers connect back over a private AF_UNIX listener (a 0700
+     * directory) and prove they hold this random key. */
+    if ((rc = mp__random_bytes(p->authkey, sizeof p->authkey)) < 0)
+        goto fail;
+    if ((rc = mp_listener_new(&p->lis, NULL, p->authkey, sizeof p->authkey, NULL)) < 0)
+        goto fail;
+    p->lis_addr = strdup(mp_listener_address(p->lis));
+    rc = -ENOMEM;
+    if (!p->lis_addr)
+        goto fail;
+    if ((rc = mp_pipe(&p->zctl, &p->zctl_child, true)) < 0)
+        goto fail;
+    if ((rc = mp_process_new(&p->zygote, zygote_main, p)) < 0)
+        goto fail;
+    char zname[48];
+    snprintf(zname, sizeof zname, "PoolForkServer-%s", mp_process_name(p->zygote) + 8);
+    (void)mp_process_set_name(p->zygote, zname);
+    if ((rc = mp_process_start(p->zygote)) < 0) {
+        (void)mp_process_free(p->zygote);
+        p->zygote = NULL;
+        goto fail;
+    }
+    mp_conn_free(p->zctl_child);
+    p->zctl_child = NULL;
+
     /* The pool's threads take no signals: a program's handlers keep
      * running in its own threads. */
     sigset_t all, old;
@@ -1752,19 +1994,15 @@ MP_API int mp_pool_new(mp_pool **out, const mp_pool_opts *opts)
     if (rc == 0) {
         rc = -pthread_create(&p->res_th, NULL, result_main, p);
         if (rc < 0) {
+            /* The dispatcher cannot finish without the result thread:
+             * stop the server under it, then let it see no workers. */
             pthread_mutex_lock(&p->mu);
             p->state = P_TERMINATE;
+            for (int i = 0; i < p->nproc; i++)
+                p->w[i].state = W_NONE;
+            p->spawn_after = INT64_MAX;
             pthread_cond_signal(&p->disp_cv);
             pthread_mutex_unlock(&p->mu);
-            /* The dispatcher waits for the workers to die; reap them here. */
-            abort_workers(p);
-            for (int i = 0; i < p->nproc; i++) {
-                pthread_mutex_lock(&p->mu);
-                if (p->w[i].state == W_LIVE)
-                    p->w[i].state = W_DEAD;
-                pthread_cond_signal(&p->disp_cv);
-                pthread_mutex_unlock(&p->mu);
-            }
             pthread_join(p->disp_th, NULL);
             (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
             pool_release(p);
@@ -1772,18 +2010,40 @@ MP_API int mp_pool_new(mp_pool **out, const mp_pool_opts *opts)
         }
     }
     (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc < 0)
-        goto fail_workers;
+    if (rc < 0) {
+        stop_zygote(p);
+        goto fail;
+    }
     pthread_mutex_lock(&p->mu);
     p->threads = true;
+    /* Python's Pool() returns with its processes started: wait until every
+     * worker has connected back (before its initializer runs). */
+    int64_t deadline = mp__deadline(120.0);
+    for (;;) {
+        int live = 0;
+        for (int i = 0; i < p->nproc; i++)
+            live += p->w[i].state == W_LIVE;
+        if (live == p->nproc || p->spawn_error || p->broken || p->startup_fails)
+            break;
+        if (!cond_wait_until(&p->done_cv, &p->mu, deadline))
+            break;
+    }
+    int live = 0;
+    for (int i = 0; i < p->nproc; i++)
+        live += p->w[i].state == W_LIVE;
+    rc = live == p->nproc ? 0 : p->spawn_error ? p->spawn_error : p->broken ? MP_EWORKER : 0;
     pthread_mutex_unlock(&p->mu);
+    if (rc < 0) {
+        (void)mp_pool_terminate(p);
+        (void)mp_pool_join(p, MP_FOREVER);
+        pool_release(p);
+        return rc;
+    }
     int hook = mp__exit_hook_add(exit_hook, p, 15);
     p->hook = hook > 0 ? hook : 0;
     *out = p;
     return 0;
 
-fail_workers:
-    abort_workers(p);
 fail:
     pool_release(p);
     return rc;
@@ -1859,14 +2119,14 @@ MP_API int mp_pool_free(mp_pool *p)
         /* A forked child's copy: close its descriptors, free its memory.
          * The mutexes may be held by threads that do not exist here, so
          * they are left alone. */
-        for (int i = 0; i < p->nproc; i++) {
-            struct worker *w = &p->w[i];
-            if (w->conn)
-                mp_conn_free(w->conn);
-            if (w->proc)
-                (void)mp_process_free(w->proc);
-        }
+        for (int i = 0; i < p->nproc; i++)
+            mp_conn_free(p->w[i].conn);
         free(p->w);
+        mp_conn_free(p->zctl);
+        mp_listener_free(p->lis); /* only the creator removes its file */
+        free(p->lis_addr);
+        if (p->zygote)
+            (void)mp_process_free(p->zygote); /* not our child: just the copy */
         if (p->slots)
             munmap(p->slots, p->slots_len);
         mp__close(p->notify[0]);
