@@ -14,14 +14,20 @@
  *                           the cache of unfinished jobs, the pending queue
  *                           of jobs with chunks still to send, the retry
  *                           queue, and each worker's in-flight FIFO.
- *   dispatcher thread       the only sender of tasks and the only one that
- *                           creates or frees workers (forks, frees their
- *                           handles), so the worker table a forked worker
- *                           inherits is always consistent.
- *   result thread           the only receiver: reads results, watches the
- *                           sentinels, handles deaths (marks a worker
- *                           W_DEAD; the dispatcher then frees and replaces
- *                           it), fails everything on terminate, runs every
+ *   fork server             a child forked by mp_pool_new before the threads
+ *                           start; single-threaded, it forks, signals and
+ *                           reaps the workers on request and reports each
+ *                           spawn and death (struct zmsg). Workers connect
+ *                           back through the pool's private listener and
+ *                           say which slot and spawn they are (struct hello).
+ *   dispatcher thread       the only sender of tasks, and the only one that
+ *                           asks for workers or frees a dead worker's
+ *                           connection.
+ *   result thread           the only receiver: reads results, accepts
+ *                           workers, reads the fork server's news, handles
+ *                           deaths (marks a worker W_DEAD; the dispatcher
+ *                           then frees it and asks for a replacement),
+ *                           fails everything on terminate, runs every
  *                           callback.
  *   shared slots            one small record per worker in MAP_SHARED
  *                           memory: whether the worker got through its
@@ -151,7 +157,7 @@ struct fail {
 struct mp_result {
     int refs; /* atomic */
     unsigned gen;
-    mp_pool *pool; /* valid while the job is unfinished */
+    mp_pool *pool; /* valid while the job is unfinished (mu) */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int kind, form;
@@ -170,8 +176,9 @@ struct mp_result {
     struct mp_result *pnext;         /* pending queue */
     struct mp_result *cprev, *cnext; /* cache */
     bool in_cache, in_pending;
-    bool abandoned; /* also read under mu */
+    bool cancelled; /* no more chunks to send (the caller gave up) */
     /* outcome, guarded by mu */
+    bool abandoned; /* write nothing more into the caller's arrays */
     size_t chunks_done;
     bool finished;
     bool ready;
@@ -525,6 +532,7 @@ static void job_finish(mp_pool *p, struct mp_result *j, bool term)
         return;
     }
     j->finished = true;
+    j->pool = NULL; /* j->mu guards it; nothing calls into the pool for j now */
     if (term) {
         j->status = MP_ETERMINATED;
         set_fail(&j->first, 0, MP_ETERMINATED, MP_ETERMINATED,
@@ -580,7 +588,6 @@ static void job_finish(mp_pool *p, struct mp_result *j, bool term)
         if (--p->ncache == 0)
             pool_wake_dispatcher_locked(p);
     }
-    j->pool = NULL;
     pthread_mutex_unlock(&p->mu);
     if (was_cached)
         job_unref(j);
@@ -1678,7 +1685,7 @@ static bool fill_worker(mp_pool *p, struct worker *w)
         } else {
             break;
         }
-        if (j->abandoned) {
+        if (j->cancelled) {
             /* Cancel what is left of it: its arrays are not ours any more. */
             size_t k;
             if (r) {
@@ -1813,15 +1820,10 @@ static void *dispatcher_main(void *arg)
     for (int i = 0; i < p->nproc; i++)
         if (p->w[i].state == W_DEAD)
             release_worker_locked(&p->w[i]);
-    /* Every worker is gone: the fork server may go too. */
+    /* Every worker is gone: the fork server may go too (mp_pool_join reaps
+     * it, in the caller's thread). */
     struct zmsg m = {.op = Z_EXIT};
-    pthread_mutex_unlock(&p->mu);
     (void)mp_conn_send_bytes(p->zctl, &m, sizeof m);
-    if (mp_process_join(p->zygote, 10.0) == MP_ETIMEDOUT) {
-        (void)mp_process_kill(p->zygote);
-        (void)mp_process_join(p->zygote, MP_FOREVER);
-    }
-    pthread_mutex_lock(&p->mu);
     p->disp_done = true;
     notify_result_thread_locked(p);
     pthread_cond_broadcast(&p->done_cv);
@@ -2005,6 +2007,7 @@ MP_API int mp_pool_new(mp_pool **out, const mp_pool_opts *opts)
             pthread_mutex_unlock(&p->mu);
             pthread_join(p->disp_th, NULL);
             (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+            stop_zygote(p);
             pool_release(p);
             return rc;
         }
@@ -2107,6 +2110,14 @@ MP_API int mp_pool_join(mp_pool *p, double timeout)
     if (join_now) {
         pthread_join(p->disp_th, NULL);
         pthread_join(p->res_th, NULL);
+        /* Reaped here rather than by the dispatcher: ThreadSanitizer takes
+         * process.c's mutex, re-created by assignment in a forked child, as
+         * still held by the forking thread, so a pool made in a child would
+         * see a false "double lock" report from any other thread. */
+        if (mp_process_join(p->zygote, 10.0) == MP_ETIMEDOUT) {
+            (void)mp_process_kill(p->zygote);
+            (void)mp_process_join(p->zygote, MP_FOREVER);
+        }
     }
     return 0;
 }
@@ -2492,7 +2503,7 @@ static void job_abandon(struct mp_result *j)
     if (finished || !p)
         return;
     pthread_mutex_lock(&p->mu);
-    j->abandoned = true;
+    j->cancelled = true;
     pool_wake_dispatcher_locked(p);
     pthread_mutex_unlock(&p->mu);
 }

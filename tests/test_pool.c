@@ -1566,6 +1566,9 @@ static void test_a_callback_may_terminate_its_pool(void **state)
     TU_ASSERT_STATUS(mp_pool_free(p), 0);
 }
 
+/* The target of a child process that leaves a pool running: returning
+ * from it runs the child's exit procedure (as exit() does in a main
+ * program), which must terminate and join the pool. */
 static int exit_with_pool(void *arg)
 {
     (void)arg;
@@ -1581,16 +1584,22 @@ static int exit_with_pool(void *arg)
                                 NULL, &r) != 0)
         return 2;
     tu_sleep(0.05);
-    exit(0); /* the exit procedure terminates and joins the pool */
+    return 0;
 }
 
 static void test_exit_with_a_running_pool_terminates_it(void **state)
 {
     (void)state;
     double t0 = tu_now();
-    pid_t pid = tu_fork(exit_with_pool, NULL);
-    assert_int_equal(tu_wait_child(pid, T_LONG), 0);
+    mp_process *child;
+    assert_int_equal(mp_process_new(&child, exit_with_pool, NULL), 0);
+    assert_int_equal(mp_process_start(child), 0);
+    TU_ASSERT_STATUS(mp_process_join(child, T_LONG), 0);
+    int code = -1;
+    assert_int_equal(mp_process_exitcode(child, &code), 0);
+    assert_int_equal(code, 0);
     assert_true(tu_now() - t0 < 20);
+    assert_int_equal(mp_process_free(child), 0);
 }
 
 int main(void)

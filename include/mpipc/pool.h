@@ -39,23 +39,31 @@
  * created the pool, with the same program mapped at the same addresses (the
  * pool only exists with the fork start method). The same holds for pointers
  * a task follows into global data, with one caveat: a worker sees memory as
- * it was when that worker was forked (at mp_pool_new, or later when it
- * replaces a worker that exited). Pass data through the task's input.
+ * it was when mp_pool_new ran - every worker, replacements included, is
+ * forked from a copy of the process taken then (see Design). Data set up
+ * after mp_pool_new must travel in the task's input.
  *
- * Design. Each worker has its own duplex socketpair to the parent. The
- * parent sends tasks over it in batches (several chunks in one message)
- * while keeping a bounded window of chunks in flight per worker (wide for
- * short tasks, one for long ones, measured from the workers' own timings) so
- * that work is balanced; each worker sends one result message per chunk
- * back on the same socket, before it starts the next chunk. Two threads in
- * the parent run the pool: a dispatcher (sends tasks, forks replacement
- * workers) and a result thread (receives results, watches worker sentinels,
- * runs callbacks). There is no shared task queue and no shared lock between
+ * Design. mp_pool_new forks one helper first, the pool's fork server
+ * (Python's forkserver start method, for the same reason): it stays
+ * single-threaded and forks every worker, so no worker is ever a copy of a
+ * process in which another thread held a lock (an allocator's, stdio's, the
+ * program's own) at the moment of fork. It reaps the workers and reports
+ * each one's exit code. Each worker connects back to the pool over its own
+ * socket, through a private AF_UNIX listener (in a 0700 directory) and its
+ * random authkey, so no worker holds another's socket. The pool sends tasks
+ * over that socket in batches (several chunks in one message) while keeping
+ * a bounded window of chunks in flight per worker (wide for short tasks, one
+ * for long ones, measured from the workers' own timings) so that work stays
+ * balanced; the worker sends one result message per chunk back on the same
+ * socket before it starts the next chunk. Two threads in the pool's process
+ * run it: a dispatcher (sends tasks, asks the fork server for replacements)
+ * and a result thread (receives results and the fork server's news, runs
+ * callbacks). There is no shared task queue and no lock shared between
  * workers: a worker that dies can never leave one held, so the failure where
  * "a worker dies holding the task queue's read lock" and wedges the rest of
  * the pool (CPython gh-66587, gh-96062) cannot happen by design.
  *
- * Worker death. The parent knows exactly which chunks each worker holds (its
+ * Worker death. The pool knows exactly which chunks each worker holds (its
  * socket's FIFO), and each worker records in a shared-memory slot which chunk
  * (and item) it is running. When a worker dies - killed by a signal, a crash
  * in a task, _exit() or exit() in a task:
@@ -85,16 +93,19 @@
  * chunk, so imap reports the exact failing position whatever the chunksize.
  *
  * Thread/fork: every function may be called from any thread of the process
- * that created the pool. The pool's threads and workers exist in that
- * process only: in a child forked from it (by mp_process_start, fork(), or a
- * task inside a worker) every call on the pool, its results and iterators
- * returns MP_EFORKED, except the _free functions, which there release only
- * the child's copies (descriptors, memory) and leave the owner's pool
- * alone. Workers are daemon processes (they may not start mp_process
- * children, as in Python). When the owner exits with a pool still running,
- * the pool is terminated and joined in its exit procedure, as Python's pool
- * finalizer does. Callbacks must not block for long, and must not call
- * mp_pool_join() or mp_pool_free() on their own pool (MP_ESTATE).
+ * that created the pool. The pool's threads exist in that process only: in
+ * a child forked from it (by mp_process_start, fork(), or a task inside a
+ * worker) every call on the pool, its results and iterators returns
+ * MP_EFORKED, except the _free functions, which there release only the
+ * child's copies (descriptors, memory) and leave the owner's pool alone.
+ * The owner gets one child process per pool, the fork server (named
+ * "PoolForkServer-N"); the workers ("PoolWorker-N") are its daemon children
+ * and may not start mp_process children themselves, as in Python. When the
+ * owner exits with a pool still running, the pool is terminated and joined
+ * in its exit procedure, as Python's pool finalizer does; if the owner dies
+ * outright, the fork server and the workers notice and exit. Callbacks must
+ * not block for long, and must not call mp_pool_join() or mp_pool_free() on
+ * their own pool (MP_ESTATE).
  */
 #ifndef MPIPC_POOL_H
 #define MPIPC_POOL_H
@@ -246,15 +257,17 @@ typedef struct mp_callbacks {
  * out:   receives the pool.
  * opts:  NULL for the defaults, or options made from MP_POOL_OPTS_INIT.
  *
- * Forks the workers, then starts the pool's two threads.
+ * Forks the fork server from the calling thread, starts the pool's two
+ * threads, and returns once every worker has started and connected back
+ * (before the initializers run, so a slow initializer does not delay it).
  * Returns 0; MP_EVALUE for processes < 0 or maxtasksperchild < 0 (Python's
  * ValueError for a non-positive number); -EINVAL for a NULL out; MP_ESTATE
  * in a daemon process (a pool worker, say), which may not have children;
- * -errno (-EAGAIN, -ENOMEM, -EMFILE) if a worker, a socket or a thread
- * cannot be made - then no worker is left running and *out is NULL.
+ * -errno (-EAGAIN, -ENOMEM, -EMFILE) if a process, a socket or a thread
+ * cannot be made - then no process is left running and *out is NULL.
  * Ownership: free with mp_pool_free().
- * Thread/fork: see the file comment; the workers are forked from the
- * calling thread here, and replacements later from the dispatcher thread.
+ * Thread/fork: see the file comment. As for any fork, other threads of the
+ * caller should not hold locks the workers will need at that moment.
  */
 MP_API int mp_pool_new(mp_pool **out, const mp_pool_opts *opts);
 
