@@ -9,6 +9,8 @@
  *   map_default    mp_pool_map_array with the default chunksize
  *   map1_values    mp_pool_map over a list of ints, chunksize 1 (the value
  *                  form of map1, for comparison)
+ *   apply_async_bytes  the apply_async loop in the bytes form (an int64_t
+ *                  in, an int64_t out: no pickling), for comparison
  *
  * The pool is made (and warmed up with one small map) before the clock
  * starts, as bench_pool.py does for Python's Pool.
@@ -51,6 +53,21 @@ static int square_value(const mp_obj *args, mp_obj **result)
     if (mp_obj_get_int(mp_obj_list_get(args, 0), &x) < 0)
         return 1;
     *result = mp_obj_int(x * x);
+    return 0;
+}
+
+static int square_bytes(const void *in, size_t len, void **out, size_t *out_len)
+{
+    int64_t x;
+    if (len != sizeof x)
+        return 1;
+    memcpy(&x, in, sizeof x);
+    int64_t *o = malloc(sizeof *o);
+    if (!o)
+        return 1;
+    *o = x * x;
+    *out = o;
+    *out_len = sizeof *o;
     return 0;
 }
 
@@ -102,6 +119,23 @@ int main(int argc, char **argv)
             check(mp_result_get(rs[i], MP_FOREVER, &v, NULL), "get");
             int64_t x;
             if (mp_obj_get_int(v, &x) < 0 || x != i * i)
+                check(-1, "wrong result");
+            mp_result_free(rs[i]);
+        }
+        t1 = now();
+        free(rs);
+    } else if (strcmp(mode, "apply_async_bytes") == 0) {
+        mp_result **rs = malloc(N * sizeof *rs);
+        for (int64_t i = 0; i < N; i++)
+            check(mp_pool_apply_bytes_async(p, square_bytes, &in[i], sizeof in[i], NULL, &rs[i]),
+                  "apply_async");
+        for (int64_t i = 0; i < N; i++) {
+            const void *v;
+            size_t len;
+            check(mp_result_get_bytes(rs[i], MP_FOREVER, &v, &len, NULL), "get");
+            int64_t x;
+            memcpy(&x, v, sizeof x);
+            if (len != sizeof x || x != i * i)
                 check(-1, "wrong result");
             mp_result_free(rs[i]);
         }

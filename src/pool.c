@@ -194,6 +194,9 @@ struct mp_result {
     size_t norder;
     size_t cursor;
     mp_obj **vals; /* value forms: one result per item */
+    /* Storage for one-item jobs (apply), saving two allocations each. */
+    mp_obj *vals_one[1];
+    size_t offs_one[2];
     mp_obj *value; /* apply: the value; map: the list */
     void *bytes_out;
     size_t bytes_len;
@@ -268,6 +271,14 @@ struct mp_pool {
     pthread_t disp_th, res_th;
     bool threads;
     bool disp_waiting;
+    /* Batching the dispatcher's wake-ups (Nagle's idea): pend_chunks counts
+     * the chunks waiting to be sent; a submission wakes the sleeping
+     * dispatcher only once they reach disp_wake_chunks, which it sets
+     * before sleeping: 1 if some worker is nearly idle, half a window if
+     * one has room for a batch, never if all windows are full (a result
+     * that opens room wakes it then). */
+    size_t pend_chunks;
+    size_t disp_wake_chunks;
     bool disp_done, res_done, term_done, joined;
     int hook;
     mp_process *zygote; /* the fork server */
@@ -378,11 +389,13 @@ static void job_unref(struct mp_result *j)
     if (__atomic_sub_fetch(&j->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     free(j->blob);
-    free(j->offs);
+    if (j->offs != j->offs_one)
+        free(j->offs);
     if (j->vals) {
         for (size_t i = 0; i < j->n; i++)
             mp_obj_free(j->vals[i]);
-        free(j->vals);
+        if (j->vals != j->vals_one)
+            free(j->vals);
     }
     mp_obj_free(j->value);
     free(j->bytes_out);
@@ -446,7 +459,7 @@ static int job_prepare(struct mp_result *j, size_t chunksize)
         }
     }
     if (j->form == F_OBJ_APPLY || j->form == F_OBJ_MAP || j->form == F_OBJ_STAR) {
-        j->vals = calloc(j->n ? j->n : 1, sizeof *j->vals);
+        j->vals = j->n <= 1 ? j->vals_one : calloc(j->n, sizeof *j->vals);
         if (!j->vals)
             return -ENOMEM;
     }
@@ -642,6 +655,32 @@ static int64_t pool_window(const mp_pool *p)
     return win;
 }
 
+/* Below this many chunks in flight a worker is about to run dry. */
+static unsigned pool_low(const mp_pool *p)
+{
+    unsigned low = (unsigned)pool_window(p) / 8;
+    return low ? low : 1;
+}
+
+/*
+ * Worker w has less in flight than before (a result came back, or it has
+ * just started): lower the dispatcher's wake-up threshold to match, and
+ * wake it if the work already waiting reaches it (p->mu held). Without
+ * this a dispatcher that went to sleep while every worker was busy would
+ * sleep on after they ran dry.
+ */
+static void note_room_locked(mp_pool *p, const struct worker *w)
+{
+    unsigned half = (unsigned)pool_window(p) / 2, low = pool_low(p);
+    size_t want = w->count < low ? 1 : w->count <= half ? (half ? half : 1) : SIZE_MAX;
+    if (want < p->disp_wake_chunks)
+        p->disp_wake_chunks = want;
+    if (p->disp_waiting && p->pend_chunks > 0 && p->pend_chunks >= p->disp_wake_chunks) {
+        p->disp_wake_chunks = SIZE_MAX;
+        pthread_cond_signal(&p->disp_cv);
+    }
+}
+
 static int rd_u64(const unsigned char **p, const unsigned char *end, uint64_t *v)
 {
     if ((size_t)(end - *p) < sizeof *v)
@@ -825,9 +864,7 @@ static bool handle_result(mp_pool *p, struct worker *w, const unsigned char *msg
     int64_t t =
         (int64_t)(h.exec_ns > (uint64_t)INT64_MAX / 2 ? (uint64_t)INT64_MAX / 2 : h.exec_ns);
     p->ewma_ns += (t - p->ewma_ns) / 4;
-    if (p->disp_waiting && w->count <= (unsigned)pool_window(p) / 2 &&
-        (p->pend_head || p->retry_head || p->state != P_RUN))
-        pthread_cond_signal(&p->disp_cv);
+    note_room_locked(p, w);
     bool term = p->state == P_TERMINATE;
     pthread_mutex_unlock(&p->mu);
     if (!term)
@@ -904,6 +941,7 @@ static void handle_death(mp_pool *p, struct worker *w, int exitcode, int rc)
     struct flight blamed = {0};
     bool blame = false;
     struct retry *head = NULL, **tail = &head;
+    size_t nretry = 0;
     struct flight *dropped = NULL;
     size_t ndropped = 0;
     struct slot *s = &p->slots[w->idx];
@@ -931,6 +969,7 @@ static void handle_death(mp_pool *p, struct worker *w, int exitcode, int rc)
             r->next = NULL;
             *tail = r;
             tail = &r->next;
+            nretry++;
         } else if (dropped) {
             dropped[ndropped++] = fl; /* terminated, or no memory to retry */
         } else {
@@ -940,10 +979,12 @@ static void handle_death(mp_pool *p, struct worker *w, int exitcode, int rc)
     w->count = 0;
     w->head = 0;
     w->inflight_bytes = 0;
+    p->disp_wake_chunks = 1; /* a replacement comes, idle */
     if (head) {
         /* Chunks that were never started go first, in their order. */
         *tail = p->retry_head;
         p->retry_head = head;
+        p->pend_chunks += nretry;
     }
     if (!ready) {
         p->startup_fails++;
@@ -978,6 +1019,7 @@ static void fail_everything(mp_pool *p)
     for (struct mp_result *j = p->pend_head; j; j = j->pnext)
         j->in_pending = false;
     p->pend_head = p->pend_tail = NULL;
+    p->pend_chunks = 0;
     pthread_mutex_unlock(&p->mu);
     while (r) {
         struct retry *next = r->next;
@@ -1023,6 +1065,7 @@ static void accept_worker(mp_pool *p)
         w->exit_sent = w->eof = w->term_sent = false;
         w->state = W_LIVE;
         c = NULL;
+        note_room_locked(p, w);
         pool_wake_dispatcher_locked(p);
         pthread_cond_broadcast(&p->done_cv); /* mp_pool_new waits for this */
     }
@@ -1694,10 +1737,12 @@ static bool fill_worker(mp_pool *p, struct worker *w)
                 k = 1;
             } else {
                 k = j->nchunks - j->next_chunk;
+                p->pend_chunks -= k - 1; /* and the one below */
                 j->next_chunk = j->nchunks;
                 pending_pop_locked(p);
                 job_ref(j);
             }
+            p->pend_chunks--;
             pthread_mutex_unlock(&p->mu);
             job_chunks_done(p, j, k);
             job_unref(j); /* the retry's reference, or the one taken above */
@@ -1713,6 +1758,7 @@ static bool fill_worker(mp_pool *p, struct worker *w)
         size_t bytes;
         if (encode_chunk(p, &blen, w, j, chunk, &bytes) < 0)
             break;
+        p->pend_chunks--;
         if (r) {
             p->retry_head = r->next;
             job_unref(j); /* the flight took its own reference */
@@ -1812,6 +1858,19 @@ static void *dispatcher_main(void *arg)
             }
         }
         if (!did) {
+            /* A submission only needs to wake us when we sleep for want of
+             * work; with the windows full, a result opening room does. */
+            p->disp_wake_chunks = SIZE_MAX;
+            unsigned half = (unsigned)pool_window(p) / 2, low = pool_low(p);
+            for (int i = 0; i < p->nproc; i++) {
+                const struct worker *w = &p->w[i];
+                if (w->state != W_LIVE || w->eof || w->exit_sent)
+                    continue;
+                if (w->count < low)
+                    p->disp_wake_chunks = 1;
+                else if (w->count <= half && p->disp_wake_chunks > half)
+                    p->disp_wake_chunks = half ? half : 1;
+            }
             p->disp_waiting = true;
             (void)cond_wait_until(&p->disp_cv, &p->mu, wake);
             p->disp_waiting = false;
@@ -2226,7 +2285,11 @@ static int submit(mp_pool *p, struct mp_result *j, const mp_callbacks *cbs)
     else
         p->pend_head = j;
     p->pend_tail = j;
-    pool_wake_dispatcher_locked(p);
+    p->pend_chunks += j->nchunks;
+    if (p->disp_waiting && p->pend_chunks >= p->disp_wake_chunks) {
+        p->disp_wake_chunks = SIZE_MAX; /* one wake-up is enough */
+        pool_wake_dispatcher_locked(p);
+    }
     pthread_mutex_unlock(&p->mu);
     return 0;
 }
@@ -2236,8 +2299,17 @@ static int blob_add(struct mp_result *j, size_t *cap, size_t i, const void *data
 {
     size_t at = j->offs[i];
     size_t need;
-    if (mp__add_overflows(at, sizeof(uint64_t) + len, &need) || grow(&j->blob, cap, need) < 0)
+    if (mp__add_overflows(at, sizeof(uint64_t) + len, &need))
         return -ENOMEM;
+    if (need > *cap) {
+        /* One item (apply) gets exactly its size; lists grow by doubling. */
+        size_t ncap = *cap ? (*cap * 2 > need ? *cap * 2 : need) : need;
+        unsigned char *b = realloc(j->blob, ncap);
+        if (!b)
+            return -ENOMEM;
+        j->blob = b;
+        *cap = ncap;
+    }
     uint64_t l = len;
     memcpy(j->blob + at, &l, sizeof l);
     if (len)
@@ -2250,7 +2322,7 @@ static int blob_add(struct mp_result *j, size_t *cap, size_t i, const void *data
 static int blob_pickle(struct mp_result *j, const mp_obj *seq, bool one)
 {
     size_t n = one ? 1 : j->n;
-    j->offs = calloc(n + 1, sizeof *j->offs);
+    j->offs = n <= 1 ? j->offs_one : calloc(n + 1, sizeof *j->offs);
     if (!j->offs)
         return -ENOMEM;
     size_t cap = 0;
@@ -2297,9 +2369,9 @@ MP_API int mp_pool_apply_bytes_async(mp_pool *p, mp_bytes_fn fn, const void *in,
         return -ENOMEM;
     rc = job_prepare(j, 1);
     if (rc == 0) {
-        j->offs = calloc(2, sizeof *j->offs);
+        j->offs = j->offs_one;
         size_t cap = 0;
-        rc = j->offs ? blob_add(j, &cap, 0, in, in_len) : -ENOMEM;
+        rc = blob_add(j, &cap, 0, in, in_len);
     }
     return submit_or_free(p, j, rc, cbs, out);
 }

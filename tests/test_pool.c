@@ -29,7 +29,7 @@
  * MP_ETERMINATED; a forked child of the owner gets MP_EFORKED; 100,000
  * tasks with a checksum.
  *
- * Set POOL_TEST_FILTER to a cmocka pattern (e.g. "*dies*") to run a subset,
+ * Set POOL_TEST_FILTER to a cmocka pattern ("test_worker_*": every death) to run a subset,
  * as the 20-runs-in-a-row death check does.
  */
 #include "testutil.h"
