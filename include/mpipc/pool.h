@@ -192,8 +192,10 @@ typedef int (*mp_obj_fn)(const mp_obj *args, mp_obj **result);
  * fmt:  a printf format for the message (at most MP_TASK_MSG_MAX - 1 bytes
  *       are kept).
  * Returns the code to return from the task. Without a message, the failure
- * reads "task failed with code N". Thread/fork: meant for the worker; in any
- * other process it only records the message for the calling thread.
+ * reads "task failed with code N".
+ * Ownership: the message is copied; fmt and its arguments stay the caller's.
+ * Thread/fork: meant for a task in a worker; anywhere else it only records
+ * the message for the calling thread.
  */
 MP_API int mp_task_fail(int code, const char *fmt, ...)
 #if defined(__GNUC__) || defined(__clang__)
@@ -275,6 +277,8 @@ MP_API int mp_pool_new(mp_pool **out, const mp_pool_opts *opts);
  * mp_pool_close - stop accepting work (Python's close). Queued and running
  * tasks still complete; then the workers exit.
  * Returns 0 (also when already closed or terminated); -EINVAL; MP_EFORKED.
+ * Ownership: the pool stays the caller's; free it after mp_pool_join().
+ * Thread/fork: any thread of the owner, callbacks included; never blocks.
  */
 MP_API int mp_pool_close(mp_pool *p);
 
@@ -285,6 +289,10 @@ MP_API int mp_pool_close(mp_pool *p);
  * iterator's missing items give MP_ETERMINATED. When called from outside a
  * callback, those results are already failed when it returns.
  * Returns 0 (also when already terminated); -EINVAL; MP_EFORKED.
+ * Ownership: results and iterators stay their holders' (free them as usual).
+ * Thread/fork: any thread of the owner. From a callback it returns at once
+ * and the result thread fails the pending results once the callback
+ * returns; elsewhere it waits for the error callbacks to have run.
  */
 MP_API int mp_pool_terminate(mp_pool *p);
 
@@ -296,6 +304,9 @@ MP_API int mp_pool_terminate(mp_pool *p);
  * Returns 0; MP_EVALUE while the pool is still running (Python's ValueError
  * "Pool is still running"); MP_ETIMEDOUT; MP_ESTATE from a callback of this
  * pool (its thread cannot wait for itself); -EINVAL; MP_EFORKED.
+ * Ownership: the pool stays the caller's (mp_pool_free()).
+ * Thread/fork: any thread of the owner but the pool's own; several may join
+ * at once. The first successful join also reaps the fork server.
  */
 MP_API int mp_pool_join(mp_pool *p, double timeout);
 
@@ -310,8 +321,9 @@ MP_API int mp_pool_join(mp_pool *p, double timeout);
  */
 MP_API int mp_pool_free(mp_pool *p);
 
-/* The number of workers the pool keeps (Python's len(pool._pool)), or
- * -EINVAL / MP_EFORKED. */
+/* mp_pool_processes - the number of workers the pool keeps (Python's
+ * len(pool._pool)), or -EINVAL / MP_EFORKED. Thread/fork: any thread of the
+ * owner. */
 MP_API int mp_pool_processes(const mp_pool *p);
 
 /*
@@ -320,7 +332,9 @@ MP_API int mp_pool_processes(const mp_pool *p);
  * pids, cap: an array of cap entries to fill. Returns the number of live
  * workers (which may exceed cap: only cap are stored); -EINVAL; MP_EFORKED.
  * Useful for watching maxtasksperchild replace workers, or for sending a
- * worker a signal.
+ * worker a signal (the pool then treats it as any other death).
+ * Ownership: pids is the caller's array. Thread/fork: any thread of the
+ * owner; the list is a snapshot.
  */
 MP_API int mp_pool_pids(mp_pool *p, pid_t *pids, size_t cap);
 
@@ -336,7 +350,9 @@ MP_API int mp_pool_pids(mp_pool *p, pid_t *pids, size_t cap);
  * out:        receives the result handle; read it with
  *             mp_result_get_bytes().
  * Returns 0; MP_ECLOSED after close or terminate; -EINVAL; MP_EFORKED;
- * -ENOMEM. Ownership: free *out with mp_result_free().
+ * -ENOMEM. Ownership: free *out with mp_result_free(); in stays the
+ * caller's. Thread/fork: any thread of the owner, callbacks included (a
+ * callback must not wait for the new result: it runs in the same thread).
  */
 MP_API int mp_pool_apply_bytes_async(mp_pool *p, mp_bytes_fn fn, const void *in, size_t in_len,
                                      const mp_callbacks *cbs, mp_result **out);
@@ -352,6 +368,8 @@ MP_API int mp_pool_apply_bytes_async(mp_pool *p, mp_bytes_fn fn, const void *in,
  * Returns 0; MP_ETASK, MP_EWORKER, MP_ETERMINATED (see mp_task_error);
  * MP_ETIMEDOUT; the codes of mp_pool_apply_bytes_async().
  * Ownership: the caller frees *out with free() (*out is NULL on failure).
+ * Thread/fork: any thread of the owner except the pool's result thread
+ * (a callback waiting for a task would wait for itself).
  */
 MP_API int mp_pool_apply_bytes(mp_pool *p, mp_bytes_fn fn, const void *in, size_t in_len,
                                void **out, size_t *out_len, double timeout, mp_task_error *err);
@@ -372,7 +390,10 @@ MP_API int mp_pool_apply_bytes(mp_pool *p, mp_bytes_fn fn, const void *in, size_
  * is freed before then. The slot of an item that failed is left as it was.
  * Returns 0; MP_ECLOSED; -EINVAL (NULL arrays with n > 0, zero sizes, item
  * sizes over 1 MiB); -EOVERFLOW (n * size overflows); MP_EFORKED; -ENOMEM.
- * Ownership: free *out with mp_result_free(); in and out stay the caller's.
+ * Ownership: free *result with mp_result_free(); in and out stay the
+ * caller's (see above for how long the pool uses them).
+ * Thread/fork: as mp_pool_apply_bytes_async(). out is written by the
+ * pool's result thread; read it after the result is ready.
  */
 MP_API int mp_pool_map_array_async(mp_pool *p, mp_array_fn fn, const void *in, size_t in_size,
                                    size_t n, void *out, size_t out_size, size_t chunksize,
@@ -387,6 +408,8 @@ MP_API int mp_pool_map_array_async(mp_pool *p, mp_array_fn fn, const void *in, s
  * Returns 0 once every item succeeded; the status of the first failing item
  * (err->index says which); MP_ETIMEDOUT; the codes of
  * mp_pool_map_array_async().
+ * Ownership: in and out stay the caller's. Thread/fork: as
+ * mp_pool_apply_bytes().
  */
 MP_API int mp_pool_map_array(mp_pool *p, mp_array_fn fn, const void *in, size_t in_size, size_t n,
                              void *out, size_t out_size, size_t chunksize, double timeout,
@@ -402,7 +425,8 @@ MP_API int mp_pool_map_array(mp_pool *p, mp_array_fn fn, const void *in, size_t 
  * The arrays must stay valid until the iterator is exhausted or freed;
  * mp_imap_free() stops all writes into out.
  * Returns 0; the codes of mp_pool_map_array_async().
- * Ownership: free *it with mp_imap_free().
+ * Ownership: free *it with mp_imap_free(); the arrays stay the caller's.
+ * Thread/fork: any thread of the owner; one thread at a time per iterator.
  */
 MP_API int mp_pool_imap_array(mp_pool *p, mp_array_fn fn, const void *in, size_t in_size, size_t n,
                               void *out, size_t out_size, size_t chunksize, mp_imap **it);
@@ -420,7 +444,7 @@ MP_API int mp_pool_imap_unordered_array(mp_pool *p, mp_array_fn fn, const void *
  * Read the result with mp_result_get(r, timeout, &value).
  * Returns 0; MP_ECLOSED; -EINVAL (NULL fn, args not a tuple or list);
  * MP_EFORKED; -ENOMEM. Ownership: free *out with mp_result_free(); args
- * stays the caller's.
+ * stays the caller's. Thread/fork: as mp_pool_apply_bytes_async().
  */
 MP_API int mp_pool_apply_async(mp_pool *p, mp_obj_fn fn, const mp_obj *args,
                                const mp_callbacks *cbs, mp_result **out);
@@ -429,7 +453,8 @@ MP_API int mp_pool_apply_async(mp_pool *p, mp_obj_fn fn, const mp_obj *args,
  * mp_pool_apply - run fn(args) in a worker and wait (Python's apply).
  * result: receives the task's value.
  * Returns 0 and the codes of mp_pool_apply_bytes().
- * Ownership: the caller frees *result with mp_obj_free().
+ * Ownership: the caller frees *result with mp_obj_free(); args stays the
+ * caller's. Thread/fork: as mp_pool_apply_bytes().
  */
 MP_API int mp_pool_apply(mp_pool *p, mp_obj_fn fn, const mp_obj *args, mp_obj **result,
                          double timeout, mp_task_error *err);
@@ -444,7 +469,8 @@ MP_API int mp_pool_apply(mp_pool *p, mp_obj_fn fn, const mp_obj *args, mp_obj **
  * chunksize: 0 for Python's default rule.
  * The result's value is a list of the n results in input order.
  * Returns 0; MP_ECLOSED; -EINVAL; MP_EFORKED; -ENOMEM.
- * Ownership: free *out with mp_result_free().
+ * Ownership: free *out with mp_result_free(); items stays the caller's.
+ * Thread/fork: as mp_pool_apply_bytes_async().
  */
 MP_API int mp_pool_map_async(mp_pool *p, mp_obj_fn fn, const mp_obj *items, size_t chunksize,
                              const mp_callbacks *cbs, mp_result **out);
@@ -456,7 +482,8 @@ MP_API int mp_pool_starmap_async(mp_pool *p, mp_obj_fn fn, const mp_obj *items, 
  * starmap).
  * results: receives a new list of the results.
  * Returns 0; the status of the first failing item; the codes of
- * mp_pool_apply_bytes(). Ownership: free *results with mp_obj_free().
+ * mp_pool_apply_bytes(). Ownership: free *results with mp_obj_free();
+ * items stays the caller's. Thread/fork: as mp_pool_apply_bytes().
  */
 MP_API int mp_pool_map(mp_pool *p, mp_obj_fn fn, const mp_obj *items, size_t chunksize,
                        mp_obj **results, double timeout, mp_task_error *err);
@@ -467,7 +494,9 @@ MP_API int mp_pool_starmap(mp_pool *p, mp_obj_fn fn, const mp_obj *items, size_t
  * mp_pool_imap / mp_pool_imap_unordered - fn((x,)) for every item, handed
  * out one at a time by mp_imap_next() in input order (imap) or completion
  * order (imap_unordered). chunksize 0 means 1, as in Python.
- * Returns 0; the codes of mp_pool_map_async(). Ownership: mp_imap_free().
+ * Returns 0; the codes of mp_pool_map_async(). Ownership: free *it with
+ * mp_imap_free(); items stays the caller's. Thread/fork: any thread of the
+ * owner; one thread at a time per iterator.
  */
 MP_API int mp_pool_imap(mp_pool *p, mp_obj_fn fn, const mp_obj *items, size_t chunksize,
                         mp_imap **it);
@@ -489,6 +518,9 @@ MP_API int mp_pool_imap_unordered(mp_pool *p, mp_obj_fn fn, const mp_obj *items,
  * (the call goes on; ask again); -EINVAL; MP_EFORKED.
  * Ownership: *value is borrowed from r and valid until mp_result_free(r);
  * copy it with mp_obj_copy() to keep it longer.
+ * Thread/fork: several threads may wait on one result. Inside its own
+ * callback the outcome is already readable; elsewhere in the result thread
+ * (another result's callback) it must not wait.
  */
 MP_API int mp_result_get(mp_result *r, double timeout, const mp_obj **value, mp_task_error *err);
 
@@ -496,7 +528,7 @@ MP_API int mp_result_get(mp_result *r, double timeout, const mp_obj **value, mp_
  * mp_result_get_bytes - the same for a bytes-form call: *out and *out_len
  * receive the task's output (borrowed from r until mp_result_free; out may
  * be NULL). Returns the codes of mp_result_get(), and -EINVAL for a call of
- * another form.
+ * another form. Ownership and Thread/fork: as mp_result_get().
  */
 MP_API int mp_result_get_bytes(mp_result *r, double timeout, const void **out, size_t *out_len,
                                mp_task_error *err);
@@ -504,17 +536,19 @@ MP_API int mp_result_get_bytes(mp_result *r, double timeout, const void **out, s
 /*
  * mp_result_wait - wait until the result is ready (Python's wait(timeout)).
  * Returns 0 when ready; MP_ETIMEDOUT; -EINVAL; MP_EFORKED.
+ * Thread/fork: as mp_result_get().
  */
 MP_API int mp_result_wait(mp_result *r, double timeout);
 
 /* mp_result_ready - 1 when the outcome is known, 0 while the call runs
- * (Python's ready()); -EINVAL; MP_EFORKED. */
+ * (Python's ready()); -EINVAL; MP_EFORKED. Thread/fork: any thread of the
+ * owner; never blocks. */
 MP_API int mp_result_ready(mp_result *r);
 
 /*
  * mp_result_successful - 1 if the call succeeded, 0 if it failed (Python's
  * successful()); MP_EVALUE while it is not ready (Python's ValueError);
- * -EINVAL; MP_EFORKED.
+ * -EINVAL; MP_EFORKED. Thread/fork: any thread of the owner; never blocks.
  */
 MP_API int mp_result_successful(mp_result *r);
 
@@ -522,7 +556,9 @@ MP_API int mp_result_successful(mp_result *r);
  * mp_result_free - release the handle. Accepts NULL. The call itself goes
  * on if it is not finished: its callbacks still run and an array call still
  * writes its output array, as in Python when an AsyncResult is dropped.
- * Thread/fork: must not race with other calls on the same handle.
+ * Ownership: values borrowed from r (mp_result_get) die with it.
+ * Thread/fork: must not race with other calls on the same handle. In a
+ * forked child it does nothing (the copy is left as it is).
  */
 MP_API void mp_result_free(mp_result *r);
 
@@ -543,6 +579,7 @@ MP_API void mp_result_free(mp_result *r);
  * Python's imap does); MP_ETERMINATED for every missing item once the pool
  * was terminated; MP_ETIMEDOUT; -EINVAL; MP_EFORKED.
  * Ownership: the caller frees *value with mp_obj_free().
+ * Thread/fork: one thread at a time per iterator, of the owner.
  */
 MP_API int mp_imap_next(mp_imap *it, double timeout, size_t *index, mp_obj **value,
                         mp_task_error *err);
@@ -551,6 +588,9 @@ MP_API int mp_imap_next(mp_imap *it, double timeout, size_t *index, mp_obj **val
  * mp_imap_free - release the iterator. Accepts NULL. Items not yet sent to a
  * worker are cancelled, and nothing more is written into an array form's
  * output, so the arrays are the caller's again at once.
+ * Ownership: values already handed out stay the caller's.
+ * Thread/fork: must not race with mp_imap_next() on the same iterator; in a
+ * forked child it does nothing.
  */
 MP_API void mp_imap_free(mp_imap *it);
 
