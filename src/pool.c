@@ -1905,6 +1905,16 @@ static bool in_pool_thread(const mp_pool *p)
     return p->threads && (pthread_equal(self, p->res_th) || pthread_equal(self, p->disp_th));
 }
 
+/* The blocking calls refuse the pool's own threads: a callback waiting for
+ * a task would wait for the thread it runs in. */
+static int sync_check(const mp_pool *p)
+{
+    int rc = pool_check(p);
+    if (rc == 0 && in_pool_thread(p))
+        rc = MP_ESTATE;
+    return rc;
+}
+
 static void exit_hook(void *arg)
 {
     mp_pool *p = arg;
@@ -2695,8 +2705,11 @@ MP_API int mp_pool_apply_bytes(mp_pool *p, mp_bytes_fn fn, const void *in, size_
         *out_len = 0;
     if (!out || !out_len)
         return -EINVAL;
+    int rc = sync_check(p);
+    if (rc < 0)
+        return rc;
     mp_result *r;
-    int rc = mp_pool_apply_bytes_async(p, fn, in, in_len, NULL, &r);
+    rc = mp_pool_apply_bytes_async(p, fn, in, in_len, NULL, &r);
     if (rc < 0)
         return rc;
     rc = sync_wait(r, timeout, err);
@@ -2716,8 +2729,11 @@ MP_API int mp_pool_map_array(mp_pool *p, mp_array_fn fn, const void *in, size_t 
                              mp_task_error *err)
 {
     clear_err(err);
+    int rc = sync_check(p);
+    if (rc < 0)
+        return rc;
     mp_result *r;
-    int rc = mp_pool_map_array_async(p, fn, in, in_size, n, out, out_size, chunksize, NULL, &r);
+    rc = mp_pool_map_array_async(p, fn, in, in_size, n, out, out_size, chunksize, NULL, &r);
     if (rc < 0)
         return rc;
     rc = sync_wait(r, timeout, err);
@@ -2745,8 +2761,11 @@ MP_API int mp_pool_apply(mp_pool *p, mp_obj_fn fn, const mp_obj *args, mp_obj **
         *result = NULL;
     if (!result)
         return -EINVAL;
+    int rc = sync_check(p);
+    if (rc < 0)
+        return rc;
     mp_result *r;
-    int rc = mp_pool_apply_async(p, fn, args, NULL, &r);
+    rc = mp_pool_apply_async(p, fn, args, NULL, &r);
     if (rc < 0)
         return rc;
     rc = sync_wait(r, timeout, err);
@@ -2761,8 +2780,11 @@ static int sync_map(mp_pool *p, int form, mp_obj_fn fn, const mp_obj *items, siz
         *results = NULL;
     if (!results)
         return -EINVAL;
+    int rc = sync_check(p);
+    if (rc < 0)
+        return rc;
     mp_result *r;
-    int rc = obj_job(p, K_MAP, form, fn, items, chunksize, NULL, &r);
+    rc = obj_job(p, K_MAP, form, fn, items, chunksize, NULL, &r);
     if (rc < 0)
         return rc;
     rc = sync_wait(r, timeout, err);

@@ -366,7 +366,8 @@ MP_API int mp_pool_apply_bytes_async(mp_pool *p, mp_bytes_fn fn, const void *in,
  *               output is discarded, and MP_ETIMEDOUT is returned.
  * err:          NULL, or receives why the task failed.
  * Returns 0; MP_ETASK, MP_EWORKER, MP_ETERMINATED (see mp_task_error);
- * MP_ETIMEDOUT; the codes of mp_pool_apply_bytes_async().
+ * MP_ETIMEDOUT; MP_ESTATE from a callback of this pool; the codes of
+ * mp_pool_apply_bytes_async().
  * Ownership: the caller frees *out with free() (*out is NULL on failure).
  * Thread/fork: any thread of the owner except the pool's result thread
  * (a callback waiting for a task would wait for itself).
