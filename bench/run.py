@@ -101,6 +101,19 @@ WORKLOADS = [
         ("Python Manager().Lock()", [PY, "{bench}/bench_manager.py", "manager_lock"]),
         ("Python mp.Lock()", [PY, "{bench}/bench_manager.py", "mp_lock"]),
     ]),
+    # 100,000 trivial tasks (square an int) on a pool of 2.
+    ("pool", "map_chunksize1", "tasks/s", [
+        ("mp_pool", ["{build}/bench/bench_pool", "map1"]),
+        ("Python Pool", [PY, "{bench}/bench_pool.py", "map1"]),
+    ]),
+    ("pool", "apply_async_loop", "tasks/s", [
+        ("mp_pool", ["{build}/bench/bench_pool", "apply_async"]),
+        ("Python Pool", [PY, "{bench}/bench_pool.py", "apply_async"]),
+    ]),
+    ("pool", "map_default_chunksize", "tasks/s", [
+        ("mp_pool", ["{build}/bench/bench_pool", "map_default"]),
+        ("Python Pool", [PY, "{bench}/bench_pool.py", "map_default"]),
+    ]),
 ]
 
 

@@ -17,5 +17,6 @@
 #include <mpipc/sync.h>
 #include <mpipc/queue.h>
 #include <mpipc/manager.h>
+#include <mpipc/pool.h>
 
 #endif /* MPIPC_H */

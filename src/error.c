@@ -39,6 +39,8 @@ static const struct code_row library_codes[] = {
     {MP_EKEY, "MP_EKEY", "no such key or index"},
     {MP_ENOSERVER, "MP_ENOSERVER", "manager server is gone or unreachable"},
     {MP_ENOOBJ, "MP_ENOOBJ", "no such shared object on the manager"},
+    {MP_EFORKED, "MP_EFORKED", "pool used in a child forked from the process that owns it"},
+    {MP_ETERMINATED, "MP_ETERMINATED", "pool was terminated before the task finished"},
 };
 
 #define ERRNO_ROW(e) {-(e), #e, NULL}

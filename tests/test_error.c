@@ -12,6 +12,7 @@ static const int all_codes[] = {
     MP_ECLOSED,  MP_EPROTO,     MP_EVALUE,     MP_EAUTH,     MP_EBROKEN,    MP_ETASK,
     MP_EWORKER,  MP_EOWNERDEAD, MP_ETRUNCATED, MP_EREADONLY, MP_EWRITEONLY, MP_ESTATE,
     MP_ENOTDONE, MP_ETYPE,      MP_EKEY,       MP_ENOSERVER, MP_ENOOBJ,
+    MP_EFORKED,  MP_ETERMINATED, /* pool */
 };
 #define NCODES (sizeof all_codes / sizeof all_codes[0])
 

@@ -76,6 +76,12 @@ enum mp_status {
     /* No such shared object on the manager: the name was never given, or
      * the object was released by everyone who held it. */
     MP_ENOOBJ = -1041,
+    /* A pool or pool result used in a child forked from the process that
+     * owns it: the pool's threads and workers exist only in its owner. */
+    MP_EFORKED = -1030,
+    /* The pool was terminated before this task finished (Python leaves the
+     * caller blocked in get() instead). */
+    MP_ETERMINATED = -1031,
 };
 
 /*
