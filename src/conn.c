@@ -329,11 +329,11 @@ static void bad_message_length(mp_conn *c)
 
 /* What a receive wants: a fresh buffer, or a copy into the caller's. */
 struct recv_req {
-    size_t maxlength; /* 0 = none */
+    size_t maxlength;    /* 0 = none */
     unsigned char *into; /* NULL: allocate */
     size_t room;         /* bytes available at into */
     /* results */
-    unsigned char *out;  /* allocated message (into == NULL) */
+    unsigned char *out; /* allocated message (into == NULL) */
     size_t size;
 };
 
@@ -415,8 +415,8 @@ static int recv_locked(mp_conn *c, struct recv_req *req, int64_t deadline)
     uint64_t size64 = 0;
     size_t hdr = MP__FRAME_SHORT;
     for (;;) {
-        int rc = mp__frame_decode(c->rbuf ? c->rbuf + c->rpos : NULL, c->rlen - c->rpos, &size64,
-                                  &hdr);
+        int rc =
+            mp__frame_decode(c->rbuf ? c->rbuf + c->rpos : NULL, c->rlen - c->rpos, &size64, &hdr);
         if (rc == 1)
             break;
         if (rc < 0) {
@@ -485,8 +485,7 @@ static int do_recv(mp_conn *c, struct recv_req *req, double timeout)
     return rc;
 }
 
-MP_API int mp_conn_recv_bytes(mp_conn *c, void **buf, size_t *len, size_t maxlength,
-                              double timeout)
+MP_API int mp_conn_recv_bytes(mp_conn *c, void **buf, size_t *len, size_t maxlength, double timeout)
 {
     if (!buf || !len)
         return -EINVAL;
@@ -514,7 +513,11 @@ MP_API ssize_t mp_conn_recv_bytes_into(mp_conn *c, void *buf, size_t cap, size_t
     int rc = check_recv(c);
     if (rc < 0)
         return rc;
-    struct recv_req req = {.into = (unsigned char *)buf + offset, .room = cap - offset};
+    /* A NULL buffer of capacity 0 still receives "into": an empty message
+     * fits, any other is MP_ETOOSHORT (into == NULL would mean "allocate"). */
+    unsigned char no_room;
+    struct recv_req req = {.into = buf ? (unsigned char *)buf + offset : &no_room,
+                           .room = cap - offset};
     rc = do_recv(c, &req, timeout);
     if (msg_size && (rc == 0 || rc == MP_ETOOSHORT))
         *msg_size = req.size;

@@ -42,11 +42,11 @@ struct mp_process {
     char *name;
     char *identity; /* what the child's own identity will be, e.g. "2:1" */
     bool daemon;
-    pid_t creator;  /* the process that made the handle */
-    pid_t pid;      /* 0 before start */
-    int sentinel;   /* read end of the sentinel pipe, -1 before start */
-    int state;      /* enum run_state; guarded by mu */
-    int exitcode;   /* valid in P_ENDED; -ECHILD if another waiter reaped it */
+    pid_t creator;           /* the process that made the handle */
+    pid_t pid;               /* 0 before start */
+    int sentinel;            /* read end of the sentinel pipe, -1 before start */
+    int state;               /* enum run_state; guarded by mu */
+    int exitcode;            /* valid in P_ENDED; -ECHILD if another waiter reaped it */
     struct mp_process *next; /* registry link, guarded by mu */
     bool registered;
 };
@@ -63,13 +63,13 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static mp_process *registry;
 static struct exit_hook *hooks; /* newest first */
 static int next_hook_id;
-static unsigned made_count;     /* processes made by this process */
-static char *cur_identity;      /* NULL in the main process */
-static char *cur_name;          /* NULL: "MainProcess" */
+static unsigned made_count; /* processes made by this process */
+static char *cur_identity;  /* NULL in the main process */
+static char *cur_name;      /* NULL: "MainProcess" */
 static bool cur_daemon;
 static bool exiting;
-static int cur_sentinel = -1;   /* in a child: the write end of its sentinel */
-static _Thread_local bool in_spawn;  /* this thread holds mu across fork() */
+static int cur_sentinel = -1;       /* in a child: the write end of its sentinel */
+static _Thread_local bool in_spawn; /* this thread holds mu across fork() */
 
 static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
 
@@ -94,8 +94,8 @@ static void atfork_child(void)
      * they belong to the parent: drop the lists without freeing entries the
      * parent's handles still point to (hook entries are the library's own,
      * so those are freed). */
-    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-    mu = fresh;
+    /* Re-initialised, not assigned: ThreadSanitizer has to see it. */
+    (void)pthread_mutex_init(&mu, NULL);
     registry = NULL;
     cur_sentinel = -1; /* mp_process_start sets it in the child it made */
     while (hooks) {
@@ -357,9 +357,17 @@ MP_API const char *mp_process_current_name(void)
 static void child_main(mp_process *p)
 {
     /* The strings are this process's own copies now; duplicate them so the
-     * target may free or rename its handle. Out of memory keeps the defaults. */
-    cur_identity = strdup(p->identity);
-    cur_name = strdup(p->name);
+     * target may free or rename its handle. Out of memory keeps what the
+     * child inherited. */
+    char *identity = strdup(p->identity), *name = strdup(p->name);
+    if (identity) {
+        free(cur_identity); /* the parent's, when it was a child itself */
+        cur_identity = identity;
+    }
+    if (name) {
+        free(cur_name);
+        cur_name = name;
+    }
     cur_daemon = p->daemon;
     made_count = 0;
 

@@ -61,8 +61,8 @@ static void fork_check(void)
         return;
     mp__forkfix_lock();
     if (gen != now) {
-        pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-        mu = fresh;
+        /* Re-initialised, not assigned: ThreadSanitizer has to see it. */
+        (void)pthread_mutex_init(&mu, NULL);
         while (arenas) {
             struct arena *a = arenas;
             arenas = a->next;

@@ -21,8 +21,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define T_SHORT 0.2 /* a timeout the tests expect to expire */
-#define T_LONG 10.0 /* a timeout that must never expire in a passing test */
+#define T_SHORT 0.2  /* a timeout the tests expect to expire */
+#define T_LONG  10.0 /* a timeout that must never expire in a passing test */
 
 /* Write raw bytes on a descriptor, bypassing the library (to forge frames). */
 static void raw_write(int fd, const void *buf, size_t n)
@@ -353,7 +353,8 @@ static void test_peer_dying_mid_message_is_truncated_not_eof(void **state)
     for (int duplex = 0; duplex <= 1; duplex++) {
         mp_conn *in, *out;
         assert_int_equal(mp_pipe(&in, &out, duplex), 0);
-        unsigned char msg[4 + 10] = {0, 0, 0, 100, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j'};
+        unsigned char msg[4 + 10] = {0,   0,   0,   100, 'a', 'b', 'c',
+                                     'd', 'e', 'f', 'g', 'h', 'i', 'j'};
         struct forge_args f = {mp_conn_fileno(out), msg, sizeof msg, in};
         pid_t pid = tu_fork(forge_and_exit_child, &f);
         mp_conn_free(out);
@@ -442,7 +443,11 @@ static void test_negative_length_header_is_corrupt(void **state)
     (void)state;
     mp_conn *in, *out;
     assert_int_equal(mp_pipe(&in, &out, true), 0);
-    assert_int_equal(write(mp_conn_fileno(out), "\xff\xff\xff\xfe" "abcd", 8), 8);
+    assert_int_equal(write(mp_conn_fileno(out),
+                           "\xff\xff\xff\xfe"
+                           "abcd",
+                           8),
+                     8);
     void *buf;
     size_t len;
     TU_ASSERT_STATUS(mp_conn_recv_bytes(in, &buf, &len, 0, T_LONG), MP_EPROTO);
@@ -455,8 +460,8 @@ static void test_long_form_header_is_accepted_for_any_size(void **state)
     (void)state;
     mp_conn *in, *out;
     assert_int_equal(mp_pipe(&in, &out, false), 0);
-    const unsigned char msg[] = {0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 5, 'h', 'e', 'l',
-                                 'l', 'o'};
+    const unsigned char msg[] = {0xff, 0xff, 0xff, 0xff, 0,   0,   0,   0,  0,
+                                 0,    0,    5,    'h',  'e', 'l', 'l', 'o'};
     assert_int_equal(write(mp_conn_fileno(out), msg, sizeof msg), (ssize_t)sizeof msg);
     TU_ASSERT_STATUS(recv_expect(in, "hello", 5), 0);
     mp_conn_free(in);
@@ -516,15 +521,34 @@ static void test_recv_bytes_into_places_message_at_offset(void **state)
     int buffer[10] = {0};
     assert_int_equal(mp_conn_send_bytes(a, arr, sizeof arr), 0);
     size_t size = 0;
-    assert_int_equal(mp_conn_recv_bytes_into(b, buffer, sizeof buffer, 3 * sizeof(int), &size,
-                                             T_LONG),
-                     (ssize_t)sizeof arr);
+    assert_int_equal(
+        mp_conn_recv_bytes_into(b, buffer, sizeof buffer, 3 * sizeof(int), &size, T_LONG),
+        (ssize_t)sizeof arr);
     assert_int_equal(size, sizeof arr);
     int expected[10] = {0, 0, 0, 0, 1, 2, 3, 0, 0, 0};
     assert_memory_equal(buffer, expected, sizeof expected);
     /* Python: ValueError("offset too large"). */
     assert_int_equal(mp_conn_recv_bytes_into(b, buffer, sizeof buffer, sizeof buffer + 1, NULL, 0),
                      -EINVAL);
+    mp_conn_free(a);
+    mp_conn_free(b);
+}
+
+static void test_recv_bytes_into_a_null_buffer_only_fits_an_empty_message(void **state)
+{
+    (void)state;
+    /* recv_bytes_into(NULL, cap 0) asks for the size: MP_ETOOSHORT with the
+     * size, the message kept - never a silent allocation. */
+    mp_conn *a, *b;
+    assert_int_equal(mp_pipe(&a, &b, true), 0);
+    assert_int_equal(mp_conn_send_bytes(a, "hello", 5), 0);
+    assert_int_equal(mp_conn_send_bytes(a, "", 0), 0);
+    size_t size = 0;
+    TU_ASSERT_STATUS(mp_conn_recv_bytes_into(b, NULL, 0, 0, &size, T_LONG), MP_ETOOSHORT);
+    assert_int_equal(size, 5);
+    TU_ASSERT_STATUS(recv_expect(b, "hello", 5), 0);
+    assert_int_equal(mp_conn_recv_bytes_into(b, NULL, 0, 0, &size, T_LONG), 0);
+    assert_int_equal(size, 0);
     mp_conn_free(a);
     mp_conn_free(b);
 }
@@ -652,8 +676,7 @@ static void test_partial_message_survives_a_timeout(void **state)
         double give_up = tu_now() + T_LONG;
         do {
             if (into)
-                TU_ASSERT_STATUS(mp_conn_recv_bytes_into(in, dest, n, 0, NULL, 0.05),
-                                 MP_ETIMEDOUT);
+                TU_ASSERT_STATUS(mp_conn_recv_bytes_into(in, dest, n, 0, NULL, 0.05), MP_ETIMEDOUT);
             else
                 TU_ASSERT_STATUS(mp_conn_recv_bytes(in, &buf, &len, 0, 0.05), MP_ETIMEDOUT);
             status = tu_poll_child(pid);
@@ -983,7 +1006,7 @@ static void test_readahead_off_leaves_later_messages_for_other_processes(void **
 /* ---- many senders on one end ----------------------------------------------- */
 
 #define SHARED_SENDERS 5
-#define SHARED_MSGS 200
+#define SHARED_MSGS    200
 
 struct shared_sender_args {
     mp_conn *out;
@@ -1120,6 +1143,7 @@ int main(void)
         TU_TEST(test_message_over_maxlength_is_etoolong_and_duplex_end_stops_reading),
         TU_TEST(test_message_over_maxlength_closes_a_receive_only_end),
         TU_TEST(test_recv_bytes_into_places_message_at_offset),
+        TU_TEST(test_recv_bytes_into_a_null_buffer_only_fits_an_empty_message),
         TU_TEST(test_recv_into_too_short_keeps_the_message_for_the_next_call),
         TU_TEST(test_recv_timeout_returns_after_about_t),
         TU_TEST(test_partial_message_survives_a_timeout),
