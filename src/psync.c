@@ -259,9 +259,36 @@ void mp__waitq_arm(struct mp__waitq *q, int idx)
     w->ticket = q->next_ticket++;
 }
 
+/* How long a waiter polls its semaphore before it sleeps on it. A wake that
+ * comes within this time costs neither side a system call: the waker's
+ * sem_post finds nobody asleep, the waiter never enters the kernel. Short
+ * enough that waiting for long costs nothing worth measuring. */
+#define SPIN_NS 20000
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __asm__ __volatile__("pause");
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 int mp__waitq_sleep(struct mp__waitq *q, int idx, int64_t deadline)
 {
-    return mp__sem_wait(&q->slot[idx].sem, deadline);
+    sem_t *sem = &q->slot[idx].sem;
+    int64_t start = mp__now_ns();
+    int64_t until = start + SPIN_NS;
+    if (deadline != MP__NO_DEADLINE && deadline < until)
+        until = deadline;
+    for (unsigned i = 1;; i++) {
+        if (sem_trywait(sem) == 0)
+            return 0;
+        cpu_relax();
+        if ((i & 63) == 0 && mp__now_ns() >= until)
+            break;
+    }
+    return mp__sem_wait(sem, deadline);
 }
 
 bool mp__waitq_woken(const struct mp__waitq *q, int idx)
