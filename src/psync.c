@@ -35,6 +35,30 @@ static struct timespec realtime_deadline(int64_t deadline)
 }
 #endif
 
+/* How long a waiter polls - a busy mutex, or its semaphore - before it
+ * sleeps in the kernel. A release or wake that comes within this time costs
+ * neither side a system call (the waker finds nobody asleep, the waiter
+ * never enters the kernel), which is most hand-offs between processes that
+ * are running. Short enough that waiting for long costs nothing worth
+ * measuring. */
+#define SPIN_NS 20000
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __asm__ __volatile__("pause");
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* The end of the polling phase of a wait that may last until deadline. */
+static int64_t spin_until(int64_t deadline)
+{
+    int64_t until = mp__now_ns() + SPIN_NS;
+    return deadline != MP__NO_DEADLINE && deadline < until ? deadline : until;
+}
+
 /* ---- robust mutexes --------------------------------------------------------- */
 
 int mp__mutex_init(pthread_mutex_t *m, bool recursive)
@@ -58,6 +82,17 @@ int mp__mutex_init(pthread_mutex_t *m, bool recursive)
 int mp__mutex_lock(pthread_mutex_t *m, int64_t deadline)
 {
     int rc = pthread_mutex_trylock(m);
+    if (rc == EBUSY && !mp__deadline_passed(deadline)) {
+        int64_t until = spin_until(deadline);
+        for (unsigned i = 1; rc == EBUSY; i++) {
+            cpu_relax();
+            if ((i & 15) == 0) {
+                rc = pthread_mutex_trylock(m);
+                if ((i & 255) == 0 && mp__now_ns() >= until)
+                    break;
+            }
+        }
+    }
     if (rc == EBUSY) {
         if (deadline == MP__NO_DEADLINE) {
             rc = pthread_mutex_lock(m);
@@ -259,28 +294,10 @@ void mp__waitq_arm(struct mp__waitq *q, int idx)
     w->ticket = q->next_ticket++;
 }
 
-/* How long a waiter polls its semaphore before it sleeps on it. A wake that
- * comes within this time costs neither side a system call: the waker's
- * sem_post finds nobody asleep, the waiter never enters the kernel. Short
- * enough that waiting for long costs nothing worth measuring. */
-#define SPIN_NS 20000
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __asm__ __volatile__("pause");
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
 int mp__waitq_sleep(struct mp__waitq *q, int idx, int64_t deadline)
 {
     sem_t *sem = &q->slot[idx].sem;
-    int64_t start = mp__now_ns();
-    int64_t until = start + SPIN_NS;
-    if (deadline != MP__NO_DEADLINE && deadline < until)
-        until = deadline;
+    int64_t until = spin_until(deadline);
     for (unsigned i = 1;; i++) {
         if (sem_trywait(sem) == 0)
             return 0;
