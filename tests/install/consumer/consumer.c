@@ -1,5 +1,6 @@
 /* Sends one message through a Pipe to a child and back: proves the
- * installed headers and library work together. Prints "consumer ok". */
+ * installed headers and library work together, then a lock and a queue.
+ * Prints "consumer ok". */
 #include <mpipc.h>
 
 #include <stdio.h>
@@ -29,6 +30,20 @@ int main(void)
         mp_conn_recv_bytes_into(a, got, sizeof got - 1, 0, NULL, 10.0) != 2 ||
         mp_process_join(p, 10.0))
         return 2;
+    /* The later modules are exported too: a lock and a queue round trip. */
+    mp_lock *lock;
+    mp_queue *q;
+    void *item;
+    size_t len;
+    if (mp_lock_new(&lock) || mp_lock_acquire(lock, 1.0) || mp_lock_release(lock) ||
+        mp_queue_new(&q, 0) || mp_queue_put(q, "ok", 2, 1.0) || mp_queue_get(q, &item, &len, 10.0))
+        return 3;
+    int queue_ok = len == 2 && memcmp(item, "ok", 2) == 0;
+    free(item);
+    mp_queue_free(q);
+    mp_lock_free(lock);
+    if (!queue_ok)
+        return 4;
     printf("consumer %s (libmpipc %s)\n", got, MP_VERSION_STRING);
     mp_process_free(p);
     mp_conn_free(a);
