@@ -44,8 +44,8 @@ struct work {
     mp_dict *d;
     mp_mlock *lock;
     mp_lock *shm_lock;
-    int go;    /* read end: a byte means "start" */
-    int ready; /* write end: a byte means "connected" */
+    int go;     /* read end: a byte means "start" */
+    int ready;  /* write end: a byte means "connected" */
     int locked; /* 0: atomic add; 1: the manager lock; 2: the mp_lock */
 };
 

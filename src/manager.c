@@ -11,6 +11,12 @@
  * (timeout, reset, a reply that does not parse) is closed rather than
  * reused: a late reply would otherwise answer the next call.
  *
+ * Mailboxes. A started manager maps shared memory before it forks the
+ * server (mgr.h, "Mailboxes"); each new connection of a process that has it
+ * claims a slot, and then a call whose request fits goes through the slot
+ * and is waited for there (slot_wait), the socket serving to sleep on, for
+ * doorbells and large replies, and for end of file.
+ *
  * Fork. Every live handle is in a registry. pthread_atfork handlers take
  * the registry lock and each handle's locks around fork(); in the child they
  * close every inherited connection and the starter's "alive" pipe and empty
@@ -32,6 +38,7 @@
 #include "mgr.h"
 #include "objimpl.h"
 #include "pickle.h"
+#include "shm.h"
 
 #include <mpipc/conn.h>
 #include <mpipc/listener.h>
@@ -41,6 +48,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +77,12 @@ struct mconn {
     size_t sgot;
     uint64_t sleft;
     bool shdr;
+    /* A mailbox slot (mgr.h), when the server gave this connection one:
+     * seq is the last request published there; slot_owed says the reply
+     * to it is still owed (a stale call that went by the slot). */
+    struct mp__mgr_slot *slot;
+    uint64_t seq;
+    bool slot_owed;
     struct mconn *next_idle;   /* in the idle or the stale list */
     struct mconn *next, *prev; /* every connection of the handle */
 };
@@ -91,6 +105,10 @@ struct mp_manager {
     size_t server_max;   /* atomic: the server's request limit, from hello */
 
     bool closed; /* atomic: shut down or freed; calls give MP_ECLOSED */
+
+    /* A started manager's mailboxes (mgr.h), shared with the server and
+     * with every process forked from the starter since; NULL otherwise. */
+    struct mp__mgr_arena *arena;
 
     /* A started manager. */
     bool started, private_addr;
@@ -232,6 +250,9 @@ static void manager_destroy(mp_manager *m)
             p[i] = 0;
         free(m->key);
     }
+    /* Only this process's view goes: the server and other children may
+     * still have theirs (mp__shm_map). */
+    mp__shm_unmap(m->arena, sizeof *m->arena);
     pthread_mutex_destroy(&m->mu);
     pthread_mutex_destroy(&m->open_mu);
     free(m);
@@ -423,6 +444,163 @@ static ssize_t wait_for_reply(struct mconn *c, int64_t rel, int64_t deadline)
 /* What a round trip leaves its connection as. */
 enum fate { F_REUSE, F_DEAD, F_STALE };
 
+/* Interpret one reply pickle (see docs/manager.md, "Replies"). */
+static int parse_reply(const unsigned char *p, size_t n, mp_obj **result, int *fate)
+{
+    mp_obj *reply = NULL;
+    int rc = mp__pickle_loads(p, n, &reply);
+    if (rc < 0)
+        return rc == -ENOMEM ? rc : MP_EPROTO;
+    const char *kind;
+    size_t klen;
+    ssize_t rn = mp_obj_len(reply);
+    rc = MP_EPROTO; /* a reply we cannot read: this end is out of step */
+    if (mp_obj_type(reply) == MP_TYPE_TUPLE && rn >= 2 &&
+        mp_obj_get_str(mp_obj_list_get(reply, 0), &kind, &klen) == 0) {
+        if (klen == 7 && memcmp(kind, "#RETURN", 7) == 0 && rn == 2) {
+            if (result)
+                *result = mp__seq_take(reply, 1);
+            *fate = F_REUSE;
+            rc = 0;
+        } else if (klen == 6 && memcmp(kind, "#ERROR", 6) == 0) {
+            int64_t code;
+            if (mp_obj_get_int(mp_obj_list_get(reply, 1), &code) == 0 && code < 0 &&
+                code > INT32_MIN) {
+                *fate = F_REUSE;
+                rc = (int)code;
+            }
+        }
+    }
+    mp_obj_free(reply);
+    return rc;
+}
+
+/* Drop the doorbells (frames of length 0, mgr.h "Mailboxes") at the head of
+ * the n bytes in p; returns how many bytes are left. */
+static size_t skip_doorbells(unsigned char *p, size_t n)
+{
+    size_t off = 0;
+    while (n - off >= MP__FRAME_SHORT && p[off] == 0 && p[off + 1] == 0 && p[off + 2] == 0 &&
+           p[off + 3] == 0)
+        off += MP__FRAME_SHORT;
+    if (off)
+        memmove(p, p + off, n - off);
+    return n - off;
+}
+
+static int grow_rbuf(struct mconn *c, size_t cap)
+{
+    if (c->rcap >= cap)
+        return 0;
+    unsigned char *p = realloc(c->rbuf, cap);
+    if (!p)
+        return -ENOMEM;
+    c->rbuf = p;
+    c->rcap = cap;
+    return 0;
+}
+
+/* Publish request seq in the slot, then wake the server if it sleeps. */
+static int slot_send(mp_manager *m, struct mconn *c, size_t size)
+{
+    struct mp__mgr_slot *sl = c->slot;
+    memcpy(sl->data, c->w.p + 4, size);
+    sl->len = (uint32_t)size;
+    c->seq++;
+    /* Sequentially consistent store, then load: either the server sees
+     * the request when it looks once more before sleeping, or this sees
+     * that it sleeps (mgr.h, "Mailboxes"). */
+    __atomic_store_n(&sl->state, c->seq << 2 | MP__MGR_SLOT_REQ, __ATOMIC_SEQ_CST);
+    uint32_t *ss = &m->arena->ssleep;
+    if (__atomic_load_n(ss, __ATOMIC_SEQ_CST) && __atomic_exchange_n(ss, 0, __ATOMIC_SEQ_CST)) {
+        static const unsigned char bell[MP__FRAME_SHORT];
+        struct iovec iov = {(void *)bell, sizeof bell};
+        return mp__write_all(c->fd, &iov, 1, true, false);
+    }
+    return 0;
+}
+
+/*
+ * Wait for the reply to the request just published in the slot: look at the
+ * slot for a moment (the server is usually awake and quick), then sleep on
+ * the socket until a doorbell, the reply frame itself, the end of file or
+ * the deadline. Returns 0 when the reply is in the slot, 1 when it comes by
+ * the socket (*got bytes of it are already in rbuf), or a status code; on
+ * MP_ETIMEDOUT the connection's stale fields say what is still owed.
+ *
+ * The looking yields the CPU between two looks (mgr.h, "Spinning"): where
+ * the server shares this CPU it then runs at once, and where it has a CPU
+ * of its own a yield with nobody else to run costs well under a
+ * microsecond.
+ */
+static int slot_wait(struct mconn *c, double wait, int64_t rel, int64_t deadline, size_t *got)
+{
+    struct mp__mgr_slot *sl = c->slot;
+    const uint64_t rep = c->seq << 2 | MP__MGR_SLOT_REP;
+    const uint64_t rep_sock = c->seq << 2 | MP__MGR_SLOT_REP_SOCK;
+    c->calls++;
+    int64_t budget = wait != 0 ? MP__MGR_CLIENT_WAIT_SPIN_NS : MP__MGR_CLIENT_SPIN_NS;
+    if (c->spin_misses >= MP__MGR_SPIN_MISSES && c->calls % MP__MGR_SPIN_RETRY)
+        budget = 0; /* spinning has not paid lately */
+    int64_t until = mp__now_ns() + budget;
+    if (deadline != MP__NO_DEADLINE && deadline < until)
+        until = deadline;
+    for (;;) {
+        uint64_t st = __atomic_load_n(&sl->state, __ATOMIC_ACQUIRE);
+        if (st == rep || st == rep_sock) {
+            if (wait == 0)
+                c->spin_misses = 0;
+            *got = 0;
+            return st == rep ? 0 : 1;
+        }
+        if (mp__now_ns() >= until)
+            break;
+        sched_yield();
+    }
+    /* Only calls the server answers at once count: a lock or a queue that
+     * makes its caller wait says nothing about the server. */
+    if (budget && wait == 0 && c->spin_misses < MP__MGR_SPIN_MISSES)
+        c->spin_misses++;
+
+    if (grow_rbuf(c, RBUF_MIN) < 0)
+        return -ENOMEM;
+    size_t n = 0;
+    for (;;) {
+        if (n == 0) {
+            __atomic_store_n(&sl->csleep, 1, __ATOMIC_SEQ_CST);
+            uint64_t st = __atomic_load_n(&sl->state, __ATOMIC_SEQ_CST);
+            if (st == rep || st == rep_sock) {
+                __atomic_store_n(&sl->csleep, 0, __ATOMIC_RELAXED);
+                *got = 0;
+                return st == rep ? 0 : 1;
+            }
+        }
+        ssize_t r = n == 0 ? wait_for_reply(c, rel, deadline)
+                           : mp__read_some(c->fd, c->rbuf + n, c->rcap - n, deadline, true);
+        __atomic_store_n(&sl->csleep, 0, __ATOMIC_RELAXED);
+        if (r == MP_ETIMEDOUT) {
+            /* Still owed: by the slot, or (bytes of a frame came) by the
+             * socket, which drain() then reads on. */
+            c->slot_owed = n == 0;
+            c->shdr = false;
+            c->sgot = n;
+            c->sleft = 0;
+            return MP_ETIMEDOUT;
+        }
+        if (r == 0)
+            return MP_ENOSERVER;
+        if (r < 0)
+            return gone((int)r);
+        n = skip_doorbells(c->rbuf, n + (size_t)r);
+        if (n >= MP__FRAME_SHORT) {
+            *got = n; /* the start of a frame: the reply, by the socket */
+            return 1;
+        }
+        /* n is 0 (only doorbells: look at the slot again) or 1 to 3 (the
+         * rest of a header is on its way). */
+    }
+}
+
 /*
  * Send one request and read its reply. *fate tells the caller what to do
  * with the connection: reuse it, close it (it failed or is out of step), or
@@ -456,20 +634,44 @@ static int roundtrip(mp_manager *m, struct mconn *c, int64_t ident, const char *
     }
     int64_t deadline = rel ? mp__now_ns() + rel : MP__NO_DEADLINE;
 
-    struct iovec iov = {c->w.p, c->w.len};
     *fate = F_DEAD;
-    rc = mp__write_all(c->fd, &iov, 1, true, false);
-    if (c->w.cap > BUF_KEEP) {
-        free(c->w.p);
-        c->w.p = NULL;
-        c->w.cap = 0;
+    size_t got = 0;
+    bool by_slot = c->slot && size <= MP__MGR_SLOT_DATA;
+    if (by_slot) {
+        rc = slot_send(m, c, size);
+        c->w.len = 0;
+        if (rc < 0)
+            return gone(rc);
+        rc = slot_wait(c, wait, rel, deadline, &got);
+        if (rc == MP_ETIMEDOUT)
+            *fate = F_STALE;
+        if (rc < 0)
+            return rc;
+        if (rc == 0) {
+            uint32_t len = __atomic_load_n(&c->slot->len, __ATOMIC_RELAXED);
+            if (len > MP__MGR_SLOT_DATA)
+                return MP_EPROTO;
+            /* A private copy: other processes can write the block. */
+            if (grow_rbuf(c, RBUF_MIN) < 0)
+                return -ENOMEM;
+            memcpy(c->rbuf, c->slot->data, len);
+            return parse_reply(c->rbuf, len, result, fate);
+        }
+    } else {
+        struct iovec iov = {c->w.p, c->w.len};
+        rc = mp__write_all(c->fd, &iov, 1, true, false);
+        if (c->w.cap > BUF_KEEP) {
+            free(c->w.p);
+            c->w.p = NULL;
+            c->w.cap = 0;
+        }
+        c->w.len = 0;
+        if (rc < 0)
+            return gone(rc);
     }
-    c->w.len = 0;
-    if (rc < 0)
-        return gone(rc);
 
     /* Read one frame: grow only as bytes arrive. */
-    size_t got = 0, need = MP__FRAME_SHORT, hdr = 0;
+    size_t need = MP__FRAME_SHORT, hdr = 0;
     uint64_t plen = 0;
     bool have_header = false;
     for (;;) {
@@ -477,6 +679,11 @@ static int roundtrip(mp_manager *m, struct mconn *c, int64_t ident, const char *
             int fr = mp__frame_decode(c->rbuf, got, &plen, &hdr);
             if (fr < 0)
                 return MP_EPROTO;
+            if (fr == 1 && plen == 0 && c->slot) {
+                got = skip_doorbells(c->rbuf, got); /* left from an earlier call */
+                need = MP__FRAME_SHORT;
+                continue;
+            }
             if (fr == 1) {
                 if (plen > m->max_reply)
                     return MP_ETOOLONG;
@@ -492,17 +699,16 @@ static int roundtrip(mp_manager *m, struct mconn *c, int64_t ident, const char *
             size_t cap = c->rcap ? c->rcap * 2 : RBUF_MIN;
             if (have_header && cap > need)
                 cap = need;
-            unsigned char *p = realloc(c->rbuf, cap);
-            if (!p)
+            if (grow_rbuf(c, cap) < 0)
                 return -ENOMEM;
-            c->rbuf = p;
-            c->rcap = cap;
         }
         ssize_t r;
-        if (got == 0) {
+        if (got == 0 && !by_slot) {
             r = spin_for_reply(c, wait);
             if (r == -EAGAIN)
                 r = wait_for_reply(c, rel, deadline);
+        } else if (got == 0) {
+            r = wait_for_reply(c, rel, deadline);
         } else {
             r = mp__read_some(c->fd, c->rbuf + got, c->rcap - got, deadline, true);
         }
@@ -525,36 +731,12 @@ static int roundtrip(mp_manager *m, struct mconn *c, int64_t ident, const char *
     if (got != need)
         return MP_EPROTO; /* bytes beyond the one reply: out of step */
 
-    mp_obj *reply = NULL;
-    rc = mp__pickle_loads(c->rbuf + hdr, (size_t)plen, &reply);
+    rc = parse_reply(c->rbuf + hdr, (size_t)plen, result, fate);
     if (c->rcap > BUF_KEEP) {
         free(c->rbuf);
         c->rbuf = NULL;
         c->rcap = 0;
     }
-    if (rc < 0)
-        return rc == -ENOMEM ? rc : MP_EPROTO;
-    const char *kind;
-    size_t klen;
-    ssize_t rn = mp_obj_len(reply);
-    rc = MP_EPROTO; /* a reply we cannot read: this end is out of step */
-    if (mp_obj_type(reply) == MP_TYPE_TUPLE && rn >= 2 &&
-        mp_obj_get_str(mp_obj_list_get(reply, 0), &kind, &klen) == 0) {
-        if (klen == 7 && memcmp(kind, "#RETURN", 7) == 0 && rn == 2) {
-            if (result)
-                *result = mp__seq_take(reply, 1);
-            *fate = F_REUSE;
-            rc = 0;
-        } else if (klen == 6 && memcmp(kind, "#ERROR", 6) == 0) {
-            int64_t code;
-            if (mp_obj_get_int(mp_obj_list_get(reply, 1), &code) == 0 && code < 0 &&
-                code > INT32_MIN) {
-                *fate = F_REUSE;
-                rc = (int)code;
-            }
-        }
-    }
-    mp_obj_free(reply);
     return rc;
 }
 
@@ -671,6 +853,25 @@ static int conn_open(mp_manager *m, struct mconn **out)
     }
     if (max_req > 0)
         __atomic_store_n(&m->server_max, (size_t)max_req, __ATOMIC_RELAXED);
+
+    /* A process that shares the starter's memory claims a mailbox slot
+     * (mgr.h). An error reply (a server without mailboxes) or -1 (none
+     * free) leaves the connection on the socket. */
+    if (m->arena) {
+        struct marg t[1] = {ARG_INT((int64_t)m->arena->tag)};
+        rc = roundtrip(m, c, 0, "shm", t, 1, 0, &r, &fate);
+        int64_t ix = -1;
+        if (rc == 0 && mp_obj_get_int(r, &ix) == 0 && ix >= 0 && ix < MP__MGR_SLOTS) {
+            c->slot = &m->arena->slot[ix];
+            c->seq = 0;
+        }
+        mp_obj_free(r);
+        r = NULL;
+        if (rc < 0 && fate != F_REUSE) {
+            conn_drop(m, c);
+            return rc;
+        }
+    }
     *out = c;
     return 0;
 }
@@ -696,6 +897,19 @@ static void conn_park(mp_manager *m, struct mconn *c)
  */
 static int drain(struct mconn *c)
 {
+    if (c->slot_owed) {
+        uint64_t st = __atomic_load_n(&c->slot->state, __ATOMIC_ACQUIRE);
+        if (st == (c->seq << 2 | MP__MGR_SLOT_REP)) {
+            c->slot_owed = false;
+            return 1;
+        }
+        if (st != (c->seq << 2 | MP__MGR_SLOT_REP_SOCK))
+            return 0;
+        c->slot_owed = false; /* the reply frame comes by the socket */
+        c->sgot = 0;
+        c->shdr = false;
+        c->sleft = 0;
+    }
     for (;;) {
         if (!c->shdr && c->sgot >= MP__FRAME_SHORT) {
             uint64_t plen;
@@ -703,6 +917,10 @@ static int drain(struct mconn *c)
             int fr = mp__frame_decode(c->rbuf, c->sgot, &plen, &hdr);
             if (fr < 0)
                 return -1;
+            if (fr == 1 && plen == 0 && c->slot) {
+                c->sgot = skip_doorbells(c->rbuf, c->sgot);
+                continue;
+            }
             if (fr == 1) {
                 if (plen > UINT64_MAX - hdr || c->sgot > hdr + plen)
                     return -1;
@@ -834,6 +1052,7 @@ struct start_args {
     size_t max_message;
     int alive_rd;
     mp_conn *report;
+    struct mp__mgr_arena *arena;
 };
 
 /* The server child: report the address (or why not), then serve. */
@@ -865,7 +1084,7 @@ static int server_main(void *arg)
     mp_conn_free(a->report);
     if (rc < 0)
         return 1;
-    struct mp__mgr_cfg cfg = {a->key, a->keylen, a->max_message, a->alive_rd};
+    struct mp__mgr_cfg cfg = {a->key, a->keylen, a->max_message, a->alive_rd, a->arena};
     rc = mp__mgr_serve(l, &cfg);
     mp_listener_free(l);
     mp__close(a->alive_rd);
@@ -970,6 +1189,18 @@ MP_API int mp_manager_start(mp_manager **out, const mp_manager_opts *opts)
     if (rc < 0)
         return rc;
 
+    /* The mailboxes, mapped before the server is forked (mgr.h). Without
+     * them every call simply goes by the socket. */
+    void *arena = NULL;
+    if (mp__shm_map(&arena, sizeof *m->arena) == 0) {
+        m->arena = arena;
+        uint64_t tag = 0;
+        if (mp__random_bytes(&tag, sizeof tag) < 0)
+            tag = 0;
+        tag &= (uint64_t)INT64_MAX;
+        m->arena->tag = tag ? tag : 1;
+    }
+
     mp_conn *rd = NULL, *wr = NULL;
     int alive[2] = {-1, -1};
     rc = mp_pipe(&rd, &wr, false);
@@ -982,7 +1213,7 @@ MP_API int mp_manager_start(mp_manager **out, const mp_manager_opts *opts)
             m->alive_wr = alive[1];
         pthread_mutex_unlock(&reg_mu);
     }
-    struct start_args a = {o.address, m->key, m->keylen, o.max_message, alive[0], wr};
+    struct start_args a = {o.address, m->key, m->keylen, o.max_message, alive[0], wr, m->arena};
     if (rc == 0)
         rc = mp_process_new(&m->proc, server_main, &a);
     if (rc == 0)
@@ -1085,7 +1316,7 @@ MP_API int mp_manager_serve(const char *address, const void *authkey, size_t aut
         return rc;
     if (o.ready)
         o.ready(mp_listener_address(l), o.ready_arg);
-    struct mp__mgr_cfg cfg = {authkey, authkey_len, o.max_message, -1};
+    struct mp__mgr_cfg cfg = {authkey, authkey_len, o.max_message, -1, NULL};
     rc = mp__mgr_serve(l, &cfg);
     mp_listener_free(l);
     return rc;
