@@ -553,8 +553,8 @@ static int slot_wait(struct mconn *c, double wait, int64_t rel, int64_t deadline
             *got = 0;
             return st == rep ? 0 : 1;
         }
-        if (mp__now_ns() >= until)
-            break;
+        if (mp__now_ns() >= until || __atomic_load_n(&sl->parked, __ATOMIC_ACQUIRE) == c->seq)
+            break; /* it has waited long enough, or it waits in the server */
         sched_yield();
     }
     /* Only calls the server answers at once count: a lock or a queue that

@@ -81,7 +81,10 @@
  * the flag, and rings the doorbell when it takes the flag down. Flag and
  * state are stored and loaded sequentially consistent (no fences, which
  * ThreadSanitizer cannot follow), so one of the two always sees the other.
- * Either end may see a doorbell it no longer needs; both skip them.
+ * Either end may see a doorbell it no longer needs; both skip them. When a
+ * request has to wait in the server (a lock held, a queue empty or full)
+ * the server writes its seq to parked, and the client stops looking and
+ * sleeps at once: the reply may be a long way off.
  *
  * Everything in the block is written by processes the server does not
  * trust more than their sockets: the server copies a request out before
@@ -98,7 +101,8 @@ struct mp__mgr_slot {
     uint64_t state;  /* atomic: seq << 2 | kind */
     uint32_t len;    /* bytes in data (request or reply) */
     uint32_t csleep; /* atomic: the client waits on its socket for a doorbell */
-    unsigned char pad_[48];
+    uint64_t parked; /* atomic: the seq of a request the server made wait */
+    unsigned char pad_[40];
     unsigned char data[MP__MGR_SLOT_DATA];
 };
 

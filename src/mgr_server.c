@@ -510,6 +510,8 @@ static int wait_on(struct server *s, struct sconn *c, struct sobj *o, struct wq 
     w->item = item;
     w->deadline = mp__deadline(timeout);
     wq_push(q, w);
+    if (c->via_slot) /* tell the client not to wait up (mgr.h) */
+        __atomic_store_n(&c->slot->parked, c->slot_seq, __ATOMIC_RELEASE);
     if (w->deadline != MP__NO_DEADLINE) {
         w->tnext = s->timed;
         if (s->timed)
@@ -1954,6 +1956,7 @@ static void r_shm(struct server *s, struct sconn *c, mp_obj *args)
                 s->slot_used[i] = true;
                 __atomic_store_n(&sl->state, 0, __ATOMIC_RELEASE);
                 __atomic_store_n(&sl->csleep, 0, __ATOMIC_RELAXED);
+                __atomic_store_n(&sl->parked, 0, __ATOMIC_RELAXED);
                 sl->len = 0;
                 c->slot = sl;
                 c->slot_ix = i;
