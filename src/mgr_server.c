@@ -2560,7 +2560,8 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
      * server's child has also blocked SIGINT before it got here). */
     int lfd = mp_listener_fileno(l);
     rc = 0;
-    bool busy = false; /* the last round handled a client */
+    bool busy = false;     /* the last round handled a client */
+    int64_t last_poll = 0; /* when the sockets were last looked at */
     while (!s.stop) {
         if (ensure_pollfds(&s, s.nconns + 3) < 0) {
             rc = -ENOMEM;
@@ -2602,31 +2603,29 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
         int pr = 0;
         bool mail = false; /* a request waits in a slot */
         if (again) {
-            pr = mp__poll(s.pfds, (nfds_t)n, mp__now_ns());
+            last_poll = mp__now_ns();
+            pr = mp__poll(s.pfds, (nfds_t)n, last_poll);
             mail = true; /* not asleep: the spin below and the sleep are skipped */
         } else if (busy) {
             /* Right after work, the next request is likely microseconds
              * away: look for it without sleeping for a moment, yielding the
              * CPU between looks (mgr.h, "Spinning"). Slots cost a load to
-             * look at, sockets a poll(), so the sockets are looked at less
-             * often when there are slots. */
+             * look at, sockets a poll(): with slots the sockets are looked
+             * at every SERVER_POLL while the slots are quiet, and every
+             * SERVER_BUSY_POLL however busy they keep the loop, so that
+             * socket clients, newcomers and the starter's pipe are heard. */
             int64_t until = mp__now_ns() + MP__MGR_SERVER_SPIN_NS;
             if (deadline != MP__NO_DEADLINE && deadline < until)
                 until = deadline;
-            int64_t next_poll = 0;
             for (;;) {
-                if (s.arena && slots_pending(&s)) {
-                    mail = true;
-                    break;
-                }
                 int64_t t = mp__now_ns();
-                if (t >= next_poll) {
+                mail = s.arena && slots_pending(&s);
+                int64_t every = mail ? MP__MGR_SERVER_BUSY_POLL_NS : MP__MGR_SERVER_POLL_NS;
+                if (!s.arena || t - last_poll >= every) {
+                    last_poll = t;
                     pr = mp__poll(s.pfds, (nfds_t)n, t);
-                    if (pr != 0)
-                        break;
-                    next_poll = s.arena ? t + MP__MGR_SERVER_POLL_NS : t;
                 }
-                if (t >= until)
+                if (mail || pr != 0 || t >= until)
                     break;
                 sched_yield();
             }
@@ -2638,8 +2637,10 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
                 __atomic_store_n(&s.arena->ssleep, 1, __ATOMIC_SEQ_CST);
                 mail = slots_pending(&s);
             }
-            if (!mail)
+            if (!mail) {
                 pr = mp__poll(s.pfds, (nfds_t)n, deadline);
+                last_poll = mp__now_ns();
+            }
             if (s.arena)
                 __atomic_store_n(&s.arena->ssleep, 0, __ATOMIC_RELAXED);
         }

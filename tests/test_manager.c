@@ -2071,6 +2071,61 @@ static void test_more_connections_than_mailboxes_fall_back_to_the_socket(void **
     mp_manager_free(m);
 }
 
+/* A child that keeps the server busy through its mailbox until told to
+ * stop (or for 20 s at most). */
+static int child_busy_until_stop(void *arg)
+{
+    mp_dict *d = arg;
+    double end = tu_now() + 20.0;
+    for (int i = 0; tu_now() < end; i++) {
+        if (mp_dict_add_int(d, "busy", 1, NULL) != 0)
+            return 1;
+        int64_t stop = 0;
+        if (i % 64 == 0 && mp_dict_get_int(d, "stop", &stop) == 0 && stop)
+            return 0;
+    }
+    return 2; /* never told to stop */
+}
+
+/* The server looks at its sockets however busy its mailboxes keep it: a
+ * client that talks by socket alone is served while two children hammer
+ * the server through their mailboxes. */
+static void test_socket_clients_are_served_while_mailboxes_keep_the_server_busy(void **state)
+{
+    (void)state;
+    mp_manager *m = start();
+    mp_dict *d;
+    TU_ASSERT_STATUS(mp_manager_dict_named(m, "busy", NULL, &d), 1);
+    TU_ASSERT_STATUS(mp_dict_set_int(d, "stop", 0), 0);
+    pid_t kids[2];
+    for (int i = 0; i < 2; i++)
+        kids[i] = tu_fork(child_busy_until_stop, d);
+    double end = tu_now() + T_LONG;
+    int64_t busy = 0;
+    while (busy < 1000 && tu_now() < end) {
+        int rc = mp_dict_get_int(d, "busy", &busy);
+        assert_true(rc == 0 || rc == MP_EKEY);
+    }
+    size_t keylen;
+    const void *key = mp_manager_authkey(m, &keylen);
+    mp_manager *m2;
+    TU_ASSERT_STATUS(mp_manager_connect(&m2, mp_manager_address(m), key, keylen, NULL), 0);
+    mp_dict *d2;
+    TU_ASSERT_STATUS(mp_manager_attach_dict(m2, "busy", &d2), 0);
+    double t0 = tu_now();
+    for (int i = 0; i < 200; i++)
+        TU_ASSERT_STATUS(mp_dict_add_int(d2, "socket", 1, NULL), 0);
+    double dt = tu_now() - t0;
+    TU_ASSERT_STATUS(mp_dict_set_int(d2, "stop", 1), 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(tu_wait_child(kids[i], 30.0), 0);
+    assert_true(dt < 10.0); /* not held off until the children gave up */
+    mp_dict_free(d2);
+    mp_manager_free(m2);
+    mp_dict_free(d);
+    mp_manager_free(m);
+}
+
 static void test_request_and_reply_size_limits(void **state)
 {
     (void)state;
@@ -2775,6 +2830,7 @@ int main(int argc, char **argv)
         TU_TEST(test_random_requests_each_get_a_reply_and_break_nothing),
         TU_TEST(test_started_manager_calls_go_through_mailboxes_of_any_size),
         TU_TEST(test_more_connections_than_mailboxes_fall_back_to_the_socket),
+        TU_TEST(test_socket_clients_are_served_while_mailboxes_keep_the_server_busy),
         TU_TEST(test_request_and_reply_size_limits),
         TU_TEST(test_a_python_client_speaks_the_protocol),
         TU_TEST(test_invalid_arguments_are_einval),
