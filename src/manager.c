@@ -475,6 +475,97 @@ static int parse_reply(const unsigned char *p, size_t n, mp_obj **result, int *f
     return rc;
 }
 
+/* A reply that is one scalar - what the hot calls get back (set, add,
+ * get_int, acquire, release) - read straight from the bytes, without
+ * building and freeing a tuple, a str and an int. */
+enum { SC_NONE = 1, SC_BOOL, SC_INT };
+struct scalar {
+    int kind; /* 0: not read this way (the general path ran) */
+    int64_t v;
+};
+
+/*
+ * Recognise exactly what the server's pickler writes for ('#RETURN', x)
+ * with x None, a bool or an int (docs/wire.md; no memo, no FRAME):
+ * PROTO 4, SHORT_BINUNICODE "#RETURN", one of N / NEWTRUE / NEWFALSE /
+ * BININT1 / BININT2 / BININT / LONG1 (up to 8 bytes), TUPLE2, STOP - and
+ * nothing else. Anything different (an error reply, another value, other
+ * encodings) is left to the general decoder, so this can only be faster,
+ * never different.
+ */
+static bool scalar_reply(const unsigned char *p, size_t n, struct scalar *sc)
+{
+    static const unsigned char head[] = {0x80, 4, 0x8c, 7, '#', 'R', 'E', 'T', 'U', 'R', 'N'};
+    const size_t h = sizeof head;
+    if (n < h + 3 || memcmp(p, head, h) != 0 || p[n - 2] != 0x86 || p[n - 1] != '.')
+        return false;
+    const unsigned char *x = p + h;
+    size_t k = n - h - 2; /* the value's bytes */
+    int64_t v = 0;
+    int kind = SC_INT;
+    switch (x[0]) {
+    case 'N':
+        kind = SC_NONE;
+        if (k != 1)
+            return false;
+        break;
+    case 0x88: /* NEWTRUE */
+    case 0x89: /* NEWFALSE */
+        if (k != 1)
+            return false;
+        kind = SC_BOOL;
+        v = x[0] == 0x88;
+        break;
+    case 'K': /* BININT1 */
+        if (k != 2)
+            return false;
+        v = x[1];
+        break;
+    case 'M': /* BININT2 */
+        if (k != 3)
+            return false;
+        v = x[1] | (int64_t)x[2] << 8;
+        break;
+    case 'J': /* BININT: 4 bytes, signed */
+        if (k != 5)
+            return false;
+        v = (int32_t)((uint32_t)x[1] | (uint32_t)x[2] << 8 | (uint32_t)x[3] << 16 |
+                      (uint32_t)x[4] << 24);
+        break;
+    case 0x8a: { /* LONG1: a length byte, then little-endian two's complement */
+        size_t len = x[1];
+        if (len < 1 || len > 8 || k != 2 + len)
+            return false;
+        uint64_t u = 0;
+        for (size_t i = 0; i < len; i++)
+            u |= (uint64_t)x[2 + i] << (8 * i);
+        if (len < 8 && (x[1 + len] & 0x80))
+            u |= ~UINT64_C(0) << (8 * len); /* sign-extend */
+        v = (int64_t)u;
+        break;
+    }
+    default:
+        return false;
+    }
+    if (sc) {
+        sc->kind = kind;
+        sc->v = v;
+    }
+    return true;
+}
+
+/* The end of a round trip: a scalar reply the caller only needs as a
+ * scalar (or not at all) is read in place; anything else is decoded. */
+static int finish_reply(const unsigned char *p, size_t n, mp_obj **result, struct scalar *sc,
+                        int *fate)
+{
+    if ((sc || !result) && scalar_reply(p, n, sc)) {
+        *fate = F_REUSE;
+        return 0;
+    }
+    return parse_reply(p, n, result, fate);
+}
+
 /* Drop the doorbells (frames of length 0, mgr.h "Mailboxes") at the head of
  * the n bytes in p; returns how many bytes are left. */
 static size_t skip_doorbells(unsigned char *p, size_t n)
@@ -609,7 +700,8 @@ static int slot_wait(struct mconn *c, double wait, int64_t rel, int64_t deadline
  * is not NULL).
  */
 static int roundtrip(mp_manager *m, struct mconn *c, int64_t ident, const char *method,
-                     const struct marg *a, size_t n, double wait, mp_obj **result, int *fate)
+                     const struct marg *a, size_t n, double wait, mp_obj **result,
+                     struct scalar *sc, int *fate)
 {
     *fate = F_REUSE;
     int rc = encode_request(&c->w, ident, method, a, n);
@@ -655,7 +747,7 @@ static int roundtrip(mp_manager *m, struct mconn *c, int64_t ident, const char *
             if (grow_rbuf(c, RBUF_MIN) < 0)
                 return -ENOMEM;
             memcpy(c->rbuf, c->slot->data, len);
-            return parse_reply(c->rbuf, len, result, fate);
+            return finish_reply(c->rbuf, len, result, sc, fate);
         }
     } else {
         struct iovec iov = {c->w.p, c->w.len};
@@ -731,7 +823,7 @@ static int roundtrip(mp_manager *m, struct mconn *c, int64_t ident, const char *
     if (got != need)
         return MP_EPROTO; /* bytes beyond the one reply: out of step */
 
-    rc = parse_reply(c->rbuf + hdr, (size_t)plen, result, fate);
+    rc = finish_reply(c->rbuf + hdr, (size_t)plen, result, sc, fate);
     if (c->rcap > BUF_KEEP) {
         free(c->rbuf);
         c->rbuf = NULL;
@@ -842,7 +934,7 @@ static int conn_open(mp_manager *m, struct mconn **out)
                         ARG_INT(MP__MGR_PROTOCOL)};
     mp_obj *r = NULL;
     int fate;
-    rc = roundtrip(m, c, 0, "hello", a, 4, 0, &r, &fate);
+    rc = roundtrip(m, c, 0, "hello", a, 4, 0, &r, NULL, &fate);
     int64_t max_req = 0;
     if (rc == 0 && (mp_obj_len(r) != 3 || mp_obj_get_int(mp_obj_list_get(r, 1), &max_req) < 0))
         rc = MP_EPROTO;
@@ -859,7 +951,7 @@ static int conn_open(mp_manager *m, struct mconn **out)
      * free) leaves the connection on the socket. */
     if (m->arena) {
         struct marg t[1] = {ARG_INT((int64_t)m->arena->tag)};
-        rc = roundtrip(m, c, 0, "shm", t, 1, 0, &r, &fate);
+        rc = roundtrip(m, c, 0, "shm", t, 1, 0, &r, NULL, &fate);
         int64_t ix = -1;
         if (rc == 0 && mp_obj_get_int(r, &ix) == 0 && ix >= 0 && ix < MP__MGR_SLOTS) {
             c->slot = &m->arena->slot[ix];
@@ -994,10 +1086,12 @@ static int open_failure(int rc)
 }
 
 static int call_impl(mp_manager *m, int64_t ident, const char *method, const struct marg *a,
-                     size_t n, double wait, mp_obj **result, bool even_closed)
+                     size_t n, double wait, mp_obj **result, struct scalar *sc, bool even_closed)
 {
     if (result)
         *result = NULL;
+    if (sc)
+        sc->kind = 0;
     if (!even_closed && is_closed(m))
         return MP_ECLOSED;
     struct mconn *c;
@@ -1005,7 +1099,7 @@ static int call_impl(mp_manager *m, int64_t ident, const char *method, const str
     if (rc < 0)
         return open_failure(rc);
     int fate;
-    rc = roundtrip(m, c, ident, method, a, n, wait, result, &fate);
+    rc = roundtrip(m, c, ident, method, a, n, wait, result, sc, &fate);
     if (fate == F_DEAD)
         conn_drop(m, c);
     else if (fate == F_STALE)
@@ -1018,7 +1112,7 @@ static int call_impl(mp_manager *m, int64_t ident, const char *method, const str
 static int mcall(mp_manager *m, int64_t ident, const char *method, const struct marg *a, size_t n,
                  double wait, mp_obj **result)
 {
-    return call_impl(m, ident, method, a, n, wait, result, false);
+    return call_impl(m, ident, method, a, n, wait, result, NULL, false);
 }
 
 /* Close this process's idle and stale connections (those in use close
@@ -1130,7 +1224,7 @@ static void stop_started(mp_manager *m)
     int64_t quick = (int64_t)(STOP_TIMEOUT * 1e9);
     if (saved < 0 || saved > quick)
         __atomic_store_n(&m->timeout_ns, quick, __ATOMIC_RELAXED);
-    (void)call_impl(m, 0, "shutdown", NULL, 0, 0, NULL, true);
+    (void)call_impl(m, 0, "shutdown", NULL, 0, 0, NULL, NULL, true);
     __atomic_store_n(&m->timeout_ns, saved, __ATOMIC_RELAXED);
     close_idle(m);
     close_alive(m); /* a server that missed the request sees end of file */
@@ -1559,12 +1653,15 @@ MP_API int mp_manager_attach_queue(mp_manager *m, const char *name, mp_mqueue **
 /* ---- proxy calls ------------------------------------------------------------------ */
 
 /* One call on the proxy's object; a process that inherited the proxy
- * first registers as a holder. */
-static int pcall(struct proxy *p, const char *method, const struct marg *a, size_t n, double wait,
-                 mp_obj **result)
+ * first registers as a holder. With sc, a scalar reply comes back there
+ * (sc->kind set) instead of in *result. */
+static int pcall_sc(struct proxy *p, const char *method, const struct marg *a, size_t n,
+                    double wait, mp_obj **result, struct scalar *sc)
 {
     if (result)
         *result = NULL;
+    if (sc)
+        sc->kind = 0;
     unsigned g = mp__forkgen();
     if (__atomic_load_n(&p->gen, __ATOMIC_ACQUIRE) != g) {
         struct marg id[1] = {ARG_INT(p->id)};
@@ -1573,7 +1670,24 @@ static int pcall(struct proxy *p, const char *method, const struct marg *a, size
             return rc;
         __atomic_store_n(&p->gen, g, __ATOMIC_RELEASE);
     }
-    return mcall(p->m, p->id, method, a, n, wait, result);
+    return call_impl(p->m, p->id, method, a, n, wait, result, sc, false);
+}
+
+static int pcall(struct proxy *p, const char *method, const struct marg *a, size_t n, double wait,
+                 mp_obj **result)
+{
+    return pcall_sc(p, method, a, n, wait, result, NULL);
+}
+
+/* mp_obj_get_int() of a reply that came as a scalar or as a value. */
+static int reply_int(const struct scalar *sc, const mp_obj *r, int64_t *v)
+{
+    if (!sc->kind)
+        return mp_obj_get_int(r, v);
+    if (sc->kind == SC_NONE)
+        return MP_ETYPE;
+    *v = sc->v;
+    return 0;
 }
 
 static void proxy_release(struct proxy *p)
@@ -1768,11 +1882,12 @@ static int add_impl(mp_dict *d, struct marg key, int64_t delta, int64_t *result)
 {
     struct marg a[2] = {key, ARG_INT(delta)};
     mp_obj *r;
-    int rc = pcall(&d->p, "add", a, 2, 0, &r);
+    struct scalar sc;
+    int rc = pcall_sc(&d->p, "add", a, 2, 0, &r, &sc);
     if (rc < 0)
         return rc;
     int64_t v;
-    rc = mp_obj_get_int(r, &v) == 0 ? 0 : MP_EPROTO;
+    rc = reply_int(&sc, r, &v) == 0 ? 0 : MP_EPROTO;
     mp_obj_free(r);
     if (rc == 0 && result)
         *result = v;
@@ -1866,11 +1981,16 @@ static int get_typed(mp_dict *d, const char *key, mp_obj **out)
 MP_API int mp_dict_get_int(mp_dict *d, const char *key, int64_t *value)
 {
     CHECK_PROXY(value);
+    struct marg k;
+    if (!d || str_arg(key, &k) < 0)
+        return -EINVAL;
+    struct marg a[1] = {k};
     mp_obj *r;
-    int rc = get_typed(d, key, &r);
+    struct scalar sc;
+    int rc = pcall_sc(&d->p, "get", a, 1, 0, &r, &sc);
     if (rc < 0)
         return rc;
-    rc = mp_obj_get_int(r, value);
+    rc = reply_int(&sc, r, value);
     mp_obj_free(r);
     return rc;
 }

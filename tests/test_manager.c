@@ -2071,6 +2071,62 @@ static void test_more_connections_than_mailboxes_fall_back_to_the_socket(void **
     mp_manager_free(m);
 }
 
+/* Int replies of every pickled width (BININT1, BININT2, BININT, LONG1 of 1
+ * to 8 bytes, both signs) come back exact, and so do bools and None as
+ * get_int() sees them (an int, as Python's int(True); MP_ETYPE). */
+static void test_int_replies_of_every_width_read_back_exactly(void **state)
+{
+    (void)state;
+    mp_manager *m = start();
+    mp_dict *d;
+    TU_ASSERT_STATUS(mp_manager_dict(m, NULL, &d), 0);
+    const int64_t vals[] = {0,
+                            1,
+                            255,
+                            256,
+                            65535,
+                            65536,
+                            -1,
+                            -128,
+                            -129,
+                            INT32_MAX,
+                            (int64_t)INT32_MAX + 1,
+                            INT32_MIN,
+                            (int64_t)INT32_MIN - 1,
+                            (int64_t)1 << 39,
+                            -((int64_t)1 << 39),
+                            ((int64_t)1 << 47) - 1,
+                            (int64_t)1 << 55,
+                            INT64_MAX,
+                            INT64_MIN,
+                            INT64_MIN + 1};
+    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+        int64_t got = 12345, sum = 0;
+        TU_ASSERT_STATUS(mp_dict_set_int(d, "v", vals[i]), 0);
+        TU_ASSERT_STATUS(mp_dict_get_int(d, "v", &got), 0);
+        assert_true(got == vals[i]);
+        TU_ASSERT_STATUS(mp_dict_set_int(d, "a", 0), 0);
+        TU_ASSERT_STATUS(mp_dict_add_int(d, "a", vals[i], &sum), 0);
+        assert_true(sum == vals[i]);
+    }
+    mp_obj *t = mp_obj_bool(true), *none = mp_obj_none();
+    mp_obj *kb = S("b"), *kn = S("n");
+    TU_ASSERT_STATUS(mp_dict_set(d, kb, t), 0);
+    TU_ASSERT_STATUS(mp_dict_set(d, kn, none), 0);
+    int64_t v = -1;
+    TU_ASSERT_STATUS(mp_dict_get_int(d, "b", &v), 0);
+    assert_int_equal(v, 1);
+    TU_ASSERT_STATUS(mp_dict_get_int(d, "n", &v), MP_ETYPE);
+    TU_ASSERT_STATUS(mp_dict_add_int(d, "b", 2, &v), 0); /* True + 2, as in Python */
+    assert_int_equal(v, 3);
+    mp_obj_free(t);
+    mp_obj_free(none);
+    mp_obj_free(kb);
+    mp_obj_free(kn);
+    mp_dict_free(d);
+    mp_manager_free(m);
+}
+
 /* A child that keeps the server busy through its mailbox until told to
  * stop (or for 20 s at most). */
 static int child_busy_until_stop(void *arg)
@@ -2831,6 +2887,7 @@ int main(int argc, char **argv)
         TU_TEST(test_started_manager_calls_go_through_mailboxes_of_any_size),
         TU_TEST(test_more_connections_than_mailboxes_fall_back_to_the_socket),
         TU_TEST(test_socket_clients_are_served_while_mailboxes_keep_the_server_busy),
+        TU_TEST(test_int_replies_of_every_width_read_back_exactly),
         TU_TEST(test_request_and_reply_size_limits),
         TU_TEST(test_a_python_client_speaks_the_protocol),
         TU_TEST(test_invalid_arguments_are_einval),
