@@ -2001,26 +2001,196 @@ static void manager_request(struct server *s, struct sconn *c, const char *m, si
 #undef IS
 }
 
+/*
+ * The requests libmpipc clients send most - (int, str, a tuple of up to a
+ * few scalars: None, bools, ints, floats, short strs and bytes) - read
+ * straight from the bytes exactly as mp__pickler writes them (PROTO 4, no
+ * memo, no FRAME), building only the argument values. Returns 1 with the
+ * parts set (*args a new tuple), 0 when the bytes are anything else (the
+ * general decoder then reads them and makes every decision, errors
+ * included), -ENOMEM. Nothing this accepts decodes differently there.
+ */
+struct qreader {
+    const unsigned char *p;
+    size_t n, i;
+};
+
+static bool q_int(struct qreader *q, int64_t *v)
+{
+    if (q->i >= q->n)
+        return false;
+    const unsigned char *x = q->p + q->i;
+    size_t left = q->n - q->i;
+    switch (x[0]) {
+    case 'K': /* BININT1 */
+        if (left < 2)
+            return false;
+        *v = x[1];
+        q->i += 2;
+        return true;
+    case 'M': /* BININT2 */
+        if (left < 3)
+            return false;
+        *v = x[1] | (int64_t)x[2] << 8;
+        q->i += 3;
+        return true;
+    case 'J': /* BININT */
+        if (left < 5)
+            return false;
+        *v = (int32_t)((uint32_t)x[1] | (uint32_t)x[2] << 8 | (uint32_t)x[3] << 16 |
+                       (uint32_t)x[4] << 24);
+        q->i += 5;
+        return true;
+    case 0x8a: { /* LONG1 of 1 to 8 bytes */
+        if (left < 2 || x[1] < 1 || x[1] > 8 || left < 2 + (size_t)x[1])
+            return false;
+        size_t len = x[1];
+        uint64_t u = 0;
+        for (size_t k = 0; k < len; k++)
+            u |= (uint64_t)x[2 + k] << (8 * k);
+        if (len < 8 && (x[1 + len] & 0x80))
+            u |= ~UINT64_C(0) << (8 * len);
+        *v = (int64_t)u;
+        q->i += 2 + len;
+        return true;
+    }
+    default:
+        return false;
+    }
+}
+
+/* One scalar argument: 1 with *o set, 0 not a scalar of the fast path,
+ * -ENOMEM. */
+static int q_scalar(struct qreader *q, mp_obj **o)
+{
+    if (q->i >= q->n)
+        return 0;
+    const unsigned char *x = q->p + q->i;
+    size_t left = q->n - q->i;
+    int64_t v;
+    switch (x[0]) {
+    case 'N':
+        q->i++;
+        *o = mp_obj_none();
+        break;
+    case 0x88: /* NEWTRUE */
+    case 0x89: /* NEWFALSE */
+        q->i++;
+        *o = mp_obj_bool(x[0] == 0x88);
+        break;
+    case 'G': { /* BINFLOAT, big-endian */
+        if (left < 9)
+            return 0;
+        uint64_t bits = 0;
+        for (int k = 0; k < 8; k++)
+            bits = bits << 8 | x[1 + k];
+        double f;
+        memcpy(&f, &bits, sizeof f);
+        q->i += 9;
+        *o = mp_obj_float(f);
+        break;
+    }
+    case 0x8c: /* SHORT_BINUNICODE */
+    case 'C':  /* SHORT_BINBYTES */
+        if (left < 2 || left - 2 < x[1])
+            return 0;
+        if (x[0] == 0x8c && !mp__utf8_valid(x + 2, x[1]))
+            return 0;
+        q->i += 2 + (size_t)x[1];
+        *o = x[0] == 0x8c ? mp_obj_str((const char *)x + 2, x[1]) : mp_obj_bytes(x + 2, x[1]);
+        break;
+    default:
+        if (!q_int(q, &v))
+            return 0;
+        *o = mp_obj_int(v);
+        break;
+    }
+    return *o ? 1 : -ENOMEM;
+}
+
+#define Q_MAX_ARGS 8
+
+static int quick_request(const unsigned char *p, size_t n, int64_t *ident, const char **meth,
+                         size_t *mlen, mp_obj **args)
+{
+    struct qreader q = {p, n, 2};
+    if (n < 2 || p[0] != 0x80 || p[1] != 4 || !q_int(&q, ident))
+        return 0;
+    if (q.i + 2 > n || p[q.i] != 0x8c || n - q.i - 2 < p[q.i + 1])
+        return 0;
+    const unsigned char *m = p + q.i + 2;
+    size_t ml = p[q.i + 1];
+    if (!mp__utf8_valid(m, ml))
+        return 0;
+    q.i += 2 + ml;
+    bool marked = q.i < n && p[q.i] == '(';
+    if (marked)
+        q.i++;
+    mp_obj *items[Q_MAX_ARGS];
+    size_t k = 0;
+    int rc = 0;
+    while (k < Q_MAX_ARGS && (rc = q_scalar(&q, &items[k])) == 1)
+        k++;
+    /* Then the args tuple of exactly those items, the request's TUPLE3,
+     * STOP, and nothing more. */
+    bool ok = rc == 0 && q.i + 3 == n && p[n - 2] == 0x87 && p[n - 1] == '.';
+    if (ok) {
+        unsigned char op = p[q.i];
+        ok = marked ? op == 't' : (k == 0 ? op == ')' : k <= 3 && op == 0x85 + k - 1);
+    }
+    mp_obj *t = ok ? mp_obj_tuple_new() : NULL;
+    if (ok && !t)
+        rc = -ENOMEM;
+    for (size_t x = 0; x < k; x++) {
+        if (t && mp_obj_tuple_append(t, items[x]) == 0)
+            continue;
+        mp_obj_free(items[x]);
+        if (t) {
+            mp_obj_free(t);
+            t = NULL;
+            rc = -ENOMEM;
+        }
+    }
+    if (rc < 0)
+        return rc;
+    if (!t)
+        return 0;
+    *meth = (const char *)m;
+    *mlen = ml;
+    *args = t;
+    return 1;
+}
+
 /* One whole request: a pickle of (ident, method, args). */
 static void handle_request(struct server *s, struct sconn *c, const unsigned char *p, size_t n)
 {
-    mp_obj *req = NULL;
-    int rc = mp__pickle_loads(p, n, &req);
-    if (rc < 0) {
-        reply_error(c, rc == -ENOMEM ? rc : MP_EPROTO,
-                    "the request is not a pickle of supported values");
-        return;
-    }
+    mp_obj *req = NULL, *args = NULL;
     int64_t ident;
     const char *meth;
     size_t mlen;
-    mp_obj *args = mp_obj_list_get(req, 2);
-    if (mp_obj_type(req) != MP_TYPE_TUPLE || mp_obj_len(req) != 3 ||
-        mp_obj_get_int(mp_obj_list_get(req, 0), &ident) < 0 ||
-        mp_obj_get_str(mp_obj_list_get(req, 1), &meth, &mlen) < 0 ||
-        mp_obj_type(args) != MP_TYPE_TUPLE) {
-        reply_error(c, MP_EPROTO, "a request is (ident, method, args)");
-    } else if (ident == 0) {
+    int q = quick_request(p, n, &ident, &meth, &mlen, &args);
+    if (q < 0) {
+        reply_status(c, q);
+        return;
+    }
+    if (q == 0) {
+        int rc = mp__pickle_loads(p, n, &req);
+        if (rc < 0) {
+            reply_error(c, rc == -ENOMEM ? rc : MP_EPROTO,
+                        "the request is not a pickle of supported values");
+            return;
+        }
+        args = mp_obj_list_get(req, 2);
+        if (mp_obj_type(req) != MP_TYPE_TUPLE || mp_obj_len(req) != 3 ||
+            mp_obj_get_int(mp_obj_list_get(req, 0), &ident) < 0 ||
+            mp_obj_get_str(mp_obj_list_get(req, 1), &meth, &mlen) < 0 ||
+            mp_obj_type(args) != MP_TYPE_TUPLE) {
+            reply_error(c, MP_EPROTO, "a request is (ident, method, args)");
+            mp_obj_free(req);
+            return;
+        }
+    }
+    if (ident == 0) {
         manager_request(s, c, meth, mlen, args);
     } else if (!c->sess) {
         reply_error(c, MP_ESTATE, "the first request must be hello");
@@ -2037,7 +2207,10 @@ static void handle_request(struct server *s, struct sconn *c, const unsigned cha
         else
             md->fn(s, c, o, args);
     }
-    mp_obj_free(req);
+    if (req)
+        mp_obj_free(req);
+    else
+        mp_obj_free(args);
 }
 
 /* ---- connections: input ------------------------------------------------------------ */

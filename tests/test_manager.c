@@ -2182,6 +2182,117 @@ static void test_socket_clients_are_served_while_mailboxes_keep_the_server_busy(
     mp_manager_free(m);
 }
 
+/* A request built by hand: PROTO 4, ident (BININT1), a short str method,
+ * then `args` (the argument pickles and the args tuple opcode), TUPLE3,
+ * STOP, then `tail`. */
+static size_t hand_request(unsigned char *out, int ident, const char *method, const void *args,
+                           size_t alen, const void *tail, size_t tlen)
+{
+    size_t n = 0, ml = strlen(method);
+    out[n++] = 0x80;
+    out[n++] = 4;
+    out[n++] = 'K';
+    out[n++] = (unsigned char)ident;
+    out[n++] = 0x8c;
+    out[n++] = (unsigned char)ml;
+    memcpy(out + n, method, ml);
+    n += ml;
+    memcpy(out + n, args, alen);
+    n += alen;
+    out[n++] = 0x87;
+    out[n++] = '.';
+    if (tlen)
+        memcpy(out + n, tail, tlen);
+    return n + tlen;
+}
+
+/* The server reads the common requests of libmpipc clients without its
+ * general decoder; hand-made bytes show that both readings agree: a key
+ * written one way is found when written another, ints of every width and
+ * floats and bytes arrive intact, and what the decoder refuses (bad UTF-8,
+ * bytes after STOP) or the checks refuse (too many arguments) still is. */
+static void test_hand_written_requests_mean_what_the_decoder_says(void **state)
+{
+    (void)state;
+    mp_manager *m = start();
+    size_t keylen;
+    const void *key = mp_manager_authkey(m, &keylen);
+    mp_conn *c;
+    TU_ASSERT_STATUS(mp_client_connect(&c, mp_manager_address(m), key, keylen, T_LONG), 0);
+    mp_obj *hello = mp_obj_tuple_new();
+    mp_obj_tuple_append(hello, I(4242));
+    mp_obj_tuple_append(hello, I(getpid()));
+    mp_obj_tuple_append(hello, I(0));
+    mp_obj_tuple_append(hello, I(1));
+    assert_int_equal(send_obj(c, request(0, "hello", hello)), 0);
+    mp_obj *ca = mp_obj_tuple_new();
+    mp_obj_tuple_append(ca, S("dict"));
+    mp_obj_tuple_append(ca, S("hand"));
+    mp_obj_tuple_append(ca, mp_obj_none());
+    mp_obj *creq = request(0, "create", ca);
+    TU_ASSERT_STATUS(mp_conn_send(c, creq), 0);
+    mp_obj_free(creq);
+    mp_obj *r = NULL;
+    TU_ASSERT_STATUS(mp_conn_recv(c, &r, T_LONG), 0);
+    int64_t id = -1;
+    assert_int_equal(mp_obj_get_int(mp_obj_list_get(mp_obj_list_get(r, 1), 0), &id), 0);
+    mp_obj_free(r);
+    assert_true(id > 0 && id < 256);
+    mp_dict *d;
+    TU_ASSERT_STATUS(mp_manager_attach_dict(m, "hand", &d), 0);
+
+    unsigned char f[128];
+    /* set('k\u00e9', LONG1 0x0102030405), key as SHORT_BINUNICODE */
+    static const unsigned char a1[] = {0x8c, 3, 'k', 0xc3, 0xa9, 0x8a, 5, 5, 4, 3, 2, 1, 0x86};
+    size_t n = hand_request(f, (int)id, "set", a1, sizeof a1, NULL, 0);
+    assert_int_equal(reply_code(raw_call(c, f, n)), 0);
+    int64_t v = 0;
+    TU_ASSERT_STATUS(mp_dict_get_int(d, "k\xc3\xa9", &v), 0);
+    assert_true(v == 0x0102030405);
+    /* the same key as BINUNICODE (4-byte length): the general decoder */
+    static const unsigned char a2[] = {'X',  3,   0,    0,    0,    'k',  0xc3,
+                                       0xa9, 'J', 0xf9, 0xff, 0xff, 0xff, 0x86};
+    n = hand_request(f, (int)id, "set", a2, sizeof a2, NULL, 0);
+    assert_int_equal(reply_code(raw_call(c, f, n)), 0);
+    TU_ASSERT_STATUS(mp_dict_get_int(d, "k\xc3\xa9", &v), 0);
+    assert_int_equal(v, -7);
+    assert_int_equal(mp_dict_len(d), 1);
+    /* a float and bytes */
+    static const unsigned char a3[] = {0x8c, 1,    'f',  'G',  0x40, 0x09, 0x21,
+                                       0xfb, 0x54, 0x44, 0x2d, 0x18, 0x86}; /* pi */
+    n = hand_request(f, (int)id, "set", a3, sizeof a3, NULL, 0);
+    assert_int_equal(reply_code(raw_call(c, f, n)), 0);
+    static const unsigned char a4[] = {0x8c, 1, 'b', 'C', 3, 0, 0xff, 'x', 0x86};
+    n = hand_request(f, (int)id, "set", a4, sizeof a4, NULL, 0);
+    assert_int_equal(reply_code(raw_call(c, f, n)), 0);
+    mp_obj *fk = S("f"), *fv = NULL;
+    TU_ASSERT_STATUS(mp_dict_get(d, fk, &fv), 0);
+    double pi = 0;
+    assert_int_equal(mp_obj_get_float(fv, &pi), 0);
+    assert_true(pi == 3.141592653589793);
+    mp_obj_free(fk);
+    mp_obj_free(fv);
+    void *bytes = NULL;
+    size_t blen = 0;
+    TU_ASSERT_STATUS(mp_dict_get_bytes(d, "b", &bytes, &blen), 0);
+    assert_int_equal(blen, 3);
+    assert_memory_equal(bytes, "\0\xffx", 3);
+    free(bytes);
+    /* refusals: a key that is not UTF-8, bytes after STOP, nine arguments */
+    static const unsigned char a5[] = {0x8c, 2, 0xc3, 0x28, 'K', 1, 0x86};
+    n = hand_request(f, (int)id, "set", a5, sizeof a5, NULL, 0);
+    assert_int_equal(reply_code(raw_call(c, f, n)), MP_EPROTO);
+    n = hand_request(f, (int)id, "set", a1, sizeof a1, "N", 1);
+    assert_int_equal(reply_code(raw_call(c, f, n)), MP_EPROTO);
+    static const unsigned char a6[] = {'(', 'N', 'N', 'N', 'N', 'N', 'N', 'N', 'N', 'N', 't'};
+    n = hand_request(f, (int)id, "set", a6, sizeof a6, NULL, 0);
+    assert_int_equal(reply_code(raw_call(c, f, n)), MP_EPROTO);
+    assert_int_equal(mp_dict_len(d), 3);
+    mp_conn_free(c);
+    mp_dict_free(d);
+    mp_manager_free(m);
+}
+
 static void test_request_and_reply_size_limits(void **state)
 {
     (void)state;
@@ -2888,6 +2999,7 @@ int main(int argc, char **argv)
         TU_TEST(test_more_connections_than_mailboxes_fall_back_to_the_socket),
         TU_TEST(test_socket_clients_are_served_while_mailboxes_keep_the_server_busy),
         TU_TEST(test_int_replies_of_every_width_read_back_exactly),
+        TU_TEST(test_hand_written_requests_mean_what_the_decoder_says),
         TU_TEST(test_request_and_reply_size_limits),
         TU_TEST(test_a_python_client_speaks_the_protocol),
         TU_TEST(test_invalid_arguments_are_einval),
