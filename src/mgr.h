@@ -36,10 +36,14 @@
  * up to CLIENT_SPIN for a call the server answers at once, up to
  * CLIENT_WAIT_SPIN for one that may wait there (a lock, a queue), which
  * catches the uncontended case - and the server polls for up to
- * SERVER_SPIN after a busy moment before it sleeps. A server with mailboxes
- * looks at those between two yields and at its sockets (a poll(), a system
- * call) every SERVER_POLL, or every SERVER_BUSY_POLL while the mailboxes
- * keep it busy: polling every 2 us cost the mailbox rows 5-10%.
+ * SERVER_SPIN after a busy moment before it sleeps. A server whose clients
+ * hold mailboxes looks at those between two yields and at its sockets (a
+ * poll(), a system call) every SERVER_POLL, or every SERVER_BUSY_POLL while
+ * the mailboxes keep it busy: polling every 2 us cost the mailbox rows
+ * 5-10%, every 10 us 3-7% more than every 25-50 us on one vCPU. A socket
+ * client of such a server may so wait up to SERVER_POLL longer while the
+ * server spins (not while it sleeps); a server without mailbox clients
+ * polls its sockets at every look.
  *
  * Every poll over a mailbox yields the CPU between two looks
  * (sched_yield). With more processes than CPUs - four clients and a server
@@ -58,7 +62,7 @@
 #define MP__MGR_CLIENT_SPIN_NS      INT64_C(20000)
 #define MP__MGR_CLIENT_WAIT_SPIN_NS INT64_C(10000)
 #define MP__MGR_SERVER_SPIN_NS      INT64_C(50000)
-#define MP__MGR_SERVER_POLL_NS      INT64_C(10000)
+#define MP__MGR_SERVER_POLL_NS      INT64_C(25000)
 #define MP__MGR_SERVER_BUSY_POLL_NS INT64_C(50000)
 #define MP__MGR_SPIN_MISSES         4
 #define MP__MGR_SPIN_RETRY          64 /* then it tries once every this many calls */

@@ -193,6 +193,7 @@ struct server {
      * connections hold, and where a request is copied before decoding. */
     struct mp__mgr_arena *arena;
     struct sobj *grant; /* a lock released by the request being handled */
+    size_t nslots;      /* connections that hold a slot */
     bool slot_used[MP__MGR_SLOTS];
     unsigned char slot_copy[MP__MGR_SLOT_DATA];
 };
@@ -1961,6 +1962,7 @@ static void r_shm(struct server *s, struct sconn *c, mp_obj *args)
                 c->slot = sl;
                 c->slot_ix = i;
                 c->slot_seq = 0;
+                s->nslots++;
                 ix = i;
                 break;
             }
@@ -2410,6 +2412,7 @@ static void conn_kill(struct server *s, struct sconn *c)
         if (c->hung_up)
             s->slot_used[c->slot_ix] = false;
         c->slot = NULL;
+        s->nslots--;
     }
     mp__close(c->fd);
     c->fd = -1;
@@ -2783,18 +2786,19 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
             /* Right after work, the next request is likely microseconds
              * away: look for it without sleeping for a moment, yielding the
              * CPU between looks (mgr.h, "Spinning"). Slots cost a load to
-             * look at, sockets a poll(): with slots the sockets are looked
-             * at every SERVER_POLL while the slots are quiet, and every
-             * SERVER_BUSY_POLL however busy they keep the loop, so that
-             * socket clients, newcomers and the starter's pipe are heard. */
+             * look at, sockets a poll(): while some connection has a slot
+             * the sockets are looked at every SERVER_POLL while the slots
+             * are quiet, and every SERVER_BUSY_POLL however busy they keep
+             * the loop, so that socket clients, newcomers and the
+             * starter's pipe are heard; without slots, at every look. */
             int64_t until = mp__now_ns() + MP__MGR_SERVER_SPIN_NS;
             if (deadline != MP__NO_DEADLINE && deadline < until)
                 until = deadline;
             for (;;) {
                 int64_t t = mp__now_ns();
-                mail = s.arena && slots_pending(&s);
+                mail = s.nslots && slots_pending(&s);
                 int64_t every = mail ? MP__MGR_SERVER_BUSY_POLL_NS : MP__MGR_SERVER_POLL_NS;
-                if (!s.arena || t - last_poll >= every) {
+                if (!s.nslots || t - last_poll >= every) {
                     last_poll = t;
                     pr = mp__poll(s.pfds, (nfds_t)n, t);
                 }
