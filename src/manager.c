@@ -441,6 +441,27 @@ static ssize_t wait_for_reply(struct mconn *c, int64_t rel, int64_t deadline)
     return r;
 }
 
+/*
+ * Read into rbuf + off for what is left of a call's wait (rel 0: no limit):
+ * a wait that follows some looking at the slot, or a sleep that follows a
+ * doorbell meant for an earlier reply, must not start the whole timeout
+ * over. Once the deadline has passed, one look without waiting.
+ */
+static ssize_t recv_until(struct mconn *c, size_t off, int64_t rel, int64_t deadline)
+{
+    int64_t left = 0;
+    if (rel) {
+        left = deadline - mp__now_ns();
+        if (left <= 0) {
+            ssize_t r = mp__recv_nowait(c->fd, c->rbuf + off, c->rcap - off);
+            return r == -EAGAIN ? MP_ETIMEDOUT : r;
+        }
+    }
+    if (off == 0)
+        return wait_for_reply(c, left, deadline);
+    return mp__read_some(c->fd, c->rbuf + off, c->rcap - off, deadline, true);
+}
+
 /* What a round trip leaves its connection as. */
 enum fate { F_REUSE, F_DEAD, F_STALE };
 
@@ -666,8 +687,7 @@ static int slot_wait(struct mconn *c, double wait, int64_t rel, int64_t deadline
                 return st == rep ? 0 : 1;
             }
         }
-        ssize_t r = n == 0 ? wait_for_reply(c, rel, deadline)
-                           : mp__read_some(c->fd, c->rbuf + n, c->rcap - n, deadline, true);
+        ssize_t r = recv_until(c, n, rel, deadline);
         __atomic_store_n(&sl->csleep, 0, __ATOMIC_RELAXED);
         if (r == MP_ETIMEDOUT) {
             /* Still owed: by the slot, or (bytes of a frame came) by the
@@ -800,7 +820,7 @@ static int roundtrip(mp_manager *m, struct mconn *c, int64_t ident, const char *
             if (r == -EAGAIN)
                 r = wait_for_reply(c, rel, deadline);
         } else if (got == 0) {
-            r = wait_for_reply(c, rel, deadline);
+            r = recv_until(c, 0, rel, deadline); /* REP_SOCK, after a look at the slot */
         } else {
             r = mp__read_some(c->fd, c->rbuf + got, c->rcap - got, deadline, true);
         }
