@@ -83,6 +83,7 @@ struct mconn {
     struct mp__mgr_slot *slot;
     uint64_t seq;
     bool slot_owed;
+    unsigned pause_skip;       /* calls left before looking without yielding again */
     struct mconn *next_idle;   /* in the idle or the stale list */
     struct mconn *next, *prev; /* every connection of the handle */
 };
@@ -654,9 +655,36 @@ static int slot_wait(struct mconn *c, double wait, int64_t rel, int64_t deadline
     int64_t budget = wait != 0 ? MP__MGR_CLIENT_WAIT_SPIN_NS : MP__MGR_CLIENT_SPIN_NS;
     if (c->spin_misses >= MP__MGR_SPIN_MISSES && c->calls % MP__MGR_SPIN_RETRY)
         budget = 0; /* spinning has not paid lately */
-    int64_t until = mp__now_ns() + budget;
+    int64_t t0 = mp__now_ns();
+    int64_t until = t0 + budget;
     if (deadline != MP__NO_DEADLINE && deadline < until)
         until = deadline;
+    /* First look without yielding (mgr.h, "Spinning"): when the server has
+     * a CPU of its own, the reply comes within a microsecond or two. When
+     * the whole look passes without it (the server shares this CPU, or is
+     * busy with others), looking in place only kept the server off the
+     * CPU: yield from the start for the next PAUSE_RETRY calls. */
+    if (wait == 0 && budget) {
+        if (c->pause_skip) {
+            c->pause_skip--;
+        } else {
+            int64_t pend = t0 + MP__MGR_CLIENT_PAUSE_NS;
+            if (pend > until)
+                pend = until;
+            for (int64_t t = t0; t < pend; t = mp__now_ns()) {
+                for (int k = 0; k < 16; k++) {
+                    uint64_t st = __atomic_load_n(&sl->state, __ATOMIC_ACQUIRE);
+                    if (st == rep || st == rep_sock) {
+                        c->spin_misses = 0;
+                        *got = 0;
+                        return st == rep ? 0 : 1;
+                    }
+                    mp__mgr_relax();
+                }
+            }
+            c->pause_skip = MP__MGR_PAUSE_RETRY;
+        }
+    }
     for (;;) {
         uint64_t st = __atomic_load_n(&sl->state, __ATOMIC_ACQUIRE);
         if (st == rep || st == rep_sock) {

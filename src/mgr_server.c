@@ -2736,8 +2736,9 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
      * server's child has also blocked SIGINT before it got here). */
     int lfd = mp_listener_fileno(l);
     rc = 0;
-    bool busy = false;     /* the last round handled a client */
-    int64_t last_poll = 0; /* when the sockets were last looked at */
+    bool busy = false;       /* the last round handled a client */
+    int64_t last_poll = 0;   /* when the sockets were last looked at */
+    unsigned pause_skip = 0; /* spins left before looking in place again */
     while (!s.stop) {
         if (ensure_pollfds(&s, s.nconns + 3) < 0) {
             rc = -ENOMEM;
@@ -2791,9 +2792,16 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
              * are quiet, and every SERVER_BUSY_POLL however busy they keep
              * the loop, so that socket clients, newcomers and the
              * starter's pipe are heard; without slots, at every look. */
-            int64_t until = mp__now_ns() + MP__MGR_SERVER_SPIN_NS;
+            int64_t t0 = mp__now_ns();
+            int64_t until = t0 + MP__MGR_SERVER_SPIN_NS;
             if (deadline != MP__NO_DEADLINE && deadline < until)
                 until = deadline;
+            /* First in place (no yield) while mailbox clients answer
+             * quickly; after a look in place that found nothing, yielding
+             * for the next PAUSE_RETRY spins (mgr.h, "Spinning"). */
+            bool pausing = s.nslots && !pause_skip;
+            if (pause_skip)
+                pause_skip--;
             for (;;) {
                 int64_t t = mp__now_ns();
                 mail = s.nslots && slots_pending(&s);
@@ -2804,6 +2812,15 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
                 }
                 if (mail || pr != 0 || t >= until)
                     break;
+                if (pausing && t - t0 < MP__MGR_SERVER_PAUSE_NS) {
+                    for (int k = 0; k < 16; k++)
+                        mp__mgr_relax();
+                    continue;
+                }
+                if (pausing) {
+                    pausing = false;
+                    pause_skip = MP__MGR_PAUSE_RETRY;
+                }
                 sched_yield();
             }
         }
