@@ -101,11 +101,13 @@
  *     sleeps (10 us for a call that may wait in the server: a lock
  *     acquire, a queue get, put or join - and not at all once the server
  *     says the call has to wait), and the server looks for work for up to
- *     50 us after a busy moment. The server, and a client over a mailbox,
- *     yield the CPU between looks (sched_yield), so that with more
- *     processes than CPUs the one being waited for runs at once; such a
+ *     50 us after a busy moment. Over mailboxes both first look in place;
+ *     when that does not pay (more processes than CPUs, so the one being
+ *     waited for is not running alongside) they yield the CPU between
+ *     looks (sched_yield) for a while, so that it runs at once. Such a
  *     wait costs CPU time for at most that long per call. Over a socket a
- *     client polls only for calls that the server answers at once. A connection whose polls keep
+ *     client polls only for calls that the server answers at once, and
+ *     the server yields between polls. A connection whose polls keep
  *     missing (an overloaded server) stops polling. While mailbox clients
  *     keep it busy, the server looks at its sockets every 25-50 us, so a
  *     socket client of such a server may wait that much longer.
