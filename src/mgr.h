@@ -133,6 +133,9 @@ struct mp__mgr_arena {
 
 _Static_assert(sizeof(struct mp__mgr_slot) == MP__MGR_SLOT_SIZE, "slot layout");
 
+_Static_assert(sizeof(struct mp__mgr_arena) == 64 + MP__MGR_SLOTS * MP__MGR_SLOT_SIZE,
+               "arena layout");
+
 /* Spin in place for a moment: the CPU's spin-wait hint where there is one. */
 static inline void mp__mgr_relax(void)
 {
@@ -142,8 +145,6 @@ static inline void mp__mgr_relax(void)
     __asm__ __volatile__("yield" ::: "memory");
 #endif
 }
-_Static_assert(sizeof(struct mp__mgr_arena) == 64 + MP__MGR_SLOTS * MP__MGR_SLOT_SIZE,
-               "arena layout");
 
 /* What the server loop needs. */
 struct mp__mgr_cfg {
