@@ -4,6 +4,9 @@
  *   lock_rmw   W6: 4 processes x 2,500 read-modify-write decrements of
  *              d['count'] under a manager Lock (acquire, get, set, release:
  *              four round trips each), in operations/s
+ *   mplock_rmw the same under a shared-memory mp_lock (sync.h) instead: only
+ *              the get and the set go to the server (two round trips), as
+ *              Python's row "with multiprocessing.Lock()"
  *   atomic_add the same decrements with mp_dict_add_int (one round trip,
  *              atomic in the server, no lock)
  *
@@ -40,10 +43,28 @@ static void die(const char *what, int rc)
 struct work {
     mp_dict *d;
     mp_mlock *lock;
-    int go;    /* read end: a byte means "start" */
-    int ready; /* write end: a byte means "connected" */
-    int locked;
+    mp_lock *shm_lock;
+    int go;     /* read end: a byte means "start" */
+    int ready;  /* write end: a byte means "connected" */
+    int locked; /* 0: atomic add; 1: the manager lock; 2: the mp_lock */
 };
+
+static int rmw_once(struct work *w)
+{
+    int64_t v;
+    if (w->locked == 2) {
+        if (mp_lock_acquire(w->shm_lock, 10.0) != 0)
+            return -1;
+        int rc = mp_dict_get_int(w->d, "count", &v);
+        if (rc == 0)
+            rc = mp_dict_set_int(w->d, "count", v - 1);
+        return mp_lock_release(w->shm_lock) != 0 ? -1 : rc;
+    }
+    if (mp_mlock_acquire(w->lock, 10.0) != 0 || mp_dict_get_int(w->d, "count", &v) != 0 ||
+        mp_dict_set_int(w->d, "count", v - 1) != 0 || mp_mlock_release(w->lock) != 0)
+        return -1;
+    return 0;
+}
 
 static int worker(void *arg)
 {
@@ -59,8 +80,7 @@ static int worker(void *arg)
         return 1;
     for (int i = 0; i < OPS; i++) {
         if (w->locked) {
-            if (mp_mlock_acquire(w->lock, 10.0) != 0 || mp_dict_get_int(w->d, "count", &v) != 0 ||
-                mp_dict_set_int(w->d, "count", v - 1) != 0 || mp_mlock_release(w->lock) != 0)
+            if (rmw_once(w) != 0)
                 return 2;
         } else if (mp_dict_add_int(w->d, "count", -1, NULL) != 0) {
             return 2;
@@ -79,8 +99,10 @@ static double run(int locked)
     w.locked = locked;
     if ((rc = mp_manager_dict(m, NULL, &w.d)) || (rc = mp_dict_set_int(w.d, "count", PROCS * OPS)))
         die("dict", rc);
-    if (locked && (rc = mp_manager_lock(m, &w.lock)))
+    if (locked == 1 && (rc = mp_manager_lock(m, &w.lock)))
         die("lock", rc);
+    if (locked == 2 && (rc = mp_lock_new(&w.shm_lock)))
+        die("mp_lock_new", rc);
     int go[2], ready[2];
     if (pipe(go) || pipe(ready))
         die("pipe", -errno);
@@ -114,6 +136,7 @@ static double run(int locked)
     close(ready[1]);
     mp_dict_free(w.d);
     mp_mlock_free(w.lock);
+    mp_lock_free(w.shm_lock);
     mp_manager_free(m);
     return PROCS * OPS / dt;
 }
@@ -123,10 +146,12 @@ int main(int argc, char **argv)
     const char *c = argc > 1 ? argv[1] : "";
     if (strcmp(c, "lock_rmw") == 0)
         printf("lock_rmw %.1f\n", run(1));
+    else if (strcmp(c, "mplock_rmw") == 0)
+        printf("mplock_rmw %.1f\n", run(2));
     else if (strcmp(c, "atomic_add") == 0)
         printf("atomic_add %.1f\n", run(0));
     else {
-        fprintf(stderr, "usage: bench_manager lock_rmw|atomic_add\n");
+        fprintf(stderr, "usage: bench_manager lock_rmw|mplock_rmw|atomic_add\n");
         return 2;
     }
     return 0;

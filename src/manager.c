@@ -11,6 +11,12 @@
  * (timeout, reset, a reply that does not parse) is closed rather than
  * reused: a late reply would otherwise answer the next call.
  *
+ * Mailboxes. A started manager maps shared memory before it forks the
+ * server (mgr.h, "Mailboxes"); each new connection of a process that has it
+ * claims a slot, and then a call whose request fits goes through the slot
+ * and is waited for there (slot_wait), the socket serving to sleep on, for
+ * doorbells and large replies, and for end of file.
+ *
  * Fork. Every live handle is in a registry. pthread_atfork handlers take
  * the registry lock and each handle's locks around fork(); in the child they
  * close every inherited connection and the starter's "alive" pipe and empty
@@ -32,6 +38,7 @@
 #include "mgr.h"
 #include "objimpl.h"
 #include "pickle.h"
+#include "shm.h"
 
 #include <mpipc/conn.h>
 #include <mpipc/listener.h>
@@ -41,6 +48,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +77,13 @@ struct mconn {
     size_t sgot;
     uint64_t sleft;
     bool shdr;
+    /* A mailbox slot (mgr.h), when the server gave this connection one:
+     * seq is the last request published there; slot_owed says the reply
+     * to it is still owed (a stale call that went by the slot). */
+    struct mp__mgr_slot *slot;
+    uint64_t seq;
+    bool slot_owed;
+    unsigned pause_skip;       /* calls left before looking without yielding again */
     struct mconn *next_idle;   /* in the idle or the stale list */
     struct mconn *next, *prev; /* every connection of the handle */
 };
@@ -91,6 +106,10 @@ struct mp_manager {
     size_t server_max;   /* atomic: the server's request limit, from hello */
 
     bool closed; /* atomic: shut down or freed; calls give MP_ECLOSED */
+
+    /* A started manager's mailboxes (mgr.h), shared with the server and
+     * with every process forked from the starter since; NULL otherwise. */
+    struct mp__mgr_arena *arena;
 
     /* A started manager. */
     bool started, private_addr;
@@ -232,6 +251,9 @@ static void manager_destroy(mp_manager *m)
             p[i] = 0;
         free(m->key);
     }
+    /* Only this process's view goes: the server and other children may
+     * still have theirs (mp__shm_map). */
+    mp__shm_unmap(m->arena, sizeof *m->arena);
     pthread_mutex_destroy(&m->mu);
     pthread_mutex_destroy(&m->open_mu);
     free(m);
@@ -420,8 +442,303 @@ static ssize_t wait_for_reply(struct mconn *c, int64_t rel, int64_t deadline)
     return r;
 }
 
+/*
+ * Read into rbuf + off for what is left of a call's wait (rel 0: no limit):
+ * a wait that follows some looking at the slot, or a sleep that follows a
+ * doorbell meant for an earlier reply, must not start the whole timeout
+ * over. Once the deadline has passed, one look without waiting.
+ */
+static ssize_t recv_until(struct mconn *c, size_t off, int64_t rel, int64_t deadline)
+{
+    int64_t left = 0;
+    if (rel) {
+        left = deadline - mp__now_ns();
+        if (left <= 0) {
+            ssize_t r = mp__recv_nowait(c->fd, c->rbuf + off, c->rcap - off);
+            return r == -EAGAIN ? MP_ETIMEDOUT : r;
+        }
+    }
+    if (off == 0)
+        return wait_for_reply(c, left, deadline);
+    return mp__read_some(c->fd, c->rbuf + off, c->rcap - off, deadline, true);
+}
+
 /* What a round trip leaves its connection as. */
 enum fate { F_REUSE, F_DEAD, F_STALE };
+
+/* Interpret one reply pickle (see docs/manager.md, "Replies"). */
+static int parse_reply(const unsigned char *p, size_t n, mp_obj **result, int *fate)
+{
+    mp_obj *reply = NULL;
+    int rc = mp__pickle_loads(p, n, &reply);
+    if (rc < 0)
+        return rc == -ENOMEM ? rc : MP_EPROTO;
+    const char *kind;
+    size_t klen;
+    ssize_t rn = mp_obj_len(reply);
+    rc = MP_EPROTO; /* a reply we cannot read: this end is out of step */
+    if (mp_obj_type(reply) == MP_TYPE_TUPLE && rn >= 2 &&
+        mp_obj_get_str(mp_obj_list_get(reply, 0), &kind, &klen) == 0) {
+        if (klen == 7 && memcmp(kind, "#RETURN", 7) == 0 && rn == 2) {
+            if (result)
+                *result = mp__seq_take(reply, 1);
+            *fate = F_REUSE;
+            rc = 0;
+        } else if (klen == 6 && memcmp(kind, "#ERROR", 6) == 0) {
+            int64_t code;
+            if (mp_obj_get_int(mp_obj_list_get(reply, 1), &code) == 0 && code < 0 &&
+                code > INT32_MIN) {
+                *fate = F_REUSE;
+                rc = (int)code;
+            }
+        }
+    }
+    mp_obj_free(reply);
+    return rc;
+}
+
+/* A reply that is one scalar - what the hot calls get back (set, add,
+ * get_int, acquire, release) - read straight from the bytes, without
+ * building and freeing a tuple, a str and an int. */
+enum { SC_NONE = 1, SC_BOOL, SC_INT };
+struct scalar {
+    int kind; /* 0: not read this way (the general path ran) */
+    int64_t v;
+};
+
+/*
+ * Recognise exactly what the server's pickler writes for ('#RETURN', x)
+ * with x None, a bool or an int (docs/wire.md; no memo, no FRAME):
+ * PROTO 4, SHORT_BINUNICODE "#RETURN", one of N / NEWTRUE / NEWFALSE /
+ * BININT1 / BININT2 / BININT / LONG1 (up to 8 bytes), TUPLE2, STOP - and
+ * nothing else. Anything different (an error reply, another value, other
+ * encodings) is left to the general decoder, so this can only be faster,
+ * never different.
+ */
+static bool scalar_reply(const unsigned char *p, size_t n, struct scalar *sc)
+{
+    static const unsigned char head[] = {0x80, 4, 0x8c, 7, '#', 'R', 'E', 'T', 'U', 'R', 'N'};
+    const size_t h = sizeof head;
+    if (n < h + 3 || memcmp(p, head, h) != 0 || p[n - 2] != 0x86 || p[n - 1] != '.')
+        return false;
+    const unsigned char *x = p + h;
+    size_t k = n - h - 2; /* the value's bytes */
+    int64_t v = 0;
+    int kind = SC_INT;
+    switch (x[0]) {
+    case 'N':
+        kind = SC_NONE;
+        if (k != 1)
+            return false;
+        break;
+    case 0x88: /* NEWTRUE */
+    case 0x89: /* NEWFALSE */
+        if (k != 1)
+            return false;
+        kind = SC_BOOL;
+        v = x[0] == 0x88;
+        break;
+    case 'K': /* BININT1 */
+        if (k != 2)
+            return false;
+        v = x[1];
+        break;
+    case 'M': /* BININT2 */
+        if (k != 3)
+            return false;
+        v = x[1] | (int64_t)x[2] << 8;
+        break;
+    case 'J': /* BININT: 4 bytes, signed */
+        if (k != 5)
+            return false;
+        v = (int32_t)((uint32_t)x[1] | (uint32_t)x[2] << 8 | (uint32_t)x[3] << 16 |
+                      (uint32_t)x[4] << 24);
+        break;
+    case 0x8a: { /* LONG1: a length byte, then little-endian two's complement */
+        size_t len = x[1];
+        if (len < 1 || len > 8 || k != 2 + len)
+            return false;
+        uint64_t u = 0;
+        for (size_t i = 0; i < len; i++)
+            u |= (uint64_t)x[2 + i] << (8 * i);
+        if (len < 8 && (x[1 + len] & 0x80))
+            u |= ~UINT64_C(0) << (8 * len); /* sign-extend */
+        v = (int64_t)u;
+        break;
+    }
+    default:
+        return false;
+    }
+    if (sc) {
+        sc->kind = kind;
+        sc->v = v;
+    }
+    return true;
+}
+
+/* The end of a round trip: a scalar reply the caller only needs as a
+ * scalar (or not at all) is read in place; anything else is decoded. */
+static int finish_reply(const unsigned char *p, size_t n, mp_obj **result, struct scalar *sc,
+                        int *fate)
+{
+    if ((sc || !result) && scalar_reply(p, n, sc)) {
+        *fate = F_REUSE;
+        return 0;
+    }
+    return parse_reply(p, n, result, fate);
+}
+
+/* Drop the doorbells (frames of length 0, mgr.h "Mailboxes") at the head of
+ * the n bytes in p; returns how many bytes are left. */
+static size_t skip_doorbells(unsigned char *p, size_t n)
+{
+    size_t off = 0;
+    while (n - off >= MP__FRAME_SHORT && p[off] == 0 && p[off + 1] == 0 && p[off + 2] == 0 &&
+           p[off + 3] == 0)
+        off += MP__FRAME_SHORT;
+    if (off)
+        memmove(p, p + off, n - off);
+    return n - off;
+}
+
+static int grow_rbuf(struct mconn *c, size_t cap)
+{
+    if (c->rcap >= cap)
+        return 0;
+    unsigned char *p = realloc(c->rbuf, cap);
+    if (!p)
+        return -ENOMEM;
+    c->rbuf = p;
+    c->rcap = cap;
+    return 0;
+}
+
+/* Publish request seq in the slot, then wake the server if it sleeps. */
+static int slot_send(mp_manager *m, struct mconn *c, size_t size)
+{
+    struct mp__mgr_slot *sl = c->slot;
+    memcpy(sl->data, c->w.p + 4, size);
+    sl->len = (uint32_t)size;
+    c->seq++;
+    /* Sequentially consistent store, then load: either the server sees
+     * the request when it looks once more before sleeping, or this sees
+     * that it sleeps (mgr.h, "Mailboxes"). */
+    __atomic_store_n(&sl->state, c->seq << 2 | MP__MGR_SLOT_REQ, __ATOMIC_SEQ_CST);
+    uint32_t *ss = &m->arena->ssleep;
+    if (__atomic_load_n(ss, __ATOMIC_SEQ_CST) && __atomic_exchange_n(ss, 0, __ATOMIC_SEQ_CST)) {
+        static const unsigned char bell[MP__FRAME_SHORT];
+        struct iovec iov = {(void *)bell, sizeof bell};
+        return mp__write_all(c->fd, &iov, 1, true, false);
+    }
+    return 0;
+}
+
+/*
+ * Wait for the reply to the request just published in the slot: look at the
+ * slot for a moment (the server is usually awake and quick), then sleep on
+ * the socket until a doorbell, the reply frame itself, the end of file or
+ * the deadline. Returns 0 when the reply is in the slot, 1 when it comes by
+ * the socket (*got bytes of it are already in rbuf), or a status code; on
+ * MP_ETIMEDOUT the connection's stale fields say what is still owed.
+ *
+ * The looking yields the CPU between two looks (mgr.h, "Spinning"): where
+ * the server shares this CPU it then runs at once, and where it has a CPU
+ * of its own a yield with nobody else to run costs well under a
+ * microsecond.
+ */
+static int slot_wait(struct mconn *c, double wait, int64_t rel, int64_t deadline, size_t *got)
+{
+    struct mp__mgr_slot *sl = c->slot;
+    const uint64_t rep = c->seq << 2 | MP__MGR_SLOT_REP;
+    const uint64_t rep_sock = c->seq << 2 | MP__MGR_SLOT_REP_SOCK;
+    c->calls++;
+    int64_t budget = wait != 0 ? MP__MGR_CLIENT_WAIT_SPIN_NS : MP__MGR_CLIENT_SPIN_NS;
+    if (c->spin_misses >= MP__MGR_SPIN_MISSES && c->calls % MP__MGR_SPIN_RETRY)
+        budget = 0; /* spinning has not paid lately */
+    int64_t t0 = mp__now_ns();
+    int64_t until = t0 + budget;
+    if (deadline != MP__NO_DEADLINE && deadline < until)
+        until = deadline;
+    /* First look without yielding (mgr.h, "Spinning"): when the server has
+     * a CPU of its own, the reply comes within a microsecond or two. When
+     * the whole look passes without it (the server shares this CPU, or is
+     * busy with others), looking in place only kept the server off the
+     * CPU: yield from the start for the next PAUSE_RETRY calls. */
+    if (wait == 0 && budget) {
+        if (c->pause_skip) {
+            c->pause_skip--;
+        } else {
+            int64_t pend = t0 + MP__MGR_CLIENT_PAUSE_NS;
+            if (pend > until)
+                pend = until;
+            for (int64_t t = t0; t < pend; t = mp__now_ns()) {
+                for (int k = 0; k < 16; k++) {
+                    uint64_t st = __atomic_load_n(&sl->state, __ATOMIC_ACQUIRE);
+                    if (st == rep || st == rep_sock) {
+                        c->spin_misses = 0;
+                        *got = 0;
+                        return st == rep ? 0 : 1;
+                    }
+                    mp__mgr_relax();
+                }
+            }
+            c->pause_skip = MP__MGR_PAUSE_RETRY;
+        }
+    }
+    for (;;) {
+        uint64_t st = __atomic_load_n(&sl->state, __ATOMIC_ACQUIRE);
+        if (st == rep || st == rep_sock) {
+            if (wait == 0)
+                c->spin_misses = 0;
+            *got = 0;
+            return st == rep ? 0 : 1;
+        }
+        if (mp__now_ns() >= until || __atomic_load_n(&sl->parked, __ATOMIC_ACQUIRE) == c->seq)
+            break; /* it has waited long enough, or it waits in the server */
+        sched_yield();
+    }
+    /* Only calls the server answers at once count: a lock or a queue that
+     * makes its caller wait says nothing about the server. */
+    if (budget && wait == 0 && c->spin_misses < MP__MGR_SPIN_MISSES)
+        c->spin_misses++;
+
+    if (grow_rbuf(c, RBUF_MIN) < 0)
+        return -ENOMEM;
+    size_t n = 0;
+    for (;;) {
+        if (n == 0) {
+            __atomic_store_n(&sl->csleep, 1, __ATOMIC_SEQ_CST);
+            uint64_t st = __atomic_load_n(&sl->state, __ATOMIC_SEQ_CST);
+            if (st == rep || st == rep_sock) {
+                __atomic_store_n(&sl->csleep, 0, __ATOMIC_RELAXED);
+                *got = 0;
+                return st == rep ? 0 : 1;
+            }
+        }
+        ssize_t r = recv_until(c, n, rel, deadline);
+        __atomic_store_n(&sl->csleep, 0, __ATOMIC_RELAXED);
+        if (r == MP_ETIMEDOUT) {
+            /* Still owed: by the slot, or (bytes of a frame came) by the
+             * socket, which drain() then reads on. */
+            c->slot_owed = n == 0;
+            c->shdr = false;
+            c->sgot = n;
+            c->sleft = 0;
+            return MP_ETIMEDOUT;
+        }
+        if (r == 0)
+            return MP_ENOSERVER;
+        if (r < 0)
+            return gone((int)r);
+        n = skip_doorbells(c->rbuf, n + (size_t)r);
+        if (n >= MP__FRAME_SHORT) {
+            *got = n; /* the start of a frame: the reply, by the socket */
+            return 1;
+        }
+        /* n is 0 (only doorbells: look at the slot again) or 1 to 3 (the
+         * rest of a header is on its way). */
+    }
+}
 
 /*
  * Send one request and read its reply. *fate tells the caller what to do
@@ -431,7 +748,8 @@ enum fate { F_REUSE, F_DEAD, F_STALE };
  * is not NULL).
  */
 static int roundtrip(mp_manager *m, struct mconn *c, int64_t ident, const char *method,
-                     const struct marg *a, size_t n, double wait, mp_obj **result, int *fate)
+                     const struct marg *a, size_t n, double wait, mp_obj **result,
+                     struct scalar *sc, int *fate)
 {
     *fate = F_REUSE;
     int rc = encode_request(&c->w, ident, method, a, n);
@@ -456,20 +774,44 @@ static int roundtrip(mp_manager *m, struct mconn *c, int64_t ident, const char *
     }
     int64_t deadline = rel ? mp__now_ns() + rel : MP__NO_DEADLINE;
 
-    struct iovec iov = {c->w.p, c->w.len};
     *fate = F_DEAD;
-    rc = mp__write_all(c->fd, &iov, 1, true, false);
-    if (c->w.cap > BUF_KEEP) {
-        free(c->w.p);
-        c->w.p = NULL;
-        c->w.cap = 0;
+    size_t got = 0;
+    bool by_slot = c->slot && size <= MP__MGR_SLOT_DATA;
+    if (by_slot) {
+        rc = slot_send(m, c, size);
+        c->w.len = 0;
+        if (rc < 0)
+            return gone(rc);
+        rc = slot_wait(c, wait, rel, deadline, &got);
+        if (rc == MP_ETIMEDOUT)
+            *fate = F_STALE;
+        if (rc < 0)
+            return rc;
+        if (rc == 0) {
+            uint32_t len = __atomic_load_n(&c->slot->len, __ATOMIC_RELAXED);
+            if (len > MP__MGR_SLOT_DATA)
+                return MP_EPROTO;
+            /* A private copy: other processes can write the block. */
+            if (grow_rbuf(c, RBUF_MIN) < 0)
+                return -ENOMEM;
+            memcpy(c->rbuf, c->slot->data, len);
+            return finish_reply(c->rbuf, len, result, sc, fate);
+        }
+    } else {
+        struct iovec iov = {c->w.p, c->w.len};
+        rc = mp__write_all(c->fd, &iov, 1, true, false);
+        if (c->w.cap > BUF_KEEP) {
+            free(c->w.p);
+            c->w.p = NULL;
+            c->w.cap = 0;
+        }
+        c->w.len = 0;
+        if (rc < 0)
+            return gone(rc);
     }
-    c->w.len = 0;
-    if (rc < 0)
-        return gone(rc);
 
     /* Read one frame: grow only as bytes arrive. */
-    size_t got = 0, need = MP__FRAME_SHORT, hdr = 0;
+    size_t need = MP__FRAME_SHORT, hdr = 0;
     uint64_t plen = 0;
     bool have_header = false;
     for (;;) {
@@ -477,6 +819,11 @@ static int roundtrip(mp_manager *m, struct mconn *c, int64_t ident, const char *
             int fr = mp__frame_decode(c->rbuf, got, &plen, &hdr);
             if (fr < 0)
                 return MP_EPROTO;
+            if (fr == 1 && plen == 0 && c->slot) {
+                got = skip_doorbells(c->rbuf, got); /* left from an earlier call */
+                need = MP__FRAME_SHORT;
+                continue;
+            }
             if (fr == 1) {
                 if (plen > m->max_reply)
                     return MP_ETOOLONG;
@@ -492,17 +839,16 @@ static int roundtrip(mp_manager *m, struct mconn *c, int64_t ident, const char *
             size_t cap = c->rcap ? c->rcap * 2 : RBUF_MIN;
             if (have_header && cap > need)
                 cap = need;
-            unsigned char *p = realloc(c->rbuf, cap);
-            if (!p)
+            if (grow_rbuf(c, cap) < 0)
                 return -ENOMEM;
-            c->rbuf = p;
-            c->rcap = cap;
         }
         ssize_t r;
-        if (got == 0) {
+        if (got == 0 && !by_slot) {
             r = spin_for_reply(c, wait);
             if (r == -EAGAIN)
                 r = wait_for_reply(c, rel, deadline);
+        } else if (got == 0) {
+            r = recv_until(c, 0, rel, deadline); /* REP_SOCK, after a look at the slot */
         } else {
             r = mp__read_some(c->fd, c->rbuf + got, c->rcap - got, deadline, true);
         }
@@ -525,36 +871,12 @@ static int roundtrip(mp_manager *m, struct mconn *c, int64_t ident, const char *
     if (got != need)
         return MP_EPROTO; /* bytes beyond the one reply: out of step */
 
-    mp_obj *reply = NULL;
-    rc = mp__pickle_loads(c->rbuf + hdr, (size_t)plen, &reply);
+    rc = finish_reply(c->rbuf + hdr, (size_t)plen, result, sc, fate);
     if (c->rcap > BUF_KEEP) {
         free(c->rbuf);
         c->rbuf = NULL;
         c->rcap = 0;
     }
-    if (rc < 0)
-        return rc == -ENOMEM ? rc : MP_EPROTO;
-    const char *kind;
-    size_t klen;
-    ssize_t rn = mp_obj_len(reply);
-    rc = MP_EPROTO; /* a reply we cannot read: this end is out of step */
-    if (mp_obj_type(reply) == MP_TYPE_TUPLE && rn >= 2 &&
-        mp_obj_get_str(mp_obj_list_get(reply, 0), &kind, &klen) == 0) {
-        if (klen == 7 && memcmp(kind, "#RETURN", 7) == 0 && rn == 2) {
-            if (result)
-                *result = mp__seq_take(reply, 1);
-            *fate = F_REUSE;
-            rc = 0;
-        } else if (klen == 6 && memcmp(kind, "#ERROR", 6) == 0) {
-            int64_t code;
-            if (mp_obj_get_int(mp_obj_list_get(reply, 1), &code) == 0 && code < 0 &&
-                code > INT32_MIN) {
-                *fate = F_REUSE;
-                rc = (int)code;
-            }
-        }
-    }
-    mp_obj_free(reply);
     return rc;
 }
 
@@ -660,7 +982,7 @@ static int conn_open(mp_manager *m, struct mconn **out)
                         ARG_INT(MP__MGR_PROTOCOL)};
     mp_obj *r = NULL;
     int fate;
-    rc = roundtrip(m, c, 0, "hello", a, 4, 0, &r, &fate);
+    rc = roundtrip(m, c, 0, "hello", a, 4, 0, &r, NULL, &fate);
     int64_t max_req = 0;
     if (rc == 0 && (mp_obj_len(r) != 3 || mp_obj_get_int(mp_obj_list_get(r, 1), &max_req) < 0))
         rc = MP_EPROTO;
@@ -671,6 +993,25 @@ static int conn_open(mp_manager *m, struct mconn **out)
     }
     if (max_req > 0)
         __atomic_store_n(&m->server_max, (size_t)max_req, __ATOMIC_RELAXED);
+
+    /* A process that shares the starter's memory claims a mailbox slot
+     * (mgr.h). An error reply (a server without mailboxes) or -1 (none
+     * free) leaves the connection on the socket. */
+    if (m->arena) {
+        struct marg t[1] = {ARG_INT((int64_t)m->arena->tag)};
+        rc = roundtrip(m, c, 0, "shm", t, 1, 0, &r, NULL, &fate);
+        int64_t ix = -1;
+        if (rc == 0 && mp_obj_get_int(r, &ix) == 0 && ix >= 0 && ix < MP__MGR_SLOTS) {
+            c->slot = &m->arena->slot[ix];
+            c->seq = 0;
+        }
+        mp_obj_free(r);
+        r = NULL;
+        if (rc < 0 && fate != F_REUSE) {
+            conn_drop(m, c);
+            return rc;
+        }
+    }
     *out = c;
     return 0;
 }
@@ -696,6 +1037,19 @@ static void conn_park(mp_manager *m, struct mconn *c)
  */
 static int drain(struct mconn *c)
 {
+    if (c->slot_owed) {
+        uint64_t st = __atomic_load_n(&c->slot->state, __ATOMIC_ACQUIRE);
+        if (st == (c->seq << 2 | MP__MGR_SLOT_REP)) {
+            c->slot_owed = false;
+            return 1;
+        }
+        if (st != (c->seq << 2 | MP__MGR_SLOT_REP_SOCK))
+            return 0;
+        c->slot_owed = false; /* the reply frame comes by the socket */
+        c->sgot = 0;
+        c->shdr = false;
+        c->sleft = 0;
+    }
     for (;;) {
         if (!c->shdr && c->sgot >= MP__FRAME_SHORT) {
             uint64_t plen;
@@ -703,6 +1057,10 @@ static int drain(struct mconn *c)
             int fr = mp__frame_decode(c->rbuf, c->sgot, &plen, &hdr);
             if (fr < 0)
                 return -1;
+            if (fr == 1 && plen == 0 && c->slot) {
+                c->sgot = skip_doorbells(c->rbuf, c->sgot);
+                continue;
+            }
             if (fr == 1) {
                 if (plen > UINT64_MAX - hdr || c->sgot > hdr + plen)
                     return -1;
@@ -776,10 +1134,12 @@ static int open_failure(int rc)
 }
 
 static int call_impl(mp_manager *m, int64_t ident, const char *method, const struct marg *a,
-                     size_t n, double wait, mp_obj **result, bool even_closed)
+                     size_t n, double wait, mp_obj **result, struct scalar *sc, bool even_closed)
 {
     if (result)
         *result = NULL;
+    if (sc)
+        sc->kind = 0;
     if (!even_closed && is_closed(m))
         return MP_ECLOSED;
     struct mconn *c;
@@ -787,7 +1147,7 @@ static int call_impl(mp_manager *m, int64_t ident, const char *method, const str
     if (rc < 0)
         return open_failure(rc);
     int fate;
-    rc = roundtrip(m, c, ident, method, a, n, wait, result, &fate);
+    rc = roundtrip(m, c, ident, method, a, n, wait, result, sc, &fate);
     if (fate == F_DEAD)
         conn_drop(m, c);
     else if (fate == F_STALE)
@@ -800,7 +1160,7 @@ static int call_impl(mp_manager *m, int64_t ident, const char *method, const str
 static int mcall(mp_manager *m, int64_t ident, const char *method, const struct marg *a, size_t n,
                  double wait, mp_obj **result)
 {
-    return call_impl(m, ident, method, a, n, wait, result, false);
+    return call_impl(m, ident, method, a, n, wait, result, NULL, false);
 }
 
 /* Close this process's idle and stale connections (those in use close
@@ -834,6 +1194,7 @@ struct start_args {
     size_t max_message;
     int alive_rd;
     mp_conn *report;
+    struct mp__mgr_arena *arena;
 };
 
 /* The server child: report the address (or why not), then serve. */
@@ -865,7 +1226,7 @@ static int server_main(void *arg)
     mp_conn_free(a->report);
     if (rc < 0)
         return 1;
-    struct mp__mgr_cfg cfg = {a->key, a->keylen, a->max_message, a->alive_rd};
+    struct mp__mgr_cfg cfg = {a->key, a->keylen, a->max_message, a->alive_rd, a->arena};
     rc = mp__mgr_serve(l, &cfg);
     mp_listener_free(l);
     mp__close(a->alive_rd);
@@ -911,7 +1272,7 @@ static void stop_started(mp_manager *m)
     int64_t quick = (int64_t)(STOP_TIMEOUT * 1e9);
     if (saved < 0 || saved > quick)
         __atomic_store_n(&m->timeout_ns, quick, __ATOMIC_RELAXED);
-    (void)call_impl(m, 0, "shutdown", NULL, 0, 0, NULL, true);
+    (void)call_impl(m, 0, "shutdown", NULL, 0, 0, NULL, NULL, true);
     __atomic_store_n(&m->timeout_ns, saved, __ATOMIC_RELAXED);
     close_idle(m);
     close_alive(m); /* a server that missed the request sees end of file */
@@ -970,6 +1331,18 @@ MP_API int mp_manager_start(mp_manager **out, const mp_manager_opts *opts)
     if (rc < 0)
         return rc;
 
+    /* The mailboxes, mapped before the server is forked (mgr.h). Without
+     * them every call simply goes by the socket. */
+    void *arena = NULL;
+    if (mp__shm_map(&arena, sizeof *m->arena) == 0) {
+        m->arena = arena;
+        uint64_t tag = 0;
+        if (mp__random_bytes(&tag, sizeof tag) < 0)
+            tag = 0;
+        tag &= (uint64_t)INT64_MAX;
+        m->arena->tag = tag ? tag : 1;
+    }
+
     mp_conn *rd = NULL, *wr = NULL;
     int alive[2] = {-1, -1};
     rc = mp_pipe(&rd, &wr, false);
@@ -982,7 +1355,7 @@ MP_API int mp_manager_start(mp_manager **out, const mp_manager_opts *opts)
             m->alive_wr = alive[1];
         pthread_mutex_unlock(&reg_mu);
     }
-    struct start_args a = {o.address, m->key, m->keylen, o.max_message, alive[0], wr};
+    struct start_args a = {o.address, m->key, m->keylen, o.max_message, alive[0], wr, m->arena};
     if (rc == 0)
         rc = mp_process_new(&m->proc, server_main, &a);
     if (rc == 0)
@@ -1085,7 +1458,7 @@ MP_API int mp_manager_serve(const char *address, const void *authkey, size_t aut
         return rc;
     if (o.ready)
         o.ready(mp_listener_address(l), o.ready_arg);
-    struct mp__mgr_cfg cfg = {authkey, authkey_len, o.max_message, -1};
+    struct mp__mgr_cfg cfg = {authkey, authkey_len, o.max_message, -1, NULL};
     rc = mp__mgr_serve(l, &cfg);
     mp_listener_free(l);
     return rc;
@@ -1328,12 +1701,15 @@ MP_API int mp_manager_attach_queue(mp_manager *m, const char *name, mp_mqueue **
 /* ---- proxy calls ------------------------------------------------------------------ */
 
 /* One call on the proxy's object; a process that inherited the proxy
- * first registers as a holder. */
-static int pcall(struct proxy *p, const char *method, const struct marg *a, size_t n, double wait,
-                 mp_obj **result)
+ * first registers as a holder. With sc, a scalar reply comes back there
+ * (sc->kind set) instead of in *result. */
+static int pcall_sc(struct proxy *p, const char *method, const struct marg *a, size_t n,
+                    double wait, mp_obj **result, struct scalar *sc)
 {
     if (result)
         *result = NULL;
+    if (sc)
+        sc->kind = 0;
     unsigned g = mp__forkgen();
     if (__atomic_load_n(&p->gen, __ATOMIC_ACQUIRE) != g) {
         struct marg id[1] = {ARG_INT(p->id)};
@@ -1342,7 +1718,24 @@ static int pcall(struct proxy *p, const char *method, const struct marg *a, size
             return rc;
         __atomic_store_n(&p->gen, g, __ATOMIC_RELEASE);
     }
-    return mcall(p->m, p->id, method, a, n, wait, result);
+    return call_impl(p->m, p->id, method, a, n, wait, result, sc, false);
+}
+
+static int pcall(struct proxy *p, const char *method, const struct marg *a, size_t n, double wait,
+                 mp_obj **result)
+{
+    return pcall_sc(p, method, a, n, wait, result, NULL);
+}
+
+/* mp_obj_get_int() of a reply that came as a scalar or as a value. */
+static int reply_int(const struct scalar *sc, const mp_obj *r, int64_t *v)
+{
+    if (!sc->kind)
+        return mp_obj_get_int(r, v);
+    if (sc->kind == SC_NONE)
+        return MP_ETYPE;
+    *v = sc->v;
+    return 0;
 }
 
 static void proxy_release(struct proxy *p)
@@ -1537,11 +1930,12 @@ static int add_impl(mp_dict *d, struct marg key, int64_t delta, int64_t *result)
 {
     struct marg a[2] = {key, ARG_INT(delta)};
     mp_obj *r;
-    int rc = pcall(&d->p, "add", a, 2, 0, &r);
+    struct scalar sc;
+    int rc = pcall_sc(&d->p, "add", a, 2, 0, &r, &sc);
     if (rc < 0)
         return rc;
     int64_t v;
-    rc = mp_obj_get_int(r, &v) == 0 ? 0 : MP_EPROTO;
+    rc = reply_int(&sc, r, &v) == 0 ? 0 : MP_EPROTO;
     mp_obj_free(r);
     if (rc == 0 && result)
         *result = v;
@@ -1635,11 +2029,16 @@ static int get_typed(mp_dict *d, const char *key, mp_obj **out)
 MP_API int mp_dict_get_int(mp_dict *d, const char *key, int64_t *value)
 {
     CHECK_PROXY(value);
+    struct marg k;
+    if (!d || str_arg(key, &k) < 0)
+        return -EINVAL;
+    struct marg a[1] = {k};
     mp_obj *r;
-    int rc = get_typed(d, key, &r);
+    struct scalar sc;
+    int rc = pcall_sc(&d->p, "get", a, 1, 0, &r, &sc);
     if (rc < 0)
         return rc;
-    rc = mp_obj_get_int(r, value);
+    rc = reply_int(&sc, r, value);
     mp_obj_free(r);
     return rc;
 }

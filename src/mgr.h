@@ -32,24 +32,127 @@
  * Spinning. On a machine where a sleeping process takes tens of
  * microseconds to wake (virtual machines above all: an idle vCPU needs an
  * interrupt), sleeping and waking once per message costs more than the
- * message. So a client whose call is answered at once (one that does not
- * wait in the server) polls for the reply for up to CLIENT_SPIN before it
- * blocks, and the server polls for up to SERVER_SPIN after a busy moment
- * before it sleeps. A client connection whose spins keep missing (a remote
- * or overloaded server) stops spinning, trying again only now and then, so
- * the CPU it burns stays a small fraction of the time it waits.
+ * message. So a client polls for its reply for a moment before it blocks -
+ * up to CLIENT_SPIN for a call the server answers at once, up to
+ * CLIENT_WAIT_SPIN for one that may wait there (a lock, a queue), which
+ * catches the uncontended case - and the server polls for up to
+ * SERVER_SPIN after a busy moment before it sleeps. A server whose clients
+ * hold mailboxes looks at those between two yields and at its sockets (a
+ * poll(), a system call) every SERVER_POLL, or every SERVER_BUSY_POLL while
+ * the mailboxes keep it busy: polling every 2 us cost the mailbox rows
+ * 5-10%, every 10 us 3-7% more than every 25-50 us on one vCPU. A socket
+ * client of such a server may so wait up to SERVER_POLL longer while the
+ * server spins (not while it sleeps); a server without mailbox clients
+ * polls its sockets at every look.
+ *
+ * Yield or spin in place? With more processes than CPUs - four clients
+ * and a server on two vCPUs, or on one when the machine is busy - a
+ * process that spins in place keeps the very process it waits for off the
+ * CPU until its spin is over, while one that yields (sched_yield) lets it
+ * run at once: measured, yielding beat spinning in place 2-3x on every W6
+ * row. But where the two ends do have a CPU each (the mp_lock row: one
+ * client works at a time), spinning in place keeps them there and beat
+ * yielding 2-2.5x. So both ends adapt: a client (for calls the server
+ * answers at once) and the server (while mailbox clients are connected)
+ * first look in place for up to CLIENT_PAUSE / SERVER_PAUSE; a look that
+ * ends without an answer means the other end is not running alongside,
+ * and the next PAUSE_RETRY waits yield from the start. Measured (medians
+ * of 7, rows manager-Lock / mp_lock / add_int, 2 vCPUs): yield only
+ * 43.7k/79.8k/551k, adaptive 52.6k/211k/502k; pinned to one vCPU, where
+ * the looks in place never pay, 48.1k/76.0k/357k vs 47.3k/73.8k/343k.
+ * Where the other end has a CPU of its own, a yield with nobody else to
+ * run costs well under a microsecond, so little is lost there.
+ *
+ * A client connection whose spins keep missing (an overloaded server)
+ * stops spinning, trying again only now and then, so the CPU it burns
+ * stays a small fraction of the time it waits.
  */
-#define MP__MGR_CLIENT_SPIN_NS INT64_C(20000)
-#define MP__MGR_SERVER_SPIN_NS INT64_C(50000)
-#define MP__MGR_SPIN_MISSES    4
-#define MP__MGR_SPIN_RETRY     64 /* then it tries once every this many calls */
+#define MP__MGR_CLIENT_SPIN_NS      INT64_C(20000)
+#define MP__MGR_CLIENT_WAIT_SPIN_NS INT64_C(10000)
+#define MP__MGR_SERVER_SPIN_NS      INT64_C(50000)
+#define MP__MGR_SERVER_POLL_NS      INT64_C(25000)
+#define MP__MGR_SERVER_BUSY_POLL_NS INT64_C(50000)
+#define MP__MGR_CLIENT_PAUSE_NS     INT64_C(20000)
+#define MP__MGR_SERVER_PAUSE_NS     INT64_C(20000)
+#define MP__MGR_PAUSE_RETRY         256
+#define MP__MGR_SPIN_MISSES         4
+#define MP__MGR_SPIN_RETRY          64 /* then it tries once every this many calls */
+
+/*
+ * Mailboxes. A started manager maps one block of shared memory before it
+ * forks the server, so the server and every process forked from the
+ * starter afterwards see it. Each connection of such a process may claim a
+ * slot in it ('shm' request, docs/manager.md) and then carry its small
+ * requests and replies through the slot instead of the socket: a call is
+ * then a few stores and loads, and no system call at all when both ends
+ * are awake. The socket stays: it carries what does not fit a slot, it is
+ * how each end wakes a sleeping other (a "doorbell": a frame of length 0),
+ * and its end of file is still how either end learns that the other died.
+ *
+ * A slot's state is seq << 2 | kind: the client publishes request seq
+ * (REQ) after writing data and len; the server answers it with REP (the
+ * reply pickle is in data) or REP_SOCK (the reply frame comes by the
+ * socket, because it does not fit). State is published after data and
+ * len, and read before them (release/acquire at least). Before an end
+ * sleeps it raises its flag (ssleep for the server, csleep for the client
+ * of a slot) and looks once more; the other end publishes, then looks at
+ * the flag, and rings the doorbell when it takes the flag down. Flag and
+ * state are stored and loaded sequentially consistent (no fences, which
+ * ThreadSanitizer cannot follow), so one of the two always sees the other.
+ * Either end may see a doorbell it no longer needs; both skip them. When a
+ * request has to wait in the server (a lock held, a queue empty or full)
+ * the server writes its seq to parked, and the client stops looking and
+ * sleeps at once: the reply may be a long way off.
+ *
+ * Everything in the block is written by processes the server does not
+ * trust more than their sockets: the server copies a request out before
+ * it decodes it and bounds every length; a client does the same.
+ */
+#define MP__MGR_SLOTS         128
+#define MP__MGR_SLOT_SIZE     1024
+#define MP__MGR_SLOT_DATA     (MP__MGR_SLOT_SIZE - 64)
+#define MP__MGR_SLOT_REQ      UINT64_C(1)
+#define MP__MGR_SLOT_REP      UINT64_C(2)
+#define MP__MGR_SLOT_REP_SOCK UINT64_C(3)
+
+struct mp__mgr_slot {
+    uint64_t state;  /* atomic: seq << 2 | kind */
+    uint32_t len;    /* bytes in data (request or reply) */
+    uint32_t csleep; /* atomic: the client waits on its socket for a doorbell */
+    uint64_t parked; /* atomic: the seq of a request the server made wait */
+    unsigned char pad_[40];
+    unsigned char data[MP__MGR_SLOT_DATA];
+};
+
+struct mp__mgr_arena {
+    uint64_t tag;    /* random, nonzero: a client shows it in 'shm' */
+    uint32_t ssleep; /* atomic: the server is about to sleep in poll() */
+    unsigned char pad_[52];
+    struct mp__mgr_slot slot[MP__MGR_SLOTS];
+};
+
+_Static_assert(sizeof(struct mp__mgr_slot) == MP__MGR_SLOT_SIZE, "slot layout");
+
+_Static_assert(sizeof(struct mp__mgr_arena) == 64 + MP__MGR_SLOTS * MP__MGR_SLOT_SIZE,
+               "arena layout");
+
+/* Spin in place for a moment: the CPU's spin-wait hint where there is one. */
+static inline void mp__mgr_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#endif
+}
 
 /* What the server loop needs. */
 struct mp__mgr_cfg {
     const void *authkey; /* the key every connection must prove (required) */
     size_t authkey_len;
-    size_t max_request; /* requests above this get MP_ETOOLONG */
-    int alive_fd;       /* read end of the starter's pipe, or -1 (serve) */
+    size_t max_request;          /* requests above this get MP_ETOOLONG */
+    int alive_fd;                /* read end of the starter's pipe, or -1 (serve) */
+    struct mp__mgr_arena *arena; /* the mailboxes of a started manager, or NULL */
 };
 
 /*

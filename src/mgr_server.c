@@ -25,6 +25,13 @@
  * is also the back-pressure: a client that sends without reading stops
  * being read once 64 KiB of its requests are buffered.
  *
+ * Mailboxes. A connection of a started manager's client may hold a slot
+ * of shared memory (mgr.h, "Mailboxes"); a request found there is handled
+ * exactly like one read from the socket - in order, one at a time - and
+ * its reply goes back into the slot (slot_deliver) when it fits. The loop
+ * looks at the slots as it spins, and raises its ssleep flag before it
+ * sleeps in poll(), so a client rings its doorbell only when needed.
+ *
  * Sessions. A client process announces a random session id in its 'hello';
  * all connections of one process (one per thread that talks at once) share
  * it. Locks are held, and objects referenced, by sessions. When a session's
@@ -52,6 +59,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,6 +138,12 @@ struct sconn {
     struct waiter *waiter; /* the request that is waiting, if any */
     bool closing;          /* close once the output is sent (after a fatal error reply) */
     bool broken;           /* the peer is gone or the socket failed: tear down */
+    /* A mailbox (mgr.h), once the client claimed one with 'shm'. */
+    struct mp__mgr_slot *slot;
+    unsigned slot_ix;
+    uint64_t slot_seq; /* the last request taken from the slot */
+    bool via_slot;     /* the request being handled came through the slot */
+    bool hung_up;      /* the peer closed its end: nobody writes to the slot now */
 };
 
 /* A handshake in progress, run by its own thread. */
@@ -175,6 +189,13 @@ struct server {
     struct pollfd *pfds;
     struct sconn **pconn;
     size_t pcap;
+    /* Mailboxes: the shared block (NULL for mp_manager_serve), which slots
+     * connections hold, and where a request is copied before decoding. */
+    struct mp__mgr_arena *arena;
+    struct sobj *grant; /* a lock released by the request being handled */
+    size_t nslots;      /* connections that hold a slot */
+    bool slot_used[MP__MGR_SLOTS];
+    unsigned char slot_copy[MP__MGR_SLOT_DATA];
 };
 
 /* ---- replies --------------------------------------------------------------- */
@@ -314,6 +335,7 @@ static void conn_flush(struct sconn *c)
             return;
         if (w < 0) {
             c->broken = true;
+            c->hung_up = w == -EPIPE || w == -ECONNRESET;
             return;
         }
         c->out_pos += (size_t)w;
@@ -328,6 +350,50 @@ static void conn_flush(struct sconn *c)
     }
     if (c->closing)
         c->broken = true; /* the fatal error reply has left: hang up */
+}
+
+/* ---- connections: mailbox replies ------------------------------------------- */
+
+/*
+ * The reply to a request that came through the slot is complete in c->out
+ * (one frame, nothing else pending): move it into the slot, or, when it does
+ * not fit, tell the client it comes by the socket. Then ring the client's
+ * doorbell if it sleeps on the socket (a REP_SOCK frame wakes it by
+ * itself; a doorbell behind it would look like bytes beyond the reply).
+ */
+static void slot_deliver(struct sconn *c)
+{
+    c->via_slot = false;
+    if (c->broken)
+        return;
+    struct mp__mgr_slot *sl = c->slot;
+    size_t flen = c->out.len - c->out_pos;
+    uint64_t kind = MP__MGR_SLOT_REP_SOCK;
+    if (c->out_pos == 0 && flen >= 4 && flen - 4 <= MP__MGR_SLOT_DATA) {
+        memcpy(sl->data, c->out.p + 4, flen - 4);
+        sl->len = (uint32_t)(flen - 4);
+        c->out.len = 0;
+        kind = MP__MGR_SLOT_REP;
+    }
+    /* Sequentially consistent store, then load (mgr.h, "Mailboxes"). */
+    __atomic_store_n(&sl->state, c->slot_seq << 2 | kind, __ATOMIC_SEQ_CST);
+    if (kind == MP__MGR_SLOT_REP && __atomic_load_n(&sl->csleep, __ATOMIC_SEQ_CST) &&
+        __atomic_exchange_n(&sl->csleep, 0, __ATOMIC_SEQ_CST)) {
+        if (mp__pickler_reserve(&c->out, 4) == 0) {
+            memset(c->out.p + c->out.len, 0, 4);
+            c->out.len += 4;
+        } else {
+            c->broken = true; /* it would sleep until its deadline */
+        }
+    }
+}
+
+/* A reply to c's current request is complete: deliver it. */
+static void reply_done(struct sconn *c)
+{
+    if (c->via_slot && !c->waiter)
+        slot_deliver(c);
+    conn_flush(c);
 }
 
 /* ---- objects ------------------------------------------------------------------ */
@@ -445,6 +511,8 @@ static int wait_on(struct server *s, struct sconn *c, struct sobj *o, struct wq 
     w->item = item;
     w->deadline = mp__deadline(timeout);
     wq_push(q, w);
+    if (c->via_slot) /* tell the client not to wait up (mgr.h) */
+        __atomic_store_n(&c->slot->parked, c->slot_seq, __ATOMIC_RELEASE);
     if (w->deadline != MP__NO_DEADLINE) {
         w->tnext = s->timed;
         if (s->timed)
@@ -472,7 +540,7 @@ static void waiter_replied(struct server *s, struct waiter *w)
 {
     struct sconn *c = w->conn;
     waiter_free(s, w);
-    conn_flush(c);
+    reply_done(c);
     s->again = true;
 }
 
@@ -1316,7 +1384,12 @@ static void k_release(struct server *s, struct sconn *c, struct sobj *o, mp_obj 
     }
     if (--o->count == 0) {
         o->owner = NULL;
-        lock_grant_next(s, o);
+        /* The next waiter gets it once this reply has gone (after_reply):
+         * the releaser, who goes on working, is not kept waiting for the
+         * wake-up of the one who was sleeping. No request is handled in
+         * between, so nobody can take the lock out of turn. */
+        if (o->acquirers.head)
+            s->grant = o;
     }
     reply_none(c);
 }
@@ -1786,9 +1859,11 @@ static int info_set(mp_obj *d, const char *k, mp_obj *v)
 static void r_info(struct server *s, struct sconn *c, mp_obj *args)
 {
     (void)args;
-    size_t live = 0;
-    for (size_t i = 0; i < s->nconns; i++)
+    size_t live = 0, slots = 0;
+    for (size_t i = 0; i < s->nconns; i++) {
         live += !s->conns[i]->broken;
+        slots += !s->conns[i]->broken && s->conns[i]->slot;
+    }
     mp_obj *d = mp_obj_dict_new(), *names = mp_obj_list_new();
     int rc = d && names ? 0 : -ENOMEM;
     size_t pos = 0;
@@ -1807,6 +1882,10 @@ static void r_info(struct server *s, struct sconn *c, mp_obj *args)
         rc = info_set(d, "sessions", mp_obj_int((int64_t)s->nsessions));
     if (rc == 0)
         rc = info_set(d, "connections", mp_obj_int((int64_t)live));
+    if (rc == 0)
+        rc = info_set(d, "mailboxes", mp_obj_int((int64_t)slots));
+    if (rc == 0)
+        rc = info_set(d, "mailbox", mp_obj_bool(c->slot != NULL));
     if (rc == 0)
         rc = info_set(d, "session", mp_obj_int(c->sess->id));
     if (rc == 0)
@@ -1859,6 +1938,39 @@ static void r_hello(struct server *s, struct sconn *c, mp_obj *args)
     reply_end(c, st);
 }
 
+/* shm(tag): claim a mailbox slot. The tag shows that the client maps the
+ * same block as the server (it is random and lives only in that block).
+ * The reply is the slot's index, or -1: no block, a wrong tag, or every
+ * slot taken - the connection then simply goes on by the socket. */
+static void r_shm(struct server *s, struct sconn *c, mp_obj *args)
+{
+    int64_t tag;
+    if (mp_obj_len(args) != 1 || mp_obj_get_int(arg(args, 0), &tag) < 0) {
+        reply_error(c, MP_EPROTO, "shm(tag)");
+        return;
+    }
+    int64_t ix = -1;
+    if (s->arena && !c->slot && tag != 0 && (uint64_t)tag == s->arena->tag) {
+        for (unsigned i = 0; i < MP__MGR_SLOTS; i++) {
+            if (!s->slot_used[i]) {
+                struct mp__mgr_slot *sl = &s->arena->slot[i];
+                s->slot_used[i] = true;
+                __atomic_store_n(&sl->state, 0, __ATOMIC_RELEASE);
+                __atomic_store_n(&sl->csleep, 0, __ATOMIC_RELAXED);
+                __atomic_store_n(&sl->parked, 0, __ATOMIC_RELAXED);
+                sl->len = 0;
+                c->slot = sl;
+                c->slot_ix = i;
+                c->slot_seq = 0;
+                s->nslots++;
+                ix = i;
+                break;
+            }
+        }
+    }
+    reply_int(c, ix);
+}
+
 static void manager_request(struct server *s, struct sconn *c, const char *m, size_t n,
                             mp_obj *args)
 {
@@ -1881,6 +1993,8 @@ static void manager_request(struct server *s, struct sconn *c, const char *m, si
         r_info(s, c, args);
     else if (IS("ping"))
         reply_none(c);
+    else if (IS("shm"))
+        r_shm(s, c, args);
     else if (IS("shutdown")) {
         reply_none(c);
         s->stop = true;
@@ -1889,26 +2003,196 @@ static void manager_request(struct server *s, struct sconn *c, const char *m, si
 #undef IS
 }
 
+/*
+ * The requests libmpipc clients send most - (int, str, a tuple of up to a
+ * few scalars: None, bools, ints, floats, short strs and bytes) - read
+ * straight from the bytes exactly as mp__pickler writes them (PROTO 4, no
+ * memo, no FRAME), building only the argument values. Returns 1 with the
+ * parts set (*args a new tuple), 0 when the bytes are anything else (the
+ * general decoder then reads them and makes every decision, errors
+ * included), -ENOMEM. Nothing this accepts decodes differently there.
+ */
+struct qreader {
+    const unsigned char *p;
+    size_t n, i;
+};
+
+static bool q_int(struct qreader *q, int64_t *v)
+{
+    if (q->i >= q->n)
+        return false;
+    const unsigned char *x = q->p + q->i;
+    size_t left = q->n - q->i;
+    switch (x[0]) {
+    case 'K': /* BININT1 */
+        if (left < 2)
+            return false;
+        *v = x[1];
+        q->i += 2;
+        return true;
+    case 'M': /* BININT2 */
+        if (left < 3)
+            return false;
+        *v = x[1] | (int64_t)x[2] << 8;
+        q->i += 3;
+        return true;
+    case 'J': /* BININT */
+        if (left < 5)
+            return false;
+        *v = (int32_t)((uint32_t)x[1] | (uint32_t)x[2] << 8 | (uint32_t)x[3] << 16 |
+                       (uint32_t)x[4] << 24);
+        q->i += 5;
+        return true;
+    case 0x8a: { /* LONG1 of 1 to 8 bytes */
+        if (left < 2 || x[1] < 1 || x[1] > 8 || left < 2 + (size_t)x[1])
+            return false;
+        size_t len = x[1];
+        uint64_t u = 0;
+        for (size_t k = 0; k < len; k++)
+            u |= (uint64_t)x[2 + k] << (8 * k);
+        if (len < 8 && (x[1 + len] & 0x80))
+            u |= ~UINT64_C(0) << (8 * len);
+        *v = (int64_t)u;
+        q->i += 2 + len;
+        return true;
+    }
+    default:
+        return false;
+    }
+}
+
+/* One scalar argument: 1 with *o set, 0 not a scalar of the fast path,
+ * -ENOMEM. */
+static int q_scalar(struct qreader *q, mp_obj **o)
+{
+    if (q->i >= q->n)
+        return 0;
+    const unsigned char *x = q->p + q->i;
+    size_t left = q->n - q->i;
+    int64_t v;
+    switch (x[0]) {
+    case 'N':
+        q->i++;
+        *o = mp_obj_none();
+        break;
+    case 0x88: /* NEWTRUE */
+    case 0x89: /* NEWFALSE */
+        q->i++;
+        *o = mp_obj_bool(x[0] == 0x88);
+        break;
+    case 'G': { /* BINFLOAT, big-endian */
+        if (left < 9)
+            return 0;
+        uint64_t bits = 0;
+        for (int k = 0; k < 8; k++)
+            bits = bits << 8 | x[1 + k];
+        double f;
+        memcpy(&f, &bits, sizeof f);
+        q->i += 9;
+        *o = mp_obj_float(f);
+        break;
+    }
+    case 0x8c: /* SHORT_BINUNICODE */
+    case 'C':  /* SHORT_BINBYTES */
+        if (left < 2 || left - 2 < x[1])
+            return 0;
+        if (x[0] == 0x8c && !mp__utf8_valid(x + 2, x[1]))
+            return 0;
+        q->i += 2 + (size_t)x[1];
+        *o = x[0] == 0x8c ? mp_obj_str((const char *)x + 2, x[1]) : mp_obj_bytes(x + 2, x[1]);
+        break;
+    default:
+        if (!q_int(q, &v))
+            return 0;
+        *o = mp_obj_int(v);
+        break;
+    }
+    return *o ? 1 : -ENOMEM;
+}
+
+#define Q_MAX_ARGS 8
+
+static int quick_request(const unsigned char *p, size_t n, int64_t *ident, const char **meth,
+                         size_t *mlen, mp_obj **args)
+{
+    struct qreader q = {p, n, 2};
+    if (n < 2 || p[0] != 0x80 || p[1] != 4 || !q_int(&q, ident))
+        return 0;
+    if (q.i + 2 > n || p[q.i] != 0x8c || n - q.i - 2 < p[q.i + 1])
+        return 0;
+    const unsigned char *m = p + q.i + 2;
+    size_t ml = p[q.i + 1];
+    if (!mp__utf8_valid(m, ml))
+        return 0;
+    q.i += 2 + ml;
+    bool marked = q.i < n && p[q.i] == '(';
+    if (marked)
+        q.i++;
+    mp_obj *items[Q_MAX_ARGS];
+    size_t k = 0;
+    int rc = 0;
+    while (k < Q_MAX_ARGS && (rc = q_scalar(&q, &items[k])) == 1)
+        k++;
+    /* Then the args tuple of exactly those items, the request's TUPLE3,
+     * STOP, and nothing more. */
+    bool ok = rc == 0 && q.i + 3 == n && p[n - 2] == 0x87 && p[n - 1] == '.';
+    if (ok) {
+        unsigned char op = p[q.i];
+        ok = marked ? op == 't' : (k == 0 ? op == ')' : k <= 3 && op == 0x85 + k - 1);
+    }
+    mp_obj *t = ok ? mp_obj_tuple_new() : NULL;
+    if (ok && !t)
+        rc = -ENOMEM;
+    for (size_t x = 0; x < k; x++) {
+        if (t && mp_obj_tuple_append(t, items[x]) == 0)
+            continue;
+        mp_obj_free(items[x]);
+        if (t) {
+            mp_obj_free(t);
+            t = NULL;
+            rc = -ENOMEM;
+        }
+    }
+    if (rc < 0)
+        return rc;
+    if (!t)
+        return 0;
+    *meth = (const char *)m;
+    *mlen = ml;
+    *args = t;
+    return 1;
+}
+
 /* One whole request: a pickle of (ident, method, args). */
 static void handle_request(struct server *s, struct sconn *c, const unsigned char *p, size_t n)
 {
-    mp_obj *req = NULL;
-    int rc = mp__pickle_loads(p, n, &req);
-    if (rc < 0) {
-        reply_error(c, rc == -ENOMEM ? rc : MP_EPROTO,
-                    "the request is not a pickle of supported values");
-        return;
-    }
+    mp_obj *req = NULL, *args = NULL;
     int64_t ident;
     const char *meth;
     size_t mlen;
-    mp_obj *args = mp_obj_list_get(req, 2);
-    if (mp_obj_type(req) != MP_TYPE_TUPLE || mp_obj_len(req) != 3 ||
-        mp_obj_get_int(mp_obj_list_get(req, 0), &ident) < 0 ||
-        mp_obj_get_str(mp_obj_list_get(req, 1), &meth, &mlen) < 0 ||
-        mp_obj_type(args) != MP_TYPE_TUPLE) {
-        reply_error(c, MP_EPROTO, "a request is (ident, method, args)");
-    } else if (ident == 0) {
+    int q = quick_request(p, n, &ident, &meth, &mlen, &args);
+    if (q < 0) {
+        reply_status(c, q);
+        return;
+    }
+    if (q == 0) {
+        int rc = mp__pickle_loads(p, n, &req);
+        if (rc < 0) {
+            reply_error(c, rc == -ENOMEM ? rc : MP_EPROTO,
+                        "the request is not a pickle of supported values");
+            return;
+        }
+        args = mp_obj_list_get(req, 2);
+        if (mp_obj_type(req) != MP_TYPE_TUPLE || mp_obj_len(req) != 3 ||
+            mp_obj_get_int(mp_obj_list_get(req, 0), &ident) < 0 ||
+            mp_obj_get_str(mp_obj_list_get(req, 1), &meth, &mlen) < 0 ||
+            mp_obj_type(args) != MP_TYPE_TUPLE) {
+            reply_error(c, MP_EPROTO, "a request is (ident, method, args)");
+            mp_obj_free(req);
+            return;
+        }
+    }
+    if (ident == 0) {
         manager_request(s, c, meth, mlen, args);
     } else if (!c->sess) {
         reply_error(c, MP_ESTATE, "the first request must be hello");
@@ -1925,7 +2209,10 @@ static void handle_request(struct server *s, struct sconn *c, const unsigned cha
         else
             md->fn(s, c, o, args);
     }
-    mp_obj_free(req);
+    if (req)
+        mp_obj_free(req);
+    else
+        mp_obj_free(args);
 }
 
 /* ---- connections: input ------------------------------------------------------------ */
@@ -1963,6 +2250,7 @@ static void conn_read(struct server *s, struct sconn *c)
             return;
         if (r <= 0) {
             c->broken = true; /* end of file, reset */
+            c->hung_up = r == 0 || r == -ECONNRESET;
             return;
         }
         c->in_len += (size_t)r;
@@ -1971,17 +2259,69 @@ static void conn_read(struct server *s, struct sconn *c)
     }
 }
 
+/* What a request left to do once its reply has been delivered. */
+static void after_reply(struct server *s)
+{
+    struct sobj *o = s->grant;
+    s->grant = NULL;
+    if (o)
+        lock_grant_next(s, o);
+}
+
+/* Is a new request waiting in c's slot? */
+static bool slot_has_request(const struct sconn *c)
+{
+    if (!c->slot)
+        return false;
+    /* Sequentially consistent: it pairs with the client's store (mgr.h). */
+    uint64_t st = __atomic_load_n(&c->slot->state, __ATOMIC_SEQ_CST);
+    return (st & 3) == MP__MGR_SLOT_REQ && st >> 2 != c->slot_seq;
+}
+
+/* Could c take a new request now? */
+static bool conn_ready(const struct server *s, const struct sconn *c)
+{
+    return !c->broken && !c->closing && !c->waiter && conn_idle_output(c) && !s->stop;
+}
+
+/* Handle the request in c's slot (slot_has_request said there is one). */
+static void slot_take(struct server *s, struct sconn *c)
+{
+    struct mp__mgr_slot *sl = c->slot;
+    uint64_t st = __atomic_load_n(&sl->state, __ATOMIC_ACQUIRE);
+    uint32_t len = sl->len;
+    c->slot_seq = st >> 2;
+    c->via_slot = true;
+    if (len > MP__MGR_SLOT_DATA) {
+        reply_error(c, MP_EPROTO, "corrupt mailbox length");
+    } else {
+        /* A private copy: the block is writable by every client process. */
+        memcpy(s->slot_copy, sl->data, len);
+        handle_request(s, c, s->slot_copy, len);
+    }
+    reply_done(c);
+    after_reply(s);
+}
+
 /* Handle buffered requests, one at a time (see the file comment). */
 static void conn_process(struct server *s, struct sconn *c)
 {
-    while (!c->broken && !c->closing && !c->waiter && conn_idle_output(c) && !s->stop) {
+    while (conn_ready(s, c)) {
         const unsigned char *p = c->in + c->in_pos;
         size_t avail = c->in_len - c->in_pos;
         uint64_t size;
         size_t hdr;
         int rc = mp__frame_decode(avail ? p : NULL, avail, &size, &hdr);
-        if (rc == 0)
-            break;
+        if (rc == 0) {
+            if (!slot_has_request(c))
+                break;
+            slot_take(s, c);
+            continue;
+        }
+        if (rc == 1 && size == 0 && c->slot) {
+            c->in_pos += hdr; /* a doorbell: the slot is looked at anyway */
+            continue;
+        }
         if (rc < 0) {
             reply_error(c, MP_EPROTO, "corrupt frame header");
             c->closing = true;
@@ -1999,7 +2339,8 @@ static void conn_process(struct server *s, struct sconn *c)
             break;
         handle_request(s, c, p + hdr, (size_t)size);
         c->in_pos += hdr + (size_t)size;
-        conn_flush(c);
+        reply_done(c);
+        after_reply(s);
     }
     if (c->in_pos == c->in_len) {
         c->in_pos = c->in_len = 0;
@@ -2011,11 +2352,24 @@ static void conn_process(struct server *s, struct sconn *c)
     }
 }
 
+/* A request waits in the slot of a connection that can take it. */
+static bool slots_pending(const struct server *s)
+{
+    for (size_t i = 0; i < s->nconns; i++) {
+        const struct sconn *c = s->conns[i];
+        if (c->slot && conn_ready(s, c) && slot_has_request(c))
+            return true;
+    }
+    return false;
+}
+
 /* Could conn_process make progress without new input? */
 static bool conn_has_work(const struct sconn *c)
 {
     if (c->broken || c->closing || c->waiter || !conn_idle_output(c))
         return false;
+    if (slot_has_request(c))
+        return true;
     uint64_t size;
     size_t hdr, avail = c->in_len - c->in_pos;
     int rc = mp__frame_decode(avail ? c->in + c->in_pos : NULL, avail, &size, &hdr);
@@ -2049,6 +2403,17 @@ static void conn_kill(struct server *s, struct sconn *c)
 {
     if (c->waiter)
         waiter_free(s, c->waiter);
+    /* A slot is free again once the client has let go of the connection.
+     * One whose client may still be using it (the server hung up on it: out
+     * of memory, a fatal frame error) stays taken for good: the client
+     * could still write a request into it, which must not land in another
+     * connection's slot. */
+    if (c->slot) {
+        if (c->hung_up)
+            s->slot_used[c->slot_ix] = false;
+        c->slot = NULL;
+        s->nslots--;
+    }
     mp__close(c->fd);
     c->fd = -1;
     struct session *ss = c->sess;
@@ -2350,6 +2715,7 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
     if (s.max_request > MP__MGR_MAX_LIMIT)
         s.max_request = MP__MGR_MAX_LIMIT;
     s.alive_fd = cfg->alive_fd;
+    s.arena = cfg->arena;
     s.incoming_cap = HS_MAX;
     int rc = mp__socketpair(s.wake);
     if (rc < 0)
@@ -2370,7 +2736,9 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
      * server's child has also blocked SIGINT before it got here). */
     int lfd = mp_listener_fileno(l);
     rc = 0;
-    bool busy = false; /* the last round handled a client */
+    bool busy = false;       /* the last round handled a client */
+    int64_t last_poll = 0;   /* when the sockets were last looked at */
+    unsigned pause_skip = 0; /* spins left before looking in place again */
     while (!s.stop) {
         if (ensure_pollfds(&s, s.nconns + 3) < 0) {
             rc = -ENOMEM;
@@ -2402,25 +2770,75 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
             s.pfds[n] = (struct pollfd){.fd = c->fd, .events = ev, .revents = 0};
             s.pconn[n++] = c;
         }
-        int64_t deadline = s.again ? mp__now_ns() : next_deadline(&s);
+        /* again: work is waiting without new input; only look at the
+         * sockets on the way (a poll that does not wait). */
+        bool again = s.again;
+        s.again = false;
+        int64_t deadline = next_deadline(&s);
         if (paused && (deadline == MP__NO_DEADLINE || deadline > s.accept_pause))
             deadline = s.accept_pause; /* look at the listener again then */
-        s.again = false;
         int pr = 0;
-        if (busy) {
+        bool mail = false; /* a request waits in a slot */
+        if (again) {
+            last_poll = mp__now_ns();
+            pr = mp__poll(s.pfds, (nfds_t)n, last_poll);
+            mail = true; /* not asleep: the spin below and the sleep are skipped */
+        } else if (busy) {
             /* Right after work, the next request is likely microseconds
-             * away: look for it without sleeping for a moment (mgr.h,
-             * "Spinning"). */
-            int64_t until = mp__now_ns() + MP__MGR_SERVER_SPIN_NS;
+             * away: look for it without sleeping for a moment, yielding the
+             * CPU between looks (mgr.h, "Spinning"). Slots cost a load to
+             * look at, sockets a poll(): while some connection has a slot
+             * the sockets are looked at every SERVER_POLL while the slots
+             * are quiet, and every SERVER_BUSY_POLL however busy they keep
+             * the loop, so that socket clients, newcomers and the
+             * starter's pipe are heard; without slots, at every look. */
+            int64_t t0 = mp__now_ns();
+            int64_t until = t0 + MP__MGR_SERVER_SPIN_NS;
             if (deadline != MP__NO_DEADLINE && deadline < until)
                 until = deadline;
-            do
-                pr = mp__poll(s.pfds, (nfds_t)n, mp__now_ns());
-            while (pr == 0 && mp__now_ns() < until);
+            /* First in place (no yield) while mailbox clients answer
+             * quickly; after a look in place that found nothing, yielding
+             * for the next PAUSE_RETRY spins (mgr.h, "Spinning"). */
+            bool pausing = s.nslots && !pause_skip;
+            if (pause_skip)
+                pause_skip--;
+            for (;;) {
+                int64_t t = mp__now_ns();
+                mail = s.nslots && slots_pending(&s);
+                int64_t every = mail ? MP__MGR_SERVER_BUSY_POLL_NS : MP__MGR_SERVER_POLL_NS;
+                if (!s.nslots || t - last_poll >= every) {
+                    last_poll = t;
+                    pr = mp__poll(s.pfds, (nfds_t)n, t);
+                }
+                if (mail || pr != 0 || t >= until)
+                    break;
+                if (pausing && t - t0 < MP__MGR_SERVER_PAUSE_NS) {
+                    for (int k = 0; k < 16; k++)
+                        mp__mgr_relax();
+                    continue;
+                }
+                if (pausing) {
+                    pausing = false;
+                    pause_skip = MP__MGR_PAUSE_RETRY;
+                }
+                sched_yield();
+            }
         }
-        if (pr == 0)
-            pr = mp__poll(s.pfds, (nfds_t)n, deadline);
-        busy = false;
+        if (pr == 0 && !mail) {
+            /* About to sleep: say so, then look at the slots once more
+             * (mgr.h, "Mailboxes"). */
+            if (s.arena) {
+                __atomic_store_n(&s.arena->ssleep, 1, __ATOMIC_SEQ_CST);
+                mail = slots_pending(&s);
+            }
+            if (!mail) {
+                pr = mp__poll(s.pfds, (nfds_t)n, deadline);
+                last_poll = mp__now_ns();
+            }
+            if (s.arena)
+                __atomic_store_n(&s.arena->ssleep, 0, __ATOMIC_RELAXED);
+        }
+        busy = mail;
         if (pr < 0) {
             rc = pr;
             break;

@@ -260,3 +260,23 @@ bool mp__shm_owned(const void *p)
     pthread_mutex_unlock(&mu);
     return mine;
 }
+
+int mp__shm_map(void **out, size_t size)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (size == 0)
+        return -EINVAL;
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return -ENOMEM;
+    *out = p;
+    return 0;
+}
+
+void mp__shm_unmap(void *p, size_t size)
+{
+    if (p)
+        (void)munmap(p, size);
+}

@@ -42,4 +42,17 @@ bool mp__shm_free(void *p);
 /* True if p is a live block allocated by this process (not inherited). */
 bool mp__shm_owned(const void *p);
 
+/*
+ * A mapping of its own, outside the arenas: size bytes of zeroed shared
+ * memory whose pages are never handed to anyone else. Unmapping it removes
+ * only the calling process's view, so processes that inherited it may go on
+ * writing to it without harming what this process allocates later - which
+ * is what memory that outliving children may touch needs. Returns 0 with
+ * *out set, -EINVAL or -ENOMEM.
+ */
+int mp__shm_map(void **out, size_t size);
+
+/* Remove this process's view of a mapping from mp__shm_map (NULL: none). */
+void mp__shm_unmap(void *p, size_t size);
+
 #endif /* MPIPC_SHM_H */

@@ -1847,7 +1847,7 @@ static void test_random_requests_each_get_a_reply_and_break_nothing(void **state
         {"empty", 4, 0},    {"full", 4, 0},     {"join", 4, 1},       {"task_done", 4, 0},
         {"create", 0, 3},   {"attach", 0, 2},   {"incref", 0, 1},     {"release", 0, 1},
         {"unlink", 0, 1},   {"info", 0, 0},     {"ping", 0, 0},       {"hello", 0, 4},
-        {"nonsense", 0, 0},
+        {"shm", 0, 1},      {"nonsense", 0, 0},
     };
     const size_t nmethods = sizeof methods / sizeof methods[0];
     int n = env_int("MPIPC_MANAGER_OPS", 10000) / 5;
@@ -1926,6 +1926,370 @@ static void test_random_requests_each_get_a_reply_and_break_nothing(void **state
     mp_list_free(l);
     mp_mlock_free(lk);
     mp_mqueue_free(q);
+    mp_manager_free(m);
+}
+
+/* ---- mailboxes (shared-memory calls of a started manager) --------------------- */
+
+static bool info_mailbox(mp_manager *m)
+{
+    mp_obj *info;
+    TU_ASSERT_STATUS(mp_manager_info(m, &info), 0);
+    bool v = false;
+    assert_int_equal(mp_obj_get_bool(mp_obj_dict_get_cstr(info, "mailbox"), &v), 0);
+    mp_obj_free(info);
+    return v;
+}
+
+/* Sizes around a mailbox slot's capacity (src/mgr.h: 960 bytes of pickle),
+ * so requests and replies go by the slot, by the socket, and switch. */
+static const size_t mail_sizes[] = {0,   1,    100,  880,  900,   920, 930, 940,    950, 960,
+                                    970, 1000, 1100, 4000, 70000, 3,   950, 100000, 10};
+
+/* Set and read back values of every size; returns 0 or a failure code. */
+static int mail_roundtrips(mp_dict *d, unsigned seed)
+{
+    unsigned char *buf = malloc(100000);
+    if (!buf)
+        return 90;
+    for (size_t k = 0; k < sizeof mail_sizes / sizeof mail_sizes[0]; k++) {
+        size_t n = mail_sizes[k];
+        for (size_t i = 0; i < n; i++)
+            buf[i] = (unsigned char)(seed + k + i * 7);
+        if (mp_dict_set_bytes(d, "v", buf, n) != 0) {
+            free(buf);
+            return 91;
+        }
+        void *back = NULL;
+        size_t len = 0;
+        int rc = mp_dict_get_bytes(d, "v", &back, &len);
+        bool same = rc == 0 && len == n && (n == 0 || memcmp(back, buf, n) == 0);
+        free(back);
+        int64_t c;
+        if (!same || mp_dict_add_int(d, "count", 1, &c) != 0) {
+            free(buf);
+            return 92;
+        }
+    }
+    free(buf);
+    return 0;
+}
+
+static int child_mail_roundtrips(void *arg)
+{
+    mp_dict *d = arg;
+    return mail_roundtrips(d, 77);
+}
+
+/* A started manager carries calls through shared memory; a value of any
+ * size still comes back whole, in a child too, and a handle that connects
+ * by address (no shared memory) talks by its socket alone - the same
+ * results either way. */
+static void test_started_manager_calls_go_through_mailboxes_of_any_size(void **state)
+{
+    (void)state;
+    mp_manager *m = start();
+    assert_true(info_mailbox(m));
+    mp_dict *d;
+    TU_ASSERT_STATUS(mp_manager_dict_named(m, "mail", NULL, &d), 1);
+    assert_int_equal(mail_roundtrips(d, 1), 0);
+    pid_t kid = tu_fork(child_mail_roundtrips, d);
+    assert_int_equal(tu_wait_child(kid, 60.0), 0);
+
+    size_t keylen;
+    const void *key = mp_manager_authkey(m, &keylen);
+    mp_manager *m2;
+    TU_ASSERT_STATUS(mp_manager_connect(&m2, mp_manager_address(m), key, keylen, NULL), 0);
+    assert_false(info_mailbox(m2));
+    assert_true(info_int(m2, "mailboxes") >= 1); /* the starter's */
+    mp_dict *d2;
+    TU_ASSERT_STATUS(mp_manager_attach_dict(m2, "mail", &d2), 0);
+    assert_int_equal(mail_roundtrips(d2, 5), 0);
+    int64_t count;
+    TU_ASSERT_STATUS(mp_dict_get_int(d, "count", &count), 0);
+    assert_int_equal(count, 3 * (int64_t)(sizeof mail_sizes / sizeof mail_sizes[0]));
+    mp_dict_free(d2);
+    mp_manager_free(m2);
+    mp_dict_free(d);
+    mp_manager_free(m);
+}
+
+struct mail_getter {
+    mp_mqueue *q;
+    int rc;
+    int64_t got;
+};
+
+static void *mail_getter_thread(void *arg)
+{
+    struct mail_getter *g = arg;
+    mp_obj *item = NULL;
+    g->rc = mp_mqueue_get(g->q, &item, 3 * T_LONG);
+    if (g->rc == 0 && mp_obj_get_int(item, &g->got) != 0)
+        g->rc = MP_ETYPE;
+    mp_obj_free(item);
+    return NULL;
+}
+
+#define MAIL_THREADS 140 /* more than the 128 mailbox slots (src/mgr.h) */
+
+/* When every mailbox slot is taken, further connections simply use their
+ * sockets: 140 threads that wait in get() at once (a connection each) all
+ * get their item. */
+static void test_more_connections_than_mailboxes_fall_back_to_the_socket(void **state)
+{
+    (void)state;
+    mp_manager *m = start();
+    mp_mqueue *q;
+    TU_ASSERT_STATUS(mp_manager_queue(m, 0, &q), 0);
+    static struct mail_getter g[MAIL_THREADS];
+    static pthread_t t[MAIL_THREADS];
+    for (int i = 0; i < MAIL_THREADS; i++) {
+        g[i] = (struct mail_getter){q, -1, -1};
+        assert_int_equal(pthread_create(&t[i], NULL, mail_getter_thread, &g[i]), 0);
+    }
+    double end = tu_now() + 3 * T_LONG;
+    while (info_int(m, "connections") < MAIL_THREADS + 1 && tu_now() < end)
+        tu_sleep(0.01);
+    assert_int_equal(info_int(m, "connections"), MAIL_THREADS + 1);
+    int64_t boxes = info_int(m, "mailboxes");
+    assert_true(boxes >= 1 && boxes < MAIL_THREADS + 1);
+    int64_t sum = 0;
+    for (int i = 0; i < MAIL_THREADS; i++) {
+        mp_obj *item = mp_obj_int(i);
+        TU_ASSERT_STATUS(mp_mqueue_put(q, item, T_LONG), 0);
+        mp_obj_free(item);
+        sum += i;
+    }
+    for (int i = 0; i < MAIL_THREADS; i++) {
+        pthread_join(t[i], NULL);
+        TU_ASSERT_STATUS(g[i].rc, 0);
+        sum -= g[i].got;
+    }
+    assert_int_equal(sum, 0);
+    mp_mqueue_free(q);
+    mp_manager_free(m);
+}
+
+/* Int replies of every pickled width (BININT1, BININT2, BININT, LONG1 of 1
+ * to 8 bytes, both signs) come back exact, and so do bools and None as
+ * get_int() sees them (an int, as Python's int(True); MP_ETYPE). */
+static void test_int_replies_of_every_width_read_back_exactly(void **state)
+{
+    (void)state;
+    mp_manager *m = start();
+    mp_dict *d;
+    TU_ASSERT_STATUS(mp_manager_dict(m, NULL, &d), 0);
+    const int64_t vals[] = {0,
+                            1,
+                            255,
+                            256,
+                            65535,
+                            65536,
+                            -1,
+                            -128,
+                            -129,
+                            INT32_MAX,
+                            (int64_t)INT32_MAX + 1,
+                            INT32_MIN,
+                            (int64_t)INT32_MIN - 1,
+                            (int64_t)1 << 39,
+                            -((int64_t)1 << 39),
+                            ((int64_t)1 << 47) - 1,
+                            (int64_t)1 << 55,
+                            INT64_MAX,
+                            INT64_MIN,
+                            INT64_MIN + 1};
+    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+        int64_t got = 12345, sum = 0;
+        TU_ASSERT_STATUS(mp_dict_set_int(d, "v", vals[i]), 0);
+        TU_ASSERT_STATUS(mp_dict_get_int(d, "v", &got), 0);
+        assert_true(got == vals[i]);
+        TU_ASSERT_STATUS(mp_dict_set_int(d, "a", 0), 0);
+        TU_ASSERT_STATUS(mp_dict_add_int(d, "a", vals[i], &sum), 0);
+        assert_true(sum == vals[i]);
+    }
+    mp_obj *t = mp_obj_bool(true), *none = mp_obj_none();
+    mp_obj *kb = S("b"), *kn = S("n");
+    TU_ASSERT_STATUS(mp_dict_set(d, kb, t), 0);
+    TU_ASSERT_STATUS(mp_dict_set(d, kn, none), 0);
+    int64_t v = -1;
+    TU_ASSERT_STATUS(mp_dict_get_int(d, "b", &v), 0);
+    assert_int_equal(v, 1);
+    TU_ASSERT_STATUS(mp_dict_get_int(d, "n", &v), MP_ETYPE);
+    TU_ASSERT_STATUS(mp_dict_add_int(d, "b", 2, &v), 0); /* True + 2, as in Python */
+    assert_int_equal(v, 3);
+    mp_obj_free(t);
+    mp_obj_free(none);
+    mp_obj_free(kb);
+    mp_obj_free(kn);
+    mp_dict_free(d);
+    mp_manager_free(m);
+}
+
+/* A child that keeps the server busy through its mailbox until told to
+ * stop (or for 20 s at most). */
+static int child_busy_until_stop(void *arg)
+{
+    mp_dict *d = arg;
+    double end = tu_now() + 20.0;
+    for (int i = 0; tu_now() < end; i++) {
+        if (mp_dict_add_int(d, "busy", 1, NULL) != 0)
+            return 1;
+        int64_t stop = 0;
+        if (i % 64 == 0 && mp_dict_get_int(d, "stop", &stop) == 0 && stop)
+            return 0;
+    }
+    return 2; /* never told to stop */
+}
+
+/* The server looks at its sockets however busy its mailboxes keep it: a
+ * client that talks by socket alone is served while two children hammer
+ * the server through their mailboxes. */
+static void test_socket_clients_are_served_while_mailboxes_keep_the_server_busy(void **state)
+{
+    (void)state;
+    mp_manager *m = start();
+    mp_dict *d;
+    TU_ASSERT_STATUS(mp_manager_dict_named(m, "busy", NULL, &d), 1);
+    TU_ASSERT_STATUS(mp_dict_set_int(d, "stop", 0), 0);
+    pid_t kids[2];
+    for (int i = 0; i < 2; i++)
+        kids[i] = tu_fork(child_busy_until_stop, d);
+    double end = tu_now() + T_LONG;
+    int64_t busy = 0;
+    while (busy < 1000 && tu_now() < end) {
+        int rc = mp_dict_get_int(d, "busy", &busy);
+        assert_true(rc == 0 || rc == MP_EKEY);
+    }
+    size_t keylen;
+    const void *key = mp_manager_authkey(m, &keylen);
+    mp_manager *m2;
+    TU_ASSERT_STATUS(mp_manager_connect(&m2, mp_manager_address(m), key, keylen, NULL), 0);
+    mp_dict *d2;
+    TU_ASSERT_STATUS(mp_manager_attach_dict(m2, "busy", &d2), 0);
+    double t0 = tu_now();
+    for (int i = 0; i < 200; i++)
+        TU_ASSERT_STATUS(mp_dict_add_int(d2, "socket", 1, NULL), 0);
+    double dt = tu_now() - t0;
+    TU_ASSERT_STATUS(mp_dict_set_int(d2, "stop", 1), 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(tu_wait_child(kids[i], 30.0), 0);
+    assert_true(dt < 10.0); /* not held off until the children gave up */
+    mp_dict_free(d2);
+    mp_manager_free(m2);
+    mp_dict_free(d);
+    mp_manager_free(m);
+}
+
+/* A request built by hand: PROTO 4, ident (BININT1), a short str method,
+ * then `args` (the argument pickles and the args tuple opcode), TUPLE3,
+ * STOP, then `tail`. */
+static size_t hand_request(unsigned char *out, int ident, const char *method, const void *args,
+                           size_t alen, const void *tail, size_t tlen)
+{
+    size_t n = 0, ml = strlen(method);
+    out[n++] = 0x80;
+    out[n++] = 4;
+    out[n++] = 'K';
+    out[n++] = (unsigned char)ident;
+    out[n++] = 0x8c;
+    out[n++] = (unsigned char)ml;
+    memcpy(out + n, method, ml);
+    n += ml;
+    memcpy(out + n, args, alen);
+    n += alen;
+    out[n++] = 0x87;
+    out[n++] = '.';
+    if (tlen)
+        memcpy(out + n, tail, tlen);
+    return n + tlen;
+}
+
+/* The server reads the common requests of libmpipc clients without its
+ * general decoder; hand-made bytes show that both readings agree: a key
+ * written one way is found when written another, ints of every width and
+ * floats and bytes arrive intact, and what the decoder refuses (bad UTF-8,
+ * bytes after STOP) or the checks refuse (too many arguments) still is. */
+static void test_hand_written_requests_mean_what_the_decoder_says(void **state)
+{
+    (void)state;
+    mp_manager *m = start();
+    size_t keylen;
+    const void *key = mp_manager_authkey(m, &keylen);
+    mp_conn *c;
+    TU_ASSERT_STATUS(mp_client_connect(&c, mp_manager_address(m), key, keylen, T_LONG), 0);
+    mp_obj *hello = mp_obj_tuple_new();
+    mp_obj_tuple_append(hello, I(4242));
+    mp_obj_tuple_append(hello, I(getpid()));
+    mp_obj_tuple_append(hello, I(0));
+    mp_obj_tuple_append(hello, I(1));
+    assert_int_equal(send_obj(c, request(0, "hello", hello)), 0);
+    mp_obj *ca = mp_obj_tuple_new();
+    mp_obj_tuple_append(ca, S("dict"));
+    mp_obj_tuple_append(ca, S("hand"));
+    mp_obj_tuple_append(ca, mp_obj_none());
+    mp_obj *creq = request(0, "create", ca);
+    TU_ASSERT_STATUS(mp_conn_send(c, creq), 0);
+    mp_obj_free(creq);
+    mp_obj *r = NULL;
+    TU_ASSERT_STATUS(mp_conn_recv(c, &r, T_LONG), 0);
+    int64_t id = -1;
+    assert_int_equal(mp_obj_get_int(mp_obj_list_get(mp_obj_list_get(r, 1), 0), &id), 0);
+    mp_obj_free(r);
+    assert_true(id > 0 && id < 256);
+    mp_dict *d;
+    TU_ASSERT_STATUS(mp_manager_attach_dict(m, "hand", &d), 0);
+
+    unsigned char f[128];
+    /* set('k\u00e9', LONG1 0x0102030405), key as SHORT_BINUNICODE */
+    static const unsigned char a1[] = {0x8c, 3, 'k', 0xc3, 0xa9, 0x8a, 5, 5, 4, 3, 2, 1, 0x86};
+    size_t n = hand_request(f, (int)id, "set", a1, sizeof a1, NULL, 0);
+    assert_int_equal(reply_code(raw_call(c, f, n)), 0);
+    int64_t v = 0;
+    TU_ASSERT_STATUS(mp_dict_get_int(d, "k\xc3\xa9", &v), 0);
+    assert_true(v == 0x0102030405);
+    /* the same key as BINUNICODE (4-byte length): the general decoder */
+    static const unsigned char a2[] = {'X',  3,   0,    0,    0,    'k',  0xc3,
+                                       0xa9, 'J', 0xf9, 0xff, 0xff, 0xff, 0x86};
+    n = hand_request(f, (int)id, "set", a2, sizeof a2, NULL, 0);
+    assert_int_equal(reply_code(raw_call(c, f, n)), 0);
+    TU_ASSERT_STATUS(mp_dict_get_int(d, "k\xc3\xa9", &v), 0);
+    assert_int_equal(v, -7);
+    assert_int_equal(mp_dict_len(d), 1);
+    /* a float and bytes */
+    static const unsigned char a3[] = {0x8c, 1,    'f',  'G',  0x40, 0x09, 0x21,
+                                       0xfb, 0x54, 0x44, 0x2d, 0x18, 0x86}; /* pi */
+    n = hand_request(f, (int)id, "set", a3, sizeof a3, NULL, 0);
+    assert_int_equal(reply_code(raw_call(c, f, n)), 0);
+    static const unsigned char a4[] = {0x8c, 1, 'b', 'C', 3, 0, 0xff, 'x', 0x86};
+    n = hand_request(f, (int)id, "set", a4, sizeof a4, NULL, 0);
+    assert_int_equal(reply_code(raw_call(c, f, n)), 0);
+    mp_obj *fk = S("f"), *fv = NULL;
+    TU_ASSERT_STATUS(mp_dict_get(d, fk, &fv), 0);
+    double pi = 0;
+    assert_int_equal(mp_obj_get_float(fv, &pi), 0);
+    assert_true(pi == 3.141592653589793);
+    mp_obj_free(fk);
+    mp_obj_free(fv);
+    void *bytes = NULL;
+    size_t blen = 0;
+    TU_ASSERT_STATUS(mp_dict_get_bytes(d, "b", &bytes, &blen), 0);
+    assert_int_equal(blen, 3);
+    assert_memory_equal(bytes, "\0\xffx", 3);
+    free(bytes);
+    /* refusals: a key that is not UTF-8, bytes after STOP, nine arguments */
+    static const unsigned char a5[] = {0x8c, 2, 0xc3, 0x28, 'K', 1, 0x86};
+    n = hand_request(f, (int)id, "set", a5, sizeof a5, NULL, 0);
+    assert_int_equal(reply_code(raw_call(c, f, n)), MP_EPROTO);
+    n = hand_request(f, (int)id, "set", a1, sizeof a1, "N", 1);
+    assert_int_equal(reply_code(raw_call(c, f, n)), MP_EPROTO);
+    static const unsigned char a6[] = {'(', 'N', 'N', 'N', 'N', 'N', 'N', 'N', 'N', 'N', 't'};
+    n = hand_request(f, (int)id, "set", a6, sizeof a6, NULL, 0);
+    assert_int_equal(reply_code(raw_call(c, f, n)), MP_EPROTO);
+    assert_int_equal(mp_dict_len(d), 3);
+    mp_conn_free(c);
+    mp_dict_free(d);
     mp_manager_free(m);
 }
 
@@ -2631,6 +2995,11 @@ int main(int argc, char **argv)
         TU_TEST(test_a_stopped_server_makes_calls_time_out_not_hang),
         TU_TEST(test_malformed_requests_get_error_replies_and_the_server_serves_on),
         TU_TEST(test_random_requests_each_get_a_reply_and_break_nothing),
+        TU_TEST(test_started_manager_calls_go_through_mailboxes_of_any_size),
+        TU_TEST(test_more_connections_than_mailboxes_fall_back_to_the_socket),
+        TU_TEST(test_socket_clients_are_served_while_mailboxes_keep_the_server_busy),
+        TU_TEST(test_int_replies_of_every_width_read_back_exactly),
+        TU_TEST(test_hand_written_requests_mean_what_the_decoder_says),
         TU_TEST(test_request_and_reply_size_limits),
         TU_TEST(test_a_python_client_speaks_the_protocol),
         TU_TEST(test_invalid_arguments_are_einval),
