@@ -2,7 +2,8 @@
 """Python's multiprocessing.Pipe on the same workloads as bench_conn.c.
 
 Prints "<case> <rate>" for bench/run.py: pingpong (64-byte round trips/s),
-oneway (64-byte messages/s), bandwidth (MB/s of 1 MiB messages).
+oneway (64-byte messages/s), bandwidth (MB/s of 1 MiB messages), and
+bandwidth_into (the same with recv_bytes_into() into one reused bytearray).
 """
 import multiprocessing as mp
 import sys
@@ -38,13 +39,18 @@ def pingpong():
     return rate
 
 
-def stream(msg, n):
+def stream(msg, n, into=False):
     a, b = mp.Pipe()
     p = mp.Process(target=sender, args=(b, msg, n))
     p.start()
+    buf = bytearray(len(msg))
     t0 = time.perf_counter()
-    for _ in range(n):
-        a.recv_bytes()
+    if into:
+        for _ in range(n):
+            a.recv_bytes_into(buf)
+    else:
+        for _ in range(n):
+            a.recv_bytes()
     rate = n / (time.perf_counter() - t0)
     p.join()
     return rate
@@ -59,6 +65,8 @@ def main():
         rate = stream(SMALL, ONEWAY)
     elif case == "bandwidth":
         rate = stream(BIG, BIGS) * len(BIG) / 1e6
+    elif case == "bandwidth_into":
+        rate = stream(BIG, BIGS, into=True) * len(BIG) / 1e6
     else:
         sys.exit("unknown case " + case)
     print(case, "%.1f" % rate)

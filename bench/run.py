@@ -37,10 +37,17 @@ WORKLOADS = [
         ("raw socketpair", ["{build}/bench/bench_conn", "raw_oneway"]),
         ("Python Pipe", [PY, "{bench}/bench_conn.py", "oneway"]),
     ]),
+    # Received into a fresh buffer per message (recv_bytes), and into one
+    # reused buffer (recv_bytes_into) as the raw loop does.
     ("conn", "bandwidth_1MiB", "MB/s", [
         ("mp_conn", ["{build}/bench/bench_conn", "bandwidth"]),
         ("raw socketpair", ["{build}/bench/bench_conn", "raw_bandwidth"]),
         ("Python Pipe", [PY, "{bench}/bench_conn.py", "bandwidth"]),
+    ]),
+    ("conn", "bandwidth_into_1MiB", "MB/s", [
+        ("mp_conn", ["{build}/bench/bench_conn", "bandwidth_into"]),
+        ("raw socketpair", ["{build}/bench/bench_conn", "raw_bandwidth"]),
+        ("Python Pipe", [PY, "{bench}/bench_conn.py", "bandwidth_into"]),
     ]),
     # One table for sync: ours, the raw pthread loop on a robust process-shared
     # mutex (what ours stands on: the floor), the same on a plain (non-robust)
