@@ -52,6 +52,7 @@
 
 #include "internal.h"
 #include "io.h"
+#include "shm.h"
 #include "pickle.h"
 
 #include <mpipc/conn.h>
@@ -67,7 +68,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 /* At most this many chunks in flight per worker (its FIFO's size). */
@@ -260,7 +260,6 @@ struct mp_pool {
     int state;
     struct worker *w;
     struct slot *slots;
-    size_t slots_len;
     struct mp_result *pend_head, *pend_tail;
     struct retry *retry_head; /* chunks to send again, first */
     struct mp_result *cache;
@@ -1942,8 +1941,7 @@ static void pool_release(mp_pool *p)
     mp_conn_free(p->zctl_child);
     mp_listener_free(p->lis);
     free(p->lis_addr);
-    if (p->slots)
-        munmap(p->slots, p->slots_len);
+    mp__shm_free(p->slots);
     if (p->notify[0] >= 0)
         mp__close(p->notify[0]);
     if (p->notify[1] >= 0)
@@ -2014,12 +2012,10 @@ MP_API int mp_pool_new(mp_pool **out, const mp_pool_opts *opts)
     p->ewma_ns = WINDOW_TARGET_NS; /* a window of 1 until workers report */
     int rc = -ENOMEM;
     p->w = calloc((size_t)p->nproc, sizeof *p->w);
-    p->slots_len = (size_t)p->nproc * sizeof(struct slot);
-    void *m = mmap(NULL, p->slots_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) {
-        rc = MP__NEG_ERRNO();
-        m = NULL;
-    }
+    void *m = NULL;
+    int src = mp__shm_alloc(&m, (size_t)p->nproc * sizeof(struct slot));
+    if (src < 0)
+        rc = src;
     p->slots = m;
     if (!p->w || !p->slots)
         goto fail;
@@ -2207,8 +2203,7 @@ MP_API int mp_pool_free(mp_pool *p)
         free(p->lis_addr);
         if (p->zygote)
             (void)mp_process_free(p->zygote); /* not our child: just the copy */
-        if (p->slots)
-            munmap(p->slots, p->slots_len);
+        mp__shm_free(p->slots); /* not ours in a child: a no-op */
         mp__close(p->notify[0]);
         mp__close(p->notify[1]);
         free(p->batch);
