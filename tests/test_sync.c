@@ -79,6 +79,15 @@ static void kill_and_reap(pid_t pid)
     assert_int_equal(tu_wait_child(pid, T_LONG), -SIGKILL);
 }
 
+/* How much slower than native this run is: time bounds are multiplied by
+ * it. Memcheck runs some 20-50 times slower; it is recognised by its
+ * preload library, which it puts in every process it runs. */
+static double tu_slowdown(void)
+{
+    const char *pre = getenv("LD_PRELOAD");
+    return pre && strstr(pre, "vgpreload") ? 10.0 : 1.0;
+}
+
 /* ---- shared memory ------------------------------------------------------------ */
 
 struct shm_args {
@@ -1761,6 +1770,87 @@ static void test_barrier_party_that_dies_breaks_it_instead_of_a_hang(void **stat
     mp_shm_free(a.sh);
 }
 
+/* What a party of the test below saw: its result and when it returned. */
+struct death_watch {
+    atomic_int result[8];
+    _Atomic double returned_at[8];
+};
+
+struct death_args {
+    mp_barrier *b;
+    struct death_watch *w;
+    int slot;
+};
+
+static int wait_forever_and_record(void *arg)
+{
+    struct death_args *a = arg;
+    int rc = mp_barrier_wait_timeout(a->b, MP_FOREVER);
+    atomic_store(&a->w->returned_at[a->slot], tu_now());
+    atomic_store(&a->w->result[a->slot], rc);
+    return 0;
+}
+
+static int wait_forever_to_be_killed(void *arg)
+{
+    struct death_args *a = arg;
+    mp_barrier_wait_timeout(a->b, MP_FOREVER); /* killed here */
+    return 1;
+}
+
+static void test_barrier_waiters_with_no_timeout_get_ebroken_within_a_second_of_a_death(
+    void **state)
+{
+    (void)state;
+    /* sync.h: a waiting party that dies breaks the barrier for the others.
+     * A death wakes nobody, so the waiters must notice it themselves, with
+     * MP_FOREVER too, and not only when a later party arrives (which here
+     * never happens: 5 parties, 4 arrive). */
+    enum { LIVING = 3 };
+    double bound = 1.0 * tu_slowdown();
+    struct death_watch *w;
+    assert_int_equal(mp_shm_alloc((void **)&w, sizeof *w), 0);
+    mp_barrier *b;
+    assert_int_equal(mp_barrier_new(&b, LIVING + 2, NULL, NULL, MP_FOREVER), 0);
+    struct death_args args[LIVING + 1];
+    pid_t pids[LIVING];
+    for (int i = 0; i < LIVING; i++) {
+        args[i] = (struct death_args){.b = b, .w = w, .slot = i};
+        atomic_store(&w->result[i], 1); /* not returned */
+        pids[i] = tu_fork(wait_forever_and_record, &args[i]);
+    }
+    args[LIVING] = (struct death_args){.b = b, .w = w, .slot = LIVING};
+    pid_t doomed = tu_fork(wait_forever_to_be_killed, &args[LIVING]);
+    double end = tu_now() + T_LONG;
+    while (mp_barrier_n_waiting(b) < LIVING + 1 && tu_now() < end)
+        tu_sleep(0.005);
+    assert_int_equal(mp_barrier_n_waiting(b), LIVING + 1);
+
+    double killed_at = tu_now();
+    kill_and_reap(doomed);
+    /* Finite guard: before the fix the waiters slept on until it. */
+    int status[LIVING];
+    for (int i = 0; i < LIVING; i++) {
+        double left = killed_at + bound + 5.0 * tu_slowdown() - tu_now();
+        status[i] = tu_wait_child(pids[i], left > 0 ? left : 0.01);
+    }
+    for (int i = 0; i < LIVING; i++)
+        if (status[i] != 0)
+            fail_msg("party %d still waiting %.1f s after the death (status %d)", i,
+                     tu_now() - killed_at, status[i]);
+    for (int i = 0; i < LIVING; i++) {
+        TU_ASSERT_STATUS(atomic_load(&w->result[i]), MP_EBROKEN);
+        double late = atomic_load(&w->returned_at[i]) - killed_at;
+        if (late > bound)
+            fail_msg("party %d got MP_EBROKEN %.3f s after the death (bound %.1f s)", i, late,
+                     bound);
+    }
+    assert_int_equal(mp_barrier_broken(b), 1);
+    assert_int_equal(mp_barrier_n_waiting(b), 0);
+    mp_barrier_free(b);
+    mp_shm_free(w);
+}
+
 /* ---- Value and Array -------------------------------------------------------------- */
 
 struct values {
@@ -1977,6 +2067,7 @@ int main(int argc, char **argv)
         TU_TEST(test_barrier_single_party_and_argument_errors),
         TU_TEST(test_barrier_thousand_cycles_with_five_processes),
         TU_TEST(test_barrier_party_that_dies_breaks_it_instead_of_a_hang),
+        TU_TEST(test_barrier_waiters_with_no_timeout_get_ebroken_within_a_second_of_a_death),
         TU_TEST(test_value_is_shared_like_python),
         TU_TEST(test_value_types_ranges_and_lock_nesting),
         TU_TEST(test_array_is_shared_like_python),
