@@ -1798,8 +1798,8 @@ static int wait_forever_to_be_killed(void *arg)
     return 1;
 }
 
-static void test_barrier_waiters_with_no_timeout_get_ebroken_within_a_second_of_a_death(
-    void **state)
+static void
+test_barrier_waiters_with_no_timeout_get_ebroken_within_a_second_of_a_death(void **state)
 {
     (void)state;
     /* sync.h: a waiting party that dies breaks the barrier for the others.
