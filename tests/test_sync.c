@@ -498,20 +498,37 @@ static void test_without_the_lock_updates_are_lost(void **state)
 }
 
 struct mixed_args {
-    mp_lock *lock;
-    volatile long *counter;
+    mp_lock *lock; /* NULL: the control run, without the lock */
+    double seconds;
+    atomic_int *go;
+    _Atomic long *counter;
+    _Atomic long *done; /* increments done, summed over every thread */
 };
 
-static void *add_under_lock(void *arg)
+/* Add 1 to the shared counter for a while, under the lock if there is one:
+ * a read and a write with a little work between them, as a critical section
+ * has. The accesses are atomic only so that ThreadSanitizer does not report
+ * the control run's race between threads; read and write stay two steps. */
+static void *add_for_a_while(void *arg)
 {
     struct mixed_args *m = arg;
-    for (int i = 0; i < 5000; i++) {
-        if (mp_lock_acquire(m->lock, T_LONG) != 0)
-            return (void *)1;
-        long v = *m->counter;
-        *m->counter = v + 1;
-        mp_lock_release(m->lock);
-    }
+    while (!atomic_load(m->go))
+        ;
+    double end = tu_now() + m->seconds;
+    long done = 0;
+    do {
+        for (int i = 0; i < 64; i++, done++) {
+            if (m->lock && mp_lock_acquire(m->lock, T_LONG) != 0)
+                return (void *)1;
+            long v = atomic_load_explicit(m->counter, memory_order_relaxed);
+            for (volatile int spin = 0; spin < 20; spin++)
+                ;
+            atomic_store_explicit(m->counter, v + 1, memory_order_relaxed);
+            if (m->lock && mp_lock_release(m->lock) != 0)
+                return (void *)2;
+        }
+    } while (tu_now() < end);
+    atomic_fetch_add(m->done, done);
     return NULL;
 }
 
@@ -519,7 +536,7 @@ static int two_threads_add(void *arg)
 {
     pthread_t t[2];
     for (int i = 0; i < 2; i++)
-        if (pthread_create(&t[i], NULL, add_under_lock, arg) != 0)
+        if (pthread_create(&t[i], NULL, add_for_a_while, arg) != 0)
             return 1;
     int bad = 0;
     for (int i = 0; i < 2; i++) {
@@ -533,17 +550,40 @@ static int two_threads_add(void *arg)
 static void test_lock_serialises_threads_of_several_processes(void **state)
 {
     (void)state;
-    struct shared *sh = shared_new();
-    struct mixed_args m = {.counter = &sh->counter};
-    assert_int_equal(mp_lock_new(&m.lock), 0);
-    pid_t pids[3];
-    for (int i = 0; i < 3; i++)
-        pids[i] = tu_fork(two_threads_add, &m);
-    assert_int_equal(two_threads_add(&m), 0);
-    join_all(pids, 3);
-    assert_int_equal(sh->counter, 4 * 2 * 5000);
-    mp_lock_free(m.lock);
-    mp_shm_free(sh);
+    /* Two threads in each of four processes add to one counter for 0.2 s,
+     * started together. The control run without the lock must lose
+     * increments (else the test proves nothing); with the lock, not one. */
+    struct counters {
+        atomic_int go;
+        _Atomic long counter;
+        _Atomic long done;
+    } * c;
+    assert_int_equal(mp_shm_alloc((void **)&c, sizeof *c), 0);
+    for (int with_lock = 0; with_lock <= 1; with_lock++) {
+        struct mixed_args m = {
+            .seconds = 0.2, .go = &c->go, .counter = &c->counter, .done = &c->done};
+        atomic_store(&c->go, 0);
+        atomic_store(&c->counter, 0);
+        atomic_store(&c->done, 0);
+        if (with_lock)
+            assert_int_equal(mp_lock_new(&m.lock), 0);
+        pid_t pids[3];
+        for (int i = 0; i < 3; i++)
+            pids[i] = tu_fork(two_threads_add, &m);
+        atomic_store(&c->go, 1);
+        assert_int_equal(two_threads_add(&m), 0);
+        join_all(pids, 3);
+        long done = atomic_load(&c->done), final = atomic_load(&c->counter);
+        assert_true(done > 0);
+        if (with_lock)
+            assert_int_equal(final, done);
+        else if (final == done)
+            fail_msg("no increment was lost without the lock: the test proves nothing here");
+        else
+            assert_true(final < done); /* lost increments leave it lower */
+        mp_lock_free(m.lock);
+    }
+    mp_shm_free(c);
 }
 
 /* ---- RLock ------------------------------------------------------------------------ */
