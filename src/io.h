@@ -183,7 +183,6 @@ int mp__connect(const struct mp__sockaddr *a, int64_t deadline);
  * Returns 0 or -errno. */
 int mp__random_bytes(void *buf, size_t n);
 
-#endif /* MPIPC_IO_H */
 
 /* ---- helpers for the manager's event loop and its clients ---------------- */
 
@@ -232,3 +231,5 @@ void mp__close_fds_except(const int *keep, size_t n);
  */
 int mp__set_recv_timeout(int fd, int64_t ns);
 ssize_t mp__recv_once(int fd, void *buf, size_t n);
+
+#endif /* MPIPC_IO_H */
