@@ -101,6 +101,8 @@ MP_API int mp_lock_acquire(mp_lock *lock, double timeout)
 {
     if (!lock)
         return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     int rc = pthread_mutex_trylock(&lock->mu);
     return rc == 0 ? 0 : lock_slow(&lock->mu, rc, timeout);
 }
@@ -175,6 +177,8 @@ MP_API int mp_rlock_acquire(mp_rlock *lock, double timeout)
 {
     if (!lock)
         return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     int rc = pthread_mutex_trylock(&lock->mu);
     if (rc != 0)
         rc = lock_slow(&lock->mu, rc, timeout);
@@ -285,6 +289,8 @@ MP_API int mp_sem_acquire(mp_sem *sem, double timeout)
 {
     if (!sem)
         return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     if (sem_trywait(&sem->sem) == 0)
         return 0;
     return mp__sem_wait(&sem->sem, mp__deadline(timeout));
@@ -492,6 +498,8 @@ MP_API int mp_event_wait(mp_event *ev, double timeout)
 {
     if (!ev)
         return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     if (__atomic_load_n(&ev->flag, __ATOMIC_ACQUIRE))
         return 0;
     int64_t deadline = mp__deadline(timeout);
@@ -636,6 +644,8 @@ MP_API int mp_cond_wait(mp_cond *cond, double timeout)
 {
     if (!cond)
         return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     int64_t deadline = mp__deadline(timeout);
     int levels = cond_levels(cond);
     if (levels == 0)
@@ -665,6 +675,8 @@ MP_API int mp_cond_wait_for(mp_cond *cond, bool (*pred)(void *arg), void *arg, d
 {
     if (!cond || !pred)
         return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     /* Python checks the predicate before anything else, lock or not. */
     if (pred(arg))
         return 0;
@@ -799,7 +811,7 @@ MP_API int mp_barrier_new(mp_barrier **out, unsigned parties, mp_barrier_action 
     if (!out)
         return -EINVAL;
     *out = NULL;
-    if (parties == 0)
+    if (parties == 0 || mp__bad_timeout(timeout))
         return MP_EVALUE;
     if (parties > (UINT32_MAX - MP_SYNC_MAX_WAITERS) / 2)
         return -ENOMEM;
@@ -848,6 +860,8 @@ MP_API int mp_barrier_wait_timeout(mp_barrier *b, double timeout)
 {
     if (!b)
         return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     int64_t deadline = mp__deadline(timeout);
     int rc = barrier_lock(b);
     if (rc < 0)
