@@ -472,6 +472,8 @@ static int recv_locked(mp_conn *c, struct recv_req *req, int64_t deadline)
 
 static int do_recv(mp_conn *c, struct recv_req *req, double timeout)
 {
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     int64_t deadline = mp__deadline(timeout);
     pthread_mutex_lock(&c->rmu);
     int rc;
@@ -575,6 +577,8 @@ MP_API int mp_wait(mp_wait_item *items, size_t n, double timeout)
 {
     if (!items && n > 0)
         return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     int64_t deadline = mp__deadline(timeout);
 
     struct pollfd stack_fds[WAIT_STACK];

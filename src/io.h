@@ -18,6 +18,7 @@
 
 #include "internal.h"
 
+#include <math.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -31,8 +32,20 @@
 /* CLOCK_MONOTONIC now, in nanoseconds. */
 int64_t mp__now_ns(void);
 
+/*
+ * True for a public timeout argument that is no number of seconds: NaN
+ * (Python raises ValueError for it). Every public function that takes a
+ * timeout returns MP_EVALUE for it before it acts, so a NaN never takes,
+ * sends, queues or consumes anything (common.h says so once for all).
+ */
+static inline bool mp__bad_timeout(double timeout)
+{
+    return isnan(timeout);
+}
+
 /* The deadline for a public timeout: negative -> MP__NO_DEADLINE, otherwise
- * now + timeout (saturating; NaN is treated as "forever"). */
+ * now + timeout (saturating). A NaN, which public entry points refuse with
+ * mp__bad_timeout() first, is treated as "forever". */
 int64_t mp__deadline(double timeout);
 
 /* Milliseconds left before the deadline, rounded up, for poll(): -1 for no
@@ -183,8 +196,6 @@ int mp__connect(const struct mp__sockaddr *a, int64_t deadline);
  * Returns 0 or -errno. */
 int mp__random_bytes(void *buf, size_t n);
 
-#endif /* MPIPC_IO_H */
-
 /* ---- helpers for the manager's event loop and its clients ---------------- */
 
 /* A close-on-exec duplicate of fd (F_DUPFD_CLOEXEC). Returns it or -errno. */
@@ -232,3 +243,5 @@ void mp__close_fds_except(const int *keep, size_t n);
  */
 int mp__set_recv_timeout(int fd, int64_t ns);
 ssize_t mp__recv_once(int fd, void *buf, size_t n);
+
+#endif /* MPIPC_IO_H */

@@ -337,6 +337,8 @@ MP_API int mp_deliver_challenge(mp_conn *c, const void *authkey, size_t authkey_
 {
     if (!c || (!authkey && authkey_len) || (form != MP_AUTH_SHA256 && form != MP_AUTH_MD5))
         return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     return hung_up_is_eof(deliver(c, authkey, authkey_len, form, mp__deadline(timeout)));
 }
 
@@ -344,6 +346,8 @@ MP_API int mp_answer_challenge(mp_conn *c, const void *authkey, size_t authkey_l
 {
     if (!c || (!authkey && authkey_len))
         return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     return hung_up_is_eof(answer(c, authkey, authkey_len, mp__deadline(timeout)));
 }
 
@@ -417,6 +421,8 @@ MP_API int mp_listener_accept(mp_listener *l, mp_conn **out, double timeout)
     if (!l || !out)
         return -EINVAL;
     *out = NULL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     int lfd = __atomic_load_n(&l->fd, __ATOMIC_ACQUIRE);
     if (lfd < 0)
         return MP_ECLOSED;
@@ -512,6 +518,8 @@ MP_API int mp_client_connect(mp_conn **out, const char *address, const void *aut
     *out = NULL;
     if (!authkey && authkey_len)
         return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     struct mp__sockaddr a;
     int rc = parse_address(address, &a);
     if (rc < 0)

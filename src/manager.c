@@ -272,6 +272,8 @@ static int manager_new(mp_manager **out, const char *address, const void *key, s
     (void)mp__forkgen(); /* install the generation counter before any fork */
     if (o->max_message > MP__MGR_MAX_LIMIT)
         return -EINVAL;
+    if (mp__bad_timeout(o->timeout))
+        return MP_EVALUE;
     mp_manager *m = calloc(1, sizeof *m);
     if (!m)
         return -ENOMEM;
@@ -1512,8 +1514,10 @@ MP_API pid_t mp_manager_pid(const mp_manager *m)
 
 MP_API int mp_manager_set_timeout(mp_manager *m, double timeout)
 {
-    if (!m || isnan(timeout))
+    if (!m)
         return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     __atomic_store_n(&m->timeout_ns, seconds_to_ns(timeout), __ATOMIC_RELAXED);
     return 0;
 }
@@ -2309,7 +2313,9 @@ MP_API void mp_list_free(mp_list *l)
 
 MP_API int mp_mlock_acquire(mp_mlock *lk, double timeout)
 {
-    CHECK_PROXY(lk && !isnan(timeout));
+    CHECK_PROXY(lk);
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     struct marg a[2] = {arg_timeout(timeout), ARG_INT(thread_id())};
     return pcall(&lk->p, "acquire", a, 2, timeout < 0 ? MP_FOREVER : timeout, NULL);
 }
@@ -2333,7 +2339,9 @@ MP_API void mp_mlock_free(mp_mlock *lk)
 
 MP_API int mp_mqueue_put(mp_mqueue *q, const mp_obj *item, double timeout)
 {
-    CHECK_PROXY(q && item && !isnan(timeout));
+    CHECK_PROXY(q && item);
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     struct marg a[2] = {ARG_OBJ(item), arg_timeout(timeout)};
     return pcall(&q->p, "put", a, 2, timeout < 0 ? MP_FOREVER : timeout, NULL);
 }
@@ -2342,7 +2350,9 @@ MP_API int mp_mqueue_get(mp_mqueue *q, mp_obj **item, double timeout)
 {
     if (item)
         *item = NULL;
-    CHECK_PROXY(q && item && !isnan(timeout));
+    CHECK_PROXY(q && item);
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     struct marg a[1] = {arg_timeout(timeout)};
     return pcall(&q->p, "get", a, 1, timeout < 0 ? MP_FOREVER : timeout, item);
 }
@@ -2373,7 +2383,9 @@ MP_API int mp_mqueue_task_done(mp_mqueue *q)
 
 MP_API int mp_mqueue_join(mp_mqueue *q, double timeout)
 {
-    CHECK_PROXY(q && !isnan(timeout));
+    CHECK_PROXY(q);
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     struct marg a[1] = {arg_timeout(timeout)};
     return pcall(&q->p, "join", a, 1, timeout < 0 ? MP_FOREVER : timeout, NULL);
 }

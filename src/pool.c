@@ -1906,9 +1906,11 @@ static bool in_pool_thread(const mp_pool *p)
 
 /* The blocking calls refuse the pool's own threads: a callback waiting for
  * a task would wait for the thread it runs in. */
-static int sync_check(const mp_pool *p)
+static int sync_check(const mp_pool *p, double timeout)
 {
     int rc = pool_check(p);
+    if (rc == 0 && mp__bad_timeout(timeout))
+        rc = MP_EVALUE;
     if (rc == 0 && in_pool_thread(p))
         rc = MP_ESTATE;
     return rc;
@@ -2153,6 +2155,8 @@ MP_API int mp_pool_join(mp_pool *p, double timeout)
     int rc = pool_check(p);
     if (rc < 0)
         return rc;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     int64_t deadline = mp__deadline(timeout);
     pthread_mutex_lock(&p->mu);
     if (p->state == P_RUN) {
@@ -2593,6 +2597,8 @@ static int result_get(mp_result *r, double timeout, mp_task_error *err)
         return rc;
     if (r->kind == K_IMAP || r->kind == K_IMAPU)
         return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     int64_t deadline = mp__deadline(timeout);
     pthread_mutex_lock(&r->mu);
     rc = wait_visible(r, deadline);
@@ -2638,6 +2644,8 @@ MP_API int mp_result_wait(mp_result *r, double timeout)
     int rc = job_check(r);
     if (rc < 0)
         return rc;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     int64_t deadline = mp__deadline(timeout);
     pthread_mutex_lock(&r->mu);
     rc = wait_visible(r, deadline);
@@ -2700,7 +2708,7 @@ MP_API int mp_pool_apply_bytes(mp_pool *p, mp_bytes_fn fn, const void *in, size_
         *out_len = 0;
     if (!out || !out_len)
         return -EINVAL;
-    int rc = sync_check(p);
+    int rc = sync_check(p, timeout);
     if (rc < 0)
         return rc;
     mp_result *r;
@@ -2724,7 +2732,7 @@ MP_API int mp_pool_map_array(mp_pool *p, mp_array_fn fn, const void *in, size_t 
                              mp_task_error *err)
 {
     clear_err(err);
-    int rc = sync_check(p);
+    int rc = sync_check(p, timeout);
     if (rc < 0)
         return rc;
     mp_result *r;
@@ -2756,7 +2764,7 @@ MP_API int mp_pool_apply(mp_pool *p, mp_obj_fn fn, const mp_obj *args, mp_obj **
         *result = NULL;
     if (!result)
         return -EINVAL;
-    int rc = sync_check(p);
+    int rc = sync_check(p, timeout);
     if (rc < 0)
         return rc;
     mp_result *r;
@@ -2775,7 +2783,7 @@ static int sync_map(mp_pool *p, int form, mp_obj_fn fn, const mp_obj *items, siz
         *results = NULL;
     if (!results)
         return -EINVAL;
-    int rc = sync_check(p);
+    int rc = sync_check(p, timeout);
     if (rc < 0)
         return rc;
     mp_result *r;
@@ -2840,6 +2848,8 @@ MP_API int mp_imap_next(mp_imap *it, double timeout, size_t *index, mp_obj **val
     int rc = job_check(j);
     if (rc < 0)
         return rc;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     int64_t deadline = mp__deadline(timeout);
     pthread_mutex_lock(&j->mu);
     for (;;) {

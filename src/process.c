@@ -432,6 +432,8 @@ MP_API int mp_process_join(mp_process *p, double timeout)
     int rc = check_child(p);
     if (rc < 0)
         return rc;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     int64_t deadline = mp__deadline(timeout);
     if (reap(p))
         return p->exitcode == -ECHILD ? -ECHILD : 0;

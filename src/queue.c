@@ -354,6 +354,8 @@ MP_API int mp_queue_put(mp_queue *q, const void *data, size_t len, double timeou
 {
     if (!q || (!data && len > 0))
         return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     fork_fixup(q);
     if (__atomic_load_n(&q->closed, __ATOMIC_ACQUIRE))
         return MP_ECLOSED;
@@ -411,6 +413,8 @@ MP_API int mp_queue_get(mp_queue *q, void **data, size_t *len, double timeout)
     *len = 0;
     if (!q)
         return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     fork_fixup(q);
     if (__atomic_load_n(&q->closed, __ATOMIC_ACQUIRE))
         return MP_ECLOSED;
@@ -431,6 +435,8 @@ static int put_pickled(put_fn put, void *q, const mp_obj *obj, double timeout)
 {
     if (!q || !obj)
         return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     unsigned char *bytes;
     size_t len;
     int rc = mp__pickle_dumps(obj, &bytes, &len);
@@ -564,6 +570,8 @@ MP_API int mp_queue_join(mp_queue *q, double timeout)
 {
     if (!q)
         return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     if (!q->unfinished)
         return MP_ESTATE;
     int64_t deadline = mp__deadline(timeout);
@@ -635,6 +643,8 @@ MP_API int mp_simplequeue_put(mp_simplequeue *q, const void *data, size_t len, d
 {
     if (!q || (!data && len > 0))
         return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     if (q->closed)
         return MP_ECLOSED;
     struct iovec item = {(void *)data, len};
@@ -653,6 +663,8 @@ MP_API int mp_simplequeue_get(mp_simplequeue *q, void **data, size_t *len, doubl
     *len = 0;
     if (!q)
         return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     if (q->closed)
         return MP_ECLOSED;
     int rc = mp__qpipe_read(&q->qp, data, len, mp__deadline(timeout));

@@ -101,6 +101,8 @@ MP_API int mp_lock_acquire(mp_lock *lock, double timeout)
 {
     if (!lock)
         return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     int rc = pthread_mutex_trylock(&lock->mu);
     return rc == 0 ? 0 : lock_slow(&lock->mu, rc, timeout);
 }
@@ -175,6 +177,8 @@ MP_API int mp_rlock_acquire(mp_rlock *lock, double timeout)
 {
     if (!lock)
         return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     int rc = pthread_mutex_trylock(&lock->mu);
     if (rc != 0)
         rc = lock_slow(&lock->mu, rc, timeout);
@@ -285,6 +289,8 @@ MP_API int mp_sem_acquire(mp_sem *sem, double timeout)
 {
     if (!sem)
         return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     if (sem_trywait(&sem->sem) == 0)
         return 0;
     return mp__sem_wait(&sem->sem, mp__deadline(timeout));
@@ -356,25 +362,50 @@ static int guard_lock(pthread_mutex_t *guard, struct mp__waitq *q, repair_fn rep
 }
 
 /*
+ * A death wakes nobody: the kernel only marks the dead thread's robust
+ * mutexes, and a party asleep on its semaphore would sleep on until someone
+ * happened to take the guard. A primitive whose waiters must notice a death
+ * by themselves (a Barrier: a waiting party that dies breaks it) gives
+ * sleep_armed() a watch function; the waiter then sleeps in slices of
+ * WATCH_SLICE_NS and, after each slice that ended with no wake, runs it with
+ * the guard held (taking the guard has already repaired after a holder that
+ * died). It returns true when the waiter should stop sleeping and look at
+ * the object's state again. A slice of 200 ms puts a death's notice well
+ * inside a second, for five guard lock/unlock pairs per waiter per second.
+ */
+typedef bool (*watch_fn)(void *obj);
+
+#define WATCH_SLICE_NS ((int64_t)200 * 1000 * 1000)
+
+/*
  * The slot is armed and the guard released: sleep until woken or the
- * deadline, and return with the guard held. 0 when woken, MP_ETIMEDOUT,
- * -errno from the semaphore.
+ * deadline, and return with the guard held. 0 when woken (or when watch
+ * asked for a fresh look), MP_ETIMEDOUT, -errno from the semaphore.
  */
 static int sleep_armed(pthread_mutex_t *guard, struct mp__waitq *q, int idx, int64_t deadline,
-                       repair_fn repair, void *obj)
+                       repair_fn repair, watch_fn watch, void *obj)
 {
     for (;;) {
-        int rc = mp__waitq_sleep(q, idx, deadline);
+        int64_t until = deadline;
+        if (watch) {
+            int64_t slice = mp__now_ns() + WATCH_SLICE_NS;
+            if (deadline == MP__NO_DEADLINE || slice < deadline)
+                until = slice;
+        }
+        int rc = mp__waitq_sleep(q, idx, until);
         /* Cannot fail: this thread does not hold the guard, and a dead
          * holder is repaired. */
         (void)guard_lock(guard, q, repair, obj);
         if (mp__waitq_woken(q, idx))
             return 0;
-        if (rc == MP_ETIMEDOUT || mp__deadline_passed(deadline))
+        if (mp__deadline_passed(deadline))
             return MP_ETIMEDOUT;
-        if (rc < 0)
+        if (rc < 0 && rc != MP_ETIMEDOUT)
             return rc;
-        /* A post left over from a repair: still armed, sleep on. */
+        if (watch && watch(obj))
+            return 0;
+        /* A slice ended, or a post left over from a repair: still armed,
+         * sleep on. */
         mp__mutex_unlock(guard);
     }
 }
@@ -382,11 +413,11 @@ static int sleep_armed(pthread_mutex_t *guard, struct mp__waitq *q, int idx, int
 /* Arm, release the guard, sleep: sleep_armed() for callers with nothing to
  * do between arming and sleeping. */
 static int guard_sleep(pthread_mutex_t *guard, struct mp__waitq *q, int idx, int64_t deadline,
-                       repair_fn repair, void *obj)
+                       repair_fn repair, watch_fn watch, void *obj)
 {
     mp__waitq_arm(q, idx);
     mp__mutex_unlock(guard);
-    return sleep_armed(guard, q, idx, deadline, repair, obj);
+    return sleep_armed(guard, q, idx, deadline, repair, watch, obj);
 }
 
 /* The size of a primitive whose last member is a wait queue of cap slots. */
@@ -467,6 +498,8 @@ MP_API int mp_event_wait(mp_event *ev, double timeout)
 {
     if (!ev)
         return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     if (__atomic_load_n(&ev->flag, __ATOMIC_ACQUIRE))
         return 0;
     int64_t deadline = mp__deadline(timeout);
@@ -483,7 +516,7 @@ MP_API int mp_event_wait(mp_event *ev, double timeout)
         mp__mutex_unlock(&ev->guard);
         return idx;
     }
-    rc = guard_sleep(&ev->guard, &ev->q, idx, deadline, NULL, NULL);
+    rc = guard_sleep(&ev->guard, &ev->q, idx, deadline, NULL, NULL, NULL);
     mp__waitq_leave(&ev->q, idx);
     /* Woken by set(), or set by the time we look. A set() and a clear()
      * that both happened while we slept still give 0: the flag was set
@@ -611,6 +644,8 @@ MP_API int mp_cond_wait(mp_cond *cond, double timeout)
 {
     if (!cond)
         return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     int64_t deadline = mp__deadline(timeout);
     int levels = cond_levels(cond);
     if (levels == 0)
@@ -628,7 +663,7 @@ MP_API int mp_cond_wait(mp_cond *cond, double timeout)
     mp__waitq_arm(&cond->q, idx);
     mp__mutex_unlock(&cond->guard);
     cond_release_all(cond, levels);
-    rc = sleep_armed(&cond->guard, &cond->q, idx, deadline, NULL, NULL);
+    rc = sleep_armed(&cond->guard, &cond->q, idx, deadline, NULL, NULL, NULL);
     mp__waitq_leave(&cond->q, idx);
     mp__mutex_unlock(&cond->guard);
     if (cond_reacquire(cond, levels) == MP_EOWNERDEAD)
@@ -640,6 +675,8 @@ MP_API int mp_cond_wait_for(mp_cond *cond, bool (*pred)(void *arg), void *arg, d
 {
     if (!cond || !pred)
         return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     /* Python checks the predicate before anything else, lock or not. */
     if (pred(arg))
         return 0;
@@ -774,7 +811,7 @@ MP_API int mp_barrier_new(mp_barrier **out, unsigned parties, mp_barrier_action 
     if (!out)
         return -EINVAL;
     *out = NULL;
-    if (parties == 0)
+    if (parties == 0 || mp__bad_timeout(timeout))
         return MP_EVALUE;
     if (parties > (UINT32_MAX - MP_SYNC_MAX_WAITERS) / 2)
         return -ENOMEM;
@@ -798,6 +835,15 @@ MP_API int mp_barrier_new(mp_barrier **out, unsigned parties, mp_barrier_action 
     return 0;
 }
 
+/* A waiter's watch (see sleep_armed): reap parties that died, which breaks
+ * a filling barrier or counts out a drainer, and have the waiter look at
+ * the state again, whether or not anything changed. */
+static bool barrier_watch(void *obj)
+{
+    barrier_reap(obj);
+    return true;
+}
+
 static int barrier_lock(mp_barrier *b)
 {
     return guard_lock(&b->guard, &b->q, barrier_repair, b);
@@ -814,6 +860,8 @@ MP_API int mp_barrier_wait_timeout(mp_barrier *b, double timeout)
 {
     if (!b)
         return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
     int64_t deadline = mp__deadline(timeout);
     int rc = barrier_lock(b);
     if (rc < 0)
@@ -828,7 +876,7 @@ MP_API int mp_barrier_wait_timeout(mp_barrier *b, double timeout)
 
     /* _enter(): wait out a drain or reset still in progress. */
     while (b->state == B_DRAINING || b->state == B_RESETTING) {
-        rc = guard_sleep(&b->guard, &b->q, idx, deadline, barrier_repair, b);
+        rc = guard_sleep(&b->guard, &b->q, idx, deadline, barrier_repair, barrier_watch, b);
         if (rc < 0) {
             if (b->state == B_DRAINING || b->state == B_RESETTING)
                 barrier_break(b);
@@ -860,7 +908,7 @@ MP_API int mp_barrier_wait_timeout(mp_barrier *b, double timeout)
     } else {
         /* _wait(): until released or broken; a timeout breaks it for all. */
         while (b->state == B_FILLING && !(mp__waitq_tag(&b->q, idx) & TAG_RELEASED)) {
-            rc = guard_sleep(&b->guard, &b->q, idx, deadline, barrier_repair, b);
+            rc = guard_sleep(&b->guard, &b->q, idx, deadline, barrier_repair, barrier_watch, b);
             if (rc < 0) {
                 if (b->state == B_FILLING && !(mp__waitq_tag(&b->q, idx) & TAG_RELEASED))
                     barrier_break(b);

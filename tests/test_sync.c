@@ -79,6 +79,15 @@ static void kill_and_reap(pid_t pid)
     assert_int_equal(tu_wait_child(pid, T_LONG), -SIGKILL);
 }
 
+/* How much slower than native this run is: time bounds are multiplied by
+ * it. Memcheck runs some 20-50 times slower; it is recognised by its
+ * preload library, which it puts in every process it runs. */
+static double tu_slowdown(void)
+{
+    const char *pre = getenv("LD_PRELOAD");
+    return pre && strstr(pre, "vgpreload") ? 10.0 : 1.0;
+}
+
 /* ---- shared memory ------------------------------------------------------------ */
 
 struct shm_args {
@@ -489,20 +498,37 @@ static void test_without_the_lock_updates_are_lost(void **state)
 }
 
 struct mixed_args {
-    mp_lock *lock;
-    volatile long *counter;
+    mp_lock *lock; /* NULL: the control run, without the lock */
+    double seconds;
+    atomic_int *go;
+    _Atomic long *counter;
+    _Atomic long *done; /* increments done, summed over every thread */
 };
 
-static void *add_under_lock(void *arg)
+/* Add 1 to the shared counter for a while, under the lock if there is one:
+ * a read and a write with a little work between them, as a critical section
+ * has. The accesses are atomic only so that ThreadSanitizer does not report
+ * the control run's race between threads; read and write stay two steps. */
+static void *add_for_a_while(void *arg)
 {
     struct mixed_args *m = arg;
-    for (int i = 0; i < 5000; i++) {
-        if (mp_lock_acquire(m->lock, T_LONG) != 0)
-            return (void *)1;
-        long v = *m->counter;
-        *m->counter = v + 1;
-        mp_lock_release(m->lock);
-    }
+    while (!atomic_load(m->go))
+        ;
+    double end = tu_now() + m->seconds;
+    long done = 0;
+    do {
+        for (int i = 0; i < 64; i++, done++) {
+            if (m->lock && mp_lock_acquire(m->lock, T_LONG) != 0)
+                return (void *)1;
+            long v = atomic_load_explicit(m->counter, memory_order_relaxed);
+            for (volatile int spin = 0; spin < 20; spin++)
+                ;
+            atomic_store_explicit(m->counter, v + 1, memory_order_relaxed);
+            if (m->lock && mp_lock_release(m->lock) != 0)
+                return (void *)2;
+        }
+    } while (tu_now() < end);
+    atomic_fetch_add(m->done, done);
     return NULL;
 }
 
@@ -510,7 +536,7 @@ static int two_threads_add(void *arg)
 {
     pthread_t t[2];
     for (int i = 0; i < 2; i++)
-        if (pthread_create(&t[i], NULL, add_under_lock, arg) != 0)
+        if (pthread_create(&t[i], NULL, add_for_a_while, arg) != 0)
             return 1;
     int bad = 0;
     for (int i = 0; i < 2; i++) {
@@ -524,17 +550,40 @@ static int two_threads_add(void *arg)
 static void test_lock_serialises_threads_of_several_processes(void **state)
 {
     (void)state;
-    struct shared *sh = shared_new();
-    struct mixed_args m = {.counter = &sh->counter};
-    assert_int_equal(mp_lock_new(&m.lock), 0);
-    pid_t pids[3];
-    for (int i = 0; i < 3; i++)
-        pids[i] = tu_fork(two_threads_add, &m);
-    assert_int_equal(two_threads_add(&m), 0);
-    join_all(pids, 3);
-    assert_int_equal(sh->counter, 4 * 2 * 5000);
-    mp_lock_free(m.lock);
-    mp_shm_free(sh);
+    /* Two threads in each of four processes add to one counter for 0.2 s,
+     * started together. The control run without the lock must lose
+     * increments (else the test proves nothing); with the lock, not one. */
+    struct counters {
+        atomic_int go;
+        _Atomic long counter;
+        _Atomic long done;
+    } * c;
+    assert_int_equal(mp_shm_alloc((void **)&c, sizeof *c), 0);
+    for (int with_lock = 0; with_lock <= 1; with_lock++) {
+        struct mixed_args m = {
+            .seconds = 0.2, .go = &c->go, .counter = &c->counter, .done = &c->done};
+        atomic_store(&c->go, 0);
+        atomic_store(&c->counter, 0);
+        atomic_store(&c->done, 0);
+        if (with_lock)
+            assert_int_equal(mp_lock_new(&m.lock), 0);
+        pid_t pids[3];
+        for (int i = 0; i < 3; i++)
+            pids[i] = tu_fork(two_threads_add, &m);
+        atomic_store(&c->go, 1);
+        assert_int_equal(two_threads_add(&m), 0);
+        join_all(pids, 3);
+        long done = atomic_load(&c->done), final = atomic_load(&c->counter);
+        assert_true(done > 0);
+        if (with_lock)
+            assert_int_equal(final, done);
+        else if (final == done)
+            fail_msg("no increment was lost without the lock: the test proves nothing here");
+        else
+            assert_true(final < done); /* lost increments leave it lower */
+        mp_lock_free(m.lock);
+    }
+    mp_shm_free(c);
 }
 
 /* ---- RLock ------------------------------------------------------------------------ */
@@ -1742,8 +1791,8 @@ static void test_barrier_party_that_dies_breaks_it_instead_of_a_hang(void **stat
     assert_int_equal(mp_barrier_n_waiting(a.b), 2);
     kill_and_reap(doomed);
     /* The third party arrives: with a dead party counted in, releasing
-     * would be a lie, so the barrier breaks - for the waiter with no
-     * timeout too. */
+     * would be a lie, so the barrier is broken - by the waiter's own check
+     * for dead parties if that came first, or by this arrival. */
     double t0 = tu_now();
     TU_ASSERT_STATUS(mp_barrier_wait_timeout(a.b, MP_FOREVER), MP_EBROKEN);
     assert_true(tu_now() - t0 < 5.0);
@@ -1759,6 +1808,87 @@ static void test_barrier_party_that_dies_breaks_it_instead_of_a_hang(void **stat
     assert_int_equal(tu_wait_child(p2, T_LONG), 0);
     mp_barrier_free(a.b);
     mp_shm_free(a.sh);
+}
+
+/* What a party of the test below saw: its result and when it returned. */
+struct death_watch {
+    atomic_int result[8];
+    _Atomic double returned_at[8];
+};
+
+struct death_args {
+    mp_barrier *b;
+    struct death_watch *w;
+    int slot;
+};
+
+static int wait_forever_and_record(void *arg)
+{
+    struct death_args *a = arg;
+    int rc = mp_barrier_wait_timeout(a->b, MP_FOREVER);
+    atomic_store(&a->w->returned_at[a->slot], tu_now());
+    atomic_store(&a->w->result[a->slot], rc);
+    return 0;
+}
+
+static int wait_forever_to_be_killed(void *arg)
+{
+    struct death_args *a = arg;
+    mp_barrier_wait_timeout(a->b, MP_FOREVER); /* killed here */
+    return 1;
+}
+
+static void
+test_barrier_waiters_with_no_timeout_get_ebroken_within_a_second_of_a_death(void **state)
+{
+    (void)state;
+    /* sync.h: a waiting party that dies breaks the barrier for the others.
+     * A death wakes nobody, so the waiters must notice it themselves, with
+     * MP_FOREVER too, and not only when a later party arrives (which here
+     * never happens: 5 parties, 4 arrive). */
+    enum { LIVING = 3 };
+    double bound = 1.0 * tu_slowdown();
+    struct death_watch *w;
+    assert_int_equal(mp_shm_alloc((void **)&w, sizeof *w), 0);
+    mp_barrier *b;
+    assert_int_equal(mp_barrier_new(&b, LIVING + 2, NULL, NULL, MP_FOREVER), 0);
+    struct death_args args[LIVING + 1];
+    pid_t pids[LIVING];
+    for (int i = 0; i < LIVING; i++) {
+        args[i] = (struct death_args){.b = b, .w = w, .slot = i};
+        atomic_store(&w->result[i], 1); /* not returned */
+        pids[i] = tu_fork(wait_forever_and_record, &args[i]);
+    }
+    args[LIVING] = (struct death_args){.b = b, .w = w, .slot = LIVING};
+    pid_t doomed = tu_fork(wait_forever_to_be_killed, &args[LIVING]);
+    double end = tu_now() + T_LONG;
+    while (mp_barrier_n_waiting(b) < LIVING + 1 && tu_now() < end)
+        tu_sleep(0.005);
+    assert_int_equal(mp_barrier_n_waiting(b), LIVING + 1);
+
+    double killed_at = tu_now();
+    kill_and_reap(doomed);
+    /* Finite guard: before the fix the waiters slept on until it. */
+    int status[LIVING];
+    for (int i = 0; i < LIVING; i++) {
+        double left = killed_at + bound + 5.0 * tu_slowdown() - tu_now();
+        status[i] = tu_wait_child(pids[i], left > 0 ? left : 0.01);
+    }
+    for (int i = 0; i < LIVING; i++)
+        if (status[i] != 0)
+            fail_msg("party %d still waiting %.1f s after the death (status %d)", i,
+                     tu_now() - killed_at, status[i]);
+    for (int i = 0; i < LIVING; i++) {
+        TU_ASSERT_STATUS(atomic_load(&w->result[i]), MP_EBROKEN);
+        double late = atomic_load(&w->returned_at[i]) - killed_at;
+        if (late > bound)
+            fail_msg("party %d got MP_EBROKEN %.3f s after the death (bound %.1f s)", i, late,
+                     bound);
+    }
+    assert_int_equal(mp_barrier_broken(b), 1);
+    assert_int_equal(mp_barrier_n_waiting(b), 0);
+    mp_barrier_free(b);
+    mp_shm_free(w);
 }
 
 /* ---- Value and Array -------------------------------------------------------------- */
@@ -1977,6 +2107,7 @@ int main(int argc, char **argv)
         TU_TEST(test_barrier_single_party_and_argument_errors),
         TU_TEST(test_barrier_thousand_cycles_with_five_processes),
         TU_TEST(test_barrier_party_that_dies_breaks_it_instead_of_a_hang),
+        TU_TEST(test_barrier_waiters_with_no_timeout_get_ebroken_within_a_second_of_a_death),
         TU_TEST(test_value_is_shared_like_python),
         TU_TEST(test_value_types_ranges_and_lock_nesting),
         TU_TEST(test_array_is_shared_like_python),

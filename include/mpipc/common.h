@@ -26,6 +26,9 @@
  *   t > 0                            wait up to t seconds, measured on
  *                                    CLOCK_MONOTONIC; a signal that interrupts
  *                                    the wait does not restart the clock.
+ *   NaN                              refused: every function that takes a
+ *                                    timeout returns MP_EVALUE (Python's
+ *                                    ValueError) and does nothing else.
  *
  * Note one difference from Python: Connection.poll(-1) in Python returns at once,
  * while every negative timeout here means "forever".

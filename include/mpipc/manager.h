@@ -278,7 +278,8 @@ MP_API pid_t mp_manager_pid(const mp_manager *m);
 
 /* mp_manager_set_timeout - set the call timeout (see opts.timeout) for every
  * thread and proxy of this handle; negative for no limit. Returns 0 or
- * -EINVAL (NULL, NaN). Thread/fork: any thread; a child inherits the value. */
+ * -EINVAL (NULL); MP_EVALUE (NaN). Thread/fork: any thread; a child inherits
+ * the value. */
 MP_API int mp_manager_set_timeout(mp_manager *m, double timeout);
 
 /*

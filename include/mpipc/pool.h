@@ -240,7 +240,9 @@ typedef struct mp_task_error {
  * Exactly one of them runs for each call, in the pool's result thread,
  * before the result becomes ready for other threads. Inside the callback,
  * r is valid (even if the caller already freed its handle) and
- * mp_result_get(r, MP_NOWAIT, ...) / mp_result_error() read the outcome.
+ * mp_result_get(r, MP_NOWAIT, ...) (mp_result_get_bytes() for a bytes-form
+ * call) reads the outcome: the value, or through its err argument why the
+ * call failed.
  */
 typedef void (*mp_result_cb)(mp_result *r, void *user);
 

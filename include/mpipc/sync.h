@@ -27,7 +27,9 @@
  *     which is why the caller is told.
  *   - Condition, Event and Barrier notice waiters that died and never count
  *     them as woken; a Barrier whose waiting party dies breaks (MP_EBROKEN for
- *     the others) instead of never filling. Every wait honours its timeout.
+ *     the others) instead of never filling. The others learn it within a
+ *     second of the death, waiting with MP_FOREVER too: a barrier's waiters
+ *     look for dead parties every 200 ms. Every wait honours its timeout.
  *   - Semaphores have no owner, so a unit taken by a process that died stays
  *     taken, as in Python; waiters still return at their timeouts.
  *
@@ -307,7 +309,8 @@ MP_API int mp_barrier_new(mp_barrier **out, unsigned parties, mp_barrier_action 
  * arrive gets 0); MP_EBROKEN (Python's BrokenBarrierError) when the barrier
  * is or becomes broken while waiting: a party timed out (it breaks the
  * barrier for all, as in Python), abort() was called, the action failed, a
- * waiting party died, or reset() ran during the wait; -EAGAIN when too many
+ * waiting party died (told within a second of its death, whatever the
+ * timeout), or reset() ran during the wait; -EAGAIN when too many
  * threads wait at once; -EINVAL. The barrier is reusable cycle after cycle.
  */
 MP_API int mp_barrier_wait(mp_barrier *b);
