@@ -20,10 +20,11 @@
  * known at every moment a receive can wait, even to a child forked then.
  *
  * poll() and wait() must not take rmu (a receive may hold it for a while),
- * so two atomics mirror the state: unread, the byte count held, and whole,
- * true when rbuf starts with a complete message. Only a complete message
- * makes a connection ready without looking at the descriptor; the start of
- * one does not, or "poll, then receive" would spin on it.
+ * so two atomics mirror the state: unread, the byte count held, and ready,
+ * true when rbuf starts with a complete message (or a corrupt header, which
+ * a receive reports at once). Only that makes a connection ready without
+ * looking at the descriptor; the start of a message does not, or "poll,
+ * then receive" would spin on it.
  *
  * Fork. Every entry point compares the handle's fork generation with the
  * process's; in a child that differs, and the handle re-creates its mutexes
@@ -77,7 +78,7 @@ struct mp_conn {
     size_t skip;                    /* payload bytes of a parent's message still to discard */
     bool skip_hdr;                  /* rbuf[rpos, rlen) starts the header of a message to discard */
     size_t unread;                  /* atomic mirror of (rlen - rpos) + big_got */
-    bool whole;                     /* atomic: rbuf[rpos, rlen) starts with a complete message */
+    bool ready; /* atomic: a receive completes from rbuf alone (see publish_read_state) */
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -92,20 +93,23 @@ static void store_flag(bool *flag, bool value)
     __atomic_store_n(flag, value, __ATOMIC_RELEASE);
 }
 
-/* Publish the read state to poll() and wait() (rmu held). */
-static void update_unread(mp_conn *c)
+/* Publish the read state to poll() and wait() (rmu held). Ready without
+ * the descriptor: a whole message at rpos, or a corrupt header there (the
+ * receive fails with MP_EPROTO at once, so waiting for bytes would hang). */
+static void publish_read_state(mp_conn *c)
 {
     size_t avail = c->rlen - c->rpos;
-    bool whole = false;
+    bool ready = false;
     /* A large message in `big` or being skipped leaves rbuf empty; a header
      * under skip_hdr starts a message that will be discarded, not received. */
     if (avail >= MP__FRAME_SHORT && !c->skip_hdr) {
         uint64_t size;
         size_t hdr;
-        whole = mp__frame_decode(c->rbuf + c->rpos, avail, &size, &hdr) == 1 && size <= avail - hdr;
+        int rc = mp__frame_decode(c->rbuf + c->rpos, avail, &size, &hdr);
+        ready = rc < 0 || (rc == 1 && size <= avail - hdr);
     }
     __atomic_store_n(&c->unread, avail + (c->big ? c->big_got : 0), __ATOMIC_RELEASE);
-    __atomic_store_n(&c->whole, whole, __ATOMIC_RELEASE);
+    __atomic_store_n(&c->ready, ready, __ATOMIC_RELEASE);
 }
 
 /* Drop every buffered byte (rmu held, or the handle is not shared). */
@@ -118,7 +122,7 @@ static void drop_buffered(mp_conn *c)
     c->direct_size = c->direct_got = 0;
     c->skip = 0;
     c->skip_hdr = false;
-    update_unread(c);
+    publish_read_state(c);
 }
 
 /*
@@ -167,7 +171,7 @@ static void keep_only_the_partial_message(mp_conn *c)
     c->direct_size = c->direct_got = 0;
     c->skip = skip;
     c->skip_hdr = skip_hdr;
-    update_unread(c);
+    publish_read_state(c);
 }
 
 /* In a forked child, make the handle the child's own (see the file comment). */
@@ -327,7 +331,7 @@ static int fill(mp_conn *c, size_t need, int64_t deadline)
         if (r < 0)
             return (int)r;
         c->rlen += (size_t)r;
-        update_unread(c);
+        publish_read_state(c);
     }
     return 0;
 }
@@ -365,7 +369,7 @@ static int big_start(mp_conn *c, size_t hdr, size_t size)
     memcpy(c->big, c->rbuf + c->rpos + hdr, have);
     c->big_got = have;
     c->rpos = c->rlen = 0;
-    update_unread(c);
+    publish_read_state(c);
     return 0;
 }
 
@@ -387,7 +391,7 @@ static int big_finish(mp_conn *c, int64_t deadline)
         if (r < 0)
             return (int)r; /* the partial message stays for the next call */
         c->big_got += (size_t)r;
-        update_unread(c);
+        publish_read_state(c);
     }
     return 0;
 }
@@ -431,7 +435,7 @@ static int deliver_big(mp_conn *c, struct recv_req *req)
     }
     c->big = NULL;
     c->big_size = c->big_got = c->big_cap = 0;
-    update_unread(c);
+    publish_read_state(c);
     return 0;
 }
 
@@ -448,7 +452,7 @@ static int recv_large_into(mp_conn *c, struct recv_req *req, size_t hdr, size_t 
     c->direct_size = size;
     c->direct_got = got;
     c->rpos = c->rlen = 0;
-    update_unread(c);
+    publish_read_state(c);
     while (got < size) {
         ssize_t r = mp__read_some(c->fd, req->into + got, size - got, deadline, c->is_socket);
         if (r == 0) {
@@ -470,7 +474,7 @@ static int recv_large_into(mp_conn *c, struct recv_req *req, size_t hdr, size_t 
             c->big_size = size;
             c->big_got = got;
             c->big_cap = cap;
-            update_unread(c);
+            publish_read_state(c);
             return (int)r;
         }
         got += (size_t)r;
@@ -513,7 +517,7 @@ static int skip_parents_message(mp_conn *c, int64_t deadline)
         if (c->rpos == c->rlen)
             c->rpos = c->rlen = 0;
         c->skip_hdr = false;
-        update_unread(c);
+        publish_read_state(c);
     }
     /* rbuf is empty from here until the skip is done. */
     if (c->skip && !c->rbuf) {
@@ -537,7 +541,7 @@ static int skip_parents_message(mp_conn *c, int64_t deadline)
             c->rpos = c->skip; /* what follows the message is ours */
             c->rlen = (size_t)r;
             c->skip = 0;
-            update_unread(c);
+            publish_read_state(c);
         }
     }
     return 0;
@@ -611,7 +615,7 @@ static int recv_locked(mp_conn *c, struct recv_req *req, int64_t deadline)
         c->rpos += hdr + size;
         if (c->rpos == c->rlen)
             c->rpos = c->rlen = 0;
-        update_unread(c);
+        publish_read_state(c);
         return 0;
     }
 
@@ -753,9 +757,10 @@ MP_API int mp_wait(mp_wait_item *items, size_t n, double timeout)
             if (rc < 0)
                 break;
             fd = c->fd;
-            /* Only a whole buffered message is ready without the descriptor:
-             * the start of one waits for more bytes like an empty buffer. */
-            if (__atomic_load_n(&c->whole, __ATOMIC_ACQUIRE)) {
+            /* Only a whole buffered message (or a corrupt header) is ready
+             * without the descriptor; the start of a message waits for more
+             * bytes as an empty buffer does. */
+            if (__atomic_load_n(&c->ready, __ATOMIC_ACQUIRE)) {
                 items[i].ready = 1;
                 buffered++;
             }

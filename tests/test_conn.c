@@ -472,6 +472,32 @@ static void test_negative_length_header_is_corrupt(void **state)
     mp_conn_free(out);
 }
 
+/* A corrupt header read ahead behind a good message: the receive after the
+ * good one fails at once with MP_EPROTO, so poll must say ready rather than
+ * wait on a descriptor that may never have more (a "poll forever, then
+ * receive" loop would hang). */
+static void test_corrupt_header_read_ahead_makes_poll_ready(void **state)
+{
+    (void)state;
+    mp_conn *in, *out;
+    assert_int_equal(mp_pipe(&in, &out, true), 0);
+    assert_int_equal(write(mp_conn_fileno(out),
+                           "\0\0\0\1x"
+                           "\x80\0\0\0",
+                           9),
+                     9);
+    TU_ASSERT_STATUS(recv_expect(in, "x", 1), 0);
+    assert_int_equal(mp_conn_buffered(in), 4);
+    double t0 = tu_now();
+    assert_int_equal(mp_conn_poll(in, T_LONG), 1);
+    assert_true(tu_now() - t0 < 1.0);
+    void *buf;
+    size_t len;
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(in, &buf, &len, 0, MP_NOWAIT), MP_EPROTO);
+    mp_conn_free(in);
+    mp_conn_free(out);
+}
+
 static void test_long_form_header_is_accepted_for_any_size(void **state)
 {
     (void)state;
@@ -1658,6 +1684,7 @@ int main(void)
         TU_TEST(test_large_message_truncated_by_dying_peer),
         TU_TEST(test_lying_length_header_is_never_trusted_for_allocation),
         TU_TEST(test_negative_length_header_is_corrupt),
+        TU_TEST(test_corrupt_header_read_ahead_makes_poll_ready),
         TU_TEST(test_long_form_header_is_accepted_for_any_size),
         TU_TEST(test_message_over_maxlength_is_etoolong_and_duplex_end_stops_reading),
         TU_TEST(test_message_over_maxlength_closes_a_receive_only_end),

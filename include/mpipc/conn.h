@@ -209,8 +209,9 @@ MP_API int mp_conn_recv(mp_conn *c, mp_obj **obj, double timeout);
  *          waits up to t seconds.
  *
  * Returns 1 when a whole message is buffered (the next receive takes it
- * without waiting), or when the descriptor has bytes to read or is at end of
- * file or in error; 0 when the timeout passed first; MP_ECLOSED;
+ * without waiting; likewise a corrupt length header, which the next receive
+ * reports at once as MP_EPROTO), or when the descriptor has bytes to read or
+ * is at end of file or in error; 0 when the timeout passed first; MP_ECLOSED;
  * MP_EWRITEONLY; -errno. Never consumes.
  * The start of a message held in the buffer (after a receive timed out
  * part-way) does not make the connection ready: poll waits on the
