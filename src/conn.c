@@ -20,11 +20,11 @@
  * known at every moment a receive can wait, even to a child forked then.
  *
  * poll() and wait() must not take rmu (a receive may hold it for a while),
- * so two atomics mirror the state: unread, the byte count held, and ready,
- * true when rbuf starts with a complete message (or a corrupt header, which
- * a receive reports at once). Only that makes a connection ready without
- * looking at the descriptor; the start of a message does not, or "poll,
- * then receive" would spin on it.
+ * so two atomics mirror the state each receive leaves: unread, the byte
+ * count held, and ready, true when rbuf starts with a complete message (or a
+ * corrupt header, which a receive reports at once). Only that makes a
+ * connection ready without looking at the descriptor; the start of a
+ * message does not, or "poll, then receive" would spin on it.
  *
  * Fork. Every entry point compares the handle's fork generation with the
  * process's; in a child that differs, and the handle re-creates its mutexes
@@ -96,18 +96,14 @@ static void store_flag(bool *flag, bool value)
 /* Publish the read state to poll() and wait() (rmu held). Ready without
  * the descriptor: a whole message at rpos, or a corrupt header there (the
  * receive fails with MP_EPROTO at once, so waiting for bytes would hang). */
-static void publish_read_state(mp_conn *c)
+static inline void publish_read_state(mp_conn *c)
 {
     size_t avail = c->rlen - c->rpos;
     bool ready = false;
     /* A large message in `big` or being skipped leaves rbuf empty; a header
      * under skip_hdr starts a message that will be discarded, not received. */
-    if (avail >= MP__FRAME_SHORT && !c->skip_hdr) {
-        uint64_t size;
-        size_t hdr;
-        int rc = mp__frame_decode(c->rbuf + c->rpos, avail, &size, &hdr);
-        ready = rc < 0 || (rc == 1 && size <= avail - hdr);
-    }
+    if (avail && !c->skip_hdr)
+        ready = mp__frame_whole(c->rbuf + c->rpos, avail) != 0;
     __atomic_store_n(&c->unread, avail + (c->big ? c->big_got : 0), __ATOMIC_RELEASE);
     __atomic_store_n(&c->ready, ready, __ATOMIC_RELEASE);
 }
@@ -331,7 +327,6 @@ static int fill(mp_conn *c, size_t need, int64_t deadline)
         if (r < 0)
             return (int)r;
         c->rlen += (size_t)r;
-        publish_read_state(c);
     }
     return 0;
 }
@@ -369,7 +364,6 @@ static int big_start(mp_conn *c, size_t hdr, size_t size)
     memcpy(c->big, c->rbuf + c->rpos + hdr, have);
     c->big_got = have;
     c->rpos = c->rlen = 0;
-    publish_read_state(c);
     return 0;
 }
 
@@ -391,7 +385,6 @@ static int big_finish(mp_conn *c, int64_t deadline)
         if (r < 0)
             return (int)r; /* the partial message stays for the next call */
         c->big_got += (size_t)r;
-        publish_read_state(c);
     }
     return 0;
 }
@@ -435,7 +428,6 @@ static int deliver_big(mp_conn *c, struct recv_req *req)
     }
     c->big = NULL;
     c->big_size = c->big_got = c->big_cap = 0;
-    publish_read_state(c);
     return 0;
 }
 
@@ -452,7 +444,6 @@ static int recv_large_into(mp_conn *c, struct recv_req *req, size_t hdr, size_t 
     c->direct_size = size;
     c->direct_got = got;
     c->rpos = c->rlen = 0;
-    publish_read_state(c);
     while (got < size) {
         ssize_t r = mp__read_some(c->fd, req->into + got, size - got, deadline, c->is_socket);
         if (r == 0) {
@@ -474,7 +465,6 @@ static int recv_large_into(mp_conn *c, struct recv_req *req, size_t hdr, size_t 
             c->big_size = size;
             c->big_got = got;
             c->big_cap = cap;
-            publish_read_state(c);
             return (int)r;
         }
         got += (size_t)r;
@@ -517,7 +507,6 @@ static int skip_parents_message(mp_conn *c, int64_t deadline)
         if (c->rpos == c->rlen)
             c->rpos = c->rlen = 0;
         c->skip_hdr = false;
-        publish_read_state(c);
     }
     /* rbuf is empty from here until the skip is done. */
     if (c->skip && !c->rbuf) {
@@ -541,7 +530,6 @@ static int skip_parents_message(mp_conn *c, int64_t deadline)
             c->rpos = c->skip; /* what follows the message is ours */
             c->rlen = (size_t)r;
             c->skip = 0;
-            publish_read_state(c);
         }
     }
     return 0;
@@ -615,7 +603,6 @@ static int recv_locked(mp_conn *c, struct recv_req *req, int64_t deadline)
         c->rpos += hdr + size;
         if (c->rpos == c->rlen)
             c->rpos = c->rlen = 0;
-        publish_read_state(c);
         return 0;
     }
 
@@ -642,6 +629,9 @@ static int do_recv(mp_conn *c, struct recv_req *req, double timeout)
         rc = MP_EWRITEONLY;
     else
         rc = recv_locked(c, req, deadline);
+    /* Once per receive, whatever happened in it: other threads see the
+     * state a receive leaves, not the steps inside one. */
+    publish_read_state(c);
     pthread_mutex_unlock(&c->rmu);
     return rc;
 }
