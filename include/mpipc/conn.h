@@ -32,10 +32,11 @@
  * that times out part-way also leaves the start of its message there).
  * Consequences a user should know:
  *   - mp_conn_poll() and mp_wait() report a connection ready when a whole
- *     message is buffered, or when its descriptor has bytes to read or is at
- *     end of file. The start of a message alone is not ready: they wait on
- *     the descriptor. mp_conn_buffered() counts every byte held, whole
- *     message or not;
+ *     message (or a corrupt header, which the next receive reports at once)
+ *     is buffered, or when its descriptor has bytes to read or is at end of
+ *     file. The start of a message alone is not ready: they wait on the
+ *     descriptor. mp_conn_buffered() counts every byte held, whole message
+ *     or not;
  *   - an event loop that polls mp_conn_fileno() itself must, before each
  *     wait on the descriptor, call mp_conn_poll(c, MP_NOWAIT) and receive
  *     while it returns 1, because a message already in the buffer does not
@@ -56,10 +57,10 @@
  *         ready; bytes arriving on the descriptor do, as always;
  *       - this holds also when another parent thread was waiting inside a
  *         receive on the end at the moment of fork;
- *       - the child takes the rest of that message from the descriptor, so
- *         the parent can no longer complete it: after the fork, receive on
- *         the end in one of the two processes only, or share it as the next
- *         point says;
+ *       - a child that receives takes the rest of that message from the
+ *         descriptor, so the parent can no longer complete it: after the
+ *         fork, receive on the end in one of the two processes only, or
+ *         share it as the next point says;
  *   - when several processes receive on the same end at once (a shared
  *     read end guarded by a lock, as multiprocessing.Queue does), call
  *     mp_conn_set_readahead(c, false) first, so that each receive takes
