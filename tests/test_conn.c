@@ -1468,7 +1468,9 @@ static void *blocked_recv_thread(void *arg)
 {
     struct blocked_recv *b = arg;
     __atomic_store_n(&b->tid, (int)syscall(SYS_gettid), __ATOMIC_RELEASE);
-    b->rc = mp_conn_recv_bytes_into(b->in, b->dest, b->cap, 0, NULL, 1.5);
+    /* Long enough for the test to fork while this waits, even under
+     * valgrind; the forked child reads only after it has ended. */
+    b->rc = mp_conn_recv_bytes_into(b->in, b->dest, b->cap, 0, NULL, 2.0);
     return NULL;
 }
 
