@@ -1456,6 +1456,47 @@ static void test_child_forked_during_a_large_message_in_progress_skips_it(void *
     }
 }
 
+static int child_sees_truncation_then_eof(void *arg)
+{
+    mp_conn *in = arg;
+    void *buf;
+    size_t len;
+    int rc = mp_conn_recv_bytes(in, &buf, &len, 0, T_LONG);
+    if (rc == 0)
+        free(buf);
+    if (rc != MP_ETRUNCATED)
+        return 1;
+    return mp_conn_recv_bytes(in, &buf, &len, 0, T_LONG) == MP_EOF ? 0 : 2;
+}
+
+/* The peer leaves in the middle of the message the parent had begun (its
+ * header cut, or its payload): the child, discarding it, meets end of file
+ * inside a message - MP_ETRUNCATED, as for any peer that dies mid-message -
+ * and MP_EOF after that. */
+static void test_child_skipping_a_message_whose_peer_left_gets_etruncated(void **state)
+{
+    (void)state;
+    static const unsigned char cut_header[] = {0, 0, 0, 1, 's', 0, 0};
+    static const unsigned char cut_payload[] = {0, 0, 0, 1, 's', 0, 0, 0, 100, 'a', 'b', 'c'};
+    const struct {
+        const unsigned char *bytes;
+        size_t len;
+    } cases[] = {{cut_header, sizeof cut_header}, {cut_payload, sizeof cut_payload}};
+    for (int duplex = 0; duplex <= 1; duplex++) {
+        for (size_t k = 0; k < 2; k++) {
+            mp_conn *in, *out;
+            assert_int_equal(mp_pipe(&in, &out, duplex), 0);
+            raw_write(mp_conn_fileno(out), cases[k].bytes, cases[k].len);
+            mp_conn_free(out);
+            TU_ASSERT_STATUS(recv_expect(in, "s", 1), 0);
+            assert_int_equal(mp_conn_buffered(in), cases[k].len - 5);
+            pid_t pid = tu_fork(child_sees_truncation_then_eof, in);
+            assert_int_equal(tu_wait_child(pid, T_LONG), 0);
+            mp_conn_free(in);
+        }
+    }
+}
+
 struct blocked_recv {
     mp_conn *in;
     unsigned char *dest;
@@ -1708,6 +1749,7 @@ int main(void)
         TU_TEST(test_child_forked_inside_a_header_or_payload_resumes_at_the_next_frame),
         TU_TEST(test_child_forked_during_a_large_message_in_progress_skips_it),
         TU_TEST(test_child_forked_while_a_thread_reads_a_large_message_skips_it),
+        TU_TEST(test_child_skipping_a_message_whose_peer_left_gets_etruncated),
         TU_TEST(test_several_processes_share_one_sending_end),
         TU_TEST(test_threads_sharing_one_end_never_interleave),
     };
