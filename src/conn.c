@@ -12,14 +12,31 @@
  *                        possibly the start of the next one;
  *   big                  a large message whose header has been consumed and
  *                        whose payload has partly arrived (a receive that
- *                        timed out part-way resumes here).
- * The number of unreceived bytes is mirrored in an atomic so poll() and
- * wait() can see it without taking rmu (a receive may hold rmu for a while).
+ *                        timed out part-way resumes here);
+ *   skip, skip_hdr       in a forked child: the rest of a message the parent
+ *                        had begun, to be read and discarded (see Fork).
+ * While a large message is read straight into a caller's buffer, direct_size
+ * and direct_got record how far it has come, so that the stream position is
+ * known at every moment a receive can wait, even to a child forked then.
+ *
+ * poll() and wait() must not take rmu (a receive may hold it for a while),
+ * so two atomics mirror the state each receive leaves: unread, the byte
+ * count held, and ready, true when rbuf starts with a complete message (or a
+ * corrupt header, which a receive reports at once). Only that makes a
+ * connection ready without looking at the descriptor; the start of a
+ * message does not, or "poll, then receive" would spin on it.
  *
  * Fork. Every entry point compares the handle's fork generation with the
- * process's; in a child that differs, and the handle drops the buffered
- * bytes (they belong to the parent, who will deliver them) and re-creates
- * its mutexes (a parent thread may have held one at the moment of fork).
+ * process's; in a child that differs, and the handle re-creates its mutexes
+ * (a parent thread may have held one at the moment of fork) and keeps only
+ * what it needs to find the next frame boundary. Whole messages the parent
+ * read ahead are the parent's: dropped. A message the parent had begun (part
+ * of its header, its header and part of its payload, a large message in
+ * progress) cannot be delivered and must not be parsed as a frame: the child
+ * notes how much of it is still in the descriptor (skip), or, when even the
+ * header is cut, keeps the header's start (skip_hdr) so that its first
+ * receive can complete the header and learn the length. That receive reads
+ * and discards the rest, then parses from the frame boundary after it.
  */
 #include "frame.h"
 #include "internal.h"
@@ -57,7 +74,11 @@ struct mp_conn {
     size_t rpos, rlen;
     unsigned char *big; /* large message in progress, or NULL */
     size_t big_size, big_got, big_cap;
-    size_t unread; /* atomic mirror of (rlen - rpos) + big_got */
+    size_t direct_size, direct_got; /* large message read into a caller's buffer */
+    size_t skip;                    /* payload bytes of a parent's message still to discard */
+    bool skip_hdr;                  /* rbuf[rpos, rlen) starts the header of a message to discard */
+    size_t unread;                  /* atomic mirror of (rlen - rpos) + big_got */
+    bool ready; /* atomic: a receive completes from rbuf alone (see publish_read_state) */
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -72,10 +93,19 @@ static void store_flag(bool *flag, bool value)
     __atomic_store_n(flag, value, __ATOMIC_RELEASE);
 }
 
-static void update_unread(mp_conn *c)
+/* Publish the read state to poll() and wait() (rmu held). Ready without
+ * the descriptor: a whole message at rpos, or a corrupt header there (the
+ * receive fails with MP_EPROTO at once, so waiting for bytes would hang). */
+static inline void publish_read_state(mp_conn *c)
 {
-    size_t n = (c->rlen - c->rpos) + (c->big ? c->big_got : 0);
-    __atomic_store_n(&c->unread, n, __ATOMIC_RELEASE);
+    size_t avail = c->rlen - c->rpos;
+    bool ready = false;
+    /* A large message in `big` or being skipped leaves rbuf empty; a header
+     * under skip_hdr starts a message that will be discarded, not received. */
+    if (avail && !c->skip_hdr)
+        ready = mp__frame_whole(c->rbuf + c->rpos, avail) != 0;
+    __atomic_store_n(&c->unread, avail + (c->big ? c->big_got : 0), __ATOMIC_RELEASE);
+    __atomic_store_n(&c->ready, ready, __ATOMIC_RELEASE);
 }
 
 /* Drop every buffered byte (rmu held, or the handle is not shared). */
@@ -85,7 +115,59 @@ static void drop_buffered(mp_conn *c)
     free(c->big);
     c->big = NULL;
     c->big_size = c->big_got = c->big_cap = 0;
-    update_unread(c);
+    c->direct_size = c->direct_got = 0;
+    c->skip = 0;
+    c->skip_hdr = false;
+    publish_read_state(c);
+}
+
+/*
+ * In a forked child: keep what finds the next frame boundary and nothing the
+ * parent owns (see the file comment). The parent's state is whatever it was
+ * when fork() ran; a parent thread may have been waiting inside a receive,
+ * so every state a receive can wait in is handled here.
+ */
+static void keep_only_the_partial_message(mp_conn *c)
+{
+    size_t skip = c->skip; /* inherited from a parent that was skipping */
+    size_t keep = 0;
+    bool skip_hdr = false;
+    if (c->direct_size) {
+        skip = c->direct_size - c->direct_got;
+    } else if (c->big) {
+        skip = c->big_size - c->big_got;
+    } else {
+        /* Whole messages are the parent's. Under skip_hdr the first frame
+         * is a message being discarded: the same treatment. */
+        size_t pos = c->rpos;
+        while (pos < c->rlen) {
+            size_t avail = c->rlen - pos;
+            uint64_t size;
+            size_t hdr;
+            int rc = mp__frame_decode(c->rbuf + pos, avail, &size, &hdr);
+            if (rc == 1 && size <= avail - hdr) {
+                pos += hdr + (size_t)size;
+                continue;
+            }
+            if (rc == 1)
+                skip = (size_t)size - (avail - hdr); /* the rest is in the descriptor */
+            else
+                keep = avail; /* a cut header (or a corrupt one, for MP_EPROTO) */
+            skip_hdr = rc == 0;
+            break;
+        }
+    }
+    if (keep)
+        memmove(c->rbuf, c->rbuf + (c->rlen - keep), keep);
+    c->rpos = 0;
+    c->rlen = keep;
+    free(c->big);
+    c->big = NULL;
+    c->big_size = c->big_got = c->big_cap = 0;
+    c->direct_size = c->direct_got = 0;
+    c->skip = skip;
+    c->skip_hdr = skip_hdr;
+    publish_read_state(c);
 }
 
 /* In a forked child, make the handle the child's own (see the file comment). */
@@ -96,7 +178,7 @@ static void fork_fixup_slow(mp_conn *c)
     if (c->gen != now) {
         (void)pthread_mutex_init(&c->rmu, NULL);
         (void)pthread_mutex_init(&c->wmu, NULL);
-        drop_buffered(c);
+        keep_only_the_partial_message(c);
         __atomic_store_n(&c->gen, now, __ATOMIC_RELEASE);
     }
     mp__forkfix_unlock();
@@ -245,7 +327,6 @@ static int fill(mp_conn *c, size_t need, int64_t deadline)
         if (r < 0)
             return (int)r;
         c->rlen += (size_t)r;
-        update_unread(c);
     }
     return 0;
 }
@@ -283,7 +364,6 @@ static int big_start(mp_conn *c, size_t hdr, size_t size)
     memcpy(c->big, c->rbuf + c->rpos + hdr, have);
     c->big_got = have;
     c->rpos = c->rlen = 0;
-    update_unread(c);
     return 0;
 }
 
@@ -305,7 +385,6 @@ static int big_finish(mp_conn *c, int64_t deadline)
         if (r < 0)
             return (int)r; /* the partial message stays for the next call */
         c->big_got += (size_t)r;
-        update_unread(c);
     }
     return 0;
 }
@@ -349,7 +428,6 @@ static int deliver_big(mp_conn *c, struct recv_req *req)
     }
     c->big = NULL;
     c->big_size = c->big_got = c->big_cap = 0;
-    update_unread(c);
     return 0;
 }
 
@@ -363,13 +441,17 @@ static int recv_large_into(mp_conn *c, struct recv_req *req, size_t hdr, size_t 
 {
     size_t got = c->rlen - c->rpos - hdr;
     memcpy(req->into, c->rbuf + c->rpos + hdr, got);
+    c->direct_size = size;
+    c->direct_got = got;
     c->rpos = c->rlen = 0;
-    update_unread(c);
     while (got < size) {
         ssize_t r = mp__read_some(c->fd, req->into + got, size - got, deadline, c->is_socket);
-        if (r == 0)
+        if (r == 0) {
+            c->direct_size = c->direct_got = 0;
             return MP_ETRUNCATED;
+        }
         if (r < 0) {
+            c->direct_size = c->direct_got = 0;
             size_t cap = size - got < CHUNK_MIN ? size : got + CHUNK_MIN;
             c->big = malloc(cap);
             if (!c->big) {
@@ -383,10 +465,72 @@ static int recv_large_into(mp_conn *c, struct recv_req *req, size_t hdr, size_t 
             c->big_size = size;
             c->big_got = got;
             c->big_cap = cap;
-            update_unread(c);
             return (int)r;
         }
         got += (size_t)r;
+        c->direct_got = got;
+    }
+    c->direct_size = c->direct_got = 0;
+    return 0;
+}
+
+/*
+ * In a forked child, read and discard the rest of the message the parent had
+ * begun (skip, skip_hdr: see the file comment), so that the next frame
+ * header is parsed at a frame boundary. Progress is kept across a timeout.
+ */
+static int skip_parents_message(mp_conn *c, int64_t deadline)
+{
+    if (c->skip_hdr) {
+        uint64_t size64;
+        size_t hdr = MP__FRAME_SHORT;
+        for (;;) {
+            int rc = mp__frame_decode(c->rbuf + c->rpos, c->rlen - c->rpos, &size64, &hdr);
+            if (rc == 1)
+                break;
+            if (rc < 0) {
+                drop_buffered(c);
+                return rc; /* MP_EPROTO, as for any corrupt header */
+            }
+            rc = fill(c, hdr, deadline); /* MP_ETRUNCATED at end of file */
+            if (rc < 0)
+                return rc;
+        }
+        size_t size = (size_t)size64;
+        size_t have = c->rlen - c->rpos - hdr;
+        if (size <= have) {
+            c->rpos += hdr + size;
+        } else {
+            c->skip = size - have;
+            c->rpos = c->rlen;
+        }
+        if (c->rpos == c->rlen)
+            c->rpos = c->rlen = 0;
+        c->skip_hdr = false;
+    }
+    /* rbuf is empty from here until the skip is done. */
+    if (c->skip && !c->rbuf) {
+        c->rbuf = malloc(RBUF_CAP);
+        if (!c->rbuf)
+            return -ENOMEM;
+    }
+    while (c->skip) {
+        /* Without read-ahead, take nothing beyond the discarded message. */
+        size_t want = !c->readahead && c->skip < RBUF_CAP ? c->skip : RBUF_CAP;
+        ssize_t r = mp__read_some(c->fd, c->rbuf, want, deadline, c->is_socket);
+        if (r == 0) {
+            drop_buffered(c);
+            return MP_ETRUNCATED; /* the peer left in the middle of it */
+        }
+        if (r < 0)
+            return (int)r;
+        if ((size_t)r <= c->skip) {
+            c->skip -= (size_t)r;
+        } else {
+            c->rpos = c->skip; /* what follows the message is ours */
+            c->rlen = (size_t)r;
+            c->skip = 0;
+        }
     }
     return 0;
 }
@@ -398,6 +542,11 @@ static int recv_large_into(mp_conn *c, struct recv_req *req, size_t hdr, size_t 
  */
 static int recv_locked(mp_conn *c, struct recv_req *req, int64_t deadline)
 {
+    if (c->skip || c->skip_hdr) {
+        int rc = skip_parents_message(c, deadline);
+        if (rc < 0)
+            return rc;
+    }
     if (c->big) {
         /* A large message was interrupted by a timeout: finish it first. */
         if (req->maxlength && c->big_size > req->maxlength) {
@@ -454,7 +603,6 @@ static int recv_locked(mp_conn *c, struct recv_req *req, int64_t deadline)
         c->rpos += hdr + size;
         if (c->rpos == c->rlen)
             c->rpos = c->rlen = 0;
-        update_unread(c);
         return 0;
     }
 
@@ -483,6 +631,9 @@ static int do_recv(mp_conn *c, struct recv_req *req, double timeout)
         rc = MP_EWRITEONLY;
     else
         rc = recv_locked(c, req, deadline);
+    /* Once per receive, whatever happened in it: other threads see the
+     * state a receive leaves, not the steps inside one. */
+    publish_read_state(c);
     pthread_mutex_unlock(&c->rmu);
     return rc;
 }
@@ -600,7 +751,10 @@ MP_API int mp_wait(mp_wait_item *items, size_t n, double timeout)
             if (rc < 0)
                 break;
             fd = c->fd;
-            if (__atomic_load_n(&c->unread, __ATOMIC_ACQUIRE) > 0) {
+            /* Only a whole buffered message (or a corrupt header) is ready
+             * without the descriptor; the start of a message waits for more
+             * bytes as an empty buffer does. */
+            if (__atomic_load_n(&c->ready, __ATOMIC_ACQUIRE)) {
                 items[i].ready = 1;
                 buffered++;
             }

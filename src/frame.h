@@ -12,12 +12,14 @@
 #ifndef MPIPC_FRAME_H
 #define MPIPC_FRAME_H
 
+#include <mpipc/error.h>
+
 #include <stddef.h>
 #include <stdint.h>
 
 #define MP__FRAME_SHORT 4u
-#define MP__FRAME_LONG 12u
-#define MP__FRAME_MAX MP__FRAME_LONG
+#define MP__FRAME_LONG  12u
+#define MP__FRAME_MAX   MP__FRAME_LONG
 
 /* Write the header for a payload of len bytes into out; returns its length
  * (MP__FRAME_SHORT or MP__FRAME_LONG). */
@@ -33,5 +35,24 @@ size_t mp__frame_encode(uint64_t len, unsigned char out[MP__FRAME_MAX]);
  */
 int mp__frame_decode(const unsigned char *p, size_t avail, uint64_t *payload_len,
                      size_t *header_len);
+
+/*
+ * Whether the first avail bytes of p hold a whole frame, header and payload:
+ *   returns 1   yes;   0   not yet;   MP_EPROTO   the header is corrupt.
+ * Inline for the short form, because a connection asks after every read and
+ * every message it delivers (to tell poll() whether a message is buffered).
+ */
+static inline int mp__frame_whole(const unsigned char *p, size_t avail)
+{
+    if (avail < MP__FRAME_SHORT)
+        return 0;
+    uint32_t word = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    if (word <= 0x7fffffffu)
+        return word <= avail - MP__FRAME_SHORT;
+    uint64_t len;
+    size_t hdr;
+    int rc = mp__frame_decode(p, avail, &len, &hdr);
+    return rc == 1 ? len <= avail - hdr : rc;
+}
 
 #endif /* MPIPC_FRAME_H */

@@ -97,6 +97,25 @@ static void test_long_form_beyond_any_buffer_is_corrupt(void **state)
     TU_ASSERT_STATUS(mp__frame_decode(huge, 12, &got, &hl), MP_EPROTO);
 }
 
+static void test_whole_says_when_header_and_payload_have_arrived(void **state)
+{
+    (void)state;
+    unsigned char f[MP__FRAME_LONG + 3] = {0, 0, 0, 3, 'a', 'b', 'c'};
+    for (size_t avail = 0; avail < 7; avail++)
+        assert_int_equal(mp__frame_whole(f, avail), 0);
+    assert_int_equal(mp__frame_whole(f, 7), 1);
+    assert_int_equal(mp__frame_whole(f, 8), 1); /* the next frame's start */
+    /* The long form, for a small size as a forger may send it. */
+    memcpy(f, "\xff\xff\xff\xff\0\0\0\0\0\0\0\3abc", sizeof f);
+    for (size_t avail = 0; avail < sizeof f; avail++)
+        assert_int_equal(mp__frame_whole(f, avail), 0);
+    assert_int_equal(mp__frame_whole(f, sizeof f), 1);
+    /* An empty message is whole with its header. */
+    assert_int_equal(mp__frame_whole((const unsigned char *)"\0\0\0\0", 4), 1);
+    /* Corrupt: a negative length other than -1. */
+    assert_int_equal(mp__frame_whole((const unsigned char *)"\x80\0\0\0", 4), MP_EPROTO);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -107,6 +126,7 @@ int main(void)
         cmocka_unit_test(test_long_form_is_accepted_for_small_sizes),
         cmocka_unit_test(test_negative_lengths_other_than_minus_one_are_corrupt),
         cmocka_unit_test(test_long_form_beyond_any_buffer_is_corrupt),
+        cmocka_unit_test(test_whole_says_when_header_and_payload_have_arrived),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,8 @@
 /*
  * wait: Python's multiprocessing.connection.wait(object_list, timeout) over
  * connections and raw descriptors (process sentinels), including messages
- * that sit in a connection's read-ahead buffer.
+ * that sit in a connection's read-ahead buffer, and the start of a message
+ * there, which is not one.
  */
 #include "testutil.h"
 
@@ -52,6 +53,79 @@ static void test_wait_counts_messages_already_read_ahead(void **state)
     assert_int_equal(item.ready, 1);
     mp_conn_free(a);
     mp_conn_free(b);
+}
+
+/* After a receive timed out in the middle of a message, its start sits in
+ * the read-ahead buffer. That is not a message: wait() sleeps on the
+ * descriptor as if nothing were buffered (before, it said ready at once and
+ * a "wait, then receive" loop spun). The descriptor getting more bytes makes
+ * the connection ready again, as Python's poll counts any readable data,
+ * even when they do not complete the message yet. */
+static void test_wait_does_not_count_the_start_of_a_message_as_ready(void **state)
+{
+    (void)state;
+    mp_conn *a, *b, *c, *d;
+    assert_int_equal(mp_pipe(&a, &b, true), 0);
+    assert_int_equal(mp_pipe(&c, &d, true), 0);
+    const unsigned char frame[4 + 10] = {0,   0,   0,   10,  'p', 'a', 'r',
+                                         't', 'i', 'a', 'l', '!', '!', '!'};
+    int fd = mp_conn_fileno(a);
+    assert_int_equal(write(fd, frame, 7), 7);
+    void *buf;
+    size_t len;
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(b, &buf, &len, 0, 0.05), MP_ETIMEDOUT);
+    assert_int_equal(mp_conn_buffered(b), 7);
+
+    mp_wait_item items[2] = {{.conn = b, .fd = -1, .ready = 7}, {.conn = d, .fd = -1, .ready = 7}};
+    double t0 = tu_now();
+    assert_int_equal(mp_wait(items, 2, 0.3), 0);
+    double took = tu_now() - t0;
+    assert_true(took >= 0.299 && took < 0.3 + 1.5);
+    assert_int_equal(items[0].ready, 0);
+    assert_int_equal(items[1].ready, 0);
+
+    /* One more byte: the descriptor is readable, so ready - but a receive
+     * still waits for the rest. Once it has taken that byte, not ready. */
+    assert_int_equal(write(fd, frame + 7, 1), 1);
+    assert_int_equal(mp_wait(items, 2, 5.0), 1);
+    assert_int_equal(items[0].ready, 1);
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(b, &buf, &len, 0, 0.05), MP_ETIMEDOUT);
+    assert_int_equal(mp_wait(items, 2, 0.1), 0);
+
+    /* The rest arrives: ready, and the message is whole. */
+    assert_int_equal(write(fd, frame + 8, sizeof frame - 8), (ssize_t)(sizeof frame - 8));
+    assert_int_equal(mp_wait(items, 2, 5.0), 1);
+    assert_int_equal(items[0].ready, 1);
+    assert_int_equal(items[1].ready, 0);
+    assert_int_equal(mp_conn_recv_bytes(b, &buf, &len, 0, 1.0), 0);
+    assert_int_equal(len, 10);
+    assert_memory_equal(buf, "partial!!!", 10);
+    free(buf);
+    mp_conn_free(a);
+    mp_conn_free(b);
+    mp_conn_free(c);
+    mp_conn_free(d);
+}
+
+/* A message whose writer left part-way: the descriptor is at end of file, so
+ * the connection is ready, and the receive reports the truncation at once. */
+static void test_wait_reports_end_of_file_after_a_partial_message_as_ready(void **state)
+{
+    (void)state;
+    mp_conn *a, *b;
+    assert_int_equal(mp_pipe(&a, &b, false), 0);
+    assert_int_equal(write(mp_conn_fileno(b), "\0\0\0\5ab", 6), 6);
+    void *buf;
+    size_t len;
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(a, &buf, &len, 0, 0.05), MP_ETIMEDOUT);
+    assert_int_equal(mp_conn_poll(a, MP_NOWAIT), 0);
+    mp_conn_free(b);
+    mp_wait_item item = {.conn = a, .fd = -1};
+    double t0 = tu_now();
+    assert_int_equal(mp_wait(&item, 1, 5.0), 1);
+    assert_true(tu_now() - t0 < 1.0);
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(a, &buf, &len, 0, MP_NOWAIT), MP_ETRUNCATED);
+    mp_conn_free(a);
 }
 
 static void test_wait_times_out_after_about_t_with_nothing_ready(void **state)
@@ -164,6 +238,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         TU_TEST(test_wait_returns_only_the_ready_connections),
         TU_TEST(test_wait_counts_messages_already_read_ahead),
+        TU_TEST(test_wait_does_not_count_the_start_of_a_message_as_ready),
+        TU_TEST(test_wait_reports_end_of_file_after_a_partial_message_as_ready),
         TU_TEST(test_wait_times_out_after_about_t_with_nothing_ready),
         TU_TEST(test_wait_reports_end_of_file_as_ready),
         TU_TEST(test_wait_on_process_sentinels_and_connections_together),

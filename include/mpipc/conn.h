@@ -27,14 +27,40 @@
  *     for the next receive instead of losing it.
  *
  * Read-ahead. To receive a small message with one system call, a connection
- * reads up to 64 KiB ahead into a private buffer. Consequences a user should
- * know:
- *   - mp_conn_poll(), mp_wait() and mp_conn_buffered() count buffered data;
- *     an event loop that polls mp_conn_fileno() itself must first check
- *     mp_conn_buffered() (or call mp_conn_poll(c, MP_NOWAIT)) and drain what
- *     is buffered, because the descriptor will not become readable for it;
- *   - a child forked after its parent read ahead starts with an empty buffer:
- *     it never receives the parent's buffered messages a second time;
+ * reads up to 64 KiB ahead into a private buffer, which therefore holds zero
+ * or more whole messages and possibly the start of the next one (a receive
+ * that times out part-way also leaves the start of its message there).
+ * Consequences a user should know:
+ *   - mp_conn_poll() and mp_wait() report a connection ready when a whole
+ *     message (or a corrupt header, which the next receive reports at once)
+ *     is buffered, or when its descriptor has bytes to read or is at end of
+ *     file. The start of a message alone is not ready: they wait on the
+ *     descriptor. mp_conn_buffered() counts every byte held, whole message
+ *     or not;
+ *   - an event loop that polls mp_conn_fileno() itself must, before each
+ *     wait on the descriptor, call mp_conn_poll(c, MP_NOWAIT) and receive
+ *     while it returns 1, because a message already in the buffer does not
+ *     make the descriptor readable;
+ *   - a child forked while its parent holds read-ahead data never receives
+ *     a message twice and never one that nobody sent:
+ *       - whole messages in the parent's buffer are the parent's; the
+ *         child starts without them;
+ *       - a message the parent had begun (part of its header, its header
+ *         and part of its payload, or a large message in progress after a
+ *         receive timed out) is discarded by the child: its first receive
+ *         reads the rest of that message from the descriptor - completing a
+ *         cut header first, to learn the length - throws it away, and goes
+ *         on at the next frame boundary. The discarding counts against that
+ *         receive's timeout (MP_ETIMEDOUT keeps the progress for the next
+ *         call); a peer that closes before the rest comes gives
+ *         MP_ETRUNCATED. That message never makes the child's connection
+ *         ready; bytes arriving on the descriptor do, as always;
+ *       - this holds also when another parent thread was waiting inside a
+ *         receive on the end at the moment of fork;
+ *       - a child that receives takes the rest of that message from the
+ *         descriptor, so the parent can no longer complete it: after the
+ *         fork, receive on the end in one of the two processes only, or
+ *         share it as the next point says;
  *   - when several processes receive on the same end at once (a shared
  *     read end guarded by a lock, as multiprocessing.Queue does), call
  *     mp_conn_set_readahead(c, false) first, so that each receive takes
@@ -180,19 +206,31 @@ MP_API int mp_conn_recv(mp_conn *c, mp_obj **obj, double timeout);
 /*
  * mp_conn_poll - whether data is available to receive (Python's poll).
  *
- * timeout: MP_NOWAIT returns at once, MP_FOREVER waits until data or end of
- *          file, t > 0 waits up to t seconds.
+ * timeout: MP_NOWAIT returns at once, MP_FOREVER waits until ready, t > 0
+ *          waits up to t seconds.
  *
- * Returns 1 when a receive would not block (data is buffered or readable, or
- * the peer has closed, in which case the receive gives MP_EOF), 0 when the
- * timeout passed first; MP_ECLOSED; MP_EWRITEONLY; -errno. Never consumes.
+ * Returns 1 when a whole message is buffered (the next receive takes it
+ * without waiting; likewise a corrupt length header, which the next receive
+ * reports at once as MP_EPROTO), or when the descriptor has bytes to read or
+ * is at end of file or in error; 0 when the timeout passed first; MP_ECLOSED;
+ * MP_EWRITEONLY; -errno. Never consumes.
+ * The start of a message held in the buffer (after a receive timed out
+ * part-way) does not make the connection ready: poll waits on the
+ * descriptor. A readable descriptor promises progress, not a whole message:
+ * when the bytes there do not complete a message, a receive still waits
+ * for the rest, as after Python's poll. At end of file the next receive
+ * gives MP_EOF, or MP_ETRUNCATED when a message had begun.
  */
 MP_API int mp_conn_poll(mp_conn *c, double timeout);
 
 /*
- * mp_conn_buffered - bytes read ahead from the descriptor and not yet
- * received (0 for a closed or write-only end). When this is non-zero, a
- * receive may succeed although the descriptor is not readable.
+ * mp_conn_buffered - bytes read from the descriptor and held by the
+ * connection, not yet received: whole messages read ahead, the start of a
+ * message whose rest has not arrived, and in a forked child the start of a
+ * cut header it will discard (see Read-ahead). 0 for a closed or write-only
+ * end. Non-zero means a receive may succeed although the descriptor is not
+ * readable, not that it will; to decide whether to receive or to wait, ask
+ * mp_conn_poll(c, MP_NOWAIT).
  */
 MP_API size_t mp_conn_buffered(mp_conn *c);
 
@@ -230,9 +268,11 @@ MP_API void mp_conn_free(mp_conn *c);
  * mp_wait - Python's multiprocessing.connection.wait(object_list, timeout).
  *
  * Each item names a connection (conn != NULL) or, when conn is NULL, a raw
- * descriptor such as a process sentinel or a listener's fileno. An item is
- * ready when a receive would not block: data buffered or readable, or end of
- * file (a sentinel is ready when its process has ended).
+ * descriptor such as a process sentinel or a listener's fileno. A
+ * connection is ready as for mp_conn_poll(): a whole message buffered, or
+ * its descriptor readable or at end of file; the start of a message in its
+ * buffer alone is not. A raw descriptor is ready when it is readable or at
+ * end of file (a sentinel when its process has ended).
  *
  * items, n:  the objects; on return each item's ready field is 1 or 0.
  * timeout:   MP_FOREVER, MP_NOWAIT or seconds.
