@@ -28,8 +28,11 @@
 #define MP__MGR_HANDSHAKE_FIRST   3.0
 
 /* The listen() backlog of a manager's socket: a hundred children that all
- * connect at once wait in it instead of being refused. */
-#define MP__MGR_BACKLOG 256
+ * connect at once wait in it instead of being refused, and so does a client
+ * that arrives while a thousand others (an attack re-opening what the server
+ * closed) connect at once - a full TCP backlog drops its SYN, which costs
+ * it a 1 s retransmit. The system caps it (Linux: net.core.somaxconn). */
+#define MP__MGR_BACKLOG 4096
 
 /*
  * Spinning. On a machine where a sleeping process takes tens of

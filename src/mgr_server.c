@@ -72,10 +72,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define HS_ACCEPT_BURST 256                /* accepts per loop round, at most */
-#define IN_MIN          ((size_t)4096)     /* a connection's first input buffer */
-#define IN_KEEP         ((size_t)64 << 10) /* keep at most this when idle; read-ahead bound */
-#define OUT_KEEP        ((size_t)1 << 20)  /* keep at most this output buffer when idle */
+#define IN_MIN   ((size_t)4096)     /* a connection's first input buffer */
+#define IN_KEEP  ((size_t)64 << 10) /* keep at most this when idle; read-ahead bound */
+#define OUT_KEEP ((size_t)1 << 20)  /* keep at most this output buffer when idle */
 
 enum kind { K_DICT = 1, K_LIST, K_LOCK, K_RLOCK, K_QUEUE };
 static const char *const kind_names[] = {NULL, "dict", "list", "lock", "rlock", "queue"};
@@ -158,6 +157,8 @@ struct hsconn {
     int fd;
     int64_t first;              /* it must have begun its answer by then */
     int64_t deadline;           /* the whole exchange must be over by then */
+    int64_t accepted;           /* when */
+    uint64_t burst;             /* the accept burst that took it */
     struct hsconn *next, *prev; /* in accept order: the oldest first */
     struct mp__hs m;
 };
@@ -177,6 +178,7 @@ struct server {
     size_t nhs;
     unsigned char hs_seed[32];
     uint64_t hs_counter;
+    uint64_t hs_burst; /* accept bursts so far */
     int reserve_fd;
 
     struct sconn **conns;
@@ -2488,6 +2490,9 @@ static void expire_waiters(struct server *s)
 
 /* ---- handshakes ------------------------------------------------------------------------ */
 
+#define HS_BURST    256                 /* accepts per loop round, at most */
+#define HS_SPARE_NS INT64_C(1000000000) /* out of fds: spare a handshake that spoke this long */
+
 static void hs_unlink(struct server *s, struct hsconn *h)
 {
     if (h->prev)
@@ -2585,21 +2590,32 @@ static void hs_expire(struct server *s)
     }
 }
 
-/* Out of descriptors: close the oldest handshake that has not proved the
- * key - one whose peer never spoke if there is one - to take a newcomer.
- * An honest client speaks within a round trip, so the newcomer is more
- * likely one than a connection that has been silent the longest. */
+/*
+ * Out of descriptors: close a handshake that has not proved the key, to
+ * take a newcomer. The oldest whose peer never spoke goes first: an honest
+ * client answers within a round trip, so the newcomer is more likely one
+ * than a connection silent the longest. Failing that, the oldest that spoke
+ * but is still at it after a second (a drip-feeder, most likely). Spared:
+ * those taken in this same accept burst (they have had no chance to speak)
+ * and those that spoke within their first second (honest clients midway).
+ * False if none may go.
+ */
 static bool hs_evict(struct server *s)
 {
-    struct hsconn *victim = NULL;
-    for (struct hsconn *h = s->hs_head; h; h = h->next) {
+    int64_t started_by = mp__now_ns() - HS_SPARE_NS; /* spoke, and accepted before this */
+    struct hsconn *victim = NULL, *slow = NULL;
+    bool seen_heard = false;
+    for (struct hsconn *h = s->hs_head; h && h->burst != s->hs_burst; h = h->next) {
         if (!mp__hs_heard(&h->m)) {
             victim = h;
             break;
         }
+        if (!seen_heard && h->accepted <= started_by)
+            slow = h;
+        seen_heard = true;
     }
     if (!victim)
-        victim = s->hs_head;
+        victim = slow;
     if (!victim)
         return false;
     hs_close(s, victim);
@@ -2616,8 +2632,10 @@ static void hs_start(struct server *s, int fd)
     }
     int64_t now = mp__now_ns();
     h->fd = fd;
+    h->accepted = now;
     h->first = now + (int64_t)(MP__MGR_HANDSHAKE_FIRST * 1e9);
     h->deadline = now + (int64_t)(MP__MGR_HANDSHAKE_TIMEOUT * 1e9);
+    h->burst = s->hs_burst;
     unsigned char random[MP__HS_RANDOM];
     mp__hs_random(s->hs_seed, s->hs_counter++, random);
     mp__hs_server_start(&h->m, MP_AUTH_SHA256, random);
@@ -2657,7 +2675,8 @@ static void accept_clients(struct server *s, int lfd)
 {
     if (s->reserve_fd < 0)
         s->reserve_fd = mp__dup_cloexec(lfd); /* lost when we ran out */
-    for (int i = 0; i < HS_ACCEPT_BURST; i++) {
+    s->hs_burst++;
+    for (int i = 0; i < HS_BURST; i++) {
         int fd = mp__accept(lfd, mp__deadline(MP_NOWAIT), NULL, 0);
         if (fd >= 0) {
             hs_start(s, fd);

@@ -2547,9 +2547,9 @@ test_a_server_out_of_descriptors_refuses_newcomers_serves_the_rest_and_recovers(
         else
             refused++;
     }
-    /* It ran out of descriptors: the newcomers' handshakes failed (the
-     * server always keeps one descriptor free, so its accept() itself does
-     * not fail; its back-off for a failing accept() is not reached here). */
+    /* It ran out of descriptors: the newcomers were closed at once (the
+     * server sheds them through a descriptor it keeps in reserve, so its
+     * failing accept() neither spins nor leaves them in the backlog). */
     assert_true(ok > 5 && refused > 0);
     /* An idle server at its limit does not spin (well under 0.5 CPU
      * seconds in a 1 second wait). */
@@ -2973,20 +2973,35 @@ static int cmp_double(const void *a, const void *b)
 #define LATENCY_RUNS 7
 
 /* Connect with the key and make one call, LATENCY_RUNS times over some 3 s
- * while the attack goes on; each must take under a second. */
+ * while the attack goes on; each must take under a second. shed: a server
+ * out of descriptors may close the connection during the handshake
+ * (docs/manager.md), and the client tries again within that second. */
 static void assert_clients_get_in(const char *address, const void *key, size_t keylen,
-                                  const char *what)
+                                  const char *what, bool shed)
 {
     double bound = 1.0 * slow_factor();
     double t[LATENCY_RUNS];
+    int retries = 0;
     for (int i = 0; i < LATENCY_RUNS; i++) {
         mp_manager_opts o = MP_MANAGER_OPTS_INIT;
         o.timeout = 3 * bound; /* a locked-out client fails, not hangs */
         double t0 = tu_now();
         mp_manager *m = NULL;
-        TU_ASSERT_STATUS(mp_manager_connect(&m, address, key, keylen, &o), 0);
         mp_obj *info = NULL;
-        TU_ASSERT_STATUS(mp_manager_info(m, &info), 0);
+        int rc;
+        for (;;) {
+            rc = mp_manager_connect(&m, address, key, keylen, &o);
+            if (rc == 0) {
+                rc = mp_manager_info(m, &info);
+                if (rc < 0)
+                    mp_manager_free(m);
+            }
+            if (rc == 0 || !shed || (rc != MP_EOF && rc != MP_ENOSERVER) ||
+                tu_now() - t0 >= bound)
+                break;
+            retries++;
+        }
+        TU_ASSERT_STATUS(rc, 0);
         t[i] = tu_now() - t0;
         mp_obj_free(info);
         mp_manager_free(m);
@@ -2997,8 +3012,8 @@ static void assert_clients_get_in(const char *address, const void *key, size_t k
         tu_sleep(0.5); /* spread the runs over the attack's re-opening */
     }
     qsort(t, LATENCY_RUNS, sizeof t[0], cmp_double);
-    print_message("%s: connect+call median %.1f ms, max %.1f ms (%d runs)\n", what,
-                  t[LATENCY_RUNS / 2] * 1e3, t[LATENCY_RUNS - 1] * 1e3, LATENCY_RUNS);
+    print_message("%s: connect+call median %.1f ms, max %.1f ms (%d runs, %d retries)\n", what,
+                  t[LATENCY_RUNS / 2] * 1e3, t[LATENCY_RUNS - 1] * 1e3, LATENCY_RUNS, retries);
 }
 
 /* A manager serving "tcp:127.0.0.1:<port>" in a child, with key "secret". */
@@ -3028,7 +3043,7 @@ static void attack_tcp_server(bool drip)
     int stop, held;
     pid_t att = start_attacker(address, ATTACKERS, drip, &stop, &held);
     assert_clients_get_in(address, "secret", 6,
-                          drip ? "tcp, 1000 drip-feeders" : "tcp, 1000 silent connections");
+                          drip ? "tcp, 1000 drip-feeders" : "tcp, 1000 silent connections", false);
     assert_true(held >= ATTACKERS * 9 / 10); /* it was a real attack */
     stop_attacker(att, stop);
     hs_server_stop(server, address);
@@ -3056,7 +3071,8 @@ test_1000_silent_unix_connections_do_not_lock_out_a_started_managers_clients(voi
     const void *key = mp_manager_authkey(m, &keylen);
     int stop, held;
     pid_t att = start_attacker(mp_manager_address(m), ATTACKERS, false, &stop, &held);
-    assert_clients_get_in(mp_manager_address(m), key, keylen, "unix, 1000 silent connections");
+    assert_clients_get_in(mp_manager_address(m), key, keylen, "unix, 1000 silent connections",
+                          false);
     assert_true(held >= ATTACKERS * 9 / 10); /* it was a real attack */
     /* the starter's own handle works too */
     assert_true(info_int(m, "objects") >= 0);
@@ -3080,7 +3096,9 @@ static void test_out_of_descriptors_a_server_drops_silent_connections_for_newcom
     (void)state;
     /* A server with 64 descriptors against 200 silent connections that
      * re-open as they close: it closes the oldest silent one to take each
-     * newcomer, so a client with the key still gets in at once. */
+     * newcomer, so a client with the key still gets in within a second
+     * (perhaps at a second try: a handshake the server had to drop or shed
+     * is MP_EOF, and a race with the attack can cost one). */
     int p[2];
     assert_int_equal(pipe(p), 0);
     pid_t server = tu_fork(serving_child_64_fds, &p[1]);
@@ -3092,7 +3110,7 @@ static void test_out_of_descriptors_a_server_drops_silent_connections_for_newcom
     address[sizeof address - 1] = '\0';
     int stop, held;
     pid_t att = start_attacker(address, 200, false, &stop, &held);
-    assert_clients_get_in(address, "secret", 6, "tcp, 64 fds, 200 silent connections");
+    assert_clients_get_in(address, "secret", 6, "tcp, 64 fds, 200 silent connections", true);
     assert_true(held >= 150); /* it was a real attack */
     /* ... and it does not spin while it sheds them (well under a CPU). */
     double c0 = cpu_seconds(server);
