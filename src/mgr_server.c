@@ -20,10 +20,10 @@
  * and finish the whole exchange within MP__MGR_HANDSHAKE_TIMEOUT of its
  * accept; otherwise it is closed. A silent peer so costs a descriptor and
  * a few hundred bytes for a few seconds, and holds up nobody. Out of
- * descriptors, the server closes the oldest connection that has not
- * proved the key (preferring one that never spoke) to take a newcomer;
- * with none to close, it sheds the newcomer through a reserved descriptor
- * (libuv's trick), so the backlog drains and accept() never spins.
+ * descriptors, the server closes a connection that has not proved the key
+ * to take a newcomer (hs_evict says which); with none to close, it sheds
+ * the newcomer through a reserved descriptor (libuv's trick), so the
+ * backlog drains and accept() never spins.
  *
  * Connections. A descriptor is read and written without blocking (the
  * MSG_DONTWAIT helpers of io.c). Requests on one connection are handled
