@@ -21,7 +21,8 @@ python3 fuzz/make_corpus.py fuzz/corpus-pickle fuzz/corpus-frame
 mkdir -p fuzz/artifacts
 
 status=0
-for harness in pickle frame; do
+for harness in pickle frame handshake; do
+    mkdir -p "fuzz/corpus-$harness"
     dict=""
     [ -f "fuzz/$harness.dict" ] && dict="-dict=fuzz/$harness.dict"
     echo "== fuzz_$harness for ${seconds}s"

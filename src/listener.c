@@ -1,11 +1,11 @@
 /*
  * listener - Python's Listener, Client and authkey handshake (see
  * listener.h). Socket system calls live in io.c; this file parses
- * addresses, manages the private socket directory, and speaks the
- * challenge/response protocol of CPython's multiprocessing.connection
- * (deliver_challenge / answer_challenge, 3.11 and 3.12+ forms).
+ * addresses, manages the private socket directory, and carries the
+ * authkey handshake (whose messages handshake.c builds and checks) over a
+ * blocking connection, one deadline for the whole exchange.
  */
-#include "digest.h"
+#include "handshake.h"
 #include "internal.h"
 #include "io.h"
 
@@ -21,15 +21,6 @@
 #include <unistd.h>
 
 #define DEFAULT_BACKLOG 16
-
-/* The handshake's fixed strings and sizes, as in CPython. */
-static const char CHALLENGE[] = "#CHALLENGE#";
-static const char WELCOME[] = "#WELCOME#";
-static const char FAILURE[] = "#FAILURE#";
-#define HANDSHAKE_MAXLEN    256 /* recv_bytes(256): reject large messages */
-#define MD5ONLY_MESSAGE_LEN 20  /* a 3.11 challenge; also the legacy marker */
-#define MODERN_MESSAGE_LEN  40  /* random bytes after "{sha256}" in 3.12+ */
-#define MAX_DIGEST_NAME     8   /* len("sha3_384"), the longest 3.12 allows */
 
 struct mp_listener {
     int fd;
@@ -151,6 +142,10 @@ static int private_unix_address(mp_listener *l)
 
 /* ---- the handshake ---------------------------------------------------------- */
 
+/* The messages are built and checked by handshake.c; this is the blocking
+ * transport for them. One deadline covers the whole exchange (both
+ * directions) of an accept or a connect. */
+
 static double left(int64_t deadline)
 {
     if (deadline == MP__NO_DEADLINE)
@@ -163,90 +158,20 @@ static double left(int64_t deadline)
  * corrupt frame is a failed handshake. */
 static int recv_handshake(mp_conn *c, void **buf, size_t *len, int64_t deadline)
 {
-    int rc = mp_conn_recv_bytes(c, buf, len, HANDSHAKE_MAXLEN, left(deadline));
+    int rc = mp_conn_recv_bytes(c, buf, len, MP__HS_MAXLEN, left(deadline));
     if (rc == MP_ETOOLONG || rc == MP_EPROTO || rc == MP_ETRUNCATED)
         return MP_EAUTH;
     return rc;
 }
 
-/*
- * CPython's _get_digest_name_and_payload: a message of 16 or 20 bytes is the
- * legacy form (alg MD5, no prefix); otherwise "{name}payload" with name one
- * that 3.12 allows. Returns the alg (or 0 for an allowed name this library
- * does not implement), MP_EAUTH for anything else. The payload pointer and
- * length receive the part after the prefix; legacy tells which form.
- */
-static int digest_of(const unsigned char *m, size_t n, const unsigned char **payload, size_t *plen,
-                     bool *legacy)
-{
-    *legacy = false;
-    if (n == MD5ONLY_MESSAGE_LEN || n == MP__MD5_SIZE) {
-        *legacy = true;
-        *payload = m;
-        *plen = n;
-        return MP__DIGEST_MD5;
-    }
-    if (n < 2 || m[0] != '{')
-        return MP_EAUTH;
-    size_t limit = n < MAX_DIGEST_NAME + 2 ? n : MAX_DIGEST_NAME + 2;
-    const unsigned char *curly = memchr(m + 1, '}', limit - 1);
-    if (!curly)
-        return MP_EAUTH;
-    size_t name_len = (size_t)(curly - m) - 1;
-    *payload = curly + 1;
-    *plen = n - name_len - 2;
-    int alg = mp__digest_from_name((const char *)m + 1, name_len);
-    if (alg > 0)
-        return alg;
-    static const char *const other_allowed[] = {"sha384", "sha3_256", "sha3_384"};
-    for (size_t i = 0; i < 3; i++)
-        if (strlen(other_allowed[i]) == name_len && !memcmp(m + 1, other_allowed[i], name_len))
-            return 0;
-    return MP_EAUTH;
-}
-
-static const char *alg_name(int alg)
-{
-    return alg == MP__DIGEST_MD5 ? "md5" : "sha256";
-}
-
-/* CPython's _verify_challenge: does response prove the key for message? */
-static bool verify_response(const void *key, size_t keylen, const unsigned char *message,
-                            size_t mlen, const unsigned char *response, size_t rlen)
-{
-    const unsigned char *mac;
-    size_t maclen;
-    bool legacy;
-    int alg = digest_of(response, rlen, &mac, &maclen, &legacy);
-    if (alg <= 0)
-        return false; /* garbage, or a digest this library cannot compute */
-    unsigned char expected[MP__DIGEST_MAX_SIZE];
-    int n = mp__hmac((mp__digest_alg)alg, key, keylen, message, mlen, expected);
-    if (n <= 0 || (size_t)n != maclen)
-        return false;
-    return mp__digest_equal(expected, mac, maclen);
-}
-
 static int deliver(mp_conn *c, const void *key, size_t keylen, int form, int64_t deadline)
 {
-    /* "#CHALLENGE#" + message; message = "{sha256}" + 40 random bytes, or
-     * 20 random bytes in the 3.11 form. */
-    unsigned char out[sizeof CHALLENGE - 1 + 8 + MODERN_MESSAGE_LEN];
-    size_t pre = sizeof CHALLENGE - 1;
-    memcpy(out, CHALLENGE, pre);
-    size_t mlen;
-    int rc;
-    if (form == MP_AUTH_MD5) {
-        mlen = MD5ONLY_MESSAGE_LEN;
-        rc = mp__random_bytes(out + pre, mlen);
-    } else {
-        memcpy(out + pre, "{sha256}", 8);
-        mlen = 8 + MODERN_MESSAGE_LEN;
-        rc = mp__random_bytes(out + pre + 8, MODERN_MESSAGE_LEN);
-    }
+    unsigned char random[MP__HS_RANDOM], out[MP__HS_CHALLENGE_MAX];
+    int rc = mp__random_bytes(random, sizeof random);
     if (rc < 0)
         return rc;
-    rc = mp_conn_send_bytes(c, out, pre + mlen);
+    size_t n = mp__hs_challenge(form, random, out);
+    rc = mp_conn_send_bytes(c, out, n);
     if (rc < 0)
         return rc;
     void *resp;
@@ -254,10 +179,9 @@ static int deliver(mp_conn *c, const void *key, size_t keylen, int form, int64_t
     rc = recv_handshake(c, &resp, &rlen, deadline);
     if (rc < 0)
         return rc;
-    bool ok = verify_response(key, keylen, out + pre, mlen, resp, rlen);
+    bool ok = mp__hs_verify(key, keylen, out + MP__HS_PREFIX, n - MP__HS_PREFIX, resp, rlen);
     free(resp);
-    const char *verdict = ok ? WELCOME : FAILURE;
-    rc = mp_conn_send_bytes(c, verdict, strlen(verdict));
+    rc = mp_conn_send_bytes(c, mp__hs_verdict(ok), MP__HS_VERDICT_LEN);
     if (!ok)
         return MP_EAUTH;
     return rc;
@@ -270,44 +194,20 @@ static int answer(mp_conn *c, const void *key, size_t keylen, int64_t deadline)
     int rc = recv_handshake(c, &msg, &n, deadline);
     if (rc < 0)
         return rc;
-    size_t pre = sizeof CHALLENGE - 1;
-    if (n < pre || memcmp(msg, CHALLENGE, pre) != 0 || n - pre < MD5ONLY_MESSAGE_LEN) {
-        free(msg);
-        return MP_EAUTH; /* not a challenge, or one too short */
-    }
-    const unsigned char *message = (const unsigned char *)msg + pre;
-    size_t mlen = n - pre;
-
-    /* CPython's _create_response: the legacy form gets a raw HMAC-MD5; the
-     * modern one "{name}" + HMAC-name, over the whole message. */
-    const unsigned char *payload;
-    size_t plen;
-    bool legacy;
-    int alg = digest_of(message, mlen, &payload, &plen, &legacy);
-    unsigned char reply[2 + MAX_DIGEST_NAME + MP__DIGEST_MAX_SIZE];
-    size_t rlen = 0;
-    if (alg <= 0) {
-        free(msg);
-        return MP_EAUTH; /* garbage, or a digest this library cannot compute */
-    }
-    if (!legacy) {
-        rlen = (size_t)snprintf((char *)reply, sizeof reply, "{%s}", alg_name(alg));
-    }
-    int dn = mp__hmac((mp__digest_alg)alg, key, keylen, message, mlen, reply + rlen);
+    unsigned char reply[MP__HS_RESPONSE_MAX];
+    int rn = mp__hs_respond(key, keylen, msg, n, reply);
     free(msg);
-    if (dn <= 0)
-        return MP_EAUTH;
-    rlen += (size_t)dn;
-    rc = mp_conn_send_bytes(c, reply, rlen);
+    if (rn < 0)
+        return rn;
+    rc = mp_conn_send_bytes(c, reply, (size_t)rn);
     if (rc < 0)
         return rc;
-
     void *verdict;
     size_t vlen;
     rc = recv_handshake(c, &verdict, &vlen, deadline);
     if (rc < 0)
         return rc;
-    bool welcome = vlen == strlen(WELCOME) && memcmp(verdict, WELCOME, vlen) == 0;
+    bool welcome = mp__hs_welcomed(verdict, vlen);
     free(verdict);
     return welcome ? 0 : MP_EAUTH;
 }

@@ -21,12 +21,18 @@
 #define MP__MGR_DEFAULT_MAX ((size_t)64 << 20)
 #define MP__MGR_MAX_LIMIT   ((size_t)1 << 30)
 
-/* A connection's handshake must end within this many seconds. */
+/* A connection's whole handshake must end within this many seconds of its
+ * accept, and the client must begin its answer to the server's challenge
+ * within the second figure (an honest client answers within a round trip). */
 #define MP__MGR_HANDSHAKE_TIMEOUT 10.0
+#define MP__MGR_HANDSHAKE_FIRST   3.0
 
 /* The listen() backlog of a manager's socket: a hundred children that all
- * connect at once wait in it instead of being refused. */
-#define MP__MGR_BACKLOG 256
+ * connect at once wait in it instead of being refused, and so does a client
+ * that arrives while a thousand others (an attack re-opening what the server
+ * closed) connect at once - a full TCP backlog drops its SYN, which costs
+ * it a 1 s retransmit. The system caps it (Linux: net.core.somaxconn). */
+#define MP__MGR_BACKLOG 4096
 
 /*
  * Spinning. On a machine where a sleeping process takes tens of
@@ -158,8 +164,9 @@ struct mp__mgr_cfg {
 /*
  * Run the server on a listening socket until a client asks it to shut down
  * or alive_fd reports that the starter died (end of file). The listener must
- * have been made without an authkey: the server runs the handshake itself,
- * in helper threads, so a slow or silent client never stalls the others.
+ * have been made without an authkey: the server runs every handshake itself,
+ * without blocking, in its loop, so a slow or silent client never stalls
+ * the others.
  * Returns 0 after a shutdown or the starter's death, -ENOMEM/-errno if the
  * loop cannot run. Everything the server made is released before it
  * returns; the listener stays the caller's.

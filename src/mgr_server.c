@@ -1,6 +1,6 @@
 /*
  * mgr_server - the manager's server: one event loop that owns every shared
- * object, plus short-lived helper threads that run the authkey handshake.
+ * object and runs every connection's authkey handshake.
  *
  * Why one loop thread. Python's manager runs a thread per connection and
  * guards the objects with locks; here a single thread owns all state, so
@@ -11,12 +11,19 @@
  * loop: they become waiter records, completed when the state they wait for
  * changes or failed when their deadline passes.
  *
- * Why handshake threads. mp_deliver_challenge/mp_answer_challenge block;
- * a client that connects and stays silent would stall every other client if
- * the loop ran them. The loop accepts a connection and hands it to a thread
- * (at most HS_MAX at a time; beyond that new connections wait in the listen
- * backlog); the thread runs the handshake with a deadline and passes the
- * authenticated descriptor back through a queue and a wake-up socket.
+ * Handshakes. Anyone who reaches the port can connect and then say nothing,
+ * or drip a byte at a time. So the loop accepts every connection at once
+ * and runs its handshake without blocking, as a state machine
+ * (handshake.h) fed by non-blocking reads and writes: no thread and no
+ * limit on how many run at once, some 450 bytes each. A connection must
+ * begin its answer to our challenge within MP__MGR_HANDSHAKE_FIRST seconds
+ * and finish the whole exchange within MP__MGR_HANDSHAKE_TIMEOUT of its
+ * accept; otherwise it is closed. A silent peer so costs a descriptor and
+ * a few hundred bytes for a few seconds, and holds up nobody. Out of
+ * descriptors, the server closes a connection that has not proved the key
+ * to take a newcomer (hs_evict says which); with none to close, it sheds
+ * the newcomer through a reserved descriptor (libuv's trick), so the
+ * backlog drains and accept() never spins.
  *
  * Connections. A descriptor is read and written without blocking (the
  * MSG_DONTWAIT helpers of io.c). Requests on one connection are handled
@@ -46,6 +53,7 @@
  * while code further up the stack is using it.
  */
 #include "frame.h"
+#include "handshake.h"
 #include "internal.h"
 #include "io.h"
 #include "mgr.h"
@@ -58,14 +66,12 @@
 
 #include <errno.h>
 #include <math.h>
-#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define HS_MAX   32                 /* handshakes running at once */
 #define IN_MIN   ((size_t)4096)     /* a connection's first input buffer */
 #define IN_KEEP  ((size_t)64 << 10) /* keep at most this when idle; read-ahead bound */
 #define OUT_KEEP ((size_t)1 << 20)  /* keep at most this output buffer when idle */
@@ -146,14 +152,15 @@ struct sconn {
     bool hung_up;      /* the peer closed its end: nobody writes to the slot now */
 };
 
-/* A handshake in progress, run by its own thread. */
-struct hs {
-    struct server *s;
-    mp_conn *conn;
-    int fd;    /* the socket, for shutdown at teardown; -1 once released */
-    bool done; /* the thread has finished */
-    pthread_t thread;
-    struct hs *next;
+/* A connection whose handshake is under way (see "Handshakes" above). */
+struct hsconn {
+    int fd;
+    int64_t first;              /* it must have begun its answer by then */
+    int64_t deadline;           /* the whole exchange must be over by then */
+    int64_t accepted;           /* when */
+    uint64_t burst;             /* the accept burst that took it */
+    struct hsconn *next, *prev; /* in accept order: the oldest first */
+    struct mp__hs m;
 };
 
 struct server {
@@ -162,18 +169,18 @@ struct server {
     size_t keylen;
     size_t max_request;
     int alive_fd;
-    int wake[2]; /* [0] polled by the loop, [1] written by handshake threads */
     bool stop;
 
-    pthread_mutex_t mu; /* guards hs_list, hs_running, incoming, stopping, wake_pending */
-    struct hs *hs_list;
-    int hs_running;
-    int *incoming; /* authenticated descriptors for the loop */
-    size_t nincoming, incoming_cap;
-    bool stopping;
-    bool wake_pending;
+    /* Handshakes under way, the oldest first; the secret their challenges
+     * are drawn from (mp__hs_random) and the next counter; a descriptor
+     * kept in reserve for shedding a newcomer when none is left. */
+    struct hsconn *hs_head, *hs_tail;
+    size_t nhs;
+    unsigned char hs_seed[32];
+    uint64_t hs_counter;
+    uint64_t hs_burst; /* accept bursts so far */
+    int reserve_fd;
 
-    /* Everything below belongs to the loop thread. */
     struct sconn **conns;
     size_t nconns, conns_cap;
     struct session *sessions;
@@ -187,7 +194,8 @@ struct server {
     bool again;           /* a connection may have work without new input */
     int64_t accept_pause; /* after a failed accept (EMFILE...): not before */
     struct pollfd *pfds;
-    struct sconn **pconn;
+    struct sconn **pconn; /* the connection polled at the same index, or NULL */
+    struct hsconn **phs;  /* the handshake polled at the same index, or NULL */
     size_t pcap;
     /* Mailboxes: the shared block (NULL for mp_manager_serve), which slots
      * connections hold, and where a request is copied before decoding. */
@@ -2482,125 +2490,214 @@ static void expire_waiters(struct server *s)
 
 /* ---- handshakes ------------------------------------------------------------------------ */
 
-static void wake_loop_locked(struct server *s)
+#define HS_BURST    256                 /* accepts per loop round, at most */
+#define HS_SPARE_NS INT64_C(1000000000) /* out of fds: spare a handshake that spoke this long */
+
+static void hs_unlink(struct server *s, struct hsconn *h)
 {
-    if (!s->wake_pending) {
-        s->wake_pending = true;
-        char b = 1;
-        (void)mp__send_nowait(s->wake[1], &b, 1);
-    }
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        s->hs_head = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    else
+        s->hs_tail = h->prev;
+    s->nhs--;
 }
 
-/* Run the listener's half of the handshake (deliver, then answer, as
- * Python's Listener does) and hand the descriptor to the loop. */
-static void *hs_main(void *arg)
+/* Drop a handshake: the peer sees end of file. */
+static void hs_close(struct server *s, struct hsconn *h)
 {
-    struct hs *h = arg;
-    struct server *s = h->s;
-    int rc =
-        mp_deliver_challenge(h->conn, s->key, s->keylen, MP_AUTH_SHA256, MP__MGR_HANDSHAKE_TIMEOUT);
-    if (rc == 0)
-        rc = mp_answer_challenge(h->conn, s->key, s->keylen, MP__MGR_HANDSHAKE_TIMEOUT);
-    int fd = -1;
-    if (rc == 0 && mp_conn_buffered(h->conn) == 0)
-        fd = mp__dup_cloexec(mp_conn_fileno(h->conn));
-    pthread_mutex_lock(&s->mu);
-    h->fd = -1; /* teardown must not shut down a descriptor number we free */
-    pthread_mutex_unlock(&s->mu);
-    mp_conn_free(h->conn);
-    h->conn = NULL;
-    pthread_mutex_lock(&s->mu);
-    if (fd >= 0 && !s->stopping && s->nincoming < s->incoming_cap) {
-        s->incoming[s->nincoming++] = fd;
-        fd = -1;
-    }
-    h->done = true;
-    wake_loop_locked(s);
-    pthread_mutex_unlock(&s->mu);
-    if (fd >= 0)
+    hs_unlink(s, h);
+    mp__close(h->fd);
+    free(h);
+}
+
+/* The key is proved both ways: the descriptor becomes a connection. */
+static void hs_adopt(struct server *s, struct hsconn *h)
+{
+    int fd = h->fd;
+    hs_unlink(s, h);
+    free(h);
+    mp__tcp_keepalive(fd);
+    if (conn_add(s, fd) < 0)
         mp__close(fd);
-    return NULL;
 }
 
-/* Accept what waits in the backlog, up to HS_MAX handshakes at once. */
-static void accept_clients(struct server *s)
+/* Move the handshake's bytes as far as the socket lets us without waiting:
+ * send what the machine has to say, read what it asks for, and act when
+ * it is over. */
+static void hs_step(struct server *s, struct hsconn *h)
 {
     for (;;) {
-        pthread_mutex_lock(&s->mu);
-        bool room = s->hs_running < HS_MAX;
-        pthread_mutex_unlock(&s->mu);
-        if (!room)
-            return;
-        mp_conn *c;
-        int rc = mp_listener_accept(s->listener, &c, MP_NOWAIT);
-        if (rc < 0) {
-            /* MP_ETIMEDOUT: nobody else waits. Anything else (out of
-             * descriptors, say) would repeat at once: pause accepting
-             * for a moment rather than spin on a readable listener. */
-            if (rc != MP_ETIMEDOUT)
-                s->accept_pause = mp__now_ns() + 100 * 1000 * 1000;
+        const unsigned char *out;
+        unsigned char *in;
+        size_t n = mp__hs_output(&h->m, &out);
+        if (n) {
+            ssize_t r = mp__send_nowait(h->fd, out, n);
+            if (r == -EAGAIN)
+                return; /* the loop polls for POLLOUT */
+            if (r < 0) {
+                hs_close(s, h);
+                return;
+            }
+            mp__hs_sent(&h->m, (size_t)r);
+        } else if ((n = mp__hs_want(&h->m, &in)) > 0) {
+            ssize_t r = mp__recv_nowait(h->fd, in, n);
+            if (r == -EAGAIN)
+                return; /* the loop polls for POLLIN */
+            if (r <= 0) {
+                hs_close(s, h); /* end of file, reset */
+                return;
+            }
+            (void)mp__hs_received(&h->m, s->key, s->keylen, (size_t)r);
+        }
+        if (h->m.state == MP__HS_DONE) {
+            hs_adopt(s, h);
             return;
         }
-        struct hs *h = calloc(1, sizeof *h);
-        if (!h || mp_conn_set_readahead(c, false) < 0) {
-            free(h);
-            mp_conn_free(c);
+        if (h->m.state == MP__HS_FAILED) {
+            hs_close(s, h);
             return;
         }
-        h->s = s;
-        h->conn = c;
-        h->fd = mp_conn_fileno(c);
-        pthread_mutex_lock(&s->mu);
-        h->next = s->hs_list;
-        s->hs_list = h;
-        s->hs_running++;
-        if (pthread_create(&h->thread, NULL, hs_main, h) != 0) {
-            s->hs_list = h->next;
-            s->hs_running--;
-            pthread_mutex_unlock(&s->mu);
-            mp_conn_free(c);
-            free(h);
-            return;
-        }
-        pthread_mutex_unlock(&s->mu);
     }
 }
 
-/* Join finished handshake threads; adopt the connections they passed. */
-static void collect_handshakes(struct server *s)
+/* When the handshake must have made progress: its first bytes while the
+ * peer has said nothing, the end of the exchange afterwards. */
+static int64_t hs_due(const struct hsconn *h)
 {
-    char buf[64];
-    while (mp__recv_nowait(s->wake[0], buf, sizeof buf) > 0)
-        ;
-    pthread_mutex_lock(&s->mu);
-    s->wake_pending = false;
-    struct hs *done = NULL;
-    for (struct hs **pp = &s->hs_list; *pp;) {
-        struct hs *h = *pp;
-        if (h->done) {
-            *pp = h->next;
-            h->next = done;
-            done = h;
-            s->hs_running--;
-        } else {
-            pp = &h->next;
+    return mp__hs_heard(&h->m) ? h->deadline : h->first;
+}
+
+static int64_t hs_next_deadline(const struct server *s)
+{
+    int64_t d = MP__NO_DEADLINE;
+    for (const struct hsconn *h = s->hs_head; h; h = h->next)
+        if (d == MP__NO_DEADLINE || hs_due(h) < d)
+            d = hs_due(h);
+    return d;
+}
+
+static void hs_expire(struct server *s)
+{
+    int64_t now = mp__now_ns();
+    for (struct hsconn *h = s->hs_head, *next; h; h = next) {
+        next = h->next;
+        if (hs_due(h) <= now)
+            hs_close(s, h);
+    }
+}
+
+/*
+ * Out of descriptors: close a handshake that has not proved the key, to
+ * take a newcomer. The oldest whose peer never spoke goes first: an honest
+ * client answers within a round trip, so the newcomer is more likely one
+ * than a connection silent the longest. Failing that, the oldest that spoke
+ * but is still at it after a second (a drip-feeder, most likely). Spared:
+ * those taken in this same accept burst (they have had no chance to speak)
+ * and those that spoke within their first second (honest clients midway).
+ * False if none may go.
+ */
+static bool hs_evict(struct server *s)
+{
+    int64_t started_by = mp__now_ns() - HS_SPARE_NS; /* spoke, and accepted before this */
+    struct hsconn *victim = NULL, *slow = NULL;
+    bool seen_heard = false;
+    for (struct hsconn *h = s->hs_head; h && h->burst != s->hs_burst; h = h->next) {
+        if (!mp__hs_heard(&h->m)) {
+            victim = h;
+            break;
         }
+        if (!seen_heard && h->accepted <= started_by)
+            slow = h;
+        seen_heard = true;
     }
-    size_t n = s->nincoming;
-    int fds[HS_MAX];
-    memcpy(fds, s->incoming, n * sizeof *fds);
-    s->nincoming = 0;
-    pthread_mutex_unlock(&s->mu);
-    while (done) {
-        struct hs *h = done;
-        done = h->next;
-        pthread_join(h->thread, NULL);
-        free(h);
+    if (!victim)
+        victim = slow;
+    if (!victim)
+        return false;
+    hs_close(s, victim);
+    return true;
+}
+
+/* Start the handshake of an accepted descriptor (we speak first). */
+static void hs_start(struct server *s, int fd)
+{
+    struct hsconn *h = malloc(sizeof *h);
+    if (!h) {
+        mp__close(fd);
+        return;
     }
-    for (size_t i = 0; i < n; i++) {
-        mp__tcp_keepalive(fds[i]);
-        if (conn_add(s, fds[i]) < 0)
-            mp__close(fds[i]);
+    int64_t now = mp__now_ns();
+    h->fd = fd;
+    h->accepted = now;
+    h->first = now + (int64_t)(MP__MGR_HANDSHAKE_FIRST * 1e9);
+    h->deadline = now + (int64_t)(MP__MGR_HANDSHAKE_TIMEOUT * 1e9);
+    h->burst = s->hs_burst;
+    unsigned char random[MP__HS_RANDOM];
+    mp__hs_random(s->hs_seed, s->hs_counter++, random);
+    mp__hs_server_start(&h->m, MP_AUTH_SHA256, random);
+    h->next = NULL;
+    h->prev = s->hs_tail;
+    if (s->hs_tail)
+        s->hs_tail->next = h;
+    else
+        s->hs_head = h;
+    s->hs_tail = h;
+    s->nhs++;
+    hs_step(s, h); /* the challenge goes out now */
+}
+
+/*
+ * Out of descriptors with no handshake to close: accept the newcomer into
+ * the reserved descriptor's place and close it at once (libuv's trick), so
+ * it learns at once (end of file) rather than waiting in the backlog, and
+ * the listener does not stay readable for nothing. Returns 1 if one was
+ * shed, 0 if nobody waits any more, -1 without a reserve.
+ */
+static int shed_one(struct server *s, int lfd)
+{
+    if (s->reserve_fd < 0)
+        return -1;
+    mp__close(s->reserve_fd);
+    int fd = mp__accept(lfd, mp__deadline(MP_NOWAIT), NULL, 0);
+    if (fd >= 0)
+        mp__close(fd);
+    s->reserve_fd = mp__dup_cloexec(lfd);
+    return fd >= 0 ? 1 : fd == MP_ETIMEDOUT ? 0 : -1;
+}
+
+/* Accept what waits in the backlog (a burst at most per round) and start
+ * each handshake. */
+static void accept_clients(struct server *s, int lfd)
+{
+    if (s->reserve_fd < 0)
+        s->reserve_fd = mp__dup_cloexec(lfd); /* lost when we ran out */
+    s->hs_burst++;
+    for (int i = 0; i < HS_BURST; i++) {
+        int fd = mp__accept(lfd, mp__deadline(MP_NOWAIT), NULL, 0);
+        if (fd >= 0) {
+            hs_start(s, fd);
+            continue;
+        }
+        if (fd == MP_ETIMEDOUT)
+            return; /* nobody else waits */
+        if (fd == -EMFILE || fd == -ENFILE) {
+            if (hs_evict(s))
+                continue;
+            int shed = shed_one(s, lfd);
+            if (shed > 0)
+                continue;
+            if (shed == 0)
+                return;
+        }
+        /* Anything else (out of memory or buffers, no reserve) would
+         * repeat at once: pause accepting for a moment rather than spin on
+         * a readable listener. */
+        s->accept_pause = mp__now_ns() + 100 * 1000 * 1000;
+        return;
     }
 }
 
@@ -2621,6 +2718,10 @@ static int ensure_pollfds(struct server *s, size_t n)
     if (!pc)
         return -ENOMEM;
     s->pconn = pc;
+    struct hsconn **ph = realloc(s->phs, cap * sizeof *ph);
+    if (!ph)
+        return -ENOMEM;
+    s->phs = ph;
     s->pcap = cap;
     return 0;
 }
@@ -2642,24 +2743,11 @@ static void teardown(struct server *s)
     for (size_t i = 0; i < s->nconns; i++)
         conn_flush(s->conns[i]);
 
-    /* Stop the handshakes: wake each one with end of file, then join. */
-    pthread_mutex_lock(&s->mu);
-    s->stopping = true;
-    for (struct hs *h = s->hs_list; h; h = h->next)
-        if (h->fd >= 0)
-            mp__socket_shutdown(h->fd);
-    struct hs *list = s->hs_list;
-    s->hs_list = NULL;
-    for (size_t i = 0; i < s->nincoming; i++)
-        mp__close(s->incoming[i]);
-    s->nincoming = 0;
-    pthread_mutex_unlock(&s->mu);
-    while (list) {
-        struct hs *h = list;
-        list = h->next;
-        pthread_join(h->thread, NULL);
-        free(h);
-    }
+    /* Handshakes under way end with end of file. */
+    while (s->hs_head)
+        hs_close(s, s->hs_head);
+    if (s->reserve_fd >= 0)
+        mp__close(s->reserve_fd);
 
     /* Waiters first (they point at connections and objects). */
     while (s->timed)
@@ -2694,12 +2782,13 @@ static void teardown(struct server *s)
     }
     free(s->table);
     mp_obj_free(s->names);
-    free(s->incoming);
     free(s->pfds);
     free(s->pconn);
-    mp__close(s->wake[0]);
-    mp__close(s->wake[1]);
-    pthread_mutex_destroy(&s->mu);
+    free(s->phs);
+    /* The seed is a secret: do not leave it on the stack. */
+    volatile unsigned char *seed = s->hs_seed;
+    for (size_t i = 0; i < sizeof s->hs_seed; i++)
+        seed[i] = 0;
 }
 
 int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
@@ -2716,65 +2805,71 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
         s.max_request = MP__MGR_MAX_LIMIT;
     s.alive_fd = cfg->alive_fd;
     s.arena = cfg->arena;
-    s.incoming_cap = HS_MAX;
-    int rc = mp__socketpair(s.wake);
+    int lfd = mp_listener_fileno(l);
+    if (lfd < 0)
+        return lfd;
+    /* The challenges' secret, drawn once: a handshake then needs no
+     * system call (nor a descriptor) for its randomness. */
+    int rc = mp__random_bytes(s.hs_seed, sizeof s.hs_seed);
     if (rc < 0)
         return rc;
-    if (pthread_mutex_init(&s.mu, NULL) != 0) {
-        mp__close(s.wake[0]);
-        mp__close(s.wake[1]);
-        return -ENOMEM;
-    }
+    s.reserve_fd = mp__dup_cloexec(lfd);
     s.names = mp_obj_dict_new();
-    s.incoming = malloc(HS_MAX * sizeof *s.incoming);
-    if (!s.names || !s.incoming) {
+    if (s.reserve_fd < 0 || !s.names) {
+        rc = s.reserve_fd < 0 ? s.reserve_fd : -ENOMEM;
         teardown(&s);
-        return -ENOMEM;
+        return rc;
     }
 
     /* No signal is touched here: every send is MSG_NOSIGNAL (a started
      * server's child has also blocked SIGINT before it got here). */
-    int lfd = mp_listener_fileno(l);
     rc = 0;
     bool busy = false;       /* the last round handled a client */
     int64_t last_poll = 0;   /* when the sockets were last looked at */
     unsigned pause_skip = 0; /* spins left before looking in place again */
     while (!s.stop) {
-        if (ensure_pollfds(&s, s.nconns + 3) < 0) {
+        if (ensure_pollfds(&s, s.nconns + s.nhs + 2) < 0) {
             rc = -ENOMEM;
             break;
         }
         size_t n = 0;
-        s.pfds[n] = (struct pollfd){.fd = s.wake[0], .events = POLLIN, .revents = 0};
-        s.pconn[n++] = NULL;
-        pthread_mutex_lock(&s.mu);
-        bool can_accept = s.hs_running < HS_MAX;
-        pthread_mutex_unlock(&s.mu);
         bool paused = s.accept_pause && mp__now_ns() < s.accept_pause;
-        if (paused)
-            can_accept = false;
         size_t li = SIZE_MAX, ai = SIZE_MAX;
-        if (can_accept) {
+        if (!paused) {
             li = n;
             s.pfds[n] = (struct pollfd){.fd = lfd, .events = POLLIN, .revents = 0};
-            s.pconn[n++] = NULL;
+            s.pconn[n] = NULL;
+            s.phs[n++] = NULL;
         }
         if (s.alive_fd >= 0) {
             ai = n;
             s.pfds[n] = (struct pollfd){.fd = s.alive_fd, .events = POLLIN, .revents = 0};
-            s.pconn[n++] = NULL;
+            s.pconn[n] = NULL;
+            s.phs[n++] = NULL;
         }
         for (size_t i = 0; i < s.nconns; i++) {
             struct sconn *c = s.conns[i];
             short ev = (short)((wants_input(c) ? POLLIN : 0) | (conn_idle_output(c) ? 0 : POLLOUT));
             s.pfds[n] = (struct pollfd){.fd = c->fd, .events = ev, .revents = 0};
-            s.pconn[n++] = c;
+            s.pconn[n] = c;
+            s.phs[n++] = NULL;
+        }
+        for (struct hsconn *h = s.hs_head; h; h = h->next) {
+            const unsigned char *unused;
+            short ev = mp__hs_output(&h->m, &unused) ? POLLOUT : POLLIN;
+            s.pfds[n] = (struct pollfd){.fd = h->fd, .events = ev, .revents = 0};
+            s.pconn[n] = NULL;
+            s.phs[n++] = h;
         }
         /* again: work is waiting without new input; only look at the
          * sockets on the way (a poll that does not wait). */
         bool again = s.again;
         s.again = false;
         int64_t deadline = next_deadline(&s);
+        int64_t hs_deadline = hs_next_deadline(&s);
+        if (hs_deadline != MP__NO_DEADLINE &&
+            (deadline == MP__NO_DEADLINE || hs_deadline < deadline))
+            deadline = hs_deadline;
         if (paused && (deadline == MP__NO_DEADLINE || deadline > s.accept_pause))
             deadline = s.accept_pause; /* look at the listener again then */
         int pr = 0;
@@ -2847,10 +2942,14 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
             rc = 0; /* the starter is gone: so are we */
             break;
         }
-        if (s.pfds[0].revents)
-            collect_handshakes(&s);
+        /* Handshakes before accepting: an accept may close one (out of
+         * descriptors), and phs[] must not point at it by then. */
+        for (size_t i = 0; i < n; i++)
+            if (s.phs[i] && s.pfds[i].revents)
+                hs_step(&s, s.phs[i]);
+        hs_expire(&s);
         if (li != SIZE_MAX && s.pfds[li].revents)
-            accept_clients(&s);
+            accept_clients(&s, lfd);
         for (size_t i = 0; i < n; i++) {
             struct sconn *c = s.pconn[i];
             if (!c || !s.pfds[i].revents)

@@ -346,6 +346,76 @@ static void test_garbage_from_a_client_is_eauth_never_a_hang(void **state)
     mp_listener_free(l);
 }
 
+/* A client that answers the listener's challenge after 1 s, then says
+ * nothing until the listener hangs up. */
+static int slow_client(void *arg)
+{
+    const char *address = arg;
+    mp_conn *c;
+    if (mp_client_connect(&c, address, NULL, 0, T_LONG) != 0)
+        return 50;
+    tu_sleep(1.0);
+    int rc = mp_answer_challenge(c, KEY, KEYLEN, T_LONG);
+    void *buf;
+    size_t len;
+    if (rc == 0 && mp_conn_recv_bytes(c, &buf, &len, 0, T_LONG) != MP_EOF)
+        rc = 51;
+    mp_conn_free(c);
+    return rc == 0 ? 0 : 52;
+}
+
+/* A listener without a key that challenges its client after 1 s, then
+ * never answers the client's challenge (until the client hangs up). */
+static int slow_server(void *arg)
+{
+    mp_listener *l = arg;
+    mp_conn *c;
+    if (mp_listener_accept(l, &c, T_LONG) != 0)
+        return 60;
+    tu_sleep(1.0);
+    int rc = mp_deliver_challenge(c, KEY, KEYLEN, MP_AUTH_SHA256, T_LONG);
+    void *buf;
+    size_t len;
+    if (rc == 0 && mp_conn_recv_bytes(c, &buf, &len, 0, T_LONG) == 0)
+        free(buf); /* the client's challenge, left unanswered */
+    else
+        rc = 61;
+    if (rc == 0 && mp_conn_recv_bytes(c, &buf, &len, 0, T_LONG) != MP_EOF)
+        rc = 63;
+    mp_conn_free(c);
+    mp_listener_free(l);
+    return rc == 0 ? 0 : 62;
+}
+
+static void test_one_timeout_covers_the_whole_handshake_not_each_direction(void **state)
+{
+    (void)state;
+    /* A peer that takes 1 s over the first direction and then stalls the
+     * second: accept and connect with a 2 s timeout return MP_ETIMEDOUT
+     * after 2 s in all, not 2 s after the first direction ended. */
+    mp_listener *l;
+    assert_int_equal(mp_listener_new(&l, NULL, KEY, KEYLEN, NULL), 0);
+    pid_t pid = tu_fork(slow_client, (void *)mp_listener_address(l));
+    mp_conn *c;
+    double t0 = tu_now();
+    TU_ASSERT_STATUS(mp_listener_accept(l, &c, 2.0), MP_ETIMEDOUT);
+    double took = tu_now() - t0;
+    assert_true(took >= 1.9 && took < 2.6);
+    assert_int_equal(tu_wait_child(pid, T_LONG), 0);
+    mp_listener_free(l);
+
+    assert_int_equal(mp_listener_new(&l, NULL, NULL, 0, NULL), 0);
+    char address[512];
+    snprintf(address, sizeof address, "%s", mp_listener_address(l));
+    pid = tu_fork(slow_server, l); /* it accepts on its copy */
+    t0 = tu_now();
+    TU_ASSERT_STATUS(mp_client_connect(&c, address, KEY, KEYLEN, 2.0), MP_ETIMEDOUT);
+    took = tu_now() - t0;
+    assert_true(took >= 1.9 && took < 2.6);
+    assert_int_equal(tu_wait_child(pid, T_LONG), 0);
+    mp_listener_free(l);
+}
+
 /* A server that accepts and misbehaves instead of challenging. */
 static int raw_server(void *arg)
 {
@@ -590,6 +660,7 @@ int main(void)
         TU_TEST(test_only_the_creating_process_removes_the_socket_file),
         TU_TEST(test_garbage_from_a_client_is_eauth_never_a_hang),
         TU_TEST(test_garbage_from_a_server_is_eauth_never_a_hang),
+        TU_TEST(test_one_timeout_covers_the_whole_handshake_not_each_direction),
         TU_TEST(test_c_client_joins_a_python_listener),
         TU_TEST(test_python_listener_refuses_a_wrong_key_and_so_does_the_c_client),
         TU_TEST(test_python_client_joins_a_c_listener_in_both_forms),

@@ -222,13 +222,14 @@ MP_API int mp_manager_connect(mp_manager **out, const char *address, const void 
  * authkey, len:  the key clients must prove (required, len > 0).
  * opts:          max_message and ready are used; may be NULL.
  *
- * Blocks. The server's helper threads are joined and everything it made is
- * released before it returns. Returns 0 after a shutdown request; the codes
- * of mp_listener_new(); -EINVAL; -ENOMEM.
+ * Blocks. Everything the server made is released before it returns.
+ * Returns 0 after a shutdown request; the codes of mp_listener_new();
+ * -EINVAL; -ENOMEM.
  * Ownership: authkey is borrowed until it returns.
- * Thread/fork: runs in the calling thread and starts helper threads of its
- * own. A child forked meanwhile does not serve (it holds copies of the
- * server's sockets until it exits or execs).
+ * Thread/fork: runs in the calling thread, which serves every connection
+ * (handshakes included) and starts no thread. A child forked meanwhile
+ * does not serve (it holds copies of the server's sockets until it exits
+ * or execs).
  */
 MP_API int mp_manager_serve(const char *address, const void *authkey, size_t authkey_len,
                             const mp_manager_opts *opts);
