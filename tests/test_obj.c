@@ -276,7 +276,7 @@ static void test_item_already_in_a_container_cannot_be_added_again(void **state)
 {
     (void)state;
     mp_obj *a = mp_obj_list_new(), *b = mp_obj_list_new(), *d = mp_obj_dict_new();
-    mp_obj *x = num(1);
+    mp_obj *x = num(1000); /* not a shared small int (see below) */
     append(a, x);
     /* x belongs to a: a second owner would mean a double free. */
     TU_ASSERT_STATUS(mp_obj_list_append(b, x), -EINVAL);
@@ -554,6 +554,248 @@ static void test_nan_keys_are_distinct_as_in_python(void **state)
     assert_repr_and_free(d, "{nan: 1, nan: 2}");
 }
 
+static void test_nan_key_is_found_by_identity_and_copies_keep_it(void **state)
+{
+    (void)state;
+    /* Python: n = float('nan'); d = {n: 1}; d[n] -> 1 (identity), and
+     * copy.deepcopy(d)[n] -> 1 too, since deepcopy keeps the float. */
+    mp_obj *d = mp_obj_dict_new(), *n = mp_obj_float(NAN);
+    set(d, n, num(1));
+    mp_obj *v = mp_obj_dict_get(d, n);
+    assert_non_null(v);
+    mp_obj *c = mp_obj_copy(d);
+    assert_true(mp_obj_dict_get(c, n) != NULL);
+    assert_true(mp_obj_equal(d, c));
+    /* the copy of the key is the same key: setting it replaces */
+    mp_obj *nc = mp_obj_copy(n);
+    set(c, nc, num(2));
+    assert_int_equal(mp_obj_len(c), 1);
+    /* a NaN key inside a tuple key, too */
+    mp_obj *t = mp_obj_tuple_new();
+    TU_ASSERT_STATUS(mp_obj_tuple_append(t, mp_obj_copy(n)), 0);
+    mp_obj *tc = mp_obj_copy(t);
+    set(d, t, num(3));
+    set(d, tc, num(4));
+    assert_int_equal(mp_obj_len(d), 2);
+    assert_repr_and_free(c, "{nan: 2}");
+    assert_repr_and_free(d, "{nan: 1, (nan,): 4}");
+}
+
+static void test_none_bools_and_small_ints_are_shared_immortal_values(void **state)
+{
+    (void)state;
+    /* Python has one None, one True, one False and caches -5..256; so do
+     * we. They may go into any number of containers, and freeing them, or
+     * a container that holds them, leaves them intact. */
+    assert_true(mp_obj_none() == mp_obj_none());
+    assert_true(mp_obj_bool(true) == mp_obj_bool(true));
+    assert_true(mp_obj_int(-5) == mp_obj_int(-5));
+    assert_true(mp_obj_int(256) == mp_obj_int(256));
+    for (int64_t i = -5; i <= 256; i++) {
+        int64_t v;
+        TU_ASSERT_STATUS(mp_obj_get_int(mp_obj_int(i), &v), 0);
+        assert_int_equal(v, i);
+        assert_int_equal(mp_obj_type(mp_obj_int(i)), MP_TYPE_INT);
+    }
+    mp_obj *big = num(257), *big2 = num(257);
+    assert_true(big != big2); /* beyond the cache: one node each */
+    mp_obj_free(big);
+    mp_obj_free(big2);
+    mp_obj *a = mp_obj_list_new(), *b = mp_obj_list_new(), *d = mp_obj_dict_new();
+    mp_obj *x = mp_obj_int(7), *none = mp_obj_none();
+    append(a, x);
+    append(b, x);
+    append(a, x);
+    append(a, none);
+    set(d, none, none);            /* d[None] = None */
+    set(d, x, mp_obj_bool(false)); /* d[7] = False */
+    set(d, mp_obj_bool(true), x);  /* d[True] = 7 */
+    set(d, mp_obj_int(1), x);      /* 1 == True: replaces the value */
+    TU_ASSERT_STATUS(mp_obj_list_set(a, 0, mp_obj_int(-1)), 0);
+    mp_obj_free(x);
+    mp_obj_free(mp_obj_list_get(a, 1));
+    mp_obj *c = mp_obj_copy(a);
+    assert_true(mp_obj_list_get(c, 1) == x);
+    mp_obj_free(c);
+    mp_obj_free(b);
+    char *r = NULL;
+    TU_ASSERT_STATUS(mp_obj_repr(d, &r), 0);
+    assert_string_equal(r, "{None: None, 7: False, True: 7}");
+    free(r);
+    mp_obj_free(d);
+    assert_repr_and_free(a, "[-1, 7, None]");
+    assert_repr_and_free(mp_obj_int(7), "7");
+    assert_repr_and_free(mp_obj_none(), "None");
+}
+
+/* ---- hash flooding ----
+ *
+ * A dict built from a peer's data holds keys the peer chose. Each test below
+ * inserts keys that collide under some simple hash (Python's own numeric hash
+ * mod 2**61-1, an identity hash, Java's string hash, NaN hashed by its bits)
+ * and must stay linear: 100,000 keys well under a second. The insert loop
+ * gives up as soon as the bound has passed, so a quadratic dict fails in
+ * about a second instead of running for minutes.
+ */
+
+/* How much slower than a plain build this run is: time bounds are multiplied
+ * by it (memcheck is some 30 times slower, the sanitizers a few times). */
+static double slowdown(void)
+{
+    const char *pre = getenv("LD_PRELOAD");
+    if (pre && strstr(pre, "vgpreload"))
+        return 30.0;
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    return 4.0;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+    return 4.0;
+#endif
+#endif
+    return 1.0;
+}
+
+typedef mp_obj *(*key_maker)(size_t i);
+
+/* Insert make(i) -> i for i < n into a new dict within limit seconds (times
+ * slowdown()), then look every key up again within the same bound. Keys that
+ * equal nothing (NaN) are looked up by the stored node itself. */
+static void assert_inserts_in_linear_time(key_maker make, size_t n, double limit, const char *what)
+{
+    limit *= slowdown();
+    mp_obj *d = mp_obj_dict_new();
+    assert_non_null(d);
+    double t0 = tu_now();
+    for (size_t i = 0; i < n; i++) {
+        mp_obj *k = make(i);
+        assert_non_null(k);
+        TU_ASSERT_STATUS(mp_obj_dict_set(d, k, num((int64_t)i)), 0);
+        if (i % 1024 == 1023 && tu_now() - t0 > limit)
+            fail_msg("%s: the first %zu keys took over %.1f s", what, i + 1, limit);
+    }
+    double took = tu_now() - t0;
+    if (took > limit)
+        fail_msg("%s: %zu keys took %.2f s (bound %.1f s)", what, n, took, limit);
+    assert_int_equal(mp_obj_len(d), (ssize_t)n); /* all distinct */
+    t0 = tu_now();
+    size_t pos = 0;
+    const mp_obj *k;
+    mp_obj *v;
+    int64_t expect = 0, got;
+    while (mp_obj_dict_next(d, &pos, &k, &v) == 1) {
+        mp_obj *found = mp_obj_dict_get(d, k);
+        assert_true(found == v);
+        TU_ASSERT_STATUS(mp_obj_get_int(found, &got), 0);
+        assert_int_equal(got, expect++);
+        if (expect % 1024 == 0 && tu_now() - t0 > limit)
+            fail_msg("%s: looking up %lld keys took over %.1f s", what, (long long)expect, limit);
+    }
+    mp_obj_free(d);
+}
+
+static mp_obj *nan_key(size_t i)
+{
+    (void)i;
+    return mp_obj_float(NAN);
+}
+
+static void test_dict_of_40000_nan_keys_inserts_in_linear_time(void **state)
+{
+    (void)state;
+    /* Python hashes a NaN by identity, so distinct NaN objects spread out:
+     * {float('nan'): i for i in range(40000)} takes 0.024 s in CPython. */
+    assert_inserts_in_linear_time(nan_key, 40000, 1.0, "40,000 NaN keys");
+}
+
+/* NaNs with every payload, and the same bits over and over. */
+static mp_obj *nan_payload_key(size_t i)
+{
+    uint64_t bits = UINT64_C(0x7ff8000000000000) | (i % 7 ? (uint64_t)i : 0);
+    if (i & 1)
+        bits |= UINT64_C(1) << 63;
+    double f;
+    memcpy(&f, &bits, sizeof f);
+    return mp_obj_float(f);
+}
+
+/* Python's numeric hash is the value mod 2**61-1; an identity hash indexed by
+ * the low bits collides on multiples of a power of two; -1 and -2 hash alike
+ * in CPython. Every third key of each kind. */
+static mp_obj *hostile_int_key(size_t i)
+{
+    uint64_t u = (uint64_t)(i / 3);
+    switch (i % 3) {
+    case 0:
+        return mp_obj_int((int64_t)(u * ((UINT64_C(1) << 61) - 1))); /* odd: distinct */
+    case 1:
+        return mp_obj_int((int64_t)(u << 32) + 1);
+    default:
+        return mp_obj_int(-(int64_t)(u << 20) - 2);
+    }
+}
+
+/* Floats equal to ints that collide as above, values beyond int64 whose
+ * hash mod 2**61-1 is tiny, non-integers, subnormals (bits 1, 2, 3...). */
+static mp_obj *hostile_float_key(size_t i)
+{
+    double k = (double)(i / 4 + 1);
+    uint64_t bits;
+    double f;
+    switch (i % 4) {
+    case 0:
+        return mp_obj_float(ldexp(k, 40)); /* == the int k << 40 */
+    case 1:
+        return mp_obj_float(ldexp(k, 70)); /* beyond int64 */
+    case 2:
+        return mp_obj_float(k + 0.5);
+    default:
+        bits = (uint64_t)(i / 4 + 1);
+        memcpy(&f, &bits, sizeof f);
+        return mp_obj_float(f);
+    }
+}
+
+/* Strings made of 17 blocks of "Aa" or "BB": Java's hashCode gives all
+ * 131,072 of them the same value. */
+static void java_colliding_text(size_t i, char *buf)
+{
+    for (int b = 0; b < 17; b++)
+        memcpy(buf + 2 * b, (i >> b) & 1 ? "BB" : "Aa", 2);
+}
+
+static mp_obj *hostile_str_key(size_t i)
+{
+    char buf[34];
+    java_colliding_text(i, buf);
+    return mp_obj_str(buf, sizeof buf);
+}
+
+static mp_obj *hostile_bytes_key(size_t i)
+{
+    /* Alternately the Java-colliding text and 64 equal bytes followed by
+     * the index: a hash of the first bytes only would see one key. */
+    unsigned char buf[72];
+    if (i % 2 == 0) {
+        java_colliding_text(i / 2, (char *)buf);
+        return mp_obj_bytes(buf, 34);
+    }
+    memset(buf, 'x', 64);
+    uint64_t v = i;
+    memcpy(buf + 64, &v, 8);
+    return mp_obj_bytes(buf, sizeof buf);
+}
+
+static void test_dict_of_100000_hostile_keys_of_each_type_inserts_in_linear_time(void **state)
+{
+    (void)state;
+    assert_inserts_in_linear_time(nan_key, 100000, 1.0, "NaN");
+    assert_inserts_in_linear_time(nan_payload_key, 100000, 1.0, "NaN payloads");
+    assert_inserts_in_linear_time(hostile_int_key, 100000, 1.0, "int");
+    assert_inserts_in_linear_time(hostile_float_key, 100000, 1.0, "float");
+    assert_inserts_in_linear_time(hostile_str_key, 100000, 1.0, "str");
+    assert_inserts_in_linear_time(hostile_bytes_key, 100000, 1.0, "bytes");
+}
+
 /* ---- equality, copy, free ---- */
 
 static void test_equal_follows_python(void **state)
@@ -576,12 +818,18 @@ static void test_equal_follows_python(void **state)
     append(l, num(1));
     TU_ASSERT_STATUS(mp_obj_tuple_append(tu, num(1)), 0);
     assert_false(mp_obj_equal(l, tu)); /* [1] != (1,) */
-    /* [nan] == [nan] holds for the same list: identity comes first. */
+    /* [nan] == [nan] holds for the same list: identity comes first. A copy
+     * keeps the NaN's identity, as copy.deepcopy() keeps the float object
+     * itself: x = [nan]; x == copy.deepcopy(x) is True. Two NaNs made
+     * separately are two objects: [nan] != [float('nan')]. */
     mp_obj *ln = mp_obj_list_new();
     append(ln, mp_obj_float(NAN));
     assert_true(mp_obj_equal(ln, ln));
     mp_obj *ln2 = mp_obj_copy(ln);
-    assert_false(mp_obj_equal(ln, ln2));
+    assert_true(mp_obj_equal(ln, ln2));
+    mp_obj *ln3 = mp_obj_list_new();
+    append(ln3, mp_obj_float(NAN));
+    assert_false(mp_obj_equal(ln, ln3));
     /* dicts: order does not matter */
     mp_obj *d1 = mp_obj_dict_new(), *d2 = mp_obj_dict_new();
     set(d1, str("a"), num(1));
@@ -591,7 +839,8 @@ static void test_equal_follows_python(void **state)
     assert_true(mp_obj_equal(d1, d2));
     set(d2, str("c"), num(3));
     assert_false(mp_obj_equal(d1, d2));
-    mp_obj *objs[] = {one, onef, t, big, bigf, nan, z, nz, s, y, n, n2, l, tu, ln, ln2, d1, d2};
+    mp_obj *objs[] = {one, onef, t, big, bigf, nan, z,   nz, s, y,
+                      n,   n2,   l, tu,  ln,   ln2, ln3, d1, d2};
     for (size_t i = 0; i < N_ELEMS(objs); i++)
         mp_obj_free(objs[i]);
 }
@@ -746,6 +995,10 @@ int main(void)
         cmocka_unit_test(test_dict_iterates_in_insertion_order_through_deletes_and_growth),
         cmocka_unit_test(test_dict_survives_churn_of_inserts_and_deletes),
         cmocka_unit_test(test_nan_keys_are_distinct_as_in_python),
+        cmocka_unit_test(test_nan_key_is_found_by_identity_and_copies_keep_it),
+        cmocka_unit_test(test_none_bools_and_small_ints_are_shared_immortal_values),
+        cmocka_unit_test(test_dict_of_40000_nan_keys_inserts_in_linear_time),
+        cmocka_unit_test(test_dict_of_100000_hostile_keys_of_each_type_inserts_in_linear_time),
         cmocka_unit_test(test_equal_follows_python),
         cmocka_unit_test(test_copy_is_deep_and_independent),
         cmocka_unit_test(test_free_accepts_null_and_ignores_borrowed_items),
