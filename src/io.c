@@ -1,7 +1,8 @@
 /*
  * io - raw descriptor system calls, solved once (see io.h).
  *
- * _GNU_SOURCE is needed for pipe2(); everything else here is POSIX.
+ * _GNU_SOURCE is needed for pipe2(); getrandom() is Linux (glibc 2.25+) and
+ * the BSDs; everything else here is POSIX.
  */
 #define _GNU_SOURCE
 #include "io.h"

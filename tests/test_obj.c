@@ -3,16 +3,22 @@
  * equality, deep copy, ownership that never leaks or double-frees, and
  * repr() character for character (tests/repr_vectors.h holds what Python
  * 3.11 printed). */
+#define _DEFAULT_SOURCE /* syscall() */
 #include "testutil.h"
 
+#include "objimpl.h"
 #include "repr_vectors.h"
 
 #include <mpipc/obj.h>
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -796,6 +802,141 @@ static void test_dict_of_100000_hostile_keys_of_each_type_inserts_in_linear_time
     assert_inserts_in_linear_time(hostile_bytes_key, 100000, 1.0, "bytes");
 }
 
+/* ---- the hash key comes from the kernel ----
+ *
+ * This binary defines getrandom(), so the library (linked statically) calls
+ * this one. Normally it passes the call to the kernel. In a copy of the
+ * binary run with --seed-child it hands out known bytes - after an EINTR and
+ * a short read, which the library must ride out - and the child checks that
+ * the dict hash is SipHash-1-3 keyed with exactly those bytes. A fresh
+ * process is needed because the key is drawn once, at the first hash.
+ */
+
+static int seed_child;
+static int getrandom_calls;
+static const unsigned char seed_bytes[16] = {0x3a, 0x51, 0x0c, 0xe7, 0x92, 0x18, 0x6f, 0xa4,
+                                             0xd5, 0x2b, 0x70, 0x09, 0xbe, 0x46, 0x83, 0xfc};
+
+ssize_t getrandom(void *buf, size_t len, unsigned int flags);
+ssize_t getrandom(void *buf, size_t len, unsigned int flags)
+{
+    if (!seed_child)
+        return syscall(SYS_getrandom, buf, len, flags);
+    static size_t handed;
+    switch (getrandom_calls++) {
+    case 0:
+        errno = EINTR;
+        return -1;
+    case 1:
+        len = len < 5 ? len : 5;
+        break;
+    default:
+        break;
+    }
+    for (size_t i = 0; i < len; i++)
+        ((unsigned char *)buf)[i] = seed_bytes[(handed + i) % 16];
+    handed += len;
+    return (ssize_t)len;
+}
+
+/* SipHash-1-3 written from the paper (Aumasson and Bernstein), to check
+ * obj.c's against. */
+static uint64_t rotl(uint64_t x, int b)
+{
+    return (x << b) | (x >> (64 - b));
+}
+
+static void sipround(uint64_t v[4])
+{
+    v[0] += v[1];
+    v[1] = rotl(v[1], 13) ^ v[0];
+    v[0] = rotl(v[0], 32);
+    v[2] += v[3];
+    v[3] = rotl(v[3], 16) ^ v[2];
+    v[0] += v[3];
+    v[3] = rotl(v[3], 21) ^ v[0];
+    v[2] += v[1];
+    v[1] = rotl(v[1], 17) ^ v[2];
+    v[2] = rotl(v[2], 32);
+}
+
+static uint64_t ref_siphash13(const unsigned char key[16], const unsigned char *m, size_t n)
+{
+    uint64_t k0 = 0, k1 = 0;
+    for (int i = 7; i >= 0; i--) {
+        k0 = k0 << 8 | key[i];
+        k1 = k1 << 8 | key[8 + i];
+    }
+    uint64_t v[4] = {k0 ^ 0x736f6d6570736575ULL, k1 ^ 0x646f72616e646f6dULL,
+                     k0 ^ 0x6c7967656e657261ULL, k1 ^ 0x7465646279746573ULL};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w = 0;
+        for (int b = 7; b >= 0; b--)
+            w = w << 8 | m[i + (size_t)b];
+        v[3] ^= w;
+        sipround(v);
+        v[0] ^= w;
+    }
+    uint64_t last = (uint64_t)n << 56;
+    for (size_t b = 0; i + b < n; b++)
+        last |= (uint64_t)m[i + b] << (8 * b);
+    v[3] ^= last;
+    sipround(v);
+    v[0] ^= last;
+    v[2] ^= 0xff;
+    sipround(v);
+    sipround(v);
+    sipround(v);
+    return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
+/* The --seed-child run: 0 when the hash of str 'abc' and of bytes b'abc' is
+ * SipHash-1-3 keyed with seed_bytes (on the tagged form obj.c hashes: 's'
+ * or 'b', then the bytes), in host byte order as the library reads the
+ * key; 1 when not; 2 when getrandom was not used as expected. */
+static int seed_child_main(void)
+{
+    unsigned char key[16];
+    /* the library copies the 16 bytes into two uint64_t: on a big-endian
+     * host the same bytes give other numbers, so reorder them likewise */
+    uint64_t k[2];
+    memcpy(k, seed_bytes, 16);
+    for (int w = 0; w < 2; w++)
+        for (int b = 0; b < 8; b++)
+            key[8 * w + b] = (unsigned char)(k[w] >> (8 * b));
+    mp_obj *s = mp_obj_str("abc", 3), *y = mp_obj_bytes("abc", 3);
+    uint64_t hs = 0, hy = 0;
+    if (!s || !y || mp__obj_hash(s, false, &hs) < 0 || mp__obj_hash(y, false, &hy) < 0)
+        return 1;
+    mp_obj_free(s);
+    mp_obj_free(y);
+    if (getrandom_calls < 3)
+        return 2;
+    return hs == ref_siphash13(key, (const unsigned char *)"sabc", 4) &&
+                   hy == ref_siphash13(key, (const unsigned char *)"babc", 4)
+               ? 0
+               : 1;
+}
+
+static void test_hash_key_comes_from_getrandom_through_eintr_and_short_reads(void **state)
+{
+    (void)state;
+    /* Python seeds its hash from the kernel (getrandom, else /dev/urandom);
+     * a key from the clock and pid is guessable by a peer. */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl("/proc/self/exe", "test_obj", "--seed-child", (char *)NULL);
+        _exit(127);
+    }
+    int status = tu_wait_child(pid, 30.0);
+    if (status != 0)
+        fail_msg("the --seed-child run exited with %d (1: the hash is not keyed with the bytes "
+                 "getrandom gave; 2: getrandom was not called through EINTR and a short read)",
+                 status);
+}
+
 /* ---- equality, copy, free ---- */
 
 static void test_equal_follows_python(void **state)
@@ -971,8 +1112,12 @@ static void test_repr_of_scalars_and_containers_like_python(void **state)
     mp_obj_free(n);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "--seed-child") == 0) {
+        seed_child = 1;
+        return seed_child_main();
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_constructors_make_each_type),
         cmocka_unit_test(test_checked_accessors_return_the_value),
@@ -999,6 +1144,7 @@ int main(void)
         cmocka_unit_test(test_none_bools_and_small_ints_are_shared_immortal_values),
         cmocka_unit_test(test_dict_of_40000_nan_keys_inserts_in_linear_time),
         cmocka_unit_test(test_dict_of_100000_hostile_keys_of_each_type_inserts_in_linear_time),
+        cmocka_unit_test(test_hash_key_comes_from_getrandom_through_eintr_and_short_reads),
         cmocka_unit_test(test_equal_follows_python),
         cmocka_unit_test(test_copy_is_deep_and_independent),
         cmocka_unit_test(test_free_accepts_null_and_ignores_borrowed_items),
