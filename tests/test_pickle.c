@@ -1048,7 +1048,10 @@ static int decode_and_report(void *arg)
     int rc = mp__pickle_loads(c->b->p, c->b->len, &o);
     getrusage(RUSAGE_SELF, &r1);
     mp_obj_free(o);
-    struct mem_report rep = {rc, r1.ru_maxrss - r0.ru_maxrss};
+    struct mem_report rep;
+    memset(&rep, 0, sizeof rep); /* no uninitialised padding on the wire */
+    rep.status = rc;
+    rep.growth_kib = r1.ru_maxrss - r0.ru_maxrss;
     return write(c->fd, &rep, sizeof rep) == (ssize_t)sizeof rep ? 0 : 1;
 }
 
@@ -1269,6 +1272,39 @@ static void nan_dict(struct pbuf *b, size_t count)
         pb_op(b, 'u');
     }
     pb_op(b, '.');
+}
+
+static void test_a_memoized_nan_is_one_object_as_in_python(void **state)
+{
+    (void)state;
+    /* One NaN object used twice through the memo. Python: the same key
+     * twice ({nan: 2}), and in a list two references to one object, which
+     * are one dict key and make [l[0]] == [l[1]] true. Our copies keep the
+     * NaN's identity, so they behave the same. */
+    assert_loads_repr(P("\x80\x04}(G\x7f\xf8\x00\x00\x00\x00\x00\x00\x94K\x01h\x00K\x02u."),
+                      "{nan: 2}");
+    mp_obj *l = loads_ok(P("\x80\x04(G\x7f\xf8\x00\x00\x00\x00\x00\x00\x94h\x00l."));
+    mp_obj *a = mp_obj_list_get(l, 0), *b = mp_obj_list_get(l, 1);
+    assert_true(a != b);              /* two nodes: a value is a tree */
+    assert_false(mp_obj_equal(a, b)); /* nan == nan is False in Python too */
+    mp_obj *d = mp_obj_dict_new(), *la = mp_obj_list_new(), *lb = mp_obj_list_new();
+    TU_ASSERT_STATUS(mp_obj_dict_set(d, mp_obj_copy(a), mp_obj_int(1)), 0);
+    TU_ASSERT_STATUS(mp_obj_dict_set(d, mp_obj_copy(b), mp_obj_int(2)), 0);
+    assert_int_equal(mp_obj_len(d), 1);
+    TU_ASSERT_STATUS(mp_obj_list_append(la, mp_obj_copy(a)), 0);
+    TU_ASSERT_STATUS(mp_obj_list_append(lb, mp_obj_copy(b)), 0);
+    assert_true(mp_obj_equal(la, lb));
+    /* two NaNs the pickle made separately are two objects */
+    mp_obj *m = loads_ok(
+        P("\x80\x04(G\x7f\xf8\x00\x00\x00\x00\x00\x00G\x7f\xf8\x00\x00\x00\x00\x00\x00l."));
+    TU_ASSERT_STATUS(mp_obj_dict_set(d, mp_obj_copy(mp_obj_list_get(m, 0)), mp_obj_int(3)), 0);
+    TU_ASSERT_STATUS(mp_obj_dict_set(d, mp_obj_copy(mp_obj_list_get(m, 1)), mp_obj_int(4)), 0);
+    assert_int_equal(mp_obj_len(d), 3);
+    mp_obj_free(m);
+    mp_obj_free(la);
+    mp_obj_free(lb);
+    mp_obj_free(d);
+    mp_obj_free(l);
 }
 
 static void test_a_dict_of_100000_nan_keys_decodes_in_linear_time(void **state)
@@ -1624,6 +1660,7 @@ int main(void)
         cmocka_unit_test(test_empty_lists_stay_within_the_documented_bound),
         cmocka_unit_test(test_refuses_a_bytearray_rebuilt_beyond_the_memory_budget),
         cmocka_unit_test(test_loads_the_costliest_legitimate_pickles_within_the_budget),
+        cmocka_unit_test(test_a_memoized_nan_is_one_object_as_in_python),
         cmocka_unit_test(test_a_dict_of_100000_nan_keys_decodes_in_linear_time),
         cmocka_unit_test(test_dumps_writes_the_protocol_4_opcodes_cpython_uses),
         cmocka_unit_test(test_dumps_of_a_dict_after_deletes_keeps_the_live_items_in_order),
