@@ -971,7 +971,7 @@ static void test_dumps_then_loads_round_trips_every_vector(void **state)
  * RSS (ru_maxrss) grew while decoding; the input is built before the fork,
  * so only the decoder's own memory counts. The bounds are per input byte,
  * with 16 MiB of slack for the allocator, and scaled under memcheck and
- * ASan, which add memory of their own per allocation.
+ * the sanitizers, which add memory of their own per allocation.
  */
 
 /* How much slower than a plain build this run is (time bounds). */
@@ -994,6 +994,21 @@ static bool under_valgrind(void)
 {
     const char *pre = getenv("LD_PRELOAD");
     return pre && strstr(pre, "vgpreload");
+}
+
+/* How much more memory than a plain build the tools take for the same
+ * allocations: ASan's redzones and quarantine, memcheck's bookkeeping,
+ * TSan's shadow (several bytes per byte). */
+static double mem_slack(void)
+{
+#if defined(__SANITIZE_THREAD__)
+    return 8.0;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+    return 8.0;
+#endif
+#endif
+    return under_valgrind() || slowdown() > 1.0 ? 3.0 : 1.0;
 }
 
 /* The input size for the memory tests: smaller under memcheck, which is
@@ -1070,12 +1085,10 @@ static struct mem_report decode_in_child(const struct pbuf *b)
 }
 
 /* The child's peak RSS grew by at most per_byte bytes per input byte plus
- * 16 MiB (times 3 under memcheck or ASan). */
+ * 16 MiB (times mem_slack()). */
 static void assert_peak_within(const char *what, struct mem_report r, size_t n, double per_byte)
 {
-    double bound = per_byte * (double)n + (16 << 20);
-    if (under_valgrind() || slowdown() > 1.0)
-        bound *= 3;
+    double bound = (per_byte * (double)n + (16 << 20)) * mem_slack();
     double grew = (double)r.growth_kib * 1024.0;
     if (grew > bound)
         fail_msg("%s: %zu input bytes grew the peak RSS by %.1f MiB, %.1f per byte (bound %.1f "
