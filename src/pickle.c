@@ -369,17 +369,15 @@ static int push(struct unpickler *u, mp_obj *o)
     return vec_push(&u->stack, o, &u->mem);
 }
 
-/* Make a node and push it; *out (may be NULL) gets it to fill in. */
-static int push_new(struct unpickler *u, int type, mp_obj **out)
+/* Make an empty container (or the bytearray callable) and push it. */
+static int push_new(struct unpickler *u, int type)
 {
     mp_obj *o;
     int rc = new_node(u, type, &o);
     if (rc < 0)
         return rc;
     if (type == MP_TYPE_LIST || type == MP_TYPE_TUPLE || type == MP_TYPE_DICT)
-        o->height = 1; /* an empty container */
-    if (out)
-        *out = o;
+        o->height = 1;
     return push(u, o);
 }
 
@@ -825,7 +823,7 @@ static int push_global(struct unpickler *u, const unsigned char *mod, size_t mod
                     (modlen == 11 && memcmp(mod, "__builtin__", 11) == 0);
     if (!builtins || namelen != 9 || memcmp(name, "bytearray", 9) != 0)
         return MP_EPROTO;
-    return push_new(u, TYPE_BYTEARRAY_CALLABLE, NULL);
+    return push_new(u, TYPE_BYTEARRAY_CALLABLE);
 }
 
 /* REDUCE: bytearray() or bytearray(b'...'), as protocols 3 and 4 write a
@@ -988,11 +986,11 @@ static int step(struct unpickler *u, int op, bool *stop)
         return push_bytes(u, len);
 
     case OP_EMPTY_LIST:
-        return push_new(u, MP_TYPE_LIST, NULL);
+        return push_new(u, MP_TYPE_LIST);
     case OP_EMPTY_TUPLE:
-        return push_new(u, MP_TYPE_TUPLE, NULL);
+        return push_new(u, MP_TYPE_TUPLE);
     case OP_EMPTY_DICT:
-        return push_new(u, MP_TYPE_DICT, NULL);
+        return push_new(u, MP_TYPE_DICT);
     case OP_LIST:
     case OP_TUPLE:
         if ((rc = pop_mark(u, &first)) < 0)
