@@ -56,7 +56,10 @@ static uint64_t splitmix64(uint64_t *state)
 static void hash_seed(void)
 {
     uint64_t k[2];
-    if (mp__random_bytes(k, sizeof k) == 0) {
+    int saved = errno; /* the first hash of a dict call draws the key */
+    int rc = mp__random_bytes(k, sizeof k);
+    errno = saved;
+    if (rc == 0) {
         hash_k0 = k[0];
         hash_k1 = k[1];
         return;
