@@ -1,10 +1,10 @@
 /*
  * pickle - a pure codec between mp_obj values and Python's pickle format.
- * No I/O; the only allocation is the result. Private. Its users: conn.c
- * (mp_conn_send/recv), queue.c (the values a queue carries), pool.c (tasks
- * and results), manager.c (the client's requests and replies) and
- * mgr_server.c (the server's side of them); the fuzzer and the tests call
- * it directly.
+ * No I/O; it allocates the result and its own working memory, both within
+ * the budgets below. Private. Its users: conn.c (mp_conn_send/recv),
+ * queue.c (the values a queue carries), pool.c (tasks and results),
+ * manager.c (the client's requests and replies) and mgr_server.c (the
+ * server's side of them); the fuzzer and the tests call it directly.
  *
  * docs/wire.md ("Objects: the pickle subset") specifies the bytes: the
  * protocol 4 opcodes written, everything read (what CPython 3 writes for
