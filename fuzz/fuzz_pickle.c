@@ -6,7 +6,9 @@
  * When it accepts, the value must survive a round trip: dumps, loads again,
  * and the two values must print the same repr (repr, unlike ==, also tells
  * -0.0 from 0.0 and NaN from NaN) and encode to the same bytes. The copy and
- * equality paths run on every accepted value too.
+ * equality paths run on every accepted value too. The decoder's memory
+ * budget (80 bytes per input byte) keeps every input far below the
+ * -rss_limit_mb that run.sh sets.
  */
 #include "pickle.h"
 
@@ -52,8 +54,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     mp_obj *c = mp_obj_copy(a);
     check(c != NULL, "copy failed");
-    /* == is Python's: false only where a NaN hides inside */
-    check(mp_obj_equal(a, c) == mp_obj_equal(a, b), "copy and round trip compare differently");
+    /* == is Python's: false only where a NaN hides inside. A copy keeps
+     * each NaN's identity (as copy.deepcopy keeps a float), so it compares
+     * exactly as the value does with itself; the round trip makes new NaN
+     * objects. */
+    check(mp_obj_equal(a, c) == mp_obj_equal(a, a), "copy and value compare differently");
+    check(mp_obj_equal(a, b) || strstr(ra, "nan") != NULL, "round trip not equal");
     check(mp_obj_equal(a, a) || strstr(ra, "nan") != NULL, "value not equal to itself");
     check(mp_obj_len(a) != -22 /* -EINVAL */, "len of a value failed");
 

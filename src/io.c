@@ -1,7 +1,8 @@
 /*
  * io - raw descriptor system calls, solved once (see io.h).
  *
- * _GNU_SOURCE is needed for pipe2(); everything else here is POSIX.
+ * _GNU_SOURCE is needed for pipe2(); getrandom() is Linux (glibc 2.25+) and
+ * the BSDs; everything else here is POSIX.
  */
 #define _GNU_SOURCE
 #include "io.h"
@@ -22,6 +23,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -746,12 +748,28 @@ int mp__connect(const struct mp__sockaddr *a, int64_t deadline)
     return rc;
 }
 
+/* getrandom(2) first: no descriptor, works in a chroot without /dev, and
+ * never returns predictable bytes. GRND_NONBLOCK, as CPython seeds its hash:
+ * before the kernel's pool is initialised (early boot) it fails with EAGAIN
+ * instead of blocking, and /dev/urandom serves. ENOSYS (kernel < 3.17) and
+ * EPERM (a seccomp filter) also fall back to /dev/urandom. */
 int mp__random_bytes(void *buf, size_t n)
 {
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = getrandom((char *)buf + got, n - got, GRND_NONBLOCK);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    if (got == n)
+        return 0;
     int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return MP__NEG_ERRNO();
-    size_t got = 0;
+    got = 0;
     while (got < n) {
         ssize_t r = read(fd, (char *)buf + got, n - got);
         if (r < 0 && errno == EINTR)

@@ -192,7 +192,8 @@ int mp__accept(int listen_fd, int64_t deadline, char *peer, size_t peer_cap);
  */
 int mp__connect(const struct mp__sockaddr *a, int64_t deadline);
 
-/* Fill buf with n unpredictable bytes from the system (/dev/urandom).
+/* Fill buf with n unpredictable bytes from the kernel (getrandom, or
+ * /dev/urandom where getrandom is missing, refused or not yet seeded).
  * Returns 0 or -errno. */
 int mp__random_bytes(void *buf, size_t n);
 

@@ -1024,32 +1024,30 @@ static void d_add(struct server *s, struct sconn *c, struct sobj *o, mp_obj *arg
         return;
     }
     mp_obj *v = mp_obj_dict_get(o->value, key);
-    if (!v) {
-        mp_obj *nv = mp_obj_int(delta);
-        key = mp__seq_take(args, 0);
-        rc = nv ? mp_obj_dict_set(o->value, key, nv) : -ENOMEM;
-        if (rc < 0) {
-            mp_obj_free(nv);
-            mp_obj_free(key);
-            reply_status(c, rc);
+    int64_t sum = delta;
+    if (v) {
+        int64_t cur;
+        if (mp_obj_type(v) != MP_TYPE_INT && mp_obj_type(v) != MP_TYPE_BOOL) {
+            reply_error(c, MP_ETYPE, "TypeError: the stored value is not an int");
             return;
         }
-        reply_int(c, delta);
+        (void)mp_obj_get_int(v, &cur);
+        if (__builtin_add_overflow(cur, delta, &sum)) {
+            reply_status(c, -EOVERFLOW);
+            return;
+        }
+    }
+    /* A new node, never the stored one changed in place: small ints and
+     * bools are shared immortal nodes (objimpl.h). */
+    mp_obj *nv = mp_obj_int(sum);
+    key = mp__seq_take(args, 0);
+    rc = nv ? mp_obj_dict_set(o->value, key, nv) : -ENOMEM;
+    if (rc < 0) {
+        mp_obj_free(nv);
+        mp_obj_free(key);
+        reply_status(c, rc);
         return;
     }
-    int64_t cur, sum;
-    if (mp_obj_type(v) != MP_TYPE_INT && mp_obj_type(v) != MP_TYPE_BOOL) {
-        reply_error(c, MP_ETYPE, "TypeError: the stored value is not an int");
-        return;
-    }
-    (void)mp_obj_get_int(v, &cur);
-    if (__builtin_add_overflow(cur, delta, &sum)) {
-        reply_status(c, -EOVERFLOW);
-        return;
-    }
-    /* In place: an int node has no children, so the tree is unchanged. */
-    v->type = MP_TYPE_INT;
-    v->u.i = sum;
     reply_int(c, sum);
 }
 

@@ -7,12 +7,14 @@
  * equality and repr can then recurse without bound checks or cycle tracking.
  */
 #include "internal.h"
+#include "io.h"
 #include "objimpl.h"
 #include "unicode_printable.h"
 
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,9 +30,16 @@
  * Dicts decoded from a peer's pickle hold keys the peer chose. With a fixed
  * hash function a peer could send thousands of colliding keys and make each
  * insert linear (HashDoS). Python salts its str hash per process for that
- * reason; so do we: SipHash-1-3 (Python's own since 3.11) with a key drawn
- * once per process from the clock and address-space layout. That is not a
- * cryptographic secret, but a remote peer cannot observe it.
+ * reason; so do we, for every key type: SipHash-1-3 (Python's own since
+ * 3.11) over a canonical byte form of the key - the int64 of an int, bool
+ * or integral float (so 1, 1.0 and True hash alike, as they are equal),
+ * the bits of any other float, the bytes of a str or bytes - with a 128-bit
+ * key drawn once per process from the kernel (getrandom, or /dev/urandom).
+ * A peer that knows all of this but not the key cannot choose colliding
+ * keys: there is no reduction modulo a known number, and no structure in
+ * the output to aim at. NaN is hashed by identity (below), as in Python:
+ * NaN never equals NaN, so equal bits must not mean equal hashes.
+ * Forked children inherit the key, as Python's children inherit theirs.
  */
 
 static uint64_t hash_k0, hash_k1;
@@ -46,6 +55,18 @@ static uint64_t splitmix64(uint64_t *state)
 
 static void hash_seed(void)
 {
+    uint64_t k[2];
+    int saved = errno; /* the first hash of a dict call draws the key */
+    int rc = mp__random_bytes(k, sizeof k);
+    errno = saved;
+    if (rc == 0) {
+        hash_k0 = k[0];
+        hash_k1 = k[1];
+        return;
+    }
+    /* No kernel randomness at all (getrandom refused and no /dev/urandom: a
+     * strict sandbox or chroot). The best left is what a remote peer cannot
+     * see exactly: clocks, pid and address-space layout. */
     struct timespec rt = {0, 0}, mono = {0, 0};
     clock_gettime(CLOCK_REALTIME, &rt);
     clock_gettime(CLOCK_MONOTONIC, &mono);
@@ -145,6 +166,59 @@ static bool double_as_i64(double f, int64_t *out)
     return true;
 }
 
+/* NaN identities: 1, 2, 3... never reused in a process (a 64-bit counter
+ * does not wrap), so two NaN nodes share one only when one is a copy of the
+ * other. The hash is keyed, so the sequence is not a pattern a peer can aim
+ * at. */
+static atomic_uint_fast64_t nan_ids;
+
+void mp__obj_set_float(mp_obj *o, double v)
+{
+    o->u.fl.value = v;
+    o->u.fl.nan_id =
+        isnan(v) ? atomic_fetch_add_explicit(&nan_ids, 1, memory_order_relaxed) + 1 : 0;
+}
+
+/* Python's "is" for two nodes: the same node, or copies of one NaN. */
+static bool same_object(const mp_obj *a, const mp_obj *b)
+{
+    return a == b || (a->type == MP_TYPE_FLOAT && b->type == MP_TYPE_FLOAT && a->u.fl.nan_id &&
+                      a->u.fl.nan_id == b->u.fl.nan_id);
+}
+
+/* ---- Immortal nodes ------------------------------------------------------
+ *
+ * None, False, True and the ints -5..256 (CPython's small-int cache) exist
+ * once each. A decoded list of a million Nones or small ints then costs a
+ * pointer per item, as in Python, instead of a node per item. Nothing
+ * writes to these nodes, so threads share them freely.
+ */
+
+#define SMALL_INT_MIN (-5)
+#define SMALL_INT_MAX 256
+
+#define IMM(t, field, v)                                                                           \
+    {                                                                                              \
+        .type = (t), .flags = MP__F_IMMORTAL, .u.field = (v)                                       \
+    }
+#define I1(v)  IMM(MP_TYPE_INT, i, (v))
+#define I4(v)  I1(v), I1((v) + 1), I1((v) + 2), I1((v) + 3)
+#define I16(v) I4(v), I4((v) + 4), I4((v) + 8), I4((v) + 12)
+#define I64(v) I16(v), I16((v) + 16), I16((v) + 32), I16((v) + 48)
+
+static mp_obj imm_none = IMM(MP_TYPE_NONE, i, 0);
+static mp_obj imm_bool[2] = {IMM(MP_TYPE_BOOL, b, false), IMM(MP_TYPE_BOOL, b, true)};
+static mp_obj imm_int[SMALL_INT_MAX - SMALL_INT_MIN + 1] = {
+    I1(-5), I1(-4), I1(-3), I1(-2), I1(-1), I64(0), I64(64), I64(128), I64(192), I1(256),
+};
+
+/* A node joins a container: record the owner (immortal nodes have none). */
+static void set_parent(mp_obj *item, mp_obj *parent)
+{
+    if (!mp__obj_immortal(item))
+        item->parent = parent;
+}
+
 /* ---- UTF-8 ------------------------------------------------------------- */
 
 bool mp__utf8_valid(const unsigned char *p, size_t len)
@@ -223,7 +297,7 @@ static bool is_seq(const mp_obj *o)
 
 void mp__obj_free_node(mp_obj *o)
 {
-    if (!o)
+    if (!o || mp__obj_immortal(o))
         return;
     if (is_seq(o))
         free(o->u.seq.items);
@@ -234,7 +308,7 @@ void mp__obj_free_node(mp_obj *o)
 
 void mp__obj_free_tree(mp_obj *o)
 {
-    if (!o)
+    if (!o || mp__obj_immortal(o))
         return;
     if (is_seq(o)) {
         for (size_t i = 0; i < o->u.seq.len; i++)
@@ -264,20 +338,25 @@ MP_API void mp_obj_free(mp_obj *o)
 
 MP_API mp_obj *mp_obj_none(void)
 {
-    return mp__obj_alloc(MP_TYPE_NONE);
+    return &imm_none;
 }
 
 MP_API mp_obj *mp_obj_bool(bool v)
 {
-    mp_obj *o = mp__obj_alloc(MP_TYPE_BOOL);
-    if (o)
-        o->u.b = v;
-    return o;
+    return &imm_bool[v ? 1 : 0];
+}
+
+mp_obj *mp__obj_immortal_int(int64_t v)
+{
+    return v >= SMALL_INT_MIN && v <= SMALL_INT_MAX ? &imm_int[v - SMALL_INT_MIN] : NULL;
 }
 
 MP_API mp_obj *mp_obj_int(int64_t v)
 {
-    mp_obj *o = mp__obj_alloc(MP_TYPE_INT);
+    mp_obj *o = mp__obj_immortal_int(v);
+    if (o)
+        return o;
+    o = mp__obj_alloc(MP_TYPE_INT);
     if (o)
         o->u.i = v;
     return o;
@@ -287,7 +366,7 @@ MP_API mp_obj *mp_obj_float(double v)
 {
     mp_obj *o = mp__obj_alloc(MP_TYPE_FLOAT);
     if (o)
-        o->u.f = v;
+        mp__obj_set_float(o, v);
     return o;
 }
 
@@ -486,6 +565,21 @@ int mp__obj_hash(const mp_obj *o, bool cache, uint64_t *h)
             return 0;
         }
         unsigned char b[8];
+        if (isnan(o->u.f)) {
+            /* By identity, as Python does (NaN equals nothing, so its
+             * bits say nothing about which key it is): the NaN's identity,
+             * or for a node made without one (a probe on the stack) its
+             * address. Distinct NaN objects spread over the whole table. */
+            uint64_t id = o->u.fl.nan_id;
+            unsigned char tag = 'n';
+            if (!id) {
+                id = (uint64_t)(uintptr_t)o;
+                tag = 'a';
+            }
+            memcpy(b, &id, 8);
+            *h = siphash13(tag, b, 8);
+            return 0;
+        }
         memcpy(b, &o->u.f, 8);
         *h = siphash13('f', b, 8);
         return 0;
@@ -622,10 +716,10 @@ static int eq_rec(const mp_obj *a, const mp_obj *b, size_t *work)
 
 /* Python's PyObject_RichCompareBool: identity first, then ==. Containers
  * compare their items this way, so [nan] == [nan] only when it is the same
- * float object, which in a tree means the same container. */
+ * float object: one node, or copies of one NaN (mp__obj_set_float). */
 static int eq_items(const mp_obj *a, const mp_obj *b, size_t *work)
 {
-    return a == b ? 1 : eq_rec(a, b, work);
+    return same_object(a, b) ? 1 : eq_rec(a, b, work);
 }
 
 MP_API bool mp_obj_equal(const mp_obj *a, const mp_obj *b)
@@ -637,6 +731,19 @@ MP_API bool mp_obj_equal(const mp_obj *a, const mp_obj *b)
 
 /* ---- Sequences ---------------------------------------------------------- */
 
+size_t mp__seq_cap_for(size_t cap, size_t need)
+{
+    if (need <= cap)
+        return cap;
+    size_t c = cap ? cap : 4;
+    while (c < need) {
+        if (c > SIZE_MAX / 2)
+            return 0;
+        c *= 2;
+    }
+    return c > SIZE_MAX / sizeof(mp_obj *) ? 0 : c;
+}
+
 int mp__seq_reserve(mp_obj *seq, size_t n)
 {
     size_t need;
@@ -644,13 +751,8 @@ int mp__seq_reserve(mp_obj *seq, size_t n)
         return -ENOMEM;
     if (need <= seq->u.seq.cap)
         return 0;
-    size_t cap = seq->u.seq.cap ? seq->u.seq.cap : 4;
-    while (cap < need) {
-        if (cap > SIZE_MAX / 2)
-            return -ENOMEM;
-        cap *= 2;
-    }
-    if (cap > SIZE_MAX / sizeof(mp_obj *))
+    size_t cap = mp__seq_cap_for(seq->u.seq.cap, need);
+    if (!cap)
         return -ENOMEM;
     mp_obj **items = realloc(seq->u.seq.items, cap * sizeof *items);
     if (!items)
@@ -718,7 +820,7 @@ static int seq_append(mp_obj *seq, mp_obj *item)
     rc = mp__seq_push(seq, item);
     if (rc < 0)
         return rc;
-    item->parent = seq;
+    set_parent(item, seq);
     raise_heights(seq, item->height);
     return 0;
 }
@@ -766,7 +868,7 @@ MP_API int mp_obj_list_set(mp_obj *list, size_t i, mp_obj *item)
         return rc;
     mp__obj_free_tree(list->u.seq.items[i]);
     list->u.seq.items[i] = item;
-    item->parent = list;
+    set_parent(item, list);
     /* Heights stay upper bounds when the old item was deeper. */
     raise_heights(list, item->height);
     return 0;
@@ -815,15 +917,31 @@ static int dict_lookup(const mp_obj *d, const mp_obj *key, uint64_t h, size_t *w
     }
 }
 
-/* Rebuild with room for at least one more entry, dropping deleted ones. */
-static int dict_grow(mp_obj *d)
+/* The capacity a rebuild gives d: room for as many new entries again as
+ * it holds, so rebuilds stay amortised O(1) even when deletes made the
+ * entries full (0 on overflow). */
+static size_t dict_rebuild_cap(const mp_obj *d)
 {
     size_t cap = DICT_MIN_CAP;
     while (cap < 2 * d->u.d.used + 1) {
         if (cap > SIZE_MAX / 4)
-            return -ENOMEM;
+            return 0;
         cap *= 2;
     }
+    return cap;
+}
+
+size_t mp__dict_cap_after_insert(const mp_obj *d)
+{
+    return d->u.d.n == d->u.d.cap ? dict_rebuild_cap(d) : d->u.d.cap;
+}
+
+/* Rebuild with room for at least one more entry, dropping deleted ones. */
+static int dict_grow(mp_obj *d)
+{
+    size_t cap = dict_rebuild_cap(d);
+    if (!cap)
+        return -ENOMEM;
     /* cap entries + 2*cap slots, overflow-checked */
     size_t per = sizeof(struct mp__dict_entry) + 2 * sizeof(size_t);
     if (cap > SIZE_MAX / per)
@@ -895,7 +1013,7 @@ int mp__dict_store(mp_obj *d, mp_obj *key, mp_obj *value, size_t *work, mp_obj *
 
 MP_API int mp_obj_dict_set(mp_obj *d, mp_obj *key, mp_obj *value)
 {
-    if (!d || !key || !value || key == value)
+    if (!d || !key || !value || (key == value && !mp__obj_immortal(key)))
         return -EINVAL;
     if (d->type != MP_TYPE_DICT)
         return MP_ETYPE;
@@ -908,13 +1026,13 @@ MP_API int mp_obj_dict_set(mp_obj *d, mp_obj *key, mp_obj *value)
     rc = mp__dict_store(d, key, value, NULL, &old);
     if (rc < 0)
         return rc;
-    value->parent = d;
+    set_parent(value, d);
     if (old) {
         /* Python keeps the key already present and drops the new one. */
         mp__obj_free_tree(old);
         mp__obj_free_tree(key);
     } else {
-        key->parent = d;
+        set_parent(key, d);
         raise_heights(d, key->height);
     }
     raise_heights(d, value->height);
@@ -1014,7 +1132,7 @@ mp_obj *mp__seq_take(mp_obj *seq, size_t i)
             (seq->u.seq.len - i - 1) * sizeof *seq->u.seq.items);
     seq->u.seq.len--;
     seq->flags &= (uint8_t)~MP__F_HASHED;
-    item->parent = NULL;
+    set_parent(item, NULL);
     return item;
 }
 
@@ -1035,7 +1153,7 @@ int mp__list_insert(mp_obj *list, size_t i, mp_obj *item)
             (list->u.seq.len - i) * sizeof *list->u.seq.items);
     list->u.seq.items[i] = item;
     list->u.seq.len++;
-    item->parent = list;
+    set_parent(item, list);
     raise_heights(list, item->height);
     return 0;
 }
@@ -1050,8 +1168,8 @@ static void dict_unlink(mp_obj *d, size_t slot, size_t idx, mp_obj **key_out, mp
     e->value = NULL;
     dict_index(d)[slot] = INDEX_DUMMY;
     d->u.d.used--;
-    (*key_out)->parent = NULL;
-    (*value_out)->parent = NULL;
+    set_parent(*key_out, NULL);
+    set_parent(*value_out, NULL);
     /* Deleted entries at the end are forgotten, so popitem() stays O(1):
      * no index slot names them (a deleted entry's slot is a dummy). */
     while (d->u.d.n > 0 && !d->u.d.entries[d->u.d.n - 1].key)
@@ -1123,6 +1241,10 @@ static int charge(size_t *budget, size_t cost)
 int mp__obj_copy_limited(const mp_obj *o, size_t *budget, mp_obj **out)
 {
     *out = NULL;
+    if (mp__obj_immortal(o)) {
+        *out = (mp_obj *)o; /* shared, never written: nothing to copy */
+        return 0;
+    }
     int rc = charge(budget, node_cost(o));
     if (rc < 0)
         return rc;
@@ -1148,7 +1270,7 @@ int mp__obj_copy_limited(const mp_obj *o, size_t *budget, mp_obj **out)
             mp_obj *item;
             rc = mp__obj_copy_limited(o->u.seq.items[i], budget, &item);
             if (rc == 0) {
-                item->parent = c;
+                set_parent(item, c);
                 c->u.seq.items[c->u.seq.len++] = item;
             }
         }
@@ -1168,11 +1290,11 @@ int mp__obj_copy_limited(const mp_obj *o, size_t *budget, mp_obj **out)
                 mp__obj_free_tree(v);
                 break;
             }
-            k->parent = c;
-            v->parent = c;
+            set_parent(k, c);
+            set_parent(v, c);
         }
     } else {
-        c->u = o->u; /* a scalar */
+        c->u = o->u; /* a scalar; a NaN keeps its identity (objimpl.h) */
     }
     if (rc < 0) {
         mp__obj_free_tree(c);

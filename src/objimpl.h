@@ -1,6 +1,8 @@
 /*
  * objimpl - the layout of mp_obj and the raw operations the pickle decoder
- * builds on. Private: never installed, only obj.c and pickle.c include it.
+ * builds on. Private: never installed. obj.c and pickle.c build on it; the
+ * manager (mgr_server.c, manager.c) uses the tree-keeping operations at the
+ * end.
  *
  * The public API (obj.h) keeps every value a tree: each node records its one
  * owner in parent, and height bounds the nesting below it. The decoder needs
@@ -8,6 +10,13 @@
  * places and even build cycles, so pickle.c builds with the raw mp__ calls
  * below (which ignore parent and height), then checks the result and turns it
  * into a proper tree before anyone else sees it.
+ *
+ * Immortal nodes are the exception to "one owner": None, False, True and the
+ * ints -5..256 exist once each (static storage, MP__F_IMMORTAL), shared by
+ * every value that holds them, as Python shares its singletons and small
+ * ints. Nothing ever writes to one: their parent stays NULL, freeing one does
+ * nothing, and code that would change a node in place must first check
+ * mp__obj_immortal().
  */
 #ifndef MPIPC_OBJIMPL_H
 #define MPIPC_OBJIMPL_H
@@ -19,9 +28,10 @@
 #include <stdint.h>
 
 /* flags */
-#define MP__F_HASHED 0x01u /* u.s.hash / u.seq.hash holds the key hash */
-#define MP__F_GREY   0x02u /* pickle.c: being placed (on the DFS path) */
-#define MP__F_BLACK  0x04u /* pickle.c: placed in the result tree */
+#define MP__F_HASHED   0x01u /* u.s.hash / u.seq.hash holds the key hash */
+#define MP__F_GREY     0x02u /* pickle.c: being placed (on the DFS path) */
+#define MP__F_BLACK    0x04u /* pickle.c: placed in the result tree */
+#define MP__F_IMMORTAL 0x08u /* a shared static node: never written or freed */
 
 struct mp__dict_entry {
     mp_obj *key; /* NULL: a deleted entry, skipped by iteration */
@@ -38,6 +48,10 @@ struct mp_obj {
         bool b;
         int64_t i;
         double f;
+        struct { /* float: value aliases f; nan_id is a NaN's identity */
+            double value;
+            uint64_t nan_id; /* 0 for a number; NaN: unique per object */
+        } fl;
         struct { /* str, bytes: data follows the node (or, for a probe key
                   * built on the stack, points at the caller's bytes) */
             const char *data;
@@ -62,6 +76,25 @@ struct mp_obj {
 /* Allocate a node of the given type with zeroed contents (NULL: no memory). */
 mp_obj *mp__obj_alloc(int type);
 
+/* True for the shared static nodes (None, False, True, ints -5..256). */
+static inline bool mp__obj_immortal(const mp_obj *o)
+{
+    return (o->flags & MP__F_IMMORTAL) != 0;
+}
+
+/* The immortal node of an int in -5..256; NULL for other values. */
+mp_obj *mp__obj_immortal_int(int64_t v);
+
+/*
+ * Store v in a float node. A NaN gets a fresh identity (nan_id): Python
+ * hashes a NaN by identity and a container finds it only by identity, so a
+ * dict holds any number of NaN keys without them colliding. Copies of the
+ * node (mp_obj_copy, the copies the decoder makes of a shared value) keep
+ * the identity: they stand for one Python object, as copy.deepcopy() keeps
+ * a float.
+ */
+void mp__obj_set_float(mp_obj *o, double v);
+
 /* A str or bytes node holding a copy of p[0..len) (no UTF-8 check). */
 mp_obj *mp__obj_strbytes(int type, const void *p, size_t len);
 
@@ -73,6 +106,18 @@ int mp__seq_push(mp_obj *seq, mp_obj *item);
 
 /* Make room for n more items: 0 or -ENOMEM. */
 int mp__seq_reserve(mp_obj *seq, size_t n);
+
+/* The capacity mp__seq_reserve grows a list or tuple of capacity cap to so
+ * that it holds need items (cap when it already does; 0 on overflow). The
+ * decoder charges the growth to its memory budget before it happens. */
+size_t mp__seq_cap_for(size_t cap, size_t need);
+
+/* The bytes a dict's block of cap entries takes (entries and index). */
+#define MP__DICT_BYTES_PER_CAP (sizeof(struct mp__dict_entry) + 2 * sizeof(size_t))
+
+/* The capacity storing one more new key would give d (its current capacity
+ * when it has room). */
+size_t mp__dict_cap_after_insert(const mp_obj *d);
 
 /*
  * Hash a key, Python-consistently with mp_obj_equal (1, 1.0 and True hash
@@ -93,16 +138,20 @@ int mp__obj_hash(const mp_obj *o, bool cache, uint64_t *h);
  */
 int mp__dict_store(mp_obj *d, mp_obj *key, mp_obj *value, size_t *work, mp_obj **old_value);
 
-/* Free one node's own storage, not the nodes it points at. */
+/* Free one node's own storage, not the nodes it points at (an immortal
+ * node: nothing). */
 void mp__obj_free_node(mp_obj *o);
 
-/* Free a node and everything below it, whatever its parent says. */
+/* Free a node and everything below it, whatever its parent says (immortal
+ * nodes are skipped). */
 void mp__obj_free_tree(mp_obj *o);
 
 /*
  * Deep-copy a tree, charging the memory each new node uses against *budget
  * (bytes). Returns 0 with *out set (a root: parent NULL); MP_EPROTO when the
  * budget runs out; -ENOMEM. On failure *out is NULL and nothing leaks.
+ * Immortal nodes are not copied: the copy holds the same ones (free, and
+ * *out is o itself when o is immortal).
  */
 int mp__obj_copy_limited(const mp_obj *o, size_t *budget, mp_obj **out);
 
@@ -114,7 +163,8 @@ int mp__obj_copy_limited(const mp_obj *o, size_t *budget, mp_obj **out);
 
 /* Remove item i of a list or tuple and return it as a root value; NULL when
  * i is out of range or seq is not a list or tuple. Must not be used on a
- * tuple that is (inside) a dict key. */
+ * tuple that is (inside) a dict key. The item may be immortal (shared): a
+ * caller that changes values in place checks mp__obj_immortal() first. */
 mp_obj *mp__seq_take(mp_obj *seq, size_t i);
 
 /* Python's list.insert for 0 <= i <= len: 0; MP_EKEY for i > len; the codes

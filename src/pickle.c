@@ -4,19 +4,30 @@
  * Decoding happens in two phases.
  *
  * 1. Run the pickle machine. Every node it creates goes into an arena (a
- *    list of all nodes), and containers point at nodes with no regard for
+ *    list of all nodes, threaded through the nodes' own parent fields, which
+ *    mean nothing yet), and containers point at nodes with no regard for
  *    ownership: DUP and memo GETs make several slots point at one node, and
  *    a hostile pickle can even build cycles. Nothing is freed in this phase,
- *    so no node can be freed twice or while still referenced.
+ *    so no node can be freed twice or while still referenced. None, True,
+ *    False and small ints are the immortal shared nodes (objimpl.h): no
+ *    allocation, and not in the arena.
  * 2. Place the result: a depth-first walk from the value STOP returns. The
  *    first slot that reaches a node adopts it; a later slot that reaches an
- *    already placed node gets a copy (charged to the budget); reaching a
- *    node that is still on the walk's path means a cycle, which is refused.
- *    The walk also enforces the nesting limit and sets parent and height, so
- *    what comes out is a tree obeying every invariant of obj.h. Nodes of the
- *    arena that were not placed (popped, replaced, or only in the memo) are
- *    freed one by one, without following their pointers.
+ *    already placed node gets a copy (charged to the work budget); reaching
+ *    a node that is still on the walk's path means a cycle, which is
+ *    refused. The walk also enforces the nesting limit and sets heights.
+ *    Nodes of the arena that were not placed (popped, replaced, or only in
+ *    the memo) are then freed one by one, without following their pointers,
+ *    and a last walk sets every parent, so what comes out is a tree obeying
+ *    every invariant of obj.h.
  * On any error, every arena node is freed the same way, plus the copies.
+ *
+ * Memory. Phase 1 charges every byte it allocates - nodes, text, item
+ * arrays, dict blocks, the stack, the marks, the memo - to a budget of
+ * MP__PICKLE_MEM_MIN + MP__PICKLE_MEM_FACTOR bytes per input byte, checked
+ * before each allocation, and refuses the pickle (MP_EPROTO) beyond it. The
+ * copies of phase 2 are charged to the work budget. So memory is linear in
+ * the input whatever the opcodes (docs/wire.md states the bound).
  */
 #include "pickle.h"
 #include "internal.h"
@@ -112,12 +123,20 @@ struct vec {
     size_t len, cap;
 };
 
-static int vec_push(struct vec *a, mp_obj *o)
+/* Grow a to hold one more pointer. *mem (NULL: not charged) pays for the
+ * growth before it happens: MP_EPROTO when it cannot. */
+static int vec_push(struct vec *a, mp_obj *o, size_t *mem)
 {
     if (a->len == a->cap) {
         size_t cap = a->cap ? a->cap * 2 : 16;
         if (cap < a->cap || cap > SIZE_MAX / sizeof(mp_obj *))
             return -ENOMEM;
+        size_t grow = (cap - a->cap) * sizeof(mp_obj *);
+        if (mem) {
+            if (*mem < grow)
+                return MP_EPROTO;
+            *mem -= grow;
+        }
         mp_obj **v = realloc(a->v, cap * sizeof *v);
         if (!v)
             return -ENOMEM;
@@ -133,18 +152,37 @@ struct memo_slot {
     mp_obj *val; /* NULL: empty slot */
 };
 
+/*
+ * The memo: keys below dense_cap live in a plain array (what CPython's
+ * pickler writes: 0, 1, 2... in order, by MEMOIZE or BINPUT), other keys in
+ * a hash table. An entry in the array shadows one for the same key left in
+ * the table from before the array grew over it.
+ */
 struct unpickler {
     const unsigned char *p;
     size_t n, pos;
     struct vec stack;
     size_t *marks; /* stack lengths at each MARK */
     size_t nmarks, mcap;
-    struct memo_slot *memo; /* open addressing; cap is a power of two */
-    size_t memo_cap, memo_count;
-    struct vec arena;  /* every node made in phase 1 */
+    mp_obj **dense; /* memo keys < dense_cap; NULL: not put */
+    size_t dense_cap;
+    struct memo_slot *memo; /* other keys: open addressing, power-of-two cap */
+    size_t memo_cap, memo_used;
+    size_t memo_count; /* distinct keys put: MEMOIZE's next key */
+    mp_obj *arena;     /* every node made in phase 1, linked by parent */
     struct vec copies; /* copies made while placing (roots of trees) */
     size_t budget;     /* bytes of extra work left: copies, key walks */
+    size_t mem;        /* bytes phase 1 may still allocate */
 };
+
+/* Pay for bytes about to be allocated: 0, or MP_EPROTO beyond the budget. */
+static int mem_charge(struct unpickler *u, size_t bytes)
+{
+    if (u->mem < bytes)
+        return MP_EPROTO;
+    u->mem -= bytes;
+    return 0;
+}
 
 /* ---- Input -------------------------------------------------------------- */
 
@@ -290,25 +328,34 @@ static int parse_float(const unsigned char *s, size_t n, double *out)
 
 /* ---- The stack, marks and memo ----------------------------------------- */
 
-/* New node, owned by the arena until placed. */
-static mp_obj *new_node(struct unpickler *u, int type)
+/* A node joins the arena, which owns it until it is placed. */
+static mp_obj *arena_add(struct unpickler *u, mp_obj *o)
 {
-    mp_obj *o = mp__obj_alloc(type);
-    if (o && vec_push(&u->arena, o) < 0) {
-        mp__obj_free_node(o);
-        return NULL;
+    if (o) {
+        o->parent = u->arena;
+        u->arena = o;
     }
     return o;
 }
 
-static mp_obj *new_strbytes(struct unpickler *u, int type, const void *p, size_t len)
+/* New node: *out, or MP_EPROTO (budget) / -ENOMEM. */
+static int new_node(struct unpickler *u, int type, mp_obj **out)
 {
-    mp_obj *o = mp__obj_strbytes(type, p, len);
-    if (o && vec_push(&u->arena, o) < 0) {
-        mp__obj_free_node(o);
-        return NULL;
-    }
-    return o;
+    int rc = mem_charge(u, sizeof(mp_obj));
+    if (rc < 0)
+        return rc;
+    *out = arena_add(u, mp__obj_alloc(type));
+    return *out ? 0 : -ENOMEM;
+}
+
+static int new_strbytes(struct unpickler *u, int type, const void *p, size_t len, mp_obj **out)
+{
+    /* len is at most the input's length: no overflow */
+    int rc = mem_charge(u, sizeof(mp_obj) + len + 1);
+    if (rc < 0)
+        return rc;
+    *out = arena_add(u, mp__obj_strbytes(type, p, len));
+    return *out ? 0 : -ENOMEM;
 }
 
 /* Items above the last MARK only: what Python calls the current stack. */
@@ -319,7 +366,26 @@ static size_t fence(const struct unpickler *u)
 
 static int push(struct unpickler *u, mp_obj *o)
 {
-    return o ? vec_push(&u->stack, o) : -ENOMEM;
+    return vec_push(&u->stack, o, &u->mem);
+}
+
+/* Make an empty container (or the bytearray callable) and push it. */
+static int push_new(struct unpickler *u, int type)
+{
+    mp_obj *o;
+    int rc = new_node(u, type, &o);
+    if (rc < 0)
+        return rc;
+    if (type == MP_TYPE_LIST || type == MP_TYPE_TUPLE || type == MP_TYPE_DICT)
+        o->height = 1;
+    return push(u, o);
+}
+
+static int push_strbytes(struct unpickler *u, int type, const void *p, size_t len)
+{
+    mp_obj *o;
+    int rc = new_strbytes(u, type, p, len, &o);
+    return rc < 0 ? rc : push(u, o);
 }
 
 static int pop_any(struct unpickler *u, mp_obj **o)
@@ -356,6 +422,9 @@ static int push_mark(struct unpickler *u)
         size_t cap = u->mcap ? u->mcap * 2 : 16;
         if (cap > SIZE_MAX / sizeof(size_t))
             return -ENOMEM;
+        int rc = mem_charge(u, (cap - u->mcap) * sizeof(size_t));
+        if (rc < 0)
+            return rc;
         size_t *m = realloc(u->marks, cap * sizeof *m);
         if (!m)
             return -ENOMEM;
@@ -393,17 +462,49 @@ static struct memo_slot *memo_find(struct unpickler *u, uint64_t key)
     }
 }
 
-static int memo_put(struct unpickler *u, uint64_t key, mp_obj *val)
+static mp_obj *memo_get(struct unpickler *u, uint64_t key)
+{
+    if (key < u->dense_cap && u->dense[key])
+        return u->dense[key];
+    struct memo_slot *s = memo_find(u, key);
+    return s ? s->val : NULL;
+}
+
+/* Grow the array over key when it stays within a few times the number of
+ * keys put (keys written in order); 1: grown, 0: key belongs in the table. */
+static int dense_grow(struct unpickler *u, uint64_t key)
+{
+    size_t cap = u->dense_cap ? u->dense_cap : 64;
+    while (cap <= key && cap <= SIZE_MAX / 4)
+        cap *= 2;
+    if (cap <= key || cap / 4 > u->memo_count + 64)
+        return 0;
+    int rc = mem_charge(u, (cap - u->dense_cap) * sizeof(mp_obj *));
+    if (rc < 0)
+        return rc;
+    mp_obj **d = realloc(u->dense, cap * sizeof *d);
+    if (!d)
+        return -ENOMEM;
+    memset(d + u->dense_cap, 0, (cap - u->dense_cap) * sizeof *d);
+    u->dense = d;
+    u->dense_cap = cap;
+    return 1;
+}
+
+static int table_put(struct unpickler *u, uint64_t key, mp_obj *val)
 {
     struct memo_slot *s = memo_find(u, key);
     if (s) {
         s->val = val;
         return 0;
     }
-    if ((u->memo_count + 1) * 2 > u->memo_cap) {
+    if ((u->memo_used + 1) * 2 > u->memo_cap) {
         size_t cap = u->memo_cap ? u->memo_cap * 2 : 64;
         if (cap > SIZE_MAX / sizeof(struct memo_slot))
             return -ENOMEM;
+        int rc = mem_charge(u, cap * sizeof(struct memo_slot));
+        if (rc < 0)
+            return rc;
         struct memo_slot *m = calloc(cap, sizeof *m);
         if (!m)
             return -ENOMEM;
@@ -424,7 +525,22 @@ static int memo_put(struct unpickler *u, uint64_t key, mp_obj *val)
         i = (i + 1) & mask;
     u->memo[i].key = key;
     u->memo[i].val = val;
-    u->memo_count++;
+    u->memo_used++;
+    return 0;
+}
+
+static int memo_put(struct unpickler *u, uint64_t key, mp_obj *val)
+{
+    bool fresh = memo_get(u, key) == NULL;
+    int rc = key < u->dense_cap ? 1 : dense_grow(u, key);
+    if (rc < 0)
+        return rc;
+    if (rc == 1)
+        u->dense[key] = val;
+    else if ((rc = table_put(u, key, val)) < 0)
+        return rc;
+    if (fresh)
+        u->memo_count++;
     return 0;
 }
 
@@ -437,10 +553,10 @@ static int do_put(struct unpickler *u, uint64_t key)
 
 static int do_get(struct unpickler *u, uint64_t key)
 {
-    struct memo_slot *s = memo_find(u, key);
-    if (!s)
+    mp_obj *o = memo_get(u, key);
+    if (!o)
         return MP_EPROTO; /* never PUT */
-    return push(u, s->val);
+    return push(u, o);
 }
 
 /* ---- Containers ----------------------------------------------------------
@@ -461,18 +577,40 @@ static int adopt_height(mp_obj *c, const mp_obj *item)
     return 0;
 }
 
+/* Room for k more items in a list or tuple, paid for first. */
+static int seq_room(struct unpickler *u, mp_obj *seq, size_t k)
+{
+    size_t need;
+    if (mp__add_overflows(seq->u.seq.len, k, &need))
+        return -ENOMEM;
+    if (need <= seq->u.seq.cap)
+        return 0;
+    size_t cap = mp__seq_cap_for(seq->u.seq.cap, need);
+    if (!cap)
+        return -ENOMEM;
+    int rc = mem_charge(u, (cap - seq->u.seq.cap) * sizeof(mp_obj *));
+    return rc < 0 ? rc : mp__seq_reserve(seq, k);
+}
+
 /* Build a list or tuple from stack items [first, stack.len) and replace them
- * with it. */
+ * with it. Its final length is known: the array is allocated to fit. */
 static int build_seq(struct unpickler *u, int type, size_t first)
 {
     size_t count = u->stack.len - first;
-    mp_obj *seq = new_node(u, type);
-    if (!seq)
-        return -ENOMEM;
-    seq->height = 1;
-    int rc = mp__seq_reserve(seq, count);
+    mp_obj *seq;
+    int rc = new_node(u, type, &seq);
     if (rc < 0)
         return rc;
+    seq->height = 1;
+    if (count) {
+        if (count > SIZE_MAX / sizeof(mp_obj *))
+            return -ENOMEM;
+        if ((rc = mem_charge(u, count * sizeof(mp_obj *))) < 0)
+            return rc;
+        if (!(seq->u.seq.items = malloc(count * sizeof(mp_obj *))))
+            return -ENOMEM;
+        seq->u.seq.cap = count;
+    }
     for (size_t i = first; i < u->stack.len; i++) {
         mp_obj *item = u->stack.v[i];
         rc = check_value(item);
@@ -490,7 +628,7 @@ static int append_items(struct unpickler *u, mp_obj *list, size_t first)
 {
     if (list->type != MP_TYPE_LIST)
         return MP_EPROTO; /* Python would call obj.append: refused */
-    int rc = mp__seq_reserve(list, u->stack.len - first);
+    int rc = seq_room(u, list, u->stack.len - first);
     if (rc < 0)
         return rc;
     for (size_t i = first; i < u->stack.len; i++) {
@@ -521,8 +659,16 @@ static int set_items(struct unpickler *u, mp_obj *dict, size_t first)
             rc = adopt_height(dict, key);
         if (rc == 0)
             rc = adopt_height(dict, value);
+        /* A new key may make the dict grow: the budget must hold the
+         * growth before, and pays what actually happened after (a
+         * replaced key costs nothing). */
+        size_t cap0 = dict->u.d.cap, cap1 = mp__dict_cap_after_insert(dict);
+        if (rc == 0 && cap1 > cap0 && cap1 - cap0 > u->mem / MP__DICT_BYTES_PER_CAP)
+            rc = MP_EPROTO;
         if (rc == 0)
             rc = mp__dict_store(dict, key, value, &u->budget, &old);
+        if (rc == 0 && dict->u.d.cap > cap0)
+            u->mem -= (dict->u.d.cap - cap0) * MP__DICT_BYTES_PER_CAP;
         if (rc == MP_ETYPE)
             rc = MP_EPROTO; /* unhashable key */
         if (rc < 0)
@@ -558,11 +704,26 @@ static int decode_long(const unsigned char *p, size_t len, int64_t *out)
     return 0;
 }
 
+/* An int: a shared immortal node for -5..256 (no allocation), else new. */
 static int push_int(struct unpickler *u, int64_t v)
 {
-    mp_obj *o = new_node(u, MP_TYPE_INT);
-    if (o)
+    mp_obj *o = mp__obj_immortal_int(v);
+    if (!o) {
+        int rc = new_node(u, MP_TYPE_INT, &o);
+        if (rc < 0)
+            return rc;
         o->u.i = v;
+    }
+    return push(u, o);
+}
+
+static int push_float(struct unpickler *u, double v)
+{
+    mp_obj *o;
+    int rc = new_node(u, MP_TYPE_FLOAT, &o);
+    if (rc < 0)
+        return rc;
+    mp__obj_set_float(o, v);
     return push(u, o);
 }
 
@@ -572,14 +733,14 @@ static int push_str(struct unpickler *u, size_t len)
     if (!mp__utf8_valid(s, len))
         return MP_EPROTO;
     u->pos += len;
-    return push(u, new_strbytes(u, MP_TYPE_STR, s, len));
+    return push_strbytes(u, MP_TYPE_STR, s, len);
 }
 
 static int push_bytes(struct unpickler *u, size_t len)
 {
     const unsigned char *s = u->p + u->pos;
     u->pos += len;
-    return push(u, new_strbytes(u, MP_TYPE_BYTES, s, len));
+    return push_strbytes(u, MP_TYPE_BYTES, s, len);
 }
 
 static int hexval(unsigned c)
@@ -600,6 +761,8 @@ static int push_raw_unicode(struct unpickler *u, const unsigned char *s, size_t 
     size_t cap;
     if (mp__add_overflows(n, n, &cap))
         return -ENOMEM;
+    if (cap + 1 > u->mem)
+        return MP_EPROTO; /* held only until the str is made, but held */
     unsigned char *out = malloc(cap + 1);
     if (!out)
         return -ENOMEM;
@@ -646,7 +809,7 @@ static int push_raw_unicode(struct unpickler *u, const unsigned char *s, size_t 
         }
     }
     if (rc == 0)
-        rc = push(u, new_strbytes(u, MP_TYPE_STR, out, o));
+        rc = push_strbytes(u, MP_TYPE_STR, out, o);
     free(out);
     return rc;
 }
@@ -660,7 +823,7 @@ static int push_global(struct unpickler *u, const unsigned char *mod, size_t mod
                     (modlen == 11 && memcmp(mod, "__builtin__", 11) == 0);
     if (!builtins || namelen != 9 || memcmp(name, "bytearray", 9) != 0)
         return MP_EPROTO;
-    return push(u, new_node(u, TYPE_BYTEARRAY_CALLABLE));
+    return push_new(u, TYPE_BYTEARRAY_CALLABLE);
 }
 
 /* REDUCE: bytearray() or bytearray(b'...'), as protocols 3 and 4 write a
@@ -676,11 +839,14 @@ static int do_reduce(struct unpickler *u)
     if (callable->type != TYPE_BYTEARRAY_CALLABLE || args->type != MP_TYPE_TUPLE)
         return MP_EPROTO;
     if (args->u.seq.len == 0)
-        return push(u, new_strbytes(u, MP_TYPE_BYTES, NULL, 0));
+        return push_strbytes(u, MP_TYPE_BYTES, NULL, 0);
     mp_obj *b = args->u.seq.items[0];
     if (args->u.seq.len != 1 || b->type != MP_TYPE_BYTES)
         return MP_EPROTO;
-    return push(u, new_strbytes(u, MP_TYPE_BYTES, b->u.s.data, b->u.s.len));
+    /* A copy (bytearray is mutable in Python), charged like any other: one
+     * memoized bytes object made into a bytearray again and again is a
+     * megabyte per few input bytes. */
+    return push_strbytes(u, MP_TYPE_BYTES, b->u.s.data, b->u.s.len);
 }
 
 /* ---- Phase 1: the machine ------------------------------------------------ */
@@ -728,22 +894,15 @@ static int step(struct unpickler *u, int op, bool *stop)
         return push(u, o);
 
     case OP_NONE:
-        return push(u, new_node(u, MP_TYPE_NONE));
+        return push(u, mp_obj_none());
     case OP_NEWTRUE:
     case OP_NEWFALSE:
-        o = new_node(u, MP_TYPE_BOOL);
-        if (o)
-            o->u.b = op == OP_NEWTRUE;
-        return push(u, o);
+        return push(u, mp_obj_bool(op == OP_NEWTRUE));
     case OP_INT:
         if ((rc = read_line(u, &line, &len)) < 0)
             return rc;
-        if (len == 2 && line[0] == '0' && (line[1] == '0' || line[1] == '1')) {
-            o = new_node(u, MP_TYPE_BOOL); /* protocol 0-1 True/False */
-            if (o)
-                o->u.b = line[1] == '1';
-            return push(u, o);
-        }
+        if (len == 2 && line[0] == '0' && (line[1] == '0' || line[1] == '1'))
+            return push(u, mp_obj_bool(line[1] == '1')); /* protocol 0-1 True/False */
         if ((rc = parse_decimal(line, len, &iv)) < 0)
             return rc;
         return push_int(u, iv);
@@ -790,10 +949,7 @@ static int step(struct unpickler *u, int op, bool *stop)
             return rc;
         if ((rc = parse_float(line, len, &f)) < 0)
             return rc;
-        o = new_node(u, MP_TYPE_FLOAT);
-        if (o)
-            o->u.f = f;
-        return push(u, o);
+        return push_float(u, f);
     }
     case OP_BINFLOAT: {
         if ((rc = need(u, 8)) < 0)
@@ -802,10 +958,9 @@ static int step(struct unpickler *u, int op, bool *stop)
         for (int i = 0; i < 8; i++)
             bits = bits << 8 | u->p[u->pos + (size_t)i]; /* big-endian */
         u->pos += 8;
-        o = new_node(u, MP_TYPE_FLOAT);
-        if (o)
-            memcpy(&o->u.f, &bits, sizeof bits);
-        return push(u, o);
+        double f;
+        memcpy(&f, &bits, sizeof bits);
+        return push_float(u, f);
     }
 
     case OP_SHORT_BINUNICODE:
@@ -831,20 +986,11 @@ static int step(struct unpickler *u, int op, bool *stop)
         return push_bytes(u, len);
 
     case OP_EMPTY_LIST:
-        o = new_node(u, MP_TYPE_LIST);
-        if (o)
-            o->height = 1;
-        return push(u, o);
+        return push_new(u, MP_TYPE_LIST);
     case OP_EMPTY_TUPLE:
-        o = new_node(u, MP_TYPE_TUPLE);
-        if (o)
-            o->height = 1;
-        return push(u, o);
+        return push_new(u, MP_TYPE_TUPLE);
     case OP_EMPTY_DICT:
-        o = new_node(u, MP_TYPE_DICT);
-        if (o)
-            o->height = 1;
-        return push(u, o);
+        return push_new(u, MP_TYPE_DICT);
     case OP_LIST:
     case OP_TUPLE:
         if ((rc = pop_mark(u, &first)) < 0)
@@ -861,9 +1007,8 @@ static int step(struct unpickler *u, int op, bool *stop)
     case OP_DICT:
         if ((rc = pop_mark(u, &first)) < 0)
             return rc;
-        o = new_node(u, MP_TYPE_DICT);
-        if (!o)
-            return -ENOMEM;
+        if ((rc = new_node(u, MP_TYPE_DICT, &o)) < 0)
+            return rc;
         o->height = 1;
         if ((rc = set_items(u, o, first)) < 0)
             return rc;
@@ -952,14 +1097,17 @@ static bool is_container(const mp_obj *o)
 }
 
 /*
- * Place the node *slot points at as a child of parent, which sits level
- * containers deep (0: *slot is the result). Recursion depth is bounded by
- * MP_OBJ_MAX_DEPTH, checked before descending.
+ * Place the node *slot points at, which sits level containers deep (0: *slot
+ * is the result). Parents are set afterwards (set_parents): until the
+ * unplaced nodes are freed, each node's parent field links the arena.
+ * Recursion depth is bounded by MP_OBJ_MAX_DEPTH, checked before descending.
  */
-static int place(struct unpickler *u, mp_obj **slot, mp_obj *parent, unsigned level)
+static int place(struct unpickler *u, mp_obj **slot, unsigned level)
 {
     mp_obj *o = *slot;
     int rc;
+    if (mp__obj_immortal(o))
+        return 0; /* shared by design: any number of slots may hold it */
     if (o->flags & MP__F_BLACK) {
         /* Reached again (a memo reference or DUP): a copy goes here. */
         if (level + o->height > MP_OBJ_MAX_DEPTH)
@@ -967,17 +1115,15 @@ static int place(struct unpickler *u, mp_obj **slot, mp_obj *parent, unsigned le
         mp_obj *c;
         if ((rc = mp__obj_copy_limited(o, &u->budget, &c)) < 0)
             return rc;
-        if ((rc = vec_push(&u->copies, c)) < 0) {
+        if ((rc = vec_push(&u->copies, c, NULL)) < 0) {
             mp__obj_free_tree(c);
             return rc;
         }
-        c->parent = parent;
         *slot = c;
         return 0;
     }
     if (o->flags & MP__F_GREY)
         return MP_EPROTO; /* o contains itself */
-    o->parent = parent;
     if (!is_container(o)) {
         o->height = 0;
         o->flags |= MP__F_BLACK;
@@ -992,8 +1138,8 @@ static int place(struct unpickler *u, mp_obj **slot, mp_obj *parent, unsigned le
             struct mp__dict_entry *e = &o->u.d.entries[i];
             if (!e->key)
                 continue;
-            if ((rc = place(u, &e->key, o, level + 1)) < 0 ||
-                (rc = place(u, &e->value, o, level + 1)) < 0)
+            if ((rc = place(u, &e->key, level + 1)) < 0 ||
+                (rc = place(u, &e->value, level + 1)) < 0)
                 return rc;
             if (e->key->height > h)
                 h = e->key->height;
@@ -1002,7 +1148,7 @@ static int place(struct unpickler *u, mp_obj **slot, mp_obj *parent, unsigned le
         }
     } else {
         for (size_t i = 0; i < o->u.seq.len; i++) {
-            if ((rc = place(u, &o->u.seq.items[i], o, level + 1)) < 0)
+            if ((rc = place(u, &o->u.seq.items[i], level + 1)) < 0)
                 return rc;
             if (o->u.seq.items[i]->height > h)
                 h = o->u.seq.items[i]->height;
@@ -1013,22 +1159,55 @@ static int place(struct unpickler *u, mp_obj **slot, mp_obj *parent, unsigned le
     return 0;
 }
 
+/* A placed child of container c: it joins c. A copy made while placing is
+ * a proper tree already, so only its root is touched. */
+static void set_parents(mp_obj *c);
+
+static void adopt(mp_obj *c, mp_obj *child)
+{
+    if (mp__obj_immortal(child))
+        return;
+    child->parent = c;
+    if (!(child->flags & MP__F_BLACK))
+        return; /* a copy */
+    child->flags &= (uint8_t)~MP__F_BLACK;
+    if (is_container(child))
+        set_parents(child);
+}
+
+/* Recursion bounded by MP_OBJ_MAX_DEPTH, which place() checked. */
+static void set_parents(mp_obj *c)
+{
+    if (c->type == MP_TYPE_DICT) {
+        for (size_t i = 0; i < c->u.d.n; i++) {
+            struct mp__dict_entry *e = &c->u.d.entries[i];
+            if (e->key) {
+                adopt(c, e->key);
+                adopt(c, e->value);
+            }
+        }
+    } else {
+        for (size_t i = 0; i < c->u.seq.len; i++)
+            adopt(c, c->u.seq.items[i]);
+    }
+}
+
+/* Free what phase 1 made and the result does not hold (ok), or everything
+ * (!ok), then the machine's own arrays. */
 static void unpickler_free(struct unpickler *u, bool ok)
 {
-    for (size_t i = 0; i < u->arena.len; i++) {
-        mp_obj *o = u->arena.v[i];
-        if (ok && (o->flags & MP__F_BLACK))
-            o->flags &= (uint8_t)~MP__F_BLACK; /* part of the result */
-        else
+    for (mp_obj *o = u->arena, *next; o; o = next) {
+        next = o->parent;
+        if (!ok || !(o->flags & MP__F_BLACK))
             mp__obj_free_node(o);
     }
     if (!ok)
         for (size_t i = 0; i < u->copies.len; i++)
             mp__obj_free_tree(u->copies.v[i]);
-    free(u->arena.v);
     free(u->copies.v);
     free(u->stack.v);
     free(u->marks);
+    free(u->dense);
     free(u->memo);
 }
 
@@ -1046,6 +1225,9 @@ int mp__pickle_loads(const unsigned char *p, size_t n, mp_obj **out)
     u.budget = MP__PICKLE_BUDGET_MIN;
     if (n <= SIZE_MAX / MP__PICKLE_BUDGET_FACTOR && n * MP__PICKLE_BUDGET_FACTOR > u.budget)
         u.budget = n * MP__PICKLE_BUDGET_FACTOR;
+    u.mem = SIZE_MAX;
+    if (n <= (SIZE_MAX - MP__PICKLE_MEM_MIN) / MP__PICKLE_MEM_FACTOR)
+        u.mem = MP__PICKLE_MEM_MIN + n * MP__PICKLE_MEM_FACTOR;
 
     int rc = 0;
     bool stop = false;
@@ -1063,11 +1245,17 @@ int mp__pickle_loads(const unsigned char *p, size_t n, mp_obj **out)
         if (u.stack.len != 1 || u.nmarks || u.pos != u.n)
             rc = MP_EPROTO;
         else if ((rc = check_value(u.stack.v[0])) == 0)
-            rc = place(&u, &u.stack.v[0], NULL, 0);
+            rc = place(&u, &u.stack.v[0], 0);
         if (rc == 0)
             result = u.stack.v[0];
     }
     unpickler_free(&u, rc == 0);
+    if (rc == 0 && !mp__obj_immortal(result)) {
+        result->parent = NULL;
+        result->flags &= (uint8_t)~MP__F_BLACK;
+        if (is_container(result))
+            set_parents(result);
+    }
     if (rc == 0)
         *out = result;
     return rc;

@@ -1,7 +1,10 @@
 /*
  * pickle - a pure codec between mp_obj values and Python's pickle format.
- * No I/O; the only allocation is the result. Private: conn.c builds
- * mp_conn_send/recv on it, the fuzzer and tests call it directly.
+ * No I/O; it allocates the result and its own working memory, both within
+ * the budgets below. Private. Its users: conn.c (mp_conn_send/recv),
+ * queue.c (the values a queue carries), pool.c (tasks and results),
+ * manager.c (the client's requests and replies) and mgr_server.c (the
+ * server's side of them); the fuzzer and the tests call it directly.
  *
  * docs/wire.md ("Objects: the pickle subset") specifies the bytes: the
  * protocol 4 opcodes written, everything read (what CPython 3 writes for
@@ -12,12 +15,13 @@
  * length fields beyond the input (before any allocation), non-UTF-8 text,
  * ints beyond int64, stack/MARK/memo misuse, nesting beyond MP_OBJ_MAX_DEPTH,
  * unhashable keys, self-containing values, bytes after STOP or values left
- * on the stack, and pickles whose memo references would expand beyond the
- * work budget below.
+ * on the stack, pickles whose memo references would expand beyond the work
+ * budget below, and pickles that would make the decoder allocate beyond its
+ * memory budget below.
  *
  * Decoding never recurses on the input's structure except to a depth bounded
  * by MP_OBJ_MAX_DEPTH, and its time and memory are linear in the input plus
- * the budget.
+ * the budgets.
  */
 #ifndef MPIPC_PICKLE_H
 #define MPIPC_PICKLE_H
@@ -40,6 +44,23 @@
 #define MP__PICKLE_BUDGET_MIN ((size_t)64 << 20)
 #endif
 #define MP__PICKLE_BUDGET_FACTOR 16u
+
+/* The memory decoding a pickle of n bytes may allocate before the result is
+ * placed (nodes, text, item arrays, dict blocks, the machine's stack, marks
+ * and memo): MP__PICKLE_MEM_MIN + MP__PICKLE_MEM_FACTOR * n bytes, checked
+ * before each allocation. The copies that placing makes are charged to the
+ * work budget above instead, so the decoder never holds more than
+ * (MEM_FACTOR + BUDGET_FACTOR) * n + MEM_MIN + BUDGET_MIN bytes, plus the
+ * allocator's own overhead (docs/wire.md). The factor is above what any
+ * pickle of these types needs: the costliest is a list of empty containers
+ * built with LIST or TUPLE from a MARK, 72 bytes per input byte (a 48-byte
+ * node, its slot in the list, its slot on the stack at up to twice its
+ * size). None, bools and ints -5..256 are shared nodes and cost only their
+ * slot. */
+#ifndef MP__PICKLE_MEM_MIN
+#define MP__PICKLE_MEM_MIN ((size_t)1 << 20)
+#endif
+#define MP__PICKLE_MEM_FACTOR 80u
 
 /*
  * mp__pickle_dumps - pickle o (protocol 4).

@@ -3,16 +3,22 @@
  * equality, deep copy, ownership that never leaks or double-frees, and
  * repr() character for character (tests/repr_vectors.h holds what Python
  * 3.11 printed). */
+#define _DEFAULT_SOURCE /* syscall() */
 #include "testutil.h"
 
+#include "objimpl.h"
 #include "repr_vectors.h"
 
 #include <mpipc/obj.h>
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -276,7 +282,7 @@ static void test_item_already_in_a_container_cannot_be_added_again(void **state)
 {
     (void)state;
     mp_obj *a = mp_obj_list_new(), *b = mp_obj_list_new(), *d = mp_obj_dict_new();
-    mp_obj *x = num(1);
+    mp_obj *x = num(1000); /* not a shared small int (see below) */
     append(a, x);
     /* x belongs to a: a second owner would mean a double free. */
     TU_ASSERT_STATUS(mp_obj_list_append(b, x), -EINVAL);
@@ -554,6 +560,389 @@ static void test_nan_keys_are_distinct_as_in_python(void **state)
     assert_repr_and_free(d, "{nan: 1, nan: 2}");
 }
 
+static void test_nan_key_is_found_by_identity_and_copies_keep_it(void **state)
+{
+    (void)state;
+    /* Python: n = float('nan'); d = {n: 1}; d[n] -> 1 (identity), and
+     * copy.deepcopy(d)[n] -> 1 too, since deepcopy keeps the float. */
+    mp_obj *d = mp_obj_dict_new(), *n = mp_obj_float(NAN);
+    set(d, n, num(1));
+    mp_obj *v = mp_obj_dict_get(d, n);
+    assert_non_null(v);
+    mp_obj *c = mp_obj_copy(d);
+    assert_true(mp_obj_dict_get(c, n) != NULL);
+    assert_true(mp_obj_equal(d, c));
+    /* the copy of the key is the same key: setting it replaces */
+    mp_obj *nc = mp_obj_copy(n);
+    set(c, nc, num(2));
+    assert_int_equal(mp_obj_len(c), 1);
+    /* a NaN key inside a tuple key, too */
+    mp_obj *t = mp_obj_tuple_new();
+    TU_ASSERT_STATUS(mp_obj_tuple_append(t, mp_obj_copy(n)), 0);
+    mp_obj *tc = mp_obj_copy(t);
+    set(d, t, num(3));
+    set(d, tc, num(4));
+    assert_int_equal(mp_obj_len(d), 2);
+    assert_repr_and_free(c, "{nan: 2}");
+    assert_repr_and_free(d, "{nan: 1, (nan,): 4}");
+}
+
+static void test_none_bools_and_small_ints_are_shared_immortal_values(void **state)
+{
+    (void)state;
+    /* Python has one None, one True, one False and caches -5..256; so do
+     * we. They may go into any number of containers, and freeing them, or
+     * a container that holds them, leaves them intact. */
+    assert_true(mp_obj_none() == mp_obj_none());
+    assert_true(mp_obj_bool(true) == mp_obj_bool(true));
+    assert_true(mp_obj_int(-5) == mp_obj_int(-5));
+    assert_true(mp_obj_int(256) == mp_obj_int(256));
+    for (int64_t i = -5; i <= 256; i++) {
+        int64_t v;
+        TU_ASSERT_STATUS(mp_obj_get_int(mp_obj_int(i), &v), 0);
+        assert_int_equal(v, i);
+        assert_int_equal(mp_obj_type(mp_obj_int(i)), MP_TYPE_INT);
+    }
+    mp_obj *big = num(257), *big2 = num(257);
+    assert_true(big != big2); /* beyond the cache: one node each */
+    mp_obj_free(big);
+    mp_obj_free(big2);
+    mp_obj *a = mp_obj_list_new(), *b = mp_obj_list_new(), *d = mp_obj_dict_new();
+    mp_obj *x = mp_obj_int(7), *none = mp_obj_none();
+    append(a, x);
+    append(b, x);
+    append(a, x);
+    append(a, none);
+    set(d, none, none);            /* d[None] = None */
+    set(d, x, mp_obj_bool(false)); /* d[7] = False */
+    set(d, mp_obj_bool(true), x);  /* d[True] = 7 */
+    set(d, mp_obj_int(1), x);      /* 1 == True: replaces the value */
+    TU_ASSERT_STATUS(mp_obj_list_set(a, 0, mp_obj_int(-1)), 0);
+    mp_obj_free(x);
+    mp_obj_free(mp_obj_list_get(a, 1));
+    mp_obj *c = mp_obj_copy(a);
+    assert_true(mp_obj_list_get(c, 1) == x);
+    mp_obj_free(c);
+    mp_obj_free(b);
+    char *r = NULL;
+    TU_ASSERT_STATUS(mp_obj_repr(d, &r), 0);
+    assert_string_equal(r, "{None: None, 7: False, True: 7}");
+    free(r);
+    mp_obj_free(d);
+    assert_repr_and_free(a, "[-1, 7, None]");
+    assert_repr_and_free(mp_obj_int(7), "7");
+    assert_repr_and_free(mp_obj_none(), "None");
+}
+
+/* ---- hash flooding ----
+ *
+ * A dict built from a peer's data holds keys the peer chose. Each test below
+ * inserts keys that collide under some simple hash (Python's own numeric hash
+ * mod 2**61-1, an identity hash, Java's string hash, NaN hashed by its bits)
+ * and must stay linear: 100,000 keys well under a second. The insert loop
+ * gives up as soon as the bound has passed, so a quadratic dict fails in
+ * about a second instead of running for minutes.
+ */
+
+/* How much slower than a plain build this run is: time bounds are multiplied
+ * by it (memcheck is some 30 times slower, the sanitizers a few times). */
+static double slowdown(void)
+{
+    const char *pre = getenv("LD_PRELOAD");
+    if (pre && strstr(pre, "vgpreload"))
+        return 30.0;
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    return 4.0;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+    return 4.0;
+#endif
+#endif
+    return 1.0;
+}
+
+typedef mp_obj *(*key_maker)(size_t i);
+
+/* Insert make(i) -> i for i < n into a new dict within limit seconds (times
+ * slowdown()), then look every key up again within the same bound. Keys that
+ * equal nothing (NaN) are looked up by the stored node itself. */
+static void assert_inserts_in_linear_time(key_maker make, size_t n, double limit, const char *what)
+{
+    limit *= slowdown();
+    mp_obj *d = mp_obj_dict_new();
+    assert_non_null(d);
+    double t0 = tu_now();
+    for (size_t i = 0; i < n; i++) {
+        mp_obj *k = make(i);
+        assert_non_null(k);
+        TU_ASSERT_STATUS(mp_obj_dict_set(d, k, num((int64_t)i)), 0);
+        if (i % 1024 == 1023 && tu_now() - t0 > limit)
+            fail_msg("%s: the first %zu keys took over %.1f s", what, i + 1, limit);
+    }
+    double took = tu_now() - t0;
+    if (took > limit)
+        fail_msg("%s: %zu keys took %.2f s (bound %.1f s)", what, n, took, limit);
+    assert_int_equal(mp_obj_len(d), (ssize_t)n); /* all distinct */
+    t0 = tu_now();
+    size_t pos = 0;
+    const mp_obj *k;
+    mp_obj *v;
+    int64_t expect = 0, got;
+    while (mp_obj_dict_next(d, &pos, &k, &v) == 1) {
+        mp_obj *found = mp_obj_dict_get(d, k);
+        assert_true(found == v);
+        TU_ASSERT_STATUS(mp_obj_get_int(found, &got), 0);
+        assert_int_equal(got, expect++);
+        if (expect % 1024 == 0 && tu_now() - t0 > limit)
+            fail_msg("%s: looking up %lld keys took over %.1f s", what, (long long)expect, limit);
+    }
+    mp_obj_free(d);
+}
+
+static mp_obj *nan_key(size_t i)
+{
+    (void)i;
+    return mp_obj_float(NAN);
+}
+
+static void test_dict_of_40000_nan_keys_inserts_in_linear_time(void **state)
+{
+    (void)state;
+    /* Python hashes a NaN by identity, so distinct NaN objects spread out:
+     * {float('nan'): i for i in range(40000)} takes 0.024 s in CPython. */
+    assert_inserts_in_linear_time(nan_key, 40000, 1.0, "40,000 NaN keys");
+}
+
+/* NaNs with every payload, and the same bits over and over. */
+static mp_obj *nan_payload_key(size_t i)
+{
+    uint64_t bits = UINT64_C(0x7ff8000000000000) | (i % 7 ? (uint64_t)i : 0);
+    if (i & 1)
+        bits |= UINT64_C(1) << 63;
+    double f;
+    memcpy(&f, &bits, sizeof f);
+    return mp_obj_float(f);
+}
+
+/* Python's numeric hash is the value mod 2**61-1; an identity hash indexed by
+ * the low bits collides on multiples of a power of two; -1 and -2 hash alike
+ * in CPython. Every third key of each kind. */
+static mp_obj *hostile_int_key(size_t i)
+{
+    uint64_t u = (uint64_t)(i / 3);
+    switch (i % 3) {
+    case 0:
+        return mp_obj_int((int64_t)(u * ((UINT64_C(1) << 61) - 1))); /* odd: distinct */
+    case 1:
+        return mp_obj_int((int64_t)(u << 32) + 1);
+    default:
+        return mp_obj_int(-(int64_t)(u << 20) - 2);
+    }
+}
+
+/* Floats equal to ints that collide as above, values beyond int64 whose
+ * hash mod 2**61-1 is tiny, non-integers, subnormals (bits 1, 2, 3...). */
+static mp_obj *hostile_float_key(size_t i)
+{
+    double k = (double)(i / 4 + 1);
+    uint64_t bits;
+    double f;
+    switch (i % 4) {
+    case 0:
+        return mp_obj_float(ldexp(k, 40)); /* == the int k << 40 */
+    case 1:
+        return mp_obj_float(ldexp(k, 70)); /* beyond int64 */
+    case 2:
+        return mp_obj_float(k + 0.5);
+    default:
+        bits = (uint64_t)(i / 4 + 1);
+        memcpy(&f, &bits, sizeof f);
+        return mp_obj_float(f);
+    }
+}
+
+/* Strings made of 17 blocks of "Aa" or "BB": Java's hashCode gives all
+ * 131,072 of them the same value. */
+static void java_colliding_text(size_t i, char *buf)
+{
+    for (int b = 0; b < 17; b++)
+        memcpy(buf + 2 * b, (i >> b) & 1 ? "BB" : "Aa", 2);
+}
+
+static mp_obj *hostile_str_key(size_t i)
+{
+    char buf[34];
+    java_colliding_text(i, buf);
+    return mp_obj_str(buf, sizeof buf);
+}
+
+static mp_obj *hostile_bytes_key(size_t i)
+{
+    /* Alternately the Java-colliding text and 64 equal bytes followed by
+     * the index: a hash of the first bytes only would see one key. */
+    unsigned char buf[72];
+    if (i % 2 == 0) {
+        java_colliding_text(i / 2, (char *)buf);
+        return mp_obj_bytes(buf, 34);
+    }
+    memset(buf, 'x', 64);
+    uint64_t v = i;
+    memcpy(buf + 64, &v, 8);
+    return mp_obj_bytes(buf, sizeof buf);
+}
+
+static void test_dict_of_100000_hostile_keys_of_each_type_inserts_in_linear_time(void **state)
+{
+    (void)state;
+    assert_inserts_in_linear_time(nan_key, 100000, 1.0, "NaN");
+    assert_inserts_in_linear_time(nan_payload_key, 100000, 1.0, "NaN payloads");
+    assert_inserts_in_linear_time(hostile_int_key, 100000, 1.0, "int");
+    assert_inserts_in_linear_time(hostile_float_key, 100000, 1.0, "float");
+    assert_inserts_in_linear_time(hostile_str_key, 100000, 1.0, "str");
+    assert_inserts_in_linear_time(hostile_bytes_key, 100000, 1.0, "bytes");
+}
+
+/* ---- the hash key comes from the kernel ----
+ *
+ * This binary defines getrandom(), so the library (linked statically) calls
+ * this one. Normally it passes the call to the kernel. In a copy of the
+ * binary run with --seed-child it hands out known bytes - after an EINTR and
+ * a short read, which the library must ride out - and the child checks that
+ * the dict hash is SipHash-1-3 keyed with exactly those bytes. A fresh
+ * process is needed because the key is drawn once, at the first hash.
+ */
+
+static int seed_child;
+static int getrandom_calls;
+static const unsigned char seed_bytes[16] = {0x3a, 0x51, 0x0c, 0xe7, 0x92, 0x18, 0x6f, 0xa4,
+                                             0xd5, 0x2b, 0x70, 0x09, 0xbe, 0x46, 0x83, 0xfc};
+
+ssize_t getrandom(void *buf, size_t len, unsigned int flags);
+ssize_t getrandom(void *buf, size_t len, unsigned int flags)
+{
+    if (!seed_child)
+        return syscall(SYS_getrandom, buf, len, flags);
+    static size_t handed;
+    switch (getrandom_calls++) {
+    case 0:
+        errno = EINTR;
+        return -1;
+    case 1:
+        len = len < 5 ? len : 5;
+        break;
+    default:
+        break;
+    }
+    for (size_t i = 0; i < len; i++)
+        ((unsigned char *)buf)[i] = seed_bytes[(handed + i) % 16];
+    handed += len;
+    return (ssize_t)len;
+}
+
+/* SipHash-1-3 written from the paper (Aumasson and Bernstein), to check
+ * obj.c's against. */
+static uint64_t rotl(uint64_t x, int b)
+{
+    return (x << b) | (x >> (64 - b));
+}
+
+static void sipround(uint64_t v[4])
+{
+    v[0] += v[1];
+    v[1] = rotl(v[1], 13) ^ v[0];
+    v[0] = rotl(v[0], 32);
+    v[2] += v[3];
+    v[3] = rotl(v[3], 16) ^ v[2];
+    v[0] += v[3];
+    v[3] = rotl(v[3], 21) ^ v[0];
+    v[2] += v[1];
+    v[1] = rotl(v[1], 17) ^ v[2];
+    v[2] = rotl(v[2], 32);
+}
+
+static uint64_t ref_siphash13(const unsigned char key[16], const unsigned char *m, size_t n)
+{
+    uint64_t k0 = 0, k1 = 0;
+    for (int i = 7; i >= 0; i--) {
+        k0 = k0 << 8 | key[i];
+        k1 = k1 << 8 | key[8 + i];
+    }
+    uint64_t v[4] = {k0 ^ 0x736f6d6570736575ULL, k1 ^ 0x646f72616e646f6dULL,
+                     k0 ^ 0x6c7967656e657261ULL, k1 ^ 0x7465646279746573ULL};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w = 0;
+        for (int b = 7; b >= 0; b--)
+            w = w << 8 | m[i + (size_t)b];
+        v[3] ^= w;
+        sipround(v);
+        v[0] ^= w;
+    }
+    uint64_t last = (uint64_t)n << 56;
+    for (size_t b = 0; i + b < n; b++)
+        last |= (uint64_t)m[i + b] << (8 * b);
+    v[3] ^= last;
+    sipround(v);
+    v[0] ^= last;
+    v[2] ^= 0xff;
+    sipround(v);
+    sipround(v);
+    sipround(v);
+    return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
+/* The --seed-child run: 0 when the hash of str 'abc' and of bytes b'abc' is
+ * SipHash-1-3 keyed with seed_bytes (on the tagged form obj.c hashes: 's'
+ * or 'b', then the bytes), in host byte order as the library reads the
+ * key; 1 when not; 2 when getrandom was not used as expected. */
+static int seed_child_main(void)
+{
+    unsigned char key[16];
+    /* the library copies the 16 bytes into two uint64_t: on a big-endian
+     * host the same bytes give other numbers, so reorder them likewise */
+    uint64_t k[2];
+    memcpy(k, seed_bytes, 16);
+    for (int w = 0; w < 2; w++)
+        for (int b = 0; b < 8; b++)
+            key[8 * w + b] = (unsigned char)(k[w] >> (8 * b));
+    mp_obj *s = mp_obj_str("abc", 3), *y = mp_obj_bytes("abc", 3);
+    uint64_t hs = 0, hy = 0;
+    if (!s || !y || mp__obj_hash(s, false, &hs) < 0 || mp__obj_hash(y, false, &hy) < 0)
+        return 1;
+    mp_obj_free(s);
+    mp_obj_free(y);
+    if (getrandom_calls < 3)
+        return 2;
+    return hs == ref_siphash13(key, (const unsigned char *)"sabc", 4) &&
+                   hy == ref_siphash13(key, (const unsigned char *)"babc", 4)
+               ? 0
+               : 1;
+}
+
+static void test_hash_key_comes_from_getrandom_through_eintr_and_short_reads(void **state)
+{
+    (void)state;
+    /* Python seeds its hash from the kernel (getrandom, else /dev/urandom);
+     * a key from the clock and pid is guessable by a peer. */
+    /* readlink, not exec of /proc/self/exe: under valgrind that is the
+     * tool's binary, and valgrind answers readlink with ours. */
+    char exe[4096];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    assert_true(len > 0);
+    exe[len] = '\0';
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl(exe, "test_obj", "--seed-child", (char *)NULL);
+        _exit(127);
+    }
+    int status = tu_wait_child(pid, 30.0);
+    if (status != 0)
+        fail_msg("the --seed-child run exited with %d (1: the hash is not keyed with the bytes "
+                 "getrandom gave; 2: getrandom was not called through EINTR and a short read)",
+                 status);
+}
+
 /* ---- equality, copy, free ---- */
 
 static void test_equal_follows_python(void **state)
@@ -576,12 +965,18 @@ static void test_equal_follows_python(void **state)
     append(l, num(1));
     TU_ASSERT_STATUS(mp_obj_tuple_append(tu, num(1)), 0);
     assert_false(mp_obj_equal(l, tu)); /* [1] != (1,) */
-    /* [nan] == [nan] holds for the same list: identity comes first. */
+    /* [nan] == [nan] holds for the same list: identity comes first. A copy
+     * keeps the NaN's identity, as copy.deepcopy() keeps the float object
+     * itself: x = [nan]; x == copy.deepcopy(x) is True. Two NaNs made
+     * separately are two objects: [nan] != [float('nan')]. */
     mp_obj *ln = mp_obj_list_new();
     append(ln, mp_obj_float(NAN));
     assert_true(mp_obj_equal(ln, ln));
     mp_obj *ln2 = mp_obj_copy(ln);
-    assert_false(mp_obj_equal(ln, ln2));
+    assert_true(mp_obj_equal(ln, ln2));
+    mp_obj *ln3 = mp_obj_list_new();
+    append(ln3, mp_obj_float(NAN));
+    assert_false(mp_obj_equal(ln, ln3));
     /* dicts: order does not matter */
     mp_obj *d1 = mp_obj_dict_new(), *d2 = mp_obj_dict_new();
     set(d1, str("a"), num(1));
@@ -591,7 +986,8 @@ static void test_equal_follows_python(void **state)
     assert_true(mp_obj_equal(d1, d2));
     set(d2, str("c"), num(3));
     assert_false(mp_obj_equal(d1, d2));
-    mp_obj *objs[] = {one, onef, t, big, bigf, nan, z, nz, s, y, n, n2, l, tu, ln, ln2, d1, d2};
+    mp_obj *objs[] = {one, onef, t, big, bigf, nan, z,   nz, s, y,
+                      n,   n2,   l, tu,  ln,   ln2, ln3, d1, d2};
     for (size_t i = 0; i < N_ELEMS(objs); i++)
         mp_obj_free(objs[i]);
 }
@@ -722,8 +1118,12 @@ static void test_repr_of_scalars_and_containers_like_python(void **state)
     mp_obj_free(n);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "--seed-child") == 0) {
+        seed_child = 1;
+        return seed_child_main();
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_constructors_make_each_type),
         cmocka_unit_test(test_checked_accessors_return_the_value),
@@ -746,6 +1146,11 @@ int main(void)
         cmocka_unit_test(test_dict_iterates_in_insertion_order_through_deletes_and_growth),
         cmocka_unit_test(test_dict_survives_churn_of_inserts_and_deletes),
         cmocka_unit_test(test_nan_keys_are_distinct_as_in_python),
+        cmocka_unit_test(test_nan_key_is_found_by_identity_and_copies_keep_it),
+        cmocka_unit_test(test_none_bools_and_small_ints_are_shared_immortal_values),
+        cmocka_unit_test(test_dict_of_40000_nan_keys_inserts_in_linear_time),
+        cmocka_unit_test(test_dict_of_100000_hostile_keys_of_each_type_inserts_in_linear_time),
+        cmocka_unit_test(test_hash_key_comes_from_getrandom_through_eintr_and_short_reads),
         cmocka_unit_test(test_equal_follows_python),
         cmocka_unit_test(test_copy_is_deep_and_independent),
         cmocka_unit_test(test_free_accepts_null_and_ignores_borrowed_items),

@@ -19,6 +19,14 @@
  *     can never contain itself. Misuse that would break this (putting a value
  *     that is already inside a container, or a container into its own
  *     contents) is refused with -EINVAL and changes nothing.
+ *   - The one exception, as in Python: None, True, False and the ints -5 to
+ *     256 are immortal. Each exists once, and mp_obj_none(), mp_obj_bool()
+ *     and mp_obj_int() return that one value: it may go into any number of
+ *     containers, freeing it (or a container holding it) does nothing, and
+ *     it never changes. A received list of a million Nones or small ints so
+ *     costs a pointer per item, as in Python. Code that treats every value
+ *     the same way (free what you own, hand roots to containers) needs no
+ *     change; only comparing pointers can tell.
  *   - Python's shared references (x = [1]; y = [x, x]) arrive as equal,
  *     independent copies: y[0] == y[1] holds, but changing one does not change
  *     the other. A received pickle whose shared references would expand
@@ -40,6 +48,14 @@
  *     the same key (the first key inserted stays, as in Python: {1: 'a',
  *     True: 'b'} is {1: 'b'}). int and float compare exactly (2**53 + 1 !=
  *     float(2**53 + 1)), and NaN equals nothing, itself included.
+ *   - NaN is found by identity, as in Python: each mp_obj_float(NAN) is a
+ *     key of its own ({nan: 1, nan: 2} after two inserts), found by that
+ *     value only. A copy of a NaN (mp_obj_copy, or a received value Python
+ *     shared) is the same object as the original, as copy.deepcopy() keeps
+ *     a float: it finds the same key, and [x] == [copy of x].
+ *   - dict hashing is keyed with 128 random bits per process (from the
+ *     kernel), for every key type, so a peer cannot choose keys that
+ *     collide: a dict built from received data stays O(1) per insert.
  *   - dict keys must be hashable: None, bool, int, float, str, bytes, or a
  *     tuple of hashable values. A list or dict as key is Python's TypeError
  *     (MP_ETYPE). Dicts keep insertion order (Python 3.7+).
@@ -92,19 +108,21 @@ typedef enum mp_type {
 
 /* ---- Constructors ------------------------------------------------------
  *
- * Each returns a new root value, or NULL when memory runs out (and, for str,
- * when the text is not valid UTF-8). A failed constructor leaks nothing.
+ * Each returns a new root value (or, for None, bools and ints -5..256, the
+ * immortal one), or NULL when memory runs out (and, for str, when the text
+ * is not valid UTF-8). A failed constructor leaks nothing.
  * Ownership: the caller owns the result: free it with mp_obj_free(), or hand
- * it to a container.
+ * it to a container (both also fine, and without effect, for an immortal).
  */
 
-/* None. */
+/* None: the one immortal None (see Ownership), never NULL. */
 MP_API mp_obj *mp_obj_none(void);
 
-/* True or False. */
+/* True or False: the immortal True or False, never NULL. */
 MP_API mp_obj *mp_obj_bool(bool v);
 
-/* An int in the range of int64_t. */
+/* An int in the range of int64_t. For -5..256 it is the immortal value of
+ * that int (never NULL). */
 MP_API mp_obj *mp_obj_int(int64_t v);
 
 /* A float. Every double is kept bit for bit, NaN payloads and -0.0 included. */
@@ -239,7 +257,8 @@ MP_API int mp_obj_list_set(mp_obj *list, size_t i, mp_obj *item);
  *
  * d:      a dict.
  * key:    a hashable root value (see the top of this file).
- * value:  a root value, other than key and other than d's own root.
+ * value:  a root value, other than key (unless both are one immortal value,
+ *         as in d[None] = None) and other than d's own root.
  *
  * If an equal key is present its value is replaced (and freed) and the key
  * already in the dict stays, as in Python; the key passed in is then freed.
@@ -303,6 +322,8 @@ MP_API bool mp_obj_equal(const mp_obj *a, const mp_obj *b);
 
 /*
  * mp_obj_copy - a deep copy of o (of a container's whole contents).
+ * Immortal values are not copied (the copy holds the same ones), and a
+ * copied NaN keeps its identity, as copy.deepcopy() keeps both.
  *
  * Returns the new root value, or NULL for NULL o or when memory runs out.
  * Ownership: the caller owns the copy; o is unchanged and stays its owner's.
