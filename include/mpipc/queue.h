@@ -22,11 +22,9 @@
  * with mp_queue_get_item, or with mp_queue_get falling back to
  * mp_queue_get_obj on MP_ETYPE:
  *
- *     for (;;) {
- *         rc = mp_queue_get(q, &item, &len, 5.0);
- *         if (rc == MP_ETYPE) { mp_queue_get_obj(q, &o, 5.0); ...; break; }
- *         ...
- *     }
+ *     while ((rc = mp_queue_get(q, &item, &len, 5.0)) == 0) { ...; free(item); }
+ *     if (rc == MP_ETYPE)
+ *         rc = mp_queue_get_obj(q, &o, 5.0);   // the end marker
  *
  * How it works, as in Python: a pipe, process-shared locks and a semaphore
  * (in shared memory), and in each process that puts, a feeder thread. put()
