@@ -38,6 +38,11 @@ _Static_assert(WRITE_MAX <= PIPE_BUF, "a write of whole chunks must be atomic");
 /* How often a waiting writer looks at *stop, and a reader waiting for the
  * rest of a big item checks whether its writer is still there. */
 #define SLICE 0.02
+/* How long past its deadline a get may go on receiving an item whose bytes
+ * keep arriving without a wait: a short timeout then takes an item that
+ * streams in at pipe speed in one go, rather than leaving it in the held
+ * file a pipe's worth at a time. */
+#define GRACE_NS INT64_C(5000000)
 /* A stopping writer spills once the pipe has had no room for this long:
  * readers that are draining the pipe get everything through it, and a
  * process nobody reads from (gh-73983) still ends after this pause. */
@@ -755,8 +760,10 @@ int mp__qpipe_read(struct mp__qpipe *qp, int want, mp__qpipe_accept_fn accept, v
         if (rc != 0)
             break;
         /* Whatever keeps arriving, a read ends at its deadline - after one
-         * look at the pipe, so that MP_NOWAIT gets what is there. */
-        if (refilled && mp__deadline_passed(deadline)) {
+         * look at the pipe, so that MP_NOWAIT gets what is there, and up to
+         * GRACE_NS later while an item streams in. */
+        if (refilled && mp__deadline_passed(deadline) &&
+            (!a.active || mp__deadline_passed(deadline + GRACE_NS))) {
             rc = MP_ETIMEDOUT;
             break;
         }

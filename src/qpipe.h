@@ -191,10 +191,11 @@ typedef int (*mp__qpipe_accept_fn)(void *ctx, const void *data, size_t len, int 
  * data, len, kind: the item - *data a fresh buffer (never NULL on success)
  *         the caller frees with free(); kind may be NULL.
  *
- * Returns 0; MP_ETIMEDOUT; MP_ETYPE; -ENOMEM (nothing is lost); what accept
- * returned; -errno. A read returns by its deadline - within a few
- * milliseconds, whatever arrives: part of an item it was receiving stays for
- * the next read (see "The held item").
+ * Returns 0; MP_ETIMEDOUT; MP_ETYPE; -ENOMEM (the item stays at the head);
+ * -errno. A read returns by its deadline whatever arrives - 5 ms later at
+ * most while the item it receives streams in without a wait - and the part
+ * of an item it was receiving stays for the next read (see "The held
+ * item").
  */
 int mp__qpipe_read(struct mp__qpipe *qp, int want, mp__qpipe_accept_fn accept, void *ctx,
                    void **data, size_t *len, int *kind, int64_t deadline);

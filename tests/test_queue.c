@@ -481,6 +481,36 @@ static void test_queue_item_larger_than_the_pipe_passes(void **state)
     mp_queue_free(q);
 }
 
+static void test_queue_get_nowait_polling_receives_a_big_item_whole(void **state)
+{
+    (void)state;
+    /* Each get_nowait() takes what is in the pipe and leaves it at the head
+     * for the next one; polling, the 16 MiB item arrives whole, once. */
+    mp_queue *q;
+    assert_int_equal(mp_queue_new(&q, 0), 0);
+    mp_process *p = spawn(put_16mib, q);
+    void *d = NULL;
+    size_t len = 0;
+    int rc, polls = 0;
+    double end = tu_now() + T_LONG;
+    while ((rc = mp_queue_get(q, &d, &len, MP_NOWAIT)) == MP_EMPTY && tu_now() < end) {
+        polls++;
+        tu_sleep(0.0005);
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(len, 16u << 20);
+    uint32_t seq;
+    assert_true(check_item(d, len, &seq));
+    assert_int_equal(seq, 77);
+    free(d);
+    print_message("16 MiB item got after %d empty polls\n", polls);
+    assert_true(polls > 0);
+    assert_int_equal(finish(p, T_LONG), 0);
+    TU_ASSERT_STATUS(mp_queue_get(q, &d, &len, 0.05), MP_EMPTY);
+    assert_int_equal(mp_queue_qsize(q), 0);
+    mp_queue_free(q);
+}
+
 /* ---- many producers, many consumers ----------------------------------------------------- */
 
 #define MANY_ITEMS 100000
@@ -2181,6 +2211,7 @@ int main(int argc, char **argv)
         TU_TEST(test_queue_put_and_get_after_close_are_eclosed),
         TU_TEST(test_queue_items_of_every_size_arrive_whole_and_in_order),
         TU_TEST(test_queue_item_larger_than_the_pipe_passes),
+        TU_TEST(test_queue_get_nowait_polling_receives_a_big_item_whole),
         TU_TEST(test_queue_many_producers_and_consumers_lose_and_duplicate_nothing),
         TU_TEST(test_queue_sentinel_pattern_with_values_and_none),
         TU_TEST(test_queue_child_exits_while_parent_joins_before_reading),

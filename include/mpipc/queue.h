@@ -182,7 +182,8 @@ MP_API int mp_queue_put(mp_queue *q, const void *data, size_t len, double timeou
  * when the oldest item was put as a value (it stays at the head, for
  * mp_queue_get_obj or mp_queue_get_item); MP_ECLOSED after close in this
  * process; -ENOMEM (the item stays at the head); -errno. The timeout holds
- * whatever arrives: a get that has received part of a big item when its
+ * whatever arrives in the pipe (a get goes on at most 5 ms longer while an
+ * item streams in): a get that has received part of a big item when its
  * time is up leaves that part at the head, and the next get - in any
  * process - goes on with it.
  * Ownership: the caller frees *data with free(). On failure *data is NULL.
