@@ -109,6 +109,8 @@ int mp__qpipe_open(struct mp__qpipe *qp, size_t max_item)
     if ((rc = mp__mutex_init(&sh->slock, false)) < 0)
         goto fail_w;
     qp->sh = sh;
+    mp__qpipe_header(qp, F_HINT, 0, qp->wlast);
+    memcpy(qp->rlast, qp->wlast, HDR);
     return 0;
 
 fail_w:
@@ -191,7 +193,7 @@ void mp__qpipe_header(const struct mp__qpipe *qp, unsigned flags, size_t len,
  * bytes are not a header this queue's writers make: reserved bits, a HINT
  * with a payload, a START or CONT chunk that is not full, an empty END, or
  * a wrong check. */
-static long hdr_parse(uint32_t key, const unsigned char *h)
+static inline long hdr_parse(uint32_t key, const unsigned char *h)
 {
     unsigned h0 = h[0];
     if ((h0 & 0xf0) != F_MAGIC)
@@ -210,6 +212,18 @@ static long hdr_parse(uint32_t key, const unsigned char *h)
     }
     uint32_t c = (uint32_t)h[4] | (uint32_t)h[5] << 8 | (uint32_t)h[6] << 16 | (uint32_t)h[7] << 24;
     return c == hdr_check(key, h0, len) ? (long)len : -1;
+}
+
+/* hdr_parse for a reader (rlock held: qp->rlast is the readers'): a header
+ * equal to the last valid one is valid. */
+static inline long hdr_parse_cached(struct mp__qpipe *qp, uint32_t key, const unsigned char *h)
+{
+    if (memcmp(h, qp->rlast, HDR) == 0)
+        return (long)((size_t)h[1] | (size_t)h[2] << 8 | (size_t)h[3] << 16);
+    long l = hdr_parse(key, h);
+    if (l >= 0)
+        memcpy(qp->rlast, h, HDR);
+    return l;
 }
 
 /* ---- spilling --------------------------------------------------------------- */
@@ -248,11 +262,16 @@ struct wbuf {
     size_t bytes;
 };
 
-static void put_chunk(const struct mp__qpipe *qp, struct wbuf *w, unsigned flags, const void *p,
+/* Add a chunk (wlock held: qp->wlast is the writers'). */
+static void put_chunk(struct mp__qpipe *qp, struct wbuf *w, unsigned flags, const void *p,
                       size_t len)
 {
     unsigned char *h = w->hdr[w->nchunks++];
-    mp__qpipe_header(qp, flags, len, h);
+    unsigned char *last = qp->wlast;
+    if (last[0] != (F_MAGIC | flags) || last[1] != (unsigned char)len ||
+        last[2] != (unsigned char)(len >> 8) || last[3] != (unsigned char)(len >> 16))
+        mp__qpipe_header(qp, flags, len, last);
+    memcpy(h, last, HDR);
     w->iov[w->niov].iov_base = h;
     w->iov[w->niov++].iov_len = HDR;
     if (len) {
@@ -407,7 +426,8 @@ static void ring_copy(const struct mp__qpipe_shared *sh, uint64_t pos, void *dst
     size_t at = (size_t)(pos % sh->cap);
     size_t first = sh->cap - at < n ? sh->cap - at : n;
     memcpy(dst, sh->ring + at, first);
-    memcpy((unsigned char *)dst + first, sh->ring, n - first);
+    if (n > first)
+        memcpy((unsigned char *)dst + first, sh->ring, n - first);
 }
 
 static void ring_zero(struct mp__qpipe_shared *sh, uint64_t from, uint64_t to)
@@ -548,9 +568,14 @@ static int parse(struct mp__qpipe *qp, struct asm_item *a, int want)
     uint32_t key = sh->key;
     size_t max_item = (size_t)sh->max_item;
     while (sh->tail - sh->head >= HDR) {
-        unsigned char h[HDR];
-        ring_copy(sh, sh->head, h, HDR);
-        long l = hdr_parse(key, h);
+        unsigned char copy[HDR];
+        size_t at = (size_t)(sh->head % sh->cap);
+        const unsigned char *h = sh->ring + at;
+        if (sh->cap - at < HDR) {
+            ring_copy(sh, sh->head, copy, HDR); /* a header cut by the wrap */
+            h = copy;
+        }
+        long l = hdr_parse_cached(qp, key, h);
         if (l < 0) {
             /* Junk, or zero fill a recovery counted in: one byte of it. The
              * next header is never inside a chunk (they are written whole),
@@ -814,7 +839,7 @@ int mp__qpipe_read(struct mp__qpipe *qp, int want, mp__qpipe_accept_fn accept, v
     if (rc == 1 && !from_spill) {
         /* A whole item: it is taken once it is one buffer and accepted;
          * short of memory (or of a readable held file) it stays at the head. */
-        rc = join_prefix(qp, &a);
+        rc = a.prefix ? join_prefix(qp, &a) : 0;
         if (rc < 0)
             (void)stash(qp, &a, true);
         else if (accept && (rc = accept(ctx, a.buf, a.len, a.kind)) < 0)

@@ -116,6 +116,11 @@ struct mp__qpipe {
     struct mp__qpipe_shared *sh;
     int rfd, wfd, spill_fd, held_fd;
     size_t pipe_cap; /* the pipe's capacity (the ring holds twice that) */
+    /* The last header made (under wlock) and the last one found valid (under
+     * rlock): items tend to repeat them, and the check word then costs a
+     * compare. Each always holds a valid header of this queue. */
+    unsigned char wlast[8];
+    unsigned char rlast[8];
 };
 
 /* One item to write: len bytes at data, of kind MP__QK_BYTES or _OBJ. */

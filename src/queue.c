@@ -33,6 +33,7 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -382,7 +383,8 @@ static int queue_put(mp_queue *q, const void *data, size_t len, int kind, double
         return MP_ECLOSED;
     if (len > mp__qpipe_max_item(&q->qp))
         return MP_ETOOLONG;
-    struct item *it = malloc(sizeof *it + len);
+    /* offsetof, not sizeof: the padding after kind holds data's first bytes. */
+    struct item *it = malloc(offsetof(struct item, data) + len);
     if (!it)
         return -ENOMEM;
     it->len = len;
@@ -515,11 +517,21 @@ static int queue_take(mp_queue *q, int want, void **data, size_t *len, mp_obj **
 
 MP_API int mp_queue_get(mp_queue *q, void **data, size_t *len, double timeout)
 {
-    int rc = get_args(data, len, NULL, true, false);
-    if (rc < 0)
-        return rc;
-    rc = queue_take(q, MP__QK_BYTES, data, len, NULL, timeout);
-    return rc > 0 ? 0 : rc;
+    /* The hot path: as queue_take() with no value to decode. */
+    if (!data || !len)
+        return -EINVAL;
+    *data = NULL;
+    *len = 0;
+    if (!q)
+        return -EINVAL;
+    fork_fixup(q);
+    if (__atomic_load_n(&q->closed, __ATOMIC_ACQUIRE))
+        return MP_ECLOSED;
+    int rc =
+        mp__qpipe_read(&q->qp, MP__QK_BYTES, NULL, NULL, data, len, NULL, mp__deadline(timeout));
+    if (rc == 0)
+        (void)mp_sem_release(q->sem);
+    return rc == MP_ETIMEDOUT ? MP_EMPTY : rc;
 }
 
 /* Pickle obj; put it with put() as a value. */
@@ -776,11 +788,17 @@ static int simple_take(mp_simplequeue *q, int want, void **data, size_t *len, mp
 
 MP_API int mp_simplequeue_get(mp_simplequeue *q, void **data, size_t *len, double timeout)
 {
-    int rc = get_args(data, len, NULL, true, false);
-    if (rc < 0)
-        return rc;
-    rc = simple_take(q, MP__QK_BYTES, data, len, NULL, timeout);
-    return rc > 0 ? 0 : rc;
+    if (!data || !len)
+        return -EINVAL;
+    *data = NULL;
+    *len = 0;
+    if (!q)
+        return -EINVAL;
+    if (q->closed)
+        return MP_ECLOSED;
+    int rc =
+        mp__qpipe_read(&q->qp, MP__QK_BYTES, NULL, NULL, data, len, NULL, mp__deadline(timeout));
+    return rc == MP_ETIMEDOUT ? MP_EMPTY : rc;
 }
 
 MP_API int mp_simplequeue_put_obj(mp_simplequeue *q, const mp_obj *obj, double timeout)
