@@ -577,9 +577,9 @@ static int parse(struct mp__qpipe *qp, struct asm_item *a, int want)
         }
         long l = hdr_parse_cached(qp, key, h);
         if (l < 0) {
-            /* Junk, or zero fill a recovery counted in: one byte of it. The
-             * next header is never inside a chunk (they are written whole),
-             * so it is found before any payload it could be confused with. */
+            /* Junk: skip one byte of it. The next real header is never
+             * inside a chunk (chunks are written whole), so it is found
+             * before any payload that could be taken for one. */
             sh->head++;
             continue;
         }
@@ -655,10 +655,11 @@ static int stash(struct mp__qpipe *qp, struct asm_item *a, bool whole)
     return 0;
 }
 
-/* Take over the held item (rlock held): a part becomes a's prefix; a whole
- * item is returned as 1 with its bytes in a. 0 when there is none, MP_ETYPE
- * when it is of the other kind (it stays), -errno (it stays). From here a
- * dying reader loses the item: the held slot is free. */
+/* Take over the held item (rlock held): 1 for a whole one, 0 for a part
+ * (a's prefix from now on) or none, MP_ETYPE when it is of the other kind
+ * (it stays). The bytes stay in the held file until join_prefix() reads
+ * them; a reader that dies before it stashes or delivers the item loses it,
+ * as the held slot is free from here. */
 static int take_held(struct mp__qpipe *qp, struct asm_item *a, int want)
 {
     struct mp__qpipe_shared *sh = qp->sh;
