@@ -199,7 +199,8 @@ MP_API int mp_queue_get(mp_queue *q, void **data, size_t *len, double timeout);
  * MP_ETYPE when the oldest item was put as bytes (it stays at the head, for
  * mp_queue_get or mp_queue_get_item); -ENOMEM when the value cannot be
  * built for want of memory (it stays at the head); MP_EPROTO for a pickle
- * the decoder refuses (the item is taken: no get could read it).
+ * the decoder refuses (the item is taken, as no get could read it; on a
+ * JoinableQueue it counts as got, so task_done() it).
  * Ownership: get_obj's *obj is the caller's (mp_obj_free); NULL on failure.
  */
 MP_API int mp_queue_put_obj(mp_queue *q, const mp_obj *obj, double timeout);
