@@ -33,6 +33,7 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -47,6 +48,7 @@
 
 struct item {
     size_t len;
+    int kind; /* MP__QK_BYTES or MP__QK_OBJ */
     unsigned char data[];
 };
 
@@ -142,13 +144,14 @@ static inline void fork_fixup(mp_queue *q)
 /* Write items[0..n) in batches; give back the places of items that could
  * not be delivered at all (no reader left anywhere, a spill file that cannot
  * grow), as Python's feeder does when a send fails. Frees the items. */
-static void feed(mp_queue *q, struct item **items, size_t n, struct iovec *iov)
+static void feed(mp_queue *q, struct item **items, size_t n, struct mp__qitem *iov)
 {
     for (size_t at = 0; at < n;) {
         size_t k = n - at < FEED_BATCH ? n - at : FEED_BATCH;
         for (size_t i = 0; i < k; i++) {
-            iov[i].iov_base = items[at + i]->data;
-            iov[i].iov_len = items[at + i]->len;
+            iov[i].data = items[at + i]->data;
+            iov[i].len = items[at + i]->len;
+            iov[i].kind = items[at + i]->kind;
         }
         size_t written = 0;
         int rc = mp__qpipe_write(&q->qp, iov, k, MP__NO_DEADLINE, &q->spilling, &q->flush, &written,
@@ -166,7 +169,7 @@ static void feed(mp_queue *q, struct item **items, size_t n, struct iovec *iov)
 static void *feeder_main(void *arg)
 {
     mp_queue *q = arg;
-    struct iovec *iov = malloc(FEED_BATCH * sizeof *iov);
+    struct mp__qitem *iov = malloc(FEED_BATCH * sizeof *iov);
     struct item **mine = NULL;
     size_t cap_mine = 0;
     pthread_mutex_lock(&q->mu);
@@ -302,7 +305,17 @@ static int start_feeder(mp_queue *q)
 
 /* ---- Queue ------------------------------------------------------------------------ */
 
-static int queue_make(mp_queue **out, unsigned maxsize, bool joinable)
+/* max_item as the options give it: 0 for the default. */
+static int max_item_of(const mp_queue_opts *opts, size_t *max_item)
+{
+    size_t m = opts && opts->max_item ? opts->max_item : MP_QUEUE_MAX_ITEM_DEFAULT;
+    if ((uint64_t)m > MP__QPIPE_MAX_ITEM_LIMIT)
+        return MP_EVALUE;
+    *max_item = m;
+    return 0;
+}
+
+static int queue_make(mp_queue **out, unsigned maxsize, bool joinable, size_t max_item)
 {
     if (!out)
         return -EINVAL;
@@ -314,7 +327,7 @@ static int queue_make(mp_queue **out, unsigned maxsize, bool joinable)
         return -ENOMEM;
     q->maxsize = maxsize ? maxsize : (unsigned)SEM_VALUE_MAX;
     q->gen = mp__forkgen();
-    int rc = mp__qpipe_open(&q->qp);
+    int rc = mp__qpipe_open(&q->qp, max_item);
     if (rc < 0) {
         free(q);
         return rc;
@@ -342,29 +355,42 @@ static int queue_make(mp_queue **out, unsigned maxsize, bool joinable)
 
 MP_API int mp_queue_new(mp_queue **out, unsigned maxsize)
 {
-    return queue_make(out, maxsize, false);
+    return queue_make(out, maxsize, false, MP_QUEUE_MAX_ITEM_DEFAULT);
 }
 
 MP_API int mp_queue_new_joinable(mp_queue **out, unsigned maxsize)
 {
-    return queue_make(out, maxsize, true);
+    return queue_make(out, maxsize, true, MP_QUEUE_MAX_ITEM_DEFAULT);
 }
 
-MP_API int mp_queue_put(mp_queue *q, const void *data, size_t len, double timeout)
+MP_API int mp_queue_new_opts(mp_queue **out, const mp_queue_opts *opts)
 {
-    if (!q || (!data && len > 0))
+    if (!out)
         return -EINVAL;
+    *out = NULL;
+    size_t max_item;
+    int rc = max_item_of(opts, &max_item);
+    if (rc < 0)
+        return rc;
+    return queue_make(out, opts ? opts->maxsize : 0, opts && opts->joinable, max_item);
+}
+
+/* Python's put(): hand the item to this process's feeder. */
+static int queue_put(mp_queue *q, const void *data, size_t len, int kind, double timeout)
+{
     if (mp__bad_timeout(timeout))
         return MP_EVALUE;
     fork_fixup(q);
     if (__atomic_load_n(&q->closed, __ATOMIC_ACQUIRE))
         return MP_ECLOSED;
-    if (len > SIZE_MAX - sizeof(struct item))
-        return -ENOMEM;
-    struct item *it = malloc(sizeof *it + len);
+    if (len > mp__qpipe_max_item(&q->qp))
+        return MP_ETOOLONG;
+    /* offsetof, not sizeof: the padding after kind holds data's first bytes. */
+    struct item *it = malloc(offsetof(struct item, data) + len);
     if (!it)
         return -ENOMEM;
     it->len = len;
+    it->kind = kind;
     if (len)
         memcpy(it->data, data, len);
     int rc = mp_sem_acquire(q->sem, timeout);
@@ -405,8 +431,97 @@ MP_API int mp_queue_put(mp_queue *q, const void *data, size_t len, double timeou
     return rc;
 }
 
+MP_API int mp_queue_put(mp_queue *q, const void *data, size_t len, double timeout)
+{
+    if (!q || (!data && len > 0))
+        return -EINVAL;
+    return queue_put(q, data, len, MP__QK_BYTES, timeout);
+}
+
+/* ---- getting, for both queue types ----------------------------------------------- */
+
+/* A value is decoded while the item is still at the head of the queue (under
+ * the read lock), so that a decode that runs out of memory leaves it there.
+ * A pickle the decoder refuses is taken: no get could ever read it. */
+struct decode {
+    mp_obj *obj;
+    int rc;
+};
+
+static int decode_accept(void *ctx, const void *data, size_t len, int kind)
+{
+    struct decode *d = ctx;
+    if (kind != MP__QK_OBJ)
+        return 0;
+    int rc = mp__pickle_loads(data, len, &d->obj);
+    if (rc == -ENOMEM)
+        return rc;
+    d->rc = rc;
+    return 0;
+}
+
+/* Take the head item of kind `want` (MP__QK_ANY: either) from qp: bytes in
+ * *data and *len, or a value in *obj. Returns the item's kind as MP_QUEUE_BYTES
+ * or MP_QUEUE_OBJ, or a status; *taken says whether an item left the queue
+ * (a refused pickle does, with MP_EPROTO). */
+static int take(struct mp__qpipe *qp, int want, void **data, size_t *len, mp_obj **obj,
+                double timeout, bool *taken)
+{
+    struct decode d = {NULL, 0};
+    int kind = MP__QK_BYTES;
+    void *bytes = NULL;
+    size_t n = 0;
+    *taken = false;
+    int rc = mp__qpipe_read(qp, want, obj ? decode_accept : NULL, &d, &bytes, &n, &kind,
+                            mp__deadline(timeout));
+    if (rc < 0)
+        return rc == MP_ETIMEDOUT ? MP_EMPTY : rc;
+    *taken = true;
+    if (kind == MP__QK_BYTES) {
+        *data = bytes;
+        *len = n;
+        return MP_QUEUE_BYTES;
+    }
+    free(bytes);
+    if (d.rc < 0)
+        return d.rc;
+    *obj = d.obj;
+    return MP_QUEUE_OBJ;
+}
+
+/* The checks every get makes; NULL-safe outputs. */
+static int get_args(void **data, size_t *len, mp_obj **obj, bool need_bytes, bool need_obj)
+{
+    if (data)
+        *data = NULL;
+    if (len)
+        *len = 0;
+    if (obj)
+        *obj = NULL;
+    if ((need_bytes && (!data || !len)) || (need_obj && !obj))
+        return -EINVAL;
+    return 0;
+}
+
+static int queue_take(mp_queue *q, int want, void **data, size_t *len, mp_obj **obj, double timeout)
+{
+    if (!q)
+        return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
+    fork_fixup(q);
+    if (__atomic_load_n(&q->closed, __ATOMIC_ACQUIRE))
+        return MP_ECLOSED;
+    bool taken;
+    int rc = take(&q->qp, want, data, len, obj, timeout, &taken);
+    if (taken)
+        (void)mp_sem_release(q->sem);
+    return rc;
+}
+
 MP_API int mp_queue_get(mp_queue *q, void **data, size_t *len, double timeout)
 {
+    /* The hot path: as queue_take() with no value to decode. */
     if (!data || !len)
         return -EINVAL;
     *data = NULL;
@@ -418,20 +533,16 @@ MP_API int mp_queue_get(mp_queue *q, void **data, size_t *len, double timeout)
     fork_fixup(q);
     if (__atomic_load_n(&q->closed, __ATOMIC_ACQUIRE))
         return MP_ECLOSED;
-    int rc = mp__qpipe_read(&q->qp, data, len, mp__deadline(timeout));
-    if (rc == MP_ETIMEDOUT)
-        return MP_EMPTY;
+    int rc =
+        mp__qpipe_read(&q->qp, MP__QK_BYTES, NULL, NULL, data, len, NULL, mp__deadline(timeout));
     if (rc == 0)
         (void)mp_sem_release(q->sem);
-    return rc;
+    return rc == MP_ETIMEDOUT ? MP_EMPTY : rc;
 }
 
-/* The mp_obj forms of both queue kinds: pickle, then put the bytes; get the
- * bytes, then unpickle. */
-typedef int (*put_fn)(void *q, const void *data, size_t len, double timeout);
-typedef int (*get_fn)(void *q, void **data, size_t *len, double timeout);
-
-static int put_pickled(put_fn put, void *q, const mp_obj *obj, double timeout)
+/* Pickle obj; put it with put() as a value. */
+static int put_pickled(int (*put)(void *q, const void *data, size_t len, int kind, double timeout),
+                       void *q, const mp_obj *obj, double timeout)
 {
     if (!q || !obj)
         return -EINVAL;
@@ -442,44 +553,38 @@ static int put_pickled(put_fn put, void *q, const mp_obj *obj, double timeout)
     int rc = mp__pickle_dumps(obj, &bytes, &len);
     if (rc < 0)
         return rc;
-    rc = put(q, bytes, len, timeout);
+    rc = put(q, bytes, len, MP__QK_OBJ, timeout);
     free(bytes);
     return rc;
 }
 
-static int get_unpickled(get_fn get, void *q, mp_obj **obj, double timeout)
+static int queue_put_kind(void *q, const void *data, size_t len, int kind, double timeout)
 {
-    if (!obj)
-        return -EINVAL;
-    *obj = NULL;
-    void *bytes;
-    size_t len;
-    int rc = get(q, &bytes, &len, timeout);
-    if (rc < 0)
-        return rc;
-    rc = mp__pickle_loads(bytes, len, obj);
-    free(bytes);
-    return rc;
-}
-
-static int queue_put_any(void *q, const void *data, size_t len, double timeout)
-{
-    return mp_queue_put(q, data, len, timeout);
-}
-
-static int queue_get_any(void *q, void **data, size_t *len, double timeout)
-{
-    return mp_queue_get(q, data, len, timeout);
+    return queue_put(q, data, len, kind, timeout);
 }
 
 MP_API int mp_queue_put_obj(mp_queue *q, const mp_obj *obj, double timeout)
 {
-    return put_pickled(queue_put_any, q, obj, timeout);
+    return put_pickled(queue_put_kind, q, obj, timeout);
 }
 
 MP_API int mp_queue_get_obj(mp_queue *q, mp_obj **obj, double timeout)
 {
-    return get_unpickled(queue_get_any, q, obj, timeout);
+    void *data;
+    size_t len;
+    int rc = get_args(NULL, NULL, obj, false, true);
+    if (rc < 0)
+        return rc;
+    rc = queue_take(q, MP__QK_OBJ, &data, &len, obj, timeout);
+    return rc > 0 ? 0 : rc;
+}
+
+MP_API int mp_queue_get_item(mp_queue *q, void **data, size_t *len, mp_obj **obj, double timeout)
+{
+    int rc = get_args(data, len, obj, true, true);
+    if (rc < 0)
+        return rc;
+    return queue_take(q, MP__QK_ANY, data, len, obj, timeout);
 }
 
 MP_API int mp_queue_qsize(mp_queue *q)
@@ -622,15 +727,12 @@ MP_API void mp_queue_free(mp_queue *q)
 
 /* ---- SimpleQueue ---------------------------------------------------------------- */
 
-MP_API int mp_simplequeue_new(mp_simplequeue **out)
+static int simplequeue_make(mp_simplequeue **out, size_t max_item)
 {
-    if (!out)
-        return -EINVAL;
-    *out = NULL;
     mp_simplequeue *q = calloc(1, sizeof *q);
     if (!q)
         return -ENOMEM;
-    int rc = mp__qpipe_open(&q->qp);
+    int rc = mp__qpipe_open(&q->qp, max_item);
     if (rc < 0) {
         free(q);
         return rc;
@@ -639,20 +741,63 @@ MP_API int mp_simplequeue_new(mp_simplequeue **out)
     return 0;
 }
 
-MP_API int mp_simplequeue_put(mp_simplequeue *q, const void *data, size_t len, double timeout)
+MP_API int mp_simplequeue_new(mp_simplequeue **out)
 {
-    if (!q || (!data && len > 0))
+    if (!out)
         return -EINVAL;
+    *out = NULL;
+    return simplequeue_make(out, MP_QUEUE_MAX_ITEM_DEFAULT);
+}
+
+MP_API int mp_simplequeue_new_opts(mp_simplequeue **out, const mp_queue_opts *opts)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (opts && (opts->maxsize || opts->joinable))
+        return -EINVAL; /* Python's SimpleQueue has neither */
+    size_t max_item;
+    int rc = max_item_of(opts, &max_item);
+    if (rc < 0)
+        return rc;
+    return simplequeue_make(out, max_item);
+}
+
+static int simple_put(void *arg, const void *data, size_t len, int kind, double timeout)
+{
+    mp_simplequeue *q = arg;
     if (mp__bad_timeout(timeout))
         return MP_EVALUE;
     if (q->closed)
         return MP_ECLOSED;
-    struct iovec item = {(void *)data, len};
+    if (len > mp__qpipe_max_item(&q->qp))
+        return MP_ETOOLONG;
+    struct mp__qitem item = {data, len, kind};
     size_t written;
     /* This process's read end is open (close() refuses puts first), so the
      * pipe has a reader and no SIGPIPE can come: skip the signal-mask dance. */
     int rc = mp__qpipe_write(&q->qp, &item, 1, mp__deadline(timeout), NULL, NULL, &written, true);
     return rc == MP_ETIMEDOUT ? MP_FULL : rc;
+}
+
+MP_API int mp_simplequeue_put(mp_simplequeue *q, const void *data, size_t len, double timeout)
+{
+    if (!q || (!data && len > 0))
+        return -EINVAL;
+    return simple_put(q, data, len, MP__QK_BYTES, timeout);
+}
+
+static int simple_take(mp_simplequeue *q, int want, void **data, size_t *len, mp_obj **obj,
+                       double timeout)
+{
+    if (!q)
+        return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
+    if (q->closed)
+        return MP_ECLOSED;
+    bool taken;
+    return take(&q->qp, want, data, len, obj, timeout, &taken);
 }
 
 MP_API int mp_simplequeue_get(mp_simplequeue *q, void **data, size_t *len, double timeout)
@@ -667,28 +812,34 @@ MP_API int mp_simplequeue_get(mp_simplequeue *q, void **data, size_t *len, doubl
         return MP_EVALUE;
     if (q->closed)
         return MP_ECLOSED;
-    int rc = mp__qpipe_read(&q->qp, data, len, mp__deadline(timeout));
+    int rc =
+        mp__qpipe_read(&q->qp, MP__QK_BYTES, NULL, NULL, data, len, NULL, mp__deadline(timeout));
     return rc == MP_ETIMEDOUT ? MP_EMPTY : rc;
-}
-
-static int simple_put_any(void *q, const void *data, size_t len, double timeout)
-{
-    return mp_simplequeue_put(q, data, len, timeout);
-}
-
-static int simple_get_any(void *q, void **data, size_t *len, double timeout)
-{
-    return mp_simplequeue_get(q, data, len, timeout);
 }
 
 MP_API int mp_simplequeue_put_obj(mp_simplequeue *q, const mp_obj *obj, double timeout)
 {
-    return put_pickled(simple_put_any, q, obj, timeout);
+    return put_pickled(simple_put, q, obj, timeout);
 }
 
 MP_API int mp_simplequeue_get_obj(mp_simplequeue *q, mp_obj **obj, double timeout)
 {
-    return get_unpickled(simple_get_any, q, obj, timeout);
+    void *data;
+    size_t len;
+    int rc = get_args(NULL, NULL, obj, false, true);
+    if (rc < 0)
+        return rc;
+    rc = simple_take(q, MP__QK_OBJ, &data, &len, obj, timeout);
+    return rc > 0 ? 0 : rc;
+}
+
+MP_API int mp_simplequeue_get_item(mp_simplequeue *q, void **data, size_t *len, mp_obj **obj,
+                                   double timeout)
+{
+    int rc = get_args(data, len, obj, true, true);
+    if (rc < 0)
+        return rc;
+    return simple_take(q, MP__QK_ANY, data, len, obj, timeout);
 }
 
 MP_API int mp_simplequeue_empty(mp_simplequeue *q)
@@ -717,4 +868,16 @@ MP_API void mp_simplequeue_free(mp_simplequeue *q)
     if (mp__shm_owned(q->qp.sh))
         mp__qpipe_destroy(&q->qp);
     free(q);
+}
+
+/* ---- for tests ------------------------------------------------------------------------ */
+
+struct mp__qpipe *mp__queue_qpipe(struct mp_queue *q)
+{
+    return &q->qp;
+}
+
+struct mp__qpipe *mp__simplequeue_qpipe(struct mp_simplequeue *q)
+{
+    return &q->qp;
 }

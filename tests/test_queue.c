@@ -12,6 +12,7 @@
 #include "testutil.h"
 
 #include "io.h"
+#include "pickle.h"
 #include "qpipe.h"
 
 #include <mpipc/obj.h>
@@ -20,6 +21,7 @@
 #include <mpipc/sync.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -27,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define T_LONG 30.0 /* a bound that only a hang can reach */
@@ -97,6 +100,25 @@ static void wait_not_empty(mp_queue *q)
     double end = tu_now() + T_LONG;
     while (mp_queue_empty(q) && tu_now() < end)
         tu_sleep(0.002);
+}
+
+/* Wait until another process holds m (trylock says EBUSY): a state, not a
+ * guess. Returns true once it does, false at the deadline. */
+static bool wait_held_by_other(pthread_mutex_t *m, double timeout)
+{
+    double end = tu_now() + timeout;
+    for (;;) {
+        int rc = pthread_mutex_trylock(m);
+        if (rc == EBUSY)
+            return true;
+        if (rc == EOWNERDEAD)
+            (void)pthread_mutex_consistent(m);
+        if (rc == 0 || rc == EOWNERDEAD)
+            (void)pthread_mutex_unlock(m);
+        if (tu_now() >= end)
+            return false;
+        tu_sleep(0.001);
+    }
 }
 
 /* ---- _TestQueue ports ------------------------------------------------------------ */
@@ -385,9 +407,11 @@ static bool check_item(const unsigned char *buf, size_t len, uint32_t *seq)
     return true;
 }
 
-/* Sizes around the chunk boundaries (4092 bytes of payload per chunk). */
-static const size_t edge_sizes[] = {0,    1,    4,    64,    4091,  4092,   4093,
-                                    8183, 8184, 8185, 65536, 70000, 1 << 20};
+/* Sizes around the chunk boundaries (MP__QPIPE_CHUNK_MAX bytes of payload
+ * per chunk). */
+#define CM MP__QPIPE_CHUNK_MAX
+static const size_t edge_sizes[] = {0,          1,      4,          64,    CM - 1, CM,     CM + 1,
+                                    2 * CM - 1, 2 * CM, 2 * CM + 1, 65536, 70000,  1 << 20};
 #define NEDGE (sizeof edge_sizes / sizeof edge_sizes[0])
 
 static int put_edge_sizes(void *arg)
@@ -454,6 +478,36 @@ static void test_queue_item_larger_than_the_pipe_passes(void **state)
     assert_int_equal(seq, 77);
     free(d);
     assert_int_equal(finish(p, T_LONG), 0);
+    mp_queue_free(q);
+}
+
+static void test_queue_get_nowait_polling_receives_a_big_item_whole(void **state)
+{
+    (void)state;
+    /* Each get_nowait() takes what is in the pipe and leaves it at the head
+     * for the next one; polling, the 16 MiB item arrives whole, once. */
+    mp_queue *q;
+    assert_int_equal(mp_queue_new(&q, 0), 0);
+    mp_process *p = spawn(put_16mib, q);
+    void *d = NULL;
+    size_t len = 0;
+    int rc, polls = 0;
+    double end = tu_now() + T_LONG;
+    while ((rc = mp_queue_get(q, &d, &len, MP_NOWAIT)) == MP_EMPTY && tu_now() < end) {
+        polls++;
+        tu_sleep(0.0005);
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(len, 16u << 20);
+    uint32_t seq;
+    assert_true(check_item(d, len, &seq));
+    assert_int_equal(seq, 77);
+    free(d);
+    print_message("16 MiB item got after %d empty polls\n", polls);
+    assert_true(polls > 0);
+    assert_int_equal(finish(p, T_LONG), 0);
+    TU_ASSERT_STATUS(mp_queue_get(q, &d, &len, 0.05), MP_EMPTY);
+    assert_int_equal(mp_queue_qsize(q), 0);
     mp_queue_free(q);
 }
 
@@ -618,19 +672,6 @@ static void test_queue_sentinel_pattern_with_values_and_none(void **state)
         assert_int_equal(finish(eaters[i], T_LONG), 0);
     assert_int_equal(atomic_load(eaten), 6);
 
-    /* A put that is not a pickle: get_obj refuses it, consumes it, and the
-     * queue goes on. */
-    assert_int_equal(mp_queue_put(q, "\x80\x04junk", 6, MP_FOREVER), 0);
-    mp_obj *o = mp_obj_int(1);
-    assert_int_equal(mp_queue_put_obj(q, o, MP_FOREVER), 0);
-    mp_obj_free(o);
-    TU_ASSERT_STATUS(mp_queue_get_obj(q, &o, T_LONG), MP_EPROTO);
-    assert_null(o);
-    assert_int_equal(mp_queue_get_obj(q, &o, T_LONG), 0);
-    int64_t v;
-    assert_int_equal(mp_obj_get_int(o, &v), 0);
-    assert_int_equal(v, 1);
-    mp_obj_free(o);
     mp_queue_free(q);
     mp_shm_free(eaten);
 }
@@ -783,10 +824,8 @@ static void test_queue_consumer_killed_holding_the_read_lock_does_not_wedge(void
     assert_int_equal(mp_queue_new(&q, 0), 0);
     struct consumer_args a = {.q = q, .started = started};
     pid_t pid = tu_fork(block_in_get, &a);
-    double end = tu_now() + T_LONG;
-    while (atomic_load(started) == 0 && tu_now() < end)
-        tu_sleep(0.001);
-    tu_sleep(DELTA); /* it is asleep in get(), holding the read lock */
+    /* It is in get(), holding the read lock: kill it there. */
+    assert_true(wait_held_by_other(&mp__queue_qpipe(q)->sh->rlock, T_LONG));
     kill(pid, SIGKILL);
     assert_int_equal(tu_wait_child(pid, T_LONG), -SIGKILL);
     /* Another consumer is not wedged: it gets the next item at once. */
@@ -931,10 +970,18 @@ static void test_queue_writer_killed_mid_item_does_not_corrupt_the_stream(void *
         else
             assert_int_equal(mp_queue_new(&b.q, 0), 0);
         pid_t pid = tu_fork(put_huge_item, &b);
+        /* Kill it once the pipe is full of the item's first chunks and it
+         * waits for room holding the write lock: part way through the item. */
+        struct mp__qpipe *qp = simple ? mp__simplequeue_qpipe(b.sq) : mp__queue_qpipe(b.q);
         double end = tu_now() + T_LONG;
-        while (atomic_load(started) == 0 && tu_now() < end)
-            tu_sleep(0.001);
-        tu_sleep(0.3); /* the pipe is full of the item's first chunks */
+        bool mid_item = false;
+        while (!mid_item && tu_now() < end) {
+            mid_item = mp__bytes_ready(qp->rfd) > (ssize_t)(qp->pipe_cap - 4096) &&
+                       wait_held_by_other(&qp->sh->wlock, 0);
+            if (!mid_item)
+                tu_sleep(0.001);
+        }
+        assert_true(mid_item);
         kill(pid, SIGKILL);
         assert_int_equal(tu_wait_child(pid, T_LONG), -SIGKILL);
         /* The next writer finds the write lock from a dead holder; readers
@@ -988,12 +1035,13 @@ static void test_queue_reader_killed_after_its_read_is_repaired(void **state)
 {
     (void)state;
     struct mp__qpipe qp;
-    assert_int_equal(mp__qpipe_open(&qp), 0);
+    assert_int_equal(mp__qpipe_open(&qp, MP_QUEUE_MAX_ITEM_DEFAULT), 0);
     unsigned char bufs[3][300];
-    struct iovec items[3];
+    struct mp__qitem items[3];
     for (uint32_t i = 0; i < 3; i++) {
-        items[i].iov_base = bufs[i];
-        items[i].iov_len = make_item(bufs[i], i, 100 + 100 * i);
+        items[i].data = bufs[i];
+        items[i].len = make_item(bufs[i], i, 100 + 100 * i);
+        items[i].kind = MP__QK_BYTES;
     }
     size_t written;
     assert_int_equal(
@@ -1005,7 +1053,8 @@ static void test_queue_reader_killed_after_its_read_is_repaired(void **state)
     for (uint32_t i = 0; i < 3; i++) {
         void *d;
         size_t len;
-        assert_int_equal(mp__qpipe_read(&qp, &d, &len, mp__deadline(T_LONG)), 0);
+        assert_int_equal(
+            mp__qpipe_read(&qp, MP__QK_BYTES, NULL, NULL, &d, &len, NULL, mp__deadline(T_LONG)), 0);
         uint32_t seq;
         assert_true(check_item(d, len, &seq));
         assert_int_equal(seq, i);
@@ -1014,7 +1063,8 @@ static void test_queue_reader_killed_after_its_read_is_repaired(void **state)
     }
     void *d;
     size_t len;
-    TU_ASSERT_STATUS(mp__qpipe_read(&qp, &d, &len, mp__deadline(0)), MP_ETIMEDOUT);
+    TU_ASSERT_STATUS(mp__qpipe_read(&qp, MP__QK_ANY, NULL, NULL, &d, &len, NULL, mp__deadline(0)),
+                     MP_ETIMEDOUT);
     mp__qpipe_close_fds(&qp);
     mp__qpipe_destroy(&qp);
 }
@@ -1091,12 +1141,12 @@ static int simple_echo(void *arg)
     mp_simplequeue **qs = arg;
     watchdog();
     for (int i = 0; i < 100; i++) {
-        void *d;
-        size_t len;
-        if (mp_simplequeue_get(qs[0], &d, &len, T_LONG) != 0)
+        /* The items are values: a get of bytes would be refused. */
+        mp_obj *o;
+        if (mp_simplequeue_get_obj(qs[0], &o, T_LONG) != 0)
             return 1;
-        int rc = mp_simplequeue_put(qs[1], d, len, T_LONG);
-        free(d);
+        int rc = mp_simplequeue_put_obj(qs[1], o, T_LONG);
+        mp_obj_free(o);
         if (rc != 0)
             return 2;
     }
@@ -1177,6 +1227,978 @@ static void test_simplequeue_put_blocks_when_the_pipe_is_full(void **state)
     mp_simplequeue_free(q);
 }
 
+/* ---- an item's kind: nothing lost, nothing misread ---------------------------------------- */
+
+/* A value whose pickle spans several chunks. */
+static mp_obj *big_str(size_t n)
+{
+    char *s = malloc(n + 1);
+    for (size_t i = 0; i < n; i++)
+        s[i] = (char)('a' + i % 26);
+    s[n] = 0;
+    mp_obj *o = mp_obj_str(s, n);
+    free(s);
+    return o;
+}
+
+static bool is_big_str(const mp_obj *o, size_t n)
+{
+    const char *s;
+    size_t len;
+    if (!o || mp_obj_get_str(o, &s, &len) != 0 || len != n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != (char)('a' + i % 26))
+            return false;
+    return true;
+}
+
+/* The four gets of one queue type, so that one test covers both types. */
+struct getters {
+    void *q;
+    int (*get)(void *q, void **data, size_t *len, double timeout);
+    int (*get_obj)(void *q, mp_obj **obj, double timeout);
+    int (*get_item)(void *q, void **data, size_t *len, mp_obj **obj, double timeout);
+    int (*put)(void *q, const void *data, size_t len, double timeout);
+    int (*put_obj)(void *q, const mp_obj *obj, double timeout);
+};
+
+static int g_q_get(void *q, void **d, size_t *l, double t)
+{
+    return mp_queue_get(q, d, l, t);
+}
+static int g_q_get_obj(void *q, mp_obj **o, double t)
+{
+    return mp_queue_get_obj(q, o, t);
+}
+static int g_q_get_item(void *q, void **d, size_t *l, mp_obj **o, double t)
+{
+    return mp_queue_get_item(q, d, l, o, t);
+}
+static int g_q_put(void *q, const void *d, size_t l, double t)
+{
+    return mp_queue_put(q, d, l, t);
+}
+static int g_q_put_obj(void *q, const mp_obj *o, double t)
+{
+    return mp_queue_put_obj(q, o, t);
+}
+static int g_s_get(void *q, void **d, size_t *l, double t)
+{
+    return mp_simplequeue_get(q, d, l, t);
+}
+static int g_s_get_obj(void *q, mp_obj **o, double t)
+{
+    return mp_simplequeue_get_obj(q, o, t);
+}
+static int g_s_get_item(void *q, void **d, size_t *l, mp_obj **o, double t)
+{
+    return mp_simplequeue_get_item(q, d, l, o, t);
+}
+static int g_s_put(void *q, const void *d, size_t l, double t)
+{
+    return mp_simplequeue_put(q, d, l, t);
+}
+static int g_s_put_obj(void *q, const mp_obj *o, double t)
+{
+    return mp_simplequeue_put_obj(q, o, t);
+}
+
+static struct getters queue_getters(mp_queue *q)
+{
+    return (struct getters){q, g_q_get, g_q_get_obj, g_q_get_item, g_q_put, g_q_put_obj};
+}
+
+static struct getters simple_getters(mp_simplequeue *q)
+{
+    return (struct getters){q, g_s_get, g_s_get_obj, g_s_get_item, g_s_put, g_s_put_obj};
+}
+
+/* get() of bytes, expecting exactly want[0..n). */
+static void assert_get_bytes(const struct getters *g, const void *want, size_t n)
+{
+    void *d;
+    size_t len;
+    assert_int_equal(g->get(g->q, &d, &len, T_LONG), 0);
+    assert_int_equal(len, n);
+    assert_memory_equal(d, want, n);
+    free(d);
+}
+
+static void check_wrong_kind_gets_leave_the_head(const struct getters *g)
+{
+    enum { BIG = 3 * MP__QPIPE_CHUNK_MAX + 17 };
+    unsigned char *big = malloc(BIG);
+    make_item(big, 5, BIG);
+    mp_obj *none = mp_obj_none();
+    mp_obj *bigv = big_str(BIG);
+    /* bytes, None, big bytes, big value: one chunk and many, each kind. */
+    assert_int_equal(g->put(g->q, "job-1", 5, T_LONG), 0);
+    assert_int_equal(g->put_obj(g->q, none, T_LONG), 0);
+    assert_int_equal(g->put(g->q, big, BIG, T_LONG), 0);
+    assert_int_equal(g->put_obj(g->q, bigv, T_LONG), 0);
+
+    mp_obj *o = (mp_obj *)1;
+    void *d = (void *)1;
+    size_t len = 99;
+    TU_ASSERT_STATUS(g->get_obj(g->q, &o, T_LONG), MP_ETYPE);
+    assert_null(o);
+    TU_ASSERT_STATUS(g->get_obj(g->q, &o, T_LONG), MP_ETYPE); /* still there */
+    assert_get_bytes(g, "job-1", 5);
+    TU_ASSERT_STATUS(g->get(g->q, &d, &len, T_LONG), MP_ETYPE);
+    assert_null(d);
+    assert_int_equal(len, 0);
+    assert_int_equal(g->get_item(g->q, &d, &len, &o, T_LONG), MP_QUEUE_OBJ);
+    assert_null(d);
+    assert_true(mp_obj_is_none(o));
+    mp_obj_free(o);
+    TU_ASSERT_STATUS(g->get_obj(g->q, &o, T_LONG), MP_ETYPE);
+    assert_int_equal(g->get_item(g->q, &d, &len, &o, T_LONG), MP_QUEUE_BYTES);
+    assert_null(o);
+    assert_int_equal(len, BIG);
+    assert_memory_equal(d, big, BIG);
+    free(d);
+    TU_ASSERT_STATUS(g->get(g->q, &d, &len, T_LONG), MP_ETYPE);
+    assert_int_equal(g->get_obj(g->q, &o, T_LONG), 0);
+    assert_true(is_big_str(o, BIG));
+    mp_obj_free(o);
+    TU_ASSERT_STATUS(g->get_item(g->q, &d, &len, &o, 0.05), MP_EMPTY);
+    TU_ASSERT_STATUS(g->get_item(g->q, &d, &len, NULL, 0), -EINVAL);
+    mp_obj_free(none);
+    mp_obj_free(bigv);
+    free(big);
+}
+
+static void test_queue_get_of_the_wrong_kind_leaves_the_item_at_the_head(void **state)
+{
+    (void)state;
+    /* Python's Queue has one kind of item; here a get of the other form is
+     * refused with MP_ETYPE before it takes anything, so nothing is lost
+     * (get_obj on bytes used to consume them) or misread (get on a value
+     * used to return its pickle). */
+    mp_queue *q;
+    assert_int_equal(mp_queue_new(&q, 4), 0);
+    struct getters g = queue_getters(q);
+    check_wrong_kind_gets_leave_the_head(&g);
+    assert_int_equal(mp_queue_qsize(q), 0);
+    assert_int_equal(mp_queue_full(q), 0);
+    mp_queue_free(q);
+
+    mp_simplequeue *sq;
+    assert_int_equal(mp_simplequeue_new(&sq), 0);
+    g = simple_getters(sq);
+    check_wrong_kind_gets_leave_the_head(&g);
+    mp_simplequeue_free(sq);
+}
+
+struct kinds_child {
+    mp_queue *q;
+    atomic_int *step;
+};
+
+/* Take the first bytes item, be refused the value after it, and leave. */
+static int take_bytes_then_be_refused(void *arg)
+{
+    struct kinds_child *k = arg;
+    watchdog();
+    void *d;
+    size_t len;
+    if (mp_queue_get(k->q, &d, &len, T_LONG) != 0)
+        return 1;
+    bool ok = len == 2 && memcmp(d, "b1", 2) == 0;
+    free(d);
+    if (!ok)
+        return 2;
+    if (mp_queue_get(k->q, &d, &len, T_LONG) != MP_ETYPE)
+        return 3; /* the value, misread as bytes */
+    if (mp_queue_get(k->q, &d, &len, T_LONG) != MP_ETYPE)
+        return 4;
+    return 0;
+}
+
+static void test_queue_item_refused_in_one_process_is_the_head_for_another(void **state)
+{
+    (void)state;
+    /* The child's get read all three items ahead, out of the pipe; the value
+     * it refused is still the head of the queue - for this process. */
+    mp_queue *q;
+    assert_int_equal(mp_queue_new(&q, 0), 0);
+    mp_obj *v = mp_obj_int(42);
+    assert_int_equal(mp_queue_put(q, "b1", 2, T_LONG), 0);
+    assert_int_equal(mp_queue_put_obj(q, v, T_LONG), 0);
+    assert_int_equal(mp_queue_put(q, "b2", 2, T_LONG), 0);
+    mp_obj_free(v);
+    wait_not_empty(q);
+    struct kinds_child k = {q, NULL};
+    assert_int_equal(tu_wait_child(tu_fork(take_bytes_then_be_refused, &k), T_LONG), 0);
+    assert_int_equal(mp_queue_qsize(q), 2);
+    void *d;
+    size_t len;
+    TU_ASSERT_STATUS(mp_queue_get(q, &d, &len, T_LONG), MP_ETYPE);
+    mp_obj *o;
+    assert_int_equal(mp_queue_get_obj(q, &o, T_LONG), 0);
+    int64_t i;
+    assert_int_equal(mp_obj_get_int(o, &i), 0);
+    assert_int_equal(i, 42);
+    mp_obj_free(o);
+    struct getters g = queue_getters(q);
+    assert_get_bytes(&g, "b2", 2);
+    assert_int_equal(mp_queue_qsize(q), 0);
+    mp_queue_free(q);
+}
+
+#define README_JOBS 500
+
+static int readme_producer(void *arg)
+{
+    watchdog();
+    mp_queue *q = arg;
+    for (uint32_t i = 0; i < README_JOBS; i++) {
+        char job[32];
+        int n = snprintf(job, sizeof job, "job-%u", (unsigned)i);
+        if (mp_queue_put(q, job, (size_t)n, MP_FOREVER) != 0)
+            return 1;
+    }
+    mp_obj *none = mp_obj_none(); /* values travel as pickles: the end marker */
+    int rc = mp_queue_put_obj(q, none, MP_FOREVER);
+    mp_obj_free(none);
+    return rc == 0 ? 0 : 2;
+}
+
+static void test_queue_readme_example_bytes_then_a_none_end_marker(void **state)
+{
+    (void)state;
+    /* The README's Queues example: bytes jobs, then None. The consumer
+     * takes bytes until get() says the head is a value, then get_obj()
+     * has the None; every job arrives as the bytes put, none twice. */
+    mp_queue *q;
+    assert_int_equal(mp_queue_new(&q, 0), 0);
+    mp_process *p = spawn(readme_producer, q);
+    uint32_t jobs = 0;
+    for (;;) {
+        void *item;
+        size_t len;
+        int rc = mp_queue_get(q, &item, &len, T_LONG);
+        if (rc == MP_ETYPE)
+            break;
+        assert_int_equal(rc, 0);
+        char want[32];
+        int n = snprintf(want, sizeof want, "job-%u", (unsigned)jobs);
+        assert_int_equal(len, (size_t)n);
+        assert_memory_equal(item, want, len);
+        free(item);
+        jobs++;
+    }
+    assert_int_equal(jobs, README_JOBS);
+    mp_obj *o;
+    assert_int_equal(mp_queue_get_obj(q, &o, T_LONG), 0); /* None: the producer is done */
+    assert_true(mp_obj_is_none(o));
+    mp_obj_free(o);
+    assert_int_equal(finish(p, T_LONG), 0);
+    assert_int_equal(mp_queue_qsize(q), 0);
+    mp_queue_free(q);
+}
+
+static void test_joinable_queue_counts_stay_exact_across_wrong_kind_gets(void **state)
+{
+    (void)state;
+    /* A refused get takes nothing, so it needs no task_done(); join() waits
+     * for exactly the items put. */
+    mp_queue *q;
+    assert_int_equal(mp_queue_new_joinable(&q, 2), 0);
+    mp_obj *v = mp_obj_int(7);
+    assert_int_equal(mp_queue_put(q, "x", 1, T_LONG), 0);
+    assert_int_equal(mp_queue_put_obj(q, v, T_LONG), 0);
+    mp_obj_free(v);
+    TU_ASSERT_STATUS(mp_queue_put(q, "y", 1, MP_NOWAIT), MP_FULL);
+    mp_obj *o;
+    TU_ASSERT_STATUS(mp_queue_get_obj(q, &o, T_LONG), MP_ETYPE);
+    assert_int_equal(mp_queue_qsize(q), 2);
+    struct getters g = queue_getters(q);
+    assert_get_bytes(&g, "x", 1);
+    assert_int_equal(mp_queue_task_done(q), 0);
+    TU_ASSERT_STATUS(mp_queue_join(q, 0.05), MP_ETIMEDOUT);
+    void *d;
+    size_t len;
+    TU_ASSERT_STATUS(mp_queue_get(q, &d, &len, T_LONG), MP_ETYPE);
+    assert_int_equal(mp_queue_qsize(q), 1);
+    assert_int_equal(mp_queue_get_obj(q, &o, T_LONG), 0);
+    mp_obj_free(o);
+    assert_int_equal(mp_queue_task_done(q), 0);
+    assert_int_equal(mp_queue_join(q, 0), 0);
+    TU_ASSERT_STATUS(mp_queue_task_done(q), MP_EVALUE);
+    /* Both places are free again. */
+    assert_int_equal(mp_queue_put(q, "z", 1, MP_NOWAIT), 0);
+    assert_int_equal(mp_queue_put(q, "z", 1, MP_NOWAIT), 0);
+    assert_int_equal(mp_queue_qsize(q), 2);
+    mp_queue_free(q);
+}
+
+#define SPILL_ITEMS 1500
+
+static int put_mixed_kinds_then_exit(void *arg)
+{
+    watchdog();
+    mp_queue *q = arg;
+    unsigned char buf[1024];
+    for (uint32_t i = 0; i < SPILL_ITEMS; i++) {
+        int rc;
+        if (i % 2) {
+            mp_obj *o = mp_obj_int(i);
+            rc = mp_queue_put_obj(q, o, MP_FOREVER);
+            mp_obj_free(o);
+        } else {
+            rc = mp_queue_put(q, buf, make_item(buf, i, sizeof buf), MP_FOREVER);
+        }
+        if (rc != 0)
+            return 1;
+    }
+    return 0; /* more than the pipe holds: the rest is spilled at exit */
+}
+
+static void test_queue_spilled_items_keep_their_kind(void **state)
+{
+    (void)state;
+    /* Nobody reads until the child has exited, so most of its items went to
+     * the spill file; each is refused by the get of the wrong form and taken
+     * by the right one, in order. */
+    mp_queue *q;
+    assert_int_equal(mp_queue_new(&q, 0), 0);
+    mp_process *p = spawn(put_mixed_kinds_then_exit, q);
+    assert_int_equal(finish(p, T_LONG), 0);
+    struct mp__qpipe *qp = mp__queue_qpipe(q);
+    assert_true(qp->sh->spill_tail > qp->sh->spill_head); /* it did spill */
+    for (uint32_t i = 0; i < SPILL_ITEMS; i++) {
+        void *d;
+        size_t len;
+        mp_obj *o;
+        if (i % 2) {
+            TU_ASSERT_STATUS(mp_queue_get(q, &d, &len, T_LONG), MP_ETYPE);
+            assert_int_equal(mp_queue_get_obj(q, &o, T_LONG), 0);
+            int64_t v;
+            assert_int_equal(mp_obj_get_int(o, &v), 0);
+            assert_int_equal(v, i);
+            mp_obj_free(o);
+        } else {
+            TU_ASSERT_STATUS(mp_queue_get_obj(q, &o, T_LONG), MP_ETYPE);
+            assert_int_equal(mp_queue_get(q, &d, &len, T_LONG), 0);
+            uint32_t seq;
+            assert_true(check_item(d, len, &seq));
+            assert_int_equal(seq, i);
+            free(d);
+        }
+    }
+    assert_int_equal(mp_queue_qsize(q), 0);
+    mp_queue_free(q);
+}
+
+static void test_queue_value_the_decoder_refuses_is_taken_with_eproto(void **state)
+{
+    (void)state;
+    /* A value item whose bytes are not a pickle the decoder takes (only a
+     * writer other than put_obj can make one): no get could ever read it, so
+     * get_obj takes it with MP_EPROTO, and the next item follows. */
+    mp_simplequeue *q;
+    assert_int_equal(mp_simplequeue_new(&q), 0);
+    struct mp__qitem junk = {"\x80\x04junk", 6, MP__QK_OBJ};
+    size_t written;
+    assert_int_equal(mp__qpipe_write(mp__simplequeue_qpipe(q), &junk, 1, mp__deadline(T_LONG), NULL,
+                                     NULL, &written, true),
+                     0);
+    assert_int_equal(mp_simplequeue_put(q, "next", 4, T_LONG), 0);
+    mp_obj *o;
+    TU_ASSERT_STATUS(mp_simplequeue_get_obj(q, &o, T_LONG), MP_EPROTO);
+    assert_null(o);
+    struct getters g = simple_getters(q);
+    assert_get_bytes(&g, "next", 4);
+    mp_simplequeue_free(q);
+}
+
+/* ---- a process that writes junk into the pipe ----------------------------------------------- */
+
+/* Bounds for the timed checks below. The target is 50 ms past the timeout;
+ * the tests allow more for a loaded machine and for valgrind (some 50 times
+ * slower) and the sanitizers, and still fail by seconds before the fix. */
+static double slow_factor(void)
+{
+    const char *pre = getenv("LD_PRELOAD");
+    if (pre && strstr(pre, "vgpreload"))
+        return 20.0;
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    return 4.0;
+#else
+    return 1.0;
+#endif
+}
+
+#define LATE_MAX (0.25 * slow_factor())
+
+/* Write all n bytes into the pipe as a stray writer would: no lock, and for
+ * more than PIPE_BUF not even atomically. Returns false when the pipe had no
+ * room for a long time. */
+static bool raw_write(int fd, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    double end = tu_now() + T_LONG;
+    while (n > 0) {
+        ssize_t r = write(fd, b, n);
+        if (r > 0) {
+            b += r;
+            n -= (size_t)r;
+            continue;
+        }
+        if (r < 0 && errno != EAGAIN && errno != EINTR)
+            return false;
+        if (tu_now() > end)
+            return false;
+        struct pollfd pfd = {fd, POLLOUT, 0};
+        (void)poll(&pfd, 1, 10);
+    }
+    return true;
+}
+
+/* Write one chunk that readers take for one of the queue's own. */
+static bool forge_chunk(struct mp__qpipe *qp, unsigned flags, const void *payload, size_t len)
+{
+    unsigned char buf[MP__QPIPE_HDR + MP__QPIPE_CHUNK_MAX];
+    mp__qpipe_header(qp, flags, len, buf);
+    if (len)
+        memcpy(buf + MP__QPIPE_HDR, payload, len);
+    return raw_write(qp->wfd, buf, MP__QPIPE_HDR + len);
+}
+
+/* Peak resident set of this process, in KiB. */
+static long peak_rss_kib(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+struct flood {
+    mp_queue *q;
+    struct mp__qpipe *qp;
+    atomic_int *ready;  /* the reader has measured its starting point */
+    atomic_int *done;   /* the attacker has stopped */
+    atomic_long *grown; /* the reader's peak RSS growth, KiB */
+    atomic_int *gets;   /* the reader's gets that timed out */
+    double seconds;
+    size_t bytes;
+};
+
+/* START, then continuation chunks without end: what grew a reader's item
+ * buffer without limit. */
+static int continuation_flood(void *arg)
+{
+    struct flood *f = arg;
+    watchdog();
+    static unsigned char payload[MP__QPIPE_CHUNK_MAX];
+    memset(payload, 'F', sizeof payload);
+    double end = tu_now() + f->seconds;
+    size_t sent = 0;
+    int rc = forge_chunk(f->qp, MP__QF_START, payload, sizeof payload) ? 0 : 1;
+    while (rc == 0 && tu_now() < end && sent < f->bytes) {
+        if (!forge_chunk(f->qp, 0, payload, sizeof payload))
+            rc = 2;
+        sent += sizeof payload;
+    }
+    atomic_store(f->done, 1);
+    return rc;
+}
+
+static int flood_reader(void *arg)
+{
+    struct flood *f = arg;
+    watchdog();
+    void *d;
+    size_t len;
+    /* Warm up (the first get makes what a get needs), then measure. */
+    if (mp_queue_get(f->q, &d, &len, 0.01) != MP_EMPTY)
+        return 1;
+    long before = peak_rss_kib();
+    atomic_store(f->ready, 1);
+    while (!atomic_load(f->done)) {
+        int rc = mp_queue_get(f->q, &d, &len, 0.1);
+        if (rc != MP_EMPTY)
+            return 2; /* the flood is not an item */
+        atomic_fetch_add(f->gets, 1);
+    }
+    atomic_store(f->grown, peak_rss_kib() - before); /* the parent puts now */
+    /* The queue still works: the parent's item arrives whole. */
+    if (mp_queue_get(f->q, &d, &len, T_LONG) != 0)
+        return 3;
+    bool ok = len == 5 && memcmp(d, "after", 5) == 0;
+    free(d);
+    return ok ? 0 : 4;
+}
+
+static void test_queue_continuation_flood_keeps_reader_memory_bounded(void **state)
+{
+    (void)state;
+    /* A process floods the pipe with a START and then continuation chunks,
+     * 256 MiB of them (or 3 s worth). The reader drops the item once it is
+     * over max_item (1 MiB here) and skips the rest as it comes: its peak
+     * RSS grows by about max_item, where it used to grow by the flood. */
+    struct {
+        atomic_int ready, done, gets;
+        atomic_long grown;
+    } * sh;
+    assert_int_equal(mp_shm_alloc((void **)&sh, sizeof *sh), 0);
+    mp_queue_opts opts = MP_QUEUE_OPTS_INIT;
+    opts.max_item = (size_t)1 << 20;
+    mp_queue *q;
+    assert_int_equal(mp_queue_new_opts(&q, &opts), 0);
+    atomic_store(&sh->grown, -1);
+    struct flood f = {q,          mp__queue_qpipe(q), &sh->ready, &sh->done,
+                      &sh->grown, &sh->gets,          3.0,        256u << 20};
+    pid_t reader = tu_fork(flood_reader, &f);
+    double end = tu_now() + T_LONG;
+    while (!atomic_load(&sh->ready) && tu_now() < end)
+        tu_sleep(0.001);
+    pid_t attacker = tu_fork(continuation_flood, &f);
+    assert_int_equal(tu_wait_child(attacker, T_LONG), 0);
+    while (atomic_load(&sh->grown) < 0 && tu_now() < end)
+        tu_sleep(0.001); /* the reader is out of its flood loop */
+    assert_int_equal(mp_queue_put(q, "after", 5, MP_FOREVER), 0);
+    assert_int_equal(tu_wait_child(reader, T_LONG), 0);
+    long grown = atomic_load(&sh->grown);
+    print_message("reader peak RSS grew by %ld KiB under the flood (%d gets timed out)\n", grown,
+                  atomic_load(&sh->gets));
+    assert_true(grown < 16 * 1024);
+    assert_true(atomic_load(&sh->gets) > 0);
+    mp_queue_free(q);
+    mp_shm_free(sh);
+}
+
+struct drip {
+    struct mp__qpipe *qp;
+    atomic_int *stop;
+    bool junk; /* junk bytes rather than forged continuation chunks */
+};
+
+/* A START, then a continuation chunk every 10 ms (or ten junk bytes every
+ * 10 ms), until told to stop. */
+static int drip(void *arg)
+{
+    struct drip *d = arg;
+    watchdog();
+    unsigned char payload[MP__QPIPE_CHUNK_MAX];
+    memset(payload, 'D', sizeof payload);
+    if (!d->junk && !forge_chunk(d->qp, MP__QF_START, payload, sizeof payload))
+        return 1;
+    double end = tu_now() + T_LONG;
+    while (!atomic_load(d->stop) && tu_now() < end) {
+        bool ok = d->junk ? raw_write(d->qp->wfd, "junk\x81\x00junk", 10)
+                          : forge_chunk(d->qp, 0, payload, sizeof payload);
+        if (!ok)
+            return 2;
+        tu_sleep(0.01);
+    }
+    return 0;
+}
+
+static void test_queue_get_timeout_holds_while_chunks_drip_in(void **state)
+{
+    (void)state;
+    /* Something keeps writing into the pipe every 10 ms: continuation
+     * chunks of an item that never ends, or junk. A get still returns by
+     * its timeout (it used to wait as long as the drip lasted: 8 s and
+     * more), and an item put meanwhile still arrives. */
+    atomic_int *stop;
+    assert_int_equal(mp_shm_alloc((void **)&stop, sizeof *stop), 0);
+    for (int junk = 0; junk <= 1; junk++) {
+        mp_queue *q;
+        assert_int_equal(mp_queue_new(&q, 0), 0);
+        atomic_store(stop, 0);
+        struct drip dr = {mp__queue_qpipe(q), stop, junk};
+        pid_t pid = tu_fork(drip, &dr);
+        double worst = 0;
+        const double timeouts[] = {0.2, 1.0, 0.05, 0};
+        for (size_t i = 0; i < sizeof timeouts / sizeof timeouts[0]; i++) {
+            int v;
+            double t0 = tu_now();
+            TU_ASSERT_STATUS(get_int(q, &v, timeouts[i]), MP_EMPTY);
+            double late = tu_now() - t0 - timeouts[i];
+            if (late > worst)
+                worst = late;
+        }
+        print_message("%s drip: gets returned at most %.1f ms past their timeout\n",
+                      junk ? "junk" : "continuation", worst * 1000);
+        assert_true(worst < LATE_MAX);
+        assert_int_equal(put_int(q, 77, MP_FOREVER), 0);
+        int v = 0;
+        assert_int_equal(get_int(q, &v, T_LONG), 0);
+        assert_int_equal(v, 77);
+        atomic_store(stop, 1);
+        assert_int_equal(tu_wait_child(pid, T_LONG), 0);
+        assert_int_equal(mp_queue_qsize(q), 0);
+        mp_queue_free(q);
+    }
+    mp_shm_free(stop);
+}
+
+/* Junk of every sort a stray writer makes, each piece ending on a byte that
+ * could start a header. */
+static size_t make_junk(unsigned char *buf, int which, unsigned *seed)
+{
+    switch (which % 6) {
+    case 0:
+        memcpy(buf, "hello, this is not a chunk\n", 27);
+        return 27;
+    case 1:
+        memset(buf, 0, 100); /* zeros */
+        return 100;
+    case 2:
+        /* Random bytes, more than one write's worth (not atomic). */
+        for (size_t i = 0; i < 6000; i++) {
+            *seed = *seed * 1103515245u + 12345u;
+            buf[i] = (unsigned char)(*seed >> 16);
+        }
+        return 6000;
+    case 3:
+        /* A chunk in the old 4-byte format: START|END, 5 bytes. */
+        memcpy(buf,
+               "\x83\x05\x00\x00"
+               "abcde",
+               9);
+        return 9;
+    case 4:
+        /* A header of the right shape with a wrong check, and 20 bytes. */
+        memset(buf, 'x', 28);
+        memcpy(buf, "\x83\x14\x00\x00\x01\x02\x03\x04", 8);
+        return 28;
+    default:
+        buf[0] = 0x80 | MP__QF_START | MP__QF_END; /* a lone header byte */
+        return 1;
+    }
+}
+
+static void test_queue_junk_between_items_costs_only_the_junk(void **state)
+{
+    (void)state;
+    /* A bounded JoinableQueue of 6 places. Between the items in the pipe,
+     * junk: text, zeros, random bytes, an old-format chunk, a header with a
+     * wrong check, a lone header byte. One get reads it all ahead; every item
+     * arrives whole and in order (the reader used to drop everything read
+     * with the junk), nothing else arrives, and every count is exact after:
+     * qsize 0, six places free, join() done after six task_done(). */
+    enum { N = 6 };
+    mp_queue *q;
+    assert_int_equal(mp_queue_new_joinable(&q, N), 0);
+    struct mp__qpipe *qp = mp__queue_qpipe(q);
+    unsigned char *junk = malloc(8192), *item = malloc(3 * MP__QPIPE_CHUNK_MAX);
+    unsigned seed = 1;
+    size_t sizes[N];
+    for (int i = 0; i < N; i++) {
+        /* Every third item is a big one (several chunks). */
+        sizes[i] = i % 3 == 2 ? 2 * MP__QPIPE_CHUNK_MAX + 100 : (size_t)(10 + 40 * i);
+        ssize_t before = mp__bytes_ready(qp->rfd);
+        assert_int_equal(mp_queue_put(q, item, make_item(item, (uint32_t)i, sizes[i]), T_LONG), 0);
+        /* The feeder has written it when the pipe holds it. */
+        double end = tu_now() + T_LONG;
+        while (mp__bytes_ready(qp->rfd) <= before && tu_now() < end)
+            tu_sleep(0.001);
+        assert_true(raw_write(qp->wfd, junk, make_junk(junk, i, &seed)));
+    }
+    assert_int_equal(mp_queue_full(q), 1);
+    for (int i = 0; i < N; i++) {
+        void *d;
+        size_t len;
+        assert_int_equal(mp_queue_get(q, &d, &len, T_LONG), 0);
+        uint32_t seq;
+        assert_int_equal(len, sizes[i]);
+        assert_true(check_item(d, len, &seq));
+        assert_int_equal(seq, i);
+        free(d);
+    }
+    void *d;
+    size_t len;
+    TU_ASSERT_STATUS(mp_queue_get(q, &d, &len, 0.1), MP_EMPTY);
+    assert_int_equal(mp_queue_qsize(q), 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(mp_queue_task_done(q), 0);
+    assert_int_equal(mp_queue_join(q, 0), 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(put_int(q, i, MP_NOWAIT), 0);
+    TU_ASSERT_STATUS(put_int(q, N, MP_NOWAIT), MP_FULL);
+    assert_int_equal(mp_queue_qsize(q), N);
+    free(junk);
+    free(item);
+    mp_queue_free(q);
+}
+
+struct junk_race {
+    mp_queue *q;
+    struct mp__qpipe *qp;
+    atomic_int *stop;
+};
+
+static int junk_writer(void *arg)
+{
+    struct junk_race *j = arg;
+    watchdog();
+    unsigned char *buf = malloc(8192);
+    unsigned seed = (unsigned)getpid();
+    double end = tu_now() + T_LONG;
+    for (int i = 0; !atomic_load(j->stop) && tu_now() < end; i++) {
+        if (!raw_write(j->qp->wfd, buf, make_junk(buf, i, &seed)))
+            return 1;
+        tu_sleep(0.0005);
+    }
+    free(buf);
+    return 0;
+}
+
+#define RACE_ITEMS 3000
+
+static int race_producer(void *arg)
+{
+    struct junk_race *j = arg;
+    watchdog();
+    unsigned char buf[600];
+    for (uint32_t i = 0; i < RACE_ITEMS; i++)
+        if (mp_queue_put(j->q, buf, make_item(buf, i, 4 + i % 590), MP_FOREVER) != 0)
+            return 1;
+    return 0;
+}
+
+static void test_queue_junk_written_while_items_flow_loses_nothing(void **state)
+{
+    (void)state;
+    /* A process writes junk into the pipe while a producer puts 3,000 items
+     * into a bounded queue of 20 places: every item arrives once, whole and
+     * in order; then the queue is empty, qsize is 0 and all 20 places are
+     * free. */
+    atomic_int *stop;
+    assert_int_equal(mp_shm_alloc((void **)&stop, sizeof *stop), 0);
+    mp_queue *q;
+    assert_int_equal(mp_queue_new(&q, 20), 0);
+    struct junk_race j = {q, mp__queue_qpipe(q), stop};
+    pid_t attacker = tu_fork(junk_writer, &j);
+    mp_process *producer = spawn(race_producer, &j);
+    for (uint32_t i = 0; i < RACE_ITEMS; i++) {
+        void *d;
+        size_t len;
+        int rc = mp_queue_get(q, &d, &len, T_LONG);
+        if (rc != 0)
+            fail_msg("item %u: %s", i, mp_errname(rc));
+        uint32_t seq;
+        assert_true(check_item(d, len, &seq));
+        assert_int_equal(len, 4 + i % 590);
+        assert_int_equal(seq, i);
+        free(d);
+    }
+    atomic_store(stop, 1);
+    assert_int_equal(tu_wait_child(attacker, T_LONG), 0);
+    assert_int_equal(finish(producer, T_LONG), 0);
+    int v;
+    TU_ASSERT_STATUS(get_int(q, &v, 0.1), MP_EMPTY);
+    assert_int_equal(mp_queue_qsize(q), 0);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(put_int(q, i, MP_NOWAIT), 0);
+    TU_ASSERT_STATUS(put_int(q, 20, MP_NOWAIT), MP_FULL);
+    mp_queue_free(q);
+    mp_shm_free(stop);
+}
+
+static void test_queue_item_over_max_item_is_refused_or_dropped(void **state)
+{
+    (void)state;
+    /* max_item bounds an item both ways: a put over it is refused with
+     * MP_ETOOLONG (nothing is put), and an item over it that reaches the
+     * pipe anyway is dropped as it streams in; the next item follows. */
+    enum { MAX = 10000 };
+    mp_queue_opts opts = MP_QUEUE_OPTS_INIT;
+    opts.max_item = MAX;
+    mp_simplequeue *q;
+    assert_int_equal(mp_simplequeue_new_opts(&q, &opts), 0);
+    unsigned char *buf = malloc(5 * MP__QPIPE_CHUNK_MAX);
+    make_item(buf, 3, MAX + 1);
+    TU_ASSERT_STATUS(mp_simplequeue_put(q, buf, MAX + 1, T_LONG), MP_ETOOLONG);
+    mp_obj *o = big_str(MAX);
+    TU_ASSERT_STATUS(mp_simplequeue_put_obj(q, o, T_LONG), MP_ETOOLONG); /* pickle > MAX */
+    mp_obj_free(o);
+    assert_int_equal(mp_simplequeue_put(q, buf, MAX, T_LONG), 0);
+    /* 5 chunks, 20,440 bytes: forged, as only a stray writer can. */
+    struct mp__qpipe *qp = mp__simplequeue_qpipe(q);
+    for (int c = 0; c < 5; c++)
+        assert_true(forge_chunk(qp, (c == 0 ? MP__QF_START : 0) | (c == 4 ? MP__QF_END : 0), buf,
+                                MP__QPIPE_CHUNK_MAX));
+    assert_int_equal(mp_simplequeue_put(q, "small", 5, T_LONG), 0);
+    void *d;
+    size_t len;
+    assert_int_equal(mp_simplequeue_get(q, &d, &len, T_LONG), 0);
+    assert_int_equal(len, MAX);
+    free(d);
+    assert_int_equal(mp_simplequeue_get(q, &d, &len, T_LONG), 0);
+    assert_int_equal(len, 5);
+    assert_memory_equal(d, "small", 5);
+    free(d);
+    TU_ASSERT_STATUS(mp_simplequeue_get(q, &d, &len, 0.05), MP_EMPTY);
+    mp_simplequeue_free(q);
+
+    mp_queue *bad;
+    opts.max_item = SIZE_MAX;
+    TU_ASSERT_STATUS(mp_queue_new_opts(&bad, &opts), MP_EVALUE);
+    assert_null(bad);
+    opts.max_item = 0;
+    opts.maxsize = 1;
+    TU_ASSERT_STATUS(mp_simplequeue_new_opts(&q, &opts), -EINVAL);
+    TU_ASSERT_STATUS(mp_queue_new_opts(NULL, NULL), -EINVAL);
+    assert_int_equal(mp_queue_new_opts(&bad, NULL), 0);
+    TU_ASSERT_STATUS(mp_queue_put(bad, buf, MP_QUEUE_MAX_ITEM_DEFAULT + 1, 0), MP_ETOOLONG);
+    mp_queue_free(bad);
+    free(buf);
+}
+
+static int get_obj_times_out(void *arg)
+{
+    watchdog();
+    mp_obj *o;
+    double t0 = tu_now();
+    if (mp_simplequeue_get_obj(arg, &o, 0.1) != MP_EMPTY)
+        return 1;
+    return tu_now() - t0 < 0.1 + LATE_MAX ? 0 : 2;
+}
+
+static void test_queue_part_of_an_item_left_by_a_timed_out_get_keeps_its_kind(void **state)
+{
+    (void)state;
+    /* A writer is part way through a big value (it holds the write lock);
+     * a get_obj in another process times out with part of it (it used to
+     * wait for the rest, whatever its timeout) and leaves that part at the
+     * head. get() of bytes is refused, get_item goes on with it and times
+     * out again, and once the rest comes get_obj has the value, whole. */
+    mp_simplequeue *q;
+    assert_int_equal(mp_simplequeue_new(&q), 0);
+    struct mp__qpipe *qp = mp__simplequeue_qpipe(q);
+    enum { N = 5 * MP__QPIPE_CHUNK_MAX };
+    mp_obj *v = big_str(N);
+    unsigned char *pk;
+    size_t pklen;
+    assert_int_equal(mp__pickle_dumps(v, &pk, &pklen), 0);
+    size_t nchunks = (pklen + MP__QPIPE_CHUNK_MAX - 1) / MP__QPIPE_CHUNK_MAX;
+    assert_true(nchunks >= 3);
+    assert_int_equal(pthread_mutex_lock(&qp->sh->wlock), 0); /* a live writer */
+    for (size_t c = 0; c + 1 < nchunks; c++)
+        assert_true(forge_chunk(qp, MP__QF_OBJ | (c == 0 ? MP__QF_START : 0),
+                                pk + c * MP__QPIPE_CHUNK_MAX, MP__QPIPE_CHUNK_MAX));
+    /* The first get is in another process: what it leaves is the head for
+     * this one. */
+    assert_int_equal(tu_wait_child(tu_fork(get_obj_times_out, q), 5.0), 0);
+    assert_int_equal(qp->sh->held, 1);
+    mp_obj *o;
+    void *d;
+    size_t len;
+    TU_ASSERT_STATUS(mp_simplequeue_get(q, &d, &len, T_LONG), MP_ETYPE);
+    TU_ASSERT_STATUS(mp_simplequeue_get_item(q, &d, &len, &o, 0.05), MP_EMPTY);
+    assert_int_equal(qp->sh->held, 1);
+    size_t last = pklen - (nchunks - 1) * MP__QPIPE_CHUNK_MAX;
+    assert_true(
+        forge_chunk(qp, MP__QF_OBJ | MP__QF_END, pk + (nchunks - 1) * MP__QPIPE_CHUNK_MAX, last));
+    assert_int_equal(pthread_mutex_unlock(&qp->sh->wlock), 0);
+    TU_ASSERT_STATUS(mp_simplequeue_get(q, &d, &len, T_LONG), MP_ETYPE);
+    assert_int_equal(mp_simplequeue_get_obj(q, &o, T_LONG), 0);
+    assert_true(is_big_str(o, N));
+    assert_int_equal(qp->sh->held, 0);
+    mp_obj_free(o);
+    mp_obj_free(v);
+    free(pk);
+    mp_simplequeue_free(q);
+}
+
+struct slow_item {
+    mp_queue *q;
+    struct mp__qpipe *qp;
+    atomic_int *got; /* readers that got the item */
+    atomic_int *bad; /* readers that got something wrong */
+    atomic_int *timeouts;
+    atomic_int *late; /* gets that returned later than LATE_MAX */
+};
+
+#define SLOW_CHUNKS 256 /* about 1 MiB */
+
+/* A writer as the library's, but slow: it holds the write lock for the
+ * whole item and pauses 50 ms after every 32 chunks, as a writer that is
+ * descheduled, stopped or swapped out would. */
+static int write_slow_item(void *arg)
+{
+    struct slow_item *s = arg;
+    watchdog();
+    unsigned char *buf = malloc(SLOW_CHUNKS * MP__QPIPE_CHUNK_MAX);
+    make_item(buf, 11, SLOW_CHUNKS * MP__QPIPE_CHUNK_MAX);
+    pthread_mutex_lock(&s->qp->sh->wlock);
+    for (int c = 0; c < SLOW_CHUNKS; c++) {
+        unsigned flags = (c == 0 ? MP__QF_START : 0) | (c == SLOW_CHUNKS - 1 ? MP__QF_END : 0);
+        if (!forge_chunk(s->qp, flags, buf + (size_t)c * MP__QPIPE_CHUNK_MAX, MP__QPIPE_CHUNK_MAX))
+            return 1;
+        if (c % 32 == 31)
+            tu_sleep(0.05);
+    }
+    pthread_mutex_unlock(&s->qp->sh->wlock);
+    free(buf);
+    return 0;
+}
+
+static int impatient_reader(void *arg)
+{
+    struct slow_item *s = arg;
+    watchdog();
+    double end = tu_now() + T_LONG;
+    while (atomic_load(s->got) == 0 && tu_now() < end) {
+        void *d;
+        size_t len;
+        double t0 = tu_now();
+        int rc = mp_queue_get(s->q, &d, &len, 0.02);
+        if (tu_now() - t0 > 0.02 + LATE_MAX)
+            atomic_fetch_add(s->late, 1);
+        if (rc == MP_EMPTY) {
+            atomic_fetch_add(s->timeouts, 1);
+            tu_sleep(0.002); /* let the other reader have a turn */
+            continue;
+        }
+        uint32_t seq;
+        if (rc != 0 || len != SLOW_CHUNKS * MP__QPIPE_CHUNK_MAX || !check_item(d, len, &seq) ||
+            seq != 11)
+            atomic_fetch_add(s->bad, 1);
+        else
+            atomic_fetch_add(s->got, 1);
+        free(d);
+    }
+    return 0;
+}
+
+static void test_queue_big_item_from_a_slow_writer_is_finished_by_any_reader(void **state)
+{
+    (void)state;
+    /* A live writer takes 0.4 s over a 1 MiB item; two reader processes
+     * keep calling get(timeout=0.02). Each get returns in time (it used to
+     * wait for the whole item) and leaves what it received at the head; the
+     * next get, in whichever process, goes on. Exactly one reader gets the
+     * item, whole. */
+    struct {
+        atomic_int got, bad, timeouts, late;
+    } * sh;
+    assert_int_equal(mp_shm_alloc((void **)&sh, sizeof *sh), 0);
+    mp_queue *q;
+    assert_int_equal(mp_queue_new(&q, 0), 0);
+    struct slow_item s = {q, mp__queue_qpipe(q), &sh->got, &sh->bad, &sh->timeouts, &sh->late};
+    pid_t pids[3];
+    for (int i = 0; i < 2; i++)
+        pids[i] = tu_fork(impatient_reader, &s);
+    pids[2] = tu_fork(write_slow_item, &s);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(tu_wait_child(pids[i], T_LONG), 0);
+    assert_int_equal(atomic_load(&sh->bad), 0);
+    assert_int_equal(atomic_load(&sh->got), 1);
+    assert_int_equal(atomic_load(&sh->late), 0);
+    /* Seven pauses of 50 ms in mid-item: gets timed out there. */
+    assert_true(atomic_load(&sh->timeouts) >= 7);
+    assert_int_equal(s.qp->sh->held, 0);
+    mp_queue_free(q);
+    mp_shm_free(sh);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1189,6 +2211,7 @@ int main(int argc, char **argv)
         TU_TEST(test_queue_put_and_get_after_close_are_eclosed),
         TU_TEST(test_queue_items_of_every_size_arrive_whole_and_in_order),
         TU_TEST(test_queue_item_larger_than_the_pipe_passes),
+        TU_TEST(test_queue_get_nowait_polling_receives_a_big_item_whole),
         TU_TEST(test_queue_many_producers_and_consumers_lose_and_duplicate_nothing),
         TU_TEST(test_queue_sentinel_pattern_with_values_and_none),
         TU_TEST(test_queue_child_exits_while_parent_joins_before_reading),
@@ -1202,6 +2225,19 @@ int main(int argc, char **argv)
         TU_TEST(test_joinable_queue_task_done_and_join),
         TU_TEST(test_simplequeue_like_python),
         TU_TEST(test_simplequeue_put_blocks_when_the_pipe_is_full),
+        TU_TEST(test_queue_get_of_the_wrong_kind_leaves_the_item_at_the_head),
+        TU_TEST(test_queue_item_refused_in_one_process_is_the_head_for_another),
+        TU_TEST(test_queue_readme_example_bytes_then_a_none_end_marker),
+        TU_TEST(test_joinable_queue_counts_stay_exact_across_wrong_kind_gets),
+        TU_TEST(test_queue_spilled_items_keep_their_kind),
+        TU_TEST(test_queue_value_the_decoder_refuses_is_taken_with_eproto),
+        TU_TEST(test_queue_continuation_flood_keeps_reader_memory_bounded),
+        TU_TEST(test_queue_get_timeout_holds_while_chunks_drip_in),
+        TU_TEST(test_queue_junk_between_items_costs_only_the_junk),
+        TU_TEST(test_queue_junk_written_while_items_flow_loses_nothing),
+        TU_TEST(test_queue_item_over_max_item_is_refused_or_dropped),
+        TU_TEST(test_queue_part_of_an_item_left_by_a_timed_out_get_keeps_its_kind),
+        TU_TEST(test_queue_big_item_from_a_slow_writer_is_finished_by_any_reader),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

@@ -139,6 +139,7 @@ static void test_queue_nan_timeouts_are_evalue(void **state)
     TU_ASSERT_STATUS(mp_queue_get(q, &data, &len, nan), MP_EVALUE);
     mp_obj *o = NULL;
     TU_ASSERT_STATUS(mp_queue_get_obj(q, &o, nan), MP_EVALUE);
+    TU_ASSERT_STATUS(mp_queue_get_item(q, &data, &len, &o, nan), MP_EVALUE);
     TU_ASSERT_STATUS(mp_queue_join(q, nan), MP_EVALUE);
     /* Only "y" went in, and it is still there. */
     assert_int_equal(mp_queue_get(q, &data, &len, T_LONG), 0);
@@ -156,6 +157,7 @@ static void test_queue_nan_timeouts_are_evalue(void **state)
     assert_int_equal(mp_simplequeue_put(sq, "y", 1, T_LONG), 0);
     TU_ASSERT_STATUS(mp_simplequeue_get(sq, &data, &len, nan), MP_EVALUE);
     TU_ASSERT_STATUS(mp_simplequeue_get_obj(sq, &o, nan), MP_EVALUE);
+    TU_ASSERT_STATUS(mp_simplequeue_get_item(sq, &data, &len, &o, nan), MP_EVALUE);
     assert_int_equal(mp_simplequeue_get(sq, &data, &len, T_LONG), 0);
     assert_memory_equal(data, "y", 1);
     free(data);

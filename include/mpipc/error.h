@@ -31,7 +31,8 @@ enum mp_status {
     /* TimeoutError, or a wait that ran out of time. */
     MP_ETIMEDOUT = -1004,
     /* OSError("bad message length"): the message is longer than maxlength;
-     * the connection cannot be read afterwards, as in Python. */
+     * the connection cannot be read afterwards, as in Python. From a queue's
+     * put: the item is longer than the queue's max_item (nothing is put). */
     MP_ETOOLONG = -1005,
     /* BufferTooShort: the message does not fit the caller's buffer. */
     MP_ETOOSHORT = -1006,
