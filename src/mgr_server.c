@@ -70,7 +70,7 @@
 #define IN_KEEP  ((size_t)64 << 10) /* keep at most this when idle; read-ahead bound */
 #define OUT_KEEP ((size_t)1 << 20)  /* keep at most this output buffer when idle */
 
-enum kind { K_DICT = 1, K_LIST, K_LOCK, K_RLOCK, K_QUEUE };
+enum kind { K_MANAGER = 0, K_DICT, K_LIST, K_LOCK, K_RLOCK, K_QUEUE };
 static const char *const kind_names[] = {NULL, "dict", "list", "lock", "rlock", "queue"};
 
 enum wop { W_ACQUIRE = 1, W_GET, W_PUT, W_JOIN };
@@ -1566,69 +1566,6 @@ static void m_join(struct server *s, struct sconn *c, struct sobj *o, mp_obj *ar
         reply_status(c, rc);
 }
 
-/* ---- method table ---------------------------------------------------------------- */
-
-struct method {
-    const char *name;
-    int kind; /* K_LOCK also covers K_RLOCK */
-    int min_args, max_args;
-    method_fn fn;
-};
-
-static const struct method methods[] = {
-    {"get", K_DICT, 1, 1, d_get},
-    {"set", K_DICT, 2, 2, d_set},
-    {"del", K_DICT, 1, 1, d_del},
-    {"contains", K_DICT, 1, 1, d_contains},
-    {"len", K_DICT, 0, 0, x_len},
-    {"keys", K_DICT, 0, 0, d_keys},
-    {"values", K_DICT, 0, 0, d_values},
-    {"items", K_DICT, 0, 0, d_items},
-    {"clear", K_DICT, 0, 0, x_clear},
-    {"pop", K_DICT, 1, 1, d_pop},
-    {"popitem", K_DICT, 0, 0, d_popitem},
-    {"setdefault", K_DICT, 2, 2, d_setdefault},
-    {"update", K_DICT, 1, 1, d_update},
-    {"copy", K_DICT, 0, 0, d_copy},
-    {"add", K_DICT, 2, 2, d_add},
-    {"cas", K_DICT, 2, 3, d_cas},
-    {"append", K_LIST, 1, 1, l_append},
-    {"extend", K_LIST, 1, 1, l_extend},
-    {"get", K_LIST, 1, 1, l_get},
-    {"set", K_LIST, 2, 2, l_set},
-    {"len", K_LIST, 0, 0, x_len},
-    {"pop", K_LIST, 0, 1, l_pop},
-    {"del", K_LIST, 1, 1, l_del},
-    {"insert", K_LIST, 2, 2, l_insert},
-    {"slice", K_LIST, 2, 2, l_slice},
-    {"copy", K_LIST, 0, 0, l_copy},
-    {"clear", K_LIST, 0, 0, x_clear},
-    {"index", K_LIST, 1, 1, l_index},
-    {"count", K_LIST, 1, 1, l_count},
-    {"contains", K_LIST, 1, 1, l_contains},
-    {"remove", K_LIST, 1, 1, l_remove},
-    {"acquire", K_LOCK, 2, 2, k_acquire},
-    {"release", K_LOCK, 1, 1, k_release},
-    {"put", K_QUEUE, 2, 2, m_put},
-    {"get", K_QUEUE, 1, 1, m_get},
-    {"qsize", K_QUEUE, 0, 0, m_qsize},
-    {"empty", K_QUEUE, 0, 0, m_empty},
-    {"full", K_QUEUE, 0, 0, m_full},
-    {"task_done", K_QUEUE, 0, 0, m_task_done},
-    {"join", K_QUEUE, 1, 1, m_join},
-};
-
-static const struct method *find_method(int kind, const char *name, size_t len)
-{
-    if (kind == K_RLOCK)
-        kind = K_LOCK;
-    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
-        if (methods[i].kind == kind && strlen(methods[i].name) == len &&
-            memcmp(methods[i].name, name, len) == 0)
-            return &methods[i];
-    return NULL;
-}
-
 /* ---- manager-level requests (ident 0) --------------------------------------------- */
 
 static int kind_from(const mp_obj *o, bool any_lock)
@@ -1712,12 +1649,12 @@ static int obj_init(struct sobj *o, mp_obj *args)
 
 /* create(kind, name or None, initial): a new object, or, for a name that
  * exists, the object of that name. */
-static void r_create(struct server *s, struct sconn *c, mp_obj *args)
+static void r_create(struct server *s, struct sconn *c, struct sobj *unused, mp_obj *args)
 {
+    (void)unused;
     int kind = kind_from(arg(args, 0), false);
     mp_obj *name = arg(args, 1);
-    if (kind < 0 || mp_obj_len(args) != 3 ||
-        (!mp_obj_is_none(name) && mp_obj_type(name) != MP_TYPE_STR)) {
+    if (kind < 0 || (!mp_obj_is_none(name) && mp_obj_type(name) != MP_TYPE_STR)) {
         reply_error(c, MP_EPROTO, "create(kind, name, initial)");
         return;
     }
@@ -1768,10 +1705,11 @@ static void r_create(struct server *s, struct sconn *c, mp_obj *args)
 
 /* attach(kind, name): the object of that name, which must exist. "lock"
  * matches a lock or an rlock. */
-static void r_attach(struct server *s, struct sconn *c, mp_obj *args)
+static void r_attach(struct server *s, struct sconn *c, struct sobj *unused, mp_obj *args)
 {
+    (void)unused;
     int kind = kind_from(arg(args, 0), true);
-    if (kind < 0 || mp_obj_len(args) != 2 || mp_obj_type(arg(args, 1)) != MP_TYPE_STR) {
+    if (kind < 0 || mp_obj_type(arg(args, 1)) != MP_TYPE_STR) {
         reply_error(c, MP_EPROTO, "attach(kind, name)");
         return;
     }
@@ -1794,7 +1732,7 @@ static void r_attach(struct server *s, struct sconn *c, mp_obj *args)
 static struct sobj *arg_obj(struct server *s, struct sconn *c, mp_obj *args)
 {
     int64_t id;
-    if (mp_obj_len(args) != 1 || mp_obj_get_int(arg(args, 0), &id) < 0) {
+    if (mp_obj_get_int(arg(args, 0), &id) < 0) {
         reply_error(c, MP_EPROTO, "expected (id,)");
         return NULL;
     }
@@ -1804,8 +1742,9 @@ static struct sobj *arg_obj(struct server *s, struct sconn *c, mp_obj *args)
     return o;
 }
 
-static void r_incref(struct server *s, struct sconn *c, mp_obj *args)
+static void r_incref(struct server *s, struct sconn *c, struct sobj *unused, mp_obj *args)
 {
+    (void)unused;
     struct sobj *o = arg_obj(s, c, args);
     if (!o)
         return;
@@ -1816,8 +1755,9 @@ static void r_incref(struct server *s, struct sconn *c, mp_obj *args)
         reply_none(c);
 }
 
-static void r_release(struct server *s, struct sconn *c, mp_obj *args)
+static void r_release(struct server *s, struct sconn *c, struct sobj *unused, mp_obj *args)
 {
+    (void)unused;
     struct sobj *o = arg_obj(s, c, args);
     if (!o)
         return;
@@ -1827,9 +1767,10 @@ static void r_release(struct server *s, struct sconn *c, mp_obj *args)
     (void)session_drop(s, c->sess, o);
 }
 
-static void r_unlink(struct server *s, struct sconn *c, mp_obj *args)
+static void r_unlink(struct server *s, struct sconn *c, struct sobj *unused, mp_obj *args)
 {
-    if (mp_obj_len(args) != 1 || mp_obj_type(arg(args, 0)) != MP_TYPE_STR) {
+    (void)unused;
+    if (mp_obj_type(arg(args, 0)) != MP_TYPE_STR) {
         reply_error(c, MP_EPROTO, "unlink(name)");
         return;
     }
@@ -1856,8 +1797,9 @@ static int info_set(mp_obj *d, const char *k, mp_obj *v)
     return rc;
 }
 
-static void r_info(struct server *s, struct sconn *c, mp_obj *args)
+static void r_info(struct server *s, struct sconn *c, struct sobj *unused, mp_obj *args)
 {
+    (void)unused;
     (void)args;
     size_t live = 0, slots = 0;
     for (size_t i = 0; i < s->nconns; i++) {
@@ -1904,12 +1846,12 @@ static void r_info(struct server *s, struct sconn *c, mp_obj *args)
 
 /* hello(session, pid, max_reply, protocol): the first request of every
  * connection. */
-static void r_hello(struct server *s, struct sconn *c, mp_obj *args)
+static void r_hello(struct server *s, struct sconn *c, struct sobj *unused, mp_obj *args)
 {
+    (void)unused;
     int64_t sid, pid, max_reply, proto;
-    if (mp_obj_len(args) != 4 || mp_obj_get_int(arg(args, 0), &sid) < 0 ||
-        mp_obj_get_int(arg(args, 1), &pid) < 0 || mp_obj_get_int(arg(args, 2), &max_reply) < 0 ||
-        mp_obj_get_int(arg(args, 3), &proto) < 0) {
+    if (mp_obj_get_int(arg(args, 0), &sid) < 0 || mp_obj_get_int(arg(args, 1), &pid) < 0 ||
+        mp_obj_get_int(arg(args, 2), &max_reply) < 0 || mp_obj_get_int(arg(args, 3), &proto) < 0) {
         reply_error(c, MP_EPROTO, "hello(session, pid, max_reply, protocol)");
         return;
     }
@@ -1928,8 +1870,10 @@ static void r_hello(struct server *s, struct sconn *c, mp_obj *args)
     }
     ss->nconns++;
     c->sess = ss;
-    c->max_reply = max_reply <= 0 || (uint64_t)max_reply > MP__MGR_MAX_LIMIT ? MP__MGR_MAX_LIMIT
-                                                                             : (size_t)max_reply;
+    /* 0 or less: as large as the server's own limit (docs/manager.md). */
+    c->max_reply = max_reply <= 0                            ? s->max_request
+                   : (uint64_t)max_reply > MP__MGR_MAX_LIMIT ? MP__MGR_MAX_LIMIT
+                                                             : (size_t)max_reply;
     size_t st = reply_begin(c);
     mp__pickler_int(&c->out, MP__MGR_PROTOCOL);
     mp__pickler_int(&c->out, (int64_t)s->max_request);
@@ -1942,10 +1886,11 @@ static void r_hello(struct server *s, struct sconn *c, mp_obj *args)
  * same block as the server (it is random and lives only in that block).
  * The reply is the slot's index, or -1: no block, a wrong tag, or every
  * slot taken - the connection then simply goes on by the socket. */
-static void r_shm(struct server *s, struct sconn *c, mp_obj *args)
+static void r_shm(struct server *s, struct sconn *c, struct sobj *unused, mp_obj *args)
 {
+    (void)unused;
     int64_t tag;
-    if (mp_obj_len(args) != 1 || mp_obj_get_int(arg(args, 0), &tag) < 0) {
+    if (mp_obj_get_int(arg(args, 0), &tag) < 0) {
         reply_error(c, MP_EPROTO, "shm(tag)");
         return;
     }
@@ -1971,36 +1916,129 @@ static void r_shm(struct server *s, struct sconn *c, mp_obj *args)
     reply_int(c, ix);
 }
 
-static void manager_request(struct server *s, struct sconn *c, const char *m, size_t n,
-                            mp_obj *args)
+static void r_ping(struct server *s, struct sconn *c, struct sobj *unused, mp_obj *args)
 {
-#define IS(lit) (n == sizeof lit - 1 && memcmp(m, lit, n) == 0)
-    if (IS("hello"))
-        r_hello(s, c, args);
-    else if (!c->sess)
+    (void)s;
+    (void)unused;
+    (void)args;
+    reply_none(c);
+}
+
+static void r_shutdown(struct server *s, struct sconn *c, struct sobj *unused, mp_obj *args)
+{
+    (void)unused;
+    (void)args;
+    reply_none(c);
+    s->stop = true;
+}
+
+/* ---- the method table ------------------------------------------------------------ */
+
+/*
+ * Every request the server knows, with the number of arguments it takes:
+ * dispatch() looks a request up here and checks its arity before any
+ * method runs, so no method sees a tuple of the wrong length (docs/manager.md:
+ * a wrong count is MP_EPROTO, and the server serves on).
+ */
+struct method {
+    const char *name;
+    int kind; /* K_MANAGER for ident 0; K_LOCK also covers K_RLOCK */
+    int min_args, max_args;
+    method_fn fn;
+};
+
+static const struct method methods[] = {
+    {"hello", K_MANAGER, 4, 4, r_hello},
+    {"create", K_MANAGER, 3, 3, r_create},
+    {"attach", K_MANAGER, 2, 2, r_attach},
+    {"incref", K_MANAGER, 1, 1, r_incref},
+    {"release", K_MANAGER, 1, 1, r_release},
+    {"unlink", K_MANAGER, 1, 1, r_unlink},
+    {"info", K_MANAGER, 0, 0, r_info},
+    {"ping", K_MANAGER, 0, 0, r_ping},
+    {"shm", K_MANAGER, 1, 1, r_shm},
+    {"shutdown", K_MANAGER, 0, 0, r_shutdown},
+    {"get", K_DICT, 1, 1, d_get},
+    {"set", K_DICT, 2, 2, d_set},
+    {"del", K_DICT, 1, 1, d_del},
+    {"contains", K_DICT, 1, 1, d_contains},
+    {"len", K_DICT, 0, 0, x_len},
+    {"keys", K_DICT, 0, 0, d_keys},
+    {"values", K_DICT, 0, 0, d_values},
+    {"items", K_DICT, 0, 0, d_items},
+    {"clear", K_DICT, 0, 0, x_clear},
+    {"pop", K_DICT, 1, 1, d_pop},
+    {"popitem", K_DICT, 0, 0, d_popitem},
+    {"setdefault", K_DICT, 2, 2, d_setdefault},
+    {"update", K_DICT, 1, 1, d_update},
+    {"copy", K_DICT, 0, 0, d_copy},
+    {"add", K_DICT, 2, 2, d_add},
+    {"cas", K_DICT, 2, 3, d_cas},
+    {"append", K_LIST, 1, 1, l_append},
+    {"extend", K_LIST, 1, 1, l_extend},
+    {"get", K_LIST, 1, 1, l_get},
+    {"set", K_LIST, 2, 2, l_set},
+    {"len", K_LIST, 0, 0, x_len},
+    {"pop", K_LIST, 0, 1, l_pop},
+    {"del", K_LIST, 1, 1, l_del},
+    {"insert", K_LIST, 2, 2, l_insert},
+    {"slice", K_LIST, 2, 2, l_slice},
+    {"copy", K_LIST, 0, 0, l_copy},
+    {"clear", K_LIST, 0, 0, x_clear},
+    {"index", K_LIST, 1, 1, l_index},
+    {"count", K_LIST, 1, 1, l_count},
+    {"contains", K_LIST, 1, 1, l_contains},
+    {"remove", K_LIST, 1, 1, l_remove},
+    {"acquire", K_LOCK, 2, 2, k_acquire},
+    {"release", K_LOCK, 1, 1, k_release},
+    {"put", K_QUEUE, 2, 2, m_put},
+    {"get", K_QUEUE, 1, 1, m_get},
+    {"qsize", K_QUEUE, 0, 0, m_qsize},
+    {"empty", K_QUEUE, 0, 0, m_empty},
+    {"full", K_QUEUE, 0, 0, m_full},
+    {"task_done", K_QUEUE, 0, 0, m_task_done},
+    {"join", K_QUEUE, 1, 1, m_join},
+};
+
+static const struct method *find_method(int kind, const char *name, size_t len)
+{
+    if (kind == K_RLOCK)
+        kind = K_LOCK;
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+        if (methods[i].kind == kind && strlen(methods[i].name) == len &&
+            memcmp(methods[i].name, name, len) == 0)
+            return &methods[i];
+    return NULL;
+}
+
+/* Run one parsed request: find its object and method, check the state of
+ * the connection and the number of arguments, then call the method. */
+static void dispatch(struct server *s, struct sconn *c, int64_t ident, const char *meth,
+                     size_t mlen, mp_obj *args)
+{
+    struct sobj *o = NULL;
+    if (ident != 0) {
+        if (!c->sess) {
+            reply_error(c, MP_ESTATE, "the first request must be hello");
+            return;
+        }
+        o = obj_find(s, ident);
+        if (!o) {
+            reply_error(c, MP_ENOOBJ, "no such object");
+            return;
+        }
+    }
+    const struct method *md = find_method(o ? o->kind : K_MANAGER, meth, mlen);
+    ssize_t na = mp_obj_len(args);
+    if (!c->sess && !(md && md->fn == r_hello))
         reply_error(c, MP_ESTATE, "the first request must be hello");
-    else if (IS("create"))
-        r_create(s, c, args);
-    else if (IS("attach"))
-        r_attach(s, c, args);
-    else if (IS("incref"))
-        r_incref(s, c, args);
-    else if (IS("release"))
-        r_release(s, c, args);
-    else if (IS("unlink"))
-        r_unlink(s, c, args);
-    else if (IS("info"))
-        r_info(s, c, args);
-    else if (IS("ping"))
-        reply_none(c);
-    else if (IS("shm"))
-        r_shm(s, c, args);
-    else if (IS("shutdown")) {
-        reply_none(c);
-        s->stop = true;
-    } else
-        reply_error(c, MP_EPROTO, "no such manager method");
-#undef IS
+    else if (!md)
+        reply_error(c, MP_EPROTO,
+                    o ? "no such method for this kind of object" : "no such manager method");
+    else if (na < md->min_args || na > md->max_args)
+        reply_error(c, MP_EPROTO, "wrong number of arguments");
+    else
+        md->fn(s, c, o, args);
 }
 
 /*
@@ -2192,23 +2230,7 @@ static void handle_request(struct server *s, struct sconn *c, const unsigned cha
             return;
         }
     }
-    if (ident == 0) {
-        manager_request(s, c, meth, mlen, args);
-    } else if (!c->sess) {
-        reply_error(c, MP_ESTATE, "the first request must be hello");
-    } else {
-        struct sobj *o = obj_find(s, ident);
-        const struct method *md = o ? find_method(o->kind, meth, mlen) : NULL;
-        ssize_t na = mp_obj_len(args);
-        if (!o)
-            reply_error(c, MP_ENOOBJ, "no such object");
-        else if (!md)
-            reply_error(c, MP_EPROTO, "no such method for this kind of object");
-        else if (na < md->min_args || na > md->max_args)
-            reply_error(c, MP_EPROTO, "wrong number of arguments");
-        else
-            md->fn(s, c, o, args);
-    }
+    dispatch(s, c, ident, meth, mlen, args);
     if (req)
         mp_obj_free(req);
     else

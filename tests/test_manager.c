@@ -2293,6 +2293,149 @@ static void test_hand_written_requests_mean_what_the_decoder_says(void **state)
     mp_manager_free(m);
 }
 
+/* Say hello on a raw connection, with a reply limit (0: the server's). */
+static void raw_hello(mp_conn *c, int64_t session, int64_t max_reply)
+{
+    mp_obj *hello = mp_obj_tuple_new();
+    mp_obj_tuple_append(hello, I(session));
+    mp_obj_tuple_append(hello, I(getpid()));
+    mp_obj_tuple_append(hello, I(max_reply));
+    mp_obj_tuple_append(hello, I(1));
+    assert_int_equal(send_obj(c, request(0, "hello", hello)), 0);
+}
+
+/* The args of a hand-written request: n Nones and the tuple opcode, in the
+ * form the server's fast path reads, or (general) followed by a MEMOIZE,
+ * which only the general decoder takes. */
+static size_t none_args(unsigned char *out, int n, bool general)
+{
+    size_t k = 0;
+    if (n > 3)
+        out[k++] = '(';
+    for (int i = 0; i < n; i++)
+        out[k++] = 'N';
+    out[k++] = n > 3 ? 't' : n == 0 ? ')' : (unsigned char)(0x85 + n - 1);
+    if (general)
+        out[k++] = 0x94;
+    return k;
+}
+
+/* docs/manager.md: a request with the wrong number of arguments gets
+ * MP_EPROTO and the server goes on serving - shutdown('x') included. Every
+ * method of the manager and some of each object kind, each one argument
+ * short and one too many, through both of the server's readers. */
+static void test_every_request_checks_its_argument_count_and_the_server_serves_on(void **state)
+{
+    (void)state;
+    mp_manager *m = start();
+    mp_dict *d;
+    mp_list *l;
+    mp_mqueue *q;
+    mp_mlock *lk;
+    TU_ASSERT_STATUS(mp_manager_dict(m, NULL, &d), 0);
+    TU_ASSERT_STATUS(mp_manager_list(m, NULL, &l), 0);
+    TU_ASSERT_STATUS(mp_manager_queue(m, 0, &q), 0);
+    TU_ASSERT_STATUS(mp_manager_lock(m, &lk), 0);
+    TU_ASSERT_STATUS(mp_dict_set_int(d, "k", 1), 0);
+    mp_obj *none = mp_obj_none();
+    TU_ASSERT_STATUS(mp_mqueue_put(q, none, T_LONG), 0);
+    mp_obj_free(none);
+    size_t keylen;
+    const void *key = mp_manager_authkey(m, &keylen);
+    mp_conn *c;
+    TU_ASSERT_STATUS(mp_client_connect(&c, mp_manager_address(m), key, keylen, T_LONG), 0);
+    raw_hello(c, 777, 0);
+    /* the ids of the objects: the raw connection attaches nothing, it
+     * only names them (the server checks no holding) */
+    struct {
+        int ident;
+        const char *method;
+        int min, max;
+    } cases[] = {
+        {0, "shutdown", 0, 0}, {0, "ping", 0, 0},      {0, "info", 0, 0},    {0, "hello", 4, 4},
+        {0, "create", 3, 3},   {0, "attach", 2, 2},    {0, "incref", 1, 1},  {0, "release", 1, 1},
+        {0, "unlink", 1, 1},   {0, "shm", 1, 1},       {1, "len", 0, 0},     {1, "cas", 2, 3},
+        {1, "popitem", 0, 0},  {2, "pop", 0, 1},       {2, "insert", 2, 2},  {3, "get", 1, 1},
+        {3, "put", 2, 2},      {3, "task_done", 0, 0}, {4, "acquire", 2, 2}, {4, "release", 1, 1},
+    };
+    unsigned char f[256], a[32];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        for (int general = 0; general < 2; general++) {
+            int counts[2] = {cases[i].min - 1, cases[i].max + 1};
+            for (int k = 0; k < 2; k++) {
+                if (counts[k] < 0)
+                    continue;
+                size_t an = none_args(a, counts[k], general);
+                size_t n = hand_request(f, cases[i].ident, cases[i].method, a, an, NULL, 0);
+                int code = reply_code(raw_call(c, f, n));
+                if (code != MP_EPROTO) {
+                    print_error("%d.%s with %d args (%s): %d\n", cases[i].ident, cases[i].method,
+                                counts[k], general ? "general" : "fast", code);
+                    fail();
+                }
+            }
+        }
+    }
+    /* nothing changed, and everyone is still served */
+    assert_int_equal(reply_code(raw_call(c, f, hand_request(f, 0, "ping", ")", 1, NULL, 0))), 0);
+    assert_false(pid_gone(mp_manager_pid(m)));
+    assert_int_equal(mp_dict_len(d), 1);
+    assert_int_equal(mp_list_len(l), 0);
+    assert_int_equal(mp_mqueue_qsize(q), 1);
+    TU_ASSERT_STATUS(mp_mlock_acquire(lk, MP_NOWAIT), 0);
+    TU_ASSERT_STATUS(mp_mlock_release(lk), 0);
+    mp_conn_free(c);
+    mp_mlock_free(lk);
+    mp_mqueue_free(q);
+    mp_list_free(l);
+    mp_dict_free(d);
+    mp_manager_free(m);
+}
+
+/* docs/manager.md: hello's max_reply of 0 or less means the server's own
+ * request limit, not the 1 GiB ceiling: a reply larger than that limit is
+ * MP_ETOOLONG. */
+static void test_hello_without_a_reply_limit_gets_the_servers_request_limit(void **state)
+{
+    (void)state;
+    mp_manager_opts o = MP_MANAGER_OPTS_INIT;
+    o.max_message = 1 << 20;
+    mp_manager *m;
+    TU_ASSERT_STATUS(mp_manager_start(&m, &o), 0);
+    mp_dict *d;
+    TU_ASSERT_STATUS(mp_manager_dict_named(m, "big", NULL, &d), 1);
+    size_t n = 600 << 10;
+    char *blob = calloc(1, n);
+    assert_non_null(blob);
+    TU_ASSERT_STATUS(mp_dict_set_bytes(d, "a", blob, n), 0);
+    TU_ASSERT_STATUS(mp_dict_set_bytes(d, "b", blob, n), 0);
+    free(blob);
+    size_t keylen;
+    const void *key = mp_manager_authkey(m, &keylen);
+    for (int64_t limit = 0; limit >= -1; limit--) {
+        mp_conn *c;
+        TU_ASSERT_STATUS(mp_client_connect(&c, mp_manager_address(m), key, keylen, T_LONG), 0);
+        raw_hello(c, 4243 + limit, limit);
+        mp_obj *aa = mp_obj_tuple_new();
+        mp_obj_tuple_append(aa, S("dict"));
+        mp_obj_tuple_append(aa, S("big"));
+        mp_obj *r = NULL;
+        mp_obj *req = request(0, "attach", aa);
+        TU_ASSERT_STATUS(mp_conn_send(c, req), 0);
+        mp_obj_free(req);
+        TU_ASSERT_STATUS(mp_conn_recv(c, &r, T_LONG), 0);
+        int64_t id = -1;
+        assert_int_equal(mp_obj_get_int(mp_obj_list_get(mp_obj_list_get(r, 1), 0), &id), 0);
+        mp_obj_free(r);
+        /* 1.2 MB of reply against a 1 MiB limit */
+        assert_int_equal(send_obj(c, request(id, "copy", NULL)), MP_ETOOLONG);
+        assert_int_equal(send_obj(c, request(id, "len", NULL)), 0);
+        mp_conn_free(c);
+    }
+    mp_dict_free(d);
+    mp_manager_free(m);
+}
+
 static void test_request_and_reply_size_limits(void **state)
 {
     (void)state;
@@ -3000,6 +3143,8 @@ int main(int argc, char **argv)
         TU_TEST(test_socket_clients_are_served_while_mailboxes_keep_the_server_busy),
         TU_TEST(test_int_replies_of_every_width_read_back_exactly),
         TU_TEST(test_hand_written_requests_mean_what_the_decoder_says),
+        TU_TEST(test_every_request_checks_its_argument_count_and_the_server_serves_on),
+        TU_TEST(test_hello_without_a_reply_limit_gets_the_servers_request_limit),
         TU_TEST(test_request_and_reply_size_limits),
         TU_TEST(test_a_python_client_speaks_the_protocol),
         TU_TEST(test_invalid_arguments_are_einval),
