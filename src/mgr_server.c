@@ -200,9 +200,19 @@ struct server {
 
 /* ---- replies --------------------------------------------------------------- */
 
-/* A reply is one frame appended to the connection's output: 4 bytes of
+/*
+ * A reply is one frame appended to the connection's output: 4 bytes of
  * length (the limits keep every frame below 2^31), then a pickle of
- * ('#RETURN', value) or ('#ERROR', code, text). */
+ * ('#RETURN', value) or ('#ERROR', code, text).
+ *
+ * Encode first, then commit. A ('#RETURN', value) reply is built whole
+ * before anything else happens; frame_finish replaces it with an error
+ * reply when it cannot be sent (over the reader's max_reply, no memory) and
+ * says so. A method that removes or replaces what it replies with (a queue
+ * get, a pop, a compare-and-set) changes the object only after its reply
+ * stood: an error never loses the item. The size checked is the size of
+ * the bytes that go out, whatever sharing the value had on the way in.
+ */
 
 static void reply_error(struct sconn *c, int code, const char *text);
 
@@ -216,7 +226,10 @@ static size_t reply_begin(struct sconn *c)
     return start;
 }
 
-static void frame_finish(struct sconn *c, size_t start, bool limited)
+/* Close the frame that starts at start. Returns 0 when it stands; for a
+ * limited (value) reply that cannot go out, the error code it was replaced
+ * with. */
+static int frame_finish(struct sconn *c, size_t start, bool limited)
 {
     if (c->out.err) {
         int err = c->out.err;
@@ -226,26 +239,36 @@ static void frame_finish(struct sconn *c, size_t start, bool limited)
             reply_error(c, err, "the server ran out of memory building the reply");
         else
             c->broken = true; /* not even an error reply fits */
-        return;
+        return err;
     }
     size_t size = c->out.len - start - 4;
     if (limited && size > c->max_reply) {
         c->out.len = start;
         reply_error(c, MP_ETOOLONG, "the reply is larger than the client accepts");
-        return;
+        return MP_ETOOLONG;
     }
     unsigned char *h = c->out.p + start;
     h[0] = (unsigned char)(size >> 24);
     h[1] = (unsigned char)(size >> 16);
     h[2] = (unsigned char)(size >> 8);
     h[3] = (unsigned char)size;
+    return 0;
 }
 
-static void reply_end(struct sconn *c, size_t start)
+/* 0 when the reply stands, else the code the reader got instead. */
+static int reply_end(struct sconn *c, size_t start)
 {
     mp__pickler_tuple(&c->out, 2);
     mp__pickler_stop(&c->out);
-    frame_finish(c, start, true);
+    return frame_finish(c, start, true);
+}
+
+/* Withdraw a reply that stood (frame_finish returned 0) because what it
+ * reports could not be done after all. */
+static void reply_withdraw(struct sconn *c, size_t start)
+{
+    c->out.len = start;
+    c->out.err = 0;
 }
 
 static void reply_error(struct sconn *c, int code, const char *text)
@@ -283,11 +306,12 @@ static void reply_bool(struct sconn *c, bool v)
     reply_end(c, st);
 }
 
-static void reply_obj(struct sconn *c, const mp_obj *o)
+/* ('#RETURN', o): 0 when it stands, else the code the reader got. */
+static int reply_obj(struct sconn *c, const mp_obj *o)
 {
     size_t st = reply_begin(c);
     mp__pickler_obj(&c->out, o);
-    reply_end(c, st);
+    return reply_end(c, st);
 }
 
 /* The codes a failed operation replies with; anything unexpected from the
@@ -872,40 +896,58 @@ static void x_clear(struct server *s, struct sconn *c, struct sobj *o, mp_obj *a
     reply_none(c);
 }
 
+/* pop(key): the item leaves the dict only once its reply stood. */
 static void d_pop(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
 {
     (void)s;
-    mp_obj *k, *v;
-    int rc = mp__dict_take(o->value, arg(args, 0), &k, &v);
+    mp_obj *key = arg(args, 0);
+    int rc = check_hashable(key);
     if (rc < 0) {
         reply_status(c, rc);
         return;
     }
-    if (rc == 0) {
+    mp_obj *v = mp_obj_dict_get(o->value, key);
+    if (!v) {
         reply_error(c, MP_EKEY, "KeyError");
         return;
     }
-    reply_obj(c, v);
-    mp_obj_free(k);
-    mp_obj_free(v);
+    if (reply_obj(c, v) == 0)
+        (void)mp_obj_dict_del(o->value, key); /* present: it cannot fail */
+}
+
+/* The last inserted item of a non-empty dict (what popitem() takes). The
+ * entries are in insertion order, deleted ones with a NULL key
+ * (objimpl.h). */
+static void dict_last(const mp_obj *d, const mp_obj **k, const mp_obj **v)
+{
+    size_t i = d->u.d.n;
+    while (i > 0 && !d->u.d.entries[i - 1].key)
+        i--;
+    *k = d->u.d.entries[i - 1].key;
+    *v = d->u.d.entries[i - 1].value;
 }
 
 static void d_popitem(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
 {
     (void)s;
     (void)args;
-    mp_obj *k, *v;
-    if (mp__dict_popitem(o->value, &k, &v) != 1) {
+    if (mp_obj_len(o->value) == 0) {
         reply_error(c, MP_EKEY, "KeyError: popitem(): dictionary is empty");
         return;
     }
+    const mp_obj *k, *v;
+    dict_last(o->value, &k, &v);
     size_t st = reply_begin(c);
     mp__pickler_obj(&c->out, k);
     mp__pickler_obj(&c->out, v);
     mp__pickler_tuple(&c->out, 2);
-    reply_end(c, st);
-    mp_obj_free(k);
-    mp_obj_free(v);
+    if (reply_end(c, st) != 0)
+        return; /* the item stays */
+    mp_obj *kt, *vt;
+    if (mp__dict_popitem(o->value, &kt, &vt) == 1) {
+        mp_obj_free(kt);
+        mp_obj_free(vt);
+    }
 }
 
 static void d_setdefault(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
@@ -922,16 +964,20 @@ static void d_setdefault(struct server *s, struct sconn *c, struct sobj *o, mp_o
         reply_obj(c, v);
         return;
     }
+    /* The reply first: a default too large for the reader is not stored
+     * behind an error. */
+    size_t st = c->out.len;
+    if (reply_obj(c, arg(args, 1)) != 0)
+        return;
     mp_obj *dflt = mp__seq_take(args, 1);
     key = mp__seq_take(args, 0);
     rc = mp_obj_dict_set(o->value, key, dflt);
     if (rc < 0) {
         mp_obj_free(key);
         mp_obj_free(dflt);
+        reply_withdraw(c, st);
         reply_status(c, rc);
-        return;
     }
-    reply_obj(c, dflt); /* now owned by the dict, still valid */
 }
 
 /* dict.update(other): other is a dict or a sequence of (key, value) pairs.
@@ -1073,7 +1119,9 @@ static void d_cas(struct server *s, struct sconn *c, struct sobj *o, mp_obj *arg
         reply_end(c, st);
         return;
     }
-    /* Reply first: the old value is freed by the set. */
+    /* Reply first (the old value is freed by the set), and swap only when
+     * the reply stands: a reader that cannot take the old value gets
+     * MP_ETOOLONG with nothing changed. */
     size_t st = reply_begin(c);
     mp__pickler_bool(&c->out, true);
     mp__pickler_bool(&c->out, v != NULL);
@@ -1082,18 +1130,17 @@ static void d_cas(struct server *s, struct sconn *c, struct sobj *o, mp_obj *arg
     else
         mp__pickler_none(&c->out);
     mp__pickler_tuple(&c->out, 3);
+    if (reply_end(c, st) != 0)
+        return;
     mp_obj *desired = mp__seq_take(args, 1);
     key = mp__seq_take(args, 0);
     rc = mp_obj_dict_set(o->value, key, desired);
     if (rc < 0) {
         mp_obj_free(key);
         mp_obj_free(desired);
-        c->out.len = st; /* withdraw the success reply */
-        c->out.err = 0;
+        reply_withdraw(c, st);
         reply_status(c, rc);
-        return;
     }
-    reply_end(c, st);
 }
 
 /* ---- list methods -------------------------------------------------------------- */
@@ -1187,12 +1234,12 @@ static void l_del_or_pop(struct sconn *c, struct sobj *o, mp_obj *args, bool pop
             return;
         }
     }
-    mp_obj *item = mp__seq_take(o->value, i);
-    if (pop)
-        reply_obj(c, item);
-    else
+    /* A pop removes the item only once its reply stood. */
+    if (pop && reply_obj(c, mp_obj_list_get(o->value, i)) != 0)
+        return;
+    mp_obj_free(mp__seq_take(o->value, i));
+    if (!pop)
         reply_none(c);
-    mp_obj_free(item);
 }
 
 static void l_pop(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
@@ -1450,16 +1497,23 @@ static void m_put(struct server *s, struct sconn *c, struct sobj *o, mp_obj *arg
         reply_status(c, MP_ETYPE);
         return;
     }
-    /* A waiting getter means the queue is empty: hand the item over. */
-    while (o->getters.head && o->getters.head->conn->broken)
-        waiter_free(s, o->getters.head);
-    if (o->getters.head) {
+    /* A waiting getter means the queue is empty: hand the item to the
+     * first getter it fits. One whose max_reply it exceeds gets
+     * MP_ETOOLONG, as its get of this item from the queue would; if nobody
+     * takes it, the item is queued below like any other. */
+    while (o->getters.head) {
         struct waiter *w = o->getters.head;
-        o->unfinished++;
-        reply_obj(w->conn, arg(args, 0));
+        if (w->conn->broken) {
+            waiter_free(s, w);
+            continue;
+        }
+        int rc = reply_obj(w->conn, arg(args, 0));
         waiter_replied(s, w);
-        reply_none(c);
-        return;
+        if (rc == 0) {
+            o->unfinished++;
+            reply_none(c);
+            return;
+        }
     }
     if (!q_full(o)) {
         mp_obj *item = mp__seq_take(args, 0);
@@ -1492,9 +1546,10 @@ static void m_get(struct server *s, struct sconn *c, struct sobj *o, mp_obj *arg
         return;
     }
     if (o->len) {
-        mp_obj *item = q_pop(o);
-        reply_obj(c, item);
-        mp_obj_free(item);
+        /* The item leaves the queue only once its reply stood. */
+        if (reply_obj(c, o->items[o->head]) != 0)
+            return;
+        mp_obj_free(q_pop(o));
         q_admit_putters(s, o);
         return;
     }
@@ -1801,10 +1856,11 @@ static void r_info(struct server *s, struct sconn *c, struct sobj *unused, mp_ob
 {
     (void)unused;
     (void)args;
-    size_t live = 0, slots = 0;
+    size_t live = 0, slots = 0, waiting = 0;
     for (size_t i = 0; i < s->nconns; i++) {
         live += !s->conns[i]->broken;
         slots += !s->conns[i]->broken && s->conns[i]->slot;
+        waiting += !s->conns[i]->broken && s->conns[i]->waiter;
     }
     mp_obj *d = mp_obj_dict_new(), *names = mp_obj_list_new();
     int rc = d && names ? 0 : -ENOMEM;
@@ -1826,6 +1882,8 @@ static void r_info(struct server *s, struct sconn *c, struct sobj *unused, mp_ob
         rc = info_set(d, "connections", mp_obj_int((int64_t)live));
     if (rc == 0)
         rc = info_set(d, "mailboxes", mp_obj_int((int64_t)slots));
+    if (rc == 0)
+        rc = info_set(d, "waiting", mp_obj_int((int64_t)waiting));
     if (rc == 0)
         rc = info_set(d, "mailbox", mp_obj_bool(c->slot != NULL));
     if (rc == 0)

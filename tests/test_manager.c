@@ -123,6 +123,18 @@ static bool eventually_objects(mp_manager *m, int64_t want)
     return false;
 }
 
+/* Wait until the server has n requests parked (info 'waiting'). */
+static bool eventually_waiting(mp_manager *m, int64_t n)
+{
+    double end = tu_now() + T_LONG;
+    while (tu_now() < end) {
+        if (info_int(m, "waiting") == n)
+            return true;
+        tu_sleep(0.002);
+    }
+    return false;
+}
+
 /* A byte through a pipe, with a deadline: how children say "I got here". */
 static int wait_byte(int fd, double timeout)
 {
@@ -1258,7 +1270,9 @@ static void kill_holder_and_check(bool recursive, bool with_waiter)
     if (with_waiter) {
         waiter = tu_fork(child_waits_for_dead_holders_lock, &sh);
         assert_int_equal(wait_byte(p[0], T_LONG), 0);
-        tu_sleep(0.05); /* let its acquire reach the server (either way works) */
+        /* its acquire is parked in the server: the holder's death hands it
+         * the lock, the case this test names */
+        assert_true(eventually_waiting(m, 1));
     }
     kill(holder, SIGKILL);
     assert_int_equal(tu_wait_child(holder, T_LONG), -SIGKILL);
@@ -2436,6 +2450,218 @@ static void test_hello_without_a_reply_limit_gets_the_servers_request_limit(void
     mp_manager_free(m);
 }
 
+struct getter {
+    mp_mqueue *q;
+    int rc;
+    size_t len; /* of the bytes item it got */
+    pthread_t t;
+};
+
+static void *getter_main(void *arg)
+{
+    struct getter *g = arg;
+    mp_obj *x = NULL;
+    g->rc = mp_mqueue_get(g->q, &x, T_LONG);
+    const unsigned char *p;
+    if (g->rc == 0 && mp_obj_get_bytes(x, &p, &g->len) != 0)
+        g->rc = 1;
+    mp_obj_free(x);
+    return NULL;
+}
+
+static void start_getter(struct getter *g, mp_manager *m, const char *name)
+{
+    memset(g, 0, sizeof *g);
+    TU_ASSERT_STATUS(mp_manager_attach_queue(m, name, &g->q), 0);
+    assert_int_equal(pthread_create(&g->t, NULL, getter_main, g), 0);
+}
+
+static void join_getter(struct getter *g)
+{
+    pthread_join(g->t, NULL);
+    mp_mqueue_free(g->q);
+}
+
+static size_t bytes_len(const mp_obj *o)
+{
+    const unsigned char *p;
+    size_t n = 0;
+    assert_int_equal(mp_obj_get_bytes(o, &p, &n), 0);
+    return n;
+}
+
+/* An error never loses data: a reader whose max_message an item's reply
+ * exceeds gets MP_ETOOLONG and the object stays as it was, so a reader
+ * with a larger limit gets the item - for a queue's get, a list's pop, a
+ * dict's pop, popitem, compare-and-set and setdefault, and a put handed
+ * straight to a waiting get. */
+static void test_an_item_too_big_for_its_reader_stays_for_a_reader_that_can_take_it(void **state)
+{
+    (void)state;
+    mp_manager *m = start();
+    size_t keylen;
+    const void *key = mp_manager_authkey(m, &keylen);
+    mp_manager_opts small = MP_MANAGER_OPTS_INIT;
+    small.max_message = 64 << 10;
+    mp_manager *ms;
+    TU_ASSERT_STATUS(mp_manager_connect(&ms, mp_manager_address(m), key, keylen, &small), 0);
+    size_t n = 100 << 10;
+    char *blob = calloc(1, n);
+    assert_non_null(blob);
+    mp_obj *big = mp_obj_bytes(blob, n), *k = S("k"), *one = I(1), *x = NULL, *x2 = NULL;
+
+    /* queue get */
+    mp_mqueue *q, *qs;
+    TU_ASSERT_STATUS(mp_manager_queue_named(m, "q", 0, &q), 1);
+    TU_ASSERT_STATUS(mp_manager_attach_queue(ms, "q", &qs), 0);
+    TU_ASSERT_STATUS(mp_mqueue_put(q, big, T_LONG), 0);
+    TU_ASSERT_STATUS(mp_mqueue_get(qs, &x, T_LONG), MP_ETOOLONG);
+    assert_int_equal(mp_mqueue_qsize(q), 1);
+    TU_ASSERT_STATUS(mp_mqueue_get(q, &x, MP_NOWAIT), 0);
+    assert_int_equal(bytes_len(x), n);
+    mp_obj_free(x);
+
+    /* list pop, the last item and by index */
+    mp_list *l, *ls;
+    TU_ASSERT_STATUS(mp_manager_list_named(m, "l", NULL, &l), 1);
+    TU_ASSERT_STATUS(mp_manager_attach_list(ms, "l", &ls), 0);
+    TU_ASSERT_STATUS(mp_list_append(l, big), 0);
+    TU_ASSERT_STATUS(mp_list_append(l, one), 0);
+    TU_ASSERT_STATUS(mp_list_pop(ls, 0, &x), MP_ETOOLONG);
+    TU_ASSERT_STATUS(mp_list_pop(ls, -1, &x), 0); /* the small one goes */
+    mp_obj_free(x);
+    TU_ASSERT_STATUS(mp_list_pop(ls, -1, &x), MP_ETOOLONG);
+    assert_int_equal(mp_list_len(l), 1);
+    TU_ASSERT_STATUS(mp_list_pop(l, -1, &x), 0);
+    assert_int_equal(bytes_len(x), n);
+    mp_obj_free(x);
+
+    /* dict pop, popitem, cas, setdefault */
+    mp_dict *d, *ds;
+    TU_ASSERT_STATUS(mp_manager_dict_named(m, "d", NULL, &d), 1);
+    TU_ASSERT_STATUS(mp_manager_attach_dict(ms, "d", &ds), 0);
+    TU_ASSERT_STATUS(mp_dict_set(d, k, big), 0);
+    TU_ASSERT_STATUS(mp_dict_pop(ds, k, &x), MP_ETOOLONG);
+    TU_ASSERT_STATUS(mp_dict_popitem(ds, &x, &x2), MP_ETOOLONG);
+    TU_ASSERT_STATUS(mp_dict_cas(ds, k, big, one, &x), MP_ETOOLONG);
+    assert_int_equal(mp_dict_len(d), 1);
+    TU_ASSERT_STATUS(mp_dict_get(d, k, &x), 0);
+    assert_int_equal(bytes_len(x), n); /* not swapped */
+    mp_obj_free(x);
+    mp_obj *k2 = S("k2");
+    TU_ASSERT_STATUS(mp_dict_setdefault(ds, k2, big, &x), MP_ETOOLONG);
+    assert_int_equal(mp_dict_contains(d, k2), 0); /* not stored behind the error */
+    TU_ASSERT_STATUS(mp_dict_popitem(d, &x, &x2), 0);
+    assert_int_equal(bytes_len(x2), n);
+    mp_obj_free(x);
+    mp_obj_free(x2);
+    mp_obj_free(k2);
+
+    /* a put handed to waiting getters: the small one gets MP_ETOOLONG,
+     * the next one in line gets the item */
+    struct getter gs, gb;
+    start_getter(&gs, ms, "q");
+    assert_true(eventually_waiting(m, 1));
+    start_getter(&gb, m, "q");
+    assert_true(eventually_waiting(m, 2));
+    TU_ASSERT_STATUS(mp_mqueue_put(q, big, T_LONG), 0);
+    join_getter(&gs);
+    join_getter(&gb);
+    TU_ASSERT_STATUS(gs.rc, MP_ETOOLONG);
+    TU_ASSERT_STATUS(gb.rc, 0);
+    assert_int_equal(gb.len, n);
+    assert_int_equal(mp_mqueue_qsize(q), 0);
+    /* only a small getter waits: the item goes into the queue */
+    start_getter(&gs, ms, "q");
+    assert_true(eventually_waiting(m, 1));
+    TU_ASSERT_STATUS(mp_mqueue_put(q, big, T_LONG), 0);
+    join_getter(&gs);
+    TU_ASSERT_STATUS(gs.rc, MP_ETOOLONG);
+    assert_int_equal(mp_mqueue_qsize(q), 1);
+    TU_ASSERT_STATUS(mp_mqueue_get(q, &x, MP_NOWAIT), 0);
+    assert_int_equal(bytes_len(x), n);
+    mp_obj_free(x);
+
+    mp_obj_free(big);
+    mp_obj_free(k);
+    mp_obj_free(one);
+    free(blob);
+    mp_dict_free(d);
+    mp_dict_free(ds);
+    mp_list_free(l);
+    mp_list_free(ls);
+    mp_mqueue_free(q);
+    mp_mqueue_free(qs);
+    mp_manager_free(ms);
+    mp_manager_free(m);
+}
+
+/* The issue's case: a Python producer puts [blob] * 15, which pickle sends
+ * with the blob once and 14 memo references - 8 MiB on the wire, 120 MiB as
+ * the value the server holds and sends. A default C reader (64 MiB) gets
+ * MP_ETOOLONG and the item stays; a reader that accepts 128 MiB gets it. */
+static const char PY_PRODUCER[] =
+    "import os, pickle, sys\n"
+    "from multiprocessing.connection import Client\n"
+    "c = Client(sys.argv[1], authkey=bytes.fromhex(sys.argv[2]))\n"
+    "def call(ident, method, *args):\n"
+    "    data = pickle.dumps((ident, method, args), protocol=4)\n"
+    "    c.send_bytes(data)\n"
+    "    return len(data), pickle.loads(c.recv_bytes())\n"
+    "call(0, 'hello', int.from_bytes(os.urandom(7), 'big'), os.getpid(), 0, 1)\n"
+    "ident = call(0, 'attach', 'queue', 'big')[1][1][0]\n"
+    "blob = bytes(range(256)) * (int(sys.argv[3]) // 256)\n"
+    "n, r = call(ident, 'put', [blob] * 15, None)\n"
+    "assert r == ('#RETURN', None), r\n"
+    "assert n < len(blob) + 4096, n\n"
+    "c.close()\n";
+
+static void test_a_python_items_shared_references_count_in_full_and_nothing_is_lost(void **state)
+{
+    (void)state;
+    mp_manager *m = start();
+    mp_mqueue *q;
+    TU_ASSERT_STATUS(mp_manager_queue_named(m, "big", 0, &q), 1);
+    size_t keylen;
+    const unsigned char *key = mp_manager_authkey(m, &keylen);
+    char hex[2 * 64 + 1] = {0};
+    for (size_t i = 0; i < keylen && i < 64; i++)
+        snprintf(hex + 2 * i, 3, "%02x", key[i]);
+    const size_t blob = 8 << 20;
+    char size[32];
+    snprintf(size, sizeof size, "%zu", blob);
+    const char *args[] = {mp_manager_address(m) + 5, hex, size, NULL};
+    pid_t py = tu_spawn_python(PY_PRODUCER, args, NULL, 0);
+    assert_int_equal(tu_wait_child(py, 60), 0);
+    assert_int_equal(mp_mqueue_qsize(q), 1);
+    mp_obj *x = NULL;
+    TU_ASSERT_STATUS(mp_mqueue_get(q, &x, T_LONG), MP_ETOOLONG);
+    assert_null(x);
+    assert_int_equal(mp_mqueue_qsize(q), 1);
+    mp_manager_opts large = MP_MANAGER_OPTS_INIT;
+    large.max_message = 128 << 20;
+    mp_manager *ml;
+    TU_ASSERT_STATUS(mp_manager_connect(&ml, mp_manager_address(m), key, keylen, &large), 0);
+    mp_mqueue *ql;
+    TU_ASSERT_STATUS(mp_manager_attach_queue(ml, "big", &ql), 0);
+    TU_ASSERT_STATUS(mp_mqueue_get(ql, &x, T_LONG), 0);
+    assert_int_equal(mp_obj_len(x), 15);
+    for (size_t i = 0; i < 15; i++) {
+        const unsigned char *p;
+        size_t len;
+        assert_int_equal(mp_obj_get_bytes(mp_obj_list_get(x, i), &p, &len), 0);
+        assert_int_equal(len, blob);
+        assert_int_equal(p[0], 0);
+        assert_int_equal(p[blob - 1], 255);
+    }
+    mp_obj_free(x);
+    assert_int_equal(mp_mqueue_qsize(q), 0);
+    mp_mqueue_free(ql);
+    mp_manager_free(ml);
+    mp_mqueue_free(q);
+    mp_manager_free(m);
+}
+
 static void test_request_and_reply_size_limits(void **state)
 {
     (void)state;
@@ -2857,7 +3083,7 @@ static void test_serve_in_a_thread_releases_everything_at_shutdown(void **state)
     TU_ASSERT_STATUS(mp_mqueue_put(ip.q, init, 0.05), MP_FULL);
     TU_ASSERT_STATUS(mp_mlock_acquire(ip.lock, T_LONG), 0);
     assert_int_equal(pthread_create(&wt, NULL, inproc_waiter, &ip), 0);
-    tu_sleep(0.1); /* the waiter is parked in the server */
+    assert_true(eventually_waiting(m, 1)); /* parked in the server at the shutdown */
     TU_ASSERT_STATUS(mp_manager_shutdown(m), 0);
     pthread_join(st, NULL);
     TU_ASSERT_STATUS(ip.rc, 0);
@@ -3145,6 +3371,8 @@ int main(int argc, char **argv)
         TU_TEST(test_hand_written_requests_mean_what_the_decoder_says),
         TU_TEST(test_every_request_checks_its_argument_count_and_the_server_serves_on),
         TU_TEST(test_hello_without_a_reply_limit_gets_the_servers_request_limit),
+        TU_TEST(test_an_item_too_big_for_its_reader_stays_for_a_reader_that_can_take_it),
+        TU_TEST(test_a_python_items_shared_references_count_in_full_and_nothing_is_lost),
         TU_TEST(test_request_and_reply_size_limits),
         TU_TEST(test_a_python_client_speaks_the_protocol),
         TU_TEST(test_invalid_arguments_are_einval),
