@@ -8,7 +8,9 @@
 #define MPIPC_MGR_H
 
 #include <mpipc/listener.h>
+#include <mpipc/obj.h>
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -146,6 +148,57 @@ static inline void mp__mgr_relax(void)
 #endif
 }
 
+/*
+ * Large requests. A request frame larger than MP__MGR_IN_KEEP is large: the
+ * server buffers it whole only within its budget for large messages in
+ * flight (MP__MGR_BUDGET_FACTOR times its request limit, by default), which
+ * it charges for the frame's bytes from the moment its header arrives until
+ * the frame is decoded, and for every reply larger than MP__MGR_OUT_KEEP
+ * until it has been sent. A request that does not fit the budget is read
+ * and dropped as it arrives, and answered ('#ERROR', -EAGAIN, ...); a reply
+ * that does not fit becomes that error (nothing changes: docs/manager.md).
+ * A large request is decoded, and freed once it has been handled, by a
+ * helper thread (mgr_worker.c), so the loop serves everyone else meanwhile.
+ * What the server holds at most for messages in flight is then the budget,
+ * plus one request's decoding (the decoder's bound, docs/wire.md), plus one
+ * reply being built.
+ */
+#define MP__MGR_IN_KEEP       ((size_t)64 << 10)
+#define MP__MGR_OUT_KEEP      ((size_t)1 << 20)
+#define MP__MGR_BUDGET_FACTOR 4u
+
+enum { MP__MGR_JOB_DECODE = 1, MP__MGR_JOB_FREE };
+
+/* A job for the helper thread. DECODE: decode len bytes at buf + off into
+ * obj (rc: 0 or the decoder's code); the thread frees buf. FREE: free obj
+ * and buf. The thread frees a FREE job; a DECODE job comes back through
+ * mp__mgr_worker_collect. owner and charge are the loop's alone. */
+struct mp__mgr_job {
+    int op;
+    unsigned char *buf;
+    size_t off, len;
+    mp_obj *obj;
+    int rc;
+    void *owner;   /* the connection waiting for it; NULL once that is gone */
+    size_t charge; /* the budget the loop charged for it */
+    struct mp__mgr_job *next;
+};
+
+struct mp__mgr_worker;
+
+/* A worker, its thread not started yet: 0, -ENOMEM, -errno. */
+int mp__mgr_worker_new(struct mp__mgr_worker **out);
+/* The descriptor the loop polls: readable when decodes have finished. */
+int mp__mgr_worker_fd(const struct mp__mgr_worker *w);
+/* Queue a job (the worker owns it from now on; a DECODE comes back).
+ * Starts the thread on first use: 0, or -errno when it cannot (the job is
+ * then still the caller's). */
+int mp__mgr_worker_submit(struct mp__mgr_worker *w, struct mp__mgr_job *j);
+/* Take the finished DECODE jobs (a list through next; the caller's). */
+struct mp__mgr_job *mp__mgr_worker_collect(struct mp__mgr_worker *w);
+/* Stop the thread after its current job; free every job it still holds. */
+void mp__mgr_worker_free(struct mp__mgr_worker *w);
+
 /* What the server loop needs. */
 struct mp__mgr_cfg {
     const void *authkey; /* the key every connection must prove (required) */
@@ -153,6 +206,7 @@ struct mp__mgr_cfg {
     size_t max_request;          /* requests above this get MP_ETOOLONG */
     int alive_fd;                /* read end of the starter's pipe, or -1 (serve) */
     struct mp__mgr_arena *arena; /* the mailboxes of a started manager, or NULL */
+    size_t budget;               /* for large messages in flight; 0: the default */
 };
 
 /*

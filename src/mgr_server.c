@@ -65,10 +65,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#define HS_MAX   32                 /* handshakes running at once */
-#define IN_MIN   ((size_t)4096)     /* a connection's first input buffer */
-#define IN_KEEP  ((size_t)64 << 10) /* keep at most this when idle; read-ahead bound */
-#define OUT_KEEP ((size_t)1 << 20)  /* keep at most this output buffer when idle */
+#define HS_MAX   32               /* handshakes running at once */
+#define IN_MIN   ((size_t)4096)   /* a connection's first input buffer */
+#define IN_KEEP  MP__MGR_IN_KEEP  /* larger frames are large requests (mgr.h) */
+#define OUT_KEEP MP__MGR_OUT_KEEP /* keep at most this output buffer when idle */
 
 enum kind { K_MANAGER = 0, K_DICT, K_LIST, K_LOCK, K_RLOCK, K_QUEUE };
 static const char *const kind_names[] = {NULL, "dict", "list", "lock", "rlock", "queue"};
@@ -129,12 +129,20 @@ struct session {
 struct sconn {
     int fd;
     int64_t id;
+    struct server *srv;
     struct session *sess; /* NULL until hello */
     size_t max_reply;
     unsigned char *in; /* in[in_pos, in_len) not yet handled */
     size_t in_pos, in_len, in_cap;
     mp__pickler out; /* out.p[out_pos, out.len) not yet sent */
     size_t out_pos;
+    /* Large messages (mgr.h): the budget charged for in and for out, the
+     * bytes of a dropped request still to come, the error owed for it,
+     * and the helper thread's job decoding the current request. */
+    size_t in_charge, out_charge;
+    uint64_t skip;
+    int owed;
+    struct mp__mgr_job *job;
     struct waiter *waiter; /* the request that is waiting, if any */
     bool closing;          /* close once the output is sent (after a fatal error reply) */
     bool broken;           /* the peer is gone or the socket failed: tear down */
@@ -189,6 +197,11 @@ struct server {
     struct pollfd *pfds;
     struct sconn **pconn;
     size_t pcap;
+    /* Large messages in flight (mgr.h): what is charged against the
+     * budget, and the helper thread that decodes them (made on first use). */
+    size_t budget, inflight;
+    struct mp__mgr_worker *worker;
+    bool probe; /* mp__mgr_probe: no sockets, replies stay in out */
     /* Mailboxes: the shared block (NULL for mp_manager_serve), which slots
      * connections hold, and where a request is copied before decoding. */
     struct mp__mgr_arena *arena;
@@ -197,6 +210,24 @@ struct server {
     bool slot_used[MP__MGR_SLOTS];
     unsigned char slot_copy[MP__MGR_SLOT_DATA];
 };
+
+/* ---- the budget for large messages ------------------------------------------ */
+
+/* Charge n bytes against the budget: false (nothing charged) when they do
+ * not fit. */
+static bool budget_take(struct server *s, size_t n)
+{
+    if (n > s->budget - s->inflight)
+        return false;
+    s->inflight += n;
+    return true;
+}
+
+static void budget_give(struct server *s, size_t *charge)
+{
+    s->inflight -= *charge;
+    *charge = 0;
+}
 
 /* ---- replies --------------------------------------------------------------- */
 
@@ -246,6 +277,16 @@ static int frame_finish(struct sconn *c, size_t start, bool limited)
         c->out.len = start;
         reply_error(c, MP_ETOOLONG, "the reply is larger than the client accepts");
         return MP_ETOOLONG;
+    }
+    if (limited && size > OUT_KEEP) {
+        /* A large reply waits in memory until the client has read it:
+         * it is charged until then, or refused when the budget is spent. */
+        if (!budget_take(c->srv, size)) {
+            c->out.len = start;
+            reply_error(c, -EAGAIN, "the server's budget for large messages is spent");
+            return -EAGAIN;
+        }
+        c->out_charge += size;
     }
     unsigned char *h = c->out.p + start;
     h[0] = (unsigned char)(size >> 24);
@@ -353,6 +394,8 @@ static bool conn_idle_output(const struct sconn *c)
  * broken; it is torn down later at a safe point. */
 static void conn_flush(struct sconn *c)
 {
+    if (c->srv->probe)
+        return; /* the caller takes the bytes */
     while (!c->broken && c->out_pos < c->out.len) {
         ssize_t w = mp__send_nowait(c->fd, c->out.p + c->out_pos, c->out.len - c->out_pos);
         if (w == -EAGAIN)
@@ -372,6 +415,7 @@ static void conn_flush(struct sconn *c)
         c->out.p = NULL;
         c->out.cap = 0;
     }
+    budget_give(c->srv, &c->out_charge);
     if (c->closing)
         c->broken = true; /* the fatal error reply has left: hang up */
 }
@@ -1885,6 +1929,10 @@ static void r_info(struct server *s, struct sconn *c, struct sobj *unused, mp_ob
     if (rc == 0)
         rc = info_set(d, "waiting", mp_obj_int((int64_t)waiting));
     if (rc == 0)
+        rc = info_set(d, "buffered", mp_obj_int((int64_t)s->inflight));
+    if (rc == 0)
+        rc = info_set(d, "budget", mp_obj_int((int64_t)s->budget));
+    if (rc == 0)
         rc = info_set(d, "mailbox", mp_obj_bool(c->slot != NULL));
     if (rc == 0)
         rc = info_set(d, "session", mp_obj_int(c->sess->id));
@@ -2259,6 +2307,29 @@ static int quick_request(const unsigned char *p, size_t n, int64_t *ident, const
     return 1;
 }
 
+/* Run a request the general decoder read (rc: its result). The caller
+ * frees req, whose parts a method may have moved out. */
+static void run_decoded(struct server *s, struct sconn *c, int rc, mp_obj *req)
+{
+    if (rc < 0) {
+        reply_error(c, rc == -ENOMEM ? rc : MP_EPROTO,
+                    "the request is not a pickle of supported values");
+        return;
+    }
+    int64_t ident;
+    const char *meth;
+    size_t mlen;
+    mp_obj *args = mp_obj_list_get(req, 2);
+    if (mp_obj_type(req) != MP_TYPE_TUPLE || mp_obj_len(req) != 3 ||
+        mp_obj_get_int(mp_obj_list_get(req, 0), &ident) < 0 ||
+        mp_obj_get_str(mp_obj_list_get(req, 1), &meth, &mlen) < 0 ||
+        mp_obj_type(args) != MP_TYPE_TUPLE) {
+        reply_error(c, MP_EPROTO, "a request is (ident, method, args)");
+        return;
+    }
+    dispatch(s, c, ident, meth, mlen, args);
+}
+
 /* One whole request: a pickle of (ident, method, args). */
 static void handle_request(struct server *s, struct sconn *c, const unsigned char *p, size_t n)
 {
@@ -2269,39 +2340,84 @@ static void handle_request(struct server *s, struct sconn *c, const unsigned cha
     int q = quick_request(p, n, &ident, &meth, &mlen, &args);
     if (q < 0) {
         reply_status(c, q);
-        return;
-    }
-    if (q == 0) {
-        int rc = mp__pickle_loads(p, n, &req);
-        if (rc < 0) {
-            reply_error(c, rc == -ENOMEM ? rc : MP_EPROTO,
-                        "the request is not a pickle of supported values");
-            return;
-        }
-        args = mp_obj_list_get(req, 2);
-        if (mp_obj_type(req) != MP_TYPE_TUPLE || mp_obj_len(req) != 3 ||
-            mp_obj_get_int(mp_obj_list_get(req, 0), &ident) < 0 ||
-            mp_obj_get_str(mp_obj_list_get(req, 1), &meth, &mlen) < 0 ||
-            mp_obj_type(args) != MP_TYPE_TUPLE) {
-            reply_error(c, MP_EPROTO, "a request is (ident, method, args)");
-            mp_obj_free(req);
-            return;
-        }
-    }
-    dispatch(s, c, ident, meth, mlen, args);
-    if (req)
-        mp_obj_free(req);
-    else
+    } else if (q == 1) {
+        dispatch(s, c, ident, meth, mlen, args);
         mp_obj_free(args);
+    } else {
+        int rc = mp__pickle_loads(p, n, &req);
+        run_decoded(s, c, rc, req);
+        mp_obj_free(req);
+    }
 }
 
 /* ---- connections: input ------------------------------------------------------------ */
 
-/* Read what the socket has. End of file or an error marks it broken. */
+/* Set the input buffer's capacity, charging what exceeds IN_KEEP (mgr.h,
+ * "Large requests"). Returns 0, -EAGAIN when the budget cannot take it (the
+ * buffer is unchanged), -ENOMEM. */
+static int in_resize(struct server *s, struct sconn *c, size_t cap)
+{
+    size_t charge = cap > IN_KEEP ? cap : 0;
+    if (charge > c->in_charge && !budget_take(s, charge - c->in_charge))
+        return -EAGAIN;
+    unsigned char *p = cap ? realloc(c->in, cap) : NULL;
+    if (cap && !p) {
+        if (charge > c->in_charge)
+            s->inflight -= charge - c->in_charge;
+        return -ENOMEM;
+    }
+    if (!cap)
+        free(c->in);
+    if (charge < c->in_charge)
+        s->inflight -= c->in_charge - charge;
+    c->in = p;
+    c->in_cap = cap;
+    c->in_charge = charge;
+    return 0;
+}
+
+/* How large the input buffer may grow now: to hold the frame at in_pos
+ * when that is a large request within the request limit, else IN_KEEP. */
+static size_t in_want(const struct server *s, const struct sconn *c)
+{
+    uint64_t size;
+    size_t hdr, avail = c->in_len - c->in_pos;
+    if (c->owed)
+        return IN_KEEP; /* the dropped request's reply goes first */
+    int rc = mp__frame_decode(avail ? c->in + c->in_pos : NULL, avail, &size, &hdr);
+    if (rc != 1 || size > s->max_request || hdr + size <= IN_KEEP)
+        return IN_KEEP;
+    return hdr + (size_t)size;
+}
+
+/* The budget cannot hold the large request arriving at in_pos: drop what
+ * is buffered of it and what is still to come, and owe its sender an
+ * error reply in its place. */
+static void in_drop(struct server *s, struct sconn *c)
+{
+    uint64_t size;
+    size_t hdr;
+    (void)mp__frame_decode(c->in + c->in_pos, c->in_len - c->in_pos, &size, &hdr);
+    c->skip = hdr + size - (c->in_len - c->in_pos);
+    c->in_pos = c->in_len = 0;
+    (void)in_resize(s, c, 0);
+    c->owed = -EAGAIN;
+}
+
+/* Read what the socket has. End of file or an error marks it broken.
+ * The buffer grows only as bytes arrive, never by what a header claims:
+ * to IN_KEEP, or, for a large request, step by step to its size, each step
+ * charged against the budget. */
 static void conn_read(struct server *s, struct sconn *c)
 {
-    size_t limit = MP__FRAME_MAX + s->max_request;
     for (;;) {
+        if (c->skip) { /* the rest of a dropped request */
+            size_t d = c->in_len - c->in_pos;
+            if (d > c->skip)
+                d = (size_t)c->skip;
+            c->in_pos += d;
+            c->skip -= d;
+        }
         if (c->in_pos > 0 && c->in_pos == c->in_len)
             c->in_pos = c->in_len = 0;
         if (c->in_len == c->in_cap && c->in_pos > 0) {
@@ -2310,19 +2426,21 @@ static void conn_read(struct server *s, struct sconn *c)
             c->in_pos = 0;
         }
         if (c->in_len == c->in_cap) {
-            /* Grow only as bytes arrive, never by what a header claims. */
-            if (c->in_cap >= limit)
-                return; /* a whole maximal request is here: handle it first */
+            size_t want = c->skip ? IN_KEEP : in_want(s, c);
+            if (c->in_cap >= want)
+                return; /* full: what is here is handled first */
             size_t cap = c->in_cap ? c->in_cap * 2 : IN_MIN;
-            if (cap > limit)
-                cap = limit;
-            unsigned char *p = realloc(c->in, cap);
-            if (!p) {
+            if (cap > want)
+                cap = want;
+            int rc = in_resize(s, c, cap);
+            if (rc == -EAGAIN) {
+                in_drop(s, c);
+                continue;
+            }
+            if (rc < 0) {
                 c->broken = true;
                 return;
             }
-            c->in = p;
-            c->in_cap = cap;
         }
         size_t room = c->in_cap - c->in_len;
         ssize_t r = mp__recv_nowait(c->fd, c->in + c->in_len, room);
@@ -2334,7 +2452,7 @@ static void conn_read(struct server *s, struct sconn *c)
             return;
         }
         c->in_len += (size_t)r;
-        if ((size_t)r < room)
+        if ((size_t)r < room && !c->skip)
             return; /* drained (an extra recv would only say EAGAIN) */
     }
 }
@@ -2361,7 +2479,7 @@ static bool slot_has_request(const struct sconn *c)
 /* Could c take a new request now? */
 static bool conn_ready(const struct server *s, const struct sconn *c)
 {
-    return !c->broken && !c->closing && !c->waiter && conn_idle_output(c) && !s->stop;
+    return !c->broken && !c->closing && !c->waiter && !c->job && conn_idle_output(c) && !s->stop;
 }
 
 /* Handle the request in c's slot (slot_has_request said there is one). */
@@ -2383,10 +2501,80 @@ static void slot_take(struct server *s, struct sconn *c)
     after_reply(s);
 }
 
+/*
+ * Hand the large request at in_pos - the only frame in its buffer, which
+ * grew to hold exactly it - to the helper thread to decode, with the
+ * buffer and its charge. Returns false when there is no helper (the loop
+ * then decodes it itself).
+ */
+static bool offload(struct server *s, struct sconn *c, size_t hdr, size_t size)
+{
+    if (s->probe || c->in_pos + hdr + size != c->in_len ||
+        (!s->worker && mp__mgr_worker_new(&s->worker) < 0))
+        return false;
+    struct mp__mgr_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return false;
+    j->op = MP__MGR_JOB_DECODE;
+    j->buf = c->in;
+    j->off = c->in_pos + hdr;
+    j->len = size;
+    j->owner = c;
+    j->charge = c->in_charge;
+    if (mp__mgr_worker_submit(s->worker, j) < 0) {
+        free(j);
+        return false;
+    }
+    /* The buffer is the helper's now; only this frame was in it. */
+    c->in = NULL;
+    c->in_pos = c->in_len = c->in_cap = c->in_charge = 0;
+    c->job = j;
+    return true;
+}
+
+/* Free a request the helper decoded, off the loop too (a large tree takes
+ * a while to free). */
+static void drop_decoded(struct server *s, struct mp__mgr_job *j)
+{
+    j->op = MP__MGR_JOB_FREE;
+    if (mp__mgr_worker_submit(s->worker, j) < 0) {
+        mp_obj_free(j->obj);
+        free(j);
+    }
+}
+
+/* Run the requests the helper thread has decoded. */
+static void collect_decoded(struct server *s)
+{
+    struct mp__mgr_job *j = mp__mgr_worker_collect(s->worker);
+    while (j) {
+        struct mp__mgr_job *next = j->next;
+        struct sconn *c = j->owner;
+        budget_give(s, &j->charge);
+        if (c) {
+            c->job = NULL;
+            run_decoded(s, c, j->rc, j->obj);
+            reply_done(c);
+            after_reply(s);
+            s->again = true; /* more may be buffered behind it */
+        }
+        drop_decoded(s, j);
+        j = next;
+    }
+}
+
 /* Handle buffered requests, one at a time (see the file comment). */
 static void conn_process(struct server *s, struct sconn *c)
 {
     while (conn_ready(s, c)) {
+        if (c->owed) { /* the reply to a request dropped over the budget */
+            reply_error(c, c->owed, "the server's budget for large messages is spent");
+            c->owed = 0;
+            reply_done(c);
+            continue;
+        }
+        if (c->skip)
+            break; /* the rest of that request is still to come */
         const unsigned char *p = c->in + c->in_pos;
         size_t avail = c->in_len - c->in_pos;
         uint64_t size;
@@ -2417,6 +2605,8 @@ static void conn_process(struct server *s, struct sconn *c)
         }
         if (avail - hdr < size)
             break;
+        if (c->in_charge && offload(s, c, hdr, (size_t)size))
+            break; /* decoded by the helper thread: see collect_decoded */
         handle_request(s, c, p + hdr, (size_t)size);
         c->in_pos += hdr + (size_t)size;
         reply_done(c);
@@ -2424,11 +2614,8 @@ static void conn_process(struct server *s, struct sconn *c)
     }
     if (c->in_pos == c->in_len) {
         c->in_pos = c->in_len = 0;
-        if (c->in_cap > IN_KEEP) {
-            free(c->in);
-            c->in = NULL;
-            c->in_cap = 0;
-        }
+        if (c->in_cap > IN_KEEP)
+            (void)in_resize(s, c, 0); /* a large request's buffer goes at once */
     }
 }
 
@@ -2446,10 +2633,12 @@ static bool slots_pending(const struct server *s)
 /* Could conn_process make progress without new input? */
 static bool conn_has_work(const struct sconn *c)
 {
-    if (c->broken || c->closing || c->waiter || !conn_idle_output(c))
+    if (c->broken || c->closing || c->waiter || c->job || !conn_idle_output(c))
         return false;
-    if (slot_has_request(c))
+    if (c->owed || slot_has_request(c))
         return true;
+    if (c->skip)
+        return false;
     uint64_t size;
     size_t hdr, avail = c->in_len - c->in_pos;
     int rc = mp__frame_decode(avail ? c->in + c->in_pos : NULL, avail, &size, &hdr);
@@ -2470,6 +2659,7 @@ static int conn_add(struct server *s, int fd)
     if (!c)
         return -ENOMEM;
     c->fd = fd;
+    c->srv = s;
     c->id = ++s->next_conn_id;
     c->max_reply = MP__MGR_DEFAULT_MAX;
     s->conns[s->nconns++] = c;
@@ -2483,6 +2673,10 @@ static void conn_kill(struct server *s, struct sconn *c)
 {
     if (c->waiter)
         waiter_free(s, c->waiter);
+    if (c->job) { /* its decode is dropped when it comes back */
+        c->job->owner = NULL;
+        c->job = NULL;
+    }
     /* A slot is free again once the client has let go of the connection.
      * One whose client may still be using it (the server hung up on it: out
      * of memory, a fatal frame error) stays taken for good: the client
@@ -2504,6 +2698,10 @@ static void conn_kill(struct server *s, struct sconn *c)
 
 static void conn_free(struct sconn *c)
 {
+    budget_give(c->srv, &c->in_charge);
+    budget_give(c->srv, &c->out_charge);
+    if (c->job)
+        c->job->owner = NULL;
     free(c->in);
     free(c->out.p);
     free(c);
@@ -2753,6 +2951,7 @@ static void teardown(struct server *s)
         conn_free(c);
     }
     free(s->conns);
+    mp__mgr_worker_free(s->worker); /* after the connections let go of its jobs */
     while (s->sessions) {
         struct session *ss = s->sessions;
         s->sessions = ss->next;
@@ -2794,6 +2993,13 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
     s.max_request = cfg->max_request ? cfg->max_request : MP__MGR_DEFAULT_MAX;
     if (s.max_request > MP__MGR_MAX_LIMIT)
         s.max_request = MP__MGR_MAX_LIMIT;
+    /* Room for one maximal request at least, whatever the caller asked. */
+    s.budget = cfg->budget ? cfg->budget
+               : s.max_request > SIZE_MAX / MP__MGR_BUDGET_FACTOR
+                   ? SIZE_MAX
+                   : MP__MGR_BUDGET_FACTOR * s.max_request;
+    if (s.budget < s.max_request + MP__FRAME_MAX)
+        s.budget = s.max_request + MP__FRAME_MAX;
     s.alive_fd = cfg->alive_fd;
     s.arena = cfg->arena;
     s.incoming_cap = HS_MAX;
@@ -2820,7 +3026,7 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
     int64_t last_poll = 0;   /* when the sockets were last looked at */
     unsigned pause_skip = 0; /* spins left before looking in place again */
     while (!s.stop) {
-        if (ensure_pollfds(&s, s.nconns + 3) < 0) {
+        if (ensure_pollfds(&s, s.nconns + 4) < 0) {
             rc = -ENOMEM;
             break;
         }
@@ -2842,6 +3048,13 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
         if (s.alive_fd >= 0) {
             ai = n;
             s.pfds[n] = (struct pollfd){.fd = s.alive_fd, .events = POLLIN, .revents = 0};
+            s.pconn[n++] = NULL;
+        }
+        size_t wi = SIZE_MAX; /* the helper thread's decodes */
+        if (s.worker) {
+            wi = n;
+            s.pfds[n] =
+                (struct pollfd){.fd = mp__mgr_worker_fd(s.worker), .events = POLLIN, .revents = 0};
             s.pconn[n++] = NULL;
         }
         for (size_t i = 0; i < s.nconns; i++) {
@@ -2931,6 +3144,8 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
             collect_handshakes(&s);
         if (li != SIZE_MAX && s.pfds[li].revents)
             accept_clients(&s);
+        if (wi != SIZE_MAX && s.pfds[wi].revents)
+            collect_decoded(&s);
         for (size_t i = 0; i < n; i++) {
             struct sconn *c = s.pconn[i];
             if (!c || !s.pfds[i].revents)

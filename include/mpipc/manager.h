@@ -289,7 +289,9 @@ MP_API int mp_manager_set_timeout(mp_manager *m, double timeout);
  *       processes connected), 'connections': int, 'mailboxes': int (the
  *       connections that carry their calls through shared memory, see
  *       "Cost" above), 'waiting': int (requests parked in the server: lock
- *       acquires, queue gets, puts and joins that wait), 'session': this
+ *       acquires, queue gets, puts and joins that wait), 'buffered' and
+ *       'budget': int (bytes of large messages in flight, and the most the
+ *       server holds for them: docs/manager.md), 'session': this
  *       process's session id, 'connection': the id of the connection that
  *       answered, 'mailbox': bool (whether that one does), 'names': [str,
  *       ...]}.
