@@ -18,10 +18,11 @@ cmake --preset fuzz >/dev/null
 cmake --build --preset fuzz
 
 python3 fuzz/make_corpus.py fuzz/corpus-pickle fuzz/corpus-frame
+python3 fuzz/make_mgr_corpus.py fuzz/corpus-request fuzz/corpus-fastpath
 mkdir -p fuzz/artifacts
 
 status=0
-for harness in pickle frame; do
+for harness in pickle frame request fastpath; do
     dict=""
     [ -f "fuzz/$harness.dict" ] && dict="-dict=fuzz/$harness.dict"
     echo "== fuzz_$harness for ${seconds}s"

@@ -220,4 +220,41 @@ struct mp__mgr_cfg {
  */
 int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg);
 
+/*
+ * The probe: the server's request handling without sockets, for the
+ * request fuzzer (fuzz/fuzz_request.c) and tests. A probe is a server
+ * state with 4 connections that are never sent anything: a request runs on
+ * connection i (mod 4) exactly as if it had been read from that socket, and
+ * each connection's reply frames stay in its output until taken.
+ *
+ * _new: 0 or -ENOMEM; max_request 0 for the default. Free with _free.
+ * _request: run the payload of one request frame on connection i: 0, or
+ *   MP_ESTATE when the server would not read that connection now (its last
+ *   request waits in the server, or its reply was not taken yet).
+ * _take: the bytes of the frames written to connection i since the last
+ *   take (*out NULL when none; else the caller frees it); they count as sent.
+ * _close: connection i's peer hangs up (its session may end: locks are
+ *   released, waiters dropped); a fresh connection takes its place.
+ * _expire: every timed waiter's deadline passes.
+ * _stopped: a shutdown request has been served.
+ */
+struct mp__mgr_probe;
+int mp__mgr_probe_new(struct mp__mgr_probe **out, size_t max_request);
+int mp__mgr_probe_request(struct mp__mgr_probe *p, unsigned i, const void *req, size_t n);
+int mp__mgr_probe_take(struct mp__mgr_probe *p, unsigned i, unsigned char **out, size_t *len);
+int mp__mgr_probe_close(struct mp__mgr_probe *p, unsigned i);
+void mp__mgr_probe_expire(struct mp__mgr_probe *p);
+bool mp__mgr_probe_stopped(const struct mp__mgr_probe *p);
+void mp__mgr_probe_free(struct mp__mgr_probe *p);
+
+/*
+ * The server's fast request reader (for the differential fuzzer): the
+ * bytes of one request pickle; 1 with *ident, *meth and *mlen (into p)
+ * and *args (a new tuple, mp_obj_free) set; 0 when it leaves the bytes to
+ * the general decoder; -ENOMEM. Whatever it accepts, the general decoder
+ * reads as the same (ident, method, args).
+ */
+int mp__mgr_quick_request(const unsigned char *p, size_t n, int64_t *ident, const char **meth,
+                          size_t *mlen, mp_obj **args);
+
 #endif /* MPIPC_MGR_H */

@@ -2743,9 +2743,8 @@ static int64_t next_deadline(struct server *s)
     return d;
 }
 
-static void expire_waiters(struct server *s)
+static void expire_waiters(struct server *s, int64_t now)
 {
-    int64_t now = mp__now_ns();
     struct waiter *w = s->timed;
     while (w) {
         struct waiter *next = w->tnext;
@@ -2914,6 +2913,8 @@ static bool wants_input(const struct sconn *c)
     return c->in_len - c->in_pos < IN_KEEP;
 }
 
+static void free_state(struct server *s);
+
 static void teardown(struct server *s)
 {
     /* Say goodbye: a shutdown's own reply is usually still pending. */
@@ -2939,6 +2940,17 @@ static void teardown(struct server *s)
         free(h);
     }
 
+    free_state(s);
+    free(s->incoming);
+    mp__close(s->wake[0]);
+    mp__close(s->wake[1]);
+    pthread_mutex_destroy(&s->mu);
+}
+
+/* Free what the loop owns: waiters, connections, the helper thread,
+ * sessions and objects. */
+static void free_state(struct server *s)
+{
     /* Waiters first (they point at connections and objects). */
     while (s->timed)
         waiter_free(s, s->timed);
@@ -2973,12 +2985,8 @@ static void teardown(struct server *s)
     }
     free(s->table);
     mp_obj_free(s->names);
-    free(s->incoming);
     free(s->pfds);
     free(s->pconn);
-    mp__close(s->wake[0]);
-    mp__close(s->wake[1]);
-    pthread_mutex_destroy(&s->mu);
 }
 
 int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
@@ -3158,7 +3166,7 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
             if (s.pfds[i].revents & POLLNVAL)
                 c->broken = true;
         }
-        expire_waiters(&s);
+        expire_waiters(&s, mp__now_ns());
         for (size_t i = 0; i < s.nconns && !s.stop; i++)
             conn_process(&s, s.conns[i]);
         reap_conns(&s);
@@ -3167,4 +3175,116 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
     }
     teardown(&s);
     return rc;
+}
+
+/* ---- the probe: requests without sockets, for the fuzzer -------------------------- */
+
+#define PROBE_CONNS 4
+
+struct mp__mgr_probe {
+    struct server s;
+    struct sconn *c[PROBE_CONNS];
+};
+
+/* A fresh connection in place i. Its descriptor is real (the reaper
+ * closes it, and tells torn-down connections by fd -1) but never used: one
+ * end of a socket pair whose other end is closed at once. */
+static int probe_conn(struct mp__mgr_probe *p, unsigned i)
+{
+    int sv[2];
+    int rc = mp__socketpair(sv);
+    if (rc < 0)
+        return rc;
+    mp__close(sv[1]);
+    rc = conn_add(&p->s, sv[0]);
+    if (rc < 0) {
+        mp__close(sv[0]);
+        return rc;
+    }
+    p->c[i] = p->s.conns[p->s.nconns - 1];
+    return 0;
+}
+
+int mp__mgr_probe_new(struct mp__mgr_probe **out, size_t max_request)
+{
+    *out = NULL;
+    struct mp__mgr_probe *p = calloc(1, sizeof *p);
+    if (!p)
+        return -ENOMEM;
+    struct server *s = &p->s;
+    s->probe = true;
+    s->max_request = max_request ? max_request : MP__MGR_DEFAULT_MAX;
+    s->budget = MP__MGR_BUDGET_FACTOR * s->max_request;
+    s->names = mp_obj_dict_new();
+    int rc = s->names ? 0 : -ENOMEM;
+    for (unsigned i = 0; rc == 0 && i < PROBE_CONNS; i++)
+        rc = probe_conn(p, i);
+    if (rc < 0) {
+        mp__mgr_probe_free(p);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}
+
+int mp__mgr_probe_request(struct mp__mgr_probe *p, unsigned i, const void *req, size_t n)
+{
+    struct server *s = &p->s;
+    struct sconn *c = p->c[i % PROBE_CONNS];
+    if (!conn_ready(s, c))
+        return MP_ESTATE; /* the server would not read it yet */
+    handle_request(s, c, req, n);
+    reply_done(c);
+    after_reply(s);
+    return 0;
+}
+
+int mp__mgr_probe_take(struct mp__mgr_probe *p, unsigned i, unsigned char **out, size_t *len)
+{
+    struct sconn *c = p->c[i % PROBE_CONNS];
+    *out = NULL;
+    *len = c->out.len;
+    if (c->out.len) {
+        *out = malloc(c->out.len);
+        if (!*out)
+            return -ENOMEM;
+        memcpy(*out, c->out.p, c->out.len);
+    }
+    /* As if it had all been sent (conn_flush). */
+    c->out_pos = c->out.len = 0;
+    budget_give(&p->s, &c->out_charge);
+    return 0;
+}
+
+int mp__mgr_probe_close(struct mp__mgr_probe *p, unsigned i)
+{
+    i %= PROBE_CONNS;
+    p->c[i]->broken = true;
+    p->c[i]->hung_up = true;
+    reap_conns(&p->s);
+    return probe_conn(p, i);
+}
+
+void mp__mgr_probe_expire(struct mp__mgr_probe *p)
+{
+    expire_waiters(&p->s, INT64_MAX);
+}
+
+bool mp__mgr_probe_stopped(const struct mp__mgr_probe *p)
+{
+    return p->s.stop;
+}
+
+void mp__mgr_probe_free(struct mp__mgr_probe *p)
+{
+    if (!p)
+        return;
+    free_state(&p->s);
+    free(p);
+}
+
+int mp__mgr_quick_request(const unsigned char *p, size_t n, int64_t *ident, const char **meth,
+                          size_t *mlen, mp_obj **args)
+{
+    return quick_request(p, n, ident, meth, mlen, args);
 }
