@@ -40,6 +40,14 @@
  * gets MP_EOWNERDEAD) and drops its references; an object nobody references
  * (and that has no name) is freed.
  *
+ * Large messages (mgr.h). A request frame over 64 KiB is buffered only
+ * within the server's budget for messages in flight, and decoded - and,
+ * once handled, freed - by a helper thread (mgr_worker.c), so that one
+ * client's 64 MiB request holds up nobody: the loop hands the buffer over
+ * and runs the decoded request when it comes back. Replies are encoded
+ * first and checked (size, budget) before a method removes or replaces
+ * anything, so an error reply never loses an item.
+ *
  * Re-entrancy. Completing a waiter writes to another connection; a failed
  * write never frees that connection on the spot (it is marked broken and
  * torn down at the top of the loop), so no object or session disappears
