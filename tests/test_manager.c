@@ -2699,12 +2699,16 @@ static unsigned char *set_bytes_frame(int ident, const char *key, size_t n, size
     return f;
 }
 
-/* Write all of buf to a blocking socket. */
+/* Write all of buf to a socket, each wait for room bounded. */
 static void write_all(int fd, const void *buf, size_t n)
 {
     const char *p = buf;
     while (n > 0) {
-        ssize_t w = write(fd, p, n);
+        struct pollfd pf = {.fd = fd, .events = POLLOUT, .revents = 0};
+        assert_int_equal(poll(&pf, 1, (int)(T_LONG * 1000)), 1);
+        ssize_t w = send(fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            continue;
         assert_true(w > 0);
         p += w;
         n -= (size_t)w;
