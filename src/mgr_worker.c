@@ -71,18 +71,23 @@ static void *worker_main(void *arg)
             pthread_mutex_lock(&w->mu);
             continue;
         }
-        j->rc = mp__pickle_loads(j->buf + j->off, j->len, &j->obj);
+        int rc = j->rc = mp__pickle_loads(j->buf + j->off, j->len, &j->obj);
         free(j->buf);
         j->buf = NULL;
-        if (j->rc < 0)
-            release_memory(); /* a refused pickle may have built a lot first */
         pthread_mutex_lock(&w->mu);
         j->next = w->done;
-        w->done = j;
+        w->done = j; /* the loop's from here on */
         if (!w->wake_pending) {
             w->wake_pending = true;
             char b = 1;
             (void)mp__send_nowait(w->wake[1], &b, 1);
+        }
+        if (rc < 0) {
+            /* A refused pickle may have built a lot before it was refused;
+             * give that back once the refusal is on its way. */
+            pthread_mutex_unlock(&w->mu);
+            release_memory();
+            pthread_mutex_lock(&w->mu);
         }
     }
     pthread_mutex_unlock(&w->mu);
