@@ -123,6 +123,25 @@ static bool eventually_objects(mp_manager *m, int64_t want)
     return false;
 }
 
+/* Running under valgrind (its preload library is in the environment)? */
+static bool under_valgrind(void)
+{
+    const char *p = getenv("LD_PRELOAD");
+    return p && strstr(p, "vgpreload");
+}
+
+/* Built with a sanitizer, whose allocator keeps freed memory its own way? */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
 /* Wait until the server has n requests parked (info 'waiting'). */
 static bool eventually_waiting(mp_manager *m, int64_t n)
 {
@@ -2627,22 +2646,31 @@ static void test_a_python_items_shared_references_count_in_full_and_nothing_is_l
     char hex[2 * 64 + 1] = {0};
     for (size_t i = 0; i < keylen && i < 64; i++)
         snprintf(hex + 2 * i, 3, "%02x", key[i]);
-    const size_t blob = 8 << 20;
+    /* The issue's sizes: an 8 MiB blob, 120 MiB sent, against a default
+     * reader (64 MiB) and one that takes 128 MiB. Under valgrind, some 30
+     * times slower, the same ratios at a 1 MiB blob. */
+    const size_t blob = under_valgrind() ? (size_t)1 << 20 : (size_t)8 << 20;
     char size[32];
     snprintf(size, sizeof size, "%zu", blob);
     const char *args[] = {mp_manager_address(m) + 5, hex, size, NULL};
     pid_t py = tu_spawn_python(PY_PRODUCER, args, NULL, 0);
     assert_int_equal(tu_wait_child(py, 60), 0);
     assert_int_equal(mp_mqueue_qsize(q), 1);
+    mp_manager *ms = m, *ml;
+    mp_mqueue *qs = q, *ql;
+    mp_manager_opts o = MP_MANAGER_OPTS_INIT;
+    if (blob != (size_t)8 << 20) {
+        o.max_message = 8 * blob;
+        TU_ASSERT_STATUS(mp_manager_connect(&ms, mp_manager_address(m), key, keylen, &o), 0);
+        TU_ASSERT_STATUS(mp_manager_attach_queue(ms, "big", &qs), 0);
+    }
     mp_obj *x = NULL;
-    TU_ASSERT_STATUS(mp_mqueue_get(q, &x, T_LONG), MP_ETOOLONG);
+    TU_ASSERT_STATUS(mp_mqueue_get(qs, &x, T_LONG), MP_ETOOLONG);
     assert_null(x);
     assert_int_equal(mp_mqueue_qsize(q), 1);
-    mp_manager_opts large = MP_MANAGER_OPTS_INIT;
-    large.max_message = 128 << 20;
-    mp_manager *ml;
-    TU_ASSERT_STATUS(mp_manager_connect(&ml, mp_manager_address(m), key, keylen, &large), 0);
-    mp_mqueue *ql;
+    o.max_message = 16 * blob;
+    o.timeout = 60;
+    TU_ASSERT_STATUS(mp_manager_connect(&ml, mp_manager_address(m), key, keylen, &o), 0);
     TU_ASSERT_STATUS(mp_manager_attach_queue(ml, "big", &ql), 0);
     TU_ASSERT_STATUS(mp_mqueue_get(ql, &x, T_LONG), 0);
     assert_int_equal(mp_obj_len(x), 15);
@@ -2658,6 +2686,10 @@ static void test_a_python_items_shared_references_count_in_full_and_nothing_is_l
     assert_int_equal(mp_mqueue_qsize(q), 0);
     mp_mqueue_free(ql);
     mp_manager_free(ml);
+    if (ms != m) {
+        mp_mqueue_free(qs);
+        mp_manager_free(ms);
+    }
     mp_mqueue_free(q);
     mp_manager_free(m);
 }
@@ -2779,25 +2811,6 @@ static void test_large_requests_over_the_budget_get_eagain_and_others_are_served
     mp_manager_free(m);
 }
 
-/* Running under valgrind (its preload library is in the environment)? */
-static bool under_valgrind(void)
-{
-    const char *p = getenv("LD_PRELOAD");
-    return p && strstr(p, "vgpreload");
-}
-
-/* Built with a sanitizer, whose allocator keeps freed memory its own way? */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
-
 static long rss_kib(pid_t pid)
 {
     char path[64], line[256];
@@ -2891,8 +2904,10 @@ static void test_a_large_request_stalls_nobody_and_its_memory_is_given_back(void
     TU_ASSERT_STATUS(rc, 0);
     TU_ASSERT_STATUS(p.rc, 0);
     assert_int_equal(reply_code(r), 0); /* False: a real request */
+    /* Not under valgrind, which runs one thread of a process at a time and
+     * hands over unfairly: there the loop can wait for the helper's turn. */
     double bound = took / 3 > 0.25 ? took / 3 : 0.25;
-    if (p.max_latency > bound) {
+    if (!under_valgrind() && p.max_latency > bound) {
         print_error("a call took %.3f s while a large request took %.3f s\n", p.max_latency, took);
         fail();
     }
