@@ -355,9 +355,66 @@ static void reply_bool(struct sconn *c, bool v)
     reply_end(c, st);
 }
 
-/* ('#RETURN', o): 0 when it stands, else the code the reader got. */
+/* A quick "would it fit": a lower bound of the bytes a value takes in a
+ * pickle - an opcode per value at least, plus a str's or bytes' own bytes -
+ * summed over at most `left` values and only until it passes limit. A
+ * value is a tree (obj.h), so its pickle holds every node it has. */
+struct floor_walk {
+    size_t n, limit;
+    unsigned left;
+};
+
+static void size_floor(struct floor_walk *f, const mp_obj *o)
+{
+    if (f->n > f->limit || f->left == 0)
+        return;
+    f->left--;
+    f->n++;
+    const char *p;
+    const unsigned char *b;
+    size_t len = 0;
+    switch (mp_obj_type(o)) {
+    case MP_TYPE_STR:
+        if (mp_obj_get_str(o, &p, &len) == 0)
+            f->n += len;
+        break;
+    case MP_TYPE_BYTES:
+        if (mp_obj_get_bytes(o, &b, &len) == 0)
+            f->n += len;
+        break;
+    case MP_TYPE_LIST:
+    case MP_TYPE_TUPLE:
+        len = (size_t)mp_obj_len(o);
+        for (size_t i = 0; i < len && f->n <= f->limit && f->left; i++)
+            size_floor(f, mp_obj_list_get(o, i));
+        break;
+    case MP_TYPE_DICT: {
+        size_t pos = 0;
+        const mp_obj *k;
+        mp_obj *v;
+        while (f->n <= f->limit && f->left && mp_obj_dict_next(o, &pos, &k, &v) == 1) {
+            size_floor(f, k);
+            size_floor(f, v);
+        }
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+/* ('#RETURN', o): 0 when it stands, else the code the reader got. A value
+ * that plainly cannot fit the reader's limit (a few large strs or bytes,
+ * as a Python producer's shared references become) is refused without
+ * being encoded; anything else is encoded, then checked. */
 static int reply_obj(struct sconn *c, const mp_obj *o)
 {
+    struct floor_walk f = {0, c->max_reply, 4096};
+    size_floor(&f, o);
+    if (f.n > c->max_reply) {
+        reply_error(c, MP_ETOOLONG, "the reply is larger than the client accepts");
+        return MP_ETOOLONG;
+    }
     size_t st = reply_begin(c);
     mp__pickler_obj(&c->out, o);
     return reply_end(c, st);

@@ -2539,6 +2539,16 @@ static void test_an_item_too_big_for_its_reader_stays_for_a_reader_that_can_take
     TU_ASSERT_STATUS(mp_mqueue_get(q, &x, MP_NOWAIT), 0);
     assert_int_equal(bytes_len(x), n);
     mp_obj_free(x);
+    /* an item of many small values, too large only once encoded */
+    mp_obj *many = mp_obj_list_new();
+    for (int i = 0; i < 40000; i++)
+        assert_int_equal(mp_obj_list_append(many, I(i % 100)), 0);
+    TU_ASSERT_STATUS(mp_mqueue_put(q, many, T_LONG), 0);
+    TU_ASSERT_STATUS(mp_mqueue_get(qs, &x, T_LONG), MP_ETOOLONG);
+    assert_int_equal(mp_mqueue_qsize(q), 1);
+    TU_ASSERT_STATUS(mp_mqueue_get(q, &x, MP_NOWAIT), 0);
+    assert_int_equal(mp_obj_len(x), 40000);
+    mp_obj_free(x);
 
     /* list pop, the last item and by index */
     mp_list *l, *ls;
@@ -2554,6 +2564,13 @@ static void test_an_item_too_big_for_its_reader_stays_for_a_reader_that_can_take
     TU_ASSERT_STATUS(mp_list_pop(l, -1, &x), 0);
     assert_int_equal(bytes_len(x), n);
     mp_obj_free(x);
+    TU_ASSERT_STATUS(mp_list_append(l, many), 0);
+    TU_ASSERT_STATUS(mp_list_pop(ls, -1, &x), MP_ETOOLONG);
+    assert_int_equal(mp_list_len(l), 1);
+    TU_ASSERT_STATUS(mp_list_pop(l, -1, &x), 0);
+    assert_int_equal(mp_obj_len(x), 40000);
+    mp_obj_free(x);
+    mp_obj_free(many);
 
     /* dict pop, popitem, cas, setdefault */
     mp_dict *d, *ds;
