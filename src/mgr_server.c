@@ -2968,12 +2968,13 @@ static int ensure_pollfds(struct server *s, size_t n)
 }
 
 /* Does the connection want its socket read now? Reading stops while a
- * request cannot be handled yet and 64 KiB are already buffered. */
+ * request cannot be handled yet (it waits, its reply is being sent, or the
+ * helper thread decodes it) and 64 KiB are already buffered. */
 static bool wants_input(const struct sconn *c)
 {
     if (c->broken || c->closing)
         return false;
-    if (!c->waiter && conn_idle_output(c))
+    if (!c->waiter && !c->job && conn_idle_output(c))
         return true;
     return c->in_len - c->in_pos < IN_KEEP;
 }

@@ -2950,6 +2950,87 @@ static void test_a_large_request_stalls_nobody_and_its_memory_is_given_back(void
     mp_manager_free(m);
 }
 
+/* CPU seconds a thread of a process has used (Linux: /proc). */
+static double thread_cpu(pid_t pid, pid_t tid)
+{
+    char path[96], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    size_t n = fread(buf, 1, sizeof buf - 1, fp);
+    fclose(fp);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    assert_non_null(p);
+    unsigned long ut = 0, st = 0;
+    /* after the name: state (field 3) ... utime (14), stime (15) */
+    assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st),
+                     2);
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* While the helper thread decodes a large request, the requests pipelined
+ * behind it wait - and the loop must wait with them, not spin on a socket
+ * that stays readable: its thread uses next to no CPU meanwhile. */
+static void test_requests_behind_a_large_one_wait_without_spinning(void **state)
+{
+    (void)state;
+    mp_manager *m = start();
+    mp_list *l;
+    TU_ASSERT_STATUS(mp_manager_list(m, NULL, &l), 0); /* id 1 */
+    size_t keylen;
+    const void *key = mp_manager_authkey(m, &keylen);
+    mp_conn *c;
+    TU_ASSERT_STATUS(mp_client_connect(&c, mp_manager_address(m), key, keylen, T_LONG), 0);
+    raw_hello(c, 6100, 0);
+    size_t n = under_valgrind() ? (size_t)1 << 20 : SANITIZED ? (size_t)2 << 20 : (size_t)8 << 20;
+    /* the frame of (1, 'contains', ([None] * n,)), then 100 KB of pings */
+    enum { PINGS = 6000 };
+    static const unsigned char ping[] = {0,    0,   0,   13,  0x80, 4,   'K', 0,
+                                         0x8c, 4,   'p', 'i', 'n',  'g', ')', 0x87, '.'};
+    size_t size = 14 + 2 + n + 4, k = 0;
+    unsigned char *f = malloc(4 + size + PINGS * sizeof ping);
+    assert_non_null(f);
+    f[k++] = (unsigned char)(size >> 24);
+    f[k++] = (unsigned char)(size >> 16);
+    f[k++] = (unsigned char)(size >> 8);
+    f[k++] = (unsigned char)size;
+    static const unsigned char head[] = {0x80, 4,   'K', 1,   0x8c, 8,   'c',
+                                         'o',  'n', 't', 'a', 'i',  'n', 's'};
+    memcpy(f + k, head, sizeof head);
+    k += sizeof head;
+    f[k++] = ']';
+    f[k++] = '(';
+    memset(f + k, 'N', n);
+    k += n;
+    f[k++] = 'e';
+    f[k++] = 0x85;
+    f[k++] = 0x87;
+    f[k++] = '.';
+    assert_int_equal(k, 4 + size);
+    for (int i = 0; i < PINGS; i++, k += sizeof ping)
+        memcpy(f + k, ping, sizeof ping);
+    pid_t server = mp_manager_pid(m);
+    double cpu0 = thread_cpu(server, server), t0 = tu_now();
+    write_all(mp_conn_fileno(c), f, k);
+    mp_obj *r = NULL;
+    TU_ASSERT_STATUS(mp_conn_recv(c, &r, 120.0), 0);
+    double took = tu_now() - t0, loop_cpu = thread_cpu(server, server) - cpu0;
+    assert_int_equal(reply_code(r), 0);
+    for (int i = 0; i < PINGS; i++) {
+        TU_ASSERT_STATUS(mp_conn_recv(c, &r, T_LONG), 0);
+        assert_int_equal(reply_code(r), 0);
+    }
+    if (loop_cpu > 0.2 * took + 0.1) {
+        print_error("the loop used %.2f s of CPU in %.2f s\n", loop_cpu, took);
+        fail();
+    }
+    free(f);
+    mp_conn_free(c);
+    mp_list_free(l);
+    mp_manager_free(m);
+}
+
 static void test_request_and_reply_size_limits(void **state)
 {
     (void)state;
@@ -3663,6 +3744,7 @@ int main(int argc, char **argv)
         TU_TEST(test_a_python_items_shared_references_count_in_full_and_nothing_is_lost),
         TU_TEST(test_large_requests_over_the_budget_get_eagain_and_others_are_served),
         TU_TEST(test_a_large_request_stalls_nobody_and_its_memory_is_given_back),
+        TU_TEST(test_requests_behind_a_large_one_wait_without_spinning),
         TU_TEST(test_request_and_reply_size_limits),
         TU_TEST(test_a_python_client_speaks_the_protocol),
         TU_TEST(test_invalid_arguments_are_einval),
