@@ -2986,8 +2986,8 @@ static void test_requests_behind_a_large_one_wait_without_spinning(void **state)
     size_t n = under_valgrind() ? (size_t)1 << 20 : SANITIZED ? (size_t)2 << 20 : (size_t)8 << 20;
     /* the frame of (1, 'contains', ([None] * n,)), then 100 KB of pings */
     enum { PINGS = 6000 };
-    static const unsigned char ping[] = {0,    0,   0,   13,  0x80, 4,   'K', 0,
-                                         0x8c, 4,   'p', 'i', 'n',  'g', ')', 0x87, '.'};
+    static const unsigned char ping[] = {0, 0,   0,   13,  0x80, 4,   'K',  0,  0x8c,
+                                         4, 'p', 'i', 'n', 'g',  ')', 0x87, '.'};
     size_t size = 14 + 2 + n + 4, k = 0;
     unsigned char *f = malloc(4 + size + PINGS * sizeof ping);
     assert_non_null(f);
