@@ -1226,7 +1226,7 @@ static int server_main(void *arg)
     mp_conn_free(a->report);
     if (rc < 0)
         return 1;
-    struct mp__mgr_cfg cfg = {a->key, a->keylen, a->max_message, a->alive_rd, a->arena, 0};
+    struct mp__mgr_cfg cfg = {a->key, a->keylen, a->max_message, a->alive_rd, a->arena};
     rc = mp__mgr_serve(l, &cfg);
     mp_listener_free(l);
     mp__close(a->alive_rd);
@@ -1458,7 +1458,7 @@ MP_API int mp_manager_serve(const char *address, const void *authkey, size_t aut
         return rc;
     if (o.ready)
         o.ready(mp_listener_address(l), o.ready_arg);
-    struct mp__mgr_cfg cfg = {authkey, authkey_len, o.max_message, -1, NULL, 0};
+    struct mp__mgr_cfg cfg = {authkey, authkey_len, o.max_message, -1, NULL};
     rc = mp__mgr_serve(l, &cfg);
     mp_listener_free(l);
     return rc;

@@ -150,18 +150,16 @@ static inline void mp__mgr_relax(void)
 
 /*
  * Large requests. A request frame larger than MP__MGR_IN_KEEP is large: the
- * server buffers it whole only within its budget for large messages in
- * flight (MP__MGR_BUDGET_FACTOR times its request limit, by default), which
- * it charges for the frame's bytes from the moment its header arrives until
- * the frame is decoded, and for every reply larger than MP__MGR_OUT_KEEP
- * until it has been sent. A request that does not fit the budget is read
- * and dropped as it arrives, and answered ('#ERROR', -EAGAIN, ...); a reply
- * that does not fit becomes that error (nothing changes: docs/manager.md).
- * A large request is decoded, and freed once it has been handled, by a
- * helper thread (mgr_worker.c), so the loop serves everyone else meanwhile.
- * What the server holds at most for messages in flight is then the budget,
- * plus one request's decoding (the decoder's bound, docs/wire.md), plus one
- * reply being built.
+ * server buffers it only within its budget for large messages in flight
+ * (MP__MGR_BUDGET_FACTOR times its request limit), which is charged for the
+ * buffer holding such a frame - growing with the bytes that arrive, never
+ * by what the header claims - until the frame is decoded, and for every
+ * reply larger than MP__MGR_OUT_KEEP until it has been sent. A request that does not fit the budget
+ * is read and dropped as it arrives, and answered ('#ERROR', -EAGAIN, ...); a reply that does not
+ * fit becomes that error (nothing changes: docs/manager.md). A large request is decoded, and freed
+ * once it has been handled, by a helper thread (mgr_worker.c), so the loop serves everyone else
+ * meanwhile. What the server holds at most for messages in flight is then the budget, plus one
+ * request's decoding (the decoder's bound, docs/wire.md), plus one reply being built.
  */
 #define MP__MGR_IN_KEEP       ((size_t)64 << 10)
 #define MP__MGR_OUT_KEEP      ((size_t)1 << 20)
@@ -206,7 +204,6 @@ struct mp__mgr_cfg {
     size_t max_request;          /* requests above this get MP_ETOOLONG */
     int alive_fd;                /* read end of the starter's pipe, or -1 (serve) */
     struct mp__mgr_arena *arena; /* the mailboxes of a started manager, or NULL */
-    size_t budget;               /* for large messages in flight; 0: the default */
 };
 
 /*

@@ -221,6 +221,15 @@ struct server {
 
 /* ---- the budget for large messages ------------------------------------------ */
 
+/* The budget of a server with this request limit: room for
+ * MP__MGR_BUDGET_FACTOR maximal requests, and for one at the very least. */
+static size_t budget_for(size_t max_request)
+{
+    size_t b = max_request > SIZE_MAX / MP__MGR_BUDGET_FACTOR ? SIZE_MAX
+                                                              : MP__MGR_BUDGET_FACTOR * max_request;
+    return b < max_request + MP__FRAME_MAX ? max_request + MP__FRAME_MAX : b;
+}
+
 /* Charge n bytes against the budget: false (nothing charged) when they do
  * not fit. */
 static bool budget_take(struct server *s, size_t n)
@@ -3067,13 +3076,7 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
     s.max_request = cfg->max_request ? cfg->max_request : MP__MGR_DEFAULT_MAX;
     if (s.max_request > MP__MGR_MAX_LIMIT)
         s.max_request = MP__MGR_MAX_LIMIT;
-    /* Room for one maximal request at least, whatever the caller asked. */
-    s.budget = cfg->budget ? cfg->budget
-               : s.max_request > SIZE_MAX / MP__MGR_BUDGET_FACTOR
-                   ? SIZE_MAX
-                   : MP__MGR_BUDGET_FACTOR * s.max_request;
-    if (s.budget < s.max_request + MP__FRAME_MAX)
-        s.budget = s.max_request + MP__FRAME_MAX;
+    s.budget = budget_for(s.max_request);
     s.alive_fd = cfg->alive_fd;
     s.arena = cfg->arena;
     s.incoming_cap = HS_MAX;
@@ -3280,7 +3283,7 @@ int mp__mgr_probe_new(struct mp__mgr_probe **out, size_t max_request)
     struct server *s = &p->s;
     s->probe = true;
     s->max_request = max_request ? max_request : MP__MGR_DEFAULT_MAX;
-    s->budget = MP__MGR_BUDGET_FACTOR * s->max_request;
+    s->budget = budget_for(s->max_request);
     s->names = mp_obj_dict_new();
     int rc = s->names ? 0 : -ENOMEM;
     for (unsigned i = 0; rc == 0 && i < PROBE_CONNS; i++)
