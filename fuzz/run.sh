@@ -18,10 +18,11 @@ cmake --preset fuzz >/dev/null
 cmake --build --preset fuzz
 
 python3 fuzz/make_corpus.py fuzz/corpus-pickle fuzz/corpus-frame
+python3 fuzz/make_mgr_corpus.py fuzz/corpus-request fuzz/corpus-fastpath
 mkdir -p fuzz/artifacts
 
 status=0
-for harness in pickle frame handshake; do
+for harness in pickle frame handshake request fastpath; do
     mkdir -p "fuzz/corpus-$harness"
     dict=""
     [ -f "fuzz/$harness.dict" ] && dict="-dict=fuzz/$harness.dict"

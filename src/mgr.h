@@ -8,7 +8,9 @@
 #define MPIPC_MGR_H
 
 #include <mpipc/listener.h>
+#include <mpipc/obj.h>
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -152,6 +154,55 @@ static inline void mp__mgr_relax(void)
 #endif
 }
 
+/*
+ * Large requests. A request frame larger than MP__MGR_IN_KEEP is large: the
+ * server buffers it only within its budget for large messages in flight
+ * (MP__MGR_BUDGET_FACTOR times its request limit), which is charged for the
+ * buffer holding such a frame - growing with the bytes that arrive, never
+ * by what the header claims - until the frame is decoded, and for every
+ * reply larger than MP__MGR_OUT_KEEP until it has been sent. A request that does not fit the budget
+ * is read and dropped as it arrives, and answered ('#ERROR', -EAGAIN, ...); a reply that does not
+ * fit becomes that error (nothing changes: docs/manager.md). A large request is decoded, and freed
+ * once it has been handled, by a helper thread (mgr_worker.c), so the loop serves everyone else
+ * meanwhile. What the server holds at most for messages in flight is then the budget, plus one
+ * request's decoding (the decoder's bound, docs/wire.md), plus one reply being built.
+ */
+#define MP__MGR_IN_KEEP       ((size_t)64 << 10)
+#define MP__MGR_OUT_KEEP      ((size_t)1 << 20)
+#define MP__MGR_BUDGET_FACTOR 4u
+
+enum { MP__MGR_JOB_DECODE = 1, MP__MGR_JOB_FREE };
+
+/* A job for the helper thread. DECODE: decode len bytes at buf + off into
+ * obj (rc: 0 or the decoder's code); the thread frees buf. FREE: free obj
+ * and buf. The thread frees a FREE job; a DECODE job comes back through
+ * mp__mgr_worker_collect. owner and charge are the loop's alone. */
+struct mp__mgr_job {
+    int op;
+    unsigned char *buf;
+    size_t off, len;
+    mp_obj *obj;
+    int rc;
+    void *owner;   /* the connection waiting for it; NULL once that is gone */
+    size_t charge; /* the budget the loop charged for it */
+    struct mp__mgr_job *next;
+};
+
+struct mp__mgr_worker;
+
+/* A worker, its thread not started yet: 0, -ENOMEM, -errno. */
+int mp__mgr_worker_new(struct mp__mgr_worker **out);
+/* The descriptor the loop polls: readable when decodes have finished. */
+int mp__mgr_worker_fd(const struct mp__mgr_worker *w);
+/* Queue a job (the worker owns it from now on; a DECODE comes back).
+ * Starts the thread on first use: 0, or -errno when it cannot (the job is
+ * then still the caller's). */
+int mp__mgr_worker_submit(struct mp__mgr_worker *w, struct mp__mgr_job *j);
+/* Take the finished DECODE jobs (a list through next; the caller's). */
+struct mp__mgr_job *mp__mgr_worker_collect(struct mp__mgr_worker *w);
+/* Stop the thread after its current job; free every job it still holds. */
+void mp__mgr_worker_free(struct mp__mgr_worker *w);
+
 /* What the server loop needs. */
 struct mp__mgr_cfg {
     const void *authkey; /* the key every connection must prove (required) */
@@ -172,5 +223,42 @@ struct mp__mgr_cfg {
  * returns; the listener stays the caller's.
  */
 int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg);
+
+/*
+ * The probe: the server's request handling without sockets, for the
+ * request fuzzer (fuzz/fuzz_request.c) and tests. A probe is a server
+ * state with 4 connections that are never sent anything: a request runs on
+ * connection i (mod 4) exactly as if it had been read from that socket, and
+ * each connection's reply frames stay in its output until taken.
+ *
+ * _new: 0 or -ENOMEM; max_request 0 for the default. Free with _free.
+ * _request: run the payload of one request frame on connection i: 0, or
+ *   MP_ESTATE when the server would not read that connection now (its last
+ *   request waits in the server, or its reply was not taken yet).
+ * _take: the bytes of the frames written to connection i since the last
+ *   take (*out NULL when none; else the caller frees it); they count as sent.
+ * _close: connection i's peer hangs up (its session may end: locks are
+ *   released, waiters dropped); a fresh connection takes its place.
+ * _expire: every timed waiter's deadline passes.
+ * _stopped: a shutdown request has been served.
+ */
+struct mp__mgr_probe;
+int mp__mgr_probe_new(struct mp__mgr_probe **out, size_t max_request);
+int mp__mgr_probe_request(struct mp__mgr_probe *p, unsigned i, const void *req, size_t n);
+int mp__mgr_probe_take(struct mp__mgr_probe *p, unsigned i, unsigned char **out, size_t *len);
+int mp__mgr_probe_close(struct mp__mgr_probe *p, unsigned i);
+void mp__mgr_probe_expire(struct mp__mgr_probe *p);
+bool mp__mgr_probe_stopped(const struct mp__mgr_probe *p);
+void mp__mgr_probe_free(struct mp__mgr_probe *p);
+
+/*
+ * The server's fast request reader (for the differential fuzzer): the
+ * bytes of one request pickle; 1 with *ident, *meth and *mlen (into p)
+ * and *args (a new tuple, mp_obj_free) set; 0 when it leaves the bytes to
+ * the general decoder; -ENOMEM. Whatever it accepts, the general decoder
+ * reads as the same (ident, method, args).
+ */
+int mp__mgr_quick_request(const unsigned char *p, size_t n, int64_t *ident, const char **meth,
+                          size_t *mlen, mp_obj **args);
 
 #endif /* MPIPC_MGR_H */

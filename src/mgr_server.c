@@ -47,6 +47,14 @@
  * gets MP_EOWNERDEAD) and drops its references; an object nobody references
  * (and that has no name) is freed.
  *
+ * Large messages (mgr.h). A request frame over 64 KiB is buffered only
+ * within the server's budget for messages in flight, and decoded - and,
+ * once handled, freed - by a helper thread (mgr_worker.c), so that one
+ * client's 64 MiB request holds up nobody: the loop hands the buffer over
+ * and runs the decoded request when it comes back. Replies are encoded
+ * first and checked (size, budget) before a method removes or replaces
+ * anything, so an error reply never loses an item.
+ *
  * Re-entrancy. Completing a waiter writes to another connection; a failed
  * write never frees that connection on the spot (it is marked broken and
  * torn down at the top of the loop), so no object or session disappears
@@ -72,11 +80,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#define IN_MIN   ((size_t)4096)     /* a connection's first input buffer */
-#define IN_KEEP  ((size_t)64 << 10) /* keep at most this when idle; read-ahead bound */
-#define OUT_KEEP ((size_t)1 << 20)  /* keep at most this output buffer when idle */
+#define IN_MIN   ((size_t)4096)   /* a connection's first input buffer */
+#define IN_KEEP  MP__MGR_IN_KEEP  /* larger frames are large requests (mgr.h) */
+#define OUT_KEEP MP__MGR_OUT_KEEP /* keep at most this output buffer when idle */
 
-enum kind { K_DICT = 1, K_LIST, K_LOCK, K_RLOCK, K_QUEUE };
+enum kind { K_MANAGER = 0, K_DICT, K_LIST, K_LOCK, K_RLOCK, K_QUEUE };
 static const char *const kind_names[] = {NULL, "dict", "list", "lock", "rlock", "queue"};
 
 enum wop { W_ACQUIRE = 1, W_GET, W_PUT, W_JOIN };
@@ -135,12 +143,20 @@ struct session {
 struct sconn {
     int fd;
     int64_t id;
+    struct server *srv;
     struct session *sess; /* NULL until hello */
     size_t max_reply;
     unsigned char *in; /* in[in_pos, in_len) not yet handled */
     size_t in_pos, in_len, in_cap;
     mp__pickler out; /* out.p[out_pos, out.len) not yet sent */
     size_t out_pos;
+    /* Large messages (mgr.h): the budget charged for in and for out, the
+     * bytes of a dropped request still to come, the error owed for it,
+     * and the helper thread's job decoding the current request. */
+    size_t in_charge, out_charge;
+    uint64_t skip;
+    int owed;
+    struct mp__mgr_job *job;
     struct waiter *waiter; /* the request that is waiting, if any */
     bool closing;          /* close once the output is sent (after a fatal error reply) */
     bool broken;           /* the peer is gone or the socket failed: tear down */
@@ -197,6 +213,11 @@ struct server {
     struct sconn **pconn; /* the connection polled at the same index, or NULL */
     struct hsconn **phs;  /* the handshake polled at the same index, or NULL */
     size_t pcap;
+    /* Large messages in flight (mgr.h): what is charged against the
+     * budget, and the helper thread that decodes them (made on first use). */
+    size_t budget, inflight;
+    struct mp__mgr_worker *worker;
+    bool probe; /* mp__mgr_probe: no sockets, replies stay in out */
     /* Mailboxes: the shared block (NULL for mp_manager_serve), which slots
      * connections hold, and where a request is copied before decoding. */
     struct mp__mgr_arena *arena;
@@ -206,11 +227,48 @@ struct server {
     unsigned char slot_copy[MP__MGR_SLOT_DATA];
 };
 
+/* ---- the budget for large messages ------------------------------------------ */
+
+/* The budget of a server with this request limit: room for
+ * MP__MGR_BUDGET_FACTOR maximal requests, and for one at the very least. */
+static size_t budget_for(size_t max_request)
+{
+    size_t b = max_request > SIZE_MAX / MP__MGR_BUDGET_FACTOR ? SIZE_MAX
+                                                              : MP__MGR_BUDGET_FACTOR * max_request;
+    return b < max_request + MP__FRAME_MAX ? max_request + MP__FRAME_MAX : b;
+}
+
+/* Charge n bytes against the budget: false (nothing charged) when they do
+ * not fit. */
+static bool budget_take(struct server *s, size_t n)
+{
+    if (n > s->budget - s->inflight)
+        return false;
+    s->inflight += n;
+    return true;
+}
+
+static void budget_give(struct server *s, size_t *charge)
+{
+    s->inflight -= *charge;
+    *charge = 0;
+}
+
 /* ---- replies --------------------------------------------------------------- */
 
-/* A reply is one frame appended to the connection's output: 4 bytes of
+/*
+ * A reply is one frame appended to the connection's output: 4 bytes of
  * length (the limits keep every frame below 2^31), then a pickle of
- * ('#RETURN', value) or ('#ERROR', code, text). */
+ * ('#RETURN', value) or ('#ERROR', code, text).
+ *
+ * Encode first, then commit. A ('#RETURN', value) reply is built whole
+ * before anything else happens; frame_finish replaces it with an error
+ * reply when it cannot be sent (over the reader's max_reply, no memory) and
+ * says so. A method that removes or replaces what it replies with (a queue
+ * get, a pop, a compare-and-set) changes the object only after its reply
+ * stood: an error never loses the item. The size checked is the size of
+ * the bytes that go out, whatever sharing the value had on the way in.
+ */
 
 static void reply_error(struct sconn *c, int code, const char *text);
 
@@ -224,7 +282,10 @@ static size_t reply_begin(struct sconn *c)
     return start;
 }
 
-static void frame_finish(struct sconn *c, size_t start, bool limited)
+/* Close the frame that starts at start. Returns 0 when it stands; for a
+ * limited (value) reply that cannot go out, the error code it was replaced
+ * with. */
+static int frame_finish(struct sconn *c, size_t start, bool limited)
 {
     if (c->out.err) {
         int err = c->out.err;
@@ -234,26 +295,46 @@ static void frame_finish(struct sconn *c, size_t start, bool limited)
             reply_error(c, err, "the server ran out of memory building the reply");
         else
             c->broken = true; /* not even an error reply fits */
-        return;
+        return err;
     }
     size_t size = c->out.len - start - 4;
     if (limited && size > c->max_reply) {
         c->out.len = start;
         reply_error(c, MP_ETOOLONG, "the reply is larger than the client accepts");
-        return;
+        return MP_ETOOLONG;
+    }
+    if (limited && size > OUT_KEEP) {
+        /* A large reply waits in memory until the client has read it:
+         * it is charged until then, or refused when the budget is spent. */
+        if (!budget_take(c->srv, size)) {
+            c->out.len = start;
+            reply_error(c, -EAGAIN, "the server's budget for large messages is spent");
+            return -EAGAIN;
+        }
+        c->out_charge += size;
     }
     unsigned char *h = c->out.p + start;
     h[0] = (unsigned char)(size >> 24);
     h[1] = (unsigned char)(size >> 16);
     h[2] = (unsigned char)(size >> 8);
     h[3] = (unsigned char)size;
+    return 0;
 }
 
-static void reply_end(struct sconn *c, size_t start)
+/* 0 when the reply stands, else the code the reader got instead. */
+static int reply_end(struct sconn *c, size_t start)
 {
     mp__pickler_tuple(&c->out, 2);
     mp__pickler_stop(&c->out);
-    frame_finish(c, start, true);
+    return frame_finish(c, start, true);
+}
+
+/* Withdraw a reply that stood (frame_finish returned 0) because what it
+ * reports could not be done after all. */
+static void reply_withdraw(struct sconn *c, size_t start)
+{
+    c->out.len = start;
+    c->out.err = 0;
 }
 
 static void reply_error(struct sconn *c, int code, const char *text)
@@ -291,11 +372,69 @@ static void reply_bool(struct sconn *c, bool v)
     reply_end(c, st);
 }
 
-static void reply_obj(struct sconn *c, const mp_obj *o)
+/* A quick "would it fit": a lower bound of the bytes a value takes in a
+ * pickle - an opcode per value at least, plus a str's or bytes' own bytes -
+ * summed over at most `left` values and only until it passes limit. A
+ * value is a tree (obj.h), so its pickle holds every node it has. */
+struct floor_walk {
+    size_t n, limit;
+    unsigned left;
+};
+
+static void size_floor(struct floor_walk *f, const mp_obj *o)
 {
+    if (f->n > f->limit || f->left == 0)
+        return;
+    f->left--;
+    f->n++;
+    const char *p;
+    const unsigned char *b;
+    size_t len = 0;
+    switch (mp_obj_type(o)) {
+    case MP_TYPE_STR:
+        if (mp_obj_get_str(o, &p, &len) == 0)
+            f->n += len;
+        break;
+    case MP_TYPE_BYTES:
+        if (mp_obj_get_bytes(o, &b, &len) == 0)
+            f->n += len;
+        break;
+    case MP_TYPE_LIST:
+    case MP_TYPE_TUPLE:
+        len = (size_t)mp_obj_len(o);
+        for (size_t i = 0; i < len && f->n <= f->limit && f->left; i++)
+            size_floor(f, mp_obj_list_get(o, i));
+        break;
+    case MP_TYPE_DICT: {
+        size_t pos = 0;
+        const mp_obj *k;
+        mp_obj *v;
+        while (f->n <= f->limit && f->left && mp_obj_dict_next(o, &pos, &k, &v) == 1) {
+            size_floor(f, k);
+            size_floor(f, v);
+        }
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+/* ('#RETURN', o): 0 when it stands, else the code the reader got. A value
+ * that plainly cannot fit the reader's limit (a few large strs or bytes,
+ * as a Python producer's shared references become) is refused without
+ * being encoded; anything else is encoded, then checked. */
+static int reply_obj(struct sconn *c, const mp_obj *o)
+{
+    struct floor_walk f = {0, c->max_reply, 4096};
+    size_floor(&f, o);
+    if (f.n > c->max_reply) {
+        reply_error(c, MP_ETOOLONG, "the reply is larger than the client accepts");
+        return MP_ETOOLONG;
+    }
     size_t st = reply_begin(c);
     mp__pickler_obj(&c->out, o);
-    reply_end(c, st);
+    return reply_end(c, st);
 }
 
 /* The codes a failed operation replies with; anything unexpected from the
@@ -337,6 +476,8 @@ static bool conn_idle_output(const struct sconn *c)
  * broken; it is torn down later at a safe point. */
 static void conn_flush(struct sconn *c)
 {
+    if (c->srv->probe)
+        return; /* the caller takes the bytes */
     while (!c->broken && c->out_pos < c->out.len) {
         ssize_t w = mp__send_nowait(c->fd, c->out.p + c->out_pos, c->out.len - c->out_pos);
         if (w == -EAGAIN)
@@ -356,6 +497,7 @@ static void conn_flush(struct sconn *c)
         c->out.p = NULL;
         c->out.cap = 0;
     }
+    budget_give(c->srv, &c->out_charge);
     if (c->closing)
         c->broken = true; /* the fatal error reply has left: hang up */
 }
@@ -880,40 +1022,58 @@ static void x_clear(struct server *s, struct sconn *c, struct sobj *o, mp_obj *a
     reply_none(c);
 }
 
+/* pop(key): the item leaves the dict only once its reply stood. */
 static void d_pop(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
 {
     (void)s;
-    mp_obj *k, *v;
-    int rc = mp__dict_take(o->value, arg(args, 0), &k, &v);
+    mp_obj *key = arg(args, 0);
+    int rc = check_hashable(key);
     if (rc < 0) {
         reply_status(c, rc);
         return;
     }
-    if (rc == 0) {
+    mp_obj *v = mp_obj_dict_get(o->value, key);
+    if (!v) {
         reply_error(c, MP_EKEY, "KeyError");
         return;
     }
-    reply_obj(c, v);
-    mp_obj_free(k);
-    mp_obj_free(v);
+    if (reply_obj(c, v) == 0)
+        (void)mp_obj_dict_del(o->value, key); /* present: it cannot fail */
+}
+
+/* The last inserted item of a non-empty dict (what popitem() takes). The
+ * entries are in insertion order, deleted ones with a NULL key
+ * (objimpl.h). */
+static void dict_last(const mp_obj *d, const mp_obj **k, const mp_obj **v)
+{
+    size_t i = d->u.d.n;
+    while (i > 0 && !d->u.d.entries[i - 1].key)
+        i--;
+    *k = d->u.d.entries[i - 1].key;
+    *v = d->u.d.entries[i - 1].value;
 }
 
 static void d_popitem(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
 {
     (void)s;
     (void)args;
-    mp_obj *k, *v;
-    if (mp__dict_popitem(o->value, &k, &v) != 1) {
+    if (mp_obj_len(o->value) == 0) {
         reply_error(c, MP_EKEY, "KeyError: popitem(): dictionary is empty");
         return;
     }
+    const mp_obj *k, *v;
+    dict_last(o->value, &k, &v);
     size_t st = reply_begin(c);
     mp__pickler_obj(&c->out, k);
     mp__pickler_obj(&c->out, v);
     mp__pickler_tuple(&c->out, 2);
-    reply_end(c, st);
-    mp_obj_free(k);
-    mp_obj_free(v);
+    if (reply_end(c, st) != 0)
+        return; /* the item stays */
+    mp_obj *kt, *vt;
+    if (mp__dict_popitem(o->value, &kt, &vt) == 1) {
+        mp_obj_free(kt);
+        mp_obj_free(vt);
+    }
 }
 
 static void d_setdefault(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
@@ -930,16 +1090,20 @@ static void d_setdefault(struct server *s, struct sconn *c, struct sobj *o, mp_o
         reply_obj(c, v);
         return;
     }
+    /* The reply first: a default too large for the reader is not stored
+     * behind an error. */
+    size_t st = c->out.len;
+    if (reply_obj(c, arg(args, 1)) != 0)
+        return;
     mp_obj *dflt = mp__seq_take(args, 1);
     key = mp__seq_take(args, 0);
     rc = mp_obj_dict_set(o->value, key, dflt);
     if (rc < 0) {
         mp_obj_free(key);
         mp_obj_free(dflt);
+        reply_withdraw(c, st);
         reply_status(c, rc);
-        return;
     }
-    reply_obj(c, dflt); /* now owned by the dict, still valid */
 }
 
 /* dict.update(other): other is a dict or a sequence of (key, value) pairs.
@@ -1079,7 +1243,9 @@ static void d_cas(struct server *s, struct sconn *c, struct sobj *o, mp_obj *arg
         reply_end(c, st);
         return;
     }
-    /* Reply first: the old value is freed by the set. */
+    /* Reply first (the old value is freed by the set), and swap only when
+     * the reply stands: a reader that cannot take the old value gets
+     * MP_ETOOLONG with nothing changed. */
     size_t st = reply_begin(c);
     mp__pickler_bool(&c->out, true);
     mp__pickler_bool(&c->out, v != NULL);
@@ -1088,18 +1254,17 @@ static void d_cas(struct server *s, struct sconn *c, struct sobj *o, mp_obj *arg
     else
         mp__pickler_none(&c->out);
     mp__pickler_tuple(&c->out, 3);
+    if (reply_end(c, st) != 0)
+        return;
     mp_obj *desired = mp__seq_take(args, 1);
     key = mp__seq_take(args, 0);
     rc = mp_obj_dict_set(o->value, key, desired);
     if (rc < 0) {
         mp_obj_free(key);
         mp_obj_free(desired);
-        c->out.len = st; /* withdraw the success reply */
-        c->out.err = 0;
+        reply_withdraw(c, st);
         reply_status(c, rc);
-        return;
     }
-    reply_end(c, st);
 }
 
 /* ---- list methods -------------------------------------------------------------- */
@@ -1193,12 +1358,12 @@ static void l_del_or_pop(struct sconn *c, struct sobj *o, mp_obj *args, bool pop
             return;
         }
     }
-    mp_obj *item = mp__seq_take(o->value, i);
-    if (pop)
-        reply_obj(c, item);
-    else
+    /* A pop removes the item only once its reply stood. */
+    if (pop && reply_obj(c, mp_obj_list_get(o->value, i)) != 0)
+        return;
+    mp_obj_free(mp__seq_take(o->value, i));
+    if (!pop)
         reply_none(c);
-    mp_obj_free(item);
 }
 
 static void l_pop(struct server *s, struct sconn *c, struct sobj *o, mp_obj *args)
@@ -1456,16 +1621,23 @@ static void m_put(struct server *s, struct sconn *c, struct sobj *o, mp_obj *arg
         reply_status(c, MP_ETYPE);
         return;
     }
-    /* A waiting getter means the queue is empty: hand the item over. */
-    while (o->getters.head && o->getters.head->conn->broken)
-        waiter_free(s, o->getters.head);
-    if (o->getters.head) {
+    /* A waiting getter means the queue is empty: hand the item to the
+     * first getter it fits. One whose max_reply it exceeds gets
+     * MP_ETOOLONG, as its get of this item from the queue would; if nobody
+     * takes it, the item is queued below like any other. */
+    while (o->getters.head) {
         struct waiter *w = o->getters.head;
-        o->unfinished++;
-        reply_obj(w->conn, arg(args, 0));
+        if (w->conn->broken) {
+            waiter_free(s, w);
+            continue;
+        }
+        int rc = reply_obj(w->conn, arg(args, 0));
         waiter_replied(s, w);
-        reply_none(c);
-        return;
+        if (rc == 0) {
+            o->unfinished++;
+            reply_none(c);
+            return;
+        }
     }
     if (!q_full(o)) {
         mp_obj *item = mp__seq_take(args, 0);
@@ -1498,9 +1670,10 @@ static void m_get(struct server *s, struct sconn *c, struct sobj *o, mp_obj *arg
         return;
     }
     if (o->len) {
-        mp_obj *item = q_pop(o);
-        reply_obj(c, item);
-        mp_obj_free(item);
+        /* The item leaves the queue only once its reply stood. */
+        if (reply_obj(c, o->items[o->head]) != 0)
+            return;
+        mp_obj_free(q_pop(o));
         q_admit_putters(s, o);
         return;
     }
@@ -1570,69 +1743,6 @@ static void m_join(struct server *s, struct sconn *c, struct sobj *o, mp_obj *ar
     int rc = wait_on(s, c, o, &o->joiners, W_JOIN, timeout, 0, NULL);
     if (rc < 0)
         reply_status(c, rc);
-}
-
-/* ---- method table ---------------------------------------------------------------- */
-
-struct method {
-    const char *name;
-    int kind; /* K_LOCK also covers K_RLOCK */
-    int min_args, max_args;
-    method_fn fn;
-};
-
-static const struct method methods[] = {
-    {"get", K_DICT, 1, 1, d_get},
-    {"set", K_DICT, 2, 2, d_set},
-    {"del", K_DICT, 1, 1, d_del},
-    {"contains", K_DICT, 1, 1, d_contains},
-    {"len", K_DICT, 0, 0, x_len},
-    {"keys", K_DICT, 0, 0, d_keys},
-    {"values", K_DICT, 0, 0, d_values},
-    {"items", K_DICT, 0, 0, d_items},
-    {"clear", K_DICT, 0, 0, x_clear},
-    {"pop", K_DICT, 1, 1, d_pop},
-    {"popitem", K_DICT, 0, 0, d_popitem},
-    {"setdefault", K_DICT, 2, 2, d_setdefault},
-    {"update", K_DICT, 1, 1, d_update},
-    {"copy", K_DICT, 0, 0, d_copy},
-    {"add", K_DICT, 2, 2, d_add},
-    {"cas", K_DICT, 2, 3, d_cas},
-    {"append", K_LIST, 1, 1, l_append},
-    {"extend", K_LIST, 1, 1, l_extend},
-    {"get", K_LIST, 1, 1, l_get},
-    {"set", K_LIST, 2, 2, l_set},
-    {"len", K_LIST, 0, 0, x_len},
-    {"pop", K_LIST, 0, 1, l_pop},
-    {"del", K_LIST, 1, 1, l_del},
-    {"insert", K_LIST, 2, 2, l_insert},
-    {"slice", K_LIST, 2, 2, l_slice},
-    {"copy", K_LIST, 0, 0, l_copy},
-    {"clear", K_LIST, 0, 0, x_clear},
-    {"index", K_LIST, 1, 1, l_index},
-    {"count", K_LIST, 1, 1, l_count},
-    {"contains", K_LIST, 1, 1, l_contains},
-    {"remove", K_LIST, 1, 1, l_remove},
-    {"acquire", K_LOCK, 2, 2, k_acquire},
-    {"release", K_LOCK, 1, 1, k_release},
-    {"put", K_QUEUE, 2, 2, m_put},
-    {"get", K_QUEUE, 1, 1, m_get},
-    {"qsize", K_QUEUE, 0, 0, m_qsize},
-    {"empty", K_QUEUE, 0, 0, m_empty},
-    {"full", K_QUEUE, 0, 0, m_full},
-    {"task_done", K_QUEUE, 0, 0, m_task_done},
-    {"join", K_QUEUE, 1, 1, m_join},
-};
-
-static const struct method *find_method(int kind, const char *name, size_t len)
-{
-    if (kind == K_RLOCK)
-        kind = K_LOCK;
-    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
-        if (methods[i].kind == kind && strlen(methods[i].name) == len &&
-            memcmp(methods[i].name, name, len) == 0)
-            return &methods[i];
-    return NULL;
 }
 
 /* ---- manager-level requests (ident 0) --------------------------------------------- */
@@ -1718,12 +1828,12 @@ static int obj_init(struct sobj *o, mp_obj *args)
 
 /* create(kind, name or None, initial): a new object, or, for a name that
  * exists, the object of that name. */
-static void r_create(struct server *s, struct sconn *c, mp_obj *args)
+static void r_create(struct server *s, struct sconn *c, struct sobj *unused, mp_obj *args)
 {
+    (void)unused;
     int kind = kind_from(arg(args, 0), false);
     mp_obj *name = arg(args, 1);
-    if (kind < 0 || mp_obj_len(args) != 3 ||
-        (!mp_obj_is_none(name) && mp_obj_type(name) != MP_TYPE_STR)) {
+    if (kind < 0 || (!mp_obj_is_none(name) && mp_obj_type(name) != MP_TYPE_STR)) {
         reply_error(c, MP_EPROTO, "create(kind, name, initial)");
         return;
     }
@@ -1774,10 +1884,11 @@ static void r_create(struct server *s, struct sconn *c, mp_obj *args)
 
 /* attach(kind, name): the object of that name, which must exist. "lock"
  * matches a lock or an rlock. */
-static void r_attach(struct server *s, struct sconn *c, mp_obj *args)
+static void r_attach(struct server *s, struct sconn *c, struct sobj *unused, mp_obj *args)
 {
+    (void)unused;
     int kind = kind_from(arg(args, 0), true);
-    if (kind < 0 || mp_obj_len(args) != 2 || mp_obj_type(arg(args, 1)) != MP_TYPE_STR) {
+    if (kind < 0 || mp_obj_type(arg(args, 1)) != MP_TYPE_STR) {
         reply_error(c, MP_EPROTO, "attach(kind, name)");
         return;
     }
@@ -1800,7 +1911,7 @@ static void r_attach(struct server *s, struct sconn *c, mp_obj *args)
 static struct sobj *arg_obj(struct server *s, struct sconn *c, mp_obj *args)
 {
     int64_t id;
-    if (mp_obj_len(args) != 1 || mp_obj_get_int(arg(args, 0), &id) < 0) {
+    if (mp_obj_get_int(arg(args, 0), &id) < 0) {
         reply_error(c, MP_EPROTO, "expected (id,)");
         return NULL;
     }
@@ -1810,8 +1921,9 @@ static struct sobj *arg_obj(struct server *s, struct sconn *c, mp_obj *args)
     return o;
 }
 
-static void r_incref(struct server *s, struct sconn *c, mp_obj *args)
+static void r_incref(struct server *s, struct sconn *c, struct sobj *unused, mp_obj *args)
 {
+    (void)unused;
     struct sobj *o = arg_obj(s, c, args);
     if (!o)
         return;
@@ -1822,8 +1934,9 @@ static void r_incref(struct server *s, struct sconn *c, mp_obj *args)
         reply_none(c);
 }
 
-static void r_release(struct server *s, struct sconn *c, mp_obj *args)
+static void r_release(struct server *s, struct sconn *c, struct sobj *unused, mp_obj *args)
 {
+    (void)unused;
     struct sobj *o = arg_obj(s, c, args);
     if (!o)
         return;
@@ -1833,9 +1946,10 @@ static void r_release(struct server *s, struct sconn *c, mp_obj *args)
     (void)session_drop(s, c->sess, o);
 }
 
-static void r_unlink(struct server *s, struct sconn *c, mp_obj *args)
+static void r_unlink(struct server *s, struct sconn *c, struct sobj *unused, mp_obj *args)
 {
-    if (mp_obj_len(args) != 1 || mp_obj_type(arg(args, 0)) != MP_TYPE_STR) {
+    (void)unused;
+    if (mp_obj_type(arg(args, 0)) != MP_TYPE_STR) {
         reply_error(c, MP_EPROTO, "unlink(name)");
         return;
     }
@@ -1862,13 +1976,15 @@ static int info_set(mp_obj *d, const char *k, mp_obj *v)
     return rc;
 }
 
-static void r_info(struct server *s, struct sconn *c, mp_obj *args)
+static void r_info(struct server *s, struct sconn *c, struct sobj *unused, mp_obj *args)
 {
+    (void)unused;
     (void)args;
-    size_t live = 0, slots = 0;
+    size_t live = 0, slots = 0, waiting = 0;
     for (size_t i = 0; i < s->nconns; i++) {
         live += !s->conns[i]->broken;
         slots += !s->conns[i]->broken && s->conns[i]->slot;
+        waiting += !s->conns[i]->broken && s->conns[i]->waiter;
     }
     mp_obj *d = mp_obj_dict_new(), *names = mp_obj_list_new();
     int rc = d && names ? 0 : -ENOMEM;
@@ -1891,6 +2007,12 @@ static void r_info(struct server *s, struct sconn *c, mp_obj *args)
     if (rc == 0)
         rc = info_set(d, "mailboxes", mp_obj_int((int64_t)slots));
     if (rc == 0)
+        rc = info_set(d, "waiting", mp_obj_int((int64_t)waiting));
+    if (rc == 0)
+        rc = info_set(d, "buffered", mp_obj_int((int64_t)s->inflight));
+    if (rc == 0)
+        rc = info_set(d, "budget", mp_obj_int((int64_t)s->budget));
+    if (rc == 0)
         rc = info_set(d, "mailbox", mp_obj_bool(c->slot != NULL));
     if (rc == 0)
         rc = info_set(d, "session", mp_obj_int(c->sess->id));
@@ -1910,12 +2032,12 @@ static void r_info(struct server *s, struct sconn *c, mp_obj *args)
 
 /* hello(session, pid, max_reply, protocol): the first request of every
  * connection. */
-static void r_hello(struct server *s, struct sconn *c, mp_obj *args)
+static void r_hello(struct server *s, struct sconn *c, struct sobj *unused, mp_obj *args)
 {
+    (void)unused;
     int64_t sid, pid, max_reply, proto;
-    if (mp_obj_len(args) != 4 || mp_obj_get_int(arg(args, 0), &sid) < 0 ||
-        mp_obj_get_int(arg(args, 1), &pid) < 0 || mp_obj_get_int(arg(args, 2), &max_reply) < 0 ||
-        mp_obj_get_int(arg(args, 3), &proto) < 0) {
+    if (mp_obj_get_int(arg(args, 0), &sid) < 0 || mp_obj_get_int(arg(args, 1), &pid) < 0 ||
+        mp_obj_get_int(arg(args, 2), &max_reply) < 0 || mp_obj_get_int(arg(args, 3), &proto) < 0) {
         reply_error(c, MP_EPROTO, "hello(session, pid, max_reply, protocol)");
         return;
     }
@@ -1934,8 +2056,10 @@ static void r_hello(struct server *s, struct sconn *c, mp_obj *args)
     }
     ss->nconns++;
     c->sess = ss;
-    c->max_reply = max_reply <= 0 || (uint64_t)max_reply > MP__MGR_MAX_LIMIT ? MP__MGR_MAX_LIMIT
-                                                                             : (size_t)max_reply;
+    /* 0 or less: as large as the server's own limit (docs/manager.md). */
+    c->max_reply = max_reply <= 0                            ? s->max_request
+                   : (uint64_t)max_reply > MP__MGR_MAX_LIMIT ? MP__MGR_MAX_LIMIT
+                                                             : (size_t)max_reply;
     size_t st = reply_begin(c);
     mp__pickler_int(&c->out, MP__MGR_PROTOCOL);
     mp__pickler_int(&c->out, (int64_t)s->max_request);
@@ -1948,10 +2072,11 @@ static void r_hello(struct server *s, struct sconn *c, mp_obj *args)
  * same block as the server (it is random and lives only in that block).
  * The reply is the slot's index, or -1: no block, a wrong tag, or every
  * slot taken - the connection then simply goes on by the socket. */
-static void r_shm(struct server *s, struct sconn *c, mp_obj *args)
+static void r_shm(struct server *s, struct sconn *c, struct sobj *unused, mp_obj *args)
 {
+    (void)unused;
     int64_t tag;
-    if (mp_obj_len(args) != 1 || mp_obj_get_int(arg(args, 0), &tag) < 0) {
+    if (mp_obj_get_int(arg(args, 0), &tag) < 0) {
         reply_error(c, MP_EPROTO, "shm(tag)");
         return;
     }
@@ -1977,36 +2102,129 @@ static void r_shm(struct server *s, struct sconn *c, mp_obj *args)
     reply_int(c, ix);
 }
 
-static void manager_request(struct server *s, struct sconn *c, const char *m, size_t n,
-                            mp_obj *args)
+static void r_ping(struct server *s, struct sconn *c, struct sobj *unused, mp_obj *args)
 {
-#define IS(lit) (n == sizeof lit - 1 && memcmp(m, lit, n) == 0)
-    if (IS("hello"))
-        r_hello(s, c, args);
-    else if (!c->sess)
+    (void)s;
+    (void)unused;
+    (void)args;
+    reply_none(c);
+}
+
+static void r_shutdown(struct server *s, struct sconn *c, struct sobj *unused, mp_obj *args)
+{
+    (void)unused;
+    (void)args;
+    reply_none(c);
+    s->stop = true;
+}
+
+/* ---- the method table ------------------------------------------------------------ */
+
+/*
+ * Every request the server knows, with the number of arguments it takes:
+ * dispatch() looks a request up here and checks its arity before any
+ * method runs, so no method sees a tuple of the wrong length (docs/manager.md:
+ * a wrong count is MP_EPROTO, and the server serves on).
+ */
+struct method {
+    const char *name;
+    int kind; /* K_MANAGER for ident 0; K_LOCK also covers K_RLOCK */
+    int min_args, max_args;
+    method_fn fn;
+};
+
+static const struct method methods[] = {
+    {"hello", K_MANAGER, 4, 4, r_hello},
+    {"create", K_MANAGER, 3, 3, r_create},
+    {"attach", K_MANAGER, 2, 2, r_attach},
+    {"incref", K_MANAGER, 1, 1, r_incref},
+    {"release", K_MANAGER, 1, 1, r_release},
+    {"unlink", K_MANAGER, 1, 1, r_unlink},
+    {"info", K_MANAGER, 0, 0, r_info},
+    {"ping", K_MANAGER, 0, 0, r_ping},
+    {"shm", K_MANAGER, 1, 1, r_shm},
+    {"shutdown", K_MANAGER, 0, 0, r_shutdown},
+    {"get", K_DICT, 1, 1, d_get},
+    {"set", K_DICT, 2, 2, d_set},
+    {"del", K_DICT, 1, 1, d_del},
+    {"contains", K_DICT, 1, 1, d_contains},
+    {"len", K_DICT, 0, 0, x_len},
+    {"keys", K_DICT, 0, 0, d_keys},
+    {"values", K_DICT, 0, 0, d_values},
+    {"items", K_DICT, 0, 0, d_items},
+    {"clear", K_DICT, 0, 0, x_clear},
+    {"pop", K_DICT, 1, 1, d_pop},
+    {"popitem", K_DICT, 0, 0, d_popitem},
+    {"setdefault", K_DICT, 2, 2, d_setdefault},
+    {"update", K_DICT, 1, 1, d_update},
+    {"copy", K_DICT, 0, 0, d_copy},
+    {"add", K_DICT, 2, 2, d_add},
+    {"cas", K_DICT, 2, 3, d_cas},
+    {"append", K_LIST, 1, 1, l_append},
+    {"extend", K_LIST, 1, 1, l_extend},
+    {"get", K_LIST, 1, 1, l_get},
+    {"set", K_LIST, 2, 2, l_set},
+    {"len", K_LIST, 0, 0, x_len},
+    {"pop", K_LIST, 0, 1, l_pop},
+    {"del", K_LIST, 1, 1, l_del},
+    {"insert", K_LIST, 2, 2, l_insert},
+    {"slice", K_LIST, 2, 2, l_slice},
+    {"copy", K_LIST, 0, 0, l_copy},
+    {"clear", K_LIST, 0, 0, x_clear},
+    {"index", K_LIST, 1, 1, l_index},
+    {"count", K_LIST, 1, 1, l_count},
+    {"contains", K_LIST, 1, 1, l_contains},
+    {"remove", K_LIST, 1, 1, l_remove},
+    {"acquire", K_LOCK, 2, 2, k_acquire},
+    {"release", K_LOCK, 1, 1, k_release},
+    {"put", K_QUEUE, 2, 2, m_put},
+    {"get", K_QUEUE, 1, 1, m_get},
+    {"qsize", K_QUEUE, 0, 0, m_qsize},
+    {"empty", K_QUEUE, 0, 0, m_empty},
+    {"full", K_QUEUE, 0, 0, m_full},
+    {"task_done", K_QUEUE, 0, 0, m_task_done},
+    {"join", K_QUEUE, 1, 1, m_join},
+};
+
+static const struct method *find_method(int kind, const char *name, size_t len)
+{
+    if (kind == K_RLOCK)
+        kind = K_LOCK;
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+        if (methods[i].kind == kind && strlen(methods[i].name) == len &&
+            memcmp(methods[i].name, name, len) == 0)
+            return &methods[i];
+    return NULL;
+}
+
+/* Run one parsed request: find its object and method, check the state of
+ * the connection and the number of arguments, then call the method. */
+static void dispatch(struct server *s, struct sconn *c, int64_t ident, const char *meth,
+                     size_t mlen, mp_obj *args)
+{
+    struct sobj *o = NULL;
+    if (ident != 0) {
+        if (!c->sess) {
+            reply_error(c, MP_ESTATE, "the first request must be hello");
+            return;
+        }
+        o = obj_find(s, ident);
+        if (!o) {
+            reply_error(c, MP_ENOOBJ, "no such object");
+            return;
+        }
+    }
+    const struct method *md = find_method(o ? o->kind : K_MANAGER, meth, mlen);
+    ssize_t na = mp_obj_len(args);
+    if (!c->sess && !(md && md->fn == r_hello))
         reply_error(c, MP_ESTATE, "the first request must be hello");
-    else if (IS("create"))
-        r_create(s, c, args);
-    else if (IS("attach"))
-        r_attach(s, c, args);
-    else if (IS("incref"))
-        r_incref(s, c, args);
-    else if (IS("release"))
-        r_release(s, c, args);
-    else if (IS("unlink"))
-        r_unlink(s, c, args);
-    else if (IS("info"))
-        r_info(s, c, args);
-    else if (IS("ping"))
-        reply_none(c);
-    else if (IS("shm"))
-        r_shm(s, c, args);
-    else if (IS("shutdown")) {
-        reply_none(c);
-        s->stop = true;
-    } else
-        reply_error(c, MP_EPROTO, "no such manager method");
-#undef IS
+    else if (!md)
+        reply_error(c, MP_EPROTO,
+                    o ? "no such method for this kind of object" : "no such manager method");
+    else if (na < md->min_args || na > md->max_args)
+        reply_error(c, MP_EPROTO, "wrong number of arguments");
+    else
+        md->fn(s, c, o, args);
 }
 
 /*
@@ -2169,6 +2387,29 @@ static int quick_request(const unsigned char *p, size_t n, int64_t *ident, const
     return 1;
 }
 
+/* Run a request the general decoder read (rc: its result). The caller
+ * frees req, whose parts a method may have moved out. */
+static void run_decoded(struct server *s, struct sconn *c, int rc, mp_obj *req)
+{
+    if (rc < 0) {
+        reply_error(c, rc == -ENOMEM ? rc : MP_EPROTO,
+                    "the request is not a pickle of supported values");
+        return;
+    }
+    int64_t ident;
+    const char *meth;
+    size_t mlen;
+    mp_obj *args = mp_obj_list_get(req, 2);
+    if (mp_obj_type(req) != MP_TYPE_TUPLE || mp_obj_len(req) != 3 ||
+        mp_obj_get_int(mp_obj_list_get(req, 0), &ident) < 0 ||
+        mp_obj_get_str(mp_obj_list_get(req, 1), &meth, &mlen) < 0 ||
+        mp_obj_type(args) != MP_TYPE_TUPLE) {
+        reply_error(c, MP_EPROTO, "a request is (ident, method, args)");
+        return;
+    }
+    dispatch(s, c, ident, meth, mlen, args);
+}
+
 /* One whole request: a pickle of (ident, method, args). */
 static void handle_request(struct server *s, struct sconn *c, const unsigned char *p, size_t n)
 {
@@ -2179,55 +2420,84 @@ static void handle_request(struct server *s, struct sconn *c, const unsigned cha
     int q = quick_request(p, n, &ident, &meth, &mlen, &args);
     if (q < 0) {
         reply_status(c, q);
-        return;
-    }
-    if (q == 0) {
-        int rc = mp__pickle_loads(p, n, &req);
-        if (rc < 0) {
-            reply_error(c, rc == -ENOMEM ? rc : MP_EPROTO,
-                        "the request is not a pickle of supported values");
-            return;
-        }
-        args = mp_obj_list_get(req, 2);
-        if (mp_obj_type(req) != MP_TYPE_TUPLE || mp_obj_len(req) != 3 ||
-            mp_obj_get_int(mp_obj_list_get(req, 0), &ident) < 0 ||
-            mp_obj_get_str(mp_obj_list_get(req, 1), &meth, &mlen) < 0 ||
-            mp_obj_type(args) != MP_TYPE_TUPLE) {
-            reply_error(c, MP_EPROTO, "a request is (ident, method, args)");
-            mp_obj_free(req);
-            return;
-        }
-    }
-    if (ident == 0) {
-        manager_request(s, c, meth, mlen, args);
-    } else if (!c->sess) {
-        reply_error(c, MP_ESTATE, "the first request must be hello");
-    } else {
-        struct sobj *o = obj_find(s, ident);
-        const struct method *md = o ? find_method(o->kind, meth, mlen) : NULL;
-        ssize_t na = mp_obj_len(args);
-        if (!o)
-            reply_error(c, MP_ENOOBJ, "no such object");
-        else if (!md)
-            reply_error(c, MP_EPROTO, "no such method for this kind of object");
-        else if (na < md->min_args || na > md->max_args)
-            reply_error(c, MP_EPROTO, "wrong number of arguments");
-        else
-            md->fn(s, c, o, args);
-    }
-    if (req)
-        mp_obj_free(req);
-    else
+    } else if (q == 1) {
+        dispatch(s, c, ident, meth, mlen, args);
         mp_obj_free(args);
+    } else {
+        int rc = mp__pickle_loads(p, n, &req);
+        run_decoded(s, c, rc, req);
+        mp_obj_free(req);
+    }
 }
 
 /* ---- connections: input ------------------------------------------------------------ */
 
-/* Read what the socket has. End of file or an error marks it broken. */
+/* Set the input buffer's capacity, charging what exceeds IN_KEEP (mgr.h,
+ * "Large requests"). Returns 0, -EAGAIN when the budget cannot take it (the
+ * buffer is unchanged), -ENOMEM. */
+static int in_resize(struct server *s, struct sconn *c, size_t cap)
+{
+    size_t charge = cap > IN_KEEP ? cap : 0;
+    if (charge > c->in_charge && !budget_take(s, charge - c->in_charge))
+        return -EAGAIN;
+    unsigned char *p = cap ? realloc(c->in, cap) : NULL;
+    if (cap && !p) {
+        if (charge > c->in_charge)
+            s->inflight -= charge - c->in_charge;
+        return -ENOMEM;
+    }
+    if (!cap)
+        free(c->in);
+    if (charge < c->in_charge)
+        s->inflight -= c->in_charge - charge;
+    c->in = p;
+    c->in_cap = cap;
+    c->in_charge = charge;
+    return 0;
+}
+
+/* How large the input buffer may grow now: to hold the frame at in_pos
+ * when that is a large request within the request limit, else IN_KEEP. */
+static size_t in_want(const struct server *s, const struct sconn *c)
+{
+    uint64_t size;
+    size_t hdr, avail = c->in_len - c->in_pos;
+    if (c->owed)
+        return IN_KEEP; /* the dropped request's reply goes first */
+    int rc = mp__frame_decode(avail ? c->in + c->in_pos : NULL, avail, &size, &hdr);
+    if (rc != 1 || size > s->max_request || hdr + size <= IN_KEEP)
+        return IN_KEEP;
+    return hdr + (size_t)size;
+}
+
+/* The budget cannot hold the large request arriving at in_pos: drop what
+ * is buffered of it and what is still to come, and owe its sender an
+ * error reply in its place. */
+static void in_drop(struct server *s, struct sconn *c)
+{
+    uint64_t size;
+    size_t hdr;
+    (void)mp__frame_decode(c->in + c->in_pos, c->in_len - c->in_pos, &size, &hdr);
+    c->skip = hdr + size - (c->in_len - c->in_pos);
+    c->in_pos = c->in_len = 0;
+    (void)in_resize(s, c, 0);
+    c->owed = -EAGAIN;
+}
+
+/* Read what the socket has. End of file or an error marks it broken.
+ * The buffer grows only as bytes arrive, never by what a header claims:
+ * to IN_KEEP, or, for a large request, step by step to its size, each step
+ * charged against the budget. */
 static void conn_read(struct server *s, struct sconn *c)
 {
-    size_t limit = MP__FRAME_MAX + s->max_request;
     for (;;) {
+        if (c->skip) { /* the rest of a dropped request */
+            size_t d = c->in_len - c->in_pos;
+            if (d > c->skip)
+                d = (size_t)c->skip;
+            c->in_pos += d;
+            c->skip -= d;
+        }
         if (c->in_pos > 0 && c->in_pos == c->in_len)
             c->in_pos = c->in_len = 0;
         if (c->in_len == c->in_cap && c->in_pos > 0) {
@@ -2236,19 +2506,21 @@ static void conn_read(struct server *s, struct sconn *c)
             c->in_pos = 0;
         }
         if (c->in_len == c->in_cap) {
-            /* Grow only as bytes arrive, never by what a header claims. */
-            if (c->in_cap >= limit)
-                return; /* a whole maximal request is here: handle it first */
+            size_t want = c->skip ? IN_KEEP : in_want(s, c);
+            if (c->in_cap >= want)
+                return; /* full: what is here is handled first */
             size_t cap = c->in_cap ? c->in_cap * 2 : IN_MIN;
-            if (cap > limit)
-                cap = limit;
-            unsigned char *p = realloc(c->in, cap);
-            if (!p) {
+            if (cap > want)
+                cap = want;
+            int rc = in_resize(s, c, cap);
+            if (rc == -EAGAIN) {
+                in_drop(s, c);
+                continue;
+            }
+            if (rc < 0) {
                 c->broken = true;
                 return;
             }
-            c->in = p;
-            c->in_cap = cap;
         }
         size_t room = c->in_cap - c->in_len;
         ssize_t r = mp__recv_nowait(c->fd, c->in + c->in_len, room);
@@ -2260,7 +2532,7 @@ static void conn_read(struct server *s, struct sconn *c)
             return;
         }
         c->in_len += (size_t)r;
-        if ((size_t)r < room)
+        if ((size_t)r < room && !c->skip)
             return; /* drained (an extra recv would only say EAGAIN) */
     }
 }
@@ -2287,7 +2559,7 @@ static bool slot_has_request(const struct sconn *c)
 /* Could c take a new request now? */
 static bool conn_ready(const struct server *s, const struct sconn *c)
 {
-    return !c->broken && !c->closing && !c->waiter && conn_idle_output(c) && !s->stop;
+    return !c->broken && !c->closing && !c->waiter && !c->job && conn_idle_output(c) && !s->stop;
 }
 
 /* Handle the request in c's slot (slot_has_request said there is one). */
@@ -2309,10 +2581,80 @@ static void slot_take(struct server *s, struct sconn *c)
     after_reply(s);
 }
 
+/*
+ * Hand the large request at in_pos - the only frame in its buffer, which
+ * grew to hold exactly it - to the helper thread to decode, with the
+ * buffer and its charge. Returns false when there is no helper (the loop
+ * then decodes it itself).
+ */
+static bool offload(struct server *s, struct sconn *c, size_t hdr, size_t size)
+{
+    if (s->probe || c->in_pos + hdr + size != c->in_len ||
+        (!s->worker && mp__mgr_worker_new(&s->worker) < 0))
+        return false;
+    struct mp__mgr_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return false;
+    j->op = MP__MGR_JOB_DECODE;
+    j->buf = c->in;
+    j->off = c->in_pos + hdr;
+    j->len = size;
+    j->owner = c;
+    j->charge = c->in_charge;
+    if (mp__mgr_worker_submit(s->worker, j) < 0) {
+        free(j);
+        return false;
+    }
+    /* The buffer is the helper's now; only this frame was in it. */
+    c->in = NULL;
+    c->in_pos = c->in_len = c->in_cap = c->in_charge = 0;
+    c->job = j;
+    return true;
+}
+
+/* Free a request the helper decoded, off the loop too (a large tree takes
+ * a while to free). */
+static void drop_decoded(struct server *s, struct mp__mgr_job *j)
+{
+    j->op = MP__MGR_JOB_FREE;
+    if (mp__mgr_worker_submit(s->worker, j) < 0) {
+        mp_obj_free(j->obj);
+        free(j);
+    }
+}
+
+/* Run the requests the helper thread has decoded. */
+static void collect_decoded(struct server *s)
+{
+    struct mp__mgr_job *j = mp__mgr_worker_collect(s->worker);
+    while (j) {
+        struct mp__mgr_job *next = j->next;
+        struct sconn *c = j->owner;
+        budget_give(s, &j->charge);
+        if (c) {
+            c->job = NULL;
+            run_decoded(s, c, j->rc, j->obj);
+            reply_done(c);
+            after_reply(s);
+            s->again = true; /* more may be buffered behind it */
+        }
+        drop_decoded(s, j);
+        j = next;
+    }
+}
+
 /* Handle buffered requests, one at a time (see the file comment). */
 static void conn_process(struct server *s, struct sconn *c)
 {
     while (conn_ready(s, c)) {
+        if (c->owed) { /* the reply to a request dropped over the budget */
+            reply_error(c, c->owed, "the server's budget for large messages is spent");
+            c->owed = 0;
+            reply_done(c);
+            continue;
+        }
+        if (c->skip)
+            break; /* the rest of that request is still to come */
         const unsigned char *p = c->in + c->in_pos;
         size_t avail = c->in_len - c->in_pos;
         uint64_t size;
@@ -2343,6 +2685,8 @@ static void conn_process(struct server *s, struct sconn *c)
         }
         if (avail - hdr < size)
             break;
+        if (c->in_charge && offload(s, c, hdr, (size_t)size))
+            break; /* decoded by the helper thread: see collect_decoded */
         handle_request(s, c, p + hdr, (size_t)size);
         c->in_pos += hdr + (size_t)size;
         reply_done(c);
@@ -2350,11 +2694,8 @@ static void conn_process(struct server *s, struct sconn *c)
     }
     if (c->in_pos == c->in_len) {
         c->in_pos = c->in_len = 0;
-        if (c->in_cap > IN_KEEP) {
-            free(c->in);
-            c->in = NULL;
-            c->in_cap = 0;
-        }
+        if (c->in_cap > IN_KEEP)
+            (void)in_resize(s, c, 0); /* a large request's buffer goes at once */
     }
 }
 
@@ -2372,10 +2713,12 @@ static bool slots_pending(const struct server *s)
 /* Could conn_process make progress without new input? */
 static bool conn_has_work(const struct sconn *c)
 {
-    if (c->broken || c->closing || c->waiter || !conn_idle_output(c))
+    if (c->broken || c->closing || c->waiter || c->job || !conn_idle_output(c))
         return false;
-    if (slot_has_request(c))
+    if (c->owed || slot_has_request(c))
         return true;
+    if (c->skip)
+        return false;
     uint64_t size;
     size_t hdr, avail = c->in_len - c->in_pos;
     int rc = mp__frame_decode(avail ? c->in + c->in_pos : NULL, avail, &size, &hdr);
@@ -2396,6 +2739,7 @@ static int conn_add(struct server *s, int fd)
     if (!c)
         return -ENOMEM;
     c->fd = fd;
+    c->srv = s;
     c->id = ++s->next_conn_id;
     c->max_reply = MP__MGR_DEFAULT_MAX;
     s->conns[s->nconns++] = c;
@@ -2409,6 +2753,10 @@ static void conn_kill(struct server *s, struct sconn *c)
 {
     if (c->waiter)
         waiter_free(s, c->waiter);
+    if (c->job) { /* its decode is dropped when it comes back */
+        c->job->owner = NULL;
+        c->job = NULL;
+    }
     /* A slot is free again once the client has let go of the connection.
      * One whose client may still be using it (the server hung up on it: out
      * of memory, a fatal frame error) stays taken for good: the client
@@ -2430,6 +2778,10 @@ static void conn_kill(struct server *s, struct sconn *c)
 
 static void conn_free(struct sconn *c)
 {
+    budget_give(c->srv, &c->in_charge);
+    budget_give(c->srv, &c->out_charge);
+    if (c->job)
+        c->job->owner = NULL;
     free(c->in);
     free(c->out.p);
     free(c);
@@ -2471,9 +2823,8 @@ static int64_t next_deadline(struct server *s)
     return d;
 }
 
-static void expire_waiters(struct server *s)
+static void expire_waiters(struct server *s, int64_t now)
 {
-    int64_t now = mp__now_ns();
     struct waiter *w = s->timed;
     while (w) {
         struct waiter *next = w->tnext;
@@ -2725,15 +3076,18 @@ static int ensure_pollfds(struct server *s, size_t n)
 }
 
 /* Does the connection want its socket read now? Reading stops while a
- * request cannot be handled yet and 64 KiB are already buffered. */
+ * request cannot be handled yet (it waits, its reply is being sent, or the
+ * helper thread decodes it) and 64 KiB are already buffered. */
 static bool wants_input(const struct sconn *c)
 {
     if (c->broken || c->closing)
         return false;
-    if (!c->waiter && conn_idle_output(c))
+    if (!c->waiter && !c->job && conn_idle_output(c))
         return true;
     return c->in_len - c->in_pos < IN_KEEP;
 }
+
+static void free_state(struct server *s);
 
 static void teardown(struct server *s)
 {
@@ -2747,6 +3101,13 @@ static void teardown(struct server *s)
     if (s->reserve_fd >= 0)
         mp__close(s->reserve_fd);
 
+    free_state(s);
+}
+
+/* Free what the loop owns: waiters, connections, the helper thread,
+ * sessions and objects. */
+static void free_state(struct server *s)
+{
     /* Waiters first (they point at connections and objects). */
     while (s->timed)
         waiter_free(s, s->timed);
@@ -2759,6 +3120,7 @@ static void teardown(struct server *s)
         conn_free(c);
     }
     free(s->conns);
+    mp__mgr_worker_free(s->worker); /* after the connections let go of its jobs */
     while (s->sessions) {
         struct session *ss = s->sessions;
         s->sessions = ss->next;
@@ -2801,6 +3163,7 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
     s.max_request = cfg->max_request ? cfg->max_request : MP__MGR_DEFAULT_MAX;
     if (s.max_request > MP__MGR_MAX_LIMIT)
         s.max_request = MP__MGR_MAX_LIMIT;
+    s.budget = budget_for(s.max_request);
     s.alive_fd = cfg->alive_fd;
     s.arena = cfg->arena;
     int lfd = mp_listener_fileno(l);
@@ -2826,7 +3189,7 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
     int64_t last_poll = 0;   /* when the sockets were last looked at */
     unsigned pause_skip = 0; /* spins left before looking in place again */
     while (!s.stop) {
-        if (ensure_pollfds(&s, s.nconns + s.nhs + 2) < 0) {
+        if (ensure_pollfds(&s, s.nconns + s.nhs + 3) < 0) {
             rc = -ENOMEM;
             break;
         }
@@ -2842,6 +3205,14 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
         if (s.alive_fd >= 0) {
             ai = n;
             s.pfds[n] = (struct pollfd){.fd = s.alive_fd, .events = POLLIN, .revents = 0};
+            s.pconn[n] = NULL;
+            s.phs[n++] = NULL;
+        }
+        size_t wi = SIZE_MAX; /* the helper thread's decodes */
+        if (s.worker) {
+            wi = n;
+            s.pfds[n] =
+                (struct pollfd){.fd = mp__mgr_worker_fd(s.worker), .events = POLLIN, .revents = 0};
             s.pconn[n] = NULL;
             s.phs[n++] = NULL;
         }
@@ -2948,6 +3319,8 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
         hs_expire(&s);
         if (li != SIZE_MAX && s.pfds[li].revents)
             accept_clients(&s, lfd);
+        if (wi != SIZE_MAX && s.pfds[wi].revents)
+            collect_decoded(&s);
         for (size_t i = 0; i < n; i++) {
             struct sconn *c = s.pconn[i];
             if (!c || !s.pfds[i].revents)
@@ -2960,7 +3333,7 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
             if (s.pfds[i].revents & POLLNVAL)
                 c->broken = true;
         }
-        expire_waiters(&s);
+        expire_waiters(&s, mp__now_ns());
         for (size_t i = 0; i < s.nconns && !s.stop; i++)
             conn_process(&s, s.conns[i]);
         reap_conns(&s);
@@ -2969,4 +3342,116 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
     }
     teardown(&s);
     return rc;
+}
+
+/* ---- the probe: requests without sockets, for the fuzzer -------------------------- */
+
+#define PROBE_CONNS 4
+
+struct mp__mgr_probe {
+    struct server s;
+    struct sconn *c[PROBE_CONNS];
+};
+
+/* A fresh connection in place i. Its descriptor is real (the reaper
+ * closes it, and tells torn-down connections by fd -1) but never used: one
+ * end of a socket pair whose other end is closed at once. */
+static int probe_conn(struct mp__mgr_probe *p, unsigned i)
+{
+    int sv[2];
+    int rc = mp__socketpair(sv);
+    if (rc < 0)
+        return rc;
+    mp__close(sv[1]);
+    rc = conn_add(&p->s, sv[0]);
+    if (rc < 0) {
+        mp__close(sv[0]);
+        return rc;
+    }
+    p->c[i] = p->s.conns[p->s.nconns - 1];
+    return 0;
+}
+
+int mp__mgr_probe_new(struct mp__mgr_probe **out, size_t max_request)
+{
+    *out = NULL;
+    struct mp__mgr_probe *p = calloc(1, sizeof *p);
+    if (!p)
+        return -ENOMEM;
+    struct server *s = &p->s;
+    s->probe = true;
+    s->max_request = max_request ? max_request : MP__MGR_DEFAULT_MAX;
+    s->budget = budget_for(s->max_request);
+    s->names = mp_obj_dict_new();
+    int rc = s->names ? 0 : -ENOMEM;
+    for (unsigned i = 0; rc == 0 && i < PROBE_CONNS; i++)
+        rc = probe_conn(p, i);
+    if (rc < 0) {
+        mp__mgr_probe_free(p);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}
+
+int mp__mgr_probe_request(struct mp__mgr_probe *p, unsigned i, const void *req, size_t n)
+{
+    struct server *s = &p->s;
+    struct sconn *c = p->c[i % PROBE_CONNS];
+    if (!conn_ready(s, c))
+        return MP_ESTATE; /* the server would not read it yet */
+    handle_request(s, c, req, n);
+    reply_done(c);
+    after_reply(s);
+    return 0;
+}
+
+int mp__mgr_probe_take(struct mp__mgr_probe *p, unsigned i, unsigned char **out, size_t *len)
+{
+    struct sconn *c = p->c[i % PROBE_CONNS];
+    *out = NULL;
+    *len = c->out.len;
+    if (c->out.len) {
+        *out = malloc(c->out.len);
+        if (!*out)
+            return -ENOMEM;
+        memcpy(*out, c->out.p, c->out.len);
+    }
+    /* As if it had all been sent (conn_flush). */
+    c->out_pos = c->out.len = 0;
+    budget_give(&p->s, &c->out_charge);
+    return 0;
+}
+
+int mp__mgr_probe_close(struct mp__mgr_probe *p, unsigned i)
+{
+    i %= PROBE_CONNS;
+    p->c[i]->broken = true;
+    p->c[i]->hung_up = true;
+    reap_conns(&p->s);
+    return probe_conn(p, i);
+}
+
+void mp__mgr_probe_expire(struct mp__mgr_probe *p)
+{
+    expire_waiters(&p->s, INT64_MAX);
+}
+
+bool mp__mgr_probe_stopped(const struct mp__mgr_probe *p)
+{
+    return p->s.stop;
+}
+
+void mp__mgr_probe_free(struct mp__mgr_probe *p)
+{
+    if (!p)
+        return;
+    free_state(&p->s);
+    free(p);
+}
+
+int mp__mgr_quick_request(const unsigned char *p, size_t n, int64_t *ident, const char **meth,
+                          size_t *mlen, mp_obj **args)
+{
+    return quick_request(p, n, ident, meth, mlen, args);
 }

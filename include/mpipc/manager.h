@@ -290,9 +290,13 @@ MP_API int mp_manager_set_timeout(mp_manager *m, double timeout);
  * info: receives a dict {'pid': int, 'objects': int, 'sessions': int (client
  *       processes connected), 'connections': int, 'mailboxes': int (the
  *       connections that carry their calls through shared memory, see
- *       "Cost" above), 'session': this process's session id, 'connection':
- *       the id of the connection that answered, 'mailbox': bool (whether
- *       that one does), 'names': [str, ...]}.
+ *       "Cost" above), 'waiting': int (requests parked in the server: lock
+ *       acquires, queue gets, puts and joins that wait), 'buffered' and
+ *       'budget': int (bytes of large messages in flight, and the most the
+ *       server holds for them: docs/manager.md), 'session': this
+ *       process's session id, 'connection': the id of the connection that
+ *       answered, 'mailbox': bool (whether that one does), 'names': [str,
+ *       ...]}.
  * Returns 0 or a call's codes. Ownership: mp_obj_free(*info).
  * Thread/fork: any thread, any process with the handle.
  */
@@ -435,7 +439,16 @@ MP_API int mp_manager_attach_queue(mp_manager *m, const char *name, mp_mqueue **
  * or freed), MP_ENOSERVER, MP_ETIMEDOUT (no reply within the call timeout),
  * MP_ENOOBJ (the dict no longer exists), MP_ETOOLONG (the request or the
  * reply beyond the size limit), MP_EPROTO, MP_EAUTH, -EINVAL (NULL
- * arguments, a key string that is not UTF-8), -ENOMEM.
+ * arguments, a key string that is not UTF-8), -ENOMEM, -EAGAIN (the
+ * server's budget for large requests in flight is spent for the moment).
+ *
+ * Nothing is lost to a reply that is too large: a call that would remove or
+ * replace what it returns (pop, popitem, a compare-and-set, setdefault, a
+ * list's pop, a queue's get) and whose reply is beyond this handle's
+ * max_message returns MP_ETOOLONG with the object unchanged, so a handle
+ * with a larger limit can still take the item. The size that counts is the
+ * reply as sent: values are sent without sharing, so an item that a Python
+ * producer sent once and referenced 15 times counts 15 times.
  *
  * Ownership, for every call: keys and values passed in are borrowed (copied
  * to the server); values handed back are the caller's.

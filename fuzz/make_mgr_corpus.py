@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Write seed corpora for the manager server's harnesses: scripts of
+requests on four connections for fuzz_request (the step format is in
+fuzz/fuzz_request.c), and single requests, in the bytes libmpipc clients
+write and in the bytes CPython's pickle writes, for fuzz_fastpath.
+
+    python3 fuzz/make_mgr_corpus.py <request-dir> <fastpath-dir>
+
+Each seed is one file named by its content hash, so rerunning adds nothing.
+"""
+import hashlib
+import os
+import pickle
+import struct
+import sys
+
+
+def c_pickle(value):
+    """The bytes libmpipc's encoder writes: protocol 4, no FRAME, no memo."""
+    out = bytearray(b"\x80\x04")
+
+    def put(v):
+        if v is None:
+            out.extend(b"N")
+        elif v is True or v is False:
+            out.extend(b"\x88" if v else b"\x89")
+        elif isinstance(v, int):
+            if 0 <= v < 256:
+                out.extend(b"K" + bytes([v]))
+            elif 0 <= v < 65536:
+                out.extend(b"M" + struct.pack("<H", v))
+            elif -2**31 <= v < 2**31:
+                out.extend(b"J" + struct.pack("<i", v))
+            else:
+                out.extend(b"\x8a\x08" + struct.pack("<q", v))
+        elif isinstance(v, float):
+            out.extend(b"G" + struct.pack(">d", v))
+        elif isinstance(v, str):
+            b = v.encode()
+            out.extend((b"\x8c" + bytes([len(b)]) if len(b) < 256
+                        else b"X" + struct.pack("<I", len(b))) + b)
+        elif isinstance(v, bytes):
+            out.extend((b"C" + bytes([len(v)]) if len(v) < 256
+                        else b"B" + struct.pack("<I", len(v))) + v)
+        elif isinstance(v, tuple):
+            if len(v) > 3:
+                out.extend(b"(")
+            for x in v:
+                put(x)
+            out.extend({0: b")", 1: b"\x85", 2: b"\x86", 3: b"\x87"}.get(len(v), b"t"))
+        elif isinstance(v, list):
+            out.extend(b"](")
+            for x in v:
+                put(x)
+            out.extend(b"e")
+        elif isinstance(v, dict):
+            out.extend(b"}(")
+            for k, x in v.items():
+                put(k)
+                put(x)
+            out.extend(b"u")
+        else:
+            raise TypeError(v)
+
+    put(value)
+    out.extend(b".")
+    return bytes(out)
+
+
+def requests():
+    """(ident, method, args) of a session that touches every kind."""
+    d, l, lk, rl, q = 1, 2, 3, 4, 5
+    return [
+        (0, "create", ("dict", "d", {"a": 1})), (0, "create", ("list", None, [1, 2])),
+        (0, "create", ("lock", "lk", None)), (0, "create", ("rlock", None, None)),
+        (0, "create", ("queue", "q", 1)), (0, "attach", ("dict", "d")), (0, "incref", (d,)),
+        (0, "info", ()), (0, "ping", ()), (0, "shm", (5,)),
+        (d, "set", ("k", b"v")), (d, "get", ("k",)), (d, "add", ("n", 5)),
+        (d, "cas", ("n", 6, 5)), (d, "cas", ("m", 1)), (d, "setdefault", ("s", [1])),
+        (d, "update", ([("u", 1), ("w", 2.5)],)), (d, "keys", ()), (d, "items", ()),
+        (d, "pop", ("u",)), (d, "popitem", ()), (d, "copy", ()), (d, "del", ("k",)),
+        (d, "contains", ("w",)), (d, "len", ()), (d, "clear", ()),
+        (l, "append", (None,)), (l, "extend", ((1, 2),)), (l, "insert", (-1, "x")),
+        (l, "slice", (None, -1)), (l, "index", (2,)), (l, "count", (1,)),
+        (l, "remove", (1,)), (l, "pop", ()), (l, "pop", (0,)), (l, "set", (0, 1.5)),
+        (l, "get", (-1,)), (l, "del", (0,)), (l, "copy", ()),
+        (lk, "acquire", (None, 1)), (lk, "release", (1,)), (rl, "acquire", (0.5, 7)),
+        (rl, "acquire", (0, 7)), (rl, "release", (7,)),
+        (q, "put", ("item", None)), (q, "qsize", ()), (q, "full", ()), (q, "get", (0,)),
+        (q, "empty", ()), (q, "task_done", ()), (q, "join", (0.0,)),
+        (0, "release", (d,)), (0, "unlink", ("d",)),
+    ]
+
+
+def raw(conn, payload):
+    return bytes([conn & 3]) + struct.pack("<H", len(payload)) + payload
+
+
+def built(conn, ident, method, args_pickle):
+    names = ["hello", "create", "attach", "incref", "release", "unlink", "info", "ping",
+             "shm", "shutdown", "get", "set", "del", "contains", "len", "keys",
+             "values", "items", "clear", "pop", "popitem", "setdefault", "update", "copy",
+             "add", "cas", "append", "extend", "insert", "slice", "index", "count",
+             "remove", "acquire", "put", "qsize", "empty", "full", "task_done", "join"]
+    return bytes([7 << 2 | conn, ident, names.index(method), len(args_pickle)]) + args_pickle
+
+
+def scripts():
+    reqs = requests()
+    make = b"".join(raw(0, c_pickle(r)) for r in reqs[:5])
+    yield make
+    yield b"".join(raw(i % 4, c_pickle(r)) for i, r in enumerate(reqs))
+    yield b"".join(raw(i % 2, pickle.dumps(r, protocol=4)) for i, r in enumerate(reqs))
+    # a lock held by a connection that hangs up while another waits
+    yield make + raw(0, c_pickle((3, "acquire", (None, 1)))) + \
+        raw(2, c_pickle((3, "acquire", (None, 2)))) + bytes([5 << 2 | 0]) + \
+        raw(2, c_pickle((3, "release", (2,))))
+    # a getter parks, a put hands it the item; a putter parks on a full queue
+    yield make + raw(1, c_pickle((5, "get", (None,)))) + raw(3, c_pickle((5, "put", (b"x", 1.0)))) + \
+        raw(3, c_pickle((5, "put", (1, 1.0)))) + raw(2, c_pickle((5, "put", (2, 1.0)))) + \
+        bytes([6 << 2]) + raw(0, c_pickle((5, "get", (0,))))
+    # timed waiters expire; the object goes away under a waiter
+    yield make + raw(0, c_pickle((3, "acquire", (None, 1)))) + \
+        raw(1, c_pickle((3, "acquire", (5.0, 2)))) + bytes([6 << 2 | 1]) + \
+        raw(0, c_pickle((0, "release", (3,)))) + raw(2, c_pickle((0, "unlink", ("lk",))))
+    # built steps, and a shutdown with its arity wrong and right
+    yield make + built(0, 1, "set", b"K\x01K\x02\x86") + built(1, 2, "pop", b")") + \
+        built(2, 0, "shutdown", b"N\x85") + built(3, 0, "shutdown", b")") + \
+        raw(0, c_pickle((0, "ping", ())))
+
+
+def fastpath_seeds():
+    for ident, method, args in requests():
+        yield c_pickle((ident, method, args))
+        yield pickle.dumps((ident, method, args), protocol=4)
+    for args in [(), (None,), (True, False), (-1, 255, 256), (65535, 65536, -2**31),
+                 (2**31, 2**63 - 1, -2**63), (0.0, -0.0, float("nan")), ("", "\u00e9", "x" * 255),
+                 (b"", b"\xff" * 255), (1, 2, 3, 4), (1, 2, 3, 4, 5, 6, 7, 8),
+                 (1, 2, 3, 4, 5, 6, 7, 8, 9), ("x" * 256,), ([1],)]:
+        yield c_pickle((7, "m", args))
+        yield c_pickle((2**40, "method", args))
+
+
+def write(dirname, data):
+    os.makedirs(dirname, exist_ok=True)
+    name = hashlib.sha1(data).hexdigest()[:16]
+    with open(os.path.join(dirname, name), "wb") as f:
+        f.write(data)
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    request_dir, fastpath_dir = sys.argv[1], sys.argv[2]
+    n = m = 0
+    for s in scripts():
+        write(request_dir, s)
+        n += 1
+    for s in fastpath_seeds():
+        write(fastpath_dir, s)
+        m += 1
+    print("wrote %d request scripts to %s, %d requests to %s" % (n, request_dir, m, fastpath_dir))
+
+
+if __name__ == "__main__":
+    main()
