@@ -24,10 +24,8 @@
 #define MP__MGR_MAX_LIMIT   ((size_t)1 << 30)
 
 /* A connection's whole handshake must end within this many seconds of its
- * accept, and the client must begin its answer to the server's challenge
- * within the second figure (an honest client answers within a round trip). */
+ * accept. */
 #define MP__MGR_HANDSHAKE_TIMEOUT 10.0
-#define MP__MGR_HANDSHAKE_FIRST   3.0
 
 /* The listen() backlog of a manager's socket: a hundred children that all
  * connect at once wait in it instead of being refused, and so does a client

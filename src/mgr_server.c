@@ -16,10 +16,12 @@
  * and runs its handshake without blocking, as a state machine
  * (handshake.h) fed by non-blocking reads and writes: no thread and no
  * limit on how many run at once, some 450 bytes each. A connection must
- * begin its answer to our challenge within MP__MGR_HANDSHAKE_FIRST seconds
- * and finish the whole exchange within MP__MGR_HANDSHAKE_TIMEOUT of its
+ * finish the whole exchange within MP__MGR_HANDSHAKE_TIMEOUT of its
  * accept; otherwise it is closed. A silent peer so costs a descriptor and
- * a few hundred bytes for a few seconds, and holds up nobody. Out of
+ * a few hundred bytes for a few seconds, and holds up nobody. There is no
+ * shorter deadline for the first bytes: an honest client on a loaded
+ * machine can be starved for seconds, and it must not be turned away for
+ * that while descriptors are plentiful. Out of
  * descriptors, the server closes a connection that has not proved the key
  * to take a newcomer (hs_evict says which); with none to close, it sheds
  * the newcomer through a reserved descriptor (libuv's trick), so the
@@ -171,7 +173,6 @@ struct sconn {
 /* A connection whose handshake is under way (see "Handshakes" above). */
 struct hsconn {
     int fd;
-    int64_t first;              /* it must have begun its answer by then */
     int64_t deadline;           /* the whole exchange must be over by then */
     int64_t accepted;           /* when */
     uint64_t burst;             /* the accept burst that took it */
@@ -2913,30 +2914,18 @@ static void hs_step(struct server *s, struct hsconn *h)
     }
 }
 
-/* When the handshake must have made progress: its first bytes while the
- * peer has said nothing, the end of the exchange afterwards. */
-static int64_t hs_due(const struct hsconn *h)
-{
-    return mp__hs_heard(&h->m) ? h->deadline : h->first;
-}
-
+/* Handshakes are kept in accept order and all have the same time to
+ * finish, so the oldest is the first due. */
 static int64_t hs_next_deadline(const struct server *s)
 {
-    int64_t d = MP__NO_DEADLINE;
-    for (const struct hsconn *h = s->hs_head; h; h = h->next)
-        if (d == MP__NO_DEADLINE || hs_due(h) < d)
-            d = hs_due(h);
-    return d;
+    return s->hs_head ? s->hs_head->deadline : MP__NO_DEADLINE;
 }
 
 static void hs_expire(struct server *s)
 {
     int64_t now = mp__now_ns();
-    for (struct hsconn *h = s->hs_head, *next; h; h = next) {
-        next = h->next;
-        if (hs_due(h) <= now)
-            hs_close(s, h);
-    }
+    while (s->hs_head && s->hs_head->deadline <= now)
+        hs_close(s, s->hs_head);
 }
 
 /*
@@ -2982,7 +2971,6 @@ static void hs_start(struct server *s, int fd)
     int64_t now = mp__now_ns();
     h->fd = fd;
     h->accepted = now;
-    h->first = now + (int64_t)(MP__MGR_HANDSHAKE_FIRST * 1e9);
     h->deadline = now + (int64_t)(MP__MGR_HANDSHAKE_TIMEOUT * 1e9);
     h->burst = s->hs_burst;
     unsigned char random[MP__HS_RANDOM];

@@ -648,17 +648,7 @@ static void test_none_bools_and_small_ints_are_shared_immortal_values(void **sta
  * by it (memcheck is some 30 times slower, the sanitizers a few times). */
 static double slowdown(void)
 {
-    const char *pre = getenv("LD_PRELOAD");
-    if (pre && strstr(pre, "vgpreload"))
-        return 30.0;
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-    return 4.0;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-    return 4.0;
-#endif
-#endif
-    return 1.0;
+    return tu_slowdown(30.0, 4.0);
 }
 
 typedef mp_obj *(*key_maker)(size_t i);

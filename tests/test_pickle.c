@@ -977,23 +977,7 @@ static void test_dumps_then_loads_round_trips_every_vector(void **state)
 /* How much slower than a plain build this run is (time bounds). */
 static double slowdown(void)
 {
-    const char *pre = getenv("LD_PRELOAD");
-    if (pre && strstr(pre, "vgpreload"))
-        return 30.0;
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-    return 4.0;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-    return 4.0;
-#endif
-#endif
-    return 1.0;
-}
-
-static bool under_valgrind(void)
-{
-    const char *pre = getenv("LD_PRELOAD");
-    return pre && strstr(pre, "vgpreload");
+    return tu_slowdown(30.0, 4.0);
 }
 
 /* How much more memory than a plain build the tools take for the same
@@ -1008,14 +992,14 @@ static double mem_slack(void)
     return 8.0;
 #endif
 #endif
-    return under_valgrind() || slowdown() > 1.0 ? 3.0 : 1.0;
+    return tu_under_valgrind() || slowdown() > 1.0 ? 3.0 : 1.0;
 }
 
 /* The input size for the memory tests: smaller under memcheck, which is
  * slow and keeps ~100 bytes of its own per heap block. */
 static size_t mem_test_bytes(void)
 {
-    return under_valgrind() ? (size_t)1 << 20 : (size_t)8 << 20;
+    return tu_under_valgrind() ? (size_t)1 << 20 : (size_t)8 << 20;
 }
 
 /* A pickle being built. */

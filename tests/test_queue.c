@@ -1621,14 +1621,7 @@ static void test_queue_value_the_decoder_refuses_is_taken_with_eproto(void **sta
  * slower) and the sanitizers, and still fail by seconds before the fix. */
 static double slow_factor(void)
 {
-    const char *pre = getenv("LD_PRELOAD");
-    if (pre && strstr(pre, "vgpreload"))
-        return 20.0;
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-    return 4.0;
-#else
-    return 1.0;
-#endif
+    return tu_slowdown(20.0, 4.0);
 }
 
 #define LATE_MAX (0.25 * slow_factor())

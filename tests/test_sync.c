@@ -82,10 +82,9 @@ static void kill_and_reap(pid_t pid)
 /* How much slower than native this run is: time bounds are multiplied by
  * it. Memcheck runs some 20-50 times slower; it is recognised by its
  * preload library, which it puts in every process it runs. */
-static double tu_slowdown(void)
+static double slowdown(void)
 {
-    const char *pre = getenv("LD_PRELOAD");
-    return pre && strstr(pre, "vgpreload") ? 10.0 : 1.0;
+    return tu_slowdown(10.0, 1.0);
 }
 
 /* ---- shared memory ------------------------------------------------------------ */
@@ -1847,7 +1846,7 @@ test_barrier_waiters_with_no_timeout_get_ebroken_within_a_second_of_a_death(void
      * MP_FOREVER too, and not only when a later party arrives (which here
      * never happens: 5 parties, 4 arrive). */
     enum { LIVING = 3 };
-    double bound = 1.0 * tu_slowdown();
+    double bound = 1.0 * slowdown();
     struct death_watch *w;
     assert_int_equal(mp_shm_alloc((void **)&w, sizeof *w), 0);
     mp_barrier *b;
@@ -1871,7 +1870,7 @@ test_barrier_waiters_with_no_timeout_get_ebroken_within_a_second_of_a_death(void
     /* Finite guard: before the fix the waiters slept on until it. */
     int status[LIVING];
     for (int i = 0; i < LIVING; i++) {
-        double left = killed_at + bound + 5.0 * tu_slowdown() - tu_now();
+        double left = killed_at + bound + 5.0 * slowdown() - tu_now();
         status[i] = tu_wait_child(pids[i], left > 0 ? left : 0.01);
     }
     for (int i = 0; i < LIVING; i++)

@@ -158,3 +158,28 @@ void tu_assert_status(long actual, long expected, const char *expr, const char *
         _fail(file, line);
     }
 }
+
+bool tu_under_valgrind(void)
+{
+    const char *pre = getenv("LD_PRELOAD");
+    return pre && strstr(pre, "vgpreload");
+}
+
+bool tu_sanitized(void)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    return true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+    return true;
+#endif
+#endif
+    return false;
+}
+
+double tu_slowdown(double under_valgrind, double under_sanitizer)
+{
+    if (tu_under_valgrind())
+        return under_valgrind;
+    return tu_sanitized() ? under_sanitizer : 1.0;
+}

@@ -57,6 +57,18 @@ int tu_poll_child(pid_t pid);
  */
 pid_t tu_spawn_python(const char *script, const char *const *args, const int *keep, int nkeep);
 
+/* Is this test running under valgrind's memcheck (tests/valgrind.sh)? Its
+ * preload library is in LD_PRELOAD of every process it runs. */
+bool tu_under_valgrind(void);
+
+/* Was this test built with AddressSanitizer or ThreadSanitizer? */
+bool tu_sanitized(void);
+
+/* The factor a time or memory bound meant for a plain build is multiplied
+ * by: under_valgrind under memcheck, under_sanitizer in a sanitizer build,
+ * 1 otherwise. Each test picks its factors for what it measures. */
+double tu_slowdown(double under_valgrind, double under_sanitizer);
+
 /* Number of open descriptors in this process. */
 int tu_count_fds(void);
 
