@@ -1,7 +1,7 @@
 /*
  * libFuzzer harness: the manager server's fast request reader
- * (quick_request in src/mgr_server.c) against the general pickle decoder
- * (src/pickle.c). The fast reader takes the requests libmpipc clients send
+ * (quick_request in src/manager/mgr_server.c) against the general pickle decoder
+ * (src/codec/pickle.c). The fast reader takes the requests libmpipc clients send
  * most, straight from their bytes, and leaves everything else to the
  * decoder; it must never read bytes differently from it.
  *
@@ -13,8 +13,8 @@
  * 1 == 1.0 == True and NaN != NaN slip by). When it does not take the
  * input, it has changed nothing, and the general decoder decides alone.
  */
-#include "mgr.h"
-#include "pickle.h"
+#include "codec/pickle.h"
+#include "manager/mgr.h"
 
 #include <mpipc/obj.h>
 

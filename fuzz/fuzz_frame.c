@@ -1,5 +1,5 @@
 /*
- * libFuzzer harness for the message length header parser (src/frame.c).
+ * libFuzzer harness for the message length header parser (src/codec/frame.c).
  *
  * For any bytes, mp__frame_decode reads at most what it was given and keeps
  * its contract: complete (1) with a header of 4 or 12 bytes that fits and a
@@ -7,7 +7,7 @@
  * a header length larger than what is available, or MP_EPROTO. Feeding the
  * same bytes one at a time never changes the verdict once it is complete.
  */
-#include "frame.h"
+#include "codec/frame.h"
 
 #include <mpipc/error.h>
 

@@ -1,5 +1,5 @@
 /*
- * libFuzzer harness for the authkey handshake (src/handshake.c): the pure
+ * libFuzzer harness for the authkey handshake (src/codec/handshake.c): the pure
  * message functions and the server's state machine that the manager's
  * event loop drives.
  *
@@ -19,8 +19,8 @@
  *      the client has proved the key, the rest of the input as what the
  *      client sends next (its challenge and verdict, or anything else).
  */
-#include "frame.h"
-#include "handshake.h"
+#include "codec/frame.h"
+#include "codec/handshake.h"
 
 #include <mpipc/error.h>
 #include <mpipc/listener.h>

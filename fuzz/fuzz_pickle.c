@@ -1,5 +1,5 @@
 /*
- * libFuzzer harness for the pickle decoder (src/pickle.c).
+ * libFuzzer harness for the pickle decoder (src/codec/pickle.c).
  *
  * Whatever the input, mp__pickle_loads must return a status without
  * crashing, leaking or touching memory it does not own (ASan/UBSan watch).
@@ -10,7 +10,7 @@
  * budget (80 bytes per input byte) keeps every input far below the
  * -rss_limit_mb that run.sh sets.
  */
-#include "pickle.h"
+#include "codec/pickle.h"
 
 #include <mpipc/obj.h>
 

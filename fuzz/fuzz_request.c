@@ -1,6 +1,6 @@
 /*
  * libFuzzer harness for the manager server's request handling after login
- * (src/mgr_server.c, through the socket-less probe of src/mgr.h).
+ * (src/manager/mgr_server.c, through the socket-less probe of src/manager/mgr.h).
  *
  * The input is a script of steps on four connections that have said hello
  * (connections 0 and 1 of one client process, 2 and 3 of another), so the
@@ -24,9 +24,9 @@
  * times out or loses its object or connection - and every reply is a frame
  * holding ('#RETURN', value) or ('#ERROR', int, str).
  */
-#include "frame.h"
-#include "mgr.h"
-#include "pickle.h"
+#include "codec/frame.h"
+#include "codec/pickle.h"
+#include "manager/mgr.h"
 
 #include <mpipc/obj.h>
 

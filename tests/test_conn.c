@@ -8,8 +8,8 @@
 #define _DEFAULT_SOURCE /* syscall(SYS_gettid), to find a thread in /proc */
 #include "testutil.h"
 
-#include "frame.h"
-#include "pickle.h"
+#include "codec/frame.h"
+#include "codec/pickle.h"
 
 #include <mpipc/conn.h>
 

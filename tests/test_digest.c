@@ -4,7 +4,7 @@
  * hmac.compare_digest compares. */
 #include "testutil.h"
 
-#include "digest.h"
+#include "codec/digest.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -2,7 +2,7 @@
  * (multiprocessing/connection.py, Connection._send_bytes/_recv_bytes). */
 #include "testutil.h"
 
-#include "frame.h"
+#include "codec/frame.h"
 
 #include <mpipc/error.h>
 

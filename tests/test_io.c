@@ -4,7 +4,7 @@
  */
 #include "testutil.h"
 
-#include "io.h"
+#include "core/io.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -51,7 +51,7 @@
 #include <mpipc/conn.h>
 #include <mpipc/listener.h>
 
-#include "handshake.h"
+#include "codec/handshake.h"
 
 #define T_LONG 10.0 /* a bound for things that take milliseconds */
 
@@ -1979,7 +1979,7 @@ static bool info_mailbox(mp_manager *m)
     return v;
 }
 
-/* Sizes around a mailbox slot's capacity (src/mgr.h: 960 bytes of pickle),
+/* Sizes around a mailbox slot's capacity (src/manager/mgr.h: 960 bytes of pickle),
  * so requests and replies go by the slot, by the socket, and switch. */
 static const size_t mail_sizes[] = {0,   1,    100,  880,  900,   920, 930, 940,    950, 960,
                                     970, 1000, 1100, 4000, 70000, 3,   950, 100000, 10};
@@ -2069,7 +2069,7 @@ static void *mail_getter_thread(void *arg)
     return NULL;
 }
 
-#define MAIL_THREADS 140 /* more than the 128 mailbox slots (src/mgr.h) */
+#define MAIL_THREADS 140 /* more than the 128 mailbox slots (src/manager/mgr.h) */
 
 /* When every mailbox slot is taken, further connections simply use their
  * sockets: 140 threads that wait in get() at once (a connection each) all

@@ -6,7 +6,7 @@
 #define _DEFAULT_SOURCE /* syscall() */
 #include "testutil.h"
 
-#include "objimpl.h"
+#include "codec/objimpl.h"
 #include "repr_vectors.h"
 
 #include <mpipc/obj.h>

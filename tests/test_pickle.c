@@ -1,11 +1,11 @@
 /* pickle: the codec reads what CPython writes (tests/pickle_vectors.h holds
  * real CPython 3.11 pickles, protocols 0-5, with Python's repr of each), the
  * machine's python3 reads back what we write and we read what it writes, and
- * every rule of the refusal list in src/pickle.h has a hostile pickle that
+ * every rule of the refusal list in src/codec/pickle.h has a hostile pickle that
  * checks it. */
 #include "testutil.h"
 
-#include "pickle.h"
+#include "codec/pickle.h"
 #include "pickle_vectors.h"
 
 #include <mpipc/obj.h>

@@ -6,7 +6,7 @@
  */
 #include "testutil.h"
 
-#include "internal.h"
+#include "core/internal.h"
 
 #include <mpipc/conn.h>
 #include <mpipc/process.h>

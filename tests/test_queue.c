@@ -11,9 +11,9 @@
  */
 #include "testutil.h"
 
-#include "io.h"
-#include "pickle.h"
-#include "qpipe.h"
+#include "codec/pickle.h"
+#include "core/io.h"
+#include "queue/qpipe.h"
 
 #include <mpipc/obj.h>
 #include <mpipc/process.h>

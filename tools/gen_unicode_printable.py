@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Write src/unicode_printable.h: the code point ranges that Python's
+"""Write src/codec/unicode_printable.h: the code point ranges that Python's
 str.isprintable() calls non-printable, which repr() escapes.
 
 Run with the python3 whose repr() mp_obj_repr should match:
-    python3 tools/gen_unicode_printable.py > src/unicode_printable.h
+    python3 tools/gen_unicode_printable.py > src/codec/unicode_printable.h
 """
 import sys
 import unicodedata

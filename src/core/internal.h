@@ -33,6 +33,32 @@
 #define MP__TSAN 0
 #endif
 
+/*
+ * MP__ASSERT(cond) states an invariant the code relies on: a reference
+ * count, a FIFO sequence, a state transition, a lock order. Debug and
+ * sanitizer builds (MPIPC_ASSERTS, set by CMake) check it, and a false one
+ * names the place and aborts, so a test run catches it where it broke.
+ * Release builds compile it to nothing: the library never aborts a user's
+ * program. It is for what cannot happen, never for bad input or a failed
+ * system call, which are status codes.
+ */
+#ifdef MPIPC_ASSERTS
+#define MP__ASSERT(cond) ((cond) ? (void)0 : mp__assert_fail(#cond, __FILE__, __LINE__, __func__))
+_Noreturn void mp__assert_fail(const char *expr, const char *file, int line, const char *func);
+#else
+#define MP__ASSERT(cond) ((void)sizeof(!(cond)))
+#endif
+
+/* Overwrite a secret (an authkey copy, a handshake seed) before its memory
+ * is freed or goes out of scope: through volatile stores, which the
+ * compiler may not drop as it may a memset of memory about to die. */
+static inline void mp__wipe(void *p, size_t n)
+{
+    volatile unsigned char *v = p;
+    while (n--)
+        *v++ = 0;
+}
+
 /* Overflow-checked size arithmetic: true when a + b would wrap. */
 static inline bool mp__add_overflows(size_t a, size_t b, size_t *sum)
 {

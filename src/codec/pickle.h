@@ -26,14 +26,199 @@
 #ifndef MPIPC_PICKLE_H
 #define MPIPC_PICKLE_H
 
+#include "codec/objimpl.h"
+
 #include <mpipc/obj.h>
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* The protocol the encoder writes. */
 #define MP__PICKLE_PROTOCOL 4
+
+/* The opcodes (Lib/pickle.py), named once: pickle.c and the fast readers
+ * below use these names, and nothing else writes an opcode's value. */
+enum mp__pickle_op {
+    MP__OP_MARK = '(',
+    MP__OP_STOP = '.',
+    MP__OP_POP = '0',
+    MP__OP_POP_MARK = '1',
+    MP__OP_DUP = '2',
+    MP__OP_FLOAT = 'F',
+    MP__OP_INT = 'I',
+    MP__OP_BININT = 'J',
+    MP__OP_BININT1 = 'K',
+    MP__OP_LONG = 'L',
+    MP__OP_BININT2 = 'M',
+    MP__OP_NONE = 'N',
+    MP__OP_PERSID = 'P',
+    MP__OP_BINPERSID = 'Q',
+    MP__OP_REDUCE = 'R',
+    MP__OP_STRING = 'S',
+    MP__OP_BINSTRING = 'T',
+    MP__OP_SHORT_BINSTRING = 'U',
+    MP__OP_UNICODE = 'V',
+    MP__OP_BINUNICODE = 'X',
+    MP__OP_APPEND = 'a',
+    MP__OP_BUILD = 'b',
+    MP__OP_GLOBAL = 'c',
+    MP__OP_DICT = 'd',
+    MP__OP_EMPTY_DICT = '}',
+    MP__OP_APPENDS = 'e',
+    MP__OP_GET = 'g',
+    MP__OP_BINGET = 'h',
+    MP__OP_INST = 'i',
+    MP__OP_LONG_BINGET = 'j',
+    MP__OP_LIST = 'l',
+    MP__OP_EMPTY_LIST = ']',
+    MP__OP_OBJ = 'o',
+    MP__OP_PUT = 'p',
+    MP__OP_BINPUT = 'q',
+    MP__OP_LONG_BINPUT = 'r',
+    MP__OP_SETITEM = 's',
+    MP__OP_TUPLE = 't',
+    MP__OP_EMPTY_TUPLE = ')',
+    MP__OP_SETITEMS = 'u',
+    MP__OP_BINFLOAT = 'G',
+    MP__OP_PROTO = 0x80,
+    MP__OP_NEWOBJ = 0x81,
+    MP__OP_EXT1 = 0x82,
+    MP__OP_EXT2 = 0x83,
+    MP__OP_EXT4 = 0x84,
+    MP__OP_TUPLE1 = 0x85,
+    MP__OP_TUPLE2 = 0x86,
+    MP__OP_TUPLE3 = 0x87,
+    MP__OP_NEWTRUE = 0x88,
+    MP__OP_NEWFALSE = 0x89,
+    MP__OP_LONG1 = 0x8a,
+    MP__OP_LONG4 = 0x8b,
+    MP__OP_BINBYTES = 'B',
+    MP__OP_SHORT_BINBYTES = 'C',
+    MP__OP_SHORT_BINUNICODE = 0x8c,
+    MP__OP_BINUNICODE8 = 0x8d,
+    MP__OP_BINBYTES8 = 0x8e,
+    MP__OP_EMPTY_SET = 0x8f,
+    MP__OP_ADDITEMS = 0x90,
+    MP__OP_FROZENSET = 0x91,
+    MP__OP_NEWOBJ_EX = 0x92,
+    MP__OP_STACK_GLOBAL = 0x93,
+    MP__OP_MEMOIZE = 0x94,
+    MP__OP_FRAME = 0x95,
+    MP__OP_BYTEARRAY8 = 0x96,
+    MP__OP_NEXT_BUFFER = 0x97,
+    MP__OP_READONLY_BUFFER = 0x98,
+};
+
+/*
+ * Fast readers: one value read in place, for the paths that recognise what
+ * CPython's pickler writes for small requests and replies (the manager's)
+ * without building values. Each reads the value that starts at p[0], with
+ * avail bytes there, and returns how many bytes it took, or 0 when they are
+ * not such a value; the caller then hands the whole pickle to
+ * mp__pickle_loads, which makes every decision, errors included. So a fast
+ * path built on these can only be faster than the decoder, never different.
+ */
+
+/* An int as CPython writes one of int64's range: BININT1, BININT2, BININT,
+ * or LONG1 of 1 to 8 bytes (little-endian two's complement). */
+static inline size_t mp__pickle_read_int(const unsigned char *p, size_t avail, int64_t *v)
+{
+    if (avail == 0)
+        return 0;
+    switch (p[0]) {
+    case MP__OP_BININT1:
+        if (avail < 2)
+            return 0;
+        *v = p[1];
+        return 2;
+    case MP__OP_BININT2:
+        if (avail < 3)
+            return 0;
+        *v = p[1] | (int64_t)p[2] << 8;
+        return 3;
+    case MP__OP_BININT:
+        if (avail < 5)
+            return 0;
+        *v = (int32_t)((uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 |
+                       (uint32_t)p[4] << 24);
+        return 5;
+    case MP__OP_LONG1: {
+        if (avail < 2 || p[1] < 1 || p[1] > 8 || avail - 2 < p[1])
+            return 0;
+        size_t len = p[1];
+        uint64_t u = 0;
+        for (size_t k = 0; k < len; k++)
+            u |= (uint64_t)p[2 + k] << (8 * k);
+        if (len < 8 && (p[1 + len] & 0x80))
+            u |= ~UINT64_C(0) << (8 * len); /* sign-extend */
+        *v = (int64_t)u;
+        return 2 + len;
+    }
+    default:
+        return 0;
+    }
+}
+
+/* What mp__pickle_read_scalar found. */
+enum mp__pickle_kind {
+    MP__PK_NONE = 1,
+    MP__PK_BOOL,  /* in .i: 0 or 1 */
+    MP__PK_INT,   /* in .i */
+    MP__PK_FLOAT, /* in .f */
+    MP__PK_STR,   /* .s, .len: valid UTF-8, in the input */
+    MP__PK_BYTES, /* .s, .len: in the input */
+};
+struct mp__pickle_scalar {
+    int kind;
+    int64_t i;
+    double f;
+    const unsigned char *s;
+    size_t len;
+};
+
+/* A scalar: None, NEWTRUE/NEWFALSE, an int (mp__pickle_read_int), a
+ * BINFLOAT, a SHORT_BINUNICODE of valid UTF-8 or a SHORT_BINBYTES. */
+static inline size_t mp__pickle_read_scalar(const unsigned char *p, size_t avail,
+                                            struct mp__pickle_scalar *sc)
+{
+    if (avail == 0)
+        return 0;
+    switch (p[0]) {
+    case MP__OP_NONE:
+        sc->kind = MP__PK_NONE;
+        return 1;
+    case MP__OP_NEWTRUE:
+    case MP__OP_NEWFALSE:
+        sc->kind = MP__PK_BOOL;
+        sc->i = p[0] == MP__OP_NEWTRUE;
+        return 1;
+    case MP__OP_BINFLOAT: { /* big-endian IEEE 754 */
+        if (avail < 9)
+            return 0;
+        uint64_t bits = 0;
+        for (int k = 0; k < 8; k++)
+            bits = bits << 8 | p[1 + k];
+        memcpy(&sc->f, &bits, sizeof sc->f);
+        sc->kind = MP__PK_FLOAT;
+        return 9;
+    }
+    case MP__OP_SHORT_BINUNICODE:
+    case MP__OP_SHORT_BINBYTES:
+        if (avail < 2 || avail - 2 < p[1])
+            return 0;
+        if (p[0] == MP__OP_SHORT_BINUNICODE && !mp__utf8_valid(p + 2, p[1]))
+            return 0;
+        sc->kind = p[0] == MP__OP_SHORT_BINUNICODE ? MP__PK_STR : MP__PK_BYTES;
+        sc->s = p + 2;
+        sc->len = p[1];
+        return 2 + (size_t)p[1];
+    default:
+        sc->kind = MP__PK_INT;
+        return mp__pickle_read_int(p, avail, &sc->i);
+    }
+}
 
 /* The extra work a pickle of n bytes may cost, in bytes: max(64 MiB, 16 * n).
  * It pays for the copies memo references expand into (Python shares one

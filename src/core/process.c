@@ -20,8 +20,8 @@
  * takes the same mutex, so a fork from another thread can never inherit a
  * child's write end and keep its sentinel from firing.
  */
-#include "internal.h"
-#include "io.h"
+#include "core/internal.h"
+#include "core/io.h"
 
 #include <mpipc/process.h>
 

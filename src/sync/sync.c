@@ -16,10 +16,10 @@
  *              queue. When the guard comes back with MP_EOWNERDEAD, the wait
  *              queue is repaired and so is the object's own state.
  */
-#include "internal.h"
-#include "io.h"
-#include "psync.h"
-#include "shm.h"
+#include "core/internal.h"
+#include "core/io.h"
+#include "core/psync.h"
+#include "core/shm.h"
 
 #include <mpipc/sync.h>
 

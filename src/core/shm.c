@@ -14,7 +14,7 @@
  */
 /* MAP_ANONYMOUS is POSIX.1-2024, not 2008: glibc shows it with _DEFAULT_SOURCE. */
 #define _DEFAULT_SOURCE
-#include "shm.h"
+#include "core/shm.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -5,9 +5,9 @@
  * answer_challenge, _create_response, _verify_challenge and
  * _get_digest_name_and_payload.
  */
-#include "handshake.h"
+#include "codec/handshake.h"
 
-#include "digest.h"
+#include "codec/digest.h"
 
 #include <mpipc/error.h>
 #include <mpipc/listener.h>

@@ -1,16 +1,13 @@
 /* frame - see frame.h and docs/wire.md. */
-#include "frame.h"
-#include "internal.h"
+#include "codec/frame.h"
+#include "core/internal.h"
 
 #include <stdint.h>
 
 size_t mp__frame_encode(uint64_t len, unsigned char out[MP__FRAME_MAX])
 {
     if (len <= 0x7fffffffu) {
-        out[0] = (unsigned char)(len >> 24);
-        out[1] = (unsigned char)(len >> 16);
-        out[2] = (unsigned char)(len >> 8);
-        out[3] = (unsigned char)len;
+        mp__frame_put_short(out, (uint32_t)len);
         return MP__FRAME_SHORT;
     }
     out[0] = out[1] = out[2] = out[3] = 0xff; /* int32 -1 */
@@ -26,7 +23,7 @@ int mp__frame_decode(const unsigned char *p, size_t avail, uint64_t *payload_len
         *header_len = MP__FRAME_SHORT;
         return 0;
     }
-    uint32_t word = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    uint32_t word = mp__frame_word(p);
     if (word <= 0x7fffffffu) {
         *payload_len = word;
         *header_len = MP__FRAME_SHORT;

@@ -18,7 +18,7 @@
 #ifndef MPIPC_SHM_H
 #define MPIPC_SHM_H
 
-#include "internal.h"
+#include "core/internal.h"
 
 #include <stddef.h>
 

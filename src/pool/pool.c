@@ -50,10 +50,10 @@
  */
 #define _DEFAULT_SOURCE /* MAP_ANONYMOUS (POSIX.1-2024; every Unix has it) */
 
-#include "internal.h"
-#include "io.h"
-#include "shm.h"
-#include "pickle.h"
+#include "codec/pickle.h"
+#include "core/internal.h"
+#include "core/io.h"
+#include "core/shm.h"
 
 #include <mpipc/conn.h>
 #include <mpipc/listener.h>
@@ -1950,7 +1950,7 @@ static void pool_release(mp_pool *p)
         mp__close(p->notify[1]);
     free(p->batch);
     free(p->rbuf);
-    memset(p->authkey, 0, sizeof p->authkey);
+    mp__wipe(p->authkey, sizeof p->authkey); /* a secret */
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->disp_cv);
     pthread_cond_destroy(&p->done_cv);

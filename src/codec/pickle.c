@@ -29,87 +29,15 @@
  * copies of phase 2 are charged to the work budget. So memory is linear in
  * the input whatever the opcodes (docs/wire.md states the bound).
  */
-#include "pickle.h"
-#include "internal.h"
-#include "objimpl.h"
+#include "codec/objimpl.h"
+#include "codec/pickle.h"
+#include "core/internal.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Opcodes (Lib/pickle.py). */
-enum {
-    OP_MARK = '(',
-    OP_STOP = '.',
-    OP_POP = '0',
-    OP_POP_MARK = '1',
-    OP_DUP = '2',
-    OP_FLOAT = 'F',
-    OP_INT = 'I',
-    OP_BININT = 'J',
-    OP_BININT1 = 'K',
-    OP_LONG = 'L',
-    OP_BININT2 = 'M',
-    OP_NONE = 'N',
-    OP_PERSID = 'P',
-    OP_BINPERSID = 'Q',
-    OP_REDUCE = 'R',
-    OP_STRING = 'S',
-    OP_BINSTRING = 'T',
-    OP_SHORT_BINSTRING = 'U',
-    OP_UNICODE = 'V',
-    OP_BINUNICODE = 'X',
-    OP_APPEND = 'a',
-    OP_BUILD = 'b',
-    OP_GLOBAL = 'c',
-    OP_DICT = 'd',
-    OP_EMPTY_DICT = '}',
-    OP_APPENDS = 'e',
-    OP_GET = 'g',
-    OP_BINGET = 'h',
-    OP_INST = 'i',
-    OP_LONG_BINGET = 'j',
-    OP_LIST = 'l',
-    OP_EMPTY_LIST = ']',
-    OP_OBJ = 'o',
-    OP_PUT = 'p',
-    OP_BINPUT = 'q',
-    OP_LONG_BINPUT = 'r',
-    OP_SETITEM = 's',
-    OP_TUPLE = 't',
-    OP_EMPTY_TUPLE = ')',
-    OP_SETITEMS = 'u',
-    OP_BINFLOAT = 'G',
-    OP_PROTO = 0x80,
-    OP_NEWOBJ = 0x81,
-    OP_EXT1 = 0x82,
-    OP_EXT2 = 0x83,
-    OP_EXT4 = 0x84,
-    OP_TUPLE1 = 0x85,
-    OP_TUPLE2 = 0x86,
-    OP_TUPLE3 = 0x87,
-    OP_NEWTRUE = 0x88,
-    OP_NEWFALSE = 0x89,
-    OP_LONG1 = 0x8a,
-    OP_LONG4 = 0x8b,
-    OP_BINBYTES = 'B',
-    OP_SHORT_BINBYTES = 'C',
-    OP_SHORT_BINUNICODE = 0x8c,
-    OP_BINUNICODE8 = 0x8d,
-    OP_BINBYTES8 = 0x8e,
-    OP_EMPTY_SET = 0x8f,
-    OP_ADDITEMS = 0x90,
-    OP_FROZENSET = 0x91,
-    OP_NEWOBJ_EX = 0x92,
-    OP_STACK_GLOBAL = 0x93,
-    OP_MEMOIZE = 0x94,
-    OP_FRAME = 0x95,
-    OP_BYTEARRAY8 = 0x96,
-    OP_NEXT_BUFFER = 0x97,
-    OP_READONLY_BUFFER = 0x98,
-};
 
 #define HIGHEST_PROTOCOL 5
 
@@ -861,44 +789,44 @@ static int step(struct unpickler *u, int op, bool *stop)
     mp_obj *o, *a, *b;
 
     switch (op) {
-    case OP_PROTO:
+    case MP__OP_PROTO:
         if ((rc = need(u, 1)) < 0)
             return rc;
         if (u->p[u->pos++] > HIGHEST_PROTOCOL)
             return MP_EPROTO;
         return 0;
-    case OP_FRAME:
+    case MP__OP_FRAME:
         /* CPython only checks that the frame is there; so do we. */
         return read_len(u, 8, &len);
-    case OP_STOP:
+    case MP__OP_STOP:
         *stop = true;
         return 0;
 
-    case OP_MARK:
+    case MP__OP_MARK:
         return push_mark(u);
-    case OP_POP:
+    case MP__OP_POP:
         /* Python's load_pop: with nothing above the MARK, drop the MARK. */
         if (u->stack.len > fence(u)) {
             u->stack.len--;
             return 0;
         }
         return pop_mark(u, &first);
-    case OP_POP_MARK:
+    case MP__OP_POP_MARK:
         if ((rc = pop_mark(u, &first)) < 0)
             return rc;
         u->stack.len = first;
         return 0;
-    case OP_DUP:
+    case MP__OP_DUP:
         if ((rc = top(u, &o)) < 0)
             return rc;
         return push(u, o);
 
-    case OP_NONE:
+    case MP__OP_NONE:
         return push(u, mp_obj_none());
-    case OP_NEWTRUE:
-    case OP_NEWFALSE:
-        return push(u, mp_obj_bool(op == OP_NEWTRUE));
-    case OP_INT:
+    case MP__OP_NEWTRUE:
+    case MP__OP_NEWFALSE:
+        return push(u, mp_obj_bool(op == MP__OP_NEWTRUE));
+    case MP__OP_INT:
         if ((rc = read_line(u, &line, &len)) < 0)
             return rc;
         if (len == 2 && line[0] == '0' && (line[1] == '0' || line[1] == '1'))
@@ -906,7 +834,7 @@ static int step(struct unpickler *u, int op, bool *stop)
         if ((rc = parse_decimal(line, len, &iv)) < 0)
             return rc;
         return push_int(u, iv);
-    case OP_LONG:
+    case MP__OP_LONG:
         if ((rc = read_line(u, &line, &len)) < 0)
             return rc;
         if (len && line[len - 1] == 'L')
@@ -914,36 +842,36 @@ static int step(struct unpickler *u, int op, bool *stop)
         if ((rc = parse_decimal(line, len, &iv)) < 0)
             return rc;
         return push_int(u, iv);
-    case OP_BININT:
+    case MP__OP_BININT:
         if ((rc = need(u, 4)) < 0)
             return rc;
         iv = (int32_t)(uint32_t)le(u->p + u->pos, 4);
         u->pos += 4;
         return push_int(u, iv);
-    case OP_BININT1:
+    case MP__OP_BININT1:
         if ((rc = need(u, 1)) < 0)
             return rc;
         return push_int(u, u->p[u->pos++]);
-    case OP_BININT2:
+    case MP__OP_BININT2:
         if ((rc = need(u, 2)) < 0)
             return rc;
         iv = (int64_t)le(u->p + u->pos, 2);
         u->pos += 2;
         return push_int(u, iv);
-    case OP_LONG1:
-    case OP_LONG4:
-        if (op == OP_LONG4) {
+    case MP__OP_LONG1:
+    case MP__OP_LONG4:
+        if (op == MP__OP_LONG4) {
             if ((rc = need(u, 4)) < 0)
                 return rc;
             if (u->p[u->pos + 3] & 0x80)
                 return MP_EPROTO; /* negative byte count */
         }
-        if ((rc = read_len(u, op == OP_LONG1 ? 1 : 4, &len)) < 0)
+        if ((rc = read_len(u, op == MP__OP_LONG1 ? 1 : 4, &len)) < 0)
             return rc;
         rc = decode_long(u->p + u->pos, len, &iv);
         u->pos += len;
         return rc < 0 ? rc : push_int(u, iv);
-    case OP_FLOAT: {
+    case MP__OP_FLOAT: {
         double f;
         if ((rc = read_line(u, &line, &len)) < 0)
             return rc;
@@ -951,7 +879,7 @@ static int step(struct unpickler *u, int op, bool *stop)
             return rc;
         return push_float(u, f);
     }
-    case OP_BINFLOAT: {
+    case MP__OP_BINFLOAT: {
         if ((rc = need(u, 8)) < 0)
             return rc;
         uint64_t bits = 0;
@@ -963,48 +891,52 @@ static int step(struct unpickler *u, int op, bool *stop)
         return push_float(u, f);
     }
 
-    case OP_SHORT_BINUNICODE:
-    case OP_BINUNICODE:
-    case OP_BINUNICODE8:
+    case MP__OP_SHORT_BINUNICODE:
+    case MP__OP_BINUNICODE:
+    case MP__OP_BINUNICODE8:
         if ((rc = read_len(u,
-                           op == OP_SHORT_BINUNICODE ? 1
-                           : op == OP_BINUNICODE     ? 4
-                                                     : 8,
+                           op == MP__OP_SHORT_BINUNICODE ? 1
+                           : op == MP__OP_BINUNICODE     ? 4
+                                                         : 8,
                            &len)) < 0)
             return rc;
         return push_str(u, len);
-    case OP_UNICODE:
+    case MP__OP_UNICODE:
         if ((rc = read_line(u, &line, &len)) < 0)
             return rc;
         return push_raw_unicode(u, line, len);
-    case OP_SHORT_BINBYTES:
-    case OP_BINBYTES:
-    case OP_BINBYTES8:
-    case OP_BYTEARRAY8:
-        if ((rc = read_len(u, op == OP_SHORT_BINBYTES ? 1 : op == OP_BINBYTES ? 4 : 8, &len)) < 0)
+    case MP__OP_SHORT_BINBYTES:
+    case MP__OP_BINBYTES:
+    case MP__OP_BINBYTES8:
+    case MP__OP_BYTEARRAY8:
+        if ((rc = read_len(u,
+                           op == MP__OP_SHORT_BINBYTES ? 1
+                           : op == MP__OP_BINBYTES     ? 4
+                                                       : 8,
+                           &len)) < 0)
             return rc;
         return push_bytes(u, len);
 
-    case OP_EMPTY_LIST:
+    case MP__OP_EMPTY_LIST:
         return push_new(u, MP_TYPE_LIST);
-    case OP_EMPTY_TUPLE:
+    case MP__OP_EMPTY_TUPLE:
         return push_new(u, MP_TYPE_TUPLE);
-    case OP_EMPTY_DICT:
+    case MP__OP_EMPTY_DICT:
         return push_new(u, MP_TYPE_DICT);
-    case OP_LIST:
-    case OP_TUPLE:
+    case MP__OP_LIST:
+    case MP__OP_TUPLE:
         if ((rc = pop_mark(u, &first)) < 0)
             return rc;
-        return build_seq(u, op == OP_LIST ? MP_TYPE_LIST : MP_TYPE_TUPLE, first);
-    case OP_TUPLE1:
-    case OP_TUPLE2:
-    case OP_TUPLE3: {
-        size_t k = (size_t)(op - OP_TUPLE1 + 1);
+        return build_seq(u, op == MP__OP_LIST ? MP_TYPE_LIST : MP_TYPE_TUPLE, first);
+    case MP__OP_TUPLE1:
+    case MP__OP_TUPLE2:
+    case MP__OP_TUPLE3: {
+        size_t k = (size_t)(op - MP__OP_TUPLE1 + 1);
         if (u->stack.len < fence(u) + k)
             return MP_EPROTO;
         return build_seq(u, MP_TYPE_TUPLE, u->stack.len - k);
     }
-    case OP_DICT:
+    case MP__OP_DICT:
         if ((rc = pop_mark(u, &first)) < 0)
             return rc;
         if ((rc = new_node(u, MP_TYPE_DICT, &o)) < 0)
@@ -1013,70 +945,70 @@ static int step(struct unpickler *u, int op, bool *stop)
         if ((rc = set_items(u, o, first)) < 0)
             return rc;
         return push(u, o);
-    case OP_APPEND:
+    case MP__OP_APPEND:
         if ((rc = pop_value(u, &a)) < 0 || (rc = top(u, &o)) < 0)
             return rc;
         if ((rc = push(u, a)) < 0) /* append_items takes it from the stack */
             return rc;
         return append_items(u, o, u->stack.len - 1);
-    case OP_APPENDS:
+    case MP__OP_APPENDS:
         if ((rc = pop_mark(u, &first)) < 0)
             return rc;
         if (first <= fence(u))
             return MP_EPROTO; /* no list below the MARK */
         return append_items(u, u->stack.v[first - 1], first);
-    case OP_SETITEM:
+    case MP__OP_SETITEM:
         if (u->stack.len < fence(u) + 3)
             return MP_EPROTO;
         return set_items(u, u->stack.v[u->stack.len - 3], u->stack.len - 2);
-    case OP_SETITEMS:
+    case MP__OP_SETITEMS:
         if ((rc = pop_mark(u, &first)) < 0)
             return rc;
         if (first <= fence(u))
             return MP_EPROTO;
         return set_items(u, u->stack.v[first - 1], first);
 
-    case OP_PUT:
+    case MP__OP_PUT:
         if ((rc = read_line(u, &line, &len)) < 0)
             return rc;
         if ((rc = parse_decimal(line, len, &iv)) < 0 || iv < 0)
             return MP_EPROTO;
         return do_put(u, (uint64_t)iv);
-    case OP_BINPUT:
-    case OP_LONG_BINPUT:
-        len = op == OP_BINPUT ? 1 : 4;
+    case MP__OP_BINPUT:
+    case MP__OP_LONG_BINPUT:
+        len = op == MP__OP_BINPUT ? 1 : 4;
         if ((rc = need(u, len)) < 0)
             return rc;
         u->pos += len;
         return do_put(u, le(u->p + u->pos - len, (int)len));
-    case OP_MEMOIZE:
+    case MP__OP_MEMOIZE:
         return do_put(u, u->memo_count);
-    case OP_GET:
+    case MP__OP_GET:
         if ((rc = read_line(u, &line, &len)) < 0)
             return rc;
         if ((rc = parse_decimal(line, len, &iv)) < 0 || iv < 0)
             return MP_EPROTO;
         return do_get(u, (uint64_t)iv);
-    case OP_BINGET:
-    case OP_LONG_BINGET:
-        len = op == OP_BINGET ? 1 : 4;
+    case MP__OP_BINGET:
+    case MP__OP_LONG_BINGET:
+        len = op == MP__OP_BINGET ? 1 : 4;
         if ((rc = need(u, len)) < 0)
             return rc;
         u->pos += len;
         return do_get(u, le(u->p + u->pos - len, (int)len));
 
-    case OP_GLOBAL:
+    case MP__OP_GLOBAL:
         if ((rc = read_line(u, &line, &len)) < 0 || (rc = read_line(u, &line2, &len2)) < 0)
             return rc;
         return push_global(u, line, len, line2, len2);
-    case OP_STACK_GLOBAL:
+    case MP__OP_STACK_GLOBAL:
         if ((rc = pop_value(u, &b)) < 0 || (rc = pop_value(u, &a)) < 0)
             return rc;
         if (a->type != MP_TYPE_STR || b->type != MP_TYPE_STR)
             return MP_EPROTO;
         return push_global(u, (const unsigned char *)a->u.s.data, a->u.s.len,
                            (const unsigned char *)b->u.s.data, b->u.s.len);
-    case OP_REDUCE:
+    case MP__OP_REDUCE:
         return do_reduce(u);
 
     default:
@@ -1338,13 +1270,13 @@ static void put_sized(struct pickler *w, unsigned op1, unsigned op4, unsigned op
 static void put_int(struct pickler *w, int64_t v)
 {
     if (v >= 0 && v <= 0xff) {
-        put_op(w, OP_BININT1);
+        put_op(w, MP__OP_BININT1);
         put_le(w, (uint64_t)v, 1);
     } else if (v >= 0 && v <= 0xffff) {
-        put_op(w, OP_BININT2);
+        put_op(w, MP__OP_BININT2);
         put_le(w, (uint64_t)v, 2);
     } else if (v >= INT32_MIN && v <= INT32_MAX) {
-        put_op(w, OP_BININT);
+        put_op(w, MP__OP_BININT);
         put_le(w, (uint64_t)v, 4);
     } else {
         /* LONG1: the fewest two's complement bytes that keep the sign. */
@@ -1355,7 +1287,7 @@ static void put_int(struct pickler *w, int64_t v)
                 break;
             k--;
         }
-        put_op(w, OP_LONG1);
+        put_op(w, MP__OP_LONG1);
         put_le(w, (uint64_t)k, 1);
         put_le(w, (uint64_t)v, k);
     }
@@ -1366,7 +1298,7 @@ static void put_float(struct pickler *w, double f)
     uint64_t bits;
     memcpy(&bits, &f, sizeof bits);
     unsigned char b[9];
-    b[0] = OP_BINFLOAT;
+    b[0] = MP__OP_BINFLOAT;
     for (int i = 0; i < 8; i++)
         b[1 + i] = (unsigned char)(bits >> (56 - 8 * i));
     put(w, b, 9);
@@ -1381,10 +1313,10 @@ static void dump(struct pickler *w, const mp_obj *o)
 {
     switch (o->type) {
     case MP_TYPE_NONE:
-        put_op(w, OP_NONE);
+        put_op(w, MP__OP_NONE);
         break;
     case MP_TYPE_BOOL:
-        put_op(w, o->u.b ? OP_NEWTRUE : OP_NEWFALSE);
+        put_op(w, o->u.b ? MP__OP_NEWTRUE : MP__OP_NEWFALSE);
         break;
     case MP_TYPE_INT:
         put_int(w, o->u.i);
@@ -1393,24 +1325,26 @@ static void dump(struct pickler *w, const mp_obj *o)
         put_float(w, o->u.f);
         break;
     case MP_TYPE_STR:
-        put_sized(w, OP_SHORT_BINUNICODE, OP_BINUNICODE, OP_BINUNICODE8, o->u.s.data, o->u.s.len);
+        put_sized(w, MP__OP_SHORT_BINUNICODE, MP__OP_BINUNICODE, MP__OP_BINUNICODE8, o->u.s.data,
+                  o->u.s.len);
         break;
     case MP_TYPE_BYTES:
-        put_sized(w, OP_SHORT_BINBYTES, OP_BINBYTES, OP_BINBYTES8, o->u.s.data, o->u.s.len);
+        put_sized(w, MP__OP_SHORT_BINBYTES, MP__OP_BINBYTES, MP__OP_BINBYTES8, o->u.s.data,
+                  o->u.s.len);
         break;
     case MP_TYPE_LIST: {
-        put_op(w, OP_EMPTY_LIST);
+        put_op(w, MP__OP_EMPTY_LIST);
         size_t n = o->u.seq.len;
         for (size_t i = 0; i < n && !w->err;) {
             size_t k = n - i < BATCH ? n - i : BATCH;
             if (k == 1) {
                 dump(w, o->u.seq.items[i]);
-                put_op(w, OP_APPEND);
+                put_op(w, MP__OP_APPEND);
             } else {
-                put_op(w, OP_MARK);
+                put_op(w, MP__OP_MARK);
                 for (size_t j = 0; j < k; j++)
                     dump(w, o->u.seq.items[i + j]);
-                put_op(w, OP_APPENDS);
+                put_op(w, MP__OP_APPENDS);
             }
             i += k;
         }
@@ -1419,23 +1353,23 @@ static void dump(struct pickler *w, const mp_obj *o)
     case MP_TYPE_TUPLE: {
         size_t n = o->u.seq.len;
         if (n == 0) {
-            put_op(w, OP_EMPTY_TUPLE);
+            put_op(w, MP__OP_EMPTY_TUPLE);
             break;
         }
         if (n > 3)
-            put_op(w, OP_MARK);
+            put_op(w, MP__OP_MARK);
         for (size_t i = 0; i < n && !w->err; i++)
             dump(w, o->u.seq.items[i]);
-        put_op(w, n > 3 ? OP_TUPLE : (unsigned)(OP_TUPLE1 + n - 1));
+        put_op(w, n > 3 ? MP__OP_TUPLE : (unsigned)(MP__OP_TUPLE1 + n - 1));
         break;
     }
     case MP_TYPE_DICT: {
-        put_op(w, OP_EMPTY_DICT);
+        put_op(w, MP__OP_EMPTY_DICT);
         size_t left = o->u.d.used, i = 0;
         while (left && !w->err) {
             size_t k = left < BATCH ? left : BATCH;
             if (k > 1)
-                put_op(w, OP_MARK);
+                put_op(w, MP__OP_MARK);
             for (size_t done = 0; done < k; i++) {
                 const struct mp__dict_entry *e = &o->u.d.entries[i];
                 if (!e->key)
@@ -1444,7 +1378,7 @@ static void dump(struct pickler *w, const mp_obj *o)
                 dump(w, e->value);
                 done++;
             }
-            put_op(w, k > 1 ? OP_SETITEMS : OP_SETITEM);
+            put_op(w, k > 1 ? MP__OP_SETITEMS : MP__OP_SETITEM);
             left -= k;
         }
         break;
@@ -1462,10 +1396,10 @@ int mp__pickle_dumps(const mp_obj *o, unsigned char **out, size_t *len)
     if (!o || !out || !len)
         return -EINVAL;
     struct pickler w = {NULL, 0, 0, 0};
-    const unsigned char head[2] = {OP_PROTO, MP__PICKLE_PROTOCOL};
+    const unsigned char head[2] = {MP__OP_PROTO, MP__PICKLE_PROTOCOL};
     put(&w, head, 2);
     dump(&w, o);
-    put_op(&w, OP_STOP);
+    put_op(&w, MP__OP_STOP);
     if (w.err) {
         free(w.p);
         return w.err;
@@ -1479,13 +1413,13 @@ int mp__pickle_dumps(const mp_obj *o, unsigned char **out, size_t *len)
 
 void mp__pickler_start(struct pickler *w)
 {
-    const unsigned char head[2] = {OP_PROTO, MP__PICKLE_PROTOCOL};
+    const unsigned char head[2] = {MP__OP_PROTO, MP__PICKLE_PROTOCOL};
     put(w, head, 2);
 }
 
 void mp__pickler_stop(struct pickler *w)
 {
-    put_op(w, OP_STOP);
+    put_op(w, MP__OP_STOP);
 }
 
 void mp__pickler_obj(struct pickler *w, const mp_obj *o)
@@ -1500,12 +1434,12 @@ void mp__pickler_obj(struct pickler *w, const mp_obj *o)
 
 void mp__pickler_none(struct pickler *w)
 {
-    put_op(w, OP_NONE);
+    put_op(w, MP__OP_NONE);
 }
 
 void mp__pickler_bool(struct pickler *w, bool v)
 {
-    put_op(w, v ? OP_NEWTRUE : OP_NEWFALSE);
+    put_op(w, v ? MP__OP_NEWTRUE : MP__OP_NEWFALSE);
 }
 
 void mp__pickler_int(struct pickler *w, int64_t v)
@@ -1520,34 +1454,34 @@ void mp__pickler_float(struct pickler *w, double v)
 
 void mp__pickler_str(struct pickler *w, const char *s, size_t len)
 {
-    put_sized(w, OP_SHORT_BINUNICODE, OP_BINUNICODE, OP_BINUNICODE8, s, len);
+    put_sized(w, MP__OP_SHORT_BINUNICODE, MP__OP_BINUNICODE, MP__OP_BINUNICODE8, s, len);
 }
 
 void mp__pickler_bytes(struct pickler *w, const void *p, size_t len)
 {
-    put_sized(w, OP_SHORT_BINBYTES, OP_BINBYTES, OP_BINBYTES8, p, len);
+    put_sized(w, MP__OP_SHORT_BINBYTES, MP__OP_BINBYTES, MP__OP_BINBYTES8, p, len);
 }
 
 void mp__pickler_mark(struct pickler *w)
 {
-    put_op(w, OP_MARK);
+    put_op(w, MP__OP_MARK);
 }
 
 void mp__pickler_tuple(struct pickler *w, size_t n)
 {
     if (n == 0)
-        put_op(w, OP_EMPTY_TUPLE);
+        put_op(w, MP__OP_EMPTY_TUPLE);
     else
-        put_op(w, n > 3 ? OP_TUPLE : (unsigned)(OP_TUPLE1 + n - 1));
+        put_op(w, n > 3 ? MP__OP_TUPLE : (unsigned)(MP__OP_TUPLE1 + n - 1));
 }
 
 void mp__pickler_list_begin(struct pickler *w)
 {
-    put_op(w, OP_EMPTY_LIST);
-    put_op(w, OP_MARK);
+    put_op(w, MP__OP_EMPTY_LIST);
+    put_op(w, MP__OP_MARK);
 }
 
 void mp__pickler_list_end(struct pickler *w)
 {
-    put_op(w, OP_APPENDS);
+    put_op(w, MP__OP_APPENDS);
 }

@@ -16,7 +16,7 @@
 #ifndef MPIPC_PSYNC_H
 #define MPIPC_PSYNC_H
 
-#include "internal.h"
+#include "core/internal.h"
 
 #include <pthread.h>
 #include <semaphore.h>

@@ -1,11 +1,14 @@
 /*
  * Status code names and descriptions. The table is the one place a code is
  * described; adding a code to error.h means adding its row here, and
- * tests/test_error.c checks that every code in the enum has one.
+ * tests/test_error.c checks that every code in the enum has one. Also the
+ * report of a broken invariant (MP__ASSERT, debug builds only).
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct code_row {
@@ -81,3 +84,13 @@ MP_API const char *mp_errname(int code)
     const struct code_row *row = find_row(code);
     return row ? row->name : "MP_UNKNOWN";
 }
+
+#ifdef MPIPC_ASSERTS
+/* Debug and sanitizer builds only (internal.h): the one place the library
+ * prints and aborts, for an invariant of its own that does not hold. */
+void mp__assert_fail(const char *expr, const char *file, int line, const char *func)
+{
+    fprintf(stderr, "libmpipc: %s:%d: %s: invariant failed: %s\n", file, line, func, expr);
+    abort();
+}
+#endif

@@ -5,9 +5,9 @@
  * authkey handshake (whose messages handshake.c builds and checks) over a
  * blocking connection, one deadline for the whole exchange.
  */
-#include "handshake.h"
-#include "internal.h"
-#include "io.h"
+#include "codec/handshake.h"
+#include "core/internal.h"
+#include "core/io.h"
 
 #include <mpipc/listener.h>
 
@@ -399,9 +399,7 @@ MP_API void mp_listener_free(mp_listener *l)
     mp_listener_close(l);
     if (l->authkey) {
         /* The key is a secret: do not leave it in freed memory. */
-        volatile unsigned char *p = l->authkey;
-        for (size_t i = 0; i < l->authkey_len; i++)
-            p[i] = 0;
+        mp__wipe(l->authkey, l->authkey_len);
         free(l->authkey);
     }
     pthread_mutex_destroy(&l->mu);

@@ -6,10 +6,10 @@
  * ancestors, and no tree nests deeper than MP_OBJ_MAX_DEPTH. Free, copy,
  * equality and repr can then recurse without bound checks or cycle tracking.
  */
-#include "internal.h"
-#include "io.h"
-#include "objimpl.h"
-#include "unicode_printable.h"
+#include "codec/objimpl.h"
+#include "codec/unicode_printable.h"
+#include "core/internal.h"
+#include "core/io.h"
 
 #include <errno.h>
 #include <math.h>

@@ -16,7 +16,7 @@
 #ifndef MPIPC_IO_H
 #define MPIPC_IO_H
 
-#include "internal.h"
+#include "core/internal.h"
 
 #include <math.h>
 #include <poll.h>

@@ -62,13 +62,13 @@
  * torn down at the top of the loop), so no object or session disappears
  * while code further up the stack is using it.
  */
-#include "frame.h"
-#include "handshake.h"
-#include "internal.h"
-#include "io.h"
-#include "mgr.h"
-#include "objimpl.h"
-#include "pickle.h"
+#include "codec/frame.h"
+#include "codec/handshake.h"
+#include "codec/objimpl.h"
+#include "codec/pickle.h"
+#include "core/internal.h"
+#include "core/io.h"
+#include "manager/mgr.h"
 
 #include <mpipc/conn.h>
 #include <mpipc/listener.h>
@@ -314,11 +314,7 @@ static int frame_finish(struct sconn *c, size_t start, bool limited)
         }
         c->out_charge += size;
     }
-    unsigned char *h = c->out.p + start;
-    h[0] = (unsigned char)(size >> 24);
-    h[1] = (unsigned char)(size >> 16);
-    h[2] = (unsigned char)(size >> 8);
-    h[3] = (unsigned char)size;
+    mp__frame_put_short(c->out.p + start, (uint32_t)size);
     return 0;
 }
 
@@ -2244,92 +2240,38 @@ struct qreader {
 
 static bool q_int(struct qreader *q, int64_t *v)
 {
-    if (q->i >= q->n)
-        return false;
-    const unsigned char *x = q->p + q->i;
-    size_t left = q->n - q->i;
-    switch (x[0]) {
-    case 'K': /* BININT1 */
-        if (left < 2)
-            return false;
-        *v = x[1];
-        q->i += 2;
-        return true;
-    case 'M': /* BININT2 */
-        if (left < 3)
-            return false;
-        *v = x[1] | (int64_t)x[2] << 8;
-        q->i += 3;
-        return true;
-    case 'J': /* BININT */
-        if (left < 5)
-            return false;
-        *v = (int32_t)((uint32_t)x[1] | (uint32_t)x[2] << 8 | (uint32_t)x[3] << 16 |
-                       (uint32_t)x[4] << 24);
-        q->i += 5;
-        return true;
-    case 0x8a: { /* LONG1 of 1 to 8 bytes */
-        if (left < 2 || x[1] < 1 || x[1] > 8 || left < 2 + (size_t)x[1])
-            return false;
-        size_t len = x[1];
-        uint64_t u = 0;
-        for (size_t k = 0; k < len; k++)
-            u |= (uint64_t)x[2 + k] << (8 * k);
-        if (len < 8 && (x[1 + len] & 0x80))
-            u |= ~UINT64_C(0) << (8 * len);
-        *v = (int64_t)u;
-        q->i += 2 + len;
-        return true;
-    }
-    default:
-        return false;
-    }
+    size_t used = mp__pickle_read_int(q->p + q->i, q->n - q->i, v);
+    q->i += used;
+    return used > 0;
 }
 
 /* One scalar argument: 1 with *o set, 0 not a scalar of the fast path,
  * -ENOMEM. */
 static int q_scalar(struct qreader *q, mp_obj **o)
 {
-    if (q->i >= q->n)
+    struct mp__pickle_scalar sc;
+    size_t used = mp__pickle_read_scalar(q->p + q->i, q->n - q->i, &sc);
+    if (!used)
         return 0;
-    const unsigned char *x = q->p + q->i;
-    size_t left = q->n - q->i;
-    int64_t v;
-    switch (x[0]) {
-    case 'N':
-        q->i++;
+    q->i += used;
+    switch (sc.kind) {
+    case MP__PK_NONE:
         *o = mp_obj_none();
         break;
-    case 0x88: /* NEWTRUE */
-    case 0x89: /* NEWFALSE */
-        q->i++;
-        *o = mp_obj_bool(x[0] == 0x88);
+    case MP__PK_BOOL:
+        *o = mp_obj_bool(sc.i != 0);
         break;
-    case 'G': { /* BINFLOAT, big-endian */
-        if (left < 9)
-            return 0;
-        uint64_t bits = 0;
-        for (int k = 0; k < 8; k++)
-            bits = bits << 8 | x[1 + k];
-        double f;
-        memcpy(&f, &bits, sizeof f);
-        q->i += 9;
-        *o = mp_obj_float(f);
+    case MP__PK_INT:
+        *o = mp_obj_int(sc.i);
         break;
-    }
-    case 0x8c: /* SHORT_BINUNICODE */
-    case 'C':  /* SHORT_BINBYTES */
-        if (left < 2 || left - 2 < x[1])
-            return 0;
-        if (x[0] == 0x8c && !mp__utf8_valid(x + 2, x[1]))
-            return 0;
-        q->i += 2 + (size_t)x[1];
-        *o = x[0] == 0x8c ? mp_obj_str((const char *)x + 2, x[1]) : mp_obj_bytes(x + 2, x[1]);
+    case MP__PK_FLOAT:
+        *o = mp_obj_float(sc.f);
+        break;
+    case MP__PK_STR:
+        *o = mp_obj_str((const char *)sc.s, sc.len);
         break;
     default:
-        if (!q_int(q, &v))
-            return 0;
-        *o = mp_obj_int(v);
+        *o = mp_obj_bytes(sc.s, sc.len);
         break;
     }
     return *o ? 1 : -ENOMEM;
@@ -2341,16 +2283,16 @@ static int quick_request(const unsigned char *p, size_t n, int64_t *ident, const
                          size_t *mlen, mp_obj **args)
 {
     struct qreader q = {p, n, 2};
-    if (n < 2 || p[0] != 0x80 || p[1] != 4 || !q_int(&q, ident))
+    if (n < 2 || p[0] != MP__OP_PROTO || p[1] != 4 || !q_int(&q, ident))
         return 0;
-    if (q.i + 2 > n || p[q.i] != 0x8c || n - q.i - 2 < p[q.i + 1])
+    if (q.i + 2 > n || p[q.i] != MP__OP_SHORT_BINUNICODE || n - q.i - 2 < p[q.i + 1])
         return 0;
     const unsigned char *m = p + q.i + 2;
     size_t ml = p[q.i + 1];
     if (!mp__utf8_valid(m, ml))
         return 0;
     q.i += 2 + ml;
-    bool marked = q.i < n && p[q.i] == '(';
+    bool marked = q.i < n && p[q.i] == MP__OP_MARK;
     if (marked)
         q.i++;
     mp_obj *items[Q_MAX_ARGS];
@@ -2360,10 +2302,11 @@ static int quick_request(const unsigned char *p, size_t n, int64_t *ident, const
         k++;
     /* Then the args tuple of exactly those items, the request's TUPLE3,
      * STOP, and nothing more. */
-    bool ok = rc == 0 && q.i + 3 == n && p[n - 2] == 0x87 && p[n - 1] == '.';
+    bool ok = rc == 0 && q.i + 3 == n && p[n - 2] == MP__OP_TUPLE3 && p[n - 1] == MP__OP_STOP;
     if (ok) {
         unsigned char op = p[q.i];
-        ok = marked ? op == 't' : (k == 0 ? op == ')' : k <= 3 && op == 0x85 + k - 1);
+        ok = marked ? op == MP__OP_TUPLE
+                    : (k == 0 ? op == MP__OP_EMPTY_TUPLE : k <= 3 && op == MP__OP_TUPLE1 + k - 1);
     }
     mp_obj *t = ok ? mp_obj_tuple_new() : NULL;
     if (ok && !t)
@@ -3134,9 +3077,7 @@ static void free_state(struct server *s)
     free(s->pconn);
     free(s->phs);
     /* The seed is a secret: do not leave it on the stack. */
-    volatile unsigned char *seed = s->hs_seed;
-    for (size_t i = 0; i < sizeof s->hs_seed; i++)
-        seed[i] = 0;
+    mp__wipe(s->hs_seed, sizeof s->hs_seed);
 }
 
 int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)

@@ -5,7 +5,7 @@
  * child is still single-threaded; readers elsewhere see a stable value, so a
  * relaxed atomic load is enough.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <pthread.h>
 

@@ -19,11 +19,11 @@
  * waiting, spill the rest - and at -5 it joins the feeder. A child therefore
  * never waits for its parent to read before it can end.
  */
-#include "internal.h"
-#include "io.h"
-#include "pickle.h"
-#include "qpipe.h"
-#include "shm.h"
+#include "codec/pickle.h"
+#include "core/internal.h"
+#include "core/io.h"
+#include "core/shm.h"
+#include "queue/qpipe.h"
 
 #include <mpipc/queue.h>
 #include <mpipc/sync.h>

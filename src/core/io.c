@@ -5,7 +5,7 @@
  * the BSDs; everything else here is POSIX.
  */
 #define _GNU_SOURCE
-#include "io.h"
+#include "core/io.h"
 
 #include <errno.h>
 #include <dirent.h>

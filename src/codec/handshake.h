@@ -17,7 +17,7 @@
 #ifndef MPIPC_HANDSHAKE_H
 #define MPIPC_HANDSHAKE_H
 
-#include "frame.h"
+#include "codec/frame.h"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -25,6 +25,24 @@
  * (MP__FRAME_SHORT or MP__FRAME_LONG). */
 size_t mp__frame_encode(uint64_t len, unsigned char out[MP__FRAME_MAX]);
 
+/* Write the short header of a payload of len <= 0x7fffffff bytes: for
+ * writers that reserve the header's 4 bytes and fill them in once the
+ * payload is built (their limits keep them below 2^31). */
+static inline void mp__frame_put_short(unsigned char out[MP__FRAME_SHORT], uint32_t len)
+{
+    out[0] = (unsigned char)(len >> 24);
+    out[1] = (unsigned char)(len >> 16);
+    out[2] = (unsigned char)(len >> 8);
+    out[3] = (unsigned char)len;
+}
+
+/* The first 4 bytes of a header as the big-endian word they are: a short
+ * form's length when <= 0x7fffffff (0 for an empty message). */
+static inline uint32_t mp__frame_word(const unsigned char p[MP__FRAME_SHORT])
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
 /*
  * Parse a header from the first avail bytes of p.
  *   returns 1   complete: *payload_len and *header_len are set;
@@ -46,7 +64,7 @@ static inline int mp__frame_whole(const unsigned char *p, size_t avail)
 {
     if (avail < MP__FRAME_SHORT)
         return 0;
-    uint32_t word = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    uint32_t word = mp__frame_word(p);
     if (word <= 0x7fffffffu)
         return word <= avail - MP__FRAME_SHORT;
     uint64_t len;

@@ -7,9 +7,9 @@
  * a clock step can stretch or shorten (also under ThreadSanitizer, below).
  */
 #define _GNU_SOURCE
-#include "psync.h"
+#include "core/psync.h"
 
-#include "io.h"
+#include "core/io.h"
 
 #include <errno.h>
 #include <string.h>

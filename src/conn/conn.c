@@ -38,10 +38,10 @@
  * receive can complete the header and learn the length. That receive reads
  * and discards the rest, then parses from the frame boundary after it.
  */
-#include "frame.h"
-#include "internal.h"
-#include "io.h"
-#include "pickle.h"
+#include "codec/frame.h"
+#include "codec/pickle.h"
+#include "core/internal.h"
+#include "core/io.h"
 
 #include <mpipc/conn.h>
 

@@ -2,11 +2,11 @@
  * qpipe - the chunked pipe, shared read-ahead ring, held item and spill file
  * under the queues (see qpipe.h for the format and the guarantees).
  */
-#include "qpipe.h"
+#include "queue/qpipe.h"
 
-#include "io.h"
-#include "psync.h"
-#include "shm.h"
+#include "core/io.h"
+#include "core/psync.h"
+#include "core/shm.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -11,9 +11,9 @@
  * mutex; a job's owner field is the loop's alone (the thread never reads
  * it), so the loop may clear it while the thread decodes.
  */
-#include "io.h"
-#include "mgr.h"
-#include "pickle.h"
+#include "codec/pickle.h"
+#include "core/io.h"
+#include "manager/mgr.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -1,5 +1,6 @@
 /* digest - see digest.h. Straight from RFC 1321 and FIPS 180-4. */
-#include "digest.h"
+#include "codec/digest.h"
+#include "core/internal.h"
 
 #include <errno.h>
 #include <string.h>
@@ -255,6 +256,9 @@ int mp__hmac_init(mp__hmac_ctx *c, mp__digest_alg alg, const void *key, size_t k
         pad[i] = k[i] ^ 0x5c;
     mp__digest_init(&c->outer, alg);
     mp__digest_update(&c->outer, pad, sizeof pad);
+    /* The key, and the pads derived from it, are secrets. */
+    mp__wipe(k, sizeof k);
+    mp__wipe(pad, sizeof pad);
     return 0;
 }
 

@@ -32,13 +32,13 @@
  * a holder; a call from a newer generation (a forked child) first sends
  * 'incref'.
  */
-#include "frame.h"
-#include "internal.h"
-#include "io.h"
-#include "mgr.h"
-#include "objimpl.h"
-#include "pickle.h"
-#include "shm.h"
+#include "codec/frame.h"
+#include "codec/objimpl.h"
+#include "codec/pickle.h"
+#include "core/internal.h"
+#include "core/io.h"
+#include "core/shm.h"
+#include "manager/mgr.h"
 
 #include <mpipc/conn.h>
 #include <mpipc/listener.h>
@@ -246,9 +246,7 @@ static void manager_destroy(mp_manager *m)
     if (m->proc && m->starter == getpid())
         (void)mp_process_free(m->proc);
     if (m->key) {
-        volatile unsigned char *p = m->key; /* a secret: wipe it */
-        for (size_t i = 0; i < m->keylen; i++)
-            p[i] = 0;
+        mp__wipe(m->key, m->keylen); /* a secret */
         free(m->key);
     }
     /* Only this process's view goes: the server and other children may
@@ -519,61 +517,25 @@ struct scalar {
  */
 static bool scalar_reply(const unsigned char *p, size_t n, struct scalar *sc)
 {
-    static const unsigned char head[] = {0x80, 4, 0x8c, 7, '#', 'R', 'E', 'T', 'U', 'R', 'N'};
+    static const unsigned char head[] = {
+        MP__OP_PROTO, 4, MP__OP_SHORT_BINUNICODE, 7, '#', 'R', 'E', 'T', 'U', 'R', 'N'};
     const size_t h = sizeof head;
-    if (n < h + 3 || memcmp(p, head, h) != 0 || p[n - 2] != 0x86 || p[n - 1] != '.')
+    if (n < h + 3 || memcmp(p, head, h) != 0 || p[n - 2] != MP__OP_TUPLE2 ||
+        p[n - 1] != MP__OP_STOP)
         return false;
-    const unsigned char *x = p + h;
     size_t k = n - h - 2; /* the value's bytes */
-    int64_t v = 0;
-    int kind = SC_INT;
-    switch (x[0]) {
-    case 'N':
-        kind = SC_NONE;
-        if (k != 1)
-            return false;
-        break;
-    case 0x88: /* NEWTRUE */
-    case 0x89: /* NEWFALSE */
-        if (k != 1)
-            return false;
-        kind = SC_BOOL;
-        v = x[0] == 0x88;
-        break;
-    case 'K': /* BININT1 */
-        if (k != 2)
-            return false;
-        v = x[1];
-        break;
-    case 'M': /* BININT2 */
-        if (k != 3)
-            return false;
-        v = x[1] | (int64_t)x[2] << 8;
-        break;
-    case 'J': /* BININT: 4 bytes, signed */
-        if (k != 5)
-            return false;
-        v = (int32_t)((uint32_t)x[1] | (uint32_t)x[2] << 8 | (uint32_t)x[3] << 16 |
-                      (uint32_t)x[4] << 24);
-        break;
-    case 0x8a: { /* LONG1: a length byte, then little-endian two's complement */
-        size_t len = x[1];
-        if (len < 1 || len > 8 || k != 2 + len)
-            return false;
-        uint64_t u = 0;
-        for (size_t i = 0; i < len; i++)
-            u |= (uint64_t)x[2 + i] << (8 * i);
-        if (len < 8 && (x[1 + len] & 0x80))
-            u |= ~UINT64_C(0) << (8 * len); /* sign-extend */
-        v = (int64_t)u;
-        break;
-    }
-    default:
+    struct mp__pickle_scalar v;
+    if (mp__pickle_read_scalar(p + h, k, &v) != k)
         return false;
-    }
+    int kind = v.kind == MP__PK_NONE   ? SC_NONE
+               : v.kind == MP__PK_BOOL ? SC_BOOL
+               : v.kind == MP__PK_INT  ? SC_INT
+                                       : 0;
+    if (!kind)
+        return false; /* a float, str or bytes: the general path */
     if (sc) {
         sc->kind = kind;
-        sc->v = v;
+        sc->v = kind == SC_NONE ? 0 : v.i;
     }
     return true;
 }
@@ -595,8 +557,7 @@ static int finish_reply(const unsigned char *p, size_t n, mp_obj **result, struc
 static size_t skip_doorbells(unsigned char *p, size_t n)
 {
     size_t off = 0;
-    while (n - off >= MP__FRAME_SHORT && p[off] == 0 && p[off + 1] == 0 && p[off + 2] == 0 &&
-           p[off + 3] == 0)
+    while (n - off >= MP__FRAME_SHORT && mp__frame_word(p + off) == 0)
         off += MP__FRAME_SHORT;
     if (off)
         memmove(p, p + off, n - off);
@@ -760,10 +721,7 @@ static int roundtrip(mp_manager *m, struct mconn *c, int64_t ident, const char *
     size_t size = c->w.len - 4;
     if (size > __atomic_load_n(&m->server_max, __ATOMIC_RELAXED))
         return MP_ETOOLONG; /* checked here, so the connection stays usable */
-    c->w.p[0] = (unsigned char)(size >> 24);
-    c->w.p[1] = (unsigned char)(size >> 16);
-    c->w.p[2] = (unsigned char)(size >> 8);
-    c->w.p[3] = (unsigned char)size;
+    mp__frame_put_short(c->w.p, (uint32_t)size);
 
     /* The reply may take the operation's own wait plus the call timeout. */
     int64_t tns = __atomic_load_n(&m->timeout_ns, __ATOMIC_RELAXED);

@@ -70,7 +70,7 @@
 #ifndef MPIPC_QPIPE_H
 #define MPIPC_QPIPE_H
 
-#include "internal.h"
+#include "core/internal.h"
 
 #include <pthread.h>
 #include <stdbool.h>
