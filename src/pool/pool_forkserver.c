@@ -184,21 +184,23 @@ int mp__pool_forkserver_main(void *arg)
     fs.ks = calloc((size_t)p->nproc, sizeof *fs.ks);
     mp_wait_item *items = calloc(cap, sizeof *items);
     int *owner = calloc(cap, sizeof *owner);
-    if (!fs.procs || !fs.ks || !items || !owner)
-        return 1;
-    pool_fs_serve(&fs, items, owner);
-    /* Whatever is left (the pool's process died): end it. */
-    for (int i = 0; i < p->nproc; i++) {
-        if (fs.procs[i]) {
-            (void)mp_process_kill(fs.procs[i]);
-            (void)mp_process_join(fs.procs[i], MP_FOREVER);
-            (void)mp_process_free(fs.procs[i]);
+    int code = 1;
+    if (fs.procs && fs.ks && items && owner) {
+        pool_fs_serve(&fs, items, owner);
+        /* Whatever is left (the pool's process died): end it. */
+        for (int i = 0; i < p->nproc; i++) {
+            if (fs.procs[i]) {
+                (void)mp_process_kill(fs.procs[i]);
+                (void)mp_process_join(fs.procs[i], MP_FOREVER);
+                (void)mp_process_free(fs.procs[i]);
+            }
         }
+        code = 0;
     }
     free(fs.procs);
     free(fs.ks);
     free(items);
     free(owner);
     mp_conn_free(fs.ctl);
-    return 0;
+    return code;
 }

@@ -282,30 +282,29 @@ static bool pool_run_batch(const mp_pool *p, mp_conn *c, struct slot *s, const u
     return false;
 }
 
-/*
- * The worker's life (Python's pool.worker): drop the parent's descriptors it
- * inherited, run the initializer, then run chunks until told to exit, its
- * parent goes away, or it has run maxtasksperchild chunks.
- */
-int mp__pool_worker_main(void *arg)
+/* Connect back to the pool through its listener (proving the authkey) and
+ * say which slot and spawn this worker is. */
+static int pool_worker_hello(const mp_pool *p, const struct worker *self, mp_conn **out)
 {
-    struct worker *self = arg;
-    mp_pool *p = self->pool;
-    pid_t server = getppid();
-    /* The fork server's end to the pool is not ours. */
-    mp_conn_free(p->zctl_child);
-    p->zctl_child = NULL;
     mp_conn *c;
-    if (mp_client_connect(&c, p->lis_addr, p->authkey, sizeof p->authkey, 30.0) < 0)
-        return 4;
+    int rc = mp_client_connect(&c, p->lis_addr, p->authkey, sizeof p->authkey, 30.0);
+    if (rc < 0)
+        return rc;
     struct hello h = {.idx = (uint32_t)self->idx, .k = self->k, .pid = (int32_t)getpid()};
-    if (mp_conn_send_bytes(c, &h, sizeof h) < 0)
-        return 4;
-    struct slot *s = &p->slots[self->idx];
-    if (p->init)
-        p->init(p->initarg);
-    __atomic_store_n(&s->ready, 1, __ATOMIC_RELEASE);
+    rc = mp_conn_send_bytes(c, &h, sizeof h);
+    if (rc < 0) {
+        mp_conn_free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
 
+/* Receive batches and run them until told to stop, the parent goes away
+ * (server: the fork server's pid) or maxtasksperchild is reached. Returns
+ * the worker's exit code. */
+static int pool_worker_serve(const mp_pool *p, mp_conn *c, struct slot *s, pid_t server)
+{
     struct wbuf in = {0};
     struct pool_reply r = {0};
     unsigned long done = 0;
@@ -337,6 +336,30 @@ int mp__pool_worker_main(void *arg)
     free(in.p);
     free(r.out.p);
     free(r.fails.p);
+    return code;
+}
+
+/*
+ * The worker's life (Python's pool.worker): drop the parent's descriptors it
+ * inherited, run the initializer, then run chunks until told to exit, its
+ * parent goes away, or it has run maxtasksperchild chunks.
+ */
+int mp__pool_worker_main(void *arg)
+{
+    struct worker *self = arg;
+    mp_pool *p = self->pool;
+    pid_t server = getppid();
+    /* The fork server's end to the pool is not ours. */
+    mp_conn_free(p->zctl_child);
+    p->zctl_child = NULL;
+    mp_conn *c;
+    if (pool_worker_hello(p, self, &c) < 0)
+        return 4;
+    struct slot *s = &p->slots[self->idx];
+    if (p->init)
+        p->init(p->initarg);
+    __atomic_store_n(&s->ready, 1, __ATOMIC_RELEASE);
+    int code = pool_worker_serve(p, c, s, server);
     mp_conn_free(c);
     return code;
 }
