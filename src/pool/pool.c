@@ -258,6 +258,7 @@ fail:
 
 static int pool_count_live_locked(const mp_pool *p)
 {
+    MP__POOL_ASSERT_HELD(p);
     int live = 0;
     for (int i = 0; i < p->nproc; i++)
         live += p->w[i].state == W_LIVE;

@@ -103,6 +103,7 @@ static void pool_pending_pop_locked(mp_pool *p)
  */
 static void pool_cancel_next_locked(mp_pool *p, struct retry *r, struct mp_result *j)
 {
+    MP__POOL_ASSERT_HELD(p);
     size_t k;
     if (r) {
         p->retry_head = r->next;
@@ -125,6 +126,7 @@ static void pool_cancel_next_locked(mp_pool *p, struct retry *r, struct mp_resul
 /* The window for worker w: the chunks it may have in flight (p->mu held). */
 static unsigned pool_worker_window_locked(const mp_pool *p, const struct worker *w)
 {
+    MP__POOL_ASSERT_HELD(p);
     unsigned win = (unsigned)mp__pool_window(p);
     if (p->maxtasks) {
         unsigned long left = (unsigned long)p->maxtasks - w->sent;
@@ -218,6 +220,7 @@ static bool pool_alive(const struct worker *w)
  * or on their way (p->mu held). */
 static int pool_reap_slots_locked(mp_pool *p)
 {
+    MP__POOL_ASSERT_HELD(p);
     int live = 0;
     for (int i = 0; i < p->nproc; i++) {
         if (p->w[i].state == W_DEAD)
@@ -239,6 +242,7 @@ static void pool_wake_at(int64_t *wake, int64_t at)
  * KILL_GRACE_NS later (p->mu held). */
 static void pool_signal_workers_locked(mp_pool *p, int64_t *wake)
 {
+    MP__POOL_ASSERT_HELD(p);
     int64_t now = mp__now_ns();
     for (int i = 0; i < p->nproc; i++) {
         struct worker *w = &p->w[i];
@@ -260,6 +264,7 @@ static void pool_signal_workers_locked(mp_pool *p, int64_t *wake)
  * held). Returns true if it did anything. */
 static bool pool_dispatch_round_locked(mp_pool *p, int64_t *wake)
 {
+    MP__POOL_ASSERT_HELD(p);
     bool did = false;
     for (int i = 0; i < p->nproc && p->state != P_TERMINATE; i++) {
         if (p->w[i].state != W_NONE)
@@ -287,6 +292,7 @@ static bool pool_dispatch_round_locked(mp_pool *p, int64_t *wake)
  * the windows full, a result opening room does. */
 static void pool_dispatcher_sleep_locked(mp_pool *p, int64_t wake)
 {
+    MP__POOL_ASSERT_HELD(p);
     p->disp_wake_chunks = SIZE_MAX;
     unsigned half = (unsigned)mp__pool_window(p) / 2, low = mp__pool_low(p);
     for (int i = 0; i < p->nproc; i++) {

@@ -370,6 +370,7 @@ static void pool_take_fifo_locked(mp_pool *p, struct worker *w, bool ready, uint
  * spawn, 10 ms doubling up to a second while they keep dying (p->mu held). */
 static void pool_startup_backoff_locked(mp_pool *p)
 {
+    MP__POOL_ASSERT_HELD(p);
     p->startup_fails++;
     int64_t pause = INT64_C(10000000) << (p->startup_fails < 7 ? p->startup_fails - 1 : 6);
     if (pause > INT64_C(1000000000))
@@ -574,6 +575,7 @@ static void pool_kill_lingering(mp_pool *p)
 static size_t pool_wait_set_locked(mp_pool *p, mp_wait_item *items, int *owner, bool zygote_gone,
                                    int64_t *deadline)
 {
+    MP__POOL_ASSERT_HELD(p);
     size_t n = 0;
     items[n] = (mp_wait_item){.conn = NULL, .fd = p->notify[0], .ready = 0};
     owner[n++] = OWN_NOTIFY;
