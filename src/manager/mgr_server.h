@@ -10,7 +10,8 @@
  *                                     teardown, mp__mgr_serve
  *   mgr_server_conn.c       conn_     connection I/O: reading frames, sending,
  *                                     mailbox slots, large requests' helper
- *   mgr_server_reply.c      reply_    reply frames and the budget's charges
+ *   mgr_server_reply.c      reply_    reply frames: errors, values, the checks
+ *                                     before one stands (size, memory, budget)
  *   mgr_server_handshake.c  hs_       accept, handshakes, evict and shed
  *   mgr_server_request.c    req_      request readers (fast, general), the
  *                                     type registry, dispatch

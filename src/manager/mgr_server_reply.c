@@ -9,7 +9,7 @@
  * ('#RETURN', value) or ('#ERROR', code, text).
  *
  * Encode first, then commit. A ('#RETURN', value) reply is built whole
- * before anything else happens; frame_finish replaces it with an error
+ * before anything else happens; mp__mgr_frame_finish replaces it with an error
  * reply when it cannot be sent (over the reader's max_reply, no memory) and
  * says so. A method that removes or replaces what it replies with (a queue
  * get, a pop, a compare-and-set) changes the object only after its reply

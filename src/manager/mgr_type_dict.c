@@ -84,7 +84,7 @@ static int dict_contains(const struct req *r)
 /* keys(), values(), items(): a list built straight into the reply. */
 enum { DICT_KEYS, DICT_VALUES, DICT_ITEMS };
 
-static void dict_view(const struct req *r, int which)
+static int dict_view(const struct req *r, int which)
 {
     struct sconn *c = r->c;
     size_t st = mp__mgr_reply_begin(c);
@@ -102,24 +102,22 @@ static void dict_view(const struct req *r, int which)
     }
     mp__pickler_list_end(&c->out);
     mp__mgr_reply_end(c, st);
+    return 0;
 }
 
 static int dict_keys(const struct req *r)
 {
-    dict_view(r, DICT_KEYS);
-    return 0;
+    return dict_view(r, DICT_KEYS);
 }
 
 static int dict_values(const struct req *r)
 {
-    dict_view(r, DICT_VALUES);
-    return 0;
+    return dict_view(r, DICT_VALUES);
 }
 
 static int dict_items(const struct req *r)
 {
-    dict_view(r, DICT_ITEMS);
-    return 0;
+    return dict_view(r, DICT_ITEMS);
 }
 
 /* pop(key): the item leaves the dict only once its reply stood. */

@@ -123,34 +123,33 @@ static int list_set(const struct req *r)
     return 0;
 }
 
-static void list_del_or_pop(const struct req *r, bool pop)
+static int list_del_or_pop(const struct req *r, bool pop)
 {
     size_t len = (size_t)mp_obj_len(r->o->value);
     if (pop && len == 0) {
         mp__mgr_reply_error(r->c, MP_EKEY, "IndexError: pop from empty list");
-        return;
+        return 0;
     }
     size_t i = len - 1;
     if (mp_obj_len(r->args) > 0 && list_arg_index(r, len, "IndexError: index out of range", &i) < 0)
-        return;
+        return 0;
     /* A pop removes the item only once its reply stood. */
     if (pop && mp__mgr_reply_obj(r->c, mp_obj_list_get(r->o->value, i)) != 0)
-        return;
+        return 0;
     mp_obj_free(mp__seq_take(r->o->value, i));
     if (!pop)
         mp__mgr_reply_none(r->c);
+    return 0;
 }
 
 static int list_pop(const struct req *r)
 {
-    list_del_or_pop(r, true);
-    return 0;
+    return list_del_or_pop(r, true);
 }
 
 static int list_del(const struct req *r)
 {
-    list_del_or_pop(r, false);
-    return 0;
+    return list_del_or_pop(r, false);
 }
 
 static int list_insert(const struct req *r)
