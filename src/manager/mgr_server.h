@@ -44,6 +44,12 @@
  * gets MP_EOWNERDEAD) and drops its references; an object nobody references
  * (and that has no name) is freed.
  *
+ * The hot path. A call through a mailbox runs conn_slot_take, the fast
+ * reader and dispatch (mgr_server_request.c), one method, and the reply:
+ * one call from file to file each way, and the small replies, the budget
+ * and the argument helpers inline below, so the split costs it nothing
+ * worth measuring (the W6 rows of bench/run.py check it).
+ *
  * Re-entrancy. Completing a waiter writes to another connection; a failed
  * write never frees that connection on the spot (it is marked broken and
  * torn down at the top of the loop), so no object or session disappears
