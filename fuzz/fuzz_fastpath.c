@@ -1,6 +1,6 @@
 /*
  * libFuzzer harness: the manager server's fast request reader
- * (quick_request in src/manager/mgr_server.c) against the general pickle decoder
+ * (mp__mgr_quick_request in src/manager/mgr_server_request.c) against the general pickle decoder
  * (src/codec/pickle.c). The fast reader takes the requests libmpipc clients send
  * most, straight from their bytes, and leaves everything else to the
  * decoder; it must never read bytes differently from it.

@@ -1,6 +1,7 @@
 /*
  * libFuzzer harness for the manager server's request handling after login
- * (src/manager/mgr_server.c, through the socket-less probe of src/manager/mgr.h).
+ * (src/manager/mgr_server_request.c and the object types, src/manager/mgr_type_*.c,
+ * through the socket-less probe of src/manager/mgr.h, src/manager/mgr_server_probe.c).
  *
  * The input is a script of steps on four connections that have said hello
  * (connections 0 and 1 of one client process, 2 and 3 of another), so the

@@ -1,8 +1,9 @@
 /*
  * mgr - what the manager's two halves share: the protocol constants
- * (docs/manager.md specifies the messages) and the server loop's entry
- * point. Private: manager.c (the client side, handles and proxies) and
- * mgr_server.c (the server) include it; never installed.
+ * (docs/manager.md specifies the messages), the mailboxes' layout, and the
+ * server's entry points. Private: the client (manager.c: handles and
+ * proxies) and the server (its files include it through mgr_server.h,
+ * which lists them) include it; never installed.
  */
 #ifndef MPIPC_MGR_H
 #define MPIPC_MGR_H
@@ -45,33 +46,33 @@
  * SERVER_SPIN after a busy moment before it sleeps. A server whose clients
  * hold mailboxes looks at those between two yields and at its sockets (a
  * poll(), a system call) every SERVER_POLL, or every SERVER_BUSY_POLL while
- * the mailboxes keep it busy: polling every 2 us cost the mailbox rows
- * 5-10%, every 10 us 3-7% more than every 25-50 us on one vCPU. A socket
- * client of such a server may so wait up to SERVER_POLL longer while the
- * server spins (not while it sleeps); a server without mailbox clients
- * polls its sockets at every look.
+ * the mailboxes keep it busy: looking at the sockets more often costs the
+ * mailbox rows more than it gains the socket clients. A socket client of
+ * such a server may so wait up to SERVER_POLL longer while the server
+ * spins (not while it sleeps); a server without mailbox clients polls its
+ * sockets at every look.
  *
  * Yield or spin in place? With more processes than CPUs - four clients
  * and a server on two vCPUs, or on one when the machine is busy - a
  * process that spins in place keeps the very process it waits for off the
  * CPU until its spin is over, while one that yields (sched_yield) lets it
- * run at once: measured, yielding beat spinning in place 2-3x on every W6
- * row. But where the two ends do have a CPU each (the mp_lock row: one
- * client works at a time), spinning in place keeps them there and beat
- * yielding 2-2.5x. So both ends adapt: a client (for calls the server
- * answers at once) and the server (while mailbox clients are connected)
- * first look in place for up to CLIENT_PAUSE / SERVER_PAUSE; a look that
- * ends without an answer means the other end is not running alongside,
- * and the next PAUSE_RETRY waits yield from the start. Measured (medians
- * of 7, rows manager-Lock / mp_lock / add_int, 2 vCPUs): yield only
- * 43.7k/79.8k/551k, adaptive 52.6k/211k/502k; pinned to one vCPU, where
- * the looks in place never pay, 48.1k/76.0k/357k vs 47.3k/73.8k/343k.
- * Where the other end has a CPU of its own, a yield with nobody else to
- * run costs well under a microsecond, so little is lost there.
+ * run at once: yielding wins there. But where the two ends do have a CPU
+ * each (the mp_lock row: one client works at a time), spinning in place
+ * keeps them there and wins. So both ends adapt: a client (for calls the
+ * server answers at once) and the server (while mailbox clients are
+ * connected) first look in place for up to CLIENT_PAUSE / SERVER_PAUSE; a
+ * look that ends without an answer means the other end is not running
+ * alongside, and the next PAUSE_RETRY waits yield from the start. Where
+ * the other end has a CPU of its own, a yield with nobody else to run is
+ * cheap, so little is lost there.
  *
  * A client connection whose spins keep missing (an overloaded server)
  * stops spinning, trying again only now and then, so the CPU it burns
  * stays a small fraction of the time it waits.
+ *
+ * The measurements behind these choices and values (W6 rows of
+ * bench/bench_manager.c, run by bench/run.py) are in docs/manager.md,
+ * "Spinning".
  */
 #define MP__MGR_CLIENT_SPIN_NS      INT64_C(20000)
 #define MP__MGR_CLIENT_WAIT_SPIN_NS INT64_C(10000)
@@ -156,14 +157,16 @@ static inline void mp__mgr_relax(void)
  * Large requests. A request frame larger than MP__MGR_IN_KEEP is large: the
  * server buffers it only within its budget for large messages in flight
  * (MP__MGR_BUDGET_FACTOR times its request limit), which is charged for the
- * buffer holding such a frame - growing with the bytes that arrive, never
- * by what the header claims - until the frame is decoded, and for every
- * reply larger than MP__MGR_OUT_KEEP until it has been sent. A request that does not fit the budget
- * is read and dropped as it arrives, and answered ('#ERROR', -EAGAIN, ...); a reply that does not
- * fit becomes that error (nothing changes: docs/manager.md). A large request is decoded, and freed
- * once it has been handled, by a helper thread (mgr_worker.c), so the loop serves everyone else
- * meanwhile. What the server holds at most for messages in flight is then the budget, plus one
- * request's decoding (the decoder's bound, docs/wire.md), plus one reply being built.
+ * buffer holding such a frame - growing with the bytes that arrive, never by
+ * what the header claims - until the frame is decoded, and for every reply
+ * larger than MP__MGR_OUT_KEEP until it has been sent. A request that does
+ * not fit the budget is read and dropped as it arrives, and answered
+ * ('#ERROR', -EAGAIN, ...); a reply that does not fit becomes that error
+ * (nothing changes: docs/manager.md). A large request is decoded, and freed
+ * once it has been handled, by a helper thread (mgr_worker.c), so the loop
+ * serves everyone else meanwhile. What the server holds at most for messages
+ * in flight is then the budget, plus one request's decoding (the decoder's
+ * bound, docs/wire.md), plus one reply being built.
  */
 #define MP__MGR_IN_KEEP       ((size_t)64 << 10)
 #define MP__MGR_OUT_KEEP      ((size_t)1 << 20)
@@ -223,8 +226,8 @@ struct mp__mgr_cfg {
 int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg);
 
 /*
- * The probe: the server's request handling without sockets, for the
- * request fuzzer (fuzz/fuzz_request.c) and tests. A probe is a server
+ * The probe (mgr_server_probe.c): the server's request handling without
+ * sockets, for the request fuzzer (fuzz/fuzz_request.c) and tests. A probe is a server
  * state with 4 connections that are never sent anything: a request runs on
  * connection i (mod 4) exactly as if it had been read from that socket, and
  * each connection's reply frames stay in its output until taken.
@@ -250,11 +253,12 @@ bool mp__mgr_probe_stopped(const struct mp__mgr_probe *p);
 void mp__mgr_probe_free(struct mp__mgr_probe *p);
 
 /*
- * The server's fast request reader (for the differential fuzzer): the
- * bytes of one request pickle; 1 with *ident, *meth and *mlen (into p)
- * and *args (a new tuple, mp_obj_free) set; 0 when it leaves the bytes to
- * the general decoder; -ENOMEM. Whatever it accepts, the general decoder
- * reads as the same (ident, method, args).
+ * The server's fast request reader (mgr_server_request.c), for the
+ * differential fuzzer (fuzz/fuzz_fastpath.c): the bytes of one request
+ * pickle; 1 with *ident, *meth and *mlen (into p) and *args (a new tuple,
+ * mp_obj_free) set; 0 when it leaves the bytes to the general decoder;
+ * -ENOMEM. Whatever it accepts, the general decoder reads as the same
+ * (ident, method, args).
  */
 int mp__mgr_quick_request(const unsigned char *p, size_t n, int64_t *ident, const char **meth,
                           size_t *mlen, mp_obj **args);

@@ -42,7 +42,7 @@ struct mp__mgr_worker {
  * the large buffers themselves are single blocks that a libc maps and
  * unmaps on its own.
  */
-static void release_memory(void)
+static void worker_release_memory(void)
 {
 #if defined(__GLIBC__)
     (void)malloc_trim(0);
@@ -67,7 +67,7 @@ static void *worker_main(void *arg)
             mp_obj_free(j->obj);
             free(j->buf);
             free(j);
-            release_memory();
+            worker_release_memory();
             pthread_mutex_lock(&w->mu);
             continue;
         }
@@ -86,7 +86,7 @@ static void *worker_main(void *arg)
             /* A refused pickle may have built a lot before it was refused;
              * give that back once the refusal is on its way. */
             pthread_mutex_unlock(&w->mu);
-            release_memory();
+            worker_release_memory();
             pthread_mutex_lock(&w->mu);
         }
     }

@@ -1,0 +1,140 @@
+/*
+ * mgr_server_wait - requests that wait in the manager server (a lock held,
+ * a queue empty or full, unfinished tasks): the FIFO of waiters on each
+ * object, the list of timed ones, and their deadlines. Static functions:
+ * wait_.
+ */
+#include "core/io.h"
+#include "manager/mgr_server.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+static void wait_push(struct wq *q, struct waiter *w)
+{
+    MP__ASSERT(!w->q && (q->head == NULL) == (q->tail == NULL));
+    w->q = q;
+    w->next = NULL;
+    w->prev = q->tail;
+    if (q->tail)
+        q->tail->next = w;
+    else
+        q->head = w;
+    q->tail = w;
+}
+
+static void wait_unlink(struct waiter *w)
+{
+    struct wq *q = w->q;
+    if (!q)
+        return;
+    MP__ASSERT(w->prev ? w->prev->next == w : q->head == w);
+    MP__ASSERT(w->next ? w->next->prev == w : q->tail == w);
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        q->head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        q->tail = w->prev;
+    w->q = NULL;
+    w->next = w->prev = NULL;
+}
+
+static void wait_timed_unlink(struct server *s, struct waiter *w)
+{
+    if (w->deadline == MP__NO_DEADLINE)
+        return;
+    MP__ASSERT(w->tprev ? w->tprev->tnext == w : s->timed == w);
+    if (w->tprev)
+        w->tprev->tnext = w->tnext;
+    else
+        s->timed = w->tnext;
+    if (w->tnext)
+        w->tnext->tprev = w->tprev;
+    w->tnext = w->tprev = NULL;
+}
+
+int mp__mgr_wait(const struct req *r, struct wq *q, int op, double timeout, uint64_t tid,
+                 mp_obj *item)
+{
+    struct server *s = r->s;
+    struct sconn *c = r->c;
+    MP__ASSERT(!c->waiter); /* one request at a time */
+    struct waiter *w = calloc(1, sizeof *w);
+    if (!w)
+        return -ENOMEM;
+    w->conn = c;
+    w->obj = r->o;
+    w->op = op;
+    w->tid = tid;
+    w->item = item;
+    w->deadline = mp__deadline(timeout);
+    wait_push(q, w);
+    if (c->via_slot) /* tell the client not to wait up (mgr.h) */
+        __atomic_store_n(&c->slot->parked, c->slot_seq, __ATOMIC_RELEASE);
+    if (w->deadline != MP__NO_DEADLINE) {
+        w->tnext = s->timed;
+        if (s->timed)
+            s->timed->tprev = w;
+        s->timed = w;
+    }
+    c->waiter = w;
+    return 0;
+}
+
+void mp__mgr_waiter_free(struct server *s, struct waiter *w)
+{
+    wait_unlink(w);
+    wait_timed_unlink(s, w);
+    if (w->conn && w->conn->waiter == w)
+        w->conn->waiter = NULL;
+    mp_obj_free(w->item);
+    free(w);
+}
+
+/* The connection of a completed waiter may have more requests buffered. */
+void mp__mgr_waiter_replied(struct server *s, struct waiter *w)
+{
+    struct sconn *c = w->conn;
+    mp__mgr_waiter_free(s, w);
+    mp__mgr_reply_done(c);
+    s->again = true;
+}
+
+void mp__mgr_waiter_fail(struct server *s, struct waiter *w, int code)
+{
+    if (!w->conn->broken)
+        mp__mgr_reply_status(w->conn, code);
+    mp__mgr_waiter_replied(s, w);
+}
+
+void mp__mgr_wq_fail_all(struct server *s, struct wq *q, int code)
+{
+    while (q->head)
+        mp__mgr_waiter_fail(s, q->head, code);
+}
+
+int64_t mp__mgr_waiters_next_deadline(const struct server *s)
+{
+    int64_t d = MP__NO_DEADLINE;
+    for (const struct waiter *w = s->timed; w; w = w->tnext)
+        if (d == MP__NO_DEADLINE || w->deadline < d)
+            d = w->deadline;
+    return d;
+}
+
+void mp__mgr_waiters_expire(struct server *s, int64_t now)
+{
+    struct waiter *w = s->timed;
+    while (w) {
+        struct waiter *next = w->tnext;
+        if (w->deadline <= now) {
+            int code = w->op == W_GET ? MP_EMPTY : w->op == W_PUT ? MP_FULL : MP_ETIMEDOUT;
+            mp__mgr_waiter_fail(s, w, code);
+            next = s->timed; /* the list changed under us: start over */
+        }
+        w = next;
+    }
+}

@@ -1,0 +1,274 @@
+/*
+ * mgr_type_list - the manager server's list: its methods and their table
+ * (with each method's argument count). Static functions: list_. Siblings:
+ * mgr_type_dict.c, mgr_type_lock.c, mgr_type_queue.c, mgr_type_manager.c.
+ */
+#include "codec/objimpl.h"
+#include "manager/mgr_server.h"
+
+#include <errno.h>
+
+/* Python's index normalisation for item access: i < 0 counts from the end;
+ * out of range is IndexError (MP_EKEY). */
+static int list_index_of(const mp_obj *io, size_t len, size_t *out)
+{
+    int64_t i;
+    if (mp_obj_get_int(io, &i) < 0)
+        return MP_ETYPE;
+    if (i < 0)
+        i += (int64_t)len;
+    if (i < 0 || (uint64_t)i >= len)
+        return MP_EKEY;
+    *out = (size_t)i;
+    return 0;
+}
+
+/* Python's slice clamping for one bound (None: the default). */
+static int list_slice_bound(const mp_obj *o, size_t len, size_t dflt, size_t *out)
+{
+    if (mp_obj_is_none(o)) {
+        *out = dflt;
+        return 0;
+    }
+    int64_t i;
+    if (mp_obj_get_int(o, &i) < 0)
+        return MP_ETYPE;
+    if (i < 0) {
+        i += (int64_t)len;
+        if (i < 0)
+            i = 0;
+    }
+    *out = (uint64_t)i > len ? len : (size_t)i;
+    return 0;
+}
+
+/* Argument 0 as an index of the list: 0 with *i set, or the error replied
+ * (IndexError with the text given, or TypeError). */
+static int list_arg_index(const struct req *r, size_t len, const char *index_error, size_t *i)
+{
+    int rc = list_index_of(mp__mgr_arg(r, 0), len, i);
+    if (rc < 0)
+        mp__mgr_reply_error(r->c, rc, rc == MP_EKEY ? index_error : "TypeError");
+    return rc;
+}
+
+/* Insert argument vi at index at: 0 with None replied, or the code of the
+ * failure (the item freed). */
+static int list_insert_arg(const struct req *r, size_t at, size_t vi)
+{
+    mp_obj *v = mp__seq_take(r->args, vi);
+    int rc = mp__list_insert(r->o->value, at, v);
+    if (rc < 0) {
+        mp_obj_free(v);
+        return rc;
+    }
+    mp__mgr_reply_none(r->c);
+    return 0;
+}
+
+static int list_append(const struct req *r)
+{
+    return list_insert_arg(r, (size_t)mp_obj_len(r->o->value), 0);
+}
+
+static int list_extend(const struct req *r)
+{
+    mp_obj *seq = mp__mgr_arg(r, 0);
+    int t = mp_obj_type(seq);
+    if (t != MP_TYPE_LIST && t != MP_TYPE_TUPLE) {
+        mp__mgr_reply_error(r->c, MP_ETYPE, "TypeError: extend() takes a list or tuple");
+        return 0;
+    }
+    size_t n = (size_t)mp_obj_len(seq);
+    int rc = mp__seq_reserve(r->o->value, n);
+    if (rc < 0)
+        return rc;
+    /* Move the items, last first (taking the last item moves nothing),
+     * then insert them in order at the old end. */
+    size_t at = (size_t)mp_obj_len(r->o->value);
+    for (size_t i = n; i-- > 0;) {
+        mp_obj *item = mp__seq_take(seq, i);
+        rc = mp__list_insert(r->o->value, at, item);
+        if (rc < 0) {
+            mp_obj_free(item);
+            return rc;
+        }
+    }
+    mp__mgr_reply_none(r->c);
+    return 0;
+}
+
+static int list_get(const struct req *r)
+{
+    size_t i;
+    if (list_arg_index(r, (size_t)mp_obj_len(r->o->value), "IndexError: list index out of range",
+                       &i) == 0)
+        mp__mgr_reply_obj(r->c, mp_obj_list_get(r->o->value, i));
+    return 0;
+}
+
+static int list_set(const struct req *r)
+{
+    size_t i;
+    if (list_arg_index(r, (size_t)mp_obj_len(r->o->value),
+                       "IndexError: list assignment index out of range", &i) < 0)
+        return 0;
+    mp_obj *v = mp__seq_take(r->args, 1);
+    int rc = mp_obj_list_set(r->o->value, i, v);
+    if (rc < 0) {
+        mp_obj_free(v);
+        return rc;
+    }
+    mp__mgr_reply_none(r->c);
+    return 0;
+}
+
+static int list_del_or_pop(const struct req *r, bool pop)
+{
+    size_t len = (size_t)mp_obj_len(r->o->value);
+    if (pop && len == 0) {
+        mp__mgr_reply_error(r->c, MP_EKEY, "IndexError: pop from empty list");
+        return 0;
+    }
+    size_t i = len - 1;
+    if (mp_obj_len(r->args) > 0 && list_arg_index(r, len, "IndexError: index out of range", &i) < 0)
+        return 0;
+    /* A pop removes the item only once its reply stood. */
+    if (pop && mp__mgr_reply_obj(r->c, mp_obj_list_get(r->o->value, i)) != 0)
+        return 0;
+    mp_obj_free(mp__seq_take(r->o->value, i));
+    if (!pop)
+        mp__mgr_reply_none(r->c);
+    return 0;
+}
+
+static int list_pop(const struct req *r)
+{
+    return list_del_or_pop(r, true);
+}
+
+static int list_del(const struct req *r)
+{
+    return list_del_or_pop(r, false);
+}
+
+static int list_insert(const struct req *r)
+{
+    int64_t i;
+    if (mp_obj_get_int(mp__mgr_arg(r, 0), &i) < 0)
+        return MP_ETYPE;
+    int64_t len = (int64_t)mp_obj_len(r->o->value);
+    if (i < 0) {
+        i += len;
+        if (i < 0)
+            i = 0;
+    }
+    if (i > len)
+        i = len;
+    return list_insert_arg(r, (size_t)i, 1);
+}
+
+static int list_slice(const struct req *r)
+{
+    struct sconn *c = r->c;
+    size_t len = (size_t)mp_obj_len(r->o->value), a, b;
+    if (list_slice_bound(mp__mgr_arg(r, 0), len, 0, &a) < 0 ||
+        list_slice_bound(mp__mgr_arg(r, 1), len, len, &b) < 0)
+        return MP_ETYPE;
+    size_t st = mp__mgr_reply_begin(c);
+    mp__pickler_list_begin(&c->out);
+    for (size_t i = a; i < b; i++)
+        mp__pickler_obj(&c->out, mp_obj_list_get(r->o->value, i));
+    mp__pickler_list_end(&c->out);
+    mp__mgr_reply_end(c, st);
+    return 0;
+}
+
+/* The first index holding a value equal to v, or -1. */
+static ssize_t list_find(const mp_obj *list, const mp_obj *v)
+{
+    size_t n = (size_t)mp_obj_len(list);
+    for (size_t i = 0; i < n; i++)
+        if (mp_obj_equal(mp_obj_list_get(list, i), v))
+            return (ssize_t)i;
+    return -1;
+}
+
+static int list_index(const struct req *r)
+{
+    ssize_t i = list_find(r->o->value, mp__mgr_arg(r, 0));
+    if (i < 0)
+        mp__mgr_reply_error(r->c, MP_EVALUE, "ValueError: value is not in list");
+    else
+        mp__mgr_reply_int(r->c, i);
+    return 0;
+}
+
+static int list_count(const struct req *r)
+{
+    size_t n = (size_t)mp_obj_len(r->o->value);
+    int64_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += mp_obj_equal(mp_obj_list_get(r->o->value, i), mp__mgr_arg(r, 0));
+    mp__mgr_reply_int(r->c, k);
+    return 0;
+}
+
+static int list_contains(const struct req *r)
+{
+    mp__mgr_reply_bool(r->c, list_find(r->o->value, mp__mgr_arg(r, 0)) >= 0);
+    return 0;
+}
+
+static int list_remove(const struct req *r)
+{
+    ssize_t i = list_find(r->o->value, mp__mgr_arg(r, 0));
+    if (i < 0) {
+        mp__mgr_reply_error(r->c, MP_EVALUE, "ValueError: list.remove(x): x not in list");
+        return 0;
+    }
+    mp_obj_free(mp__seq_take(r->o->value, (size_t)i));
+    mp__mgr_reply_none(r->c);
+    return 0;
+}
+
+/* A new list: empty, or the initial list or tuple moved out of create's
+ * arguments. */
+static int list_init(const struct req *r, struct sobj *o)
+{
+    int t = mp_obj_type(mp__mgr_arg(r, 2));
+    if (t == MP_TYPE_NONE) {
+        o->value = mp_obj_list_new();
+    } else if (t == MP_TYPE_LIST) {
+        o->value = mp__seq_take(r->args, 2);
+    } else if (t == MP_TYPE_TUPLE) {
+        /* Lists and tuples share one layout: the tuple, moved out of
+         * the request, simply becomes the list. */
+        o->value = mp__seq_take(r->args, 2);
+        if (o->value)
+            o->value->type = MP_TYPE_LIST;
+    } else {
+        return MP_ETYPE;
+    }
+    return o->value ? 0 : -ENOMEM;
+}
+
+static const struct method list_methods[] = {
+    {"append", 1, 1, list_append},
+    {"extend", 1, 1, list_extend},
+    {"get", 1, 1, list_get},
+    {"set", 2, 2, list_set},
+    {"len", 0, 0, mp__mgr_value_len},
+    {"pop", 0, 1, list_pop},
+    {"del", 1, 1, list_del},
+    {"insert", 2, 2, list_insert},
+    {"slice", 2, 2, list_slice},
+    {"copy", 0, 0, mp__mgr_value_copy},
+    {"clear", 0, 0, mp__mgr_value_clear},
+    {"index", 1, 1, list_index},
+    {"count", 1, 1, list_count},
+    {"contains", 1, 1, list_contains},
+    {"remove", 1, 1, list_remove},
+};
+
+const struct stype mp__mgr_type_list = {"list", MP__MGR_METHODS(list_methods), list_init, NULL};

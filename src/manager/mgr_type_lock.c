@@ -1,0 +1,143 @@
+/*
+ * mgr_type_lock - the manager server's Lock and RLock: acquire and release
+ * (with their table), the handover to waiters, and the release of what a
+ * dead session held. Static functions: lock_. Siblings: mgr_type_dict.c,
+ * mgr_type_list.c, mgr_type_queue.c, mgr_type_manager.c.
+ */
+#include "manager/mgr_server.h"
+
+static void lock_give(struct sobj *o, struct session *ss, uint64_t tid)
+{
+    MP__ASSERT(o->count == 0 && ss);
+    o->owner = ss;
+    o->owner_tid = tid;
+    o->count = 1;
+}
+
+/* The reply to a successful acquire: 0, or MP_EOWNERDEAD once after the
+ * previous holder died holding the lock. */
+static void lock_reply_acquired(struct sconn *c, struct sobj *o)
+{
+    if (o->owner_dead) {
+        o->owner_dead = false;
+        mp__mgr_reply_error(c, MP_EOWNERDEAD,
+                            "acquired; the previous holder died holding the lock");
+    } else {
+        mp__mgr_reply_none(c);
+    }
+}
+
+void mp__mgr_lock_grant_next(struct server *s, struct sobj *o)
+{
+    while (o->count == 0 && o->acquirers.head) {
+        struct waiter *w = o->acquirers.head;
+        struct sconn *wc = w->conn;
+        MP__ASSERT(w->obj == o && w->op == W_ACQUIRE);
+        if (wc->broken || !wc->sess) {
+            mp__mgr_waiter_free(s, w);
+            continue;
+        }
+        lock_give(o, wc->sess, w->tid);
+        lock_reply_acquired(wc, o);
+        mp__mgr_waiter_replied(s, w);
+    }
+}
+
+void mp__mgr_locks_release_session(struct server *s, struct session *ss)
+{
+    for (struct sobj *o = s->locks; o; o = o->lnext) {
+        if (o->count && o->owner == ss) {
+            o->count = 0;
+            o->owner = NULL;
+            o->owner_dead = true;
+            mp__mgr_lock_grant_next(s, o);
+        }
+    }
+}
+
+static int lock_acquire(const struct req *r)
+{
+    struct sconn *c = r->c;
+    struct sobj *o = r->o;
+    double timeout;
+    int64_t tid;
+    if (mp__mgr_arg_timeout(mp__mgr_arg(r, 0), &timeout) < 0 ||
+        mp_obj_get_int(mp__mgr_arg(r, 1), &tid) < 0)
+        return MP_ETYPE;
+    if (o->count == 0) {
+        lock_give(o, c->sess, (uint64_t)tid);
+        lock_reply_acquired(c, o);
+        return 0;
+    }
+    if (o->kind == K_RLOCK && o->owner == c->sess && o->owner_tid == (uint64_t)tid) {
+        o->count++;
+        mp__mgr_reply_none(c);
+        return 0;
+    }
+    if (timeout == 0) {
+        mp__mgr_reply_error(c, MP_ETIMEDOUT, "the lock is held");
+        return 0;
+    }
+    return mp__mgr_wait(r, &o->acquirers, W_ACQUIRE, timeout, (uint64_t)tid, NULL);
+}
+
+static int lock_release(const struct req *r)
+{
+    struct sconn *c = r->c;
+    struct sobj *o = r->o;
+    int64_t tid;
+    if (mp_obj_get_int(mp__mgr_arg(r, 0), &tid) < 0)
+        return MP_ETYPE;
+    if (o->count == 0) {
+        mp__mgr_reply_error(c, MP_EVALUE, "release unlocked lock");
+        return 0;
+    }
+    if (o->kind == K_RLOCK && (o->owner != c->sess || o->owner_tid != (uint64_t)tid)) {
+        mp__mgr_reply_error(c, MP_EVALUE, "cannot release un-acquired lock");
+        return 0;
+    }
+    if (--o->count == 0) {
+        o->owner = NULL;
+        /* The next waiter gets it once this reply has gone
+         * (mp__mgr_after_reply): the releaser, who goes on working, is not
+         * kept waiting for the wake-up of the one who was sleeping. No
+         * request is handled in between, so nobody can take the lock out
+         * of turn. */
+        if (o->acquirers.head)
+            r->s->grant = o;
+    }
+    mp__mgr_reply_none(c);
+    return 0;
+}
+
+/* Every lock is on the server's list, for mp__mgr_locks_release_session. */
+static int lock_init(const struct req *r, struct sobj *o)
+{
+    struct server *s = r->s;
+    o->lnext = s->locks;
+    if (s->locks)
+        s->locks->lprev = o;
+    s->locks = o;
+    return 0;
+}
+
+static void lock_fini(struct server *s, struct sobj *o)
+{
+    MP__ASSERT(o->lprev ? o->lprev->lnext == o : s->locks == o);
+    if (o->lprev)
+        o->lprev->lnext = o->lnext;
+    else
+        s->locks = o->lnext;
+    if (o->lnext)
+        o->lnext->lprev = o->lprev;
+}
+
+static const struct method lock_methods[] = {
+    {"acquire", 2, 2, lock_acquire},
+    {"release", 1, 1, lock_release},
+};
+
+const struct stype mp__mgr_type_lock = {"lock", MP__MGR_METHODS(lock_methods), lock_init,
+                                        lock_fini};
+const struct stype mp__mgr_type_rlock = {"rlock", MP__MGR_METHODS(lock_methods), lock_init,
+                                         lock_fini};
