@@ -474,6 +474,34 @@ static void test_large_requests_over_the_budget_get_eagain_and_others_are_served
     mp_manager_free(m);
 }
 
+/* How many NONE opcodes make a large request: enough that decoding takes a
+ * while; fewer where every instruction costs ten times more. */
+static size_t large_nones(void)
+{
+    return tu_under_valgrind() ? (size_t)1 << 20
+           : tu_sanitized()    ? (size_t)2 << 20
+                               : (size_t)8 << 20;
+}
+
+/* The pickle of (1, 'contains', ([None] * n,)) at out, which has room for
+ * n + 20 bytes; returns its length. */
+static size_t large_contains_pickle(unsigned char *out, size_t n)
+{
+    static const unsigned char head[] = {0x80, 4,   'K', 1,   0x8c, 8,   'c',
+                                         'o',  'n', 't', 'a', 'i',  'n', 's'};
+    size_t k = sizeof head;
+    memcpy(out, head, k);
+    out[k++] = ']';
+    out[k++] = '(';
+    memset(out + k, 'N', n);
+    k += n;
+    out[k++] = 'e';
+    out[k++] = 0x85;
+    out[k++] = 0x87;
+    out[k++] = '.';
+    return k;
+}
+
 static long rss_kib(pid_t pid)
 {
     char path[64], line[256];
@@ -530,26 +558,10 @@ static void test_a_large_request_stalls_nobody_and_its_memory_is_given_back(void
     TU_ASSERT_STATUS(mp_client_connect(&c, mp_manager_address(m), key, keylen, MT_LONG), 0);
     mt_raw_hello(c, 6000, 0);
     /* (1, 'contains', ([None] * n,)) */
-    /* Large enough that decoding takes a while; smaller where every
-     * instruction costs ten times more. */
-    size_t n = tu_under_valgrind() ? (size_t)1 << 20
-               : tu_sanitized()    ? (size_t)2 << 20
-                                   : (size_t)8 << 20;
-    size_t k = 0;
+    size_t n = large_nones();
     unsigned char *req = malloc(n + 64);
     assert_non_null(req);
-    static const unsigned char head[] = {0x80, 4,   'K', 1,   0x8c, 8,   'c',
-                                         'o',  'n', 't', 'a', 'i',  'n', 's'};
-    memcpy(req, head, sizeof head);
-    k = sizeof head;
-    req[k++] = ']';
-    req[k++] = '(';
-    memset(req + k, 'N', n);
-    k += n;
-    req[k++] = 'e';
-    req[k++] = 0x85;
-    req[k++] = 0x87;
-    req[k++] = '.';
+    size_t k = large_contains_pickle(req, n);
     pid_t server = mp_manager_pid(m);
     long before = rss_kib(server);
     struct pinger p = {0};
@@ -631,9 +643,7 @@ static void test_requests_behind_a_large_one_wait_without_spinning(void **state)
     mp_conn *c;
     TU_ASSERT_STATUS(mp_client_connect(&c, mp_manager_address(m), key, keylen, MT_LONG), 0);
     mt_raw_hello(c, 6100, 0);
-    size_t n = tu_under_valgrind() ? (size_t)1 << 20
-               : tu_sanitized()    ? (size_t)2 << 20
-                                   : (size_t)8 << 20;
+    size_t n = large_nones();
     /* the frame of (1, 'contains', ([None] * n,)), then 100 KB of pings */
     enum { PINGS = 6000 };
     static const unsigned char ping[] = {0, 0,   0,   13,  0x80, 4,   'K',  0,  0x8c,
@@ -645,18 +655,7 @@ static void test_requests_behind_a_large_one_wait_without_spinning(void **state)
     f[k++] = (unsigned char)(size >> 16);
     f[k++] = (unsigned char)(size >> 8);
     f[k++] = (unsigned char)size;
-    static const unsigned char head[] = {0x80, 4,   'K', 1,   0x8c, 8,   'c',
-                                         'o',  'n', 't', 'a', 'i',  'n', 's'};
-    memcpy(f + k, head, sizeof head);
-    k += sizeof head;
-    f[k++] = ']';
-    f[k++] = '(';
-    memset(f + k, 'N', n);
-    k += n;
-    f[k++] = 'e';
-    f[k++] = 0x85;
-    f[k++] = 0x87;
-    f[k++] = '.';
+    k += large_contains_pickle(f + k, n);
     assert_int_equal(k, 4 + size);
     for (int i = 0; i < PINGS; i++, k += sizeof ping)
         memcpy(f + k, ping, sizeof ping);
