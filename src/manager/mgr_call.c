@@ -686,7 +686,7 @@ int mp__mgr_call(mp_manager *m, int64_t ident, const char *method, const struct 
     return call_on_pool(m, ident, method, a, n, wait, result, sc, even_closed);
 }
 
-int mp__mgr_proxy_call(struct proxy *p, const char *method, const struct marg *a, size_t n,
+int mp__mgr_call_proxy(struct proxy *p, const char *method, const struct marg *a, size_t n,
                        double wait, mp_obj **result, struct scalar *sc)
 {
     if (result)

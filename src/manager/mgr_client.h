@@ -17,7 +17,8 @@
  * a profile says where it is: client_, connpool_, call_, proxy_,
  * dict_proxy_, list_proxy_, lock_proxy_, queue_proxy_ (the inline helpers
  * below carry the prefix of the file they belong to). What one file lends
- * another is mp__mgr_<file>_<verb>, declared here.
+ * another is mp__mgr_<file>_<what> (mgr_call.c's main entry is plain
+ * mp__mgr_call), declared here.
  */
 #ifndef MPIPC_MGR_CLIENT_H
 #define MPIPC_MGR_CLIENT_H
@@ -247,6 +248,12 @@ int mp__mgr_call_drain(struct mconn *c);
  */
 int mp__mgr_call(mp_manager *m, int64_t ident, const char *method, const struct marg *a, size_t n,
                  double wait, mp_obj **result, struct scalar *sc, bool even_closed);
+struct proxy;
+/* One call on the proxy's object, as mp__mgr_call; a process that
+ * inherited the proxy first registers as a holder. With sc, a scalar reply
+ * comes back there (sc->kind set) instead of in *result. */
+int mp__mgr_call_proxy(struct proxy *p, const char *method, const struct marg *a, size_t n,
+                       double wait, mp_obj **result, struct scalar *sc);
 
 /* ---- proxies (mgr_proxy.c) ------------------------------------------------------- */
 
@@ -256,12 +263,6 @@ struct proxy {
     int64_t id;
     unsigned gen; /* atomic: fork generation in which this process holds it */
 };
-
-/* One call on the proxy's object (mgr_call.c); a process that inherited
- * the proxy first registers as a holder. With sc, a scalar reply comes
- * back there (sc->kind set) instead of in *result. */
-int mp__mgr_proxy_call(struct proxy *p, const char *method, const struct marg *a, size_t n,
-                       double wait, mp_obj **result, struct scalar *sc);
 
 /*
  * Allocate size bytes for a proxy (a struct that begins with struct proxy)
@@ -274,16 +275,18 @@ int mp__mgr_proxy_new(mp_manager *m, size_t size, const char *kind, const char *
 /* Stop holding the object (unless inherited), drop the handle and free the
  * proxy (made by mp__mgr_proxy_new). */
 void mp__mgr_proxy_free(struct proxy *p);
-/* Call and read a bool (0 or 1) or a count. */
+/* Call and read a bool (0 or 1) or a count; -EINVAL for a NULL p. */
 int mp__mgr_proxy_call_bool(struct proxy *p, const char *method, const struct marg *a, size_t n);
 ssize_t mp__mgr_proxy_call_count(struct proxy *p, const char *method, const struct marg *a,
                                  size_t n);
-/* A call without arguments whose value is the result (keys, copy, ...). */
+/* A call without arguments whose value is the result (keys, copy, ...);
+ * -EINVAL for a NULL p or out. */
 int mp__mgr_proxy_get_value(struct proxy *p, const char *method, mp_obj **out);
 /* Hand a result over, or drop it when the caller did not ask. */
 void mp__mgr_proxy_give(mp_obj *r, mp_obj **out);
-/* A malloc'd copy of a str or bytes value, NUL-terminated. */
-int mp__mgr_proxy_copy_out(mp_obj *r, int type, void **value, size_t *len);
+/* A malloc'd copy of r, a str or bytes value (type), NUL-terminated, in
+ * *value (and its length in *len when len is not NULL); frees r. */
+int mp__mgr_proxy_take_copy(mp_obj *r, int type, void **value, size_t *len);
 
 /* mp_obj_get_int() of a reply that came as a scalar or as a value. */
 static inline int proxy_reply_int(const struct scalar *sc, const mp_obj *r, int64_t *v)

@@ -7,7 +7,7 @@
  * mp_manager_free() gets MP_ECLOSED, not a dangling pointer), the object's
  * id, and the fork generation in which this process registered as a
  * holder; a call from a newer generation (a forked child) first sends
- * 'incref' (mp__mgr_proxy_call, mgr_call.c).
+ * 'incref' (mp__mgr_call_proxy, mgr_call.c).
  */
 #include "codec/objimpl.h"
 #include "core/internal.h"
@@ -78,29 +78,36 @@ void mp__mgr_proxy_free(struct proxy *p)
     free(p); /* the whole proxy: p is its first member */
 }
 
-int mp__mgr_proxy_call_bool(struct proxy *p, const char *method, const struct marg *a, size_t n)
+/* Call and read the result as a bool (0 or 1) or as a count (>= 0). */
+static ssize_t proxy_call_read(struct proxy *p, const char *method, const struct marg *a, size_t n,
+                               bool as_bool)
 {
+    if (!p)
+        return -EINVAL;
     mp_obj *r;
-    int rc = mp__mgr_proxy_call(p, method, a, n, 0, &r, NULL);
+    int rc = mp__mgr_call_proxy(p, method, a, n, 0, &r, NULL);
     if (rc < 0)
         return rc;
     bool b;
-    rc = mp_obj_get_bool(r, &b) == 0 ? (b ? 1 : 0) : MP_EPROTO;
+    int64_t v;
+    ssize_t out = MP_EPROTO;
+    if (as_bool && mp_obj_get_bool(r, &b) == 0)
+        out = b ? 1 : 0;
+    else if (!as_bool && mp_obj_get_int(r, &v) == 0 && v >= 0)
+        out = (ssize_t)v;
     mp_obj_free(r);
-    return rc;
+    return out;
+}
+
+int mp__mgr_proxy_call_bool(struct proxy *p, const char *method, const struct marg *a, size_t n)
+{
+    return (int)proxy_call_read(p, method, a, n, true);
 }
 
 ssize_t mp__mgr_proxy_call_count(struct proxy *p, const char *method, const struct marg *a,
                                  size_t n)
 {
-    mp_obj *r;
-    int rc = mp__mgr_proxy_call(p, method, a, n, 0, &r, NULL);
-    if (rc < 0)
-        return rc;
-    int64_t v;
-    ssize_t out = mp_obj_get_int(r, &v) == 0 && v >= 0 ? (ssize_t)v : MP_EPROTO;
-    mp_obj_free(r);
-    return out;
+    return proxy_call_read(p, method, a, n, false);
 }
 
 int mp__mgr_proxy_get_value(struct proxy *p, const char *method, mp_obj **out)
@@ -109,7 +116,7 @@ int mp__mgr_proxy_get_value(struct proxy *p, const char *method, mp_obj **out)
         *out = NULL;
     if (!p || !out)
         return -EINVAL;
-    return mp__mgr_proxy_call(p, method, NULL, 0, 0, out, NULL);
+    return mp__mgr_call_proxy(p, method, NULL, 0, 0, out, NULL);
 }
 
 void mp__mgr_proxy_give(mp_obj *r, mp_obj **out)
@@ -120,21 +127,22 @@ void mp__mgr_proxy_give(mp_obj *r, mp_obj **out)
         mp_obj_free(r);
 }
 
-int mp__mgr_proxy_copy_out(mp_obj *r, int type, void **value, size_t *len)
+int mp__mgr_proxy_take_copy(mp_obj *r, int type, void **value, size_t *len)
 {
     const unsigned char *p;
     size_t n;
     int rc = type == MP_TYPE_STR ? mp_obj_get_str(r, (const char **)&p, &n)
                                  : mp_obj_get_bytes(r, &p, &n);
-    if (rc < 0)
-        return rc;
-    unsigned char *copy = malloc(n + 1);
-    if (!copy)
-        return -ENOMEM;
-    memcpy(copy, p, n);
-    copy[n] = '\0';
-    *value = copy;
-    if (len)
-        *len = n;
-    return 0;
+    unsigned char *copy = rc < 0 ? NULL : malloc(n + 1);
+    if (rc == 0 && !copy)
+        rc = -ENOMEM;
+    if (copy) {
+        memcpy(copy, p, n);
+        copy[n] = '\0';
+        *value = copy;
+        if (len)
+            *len = n;
+    }
+    mp_obj_free(r);
+    return rc;
 }

@@ -1,7 +1,7 @@
 /*
  * mgr_proxy_dict - the manager's dict proxy (mp_dict, mpipc/manager.h): its
  * constructors and methods, each one request on the server's dict
- * (docs/manager.md). Shared proxy code: mgr_proxy.c; siblings: mgr_client.h.
+ * (docs/manager.md). Shared proxy code: mgr_proxy.c; the family: mgr_client.h.
  */
 #include "codec/objimpl.h"
 #include "core/internal.h"
@@ -69,7 +69,7 @@ MP_API int mp_dict_get(mp_dict *d, const mp_obj *key, mp_obj **value)
     if (!d || !key || !value)
         return -EINVAL;
     struct marg a[1] = {ARG_OBJ(key)};
-    return mp__mgr_proxy_call(&d->p, "get", a, 1, 0, value, NULL);
+    return mp__mgr_call_proxy(&d->p, "get", a, 1, 0, value, NULL);
 }
 
 MP_API int mp_dict_set(mp_dict *d, const mp_obj *key, const mp_obj *value)
@@ -77,7 +77,7 @@ MP_API int mp_dict_set(mp_dict *d, const mp_obj *key, const mp_obj *value)
     if (!d || !key || !value)
         return -EINVAL;
     struct marg a[2] = {ARG_OBJ(key), ARG_OBJ(value)};
-    return mp__mgr_proxy_call(&d->p, "set", a, 2, 0, NULL, NULL);
+    return mp__mgr_call_proxy(&d->p, "set", a, 2, 0, NULL, NULL);
 }
 
 MP_API int mp_dict_del(mp_dict *d, const mp_obj *key)
@@ -85,7 +85,7 @@ MP_API int mp_dict_del(mp_dict *d, const mp_obj *key)
     if (!d || !key)
         return -EINVAL;
     struct marg a[1] = {ARG_OBJ(key)};
-    return mp__mgr_proxy_call(&d->p, "del", a, 1, 0, NULL, NULL);
+    return mp__mgr_call_proxy(&d->p, "del", a, 1, 0, NULL, NULL);
 }
 
 MP_API int mp_dict_contains(mp_dict *d, const mp_obj *key)
@@ -98,9 +98,7 @@ MP_API int mp_dict_contains(mp_dict *d, const mp_obj *key)
 
 MP_API ssize_t mp_dict_len(mp_dict *d)
 {
-    if (!d)
-        return -EINVAL;
-    return mp__mgr_proxy_call_count(&d->p, "len", NULL, 0);
+    return mp__mgr_proxy_call_count(d ? &d->p : NULL, "len", NULL, 0);
 }
 
 MP_API int mp_dict_keys(mp_dict *d, mp_obj **list)
@@ -122,7 +120,7 @@ MP_API int mp_dict_clear(mp_dict *d)
 {
     if (!d)
         return -EINVAL;
-    return mp__mgr_proxy_call(&d->p, "clear", NULL, 0, 0, NULL, NULL);
+    return mp__mgr_call_proxy(&d->p, "clear", NULL, 0, 0, NULL, NULL);
 }
 
 MP_API int mp_dict_pop(mp_dict *d, const mp_obj *key, mp_obj **value)
@@ -133,7 +131,7 @@ MP_API int mp_dict_pop(mp_dict *d, const mp_obj *key, mp_obj **value)
         return -EINVAL;
     struct marg a[1] = {ARG_OBJ(key)};
     mp_obj *r;
-    int rc = mp__mgr_proxy_call(&d->p, "pop", a, 1, 0, &r, NULL);
+    int rc = mp__mgr_call_proxy(&d->p, "pop", a, 1, 0, &r, NULL);
     if (rc == 0)
         mp__mgr_proxy_give(r, value);
     return rc;
@@ -148,7 +146,7 @@ MP_API int mp_dict_popitem(mp_dict *d, mp_obj **key, mp_obj **value)
     if (!d)
         return -EINVAL;
     mp_obj *r;
-    int rc = mp__mgr_proxy_call(&d->p, "popitem", NULL, 0, 0, &r, NULL);
+    int rc = mp__mgr_call_proxy(&d->p, "popitem", NULL, 0, 0, &r, NULL);
     if (rc < 0)
         return rc;
     if (mp_obj_type(r) != MP_TYPE_TUPLE || mp_obj_len(r) != 2) {
@@ -170,7 +168,7 @@ MP_API int mp_dict_setdefault(mp_dict *d, const mp_obj *key, const mp_obj *dflt,
         return -EINVAL;
     struct marg a[2] = {ARG_OBJ(key), ARG_OBJ(dflt)};
     mp_obj *r;
-    int rc = mp__mgr_proxy_call(&d->p, "setdefault", a, 2, 0, &r, NULL);
+    int rc = mp__mgr_call_proxy(&d->p, "setdefault", a, 2, 0, &r, NULL);
     if (rc == 0)
         mp__mgr_proxy_give(r, value);
     return rc;
@@ -181,7 +179,7 @@ MP_API int mp_dict_update(mp_dict *d, const mp_obj *other)
     if (!d || !other)
         return -EINVAL;
     struct marg a[1] = {ARG_OBJ(other)};
-    return mp__mgr_proxy_call(&d->p, "update", a, 1, 0, NULL, NULL);
+    return mp__mgr_call_proxy(&d->p, "update", a, 1, 0, NULL, NULL);
 }
 
 MP_API int mp_dict_copy(mp_dict *d, mp_obj **copy)
@@ -194,7 +192,7 @@ static int dict_proxy_add(mp_dict *d, struct marg key, int64_t delta, int64_t *r
     struct marg a[2] = {key, ARG_INT(delta)};
     mp_obj *r;
     struct scalar sc;
-    int rc = mp__mgr_proxy_call(&d->p, "add", a, 2, 0, &r, &sc);
+    int rc = mp__mgr_call_proxy(&d->p, "add", a, 2, 0, &r, &sc);
     if (rc < 0)
         return rc;
     int64_t v;
@@ -226,7 +224,7 @@ static int dict_proxy_cas(mp_dict *d, struct marg key, const struct marg *expect
 {
     struct marg a[3] = {key, desired, expected ? *expected : ARG_NONE};
     mp_obj *r;
-    int rc = mp__mgr_proxy_call(&d->p, "cas", a, expected ? 3 : 2, 0, &r, NULL);
+    int rc = mp__mgr_call_proxy(&d->p, "cas", a, expected ? 3 : 2, 0, &r, NULL);
     if (rc < 0)
         return rc;
     bool swapped, had;
@@ -291,7 +289,7 @@ static int dict_proxy_get_typed(mp_dict *d, const char *key, mp_obj **out, struc
     if (!d || proxy_str_arg(key, &k) < 0)
         return -EINVAL;
     struct marg a[1] = {k};
-    return mp__mgr_proxy_call(&d->p, "get", a, 1, 0, out, sc);
+    return mp__mgr_call_proxy(&d->p, "get", a, 1, 0, out, sc);
 }
 
 MP_API int mp_dict_get_int(mp_dict *d, const char *key, int64_t *value)
@@ -308,32 +306,25 @@ MP_API int mp_dict_get_int(mp_dict *d, const char *key, int64_t *value)
     return rc;
 }
 
-MP_API int mp_dict_get_str(mp_dict *d, const char *key, char **value, size_t *len)
+/* d[key] for a str key, as a malloc'd copy of its str or bytes value. */
+static int dict_proxy_get_copy(mp_dict *d, const char *key, int type, void **value, size_t *len)
 {
     if (!value)
         return -EINVAL;
     *value = NULL;
     mp_obj *r;
     int rc = dict_proxy_get_typed(d, key, &r, NULL);
-    if (rc < 0)
-        return rc;
-    rc = mp__mgr_proxy_copy_out(r, MP_TYPE_STR, (void **)value, len);
-    mp_obj_free(r);
-    return rc;
+    return rc < 0 ? rc : mp__mgr_proxy_take_copy(r, type, value, len);
+}
+
+MP_API int mp_dict_get_str(mp_dict *d, const char *key, char **value, size_t *len)
+{
+    return dict_proxy_get_copy(d, key, MP_TYPE_STR, (void **)value, len);
 }
 
 MP_API int mp_dict_get_bytes(mp_dict *d, const char *key, void **value, size_t *len)
 {
-    if (!value)
-        return -EINVAL;
-    *value = NULL;
-    mp_obj *r;
-    int rc = dict_proxy_get_typed(d, key, &r, NULL);
-    if (rc < 0)
-        return rc;
-    rc = mp__mgr_proxy_copy_out(r, MP_TYPE_BYTES, value, len);
-    mp_obj_free(r);
-    return rc;
+    return dict_proxy_get_copy(d, key, MP_TYPE_BYTES, value, len);
 }
 
 static int dict_proxy_set_typed(mp_dict *d, const char *key, struct marg value)
@@ -342,7 +333,7 @@ static int dict_proxy_set_typed(mp_dict *d, const char *key, struct marg value)
     if (!d || proxy_str_arg(key, &k) < 0)
         return -EINVAL;
     struct marg a[2] = {k, value};
-    return mp__mgr_proxy_call(&d->p, "set", a, 2, 0, NULL, NULL);
+    return mp__mgr_call_proxy(&d->p, "set", a, 2, 0, NULL, NULL);
 }
 
 MP_API int mp_dict_set_int(mp_dict *d, const char *key, int64_t value)
@@ -371,7 +362,7 @@ MP_API int mp_dict_del_str(mp_dict *d, const char *key)
     if (!d || proxy_str_arg(key, &k) < 0)
         return -EINVAL;
     struct marg a[1] = {k};
-    return mp__mgr_proxy_call(&d->p, "del", a, 1, 0, NULL, NULL);
+    return mp__mgr_call_proxy(&d->p, "del", a, 1, 0, NULL, NULL);
 }
 
 MP_API int mp_dict_contains_str(mp_dict *d, const char *key)

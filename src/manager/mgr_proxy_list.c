@@ -1,7 +1,7 @@
 /*
- * mgr_proxy_list - the manager's list proxy (mp_list, mpipc/manager.h): its constructors and
- * methods, each one request on the server's object (docs/manager.md). Shared proxy code:
- * mgr_proxy.c; siblings: mgr_client.h.
+ * mgr_proxy_list - the manager's list proxy (mp_list, mpipc/manager.h): its
+ * constructors and methods, each one request on the server's list
+ * (docs/manager.md). Shared proxy code: mgr_proxy.c; the family: mgr_client.h.
  */
 #include "core/internal.h"
 #include "manager/mgr_client.h"
@@ -67,7 +67,7 @@ MP_API int mp_list_append(mp_list *l, const mp_obj *value)
     if (!l || !value)
         return -EINVAL;
     struct marg a[1] = {ARG_OBJ(value)};
-    return mp__mgr_proxy_call(&l->p, "append", a, 1, 0, NULL, NULL);
+    return mp__mgr_call_proxy(&l->p, "append", a, 1, 0, NULL, NULL);
 }
 
 MP_API int mp_list_append_int(mp_list *l, int64_t value)
@@ -75,7 +75,7 @@ MP_API int mp_list_append_int(mp_list *l, int64_t value)
     if (!l)
         return -EINVAL;
     struct marg a[1] = {ARG_INT(value)};
-    return mp__mgr_proxy_call(&l->p, "append", a, 1, 0, NULL, NULL);
+    return mp__mgr_call_proxy(&l->p, "append", a, 1, 0, NULL, NULL);
 }
 
 MP_API int mp_list_append_str(mp_list *l, const char *value)
@@ -83,7 +83,7 @@ MP_API int mp_list_append_str(mp_list *l, const char *value)
     struct marg v;
     if (!l || proxy_str_arg(value, &v) < 0)
         return -EINVAL;
-    return mp__mgr_proxy_call(&l->p, "append", &v, 1, 0, NULL, NULL);
+    return mp__mgr_call_proxy(&l->p, "append", &v, 1, 0, NULL, NULL);
 }
 
 MP_API int mp_list_extend(mp_list *l, const mp_obj *seq)
@@ -94,7 +94,7 @@ MP_API int mp_list_extend(mp_list *l, const mp_obj *seq)
     if (t != MP_TYPE_LIST && t != MP_TYPE_TUPLE)
         return MP_ETYPE;
     struct marg a[1] = {ARG_OBJ(seq)};
-    return mp__mgr_proxy_call(&l->p, "extend", a, 1, 0, NULL, NULL);
+    return mp__mgr_call_proxy(&l->p, "extend", a, 1, 0, NULL, NULL);
 }
 
 MP_API int mp_list_get(mp_list *l, int64_t i, mp_obj **value)
@@ -104,7 +104,7 @@ MP_API int mp_list_get(mp_list *l, int64_t i, mp_obj **value)
     if (!l || !value)
         return -EINVAL;
     struct marg a[1] = {ARG_INT(i)};
-    return mp__mgr_proxy_call(&l->p, "get", a, 1, 0, value, NULL);
+    return mp__mgr_call_proxy(&l->p, "get", a, 1, 0, value, NULL);
 }
 
 MP_API int mp_list_get_int(mp_list *l, int64_t i, int64_t *value)
@@ -127,11 +127,7 @@ MP_API int mp_list_get_str(mp_list *l, int64_t i, char **value, size_t *len)
     *value = NULL;
     mp_obj *r;
     int rc = mp_list_get(l, i, &r);
-    if (rc < 0)
-        return rc;
-    rc = mp__mgr_proxy_copy_out(r, MP_TYPE_STR, (void **)value, len);
-    mp_obj_free(r);
-    return rc;
+    return rc < 0 ? rc : mp__mgr_proxy_take_copy(r, MP_TYPE_STR, (void **)value, len);
 }
 
 MP_API int mp_list_set(mp_list *l, int64_t i, const mp_obj *value)
@@ -139,14 +135,12 @@ MP_API int mp_list_set(mp_list *l, int64_t i, const mp_obj *value)
     if (!l || !value)
         return -EINVAL;
     struct marg a[2] = {ARG_INT(i), ARG_OBJ(value)};
-    return mp__mgr_proxy_call(&l->p, "set", a, 2, 0, NULL, NULL);
+    return mp__mgr_call_proxy(&l->p, "set", a, 2, 0, NULL, NULL);
 }
 
 MP_API ssize_t mp_list_len(mp_list *l)
 {
-    if (!l)
-        return -EINVAL;
-    return mp__mgr_proxy_call_count(&l->p, "len", NULL, 0);
+    return mp__mgr_proxy_call_count(l ? &l->p : NULL, "len", NULL, 0);
 }
 
 MP_API int mp_list_pop(mp_list *l, int64_t i, mp_obj **value)
@@ -157,7 +151,7 @@ MP_API int mp_list_pop(mp_list *l, int64_t i, mp_obj **value)
         return -EINVAL;
     struct marg a[1] = {ARG_INT(i)};
     mp_obj *r;
-    int rc = mp__mgr_proxy_call(&l->p, "pop", a, 1, 0, &r, NULL);
+    int rc = mp__mgr_call_proxy(&l->p, "pop", a, 1, 0, &r, NULL);
     if (rc == 0)
         mp__mgr_proxy_give(r, value);
     return rc;
@@ -168,7 +162,7 @@ MP_API int mp_list_insert(mp_list *l, int64_t i, const mp_obj *value)
     if (!l || !value)
         return -EINVAL;
     struct marg a[2] = {ARG_INT(i), ARG_OBJ(value)};
-    return mp__mgr_proxy_call(&l->p, "insert", a, 2, 0, NULL, NULL);
+    return mp__mgr_call_proxy(&l->p, "insert", a, 2, 0, NULL, NULL);
 }
 
 MP_API int mp_list_slice(mp_list *l, int64_t start, int64_t stop, mp_obj **list)
@@ -178,7 +172,7 @@ MP_API int mp_list_slice(mp_list *l, int64_t start, int64_t stop, mp_obj **list)
     if (!l || !list)
         return -EINVAL;
     struct marg a[2] = {ARG_INT(start), stop == MP_LIST_END ? ARG_NONE : ARG_INT(stop)};
-    return mp__mgr_proxy_call(&l->p, "slice", a, 2, 0, list, NULL);
+    return mp__mgr_call_proxy(&l->p, "slice", a, 2, 0, list, NULL);
 }
 
 MP_API int mp_list_copy(mp_list *l, mp_obj **list)
@@ -191,14 +185,14 @@ MP_API int mp_list_del(mp_list *l, int64_t i)
     if (!l)
         return -EINVAL;
     struct marg a[1] = {ARG_INT(i)};
-    return mp__mgr_proxy_call(&l->p, "del", a, 1, 0, NULL, NULL);
+    return mp__mgr_call_proxy(&l->p, "del", a, 1, 0, NULL, NULL);
 }
 
 MP_API int mp_list_clear(mp_list *l)
 {
     if (!l)
         return -EINVAL;
-    return mp__mgr_proxy_call(&l->p, "clear", NULL, 0, 0, NULL, NULL);
+    return mp__mgr_call_proxy(&l->p, "clear", NULL, 0, 0, NULL, NULL);
 }
 
 MP_API ssize_t mp_list_index(mp_list *l, const mp_obj *value)
@@ -230,5 +224,5 @@ MP_API int mp_list_remove(mp_list *l, const mp_obj *value)
     if (!l || !value)
         return -EINVAL;
     struct marg a[1] = {ARG_OBJ(value)};
-    return mp__mgr_proxy_call(&l->p, "remove", a, 1, 0, NULL, NULL);
+    return mp__mgr_call_proxy(&l->p, "remove", a, 1, 0, NULL, NULL);
 }

@@ -1,7 +1,8 @@
 /*
- * mgr_proxy_lock - the manager's lock proxy (mp_mlock, mpipc/manager.h; Lock and RLock): its
- * constructors and methods, each one request on the server's object (docs/manager.md). Shared proxy
- * code: mgr_proxy.c; siblings: mgr_client.h.
+ * mgr_proxy_lock - the manager's lock proxy (mp_mlock, mpipc/manager.h: Lock
+ * and RLock): its constructors and methods, each one request on the server's
+ * lock (docs/manager.md). Shared proxy code: mgr_proxy.c; the family:
+ * mgr_client.h.
  */
 #include "core/internal.h"
 #include "core/io.h"
@@ -78,7 +79,7 @@ MP_API int mp_mlock_acquire(mp_mlock *lk, double timeout)
     if (mp__bad_timeout(timeout))
         return MP_EVALUE;
     struct marg a[2] = {proxy_arg_timeout(timeout), ARG_INT(lock_proxy_thread_id())};
-    return mp__mgr_proxy_call(&lk->p, "acquire", a, 2, proxy_wait(timeout), NULL, NULL);
+    return mp__mgr_call_proxy(&lk->p, "acquire", a, 2, proxy_wait(timeout), NULL, NULL);
 }
 
 MP_API int mp_mlock_release(mp_mlock *lk)
@@ -86,5 +87,5 @@ MP_API int mp_mlock_release(mp_mlock *lk)
     if (!lk)
         return -EINVAL;
     struct marg a[1] = {ARG_INT(lock_proxy_thread_id())};
-    return mp__mgr_proxy_call(&lk->p, "release", a, 1, 0, NULL, NULL);
+    return mp__mgr_call_proxy(&lk->p, "release", a, 1, 0, NULL, NULL);
 }

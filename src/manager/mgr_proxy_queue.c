@@ -1,7 +1,7 @@
 /*
- * mgr_proxy_queue - the manager's queue proxy (mp_mqueue, mpipc/manager.h): its constructors and
- * methods, each one request on the server's object (docs/manager.md). Shared proxy code:
- * mgr_proxy.c; siblings: mgr_client.h.
+ * mgr_proxy_queue - the manager's queue proxy (mp_mqueue, mpipc/manager.h):
+ * its constructors and methods, each one request on the server's queue
+ * (docs/manager.md). Shared proxy code: mgr_proxy.c; the family: mgr_client.h.
  */
 #include "core/internal.h"
 #include "core/io.h"
@@ -64,7 +64,7 @@ MP_API int mp_mqueue_put(mp_mqueue *q, const mp_obj *item, double timeout)
     if (mp__bad_timeout(timeout))
         return MP_EVALUE;
     struct marg a[2] = {ARG_OBJ(item), proxy_arg_timeout(timeout)};
-    return mp__mgr_proxy_call(&q->p, "put", a, 2, proxy_wait(timeout), NULL, NULL);
+    return mp__mgr_call_proxy(&q->p, "put", a, 2, proxy_wait(timeout), NULL, NULL);
 }
 
 MP_API int mp_mqueue_get(mp_mqueue *q, mp_obj **item, double timeout)
@@ -76,35 +76,29 @@ MP_API int mp_mqueue_get(mp_mqueue *q, mp_obj **item, double timeout)
     if (mp__bad_timeout(timeout))
         return MP_EVALUE;
     struct marg a[1] = {proxy_arg_timeout(timeout)};
-    return mp__mgr_proxy_call(&q->p, "get", a, 1, proxy_wait(timeout), item, NULL);
+    return mp__mgr_call_proxy(&q->p, "get", a, 1, proxy_wait(timeout), item, NULL);
 }
 
 MP_API ssize_t mp_mqueue_qsize(mp_mqueue *q)
 {
-    if (!q)
-        return -EINVAL;
-    return mp__mgr_proxy_call_count(&q->p, "qsize", NULL, 0);
+    return mp__mgr_proxy_call_count(q ? &q->p : NULL, "qsize", NULL, 0);
 }
 
 MP_API int mp_mqueue_empty(mp_mqueue *q)
 {
-    if (!q)
-        return -EINVAL;
-    return mp__mgr_proxy_call_bool(&q->p, "empty", NULL, 0);
+    return mp__mgr_proxy_call_bool(q ? &q->p : NULL, "empty", NULL, 0);
 }
 
 MP_API int mp_mqueue_full(mp_mqueue *q)
 {
-    if (!q)
-        return -EINVAL;
-    return mp__mgr_proxy_call_bool(&q->p, "full", NULL, 0);
+    return mp__mgr_proxy_call_bool(q ? &q->p : NULL, "full", NULL, 0);
 }
 
 MP_API int mp_mqueue_task_done(mp_mqueue *q)
 {
     if (!q)
         return -EINVAL;
-    return mp__mgr_proxy_call(&q->p, "task_done", NULL, 0, 0, NULL, NULL);
+    return mp__mgr_call_proxy(&q->p, "task_done", NULL, 0, 0, NULL, NULL);
 }
 
 MP_API int mp_mqueue_join(mp_mqueue *q, double timeout)
@@ -114,5 +108,5 @@ MP_API int mp_mqueue_join(mp_mqueue *q, double timeout)
     if (mp__bad_timeout(timeout))
         return MP_EVALUE;
     struct marg a[1] = {proxy_arg_timeout(timeout)};
-    return mp__mgr_proxy_call(&q->p, "join", a, 1, proxy_wait(timeout), NULL, NULL);
+    return mp__mgr_call_proxy(&q->p, "join", a, 1, proxy_wait(timeout), NULL, NULL);
 }
