@@ -13,7 +13,7 @@
  * parks the connection as stale until the reply has been drained.
  *
  * Mailboxes. A connection that claimed a slot (mgr.h, "Mailboxes") sends a
- * request that fits through the slot and waits for it there (slot_wait),
+ * request that fits through the slot and waits for it there (call_slot_wait),
  * the socket serving to sleep on, for doorbells and large replies, and for
  * end of file.
  */
@@ -287,7 +287,7 @@ static int call_slot_send(mp_manager *m, struct mconn *c, size_t size)
 }
 
 /*
- * The looking half of slot_wait: look at the slot until the reply to
+ * The looking half of call_slot_wait: look at the slot until the reply to
  * request seq is there (1 with *st its state), the look's time is up, or
  * the server parked the request (0).
  *
@@ -352,9 +352,9 @@ static int call_slot_look(struct mconn *c, double wait, int64_t deadline, uint64
 }
 
 /*
- * The sleeping half of slot_wait: sleep on the socket until a doorbell,
+ * The sleeping half of call_slot_wait: sleep on the socket until a doorbell,
  * the reply frame itself, the end of file or the deadline; after each
- * doorbell look at the slot again. Returns as slot_wait does.
+ * doorbell look at the slot again. Returns as call_slot_wait does.
  */
 static int call_slot_sleep(struct mconn *c, int64_t rel, int64_t deadline, size_t *got)
 {
@@ -378,7 +378,7 @@ static int call_slot_sleep(struct mconn *c, int64_t rel, int64_t deadline, size_
         __atomic_store_n(&sl->csleep, 0, __ATOMIC_RELAXED);
         if (r == MP_ETIMEDOUT) {
             /* Still owed: by the slot, or (bytes of a frame came) by the
-             * socket, which drain() then reads on. */
+             * socket, which mp__mgr_call_drain then reads on. */
             c->slot_owed = n == 0;
             c->shdr = false;
             c->sgot = n;
