@@ -1,0 +1,91 @@
+/*
+ * mgr_proxy_lock - the manager's lock proxy (mp_mlock, mpipc/manager.h: Lock
+ * and RLock): its constructors and methods, each one request on the server's
+ * lock (docs/manager.md). Shared proxy code: mgr_proxy.c; the family:
+ * mgr_client.h.
+ */
+#include "core/internal.h"
+#include "core/io.h"
+#include "manager/mgr_client.h"
+
+#include <mpipc/manager.h>
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+
+struct mp_mlock {
+    struct proxy p;
+};
+_Static_assert(offsetof(struct mp_mlock, p) == 0, "a lock is its proxy");
+
+/* The calling thread's identity for lock ownership (unique in a process; a
+ * forked child's session id tells it apart from its parent). */
+static _Thread_local int64_t lock_proxy_tid;
+static int64_t lock_proxy_tid_counter;
+
+static int64_t lock_proxy_thread_id(void)
+{
+    if (!lock_proxy_tid)
+        lock_proxy_tid = __atomic_add_fetch(&lock_proxy_tid_counter, 1, __ATOMIC_RELAXED);
+    return lock_proxy_tid;
+}
+
+/* ---- constructors ---------------------------------------------------------------- */
+
+/* Create a lock or rlock (kind), or attach one; *out NULL on failure. */
+static int lock_proxy_new(mp_manager *m, const char *kind, const char *name, bool attach,
+                          mp_mlock **out)
+{
+    struct proxy *p = NULL;
+    int rc = mp__mgr_proxy_new(m, sizeof(mp_mlock), kind, name, attach, NULL, out ? &p : NULL);
+    if (out)
+        *out = (mp_mlock *)p;
+    return rc;
+}
+
+MP_API int mp_manager_lock(mp_manager *m, mp_mlock **out)
+{
+    return lock_proxy_new(m, "lock", NULL, false, out);
+}
+
+MP_API int mp_manager_rlock(mp_manager *m, mp_mlock **out)
+{
+    return lock_proxy_new(m, "rlock", NULL, false, out);
+}
+
+MP_API int mp_manager_lock_named(mp_manager *m, const char *name, bool recursive, mp_mlock **out)
+{
+    return lock_proxy_new(m, recursive ? "rlock" : "lock", name, false, out);
+}
+
+MP_API int mp_manager_attach_lock(mp_manager *m, const char *name, mp_mlock **out)
+{
+    return lock_proxy_new(m, "lock", name, true, out);
+}
+
+MP_API void mp_mlock_free(mp_mlock *lk)
+{
+    if (lk)
+        mp__mgr_proxy_free(&lk->p);
+}
+
+/* ---- methods ------------------------------------------------------------------------ */
+
+MP_API int mp_mlock_acquire(mp_mlock *lk, double timeout)
+{
+    if (!lk)
+        return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
+    struct marg a[2] = {proxy_arg_timeout(timeout), ARG_INT(lock_proxy_thread_id())};
+    return mp__mgr_call_proxy(&lk->p, "acquire", a, 2, proxy_wait(timeout), NULL, NULL);
+}
+
+MP_API int mp_mlock_release(mp_mlock *lk)
+{
+    if (!lk)
+        return -EINVAL;
+    struct marg a[1] = {ARG_INT(lock_proxy_thread_id())};
+    return mp__mgr_call_proxy(&lk->p, "release", a, 1, 0, NULL, NULL);
+}

@@ -1,0 +1,112 @@
+/*
+ * mgr_proxy_queue - the manager's queue proxy (mp_mqueue, mpipc/manager.h):
+ * its constructors and methods, each one request on the server's queue
+ * (docs/manager.md). Shared proxy code: mgr_proxy.c; the family: mgr_client.h.
+ */
+#include "core/internal.h"
+#include "core/io.h"
+#include "manager/mgr_client.h"
+
+#include <mpipc/manager.h>
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+
+struct mp_mqueue {
+    struct proxy p;
+};
+_Static_assert(offsetof(struct mp_mqueue, p) == 0, "a queue is its proxy");
+
+/* ---- constructors ---------------------------------------------------------------- */
+
+/* Create (maxsize: 0 or less for no limit) or attach a queue; *out NULL on
+ * failure. */
+static int queue_proxy_new(mp_manager *m, const char *name, bool attach, int64_t maxsize,
+                           mp_mqueue **out)
+{
+    struct marg init = ARG_INT(maxsize > 0 ? maxsize : 0);
+    struct proxy *p = NULL;
+    int rc = mp__mgr_proxy_new(m, sizeof(mp_mqueue), "queue", name, attach, attach ? NULL : &init,
+                               out ? &p : NULL);
+    if (out)
+        *out = (mp_mqueue *)p;
+    return rc;
+}
+
+MP_API int mp_manager_queue(mp_manager *m, int64_t maxsize, mp_mqueue **out)
+{
+    return queue_proxy_new(m, NULL, false, maxsize, out);
+}
+
+MP_API int mp_manager_queue_named(mp_manager *m, const char *name, int64_t maxsize, mp_mqueue **out)
+{
+    return queue_proxy_new(m, name, false, maxsize, out);
+}
+
+MP_API int mp_manager_attach_queue(mp_manager *m, const char *name, mp_mqueue **out)
+{
+    return queue_proxy_new(m, name, true, 0, out);
+}
+
+MP_API void mp_mqueue_free(mp_mqueue *q)
+{
+    if (q)
+        mp__mgr_proxy_free(&q->p);
+}
+
+/* ---- methods ------------------------------------------------------------------------ */
+
+MP_API int mp_mqueue_put(mp_mqueue *q, const mp_obj *item, double timeout)
+{
+    if (!q || !item)
+        return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
+    struct marg a[2] = {ARG_OBJ(item), proxy_arg_timeout(timeout)};
+    return mp__mgr_call_proxy(&q->p, "put", a, 2, proxy_wait(timeout), NULL, NULL);
+}
+
+MP_API int mp_mqueue_get(mp_mqueue *q, mp_obj **item, double timeout)
+{
+    if (item)
+        *item = NULL;
+    if (!q || !item)
+        return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
+    struct marg a[1] = {proxy_arg_timeout(timeout)};
+    return mp__mgr_call_proxy(&q->p, "get", a, 1, proxy_wait(timeout), item, NULL);
+}
+
+MP_API ssize_t mp_mqueue_qsize(mp_mqueue *q)
+{
+    return mp__mgr_proxy_call_count(q ? &q->p : NULL, "qsize", NULL, 0);
+}
+
+MP_API int mp_mqueue_empty(mp_mqueue *q)
+{
+    return mp__mgr_proxy_call_bool(q ? &q->p : NULL, "empty", NULL, 0);
+}
+
+MP_API int mp_mqueue_full(mp_mqueue *q)
+{
+    return mp__mgr_proxy_call_bool(q ? &q->p : NULL, "full", NULL, 0);
+}
+
+MP_API int mp_mqueue_task_done(mp_mqueue *q)
+{
+    if (!q)
+        return -EINVAL;
+    return mp__mgr_call_proxy(&q->p, "task_done", NULL, 0, 0, NULL, NULL);
+}
+
+MP_API int mp_mqueue_join(mp_mqueue *q, double timeout)
+{
+    if (!q)
+        return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
+    struct marg a[1] = {proxy_arg_timeout(timeout)};
+    return mp__mgr_call_proxy(&q->p, "join", a, 1, proxy_wait(timeout), NULL, NULL);
+}
