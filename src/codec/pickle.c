@@ -508,15 +508,11 @@ static int adopt_height(mp_obj *c, const mp_obj *item)
 /* Room for k more items in a list or tuple, paid for first. */
 static int seq_room(struct unpickler *u, mp_obj *seq, size_t k)
 {
-    size_t need;
-    if (mp__add_overflows(seq->u.seq.len, k, &need))
-        return -ENOMEM;
-    if (need <= seq->u.seq.cap)
-        return 0;
-    size_t cap = mp__seq_cap_for(seq->u.seq.cap, need);
-    if (!cap)
-        return -ENOMEM;
-    int rc = mem_charge(u, (cap - seq->u.seq.cap) * sizeof(mp_obj *));
+    size_t cap;
+    int rc = mp__seq_cap_for(seq, k, &cap);
+    if (rc < 0 || cap == seq->u.seq.cap)
+        return rc;
+    rc = mem_charge(u, (cap - seq->u.seq.cap) * sizeof(mp_obj *));
     return rc < 0 ? rc : mp__seq_reserve(seq, k);
 }
 
