@@ -12,7 +12,7 @@
  * The public API (obj.h) keeps every value a tree: each node records its one
  * owner in parent, and height bounds the nesting below it. The decoder needs
  * more freedom for a while: a pickle's memo may put one node in several
- * places and even build cycles, so pickle.c builds with the raw mp__ calls
+ * places and even build cycles, so unpickle.c builds with the raw mp__ calls
  * below (which ignore parent and height), then checks the result and turns it
  * into a proper tree before anyone else sees it.
  *
@@ -36,8 +36,8 @@
 
 /* flags */
 #define MP__F_HASHED   0x01u /* u.s.hash / u.seq.hash holds the key hash */
-#define MP__F_GREY     0x02u /* pickle.c: being placed (on the DFS path) */
-#define MP__F_BLACK    0x04u /* pickle.c: placed in the result tree */
+#define MP__F_GREY     0x02u /* unpickle.c: being placed (on the DFS path) */
+#define MP__F_BLACK    0x04u /* unpickle.c: placed in the result tree */
 #define MP__F_IMMORTAL 0x08u /* a shared static node: never written or freed */
 
 struct mp__dict_entry {

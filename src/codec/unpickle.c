@@ -1,5 +1,8 @@
 /*
- * pickle - see pickle.h for what is written, read and refused.
+ * unpickle - the decoder, mp__pickle_loads: the pickle machine and the
+ * placing of its result. pickle.h says what is read and refused; the
+ * encoder is pickle.c, protocol 0's text fields unpickle_text.c. Statics
+ * here start with unpickle_.
  *
  * Decoding happens in two phases.
  *
@@ -34,8 +37,6 @@
 #include "core/internal.h"
 
 #include <errno.h>
-#include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,7 +54,7 @@ struct vec {
 
 /* Grow a to hold one more pointer. *mem (NULL: not charged) pays for the
  * growth before it happens: MP_EPROTO when it cannot. */
-static int vec_push(struct vec *a, mp_obj *o, size_t *mem)
+static int unpickle_vec_push(struct vec *a, mp_obj *o, size_t *mem)
 {
     if (a->len == a->cap) {
         size_t cap = a->cap ? a->cap * 2 : 16;
@@ -104,7 +105,7 @@ struct unpickler {
 };
 
 /* Pay for bytes about to be allocated: 0, or MP_EPROTO beyond the budget. */
-static int mem_charge(struct unpickler *u, size_t bytes)
+static int unpickle_charge(struct unpickler *u, size_t bytes)
 {
     if (u->mem < bytes)
         return MP_EPROTO;
@@ -114,12 +115,12 @@ static int mem_charge(struct unpickler *u, size_t bytes)
 
 /* ---- Input -------------------------------------------------------------- */
 
-static int need(struct unpickler *u, size_t k)
+static int unpickle_need(struct unpickler *u, size_t k)
 {
     return u->n - u->pos >= k ? 0 : MP_EPROTO;
 }
 
-static uint64_t le(const unsigned char *p, int k)
+static uint64_t unpickle_le(const unsigned char *p, int k)
 {
     uint64_t v = 0;
     for (int i = k - 1; i >= 0; i--)
@@ -127,23 +128,55 @@ static uint64_t le(const unsigned char *p, int k)
     return v;
 }
 
-/* Read a k-byte little-endian length and check that that many bytes follow,
- * before anyone allocates for them. */
-static int read_len(struct unpickler *u, int k, size_t *len)
+/* Read a k-byte little-endian field. */
+static int unpickle_read_le(struct unpickler *u, int k, uint64_t *v)
 {
-    int rc = need(u, (size_t)k);
+    int rc = unpickle_need(u, (size_t)k);
     if (rc < 0)
         return rc;
-    uint64_t v = le(u->p + u->pos, k);
+    *v = unpickle_le(u->p + u->pos, k);
     u->pos += (size_t)k;
+    return 0;
+}
+
+/* Read a k-byte little-endian length and check that that many bytes follow,
+ * before anyone allocates for them. */
+static int unpickle_read_len(struct unpickler *u, int k, size_t *len)
+{
+    uint64_t v;
+    int rc = unpickle_read_le(u, k, &v);
+    if (rc < 0)
+        return rc;
     if (v > (uint64_t)(u->n - u->pos))
         return MP_EPROTO;
     *len = (size_t)v;
     return 0;
 }
 
+/* The size of the little-endian field that follows op: a length (str,
+ * bytes, LONG1/LONG4, FRAME) or a memo key (BINPUT, BINGET and their LONG_
+ * forms). */
+static int unpickle_width(int op)
+{
+    switch (op) {
+    case MP__OP_SHORT_BINUNICODE:
+    case MP__OP_SHORT_BINBYTES:
+    case MP__OP_LONG1:
+    case MP__OP_BINPUT:
+    case MP__OP_BINGET:
+        return 1;
+    case MP__OP_BINUNICODE8:
+    case MP__OP_BINBYTES8:
+    case MP__OP_BYTEARRAY8:
+    case MP__OP_FRAME:
+        return 8;
+    default: /* BINUNICODE, BINBYTES, LONG4, LONG_BINPUT, LONG_BINGET */
+        return 4;
+    }
+}
+
 /* A protocol 0 text field: the bytes up to the next newline (not included). */
-static int read_line(struct unpickler *u, const unsigned char **line, size_t *len)
+static int unpickle_read_line(struct unpickler *u, const unsigned char **line, size_t *len)
 {
     const unsigned char *start = u->p + u->pos;
     const unsigned char *nl = memchr(start, '\n', u->n - u->pos);
@@ -155,109 +188,10 @@ static int read_line(struct unpickler *u, const unsigned char **line, size_t *le
     return 0;
 }
 
-/* Optional sign and decimal digits, within int64 (Python's int(line) for
- * what Python writes; other spellings are refused). */
-static int parse_decimal(const unsigned char *s, size_t n, int64_t *out)
-{
-    size_t i = 0;
-    bool neg = false;
-    if (i < n && (s[i] == '-' || s[i] == '+'))
-        neg = s[i++] == '-';
-    if (i == n)
-        return MP_EPROTO;
-    uint64_t limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-    uint64_t v = 0;
-    for (; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return MP_EPROTO;
-        unsigned d = s[i] - '0';
-        if (v > (limit - d) / 10)
-            return MP_EPROTO; /* beyond int64 */
-        v = v * 10 + d;
-    }
-    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
-    return 0;
-}
-
-static int ascii_ieq(const unsigned char *s, size_t n, const char *word)
-{
-    size_t k = strlen(word);
-    if (n != k)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned c = s[i];
-        if (c >= 'A' && c <= 'Z')
-            c += 'a' - 'A';
-        if (c != (unsigned char)word[i])
-            return 0;
-    }
-    return 1;
-}
-
-/*
- * Python's float(text) for the forms repr() writes: [sign] digits [. digits]
- * [e [sign] digits], inf, infinity, nan. The text is rebuilt as
- * "<digits>e<exponent>" with no decimal point, so strtod's locale does not
- * matter and the result is correctly rounded.
- */
-static int parse_float(const unsigned char *s, size_t n, double *out)
-{
-    size_t i = 0;
-    bool neg = false;
-    if (i < n && (s[i] == '-' || s[i] == '+'))
-        neg = s[i++] == '-';
-    if (ascii_ieq(s + i, n - i, "inf") || ascii_ieq(s + i, n - i, "infinity")) {
-        *out = neg ? -HUGE_VAL : HUGE_VAL;
-        return 0;
-    }
-    if (ascii_ieq(s + i, n - i, "nan")) {
-        *out = neg ? -NAN : NAN;
-        return 0;
-    }
-    char *buf = malloc(n + 32);
-    if (!buf)
-        return -ENOMEM;
-    size_t b = 0, ndigits = 0;
-    long frac = 0, exp = 0;
-    if (neg)
-        buf[b++] = '-';
-    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++, ndigits++)
-        buf[b++] = (char)s[i];
-    if (i < n && s[i] == '.') {
-        for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++, ndigits++) {
-            buf[b++] = (char)s[i];
-            if (frac < 1000000000L)
-                frac++;
-        }
-    }
-    int rc = ndigits ? 0 : MP_EPROTO;
-    if (rc == 0 && i < n && (s[i] == 'e' || s[i] == 'E')) {
-        i++;
-        bool eneg = false;
-        if (i < n && (s[i] == '-' || s[i] == '+'))
-            eneg = s[i++] == '-';
-        if (i == n)
-            rc = MP_EPROTO;
-        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++)
-            if (exp < 1000000000L)
-                exp = exp * 10 + (s[i] - '0');
-        if (eneg)
-            exp = -exp;
-    }
-    if (i != n)
-        rc = MP_EPROTO;
-    if (rc == 0) {
-        snprintf(buf + b, 32, "e%ld", exp - frac);
-        *out = strtod(buf, NULL);
-    }
-    free(buf);
-    return rc;
-}
-
 /* ---- The stack, marks and memo ----------------------------------------- */
 
 /* A node joins the arena, which owns it until it is placed. */
-static mp_obj *arena_add(struct unpickler *u, mp_obj *o)
+static mp_obj *unpickle_arena_add(struct unpickler *u, mp_obj *o)
 {
     if (o) {
         o->parent = u->arena;
@@ -267,90 +201,93 @@ static mp_obj *arena_add(struct unpickler *u, mp_obj *o)
 }
 
 /* New node: *out, or MP_EPROTO (budget) / -ENOMEM. */
-static int new_node(struct unpickler *u, int type, mp_obj **out)
+static int unpickle_new_node(struct unpickler *u, int type, mp_obj **out)
 {
-    int rc = mem_charge(u, sizeof(mp_obj));
+    int rc = unpickle_charge(u, sizeof(mp_obj));
     if (rc < 0)
         return rc;
-    *out = arena_add(u, mp__obj_alloc(type));
+    *out = unpickle_arena_add(u, mp__obj_alloc(type));
     return *out ? 0 : -ENOMEM;
 }
 
-static int new_strbytes(struct unpickler *u, int type, const void *p, size_t len, mp_obj **out)
+static int unpickle_new_strbytes(struct unpickler *u, int type, const void *p, size_t len,
+                                 mp_obj **out)
 {
     /* len is at most the input's length: no overflow */
-    int rc = mem_charge(u, sizeof(mp_obj) + len + 1);
+    int rc = unpickle_charge(u, sizeof(mp_obj) + len + 1);
     if (rc < 0)
         return rc;
-    *out = arena_add(u, mp__obj_strbytes(type, p, len));
+    *out = unpickle_arena_add(u, mp__obj_strbytes(type, p, len));
     return *out ? 0 : -ENOMEM;
 }
 
 /* Items above the last MARK only: what Python calls the current stack. */
-static size_t fence(const struct unpickler *u)
+static size_t unpickle_fence(const struct unpickler *u)
 {
-    return u->nmarks ? u->marks[u->nmarks - 1] : 0;
+    size_t f = u->nmarks ? u->marks[u->nmarks - 1] : 0;
+    MP__ASSERT(f <= u->stack.len); /* nothing pops below the last MARK */
+    return f;
 }
 
-static int push(struct unpickler *u, mp_obj *o)
+static int unpickle_push(struct unpickler *u, mp_obj *o)
 {
-    return vec_push(&u->stack, o, &u->mem);
+    return unpickle_vec_push(&u->stack, o, &u->mem);
 }
 
 /* Make an empty container (or the bytearray callable) and push it. */
-static int push_new(struct unpickler *u, int type)
+static int unpickle_push_new(struct unpickler *u, int type)
 {
     mp_obj *o;
-    int rc = new_node(u, type, &o);
+    int rc = unpickle_new_node(u, type, &o);
     if (rc < 0)
         return rc;
     if (type == MP_TYPE_LIST || type == MP_TYPE_TUPLE || type == MP_TYPE_DICT)
         o->height = 1;
-    return push(u, o);
+    return unpickle_push(u, o);
 }
 
-static int push_strbytes(struct unpickler *u, int type, const void *p, size_t len)
+static int unpickle_push_strbytes(struct unpickler *u, int type, const void *p, size_t len)
 {
     mp_obj *o;
-    int rc = new_strbytes(u, type, p, len, &o);
-    return rc < 0 ? rc : push(u, o);
+    int rc = unpickle_new_strbytes(u, type, p, len, &o);
+    return rc < 0 ? rc : unpickle_push(u, o);
 }
 
-static int pop_any(struct unpickler *u, mp_obj **o)
+static int unpickle_pop_any(struct unpickler *u, mp_obj **o)
 {
-    if (u->stack.len <= fence(u))
+    if (u->stack.len <= unpickle_fence(u))
         return MP_EPROTO; /* underflow */
     *o = u->stack.v[--u->stack.len];
     return 0;
 }
 
 /* A value that may go into a container (not the bytearray callable). */
-static int check_value(const mp_obj *o)
+static int unpickle_check_value(const mp_obj *o)
 {
     return o->type == TYPE_BYTEARRAY_CALLABLE ? MP_EPROTO : 0;
 }
 
-static int pop_value(struct unpickler *u, mp_obj **o)
+static int unpickle_pop_value(struct unpickler *u, mp_obj **o)
 {
-    int rc = pop_any(u, o);
-    return rc < 0 ? rc : check_value(*o);
+    int rc = unpickle_pop_any(u, o);
+    return rc < 0 ? rc : unpickle_check_value(*o);
 }
 
-static int top(struct unpickler *u, mp_obj **o)
+static int unpickle_top(struct unpickler *u, mp_obj **o)
 {
-    if (u->stack.len <= fence(u))
+    if (u->stack.len <= unpickle_fence(u))
         return MP_EPROTO;
     *o = u->stack.v[u->stack.len - 1];
     return 0;
 }
 
-static int push_mark(struct unpickler *u)
+static int unpickle_push_mark(struct unpickler *u)
 {
     if (u->nmarks == u->mcap) {
         size_t cap = u->mcap ? u->mcap * 2 : 16;
         if (cap > SIZE_MAX / sizeof(size_t))
             return -ENOMEM;
-        int rc = mem_charge(u, (cap - u->mcap) * sizeof(size_t));
+        int rc = unpickle_charge(u, (cap - u->mcap) * sizeof(size_t));
         if (rc < 0)
             return rc;
         size_t *m = realloc(u->marks, cap * sizeof *m);
@@ -364,25 +301,26 @@ static int push_mark(struct unpickler *u)
 }
 
 /* Close the last MARK: *first is where its items start on the stack. */
-static int pop_mark(struct unpickler *u, size_t *first)
+static int unpickle_pop_mark(struct unpickler *u, size_t *first)
 {
     if (!u->nmarks)
         return MP_EPROTO; /* no MARK to close */
     *first = u->marks[--u->nmarks];
+    MP__ASSERT(*first <= u->stack.len && unpickle_fence(u) <= *first);
     return 0;
 }
 
-static size_t memo_hash(uint64_t key)
+static size_t unpickle_memo_hash(uint64_t key)
 {
     return (size_t)((key * UINT64_C(0x9e3779b97f4a7c15)) >> 17);
 }
 
-static struct memo_slot *memo_find(struct unpickler *u, uint64_t key)
+static struct memo_slot *unpickle_memo_find(struct unpickler *u, uint64_t key)
 {
     if (!u->memo_cap)
         return NULL;
     size_t mask = u->memo_cap - 1;
-    for (size_t i = memo_hash(key) & mask;; i = (i + 1) & mask) {
+    for (size_t i = unpickle_memo_hash(key) & mask;; i = (i + 1) & mask) {
         if (!u->memo[i].val)
             return NULL;
         if (u->memo[i].key == key)
@@ -390,24 +328,24 @@ static struct memo_slot *memo_find(struct unpickler *u, uint64_t key)
     }
 }
 
-static mp_obj *memo_get(struct unpickler *u, uint64_t key)
+static mp_obj *unpickle_memo_get(struct unpickler *u, uint64_t key)
 {
     if (key < u->dense_cap && u->dense[key])
         return u->dense[key];
-    struct memo_slot *s = memo_find(u, key);
+    struct memo_slot *s = unpickle_memo_find(u, key);
     return s ? s->val : NULL;
 }
 
 /* Grow the array over key when it stays within a few times the number of
  * keys put (keys written in order); 1: grown, 0: key belongs in the table. */
-static int dense_grow(struct unpickler *u, uint64_t key)
+static int unpickle_dense_grow(struct unpickler *u, uint64_t key)
 {
     size_t cap = u->dense_cap ? u->dense_cap : 64;
     while (cap <= key && cap <= SIZE_MAX / 4)
         cap *= 2;
     if (cap <= key || cap / 4 > u->memo_count + 64)
         return 0;
-    int rc = mem_charge(u, (cap - u->dense_cap) * sizeof(mp_obj *));
+    int rc = unpickle_charge(u, (cap - u->dense_cap) * sizeof(mp_obj *));
     if (rc < 0)
         return rc;
     mp_obj **d = realloc(u->dense, cap * sizeof *d);
@@ -419,9 +357,9 @@ static int dense_grow(struct unpickler *u, uint64_t key)
     return 1;
 }
 
-static int table_put(struct unpickler *u, uint64_t key, mp_obj *val)
+static int unpickle_table_put(struct unpickler *u, uint64_t key, mp_obj *val)
 {
-    struct memo_slot *s = memo_find(u, key);
+    struct memo_slot *s = unpickle_memo_find(u, key);
     if (s) {
         s->val = val;
         return 0;
@@ -430,7 +368,7 @@ static int table_put(struct unpickler *u, uint64_t key, mp_obj *val)
         size_t cap = u->memo_cap ? u->memo_cap * 2 : 64;
         if (cap > SIZE_MAX / sizeof(struct memo_slot))
             return -ENOMEM;
-        int rc = mem_charge(u, cap * sizeof(struct memo_slot));
+        int rc = unpickle_charge(u, cap * sizeof(struct memo_slot));
         if (rc < 0)
             return rc;
         struct memo_slot *m = calloc(cap, sizeof *m);
@@ -439,7 +377,7 @@ static int table_put(struct unpickler *u, uint64_t key, mp_obj *val)
         for (size_t i = 0; i < u->memo_cap; i++) {
             if (!u->memo[i].val)
                 continue;
-            size_t j = memo_hash(u->memo[i].key) & (cap - 1);
+            size_t j = unpickle_memo_hash(u->memo[i].key) & (cap - 1);
             while (m[j].val)
                 j = (j + 1) & (cap - 1);
             m[j] = u->memo[i];
@@ -448,43 +386,63 @@ static int table_put(struct unpickler *u, uint64_t key, mp_obj *val)
         u->memo = m;
         u->memo_cap = cap;
     }
-    size_t mask = u->memo_cap - 1, i = memo_hash(key) & mask;
+    size_t mask = u->memo_cap - 1, i = unpickle_memo_hash(key) & mask;
     while (u->memo[i].val)
         i = (i + 1) & mask;
     u->memo[i].key = key;
     u->memo[i].val = val;
     u->memo_used++;
+    MP__ASSERT(u->memo_used * 2 <= u->memo_cap); /* probing finds a free slot */
     return 0;
 }
 
-static int memo_put(struct unpickler *u, uint64_t key, mp_obj *val)
+static int unpickle_memo_put(struct unpickler *u, uint64_t key, mp_obj *val)
 {
-    bool fresh = memo_get(u, key) == NULL;
-    int rc = key < u->dense_cap ? 1 : dense_grow(u, key);
+    bool fresh = unpickle_memo_get(u, key) == NULL;
+    int rc = key < u->dense_cap ? 1 : unpickle_dense_grow(u, key);
     if (rc < 0)
         return rc;
-    if (rc == 1)
+    if (rc == 1) {
+        MP__ASSERT(key < u->dense_cap);
         u->dense[key] = val;
-    else if ((rc = table_put(u, key, val)) < 0)
+    } else if ((rc = unpickle_table_put(u, key, val)) < 0)
         return rc;
     if (fresh)
         u->memo_count++;
     return 0;
 }
 
-static int do_put(struct unpickler *u, uint64_t key)
+static int unpickle_put(struct unpickler *u, uint64_t key)
 {
     mp_obj *o;
-    int rc = top(u, &o);
-    return rc < 0 ? rc : memo_put(u, key, o);
+    int rc = unpickle_top(u, &o);
+    return rc < 0 ? rc : unpickle_memo_put(u, key, o);
 }
 
-static int do_get(struct unpickler *u, uint64_t key)
+static int unpickle_get(struct unpickler *u, uint64_t key)
 {
-    mp_obj *o = memo_get(u, key);
+    mp_obj *o = unpickle_memo_get(u, key);
     if (!o)
         return MP_EPROTO; /* never PUT */
-    return push(u, o);
+    return unpickle_push(u, o);
+}
+
+/* The memo key of PUT or GET (a decimal line), or of BINPUT, BINGET and
+ * their LONG_ forms (a little-endian field). */
+static int unpickle_memo_key(struct unpickler *u, int op, uint64_t *key)
+{
+    if (op != MP__OP_PUT && op != MP__OP_GET)
+        return unpickle_read_le(u, unpickle_width(op), key);
+    const unsigned char *line;
+    size_t len;
+    int64_t iv;
+    int rc = unpickle_read_line(u, &line, &len);
+    if (rc < 0)
+        return rc;
+    if (mp__pickle_parse_int(line, len, &iv) < 0 || iv < 0)
+        return MP_EPROTO;
+    *key = (uint64_t)iv;
+    return 0;
 }
 
 /* ---- Containers ----------------------------------------------------------
@@ -496,7 +454,7 @@ static int do_get(struct unpickler *u, uint64_t key)
  * so their heights are exact. Placing recomputes every height.
  */
 
-static int adopt_height(mp_obj *c, const mp_obj *item)
+static int unpickle_adopt_height(mp_obj *c, const mp_obj *item)
 {
     if ((unsigned)item->height + 1 > MP_OBJ_MAX_DEPTH)
         return MP_EPROTO;
@@ -506,30 +464,30 @@ static int adopt_height(mp_obj *c, const mp_obj *item)
 }
 
 /* Room for k more items in a list or tuple, paid for first. */
-static int seq_room(struct unpickler *u, mp_obj *seq, size_t k)
+static int unpickle_seq_room(struct unpickler *u, mp_obj *seq, size_t k)
 {
     size_t cap;
     int rc = mp__seq_cap_for(seq, k, &cap);
     if (rc < 0 || cap == seq->u.seq.cap)
         return rc;
-    rc = mem_charge(u, (cap - seq->u.seq.cap) * sizeof(mp_obj *));
+    rc = unpickle_charge(u, (cap - seq->u.seq.cap) * sizeof(mp_obj *));
     return rc < 0 ? rc : mp__seq_reserve(seq, k);
 }
 
 /* Build a list or tuple from stack items [first, stack.len) and replace them
  * with it. Its final length is known: the array is allocated to fit. */
-static int build_seq(struct unpickler *u, int type, size_t first)
+static int unpickle_build_seq(struct unpickler *u, int type, size_t first)
 {
     size_t count = u->stack.len - first;
     mp_obj *seq;
-    int rc = new_node(u, type, &seq);
+    int rc = unpickle_new_node(u, type, &seq);
     if (rc < 0)
         return rc;
     seq->height = 1;
     if (count) {
         if (count > SIZE_MAX / sizeof(mp_obj *))
             return -ENOMEM;
-        if ((rc = mem_charge(u, count * sizeof(mp_obj *))) < 0)
+        if ((rc = unpickle_charge(u, count * sizeof(mp_obj *))) < 0)
             return rc;
         if (!(seq->u.seq.items = malloc(count * sizeof(mp_obj *))))
             return -ENOMEM;
@@ -537,29 +495,29 @@ static int build_seq(struct unpickler *u, int type, size_t first)
     }
     for (size_t i = first; i < u->stack.len; i++) {
         mp_obj *item = u->stack.v[i];
-        rc = check_value(item);
+        rc = unpickle_check_value(item);
         if (rc == 0)
-            rc = adopt_height(seq, item);
+            rc = unpickle_adopt_height(seq, item);
         if (rc < 0)
             return rc;
         seq->u.seq.items[seq->u.seq.len++] = item;
     }
     u->stack.len = first;
-    return push(u, seq);
+    return unpickle_push(u, seq);
 }
 
-static int append_items(struct unpickler *u, mp_obj *list, size_t first)
+static int unpickle_append_items(struct unpickler *u, mp_obj *list, size_t first)
 {
     if (list->type != MP_TYPE_LIST)
         return MP_EPROTO; /* Python would call obj.append: refused */
-    int rc = seq_room(u, list, u->stack.len - first);
+    int rc = unpickle_seq_room(u, list, u->stack.len - first);
     if (rc < 0)
         return rc;
     for (size_t i = first; i < u->stack.len; i++) {
         mp_obj *item = u->stack.v[i];
-        rc = check_value(item);
+        rc = unpickle_check_value(item);
         if (rc == 0)
-            rc = adopt_height(list, item);
+            rc = unpickle_adopt_height(list, item);
         if (rc < 0)
             return rc;
         list->u.seq.items[list->u.seq.len++] = item;
@@ -568,7 +526,7 @@ static int append_items(struct unpickler *u, mp_obj *list, size_t first)
     return 0;
 }
 
-static int set_items(struct unpickler *u, mp_obj *dict, size_t first)
+static int unpickle_set_items(struct unpickler *u, mp_obj *dict, size_t first)
 {
     if (dict->type != MP_TYPE_DICT)
         return MP_EPROTO;
@@ -576,13 +534,13 @@ static int set_items(struct unpickler *u, mp_obj *dict, size_t first)
         return MP_EPROTO; /* a key without a value */
     for (size_t i = first; i < u->stack.len; i += 2) {
         mp_obj *key = u->stack.v[i], *value = u->stack.v[i + 1], *old;
-        int rc = check_value(key);
+        int rc = unpickle_check_value(key);
         if (rc == 0)
-            rc = check_value(value);
+            rc = unpickle_check_value(value);
         if (rc == 0)
-            rc = adopt_height(dict, key);
+            rc = unpickle_adopt_height(dict, key);
         if (rc == 0)
-            rc = adopt_height(dict, value);
+            rc = unpickle_adopt_height(dict, value);
         /* A new key may make the dict grow: the budget must hold the
          * growth before, and pays what actually happened after (a
          * replaced key costs nothing). */
@@ -591,8 +549,10 @@ static int set_items(struct unpickler *u, mp_obj *dict, size_t first)
             rc = MP_EPROTO;
         if (rc == 0)
             rc = mp__dict_store(dict, key, value, &u->budget, &old);
-        if (rc == 0 && dict->u.d.cap > cap0)
+        if (rc == 0 && dict->u.d.cap > cap0) {
+            MP__ASSERT(dict->u.d.cap == cap1 && cap1 - cap0 <= u->mem / MP__DICT_BYTES_PER_CAP);
             u->mem -= (dict->u.d.cap - cap0) * MP__DICT_BYTES_PER_CAP;
+        }
         if (rc == MP_ETYPE)
             rc = MP_EPROTO; /* unhashable key */
         if (rc < 0)
@@ -605,7 +565,7 @@ static int set_items(struct unpickler *u, mp_obj *dict, size_t first)
 
 /* Sign-extend a little-endian two's complement integer of len bytes; MP_EPROTO
  * beyond int64 (Python's LONG1/LONG4 are arbitrary precision). */
-static int decode_long(const unsigned char *p, size_t len, int64_t *out)
+static int unpickle_decode_long(const unsigned char *p, size_t len, int64_t *out)
 {
     if (len == 0) {
         *out = 0;
@@ -629,58 +589,47 @@ static int decode_long(const unsigned char *p, size_t len, int64_t *out)
 }
 
 /* An int: a shared immortal node for -5..256 (no allocation), else new. */
-static int push_int(struct unpickler *u, int64_t v)
+static int unpickle_push_int(struct unpickler *u, int64_t v)
 {
     mp_obj *o = mp__obj_immortal_int(v);
     if (!o) {
-        int rc = new_node(u, MP_TYPE_INT, &o);
+        int rc = unpickle_new_node(u, MP_TYPE_INT, &o);
         if (rc < 0)
             return rc;
         o->u.i = v;
     }
-    return push(u, o);
+    return unpickle_push(u, o);
 }
 
-static int push_float(struct unpickler *u, double v)
+static int unpickle_push_float(struct unpickler *u, double v)
 {
     mp_obj *o;
-    int rc = new_node(u, MP_TYPE_FLOAT, &o);
+    int rc = unpickle_new_node(u, MP_TYPE_FLOAT, &o);
     if (rc < 0)
         return rc;
     mp__obj_set_float(o, v);
-    return push(u, o);
+    return unpickle_push(u, o);
 }
 
-static int push_str(struct unpickler *u, size_t len)
+static int unpickle_push_str(struct unpickler *u, size_t len)
 {
     const unsigned char *s = u->p + u->pos;
     if (!mp__utf8_valid(s, len))
         return MP_EPROTO;
     u->pos += len;
-    return push_strbytes(u, MP_TYPE_STR, s, len);
+    return unpickle_push_strbytes(u, MP_TYPE_STR, s, len);
 }
 
-static int push_bytes(struct unpickler *u, size_t len)
+static int unpickle_push_bytes(struct unpickler *u, size_t len)
 {
     const unsigned char *s = u->p + u->pos;
     u->pos += len;
-    return push_strbytes(u, MP_TYPE_BYTES, s, len);
+    return unpickle_push_strbytes(u, MP_TYPE_BYTES, s, len);
 }
 
-static int hexval(unsigned c)
-{
-    if (c >= '0' && c <= '9')
-        return (int)(c - '0');
-    if (c >= 'a' && c <= 'f')
-        return (int)(c - 'a' + 10);
-    if (c >= 'A' && c <= 'F')
-        return (int)(c - 'A' + 10);
-    return -1;
-}
-
-/* Protocol 0's UNICODE: raw-unicode-escape (latin-1 bytes, with \uXXXX and
- * \UXXXXXXXX escapes) converted to UTF-8. */
-static int push_raw_unicode(struct unpickler *u, const unsigned char *s, size_t n)
+/* Protocol 0's UNICODE: raw-unicode-escape converted to UTF-8, which takes
+ * at most two bytes per input byte. */
+static int unpickle_push_raw_unicode(struct unpickler *u, const unsigned char *s, size_t n)
 {
     size_t cap;
     if (mp__add_overflows(n, n, &cap))
@@ -690,193 +639,148 @@ static int push_raw_unicode(struct unpickler *u, const unsigned char *s, size_t 
     unsigned char *out = malloc(cap + 1);
     if (!out)
         return -ENOMEM;
-    size_t o = 0;
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0;) {
-        uint32_t cp = s[i++];
-        if (cp == '\\' && i < n && (s[i] == 'u' || s[i] == 'U')) {
-            int digits = s[i] == 'u' ? 4 : 8;
-            i++;
-            if (n - i < (size_t)digits) {
-                rc = MP_EPROTO;
-                break;
-            }
-            cp = 0;
-            for (int k = 0; k < digits; k++) {
-                int h = hexval(s[i++]);
-                if (h < 0)
-                    rc = MP_EPROTO;
-                cp = cp << 4 | (uint32_t)(h & 0xf);
-            }
-            if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-                rc = MP_EPROTO; /* out of range, or a lone surrogate */
-        } else if (cp == '\\' && i < n) {
-            /* A backslash pair: both stay, and the second cannot start an
-             * escape (CPython's decoder consumes them together). */
-            out[o++] = '\\';
-            cp = s[i++];
-        }
-        if (cp < 0x80) {
-            out[o++] = (unsigned char)cp;
-        } else if (cp < 0x800) {
-            out[o++] = (unsigned char)(0xc0 | cp >> 6);
-            out[o++] = (unsigned char)(0x80 | (cp & 0x3f));
-        } else if (cp < 0x10000) {
-            out[o++] = (unsigned char)(0xe0 | cp >> 12);
-            out[o++] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
-            out[o++] = (unsigned char)(0x80 | (cp & 0x3f));
-        } else {
-            out[o++] = (unsigned char)(0xf0 | cp >> 18);
-            out[o++] = (unsigned char)(0x80 | (cp >> 12 & 0x3f));
-            out[o++] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
-            out[o++] = (unsigned char)(0x80 | (cp & 0x3f));
-        }
-    }
+    size_t len;
+    int rc = mp__pickle_raw_unicode(s, n, out, &len);
     if (rc == 0)
-        rc = push_strbytes(u, MP_TYPE_STR, out, o);
+        rc = unpickle_push_strbytes(u, MP_TYPE_STR, out, len);
     free(out);
     return rc;
 }
 
 /* GLOBAL / STACK_GLOBAL: only builtins.bytearray (Python 2's __builtin__ is
  * the same module under fix_imports) is known; the rest is refused. */
-static int push_global(struct unpickler *u, const unsigned char *mod, size_t modlen,
-                       const unsigned char *name, size_t namelen)
+static int unpickle_push_global(struct unpickler *u, const unsigned char *mod, size_t modlen,
+                                const unsigned char *name, size_t namelen)
 {
     bool builtins = (modlen == 8 && memcmp(mod, "builtins", 8) == 0) ||
                     (modlen == 11 && memcmp(mod, "__builtin__", 11) == 0);
     if (!builtins || namelen != 9 || memcmp(name, "bytearray", 9) != 0)
         return MP_EPROTO;
-    return push_new(u, TYPE_BYTEARRAY_CALLABLE);
+    return unpickle_push_new(u, TYPE_BYTEARRAY_CALLABLE);
 }
 
 /* REDUCE: bytearray() or bytearray(b'...'), as protocols 3 and 4 write a
  * bytearray. Decoded as bytes; anything else is refused. */
-static int do_reduce(struct unpickler *u)
+static int unpickle_reduce(struct unpickler *u)
 {
     mp_obj *args = NULL, *callable = NULL;
-    int rc = pop_value(u, &args);
+    int rc = unpickle_pop_value(u, &args);
     if (rc == 0)
-        rc = pop_any(u, &callable);
+        rc = unpickle_pop_any(u, &callable);
     if (rc < 0)
         return rc;
     if (callable->type != TYPE_BYTEARRAY_CALLABLE || args->type != MP_TYPE_TUPLE)
         return MP_EPROTO;
     if (args->u.seq.len == 0)
-        return push_strbytes(u, MP_TYPE_BYTES, NULL, 0);
+        return unpickle_push_strbytes(u, MP_TYPE_BYTES, NULL, 0);
     mp_obj *b = args->u.seq.items[0];
     if (args->u.seq.len != 1 || b->type != MP_TYPE_BYTES)
         return MP_EPROTO;
     /* A copy (bytearray is mutable in Python), charged like any other: one
      * memoized bytes object made into a bytearray again and again is a
      * megabyte per few input bytes. */
-    return push_strbytes(u, MP_TYPE_BYTES, b->u.s.data, b->u.s.len);
+    return unpickle_push_strbytes(u, MP_TYPE_BYTES, b->u.s.data, b->u.s.len);
 }
 
 /* ---- Phase 1: the machine ------------------------------------------------ */
 
-static int step(struct unpickler *u, int op, bool *stop)
+static int unpickle_step(struct unpickler *u, int op, bool *stop)
 {
     int rc = 0;
     size_t len, first;
     const unsigned char *line, *line2;
     size_t len2;
     int64_t iv;
+    uint64_t v;
     mp_obj *o, *a, *b;
 
     switch (op) {
     case MP__OP_PROTO:
-        if ((rc = need(u, 1)) < 0)
+        if ((rc = unpickle_read_le(u, 1, &v)) < 0)
             return rc;
-        if (u->p[u->pos++] > HIGHEST_PROTOCOL)
-            return MP_EPROTO;
-        return 0;
+        return v > HIGHEST_PROTOCOL ? MP_EPROTO : 0;
     case MP__OP_FRAME:
         /* CPython only checks that the frame is there; so do we. */
-        return read_len(u, 8, &len);
+        return unpickle_read_len(u, unpickle_width(op), &len);
     case MP__OP_STOP:
         *stop = true;
         return 0;
 
     case MP__OP_MARK:
-        return push_mark(u);
+        return unpickle_push_mark(u);
     case MP__OP_POP:
         /* Python's load_pop: with nothing above the MARK, drop the MARK. */
-        if (u->stack.len > fence(u)) {
+        if (u->stack.len > unpickle_fence(u)) {
             u->stack.len--;
             return 0;
         }
-        return pop_mark(u, &first);
+        return unpickle_pop_mark(u, &first);
     case MP__OP_POP_MARK:
-        if ((rc = pop_mark(u, &first)) < 0)
+        if ((rc = unpickle_pop_mark(u, &first)) < 0)
             return rc;
         u->stack.len = first;
         return 0;
     case MP__OP_DUP:
-        if ((rc = top(u, &o)) < 0)
+        if ((rc = unpickle_top(u, &o)) < 0)
             return rc;
-        return push(u, o);
+        return unpickle_push(u, o);
 
     case MP__OP_NONE:
-        return push(u, mp_obj_none());
+        return unpickle_push(u, mp_obj_none());
     case MP__OP_NEWTRUE:
     case MP__OP_NEWFALSE:
-        return push(u, mp_obj_bool(op == MP__OP_NEWTRUE));
+        return unpickle_push(u, mp_obj_bool(op == MP__OP_NEWTRUE));
     case MP__OP_INT:
-        if ((rc = read_line(u, &line, &len)) < 0)
+        if ((rc = unpickle_read_line(u, &line, &len)) < 0)
             return rc;
         if (len == 2 && line[0] == '0' && (line[1] == '0' || line[1] == '1'))
-            return push(u, mp_obj_bool(line[1] == '1')); /* protocol 0-1 True/False */
-        if ((rc = parse_decimal(line, len, &iv)) < 0)
+            return unpickle_push(u, mp_obj_bool(line[1] == '1')); /* protocol 0-1 True/False */
+        if ((rc = mp__pickle_parse_int(line, len, &iv)) < 0)
             return rc;
-        return push_int(u, iv);
+        return unpickle_push_int(u, iv);
     case MP__OP_LONG:
-        if ((rc = read_line(u, &line, &len)) < 0)
+        if ((rc = unpickle_read_line(u, &line, &len)) < 0)
             return rc;
         if (len && line[len - 1] == 'L')
             len--;
-        if ((rc = parse_decimal(line, len, &iv)) < 0)
+        if ((rc = mp__pickle_parse_int(line, len, &iv)) < 0)
             return rc;
-        return push_int(u, iv);
+        return unpickle_push_int(u, iv);
     case MP__OP_BININT:
-        if ((rc = need(u, 4)) < 0)
+        if ((rc = unpickle_read_le(u, 4, &v)) < 0)
             return rc;
-        iv = (int32_t)(uint32_t)le(u->p + u->pos, 4);
-        u->pos += 4;
-        return push_int(u, iv);
+        return unpickle_push_int(u, (int32_t)(uint32_t)v);
     case MP__OP_BININT1:
-        if ((rc = need(u, 1)) < 0)
+        if ((rc = unpickle_need(u, 1)) < 0)
             return rc;
-        return push_int(u, u->p[u->pos++]);
+        return unpickle_push_int(u, u->p[u->pos++]);
     case MP__OP_BININT2:
-        if ((rc = need(u, 2)) < 0)
+        if ((rc = unpickle_read_le(u, 2, &v)) < 0)
             return rc;
-        iv = (int64_t)le(u->p + u->pos, 2);
-        u->pos += 2;
-        return push_int(u, iv);
+        return unpickle_push_int(u, (int64_t)v);
     case MP__OP_LONG1:
     case MP__OP_LONG4:
         if (op == MP__OP_LONG4) {
-            if ((rc = need(u, 4)) < 0)
+            if ((rc = unpickle_need(u, 4)) < 0)
                 return rc;
             if (u->p[u->pos + 3] & 0x80)
                 return MP_EPROTO; /* negative byte count */
         }
-        if ((rc = read_len(u, op == MP__OP_LONG1 ? 1 : 4, &len)) < 0)
+        if ((rc = unpickle_read_len(u, unpickle_width(op), &len)) < 0)
             return rc;
-        rc = decode_long(u->p + u->pos, len, &iv);
+        rc = unpickle_decode_long(u->p + u->pos, len, &iv);
         u->pos += len;
-        return rc < 0 ? rc : push_int(u, iv);
+        return rc < 0 ? rc : unpickle_push_int(u, iv);
     case MP__OP_FLOAT: {
         double f;
-        if ((rc = read_line(u, &line, &len)) < 0)
+        if ((rc = unpickle_read_line(u, &line, &len)) < 0)
             return rc;
-        if ((rc = parse_float(line, len, &f)) < 0)
+        if ((rc = mp__pickle_parse_float(line, len, &f)) < 0)
             return rc;
-        return push_float(u, f);
+        return unpickle_push_float(u, f);
     }
     case MP__OP_BINFLOAT: {
-        if ((rc = need(u, 8)) < 0)
+        if ((rc = unpickle_need(u, 8)) < 0)
             return rc;
         uint64_t bits = 0;
         for (int i = 0; i < 8; i++)
@@ -884,128 +788,107 @@ static int step(struct unpickler *u, int op, bool *stop)
         u->pos += 8;
         double f;
         memcpy(&f, &bits, sizeof bits);
-        return push_float(u, f);
+        return unpickle_push_float(u, f);
     }
 
     case MP__OP_SHORT_BINUNICODE:
     case MP__OP_BINUNICODE:
     case MP__OP_BINUNICODE8:
-        if ((rc = read_len(u,
-                           op == MP__OP_SHORT_BINUNICODE ? 1
-                           : op == MP__OP_BINUNICODE     ? 4
-                                                         : 8,
-                           &len)) < 0)
+        if ((rc = unpickle_read_len(u, unpickle_width(op), &len)) < 0)
             return rc;
-        return push_str(u, len);
+        return unpickle_push_str(u, len);
     case MP__OP_UNICODE:
-        if ((rc = read_line(u, &line, &len)) < 0)
+        if ((rc = unpickle_read_line(u, &line, &len)) < 0)
             return rc;
-        return push_raw_unicode(u, line, len);
+        return unpickle_push_raw_unicode(u, line, len);
     case MP__OP_SHORT_BINBYTES:
     case MP__OP_BINBYTES:
     case MP__OP_BINBYTES8:
     case MP__OP_BYTEARRAY8:
-        if ((rc = read_len(u,
-                           op == MP__OP_SHORT_BINBYTES ? 1
-                           : op == MP__OP_BINBYTES     ? 4
-                                                       : 8,
-                           &len)) < 0)
+        if ((rc = unpickle_read_len(u, unpickle_width(op), &len)) < 0)
             return rc;
-        return push_bytes(u, len);
+        return unpickle_push_bytes(u, len);
 
     case MP__OP_EMPTY_LIST:
-        return push_new(u, MP_TYPE_LIST);
+        return unpickle_push_new(u, MP_TYPE_LIST);
     case MP__OP_EMPTY_TUPLE:
-        return push_new(u, MP_TYPE_TUPLE);
+        return unpickle_push_new(u, MP_TYPE_TUPLE);
     case MP__OP_EMPTY_DICT:
-        return push_new(u, MP_TYPE_DICT);
+        return unpickle_push_new(u, MP_TYPE_DICT);
     case MP__OP_LIST:
     case MP__OP_TUPLE:
-        if ((rc = pop_mark(u, &first)) < 0)
+        if ((rc = unpickle_pop_mark(u, &first)) < 0)
             return rc;
-        return build_seq(u, op == MP__OP_LIST ? MP_TYPE_LIST : MP_TYPE_TUPLE, first);
+        return unpickle_build_seq(u, op == MP__OP_LIST ? MP_TYPE_LIST : MP_TYPE_TUPLE, first);
     case MP__OP_TUPLE1:
     case MP__OP_TUPLE2:
     case MP__OP_TUPLE3: {
         size_t k = (size_t)(op - MP__OP_TUPLE1 + 1);
-        if (u->stack.len < fence(u) + k)
+        if (u->stack.len < unpickle_fence(u) + k)
             return MP_EPROTO;
-        return build_seq(u, MP_TYPE_TUPLE, u->stack.len - k);
+        return unpickle_build_seq(u, MP_TYPE_TUPLE, u->stack.len - k);
     }
     case MP__OP_DICT:
-        if ((rc = pop_mark(u, &first)) < 0)
+        if ((rc = unpickle_pop_mark(u, &first)) < 0)
             return rc;
-        if ((rc = new_node(u, MP_TYPE_DICT, &o)) < 0)
+        if ((rc = unpickle_new_node(u, MP_TYPE_DICT, &o)) < 0)
             return rc;
         o->height = 1;
-        if ((rc = set_items(u, o, first)) < 0)
+        if ((rc = unpickle_set_items(u, o, first)) < 0)
             return rc;
-        return push(u, o);
+        return unpickle_push(u, o);
     case MP__OP_APPEND:
-        if ((rc = pop_value(u, &a)) < 0 || (rc = top(u, &o)) < 0)
+        if ((rc = unpickle_pop_value(u, &a)) < 0 || (rc = unpickle_top(u, &o)) < 0)
             return rc;
-        if ((rc = push(u, a)) < 0) /* append_items takes it from the stack */
+        if ((rc = unpickle_push(u, a)) < 0) /* append_items takes it from the stack */
             return rc;
-        return append_items(u, o, u->stack.len - 1);
+        return unpickle_append_items(u, o, u->stack.len - 1);
     case MP__OP_APPENDS:
-        if ((rc = pop_mark(u, &first)) < 0)
+        if ((rc = unpickle_pop_mark(u, &first)) < 0)
             return rc;
-        if (first <= fence(u))
+        if (first <= unpickle_fence(u))
             return MP_EPROTO; /* no list below the MARK */
-        return append_items(u, u->stack.v[first - 1], first);
+        return unpickle_append_items(u, u->stack.v[first - 1], first);
     case MP__OP_SETITEM:
-        if (u->stack.len < fence(u) + 3)
+        if (u->stack.len < unpickle_fence(u) + 3)
             return MP_EPROTO;
-        return set_items(u, u->stack.v[u->stack.len - 3], u->stack.len - 2);
+        return unpickle_set_items(u, u->stack.v[u->stack.len - 3], u->stack.len - 2);
     case MP__OP_SETITEMS:
-        if ((rc = pop_mark(u, &first)) < 0)
+        if ((rc = unpickle_pop_mark(u, &first)) < 0)
             return rc;
-        if (first <= fence(u))
+        if (first <= unpickle_fence(u))
             return MP_EPROTO;
-        return set_items(u, u->stack.v[first - 1], first);
+        return unpickle_set_items(u, u->stack.v[first - 1], first);
 
     case MP__OP_PUT:
-        if ((rc = read_line(u, &line, &len)) < 0)
-            return rc;
-        if ((rc = parse_decimal(line, len, &iv)) < 0 || iv < 0)
-            return MP_EPROTO;
-        return do_put(u, (uint64_t)iv);
     case MP__OP_BINPUT:
     case MP__OP_LONG_BINPUT:
-        len = op == MP__OP_BINPUT ? 1 : 4;
-        if ((rc = need(u, len)) < 0)
+        if ((rc = unpickle_memo_key(u, op, &v)) < 0)
             return rc;
-        u->pos += len;
-        return do_put(u, le(u->p + u->pos - len, (int)len));
+        return unpickle_put(u, v);
     case MP__OP_MEMOIZE:
-        return do_put(u, u->memo_count);
+        return unpickle_put(u, u->memo_count);
     case MP__OP_GET:
-        if ((rc = read_line(u, &line, &len)) < 0)
-            return rc;
-        if ((rc = parse_decimal(line, len, &iv)) < 0 || iv < 0)
-            return MP_EPROTO;
-        return do_get(u, (uint64_t)iv);
     case MP__OP_BINGET:
     case MP__OP_LONG_BINGET:
-        len = op == MP__OP_BINGET ? 1 : 4;
-        if ((rc = need(u, len)) < 0)
+        if ((rc = unpickle_memo_key(u, op, &v)) < 0)
             return rc;
-        u->pos += len;
-        return do_get(u, le(u->p + u->pos - len, (int)len));
+        return unpickle_get(u, v);
 
     case MP__OP_GLOBAL:
-        if ((rc = read_line(u, &line, &len)) < 0 || (rc = read_line(u, &line2, &len2)) < 0)
+        if ((rc = unpickle_read_line(u, &line, &len)) < 0 ||
+            (rc = unpickle_read_line(u, &line2, &len2)) < 0)
             return rc;
-        return push_global(u, line, len, line2, len2);
+        return unpickle_push_global(u, line, len, line2, len2);
     case MP__OP_STACK_GLOBAL:
-        if ((rc = pop_value(u, &b)) < 0 || (rc = pop_value(u, &a)) < 0)
+        if ((rc = unpickle_pop_value(u, &b)) < 0 || (rc = unpickle_pop_value(u, &a)) < 0)
             return rc;
         if (a->type != MP_TYPE_STR || b->type != MP_TYPE_STR)
             return MP_EPROTO;
-        return push_global(u, (const unsigned char *)a->u.s.data, a->u.s.len,
-                           (const unsigned char *)b->u.s.data, b->u.s.len);
+        return unpickle_push_global(u, (const unsigned char *)a->u.s.data, a->u.s.len,
+                                    (const unsigned char *)b->u.s.data, b->u.s.len);
     case MP__OP_REDUCE:
-        return do_reduce(u);
+        return unpickle_reduce(u);
 
     default:
         /* BUILD, INST, OBJ, NEWOBJ, NEWOBJ_EX, EXT1/2/4, PERSID, BINPERSID:
@@ -1019,21 +902,22 @@ static int step(struct unpickler *u, int op, bool *stop)
 
 /* ---- Phase 2: placing ----------------------------------------------------- */
 
-static bool is_container(const mp_obj *o)
+static bool unpickle_is_container(const mp_obj *o)
 {
     return o->type == MP_TYPE_LIST || o->type == MP_TYPE_TUPLE || o->type == MP_TYPE_DICT;
 }
 
 /*
  * Place the node *slot points at, which sits level containers deep (0: *slot
- * is the result). Parents are set afterwards (set_parents): until the
+ * is the result). Parents are set afterwards (unpickle_set_parents): until the
  * unplaced nodes are freed, each node's parent field links the arena.
  * Recursion depth is bounded by MP_OBJ_MAX_DEPTH, checked before descending.
  */
-static int place(struct unpickler *u, mp_obj **slot, unsigned level)
+static int unpickle_place(struct unpickler *u, mp_obj **slot, unsigned level)
 {
     mp_obj *o = *slot;
     int rc;
+    MP__ASSERT(level <= MP_OBJ_MAX_DEPTH); /* checked before descending */
     if (mp__obj_immortal(o))
         return 0; /* shared by design: any number of slots may hold it */
     if (o->flags & MP__F_BLACK) {
@@ -1043,7 +927,7 @@ static int place(struct unpickler *u, mp_obj **slot, unsigned level)
         mp_obj *c;
         if ((rc = mp__obj_copy_limited(o, &u->budget, &c)) < 0)
             return rc;
-        if ((rc = vec_push(&u->copies, c, NULL)) < 0) {
+        if ((rc = unpickle_vec_push(&u->copies, c, NULL)) < 0) {
             mp__obj_free_tree(c);
             return rc;
         }
@@ -1052,7 +936,7 @@ static int place(struct unpickler *u, mp_obj **slot, unsigned level)
     }
     if (o->flags & MP__F_GREY)
         return MP_EPROTO; /* o contains itself */
-    if (!is_container(o)) {
+    if (!unpickle_is_container(o)) {
         o->height = 0;
         o->flags |= MP__F_BLACK;
         return 0;
@@ -1066,8 +950,8 @@ static int place(struct unpickler *u, mp_obj **slot, unsigned level)
             struct mp__dict_entry *e = &o->u.d.entries[i];
             if (!e->key)
                 continue;
-            if ((rc = place(u, &e->key, level + 1)) < 0 ||
-                (rc = place(u, &e->value, level + 1)) < 0)
+            if ((rc = unpickle_place(u, &e->key, level + 1)) < 0 ||
+                (rc = unpickle_place(u, &e->value, level + 1)) < 0)
                 return rc;
             if (e->key->height > h)
                 h = e->key->height;
@@ -1076,7 +960,7 @@ static int place(struct unpickler *u, mp_obj **slot, unsigned level)
         }
     } else {
         for (size_t i = 0; i < o->u.seq.len; i++) {
-            if ((rc = place(u, &o->u.seq.items[i], level + 1)) < 0)
+            if ((rc = unpickle_place(u, &o->u.seq.items[i], level + 1)) < 0)
                 return rc;
             if (o->u.seq.items[i]->height > h)
                 h = o->u.seq.items[i]->height;
@@ -1089,9 +973,9 @@ static int place(struct unpickler *u, mp_obj **slot, unsigned level)
 
 /* A placed child of container c: it joins c. A copy made while placing is
  * a proper tree already, so only its root is touched. */
-static void set_parents(mp_obj *c);
+static void unpickle_set_parents(mp_obj *c);
 
-static void adopt(mp_obj *c, mp_obj *child)
+static void unpickle_adopt(mp_obj *c, mp_obj *child)
 {
     if (mp__obj_immortal(child))
         return;
@@ -1099,33 +983,34 @@ static void adopt(mp_obj *c, mp_obj *child)
     if (!(child->flags & MP__F_BLACK))
         return; /* a copy */
     child->flags &= (uint8_t)~MP__F_BLACK;
-    if (is_container(child))
-        set_parents(child);
+    if (unpickle_is_container(child))
+        unpickle_set_parents(child);
 }
 
-/* Recursion bounded by MP_OBJ_MAX_DEPTH, which place() checked. */
-static void set_parents(mp_obj *c)
+/* Recursion bounded by MP_OBJ_MAX_DEPTH, which unpickle_place() checked. */
+static void unpickle_set_parents(mp_obj *c)
 {
     if (c->type == MP_TYPE_DICT) {
         for (size_t i = 0; i < c->u.d.n; i++) {
             struct mp__dict_entry *e = &c->u.d.entries[i];
             if (e->key) {
-                adopt(c, e->key);
-                adopt(c, e->value);
+                unpickle_adopt(c, e->key);
+                unpickle_adopt(c, e->value);
             }
         }
     } else {
         for (size_t i = 0; i < c->u.seq.len; i++)
-            adopt(c, c->u.seq.items[i]);
+            unpickle_adopt(c, c->u.seq.items[i]);
     }
 }
 
 /* Free what phase 1 made and the result does not hold (ok), or everything
  * (!ok), then the machine's own arrays. */
-static void unpickler_free(struct unpickler *u, bool ok)
+static void unpickle_free(struct unpickler *u, bool ok)
 {
     for (mp_obj *o = u->arena, *next; o; o = next) {
         next = o->parent;
+        MP__ASSERT(!mp__obj_immortal(o)); /* immortal nodes never join the arena */
         if (!ok || !(o->flags & MP__F_BLACK))
             mp__obj_free_node(o);
     }
@@ -1164,7 +1049,7 @@ int mp__pickle_loads(const unsigned char *p, size_t n, mp_obj **out)
             rc = MP_EPROTO; /* ended before STOP */
             break;
         }
-        rc = step(&u, u.p[u.pos++], &stop);
+        rc = unpickle_step(&u, u.p[u.pos++], &stop);
     }
     mp_obj *result = NULL;
     if (rc == 0) {
@@ -1172,312 +1057,19 @@ int mp__pickle_loads(const unsigned char *p, size_t n, mp_obj **out)
          * after STOP. */
         if (u.stack.len != 1 || u.nmarks || u.pos != u.n)
             rc = MP_EPROTO;
-        else if ((rc = check_value(u.stack.v[0])) == 0)
-            rc = place(&u, &u.stack.v[0], 0);
+        else if ((rc = unpickle_check_value(u.stack.v[0])) == 0)
+            rc = unpickle_place(&u, &u.stack.v[0], 0);
         if (rc == 0)
             result = u.stack.v[0];
     }
-    unpickler_free(&u, rc == 0);
+    unpickle_free(&u, rc == 0);
     if (rc == 0 && !mp__obj_immortal(result)) {
         result->parent = NULL;
         result->flags &= (uint8_t)~MP__F_BLACK;
-        if (is_container(result))
-            set_parents(result);
+        if (unpickle_is_container(result))
+            unpickle_set_parents(result);
     }
     if (rc == 0)
         *out = result;
     return rc;
-}
-
-/* ---- Encoder ---------------------------------------------------------------- */
-
-/* The builder of pickle.h is the encoder's own state. */
-#define pickler mp__pickler
-
-int mp__pickler_reserve(struct pickler *w, size_t n)
-{
-    if (w->err)
-        return w->err;
-    size_t need_len;
-    if (mp__add_overflows(w->len, n, &need_len)) {
-        w->err = -ENOMEM;
-        return w->err;
-    }
-    if (need_len > w->cap) {
-        size_t cap = w->cap ? w->cap : 256;
-        while (cap < need_len) {
-            if (cap > SIZE_MAX / 2) {
-                cap = need_len;
-                break;
-            }
-            cap *= 2;
-        }
-        unsigned char *q = realloc(w->p, cap);
-        if (!q) {
-            w->err = -ENOMEM;
-            return w->err;
-        }
-        w->p = q;
-        w->cap = cap;
-    }
-    return 0;
-}
-
-static void put(struct pickler *w, const void *s, size_t n)
-{
-    if (mp__pickler_reserve(w, n) < 0)
-        return;
-    if (n)
-        memcpy(w->p + w->len, s, n);
-    w->len += n;
-}
-
-static void put_op(struct pickler *w, unsigned op)
-{
-    unsigned char c = (unsigned char)op;
-    put(w, &c, 1);
-}
-
-static void put_le(struct pickler *w, uint64_t v, int k)
-{
-    unsigned char b[8];
-    for (int i = 0; i < k; i++)
-        b[i] = (unsigned char)(v >> (8 * i));
-    put(w, b, (size_t)k);
-}
-
-/* The opcode with the smallest length field that fits, as CPython chooses. */
-static void put_sized(struct pickler *w, unsigned op1, unsigned op4, unsigned op8, const char *data,
-                      size_t len)
-{
-    if (len < 256) {
-        put_op(w, op1);
-        put_le(w, len, 1);
-    } else if ((uint64_t)len <= UINT32_MAX) {
-        put_op(w, op4);
-        put_le(w, len, 4);
-    } else {
-        put_op(w, op8);
-        put_le(w, len, 8);
-    }
-    put(w, data, len);
-}
-
-static void put_int(struct pickler *w, int64_t v)
-{
-    if (v >= 0 && v <= 0xff) {
-        put_op(w, MP__OP_BININT1);
-        put_le(w, (uint64_t)v, 1);
-    } else if (v >= 0 && v <= 0xffff) {
-        put_op(w, MP__OP_BININT2);
-        put_le(w, (uint64_t)v, 2);
-    } else if (v >= INT32_MIN && v <= INT32_MAX) {
-        put_op(w, MP__OP_BININT);
-        put_le(w, (uint64_t)v, 4);
-    } else {
-        /* LONG1: the fewest two's complement bytes that keep the sign. */
-        int k = 8;
-        while (k > 1) {
-            int64_t hi = v >> (8 * (k - 1) - 1); /* bits that must be sign */
-            if (hi != 0 && hi != -1)
-                break;
-            k--;
-        }
-        put_op(w, MP__OP_LONG1);
-        put_le(w, (uint64_t)k, 1);
-        put_le(w, (uint64_t)v, k);
-    }
-}
-
-static void put_float(struct pickler *w, double f)
-{
-    uint64_t bits;
-    memcpy(&bits, &f, sizeof bits);
-    unsigned char b[9];
-    b[0] = MP__OP_BINFLOAT;
-    for (int i = 0; i < 8; i++)
-        b[1 + i] = (unsigned char)(bits >> (56 - 8 * i));
-    put(w, b, 9);
-}
-
-static void dump(struct pickler *w, const mp_obj *o);
-
-/* CPython batches APPENDS and SETITEMS by 1000 items. */
-#define BATCH 1000
-
-static void dump(struct pickler *w, const mp_obj *o)
-{
-    switch (o->type) {
-    case MP_TYPE_NONE:
-        put_op(w, MP__OP_NONE);
-        break;
-    case MP_TYPE_BOOL:
-        put_op(w, o->u.b ? MP__OP_NEWTRUE : MP__OP_NEWFALSE);
-        break;
-    case MP_TYPE_INT:
-        put_int(w, o->u.i);
-        break;
-    case MP_TYPE_FLOAT:
-        put_float(w, o->u.f);
-        break;
-    case MP_TYPE_STR:
-        put_sized(w, MP__OP_SHORT_BINUNICODE, MP__OP_BINUNICODE, MP__OP_BINUNICODE8, o->u.s.data,
-                  o->u.s.len);
-        break;
-    case MP_TYPE_BYTES:
-        put_sized(w, MP__OP_SHORT_BINBYTES, MP__OP_BINBYTES, MP__OP_BINBYTES8, o->u.s.data,
-                  o->u.s.len);
-        break;
-    case MP_TYPE_LIST: {
-        put_op(w, MP__OP_EMPTY_LIST);
-        size_t n = o->u.seq.len;
-        for (size_t i = 0; i < n && !w->err;) {
-            size_t k = n - i < BATCH ? n - i : BATCH;
-            if (k == 1) {
-                dump(w, o->u.seq.items[i]);
-                put_op(w, MP__OP_APPEND);
-            } else {
-                put_op(w, MP__OP_MARK);
-                for (size_t j = 0; j < k; j++)
-                    dump(w, o->u.seq.items[i + j]);
-                put_op(w, MP__OP_APPENDS);
-            }
-            i += k;
-        }
-        break;
-    }
-    case MP_TYPE_TUPLE: {
-        size_t n = o->u.seq.len;
-        if (n == 0) {
-            put_op(w, MP__OP_EMPTY_TUPLE);
-            break;
-        }
-        if (n > 3)
-            put_op(w, MP__OP_MARK);
-        for (size_t i = 0; i < n && !w->err; i++)
-            dump(w, o->u.seq.items[i]);
-        put_op(w, n > 3 ? MP__OP_TUPLE : (unsigned)(MP__OP_TUPLE1 + n - 1));
-        break;
-    }
-    case MP_TYPE_DICT: {
-        put_op(w, MP__OP_EMPTY_DICT);
-        size_t left = o->u.d.used, i = 0;
-        while (left && !w->err) {
-            size_t k = left < BATCH ? left : BATCH;
-            if (k > 1)
-                put_op(w, MP__OP_MARK);
-            for (size_t done = 0; done < k; i++) {
-                const struct mp__dict_entry *e = &o->u.d.entries[i];
-                if (!e->key)
-                    continue;
-                dump(w, e->key);
-                dump(w, e->value);
-                done++;
-            }
-            put_op(w, k > 1 ? MP__OP_SETITEMS : MP__OP_SETITEM);
-            left -= k;
-        }
-        break;
-    }
-    default:
-        w->err = -EINVAL; /* not a value type */
-        break;
-    }
-}
-
-int mp__pickle_dumps(const mp_obj *o, unsigned char **out, size_t *len)
-{
-    if (out)
-        *out = NULL;
-    if (!o || !out || !len)
-        return -EINVAL;
-    struct pickler w = {NULL, 0, 0, 0};
-    const unsigned char head[2] = {MP__OP_PROTO, MP__PICKLE_PROTOCOL};
-    put(&w, head, 2);
-    dump(&w, o);
-    put_op(&w, MP__OP_STOP);
-    if (w.err) {
-        free(w.p);
-        return w.err;
-    }
-    *out = w.p;
-    *len = w.len;
-    return 0;
-}
-
-/* ---- The piecewise builder (pickle.h) ---------------------------------------- */
-
-void mp__pickler_start(struct pickler *w)
-{
-    const unsigned char head[2] = {MP__OP_PROTO, MP__PICKLE_PROTOCOL};
-    put(w, head, 2);
-}
-
-void mp__pickler_stop(struct pickler *w)
-{
-    put_op(w, MP__OP_STOP);
-}
-
-void mp__pickler_obj(struct pickler *w, const mp_obj *o)
-{
-    if (!o) {
-        if (!w->err)
-            w->err = -EINVAL;
-        return;
-    }
-    dump(w, o);
-}
-
-void mp__pickler_none(struct pickler *w)
-{
-    put_op(w, MP__OP_NONE);
-}
-
-void mp__pickler_bool(struct pickler *w, bool v)
-{
-    put_op(w, v ? MP__OP_NEWTRUE : MP__OP_NEWFALSE);
-}
-
-void mp__pickler_int(struct pickler *w, int64_t v)
-{
-    put_int(w, v);
-}
-
-void mp__pickler_float(struct pickler *w, double v)
-{
-    put_float(w, v);
-}
-
-void mp__pickler_str(struct pickler *w, const char *s, size_t len)
-{
-    put_sized(w, MP__OP_SHORT_BINUNICODE, MP__OP_BINUNICODE, MP__OP_BINUNICODE8, s, len);
-}
-
-void mp__pickler_bytes(struct pickler *w, const void *p, size_t len)
-{
-    put_sized(w, MP__OP_SHORT_BINBYTES, MP__OP_BINBYTES, MP__OP_BINBYTES8, p, len);
-}
-
-void mp__pickler_mark(struct pickler *w)
-{
-    put_op(w, MP__OP_MARK);
-}
-
-void mp__pickler_tuple(struct pickler *w, size_t n)
-{
-    if (n == 0)
-        put_op(w, MP__OP_EMPTY_TUPLE);
-    else
-        put_op(w, n > 3 ? MP__OP_TUPLE : (unsigned)(MP__OP_TUPLE1 + n - 1));
-}
-
-void mp__pickler_list_begin(struct pickler *w)
-{
-    put_op(w, MP__OP_EMPTY_LIST);
-    put_op(w, MP__OP_MARK);
-}
-
-void mp__pickler_list_end(struct pickler *w)
-{
-    put_op(w, MP__OP_APPENDS);
 }

@@ -1,0 +1,300 @@
+/*
+ * pickle - the encoder: mp__pickle_dumps and the piecewise builder
+ * (mp__pickler_*), both in protocol 4 as CPython writes it (pickle.h). The
+ * decoder is unpickle.c. Statics here start with pickle_.
+ */
+#include "codec/objimpl.h"
+#include "codec/pickle.h"
+#include "core/internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int mp__pickler_reserve(mp__pickler *w, size_t n)
+{
+    if (w->err)
+        return w->err;
+    size_t need_len;
+    if (mp__add_overflows(w->len, n, &need_len)) {
+        w->err = -ENOMEM;
+        return w->err;
+    }
+    if (need_len > w->cap) {
+        size_t cap = w->cap ? w->cap : 256;
+        while (cap < need_len) {
+            if (cap > SIZE_MAX / 2) {
+                cap = need_len;
+                break;
+            }
+            cap *= 2;
+        }
+        unsigned char *q = realloc(w->p, cap);
+        if (!q) {
+            w->err = -ENOMEM;
+            return w->err;
+        }
+        w->p = q;
+        w->cap = cap;
+    }
+    return 0;
+}
+
+static void pickle_put(mp__pickler *w, const void *s, size_t n)
+{
+    if (mp__pickler_reserve(w, n) < 0)
+        return;
+    if (n)
+        memcpy(w->p + w->len, s, n);
+    w->len += n;
+}
+
+static void pickle_op(mp__pickler *w, unsigned op)
+{
+    unsigned char c = (unsigned char)op;
+    pickle_put(w, &c, 1);
+}
+
+static void pickle_le(mp__pickler *w, uint64_t v, int k)
+{
+    unsigned char b[8];
+    for (int i = 0; i < k; i++)
+        b[i] = (unsigned char)(v >> (8 * i));
+    pickle_put(w, b, (size_t)k);
+}
+
+/* The opcode with the smallest length field that fits, as CPython chooses. */
+static void pickle_sized(mp__pickler *w, unsigned op1, unsigned op4, unsigned op8, const char *data,
+                         size_t len)
+{
+    if (len < 256) {
+        pickle_op(w, op1);
+        pickle_le(w, len, 1);
+    } else if ((uint64_t)len <= UINT32_MAX) {
+        pickle_op(w, op4);
+        pickle_le(w, len, 4);
+    } else {
+        pickle_op(w, op8);
+        pickle_le(w, len, 8);
+    }
+    pickle_put(w, data, len);
+}
+
+static void pickle_int(mp__pickler *w, int64_t v)
+{
+    if (v >= 0 && v <= 0xff) {
+        pickle_op(w, MP__OP_BININT1);
+        pickle_le(w, (uint64_t)v, 1);
+    } else if (v >= 0 && v <= 0xffff) {
+        pickle_op(w, MP__OP_BININT2);
+        pickle_le(w, (uint64_t)v, 2);
+    } else if (v >= INT32_MIN && v <= INT32_MAX) {
+        pickle_op(w, MP__OP_BININT);
+        pickle_le(w, (uint64_t)v, 4);
+    } else {
+        /* LONG1: the fewest two's complement bytes that keep the sign. */
+        int k = 8;
+        while (k > 1) {
+            int64_t hi = v >> (8 * (k - 1) - 1); /* bits that must be sign */
+            if (hi != 0 && hi != -1)
+                break;
+            k--;
+        }
+        pickle_op(w, MP__OP_LONG1);
+        pickle_le(w, (uint64_t)k, 1);
+        pickle_le(w, (uint64_t)v, k);
+    }
+}
+
+static void pickle_float(mp__pickler *w, double f)
+{
+    uint64_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    unsigned char b[9];
+    b[0] = MP__OP_BINFLOAT;
+    for (int i = 0; i < 8; i++)
+        b[1 + i] = (unsigned char)(bits >> (56 - 8 * i));
+    pickle_put(w, b, 9);
+}
+
+/* The opcode that closes a tuple of n pieces (after a MARK when n > 3). */
+static void pickle_tuple_end(mp__pickler *w, size_t n)
+{
+    if (n == 0)
+        pickle_op(w, MP__OP_EMPTY_TUPLE);
+    else
+        pickle_op(w, n > 3 ? MP__OP_TUPLE : (unsigned)(MP__OP_TUPLE1 + n - 1));
+}
+
+/* CPython batches APPENDS and SETITEMS by 1000 items. */
+#define PICKLE_BATCH 1000
+
+static void pickle_dump(mp__pickler *w, const mp_obj *o)
+{
+    switch (o->type) {
+    case MP_TYPE_NONE:
+        pickle_op(w, MP__OP_NONE);
+        break;
+    case MP_TYPE_BOOL:
+        pickle_op(w, o->u.b ? MP__OP_NEWTRUE : MP__OP_NEWFALSE);
+        break;
+    case MP_TYPE_INT:
+        pickle_int(w, o->u.i);
+        break;
+    case MP_TYPE_FLOAT:
+        pickle_float(w, o->u.f);
+        break;
+    case MP_TYPE_STR:
+        pickle_sized(w, MP__OP_SHORT_BINUNICODE, MP__OP_BINUNICODE, MP__OP_BINUNICODE8, o->u.s.data,
+                     o->u.s.len);
+        break;
+    case MP_TYPE_BYTES:
+        pickle_sized(w, MP__OP_SHORT_BINBYTES, MP__OP_BINBYTES, MP__OP_BINBYTES8, o->u.s.data,
+                     o->u.s.len);
+        break;
+    case MP_TYPE_LIST: {
+        pickle_op(w, MP__OP_EMPTY_LIST);
+        size_t n = o->u.seq.len;
+        for (size_t i = 0; i < n && !w->err;) {
+            size_t k = n - i < PICKLE_BATCH ? n - i : PICKLE_BATCH;
+            if (k == 1) {
+                pickle_dump(w, o->u.seq.items[i]);
+                pickle_op(w, MP__OP_APPEND);
+            } else {
+                pickle_op(w, MP__OP_MARK);
+                for (size_t j = 0; j < k; j++)
+                    pickle_dump(w, o->u.seq.items[i + j]);
+                pickle_op(w, MP__OP_APPENDS);
+            }
+            i += k;
+        }
+        break;
+    }
+    case MP_TYPE_TUPLE: {
+        size_t n = o->u.seq.len;
+        if (n > 3)
+            pickle_op(w, MP__OP_MARK);
+        for (size_t i = 0; i < n && !w->err; i++)
+            pickle_dump(w, o->u.seq.items[i]);
+        pickle_tuple_end(w, n);
+        break;
+    }
+    case MP_TYPE_DICT: {
+        pickle_op(w, MP__OP_EMPTY_DICT);
+        size_t left = o->u.d.used, i = 0;
+        while (left && !w->err) {
+            size_t k = left < PICKLE_BATCH ? left : PICKLE_BATCH;
+            if (k > 1)
+                pickle_op(w, MP__OP_MARK);
+            for (size_t done = 0; done < k; i++) {
+                MP__ASSERT(i < o->u.d.n); /* used live entries among n */
+                const struct mp__dict_entry *e = &o->u.d.entries[i];
+                if (!e->key)
+                    continue;
+                pickle_dump(w, e->key);
+                pickle_dump(w, e->value);
+                done++;
+            }
+            pickle_op(w, k > 1 ? MP__OP_SETITEMS : MP__OP_SETITEM);
+            left -= k;
+        }
+        break;
+    }
+    default:
+        w->err = -EINVAL; /* not a value type */
+        break;
+    }
+}
+
+int mp__pickle_dumps(const mp_obj *o, unsigned char **out, size_t *len)
+{
+    if (out)
+        *out = NULL;
+    if (!o || !out || !len)
+        return -EINVAL;
+    mp__pickler w = {NULL, 0, 0, 0};
+    mp__pickler_start(&w);
+    pickle_dump(&w, o);
+    mp__pickler_stop(&w);
+    if (w.err) {
+        free(w.p);
+        return w.err;
+    }
+    *out = w.p;
+    *len = w.len;
+    return 0;
+}
+
+/* ---- The piecewise builder (pickle.h) ---------------------------------------- */
+
+void mp__pickler_start(mp__pickler *w)
+{
+    const unsigned char head[2] = {MP__OP_PROTO, MP__PICKLE_PROTOCOL};
+    pickle_put(w, head, 2);
+}
+
+void mp__pickler_stop(mp__pickler *w)
+{
+    pickle_op(w, MP__OP_STOP);
+}
+
+void mp__pickler_obj(mp__pickler *w, const mp_obj *o)
+{
+    if (!o) {
+        if (!w->err)
+            w->err = -EINVAL;
+        return;
+    }
+    pickle_dump(w, o);
+}
+
+void mp__pickler_none(mp__pickler *w)
+{
+    pickle_op(w, MP__OP_NONE);
+}
+
+void mp__pickler_bool(mp__pickler *w, bool v)
+{
+    pickle_op(w, v ? MP__OP_NEWTRUE : MP__OP_NEWFALSE);
+}
+
+void mp__pickler_int(mp__pickler *w, int64_t v)
+{
+    pickle_int(w, v);
+}
+
+void mp__pickler_float(mp__pickler *w, double v)
+{
+    pickle_float(w, v);
+}
+
+void mp__pickler_str(mp__pickler *w, const char *s, size_t len)
+{
+    pickle_sized(w, MP__OP_SHORT_BINUNICODE, MP__OP_BINUNICODE, MP__OP_BINUNICODE8, s, len);
+}
+
+void mp__pickler_bytes(mp__pickler *w, const void *p, size_t len)
+{
+    pickle_sized(w, MP__OP_SHORT_BINBYTES, MP__OP_BINBYTES, MP__OP_BINBYTES8, p, len);
+}
+
+void mp__pickler_mark(mp__pickler *w)
+{
+    pickle_op(w, MP__OP_MARK);
+}
+
+void mp__pickler_tuple(mp__pickler *w, size_t n)
+{
+    pickle_tuple_end(w, n);
+}
+
+void mp__pickler_list_begin(mp__pickler *w)
+{
+    pickle_op(w, MP__OP_EMPTY_LIST);
+    pickle_op(w, MP__OP_MARK);
+}
+
+void mp__pickler_list_end(mp__pickler *w)
+{
+    pickle_op(w, MP__OP_APPENDS);
+}
