@@ -327,11 +327,12 @@ MP_API int mp_obj_get_float(const mp_obj *o, double *v)
     return 0;
 }
 
-MP_API int mp_obj_get_str(const mp_obj *o, const char **s, size_t *len)
+/* The data of a str or bytes node of the given type. */
+static int obj_get_data(const mp_obj *o, int type, const char **s, size_t *len)
 {
     if (!o || !s)
         return -EINVAL;
-    if (o->type != MP_TYPE_STR)
+    if (o->type != type)
         return MP_ETYPE;
     *s = o->u.s.data;
     if (len)
@@ -339,16 +340,18 @@ MP_API int mp_obj_get_str(const mp_obj *o, const char **s, size_t *len)
     return 0;
 }
 
+MP_API int mp_obj_get_str(const mp_obj *o, const char **s, size_t *len)
+{
+    return obj_get_data(o, MP_TYPE_STR, s, len);
+}
+
 MP_API int mp_obj_get_bytes(const mp_obj *o, const unsigned char **p, size_t *len)
 {
-    if (!o || !p)
-        return -EINVAL;
-    if (o->type != MP_TYPE_BYTES)
-        return MP_ETYPE;
-    *p = (const unsigned char *)o->u.s.data;
-    if (len)
-        *len = o->u.s.len;
-    return 0;
+    const char *s;
+    int rc = obj_get_data(o, MP_TYPE_BYTES, p ? &s : NULL, len);
+    if (rc == 0)
+        *p = (const unsigned char *)s;
+    return rc;
 }
 
 MP_API ssize_t mp_obj_len(const mp_obj *o)

@@ -29,14 +29,7 @@ static void repr_put(struct repr_buf *b, const char *s, size_t n)
         return;
     }
     if (need > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < need) {
-            if (cap > SIZE_MAX / 2) {
-                cap = need;
-                break;
-            }
-            cap *= 2;
-        }
+        size_t cap = mp__grow_cap(b->cap, need, 64);
         char *p = realloc(b->p, cap);
         if (!p) {
             b->err = -ENOMEM;
@@ -94,6 +87,25 @@ static char repr_quote(const char *s, size_t n)
     return sq && !dq ? '"' : '\'';
 }
 
+/* The escapes str and bytes share: the quote, a backslash, tab, newline
+ * and carriage return. False when c is none of them. */
+static bool repr_escape(struct repr_buf *b, uint32_t c, char quote)
+{
+    if (c == (uint32_t)(unsigned char)quote || c == '\\') {
+        repr_putc(b, '\\');
+        repr_putc(b, (char)c);
+    } else if (c == '\t') {
+        repr_puts(b, "\\t");
+    } else if (c == '\n') {
+        repr_puts(b, "\\n");
+    } else if (c == '\r') {
+        repr_puts(b, "\\r");
+    } else {
+        return false;
+    }
+    return true;
+}
+
 /* unicode_repr() of CPython 3.11, on valid UTF-8. */
 static void repr_str(struct repr_buf *b, const mp_obj *o)
 {
@@ -117,15 +129,8 @@ static void repr_str(struct repr_buf *b, const mp_obj *o)
             cp = (uint32_t)(s[i] & 0x1f) << 6 | (s[i + 1] & 0x3f);
             len = 2;
         }
-        if (cp == (uint32_t)quote || cp == '\\') {
-            repr_putc(b, '\\');
-            repr_putc(b, (char)cp);
-        } else if (cp == '\t') {
-            repr_puts(b, "\\t");
-        } else if (cp == '\n') {
-            repr_puts(b, "\\n");
-        } else if (cp == '\r') {
-            repr_puts(b, "\\r");
+        if (repr_escape(b, cp, quote)) {
+            /* done */
         } else if (cp < ' ' || cp == 0x7f) {
             repr_hex(b, 'x', cp, 2);
         } else if (cp < 0x7f || repr_printable(cp)) {
@@ -152,15 +157,8 @@ static void repr_bytes(struct repr_buf *b, const mp_obj *o)
     repr_putc(b, quote);
     for (size_t i = 0; i < n; i++) {
         unsigned c = s[i];
-        if (c == (unsigned char)quote || c == '\\') {
-            repr_putc(b, '\\');
-            repr_putc(b, (char)c);
-        } else if (c == '\t') {
-            repr_puts(b, "\\t");
-        } else if (c == '\n') {
-            repr_puts(b, "\\n");
-        } else if (c == '\r') {
-            repr_puts(b, "\\r");
+        if (repr_escape(b, c, quote)) {
+            /* done */
         } else if (c < ' ' || c >= 0x7f) {
             repr_hex(b, 'x', c, 2);
         } else {

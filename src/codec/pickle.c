@@ -21,14 +21,7 @@ int mp__pickler_reserve(mp__pickler *w, size_t n)
         return w->err;
     }
     if (need_len > w->cap) {
-        size_t cap = w->cap ? w->cap : 256;
-        while (cap < need_len) {
-            if (cap > SIZE_MAX / 2) {
-                cap = need_len;
-                break;
-            }
-            cap *= 2;
-        }
+        size_t cap = mp__grow_cap(w->cap, need_len, 256);
         unsigned char *q = realloc(w->p, cap);
         if (!q) {
             w->err = -ENOMEM;

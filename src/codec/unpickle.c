@@ -474,6 +474,25 @@ static int unpickle_seq_room(struct unpickler *u, mp_obj *seq, size_t k)
     return rc < 0 ? rc : mp__seq_reserve(seq, k);
 }
 
+/* Move stack items [first, stack.len) into seq, which has room for them:
+ * values only, nested no deeper than allowed. */
+static int unpickle_move_items(struct unpickler *u, mp_obj *seq, size_t first)
+{
+    MP__ASSERT(unpickle_fence(u) <= first && first <= u->stack.len);
+    MP__ASSERT(seq->u.seq.cap - seq->u.seq.len >= u->stack.len - first);
+    for (size_t i = first; i < u->stack.len; i++) {
+        mp_obj *item = u->stack.v[i];
+        int rc = unpickle_check_value(item);
+        if (rc == 0)
+            rc = unpickle_adopt_height(seq, item);
+        if (rc < 0)
+            return rc;
+        seq->u.seq.items[seq->u.seq.len++] = item;
+    }
+    u->stack.len = first;
+    return 0;
+}
+
 /* Build a list or tuple from stack items [first, stack.len) and replace them
  * with it. Its final length is known: the array is allocated to fit. */
 static int unpickle_build_seq(struct unpickler *u, int type, size_t first)
@@ -493,17 +512,8 @@ static int unpickle_build_seq(struct unpickler *u, int type, size_t first)
             return -ENOMEM;
         seq->u.seq.cap = count;
     }
-    for (size_t i = first; i < u->stack.len; i++) {
-        mp_obj *item = u->stack.v[i];
-        rc = unpickle_check_value(item);
-        if (rc == 0)
-            rc = unpickle_adopt_height(seq, item);
-        if (rc < 0)
-            return rc;
-        seq->u.seq.items[seq->u.seq.len++] = item;
-    }
-    u->stack.len = first;
-    return unpickle_push(u, seq);
+    rc = unpickle_move_items(u, seq, first);
+    return rc < 0 ? rc : unpickle_push(u, seq);
 }
 
 static int unpickle_append_items(struct unpickler *u, mp_obj *list, size_t first)
@@ -511,19 +521,7 @@ static int unpickle_append_items(struct unpickler *u, mp_obj *list, size_t first
     if (list->type != MP_TYPE_LIST)
         return MP_EPROTO; /* Python would call obj.append: refused */
     int rc = unpickle_seq_room(u, list, u->stack.len - first);
-    if (rc < 0)
-        return rc;
-    for (size_t i = first; i < u->stack.len; i++) {
-        mp_obj *item = u->stack.v[i];
-        rc = unpickle_check_value(item);
-        if (rc == 0)
-            rc = unpickle_adopt_height(list, item);
-        if (rc < 0)
-            return rc;
-        list->u.seq.items[list->u.seq.len++] = item;
-    }
-    u->stack.len = first;
-    return 0;
+    return rc < 0 ? rc : unpickle_move_items(u, list, first);
 }
 
 static int unpickle_set_items(struct unpickler *u, mp_obj *dict, size_t first)

@@ -22,10 +22,13 @@
 #define HAVE_CLOCKWAIT 1
 #endif
 
-#ifndef HAVE_CLOCKWAIT
-/* The monotonic deadline as an absolute CLOCK_REALTIME time. */
-static struct timespec psync_realtime_deadline(int64_t deadline)
+/* The monotonic deadline as the absolute time the timed calls below take:
+ * CLOCK_MONOTONIC for the clock variants, else CLOCK_REALTIME. */
+static struct timespec psync_abstime(int64_t deadline)
 {
+#ifdef HAVE_CLOCKWAIT
+    return mp__deadline_timespec(deadline);
+#else
     int64_t left = deadline - mp__now_ns();
     if (left < 0)
         left = 0;
@@ -33,8 +36,8 @@ static struct timespec psync_realtime_deadline(int64_t deadline)
     (void)clock_gettime(CLOCK_REALTIME, &now);
     int64_t abs_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec + left;
     return mp__deadline_timespec(abs_ns);
-}
 #endif
+}
 
 /* How long a waiter polls - a busy mutex, or its semaphore - before it
  * sleeps in the kernel. A release or wake that comes within this time costs
@@ -100,11 +103,10 @@ int mp__mutex_lock(pthread_mutex_t *m, int64_t deadline)
         } else if (mp__deadline_passed(deadline)) {
             rc = ETIMEDOUT;
         } else {
+            struct timespec ts = psync_abstime(deadline);
 #ifdef HAVE_CLOCKWAIT
-            struct timespec ts = mp__deadline_timespec(deadline);
             rc = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
 #else
-            struct timespec ts = psync_realtime_deadline(deadline);
             rc = pthread_mutex_timedlock(m, &ts);
 #endif
         }
@@ -145,11 +147,10 @@ int mp__sem_wait(sem_t *s, int64_t deadline)
         } else if (mp__deadline_passed(deadline)) {
             rc = sem_trywait(s);
         } else {
+            struct timespec ts = psync_abstime(deadline);
 #ifdef HAVE_CLOCKWAIT
-            struct timespec ts = mp__deadline_timespec(deadline);
             rc = sem_clockwait(s, CLOCK_MONOTONIC, &ts);
 #else
-            struct timespec ts = psync_realtime_deadline(deadline);
             rc = sem_timedwait(s, &ts);
 #endif
         }
