@@ -830,7 +830,7 @@ ssize_t getrandom(void *buf, size_t len, unsigned int flags)
 }
 
 /* SipHash-1-3 written from the paper (Aumasson and Bernstein), to check
- * obj.c's against. */
+ * obj_dict.c's against. */
 static uint64_t rotl(uint64_t x, int b)
 {
     return (x << b) | (x >> (64 - b));
@@ -882,7 +882,7 @@ static uint64_t ref_siphash13(const unsigned char key[16], const unsigned char *
 }
 
 /* The --seed-child run: 0 when the hash of str 'abc' and of bytes b'abc' is
- * SipHash-1-3 keyed with seed_bytes (on the tagged form obj.c hashes: 's'
+ * SipHash-1-3 keyed with seed_bytes (on the tagged form obj_dict.c hashes: 's'
  * or 'b', then the bytes), in host byte order as the library reads the
  * key; 1 when not; 2 when getrandom was not used as expected. */
 static int seed_child_main(void)
