@@ -422,48 +422,6 @@ int mp__seq_push(mp_obj *seq, mp_obj *item)
     return 0;
 }
 
-/* The number of containers from the root down to c, c included; *root gets
- * the root. Bounded by MP_OBJ_MAX_DEPTH. */
-static unsigned obj_level_of(const mp_obj *c, const mp_obj **root)
-{
-    unsigned level = 1;
-    while (c->parent) {
-        c = c->parent;
-        level++;
-    }
-    *root = c;
-    return level;
-}
-
-/* An item of height h went into c: raise the heights on the way up. */
-void mp__obj_raise_heights(mp_obj *c, unsigned h)
-{
-    while (c) {
-        unsigned nh = h + 1;
-        if (c->height >= nh)
-            return;
-        MP__ASSERT(nh <= MP_OBJ_MAX_DEPTH); /* mp__obj_check_insert saw to it */
-        c->height = (uint16_t)nh;
-        h = nh;
-        c = c->parent;
-    }
-}
-
-/* The checks shared by every call that puts an item into container c:
- * -EINVAL for misuse that would break the tree, MP_EVALUE for depth. */
-int mp__obj_check_insert(const mp_obj *c, const mp_obj *item)
-{
-    if (item->parent)
-        return -EINVAL; /* owned by another container already */
-    const mp_obj *root;
-    unsigned level = obj_level_of(c, &root);
-    if (root == item)
-        return -EINVAL; /* c is inside item (or is item): a cycle */
-    if (level + item->height > MP_OBJ_MAX_DEPTH)
-        return MP_EVALUE;
-    return 0;
-}
-
 static int obj_seq_append(mp_obj *seq, mp_obj *item)
 {
     int rc = mp__obj_check_insert(seq, item);

@@ -30,6 +30,7 @@
 
 #include <mpipc/obj.h>
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -205,11 +206,40 @@ static inline void mp__obj_move(mp_obj *item, const mp_obj *from, mp_obj *to)
 
 /* The checks shared by every call that puts item into container c: 0;
  * -EINVAL for misuse that would break the tree (item has an owner, or
- * holds c); MP_EVALUE when the result would nest too deep. */
-int mp__obj_check_insert(const mp_obj *c, const mp_obj *item);
+ * holds c); MP_EVALUE when the result would nest too deep. Inline: every
+ * insert of obj.c and obj_dict.c runs it. */
+static inline int mp__obj_check_insert(const mp_obj *c, const mp_obj *item)
+{
+    if (item->parent)
+        return -EINVAL; /* owned by another container already */
+    /* The containers from the root down to c, c included: bounded by
+     * MP_OBJ_MAX_DEPTH. */
+    unsigned level = 1;
+    const mp_obj *root = c;
+    while (root->parent) {
+        root = root->parent;
+        level++;
+    }
+    if (root == item)
+        return -EINVAL; /* c is inside item (or is item): a cycle */
+    if (level + item->height > MP_OBJ_MAX_DEPTH)
+        return MP_EVALUE;
+    return 0;
+}
 
 /* An item of height h went into c: raise the heights on the way up. */
-void mp__obj_raise_heights(mp_obj *c, unsigned h);
+static inline void mp__obj_raise_heights(mp_obj *c, unsigned h)
+{
+    while (c) {
+        unsigned nh = h + 1;
+        if (c->height >= nh)
+            return;
+        MP__ASSERT(nh <= MP_OBJ_MAX_DEPTH); /* mp__obj_check_insert saw to it */
+        c->height = (uint16_t)nh;
+        h = nh;
+        c = c->parent;
+    }
+}
 
 /* Append key -> value (hash h) to d, a key known to be absent, ignoring
  * parent/height: 0 or -ENOMEM. */
