@@ -115,12 +115,12 @@ static int unpickle_charge(struct unpickler *u, size_t bytes)
 
 /* ---- Input -------------------------------------------------------------- */
 
-static int unpickle_need(struct unpickler *u, size_t k)
+static inline int unpickle_need(struct unpickler *u, size_t k)
 {
     return u->n - u->pos >= k ? 0 : MP_EPROTO;
 }
 
-static uint64_t unpickle_le(const unsigned char *p, int k)
+static inline uint64_t unpickle_le(const unsigned char *p, int k)
 {
     uint64_t v = 0;
     for (int i = k - 1; i >= 0; i--)
@@ -129,7 +129,7 @@ static uint64_t unpickle_le(const unsigned char *p, int k)
 }
 
 /* Read a k-byte little-endian field. */
-static int unpickle_read_le(struct unpickler *u, int k, uint64_t *v)
+static inline int unpickle_read_le(struct unpickler *u, int k, uint64_t *v)
 {
     int rc = unpickle_need(u, (size_t)k);
     if (rc < 0)
@@ -141,7 +141,7 @@ static int unpickle_read_le(struct unpickler *u, int k, uint64_t *v)
 
 /* Read a k-byte little-endian length and check that that many bytes follow,
  * before anyone allocates for them. */
-static int unpickle_read_len(struct unpickler *u, int k, size_t *len)
+static inline int unpickle_read_len(struct unpickler *u, int k, size_t *len)
 {
     uint64_t v;
     int rc = unpickle_read_le(u, k, &v);
@@ -156,7 +156,7 @@ static int unpickle_read_len(struct unpickler *u, int k, size_t *len)
 /* The size of the little-endian field that follows op: a length (str,
  * bytes, LONG1/LONG4, FRAME) or a memo key (BINPUT, BINGET and their LONG_
  * forms). */
-static int unpickle_width(int op)
+static inline int unpickle_width(int op)
 {
     switch (op) {
     case MP__OP_SHORT_BINUNICODE:
