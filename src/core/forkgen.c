@@ -1,5 +1,6 @@
 /*
- * The fork generation counter (see internal.h).
+ * forkgen - the fork generation counter and the forkfix mutex (see
+ * internal.h): how a handle tells, for one load, that it lives in a child.
  *
  * The counter only changes in a child, inside the atfork handler, while that
  * child is still single-threaded; readers elsewhere see a stable value, so a
