@@ -360,27 +360,49 @@ MP_API bool mp_obj_equal(const mp_obj *a, const mp_obj *b)
  *
  * CPython's compact layout: entries in insertion order, and an index of
  * 2*cap slots (linear probing) holding entry numbers + 1, INDEX_EMPTY or
- * INDEX_DUMMY for a deleted entry. At most cap entries are written before a
- * rebuild, so at least half the slots are always empty and probing ends.
+ * INDEX_DUMMY for a deleted entry, in one block: the entries, a count of
+ * the slots that are not empty ("filled"), the index. The dict is rebuilt
+ * before more than cap entries are written or more than cap slots filled,
+ * so at least half the slots are always empty and probing ends. (The two
+ * differ: popitem() and taking the last key forget deleted entries at the
+ * end, whose slots stay dummies, and an insert may reuse a dummy.)
  */
 
 #define DICT_MIN_CAP 8u
 #define INDEX_EMPTY  ((size_t)0)
 #define INDEX_DUMMY  SIZE_MAX
 
-static size_t *dict_index(const mp_obj *d)
+/* The bytes of a block of cap entries. */
+#define DICT_BLOCK_BYTES(cap) ((cap)*MP__DICT_BYTES_PER_CAP + sizeof(size_t))
+
+static size_t *dict_filled(const mp_obj *d)
 {
     return (size_t *)(void *)(d->u.d.entries + d->u.d.cap);
 }
 
-/* The counts every operation keeps: live entries among those written, and
- * no more written than the block holds (which keeps half the index empty). */
+static size_t *dict_index(const mp_obj *d)
+{
+    return dict_filled(d) + 1;
+}
+
+/* The counts every operation keeps: live entries among those written, no
+ * more written than the block holds, no more slots filled than half the
+ * index (so probing ends). */
 static void dict_check(const mp_obj *d)
 {
     MP__ASSERT(d->u.d.used <= d->u.d.n);
     MP__ASSERT(d->u.d.n <= d->u.d.cap);
     MP__ASSERT(d->u.d.cap == 0 || (d->u.d.cap & (d->u.d.cap - 1)) == 0);
+    MP__ASSERT(d->u.d.cap == 0 ||
+               (d->u.d.used <= *dict_filled(d) && *dict_filled(d) <= d->u.d.cap));
     (void)d;
+}
+
+/* A new entry needs a rebuild first: the entries are all written (which an
+ * empty dict without a block is), or the index is half filled. */
+static bool dict_full(const mp_obj *d)
+{
+    return d->u.d.n == d->u.d.cap || *dict_filled(d) == d->u.d.cap;
 }
 
 /* Find key (hash h): 1 found (slot and entry set), 0 absent, or MP_EPROTO
@@ -441,7 +463,7 @@ static size_t dict_rebuild_cap(const mp_obj *d)
 
 size_t mp__dict_cap_after_insert(const mp_obj *d)
 {
-    return d->u.d.n == d->u.d.cap ? dict_rebuild_cap(d) : d->u.d.cap;
+    return dict_full(d) ? dict_rebuild_cap(d) : d->u.d.cap;
 }
 
 /* Rebuild with room for at least one more entry, dropping deleted ones. */
@@ -450,13 +472,13 @@ static int dict_grow(mp_obj *d)
     size_t cap = dict_rebuild_cap(d);
     if (!cap)
         return -ENOMEM;
-    /* cap entries + 2*cap slots, overflow-checked */
-    if (cap > SIZE_MAX / MP__DICT_BYTES_PER_CAP)
+    /* cap entries, the count, 2*cap slots, overflow-checked */
+    if (cap > (SIZE_MAX - sizeof(size_t)) / MP__DICT_BYTES_PER_CAP)
         return -ENOMEM;
-    struct mp__dict_entry *entries = malloc(cap * MP__DICT_BYTES_PER_CAP);
+    struct mp__dict_entry *entries = malloc(DICT_BLOCK_BYTES(cap));
     if (!entries)
         return -ENOMEM;
-    size_t *index = (size_t *)(void *)(entries + cap);
+    size_t *filled = (size_t *)(void *)(entries + cap), *index = filled + 1;
     memset(index, 0, 2 * cap * sizeof(size_t));
     size_t mask = 2 * cap - 1, n = 0;
     for (size_t i = 0; i < d->u.d.n; i++) {
@@ -471,6 +493,7 @@ static int dict_grow(mp_obj *d)
         n++;
     }
     MP__ASSERT(n == d->u.d.used && n < cap);
+    *filled = n;
     free(d->u.d.entries);
     d->u.d.entries = entries;
     d->u.d.cap = cap;
@@ -480,17 +503,19 @@ static int dict_grow(mp_obj *d)
 
 int mp__dict_insert_new(mp_obj *d, mp_obj *key, mp_obj *value, uint64_t h)
 {
-    if (d->u.d.n == d->u.d.cap) {
+    if (dict_full(d)) {
         int rc = dict_grow(d);
         if (rc < 0)
             return rc;
     }
-    MP__ASSERT(d->u.d.n < d->u.d.cap);
+    MP__ASSERT(d->u.d.n < d->u.d.cap && *dict_filled(d) < d->u.d.cap);
     size_t *index = dict_index(d);
     size_t mask = 2 * d->u.d.cap - 1;
     size_t slot = (size_t)h & mask;
     while (index[slot] != INDEX_EMPTY && index[slot] != INDEX_DUMMY)
         slot = (slot + 1) & mask;
+    if (index[slot] == INDEX_EMPTY)
+        ++*dict_filled(d);
     struct mp__dict_entry *e = &d->u.d.entries[d->u.d.n];
     e->key = key;
     e->value = value;

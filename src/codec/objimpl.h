@@ -120,7 +120,8 @@ int mp__seq_reserve(mp_obj *seq, size_t n);
  * The decoder charges the growth to its memory budget before it happens. */
 int mp__seq_cap_for(const mp_obj *seq, size_t n, size_t *cap);
 
-/* The bytes a dict's block of cap entries takes (entries and index). */
+/* The bytes per entry of a dict's block of cap entries (the entry and its
+ * two index slots; the block holds one word more, its fill count). */
 #define MP__DICT_BYTES_PER_CAP (sizeof(struct mp__dict_entry) + 2 * sizeof(size_t))
 
 /* The capacity storing one more new key would give d (its current capacity
