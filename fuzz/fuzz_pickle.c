@@ -1,5 +1,5 @@
 /*
- * libFuzzer harness for the pickle decoder (src/codec/pickle.c).
+ * libFuzzer harness for the pickle decoder (src/codec/unpickle.c).
  *
  * Whatever the input, mp__pickle_loads must return a status without
  * crashing, leaking or touching memory it does not own (ASan/UBSan watch).

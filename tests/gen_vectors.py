@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Write tests/pickle_vectors.h and tests/repr_vectors.h: real CPython pickles and reprs for test_pickle.c and
-test_obj.c, so the C tests compare against what Python itself produced.
+"""Write tests/pickle_vectors.h and tests/repr_vectors.h: real CPython pickles and reprs for test_unpickle.c,
+test_pickle.c and test_obj.c, so the C tests compare against what Python itself produced.
 
     python3 tests/gen_vectors.py pickle > tests/pickle_vectors.h
     python3 tests/gen_vectors.py repr > tests/repr_vectors.h

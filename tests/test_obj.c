@@ -546,6 +546,46 @@ static void test_dict_survives_churn_of_inserts_and_deletes(void **state)
     assert_repr_and_free(d, "{'keep': -1}");
 }
 
+/* The child of the test below: rounds of 8 inserts, each undone by
+ * popitem() (even rounds) or by pop() of the last key (odd rounds), which
+ * drop the deleted entries at the end. 0 when every call did as Python's
+ * would; the parent's deadline catches a lookup that never ends. */
+static double slowdown(void);
+
+static int popitem_rounds_child(void *arg)
+{
+    (void)arg;
+    mp_obj *d = mp_obj_dict_new();
+    int64_t next = 1000;
+    for (int round = 0; round < 2000; round++) {
+        for (int i = 0; i < 8; i++)
+            if (mp_obj_dict_set(d, mp_obj_int(next++), mp_obj_none()) < 0)
+                return 2;
+        for (int i = 0; i < 8; i++) {
+            mp_obj *probe = mp_obj_int(next - 1 - i), *k, *v;
+            int rc = round % 2 ? mp__dict_take(d, probe, &k, &v) : mp__dict_popitem(d, &k, &v);
+            mp_obj_free(probe);
+            if (rc != 1)
+                return 3;
+            mp_obj_free(k);
+            mp_obj_free(v);
+        }
+        if (mp_obj_len(d) != 0 || mp_obj_dict_get_int(d, next) != NULL)
+            return 4;
+    }
+    mp_obj_free(d);
+    return 0;
+}
+
+static void test_dict_popitem_and_pop_then_insert_rounds_keep_lookups_finite(void **state)
+{
+    (void)state;
+    /* Python: for each round, d[k] = None 8 times, then d.popitem() (or
+     * d.pop(k)) 8 times: d is empty after each round, and stays usable. */
+    pid_t pid = tu_fork(popitem_rounds_child, NULL);
+    assert_int_equal(tu_wait_child(pid, 10.0 * slowdown()), 0);
+}
+
 static void test_nan_keys_are_distinct_as_in_python(void **state)
 {
     (void)state;
@@ -830,7 +870,7 @@ ssize_t getrandom(void *buf, size_t len, unsigned int flags)
 }
 
 /* SipHash-1-3 written from the paper (Aumasson and Bernstein), to check
- * obj.c's against. */
+ * obj_dict.c's against. */
 static uint64_t rotl(uint64_t x, int b)
 {
     return (x << b) | (x >> (64 - b));
@@ -882,7 +922,7 @@ static uint64_t ref_siphash13(const unsigned char key[16], const unsigned char *
 }
 
 /* The --seed-child run: 0 when the hash of str 'abc' and of bytes b'abc' is
- * SipHash-1-3 keyed with seed_bytes (on the tagged form obj.c hashes: 's'
+ * SipHash-1-3 keyed with seed_bytes (on the tagged form obj_dict.c hashes: 's'
  * or 'b', then the bytes), in host byte order as the library reads the
  * key; 1 when not; 2 when getrandom was not used as expected. */
 static int seed_child_main(void)
@@ -1135,6 +1175,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_dict_del_and_missing_key_is_key_error),
         cmocka_unit_test(test_dict_iterates_in_insertion_order_through_deletes_and_growth),
         cmocka_unit_test(test_dict_survives_churn_of_inserts_and_deletes),
+        cmocka_unit_test(test_dict_popitem_and_pop_then_insert_rounds_keep_lookups_finite),
         cmocka_unit_test(test_nan_keys_are_distinct_as_in_python),
         cmocka_unit_test(test_nan_key_is_found_by_identity_and_copies_keep_it),
         cmocka_unit_test(test_none_bools_and_small_ints_are_shared_immortal_values),

@@ -1,4 +1,8 @@
-/* digest - see digest.h. Straight from RFC 1321 and FIPS 180-4. */
+/*
+ * digest - MD5, SHA-256 and HMAC over them (digest.h), for the authkey
+ * handshake. Straight from RFC 1321 and FIPS 180-4. Statics start with
+ * digest_.
+ */
 #include "codec/digest.h"
 #include "core/internal.h"
 
@@ -27,7 +31,7 @@ static const unsigned char md5_r[64] = {
     4,  11, 16, 23, 6,  10, 15, 21, 6,  10, 15, 21, 6,  10, 15, 21, 6,  10, 15, 21,
 };
 
-static void md5_block(uint32_t h[4], const unsigned char *p)
+static void digest_md5_block(uint32_t h[4], const unsigned char *p)
 {
     uint32_t m[16];
     for (int i = 0; i < 16; i++)
@@ -75,7 +79,7 @@ static const uint32_t sha256_k[64] = {
     0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 };
 
-static void sha256_block(uint32_t h[8], const unsigned char *p)
+static void digest_sha256_block(uint32_t h[8], const unsigned char *p)
 {
     uint32_t w[64];
     for (int i = 0; i < 16; i++)
@@ -154,12 +158,12 @@ int mp__digest_init(mp__digest_ctx *c, mp__digest_alg alg)
     return 0;
 }
 
-static void block(mp__digest_ctx *c, const unsigned char *p)
+static void digest_block(mp__digest_ctx *c, const unsigned char *p)
 {
     if (c->alg == MP__DIGEST_MD5)
-        md5_block(c->h, p);
+        digest_md5_block(c->h, p);
     else
-        sha256_block(c->h, p);
+        digest_sha256_block(c->h, p);
 }
 
 void mp__digest_update(mp__digest_ctx *c, const void *data, size_t n)
@@ -178,11 +182,11 @@ void mp__digest_update(mp__digest_ctx *c, const void *data, size_t n)
         n -= take;
         if (c->fill < MP__DIGEST_BLOCK)
             return;
-        block(c, c->buf);
+        digest_block(c, c->buf);
         c->fill = 0;
     }
     for (; n >= MP__DIGEST_BLOCK; p += MP__DIGEST_BLOCK, n -= MP__DIGEST_BLOCK)
-        block(c, p);
+        digest_block(c, p);
     if (n) {
         memcpy(c->buf, p, n);
         c->fill = n;

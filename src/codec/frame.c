@@ -1,4 +1,8 @@
-/* frame - see frame.h and docs/wire.md. */
+/*
+ * frame - the length header of a Connection message, written and read:
+ * 4 bytes big-endian, or -1 and 8 bytes for 2 GiB and more (frame.h,
+ * docs/wire.md). No statics.
+ */
 #include "codec/frame.h"
 #include "core/internal.h"
 

@@ -3,7 +3,7 @@
  * side of it as a state machine, all pure (see handshake.h). Follows
  * Lib/multiprocessing/connection.py of 3.12: deliver_challenge,
  * answer_challenge, _create_response, _verify_challenge and
- * _get_digest_name_and_payload.
+ * _get_digest_name_and_payload. Statics start with hs_.
  */
 #include "codec/handshake.h"
 
@@ -25,21 +25,27 @@ _Static_assert(sizeof CHALLENGE - 1 == MP__HS_PREFIX, "challenge prefix");
 _Static_assert(sizeof WELCOME - 1 == MP__HS_VERDICT_LEN, "verdict length");
 _Static_assert(sizeof FAILURE - 1 == MP__HS_VERDICT_LEN, "verdict length");
 
+/* What a tagged message (a response, or a challenge's message) says: the
+ * part after its "{name}" prefix, and which form it has. */
+struct hs_tag {
+    const unsigned char *payload;
+    size_t plen;
+    bool legacy; /* no prefix: the legacy form */
+};
+
 /*
  * _get_digest_name_and_payload: a message of 16 or 20 bytes is the legacy
  * form (alg MD5, no prefix); otherwise "{name}payload" with a name 3.12
  * allows. Returns the alg (or 0 for an allowed name this library does not
- * implement), MP_EAUTH for anything else. The payload pointer and length
- * receive the part after the prefix; legacy tells which form.
+ * implement), MP_EAUTH for anything else; *t receives the rest.
  */
-static int digest_of(const unsigned char *m, size_t n, const unsigned char **payload, size_t *plen,
-                     bool *legacy)
+static int hs_digest_of(const unsigned char *m, size_t n, struct hs_tag *t)
 {
-    *legacy = false;
+    t->legacy = false;
     if (n == MD5ONLY_MESSAGE_LEN || n == MP__MD5_SIZE) {
-        *legacy = true;
-        *payload = m;
-        *plen = n;
+        t->legacy = true;
+        t->payload = m;
+        t->plen = n;
         return MP__DIGEST_MD5;
     }
     if (n < 2 || m[0] != '{')
@@ -50,8 +56,8 @@ static int digest_of(const unsigned char *m, size_t n, const unsigned char **pay
     if (!curly)
         return MP_EAUTH;
     size_t name_len = (size_t)(curly - m) - 1;
-    *payload = curly + 1;
-    *plen = n - name_len - 2;
+    t->payload = curly + 1;
+    t->plen = n - name_len - 2;
     int alg = mp__digest_from_name((const char *)m + 1, name_len);
     if (alg > 0)
         return alg;
@@ -60,6 +66,19 @@ static int digest_of(const unsigned char *m, size_t n, const unsigned char **pay
         if (strlen(other_allowed[i]) == name_len && !memcmp(m + 1, other_allowed[i], name_len))
             return 0;
     return MP_EAUTH;
+}
+
+/* The HMAC of message under key, with the digest the tagged message m
+ * names (*t as hs_digest_of): its alg, with the HMAC in out; or MP_EAUTH
+ * for garbage or a digest this library cannot compute. */
+static int hs_hmac_named(const unsigned char *m, size_t n, const void *key, size_t keylen,
+                         const unsigned char *message, size_t mlen,
+                         unsigned char out[MP__DIGEST_MAX_SIZE], struct hs_tag *t)
+{
+    int alg = hs_digest_of(m, n, t);
+    if (alg <= 0 || mp__hmac((mp__digest_alg)alg, key, keylen, message, mlen, out) <= 0)
+        return MP_EAUTH;
+    return alg;
 }
 
 size_t mp__hs_challenge(int form, const unsigned char random[MP__HS_RANDOM],
@@ -78,17 +97,11 @@ size_t mp__hs_challenge(int form, const unsigned char random[MP__HS_RANDOM],
 bool mp__hs_verify(const void *key, size_t keylen, const unsigned char *message, size_t mlen,
                    const unsigned char *response, size_t rlen)
 {
-    const unsigned char *mac;
-    size_t maclen;
-    bool legacy;
-    int alg = digest_of(response, rlen, &mac, &maclen, &legacy);
-    if (alg <= 0)
-        return false; /* garbage, or a digest this library cannot compute */
+    struct hs_tag t;
     unsigned char expected[MP__DIGEST_MAX_SIZE];
-    int n = mp__hmac((mp__digest_alg)alg, key, keylen, message, mlen, expected);
-    if (n <= 0 || (size_t)n != maclen)
-        return false;
-    return mp__digest_equal(expected, mac, maclen);
+    int alg = hs_hmac_named(response, rlen, key, keylen, message, mlen, expected, &t);
+    return alg > 0 && t.plen == mp__digest_size((mp__digest_alg)alg) &&
+           mp__digest_equal(expected, t.payload, t.plen);
 }
 
 const unsigned char *mp__hs_verdict(bool ok)
@@ -111,22 +124,20 @@ int mp__hs_respond(const void *key, size_t keylen, const unsigned char *challeng
     size_t mlen = n - MP__HS_PREFIX;
     /* The legacy form gets a raw HMAC-MD5; the modern one "{name}" +
      * HMAC-name, over the whole message (prefix included). */
-    const unsigned char *payload;
-    size_t plen;
-    bool legacy;
-    int alg = digest_of(message, mlen, &payload, &plen, &legacy);
-    if (alg <= 0)
-        return MP_EAUTH; /* garbage, or a digest this library cannot compute */
+    struct hs_tag t;
+    unsigned char mac[MP__DIGEST_MAX_SIZE];
+    int alg = hs_hmac_named(message, mlen, key, keylen, message, mlen, mac, &t);
+    if (alg < 0)
+        return alg;
     size_t rlen = 0;
-    if (!legacy) {
+    if (!t.legacy) {
         const char *name = alg == MP__DIGEST_MD5 ? "{md5}" : "{sha256}";
         rlen = strlen(name);
         memcpy(out, name, rlen);
     }
-    int dn = mp__hmac((mp__digest_alg)alg, key, keylen, message, mlen, out + rlen);
-    if (dn <= 0)
-        return MP_EAUTH;
-    return (int)(rlen + (size_t)dn);
+    size_t dn = mp__digest_size((mp__digest_alg)alg);
+    memcpy(out + rlen, mac, dn);
+    return (int)(rlen + dn);
 }
 
 void mp__hs_random(const unsigned char seed[32], uint64_t counter, unsigned char out[MP__HS_RANDOM])
@@ -146,7 +157,7 @@ void mp__hs_random(const unsigned char seed[32], uint64_t counter, unsigned char
 /* ---- the server's side ----------------------------------------------------------- */
 
 /* Queue one message (len <= MP__HS_CHALLENGE_MAX) as a frame. */
-static void put(struct mp__hs *h, const unsigned char *p, size_t len, int state)
+static void hs_put(struct mp__hs *h, const unsigned char *p, size_t len, int state)
 {
     size_t hl = mp__frame_encode(len, h->out);
     memcpy(h->out + hl, p, len);
@@ -162,16 +173,16 @@ void mp__hs_server_start(struct mp__hs *h, int form, const unsigned char random[
     size_t n = mp__hs_challenge(form, random, c);
     h->mlen = (uint8_t)(n - MP__HS_PREFIX);
     memcpy(h->message, c + MP__HS_PREFIX, h->mlen);
-    put(h, c, n, MP__HS_SEND_CHALLENGE);
+    hs_put(h, c, n, MP__HS_SEND_CHALLENGE);
 }
 
-static bool sending(const struct mp__hs *h)
+static bool hs_sending(const struct mp__hs *h)
 {
     return h->state == MP__HS_SEND_CHALLENGE || h->state == MP__HS_SEND_VERDICT ||
            h->state == MP__HS_SEND_RESPONSE;
 }
 
-static bool reading(const struct mp__hs *h)
+static bool hs_reading(const struct mp__hs *h)
 {
     return h->state == MP__HS_READ_RESPONSE || h->state == MP__HS_READ_CHALLENGE ||
            h->state == MP__HS_READ_VERDICT;
@@ -179,7 +190,7 @@ static bool reading(const struct mp__hs *h)
 
 size_t mp__hs_output(const struct mp__hs *h, const unsigned char **p)
 {
-    if (!sending(h))
+    if (!hs_sending(h))
         return 0;
     *p = h->out + h->out_pos;
     return (size_t)(h->out_len - h->out_pos);
@@ -187,7 +198,7 @@ size_t mp__hs_output(const struct mp__hs *h, const unsigned char **p)
 
 void mp__hs_sent(struct mp__hs *h, size_t n)
 {
-    if (!sending(h) || n > (size_t)(h->out_len - h->out_pos))
+    if (!hs_sending(h) || n > (size_t)(h->out_len - h->out_pos))
         return;
     h->out_pos = (uint8_t)(h->out_pos + n);
     if (h->out_pos < h->out_len)
@@ -209,7 +220,7 @@ void mp__hs_sent(struct mp__hs *h, size_t n)
 
 size_t mp__hs_want(struct mp__hs *h, unsigned char **buf)
 {
-    if (!reading(h))
+    if (!hs_reading(h))
         return 0;
     *buf = h->in + h->in_len;
     uint64_t len;
@@ -224,13 +235,13 @@ size_t mp__hs_want(struct mp__hs *h, unsigned char **buf)
 }
 
 /* A whole message is in: act on it. */
-static void on_message(struct mp__hs *h, const void *key, size_t keylen, const unsigned char *p,
-                       size_t n)
+static void hs_on_message(struct mp__hs *h, const void *key, size_t keylen, const unsigned char *p,
+                          size_t n)
 {
     switch (h->state) {
     case MP__HS_READ_RESPONSE:
         h->welcome = mp__hs_verify(key, keylen, h->message, h->mlen, p, n);
-        put(h, mp__hs_verdict(h->welcome), MP__HS_VERDICT_LEN, MP__HS_SEND_VERDICT);
+        hs_put(h, mp__hs_verdict(h->welcome), MP__HS_VERDICT_LEN, MP__HS_SEND_VERDICT);
         break;
     case MP__HS_READ_CHALLENGE: {
         unsigned char r[MP__HS_RESPONSE_MAX];
@@ -238,7 +249,7 @@ static void on_message(struct mp__hs *h, const void *key, size_t keylen, const u
         if (rn < 0)
             h->state = MP__HS_FAILED;
         else
-            put(h, r, (size_t)rn, MP__HS_SEND_RESPONSE);
+            hs_put(h, r, (size_t)rn, MP__HS_SEND_RESPONSE);
         break;
     }
     default: /* MP__HS_READ_VERDICT */
@@ -249,7 +260,7 @@ static void on_message(struct mp__hs *h, const void *key, size_t keylen, const u
 
 int mp__hs_received(struct mp__hs *h, const void *key, size_t keylen, size_t n)
 {
-    if (!reading(h) || n == 0)
+    if (!hs_reading(h) || n == 0)
         return h->state;
     unsigned char *unused;
     if (n > mp__hs_want(h, &unused)) {
@@ -267,7 +278,7 @@ int mp__hs_received(struct mp__hs *h, const void *key, size_t keylen, size_t n)
     }
     if (rc == 0 || h->in_len < hl + len)
         return h->state;
-    on_message(h, key, keylen, h->in + hl, (size_t)len);
+    hs_on_message(h, key, keylen, h->in + hl, (size_t)len);
     h->in_len = 0;
     return h->state;
 }

@@ -1,13 +1,18 @@
 /*
  * objimpl - the layout of mp_obj and the raw operations the pickle decoder
- * builds on. Private: never installed. obj.c and pickle.c build on it; the
- * manager (mgr_server.c, manager.c) uses the tree-keeping operations at the
- * end.
+ * builds on. Private: never installed. The obj family implements it:
+ *   obj.c       nodes, immortal nodes, constructors, accessors, lists and
+ *               tuples, the tree's bookkeeping, copy and free (statics obj_);
+ *   obj_dict.c  the keyed hash, Python's equality and the dict table
+ *               (statics dict_);
+ *   obj_repr.c  Python's repr() (statics repr_).
+ * The pickle codec builds on it; the manager (mgr_server.c, manager.c) uses
+ * the tree-keeping operations at the end.
  *
  * The public API (obj.h) keeps every value a tree: each node records its one
  * owner in parent, and height bounds the nesting below it. The decoder needs
  * more freedom for a while: a pickle's memo may put one node in several
- * places and even build cycles, so pickle.c builds with the raw mp__ calls
+ * places and even build cycles, so unpickle.c builds with the raw mp__ calls
  * below (which ignore parent and height), then checks the result and turns it
  * into a proper tree before anyone else sees it.
  *
@@ -21,16 +26,19 @@
 #ifndef MPIPC_OBJIMPL_H
 #define MPIPC_OBJIMPL_H
 
+#include "core/internal.h"
+
 #include <mpipc/obj.h>
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 /* flags */
 #define MP__F_HASHED   0x01u /* u.s.hash / u.seq.hash holds the key hash */
-#define MP__F_GREY     0x02u /* pickle.c: being placed (on the DFS path) */
-#define MP__F_BLACK    0x04u /* pickle.c: placed in the result tree */
+#define MP__F_GREY     0x02u /* unpickle.c: being placed (on the DFS path) */
+#define MP__F_BLACK    0x04u /* unpickle.c: placed in the result tree */
 #define MP__F_IMMORTAL 0x08u /* a shared static node: never written or freed */
 
 struct mp__dict_entry {
@@ -107,12 +115,13 @@ int mp__seq_push(mp_obj *seq, mp_obj *item);
 /* Make room for n more items: 0 or -ENOMEM. */
 int mp__seq_reserve(mp_obj *seq, size_t n);
 
-/* The capacity mp__seq_reserve grows a list or tuple of capacity cap to so
- * that it holds need items (cap when it already does; 0 on overflow). The
- * decoder charges the growth to its memory budget before it happens. */
-size_t mp__seq_cap_for(size_t cap, size_t need);
+/* The capacity mp__seq_reserve(seq, n) grows seq to: 0 with *cap set (the
+ * present capacity when n more items fit already), or -ENOMEM on overflow.
+ * The decoder charges the growth to its memory budget before it happens. */
+int mp__seq_cap_for(const mp_obj *seq, size_t n, size_t *cap);
 
-/* The bytes a dict's block of cap entries takes (entries and index). */
+/* The bytes per entry of a dict's block of cap entries (the entry and its
+ * two index slots; the block holds one word more, its fill count). */
 #define MP__DICT_BYTES_PER_CAP (sizeof(struct mp__dict_entry) + 2 * sizeof(size_t))
 
 /* The capacity storing one more new key would give d (its current capacity
@@ -178,5 +187,63 @@ int mp__dict_take(mp_obj *d, const mp_obj *key, mp_obj **key_out, mp_obj **value
 /* Python's dict.popitem(): remove the last inserted item and hand over its
  * key and value as roots. 1, or 0 when d is empty. Amortised O(1). */
 int mp__dict_popitem(mp_obj *d, mp_obj **key_out, mp_obj **value_out);
+
+/* ---- Shared by the obj family's files only ------------------------------ */
+
+/* Item passes from owner `from` to owner `to` (NULL: it is, or becomes, a
+ * root). Immortal nodes have no owner and are never written. The assertion
+ * is the one-owner rule: a node joins a container only as a root, and only
+ * its owner gives it up. */
+static inline void mp__obj_move(mp_obj *item, const mp_obj *from, mp_obj *to)
+{
+    if (mp__obj_immortal(item)) {
+        MP__ASSERT(item->parent == NULL);
+        return;
+    }
+    MP__ASSERT(item->parent == from);
+    (void)from;
+    item->parent = to;
+}
+
+/* The checks shared by every call that puts item into container c: 0;
+ * -EINVAL for misuse that would break the tree (item has an owner, or
+ * holds c); MP_EVALUE when the result would nest too deep. Inline: every
+ * insert of obj.c and obj_dict.c runs it. */
+static inline int mp__obj_check_insert(const mp_obj *c, const mp_obj *item)
+{
+    if (item->parent)
+        return -EINVAL; /* owned by another container already */
+    /* The containers from the root down to c, c included: bounded by
+     * MP_OBJ_MAX_DEPTH. */
+    unsigned level = 1;
+    const mp_obj *root = c;
+    while (root->parent) {
+        root = root->parent;
+        level++;
+    }
+    if (root == item)
+        return -EINVAL; /* c is inside item (or is item): a cycle */
+    if (level + item->height > MP_OBJ_MAX_DEPTH)
+        return MP_EVALUE;
+    return 0;
+}
+
+/* An item of height h went into c: raise the heights on the way up. */
+static inline void mp__obj_raise_heights(mp_obj *c, unsigned h)
+{
+    while (c) {
+        unsigned nh = h + 1;
+        if (c->height >= nh)
+            return;
+        MP__ASSERT(nh <= MP_OBJ_MAX_DEPTH); /* mp__obj_check_insert saw to it */
+        c->height = (uint16_t)nh;
+        h = nh;
+        c = c->parent;
+    }
+}
+
+/* Append key -> value (hash h) to d, a key known to be absent, ignoring
+ * parent/height: 0 or -ENOMEM. */
+int mp__dict_insert_new(mp_obj *d, mp_obj *key, mp_obj *value, uint64_t h);
 
 #endif /* MPIPC_OBJIMPL_H */

@@ -1,1204 +1,17 @@
 /*
- * pickle - see pickle.h for what is written, read and refused.
- *
- * Decoding happens in two phases.
- *
- * 1. Run the pickle machine. Every node it creates goes into an arena (a
- *    list of all nodes, threaded through the nodes' own parent fields, which
- *    mean nothing yet), and containers point at nodes with no regard for
- *    ownership: DUP and memo GETs make several slots point at one node, and
- *    a hostile pickle can even build cycles. Nothing is freed in this phase,
- *    so no node can be freed twice or while still referenced. None, True,
- *    False and small ints are the immortal shared nodes (objimpl.h): no
- *    allocation, and not in the arena.
- * 2. Place the result: a depth-first walk from the value STOP returns. The
- *    first slot that reaches a node adopts it; a later slot that reaches an
- *    already placed node gets a copy (charged to the work budget); reaching
- *    a node that is still on the walk's path means a cycle, which is
- *    refused. The walk also enforces the nesting limit and sets heights.
- *    Nodes of the arena that were not placed (popped, replaced, or only in
- *    the memo) are then freed one by one, without following their pointers,
- *    and a last walk sets every parent, so what comes out is a tree obeying
- *    every invariant of obj.h.
- * On any error, every arena node is freed the same way, plus the copies.
- *
- * Memory. Phase 1 charges every byte it allocates - nodes, text, item
- * arrays, dict blocks, the stack, the marks, the memo - to a budget of
- * MP__PICKLE_MEM_MIN + MP__PICKLE_MEM_FACTOR bytes per input byte, checked
- * before each allocation, and refuses the pickle (MP_EPROTO) beyond it. The
- * copies of phase 2 are charged to the work budget. So memory is linear in
- * the input whatever the opcodes (docs/wire.md states the bound).
+ * pickle - the encoder: mp__pickle_dumps and the piecewise builder
+ * (mp__pickler_*), both in protocol 4 as CPython writes it (pickle.h). The
+ * decoder is unpickle.c. Statics here start with pickle_.
  */
 #include "codec/objimpl.h"
 #include "codec/pickle.h"
 #include "core/internal.h"
 
 #include <errno.h>
-#include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define HIGHEST_PROTOCOL 5
-
-/* The one global the decoder knows: builtins.bytearray, pushed by GLOBAL or
- * STACK_GLOBAL and consumed only by REDUCE. It never reaches a container. */
-#define TYPE_BYTEARRAY_CALLABLE 0x40
-
-/* A growable array of node pointers. */
-struct vec {
-    mp_obj **v;
-    size_t len, cap;
-};
-
-/* Grow a to hold one more pointer. *mem (NULL: not charged) pays for the
- * growth before it happens: MP_EPROTO when it cannot. */
-static int vec_push(struct vec *a, mp_obj *o, size_t *mem)
-{
-    if (a->len == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 16;
-        if (cap < a->cap || cap > SIZE_MAX / sizeof(mp_obj *))
-            return -ENOMEM;
-        size_t grow = (cap - a->cap) * sizeof(mp_obj *);
-        if (mem) {
-            if (*mem < grow)
-                return MP_EPROTO;
-            *mem -= grow;
-        }
-        mp_obj **v = realloc(a->v, cap * sizeof *v);
-        if (!v)
-            return -ENOMEM;
-        a->v = v;
-        a->cap = cap;
-    }
-    a->v[a->len++] = o;
-    return 0;
-}
-
-struct memo_slot {
-    uint64_t key;
-    mp_obj *val; /* NULL: empty slot */
-};
-
-/*
- * The memo: keys below dense_cap live in a plain array (what CPython's
- * pickler writes: 0, 1, 2... in order, by MEMOIZE or BINPUT), other keys in
- * a hash table. An entry in the array shadows one for the same key left in
- * the table from before the array grew over it.
- */
-struct unpickler {
-    const unsigned char *p;
-    size_t n, pos;
-    struct vec stack;
-    size_t *marks; /* stack lengths at each MARK */
-    size_t nmarks, mcap;
-    mp_obj **dense; /* memo keys < dense_cap; NULL: not put */
-    size_t dense_cap;
-    struct memo_slot *memo; /* other keys: open addressing, power-of-two cap */
-    size_t memo_cap, memo_used;
-    size_t memo_count; /* distinct keys put: MEMOIZE's next key */
-    mp_obj *arena;     /* every node made in phase 1, linked by parent */
-    struct vec copies; /* copies made while placing (roots of trees) */
-    size_t budget;     /* bytes of extra work left: copies, key walks */
-    size_t mem;        /* bytes phase 1 may still allocate */
-};
-
-/* Pay for bytes about to be allocated: 0, or MP_EPROTO beyond the budget. */
-static int mem_charge(struct unpickler *u, size_t bytes)
-{
-    if (u->mem < bytes)
-        return MP_EPROTO;
-    u->mem -= bytes;
-    return 0;
-}
-
-/* ---- Input -------------------------------------------------------------- */
-
-static int need(struct unpickler *u, size_t k)
-{
-    return u->n - u->pos >= k ? 0 : MP_EPROTO;
-}
-
-static uint64_t le(const unsigned char *p, int k)
-{
-    uint64_t v = 0;
-    for (int i = k - 1; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-/* Read a k-byte little-endian length and check that that many bytes follow,
- * before anyone allocates for them. */
-static int read_len(struct unpickler *u, int k, size_t *len)
-{
-    int rc = need(u, (size_t)k);
-    if (rc < 0)
-        return rc;
-    uint64_t v = le(u->p + u->pos, k);
-    u->pos += (size_t)k;
-    if (v > (uint64_t)(u->n - u->pos))
-        return MP_EPROTO;
-    *len = (size_t)v;
-    return 0;
-}
-
-/* A protocol 0 text field: the bytes up to the next newline (not included). */
-static int read_line(struct unpickler *u, const unsigned char **line, size_t *len)
-{
-    const unsigned char *start = u->p + u->pos;
-    const unsigned char *nl = memchr(start, '\n', u->n - u->pos);
-    if (!nl)
-        return MP_EPROTO;
-    *line = start;
-    *len = (size_t)(nl - start);
-    u->pos += *len + 1;
-    return 0;
-}
-
-/* Optional sign and decimal digits, within int64 (Python's int(line) for
- * what Python writes; other spellings are refused). */
-static int parse_decimal(const unsigned char *s, size_t n, int64_t *out)
-{
-    size_t i = 0;
-    bool neg = false;
-    if (i < n && (s[i] == '-' || s[i] == '+'))
-        neg = s[i++] == '-';
-    if (i == n)
-        return MP_EPROTO;
-    uint64_t limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-    uint64_t v = 0;
-    for (; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return MP_EPROTO;
-        unsigned d = s[i] - '0';
-        if (v > (limit - d) / 10)
-            return MP_EPROTO; /* beyond int64 */
-        v = v * 10 + d;
-    }
-    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
-    return 0;
-}
-
-static int ascii_ieq(const unsigned char *s, size_t n, const char *word)
-{
-    size_t k = strlen(word);
-    if (n != k)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned c = s[i];
-        if (c >= 'A' && c <= 'Z')
-            c += 'a' - 'A';
-        if (c != (unsigned char)word[i])
-            return 0;
-    }
-    return 1;
-}
-
-/*
- * Python's float(text) for the forms repr() writes: [sign] digits [. digits]
- * [e [sign] digits], inf, infinity, nan. The text is rebuilt as
- * "<digits>e<exponent>" with no decimal point, so strtod's locale does not
- * matter and the result is correctly rounded.
- */
-static int parse_float(const unsigned char *s, size_t n, double *out)
-{
-    size_t i = 0;
-    bool neg = false;
-    if (i < n && (s[i] == '-' || s[i] == '+'))
-        neg = s[i++] == '-';
-    if (ascii_ieq(s + i, n - i, "inf") || ascii_ieq(s + i, n - i, "infinity")) {
-        *out = neg ? -HUGE_VAL : HUGE_VAL;
-        return 0;
-    }
-    if (ascii_ieq(s + i, n - i, "nan")) {
-        *out = neg ? -NAN : NAN;
-        return 0;
-    }
-    char *buf = malloc(n + 32);
-    if (!buf)
-        return -ENOMEM;
-    size_t b = 0, ndigits = 0;
-    long frac = 0, exp = 0;
-    if (neg)
-        buf[b++] = '-';
-    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++, ndigits++)
-        buf[b++] = (char)s[i];
-    if (i < n && s[i] == '.') {
-        for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++, ndigits++) {
-            buf[b++] = (char)s[i];
-            if (frac < 1000000000L)
-                frac++;
-        }
-    }
-    int rc = ndigits ? 0 : MP_EPROTO;
-    if (rc == 0 && i < n && (s[i] == 'e' || s[i] == 'E')) {
-        i++;
-        bool eneg = false;
-        if (i < n && (s[i] == '-' || s[i] == '+'))
-            eneg = s[i++] == '-';
-        if (i == n)
-            rc = MP_EPROTO;
-        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++)
-            if (exp < 1000000000L)
-                exp = exp * 10 + (s[i] - '0');
-        if (eneg)
-            exp = -exp;
-    }
-    if (i != n)
-        rc = MP_EPROTO;
-    if (rc == 0) {
-        snprintf(buf + b, 32, "e%ld", exp - frac);
-        *out = strtod(buf, NULL);
-    }
-    free(buf);
-    return rc;
-}
-
-/* ---- The stack, marks and memo ----------------------------------------- */
-
-/* A node joins the arena, which owns it until it is placed. */
-static mp_obj *arena_add(struct unpickler *u, mp_obj *o)
-{
-    if (o) {
-        o->parent = u->arena;
-        u->arena = o;
-    }
-    return o;
-}
-
-/* New node: *out, or MP_EPROTO (budget) / -ENOMEM. */
-static int new_node(struct unpickler *u, int type, mp_obj **out)
-{
-    int rc = mem_charge(u, sizeof(mp_obj));
-    if (rc < 0)
-        return rc;
-    *out = arena_add(u, mp__obj_alloc(type));
-    return *out ? 0 : -ENOMEM;
-}
-
-static int new_strbytes(struct unpickler *u, int type, const void *p, size_t len, mp_obj **out)
-{
-    /* len is at most the input's length: no overflow */
-    int rc = mem_charge(u, sizeof(mp_obj) + len + 1);
-    if (rc < 0)
-        return rc;
-    *out = arena_add(u, mp__obj_strbytes(type, p, len));
-    return *out ? 0 : -ENOMEM;
-}
-
-/* Items above the last MARK only: what Python calls the current stack. */
-static size_t fence(const struct unpickler *u)
-{
-    return u->nmarks ? u->marks[u->nmarks - 1] : 0;
-}
-
-static int push(struct unpickler *u, mp_obj *o)
-{
-    return vec_push(&u->stack, o, &u->mem);
-}
-
-/* Make an empty container (or the bytearray callable) and push it. */
-static int push_new(struct unpickler *u, int type)
-{
-    mp_obj *o;
-    int rc = new_node(u, type, &o);
-    if (rc < 0)
-        return rc;
-    if (type == MP_TYPE_LIST || type == MP_TYPE_TUPLE || type == MP_TYPE_DICT)
-        o->height = 1;
-    return push(u, o);
-}
-
-static int push_strbytes(struct unpickler *u, int type, const void *p, size_t len)
-{
-    mp_obj *o;
-    int rc = new_strbytes(u, type, p, len, &o);
-    return rc < 0 ? rc : push(u, o);
-}
-
-static int pop_any(struct unpickler *u, mp_obj **o)
-{
-    if (u->stack.len <= fence(u))
-        return MP_EPROTO; /* underflow */
-    *o = u->stack.v[--u->stack.len];
-    return 0;
-}
-
-/* A value that may go into a container (not the bytearray callable). */
-static int check_value(const mp_obj *o)
-{
-    return o->type == TYPE_BYTEARRAY_CALLABLE ? MP_EPROTO : 0;
-}
-
-static int pop_value(struct unpickler *u, mp_obj **o)
-{
-    int rc = pop_any(u, o);
-    return rc < 0 ? rc : check_value(*o);
-}
-
-static int top(struct unpickler *u, mp_obj **o)
-{
-    if (u->stack.len <= fence(u))
-        return MP_EPROTO;
-    *o = u->stack.v[u->stack.len - 1];
-    return 0;
-}
-
-static int push_mark(struct unpickler *u)
-{
-    if (u->nmarks == u->mcap) {
-        size_t cap = u->mcap ? u->mcap * 2 : 16;
-        if (cap > SIZE_MAX / sizeof(size_t))
-            return -ENOMEM;
-        int rc = mem_charge(u, (cap - u->mcap) * sizeof(size_t));
-        if (rc < 0)
-            return rc;
-        size_t *m = realloc(u->marks, cap * sizeof *m);
-        if (!m)
-            return -ENOMEM;
-        u->marks = m;
-        u->mcap = cap;
-    }
-    u->marks[u->nmarks++] = u->stack.len;
-    return 0;
-}
-
-/* Close the last MARK: *first is where its items start on the stack. */
-static int pop_mark(struct unpickler *u, size_t *first)
-{
-    if (!u->nmarks)
-        return MP_EPROTO; /* no MARK to close */
-    *first = u->marks[--u->nmarks];
-    return 0;
-}
-
-static size_t memo_hash(uint64_t key)
-{
-    return (size_t)((key * UINT64_C(0x9e3779b97f4a7c15)) >> 17);
-}
-
-static struct memo_slot *memo_find(struct unpickler *u, uint64_t key)
-{
-    if (!u->memo_cap)
-        return NULL;
-    size_t mask = u->memo_cap - 1;
-    for (size_t i = memo_hash(key) & mask;; i = (i + 1) & mask) {
-        if (!u->memo[i].val)
-            return NULL;
-        if (u->memo[i].key == key)
-            return &u->memo[i];
-    }
-}
-
-static mp_obj *memo_get(struct unpickler *u, uint64_t key)
-{
-    if (key < u->dense_cap && u->dense[key])
-        return u->dense[key];
-    struct memo_slot *s = memo_find(u, key);
-    return s ? s->val : NULL;
-}
-
-/* Grow the array over key when it stays within a few times the number of
- * keys put (keys written in order); 1: grown, 0: key belongs in the table. */
-static int dense_grow(struct unpickler *u, uint64_t key)
-{
-    size_t cap = u->dense_cap ? u->dense_cap : 64;
-    while (cap <= key && cap <= SIZE_MAX / 4)
-        cap *= 2;
-    if (cap <= key || cap / 4 > u->memo_count + 64)
-        return 0;
-    int rc = mem_charge(u, (cap - u->dense_cap) * sizeof(mp_obj *));
-    if (rc < 0)
-        return rc;
-    mp_obj **d = realloc(u->dense, cap * sizeof *d);
-    if (!d)
-        return -ENOMEM;
-    memset(d + u->dense_cap, 0, (cap - u->dense_cap) * sizeof *d);
-    u->dense = d;
-    u->dense_cap = cap;
-    return 1;
-}
-
-static int table_put(struct unpickler *u, uint64_t key, mp_obj *val)
-{
-    struct memo_slot *s = memo_find(u, key);
-    if (s) {
-        s->val = val;
-        return 0;
-    }
-    if ((u->memo_used + 1) * 2 > u->memo_cap) {
-        size_t cap = u->memo_cap ? u->memo_cap * 2 : 64;
-        if (cap > SIZE_MAX / sizeof(struct memo_slot))
-            return -ENOMEM;
-        int rc = mem_charge(u, cap * sizeof(struct memo_slot));
-        if (rc < 0)
-            return rc;
-        struct memo_slot *m = calloc(cap, sizeof *m);
-        if (!m)
-            return -ENOMEM;
-        for (size_t i = 0; i < u->memo_cap; i++) {
-            if (!u->memo[i].val)
-                continue;
-            size_t j = memo_hash(u->memo[i].key) & (cap - 1);
-            while (m[j].val)
-                j = (j + 1) & (cap - 1);
-            m[j] = u->memo[i];
-        }
-        free(u->memo);
-        u->memo = m;
-        u->memo_cap = cap;
-    }
-    size_t mask = u->memo_cap - 1, i = memo_hash(key) & mask;
-    while (u->memo[i].val)
-        i = (i + 1) & mask;
-    u->memo[i].key = key;
-    u->memo[i].val = val;
-    u->memo_used++;
-    return 0;
-}
-
-static int memo_put(struct unpickler *u, uint64_t key, mp_obj *val)
-{
-    bool fresh = memo_get(u, key) == NULL;
-    int rc = key < u->dense_cap ? 1 : dense_grow(u, key);
-    if (rc < 0)
-        return rc;
-    if (rc == 1)
-        u->dense[key] = val;
-    else if ((rc = table_put(u, key, val)) < 0)
-        return rc;
-    if (fresh)
-        u->memo_count++;
-    return 0;
-}
-
-static int do_put(struct unpickler *u, uint64_t key)
-{
-    mp_obj *o;
-    int rc = top(u, &o);
-    return rc < 0 ? rc : memo_put(u, key, o);
-}
-
-static int do_get(struct unpickler *u, uint64_t key)
-{
-    mp_obj *o = memo_get(u, key);
-    if (!o)
-        return MP_EPROTO; /* never PUT */
-    return push(u, o);
-}
-
-/* ---- Containers ----------------------------------------------------------
- *
- * Heights here are provisional: a list can grow after it went into another
- * container, whose height then lags. They still stop runaway nesting early
- * (TUPLE1 repeated a million times), and tuples - the only containers that
- * can be dict keys, and whose hashing and comparison recurse - never change,
- * so their heights are exact. Placing recomputes every height.
- */
-
-static int adopt_height(mp_obj *c, const mp_obj *item)
-{
-    if ((unsigned)item->height + 1 > MP_OBJ_MAX_DEPTH)
-        return MP_EPROTO;
-    if (item->height + 1 > c->height)
-        c->height = (uint16_t)(item->height + 1);
-    return 0;
-}
-
-/* Room for k more items in a list or tuple, paid for first. */
-static int seq_room(struct unpickler *u, mp_obj *seq, size_t k)
-{
-    size_t need;
-    if (mp__add_overflows(seq->u.seq.len, k, &need))
-        return -ENOMEM;
-    if (need <= seq->u.seq.cap)
-        return 0;
-    size_t cap = mp__seq_cap_for(seq->u.seq.cap, need);
-    if (!cap)
-        return -ENOMEM;
-    int rc = mem_charge(u, (cap - seq->u.seq.cap) * sizeof(mp_obj *));
-    return rc < 0 ? rc : mp__seq_reserve(seq, k);
-}
-
-/* Build a list or tuple from stack items [first, stack.len) and replace them
- * with it. Its final length is known: the array is allocated to fit. */
-static int build_seq(struct unpickler *u, int type, size_t first)
-{
-    size_t count = u->stack.len - first;
-    mp_obj *seq;
-    int rc = new_node(u, type, &seq);
-    if (rc < 0)
-        return rc;
-    seq->height = 1;
-    if (count) {
-        if (count > SIZE_MAX / sizeof(mp_obj *))
-            return -ENOMEM;
-        if ((rc = mem_charge(u, count * sizeof(mp_obj *))) < 0)
-            return rc;
-        if (!(seq->u.seq.items = malloc(count * sizeof(mp_obj *))))
-            return -ENOMEM;
-        seq->u.seq.cap = count;
-    }
-    for (size_t i = first; i < u->stack.len; i++) {
-        mp_obj *item = u->stack.v[i];
-        rc = check_value(item);
-        if (rc == 0)
-            rc = adopt_height(seq, item);
-        if (rc < 0)
-            return rc;
-        seq->u.seq.items[seq->u.seq.len++] = item;
-    }
-    u->stack.len = first;
-    return push(u, seq);
-}
-
-static int append_items(struct unpickler *u, mp_obj *list, size_t first)
-{
-    if (list->type != MP_TYPE_LIST)
-        return MP_EPROTO; /* Python would call obj.append: refused */
-    int rc = seq_room(u, list, u->stack.len - first);
-    if (rc < 0)
-        return rc;
-    for (size_t i = first; i < u->stack.len; i++) {
-        mp_obj *item = u->stack.v[i];
-        rc = check_value(item);
-        if (rc == 0)
-            rc = adopt_height(list, item);
-        if (rc < 0)
-            return rc;
-        list->u.seq.items[list->u.seq.len++] = item;
-    }
-    u->stack.len = first;
-    return 0;
-}
-
-static int set_items(struct unpickler *u, mp_obj *dict, size_t first)
-{
-    if (dict->type != MP_TYPE_DICT)
-        return MP_EPROTO;
-    if ((u->stack.len - first) % 2)
-        return MP_EPROTO; /* a key without a value */
-    for (size_t i = first; i < u->stack.len; i += 2) {
-        mp_obj *key = u->stack.v[i], *value = u->stack.v[i + 1], *old;
-        int rc = check_value(key);
-        if (rc == 0)
-            rc = check_value(value);
-        if (rc == 0)
-            rc = adopt_height(dict, key);
-        if (rc == 0)
-            rc = adopt_height(dict, value);
-        /* A new key may make the dict grow: the budget must hold the
-         * growth before, and pays what actually happened after (a
-         * replaced key costs nothing). */
-        size_t cap0 = dict->u.d.cap, cap1 = mp__dict_cap_after_insert(dict);
-        if (rc == 0 && cap1 > cap0 && cap1 - cap0 > u->mem / MP__DICT_BYTES_PER_CAP)
-            rc = MP_EPROTO;
-        if (rc == 0)
-            rc = mp__dict_store(dict, key, value, &u->budget, &old);
-        if (rc == 0 && dict->u.d.cap > cap0)
-            u->mem -= (dict->u.d.cap - cap0) * MP__DICT_BYTES_PER_CAP;
-        if (rc == MP_ETYPE)
-            rc = MP_EPROTO; /* unhashable key */
-        if (rc < 0)
-            return rc;
-        /* A replaced value, or a duplicate key, stays in the arena. */
-    }
-    u->stack.len = first;
-    return 0;
-}
-
-/* Sign-extend a little-endian two's complement integer of len bytes; MP_EPROTO
- * beyond int64 (Python's LONG1/LONG4 are arbitrary precision). */
-static int decode_long(const unsigned char *p, size_t len, int64_t *out)
-{
-    if (len == 0) {
-        *out = 0;
-        return 0;
-    }
-    unsigned char sign = (p[len - 1] & 0x80) ? 0xff : 0x00;
-    /* Bytes past the eighth must be pure sign extension of bit 63. */
-    for (size_t i = 8; i < len; i++)
-        if (p[i] != sign)
-            return MP_EPROTO;
-    if (len > 8 && ((p[7] & 0x80) ? 0xff : 0x00) != sign)
-        return MP_EPROTO;
-    size_t k = len < 8 ? len : 8;
-    uint64_t v = sign ? UINT64_MAX : 0;
-    for (size_t i = 0; i < k; i++) {
-        v &= ~((uint64_t)0xff << (8 * i));
-        v |= (uint64_t)p[i] << (8 * i);
-    }
-    *out = (int64_t)v;
-    return 0;
-}
-
-/* An int: a shared immortal node for -5..256 (no allocation), else new. */
-static int push_int(struct unpickler *u, int64_t v)
-{
-    mp_obj *o = mp__obj_immortal_int(v);
-    if (!o) {
-        int rc = new_node(u, MP_TYPE_INT, &o);
-        if (rc < 0)
-            return rc;
-        o->u.i = v;
-    }
-    return push(u, o);
-}
-
-static int push_float(struct unpickler *u, double v)
-{
-    mp_obj *o;
-    int rc = new_node(u, MP_TYPE_FLOAT, &o);
-    if (rc < 0)
-        return rc;
-    mp__obj_set_float(o, v);
-    return push(u, o);
-}
-
-static int push_str(struct unpickler *u, size_t len)
-{
-    const unsigned char *s = u->p + u->pos;
-    if (!mp__utf8_valid(s, len))
-        return MP_EPROTO;
-    u->pos += len;
-    return push_strbytes(u, MP_TYPE_STR, s, len);
-}
-
-static int push_bytes(struct unpickler *u, size_t len)
-{
-    const unsigned char *s = u->p + u->pos;
-    u->pos += len;
-    return push_strbytes(u, MP_TYPE_BYTES, s, len);
-}
-
-static int hexval(unsigned c)
-{
-    if (c >= '0' && c <= '9')
-        return (int)(c - '0');
-    if (c >= 'a' && c <= 'f')
-        return (int)(c - 'a' + 10);
-    if (c >= 'A' && c <= 'F')
-        return (int)(c - 'A' + 10);
-    return -1;
-}
-
-/* Protocol 0's UNICODE: raw-unicode-escape (latin-1 bytes, with \uXXXX and
- * \UXXXXXXXX escapes) converted to UTF-8. */
-static int push_raw_unicode(struct unpickler *u, const unsigned char *s, size_t n)
-{
-    size_t cap;
-    if (mp__add_overflows(n, n, &cap))
-        return -ENOMEM;
-    if (cap + 1 > u->mem)
-        return MP_EPROTO; /* held only until the str is made, but held */
-    unsigned char *out = malloc(cap + 1);
-    if (!out)
-        return -ENOMEM;
-    size_t o = 0;
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0;) {
-        uint32_t cp = s[i++];
-        if (cp == '\\' && i < n && (s[i] == 'u' || s[i] == 'U')) {
-            int digits = s[i] == 'u' ? 4 : 8;
-            i++;
-            if (n - i < (size_t)digits) {
-                rc = MP_EPROTO;
-                break;
-            }
-            cp = 0;
-            for (int k = 0; k < digits; k++) {
-                int h = hexval(s[i++]);
-                if (h < 0)
-                    rc = MP_EPROTO;
-                cp = cp << 4 | (uint32_t)(h & 0xf);
-            }
-            if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-                rc = MP_EPROTO; /* out of range, or a lone surrogate */
-        } else if (cp == '\\' && i < n) {
-            /* A backslash pair: both stay, and the second cannot start an
-             * escape (CPython's decoder consumes them together). */
-            out[o++] = '\\';
-            cp = s[i++];
-        }
-        if (cp < 0x80) {
-            out[o++] = (unsigned char)cp;
-        } else if (cp < 0x800) {
-            out[o++] = (unsigned char)(0xc0 | cp >> 6);
-            out[o++] = (unsigned char)(0x80 | (cp & 0x3f));
-        } else if (cp < 0x10000) {
-            out[o++] = (unsigned char)(0xe0 | cp >> 12);
-            out[o++] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
-            out[o++] = (unsigned char)(0x80 | (cp & 0x3f));
-        } else {
-            out[o++] = (unsigned char)(0xf0 | cp >> 18);
-            out[o++] = (unsigned char)(0x80 | (cp >> 12 & 0x3f));
-            out[o++] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
-            out[o++] = (unsigned char)(0x80 | (cp & 0x3f));
-        }
-    }
-    if (rc == 0)
-        rc = push_strbytes(u, MP_TYPE_STR, out, o);
-    free(out);
-    return rc;
-}
-
-/* GLOBAL / STACK_GLOBAL: only builtins.bytearray (Python 2's __builtin__ is
- * the same module under fix_imports) is known; the rest is refused. */
-static int push_global(struct unpickler *u, const unsigned char *mod, size_t modlen,
-                       const unsigned char *name, size_t namelen)
-{
-    bool builtins = (modlen == 8 && memcmp(mod, "builtins", 8) == 0) ||
-                    (modlen == 11 && memcmp(mod, "__builtin__", 11) == 0);
-    if (!builtins || namelen != 9 || memcmp(name, "bytearray", 9) != 0)
-        return MP_EPROTO;
-    return push_new(u, TYPE_BYTEARRAY_CALLABLE);
-}
-
-/* REDUCE: bytearray() or bytearray(b'...'), as protocols 3 and 4 write a
- * bytearray. Decoded as bytes; anything else is refused. */
-static int do_reduce(struct unpickler *u)
-{
-    mp_obj *args = NULL, *callable = NULL;
-    int rc = pop_value(u, &args);
-    if (rc == 0)
-        rc = pop_any(u, &callable);
-    if (rc < 0)
-        return rc;
-    if (callable->type != TYPE_BYTEARRAY_CALLABLE || args->type != MP_TYPE_TUPLE)
-        return MP_EPROTO;
-    if (args->u.seq.len == 0)
-        return push_strbytes(u, MP_TYPE_BYTES, NULL, 0);
-    mp_obj *b = args->u.seq.items[0];
-    if (args->u.seq.len != 1 || b->type != MP_TYPE_BYTES)
-        return MP_EPROTO;
-    /* A copy (bytearray is mutable in Python), charged like any other: one
-     * memoized bytes object made into a bytearray again and again is a
-     * megabyte per few input bytes. */
-    return push_strbytes(u, MP_TYPE_BYTES, b->u.s.data, b->u.s.len);
-}
-
-/* ---- Phase 1: the machine ------------------------------------------------ */
-
-static int step(struct unpickler *u, int op, bool *stop)
-{
-    int rc = 0;
-    size_t len, first;
-    const unsigned char *line, *line2;
-    size_t len2;
-    int64_t iv;
-    mp_obj *o, *a, *b;
-
-    switch (op) {
-    case MP__OP_PROTO:
-        if ((rc = need(u, 1)) < 0)
-            return rc;
-        if (u->p[u->pos++] > HIGHEST_PROTOCOL)
-            return MP_EPROTO;
-        return 0;
-    case MP__OP_FRAME:
-        /* CPython only checks that the frame is there; so do we. */
-        return read_len(u, 8, &len);
-    case MP__OP_STOP:
-        *stop = true;
-        return 0;
-
-    case MP__OP_MARK:
-        return push_mark(u);
-    case MP__OP_POP:
-        /* Python's load_pop: with nothing above the MARK, drop the MARK. */
-        if (u->stack.len > fence(u)) {
-            u->stack.len--;
-            return 0;
-        }
-        return pop_mark(u, &first);
-    case MP__OP_POP_MARK:
-        if ((rc = pop_mark(u, &first)) < 0)
-            return rc;
-        u->stack.len = first;
-        return 0;
-    case MP__OP_DUP:
-        if ((rc = top(u, &o)) < 0)
-            return rc;
-        return push(u, o);
-
-    case MP__OP_NONE:
-        return push(u, mp_obj_none());
-    case MP__OP_NEWTRUE:
-    case MP__OP_NEWFALSE:
-        return push(u, mp_obj_bool(op == MP__OP_NEWTRUE));
-    case MP__OP_INT:
-        if ((rc = read_line(u, &line, &len)) < 0)
-            return rc;
-        if (len == 2 && line[0] == '0' && (line[1] == '0' || line[1] == '1'))
-            return push(u, mp_obj_bool(line[1] == '1')); /* protocol 0-1 True/False */
-        if ((rc = parse_decimal(line, len, &iv)) < 0)
-            return rc;
-        return push_int(u, iv);
-    case MP__OP_LONG:
-        if ((rc = read_line(u, &line, &len)) < 0)
-            return rc;
-        if (len && line[len - 1] == 'L')
-            len--;
-        if ((rc = parse_decimal(line, len, &iv)) < 0)
-            return rc;
-        return push_int(u, iv);
-    case MP__OP_BININT:
-        if ((rc = need(u, 4)) < 0)
-            return rc;
-        iv = (int32_t)(uint32_t)le(u->p + u->pos, 4);
-        u->pos += 4;
-        return push_int(u, iv);
-    case MP__OP_BININT1:
-        if ((rc = need(u, 1)) < 0)
-            return rc;
-        return push_int(u, u->p[u->pos++]);
-    case MP__OP_BININT2:
-        if ((rc = need(u, 2)) < 0)
-            return rc;
-        iv = (int64_t)le(u->p + u->pos, 2);
-        u->pos += 2;
-        return push_int(u, iv);
-    case MP__OP_LONG1:
-    case MP__OP_LONG4:
-        if (op == MP__OP_LONG4) {
-            if ((rc = need(u, 4)) < 0)
-                return rc;
-            if (u->p[u->pos + 3] & 0x80)
-                return MP_EPROTO; /* negative byte count */
-        }
-        if ((rc = read_len(u, op == MP__OP_LONG1 ? 1 : 4, &len)) < 0)
-            return rc;
-        rc = decode_long(u->p + u->pos, len, &iv);
-        u->pos += len;
-        return rc < 0 ? rc : push_int(u, iv);
-    case MP__OP_FLOAT: {
-        double f;
-        if ((rc = read_line(u, &line, &len)) < 0)
-            return rc;
-        if ((rc = parse_float(line, len, &f)) < 0)
-            return rc;
-        return push_float(u, f);
-    }
-    case MP__OP_BINFLOAT: {
-        if ((rc = need(u, 8)) < 0)
-            return rc;
-        uint64_t bits = 0;
-        for (int i = 0; i < 8; i++)
-            bits = bits << 8 | u->p[u->pos + (size_t)i]; /* big-endian */
-        u->pos += 8;
-        double f;
-        memcpy(&f, &bits, sizeof bits);
-        return push_float(u, f);
-    }
-
-    case MP__OP_SHORT_BINUNICODE:
-    case MP__OP_BINUNICODE:
-    case MP__OP_BINUNICODE8:
-        if ((rc = read_len(u,
-                           op == MP__OP_SHORT_BINUNICODE ? 1
-                           : op == MP__OP_BINUNICODE     ? 4
-                                                         : 8,
-                           &len)) < 0)
-            return rc;
-        return push_str(u, len);
-    case MP__OP_UNICODE:
-        if ((rc = read_line(u, &line, &len)) < 0)
-            return rc;
-        return push_raw_unicode(u, line, len);
-    case MP__OP_SHORT_BINBYTES:
-    case MP__OP_BINBYTES:
-    case MP__OP_BINBYTES8:
-    case MP__OP_BYTEARRAY8:
-        if ((rc = read_len(u,
-                           op == MP__OP_SHORT_BINBYTES ? 1
-                           : op == MP__OP_BINBYTES     ? 4
-                                                       : 8,
-                           &len)) < 0)
-            return rc;
-        return push_bytes(u, len);
-
-    case MP__OP_EMPTY_LIST:
-        return push_new(u, MP_TYPE_LIST);
-    case MP__OP_EMPTY_TUPLE:
-        return push_new(u, MP_TYPE_TUPLE);
-    case MP__OP_EMPTY_DICT:
-        return push_new(u, MP_TYPE_DICT);
-    case MP__OP_LIST:
-    case MP__OP_TUPLE:
-        if ((rc = pop_mark(u, &first)) < 0)
-            return rc;
-        return build_seq(u, op == MP__OP_LIST ? MP_TYPE_LIST : MP_TYPE_TUPLE, first);
-    case MP__OP_TUPLE1:
-    case MP__OP_TUPLE2:
-    case MP__OP_TUPLE3: {
-        size_t k = (size_t)(op - MP__OP_TUPLE1 + 1);
-        if (u->stack.len < fence(u) + k)
-            return MP_EPROTO;
-        return build_seq(u, MP_TYPE_TUPLE, u->stack.len - k);
-    }
-    case MP__OP_DICT:
-        if ((rc = pop_mark(u, &first)) < 0)
-            return rc;
-        if ((rc = new_node(u, MP_TYPE_DICT, &o)) < 0)
-            return rc;
-        o->height = 1;
-        if ((rc = set_items(u, o, first)) < 0)
-            return rc;
-        return push(u, o);
-    case MP__OP_APPEND:
-        if ((rc = pop_value(u, &a)) < 0 || (rc = top(u, &o)) < 0)
-            return rc;
-        if ((rc = push(u, a)) < 0) /* append_items takes it from the stack */
-            return rc;
-        return append_items(u, o, u->stack.len - 1);
-    case MP__OP_APPENDS:
-        if ((rc = pop_mark(u, &first)) < 0)
-            return rc;
-        if (first <= fence(u))
-            return MP_EPROTO; /* no list below the MARK */
-        return append_items(u, u->stack.v[first - 1], first);
-    case MP__OP_SETITEM:
-        if (u->stack.len < fence(u) + 3)
-            return MP_EPROTO;
-        return set_items(u, u->stack.v[u->stack.len - 3], u->stack.len - 2);
-    case MP__OP_SETITEMS:
-        if ((rc = pop_mark(u, &first)) < 0)
-            return rc;
-        if (first <= fence(u))
-            return MP_EPROTO;
-        return set_items(u, u->stack.v[first - 1], first);
-
-    case MP__OP_PUT:
-        if ((rc = read_line(u, &line, &len)) < 0)
-            return rc;
-        if ((rc = parse_decimal(line, len, &iv)) < 0 || iv < 0)
-            return MP_EPROTO;
-        return do_put(u, (uint64_t)iv);
-    case MP__OP_BINPUT:
-    case MP__OP_LONG_BINPUT:
-        len = op == MP__OP_BINPUT ? 1 : 4;
-        if ((rc = need(u, len)) < 0)
-            return rc;
-        u->pos += len;
-        return do_put(u, le(u->p + u->pos - len, (int)len));
-    case MP__OP_MEMOIZE:
-        return do_put(u, u->memo_count);
-    case MP__OP_GET:
-        if ((rc = read_line(u, &line, &len)) < 0)
-            return rc;
-        if ((rc = parse_decimal(line, len, &iv)) < 0 || iv < 0)
-            return MP_EPROTO;
-        return do_get(u, (uint64_t)iv);
-    case MP__OP_BINGET:
-    case MP__OP_LONG_BINGET:
-        len = op == MP__OP_BINGET ? 1 : 4;
-        if ((rc = need(u, len)) < 0)
-            return rc;
-        u->pos += len;
-        return do_get(u, le(u->p + u->pos - len, (int)len));
-
-    case MP__OP_GLOBAL:
-        if ((rc = read_line(u, &line, &len)) < 0 || (rc = read_line(u, &line2, &len2)) < 0)
-            return rc;
-        return push_global(u, line, len, line2, len2);
-    case MP__OP_STACK_GLOBAL:
-        if ((rc = pop_value(u, &b)) < 0 || (rc = pop_value(u, &a)) < 0)
-            return rc;
-        if (a->type != MP_TYPE_STR || b->type != MP_TYPE_STR)
-            return MP_EPROTO;
-        return push_global(u, (const unsigned char *)a->u.s.data, a->u.s.len,
-                           (const unsigned char *)b->u.s.data, b->u.s.len);
-    case MP__OP_REDUCE:
-        return do_reduce(u);
-
-    default:
-        /* BUILD, INST, OBJ, NEWOBJ, NEWOBJ_EX, EXT1/2/4, PERSID, BINPERSID:
-         * they import or call code. STRING, BINSTRING, SHORT_BINSTRING:
-         * Python 2 str. EMPTY_SET, ADDITEMS, FROZENSET: no set type.
-         * NEXT_BUFFER, READONLY_BUFFER: out-of-band data. And every byte
-         * that is not an opcode. */
-        return MP_EPROTO;
-    }
-}
-
-/* ---- Phase 2: placing ----------------------------------------------------- */
-
-static bool is_container(const mp_obj *o)
-{
-    return o->type == MP_TYPE_LIST || o->type == MP_TYPE_TUPLE || o->type == MP_TYPE_DICT;
-}
-
-/*
- * Place the node *slot points at, which sits level containers deep (0: *slot
- * is the result). Parents are set afterwards (set_parents): until the
- * unplaced nodes are freed, each node's parent field links the arena.
- * Recursion depth is bounded by MP_OBJ_MAX_DEPTH, checked before descending.
- */
-static int place(struct unpickler *u, mp_obj **slot, unsigned level)
-{
-    mp_obj *o = *slot;
-    int rc;
-    if (mp__obj_immortal(o))
-        return 0; /* shared by design: any number of slots may hold it */
-    if (o->flags & MP__F_BLACK) {
-        /* Reached again (a memo reference or DUP): a copy goes here. */
-        if (level + o->height > MP_OBJ_MAX_DEPTH)
-            return MP_EPROTO;
-        mp_obj *c;
-        if ((rc = mp__obj_copy_limited(o, &u->budget, &c)) < 0)
-            return rc;
-        if ((rc = vec_push(&u->copies, c, NULL)) < 0) {
-            mp__obj_free_tree(c);
-            return rc;
-        }
-        *slot = c;
-        return 0;
-    }
-    if (o->flags & MP__F_GREY)
-        return MP_EPROTO; /* o contains itself */
-    if (!is_container(o)) {
-        o->height = 0;
-        o->flags |= MP__F_BLACK;
-        return 0;
-    }
-    if (level + 1 > MP_OBJ_MAX_DEPTH)
-        return MP_EPROTO;
-    o->flags |= MP__F_GREY;
-    unsigned h = 0;
-    if (o->type == MP_TYPE_DICT) {
-        for (size_t i = 0; i < o->u.d.n; i++) {
-            struct mp__dict_entry *e = &o->u.d.entries[i];
-            if (!e->key)
-                continue;
-            if ((rc = place(u, &e->key, level + 1)) < 0 ||
-                (rc = place(u, &e->value, level + 1)) < 0)
-                return rc;
-            if (e->key->height > h)
-                h = e->key->height;
-            if (e->value->height > h)
-                h = e->value->height;
-        }
-    } else {
-        for (size_t i = 0; i < o->u.seq.len; i++) {
-            if ((rc = place(u, &o->u.seq.items[i], level + 1)) < 0)
-                return rc;
-            if (o->u.seq.items[i]->height > h)
-                h = o->u.seq.items[i]->height;
-        }
-    }
-    o->height = (uint16_t)(h + 1);
-    o->flags = (uint8_t)((o->flags & ~MP__F_GREY) | MP__F_BLACK);
-    return 0;
-}
-
-/* A placed child of container c: it joins c. A copy made while placing is
- * a proper tree already, so only its root is touched. */
-static void set_parents(mp_obj *c);
-
-static void adopt(mp_obj *c, mp_obj *child)
-{
-    if (mp__obj_immortal(child))
-        return;
-    child->parent = c;
-    if (!(child->flags & MP__F_BLACK))
-        return; /* a copy */
-    child->flags &= (uint8_t)~MP__F_BLACK;
-    if (is_container(child))
-        set_parents(child);
-}
-
-/* Recursion bounded by MP_OBJ_MAX_DEPTH, which place() checked. */
-static void set_parents(mp_obj *c)
-{
-    if (c->type == MP_TYPE_DICT) {
-        for (size_t i = 0; i < c->u.d.n; i++) {
-            struct mp__dict_entry *e = &c->u.d.entries[i];
-            if (e->key) {
-                adopt(c, e->key);
-                adopt(c, e->value);
-            }
-        }
-    } else {
-        for (size_t i = 0; i < c->u.seq.len; i++)
-            adopt(c, c->u.seq.items[i]);
-    }
-}
-
-/* Free what phase 1 made and the result does not hold (ok), or everything
- * (!ok), then the machine's own arrays. */
-static void unpickler_free(struct unpickler *u, bool ok)
-{
-    for (mp_obj *o = u->arena, *next; o; o = next) {
-        next = o->parent;
-        if (!ok || !(o->flags & MP__F_BLACK))
-            mp__obj_free_node(o);
-    }
-    if (!ok)
-        for (size_t i = 0; i < u->copies.len; i++)
-            mp__obj_free_tree(u->copies.v[i]);
-    free(u->copies.v);
-    free(u->stack.v);
-    free(u->marks);
-    free(u->dense);
-    free(u->memo);
-}
-
-int mp__pickle_loads(const unsigned char *p, size_t n, mp_obj **out)
-{
-    if (!out)
-        return -EINVAL;
-    *out = NULL;
-    if (!p && n)
-        return -EINVAL;
-    struct unpickler u;
-    memset(&u, 0, sizeof u);
-    u.p = p;
-    u.n = n;
-    u.budget = MP__PICKLE_BUDGET_MIN;
-    if (n <= SIZE_MAX / MP__PICKLE_BUDGET_FACTOR && n * MP__PICKLE_BUDGET_FACTOR > u.budget)
-        u.budget = n * MP__PICKLE_BUDGET_FACTOR;
-    u.mem = SIZE_MAX;
-    if (n <= (SIZE_MAX - MP__PICKLE_MEM_MIN) / MP__PICKLE_MEM_FACTOR)
-        u.mem = MP__PICKLE_MEM_MIN + n * MP__PICKLE_MEM_FACTOR;
-
-    int rc = 0;
-    bool stop = false;
-    while (rc == 0 && !stop) {
-        if (u.pos >= u.n) {
-            rc = MP_EPROTO; /* ended before STOP */
-            break;
-        }
-        rc = step(&u, u.p[u.pos++], &stop);
-    }
-    mp_obj *result = NULL;
-    if (rc == 0) {
-        /* Stricter than Python: exactly one value, no open MARK, nothing
-         * after STOP. */
-        if (u.stack.len != 1 || u.nmarks || u.pos != u.n)
-            rc = MP_EPROTO;
-        else if ((rc = check_value(u.stack.v[0])) == 0)
-            rc = place(&u, &u.stack.v[0], 0);
-        if (rc == 0)
-            result = u.stack.v[0];
-    }
-    unpickler_free(&u, rc == 0);
-    if (rc == 0 && !mp__obj_immortal(result)) {
-        result->parent = NULL;
-        result->flags &= (uint8_t)~MP__F_BLACK;
-        if (is_container(result))
-            set_parents(result);
-    }
-    if (rc == 0)
-        *out = result;
-    return rc;
-}
-
-/* ---- Encoder ---------------------------------------------------------------- */
-
-/* The builder of pickle.h is the encoder's own state. */
-#define pickler mp__pickler
-
-int mp__pickler_reserve(struct pickler *w, size_t n)
+int mp__pickler_reserve(mp__pickler *w, size_t n)
 {
     if (w->err)
         return w->err;
@@ -1208,14 +21,7 @@ int mp__pickler_reserve(struct pickler *w, size_t n)
         return w->err;
     }
     if (need_len > w->cap) {
-        size_t cap = w->cap ? w->cap : 256;
-        while (cap < need_len) {
-            if (cap > SIZE_MAX / 2) {
-                cap = need_len;
-                break;
-            }
-            cap *= 2;
-        }
+        size_t cap = mp__grow_cap(w->cap, need_len, 256);
         unsigned char *q = realloc(w->p, cap);
         if (!q) {
             w->err = -ENOMEM;
@@ -1227,7 +33,7 @@ int mp__pickler_reserve(struct pickler *w, size_t n)
     return 0;
 }
 
-static void put(struct pickler *w, const void *s, size_t n)
+static void pickle_put(mp__pickler *w, const void *s, size_t n)
 {
     if (mp__pickler_reserve(w, n) < 0)
         return;
@@ -1236,48 +42,48 @@ static void put(struct pickler *w, const void *s, size_t n)
     w->len += n;
 }
 
-static void put_op(struct pickler *w, unsigned op)
+static void pickle_op(mp__pickler *w, unsigned op)
 {
     unsigned char c = (unsigned char)op;
-    put(w, &c, 1);
+    pickle_put(w, &c, 1);
 }
 
-static void put_le(struct pickler *w, uint64_t v, int k)
+static void pickle_le(mp__pickler *w, uint64_t v, int k)
 {
     unsigned char b[8];
     for (int i = 0; i < k; i++)
         b[i] = (unsigned char)(v >> (8 * i));
-    put(w, b, (size_t)k);
+    pickle_put(w, b, (size_t)k);
 }
 
 /* The opcode with the smallest length field that fits, as CPython chooses. */
-static void put_sized(struct pickler *w, unsigned op1, unsigned op4, unsigned op8, const char *data,
-                      size_t len)
+static void pickle_sized(mp__pickler *w, unsigned op1, unsigned op4, unsigned op8, const char *data,
+                         size_t len)
 {
     if (len < 256) {
-        put_op(w, op1);
-        put_le(w, len, 1);
+        pickle_op(w, op1);
+        pickle_le(w, len, 1);
     } else if ((uint64_t)len <= UINT32_MAX) {
-        put_op(w, op4);
-        put_le(w, len, 4);
+        pickle_op(w, op4);
+        pickle_le(w, len, 4);
     } else {
-        put_op(w, op8);
-        put_le(w, len, 8);
+        pickle_op(w, op8);
+        pickle_le(w, len, 8);
     }
-    put(w, data, len);
+    pickle_put(w, data, len);
 }
 
-static void put_int(struct pickler *w, int64_t v)
+static void pickle_int(mp__pickler *w, int64_t v)
 {
     if (v >= 0 && v <= 0xff) {
-        put_op(w, MP__OP_BININT1);
-        put_le(w, (uint64_t)v, 1);
+        pickle_op(w, MP__OP_BININT1);
+        pickle_le(w, (uint64_t)v, 1);
     } else if (v >= 0 && v <= 0xffff) {
-        put_op(w, MP__OP_BININT2);
-        put_le(w, (uint64_t)v, 2);
+        pickle_op(w, MP__OP_BININT2);
+        pickle_le(w, (uint64_t)v, 2);
     } else if (v >= INT32_MIN && v <= INT32_MAX) {
-        put_op(w, MP__OP_BININT);
-        put_le(w, (uint64_t)v, 4);
+        pickle_op(w, MP__OP_BININT);
+        pickle_le(w, (uint64_t)v, 4);
     } else {
         /* LONG1: the fewest two's complement bytes that keep the sign. */
         int k = 8;
@@ -1287,13 +93,13 @@ static void put_int(struct pickler *w, int64_t v)
                 break;
             k--;
         }
-        put_op(w, MP__OP_LONG1);
-        put_le(w, (uint64_t)k, 1);
-        put_le(w, (uint64_t)v, k);
+        pickle_op(w, MP__OP_LONG1);
+        pickle_le(w, (uint64_t)k, 1);
+        pickle_le(w, (uint64_t)v, k);
     }
 }
 
-static void put_float(struct pickler *w, double f)
+static void pickle_float(mp__pickler *w, double f)
 {
     uint64_t bits;
     memcpy(&bits, &f, sizeof bits);
@@ -1301,50 +107,57 @@ static void put_float(struct pickler *w, double f)
     b[0] = MP__OP_BINFLOAT;
     for (int i = 0; i < 8; i++)
         b[1 + i] = (unsigned char)(bits >> (56 - 8 * i));
-    put(w, b, 9);
+    pickle_put(w, b, 9);
 }
 
-static void dump(struct pickler *w, const mp_obj *o);
+/* The opcode that closes a tuple of n pieces (after a MARK when n > 3). */
+static void pickle_tuple_end(mp__pickler *w, size_t n)
+{
+    if (n == 0)
+        pickle_op(w, MP__OP_EMPTY_TUPLE);
+    else
+        pickle_op(w, n > 3 ? MP__OP_TUPLE : (unsigned)(MP__OP_TUPLE1 + n - 1));
+}
 
 /* CPython batches APPENDS and SETITEMS by 1000 items. */
-#define BATCH 1000
+#define PICKLE_BATCH 1000
 
-static void dump(struct pickler *w, const mp_obj *o)
+static void pickle_dump(mp__pickler *w, const mp_obj *o)
 {
     switch (o->type) {
     case MP_TYPE_NONE:
-        put_op(w, MP__OP_NONE);
+        pickle_op(w, MP__OP_NONE);
         break;
     case MP_TYPE_BOOL:
-        put_op(w, o->u.b ? MP__OP_NEWTRUE : MP__OP_NEWFALSE);
+        pickle_op(w, o->u.b ? MP__OP_NEWTRUE : MP__OP_NEWFALSE);
         break;
     case MP_TYPE_INT:
-        put_int(w, o->u.i);
+        pickle_int(w, o->u.i);
         break;
     case MP_TYPE_FLOAT:
-        put_float(w, o->u.f);
+        pickle_float(w, o->u.f);
         break;
     case MP_TYPE_STR:
-        put_sized(w, MP__OP_SHORT_BINUNICODE, MP__OP_BINUNICODE, MP__OP_BINUNICODE8, o->u.s.data,
-                  o->u.s.len);
+        pickle_sized(w, MP__OP_SHORT_BINUNICODE, MP__OP_BINUNICODE, MP__OP_BINUNICODE8, o->u.s.data,
+                     o->u.s.len);
         break;
     case MP_TYPE_BYTES:
-        put_sized(w, MP__OP_SHORT_BINBYTES, MP__OP_BINBYTES, MP__OP_BINBYTES8, o->u.s.data,
-                  o->u.s.len);
+        pickle_sized(w, MP__OP_SHORT_BINBYTES, MP__OP_BINBYTES, MP__OP_BINBYTES8, o->u.s.data,
+                     o->u.s.len);
         break;
     case MP_TYPE_LIST: {
-        put_op(w, MP__OP_EMPTY_LIST);
+        pickle_op(w, MP__OP_EMPTY_LIST);
         size_t n = o->u.seq.len;
         for (size_t i = 0; i < n && !w->err;) {
-            size_t k = n - i < BATCH ? n - i : BATCH;
+            size_t k = n - i < PICKLE_BATCH ? n - i : PICKLE_BATCH;
             if (k == 1) {
-                dump(w, o->u.seq.items[i]);
-                put_op(w, MP__OP_APPEND);
+                pickle_dump(w, o->u.seq.items[i]);
+                pickle_op(w, MP__OP_APPEND);
             } else {
-                put_op(w, MP__OP_MARK);
+                pickle_op(w, MP__OP_MARK);
                 for (size_t j = 0; j < k; j++)
-                    dump(w, o->u.seq.items[i + j]);
-                put_op(w, MP__OP_APPENDS);
+                    pickle_dump(w, o->u.seq.items[i + j]);
+                pickle_op(w, MP__OP_APPENDS);
             }
             i += k;
         }
@@ -1352,33 +165,30 @@ static void dump(struct pickler *w, const mp_obj *o)
     }
     case MP_TYPE_TUPLE: {
         size_t n = o->u.seq.len;
-        if (n == 0) {
-            put_op(w, MP__OP_EMPTY_TUPLE);
-            break;
-        }
         if (n > 3)
-            put_op(w, MP__OP_MARK);
+            pickle_op(w, MP__OP_MARK);
         for (size_t i = 0; i < n && !w->err; i++)
-            dump(w, o->u.seq.items[i]);
-        put_op(w, n > 3 ? MP__OP_TUPLE : (unsigned)(MP__OP_TUPLE1 + n - 1));
+            pickle_dump(w, o->u.seq.items[i]);
+        pickle_tuple_end(w, n);
         break;
     }
     case MP_TYPE_DICT: {
-        put_op(w, MP__OP_EMPTY_DICT);
+        pickle_op(w, MP__OP_EMPTY_DICT);
         size_t left = o->u.d.used, i = 0;
         while (left && !w->err) {
-            size_t k = left < BATCH ? left : BATCH;
+            size_t k = left < PICKLE_BATCH ? left : PICKLE_BATCH;
             if (k > 1)
-                put_op(w, MP__OP_MARK);
+                pickle_op(w, MP__OP_MARK);
             for (size_t done = 0; done < k; i++) {
+                MP__ASSERT(i < o->u.d.n); /* used live entries among n */
                 const struct mp__dict_entry *e = &o->u.d.entries[i];
                 if (!e->key)
                     continue;
-                dump(w, e->key);
-                dump(w, e->value);
+                pickle_dump(w, e->key);
+                pickle_dump(w, e->value);
                 done++;
             }
-            put_op(w, k > 1 ? MP__OP_SETITEMS : MP__OP_SETITEM);
+            pickle_op(w, k > 1 ? MP__OP_SETITEMS : MP__OP_SETITEM);
             left -= k;
         }
         break;
@@ -1395,11 +205,10 @@ int mp__pickle_dumps(const mp_obj *o, unsigned char **out, size_t *len)
         *out = NULL;
     if (!o || !out || !len)
         return -EINVAL;
-    struct pickler w = {NULL, 0, 0, 0};
-    const unsigned char head[2] = {MP__OP_PROTO, MP__PICKLE_PROTOCOL};
-    put(&w, head, 2);
-    dump(&w, o);
-    put_op(&w, MP__OP_STOP);
+    mp__pickler w = {NULL, 0, 0, 0};
+    mp__pickler_start(&w);
+    pickle_dump(&w, o);
+    mp__pickler_stop(&w);
     if (w.err) {
         free(w.p);
         return w.err;
@@ -1411,77 +220,74 @@ int mp__pickle_dumps(const mp_obj *o, unsigned char **out, size_t *len)
 
 /* ---- The piecewise builder (pickle.h) ---------------------------------------- */
 
-void mp__pickler_start(struct pickler *w)
+void mp__pickler_start(mp__pickler *w)
 {
     const unsigned char head[2] = {MP__OP_PROTO, MP__PICKLE_PROTOCOL};
-    put(w, head, 2);
+    pickle_put(w, head, 2);
 }
 
-void mp__pickler_stop(struct pickler *w)
+void mp__pickler_stop(mp__pickler *w)
 {
-    put_op(w, MP__OP_STOP);
+    pickle_op(w, MP__OP_STOP);
 }
 
-void mp__pickler_obj(struct pickler *w, const mp_obj *o)
+void mp__pickler_obj(mp__pickler *w, const mp_obj *o)
 {
     if (!o) {
         if (!w->err)
             w->err = -EINVAL;
         return;
     }
-    dump(w, o);
+    pickle_dump(w, o);
 }
 
-void mp__pickler_none(struct pickler *w)
+void mp__pickler_none(mp__pickler *w)
 {
-    put_op(w, MP__OP_NONE);
+    pickle_op(w, MP__OP_NONE);
 }
 
-void mp__pickler_bool(struct pickler *w, bool v)
+void mp__pickler_bool(mp__pickler *w, bool v)
 {
-    put_op(w, v ? MP__OP_NEWTRUE : MP__OP_NEWFALSE);
+    pickle_op(w, v ? MP__OP_NEWTRUE : MP__OP_NEWFALSE);
 }
 
-void mp__pickler_int(struct pickler *w, int64_t v)
+void mp__pickler_int(mp__pickler *w, int64_t v)
 {
-    put_int(w, v);
+    pickle_int(w, v);
 }
 
-void mp__pickler_float(struct pickler *w, double v)
+void mp__pickler_float(mp__pickler *w, double v)
 {
-    put_float(w, v);
+    pickle_float(w, v);
 }
 
-void mp__pickler_str(struct pickler *w, const char *s, size_t len)
+void mp__pickler_str(mp__pickler *w, const char *s, size_t len)
 {
-    put_sized(w, MP__OP_SHORT_BINUNICODE, MP__OP_BINUNICODE, MP__OP_BINUNICODE8, s, len);
+    pickle_sized(w, MP__OP_SHORT_BINUNICODE, MP__OP_BINUNICODE, MP__OP_BINUNICODE8, s, len);
 }
 
-void mp__pickler_bytes(struct pickler *w, const void *p, size_t len)
+void mp__pickler_bytes(mp__pickler *w, const void *p, size_t len)
 {
-    put_sized(w, MP__OP_SHORT_BINBYTES, MP__OP_BINBYTES, MP__OP_BINBYTES8, p, len);
+    pickle_sized(w, MP__OP_SHORT_BINBYTES, MP__OP_BINBYTES, MP__OP_BINBYTES8, p, len);
 }
 
-void mp__pickler_mark(struct pickler *w)
+void mp__pickler_mark(mp__pickler *w)
 {
-    put_op(w, MP__OP_MARK);
+    pickle_op(w, MP__OP_MARK);
 }
 
-void mp__pickler_tuple(struct pickler *w, size_t n)
+void mp__pickler_tuple(mp__pickler *w, size_t n)
 {
-    if (n == 0)
-        put_op(w, MP__OP_EMPTY_TUPLE);
-    else
-        put_op(w, n > 3 ? MP__OP_TUPLE : (unsigned)(MP__OP_TUPLE1 + n - 1));
+    pickle_tuple_end(w, n);
 }
 
-void mp__pickler_list_begin(struct pickler *w)
+void mp__pickler_list_begin(mp__pickler *w)
 {
-    put_op(w, MP__OP_EMPTY_LIST);
-    put_op(w, MP__OP_MARK);
+    pickle_op(w, MP__OP_EMPTY_LIST);
+    pickle_op(w, MP__OP_MARK);
 }
 
-void mp__pickler_list_end(struct pickler *w)
+void mp__pickler_list_end(mp__pickler *w)
 {
-    put_op(w, MP__OP_APPENDS);
+    pickle_op(w, MP__OP_APPENDS);
 }

@@ -1,5 +1,8 @@
 /*
- * pickle - a pure codec between mp_obj values and Python's pickle format.
+ * pickle - a pure codec between mp_obj values and Python's pickle format,
+ * the private header of its family: pickle.c (the encoder: statics
+ * pickle_), unpickle.c (the decoder: statics unpickle_) and unpickle_text.c
+ * (protocol 0's text fields, for the decoder). Built on objimpl.h.
  * No I/O; it allocates the result and its own working memory, both within
  * the budgets below. Private. Its users: conn.c (mp_conn_send/recv),
  * queue.c (the values a queue carries), pool.c (tasks and results),
@@ -38,8 +41,8 @@
 /* The protocol the encoder writes. */
 #define MP__PICKLE_PROTOCOL 4
 
-/* The opcodes (Lib/pickle.py), named once: pickle.c and the fast readers
- * below use these names, and nothing else writes an opcode's value. */
+/* The opcodes (Lib/pickle.py), named once: the codec's files and the fast
+ * readers below use these names, and nothing else writes an opcode's value. */
 enum mp__pickle_op {
     MP__OP_MARK = '(',
     MP__OP_STOP = '.',
@@ -310,5 +313,21 @@ void mp__pickler_mark(mp__pickler *w);
 void mp__pickler_tuple(mp__pickler *w, size_t n);
 void mp__pickler_list_begin(mp__pickler *w);
 void mp__pickler_list_end(mp__pickler *w);
+
+/* ---- The decoder's text fields (unpickle_text.c, for unpickle.c) ------- */
+
+/* An optional sign and decimal digits within int64, as Python writes an int
+ * in INT, LONG (its "L" taken off first), PUT and GET: 0, or MP_EPROTO for
+ * any other spelling or a value beyond int64. */
+int mp__pickle_parse_int(const unsigned char *s, size_t n, int64_t *out);
+
+/* Python's float(text) for the forms repr() writes (FLOAT): 0; MP_EPROTO;
+ * -ENOMEM. */
+int mp__pickle_parse_float(const unsigned char *s, size_t n, double *out);
+
+/* Protocol 0's raw-unicode-escape (latin-1 bytes, with \uXXXX and
+ * \UXXXXXXXX escapes) as UTF-8 at out, which has room for 2 * n bytes:
+ * 0 with *len set, or MP_EPROTO for a bad escape or a lone surrogate. */
+int mp__pickle_raw_unicode(const unsigned char *s, size_t n, unsigned char *out, size_t *len);
 
 #endif /* MPIPC_PICKLE_H */

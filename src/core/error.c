@@ -2,7 +2,8 @@
  * Status code names and descriptions. The table is the one place a code is
  * described; adding a code to error.h means adding its row here, and
  * tests/test_error.c checks that every code in the enum has one. Also the
- * report of a broken invariant (MP__ASSERT, debug builds only).
+ * report of a broken invariant (MP__ASSERT, debug builds only). Statics start
+ * with error_.
  */
 #include "core/internal.h"
 
@@ -46,18 +47,21 @@ static const struct code_row library_codes[] = {
     {MP_ETERMINATED, "MP_ETERMINATED", "pool was terminated before the task finished"},
 };
 
-#define ERRNO_ROW(e) {-(e), #e, NULL}
+#define ERRNO_ROW(e)                                                                               \
+    {                                                                                              \
+        -(e), #e, NULL                                                                             \
+    }
 static const struct code_row errno_codes[] = {
-    ERRNO_ROW(EPERM),  ERRNO_ROW(ENOENT),     ERRNO_ROW(ESRCH),        ERRNO_ROW(EINTR),
-    ERRNO_ROW(EIO),    ERRNO_ROW(EBADF),      ERRNO_ROW(ECHILD),       ERRNO_ROW(EAGAIN),
-    ERRNO_ROW(ENOMEM), ERRNO_ROW(EACCES),     ERRNO_ROW(EFAULT),       ERRNO_ROW(EBUSY),
-    ERRNO_ROW(EEXIST), ERRNO_ROW(EINVAL),     ERRNO_ROW(ENFILE),       ERRNO_ROW(EMFILE),
-    ERRNO_ROW(ENOSPC), ERRNO_ROW(EPIPE),      ERRNO_ROW(ERANGE),       ERRNO_ROW(EDEADLK),
-    ERRNO_ROW(ENOSYS), ERRNO_ROW(ENOTSOCK),   ERRNO_ROW(EADDRINUSE),   ERRNO_ROW(ECONNRESET),
-    ERRNO_ROW(ENOTCONN), ERRNO_ROW(ECONNREFUSED), ERRNO_ROW(EOVERFLOW), ERRNO_ROW(ENAMETOOLONG),
+    ERRNO_ROW(EPERM),    ERRNO_ROW(ENOENT),       ERRNO_ROW(ESRCH),      ERRNO_ROW(EINTR),
+    ERRNO_ROW(EIO),      ERRNO_ROW(EBADF),        ERRNO_ROW(ECHILD),     ERRNO_ROW(EAGAIN),
+    ERRNO_ROW(ENOMEM),   ERRNO_ROW(EACCES),       ERRNO_ROW(EFAULT),     ERRNO_ROW(EBUSY),
+    ERRNO_ROW(EEXIST),   ERRNO_ROW(EINVAL),       ERRNO_ROW(ENFILE),     ERRNO_ROW(EMFILE),
+    ERRNO_ROW(ENOSPC),   ERRNO_ROW(EPIPE),        ERRNO_ROW(ERANGE),     ERRNO_ROW(EDEADLK),
+    ERRNO_ROW(ENOSYS),   ERRNO_ROW(ENOTSOCK),     ERRNO_ROW(EADDRINUSE), ERRNO_ROW(ECONNRESET),
+    ERRNO_ROW(ENOTCONN), ERRNO_ROW(ECONNREFUSED), ERRNO_ROW(EOVERFLOW),  ERRNO_ROW(ENAMETOOLONG),
 };
 
-static const struct code_row *find_row(int code)
+static const struct code_row *error_find_row(int code)
 {
     for (size_t i = 0; i < sizeof library_codes / sizeof library_codes[0]; i++)
         if (library_codes[i].code == code)
@@ -70,7 +74,7 @@ static const struct code_row *find_row(int code)
 
 MP_API const char *mp_strerror(int code)
 {
-    const struct code_row *row = find_row(code);
+    const struct code_row *row = error_find_row(code);
     if (row && row->text)
         return row->text;
     if (code < 0 && code > MP_ERRNO_MIN)
@@ -81,7 +85,7 @@ MP_API const char *mp_strerror(int code)
 
 MP_API const char *mp_errname(int code)
 {
-    const struct code_row *row = find_row(code);
+    const struct code_row *row = error_find_row(code);
     return row ? row->name : "MP_UNKNOWN";
 }
 

@@ -65,6 +65,20 @@ static inline bool mp__add_overflows(size_t a, size_t b, size_t *sum)
     return __builtin_add_overflow(a, b, sum);
 }
 
+/* The capacity a growable buffer of capacity cap (0: none yet, which starts
+ * at first) doubles to so that it holds need bytes; need itself where
+ * doubling would overflow. */
+static inline size_t mp__grow_cap(size_t cap, size_t need, size_t first)
+{
+    size_t c = cap ? cap : first;
+    while (c < need) {
+        if (c > SIZE_MAX / 2)
+            return need;
+        c *= 2;
+    }
+    return c;
+}
+
 /*
  * Fork generation: a process-wide counter that a pthread_atfork child handler
  * increments. A handle records the generation it last saw; a mismatch tells

@@ -1,5 +1,7 @@
 /*
- * io - raw descriptor system calls, solved once (see io.h).
+ * io - raw descriptor system calls, solved once (see io.h): time and
+ * deadlines, descriptors, waiting, whole reads and writes, sockets, random
+ * bytes. Statics start with io_.
  *
  * _GNU_SOURCE is needed for pipe2(); getrandom() is Linux (glibc 2.25+) and
  * the BSDs; everything else here is POSIX.
@@ -114,6 +116,20 @@ int mp__close(int fd)
     return rc;
 }
 
+/* Mark both ends of a new pair close-on-exec; on failure close both. The
+ * fallback of the calls below, where the atomic flag is missing. */
+static int io_cloexec_pair(int fds[2])
+{
+    int rc = mp__set_cloexec(fds[0]);
+    if (rc == 0)
+        rc = mp__set_cloexec(fds[1]);
+    if (rc < 0) {
+        mp__close(fds[0]);
+        mp__close(fds[1]);
+    }
+    return rc;
+}
+
 int mp__pipe(int fds[2])
 {
 #if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__) || defined(__OpenBSD__)
@@ -126,14 +142,7 @@ int mp__pipe(int fds[2])
      * the descriptors into an exec'd program; only reached on old systems. */
     if (pipe(fds) < 0)
         return MP__NEG_ERRNO();
-    int rc = mp__set_cloexec(fds[0]);
-    if (rc == 0)
-        rc = mp__set_cloexec(fds[1]);
-    if (rc < 0) {
-        mp__close(fds[0]);
-        mp__close(fds[1]);
-    }
-    return rc;
+    return io_cloexec_pair(fds);
 }
 
 int mp__socketpair(int sv[2])
@@ -146,14 +155,7 @@ int mp__socketpair(int sv[2])
 #endif
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
         return MP__NEG_ERRNO();
-    int rc = mp__set_cloexec(sv[0]);
-    if (rc == 0)
-        rc = mp__set_cloexec(sv[1]);
-    if (rc < 0) {
-        mp__close(sv[0]);
-        mp__close(sv[1]);
-    }
-    return rc;
+    return io_cloexec_pair(sv);
 }
 
 int mp__fd_is_socket(int fd)
@@ -246,13 +248,13 @@ ssize_t mp__read_some(int fd, void *buf, size_t n, int64_t deadline, bool is_soc
  * A SIGPIPE that was already pending before (the thread had it blocked) is
  * left alone.
  */
-struct sigpipe_guard {
+struct io_sigpipe_guard {
     sigset_t old;
     bool was_blocked;
     bool was_pending;
 };
 
-static void sigpipe_guard_enter(struct sigpipe_guard *g)
+static void io_sigpipe_enter(struct io_sigpipe_guard *g)
 {
     sigset_t pipe_set;
     sigemptyset(&pipe_set);
@@ -267,7 +269,7 @@ static void sigpipe_guard_enter(struct sigpipe_guard *g)
     }
 }
 
-static void sigpipe_guard_leave(struct sigpipe_guard *g, bool raised)
+static void io_sigpipe_leave(struct io_sigpipe_guard *g, bool raised)
 {
     int saved = errno;
     if (raised && !g->was_pending) {
@@ -285,10 +287,10 @@ static void sigpipe_guard_leave(struct sigpipe_guard *g, bool raised)
 
 int mp__write_all(int fd, struct iovec *iov, int iovcnt, bool is_socket, bool sigpipe_blocked)
 {
-    struct sigpipe_guard guard;
+    struct io_sigpipe_guard guard;
     bool guarded = !is_socket && !sigpipe_blocked;
     if (guarded)
-        sigpipe_guard_enter(&guard);
+        io_sigpipe_enter(&guard);
 
     int rc = 0;
     while (iovcnt > 0) {
@@ -337,17 +339,17 @@ int mp__write_all(int fd, struct iovec *iov, int iovcnt, bool is_socket, bool si
     }
 
     if (guarded)
-        sigpipe_guard_leave(&guard, rc == -EPIPE);
+        io_sigpipe_leave(&guard, rc == -EPIPE);
     return rc;
 }
 
 /* ---- non-blocking pipes ------------------------------------------------------ */
 
-static int set_nonblocking(int fd, bool on);
+static int io_set_nonblocking(int fd, bool on);
 
 int mp__set_nonblock(int fd)
 {
-    return set_nonblocking(fd, true);
+    return io_set_nonblocking(fd, true);
 }
 
 size_t mp__pipe_capacity(int fd)
@@ -364,16 +366,16 @@ size_t mp__pipe_capacity(int fd)
 
 ssize_t mp__writev_once(int fd, const struct iovec *iov, int iovcnt, bool sigpipe_blocked)
 {
-    struct sigpipe_guard guard;
+    struct io_sigpipe_guard guard;
     if (!sigpipe_blocked)
-        sigpipe_guard_enter(&guard);
+        io_sigpipe_enter(&guard);
     ssize_t w;
     do
         w = writev(fd, iov, iovcnt);
     while (w < 0 && errno == EINTR);
     ssize_t rc = w >= 0 ? w : (errno == EWOULDBLOCK ? -EAGAIN : MP__NEG_ERRNO());
     if (!sigpipe_blocked)
-        sigpipe_guard_leave(&guard, rc == -EPIPE);
+        io_sigpipe_leave(&guard, rc == -EPIPE);
     return rc;
 }
 
@@ -468,7 +470,7 @@ int mp__truncate(int fd, uint64_t len)
 
 /* ---- sockets -------------------------------------------------------------- */
 
-static int set_nonblocking(int fd, bool on)
+static int io_set_nonblocking(int fd, bool on)
 {
     int flags = fcntl(fd, F_GETFL);
     if (flags < 0)
@@ -480,7 +482,7 @@ static int set_nonblocking(int fd, bool on)
 }
 
 /* socket() with close-on-exec from birth where the system allows it. */
-static int new_socket(int family)
+static int io_new_socket(int family)
 {
 #ifdef SOCK_CLOEXEC
     int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -498,7 +500,7 @@ static int new_socket(int family)
     return fd;
 }
 
-static void set_nodelay(int fd, int family)
+static void io_set_nodelay(int fd, int family)
 {
     if (family == AF_INET || family == AF_INET6) {
         int one = 1;
@@ -507,7 +509,7 @@ static void set_nodelay(int fd, int family)
     }
 }
 
-static int unix_sockaddr(const struct mp__sockaddr *a, struct sockaddr_un *sun, socklen_t *len)
+static int io_unix_sockaddr(const struct mp__sockaddr *a, struct sockaddr_un *sun, socklen_t *len)
 {
     memset(sun, 0, sizeof *sun);
     sun->sun_family = AF_UNIX;
@@ -525,7 +527,7 @@ static int unix_sockaddr(const struct mp__sockaddr *a, struct sockaddr_un *sun, 
     return 0;
 }
 
-static int resolve(const struct mp__sockaddr *a, bool passive, struct addrinfo **res)
+static int io_resolve(const struct mp__sockaddr *a, bool passive, struct addrinfo **res)
 {
     struct addrinfo hints;
     memset(&hints, 0, sizeof hints);
@@ -544,8 +546,8 @@ static int resolve(const struct mp__sockaddr *a, bool passive, struct addrinfo *
 
 /* The numeric text form of a socket address, as "tcp:host:port" /
  * "unix:path"; also fills an mp__sockaddr when out is not NULL. */
-static void describe(const struct sockaddr *sa, socklen_t len, char *text, size_t cap,
-                     struct mp__sockaddr *out)
+static void io_describe(const struct sockaddr *sa, socklen_t len, char *text, size_t cap,
+                        struct mp__sockaddr *out)
 {
     char host[256] = "", port[16] = "";
     if (sa->sa_family == AF_UNIX) {
@@ -579,52 +581,57 @@ static void describe(const struct sockaddr *sa, socklen_t len, char *text, size_
     }
 }
 
+/* A socket of the family listening on one address: the descriptor, or
+ * -errno. */
+static int io_listen_one(int family, const struct sockaddr *sa, socklen_t len, int backlog)
+{
+    int fd = io_new_socket(family);
+    if (fd < 0)
+        return fd;
+    if (family != AF_UNIX) {
+        int one = 1;
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    }
+    int rc = 0;
+    if (bind(fd, sa, len) < 0 || listen(fd, backlog) < 0 ||
+        (rc = io_set_nonblocking(fd, true)) < 0) {
+        rc = rc < 0 ? rc : MP__NEG_ERRNO();
+        mp__close(fd);
+        return rc;
+    }
+    return fd;
+}
+
 int mp__listen(const struct mp__sockaddr *a, int backlog, struct mp__sockaddr *bound)
 {
     if (a->family == AF_UNIX) {
         struct sockaddr_un sun;
         socklen_t len;
-        int rc = unix_sockaddr(a, &sun, &len);
+        int rc = io_unix_sockaddr(a, &sun, &len);
         if (rc < 0)
             return rc;
-        int fd = new_socket(AF_UNIX);
-        if (fd < 0)
-            return fd;
-        if (bind(fd, (struct sockaddr *)&sun, len) < 0 || listen(fd, backlog) < 0 ||
-            (rc = set_nonblocking(fd, true)) < 0) {
-            rc = rc < 0 ? rc : MP__NEG_ERRNO();
-            mp__close(fd);
-            return rc;
-        }
-        if (bound)
+        int fd = io_listen_one(AF_UNIX, (struct sockaddr *)&sun, len, backlog);
+        if (fd >= 0 && bound)
             *bound = *a;
         return fd;
     }
 
     struct addrinfo *res;
-    int rc = resolve(a, true, &res);
+    int rc = io_resolve(a, true, &res);
     if (rc < 0)
         return rc;
     rc = -EADDRNOTAVAIL;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        int fd = new_socket(ai->ai_family);
+        int fd = io_listen_one(ai->ai_family, ai->ai_addr, ai->ai_addrlen, backlog);
         if (fd < 0) {
             rc = fd;
-            continue;
-        }
-        int one = 1;
-        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, backlog) < 0 ||
-            set_nonblocking(fd, true) < 0) {
-            rc = MP__NEG_ERRNO();
-            mp__close(fd);
             continue;
         }
         if (bound) {
             struct sockaddr_storage ss;
             socklen_t sl = sizeof ss;
             if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
-                describe((struct sockaddr *)&ss, sl, NULL, 0, bound);
+                io_describe((struct sockaddr *)&ss, sl, NULL, 0, bound);
             else
                 *bound = *a;
         }
@@ -652,14 +659,14 @@ int mp__accept(int listen_fd, int64_t deadline, char *peer, size_t peer_cap)
 #endif
         if (fd >= 0) {
             /* On some systems an accepted socket inherits O_NONBLOCK. */
-            int rc = set_nonblocking(fd, false);
+            int rc = io_set_nonblocking(fd, false);
             if (rc < 0) {
                 mp__close(fd);
                 return rc;
             }
-            set_nodelay(fd, ss.ss_family);
+            io_set_nodelay(fd, ss.ss_family);
             if (peer)
-                describe((struct sockaddr *)&ss, sl, peer, peer_cap, NULL);
+                io_describe((struct sockaddr *)&ss, sl, peer, peer_cap, NULL);
             return fd;
         }
         if (errno == EINTR || errno == ECONNABORTED)
@@ -675,7 +682,7 @@ int mp__accept(int listen_fd, int64_t deadline, char *peer, size_t peer_cap)
 }
 
 /* Connect fd to one address before the deadline; fd is non-blocking. */
-static int connect_one(int fd, const struct sockaddr *sa, socklen_t len, int64_t deadline)
+static int io_connect_wait(int fd, const struct sockaddr *sa, socklen_t len, int64_t deadline)
 {
     for (;;) {
         if (connect(fd, sa, len) == 0 || errno == EISCONN)
@@ -702,47 +709,48 @@ static int connect_one(int fd, const struct sockaddr *sa, socklen_t len, int64_t
     }
 }
 
+/* A socket of the family connected to one address before the deadline,
+ * blocking again once connected: the descriptor, or -errno / MP_ETIMEDOUT. */
+static int io_connect_one(int family, const struct sockaddr *sa, socklen_t len, int64_t deadline)
+{
+    int fd = io_new_socket(family);
+    if (fd < 0)
+        return fd;
+    int rc;
+    if ((rc = io_set_nonblocking(fd, true)) < 0 ||
+        (rc = io_connect_wait(fd, sa, len, deadline)) < 0 ||
+        (rc = io_set_nonblocking(fd, false)) < 0) {
+        mp__close(fd);
+        return rc;
+    }
+    io_set_nodelay(fd, family);
+    return fd;
+}
+
 int mp__connect(const struct mp__sockaddr *a, int64_t deadline)
 {
     if (a->family == AF_UNIX) {
         struct sockaddr_un sun;
         socklen_t len;
-        int rc = unix_sockaddr(a, &sun, &len);
+        int rc = io_unix_sockaddr(a, &sun, &len);
         if (rc < 0)
             return rc;
-        int fd = new_socket(AF_UNIX);
-        if (fd < 0)
-            return fd;
-        if ((rc = set_nonblocking(fd, true)) < 0 ||
-            (rc = connect_one(fd, (struct sockaddr *)&sun, len, deadline)) < 0 ||
-            (rc = set_nonblocking(fd, false)) < 0) {
-            mp__close(fd);
-            return rc;
-        }
-        return fd;
+        return io_connect_one(AF_UNIX, (struct sockaddr *)&sun, len, deadline);
     }
     struct addrinfo *res;
-    int rc = resolve(a, false, &res);
+    int rc = io_resolve(a, false, &res);
     if (rc < 0)
         return rc;
     rc = -ECONNREFUSED;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        int fd = new_socket(ai->ai_family);
-        if (fd < 0) {
-            rc = fd;
-            continue;
+        int fd = io_connect_one(ai->ai_family, ai->ai_addr, ai->ai_addrlen, deadline);
+        if (fd >= 0) {
+            freeaddrinfo(res);
+            return fd;
         }
-        if ((rc = set_nonblocking(fd, true)) < 0 ||
-            (rc = connect_one(fd, ai->ai_addr, ai->ai_addrlen, deadline)) < 0 ||
-            (rc = set_nonblocking(fd, false)) < 0) {
-            mp__close(fd);
-            if (rc == MP_ETIMEDOUT)
-                break;
-            continue;
-        }
-        set_nodelay(fd, ai->ai_family);
-        freeaddrinfo(res);
-        return fd;
+        rc = fd;
+        if (rc == MP_ETIMEDOUT)
+            break;
     }
     freeaddrinfo(res);
     return rc;
@@ -853,7 +861,7 @@ void mp__socket_shutdown(int fd)
     (void)shutdown(fd, SHUT_RDWR);
 }
 
-static bool kept(int fd, const int *keep, size_t n)
+static bool io_kept(int fd, const int *keep, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (keep[i] == fd)
@@ -884,7 +892,7 @@ void mp__close_fds_except(const int *keep, size_t n)
             char *end;
             long fd = strtol(e->d_name, &end, 10);
             if (*end || end == e->d_name || fd <= 2 || fd == self || fd >= limit ||
-                kept((int)fd, keep, n))
+                io_kept((int)fd, keep, n))
                 continue;
             if (len == cap) {
                 int *more = realloc(fds, 2 * cap * sizeof *fds);
@@ -906,7 +914,7 @@ void mp__close_fds_except(const int *keep, size_t n)
     }
 #endif
     for (int fd = 3; fd < (int)limit; fd++)
-        if (!kept(fd, keep, n))
+        if (!io_kept(fd, keep, n))
             (void)close(fd);
 }
 

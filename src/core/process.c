@@ -19,6 +19,8 @@
  * pipe and the fork happen under the mutex, and the atfork prepare handler
  * takes the same mutex, so a fork from another thread can never inherit a
  * child's write end and keep its sentinel from firing.
+ *
+ * Statics start with process_.
  */
 #include "core/internal.h"
 #include "core/io.h"
@@ -75,19 +77,19 @@ static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
 
 /* ---- fork and exit plumbing ----------------------------------------------- */
 
-static void atfork_prepare(void)
+static void process_atfork_prepare(void)
 {
     if (!in_spawn)
         pthread_mutex_lock(&mu);
 }
 
-static void atfork_parent(void)
+static void process_atfork_parent(void)
 {
     if (!in_spawn)
         pthread_mutex_unlock(&mu);
 }
 
-static void atfork_child(void)
+static void process_atfork_child(void)
 {
     /* Single-threaded here. The forking thread held mu; start afresh. The
      * parent's children and hooks stay allocated in this copy of memory, but
@@ -106,22 +108,22 @@ static void atfork_child(void)
     exiting = false;
 }
 
-static void run_exit_procedure(void);
+static void process_exit_procedure(void);
 
-static void setup(void)
+static void process_setup(void)
 {
-    (void)pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-    (void)atexit(run_exit_procedure);
+    (void)pthread_atfork(process_atfork_prepare, process_atfork_parent, process_atfork_child);
+    (void)atexit(process_exit_procedure);
 }
 
-static void ensure_setup(void)
+static void process_ensure_setup(void)
 {
-    (void)pthread_once(&setup_once, setup);
+    (void)pthread_once(&setup_once, process_setup);
 }
 
 /* Run the hooks of one priority group, newest first. Each is taken off the
  * list before it runs, so a hook may add or remove hooks. */
-static void run_hooks(bool high)
+static void process_run_hooks(bool high)
 {
     for (;;) {
         pthread_mutex_lock(&mu);
@@ -141,7 +143,7 @@ static void run_hooks(bool high)
 
 int mp__exit_hook_add(mp__exit_hook_fn fn, void *arg, int priority)
 {
-    ensure_setup();
+    process_ensure_setup();
     struct exit_hook *h = malloc(sizeof *h);
     if (!h)
         return -ENOMEM;
@@ -175,32 +177,40 @@ void mp__exit_hook_remove(int id)
 /* ---- registry and reaping ------------------------------------------------- */
 
 /* state changes under mu; calls that only look at it do so without mu. */
-static int get_state(const mp_process *p)
+static int process_state(const mp_process *p)
 {
     return __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
 }
 
-static void set_state(mp_process *p, int state)
+/* Only forward: P_INITIAL, then P_STARTED, then P_ENDED (mu held). */
+static void process_set_state(mp_process *p, int state)
 {
+    MP__ASSERT(state == process_state(p) + 1);
     __atomic_store_n(&p->state, state, __ATOMIC_RELEASE);
 }
 
-static void registry_remove_locked(mp_process *p)
+static void process_unregister_locked(mp_process *p)
 {
     if (!p->registered)
         return;
+    bool found = false;
     for (mp_process **pp = &registry; *pp; pp = &(*pp)->next) {
         if (*pp == p) {
             *pp = p->next;
+            found = true;
             break;
         }
     }
+    /* Registered means on the list, in the process that made the handle (a
+     * child that inherited it starts with an empty list). */
+    MP__ASSERT(found || p->creator != getpid());
+    (void)found;
     p->next = NULL;
     p->registered = false;
 }
 
 /* Python's os.waitstatus_to_exitcode. */
-static int status_to_exitcode(int status)
+static int process_exitcode_of(int status)
 {
     if (WIFEXITED(status))
         return WEXITSTATUS(status);
@@ -211,7 +221,7 @@ static int status_to_exitcode(int status)
 
 /* Reap the child if it has ended, without blocking (mu held). Returns true
  * once the process is in P_ENDED. */
-static bool reap_locked(mp_process *p)
+static bool process_reap_locked(mp_process *p)
 {
     if (p->state != P_STARTED)
         return p->state == P_ENDED;
@@ -221,7 +231,7 @@ static bool reap_locked(mp_process *p)
         r = waitpid(p->pid, &status, WNOHANG);
     while (r < 0 && errno == EINTR);
     if (r == p->pid) {
-        p->exitcode = status_to_exitcode(status);
+        p->exitcode = process_exitcode_of(status);
     } else if (r < 0 && errno == ECHILD) {
         /* Someone else reaped it (SIGCHLD set to SIG_IGN, or a waitpid(-1)
          * elsewhere): it has ended, but its exit code is lost. */
@@ -229,29 +239,35 @@ static bool reap_locked(mp_process *p)
     } else {
         return false;
     }
-    set_state(p, P_ENDED);
-    registry_remove_locked(p);
+    process_set_state(p, P_ENDED);
+    process_unregister_locked(p);
     return true;
 }
 
-static bool reap(mp_process *p)
+static bool process_reap(mp_process *p)
 {
     pthread_mutex_lock(&mu);
-    bool ended = reap_locked(p);
+    bool ended = process_reap_locked(p);
     pthread_mutex_unlock(&mu);
     return ended;
 }
 
-/* The calls Python reserves for the parent: started, and ours. */
-static int check_child(const mp_process *p)
+/* The calls Python reserves for the parent: the handle must be ours, not
+ * one a child inherited. */
+static int process_check_parent(const mp_process *p)
 {
     if (!p)
         return -EINVAL;
-    if (p->creator != getpid())
-        return MP_ESTATE;
-    if (get_state(p) == P_INITIAL)
-        return MP_ESTATE;
-    return 0;
+    return p->creator == getpid() ? 0 : MP_ESTATE;
+}
+
+/* ... and some of them for a process that has started. */
+static int process_check_child(const mp_process *p)
+{
+    int rc = process_check_parent(p);
+    if (rc == 0 && process_state(p) == P_INITIAL)
+        rc = MP_ESTATE;
+    return rc;
 }
 
 /* ---- construction and properties ------------------------------------------ */
@@ -261,7 +277,7 @@ MP_API int mp_process_new(mp_process **out, mp_target_fn target, void *arg)
     if (!out)
         return -EINVAL;
     *out = NULL;
-    ensure_setup();
+    process_ensure_setup();
     mp_process *p = calloc(1, sizeof *p);
     if (!p)
         return -ENOMEM;
@@ -317,7 +333,7 @@ MP_API int mp_process_set_daemon(mp_process *p, bool daemon)
 {
     if (!p)
         return -EINVAL;
-    if (get_state(p) != P_INITIAL)
+    if (process_state(p) != P_INITIAL)
         return MP_ESTATE; /* Python: "process has already started" */
     p->daemon = daemon;
     return 0;
@@ -337,7 +353,7 @@ MP_API int mp_process_sentinel(const mp_process *p)
 {
     if (!p)
         return -EINVAL;
-    return get_state(p) == P_INITIAL ? MP_EVALUE : p->sentinel;
+    return process_state(p) == P_INITIAL ? MP_EVALUE : p->sentinel;
 }
 
 int mp__process_sentinel_fd(void)
@@ -354,7 +370,7 @@ MP_API const char *mp_process_current_name(void)
 
 /* The child's life after fork: adopt the handle's identity, run the target,
  * run the exit procedure, leave. Never returns. */
-static void child_main(mp_process *p)
+static void process_child_main(mp_process *p)
 {
     /* The strings are this process's own copies now; duplicate them so the
      * target may free or rename its handle. Out of memory keeps what the
@@ -373,7 +389,7 @@ static void child_main(mp_process *p)
 
     int code = p->target ? p->target(p->arg) : 0;
 
-    run_exit_procedure();
+    process_exit_procedure();
     fflush(NULL);
     _exit(code & 0xff);
 }
@@ -382,9 +398,9 @@ MP_API int mp_process_start(mp_process *p)
 {
     if (!p)
         return -EINVAL;
-    if (get_state(p) != P_INITIAL || p->creator != getpid() || cur_daemon)
+    if (process_state(p) != P_INITIAL || p->creator != getpid() || cur_daemon)
         return MP_ESTATE;
-    ensure_setup();
+    process_ensure_setup();
 
     /* Python flushes sys.stdout/stderr before fork for the same reason: a
      * buffer not yet written would be written by both processes. */
@@ -401,10 +417,10 @@ MP_API int mp_process_start(mp_process *p)
     }
     pid_t pid = fork();
     if (pid == 0) {
-        in_spawn = false; /* mu was re-created by atfork_child */
+        in_spawn = false; /* mu was re-created by process_atfork_child */
         mp__close(fds[0]);
         cur_sentinel = fds[1];
-        child_main(p); /* keeps fds[1] open until _exit */
+        process_child_main(p); /* keeps fds[1] open until _exit */
     }
     int fork_errno = errno;
     mp__close(fds[1]);
@@ -416,7 +432,8 @@ MP_API int mp_process_start(mp_process *p)
     }
     p->pid = pid;
     p->sentinel = fds[0];
-    set_state(p, P_STARTED);
+    MP__ASSERT(!p->registered);
+    process_set_state(p, P_STARTED);
     p->next = registry;
     registry = p;
     p->registered = true;
@@ -429,13 +446,13 @@ MP_API int mp_process_start(mp_process *p)
 
 MP_API int mp_process_join(mp_process *p, double timeout)
 {
-    int rc = check_child(p);
+    int rc = process_check_child(p);
     if (rc < 0)
         return rc;
     if (mp__bad_timeout(timeout))
         return MP_EVALUE;
     int64_t deadline = mp__deadline(timeout);
-    if (reap(p))
+    if (process_reap(p))
         return p->exitcode == -ECHILD ? -ECHILD : 0;
 
     struct pollfd pfd = {.fd = p->sentinel, .events = POLLIN, .revents = 0};
@@ -448,7 +465,7 @@ MP_API int mp_process_join(mp_process *p, double timeout)
      * from 50 us to 10 ms, until the deadline. */
     double pause = 50e-6;
     for (;;) {
-        if (reap(p))
+        if (process_reap(p))
             return p->exitcode == -ECHILD ? -ECHILD : 0;
         if (rc == 0 || mp__deadline_passed(deadline))
             return MP_ETIMEDOUT;
@@ -460,22 +477,22 @@ MP_API int mp_process_join(mp_process *p, double timeout)
 
 MP_API int mp_process_is_alive(mp_process *p)
 {
-    if (!p)
-        return -EINVAL;
-    if (p->creator != getpid())
-        return MP_ESTATE;
-    if (get_state(p) == P_INITIAL)
+    int rc = process_check_parent(p);
+    if (rc < 0)
+        return rc;
+    if (process_state(p) == P_INITIAL)
         return 0;
-    return reap(p) ? 0 : 1;
+    return process_reap(p) ? 0 : 1;
 }
 
 MP_API int mp_process_exitcode(mp_process *p, int *code)
 {
-    if (!p || !code)
+    if (!code)
         return -EINVAL;
-    if (p->creator != getpid())
-        return MP_ESTATE;
-    if (get_state(p) == P_INITIAL || !reap(p))
+    int rc = process_check_parent(p);
+    if (rc < 0)
+        return rc;
+    if (process_state(p) == P_INITIAL || !process_reap(p))
         return MP_ENOTDONE;
     if (p->exitcode == -ECHILD)
         return -ECHILD;
@@ -483,9 +500,9 @@ MP_API int mp_process_exitcode(mp_process *p, int *code)
     return 0;
 }
 
-static int send_signal(mp_process *p, int sig)
+static int process_signal(mp_process *p, int sig)
 {
-    int rc = check_child(p);
+    int rc = process_check_child(p);
     if (rc < 0)
         return rc;
     pthread_mutex_lock(&mu);
@@ -499,22 +516,22 @@ static int send_signal(mp_process *p, int sig)
 
 MP_API int mp_process_terminate(mp_process *p)
 {
-    return send_signal(p, SIGTERM);
+    return process_signal(p, SIGTERM);
 }
 
 MP_API int mp_process_kill(mp_process *p)
 {
-    return send_signal(p, SIGKILL);
+    return process_signal(p, SIGKILL);
 }
 
 MP_API int mp_process_free(mp_process *p)
 {
     if (!p)
         return 0;
-    if (p->creator == getpid() && get_state(p) == P_STARTED && !reap(p))
+    if (p->creator == getpid() && process_state(p) == P_STARTED && !process_reap(p))
         return MP_EVALUE;
     pthread_mutex_lock(&mu);
-    registry_remove_locked(p);
+    process_unregister_locked(p);
     pthread_mutex_unlock(&mu);
     if (p->sentinel >= 0)
         mp__close(p->sentinel);
@@ -529,7 +546,7 @@ MP_API int mp_process_free(mp_process *p)
 /* Python's util._exit_function: hooks, terminate daemons, join children,
  * late hooks. Runs once per process (atexit in the main program, explicitly
  * at the end of a child's target). */
-static void run_exit_procedure(void)
+static void process_exit_procedure(void)
 {
     pthread_mutex_lock(&mu);
     bool again = exiting;
@@ -538,7 +555,7 @@ static void run_exit_procedure(void)
     if (again)
         return;
 
-    run_hooks(true);
+    process_run_hooks(true);
 
     pthread_mutex_lock(&mu);
     for (mp_process *c = registry; c; c = c->next)
@@ -555,10 +572,10 @@ static void run_exit_procedure(void)
         if (mp_process_join(c, MP_FOREVER) < 0) {
             /* Not joinable (reaped elsewhere): stop tracking it. */
             pthread_mutex_lock(&mu);
-            registry_remove_locked(c);
+            process_unregister_locked(c);
             pthread_mutex_unlock(&mu);
         }
     }
 
-    run_hooks(false);
+    process_run_hooks(false);
 }

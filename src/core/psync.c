@@ -1,5 +1,6 @@
 /*
  * psync - robust mutexes, semaphore waits and the wait queue (psync.h).
+ * Statics start with psync_.
  *
  * Timed waits use the CLOCK_MONOTONIC variants (pthread_mutex_clocklock,
  * sem_clockwait: glibc 2.30, POSIX.1-2024). Where they are missing, the
@@ -21,10 +22,13 @@
 #define HAVE_CLOCKWAIT 1
 #endif
 
-#ifndef HAVE_CLOCKWAIT
-/* The monotonic deadline as an absolute CLOCK_REALTIME time. */
-static struct timespec realtime_deadline(int64_t deadline)
+/* The monotonic deadline as the absolute time the timed calls below take:
+ * CLOCK_MONOTONIC for the clock variants, else CLOCK_REALTIME. */
+static struct timespec psync_abstime(int64_t deadline)
 {
+#ifdef HAVE_CLOCKWAIT
+    return mp__deadline_timespec(deadline);
+#else
     int64_t left = deadline - mp__now_ns();
     if (left < 0)
         left = 0;
@@ -32,8 +36,8 @@ static struct timespec realtime_deadline(int64_t deadline)
     (void)clock_gettime(CLOCK_REALTIME, &now);
     int64_t abs_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec + left;
     return mp__deadline_timespec(abs_ns);
-}
 #endif
+}
 
 /* How long a waiter polls - a busy mutex, or its semaphore - before it
  * sleeps in the kernel. A release or wake that comes within this time costs
@@ -43,7 +47,7 @@ static struct timespec realtime_deadline(int64_t deadline)
  * measuring. */
 #define SPIN_NS 20000
 
-static inline void cpu_relax(void)
+static inline void psync_cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
     __asm__ __volatile__("pause");
@@ -53,7 +57,7 @@ static inline void cpu_relax(void)
 }
 
 /* The end of the polling phase of a wait that may last until deadline. */
-static int64_t spin_until(int64_t deadline)
+static int64_t psync_spin_until(int64_t deadline)
 {
     int64_t until = mp__now_ns() + SPIN_NS;
     return deadline != MP__NO_DEADLINE && deadline < until ? deadline : until;
@@ -83,9 +87,9 @@ int mp__mutex_lock(pthread_mutex_t *m, int64_t deadline)
 {
     int rc = pthread_mutex_trylock(m);
     if (rc == EBUSY && !mp__deadline_passed(deadline)) {
-        int64_t until = spin_until(deadline);
+        int64_t until = psync_spin_until(deadline);
         for (unsigned i = 1; rc == EBUSY; i++) {
-            cpu_relax();
+            psync_cpu_relax();
             if ((i & 15) == 0) {
                 rc = pthread_mutex_trylock(m);
                 if ((i & 255) == 0 && mp__now_ns() >= until)
@@ -99,11 +103,10 @@ int mp__mutex_lock(pthread_mutex_t *m, int64_t deadline)
         } else if (mp__deadline_passed(deadline)) {
             rc = ETIMEDOUT;
         } else {
+            struct timespec ts = psync_abstime(deadline);
 #ifdef HAVE_CLOCKWAIT
-            struct timespec ts = mp__deadline_timespec(deadline);
             rc = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
 #else
-            struct timespec ts = realtime_deadline(deadline);
             rc = pthread_mutex_timedlock(m, &ts);
 #endif
         }
@@ -144,11 +147,10 @@ int mp__sem_wait(sem_t *s, int64_t deadline)
         } else if (mp__deadline_passed(deadline)) {
             rc = sem_trywait(s);
         } else {
+            struct timespec ts = psync_abstime(deadline);
 #ifdef HAVE_CLOCKWAIT
-            struct timespec ts = mp__deadline_timespec(deadline);
             rc = sem_clockwait(s, CLOCK_MONOTONIC, &ts);
 #else
-            struct timespec ts = realtime_deadline(deadline);
             rc = sem_timedwait(s, &ts);
 #endif
         }
@@ -202,23 +204,40 @@ void mp__waitq_destroy(struct mp__waitq *q)
     }
 }
 
+/* The slot of an occupant: what every call that takes an index relies on
+ * (the caller holds it between mp__waitq_enter and mp__waitq_leave). */
+static struct mp__waiter *psync_occupied(struct mp__waitq *q, int idx)
+{
+    MP__ASSERT(idx >= 0 && (uint32_t)idx < q->cap);
+    struct mp__waiter *w = &q->slot[idx];
+    MP__ASSERT(w->state != MP__W_FREE);
+    return w;
+}
+
+/* The counts agree with the slots (between calls, guard held). */
+static void psync_check_counts(const struct mp__waitq *q)
+{
+    MP__ASSERT(q->narmed <= q->noccupied && q->noccupied <= q->cap);
+    (void)q;
+}
+
 /* Consume every pending post on the slot's semaphore. */
-static void drain(struct mp__waiter *w)
+static void psync_drain(struct mp__waiter *w)
 {
     while (sem_trywait(&w->sem) == 0)
         ;
 }
 
 /* Liveness of an occupied slot's thread, by a trylock of its alive mutex. */
-enum liveness { ALIVE, DEAD, SELF };
+enum psync_liveness { PSYNC_ALIVE, PSYNC_DEAD, PSYNC_SELF };
 
-static enum liveness probe(struct mp__waiter *w)
+static enum psync_liveness psync_probe(struct mp__waiter *w)
 {
     int rc = pthread_mutex_trylock(&w->alive);
     if (rc == EBUSY)
-        return ALIVE;
+        return PSYNC_ALIVE;
     if (rc == EDEADLK)
-        return SELF;
+        return PSYNC_SELF;
     if (rc == EOWNERDEAD)
         (void)pthread_mutex_consistent(&w->alive);
     /* EOWNERDEAD: the occupant died holding it. 0 should not happen (an
@@ -226,16 +245,19 @@ static enum liveness probe(struct mp__waiter *w)
      * as abandoned. Either way we hold it now: give it back. */
     if (rc == 0 || rc == EOWNERDEAD)
         (void)pthread_mutex_unlock(&w->alive);
-    return DEAD;
+    return PSYNC_DEAD;
 }
 
 /* Free a slot whose occupant died. Its semaphore may hold a waiter count
  * the dead thread never took back; nobody uses it now, so start it anew. */
-static void reap_slot(struct mp__waitq *q, struct mp__waiter *w, mp__waitq_dead_fn on_dead,
-                      void *ctx)
+static void psync_reap_slot(struct mp__waitq *q, struct mp__waiter *w, mp__waitq_dead_fn on_dead,
+                            void *ctx)
 {
-    if (w->state == MP__W_ARMED)
+    MP__ASSERT(w->state != MP__W_FREE && q->noccupied > 0);
+    if (w->state == MP__W_ARMED) {
+        MP__ASSERT(q->narmed > 0);
         q->narmed--;
+    }
     uint32_t tag = w->tag;
     w->state = MP__W_FREE;
     w->tag = 0;
@@ -251,8 +273,8 @@ unsigned mp__waitq_reap(struct mp__waitq *q, mp__waitq_dead_fn on_dead, void *ct
     unsigned n = 0;
     for (uint32_t i = 0; i < q->cap && q->noccupied > 0; i++) {
         struct mp__waiter *w = &q->slot[i];
-        if (w->state != MP__W_FREE && probe(w) == DEAD) {
-            reap_slot(q, w, on_dead, ctx);
+        if (w->state != MP__W_FREE && psync_probe(w) == PSYNC_DEAD) {
+            psync_reap_slot(q, w, on_dead, ctx);
             n++;
         }
     }
@@ -275,10 +297,11 @@ int mp__waitq_enter(struct mp__waitq *q, uint32_t tag, mp__waitq_dead_fn on_dead
         } else if (rc != 0) {
             continue;
         }
-        drain(w);
+        psync_drain(w);
         w->state = MP__W_IDLE;
         w->tag = tag;
         q->noccupied++;
+        psync_check_counts(q);
         return (int)i;
     }
     return -EAGAIN;
@@ -286,22 +309,25 @@ int mp__waitq_enter(struct mp__waitq *q, uint32_t tag, mp__waitq_dead_fn on_dead
 
 void mp__waitq_arm(struct mp__waitq *q, int idx)
 {
-    struct mp__waiter *w = &q->slot[idx];
-    drain(w);
+    struct mp__waiter *w = psync_occupied(q, idx);
+    psync_drain(w);
     if (w->state != MP__W_ARMED)
         q->narmed++;
     w->state = MP__W_ARMED;
     w->ticket = q->next_ticket++;
+    psync_check_counts(q);
 }
 
 int mp__waitq_sleep(struct mp__waitq *q, int idx, int64_t deadline)
 {
+    /* Guard not held: only the slot's own semaphore is touched. */
+    MP__ASSERT(idx >= 0 && (uint32_t)idx < q->cap);
     sem_t *sem = &q->slot[idx].sem;
-    int64_t until = spin_until(deadline);
+    int64_t until = psync_spin_until(deadline);
     for (unsigned i = 1;; i++) {
         if (sem_trywait(sem) == 0)
             return 0;
-        cpu_relax();
+        psync_cpu_relax();
         if ((i & 63) == 0 && mp__now_ns() >= until)
             break;
     }
@@ -310,27 +336,47 @@ int mp__waitq_sleep(struct mp__waitq *q, int idx, int64_t deadline)
 
 bool mp__waitq_woken(const struct mp__waitq *q, int idx)
 {
+    MP__ASSERT(idx >= 0 && (uint32_t)idx < q->cap && q->slot[idx].state != MP__W_FREE);
     return q->slot[idx].state == MP__W_WOKEN;
 }
 
 void mp__waitq_leave(struct mp__waitq *q, int idx)
 {
-    struct mp__waiter *w = &q->slot[idx];
-    if (w->state == MP__W_ARMED)
+    struct mp__waiter *w = psync_occupied(q, idx);
+    MP__ASSERT(q->noccupied > 0);
+    if (w->state == MP__W_ARMED) {
+        MP__ASSERT(q->narmed > 0);
         q->narmed--;
+    }
     w->state = MP__W_FREE;
     w->tag = 0;
     q->noccupied--;
-    drain(w);
+    psync_drain(w);
     (void)pthread_mutex_unlock(&w->alive);
 }
 
-/* Wake one slot: mark it, then post. */
-static void wake_slot(struct mp__waitq *q, struct mp__waiter *w)
+/* Wake one armed slot: mark it, then post. */
+static void psync_wake_slot(struct mp__waitq *q, struct mp__waiter *w)
 {
+    MP__ASSERT(w->state == MP__W_ARMED && q->narmed > 0);
     w->state = MP__W_WOKEN;
     q->narmed--;
     (void)sem_post(&w->sem);
+}
+
+/* Wake an armed slot whose occupant lives, reap it if it died; our own
+ * slot is left as it is. Returns 1 when a thread was woken. */
+static unsigned psync_wake_or_reap(struct mp__waitq *q, struct mp__waiter *w,
+                                   mp__waitq_dead_fn on_dead, void *ctx)
+{
+    enum psync_liveness l = psync_probe(w);
+    if (l == PSYNC_ALIVE) {
+        psync_wake_slot(q, w);
+        return 1;
+    }
+    if (l == PSYNC_DEAD)
+        psync_reap_slot(q, w, on_dead, ctx);
+    return 0;
 }
 
 unsigned mp__waitq_wake(struct mp__waitq *q, unsigned n, mp__waitq_dead_fn on_dead, void *ctx)
@@ -340,15 +386,8 @@ unsigned mp__waitq_wake(struct mp__waitq *q, unsigned n, mp__waitq_dead_fn on_de
         /* Everyone armed: one pass, order does not matter. */
         for (uint32_t i = 0; i < q->cap && q->narmed > 0; i++) {
             struct mp__waiter *w = &q->slot[i];
-            if (w->state != MP__W_ARMED)
-                continue;
-            enum liveness l = probe(w);
-            if (l == ALIVE) {
-                wake_slot(q, w);
-                woken++;
-            } else if (l == DEAD) {
-                reap_slot(q, w, on_dead, ctx);
-            }
+            if (w->state == MP__W_ARMED)
+                woken += psync_wake_or_reap(q, w, on_dead, ctx);
         }
         return woken;
     }
@@ -365,13 +404,7 @@ unsigned mp__waitq_wake(struct mp__waitq *q, unsigned n, mp__waitq_dead_fn on_de
         if (!best)
             break;
         after = best->ticket;
-        enum liveness l = probe(best);
-        if (l == ALIVE) {
-            wake_slot(q, best);
-            woken++;
-        } else if (l == DEAD) {
-            reap_slot(q, best, on_dead, ctx);
-        }
+        woken += psync_wake_or_reap(q, best, on_dead, ctx);
     }
     return woken;
 }
@@ -391,4 +424,5 @@ void mp__waitq_repair(struct mp__waitq *q)
     }
     q->narmed = armed;
     q->noccupied = occupied;
+    psync_check_counts(q);
 }

@@ -11,6 +11,8 @@
  * The state is per process: after fork the child drops what it inherited
  * (without unmapping: the shared objects in those arenas are still in use)
  * and starts new arenas of its own on its first allocation.
+ *
+ * Statics start with shm_.
  */
 /* MAP_ANONYMOUS is POSIX.1-2024, not 2008: glibc shows it with _DEFAULT_SOURCE. */
 #define _DEFAULT_SOURCE
@@ -43,7 +45,7 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct arena *arenas;
 static unsigned gen; /* the fork generation the lists belong to */
 
-static void free_extents(struct extent *e)
+static void shm_free_extents(struct extent *e)
 {
     while (e) {
         struct extent *next = e->next;
@@ -54,7 +56,7 @@ static void free_extents(struct extent *e)
 
 /* In a forked child, forget the parent's arenas (see the file comment). The
  * mutex is re-created too: a parent thread may have held it during fork. */
-static void fork_check(void)
+static void shm_fork_check(void)
 {
     unsigned now = mp__forkgen();
     if (__atomic_load_n(&gen, __ATOMIC_ACQUIRE) == now)
@@ -66,25 +68,28 @@ static void fork_check(void)
         while (arenas) {
             struct arena *a = arenas;
             arenas = a->next;
-            free_extents(a->free_list);
-            free_extents(a->used);
+            shm_free_extents(a->free_list);
+            shm_free_extents(a->used);
             free(a);
         }
         __atomic_store_n(&gen, now, __ATOMIC_RELEASE);
     }
     mp__forkfix_unlock();
+    /* A process's generation is fixed once its atfork handler ran: the lists
+     * are dropped once per process, never again. */
+    MP__ASSERT(__atomic_load_n(&gen, __ATOMIC_ACQUIRE) == mp__forkgen());
 }
 
-static size_t page_size(void)
+static size_t shm_page_size(void)
 {
     long p = sysconf(_SC_PAGESIZE);
     return p > 0 ? (size_t)p : 4096;
 }
 
 /* A new arena with room for at least `need` bytes (mu held). */
-static struct arena *arena_new(size_t need)
+static struct arena *shm_arena_new(size_t need)
 {
-    size_t pg = page_size();
+    size_t pg = shm_page_size();
     size_t size = need < ARENA_MIN ? ARENA_MIN : need;
     if (size > SIZE_MAX - pg)
         return NULL;
@@ -114,7 +119,7 @@ static struct arena *arena_new(size_t need)
 }
 
 /* Carve len bytes from the first free extent that fits (mu held). */
-static void *arena_take(struct arena *a, size_t len)
+static void *shm_arena_take(struct arena *a, size_t len)
 {
     for (struct extent **pp = &a->free_list; *pp; pp = &(*pp)->next) {
         struct extent *f = *pp;
@@ -127,6 +132,7 @@ static void *arena_take(struct arena *a, size_t len)
         u->len = len;
         u->next = a->used;
         a->used = u;
+        MP__ASSERT(u->off + len <= a->size);
         if (f->len == len) {
             *pp = f->next;
             free(f);
@@ -147,19 +153,20 @@ int mp__shm_alloc(void **out, size_t size)
     if (size == 0 || size > SIZE_MAX - MP__SHM_ALIGN)
         return -EINVAL;
     size_t len = (size + MP__SHM_ALIGN - 1) & ~(MP__SHM_ALIGN - 1);
-    fork_check();
+    shm_fork_check();
     pthread_mutex_lock(&mu);
     void *p = NULL;
     for (struct arena *a = arenas; a && !p; a = a->next)
-        p = arena_take(a, len);
+        p = shm_arena_take(a, len);
     if (!p) {
-        struct arena *a = arena_new(len);
+        struct arena *a = shm_arena_new(len);
         if (a)
-            p = arena_take(a, len);
+            p = shm_arena_take(a, len);
     }
     pthread_mutex_unlock(&mu);
     if (!p)
         return -ENOMEM;
+    MP__ASSERT(((uintptr_t)p & (MP__SHM_ALIGN - 1)) == 0);
     /* Fresh mappings are zero; a reused extent may hold an old object. */
     memset(p, 0, len);
     *out = p;
@@ -167,7 +174,7 @@ int mp__shm_alloc(void **out, size_t size)
 }
 
 /* The arena and used extent holding p (mu held), or false. */
-static bool find_block(const void *p, struct arena **arena, struct extent ***link)
+static bool shm_find_block(const void *p, struct arena **arena, struct extent ***link)
 {
     const unsigned char *c = p;
     for (struct arena *a = arenas; a; a = a->next) {
@@ -187,13 +194,16 @@ static bool find_block(const void *p, struct arena **arena, struct extent ***lin
 }
 
 /* Put extent u back on a's free list, merging with its neighbours. */
-static void release_extent(struct arena *a, struct extent *u)
+static void shm_release_extent(struct arena *a, struct extent *u)
 {
     struct extent **pp = &a->free_list;
     while (*pp && (*pp)->off < u->off)
         pp = &(*pp)->next;
     u->next = *pp;
     *pp = u;
+    /* A used extent lies in its arena and overlaps no free one. */
+    MP__ASSERT(u->off + u->len <= a->size);
+    MP__ASSERT(!u->next || u->off + u->len <= u->next->off);
     if (u->next && u->off + u->len == u->next->off) {
         struct extent *n = u->next;
         u->len += n->len;
@@ -202,17 +212,20 @@ static void release_extent(struct arena *a, struct extent *u)
     }
     /* Merge with the predecessor: walk again (the list is short). */
     for (struct extent *f = a->free_list; f && f->next; f = f->next) {
-        if (f->next == u && f->off + f->len == u->off) {
+        if (f->next != u)
+            continue;
+        MP__ASSERT(f->off + f->len <= u->off);
+        if (f->off + f->len == u->off) {
             f->len += u->len;
             f->next = u->next;
             free(u);
-            break;
         }
+        break;
     }
 }
 
 /* Unmap a wholly free arena unless it is the last one (mu held). */
-static void maybe_unmap(struct arena *a)
+static void shm_maybe_unmap(struct arena *a)
 {
     if (a->used || !a->free_list || a->free_list->len != a->size)
         return;
@@ -225,40 +238,38 @@ static void maybe_unmap(struct arena *a)
         }
     }
     (void)munmap(a->base, a->size);
-    free_extents(a->free_list);
+    shm_free_extents(a->free_list);
     free(a);
 }
 
-bool mp__shm_free(void *p)
+/* Whether p is a live block of this process, and (release) free it. */
+static bool shm_lookup(const void *p, bool release)
 {
     if (!p)
         return false;
-    fork_check();
+    shm_fork_check();
     pthread_mutex_lock(&mu);
     struct arena *a;
     struct extent **link;
-    bool mine = find_block(p, &a, &link);
-    if (mine) {
+    bool mine = shm_find_block(p, &a, &link);
+    if (mine && release) {
         struct extent *u = *link;
         *link = u->next;
-        release_extent(a, u);
-        maybe_unmap(a);
+        shm_release_extent(a, u);
+        shm_maybe_unmap(a);
     }
     pthread_mutex_unlock(&mu);
     return mine;
 }
 
+bool mp__shm_free(void *p)
+{
+    return shm_lookup(p, true);
+}
+
 bool mp__shm_owned(const void *p)
 {
-    if (!p)
-        return false;
-    fork_check();
-    pthread_mutex_lock(&mu);
-    struct arena *a;
-    struct extent **link;
-    bool mine = find_block(p, &a, &link);
-    pthread_mutex_unlock(&mu);
-    return mine;
+    return shm_lookup(p, false);
 }
 
 int mp__shm_map(void **out, size_t size)

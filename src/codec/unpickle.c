@@ -1,0 +1,1073 @@
+/*
+ * unpickle - the decoder, mp__pickle_loads: the pickle machine and the
+ * placing of its result. pickle.h says what is read and refused; the
+ * encoder is pickle.c, protocol 0's text fields unpickle_text.c. Statics
+ * here start with unpickle_.
+ *
+ * Decoding happens in two phases.
+ *
+ * 1. Run the pickle machine. Every node it creates goes into an arena (a
+ *    list of all nodes, threaded through the nodes' own parent fields, which
+ *    mean nothing yet), and containers point at nodes with no regard for
+ *    ownership: DUP and memo GETs make several slots point at one node, and
+ *    a hostile pickle can even build cycles. Nothing is freed in this phase,
+ *    so no node can be freed twice or while still referenced. None, True,
+ *    False and small ints are the immortal shared nodes (objimpl.h): no
+ *    allocation, and not in the arena.
+ * 2. Place the result: a depth-first walk from the value STOP returns. The
+ *    first slot that reaches a node adopts it; a later slot that reaches an
+ *    already placed node gets a copy (charged to the work budget); reaching
+ *    a node that is still on the walk's path means a cycle, which is
+ *    refused. The walk also enforces the nesting limit and sets heights.
+ *    Nodes of the arena that were not placed (popped, replaced, or only in
+ *    the memo) are then freed one by one, without following their pointers,
+ *    and a last walk sets every parent, so what comes out is a tree obeying
+ *    every invariant of obj.h.
+ * On any error, every arena node is freed the same way, plus the copies.
+ *
+ * Memory. Phase 1 charges every byte it allocates - nodes, text, item
+ * arrays, dict blocks, the stack, the marks, the memo - to a budget of
+ * MP__PICKLE_MEM_MIN + MP__PICKLE_MEM_FACTOR bytes per input byte, checked
+ * before each allocation, and refuses the pickle (MP_EPROTO) beyond it. The
+ * copies of phase 2 are charged to the work budget. So memory is linear in
+ * the input whatever the opcodes (docs/wire.md states the bound).
+ */
+#include "codec/objimpl.h"
+#include "codec/pickle.h"
+#include "core/internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HIGHEST_PROTOCOL 5
+
+/* The one global the decoder knows: builtins.bytearray, pushed by GLOBAL or
+ * STACK_GLOBAL and consumed only by REDUCE. It never reaches a container. */
+#define TYPE_BYTEARRAY_CALLABLE 0x40
+
+/* A growable array of node pointers. */
+struct vec {
+    mp_obj **v;
+    size_t len, cap;
+};
+
+/* Grow a to hold one more pointer. *mem (NULL: not charged) pays for the
+ * growth before it happens: MP_EPROTO when it cannot. */
+static int unpickle_vec_push(struct vec *a, mp_obj *o, size_t *mem)
+{
+    if (a->len == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 16;
+        if (cap < a->cap || cap > SIZE_MAX / sizeof(mp_obj *))
+            return -ENOMEM;
+        size_t grow = (cap - a->cap) * sizeof(mp_obj *);
+        if (mem) {
+            if (*mem < grow)
+                return MP_EPROTO;
+            *mem -= grow;
+        }
+        mp_obj **v = realloc(a->v, cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        a->v = v;
+        a->cap = cap;
+    }
+    a->v[a->len++] = o;
+    return 0;
+}
+
+struct memo_slot {
+    uint64_t key;
+    mp_obj *val; /* NULL: empty slot */
+};
+
+/*
+ * The memo: keys below dense_cap live in a plain array (what CPython's
+ * pickler writes: 0, 1, 2... in order, by MEMOIZE or BINPUT), other keys in
+ * a hash table. An entry in the array shadows one for the same key left in
+ * the table from before the array grew over it.
+ */
+struct unpickler {
+    const unsigned char *p;
+    size_t n, pos;
+    struct vec stack;
+    size_t *marks; /* stack lengths at each MARK */
+    size_t nmarks, mcap;
+    mp_obj **dense; /* memo keys < dense_cap; NULL: not put */
+    size_t dense_cap;
+    struct memo_slot *memo; /* other keys: open addressing, power-of-two cap */
+    size_t memo_cap, memo_used;
+    size_t memo_count; /* distinct keys put: MEMOIZE's next key */
+    mp_obj *arena;     /* every node made in phase 1, linked by parent */
+    struct vec copies; /* copies made while placing (roots of trees) */
+    size_t budget;     /* bytes of extra work left: copies, key walks */
+    size_t mem;        /* bytes phase 1 may still allocate */
+};
+
+/* Pay for bytes about to be allocated: 0, or MP_EPROTO beyond the budget. */
+static int unpickle_charge(struct unpickler *u, size_t bytes)
+{
+    if (u->mem < bytes)
+        return MP_EPROTO;
+    u->mem -= bytes;
+    return 0;
+}
+
+/* ---- Input -------------------------------------------------------------- */
+
+static inline int unpickle_need(struct unpickler *u, size_t k)
+{
+    return u->n - u->pos >= k ? 0 : MP_EPROTO;
+}
+
+static inline uint64_t unpickle_le(const unsigned char *p, int k)
+{
+    uint64_t v = 0;
+    for (int i = k - 1; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* Read a k-byte little-endian field. */
+static inline int unpickle_read_le(struct unpickler *u, int k, uint64_t *v)
+{
+    int rc = unpickle_need(u, (size_t)k);
+    if (rc < 0)
+        return rc;
+    *v = unpickle_le(u->p + u->pos, k);
+    u->pos += (size_t)k;
+    return 0;
+}
+
+/* Read a k-byte little-endian length and check that that many bytes follow,
+ * before anyone allocates for them. */
+static inline int unpickle_read_len(struct unpickler *u, int k, size_t *len)
+{
+    uint64_t v;
+    int rc = unpickle_read_le(u, k, &v);
+    if (rc < 0)
+        return rc;
+    if (v > (uint64_t)(u->n - u->pos))
+        return MP_EPROTO;
+    *len = (size_t)v;
+    return 0;
+}
+
+/* The size of the little-endian field that follows op: a length (str,
+ * bytes, LONG1/LONG4, FRAME) or a memo key (BINPUT, BINGET and their LONG_
+ * forms). */
+static inline int unpickle_width(int op)
+{
+    switch (op) {
+    case MP__OP_SHORT_BINUNICODE:
+    case MP__OP_SHORT_BINBYTES:
+    case MP__OP_LONG1:
+    case MP__OP_BINPUT:
+    case MP__OP_BINGET:
+        return 1;
+    case MP__OP_BINUNICODE8:
+    case MP__OP_BINBYTES8:
+    case MP__OP_BYTEARRAY8:
+    case MP__OP_FRAME:
+        return 8;
+    default: /* BINUNICODE, BINBYTES, LONG4, LONG_BINPUT, LONG_BINGET */
+        return 4;
+    }
+}
+
+/* A protocol 0 text field: the bytes up to the next newline (not included). */
+static int unpickle_read_line(struct unpickler *u, const unsigned char **line, size_t *len)
+{
+    const unsigned char *start = u->p + u->pos;
+    const unsigned char *nl = memchr(start, '\n', u->n - u->pos);
+    if (!nl)
+        return MP_EPROTO;
+    *line = start;
+    *len = (size_t)(nl - start);
+    u->pos += *len + 1;
+    return 0;
+}
+
+/* ---- The stack, marks and memo ----------------------------------------- */
+
+/* A node joins the arena, which owns it until it is placed. */
+static mp_obj *unpickle_arena_add(struct unpickler *u, mp_obj *o)
+{
+    if (o) {
+        o->parent = u->arena;
+        u->arena = o;
+    }
+    return o;
+}
+
+/* New node: *out, or MP_EPROTO (budget) / -ENOMEM. */
+static int unpickle_new_node(struct unpickler *u, int type, mp_obj **out)
+{
+    int rc = unpickle_charge(u, sizeof(mp_obj));
+    if (rc < 0)
+        return rc;
+    *out = unpickle_arena_add(u, mp__obj_alloc(type));
+    return *out ? 0 : -ENOMEM;
+}
+
+static int unpickle_new_strbytes(struct unpickler *u, int type, const void *p, size_t len,
+                                 mp_obj **out)
+{
+    /* len is at most the input's length: no overflow */
+    int rc = unpickle_charge(u, sizeof(mp_obj) + len + 1);
+    if (rc < 0)
+        return rc;
+    *out = unpickle_arena_add(u, mp__obj_strbytes(type, p, len));
+    return *out ? 0 : -ENOMEM;
+}
+
+/* Items above the last MARK only: what Python calls the current stack. */
+static size_t unpickle_fence(const struct unpickler *u)
+{
+    size_t f = u->nmarks ? u->marks[u->nmarks - 1] : 0;
+    MP__ASSERT(f <= u->stack.len); /* nothing pops below the last MARK */
+    return f;
+}
+
+static int unpickle_push(struct unpickler *u, mp_obj *o)
+{
+    return unpickle_vec_push(&u->stack, o, &u->mem);
+}
+
+/* Make an empty container (or the bytearray callable) and push it. */
+static int unpickle_push_new(struct unpickler *u, int type)
+{
+    mp_obj *o;
+    int rc = unpickle_new_node(u, type, &o);
+    if (rc < 0)
+        return rc;
+    if (type == MP_TYPE_LIST || type == MP_TYPE_TUPLE || type == MP_TYPE_DICT)
+        o->height = 1;
+    return unpickle_push(u, o);
+}
+
+static int unpickle_push_strbytes(struct unpickler *u, int type, const void *p, size_t len)
+{
+    mp_obj *o;
+    int rc = unpickle_new_strbytes(u, type, p, len, &o);
+    return rc < 0 ? rc : unpickle_push(u, o);
+}
+
+static int unpickle_pop_any(struct unpickler *u, mp_obj **o)
+{
+    if (u->stack.len <= unpickle_fence(u))
+        return MP_EPROTO; /* underflow */
+    *o = u->stack.v[--u->stack.len];
+    return 0;
+}
+
+/* A value that may go into a container (not the bytearray callable). */
+static int unpickle_check_value(const mp_obj *o)
+{
+    return o->type == TYPE_BYTEARRAY_CALLABLE ? MP_EPROTO : 0;
+}
+
+static int unpickle_pop_value(struct unpickler *u, mp_obj **o)
+{
+    int rc = unpickle_pop_any(u, o);
+    return rc < 0 ? rc : unpickle_check_value(*o);
+}
+
+static int unpickle_top(struct unpickler *u, mp_obj **o)
+{
+    if (u->stack.len <= unpickle_fence(u))
+        return MP_EPROTO;
+    *o = u->stack.v[u->stack.len - 1];
+    return 0;
+}
+
+static int unpickle_push_mark(struct unpickler *u)
+{
+    if (u->nmarks == u->mcap) {
+        size_t cap = u->mcap ? u->mcap * 2 : 16;
+        if (cap > SIZE_MAX / sizeof(size_t))
+            return -ENOMEM;
+        int rc = unpickle_charge(u, (cap - u->mcap) * sizeof(size_t));
+        if (rc < 0)
+            return rc;
+        size_t *m = realloc(u->marks, cap * sizeof *m);
+        if (!m)
+            return -ENOMEM;
+        u->marks = m;
+        u->mcap = cap;
+    }
+    u->marks[u->nmarks++] = u->stack.len;
+    return 0;
+}
+
+/* Close the last MARK: *first is where its items start on the stack. */
+static int unpickle_pop_mark(struct unpickler *u, size_t *first)
+{
+    if (!u->nmarks)
+        return MP_EPROTO; /* no MARK to close */
+    *first = u->marks[--u->nmarks];
+    MP__ASSERT(*first <= u->stack.len && unpickle_fence(u) <= *first);
+    return 0;
+}
+
+static size_t unpickle_memo_hash(uint64_t key)
+{
+    return (size_t)((key * UINT64_C(0x9e3779b97f4a7c15)) >> 17);
+}
+
+static struct memo_slot *unpickle_memo_find(struct unpickler *u, uint64_t key)
+{
+    if (!u->memo_cap)
+        return NULL;
+    size_t mask = u->memo_cap - 1;
+    for (size_t i = unpickle_memo_hash(key) & mask;; i = (i + 1) & mask) {
+        if (!u->memo[i].val)
+            return NULL;
+        if (u->memo[i].key == key)
+            return &u->memo[i];
+    }
+}
+
+static mp_obj *unpickle_memo_get(struct unpickler *u, uint64_t key)
+{
+    if (key < u->dense_cap && u->dense[key])
+        return u->dense[key];
+    struct memo_slot *s = unpickle_memo_find(u, key);
+    return s ? s->val : NULL;
+}
+
+/* Grow the array over key when it stays within a few times the number of
+ * keys put (keys written in order); 1: grown, 0: key belongs in the table. */
+static int unpickle_dense_grow(struct unpickler *u, uint64_t key)
+{
+    size_t cap = u->dense_cap ? u->dense_cap : 64;
+    while (cap <= key && cap <= SIZE_MAX / 4)
+        cap *= 2;
+    if (cap <= key || cap / 4 > u->memo_count + 64)
+        return 0;
+    int rc = unpickle_charge(u, (cap - u->dense_cap) * sizeof(mp_obj *));
+    if (rc < 0)
+        return rc;
+    mp_obj **d = realloc(u->dense, cap * sizeof *d);
+    if (!d)
+        return -ENOMEM;
+    memset(d + u->dense_cap, 0, (cap - u->dense_cap) * sizeof *d);
+    u->dense = d;
+    u->dense_cap = cap;
+    return 1;
+}
+
+static int unpickle_table_put(struct unpickler *u, uint64_t key, mp_obj *val)
+{
+    struct memo_slot *s = unpickle_memo_find(u, key);
+    if (s) {
+        s->val = val;
+        return 0;
+    }
+    if ((u->memo_used + 1) * 2 > u->memo_cap) {
+        size_t cap = u->memo_cap ? u->memo_cap * 2 : 64;
+        if (cap > SIZE_MAX / sizeof(struct memo_slot))
+            return -ENOMEM;
+        int rc = unpickle_charge(u, cap * sizeof(struct memo_slot));
+        if (rc < 0)
+            return rc;
+        struct memo_slot *m = calloc(cap, sizeof *m);
+        if (!m)
+            return -ENOMEM;
+        for (size_t i = 0; i < u->memo_cap; i++) {
+            if (!u->memo[i].val)
+                continue;
+            size_t j = unpickle_memo_hash(u->memo[i].key) & (cap - 1);
+            while (m[j].val)
+                j = (j + 1) & (cap - 1);
+            m[j] = u->memo[i];
+        }
+        free(u->memo);
+        u->memo = m;
+        u->memo_cap = cap;
+    }
+    size_t mask = u->memo_cap - 1, i = unpickle_memo_hash(key) & mask;
+    while (u->memo[i].val)
+        i = (i + 1) & mask;
+    u->memo[i].key = key;
+    u->memo[i].val = val;
+    u->memo_used++;
+    MP__ASSERT(u->memo_used * 2 <= u->memo_cap); /* probing finds a free slot */
+    return 0;
+}
+
+static int unpickle_memo_put(struct unpickler *u, uint64_t key, mp_obj *val)
+{
+    bool fresh = unpickle_memo_get(u, key) == NULL;
+    int rc = key < u->dense_cap ? 1 : unpickle_dense_grow(u, key);
+    if (rc < 0)
+        return rc;
+    if (rc == 1) {
+        MP__ASSERT(key < u->dense_cap);
+        u->dense[key] = val;
+    } else if ((rc = unpickle_table_put(u, key, val)) < 0)
+        return rc;
+    if (fresh)
+        u->memo_count++;
+    return 0;
+}
+
+static int unpickle_put(struct unpickler *u, uint64_t key)
+{
+    mp_obj *o;
+    int rc = unpickle_top(u, &o);
+    return rc < 0 ? rc : unpickle_memo_put(u, key, o);
+}
+
+static int unpickle_get(struct unpickler *u, uint64_t key)
+{
+    mp_obj *o = unpickle_memo_get(u, key);
+    if (!o)
+        return MP_EPROTO; /* never PUT */
+    return unpickle_push(u, o);
+}
+
+/* The memo key of PUT or GET (a decimal line), or of BINPUT, BINGET and
+ * their LONG_ forms (a little-endian field). */
+static int unpickle_memo_key(struct unpickler *u, int op, uint64_t *key)
+{
+    if (op != MP__OP_PUT && op != MP__OP_GET)
+        return unpickle_read_le(u, unpickle_width(op), key);
+    const unsigned char *line;
+    size_t len;
+    int64_t iv;
+    int rc = unpickle_read_line(u, &line, &len);
+    if (rc < 0)
+        return rc;
+    if (mp__pickle_parse_int(line, len, &iv) < 0 || iv < 0)
+        return MP_EPROTO;
+    *key = (uint64_t)iv;
+    return 0;
+}
+
+/* ---- Containers ----------------------------------------------------------
+ *
+ * Heights here are provisional: a list can grow after it went into another
+ * container, whose height then lags. They still stop runaway nesting early
+ * (TUPLE1 repeated a million times), and tuples - the only containers that
+ * can be dict keys, and whose hashing and comparison recurse - never change,
+ * so their heights are exact. Placing recomputes every height.
+ */
+
+static int unpickle_adopt_height(mp_obj *c, const mp_obj *item)
+{
+    if ((unsigned)item->height + 1 > MP_OBJ_MAX_DEPTH)
+        return MP_EPROTO;
+    if (item->height + 1 > c->height)
+        c->height = (uint16_t)(item->height + 1);
+    return 0;
+}
+
+/* Room for k more items in a list or tuple, paid for first. */
+static int unpickle_seq_room(struct unpickler *u, mp_obj *seq, size_t k)
+{
+    size_t cap;
+    int rc = mp__seq_cap_for(seq, k, &cap);
+    if (rc < 0 || cap == seq->u.seq.cap)
+        return rc;
+    rc = unpickle_charge(u, (cap - seq->u.seq.cap) * sizeof(mp_obj *));
+    return rc < 0 ? rc : mp__seq_reserve(seq, k);
+}
+
+/* Move stack items [first, stack.len) into seq, which has room for them:
+ * values only, nested no deeper than allowed. */
+static int unpickle_move_items(struct unpickler *u, mp_obj *seq, size_t first)
+{
+    MP__ASSERT(unpickle_fence(u) <= first && first <= u->stack.len);
+    MP__ASSERT(seq->u.seq.cap - seq->u.seq.len >= u->stack.len - first);
+    for (size_t i = first; i < u->stack.len; i++) {
+        mp_obj *item = u->stack.v[i];
+        int rc = unpickle_check_value(item);
+        if (rc == 0)
+            rc = unpickle_adopt_height(seq, item);
+        if (rc < 0)
+            return rc;
+        seq->u.seq.items[seq->u.seq.len++] = item;
+    }
+    u->stack.len = first;
+    return 0;
+}
+
+/* Build a list or tuple from stack items [first, stack.len) and replace them
+ * with it. Its final length is known: the array is allocated to fit. */
+static int unpickle_build_seq(struct unpickler *u, int type, size_t first)
+{
+    size_t count = u->stack.len - first;
+    mp_obj *seq;
+    int rc = unpickle_new_node(u, type, &seq);
+    if (rc < 0)
+        return rc;
+    seq->height = 1;
+    if (count) {
+        if (count > SIZE_MAX / sizeof(mp_obj *))
+            return -ENOMEM;
+        if ((rc = unpickle_charge(u, count * sizeof(mp_obj *))) < 0)
+            return rc;
+        if (!(seq->u.seq.items = malloc(count * sizeof(mp_obj *))))
+            return -ENOMEM;
+        seq->u.seq.cap = count;
+    }
+    rc = unpickle_move_items(u, seq, first);
+    return rc < 0 ? rc : unpickle_push(u, seq);
+}
+
+static int unpickle_append_items(struct unpickler *u, mp_obj *list, size_t first)
+{
+    if (list->type != MP_TYPE_LIST)
+        return MP_EPROTO; /* Python would call obj.append: refused */
+    int rc = unpickle_seq_room(u, list, u->stack.len - first);
+    return rc < 0 ? rc : unpickle_move_items(u, list, first);
+}
+
+static int unpickle_set_items(struct unpickler *u, mp_obj *dict, size_t first)
+{
+    if (dict->type != MP_TYPE_DICT)
+        return MP_EPROTO;
+    if ((u->stack.len - first) % 2)
+        return MP_EPROTO; /* a key without a value */
+    for (size_t i = first; i < u->stack.len; i += 2) {
+        mp_obj *key = u->stack.v[i], *value = u->stack.v[i + 1], *old;
+        int rc = unpickle_check_value(key);
+        if (rc == 0)
+            rc = unpickle_check_value(value);
+        if (rc == 0)
+            rc = unpickle_adopt_height(dict, key);
+        if (rc == 0)
+            rc = unpickle_adopt_height(dict, value);
+        /* A new key may make the dict grow: the budget must hold the
+         * growth before, and pays what actually happened after (a
+         * replaced key costs nothing). */
+        size_t cap0 = dict->u.d.cap, cap1 = mp__dict_cap_after_insert(dict);
+        if (rc == 0 && cap1 > cap0 && cap1 - cap0 > u->mem / MP__DICT_BYTES_PER_CAP)
+            rc = MP_EPROTO;
+        if (rc == 0)
+            rc = mp__dict_store(dict, key, value, &u->budget, &old);
+        if (rc == 0 && dict->u.d.cap > cap0) {
+            MP__ASSERT(dict->u.d.cap == cap1 && cap1 - cap0 <= u->mem / MP__DICT_BYTES_PER_CAP);
+            u->mem -= (dict->u.d.cap - cap0) * MP__DICT_BYTES_PER_CAP;
+        }
+        if (rc == MP_ETYPE)
+            rc = MP_EPROTO; /* unhashable key */
+        if (rc < 0)
+            return rc;
+        /* A replaced value, or a duplicate key, stays in the arena. */
+    }
+    u->stack.len = first;
+    return 0;
+}
+
+/* Sign-extend a little-endian two's complement integer of len bytes; MP_EPROTO
+ * beyond int64 (Python's LONG1/LONG4 are arbitrary precision). */
+static int unpickle_decode_long(const unsigned char *p, size_t len, int64_t *out)
+{
+    if (len == 0) {
+        *out = 0;
+        return 0;
+    }
+    unsigned char sign = (p[len - 1] & 0x80) ? 0xff : 0x00;
+    /* Bytes past the eighth must be pure sign extension of bit 63. */
+    for (size_t i = 8; i < len; i++)
+        if (p[i] != sign)
+            return MP_EPROTO;
+    if (len > 8 && ((p[7] & 0x80) ? 0xff : 0x00) != sign)
+        return MP_EPROTO;
+    size_t k = len < 8 ? len : 8;
+    uint64_t v = sign ? UINT64_MAX : 0;
+    for (size_t i = 0; i < k; i++) {
+        v &= ~((uint64_t)0xff << (8 * i));
+        v |= (uint64_t)p[i] << (8 * i);
+    }
+    *out = (int64_t)v;
+    return 0;
+}
+
+/* An int: a shared immortal node for -5..256 (no allocation), else new. */
+static int unpickle_push_int(struct unpickler *u, int64_t v)
+{
+    mp_obj *o = mp__obj_immortal_int(v);
+    if (!o) {
+        int rc = unpickle_new_node(u, MP_TYPE_INT, &o);
+        if (rc < 0)
+            return rc;
+        o->u.i = v;
+    }
+    return unpickle_push(u, o);
+}
+
+static int unpickle_push_float(struct unpickler *u, double v)
+{
+    mp_obj *o;
+    int rc = unpickle_new_node(u, MP_TYPE_FLOAT, &o);
+    if (rc < 0)
+        return rc;
+    mp__obj_set_float(o, v);
+    return unpickle_push(u, o);
+}
+
+static int unpickle_push_str(struct unpickler *u, size_t len)
+{
+    const unsigned char *s = u->p + u->pos;
+    if (!mp__utf8_valid(s, len))
+        return MP_EPROTO;
+    u->pos += len;
+    return unpickle_push_strbytes(u, MP_TYPE_STR, s, len);
+}
+
+static int unpickle_push_bytes(struct unpickler *u, size_t len)
+{
+    const unsigned char *s = u->p + u->pos;
+    u->pos += len;
+    return unpickle_push_strbytes(u, MP_TYPE_BYTES, s, len);
+}
+
+/* Protocol 0's UNICODE: raw-unicode-escape converted to UTF-8, which takes
+ * at most two bytes per input byte. */
+static int unpickle_push_raw_unicode(struct unpickler *u, const unsigned char *s, size_t n)
+{
+    size_t cap;
+    if (mp__add_overflows(n, n, &cap))
+        return -ENOMEM;
+    if (cap + 1 > u->mem)
+        return MP_EPROTO; /* held only until the str is made, but held */
+    unsigned char *out = malloc(cap + 1);
+    if (!out)
+        return -ENOMEM;
+    size_t len;
+    int rc = mp__pickle_raw_unicode(s, n, out, &len);
+    if (rc == 0)
+        rc = unpickle_push_strbytes(u, MP_TYPE_STR, out, len);
+    free(out);
+    return rc;
+}
+
+/* GLOBAL / STACK_GLOBAL: only builtins.bytearray (Python 2's __builtin__ is
+ * the same module under fix_imports) is known; the rest is refused. */
+static int unpickle_push_global(struct unpickler *u, const unsigned char *mod, size_t modlen,
+                                const unsigned char *name, size_t namelen)
+{
+    bool builtins = (modlen == 8 && memcmp(mod, "builtins", 8) == 0) ||
+                    (modlen == 11 && memcmp(mod, "__builtin__", 11) == 0);
+    if (!builtins || namelen != 9 || memcmp(name, "bytearray", 9) != 0)
+        return MP_EPROTO;
+    return unpickle_push_new(u, TYPE_BYTEARRAY_CALLABLE);
+}
+
+/* REDUCE: bytearray() or bytearray(b'...'), as protocols 3 and 4 write a
+ * bytearray. Decoded as bytes; anything else is refused. */
+static int unpickle_reduce(struct unpickler *u)
+{
+    mp_obj *args = NULL, *callable = NULL;
+    int rc = unpickle_pop_value(u, &args);
+    if (rc == 0)
+        rc = unpickle_pop_any(u, &callable);
+    if (rc < 0)
+        return rc;
+    if (callable->type != TYPE_BYTEARRAY_CALLABLE || args->type != MP_TYPE_TUPLE)
+        return MP_EPROTO;
+    if (args->u.seq.len == 0)
+        return unpickle_push_strbytes(u, MP_TYPE_BYTES, NULL, 0);
+    mp_obj *b = args->u.seq.items[0];
+    if (args->u.seq.len != 1 || b->type != MP_TYPE_BYTES)
+        return MP_EPROTO;
+    /* A copy (bytearray is mutable in Python), charged like any other: one
+     * memoized bytes object made into a bytearray again and again is a
+     * megabyte per few input bytes. */
+    return unpickle_push_strbytes(u, MP_TYPE_BYTES, b->u.s.data, b->u.s.len);
+}
+
+/* ---- Phase 1: the machine ------------------------------------------------ */
+
+static int unpickle_step(struct unpickler *u, int op, bool *stop)
+{
+    int rc = 0;
+    size_t len, first;
+    const unsigned char *line, *line2;
+    size_t len2;
+    int64_t iv;
+    uint64_t v;
+    mp_obj *o, *a, *b;
+
+    switch (op) {
+    case MP__OP_PROTO:
+        if ((rc = unpickle_read_le(u, 1, &v)) < 0)
+            return rc;
+        return v > HIGHEST_PROTOCOL ? MP_EPROTO : 0;
+    case MP__OP_FRAME:
+        /* CPython only checks that the frame is there; so do we. */
+        return unpickle_read_len(u, unpickle_width(op), &len);
+    case MP__OP_STOP:
+        *stop = true;
+        return 0;
+
+    case MP__OP_MARK:
+        return unpickle_push_mark(u);
+    case MP__OP_POP:
+        /* Python's load_pop: with nothing above the MARK, drop the MARK. */
+        if (u->stack.len > unpickle_fence(u)) {
+            u->stack.len--;
+            return 0;
+        }
+        return unpickle_pop_mark(u, &first);
+    case MP__OP_POP_MARK:
+        if ((rc = unpickle_pop_mark(u, &first)) < 0)
+            return rc;
+        u->stack.len = first;
+        return 0;
+    case MP__OP_DUP:
+        if ((rc = unpickle_top(u, &o)) < 0)
+            return rc;
+        return unpickle_push(u, o);
+
+    case MP__OP_NONE:
+        return unpickle_push(u, mp_obj_none());
+    case MP__OP_NEWTRUE:
+    case MP__OP_NEWFALSE:
+        return unpickle_push(u, mp_obj_bool(op == MP__OP_NEWTRUE));
+    case MP__OP_INT:
+        if ((rc = unpickle_read_line(u, &line, &len)) < 0)
+            return rc;
+        if (len == 2 && line[0] == '0' && (line[1] == '0' || line[1] == '1'))
+            return unpickle_push(u, mp_obj_bool(line[1] == '1')); /* protocol 0-1 True/False */
+        if ((rc = mp__pickle_parse_int(line, len, &iv)) < 0)
+            return rc;
+        return unpickle_push_int(u, iv);
+    case MP__OP_LONG:
+        if ((rc = unpickle_read_line(u, &line, &len)) < 0)
+            return rc;
+        if (len && line[len - 1] == 'L')
+            len--;
+        if ((rc = mp__pickle_parse_int(line, len, &iv)) < 0)
+            return rc;
+        return unpickle_push_int(u, iv);
+    case MP__OP_BININT:
+        if ((rc = unpickle_read_le(u, 4, &v)) < 0)
+            return rc;
+        return unpickle_push_int(u, (int32_t)(uint32_t)v);
+    case MP__OP_BININT1:
+        if ((rc = unpickle_need(u, 1)) < 0)
+            return rc;
+        return unpickle_push_int(u, u->p[u->pos++]);
+    case MP__OP_BININT2:
+        if ((rc = unpickle_read_le(u, 2, &v)) < 0)
+            return rc;
+        return unpickle_push_int(u, (int64_t)v);
+    case MP__OP_LONG1:
+    case MP__OP_LONG4:
+        if (op == MP__OP_LONG4) {
+            if ((rc = unpickle_need(u, 4)) < 0)
+                return rc;
+            if (u->p[u->pos + 3] & 0x80)
+                return MP_EPROTO; /* negative byte count */
+        }
+        if ((rc = unpickle_read_len(u, unpickle_width(op), &len)) < 0)
+            return rc;
+        rc = unpickle_decode_long(u->p + u->pos, len, &iv);
+        u->pos += len;
+        return rc < 0 ? rc : unpickle_push_int(u, iv);
+    case MP__OP_FLOAT: {
+        double f;
+        if ((rc = unpickle_read_line(u, &line, &len)) < 0)
+            return rc;
+        if ((rc = mp__pickle_parse_float(line, len, &f)) < 0)
+            return rc;
+        return unpickle_push_float(u, f);
+    }
+    case MP__OP_BINFLOAT: {
+        if ((rc = unpickle_need(u, 8)) < 0)
+            return rc;
+        uint64_t bits = 0;
+        for (int i = 0; i < 8; i++)
+            bits = bits << 8 | u->p[u->pos + (size_t)i]; /* big-endian */
+        u->pos += 8;
+        double f;
+        memcpy(&f, &bits, sizeof bits);
+        return unpickle_push_float(u, f);
+    }
+
+    case MP__OP_SHORT_BINUNICODE:
+    case MP__OP_BINUNICODE:
+    case MP__OP_BINUNICODE8:
+        if ((rc = unpickle_read_len(u, unpickle_width(op), &len)) < 0)
+            return rc;
+        return unpickle_push_str(u, len);
+    case MP__OP_UNICODE:
+        if ((rc = unpickle_read_line(u, &line, &len)) < 0)
+            return rc;
+        return unpickle_push_raw_unicode(u, line, len);
+    case MP__OP_SHORT_BINBYTES:
+    case MP__OP_BINBYTES:
+    case MP__OP_BINBYTES8:
+    case MP__OP_BYTEARRAY8:
+        if ((rc = unpickle_read_len(u, unpickle_width(op), &len)) < 0)
+            return rc;
+        return unpickle_push_bytes(u, len);
+
+    case MP__OP_EMPTY_LIST:
+        return unpickle_push_new(u, MP_TYPE_LIST);
+    case MP__OP_EMPTY_TUPLE:
+        return unpickle_push_new(u, MP_TYPE_TUPLE);
+    case MP__OP_EMPTY_DICT:
+        return unpickle_push_new(u, MP_TYPE_DICT);
+    case MP__OP_LIST:
+    case MP__OP_TUPLE:
+        if ((rc = unpickle_pop_mark(u, &first)) < 0)
+            return rc;
+        return unpickle_build_seq(u, op == MP__OP_LIST ? MP_TYPE_LIST : MP_TYPE_TUPLE, first);
+    case MP__OP_TUPLE1:
+    case MP__OP_TUPLE2:
+    case MP__OP_TUPLE3: {
+        size_t k = (size_t)(op - MP__OP_TUPLE1 + 1);
+        if (u->stack.len < unpickle_fence(u) + k)
+            return MP_EPROTO;
+        return unpickle_build_seq(u, MP_TYPE_TUPLE, u->stack.len - k);
+    }
+    case MP__OP_DICT:
+        if ((rc = unpickle_pop_mark(u, &first)) < 0)
+            return rc;
+        if ((rc = unpickle_new_node(u, MP_TYPE_DICT, &o)) < 0)
+            return rc;
+        o->height = 1;
+        if ((rc = unpickle_set_items(u, o, first)) < 0)
+            return rc;
+        return unpickle_push(u, o);
+    case MP__OP_APPEND:
+        if ((rc = unpickle_pop_value(u, &a)) < 0 || (rc = unpickle_top(u, &o)) < 0)
+            return rc;
+        if ((rc = unpickle_push(u, a)) < 0) /* append_items takes it from the stack */
+            return rc;
+        return unpickle_append_items(u, o, u->stack.len - 1);
+    case MP__OP_APPENDS:
+        if ((rc = unpickle_pop_mark(u, &first)) < 0)
+            return rc;
+        if (first <= unpickle_fence(u))
+            return MP_EPROTO; /* no list below the MARK */
+        return unpickle_append_items(u, u->stack.v[first - 1], first);
+    case MP__OP_SETITEM:
+        if (u->stack.len < unpickle_fence(u) + 3)
+            return MP_EPROTO;
+        return unpickle_set_items(u, u->stack.v[u->stack.len - 3], u->stack.len - 2);
+    case MP__OP_SETITEMS:
+        if ((rc = unpickle_pop_mark(u, &first)) < 0)
+            return rc;
+        if (first <= unpickle_fence(u))
+            return MP_EPROTO;
+        return unpickle_set_items(u, u->stack.v[first - 1], first);
+
+    case MP__OP_PUT:
+    case MP__OP_BINPUT:
+    case MP__OP_LONG_BINPUT:
+        if ((rc = unpickle_memo_key(u, op, &v)) < 0)
+            return rc;
+        return unpickle_put(u, v);
+    case MP__OP_MEMOIZE:
+        return unpickle_put(u, u->memo_count);
+    case MP__OP_GET:
+    case MP__OP_BINGET:
+    case MP__OP_LONG_BINGET:
+        if ((rc = unpickle_memo_key(u, op, &v)) < 0)
+            return rc;
+        return unpickle_get(u, v);
+
+    case MP__OP_GLOBAL:
+        if ((rc = unpickle_read_line(u, &line, &len)) < 0 ||
+            (rc = unpickle_read_line(u, &line2, &len2)) < 0)
+            return rc;
+        return unpickle_push_global(u, line, len, line2, len2);
+    case MP__OP_STACK_GLOBAL:
+        if ((rc = unpickle_pop_value(u, &b)) < 0 || (rc = unpickle_pop_value(u, &a)) < 0)
+            return rc;
+        if (a->type != MP_TYPE_STR || b->type != MP_TYPE_STR)
+            return MP_EPROTO;
+        return unpickle_push_global(u, (const unsigned char *)a->u.s.data, a->u.s.len,
+                                    (const unsigned char *)b->u.s.data, b->u.s.len);
+    case MP__OP_REDUCE:
+        return unpickle_reduce(u);
+
+    default:
+        /* BUILD, INST, OBJ, NEWOBJ, NEWOBJ_EX, EXT1/2/4, PERSID, BINPERSID:
+         * they import or call code. STRING, BINSTRING, SHORT_BINSTRING:
+         * Python 2 str. EMPTY_SET, ADDITEMS, FROZENSET: no set type.
+         * NEXT_BUFFER, READONLY_BUFFER: out-of-band data. And every byte
+         * that is not an opcode. */
+        return MP_EPROTO;
+    }
+}
+
+/* ---- Phase 2: placing ----------------------------------------------------- */
+
+static bool unpickle_is_container(const mp_obj *o)
+{
+    return o->type == MP_TYPE_LIST || o->type == MP_TYPE_TUPLE || o->type == MP_TYPE_DICT;
+}
+
+/*
+ * Place the node *slot points at, which sits level containers deep (0: *slot
+ * is the result). Parents are set afterwards (unpickle_set_parents): until the
+ * unplaced nodes are freed, each node's parent field links the arena.
+ * Recursion depth is bounded by MP_OBJ_MAX_DEPTH, checked before descending.
+ */
+static int unpickle_place(struct unpickler *u, mp_obj **slot, unsigned level)
+{
+    mp_obj *o = *slot;
+    int rc;
+    MP__ASSERT(level <= MP_OBJ_MAX_DEPTH); /* checked before descending */
+    if (mp__obj_immortal(o))
+        return 0; /* shared by design: any number of slots may hold it */
+    if (o->flags & MP__F_BLACK) {
+        /* Reached again (a memo reference or DUP): a copy goes here. */
+        if (level + o->height > MP_OBJ_MAX_DEPTH)
+            return MP_EPROTO;
+        mp_obj *c;
+        if ((rc = mp__obj_copy_limited(o, &u->budget, &c)) < 0)
+            return rc;
+        if ((rc = unpickle_vec_push(&u->copies, c, NULL)) < 0) {
+            mp__obj_free_tree(c);
+            return rc;
+        }
+        *slot = c;
+        return 0;
+    }
+    if (o->flags & MP__F_GREY)
+        return MP_EPROTO; /* o contains itself */
+    if (!unpickle_is_container(o)) {
+        o->height = 0;
+        o->flags |= MP__F_BLACK;
+        return 0;
+    }
+    if (level + 1 > MP_OBJ_MAX_DEPTH)
+        return MP_EPROTO;
+    o->flags |= MP__F_GREY;
+    unsigned h = 0;
+    if (o->type == MP_TYPE_DICT) {
+        for (size_t i = 0; i < o->u.d.n; i++) {
+            struct mp__dict_entry *e = &o->u.d.entries[i];
+            if (!e->key)
+                continue;
+            if ((rc = unpickle_place(u, &e->key, level + 1)) < 0 ||
+                (rc = unpickle_place(u, &e->value, level + 1)) < 0)
+                return rc;
+            if (e->key->height > h)
+                h = e->key->height;
+            if (e->value->height > h)
+                h = e->value->height;
+        }
+    } else {
+        for (size_t i = 0; i < o->u.seq.len; i++) {
+            if ((rc = unpickle_place(u, &o->u.seq.items[i], level + 1)) < 0)
+                return rc;
+            if (o->u.seq.items[i]->height > h)
+                h = o->u.seq.items[i]->height;
+        }
+    }
+    o->height = (uint16_t)(h + 1);
+    o->flags = (uint8_t)((o->flags & ~MP__F_GREY) | MP__F_BLACK);
+    return 0;
+}
+
+/* A placed child of container c: it joins c. A copy made while placing is
+ * a proper tree already, so only its root is touched. */
+static void unpickle_set_parents(mp_obj *c);
+
+static void unpickle_adopt(mp_obj *c, mp_obj *child)
+{
+    if (mp__obj_immortal(child))
+        return;
+    child->parent = c;
+    if (!(child->flags & MP__F_BLACK))
+        return; /* a copy */
+    child->flags &= (uint8_t)~MP__F_BLACK;
+    if (unpickle_is_container(child))
+        unpickle_set_parents(child);
+}
+
+/* Recursion bounded by MP_OBJ_MAX_DEPTH, which unpickle_place() checked. */
+static void unpickle_set_parents(mp_obj *c)
+{
+    if (c->type == MP_TYPE_DICT) {
+        for (size_t i = 0; i < c->u.d.n; i++) {
+            struct mp__dict_entry *e = &c->u.d.entries[i];
+            if (e->key) {
+                unpickle_adopt(c, e->key);
+                unpickle_adopt(c, e->value);
+            }
+        }
+    } else {
+        for (size_t i = 0; i < c->u.seq.len; i++)
+            unpickle_adopt(c, c->u.seq.items[i]);
+    }
+}
+
+/* Free what phase 1 made and the result does not hold (ok), or everything
+ * (!ok), then the machine's own arrays. */
+static void unpickle_free(struct unpickler *u, bool ok)
+{
+    for (mp_obj *o = u->arena, *next; o; o = next) {
+        next = o->parent;
+        MP__ASSERT(!mp__obj_immortal(o)); /* immortal nodes never join the arena */
+        if (!ok || !(o->flags & MP__F_BLACK))
+            mp__obj_free_node(o);
+    }
+    if (!ok)
+        for (size_t i = 0; i < u->copies.len; i++)
+            mp__obj_free_tree(u->copies.v[i]);
+    free(u->copies.v);
+    free(u->stack.v);
+    free(u->marks);
+    free(u->dense);
+    free(u->memo);
+}
+
+int mp__pickle_loads(const unsigned char *p, size_t n, mp_obj **out)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (!p && n)
+        return -EINVAL;
+    struct unpickler u;
+    memset(&u, 0, sizeof u);
+    u.p = p;
+    u.n = n;
+    u.budget = MP__PICKLE_BUDGET_MIN;
+    if (n <= SIZE_MAX / MP__PICKLE_BUDGET_FACTOR && n * MP__PICKLE_BUDGET_FACTOR > u.budget)
+        u.budget = n * MP__PICKLE_BUDGET_FACTOR;
+    u.mem = SIZE_MAX;
+    if (n <= (SIZE_MAX - MP__PICKLE_MEM_MIN) / MP__PICKLE_MEM_FACTOR)
+        u.mem = MP__PICKLE_MEM_MIN + n * MP__PICKLE_MEM_FACTOR;
+
+    int rc = 0;
+    bool stop = false;
+    while (rc == 0 && !stop) {
+        if (u.pos >= u.n) {
+            rc = MP_EPROTO; /* ended before STOP */
+            break;
+        }
+        rc = unpickle_step(&u, u.p[u.pos++], &stop);
+    }
+    mp_obj *result = NULL;
+    if (rc == 0) {
+        /* Stricter than Python: exactly one value, no open MARK, nothing
+         * after STOP. */
+        if (u.stack.len != 1 || u.nmarks || u.pos != u.n)
+            rc = MP_EPROTO;
+        else if ((rc = unpickle_check_value(u.stack.v[0])) == 0)
+            rc = unpickle_place(&u, &u.stack.v[0], 0);
+        if (rc == 0)
+            result = u.stack.v[0];
+    }
+    unpickle_free(&u, rc == 0);
+    if (rc == 0 && !mp__obj_immortal(result)) {
+        result->parent = NULL;
+        result->flags &= (uint8_t)~MP__F_BLACK;
+        if (unpickle_is_container(result))
+            unpickle_set_parents(result);
+    }
+    if (rc == 0)
+        *out = result;
+    return rc;
+}
