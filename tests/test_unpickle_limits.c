@@ -294,6 +294,39 @@ static void test_loads_the_costliest_legitimate_pickles_within_the_budget(void *
     assert_loads_repr(P("\x80\x04](e."), "[]");
     assert_loads_repr(P("\x80\x04}(u."), "{}");
     assert_loads_repr(P("\x80\x04](NNe."), "[None, None]");
+    /* Small dicts, the costliest values with contents: what our encoder
+     * writes for [{None: None}] * n (4 bytes a dict) and what CPython's
+     * pickle.dumps([{None: None} for _ in range(n)]) writes (MEMOIZE after
+     * each EMPTY_DICT), and one-item dicts of small ints. */
+    static const char *const dicts[] = {"}NNs", "}\x94NNs", "}K\x01K\x02s"};
+    static const size_t dict_len[] = {4, 5, 6};
+    for (int k = 0; k < 3; k++) {
+        struct pbuf b = {0};
+        pb_put(&b, "\x80\x04](", 4);
+        for (int i = 0; i < 100000; i++)
+            pb_put(&b, dicts[k], dict_len[k]);
+        pb_put(&b, "e.", 2);
+        mp_obj *o = loads_ok(b.p, b.len);
+        assert_int_equal(mp_obj_len(o), 100000);
+        assert_int_equal(mp_obj_len(mp_obj_list_get(o, 99999)), 1);
+        mp_obj_free(o);
+        free(b.p);
+    }
+    /* ... and the encoder's own output round-trips. */
+    mp_obj *l = mp_obj_list_new();
+    for (int i = 0; i < 100000; i++) {
+        mp_obj *d = mp_obj_dict_new();
+        assert_int_equal(mp_obj_dict_set(d, mp_obj_none(), mp_obj_none()), 0);
+        assert_int_equal(mp_obj_list_append(l, d), 0);
+    }
+    unsigned char *p;
+    size_t n;
+    assert_int_equal(mp__pickle_dumps(l, &p, &n), 0);
+    mp_obj *back = loads_ok(p, n);
+    assert_true(mp_obj_equal(back, l));
+    mp_obj_free(back);
+    mp_obj_free(l);
+    free(p);
 }
 
 /* A dict of count NaN keys: {nan: 0, nan: 1, ...}, each NaN its own

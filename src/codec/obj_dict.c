@@ -368,7 +368,10 @@ MP_API bool mp_obj_equal(const mp_obj *a, const mp_obj *b)
  * end, whose slots stay dummies, and an insert may reuse a dummy.)
  */
 
-#define DICT_MIN_CAP 8u
+/* A dict's first block holds 2 entries: most dicts a peer sends are small,
+ * and the decoder's memory bound (docs/wire.md) must cover a list of
+ * one-item dicts, 4 bytes of pickle each. Growth is 4x from there. */
+#define DICT_MIN_CAP 2u
 #define INDEX_EMPTY  ((size_t)0)
 #define INDEX_DUMMY  SIZE_MAX
 
