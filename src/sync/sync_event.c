@@ -180,7 +180,7 @@ MP_API int mp_cond_release(mp_cond *cond)
 static int cond_levels(mp_cond *c)
 {
     if (c->rlock)
-        return mp__rlock_levels(c->rlock);
+        return sync_rlock_levels(c->rlock);
     int rc = pthread_mutex_trylock(&c->lock->mu);
     if (rc == EDEADLK)
         return 1;

@@ -45,9 +45,30 @@ struct mp_rlock {
     int count;
 };
 
-/* How many levels of the RLock the calling thread holds, or 0, without
- * changing it (sync_lock.c). */
-int mp__rlock_levels(mp_rlock *lock);
+/*
+ * Whether the calling thread holds the RLock, without changing it: a
+ * trylock succeeds for the owner (one more level) and for nobody else except
+ * when the lock is free, which count tells apart (0 when free). The probe's
+ * extra level is undone at once. Returns the levels held, or 0. Inline:
+ * every RLock release and Condition notify asks.
+ */
+static inline int sync_rlock_levels(mp_rlock *lock)
+{
+    int rc = pthread_mutex_trylock(&lock->mu);
+    if (rc == 0) {
+        int levels = lock->count;
+        (void)pthread_mutex_unlock(&lock->mu);
+        return levels;
+    }
+    if (rc == EAGAIN)
+        return lock->count; /* only the owner can exhaust the count */
+    if (rc == EOWNERDEAD) {
+        lock->count = 0;
+        (void)pthread_mutex_consistent(&lock->mu);
+        (void)pthread_mutex_unlock(&lock->mu);
+    }
+    return 0;
+}
 
 /* A zeroed object of `size` bytes in shared memory for a constructor's
  * out-parameter `out`, which is cleared first (NULL out: -EINVAL). */

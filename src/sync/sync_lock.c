@@ -87,14 +87,19 @@ static int lock_slow(pthread_mutex_t *mu, int rc, double timeout)
     return rc;
 }
 
-MP_API int mp_lock_acquire(mp_lock *lock, double timeout)
+/* Acquire for Lock and RLock: a trylock, and the slow path only when it
+ * fails. Inline: mp_lock_acquire() stays one call into libc. */
+static inline int lock_take(pthread_mutex_t *mu, double timeout)
 {
-    if (!lock)
-        return -EINVAL;
     if (mp__bad_timeout(timeout))
         return MP_EVALUE;
-    int rc = pthread_mutex_trylock(&lock->mu);
-    return rc == 0 ? 0 : lock_slow(&lock->mu, rc, timeout);
+    int rc = pthread_mutex_trylock(mu);
+    return rc == 0 ? 0 : lock_slow(mu, rc, timeout);
+}
+
+MP_API int mp_lock_acquire(mp_lock *lock, double timeout)
+{
+    return lock ? lock_take(&lock->mu, timeout) : -EINVAL;
 }
 
 /* Why a release by a thread that does not hold the lock cannot be done,
@@ -149,11 +154,7 @@ MP_API int mp_rlock_acquire(mp_rlock *lock, double timeout)
 {
     if (!lock)
         return -EINVAL;
-    if (mp__bad_timeout(timeout))
-        return MP_EVALUE;
-    int rc = pthread_mutex_trylock(&lock->mu);
-    if (rc != 0)
-        rc = lock_slow(&lock->mu, rc, timeout);
+    int rc = lock_take(&lock->mu, timeout);
     if (rc == 0) {
         /* Fresh or nested: the last owner left count at 0. */
         lock->count++;
@@ -163,35 +164,11 @@ MP_API int mp_rlock_acquire(mp_rlock *lock, double timeout)
     return rc;
 }
 
-/*
- * Whether the calling thread holds the RLock, without changing it: a
- * trylock succeeds for the owner (one more level) and for nobody else except
- * when the lock is free, which count tells apart (0 when free). The probe's
- * extra level is undone at once. Returns the levels held, or 0.
- */
-int mp__rlock_levels(mp_rlock *lock)
-{
-    int rc = pthread_mutex_trylock(&lock->mu);
-    if (rc == 0) {
-        int levels = lock->count;
-        (void)pthread_mutex_unlock(&lock->mu);
-        return levels;
-    }
-    if (rc == EAGAIN)
-        return lock->count; /* only the owner can exhaust the count */
-    if (rc == EOWNERDEAD) {
-        lock->count = 0;
-        (void)pthread_mutex_consistent(&lock->mu);
-        (void)pthread_mutex_unlock(&lock->mu);
-    }
-    return 0;
-}
-
 MP_API int mp_rlock_release(mp_rlock *lock)
 {
     if (!lock)
         return -EINVAL;
-    if (mp__rlock_levels(lock) == 0)
+    if (sync_rlock_levels(lock) == 0)
         return MP_ESTATE;
     lock->count--;
     (void)pthread_mutex_unlock(&lock->mu);
@@ -200,7 +177,7 @@ MP_API int mp_rlock_release(mp_rlock *lock)
 
 MP_API int mp_rlock_count(mp_rlock *lock)
 {
-    return lock ? mp__rlock_levels(lock) : -EINVAL;
+    return lock ? sync_rlock_levels(lock) : -EINVAL;
 }
 
 MP_API void mp_rlock_free(mp_rlock *lock)
