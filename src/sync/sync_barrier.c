@@ -191,11 +191,9 @@ MP_API int mp_barrier_wait_timeout(mp_barrier *b, double timeout)
     int rc = barrier_lock(b, true);
     if (rc < 0)
         return rc;
-    int idx = mp__waitq_enter(&b->q, 0, barrier_on_dead, b);
-    if (idx < 0) {
-        mp__mutex_unlock(&b->guard);
+    int idx = sync_enter(&b->guard, &b->q, barrier_on_dead, b);
+    if (idx < 0)
         return idx;
-    }
     int result;
 
     /* _enter(): wait out a drain or reset still in progress. */

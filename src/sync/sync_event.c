@@ -83,11 +83,9 @@ MP_API int mp_event_wait(mp_event *ev, double timeout)
         mp__mutex_unlock(&ev->guard);
         return rc;
     }
-    int idx = mp__waitq_enter(&ev->q, 0, NULL, NULL);
-    if (idx < 0) {
-        mp__mutex_unlock(&ev->guard);
+    int idx = sync_enter(&ev->guard, &ev->q, NULL, NULL);
+    if (idx < 0)
         return idx;
-    }
     rc = mp__sync_guard_sleep(&ev->guard, &ev->q, idx, deadline, NULL, NULL, NULL);
     mp__waitq_leave(&ev->q, idx);
     /* Woken by set(), or set by the time we look. A set() and a clear()
@@ -230,11 +228,9 @@ MP_API int mp_cond_wait(mp_cond *cond, double timeout)
     int rc = cond_guard_lock(cond);
     if (rc < 0)
         return rc;
-    int idx = mp__waitq_enter(&cond->q, 0, NULL, NULL);
-    if (idx < 0) {
-        mp__mutex_unlock(&cond->guard);
+    int idx = sync_enter(&cond->guard, &cond->q, NULL, NULL);
+    if (idx < 0)
         return idx;
-    }
     /* Registered before the lock is released, so a notify() - which needs
      * the lock - cannot fall between the two and be missed. */
     mp__waitq_arm(&cond->q, idx);

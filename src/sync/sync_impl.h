@@ -125,6 +125,18 @@ static inline int sync_guard_lock(pthread_mutex_t *guard, struct mp__waitq *q,
     return rc;
 }
 
+/* Take a wait-queue slot for the calling thread (guard held; on_dead as for
+ * mp__waitq_enter). When none is free, the guard is released and the
+ * error (-EAGAIN) returned, so a caller just returns it. */
+static inline int sync_enter(pthread_mutex_t *guard, struct mp__waitq *q, mp__waitq_dead_fn on_dead,
+                             void *ctx)
+{
+    int idx = mp__waitq_enter(q, 0, on_dead, ctx);
+    if (idx < 0)
+        mp__mutex_unlock(guard);
+    return idx;
+}
+
 /*
  * Make a guarded primitive for a constructor's out-parameter: zeroed shared
  * memory with the guard at guard_off and a wait queue of cap slots at q_off
