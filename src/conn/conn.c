@@ -37,6 +37,9 @@
  * header is cut, keeps the header's start (skip_hdr) so that its first
  * receive can complete the header and learn the length. That receive reads
  * and discards the rest, then parses from the frame boundary after it.
+ *
+ * Static functions carry conn_; the sibling listener.c (Listener, Client,
+ * the handshake) carries listener_.
  */
 #include "codec/frame.h"
 #include "codec/pickle.h"

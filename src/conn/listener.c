@@ -1,9 +1,10 @@
 /*
  * listener - Python's Listener, Client and authkey handshake (see
- * listener.h). Socket system calls live in io.c; this file parses
- * addresses, manages the private socket directory, and carries the
- * authkey handshake (whose messages handshake.c builds and checks) over a
- * blocking connection, one deadline for the whole exchange.
+ * listener.h). Socket system calls live in core/io.c; this file parses
+ * addresses, manages the private socket directory, and carries the authkey
+ * handshake (whose messages codec/handshake.c builds and checks) over a
+ * blocking connection, one deadline for the whole exchange. Static functions
+ * carry listener_.
  */
 #include "codec/handshake.h"
 #include "core/internal.h"
@@ -142,8 +143,8 @@ static int listener_private_unix_address(mp_listener *l)
 
 /* ---- the handshake ---------------------------------------------------------- */
 
-/* The messages are built and checked by handshake.c; this is the blocking
- * transport for them. One deadline covers the whole exchange (both
+/* The messages are built and checked by codec/handshake.c; this is the
+ * blocking transport for them. One deadline covers the whole exchange (both
  * directions) of an accept or a connect. */
 
 static double listener_left(int64_t deadline)

@@ -1,6 +1,8 @@
 /*
  * qpipe - the chunked pipe, shared read-ahead ring, held item and spill file
- * under the queues (see qpipe.h for the format and the guarantees).
+ * under the queues (see qpipe.h for the format and the guarantees). Its
+ * sibling queue.c builds the queue types on it. Static functions carry
+ * qpipe_.
  */
 #include "queue/qpipe.h"
 

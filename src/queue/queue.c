@@ -18,6 +18,8 @@
  * procedure joins children) it tells the feeder to flush - write without
  * waiting, spill the rest - and at -5 it joins the feeder. A child therefore
  * never waits for its parent to read before it can end.
+ *
+ * Static functions carry queue_, or simplequeue_ for SimpleQueue's own.
  */
 #include "codec/pickle.h"
 #include "core/internal.h"
@@ -122,7 +124,7 @@ static void queue_fork_fixup_slow(mp_queue *q)
         q->flush = 0;
         q->spilling = false;
         q->joincancelled = false;
-        q->hook_flush = q->hook_join = 0; /* process.c dropped them */
+        q->hook_flush = q->hook_join = 0; /* core/process.c dropped them */
         /* The parent's feeder's stack: not freed here, so that a new feeder
          * never gets the same address - and thread id - as a thread this
          * process never had (see FEEDER_STACK). */
