@@ -37,6 +37,9 @@
  * header is cut, keeps the header's start (skip_hdr) so that its first
  * receive can complete the header and learn the length. That receive reads
  * and discards the rest, then parses from the frame boundary after it.
+ *
+ * Static functions carry conn_; the sibling listener.c (Listener, Client,
+ * the handshake) carries listener_.
  */
 #include "codec/frame.h"
 #include "codec/pickle.h"
@@ -78,26 +81,46 @@ struct mp_conn {
     size_t skip;                    /* payload bytes of a parent's message still to discard */
     bool skip_hdr;                  /* rbuf[rpos, rlen) starts the header of a message to discard */
     size_t unread;                  /* atomic mirror of (rlen - rpos) + big_got */
-    bool ready; /* atomic: a receive completes from rbuf alone (see publish_read_state) */
+    bool ready; /* atomic: a receive completes from rbuf alone (see conn_publish_read_state) */
 };
 
 /* ---- small helpers ------------------------------------------------------- */
 
-static bool load_flag(const bool *flag)
+static bool conn_load_flag(const bool *flag)
 {
     return __atomic_load_n(flag, __ATOMIC_ACQUIRE);
 }
 
-static void store_flag(bool *flag, bool value)
+static void conn_store_flag(bool *flag, bool value)
 {
     __atomic_store_n(flag, value, __ATOMIC_RELEASE);
+}
+
+/*
+ * The read state's invariants (rmu held), for MP__ASSERT: the read-ahead
+ * window lies in the buffer; a large message, a message read into a
+ * caller's buffer and a parent's message being skipped each leave rbuf
+ * empty and exclude the others; progress never passes a message's size.
+ */
+static bool conn_read_state_ok(const mp_conn *c)
+{
+    if (!(c->rpos <= c->rlen && c->rlen <= RBUF_CAP && (c->rbuf || c->rlen == 0)))
+        return false;
+    if (c->big && !(c->big_got <= c->big_cap && c->big_cap <= c->big_size && c->rlen == 0))
+        return false;
+    if (c->direct_got > c->direct_size)
+        return false;
+    if (c->skip && (c->skip_hdr || c->big || c->rpos != c->rlen))
+        return false;
+    return !(c->skip_hdr && (c->big || c->direct_size));
 }
 
 /* Publish the read state to poll() and wait() (rmu held). Ready without
  * the descriptor: a whole message at rpos, or a corrupt header there (the
  * receive fails with MP_EPROTO at once, so waiting for bytes would hang). */
-static inline void publish_read_state(mp_conn *c)
+static inline void conn_publish_read_state(mp_conn *c)
 {
+    MP__ASSERT(conn_read_state_ok(c));
     size_t avail = c->rlen - c->rpos;
     bool ready = false;
     /* A large message in `big` or being skipped leaves rbuf empty; a header
@@ -109,7 +132,7 @@ static inline void publish_read_state(mp_conn *c)
 }
 
 /* Drop every buffered byte (rmu held, or the handle is not shared). */
-static void drop_buffered(mp_conn *c)
+static void conn_drop_buffered(mp_conn *c)
 {
     c->rpos = c->rlen = 0;
     free(c->big);
@@ -118,7 +141,7 @@ static void drop_buffered(mp_conn *c)
     c->direct_size = c->direct_got = 0;
     c->skip = 0;
     c->skip_hdr = false;
-    publish_read_state(c);
+    conn_publish_read_state(c);
 }
 
 /*
@@ -127,7 +150,7 @@ static void drop_buffered(mp_conn *c)
  * when fork() ran; a parent thread may have been waiting inside a receive,
  * so every state a receive can wait in is handled here.
  */
-static void keep_only_the_partial_message(mp_conn *c)
+static void conn_keep_only_the_partial_message(mp_conn *c)
 {
     size_t skip = c->skip; /* inherited from a parent that was skipping */
     size_t keep = 0;
@@ -167,39 +190,39 @@ static void keep_only_the_partial_message(mp_conn *c)
     c->direct_size = c->direct_got = 0;
     c->skip = skip;
     c->skip_hdr = skip_hdr;
-    publish_read_state(c);
+    conn_publish_read_state(c);
 }
 
 /* In a forked child, make the handle the child's own (see the file comment). */
-static void fork_fixup_slow(mp_conn *c)
+static void conn_fork_fixup_slow(mp_conn *c)
 {
     mp__forkfix_lock();
     unsigned now = mp__forkgen();
     if (c->gen != now) {
         (void)pthread_mutex_init(&c->rmu, NULL);
         (void)pthread_mutex_init(&c->wmu, NULL);
-        keep_only_the_partial_message(c);
+        conn_keep_only_the_partial_message(c);
         __atomic_store_n(&c->gen, now, __ATOMIC_RELEASE);
     }
     mp__forkfix_unlock();
 }
 
-static inline void fork_fixup(mp_conn *c)
+static inline void conn_fork_fixup(mp_conn *c)
 {
     if (__atomic_load_n(&c->gen, __ATOMIC_ACQUIRE) != mp__forkgen())
-        fork_fixup_slow(c);
+        conn_fork_fixup_slow(c);
 }
 
 /* Python's _check_closed + _check_readable. */
-static int check_recv(mp_conn *c)
+static int conn_check_recv(mp_conn *c)
 {
     if (!c)
         return -EINVAL;
-    if (load_flag(&c->closed))
+    if (conn_load_flag(&c->closed))
         return MP_ECLOSED;
-    if (!load_flag(&c->readable))
+    if (!conn_load_flag(&c->readable))
         return MP_EWRITEONLY;
-    fork_fixup(c);
+    conn_fork_fixup(c);
     return 0;
 }
 
@@ -207,26 +230,27 @@ static int check_recv(mp_conn *c)
 
 static int conn_new(mp_conn **out, int fd, bool is_socket, bool readable, bool writable)
 {
-    mp_conn *c = calloc(1, sizeof *c);
+    mp_conn *c = malloc(sizeof *c);
     if (!c)
         return -ENOMEM;
-    c->fd = fd;
-    c->is_socket = is_socket;
-    c->readable = readable;
-    c->writable = writable;
-    c->readahead = true;
-    c->gen = mp__forkgen();
-    if (pthread_mutex_init(&c->rmu, NULL) != 0) {
-        free(c);
-        return -ENOMEM;
-    }
-    if (pthread_mutex_init(&c->wmu, NULL) != 0) {
-        pthread_mutex_destroy(&c->rmu);
-        free(c);
-        return -ENOMEM;
-    }
+    *c = (mp_conn){.fd = fd,
+                   .is_socket = is_socket,
+                   .readable = readable,
+                   .writable = writable,
+                   .readahead = true,
+                   .gen = mp__forkgen()};
+    if (pthread_mutex_init(&c->rmu, NULL) != 0)
+        goto fail;
+    if (pthread_mutex_init(&c->wmu, NULL) != 0)
+        goto fail_rmu;
     *out = c;
     return 0;
+
+fail_rmu:
+    pthread_mutex_destroy(&c->rmu);
+fail:
+    free(c);
+    return -ENOMEM;
 }
 
 MP_API int mp_pipe(mp_conn **a, mp_conn **b, bool duplex)
@@ -240,18 +264,20 @@ MP_API int mp_pipe(mp_conn **a, mp_conn **b, bool duplex)
         return rc;
     /* pipe(2): fds[0] is the read end, fds[1] the write end, which is exactly
      * Python's (reader, writer) order for Pipe(duplex=False). */
-    rc = conn_new(a, fds[0], duplex, true, duplex);
-    if (rc == 0) {
-        rc = conn_new(b, fds[1], duplex, duplex, true);
-        if (rc < 0) {
-            mp_conn_free(*a);
-            *a = NULL;
-            mp__close(fds[1]);
-        }
-    } else {
+    if ((rc = conn_new(a, fds[0], duplex, true, duplex)) < 0)
+        goto fail;
+    if ((rc = conn_new(b, fds[1], duplex, duplex, true)) < 0)
+        goto fail_a;
+    return 0;
+
+fail_a:
+    mp_conn_free(*a); /* closes fds[0] */
+    *a = NULL;
+    fds[0] = -1;
+fail:
+    if (fds[0] >= 0)
         mp__close(fds[0]);
-        mp__close(fds[1]);
-    }
+    mp__close(fds[1]);
     return rc;
 }
 
@@ -277,11 +303,11 @@ MP_API int mp_conn_send_bytes(mp_conn *c, const void *buf, size_t len)
 {
     if (!c || (!buf && len > 0))
         return -EINVAL;
-    if (load_flag(&c->closed))
+    if (conn_load_flag(&c->closed))
         return MP_ECLOSED;
     if (!c->writable)
         return MP_EREADONLY;
-    fork_fixup(c);
+    conn_fork_fixup(c);
 
     unsigned char hdr[MP__FRAME_MAX];
     struct iovec iov[2];
@@ -304,8 +330,9 @@ MP_API int mp_conn_send_bytes(mp_conn *c, const void *buf, size_t len)
  * asks for exactly the missing bytes so that nothing beyond this message is
  * taken from the descriptor.
  */
-static int fill(mp_conn *c, size_t need, int64_t deadline)
+static int conn_fill(mp_conn *c, size_t need, int64_t deadline)
 {
+    MP__ASSERT(need <= RBUF_CAP && !c->big && !c->skip);
     if (!c->rbuf) {
         c->rbuf = malloc(RBUF_CAP);
         if (!c->rbuf)
@@ -316,12 +343,13 @@ static int fill(mp_conn *c, size_t need, int64_t deadline)
         c->rlen -= c->rpos;
         c->rpos = 0;
     }
+    MP__ASSERT(c->rpos + need <= RBUF_CAP);
     while (c->rlen - c->rpos < need) {
         size_t want = c->readahead ? RBUF_CAP - c->rlen : need - (c->rlen - c->rpos);
         ssize_t r = mp__read_some(c->fd, c->rbuf + c->rlen, want, deadline, c->is_socket);
         if (r == 0) {
             int rc = c->rlen == c->rpos ? MP_EOF : MP_ETRUNCATED;
-            drop_buffered(c);
+            conn_drop_buffered(c);
             return rc;
         }
         if (r < 0)
@@ -332,7 +360,7 @@ static int fill(mp_conn *c, size_t need, int64_t deadline)
 }
 
 /* Make room in `big` for more of the message, growing only as bytes arrive. */
-static int big_grow(mp_conn *c)
+static int conn_big_grow(mp_conn *c)
 {
     size_t step = c->big_got < CHUNK_MIN ? CHUNK_MIN : c->big_got;
     if (step > CHUNK_MAX)
@@ -348,7 +376,7 @@ static int big_grow(mp_conn *c)
 
 /* Start a large message: the header (hdr bytes) is at rpos, followed by
  * whatever part of the payload the read-ahead buffer holds. */
-static int big_start(mp_conn *c, size_t hdr, size_t size)
+static int conn_big_start(mp_conn *c, size_t hdr, size_t size)
 {
     size_t have = c->rlen - c->rpos - hdr; /* < size: it did not fit the buffer */
     c->big = NULL;
@@ -368,22 +396,24 @@ static int big_start(mp_conn *c, size_t hdr, size_t size)
 }
 
 /* Receive the rest of the large message in `big`. */
-static int big_finish(mp_conn *c, int64_t deadline)
+static int conn_big_finish(mp_conn *c, int64_t deadline)
 {
     while (c->big_got < c->big_size) {
+        MP__ASSERT(c->big_got <= c->big_cap && c->big_cap <= c->big_size);
         if (c->big_got == c->big_cap) {
-            int rc = big_grow(c);
+            int rc = conn_big_grow(c);
             if (rc < 0)
                 return rc;
         }
         ssize_t r = mp__read_some(c->fd, c->big + c->big_got, c->big_cap - c->big_got, deadline,
                                   c->is_socket);
         if (r == 0) {
-            drop_buffered(c);
+            conn_drop_buffered(c);
             return MP_ETRUNCATED;
         }
         if (r < 0)
             return (int)r; /* the partial message stays for the next call */
+        MP__ASSERT((size_t)r <= c->big_cap - c->big_got);
         c->big_got += (size_t)r;
     }
     return 0;
@@ -391,16 +421,16 @@ static int big_finish(mp_conn *c, int64_t deadline)
 
 /* Python's _bad_message_length(): a duplex end stops being readable, a
  * receive-only end is closed. */
-static void bad_message_length(mp_conn *c)
+static void conn_bad_message_length(mp_conn *c)
 {
-    drop_buffered(c);
+    conn_drop_buffered(c);
     if (c->writable) {
-        store_flag(&c->readable, false);
+        conn_store_flag(&c->readable, false);
     } else {
         /* Nobody sends on a receive-only end, so with rmu held nothing else
          * uses the descriptor: release it now, as Python's close() does, so
          * the writer sees its reader gone. */
-        store_flag(&c->closed, true);
+        conn_store_flag(&c->closed, true);
         mp__close(c->fd);
         c->fd = -1;
     }
@@ -417,7 +447,7 @@ struct recv_req {
 };
 
 /* Hand over a completed large message. */
-static int deliver_big(mp_conn *c, struct recv_req *req)
+static int conn_deliver_big(mp_conn *c, struct recv_req *req)
 {
     req->size = c->big_size;
     if (req->into) {
@@ -436,8 +466,8 @@ static int deliver_big(mp_conn *c, struct recv_req *req)
  * payload is copied once, by the kernel. If the deadline passes part-way,
  * what arrived moves into `big` and the next receive continues from there.
  */
-static int recv_large_into(mp_conn *c, struct recv_req *req, size_t hdr, size_t size,
-                           int64_t deadline)
+static int conn_recv_large_into(mp_conn *c, struct recv_req *req, size_t hdr, size_t size,
+                                int64_t deadline)
 {
     size_t got = c->rlen - c->rpos - hdr;
     memcpy(req->into, c->rbuf + c->rpos + hdr, got);
@@ -458,7 +488,7 @@ static int recv_large_into(mp_conn *c, struct recv_req *req, size_t hdr, size_t 
                 /* The partial message cannot be kept, and without it the
                  * stream cannot be resynchronised: stop reading, as for a
                  * message over maxlength. */
-                bad_message_length(c);
+                conn_bad_message_length(c);
                 return -ENOMEM;
             }
             memcpy(c->big, req->into, got);
@@ -468,6 +498,7 @@ static int recv_large_into(mp_conn *c, struct recv_req *req, size_t hdr, size_t 
             return (int)r;
         }
         got += (size_t)r;
+        MP__ASSERT(got <= size);
         c->direct_got = got;
     }
     c->direct_size = c->direct_got = 0;
@@ -479,7 +510,7 @@ static int recv_large_into(mp_conn *c, struct recv_req *req, size_t hdr, size_t 
  * begun (skip, skip_hdr: see the file comment), so that the next frame
  * header is parsed at a frame boundary. Progress is kept across a timeout.
  */
-static int skip_parents_message(mp_conn *c, int64_t deadline)
+static int conn_skip_parents_message(mp_conn *c, int64_t deadline)
 {
     if (c->skip_hdr) {
         uint64_t size64;
@@ -489,10 +520,10 @@ static int skip_parents_message(mp_conn *c, int64_t deadline)
             if (rc == 1)
                 break;
             if (rc < 0) {
-                drop_buffered(c);
+                conn_drop_buffered(c);
                 return rc; /* MP_EPROTO, as for any corrupt header */
             }
-            rc = fill(c, hdr, deadline); /* MP_ETRUNCATED at end of file */
+            rc = conn_fill(c, hdr, deadline); /* MP_ETRUNCATED at end of file */
             if (rc < 0)
                 return rc;
         }
@@ -519,7 +550,7 @@ static int skip_parents_message(mp_conn *c, int64_t deadline)
         size_t want = !c->readahead && c->skip < RBUF_CAP ? c->skip : RBUF_CAP;
         ssize_t r = mp__read_some(c->fd, c->rbuf, want, deadline, c->is_socket);
         if (r == 0) {
-            drop_buffered(c);
+            conn_drop_buffered(c);
             return MP_ETRUNCATED; /* the peer left in the middle of it */
         }
         if (r < 0)
@@ -540,25 +571,25 @@ static int skip_parents_message(mp_conn *c, int64_t deadline)
  * delivered, except on MP_ETOOLONG (the end becomes unreadable anyway) and on
  * end of file.
  */
-static int recv_locked(mp_conn *c, struct recv_req *req, int64_t deadline)
+static int conn_recv_locked(mp_conn *c, struct recv_req *req, int64_t deadline)
 {
     if (c->skip || c->skip_hdr) {
-        int rc = skip_parents_message(c, deadline);
+        int rc = conn_skip_parents_message(c, deadline);
         if (rc < 0)
             return rc;
     }
     if (c->big) {
         /* A large message was interrupted by a timeout: finish it first. */
         if (req->maxlength && c->big_size > req->maxlength) {
-            bad_message_length(c);
+            conn_bad_message_length(c);
             return MP_ETOOLONG;
         }
         if (req->into && c->big_size > req->room) {
             req->size = c->big_size;
             return MP_ETOOSHORT;
         }
-        int rc = big_finish(c, deadline);
-        return rc < 0 ? rc : deliver_big(c, req);
+        int rc = conn_big_finish(c, deadline);
+        return rc < 0 ? rc : conn_deliver_big(c, req);
     }
 
     uint64_t size64 = 0;
@@ -569,10 +600,10 @@ static int recv_locked(mp_conn *c, struct recv_req *req, int64_t deadline)
         if (rc == 1)
             break;
         if (rc < 0) {
-            drop_buffered(c);
+            conn_drop_buffered(c);
             return rc; /* MP_EPROTO: the stream cannot be resynchronised */
         }
-        rc = fill(c, hdr, deadline);
+        rc = conn_fill(c, hdr, deadline);
         if (rc < 0)
             return rc;
     }
@@ -580,7 +611,7 @@ static int recv_locked(mp_conn *c, struct recv_req *req, int64_t deadline)
     req->size = size;
 
     if (req->maxlength && size > req->maxlength) {
-        bad_message_length(c);
+        conn_bad_message_length(c);
         return MP_ETOOLONG;
     }
     if (req->into && size > req->room)
@@ -588,7 +619,7 @@ static int recv_locked(mp_conn *c, struct recv_req *req, int64_t deadline)
 
     if (size <= RBUF_CAP - hdr) {
         /* Small message: complete it in the read-ahead buffer. */
-        int rc = fill(c, hdr + size, deadline);
+        int rc = conn_fill(c, hdr + size, deadline);
         if (rc < 0)
             return rc;
         const unsigned char *payload = c->rbuf + c->rpos + hdr;
@@ -607,33 +638,33 @@ static int recv_locked(mp_conn *c, struct recv_req *req, int64_t deadline)
     }
 
     if (req->into)
-        return recv_large_into(c, req, hdr, size, deadline);
+        return conn_recv_large_into(c, req, hdr, size, deadline);
 
     /* Large message into a fresh buffer: collect it in `big`, which grows
      * only as bytes arrive, then hand it over. */
-    int rc = big_start(c, hdr, size);
+    int rc = conn_big_start(c, hdr, size);
     if (rc < 0)
         return rc;
-    rc = big_finish(c, deadline);
-    return rc < 0 ? rc : deliver_big(c, req);
+    rc = conn_big_finish(c, deadline);
+    return rc < 0 ? rc : conn_deliver_big(c, req);
 }
 
-static int do_recv(mp_conn *c, struct recv_req *req, double timeout)
+static int conn_recv(mp_conn *c, struct recv_req *req, double timeout)
 {
     if (mp__bad_timeout(timeout))
         return MP_EVALUE;
     int64_t deadline = mp__deadline(timeout);
     pthread_mutex_lock(&c->rmu);
     int rc;
-    if (load_flag(&c->closed))
+    if (conn_load_flag(&c->closed))
         rc = MP_ECLOSED; /* closed by MP_ETOOLONG in another thread */
-    else if (!load_flag(&c->readable))
+    else if (!conn_load_flag(&c->readable))
         rc = MP_EWRITEONLY;
     else
-        rc = recv_locked(c, req, deadline);
+        rc = conn_recv_locked(c, req, deadline);
     /* Once per receive, whatever happened in it: other threads see the
      * state a receive leaves, not the steps inside one. */
-    publish_read_state(c);
+    conn_publish_read_state(c);
     pthread_mutex_unlock(&c->rmu);
     return rc;
 }
@@ -644,11 +675,11 @@ MP_API int mp_conn_recv_bytes(mp_conn *c, void **buf, size_t *len, size_t maxlen
         return -EINVAL;
     *buf = NULL;
     *len = 0;
-    int rc = check_recv(c);
+    int rc = conn_check_recv(c);
     if (rc < 0)
         return rc;
     struct recv_req req = {.maxlength = maxlength};
-    rc = do_recv(c, &req, timeout);
+    rc = conn_recv(c, &req, timeout);
     if (rc == 0) {
         *buf = req.out;
         *len = req.size;
@@ -663,7 +694,7 @@ MP_API ssize_t mp_conn_recv_bytes_into(mp_conn *c, void *buf, size_t cap, size_t
         *msg_size = 0;
     if ((!buf && cap > 0) || offset > cap)
         return -EINVAL;
-    int rc = check_recv(c);
+    int rc = conn_check_recv(c);
     if (rc < 0)
         return rc;
     /* A NULL buffer of capacity 0 still receives "into": an empty message
@@ -671,7 +702,7 @@ MP_API ssize_t mp_conn_recv_bytes_into(mp_conn *c, void *buf, size_t cap, size_t
     unsigned char no_room;
     struct recv_req req = {.into = buf ? (unsigned char *)buf + offset : &no_room,
                            .room = cap - offset};
-    rc = do_recv(c, &req, timeout);
+    rc = conn_recv(c, &req, timeout);
     if (msg_size && (rc == 0 || rc == MP_ETOOSHORT))
         *msg_size = req.size;
     return rc == 0 ? (ssize_t)req.size : rc;
@@ -712,7 +743,7 @@ MP_API int mp_conn_recv(mp_conn *c, mp_obj **obj, double timeout)
 
 MP_API size_t mp_conn_buffered(mp_conn *c)
 {
-    if (check_recv(c) < 0)
+    if (conn_check_recv(c) < 0)
         return 0;
     return __atomic_load_n(&c->unread, __ATOMIC_ACQUIRE);
 }
@@ -720,7 +751,7 @@ MP_API size_t mp_conn_buffered(mp_conn *c)
 MP_API int mp_conn_poll(mp_conn *c, double timeout)
 {
     mp_wait_item item = {.conn = c, .fd = -1, .ready = 0};
-    int rc = check_recv(c);
+    int rc = conn_check_recv(c);
     return rc < 0 ? rc : mp_wait(&item, 1, timeout);
 }
 
@@ -747,7 +778,7 @@ MP_API int mp_wait(mp_wait_item *items, size_t n, double timeout)
         int fd = items[i].fd;
         if (items[i].conn) {
             mp_conn *c = items[i].conn;
-            rc = check_recv(c);
+            rc = conn_check_recv(c);
             if (rc < 0)
                 break;
             fd = c->fd;
@@ -796,9 +827,9 @@ MP_API int mp_conn_set_readahead(mp_conn *c, bool on)
 {
     if (!c)
         return -EINVAL;
-    if (load_flag(&c->closed))
+    if (conn_load_flag(&c->closed))
         return MP_ECLOSED;
-    fork_fixup(c);
+    conn_fork_fixup(c);
     pthread_mutex_lock(&c->rmu);
     c->readahead = on;
     pthread_mutex_unlock(&c->rmu);
@@ -809,12 +840,12 @@ MP_API int mp_conn_fileno(const mp_conn *c)
 {
     if (!c)
         return -EINVAL;
-    return load_flag(&c->closed) ? MP_ECLOSED : c->fd;
+    return conn_load_flag(&c->closed) ? MP_ECLOSED : c->fd;
 }
 
 MP_API bool mp_conn_readable(const mp_conn *c)
 {
-    return c && load_flag(&c->readable);
+    return c && conn_load_flag(&c->readable);
 }
 
 MP_API bool mp_conn_writable(const mp_conn *c)
@@ -824,7 +855,7 @@ MP_API bool mp_conn_writable(const mp_conn *c)
 
 MP_API bool mp_conn_closed(const mp_conn *c)
 {
-    return !c || load_flag(&c->closed);
+    return !c || conn_load_flag(&c->closed);
 }
 
 /* ---- closing -------------------------------------------------------------- */
@@ -833,16 +864,16 @@ MP_API int mp_conn_close(mp_conn *c)
 {
     if (!c)
         return -EINVAL;
-    fork_fixup(c);
+    conn_fork_fixup(c);
     pthread_mutex_lock(&c->rmu);
     pthread_mutex_lock(&c->wmu);
     int rc = 0;
-    store_flag(&c->closed, true);
+    conn_store_flag(&c->closed, true);
     if (c->fd >= 0) {
         rc = mp__close(c->fd);
         c->fd = -1;
     }
-    drop_buffered(c);
+    conn_drop_buffered(c);
     free(c->rbuf);
     c->rbuf = NULL;
     pthread_mutex_unlock(&c->wmu);

@@ -1,9 +1,10 @@
 /*
  * listener - Python's Listener, Client and authkey handshake (see
- * listener.h). Socket system calls live in io.c; this file parses
- * addresses, manages the private socket directory, and carries the
- * authkey handshake (whose messages handshake.c builds and checks) over a
- * blocking connection, one deadline for the whole exchange.
+ * listener.h). Socket system calls live in core/io.c; this file parses
+ * addresses, manages the private socket directory, and carries the authkey
+ * handshake (whose messages codec/handshake.c builds and checks) over a
+ * blocking connection, one deadline for the whole exchange. Static functions
+ * carry listener_.
  */
 #include "codec/handshake.h"
 #include "core/internal.h"
@@ -39,13 +40,13 @@ struct mp_listener {
 
 /* ---- addresses -------------------------------------------------------------- */
 
-static bool starts_with(const char *s, const char *prefix)
+static bool listener_starts_with(const char *s, const char *prefix)
 {
     return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
 /* "host:port", "[v6]:port" -> a; port 0..65535. */
-static int parse_tcp(const char *s, struct mp__sockaddr *a)
+static int listener_parse_tcp(const char *s, struct mp__sockaddr *a)
 {
     const char *colon = strrchr(s, ':');
     if (!colon || colon[1] == '\0')
@@ -70,7 +71,7 @@ static int parse_tcp(const char *s, struct mp__sockaddr *a)
     return 0;
 }
 
-static int parse_unix(const char *path, struct mp__sockaddr *a)
+static int listener_parse_unix(const char *path, struct mp__sockaddr *a)
 {
     bool abstract = path[0] == '@';
     if (abstract)
@@ -88,21 +89,21 @@ static int parse_unix(const char *path, struct mp__sockaddr *a)
     return 0;
 }
 
-static int parse_address(const char *s, struct mp__sockaddr *a)
+static int listener_parse_address(const char *s, struct mp__sockaddr *a)
 {
     memset(a, 0, sizeof *a);
     if (!s || !*s)
         return -EINVAL;
-    if (starts_with(s, "unix:"))
-        return parse_unix(s + 5, a);
-    if (starts_with(s, "tcp:"))
-        return parse_tcp(s + 4, a);
+    if (listener_starts_with(s, "unix:"))
+        return listener_parse_unix(s + 5, a);
+    if (listener_starts_with(s, "tcp:"))
+        return listener_parse_tcp(s + 4, a);
     if (s[0] == '@' || strchr(s, '/'))
-        return parse_unix(s, a);
-    return parse_tcp(s, a);
+        return listener_parse_unix(s, a);
+    return listener_parse_tcp(s, a);
 }
 
-static void format_address(const struct mp__sockaddr *a, char *out, size_t cap)
+static void listener_format_address(const struct mp__sockaddr *a, char *out, size_t cap)
 {
     if (a->family == AF_UNIX)
         snprintf(out, cap, "unix:%s%s", a->abstract ? "@" : "", a->path);
@@ -114,7 +115,7 @@ static void format_address(const struct mp__sockaddr *a, char *out, size_t cap)
 
 /* Python's arbitrary_address('AF_UNIX'): a fresh path in a private 0700
  * directory. */
-static int private_unix_address(mp_listener *l)
+static int listener_private_unix_address(mp_listener *l)
 {
     const char *tmp = getenv("TMPDIR");
     if (!tmp || !*tmp)
@@ -142,11 +143,11 @@ static int private_unix_address(mp_listener *l)
 
 /* ---- the handshake ---------------------------------------------------------- */
 
-/* The messages are built and checked by handshake.c; this is the blocking
- * transport for them. One deadline covers the whole exchange (both
+/* The messages are built and checked by codec/handshake.c; this is the
+ * blocking transport for them. One deadline covers the whole exchange (both
  * directions) of an accept or a connect. */
 
-static double left(int64_t deadline)
+static double listener_left(int64_t deadline)
 {
     if (deadline == MP__NO_DEADLINE)
         return MP_FOREVER;
@@ -154,17 +155,25 @@ static double left(int64_t deadline)
     return ns > 0 ? (double)ns / 1e9 : 0.0;
 }
 
-/* A handshake receive: at most 256 bytes; a message over the limit or a
- * corrupt frame is a failed handshake. */
-static int recv_handshake(mp_conn *c, void **buf, size_t *len, int64_t deadline)
+/* A handshake receive into buf: at most MP__HS_MAXLEN bytes, as Python's
+ * recv_bytes(256) (a longer message stops the connection reading); a
+ * message over the limit or a corrupt frame is a failed handshake. */
+static int listener_recv_handshake(mp_conn *c, unsigned char buf[MP__HS_MAXLEN], size_t *len,
+                                   int64_t deadline)
 {
-    int rc = mp_conn_recv_bytes(c, buf, len, MP__HS_MAXLEN, left(deadline));
+    void *msg;
+    int rc = mp_conn_recv_bytes(c, &msg, len, MP__HS_MAXLEN, listener_left(deadline));
     if (rc == MP_ETOOLONG || rc == MP_EPROTO || rc == MP_ETRUNCATED)
         return MP_EAUTH;
-    return rc;
+    if (rc < 0)
+        return rc;
+    MP__ASSERT(*len <= MP__HS_MAXLEN);
+    memcpy(buf, msg, *len);
+    free(msg);
+    return 0;
 }
 
-static int deliver(mp_conn *c, const void *key, size_t keylen, int form, int64_t deadline)
+static int listener_deliver(mp_conn *c, const void *key, size_t keylen, int form, int64_t deadline)
 {
     unsigned char random[MP__HS_RANDOM], out[MP__HS_CHALLENGE_MAX];
     int rc = mp__random_bytes(random, sizeof random);
@@ -174,62 +183,53 @@ static int deliver(mp_conn *c, const void *key, size_t keylen, int form, int64_t
     rc = mp_conn_send_bytes(c, out, n);
     if (rc < 0)
         return rc;
-    void *resp;
+    unsigned char resp[MP__HS_MAXLEN];
     size_t rlen;
-    rc = recv_handshake(c, &resp, &rlen, deadline);
-    if (rc < 0)
+    if ((rc = listener_recv_handshake(c, resp, &rlen, deadline)) < 0)
         return rc;
     bool ok = mp__hs_verify(key, keylen, out + MP__HS_PREFIX, n - MP__HS_PREFIX, resp, rlen);
-    free(resp);
     rc = mp_conn_send_bytes(c, mp__hs_verdict(ok), MP__HS_VERDICT_LEN);
     if (!ok)
         return MP_EAUTH;
     return rc;
 }
 
-static int answer(mp_conn *c, const void *key, size_t keylen, int64_t deadline)
+static int listener_answer(mp_conn *c, const void *key, size_t keylen, int64_t deadline)
 {
-    void *msg;
+    unsigned char msg[MP__HS_MAXLEN], reply[MP__HS_RESPONSE_MAX];
     size_t n;
-    int rc = recv_handshake(c, &msg, &n, deadline);
+    int rc = listener_recv_handshake(c, msg, &n, deadline);
     if (rc < 0)
         return rc;
-    unsigned char reply[MP__HS_RESPONSE_MAX];
     int rn = mp__hs_respond(key, keylen, msg, n, reply);
-    free(msg);
     if (rn < 0)
         return rn;
-    rc = mp_conn_send_bytes(c, reply, (size_t)rn);
-    if (rc < 0)
+    if ((rc = mp_conn_send_bytes(c, reply, (size_t)rn)) < 0)
         return rc;
-    void *verdict;
-    size_t vlen;
-    rc = recv_handshake(c, &verdict, &vlen, deadline);
-    if (rc < 0)
+    /* The verdict reuses msg: the challenge is answered. */
+    if ((rc = listener_recv_handshake(c, msg, &n, deadline)) < 0)
         return rc;
-    bool welcome = mp__hs_welcomed(verdict, vlen);
-    free(verdict);
-    return welcome ? 0 : MP_EAUTH;
+    return mp__hs_welcomed(msg, n) ? 0 : MP_EAUTH;
 }
 
 /* A peer that hangs up during the handshake shows as end of file, a reset
  * or a broken pipe depending on who moved first; report one code for it. */
-static int hung_up_is_eof(int rc)
+static int listener_hung_up_is_eof(int rc)
 {
     return rc == -ECONNRESET || rc == -EPIPE ? MP_EOF : rc;
 }
 
 /* Both directions, in the order the listener (deliver first) or the client
  * (answer first) runs them. */
-static int handshake(mp_conn *c, const void *key, size_t keylen, int form, bool deliver_first,
-                     int64_t deadline)
+static int listener_handshake(mp_conn *c, const void *key, size_t keylen, int form,
+                              bool deliver_first, int64_t deadline)
 {
-    int rc =
-        deliver_first ? deliver(c, key, keylen, form, deadline) : answer(c, key, keylen, deadline);
+    int rc = deliver_first ? listener_deliver(c, key, keylen, form, deadline)
+                           : listener_answer(c, key, keylen, deadline);
     if (rc == 0)
-        rc = deliver_first ? answer(c, key, keylen, deadline)
-                           : deliver(c, key, keylen, form, deadline);
-    return hung_up_is_eof(rc);
+        rc = deliver_first ? listener_answer(c, key, keylen, deadline)
+                           : listener_deliver(c, key, keylen, form, deadline);
+    return listener_hung_up_is_eof(rc);
 }
 
 MP_API int mp_deliver_challenge(mp_conn *c, const void *authkey, size_t authkey_len, int form,
@@ -239,7 +239,8 @@ MP_API int mp_deliver_challenge(mp_conn *c, const void *authkey, size_t authkey_
         return -EINVAL;
     if (mp__bad_timeout(timeout))
         return MP_EVALUE;
-    return hung_up_is_eof(deliver(c, authkey, authkey_len, form, mp__deadline(timeout)));
+    return listener_hung_up_is_eof(
+        listener_deliver(c, authkey, authkey_len, form, mp__deadline(timeout)));
 }
 
 MP_API int mp_answer_challenge(mp_conn *c, const void *authkey, size_t authkey_len, double timeout)
@@ -248,7 +249,7 @@ MP_API int mp_answer_challenge(mp_conn *c, const void *authkey, size_t authkey_l
         return -EINVAL;
     if (mp__bad_timeout(timeout))
         return MP_EVALUE;
-    return hung_up_is_eof(answer(c, authkey, authkey_len, mp__deadline(timeout)));
+    return listener_hung_up_is_eof(listener_answer(c, authkey, authkey_len, mp__deadline(timeout)));
 }
 
 /* ---- Listener ----------------------------------------------------------------- */
@@ -273,47 +274,45 @@ MP_API int mp_listener_new(mp_listener **out, const char *address, const void *a
     l->fd = -1;
     l->creator = getpid();
     l->challenge = o.challenge;
-    int rc = pthread_mutex_init(&l->mu, NULL) == 0 ? 0 : -ENOMEM;
-    if (rc == 0 && authkey_len) {
-        l->authkey = malloc(authkey_len);
-        if (l->authkey) {
-            memcpy(l->authkey, authkey, authkey_len);
-            l->authkey_len = authkey_len;
-        } else {
-            rc = -ENOMEM;
-        }
+    int rc = -ENOMEM;
+    /* From here mp_listener_free() undoes whatever was done. */
+    if (pthread_mutex_init(&l->mu, NULL) != 0)
+        goto fail;
+    if (authkey_len) {
+        if (!(l->authkey = malloc(authkey_len)))
+            goto fail;
+        memcpy(l->authkey, authkey, authkey_len);
+        l->authkey_len = authkey_len;
     }
     struct mp__sockaddr want;
-    if (rc == 0) {
-        if (address) {
-            rc = parse_address(address, &want);
-        } else {
-            rc = private_unix_address(l);
-            want = l->bound;
-        }
+    if (address) {
+        rc = listener_parse_address(address, &want);
+    } else {
+        rc = listener_private_unix_address(l);
+        want = l->bound;
     }
-    if (rc == 0) {
-        int fd = mp__listen(&want, o.backlog > 0 ? o.backlog : DEFAULT_BACKLOG, &l->bound);
-        if (fd < 0) {
-            rc = fd;
-        } else {
-            l->fd = fd;
-            if (want.family == AF_UNIX && !want.abstract) {
-                l->unlink_path = true;
-                /* Python's socket is as private as its directory; ours is
-                 * 0600 as well, whatever the umask. */
-                if (!address)
-                    (void)chmod(want.path, 0600);
-            }
-        }
+    if (rc < 0)
+        goto fail;
+    int fd = mp__listen(&want, o.backlog > 0 ? o.backlog : DEFAULT_BACKLOG, &l->bound);
+    if (fd < 0) {
+        rc = fd;
+        goto fail;
     }
-    if (rc < 0) {
-        mp_listener_free(l);
-        return rc;
+    l->fd = fd;
+    if (want.family == AF_UNIX && !want.abstract) {
+        l->unlink_path = true;
+        /* Python's socket is as private as its directory; ours is 0600 as
+         * well, whatever the umask. */
+        if (!address)
+            (void)chmod(want.path, 0600);
     }
-    format_address(&l->bound, l->address, sizeof l->address);
+    listener_format_address(&l->bound, l->address, sizeof l->address);
     *out = l;
     return 0;
+
+fail:
+    mp_listener_free(l);
+    return rc;
 }
 
 MP_API int mp_listener_accept(mp_listener *l, mp_conn **out, double timeout)
@@ -342,7 +341,7 @@ MP_API int mp_listener_accept(mp_listener *l, mp_conn **out, double timeout)
     l->have_last = true;
     pthread_mutex_unlock(&l->mu);
     if (l->authkey_len) {
-        rc = handshake(c, l->authkey, l->authkey_len, l->challenge, true, deadline);
+        rc = listener_handshake(c, l->authkey, l->authkey_len, l->challenge, true, deadline);
         if (rc < 0) {
             mp_conn_free(c);
             return rc;
@@ -419,7 +418,7 @@ MP_API int mp_client_connect(mp_conn **out, const char *address, const void *aut
     if (mp__bad_timeout(timeout))
         return MP_EVALUE;
     struct mp__sockaddr a;
-    int rc = parse_address(address, &a);
+    int rc = listener_parse_address(address, &a);
     if (rc < 0)
         return rc;
     int64_t deadline = mp__deadline(timeout);
@@ -433,7 +432,7 @@ MP_API int mp_client_connect(mp_conn **out, const char *address, const void *aut
         return rc;
     }
     if (authkey) {
-        rc = handshake(c, authkey, authkey_len, MP_AUTH_SHA256, false, deadline);
+        rc = listener_handshake(c, authkey, authkey_len, MP_AUTH_SHA256, false, deadline);
         if (rc < 0) {
             mp_conn_free(c);
             return rc;

@@ -1,6 +1,8 @@
 /*
  * qpipe - the chunked pipe, shared read-ahead ring, held item and spill file
- * under the queues (see qpipe.h for the format and the guarantees).
+ * under the queues (see qpipe.h for the format and the guarantees). Its
+ * sibling queue.c builds the queue types on it. Static functions carry
+ * qpipe_.
  */
 #include "queue/qpipe.h"
 
@@ -55,7 +57,7 @@ _Static_assert(WRITE_MAX <= PIPE_BUF, "a write of whole chunks must be atomic");
 /* ---- setup ------------------------------------------------------------------ */
 
 /* The header key: random, so that another queue's chunks do not pass here. */
-static uint32_t make_key(const void *salt)
+static uint32_t qpipe_make_key(const void *salt)
 {
     uint32_t k = 0;
     if (mp__random_bytes(&k, sizeof k) < 0) {
@@ -101,7 +103,7 @@ int mp__qpipe_open(struct mp__qpipe *qp, size_t max_item)
     sh->cap = (uint32_t)cap;
     sh->clean = cap; /* a fresh mapping is all zero */
     sh->max_item = max_item;
-    sh->key = make_key(sh);
+    sh->key = qpipe_make_key(sh);
     if ((rc = mp__mutex_init(&sh->rlock, false)) < 0)
         goto fail_sh;
     if ((rc = mp__mutex_init(&sh->wlock, false)) < 0)
@@ -151,19 +153,35 @@ size_t mp__qpipe_max_item(const struct mp__qpipe *qp)
 }
 
 /* A robust lock. A dead holder needs no repair here: the writers' state is
- * the pipe itself, and the readers' is checked by recover_read() on every
+ * the pipe itself, and the readers' is checked by qpipe_recover_read() on every
  * acquisition. */
-static int lock(pthread_mutex_t *m, int64_t deadline)
+static int qpipe_lock(pthread_mutex_t *m, int64_t deadline)
 {
     int rc = mp__mutex_lock(m, deadline);
     return rc == MP_EOWNERDEAD ? 0 : rc;
+}
+
+/* For MP__ASSERT, of the lock order (slock is taken under rlock or wlock,
+ * never alone) and of who may touch what: the calling thread holds the
+ * robust error-checking mutex m (a trylock by its owner is refused with
+ * EDEADLK and changes nothing). */
+static inline bool qpipe_held(pthread_mutex_t *m)
+{
+    return pthread_mutex_trylock(m) == EDEADLK;
+}
+
+/* For MP__ASSERT (rlock held): the ring's offsets are in order - parsed up
+ * to head, read up to tail, known zero up to clean - and span one ring. */
+static inline bool qpipe_ring_ok(const struct mp__qpipe_shared *sh)
+{
+    return sh->head <= sh->tail && sh->tail <= sh->clean && sh->clean - sh->head <= sh->cap;
 }
 
 /* ---- the chunk header ------------------------------------------------------- */
 
 /* The check word: the other fields mixed with the queue's key (murmur3's
  * finaliser), so that no fixed pattern - zeros, text - passes for a header. */
-static uint32_t hdr_check(uint32_t key, unsigned h0, size_t len)
+static uint32_t qpipe_hdr_check(uint32_t key, unsigned h0, size_t len)
 {
     uint32_t x = key ^ ((uint32_t)h0 | (uint32_t)len << 8);
     x ^= x >> 16;
@@ -178,7 +196,7 @@ void mp__qpipe_header(const struct mp__qpipe *qp, unsigned flags, size_t len,
                       unsigned char hdr[MP__QPIPE_HDR])
 {
     unsigned h0 = F_MAGIC | (flags & 0x7f);
-    uint32_t c = hdr_check(qp->sh->key, h0, len);
+    uint32_t c = qpipe_hdr_check(qp->sh->key, h0, len);
     hdr[0] = (unsigned char)h0;
     hdr[1] = (unsigned char)len;
     hdr[2] = (unsigned char)(len >> 8);
@@ -193,7 +211,7 @@ void mp__qpipe_header(const struct mp__qpipe *qp, unsigned flags, size_t len,
  * bytes are not a header this queue's writers make: reserved bits, a HINT
  * with a payload, a START or CONT chunk that is not full, an empty END, or
  * a wrong check. */
-static inline long hdr_parse(uint32_t key, const unsigned char *h)
+static inline long qpipe_hdr_parse(uint32_t key, const unsigned char *h)
 {
     unsigned h0 = h[0];
     if ((h0 & 0xf0) != F_MAGIC)
@@ -211,16 +229,17 @@ static inline long hdr_parse(uint32_t key, const unsigned char *h)
         return -1;
     }
     uint32_t c = (uint32_t)h[4] | (uint32_t)h[5] << 8 | (uint32_t)h[6] << 16 | (uint32_t)h[7] << 24;
-    return c == hdr_check(key, h0, len) ? (long)len : -1;
+    return c == qpipe_hdr_check(key, h0, len) ? (long)len : -1;
 }
 
 /* hdr_parse for a reader (rlock held: qp->rlast is the readers'): a header
  * equal to the last valid one is valid. */
-static inline long hdr_parse_cached(struct mp__qpipe *qp, uint32_t key, const unsigned char *h)
+static inline long qpipe_hdr_parse_cached(struct mp__qpipe *qp, uint32_t key,
+                                          const unsigned char *h)
 {
     if (memcmp(h, qp->rlast, HDR) == 0)
         return (long)((size_t)h[1] | (size_t)h[2] << 8 | (size_t)h[3] << 16);
-    long l = hdr_parse(key, h);
+    long l = qpipe_hdr_parse(key, h);
     if (l >= 0)
         memcpy(qp->rlast, h, HDR);
     return l;
@@ -229,10 +248,12 @@ static inline long hdr_parse_cached(struct mp__qpipe *qp, uint32_t key, const un
 /* ---- spilling --------------------------------------------------------------- */
 
 /* Append items to the spill file (wlock held). */
-static int spill_items(struct mp__qpipe *qp, const struct mp__qitem *items, size_t n)
+static int qpipe_spill_items(struct mp__qpipe *qp, const struct mp__qitem *items, size_t n)
 {
     struct mp__qpipe_shared *sh = qp->sh;
-    (void)lock(&sh->slock, MP__NO_DEADLINE);
+    MP__ASSERT(qpipe_held(&sh->wlock));
+    (void)qpipe_lock(&sh->slock, MP__NO_DEADLINE);
+    MP__ASSERT(sh->spill_head <= sh->spill_tail);
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         uint64_t len = items[i].len;
@@ -263,9 +284,11 @@ struct wbuf {
 };
 
 /* Add a chunk (wlock held: qp->wlast is the writers'). */
-static void put_chunk(struct mp__qpipe *qp, struct wbuf *w, unsigned flags, const void *p,
-                      size_t len)
+static void qpipe_put_chunk(struct mp__qpipe *qp, struct wbuf *w, unsigned flags, const void *p,
+                            size_t len)
 {
+    /* A write holds whole chunks within WRITE_MAX (one atomic write). */
+    MP__ASSERT(w->nchunks < WRITE_CHUNKS && w->bytes + HDR + len <= WRITE_MAX);
     unsigned char *h = w->hdr[w->nchunks++];
     unsigned char *last = qp->wlast;
     if (last[0] != (F_MAGIC | flags) || last[1] != (unsigned char)len ||
@@ -294,7 +317,7 @@ struct writer {
 /* Write the built chunks, all or nothing, waiting for room as the writer
  * allows. Returns 0 (written, w emptied), 1 (no room and the writer must not
  * wait: spill from here), MP_ETIMEDOUT, or -errno. */
-static int emit(struct writer *wr, struct wbuf *w)
+static int qpipe_emit(struct writer *wr, struct wbuf *w)
 {
     if (w->nchunks == 0)
         return 0;
@@ -337,12 +360,12 @@ static int emit(struct writer *wr, struct wbuf *w)
 
 /* Tell sleeping readers to look at the spill file. Best effort: a full pipe
  * has no sleeping readers. */
-static void send_hint(struct writer *wr)
+static void qpipe_send_hint(struct writer *wr)
 {
     struct wbuf w;
     w.niov = w.nchunks = 0;
     w.bytes = 0;
-    put_chunk(wr->qp, &w, F_HINT, NULL, 0);
+    qpipe_put_chunk(wr->qp, &w, F_HINT, NULL, 0);
     (void)mp__writev_once(wr->qp->wfd, w.iov, w.niov, wr->sigpipe_blocked);
 }
 
@@ -351,7 +374,7 @@ int mp__qpipe_write(struct mp__qpipe *qp, const struct mp__qitem *items, size_t 
 {
     struct writer wr = {qp, deadline, spill && *spill, stop, sigpipe_blocked, 0};
     *written = 0;
-    int rc = lock(&qp->sh->wlock, deadline);
+    int rc = qpipe_lock(&qp->sh->wlock, deadline);
     if (rc < 0)
         return rc;
     struct wbuf *w = malloc(sizeof *w);
@@ -370,26 +393,26 @@ int mp__qpipe_write(struct mp__qpipe *qp, const struct mp__qitem *items, size_t 
         unsigned kind = items[i].kind == MP__QK_OBJ ? F_OBJ : 0;
         if (HDR + len <= WRITE_MAX) {
             if (w->bytes + HDR + len > WRITE_MAX || w->nchunks == WRITE_CHUNKS) {
-                if ((rc = emit(&wr, w)) != 0)
+                if ((rc = qpipe_emit(&wr, w)) != 0)
                     break;
                 done += pending;
                 pending = 0;
             }
-            put_chunk(qp, w, F_START | F_END | kind, p, len);
+            qpipe_put_chunk(qp, w, F_START | F_END | kind, p, len);
             pending++;
             continue;
         }
         /* A big item: flush what is built, then its chunks one write each;
          * all but the last carry CHUNK_MAX bytes. */
-        if ((rc = emit(&wr, w)) != 0)
+        if ((rc = qpipe_emit(&wr, w)) != 0)
             break;
         done += pending;
         pending = 0;
         for (size_t off = 0; off < len && rc == 0;) {
             size_t c = len - off < CHUNK_MAX ? len - off : CHUNK_MAX;
             unsigned flags = (off == 0 ? F_START : 0) | (off + c == len ? F_END : 0) | kind;
-            put_chunk(qp, w, flags, p + off, c);
-            rc = emit(&wr, w);
+            qpipe_put_chunk(qp, w, flags, p + off, c);
+            rc = qpipe_emit(&wr, w);
             off += c;
         }
         /* On failure part way the item is abandoned: its START has no END,
@@ -398,22 +421,23 @@ int mp__qpipe_write(struct mp__qpipe *qp, const struct mp__qitem *items, size_t 
             done++;
     }
     if (rc == 0) {
-        rc = emit(&wr, w);
+        rc = qpipe_emit(&wr, w);
         if (rc == 0)
             done += pending;
     }
     if (rc == 1) {
         /* No room and no waiting: the rest goes to the spill file, in order. */
-        rc = spill_items(qp, items + done, n - done);
+        rc = qpipe_spill_items(qp, items + done, n - done);
         if (rc == 0) {
             done = n;
-            send_hint(&wr);
+            qpipe_send_hint(&wr);
         }
         if (spill)
             *spill = true; /* the producer's later items must follow these */
     }
     free(w);
     mp__mutex_unlock(&qp->sh->wlock);
+    MP__ASSERT(done <= n && (rc != 0 || done == n));
     *written = done;
     return rc;
 }
@@ -421,7 +445,7 @@ int mp__qpipe_write(struct mp__qpipe *qp, const struct mp__qitem *items, size_t 
 /* ---- reading: the ring ------------------------------------------------------------ */
 
 /* Copy n ring bytes from absolute offset pos (wrapping). */
-static void ring_copy(const struct mp__qpipe_shared *sh, uint64_t pos, void *dst, size_t n)
+static void qpipe_ring_copy(const struct mp__qpipe_shared *sh, uint64_t pos, void *dst, size_t n)
 {
     size_t at = (size_t)(pos % sh->cap);
     size_t first = sh->cap - at < n ? sh->cap - at : n;
@@ -430,7 +454,7 @@ static void ring_copy(const struct mp__qpipe_shared *sh, uint64_t pos, void *dst
         memcpy((unsigned char *)dst + first, sh->ring, n - first);
 }
 
-static void ring_zero(struct mp__qpipe_shared *sh, uint64_t from, uint64_t to)
+static void qpipe_ring_zero(struct mp__qpipe_shared *sh, uint64_t from, uint64_t to)
 {
     while (from < to) {
         size_t at = (size_t)(from % sh->cap);
@@ -447,15 +471,15 @@ static void ring_zero(struct mp__qpipe_shared *sh, uint64_t from, uint64_t to)
  * boundaries, so the new bytes are whole chunks up to the first zero byte
  * (every chunk starts with 0x80). Junk in that read ends the count early:
  * what follows it in the same read is lost with the reader. */
-static void recover_read(struct mp__qpipe_shared *sh)
+static void qpipe_recover_read(struct mp__qpipe_shared *sh)
 {
     if (!sh->reading)
         return;
     uint64_t end = sh->tail + sh->read_len;
     while (end - sh->tail >= HDR) {
         unsigned char h[HDR];
-        ring_copy(sh, sh->tail, h, HDR);
-        long clen = hdr_parse(sh->key, h);
+        qpipe_ring_copy(sh, sh->tail, h, HDR);
+        long clen = qpipe_hdr_parse(sh->key, h);
         if (clen < 0 || end - sh->tail < HDR + (uint64_t)clen)
             break;
         sh->tail += HDR + (uint64_t)clen;
@@ -468,7 +492,7 @@ static void recover_read(struct mp__qpipe_shared *sh)
  * pipe can hold does; with less room, ask FIONREAD first and read only if all
  * of it fits. Returns bytes read, 0 when the pipe is empty or the ring too
  * full, or -errno. */
-static ssize_t refill(struct mp__qpipe *qp, size_t pipe_cap)
+static ssize_t qpipe_refill(struct mp__qpipe *qp, size_t pipe_cap)
 {
     struct mp__qpipe_shared *sh = qp->sh;
     size_t room = sh->cap - (size_t)(sh->tail - sh->head);
@@ -483,7 +507,7 @@ static ssize_t refill(struct mp__qpipe *qp, size_t pipe_cap)
     }
     uint64_t start = sh->clean > sh->tail ? sh->clean : sh->tail;
     if (start < sh->tail + n) {
-        ring_zero(sh, start, sh->tail + n);
+        qpipe_ring_zero(sh, start, sh->tail + n);
         sh->clean = sh->tail + n;
     }
     struct iovec iov[2];
@@ -493,12 +517,14 @@ static ssize_t refill(struct mp__qpipe *qp, size_t pipe_cap)
     iov[0].iov_len = first;
     iov[1].iov_base = sh->ring;
     iov[1].iov_len = n - first;
+    MP__ASSERT(!sh->reading && qpipe_ring_ok(sh));
     sh->read_len = n;
     __atomic_store_n(&sh->reading, 1, __ATOMIC_RELEASE);
     ssize_t r = mp__readv_once(qp->rfd, iov, n > first ? 2 : 1);
     if (r > 0)
         sh->tail += (uint64_t)r;
     __atomic_store_n(&sh->reading, 0, __ATOMIC_RELEASE);
+    MP__ASSERT(qpipe_ring_ok(sh));
     return r == -EAGAIN ? 0 : r;
 }
 
@@ -517,7 +543,7 @@ struct asm_item {
     bool skip;   /* over max_item: its chunks are dropped as they come */
 };
 
-static void asm_free(struct asm_item *a)
+static void qpipe_asm_free(struct asm_item *a)
 {
     free(a->buf);
     a->buf = NULL;
@@ -526,9 +552,9 @@ static void asm_free(struct asm_item *a)
 
 /* Forget the item being assembled (its writer died or gave up before the
  * END, or it is too long), and the part of it in the held file. */
-static void asm_drop(struct mp__qpipe *qp, struct asm_item *a)
+static void qpipe_asm_drop(struct mp__qpipe *qp, struct asm_item *a)
 {
-    asm_free(a);
+    qpipe_asm_free(a);
     if (a->prefix)
         (void)mp__truncate(qp->held_fd, 0);
     a->prefix = 0;
@@ -538,7 +564,7 @@ static void asm_drop(struct mp__qpipe *qp, struct asm_item *a)
 /* Room for n more bytes, growing only as bytes arrive: a one-chunk item
  * gets exactly its size, a big one doubles as its chunks come, up to limit
  * (what max_item leaves for buf). */
-static int asm_reserve(struct asm_item *a, size_t n, bool last, size_t limit)
+static int qpipe_asm_reserve(struct asm_item *a, size_t n, bool last, size_t limit)
 {
     if (a->buf && a->len + n <= a->cap)
         return 0;
@@ -562,7 +588,7 @@ static int asm_reserve(struct asm_item *a, size_t n, bool last, size_t limit)
  * of the kind wanted (its START stays at the head); -ENOMEM (the chunk stays
  * in the ring for later).
  */
-static int parse(struct mp__qpipe *qp, struct asm_item *a, int want)
+static int qpipe_parse(struct mp__qpipe *qp, struct asm_item *a, int want)
 {
     struct mp__qpipe_shared *sh = qp->sh;
     uint32_t key = sh->key;
@@ -572,10 +598,10 @@ static int parse(struct mp__qpipe *qp, struct asm_item *a, int want)
         size_t at = (size_t)(sh->head % sh->cap);
         const unsigned char *h = sh->ring + at;
         if (sh->cap - at < HDR) {
-            ring_copy(sh, sh->head, copy, HDR); /* a header cut by the wrap */
+            qpipe_ring_copy(sh, sh->head, copy, HDR); /* a header cut by the wrap */
             h = copy;
         }
-        long l = hdr_parse_cached(qp, key, h);
+        long l = qpipe_hdr_parse_cached(qp, key, h);
         if (l < 0) {
             /* Junk: skip one byte of it. The next real header is never
              * inside a chunk (chunks are written whole), so it is found
@@ -593,7 +619,7 @@ static int parse(struct mp__qpipe *qp, struct asm_item *a, int want)
         }
         if (flags & F_START) {
             if (a->active)
-                asm_drop(qp, a); /* its writer died or gave up before the END */
+                qpipe_asm_drop(qp, a); /* its writer died or gave up before the END */
             int kind = (flags & F_OBJ) ? MP__QK_OBJ : MP__QK_BYTES;
             if (want != MP__QK_ANY && kind != want)
                 return MP_ETYPE;
@@ -607,21 +633,24 @@ static int parse(struct mp__qpipe *qp, struct asm_item *a, int want)
             size_t room = max_item - a->prefix - a->len;
             if (clen > room) {
                 /* Too long: no library put made it. Drop it as it streams. */
-                asm_drop(qp, a);
+                qpipe_asm_drop(qp, a);
                 a->active = a->skip = true;
-            } else if (asm_reserve(a, clen, (flags & F_END) != 0, room + a->len) < 0) {
+            } else if (qpipe_asm_reserve(a, clen, (flags & F_END) != 0, room + a->len) < 0) {
                 if (flags & F_START)
                     a->active = false; /* nothing taken: the START stays */
                 return -ENOMEM;
             } else {
-                ring_copy(sh, sh->head + HDR, a->buf + a->len, clen);
+                qpipe_ring_copy(sh, sh->head + HDR, a->buf + a->len, clen);
                 a->len += clen;
             }
         }
         sh->head += HDR + clen;
+        MP__ASSERT(sh->head <= sh->tail);
         if (flags & F_END) {
-            if (!a->skip)
+            if (!a->skip) {
+                MP__ASSERT(a->prefix + a->len <= max_item && a->len <= a->cap);
                 return 1;
+            }
             a->active = a->skip = false;
         }
     }
@@ -634,22 +663,25 @@ static int parse(struct mp__qpipe *qp, struct asm_item *a, int want)
  * the next get: its bytes after those already in the held file go there.
  * If the file cannot take them, the item is lost (as if its writer had died)
  * and the error is returned. */
-static int stash(struct mp__qpipe *qp, struct asm_item *a, bool whole)
+static int qpipe_stash(struct mp__qpipe *qp, struct asm_item *a, bool whole)
 {
     struct mp__qpipe_shared *sh = qp->sh;
+    /* This read took the held slot over (or found it empty) under rlock. */
+    MP__ASSERT(qpipe_held(&sh->rlock) && sh->held == 0);
+    MP__ASSERT(a->active && !a->skip && a->prefix + a->len <= sh->max_item);
     int rc = 0;
     if (a->prefix == 0)
         rc = mp__truncate(qp->held_fd, 0); /* what a dead reader left */
     if (rc == 0 && a->len)
         rc = mp__pwrite_all(qp->held_fd, a->buf, a->len, a->prefix);
     if (rc < 0) {
-        asm_drop(qp, a);
+        qpipe_asm_drop(qp, a);
         return rc;
     }
     sh->held_len = (uint64_t)a->prefix + a->len;
     sh->held_kind = (uint32_t)a->kind;
     __atomic_store_n(&sh->held, whole ? 2u : 1u, __ATOMIC_RELEASE);
-    asm_free(a);
+    qpipe_asm_free(a);
     a->prefix = 0;
     a->active = false;
     return 0;
@@ -657,15 +689,18 @@ static int stash(struct mp__qpipe *qp, struct asm_item *a, bool whole)
 
 /* Take over the held item (rlock held): 1 for a whole one, 0 for a part
  * (a's prefix from now on) or none, MP_ETYPE when it is of the other kind
- * (it stays). The bytes stay in the held file until join_prefix() reads
+ * (it stays). The bytes stay in the held file until qpipe_join_prefix() reads
  * them; a reader that dies before it stashes or delivers the item loses it,
  * as the held slot is free from here. */
-static int take_held(struct mp__qpipe *qp, struct asm_item *a, int want)
+static int qpipe_take_held(struct mp__qpipe *qp, struct asm_item *a, int want)
 {
     struct mp__qpipe_shared *sh = qp->sh;
+    MP__ASSERT(qpipe_held(&sh->rlock));
     unsigned held = __atomic_load_n(&sh->held, __ATOMIC_ACQUIRE);
     if (!held)
         return 0;
+    MP__ASSERT(held <= 2 && sh->held_len <= sh->max_item);
+    MP__ASSERT(sh->held_kind == MP__QK_BYTES || sh->held_kind == MP__QK_OBJ);
     if (want != MP__QK_ANY && (int)sh->held_kind != want)
         return MP_ETYPE;
     a->kind = (int)sh->held_kind;
@@ -677,7 +712,7 @@ static int take_held(struct mp__qpipe *qp, struct asm_item *a, int want)
 }
 
 /* Make a whole item one buffer: read back its prefix from the held file. */
-static int join_prefix(struct mp__qpipe *qp, struct asm_item *a)
+static int qpipe_join_prefix(struct mp__qpipe *qp, struct asm_item *a)
 {
     if (a->prefix == 0)
         return 0;
@@ -707,16 +742,18 @@ static int join_prefix(struct mp__qpipe *qp, struct asm_item *a)
 /* Take one spilled item (rlock held), offering it to accept first. 1 with the
  * item in a; 0 if none; MP_ETYPE (it stays); what accept returned; -errno.
  * The spill head moves only once the item is taken. */
-static int spill_take(struct mp__qpipe *qp, struct asm_item *a, int want,
-                      mp__qpipe_accept_fn accept, void *ctx, int64_t deadline)
+static int qpipe_spill_take(struct mp__qpipe *qp, struct asm_item *a, int want,
+                            mp__qpipe_accept_fn accept, void *ctx, int64_t deadline)
 {
     struct mp__qpipe_shared *sh = qp->sh;
+    MP__ASSERT(qpipe_held(&sh->rlock));
     if (__atomic_load_n(&sh->spill_head, __ATOMIC_RELAXED) ==
         __atomic_load_n(&sh->spill_tail, __ATOMIC_RELAXED))
         return 0;
-    int rc = lock(&sh->slock, deadline);
+    int rc = qpipe_lock(&sh->slock, deadline);
     if (rc < 0)
         return rc;
+    MP__ASSERT(sh->spill_head <= sh->spill_tail);
     uint64_t head = sh->spill_head, avail = sh->spill_tail - head;
     unsigned char hdr[SPILL_HDR];
     uint64_t n = 0;
@@ -754,7 +791,7 @@ static int spill_take(struct mp__qpipe *qp, struct asm_item *a, int want,
         free(buf);
         return rc; /* -ENOMEM: the item stays */
     }
-    (void)lock(&sh->slock, MP__NO_DEADLINE);
+    (void)qpipe_lock(&sh->slock, MP__NO_DEADLINE);
     sh->spill_head = head + SPILL_HDR + n;
     if (sh->spill_head == sh->spill_tail) {
         sh->spill_head = sh->spill_tail = 0;
@@ -773,16 +810,17 @@ int mp__qpipe_read(struct mp__qpipe *qp, int want, mp__qpipe_accept_fn accept, v
                    void **data, size_t *len, int *kind, int64_t deadline)
 {
     struct mp__qpipe_shared *sh = qp->sh;
-    int rc = lock(&sh->rlock, deadline);
+    int rc = qpipe_lock(&sh->rlock, deadline);
     if (rc < 0)
         return rc;
-    recover_read(sh);
+    qpipe_recover_read(sh);
+    MP__ASSERT(qpipe_ring_ok(sh));
     struct asm_item a = {0};
     bool from_spill = false;
     bool refilled = false; /* this call has looked at the pipe */
-    rc = take_held(qp, &a, want);
+    rc = qpipe_take_held(qp, &a, want);
     while (rc == 0) {
-        rc = parse(qp, &a, want);
+        rc = qpipe_parse(qp, &a, want);
         if (rc != 0)
             break;
         /* Whatever keeps arriving, a read ends at its deadline - after one
@@ -793,7 +831,7 @@ int mp__qpipe_read(struct mp__qpipe *qp, int want, mp__qpipe_accept_fn accept, v
             rc = MP_ETIMEDOUT;
             break;
         }
-        ssize_t r = refill(qp, qp->pipe_cap);
+        ssize_t r = qpipe_refill(qp, qp->pipe_cap);
         refilled = true;
         if (r < 0) {
             rc = (int)r;
@@ -802,7 +840,7 @@ int mp__qpipe_read(struct mp__qpipe *qp, int want, mp__qpipe_accept_fn accept, v
         if (r > 0)
             continue;
         if (!a.active) {
-            rc = spill_take(qp, &a, want, accept, ctx, deadline);
+            rc = qpipe_spill_take(qp, &a, want, accept, ctx, deadline);
             if (rc != 0) {
                 from_spill = rc == 1;
                 break;
@@ -834,21 +872,21 @@ int mp__qpipe_read(struct mp__qpipe *qp, int want, mp__qpipe_accept_fn accept, v
             bool more = mp__bytes_ready(qp->rfd) > 0;
             (void)pthread_mutex_unlock(&sh->wlock);
             if (!more)
-                asm_drop(qp, &a);
+                qpipe_asm_drop(qp, &a);
         }
     }
     if (rc == 1 && !from_spill) {
         /* A whole item: it is taken once it is one buffer and accepted;
          * short of memory (or of a readable held file) it stays at the head. */
-        rc = a.prefix ? join_prefix(qp, &a) : 0;
+        rc = a.prefix ? qpipe_join_prefix(qp, &a) : 0;
         if (rc < 0)
-            (void)stash(qp, &a, true);
+            (void)qpipe_stash(qp, &a, true);
         else if (accept && (rc = accept(ctx, a.buf, a.len, a.kind)) < 0)
-            (void)stash(qp, &a, true); /* -ENOMEM */
+            (void)qpipe_stash(qp, &a, true); /* -ENOMEM */
         else
             rc = 1;
     } else if (rc != 1 && a.active && !a.skip) {
-        (void)stash(qp, &a, false); /* the next get goes on with it */
+        (void)qpipe_stash(qp, &a, false); /* the next get goes on with it */
     }
     mp__mutex_unlock(&sh->rlock);
     if (rc == 1) {
@@ -860,7 +898,7 @@ int mp__qpipe_read(struct mp__qpipe *qp, int want, mp__qpipe_accept_fn accept, v
             *kind = a.kind;
         return 0;
     }
-    asm_free(&a);
+    qpipe_asm_free(&a);
     return rc;
 }
 

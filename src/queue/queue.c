@@ -18,6 +18,8 @@
  * procedure joins children) it tells the feeder to flush - write without
  * waiting, spill the rest - and at -5 it joins the feeder. A child therefore
  * never waits for its parent to read before it can end.
+ *
+ * Static functions carry queue_, or simplequeue_ for SimpleQueue's own.
  */
 #include "codec/pickle.h"
 #include "core/internal.h"
@@ -84,13 +86,13 @@ struct mp_simplequeue {
 
 /* ---- helpers ------------------------------------------------------------------ */
 
-static void free_items(struct item **items, size_t n)
+static void queue_free_items(struct item **items, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         free(items[i]);
 }
 
-static int local_init(mp_queue *q)
+static int queue_local_init(mp_queue *q)
 {
     if (pthread_mutex_init(&q->mu, NULL) != 0)
         return -ENOMEM;
@@ -108,12 +110,12 @@ static int local_init(mp_queue *q)
 }
 
 /* In a forked child: the handle's process-local half belongs to the parent. */
-static void fork_fixup_slow(mp_queue *q)
+static void queue_fork_fixup_slow(mp_queue *q)
 {
     mp__forkfix_lock();
     unsigned now = mp__forkgen();
     if (q->gen != now) {
-        free_items(q->buf, q->nbuf);
+        queue_free_items(q->buf, q->nbuf);
         free(q->buf);
         q->buf = NULL;
         q->nbuf = q->capbuf = 0;
@@ -122,21 +124,35 @@ static void fork_fixup_slow(mp_queue *q)
         q->flush = 0;
         q->spilling = false;
         q->joincancelled = false;
-        q->hook_flush = q->hook_join = 0; /* process.c dropped them */
+        q->hook_flush = q->hook_join = 0; /* core/process.c dropped them */
         /* The parent's feeder's stack: not freed here, so that a new feeder
          * never gets the same address - and thread id - as a thread this
          * process never had (see FEEDER_STACK). */
         q->stack = NULL;
-        (void)local_init(q);
+        (void)queue_local_init(q);
         __atomic_store_n(&q->gen, now, __ATOMIC_RELEASE);
     }
     mp__forkfix_unlock();
 }
 
-static inline void fork_fixup(mp_queue *q)
+static inline void queue_fork_fixup(mp_queue *q)
 {
     if (__atomic_load_n(&q->gen, __ATOMIC_ACQUIRE) != mp__forkgen())
-        fork_fixup_slow(q);
+        queue_fork_fixup_slow(q);
+}
+
+/* What every put and get checks first, in Python's order; the handle is
+ * this process's from here. */
+static inline int queue_check(mp_queue *q, double timeout)
+{
+    if (!q)
+        return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
+    queue_fork_fixup(q);
+    if (__atomic_load_n(&q->closed, __ATOMIC_ACQUIRE))
+        return MP_ECLOSED;
+    return 0;
 }
 
 /* ---- the feeder ------------------------------------------------------------------ */
@@ -144,7 +160,7 @@ static inline void fork_fixup(mp_queue *q)
 /* Write items[0..n) in batches; give back the places of items that could
  * not be delivered at all (no reader left anywhere, a spill file that cannot
  * grow), as Python's feeder does when a send fails. Frees the items. */
-static void feed(mp_queue *q, struct item **items, size_t n, struct mp__qitem *iov)
+static void queue_feed(mp_queue *q, struct item **items, size_t n, struct mp__qitem *iov)
 {
     for (size_t at = 0; at < n;) {
         size_t k = n - at < FEED_BATCH ? n - at : FEED_BATCH;
@@ -156,17 +172,18 @@ static void feed(mp_queue *q, struct item **items, size_t n, struct mp__qitem *i
         size_t written = 0;
         int rc = mp__qpipe_write(&q->qp, iov, k, MP__NO_DEADLINE, &q->spilling, &q->flush, &written,
                                  true);
+        MP__ASSERT(written <= k && (rc < 0 || written == k));
         for (size_t i = written; rc < 0 && i < k; i++)
             (void)mp_sem_release(q->sem);
         at += k;
     }
-    free_items(items, n);
+    queue_free_items(items, n);
 }
 
 /* Python's _feed(): take everything buffered (swapping arrays, so put()
  * never waits for a write), write it, and sleep until more comes - until
  * told to flush and nothing is left. */
-static void *feeder_main(void *arg)
+static void *queue_feeder_main(void *arg)
 {
     mp_queue *q = arg;
     struct mp__qitem *iov = malloc(FEED_BATCH * sizeof *iov);
@@ -192,11 +209,12 @@ static void *feeder_main(void *arg)
         }
         struct item **take = q->buf;
         size_t n = q->nbuf, cap_take = q->capbuf;
+        MP__ASSERT(take && n <= cap_take);
         q->buf = mine;
         q->capbuf = cap_mine;
         q->nbuf = 0;
         pthread_mutex_unlock(&q->mu);
-        feed(q, take, n, iov);
+        queue_feed(q, take, n, iov);
         pthread_mutex_lock(&q->mu);
         mine = take; /* emptied: the spare for the next swap */
         cap_mine = cap_take;
@@ -209,13 +227,13 @@ static void *feeder_main(void *arg)
 }
 
 /* Ask the feeder to flush and stop (mu held). */
-static void request_flush(mp_queue *q)
+static void queue_request_flush(mp_queue *q)
 {
     __atomic_store_n(&q->flush, 1, __ATOMIC_RELEASE);
     pthread_cond_signal(&q->cv);
 }
 
-static void join_feeder(mp_queue *q)
+static void queue_join_feeder(mp_queue *q)
 {
     pthread_mutex_lock(&q->mu);
     bool live = q->thread_live;
@@ -232,18 +250,18 @@ static void join_feeder(mp_queue *q)
 }
 
 /* Exit hook, priority 10: Python's _finalize_close - flush, do not wait. */
-static void exit_flush(void *arg)
+static void queue_exit_flush(void *arg)
 {
     mp_queue *q = arg;
     pthread_mutex_lock(&q->mu);
     q->hook_flush = 0;
     if (!q->joincancelled)
-        request_flush(q);
+        queue_request_flush(q);
     pthread_mutex_unlock(&q->mu);
 }
 
 /* Exit hook, priority -5: Python's _finalize_join. */
-static void exit_join(void *arg)
+static void queue_exit_join(void *arg)
 {
     mp_queue *q = arg;
     pthread_mutex_lock(&q->mu);
@@ -251,62 +269,66 @@ static void exit_join(void *arg)
     bool cancelled = q->joincancelled;
     pthread_mutex_unlock(&q->mu);
     if (!cancelled)
-        join_feeder(q);
+        queue_join_feeder(q);
+}
+
+/* Register an exit hook unless *id already names one; 0 when it cannot be. */
+static void queue_add_hook(int *id, mp__exit_hook_fn fn, void *arg, int priority)
+{
+    if (!*id) {
+        int rc = mp__exit_hook_add(fn, arg, priority);
+        *id = rc > 0 ? rc : 0;
+    }
 }
 
 /* Start the feeder (mu held). It runs with every signal blocked: signals
  * are for the program's threads, and SIGPIPE must never kill it. */
-static int start_feeder(mp_queue *q)
+static int queue_start_feeder(mp_queue *q)
 {
     if (q->thread_live) {
         /* A feeder that flushed at exit and ended; something put again. */
         pthread_mutex_unlock(&q->mu);
-        join_feeder(q);
+        queue_join_feeder(q);
         pthread_mutex_lock(&q->mu);
         if (q->feeder || q->thread_live)
             return 0; /* another thread started one meanwhile */
     }
+    MP__ASSERT(!q->feeder && !q->thread_live);
     long page = sysconf(_SC_PAGESIZE);
     void *stack = NULL;
     if (posix_memalign(&stack, page > 0 ? (size_t)page : 4096, FEEDER_STACK) != 0)
         return -ENOMEM;
     pthread_attr_t attr;
     int rc = pthread_attr_init(&attr);
-    if (rc != 0) {
-        free(stack);
-        return -rc;
-    }
+    if (rc != 0)
+        goto fail;
     rc = pthread_attr_setstack(&attr, stack, FEEDER_STACK);
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     __atomic_store_n(&q->flush, 0, __ATOMIC_RELEASE);
     if (rc == 0)
-        rc = pthread_create(&q->thread, &attr, feeder_main, q);
+        rc = pthread_create(&q->thread, &attr, queue_feeder_main, q);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     (void)pthread_attr_destroy(&attr);
-    if (rc != 0) {
-        free(stack);
-        return -rc;
-    }
+    if (rc != 0)
+        goto fail;
     q->stack = stack;
     q->thread_live = true;
     q->feeder = true;
-    if (!q->hook_flush)
-        q->hook_flush = mp__exit_hook_add(exit_flush, q, 10);
-    if (!q->hook_join)
-        q->hook_join = mp__exit_hook_add(exit_join, q, -5);
-    if (q->hook_flush < 0)
-        q->hook_flush = 0;
-    if (q->hook_join < 0)
-        q->hook_join = 0;
+    queue_add_hook(&q->hook_flush, queue_exit_flush, q, 10);
+    queue_add_hook(&q->hook_join, queue_exit_join, q, -5);
     return 0;
+
+fail:
+    free(stack);
+    return -rc;
 }
 
 /* ---- Queue ------------------------------------------------------------------------ */
 
 /* max_item as the options give it: 0 for the default. */
-static int max_item_of(const mp_queue_opts *opts, size_t *max_item)
+static int queue_max_item_of(const mp_queue_opts *opts, size_t *max_item)
 {
     size_t m = opts && opts->max_item ? opts->max_item : MP_QUEUE_MAX_ITEM_DEFAULT;
     if ((uint64_t)m > MP__QPIPE_MAX_ITEM_LIMIT)
@@ -328,29 +350,27 @@ static int queue_make(mp_queue **out, unsigned maxsize, bool joinable, size_t ma
     q->maxsize = maxsize ? maxsize : (unsigned)SEM_VALUE_MAX;
     q->gen = mp__forkgen();
     int rc = mp__qpipe_open(&q->qp, max_item);
-    if (rc < 0) {
-        free(q);
-        return rc;
-    }
-    rc = mp_sem_new_bounded(&q->sem, q->maxsize);
-    if (rc == 0 && joinable) {
-        rc = mp_sem_new(&q->unfinished, 0);
-        if (rc == 0)
-            rc = mp_cond_new(&q->cond, NULL);
-    }
-    if (rc == 0)
-        rc = local_init(q);
-    if (rc < 0) {
-        mp_cond_free(q->cond);
-        mp_sem_free(q->unfinished);
-        mp_sem_free(q->sem);
-        mp__qpipe_close_fds(&q->qp);
-        mp__qpipe_destroy(&q->qp);
-        free(q);
-        return rc;
-    }
+    if (rc < 0)
+        goto fail;
+    if ((rc = mp_sem_new_bounded(&q->sem, q->maxsize)) < 0)
+        goto fail_shared;
+    if (joinable &&
+        ((rc = mp_sem_new(&q->unfinished, 0)) < 0 || (rc = mp_cond_new(&q->cond, NULL)) < 0))
+        goto fail_shared;
+    if ((rc = queue_local_init(q)) < 0)
+        goto fail_shared;
     *out = q;
     return 0;
+
+fail_shared: /* each free takes NULL: what was not made yet */
+    mp_cond_free(q->cond);
+    mp_sem_free(q->unfinished);
+    mp_sem_free(q->sem);
+    mp__qpipe_close_fds(&q->qp);
+    mp__qpipe_destroy(&q->qp);
+fail:
+    free(q);
+    return rc;
 }
 
 MP_API int mp_queue_new(mp_queue **out, unsigned maxsize)
@@ -369,7 +389,7 @@ MP_API int mp_queue_new_opts(mp_queue **out, const mp_queue_opts *opts)
         return -EINVAL;
     *out = NULL;
     size_t max_item;
-    int rc = max_item_of(opts, &max_item);
+    int rc = queue_max_item_of(opts, &max_item);
     if (rc < 0)
         return rc;
     return queue_make(out, opts ? opts->maxsize : 0, opts && opts->joinable, max_item);
@@ -378,11 +398,9 @@ MP_API int mp_queue_new_opts(mp_queue **out, const mp_queue_opts *opts)
 /* Python's put(): hand the item to this process's feeder. */
 static int queue_put(mp_queue *q, const void *data, size_t len, int kind, double timeout)
 {
-    if (mp__bad_timeout(timeout))
-        return MP_EVALUE;
-    fork_fixup(q);
-    if (__atomic_load_n(&q->closed, __ATOMIC_ACQUIRE))
-        return MP_ECLOSED;
+    int rc = queue_check(q, timeout);
+    if (rc < 0)
+        return rc;
     if (len > mp__qpipe_max_item(&q->qp))
         return MP_ETOOLONG;
     /* offsetof, not sizeof: the padding after kind holds data's first bytes. */
@@ -393,7 +411,7 @@ static int queue_put(mp_queue *q, const void *data, size_t len, int kind, double
     it->kind = kind;
     if (len)
         memcpy(it->data, data, len);
-    int rc = mp_sem_acquire(q->sem, timeout);
+    rc = mp_sem_acquire(q->sem, timeout);
     if (rc < 0) {
         free(it);
         return rc == MP_ETIMEDOUT ? MP_FULL : rc;
@@ -413,8 +431,9 @@ static int queue_put(mp_queue *q, const void *data, size_t len, int kind, double
         }
     }
     if (rc == 0 && !q->feeder)
-        rc = start_feeder(q);
+        rc = queue_start_feeder(q);
     if (rc == 0) {
+        MP__ASSERT(q->nbuf < q->capbuf);
         q->buf[q->nbuf++] = it;
         /* Counted before any reader can take it, so task_done() never runs
          * ahead of the count. */
@@ -448,7 +467,7 @@ struct decode {
     int rc;
 };
 
-static int decode_accept(void *ctx, const void *data, size_t len, int kind)
+static int queue_decode_accept(void *ctx, const void *data, size_t len, int kind)
 {
     struct decode *d = ctx;
     if (kind != MP__QK_OBJ)
@@ -460,37 +479,19 @@ static int decode_accept(void *ctx, const void *data, size_t len, int kind)
     return 0;
 }
 
-/* Take the head item of kind `want` (MP__QK_ANY: either) from qp: bytes in
- * *data and *len, or a value in *obj. Returns the item's kind as MP_QUEUE_BYTES
- * or MP_QUEUE_OBJ, or a status; *taken says whether an item left the queue
- * (a refused pickle does, with MP_EPROTO). */
-static int take(struct mp__qpipe *qp, int want, void **data, size_t *len, mp_obj **obj,
-                double timeout, bool *taken)
+/* The out-parameters of a bytes get: both needed, cleared first. */
+static inline int queue_bytes_out(void **data, size_t *len)
 {
-    struct decode d = {NULL, 0};
-    int kind = MP__QK_BYTES;
-    void *bytes = NULL;
-    size_t n = 0;
-    *taken = false;
-    int rc = mp__qpipe_read(qp, want, obj ? decode_accept : NULL, &d, &bytes, &n, &kind,
-                            mp__deadline(timeout));
-    if (rc < 0)
-        return rc == MP_ETIMEDOUT ? MP_EMPTY : rc;
-    *taken = true;
-    if (kind == MP__QK_BYTES) {
-        *data = bytes;
-        *len = n;
-        return MP_QUEUE_BYTES;
-    }
-    free(bytes);
-    if (d.rc < 0)
-        return d.rc;
-    *obj = d.obj;
-    return MP_QUEUE_OBJ;
+    if (!data || !len)
+        return -EINVAL;
+    *data = NULL;
+    *len = 0;
+    return 0;
 }
 
-/* The checks every get makes; NULL-safe outputs. */
-static int get_args(void **data, size_t *len, mp_obj **obj, bool need_bytes, bool need_obj)
+/* The out-parameters of a get that may return a value: cleared first, each
+ * that may be NULL; -EINVAL when one the get needs is missing. */
+static int queue_get_args(void **data, size_t *len, mp_obj **obj, bool need_bytes, bool need_obj)
 {
     if (data)
         *data = NULL;
@@ -503,46 +504,60 @@ static int get_args(void **data, size_t *len, mp_obj **obj, bool need_bytes, boo
     return 0;
 }
 
-static int queue_take(mp_queue *q, int want, void **data, size_t *len, mp_obj **obj, double timeout)
+/* The hot path of both queues' get(): a bytes item, no value to decode.
+ * places: the Queue's free places, one given back when an item is taken
+ * (NULL for a SimpleQueue). */
+static inline int queue_get_bytes(struct mp__qpipe *qp, mp_sem *places, void **data, size_t *len,
+                                  double timeout)
 {
-    if (!q)
-        return -EINVAL;
-    if (mp__bad_timeout(timeout))
-        return MP_EVALUE;
-    fork_fixup(q);
-    if (__atomic_load_n(&q->closed, __ATOMIC_ACQUIRE))
-        return MP_ECLOSED;
-    bool taken;
-    int rc = take(&q->qp, want, data, len, obj, timeout, &taken);
-    if (taken)
-        (void)mp_sem_release(q->sem);
-    return rc;
+    int rc = mp__qpipe_read(qp, MP__QK_BYTES, NULL, NULL, data, len, NULL, mp__deadline(timeout));
+    if (rc == 0 && places)
+        (void)mp_sem_release(places);
+    return rc == MP_ETIMEDOUT ? MP_EMPTY : rc;
+}
+
+/* Take the head item of kind `want` (MP__QK_ANY: either) from qp: bytes in
+ * *data and *len, or a value in *obj; places as for queue_get_bytes(), also
+ * for a pickle the decoder refuses (it is taken, with MP_EPROTO). Returns
+ * the item's kind as MP_QUEUE_BYTES or MP_QUEUE_OBJ, or a status. */
+static int queue_take(struct mp__qpipe *qp, mp_sem *places, int want, void **data, size_t *len,
+                      mp_obj **obj, double timeout)
+{
+    struct decode d = {NULL, 0};
+    int kind = MP__QK_BYTES;
+    void *bytes = NULL;
+    size_t n = 0;
+    int rc = mp__qpipe_read(qp, want, obj ? queue_decode_accept : NULL, &d, &bytes, &n, &kind,
+                            mp__deadline(timeout));
+    if (rc < 0)
+        return rc == MP_ETIMEDOUT ? MP_EMPTY : rc;
+    MP__ASSERT(want == MP__QK_ANY || kind == want); /* the other kind stays at the head */
+    if (places)
+        (void)mp_sem_release(places);
+    if (kind == MP__QK_BYTES) {
+        *data = bytes;
+        *len = n;
+        return MP_QUEUE_BYTES;
+    }
+    free(bytes);
+    if (d.rc < 0)
+        return d.rc;
+    *obj = d.obj;
+    return MP_QUEUE_OBJ;
 }
 
 MP_API int mp_queue_get(mp_queue *q, void **data, size_t *len, double timeout)
 {
-    /* The hot path: as queue_take() with no value to decode. */
-    if (!data || !len)
-        return -EINVAL;
-    *data = NULL;
-    *len = 0;
-    if (!q)
-        return -EINVAL;
-    if (mp__bad_timeout(timeout))
-        return MP_EVALUE;
-    fork_fixup(q);
-    if (__atomic_load_n(&q->closed, __ATOMIC_ACQUIRE))
-        return MP_ECLOSED;
-    int rc =
-        mp__qpipe_read(&q->qp, MP__QK_BYTES, NULL, NULL, data, len, NULL, mp__deadline(timeout));
+    int rc = queue_bytes_out(data, len);
     if (rc == 0)
-        (void)mp_sem_release(q->sem);
-    return rc == MP_ETIMEDOUT ? MP_EMPTY : rc;
+        rc = queue_check(q, timeout);
+    return rc < 0 ? rc : queue_get_bytes(&q->qp, q->sem, data, len, timeout);
 }
 
 /* Pickle obj; put it with put() as a value. */
-static int put_pickled(int (*put)(void *q, const void *data, size_t len, int kind, double timeout),
-                       void *q, const mp_obj *obj, double timeout)
+static int queue_put_pickled(int (*put)(void *q, const void *data, size_t len, int kind,
+                                        double timeout),
+                             void *q, const mp_obj *obj, double timeout)
 {
     if (!q || !obj)
         return -EINVAL;
@@ -565,26 +580,25 @@ static int queue_put_kind(void *q, const void *data, size_t len, int kind, doubl
 
 MP_API int mp_queue_put_obj(mp_queue *q, const mp_obj *obj, double timeout)
 {
-    return put_pickled(queue_put_kind, q, obj, timeout);
+    return queue_put_pickled(queue_put_kind, q, obj, timeout);
 }
 
 MP_API int mp_queue_get_obj(mp_queue *q, mp_obj **obj, double timeout)
 {
-    void *data;
-    size_t len;
-    int rc = get_args(NULL, NULL, obj, false, true);
-    if (rc < 0)
-        return rc;
-    rc = queue_take(q, MP__QK_OBJ, &data, &len, obj, timeout);
+    int rc = queue_get_args(NULL, NULL, obj, false, true);
+    if (rc == 0)
+        rc = queue_check(q, timeout);
+    if (rc == 0)
+        rc = queue_take(&q->qp, q->sem, MP__QK_OBJ, NULL, NULL, obj, timeout);
     return rc > 0 ? 0 : rc;
 }
 
 MP_API int mp_queue_get_item(mp_queue *q, void **data, size_t *len, mp_obj **obj, double timeout)
 {
-    int rc = get_args(data, len, obj, true, true);
-    if (rc < 0)
-        return rc;
-    return queue_take(q, MP__QK_ANY, data, len, obj, timeout);
+    int rc = queue_get_args(data, len, obj, true, true);
+    if (rc == 0)
+        rc = queue_check(q, timeout);
+    return rc < 0 ? rc : queue_take(&q->qp, q->sem, MP__QK_ANY, data, len, obj, timeout);
 }
 
 MP_API int mp_queue_qsize(mp_queue *q)
@@ -594,6 +608,8 @@ MP_API int mp_queue_qsize(mp_queue *q)
     int free_places = mp_sem_get_value(q->sem);
     if (free_places < 0)
         return free_places;
+    /* A BoundedSemaphore never counts past maxsize. */
+    MP__ASSERT((unsigned)free_places <= q->maxsize);
     return (int)(q->maxsize - (unsigned)free_places);
 }
 
@@ -615,11 +631,11 @@ MP_API int mp_queue_close(mp_queue *q)
 {
     if (!q)
         return -EINVAL;
-    fork_fixup(q);
+    queue_fork_fixup(q);
     pthread_mutex_lock(&q->mu);
     __atomic_store_n(&q->closed, true, __ATOMIC_RELEASE);
     if (q->feeder)
-        request_flush(q);
+        queue_request_flush(q);
     pthread_mutex_unlock(&q->mu);
     return 0;
 }
@@ -628,10 +644,10 @@ MP_API int mp_queue_join_thread(mp_queue *q)
 {
     if (!q)
         return -EINVAL;
-    fork_fixup(q);
+    queue_fork_fixup(q);
     if (!__atomic_load_n(&q->closed, __ATOMIC_ACQUIRE))
         return MP_ESTATE; /* Python: "Queue ... not closed" */
-    join_feeder(q);
+    queue_join_feeder(q);
     return 0;
 }
 
@@ -639,14 +655,14 @@ MP_API int mp_queue_cancel_join_thread(mp_queue *q)
 {
     if (!q)
         return -EINVAL;
-    fork_fixup(q);
+    queue_fork_fixup(q);
     pthread_mutex_lock(&q->mu);
     q->joincancelled = true;
     pthread_mutex_unlock(&q->mu);
     return 0;
 }
 
-static bool no_unfinished(void *arg)
+static bool queue_no_unfinished(void *arg)
 {
     return mp_sem_get_value(arg) == 0;
 }
@@ -690,7 +706,7 @@ MP_API int mp_queue_join(mp_queue *q, double timeout)
         int64_t ns = deadline - mp__now_ns();
         left = ns > 0 ? (double)ns / 1e9 : 0;
     }
-    rc = mp_cond_wait_for(q->cond, no_unfinished, q->unfinished, left);
+    rc = mp_cond_wait_for(q->cond, queue_no_unfinished, q->unfinished, left);
     (void)mp_cond_release(q->cond);
     return rc == MP_EOWNERDEAD ? 0 : rc;
 }
@@ -699,19 +715,19 @@ MP_API void mp_queue_free(mp_queue *q)
 {
     if (!q)
         return;
-    fork_fixup(q);
+    queue_fork_fixup(q);
     pthread_mutex_lock(&q->mu);
     q->closed = true;
     if (q->feeder)
-        request_flush(q); /* free always flushes: the feeder uses q */
+        queue_request_flush(q); /* free always flushes: the feeder uses q */
     int hooks[2] = {q->hook_flush, q->hook_join};
     q->hook_flush = q->hook_join = 0;
     pthread_mutex_unlock(&q->mu);
     for (int i = 0; i < 2; i++)
         if (hooks[i])
             mp__exit_hook_remove(hooks[i]);
-    join_feeder(q);
-    free_items(q->buf, q->nbuf);
+    queue_join_feeder(q);
+    queue_free_items(q->buf, q->nbuf);
     free(q->buf);
     mp__qpipe_close_fds(&q->qp);
     if (mp__shm_owned(q->qp.sh)) {
@@ -757,26 +773,37 @@ MP_API int mp_simplequeue_new_opts(mp_simplequeue **out, const mp_queue_opts *op
     if (opts && (opts->maxsize || opts->joinable))
         return -EINVAL; /* Python's SimpleQueue has neither */
     size_t max_item;
-    int rc = max_item_of(opts, &max_item);
+    int rc = queue_max_item_of(opts, &max_item);
     if (rc < 0)
         return rc;
     return simplequeue_make(out, max_item);
 }
 
-static int simple_put(void *arg, const void *data, size_t len, int kind, double timeout)
+/* What every put and get checks first, in Python's order. */
+static inline int simplequeue_check(mp_simplequeue *q, double timeout)
 {
-    mp_simplequeue *q = arg;
+    if (!q)
+        return -EINVAL;
     if (mp__bad_timeout(timeout))
         return MP_EVALUE;
     if (q->closed)
         return MP_ECLOSED;
+    return 0;
+}
+
+static int simplequeue_put(void *arg, const void *data, size_t len, int kind, double timeout)
+{
+    mp_simplequeue *q = arg;
+    int rc = simplequeue_check(q, timeout);
+    if (rc < 0)
+        return rc;
     if (len > mp__qpipe_max_item(&q->qp))
         return MP_ETOOLONG;
     struct mp__qitem item = {data, len, kind};
     size_t written;
     /* This process's read end is open (close() refuses puts first), so the
      * pipe has a reader and no SIGPIPE can come: skip the signal-mask dance. */
-    int rc = mp__qpipe_write(&q->qp, &item, 1, mp__deadline(timeout), NULL, NULL, &written, true);
+    rc = mp__qpipe_write(&q->qp, &item, 1, mp__deadline(timeout), NULL, NULL, &written, true);
     return rc == MP_ETIMEDOUT ? MP_FULL : rc;
 }
 
@@ -784,62 +811,39 @@ MP_API int mp_simplequeue_put(mp_simplequeue *q, const void *data, size_t len, d
 {
     if (!q || (!data && len > 0))
         return -EINVAL;
-    return simple_put(q, data, len, MP__QK_BYTES, timeout);
-}
-
-static int simple_take(mp_simplequeue *q, int want, void **data, size_t *len, mp_obj **obj,
-                       double timeout)
-{
-    if (!q)
-        return -EINVAL;
-    if (mp__bad_timeout(timeout))
-        return MP_EVALUE;
-    if (q->closed)
-        return MP_ECLOSED;
-    bool taken;
-    return take(&q->qp, want, data, len, obj, timeout, &taken);
+    return simplequeue_put(q, data, len, MP__QK_BYTES, timeout);
 }
 
 MP_API int mp_simplequeue_get(mp_simplequeue *q, void **data, size_t *len, double timeout)
 {
-    if (!data || !len)
-        return -EINVAL;
-    *data = NULL;
-    *len = 0;
-    if (!q)
-        return -EINVAL;
-    if (mp__bad_timeout(timeout))
-        return MP_EVALUE;
-    if (q->closed)
-        return MP_ECLOSED;
-    int rc =
-        mp__qpipe_read(&q->qp, MP__QK_BYTES, NULL, NULL, data, len, NULL, mp__deadline(timeout));
-    return rc == MP_ETIMEDOUT ? MP_EMPTY : rc;
+    int rc = queue_bytes_out(data, len);
+    if (rc == 0)
+        rc = simplequeue_check(q, timeout);
+    return rc < 0 ? rc : queue_get_bytes(&q->qp, NULL, data, len, timeout);
 }
 
 MP_API int mp_simplequeue_put_obj(mp_simplequeue *q, const mp_obj *obj, double timeout)
 {
-    return put_pickled(simple_put, q, obj, timeout);
+    return queue_put_pickled(simplequeue_put, q, obj, timeout);
 }
 
 MP_API int mp_simplequeue_get_obj(mp_simplequeue *q, mp_obj **obj, double timeout)
 {
-    void *data;
-    size_t len;
-    int rc = get_args(NULL, NULL, obj, false, true);
-    if (rc < 0)
-        return rc;
-    rc = simple_take(q, MP__QK_OBJ, &data, &len, obj, timeout);
+    int rc = queue_get_args(NULL, NULL, obj, false, true);
+    if (rc == 0)
+        rc = simplequeue_check(q, timeout);
+    if (rc == 0)
+        rc = queue_take(&q->qp, NULL, MP__QK_OBJ, NULL, NULL, obj, timeout);
     return rc > 0 ? 0 : rc;
 }
 
 MP_API int mp_simplequeue_get_item(mp_simplequeue *q, void **data, size_t *len, mp_obj **obj,
                                    double timeout)
 {
-    int rc = get_args(data, len, obj, true, true);
-    if (rc < 0)
-        return rc;
-    return simple_take(q, MP__QK_ANY, data, len, obj, timeout);
+    int rc = queue_get_args(data, len, obj, true, true);
+    if (rc == 0)
+        rc = simplequeue_check(q, timeout);
+    return rc < 0 ? rc : queue_take(&q->qp, NULL, MP__QK_ANY, data, len, obj, timeout);
 }
 
 MP_API int mp_simplequeue_empty(mp_simplequeue *q)

@@ -1,0 +1,304 @@
+/*
+ * sync_event - Event and Condition (see sync.h): a guard around a flag, or
+ * around nothing but the wait queue, with the sleep of sync_guard.c. The
+ * other primitives are in the sibling files listed in sync_impl.h.
+ */
+#include "sync/sync_impl.h"
+
+#include <errno.h>
+#include <limits.h>
+
+/* ---- Event ------------------------------------------------------------------------ */
+
+struct mp_event {
+    pthread_mutex_t guard;
+    int flag; /* written under the guard, read anywhere */
+    struct mp__waitq q;
+};
+
+MP_API int mp_event_new(mp_event **out)
+{
+    mp_event *e;
+    int rc = mp__sync_guarded_new(out, (void **)&e, offsetof(mp_event, guard),
+                                  offsetof(mp_event, q), MP_SYNC_MAX_WAITERS);
+    if (rc == 0)
+        *out = e;
+    return rc;
+}
+
+/* Lock the Event's guard (an Event has no state a dead holder can leave
+ * half-done). */
+static int event_lock(mp_event *ev)
+{
+    return sync_guard_lock(&ev->guard, &ev->q, NULL, NULL);
+}
+
+/* set() and clear(): the flag changes under the guard, so that a waiter
+ * that found it clear is armed before a set() can look for waiters. */
+static int event_store(mp_event *ev, int flag)
+{
+    if (!ev)
+        return -EINVAL;
+    int rc = event_lock(ev);
+    if (rc < 0)
+        return rc;
+    __atomic_store_n(&ev->flag, flag, __ATOMIC_RELEASE);
+    if (flag)
+        (void)mp__waitq_wake(&ev->q, UINT_MAX, NULL, NULL);
+    mp__mutex_unlock(&ev->guard);
+    return 0;
+}
+
+MP_API int mp_event_set(mp_event *ev)
+{
+    return event_store(ev, 1);
+}
+
+MP_API int mp_event_clear(mp_event *ev)
+{
+    return event_store(ev, 0);
+}
+
+MP_API int mp_event_is_set(mp_event *ev)
+{
+    if (!ev)
+        return -EINVAL;
+    return __atomic_load_n(&ev->flag, __ATOMIC_ACQUIRE) ? 1 : 0;
+}
+
+MP_API int mp_event_wait(mp_event *ev, double timeout)
+{
+    if (!ev)
+        return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
+    if (__atomic_load_n(&ev->flag, __ATOMIC_ACQUIRE))
+        return 0;
+    int64_t deadline = mp__deadline(timeout);
+    int rc = event_lock(ev);
+    if (rc < 0)
+        return rc;
+    if (ev->flag || timeout == 0) {
+        rc = ev->flag ? 0 : MP_ETIMEDOUT;
+        mp__mutex_unlock(&ev->guard);
+        return rc;
+    }
+    int idx = sync_enter(&ev->guard, &ev->q, NULL, NULL);
+    if (idx < 0)
+        return idx;
+    rc = mp__sync_guard_sleep(&ev->guard, &ev->q, idx, deadline, NULL, NULL, NULL);
+    mp__waitq_leave(&ev->q, idx);
+    /* Woken by set(), or set by the time we look. A set() and a clear()
+     * that both happened while we slept still give 0: the flag was set
+     * during the wait (threading.Event's answer). */
+    bool set = rc == 0 || ev->flag;
+    mp__mutex_unlock(&ev->guard);
+    if (set)
+        return 0;
+    return rc;
+}
+
+MP_API void mp_event_free(mp_event *ev)
+{
+    if (ev && mp__shm_owned(ev))
+        mp__sync_guarded_free(ev, &ev->guard, &ev->q);
+}
+
+/* ---- Condition -------------------------------------------------------------------- */
+
+struct mp_cond {
+    pthread_mutex_t guard;
+    mp_lock *lock; /* exactly one of lock and rlock is set */
+    mp_rlock *rlock;
+    bool own_rlock;
+    struct mp__waitq q;
+};
+
+static int cond_make(mp_cond **out, mp_lock *lock, mp_rlock *rlock)
+{
+    mp_cond *c;
+    int rc = mp__sync_guarded_new(out, (void **)&c, offsetof(mp_cond, guard), offsetof(mp_cond, q),
+                                  MP_SYNC_MAX_WAITERS);
+    if (rc < 0)
+        return rc;
+    c->lock = lock;
+    c->rlock = rlock;
+    if (!lock && !rlock) {
+        if ((rc = mp_rlock_new(&c->rlock)) < 0)
+            goto fail;
+        c->own_rlock = true;
+    }
+    *out = c;
+    return 0;
+
+fail:
+    mp__sync_guarded_free(c, &c->guard, &c->q);
+    return rc;
+}
+
+/* Lock the Condition's guard (it guards only the wait queue). Lock order:
+ * the condition's lock, then the guard, never the other way round. */
+static int cond_guard_lock(mp_cond *c)
+{
+    return sync_guard_lock(&c->guard, &c->q, NULL, NULL);
+}
+
+MP_API int mp_cond_new(mp_cond **out, mp_lock *lock)
+{
+    return cond_make(out, lock, NULL);
+}
+
+MP_API int mp_cond_new_rlock(mp_cond **out, mp_rlock *rlock)
+{
+    if (!rlock) {
+        if (out)
+            *out = NULL;
+        return -EINVAL;
+    }
+    return cond_make(out, NULL, rlock);
+}
+
+MP_API int mp_cond_acquire(mp_cond *cond, double timeout)
+{
+    if (!cond)
+        return -EINVAL;
+    return cond->lock ? mp_lock_acquire(cond->lock, timeout)
+                      : mp_rlock_acquire(cond->rlock, timeout);
+}
+
+MP_API int mp_cond_release(mp_cond *cond)
+{
+    if (!cond)
+        return -EINVAL;
+    return cond->lock ? mp_lock_release(cond->lock) : mp_rlock_release(cond->rlock);
+}
+
+/* How many levels of the condition's lock the calling thread holds (a Lock
+ * counts 1), or 0: Python's _semlock._is_mine() and _count(). */
+static int cond_levels(mp_cond *c)
+{
+    if (c->rlock)
+        return sync_rlock_levels(c->rlock);
+    int rc = pthread_mutex_trylock(&c->lock->mu);
+    if (rc == EDEADLK)
+        return 1;
+    if (rc == EOWNERDEAD)
+        (void)pthread_mutex_consistent(&c->lock->mu);
+    if (rc == 0 || rc == EOWNERDEAD)
+        (void)pthread_mutex_unlock(&c->lock->mu);
+    return 0;
+}
+
+/* Release every level the caller holds (it holds `levels` > 0). */
+static void cond_release_all(mp_cond *c, int levels)
+{
+    MP__ASSERT(levels > 0);
+    MP__ASSERT(c->lock ? levels == 1 : c->rlock->count == levels);
+    if (c->lock) {
+        (void)pthread_mutex_unlock(&c->lock->mu);
+        return;
+    }
+    c->rlock->count = 0;
+    for (int i = 0; i < levels; i++)
+        (void)pthread_mutex_unlock(&c->rlock->mu);
+}
+
+/* Take the lock back at `levels`, without limit. 0 or MP_EOWNERDEAD. */
+static int cond_reacquire(mp_cond *c, int levels)
+{
+    if (c->lock)
+        return mp__mutex_lock(&c->lock->mu, MP__NO_DEADLINE);
+    int rc = mp__mutex_lock(&c->rlock->mu, MP__NO_DEADLINE);
+    for (int i = 1; i < levels; i++)
+        (void)pthread_mutex_lock(&c->rlock->mu); /* the owner's nesting: instant */
+    c->rlock->count = levels;
+    return rc == MP_EOWNERDEAD ? MP_EOWNERDEAD : 0;
+}
+
+MP_API int mp_cond_wait(mp_cond *cond, double timeout)
+{
+    if (!cond)
+        return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
+    int64_t deadline = mp__deadline(timeout);
+    int levels = cond_levels(cond);
+    if (levels == 0)
+        return MP_ESTATE;
+    int rc = cond_guard_lock(cond);
+    if (rc < 0)
+        return rc;
+    int idx = sync_enter(&cond->guard, &cond->q, NULL, NULL);
+    if (idx < 0)
+        return idx;
+    /* Registered before the lock is released, so a notify() - which needs
+     * the lock - cannot fall between the two and be missed. */
+    mp__waitq_arm(&cond->q, idx);
+    mp__mutex_unlock(&cond->guard);
+    cond_release_all(cond, levels);
+    rc = mp__sync_sleep_armed(&cond->guard, &cond->q, idx, deadline, NULL, NULL, NULL);
+    mp__waitq_leave(&cond->q, idx);
+    mp__mutex_unlock(&cond->guard);
+    /* Lock order: the condition's lock is taken with the guard released,
+     * as every other caller takes the lock before the guard. */
+    int lrc = cond_reacquire(cond, levels);
+    MP__ASSERT(cond_levels(cond) == levels);
+    return lrc == MP_EOWNERDEAD ? MP_EOWNERDEAD : rc;
+}
+
+MP_API int mp_cond_wait_for(mp_cond *cond, bool (*pred)(void *arg), void *arg, double timeout)
+{
+    if (!cond || !pred)
+        return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
+    /* Python checks the predicate before anything else, lock or not. */
+    if (pred(arg))
+        return 0;
+    int64_t deadline = mp__deadline(timeout);
+    bool owner_died = false;
+    for (;;) {
+        double left = MP_FOREVER;
+        if (deadline != MP__NO_DEADLINE) {
+            int64_t ns = deadline - mp__now_ns();
+            if (ns <= 0)
+                return MP_ETIMEDOUT;
+            left = (double)ns / 1e9;
+        }
+        int rc = mp_cond_wait(cond, left);
+        if (rc == MP_EOWNERDEAD)
+            owner_died = true;
+        else if (rc < 0 && rc != MP_ETIMEDOUT)
+            return rc;
+        if (pred(arg))
+            return owner_died ? MP_EOWNERDEAD : 0;
+    }
+}
+
+MP_API int mp_cond_notify(mp_cond *cond, unsigned n)
+{
+    if (!cond)
+        return -EINVAL;
+    if (cond_levels(cond) == 0)
+        return MP_ESTATE;
+    int rc = cond_guard_lock(cond);
+    if (rc < 0)
+        return rc;
+    unsigned woken = n ? mp__waitq_wake(&cond->q, n, NULL, NULL) : 0;
+    mp__mutex_unlock(&cond->guard);
+    return woken > INT_MAX ? INT_MAX : (int)woken;
+}
+
+MP_API int mp_cond_notify_all(mp_cond *cond)
+{
+    return mp_cond_notify(cond, UINT_MAX);
+}
+
+MP_API void mp_cond_free(mp_cond *cond)
+{
+    if (cond && mp__shm_owned(cond)) {
+        if (cond->own_rlock)
+            mp_rlock_free(cond->rlock);
+        mp__sync_guarded_free(cond, &cond->guard, &cond->q);
+    }
+}
