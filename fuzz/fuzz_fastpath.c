@@ -1,7 +1,8 @@
 /*
  * libFuzzer harness: the manager server's fast request reader
- * (mp__mgr_quick_request in src/manager/mgr_server_request.c) against the general pickle decoder
- * (src/codec/pickle.c). The fast reader takes the requests libmpipc clients send
+ * (mp__mgr_quick_request in src/manager/mgr_server_request.c, built on the
+ * fast readers of src/codec/pickle.h) against the general pickle decoder
+ * (src/codec/unpickle.c). The fast reader takes the requests libmpipc clients send
  * most, straight from their bytes, and leaves everything else to the
  * decoder; it must never read bytes differently from it.
  *

@@ -267,7 +267,8 @@ static void test_dict_add_and_compare_and_set_are_atomic_read_modify_writes(void
  * Python's hash mod 2**61-1 or in their low bits; strs and bytes that collide
  * under Java's hash) must be served in well under a second, like any other
  * request, and leave every key in the dict. The server stores the dict as an
- * mp_obj dict, so this is obj.c's hash, reached through the request decoder.
+ * mp_obj dict, so this is obj_dict.c's hash, reached through the request
+ * decoder.
  */
 
 /* Memcheck is some 30 times slower, the sanitizers a few times. */

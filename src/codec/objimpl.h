@@ -6,8 +6,8 @@
  *   obj_dict.c  the keyed hash, Python's equality and the dict table
  *               (statics dict_);
  *   obj_repr.c  Python's repr() (statics repr_).
- * The pickle codec builds on it; the manager (mgr_server.c, manager.c) uses
- * the tree-keeping operations at the end.
+ * The pickle codec builds on it; the manager's two halves (src/manager/)
+ * use the tree-keeping operations at the end.
  *
  * The public API (obj.h) keeps every value a tree: each node records its one
  * owner in parent, and height bounds the nesting below it. The decoder needs

@@ -4,10 +4,11 @@
  * pickle_), unpickle.c (the decoder: statics unpickle_) and unpickle_text.c
  * (protocol 0's text fields, for the decoder). Built on objimpl.h.
  * No I/O; it allocates the result and its own working memory, both within
- * the budgets below. Private. Its users: conn.c (mp_conn_send/recv),
- * queue.c (the values a queue carries), pool.c (tasks and results),
- * manager.c (the client's requests and replies) and mgr_server.c (the
- * server's side of them); the fuzzer and the tests call it directly.
+ * the budgets below. Private. Its users: conn/conn.c (mp_conn_send/recv),
+ * queue/queue.c (the values a queue carries), pool/ (tasks and results),
+ * the manager's client (mgr_call.c: requests and replies) and server
+ * (mgr_server_*.c, mgr_type_*.c, mgr_worker.c: their side of them); the
+ * fuzzers and the tests call it directly.
  *
  * docs/wire.md ("Objects: the pickle subset") specifies the bytes: the
  * protocol 4 opcodes written, everything read (what CPython 3 writes for

@@ -1,7 +1,7 @@
 /*
- * psync - the process-shared building blocks every primitive in sync.c (and
- * the queues) stands on: robust mutexes, semaphore waits with deadlines, and
- * the wait queue.
+ * psync - the process-shared building blocks every primitive of src/sync/
+ * (and the queues) stands on: robust mutexes, semaphore waits with
+ * deadlines, and the wait queue.
  *
  * Why not process-shared condition variables: in glibc before 2.41 a waiter
  * killed inside pthread_cond_wait() leaves a group reference behind, and a

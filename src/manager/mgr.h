@@ -1,9 +1,9 @@
 /*
  * mgr - what the manager's two halves share: the protocol constants
  * (docs/manager.md specifies the messages), the mailboxes' layout, and the
- * server's entry points. Private: the client (manager.c: handles and
- * proxies) and the server (its files include it through mgr_server.h,
- * which lists them) include it; never installed.
+ * server's entry points. Private: the client (its files include it through
+ * mgr_client.h) and the server (through mgr_server.h; each header lists its
+ * half's files) include it; never installed.
  */
 #ifndef MPIPC_MGR_H
 #define MPIPC_MGR_H

@@ -25,7 +25,7 @@
  *   mgr_type_lock.c         lock_     Lock and RLock and their methods
  *   mgr_type_queue.c        queue_    Queue/JoinableQueue and their methods
  *   mgr_worker.c            worker_   the helper thread for large requests
- * mgr.h holds what the server shares with the client (manager.c).
+ * mgr.h holds what the server shares with the client (mgr_client.h).
  *
  * Why one loop thread. Python's manager runs a thread per connection and
  * guards the objects with locks; here a single thread owns all state, so
