@@ -239,9 +239,3 @@ pid_t mt_serve_in_child(char *address, size_t cap)
     return pid;
 }
 
-void mt_apply_filter(void)
-{
-    const char *filter = getenv("MPIPC_TEST_FILTER");
-    if (filter && *filter)
-        cmocka_set_test_filter(filter);
-}

@@ -86,8 +86,4 @@ void mt_raw_hello(mp_conn *c, int64_t session, int64_t max_reply);
 int mt_serving_child(void *arg);
 pid_t mt_serve_in_child(char *address, size_t cap);
 
-/* MPIPC_TEST_FILTER=<glob> runs only the matching tests (for running one
- * test many times in a row). Call before cmocka_run_group_tests. */
-void mt_apply_filter(void);
-
 #endif /* MPIPC_MGR_TESTUTIL_H */

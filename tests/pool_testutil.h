@@ -77,16 +77,11 @@ static inline void close_join_free(mp_pool *p)
     TU_ASSERT_STATUS(mp_pool_free(p), 0);
 }
 
-/* The start of every pool test binary's main: note the test process (for
- * the LSan hook) and take POOL_TEST_FILTER, a cmocka pattern
- * ("test_worker_*": every death) to run a subset, as the 20-runs-in-a-row
- * death check does. */
+/* The start of every pool test binary's main, after tu_filter: note the
+ * test process (for the LSan hook). */
 static inline void pool_test_start(void)
 {
     test_pid = getpid();
-    const char *filter = getenv("POOL_TEST_FILTER");
-    if (filter && *filter)
-        cmocka_set_test_filter(filter);
 }
 
 /* ---- tasks (they run in the workers) ------------------------------------ */

@@ -1127,8 +1127,9 @@ static void test_threads_sharing_one_end_never_interleave(void **state)
     mp_conn_free(out);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         TU_TEST(test_duplex_pipe_echoes_across_processes),
         TU_TEST(test_simplex_pipe_first_end_receives_second_sends),

@@ -538,8 +538,9 @@ static void test_child_forked_while_a_thread_reads_a_large_message_skips_it(void
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         TU_TEST(test_child_forked_after_read_ahead_never_sees_parents_buffer),
         TU_TEST(test_readahead_off_leaves_later_messages_for_other_processes),

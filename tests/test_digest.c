@@ -323,8 +323,9 @@ static void test_digest_equal_compares_every_byte(void **state)
     assert_true(mp__digest_equal(a, b, 32));
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_md5_rfc1321_vectors),
         cmocka_unit_test(test_sha256_fips_180_4_vectors),

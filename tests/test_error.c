@@ -58,8 +58,9 @@ static void test_unknown_codes_get_a_fallback_never_null(void **state)
     assert_string_equal(mp_strerror(12345), "unknown libmpipc status");
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_library_code_has_a_name_and_text),
         cmocka_unit_test(test_library_codes_are_distinct_and_below_errno_range),

@@ -116,8 +116,9 @@ static void test_whole_says_when_header_and_payload_have_arrived(void **state)
     assert_int_equal(mp__frame_whole((const unsigned char *)"\x80\0\0\0", 4), MP_EPROTO);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_short_header_is_big_endian_int32),
         cmocka_unit_test(test_long_header_above_int32_is_minus_one_then_uint64),

@@ -180,8 +180,9 @@ static void test_poll_with_no_descriptors_sleeps_until_the_deadline(void **state
     assert_true(tu_now() - t0 >= 0.049);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_deadline_conventions_follow_python_timeouts),
         TU_TEST(test_descriptors_are_created_close_on_exec),

@@ -647,8 +647,9 @@ static void test_the_312_sha256_form_both_ways(void **state)
     unlink(path + 5);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         TU_TEST(test_private_unix_listener_is_0700_dir_0600_socket_and_cleans_up),
         TU_TEST(test_tcp_loopback_with_ephemeral_port),

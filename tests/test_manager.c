@@ -911,9 +911,7 @@ int main(int argc, char **argv)
     } else {
         self_exe = argv[0];
     }
-    /* MPIPC_TEST_FILTER=test_server_killed* runs only the matching tests
-     * (for running the failure tests many times in a row). */
-    mt_apply_filter();
+    tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         TU_TEST(test_start_uses_a_private_socket_and_shutdown_cleans_it_up),
         TU_TEST(test_two_managers_are_independent_and_start_again),

@@ -427,9 +427,9 @@ static void test_8_processes_x_10000_mixed_operations_keep_the_state_exact(void 
     mp_manager_free(m);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    mt_apply_filter();
+    tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         TU_TEST(test_child_uses_the_parents_dict_list_and_queue),
         TU_TEST(test_seed_100_processes_decrement_under_a_lock_to_zero),

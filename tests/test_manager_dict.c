@@ -348,9 +348,9 @@ static int run_hostile_key_tests(void)
     return cmocka_run_group_tests_name("manager_hostile_keys", tests, NULL, NULL);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    mt_apply_filter();
+    tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         TU_TEST(test_dict_methods_match_python),
         TU_TEST(test_dict_keys_have_python_semantics),

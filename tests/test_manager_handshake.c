@@ -616,9 +616,9 @@ static void test_the_whole_handshake_has_10_seconds_not_each_direction(void **st
     hs_server_stop(server, address);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    mt_apply_filter();
+    tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         TU_TEST(test_a_server_out_of_descriptors_refuses_newcomers_serves_the_rest_and_recovers),
         HS_TEST(test_1000_silent_tcp_connections_do_not_lock_out_a_client_with_the_key),

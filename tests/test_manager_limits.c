@@ -680,9 +680,9 @@ static void test_requests_behind_a_large_one_wait_without_spinning(void **state)
     mp_manager_free(m);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    mt_apply_filter();
+    tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         TU_TEST(test_hello_without_a_reply_limit_gets_the_servers_request_limit),
         TU_TEST(test_an_item_too_big_for_its_reader_stays_for_a_reader_that_can_take_it),

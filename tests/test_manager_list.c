@@ -125,9 +125,9 @@ static void test_list_methods_match_python(void **state)
     mp_manager_free(m);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    mt_apply_filter();
+    tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         TU_TEST(test_list_methods_match_python),
     };

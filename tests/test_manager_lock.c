@@ -134,9 +134,9 @@ static void test_client_killed_holding_a_lock_the_next_acquirer_gets_eownerdead(
     kill_holder_and_check(true, true); /* an RLock too */
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    mt_apply_filter();
+    tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         TU_TEST(test_lock_acquire_release_semantics_match_python),
         TU_TEST(test_a_lock_may_be_released_by_another_process),

@@ -207,9 +207,9 @@ static void test_socket_clients_are_served_while_mailboxes_keep_the_server_busy(
     mp_manager_free(m);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    mt_apply_filter();
+    tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         TU_TEST(test_started_manager_calls_go_through_mailboxes_of_any_size),
         TU_TEST(test_more_connections_than_mailboxes_fall_back_to_the_socket),

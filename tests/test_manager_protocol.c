@@ -554,9 +554,9 @@ static void test_a_python_client_speaks_the_protocol(void **state)
     mp_manager_free(m);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    mt_apply_filter();
+    tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         TU_TEST(test_malformed_requests_get_error_replies_and_the_server_serves_on),
         TU_TEST(test_random_requests_each_get_a_reply_and_break_nothing),

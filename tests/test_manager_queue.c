@@ -146,9 +146,9 @@ static void test_queue_blocking_get_put_and_join_across_processes(void **state)
     mp_manager_free(m);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    mt_apply_filter();
+    tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         TU_TEST(test_queue_full_and_empty_match_python),
         TU_TEST(test_queue_blocking_get_put_and_join_across_processes),

@@ -1154,6 +1154,7 @@ int main(int argc, char **argv)
         seed_child = 1;
         return seed_child_main();
     }
+    tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_constructors_make_each_type),
         cmocka_unit_test(test_checked_accessors_return_the_value),

@@ -416,8 +416,9 @@ static void test_we_load_what_python3_dumps(void **state)
     free(out);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dumps_writes_the_protocol_4_opcodes_cpython_uses),
         cmocka_unit_test(test_dumps_of_a_dict_after_deletes_keeps_the_live_items_in_order),

@@ -25,7 +25,7 @@
  * Beyond Python (issue 7): terminate() fails pending results with
  * MP_ETERMINATED.
  *
- * Set POOL_TEST_FILTER to a cmocka pattern to run a subset.
+ * A name filter runs a subset (tu_filter, testutil.h).
  */
 #include "pool_testutil.h"
 
@@ -886,8 +886,9 @@ static void test_close_and_join_wait_for_every_task_after_a_failure(void **state
     TU_ASSERT_STATUS(mp_pool_free(p), 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         TU_TEST(test_apply_runs_the_task_in_a_worker_and_returns_its_value),
         TU_TEST(test_map_matches_a_serial_map_with_any_chunksize),

@@ -6,7 +6,7 @@
  * The calls are tested in test_pool.c, the workers' lives in
  * test_pool_worker.c; the helpers they share are in pool_testutil.h.
  *
- * Set POOL_TEST_FILTER to a cmocka pattern to run a subset.
+ * A name filter runs a subset (tu_filter, testutil.h).
  */
 #include "pool_testutil.h"
 
@@ -301,8 +301,9 @@ static void test_exit_with_a_running_pool_terminates_it(void **state)
     assert_int_equal(mp_process_free(child), 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         TU_TEST(test_100000_tasks_complete_with_the_right_checksum),
         TU_TEST(test_apply_async_from_several_threads_at_once),

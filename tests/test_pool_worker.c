@@ -14,8 +14,8 @@
  * the worker is replaced and everything else completes; a worker dying in
  * its initializer fails nothing.
  *
- * Set POOL_TEST_FILTER to a cmocka pattern ("test_worker_*": every death) to run a subset,
- * as the 20-runs-in-a-row death check does.
+ * A name filter ("test_worker_*": every death) runs a subset, as the
+ * 20-runs-in-a-row death check does (tu_filter, testutil.h).
  */
 #include "pool_testutil.h"
 
@@ -365,8 +365,9 @@ static void test_worker_dying_in_its_initializer_fails_no_task_and_is_replaced(v
     mp_conn_free(tw);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         TU_TEST(test_maxtasksperchild_replaces_workers_and_results_stay_right),
         TU_TEST(test_maxtasksperchild_pool_closed_early_still_finishes),

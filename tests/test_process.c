@@ -516,8 +516,9 @@ static void test_many_processes_start_join_and_terminate(void **state)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         TU_TEST(test_process_runs_target_and_reports_its_return_as_exitcode),
         TU_TEST(test_is_alive_while_running_and_join_timeout),

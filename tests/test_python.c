@@ -352,8 +352,9 @@ static void test_refused_pickle_never_runs_code(void **state)
     mp_conn_free(b);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         TU_TEST(test_c_and_python_exchange_bytes_and_values),
         TU_TEST(test_refused_pickle_never_runs_code),

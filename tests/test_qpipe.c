@@ -1102,7 +1102,6 @@ int main(int argc, char **argv)
         TU_TEST(test_queue_part_of_an_item_left_by_a_timed_out_get_keeps_its_kind),
         TU_TEST(test_queue_big_item_from_a_slow_writer_is_finished_by_any_reader),
     };
-    if (argc > 1)
-        cmocka_set_test_filter(argv[1]);
+    tu_filter(argc, argv);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1033,7 +1033,6 @@ int main(int argc, char **argv)
         TU_TEST(test_queue_spilled_items_keep_their_kind),
         TU_TEST(test_queue_value_the_decoder_refuses_is_taken_with_eproto),
     };
-    if (argc > 1)
-        cmocka_set_test_filter(argv[1]);
+    tu_filter(argc, argv);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -538,7 +538,6 @@ int main(int argc, char **argv)
         TU_TEST(test_barrier_party_that_dies_breaks_it_instead_of_a_hang),
         TU_TEST(test_barrier_waiters_with_no_timeout_get_ebroken_within_a_second_of_a_death),
     };
-    if (argc > 1)
-        cmocka_set_test_filter(argv[1]);
+    tu_filter(argc, argv);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -640,7 +640,6 @@ int main(int argc, char **argv)
         TU_TEST(test_cond_dead_waiters_are_not_counted_as_woken),
         TU_TEST(test_cond_wait_reports_a_dead_lock_holder),
     };
-    if (argc > 1)
-        cmocka_set_test_filter(argv[1]);
+    tu_filter(argc, argv);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -762,7 +762,6 @@ int main(int argc, char **argv)
         TU_TEST(test_semaphore_release_in_one_process_wakes_another),
         TU_TEST(test_semaphore_dead_parties_do_not_block_past_timeouts),
     };
-    if (argc > 1)
-        cmocka_set_test_filter(argv[1]);
+    tu_filter(argc, argv);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -199,7 +199,6 @@ int main(int argc, char **argv)
         TU_TEST(test_value_types_ranges_and_lock_nesting),
         TU_TEST(test_array_is_shared_like_python),
     };
-    if (argc > 1)
-        cmocka_set_test_filter(argv[1]);
+    tu_filter(argc, argv);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -265,7 +265,6 @@ int main(int argc, char **argv)
         TU_TEST(test_process_and_pool_nan_timeouts_are_evalue),
         TU_TEST(test_manager_nan_timeouts_are_evalue),
     };
-    if (argc > 1)
-        cmocka_set_test_filter(argv[1]);
+    tu_filter(argc, argv);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

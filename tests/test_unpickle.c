@@ -808,8 +808,9 @@ static void test_loads_checks_its_arguments(void **state)
     assert_null(out);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loads_every_cpython_pickle_of_protocols_0_to_5),
         cmocka_unit_test(test_every_protocol_2_to_5_pickle_is_accepted_but_protocol_2_bytes),

@@ -399,8 +399,9 @@ static void test_a_dict_of_100000_nan_keys_decodes_in_linear_time(void **state)
     free(b.p);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_stack_of_none_costs_a_pointer_per_opcode),
         cmocka_unit_test(test_a_list_of_none_costs_a_pointer_per_item),

@@ -233,8 +233,9 @@ static void test_wait_rejects_closed_write_only_and_bad_descriptors(void **state
     mp_conn_free(w);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         TU_TEST(test_wait_returns_only_the_ready_connections),
         TU_TEST(test_wait_counts_messages_already_read_ahead),

@@ -183,3 +183,10 @@ double tu_slowdown(double under_valgrind, double under_sanitizer)
         return under_valgrind;
     return tu_sanitized() ? under_sanitizer : 1.0;
 }
+
+void tu_filter(int argc, char **argv)
+{
+    const char *filter = argc > 1 ? argv[1] : getenv("MPIPC_TEST_FILTER");
+    if (filter && *filter)
+        cmocka_set_test_filter(filter);
+}

@@ -69,6 +69,12 @@ bool tu_sanitized(void);
  * 1 otherwise. Each test picks its factors for what it measures. */
 double tu_slowdown(double under_valgrind, double under_sanitizer);
 
+/* Every test binary's main starts here: run only the tests whose names
+ * match a cmocka glob, given as the first argument or in MPIPC_TEST_FILTER
+ * ("test_worker_*", "*dead*"), e.g. to run the death tests many times in a
+ * row. Without either, every test runs. */
+void tu_filter(int argc, char **argv);
+
 /* Number of open descriptors in this process. */
 int tu_count_fds(void);
 
