@@ -75,6 +75,9 @@ struct sobj *mp__mgr_obj_new(struct server *s, int kind)
         return NULL;
     o->kind = kind;
     o->id = ++s->next_id;
+    struct wq *qs[] = {&o->acquirers, &o->getters, &o->putters, &o->joiners};
+    for (size_t i = 0; i < sizeof qs / sizeof *qs; i++)
+        MP__LIST_INIT(&qs[i]->l, struct waiter, qnode);
     if (obj_table_insert(s, o) < 0) {
         free(o);
         return NULL;
@@ -158,12 +161,7 @@ void mp__mgr_session_end(struct server *s, struct session *ss)
         struct sobj *o = ss->held[--ss->nheld];
         mp__mgr_obj_decref(s, o);
     }
-    if (ss->prev)
-        ss->prev->next = ss->next;
-    else
-        s->sessions = ss->next;
-    if (ss->next)
-        ss->next->prev = ss->prev;
+    mp__list_remove(&s->sessions, ss);
     MP__ASSERT(s->nsessions > 0);
     s->nsessions--;
     free(ss->held);
@@ -172,27 +170,24 @@ void mp__mgr_session_end(struct server *s, struct session *ss)
 
 struct session *mp__mgr_session_get(struct server *s, int64_t id)
 {
-    for (struct session *ss = s->sessions; ss; ss = ss->next)
+    for (struct session *ss = mp__list_first(&s->sessions); ss;
+         ss = mp__list_next(&s->sessions, ss))
         if (ss->id == id)
             return ss;
     struct session *ss = calloc(1, sizeof *ss);
     if (!ss)
         return NULL;
     ss->id = id;
-    ss->next = s->sessions;
-    if (s->sessions)
-        s->sessions->prev = ss;
-    s->sessions = ss;
+    mp__list_push_front(&s->sessions, ss);
     s->nsessions++;
     return ss;
 }
 
 void mp__mgr_objs_free(struct server *s)
 {
-    MP__ASSERT(!s->timed);
-    while (s->sessions) {
-        struct session *ss = s->sessions;
-        s->sessions = ss->next;
+    MP__ASSERT(mp__list_empty(&s->timed));
+    struct session *ss;
+    while ((ss = mp__list_pop_front(&s->sessions)) != NULL) {
         free(ss->held);
         free(ss);
     }

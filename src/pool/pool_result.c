@@ -428,9 +428,8 @@ static void pool_fail_everything(mp_pool *p)
     mp__pool_lock(p);
     struct retry *r = p->retry_head;
     p->retry_head = NULL;
-    for (struct mp_result *j = p->pend_head; j; j = j->pnext)
-        j->in_pending = false;
-    p->pend_head = p->pend_tail = NULL;
+    while (mp__list_pop_front(&p->pending) != NULL)
+        ;
     p->pend_chunks = 0;
     mp__pool_unlock(p);
     while (r) {
@@ -441,7 +440,7 @@ static void pool_fail_everything(mp_pool *p)
     }
     for (;;) {
         mp__pool_lock(p);
-        struct mp_result *j = p->cache;
+        struct mp_result *j = mp__list_first(&p->cache);
         if (j)
             mp__pool_job_ref(j);
         mp__pool_unlock(p);
