@@ -9,6 +9,8 @@
 #define _GNU_SOURCE
 #include "core/io.h"
 
+#include <mpipc/common.h>
+
 #include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -56,6 +58,14 @@ int64_t mp__deadline(double timeout)
 bool mp__deadline_passed(int64_t deadline)
 {
     return deadline != MP__NO_DEADLINE && mp__now_ns() >= deadline;
+}
+
+double mp__deadline_left(int64_t deadline)
+{
+    if (deadline == MP__NO_DEADLINE)
+        return MP_FOREVER;
+    int64_t left = deadline - mp__now_ns();
+    return left > 0 ? (double)left / 1e9 : 0.0;
 }
 
 int mp__deadline_ms(int64_t deadline)

@@ -639,12 +639,7 @@ void *mp__pool_result_main(void *arg)
             (void)mp__pool_grow(&p->rbuf, &p->rbuf_cap, RECV_BUF_START);
             continue;
         }
-        double timeout = MP_FOREVER;
-        if (deadline != MP__NO_DEADLINE) {
-            int64_t left = deadline - mp__now_ns();
-            timeout = left > 0 ? (double)left / 1e9 : 0;
-        }
-        if (mp_wait(items, n, timeout) < 0) {
+        if (mp_wait(items, n, mp__deadline_left(deadline)) < 0) {
             mp__sleep(0.001);
             continue;
         }

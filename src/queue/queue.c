@@ -701,12 +701,7 @@ MP_API int mp_queue_join(mp_queue *q, double timeout)
         return rc;
     if (rc < 0 && rc != MP_EOWNERDEAD)
         return rc;
-    double left = MP_FOREVER;
-    if (deadline != MP__NO_DEADLINE) {
-        int64_t ns = deadline - mp__now_ns();
-        left = ns > 0 ? (double)ns / 1e9 : 0;
-    }
-    rc = mp_cond_wait_for(q->cond, queue_no_unfinished, q->unfinished, left);
+    rc = mp_cond_wait_for(q->cond, queue_no_unfinished, q->unfinished, mp__deadline_left(deadline));
     (void)mp_cond_release(q->cond);
     return rc == MP_EOWNERDEAD ? 0 : rc;
 }
