@@ -274,6 +274,11 @@ struct proxy {
  */
 int mp__mgr_proxy_new(mp_manager *m, size_t size, const char *kind, const char *name, bool attach,
                       const struct marg *initial, struct proxy **out);
+/* mp__mgr_proxy_new for a dict (type MP_TYPE_DICT) or a list (MP_TYPE_LIST):
+ * initial, when not NULL, is the new object's value and must be a dict, or
+ * a list or a tuple; MP_ETYPE otherwise, with *out NULL. */
+int mp__mgr_proxy_new_value(mp_manager *m, size_t size, int type, const char *name, bool attach,
+                            const mp_obj *initial, struct proxy **out);
 /* Stop holding the object (unless inherited), drop the handle and free the
  * proxy (made by mp__mgr_proxy_new). */
 void mp__mgr_proxy_free(struct proxy *p);

@@ -17,12 +17,10 @@
 int mp__mgr_conn_add(struct server *s, int fd)
 {
     if (s->nconns == s->conns_cap) {
-        size_t cap = s->conns_cap ? s->conns_cap * 2 : 16;
-        struct sconn **v = realloc(s->conns, cap * sizeof *v);
+        struct sconn **v = mp__array_grow(s->conns, &s->conns_cap, sizeof *v, 16);
         if (!v)
             return -ENOMEM;
         s->conns = v;
-        s->conns_cap = cap;
     }
     struct sconn *c = calloc(1, sizeof *c);
     if (!c)

@@ -270,8 +270,10 @@ extern const struct stype *const mp__mgr_types[K_COUNT];
 
 #define MP__MGR_METHODS(table) table, sizeof table / sizeof table[0]
 
-/* The methods dict and list share (mgr_server_obj.c): len(), copy(),
+/* What dict and list share (mgr_server_obj.c): their init (the value
+ * empty, or create's initial value moved in) and the methods len(), copy(),
  * clear(). */
+int mp__mgr_value_init(const struct req *r, struct sobj *o);
 int mp__mgr_value_len(const struct req *r);
 int mp__mgr_value_copy(const struct req *r);
 int mp__mgr_value_clear(const struct req *r);

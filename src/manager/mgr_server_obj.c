@@ -3,6 +3,7 @@
  * lifetime and reference counts, the sessions that hold the references,
  * and the methods dict and list share. Static functions: obj_.
  */
+#include "codec/objimpl.h"
 #include "manager/mgr_server.h"
 
 #include <errno.h>
@@ -127,12 +128,10 @@ int mp__mgr_session_hold(struct session *ss, struct sobj *o)
         if (ss->held[i] == o)
             return 0;
     if (ss->nheld == ss->cap) {
-        size_t cap = ss->cap ? ss->cap * 2 : 8;
-        struct sobj **h = realloc(ss->held, cap * sizeof *h);
+        struct sobj **h = mp__array_grow(ss->held, &ss->cap, sizeof *h, 8);
         if (!h)
             return -ENOMEM;
         ss->held = h;
-        ss->cap = cap;
     }
     ss->held[ss->nheld++] = o;
     o->refs++;
@@ -203,6 +202,27 @@ void mp__mgr_objs_free(struct server *s)
 }
 
 /* ---- what dict and list share ---------------------------------------------------- */
+
+/* A new dict or list: empty, or the initial value moved out of create's
+ * arguments - a dict for a dict, a list or a tuple for a list. Lists and
+ * tuples share one layout: a tuple, moved out of the request, simply
+ * becomes the list. */
+int mp__mgr_value_init(const struct req *r, struct sobj *o)
+{
+    bool dict = o->kind == K_DICT;
+    int t = mp_obj_type(mp__mgr_arg(r, 2));
+    if (t == MP_TYPE_NONE)
+        o->value = dict ? mp_obj_dict_new() : mp_obj_list_new();
+    else if (t == (dict ? MP_TYPE_DICT : MP_TYPE_LIST) || (!dict && t == MP_TYPE_TUPLE))
+        o->value = mp__seq_take(r->args, 2);
+    else
+        return MP_ETYPE;
+    if (!o->value)
+        return -ENOMEM;
+    if (!dict)
+        o->value->type = MP_TYPE_LIST;
+    return 0;
+}
 
 int mp__mgr_value_len(const struct req *r)
 {

@@ -421,14 +421,11 @@ static int queue_put(mp_queue *q, const void *data, size_t len, int kind, double
     if (q->closed) {
         rc = MP_ECLOSED;
     } else if (q->nbuf == q->capbuf) {
-        size_t cap = q->capbuf ? 2 * q->capbuf : 64;
-        struct item **b = realloc(q->buf, cap * sizeof *b);
-        if (b) {
+        struct item **b = mp__array_grow(q->buf, &q->capbuf, sizeof *b, 64);
+        if (b)
             q->buf = b;
-            q->capbuf = cap;
-        } else {
+        else
             rc = -ENOMEM;
-        }
     }
     if (rc == 0 && !q->feeder)
         rc = queue_start_feeder(q);
