@@ -52,17 +52,23 @@ static int list_arg_index(const struct req *r, size_t len, const char *index_err
     return rc;
 }
 
-/* Move argument vi into the list at index at, inserted or (replace) in
- * place of the item there: 0 with None replied, or the code of the failure
- * (the item freed). */
+/* Give item to the list at index at, inserted or (replace) in place of the
+ * item there: 0, or the code of the failure with the item freed. */
+static int list_put(mp_obj *list, size_t at, mp_obj *item, bool replace)
+{
+    int rc = replace ? mp_obj_list_set(list, at, item) : mp__list_insert(list, at, item);
+    if (rc < 0)
+        mp_obj_free(item);
+    return rc;
+}
+
+/* Move argument vi into the list at index at (list_put): 0 with None
+ * replied, or the code of the failure. */
 static int list_store_arg(const struct req *r, size_t at, size_t vi, bool replace)
 {
-    mp_obj *v = mp__seq_take(r->args, vi);
-    int rc = replace ? mp_obj_list_set(r->o->value, at, v) : mp__list_insert(r->o->value, at, v);
-    if (rc < 0) {
-        mp_obj_free(v);
+    int rc = list_put(r->o->value, at, mp__seq_take(r->args, vi), replace);
+    if (rc < 0)
         return rc;
-    }
     mp__mgr_reply_none(r->c);
     return 0;
 }
@@ -87,14 +93,9 @@ static int list_extend(const struct req *r)
     /* Move the items, last first (taking the last item moves nothing),
      * then insert them in order at the old end. */
     size_t at = (size_t)mp_obj_len(r->o->value);
-    for (size_t i = n; i-- > 0;) {
-        mp_obj *item = mp__seq_take(seq, i);
-        rc = mp__list_insert(r->o->value, at, item);
-        if (rc < 0) {
-            mp_obj_free(item);
+    for (size_t i = n; i-- > 0;)
+        if ((rc = list_put(r->o->value, at, mp__seq_take(seq, i), false)) < 0)
             return rc;
-        }
-    }
     mp__mgr_reply_none(r->c);
     return 0;
 }
