@@ -17,6 +17,7 @@
  *     tells whether an element is on a list. A node is on one list at most.
  * Iterating with first/next may remove the current element (or free it) if
  * it took the next one first. No locking: the owner of a list guards it.
+ * Names ending in _ are this header's own helpers.
  */
 #ifndef MPIPC_LIST_H
 #define MPIPC_LIST_H
@@ -87,7 +88,7 @@ static inline void *mp__list_next(const struct mp__list *l, const void *e)
     return mp__list_elem_(l, n->next);
 }
 
-/* Link e, which is on no list, between prev and next. */
+/* Link node n, which is on no list, between prev and next. */
 static inline void mp__list_link_(struct mp__list_node *n, struct mp__list_node *prev,
                                   struct mp__list_node *next)
 {
