@@ -147,14 +147,6 @@ static int listener_private_unix_address(mp_listener *l)
  * blocking transport for them. One deadline covers the whole exchange (both
  * directions) of an accept or a connect. */
 
-static double listener_left(int64_t deadline)
-{
-    if (deadline == MP__NO_DEADLINE)
-        return MP_FOREVER;
-    int64_t ns = deadline - mp__now_ns();
-    return ns > 0 ? (double)ns / 1e9 : 0.0;
-}
-
 /* A handshake receive into buf: at most MP__HS_MAXLEN bytes, as Python's
  * recv_bytes(256) (a longer message stops the connection reading); a
  * message over the limit or a corrupt frame is a failed handshake. */
@@ -162,7 +154,7 @@ static int listener_recv_handshake(mp_conn *c, unsigned char buf[MP__HS_MAXLEN],
                                    int64_t deadline)
 {
     void *msg;
-    int rc = mp_conn_recv_bytes(c, &msg, len, MP__HS_MAXLEN, listener_left(deadline));
+    int rc = mp_conn_recv_bytes(c, &msg, len, MP__HS_MAXLEN, mp__deadline_left(deadline));
     if (rc == MP_ETOOLONG || rc == MP_EPROTO || rc == MP_ETRUNCATED)
         return MP_EAUTH;
     if (rc < 0)

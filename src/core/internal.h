@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 /* Status codes in (MP_ERRNO_MIN, 0) are negated errno values. */
 #define MP_ERRNO_MIN (-1000)
@@ -77,6 +78,20 @@ static inline size_t mp__grow_cap(size_t cap, size_t need, size_t first)
         c *= 2;
     }
     return c;
+}
+
+/* Room for one more element in the array arr of elem-byte elements, full
+ * at *cap of them (0: none yet): arr realloc'd to twice *cap (first to
+ * begin with) and *cap updated, or NULL with both unchanged. */
+static inline void *mp__array_grow(void *arr, size_t *cap, size_t elem, size_t first)
+{
+    size_t n = *cap ? *cap * 2 : first;
+    if (n < *cap || n > SIZE_MAX / elem)
+        return NULL;
+    void *p = realloc(arr, n * elem);
+    if (p)
+        *cap = n;
+    return p;
 }
 
 /*

@@ -9,6 +9,8 @@
 #define _GNU_SOURCE
 #include "core/io.h"
 
+#include <mpipc/common.h>
+
 #include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -56,6 +58,14 @@ int64_t mp__deadline(double timeout)
 bool mp__deadline_passed(int64_t deadline)
 {
     return deadline != MP__NO_DEADLINE && mp__now_ns() >= deadline;
+}
+
+double mp__deadline_left(int64_t deadline)
+{
+    if (deadline == MP__NO_DEADLINE)
+        return MP_FOREVER;
+    int64_t left = deadline - mp__now_ns();
+    return left > 0 ? (double)left / 1e9 : 0.0;
 }
 
 int mp__deadline_ms(int64_t deadline)
@@ -602,46 +612,6 @@ static int io_listen_one(int family, const struct sockaddr *sa, socklen_t len, i
     return fd;
 }
 
-int mp__listen(const struct mp__sockaddr *a, int backlog, struct mp__sockaddr *bound)
-{
-    if (a->family == AF_UNIX) {
-        struct sockaddr_un sun;
-        socklen_t len;
-        int rc = io_unix_sockaddr(a, &sun, &len);
-        if (rc < 0)
-            return rc;
-        int fd = io_listen_one(AF_UNIX, (struct sockaddr *)&sun, len, backlog);
-        if (fd >= 0 && bound)
-            *bound = *a;
-        return fd;
-    }
-
-    struct addrinfo *res;
-    int rc = io_resolve(a, true, &res);
-    if (rc < 0)
-        return rc;
-    rc = -EADDRNOTAVAIL;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        int fd = io_listen_one(ai->ai_family, ai->ai_addr, ai->ai_addrlen, backlog);
-        if (fd < 0) {
-            rc = fd;
-            continue;
-        }
-        if (bound) {
-            struct sockaddr_storage ss;
-            socklen_t sl = sizeof ss;
-            if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
-                io_describe((struct sockaddr *)&ss, sl, NULL, 0, bound);
-            else
-                *bound = *a;
-        }
-        freeaddrinfo(res);
-        return fd;
-    }
-    freeaddrinfo(res);
-    return rc;
-}
-
 int mp__accept(int listen_fd, int64_t deadline, char *peer, size_t peer_cap)
 {
     for (;;) {
@@ -727,7 +697,27 @@ static int io_connect_one(int family, const struct sockaddr *sa, socklen_t len, 
     return fd;
 }
 
-int mp__connect(const struct mp__sockaddr *a, int64_t deadline)
+/* What to do with each address io_open tries: listen on it, or connect
+ * to it before a deadline. */
+struct io_try {
+    bool listen;
+    int backlog;
+    int64_t deadline;
+};
+
+static int io_try_one(const struct io_try *t, int family, const struct sockaddr *sa, socklen_t len)
+{
+    return t->listen ? io_listen_one(family, sa, len, t->backlog)
+                     : io_connect_one(family, sa, len, t->deadline);
+}
+
+/*
+ * A socket listening on, or connected to, a: its AF_UNIX path, or each
+ * address its TCP host resolves to, in order, until one works. Returns the
+ * descriptor, or the last failure (`none` when the name resolved to no
+ * address); a timeout ends the search at once.
+ */
+static int io_open(const struct mp__sockaddr *a, const struct io_try *t, int none)
 {
     if (a->family == AF_UNIX) {
         struct sockaddr_un sun;
@@ -735,25 +725,42 @@ int mp__connect(const struct mp__sockaddr *a, int64_t deadline)
         int rc = io_unix_sockaddr(a, &sun, &len);
         if (rc < 0)
             return rc;
-        return io_connect_one(AF_UNIX, (struct sockaddr *)&sun, len, deadline);
+        return io_try_one(t, AF_UNIX, (struct sockaddr *)&sun, len);
     }
     struct addrinfo *res;
-    int rc = io_resolve(a, false, &res);
+    int rc = io_resolve(a, t->listen, &res);
     if (rc < 0)
         return rc;
-    rc = -ECONNREFUSED;
+    rc = none;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        int fd = io_connect_one(ai->ai_family, ai->ai_addr, ai->ai_addrlen, deadline);
-        if (fd >= 0) {
-            freeaddrinfo(res);
-            return fd;
-        }
-        rc = fd;
-        if (rc == MP_ETIMEDOUT)
+        rc = io_try_one(t, ai->ai_family, ai->ai_addr, ai->ai_addrlen);
+        if (rc >= 0 || rc == MP_ETIMEDOUT)
             break;
     }
     freeaddrinfo(res);
     return rc;
+}
+
+int mp__listen(const struct mp__sockaddr *a, int backlog, struct mp__sockaddr *bound)
+{
+    struct io_try t = {.listen = true, .backlog = backlog, .deadline = MP__NO_DEADLINE};
+    int fd = io_open(a, &t, -EADDRNOTAVAIL);
+    if (fd >= 0 && bound) {
+        /* TCP: the address the socket got (port 0 picks one). */
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        if (a->family != AF_UNIX && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+            io_describe((struct sockaddr *)&ss, sl, NULL, 0, bound);
+        else
+            *bound = *a;
+    }
+    return fd;
+}
+
+int mp__connect(const struct mp__sockaddr *a, int64_t deadline)
+{
+    struct io_try t = {.listen = false, .backlog = 0, .deadline = deadline};
+    return io_open(a, &t, -ECONNREFUSED);
 }
 
 /* getrandom(2) first: no descriptor, works in a chroot without /dev, and

@@ -52,6 +52,10 @@ int64_t mp__deadline(double timeout);
  * deadline, 0 once it has passed. */
 int mp__deadline_ms(int64_t deadline);
 
+/* Seconds left before the deadline, as a public timeout argument for a
+ * call that takes one: MP_FOREVER for no deadline, 0 once it has passed. */
+double mp__deadline_left(int64_t deadline);
+
 /* True once a real deadline has passed. */
 bool mp__deadline_passed(int64_t deadline);
 

@@ -8,6 +8,8 @@
 #ifndef MPIPC_MGR_H
 #define MPIPC_MGR_H
 
+#include "core/list.h"
+
 #include <mpipc/listener.h>
 #include <mpipc/obj.h>
 
@@ -184,9 +186,9 @@ struct mp__mgr_job {
     size_t off, len;
     mp_obj *obj;
     int rc;
-    void *owner;   /* the connection waiting for it; NULL once that is gone */
-    size_t charge; /* the budget the loop charged for it */
-    struct mp__mgr_job *next;
+    void *owner;               /* the connection waiting for it; NULL once that is gone */
+    size_t charge;             /* the budget the loop charged for it */
+    struct mp__list_node node; /* in the worker's todo or done list */
 };
 
 struct mp__mgr_worker;
@@ -199,8 +201,9 @@ int mp__mgr_worker_fd(const struct mp__mgr_worker *w);
  * Starts the thread on first use: 0, or -errno when it cannot (the job is
  * then still the caller's). */
 int mp__mgr_worker_submit(struct mp__mgr_worker *w, struct mp__mgr_job *j);
-/* Take the finished DECODE jobs (a list through next; the caller's). */
-struct mp__mgr_job *mp__mgr_worker_collect(struct mp__mgr_worker *w);
+/* Move the finished DECODE jobs to the end of out (an initialized list of
+ * mp__mgr_job; they are the caller's). */
+void mp__mgr_worker_collect(struct mp__mgr_worker *w, struct mp__list *out);
 /* Stop the thread after its current job; free every job it still holds. */
 void mp__mgr_worker_free(struct mp__mgr_worker *w);
 

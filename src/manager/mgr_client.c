@@ -41,7 +41,7 @@
 #define STOP_TIMEOUT  5.0  /* for it to exit after the shutdown request */
 
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
-static mp_manager *registry;
+static struct mp__list registry = MP__LIST_INITIALIZER(registry, struct mp_manager, rnode);
 static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
 
 /* ---- the registry and fork ---------------------------------------------------- */
@@ -49,7 +49,7 @@ static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
 static void client_atfork_prepare(void)
 {
     pthread_mutex_lock(&reg_mu);
-    for (mp_manager *m = registry; m; m = m->rnext) {
+    for (mp_manager *m = mp__list_first(&registry); m; m = mp__list_next(&registry, m)) {
         pthread_mutex_lock(&m->open_mu);
         pthread_mutex_lock(&m->mu);
     }
@@ -57,7 +57,7 @@ static void client_atfork_prepare(void)
 
 static void client_atfork_parent(void)
 {
-    for (mp_manager *m = registry; m; m = m->rnext) {
+    for (mp_manager *m = mp__list_first(&registry); m; m = mp__list_next(&registry, m)) {
         pthread_mutex_unlock(&m->mu);
         pthread_mutex_unlock(&m->open_mu);
     }
@@ -67,7 +67,7 @@ static void client_atfork_parent(void)
 /* In the child: the parent's connections and alive pipe are not ours. */
 static void client_atfork_child(void)
 {
-    for (mp_manager *m = registry; m; m = m->rnext) {
+    for (mp_manager *m = mp__list_first(&registry); m; m = mp__list_next(&registry, m)) {
         mp__mgr_connpool_close_all(m);
         m->session = 0;
         if (m->alive_wr >= 0) {
@@ -90,12 +90,7 @@ static void client_reg_setup(void)
 static void client_destroy(mp_manager *m)
 {
     pthread_mutex_lock(&reg_mu);
-    if (m->rprev)
-        m->rprev->rnext = m->rnext;
-    else
-        registry = m->rnext;
-    if (m->rnext)
-        m->rnext->rprev = m->rprev;
+    mp__list_remove(&registry, m);
     if (m->alive_wr >= 0)
         mp__close(m->alive_wr);
     pthread_mutex_unlock(&reg_mu);
@@ -136,6 +131,7 @@ static int client_new(mp_manager **out, const char *address, const void *key, si
         return -ENOMEM;
     m->refs = 1;
     m->alive_wr = -1;
+    MP__LIST_INIT(&m->all, struct mconn, node);
     m->timeout_ns = client_seconds_to_ns(o->timeout);
     m->max_reply = o->max_message ? o->max_message : MP__MGR_DEFAULT_MAX;
     m->server_max = MP__MGR_DEFAULT_MAX;
@@ -152,10 +148,7 @@ static int client_new(mp_manager **out, const char *address, const void *key, si
         memcpy(m->key, key, keylen);
     m->keylen = keylen;
     pthread_mutex_lock(&reg_mu);
-    m->rnext = registry;
-    if (registry)
-        registry->rprev = m;
-    registry = m;
+    mp__list_push_front(&registry, m);
     pthread_mutex_unlock(&reg_mu);
     *out = m;
     return 0;

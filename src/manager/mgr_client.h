@@ -26,6 +26,7 @@
 #include "codec/objimpl.h"
 #include "codec/pickle.h"
 #include "core/internal.h"
+#include "core/list.h"
 #include "manager/mgr.h"
 
 #include <mpipc/manager.h>
@@ -70,7 +71,7 @@ struct mconn {
     unsigned char state;       /* MCONN_*, for the assertions */
     unsigned pause_skip;       /* calls left before looking without yielding again */
     struct mconn *next_idle;   /* in the idle or the stale list */
-    struct mconn *next, *prev; /* every connection of the handle */
+    struct mp__list_node node; /* in the handle's all */
 };
 
 struct mp_manager {
@@ -84,7 +85,8 @@ struct mp_manager {
     size_t max_reply;
 
     /* This process's side, guarded by mu; reset in a forked child. */
-    struct mconn *idle, *all;
+    struct mp__list all; /* every connection, the newest first */
+    struct mconn *idle;
     struct mconn *stale; /* timed out, reply pending: kept, so that a slow
                           * server does not see this process leave */
     size_t nconns;       /* the connections in all */
@@ -105,7 +107,7 @@ struct mp_manager {
     int alive_wr; /* guarded by the registry lock */
     int hook;
 
-    struct mp_manager *rnext, *rprev; /* the registry */
+    struct mp__list_node rnode; /* in the registry */
 };
 
 static inline bool client_is_closed(const mp_manager *m)
@@ -272,6 +274,11 @@ struct proxy {
  */
 int mp__mgr_proxy_new(mp_manager *m, size_t size, const char *kind, const char *name, bool attach,
                       const struct marg *initial, struct proxy **out);
+/* mp__mgr_proxy_new for a dict (type MP_TYPE_DICT) or a list (MP_TYPE_LIST):
+ * initial, when not NULL, is the new object's value and must be a dict, or
+ * a list or a tuple; MP_ETYPE otherwise, with *out NULL. */
+int mp__mgr_proxy_new_value(mp_manager *m, size_t size, int type, const char *name, bool attach,
+                            const mp_obj *initial, struct proxy **out);
 /* Stop holding the object (unless inherited), drop the handle and free the
  * proxy (made by mp__mgr_proxy_new). */
 void mp__mgr_proxy_free(struct proxy *p);

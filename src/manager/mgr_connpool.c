@@ -48,25 +48,16 @@ static int connpool_new_session_id(int64_t *out)
 
 static void connpool_link_locked(mp_manager *m, struct mconn *c)
 {
-    c->next = m->all;
-    if (m->all)
-        m->all->prev = c;
-    m->all = c;
+    mp__list_push_front(&m->all, c);
     m->nconns++;
 }
 
 static void connpool_unlink_locked(mp_manager *m, struct mconn *c)
 {
-    MP__ASSERT(m->nconns > 0 && (c->prev != NULL) == (m->all != c));
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        m->all = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->next = c->prev = NULL;
+    MP__ASSERT(m->nconns > 0);
+    mp__list_remove(&m->all, c);
     m->nconns--;
-    MP__ASSERT((m->nconns == 0) == (m->all == NULL));
+    MP__ASSERT((m->nconns == 0) == mp__list_empty(&m->all));
 }
 
 void mp__mgr_connpool_drop(mp_manager *m, struct mconn *c)
@@ -241,12 +232,9 @@ void mp__mgr_connpool_close_idle(mp_manager *m)
 
 void mp__mgr_connpool_close_all(mp_manager *m)
 {
-    struct mconn *c = m->all;
-    while (c) {
-        struct mconn *next = c->next;
+    struct mconn *c;
+    while ((c = mp__list_pop_front(&m->all)) != NULL)
         connpool_free(c);
-        c = next;
-    }
-    m->all = m->idle = m->stale = NULL;
+    m->idle = m->stale = NULL;
     m->nconns = 0;
 }

@@ -68,6 +68,21 @@ int mp__mgr_proxy_new(mp_manager *m, size_t size, const char *kind, const char *
     return name && !attach ? rc : 0;
 }
 
+int mp__mgr_proxy_new_value(mp_manager *m, size_t size, int type, const char *name, bool attach,
+                            const mp_obj *initial, struct proxy **out)
+{
+    MP__ASSERT(type == MP_TYPE_DICT || type == MP_TYPE_LIST);
+    int t = initial ? mp_obj_type(initial) : type;
+    if (t != type && !(type == MP_TYPE_LIST && t == MP_TYPE_TUPLE)) {
+        if (out)
+            *out = NULL;
+        return MP_ETYPE;
+    }
+    struct marg init = initial ? ARG_OBJ(initial) : ARG_NONE;
+    return mp__mgr_proxy_new(m, size, type == MP_TYPE_DICT ? "dict" : "list", name, attach, &init,
+                             out);
+}
+
 void mp__mgr_proxy_free(struct proxy *p)
 {
     if (__atomic_load_n(&p->gen, __ATOMIC_ACQUIRE) == mp__forkgen() && !client_is_closed(p->m)) {

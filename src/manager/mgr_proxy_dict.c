@@ -25,14 +25,9 @@ _Static_assert(offsetof(struct mp_dict, p) == 0, "a dict is its proxy");
 static int dict_proxy_new(mp_manager *m, const char *name, bool attach, const mp_obj *initial,
                           mp_dict **out)
 {
-    if (initial && mp_obj_type(initial) != MP_TYPE_DICT) {
-        if (out)
-            *out = NULL;
-        return MP_ETYPE;
-    }
-    struct marg init = initial ? ARG_OBJ(initial) : ARG_NONE;
     struct proxy *p = NULL;
-    int rc = mp__mgr_proxy_new(m, sizeof(mp_dict), "dict", name, attach, &init, out ? &p : NULL);
+    int rc = mp__mgr_proxy_new_value(m, sizeof(mp_dict), MP_TYPE_DICT, name, attach, initial,
+                                     out ? &p : NULL);
     if (out)
         *out = (mp_dict *)p;
     return rc;

@@ -24,15 +24,9 @@ _Static_assert(offsetof(struct mp_list, p) == 0, "a list is its proxy");
 static int list_proxy_new(mp_manager *m, const char *name, bool attach, const mp_obj *initial,
                           mp_list **out)
 {
-    int t = initial ? mp_obj_type(initial) : MP_TYPE_LIST;
-    if (t != MP_TYPE_LIST && t != MP_TYPE_TUPLE) {
-        if (out)
-            *out = NULL;
-        return MP_ETYPE;
-    }
-    struct marg init = initial ? ARG_OBJ(initial) : ARG_NONE;
     struct proxy *p = NULL;
-    int rc = mp__mgr_proxy_new(m, sizeof(mp_list), "list", name, attach, &init, out ? &p : NULL);
+    int rc = mp__mgr_proxy_new_value(m, sizeof(mp_list), MP_TYPE_LIST, name, attach, initial,
+                                     out ? &p : NULL);
     if (out)
         *out = (mp_list *)p;
     return rc;

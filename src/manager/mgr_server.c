@@ -17,12 +17,10 @@
 int mp__mgr_conn_add(struct server *s, int fd)
 {
     if (s->nconns == s->conns_cap) {
-        size_t cap = s->conns_cap ? s->conns_cap * 2 : 16;
-        struct sconn **v = realloc(s->conns, cap * sizeof *v);
+        struct sconn **v = mp__array_grow(s->conns, &s->conns_cap, sizeof *v, 16);
         if (!v)
             return -ENOMEM;
         s->conns = v;
-        s->conns_cap = cap;
     }
     struct sconn *c = calloc(1, sizeof *c);
     if (!c)
@@ -181,7 +179,7 @@ static int srv_round_begin(struct server *s, struct srv_round *r, int lfd)
                            (mp__mgr_conn_idle_output(c) ? 0 : POLLOUT));
         srv_poll_add(s, r, c->fd, ev, c, NULL);
     }
-    for (struct hsconn *h = s->hs_head; h; h = h->next) {
+    for (struct hsconn *h = mp__list_first(&s->hs); h; h = mp__list_next(&s->hs, h)) {
         const unsigned char *unused;
         short ev = mp__hs_output(&h->m, &unused) ? POLLOUT : POLLIN;
         srv_poll_add(s, r, h->fd, ev, NULL, h);
@@ -350,6 +348,10 @@ static int srv_run(struct server *s, int lfd)
 int mp__mgr_server_init(struct server *s, size_t max_request)
 {
     memset(s, 0, sizeof *s);
+    MP__LIST_INIT(&s->hs, struct hsconn, node);
+    MP__LIST_INIT(&s->sessions, struct session, node);
+    MP__LIST_INIT(&s->locks, struct sobj, lnode);
+    MP__LIST_INIT(&s->timed, struct waiter, tnode);
     s->max_request = max_request;
     s->budget = mp__mgr_budget_for(max_request);
     s->reserve_fd = -1;
@@ -361,8 +363,9 @@ int mp__mgr_server_init(struct server *s, size_t max_request)
 void mp__mgr_server_free(struct server *s)
 {
     /* Waiters first (they point at connections and objects). */
-    while (s->timed)
-        mp__mgr_waiter_free(s, s->timed);
+    struct waiter *w;
+    while ((w = mp__list_first(&s->timed)) != NULL)
+        mp__mgr_waiter_free(s, w);
     for (size_t i = 0; i < s->nconns; i++) {
         struct sconn *c = s->conns[i];
         if (c->waiter)

@@ -62,6 +62,7 @@
 #include "codec/handshake.h"
 #include "codec/pickle.h"
 #include "core/internal.h"
+#include "core/list.h"
 #include "manager/mgr.h"
 
 #include <mpipc/listener.h>
@@ -86,21 +87,22 @@ struct sobj;
 struct session;
 struct server;
 
-/* A FIFO of waiters (on one object, for one operation). */
+/* A FIFO of waiters (on one object, for one operation), linked through
+ * their qnode. */
 struct wq {
-    struct waiter *head, *tail;
+    struct mp__list l;
 };
 
 struct waiter {
     struct sconn *conn;
     struct sobj *obj;
     struct wq *q;
-    int op;                       /* W_* */
-    int64_t deadline;             /* MP__NO_DEADLINE, or when to fail it */
-    uint64_t tid;                 /* W_ACQUIRE: the client thread */
-    mp_obj *item;                 /* W_PUT: the item, owned */
-    struct waiter *next, *prev;   /* in q */
-    struct waiter *tnext, *tprev; /* in the server's timed list */
+    int op;                     /* W_* */
+    int64_t deadline;           /* MP__NO_DEADLINE, or when to fail it */
+    uint64_t tid;               /* W_ACQUIRE: the client thread */
+    mp_obj *item;               /* W_PUT: the item, owned */
+    struct mp__list_node qnode; /* in q */
+    struct mp__list_node tnode; /* in the server's timed list */
 };
 
 struct sobj {
@@ -116,7 +118,7 @@ struct sobj {
     uint64_t count;  /* 0: free */
     bool owner_dead; /* the last holder died holding it */
     struct wq acquirers;
-    struct sobj *lnext, *lprev; /* the server's list of locks */
+    struct mp__list_node lnode; /* in the server's list of locks */
     /* K_QUEUE: items[head .. head+len) in a ring of cap */
     mp_obj **items;
     size_t head, len, cap;
@@ -130,7 +132,7 @@ struct session {
     int nconns;
     struct sobj **held;
     size_t nheld, cap;
-    struct session *next, *prev;
+    struct mp__list_node node; /* in the server's sessions */
 };
 
 struct sconn {
@@ -164,10 +166,10 @@ struct sconn {
 /* A connection whose handshake is under way (mgr_server_handshake.c). */
 struct hsconn {
     int fd;
-    int64_t deadline;           /* the whole exchange must be over by then */
-    int64_t accepted;           /* when */
-    uint64_t burst;             /* the accept burst that took it */
-    struct hsconn *next, *prev; /* in accept order: the oldest first */
+    int64_t deadline;          /* the whole exchange must be over by then */
+    int64_t accepted;          /* when */
+    uint64_t burst;            /* the accept burst that took it */
+    struct mp__list_node node; /* in the server's hs, in accept order */
     struct mp__hs m;
 };
 
@@ -182,7 +184,7 @@ struct server {
     /* Handshakes under way, the oldest first; the secret their challenges
      * are drawn from (mp__hs_random) and the next counter; a descriptor
      * kept in reserve for shedding a newcomer when none is left. */
-    struct hsconn *hs_head, *hs_tail;
+    struct mp__list hs; /* of hsconn, the oldest first */
     size_t nhs;
     unsigned char hs_seed[32];
     uint64_t hs_counter;
@@ -191,13 +193,13 @@ struct server {
 
     struct sconn **conns;
     size_t nconns, conns_cap;
-    struct session *sessions;
+    struct mp__list sessions; /* the newest first */
     size_t nsessions;
     struct sobj **table; /* hash of objects by id */
     size_t table_cap, nobjs;
-    struct sobj *locks; /* every lock object */
-    mp_obj *names;      /* dict: name -> id */
-    struct waiter *timed;
+    struct mp__list locks; /* every lock object, the newest first */
+    mp_obj *names;         /* dict: name -> id */
+    struct mp__list timed; /* waiters with a deadline, the newest first */
     int64_t next_id, next_conn_id;
     bool again;           /* a connection may have work without new input */
     int64_t accept_pause; /* after a failed accept (EMFILE...): not before */
@@ -268,8 +270,10 @@ extern const struct stype *const mp__mgr_types[K_COUNT];
 
 #define MP__MGR_METHODS(table) table, sizeof table / sizeof table[0]
 
-/* The methods dict and list share (mgr_server_obj.c): len(), copy(),
+/* What dict and list share (mgr_server_obj.c): their init (the value
+ * empty, or create's initial value moved in) and the methods len(), copy(),
  * clear(). */
+int mp__mgr_value_init(const struct req *r, struct sobj *o);
 int mp__mgr_value_len(const struct req *r);
 int mp__mgr_value_copy(const struct req *r);
 int mp__mgr_value_clear(const struct req *r);

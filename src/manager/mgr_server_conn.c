@@ -329,9 +329,10 @@ static void conn_drop_decoded(struct server *s, struct mp__mgr_job *j)
 /* Run the requests the helper thread has decoded. */
 void mp__mgr_collect_decoded(struct server *s)
 {
-    struct mp__mgr_job *j = mp__mgr_worker_collect(s->worker);
-    while (j) {
-        struct mp__mgr_job *next = j->next;
+    struct mp__list done = MP__LIST_INITIALIZER(done, struct mp__mgr_job, node);
+    mp__mgr_worker_collect(s->worker, &done);
+    struct mp__mgr_job *j;
+    while ((j = mp__list_pop_front(&done)) != NULL) {
         struct sconn *c = j->owner;
         mp__mgr_budget_give(s, &j->charge);
         if (c) {
@@ -343,7 +344,6 @@ void mp__mgr_collect_decoded(struct server *s)
             s->again = true; /* more may be buffered behind it */
         }
         conn_drop_decoded(s, j);
-        j = next;
     }
 }
 

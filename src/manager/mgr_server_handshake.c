@@ -31,14 +31,7 @@
 static void hs_unlink(struct server *s, struct hsconn *h)
 {
     MP__ASSERT(s->nhs > 0);
-    if (h->prev)
-        h->prev->next = h->next;
-    else
-        s->hs_head = h->next;
-    if (h->next)
-        h->next->prev = h->prev;
-    else
-        s->hs_tail = h->prev;
+    mp__list_remove(&s->hs, h);
     s->nhs--;
 }
 
@@ -52,8 +45,10 @@ static void hs_close(struct server *s, struct hsconn *h)
 
 void mp__mgr_hs_close_all(struct server *s)
 {
-    while (s->hs_head)
-        hs_close(s, s->hs_head);
+    struct hsconn *h;
+    while ((h = mp__list_first(&s->hs)) != NULL)
+        hs_close(s, h);
+    MP__ASSERT(s->nhs == 0);
 }
 
 /* The key is proved both ways: the descriptor becomes a connection. */
@@ -113,14 +108,16 @@ void mp__mgr_hs_step(struct server *s, struct hsconn *h)
  * finish, so the oldest is the first due. */
 int64_t mp__mgr_hs_next_deadline(const struct server *s)
 {
-    return s->hs_head ? s->hs_head->deadline : MP__NO_DEADLINE;
+    const struct hsconn *h = mp__list_first(&s->hs);
+    return h ? h->deadline : MP__NO_DEADLINE;
 }
 
 void mp__mgr_hs_expire(struct server *s)
 {
     int64_t now = mp__now_ns();
-    while (s->hs_head && s->hs_head->deadline <= now)
-        hs_close(s, s->hs_head);
+    struct hsconn *h;
+    while ((h = mp__list_first(&s->hs)) != NULL && h->deadline <= now)
+        hs_close(s, h);
 }
 
 /*
@@ -138,7 +135,8 @@ static bool hs_evict(struct server *s)
     int64_t started_by = mp__now_ns() - HS_SPARE_NS; /* spoke, and accepted before this */
     struct hsconn *victim = NULL, *slow = NULL;
     bool seen_heard = false;
-    for (struct hsconn *h = s->hs_head; h && h->burst != s->hs_burst; h = h->next) {
+    for (struct hsconn *h = mp__list_first(&s->hs); h && h->burst != s->hs_burst;
+         h = mp__list_next(&s->hs, h)) {
         if (!mp__hs_heard(&h->m)) {
             victim = h;
             break;
@@ -171,13 +169,8 @@ static void hs_start(struct server *s, int fd)
     unsigned char random[MP__HS_RANDOM];
     mp__hs_random(s->hs_seed, s->hs_counter++, random);
     mp__hs_server_start(&h->m, MP_AUTH_SHA256, random);
-    h->next = NULL;
-    h->prev = s->hs_tail;
-    if (s->hs_tail)
-        s->hs_tail->next = h;
-    else
-        s->hs_head = h;
-    s->hs_tail = h;
+    h->node.next = h->node.prev = NULL; /* malloc'd: on no list yet */
+    mp__list_push_back(&s->hs, h);
     s->nhs++;
     mp__mgr_hs_step(s, h); /* the challenge goes out now */
 }

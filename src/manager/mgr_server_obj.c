@@ -3,6 +3,7 @@
  * lifetime and reference counts, the sessions that hold the references,
  * and the methods dict and list share. Static functions: obj_.
  */
+#include "codec/objimpl.h"
 #include "manager/mgr_server.h"
 
 #include <errno.h>
@@ -75,6 +76,9 @@ struct sobj *mp__mgr_obj_new(struct server *s, int kind)
         return NULL;
     o->kind = kind;
     o->id = ++s->next_id;
+    struct wq *qs[] = {&o->acquirers, &o->getters, &o->putters, &o->joiners};
+    for (size_t i = 0; i < sizeof qs / sizeof *qs; i++)
+        MP__LIST_INIT(&qs[i]->l, struct waiter, qnode);
     if (obj_table_insert(s, o) < 0) {
         free(o);
         return NULL;
@@ -124,12 +128,10 @@ int mp__mgr_session_hold(struct session *ss, struct sobj *o)
         if (ss->held[i] == o)
             return 0;
     if (ss->nheld == ss->cap) {
-        size_t cap = ss->cap ? ss->cap * 2 : 8;
-        struct sobj **h = realloc(ss->held, cap * sizeof *h);
+        struct sobj **h = mp__array_grow(ss->held, &ss->cap, sizeof *h, 8);
         if (!h)
             return -ENOMEM;
         ss->held = h;
-        ss->cap = cap;
     }
     ss->held[ss->nheld++] = o;
     o->refs++;
@@ -158,12 +160,7 @@ void mp__mgr_session_end(struct server *s, struct session *ss)
         struct sobj *o = ss->held[--ss->nheld];
         mp__mgr_obj_decref(s, o);
     }
-    if (ss->prev)
-        ss->prev->next = ss->next;
-    else
-        s->sessions = ss->next;
-    if (ss->next)
-        ss->next->prev = ss->prev;
+    mp__list_remove(&s->sessions, ss);
     MP__ASSERT(s->nsessions > 0);
     s->nsessions--;
     free(ss->held);
@@ -172,27 +169,24 @@ void mp__mgr_session_end(struct server *s, struct session *ss)
 
 struct session *mp__mgr_session_get(struct server *s, int64_t id)
 {
-    for (struct session *ss = s->sessions; ss; ss = ss->next)
+    for (struct session *ss = mp__list_first(&s->sessions); ss;
+         ss = mp__list_next(&s->sessions, ss))
         if (ss->id == id)
             return ss;
     struct session *ss = calloc(1, sizeof *ss);
     if (!ss)
         return NULL;
     ss->id = id;
-    ss->next = s->sessions;
-    if (s->sessions)
-        s->sessions->prev = ss;
-    s->sessions = ss;
+    mp__list_push_front(&s->sessions, ss);
     s->nsessions++;
     return ss;
 }
 
 void mp__mgr_objs_free(struct server *s)
 {
-    MP__ASSERT(!s->timed);
-    while (s->sessions) {
-        struct session *ss = s->sessions;
-        s->sessions = ss->next;
+    MP__ASSERT(mp__list_empty(&s->timed));
+    struct session *ss;
+    while ((ss = mp__list_pop_front(&s->sessions)) != NULL) {
         free(ss->held);
         free(ss);
     }
@@ -208,6 +202,27 @@ void mp__mgr_objs_free(struct server *s)
 }
 
 /* ---- what dict and list share ---------------------------------------------------- */
+
+/* A new dict or list: empty, or the initial value moved out of create's
+ * arguments - a dict for a dict, a list or a tuple for a list. Lists and
+ * tuples share one layout: a tuple, moved out of the request, simply
+ * becomes the list. */
+int mp__mgr_value_init(const struct req *r, struct sobj *o)
+{
+    bool dict = o->kind == K_DICT;
+    int t = mp_obj_type(mp__mgr_arg(r, 2));
+    if (t == MP_TYPE_NONE)
+        o->value = dict ? mp_obj_dict_new() : mp_obj_list_new();
+    else if (t == (dict ? MP_TYPE_DICT : MP_TYPE_LIST) || (!dict && t == MP_TYPE_TUPLE))
+        o->value = mp__seq_take(r->args, 2);
+    else
+        return MP_ETYPE;
+    if (!o->value)
+        return -ENOMEM;
+    if (!dict)
+        o->value->type = MP_TYPE_LIST;
+    return 0;
+}
 
 int mp__mgr_value_len(const struct req *r)
 {

@@ -10,50 +10,16 @@
 #include <errno.h>
 #include <stdlib.h>
 
-static void wait_push(struct wq *q, struct waiter *w)
+/* A waiter is on its queue, w->q, until it is completed or failed; a timed
+ * one (a deadline) is also on the server's timed list. */
+static void wait_unlink(struct server *s, struct waiter *w)
 {
-    MP__ASSERT(!w->q && (q->head == NULL) == (q->tail == NULL));
-    w->q = q;
-    w->next = NULL;
-    w->prev = q->tail;
-    if (q->tail)
-        q->tail->next = w;
-    else
-        q->head = w;
-    q->tail = w;
-}
-
-static void wait_unlink(struct waiter *w)
-{
-    struct wq *q = w->q;
-    if (!q)
-        return;
-    MP__ASSERT(w->prev ? w->prev->next == w : q->head == w);
-    MP__ASSERT(w->next ? w->next->prev == w : q->tail == w);
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        q->head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    else
-        q->tail = w->prev;
-    w->q = NULL;
-    w->next = w->prev = NULL;
-}
-
-static void wait_timed_unlink(struct server *s, struct waiter *w)
-{
-    if (w->deadline == MP__NO_DEADLINE)
-        return;
-    MP__ASSERT(w->tprev ? w->tprev->tnext == w : s->timed == w);
-    if (w->tprev)
-        w->tprev->tnext = w->tnext;
-    else
-        s->timed = w->tnext;
-    if (w->tnext)
-        w->tnext->tprev = w->tprev;
-    w->tnext = w->tprev = NULL;
+    if (w->q) {
+        mp__list_remove(&w->q->l, w);
+        w->q = NULL;
+    }
+    if (w->deadline != MP__NO_DEADLINE)
+        mp__list_remove(&s->timed, w);
 }
 
 int mp__mgr_wait(const struct req *r, struct wq *q, int op, double timeout, uint64_t tid,
@@ -71,23 +37,19 @@ int mp__mgr_wait(const struct req *r, struct wq *q, int op, double timeout, uint
     w->tid = tid;
     w->item = item;
     w->deadline = mp__deadline(timeout);
-    wait_push(q, w);
+    w->q = q;
+    mp__list_push_back(&q->l, w);
     if (c->via_slot) /* tell the client not to wait up (mgr.h) */
         __atomic_store_n(&c->slot->parked, c->slot_seq, __ATOMIC_RELEASE);
-    if (w->deadline != MP__NO_DEADLINE) {
-        w->tnext = s->timed;
-        if (s->timed)
-            s->timed->tprev = w;
-        s->timed = w;
-    }
+    if (w->deadline != MP__NO_DEADLINE)
+        mp__list_push_front(&s->timed, w);
     c->waiter = w;
     return 0;
 }
 
 void mp__mgr_waiter_free(struct server *s, struct waiter *w)
 {
-    wait_unlink(w);
-    wait_timed_unlink(s, w);
+    wait_unlink(s, w);
     if (w->conn && w->conn->waiter == w)
         w->conn->waiter = NULL;
     mp_obj_free(w->item);
@@ -112,14 +74,15 @@ void mp__mgr_waiter_fail(struct server *s, struct waiter *w, int code)
 
 void mp__mgr_wq_fail_all(struct server *s, struct wq *q, int code)
 {
-    while (q->head)
-        mp__mgr_waiter_fail(s, q->head, code);
+    struct waiter *w;
+    while ((w = mp__list_first(&q->l)) != NULL)
+        mp__mgr_waiter_fail(s, w, code);
 }
 
 int64_t mp__mgr_waiters_next_deadline(const struct server *s)
 {
     int64_t d = MP__NO_DEADLINE;
-    for (const struct waiter *w = s->timed; w; w = w->tnext)
+    for (const struct waiter *w = mp__list_first(&s->timed); w; w = mp__list_next(&s->timed, w))
         if (d == MP__NO_DEADLINE || w->deadline < d)
             d = w->deadline;
     return d;
@@ -127,13 +90,13 @@ int64_t mp__mgr_waiters_next_deadline(const struct server *s)
 
 void mp__mgr_waiters_expire(struct server *s, int64_t now)
 {
-    struct waiter *w = s->timed;
+    struct waiter *w = mp__list_first(&s->timed);
     while (w) {
-        struct waiter *next = w->tnext;
+        struct waiter *next = mp__list_next(&s->timed, w);
         if (w->deadline <= now) {
             int code = w->op == W_GET ? MP_EMPTY : w->op == W_PUT ? MP_FULL : MP_ETIMEDOUT;
             mp__mgr_waiter_fail(s, w, code);
-            next = s->timed; /* the list changed under us: start over */
+            next = mp__list_first(&s->timed); /* the list changed under us: start over */
         }
         w = next;
     }

@@ -334,19 +334,6 @@ static int dict_cas(const struct req *r)
     return rc;
 }
 
-/* A new dict: empty, or the initial dict moved out of create's arguments. */
-static int dict_init(const struct req *r, struct sobj *o)
-{
-    int t = mp_obj_type(mp__mgr_arg(r, 2));
-    if (t == MP_TYPE_NONE)
-        o->value = mp_obj_dict_new();
-    else if (t == MP_TYPE_DICT)
-        o->value = mp__seq_take(r->args, 2);
-    else
-        return MP_ETYPE;
-    return o->value ? 0 : -ENOMEM;
-}
-
 static const struct method dict_methods[] = {
     {"get", 1, 1, dict_get},
     {"set", 2, 2, dict_set},
@@ -366,4 +353,5 @@ static const struct method dict_methods[] = {
     {"cas", 2, 3, dict_cas},
 };
 
-const struct stype mp__mgr_type_dict = {"dict", MP__MGR_METHODS(dict_methods), dict_init, NULL};
+const struct stype mp__mgr_type_dict = {"dict", MP__MGR_METHODS(dict_methods), mp__mgr_value_init,
+                                        NULL};

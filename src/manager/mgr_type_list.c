@@ -52,23 +52,30 @@ static int list_arg_index(const struct req *r, size_t len, const char *index_err
     return rc;
 }
 
-/* Insert argument vi at index at: 0 with None replied, or the code of the
- * failure (the item freed). */
-static int list_insert_arg(const struct req *r, size_t at, size_t vi)
+/* Give item to the list at index at, inserted or (replace) in place of the
+ * item there: 0, or the code of the failure with the item freed. */
+static int list_put(mp_obj *list, size_t at, mp_obj *item, bool replace)
 {
-    mp_obj *v = mp__seq_take(r->args, vi);
-    int rc = mp__list_insert(r->o->value, at, v);
-    if (rc < 0) {
-        mp_obj_free(v);
+    int rc = replace ? mp_obj_list_set(list, at, item) : mp__list_insert(list, at, item);
+    if (rc < 0)
+        mp_obj_free(item);
+    return rc;
+}
+
+/* Move argument vi into the list at index at (list_put): 0 with None
+ * replied, or the code of the failure. */
+static int list_store_arg(const struct req *r, size_t at, size_t vi, bool replace)
+{
+    int rc = list_put(r->o->value, at, mp__seq_take(r->args, vi), replace);
+    if (rc < 0)
         return rc;
-    }
     mp__mgr_reply_none(r->c);
     return 0;
 }
 
 static int list_append(const struct req *r)
 {
-    return list_insert_arg(r, (size_t)mp_obj_len(r->o->value), 0);
+    return list_store_arg(r, (size_t)mp_obj_len(r->o->value), 0, false);
 }
 
 static int list_extend(const struct req *r)
@@ -86,14 +93,9 @@ static int list_extend(const struct req *r)
     /* Move the items, last first (taking the last item moves nothing),
      * then insert them in order at the old end. */
     size_t at = (size_t)mp_obj_len(r->o->value);
-    for (size_t i = n; i-- > 0;) {
-        mp_obj *item = mp__seq_take(seq, i);
-        rc = mp__list_insert(r->o->value, at, item);
-        if (rc < 0) {
-            mp_obj_free(item);
+    for (size_t i = n; i-- > 0;)
+        if ((rc = list_put(r->o->value, at, mp__seq_take(seq, i), false)) < 0)
             return rc;
-        }
-    }
     mp__mgr_reply_none(r->c);
     return 0;
 }
@@ -113,14 +115,7 @@ static int list_set(const struct req *r)
     if (list_arg_index(r, (size_t)mp_obj_len(r->o->value),
                        "IndexError: list assignment index out of range", &i) < 0)
         return 0;
-    mp_obj *v = mp__seq_take(r->args, 1);
-    int rc = mp_obj_list_set(r->o->value, i, v);
-    if (rc < 0) {
-        mp_obj_free(v);
-        return rc;
-    }
-    mp__mgr_reply_none(r->c);
-    return 0;
+    return list_store_arg(r, i, 1, true);
 }
 
 static int list_del_or_pop(const struct req *r, bool pop)
@@ -165,7 +160,7 @@ static int list_insert(const struct req *r)
     }
     if (i > len)
         i = len;
-    return list_insert_arg(r, (size_t)i, 1);
+    return list_store_arg(r, (size_t)i, 1, false);
 }
 
 static int list_slice(const struct req *r)
@@ -232,27 +227,6 @@ static int list_remove(const struct req *r)
     return 0;
 }
 
-/* A new list: empty, or the initial list or tuple moved out of create's
- * arguments. */
-static int list_init(const struct req *r, struct sobj *o)
-{
-    int t = mp_obj_type(mp__mgr_arg(r, 2));
-    if (t == MP_TYPE_NONE) {
-        o->value = mp_obj_list_new();
-    } else if (t == MP_TYPE_LIST) {
-        o->value = mp__seq_take(r->args, 2);
-    } else if (t == MP_TYPE_TUPLE) {
-        /* Lists and tuples share one layout: the tuple, moved out of
-         * the request, simply becomes the list. */
-        o->value = mp__seq_take(r->args, 2);
-        if (o->value)
-            o->value->type = MP_TYPE_LIST;
-    } else {
-        return MP_ETYPE;
-    }
-    return o->value ? 0 : -ENOMEM;
-}
-
 static const struct method list_methods[] = {
     {"append", 1, 1, list_append},
     {"extend", 1, 1, list_extend},
@@ -271,4 +245,5 @@ static const struct method list_methods[] = {
     {"remove", 1, 1, list_remove},
 };
 
-const struct stype mp__mgr_type_list = {"list", MP__MGR_METHODS(list_methods), list_init, NULL};
+const struct stype mp__mgr_type_list = {"list", MP__MGR_METHODS(list_methods), mp__mgr_value_init,
+                                        NULL};

@@ -29,8 +29,8 @@ static void lock_reply_acquired(struct sconn *c, struct sobj *o)
 
 void mp__mgr_lock_grant_next(struct server *s, struct sobj *o)
 {
-    while (o->count == 0 && o->acquirers.head) {
-        struct waiter *w = o->acquirers.head;
+    struct waiter *w;
+    while (o->count == 0 && (w = mp__list_first(&o->acquirers.l)) != NULL) {
         struct sconn *wc = w->conn;
         MP__ASSERT(w->obj == o && w->op == W_ACQUIRE);
         if (wc->broken || !wc->sess) {
@@ -45,7 +45,7 @@ void mp__mgr_lock_grant_next(struct server *s, struct sobj *o)
 
 void mp__mgr_locks_release_session(struct server *s, struct session *ss)
 {
-    for (struct sobj *o = s->locks; o; o = o->lnext) {
+    for (struct sobj *o = mp__list_first(&s->locks); o; o = mp__list_next(&s->locks, o)) {
         if (o->count && o->owner == ss) {
             o->count = 0;
             o->owner = NULL;
@@ -103,7 +103,7 @@ static int lock_release(const struct req *r)
          * kept waiting for the wake-up of the one who was sleeping. No
          * request is handled in between, so nobody can take the lock out
          * of turn. */
-        if (o->acquirers.head)
+        if (!mp__list_empty(&o->acquirers.l))
             r->s->grant = o;
     }
     mp__mgr_reply_none(c);
@@ -113,23 +113,13 @@ static int lock_release(const struct req *r)
 /* Every lock is on the server's list, for mp__mgr_locks_release_session. */
 static int lock_init(const struct req *r, struct sobj *o)
 {
-    struct server *s = r->s;
-    o->lnext = s->locks;
-    if (s->locks)
-        s->locks->lprev = o;
-    s->locks = o;
+    mp__list_push_front(&r->s->locks, o);
     return 0;
 }
 
 static void lock_fini(struct server *s, struct sobj *o)
 {
-    MP__ASSERT(o->lprev ? o->lprev->lnext == o : s->locks == o);
-    if (o->lprev)
-        o->lprev->lnext = o->lnext;
-    else
-        s->locks = o->lnext;
-    if (o->lnext)
-        o->lnext->lprev = o->lprev;
+    mp__list_remove(&s->locks, o);
 }
 
 static const struct method lock_methods[] = {

@@ -116,20 +116,32 @@ static int manager_create(const struct req *r)
     return 0;
 }
 
+/* The object argument i names (a str), or NULL with the error replied:
+ * MP_EPROTO with the call's form (usage) for an argument that is no str. */
+static struct sobj *manager_arg_named(const struct req *r, size_t i, const char *usage)
+{
+    if (mp_obj_type(mp__mgr_arg(r, i)) != MP_TYPE_STR) {
+        mp__mgr_reply_error(r->c, MP_EPROTO, usage);
+        return NULL;
+    }
+    struct sobj *o = manager_by_name(r->s, mp__mgr_arg(r, i));
+    if (!o)
+        mp__mgr_reply_error(r->c, MP_ENOOBJ, "no object has that name");
+    return o;
+}
+
 /* attach(kind, name): the object of that name, which must exist. "lock"
  * matches a lock or an rlock. */
 static int manager_attach(const struct req *r)
 {
     int kind = manager_kind_from(mp__mgr_arg(r, 0), true);
-    if (kind < 0 || mp_obj_type(mp__mgr_arg(r, 1)) != MP_TYPE_STR) {
+    if (kind < 0) {
         mp__mgr_reply_error(r->c, MP_EPROTO, "attach(kind, name)");
         return 0;
     }
-    struct sobj *o = manager_by_name(r->s, mp__mgr_arg(r, 1));
-    if (!o) {
-        mp__mgr_reply_error(r->c, MP_ENOOBJ, "no object has that name");
+    struct sobj *o = manager_arg_named(r, 1, "attach(kind, name)");
+    if (!o)
         return 0;
-    }
     if (!manager_kind_matches(kind, o->kind, true)) {
         mp__mgr_reply_error(r->c, MP_ETYPE, "that name belongs to an object of another kind");
         return 0;
@@ -177,15 +189,9 @@ static int manager_release(const struct req *r)
 
 static int manager_unlink(const struct req *r)
 {
-    if (mp_obj_type(mp__mgr_arg(r, 0)) != MP_TYPE_STR) {
-        mp__mgr_reply_error(r->c, MP_EPROTO, "unlink(name)");
+    struct sobj *o = manager_arg_named(r, 0, "unlink(name)");
+    if (!o)
         return 0;
-    }
-    struct sobj *o = manager_by_name(r->s, mp__mgr_arg(r, 0));
-    if (!o) {
-        mp__mgr_reply_error(r->c, MP_ENOOBJ, "no object has that name");
-        return 0;
-    }
     (void)mp_obj_dict_del(r->s->names, mp__mgr_arg(r, 0));
     mp_obj_free(o->name);
     o->name = NULL;

@@ -47,8 +47,8 @@ static bool queue_full(const struct sobj *o)
 /* Room appeared: move waiting putters' items in, in order. */
 static void queue_admit_putters(struct server *s, struct sobj *o)
 {
-    while (!queue_full(o) && o->putters.head) {
-        struct waiter *w = o->putters.head;
+    struct waiter *w;
+    while (!queue_full(o) && (w = mp__list_first(&o->putters.l)) != NULL) {
         MP__ASSERT(w->op == W_PUT && w->item);
         if (queue_push(o, w->item) < 0)
             return; /* out of memory: they keep waiting */
@@ -65,8 +65,8 @@ static void queue_admit_putters(struct server *s, struct sobj *o)
 static bool queue_hand_over(const struct req *r)
 {
     struct sobj *o = r->o;
-    while (o->getters.head) {
-        struct waiter *w = o->getters.head;
+    struct waiter *w;
+    while ((w = mp__list_first(&o->getters.l)) != NULL) {
         MP__ASSERT(o->len == 0 && w->op == W_GET);
         if (w->conn->broken) {
             mp__mgr_waiter_free(r->s, w);
@@ -161,8 +161,8 @@ static int queue_task_done(const struct req *r)
         return 0;
     }
     if (--o->unfinished == 0) {
-        while (o->joiners.head) {
-            struct waiter *w = o->joiners.head;
+        struct waiter *w;
+        while ((w = mp__list_first(&o->joiners.l)) != NULL) {
             if (!w->conn->broken)
                 mp__mgr_reply_none(w->conn);
             mp__mgr_waiter_replied(r->s, w);

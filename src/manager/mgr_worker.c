@@ -27,8 +27,8 @@
 struct mp__mgr_worker {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct mp__mgr_job *todo, *todo_tail; /* FIFO */
-    struct mp__mgr_job *done;             /* any order */
+    struct mp__list todo; /* FIFO */
+    struct mp__list done; /* any order (the newest first) */
     bool started, stop, wake_pending;
     pthread_t thread;
     int wake[2]; /* [0] polled by the loop, [1] written by the thread */
@@ -54,14 +54,11 @@ static void *worker_main(void *arg)
     struct mp__mgr_worker *w = arg;
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        while (!w->todo && !w->stop)
+        while (mp__list_empty(&w->todo) && !w->stop)
             pthread_cond_wait(&w->cv, &w->mu);
         if (w->stop)
             break;
-        struct mp__mgr_job *j = w->todo;
-        w->todo = j->next;
-        if (!w->todo)
-            w->todo_tail = NULL;
+        struct mp__mgr_job *j = mp__list_pop_front(&w->todo);
         pthread_mutex_unlock(&w->mu);
         if (j->op == MP__MGR_JOB_FREE) {
             mp_obj_free(j->obj);
@@ -75,8 +72,7 @@ static void *worker_main(void *arg)
         free(j->buf);
         j->buf = NULL;
         pthread_mutex_lock(&w->mu);
-        j->next = w->done;
-        w->done = j; /* the loop's from here on */
+        mp__list_push_front(&w->done, j); /* the loop's from here on */
         if (!w->wake_pending) {
             w->wake_pending = true;
             char b = 1;
@@ -100,6 +96,8 @@ int mp__mgr_worker_new(struct mp__mgr_worker **out)
     struct mp__mgr_worker *w = calloc(1, sizeof *w);
     if (!w)
         return -ENOMEM;
+    MP__LIST_INIT(&w->todo, struct mp__mgr_job, node);
+    MP__LIST_INIT(&w->done, struct mp__mgr_job, node);
     int rc = mp__socketpair(w->wake);
     if (rc < 0) {
         free(w);
@@ -147,29 +145,22 @@ int mp__mgr_worker_submit(struct mp__mgr_worker *w, struct mp__mgr_job *j)
     pthread_mutex_lock(&w->mu);
     int rc = w->started ? 0 : worker_start(w);
     if (rc == 0) {
-        j->next = NULL;
-        if (w->todo_tail)
-            w->todo_tail->next = j;
-        else
-            w->todo = j;
-        w->todo_tail = j;
+        mp__list_push_back(&w->todo, j);
         pthread_cond_signal(&w->cv);
     }
     pthread_mutex_unlock(&w->mu);
     return rc;
 }
 
-struct mp__mgr_job *mp__mgr_worker_collect(struct mp__mgr_worker *w)
+void mp__mgr_worker_collect(struct mp__mgr_worker *w, struct mp__list *out)
 {
     char buf[64];
     while (mp__recv_nowait(w->wake[0], buf, sizeof buf) > 0)
         ;
     pthread_mutex_lock(&w->mu);
-    struct mp__mgr_job *done = w->done;
-    w->done = NULL;
+    mp__list_append_all(out, &w->done);
     w->wake_pending = false;
     pthread_mutex_unlock(&w->mu);
-    return done;
 }
 
 void mp__mgr_worker_free(struct mp__mgr_worker *w)
@@ -183,11 +174,10 @@ void mp__mgr_worker_free(struct mp__mgr_worker *w)
     if (w->started)
         pthread_join(w->thread, NULL);
     /* What the thread had not got to, and what the loop never collected. */
-    struct mp__mgr_job *lists[2] = {w->todo, w->done};
+    struct mp__list *lists[2] = {&w->todo, &w->done};
     for (int i = 0; i < 2; i++) {
-        while (lists[i]) {
-            struct mp__mgr_job *j = lists[i];
-            lists[i] = j->next;
+        struct mp__mgr_job *j;
+        while ((j = mp__list_pop_front(lists[i])) != NULL) {
             mp_obj_free(j->obj);
             free(j->buf);
             free(j);

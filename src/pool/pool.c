@@ -76,7 +76,7 @@ static void pool_exit_hook(void *arg)
 static void pool_release(mp_pool *p, bool ours)
 {
     if (ours) {
-        MP__ASSERT(p->ncache == 0 && !p->cache); /* every job finished */
+        MP__ASSERT(p->ncache == 0 && mp__list_empty(&p->cache)); /* every job finished */
         while (p->retry_head) {
             struct retry *r = p->retry_head;
             p->retry_head = r->next;
@@ -135,6 +135,8 @@ static int pool_alloc(mp_pool **out, const mp_pool_opts *o)
     if (!p)
         return -ENOMEM;
     p->notify[0] = p->notify[1] = -1;
+    MP__LIST_INIT(&p->pending, struct mp_result, pnode);
+    MP__LIST_INIT(&p->cache, struct mp_result, cnode);
     if (pthread_mutex_init(&p->mu, NULL) != 0)
         goto fail;
     if (mp__pool_cond_init(&p->disp_cv) < 0)

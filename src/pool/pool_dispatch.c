@@ -86,13 +86,8 @@ static int pool_encode_chunk(mp_pool *p, size_t *blen, struct worker *w, struct 
 static void pool_pending_pop_locked(mp_pool *p)
 {
     MP__POOL_ASSERT_HELD(p);
-    struct mp_result *j = p->pend_head;
-    MP__ASSERT(j && j->in_pending);
-    p->pend_head = j->pnext;
-    if (!p->pend_head)
-        p->pend_tail = NULL;
-    j->pnext = NULL;
-    j->in_pending = false;
+    struct mp_result *j = mp__list_pop_front(&p->pending);
+    MP__ASSERT(j != NULL);
 }
 
 /*
@@ -156,8 +151,7 @@ static bool pool_fill_worker_locked(mp_pool *p, struct worker *w)
         if (r) {
             j = r->job;
             chunk = r->chunk;
-        } else if (p->pend_head) {
-            j = p->pend_head;
+        } else if ((j = mp__list_first(&p->pending)) != NULL) {
             chunk = j->next_chunk;
         } else {
             break;

@@ -71,6 +71,7 @@
 
 #include "core/internal.h"
 #include "core/io.h"
+#include "core/list.h"
 
 #include <mpipc/conn.h>
 #include <mpipc/listener.h>
@@ -190,10 +191,9 @@ struct mp_result {
     mp_callbacks cbs;
     /* dispatch, guarded by pool->mu */
     size_t next_chunk;
-    struct mp_result *pnext;         /* pending queue */
-    struct mp_result *cprev, *cnext; /* cache */
-    bool in_cache, in_pending;
-    bool cancelled; /* no more chunks to send (the caller gave up) */
+    struct mp__list_node pnode; /* in the pending queue while chunks are unsent */
+    struct mp__list_node cnode; /* in the cache while unfinished */
+    bool cancelled;             /* no more chunks to send (the caller gave up) */
     /* outcome, guarded by mu */
     bool abandoned; /* write nothing more into the caller's arrays */
     size_t chunks_done;
@@ -282,9 +282,9 @@ struct mp_pool {
     int state;
     struct worker *w;
     struct slot *slots;
-    struct mp_result *pend_head, *pend_tail;
+    struct mp__list pending;  /* jobs with chunks to send, FIFO */
     struct retry *retry_head; /* chunks to send again, first */
-    struct mp_result *cache;
+    struct mp__list cache;    /* unfinished jobs, the newest first */
     size_t ncache;
     int64_t ewma_ns;
     int notify[2];

@@ -160,14 +160,8 @@ void mp__pool_job_record_fail(struct mp_result *j, size_t index, int status, int
 void mp__pool_cache_add_locked(mp_pool *p, struct mp_result *j)
 {
     MP__POOL_ASSERT_HELD(p);
-    MP__ASSERT(!j->in_cache);
     mp__pool_job_ref(j);
-    j->in_cache = true;
-    j->cprev = NULL;
-    j->cnext = p->cache;
-    if (p->cache)
-        p->cache->cprev = j;
-    p->cache = j;
+    mp__list_push_front(&p->cache, j);
     p->ncache++;
 }
 
@@ -176,17 +170,12 @@ void mp__pool_cache_add_locked(mp_pool *p, struct mp_result *j)
 static bool pool_cache_remove_locked(mp_pool *p, struct mp_result *j)
 {
     MP__POOL_ASSERT_HELD(p);
-    if (!j->in_cache)
+    if (!mp__list_linked(&p->cache, j))
         return false;
     MP__ASSERT(p->ncache > 0);
-    MP__ASSERT(!j->in_pending); /* every chunk was handed out, or terminate */
-    if (j->cprev)
-        j->cprev->cnext = j->cnext;
-    else
-        p->cache = j->cnext;
-    if (j->cnext)
-        j->cnext->cprev = j->cprev;
-    j->in_cache = false;
+    /* every chunk was handed out, or terminate */
+    MP__ASSERT(!mp__list_linked(&p->pending, j));
+    mp__list_remove(&p->cache, j);
     if (--p->ncache == 0)
         mp__pool_wake_dispatcher_locked(p);
     return true;

@@ -77,32 +77,58 @@ static int pool_decode_values(const unsigned char *outs, size_t out_len, size_t 
     return decode_rc;
 }
 
-/* Read a chunk's failures at fp (j->mu held): mark each failed item in
- * failed (when there is that array) and, if the job is live, record it. */
-static void pool_read_fails(struct mp_result *j, bool live, size_t start, size_t count,
-                            uint32_t nfail, const unsigned char *fp, const unsigned char *end,
-                            unsigned char *failed)
+/* The next failure record of a chunk's result, at *fp: false at the end
+ * of the list - every record read, or one cut short or naming an item
+ * beyond count, where reading stops. */
+static bool pool_next_fail(const unsigned char **fp, const unsigned char *end, size_t count,
+                           struct wire_fail *wf, const unsigned char **msg)
 {
-    for (uint32_t k = 0; k < nfail; k++) {
-        struct wire_fail wf;
-        if ((size_t)(end - fp) < sizeof wf)
-            break;
-        memcpy(&wf, fp, sizeof wf);
-        fp += sizeof wf;
-        size_t mlen = wf.msg_len;
-        if (mlen > (size_t)(end - fp) || wf.item >= count)
-            break;
+    if ((size_t)(end - *fp) < sizeof *wf)
+        return false;
+    memcpy(wf, *fp, sizeof *wf);
+    const unsigned char *m = *fp + sizeof *wf;
+    if (wf->msg_len > (size_t)(end - m) || wf->item >= count)
+        return false;
+    *msg = m;
+    *fp = m + wf->msg_len;
+    return true;
+}
+
+/*
+ * Mark the items a chunk's failure records name in failed (count bytes,
+ * zeroed), before anything of the result is applied. An item named twice
+ * is a protocol error (MP_EPROTO): our worker never sends one, and each
+ * record counts its item done, so a repeat would count one item twice -
+ * past the end of imap_unordered's completion order. The whole result is
+ * refused instead.
+ */
+static int pool_mark_fails(size_t count, uint32_t nfail, const unsigned char *fp,
+                           const unsigned char *end, unsigned char *failed)
+{
+    struct wire_fail wf;
+    const unsigned char *msg;
+    for (uint32_t k = 0; k < nfail && pool_next_fail(&fp, end, count, &wf, &msg); k++) {
+        if (failed[wf.item])
+            return MP_EPROTO;
+        failed[wf.item] = 1;
+    }
+    return 0;
+}
+
+/* Record a chunk's failures (j->mu held, the job live), as
+ * pool_mark_fails read them. */
+static void pool_record_fails(struct mp_result *j, size_t start, size_t count, uint32_t nfail,
+                              const unsigned char *fp, const unsigned char *end)
+{
+    struct wire_fail wf;
+    const unsigned char *m;
+    for (uint32_t k = 0; k < nfail && pool_next_fail(&fp, end, count, &wf, &m); k++) {
         char msg[MP_TASK_MSG_MAX];
-        size_t keep = mlen < sizeof msg - 1 ? mlen : sizeof msg - 1;
-        memcpy(msg, fp, keep);
+        size_t keep = wf.msg_len < sizeof msg - 1 ? wf.msg_len : sizeof msg - 1;
+        memcpy(msg, m, keep);
         msg[keep] = '\0';
-        fp += mlen;
-        if (failed)
-            failed[wf.item] = 1;
-        if (live) {
-            mp__pool_job_record_fail(j, start + wf.item, wf.status, wf.code, msg);
-            mp__pool_job_item_done(j, start + wf.item, false);
-        }
+        mp__pool_job_record_fail(j, start + wf.item, wf.status, wf.code, msg);
+        mp__pool_job_item_done(j, start + wf.item, false);
     }
 }
 
@@ -119,12 +145,12 @@ static void pool_deliver_array(struct mp_result *j, size_t start, size_t count,
     unsigned char *dst = j->out + start * j->out_size;
     size_t i = 0;
     while (i < count) {
-        if (failed && failed[i]) {
+        if (failed[i]) {
             i++;
             continue;
         }
         size_t k = i;
-        while (k < count && !(failed && failed[k]))
+        while (k < count && !failed[k])
             k++;
         memcpy(dst + i * j->out_size, outs + i * j->out_size, (k - i) * j->out_size);
         for (size_t m = i; m < k; m++)
@@ -137,7 +163,7 @@ static void pool_deliver_array(struct mp_result *j, size_t start, size_t count,
 static void pool_deliver_bytes(struct mp_result *j, size_t start, const struct wire_result *h,
                                const unsigned char *outs, const unsigned char *failed)
 {
-    if (failed && failed[0])
+    if (failed[0])
         return;
     const unsigned char *q = outs, *end = outs + h->out_len;
     uint64_t len;
@@ -160,7 +186,7 @@ static void pool_deliver_values(struct mp_result *j, size_t start, size_t count,
                                 int decode_rc, const unsigned char *failed)
 {
     for (size_t i = 0; i < count; i++) {
-        if (failed && failed[i])
+        if (failed[i])
             continue;
         if (!vals[i]) {
             int rc = decode_rc < 0 ? decode_rc : MP_EPROTO;
@@ -189,40 +215,43 @@ static void pool_deliver(mp_pool *p, struct mp_result *j, size_t chunk, const st
                                 "malformed result from a worker");
         return;
     }
-    const unsigned char *outs = body;
+    const unsigned char *outs = body, *fails = body + h->out_len, *end = body + body_len;
 
+    /* Which items failed, read (and checked) before anything is applied. */
+    unsigned char failed_small[64];
+    unsigned char *failed = count <= sizeof failed_small ? failed_small : malloc(count);
+    int rc = failed ? 0 : -ENOMEM;
+    if (rc == 0) {
+        memset(failed, 0, count);
+        rc = pool_mark_fails(count, h->nfail, fails, end, failed);
+    }
     /* Value forms: decode each item first. */
     mp_obj *stack_vals[16];
     mp_obj **vals = NULL;
     int decode_rc = 0;
-    if (j->vals) {
+    if (rc == 0 && j->vals) {
         vals = count <= 16 ? stack_vals : calloc(count, sizeof *vals);
-        if (!vals) {
-            mp__pool_job_fail_chunk(p, j, chunk, -ENOMEM, -ENOMEM, 0,
-                                    "out of memory decoding a result");
-            return;
-        }
-        decode_rc = pool_decode_values(outs, h->out_len, count, vals);
-    }
-    unsigned char failed_small[64];
-    unsigned char *failed = count <= sizeof failed_small ? failed_small : calloc(count, 1);
-    if (failed)
-        memset(failed, 0, count);
-
-    mp__pool_job_lock(j);
-    bool live = !j->finished && !j->abandoned;
-    /* Failures first, so the output loop can skip failed items. */
-    pool_read_fails(j, live, start, count, h->nfail, body + h->out_len, body + body_len, failed);
-    if (live) {
-        if (j->form == F_ARRAY)
-            pool_deliver_array(j, start, count, h, outs, failed);
-        else if (j->form == F_BYTES)
-            pool_deliver_bytes(j, start, h, outs, failed);
+        if (vals)
+            decode_rc = pool_decode_values(outs, h->out_len, count, vals);
         else
-            pool_deliver_values(j, start, count, vals, decode_rc, failed);
+            rc = -ENOMEM;
     }
-    mp__pool_job_unlock(j);
-    if (failed && failed != failed_small)
+
+    if (rc == 0) {
+        mp__pool_job_lock(j);
+        if (!j->finished && !j->abandoned) {
+            /* Failures first, so the output loop can skip failed items. */
+            pool_record_fails(j, start, count, h->nfail, fails, end);
+            if (j->form == F_ARRAY)
+                pool_deliver_array(j, start, count, h, outs, failed);
+            else if (j->form == F_BYTES)
+                pool_deliver_bytes(j, start, h, outs, failed);
+            else
+                pool_deliver_values(j, start, count, vals, decode_rc, failed);
+        }
+        mp__pool_job_unlock(j);
+    }
+    if (failed != failed_small)
         free(failed);
     if (vals) {
         for (size_t i = 0; i < count; i++)
@@ -230,7 +259,12 @@ static void pool_deliver(mp_pool *p, struct mp_result *j, size_t chunk, const st
         if (vals != stack_vals)
             free(vals);
     }
-    mp__pool_job_chunks_done(p, j, 1);
+    if (rc == 0)
+        mp__pool_job_chunks_done(p, j, 1);
+    else if (rc == MP_EPROTO)
+        mp__pool_job_fail_chunk(p, j, chunk, rc, rc, 0, "malformed result from a worker");
+    else
+        mp__pool_job_fail_chunk(p, j, chunk, rc, rc, 0, "out of memory decoding a result");
 }
 
 /* One result message from worker w. Returns false on a protocol error. */
@@ -428,9 +462,8 @@ static void pool_fail_everything(mp_pool *p)
     mp__pool_lock(p);
     struct retry *r = p->retry_head;
     p->retry_head = NULL;
-    for (struct mp_result *j = p->pend_head; j; j = j->pnext)
-        j->in_pending = false;
-    p->pend_head = p->pend_tail = NULL;
+    while (mp__list_pop_front(&p->pending) != NULL)
+        ;
     p->pend_chunks = 0;
     mp__pool_unlock(p);
     while (r) {
@@ -441,7 +474,7 @@ static void pool_fail_everything(mp_pool *p)
     }
     for (;;) {
         mp__pool_lock(p);
-        struct mp_result *j = p->cache;
+        struct mp_result *j = mp__list_first(&p->cache);
         if (j)
             mp__pool_job_ref(j);
         mp__pool_unlock(p);
@@ -640,12 +673,7 @@ void *mp__pool_result_main(void *arg)
             (void)mp__pool_grow(&p->rbuf, &p->rbuf_cap, RECV_BUF_START);
             continue;
         }
-        double timeout = MP_FOREVER;
-        if (deadline != MP__NO_DEADLINE) {
-            int64_t left = deadline - mp__now_ns();
-            timeout = left > 0 ? (double)left / 1e9 : 0;
-        }
-        if (mp_wait(items, n, timeout) < 0) {
+        if (mp_wait(items, n, mp__deadline_left(deadline)) < 0) {
             mp__sleep(0.001);
             continue;
         }

@@ -13,13 +13,7 @@
 static void pool_pending_push_locked(mp_pool *p, struct mp_result *j)
 {
     MP__POOL_ASSERT_HELD(p);
-    MP__ASSERT(!j->in_pending && !j->pnext);
-    j->in_pending = true;
-    if (p->pend_tail)
-        p->pend_tail->pnext = j;
-    else
-        p->pend_head = j;
-    p->pend_tail = j;
+    mp__list_push_back(&p->pending, j);
     p->pend_chunks += j->nchunks;
 }
 

@@ -421,14 +421,11 @@ static int queue_put(mp_queue *q, const void *data, size_t len, int kind, double
     if (q->closed) {
         rc = MP_ECLOSED;
     } else if (q->nbuf == q->capbuf) {
-        size_t cap = q->capbuf ? 2 * q->capbuf : 64;
-        struct item **b = realloc(q->buf, cap * sizeof *b);
-        if (b) {
+        struct item **b = mp__array_grow(q->buf, &q->capbuf, sizeof *b, 64);
+        if (b)
             q->buf = b;
-            q->capbuf = cap;
-        } else {
+        else
             rc = -ENOMEM;
-        }
     }
     if (rc == 0 && !q->feeder)
         rc = queue_start_feeder(q);
@@ -701,12 +698,7 @@ MP_API int mp_queue_join(mp_queue *q, double timeout)
         return rc;
     if (rc < 0 && rc != MP_EOWNERDEAD)
         return rc;
-    double left = MP_FOREVER;
-    if (deadline != MP__NO_DEADLINE) {
-        int64_t ns = deadline - mp__now_ns();
-        left = ns > 0 ? (double)ns / 1e9 : 0;
-    }
-    rc = mp_cond_wait_for(q->cond, queue_no_unfinished, q->unfinished, left);
+    rc = mp_cond_wait_for(q->cond, queue_no_unfinished, q->unfinished, mp__deadline_left(deadline));
     (void)mp_cond_release(q->cond);
     return rc == MP_EOWNERDEAD ? 0 : rc;
 }

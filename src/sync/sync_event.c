@@ -258,13 +258,9 @@ MP_API int mp_cond_wait_for(mp_cond *cond, bool (*pred)(void *arg), void *arg, d
     int64_t deadline = mp__deadline(timeout);
     bool owner_died = false;
     for (;;) {
-        double left = MP_FOREVER;
-        if (deadline != MP__NO_DEADLINE) {
-            int64_t ns = deadline - mp__now_ns();
-            if (ns <= 0)
-                return MP_ETIMEDOUT;
-            left = (double)ns / 1e9;
-        }
+        double left = mp__deadline_left(deadline);
+        if (left == 0)
+            return MP_ETIMEDOUT;
         int rc = mp_cond_wait(cond, left);
         if (rc == MP_EOWNERDEAD)
             owner_died = true;
