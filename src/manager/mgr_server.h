@@ -19,11 +19,11 @@
  *   mgr_server_obj.c        obj_      objects by id, their lifetime, the
  *                                     sessions that hold them
  *   mgr_server_wait.c       wait_     requests that wait, and their deadlines
- *   mgr_type_manager.c      manager_  the manager's own methods (ident 0)
- *   mgr_type_dict.c         dict_     dict and its methods
- *   mgr_type_list.c         list_     list and its methods
- *   mgr_type_lock.c         lock_     Lock and RLock and their methods
- *   mgr_type_queue.c        queue_    Queue/JoinableQueue and their methods
+ *   mgr_type_manager.c      smgr_     the manager's own methods (ident 0)
+ *   mgr_type_dict.c         sdict_    dict and its methods
+ *   mgr_type_list.c         slist_    list and its methods
+ *   mgr_type_lock.c         slock_    Lock and RLock and their methods
+ *   mgr_type_queue.c        squeue_   Queue/JoinableQueue and their methods
  *   mgr_worker.c            worker_   the helper thread for large requests
  * mgr.h holds what the server shares with the client (mgr_client.h).
  *

@@ -1,6 +1,6 @@
 /*
  * mgr_type_dict - the manager server's dict: its methods and their table
- * (with each method's argument count). Static functions: dict_. Siblings:
+ * (with each method's argument count). Static functions: sdict_ (s for server). Siblings:
  * mgr_type_list.c, mgr_type_lock.c, mgr_type_queue.c, mgr_type_manager.c.
  */
 #include "codec/objimpl.h"
@@ -9,7 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-static int dict_check_hashable(const mp_obj *key)
+static int sdict_check_hashable(const mp_obj *key)
 {
     uint64_t h;
     return mp__obj_hash(key, false, &h);
@@ -17,7 +17,7 @@ static int dict_check_hashable(const mp_obj *key)
 
 /* Move the request's key (argument 0) and the value at argument vi into the
  * dict: 0, or the failure's code with both freed. */
-static int dict_store(const struct req *r, size_t vi)
+static int sdict_store(const struct req *r, size_t vi)
 {
     mp_obj *value = mp__seq_take(r->args, vi);
     mp_obj *key = mp__seq_take(r->args, 0);
@@ -31,19 +31,19 @@ static int dict_store(const struct req *r, size_t vi)
 
 /* The value under the request's key (argument 0): 1 with *v set, 0 when
  * absent, or the code of an unhashable key. */
-static int dict_lookup(const struct req *r, mp_obj **v)
+static int sdict_lookup(const struct req *r, mp_obj **v)
 {
-    int rc = dict_check_hashable(mp__mgr_arg(r, 0));
+    int rc = sdict_check_hashable(mp__mgr_arg(r, 0));
     if (rc < 0)
         return rc;
     *v = mp_obj_dict_get(r->o->value, mp__mgr_arg(r, 0));
     return *v != NULL;
 }
 
-static int dict_get(const struct req *r)
+static int sdict_get(const struct req *r)
 {
     mp_obj *v;
-    int rc = dict_lookup(r, &v);
+    int rc = sdict_lookup(r, &v);
     if (rc < 0)
         return rc;
     if (rc)
@@ -53,16 +53,16 @@ static int dict_get(const struct req *r)
     return 0;
 }
 
-static int dict_set(const struct req *r)
+static int sdict_set(const struct req *r)
 {
-    int rc = dict_store(r, 1);
+    int rc = sdict_store(r, 1);
     if (rc < 0)
         return rc;
     mp__mgr_reply_none(r->c);
     return 0;
 }
 
-static int dict_del(const struct req *r)
+static int sdict_del(const struct req *r)
 {
     int rc = mp_obj_dict_del(r->o->value, mp__mgr_arg(r, 0));
     if (rc < 0)
@@ -71,10 +71,10 @@ static int dict_del(const struct req *r)
     return 0;
 }
 
-static int dict_contains(const struct req *r)
+static int sdict_contains(const struct req *r)
 {
     mp_obj *v;
-    int rc = dict_lookup(r, &v);
+    int rc = sdict_lookup(r, &v);
     if (rc < 0)
         return rc;
     mp__mgr_reply_bool(r->c, rc == 1);
@@ -84,7 +84,7 @@ static int dict_contains(const struct req *r)
 /* keys(), values(), items(): a list built straight into the reply. */
 enum { DICT_KEYS, DICT_VALUES, DICT_ITEMS };
 
-static int dict_view(const struct req *r, int which)
+static int sdict_view(const struct req *r, int which)
 {
     struct sconn *c = r->c;
     size_t st = mp__mgr_reply_begin(c);
@@ -105,26 +105,26 @@ static int dict_view(const struct req *r, int which)
     return 0;
 }
 
-static int dict_keys(const struct req *r)
+static int sdict_keys(const struct req *r)
 {
-    return dict_view(r, DICT_KEYS);
+    return sdict_view(r, DICT_KEYS);
 }
 
-static int dict_values(const struct req *r)
+static int sdict_values(const struct req *r)
 {
-    return dict_view(r, DICT_VALUES);
+    return sdict_view(r, DICT_VALUES);
 }
 
-static int dict_items(const struct req *r)
+static int sdict_items(const struct req *r)
 {
-    return dict_view(r, DICT_ITEMS);
+    return sdict_view(r, DICT_ITEMS);
 }
 
 /* pop(key): the item leaves the dict only once its reply stood. */
-static int dict_pop(const struct req *r)
+static int sdict_pop(const struct req *r)
 {
     mp_obj *v;
-    int rc = dict_lookup(r, &v);
+    int rc = sdict_lookup(r, &v);
     if (rc < 0)
         return rc;
     if (!rc) {
@@ -139,7 +139,7 @@ static int dict_pop(const struct req *r)
 /* The last inserted item of a non-empty dict (what popitem() takes). The
  * entries are in insertion order, deleted ones with a NULL key
  * (objimpl.h). */
-static void dict_last(const mp_obj *d, const mp_obj **k, const mp_obj **v)
+static void sdict_last(const mp_obj *d, const mp_obj **k, const mp_obj **v)
 {
     size_t i = d->u.d.n;
     while (i > 0 && !d->u.d.entries[i - 1].key)
@@ -149,7 +149,7 @@ static void dict_last(const mp_obj *d, const mp_obj **k, const mp_obj **v)
     *v = d->u.d.entries[i - 1].value;
 }
 
-static int dict_popitem(const struct req *r)
+static int sdict_popitem(const struct req *r)
 {
     struct sconn *c = r->c;
     if (mp_obj_len(r->o->value) == 0) {
@@ -157,7 +157,7 @@ static int dict_popitem(const struct req *r)
         return 0;
     }
     const mp_obj *k, *v;
-    dict_last(r->o->value, &k, &v);
+    sdict_last(r->o->value, &k, &v);
     size_t st = mp__mgr_reply_begin(c);
     mp__pickler_obj(&c->out, k);
     mp__pickler_obj(&c->out, v);
@@ -172,10 +172,10 @@ static int dict_popitem(const struct req *r)
     return 0;
 }
 
-static int dict_setdefault(const struct req *r)
+static int sdict_setdefault(const struct req *r)
 {
     mp_obj *v;
-    int rc = dict_lookup(r, &v);
+    int rc = sdict_lookup(r, &v);
     if (rc < 0)
         return rc;
     if (rc) {
@@ -187,7 +187,7 @@ static int dict_setdefault(const struct req *r)
     size_t st = r->c->out.len;
     if (mp__mgr_reply_obj(r->c, mp__mgr_arg(r, 1)) != 0)
         return 0;
-    rc = dict_store(r, 1);
+    rc = sdict_store(r, 1);
     if (rc < 0)
         mp__mgr_reply_withdraw(r->c, st);
     return rc;
@@ -195,7 +195,7 @@ static int dict_setdefault(const struct req *r)
 
 /* update()'s argument when it is a sequence: every item a pair with a
  * hashable key. 0 or the error replied. */
-static int dict_check_pairs(struct sconn *c, const mp_obj *other, size_t n)
+static int sdict_check_pairs(struct sconn *c, const mp_obj *other, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         mp_obj *p = mp_obj_list_get(other, i);
@@ -204,7 +204,7 @@ static int dict_check_pairs(struct sconn *c, const mp_obj *other, size_t n)
             mp__mgr_reply_error(c, MP_EVALUE, "ValueError: update sequence element is not a pair");
             return MP_EVALUE;
         }
-        if (dict_check_hashable(mp_obj_list_get(p, 0)) < 0) {
+        if (sdict_check_hashable(mp_obj_list_get(p, 0)) < 0) {
             mp__mgr_reply_status(c, MP_ETYPE);
             return MP_ETYPE;
         }
@@ -215,7 +215,7 @@ static int dict_check_pairs(struct sconn *c, const mp_obj *other, size_t n)
 /* dict.update(other): other is a dict or a sequence of (key, value) pairs.
  * The pairs are checked before anything changes, then moved (not copied)
  * out of the request. */
-static int dict_update(const struct req *r)
+static int sdict_update(const struct req *r)
 {
     mp_obj *other = mp__mgr_arg(r, 0);
     int t = mp_obj_type(other);
@@ -225,7 +225,7 @@ static int dict_update(const struct req *r)
         return 0;
     }
     size_t n = (size_t)mp_obj_len(other);
-    if (t != MP_TYPE_DICT && dict_check_pairs(r->c, other, n) < 0)
+    if (t != MP_TYPE_DICT && sdict_check_pairs(r->c, other, n) < 0)
         return 0;
     mp_obj **kv = malloc((n ? n : 1) * 2 * sizeof *kv);
     if (!kv)
@@ -258,7 +258,7 @@ static int dict_update(const struct req *r)
 }
 
 /* d[key] += delta, atomically; a missing key counts as 0. */
-static int dict_add(const struct req *r)
+static int sdict_add(const struct req *r)
 {
     struct sconn *c = r->c;
     int64_t delta;
@@ -267,7 +267,7 @@ static int dict_add(const struct req *r)
         return 0;
     }
     mp_obj *v;
-    int rc = dict_lookup(r, &v);
+    int rc = sdict_lookup(r, &v);
     if (rc < 0)
         return rc;
     int64_t sum = delta;
@@ -297,7 +297,7 @@ static int dict_add(const struct req *r)
 
 /* cas's reply: (swapped, present, current), present and current as they
  * were before the call (current None when absent). */
-static int dict_cas_reply(struct sconn *c, bool swapped, const mp_obj *v, size_t *start)
+static int sdict_cas_reply(struct sconn *c, bool swapped, const mp_obj *v, size_t *start)
 {
     size_t st = mp__mgr_reply_begin(c);
     mp__pickler_bool(&c->out, swapped);
@@ -313,11 +313,11 @@ static int dict_cas_reply(struct sconn *c, bool swapped, const mp_obj *v, size_t
 
 /* Compare and set: args (key, desired) swaps only when key is absent;
  * (key, desired, expected) only when d[key] == expected. */
-static int dict_cas(const struct req *r)
+static int sdict_cas(const struct req *r)
 {
     size_t n = (size_t)mp_obj_len(r->args), st;
     mp_obj *v;
-    int rc = dict_lookup(r, &v);
+    int rc = sdict_lookup(r, &v);
     if (rc < 0)
         return rc;
     if (!rc)
@@ -326,31 +326,31 @@ static int dict_cas(const struct req *r)
     /* Reply first (the old value is freed by the set), and swap only when
      * the reply stands: a reader that cannot take the old value gets
      * MP_ETOOLONG with nothing changed. */
-    if (dict_cas_reply(r->c, match, v, &st) != 0 || !match)
+    if (sdict_cas_reply(r->c, match, v, &st) != 0 || !match)
         return 0;
-    rc = dict_store(r, 1);
+    rc = sdict_store(r, 1);
     if (rc < 0)
         mp__mgr_reply_withdraw(r->c, st);
     return rc;
 }
 
 static const struct method dict_methods[] = {
-    {"get", 1, 1, dict_get},
-    {"set", 2, 2, dict_set},
-    {"del", 1, 1, dict_del},
-    {"contains", 1, 1, dict_contains},
+    {"get", 1, 1, sdict_get},
+    {"set", 2, 2, sdict_set},
+    {"del", 1, 1, sdict_del},
+    {"contains", 1, 1, sdict_contains},
     {"len", 0, 0, mp__mgr_value_len},
-    {"keys", 0, 0, dict_keys},
-    {"values", 0, 0, dict_values},
-    {"items", 0, 0, dict_items},
+    {"keys", 0, 0, sdict_keys},
+    {"values", 0, 0, sdict_values},
+    {"items", 0, 0, sdict_items},
     {"clear", 0, 0, mp__mgr_value_clear},
-    {"pop", 1, 1, dict_pop},
-    {"popitem", 0, 0, dict_popitem},
-    {"setdefault", 2, 2, dict_setdefault},
-    {"update", 1, 1, dict_update},
+    {"pop", 1, 1, sdict_pop},
+    {"popitem", 0, 0, sdict_popitem},
+    {"setdefault", 2, 2, sdict_setdefault},
+    {"update", 1, 1, sdict_update},
     {"copy", 0, 0, mp__mgr_value_copy},
-    {"add", 2, 2, dict_add},
-    {"cas", 2, 3, dict_cas},
+    {"add", 2, 2, sdict_add},
+    {"cas", 2, 3, sdict_cas},
 };
 
 const struct stype mp__mgr_type_dict = {"dict", MP__MGR_METHODS(dict_methods), mp__mgr_value_init,

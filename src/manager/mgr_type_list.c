@@ -1,6 +1,6 @@
 /*
  * mgr_type_list - the manager server's list: its methods and their table
- * (with each method's argument count). Static functions: list_. Siblings:
+ * (with each method's argument count). Static functions: slist_ (s for server). Siblings:
  * mgr_type_dict.c, mgr_type_lock.c, mgr_type_queue.c, mgr_type_manager.c.
  */
 #include "codec/objimpl.h"
@@ -10,7 +10,7 @@
 
 /* Python's index normalisation for item access: i < 0 counts from the end;
  * out of range is IndexError (MP_EKEY). */
-static int list_index_of(const mp_obj *io, size_t len, size_t *out)
+static int slist_index_of(const mp_obj *io, size_t len, size_t *out)
 {
     int64_t i;
     if (mp_obj_get_int(io, &i) < 0)
@@ -24,7 +24,7 @@ static int list_index_of(const mp_obj *io, size_t len, size_t *out)
 }
 
 /* Python's slice clamping for one bound (None: the default). */
-static int list_slice_bound(const mp_obj *o, size_t len, size_t dflt, size_t *out)
+static int slist_slice_bound(const mp_obj *o, size_t len, size_t dflt, size_t *out)
 {
     if (mp_obj_is_none(o)) {
         *out = dflt;
@@ -44,9 +44,9 @@ static int list_slice_bound(const mp_obj *o, size_t len, size_t dflt, size_t *ou
 
 /* Argument 0 as an index of the list: 0 with *i set, or the error replied
  * (IndexError with the text given, or TypeError). */
-static int list_arg_index(const struct req *r, size_t len, const char *index_error, size_t *i)
+static int slist_arg_index(const struct req *r, size_t len, const char *index_error, size_t *i)
 {
-    int rc = list_index_of(mp__mgr_arg(r, 0), len, i);
+    int rc = slist_index_of(mp__mgr_arg(r, 0), len, i);
     if (rc < 0)
         mp__mgr_reply_error(r->c, rc, rc == MP_EKEY ? index_error : "TypeError");
     return rc;
@@ -54,7 +54,7 @@ static int list_arg_index(const struct req *r, size_t len, const char *index_err
 
 /* Give item to the list at index at, inserted or (replace) in place of the
  * item there: 0, or the code of the failure with the item freed. */
-static int list_put(mp_obj *list, size_t at, mp_obj *item, bool replace)
+static int slist_put(mp_obj *list, size_t at, mp_obj *item, bool replace)
 {
     int rc = replace ? mp_obj_list_set(list, at, item) : mp__list_insert(list, at, item);
     if (rc < 0)
@@ -62,23 +62,23 @@ static int list_put(mp_obj *list, size_t at, mp_obj *item, bool replace)
     return rc;
 }
 
-/* Move argument vi into the list at index at (list_put): 0 with None
+/* Move argument vi into the list at index at (slist_put): 0 with None
  * replied, or the code of the failure. */
-static int list_store_arg(const struct req *r, size_t at, size_t vi, bool replace)
+static int slist_store_arg(const struct req *r, size_t at, size_t vi, bool replace)
 {
-    int rc = list_put(r->o->value, at, mp__seq_take(r->args, vi), replace);
+    int rc = slist_put(r->o->value, at, mp__seq_take(r->args, vi), replace);
     if (rc < 0)
         return rc;
     mp__mgr_reply_none(r->c);
     return 0;
 }
 
-static int list_append(const struct req *r)
+static int slist_append(const struct req *r)
 {
-    return list_store_arg(r, (size_t)mp_obj_len(r->o->value), 0, false);
+    return slist_store_arg(r, (size_t)mp_obj_len(r->o->value), 0, false);
 }
 
-static int list_extend(const struct req *r)
+static int slist_extend(const struct req *r)
 {
     mp_obj *seq = mp__mgr_arg(r, 0);
     int t = mp_obj_type(seq);
@@ -94,31 +94,31 @@ static int list_extend(const struct req *r)
      * then insert them in order at the old end. */
     size_t at = (size_t)mp_obj_len(r->o->value);
     for (size_t i = n; i-- > 0;)
-        if ((rc = list_put(r->o->value, at, mp__seq_take(seq, i), false)) < 0)
+        if ((rc = slist_put(r->o->value, at, mp__seq_take(seq, i), false)) < 0)
             return rc;
     mp__mgr_reply_none(r->c);
     return 0;
 }
 
-static int list_get(const struct req *r)
+static int slist_get(const struct req *r)
 {
     size_t i;
-    if (list_arg_index(r, (size_t)mp_obj_len(r->o->value), "IndexError: list index out of range",
+    if (slist_arg_index(r, (size_t)mp_obj_len(r->o->value), "IndexError: list index out of range",
                        &i) == 0)
         mp__mgr_reply_obj(r->c, mp_obj_list_get(r->o->value, i));
     return 0;
 }
 
-static int list_set(const struct req *r)
+static int slist_set(const struct req *r)
 {
     size_t i;
-    if (list_arg_index(r, (size_t)mp_obj_len(r->o->value),
+    if (slist_arg_index(r, (size_t)mp_obj_len(r->o->value),
                        "IndexError: list assignment index out of range", &i) < 0)
         return 0;
-    return list_store_arg(r, i, 1, true);
+    return slist_store_arg(r, i, 1, true);
 }
 
-static int list_del_or_pop(const struct req *r, bool pop)
+static int slist_del_or_pop(const struct req *r, bool pop)
 {
     size_t len = (size_t)mp_obj_len(r->o->value);
     if (pop && len == 0) {
@@ -126,7 +126,7 @@ static int list_del_or_pop(const struct req *r, bool pop)
         return 0;
     }
     size_t i = len - 1;
-    if (mp_obj_len(r->args) > 0 && list_arg_index(r, len, "IndexError: index out of range", &i) < 0)
+    if (mp_obj_len(r->args) > 0 && slist_arg_index(r, len, "IndexError: index out of range", &i) < 0)
         return 0;
     /* A pop removes the item only once its reply stood. */
     if (pop && mp__mgr_reply_obj(r->c, mp_obj_list_get(r->o->value, i)) != 0)
@@ -137,17 +137,17 @@ static int list_del_or_pop(const struct req *r, bool pop)
     return 0;
 }
 
-static int list_pop(const struct req *r)
+static int slist_pop(const struct req *r)
 {
-    return list_del_or_pop(r, true);
+    return slist_del_or_pop(r, true);
 }
 
-static int list_del(const struct req *r)
+static int slist_del(const struct req *r)
 {
-    return list_del_or_pop(r, false);
+    return slist_del_or_pop(r, false);
 }
 
-static int list_insert(const struct req *r)
+static int slist_insert(const struct req *r)
 {
     int64_t i;
     if (mp_obj_get_int(mp__mgr_arg(r, 0), &i) < 0)
@@ -160,15 +160,15 @@ static int list_insert(const struct req *r)
     }
     if (i > len)
         i = len;
-    return list_store_arg(r, (size_t)i, 1, false);
+    return slist_store_arg(r, (size_t)i, 1, false);
 }
 
-static int list_slice(const struct req *r)
+static int slist_slice(const struct req *r)
 {
     struct sconn *c = r->c;
     size_t len = (size_t)mp_obj_len(r->o->value), a, b;
-    if (list_slice_bound(mp__mgr_arg(r, 0), len, 0, &a) < 0 ||
-        list_slice_bound(mp__mgr_arg(r, 1), len, len, &b) < 0)
+    if (slist_slice_bound(mp__mgr_arg(r, 0), len, 0, &a) < 0 ||
+        slist_slice_bound(mp__mgr_arg(r, 1), len, len, &b) < 0)
         return MP_ETYPE;
     size_t st = mp__mgr_reply_begin(c);
     mp__pickler_list_begin(&c->out);
@@ -180,7 +180,7 @@ static int list_slice(const struct req *r)
 }
 
 /* The first index holding a value equal to v, or -1. */
-static ssize_t list_find(const mp_obj *list, const mp_obj *v)
+static ssize_t slist_find(const mp_obj *list, const mp_obj *v)
 {
     size_t n = (size_t)mp_obj_len(list);
     for (size_t i = 0; i < n; i++)
@@ -189,9 +189,9 @@ static ssize_t list_find(const mp_obj *list, const mp_obj *v)
     return -1;
 }
 
-static int list_index(const struct req *r)
+static int slist_index(const struct req *r)
 {
-    ssize_t i = list_find(r->o->value, mp__mgr_arg(r, 0));
+    ssize_t i = slist_find(r->o->value, mp__mgr_arg(r, 0));
     if (i < 0)
         mp__mgr_reply_error(r->c, MP_EVALUE, "ValueError: value is not in list");
     else
@@ -199,7 +199,7 @@ static int list_index(const struct req *r)
     return 0;
 }
 
-static int list_count(const struct req *r)
+static int slist_count(const struct req *r)
 {
     size_t n = (size_t)mp_obj_len(r->o->value);
     int64_t k = 0;
@@ -209,15 +209,15 @@ static int list_count(const struct req *r)
     return 0;
 }
 
-static int list_contains(const struct req *r)
+static int slist_contains(const struct req *r)
 {
-    mp__mgr_reply_bool(r->c, list_find(r->o->value, mp__mgr_arg(r, 0)) >= 0);
+    mp__mgr_reply_bool(r->c, slist_find(r->o->value, mp__mgr_arg(r, 0)) >= 0);
     return 0;
 }
 
-static int list_remove(const struct req *r)
+static int slist_remove(const struct req *r)
 {
-    ssize_t i = list_find(r->o->value, mp__mgr_arg(r, 0));
+    ssize_t i = slist_find(r->o->value, mp__mgr_arg(r, 0));
     if (i < 0) {
         mp__mgr_reply_error(r->c, MP_EVALUE, "ValueError: list.remove(x): x not in list");
         return 0;
@@ -228,21 +228,21 @@ static int list_remove(const struct req *r)
 }
 
 static const struct method list_methods[] = {
-    {"append", 1, 1, list_append},
-    {"extend", 1, 1, list_extend},
-    {"get", 1, 1, list_get},
-    {"set", 2, 2, list_set},
+    {"append", 1, 1, slist_append},
+    {"extend", 1, 1, slist_extend},
+    {"get", 1, 1, slist_get},
+    {"set", 2, 2, slist_set},
     {"len", 0, 0, mp__mgr_value_len},
-    {"pop", 0, 1, list_pop},
-    {"del", 1, 1, list_del},
-    {"insert", 2, 2, list_insert},
-    {"slice", 2, 2, list_slice},
+    {"pop", 0, 1, slist_pop},
+    {"del", 1, 1, slist_del},
+    {"insert", 2, 2, slist_insert},
+    {"slice", 2, 2, slist_slice},
     {"copy", 0, 0, mp__mgr_value_copy},
     {"clear", 0, 0, mp__mgr_value_clear},
-    {"index", 1, 1, list_index},
-    {"count", 1, 1, list_count},
-    {"contains", 1, 1, list_contains},
-    {"remove", 1, 1, list_remove},
+    {"index", 1, 1, slist_index},
+    {"count", 1, 1, slist_count},
+    {"contains", 1, 1, slist_contains},
+    {"remove", 1, 1, slist_remove},
 };
 
 const struct stype mp__mgr_type_list = {"list", MP__MGR_METHODS(list_methods), mp__mgr_value_init,

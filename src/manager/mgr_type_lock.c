@@ -1,12 +1,12 @@
 /*
  * mgr_type_lock - the manager server's Lock and RLock: acquire and release
  * (with their table), the handover to waiters, and the release of what a
- * dead session held. Static functions: lock_. Siblings: mgr_type_dict.c,
+ * dead session held. Static functions: slock_ (s for server). Siblings: mgr_type_dict.c,
  * mgr_type_list.c, mgr_type_queue.c, mgr_type_manager.c.
  */
 #include "manager/mgr_server.h"
 
-static void lock_give(struct sobj *o, struct session *ss, uint64_t tid)
+static void slock_give(struct sobj *o, struct session *ss, uint64_t tid)
 {
     MP__ASSERT(o->count == 0 && ss);
     o->owner = ss;
@@ -16,7 +16,7 @@ static void lock_give(struct sobj *o, struct session *ss, uint64_t tid)
 
 /* The reply to a successful acquire: 0, or MP_EOWNERDEAD once after the
  * previous holder died holding the lock. */
-static void lock_reply_acquired(struct sconn *c, struct sobj *o)
+static void slock_reply_acquired(struct sconn *c, struct sobj *o)
 {
     if (o->owner_dead) {
         o->owner_dead = false;
@@ -37,8 +37,8 @@ void mp__mgr_lock_grant_next(struct server *s, struct sobj *o)
             mp__mgr_waiter_free(s, w);
             continue;
         }
-        lock_give(o, wc->sess, w->tid);
-        lock_reply_acquired(wc, o);
+        slock_give(o, wc->sess, w->tid);
+        slock_reply_acquired(wc, o);
         mp__mgr_waiter_replied(s, w);
     }
 }
@@ -55,7 +55,7 @@ void mp__mgr_locks_release_session(struct server *s, struct session *ss)
     }
 }
 
-static int lock_acquire(const struct req *r)
+static int slock_acquire(const struct req *r)
 {
     struct sconn *c = r->c;
     struct sobj *o = r->o;
@@ -65,8 +65,8 @@ static int lock_acquire(const struct req *r)
         mp_obj_get_int(mp__mgr_arg(r, 1), &tid) < 0)
         return MP_ETYPE;
     if (o->count == 0) {
-        lock_give(o, c->sess, (uint64_t)tid);
-        lock_reply_acquired(c, o);
+        slock_give(o, c->sess, (uint64_t)tid);
+        slock_reply_acquired(c, o);
         return 0;
     }
     if (o->kind == K_RLOCK && o->owner == c->sess && o->owner_tid == (uint64_t)tid) {
@@ -81,7 +81,7 @@ static int lock_acquire(const struct req *r)
     return mp__mgr_wait(r, &o->acquirers, W_ACQUIRE, timeout, (uint64_t)tid, NULL);
 }
 
-static int lock_release(const struct req *r)
+static int slock_release(const struct req *r)
 {
     struct sconn *c = r->c;
     struct sobj *o = r->o;
@@ -111,23 +111,23 @@ static int lock_release(const struct req *r)
 }
 
 /* Every lock is on the server's list, for mp__mgr_locks_release_session. */
-static int lock_init(const struct req *r, struct sobj *o)
+static int slock_init(const struct req *r, struct sobj *o)
 {
     mp__list_push_front(&r->s->locks, o);
     return 0;
 }
 
-static void lock_fini(struct server *s, struct sobj *o)
+static void slock_fini(struct server *s, struct sobj *o)
 {
     mp__list_remove(&s->locks, o);
 }
 
 static const struct method lock_methods[] = {
-    {"acquire", 2, 2, lock_acquire},
-    {"release", 1, 1, lock_release},
+    {"acquire", 2, 2, slock_acquire},
+    {"release", 1, 1, slock_release},
 };
 
-const struct stype mp__mgr_type_lock = {"lock", MP__MGR_METHODS(lock_methods), lock_init,
-                                        lock_fini};
-const struct stype mp__mgr_type_rlock = {"rlock", MP__MGR_METHODS(lock_methods), lock_init,
-                                         lock_fini};
+const struct stype mp__mgr_type_lock = {"lock", MP__MGR_METHODS(lock_methods), slock_init,
+                                        slock_fini};
+const struct stype mp__mgr_type_rlock = {"rlock", MP__MGR_METHODS(lock_methods), slock_init,
+                                         slock_fini};

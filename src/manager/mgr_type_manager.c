@@ -1,7 +1,7 @@
 /*
  * mgr_type_manager - the manager's own methods (ident 0): hello, create,
  * attach, incref, release, unlink, info, ping, shm and shutdown, with their
- * table. Static functions: manager_. The object types are mgr_type_*.c.
+ * table. Static functions: smgr_ (s for server). The object types are mgr_type_*.c.
  */
 #include "manager/mgr_server.h"
 
@@ -11,7 +11,7 @@
 
 /* The kind a create or attach names: K_DICT..K_QUEUE, MP_ETYPE, MP_EVALUE.
  * any_lock: "rlock" reads as K_LOCK (which matches either). */
-static int manager_kind_from(const mp_obj *o, bool any_lock)
+static int smgr_kind_from(const mp_obj *o, bool any_lock)
 {
     const char *k;
     size_t n;
@@ -25,14 +25,14 @@ static int manager_kind_from(const mp_obj *o, bool any_lock)
     return MP_EVALUE;
 }
 
-static bool manager_kind_matches(int want, int have, bool any_lock)
+static bool smgr_kind_matches(int want, int have, bool any_lock)
 {
     if (any_lock && want == K_LOCK)
         return have == K_LOCK || have == K_RLOCK;
     return want == have;
 }
 
-static struct sobj *manager_by_name(struct server *s, const mp_obj *name)
+static struct sobj *smgr_by_name(struct server *s, const mp_obj *name)
 {
     mp_obj *idv = mp_obj_dict_get(s->names, name);
     int64_t id;
@@ -42,7 +42,7 @@ static struct sobj *manager_by_name(struct server *s, const mp_obj *name)
 }
 
 /* The reply to create and attach: (id, created, kind). */
-static void manager_reply_id(struct sconn *c, struct sobj *o, bool created)
+static void smgr_reply_id(struct sconn *c, struct sobj *o, bool created)
 {
     const char *kind = mp__mgr_types[o->kind]->name;
     size_t st = mp__mgr_reply_begin(c);
@@ -54,16 +54,16 @@ static void manager_reply_id(struct sconn *c, struct sobj *o, bool created)
 }
 
 /* The session of the request holds o, which the reply names. */
-static int manager_hold(const struct req *r, struct sobj *o)
+static int smgr_hold(const struct req *r, struct sobj *o)
 {
     int rc = mp__mgr_session_hold(r->c->sess, o);
     if (rc == 0)
-        manager_reply_id(r->c, o, false);
+        smgr_reply_id(r->c, o, false);
     return rc;
 }
 
 /* Give a new object its name (moved in as copies): the name's reference. */
-static int manager_name(struct server *s, struct sobj *o, const mp_obj *name)
+static int smgr_name(struct server *s, struct sobj *o, const mp_obj *name)
 {
     mp_obj *key = mp_obj_copy(name), *idv = mp_obj_int(o->id);
     o->name = mp_obj_copy(name);
@@ -79,23 +79,23 @@ static int manager_name(struct server *s, struct sobj *o, const mp_obj *name)
 
 /* create(kind, name or None, initial): a new object, or, for a name that
  * exists, the object of that name. */
-static int manager_create(const struct req *r)
+static int smgr_create(const struct req *r)
 {
     struct server *s = r->s;
-    int kind = manager_kind_from(mp__mgr_arg(r, 0), false);
+    int kind = smgr_kind_from(mp__mgr_arg(r, 0), false);
     mp_obj *name = mp__mgr_arg(r, 1);
     if (kind < 0 || (!mp_obj_is_none(name) && mp_obj_type(name) != MP_TYPE_STR)) {
         mp__mgr_reply_error(r->c, MP_EPROTO, "create(kind, name, initial)");
         return 0;
     }
     bool named = !mp_obj_is_none(name);
-    struct sobj *o = named ? manager_by_name(s, name) : NULL;
+    struct sobj *o = named ? smgr_by_name(s, name) : NULL;
     if (o) {
         if (o->kind != kind) {
             mp__mgr_reply_error(r->c, MP_ETYPE, "that name belongs to an object of another kind");
             return 0;
         }
-        return manager_hold(r, o);
+        return smgr_hold(r, o);
     }
     o = mp__mgr_obj_new(s, kind);
     if (!o)
@@ -103,7 +103,7 @@ static int manager_create(const struct req *r)
     const struct stype *t = mp__mgr_types[kind];
     int rc = t->init ? t->init(r, o) : 0;
     if (rc == 0 && named)
-        rc = manager_name(s, o, name);
+        rc = smgr_name(s, o, name);
     if (rc == 0)
         rc = mp__mgr_session_hold(r->c->sess, o);
     if (rc < 0) {
@@ -112,19 +112,19 @@ static int manager_create(const struct req *r)
         mp__mgr_obj_destroy(s, o);
         return rc;
     }
-    manager_reply_id(r->c, o, true);
+    smgr_reply_id(r->c, o, true);
     return 0;
 }
 
 /* The object argument i names (a str), or NULL with the error replied:
  * MP_EPROTO with the call's form (usage) for an argument that is no str. */
-static struct sobj *manager_arg_named(const struct req *r, size_t i, const char *usage)
+static struct sobj *smgr_arg_named(const struct req *r, size_t i, const char *usage)
 {
     if (mp_obj_type(mp__mgr_arg(r, i)) != MP_TYPE_STR) {
         mp__mgr_reply_error(r->c, MP_EPROTO, usage);
         return NULL;
     }
-    struct sobj *o = manager_by_name(r->s, mp__mgr_arg(r, i));
+    struct sobj *o = smgr_by_name(r->s, mp__mgr_arg(r, i));
     if (!o)
         mp__mgr_reply_error(r->c, MP_ENOOBJ, "no object has that name");
     return o;
@@ -132,25 +132,25 @@ static struct sobj *manager_arg_named(const struct req *r, size_t i, const char 
 
 /* attach(kind, name): the object of that name, which must exist. "lock"
  * matches a lock or an rlock. */
-static int manager_attach(const struct req *r)
+static int smgr_attach(const struct req *r)
 {
-    int kind = manager_kind_from(mp__mgr_arg(r, 0), true);
+    int kind = smgr_kind_from(mp__mgr_arg(r, 0), true);
     if (kind < 0) {
         mp__mgr_reply_error(r->c, MP_EPROTO, "attach(kind, name)");
         return 0;
     }
-    struct sobj *o = manager_arg_named(r, 1, "attach(kind, name)");
+    struct sobj *o = smgr_arg_named(r, 1, "attach(kind, name)");
     if (!o)
         return 0;
-    if (!manager_kind_matches(kind, o->kind, true)) {
+    if (!smgr_kind_matches(kind, o->kind, true)) {
         mp__mgr_reply_error(r->c, MP_ETYPE, "that name belongs to an object of another kind");
         return 0;
     }
-    return manager_hold(r, o);
+    return smgr_hold(r, o);
 }
 
 /* The object argument 0 names, or NULL with the error replied. */
-static struct sobj *manager_arg_obj(const struct req *r)
+static struct sobj *smgr_arg_obj(const struct req *r)
 {
     int64_t id;
     if (mp_obj_get_int(mp__mgr_arg(r, 0), &id) < 0) {
@@ -163,9 +163,9 @@ static struct sobj *manager_arg_obj(const struct req *r)
     return o;
 }
 
-static int manager_incref(const struct req *r)
+static int smgr_incref(const struct req *r)
 {
-    struct sobj *o = manager_arg_obj(r);
+    struct sobj *o = smgr_arg_obj(r);
     if (!o)
         return 0;
     int rc = mp__mgr_session_hold(r->c->sess, o);
@@ -175,9 +175,9 @@ static int manager_incref(const struct req *r)
     return 0;
 }
 
-static int manager_release(const struct req *r)
+static int smgr_release(const struct req *r)
 {
-    struct sobj *o = manager_arg_obj(r);
+    struct sobj *o = smgr_arg_obj(r);
     if (!o)
         return 0;
     /* Reply before the drop: dropping may free the object (and fail
@@ -187,9 +187,9 @@ static int manager_release(const struct req *r)
     return 0;
 }
 
-static int manager_unlink(const struct req *r)
+static int smgr_unlink(const struct req *r)
 {
-    struct sobj *o = manager_arg_named(r, 0, "unlink(name)");
+    struct sobj *o = smgr_arg_named(r, 0, "unlink(name)");
     if (!o)
         return 0;
     (void)mp_obj_dict_del(r->s->names, mp__mgr_arg(r, 0));
@@ -202,7 +202,7 @@ static int manager_unlink(const struct req *r)
 
 /* d[k] = v, v moved in (freed on failure). rc: the previous failure, which
  * makes this one a no-op but for freeing v. */
-static int manager_info_set(int rc, mp_obj *d, const char *k, mp_obj *v)
+static int smgr_info_set(int rc, mp_obj *d, const char *k, mp_obj *v)
 {
     mp_obj *key = rc == 0 ? mp_obj_str_cstr(k) : NULL;
     if (rc == 0)
@@ -215,7 +215,7 @@ static int manager_info_set(int rc, mp_obj *d, const char *k, mp_obj *v)
 }
 
 /* The names, a new list of copies: NULL when out of memory. */
-static mp_obj *manager_names(const struct server *s)
+static mp_obj *smgr_names(const struct server *s)
 {
     mp_obj *names = mp_obj_list_new();
     size_t pos = 0;
@@ -231,7 +231,7 @@ static mp_obj *manager_names(const struct server *s)
     return names;
 }
 
-static int manager_info(const struct req *r)
+static int smgr_info(const struct req *r)
 {
     const struct server *s = r->s;
     struct sconn *c = r->c;
@@ -243,18 +243,18 @@ static int manager_info(const struct req *r)
     }
     mp_obj *d = mp_obj_dict_new();
     int rc = d ? 0 : -ENOMEM;
-    rc = manager_info_set(rc, d, "pid", mp_obj_int(getpid()));
-    rc = manager_info_set(rc, d, "objects", mp_obj_int((int64_t)s->nobjs));
-    rc = manager_info_set(rc, d, "sessions", mp_obj_int((int64_t)s->nsessions));
-    rc = manager_info_set(rc, d, "connections", mp_obj_int((int64_t)live));
-    rc = manager_info_set(rc, d, "mailboxes", mp_obj_int((int64_t)slots));
-    rc = manager_info_set(rc, d, "waiting", mp_obj_int((int64_t)waiting));
-    rc = manager_info_set(rc, d, "buffered", mp_obj_int((int64_t)s->inflight));
-    rc = manager_info_set(rc, d, "budget", mp_obj_int((int64_t)s->budget));
-    rc = manager_info_set(rc, d, "mailbox", mp_obj_bool(c->slot != NULL));
-    rc = manager_info_set(rc, d, "session", mp_obj_int(c->sess->id));
-    rc = manager_info_set(rc, d, "connection", mp_obj_int(c->id));
-    rc = manager_info_set(rc, d, "names", rc == 0 ? manager_names(s) : NULL);
+    rc = smgr_info_set(rc, d, "pid", mp_obj_int(getpid()));
+    rc = smgr_info_set(rc, d, "objects", mp_obj_int((int64_t)s->nobjs));
+    rc = smgr_info_set(rc, d, "sessions", mp_obj_int((int64_t)s->nsessions));
+    rc = smgr_info_set(rc, d, "connections", mp_obj_int((int64_t)live));
+    rc = smgr_info_set(rc, d, "mailboxes", mp_obj_int((int64_t)slots));
+    rc = smgr_info_set(rc, d, "waiting", mp_obj_int((int64_t)waiting));
+    rc = smgr_info_set(rc, d, "buffered", mp_obj_int((int64_t)s->inflight));
+    rc = smgr_info_set(rc, d, "budget", mp_obj_int((int64_t)s->budget));
+    rc = smgr_info_set(rc, d, "mailbox", mp_obj_bool(c->slot != NULL));
+    rc = smgr_info_set(rc, d, "session", mp_obj_int(c->sess->id));
+    rc = smgr_info_set(rc, d, "connection", mp_obj_int(c->id));
+    rc = smgr_info_set(rc, d, "names", rc == 0 ? smgr_names(s) : NULL);
     if (rc == 0)
         mp__mgr_reply_obj(c, d);
     mp_obj_free(d);
@@ -263,7 +263,7 @@ static int manager_info(const struct req *r)
 
 /* hello(session, pid, max_reply, protocol): the first request of every
  * connection. */
-static int manager_hello(const struct req *r)
+static int smgr_hello(const struct req *r)
 {
     struct server *s = r->s;
     struct sconn *c = r->c;
@@ -303,7 +303,7 @@ static int manager_hello(const struct req *r)
 
 /* Claim a free slot of the block for c: its index, or -1 when all are
  * taken. */
-static int64_t manager_claim_slot(struct server *s, struct sconn *c)
+static int64_t smgr_claim_slot(struct server *s, struct sconn *c)
 {
     for (unsigned i = 0; i < MP__MGR_SLOTS; i++) {
         if (s->slot_used[i])
@@ -327,7 +327,7 @@ static int64_t manager_claim_slot(struct server *s, struct sconn *c)
  * same block as the server (it is random and lives only in that block).
  * The reply is the slot's index, or -1: no block, a wrong tag, or every
  * slot taken - the connection then simply goes on by the socket. */
-static int manager_shm(const struct req *r)
+static int smgr_shm(const struct req *r)
 {
     struct server *s = r->s;
     int64_t tag;
@@ -337,18 +337,18 @@ static int manager_shm(const struct req *r)
     }
     int64_t ix = -1;
     if (s->arena && !r->c->slot && tag != 0 && (uint64_t)tag == s->arena->tag)
-        ix = manager_claim_slot(s, r->c);
+        ix = smgr_claim_slot(s, r->c);
     mp__mgr_reply_int(r->c, ix);
     return 0;
 }
 
-static int manager_ping(const struct req *r)
+static int smgr_ping(const struct req *r)
 {
     mp__mgr_reply_none(r->c);
     return 0;
 }
 
-static int manager_shutdown(const struct req *r)
+static int smgr_shutdown(const struct req *r)
 {
     mp__mgr_reply_none(r->c);
     r->s->stop = true;
@@ -356,11 +356,11 @@ static int manager_shutdown(const struct req *r)
 }
 
 static const struct method manager_methods[] = {
-    {"hello", 4, 4, manager_hello},     {"create", 3, 3, manager_create},
-    {"attach", 2, 2, manager_attach},   {"incref", 1, 1, manager_incref},
-    {"release", 1, 1, manager_release}, {"unlink", 1, 1, manager_unlink},
-    {"info", 0, 0, manager_info},       {"ping", 0, 0, manager_ping},
-    {"shm", 1, 1, manager_shm},         {"shutdown", 0, 0, manager_shutdown},
+    {"hello", 4, 4, smgr_hello},     {"create", 3, 3, smgr_create},
+    {"attach", 2, 2, smgr_attach},   {"incref", 1, 1, smgr_incref},
+    {"release", 1, 1, smgr_release}, {"unlink", 1, 1, smgr_unlink},
+    {"info", 0, 0, smgr_info},       {"ping", 0, 0, smgr_ping},
+    {"shm", 1, 1, smgr_shm},         {"shutdown", 0, 0, smgr_shutdown},
 };
 
 const struct stype mp__mgr_type_manager = {NULL, MP__MGR_METHODS(manager_methods), NULL, NULL};

@@ -1,7 +1,7 @@
 /*
  * mgr_type_queue - the manager server's Queue and JoinableQueue: a ring of
  * items, the getters, putters and joiners waiting on it, and the methods
- * with their table. Static functions: queue_. Siblings: mgr_type_dict.c,
+ * with their table. Static functions: squeue_ (s for server). Siblings: mgr_type_dict.c,
  * mgr_type_list.c, mgr_type_lock.c, mgr_type_manager.c.
  */
 #include "codec/objimpl.h"
@@ -10,7 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-static int queue_push(struct sobj *o, mp_obj *item)
+static int squeue_push(struct sobj *o, mp_obj *item)
 {
     if (o->len == o->cap) {
         size_t cap = o->cap ? o->cap * 2 : 16;
@@ -30,7 +30,7 @@ static int queue_push(struct sobj *o, mp_obj *item)
     return 0;
 }
 
-static mp_obj *queue_pop(struct sobj *o)
+static mp_obj *squeue_pop(struct sobj *o)
 {
     MP__ASSERT(o->len > 0 && o->head < o->cap);
     mp_obj *item = o->items[o->head];
@@ -39,18 +39,18 @@ static mp_obj *queue_pop(struct sobj *o)
     return item;
 }
 
-static bool queue_full(const struct sobj *o)
+static bool squeue_full(const struct sobj *o)
 {
     return o->maxsize > 0 && o->len >= (size_t)o->maxsize;
 }
 
 /* Room appeared: move waiting putters' items in, in order. */
-static void queue_admit_putters(struct server *s, struct sobj *o)
+static void squeue_admit_putters(struct server *s, struct sobj *o)
 {
     struct waiter *w;
-    while (!queue_full(o) && (w = mp__list_first(&o->putters.l)) != NULL) {
+    while (!squeue_full(o) && (w = mp__list_first(&o->putters.l)) != NULL) {
         MP__ASSERT(w->op == W_PUT && w->item);
-        if (queue_push(o, w->item) < 0)
+        if (squeue_push(o, w->item) < 0)
             return; /* out of memory: they keep waiting */
         w->item = NULL;
         if (!w->conn->broken)
@@ -62,7 +62,7 @@ static void queue_admit_putters(struct server *s, struct sobj *o)
 /* A waiting getter means the queue is empty: hand the item to the first
  * getter it fits. One whose max_reply it exceeds gets MP_ETOOLONG, as its
  * get of this item from the queue would. True when one took it. */
-static bool queue_hand_over(const struct req *r)
+static bool squeue_hand_over(const struct req *r)
 {
     struct sobj *o = r->o;
     struct waiter *w;
@@ -82,20 +82,20 @@ static bool queue_hand_over(const struct req *r)
     return false;
 }
 
-static int queue_put(const struct req *r)
+static int squeue_put(const struct req *r)
 {
     struct sobj *o = r->o;
     double timeout;
     if (mp__mgr_arg_timeout(mp__mgr_arg(r, 1), &timeout) < 0)
         return MP_ETYPE;
     /* If no getter takes it, the item is queued like any other. */
-    if (queue_hand_over(r)) {
+    if (squeue_hand_over(r)) {
         mp__mgr_reply_none(r->c);
         return 0;
     }
-    if (!queue_full(o)) {
+    if (!squeue_full(o)) {
         mp_obj *item = mp__seq_take(r->args, 0);
-        int rc = queue_push(o, item);
+        int rc = squeue_push(o, item);
         if (rc < 0) {
             mp_obj_free(item);
             return rc;
@@ -114,7 +114,7 @@ static int queue_put(const struct req *r)
     return rc;
 }
 
-static int queue_get(const struct req *r)
+static int squeue_get(const struct req *r)
 {
     struct sobj *o = r->o;
     double timeout;
@@ -124,8 +124,8 @@ static int queue_get(const struct req *r)
         /* The item leaves the queue only once its reply stood. */
         if (mp__mgr_reply_obj(r->c, o->items[o->head]) != 0)
             return 0;
-        mp_obj_free(queue_pop(o));
-        queue_admit_putters(r->s, o);
+        mp_obj_free(squeue_pop(o));
+        squeue_admit_putters(r->s, o);
         return 0;
     }
     if (timeout == 0) {
@@ -135,25 +135,25 @@ static int queue_get(const struct req *r)
     return mp__mgr_wait(r, &o->getters, W_GET, timeout, 0, NULL);
 }
 
-static int queue_qsize(const struct req *r)
+static int squeue_qsize(const struct req *r)
 {
     mp__mgr_reply_int(r->c, (int64_t)r->o->len);
     return 0;
 }
 
-static int queue_empty(const struct req *r)
+static int squeue_empty(const struct req *r)
 {
     mp__mgr_reply_bool(r->c, r->o->len == 0);
     return 0;
 }
 
-static int queue_is_full(const struct req *r)
+static int squeue_is_full(const struct req *r)
 {
-    mp__mgr_reply_bool(r->c, queue_full(r->o));
+    mp__mgr_reply_bool(r->c, squeue_full(r->o));
     return 0;
 }
 
-static int queue_task_done(const struct req *r)
+static int squeue_task_done(const struct req *r)
 {
     struct sobj *o = r->o;
     if (o->unfinished <= 0) {
@@ -172,7 +172,7 @@ static int queue_task_done(const struct req *r)
     return 0;
 }
 
-static int queue_join(const struct req *r)
+static int squeue_join(const struct req *r)
 {
     double timeout;
     if (mp__mgr_arg_timeout(mp__mgr_arg(r, 0), &timeout) < 0)
@@ -189,7 +189,7 @@ static int queue_join(const struct req *r)
 }
 
 /* A new queue: create's initial value is its maxsize (None: unbounded). */
-static int queue_init(const struct req *r, struct sobj *o)
+static int squeue_init(const struct req *r, struct sobj *o)
 {
     mp_obj *init = mp__mgr_arg(r, 2);
     if (mp_obj_is_none(init))
@@ -200,10 +200,10 @@ static int queue_init(const struct req *r, struct sobj *o)
 }
 
 static const struct method queue_methods[] = {
-    {"put", 2, 2, queue_put},      {"get", 1, 1, queue_get},
-    {"qsize", 0, 0, queue_qsize},  {"empty", 0, 0, queue_empty},
-    {"full", 0, 0, queue_is_full}, {"task_done", 0, 0, queue_task_done},
-    {"join", 1, 1, queue_join},
+    {"put", 2, 2, squeue_put},      {"get", 1, 1, squeue_get},
+    {"qsize", 0, 0, squeue_qsize},  {"empty", 0, 0, squeue_empty},
+    {"full", 0, 0, squeue_is_full}, {"task_done", 0, 0, squeue_task_done},
+    {"join", 1, 1, squeue_join},
 };
 
-const struct stype mp__mgr_type_queue = {"queue", MP__MGR_METHODS(queue_methods), queue_init, NULL};
+const struct stype mp__mgr_type_queue = {"queue", MP__MGR_METHODS(queue_methods), squeue_init, NULL};
