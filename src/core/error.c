@@ -1,6 +1,6 @@
 /*
- * Status code names and descriptions. The table is the one place a code is
- * described; adding a code to error.h means adding its row here, and
+ * error - status code names and descriptions. The table is the one place a
+ * code is described; adding a code to error.h means adding its row here, and
  * tests/test_error.c checks that every code in the enum has one. Also the
  * report of a broken invariant (MP__ASSERT, debug builds only). Statics start
  * with error_.

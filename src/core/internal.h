@@ -1,5 +1,7 @@
 /*
- * Private declarations shared by the library's source files. Never installed.
+ * internal - private declarations shared by the library's source files: status
+ * code ranges, MP__ASSERT, mp__wipe, growth helpers, the fork generation.
+ * Never installed.
  *
  * Internal non-static symbols start with mp__ so they cannot collide with the
  * public mp_ names or with a user's symbols (they are hidden from the shared
