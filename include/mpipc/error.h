@@ -106,6 +106,37 @@ MP_API const char *mp_strerror(int code);
  */
 MP_API const char *mp_errname(int code);
 
+/*
+ * mp_errmsg - why the last call on this thread failed, in words.
+ *
+ * code: the status the failed call returned.
+ *
+ * When the library knows more than a code says - the opcode and offset of a
+ * refused pickle, the repr of a manager KeyError's key, the pid and signal of
+ * a dead pool worker, which side of an authkey handshake failed - the call
+ * records a message for the calling thread as it fails. mp_errmsg(code)
+ * returns that message if the last failure recorded on this thread had this
+ * code, and mp_strerror(code) otherwise, so it is always safe to call with
+ * what a call returned:
+ *
+ *     int rc = mp_conn_recv(c, &obj, 5.0);
+ *     if (rc < 0)
+ *         fprintf(stderr, "recv: %s\n", mp_errmsg(rc));
+ *
+ * This is dlerror()'s model (per thread), not sqlite3_errmsg()'s (per
+ * handle): many calls that fail have no handle. Read the message right after
+ * the failing call: a later libmpipc call on the same thread may replace it,
+ * and a later failure with the same code that records nothing may leave an
+ * older message in place. Messages are at most 255 bytes (longer ones are cut
+ * and end in "..."); a key's repr in them is cut to about 200 bytes.
+ *
+ * Returns a NUL-terminated string; never NULL. Ownership: the library's; it
+ * stays valid until this thread's next libmpipc call. Thread/fork: each
+ * thread has its own record, and recording never allocates; a child made by
+ * fork starts with a copy of the forking thread's record.
+ */
+MP_API const char *mp_errmsg(int code);
+
 #ifdef __cplusplus
 }
 #endif

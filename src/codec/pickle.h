@@ -270,6 +270,28 @@ int mp__pickle_dumps(const mp_obj *o, unsigned char **out, size_t *len);
  */
 int mp__pickle_loads(const unsigned char *p, size_t n, mp_obj **out);
 
+/* Why mp__pickle_loads refused a pickle, for the message it records
+ * (error.h, mp_errmsg). MALFORMED is everything not named. */
+enum mp__unpickle_why {
+    MP__UNPICKLE_MALFORMED = 0,
+    MP__UNPICKLE_TRUNCATED,  /* an opcode's argument runs past the end */
+    MP__UNPICKLE_NO_STOP,    /* the data ends before STOP */
+    MP__UNPICKLE_NOT_ONE,    /* STOP leaves other than one value, or data follows */
+    MP__UNPICKLE_REFUSED,    /* an opcode the decoder never runs */
+    MP__UNPICKLE_IMPORTS,    /* GLOBAL / STACK_GLOBAL of anything but bytearray */
+    MP__UNPICKLE_CALLS,      /* REDUCE of anything but bytearray */
+    MP__UNPICKLE_UNHASHABLE, /* a dict key Python cannot hash */
+    MP__UNPICKLE_MEMLIMIT,   /* over the memory budget (MP__PICKLE_MEM_*) */
+    MP__UNPICKLE_DEPTH,      /* nested deeper than MP_OBJ_MAX_DEPTH */
+    MP__UNPICKLE_CYCLE,      /* a value that contains itself */
+};
+
+/* Record the calling thread's message for a failed mp__pickle_loads of n
+ * bytes (unpickle_errmsg.c): rc its status, why an mp__unpickle_why, op the
+ * opcode that failed (-1: none, the placing after STOP failed) and off its
+ * offset. Returns rc. -ENOMEM and -EINVAL record nothing. */
+int mp__unpickle_errmsg(int rc, int why, int op, size_t off, size_t n);
+
 /*
  * A pickle built piece by piece, for messages made of values the caller only
  * borrows (the manager's requests and replies): no value is copied into a

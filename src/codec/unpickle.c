@@ -102,13 +102,21 @@ struct unpickler {
     struct vec copies; /* copies made while placing (roots of trees) */
     size_t budget;     /* bytes of extra work left: copies, key walks */
     size_t mem;        /* bytes phase 1 may still allocate */
+    int why;           /* MP__UNPICKLE_*: what refused it, for the message */
 };
+
+/* MP_EPROTO, noting why for the caller's message (unpickle_errmsg.c). */
+static int unpickle_fail(struct unpickler *u, int why)
+{
+    u->why = why;
+    return MP_EPROTO;
+}
 
 /* Pay for bytes about to be allocated: 0, or MP_EPROTO beyond the budget. */
 static int unpickle_charge(struct unpickler *u, size_t bytes)
 {
     if (u->mem < bytes)
-        return MP_EPROTO;
+        return unpickle_fail(u, MP__UNPICKLE_MEMLIMIT);
     u->mem -= bytes;
     return 0;
 }
@@ -117,7 +125,7 @@ static int unpickle_charge(struct unpickler *u, size_t bytes)
 
 static inline int unpickle_need(struct unpickler *u, size_t k)
 {
-    return u->n - u->pos >= k ? 0 : MP_EPROTO;
+    return u->n - u->pos >= k ? 0 : unpickle_fail(u, MP__UNPICKLE_TRUNCATED);
 }
 
 static inline uint64_t unpickle_le(const unsigned char *p, int k)
@@ -148,7 +156,7 @@ static inline int unpickle_read_len(struct unpickler *u, int k, size_t *len)
     if (rc < 0)
         return rc;
     if (v > (uint64_t)(u->n - u->pos))
-        return MP_EPROTO;
+        return unpickle_fail(u, MP__UNPICKLE_TRUNCATED);
     *len = (size_t)v;
     return 0;
 }
@@ -181,7 +189,7 @@ static int unpickle_read_line(struct unpickler *u, const unsigned char **line, s
     const unsigned char *start = u->p + u->pos;
     const unsigned char *nl = memchr(start, '\n', u->n - u->pos);
     if (!nl)
-        return MP_EPROTO;
+        return unpickle_fail(u, MP__UNPICKLE_TRUNCATED);
     *line = start;
     *len = (size_t)(nl - start);
     u->pos += *len + 1;
@@ -454,10 +462,10 @@ static int unpickle_memo_key(struct unpickler *u, int op, uint64_t *key)
  * so their heights are exact. Placing recomputes every height.
  */
 
-static int unpickle_adopt_height(mp_obj *c, const mp_obj *item)
+static int unpickle_adopt_height(struct unpickler *u, mp_obj *c, const mp_obj *item)
 {
     if ((unsigned)item->height + 1 > MP_OBJ_MAX_DEPTH)
-        return MP_EPROTO;
+        return unpickle_fail(u, MP__UNPICKLE_DEPTH);
     if (item->height + 1 > c->height)
         c->height = (uint16_t)(item->height + 1);
     return 0;
@@ -484,7 +492,7 @@ static int unpickle_move_items(struct unpickler *u, mp_obj *seq, size_t first)
         mp_obj *item = u->stack.v[i];
         int rc = unpickle_check_value(item);
         if (rc == 0)
-            rc = unpickle_adopt_height(seq, item);
+            rc = unpickle_adopt_height(u, seq, item);
         if (rc < 0)
             return rc;
         seq->u.seq.items[seq->u.seq.len++] = item;
@@ -536,9 +544,9 @@ static int unpickle_set_items(struct unpickler *u, mp_obj *dict, size_t first)
         if (rc == 0)
             rc = unpickle_check_value(value);
         if (rc == 0)
-            rc = unpickle_adopt_height(dict, key);
+            rc = unpickle_adopt_height(u, dict, key);
         if (rc == 0)
-            rc = unpickle_adopt_height(dict, value);
+            rc = unpickle_adopt_height(u, dict, value);
         /* A new key may make the dict grow: the budget must hold the
          * growth before, and pays what actually happened after (a
          * replaced key costs nothing). */
@@ -552,7 +560,7 @@ static int unpickle_set_items(struct unpickler *u, mp_obj *dict, size_t first)
             u->mem -= (dict->u.d.cap - cap0) * MP__DICT_BYTES_PER_CAP;
         }
         if (rc == MP_ETYPE)
-            rc = MP_EPROTO; /* unhashable key */
+            rc = unpickle_fail(u, MP__UNPICKLE_UNHASHABLE);
         if (rc < 0)
             return rc;
         /* A replaced value, or a duplicate key, stays in the arena. */
@@ -653,7 +661,7 @@ static int unpickle_push_global(struct unpickler *u, const unsigned char *mod, s
     bool builtins = (modlen == 8 && memcmp(mod, "builtins", 8) == 0) ||
                     (modlen == 11 && memcmp(mod, "__builtin__", 11) == 0);
     if (!builtins || namelen != 9 || memcmp(name, "bytearray", 9) != 0)
-        return MP_EPROTO;
+        return unpickle_fail(u, MP__UNPICKLE_IMPORTS);
     return unpickle_push_new(u, TYPE_BYTEARRAY_CALLABLE);
 }
 
@@ -668,7 +676,7 @@ static int unpickle_reduce(struct unpickler *u)
     if (rc < 0)
         return rc;
     if (callable->type != TYPE_BYTEARRAY_CALLABLE || args->type != MP_TYPE_TUPLE)
-        return MP_EPROTO;
+        return unpickle_fail(u, MP__UNPICKLE_CALLS);
     if (args->u.seq.len == 0)
         return unpickle_push_strbytes(u, MP_TYPE_BYTES, NULL, 0);
     mp_obj *b = args->u.seq.items[0];
@@ -894,7 +902,7 @@ static int unpickle_step(struct unpickler *u, int op, bool *stop)
          * Python 2 str. EMPTY_SET, ADDITEMS, FROZENSET: no set type.
          * NEXT_BUFFER, READONLY_BUFFER: out-of-band data. And every byte
          * that is not an opcode. */
-        return MP_EPROTO;
+        return unpickle_fail(u, MP__UNPICKLE_REFUSED);
     }
 }
 
@@ -921,7 +929,7 @@ static int unpickle_place(struct unpickler *u, mp_obj **slot, unsigned level)
     if (o->flags & MP__F_BLACK) {
         /* Reached again (a memo reference or DUP): a copy goes here. */
         if (level + o->height > MP_OBJ_MAX_DEPTH)
-            return MP_EPROTO;
+            return unpickle_fail(u, MP__UNPICKLE_DEPTH);
         mp_obj *c;
         if ((rc = mp__obj_copy_limited(o, &u->budget, &c)) < 0)
             return rc;
@@ -933,14 +941,14 @@ static int unpickle_place(struct unpickler *u, mp_obj **slot, unsigned level)
         return 0;
     }
     if (o->flags & MP__F_GREY)
-        return MP_EPROTO; /* o contains itself */
+        return unpickle_fail(u, MP__UNPICKLE_CYCLE); /* o contains itself */
     if (!unpickle_is_container(o)) {
         o->height = 0;
         o->flags |= MP__F_BLACK;
         return 0;
     }
     if (level + 1 > MP_OBJ_MAX_DEPTH)
-        return MP_EPROTO;
+        return unpickle_fail(u, MP__UNPICKLE_DEPTH);
     o->flags |= MP__F_GREY;
     unsigned h = 0;
     if (o->type == MP_TYPE_DICT) {
@@ -1042,19 +1050,23 @@ int mp__pickle_loads(const unsigned char *p, size_t n, mp_obj **out)
 
     int rc = 0;
     bool stop = false;
+    size_t at = 0; /* the opcode being run */
     while (rc == 0 && !stop) {
         if (u.pos >= u.n) {
-            rc = MP_EPROTO; /* ended before STOP */
+            rc = unpickle_fail(&u, MP__UNPICKLE_NO_STOP);
+            at = u.pos;
             break;
         }
+        at = u.pos;
         rc = unpickle_step(&u, u.p[u.pos++], &stop);
     }
+    bool machine = rc < 0; /* else what fails below is the placing */
     mp_obj *result = NULL;
     if (rc == 0) {
         /* Stricter than Python: exactly one value, no open MARK, nothing
          * after STOP. */
         if (u.stack.len != 1 || u.nmarks || u.pos != u.n)
-            rc = MP_EPROTO;
+            rc = unpickle_fail(&u, MP__UNPICKLE_NOT_ONE);
         else if ((rc = unpickle_check_value(u.stack.v[0])) == 0)
             rc = unpickle_place(&u, &u.stack.v[0], 0);
         if (rc == 0)
@@ -1069,5 +1081,7 @@ int mp__pickle_loads(const unsigned char *p, size_t n, mp_obj **out)
     }
     if (rc == 0)
         *out = result;
+    else
+        mp__unpickle_errmsg(rc, u.why, machine && at < n ? u.p[at] : -1, machine ? at : u.pos, n);
     return rc;
 }

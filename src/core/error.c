@@ -2,12 +2,14 @@
  * error - status code names and descriptions. The table is the one place a
  * code is described; adding a code to error.h means adding its row here, and
  * tests/test_error.c checks that every code in the enum has one. Also the
- * report of a broken invariant (MP__ASSERT, debug builds only). Statics start
- * with error_.
+ * report of a broken invariant (MP__ASSERT, debug builds only), and the
+ * calling thread's failure message (mp__err, mp_errmsg). Statics start with
+ * error_.
  */
 #include "core/internal.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +89,57 @@ MP_API const char *mp_errname(int code)
 {
     const struct code_row *row = error_find_row(code);
     return row ? row->name : "MP_UNKNOWN";
+}
+
+/* The last failure recorded on this thread (code 0: none). Thread-local,
+ * like errno, so threads never share or race on it; a child made by fork
+ * starts with the forking thread's copy, which is harmless: it describes a
+ * failure that really happened in that thread before the fork. */
+static _Thread_local struct {
+    int code;
+    char msg[MP__ERRMSG_MAX];
+} error_last;
+
+/* vsnprintf into a fixed buffer: no allocation for the formats the library
+ * uses (%s, %d, %zu, %x and their kin), and it cuts where the buffer ends.
+ * A cut message ends in "..." so a reader knows it was cut. */
+int mp__err(int code, const char *fmt, ...)
+{
+    int saved = errno;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(error_last.msg, sizeof error_last.msg, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        error_last.code = 0;
+    } else {
+        if ((size_t)n >= sizeof error_last.msg) {
+            size_t end = sizeof error_last.msg - 4;
+            /* Do not leave half a UTF-8 sequence before the dots. */
+            while (end > 0 && ((unsigned char)error_last.msg[end] & 0xC0) == 0x80)
+                end--;
+            memcpy(error_last.msg + end, "...", 4);
+        }
+        error_last.code = code;
+    }
+    errno = saved;
+    return code;
+}
+
+void mp__err_clear(void)
+{
+    error_last.code = 0;
+}
+
+const char *mp__err_msg(int code)
+{
+    return code != 0 && error_last.code == code ? error_last.msg : NULL;
+}
+
+MP_API const char *mp_errmsg(int code)
+{
+    const char *m = mp__err_msg(code);
+    return m ? m : mp_strerror(code);
 }
 
 #ifdef MPIPC_ASSERTS

@@ -132,4 +132,19 @@ void mp__exit_hook_remove(int id);
  */
 int mp__process_sentinel_fd(void);
 
+/*
+ * The calling thread's failure message (error.h, mp_errmsg). mp__err records
+ * code with a printf-formatted message and returns code, so a failing site
+ * reads `return mp__err(MP_EPROTO, "... (offset %zu)", off);`. The record is
+ * thread-local, bounded (MP__ERRMSG_MAX bytes with the NUL; a longer message
+ * is cut and ends in "..."), never allocates and keeps errno. mp__err_clear
+ * forgets it: an entry point that records messages clears the record as it
+ * starts, so an old message cannot pass for the new failure's.
+ * mp__err_msg is the message recorded for code, or NULL.
+ */
+#define MP__ERRMSG_MAX 256
+int mp__err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void mp__err_clear(void);
+const char *mp__err_msg(int code);
+
 #endif /* MPIPC_INTERNAL_H */

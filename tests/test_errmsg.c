@@ -1,0 +1,315 @@
+/*
+ * errmsg: mp_errmsg, the calling thread's "why" of a failure (error.h): the
+ * record itself (per thread, bounded, never allocating), then the messages
+ * each module records, each caused the way a user meets it - a refused
+ * pickle sent by another process, a manager KeyError, a killed pool worker.
+ */
+#include "mgr_testutil.h"
+
+#include "codec/pickle.h"
+#include "core/internal.h"
+
+#include <mpipc/conn.h>
+#include <mpipc/error.h>
+#include <mpipc/manager.h>
+#include <mpipc/obj.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* The link wraps malloc, calloc and realloc (tests/CMakeLists.txt): with
+ * errmsg_no_alloc set, every allocation the library makes fails. */
+static _Thread_local bool errmsg_no_alloc;
+static _Thread_local int errmsg_allocs;
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t k, size_t n);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t k, size_t n);
+void *__wrap_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n)
+{
+    if (errmsg_no_alloc) {
+        errmsg_allocs++;
+        return NULL;
+    }
+    return __real_malloc(n);
+}
+void *__wrap_calloc(size_t k, size_t n)
+{
+    if (errmsg_no_alloc) {
+        errmsg_allocs++;
+        return NULL;
+    }
+    return __real_calloc(k, n);
+}
+void *__wrap_realloc(void *p, size_t n)
+{
+    if (errmsg_no_alloc) {
+        errmsg_allocs++;
+        return NULL;
+    }
+    return __real_realloc(p, n);
+}
+
+/* Assert that the message for code contains want. */
+#define ASSERT_MSG_HAS(code, want)                                                                 \
+    do {                                                                                           \
+        const char *m_ = mp_errmsg(code);                                                          \
+        if (!strstr(m_, (want)))                                                                   \
+            fail_msg("mp_errmsg(%s) = \"%s\", wanted \"%s\" in it", mp_errname(code), m_, (want)); \
+    } while (0)
+
+/* ---- The record ------------------------------------------------------------------ */
+
+static void test_errmsg_without_a_record_is_strerror(void **state)
+{
+    (void)state;
+    mp__err_clear();
+    assert_string_equal(mp_errmsg(MP_EKEY), mp_strerror(MP_EKEY));
+    assert_string_equal(mp_errmsg(-EPIPE), mp_strerror(-EPIPE));
+    assert_string_equal(mp_errmsg(0), mp_strerror(0));
+    assert_non_null(mp_errmsg(-123456)); /* never NULL, even for nonsense */
+}
+
+static void test_errmsg_of_another_code_is_strerror(void **state)
+{
+    (void)state;
+    errno = EBADF;
+    assert_int_equal(mp__err(MP_EKEY, "KeyError: %s", "'count'"), MP_EKEY);
+    assert_int_equal(errno, EBADF); /* recording keeps errno */
+    assert_string_equal(mp_errmsg(MP_EKEY), "KeyError: 'count'");
+    assert_string_equal(mp_errmsg(MP_EPROTO), mp_strerror(MP_EPROTO));
+    assert_string_equal(mp_errmsg(0), mp_strerror(0));
+    /* The next recorded failure replaces it. */
+    mp__err(MP_EPROTO, "refused (offset %zu)", (size_t)14);
+    assert_string_equal(mp_errmsg(MP_EKEY), mp_strerror(MP_EKEY));
+    assert_string_equal(mp_errmsg(MP_EPROTO), "refused (offset 14)");
+    mp__err_clear();
+    assert_string_equal(mp_errmsg(MP_EPROTO), mp_strerror(MP_EPROTO));
+}
+
+static void test_errmsg_cuts_a_long_message_with_dots(void **state)
+{
+    (void)state;
+    char big[1000];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    mp__err(MP_EVALUE, "%s", big);
+    const char *m = mp_errmsg(MP_EVALUE);
+    assert_int_equal(strlen(m), MP__ERRMSG_MAX - 1);
+    assert_string_equal(m + strlen(m) - 3, "...");
+    /* A cut never leaves half a UTF-8 character: 2-byte characters from
+     * offset 1 put a character across the cut. */
+    char u[600] = "a";
+    for (size_t i = 1; i + 2 < sizeof u; i += 2)
+        memcpy(u + i, "\xc3\xa9", 2), u[i + 2] = 0;
+    mp__err(MP_EVALUE, "%s", u);
+    m = mp_errmsg(MP_EVALUE);
+    size_t len = strlen(m);
+    assert_true(len <= MP__ERRMSG_MAX - 1);
+    assert_string_equal(m + len - 3, "...");
+    assert_int_equal((len - 3 - 1) % 2, 0); /* whole characters before the dots */
+    mp__err_clear();
+}
+
+static void test_errmsg_records_without_allocating(void **state)
+{
+    (void)state;
+    errmsg_allocs = 0;
+    errmsg_no_alloc = true;
+    mp__err(MP_EWORKER, "worker %d killed by signal %d", 4242, 9);
+    const char *m = mp_errmsg(MP_EWORKER);
+    errmsg_no_alloc = false;
+    assert_string_equal(m, "worker 4242 killed by signal 9");
+    assert_int_equal(errmsg_allocs, 0);
+    /* A refused pickle's message is recorded without memory too. */
+    static const unsigned char p[] = {0x80, 4, 'P', 'x', '\n', '.'};
+    mp_obj *o = NULL;
+    errmsg_no_alloc = true;
+    int rc = mp__pickle_loads(p, sizeof p, &o);
+    errmsg_no_alloc = false;
+    assert_int_equal(rc, MP_EPROTO);
+    assert_null(o);
+    ASSERT_MSG_HAS(MP_EPROTO, "opcode 0x50 PERSID refused: persistent ids are not supported "
+                              "(offset 2)");
+    mp__err_clear();
+}
+
+struct errmsg_thread {
+    pthread_barrier_t *bar;
+    const char *mine;
+    char seen[MP__ERRMSG_MAX];
+};
+
+static void *errmsg_thread_main(void *arg)
+{
+    struct errmsg_thread *t = arg;
+    mp__err(MP_EKEY, "KeyError: %s", t->mine);
+    pthread_barrier_wait(t->bar); /* both have recorded */
+    pthread_barrier_wait(t->bar); /* the main thread recorded too */
+    snprintf(t->seen, sizeof t->seen, "%s", mp_errmsg(MP_EKEY));
+    return NULL;
+}
+
+static void test_errmsg_threads_keep_separate_records(void **state)
+{
+    (void)state;
+    pthread_barrier_t bar;
+    assert_int_equal(pthread_barrier_init(&bar, NULL, 3), 0);
+    struct errmsg_thread t[2] = {{&bar, "'a'", ""}, {&bar, "'b'", ""}};
+    pthread_t id[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&id[i], NULL, errmsg_thread_main, &t[i]), 0);
+    pthread_barrier_wait(&bar);
+    mp__err(MP_EKEY, "KeyError: 'main'");
+    pthread_barrier_wait(&bar);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_join(id[i], NULL), 0);
+    pthread_barrier_destroy(&bar);
+    assert_string_equal(t[0].seen, "KeyError: 'a'");
+    assert_string_equal(t[1].seen, "KeyError: 'b'");
+    assert_string_equal(mp_errmsg(MP_EKEY), "KeyError: 'main'");
+    mp__err_clear();
+}
+
+/* ---- The decoder ----------------------------------------------------------------- */
+
+/* Decode p and return mp_errmsg(MP_EPROTO), asserting the refusal. */
+static const char *errmsg_refused(const void *p, size_t n)
+{
+    mp_obj *o = NULL;
+    mp__err_clear();
+    assert_int_equal(mp__pickle_loads(p, n, &o), MP_EPROTO);
+    assert_null(o);
+    return mp_errmsg(MP_EPROTO);
+}
+
+static void test_errmsg_decoder_names_opcode_offset_and_limit(void **state)
+{
+    (void)state;
+    /* pickle.dumps(collections.OrderedDict(), 4) begins like this. */
+    static const unsigned char glob[] = "\x80\x04\x8c\x0b"
+                                        "collections\x94\x8c\x0b"
+                                        "OrderedDict\x94\x93\x94)R\x94.";
+    assert_string_equal(errmsg_refused(glob, sizeof glob - 1),
+                        "opcode 0x93 STACK_GLOBAL refused: the decoder never imports (offset 30; "
+                        "only builtins.bytearray is known)");
+    static const unsigned char build[] = {0x80, 4, ']', 'N', 'b', '.'};
+    assert_string_equal(errmsg_refused(build, sizeof build),
+                        "opcode 0x62 BUILD refused: the decoder never calls (offset 4)");
+    static const unsigned char py2[] = "\x80\x02U\x02hiq\x00.";
+    assert_string_equal(errmsg_refused(py2, sizeof py2 - 1),
+                        "opcode 0x55 SHORT_BINSTRING refused: Python 2 str is not a supported "
+                        "value (offset 2)");
+    static const unsigned char notop[] = {0x80, 4, 0xff, '.'};
+    assert_string_equal(errmsg_refused(notop, sizeof notop),
+                        "byte 0xff is not a pickle opcode (offset 2)");
+    /* BINUNICODE says 100 bytes follow; 2 do. */
+    static const unsigned char cut[] = {0x80, 4, 'X', 100, 0, 0, 0, 'h', 'i'};
+    assert_string_equal(
+        errmsg_refused(cut, sizeof cut),
+        "truncated pickle: opcode 0x58 BINUNICODE runs past the end (offset 2 of 9)");
+    static const unsigned char nostop[] = {0x80, 4, 'N'};
+    assert_string_equal(errmsg_refused(nostop, sizeof nostop),
+                        "truncated pickle: the data ends before STOP (offset 3)");
+    static const unsigned char two[] = {0x80, 4, 'N', 'N', '.'};
+    assert_non_null(strstr(errmsg_refused(two, sizeof two), "STOP must leave one value"));
+    /* [[[...]]] deeper than MP_OBJ_MAX_DEPTH. */
+    size_t depth = MP_OBJ_MAX_DEPTH + 1, n = 0;
+    unsigned char *deep = malloc(2 * depth + 8);
+    assert_non_null(deep);
+    deep[n++] = 0x80, deep[n++] = 4;
+    for (size_t i = 0; i < depth; i++)
+        deep[n++] = ']';
+    for (size_t i = 1; i < depth; i++)
+        deep[n++] = 'a';
+    deep[n++] = '.';
+    char want[80];
+    snprintf(want, sizeof want, "nests deeper than the limit of %d levels", (int)MP_OBJ_MAX_DEPTH);
+    assert_non_null(strstr(errmsg_refused(deep, n), want));
+    free(deep);
+    /* A list that contains itself: ] MEMOIZE GET 0 APPEND. */
+    static const unsigned char cyc[] = {0x80, 4, ']', 0x94, 'h', 0, 'a', '.'};
+    assert_non_null(strstr(errmsg_refused(cyc, sizeof cyc), "contains itself"));
+    /* An unhashable key: {[]: None}. */
+    static const unsigned char unh[] = {0x80, 4, '}', ']', 'N', 's', '.'};
+    assert_string_equal(errmsg_refused(unh, sizeof unh),
+                        "TypeError: unhashable dict key (opcode 0x73 SETITEM, offset 5)");
+    mp__err_clear();
+}
+
+static int errmsg_send_refused(void *arg)
+{
+    mp_conn *c = arg;
+    static const unsigned char glob[] = "\x80\x04\x8c\x0b"
+                                        "collections\x94\x8c\x0b"
+                                        "OrderedDict\x94\x93\x94)R\x94.";
+    return mp_conn_send_bytes(c, glob, sizeof glob - 1) == 0 ? 0 : 1;
+}
+
+/* Python's Connection.recv() raises from pickle.loads in the receiving
+ * process; here mp_conn_recv returns MP_EPROTO and the receiving thread
+ * has the why. The message is consumed, as in Python. */
+static void test_errmsg_recv_of_refused_pickle_from_another_process(void **state)
+{
+    (void)state;
+    mp_conn *a, *b;
+    assert_int_equal(mp_pipe(&a, &b, true), 0);
+    pid_t pid = tu_fork(errmsg_send_refused, b);
+    assert_int_equal(tu_wait_child(pid, MT_LONG), 0);
+    mp_obj *o = NULL;
+    mp__err(MP_EPROTO, "stale");
+    assert_int_equal(mp_conn_recv(a, &o, MT_LONG), MP_EPROTO);
+    assert_null(o);
+    assert_string_equal(mp_errmsg(MP_EPROTO),
+                        "opcode 0x93 STACK_GLOBAL refused: the decoder never imports (offset 30; "
+                        "only builtins.bytearray is known)");
+    assert_int_equal(mp_conn_poll(a, 0), 0);
+    mp_conn_free(a);
+    mp_conn_free(b);
+}
+
+/* The same from a real python3 sender. */
+static void test_errmsg_recv_of_python_object_names_stack_global(void **state)
+{
+    (void)state;
+    mp_conn *a, *b;
+    assert_int_equal(mp_pipe(&a, &b, true), 0);
+    int fd = mp_conn_fileno(b);
+    char arg[16];
+    snprintf(arg, sizeof arg, "%d", fd);
+    const char *args[] = {arg, NULL};
+    pid_t pid = tu_spawn_python("import sys, collections\n"
+                                "from multiprocessing.connection import Connection\n"
+                                "Connection(int(sys.argv[1])).send(collections.OrderedDict())\n",
+                                args, &fd, 1);
+    assert_int_equal(tu_wait_child(pid, 30), 0);
+    mp_obj *o = NULL;
+    assert_int_equal(mp_conn_recv(a, &o, MT_LONG), MP_EPROTO);
+    ASSERT_MSG_HAS(MP_EPROTO,
+                   "opcode 0x93 STACK_GLOBAL refused: the decoder never imports (offset ");
+    mp_conn_free(a);
+    mp_conn_free(b);
+}
+
+int main(int argc, char **argv)
+{
+    tu_filter(argc, argv);
+    const struct CMUnitTest tests[] = {
+        TU_TEST(test_errmsg_without_a_record_is_strerror),
+        TU_TEST(test_errmsg_of_another_code_is_strerror),
+        TU_TEST(test_errmsg_cuts_a_long_message_with_dots),
+        TU_TEST(test_errmsg_records_without_allocating),
+        TU_TEST(test_errmsg_threads_keep_separate_records),
+        TU_TEST(test_errmsg_decoder_names_opcode_offset_and_limit),
+        TU_TEST(test_errmsg_recv_of_refused_pickle_from_another_process),
+        TU_TEST(test_errmsg_recv_of_python_object_names_stack_global),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
