@@ -298,6 +298,57 @@ static void test_errmsg_recv_of_python_object_names_stack_global(void **state)
     mp_conn_free(b);
 }
 
+/* ---- The manager ----------------------------------------------------------------- */
+
+/* Python's DictProxy re-raises the server's KeyError(key), which prints as
+ * "KeyError: 'count'"; the server sends those words and the calling thread
+ * gets them. */
+static void test_errmsg_manager_keyerror_has_the_key_repr(void **state)
+{
+    (void)state;
+    mp_manager *m = mt_start();
+    mp_dict *d;
+    TU_ASSERT_STATUS(mp_manager_dict(m, NULL, &d), 0);
+    mp_obj *k = mt_str("count"), *o = NULL;
+    TU_ASSERT_STATUS(mp_dict_get(d, k, &o), MP_EKEY);
+    assert_string_equal(mp_errmsg(MP_EKEY), "KeyError: 'count'");
+    assert_string_equal(mp_errmsg(MP_ETYPE), mp_strerror(MP_ETYPE));
+    TU_ASSERT_STATUS(mp_dict_pop(d, k, &o), MP_EKEY);
+    assert_string_equal(mp_errmsg(MP_EKEY), "KeyError: 'count'");
+    mp_obj_free(k);
+    k = mt_int(66);
+    TU_ASSERT_STATUS(mp_dict_del(d, k), MP_EKEY);
+    assert_string_equal(mp_errmsg(MP_EKEY), "KeyError: 66");
+    mp_obj_free(k);
+
+    /* A huge key: its repr is cut to 200 bytes, and says so. */
+    char big[5000];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    k = mt_str(big);
+    TU_ASSERT_STATUS(mp_dict_get(d, k, &o), MP_EKEY);
+    const char *msg = mp_errmsg(MP_EKEY);
+    assert_true(strncmp(msg, "KeyError: 'xxxxxxxx", 19) == 0);
+    assert_true(strlen(msg) <= strlen("KeyError: ") + 200 + 3);
+    assert_string_equal(msg + strlen(msg) - 4, "x...");
+    mp_obj_free(k);
+
+    /* An unhashable key, in Python's words. */
+    k = mp_obj_list_new();
+    TU_ASSERT_STATUS(mp_dict_get(d, k, &o), MP_ETYPE);
+    assert_string_equal(mp_errmsg(MP_ETYPE), "TypeError: unhashable type: 'list'");
+    mp_obj_free(k);
+
+    /* A success in between, then a failure of another kind: no old words. */
+    k = mt_str("a");
+    mp_obj *v = mt_int(1);
+    TU_ASSERT_STATUS(mp_dict_set(d, k, v), 0);
+    mp_obj_free(v);
+    mp_obj_free(k);
+    mp_dict_free(d);
+    mp_manager_free(m);
+}
+
 int main(int argc, char **argv)
 {
     tu_filter(argc, argv);
@@ -310,6 +361,7 @@ int main(int argc, char **argv)
         TU_TEST(test_errmsg_decoder_names_opcode_offset_and_limit),
         TU_TEST(test_errmsg_recv_of_refused_pickle_from_another_process),
         TU_TEST(test_errmsg_recv_of_python_object_names_stack_global),
+        TU_TEST(test_errmsg_manager_keyerror_has_the_key_repr),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -26,6 +26,7 @@
 #include "manager/mgr_client.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -186,6 +187,11 @@ static int call_parse_reply(const unsigned char *p, size_t n, mp_obj **result, i
                 code > INT32_MIN) {
                 *fate = F_REUSE;
                 rc = (int)code;
+                /* The server's words ("KeyError: 'count'") are the why. */
+                const char *text;
+                size_t tlen;
+                if (rn >= 3 && mp_obj_get_str(mp_obj_list_get(reply, 2), &text, &tlen) == 0)
+                    mp__err(rc, "%.*s", (int)(tlen > INT_MAX ? INT_MAX : tlen), text);
             }
         }
     }
@@ -665,6 +671,7 @@ static inline int call_on_pool(mp_manager *m, int64_t ident, const char *method,
         sc->kind = 0;
     if (!even_closed && client_is_closed(m))
         return MP_ECLOSED;
+    mp__err_clear(); /* a failure below records its own why, or none */
     struct mconn *c;
     int rc = connpool_get(m, &c);
     if (rc < 0)

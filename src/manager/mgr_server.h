@@ -374,6 +374,10 @@ static inline void mp__mgr_budget_give(struct server *s, size_t *charge)
 
 void mp__mgr_reply_error(struct sconn *c, int code, const char *text);
 void mp__mgr_reply_status(struct sconn *c, int rc);
+/* KeyError with the key's repr (cut to 200 bytes); a method's failure
+ * status worded with what its request holds (mgr_server_reply.c). */
+void mp__mgr_reply_keyerror(struct sconn *c, const mp_obj *key);
+void mp__mgr_reply_failed(const struct req *r, int rc);
 int mp__mgr_reply_obj(struct sconn *c, const mp_obj *o);
 int mp__mgr_frame_check(struct sconn *c, size_t start, bool limited);
 

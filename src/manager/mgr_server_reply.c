@@ -16,11 +16,14 @@
  * stood: an error never loses the item. The size checked is the size of
  * the bytes that go out, whatever sharing the value had on the way in.
  */
+#include "codec/objimpl.h"
 #include "manager/mgr_server.h"
 
 #include <mpipc/error.h>
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* The slow side of mp__mgr_frame_finish: the frame at start ran out of
@@ -163,4 +166,74 @@ void mp__mgr_reply_status(struct sconn *c, int rc)
         break;
     }
     mp__mgr_reply_error(c, rc, text);
+}
+
+/* ---- error texts that name a value ------------------------------------------------ */
+
+/* Bytes of a key's repr an error text keeps: a huge key makes a short reply. */
+#define REPLY_REPR_MAX 200
+
+/* head + repr(o) into text[cap], the repr cut to REPLY_REPR_MAX bytes (at a
+ * character boundary) and ended with "..." when cut. A long str or bytes is
+ * cut before it is repr'd, so a huge key costs no huge repr. Without memory
+ * the text is head alone, less its ": ". */
+static void reply_repr_text(char *text, size_t cap, const char *head, const mp_obj *o)
+{
+    mp_obj *part = NULL;
+    const char *p;
+    const unsigned char *b;
+    size_t len;
+    if (mp_obj_type(o) == MP_TYPE_STR && mp_obj_get_str(o, &p, &len) == 0 && len > REPLY_REPR_MAX) {
+        len = REPLY_REPR_MAX;
+        while (len > 0 && ((unsigned char)p[len] & 0xC0) == 0x80)
+            len--; /* whole characters only */
+        part = mp_obj_str(p, len);
+    } else if (mp_obj_type(o) == MP_TYPE_BYTES && mp_obj_get_bytes(o, &b, &len) == 0 &&
+               len > REPLY_REPR_MAX) {
+        part = mp_obj_bytes(b, REPLY_REPR_MAX);
+    }
+    char *r = NULL;
+    if (mp_obj_repr(part ? part : o, &r) < 0) {
+        mp_obj_free(part);
+        snprintf(text, cap, "%.*s", (int)strcspn(head, ":"), head);
+        return;
+    }
+    size_t rlen = strlen(r);
+    bool cut = part != NULL || rlen > REPLY_REPR_MAX;
+    if (rlen > REPLY_REPR_MAX) {
+        rlen = REPLY_REPR_MAX;
+        while (rlen > 0 && ((unsigned char)r[rlen] & 0xC0) == 0x80)
+            rlen--;
+    }
+    snprintf(text, cap, "%s%.*s%s", head, (int)rlen, r, cut ? "..." : "");
+    free(r);
+    mp_obj_free(part);
+}
+
+/* Python's words for a missing dict key: "KeyError: 'count'". */
+void mp__mgr_reply_keyerror(struct sconn *c, const mp_obj *key)
+{
+    char text[REPLY_REPR_MAX + 32];
+    reply_repr_text(text, sizeof text, "KeyError: ", key);
+    mp__mgr_reply_error(c, MP_EKEY, text);
+}
+
+/* A method's failure status, as mp__mgr_reply_status words it, except where
+ * the request says more: a dict's missing key (KeyError with its repr) and
+ * its unhashable key (Python's "TypeError: unhashable type: 'list'"). */
+void mp__mgr_reply_failed(const struct req *r, int rc)
+{
+    mp_obj *key =
+        r->o && r->o->kind == K_DICT && mp_obj_len(r->args) > 0 ? mp__mgr_arg(r, 0) : NULL;
+    uint64_t h;
+    if (key && rc == MP_EKEY) {
+        mp__mgr_reply_keyerror(r->c, key);
+    } else if (key && rc == MP_ETYPE && mp__obj_hash(key, false, &h) == MP_ETYPE) {
+        char text[96];
+        snprintf(text, sizeof text, "TypeError: unhashable type: '%s'",
+                 mp_type_name(mp_obj_type(key)));
+        mp__mgr_reply_error(r->c, MP_ETYPE, text);
+    } else {
+        mp__mgr_reply_status(r->c, rc);
+    }
 }

@@ -64,7 +64,7 @@ static void req_dispatch(struct server *s, struct sconn *c, int64_t ident, const
         MP__ASSERT(rc == 0 ? c->out.len != before || c->waiter || c->broken
                            : c->out.len == before && !c->waiter);
         if (rc < 0)
-            mp__mgr_reply_status(c, rc);
+            mp__mgr_reply_failed(&r, rc);
     }
 }
 

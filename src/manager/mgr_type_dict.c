@@ -49,7 +49,7 @@ static int sdict_get(const struct req *r)
     if (rc)
         mp__mgr_reply_obj(r->c, v);
     else
-        mp__mgr_reply_error(r->c, MP_EKEY, "KeyError");
+        mp__mgr_reply_keyerror(r->c, mp__mgr_arg(r, 0));
     return 0;
 }
 
@@ -128,7 +128,7 @@ static int sdict_pop(const struct req *r)
     if (rc < 0)
         return rc;
     if (!rc) {
-        mp__mgr_reply_error(r->c, MP_EKEY, "KeyError");
+        mp__mgr_reply_keyerror(r->c, mp__mgr_arg(r, 0));
         return 0;
     }
     if (mp__mgr_reply_obj(r->c, v) == 0)
