@@ -5,6 +5,7 @@
  * pickle sent by another process, a manager KeyError, a killed pool worker.
  */
 #include "mgr_testutil.h"
+#include "pool_testutil.h"
 
 #include "codec/pickle.h"
 #include "core/internal.h"
@@ -16,6 +17,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -349,8 +351,74 @@ static void test_errmsg_manager_keyerror_has_the_key_repr(void **state)
     mp_manager_free(m);
 }
 
+/* ---- The pool -------------------------------------------------------------------- */
+
+static int errmsg_task_dies(const mp_obj *args, mp_obj **result)
+{
+    (void)args;
+    (void)result;
+    raise(SIGKILL);
+    return 0;
+}
+
+static int errmsg_task_fails(const mp_obj *args, mp_obj **result)
+{
+    (void)result;
+    int64_t v = 0;
+    (void)mp_obj_get_int(mp_obj_list_get(args, 0), &v);
+    return mp_task_fail(7, "no file number %d", (int)v);
+}
+
+/* Python's apply raises the task's exception in the caller; a worker killed
+ * by SIGKILL is mpipc's MP_EWORKER. Either way the caller's thread gets the
+ * words the mp_task_error holds, though the pool's result thread learned
+ * them. */
+static void test_errmsg_pool_worker_death_and_task_failure(void **state)
+{
+    (void)state;
+    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    o.processes = 1;
+    mp_pool *p;
+    TU_ASSERT_STATUS(mp_pool_new(&p, &o), 0);
+    mp_obj *arg = tuple2(mp_obj_int(42), NULL), *res = NULL;
+    mp_task_error err;
+    pid_t worker;
+    TU_ASSERT_STATUS(mp_pool_pids(p, &worker, 1), 1);
+    mp__err_clear();
+    TU_ASSERT_STATUS(mp_pool_apply(p, errmsg_task_dies, arg, &res, T_LONG, &err), MP_EWORKER);
+    assert_int_equal(err.code, -SIGKILL);
+    assert_non_null(strstr(err.message, "killed by signal 9"));
+    assert_string_equal(mp_errmsg(MP_EWORKER), err.message);
+    char pid[32];
+    snprintf(pid, sizeof pid, "(pid %d)", (int)worker);
+    assert_non_null(strstr(mp_errmsg(MP_EWORKER), pid));
+
+    /* Without an mp_task_error the words still reach the caller. */
+    TU_ASSERT_STATUS(mp_pool_apply(p, errmsg_task_fails, arg, &res, T_LONG, NULL), MP_ETASK);
+    assert_string_equal(mp_errmsg(MP_ETASK), "no file number 42");
+    assert_string_equal(mp_errmsg(MP_EWORKER), mp_strerror(MP_EWORKER));
+
+    /* Through map and an async result too. */
+    mp_obj *items = mp_obj_list_new();
+    assert_non_null(items);
+    assert_int_equal(mp_obj_list_append(items, mt_int(5)), 0);
+    TU_ASSERT_STATUS(mp_pool_map(p, errmsg_task_fails, items, 1, &res, T_LONG, &err), MP_ETASK);
+    assert_string_equal(mp_errmsg(MP_ETASK), err.message);
+    mp_obj_free(items);
+    mp_result *r;
+    TU_ASSERT_STATUS(mp_pool_apply_async(p, errmsg_task_fails, arg, NULL, &r), 0);
+    const mp_obj *v;
+    mp__err_clear();
+    TU_ASSERT_STATUS(mp_result_get(r, T_LONG, &v, NULL), MP_ETASK);
+    assert_string_equal(mp_errmsg(MP_ETASK), "no file number 42");
+    mp_result_free(r);
+    mp_obj_free(arg);
+    mp_pool_free(p);
+}
+
 int main(int argc, char **argv)
 {
+    test_pid = getpid();
     tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         TU_TEST(test_errmsg_without_a_record_is_strerror),
@@ -362,6 +430,7 @@ int main(int argc, char **argv)
         TU_TEST(test_errmsg_recv_of_refused_pickle_from_another_process),
         TU_TEST(test_errmsg_recv_of_python_object_names_stack_global),
         TU_TEST(test_errmsg_manager_keyerror_has_the_key_repr),
+        TU_TEST(test_errmsg_pool_worker_death_and_task_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

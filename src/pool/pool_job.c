@@ -326,8 +326,15 @@ static int pool_wait_visible(struct mp_result *j, int64_t deadline)
     return 0;
 }
 
+/* The failure the caller's call returns: into err, and as the calling
+ * thread's why for mp_errmsg (the result thread that learned it is not the
+ * caller's). */
 static void pool_fill_err(mp_task_error *err, const struct fail *f)
 {
+    if (f->msg[0])
+        mp__err(f->status, "%s", f->msg);
+    else
+        mp__err_clear();
     if (!err)
         return;
     err->status = f->status;
@@ -466,6 +473,7 @@ static int pool_imap_take(struct mp_result *j, size_t idx, size_t *index, mp_obj
             pool_fill_err(err, &j->fails[j->fidx[idx]]);
             return j->fails[j->fidx[idx]].status;
         }
+        mp__err_clear(); /* no words for this one */
         if (err) {
             err->status = err->code = MP_ETASK;
             err->index = idx;

@@ -58,6 +58,7 @@ static int pool_decode_values(const unsigned char *outs, size_t out_len, size_t 
 {
     const unsigned char *q = outs, *end = outs + out_len;
     int decode_rc = 0;
+    mp__err_clear(); /* a why left from an earlier chunk is not this one's */
     for (size_t i = 0; i < count; i++) {
         vals[i] = NULL;
         uint64_t len;
@@ -190,7 +191,13 @@ static void pool_deliver_values(struct mp_result *j, size_t start, size_t count,
             continue;
         if (!vals[i]) {
             int rc = decode_rc < 0 ? decode_rc : MP_EPROTO;
-            mp__pool_job_record_fail(j, start + i, rc, rc, "cannot decode the task's result");
+            /* The decoder's why was recorded on this (the result) thread:
+             * it travels to the caller in the failure's message. */
+            const char *why = mp__err_msg(rc);
+            char msg[MP_TASK_MSG_MAX];
+            snprintf(msg, sizeof msg, "cannot decode the task's result%s%s", why ? ": " : "",
+                     why ? why : "");
+            mp__pool_job_record_fail(j, start + i, rc, rc, msg);
             mp__pool_job_item_done(j, start + i, false);
             continue;
         }
