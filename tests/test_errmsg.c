@@ -12,6 +12,7 @@
 
 #include <mpipc/conn.h>
 #include <mpipc/error.h>
+#include <mpipc/listener.h>
 #include <mpipc/manager.h>
 #include <mpipc/obj.h>
 
@@ -416,6 +417,46 @@ static void test_errmsg_pool_worker_death_and_task_failure(void **state)
     mp_pool_free(p);
 }
 
+/* ---- The handshakes -------------------------------------------------------------- */
+
+/* The child delivers a challenge with the right key; it exits 0 when its
+ * own side failed with Python's words for it. */
+static int errmsg_deliver_right_key(void *arg)
+{
+    mp_conn *c = arg;
+    int rc = mp_deliver_challenge(c, "right", 5, MP_AUTH_SHA256, MT_LONG);
+    return rc == MP_EAUTH && strcmp(mp_errmsg(rc), "digest received was wrong") == 0 ? 0 : 1;
+}
+
+static int errmsg_send_not_a_challenge(void *arg)
+{
+    mp_conn *c = arg;
+    return mp_conn_send_bytes(c, "#HELLO there, no challenge here", 31) == 0 ? 0 : 1;
+}
+
+/* Python's answer_challenge / deliver_challenge raise AuthenticationError
+ * with these texts; each end of a failed handshake gets its own. */
+static void test_errmsg_handshake_failures_use_python_words(void **state)
+{
+    (void)state;
+    mp_conn *a, *b;
+    assert_int_equal(mp_pipe(&a, &b, true), 0);
+    pid_t pid = tu_fork(errmsg_deliver_right_key, b);
+    TU_ASSERT_STATUS(mp_answer_challenge(a, "wrong", 5, MT_LONG), MP_EAUTH);
+    assert_string_equal(mp_errmsg(MP_EAUTH), "digest sent was rejected");
+    assert_int_equal(tu_wait_child(pid, MT_LONG), 0);
+    mp_conn_free(a);
+    mp_conn_free(b);
+
+    assert_int_equal(mp_pipe(&a, &b, true), 0);
+    pid = tu_fork(errmsg_send_not_a_challenge, b);
+    TU_ASSERT_STATUS(mp_answer_challenge(a, "k", 1, MT_LONG), MP_EAUTH);
+    assert_string_equal(mp_errmsg(MP_EAUTH), "Protocol error, expected challenge");
+    assert_int_equal(tu_wait_child(pid, MT_LONG), 0);
+    mp_conn_free(a);
+    mp_conn_free(b);
+}
+
 int main(int argc, char **argv)
 {
     test_pid = getpid();
@@ -431,6 +472,7 @@ int main(int argc, char **argv)
         TU_TEST(test_errmsg_recv_of_python_object_names_stack_global),
         TU_TEST(test_errmsg_manager_keyerror_has_the_key_repr),
         TU_TEST(test_errmsg_pool_worker_death_and_task_failure),
+        TU_TEST(test_errmsg_handshake_failures_use_python_words),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

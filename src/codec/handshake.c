@@ -8,6 +8,7 @@
 #include "codec/handshake.h"
 
 #include "codec/digest.h"
+#include "core/internal.h"
 
 #include <mpipc/error.h>
 #include <mpipc/listener.h>
@@ -118,8 +119,8 @@ int mp__hs_respond(const void *key, size_t keylen, const unsigned char *challeng
                    unsigned char out[MP__HS_RESPONSE_MAX])
 {
     if (n < MP__HS_PREFIX || memcmp(challenge, CHALLENGE, MP__HS_PREFIX) != 0 ||
-        n - MP__HS_PREFIX < MD5ONLY_MESSAGE_LEN)
-        return MP_EAUTH; /* not a challenge, or one too short */
+        n - MP__HS_PREFIX < MD5ONLY_MESSAGE_LEN) /* not a challenge, or one too short */
+        return mp__err(MP_EAUTH, "Protocol error, expected challenge"); /* Python 3.12's */
     const unsigned char *message = challenge + MP__HS_PREFIX;
     size_t mlen = n - MP__HS_PREFIX;
     /* The legacy form gets a raw HMAC-MD5; the modern one "{name}" +
@@ -128,7 +129,7 @@ int mp__hs_respond(const void *key, size_t keylen, const unsigned char *challeng
     unsigned char mac[MP__DIGEST_MAX_SIZE];
     int alg = hs_hmac_named(message, mlen, key, keylen, message, mlen, mac, &t);
     if (alg < 0)
-        return alg;
+        return mp__err(alg, "the challenge names a digest this end does not support");
     size_t rlen = 0;
     if (!t.legacy) {
         const char *name = alg == MP__DIGEST_MD5 ? "{md5}" : "{sha256}";

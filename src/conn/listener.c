@@ -156,7 +156,8 @@ static int listener_recv_handshake(mp_conn *c, unsigned char buf[MP__HS_MAXLEN],
     void *msg;
     int rc = mp_conn_recv_bytes(c, &msg, len, MP__HS_MAXLEN, mp__deadline_left(deadline));
     if (rc == MP_ETOOLONG || rc == MP_EPROTO || rc == MP_ETRUNCATED)
-        return MP_EAUTH;
+        return mp__err(MP_EAUTH, "the peer's handshake message is corrupt or over %d bytes",
+                       (int)MP__HS_MAXLEN);
     if (rc < 0)
         return rc;
     MP__ASSERT(*len <= MP__HS_MAXLEN);
@@ -181,8 +182,8 @@ static int listener_deliver(mp_conn *c, const void *key, size_t keylen, int form
         return rc;
     bool ok = mp__hs_verify(key, keylen, out + MP__HS_PREFIX, n - MP__HS_PREFIX, resp, rlen);
     rc = mp_conn_send_bytes(c, mp__hs_verdict(ok), MP__HS_VERDICT_LEN);
-    if (!ok)
-        return MP_EAUTH;
+    if (!ok) /* Python's AuthenticationError text */
+        return mp__err(MP_EAUTH, "digest received was wrong");
     return rc;
 }
 
@@ -201,7 +202,7 @@ static int listener_answer(mp_conn *c, const void *key, size_t keylen, int64_t d
     /* The verdict reuses msg: the challenge is answered. */
     if ((rc = listener_recv_handshake(c, msg, &n, deadline)) < 0)
         return rc;
-    return mp__hs_welcomed(msg, n) ? 0 : MP_EAUTH;
+    return mp__hs_welcomed(msg, n) ? 0 : mp__err(MP_EAUTH, "digest sent was rejected");
 }
 
 /* A peer that hangs up during the handshake shows as end of file, a reset
