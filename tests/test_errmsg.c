@@ -15,6 +15,7 @@
 #include <mpipc/listener.h>
 #include <mpipc/manager.h>
 #include <mpipc/obj.h>
+#include <mpipc/process.h>
 
 #include <errno.h>
 #include <pthread.h>
@@ -457,6 +458,38 @@ static void test_errmsg_handshake_failures_use_python_words(void **state)
     mp_conn_free(b);
 }
 
+/* ---- Processes ------------------------------------------------------------------- */
+
+static int errmsg_sleeper(void *arg)
+{
+    (void)arg;
+    sleep(60); /* until terminated */
+    return 0;
+}
+
+/* Python's ValueError and assertion texts for a Process used out of turn. */
+static void test_errmsg_process_misuse_uses_python_words(void **state)
+{
+    (void)state;
+    mp_process *p;
+    TU_ASSERT_STATUS(mp_process_new(&p, errmsg_sleeper, NULL), 0);
+    TU_ASSERT_STATUS(mp_process_sentinel(p), MP_EVALUE);
+    assert_string_equal(mp_errmsg(MP_EVALUE), "process not started");
+    TU_ASSERT_STATUS(mp_process_join(p, 0), MP_ESTATE);
+    assert_string_equal(mp_errmsg(MP_ESTATE), "the process has not been started");
+    TU_ASSERT_STATUS(mp_process_start(p), 0);
+    TU_ASSERT_STATUS(mp_process_start(p), MP_ESTATE);
+    assert_string_equal(mp_errmsg(MP_ESTATE), "cannot start a process twice");
+    TU_ASSERT_STATUS(mp_process_set_daemon(p, true), MP_ESTATE);
+    assert_string_equal(mp_errmsg(MP_ESTATE), "process has already started");
+    TU_ASSERT_STATUS(mp_process_free(p), MP_EVALUE);
+    assert_non_null(
+        strstr(mp_errmsg(MP_EVALUE), "Cannot close a process while it is still running"));
+    TU_ASSERT_STATUS(mp_process_terminate(p), 0);
+    TU_ASSERT_STATUS(mp_process_join(p, MT_LONG), 0);
+    TU_ASSERT_STATUS(mp_process_free(p), 0);
+}
+
 int main(int argc, char **argv)
 {
     test_pid = getpid();
@@ -473,6 +506,7 @@ int main(int argc, char **argv)
         TU_TEST(test_errmsg_manager_keyerror_has_the_key_repr),
         TU_TEST(test_errmsg_pool_worker_death_and_task_failure),
         TU_TEST(test_errmsg_handshake_failures_use_python_words),
+        TU_TEST(test_errmsg_process_misuse_uses_python_words),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -258,7 +258,9 @@ static int process_check_parent(const mp_process *p)
 {
     if (!p)
         return -EINVAL;
-    return p->creator == getpid() ? 0 : MP_ESTATE;
+    return p->creator == getpid()
+               ? 0
+               : mp__err(MP_ESTATE, "only the process that created the process object can do this");
 }
 
 /* ... and some of them for a process that has started. */
@@ -266,7 +268,7 @@ static int process_check_child(const mp_process *p)
 {
     int rc = process_check_parent(p);
     if (rc == 0 && process_state(p) == P_INITIAL)
-        rc = MP_ESTATE;
+        rc = mp__err(MP_ESTATE, "the process has not been started");
     return rc;
 }
 
@@ -334,7 +336,7 @@ MP_API int mp_process_set_daemon(mp_process *p, bool daemon)
     if (!p)
         return -EINVAL;
     if (process_state(p) != P_INITIAL)
-        return MP_ESTATE; /* Python: "process has already started" */
+        return mp__err(MP_ESTATE, "process has already started"); /* Python's words */
     p->daemon = daemon;
     return 0;
 }
@@ -353,7 +355,7 @@ MP_API int mp_process_sentinel(const mp_process *p)
 {
     if (!p)
         return -EINVAL;
-    return process_state(p) == P_INITIAL ? MP_EVALUE : p->sentinel;
+    return process_state(p) == P_INITIAL ? mp__err(MP_EVALUE, "process not started") : p->sentinel;
 }
 
 int mp__process_sentinel_fd(void)
@@ -398,8 +400,12 @@ MP_API int mp_process_start(mp_process *p)
 {
     if (!p)
         return -EINVAL;
-    if (process_state(p) != P_INITIAL || p->creator != getpid() || cur_daemon)
-        return MP_ESTATE;
+    if (process_state(p) != P_INITIAL) /* Python's assertion texts, here and below */
+        return mp__err(MP_ESTATE, "cannot start a process twice");
+    if (p->creator != getpid())
+        return mp__err(MP_ESTATE, "can only start a process object created by current process");
+    if (cur_daemon)
+        return mp__err(MP_ESTATE, "daemonic processes are not allowed to have children");
     process_ensure_setup();
 
     /* Python flushes sys.stdout/stderr before fork for the same reason: a
@@ -529,7 +535,8 @@ MP_API int mp_process_free(mp_process *p)
     if (!p)
         return 0;
     if (p->creator == getpid() && process_state(p) == P_STARTED && !process_reap(p))
-        return MP_EVALUE;
+        return mp__err(MP_EVALUE, "Cannot close a process while it is still running. You should "
+                                  "first call join() or terminate().");
     pthread_mutex_lock(&mu);
     process_unregister_locked(p);
     pthread_mutex_unlock(&mu);
