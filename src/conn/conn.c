@@ -731,6 +731,7 @@ MP_API int mp_conn_recv(mp_conn *c, mp_obj **obj, double timeout)
     *obj = NULL;
     void *bytes;
     size_t len;
+    mp__err_clear(); /* the decode below records its own why */
     int rc = mp_conn_recv_bytes(c, &bytes, &len, 0, timeout);
     if (rc < 0)
         return rc;
