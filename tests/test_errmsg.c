@@ -9,6 +9,8 @@
 
 #include "codec/pickle.h"
 #include "core/internal.h"
+#include "core/io.h"
+#include "queue/qpipe.h"
 
 #include <mpipc/conn.h>
 #include <mpipc/error.h>
@@ -16,6 +18,7 @@
 #include <mpipc/manager.h>
 #include <mpipc/obj.h>
 #include <mpipc/process.h>
+#include <mpipc/queue.h>
 
 #include <errno.h>
 #include <pthread.h>
@@ -302,6 +305,38 @@ static void test_errmsg_recv_of_python_object_names_stack_global(void **state)
     mp_conn_free(b);
 }
 
+/* A child writes a pickle the decoder refuses straight into a queue's pipe,
+ * as a foreign producer could. */
+static int errmsg_queue_refused(void *arg)
+{
+    static const unsigned char glob[] = "\x80\x04\x8c\x0b"
+                                        "collections\x94\x8c\x0b"
+                                        "OrderedDict\x94\x93\x94)R\x94.";
+    struct mp__qitem item = {glob, sizeof glob - 1, MP__QK_OBJ};
+    size_t written = 0;
+    int rc = mp__qpipe_write(mp__simplequeue_qpipe(arg), &item, 1, mp__deadline(MT_LONG), NULL,
+                             NULL, &written, false);
+    return rc == 0 && written == 1 ? 0 : 1;
+}
+
+/* Python's Queue.get() unpickles in the getting thread and raises there;
+ * here the get decodes on the caller's thread, which gets the why. */
+static void test_errmsg_queue_get_of_refused_pickle(void **state)
+{
+    (void)state;
+    mp_simplequeue *q;
+    TU_ASSERT_STATUS(mp_simplequeue_new(&q), 0);
+    pid_t pid = tu_fork(errmsg_queue_refused, q);
+    assert_int_equal(tu_wait_child(pid, MT_LONG), 0);
+    mp_obj *o = NULL;
+    mp__err_clear();
+    TU_ASSERT_STATUS(mp_simplequeue_get_obj(q, &o, MT_LONG), MP_EPROTO);
+    assert_null(o);
+    ASSERT_MSG_HAS(MP_EPROTO, "opcode 0x93 STACK_GLOBAL refused: the decoder never imports");
+    assert_int_equal(mp_simplequeue_empty(q), 1); /* taken, as Python's get takes it */
+    mp_simplequeue_free(q);
+}
+
 /* ---- The manager ----------------------------------------------------------------- */
 
 /* Python's DictProxy re-raises the server's KeyError(key), which prints as
@@ -503,6 +538,7 @@ int main(int argc, char **argv)
         TU_TEST(test_errmsg_decoder_names_opcode_offset_and_limit),
         TU_TEST(test_errmsg_recv_of_refused_pickle_from_another_process),
         TU_TEST(test_errmsg_recv_of_python_object_names_stack_global),
+        TU_TEST(test_errmsg_queue_get_of_refused_pickle),
         TU_TEST(test_errmsg_manager_keyerror_has_the_key_repr),
         TU_TEST(test_errmsg_pool_worker_death_and_task_failure),
         TU_TEST(test_errmsg_handshake_failures_use_python_words),
