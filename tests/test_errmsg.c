@@ -493,6 +493,34 @@ static void test_errmsg_handshake_failures_use_python_words(void **state)
     mp_conn_free(b);
 }
 
+/* The same against a real python3 end: Python's deliver_challenge raises
+ * AuthenticationError('digest received was wrong') (its exit status 0 says
+ * it did, with that text) and the C end gets the other side's words. */
+static void test_errmsg_handshake_with_python_uses_the_same_words(void **state)
+{
+    (void)state;
+    mp_conn *a, *b;
+    assert_int_equal(mp_pipe(&a, &b, true), 0);
+    int fd = mp_conn_fileno(b);
+    char arg[16];
+    snprintf(arg, sizeof arg, "%d", fd);
+    const char *args[] = {arg, NULL};
+    pid_t pid = tu_spawn_python("import sys\n"
+                                "from multiprocessing import connection as mc\n"
+                                "c = mc.Connection(int(sys.argv[1]))\n"
+                                "try:\n"
+                                "    mc.deliver_challenge(c, b'right')\n"
+                                "except mc.AuthenticationError as e:\n"
+                                "    sys.exit(0 if str(e) == 'digest received was wrong' else 2)\n"
+                                "sys.exit(1)\n",
+                                args, &fd, 1);
+    TU_ASSERT_STATUS(mp_answer_challenge(a, "wrong", 5, MT_LONG), MP_EAUTH);
+    assert_string_equal(mp_errmsg(MP_EAUTH), "digest sent was rejected");
+    assert_int_equal(tu_wait_child(pid, 30), 0);
+    mp_conn_free(a);
+    mp_conn_free(b);
+}
+
 /* ---- Processes ------------------------------------------------------------------- */
 
 static int errmsg_sleeper(void *arg)
@@ -542,6 +570,7 @@ int main(int argc, char **argv)
         TU_TEST(test_errmsg_manager_keyerror_has_the_key_repr),
         TU_TEST(test_errmsg_pool_worker_death_and_task_failure),
         TU_TEST(test_errmsg_handshake_failures_use_python_words),
+        TU_TEST(test_errmsg_handshake_with_python_uses_the_same_words),
         TU_TEST(test_errmsg_process_misuse_uses_python_words),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
