@@ -241,6 +241,19 @@ static void test_errmsg_decoder_names_opcode_offset_and_limit(void **state)
     snprintf(want, sizeof want, "nests deeper than the limit of %d levels", (int)MP_OBJ_MAX_DEPTH);
     assert_non_null(strstr(errmsg_refused(deep, n), want));
     free(deep);
+    /* x = []; 60 times x = [x, x]: Python shares x, a tree copies it, and
+     * the copies run into the work limit. */
+    unsigned char shared[2 + 2 + 60 * 8 + 1];
+    n = 0;
+    shared[n++] = 0x80, shared[n++] = 4, shared[n++] = ']', shared[n++] = 0x94;
+    for (unsigned i = 1; i <= 60; i++) {
+        const unsigned char level[] = {
+            '0', '(', 'h', (unsigned char)(i - 1), 'h', (unsigned char)(i - 1), 'l', 0x94};
+        memcpy(shared + n, level, sizeof level);
+        n += sizeof level;
+    }
+    shared[n++] = '.';
+    assert_non_null(strstr(errmsg_refused(shared, n), "over the decoder's work limit"));
     /* A list that contains itself: ] MEMOIZE GET 0 APPEND. */
     static const unsigned char cyc[] = {0x80, 4, ']', 0x94, 'h', 0, 'a', '.'};
     assert_non_null(strstr(errmsg_refused(cyc, sizeof cyc), "contains itself"));
