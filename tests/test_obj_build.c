@@ -227,6 +227,7 @@ static void test_parse_reads_back_every_code_the_build_wrote(void **state)
     mp_obj *o =
         mp_obj_build(fmt, -7, 200, -300, -8L, INT64_MIN, (ssize_t)9, 0.25, 1.5f, 1, "s", "a\0b",
                      (size_t)3, NULL, "z", (size_t)1, "yy", "\0\1", (size_t)2, inner);
+    mp_obj_free(inner); /* O copied it */
     assert_non_null(o);
     int i, p;
     unsigned char b;
