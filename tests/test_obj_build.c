@@ -140,6 +140,9 @@ static void test_build_malformed_format_fails_with_the_reason(void **state)
     assert_null(mp_obj_build("{s}", "k"));
     assert_failure(-EINVAL,
                    "mp_obj_build: a dict key without a value at offset 2 of format \"{s}\"");
+    /* A malformed format outranks a bad value met before it. */
+    assert_null(mp_obj_build("[s,x]", "\xff"));
+    assert_failure(-EINVAL, "mp_obj_build: bad format character at offset 3 of format \"[s,x]\"");
     const char *bad[] = {"i)", "[i)", "{i:i", "i#", "[", "Q"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_null(mp_obj_build(bad[i], 1, 2, 3));
@@ -159,20 +162,22 @@ static void test_build_failure_frees_every_N_item(void **state)
 {
     (void)state;
     assert_null(mp_obj_build("[N,s,N]", value("[s]", "before"), "\xff", value("{i:i}", 1, 2)));
-    assert_failure(MP_EVALUE, "'s': the text is not valid UTF-8");
+    assert_failure(MP_EVALUE,
+                   "mp_obj_build: 's' text is not valid UTF-8 at offset 3 of format \"[N,s,N]\"");
 
     /* A NULL N, from a constructor that failed, fails the build and the
      * other N items go. */
     assert_null(mp_obj_build("(N,N)", value("[i]", 1), mp_obj_str_cstr("\xff")));
-    assert_failure(-EINVAL, "'N': a NULL object");
+    assert_failure(-EINVAL, "mp_obj_build: 'N' object is NULL at offset 3 of format \"(N,N)\"");
 
     mp_obj *l = value("[]");
     assert_null(mp_obj_build("{O:N}", l, value("(s)", "v")));
-    assert_failure(MP_ETYPE, "unhashable dict key (a list or dict)");
+    assert_failure(MP_ETYPE, "mp_obj_build: unhashable dict key at offset 1 of format \"{O:N}\"");
     mp_obj_free(l); /* O only copied it */
 
     assert_null(mp_obj_build("[K,N]", ULLONG_MAX, value("[s]", "after")));
-    assert_failure(-EOVERFLOW, "'K': 18446744073709551615 does not fit a 64-bit int");
+    assert_failure(-EOVERFLOW, "mp_obj_build: 'K' value 18446744073709551615 does not fit a "
+                               "64-bit int at offset 1 of format \"[K,N]\"");
     assert_null(mp_obj_build("[O]", (mp_obj *)NULL));
     TU_ASSERT_STATUS(mp__obj_fmt_last(NULL), -EINVAL);
 }

@@ -286,6 +286,18 @@ MP_API mp_obj *mp_obj_dict_get_cstr(const mp_obj *d, const char *key);
 MP_API mp_obj *mp_obj_dict_get_int(const mp_obj *d, int64_t key);
 
 /*
+ * mp_obj_dict_get_or - Python's d.get(key, default): the value stored under
+ * a key equal to key, or dflt when there is none (dflt may be NULL, as
+ * d.get(key) gives None: then the result is NULL when absent).
+ *
+ * Returns NULL also when d is NULL or not a dict, or key is unhashable or
+ * NULL (there is nothing to find): only dflt can be mistaken for a stored
+ * value, as in Python.
+ * Ownership: borrowed, from d or from the caller's dflt; nothing is copied.
+ */
+MP_API const mp_obj *mp_obj_dict_get_or(const mp_obj *d, const mp_obj *key, const mp_obj *dflt);
+
+/*
  * mp_obj_dict_del - Python's del d[key]: removes the key and frees both the
  * stored key and its value.
  *
@@ -381,8 +393,10 @@ MP_API int mp_obj_repr(const mp_obj *o, char **out);
  *     (MP_ETYPE), k or K does not fit 64 bits (-EOVERFLOW), the value nests
  *     too deep (MP_EVALUE), or memory runs out (-ENOMEM).
  * Why it failed is recorded for the calling thread, as
- * docs/conventions.md describes ("Why a call failed"), with the offset of a
- * malformed format.
+ * docs/conventions.md describes ("Why a call failed"), with the offset in
+ * fmt of the item that failed: "mp_obj_build: 's' text is not valid UTF-8
+ * at offset 3 of format "[N,s,N]"". A malformed format outranks a bad value
+ * met before it.
  * Ownership: the caller owns the result (mp_obj_free). Every N argument is
  * the result's on success and freed on failure, as Py_BuildValue steals N
  * references even when it fails: a call like
@@ -448,18 +462,6 @@ MP_API int mp_obj_parse(const mp_obj *obj, const char *fmt, ...);
 /* mp_obj_vparse - mp_obj_parse with a va_list (not consumed: the call
  * works on va_copy). */
 MP_API int mp_obj_vparse(const mp_obj *obj, const char *fmt, va_list ap);
-
-/*
- * mp_obj_dict_get_or - Python's d.get(key, default): the value stored under
- * a key equal to key, or dflt when there is none (dflt may be NULL, as
- * d.get(key) gives None: then the result is NULL when absent).
- *
- * Returns NULL also when d is NULL or not a dict, or key is unhashable or
- * NULL (there is nothing to find): only dflt can be mistaken for a stored
- * value, as in Python.
- * Ownership: borrowed, from d or from the caller's dflt; nothing is copied.
- */
-MP_API const mp_obj *mp_obj_dict_get_or(const mp_obj *d, const mp_obj *key, const mp_obj *dflt);
 
 #ifdef __cplusplus
 }

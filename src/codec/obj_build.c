@@ -57,6 +57,7 @@ int mp__obj_fmt_last(const char **msg)
 struct bld {
     const char *fmt; /* the whole format, for messages */
     const char *p;   /* the next format character */
+    const char *at;  /* the item being built, for messages */
     va_list ap;
     int err;   /* 0 while building; the first failure's code after it */
     bool stop; /* the format is malformed: consume nothing more */
@@ -74,15 +75,16 @@ __attribute__((format(printf, 3, 4))) static void bld_fail(struct bld *b, int co
     vsnprintf(msg, sizeof msg, why, ap);
     va_end(ap);
     b->err = code;
-    mp__obj_fmt_error(code, "%s", msg);
+    mp__obj_fmt_error(code, "mp_obj_build: %s at offset %zu of format \"%.80s\"", msg,
+                      (size_t)(b->at - b->fmt), b->fmt);
 }
 
 /* A programming error in the format itself: stop walking. */
 static void bld_bad_format(struct bld *b, const char *what)
 {
-    bld_fail(b, -EINVAL, "mp_obj_build: %s at offset %zu of format \"%.80s\"", what,
-             (size_t)(b->p - b->fmt), b->fmt);
-    b->err = -EINVAL; /* a malformed format outranks an earlier failure */
+    b->err = 0; /* a malformed format outranks an earlier failure */
+    b->at = b->p;
+    bld_fail(b, -EINVAL, "%s", what);
     b->stop = true;
 }
 
@@ -108,7 +110,7 @@ static mp_obj *bld_int(struct bld *b, int64_t v)
 static mp_obj *bld_uint(struct bld *b, unsigned long long v, char code)
 {
     if (v > (unsigned long long)INT64_MAX) {
-        bld_fail(b, -EOVERFLOW, "'%c': %llu does not fit a 64-bit int", code, v);
+        bld_fail(b, -EOVERFLOW, "'%c' value %llu does not fit a 64-bit int", code, v);
         return NULL;
     }
     return bld_int(b, (int64_t)v);
@@ -133,7 +135,7 @@ static mp_obj *bld_text(struct bld *b, char code)
     if (code == 'y')
         return bld_made(b, mp_obj_bytes(s, len));
     if (!mp__utf8_valid((const unsigned char *)s, len)) {
-        bld_fail(b, MP_EVALUE, "'%c': the text is not valid UTF-8", code);
+        bld_fail(b, MP_EVALUE, "'%c' text is not valid UTF-8", code);
         return NULL;
     }
     return bld_made(b, mp_obj_str(s, len));
@@ -157,6 +159,7 @@ static mp_obj *bld_fill(struct bld *b, mp_obj *seq, char close, int type, unsign
             bld_bad_format(b, close == ')' ? "unmatched '('" : "unmatched '['");
             break;
         }
+        const char *item_at = b->p;
         mp_obj *item = bld_item(b, depth);
         if (b->stop) {
             mp_obj_free(item);
@@ -168,6 +171,7 @@ static mp_obj *bld_fill(struct bld *b, mp_obj *seq, char close, int type, unsign
             type == MP_TYPE_LIST ? mp_obj_list_append(seq, item) : mp_obj_tuple_append(seq, item);
         if (rc < 0) {
             mp_obj_free(item);
+            b->at = item_at;
             bld_fail(b, rc, "cannot add an item: %s", mp_strerror(rc));
         }
     }
@@ -200,6 +204,7 @@ static mp_obj *bld_dict(struct bld *b, unsigned depth)
             bld_bad_format(b, "unmatched '{'");
             break;
         }
+        const char *key_at = b->p;
         mp_obj *k = bld_item(b, depth);
         bld_skip_separators(b);
         if (!b->stop && (*b->p == '}' || *b->p == '\0'))
@@ -216,9 +221,11 @@ static mp_obj *bld_dict(struct bld *b, unsigned depth)
         if (rc < 0) {
             mp_obj_free(k);
             mp_obj_free(v);
-            bld_fail(b, rc,
-                     rc == MP_ETYPE ? "unhashable dict key (%s)" : "cannot add a dict item: %s",
-                     rc == MP_ETYPE ? "a list or dict" : mp_strerror(rc));
+            b->at = key_at;
+            if (rc == MP_ETYPE)
+                bld_fail(b, rc, "unhashable dict key");
+            else
+                bld_fail(b, rc, "cannot add a dict item: %s", mp_strerror(rc));
         }
     }
     if (b->err) {
@@ -233,7 +240,7 @@ static mp_obj *bld_object(struct bld *b, char code)
 {
     mp_obj *o = va_arg(b->ap, mp_obj *);
     if (!o) {
-        bld_fail(b, -EINVAL, "'%c': a NULL object", code);
+        bld_fail(b, -EINVAL, "'%c' object is NULL", code);
         return NULL;
     }
     if (code == 'N') {
@@ -249,6 +256,7 @@ static mp_obj *bld_object(struct bld *b, char code)
  * (the walk has still consumed the item's arguments). */
 static mp_obj *bld_item(struct bld *b, unsigned depth)
 {
+    b->at = b->p;
     char c = *b->p++;
     if ((c == '(' || c == '[' || c == '{') && depth >= MP_OBJ_MAX_DEPTH) {
         b->p--;
@@ -314,6 +322,7 @@ static mp_obj *bld_top(struct bld *b)
     bld_skip_separators(b);
     if (*b->p == '\0')
         return mp_obj_none();
+    const char *first_at = b->p;
     mp_obj *first = bld_item(b, 0);
     bld_skip_separators(b);
     if (b->stop || *b->p == '\0') {
@@ -326,6 +335,7 @@ static mp_obj *bld_top(struct bld *b)
     if (t) {
         int rc = mp_obj_tuple_append(t, first);
         if (rc < 0) {
+            b->at = first_at;
             bld_fail(b, rc, "cannot add an item: %s", mp_strerror(rc));
             mp_obj_free(t);
             t = NULL;
@@ -344,7 +354,7 @@ MP_API mp_obj *mp_obj_vbuild(const char *fmt, va_list ap)
         mp__obj_fmt_error(-EINVAL, "mp_obj_build: NULL format");
         return NULL;
     }
-    struct bld b = {.fmt = fmt, .p = fmt};
+    struct bld b = {.fmt = fmt, .p = fmt, .at = fmt};
     va_copy(b.ap, ap);
     mp_obj *o = bld_top(&b);
     va_end(b.ap);
