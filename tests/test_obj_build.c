@@ -270,6 +270,35 @@ static void test_parse_reads_back_every_code_the_build_wrote(void **state)
     mp_obj_free(o);
 }
 
+/* Python's unsigned codes: any int, modulo 2**bits; U and S hand out a
+ * str or bytes value itself. */
+static void test_parse_unsigned_codes_mask_and_U_S_check_the_type(void **state)
+{
+    (void)state;
+    mp_obj *o = value("(i,i,L,i,i,s,y)", -1, 65537, (int64_t)UINT32_MAX + 2, -2, 7, "u", "b");
+    unsigned char B = 0;
+    unsigned short H = 0;
+    unsigned I = 0;
+    unsigned long k = 0;
+    unsigned long long K = 0;
+    const mp_obj *u = NULL, *sb = NULL;
+    TU_ASSERT_STATUS(mp_obj_parse(o, "B,H,I,k,K,U,S", &B, &H, &I, &k, &K, &u, &sb), 0);
+    assert_int_equal(B, 255);
+    assert_int_equal(H, 1);
+    assert_int_equal(I, 1);
+    assert_true(k == ULONG_MAX - 1);
+    assert_true(K == 7);
+    assert_ptr_equal(u, mp_obj_list_get(o, 5));
+    assert_ptr_equal(sb, mp_obj_list_get(o, 6));
+    TU_ASSERT_STATUS(mp_obj_parse(o, "B,H,I,k,K,S,S", &B, &H, &I, &k, &K, &u, &sb), MP_ETYPE);
+    assert_failure(MP_ETYPE, "argument 6 must be bytes, not str");
+    TU_ASSERT_STATUS(mp_obj_parse(o, "B,H,I,k,K,U,U", &B, &H, &I, &k, &K, &u, &sb), MP_ETYPE);
+    assert_failure(MP_ETYPE, "argument 7 must be str, not bytes");
+    TU_ASSERT_STATUS(mp_obj_parse(o, "U,H,I,k,K,U,S", &u, &H, &I, &k, &K, &u, &sb), MP_ETYPE);
+    assert_failure(MP_ETYPE, "argument 1 must be str, not int");
+    mp_obj_free(o);
+}
+
 /* One code alone reads the value itself; a lone (...) and bare items both
  * read the items of a tuple, as they build one. */
 static void test_parse_top_level_reads_as_build_writes(void **state)
@@ -488,6 +517,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_vbuild_leaves_the_va_list_to_the_caller),
         cmocka_unit_test(test_parse_reads_back_every_code_the_build_wrote),
         cmocka_unit_test(test_parse_top_level_reads_as_build_writes),
+        cmocka_unit_test(test_parse_unsigned_codes_mask_and_U_S_check_the_type),
         cmocka_unit_test(test_parse_optional_tail_keeps_the_defaults),
         cmocka_unit_test(test_parse_errors_name_the_position_in_python_words),
         cmocka_unit_test(test_parse_failure_writes_no_variable),

@@ -418,8 +418,9 @@ MP_API mp_obj *mp_obj_vbuild(const char *fmt, va_list ap);
  * unpacks ('x', 2) or ('x', 2, 0.5).
  *
  * obj: the value. The format reads it the way mp_obj_build would have
- *      built it, so a value built with a format parses with that format:
- *      one item at the top level is obj itself ("i": obj is an int); a
+ *      built it, so a value built with a format parses with that format
+ *      (with the codes both take, as in Python): one item at the top
+ *      level is obj itself ("i": obj is an int); a
  *      top-level (...) or several items are the items of obj, a tuple or a
  *      list (its "arguments", counted from 1 in messages, as Python
  *      counts them).
@@ -427,6 +428,9 @@ MP_API mp_obj *mp_obj_vbuild(const char *fmt, va_list ap);
  *   i          int *      an int (or bool) in int's range
  *   b          unsigned char *   h  short *     (ranges checked)
  *   l          long *     L  int64_t *          n  ssize_t *
+ *   B H I k K  unsigned char *, unsigned short *, unsigned *,
+ *              unsigned long *, unsigned long long *: any int, modulo
+ *              2**bits and unchecked, as in Python (-1 is all ones)
  *   d          double *   f  float *     a float, or an int converted
  *   p          int *      Python's truth value of any value (1 or 0)
  *   s          const char **  a str without NUL characters
@@ -435,6 +439,7 @@ MP_API mp_obj *mp_obj_vbuild(const char *fmt, va_list ap);
  *   y          const char **  bytes without NUL bytes
  *   y#         const char **, size_t *   any bytes
  *   O          const mp_obj **  any value
+ *   U S        const mp_obj **  a str (U) or a bytes (S) value
  *   (...)      a tuple or list of exactly these items (nested)
  *   |          the items after it are optional (top level only): a
  *              missing one leaves its variables as they were

@@ -111,7 +111,7 @@ static const char *prs_scan(const char *p, const char *e, char close, unsigned n
             if (!p)
                 return NULL;
             count++;
-        } else if (c != '\0' && strchr("ibhlLndfpszyO", c)) {
+        } else if (c != '\0' && strchr("ibhlLnBHIkKdfpszyOUS", c)) {
             if ((c == 's' || c == 'z' || c == 'y') && p < e && *p == '#')
                 p++;
             count++;
@@ -269,8 +269,39 @@ static int prs_scalar(struct prs *b, const mp_obj *o, char c)
         else
             PRS_STORE(float, d);
         return 0;
-    case 'p':
-        PRS_STORE(int, o &&prs_truth(o));
+    case 'B':
+    case 'H':
+    case 'I':
+    case 'k':
+    case 'K': {
+        /* Python's unsigned codes take any int modulo 2**bits, unchecked
+         * (PyLong_AsUnsignedLongMask): -1 is all ones. */
+        if (o && (rc = prs_get_int(b, o, &v)) < 0)
+            return rc;
+        uint64_t u = (uint64_t)v;
+        if (c == 'B')
+            PRS_STORE(unsigned char, u);
+        else if (c == 'H')
+            PRS_STORE(unsigned short, u);
+        else if (c == 'I')
+            PRS_STORE(unsigned, u);
+        else if (c == 'k')
+            PRS_STORE(unsigned long, u);
+        else
+            PRS_STORE(unsigned long long, u);
+        return 0;
+    }
+    case 'p': {
+        int truth = o ? prs_truth(o) : 0;
+        PRS_STORE(int, truth);
+        return 0;
+    }
+    case 'U': /* a str or a bytes value itself, as Python's U and S */
+    case 'S':
+        if (o && mp_obj_type(o) != (c == 'U' ? MP_TYPE_STR : MP_TYPE_BYTES))
+            return prs_fail(b, MP_ETYPE, " ", "must be %s, not %s", c == 'U' ? "str" : "bytes",
+                            prs_type_name(o));
+        PRS_STORE(const mp_obj *, o);
         return 0;
     case 'O':
         PRS_STORE(const mp_obj *, o);
