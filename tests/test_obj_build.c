@@ -12,7 +12,9 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -219,6 +221,28 @@ static void test_vbuild_leaves_the_va_list_to_the_caller(void **state)
 {
     (void)state;
     assert_repr_and_free(build_twice("(s,i)", "a", 5), "('a', 5)");
+}
+
+static void *fail_a_build_in_a_thread(void *arg)
+{
+    (void)arg;
+    mp_obj *o = mp_obj_build("[x]");
+    const char *m;
+    return (void *)(intptr_t)(o == NULL && mp__obj_fmt_last(&m) == -EINVAL && *m);
+}
+
+/* Why a build failed is kept per thread, as errno: another thread's
+ * failure neither shows nor clears this thread's. */
+static void test_failure_record_is_per_thread(void **state)
+{
+    (void)state;
+    assert_null(mp_obj_build("(i", 1));
+    pthread_t t;
+    void *ok = NULL;
+    assert_int_equal(pthread_create(&t, NULL, fail_a_build_in_a_thread, NULL), 0);
+    assert_int_equal(pthread_join(t, &ok), 0);
+    assert_true(ok != NULL);
+    assert_failure(-EINVAL, "mp_obj_build: unmatched '(' at offset 2 of format \"(i\"");
 }
 
 /* ---- mp_obj_parse ---- */
@@ -515,6 +539,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_build_failure_frees_every_N_item),
         cmocka_unit_test(test_build_refuses_nesting_beyond_max_depth),
         cmocka_unit_test(test_vbuild_leaves_the_va_list_to_the_caller),
+        cmocka_unit_test(test_failure_record_is_per_thread),
         cmocka_unit_test(test_parse_reads_back_every_code_the_build_wrote),
         cmocka_unit_test(test_parse_top_level_reads_as_build_writes),
         cmocka_unit_test(test_parse_unsigned_codes_mask_and_U_S_check_the_type),
