@@ -421,9 +421,9 @@ MP_API mp_obj *mp_obj_vbuild(const char *fmt, va_list ap);
  *      built it, so a value built with a format parses with that format
  *      (with the codes both take, as in Python): one item at the top
  *      level is obj itself ("i": obj is an int); a
- *      top-level (...) or several items are the items of obj, a tuple or a
- *      list (its "arguments", counted from 1 in messages, as Python
- *      counts them).
+ *      top-level (...) or several items (or none) are the items of obj, a
+ *      tuple or a list (its "arguments", counted from 1 in messages, as
+ *      Python counts them).
  * fmt: the items, each one of
  *   i          int *      an int (or bool) in int's range
  *   b          unsigned char *   h  short *     (ranges checked)
