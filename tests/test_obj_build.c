@@ -497,6 +497,53 @@ static void test_parse_malformed_format_is_einval(void **state)
     mp_obj_free(v);
 }
 
+/* Random formats against random values: every variable is a pointer, so
+ * 40 pointers to scratch space serve any format of up to 40 variables.
+ * Each call returns 0 or a named code with its message recorded, and
+ * never reads or writes out of bounds (the sanitizer and memcheck runs
+ * judge that). */
+static void test_parse_of_random_formats_fails_cleanly(void **state)
+{
+    (void)state;
+    static const char alphabet[] = "ibhlLnBHIkKdfpszyOUS##(()))|, :";
+    mp_obj *values[] = {value("(i,s,[d,(y,z)],i)", 1, "a", 0.5, "b", NULL, 300),
+                        value("[s#,{i:i},L]", "x\0y", (size_t)3, 1, 2, INT64_MAX), value("i", -1),
+                        value("()"), value("(s)", "")};
+    _Alignas(16) unsigned char scratch[40][16];
+    unsigned seed = 12345;
+    for (int iter = 0; iter < 20000; iter++) {
+        char fmt[16];
+        seed = seed * 1103515245u + 12345u;
+        size_t len = (seed >> 16) % (sizeof fmt - 1);
+        for (size_t i = 0; i < len; i++) {
+            seed = seed * 1103515245u + 12345u;
+            fmt[i] = alphabet[(seed >> 16) % (sizeof alphabet - 1)];
+        }
+        fmt[len] = '\0';
+        const mp_obj *v = values[(seed >> 8) % (sizeof values / sizeof values[0])];
+#define S(i) (void *)scratch[i]
+        int rc = mp_obj_parse(v, fmt, S(0), S(1), S(2), S(3), S(4), S(5), S(6), S(7), S(8), S(9),
+                              S(10), S(11), S(12), S(13), S(14), S(15), S(16), S(17), S(18), S(19),
+                              S(20), S(21), S(22), S(23), S(24), S(25), S(26), S(27), S(28), S(29),
+                              S(30), S(31), S(32), S(33), S(34), S(35), S(36), S(37), S(38), S(39));
+#undef S
+        const char *m;
+        int last = mp__obj_fmt_last(&m);
+        if (rc == 0) {
+            assert_int_equal(last, 0);
+            continue;
+        }
+        if (rc != MP_ETYPE && rc != MP_EVALUE && rc != -EOVERFLOW && rc != -EINVAL) {
+            print_error("format \"%s\": %d\n", fmt, rc);
+            fail();
+        }
+        assert_int_equal(last, rc);
+        assert_true(*m != '\0');
+    }
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
+        mp_obj_free(values[i]);
+}
+
 /* ---- mp_obj_dict_get_or ---- */
 
 /* Python's d.get(key, default): the stored value, else the default; both
@@ -547,6 +594,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_parse_errors_name_the_position_in_python_words),
         cmocka_unit_test(test_parse_failure_writes_no_variable),
         cmocka_unit_test(test_parse_malformed_format_is_einval),
+        cmocka_unit_test(test_parse_of_random_formats_fails_cleanly),
         cmocka_unit_test(test_dict_get_or_is_python_get_with_default),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
