@@ -260,6 +260,77 @@ static void test_dict_add_and_compare_and_set_are_atomic_read_modify_writes(void
     mp_manager_free(m);
 }
 
+/* A forked child's d.get(key, default), as Python's DictProxy.get: the
+ * stored value, else (a copy of) the default, else None; each step's
+ * failure is the child's exit status. */
+static int child_gets_with_defaults(void *arg)
+{
+    struct mt_shared *sh = arg;
+    mp_obj *key = mp_obj_build("s", "present"), *missing = mp_obj_build("s", "missing");
+    mp_obj *dflt = mp_obj_build("[s,i]", "dflt", 0), *o = NULL;
+    int rc = 0;
+    bool eq;
+    if (mp_dict_get_default(sh->d, key, dflt, &o) != 0 || !o)
+        return 10;
+    mp_obj *want = mp_obj_build("(i,i)", 1, 2);
+    eq = mp_obj_equal(o, want);
+    mp_obj_free(want);
+    mp_obj_free(o);
+    if (!eq)
+        return 11;
+    if (mp_dict_get_default(sh->d, missing, dflt, &o) != 0 || !mp_obj_equal(o, dflt) || o == dflt)
+        rc = 12;
+    mp_obj_free(o);
+    if (!rc && (mp_dict_get_default(sh->d, missing, NULL, &o) != 0 || !mp_obj_is_none(o)))
+        rc = 13;
+    int64_t v = -1;
+    if (!rc && (mp_dict_get_int_default(sh->d, "count", 7, &v) != 0 || v != 7))
+        rc = 14;
+    if (!rc && (mp_dict_set_int(sh->d, "count", 3) != 0 ||
+                mp_dict_get_int_default(sh->d, "count", 7, &v) != 0 || v != 3))
+        rc = 15;
+    mp_obj_free(key);
+    mp_obj_free(missing);
+    mp_obj_free(dflt);
+    return rc;
+}
+
+/* mp_dict_get_default / mp_dict_get_int_default: Python's d.get(key,
+ * default) through the manager, from a forked child and here; errors other
+ * than absence stay errors. */
+static void test_dict_get_with_default_is_python_get(void **state)
+{
+    (void)state;
+    mp_manager *m = mt_start();
+    struct mt_shared sh = {0};
+    mp_obj *init = mp_obj_build("{s:(i,i),s:s}", "present", 1, 2, "text", "t");
+    TU_ASSERT_STATUS(mp_manager_dict(m, init, &sh.d), 0);
+    mp_obj_free(init);
+    pid_t pid = tu_fork(child_gets_with_defaults, &sh);
+    assert_int_equal(tu_wait_child(pid, MT_LONG), 0);
+    /* the child's set is seen here */
+    int64_t v = 0;
+    TU_ASSERT_STATUS(mp_dict_get_int_default(sh.d, "count", 0, &v), 0);
+    assert_int_equal(v, 3);
+    mp_obj *o = NULL, *key = mp_obj_build("s", "present");
+    TU_ASSERT_STATUS(mp_dict_get_default(sh.d, key, NULL, &o), 0);
+    mt_take_repr(o, "(1, 2)");
+    /* a stored value of another type, an unhashable key: errors, not the
+     * default */
+    v = 5;
+    TU_ASSERT_STATUS(mp_dict_get_int_default(sh.d, "text", 0, &v), MP_ETYPE);
+    assert_int_equal(v, 5);
+    mp_obj *bad = mp_obj_build("[]");
+    TU_ASSERT_STATUS(mp_dict_get_default(sh.d, bad, key, &o), MP_ETYPE);
+    assert_null(o);
+    TU_ASSERT_STATUS(mp_dict_get_default(sh.d, key, NULL, NULL), -EINVAL);
+    TU_ASSERT_STATUS(mp_dict_get_int_default(sh.d, NULL, 0, &v), -EINVAL);
+    mp_obj_free(bad);
+    mp_obj_free(key);
+    mp_dict_free(sh.d);
+    mp_manager_free(m);
+}
+
 /* ---- Hostile dict keys through the manager (issue 11, item 6) -------------------
  *
  * A separate group: one update() of 100,000 keys chosen against simple hashes
@@ -356,6 +427,7 @@ int main(int argc, char **argv)
         TU_TEST(test_dict_keys_have_python_semantics),
         TU_TEST(test_dict_convenience_forms),
         TU_TEST(test_dict_add_and_compare_and_set_are_atomic_read_modify_writes),
+        TU_TEST(test_dict_get_with_default_is_python_get),
     };
     int failed = cmocka_run_group_tests_name("manager_dict", tests, NULL, NULL);
     return failed + run_hostile_key_tests();

@@ -526,6 +526,8 @@ static const char PY_CLIENT[] =
     "assert call(ident, 'set', 'py', [1.5, b'x', None])[0] == '#RETURN'\n"
     "r = call(ident, 'get', 'missing')\n"
     "assert r == ('#ERROR', -1021, \"KeyError: 'missing'\"), r\n"
+    "assert call(ident, 'get', 'missing', [7]) == ('#RETURN', [7])\n"
+    "assert call(ident, 'get', 'a', 0) == ('#RETURN', 1)\n"
     "assert call(ident, 'add', 'a', 41) == ('#RETURN', 42)\n"
     "r = call(0, 'attach', 'dict', 'nope')\n"
     "assert r[0] == '#ERROR' and r[1] == -1041, r\n"

@@ -462,6 +462,16 @@ MP_API int mp_manager_attach_queue(mp_manager *m, const char *name, mp_mqueue **
  */
 MP_API int mp_dict_get(mp_dict *d, const mp_obj *key, mp_obj **value);
 
+/*
+ * mp_dict_get_default - Python's d.get(key, default): d[key], or a copy of
+ * dflt when the key is absent, in one round trip.
+ * dflt:  the default (borrowed); NULL stands for None, as d.get(key) gives.
+ * value: receives the value or the copy of the default (NULL on failure).
+ * Returns 0 (present or not); MP_ETYPE for an unhashable key.
+ * Ownership: mp_obj_free(*value), also when it is the default's copy.
+ */
+MP_API int mp_dict_get_default(mp_dict *d, const mp_obj *key, const mp_obj *dflt, mp_obj **value);
+
 /* mp_dict_set - d[key] = value. Returns 0; MP_ETYPE for an unhashable key;
  * MP_EVALUE when value would nest deeper than MP_OBJ_MAX_DEPTH. */
 MP_API int mp_dict_set(mp_dict *d, const mp_obj *key, const mp_obj *value);
@@ -558,6 +568,11 @@ MP_API int mp_dict_cas(mp_dict *d, const mp_obj *key, const mp_obj *expected, co
 /* mp_dict_get_int - d[key] as an int (a bool is 1 or 0). Returns 0; MP_EKEY
  * when absent; MP_ETYPE when the value is not an int. */
 MP_API int mp_dict_get_int(mp_dict *d, const char *key, int64_t *value);
+
+/* mp_dict_get_int_default - d.get(key, dflt) as an int: *value is d[key], or
+ * dflt when the key is absent (one round trip). Returns 0; MP_ETYPE when the
+ * value is not an int. */
+MP_API int mp_dict_get_int_default(mp_dict *d, const char *key, int64_t dflt, int64_t *value);
 
 /* mp_dict_set_int - d[key] = value. Returns 0. */
 MP_API int mp_dict_set_int(mp_dict *d, const char *key, int64_t value);

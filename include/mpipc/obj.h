@@ -77,6 +77,7 @@
 #include <mpipc/common.h>
 #include <mpipc/error.h>
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -285,6 +286,18 @@ MP_API mp_obj *mp_obj_dict_get_cstr(const mp_obj *d, const char *key);
 MP_API mp_obj *mp_obj_dict_get_int(const mp_obj *d, int64_t key);
 
 /*
+ * mp_obj_dict_get_or - Python's d.get(key, default): the value stored under
+ * a key equal to key, or dflt when there is none (dflt may be NULL, as
+ * d.get(key) gives None: then the result is NULL when absent).
+ *
+ * Returns NULL also when d is NULL or not a dict, or key is unhashable or
+ * NULL (there is nothing to find): only dflt can be mistaken for a stored
+ * value, as in Python.
+ * Ownership: borrowed, from d or from the caller's dflt; nothing is copied.
+ */
+MP_API const mp_obj *mp_obj_dict_get_or(const mp_obj *d, const mp_obj *key, const mp_obj *dflt);
+
+/*
  * mp_obj_dict_del - Python's del d[key]: removes the key and frees both the
  * stored key and its value.
  *
@@ -342,6 +355,118 @@ MP_API mp_obj *mp_obj_copy(const mp_obj *o);
  * Ownership: the caller frees *out with free().
  */
 MP_API int mp_obj_repr(const mp_obj *o, char **out);
+
+/* ---- Building and unpacking in one call --------------------------------
+ *
+ * mp_obj_build and mp_obj_parse are Python's Py_BuildValue and
+ * PyArg_ParseTuple for mp_obj, with the same format codes. Spaces, tabs
+ * and commas between items are ignored (and colons, in a build's dicts).
+ */
+
+/*
+ * mp_obj_build - a value from a format and C arguments, as Py_BuildValue:
+ * mp_obj_build("(s,i,[d,d])", "x", 2, 0.5, 1.5) is ('x', 2, [0.5, 1.5]).
+ *
+ * fmt: the items to build, each one of
+ *   i b h B H  int (any of them passed as int), as a Python int
+ *   I          unsigned int                     k  unsigned long
+ *   l          long                             K  unsigned long long
+ *   L          int64_t (long long)              n  ssize_t
+ *   d f        double (a float is promoted to double)
+ *   p          int, as a bool: True when non-zero (Python 3.14's p)
+ *   s z U      const char *, NUL-terminated UTF-8, as a str; NULL gives None
+ *   s# z# U#   const char *, size_t: len bytes of UTF-8 (NULs allowed)
+ *   y          const char *, NUL-terminated, as bytes; NULL gives None
+ *   y#         const char *, size_t: len bytes, as bytes
+ *   O S        mp_obj *, copied (mp_obj_copy); the caller keeps it
+ *   N          mp_obj *, taken over: see Ownership
+ *   (...)      a tuple of the items inside, [...] a list,
+ *   {k:v,...}  a dict of the pairs inside (keys must be hashable).
+ *   One item at the top level is the result itself ("i" gives an int, not
+ *   a 1-tuple: write "(i)" for that); several are a tuple; none is None.
+ *
+ * Returns the new value, or NULL when
+ *   - fmt is NULL or malformed (an unknown code, unmatched brackets, a dict
+ *     key without a value, nesting beyond MP_OBJ_MAX_DEPTH), or an O or N
+ *     argument is NULL: programming errors, as in Python (-EINVAL);
+ *   - a str is not valid UTF-8 (MP_EVALUE), a dict key is unhashable
+ *     (MP_ETYPE), k or K does not fit 64 bits (-EOVERFLOW), the value nests
+ *     too deep (MP_EVALUE), or memory runs out (-ENOMEM).
+ * Why it failed is recorded for the calling thread, as
+ * docs/conventions.md describes ("Why a call failed"), with the offset in
+ * fmt of the item that failed: "mp_obj_build: 's' text is not valid UTF-8
+ * at offset 3 of format "[N,s,N]"". A malformed format outranks a bad value
+ * met before it.
+ * Ownership: the caller owns the result (mp_obj_free). Every N argument is
+ * the result's on success and freed on failure, as Py_BuildValue steals N
+ * references even when it fails: a call like
+ * mp_obj_build("[N,N]", mp_obj_int(1), mp_obj_str_cstr(s)) leaks nothing
+ * and needs no checks of its own (a NULL N argument, from a constructor
+ * that failed, makes the build fail). Past the point where a format is
+ * malformed, arguments cannot be read, so N items there are not freed.
+ * An N argument must be a root value.
+ */
+MP_API mp_obj *mp_obj_build(const char *fmt, ...);
+
+/* mp_obj_vbuild - mp_obj_build with a va_list (ap is not consumed: the call
+ * works on a va_copy). */
+MP_API mp_obj *mp_obj_vbuild(const char *fmt, va_list ap);
+
+/*
+ * mp_obj_parse - check a value's shape and unpack it into C variables, as
+ * PyArg_ParseTuple: mp_obj_parse(obj, "(s,i|d)", &name, &n, &ratio)
+ * unpacks ('x', 2) or ('x', 2, 0.5).
+ *
+ * obj: the value. The format reads it the way mp_obj_build would have
+ *      built it, so a value built with a format parses with that format
+ *      (with the codes both take, as in Python): one item at the top
+ *      level is obj itself ("i": obj is an int); a
+ *      top-level (...) or several items (or none) are the items of obj, a
+ *      tuple or a list (its "arguments", counted from 1 in messages, as
+ *      Python counts them).
+ * fmt: the items, each one of
+ *   i          int *      an int (or bool) in int's range
+ *   b          unsigned char *   h  short *     (ranges checked)
+ *   l          long *     L  int64_t *          n  ssize_t *
+ *   B H I k K  unsigned char *, unsigned short *, unsigned *,
+ *              unsigned long *, unsigned long long *: any int, modulo
+ *              2**bits and unchecked, as in Python (-1 is all ones)
+ *   d          double *   f  float *     a float, or an int converted
+ *   p          int *      Python's truth value of any value (1 or 0)
+ *   s          const char **  a str without NUL characters
+ *   s#         const char **, size_t *   any str (NULs allowed)
+ *   z, z#      as s, s#, and None gives NULL (and a length of 0)
+ *   y          const char **  bytes without NUL bytes
+ *   y#         const char **, size_t *   any bytes
+ *   O          const mp_obj **  any value
+ *   U S        const mp_obj **  a str (U) or a bytes (S) value
+ *   (...)      a tuple or list of exactly these items (nested)
+ *   |          the items after it are optional (top level only): a
+ *              missing one leaves its variables as they were
+ *   :name      at the end: the function name used in messages.
+ *   Strings come back NUL-terminated and borrowed from obj.
+ *
+ * Returns 0, or (nothing written to any variable)
+ *   MP_ETYPE   a wrong type or item count, in Python's words, with the
+ *              position: "argument 2 must be int, not str",
+ *              "argument 3, item 0 must be str, not int" (items counted
+ *              from 0 within a nested sequence, as Python does),
+ *              "function takes exactly 3 arguments (2 given)";
+ *   MP_EVALUE  a NUL inside a str for s ("embedded null character") or
+ *              inside bytes for y;
+ *   -EOVERFLOW an int out of a variable's range ("argument 1: signed
+ *              integer is greater than maximum");
+ *   -EINVAL    obj, fmt or a variable pointer NULL, or fmt malformed.
+ * The message is recorded for the calling thread, as mp_obj_build's.
+ * Ownership: nothing to free. Pointers and values written are borrowed
+ * from obj and live as long as it does unchanged. On failure no variable is
+ * written: every check is made before the first store.
+ */
+MP_API int mp_obj_parse(const mp_obj *obj, const char *fmt, ...);
+
+/* mp_obj_vparse - mp_obj_parse with a va_list (not consumed: the call
+ * works on va_copy). */
+MP_API int mp_obj_vparse(const mp_obj *obj, const char *fmt, va_list ap);
 
 #ifdef __cplusplus
 }

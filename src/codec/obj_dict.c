@@ -718,3 +718,14 @@ int mp__dict_popitem(mp_obj *d, mp_obj **key_out, mp_obj **value_out)
     dict_release(d, *key_out, *value_out);
     return 1;
 }
+
+MP_API const mp_obj *mp_obj_dict_get_or(const mp_obj *d, const mp_obj *key, const mp_obj *dflt)
+{
+    if (!d || !key || d->type != MP_TYPE_DICT)
+        return NULL;
+    uint64_t h;
+    if (mp__obj_hash(key, false, &h) < 0)
+        return NULL; /* Python's TypeError: not "absent" */
+    const mp_obj *v = mp_obj_dict_get(d, key);
+    return v ? v : dflt;
+}

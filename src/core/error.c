@@ -131,6 +131,13 @@ void mp__err_clear(void)
     error_last.code = 0;
 }
 
+int mp__err_last(const char **msg)
+{
+    if (msg)
+        *msg = error_last.code ? error_last.msg : "";
+    return error_last.code;
+}
+
 const char *mp__err_msg(int code)
 {
     return code != 0 && error_last.code == code ? error_last.msg : NULL;

@@ -140,11 +140,14 @@ int mp__process_sentinel_fd(void);
  * is cut and ends in "..."), never allocates and keeps errno. mp__err_clear
  * forgets it: an entry point that records messages clears the record as it
  * starts, so an old message cannot pass for the new failure's.
- * mp__err_msg is the message recorded for code, or NULL.
+ * mp__err_msg is the message recorded for code, or NULL. mp__err_last is
+ * the code of the last record (0: none) with its message in *msg ("" for
+ * none; msg may be NULL).
  */
 #define MP__ERRMSG_MAX 256
 int mp__err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void mp__err_clear(void);
 const char *mp__err_msg(int code);
+int mp__err_last(const char **msg);
 
 #endif /* MPIPC_INTERNAL_H */

@@ -67,6 +67,22 @@ MP_API int mp_dict_get(mp_dict *d, const mp_obj *key, mp_obj **value)
     return mp__mgr_call_proxy(&d->p, "get", a, 1, 0, value, NULL);
 }
 
+/* d.get(key, default) asks for d[key] and copies the default here when the
+ * server says KeyError: one round trip, as Python's, without sending the
+ * default to the server and back (the server's get also takes a default,
+ * for clients that send one: docs/manager.md). */
+MP_API int mp_dict_get_default(mp_dict *d, const mp_obj *key, const mp_obj *dflt, mp_obj **value)
+{
+    int rc = mp_dict_get(d, key, value);
+    if (rc != MP_EKEY)
+        return rc;
+    mp_obj *c = dflt ? mp_obj_copy(dflt) : mp_obj_none();
+    if (!c)
+        return -ENOMEM;
+    *value = c;
+    return 0;
+}
+
 MP_API int mp_dict_set(mp_dict *d, const mp_obj *key, const mp_obj *value)
 {
     if (!d || !key || !value)
@@ -298,6 +314,21 @@ MP_API int mp_dict_get_int(mp_dict *d, const char *key, int64_t *value)
         return rc;
     rc = proxy_reply_int(&sc, r, value);
     mp_obj_free(r);
+    return rc;
+}
+
+MP_API int mp_dict_get_int_default(mp_dict *d, const char *key, int64_t dflt, int64_t *value)
+{
+    if (!value)
+        return -EINVAL;
+    int64_t v;
+    int rc = mp_dict_get_int(d, key, &v);
+    if (rc == MP_EKEY) {
+        v = dflt;
+        rc = 0;
+    }
+    if (rc == 0)
+        *value = v;
     return rc;
 }
 

@@ -40,6 +40,8 @@ static int sdict_lookup(const struct req *r, mp_obj **v)
     return *v != NULL;
 }
 
+/* get(key) is d[key]: KeyError when absent. get(key, default) is Python's
+ * d.get(key, default): the default when absent. */
 static int sdict_get(const struct req *r)
 {
     mp_obj *v;
@@ -48,6 +50,8 @@ static int sdict_get(const struct req *r)
         return rc;
     if (rc)
         mp__mgr_reply_obj(r->c, v);
+    else if (mp_obj_len(r->args) == 2)
+        mp__mgr_reply_obj(r->c, mp__mgr_arg(r, 1));
     else
         mp__mgr_reply_keyerror(r->c, mp__mgr_arg(r, 0));
     return 0;
@@ -335,7 +339,7 @@ static int sdict_cas(const struct req *r)
 }
 
 static const struct method dict_methods[] = {
-    {"get", 1, 1, sdict_get},
+    {"get", 1, 2, sdict_get},
     {"set", 2, 2, sdict_set},
     {"del", 1, 1, sdict_del},
     {"contains", 1, 1, sdict_contains},
