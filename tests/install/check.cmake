@@ -81,6 +81,17 @@ endif()
 separate_arguments(flags UNIX_COMMAND "${flags} ${EXTRA_FLAGS}")
 run(${C_COMPILER} "${SOURCE_DIR}/consumer/consumer.c" ${flags} -o "${WORK_DIR}/pc-consumer")
 run_consumer("pkg-config" "${WORK_DIR}/pc-consumer")
+# The static library through pkg-config, as the README shows (naming the
+# archive: -lmpipc would pick the .so).
+run(${CMAKE_COMMAND} -E env PKG_CONFIG_PATH=${pcdir} ${PKG_CONFIG} --cflags mpipc)
+separate_arguments(static_flags UNIX_COMMAND "${last_output}")
+run(${CMAKE_COMMAND} -E env PKG_CONFIG_PATH=${pcdir} ${PKG_CONFIG} --variable=libdir mpipc)
+string(STRIP "${last_output}" pc_libdir)
+list(APPEND static_flags "${pc_libdir}/libmpipc.a")
+separate_arguments(extra UNIX_COMMAND "${EXTRA_FLAGS}")
+run(${C_COMPILER} "${SOURCE_DIR}/consumer/consumer.c" ${static_flags} -pthread -lm ${extra}
+    -o "${WORK_DIR}/pc-static")
+run_consumer("pkg-config, static" "${WORK_DIR}/pc-static")
 # The installed .pc describes a relocatable prefix: moved elsewhere, it
 # still gives flags that build a program that runs.
 file(RENAME "${prefix}" "${WORK_DIR}/moved")
