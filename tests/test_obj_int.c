@@ -396,6 +396,50 @@ static void test_int_1e300_text_equals_the_float(void **state)
     mp_obj_free(f);
 }
 
+static void test_random_ints_survive_bytes_text_and_pickle(void **state)
+{
+    (void)state;
+    /* 1800 ints of 0 to 23 random bytes and 200 of up to 1699 (4100 digits):
+     * from_bytes -> repr -> from_str -> to_bytes gives the same bytes,
+     * pickling gives an equal value, and the hash agrees with equality. */
+    uint64_t x = 0x9e3779b97f4a7c15u;
+    unsigned char in[1700], out[1700];
+    for (int t = 0; t < 2000; t++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        size_t n = (size_t)(x % (t < 1800 ? 24 : sizeof in));
+        for (size_t i = 0; i < n; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            in[i] = (unsigned char)(x >> 24);
+        }
+        if (n && t % 3 == 0)
+            in[n - 1] = t % 2 ? 0xff : 0x00; /* redundant sign bytes */
+        mp_obj *o = mp_obj_int_from_bytes(in, n, true);
+        assert_non_null(o);
+        char *s = repr_of(o);
+        mp_obj *back = from_str(s);
+        assert_true(mp_obj_equal(o, back));
+        TU_ASSERT_STATUS(mp_obj_int_to_bytes(back, n, true, out), 0);
+        assert_memory_equal(out, in, n);
+        ssize_t bits = mp_obj_int_bit_length(o);
+        assert_true(bits >= 0 && (size_t)bits <= 8 * n);
+        assert_true(mp_obj_int_fits(o) == (bits < 64 || (bits == 64 && s[0] == '-' &&
+                                                         strcmp(s, "-9223372036854775808") == 0)));
+        unsigned char *p;
+        size_t pn;
+        TU_ASSERT_STATUS(mp__pickle_dumps(o, &p, &pn), 0);
+        mp_obj *un = loads_ok(p, pn);
+        assert_true(mp_obj_equal(o, un));
+        mp_obj *d = mp_obj_dict_new();
+        TU_ASSERT_STATUS(mp_obj_dict_set(d, un, mp_obj_none()), 0);
+        assert_non_null(mp_obj_dict_get(d, back));
+        mp_obj_free(d);
+        free(p);
+        free(s);
+        mp_obj_free(back);
+        mp_obj_free(o);
+    }
+}
+
 static void test_big_ints_round_trip_with_python3(void **state)
 {
     (void)state;
@@ -437,6 +481,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_int_from_bytes_and_to_bytes_follow_python),
         cmocka_unit_test(test_big_ints_compare_and_hash_exactly_with_floats),
         cmocka_unit_test(test_int_1e300_text_equals_the_float),
+        cmocka_unit_test(test_random_ints_survive_bytes_text_and_pickle),
         TU_TEST(test_big_ints_round_trip_with_python3),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
