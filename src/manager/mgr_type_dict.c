@@ -277,10 +277,8 @@ static int sdict_add(const struct req *r)
             mp__mgr_reply_error(c, MP_ETYPE, "TypeError: the stored value is not an int");
             return 0;
         }
-        if (!mp_obj_int_fits(v)) { /* a Python int beyond int64 */
-            mp__mgr_reply_error(c, -ERANGE, "OverflowError: the stored int does not fit int64");
-            return 0;
-        }
+        if (!mp_obj_int_fits(v))
+            return -EOVERFLOW; /* a Python int beyond int64: nothing changes */
         (void)mp_obj_get_int(v, &cur);
         if (__builtin_add_overflow(cur, delta, &sum))
             return -EOVERFLOW;
