@@ -49,8 +49,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check(n1 == n2 && memcmp(p1, p2, n1) == 0, "dumps is not stable across a round trip");
 
     char *ra = NULL, *rb = NULL;
-    check(mp_obj_repr(a, &ra) == 0 && mp_obj_repr(b, &rb) == 0, "repr failed");
-    check(strcmp(ra, rb) == 0, "round trip changed the value");
+    int ca = mp_obj_repr(a, &ra), cb = mp_obj_repr(b, &rb);
+    /* MP_EVALUE: an int of more than 4300 digits, as Python's repr. */
+    check(ca == cb && (ca == 0 || ca == MP_EVALUE), "repr failed");
+    check(ca != 0 || strcmp(ra, rb) == 0, "round trip changed the value");
+    /* The checks below excuse a value holding a NaN; unknown when repr was
+     * refused, so excused then too. */
+    const char *text = ca == 0 ? ra : "nan?";
 
     mp_obj *c = mp_obj_copy(a);
     check(c != NULL, "copy failed");
@@ -59,8 +64,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
      * exactly as the value does with itself; the round trip makes new NaN
      * objects. */
     check(mp_obj_equal(a, c) == mp_obj_equal(a, a), "copy and value compare differently");
-    check(mp_obj_equal(a, b) || strstr(ra, "nan") != NULL, "round trip not equal");
-    check(mp_obj_equal(a, a) || strstr(ra, "nan") != NULL, "value not equal to itself");
+    check(mp_obj_equal(a, b) || strstr(text, "nan") != NULL, "round trip not equal");
+    check(mp_obj_equal(a, a) || strstr(text, "nan") != NULL, "value not equal to itself");
     check(mp_obj_len(a) != -22 /* -EINVAL */, "len of a value failed");
 
     free(ra);

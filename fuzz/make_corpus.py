@@ -41,7 +41,9 @@ def shapes():
     yield x
     yield {1, 2}
     yield frozenset([3])
-    yield 2**70
+    # ints beyond int64 (LONG1, LONG4, protocol 0 text) and lone surrogates
+    yield [2**70, -2**70, 2**2048 + 1, {2**64: 2.0**64}]
+    yield ["\udcff", "a\ud800b", "\ud83d\ude00", {"\udce9": 1}]
 
 
 def write(dirname, data):

@@ -143,14 +143,17 @@ OBJECTS = [
     ("dict_minus_zero_key", {-0.0: "z"}),
     ("int_edges", [2**63 - 1, -2**63, 2**53 + 1]),
     ("unicode_keys", {"\u00e9": "\U0001F600", "k\x00": "\n"}),
-]
-
-# Values a 64-bit int cannot hold: the C decoder refuses them, never wraps.
-OUT_OF_RANGE = [
+    # Ints beyond int64, exact (LONG1, LONG4 from 256 bytes, protocol 0's text).
     ("int64_max_plus_one", 2**63),
     ("int64_min_minus_one", -2**63 - 1),
     ("int_2_pow_100", 2**100),
+    ("int_big_list", [2**64, -2**64, 2**2048 + 1, -(10**300)]),
+    # Lone surrogates, as os.walk yields for names that are not UTF-8.
+    ("str_surrogates", ["\udcff", "a\ud800b", "\ud83d\ude00", {"\udce9": "\udfff"}]),
 ]
+
+# Values the C decoder refuses by design (none left of the int kind).
+OUT_OF_RANGE = []
 
 
 def emit_pickles(out):

@@ -411,6 +411,40 @@ static void test_update_with_100000_hostile_keys_of_each_type_is_served_fast(voi
     mp_manager_free(m);
 }
 
+static void test_dict_holds_ints_beyond_int64_exactly(void **state)
+{
+    (void)state;
+    /* The server keeps a Python int of any size as it came (a key too);
+     * the int64 conveniences refuse it and change nothing. */
+    mp_manager *m = mt_start();
+    mp_dict *d;
+    TU_ASSERT_STATUS(mp_manager_dict(m, NULL, &d), 0);
+    mp_obj *k = mt_str("big"), *big = NULL, *kbig = NULL;
+    static const char bigtext[] = "-170141183460469231731687303715884105728"; /* -2**127 */
+    static const char kbigtext[] = "18446744073709551616";                    /* 2**64 */
+    TU_ASSERT_STATUS(mp_obj_int_from_str(bigtext, strlen(bigtext), &big), 0);
+    TU_ASSERT_STATUS(mp_obj_int_from_str(kbigtext, strlen(kbigtext), &kbig), 0);
+    TU_ASSERT_STATUS(mp_dict_set(d, k, big), 0);
+    TU_ASSERT_STATUS(mp_dict_set(d, kbig, k), 0);
+    int64_t v = 7;
+    TU_ASSERT_STATUS(mp_dict_add_int(d, "big", 1, &v), -EOVERFLOW);
+    TU_ASSERT_STATUS(mp_dict_get_int(d, "big", &v), -ERANGE);
+    TU_ASSERT_STATUS(mp_dict_cas_int(d, "big", 0, 1, &v), -ERANGE);
+    assert_int_equal(v, 7);
+    mp_obj *o;
+    TU_ASSERT_STATUS(mp_dict_get(d, k, &o), 0);
+    mt_take_repr(o, bigtext);
+    mp_obj *f = mp_obj_float(18446744073709551616.0); /* 2.0**64 finds 2**64 */
+    TU_ASSERT_STATUS(mp_dict_get(d, f, &o), 0);
+    mt_take_repr(o, "'big'");
+    mp_obj_free(f);
+    mp_obj_free(kbig);
+    mp_obj_free(big);
+    mp_obj_free(k);
+    mp_dict_free(d);
+    mp_manager_free(m);
+}
+
 static int run_hostile_key_tests(void)
 {
     const struct CMUnitTest tests[] = {
@@ -428,6 +462,7 @@ int main(int argc, char **argv)
         TU_TEST(test_dict_convenience_forms),
         TU_TEST(test_dict_add_and_compare_and_set_are_atomic_read_modify_writes),
         TU_TEST(test_dict_get_with_default_is_python_get),
+        TU_TEST(test_dict_holds_ints_beyond_int64_exactly),
     };
     int failed = cmocka_run_group_tests_name("manager_dict", tests, NULL, NULL);
     return failed + run_hostile_key_tests();

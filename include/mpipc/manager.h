@@ -543,8 +543,8 @@ MP_API int mp_dict_copy(mp_dict *d, mp_obj **copy);
  * Redis INCRBY does.
  * result: receives the new value; may be NULL.
  * Returns 0; MP_ETYPE when the stored value is not an int (a bool counts as
- * one, and becomes an int); -EOVERFLOW when the sum does not fit in 64 bits
- * (nothing changes).
+ * one, and becomes an int); -EOVERFLOW when the stored int or the sum does
+ * not fit in 64 bits (nothing changes).
  */
 MP_API int mp_dict_add(mp_dict *d, const mp_obj *key, int64_t delta, int64_t *result);
 
@@ -566,7 +566,8 @@ MP_API int mp_dict_cas(mp_dict *d, const mp_obj *key, const mp_obj *expected, co
  */
 
 /* mp_dict_get_int - d[key] as an int (a bool is 1 or 0). Returns 0; MP_EKEY
- * when absent; MP_ETYPE when the value is not an int. */
+ * when absent; MP_ETYPE when the value is not an int; -ERANGE when it is an
+ * int beyond int64. */
 MP_API int mp_dict_get_int(mp_dict *d, const char *key, int64_t *value);
 
 /* mp_dict_get_int_default - d.get(key, dflt) as an int: *value is d[key], or
@@ -585,7 +586,8 @@ MP_API int mp_dict_add_int(mp_dict *d, const char *key, int64_t delta, int64_t *
  * mp_dict_cas_int - compare and set with ints: if d[key] == expected, store
  * desired. current (may be NULL) receives the int found.
  * Returns 1 when stored, 0 when the value was another int; MP_EKEY when the
- * key is absent; MP_ETYPE when the stored value is not an int.
+ * key is absent; MP_ETYPE when the stored value is not an int; -ERANGE when
+ * it is an int beyond int64.
  */
 MP_API int mp_dict_cas_int(mp_dict *d, const char *key, int64_t expected, int64_t desired,
                            int64_t *current);

@@ -1,8 +1,8 @@
 /*
  * libmpipc - values: the C side of the Python objects a Connection carries.
  *
- * An mp_obj is one of None, bool, int (64-bit), float (double), str (UTF-8),
- * bytes, list, tuple or dict. mp_conn_send() pickles it so that a Python
+ * An mp_obj is one of None, bool, int (any size, as in Python), float
+ * (double), str (UTF-8), bytes, list, tuple or dict. mp_conn_send() pickles it so that a Python
  * peer's recv() gets the equal Python object, and mp_conn_recv() turns what a
  * Python peer sent back into an mp_obj.
  *
@@ -41,13 +41,24 @@
  * sanitizer builds).
  *
  * Python semantics kept:
- *   - str holds Unicode text as strict UTF-8 (no surrogates, no overlong
- *     forms) and may contain NUL; its length in Python is its number of code
- *     points (mp_obj_len).
+ *   - str holds Unicode text as UTF-8 (no overlong forms) and may contain
+ *     NUL; its length in Python is its number of code points (mp_obj_len).
+ *     A Python str may hold lone surrogates U+D800..U+DFFF (os.walk and
+ *     os.listdir return '\udcff' for a file name byte that is not UTF-8);
+ *     such a code point is kept in its 3-byte form ED A0..BF 80..BF, as
+ *     Python's pickle writes it (errors="surrogatepass"), counts as one
+ *     code point and is written back the same way. Two surrogates in a row
+ *     stay two code points ('\ud83d\ude00' is not an emoji), as in Python.
+ *     mp_obj_str_fsencode gives the bytes to open such a file with.
+ *   - int is exact at any size: Python's ints beyond 64 bits arrive whole
+ *     and go back whole. mp_obj_get_int hands out those that fit int64
+ *     (mp_obj_int_fits); mp_obj_int_to_bytes, mp_obj_int_from_bytes,
+ *     mp_obj_int_from_str and mp_obj_repr convert any of them.
  *   - bool is an int: True == 1 == 1.0, and as dict keys 1, 1.0 and True are
  *     the same key (the first key inserted stays, as in Python: {1: 'a',
  *     True: 'b'} is {1: 'b'}). int and float compare exactly (2**53 + 1 !=
- *     float(2**53 + 1)), and NaN equals nothing, itself included.
+ *     float(2**53 + 1), 2**64 == 2.0**64, and they are one dict key), and
+ *     NaN equals nothing, itself included.
  *   - NaN is found by identity, as in Python: each mp_obj_float(NAN) is a
  *     key of its own ({nan: 1, nan: 2} after two inserts), found by that
  *     value only. A copy of a NaN (mp_obj_copy, or a received value Python
@@ -64,7 +75,9 @@
  *
  * Status codes: -EINVAL for NULL or misused arguments; MP_ETYPE (TypeError)
  * for a value of the wrong type, an unhashable key; MP_EKEY (KeyError) for a
- * missing key or index; MP_EVALUE for nesting beyond MP_OBJ_MAX_DEPTH; -ENOMEM.
+ * missing key or index; MP_EVALUE for nesting beyond MP_OBJ_MAX_DEPTH and
+ * for int text beyond MP_OBJ_INT_MAX_STR_DIGITS (ValueError); -ERANGE for an
+ * int that does not fit where it is asked to (OverflowError); -ENOMEM.
  *
  * Thread/fork: values carry no locks. Several threads may read one value at
  * once (getters, mp_obj_equal, mp_obj_repr, mp_obj_copy, sending it); a
@@ -123,7 +136,8 @@ MP_API mp_obj *mp_obj_none(void);
 MP_API mp_obj *mp_obj_bool(bool v);
 
 /* An int in the range of int64_t. For -5..256 it is the immortal value of
- * that int (never NULL). */
+ * that int (never NULL). Ints beyond it: mp_obj_int_from_bytes,
+ * mp_obj_int_from_str. */
 MP_API mp_obj *mp_obj_int(int64_t v);
 
 /* A float. Every double is kept bit for bit, NaN payloads and -0.0 included. */
@@ -133,9 +147,13 @@ MP_API mp_obj *mp_obj_float(double v);
  * mp_obj_str - a str from len bytes of UTF-8 at s (NUL bytes allowed; s may
  * be NULL when len is 0). The bytes are copied.
  *
- * Returns NULL if the bytes are not strict UTF-8 (Python's UnicodeDecodeError:
- * truncated or overlong sequences, surrogates U+D800..U+DFFF, code points
- * above U+10FFFF) or memory runs out.
+ * Accepts what Python's bytes.decode("utf-8", "surrogatepass") accepts:
+ * strict UTF-8, plus lone surrogates U+D800..U+DFFF in their 3-byte form
+ * (ED A0..BF 80..BF), which is what mp_obj_get_str hands back for them.
+ * Returns NULL for anything else (Python's UnicodeDecodeError: truncated or
+ * overlong sequences, code points above U+10FFFF, stray bytes) or when
+ * memory runs out. For bytes that are a file name, not text, use
+ * mp_obj_str_fsdecode.
  */
 MP_API mp_obj *mp_obj_str(const char *s, size_t len);
 
@@ -181,10 +199,14 @@ MP_API const char *mp_type_name(int type);
  *
  * mp_obj_get_bool   a bool.
  * mp_obj_get_int    an int, or a bool (Python's bool is an int: True is 1).
+ *                   An int beyond int64 gives -ERANGE (Python's
+ *                   OverflowError, as in PyLong_AsLongLong).
  * mp_obj_get_float  a float (an int is not converted).
  * mp_obj_get_str    a str: *s points at its UTF-8 bytes, followed by a NUL
  *                   that is not counted in *len (the text itself may hold
- *                   NULs). len may be NULL.
+ *                   NULs). Lone surrogates are in their 3-byte form ED
+ *                   A0..BF xx, which strict UTF-8 readers refuse (see
+ *                   mp_obj_str_fsencode for file names). len may be NULL.
  * mp_obj_get_bytes  bytes: *p points at them (followed by a NUL not counted
  *                   in *len). len may be NULL.
  * Ownership: *s and *p are borrowed from o and live as long as o.
@@ -206,6 +228,101 @@ MP_API bool mp_obj_is_none(const mp_obj *o);
  * NULL.
  */
 MP_API ssize_t mp_obj_len(const mp_obj *o);
+
+/* ---- Ints of any size ------------------------------------------------- */
+
+/* Python's limit on int <-> decimal text (sys.int_info.default_max_str_digits):
+ * the digits of an int's text, sign not counted. Beyond it, mp_obj_repr and
+ * mp_obj_int_from_str refuse with MP_EVALUE, as Python raises ValueError,
+ * so a peer's huge int never costs quadratic time. */
+#define MP_OBJ_INT_MAX_STR_DIGITS 4300
+
+/*
+ * mp_obj_int_from_bytes - Python's int.from_bytes(le, "little",
+ * signed=is_signed): an int of any size from len little-endian bytes
+ * (two's complement when is_signed). len 0 is 0.
+ *
+ * Returns the new int (immortal for -5..256), or NULL when le is NULL with
+ * len > 0 or memory runs out. Ownership: the caller owns the result.
+ */
+MP_API mp_obj *mp_obj_int_from_bytes(const void *le, size_t len, bool is_signed);
+
+/*
+ * mp_obj_int_to_bytes - Python's o.to_bytes(len, "little", signed=is_signed).
+ *
+ * o:         an int or a bool.
+ * len:       the bytes to write; mp_obj_int_bit_length tells how many the
+ *            value needs: (bits + 7) / 8, or bits / 8 + 1 when signed.
+ * out:       receives exactly len bytes (may be NULL when len is 0).
+ *
+ * Returns 0; -ERANGE when the value needs more than len bytes, or is
+ * negative and is_signed is false (Python's OverflowError); MP_ETYPE for
+ * another type; -EINVAL for NULL. out is untouched on failure.
+ */
+MP_API int mp_obj_int_to_bytes(const mp_obj *o, size_t len, bool is_signed, void *out);
+
+/*
+ * mp_obj_int_bit_length - Python's o.bit_length(): the bits of |o|, 0 for 0.
+ *
+ * Returns the count; MP_ETYPE for a value that is not an int or bool;
+ * -EINVAL for NULL; -ENOMEM.
+ */
+MP_API ssize_t mp_obj_int_bit_length(const mp_obj *o);
+
+/* mp_obj_int_fits - true when o is an int or bool whose value fits int64_t,
+ * so that mp_obj_get_int succeeds; false for a bigger int, another type, or
+ * NULL. */
+MP_API bool mp_obj_int_fits(const mp_obj *o);
+
+/*
+ * mp_obj_int_from_str - Python's int(s) in base 10: ASCII spaces around, an
+ * optional sign, decimal digits that single underscores may separate
+ * ("-1_000"); any size up to MP_OBJ_INT_MAX_STR_DIGITS digits.
+ *
+ * s, len:  the text (not NUL-terminated; s may be NULL when len is 0).
+ * out:     receives the new int.
+ *
+ * Returns 0; MP_EVALUE for text Python's int() refuses (ValueError:
+ * "invalid literal for int() with base 10") or with more than
+ * MP_OBJ_INT_MAX_STR_DIGITS digits ("Exceeds the limit (4300 digits)");
+ * -EINVAL for NULL; -ENOMEM. Python also accepts non-ASCII decimal digits
+ * and Unicode spaces ('\u0663' is 3): those are refused here with
+ * MP_EVALUE. On failure *out is NULL.
+ * Ownership: the caller owns *out.
+ */
+MP_API int mp_obj_int_from_str(const char *s, size_t len, mp_obj **out);
+
+/* ---- File names -------------------------------------------------------- */
+
+/*
+ * mp_obj_str_fsencode - Python's os.fsencode(o) on Linux ("utf-8" with
+ * errors="surrogateescape"): the bytes of the file name a str stands for.
+ * Each lone surrogate U+DC80..U+DCFF becomes the byte 0x80..0xFF it
+ * escapes, so a name from a Python peer's os.walk() opens the same file.
+ *
+ * o:    a str.
+ * out:  receives the bytes, followed by a NUL not counted in *len. A name
+ *       may hold NUL (Python's open() refuses it with ValueError: check
+ *       strlen(*out) == *len before calling open()).
+ *
+ * Returns 0; MP_EVALUE when o holds another lone surrogate (Python's
+ * UnicodeEncodeError); MP_ETYPE when o is not a str; -EINVAL for NULL;
+ * -ENOMEM. On failure *out is NULL.
+ * Ownership: the caller frees *out with free().
+ */
+MP_API int mp_obj_str_fsencode(const mp_obj *o, char **out, size_t *len);
+
+/*
+ * mp_obj_str_fsdecode - Python's os.fsdecode(p) on Linux: a str from the
+ * bytes of a file name, UTF-8 where they are, and each byte that is not
+ * part of a valid UTF-8 sequence as the lone surrogate U+DC80..U+DCFF that
+ * escapes it. Never fails on content: mp_obj_str_fsencode gives the same
+ * bytes back, and a Python peer gets the str its os.fsdecode would make.
+ *
+ * Returns the new str, or NULL when p is NULL with len > 0 or memory runs
+ * out. Ownership: the caller owns the result.
+ */
+MP_API mp_obj *mp_obj_str_fsdecode(const void *p, size_t len);
 
 /* ---- Lists and tuples -------------------------------------------------- */
 
@@ -350,8 +467,13 @@ MP_API mp_obj *mp_obj_copy(const mp_obj *o);
  * reads back to the same double ('0.1', '1e+16', 'inf', 'nan', '-0.0'),
  * (1,) for a one-item tuple, {'a': 1} for dicts in insertion order.
  *
+ * An int is written in decimal, a lone surrogate in a str as '\udcff'.
+ *
  * out: receives a NUL-terminated string (repr output never holds NUL).
- * Returns 0; -EINVAL for NULL arguments; -ENOMEM (then *out is NULL).
+ * Returns 0; MP_EVALUE when o holds an int of more than
+ * MP_OBJ_INT_MAX_STR_DIGITS digits (Python's ValueError: "Exceeds the limit
+ * (4300 digits) for integer string conversion"); -EINVAL for NULL
+ * arguments; -ENOMEM. On failure *out is NULL.
  * Ownership: the caller frees *out with free().
  */
 MP_API int mp_obj_repr(const mp_obj *o, char **out);

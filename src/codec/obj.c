@@ -58,7 +58,9 @@ static mp_obj imm_int[SMALL_INT_MAX - SMALL_INT_MIN + 1] = {
 
 /* ---- UTF-8 ------------------------------------------------------------- */
 
-bool mp__utf8_valid(const unsigned char *p, size_t len)
+/* Strict UTF-8; with surrogates, lone surrogates' 3-byte forms too (Python's
+ * errors="surrogatepass"). */
+static bool obj_utf8_check(const unsigned char *p, size_t len, bool surrogates)
 {
     size_t i = 0;
     while (i < len) {
@@ -75,7 +77,7 @@ bool mp__utf8_valid(const unsigned char *p, size_t len)
             need = 2;
             if (c == 0xe0)
                 lo = 0xa0; /* overlong */
-            else if (c == 0xed)
+            else if (c == 0xed && !surrogates)
                 hi = 0x9f; /* surrogates U+D800..U+DFFF */
         } else if (c >= 0xf0 && c <= 0xf4) {
             need = 3;
@@ -96,6 +98,16 @@ bool mp__utf8_valid(const unsigned char *p, size_t len)
         i += need + 1;
     }
     return true;
+}
+
+bool mp__utf8_valid(const unsigned char *p, size_t len)
+{
+    return obj_utf8_check(p, len, false);
+}
+
+bool mp__str_valid(const unsigned char *p, size_t len)
+{
+    return obj_utf8_check(p, len, true);
 }
 
 /* ---- Nodes -------------------------------------------------------------- */
@@ -211,7 +223,7 @@ MP_API mp_obj *mp_obj_str(const char *s, size_t len)
 {
     if (!s && len)
         return NULL;
-    if (!mp__utf8_valid((const unsigned char *)s, len))
+    if (!mp__str_valid((const unsigned char *)s, len))
         return NULL;
     return mp__obj_strbytes(MP_TYPE_STR, s, len);
 }
@@ -308,6 +320,8 @@ MP_API int mp_obj_get_int(const mp_obj *o, int64_t *v)
 {
     if (!o || !v)
         return -EINVAL;
+    if (o->type == MP_TYPE_INT && mp__obj_is_bigint(o))
+        return -ERANGE; /* beyond int64: Python's OverflowError */
     if (o->type == MP_TYPE_INT)
         *v = o->u.i;
     else if (o->type == MP_TYPE_BOOL)
@@ -527,7 +541,7 @@ int mp__list_insert(mp_obj *list, size_t i, mp_obj *item)
 static size_t obj_node_cost(const mp_obj *o)
 {
     size_t c = sizeof(mp_obj);
-    if (o->type == MP_TYPE_STR || o->type == MP_TYPE_BYTES)
+    if (o->type == MP_TYPE_STR || o->type == MP_TYPE_BYTES || mp__obj_is_bigint(o))
         c += o->u.s.len + 1;
     else if (obj_is_seq(o))
         c += o->u.seq.len * sizeof(mp_obj *);
@@ -555,11 +569,11 @@ int mp__obj_copy_limited(const mp_obj *o, size_t *budget, mp_obj **out)
     if (rc < 0)
         return rc;
     mp_obj *c;
-    if (o->type == MP_TYPE_STR || o->type == MP_TYPE_BYTES) {
+    if (o->type == MP_TYPE_STR || o->type == MP_TYPE_BYTES || mp__obj_is_bigint(o)) {
         c = mp__obj_strbytes(o->type, o->u.s.data, o->u.s.len);
         if (!c)
             return -ENOMEM;
-        c->flags = o->flags & MP__F_HASHED;
+        c->flags = o->flags & (MP__F_HASHED | MP__F_BIGINT);
         c->u.s.hash = o->u.s.hash;
         *out = c;
         return 0;

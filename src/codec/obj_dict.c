@@ -184,11 +184,23 @@ int mp__obj_hash(const mp_obj *o, bool cache, uint64_t *h)
         *h = dict_hash_i64(o->u.b);
         return 0;
     case MP_TYPE_INT:
+        if (mp__obj_is_bigint(o)) {
+            /* Its canonical bytes: a float equal to it hashes the same
+             * bytes (below). More than 8 of them, so never an int64's. */
+            *h = dict_siphash13('i', (const unsigned char *)o->u.s.data, o->u.s.len);
+            return 0;
+        }
         *h = dict_hash_i64(o->u.i);
         return 0;
     case MP_TYPE_FLOAT: {
         if (dict_double_as_i64(o->u.f, &iv)) {
             *h = dict_hash_i64(iv); /* 1.0 hashes as 1, -0.0 as 0 */
+            return 0;
+        }
+        unsigned char big[MP__INT_DOUBLE_BYTES];
+        size_t bn;
+        if (mp__int_from_double_big(o->u.f, big, &bn)) {
+            *h = dict_siphash13('i', big, bn); /* 2.0**64 hashes as 2**64 */
             return 0;
         }
         unsigned char b[8];
@@ -259,8 +271,27 @@ static bool dict_is_number(const mp_obj *o)
     return o->type == MP_TYPE_BOOL || o->type == MP_TYPE_INT || o->type == MP_TYPE_FLOAT;
 }
 
+/* A big int against another number: equal only to the same big int, or to
+ * the float holding exactly its value (Python compares int and float
+ * exactly). */
+static bool dict_bigint_equal(const mp_obj *big, const mp_obj *n)
+{
+    const unsigned char *p = (const unsigned char *)big->u.s.data;
+    size_t len = big->u.s.len;
+    if (n->type == MP_TYPE_INT && mp__obj_is_bigint(n))
+        return n->u.s.len == len && memcmp(n->u.s.data, p, len) == 0;
+    unsigned char buf[MP__INT_DOUBLE_BYTES];
+    size_t bn;
+    return n->type == MP_TYPE_FLOAT && mp__int_from_double_big(n->u.f, buf, &bn) && bn == len &&
+           memcmp(buf, p, len) == 0;
+}
+
 static bool dict_numbers_equal(const mp_obj *a, const mp_obj *b)
 {
+    if (a->type == MP_TYPE_INT && mp__obj_is_bigint(a))
+        return dict_bigint_equal(a, b);
+    if (b->type == MP_TYPE_INT && mp__obj_is_bigint(b))
+        return dict_bigint_equal(b, a);
     if (a->type == MP_TYPE_FLOAT && b->type == MP_TYPE_FLOAT)
         return a->u.f == b->u.f;
     if (a->type == MP_TYPE_FLOAT || b->type == MP_TYPE_FLOAT) {

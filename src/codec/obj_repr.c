@@ -106,7 +106,8 @@ static bool repr_escape(struct repr_buf *b, uint32_t c, char quote)
     return true;
 }
 
-/* unicode_repr() of CPython 3.11, on valid UTF-8. */
+/* unicode_repr() of CPython 3.11, on a str's UTF-8 (lone surrogates, in
+ * their 3-byte form, are not printable: \udcff as Python writes them). */
 static void repr_str(struct repr_buf *b, const mp_obj *o)
 {
     const unsigned char *s = (const unsigned char *)o->u.s.data;
@@ -145,6 +146,24 @@ static void repr_str(struct repr_buf *b, const mp_obj *o)
         i += len;
     }
     repr_putc(b, quote);
+}
+
+/* An int beyond int64 in decimal; MP_EVALUE beyond Python's 4300 digits
+ * (its ValueError "Exceeds the limit (4300 digits) for integer string
+ * conversion"), so a peer's huge int never costs quadratic time here. */
+static void repr_bigint(struct repr_buf *b, const mp_obj *o)
+{
+    char *s;
+    size_t n;
+    if (b->err)
+        return;
+    int rc = mp__int_to_decimal(o, &s, &n);
+    if (rc < 0) {
+        b->err = rc;
+        return;
+    }
+    repr_put(b, s, n);
+    free(s);
 }
 
 /* bytes_repr() of CPython 3.11. */
@@ -323,6 +342,10 @@ repr_scalar(struct repr_buf *b, const mp_obj *o)
         repr_puts(b, o->u.b ? "True" : "False");
         break;
     case MP_TYPE_INT:
+        if (mp__obj_is_bigint(o)) {
+            repr_bigint(b, o);
+            break;
+        }
         snprintf(num, sizeof num, "%lld", (long long)o->u.i);
         repr_puts(b, num);
         break;

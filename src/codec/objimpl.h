@@ -5,7 +5,9 @@
  *               tuples, the tree's bookkeeping, copy and free (statics obj_);
  *   obj_dict.c  the keyed hash, Python's equality and the dict table
  *               (statics dict_);
- *   obj_repr.c  Python's repr() (statics repr_).
+ *   obj_repr.c  Python's repr() (statics repr_);
+ *   obj_int.c   ints beyond int64 (statics int_);
+ *   obj_str.c   str with lone surrogates, fsencode/fsdecode (statics str_).
  * The pickle codec builds on it; the manager's two halves (src/manager/)
  * use the tree-keeping operations at the end.
  *
@@ -40,6 +42,7 @@
 #define MP__F_GREY     0x02u /* unpickle.c: being placed (on the DFS path) */
 #define MP__F_BLACK    0x04u /* unpickle.c: placed in the result tree */
 #define MP__F_IMMORTAL 0x08u /* a shared static node: never written or freed */
+#define MP__F_BIGINT   0x10u /* an int beyond int64: u.s holds its bytes (obj_int.c) */
 
 struct mp__dict_entry {
     mp_obj *key; /* NULL: a deleted entry, skipped by iteration */
@@ -108,6 +111,53 @@ mp_obj *mp__obj_strbytes(int type, const void *p, size_t len);
 
 /* Strict UTF-8 as Python's "utf-8" codec decodes it with errors="strict". */
 bool mp__utf8_valid(const unsigned char *p, size_t len);
+
+/* UTF-8 as Python's pickle writes a str: "utf-8" with errors="surrogatepass",
+ * so strict UTF-8 plus lone surrogates U+D800..U+DFFF in their 3-byte form
+ * (ED A0..BF 80..BF). What a str node holds. */
+bool mp__str_valid(const unsigned char *p, size_t len);
+
+/* ---- Ints beyond int64 (obj_int.c) ---------------------------------------
+ *
+ * A big int is an MP_TYPE_INT node with MP__F_BIGINT whose u.s holds the
+ * shortest little-endian two's complement bytes of its value, always more
+ * than 8 (an int that fits int64 is never big): one form per value. */
+
+static inline bool mp__obj_is_bigint(const mp_obj *o)
+{
+    return (o->flags & MP__F_BIGINT) != 0;
+}
+
+/* The length of the shortest two's complement form of p[0..len): redundant
+ * sign bytes dropped at the top; 0 for zero. */
+size_t mp__int_canonical_len(const unsigned char *p, size_t len);
+
+/* Sign-extend len <= 8 little-endian two's complement bytes. */
+int64_t mp__int_le_to_i64(const unsigned char *p, size_t len);
+
+/* A big node from canonical bytes, len > 8 (NULL: no memory). */
+mp_obj *mp__obj_bigint(const unsigned char *p, size_t len);
+
+/* Any int from two's complement bytes: an immortal, small or big node. */
+mp_obj *mp__obj_int_from_le(const unsigned char *p, size_t len);
+
+/* The room mp__int_from_double_big needs: a double's 1024 bits and a sign. */
+#define MP__INT_DOUBLE_BYTES 136
+
+/* The canonical bytes of the int a float equals, for a finite float with
+ * |f| >= 2^63 (all integers): true with buf and *len set; false for any
+ * other float (those equal no big int). */
+bool mp__int_from_double_big(double f, unsigned char buf[MP__INT_DOUBLE_BYTES], size_t *len);
+
+/* nd decimal digits (ASCII, nothing else) and a sign as canonical two's
+ * complement bytes: 0 with *le (malloc'd, the caller frees) and *len set;
+ * MP_EVALUE for no digits or more than MP_OBJ_INT_MAX_STR_DIGITS; -ENOMEM. */
+int mp__int_from_digits(bool neg, const char *digits, size_t nd, unsigned char **le, size_t *len);
+
+/* The decimal text of an int or bool: 0 with *out (malloc'd, NUL-terminated)
+ * and *len; MP_EVALUE beyond MP_OBJ_INT_MAX_STR_DIGITS digits, refused
+ * before the quadratic work when the size alone shows it; -ENOMEM. */
+int mp__int_to_decimal(const mp_obj *o, char **out, size_t *len);
 
 /* Append to a list or tuple ignoring parent/height: 0 or -ENOMEM. */
 int mp__seq_push(mp_obj *seq, mp_obj *item);

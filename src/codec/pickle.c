@@ -99,6 +99,26 @@ static void pickle_int(mp__pickler *w, int64_t v)
     }
 }
 
+/* An int beyond int64: its canonical bytes after LONG1, or LONG4 from 256
+ * bytes on, as CPython's save_long writes them. LONG4's count is signed:
+ * beyond 2 GiB Python's OverflowError ("int too large to pickle"). */
+static void pickle_bigint(mp__pickler *w, const mp_obj *o)
+{
+    size_t len = o->u.s.len;
+    if (len < 256) {
+        pickle_op(w, MP__OP_LONG1);
+        pickle_le(w, len, 1);
+    } else if ((uint64_t)len <= INT32_MAX) {
+        pickle_op(w, MP__OP_LONG4);
+        pickle_le(w, len, 4);
+    } else {
+        if (!w->err)
+            w->err = -ERANGE;
+        return;
+    }
+    pickle_put(w, o->u.s.data, len);
+}
+
 static void pickle_float(mp__pickler *w, double f)
 {
     uint64_t bits;
@@ -132,7 +152,10 @@ static void pickle_dump(mp__pickler *w, const mp_obj *o)
         pickle_op(w, o->u.b ? MP__OP_NEWTRUE : MP__OP_NEWFALSE);
         break;
     case MP_TYPE_INT:
-        pickle_int(w, o->u.i);
+        if (mp__obj_is_bigint(o))
+            pickle_bigint(w, o);
+        else
+            pickle_int(w, o->u.i);
         break;
     case MP_TYPE_FLOAT:
         pickle_float(w, o->u.f);

@@ -16,8 +16,11 @@
  * with MP_EPROTO. In short, refused are: every opcode that imports or calls
  * code (so protocol 0-2 bytes, which CPython writes as a _codecs.encode call),
  * Python 2 strings, sets, out-of-band buffers, truncated or malformed input,
- * length fields beyond the input (before any allocation), non-UTF-8 text,
- * ints beyond int64, stack/MARK/memo misuse, nesting beyond MP_OBJ_MAX_DEPTH,
+ * length fields beyond the input (before any allocation), text that is not
+ * UTF-8 (lone surrogates in their 3-byte form, as "surrogatepass" writes
+ * them, are read), ints of more than 4300 decimal digits in protocol 0's
+ * text (Python's own int(text) limit; LONG1/LONG4 ints of any size are
+ * read, within the memory budget), stack/MARK/memo misuse, nesting beyond MP_OBJ_MAX_DEPTH,
  * unhashable keys, self-containing values, bytes after STOP or values left
  * on the stack, pickles whose memo references would expand beyond the work
  * budget below, and pickles that would make the decoder allocate beyond its
@@ -328,7 +331,8 @@ void mp__pickler_none(mp__pickler *w);
 void mp__pickler_bool(mp__pickler *w, bool v);
 void mp__pickler_int(mp__pickler *w, int64_t v);
 void mp__pickler_float(mp__pickler *w, double v);
-/* s must be valid UTF-8 (the caller checked it, or it came from a str). */
+/* s must be a str's UTF-8 (mp__str_valid: the caller checked it, or it came
+ * from a str). */
 void mp__pickler_str(mp__pickler *w, const char *s, size_t len);
 void mp__pickler_bytes(mp__pickler *w, const void *p, size_t len);
 void mp__pickler_mark(mp__pickler *w);
@@ -350,7 +354,8 @@ int mp__pickle_parse_float(const unsigned char *s, size_t n, double *out);
 
 /* Protocol 0's raw-unicode-escape (latin-1 bytes, with \uXXXX and
  * \UXXXXXXXX escapes) as UTF-8 at out, which has room for 2 * n bytes:
- * 0 with *len set, or MP_EPROTO for a bad escape or a lone surrogate. */
+ * 0 with *len set, or MP_EPROTO for a bad escape. A surrogate escape
+ * becomes its 3-byte form, as the str nodes hold it (objimpl.h). */
 int mp__pickle_raw_unicode(const unsigned char *s, size_t n, unsigned char *out, size_t *len);
 
 #endif /* MPIPC_PICKLE_H */

@@ -569,31 +569,6 @@ static int unpickle_set_items(struct unpickler *u, mp_obj *dict, size_t first)
     return 0;
 }
 
-/* Sign-extend a little-endian two's complement integer of len bytes; MP_EPROTO
- * beyond int64 (Python's LONG1/LONG4 are arbitrary precision). */
-static int unpickle_decode_long(const unsigned char *p, size_t len, int64_t *out)
-{
-    if (len == 0) {
-        *out = 0;
-        return 0;
-    }
-    unsigned char sign = (p[len - 1] & 0x80) ? 0xff : 0x00;
-    /* Bytes past the eighth must be pure sign extension of bit 63. */
-    for (size_t i = 8; i < len; i++)
-        if (p[i] != sign)
-            return MP_EPROTO;
-    if (len > 8 && ((p[7] & 0x80) ? 0xff : 0x00) != sign)
-        return MP_EPROTO;
-    size_t k = len < 8 ? len : 8;
-    uint64_t v = sign ? UINT64_MAX : 0;
-    for (size_t i = 0; i < k; i++) {
-        v &= ~((uint64_t)0xff << (8 * i));
-        v |= (uint64_t)p[i] << (8 * i);
-    }
-    *out = (int64_t)v;
-    return 0;
-}
-
 /* An int: a shared immortal node for -5..256 (no allocation), else new. */
 static int unpickle_push_int(struct unpickler *u, int64_t v)
 {
@@ -605,6 +580,46 @@ static int unpickle_push_int(struct unpickler *u, int64_t v)
         o->u.i = v;
     }
     return unpickle_push(u, o);
+}
+
+/* LONG1/LONG4's bytes (little-endian two's complement, in the input): an
+ * int64 when the value fits, else a big int node, charged like a str. The
+ * length was checked against the input before: nothing is allocated for
+ * bytes that are not there. */
+static int unpickle_push_long(struct unpickler *u, const unsigned char *p, size_t len)
+{
+    len = mp__int_canonical_len(p, len);
+    if (len <= 8)
+        return unpickle_push_int(u, mp__int_le_to_i64(p, len));
+    int rc = unpickle_charge(u, sizeof(mp_obj) + len + 1);
+    if (rc < 0)
+        return rc;
+    mp_obj *o = unpickle_arena_add(u, mp__obj_bigint(p, len));
+    return o ? unpickle_push(u, o) : -ENOMEM;
+}
+
+/* INT and LONG's decimal text: int64 at once, else a big int (Python's
+ * int(text), up to its 4300 digits; beyond, its ValueError is MP_EPROTO
+ * here, as every refused pickle). */
+static int unpickle_push_decimal(struct unpickler *u, const unsigned char *s, size_t n)
+{
+    int64_t iv;
+    if (mp__pickle_parse_int(s, n, &iv) == 0)
+        return unpickle_push_int(u, iv);
+    size_t i = n && (s[0] == '-' || s[0] == '+');
+    for (size_t k = i; k < n; k++)
+        if (s[k] < '0' || s[k] > '9')
+            return MP_EPROTO;
+    unsigned char *le;
+    size_t len;
+    int rc = mp__int_from_digits(n && s[0] == '-', (const char *)s + i, n - i, &le, &len);
+    if (rc == MP_EVALUE)
+        return MP_EPROTO;
+    if (rc < 0)
+        return rc;
+    rc = unpickle_push_long(u, le, len);
+    free(le);
+    return rc;
 }
 
 static int unpickle_push_float(struct unpickler *u, double v)
@@ -620,8 +635,8 @@ static int unpickle_push_float(struct unpickler *u, double v)
 static int unpickle_push_str(struct unpickler *u, size_t len)
 {
     const unsigned char *s = u->p + u->pos;
-    if (!mp__utf8_valid(s, len))
-        return MP_EPROTO;
+    if (!mp__str_valid(s, len))
+        return MP_EPROTO; /* Python's "utf-8" with "surrogatepass" decodes it */
     u->pos += len;
     return unpickle_push_strbytes(u, MP_TYPE_STR, s, len);
 }
@@ -696,7 +711,6 @@ static int unpickle_step(struct unpickler *u, int op, bool *stop)
     size_t len, first;
     const unsigned char *line, *line2;
     size_t len2;
-    int64_t iv;
     uint64_t v;
     mp_obj *o, *a, *b;
 
@@ -741,17 +755,13 @@ static int unpickle_step(struct unpickler *u, int op, bool *stop)
             return rc;
         if (len == 2 && line[0] == '0' && (line[1] == '0' || line[1] == '1'))
             return unpickle_push(u, mp_obj_bool(line[1] == '1')); /* protocol 0-1 True/False */
-        if ((rc = mp__pickle_parse_int(line, len, &iv)) < 0)
-            return rc;
-        return unpickle_push_int(u, iv);
+        return unpickle_push_decimal(u, line, len);
     case MP__OP_LONG:
         if ((rc = unpickle_read_line(u, &line, &len)) < 0)
             return rc;
         if (len && line[len - 1] == 'L')
             len--;
-        if ((rc = mp__pickle_parse_int(line, len, &iv)) < 0)
-            return rc;
-        return unpickle_push_int(u, iv);
+        return unpickle_push_decimal(u, line, len);
     case MP__OP_BININT:
         if ((rc = unpickle_read_le(u, 4, &v)) < 0)
             return rc;
@@ -774,9 +784,8 @@ static int unpickle_step(struct unpickler *u, int op, bool *stop)
         }
         if ((rc = unpickle_read_len(u, unpickle_width(op), &len)) < 0)
             return rc;
-        rc = unpickle_decode_long(u->p + u->pos, len, &iv);
         u->pos += len;
-        return rc < 0 ? rc : unpickle_push_int(u, iv);
+        return unpickle_push_long(u, u->p + u->pos - len, len);
     case MP__OP_FLOAT: {
         double f;
         if ((rc = unpickle_read_line(u, &line, &len)) < 0)

@@ -165,8 +165,10 @@ int mp__pickle_raw_unicode(const unsigned char *s, size_t n, unsigned char *out,
                     return MP_EPROTO;
                 cp = cp << 4 | (uint32_t)h;
             }
-            if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-                return MP_EPROTO; /* out of range, or a lone surrogate */
+            /* A lone surrogate (\udcff: protocol 0's spelling of a str
+             * from os.walk) stays one, in its 3-byte form (obj.h). */
+            if (cp > 0x10ffff)
+                return MP_EPROTO;
         } else if (cp == '\\' && i < n) {
             /* A backslash pair: both stay, and the second cannot start an
              * escape (CPython's decoder consumes them together). */

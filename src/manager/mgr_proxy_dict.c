@@ -285,6 +285,8 @@ MP_API int mp_dict_cas_int(mp_dict *d, const char *key, int64_t expected, int64_
         rc = MP_EKEY;
     else if (t != MP_TYPE_INT && t != MP_TYPE_BOOL)
         rc = MP_ETYPE;
+    else if (!mp_obj_int_fits(cur))
+        rc = -ERANGE; /* a Python int beyond int64 */
     else
         (void)mp_obj_get_int(cur, &v);
     mp_obj_free(cur);

@@ -281,6 +281,8 @@ static int sdict_add(const struct req *r)
             mp__mgr_reply_error(c, MP_ETYPE, "TypeError: the stored value is not an int");
             return 0;
         }
+        if (!mp_obj_int_fits(v))
+            return -EOVERFLOW; /* a Python int beyond int64: nothing changes */
         (void)mp_obj_get_int(v, &cur);
         if (__builtin_add_overflow(cur, delta, &sum))
             return -EOVERFLOW;
