@@ -12,13 +12,16 @@
  *
  * docs/wire.md ("Objects: the pickle subset") specifies the bytes: the
  * protocol 4 opcodes written, everything read (what CPython 3 writes for
- * these types in protocols 0-5, bytearray included), and everything refused
- * with MP_EPROTO. In short, refused are: every opcode that imports or calls
- * code (so protocol 0-2 bytes, which CPython writes as a _codecs.encode call),
- * Python 2 strings, sets, out-of-band buffers, truncated or malformed input,
+ * these types in protocols 0-5), and everything refused with MP_EPROTO.
+ * The decoder resolves a fixed table of three names and builds those values
+ * itself: builtins.bytearray, builtins.set and builtins.frozenset, each only
+ * as the callable of a REDUCE with the one argument shape CPython writes. In
+ * short, refused are: every other opcode or name that imports or calls code
+ * (so protocol 0-2 bytes, which CPython writes as a _codecs.encode call),
+ * Python 2 strings, out-of-band buffers, truncated or malformed input,
  * length fields beyond the input (before any allocation), non-UTF-8 text,
  * ints beyond int64, stack/MARK/memo misuse, nesting beyond MP_OBJ_MAX_DEPTH,
- * unhashable keys, self-containing values, bytes after STOP or values left
+ * unhashable keys and set items, self-containing values, bytes after STOP or values left
  * on the stack, pickles whose memo references would expand beyond the work
  * budget below, and pickles that would make the decoder allocate beyond its
  * memory budget below.

@@ -4,6 +4,13 @@
  * encoder is pickle.c, protocol 0's text fields unpickle_text.c. Statics
  * here start with unpickle_.
  *
+ * Names. The decoder never imports and never calls. GLOBAL / STACK_GLOBAL
+ * resolve exactly three names, builtins.bytearray, builtins.set and
+ * builtins.frozenset (module __builtin__ too, Python 2's name), to markers
+ * that only REDUCE accepts, with bytearray's () or (bytes,) and the sets'
+ * (list,) argument; REDUCE then builds the value as any opcode builds one.
+ * No other name is resolved (docs/wire.md has the table).
+ *
  * Decoding happens in two phases.
  *
  * 1. Run the pickle machine. Every node it creates goes into an arena (a
