@@ -39,9 +39,11 @@ def shapes():
     x = []
     x.append(x)
     yield x
-    yield {1, 2}
-    yield frozenset([3])
     yield 2**70
+    # sets: EMPTY_SET/ADDITEMS/FROZENSET, and set()/frozenset() of a list
+    fs = frozenset({1, 2})
+    yield from [{1, 2}, set(), frozenset([3]), frozenset(), {fs: {3}}, [fs, fs],
+                {"a", (1, 2), None, fs}, set(range(1005))]
 
 
 def write(dirname, data):

@@ -640,8 +640,10 @@ static int unpickle_frozenset(struct unpickler *u)
     size_t first;
     mp_obj *fs;
     int rc = unpickle_pop_mark(u, &first);
+    /* no items: the stack may never have been allocated */
+    mp_obj *const *items = u->stack.len > first ? u->stack.v + first : NULL;
     if (rc == 0)
-        rc = unpickle_new_set(u, MP_TYPE_FROZENSET, u->stack.v + first, u->stack.len - first, &fs);
+        rc = unpickle_new_set(u, MP_TYPE_FROZENSET, items, u->stack.len - first, &fs);
     if (rc < 0)
         return rc;
     u->stack.len = first;
