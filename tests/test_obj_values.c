@@ -449,6 +449,7 @@ static void test_loads_reads_sets_as_protocols_0_to_3_write_them(void **state)
         C("\x80\x05\x96\x02\x00\x00\x00\x00\x00\x00\x00"
           "ab.",
           "bytearray(b'ab')"),
+        C("\x80\x04(\x91.", "frozenset()"), /* FROZENSET on an empty stack */
         /* memo: a set shared by a list, BINGET of it */
         C("\x80\x04]\x94(\x8f\x94(K\x01\x90h\x01"
           "e.",
