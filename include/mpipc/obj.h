@@ -9,9 +9,10 @@
  * Ownership: a value is a tree.
  *   - Every value has exactly one owner: either the caller (a "root" value,
  *     released with mp_obj_free) or the one container it was put into.
- *   - Containers own their items: putting a value into a list, tuple or dict
- *     hands it over on success, and freeing the container frees the items.
- *     On failure nothing changes and the caller still owns what it passed.
+ *   - Containers own their items: putting a value into a list, tuple, dict,
+ *     set or frozenset hands it over on success, and freeing the container
+ *     frees the items. On failure nothing changes and the caller still owns
+ *     what it passed.
  *   - Getters return borrowed pointers that stay valid until the item is
  *     replaced or removed, or its container is freed.
  *   - There is no sharing and no reference count: a value is never inside two
@@ -378,6 +379,7 @@ MP_API int mp_obj_set_discard(mp_obj *set, const mp_obj *item);
  * is not a set or frozenset, -EINVAL for NULL. As for mp_obj_dict_next,
  * adding or discarding items meanwhile may skip or repeat items, but never
  * reads out of bounds.
+ * Ownership: *item is borrowed from set (see mp_obj_list_get).
  */
 MP_API int mp_obj_set_next(const mp_obj *set, size_t *pos, const mp_obj **item);
 
@@ -460,7 +462,9 @@ MP_API int mp_obj_dumps(const mp_obj *o, void **out, size_t *len);
  * (docs/wire.md): nothing is imported or called, and only the names of its
  * fixed table (builtins.bytearray, set, frozenset) are recognised. As
  * Python's pickle.loads does, bytes after the STOP opcode are ignored
- * (mp_conn_recv refuses them: a frame holds exactly one pickle).
+ * (mp_conn_recv refuses them: a frame holds exactly one pickle); a STOP
+ * that leaves other values or an open MARK is refused, where Python
+ * ignores them too (docs/wire.md).
  *
  * out: receives the value.
  * Returns 0; MP_EPROTO for a pickle that is refused or malformed (nothing
