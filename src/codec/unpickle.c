@@ -1010,8 +1010,8 @@ static int unpickle_step(struct unpickler *u, int op, bool *stop)
     default:
         /* BUILD, INST, OBJ, NEWOBJ, NEWOBJ_EX, EXT1/2/4, PERSID, BINPERSID:
          * they import or call code. STRING, BINSTRING, SHORT_BINSTRING:
-         * Python 2 str. NEXT_BUFFER, READONLY_BUFFER: out-of-band data. And every byte
-         * that is not an opcode. */
+         * Python 2 str. NEXT_BUFFER, READONLY_BUFFER: out-of-band data.
+         * And every byte that is not an opcode. */
         return MP_EPROTO;
     }
 }
