@@ -3,6 +3,7 @@
  *
  * Whatever the input, mp__pickle_loads must return a status without
  * crashing, leaking or touching memory it does not own (ASan/UBSan watch).
+ * mp_obj_loads must accept at least what it accepts, as the equal value.
  * When it accepts, the value must survive a round trip: dumps, loads again,
  * and the two values must print the same repr (repr, unlike ==, also tells
  * -0.0 from 0.0 and NaN from NaN) and encode to the same bytes. The copy and
@@ -31,13 +32,22 @@ static void check(int ok, const char *what)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    mp_obj *a = (mp_obj *)1;
+    mp_obj *a = (mp_obj *)1, *l = (mp_obj *)1;
     int rc = mp__pickle_loads(data, size, &a);
+    /* mp_obj_loads is the same decoder, but ignores bytes after STOP: it
+     * accepts whatever the connection's accepts, as the same value. */
+    int lrc = mp_obj_loads(data, size, &l);
+    check(lrc == 0 ? l != NULL : l == NULL, "mp_obj_loads left *out wrong");
+    check(rc != 0 || lrc == 0, "mp_obj_loads refused what mp__pickle_loads accepted");
     if (rc != 0) {
+        mp_obj_free(l);
         check(a == NULL, "failed loads left *out set");
         check(rc == MP_EPROTO || rc == -12 /* -ENOMEM */, "unexpected status");
         return 0;
     }
+    char *rl = NULL;
+    int cl = mp_obj_repr(l, &rl);
+    mp_obj_free(l);
     check(a != NULL, "loads succeeded without a value");
 
     unsigned char *p1 = NULL, *p2 = NULL;
@@ -51,8 +61,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *ra = NULL, *rb = NULL;
     int ca = mp_obj_repr(a, &ra), cb = mp_obj_repr(b, &rb);
     /* MP_EVALUE: an int of more than 4300 digits, as Python's repr. */
-    check(ca == cb && (ca == 0 || ca == MP_EVALUE), "repr failed");
+    check(ca == cb && ca == cl && (ca == 0 || ca == MP_EVALUE), "repr failed");
     check(ca != 0 || strcmp(ra, rb) == 0, "round trip changed the value");
+    check(ca != 0 || strcmp(ra, rl) == 0, "mp_obj_loads read another value");
+    free(rl);
     /* The checks below excuse a value holding a NaN; unknown when repr was
      * refused, so excused then too. */
     const char *text = ca == 0 ? ra : "nan?";

@@ -39,11 +39,13 @@ def shapes():
     x = []
     x.append(x)
     yield x
-    yield {1, 2}
-    yield frozenset([3])
     # ints beyond int64 (LONG1, LONG4, protocol 0 text) and lone surrogates
     yield [2**70, -2**70, 2**2048 + 1, {2**64: 2.0**64}]
     yield ["\udcff", "a\ud800b", "\ud83d\ude00", {"\udce9": 1}]
+    # sets: EMPTY_SET/ADDITEMS/FROZENSET, and set()/frozenset() of a list
+    fs = frozenset({1, 2})
+    yield from [{1, 2}, set(), frozenset([3]), frozenset(), {fs: {3}}, [fs, fs],
+                {"a", (1, 2), None, fs}, set(range(1005))]
 
 
 def write(dirname, data):

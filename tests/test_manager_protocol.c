@@ -529,6 +529,15 @@ static const char PY_CLIENT[] =
     "assert call(ident, 'get', 'missing', [7]) == ('#RETURN', [7])\n"
     "assert call(ident, 'get', 'a', 0) == ('#RETURN', 1)\n"
     "assert call(ident, 'add', 'a', 41) == ('#RETURN', 42)\n"
+    "# sets, frozensets (as keys too) and bytearrays, as Python sends them\n"
+    "assert call(ident, 'set', frozenset({1, 2}), {3, 4})[0] == '#RETURN'\n"
+    "assert call(ident, 'set', 'ba', bytearray(b'ab'))[0] == '#RETURN'\n"
+    "r = call(ident, 'get', frozenset({2, 1}))\n"
+    "assert r == ('#RETURN', {3, 4}) and type(r[1]) is set, r\n"
+    "r = call(ident, 'get', 'ba')\n"
+    "assert r == ('#RETURN', bytearray(b'ab')) and type(r[1]) is bytearray, r\n"
+    "r = call(ident, 'pop', 'ba')\n"
+    "assert type(r[1]) is bytearray, r\n"
     "r = call(0, 'attach', 'dict', 'nope')\n"
     "assert r[0] == '#ERROR' and r[1] == -1041, r\n"
     "c.close()\n";
@@ -551,7 +560,7 @@ static void test_a_python_client_speaks_the_protocol(void **state)
     assert_int_equal(tu_wait_child(py, 30.0), 0);
     mp_obj *o;
     TU_ASSERT_STATUS(mp_dict_copy(d, &o), 0);
-    mt_take_repr(o, "{'a': 42, 'py': [1.5, b'x', None]}");
+    mt_take_repr(o, "{'a': 42, 'py': [1.5, b'x', None], frozenset({1, 2}): {3, 4}}");
     mp_dict_free(d);
     mp_manager_free(m);
 }

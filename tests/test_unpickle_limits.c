@@ -399,6 +399,119 @@ static void test_a_dict_of_100000_nan_keys_decodes_in_linear_time(void **state)
     free(b.p);
 }
 
+/* ---- Sets ------------------------------------------------------------------ */
+
+static void test_a_huge_additems_of_distinct_ints_stays_within_the_memory_bound(void **state)
+{
+    (void)state;
+    /* One ADDITEMS of distinct BININTs, 5 input bytes each: a 48-byte node
+     * and up to 4 table entries of 40 bytes per item, charged before each
+     * growth as a dict's are. It decodes, within the bound. */
+    struct pbuf b = {0};
+    pb_put(&b, "\x80\x04\x8f(", 4);
+    size_t items = mem_test_bytes() / 5;
+    for (size_t i = 0; i < items; i++) {
+        uint32_t v = (uint32_t)(100000 + i);
+        unsigned char op[5] = {'J', (unsigned char)v, (unsigned char)(v >> 8),
+                               (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
+        pb_put(&b, op, 5);
+    }
+    pb_put(&b, "\x90.", 2);
+    struct mem_report r = decode_in_child(&b);
+    TU_ASSERT_STATUS(r.status, 0);
+    assert_peak_within("ADDITEMS of distinct ints", r, b.len, MP__PICKLE_MEM_FACTOR);
+    free(b.p);
+}
+
+static void test_a_million_duplicate_set_items_cost_a_lookup_each(void **state)
+{
+    (void)state;
+    /* A memoized 64 KiB str added a million times (BINGET, 2 bytes each):
+     * Python's set keeps one item; so do we, and each duplicate is found by
+     * identity, not by comparing 64 KiB. Then the same with equal but
+     * distinct strs, whose comparisons the input itself pays for. */
+    struct pbuf b = {0};
+    size_t big = 64 << 10;
+    pb_put(&b, "\x80\x04X", 3);
+    unsigned char len4[4] = {0, 0, 1, 0}; /* 65536 */
+    pb_put(&b, len4, 4);
+    char *text = malloc(big);
+    assert_non_null(text);
+    memset(text, 'a', big);
+    pb_put(&b, text, big);
+    pb_put(&b,
+           "\x94"
+           "0\x8f(",
+           4); /* MEMOIZE (key 0), POP, EMPTY_SET, MARK */
+    for (int i = 0; i < 1000000; i++)
+        pb_put(&b, "h\x00", 2);
+    pb_put(&b, "\x90.", 2);
+    double t0 = tu_now();
+    mp_obj *o = loads_ok(b.p, b.len);
+    double took = tu_now() - t0;
+    assert_int_equal(mp_obj_type(o), MP_TYPE_SET);
+    assert_int_equal(mp_obj_len(o), 1);
+    if (took > 2.0 * slowdown())
+        fail_msg("a million duplicates took %.2f s", took);
+    mp_obj_free(o);
+    /* 200 equal, distinct 64 KiB strs: 13 MB of input, compared once each */
+    struct pbuf c = {0};
+    pb_put(&c, "\x80\x04\x8f(", 4);
+    for (int i = 0; i < 200; i++) {
+        pb_put(&c, "X", 1);
+        pb_put(&c, len4, 4);
+        pb_put(&c, text, big);
+    }
+    pb_put(&c, "\x90.", 2);
+    o = loads_ok(c.p, c.len);
+    assert_int_equal(mp_obj_len(o), 1);
+    mp_obj_free(o);
+    free(c.p);
+    free(text);
+    free(b.p);
+}
+
+/* F0 = frozenset({0}); F(k+1) = frozenset({(Fk, 1), (Fk, 2)}), each level
+ * memoized and referenced twice: 2**levels nodes as a tree. */
+static void nested_frozensets(struct pbuf *b, int levels)
+{
+    b->len = 0;
+    pb_put(b,
+           "\x80\x04(K\x00\x91\x94"
+           "0",
+           8); /* F0 in memo 0, popped */
+    for (int k = 0; k < levels; k++) {
+        unsigned char key = (unsigned char)k;
+        unsigned char lvl[] = {'(', 'h', key, 'K',  1,    0x86, 'h',
+                               key, 'K', 2,   0x86, 0x91, 0x94, '0'};
+        pb_put(b, lvl, sizeof lvl);
+    }
+    unsigned char last[] = {'h', (unsigned char)levels, '.'};
+    pb_put(b, last, sizeof last);
+}
+
+static void test_frozensets_shared_level_after_level_hash_once_and_copy_within_budget(void **state)
+{
+    (void)state;
+    /* Hashing (Fk, 1) hashes Fk: were a frozenset's hash not kept, each
+     * level would hash the one below twice, 2**levels work. Placing makes
+     * the copies Python's sharing stands for: 12 levels fit the work
+     * budget; 60 would be 2**60 nodes, refused at the budget, quickly. */
+    struct pbuf b = {0};
+    nested_frozensets(&b, 12);
+    mp_obj *o = loads_ok(b.p, b.len);
+    assert_int_equal(mp_obj_type(o), MP_TYPE_FROZENSET);
+    assert_int_equal(mp_obj_len(o), 2);
+    mp_obj_free(o);
+    nested_frozensets(&b, 60);
+    double t0 = tu_now();
+    assert_refused(b.p, b.len);
+    double took = tu_now() - t0;
+    if (took > 5.0 * slowdown())
+        fail_msg("refusing 60 levels took %.2f s", took);
+    free(b.p);
+}
+
 int main(int argc, char **argv)
 {
     tu_filter(argc, argv);
@@ -412,6 +525,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_loads_the_costliest_legitimate_pickles_within_the_budget),
         cmocka_unit_test(test_a_memoized_nan_is_one_object_as_in_python),
         cmocka_unit_test(test_a_dict_of_100000_nan_keys_decodes_in_linear_time),
+        cmocka_unit_test(test_a_huge_additems_of_distinct_ints_stays_within_the_memory_bound),
+        cmocka_unit_test(test_a_million_duplicate_set_items_cost_a_lookup_each),
+        cmocka_unit_test(test_frozensets_shared_level_after_level_hash_once_and_copy_within_budget),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,16 +2,18 @@
  * libmpipc - values: the C side of the Python objects a Connection carries.
  *
  * An mp_obj is one of None, bool, int (any size, as in Python), float
- * (double), str (UTF-8), bytes, list, tuple or dict. mp_conn_send() pickles it so that a Python
+ * (double), str (UTF-8), bytes, list, tuple, dict, set, frozenset or
+ * bytearray. mp_conn_send() pickles it so that a Python
  * peer's recv() gets the equal Python object, and mp_conn_recv() turns what a
  * Python peer sent back into an mp_obj.
  *
  * Ownership: a value is a tree.
  *   - Every value has exactly one owner: either the caller (a "root" value,
  *     released with mp_obj_free) or the one container it was put into.
- *   - Containers own their items: putting a value into a list, tuple or dict
- *     hands it over on success, and freeing the container frees the items.
- *     On failure nothing changes and the caller still owns what it passed.
+ *   - Containers own their items: putting a value into a list, tuple, dict,
+ *     set or frozenset hands it over on success, and freeing the container
+ *     frees the items. On failure nothing changes and the caller still owns
+ *     what it passed.
  *   - Getters return borrowed pointers that stay valid until the item is
  *     replaced or removed, or its container is freed.
  *   - There is no sharing and no reference count: a value is never inside two
@@ -67,9 +69,10 @@
  *   - dict hashing is keyed with 128 random bits per process (from the
  *     kernel), for every key type, so a peer cannot choose keys that
  *     collide: a dict built from received data stays O(1) per insert.
- *   - dict keys must be hashable: None, bool, int, float, str, bytes, or a
- *     tuple of hashable values. A list or dict as key is Python's TypeError
- *     (MP_ETYPE). Dicts keep insertion order (Python 3.7+).
+ *   - dict keys and set items must be hashable: None, bool, int, float,
+ *     str, bytes, or a tuple or frozenset of hashable values. A list, dict,
+ *     set or bytearray as key is Python's TypeError (MP_ETYPE). Dicts keep
+ *     insertion order (Python 3.7+).
  *   - tuples are immutable once they are inside another value; a root tuple
  *     can still be filled with mp_obj_tuple_append.
  *
@@ -100,7 +103,8 @@
 extern "C" {
 #endif
 
-/* A value: None, bool, int, float, str, bytes, list, tuple or dict. */
+/* A value: None, bool, int, float, str, bytes, list, tuple, dict, set,
+ * frozenset or bytearray. */
 typedef struct mp_obj mp_obj;
 
 /* The kinds of value, as returned by mp_obj_type(). */
@@ -114,6 +118,9 @@ typedef enum mp_type {
     MP_TYPE_LIST,
     MP_TYPE_TUPLE,
     MP_TYPE_DICT,
+    MP_TYPE_SET,
+    MP_TYPE_FROZENSET,
+    MP_TYPE_BYTEARRAY,
 } mp_type;
 
 /* The deepest nesting of containers a value may have: [] nests 1 deep,
@@ -188,7 +195,8 @@ MP_API void mp_obj_free(mp_obj *o);
 MP_API int mp_obj_type(const mp_obj *o);
 
 /* mp_type_name - Python's name of a type ("NoneType", "bool", "int", "float",
- * "str", "bytes", "list", "tuple", "dict"); "?" for anything else. Static. */
+ * "str", "bytes", "list", "tuple", "dict", "set", "frozenset", "bytearray");
+ * "?" for anything else. Static. */
 MP_API const char *mp_type_name(int type);
 
 /*
@@ -207,8 +215,9 @@ MP_API const char *mp_type_name(int type);
  *                   NULs). Lone surrogates are in their 3-byte form ED
  *                   A0..BF xx, which strict UTF-8 readers refuse (see
  *                   mp_obj_str_fsencode for file names). len may be NULL.
- * mp_obj_get_bytes  bytes: *p points at them (followed by a NUL not counted
- *                   in *len). len may be NULL.
+ * mp_obj_get_bytes  bytes or a bytearray (both are "bytes-like" in Python):
+ *                   *p points at them (followed by a NUL not counted in
+ *                   *len). len may be NULL.
  * Ownership: *s and *p are borrowed from o and live as long as o.
  */
 MP_API int mp_obj_get_bool(const mp_obj *o, bool *v);
@@ -221,8 +230,8 @@ MP_API int mp_obj_get_bytes(const mp_obj *o, const unsigned char **p, size_t *le
 MP_API bool mp_obj_is_none(const mp_obj *o);
 
 /*
- * mp_obj_len - Python's len(o): the number of items of a list, tuple or dict,
- * of bytes in bytes, of code points in a str.
+ * mp_obj_len - Python's len(o): the number of items of a list, tuple, dict,
+ * set or frozenset, of bytes in bytes or a bytearray, of code points in a str.
  *
  * Returns the length; MP_ETYPE for None, bool, int and float; -EINVAL for
  * NULL.
@@ -438,11 +447,103 @@ MP_API int mp_obj_dict_del(mp_obj *d, const mp_obj *key);
  */
 MP_API int mp_obj_dict_next(const mp_obj *d, size_t *pos, const mp_obj **key, mp_obj **value);
 
+/* ---- Sets and frozensets -----------------------------------------------
+ *
+ * A set holds distinct hashable items (the key types of a dict, frozensets
+ * included), in insertion order here (Python's own order follows hashes, so
+ * a received set's order is its pickle's). Equality is set equality, in any
+ * order, and a set equals a frozenset with the same items, as in Python.
+ * A frozenset is hashable (a dict key or a set item) and immutable once it
+ * is inside another value. A C program builds one as it builds a tuple:
+ * mp_obj_frozenset_new(), then mp_obj_set_add() while it is still a root.
+ */
+
+/* An empty set; an empty frozenset (fill it with mp_obj_set_add before
+ * putting it anywhere). NULL when memory runs out. Ownership: the caller's. */
+MP_API mp_obj *mp_obj_set_new(void);
+MP_API mp_obj *mp_obj_frozenset_new(void);
+
+/*
+ * mp_obj_set_add - Python's set.add(item).
+ *
+ * set:   a set, or a frozenset that is a root value (a frozenset inside a
+ *        value is immutable: -EINVAL).
+ * item:  a hashable root value (see the top of this file), not set's root.
+ *
+ * If an equal item is present it stays, and the item passed in is freed,
+ * as mp_obj_dict_set does with a key. Returns 0; MP_ETYPE if set is not a
+ * set or frozenset, or item is unhashable (Python's TypeError); MP_EVALUE
+ * for nesting beyond MP_OBJ_MAX_DEPTH; -EINVAL for NULL or misused
+ * arguments; -ENOMEM.
+ * Ownership: on success the set owns item (or has freed it); on failure the
+ * caller still owns it.
+ */
+MP_API int mp_obj_set_add(mp_obj *set, mp_obj *item);
+
+/*
+ * mp_obj_set_contains - Python's item in set, for a set or frozenset.
+ *
+ * Returns 1 or 0; MP_ETYPE if set is not a set or frozenset or item is
+ * unhashable (Python raises TypeError for `[] in s`); -EINVAL for NULL.
+ * Ownership: item stays the caller's.
+ */
+MP_API int mp_obj_set_contains(const mp_obj *set, const mp_obj *item);
+
+/*
+ * mp_obj_set_discard - Python's set.discard(item): removes (and frees) the
+ * item equal to item, if there is one.
+ *
+ * Returns 1 when an item was removed, 0 when none was present; MP_ETYPE if
+ * set is not a set (a frozenset has no discard) or item is unhashable;
+ * -EINVAL for NULL. Ownership: item stays the caller's.
+ */
+MP_API int mp_obj_set_discard(mp_obj *set, const mp_obj *item);
+
+/*
+ * mp_obj_set_next - iterate over a set or frozenset (in insertion order).
+ *
+ * pos:   the iteration state: set *pos = 0 before the first call.
+ * item:  receives a borrowed pointer to the next item (may be NULL); it
+ *        must not be modified.
+ *
+ * Returns 1 with the next item, 0 when there are no more, MP_ETYPE if set
+ * is not a set or frozenset, -EINVAL for NULL. As for mp_obj_dict_next,
+ * adding or discarding items meanwhile may skip or repeat items, but never
+ * reads out of bounds.
+ * Ownership: *item is borrowed from set (see mp_obj_list_get).
+ */
+MP_API int mp_obj_set_next(const mp_obj *set, size_t *pos, const mp_obj **item);
+
+/* ---- Bytearrays -------------------------------------------------------- */
+
+/*
+ * mp_obj_bytearray - a bytearray holding a copy of len bytes at p (p may be
+ * NULL when len is 0). It reads like bytes (mp_obj_get_bytes, mp_obj_len),
+ * equals the bytes with the same contents (b'ab' == bytearray(b'ab') in
+ * Python), is unhashable (not a dict key or set item) and has its own repr,
+ * bytearray(b'ab'). Its length is fixed; its bytes can be changed in place
+ * with mp_obj_get_bytes_mut.
+ *
+ * Returns the new value, or NULL for p NULL with len > 0 or when memory
+ * runs out. Ownership: the caller's.
+ */
+MP_API mp_obj *mp_obj_bytearray(const void *p, size_t len);
+
+/*
+ * mp_obj_get_bytes_mut - the bytes of a bytearray, writable in place
+ * (Python's ba[i] = x): *p points at *len bytes (len may be NULL).
+ *
+ * Returns 0; MP_ETYPE if o is not a bytearray (bytes are immutable);
+ * -EINVAL for NULL. Ownership: *p is borrowed from o and lives as long as o.
+ */
+MP_API int mp_obj_get_bytes_mut(mp_obj *o, unsigned char **p, size_t *len);
+
 /* ---- Whole values ------------------------------------------------------ */
 
 /*
  * mp_obj_equal - Python's a == b, deep. Values of different types compare
- * unequal, except the numbers (bool, int, float compare by value). NaN is not
+ * unequal, except the numbers (bool, int, float compare by value), bytes
+ * and bytearray (by contents), and set and frozenset (by items). NaN is not
  * equal to itself as a float, but a container is equal to itself, as in
  * Python (identity comes first in container comparisons). Dicts are equal
  * when they hold equal keys mapped to equal values, in any order. false if
@@ -463,7 +564,9 @@ MP_API mp_obj *mp_obj_copy(const mp_obj *o);
 /*
  * mp_obj_repr - Python's repr(o), character for character: 'it''s' as
  * "it's", escapes \n \t \r \\ \xhh \uhhhh \Uhhhhhhhh as Python 3.11 chooses
- * them (Unicode 14 printability), b'..' for bytes, the shortest float that
+ * them (Unicode 14 printability), b'..' for bytes, bytearray(b'..'),
+ * {1, 2}, set(), frozenset({1, 2}) and frozenset() (items in insertion
+ * order, where Python's follow their hashes), the shortest float that
  * reads back to the same double ('0.1', '1e+16', 'inf', 'nan', '-0.0'),
  * (1,) for a one-item tuple, {'a': 1} for dicts in insertion order.
  *
@@ -589,6 +692,33 @@ MP_API int mp_obj_parse(const mp_obj *obj, const char *fmt, ...);
 /* mp_obj_vparse - mp_obj_parse with a va_list (not consumed: the call
  * works on va_copy). */
 MP_API int mp_obj_vparse(const mp_obj *obj, const char *fmt, va_list ap);
+/*
+ * mp_obj_dumps - Python's pickle.dumps(o, protocol=4): the exact pickle
+ * mp_conn_send() puts in a frame (no FRAME opcode and no memo, which
+ * Python's loads does not need).
+ *
+ * out, len: receive the pickle and its length.
+ * Returns 0; -EINVAL for NULL arguments; -ENOMEM (then *out is NULL).
+ * Ownership: the caller frees *out with free(); o stays the caller's.
+ */
+MP_API int mp_obj_dumps(const mp_obj *o, void **out, size_t *len);
+
+/*
+ * mp_obj_loads - Python's pickle.loads(buf): decodes one pickle with the
+ * decoder mp_conn_recv() uses, with the same limits and refusals
+ * (docs/wire.md): nothing is imported or called, and only the names of its
+ * fixed table (builtins.bytearray, set, frozenset) are recognised. As
+ * Python's pickle.loads does, bytes after the STOP opcode are ignored
+ * (mp_conn_recv refuses them: a frame holds exactly one pickle); a STOP
+ * that leaves other values or an open MARK is refused, where Python
+ * ignores them too (docs/wire.md).
+ *
+ * out: receives the value.
+ * Returns 0; MP_EPROTO for a pickle that is refused or malformed (nothing
+ * leaks); -EINVAL for NULL arguments; -ENOMEM. On failure *out is NULL.
+ * Ownership: the caller frees *out with mp_obj_free().
+ */
+MP_API int mp_obj_loads(const void *buf, size_t len, mp_obj **out);
 
 #ifdef __cplusplus
 }

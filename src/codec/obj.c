@@ -150,7 +150,7 @@ void mp__obj_free_node(mp_obj *o)
         return;
     if (obj_is_seq(o))
         free(o->u.seq.items);
-    else if (o->type == MP_TYPE_DICT)
+    else if (mp__obj_is_table(o))
         free(o->u.d.entries);
     free(o);
 }
@@ -162,12 +162,12 @@ void mp__obj_free_tree(mp_obj *o)
     if (obj_is_seq(o)) {
         for (size_t i = 0; i < o->u.seq.len; i++)
             mp__obj_free_tree(o->u.seq.items[i]);
-    } else if (o->type == MP_TYPE_DICT) {
+    } else if (mp__obj_is_table(o)) {
         for (size_t i = 0; i < o->u.d.n; i++) {
             struct mp__dict_entry *e = &o->u.d.entries[i];
             if (e->key) {
                 mp__obj_free_tree(e->key);
-                mp__obj_free_tree(e->value);
+                mp__obj_free_tree(e->value); /* NULL in a set: nothing */
             }
         }
     }
@@ -242,6 +242,13 @@ MP_API mp_obj *mp_obj_bytes(const void *p, size_t len)
     return mp__obj_strbytes(MP_TYPE_BYTES, p, len);
 }
 
+MP_API mp_obj *mp_obj_bytearray(const void *p, size_t len)
+{
+    if (!p && len)
+        return NULL;
+    return mp__obj_strbytes(MP_TYPE_BYTEARRAY, p, len);
+}
+
 MP_API mp_obj *mp_obj_list_new(void)
 {
     mp_obj *o = mp__obj_alloc(MP_TYPE_LIST);
@@ -261,6 +268,22 @@ MP_API mp_obj *mp_obj_tuple_new(void)
 MP_API mp_obj *mp_obj_dict_new(void)
 {
     mp_obj *o = mp__obj_alloc(MP_TYPE_DICT);
+    if (o)
+        o->height = 1;
+    return o;
+}
+
+MP_API mp_obj *mp_obj_set_new(void)
+{
+    mp_obj *o = mp__obj_alloc(MP_TYPE_SET);
+    if (o)
+        o->height = 1;
+    return o;
+}
+
+MP_API mp_obj *mp_obj_frozenset_new(void)
+{
+    mp_obj *o = mp__obj_alloc(MP_TYPE_FROZENSET);
     if (o)
         o->height = 1;
     return o;
@@ -296,6 +319,12 @@ MP_API const char *mp_type_name(int type)
         return "tuple";
     case MP_TYPE_DICT:
         return "dict";
+    case MP_TYPE_SET:
+        return "set";
+    case MP_TYPE_FROZENSET:
+        return "frozenset";
+    case MP_TYPE_BYTEARRAY:
+        return "bytearray";
     default:
         return "?";
     }
@@ -359,12 +388,23 @@ MP_API int mp_obj_get_str(const mp_obj *o, const char **s, size_t *len)
     return obj_get_data(o, MP_TYPE_STR, s, len);
 }
 
+/* bytes or a bytearray: Python's bytes-like objects, read alike. */
 MP_API int mp_obj_get_bytes(const mp_obj *o, const unsigned char **p, size_t *len)
 {
     const char *s;
-    int rc = obj_get_data(o, MP_TYPE_BYTES, p ? &s : NULL, len);
+    int type = o && o->type == MP_TYPE_BYTEARRAY ? MP_TYPE_BYTEARRAY : MP_TYPE_BYTES;
+    int rc = obj_get_data(o, type, p ? &s : NULL, len);
     if (rc == 0)
         *p = (const unsigned char *)s;
+    return rc;
+}
+
+MP_API int mp_obj_get_bytes_mut(mp_obj *o, unsigned char **p, size_t *len)
+{
+    const char *s;
+    int rc = obj_get_data(o, MP_TYPE_BYTEARRAY, p ? &s : NULL, len);
+    if (rc == 0)
+        *p = (unsigned char *)(uintptr_t)s; /* the node's own bytes (mp__obj_strbytes) */
     return rc;
 }
 
@@ -377,8 +417,11 @@ MP_API ssize_t mp_obj_len(const mp_obj *o)
     case MP_TYPE_TUPLE:
         return (ssize_t)o->u.seq.len;
     case MP_TYPE_DICT:
+    case MP_TYPE_SET:
+    case MP_TYPE_FROZENSET:
         return (ssize_t)o->u.d.used;
     case MP_TYPE_BYTES:
+    case MP_TYPE_BYTEARRAY:
         return (ssize_t)o->u.s.len;
     case MP_TYPE_STR: {
         /* Valid UTF-8: one code point per byte that is not a continuation. */
@@ -541,11 +584,11 @@ int mp__list_insert(mp_obj *list, size_t i, mp_obj *item)
 static size_t obj_node_cost(const mp_obj *o)
 {
     size_t c = sizeof(mp_obj);
-    if (o->type == MP_TYPE_STR || o->type == MP_TYPE_BYTES || mp__obj_is_bigint(o))
+    if (mp__obj_is_strbytes(o) || mp__obj_is_bigint(o))
         c += o->u.s.len + 1;
     else if (obj_is_seq(o))
         c += o->u.seq.len * sizeof(mp_obj *);
-    else if (o->type == MP_TYPE_DICT)
+    else if (mp__obj_is_table(o))
         c += o->u.d.used * (sizeof(struct mp__dict_entry) + 4 * sizeof(size_t));
     return c;
 }
@@ -569,7 +612,7 @@ int mp__obj_copy_limited(const mp_obj *o, size_t *budget, mp_obj **out)
     if (rc < 0)
         return rc;
     mp_obj *c;
-    if (o->type == MP_TYPE_STR || o->type == MP_TYPE_BYTES || mp__obj_is_bigint(o)) {
+    if (mp__obj_is_strbytes(o) || mp__obj_is_bigint(o)) {
         c = mp__obj_strbytes(o->type, o->u.s.data, o->u.s.len);
         if (!c)
             return -ENOMEM;
@@ -594,14 +637,16 @@ int mp__obj_copy_limited(const mp_obj *o, size_t *budget, mp_obj **out)
                 c->u.seq.items[c->u.seq.len++] = item;
             }
         }
-    } else if (o->type == MP_TYPE_DICT) {
+    } else if (mp__obj_is_table(o)) {
+        c->flags = o->flags & MP__F_HASHED; /* a frozenset's hash */
+        c->fs_hash = o->fs_hash;
         for (size_t i = 0; rc == 0 && i < o->u.d.n; i++) {
             const struct mp__dict_entry *e = &o->u.d.entries[i];
             if (!e->key)
                 continue;
             mp_obj *k = NULL, *v = NULL;
             rc = mp__obj_copy_limited(e->key, budget, &k);
-            if (rc == 0)
+            if (rc == 0 && e->value) /* a set's entries have no value */
                 rc = mp__obj_copy_limited(e->value, budget, &v);
             if (rc == 0)
                 rc = mp__dict_insert_new(c, k, v, e->hash);
@@ -611,7 +656,8 @@ int mp__obj_copy_limited(const mp_obj *o, size_t *budget, mp_obj **out)
                 break;
             }
             mp__obj_move(k, NULL, c);
-            mp__obj_move(v, NULL, c);
+            if (v)
+                mp__obj_move(v, NULL, c);
         }
     } else {
         c->u = o->u; /* a scalar; a NaN keeps its identity (objimpl.h) */

@@ -173,6 +173,42 @@ static bool dict_same_object(const mp_obj *a, const mp_obj *b)
 #define XXPRIME_2 UINT64_C(14029467366897019727)
 #define XXPRIME_5 UINT64_C(2870177450012600261)
 
+/*
+ * A frozenset's hash: the same whatever the order of its items, as equal
+ * frozensets may hold them in any order. Each item's hash (keyed already,
+ * and stored in its entry) is mixed on its own and the results summed, the
+ * way CPython's frozenset hash combines its items. It is kept in 32 bits,
+ * in what would be padding in the node (objimpl.h): a frozenset is hashed
+ * once, when it becomes immutable, not once per lookup that reaches it -
+ * which matters for frozensets of frozensets a pickle shares in many places.
+ */
+static int dict_hash_frozenset(const mp_obj *o, bool cache, uint64_t *h)
+{
+    if (o->flags & MP__F_HASHED) {
+        *h = o->fs_hash;
+        return 0;
+    }
+    uint64_t acc = (uint64_t)o->u.d.used * XXPRIME_5;
+    for (size_t i = 0; i < o->u.d.n; i++) {
+        const struct mp__dict_entry *e = &o->u.d.entries[i];
+        if (!e->key)
+            continue;
+        uint64_t x = e->hash ^ (e->hash >> 31);
+        x *= XXPRIME_2;
+        acc += x ^ (x >> 29);
+    }
+    acc ^= acc >> 32;
+    acc *= XXPRIME_1;
+    uint32_t folded = (uint32_t)(acc >> 32);
+    *h = folded;
+    if (cache) {
+        mp_obj *w = (mp_obj *)o;
+        w->fs_hash = folded;
+        w->flags |= MP__F_HASHED;
+    }
+    return 0;
+}
+
 int mp__obj_hash(const mp_obj *o, bool cache, uint64_t *h)
 {
     int64_t iv;
@@ -261,8 +297,10 @@ int mp__obj_hash(const mp_obj *o, bool cache, uint64_t *h)
         }
         return 0;
     }
+    case MP_TYPE_FROZENSET:
+        return dict_hash_frozenset(o, cache, h);
     default:
-        return MP_ETYPE; /* list, dict: unhashable, as in Python */
+        return MP_ETYPE; /* list, dict, set, bytearray: unhashable, as in Python */
     }
 }
 
@@ -309,6 +347,20 @@ static bool dict_numbers_equal(const mp_obj *a, const mp_obj *b)
 static int dict_lookup(const mp_obj *d, const mp_obj *key, uint64_t h, size_t *work,
                        size_t *slot_out, size_t *entry_out);
 
+/* The types Python compares with each other by contents: bytes with
+ * bytearray (b'a' == bytearray(b'a')), set with frozenset. */
+static int dict_kind(const mp_obj *o)
+{
+    switch (o->type) {
+    case MP_TYPE_BYTEARRAY:
+        return MP_TYPE_BYTES;
+    case MP_TYPE_FROZENSET:
+        return MP_TYPE_SET;
+    default:
+        return o->type;
+    }
+}
+
 static int dict_eq_items(const mp_obj *a, const mp_obj *b, size_t *work);
 
 /*
@@ -326,13 +378,14 @@ static int dict_eq_rec(const mp_obj *a, const mp_obj *b, size_t *work)
     }
     if (dict_is_number(a) && dict_is_number(b))
         return dict_numbers_equal(a, b);
-    if (a->type != b->type)
+    if (a->type != b->type && dict_kind(a) != dict_kind(b))
         return 0;
     switch (a->type) {
     case MP_TYPE_NONE:
         return 1;
     case MP_TYPE_STR:
     case MP_TYPE_BYTES:
+    case MP_TYPE_BYTEARRAY:
         if (a->u.s.len != b->u.s.len)
             return 0;
         if (work) {
@@ -363,6 +416,21 @@ static int dict_eq_rec(const mp_obj *a, const mp_obj *b, size_t *work)
             if (rc <= 0)
                 return rc;
             rc = dict_eq_items(e->value, b->u.d.entries[idx].value, work);
+            if (rc <= 0)
+                return rc;
+        }
+        return 1;
+    case MP_TYPE_SET:
+    case MP_TYPE_FROZENSET:
+        /* Same size, and every item of a is in b: the same items. */
+        if (a->u.d.used != b->u.d.used)
+            return 0;
+        for (size_t i = 0; i < a->u.d.n; i++) {
+            const struct mp__dict_entry *e = &a->u.d.entries[i];
+            if (!e->key)
+                continue;
+            size_t slot, idx;
+            int rc = dict_lookup(b, e->key, e->hash, work, &slot, &idx);
             if (rc <= 0)
                 return rc;
         }
@@ -707,6 +775,106 @@ MP_API int mp_obj_dict_next(const mp_obj *d, size_t *pos, const mp_obj **key, mp
         return 1;
     }
     return 0;
+}
+
+/* ---- Sets ------------------------------------------------------------------
+ *
+ * A set or frozenset is the dict table with keys only: each entry's value
+ * is NULL. Everything that walks a table (free, copy, placing a decoded
+ * value) skips the NULL values.
+ */
+
+static bool dict_is_set(const mp_obj *o)
+{
+    return o->type == MP_TYPE_SET || o->type == MP_TYPE_FROZENSET;
+}
+
+MP_API int mp_obj_set_add(mp_obj *set, mp_obj *item)
+{
+    if (!set || !item)
+        return -EINVAL;
+    if (!dict_is_set(set))
+        return MP_ETYPE;
+    if (set->type == MP_TYPE_FROZENSET && set->parent)
+        return -EINVAL; /* inside a value: immutable (it may be a dict key) */
+    int rc = mp__obj_check_insert(set, item);
+    if (rc < 0)
+        return rc;
+    uint64_t h;
+    if ((rc = mp__obj_hash(item, true, &h)) < 0)
+        return rc;
+    size_t slot, idx;
+    rc = dict_lookup(set, item, h, NULL, &slot, &idx);
+    if (rc < 0)
+        return rc;
+    if (rc == 1) {
+        mp__obj_free_tree(item); /* Python keeps the item already there */
+        return 0;
+    }
+    if ((rc = mp__dict_insert_new(set, item, NULL, h)) < 0)
+        return rc;
+    set->flags &= (uint8_t)~MP__F_HASHED; /* a root frozenset being built */
+    mp__obj_move(item, NULL, set);
+    mp__obj_raise_heights(set, item->height);
+    return 0;
+}
+
+MP_API int mp_obj_set_contains(const mp_obj *set, const mp_obj *item)
+{
+    if (!set || !item)
+        return -EINVAL;
+    if (!dict_is_set(set))
+        return MP_ETYPE;
+    size_t slot, idx;
+    return dict_find(set, item, &slot, &idx);
+}
+
+MP_API int mp_obj_set_discard(mp_obj *set, const mp_obj *item)
+{
+    if (!set || !item)
+        return -EINVAL;
+    if (set->type != MP_TYPE_SET)
+        return MP_ETYPE;
+    size_t slot, idx;
+    int rc = dict_find(set, item, &slot, &idx);
+    if (rc <= 0)
+        return rc;
+    mp_obj *k, *v;
+    dict_unlink(set, slot, idx, &k, &v);
+    MP__ASSERT(v == NULL);
+    mp__obj_free_tree(k);
+    return 1;
+}
+
+MP_API int mp_obj_set_next(const mp_obj *set, size_t *pos, const mp_obj **item)
+{
+    if (!set || !pos)
+        return -EINVAL;
+    if (!dict_is_set(set))
+        return MP_ETYPE;
+    while (*pos < set->u.d.n) {
+        const struct mp__dict_entry *e = &set->u.d.entries[(*pos)++];
+        if (!e->key)
+            continue;
+        if (item)
+            *item = e->key;
+        return 1;
+    }
+    return 0;
+}
+
+int mp__set_store(mp_obj *set, mp_obj *item, size_t *work, bool *added)
+{
+    uint64_t h;
+    int rc = mp__obj_hash(item, true, &h);
+    if (rc < 0)
+        return rc;
+    size_t slot, idx;
+    rc = dict_lookup(set, item, h, work, &slot, &idx);
+    if (rc < 0)
+        return rc;
+    *added = rc == 0;
+    return rc ? 0 : mp__dict_insert_new(set, item, NULL, h);
 }
 
 /* ---- Operations for the manager server (objimpl.h) ---------------------- */

@@ -358,10 +358,40 @@ repr_scalar(struct repr_buf *b, const mp_obj *o)
     case MP_TYPE_BYTES:
         repr_bytes(b, o);
         break;
+    case MP_TYPE_BYTEARRAY:
+        repr_puts(b, "bytearray(");
+        repr_bytes(b, o);
+        repr_putc(b, ')');
+        break;
     default:
         repr_puts(b, "?");
         break;
     }
+}
+
+static void repr_obj(struct repr_buf *b, const mp_obj *o);
+
+/* {1, 2}, frozenset({1, 2}); empty: set(), frozenset() (as Python, since
+ * {} is a dict). */
+static void repr_set(struct repr_buf *b, const mp_obj *o)
+{
+    bool frozen = o->type == MP_TYPE_FROZENSET;
+    if (o->u.d.used == 0) {
+        repr_puts(b, frozen ? "frozenset()" : "set()");
+        return;
+    }
+    repr_puts(b, frozen ? "frozenset({" : "{");
+    bool first = true;
+    for (size_t i = 0; i < o->u.d.n; i++) {
+        const struct mp__dict_entry *e = &o->u.d.entries[i];
+        if (!e->key)
+            continue;
+        if (!first)
+            repr_puts(b, ", ");
+        first = false;
+        repr_obj(b, e->key);
+    }
+    repr_puts(b, frozen ? "})" : "}");
 }
 
 static void repr_obj(struct repr_buf *b, const mp_obj *o)
@@ -398,6 +428,10 @@ static void repr_obj(struct repr_buf *b, const mp_obj *o)
         repr_putc(b, '}');
         break;
     }
+    case MP_TYPE_SET:
+    case MP_TYPE_FROZENSET:
+        repr_set(b, o);
+        break;
     default:
         repr_scalar(b, o);
         break;

@@ -38,7 +38,7 @@
 #include <stdint.h>
 
 /* flags */
-#define MP__F_HASHED   0x01u /* u.s.hash / u.seq.hash holds the key hash */
+#define MP__F_HASHED   0x01u /* u.s.hash / u.seq.hash / fs_hash holds the key hash */
 #define MP__F_GREY     0x02u /* unpickle.c: being placed (on the DFS path) */
 #define MP__F_BLACK    0x04u /* unpickle.c: placed in the result tree */
 #define MP__F_IMMORTAL 0x08u /* a shared static node: never written or freed */
@@ -51,10 +51,12 @@ struct mp__dict_entry {
 };
 
 struct mp_obj {
-    uint8_t type;    /* enum mp_type, or an internal MP__TYPE_ below */
-    uint8_t flags;   /* MP__F_ */
-    uint16_t height; /* containers nested here: 0 scalar, 1 for [], ... */
-    mp_obj *parent;  /* the container that owns this node; NULL for a root */
+    uint8_t type;     /* enum mp_type, or an internal MP__TYPE_ below */
+    uint8_t flags;    /* MP__F_ */
+    uint16_t height;  /* containers nested here: 0 scalar, 1 for [], ... */
+    uint32_t fs_hash; /* frozenset: its hash when MP__F_HASHED (in what would
+                       * be padding: a node stays 48 bytes) */
+    mp_obj *parent;   /* the container that owns this node; NULL for a root */
     union {
         bool b;
         int64_t i;
@@ -74,7 +76,8 @@ struct mp_obj {
             size_t len, cap;
             uint64_t hash;
         } seq;
-        struct { /* dict: entries in insertion order, then the index of 2*cap
+        struct { /* dict, set, frozenset (a set's entries have value NULL):
+                  * entries in insertion order, then the index of 2*cap
                   * slots, in one block */
             struct mp__dict_entry *entries;
             size_t used; /* live entries */
@@ -83,6 +86,18 @@ struct mp_obj {
         } d;
     } u;
 };
+
+/* The types whose nodes use u.d: dict, set and frozenset. */
+static inline bool mp__obj_is_table(const mp_obj *o)
+{
+    return o->type == MP_TYPE_DICT || o->type == MP_TYPE_SET || o->type == MP_TYPE_FROZENSET;
+}
+
+/* The types whose nodes use u.s: str, bytes and bytearray. */
+static inline bool mp__obj_is_strbytes(const mp_obj *o)
+{
+    return o->type == MP_TYPE_STR || o->type == MP_TYPE_BYTES || o->type == MP_TYPE_BYTEARRAY;
+}
 
 /* Allocate a node of the given type with zeroed contents (NULL: no memory). */
 mp_obj *mp__obj_alloc(int type);
@@ -196,6 +211,15 @@ int mp__obj_hash(const mp_obj *o, bool cache, uint64_t *h);
  * out) or -ENOMEM; on failure nothing changed but the key's cached hash.
  */
 int mp__dict_store(mp_obj *d, mp_obj *key, mp_obj *value, size_t *work, mp_obj **old_value);
+
+/*
+ * Add item to a set or frozenset ignoring parent/height (the decoder's
+ * ADDITEMS, FROZENSET and set()): *added is true when it was new, false
+ * when an equal item was there (the caller keeps item). work as in
+ * mp__dict_store. Returns 0, MP_ETYPE (unhashable), MP_EPROTO (work ran
+ * out) or -ENOMEM; on failure nothing changed but the item's cached hash.
+ */
+int mp__set_store(mp_obj *set, mp_obj *item, size_t *work, bool *added);
 
 /* Free one node's own storage, not the nodes it points at (an immortal
  * node: nothing). */

@@ -142,6 +142,60 @@ static void pickle_tuple_end(mp__pickler *w, size_t n)
 /* CPython batches APPENDS and SETITEMS by 1000 items. */
 #define PICKLE_BATCH 1000
 
+static void pickle_dump(mp__pickler *w, const mp_obj *o);
+
+/* The items of a set or frozenset, from entry *i on, k of them. */
+static void pickle_set_items(mp__pickler *w, const mp_obj *o, size_t *i, size_t k)
+{
+    for (size_t done = 0; done < k && !w->err; (*i)++) {
+        MP__ASSERT(*i < o->u.d.n); /* used live entries among n */
+        const struct mp__dict_entry *e = &o->u.d.entries[*i];
+        if (!e->key)
+            continue;
+        pickle_dump(w, e->key);
+        done++;
+    }
+}
+
+/*
+ * Sets, frozensets and bytearrays, as CPython 3.11 writes them in protocol 4
+ * (without the memo): a set is EMPTY_SET then MARK items ADDITEMS per batch
+ * of 1000; a frozenset MARK items FROZENSET, in one go; a bytearray
+ * builtins.bytearray (STACK_GLOBAL) called (REDUCE) with its contents as a
+ * bytes, or with no argument when empty. (BYTEARRAY8 is protocol 5's.)
+ */
+static void pickle_dump_other(mp__pickler *w, const mp_obj *o)
+{
+    size_t i = 0, left;
+    switch (o->type) {
+    case MP_TYPE_SET:
+        pickle_op(w, MP__OP_EMPTY_SET);
+        for (left = o->u.d.used; left && !w->err;) {
+            size_t k = left < PICKLE_BATCH ? left : PICKLE_BATCH;
+            pickle_op(w, MP__OP_MARK);
+            pickle_set_items(w, o, &i, k);
+            pickle_op(w, MP__OP_ADDITEMS);
+            left -= k;
+        }
+        break;
+    case MP_TYPE_FROZENSET:
+        pickle_op(w, MP__OP_MARK);
+        pickle_set_items(w, o, &i, o->u.d.used);
+        pickle_op(w, MP__OP_FROZENSET);
+        break;
+    default:
+        MP__ASSERT(o->type == MP_TYPE_BYTEARRAY);
+        mp__pickler_str(w, "builtins", 8);
+        mp__pickler_str(w, "bytearray", 9);
+        pickle_op(w, MP__OP_STACK_GLOBAL);
+        if (o->u.s.len)
+            mp__pickler_bytes(w, o->u.s.data, o->u.s.len);
+        pickle_tuple_end(w, o->u.s.len ? 1 : 0);
+        pickle_op(w, MP__OP_REDUCE);
+        break;
+    }
+}
+
 static void pickle_dump(mp__pickler *w, const mp_obj *o)
 {
     switch (o->type) {
@@ -216,10 +270,28 @@ static void pickle_dump(mp__pickler *w, const mp_obj *o)
         }
         break;
     }
+    case MP_TYPE_SET:
+    case MP_TYPE_FROZENSET:
+    case MP_TYPE_BYTEARRAY:
+        pickle_dump_other(w, o);
+        break;
     default:
         w->err = -EINVAL; /* not a value type */
         break;
     }
+}
+
+MP_API int mp_obj_dumps(const mp_obj *o, void **out, size_t *len)
+{
+    unsigned char *p;
+    if (out)
+        *out = NULL;
+    if (!out)
+        return -EINVAL;
+    int rc = mp__pickle_dumps(o, &p, len);
+    if (rc == 0)
+        *out = p;
+    return rc;
 }
 
 int mp__pickle_dumps(const mp_obj *o, unsigned char **out, size_t *len)

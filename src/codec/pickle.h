@@ -12,16 +12,20 @@
  *
  * docs/wire.md ("Objects: the pickle subset") specifies the bytes: the
  * protocol 4 opcodes written, everything read (what CPython 3 writes for
- * these types in protocols 0-5, bytearray included), and everything refused
- * with MP_EPROTO. In short, refused are: every opcode that imports or calls
- * code (so protocol 0-2 bytes, which CPython writes as a _codecs.encode call),
- * Python 2 strings, sets, out-of-band buffers, truncated or malformed input,
+ * these types in protocols 0-5), and everything refused with MP_EPROTO.
+ * The decoder resolves a fixed table of three names and builds those values
+ * itself: builtins.bytearray, builtins.set and builtins.frozenset, each only
+ * as the callable of a REDUCE with the one argument shape CPython writes. In
+ * short, refused are: every other opcode or name that imports or calls code
+ * (so protocol 0-2 bytes, which CPython writes as a _codecs.encode call),
+ * Python 2 strings, out-of-band buffers, truncated or malformed input,
  * length fields beyond the input (before any allocation), text that is not
  * UTF-8 (lone surrogates in their 3-byte form, as "surrogatepass" writes
  * them, are read), ints of more than 4300 decimal digits in protocol 0's
- * text (Python's own int(text) limit; LONG1/LONG4 ints of any size are
- * read, within the memory budget), stack/MARK/memo misuse, nesting beyond MP_OBJ_MAX_DEPTH,
- * unhashable keys, self-containing values, bytes after STOP or values left
+ * text (Python's own int(text) limit; LONG1/LONG4 ints of any size are read,
+ * within the memory budget), stack/MARK/memo misuse, nesting beyond
+ * MP_OBJ_MAX_DEPTH, unhashable keys and set items, self-containing values,
+ * bytes after STOP or values left
  * on the stack, pickles whose memo references would expand beyond the work
  * budget below, and pickles that would make the decoder allocate beyond its
  * memory budget below.
@@ -281,8 +285,8 @@ enum mp__unpickle_why {
     MP__UNPICKLE_NO_STOP,    /* the data ends before STOP */
     MP__UNPICKLE_NOT_ONE,    /* STOP leaves other than one value, or data follows */
     MP__UNPICKLE_REFUSED,    /* an opcode the decoder never runs */
-    MP__UNPICKLE_IMPORTS,    /* GLOBAL / STACK_GLOBAL of anything but bytearray */
-    MP__UNPICKLE_CALLS,      /* REDUCE of anything but bytearray */
+    MP__UNPICKLE_IMPORTS,    /* GLOBAL / STACK_GLOBAL outside the name table */
+    MP__UNPICKLE_CALLS,      /* REDUCE of anything but a name-table entry */
     MP__UNPICKLE_UNHASHABLE, /* a dict key Python cannot hash */
     MP__UNPICKLE_MEMLIMIT,   /* over the memory budget (MP__PICKLE_MEM_*) */
     MP__UNPICKLE_DEPTH,      /* nested deeper than MP_OBJ_MAX_DEPTH */

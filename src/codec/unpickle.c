@@ -4,6 +4,13 @@
  * encoder is pickle.c, protocol 0's text fields unpickle_text.c. Statics
  * here start with unpickle_.
  *
+ * Names. The decoder never imports and never calls. GLOBAL / STACK_GLOBAL
+ * resolve exactly three names, builtins.bytearray, builtins.set and
+ * builtins.frozenset (module __builtin__ too, Python 2's name), to markers
+ * that only REDUCE accepts, with bytearray's () or (bytes,) and the sets'
+ * (list,) argument; REDUCE then builds the value as any opcode builds one.
+ * No other name is resolved (docs/wire.md has the table).
+ *
  * Decoding happens in two phases.
  *
  * 1. Run the pickle machine. Every node it creates goes into an arena (a
@@ -42,9 +49,14 @@
 
 #define HIGHEST_PROTOCOL 5
 
-/* The one global the decoder knows: builtins.bytearray, pushed by GLOBAL or
- * STACK_GLOBAL and consumed only by REDUCE. It never reaches a container. */
+/* The globals the decoder knows (its whole table, docs/wire.md):
+ * builtins.bytearray, builtins.set and builtins.frozenset, pushed by GLOBAL
+ * or STACK_GLOBAL as a node of one of these internal types and consumed
+ * only by REDUCE, which builds the value itself. They never reach a
+ * container. */
 #define TYPE_BYTEARRAY_CALLABLE 0x40
+#define TYPE_SET_CALLABLE       0x41
+#define TYPE_FROZENSET_CALLABLE 0x42
 
 /* A growable array of node pointers. */
 struct vec {
@@ -249,7 +261,8 @@ static int unpickle_push_new(struct unpickler *u, int type)
     int rc = unpickle_new_node(u, type, &o);
     if (rc < 0)
         return rc;
-    if (type == MP_TYPE_LIST || type == MP_TYPE_TUPLE || type == MP_TYPE_DICT)
+    if (type == MP_TYPE_LIST || type == MP_TYPE_TUPLE || type == MP_TYPE_DICT ||
+        type == MP_TYPE_SET)
         o->height = 1;
     return unpickle_push(u, o);
 }
@@ -269,10 +282,10 @@ static int unpickle_pop_any(struct unpickler *u, mp_obj **o)
     return 0;
 }
 
-/* A value that may go into a container (not the bytearray callable). */
+/* A value that may go into a container (not one of the known callables). */
 static int unpickle_check_value(const mp_obj *o)
 {
-    return o->type == TYPE_BYTEARRAY_CALLABLE ? MP_EPROTO : 0;
+    return o->type >= TYPE_BYTEARRAY_CALLABLE ? MP_EPROTO : 0;
 }
 
 static int unpickle_pop_value(struct unpickler *u, mp_obj **o)
@@ -569,6 +582,82 @@ static int unpickle_set_items(struct unpickler *u, mp_obj *dict, size_t first)
     return 0;
 }
 
+/*
+ * Add items to a set or frozenset being built: n pointers at items (stack
+ * slots, or a list's items for set(list)). Charged as unpickle_set_items
+ * charges a dict's growth; a duplicate item stays in the arena, so a
+ * million copies of one item cost a lookup each and no memory.
+ */
+static int unpickle_add_items(struct unpickler *u, mp_obj *set, mp_obj *const *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        mp_obj *item = items[i];
+        int rc = unpickle_check_value(item);
+        if (rc == 0)
+            rc = unpickle_adopt_height(u, set, item);
+        size_t cap0 = set->u.d.cap, cap1 = mp__dict_cap_after_insert(set);
+        if (rc == 0 && cap1 > cap0 && cap1 - cap0 > u->mem / MP__DICT_BYTES_PER_CAP)
+            rc = MP_EPROTO;
+        bool added;
+        if (rc == 0)
+            rc = mp__set_store(set, item, &u->budget, &added);
+        if (rc == 0 && set->u.d.cap > cap0) {
+            MP__ASSERT(set->u.d.cap == cap1 && cap1 - cap0 <= u->mem / MP__DICT_BYTES_PER_CAP);
+            u->mem -= (set->u.d.cap - cap0) * MP__DICT_BYTES_PER_CAP;
+        }
+        if (rc == MP_ETYPE)
+            rc = unpickle_fail(u, MP__UNPICKLE_UNHASHABLE);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* A new set or frozenset (type) holding the n items at items: *out. */
+static int unpickle_new_set(struct unpickler *u, int type, mp_obj *const *items, size_t n,
+                            mp_obj **out)
+{
+    int rc = unpickle_new_node(u, type, out);
+    if (rc < 0)
+        return rc;
+    (*out)->height = 1;
+    return unpickle_add_items(u, *out, items, n);
+}
+
+/* ADDITEMS: the items above the last MARK go into the set below it. Only
+ * a set: a frozenset has no add(), and Python fails there too. */
+static int unpickle_additems(struct unpickler *u)
+{
+    size_t first;
+    int rc = unpickle_pop_mark(u, &first);
+    if (rc < 0)
+        return rc;
+    if (first <= unpickle_fence(u))
+        return MP_EPROTO; /* no set below the MARK */
+    mp_obj *set = u->stack.v[first - 1];
+    if (set->type != MP_TYPE_SET)
+        return MP_EPROTO;
+    rc = unpickle_add_items(u, set, u->stack.v + first, u->stack.len - first);
+    u->stack.len = first;
+    return rc;
+}
+
+/* FROZENSET: the items above the last MARK become a frozenset. */
+static int unpickle_frozenset(struct unpickler *u)
+{
+    size_t first;
+    mp_obj *fs;
+    int rc = unpickle_pop_mark(u, &first);
+    /* no items: the stack may never have been allocated */
+    mp_obj *const *items = u->stack.len > first ? u->stack.v + first : NULL;
+    if (rc == 0)
+        rc = unpickle_new_set(u, MP_TYPE_FROZENSET, items, u->stack.len - first, &fs);
+    if (rc < 0)
+        return rc;
+    u->stack.len = first;
+    return unpickle_push(u, fs);
+}
+
 /* An int: a shared immortal node for -5..256 (no allocation), else new. */
 static int unpickle_push_int(struct unpickler *u, int64_t v)
 {
@@ -641,11 +730,11 @@ static int unpickle_push_str(struct unpickler *u, size_t len)
     return unpickle_push_strbytes(u, MP_TYPE_STR, s, len);
 }
 
-static int unpickle_push_bytes(struct unpickler *u, size_t len)
+static int unpickle_push_bytes(struct unpickler *u, int type, size_t len)
 {
     const unsigned char *s = u->p + u->pos;
     u->pos += len;
-    return unpickle_push_strbytes(u, MP_TYPE_BYTES, s, len);
+    return unpickle_push_strbytes(u, type, s, len);
 }
 
 /* Protocol 0's UNICODE: raw-unicode-escape converted to UTF-8, which takes
@@ -668,20 +757,33 @@ static int unpickle_push_raw_unicode(struct unpickler *u, const unsigned char *s
     return rc;
 }
 
-/* GLOBAL / STACK_GLOBAL: only builtins.bytearray (Python 2's __builtin__ is
- * the same module under fix_imports) is known; the rest is refused. */
+/* GLOBAL / STACK_GLOBAL: the table of known names, all in builtins
+ * (Python 2's __builtin__ is the same module under fix_imports). Nothing
+ * else is resolved: every other name is refused, nothing is imported. */
 static int unpickle_push_global(struct unpickler *u, const unsigned char *mod, size_t modlen,
                                 const unsigned char *name, size_t namelen)
 {
+    static const struct {
+        const char *name;
+        size_t len;
+        int type;
+    } known[] = {
+        {"bytearray", 9, TYPE_BYTEARRAY_CALLABLE},
+        {"set", 3, TYPE_SET_CALLABLE},
+        {"frozenset", 9, TYPE_FROZENSET_CALLABLE},
+    };
     bool builtins = (modlen == 8 && memcmp(mod, "builtins", 8) == 0) ||
                     (modlen == 11 && memcmp(mod, "__builtin__", 11) == 0);
-    if (!builtins || namelen != 9 || memcmp(name, "bytearray", 9) != 0)
-        return unpickle_fail(u, MP__UNPICKLE_IMPORTS);
-    return unpickle_push_new(u, TYPE_BYTEARRAY_CALLABLE);
+    for (size_t i = 0; builtins && i < sizeof known / sizeof known[0]; i++)
+        if (namelen == known[i].len && memcmp(name, known[i].name, namelen) == 0)
+            return unpickle_push_new(u, known[i].type);
+    return unpickle_fail(u, MP__UNPICKLE_IMPORTS);
 }
 
 /* REDUCE: bytearray() or bytearray(b'...'), as protocols 3 and 4 write a
- * bytearray. Decoded as bytes; anything else is refused. */
+ * bytearray, and set([...]) or frozenset([...]), as protocols 0 to 3 write
+ * sets. The decoder builds these values itself (nothing is called);
+ * anything else is refused. */
 static int unpickle_reduce(struct unpickler *u)
 {
     mp_obj *args = NULL, *callable = NULL;
@@ -690,17 +792,27 @@ static int unpickle_reduce(struct unpickler *u)
         rc = unpickle_pop_any(u, &callable);
     if (rc < 0)
         return rc;
-    if (callable->type != TYPE_BYTEARRAY_CALLABLE || args->type != MP_TYPE_TUPLE)
+    if (args->type != MP_TYPE_TUPLE)
+        return unpickle_fail(u, MP__UNPICKLE_CALLS);
+    if (callable->type == TYPE_SET_CALLABLE || callable->type == TYPE_FROZENSET_CALLABLE) {
+        mp_obj *list = args->u.seq.len == 1 ? args->u.seq.items[0] : NULL, *set;
+        if (!list || list->type != MP_TYPE_LIST)
+            return MP_EPROTO;
+        int type = callable->type == TYPE_SET_CALLABLE ? MP_TYPE_SET : MP_TYPE_FROZENSET;
+        rc = unpickle_new_set(u, type, list->u.seq.items, list->u.seq.len, &set);
+        return rc < 0 ? rc : unpickle_push(u, set);
+    }
+    if (callable->type != TYPE_BYTEARRAY_CALLABLE)
         return unpickle_fail(u, MP__UNPICKLE_CALLS);
     if (args->u.seq.len == 0)
-        return unpickle_push_strbytes(u, MP_TYPE_BYTES, NULL, 0);
+        return unpickle_push_strbytes(u, MP_TYPE_BYTEARRAY, NULL, 0);
     mp_obj *b = args->u.seq.items[0];
     if (args->u.seq.len != 1 || b->type != MP_TYPE_BYTES)
         return MP_EPROTO;
     /* A copy (bytearray is mutable in Python), charged like any other: one
      * memoized bytes object made into a bytearray again and again is a
      * megabyte per few input bytes. */
-    return unpickle_push_strbytes(u, MP_TYPE_BYTES, b->u.s.data, b->u.s.len);
+    return unpickle_push_strbytes(u, MP_TYPE_BYTEARRAY, b->u.s.data, b->u.s.len);
 }
 
 /* ---- Phase 1: the machine ------------------------------------------------ */
@@ -822,7 +934,8 @@ static int unpickle_step(struct unpickler *u, int op, bool *stop)
     case MP__OP_BYTEARRAY8:
         if ((rc = unpickle_read_len(u, unpickle_width(op), &len)) < 0)
             return rc;
-        return unpickle_push_bytes(u, len);
+        return unpickle_push_bytes(u, op == MP__OP_BYTEARRAY8 ? MP_TYPE_BYTEARRAY : MP_TYPE_BYTES,
+                                   len);
 
     case MP__OP_EMPTY_LIST:
         return unpickle_push_new(u, MP_TYPE_LIST);
@@ -830,6 +943,12 @@ static int unpickle_step(struct unpickler *u, int op, bool *stop)
         return unpickle_push_new(u, MP_TYPE_TUPLE);
     case MP__OP_EMPTY_DICT:
         return unpickle_push_new(u, MP_TYPE_DICT);
+    case MP__OP_EMPTY_SET:
+        return unpickle_push_new(u, MP_TYPE_SET);
+    case MP__OP_ADDITEMS:
+        return unpickle_additems(u);
+    case MP__OP_FROZENSET:
+        return unpickle_frozenset(u);
     case MP__OP_LIST:
     case MP__OP_TUPLE:
         if ((rc = unpickle_pop_mark(u, &first)) < 0)
@@ -908,9 +1027,8 @@ static int unpickle_step(struct unpickler *u, int op, bool *stop)
     default:
         /* BUILD, INST, OBJ, NEWOBJ, NEWOBJ_EX, EXT1/2/4, PERSID, BINPERSID:
          * they import or call code. STRING, BINSTRING, SHORT_BINSTRING:
-         * Python 2 str. EMPTY_SET, ADDITEMS, FROZENSET: no set type.
-         * NEXT_BUFFER, READONLY_BUFFER: out-of-band data. And every byte
-         * that is not an opcode. */
+         * Python 2 str. NEXT_BUFFER, READONLY_BUFFER: out-of-band data.
+         * And every byte that is not an opcode. */
         return unpickle_fail(u, MP__UNPICKLE_REFUSED);
     }
 }
@@ -919,7 +1037,7 @@ static int unpickle_step(struct unpickler *u, int op, bool *stop)
 
 static bool unpickle_is_container(const mp_obj *o)
 {
-    return o->type == MP_TYPE_LIST || o->type == MP_TYPE_TUPLE || o->type == MP_TYPE_DICT;
+    return o->type == MP_TYPE_LIST || o->type == MP_TYPE_TUPLE || mp__obj_is_table(o);
 }
 
 /*
@@ -960,17 +1078,17 @@ static int unpickle_place(struct unpickler *u, mp_obj **slot, unsigned level)
         return unpickle_fail(u, MP__UNPICKLE_DEPTH);
     o->flags |= MP__F_GREY;
     unsigned h = 0;
-    if (o->type == MP_TYPE_DICT) {
+    if (mp__obj_is_table(o)) {
         for (size_t i = 0; i < o->u.d.n; i++) {
             struct mp__dict_entry *e = &o->u.d.entries[i];
             if (!e->key)
                 continue;
             if ((rc = unpickle_place(u, &e->key, level + 1)) < 0 ||
-                (rc = unpickle_place(u, &e->value, level + 1)) < 0)
+                (e->value && (rc = unpickle_place(u, &e->value, level + 1)) < 0))
                 return rc;
             if (e->key->height > h)
                 h = e->key->height;
-            if (e->value->height > h)
+            if (e->value && e->value->height > h) /* a set's entries: no value */
                 h = e->value->height;
         }
     } else {
@@ -1005,12 +1123,13 @@ static void unpickle_adopt(mp_obj *c, mp_obj *child)
 /* Recursion bounded by MP_OBJ_MAX_DEPTH, which unpickle_place() checked. */
 static void unpickle_set_parents(mp_obj *c)
 {
-    if (c->type == MP_TYPE_DICT) {
+    if (mp__obj_is_table(c)) {
         for (size_t i = 0; i < c->u.d.n; i++) {
             struct mp__dict_entry *e = &c->u.d.entries[i];
             if (e->key) {
                 unpickle_adopt(c, e->key);
-                unpickle_adopt(c, e->value);
+                if (e->value) /* a set's entries have none */
+                    unpickle_adopt(c, e->value);
             }
         }
     } else {
@@ -1039,7 +1158,9 @@ static void unpickle_free(struct unpickler *u, bool ok)
     free(u->memo);
 }
 
-int mp__pickle_loads(const unsigned char *p, size_t n, mp_obj **out)
+/* mp__pickle_loads, and with trailing true mp_obj_loads: bytes after STOP
+ * are then ignored, as Python's pickle.loads ignores them. */
+static int unpickle_loads(const unsigned char *p, size_t n, bool trailing, mp_obj **out)
 {
     if (!out)
         return -EINVAL;
@@ -1074,7 +1195,7 @@ int mp__pickle_loads(const unsigned char *p, size_t n, mp_obj **out)
     if (rc == 0) {
         /* Stricter than Python: exactly one value, no open MARK, nothing
          * after STOP. */
-        if (u.stack.len != 1 || u.nmarks || u.pos != u.n)
+        if (u.stack.len != 1 || u.nmarks || (u.pos != u.n && !trailing))
             rc = unpickle_fail(&u, MP__UNPICKLE_NOT_ONE);
         else if ((rc = unpickle_check_value(u.stack.v[0])) == 0)
             rc = unpickle_place(&u, &u.stack.v[0], 0);
@@ -1093,4 +1214,14 @@ int mp__pickle_loads(const unsigned char *p, size_t n, mp_obj **out)
     else
         mp__unpickle_errmsg(rc, u.why, machine && at < n ? u.p[at] : -1, machine ? at : u.pos, n);
     return rc;
+}
+
+int mp__pickle_loads(const unsigned char *p, size_t n, mp_obj **out)
+{
+    return unpickle_loads(p, n, false, out);
+}
+
+MP_API int mp_obj_loads(const void *buf, size_t len, mp_obj **out)
+{
+    return unpickle_loads(buf, len, true, out);
 }

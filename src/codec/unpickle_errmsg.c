@@ -107,11 +107,6 @@ static const char *unpickle_errmsg_refusal(int op)
     case MP__OP_BINSTRING:
     case MP__OP_SHORT_BINSTRING:
         return "Python 2 str is not a supported value";
-    case MP__OP_EMPTY_SET:
-    case MP__OP_ADDITEMS:
-        return "set is not a supported value";
-    case MP__OP_FROZENSET:
-        return "frozenset is not a supported value";
     case MP__OP_NEXT_BUFFER:
     case MP__OP_READONLY_BUFFER:
         return "out-of-band buffers are not supported";
@@ -134,7 +129,7 @@ int mp__unpickle_errmsg(int rc, int why, int op, size_t off, size_t n)
     case MP__UNPICKLE_IMPORTS:
         return mp__err(rc,
                        "opcode 0x%02x %s refused: the decoder never imports (offset %zu; only "
-                       "builtins.bytearray is known)",
+                       "builtins.bytearray, set and frozenset are known)",
                        (unsigned)op, name, off);
     case MP__UNPICKLE_CALLS:
         return mp__err(rc, "opcode 0x%02x %s refused: the decoder never calls (offset %zu)",
@@ -149,7 +144,7 @@ int mp__unpickle_errmsg(int rc, int why, int op, size_t off, size_t n)
         return mp__err(
             rc, "malformed pickle: STOP must leave one value and end the data (offset %zu)", off);
     case MP__UNPICKLE_UNHASHABLE:
-        return mp__err(rc, "TypeError: unhashable dict key (opcode 0x%02x %s, offset %zu)",
+        return mp__err(rc, "TypeError: unhashable dict key or set item (opcode 0x%02x %s, offset %zu)",
                        (unsigned)op, name, off);
     case MP__UNPICKLE_MEMLIMIT: {
         size_t limit = SIZE_MAX;
