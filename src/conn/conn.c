@@ -102,7 +102,7 @@ static void conn_store_flag(bool *flag, bool value)
  * caller's buffer and a parent's message being skipped each leave rbuf
  * empty and exclude the others; progress never passes a message's size.
  */
-static bool conn_read_state_ok(const mp_conn *c)
+static MP__ASSERT_ONLY bool conn_read_state_ok(const mp_conn *c)
 {
     if (!(c->rpos <= c->rlen && c->rlen <= RBUF_CAP && (c->rbuf || c->rlen == 0)))
         return false;

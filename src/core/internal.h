@@ -52,6 +52,14 @@ _Noreturn void mp__assert_fail(const char *expr, const char *file, int line, con
 #define MP__ASSERT(cond) ((void)sizeof(!(cond)))
 #endif
 
+/* Marks a static function only MP__ASSERT calls: compiled out with the
+ * asserts, it is then unused, and no compiler should say so. */
+#if defined(__GNUC__) || defined(__clang__)
+#define MP__ASSERT_ONLY __attribute__((unused))
+#else
+#define MP__ASSERT_ONLY
+#endif
+
 /* Overwrite a secret (an authkey copy, a handshake seed) before its memory
  * is freed or goes out of scope: through volatile stores, which the
  * compiler may not drop as it may a memset of memory about to die. */

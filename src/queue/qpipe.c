@@ -165,14 +165,14 @@ static int qpipe_lock(pthread_mutex_t *m, int64_t deadline)
  * never alone) and of who may touch what: the calling thread holds the
  * robust error-checking mutex m (a trylock by its owner is refused with
  * EDEADLK and changes nothing). */
-static inline bool qpipe_held(pthread_mutex_t *m)
+static inline MP__ASSERT_ONLY bool qpipe_held(pthread_mutex_t *m)
 {
     return pthread_mutex_trylock(m) == EDEADLK;
 }
 
 /* For MP__ASSERT (rlock held): the ring's offsets are in order - parsed up
  * to head, read up to tail, known zero up to clean - and span one ring. */
-static inline bool qpipe_ring_ok(const struct mp__qpipe_shared *sh)
+static inline MP__ASSERT_ONLY bool qpipe_ring_ok(const struct mp__qpipe_shared *sh)
 {
     return sh->head <= sh->tail && sh->tail <= sh->clean && sh->clean - sh->head <= sh->cap;
 }
