@@ -83,7 +83,7 @@ static double mp_pingpong(void)
             die("send", rc);
         void *got;
         size_t len;
-        if ((rc = mp_conn_recv_bytes(a, &got, &len, 0, MP_FOREVER)))
+        if ((rc = mp_conn_recv_bytes(a, 0, &got, &len, MP_FOREVER)))
             die("recv", rc);
         free(got);
     }
@@ -119,7 +119,7 @@ static double mp_stream(size_t size, int count, int into)
         } else {
             void *got;
             size_t len;
-            if ((rc = mp_conn_recv_bytes(a, &got, &len, 0, MP_FOREVER)))
+            if ((rc = mp_conn_recv_bytes(a, 0, &got, &len, MP_FOREVER)))
                 die("recv", rc);
             free(got);
         }

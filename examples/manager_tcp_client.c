@@ -76,18 +76,18 @@ static int producer(void *arg)
     const producer_arg *pa = arg;
     int n = pa->n;
     mp_manager *m = connect_to(pa->address);
-    mp_mqueue *orders;
-    mp_dict *totals;
+    mp_queueproxy *orders;
+    mp_dictproxy *totals;
     CHECK(mp_manager_queue_named(m, "orders", 0, &orders));
     CHECK(mp_manager_dict_named(m, "totals", NULL, &totals));
     for (int i = 1; i <= ORDERS; i++) {
         mp_obj *order = mp_obj_int(n * 100 + i);
-        CHECK(mp_mqueue_put(orders, order, 10.0));
+        CHECK(mp_queueproxy_put(orders, order, 10.0));
         mp_obj_free(order);
-        CHECK(mp_dict_add_int(totals, "put", 1, NULL)); /* atomic on the server */
+        CHECK(mp_dictproxy_add_int(totals, "put", 1, NULL)); /* atomic on the server */
     }
-    mp_mqueue_free(orders);
-    mp_dict_free(totals);
+    mp_queueproxy_free(orders);
+    mp_dictproxy_free(totals);
     mp_manager_free(m); /* disconnects; the server keeps running */
     return 0;
 }
@@ -108,11 +108,11 @@ int main(int argc, char **argv)
     m = connect_to(address);
     printf("client: connected with the authkey\n");
 
-    mp_mqueue *orders;
-    mp_dict *totals;
+    mp_queueproxy *orders;
+    mp_dictproxy *totals;
     CHECK(mp_manager_queue_named(m, "orders", 0, &orders));
     CHECK(mp_manager_dict_named(m, "totals", NULL, &totals));
-    CHECK(mp_dict_clear(totals)); /* a second run against the same server */
+    CHECK(mp_dictproxy_clear(totals)); /* a second run against the same server */
 
     mp_process *procs[PRODUCERS];
     producer_arg args[PRODUCERS];
@@ -127,13 +127,13 @@ int main(int argc, char **argv)
     for (int i = 0; i < PRODUCERS * ORDERS; i++) {
         mp_obj *order;
         int64_t v;
-        CHECK(mp_mqueue_get(orders, &order, 10.0));
+        CHECK(mp_queueproxy_get(orders, &order, 10.0));
         CHECK(mp_obj_get_int(order, &v));
         mp_obj_free(order);
         sum += v;
-        CHECK(mp_dict_add_int(totals, "taken", 1, NULL));
+        CHECK(mp_dictproxy_add_int(totals, "taken", 1, NULL));
     }
-    CHECK(mp_dict_set_int(totals, "sum", sum));
+    CHECK(mp_dictproxy_set_int(totals, "sum", sum));
     int failed = 0;
     for (int i = 0; i < PRODUCERS; i++) {
         int code;
@@ -148,16 +148,16 @@ int main(int argc, char **argv)
 
     /* Read the totals back from the server. */
     int64_t put, taken, stored;
-    CHECK(mp_dict_get_int(totals, "put", &put));
-    CHECK(mp_dict_get_int(totals, "taken", &taken));
-    CHECK(mp_dict_get_int(totals, "sum", &stored));
-    ssize_t left = mp_mqueue_qsize(orders);
+    CHECK(mp_dictproxy_get_int(totals, "put", &put));
+    CHECK(mp_dictproxy_get_int(totals, "taken", &taken));
+    CHECK(mp_dictproxy_get_int(totals, "sum", &stored));
+    ssize_t left = mp_queueproxy_qsize(orders);
     int ok = !failed && put == PRODUCERS * ORDERS && taken == put && stored == want && left == 0;
     printf("client: totals on the server: put %lld, taken %lld, sum %lld, %zd left: %s\n",
            (long long)put, (long long)taken, (long long)stored, left, ok ? "exact" : "MISMATCH");
 
-    mp_mqueue_free(orders);
-    mp_dict_free(totals);
+    mp_queueproxy_free(orders);
+    mp_dictproxy_free(totals);
     CHECK(mp_manager_shutdown(m)); /* any authenticated client may stop it */
     mp_manager_free(m);
     printf("client: asked the server to shut down\n");

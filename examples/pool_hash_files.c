@@ -180,7 +180,7 @@ int main(int argc, char **argv)
     CHECK(mp_pool_new(&pool, &opts));
     mp_obj *digests;
     mp_task_error err;
-    int rc = mp_pool_map(pool, digest_task, items, 0, &digests, 60.0, &err);
+    int rc = mp_pool_map(pool, digest_task, items, 0, &digests, &err, 60.0);
     if (rc != 0) {
         fprintf(stderr, "map failed: %s, item %zu: %s\n", mp_errname(rc), err.index, err.message);
         return 1;

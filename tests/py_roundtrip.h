@@ -74,7 +74,7 @@ static inline void pyrt_check_value(mp_conn *c, const mp_obj *hdr)
     for (int64_t i = 0; i < np; i++) {
         void *buf;
         size_t len;
-        TU_ASSERT_STATUS(mp_conn_recv_bytes(c, &buf, &len, 0, PYRT_TIMEOUT), 0);
+        TU_ASSERT_STATUS(mp_conn_recv_bytes(c, 0, &buf, &len, PYRT_TIMEOUT), 0);
         mp_obj *o = NULL;
         TU_ASSERT_STATUS(mp__pickle_loads(buf, len, &o), 0);
         if (i == 0) {

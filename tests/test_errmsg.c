@@ -359,17 +359,17 @@ static void test_errmsg_manager_keyerror_has_the_key_repr(void **state)
 {
     (void)state;
     mp_manager *m = mt_start();
-    mp_dict *d;
+    mp_dictproxy *d;
     TU_ASSERT_STATUS(mp_manager_dict(m, NULL, &d), 0);
     mp_obj *k = mt_str("count"), *o = NULL;
-    TU_ASSERT_STATUS(mp_dict_get(d, k, &o), MP_EKEY);
+    TU_ASSERT_STATUS(mp_dictproxy_get(d, k, &o), MP_EKEY);
     assert_string_equal(mp_errmsg(MP_EKEY), "KeyError: 'count'");
     assert_string_equal(mp_errmsg(MP_ETYPE), mp_strerror(MP_ETYPE));
-    TU_ASSERT_STATUS(mp_dict_pop(d, k, &o), MP_EKEY);
+    TU_ASSERT_STATUS(mp_dictproxy_pop(d, k, &o), MP_EKEY);
     assert_string_equal(mp_errmsg(MP_EKEY), "KeyError: 'count'");
     mp_obj_free(k);
     k = mt_int(66);
-    TU_ASSERT_STATUS(mp_dict_del(d, k), MP_EKEY);
+    TU_ASSERT_STATUS(mp_dictproxy_del(d, k), MP_EKEY);
     assert_string_equal(mp_errmsg(MP_EKEY), "KeyError: 66");
     mp_obj_free(k);
 
@@ -378,7 +378,7 @@ static void test_errmsg_manager_keyerror_has_the_key_repr(void **state)
     memset(big, 'x', sizeof big - 1);
     big[sizeof big - 1] = 0;
     k = mt_str(big);
-    TU_ASSERT_STATUS(mp_dict_get(d, k, &o), MP_EKEY);
+    TU_ASSERT_STATUS(mp_dictproxy_get(d, k, &o), MP_EKEY);
     const char *msg = mp_errmsg(MP_EKEY);
     assert_true(strncmp(msg, "KeyError: 'xxxxxxxx", 19) == 0);
     assert_true(strlen(msg) <= strlen("KeyError: ") + 200 + 3);
@@ -387,17 +387,17 @@ static void test_errmsg_manager_keyerror_has_the_key_repr(void **state)
 
     /* An unhashable key, in Python's words. */
     k = mp_obj_list_new();
-    TU_ASSERT_STATUS(mp_dict_get(d, k, &o), MP_ETYPE);
+    TU_ASSERT_STATUS(mp_dictproxy_get(d, k, &o), MP_ETYPE);
     assert_string_equal(mp_errmsg(MP_ETYPE), "TypeError: unhashable type: 'list'");
     mp_obj_free(k);
 
     /* A success in between, then a failure of another kind: no old words. */
     k = mt_str("a");
     mp_obj *v = mt_int(1);
-    TU_ASSERT_STATUS(mp_dict_set(d, k, v), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_set(d, k, v), 0);
     mp_obj_free(v);
     mp_obj_free(k);
-    mp_dict_free(d);
+    mp_dictproxy_free(d);
     mp_manager_free(m);
 }
 
@@ -435,7 +435,7 @@ static void test_errmsg_pool_worker_death_and_task_failure(void **state)
     pid_t worker;
     TU_ASSERT_STATUS(mp_pool_pids(p, &worker, 1), 1);
     mp__err_clear();
-    TU_ASSERT_STATUS(mp_pool_apply(p, errmsg_task_dies, arg, &res, T_LONG, &err), MP_EWORKER);
+    TU_ASSERT_STATUS(mp_pool_apply(p, errmsg_task_dies, arg, &res, &err, T_LONG), MP_EWORKER);
     assert_int_equal(err.code, -SIGKILL);
     assert_non_null(strstr(err.message, "killed by signal 9"));
     assert_string_equal(mp_errmsg(MP_EWORKER), err.message);
@@ -444,7 +444,7 @@ static void test_errmsg_pool_worker_death_and_task_failure(void **state)
     assert_non_null(strstr(mp_errmsg(MP_EWORKER), pid));
 
     /* Without an mp_task_error the words still reach the caller. */
-    TU_ASSERT_STATUS(mp_pool_apply(p, errmsg_task_fails, arg, &res, T_LONG, NULL), MP_ETASK);
+    TU_ASSERT_STATUS(mp_pool_apply(p, errmsg_task_fails, arg, &res, NULL, T_LONG), MP_ETASK);
     assert_string_equal(mp_errmsg(MP_ETASK), "no file number 42");
     assert_string_equal(mp_errmsg(MP_EWORKER), mp_strerror(MP_EWORKER));
 
@@ -452,14 +452,14 @@ static void test_errmsg_pool_worker_death_and_task_failure(void **state)
     mp_obj *items = mp_obj_list_new();
     assert_non_null(items);
     assert_int_equal(mp_obj_list_append(items, mt_int(5)), 0);
-    TU_ASSERT_STATUS(mp_pool_map(p, errmsg_task_fails, items, 1, &res, T_LONG, &err), MP_ETASK);
+    TU_ASSERT_STATUS(mp_pool_map(p, errmsg_task_fails, items, 1, &res, &err, T_LONG), MP_ETASK);
     assert_string_equal(mp_errmsg(MP_ETASK), err.message);
     mp_obj_free(items);
     mp_result *r;
     TU_ASSERT_STATUS(mp_pool_apply_async(p, errmsg_task_fails, arg, NULL, &r), 0);
     const mp_obj *v;
     mp__err_clear();
-    TU_ASSERT_STATUS(mp_result_get(r, T_LONG, &v, NULL), MP_ETASK);
+    TU_ASSERT_STATUS(mp_result_get(r, &v, NULL, T_LONG), MP_ETASK);
     assert_string_equal(mp_errmsg(MP_ETASK), "no file number 42");
     mp_result_free(r);
     mp_obj_free(arg);

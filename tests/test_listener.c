@@ -29,7 +29,7 @@ static int expect_bytes(mp_conn *c, const char *want)
 {
     void *buf;
     size_t len;
-    int rc = mp_conn_recv_bytes(c, &buf, &len, 0, T_LONG);
+    int rc = mp_conn_recv_bytes(c, 0, &buf, &len, T_LONG);
     if (rc)
         return rc;
     int ok = len == strlen(want) && memcmp(buf, want, len) == 0;
@@ -58,7 +58,7 @@ static int c_client(void *arg)
         return 0;
     void *buf;
     size_t len;
-    if (mp_conn_recv_bytes(c, &buf, &len, 0, T_LONG) != 0)
+    if (mp_conn_recv_bytes(c, 0, &buf, &len, T_LONG) != 0)
         return 11;
     char *m = buf;
     for (size_t i = 0; i < len / 2; i++) {
@@ -358,7 +358,7 @@ static int slow_client(void *arg)
     int rc = mp_answer_challenge(c, KEY, KEYLEN, T_LONG);
     void *buf;
     size_t len;
-    if (rc == 0 && mp_conn_recv_bytes(c, &buf, &len, 0, T_LONG) != MP_EOF)
+    if (rc == 0 && mp_conn_recv_bytes(c, 0, &buf, &len, T_LONG) != MP_EOF)
         rc = 51;
     mp_conn_free(c);
     return rc == 0 ? 0 : 52;
@@ -376,11 +376,11 @@ static int slow_server(void *arg)
     int rc = mp_deliver_challenge(c, KEY, KEYLEN, MP_AUTH_SHA256, T_LONG);
     void *buf;
     size_t len;
-    if (rc == 0 && mp_conn_recv_bytes(c, &buf, &len, 0, T_LONG) == 0)
+    if (rc == 0 && mp_conn_recv_bytes(c, 0, &buf, &len, T_LONG) == 0)
         free(buf); /* the client's challenge, left unanswered */
     else
         rc = 61;
-    if (rc == 0 && mp_conn_recv_bytes(c, &buf, &len, 0, T_LONG) != MP_EOF)
+    if (rc == 0 && mp_conn_recv_bytes(c, 0, &buf, &len, T_LONG) != MP_EOF)
         rc = 63;
     mp_conn_free(c);
     mp_listener_free(l);

@@ -265,11 +265,11 @@ static void test_c_and_python_exchange_bytes_and_values(void **state)
         assert_int_equal(mp_conn_send_bytes(mine, p, sizes[i]), 0);
         void *buf;
         size_t len;
-        TU_ASSERT_STATUS(mp_conn_recv_bytes(mine, &buf, &len, 0, T_LONG), 0);
+        TU_ASSERT_STATUS(mp_conn_recv_bytes(mine, 0, &buf, &len, T_LONG), 0);
         assert_int_equal(len, sizes[i]);
         check_pattern(buf, len);
         free(buf);
-        TU_ASSERT_STATUS(mp_conn_recv_bytes(p2c_r, &buf, &len, 0, T_LONG), 0);
+        TU_ASSERT_STATUS(mp_conn_recv_bytes(p2c_r, 0, &buf, &len, T_LONG), 0);
         assert_int_equal(len, sizes[i]);
         check_pattern(buf, len);
         free(buf);

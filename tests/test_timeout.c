@@ -68,7 +68,7 @@ static void test_sync_nan_timeouts_are_evalue(void **state)
     TU_ASSERT_STATUS(mp_barrier_new(&b, 2, NULL, NULL, nan), MP_EVALUE);
     assert_null(b);
     assert_int_equal(mp_barrier_new(&b, 2, NULL, NULL, MP_FOREVER), 0);
-    TU_ASSERT_STATUS(mp_barrier_wait_timeout(b, nan), MP_EVALUE);
+    TU_ASSERT_STATUS(mp_barrier_wait(b, nan), MP_EVALUE);
     assert_int_equal(mp_barrier_n_waiting(b), 0);
     assert_int_equal(mp_barrier_broken(b), 0);
 
@@ -92,7 +92,7 @@ static void test_conn_nan_timeouts_are_evalue(void **state)
 
     void *buf = NULL;
     size_t len = 0;
-    TU_ASSERT_STATUS(mp_conn_recv_bytes(b, &buf, &len, 0, nan), MP_EVALUE);
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(b, 0, &buf, &len, nan), MP_EVALUE);
     char small[8];
     TU_ASSERT_STATUS(mp_conn_recv_bytes_into(b, small, sizeof small, 0, NULL, nan), MP_EVALUE);
     mp_obj *o = NULL;
@@ -102,7 +102,7 @@ static void test_conn_nan_timeouts_are_evalue(void **state)
     TU_ASSERT_STATUS(mp_wait(&item, 1, nan), MP_EVALUE);
 
     /* The message is still there, whole. */
-    assert_int_equal(mp_conn_recv_bytes(b, &buf, &len, 0, T_LONG), 0);
+    assert_int_equal(mp_conn_recv_bytes(b, 0, &buf, &len, T_LONG), 0);
     assert_int_equal(len, 2);
     assert_memory_equal(buf, "hi", 2);
     free(buf);
@@ -194,15 +194,15 @@ static void test_process_and_pool_nan_timeouts_are_evalue(void **state)
     assert_int_equal(mp_pool_new(&pool, &opts), 0);
     void *out = NULL;
     size_t out_len = 0;
-    TU_ASSERT_STATUS(mp_pool_apply_bytes(pool, echo, "ab", 2, &out, &out_len, nan, NULL),
+    TU_ASSERT_STATUS(mp_pool_apply_bytes(pool, echo, "ab", 2, &out, &out_len, NULL, nan),
                      MP_EVALUE);
     assert_null(out);
     mp_result *r;
     assert_int_equal(mp_pool_apply_bytes_async(pool, echo, "cd", 2, NULL, &r), 0);
     TU_ASSERT_STATUS(mp_result_wait(r, nan), MP_EVALUE);
     const void *got = NULL;
-    TU_ASSERT_STATUS(mp_result_get_bytes(r, nan, &got, &out_len, NULL), MP_EVALUE);
-    assert_int_equal(mp_result_get_bytes(r, T_LONG, &got, &out_len, NULL), 0);
+    TU_ASSERT_STATUS(mp_result_get_bytes(r, &got, &out_len, NULL, nan), MP_EVALUE);
+    assert_int_equal(mp_result_get_bytes(r, &got, &out_len, NULL, T_LONG), 0);
     assert_int_equal(out_len, 2);
     assert_memory_equal(got, "cd", 2);
     mp_result_free(r);
@@ -234,24 +234,24 @@ static void test_manager_nan_timeouts_are_evalue(void **state)
     TU_ASSERT_STATUS(mp_manager_connect(&c, mp_manager_address(m), key, keylen, &opts), MP_EVALUE);
     assert_null(c);
 
-    mp_mlock *lk;
+    mp_lockproxy *lk;
     assert_int_equal(mp_manager_lock(m, &lk), 0);
-    TU_ASSERT_STATUS(mp_mlock_acquire(lk, nan), MP_EVALUE);
-    TU_ASSERT_STATUS(mp_mlock_release(lk), MP_EVALUE); /* was not taken */
+    TU_ASSERT_STATUS(mp_lockproxy_acquire(lk, nan), MP_EVALUE);
+    TU_ASSERT_STATUS(mp_lockproxy_release(lk), MP_EVALUE); /* was not taken */
 
-    mp_mqueue *q;
+    mp_queueproxy *q;
     assert_int_equal(mp_manager_queue(m, 0, &q), 0);
     mp_obj *one = mp_obj_int(1);
-    TU_ASSERT_STATUS(mp_mqueue_put(q, one, nan), MP_EVALUE);
-    assert_int_equal(mp_mqueue_qsize(q), 0);
-    assert_int_equal(mp_mqueue_put(q, one, T_LONG), 0);
+    TU_ASSERT_STATUS(mp_queueproxy_put(q, one, nan), MP_EVALUE);
+    assert_int_equal(mp_queueproxy_qsize(q), 0);
+    assert_int_equal(mp_queueproxy_put(q, one, T_LONG), 0);
     mp_obj *item = NULL;
-    TU_ASSERT_STATUS(mp_mqueue_get(q, &item, nan), MP_EVALUE);
-    assert_int_equal(mp_mqueue_qsize(q), 1);
-    TU_ASSERT_STATUS(mp_mqueue_join(q, nan), MP_EVALUE);
+    TU_ASSERT_STATUS(mp_queueproxy_get(q, &item, nan), MP_EVALUE);
+    assert_int_equal(mp_queueproxy_qsize(q), 1);
+    TU_ASSERT_STATUS(mp_queueproxy_join(q, nan), MP_EVALUE);
     mp_obj_free(one);
-    mp_mqueue_free(q);
-    mp_mlock_free(lk);
+    mp_queueproxy_free(q);
+    mp_lockproxy_free(lk);
     assert_int_equal(mp_manager_shutdown(m), 0);
     mp_manager_free(m);
 }

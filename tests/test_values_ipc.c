@@ -95,13 +95,13 @@ static int child_uses_the_dict(void *arg)
     struct mt_shared *sh = arg;
     static const int64_t key[] = {2, 1}, five[] = {5};
     mp_obj *k = ints(true, 2, key), *v = NULL;
-    if (!k || mp_dict_get(sh->d, k, &v) != 0)
+    if (!k || mp_dictproxy_get(sh->d, k, &v) != 0)
         return 1;
     int rc = mp_obj_type(v) == MP_TYPE_SET && mp_obj_len(v) == 2 ? 0 : 2;
     mp_obj_free(v);
     mp_obj *ba = mp_obj_bytearray("xy", 2), *bk = mp_obj_str_cstr("ba"), *s5 = ints(false, 1, five);
     if (rc == 0 &&
-        (!ba || !bk || !s5 || mp_dict_set(sh->d, bk, ba) != 0 || mp_dict_set(sh->d, k, s5) != 0))
+        (!ba || !bk || !s5 || mp_dictproxy_set(sh->d, bk, ba) != 0 || mp_dictproxy_set(sh->d, k, s5) != 0))
         rc = 3;
     mp_obj_free(ba);
     mp_obj_free(bk);
@@ -119,19 +119,19 @@ static void test_a_manager_dict_keeps_set_values_frozenset_keys_and_bytearrays(v
     memset(&sh, 0, sizeof sh);
     TU_ASSERT_STATUS(mp_manager_dict(m, NULL, &sh.d), 0);
     mp_obj *k = must(ints(true, 2, key)), *v = must(ints(false, 2, val));
-    TU_ASSERT_STATUS(mp_dict_set(sh.d, k, v), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_set(sh.d, k, v), 0);
     /* a set as a key is Python's TypeError (unhashable), here as there */
-    TU_ASSERT_STATUS(mp_dict_set(sh.d, v, k), MP_ETYPE);
+    TU_ASSERT_STATUS(mp_dictproxy_set(sh.d, v, k), MP_ETYPE);
     mp_obj_free(v);
     pid_t pid = tu_fork(child_uses_the_dict, &sh);
     assert_int_equal(tu_wait_child(pid, MT_LONG), 0);
     mp_obj *o;
-    TU_ASSERT_STATUS(mp_dict_get(sh.d, k, &o), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_get(sh.d, k, &o), 0);
     mt_take_repr(o, "{5}");
-    TU_ASSERT_STATUS(mp_dict_copy(sh.d, &o), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_copy(sh.d, &o), 0);
     mt_take_repr(o, "{frozenset({1, 2}): {5}, 'ba': bytearray(b'xy')}");
     mp_obj_free(k);
-    mp_dict_free(sh.d);
+    mp_dictproxy_free(sh.d);
     mp_manager_free(m);
 }
 

@@ -158,7 +158,7 @@ MP_API int mp_conn_send_bytes(mp_conn *c, const void *buf, size_t len);
  * header); MP_ECLOSED; MP_EWRITEONLY; -ENOMEM; other -errno.
  * Ownership: the caller frees *buf with free().
  */
-MP_API int mp_conn_recv_bytes(mp_conn *c, void **buf, size_t *len, size_t maxlength,
+MP_API int mp_conn_recv_bytes(mp_conn *c, size_t maxlength, void **buf, size_t *len,
                               double timeout);
 
 /*

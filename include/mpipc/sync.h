@@ -313,8 +313,8 @@ MP_API int mp_barrier_new(mp_barrier **out, unsigned parties, mp_barrier_action 
  * timeout), or reset() ran during the wait; -EAGAIN when too many
  * threads wait at once; -EINVAL. The barrier is reusable cycle after cycle.
  */
-MP_API int mp_barrier_wait(mp_barrier *b);
-MP_API int mp_barrier_wait_timeout(mp_barrier *b, double timeout);
+MP_API int mp_barrier_wait(mp_barrier *b, MP_FOREVER);
+MP_API int mp_barrier_wait(mp_barrier *b, double timeout);
 
 /* mp_barrier_abort - break the barrier: every waiter and every later wait
  * gets MP_EBROKEN until reset. 0 or -EINVAL. */

@@ -1,5 +1,5 @@
 /*
- * mgr_proxy_dict - the manager's dict proxy (mp_dict, mpipc/manager.h): its
+ * mgr_proxy_dict - the manager's dict proxy (mp_dictproxy, mpipc/manager.h): its
  * constructors and methods, each one request on the server's dict
  * (docs/manager.md). Shared proxy code: mgr_proxy.c; the family: mgr_client.h.
  */
@@ -14,42 +14,42 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct mp_dict {
+struct mp_dictproxy {
     struct proxy p;
 };
-_Static_assert(offsetof(struct mp_dict, p) == 0, "a dict is its proxy");
+_Static_assert(offsetof(struct mp_dictproxy, p) == 0, "a dict is its proxy");
 
 /* ---- constructors ---------------------------------------------------------------- */
 
 /* Create (initial: a dict or NULL) or attach a dict; *out NULL on failure. */
 static int dict_proxy_new(mp_manager *m, const char *name, bool attach, const mp_obj *initial,
-                          mp_dict **out)
+                          mp_dictproxy **out)
 {
     struct proxy *p = NULL;
-    int rc = mp__mgr_proxy_new_value(m, sizeof(mp_dict), MP_TYPE_DICT, name, attach, initial,
+    int rc = mp__mgr_proxy_new_value(m, sizeof(mp_dictproxy), MP_TYPE_DICT, name, attach, initial,
                                      out ? &p : NULL);
     if (out)
-        *out = (mp_dict *)p;
+        *out = (mp_dictproxy *)p;
     return rc;
 }
 
-MP_API int mp_manager_dict(mp_manager *m, const mp_obj *initial, mp_dict **out)
+MP_API int mp_manager_dict(mp_manager *m, const mp_obj *initial, mp_dictproxy **out)
 {
     return dict_proxy_new(m, NULL, false, initial, out);
 }
 
 MP_API int mp_manager_dict_named(mp_manager *m, const char *name, const mp_obj *initial,
-                                 mp_dict **out)
+                                 mp_dictproxy **out)
 {
     return dict_proxy_new(m, name, false, initial, out);
 }
 
-MP_API int mp_manager_attach_dict(mp_manager *m, const char *name, mp_dict **out)
+MP_API int mp_manager_attach_dict(mp_manager *m, const char *name, mp_dictproxy **out)
 {
     return dict_proxy_new(m, name, true, NULL, out);
 }
 
-MP_API void mp_dict_free(mp_dict *d)
+MP_API void mp_dictproxy_free(mp_dictproxy *d)
 {
     if (d)
         mp__mgr_proxy_free(&d->p);
@@ -57,7 +57,7 @@ MP_API void mp_dict_free(mp_dict *d)
 
 /* ---- methods ------------------------------------------------------------------------ */
 
-MP_API int mp_dict_get(mp_dict *d, const mp_obj *key, mp_obj **value)
+MP_API int mp_dictproxy_get(mp_dictproxy *d, const mp_obj *key, mp_obj **value)
 {
     if (value)
         *value = NULL;
@@ -71,9 +71,9 @@ MP_API int mp_dict_get(mp_dict *d, const mp_obj *key, mp_obj **value)
  * server says KeyError: one round trip, as Python's, without sending the
  * default to the server and back (the server's get also takes a default,
  * for clients that send one: docs/manager.md). */
-MP_API int mp_dict_get_default(mp_dict *d, const mp_obj *key, const mp_obj *dflt, mp_obj **value)
+MP_API int mp_dictproxy_get_default(mp_dictproxy *d, const mp_obj *key, const mp_obj *dflt, mp_obj **value)
 {
-    int rc = mp_dict_get(d, key, value);
+    int rc = mp_dictproxy_get(d, key, value);
     if (rc != MP_EKEY)
         return rc;
     mp_obj *c = dflt ? mp_obj_copy(dflt) : mp_obj_none();
@@ -83,7 +83,7 @@ MP_API int mp_dict_get_default(mp_dict *d, const mp_obj *key, const mp_obj *dflt
     return 0;
 }
 
-MP_API int mp_dict_set(mp_dict *d, const mp_obj *key, const mp_obj *value)
+MP_API int mp_dictproxy_set(mp_dictproxy *d, const mp_obj *key, const mp_obj *value)
 {
     if (!d || !key || !value)
         return -EINVAL;
@@ -91,7 +91,7 @@ MP_API int mp_dict_set(mp_dict *d, const mp_obj *key, const mp_obj *value)
     return mp__mgr_call_proxy(&d->p, "set", a, 2, 0, NULL, NULL);
 }
 
-MP_API int mp_dict_del(mp_dict *d, const mp_obj *key)
+MP_API int mp_dictproxy_del(mp_dictproxy *d, const mp_obj *key)
 {
     if (!d || !key)
         return -EINVAL;
@@ -99,7 +99,7 @@ MP_API int mp_dict_del(mp_dict *d, const mp_obj *key)
     return mp__mgr_call_proxy(&d->p, "del", a, 1, 0, NULL, NULL);
 }
 
-MP_API int mp_dict_contains(mp_dict *d, const mp_obj *key)
+MP_API int mp_dictproxy_contains(mp_dictproxy *d, const mp_obj *key)
 {
     if (!d || !key)
         return -EINVAL;
@@ -107,34 +107,34 @@ MP_API int mp_dict_contains(mp_dict *d, const mp_obj *key)
     return mp__mgr_proxy_call_bool(&d->p, "contains", a, 1);
 }
 
-MP_API ssize_t mp_dict_len(mp_dict *d)
+MP_API ssize_t mp_dictproxy_len(mp_dictproxy *d)
 {
     return mp__mgr_proxy_call_count(d ? &d->p : NULL, "len", NULL, 0);
 }
 
-MP_API int mp_dict_keys(mp_dict *d, mp_obj **list)
+MP_API int mp_dictproxy_keys(mp_dictproxy *d, mp_obj **list)
 {
     return mp__mgr_proxy_get_value(d ? &d->p : NULL, "keys", list);
 }
 
-MP_API int mp_dict_values(mp_dict *d, mp_obj **list)
+MP_API int mp_dictproxy_values(mp_dictproxy *d, mp_obj **list)
 {
     return mp__mgr_proxy_get_value(d ? &d->p : NULL, "values", list);
 }
 
-MP_API int mp_dict_items(mp_dict *d, mp_obj **list)
+MP_API int mp_dictproxy_items(mp_dictproxy *d, mp_obj **list)
 {
     return mp__mgr_proxy_get_value(d ? &d->p : NULL, "items", list);
 }
 
-MP_API int mp_dict_clear(mp_dict *d)
+MP_API int mp_dictproxy_clear(mp_dictproxy *d)
 {
     if (!d)
         return -EINVAL;
     return mp__mgr_call_proxy(&d->p, "clear", NULL, 0, 0, NULL, NULL);
 }
 
-MP_API int mp_dict_pop(mp_dict *d, const mp_obj *key, mp_obj **value)
+MP_API int mp_dictproxy_pop(mp_dictproxy *d, const mp_obj *key, mp_obj **value)
 {
     if (value)
         *value = NULL;
@@ -148,7 +148,7 @@ MP_API int mp_dict_pop(mp_dict *d, const mp_obj *key, mp_obj **value)
     return rc;
 }
 
-MP_API int mp_dict_popitem(mp_dict *d, mp_obj **key, mp_obj **value)
+MP_API int mp_dictproxy_popitem(mp_dictproxy *d, mp_obj **key, mp_obj **value)
 {
     if (key)
         *key = NULL;
@@ -171,7 +171,7 @@ MP_API int mp_dict_popitem(mp_dict *d, mp_obj **key, mp_obj **value)
     return 0;
 }
 
-MP_API int mp_dict_setdefault(mp_dict *d, const mp_obj *key, const mp_obj *dflt, mp_obj **value)
+MP_API int mp_dictproxy_setdefault(mp_dictproxy *d, const mp_obj *key, const mp_obj *dflt, mp_obj **value)
 {
     if (value)
         *value = NULL;
@@ -185,7 +185,7 @@ MP_API int mp_dict_setdefault(mp_dict *d, const mp_obj *key, const mp_obj *dflt,
     return rc;
 }
 
-MP_API int mp_dict_update(mp_dict *d, const mp_obj *other)
+MP_API int mp_dictproxy_update(mp_dictproxy *d, const mp_obj *other)
 {
     if (!d || !other)
         return -EINVAL;
@@ -193,12 +193,12 @@ MP_API int mp_dict_update(mp_dict *d, const mp_obj *other)
     return mp__mgr_call_proxy(&d->p, "update", a, 1, 0, NULL, NULL);
 }
 
-MP_API int mp_dict_copy(mp_dict *d, mp_obj **copy)
+MP_API int mp_dictproxy_copy(mp_dictproxy *d, mp_obj **copy)
 {
     return mp__mgr_proxy_get_value(d ? &d->p : NULL, "copy", copy);
 }
 
-static int dict_proxy_add(mp_dict *d, struct marg key, int64_t delta, int64_t *result)
+static int dict_proxy_add(mp_dictproxy *d, struct marg key, int64_t delta, int64_t *result)
 {
     struct marg a[2] = {key, ARG_INT(delta)};
     mp_obj *r;
@@ -214,14 +214,14 @@ static int dict_proxy_add(mp_dict *d, struct marg key, int64_t delta, int64_t *r
     return rc;
 }
 
-MP_API int mp_dict_add(mp_dict *d, const mp_obj *key, int64_t delta, int64_t *result)
+MP_API int mp_dictproxy_add(mp_dictproxy *d, const mp_obj *key, int64_t delta, int64_t *result)
 {
     if (!d || !key)
         return -EINVAL;
     return dict_proxy_add(d, ARG_OBJ(key), delta, result);
 }
 
-MP_API int mp_dict_add_int(mp_dict *d, const char *key, int64_t delta, int64_t *result)
+MP_API int mp_dictproxy_add_int(mp_dictproxy *d, const char *key, int64_t delta, int64_t *result)
 {
     struct marg k;
     if (!d || proxy_str_arg(key, &k) < 0)
@@ -230,7 +230,7 @@ MP_API int mp_dict_add_int(mp_dict *d, const char *key, int64_t delta, int64_t *
 }
 
 /* The reply of 'cas': (swapped, present, current). */
-static int dict_proxy_cas(mp_dict *d, struct marg key, const struct marg *expected,
+static int dict_proxy_cas(mp_dictproxy *d, struct marg key, const struct marg *expected,
                           struct marg desired, bool *present, mp_obj **current)
 {
     struct marg a[3] = {key, desired, expected ? *expected : ARG_NONE};
@@ -254,7 +254,7 @@ static int dict_proxy_cas(mp_dict *d, struct marg key, const struct marg *expect
     return swapped ? 1 : 0;
 }
 
-MP_API int mp_dict_cas(mp_dict *d, const mp_obj *key, const mp_obj *expected, const mp_obj *desired,
+MP_API int mp_dictproxy_cas(mp_dictproxy *d, const mp_obj *key, const mp_obj *expected, const mp_obj *desired,
                        mp_obj **current)
 {
     if (current)
@@ -267,7 +267,7 @@ MP_API int mp_dict_cas(mp_dict *d, const mp_obj *key, const mp_obj *expected, co
                           current);
 }
 
-MP_API int mp_dict_cas_int(mp_dict *d, const char *key, int64_t expected, int64_t desired,
+MP_API int mp_dictproxy_cas_int(mp_dictproxy *d, const char *key, int64_t expected, int64_t desired,
                            int64_t *current)
 {
     struct marg k;
@@ -296,7 +296,7 @@ MP_API int mp_dict_cas_int(mp_dict *d, const char *key, int64_t expected, int64_
 }
 
 /* d[key] for a str key; with sc, a scalar value comes back there. */
-static int dict_proxy_get_typed(mp_dict *d, const char *key, mp_obj **out, struct scalar *sc)
+static int dict_proxy_get_typed(mp_dictproxy *d, const char *key, mp_obj **out, struct scalar *sc)
 {
     struct marg k;
     if (!d || proxy_str_arg(key, &k) < 0)
@@ -305,7 +305,7 @@ static int dict_proxy_get_typed(mp_dict *d, const char *key, mp_obj **out, struc
     return mp__mgr_call_proxy(&d->p, "get", a, 1, 0, out, sc);
 }
 
-MP_API int mp_dict_get_int(mp_dict *d, const char *key, int64_t *value)
+MP_API int mp_dictproxy_get_int(mp_dictproxy *d, const char *key, int64_t *value)
 {
     if (!value)
         return -EINVAL;
@@ -319,12 +319,12 @@ MP_API int mp_dict_get_int(mp_dict *d, const char *key, int64_t *value)
     return rc;
 }
 
-MP_API int mp_dict_get_int_default(mp_dict *d, const char *key, int64_t dflt, int64_t *value)
+MP_API int mp_dictproxy_get_int_default(mp_dictproxy *d, const char *key, int64_t dflt, int64_t *value)
 {
     if (!value)
         return -EINVAL;
     int64_t v;
-    int rc = mp_dict_get_int(d, key, &v);
+    int rc = mp_dictproxy_get_int(d, key, &v);
     if (rc == MP_EKEY) {
         v = dflt;
         rc = 0;
@@ -335,7 +335,7 @@ MP_API int mp_dict_get_int_default(mp_dict *d, const char *key, int64_t dflt, in
 }
 
 /* d[key] for a str key, as a malloc'd copy of its str or bytes value. */
-static int dict_proxy_get_copy(mp_dict *d, const char *key, int type, void **value, size_t *len)
+static int dict_proxy_get_copy(mp_dictproxy *d, const char *key, int type, void **value, size_t *len)
 {
     if (!value)
         return -EINVAL;
@@ -345,17 +345,17 @@ static int dict_proxy_get_copy(mp_dict *d, const char *key, int type, void **val
     return rc < 0 ? rc : mp__mgr_proxy_take_copy(r, type, value, len);
 }
 
-MP_API int mp_dict_get_str(mp_dict *d, const char *key, char **value, size_t *len)
+MP_API int mp_dictproxy_get_str(mp_dictproxy *d, const char *key, char **value, size_t *len)
 {
     return dict_proxy_get_copy(d, key, MP_TYPE_STR, (void **)value, len);
 }
 
-MP_API int mp_dict_get_bytes(mp_dict *d, const char *key, void **value, size_t *len)
+MP_API int mp_dictproxy_get_bytes(mp_dictproxy *d, const char *key, void **value, size_t *len)
 {
     return dict_proxy_get_copy(d, key, MP_TYPE_BYTES, value, len);
 }
 
-static int dict_proxy_set_typed(mp_dict *d, const char *key, struct marg value)
+static int dict_proxy_set_typed(mp_dictproxy *d, const char *key, struct marg value)
 {
     struct marg k;
     if (!d || proxy_str_arg(key, &k) < 0)
@@ -364,12 +364,12 @@ static int dict_proxy_set_typed(mp_dict *d, const char *key, struct marg value)
     return mp__mgr_call_proxy(&d->p, "set", a, 2, 0, NULL, NULL);
 }
 
-MP_API int mp_dict_set_int(mp_dict *d, const char *key, int64_t value)
+MP_API int mp_dictproxy_set_int(mp_dictproxy *d, const char *key, int64_t value)
 {
     return dict_proxy_set_typed(d, key, ARG_INT(value));
 }
 
-MP_API int mp_dict_set_str(mp_dict *d, const char *key, const char *value)
+MP_API int mp_dictproxy_set_str(mp_dictproxy *d, const char *key, const char *value)
 {
     struct marg v;
     if (proxy_str_arg(value, &v) < 0)
@@ -377,14 +377,14 @@ MP_API int mp_dict_set_str(mp_dict *d, const char *key, const char *value)
     return dict_proxy_set_typed(d, key, v);
 }
 
-MP_API int mp_dict_set_bytes(mp_dict *d, const char *key, const void *value, size_t len)
+MP_API int mp_dictproxy_set_bytes(mp_dictproxy *d, const char *key, const void *value, size_t len)
 {
     if (!value && len)
         return -EINVAL;
     return dict_proxy_set_typed(d, key, ARG_BYTES(value, len));
 }
 
-MP_API int mp_dict_del_str(mp_dict *d, const char *key)
+MP_API int mp_dictproxy_del_str(mp_dictproxy *d, const char *key)
 {
     struct marg k;
     if (!d || proxy_str_arg(key, &k) < 0)
@@ -393,7 +393,7 @@ MP_API int mp_dict_del_str(mp_dict *d, const char *key)
     return mp__mgr_call_proxy(&d->p, "del", a, 1, 0, NULL, NULL);
 }
 
-MP_API int mp_dict_contains_str(mp_dict *d, const char *key)
+MP_API int mp_dictproxy_contains_str(mp_dictproxy *d, const char *key)
 {
     struct marg k;
     if (!d || proxy_str_arg(key, &k) < 0)

@@ -181,7 +181,7 @@ static int barrier_release(mp_barrier *b)
 }
 
 /* A port of threading.Barrier.wait(). */
-MP_API int mp_barrier_wait_timeout(mp_barrier *b, double timeout)
+MP_API int mp_barrier_wait(mp_barrier *b, double timeout)
 {
     if (!b)
         return -EINVAL;
@@ -241,11 +241,11 @@ out:
     return result;
 }
 
-MP_API int mp_barrier_wait(mp_barrier *b)
+MP_API int mp_barrier_wait(mp_barrier *b, MP_FOREVER)
 {
     if (!b)
         return -EINVAL;
-    return mp_barrier_wait_timeout(b, b->timeout);
+    return mp_barrier_wait(b, b->timeout);
 }
 
 MP_API int mp_barrier_abort(mp_barrier *b)
