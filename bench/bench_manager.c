@@ -7,7 +7,7 @@
  *   mplock_rmw the same under a shared-memory mp_lock (sync.h) instead: only
  *              the get and the set go to the server (two round trips), as
  *              Python's row "with multiprocessing.Lock()"
- *   atomic_add the same decrements with mp_dict_add_int (one round trip,
+ *   atomic_add the same decrements with mp_dictproxy_add_int (one round trip,
  *              atomic in the server, no lock)
  *
  * The rate counts from the moment the workers are told to go to the moment
@@ -41,8 +41,8 @@ static void die(const char *what, int rc)
 }
 
 struct work {
-    mp_dict *d;
-    mp_mlock *lock;
+    mp_dictproxy *d;
+    mp_lockproxy *lock;
     mp_lock *shm_lock;
     int go;     /* read end: a byte means "start" */
     int ready;  /* write end: a byte means "connected" */
@@ -55,13 +55,13 @@ static int rmw_once(struct work *w)
     if (w->locked == 2) {
         if (mp_lock_acquire(w->shm_lock, 10.0) != 0)
             return -1;
-        int rc = mp_dict_get_int(w->d, "count", &v);
+        int rc = mp_dictproxy_get_int(w->d, "count", &v);
         if (rc == 0)
-            rc = mp_dict_set_int(w->d, "count", v - 1);
+            rc = mp_dictproxy_set_int(w->d, "count", v - 1);
         return mp_lock_release(w->shm_lock) != 0 ? -1 : rc;
     }
-    if (mp_mlock_acquire(w->lock, 10.0) != 0 || mp_dict_get_int(w->d, "count", &v) != 0 ||
-        mp_dict_set_int(w->d, "count", v - 1) != 0 || mp_mlock_release(w->lock) != 0)
+    if (mp_lockproxy_acquire(w->lock, 10.0) != 0 || mp_dictproxy_get_int(w->d, "count", &v) != 0 ||
+        mp_dictproxy_set_int(w->d, "count", v - 1) != 0 || mp_lockproxy_release(w->lock) != 0)
         return -1;
     return 0;
 }
@@ -71,9 +71,9 @@ static int worker(void *arg)
     struct work *w = arg;
     int64_t v;
     /* Connect before the clock starts. */
-    if (mp_dict_get_int(w->d, "count", &v) != 0)
+    if (mp_dictproxy_get_int(w->d, "count", &v) != 0)
         return 1;
-    if (w->lock && mp_mlock_acquire(w->lock, 10.0) == 0 && mp_mlock_release(w->lock) != 0)
+    if (w->lock && mp_lockproxy_acquire(w->lock, 10.0) == 0 && mp_lockproxy_release(w->lock) != 0)
         return 1;
     char b = 1;
     if (write(w->ready, &b, 1) != 1 || read(w->go, &b, 1) != 1)
@@ -82,7 +82,7 @@ static int worker(void *arg)
         if (w->locked) {
             if (rmw_once(w) != 0)
                 return 2;
-        } else if (mp_dict_add_int(w->d, "count", -1, NULL) != 0) {
+        } else if (mp_dictproxy_add_int(w->d, "count", -1, NULL) != 0) {
             return 2;
         }
     }
@@ -97,7 +97,8 @@ static double run(int locked)
         die("mp_manager_start", rc);
     struct work w = {0};
     w.locked = locked;
-    if ((rc = mp_manager_dict(m, NULL, &w.d)) || (rc = mp_dict_set_int(w.d, "count", PROCS * OPS)))
+    if ((rc = mp_manager_dict(m, NULL, &w.d)) ||
+        (rc = mp_dictproxy_set_int(w.d, "count", PROCS * OPS)))
         die("dict", rc);
     if (locked == 1 && (rc = mp_manager_lock(m, &w.lock)))
         die("lock", rc);
@@ -128,14 +129,14 @@ static double run(int locked)
     }
     double dt = now() - t0;
     int64_t v = -1;
-    if ((rc = mp_dict_get_int(w.d, "count", &v)) || v != 0)
+    if ((rc = mp_dictproxy_get_int(w.d, "count", &v)) || v != 0)
         die("the final count is not 0", rc ? rc : MP_EVALUE);
     close(go[0]);
     close(go[1]);
     close(ready[0]);
     close(ready[1]);
-    mp_dict_free(w.d);
-    mp_mlock_free(w.lock);
+    mp_dictproxy_free(w.d);
+    mp_lockproxy_free(w.lock);
     mp_lock_free(w.shm_lock);
     mp_manager_free(m);
     return PROCS * OPS / dt;

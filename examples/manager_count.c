@@ -24,7 +24,7 @@
  * in the server; Python's shared-memory multiprocessing.Lock() is
  * mpipc/sync.h's mp_lock. A lock whose holder dies is released by the
  * manager (the next acquirer gets MP_EOWNERDEAD) instead of hanging the other
- * 99 forever. The same loop with no lock at all: mp_dict_add_int(d, "count",
+ * 99 forever. The same loop with no lock at all: mp_dictproxy_add_int(d, "count",
  * -1, NULL), an atomic decrement in the server.
  */
 #include <mpipc.h>
@@ -36,18 +36,18 @@
 #include <stdlib.h>
 
 struct args {
-    mp_dict *d;
-    mp_mlock *lock;
+    mp_dictproxy *d;
+    mp_lockproxy *lock;
 };
 
 static int work(void *arg)
 {
     struct args *a = arg;
-    CHECK(mp_mlock_acquire(a->lock, MP_FOREVER)); /* with lock: */
+    CHECK(mp_lockproxy_acquire(a->lock, MP_FOREVER)); /* with lock: */
     int64_t count;
-    CHECK(mp_dict_get_int(a->d, "count", &count)); /* d['count'] -= 1 */
-    CHECK(mp_dict_set_int(a->d, "count", count - 1));
-    CHECK(mp_mlock_release(a->lock));
+    CHECK(mp_dictproxy_get_int(a->d, "count", &count)); /* d['count'] -= 1 */
+    CHECK(mp_dictproxy_set_int(a->d, "count", count - 1));
+    CHECK(mp_lockproxy_release(a->lock));
     return 0;
 }
 
@@ -78,15 +78,15 @@ int main(void)
     }
 
     mp_obj *copy; /* print(dic) */
-    CHECK(mp_dict_copy(a.d, &copy));
+    CHECK(mp_dictproxy_copy(a.d, &copy));
     char *text;
     CHECK(mp_obj_repr(copy, &text));
     printf("%s\n", text);
     free(text);
     mp_obj_free(copy);
 
-    mp_dict_free(a.d);
-    mp_mlock_free(a.lock);
+    mp_dictproxy_free(a.d);
+    mp_lockproxy_free(a.lock);
     mp_manager_free(m); /* leaving the with block: the server stops */
     return 0;
 }

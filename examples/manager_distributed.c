@@ -78,37 +78,37 @@ static mp_manager *connect_to(const char *address)
 /* The producer: jobs 1..JOBS, then one end-marker (None) per worker. */
 static void produce(mp_manager *m, int workers)
 {
-    mp_mqueue *jobs;
-    mp_dict *results;
+    mp_queueproxy *jobs;
+    mp_dictproxy *results;
     CHECK(mp_manager_queue_named(m, "jobs", 0, &jobs));
     CHECK(mp_manager_dict_named(m, "results", NULL, &results));
     for (int n = 1; n <= JOBS; n++) {
         mp_obj *job = mp_obj_int(n);
-        CHECK(mp_mqueue_put(jobs, job, MP_FOREVER));
+        CHECK(mp_queueproxy_put(jobs, job, MP_FOREVER));
         mp_obj_free(job);
     }
     for (int i = 0; i < workers; i++) {
         mp_obj *none = mp_obj_none();
-        CHECK(mp_mqueue_put(jobs, none, MP_FOREVER));
+        CHECK(mp_queueproxy_put(jobs, none, MP_FOREVER));
         mp_obj_free(none);
     }
-    mp_mqueue_free(jobs);
-    mp_dict_free(results);
+    mp_queueproxy_free(jobs);
+    mp_dictproxy_free(results);
 }
 
 /* A worker: square each job into the shared results until the end-marker. */
 static int worker(const char *address)
 {
     mp_manager *m = connect_to(address);
-    mp_mqueue *jobs;
-    mp_dict *results;
+    mp_queueproxy *jobs;
+    mp_dictproxy *results;
     /* The producer makes them; a worker that comes first makes them too. */
     CHECK(mp_manager_queue_named(m, "jobs", 0, &jobs));
     CHECK(mp_manager_dict_named(m, "results", NULL, &results));
     int done = 0;
     for (;;) {
         mp_obj *job;
-        CHECK(mp_mqueue_get(jobs, &job, MP_FOREVER));
+        CHECK(mp_queueproxy_get(jobs, &job, MP_FOREVER));
         int64_t n;
         int stop = mp_obj_is_none(job);
         if (!stop)
@@ -116,13 +116,13 @@ static int worker(const char *address)
         mp_obj_free(job);
         if (stop)
             break;
-        CHECK(mp_dict_add_int(results, "sum", n * n, NULL)); /* atomic: no lock */
-        CHECK(mp_dict_add_int(results, "jobs", 1, NULL));
+        CHECK(mp_dictproxy_add_int(results, "sum", n * n, NULL)); /* atomic: no lock */
+        CHECK(mp_dictproxy_add_int(results, "jobs", 1, NULL));
         done++;
     }
     printf("worker %d: %d jobs\n", (int)getpid(), done);
-    mp_mqueue_free(jobs);
-    mp_dict_free(results);
+    mp_queueproxy_free(jobs);
+    mp_dictproxy_free(results);
     mp_manager_free(m);
     return 0;
 }
@@ -198,16 +198,16 @@ int main(int argc, char **argv)
     for (int i = 0; i < WORKERS; i++)
         reap(w[i]);
 
-    mp_dict *results;
+    mp_dictproxy *results;
     CHECK(mp_manager_attach_dict(m, "results", &results));
     mp_obj *copy;
-    CHECK(mp_dict_copy(results, &copy));
+    CHECK(mp_dictproxy_copy(results, &copy));
     char *text;
     CHECK(mp_obj_repr(copy, &text));
     printf("results: %s\n", text); /* sum of squares 1..20 = 2870 */
     free(text);
     mp_obj_free(copy);
-    mp_dict_free(results);
+    mp_dictproxy_free(results);
 
     CHECK(mp_manager_shutdown(m)); /* any authenticated client may stop it */
     mp_manager_free(m);

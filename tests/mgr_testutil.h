@@ -43,10 +43,10 @@ bool mt_eventually_waiting(mp_manager *m, int64_t n);
 /* What the tests' processes share: proxies made before a fork, a pipe's
  * write end for "I got here" (or a worker's number), a count. */
 struct mt_shared {
-    mp_dict *d;
-    mp_list *l;
-    mp_mlock *lock;
-    mp_mqueue *q;
+    mp_dictproxy *d;
+    mp_listproxy *l;
+    mp_lockproxy *lock;
+    mp_queueproxy *q;
     int fd; /* a pipe's write end, for "I got here" */
     int n;
 };

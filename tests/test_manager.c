@@ -102,18 +102,18 @@ static void test_two_managers_are_independent_and_start_again(void **state)
     for (int round = 0; round < 3; round++) {
         mp_manager *a = mt_start(), *b = mt_start();
         assert_string_not_equal(mp_manager_address(a), mp_manager_address(b));
-        mp_dict *da, *db;
+        mp_dictproxy *da, *db;
         TU_ASSERT_STATUS(mp_manager_dict(a, NULL, &da), 0);
         TU_ASSERT_STATUS(mp_manager_dict(b, NULL, &db), 0);
-        TU_ASSERT_STATUS(mp_dict_set_int(da, "x", 1), 0);
-        TU_ASSERT_STATUS(mp_dict_set_int(db, "x", 2), 0);
+        TU_ASSERT_STATUS(mp_dictproxy_set_int(da, "x", 1), 0);
+        TU_ASSERT_STATUS(mp_dictproxy_set_int(db, "x", 2), 0);
         int64_t v;
-        TU_ASSERT_STATUS(mp_dict_get_int(da, "x", &v), 0);
+        TU_ASSERT_STATUS(mp_dictproxy_get_int(da, "x", &v), 0);
         assert_int_equal(v, 1);
-        TU_ASSERT_STATUS(mp_dict_get_int(db, "x", &v), 0);
+        TU_ASSERT_STATUS(mp_dictproxy_get_int(db, "x", &v), 0);
         assert_int_equal(v, 2);
-        mp_dict_free(da);
-        mp_dict_free(db);
+        mp_dictproxy_free(da);
+        mp_dictproxy_free(db);
         mp_manager_free(b);
         mp_manager_free(a);
     }
@@ -193,13 +193,13 @@ static void test_server_ignores_the_sigint_a_terminal_sends_the_process_group(vo
     /* Python's manager ignores SIGINT (bpo-36368), so a Ctrl-C does not kill
      * the server under the program's cleanup code. */
     mp_manager *m = mt_start();
-    mp_dict *d;
+    mp_dictproxy *d;
     TU_ASSERT_STATUS(mp_manager_dict(m, NULL, &d), 0);
     assert_int_equal(kill(mp_manager_pid(m), SIGINT), 0);
     tu_sleep(0.05);
-    TU_ASSERT_STATUS(mp_dict_set_int(d, "still", 1), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_set_int(d, "still", 1), 0);
     assert_false(mt_pid_gone(mp_manager_pid(m)));
-    mp_dict_free(d);
+    mp_dictproxy_free(d);
     mp_manager_free(m);
 }
 
@@ -249,34 +249,34 @@ static void test_named_objects_are_made_once_and_attached_by_name(void **state)
     (void)state;
     mp_manager *m = mt_start();
     mp_obj *init = mt_dict1("n", 1);
-    mp_dict *d1, *d2, *d3;
+    mp_dictproxy *d1, *d2, *d3;
     TU_ASSERT_STATUS(mp_manager_dict_named(m, "results", init, &d1), 1); /* made */
     mp_obj_free(init);
     init = mt_dict1("n", 99);
     TU_ASSERT_STATUS(mp_manager_dict_named(m, "results", init, &d2), 0); /* existed */
     mp_obj_free(init);
     TU_ASSERT_STATUS(mp_manager_attach_dict(m, "results", &d3), 0);
-    TU_ASSERT_STATUS(mp_dict_add_int(d2, "n", 1, NULL), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_add_int(d2, "n", 1, NULL), 0);
     int64_t v;
-    TU_ASSERT_STATUS(mp_dict_get_int(d3, "n", &v), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_get_int(d3, "n", &v), 0);
     assert_int_equal(v, 2);
 
-    mp_list *l;
-    mp_mlock *lk;
-    mp_mqueue *q;
-    mp_dict *d4;
+    mp_listproxy *l;
+    mp_lockproxy *lk;
+    mp_queueproxy *q;
+    mp_dictproxy *d4;
     TU_ASSERT_STATUS(mp_manager_attach_dict(m, "missing", &d4), MP_ENOOBJ);
     assert_null(d4);
     TU_ASSERT_STATUS(mp_manager_attach_list(m, "results", &l), MP_ETYPE);
     TU_ASSERT_STATUS(mp_manager_list_named(m, "results", NULL, &l), MP_ETYPE);
     TU_ASSERT_STATUS(mp_manager_lock_named(m, "guard", true, &lk), 1);
-    mp_mlock *lk2;
+    mp_lockproxy *lk2;
     TU_ASSERT_STATUS(mp_manager_attach_lock(m, "guard", &lk2), 0); /* finds the RLock */
-    TU_ASSERT_STATUS(mp_mlock_acquire(lk, MT_LONG), 0);
-    TU_ASSERT_STATUS(mp_mlock_acquire(lk2, MT_LONG), 0); /* same RLock, same thread */
-    TU_ASSERT_STATUS(mp_mlock_release(lk2), 0);
-    TU_ASSERT_STATUS(mp_mlock_release(lk), 0);
-    mp_mlock *lk3;
+    TU_ASSERT_STATUS(mp_lockproxy_acquire(lk, MT_LONG), 0);
+    TU_ASSERT_STATUS(mp_lockproxy_acquire(lk2, MT_LONG), 0); /* same RLock, same thread */
+    TU_ASSERT_STATUS(mp_lockproxy_release(lk2), 0);
+    TU_ASSERT_STATUS(mp_lockproxy_release(lk), 0);
+    mp_lockproxy *lk3;
     TU_ASSERT_STATUS(mp_manager_lock_named(m, "guard", false, &lk3), MP_ETYPE);
     assert_null(lk3);
     TU_ASSERT_STATUS(mp_manager_queue_named(m, "jobs", 0, &q), 1);
@@ -286,23 +286,23 @@ static void test_named_objects_are_made_once_and_attached_by_name(void **state)
     mp_obj_free(info);
 
     /* a name keeps its object alive after every proxy is gone... */
-    mp_dict_free(d1);
-    mp_dict_free(d2);
-    mp_dict_free(d3);
+    mp_dictproxy_free(d1);
+    mp_dictproxy_free(d2);
+    mp_dictproxy_free(d3);
     TU_ASSERT_STATUS(mp_manager_attach_dict(m, "results", &d1), 0);
-    TU_ASSERT_STATUS(mp_dict_get_int(d1, "n", &v), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_get_int(d1, "n", &v), 0);
     assert_int_equal(v, 2);
     /* ...and unlink forgets the name; the object lives while held */
     int64_t before = mt_info_int(m, "objects");
     TU_ASSERT_STATUS(mp_manager_unlink(m, "results"), 0);
     TU_ASSERT_STATUS(mp_manager_unlink(m, "results"), MP_ENOOBJ);
     TU_ASSERT_STATUS(mp_manager_attach_dict(m, "results", &d2), MP_ENOOBJ);
-    TU_ASSERT_STATUS(mp_dict_get_int(d1, "n", &v), 0);
-    mp_dict_free(d1);
+    TU_ASSERT_STATUS(mp_dictproxy_get_int(d1, "n", &v), 0);
+    mp_dictproxy_free(d1);
     assert_int_equal(mt_info_int(m, "objects"), before - 1);
-    mp_mlock_free(lk);
-    mp_mlock_free(lk2);
-    mp_mqueue_free(q);
+    mp_lockproxy_free(lk);
+    mp_lockproxy_free(lk2);
+    mp_queueproxy_free(q);
     TU_ASSERT_STATUS(mp_manager_dict_named(m, "bad\xff", NULL, &d1), -EINVAL);
     mp_manager_free(m);
 }
@@ -312,11 +312,11 @@ static int child_uses_inherited_proxy_later(void *arg)
     struct mt_shared *sh = arg;
     int64_t v;
     /* first use: registers this process as a holder */
-    if (mp_dict_get_int(sh->d, "x", &v) != 0 || v != 1)
+    if (mp_dictproxy_get_int(sh->d, "x", &v) != 0 || v != 1)
         return 10;
     mt_say(sh->fd);
     tu_sleep(0.3); /* meanwhile the parent frees its proxy */
-    if (mp_dict_add_int(sh->d, "x", 1, &v) != 0 || v != 2)
+    if (mp_dictproxy_add_int(sh->d, "x", 1, &v) != 0 || v != 2)
         return 11;
     return 0;
 }
@@ -328,14 +328,14 @@ static void test_anonymous_objects_live_while_some_process_holds_them(void **sta
     assert_int_equal(mt_info_int(m, "objects"), 0);
     struct mt_shared sh = {0};
     TU_ASSERT_STATUS(mp_manager_dict(m, NULL, &sh.d), 0);
-    TU_ASSERT_STATUS(mp_dict_set_int(sh.d, "x", 1), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_set_int(sh.d, "x", 1), 0);
     assert_int_equal(mt_info_int(m, "objects"), 1);
     int p[2];
     assert_int_equal(pipe(p), 0);
     sh.fd = p[1];
     pid_t pid = tu_fork(child_uses_inherited_proxy_later, &sh);
     assert_int_equal(mt_wait_byte(p[0], MT_LONG), 0);
-    mp_dict_free(sh.d); /* the child still holds it */
+    mp_dictproxy_free(sh.d); /* the child still holds it */
     assert_int_equal(mt_info_int(m, "objects"), 1);
     assert_int_equal(tu_wait_child(pid, MT_LONG), 0);
     /* the child's exit dropped the last hold */
@@ -344,12 +344,12 @@ static void test_anonymous_objects_live_while_some_process_holds_them(void **sta
     close(p[1]);
 
     /* a proxy that outlives its manager handle says so */
-    mp_list *l;
+    mp_listproxy *l;
     TU_ASSERT_STATUS(mp_manager_list(m, NULL, &l), 0);
     mp_manager_free(m);
-    TU_ASSERT_STATUS(mp_list_append_int(l, 1), MP_ECLOSED);
-    assert_int_equal(mp_list_len(l), MP_ECLOSED);
-    mp_list_free(l);
+    TU_ASSERT_STATUS(mp_listproxy_append_int(l, 1), MP_ECLOSED);
+    assert_int_equal(mp_listproxy_len(l), MP_ECLOSED);
+    mp_listproxy_free(l);
 }
 
 /* ---- failures and bad arguments ------------------------------------------------- */
@@ -361,7 +361,7 @@ static int child_adds_until_the_server_dies(void *arg)
     bool said = false;
     double end = tu_now() + 30;
     do {
-        rc = mp_dict_add_int(sh->d, "n", 1, NULL);
+        rc = mp_dictproxy_add_int(sh->d, "n", 1, NULL);
         if (!said && rc == 0) {
             mt_say(sh->fd);
             said = true;
@@ -371,7 +371,7 @@ static int child_adds_until_the_server_dies(void *arg)
         return 10;
     /* and again, promptly, without a server to connect to */
     double t0 = tu_now();
-    rc = mp_dict_add_int(sh->d, "n", 1, NULL);
+    rc = mp_dictproxy_add_int(sh->d, "n", 1, NULL);
     return rc == MP_ENOSERVER && tu_now() - t0 < 2.0 ? 0 : 11;
 }
 
@@ -380,7 +380,7 @@ static int child_blocks_in_acquire(void *arg)
     struct mt_shared *sh = arg;
     mt_say(sh->fd);
     double t0 = tu_now();
-    int rc = mp_mlock_acquire(sh->lock, 30.0);
+    int rc = mp_lockproxy_acquire(sh->lock, 30.0);
     return rc == MP_ENOSERVER && tu_now() - t0 < 10.0 ? 0 : 20;
 }
 
@@ -390,7 +390,7 @@ static int child_blocks_in_get(void *arg)
     mt_say(sh->fd);
     mp_obj *x;
     double t0 = tu_now();
-    int rc = mp_mqueue_get(sh->q, &x, MP_FOREVER); /* even "forever" ends */
+    int rc = mp_queueproxy_get(sh->q, &x, MP_FOREVER); /* even "forever" ends */
     return rc == MP_ENOSERVER && tu_now() - t0 < 10.0 ? 0 : 30;
 }
 
@@ -402,7 +402,7 @@ static void test_server_killed_mid_run_every_call_returns_enoserver(void **state
     TU_ASSERT_STATUS(mp_manager_dict(m, NULL, &sh.d), 0);
     TU_ASSERT_STATUS(mp_manager_lock(m, &sh.lock), 0);
     TU_ASSERT_STATUS(mp_manager_queue(m, 0, &sh.q), 0);
-    TU_ASSERT_STATUS(mp_mlock_acquire(sh.lock, MT_LONG), 0); /* so the child waits */
+    TU_ASSERT_STATUS(mp_lockproxy_acquire(sh.lock, MT_LONG), 0); /* so the child waits */
     int p[2];
     assert_int_equal(pipe(p), 0);
     sh.fd = p[1];
@@ -423,13 +423,13 @@ static void test_server_killed_mid_run_every_call_returns_enoserver(void **state
         assert_int_equal(tu_wait_child(kids[i], 15.0), 0);
     assert_true(tu_now() - t0 < 10.0);
     /* the parent too */
-    TU_ASSERT_STATUS(mp_dict_set_int(sh.d, "x", 1), MP_ENOSERVER);
-    TU_ASSERT_STATUS(mp_mlock_release(sh.lock), MP_ENOSERVER);
+    TU_ASSERT_STATUS(mp_dictproxy_set_int(sh.d, "x", 1), MP_ENOSERVER);
+    TU_ASSERT_STATUS(mp_lockproxy_release(sh.lock), MP_ENOSERVER);
     close(p[0]);
     close(p[1]);
-    mp_dict_free(sh.d);
-    mp_mlock_free(sh.lock);
-    mp_mqueue_free(sh.q);
+    mp_dictproxy_free(sh.d);
+    mp_lockproxy_free(sh.lock);
+    mp_queueproxy_free(sh.q);
     TU_ASSERT_STATUS(mp_manager_shutdown(m), 0);
     struct stat st;
     assert_int_equal(stat(dir, &st), -1); /* the killed server's socket dir is cleaned up */
@@ -440,30 +440,30 @@ static void test_a_stopped_server_makes_calls_time_out_not_hang(void **state)
 {
     (void)state;
     mp_manager *m = mt_start();
-    mp_dict *d;
+    mp_dictproxy *d;
     TU_ASSERT_STATUS(mp_manager_dict(m, NULL, &d), 0);
     TU_ASSERT_STATUS(mp_manager_set_timeout(m, 0.3), 0);
     assert_int_equal(kill(mp_manager_pid(m), SIGSTOP), 0);
     double t0 = tu_now();
-    TU_ASSERT_STATUS(mp_dict_set_int(d, "x", 1), MP_ETIMEDOUT);
+    TU_ASSERT_STATUS(mp_dictproxy_set_int(d, "x", 1), MP_ETIMEDOUT);
     double dt = tu_now() - t0;
     assert_true(dt >= 0.29 && dt < 5.0);
     /* a blocking call: its own wait plus the call timeout */
-    mp_mqueue *q = NULL;
+    mp_queueproxy *q = NULL;
     assert_int_equal(kill(mp_manager_pid(m), SIGCONT), 0);
     TU_ASSERT_STATUS(mp_manager_queue(m, 0, &q), 0);
     assert_int_equal(kill(mp_manager_pid(m), SIGSTOP), 0);
     mp_obj *x;
     t0 = tu_now();
-    TU_ASSERT_STATUS(mp_mqueue_get(q, &x, 0.2), MP_ETIMEDOUT);
+    TU_ASSERT_STATUS(mp_queueproxy_get(q, &x, 0.2), MP_ETIMEDOUT);
     dt = tu_now() - t0;
     assert_true(dt >= 0.49 && dt < 5.0);
     assert_int_equal(kill(mp_manager_pid(m), SIGCONT), 0);
     /* the server comes back; so do the calls */
     TU_ASSERT_STATUS(mp_manager_set_timeout(m, MT_LONG), 0);
-    TU_ASSERT_STATUS(mp_dict_set_int(d, "x", 2), 0);
-    mp_mqueue_free(q);
-    mp_dict_free(d);
+    TU_ASSERT_STATUS(mp_dictproxy_set_int(d, "x", 2), 0);
+    mp_queueproxy_free(q);
+    mp_dictproxy_free(d);
     mp_manager_free(m);
 }
 
@@ -489,23 +489,23 @@ static void test_invalid_arguments_are_einval(void **state)
     TU_ASSERT_STATUS(mp_manager_connect(&m, "unix:/nonexistent/sock", "k", 1, NULL), -ENOENT);
     TU_ASSERT_STATUS(mp_manager_shutdown(NULL), -EINVAL);
     mp_manager_free(NULL);
-    mp_dict_free(NULL);
-    mp_list_free(NULL);
-    mp_mlock_free(NULL);
-    mp_mqueue_free(NULL);
+    mp_dictproxy_free(NULL);
+    mp_listproxy_free(NULL);
+    mp_lockproxy_free(NULL);
+    mp_queueproxy_free(NULL);
     assert_null(mp_manager_address(NULL));
     m = mt_start();
-    mp_dict *d;
+    mp_dictproxy *d;
     TU_ASSERT_STATUS(mp_manager_dict(m, NULL, NULL), -EINVAL);
     mp_obj *notdict = mt_int(1);
     TU_ASSERT_STATUS(mp_manager_dict(m, notdict, &d), MP_ETYPE);
     mp_obj_free(notdict);
     TU_ASSERT_STATUS(mp_manager_dict(m, NULL, &d), 0);
-    TU_ASSERT_STATUS(mp_dict_get(d, NULL, NULL), -EINVAL);
-    TU_ASSERT_STATUS(mp_dict_set_int(d, NULL, 1), -EINVAL);
-    TU_ASSERT_STATUS(mp_dict_get_int(NULL, "x", NULL), -EINVAL);
+    TU_ASSERT_STATUS(mp_dictproxy_get(d, NULL, NULL), -EINVAL);
+    TU_ASSERT_STATUS(mp_dictproxy_set_int(d, NULL, 1), -EINVAL);
+    TU_ASSERT_STATUS(mp_dictproxy_get_int(NULL, "x", NULL), -EINVAL);
     TU_ASSERT_STATUS(mp_manager_set_timeout(NULL, 1.0), -EINVAL);
-    mp_dict_free(d);
+    mp_dictproxy_free(d);
     mp_manager_free(m);
 }
 
@@ -518,7 +518,7 @@ static int remote_putter(void *arg)
     mp_manager *m;
     if (mp_manager_connect(&m, address, "secret", 6, NULL) != 0)
         return 10;
-    mp_mqueue *q;
+    mp_queueproxy *q;
     if (mp_manager_queue_named(m, "get_queue", 0, &q) < 0)
         return 11;
     mp_obj *t = mp_obj_tuple_new();
@@ -528,9 +528,9 @@ static int remote_putter(void *arg)
     mp_obj_tuple_append(t, mp_obj_float(2.25));
     mp_obj_tuple_append(t, mt_str("hall\xc3\xa5 v\xc3\xa4rlden"));
     mp_obj_tuple_append(t, mp_obj_bytes("hall\xe5 v\xe4rlden", 13));
-    int rc = mp_mqueue_put(q, t, MT_LONG);
+    int rc = mp_queueproxy_put(q, t, MT_LONG);
     mp_obj_free(t);
-    mp_mqueue_free(q);
+    mp_queueproxy_free(q);
     mp_manager_free(m);
     return rc == 0 ? 0 : 12;
 }
@@ -547,18 +547,18 @@ static void test_tcp_loopback_server_with_right_and_wrong_keys(void **state)
     TU_ASSERT_STATUS(mp_manager_connect(&m, address, "secret", 6, NULL), 0);
     assert_int_equal(mp_manager_pid(m), 0);
     pid_t putter = tu_fork(remote_putter, address);
-    mp_mqueue *q;
+    mp_queueproxy *q;
     double end = tu_now() + MT_LONG;
     int rc;
     while ((rc = mp_manager_attach_queue(m, "get_queue", &q)) == MP_ENOOBJ && tu_now() < end)
         tu_sleep(0.01);
     TU_ASSERT_STATUS(rc, 0);
     mp_obj *item;
-    TU_ASSERT_STATUS(mp_mqueue_get(q, &item, MT_LONG), 0);
+    TU_ASSERT_STATUS(mp_queueproxy_get(q, &item, MT_LONG), 0);
     mt_take_repr(item,
                  "('hello world', None, True, 2.25, 'hallå världen', b'hall\\xe5 v\\xe4rlden')");
     assert_int_equal(tu_wait_child(putter, MT_LONG), 0);
-    mp_mqueue_free(q);
+    mp_queueproxy_free(q);
     /* any authenticated client may stop a served manager */
     TU_ASSERT_STATUS(mp_manager_shutdown(m), 0);
     TU_ASSERT_STATUS(mp_manager_shutdown(m), 0);
@@ -579,19 +579,19 @@ static void test_started_manager_on_a_tcp_address(void **state)
     assert_true(strncmp(addr, "tcp:127.0.0.1:", 14) == 0 && strcmp(addr, "tcp:127.0.0.1:0") != 0);
     mp_manager *c;
     TU_ASSERT_STATUS(mp_manager_connect(&c, addr, "abracadabra", 11, NULL), 0);
-    mp_dict *d1, *d2;
+    mp_dictproxy *d1, *d2;
     TU_ASSERT_STATUS(mp_manager_dict_named(m, "d", NULL, &d1), 1);
     TU_ASSERT_STATUS(mp_manager_attach_dict(c, "d", &d2), 0);
-    TU_ASSERT_STATUS(mp_dict_set_int(d2, "via", 1), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_set_int(d2, "via", 1), 0);
     int64_t v;
-    TU_ASSERT_STATUS(mp_dict_get_int(d1, "via", &v), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_get_int(d1, "via", &v), 0);
     assert_int_equal(v, 1);
     /* the same address again once it is free (_TestManagerRestart) */
     char again[256];
     snprintf(again, sizeof again, "%s", addr);
-    mp_dict_free(d2);
+    mp_dictproxy_free(d2);
     mp_manager_free(c);
-    mp_dict_free(d1);
+    mp_dictproxy_free(d1);
     mp_manager_free(m);
     o.address = again;
     TU_ASSERT_STATUS(mp_manager_start(&m, &o), 0);
@@ -604,8 +604,8 @@ struct inproc {
     pthread_cond_t cv;
     char address[256];
     int rc;
-    mp_mlock *lock;
-    mp_mqueue *q;
+    mp_lockproxy *lock;
+    mp_queueproxy *q;
     int waiter_rc;
 };
 
@@ -631,7 +631,7 @@ static void *inproc_server(void *arg)
 static void *inproc_waiter(void *arg)
 {
     struct inproc *ip = arg;
-    ip->waiter_rc = mp_mlock_acquire(ip->lock, 30.0);
+    ip->waiter_rc = mp_lockproxy_acquire(ip->lock, 30.0);
     return NULL;
 }
 
@@ -654,16 +654,16 @@ static void test_serve_in_a_thread_releases_everything_at_shutdown(void **state)
     mp_manager *m;
     TU_ASSERT_STATUS(mp_manager_connect(&m, ip.address, "k", 1, NULL), 0);
     mp_obj *init = mt_dict1("a", 1);
-    mp_dict *d;
-    mp_list *l;
+    mp_dictproxy *d;
+    mp_listproxy *l;
     TU_ASSERT_STATUS(mp_manager_dict_named(m, "d", init, &d), 1);
     TU_ASSERT_STATUS(mp_manager_list(m, NULL, &l), 0);
     TU_ASSERT_STATUS(mp_manager_lock(m, &ip.lock), 0);
     TU_ASSERT_STATUS(mp_manager_queue(m, 1, &ip.q), 0);
-    TU_ASSERT_STATUS(mp_list_append(l, init), 0);
-    TU_ASSERT_STATUS(mp_mqueue_put(ip.q, init, MT_LONG), 0); /* left in the queue */
-    TU_ASSERT_STATUS(mp_mqueue_put(ip.q, init, 0.05), MP_FULL);
-    TU_ASSERT_STATUS(mp_mlock_acquire(ip.lock, MT_LONG), 0);
+    TU_ASSERT_STATUS(mp_listproxy_append(l, init), 0);
+    TU_ASSERT_STATUS(mp_queueproxy_put(ip.q, init, MT_LONG), 0); /* left in the queue */
+    TU_ASSERT_STATUS(mp_queueproxy_put(ip.q, init, 0.05), MP_FULL);
+    TU_ASSERT_STATUS(mp_lockproxy_acquire(ip.lock, MT_LONG), 0);
     assert_int_equal(pthread_create(&wt, NULL, inproc_waiter, &ip), 0);
     assert_true(mt_eventually_waiting(m, 1)); /* parked in the server at the shutdown */
     TU_ASSERT_STATUS(mp_manager_shutdown(m), 0);
@@ -672,10 +672,10 @@ static void test_serve_in_a_thread_releases_everything_at_shutdown(void **state)
     pthread_join(wt, NULL);
     TU_ASSERT_STATUS(ip.waiter_rc, MP_ENOSERVER);
     mp_obj_free(init);
-    mp_dict_free(d);
-    mp_list_free(l);
-    mp_mlock_free(ip.lock);
-    mp_mqueue_free(ip.q);
+    mp_dictproxy_free(d);
+    mp_listproxy_free(l);
+    mp_lockproxy_free(ip.lock);
+    mp_queueproxy_free(ip.q);
     mp_manager_free(m);
     pthread_mutex_destroy(&ip.mu);
     pthread_cond_destroy(&ip.cv);
@@ -823,21 +823,21 @@ static int netns_role(int argc, char **argv)
     if (role_connect(address, &m) != 0)
         return 20;
     int code = 0;
-    mp_mqueue *q = NULL;
-    mp_dict *d = NULL;
+    mp_queueproxy *q = NULL;
+    mp_dictproxy *d = NULL;
     if (strcmp(role, "producer") == 0) {
         if (mp_manager_queue_named(m, "jobs", 0, &q) < 0 ||
             mp_manager_dict_named(m, "results", NULL, &d) < 0)
             code = 30;
         for (int i = 1; code == 0 && i <= NS_JOBS; i++) {
             mp_obj *x = mt_int(i);
-            if (mp_mqueue_put(q, x, MT_LONG) != 0)
+            if (mp_queueproxy_put(q, x, MT_LONG) != 0)
                 code = 31;
             mp_obj_free(x);
         }
         for (int i = 0; code == 0 && i < 2; i++) { /* one end-marker per worker */
             mp_obj *none = mp_obj_none();
-            if (mp_mqueue_put(q, none, MT_LONG) != 0)
+            if (mp_queueproxy_put(q, none, MT_LONG) != 0)
                 code = 32;
             mp_obj_free(none);
         }
@@ -851,7 +851,7 @@ static int netns_role(int argc, char **argv)
         for (;;) {
             mp_obj *item = NULL;
             int64_t v;
-            if (code || mp_mqueue_get(q, &item, 20.0) != 0) {
+            if (code || mp_queueproxy_get(q, &item, 20.0) != 0) {
                 code = code ? code : 41;
                 break;
             }
@@ -866,7 +866,8 @@ static int netns_role(int argc, char **argv)
                 break;
             char key[64];
             snprintf(key, sizeof key, "done:%s", name);
-            if (mp_dict_add_int(d, "sum", v, NULL) != 0 || mp_dict_add_int(d, key, 1, NULL) != 0) {
+            if (mp_dictproxy_add_int(d, "sum", v, NULL) != 0 ||
+                mp_dictproxy_add_int(d, key, 1, NULL) != 0) {
                 code = 43;
                 break;
             }
@@ -878,23 +879,24 @@ static int netns_role(int argc, char **argv)
         int64_t sum = 0, c1 = 0, c2 = 0;
         if (!code && mp_manager_attach_dict(m, "results", &d) != 0)
             code = 51;
-        if (!code && (mp_dict_get_int(d, "sum", &sum) != 0 || sum != NS_JOBS * (NS_JOBS + 1) / 2))
+        if (!code &&
+            (mp_dictproxy_get_int(d, "sum", &sum) != 0 || sum != NS_JOBS * (NS_JOBS + 1) / 2))
             code = 52;
         /* a worker may have got no job at all (then it has no count) */
-        int r1 = code ? 0 : mp_dict_get_int(d, "done:w1", &c1);
-        int r2 = code ? 0 : mp_dict_get_int(d, "done:w2", &c2);
+        int r1 = code ? 0 : mp_dictproxy_get_int(d, "done:w1", &c1);
+        int r2 = code ? 0 : mp_dictproxy_get_int(d, "done:w2", &c2);
         if (!code &&
             ((r1 != 0 && r1 != MP_EKEY) || (r2 != 0 && r2 != MP_EKEY) || c1 + c2 != NS_JOBS))
             code = 53;
-        mp_dict_free(d);
+        mp_dictproxy_free(d);
         d = NULL;
         if (mp_manager_shutdown(m) != 0 && !code)
             code = 54;
     } else {
         code = 91;
     }
-    mp_mqueue_free(q);
-    mp_dict_free(d);
+    mp_queueproxy_free(q);
+    mp_dictproxy_free(d);
     mp_manager_free(m);
     return code;
 }

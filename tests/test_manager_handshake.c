@@ -93,14 +93,14 @@ test_a_server_out_of_descriptors_refuses_newcomers_serves_the_rest_and_recovers(
     double c1 = cpu_seconds(server);
     assert_true(c0 >= 0 && c1 - c0 < 0.5);
     /* the connected ones still work; freeing them makes room for others */
-    mp_dict *d;
+    mp_dictproxy *d;
     int first = -1;
     for (int i = 0; i < 40; i++)
         if (ms[i] && first < 0)
             first = i;
     TU_ASSERT_STATUS(mp_manager_dict_named(ms[first], "d", NULL, &d), 1);
-    TU_ASSERT_STATUS(mp_dict_set_int(d, "x", 1), 0);
-    mp_dict_free(d);
+    TU_ASSERT_STATUS(mp_dictproxy_set_int(d, "x", 1), 0);
+    mp_dictproxy_free(d);
     for (int i = 0; i < 40; i++)
         if (i != first)
             mp_manager_free(ms[i]);
@@ -115,9 +115,9 @@ test_a_server_out_of_descriptors_refuses_newcomers_serves_the_rest_and_recovers(
     TU_ASSERT_STATUS(rc, 0);
     TU_ASSERT_STATUS(mp_manager_attach_dict(again, "d", &d), 0);
     int64_t v;
-    TU_ASSERT_STATUS(mp_dict_get_int(d, "x", &v), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_get_int(d, "x", &v), 0);
     assert_int_equal(v, 1);
-    mp_dict_free(d);
+    mp_dictproxy_free(d);
     TU_ASSERT_STATUS(mp_manager_shutdown(again), 0);
     mp_manager_free(again);
     mp_manager_free(ms[first]);

@@ -28,17 +28,17 @@ static void test_request_and_reply_size_limits(void **state)
     o.max_message = 1 << 20;
     mp_manager *m;
     TU_ASSERT_STATUS(mp_manager_start(&m, &o), 0);
-    mp_dict *d;
+    mp_dictproxy *d;
     TU_ASSERT_STATUS(mp_manager_dict(m, NULL, &d), 0);
     size_t n = 2u << 20;
     char *blob = calloc(1, n);
     assert_non_null(blob);
     int64_t conns = mt_info_int(m, "connections");
-    TU_ASSERT_STATUS(mp_dict_set_bytes(d, "big", blob, n), MP_ETOOLONG);
+    TU_ASSERT_STATUS(mp_dictproxy_set_bytes(d, "big", blob, n), MP_ETOOLONG);
     /* refused before sending: the same connection goes on */
     assert_int_equal(mt_info_int(m, "connections"), conns);
-    TU_ASSERT_STATUS(mp_dict_set_bytes(d, "ok", blob, 100 << 10), 0);
-    TU_ASSERT_STATUS(mp_dict_set_bytes(d, "ok2", blob, 100 << 10), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_set_bytes(d, "ok", blob, 100 << 10), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_set_bytes(d, "ok2", blob, 100 << 10), 0);
 
     /* a client that accepts small replies only */
     size_t keylen;
@@ -47,23 +47,23 @@ static void test_request_and_reply_size_limits(void **state)
     small.max_message = 64 << 10;
     mp_manager *m2;
     TU_ASSERT_STATUS(mp_manager_connect(&m2, mp_manager_address(m), key, keylen, &small), 0);
-    mp_dict *d2;
+    mp_dictproxy *d2;
     TU_ASSERT_STATUS(mp_manager_dict(m2, NULL, &d2), 0);
-    TU_ASSERT_STATUS(mp_dict_update(d2, NULL), -EINVAL);
+    TU_ASSERT_STATUS(mp_dictproxy_update(d2, NULL), -EINVAL);
     mp_obj *o2 = NULL;
-    mp_dict *shared;
+    mp_dictproxy *shared;
     TU_ASSERT_STATUS(mp_manager_dict_named(m, "s", NULL, &shared), 1);
-    TU_ASSERT_STATUS(mp_dict_set_bytes(shared, "blob", blob, 200 << 10), 0);
-    mp_dict *s2;
+    TU_ASSERT_STATUS(mp_dictproxy_set_bytes(shared, "blob", blob, 200 << 10), 0);
+    mp_dictproxy *s2;
     TU_ASSERT_STATUS(mp_manager_attach_dict(m2, "s", &s2), 0);
-    TU_ASSERT_STATUS(mp_dict_copy(s2, &o2), MP_ETOOLONG);
-    assert_int_equal(mp_dict_len(s2), 1); /* and the connection goes on */
-    mp_dict_free(s2);
-    mp_dict_free(d2);
+    TU_ASSERT_STATUS(mp_dictproxy_copy(s2, &o2), MP_ETOOLONG);
+    assert_int_equal(mp_dictproxy_len(s2), 1); /* and the connection goes on */
+    mp_dictproxy_free(s2);
+    mp_dictproxy_free(d2);
     mp_manager_free(m2);
-    mp_dict_free(shared);
+    mp_dictproxy_free(shared);
     free(blob);
-    mp_dict_free(d);
+    mp_dictproxy_free(d);
     mp_manager_free(m);
 }
 
@@ -77,13 +77,13 @@ static void test_hello_without_a_reply_limit_gets_the_servers_request_limit(void
     o.max_message = 1 << 20;
     mp_manager *m;
     TU_ASSERT_STATUS(mp_manager_start(&m, &o), 0);
-    mp_dict *d;
+    mp_dictproxy *d;
     TU_ASSERT_STATUS(mp_manager_dict_named(m, "big", NULL, &d), 1);
     size_t n = 600 << 10;
     char *blob = calloc(1, n);
     assert_non_null(blob);
-    TU_ASSERT_STATUS(mp_dict_set_bytes(d, "a", blob, n), 0);
-    TU_ASSERT_STATUS(mp_dict_set_bytes(d, "b", blob, n), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_set_bytes(d, "a", blob, n), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_set_bytes(d, "b", blob, n), 0);
     free(blob);
     size_t keylen;
     const void *key = mp_manager_authkey(m, &keylen);
@@ -107,14 +107,14 @@ static void test_hello_without_a_reply_limit_gets_the_servers_request_limit(void
         assert_int_equal(mt_send_obj(c, mt_request(id, "len", NULL)), 0);
         mp_conn_free(c);
     }
-    mp_dict_free(d);
+    mp_dictproxy_free(d);
     mp_manager_free(m);
 }
 
 /* ---- no item lost to a limit ---------------------------------------------------- */
 
 struct getter {
-    mp_mqueue *q;
+    mp_queueproxy *q;
     int rc;
     size_t len; /* of the bytes item it got */
     pthread_t t;
@@ -124,7 +124,7 @@ static void *getter_main(void *arg)
 {
     struct getter *g = arg;
     mp_obj *x = NULL;
-    g->rc = mp_mqueue_get(g->q, &x, MT_LONG);
+    g->rc = mp_queueproxy_get(g->q, &x, MT_LONG);
     const unsigned char *p;
     if (g->rc == 0 && mp_obj_get_bytes(x, &p, &g->len) != 0)
         g->rc = 1;
@@ -142,7 +142,7 @@ static void start_getter(struct getter *g, mp_manager *m, const char *name)
 static void join_getter(struct getter *g)
 {
     pthread_join(g->t, NULL);
-    mp_mqueue_free(g->q);
+    mp_queueproxy_free(g->q);
 }
 
 static size_t bytes_len(const mp_obj *o)
@@ -174,64 +174,64 @@ static void test_an_item_too_big_for_its_reader_stays_for_a_reader_that_can_take
     mp_obj *big = mp_obj_bytes(blob, n), *k = mt_str("k"), *one = mt_int(1), *x = NULL, *x2 = NULL;
 
     /* queue get */
-    mp_mqueue *q, *qs;
+    mp_queueproxy *q, *qs;
     TU_ASSERT_STATUS(mp_manager_queue_named(m, "q", 0, &q), 1);
     TU_ASSERT_STATUS(mp_manager_attach_queue(ms, "q", &qs), 0);
-    TU_ASSERT_STATUS(mp_mqueue_put(q, big, MT_LONG), 0);
-    TU_ASSERT_STATUS(mp_mqueue_get(qs, &x, MT_LONG), MP_ETOOLONG);
-    assert_int_equal(mp_mqueue_qsize(q), 1);
-    TU_ASSERT_STATUS(mp_mqueue_get(q, &x, MP_NOWAIT), 0);
+    TU_ASSERT_STATUS(mp_queueproxy_put(q, big, MT_LONG), 0);
+    TU_ASSERT_STATUS(mp_queueproxy_get(qs, &x, MT_LONG), MP_ETOOLONG);
+    assert_int_equal(mp_queueproxy_qsize(q), 1);
+    TU_ASSERT_STATUS(mp_queueproxy_get(q, &x, MP_NOWAIT), 0);
     assert_int_equal(bytes_len(x), n);
     mp_obj_free(x);
     /* an item of many small values, too large only once encoded */
     mp_obj *many = mp_obj_list_new();
     for (int i = 0; i < 40000; i++)
         assert_int_equal(mp_obj_list_append(many, mt_int(i % 100)), 0);
-    TU_ASSERT_STATUS(mp_mqueue_put(q, many, MT_LONG), 0);
-    TU_ASSERT_STATUS(mp_mqueue_get(qs, &x, MT_LONG), MP_ETOOLONG);
-    assert_int_equal(mp_mqueue_qsize(q), 1);
-    TU_ASSERT_STATUS(mp_mqueue_get(q, &x, MP_NOWAIT), 0);
+    TU_ASSERT_STATUS(mp_queueproxy_put(q, many, MT_LONG), 0);
+    TU_ASSERT_STATUS(mp_queueproxy_get(qs, &x, MT_LONG), MP_ETOOLONG);
+    assert_int_equal(mp_queueproxy_qsize(q), 1);
+    TU_ASSERT_STATUS(mp_queueproxy_get(q, &x, MP_NOWAIT), 0);
     assert_int_equal(mp_obj_len(x), 40000);
     mp_obj_free(x);
 
     /* list pop, the last item and by index */
-    mp_list *l, *ls;
+    mp_listproxy *l, *ls;
     TU_ASSERT_STATUS(mp_manager_list_named(m, "l", NULL, &l), 1);
     TU_ASSERT_STATUS(mp_manager_attach_list(ms, "l", &ls), 0);
-    TU_ASSERT_STATUS(mp_list_append(l, big), 0);
-    TU_ASSERT_STATUS(mp_list_append(l, one), 0);
-    TU_ASSERT_STATUS(mp_list_pop(ls, 0, &x), MP_ETOOLONG);
-    TU_ASSERT_STATUS(mp_list_pop(ls, -1, &x), 0); /* the small one goes */
+    TU_ASSERT_STATUS(mp_listproxy_append(l, big), 0);
+    TU_ASSERT_STATUS(mp_listproxy_append(l, one), 0);
+    TU_ASSERT_STATUS(mp_listproxy_pop(ls, 0, &x), MP_ETOOLONG);
+    TU_ASSERT_STATUS(mp_listproxy_pop(ls, -1, &x), 0); /* the small one goes */
     mp_obj_free(x);
-    TU_ASSERT_STATUS(mp_list_pop(ls, -1, &x), MP_ETOOLONG);
-    assert_int_equal(mp_list_len(l), 1);
-    TU_ASSERT_STATUS(mp_list_pop(l, -1, &x), 0);
+    TU_ASSERT_STATUS(mp_listproxy_pop(ls, -1, &x), MP_ETOOLONG);
+    assert_int_equal(mp_listproxy_len(l), 1);
+    TU_ASSERT_STATUS(mp_listproxy_pop(l, -1, &x), 0);
     assert_int_equal(bytes_len(x), n);
     mp_obj_free(x);
-    TU_ASSERT_STATUS(mp_list_append(l, many), 0);
-    TU_ASSERT_STATUS(mp_list_pop(ls, -1, &x), MP_ETOOLONG);
-    assert_int_equal(mp_list_len(l), 1);
-    TU_ASSERT_STATUS(mp_list_pop(l, -1, &x), 0);
+    TU_ASSERT_STATUS(mp_listproxy_append(l, many), 0);
+    TU_ASSERT_STATUS(mp_listproxy_pop(ls, -1, &x), MP_ETOOLONG);
+    assert_int_equal(mp_listproxy_len(l), 1);
+    TU_ASSERT_STATUS(mp_listproxy_pop(l, -1, &x), 0);
     assert_int_equal(mp_obj_len(x), 40000);
     mp_obj_free(x);
     mp_obj_free(many);
 
     /* dict pop, popitem, cas, setdefault */
-    mp_dict *d, *ds;
+    mp_dictproxy *d, *ds;
     TU_ASSERT_STATUS(mp_manager_dict_named(m, "d", NULL, &d), 1);
     TU_ASSERT_STATUS(mp_manager_attach_dict(ms, "d", &ds), 0);
-    TU_ASSERT_STATUS(mp_dict_set(d, k, big), 0);
-    TU_ASSERT_STATUS(mp_dict_pop(ds, k, &x), MP_ETOOLONG);
-    TU_ASSERT_STATUS(mp_dict_popitem(ds, &x, &x2), MP_ETOOLONG);
-    TU_ASSERT_STATUS(mp_dict_cas(ds, k, big, one, &x), MP_ETOOLONG);
-    assert_int_equal(mp_dict_len(d), 1);
-    TU_ASSERT_STATUS(mp_dict_get(d, k, &x), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_set(d, k, big), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_pop(ds, k, &x), MP_ETOOLONG);
+    TU_ASSERT_STATUS(mp_dictproxy_popitem(ds, &x, &x2), MP_ETOOLONG);
+    TU_ASSERT_STATUS(mp_dictproxy_cas(ds, k, big, one, &x), MP_ETOOLONG);
+    assert_int_equal(mp_dictproxy_len(d), 1);
+    TU_ASSERT_STATUS(mp_dictproxy_get(d, k, &x), 0);
     assert_int_equal(bytes_len(x), n); /* not swapped */
     mp_obj_free(x);
     mp_obj *k2 = mt_str("k2");
-    TU_ASSERT_STATUS(mp_dict_setdefault(ds, k2, big, &x), MP_ETOOLONG);
-    assert_int_equal(mp_dict_contains(d, k2), 0); /* not stored behind the error */
-    TU_ASSERT_STATUS(mp_dict_popitem(d, &x, &x2), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_setdefault(ds, k2, big, &x), MP_ETOOLONG);
+    assert_int_equal(mp_dictproxy_contains(d, k2), 0); /* not stored behind the error */
+    TU_ASSERT_STATUS(mp_dictproxy_popitem(d, &x, &x2), 0);
     assert_int_equal(bytes_len(x2), n);
     mp_obj_free(x);
     mp_obj_free(x2);
@@ -244,21 +244,21 @@ static void test_an_item_too_big_for_its_reader_stays_for_a_reader_that_can_take
     assert_true(mt_eventually_waiting(m, 1));
     start_getter(&gb, m, "q");
     assert_true(mt_eventually_waiting(m, 2));
-    TU_ASSERT_STATUS(mp_mqueue_put(q, big, MT_LONG), 0);
+    TU_ASSERT_STATUS(mp_queueproxy_put(q, big, MT_LONG), 0);
     join_getter(&gs);
     join_getter(&gb);
     TU_ASSERT_STATUS(gs.rc, MP_ETOOLONG);
     TU_ASSERT_STATUS(gb.rc, 0);
     assert_int_equal(gb.len, n);
-    assert_int_equal(mp_mqueue_qsize(q), 0);
+    assert_int_equal(mp_queueproxy_qsize(q), 0);
     /* only a small getter waits: the item goes into the queue */
     start_getter(&gs, ms, "q");
     assert_true(mt_eventually_waiting(m, 1));
-    TU_ASSERT_STATUS(mp_mqueue_put(q, big, MT_LONG), 0);
+    TU_ASSERT_STATUS(mp_queueproxy_put(q, big, MT_LONG), 0);
     join_getter(&gs);
     TU_ASSERT_STATUS(gs.rc, MP_ETOOLONG);
-    assert_int_equal(mp_mqueue_qsize(q), 1);
-    TU_ASSERT_STATUS(mp_mqueue_get(q, &x, MP_NOWAIT), 0);
+    assert_int_equal(mp_queueproxy_qsize(q), 1);
+    TU_ASSERT_STATUS(mp_queueproxy_get(q, &x, MP_NOWAIT), 0);
     assert_int_equal(bytes_len(x), n);
     mp_obj_free(x);
 
@@ -266,12 +266,12 @@ static void test_an_item_too_big_for_its_reader_stays_for_a_reader_that_can_take
     mp_obj_free(k);
     mp_obj_free(one);
     free(blob);
-    mp_dict_free(d);
-    mp_dict_free(ds);
-    mp_list_free(l);
-    mp_list_free(ls);
-    mp_mqueue_free(q);
-    mp_mqueue_free(qs);
+    mp_dictproxy_free(d);
+    mp_dictproxy_free(ds);
+    mp_listproxy_free(l);
+    mp_listproxy_free(ls);
+    mp_queueproxy_free(q);
+    mp_queueproxy_free(qs);
     mp_manager_free(ms);
     mp_manager_free(m);
 }
@@ -300,7 +300,7 @@ static void test_a_python_items_shared_references_count_in_full_and_nothing_is_l
 {
     (void)state;
     mp_manager *m = mt_start();
-    mp_mqueue *q;
+    mp_queueproxy *q;
     TU_ASSERT_STATUS(mp_manager_queue_named(m, "big", 0, &q), 1);
     size_t keylen;
     const unsigned char *key = mp_manager_authkey(m, &keylen);
@@ -316,9 +316,9 @@ static void test_a_python_items_shared_references_count_in_full_and_nothing_is_l
     const char *args[] = {mp_manager_address(m) + 5, hex, size, NULL};
     pid_t py = tu_spawn_python(PY_PRODUCER, args, NULL, 0);
     assert_int_equal(tu_wait_child(py, 60), 0);
-    assert_int_equal(mp_mqueue_qsize(q), 1);
+    assert_int_equal(mp_queueproxy_qsize(q), 1);
     mp_manager *ms = m, *ml;
-    mp_mqueue *qs = q, *ql;
+    mp_queueproxy *qs = q, *ql;
     mp_manager_opts o = MP_MANAGER_OPTS_INIT;
     if (blob != (size_t)8 << 20) {
         o.max_message = 8 * blob;
@@ -326,14 +326,14 @@ static void test_a_python_items_shared_references_count_in_full_and_nothing_is_l
         TU_ASSERT_STATUS(mp_manager_attach_queue(ms, "big", &qs), 0);
     }
     mp_obj *x = NULL;
-    TU_ASSERT_STATUS(mp_mqueue_get(qs, &x, MT_LONG), MP_ETOOLONG);
+    TU_ASSERT_STATUS(mp_queueproxy_get(qs, &x, MT_LONG), MP_ETOOLONG);
     assert_null(x);
-    assert_int_equal(mp_mqueue_qsize(q), 1);
+    assert_int_equal(mp_queueproxy_qsize(q), 1);
     o.max_message = 16 * blob;
     o.timeout = 60;
     TU_ASSERT_STATUS(mp_manager_connect(&ml, mp_manager_address(m), key, keylen, &o), 0);
     TU_ASSERT_STATUS(mp_manager_attach_queue(ml, "big", &ql), 0);
-    TU_ASSERT_STATUS(mp_mqueue_get(ql, &x, MT_LONG), 0);
+    TU_ASSERT_STATUS(mp_queueproxy_get(ql, &x, MT_LONG), 0);
     assert_int_equal(mp_obj_len(x), 15);
     for (size_t i = 0; i < 15; i++) {
         const unsigned char *p;
@@ -344,14 +344,14 @@ static void test_a_python_items_shared_references_count_in_full_and_nothing_is_l
         assert_int_equal(p[blob - 1], 255);
     }
     mp_obj_free(x);
-    assert_int_equal(mp_mqueue_qsize(q), 0);
-    mp_mqueue_free(ql);
+    assert_int_equal(mp_queueproxy_qsize(q), 0);
+    mp_queueproxy_free(ql);
     mp_manager_free(ml);
     if (ms != m) {
-        mp_mqueue_free(qs);
+        mp_queueproxy_free(qs);
         mp_manager_free(ms);
     }
-    mp_mqueue_free(q);
+    mp_queueproxy_free(q);
     mp_manager_free(m);
 }
 
@@ -424,7 +424,7 @@ static void test_large_requests_over_the_budget_get_eagain_and_others_are_served
     mp_manager *m;
     TU_ASSERT_STATUS(mp_manager_start(&m, &o), 0);
     assert_int_equal(mt_info_int(m, "budget"), 4 << 20);
-    mp_dict *d;
+    mp_dictproxy *d;
     TU_ASSERT_STATUS(mp_manager_dict(m, NULL, &d), 0); /* id 1 */
     size_t keylen;
     const void *key = mp_manager_authkey(m, &keylen);
@@ -450,9 +450,9 @@ static void test_large_requests_over_the_budget_get_eagain_and_others_are_served
     mp_obj *r = NULL;
     TU_ASSERT_STATUS(mp_conn_recv(c[4], &r, MT_LONG), 0);
     assert_int_equal(mt_reply_code(r), -EAGAIN);
-    TU_ASSERT_STATUS(mp_dict_set_int(d, "small", 1), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_set_int(d, "small", 1), 0);
     assert_int_equal(mt_send_obj(c[4], mt_request(0, "ping", NULL)), 0);
-    assert_int_equal(mp_dict_len(d), 1);
+    assert_int_equal(mp_dictproxy_len(d), 1);
     /* the four finish and are served */
     for (int i = 0; i < 4; i++) {
         write_all(mp_conn_fileno(c[i]), f[i] + len[i] - 1000, 1000);
@@ -465,12 +465,12 @@ static void test_large_requests_over_the_budget_get_eagain_and_others_are_served
     assert_int_equal(mt_info_int(m, "buffered"), 0);
     /* now the fifth fits */
     assert_int_equal(mt_reply_code(mt_raw_call(c[4], f[4] + 4, len[4] - 4)), 0);
-    assert_int_equal(mp_dict_len(d), 6);
+    assert_int_equal(mp_dictproxy_len(d), 6);
     for (int i = 0; i < N; i++) {
         mp_conn_free(c[i]);
         free(f[i]);
     }
-    mp_dict_free(d);
+    mp_dictproxy_free(d);
     mp_manager_free(m);
 }
 
@@ -517,7 +517,7 @@ static long rss_kib(pid_t pid)
 }
 
 struct pinger {
-    mp_dict *d;
+    mp_dictproxy *d;
     int stop; /* atomic */
     double max_latency;
     long calls;
@@ -530,7 +530,7 @@ static void *pinger_main(void *arg)
     struct pinger *p = arg;
     while (!__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE) && p->rc == 0) {
         double t0 = tu_now();
-        p->rc = mp_dict_add_int(p->d, "pings", 1, NULL);
+        p->rc = mp_dictproxy_add_int(p->d, "pings", 1, NULL);
         double dt = tu_now() - t0;
         if (dt > p->max_latency)
             p->max_latency = dt;
@@ -550,7 +550,7 @@ static void test_a_large_request_stalls_nobody_and_its_memory_is_given_back(void
 {
     (void)state;
     mp_manager *m = mt_start();
-    mp_list *l;
+    mp_listproxy *l;
     TU_ASSERT_STATUS(mp_manager_list(m, NULL, &l), 0); /* id 1 */
     size_t keylen;
     const void *key = mp_manager_authkey(m, &keylen);
@@ -566,7 +566,7 @@ static void test_a_large_request_stalls_nobody_and_its_memory_is_given_back(void
     long before = rss_kib(server);
     struct pinger p = {0};
     TU_ASSERT_STATUS(mp_manager_dict(m, NULL, &p.d), 0);
-    TU_ASSERT_STATUS(mp_dict_add_int(p.d, "pings", 1, NULL), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_add_int(p.d, "pings", 1, NULL), 0);
     assert_int_equal(pthread_create(&p.t, NULL, pinger_main, &p), 0);
     tu_sleep(0.05);
     /* No assert until the pinger is joined. */
@@ -604,9 +604,9 @@ static void test_a_large_request_stalls_nobody_and_its_memory_is_given_back(void
     }
     assert_int_equal(mt_info_int(m, "buffered"), 0);
     free(req);
-    mp_dict_free(p.d);
+    mp_dictproxy_free(p.d);
     mp_conn_free(c);
-    mp_list_free(l);
+    mp_listproxy_free(l);
     mp_manager_free(m);
 }
 
@@ -636,7 +636,7 @@ static void test_requests_behind_a_large_one_wait_without_spinning(void **state)
 {
     (void)state;
     mp_manager *m = mt_start();
-    mp_list *l;
+    mp_listproxy *l;
     TU_ASSERT_STATUS(mp_manager_list(m, NULL, &l), 0); /* id 1 */
     size_t keylen;
     const void *key = mp_manager_authkey(m, &keylen);
@@ -676,7 +676,7 @@ static void test_requests_behind_a_large_one_wait_without_spinning(void **state)
     }
     free(f);
     mp_conn_free(c);
-    mp_list_free(l);
+    mp_listproxy_free(l);
     mp_manager_free(m);
 }
 

@@ -14,26 +14,26 @@ static void test_lock_acquire_release_semantics_match_python(void **state)
 {
     (void)state;
     mp_manager *m = mt_start();
-    mp_mlock *lk, *rl;
+    mp_lockproxy *lk, *rl;
     TU_ASSERT_STATUS(mp_manager_lock(m, &lk), 0);
     TU_ASSERT_STATUS(mp_manager_rlock(m, &rl), 0);
     /* _TestLock.test_lock */
-    TU_ASSERT_STATUS(mp_mlock_acquire(lk, MP_FOREVER), 0);
-    TU_ASSERT_STATUS(mp_mlock_acquire(lk, MP_NOWAIT), MP_ETIMEDOUT);
+    TU_ASSERT_STATUS(mp_lockproxy_acquire(lk, MP_FOREVER), 0);
+    TU_ASSERT_STATUS(mp_lockproxy_acquire(lk, MP_NOWAIT), MP_ETIMEDOUT);
     double t0 = tu_now();
-    TU_ASSERT_STATUS(mp_mlock_acquire(lk, 0.2), MP_ETIMEDOUT);
+    TU_ASSERT_STATUS(mp_lockproxy_acquire(lk, 0.2), MP_ETIMEDOUT);
     double dt = tu_now() - t0;
     assert_true(dt >= 0.19 && dt < 5.0);
-    TU_ASSERT_STATUS(mp_mlock_release(lk), 0);
-    TU_ASSERT_STATUS(mp_mlock_release(lk), MP_EVALUE);
+    TU_ASSERT_STATUS(mp_lockproxy_release(lk), 0);
+    TU_ASSERT_STATUS(mp_lockproxy_release(lk), MP_EVALUE);
     /* _TestLock.test_rlock */
     for (int i = 0; i < 3; i++)
-        TU_ASSERT_STATUS(mp_mlock_acquire(rl, MT_LONG), 0);
+        TU_ASSERT_STATUS(mp_lockproxy_acquire(rl, MT_LONG), 0);
     for (int i = 0; i < 3; i++)
-        TU_ASSERT_STATUS(mp_mlock_release(rl), 0);
-    TU_ASSERT_STATUS(mp_mlock_release(rl), MP_EVALUE);
-    mp_mlock_free(lk);
-    mp_mlock_free(rl);
+        TU_ASSERT_STATUS(mp_lockproxy_release(rl), 0);
+    TU_ASSERT_STATUS(mp_lockproxy_release(rl), MP_EVALUE);
+    mp_lockproxy_free(lk);
+    mp_lockproxy_free(rl);
     mp_manager_free(m);
 }
 
@@ -41,13 +41,13 @@ static int child_releases_parents_lock(void *arg)
 {
     struct mt_shared *sh = arg;
     /* Python lets any process release a Lock. */
-    return mp_mlock_release(sh->lock) == 0 ? 0 : 10;
+    return mp_lockproxy_release(sh->lock) == 0 ? 0 : 10;
 }
 
 static int child_acquires_then_waits(void *arg)
 {
     struct mt_shared *sh = arg;
-    int rc = mp_mlock_acquire(sh->lock, MT_LONG);
+    int rc = mp_lockproxy_acquire(sh->lock, MT_LONG);
     if (rc != 0)
         return 10;
     mt_say(sh->fd);
@@ -59,11 +59,11 @@ static int child_waits_for_dead_holders_lock(void *arg)
 {
     struct mt_shared *sh = arg;
     mt_say(sh->fd);
-    int rc = mp_mlock_acquire(sh->lock, MT_LONG);
+    int rc = mp_lockproxy_acquire(sh->lock, MT_LONG);
     if (rc != MP_EOWNERDEAD)
         return rc == 0 ? 20 : rc == MP_ETIMEDOUT ? 21 : 22;
     /* the lock is ours and works on */
-    if (mp_mlock_release(sh->lock) != 0)
+    if (mp_lockproxy_release(sh->lock) != 0)
         return 23;
     return 0;
 }
@@ -74,12 +74,12 @@ static void test_a_lock_may_be_released_by_another_process(void **state)
     mp_manager *m = mt_start();
     struct mt_shared sh = {0};
     TU_ASSERT_STATUS(mp_manager_lock(m, &sh.lock), 0);
-    TU_ASSERT_STATUS(mp_mlock_acquire(sh.lock, MT_LONG), 0);
+    TU_ASSERT_STATUS(mp_lockproxy_acquire(sh.lock, MT_LONG), 0);
     pid_t pid = tu_fork(child_releases_parents_lock, &sh);
     assert_int_equal(tu_wait_child(pid, MT_LONG), 0);
-    TU_ASSERT_STATUS(mp_mlock_acquire(sh.lock, MP_NOWAIT), 0);
-    TU_ASSERT_STATUS(mp_mlock_release(sh.lock), 0);
-    mp_mlock_free(sh.lock);
+    TU_ASSERT_STATUS(mp_lockproxy_acquire(sh.lock, MP_NOWAIT), 0);
+    TU_ASSERT_STATUS(mp_lockproxy_release(sh.lock), 0);
+    mp_lockproxy_free(sh.lock);
     mp_manager_free(m);
 }
 
@@ -108,16 +108,16 @@ static void kill_holder_and_check(bool recursive, bool with_waiter)
     if (with_waiter) {
         assert_int_equal(tu_wait_child(waiter, MT_LONG + 5), 0);
         /* the waiter was told; the next acquirer is not */
-        TU_ASSERT_STATUS(mp_mlock_acquire(sh.lock, MT_LONG), 0);
+        TU_ASSERT_STATUS(mp_lockproxy_acquire(sh.lock, MT_LONG), 0);
     } else {
-        TU_ASSERT_STATUS(mp_mlock_acquire(sh.lock, MT_LONG), MP_EOWNERDEAD);
-        TU_ASSERT_STATUS(mp_mlock_release(sh.lock), 0);
-        TU_ASSERT_STATUS(mp_mlock_acquire(sh.lock, MT_LONG), 0);
+        TU_ASSERT_STATUS(mp_lockproxy_acquire(sh.lock, MT_LONG), MP_EOWNERDEAD);
+        TU_ASSERT_STATUS(mp_lockproxy_release(sh.lock), 0);
+        TU_ASSERT_STATUS(mp_lockproxy_acquire(sh.lock, MT_LONG), 0);
     }
-    TU_ASSERT_STATUS(mp_mlock_release(sh.lock), 0);
+    TU_ASSERT_STATUS(mp_lockproxy_release(sh.lock), 0);
     close(p[0]);
     close(p[1]);
-    mp_mlock_free(sh.lock);
+    mp_lockproxy_free(sh.lock);
     mp_manager_free(m);
 }
 

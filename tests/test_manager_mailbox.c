@@ -28,7 +28,7 @@ static const size_t mail_sizes[] = {0,   1,    100,  880,  900,   920, 930, 940,
                                     970, 1000, 1100, 4000, 70000, 3,   950, 100000, 10};
 
 /* Set and read back values of every size; returns 0 or a failure code. */
-static int mail_roundtrips(mp_dict *d, unsigned seed)
+static int mail_roundtrips(mp_dictproxy *d, unsigned seed)
 {
     unsigned char *buf = malloc(100000);
     if (!buf)
@@ -37,17 +37,17 @@ static int mail_roundtrips(mp_dict *d, unsigned seed)
         size_t n = mail_sizes[k];
         for (size_t i = 0; i < n; i++)
             buf[i] = (unsigned char)(seed + k + i * 7);
-        if (mp_dict_set_bytes(d, "v", buf, n) != 0) {
+        if (mp_dictproxy_set_bytes(d, "v", buf, n) != 0) {
             free(buf);
             return 91;
         }
         void *back = NULL;
         size_t len = 0;
-        int rc = mp_dict_get_bytes(d, "v", &back, &len);
+        int rc = mp_dictproxy_get_bytes(d, "v", &back, &len);
         bool same = rc == 0 && len == n && (n == 0 || memcmp(back, buf, n) == 0);
         free(back);
         int64_t c;
-        if (!same || mp_dict_add_int(d, "count", 1, &c) != 0) {
+        if (!same || mp_dictproxy_add_int(d, "count", 1, &c) != 0) {
             free(buf);
             return 92;
         }
@@ -58,7 +58,7 @@ static int mail_roundtrips(mp_dict *d, unsigned seed)
 
 static int child_mail_roundtrips(void *arg)
 {
-    mp_dict *d = arg;
+    mp_dictproxy *d = arg;
     return mail_roundtrips(d, 77);
 }
 
@@ -71,7 +71,7 @@ static void test_started_manager_calls_go_through_mailboxes_of_any_size(void **s
     (void)state;
     mp_manager *m = mt_start();
     assert_true(info_mailbox(m));
-    mp_dict *d;
+    mp_dictproxy *d;
     TU_ASSERT_STATUS(mp_manager_dict_named(m, "mail", NULL, &d), 1);
     assert_int_equal(mail_roundtrips(d, 1), 0);
     pid_t kid = tu_fork(child_mail_roundtrips, d);
@@ -83,20 +83,20 @@ static void test_started_manager_calls_go_through_mailboxes_of_any_size(void **s
     TU_ASSERT_STATUS(mp_manager_connect(&m2, mp_manager_address(m), key, keylen, NULL), 0);
     assert_false(info_mailbox(m2));
     assert_true(mt_info_int(m2, "mailboxes") >= 1); /* the starter's */
-    mp_dict *d2;
+    mp_dictproxy *d2;
     TU_ASSERT_STATUS(mp_manager_attach_dict(m2, "mail", &d2), 0);
     assert_int_equal(mail_roundtrips(d2, 5), 0);
     int64_t count;
-    TU_ASSERT_STATUS(mp_dict_get_int(d, "count", &count), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_get_int(d, "count", &count), 0);
     assert_int_equal(count, 3 * (int64_t)(sizeof mail_sizes / sizeof mail_sizes[0]));
-    mp_dict_free(d2);
+    mp_dictproxy_free(d2);
     mp_manager_free(m2);
-    mp_dict_free(d);
+    mp_dictproxy_free(d);
     mp_manager_free(m);
 }
 
 struct mail_getter {
-    mp_mqueue *q;
+    mp_queueproxy *q;
     int rc;
     int64_t got;
 };
@@ -105,7 +105,7 @@ static void *mail_getter_thread(void *arg)
 {
     struct mail_getter *g = arg;
     mp_obj *item = NULL;
-    g->rc = mp_mqueue_get(g->q, &item, 3 * MT_LONG);
+    g->rc = mp_queueproxy_get(g->q, &item, 3 * MT_LONG);
     if (g->rc == 0 && mp_obj_get_int(item, &g->got) != 0)
         g->rc = MP_ETYPE;
     mp_obj_free(item);
@@ -121,7 +121,7 @@ static void test_more_connections_than_mailboxes_fall_back_to_the_socket(void **
 {
     (void)state;
     mp_manager *m = mt_start();
-    mp_mqueue *q;
+    mp_queueproxy *q;
     TU_ASSERT_STATUS(mp_manager_queue(m, 0, &q), 0);
     static struct mail_getter g[MAIL_THREADS];
     static pthread_t t[MAIL_THREADS];
@@ -138,7 +138,7 @@ static void test_more_connections_than_mailboxes_fall_back_to_the_socket(void **
     int64_t sum = 0;
     for (int i = 0; i < MAIL_THREADS; i++) {
         mp_obj *item = mp_obj_int(i);
-        TU_ASSERT_STATUS(mp_mqueue_put(q, item, MT_LONG), 0);
+        TU_ASSERT_STATUS(mp_queueproxy_put(q, item, MT_LONG), 0);
         mp_obj_free(item);
         sum += i;
     }
@@ -148,7 +148,7 @@ static void test_more_connections_than_mailboxes_fall_back_to_the_socket(void **
         sum -= g[i].got;
     }
     assert_int_equal(sum, 0);
-    mp_mqueue_free(q);
+    mp_queueproxy_free(q);
     mp_manager_free(m);
 }
 
@@ -156,13 +156,13 @@ static void test_more_connections_than_mailboxes_fall_back_to_the_socket(void **
  * stop (or for 20 s at most). */
 static int child_busy_until_stop(void *arg)
 {
-    mp_dict *d = arg;
+    mp_dictproxy *d = arg;
     double end = tu_now() + 20.0;
     for (int i = 0; tu_now() < end; i++) {
-        if (mp_dict_add_int(d, "busy", 1, NULL) != 0)
+        if (mp_dictproxy_add_int(d, "busy", 1, NULL) != 0)
             return 1;
         int64_t stop = 0;
-        if (i % 64 == 0 && mp_dict_get_int(d, "stop", &stop) == 0 && stop)
+        if (i % 64 == 0 && mp_dictproxy_get_int(d, "stop", &stop) == 0 && stop)
             return 0;
     }
     return 2; /* never told to stop */
@@ -175,35 +175,35 @@ static void test_socket_clients_are_served_while_mailboxes_keep_the_server_busy(
 {
     (void)state;
     mp_manager *m = mt_start();
-    mp_dict *d;
+    mp_dictproxy *d;
     TU_ASSERT_STATUS(mp_manager_dict_named(m, "busy", NULL, &d), 1);
-    TU_ASSERT_STATUS(mp_dict_set_int(d, "stop", 0), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_set_int(d, "stop", 0), 0);
     pid_t kids[2];
     for (int i = 0; i < 2; i++)
         kids[i] = tu_fork(child_busy_until_stop, d);
     double end = tu_now() + MT_LONG;
     int64_t busy = 0;
     while (busy < 1000 && tu_now() < end) {
-        int rc = mp_dict_get_int(d, "busy", &busy);
+        int rc = mp_dictproxy_get_int(d, "busy", &busy);
         assert_true(rc == 0 || rc == MP_EKEY);
     }
     size_t keylen;
     const void *key = mp_manager_authkey(m, &keylen);
     mp_manager *m2;
     TU_ASSERT_STATUS(mp_manager_connect(&m2, mp_manager_address(m), key, keylen, NULL), 0);
-    mp_dict *d2;
+    mp_dictproxy *d2;
     TU_ASSERT_STATUS(mp_manager_attach_dict(m2, "busy", &d2), 0);
     double t0 = tu_now();
     for (int i = 0; i < 200; i++)
-        TU_ASSERT_STATUS(mp_dict_add_int(d2, "socket", 1, NULL), 0);
+        TU_ASSERT_STATUS(mp_dictproxy_add_int(d2, "socket", 1, NULL), 0);
     double dt = tu_now() - t0;
-    TU_ASSERT_STATUS(mp_dict_set_int(d2, "stop", 1), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_set_int(d2, "stop", 1), 0);
     for (int i = 0; i < 2; i++)
         assert_int_equal(tu_wait_child(kids[i], 30.0), 0);
     assert_true(dt < 10.0); /* not held off until the children gave up */
-    mp_dict_free(d2);
+    mp_dictproxy_free(d2);
     mp_manager_free(m2);
-    mp_dict_free(d);
+    mp_dictproxy_free(d);
     mp_manager_free(m);
 }
 

@@ -22,7 +22,7 @@ static void test_malformed_requests_get_error_replies_and_the_server_serves_on(v
 {
     (void)state;
     mp_manager *m = mt_start();
-    mp_dict *d;
+    mp_dictproxy *d;
     TU_ASSERT_STATUS(mp_manager_dict(m, NULL, &d), 0);
     size_t keylen;
     const void *key = mp_manager_authkey(m, &keylen);
@@ -61,7 +61,7 @@ static void test_malformed_requests_get_error_replies_and_the_server_serves_on(v
     mp_obj_free(info);
     assert_int_equal(mt_send_obj(c, mt_request(0, "create", args)), MP_EPROTO);
     /* the proxy kept working all along */
-    TU_ASSERT_STATUS(mp_dict_set_int(d, "alive", 1), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_set_int(d, "alive", 1), 0);
 
     /* a frame claiming more than the limit: an error reply, then hang-up
      * (the stream cannot be read on, as with Python's maxlength) */
@@ -85,9 +85,9 @@ static void test_malformed_requests_get_error_replies_and_the_server_serves_on(v
     TU_ASSERT_STATUS(mp_client_connect(&c, mp_manager_address(m), "wrong", 5, MT_LONG), MP_EAUTH);
 
     int64_t v;
-    TU_ASSERT_STATUS(mp_dict_get_int(d, "alive", &v), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_get_int(d, "alive", &v), 0);
     assert_int_equal(v, 1);
-    mp_dict_free(d);
+    mp_dictproxy_free(d);
     mp_manager_free(m);
 }
 
@@ -172,10 +172,10 @@ static void test_random_requests_each_get_a_reply_and_break_nothing(void **state
     const size_t nmethods = sizeof methods / sizeof methods[0];
     int n = mt_env_int("MPIPC_MANAGER_OPS", 10000) / 5;
     mp_manager *m = mt_start();
-    mp_dict *d;
-    mp_list *l;
-    mp_mlock *lk;
-    mp_mqueue *q;
+    mp_dictproxy *d;
+    mp_listproxy *l;
+    mp_lockproxy *lk;
+    mp_queueproxy *q;
     TU_ASSERT_STATUS(mp_manager_dict(m, NULL, &d), 0);
     TU_ASSERT_STATUS(mp_manager_list(m, NULL, &l), 0);
     TU_ASSERT_STATUS(mp_manager_lock(m, &lk), 0);
@@ -231,21 +231,21 @@ static void test_random_requests_each_get_a_reply_and_break_nothing(void **state
     }
     mp_conn_free(c);
     /* the server is sane and the proxies work */
-    TU_ASSERT_STATUS(mp_dict_set_int(d, "after", 1), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_set_int(d, "after", 1), 0);
     int64_t v;
-    TU_ASSERT_STATUS(mp_dict_get_int(d, "after", &v), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_get_int(d, "after", &v), 0);
     assert_int_equal(v, 1);
-    TU_ASSERT_STATUS(mp_list_append_int(l, 1), 0);
-    mp_mlock *lk2;
+    TU_ASSERT_STATUS(mp_listproxy_append_int(l, 1), 0);
+    mp_lockproxy *lk2;
     TU_ASSERT_STATUS(mp_manager_lock(m, &lk2), 0);
-    TU_ASSERT_STATUS(mp_mlock_acquire(lk2, MT_LONG), 0);
-    TU_ASSERT_STATUS(mp_mlock_release(lk2), 0);
-    mp_mlock_free(lk2);
+    TU_ASSERT_STATUS(mp_lockproxy_acquire(lk2, MT_LONG), 0);
+    TU_ASSERT_STATUS(mp_lockproxy_release(lk2), 0);
+    mp_lockproxy_free(lk2);
     assert_true(mt_info_int(m, "sessions") >= 1);
-    mp_dict_free(d);
-    mp_list_free(l);
-    mp_mlock_free(lk);
-    mp_mqueue_free(q);
+    mp_dictproxy_free(d);
+    mp_listproxy_free(l);
+    mp_lockproxy_free(lk);
+    mp_queueproxy_free(q);
     mp_manager_free(m);
 }
 
@@ -258,7 +258,7 @@ static void test_int_replies_of_every_width_read_back_exactly(void **state)
 {
     (void)state;
     mp_manager *m = mt_start();
-    mp_dict *d;
+    mp_dictproxy *d;
     TU_ASSERT_STATUS(mp_manager_dict(m, NULL, &d), 0);
     const int64_t vals[] = {0,
                             1,
@@ -282,28 +282,28 @@ static void test_int_replies_of_every_width_read_back_exactly(void **state)
                             INT64_MIN + 1};
     for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
         int64_t got = 12345, sum = 0;
-        TU_ASSERT_STATUS(mp_dict_set_int(d, "v", vals[i]), 0);
-        TU_ASSERT_STATUS(mp_dict_get_int(d, "v", &got), 0);
+        TU_ASSERT_STATUS(mp_dictproxy_set_int(d, "v", vals[i]), 0);
+        TU_ASSERT_STATUS(mp_dictproxy_get_int(d, "v", &got), 0);
         assert_true(got == vals[i]);
-        TU_ASSERT_STATUS(mp_dict_set_int(d, "a", 0), 0);
-        TU_ASSERT_STATUS(mp_dict_add_int(d, "a", vals[i], &sum), 0);
+        TU_ASSERT_STATUS(mp_dictproxy_set_int(d, "a", 0), 0);
+        TU_ASSERT_STATUS(mp_dictproxy_add_int(d, "a", vals[i], &sum), 0);
         assert_true(sum == vals[i]);
     }
     mp_obj *t = mp_obj_bool(true), *none = mp_obj_none();
     mp_obj *kb = mt_str("b"), *kn = mt_str("n");
-    TU_ASSERT_STATUS(mp_dict_set(d, kb, t), 0);
-    TU_ASSERT_STATUS(mp_dict_set(d, kn, none), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_set(d, kb, t), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_set(d, kn, none), 0);
     int64_t v = -1;
-    TU_ASSERT_STATUS(mp_dict_get_int(d, "b", &v), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_get_int(d, "b", &v), 0);
     assert_int_equal(v, 1);
-    TU_ASSERT_STATUS(mp_dict_get_int(d, "n", &v), MP_ETYPE);
-    TU_ASSERT_STATUS(mp_dict_add_int(d, "b", 2, &v), 0); /* True + 2, as in Python */
+    TU_ASSERT_STATUS(mp_dictproxy_get_int(d, "n", &v), MP_ETYPE);
+    TU_ASSERT_STATUS(mp_dictproxy_add_int(d, "b", 2, &v), 0); /* True + 2, as in Python */
     assert_int_equal(v, 3);
     mp_obj_free(t);
     mp_obj_free(none);
     mp_obj_free(kb);
     mp_obj_free(kn);
-    mp_dict_free(d);
+    mp_dictproxy_free(d);
     mp_manager_free(m);
 }
 
@@ -363,7 +363,7 @@ static void test_hand_written_requests_mean_what_the_decoder_says(void **state)
     assert_int_equal(mp_obj_get_int(mp_obj_list_get(mp_obj_list_get(r, 1), 0), &id), 0);
     mp_obj_free(r);
     assert_true(id > 0 && id < 256);
-    mp_dict *d;
+    mp_dictproxy *d;
     TU_ASSERT_STATUS(mp_manager_attach_dict(m, "hand", &d), 0);
 
     unsigned char f[128];
@@ -372,16 +372,16 @@ static void test_hand_written_requests_mean_what_the_decoder_says(void **state)
     size_t n = hand_request(f, (int)id, "set", a1, sizeof a1, NULL, 0);
     assert_int_equal(mt_reply_code(mt_raw_call(c, f, n)), 0);
     int64_t v = 0;
-    TU_ASSERT_STATUS(mp_dict_get_int(d, "k\xc3\xa9", &v), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_get_int(d, "k\xc3\xa9", &v), 0);
     assert_true(v == 0x0102030405);
     /* the same key as BINUNICODE (4-byte length): the general decoder */
     static const unsigned char a2[] = {'X',  3,   0,    0,    0,    'k',  0xc3,
                                        0xa9, 'J', 0xf9, 0xff, 0xff, 0xff, 0x86};
     n = hand_request(f, (int)id, "set", a2, sizeof a2, NULL, 0);
     assert_int_equal(mt_reply_code(mt_raw_call(c, f, n)), 0);
-    TU_ASSERT_STATUS(mp_dict_get_int(d, "k\xc3\xa9", &v), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_get_int(d, "k\xc3\xa9", &v), 0);
     assert_int_equal(v, -7);
-    assert_int_equal(mp_dict_len(d), 1);
+    assert_int_equal(mp_dictproxy_len(d), 1);
     /* a float and bytes */
     static const unsigned char a3[] = {0x8c, 1,    'f',  'G',  0x40, 0x09, 0x21,
                                        0xfb, 0x54, 0x44, 0x2d, 0x18, 0x86}; /* pi */
@@ -391,7 +391,7 @@ static void test_hand_written_requests_mean_what_the_decoder_says(void **state)
     n = hand_request(f, (int)id, "set", a4, sizeof a4, NULL, 0);
     assert_int_equal(mt_reply_code(mt_raw_call(c, f, n)), 0);
     mp_obj *fk = mt_str("f"), *fv = NULL;
-    TU_ASSERT_STATUS(mp_dict_get(d, fk, &fv), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_get(d, fk, &fv), 0);
     double pi = 0;
     assert_int_equal(mp_obj_get_float(fv, &pi), 0);
     assert_true(pi == 3.141592653589793);
@@ -399,7 +399,7 @@ static void test_hand_written_requests_mean_what_the_decoder_says(void **state)
     mp_obj_free(fv);
     void *bytes = NULL;
     size_t blen = 0;
-    TU_ASSERT_STATUS(mp_dict_get_bytes(d, "b", &bytes, &blen), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_get_bytes(d, "b", &bytes, &blen), 0);
     assert_int_equal(blen, 3);
     assert_memory_equal(bytes, "\0\xffx", 3);
     free(bytes);
@@ -412,9 +412,9 @@ static void test_hand_written_requests_mean_what_the_decoder_says(void **state)
     static const unsigned char a6[] = {'(', 'N', 'N', 'N', 'N', 'N', 'N', 'N', 'N', 'N', 't'};
     n = hand_request(f, (int)id, "set", a6, sizeof a6, NULL, 0);
     assert_int_equal(mt_reply_code(mt_raw_call(c, f, n)), MP_EPROTO);
-    assert_int_equal(mp_dict_len(d), 3);
+    assert_int_equal(mp_dictproxy_len(d), 3);
     mp_conn_free(c);
-    mp_dict_free(d);
+    mp_dictproxy_free(d);
     mp_manager_free(m);
 }
 
@@ -442,17 +442,17 @@ static void test_every_request_checks_its_argument_count_and_the_server_serves_o
 {
     (void)state;
     mp_manager *m = mt_start();
-    mp_dict *d;
-    mp_list *l;
-    mp_mqueue *q;
-    mp_mlock *lk;
+    mp_dictproxy *d;
+    mp_listproxy *l;
+    mp_queueproxy *q;
+    mp_lockproxy *lk;
     TU_ASSERT_STATUS(mp_manager_dict(m, NULL, &d), 0);
     TU_ASSERT_STATUS(mp_manager_list(m, NULL, &l), 0);
     TU_ASSERT_STATUS(mp_manager_queue(m, 0, &q), 0);
     TU_ASSERT_STATUS(mp_manager_lock(m, &lk), 0);
-    TU_ASSERT_STATUS(mp_dict_set_int(d, "k", 1), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_set_int(d, "k", 1), 0);
     mp_obj *none = mp_obj_none();
-    TU_ASSERT_STATUS(mp_mqueue_put(q, none, MT_LONG), 0);
+    TU_ASSERT_STATUS(mp_queueproxy_put(q, none, MT_LONG), 0);
     mp_obj_free(none);
     size_t keylen;
     const void *key = mp_manager_authkey(m, &keylen);
@@ -494,16 +494,16 @@ static void test_every_request_checks_its_argument_count_and_the_server_serves_o
     assert_int_equal(mt_reply_code(mt_raw_call(c, f, hand_request(f, 0, "ping", ")", 1, NULL, 0))),
                      0);
     assert_false(mt_pid_gone(mp_manager_pid(m)));
-    assert_int_equal(mp_dict_len(d), 1);
-    assert_int_equal(mp_list_len(l), 0);
-    assert_int_equal(mp_mqueue_qsize(q), 1);
-    TU_ASSERT_STATUS(mp_mlock_acquire(lk, MP_NOWAIT), 0);
-    TU_ASSERT_STATUS(mp_mlock_release(lk), 0);
+    assert_int_equal(mp_dictproxy_len(d), 1);
+    assert_int_equal(mp_listproxy_len(l), 0);
+    assert_int_equal(mp_queueproxy_qsize(q), 1);
+    TU_ASSERT_STATUS(mp_lockproxy_acquire(lk, MP_NOWAIT), 0);
+    TU_ASSERT_STATUS(mp_lockproxy_release(lk), 0);
     mp_conn_free(c);
-    mp_mlock_free(lk);
-    mp_mqueue_free(q);
-    mp_list_free(l);
-    mp_dict_free(d);
+    mp_lockproxy_free(lk);
+    mp_queueproxy_free(q);
+    mp_listproxy_free(l);
+    mp_dictproxy_free(d);
     mp_manager_free(m);
 }
 
@@ -536,7 +536,7 @@ static void test_a_python_client_speaks_the_protocol(void **state)
     (void)state;
     mp_manager *m = mt_start();
     mp_obj *init = mt_dict1("a", 1);
-    mp_dict *d;
+    mp_dictproxy *d;
     TU_ASSERT_STATUS(mp_manager_dict_named(m, "results", init, &d), 1);
     mp_obj_free(init);
     size_t keylen;
@@ -548,9 +548,9 @@ static void test_a_python_client_speaks_the_protocol(void **state)
     pid_t py = tu_spawn_python(PY_CLIENT, args, NULL, 0);
     assert_int_equal(tu_wait_child(py, 30.0), 0);
     mp_obj *o;
-    TU_ASSERT_STATUS(mp_dict_copy(d, &o), 0);
+    TU_ASSERT_STATUS(mp_dictproxy_copy(d, &o), 0);
     mt_take_repr(o, "{'a': 42, 'py': [1.5, b'x', None]}");
-    mp_dict_free(d);
+    mp_dictproxy_free(d);
     mp_manager_free(m);
 }
 

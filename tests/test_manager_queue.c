@@ -12,59 +12,59 @@ static void test_queue_full_and_empty_match_python(void **state)
 {
     (void)state;
     mp_manager *m = mt_start();
-    mp_mqueue *q;
+    mp_queueproxy *q;
     TU_ASSERT_STATUS(mp_manager_queue(m, 6, &q), 0);
     /* _TestQueue.test_put */
-    assert_int_equal(mp_mqueue_empty(q), 1);
-    assert_int_equal(mp_mqueue_full(q), 0);
+    assert_int_equal(mp_queueproxy_empty(q), 1);
+    assert_int_equal(mp_queueproxy_full(q), 0);
     for (int i = 1; i <= 6; i++) {
         mp_obj *x = mt_int(i);
-        TU_ASSERT_STATUS(mp_mqueue_put(q, x, i % 2 ? MP_FOREVER : MP_NOWAIT), 0);
+        TU_ASSERT_STATUS(mp_queueproxy_put(q, x, i % 2 ? MP_FOREVER : MP_NOWAIT), 0);
         mp_obj_free(x);
     }
-    assert_int_equal(mp_mqueue_empty(q), 0);
-    assert_int_equal(mp_mqueue_full(q), 1);
+    assert_int_equal(mp_queueproxy_empty(q), 0);
+    assert_int_equal(mp_queueproxy_full(q), 1);
     mp_obj *seven = mt_int(7);
     double t0 = tu_now();
-    TU_ASSERT_STATUS(mp_mqueue_put(q, seven, MP_NOWAIT), MP_FULL);
+    TU_ASSERT_STATUS(mp_queueproxy_put(q, seven, MP_NOWAIT), MP_FULL);
     assert_true(tu_now() - t0 < 2.0);
     t0 = tu_now();
-    TU_ASSERT_STATUS(mp_mqueue_put(q, seven, 0.1), MP_FULL);
+    TU_ASSERT_STATUS(mp_queueproxy_put(q, seven, 0.1), MP_FULL);
     double dt = tu_now() - t0;
     assert_true(dt >= 0.09 && dt < 5.0);
     mp_obj_free(seven);
     /* _TestQueue.test_get */
     mp_obj *item;
     for (int i = 1; i <= 6; i++) {
-        TU_ASSERT_STATUS(mp_mqueue_get(q, &item, i % 2 ? MP_FOREVER : MP_NOWAIT), 0);
+        TU_ASSERT_STATUS(mp_queueproxy_get(q, &item, i % 2 ? MP_FOREVER : MP_NOWAIT), 0);
         int64_t v;
         assert_int_equal(mp_obj_get_int(item, &v), 0);
         assert_int_equal(v, i);
         mp_obj_free(item);
     }
     t0 = tu_now();
-    TU_ASSERT_STATUS(mp_mqueue_get(q, &item, MP_NOWAIT), MP_EMPTY);
+    TU_ASSERT_STATUS(mp_queueproxy_get(q, &item, MP_NOWAIT), MP_EMPTY);
     assert_null(item);
     assert_true(tu_now() - t0 < 2.0);
     t0 = tu_now();
-    TU_ASSERT_STATUS(mp_mqueue_get(q, &item, 0.1), MP_EMPTY);
+    TU_ASSERT_STATUS(mp_queueproxy_get(q, &item, 0.1), MP_EMPTY);
     dt = tu_now() - t0;
     assert_true(dt >= 0.09 && dt < 5.0);
     /* test_qsize: 0, 1, 2, 1, 0 */
     mp_obj *x = mt_str("x");
-    assert_int_equal(mp_mqueue_qsize(q), 0);
-    TU_ASSERT_STATUS(mp_mqueue_put(q, x, MT_LONG), 0);
-    assert_int_equal(mp_mqueue_qsize(q), 1);
-    TU_ASSERT_STATUS(mp_mqueue_put(q, x, MT_LONG), 0);
-    assert_int_equal(mp_mqueue_qsize(q), 2);
-    TU_ASSERT_STATUS(mp_mqueue_get(q, &item, MT_LONG), 0);
+    assert_int_equal(mp_queueproxy_qsize(q), 0);
+    TU_ASSERT_STATUS(mp_queueproxy_put(q, x, MT_LONG), 0);
+    assert_int_equal(mp_queueproxy_qsize(q), 1);
+    TU_ASSERT_STATUS(mp_queueproxy_put(q, x, MT_LONG), 0);
+    assert_int_equal(mp_queueproxy_qsize(q), 2);
+    TU_ASSERT_STATUS(mp_queueproxy_get(q, &item, MT_LONG), 0);
     mp_obj_free(item);
-    assert_int_equal(mp_mqueue_qsize(q), 1);
-    TU_ASSERT_STATUS(mp_mqueue_get(q, &item, MT_LONG), 0);
+    assert_int_equal(mp_queueproxy_qsize(q), 1);
+    TU_ASSERT_STATUS(mp_queueproxy_get(q, &item, MT_LONG), 0);
     mp_obj_free(item);
-    assert_int_equal(mp_mqueue_qsize(q), 0);
+    assert_int_equal(mp_queueproxy_qsize(q), 0);
     mp_obj_free(x);
-    mp_mqueue_free(q);
+    mp_queueproxy_free(q);
     mp_manager_free(m);
 }
 
@@ -73,7 +73,7 @@ static int child_puts_after_a_while(void *arg)
     struct mt_shared *sh = arg;
     tu_sleep(0.1);
     mp_obj *x = mt_int(sh->n);
-    int rc = mp_mqueue_put(sh->q, x, MT_LONG);
+    int rc = mp_queueproxy_put(sh->q, x, MT_LONG);
     mp_obj_free(x);
     return rc == 0 ? 0 : 10;
 }
@@ -83,7 +83,7 @@ static int child_gets_one(void *arg)
     struct mt_shared *sh = arg;
     tu_sleep(0.1);
     mp_obj *x;
-    int rc = mp_mqueue_get(sh->q, &x, MT_LONG);
+    int rc = mp_queueproxy_get(sh->q, &x, MT_LONG);
     int64_t v = -1;
     mp_obj_get_int(x, &v);
     mp_obj_free(x);
@@ -95,14 +95,14 @@ static int child_task_done(void *arg)
     struct mt_shared *sh = arg;
     mp_obj *x;
     for (int i = 0; i < 3; i++) {
-        if (mp_mqueue_get(sh->q, &x, MT_LONG) != 0)
+        if (mp_queueproxy_get(sh->q, &x, MT_LONG) != 0)
             return 10;
         mp_obj_free(x);
         tu_sleep(0.02);
-        if (mp_mqueue_task_done(sh->q) != 0)
+        if (mp_queueproxy_task_done(sh->q) != 0)
             return 11;
     }
-    return mp_mqueue_task_done(sh->q) == MP_EVALUE ? 0 : 12;
+    return mp_queueproxy_task_done(sh->q) == MP_EVALUE ? 0 : 12;
 }
 
 static void test_queue_blocking_get_put_and_join_across_processes(void **state)
@@ -115,34 +115,34 @@ static void test_queue_blocking_get_put_and_join_across_processes(void **state)
     sh.n = 42;
     pid_t pid = tu_fork(child_puts_after_a_while, &sh);
     mp_obj *item;
-    TU_ASSERT_STATUS(mp_mqueue_get(sh.q, &item, MT_LONG), 0);
+    TU_ASSERT_STATUS(mp_queueproxy_get(sh.q, &item, MT_LONG), 0);
     mt_take_repr(item, "42");
     assert_int_equal(tu_wait_child(pid, MT_LONG), 0);
     /* a put blocked on a full queue is woken by another process's get */
     mp_obj *one = mt_int(1), *two = mt_int(2);
-    TU_ASSERT_STATUS(mp_mqueue_put(sh.q, one, MT_LONG), 0);
+    TU_ASSERT_STATUS(mp_queueproxy_put(sh.q, one, MT_LONG), 0);
     pid = tu_fork(child_gets_one, &sh);
-    TU_ASSERT_STATUS(mp_mqueue_put(sh.q, two, MT_LONG), 0);
+    TU_ASSERT_STATUS(mp_queueproxy_put(sh.q, two, MT_LONG), 0);
     assert_int_equal(tu_wait_child(pid, MT_LONG), 0);
-    TU_ASSERT_STATUS(mp_mqueue_get(sh.q, &item, MT_LONG), 0);
+    TU_ASSERT_STATUS(mp_queueproxy_get(sh.q, &item, MT_LONG), 0);
     mt_take_repr(item, "2");
     mp_obj_free(one);
     mp_obj_free(two);
-    mp_mqueue_free(sh.q);
+    mp_queueproxy_free(sh.q);
 
     /* JoinableQueue: join waits for every task_done */
     TU_ASSERT_STATUS(mp_manager_queue(m, 0, &sh.q), 0);
-    TU_ASSERT_STATUS(mp_mqueue_join(sh.q, MP_NOWAIT), 0);
+    TU_ASSERT_STATUS(mp_queueproxy_join(sh.q, MP_NOWAIT), 0);
     for (int i = 0; i < 3; i++) {
         mp_obj *x = mt_int(i);
-        TU_ASSERT_STATUS(mp_mqueue_put(sh.q, x, MT_LONG), 0);
+        TU_ASSERT_STATUS(mp_queueproxy_put(sh.q, x, MT_LONG), 0);
         mp_obj_free(x);
     }
-    TU_ASSERT_STATUS(mp_mqueue_join(sh.q, MP_NOWAIT), MP_ETIMEDOUT);
+    TU_ASSERT_STATUS(mp_queueproxy_join(sh.q, MP_NOWAIT), MP_ETIMEDOUT);
     pid = tu_fork(child_task_done, &sh);
-    TU_ASSERT_STATUS(mp_mqueue_join(sh.q, MT_LONG), 0);
+    TU_ASSERT_STATUS(mp_queueproxy_join(sh.q, MT_LONG), 0);
     assert_int_equal(tu_wait_child(pid, MT_LONG), 0);
-    mp_mqueue_free(sh.q);
+    mp_queueproxy_free(sh.q);
     mp_manager_free(m);
 }
 

@@ -234,24 +234,24 @@ static void test_manager_nan_timeouts_are_evalue(void **state)
     TU_ASSERT_STATUS(mp_manager_connect(&c, mp_manager_address(m), key, keylen, &opts), MP_EVALUE);
     assert_null(c);
 
-    mp_mlock *lk;
+    mp_lockproxy *lk;
     assert_int_equal(mp_manager_lock(m, &lk), 0);
-    TU_ASSERT_STATUS(mp_mlock_acquire(lk, nan), MP_EVALUE);
-    TU_ASSERT_STATUS(mp_mlock_release(lk), MP_EVALUE); /* was not taken */
+    TU_ASSERT_STATUS(mp_lockproxy_acquire(lk, nan), MP_EVALUE);
+    TU_ASSERT_STATUS(mp_lockproxy_release(lk), MP_EVALUE); /* was not taken */
 
-    mp_mqueue *q;
+    mp_queueproxy *q;
     assert_int_equal(mp_manager_queue(m, 0, &q), 0);
     mp_obj *one = mp_obj_int(1);
-    TU_ASSERT_STATUS(mp_mqueue_put(q, one, nan), MP_EVALUE);
-    assert_int_equal(mp_mqueue_qsize(q), 0);
-    assert_int_equal(mp_mqueue_put(q, one, T_LONG), 0);
+    TU_ASSERT_STATUS(mp_queueproxy_put(q, one, nan), MP_EVALUE);
+    assert_int_equal(mp_queueproxy_qsize(q), 0);
+    assert_int_equal(mp_queueproxy_put(q, one, T_LONG), 0);
     mp_obj *item = NULL;
-    TU_ASSERT_STATUS(mp_mqueue_get(q, &item, nan), MP_EVALUE);
-    assert_int_equal(mp_mqueue_qsize(q), 1);
-    TU_ASSERT_STATUS(mp_mqueue_join(q, nan), MP_EVALUE);
+    TU_ASSERT_STATUS(mp_queueproxy_get(q, &item, nan), MP_EVALUE);
+    assert_int_equal(mp_queueproxy_qsize(q), 1);
+    TU_ASSERT_STATUS(mp_queueproxy_join(q, nan), MP_EVALUE);
     mp_obj_free(one);
-    mp_mqueue_free(q);
-    mp_mlock_free(lk);
+    mp_queueproxy_free(q);
+    mp_lockproxy_free(lk);
     assert_int_equal(mp_manager_shutdown(m), 0);
     mp_manager_free(m);
 }

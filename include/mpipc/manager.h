@@ -7,19 +7,19 @@
  *     mp_manager *m;
  *     mp_manager_start(&m, NULL);                  // forks the server
  *     mp_obj *init = ...;                          // {'count': 100}
- *     mp_dict *d;
+ *     mp_dictproxy *d;
  *     mp_manager_dict(m, init, &d);
- *     mp_mlock *lock;
+ *     mp_lockproxy *lock;
  *     mp_manager_lock(m, &lock);
  *     // in each of 100 children:
- *     mp_mlock_acquire(lock, MP_FOREVER);
+ *     mp_lockproxy_acquire(lock, MP_FOREVER);
  *     int64_t n;
- *     mp_dict_get_int(d, "count", &n);
- *     mp_dict_set_int(d, "count", n - 1);
- *     mp_mlock_release(lock);
- *     // or, with no lock at all: mp_dict_add_int(d, "count", -1, NULL);
+ *     mp_dictproxy_get_int(d, "count", &n);
+ *     mp_dictproxy_set_int(d, "count", n - 1);
+ *     mp_lockproxy_release(lock);
+ *     // or, with no lock at all: mp_dictproxy_add_int(d, "count", -1, NULL);
  *     ...
- *     mp_dict_free(d); mp_mlock_free(lock);
+ *     mp_dictproxy_free(d); mp_lockproxy_free(lock);
  *     mp_manager_free(m);                          // stops the server
  *
  * Design. mp_manager_start() forks a server process (through mp_process)
@@ -29,7 +29,7 @@
  * mp_manager_connect() reaches one from anywhere. Connections authenticate
  * with the Listener/Client handshake of mpipc/listener.h (CPython's HMAC
  * challenge/response). One event-loop thread in the server owns every
- * object, so each request is atomic: mp_dict_add_int() is a lock-free
+ * object, so each request is atomic: mp_dictproxy_add_int() is a lock-free
  * counter, and compare-and-set is built in. Requests that wait (a lock
  * acquire, a queue get or put, a queue join) wait in the server, never
  * blocking it, with the timeout the caller gave.
@@ -44,11 +44,11 @@
  * CPython's manager (whose tokens are pickled classes, which this library
  * refuses by design).
  *
- * Proxies. A proxy (mp_dict, mp_list, mp_mlock, mp_mqueue) names one object
+ * Proxies. A proxy (mp_dictproxy, mp_listproxy, mp_lockproxy, mp_queueproxy) names one object
  * on one manager; each call is one round trip. Proxies and the manager
  * handle may be used from several threads (each thread that calls at a
  * given moment gets a connection of its own from the handle's pool, so a
- * thread blocked in mp_mqueue_get() does not hold up the others) and after
+ * thread blocked in mp_queueproxy_get() does not hold up the others) and after
  * fork: a child's first call opens the child's own connection, never the
  * parent's socket (the library closes the child's inherited copies at fork,
  * CPython gh-101320), and registers the child as a holder of the object.
@@ -135,10 +135,10 @@ extern "C" {
 /* A manager: the server's address and key, and this process's connections. */
 typedef struct mp_manager mp_manager;
 /* Proxies of the four kinds of shared object. */
-typedef struct mp_dict mp_dict;
-typedef struct mp_list mp_list;
-typedef struct mp_mlock mp_mlock;
-typedef struct mp_mqueue mp_mqueue;
+typedef struct mp_dictproxy mp_dictproxy;
+typedef struct mp_listproxy mp_listproxy;
+typedef struct mp_lockproxy mp_lockproxy;
+typedef struct mp_queueproxy mp_queueproxy;
 
 /* Manager options; start from MP_MANAGER_OPTS_INIT so fields added later
  * keep their defaults. */
@@ -329,11 +329,11 @@ MP_API int mp_manager_unlink(mp_manager *m, const char *name);
  * mp_manager_dict - a new shared dict (Python's Manager().dict(initial)).
  * initial: a dict whose items are copied into it, or NULL for {}
  *          (MP_ETYPE for anything else).
- * Returns 0. Ownership: mp_dict_free() the proxy; initial stays the
+ * Returns 0. Ownership: mp_dictproxy_free() the proxy; initial stays the
  * caller's. Thread/fork: the proxy works in any thread, and in children
  * forked later (see the file comment).
  */
-MP_API int mp_manager_dict(mp_manager *m, const mp_obj *initial, mp_dict **out);
+MP_API int mp_manager_dict(mp_manager *m, const mp_obj *initial, mp_dictproxy **out);
 
 /*
  * mp_manager_dict_named - the dict called name; made from initial (NULL for
@@ -343,22 +343,22 @@ MP_API int mp_manager_dict(mp_manager *m, const mp_obj *initial, mp_dict **out);
  * mp_manager_dict().
  */
 MP_API int mp_manager_dict_named(mp_manager *m, const char *name, const mp_obj *initial,
-                                 mp_dict **out);
+                                 mp_dictproxy **out);
 
 /*
  * mp_manager_attach_dict - the existing dict called name.
  * Returns 0; MP_ENOOBJ when no object has that name. Ownership and
  * Thread/fork as mp_manager_dict().
  */
-MP_API int mp_manager_attach_dict(mp_manager *m, const char *name, mp_dict **out);
+MP_API int mp_manager_attach_dict(mp_manager *m, const char *name, mp_dictproxy **out);
 
 /*
  * mp_manager_list - a new shared list (Python's Manager().list(initial)).
  * initial: a list or tuple whose items are copied, or NULL for [].
- * Returns 0. Ownership: mp_list_free() the proxy; initial stays the
+ * Returns 0. Ownership: mp_listproxy_free() the proxy; initial stays the
  * caller's. Thread/fork: as mp_manager_dict().
  */
-MP_API int mp_manager_list(mp_manager *m, const mp_obj *initial, mp_list **out);
+MP_API int mp_manager_list(mp_manager *m, const mp_obj *initial, mp_listproxy **out);
 
 /*
  * mp_manager_list_named - the list called name; made from initial if new.
@@ -366,28 +366,28 @@ MP_API int mp_manager_list(mp_manager *m, const mp_obj *initial, mp_list **out);
  * Thread/fork as mp_manager_list().
  */
 MP_API int mp_manager_list_named(mp_manager *m, const char *name, const mp_obj *initial,
-                                 mp_list **out);
+                                 mp_listproxy **out);
 
 /*
  * mp_manager_attach_list - the existing list called name.
  * Returns 0; MP_ENOOBJ. Ownership and Thread/fork as mp_manager_list().
  */
-MP_API int mp_manager_attach_list(mp_manager *m, const char *name, mp_list **out);
+MP_API int mp_manager_attach_list(mp_manager *m, const char *name, mp_listproxy **out);
 
 /*
  * mp_manager_lock - a new manager Lock (Python's Manager().Lock()), held in
  * the server and released by it when its holder's process dies.
- * Returns 0. Ownership: mp_mlock_free() the proxy. Thread/fork: as
+ * Returns 0. Ownership: mp_lockproxy_free() the proxy. Thread/fork: as
  * mp_manager_dict(); the holder is a thread of a process.
  */
-MP_API int mp_manager_lock(mp_manager *m, mp_mlock **out);
+MP_API int mp_manager_lock(mp_manager *m, mp_lockproxy **out);
 
 /*
  * mp_manager_rlock - a new manager RLock (Python's Manager().RLock()): the
  * thread that holds it may acquire it again, and only it may release it.
  * Returns 0. Ownership and Thread/fork as mp_manager_lock().
  */
-MP_API int mp_manager_rlock(mp_manager *m, mp_mlock **out);
+MP_API int mp_manager_rlock(mp_manager *m, mp_lockproxy **out);
 
 /*
  * mp_manager_lock_named - the lock called name; made as an RLock when
@@ -396,22 +396,23 @@ MP_API int mp_manager_rlock(mp_manager *m, mp_mlock **out);
  * Returns 1 (made), 0 (existed) or a negative code. Ownership and
  * Thread/fork as mp_manager_lock().
  */
-MP_API int mp_manager_lock_named(mp_manager *m, const char *name, bool recursive, mp_mlock **out);
+MP_API int mp_manager_lock_named(mp_manager *m, const char *name, bool recursive,
+                                 mp_lockproxy **out);
 
 /*
  * mp_manager_attach_lock - the existing Lock or RLock called name.
  * Returns 0; MP_ENOOBJ. Ownership and Thread/fork as mp_manager_lock().
  */
-MP_API int mp_manager_attach_lock(mp_manager *m, const char *name, mp_mlock **out);
+MP_API int mp_manager_attach_lock(mp_manager *m, const char *name, mp_lockproxy **out);
 
 /*
  * mp_manager_queue - a new manager Queue (Python's Manager().Queue(maxsize)
  * / JoinableQueue), held in the server.
  * maxsize: the most items it holds; 0 or less for no limit.
- * Returns 0. Ownership: mp_mqueue_free() the proxy. Thread/fork: as
+ * Returns 0. Ownership: mp_queueproxy_free() the proxy. Thread/fork: as
  * mp_manager_dict().
  */
-MP_API int mp_manager_queue(mp_manager *m, int64_t maxsize, mp_mqueue **out);
+MP_API int mp_manager_queue(mp_manager *m, int64_t maxsize, mp_queueproxy **out);
 
 /*
  * mp_manager_queue_named - the queue called name; made with maxsize if new.
@@ -419,13 +420,13 @@ MP_API int mp_manager_queue(mp_manager *m, int64_t maxsize, mp_mqueue **out);
  * Thread/fork as mp_manager_queue().
  */
 MP_API int mp_manager_queue_named(mp_manager *m, const char *name, int64_t maxsize,
-                                  mp_mqueue **out);
+                                  mp_queueproxy **out);
 
 /*
  * mp_manager_attach_queue - the existing queue called name.
  * Returns 0; MP_ENOOBJ. Ownership and Thread/fork as mp_manager_queue().
  */
-MP_API int mp_manager_attach_queue(mp_manager *m, const char *name, mp_mqueue **out);
+MP_API int mp_manager_attach_queue(mp_manager *m, const char *name, mp_queueproxy **out);
 
 /* ---- Dict proxies ------------------------------------------------------------
  *
@@ -455,80 +456,81 @@ MP_API int mp_manager_attach_queue(mp_manager *m, const char *name, mp_mqueue **
  */
 
 /*
- * mp_dict_get - d[key].
+ * mp_dictproxy_get - d[key].
  * value: receives the value (NULL on failure).
  * Returns 0; MP_EKEY (KeyError) when absent; MP_ETYPE for an unhashable
  * key. Ownership: mp_obj_free(*value).
  */
-MP_API int mp_dict_get(mp_dict *d, const mp_obj *key, mp_obj **value);
+MP_API int mp_dictproxy_get(mp_dictproxy *d, const mp_obj *key, mp_obj **value);
 
-/* mp_dict_set - d[key] = value. Returns 0; MP_ETYPE for an unhashable key;
+/* mp_dictproxy_set - d[key] = value. Returns 0; MP_ETYPE for an unhashable key;
  * MP_EVALUE when value would nest deeper than MP_OBJ_MAX_DEPTH. */
-MP_API int mp_dict_set(mp_dict *d, const mp_obj *key, const mp_obj *value);
+MP_API int mp_dictproxy_set(mp_dictproxy *d, const mp_obj *key, const mp_obj *value);
 
-/* mp_dict_del - del d[key]. Returns 0; MP_EKEY when absent; MP_ETYPE. */
-MP_API int mp_dict_del(mp_dict *d, const mp_obj *key);
+/* mp_dictproxy_del - del d[key]. Returns 0; MP_EKEY when absent; MP_ETYPE. */
+MP_API int mp_dictproxy_del(mp_dictproxy *d, const mp_obj *key);
 
-/* mp_dict_contains - key in d. Returns 1 or 0; MP_ETYPE. */
-MP_API int mp_dict_contains(mp_dict *d, const mp_obj *key);
+/* mp_dictproxy_contains - key in d. Returns 1 or 0; MP_ETYPE. */
+MP_API int mp_dictproxy_contains(mp_dictproxy *d, const mp_obj *key);
 
-/* mp_dict_len - len(d): the count, or a negative code. */
-MP_API ssize_t mp_dict_len(mp_dict *d);
+/* mp_dictproxy_len - len(d): the count, or a negative code. */
+MP_API ssize_t mp_dictproxy_len(mp_dictproxy *d);
 
 /*
- * mp_dict_keys - list(d.keys()), in insertion order, as one snapshot.
+ * mp_dictproxy_keys - list(d.keys()), in insertion order, as one snapshot.
  * Returns 0. Ownership: mp_obj_free(*list).
  */
-MP_API int mp_dict_keys(mp_dict *d, mp_obj **list);
+MP_API int mp_dictproxy_keys(mp_dictproxy *d, mp_obj **list);
 
-/* mp_dict_values - list(d.values()). Returns 0. Ownership: mp_obj_free(*list). */
-MP_API int mp_dict_values(mp_dict *d, mp_obj **list);
+/* mp_dictproxy_values - list(d.values()). Returns 0. Ownership: mp_obj_free(*list). */
+MP_API int mp_dictproxy_values(mp_dictproxy *d, mp_obj **list);
 
-/* mp_dict_items - list(d.items()): a list of (key, value) tuples.
+/* mp_dictproxy_items - list(d.items()): a list of (key, value) tuples.
  * Returns 0. Ownership: mp_obj_free(*list). */
-MP_API int mp_dict_items(mp_dict *d, mp_obj **list);
+MP_API int mp_dictproxy_items(mp_dictproxy *d, mp_obj **list);
 
-/* mp_dict_clear - d.clear(). Returns 0. */
-MP_API int mp_dict_clear(mp_dict *d);
+/* mp_dictproxy_clear - d.clear(). Returns 0. */
+MP_API int mp_dictproxy_clear(mp_dictproxy *d);
 
 /*
- * mp_dict_pop - d.pop(key).
+ * mp_dictproxy_pop - d.pop(key).
  * value: receives the removed value; may be NULL to drop it.
  * Returns 0; MP_EKEY when absent; MP_ETYPE. Ownership: mp_obj_free(*value).
  */
-MP_API int mp_dict_pop(mp_dict *d, const mp_obj *key, mp_obj **value);
+MP_API int mp_dictproxy_pop(mp_dictproxy *d, const mp_obj *key, mp_obj **value);
 
 /*
- * mp_dict_popitem - d.popitem(): remove the last inserted pair.
+ * mp_dictproxy_popitem - d.popitem(): remove the last inserted pair.
  * key, value: receive it; either may be NULL.
  * Returns 0; MP_EKEY when d is empty. Ownership: mp_obj_free() each.
  */
-MP_API int mp_dict_popitem(mp_dict *d, mp_obj **key, mp_obj **value);
+MP_API int mp_dictproxy_popitem(mp_dictproxy *d, mp_obj **key, mp_obj **value);
 
 /*
- * mp_dict_setdefault - d.setdefault(key, dflt): store dflt unless key is
+ * mp_dictproxy_setdefault - d.setdefault(key, dflt): store dflt unless key is
  * present. value (may be NULL) receives d[key] after the call.
  * Returns 0; MP_ETYPE. Ownership: mp_obj_free(*value).
  */
-MP_API int mp_dict_setdefault(mp_dict *d, const mp_obj *key, const mp_obj *dflt, mp_obj **value);
+MP_API int mp_dictproxy_setdefault(mp_dictproxy *d, const mp_obj *key, const mp_obj *dflt,
+                                   mp_obj **value);
 
 /*
- * mp_dict_update - d.update(other).
+ * mp_dictproxy_update - d.update(other).
  * other: a dict, or a list or tuple of 2-item lists/tuples.
  * Returns 0; MP_ETYPE (other is neither, or a key is unhashable);
  * MP_EVALUE (an item is not a pair). On those errors nothing changes.
  */
-MP_API int mp_dict_update(mp_dict *d, const mp_obj *other);
+MP_API int mp_dictproxy_update(mp_dictproxy *d, const mp_obj *other);
 
 /*
- * mp_dict_copy - the whole dict as a local value (Python's d.copy(), or
+ * mp_dictproxy_copy - the whole dict as a local value (Python's d.copy(), or
  * print(d)).
  * Returns 0. Ownership: mp_obj_free(*copy).
  */
-MP_API int mp_dict_copy(mp_dict *d, mp_obj **copy);
+MP_API int mp_dictproxy_copy(mp_dictproxy *d, mp_obj **copy);
 
 /*
- * mp_dict_add - d[key] += delta, atomically in the server (beyond Python: no
+ * mp_dictproxy_add - d[key] += delta, atomically in the server (beyond Python: no
  * lock needed). A missing key counts as 0 and is created, as a Counter or
  * Redis INCRBY does.
  * result: receives the new value; may be NULL.
@@ -536,10 +538,10 @@ MP_API int mp_dict_copy(mp_dict *d, mp_obj **copy);
  * one, and becomes an int); -EOVERFLOW when the sum does not fit in 64 bits
  * (nothing changes).
  */
-MP_API int mp_dict_add(mp_dict *d, const mp_obj *key, int64_t delta, int64_t *result);
+MP_API int mp_dictproxy_add(mp_dictproxy *d, const mp_obj *key, int64_t delta, int64_t *result);
 
 /*
- * mp_dict_cas - compare and set, atomically: store desired if d[key] ==
+ * mp_dictproxy_cas - compare and set, atomically: store desired if d[key] ==
  * expected (Python equality: 10 == 10.0), or, with expected NULL, if key is
  * absent.
  * current: receives the value found before the call, or NULL when the key
@@ -547,72 +549,72 @@ MP_API int mp_dict_add(mp_dict *d, const mp_obj *key, int64_t delta, int64_t *re
  * Returns 1 when desired was stored, 0 when not; MP_ETYPE.
  * Ownership: mp_obj_free(*current).
  */
-MP_API int mp_dict_cas(mp_dict *d, const mp_obj *key, const mp_obj *expected, const mp_obj *desired,
-                       mp_obj **current);
+MP_API int mp_dictproxy_cas(mp_dictproxy *d, const mp_obj *key, const mp_obj *expected,
+                            const mp_obj *desired, mp_obj **current);
 
 /*
  * Convenience forms: the key is a NUL-terminated UTF-8 string (a str key
  * in Python terms); values are C types.
  */
 
-/* mp_dict_get_int - d[key] as an int (a bool is 1 or 0). Returns 0; MP_EKEY
+/* mp_dictproxy_get_int - d[key] as an int (a bool is 1 or 0). Returns 0; MP_EKEY
  * when absent; MP_ETYPE when the value is not an int. */
-MP_API int mp_dict_get_int(mp_dict *d, const char *key, int64_t *value);
+MP_API int mp_dictproxy_get_int(mp_dictproxy *d, const char *key, int64_t *value);
 
-/* mp_dict_set_int - d[key] = value. Returns 0. */
-MP_API int mp_dict_set_int(mp_dict *d, const char *key, int64_t value);
+/* mp_dictproxy_set_int - d[key] = value. Returns 0. */
+MP_API int mp_dictproxy_set_int(mp_dictproxy *d, const char *key, int64_t value);
 
-/* mp_dict_add_int - mp_dict_add() with a str key: the seed's
- * d['count'] -= 1 without a lock is mp_dict_add_int(d, "count", -1, NULL). */
-MP_API int mp_dict_add_int(mp_dict *d, const char *key, int64_t delta, int64_t *result);
+/* mp_dictproxy_add_int - mp_dictproxy_add() with a str key: the seed's
+ * d['count'] -= 1 without a lock is mp_dictproxy_add_int(d, "count", -1, NULL). */
+MP_API int mp_dictproxy_add_int(mp_dictproxy *d, const char *key, int64_t delta, int64_t *result);
 
 /*
- * mp_dict_cas_int - compare and set with ints: if d[key] == expected, store
+ * mp_dictproxy_cas_int - compare and set with ints: if d[key] == expected, store
  * desired. current (may be NULL) receives the int found.
  * Returns 1 when stored, 0 when the value was another int; MP_EKEY when the
  * key is absent; MP_ETYPE when the stored value is not an int.
  */
-MP_API int mp_dict_cas_int(mp_dict *d, const char *key, int64_t expected, int64_t desired,
-                           int64_t *current);
+MP_API int mp_dictproxy_cas_int(mp_dictproxy *d, const char *key, int64_t expected, int64_t desired,
+                                int64_t *current);
 
 /*
- * mp_dict_get_str - d[key] as a str.
+ * mp_dictproxy_get_str - d[key] as a str.
  * value: receives a malloc'd copy of its UTF-8, NUL-terminated (the text may
  *        hold NULs itself); len (may be NULL) its length without the NUL.
  * Returns 0; MP_EKEY; MP_ETYPE when the value is not a str.
  * Ownership: free(*value).
  */
-MP_API int mp_dict_get_str(mp_dict *d, const char *key, char **value, size_t *len);
+MP_API int mp_dictproxy_get_str(mp_dictproxy *d, const char *key, char **value, size_t *len);
 
-/* mp_dict_set_str - d[key] = value (a NUL-terminated UTF-8 string; -EINVAL
+/* mp_dictproxy_set_str - d[key] = value (a NUL-terminated UTF-8 string; -EINVAL
  * when it is not UTF-8). Returns 0. */
-MP_API int mp_dict_set_str(mp_dict *d, const char *key, const char *value);
+MP_API int mp_dictproxy_set_str(mp_dictproxy *d, const char *key, const char *value);
 
 /*
- * mp_dict_get_bytes - d[key] as bytes: a malloc'd copy followed by a NUL
+ * mp_dictproxy_get_bytes - d[key] as bytes: a malloc'd copy followed by a NUL
  * not counted in *len (len may be NULL).
  * Returns 0; MP_EKEY; MP_ETYPE when the value is not bytes.
  * Ownership: free(*value).
  */
-MP_API int mp_dict_get_bytes(mp_dict *d, const char *key, void **value, size_t *len);
+MP_API int mp_dictproxy_get_bytes(mp_dictproxy *d, const char *key, void **value, size_t *len);
 
-/* mp_dict_set_bytes - d[key] = bytes(value[0..len)); value may be NULL when
+/* mp_dictproxy_set_bytes - d[key] = bytes(value[0..len)); value may be NULL when
  * len is 0. Returns 0. */
-MP_API int mp_dict_set_bytes(mp_dict *d, const char *key, const void *value, size_t len);
+MP_API int mp_dictproxy_set_bytes(mp_dictproxy *d, const char *key, const void *value, size_t len);
 
-/* mp_dict_del_str - del d[key]. Returns 0; MP_EKEY when absent. */
-MP_API int mp_dict_del_str(mp_dict *d, const char *key);
+/* mp_dictproxy_del_str - del d[key]. Returns 0; MP_EKEY when absent. */
+MP_API int mp_dictproxy_del_str(mp_dictproxy *d, const char *key);
 
-/* mp_dict_contains_str - key in d: 1 or 0. */
-MP_API int mp_dict_contains_str(mp_dict *d, const char *key);
+/* mp_dictproxy_contains_str - key in d: 1 or 0. */
+MP_API int mp_dictproxy_contains_str(mp_dictproxy *d, const char *key);
 
 /*
- * mp_dict_free - release the proxy; this process stops holding the dict
+ * mp_dictproxy_free - release the proxy; this process stops holding the dict
  * (which lives on while others hold it). Accepts NULL.
  * Thread/fork: not while another thread uses the same proxy. In a child
  * that never used the proxy, only the memory is released.
  */
-MP_API void mp_dict_free(mp_dict *d);
+MP_API void mp_dictproxy_free(mp_dictproxy *d);
 
 /* ---- List proxies -------------------------------------------------------------
  *
@@ -621,89 +623,89 @@ MP_API void mp_dict_free(mp_dict *d);
  * Thread/fork as for dict proxies.
  */
 
-/* For the stop of mp_list_slice: to the end of the list. */
-#define MP_LIST_END INT64_MAX
+/* For the stop of mp_listproxy_slice: to the end of the list. */
+#define MP_LISTPROXY_END INT64_MAX
 
-/* mp_list_append - l.append(value). Returns 0. */
-MP_API int mp_list_append(mp_list *l, const mp_obj *value);
+/* mp_listproxy_append - l.append(value). Returns 0. */
+MP_API int mp_listproxy_append(mp_listproxy *l, const mp_obj *value);
 
-/* mp_list_extend - l.extend(seq), seq a list or tuple (MP_ETYPE
+/* mp_listproxy_extend - l.extend(seq), seq a list or tuple (MP_ETYPE
  * otherwise). Returns 0. */
-MP_API int mp_list_extend(mp_list *l, const mp_obj *seq);
+MP_API int mp_listproxy_extend(mp_listproxy *l, const mp_obj *seq);
 
-/* mp_list_get - l[i] into *value. Returns 0; MP_EKEY.
+/* mp_listproxy_get - l[i] into *value. Returns 0; MP_EKEY.
  * Ownership: mp_obj_free(*value). */
-MP_API int mp_list_get(mp_list *l, int64_t i, mp_obj **value);
+MP_API int mp_listproxy_get(mp_listproxy *l, int64_t i, mp_obj **value);
 
-/* mp_list_set - l[i] = value. Returns 0; MP_EKEY. */
-MP_API int mp_list_set(mp_list *l, int64_t i, const mp_obj *value);
+/* mp_listproxy_set - l[i] = value. Returns 0; MP_EKEY. */
+MP_API int mp_listproxy_set(mp_listproxy *l, int64_t i, const mp_obj *value);
 
-/* mp_list_len - len(l): the count, or a negative code. */
-MP_API ssize_t mp_list_len(mp_list *l);
+/* mp_listproxy_len - len(l): the count, or a negative code. */
+MP_API ssize_t mp_listproxy_len(mp_listproxy *l);
 
 /*
- * mp_list_pop - l.pop(i); Python's pop() is i = -1.
+ * mp_listproxy_pop - l.pop(i); Python's pop() is i = -1.
  * value: receives the removed item; may be NULL to drop it.
  * Returns 0; MP_EKEY for an empty list or an index out of range.
  * Ownership: mp_obj_free(*value).
  */
-MP_API int mp_list_pop(mp_list *l, int64_t i, mp_obj **value);
+MP_API int mp_listproxy_pop(mp_listproxy *l, int64_t i, mp_obj **value);
 
-/* mp_list_insert - l.insert(i, value); i is clamped to the list, as in
+/* mp_listproxy_insert - l.insert(i, value); i is clamped to the list, as in
  * Python (l.insert(-100, x) puts x first). Returns 0. */
-MP_API int mp_list_insert(mp_list *l, int64_t i, const mp_obj *value);
+MP_API int mp_listproxy_insert(mp_listproxy *l, int64_t i, const mp_obj *value);
 
 /*
- * mp_list_slice - l[start:stop] as a new local list, clamped as Python
- * slices are (negative bounds count from the end; stop MP_LIST_END for the
+ * mp_listproxy_slice - l[start:stop] as a new local list, clamped as Python
+ * slices are (negative bounds count from the end; stop MP_LISTPROXY_END for the
  * end).
  * Returns 0. Ownership: mp_obj_free(*list).
  */
-MP_API int mp_list_slice(mp_list *l, int64_t start, int64_t stop, mp_obj **list);
+MP_API int mp_listproxy_slice(mp_listproxy *l, int64_t start, int64_t stop, mp_obj **list);
 
-/* mp_list_copy - l[:] as a local list. Returns 0.
+/* mp_listproxy_copy - l[:] as a local list. Returns 0.
  * Ownership: mp_obj_free(*list). */
-MP_API int mp_list_copy(mp_list *l, mp_obj **list);
+MP_API int mp_listproxy_copy(mp_listproxy *l, mp_obj **list);
 
-/* mp_list_del - del l[i]. Returns 0; MP_EKEY. */
-MP_API int mp_list_del(mp_list *l, int64_t i);
+/* mp_listproxy_del - del l[i]. Returns 0; MP_EKEY. */
+MP_API int mp_listproxy_del(mp_listproxy *l, int64_t i);
 
-/* mp_list_clear - l.clear(). Returns 0. */
-MP_API int mp_list_clear(mp_list *l);
+/* mp_listproxy_clear - l.clear(). Returns 0. */
+MP_API int mp_listproxy_clear(mp_listproxy *l);
 
-/* mp_list_index - l.index(value): the first index holding an equal item;
+/* mp_listproxy_index - l.index(value): the first index holding an equal item;
  * MP_EVALUE (ValueError) when there is none. */
-MP_API ssize_t mp_list_index(mp_list *l, const mp_obj *value);
+MP_API ssize_t mp_listproxy_index(mp_listproxy *l, const mp_obj *value);
 
-/* mp_list_count - l.count(value): how many items are equal to value. */
-MP_API ssize_t mp_list_count(mp_list *l, const mp_obj *value);
+/* mp_listproxy_count - l.count(value): how many items are equal to value. */
+MP_API ssize_t mp_listproxy_count(mp_listproxy *l, const mp_obj *value);
 
-/* mp_list_contains - value in l: 1 or 0. */
-MP_API int mp_list_contains(mp_list *l, const mp_obj *value);
+/* mp_listproxy_contains - value in l: 1 or 0. */
+MP_API int mp_listproxy_contains(mp_listproxy *l, const mp_obj *value);
 
-/* mp_list_remove - l.remove(value): the first equal item. Returns 0;
+/* mp_listproxy_remove - l.remove(value): the first equal item. Returns 0;
  * MP_EVALUE when there is none. */
-MP_API int mp_list_remove(mp_list *l, const mp_obj *value);
+MP_API int mp_listproxy_remove(mp_listproxy *l, const mp_obj *value);
 
-/* mp_list_append_int / mp_list_append_str - append an int, or a
+/* mp_listproxy_append_int / mp_listproxy_append_str - append an int, or a
  * NUL-terminated UTF-8 string as a str. Returns 0. */
-MP_API int mp_list_append_int(mp_list *l, int64_t value);
-MP_API int mp_list_append_str(mp_list *l, const char *value);
+MP_API int mp_listproxy_append_int(mp_listproxy *l, int64_t value);
+MP_API int mp_listproxy_append_str(mp_listproxy *l, const char *value);
 
-/* mp_list_get_int - l[i] as an int. Returns 0; MP_EKEY; MP_ETYPE. */
-MP_API int mp_list_get_int(mp_list *l, int64_t i, int64_t *value);
+/* mp_listproxy_get_int - l[i] as an int. Returns 0; MP_EKEY; MP_ETYPE. */
+MP_API int mp_listproxy_get_int(mp_listproxy *l, int64_t i, int64_t *value);
 
-/* mp_list_get_str - l[i] as a malloc'd NUL-terminated copy of a str (len
+/* mp_listproxy_get_str - l[i] as a malloc'd NUL-terminated copy of a str (len
  * may be NULL). Returns 0; MP_EKEY; MP_ETYPE. Ownership: free(*value). */
-MP_API int mp_list_get_str(mp_list *l, int64_t i, char **value, size_t *len);
+MP_API int mp_listproxy_get_str(mp_listproxy *l, int64_t i, char **value, size_t *len);
 
-/* mp_list_free - release the proxy (see mp_dict_free). Accepts NULL. */
-MP_API void mp_list_free(mp_list *l);
+/* mp_listproxy_free - release the proxy (see mp_dictproxy_free). Accepts NULL. */
+MP_API void mp_listproxy_free(mp_listproxy *l);
 
 /* ---- Lock proxies -------------------------------------------------------------- */
 
 /*
- * mp_mlock_acquire - Python's lock.acquire(timeout=...), held in the server.
+ * mp_lockproxy_acquire - Python's lock.acquire(timeout=...), held in the server.
  *
  * timeout: MP_FOREVER, MP_NOWAIT (Python's blocking=False) or seconds.
  *          Waiters get the lock in arrival order.
@@ -716,20 +718,20 @@ MP_API void mp_list_free(mp_list *l);
  * like anyone else, as in Python. Plus the common codes of dict proxies.
  * Thread/fork: the holder is the calling thread of the calling process.
  */
-MP_API int mp_mlock_acquire(mp_mlock *lk, double timeout);
+MP_API int mp_lockproxy_acquire(mp_lockproxy *lk, double timeout);
 
 /*
- * mp_mlock_release - Python's lock.release(). A Lock may be released by any
+ * mp_lockproxy_release - Python's lock.release(). A Lock may be released by any
  * thread or process (as Python's may); an RLock only by its holder.
  * Returns 0; MP_EVALUE (Python's RuntimeError) for a lock that is not held,
  * or an RLock held by someone else; the common codes.
  * Thread/fork: any thread, any process that has the proxy.
  */
-MP_API int mp_mlock_release(mp_mlock *lk);
+MP_API int mp_lockproxy_release(mp_lockproxy *lk);
 
-/* mp_mlock_free - release the proxy (not the lock). Accepts NULL.
- * Thread/fork: as mp_dict_free(). */
-MP_API void mp_mlock_free(mp_mlock *lk);
+/* mp_lockproxy_free - release the proxy (not the lock). Accepts NULL.
+ * Thread/fork: as mp_dictproxy_free(). */
+MP_API void mp_lockproxy_free(mp_lockproxy *lk);
 
 /* ---- Queue proxies --------------------------------------------------------------
  *
@@ -741,35 +743,35 @@ MP_API void mp_mlock_free(mp_mlock *lk);
  * or put() holds up no other thread.
  */
 
-/* mp_mqueue_put - q.put(item, timeout). Returns 0; MP_FULL when a bounded
+/* mp_queueproxy_put - q.put(item, timeout). Returns 0; MP_FULL when a bounded
  * queue is still full when the timeout passes (MP_NOWAIT: put_nowait). */
-MP_API int mp_mqueue_put(mp_mqueue *q, const mp_obj *item, double timeout);
+MP_API int mp_queueproxy_put(mp_queueproxy *q, const mp_obj *item, double timeout);
 
 /*
- * mp_mqueue_get - q.get(timeout): the oldest item into *item.
+ * mp_queueproxy_get - q.get(timeout): the oldest item into *item.
  * Returns 0; MP_EMPTY when nothing arrives before the timeout (MP_NOWAIT:
  * get_nowait). Ownership: mp_obj_free(*item).
  */
-MP_API int mp_mqueue_get(mp_mqueue *q, mp_obj **item, double timeout);
+MP_API int mp_queueproxy_get(mp_queueproxy *q, mp_obj **item, double timeout);
 
-/* mp_mqueue_qsize - q.qsize(): the count, or a negative code. */
-MP_API ssize_t mp_mqueue_qsize(mp_mqueue *q);
+/* mp_queueproxy_qsize - q.qsize(): the count, or a negative code. */
+MP_API ssize_t mp_queueproxy_qsize(mp_queueproxy *q);
 
-/* mp_mqueue_empty / mp_mqueue_full - q.empty(), q.full(): 1 or 0. */
-MP_API int mp_mqueue_empty(mp_mqueue *q);
-MP_API int mp_mqueue_full(mp_mqueue *q);
+/* mp_queueproxy_empty / mp_queueproxy_full - q.empty(), q.full(): 1 or 0. */
+MP_API int mp_queueproxy_empty(mp_queueproxy *q);
+MP_API int mp_queueproxy_full(mp_queueproxy *q);
 
-/* mp_mqueue_task_done - JoinableQueue.task_done(). Returns 0; MP_EVALUE
+/* mp_queueproxy_task_done - JoinableQueue.task_done(). Returns 0; MP_EVALUE
  * when called more often than items were put. */
-MP_API int mp_mqueue_task_done(mp_mqueue *q);
+MP_API int mp_queueproxy_task_done(mp_queueproxy *q);
 
-/* mp_mqueue_join - JoinableQueue.join(timeout): wait until every item put
+/* mp_queueproxy_join - JoinableQueue.join(timeout): wait until every item put
  * has been marked done. Returns 0; MP_ETIMEDOUT. */
-MP_API int mp_mqueue_join(mp_mqueue *q, double timeout);
+MP_API int mp_queueproxy_join(mp_queueproxy *q, double timeout);
 
-/* mp_mqueue_free - release the proxy. Accepts NULL. Thread/fork: as
- * mp_dict_free(). */
-MP_API void mp_mqueue_free(mp_mqueue *q);
+/* mp_queueproxy_free - release the proxy. Accepts NULL. Thread/fork: as
+ * mp_dictproxy_free(). */
+MP_API void mp_queueproxy_free(mp_queueproxy *q);
 
 #ifdef __cplusplus
 }

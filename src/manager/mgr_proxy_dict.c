@@ -1,5 +1,5 @@
 /*
- * mgr_proxy_dict - the manager's dict proxy (mp_dict, mpipc/manager.h): its
+ * mgr_proxy_dict - the manager's dict proxy (mp_dictproxy, mpipc/manager.h): its
  * constructors and methods, each one request on the server's dict
  * (docs/manager.md). Shared proxy code: mgr_proxy.c; the family: mgr_client.h.
  */
@@ -14,42 +14,42 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct mp_dict {
+struct mp_dictproxy {
     struct proxy p;
 };
-_Static_assert(offsetof(struct mp_dict, p) == 0, "a dict is its proxy");
+_Static_assert(offsetof(struct mp_dictproxy, p) == 0, "a dict is its proxy");
 
 /* ---- constructors ---------------------------------------------------------------- */
 
 /* Create (initial: a dict or NULL) or attach a dict; *out NULL on failure. */
 static int dict_proxy_new(mp_manager *m, const char *name, bool attach, const mp_obj *initial,
-                          mp_dict **out)
+                          mp_dictproxy **out)
 {
     struct proxy *p = NULL;
-    int rc = mp__mgr_proxy_new_value(m, sizeof(mp_dict), MP_TYPE_DICT, name, attach, initial,
+    int rc = mp__mgr_proxy_new_value(m, sizeof(mp_dictproxy), MP_TYPE_DICT, name, attach, initial,
                                      out ? &p : NULL);
     if (out)
-        *out = (mp_dict *)p;
+        *out = (mp_dictproxy *)p;
     return rc;
 }
 
-MP_API int mp_manager_dict(mp_manager *m, const mp_obj *initial, mp_dict **out)
+MP_API int mp_manager_dict(mp_manager *m, const mp_obj *initial, mp_dictproxy **out)
 {
     return dict_proxy_new(m, NULL, false, initial, out);
 }
 
 MP_API int mp_manager_dict_named(mp_manager *m, const char *name, const mp_obj *initial,
-                                 mp_dict **out)
+                                 mp_dictproxy **out)
 {
     return dict_proxy_new(m, name, false, initial, out);
 }
 
-MP_API int mp_manager_attach_dict(mp_manager *m, const char *name, mp_dict **out)
+MP_API int mp_manager_attach_dict(mp_manager *m, const char *name, mp_dictproxy **out)
 {
     return dict_proxy_new(m, name, true, NULL, out);
 }
 
-MP_API void mp_dict_free(mp_dict *d)
+MP_API void mp_dictproxy_free(mp_dictproxy *d)
 {
     if (d)
         mp__mgr_proxy_free(&d->p);
@@ -57,7 +57,7 @@ MP_API void mp_dict_free(mp_dict *d)
 
 /* ---- methods ------------------------------------------------------------------------ */
 
-MP_API int mp_dict_get(mp_dict *d, const mp_obj *key, mp_obj **value)
+MP_API int mp_dictproxy_get(mp_dictproxy *d, const mp_obj *key, mp_obj **value)
 {
     if (value)
         *value = NULL;
@@ -67,7 +67,7 @@ MP_API int mp_dict_get(mp_dict *d, const mp_obj *key, mp_obj **value)
     return mp__mgr_call_proxy(&d->p, "get", a, 1, 0, value, NULL);
 }
 
-MP_API int mp_dict_set(mp_dict *d, const mp_obj *key, const mp_obj *value)
+MP_API int mp_dictproxy_set(mp_dictproxy *d, const mp_obj *key, const mp_obj *value)
 {
     if (!d || !key || !value)
         return -EINVAL;
@@ -75,7 +75,7 @@ MP_API int mp_dict_set(mp_dict *d, const mp_obj *key, const mp_obj *value)
     return mp__mgr_call_proxy(&d->p, "set", a, 2, 0, NULL, NULL);
 }
 
-MP_API int mp_dict_del(mp_dict *d, const mp_obj *key)
+MP_API int mp_dictproxy_del(mp_dictproxy *d, const mp_obj *key)
 {
     if (!d || !key)
         return -EINVAL;
@@ -83,7 +83,7 @@ MP_API int mp_dict_del(mp_dict *d, const mp_obj *key)
     return mp__mgr_call_proxy(&d->p, "del", a, 1, 0, NULL, NULL);
 }
 
-MP_API int mp_dict_contains(mp_dict *d, const mp_obj *key)
+MP_API int mp_dictproxy_contains(mp_dictproxy *d, const mp_obj *key)
 {
     if (!d || !key)
         return -EINVAL;
@@ -91,34 +91,34 @@ MP_API int mp_dict_contains(mp_dict *d, const mp_obj *key)
     return mp__mgr_proxy_call_bool(&d->p, "contains", a, 1);
 }
 
-MP_API ssize_t mp_dict_len(mp_dict *d)
+MP_API ssize_t mp_dictproxy_len(mp_dictproxy *d)
 {
     return mp__mgr_proxy_call_count(d ? &d->p : NULL, "len", NULL, 0);
 }
 
-MP_API int mp_dict_keys(mp_dict *d, mp_obj **list)
+MP_API int mp_dictproxy_keys(mp_dictproxy *d, mp_obj **list)
 {
     return mp__mgr_proxy_get_value(d ? &d->p : NULL, "keys", list);
 }
 
-MP_API int mp_dict_values(mp_dict *d, mp_obj **list)
+MP_API int mp_dictproxy_values(mp_dictproxy *d, mp_obj **list)
 {
     return mp__mgr_proxy_get_value(d ? &d->p : NULL, "values", list);
 }
 
-MP_API int mp_dict_items(mp_dict *d, mp_obj **list)
+MP_API int mp_dictproxy_items(mp_dictproxy *d, mp_obj **list)
 {
     return mp__mgr_proxy_get_value(d ? &d->p : NULL, "items", list);
 }
 
-MP_API int mp_dict_clear(mp_dict *d)
+MP_API int mp_dictproxy_clear(mp_dictproxy *d)
 {
     if (!d)
         return -EINVAL;
     return mp__mgr_call_proxy(&d->p, "clear", NULL, 0, 0, NULL, NULL);
 }
 
-MP_API int mp_dict_pop(mp_dict *d, const mp_obj *key, mp_obj **value)
+MP_API int mp_dictproxy_pop(mp_dictproxy *d, const mp_obj *key, mp_obj **value)
 {
     if (value)
         *value = NULL;
@@ -132,7 +132,7 @@ MP_API int mp_dict_pop(mp_dict *d, const mp_obj *key, mp_obj **value)
     return rc;
 }
 
-MP_API int mp_dict_popitem(mp_dict *d, mp_obj **key, mp_obj **value)
+MP_API int mp_dictproxy_popitem(mp_dictproxy *d, mp_obj **key, mp_obj **value)
 {
     if (key)
         *key = NULL;
@@ -155,7 +155,8 @@ MP_API int mp_dict_popitem(mp_dict *d, mp_obj **key, mp_obj **value)
     return 0;
 }
 
-MP_API int mp_dict_setdefault(mp_dict *d, const mp_obj *key, const mp_obj *dflt, mp_obj **value)
+MP_API int mp_dictproxy_setdefault(mp_dictproxy *d, const mp_obj *key, const mp_obj *dflt,
+                                   mp_obj **value)
 {
     if (value)
         *value = NULL;
@@ -169,7 +170,7 @@ MP_API int mp_dict_setdefault(mp_dict *d, const mp_obj *key, const mp_obj *dflt,
     return rc;
 }
 
-MP_API int mp_dict_update(mp_dict *d, const mp_obj *other)
+MP_API int mp_dictproxy_update(mp_dictproxy *d, const mp_obj *other)
 {
     if (!d || !other)
         return -EINVAL;
@@ -177,12 +178,12 @@ MP_API int mp_dict_update(mp_dict *d, const mp_obj *other)
     return mp__mgr_call_proxy(&d->p, "update", a, 1, 0, NULL, NULL);
 }
 
-MP_API int mp_dict_copy(mp_dict *d, mp_obj **copy)
+MP_API int mp_dictproxy_copy(mp_dictproxy *d, mp_obj **copy)
 {
     return mp__mgr_proxy_get_value(d ? &d->p : NULL, "copy", copy);
 }
 
-static int dict_proxy_add(mp_dict *d, struct marg key, int64_t delta, int64_t *result)
+static int dict_proxy_add(mp_dictproxy *d, struct marg key, int64_t delta, int64_t *result)
 {
     struct marg a[2] = {key, ARG_INT(delta)};
     mp_obj *r;
@@ -198,14 +199,14 @@ static int dict_proxy_add(mp_dict *d, struct marg key, int64_t delta, int64_t *r
     return rc;
 }
 
-MP_API int mp_dict_add(mp_dict *d, const mp_obj *key, int64_t delta, int64_t *result)
+MP_API int mp_dictproxy_add(mp_dictproxy *d, const mp_obj *key, int64_t delta, int64_t *result)
 {
     if (!d || !key)
         return -EINVAL;
     return dict_proxy_add(d, ARG_OBJ(key), delta, result);
 }
 
-MP_API int mp_dict_add_int(mp_dict *d, const char *key, int64_t delta, int64_t *result)
+MP_API int mp_dictproxy_add_int(mp_dictproxy *d, const char *key, int64_t delta, int64_t *result)
 {
     struct marg k;
     if (!d || proxy_str_arg(key, &k) < 0)
@@ -214,7 +215,7 @@ MP_API int mp_dict_add_int(mp_dict *d, const char *key, int64_t delta, int64_t *
 }
 
 /* The reply of 'cas': (swapped, present, current). */
-static int dict_proxy_cas(mp_dict *d, struct marg key, const struct marg *expected,
+static int dict_proxy_cas(mp_dictproxy *d, struct marg key, const struct marg *expected,
                           struct marg desired, bool *present, mp_obj **current)
 {
     struct marg a[3] = {key, desired, expected ? *expected : ARG_NONE};
@@ -238,8 +239,8 @@ static int dict_proxy_cas(mp_dict *d, struct marg key, const struct marg *expect
     return swapped ? 1 : 0;
 }
 
-MP_API int mp_dict_cas(mp_dict *d, const mp_obj *key, const mp_obj *expected, const mp_obj *desired,
-                       mp_obj **current)
+MP_API int mp_dictproxy_cas(mp_dictproxy *d, const mp_obj *key, const mp_obj *expected,
+                            const mp_obj *desired, mp_obj **current)
 {
     if (current)
         *current = NULL;
@@ -251,8 +252,8 @@ MP_API int mp_dict_cas(mp_dict *d, const mp_obj *key, const mp_obj *expected, co
                           current);
 }
 
-MP_API int mp_dict_cas_int(mp_dict *d, const char *key, int64_t expected, int64_t desired,
-                           int64_t *current)
+MP_API int mp_dictproxy_cas_int(mp_dictproxy *d, const char *key, int64_t expected, int64_t desired,
+                                int64_t *current)
 {
     struct marg k;
     if (!d || proxy_str_arg(key, &k) < 0)
@@ -278,7 +279,7 @@ MP_API int mp_dict_cas_int(mp_dict *d, const char *key, int64_t expected, int64_
 }
 
 /* d[key] for a str key; with sc, a scalar value comes back there. */
-static int dict_proxy_get_typed(mp_dict *d, const char *key, mp_obj **out, struct scalar *sc)
+static int dict_proxy_get_typed(mp_dictproxy *d, const char *key, mp_obj **out, struct scalar *sc)
 {
     struct marg k;
     if (!d || proxy_str_arg(key, &k) < 0)
@@ -287,7 +288,7 @@ static int dict_proxy_get_typed(mp_dict *d, const char *key, mp_obj **out, struc
     return mp__mgr_call_proxy(&d->p, "get", a, 1, 0, out, sc);
 }
 
-MP_API int mp_dict_get_int(mp_dict *d, const char *key, int64_t *value)
+MP_API int mp_dictproxy_get_int(mp_dictproxy *d, const char *key, int64_t *value)
 {
     if (!value)
         return -EINVAL;
@@ -302,7 +303,8 @@ MP_API int mp_dict_get_int(mp_dict *d, const char *key, int64_t *value)
 }
 
 /* d[key] for a str key, as a malloc'd copy of its str or bytes value. */
-static int dict_proxy_get_copy(mp_dict *d, const char *key, int type, void **value, size_t *len)
+static int dict_proxy_get_copy(mp_dictproxy *d, const char *key, int type, void **value,
+                               size_t *len)
 {
     if (!value)
         return -EINVAL;
@@ -312,17 +314,17 @@ static int dict_proxy_get_copy(mp_dict *d, const char *key, int type, void **val
     return rc < 0 ? rc : mp__mgr_proxy_take_copy(r, type, value, len);
 }
 
-MP_API int mp_dict_get_str(mp_dict *d, const char *key, char **value, size_t *len)
+MP_API int mp_dictproxy_get_str(mp_dictproxy *d, const char *key, char **value, size_t *len)
 {
     return dict_proxy_get_copy(d, key, MP_TYPE_STR, (void **)value, len);
 }
 
-MP_API int mp_dict_get_bytes(mp_dict *d, const char *key, void **value, size_t *len)
+MP_API int mp_dictproxy_get_bytes(mp_dictproxy *d, const char *key, void **value, size_t *len)
 {
     return dict_proxy_get_copy(d, key, MP_TYPE_BYTES, value, len);
 }
 
-static int dict_proxy_set_typed(mp_dict *d, const char *key, struct marg value)
+static int dict_proxy_set_typed(mp_dictproxy *d, const char *key, struct marg value)
 {
     struct marg k;
     if (!d || proxy_str_arg(key, &k) < 0)
@@ -331,12 +333,12 @@ static int dict_proxy_set_typed(mp_dict *d, const char *key, struct marg value)
     return mp__mgr_call_proxy(&d->p, "set", a, 2, 0, NULL, NULL);
 }
 
-MP_API int mp_dict_set_int(mp_dict *d, const char *key, int64_t value)
+MP_API int mp_dictproxy_set_int(mp_dictproxy *d, const char *key, int64_t value)
 {
     return dict_proxy_set_typed(d, key, ARG_INT(value));
 }
 
-MP_API int mp_dict_set_str(mp_dict *d, const char *key, const char *value)
+MP_API int mp_dictproxy_set_str(mp_dictproxy *d, const char *key, const char *value)
 {
     struct marg v;
     if (proxy_str_arg(value, &v) < 0)
@@ -344,14 +346,14 @@ MP_API int mp_dict_set_str(mp_dict *d, const char *key, const char *value)
     return dict_proxy_set_typed(d, key, v);
 }
 
-MP_API int mp_dict_set_bytes(mp_dict *d, const char *key, const void *value, size_t len)
+MP_API int mp_dictproxy_set_bytes(mp_dictproxy *d, const char *key, const void *value, size_t len)
 {
     if (!value && len)
         return -EINVAL;
     return dict_proxy_set_typed(d, key, ARG_BYTES(value, len));
 }
 
-MP_API int mp_dict_del_str(mp_dict *d, const char *key)
+MP_API int mp_dictproxy_del_str(mp_dictproxy *d, const char *key)
 {
     struct marg k;
     if (!d || proxy_str_arg(key, &k) < 0)
@@ -360,7 +362,7 @@ MP_API int mp_dict_del_str(mp_dict *d, const char *key)
     return mp__mgr_call_proxy(&d->p, "del", a, 1, 0, NULL, NULL);
 }
 
-MP_API int mp_dict_contains_str(mp_dict *d, const char *key)
+MP_API int mp_dictproxy_contains_str(mp_dictproxy *d, const char *key)
 {
     struct marg k;
     if (!d || proxy_str_arg(key, &k) < 0)

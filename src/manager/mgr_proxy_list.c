@@ -1,5 +1,5 @@
 /*
- * mgr_proxy_list - the manager's list proxy (mp_list, mpipc/manager.h): its
+ * mgr_proxy_list - the manager's list proxy (mp_listproxy, mpipc/manager.h): its
  * constructors and methods, each one request on the server's list
  * (docs/manager.md). Shared proxy code: mgr_proxy.c; the family: mgr_client.h.
  */
@@ -12,43 +12,43 @@
 #include <stddef.h>
 #include <stdlib.h>
 
-struct mp_list {
+struct mp_listproxy {
     struct proxy p;
 };
-_Static_assert(offsetof(struct mp_list, p) == 0, "a list is its proxy");
+_Static_assert(offsetof(struct mp_listproxy, p) == 0, "a list is its proxy");
 
 /* ---- constructors ---------------------------------------------------------------- */
 
 /* Create (initial: a list, a tuple or NULL) or attach a list; *out NULL on
  * failure. */
 static int list_proxy_new(mp_manager *m, const char *name, bool attach, const mp_obj *initial,
-                          mp_list **out)
+                          mp_listproxy **out)
 {
     struct proxy *p = NULL;
-    int rc = mp__mgr_proxy_new_value(m, sizeof(mp_list), MP_TYPE_LIST, name, attach, initial,
+    int rc = mp__mgr_proxy_new_value(m, sizeof(mp_listproxy), MP_TYPE_LIST, name, attach, initial,
                                      out ? &p : NULL);
     if (out)
-        *out = (mp_list *)p;
+        *out = (mp_listproxy *)p;
     return rc;
 }
 
-MP_API int mp_manager_list(mp_manager *m, const mp_obj *initial, mp_list **out)
+MP_API int mp_manager_list(mp_manager *m, const mp_obj *initial, mp_listproxy **out)
 {
     return list_proxy_new(m, NULL, false, initial, out);
 }
 
 MP_API int mp_manager_list_named(mp_manager *m, const char *name, const mp_obj *initial,
-                                 mp_list **out)
+                                 mp_listproxy **out)
 {
     return list_proxy_new(m, name, false, initial, out);
 }
 
-MP_API int mp_manager_attach_list(mp_manager *m, const char *name, mp_list **out)
+MP_API int mp_manager_attach_list(mp_manager *m, const char *name, mp_listproxy **out)
 {
     return list_proxy_new(m, name, true, NULL, out);
 }
 
-MP_API void mp_list_free(mp_list *l)
+MP_API void mp_listproxy_free(mp_listproxy *l)
 {
     if (l)
         mp__mgr_proxy_free(&l->p);
@@ -56,7 +56,7 @@ MP_API void mp_list_free(mp_list *l)
 
 /* ---- methods ------------------------------------------------------------------------ */
 
-MP_API int mp_list_append(mp_list *l, const mp_obj *value)
+MP_API int mp_listproxy_append(mp_listproxy *l, const mp_obj *value)
 {
     if (!l || !value)
         return -EINVAL;
@@ -64,7 +64,7 @@ MP_API int mp_list_append(mp_list *l, const mp_obj *value)
     return mp__mgr_call_proxy(&l->p, "append", a, 1, 0, NULL, NULL);
 }
 
-MP_API int mp_list_append_int(mp_list *l, int64_t value)
+MP_API int mp_listproxy_append_int(mp_listproxy *l, int64_t value)
 {
     if (!l)
         return -EINVAL;
@@ -72,7 +72,7 @@ MP_API int mp_list_append_int(mp_list *l, int64_t value)
     return mp__mgr_call_proxy(&l->p, "append", a, 1, 0, NULL, NULL);
 }
 
-MP_API int mp_list_append_str(mp_list *l, const char *value)
+MP_API int mp_listproxy_append_str(mp_listproxy *l, const char *value)
 {
     struct marg v;
     if (!l || proxy_str_arg(value, &v) < 0)
@@ -80,7 +80,7 @@ MP_API int mp_list_append_str(mp_list *l, const char *value)
     return mp__mgr_call_proxy(&l->p, "append", &v, 1, 0, NULL, NULL);
 }
 
-MP_API int mp_list_extend(mp_list *l, const mp_obj *seq)
+MP_API int mp_listproxy_extend(mp_listproxy *l, const mp_obj *seq)
 {
     if (!l || !seq)
         return -EINVAL;
@@ -91,7 +91,7 @@ MP_API int mp_list_extend(mp_list *l, const mp_obj *seq)
     return mp__mgr_call_proxy(&l->p, "extend", a, 1, 0, NULL, NULL);
 }
 
-MP_API int mp_list_get(mp_list *l, int64_t i, mp_obj **value)
+MP_API int mp_listproxy_get(mp_listproxy *l, int64_t i, mp_obj **value)
 {
     if (value)
         *value = NULL;
@@ -101,12 +101,12 @@ MP_API int mp_list_get(mp_list *l, int64_t i, mp_obj **value)
     return mp__mgr_call_proxy(&l->p, "get", a, 1, 0, value, NULL);
 }
 
-MP_API int mp_list_get_int(mp_list *l, int64_t i, int64_t *value)
+MP_API int mp_listproxy_get_int(mp_listproxy *l, int64_t i, int64_t *value)
 {
     if (!value)
         return -EINVAL;
     mp_obj *r;
-    int rc = mp_list_get(l, i, &r);
+    int rc = mp_listproxy_get(l, i, &r);
     if (rc < 0)
         return rc;
     rc = mp_obj_get_int(r, value);
@@ -114,17 +114,17 @@ MP_API int mp_list_get_int(mp_list *l, int64_t i, int64_t *value)
     return rc;
 }
 
-MP_API int mp_list_get_str(mp_list *l, int64_t i, char **value, size_t *len)
+MP_API int mp_listproxy_get_str(mp_listproxy *l, int64_t i, char **value, size_t *len)
 {
     if (!value)
         return -EINVAL;
     *value = NULL;
     mp_obj *r;
-    int rc = mp_list_get(l, i, &r);
+    int rc = mp_listproxy_get(l, i, &r);
     return rc < 0 ? rc : mp__mgr_proxy_take_copy(r, MP_TYPE_STR, (void **)value, len);
 }
 
-MP_API int mp_list_set(mp_list *l, int64_t i, const mp_obj *value)
+MP_API int mp_listproxy_set(mp_listproxy *l, int64_t i, const mp_obj *value)
 {
     if (!l || !value)
         return -EINVAL;
@@ -132,12 +132,12 @@ MP_API int mp_list_set(mp_list *l, int64_t i, const mp_obj *value)
     return mp__mgr_call_proxy(&l->p, "set", a, 2, 0, NULL, NULL);
 }
 
-MP_API ssize_t mp_list_len(mp_list *l)
+MP_API ssize_t mp_listproxy_len(mp_listproxy *l)
 {
     return mp__mgr_proxy_call_count(l ? &l->p : NULL, "len", NULL, 0);
 }
 
-MP_API int mp_list_pop(mp_list *l, int64_t i, mp_obj **value)
+MP_API int mp_listproxy_pop(mp_listproxy *l, int64_t i, mp_obj **value)
 {
     if (value)
         *value = NULL;
@@ -151,7 +151,7 @@ MP_API int mp_list_pop(mp_list *l, int64_t i, mp_obj **value)
     return rc;
 }
 
-MP_API int mp_list_insert(mp_list *l, int64_t i, const mp_obj *value)
+MP_API int mp_listproxy_insert(mp_listproxy *l, int64_t i, const mp_obj *value)
 {
     if (!l || !value)
         return -EINVAL;
@@ -159,22 +159,22 @@ MP_API int mp_list_insert(mp_list *l, int64_t i, const mp_obj *value)
     return mp__mgr_call_proxy(&l->p, "insert", a, 2, 0, NULL, NULL);
 }
 
-MP_API int mp_list_slice(mp_list *l, int64_t start, int64_t stop, mp_obj **list)
+MP_API int mp_listproxy_slice(mp_listproxy *l, int64_t start, int64_t stop, mp_obj **list)
 {
     if (list)
         *list = NULL;
     if (!l || !list)
         return -EINVAL;
-    struct marg a[2] = {ARG_INT(start), stop == MP_LIST_END ? ARG_NONE : ARG_INT(stop)};
+    struct marg a[2] = {ARG_INT(start), stop == MP_LISTPROXY_END ? ARG_NONE : ARG_INT(stop)};
     return mp__mgr_call_proxy(&l->p, "slice", a, 2, 0, list, NULL);
 }
 
-MP_API int mp_list_copy(mp_list *l, mp_obj **list)
+MP_API int mp_listproxy_copy(mp_listproxy *l, mp_obj **list)
 {
     return mp__mgr_proxy_get_value(l ? &l->p : NULL, "copy", list);
 }
 
-MP_API int mp_list_del(mp_list *l, int64_t i)
+MP_API int mp_listproxy_del(mp_listproxy *l, int64_t i)
 {
     if (!l)
         return -EINVAL;
@@ -182,14 +182,14 @@ MP_API int mp_list_del(mp_list *l, int64_t i)
     return mp__mgr_call_proxy(&l->p, "del", a, 1, 0, NULL, NULL);
 }
 
-MP_API int mp_list_clear(mp_list *l)
+MP_API int mp_listproxy_clear(mp_listproxy *l)
 {
     if (!l)
         return -EINVAL;
     return mp__mgr_call_proxy(&l->p, "clear", NULL, 0, 0, NULL, NULL);
 }
 
-MP_API ssize_t mp_list_index(mp_list *l, const mp_obj *value)
+MP_API ssize_t mp_listproxy_index(mp_listproxy *l, const mp_obj *value)
 {
     if (!l || !value)
         return -EINVAL;
@@ -197,7 +197,7 @@ MP_API ssize_t mp_list_index(mp_list *l, const mp_obj *value)
     return mp__mgr_proxy_call_count(&l->p, "index", a, 1);
 }
 
-MP_API ssize_t mp_list_count(mp_list *l, const mp_obj *value)
+MP_API ssize_t mp_listproxy_count(mp_listproxy *l, const mp_obj *value)
 {
     if (!l || !value)
         return -EINVAL;
@@ -205,7 +205,7 @@ MP_API ssize_t mp_list_count(mp_list *l, const mp_obj *value)
     return mp__mgr_proxy_call_count(&l->p, "count", a, 1);
 }
 
-MP_API int mp_list_contains(mp_list *l, const mp_obj *value)
+MP_API int mp_listproxy_contains(mp_listproxy *l, const mp_obj *value)
 {
     if (!l || !value)
         return -EINVAL;
@@ -213,7 +213,7 @@ MP_API int mp_list_contains(mp_list *l, const mp_obj *value)
     return mp__mgr_proxy_call_bool(&l->p, "contains", a, 1);
 }
 
-MP_API int mp_list_remove(mp_list *l, const mp_obj *value)
+MP_API int mp_listproxy_remove(mp_listproxy *l, const mp_obj *value)
 {
     if (!l || !value)
         return -EINVAL;

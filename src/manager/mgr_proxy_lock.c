@@ -1,5 +1,5 @@
 /*
- * mgr_proxy_lock - the manager's lock proxy (mp_mlock, mpipc/manager.h: Lock
+ * mgr_proxy_lock - the manager's lock proxy (mp_lockproxy, mpipc/manager.h: Lock
  * and RLock): its constructors and methods, each one request on the server's
  * lock (docs/manager.md). Shared proxy code: mgr_proxy.c; the family:
  * mgr_client.h.
@@ -14,10 +14,10 @@
 #include <stddef.h>
 #include <stdlib.h>
 
-struct mp_mlock {
+struct mp_lockproxy {
     struct proxy p;
 };
-_Static_assert(offsetof(struct mp_mlock, p) == 0, "a lock is its proxy");
+_Static_assert(offsetof(struct mp_lockproxy, p) == 0, "a lock is its proxy");
 
 /* The calling thread's identity for lock ownership (unique in a process; a
  * forked child's session id tells it apart from its parent). */
@@ -35,36 +35,37 @@ static int64_t lock_proxy_thread_id(void)
 
 /* Create a lock or rlock (kind), or attach one; *out NULL on failure. */
 static int lock_proxy_new(mp_manager *m, const char *kind, const char *name, bool attach,
-                          mp_mlock **out)
+                          mp_lockproxy **out)
 {
     struct proxy *p = NULL;
-    int rc = mp__mgr_proxy_new(m, sizeof(mp_mlock), kind, name, attach, NULL, out ? &p : NULL);
+    int rc = mp__mgr_proxy_new(m, sizeof(mp_lockproxy), kind, name, attach, NULL, out ? &p : NULL);
     if (out)
-        *out = (mp_mlock *)p;
+        *out = (mp_lockproxy *)p;
     return rc;
 }
 
-MP_API int mp_manager_lock(mp_manager *m, mp_mlock **out)
+MP_API int mp_manager_lock(mp_manager *m, mp_lockproxy **out)
 {
     return lock_proxy_new(m, "lock", NULL, false, out);
 }
 
-MP_API int mp_manager_rlock(mp_manager *m, mp_mlock **out)
+MP_API int mp_manager_rlock(mp_manager *m, mp_lockproxy **out)
 {
     return lock_proxy_new(m, "rlock", NULL, false, out);
 }
 
-MP_API int mp_manager_lock_named(mp_manager *m, const char *name, bool recursive, mp_mlock **out)
+MP_API int mp_manager_lock_named(mp_manager *m, const char *name, bool recursive,
+                                 mp_lockproxy **out)
 {
     return lock_proxy_new(m, recursive ? "rlock" : "lock", name, false, out);
 }
 
-MP_API int mp_manager_attach_lock(mp_manager *m, const char *name, mp_mlock **out)
+MP_API int mp_manager_attach_lock(mp_manager *m, const char *name, mp_lockproxy **out)
 {
     return lock_proxy_new(m, "lock", name, true, out);
 }
 
-MP_API void mp_mlock_free(mp_mlock *lk)
+MP_API void mp_lockproxy_free(mp_lockproxy *lk)
 {
     if (lk)
         mp__mgr_proxy_free(&lk->p);
@@ -72,7 +73,7 @@ MP_API void mp_mlock_free(mp_mlock *lk)
 
 /* ---- methods ------------------------------------------------------------------------ */
 
-MP_API int mp_mlock_acquire(mp_mlock *lk, double timeout)
+MP_API int mp_lockproxy_acquire(mp_lockproxy *lk, double timeout)
 {
     if (!lk)
         return -EINVAL;
@@ -82,7 +83,7 @@ MP_API int mp_mlock_acquire(mp_mlock *lk, double timeout)
     return mp__mgr_call_proxy(&lk->p, "acquire", a, 2, proxy_wait(timeout), NULL, NULL);
 }
 
-MP_API int mp_mlock_release(mp_mlock *lk)
+MP_API int mp_lockproxy_release(mp_lockproxy *lk)
 {
     if (!lk)
         return -EINVAL;

@@ -1,5 +1,5 @@
 /*
- * mgr_proxy_queue - the manager's queue proxy (mp_mqueue, mpipc/manager.h):
+ * mgr_proxy_queue - the manager's queue proxy (mp_queueproxy, mpipc/manager.h):
  * its constructors and methods, each one request on the server's queue
  * (docs/manager.md). Shared proxy code: mgr_proxy.c; the family: mgr_client.h.
  */
@@ -13,43 +13,44 @@
 #include <stddef.h>
 #include <stdlib.h>
 
-struct mp_mqueue {
+struct mp_queueproxy {
     struct proxy p;
 };
-_Static_assert(offsetof(struct mp_mqueue, p) == 0, "a queue is its proxy");
+_Static_assert(offsetof(struct mp_queueproxy, p) == 0, "a queue is its proxy");
 
 /* ---- constructors ---------------------------------------------------------------- */
 
 /* Create (maxsize: 0 or less for no limit) or attach a queue; *out NULL on
  * failure. */
 static int queue_proxy_new(mp_manager *m, const char *name, bool attach, int64_t maxsize,
-                           mp_mqueue **out)
+                           mp_queueproxy **out)
 {
     struct marg init = ARG_INT(maxsize > 0 ? maxsize : 0);
     struct proxy *p = NULL;
-    int rc = mp__mgr_proxy_new(m, sizeof(mp_mqueue), "queue", name, attach, attach ? NULL : &init,
-                               out ? &p : NULL);
+    int rc = mp__mgr_proxy_new(m, sizeof(mp_queueproxy), "queue", name, attach,
+                               attach ? NULL : &init, out ? &p : NULL);
     if (out)
-        *out = (mp_mqueue *)p;
+        *out = (mp_queueproxy *)p;
     return rc;
 }
 
-MP_API int mp_manager_queue(mp_manager *m, int64_t maxsize, mp_mqueue **out)
+MP_API int mp_manager_queue(mp_manager *m, int64_t maxsize, mp_queueproxy **out)
 {
     return queue_proxy_new(m, NULL, false, maxsize, out);
 }
 
-MP_API int mp_manager_queue_named(mp_manager *m, const char *name, int64_t maxsize, mp_mqueue **out)
+MP_API int mp_manager_queue_named(mp_manager *m, const char *name, int64_t maxsize,
+                                  mp_queueproxy **out)
 {
     return queue_proxy_new(m, name, false, maxsize, out);
 }
 
-MP_API int mp_manager_attach_queue(mp_manager *m, const char *name, mp_mqueue **out)
+MP_API int mp_manager_attach_queue(mp_manager *m, const char *name, mp_queueproxy **out)
 {
     return queue_proxy_new(m, name, true, 0, out);
 }
 
-MP_API void mp_mqueue_free(mp_mqueue *q)
+MP_API void mp_queueproxy_free(mp_queueproxy *q)
 {
     if (q)
         mp__mgr_proxy_free(&q->p);
@@ -57,7 +58,7 @@ MP_API void mp_mqueue_free(mp_mqueue *q)
 
 /* ---- methods ------------------------------------------------------------------------ */
 
-MP_API int mp_mqueue_put(mp_mqueue *q, const mp_obj *item, double timeout)
+MP_API int mp_queueproxy_put(mp_queueproxy *q, const mp_obj *item, double timeout)
 {
     if (!q || !item)
         return -EINVAL;
@@ -67,7 +68,7 @@ MP_API int mp_mqueue_put(mp_mqueue *q, const mp_obj *item, double timeout)
     return mp__mgr_call_proxy(&q->p, "put", a, 2, proxy_wait(timeout), NULL, NULL);
 }
 
-MP_API int mp_mqueue_get(mp_mqueue *q, mp_obj **item, double timeout)
+MP_API int mp_queueproxy_get(mp_queueproxy *q, mp_obj **item, double timeout)
 {
     if (item)
         *item = NULL;
@@ -79,29 +80,29 @@ MP_API int mp_mqueue_get(mp_mqueue *q, mp_obj **item, double timeout)
     return mp__mgr_call_proxy(&q->p, "get", a, 1, proxy_wait(timeout), item, NULL);
 }
 
-MP_API ssize_t mp_mqueue_qsize(mp_mqueue *q)
+MP_API ssize_t mp_queueproxy_qsize(mp_queueproxy *q)
 {
     return mp__mgr_proxy_call_count(q ? &q->p : NULL, "qsize", NULL, 0);
 }
 
-MP_API int mp_mqueue_empty(mp_mqueue *q)
+MP_API int mp_queueproxy_empty(mp_queueproxy *q)
 {
     return mp__mgr_proxy_call_bool(q ? &q->p : NULL, "empty", NULL, 0);
 }
 
-MP_API int mp_mqueue_full(mp_mqueue *q)
+MP_API int mp_queueproxy_full(mp_queueproxy *q)
 {
     return mp__mgr_proxy_call_bool(q ? &q->p : NULL, "full", NULL, 0);
 }
 
-MP_API int mp_mqueue_task_done(mp_mqueue *q)
+MP_API int mp_queueproxy_task_done(mp_queueproxy *q)
 {
     if (!q)
         return -EINVAL;
     return mp__mgr_call_proxy(&q->p, "task_done", NULL, 0, 0, NULL, NULL);
 }
 
-MP_API int mp_mqueue_join(mp_mqueue *q, double timeout)
+MP_API int mp_queueproxy_join(mp_queueproxy *q, double timeout)
 {
     if (!q)
         return -EINVAL;
