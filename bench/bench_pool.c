@@ -91,15 +91,15 @@ int main(int argc, char **argv)
     o.processes = 2;
     mp_pool *p;
     check(mp_pool_new(&p, &o), "mp_pool_new");
-    check(mp_pool_map_array(p, square_item, in, 8, 1000, out, 8, 1, MP_FOREVER, NULL), "warm-up");
+    check(mp_pool_map_array(p, square_item, in, 8, 1000, out, 8, 1, NULL, MP_FOREVER), "warm-up");
 
     double t0 = now(), t1;
     if (strcmp(mode, "map1") == 0) {
-        check(mp_pool_map_array(p, square_item, in, 8, N, out, 8, 1, MP_FOREVER, NULL), "map");
+        check(mp_pool_map_array(p, square_item, in, 8, N, out, 8, 1, NULL, MP_FOREVER), "map");
         t1 = now();
         verify();
     } else if (strcmp(mode, "map_default") == 0) {
-        check(mp_pool_map_array(p, square_item, in, 8, N, out, 8, 0, MP_FOREVER, NULL), "map");
+        check(mp_pool_map_array(p, square_item, in, 8, N, out, 8, 0, NULL, MP_FOREVER), "map");
         t1 = now();
         verify();
     } else if (strcmp(mode, "apply_async") == 0) {
@@ -116,7 +116,7 @@ int main(int argc, char **argv)
         mp_obj_free(args);
         for (int64_t i = 0; i < N; i++) {
             const mp_obj *v;
-            check(mp_result_get(rs[i], MP_FOREVER, &v, NULL), "get");
+            check(mp_result_get(rs[i], &v, NULL, MP_FOREVER), "get");
             int64_t x;
             if (mp_obj_get_int(v, &x) < 0 || x != i * i)
                 check(-1, "wrong result");
@@ -132,7 +132,7 @@ int main(int argc, char **argv)
         for (int64_t i = 0; i < N; i++) {
             const void *v;
             size_t len;
-            check(mp_result_get_bytes(rs[i], MP_FOREVER, &v, &len, NULL), "get");
+            check(mp_result_get_bytes(rs[i], &v, &len, NULL, MP_FOREVER), "get");
             int64_t x;
             memcpy(&x, v, sizeof x);
             if (len != sizeof x || x != i * i)
@@ -147,7 +147,7 @@ int main(int argc, char **argv)
             mp_obj_list_append(items, mp_obj_int(i));
         t0 = now(); /* building the list is not the pool's work */
         mp_obj *res;
-        check(mp_pool_map(p, square_value, items, 1, &res, MP_FOREVER, NULL), "map");
+        check(mp_pool_map(p, square_value, items, 1, &res, NULL, MP_FOREVER), "map");
         t1 = now();
         mp_obj_free(res);
         mp_obj_free(items);

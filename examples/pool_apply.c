@@ -54,7 +54,7 @@ int main(void)
         CHECK(mp_obj_tuple_append(args, mp_obj_int(i)));
         mp_obj *res;
         /* Synchronous: waits here until the task's result is back. */
-        CHECK(mp_pool_apply(p, work, args, &res, MP_FOREVER, NULL));
+        CHECK(mp_pool_apply(p, work, args, &res, NULL, MP_FOREVER));
         CHECK(mp_obj_list_append(res_l, res));
         mp_obj_free(args);
     }

@@ -67,7 +67,7 @@ int main(void)
     CHECK(mp_pool_join(p, MP_FOREVER));
     for (int i = 0; i < 10; i++) {
         const mp_obj *v;
-        CHECK(mp_result_get(res_l[i], MP_FOREVER, &v, NULL));
+        CHECK(mp_result_get(res_l[i], &v, NULL, MP_FOREVER));
         char *text;
         CHECK(mp_obj_repr(v, &text));
         printf("%s\n", text);

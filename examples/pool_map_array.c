@@ -42,7 +42,7 @@ int main(void)
     CHECK(mp_pool_new(&p, NULL)); /* one worker per CPU */
     /* chunksize 0: Python's default, ceil(N / (4 * processes)) */
     CHECK(
-        mp_pool_map_array(p, square, in, sizeof in[0], N, out, sizeof out[0], 0, MP_FOREVER, NULL));
+        mp_pool_map_array(p, square, in, sizeof in[0], N, out, sizeof out[0], 0, NULL, MP_FOREVER));
     printf("squares:");
     for (int i = 0; i < 10; i++)
         printf(" %lld", (long long)out[i]);
@@ -54,7 +54,7 @@ int main(void)
     in[123456] = -1;
     mp_task_error err;
     int rc =
-        mp_pool_map_array(p, square, in, sizeof in[0], N, out, sizeof out[0], 0, MP_FOREVER, &err);
+        mp_pool_map_array(p, square, in, sizeof in[0], N, out, sizeof out[0], 0, &err, MP_FOREVER);
     printf("map with a bad item: %s, item %zu, code %d: %s\n", mp_errname(rc), err.index, err.code,
            err.message);
 

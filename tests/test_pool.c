@@ -140,13 +140,13 @@ static void test_apply_runs_the_task_in_a_worker_and_returns_its_value(void **st
     mp_pool *p = make_pool(4);
     mp_obj *args = tuple2(mp_obj_int(5), NULL);
     mp_obj *res = NULL;
-    TU_ASSERT_STATUS(mp_pool_apply(p, sqr, args, &res, T_LONG, NULL), 0);
+    TU_ASSERT_STATUS(mp_pool_apply(p, sqr, args, &res, NULL, T_LONG), 0);
     assert_int_equal(as_int(res), 25);
     mp_obj_free(res);
     mp_obj_free(args);
 
     /* The task really ran elsewhere. */
-    TU_ASSERT_STATUS(mp_pool_apply(p, return_pid, NULL, &res, T_LONG, NULL), 0);
+    TU_ASSERT_STATUS(mp_pool_apply(p, return_pid, NULL, &res, NULL, T_LONG), 0);
     assert_int_not_equal(as_int(res), getpid());
     pid_t pids[4];
     int n = mp_pool_pids(p, pids, 4);
@@ -160,11 +160,11 @@ static void test_apply_runs_the_task_in_a_worker_and_returns_its_value(void **st
     /* The bytes form. */
     void *out;
     size_t len;
-    TU_ASSERT_STATUS(mp_pool_apply_bytes(p, upper, "hello", 5, &out, &len, T_LONG, NULL), 0);
+    TU_ASSERT_STATUS(mp_pool_apply_bytes(p, upper, "hello", 5, &out, &len, NULL, T_LONG), 0);
     assert_int_equal(len, 5);
     assert_memory_equal(out, "HELLO", 5);
     free(out);
-    TU_ASSERT_STATUS(mp_pool_apply_bytes(p, upper, NULL, 0, &out, &len, T_LONG, NULL), 0);
+    TU_ASSERT_STATUS(mp_pool_apply_bytes(p, upper, NULL, 0, &out, &len, NULL, T_LONG), 0);
     assert_int_equal(len, 0);
     assert_non_null(out);
     free(out);
@@ -179,7 +179,7 @@ static void test_map_matches_a_serial_map_with_any_chunksize(void **state)
         int64_t n = round ? 100 : 10;
         mp_obj *items = int_list(0, n);
         mp_obj *res = NULL;
-        TU_ASSERT_STATUS(mp_pool_map(p, sqr, items, round ? 20 : 0, &res, T_LONG, NULL), 0);
+        TU_ASSERT_STATUS(mp_pool_map(p, sqr, items, round ? 20 : 0, &res, NULL, T_LONG), 0);
         assert_int_equal(mp_obj_type(res), MP_TYPE_LIST);
         assert_int_equal(mp_obj_len(res), n);
         for (int64_t i = 0; i < n; i++)
@@ -196,7 +196,7 @@ static void test_map_matches_a_serial_map_with_any_chunksize(void **state)
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         memset(out, 0xff, sizeof out);
         TU_ASSERT_STATUS(mp_pool_map_array(p, square_int, in, sizeof in[0], 1000, out,
-                                           sizeof out[0], sizes[s], T_LONG, NULL),
+                                           sizeof out[0], sizes[s], NULL, T_LONG),
                          0);
         for (int i = 0; i < 1000; i++)
             assert_int_equal(out[i], (int64_t)(i - 500) * (i - 500));
@@ -220,7 +220,7 @@ static void test_starmap_unpacks_each_tuple_into_arguments(void **state)
         int n = round ? 100 : 10;
         mp_obj *tuples = zip_pairs(n);
         mp_obj *res = NULL;
-        TU_ASSERT_STATUS(mp_pool_starmap(p, mul, tuples, round ? 20 : 0, &res, T_LONG, NULL), 0);
+        TU_ASSERT_STATUS(mp_pool_starmap(p, mul, tuples, round ? 20 : 0, &res, NULL, T_LONG), 0);
         assert_int_equal(mp_obj_len(res), n);
         for (int i = 0; i < n; i++)
             assert_int_equal(as_int(mp_obj_list_get(res, (size_t)i)), i * (n - 1 - i));
@@ -233,7 +233,7 @@ static void test_starmap_unpacks_each_tuple_into_arguments(void **state)
     TU_ASSERT_STATUS(mp_pool_starmap_async(p, mul, tuples, 0, NULL, &r), 0);
     mp_obj_free(tuples); /* the pool copied it */
     const mp_obj *v;
-    TU_ASSERT_STATUS(mp_result_get(r, T_LONG, &v, NULL), 0);
+    TU_ASSERT_STATUS(mp_result_get(r, &v, NULL, T_LONG), 0);
     for (int i = 0; i < 100; i++)
         assert_int_equal(as_int(mp_obj_list_get(v, (size_t)i)), i * (99 - i));
     mp_result_free(r);
@@ -243,7 +243,7 @@ static void test_starmap_unpacks_each_tuple_into_arguments(void **state)
     mp_obj_list_append(bad, mp_obj_int(4));
     mp_obj *res = NULL;
     mp_task_error err;
-    TU_ASSERT_STATUS(mp_pool_starmap(p, mul, bad, 1, &res, T_LONG, &err), MP_ETASK);
+    TU_ASSERT_STATUS(mp_pool_starmap(p, mul, bad, 1, &res, &err, T_LONG), MP_ETASK);
     assert_null(res);
     assert_int_equal(err.code, MP_ETYPE);
     assert_int_equal(err.index, 1);
@@ -261,13 +261,13 @@ static void test_map_async_returns_the_list_and_keeps_no_reference_to_the_input(
     TU_ASSERT_STATUS(mp_pool_map_async(p, sqr, items, 0, NULL, &r), 0);
     mp_obj_free(items);
     const mp_obj *v;
-    TU_ASSERT_STATUS(mp_result_get(r, T_LONG, &v, NULL), 0);
+    TU_ASSERT_STATUS(mp_result_get(r, &v, NULL, T_LONG), 0);
     assert_int_equal(mp_obj_len(v), 10);
     for (int i = 0; i < 10; i++)
         assert_int_equal(as_int(mp_obj_list_get(v, (size_t)i)), i * i);
     /* get() again gives the same value (Python's AsyncResult keeps it). */
     const mp_obj *v2;
-    TU_ASSERT_STATUS(mp_result_get(r, 0, &v2, NULL), 0);
+    TU_ASSERT_STATUS(mp_result_get(r, &v2, NULL, 0), 0);
     assert_ptr_equal(v, v2);
     assert_int_equal(mp_result_ready(r), 1);
     assert_int_equal(mp_result_successful(r), 1);
@@ -290,7 +290,7 @@ static void on_ok(mp_result *r, void *user)
 {
     struct calls *c = user;
     const mp_obj *v = NULL;
-    int rc = mp_result_get(r, MP_NOWAIT, &v, NULL);
+    int rc = mp_result_get(r, &v, NULL, MP_NOWAIT);
     pthread_mutex_lock(&c->mu);
     c->ok++;
     if (rc == 0 && v)
@@ -304,7 +304,7 @@ static void on_error(mp_result *r, void *user)
 {
     struct calls *c = user;
     mp_task_error err;
-    int rc = mp_result_get(r, MP_NOWAIT, NULL, &err);
+    int rc = mp_result_get(r, NULL, &err, MP_NOWAIT);
     pthread_mutex_lock(&c->mu);
     c->failed++;
     c->error_status = rc;
@@ -370,7 +370,7 @@ static void test_map_async_of_an_empty_list_is_ready_at_once(void **state)
     mp_result *r;
     TU_ASSERT_STATUS(mp_pool_map_async(p, sqr, empty, 1, NULL, &r), 0);
     const mp_obj *v;
-    TU_ASSERT_STATUS(mp_result_get(r, 1.0, &v, NULL), 0);
+    TU_ASSERT_STATUS(mp_result_get(r, &v, NULL, 1.0), 0);
     assert_int_equal(mp_obj_len(v), 0);
     mp_result_free(r);
     mp_obj_free(empty);
@@ -387,7 +387,7 @@ static void test_get_waits_for_the_task_and_times_out_without_losing_it(void **s
     double t0 = tu_now();
     TU_ASSERT_STATUS(mp_pool_apply_async(p, sqr, args, NULL, &r), 0);
     const mp_obj *v;
-    TU_ASSERT_STATUS(mp_result_get(r, T_LONG, &v, NULL), 0);
+    TU_ASSERT_STATUS(mp_result_get(r, &v, NULL, T_LONG), 0);
     assert_true(tu_now() - t0 >= 0.19);
     assert_int_equal(as_int(v), 49);
     mp_result_free(r);
@@ -399,7 +399,7 @@ static void test_get_waits_for_the_task_and_times_out_without_losing_it(void **s
     TU_ASSERT_STATUS(mp_pool_apply_async(p, sqr, args, NULL, &r), 0);
     t0 = tu_now();
     mp_task_error err;
-    TU_ASSERT_STATUS(mp_result_get(r, 0.1, &v, &err), MP_ETIMEDOUT);
+    TU_ASSERT_STATUS(mp_result_get(r, &v, &err, 0.1), MP_ETIMEDOUT);
     double took = tu_now() - t0;
     assert_true(took >= 0.099 && took < 0.45);
     assert_null(v);
@@ -407,13 +407,13 @@ static void test_get_waits_for_the_task_and_times_out_without_losing_it(void **s
     /* Python's successful() before ready is ValueError. */
     TU_ASSERT_STATUS(mp_result_successful(r), MP_EVALUE);
     TU_ASSERT_STATUS(mp_result_wait(r, 0.01), MP_ETIMEDOUT);
-    TU_ASSERT_STATUS(mp_result_get(r, T_LONG, &v, NULL), 0);
+    TU_ASSERT_STATUS(mp_result_get(r, &v, NULL, T_LONG), 0);
     assert_int_equal(as_int(v), 36);
     mp_result_free(r);
 
     /* The blocking apply with a timeout gives up too. */
     mp_obj *res = (mp_obj *)1;
-    TU_ASSERT_STATUS(mp_pool_apply(p, sqr, args, &res, 0.05, &err), MP_ETIMEDOUT);
+    TU_ASSERT_STATUS(mp_pool_apply(p, sqr, args, &res, &err, 0.05), MP_ETIMEDOUT);
     assert_null(res);
     assert_int_equal(err.status, MP_ETIMEDOUT);
     mp_obj_free(args);
@@ -434,14 +434,14 @@ static void test_imap_yields_every_result_in_input_order_then_ends(void **state)
         for (size_t i = 0; i < counts[round]; i++) {
             mp_obj *v;
             size_t index;
-            TU_ASSERT_STATUS(mp_imap_next(it, T_LONG, &index, &v, NULL), 1);
+            TU_ASSERT_STATUS(mp_imap_next(it, &index, &v, NULL, T_LONG), 1);
             assert_int_equal(index, i);
             assert_int_equal(as_int(v), (int64_t)(i * i));
             mp_obj_free(v);
         }
         /* StopIteration, again and again. */
-        TU_ASSERT_STATUS(mp_imap_next(it, T_LONG, NULL, NULL, NULL), 0);
-        TU_ASSERT_STATUS(mp_imap_next(it, 0, NULL, NULL, NULL), 0);
+        TU_ASSERT_STATUS(mp_imap_next(it, NULL, NULL, NULL, T_LONG), 0);
+        TU_ASSERT_STATUS(mp_imap_next(it, NULL, NULL, NULL, 0), 0);
         mp_imap_free(it);
     }
     /* The array form: out[index] is ready when next() hands index out. */
@@ -455,12 +455,12 @@ static void test_imap_yields_every_result_in_input_order_then_ends(void **state)
     for (size_t i = 0; i < 500; i++) {
         size_t index;
         mp_obj *v = (mp_obj *)1;
-        TU_ASSERT_STATUS(mp_imap_next(it, T_LONG, &index, &v, NULL), 1);
+        TU_ASSERT_STATUS(mp_imap_next(it, &index, &v, NULL, T_LONG), 1);
         assert_int_equal(index, i);
         assert_null(v);
         assert_int_equal(out[index], (int64_t)(i * i));
     }
-    TU_ASSERT_STATUS(mp_imap_next(it, T_LONG, NULL, NULL, NULL), 0);
+    TU_ASSERT_STATUS(mp_imap_next(it, NULL, NULL, NULL, T_LONG), 0);
     mp_imap_free(it);
     close_join_free(p);
 }
@@ -491,7 +491,7 @@ static void test_imap_reports_a_failing_item_at_its_position_and_goes_on(void **
             mp_obj *v;
             size_t index;
             mp_task_error err;
-            int rc = mp_imap_next(it, T_LONG, &index, &v, &err);
+            int rc = mp_imap_next(it, &index, &v, &err, T_LONG);
             assert_int_equal(index, i);
             if (i == cases[c].when) {
                 /* Python raises SayWhenError at this position. Unlike
@@ -509,7 +509,7 @@ static void test_imap_reports_a_failing_item_at_its_position_and_goes_on(void **
                 mp_obj_free(v);
             }
         }
-        TU_ASSERT_STATUS(mp_imap_next(it, T_LONG, NULL, NULL, NULL), 0);
+        TU_ASSERT_STATUS(mp_imap_next(it, NULL, NULL, NULL, T_LONG), 0);
         mp_imap_free(it);
     }
     close_join_free(p);
@@ -533,7 +533,7 @@ static void test_imap_unordered_yields_every_result_once(void **state)
             mp_obj *v;
             size_t index = SIZE_MAX;
             mp_task_error err;
-            int rc = mp_imap_next(it, T_LONG, &index, &v, &err);
+            int rc = mp_imap_next(it, &index, &v, &err, T_LONG);
             assert_true(index < n);
             assert_false(seen[index]);
             seen[index] = true;
@@ -548,7 +548,7 @@ static void test_imap_unordered_yields_every_result_once(void **state)
             }
         }
         assert_int_equal(errors, 1);
-        TU_ASSERT_STATUS(mp_imap_next(it, T_LONG, NULL, NULL, NULL), 0);
+        TU_ASSERT_STATUS(mp_imap_next(it, NULL, NULL, NULL, T_LONG), 0);
         free(seen);
         mp_imap_free(it);
     }
@@ -564,7 +564,7 @@ static void test_imap_unordered_yields_every_result_once(void **state)
     int64_t sum = 0;
     size_t index;
     int got = 0;
-    while (mp_imap_next(it, T_LONG, &index, NULL, NULL) == 1) {
+    while (mp_imap_next(it, &index, NULL, NULL, T_LONG) == 1) {
         sum += out[index];
         got++;
     }
@@ -632,13 +632,13 @@ static void test_calls_refuse_bad_arguments(void **state)
     TU_ASSERT_STATUS(mp_pool_apply_bytes_async(p, upper, NULL, 3, NULL, &r), -EINVAL);
     void *o;
     size_t olen;
-    TU_ASSERT_STATUS(mp_pool_apply_bytes(p, upper, "x", 1, NULL, &olen, 1.0, NULL), -EINVAL);
-    TU_ASSERT_STATUS(mp_pool_apply_bytes(p, upper, "x", 1, &o, NULL, 1.0, NULL), -EINVAL);
-    TU_ASSERT_STATUS(mp_result_get(NULL, 0, NULL, NULL), -EINVAL);
+    TU_ASSERT_STATUS(mp_pool_apply_bytes(p, upper, "x", 1, NULL, &olen, NULL, 1.0), -EINVAL);
+    TU_ASSERT_STATUS(mp_pool_apply_bytes(p, upper, "x", 1, &o, NULL, NULL, 1.0), -EINVAL);
+    TU_ASSERT_STATUS(mp_result_get(NULL, NULL, NULL, 0), -EINVAL);
     TU_ASSERT_STATUS(mp_result_wait(NULL, 0), -EINVAL);
     TU_ASSERT_STATUS(mp_result_ready(NULL), -EINVAL);
     TU_ASSERT_STATUS(mp_result_successful(NULL), -EINVAL);
-    TU_ASSERT_STATUS(mp_imap_next(NULL, 0, NULL, NULL, NULL), -EINVAL);
+    TU_ASSERT_STATUS(mp_imap_next(NULL, NULL, NULL, NULL, 0), -EINVAL);
     TU_ASSERT_STATUS(mp_pool_close(NULL), -EINVAL);
     TU_ASSERT_STATUS(mp_pool_join(NULL, 0), -EINVAL);
     TU_ASSERT_STATUS(mp_pool_terminate(NULL), -EINVAL);
@@ -648,8 +648,8 @@ static void test_calls_refuse_bad_arguments(void **state)
     TU_ASSERT_STATUS(mp_pool_apply_async(p, sqr, args, NULL, &r), 0);
     const void *b;
     size_t blen;
-    TU_ASSERT_STATUS(mp_result_get_bytes(r, T_LONG, &b, &blen, NULL), -EINVAL);
-    TU_ASSERT_STATUS(mp_result_get(r, T_LONG, NULL, NULL), 0);
+    TU_ASSERT_STATUS(mp_result_get_bytes(r, &b, &blen, NULL, T_LONG), -EINVAL);
+    TU_ASSERT_STATUS(mp_result_get(r, NULL, NULL, T_LONG), 0);
     mp_result_free(r);
     mp_result_free(NULL);
     mp_imap_free(NULL);
@@ -688,7 +688,7 @@ static void test_terminate_fails_every_pending_result_instead_of_blocking(void *
     /* When terminate() returns, the pending results are failed. */
     TU_ASSERT_STATUS(mp_result_ready(r), 1);
     mp_task_error err;
-    TU_ASSERT_STATUS(mp_result_get(r, 0, NULL, &err), MP_ETERMINATED);
+    TU_ASSERT_STATUS(mp_result_get(r, NULL, &err, 0), MP_ETERMINATED);
     assert_int_equal(err.status, MP_ETERMINATED);
     assert_non_null(strstr(err.message, "terminated"));
     pthread_mutex_lock(&c.mu);
@@ -698,11 +698,11 @@ static void test_terminate_fails_every_pending_result_instead_of_blocking(void *
     TU_ASSERT_STATUS(mp_pool_join(p, T_LONG), 0);
     assert_true(tu_now() - t0 < 20.0);
     /* r2 may have finished before the terminate; either outcome is final. */
-    int rc = mp_result_get(r2, 0, NULL, NULL);
+    int rc = mp_result_get(r2, NULL, NULL, 0);
     assert_true(rc == 0 || rc == MP_ETERMINATED);
     /* imap: what had arrived is handed out, then MP_ETERMINATED. */
     for (;;) {
-        rc = mp_imap_next(it, 0, NULL, NULL, NULL);
+        rc = mp_imap_next(it, NULL, NULL, NULL, 0);
         if (rc != 1)
             break;
     }
@@ -726,23 +726,23 @@ static void test_empty_inputs_give_empty_results(void **state)
     mp_pool *p = make_pool(1);
     mp_obj *empty = mp_obj_list_new();
     mp_obj *res = NULL;
-    TU_ASSERT_STATUS(mp_pool_map(p, sqr, empty, 0, &res, T_LONG, NULL), 0);
+    TU_ASSERT_STATUS(mp_pool_map(p, sqr, empty, 0, &res, NULL, T_LONG), 0);
     assert_int_equal(mp_obj_len(res), 0);
     mp_obj_free(res);
     mp_imap *it;
     TU_ASSERT_STATUS(mp_pool_imap(p, sqr, empty, 0, &it), 0);
-    TU_ASSERT_STATUS(mp_imap_next(it, T_LONG, NULL, NULL, NULL), 0);
+    TU_ASSERT_STATUS(mp_imap_next(it, NULL, NULL, NULL, T_LONG), 0);
     mp_imap_free(it);
     TU_ASSERT_STATUS(mp_pool_imap_unordered(p, sqr, empty, 0, &it), 0);
-    TU_ASSERT_STATUS(mp_imap_next(it, T_LONG, NULL, NULL, NULL), 0);
+    TU_ASSERT_STATUS(mp_imap_next(it, NULL, NULL, NULL, T_LONG), 0);
     mp_imap_free(it);
     mp_result *r;
     TU_ASSERT_STATUS(mp_pool_map_async(p, sqr, empty, 0, NULL, &r), 0);
     const mp_obj *v;
-    TU_ASSERT_STATUS(mp_result_get(r, T_LONG, &v, NULL), 0);
+    TU_ASSERT_STATUS(mp_result_get(r, &v, NULL, T_LONG), 0);
     assert_int_equal(mp_obj_len(v), 0);
     mp_result_free(r);
-    TU_ASSERT_STATUS(mp_pool_map_array(p, square_int, NULL, 4, 0, NULL, 8, 0, T_LONG, NULL), 0);
+    TU_ASSERT_STATUS(mp_pool_map_array(p, square_int, NULL, 4, 0, NULL, 8, 0, NULL, T_LONG), 0);
     mp_obj_free(empty);
     close_join_free(p);
 }
@@ -766,16 +766,16 @@ static void test_closed_pool_refuses_work_and_join_needs_close(void **state)
     TU_ASSERT_STATUS(mp_pool_imap(p, sqr, items, 0, &it), MP_ECLOSED);
     int32_t in[2] = {1, 2};
     int64_t out[2];
-    TU_ASSERT_STATUS(mp_pool_map_array(p, square_int, in, 4, 2, out, 8, 0, 1.0, NULL), MP_ECLOSED);
+    TU_ASSERT_STATUS(mp_pool_map_array(p, square_int, in, 4, 2, out, 8, 0, NULL, 1.0), MP_ECLOSED);
     /* Work queued before close still completes. */
     TU_ASSERT_STATUS(mp_pool_join(p, T_LONG), 0);
     const mp_obj *v;
-    TU_ASSERT_STATUS(mp_result_get(r, 0, &v, NULL), 0);
+    TU_ASSERT_STATUS(mp_result_get(r, &v, NULL, 0), 0);
     assert_int_equal(as_int(mp_obj_list_get(v, 9)), 81);
     /* join again is fine; results outlive the pool. */
     TU_ASSERT_STATUS(mp_pool_join(p, 0), 0);
     TU_ASSERT_STATUS(mp_pool_free(p), 0);
-    TU_ASSERT_STATUS(mp_result_get(r, 0, &v, NULL), 0);
+    TU_ASSERT_STATUS(mp_result_get(r, &v, NULL, 0), 0);
     assert_int_equal(as_int(mp_obj_list_get(v, 3)), 9);
     mp_result_free(r);
     mp_obj_free(items);
@@ -789,14 +789,14 @@ static void test_a_failing_task_gives_its_code_and_message(void **state)
     void *out = (void *)1;
     size_t len;
     /* test_traceback / test_wrapped_exception: the task's own error. */
-    TU_ASSERT_STATUS(mp_pool_apply_bytes(p, raising, NULL, 0, &out, &len, T_LONG, &err), MP_ETASK);
+    TU_ASSERT_STATUS(mp_pool_apply_bytes(p, raising, NULL, 0, &out, &len, &err, T_LONG), MP_ETASK);
     assert_null(out);
     assert_int_equal(err.status, MP_ETASK);
     assert_int_equal(err.code, -EKEYEXPIRED);
     assert_int_equal(err.index, 0);
     assert_string_equal(err.message, "KeyError: 'key'");
     TU_ASSERT_STATUS(
-        mp_pool_apply_bytes(p, fail_without_message, NULL, 0, &out, &len, T_LONG, &err), MP_ETASK);
+        mp_pool_apply_bytes(p, fail_without_message, NULL, 0, &out, &len, &err, T_LONG), MP_ETASK);
     assert_int_equal(err.code, 99);
     assert_string_equal(err.message, "task failed with code 99");
     /* test_async_error_callback */
@@ -804,7 +804,7 @@ static void test_a_failing_task_gives_its_code_and_message(void **state)
     mp_callbacks cbs = {on_ok, on_error, &c};
     mp_result *r;
     TU_ASSERT_STATUS(mp_pool_apply_bytes_async(p, raising, NULL, 0, &cbs, &r), 0);
-    TU_ASSERT_STATUS(mp_result_get_bytes(r, T_LONG, NULL, NULL, &err), MP_ETASK);
+    TU_ASSERT_STATUS(mp_result_get_bytes(r, NULL, NULL, &err, T_LONG), MP_ETASK);
     pthread_mutex_lock(&c.mu);
     assert_int_equal(c.failed, 1);
     assert_int_equal(c.error_code, -EKEYEXPIRED);
@@ -816,7 +816,7 @@ static void test_a_failing_task_gives_its_code_and_message(void **state)
     pid_t before[2], after[2];
     assert_int_equal(mp_pool_pids(p, before, 2), 2);
     for (int i = 0; i < 20; i++) {
-        TU_ASSERT_STATUS(mp_pool_apply_bytes(p, broken_output, "x", 1, &out, &len, T_LONG, &err),
+        TU_ASSERT_STATUS(mp_pool_apply_bytes(p, broken_output, "x", 1, &out, &len, &err, T_LONG),
                          -EINVAL);
         assert_int_equal(err.status, -EINVAL);
         assert_non_null(strstr(err.message, "NULL"));
@@ -840,7 +840,7 @@ static void test_map_fails_with_its_first_failing_item_after_running_the_rest(vo
     mp_task_error err;
     for (size_t chunk = 1; chunk <= 64; chunk *= 8) {
         TU_ASSERT_STATUS(mp_pool_map_array(p, square_or_fail, in, sizeof in[0], N, out,
-                                           sizeof out[0], chunk, T_LONG, &err),
+                                           sizeof out[0], chunk, &err, T_LONG),
                          MP_ETASK);
         assert_int_equal(err.code, 42);
         assert_int_equal(err.index, 400);
@@ -852,7 +852,7 @@ static void test_map_fails_with_its_first_failing_item_after_running_the_rest(vo
     /* The value form, mid-map. */
     mp_obj *items = list_failing_at(100, 37);
     mp_obj *res = (mp_obj *)1;
-    TU_ASSERT_STATUS(mp_pool_map(p, sqr_or_fail, items, 0, &res, T_LONG, &err), MP_ETASK);
+    TU_ASSERT_STATUS(mp_pool_map(p, sqr_or_fail, items, 0, &res, &err, T_LONG), MP_ETASK);
     assert_null(res);
     assert_int_equal(err.index, 37);
     assert_int_equal(err.code, 7);
@@ -875,11 +875,11 @@ static void test_close_and_join_wait_for_every_task_after_a_failure(void **state
                      0);
     mp_obj *items = list_failing_at(2, 0);
     mp_obj *res = NULL;
-    TU_ASSERT_STATUS(mp_pool_map(p, sqr_or_fail, items, 1, &res, T_LONG, NULL), MP_ETASK);
+    TU_ASSERT_STATUS(mp_pool_map(p, sqr_or_fail, items, 1, &res, NULL, T_LONG), MP_ETASK);
     TU_ASSERT_STATUS(mp_pool_close(p), 0);
     TU_ASSERT_STATUS(mp_pool_join(p, T_LONG), 0);
     assert_true(tu_now() - t0 > 0.39);
-    TU_ASSERT_STATUS(mp_result_get(r, 0, NULL, NULL), 0);
+    TU_ASSERT_STATUS(mp_result_get(r, NULL, NULL, 0), 0);
     assert_int_equal(outs[1], 1);
     mp_result_free(r);
     mp_obj_free(items);

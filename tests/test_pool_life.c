@@ -40,7 +40,7 @@ static void test_100000_tasks_complete_with_the_right_checksum(void **state)
     /* chunksize 1: 100,000 separate tasks. */
     memset(out, 0, N * sizeof *out);
     TU_ASSERT_STATUS(
-        mp_pool_map_array(p, square_int, in, sizeof in[0], N, out, sizeof out[0], 1, T_LONG, NULL),
+        mp_pool_map_array(p, square_int, in, sizeof in[0], N, out, sizeof out[0], 1, NULL, T_LONG),
         0);
     int64_t sum = 0;
     for (int i = 0; i < N; i++)
@@ -55,7 +55,7 @@ static void test_100000_tasks_complete_with_the_right_checksum(void **state)
     size_t index;
     sum = 0;
     int count = 0;
-    while (mp_imap_next(it, T_LONG, &index, NULL, NULL) == 1) {
+    while (mp_imap_next(it, &index, NULL, NULL, T_LONG) == 1) {
         sum += out[index];
         count++;
     }
@@ -89,7 +89,7 @@ static void *submit_range(void *arg)
     }
     for (int i = 0; i < n; i++) {
         const mp_obj *v;
-        if (!rs[i] || mp_result_get(rs[i], T_LONG, &v, NULL) != 0) {
+        if (!rs[i] || mp_result_get(rs[i], &v, NULL, T_LONG) != 0) {
             s->failures++;
         } else {
             int64_t x = 0;
@@ -129,7 +129,7 @@ static int child_uses_pool(void *arg)
 {
     (void)arg;
     mp_obj *res = NULL;
-    int rc = mp_pool_apply(forked_pool, return_pid, NULL, &res, 5.0, NULL);
+    int rc = mp_pool_apply(forked_pool, return_pid, NULL, &res, NULL, 5.0);
     if (rc != MP_EFORKED || res)
         return 1;
     if (mp_pool_close(forked_pool) != MP_EFORKED || mp_pool_join(forked_pool, 0) != MP_EFORKED)
@@ -151,7 +151,7 @@ static int task_uses_pool(const mp_obj *args, mp_obj **result)
 {
     mp_pool *pool = (mp_pool *)(uintptr_t)arg_int(args, 0);
     mp_obj *res = NULL;
-    int rc = mp_pool_apply(pool, return_pid, NULL, &res, 5.0, NULL);
+    int rc = mp_pool_apply(pool, return_pid, NULL, &res, NULL, 5.0);
     *result = mp_obj_int(rc);
     return 0;
 }
@@ -164,12 +164,12 @@ static void test_a_child_forked_from_the_owner_cannot_use_the_pool(void **state)
     assert_int_equal(tu_wait_child(pid, T_LONG), 0);
     mp_obj *res;
     mp_obj *args = tuple2(mp_obj_int((int64_t)(uintptr_t)forked_pool), NULL);
-    TU_ASSERT_STATUS(mp_pool_apply(forked_pool, task_uses_pool, args, &res, T_LONG, NULL), 0);
+    TU_ASSERT_STATUS(mp_pool_apply(forked_pool, task_uses_pool, args, &res, NULL, T_LONG), 0);
     TU_ASSERT_STATUS(as_int(res), MP_EFORKED);
     mp_obj_free(res);
     mp_obj_free(args);
     /* The owner's pool is unharmed. */
-    TU_ASSERT_STATUS(mp_pool_apply(forked_pool, return_pid, NULL, &res, T_LONG, NULL), 0);
+    TU_ASSERT_STATUS(mp_pool_apply(forked_pool, return_pid, NULL, &res, NULL, T_LONG), 0);
     mp_obj_free(res);
     close_join_free(forked_pool);
 }
@@ -188,7 +188,7 @@ static void test_free_of_a_running_pool_terminates_it(void **state)
     double t0 = tu_now();
     TU_ASSERT_STATUS(mp_pool_free(p), 0);
     assert_true(tu_now() - t0 < 20);
-    TU_ASSERT_STATUS(mp_result_get(r, 0, NULL, NULL), MP_ETERMINATED);
+    TU_ASSERT_STATUS(mp_result_get(r, NULL, NULL, 0), MP_ETERMINATED);
     mp_result_free(r);
 }
 
@@ -204,7 +204,7 @@ static void test_sync_timeout_and_imap_free_stop_writing_into_the_arrays(void **
         outs[i] = 0;
     }
     TU_ASSERT_STATUS(mp_pool_map_array(p, sleep_item, naps, sizeof naps[0], N, outs, sizeof outs[0],
-                                       1, 0.1, NULL),
+                                       1, NULL, 0.1),
                      MP_ETIMEDOUT);
     /* The arrays are ours again: freeing them now is safe (valgrind and
      * ASan would see a late write). */
@@ -219,8 +219,8 @@ static void test_sync_timeout_and_imap_free_stop_writing_into_the_arrays(void **
         mp_pool_imap_array(p, sleep_item, naps, sizeof naps[0], N, outs, sizeof outs[0], 1, &it),
         0);
     size_t index;
-    TU_ASSERT_STATUS(mp_imap_next(it, T_LONG, &index, NULL, NULL), 1);
-    TU_ASSERT_STATUS(mp_imap_next(it, 0.001, &index, NULL, NULL), MP_ETIMEDOUT);
+    TU_ASSERT_STATUS(mp_imap_next(it, &index, NULL, NULL, T_LONG), 1);
+    TU_ASSERT_STATUS(mp_imap_next(it, &index, NULL, NULL, 0.001), MP_ETIMEDOUT);
     mp_imap_free(it);
     free(naps);
     free(outs);
@@ -238,7 +238,7 @@ static void terminate_from_callback(mp_result *r, void *user)
      * thread), terminate returns at once, join refuses. (No cmocka assert in
      * the pool's thread: abort() fails the test loudly.) */
     mp_obj *res = NULL;
-    if (mp_pool_apply(p, return_pid, NULL, &res, 1.0, NULL) != MP_ESTATE || res)
+    if (mp_pool_apply(p, return_pid, NULL, &res, NULL, 1.0) != MP_ESTATE || res)
         abort();
     (void)mp_pool_terminate(p);
     if (mp_pool_join(p, 1.0) != MP_ESTATE)
@@ -255,8 +255,8 @@ static void test_a_callback_may_terminate_its_pool(void **state)
     mp_obj *slow_args = tuple2(mp_obj_int(2), mp_obj_float(30.0));
     TU_ASSERT_STATUS(mp_pool_apply_async(p, sqr, slow_args, NULL, &slow), 0);
     TU_ASSERT_STATUS(mp_pool_apply_async(p, sqr, args, &cbs, &r), 0);
-    TU_ASSERT_STATUS(mp_result_get(r, T_LONG, NULL, NULL), 0);
-    TU_ASSERT_STATUS(mp_result_get(slow, T_LONG, NULL, NULL), MP_ETERMINATED);
+    TU_ASSERT_STATUS(mp_result_get(r, NULL, NULL, T_LONG), 0);
+    TU_ASSERT_STATUS(mp_result_get(slow, NULL, NULL, T_LONG), MP_ETERMINATED);
     TU_ASSERT_STATUS(mp_pool_join(p, T_LONG), 0);
     mp_result_free(r);
     mp_result_free(slow);

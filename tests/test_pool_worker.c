@@ -97,14 +97,14 @@ static void test_maxtasksperchild_replaces_workers_and_results_stay_right(void *
     }
     for (int i = 0; i < 100; i++) {
         const mp_obj *v;
-        TU_ASSERT_STATUS(mp_result_get(rs[i], T_LONG, &v, NULL), 0);
+        TU_ASSERT_STATUS(mp_result_get(rs[i], &v, NULL, T_LONG), 0);
         assert_int_equal(as_int(v), i * i);
         mp_result_free(rs[i]);
     }
     /* Each worker ran at most 10 tasks: many processes served them. */
     for (int i = 0; i < 30; i++) {
         mp_obj *res;
-        TU_ASSERT_STATUS(mp_pool_apply(p, return_pid, NULL, &res, T_LONG, NULL), 0);
+        TU_ASSERT_STATUS(mp_pool_apply(p, return_pid, NULL, &res, NULL, T_LONG), 0);
         mp_obj_dict_set(pids_seen, res, mp_obj_none());
     }
     assert_true(mp_obj_len(pids_seen) >= 3);
@@ -142,7 +142,7 @@ static void test_maxtasksperchild_pool_closed_early_still_finishes(void **state)
     TU_ASSERT_STATUS(mp_pool_join(p, T_LONG), 0);
     for (int i = 0; i < 6; i++) {
         const mp_obj *v;
-        TU_ASSERT_STATUS(mp_result_get(rs[i], 0, &v, NULL), 0);
+        TU_ASSERT_STATUS(mp_result_get(rs[i], &v, NULL, 0), 0);
         assert_int_equal(as_int(v), i * i);
         mp_result_free(rs[i]);
     }
@@ -180,7 +180,7 @@ static void test_initializer_runs_once_in_each_worker_before_its_tasks(void **st
     TU_ASSERT_STATUS(mp_pool_new(&p, &o), 0);
     for (int i = 0; i < 10; i++) {
         mp_obj *res;
-        TU_ASSERT_STATUS(mp_pool_apply(p, read_marker, NULL, &res, T_LONG, NULL), 0);
+        TU_ASSERT_STATUS(mp_pool_apply(p, read_marker, NULL, &res, NULL, T_LONG), 0);
         assert_int_equal(as_int(res), 1234);
         mp_obj_free(res);
     }
@@ -213,7 +213,7 @@ static void check_death(const char *how, int expect_code)
     for (int i = 0; i < N; i++) {
         const mp_obj *v;
         mp_task_error err;
-        int rc = mp_result_get(rs[i], T_LONG, &v, &err);
+        int rc = mp_result_get(rs[i], &v, &err, T_LONG);
         if (i == 10) {
             TU_ASSERT_STATUS(rc, MP_EWORKER);
             assert_int_equal(err.status, MP_EWORKER);
@@ -238,7 +238,7 @@ static void check_death(const char *how, int expect_code)
     /* The pool still works, and close + join return. */
     mp_obj *items = int_list(0, 50);
     mp_obj *res;
-    TU_ASSERT_STATUS(mp_pool_map(p, sqr, items, 1, &res, T_LONG, NULL), 0);
+    TU_ASSERT_STATUS(mp_pool_map(p, sqr, items, 1, &res, NULL, T_LONG), 0);
     assert_int_equal(as_int(mp_obj_list_get(res, 49)), 49 * 49);
     mp_obj_free(res);
     mp_obj_free(items);
@@ -279,7 +279,7 @@ static void test_worker_dies_mid_map_the_map_fails_and_imap_gets_the_rest(void *
         in[i] = i == 77 ? -1 : i;
     mp_task_error err;
     TU_ASSERT_STATUS(mp_pool_map_array(p, square_or_die, in, sizeof in[0], N, out, sizeof out[0], 1,
-                                       T_LONG, &err),
+                                       &err, T_LONG),
                      MP_EWORKER);
     assert_int_equal(err.index, 77);
     assert_int_equal(err.code, 7);
@@ -293,7 +293,7 @@ static void test_worker_dies_mid_map_the_map_fails_and_imap_gets_the_rest(void *
         mp_pool_imap_array(p, square_or_die, in, sizeof in[0], N, out, sizeof out[0], 1, &it), 0);
     for (int i = 0; i < N; i++) {
         size_t index;
-        int rc = mp_imap_next(it, T_LONG, &index, NULL, &err);
+        int rc = mp_imap_next(it, &index, NULL, &err, T_LONG);
         assert_int_equal(index, i);
         if (i == 77) {
             TU_ASSERT_STATUS(rc, MP_EWORKER);
@@ -303,7 +303,7 @@ static void test_worker_dies_mid_map_the_map_fails_and_imap_gets_the_rest(void *
             assert_int_equal(out[i], i * i);
         }
     }
-    TU_ASSERT_STATUS(mp_imap_next(it, T_LONG, NULL, NULL, NULL), 0);
+    TU_ASSERT_STATUS(mp_imap_next(it, NULL, NULL, NULL, T_LONG), 0);
     mp_imap_free(it);
     close_join_free(p);
 }
@@ -319,7 +319,7 @@ static void test_worker_killed_from_outside_while_idle_fails_no_task(void **stat
      * retried elsewhere, as it never started. */
     mp_obj *items = int_list(0, 100);
     mp_obj *res;
-    TU_ASSERT_STATUS(mp_pool_map(p, sqr, items, 1, &res, T_LONG, NULL), 0);
+    TU_ASSERT_STATUS(mp_pool_map(p, sqr, items, 1, &res, NULL, T_LONG), 0);
     for (int i = 0; i < 100; i++)
         assert_int_equal(as_int(mp_obj_list_get(res, (size_t)i)), i * i);
     mp_obj_free(res);
@@ -351,7 +351,7 @@ static void test_worker_dying_in_its_initializer_fails_no_task_and_is_replaced(v
     TU_ASSERT_STATUS(mp_pool_new(&p, &o), 0);
     mp_obj *items = int_list(0, 60);
     mp_obj *res;
-    TU_ASSERT_STATUS(mp_pool_map(p, sqr, items, 1, &res, T_LONG, NULL), 0);
+    TU_ASSERT_STATUS(mp_pool_map(p, sqr, items, 1, &res, NULL, T_LONG), 0);
     assert_int_equal(mp_obj_len(res), 60);
     for (int i = 0; i < 60; i++)
         assert_int_equal(as_int(mp_obj_list_get(res, (size_t)i)), i * i);

@@ -47,12 +47,12 @@ static int multipass(void *arg)
         atomic_fetch_add(&a->sh->n[0], 1);
         if (atomic_load(&a->sh->n[1]) != i * NPARTIES)
             return 1;
-        if (mp_barrier_wait(a->b) < 0)
+        if (mp_barrier_wait(a->b, MP_FOREVER) < 0)
             return 2;
         atomic_fetch_add(&a->sh->n[1], 1);
         if (atomic_load(&a->sh->n[0]) != (i + 1) * NPARTIES)
             return 3;
-        if (mp_barrier_wait(a->b) < 0)
+        if (mp_barrier_wait(a->b, MP_FOREVER) < 0)
             return 4;
     }
     if (mp_barrier_n_waiting(a->b) != 0)
@@ -89,7 +89,7 @@ static void test_barrier_passes_processes_in_lockstep(void **state)
 static int record_index(void *arg)
 {
     struct barrier_args *a = arg;
-    int idx = mp_barrier_wait(a->b);
+    int idx = mp_barrier_wait(a->b, MP_FOREVER);
     if (idx < 0 || idx >= NPARTIES)
         return 1;
     atomic_fetch_add(&a->sh->n[idx], 1);
@@ -123,12 +123,12 @@ static int action_party(void *arg)
 {
     struct barrier_args *a = arg;
     for (int i = 0; i < 3; i++) {
-        if (mp_barrier_wait(a->b) < 0)
+        if (mp_barrier_wait(a->b, MP_FOREVER) < 0)
             return 1;
         /* Every party leaves after the action of this cycle ran once. */
         if (atomic_load(&a->sh->n[0]) != i + 1)
             return 2;
-        if (mp_barrier_wait(a->b2) < 0)
+        if (mp_barrier_wait(a->b2, MP_FOREVER) < 0)
             return 3;
     }
     return 0;
@@ -168,7 +168,7 @@ static int failing_action(void *arg)
 static int expect_broken(void *arg)
 {
     struct barrier_args *a = arg;
-    return mp_barrier_wait(a->b) == MP_EBROKEN ? 0 : 1;
+    return mp_barrier_wait(a->b, MP_FOREVER) == MP_EBROKEN ? 0 : 1;
 }
 
 static void test_barrier_action_failure_breaks_it_for_all(void **state)
@@ -179,7 +179,7 @@ static void test_barrier_action_failure_breaks_it_for_all(void **state)
     run_parties(expect_broken, &a);
     assert_int_equal(mp_barrier_broken(a.b), 1);
     /* Broken until reset; then usable again. */
-    TU_ASSERT_STATUS(mp_barrier_wait_timeout(a.b, 1.0), MP_EBROKEN);
+    TU_ASSERT_STATUS(mp_barrier_wait(a.b, 1.0), MP_EBROKEN);
     assert_int_equal(mp_barrier_reset(a.b), 0);
     assert_int_equal(mp_barrier_broken(a.b), 0);
     mp_barrier_free(a.b);
@@ -189,14 +189,14 @@ static void test_barrier_action_failure_breaks_it_for_all(void **state)
 static int abort_party(void *arg)
 {
     struct barrier_args *a = arg;
-    int i = mp_barrier_wait(a->b);
+    int i = mp_barrier_wait(a->b, MP_FOREVER);
     if (i < 0)
         return 1;
     if (i == NPARTIES / 2) {
         mp_barrier_abort(a->b); /* "raise RuntimeError" */
         return 0;
     }
-    int rc = mp_barrier_wait(a->b);
+    int rc = mp_barrier_wait(a->b, MP_FOREVER);
     if (rc == MP_EBROKEN)
         atomic_fetch_add(&a->sh->n[1], 1);
     else if (rc >= 0)
@@ -222,7 +222,7 @@ static void test_barrier_abort_breaks_it(void **state)
 static int reset_party(void *arg)
 {
     struct barrier_args *a = arg;
-    int i = mp_barrier_wait(a->b);
+    int i = mp_barrier_wait(a->b, MP_FOREVER);
     if (i < 0)
         return 1;
     if (i == NPARTIES / 2) {
@@ -231,13 +231,13 @@ static int reset_party(void *arg)
             tu_sleep(0.001);
         mp_barrier_reset(a->b);
     } else {
-        int rc = mp_barrier_wait(a->b);
+        int rc = mp_barrier_wait(a->b, MP_FOREVER);
         if (rc == MP_EBROKEN)
             atomic_fetch_add(&a->sh->n[1], 1);
         else if (rc >= 0)
             atomic_fetch_add(&a->sh->n[0], 1);
     }
-    if (mp_barrier_wait(a->b) < 0)
+    if (mp_barrier_wait(a->b, MP_FOREVER) < 0)
         return 2;
     atomic_fetch_add(&a->sh->n[2], 1);
     return 0;
@@ -261,23 +261,23 @@ static void test_barrier_reset_frees_the_waiters(void **state)
 static int abort_and_reset_party(void *arg)
 {
     struct barrier_args *a = arg;
-    int i = mp_barrier_wait(a->b);
+    int i = mp_barrier_wait(a->b, MP_FOREVER);
     if (i < 0)
         return 1;
     if (i == NPARTIES / 2) {
         mp_barrier_abort(a->b);
     } else {
-        int rc = mp_barrier_wait(a->b);
+        int rc = mp_barrier_wait(a->b, MP_FOREVER);
         if (rc == MP_EBROKEN)
             atomic_fetch_add(&a->sh->n[1], 1);
         else if (rc >= 0)
             atomic_fetch_add(&a->sh->n[0], 1);
     }
-    if (mp_barrier_wait(a->b2) == NPARTIES / 2)
+    if (mp_barrier_wait(a->b2, MP_FOREVER) == NPARTIES / 2)
         mp_barrier_reset(a->b);
-    if (mp_barrier_wait(a->b2) < 0)
+    if (mp_barrier_wait(a->b2, MP_FOREVER) < 0)
         return 2;
-    if (mp_barrier_wait(a->b) < 0)
+    if (mp_barrier_wait(a->b, MP_FOREVER) < 0)
         return 3;
     atomic_fetch_add(&a->sh->n[2], 1);
     return 0;
@@ -304,12 +304,12 @@ static void test_barrier_can_be_reset_after_abort(void **state)
 static int late_party(void *arg)
 {
     struct barrier_args *a = arg;
-    int i = mp_barrier_wait_timeout(a->b, 30.0);
+    int i = mp_barrier_wait(a->b, 30.0);
     if (i < 0)
         return 1;
     if (i == NPARTIES / 2)
         tu_sleep(0.6);
-    int rc = a->passes ? mp_barrier_wait(a->b) : mp_barrier_wait_timeout(a->b, 0.3);
+    int rc = a->passes ? mp_barrier_wait(a->b, MP_FOREVER) : mp_barrier_wait(a->b, 0.3);
     if (rc == MP_EBROKEN)
         atomic_fetch_add(&a->sh->n[0], 1);
     return 0;
@@ -334,15 +334,15 @@ static void test_barrier_single_party_and_argument_errors(void **state)
     (void)state;
     mp_barrier *b;
     assert_int_equal(mp_barrier_new(&b, 1, NULL, NULL, MP_FOREVER), 0);
-    assert_int_equal(mp_barrier_wait(b), 0);
-    assert_int_equal(mp_barrier_wait(b), 0);
+    assert_int_equal(mp_barrier_wait(b, MP_FOREVER), 0);
+    assert_int_equal(mp_barrier_wait(b, MP_FOREVER), 0);
     assert_int_equal(mp_barrier_n_waiting(b), 0);
     mp_barrier_free(b);
     /* Python's ValueError("parties must be > 0"). */
     TU_ASSERT_STATUS(mp_barrier_new(&b, 0, NULL, NULL, MP_FOREVER), MP_EVALUE);
     assert_null(b);
     TU_ASSERT_STATUS(mp_barrier_new(NULL, 1, NULL, NULL, MP_FOREVER), -EINVAL);
-    TU_ASSERT_STATUS(mp_barrier_wait(NULL), -EINVAL);
+    TU_ASSERT_STATUS(mp_barrier_wait(NULL, MP_FOREVER), -EINVAL);
     TU_ASSERT_STATUS(mp_barrier_broken(NULL), -EINVAL);
     mp_barrier_free(NULL);
 }
@@ -353,7 +353,7 @@ static int thousand_party(void *arg)
 {
     struct barrier_args *a = arg;
     for (int i = 0; i < a->passes; i++) {
-        if (mp_barrier_wait(a->b) < 0)
+        if (mp_barrier_wait(a->b, MP_FOREVER) < 0)
             return 1;
         if (mp_lock_acquire(a->lock, T_LONG) != 0)
             return 2;
@@ -397,14 +397,14 @@ static int wait_forever_at_barrier(void *arg)
 {
     struct barrier_args *a = arg;
     atomic_fetch_add(&a->sh->n[0], 1);
-    mp_barrier_wait_timeout(a->b, MP_FOREVER); /* killed here */
+    mp_barrier_wait(a->b, MP_FOREVER); /* killed here */
     return 1;
 }
 
 static int wait_expect_broken_no_timeout(void *arg)
 {
     struct barrier_args *a = arg;
-    return mp_barrier_wait_timeout(a->b, MP_FOREVER) == MP_EBROKEN ? 0 : 1;
+    return mp_barrier_wait(a->b, MP_FOREVER) == MP_EBROKEN ? 0 : 1;
 }
 
 static void test_barrier_party_that_dies_breaks_it_instead_of_a_hang(void **state)
@@ -425,7 +425,7 @@ static void test_barrier_party_that_dies_breaks_it_instead_of_a_hang(void **stat
      * would be a lie, so the barrier is broken - by the waiter's own check
      * for dead parties if that came first, or by this arrival. */
     double t0 = tu_now();
-    TU_ASSERT_STATUS(mp_barrier_wait_timeout(a.b, MP_FOREVER), MP_EBROKEN);
+    TU_ASSERT_STATUS(mp_barrier_wait(a.b, MP_FOREVER), MP_EBROKEN);
     assert_true(tu_now() - t0 < 5.0);
     assert_int_equal(tu_wait_child(other, T_LONG), 0);
     assert_int_equal(mp_barrier_broken(a.b), 1);
@@ -433,7 +433,7 @@ static void test_barrier_party_that_dies_breaks_it_instead_of_a_hang(void **stat
     /* Usable again by three living parties. */
     pid_t p1 = tu_fork(record_index, &(struct barrier_args){.b = a.b, .sh = a.sh});
     pid_t p2 = tu_fork(record_index, &(struct barrier_args){.b = a.b, .sh = a.sh});
-    int idx = mp_barrier_wait_timeout(a.b, T_LONG);
+    int idx = mp_barrier_wait(a.b, T_LONG);
     assert_true(idx >= 0 && idx < 3);
     assert_int_equal(tu_wait_child(p1, T_LONG), 0);
     assert_int_equal(tu_wait_child(p2, T_LONG), 0);
@@ -456,7 +456,7 @@ struct death_args {
 static int wait_forever_and_record(void *arg)
 {
     struct death_args *a = arg;
-    int rc = mp_barrier_wait_timeout(a->b, MP_FOREVER);
+    int rc = mp_barrier_wait(a->b, MP_FOREVER);
     atomic_store(&a->w->returned_at[a->slot], tu_now());
     atomic_store(&a->w->result[a->slot], rc);
     return 0;
@@ -465,7 +465,7 @@ static int wait_forever_and_record(void *arg)
 static int wait_forever_to_be_killed(void *arg)
 {
     struct death_args *a = arg;
-    mp_barrier_wait_timeout(a->b, MP_FOREVER); /* killed here */
+    mp_barrier_wait(a->b, MP_FOREVER); /* killed here */
     return 1;
 }
 

@@ -12,7 +12,7 @@
  *     mp_pool_new(&pool, NULL);           // one worker per online CPU
  *     int in[1000], out[1000];
  *     mp_pool_map_array(pool, square, in, sizeof in[0], 1000, out, sizeof out[0],
- *                       0, MP_FOREVER, NULL);
+ *                       0, NULL, MP_FOREVER);
  *     mp_pool_close(pool);
  *     mp_pool_join(pool, MP_FOREVER);
  *     mp_pool_free(pool);
@@ -240,7 +240,7 @@ typedef struct mp_task_error {
  * Exactly one of them runs for each call, in the pool's result thread,
  * before the result becomes ready for other threads. Inside the callback,
  * r is valid (even if the caller already freed its handle) and
- * mp_result_get(r, MP_NOWAIT, ...) (mp_result_get_bytes() for a bytes-form
+ * mp_result_get(r, ..., MP_NOWAIT) (mp_result_get_bytes() for a bytes-form
  * call) reads the outcome: the value, or through its err argument why the
  * call failed.
  */
@@ -375,7 +375,7 @@ MP_API int mp_pool_apply_bytes_async(mp_pool *p, mp_bytes_fn fn, const void *in,
  * (a callback waiting for a task would wait for itself).
  */
 MP_API int mp_pool_apply_bytes(mp_pool *p, mp_bytes_fn fn, const void *in, size_t in_len,
-                               void **out, size_t *out_len, double timeout, mp_task_error *err);
+                               void **out, size_t *out_len, mp_task_error *err, double timeout);
 
 /* ---- array tasks --------------------------------------------------------- */
 
@@ -415,8 +415,8 @@ MP_API int mp_pool_map_array_async(mp_pool *p, mp_array_fn fn, const void *in, s
  * mp_pool_apply_bytes().
  */
 MP_API int mp_pool_map_array(mp_pool *p, mp_array_fn fn, const void *in, size_t in_size, size_t n,
-                             void *out, size_t out_size, size_t chunksize, double timeout,
-                             mp_task_error *err);
+                             void *out, size_t out_size, size_t chunksize, mp_task_error *err,
+                             double timeout);
 
 /*
  * mp_pool_imap_array / mp_pool_imap_unordered_array - as map_array, but
@@ -444,7 +444,7 @@ MP_API int mp_pool_imap_unordered_array(mp_pool *p, mp_array_fn fn, const void *
  *
  * args:  a tuple or list of positional arguments, or NULL for (); copied
  *        (pickled) before the call returns.
- * Read the result with mp_result_get(r, timeout, &value).
+ * Read the result with mp_result_get(r, &value, &err, timeout).
  * Returns 0; MP_ECLOSED; -EINVAL (NULL fn, args not a tuple or list);
  * MP_EFORKED; -ENOMEM. Ownership: free *out with mp_result_free(); args
  * stays the caller's. Thread/fork: as mp_pool_apply_bytes_async().
@@ -460,7 +460,7 @@ MP_API int mp_pool_apply_async(mp_pool *p, mp_obj_fn fn, const mp_obj *args,
  * caller's. Thread/fork: as mp_pool_apply_bytes().
  */
 MP_API int mp_pool_apply(mp_pool *p, mp_obj_fn fn, const mp_obj *args, mp_obj **result,
-                         double timeout, mp_task_error *err);
+                         mp_task_error *err, double timeout);
 
 /*
  * mp_pool_map_async / mp_pool_starmap_async - fn((x,)) / fn(x) for every
@@ -489,9 +489,9 @@ MP_API int mp_pool_starmap_async(mp_pool *p, mp_obj_fn fn, const mp_obj *items, 
  * items stays the caller's. Thread/fork: as mp_pool_apply_bytes().
  */
 MP_API int mp_pool_map(mp_pool *p, mp_obj_fn fn, const mp_obj *items, size_t chunksize,
-                       mp_obj **results, double timeout, mp_task_error *err);
+                       mp_obj **results, mp_task_error *err, double timeout);
 MP_API int mp_pool_starmap(mp_pool *p, mp_obj_fn fn, const mp_obj *items, size_t chunksize,
-                           mp_obj **results, double timeout, mp_task_error *err);
+                           mp_obj **results, mp_task_error *err, double timeout);
 
 /*
  * mp_pool_imap / mp_pool_imap_unordered - fn((x,)) for every item, handed
@@ -525,7 +525,7 @@ MP_API int mp_pool_imap_unordered(mp_pool *p, mp_obj_fn fn, const mp_obj *items,
  * callback the outcome is already readable; elsewhere in the result thread
  * (another result's callback) it must not wait.
  */
-MP_API int mp_result_get(mp_result *r, double timeout, const mp_obj **value, mp_task_error *err);
+MP_API int mp_result_get(mp_result *r, const mp_obj **value, mp_task_error *err, double timeout);
 
 /*
  * mp_result_get_bytes - the same for a bytes-form call: *out and *out_len
@@ -533,8 +533,8 @@ MP_API int mp_result_get(mp_result *r, double timeout, const mp_obj **value, mp_
  * be NULL). Returns the codes of mp_result_get(), and -EINVAL for a call of
  * another form. Ownership and Thread/fork: as mp_result_get().
  */
-MP_API int mp_result_get_bytes(mp_result *r, double timeout, const void **out, size_t *out_len,
-                               mp_task_error *err);
+MP_API int mp_result_get_bytes(mp_result *r, const void **out, size_t *out_len, mp_task_error *err,
+                               double timeout);
 
 /*
  * mp_result_wait - wait until the result is ready (Python's wait(timeout)).
@@ -584,8 +584,8 @@ MP_API void mp_result_free(mp_result *r);
  * Ownership: the caller frees *value with mp_obj_free().
  * Thread/fork: one thread at a time per iterator, of the owner.
  */
-MP_API int mp_imap_next(mp_imap *it, double timeout, size_t *index, mp_obj **value,
-                        mp_task_error *err);
+MP_API int mp_imap_next(mp_imap *it, size_t *index, mp_obj **value, mp_task_error *err,
+                        double timeout);
 
 /*
  * mp_imap_free - release the iterator. Accepts NULL. Items not yet sent to a

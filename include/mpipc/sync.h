@@ -302,8 +302,11 @@ MP_API int mp_barrier_new(mp_barrier **out, unsigned parties, mp_barrier_action 
                           double timeout);
 
 /*
- * mp_barrier_wait - wait for every party (Python's wait()), with the
- * barrier's default timeout; mp_barrier_wait_timeout - with this one.
+ * mp_barrier_wait - wait for every party (Python's wait(timeout)).
+ *
+ * timeout: seconds, MP_NOWAIT, or MP_FOREVER for Python's timeout=None,
+ *          which means, as in Python, the barrier's own timeout (the one
+ *          given to mp_barrier_new(); that one may be MP_FOREVER: no limit).
  *
  * Returns the arrival index, 0 .. parties-1, unique per cycle (the first to
  * arrive gets 0); MP_EBROKEN (Python's BrokenBarrierError) when the barrier
@@ -313,8 +316,7 @@ MP_API int mp_barrier_new(mp_barrier **out, unsigned parties, mp_barrier_action 
  * timeout), or reset() ran during the wait; -EAGAIN when too many
  * threads wait at once; -EINVAL. The barrier is reusable cycle after cycle.
  */
-MP_API int mp_barrier_wait(mp_barrier *b);
-MP_API int mp_barrier_wait_timeout(mp_barrier *b, double timeout);
+MP_API int mp_barrier_wait(mp_barrier *b, double timeout);
 
 /* mp_barrier_abort - break the barrier: every waiter and every later wait
  * gets MP_EBROKEN until reset. 0 or -EINVAL. */

@@ -380,7 +380,7 @@ int mp__pool_result_get(mp_result *r, double timeout, mp_task_error *err)
     return pool_result_await(r, true, timeout, err);
 }
 
-MP_API int mp_result_get(mp_result *r, double timeout, const mp_obj **value, mp_task_error *err)
+MP_API int mp_result_get(mp_result *r, const mp_obj **value, mp_task_error *err, double timeout)
 {
     if (value)
         *value = NULL;
@@ -390,8 +390,8 @@ MP_API int mp_result_get(mp_result *r, double timeout, const mp_obj **value, mp_
     return rc;
 }
 
-MP_API int mp_result_get_bytes(mp_result *r, double timeout, const void **out, size_t *out_len,
-                               mp_task_error *err)
+MP_API int mp_result_get_bytes(mp_result *r, const void **out, size_t *out_len, mp_task_error *err,
+                               double timeout)
 {
     if (out)
         *out = NULL;
@@ -484,8 +484,8 @@ static int pool_imap_take(struct mp_result *j, size_t idx, size_t *index, mp_obj
     return 1;
 }
 
-MP_API int mp_imap_next(mp_imap *it, double timeout, size_t *index, mp_obj **value,
-                        mp_task_error *err)
+MP_API int mp_imap_next(mp_imap *it, size_t *index, mp_obj **value, mp_task_error *err,
+                        double timeout)
 {
     if (value)
         *value = NULL;

@@ -309,7 +309,7 @@ static int pool_take_value(mp_result *r, mp_obj **result)
 }
 
 MP_API int mp_pool_apply_bytes(mp_pool *p, mp_bytes_fn fn, const void *in, size_t in_len,
-                               void **out, size_t *out_len, double timeout, mp_task_error *err)
+                               void **out, size_t *out_len, mp_task_error *err, double timeout)
 {
     mp__pool_clear_err(err);
     if (out)
@@ -336,8 +336,8 @@ MP_API int mp_pool_apply_bytes(mp_pool *p, mp_bytes_fn fn, const void *in, size_
 }
 
 MP_API int mp_pool_map_array(mp_pool *p, mp_array_fn fn, const void *in, size_t in_size, size_t n,
-                             void *out, size_t out_size, size_t chunksize, double timeout,
-                             mp_task_error *err)
+                             void *out, size_t out_size, size_t chunksize, mp_task_error *err,
+                             double timeout)
 {
     mp__pool_clear_err(err);
     mp_result *r = NULL;
@@ -373,19 +373,19 @@ static int pool_sync_value(mp_pool *p, int form, mp_obj_fn fn, const mp_obj *in,
 }
 
 MP_API int mp_pool_apply(mp_pool *p, mp_obj_fn fn, const mp_obj *args, mp_obj **result,
-                         double timeout, mp_task_error *err)
+                         mp_task_error *err, double timeout)
 {
     return pool_sync_value(p, F_OBJ_APPLY, fn, args, 0, result, timeout, err);
 }
 
 MP_API int mp_pool_map(mp_pool *p, mp_obj_fn fn, const mp_obj *items, size_t chunksize,
-                       mp_obj **results, double timeout, mp_task_error *err)
+                       mp_obj **results, mp_task_error *err, double timeout)
 {
     return pool_sync_value(p, F_OBJ_MAP, fn, items, chunksize, results, timeout, err);
 }
 
 MP_API int mp_pool_starmap(mp_pool *p, mp_obj_fn fn, const mp_obj *items, size_t chunksize,
-                           mp_obj **results, double timeout, mp_task_error *err)
+                           mp_obj **results, mp_task_error *err, double timeout)
 {
     return pool_sync_value(p, F_OBJ_STAR, fn, items, chunksize, results, timeout, err);
 }

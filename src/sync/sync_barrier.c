@@ -180,13 +180,16 @@ static int barrier_release(mp_barrier *b)
     return 0;
 }
 
-/* A port of threading.Barrier.wait(). */
-MP_API int mp_barrier_wait_timeout(mp_barrier *b, double timeout)
+/* A port of threading.Barrier.wait(timeout=None): Python's None is
+ * MP_FOREVER here, and as in Python it means the barrier's own timeout. */
+MP_API int mp_barrier_wait(mp_barrier *b, double timeout)
 {
     if (!b)
         return -EINVAL;
     if (mp__bad_timeout(timeout))
         return MP_EVALUE;
+    if (timeout < 0)
+        timeout = b->timeout;
     int64_t deadline = mp__deadline(timeout);
     int rc = barrier_lock(b, true);
     if (rc < 0)
@@ -239,13 +242,6 @@ out:
     mp__waitq_leave(&b->q, idx);
     mp__mutex_unlock(&b->guard);
     return result;
-}
-
-MP_API int mp_barrier_wait(mp_barrier *b)
-{
-    if (!b)
-        return -EINVAL;
-    return mp_barrier_wait_timeout(b, b->timeout);
 }
 
 MP_API int mp_barrier_abort(mp_barrier *b)
