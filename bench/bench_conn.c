@@ -27,11 +27,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SMALL 64
-#define BIG (1u << 20)
+#define SMALL     64
+#define BIG       (1u << 20)
 #define PINGPONGS 100000
-#define ONEWAY 1000000
-#define BIGS 3000
+#define ONEWAY    1000000
+#define BIGS      3000
 
 static double now(void)
 {
@@ -83,7 +83,7 @@ static double mp_pingpong(void)
             die("send", rc);
         void *got;
         size_t len;
-        if ((rc = mp_conn_recv_bytes(a, &got, &len, 0, MP_FOREVER)))
+        if ((rc = mp_conn_recv_bytes(a, 0, &got, &len, MP_FOREVER)))
             die("recv", rc);
         free(got);
     }
@@ -119,7 +119,7 @@ static double mp_stream(size_t size, int count, int into)
         } else {
             void *got;
             size_t len;
-            if ((rc = mp_conn_recv_bytes(a, &got, &len, 0, MP_FOREVER)))
+            if ((rc = mp_conn_recv_bytes(a, 0, &got, &len, MP_FOREVER)))
                 die("recv", rc);
             free(got);
         }

@@ -59,7 +59,7 @@ int main(void)
     for (int n = 0; n < 5; n++) {
         void *msg;
         size_t len;
-        CHECK(mp_conn_recv_bytes(parent_end, &msg, &len, 0, MP_FOREVER));
+        CHECK(mp_conn_recv_bytes(parent_end, 0, &msg, &len, MP_FOREVER));
         printf("%.*s\n", (int)len, (char *)msg);
         fflush(stdout);
         free(msg);

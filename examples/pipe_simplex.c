@@ -42,7 +42,7 @@ int main(void)
 
     void *msg;
     size_t len;
-    CHECK(mp_conn_recv_bytes(parent_conn, &msg, &len, 0, MP_FOREVER));
+    CHECK(mp_conn_recv_bytes(parent_conn, 0, &msg, &len, MP_FOREVER));
     printf("%.*s\n", (int)len, (char *)msg);
     free(msg);
 

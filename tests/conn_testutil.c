@@ -40,7 +40,7 @@ int recv_expect(mp_conn *c, const void *want, size_t want_len)
 {
     void *buf = NULL;
     size_t len = 0;
-    int rc = mp_conn_recv_bytes(c, &buf, &len, 0, T_LONG);
+    int rc = mp_conn_recv_bytes(c, 0, &buf, &len, T_LONG);
     if (rc != 0)
         return rc;
     int ok = len == want_len && memcmp(buf, want, len) == 0;
@@ -64,7 +64,7 @@ int recv_one(mp_conn *c, int into, unsigned char *dest, size_t cap, double timeo
     }
     void *buf;
     size_t len;
-    int rc = mp_conn_recv_bytes(c, &buf, &len, 0, timeout);
+    int rc = mp_conn_recv_bytes(c, 0, &buf, &len, timeout);
     if (rc == 0) {
         memcpy(dest, buf, len < cap ? len : cap);
         free(buf);

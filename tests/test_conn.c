@@ -42,7 +42,7 @@ static int echo_child(void *arg)
     for (;;) {
         void *buf;
         size_t len;
-        int rc = mp_conn_recv_bytes(a->mine, &buf, &len, 0, T_LONG);
+        int rc = mp_conn_recv_bytes(a->mine, 0, &buf, &len, T_LONG);
         if (rc == MP_EOF)
             return 0;
         if (rc != 0)
@@ -89,8 +89,8 @@ static void test_duplex_pipe_echoes_across_processes(void **state)
     /* The child is gone and we closed our copy of its end: EOF, as in Python. */
     void *buf;
     size_t len;
-    TU_ASSERT_STATUS(mp_conn_recv_bytes(parent, &buf, &len, 0, T_LONG), MP_EOF);
-    TU_ASSERT_STATUS(mp_conn_recv_bytes(parent, &buf, &len, 0, T_LONG), MP_EOF);
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(parent, 0, &buf, &len, T_LONG), MP_EOF);
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(parent, 0, &buf, &len, T_LONG), MP_EOF);
     mp_conn_free(parent);
 }
 
@@ -112,7 +112,7 @@ static void test_simplex_pipe_first_end_receives_second_sends(void **state)
     TU_ASSERT_STATUS(mp_conn_send_bytes(reader, "2", 1), MP_EREADONLY);
     void *buf;
     size_t len;
-    TU_ASSERT_STATUS(mp_conn_recv_bytes(writer, &buf, &len, 0, 0), MP_EWRITEONLY);
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(writer, 0, &buf, &len, 0), MP_EWRITEONLY);
     char small[8];
     TU_ASSERT_STATUS(mp_conn_recv_bytes_into(writer, small, sizeof small, 0, NULL, 0),
                      MP_EWRITEONLY);
@@ -157,7 +157,7 @@ static void check_numbered_stream(mp_conn *in, int count)
     for (int i = 0; i < count; i++) {
         void *buf;
         size_t len;
-        TU_ASSERT_STATUS(mp_conn_recv_bytes(in, &buf, &len, 0, T_LONG), 0);
+        TU_ASSERT_STATUS(mp_conn_recv_bytes(in, 0, &buf, &len, T_LONG), 0);
         size_t want = (size_t)(i % 7 == 0 ? 0 : (i * 997) % 100000);
         assert_int_equal(len, want);
         const char *m = buf;
@@ -180,7 +180,7 @@ static void test_messages_stay_separate_and_in_order(void **state)
         check_numbered_stream(in, 300);
         void *buf;
         size_t len;
-        TU_ASSERT_STATUS(mp_conn_recv_bytes(in, &buf, &len, 0, T_LONG), MP_EOF);
+        TU_ASSERT_STATUS(mp_conn_recv_bytes(in, 0, &buf, &len, T_LONG), MP_EOF);
         assert_int_equal(tu_wait_child(pid, T_LONG), 0);
         mp_conn_free(in);
     }
@@ -213,7 +213,7 @@ static void test_empty_message_is_legal_and_makes_poll_true(void **state)
     assert_int_equal(mp_conn_poll(b, 0), 1);
     void *buf;
     size_t len = 99;
-    assert_int_equal(mp_conn_recv_bytes(b, &buf, &len, 0, 0), 0);
+    assert_int_equal(mp_conn_recv_bytes(b, 0, &buf, &len, 0), 0);
     assert_non_null(buf);
     assert_int_equal(len, 0);
     free(buf);
@@ -295,9 +295,9 @@ static void test_eof_needs_every_copy_of_the_peer_end_closed(void **state)
         /* Our copy is closed but the child's is not: no EOF yet. */
         void *buf;
         size_t len;
-        TU_ASSERT_STATUS(mp_conn_recv_bytes(in, &buf, &len, 0, 0.1), MP_ETIMEDOUT);
+        TU_ASSERT_STATUS(mp_conn_recv_bytes(in, 0, &buf, &len, 0.1), MP_ETIMEDOUT);
         double t0 = tu_now();
-        TU_ASSERT_STATUS(mp_conn_recv_bytes(in, &buf, &len, 0, T_LONG), MP_EOF);
+        TU_ASSERT_STATUS(mp_conn_recv_bytes(in, 0, &buf, &len, T_LONG), MP_EOF);
         assert_true(tu_now() - t0 > 0.05);
         /* poll reports end of file as ready, as Python's does. */
         assert_int_equal(mp_conn_poll(in, 0), 1);
@@ -322,8 +322,8 @@ static void test_peer_dying_mid_message_is_truncated_not_eof(void **state)
         assert_int_equal(tu_wait_child(pid, T_LONG), 0);
         void *buf;
         size_t len;
-        TU_ASSERT_STATUS(mp_conn_recv_bytes(in, &buf, &len, 0, T_LONG), MP_ETRUNCATED);
-        TU_ASSERT_STATUS(mp_conn_recv_bytes(in, &buf, &len, 0, T_LONG), MP_EOF);
+        TU_ASSERT_STATUS(mp_conn_recv_bytes(in, 0, &buf, &len, T_LONG), MP_ETRUNCATED);
+        TU_ASSERT_STATUS(mp_conn_recv_bytes(in, 0, &buf, &len, T_LONG), MP_EOF);
         mp_conn_free(in);
     }
     /* The same inside the header itself: 2 of its 4 bytes. */
@@ -333,7 +333,7 @@ static void test_peer_dying_mid_message_is_truncated_not_eof(void **state)
     mp_conn_free(out);
     void *buf;
     size_t len;
-    TU_ASSERT_STATUS(mp_conn_recv_bytes(in, &buf, &len, 0, T_LONG), MP_ETRUNCATED);
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(in, 0, &buf, &len, T_LONG), MP_ETRUNCATED);
     mp_conn_free(in);
 }
 
@@ -379,7 +379,7 @@ static void test_lying_length_header_is_never_trusted_for_allocation(void **stat
         mp_conn_free(out);
         void *buf;
         size_t len;
-        TU_ASSERT_STATUS(mp_conn_recv_bytes(in, &buf, &len, 0, T_LONG), MP_ETRUNCATED);
+        TU_ASSERT_STATUS(mp_conn_recv_bytes(in, 0, &buf, &len, T_LONG), MP_ETRUNCATED);
         assert_int_equal(tu_wait_child(pid, T_LONG), 0);
         mp_conn_free(in);
     }
@@ -393,7 +393,7 @@ static void test_lying_length_header_is_never_trusted_for_allocation(void **stat
     mp_conn_free(out);
     void *buf;
     size_t len;
-    TU_ASSERT_STATUS(mp_conn_recv_bytes(in, &buf, &len, 0, T_LONG), MP_ETRUNCATED);
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(in, 0, &buf, &len, T_LONG), MP_ETRUNCATED);
     assert_int_equal(tu_wait_child(pid, T_LONG), 0);
     mp_conn_free(in);
     free(msg);
@@ -411,7 +411,7 @@ static void test_negative_length_header_is_corrupt(void **state)
                      8);
     void *buf;
     size_t len;
-    TU_ASSERT_STATUS(mp_conn_recv_bytes(in, &buf, &len, 0, T_LONG), MP_EPROTO);
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(in, 0, &buf, &len, T_LONG), MP_EPROTO);
     mp_conn_free(in);
     mp_conn_free(out);
 }
@@ -437,7 +437,7 @@ static void test_corrupt_header_read_ahead_makes_poll_ready(void **state)
     assert_true(tu_now() - t0 < 1.0);
     void *buf;
     size_t len;
-    TU_ASSERT_STATUS(mp_conn_recv_bytes(in, &buf, &len, 0, MP_NOWAIT), MP_EPROTO);
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(in, 0, &buf, &len, MP_NOWAIT), MP_EPROTO);
     mp_conn_free(in);
     mp_conn_free(out);
 }
@@ -465,11 +465,11 @@ static void test_message_over_maxlength_is_etoolong_and_duplex_end_stops_reading
     assert_int_equal(mp_conn_send_bytes(a, "0123456789", 10), 0);
     void *buf;
     size_t len;
-    TU_ASSERT_STATUS(mp_conn_recv_bytes(b, &buf, &len, 9, T_LONG), MP_ETOOLONG);
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(b, 9, &buf, &len, T_LONG), MP_ETOOLONG);
     /* Python's _bad_message_length: a writable end becomes write-only. */
     assert_false(mp_conn_readable(b));
     assert_true(mp_conn_writable(b));
-    TU_ASSERT_STATUS(mp_conn_recv_bytes(b, &buf, &len, 0, 0), MP_EWRITEONLY);
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(b, 0, &buf, &len, 0), MP_EWRITEONLY);
     TU_ASSERT_STATUS(mp_conn_poll(b, 0), MP_EWRITEONLY);
     assert_int_equal(mp_conn_send_bytes(b, "still", 5), 0);
     TU_ASSERT_STATUS(recv_expect(a, "still", 5), 0);
@@ -485,14 +485,14 @@ static void test_message_over_maxlength_closes_a_receive_only_end(void **state)
     assert_int_equal(mp_conn_send_bytes(out, "0123456789", 10), 0);
     void *buf;
     size_t len;
-    TU_ASSERT_STATUS(mp_conn_recv_bytes(in, &buf, &len, 10, T_LONG), 0); /* exactly max: fine */
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(in, 10, &buf, &len, T_LONG), 0); /* exactly max: fine */
     free(buf);
     assert_int_equal(mp_conn_send_bytes(out, "0123456789!", 11), 0);
-    TU_ASSERT_STATUS(mp_conn_recv_bytes(in, &buf, &len, 10, T_LONG), MP_ETOOLONG);
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(in, 10, &buf, &len, T_LONG), MP_ETOOLONG);
     /* Python closes a read-only end: later calls report a closed handle, and
      * the writer sees its reader gone. */
     assert_true(mp_conn_closed(in));
-    TU_ASSERT_STATUS(mp_conn_recv_bytes(in, &buf, &len, 0, 0), MP_ECLOSED);
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(in, 0, &buf, &len, 0), MP_ECLOSED);
     TU_ASSERT_STATUS(mp_conn_fileno(in), MP_ECLOSED);
     TU_ASSERT_STATUS(mp_conn_send_bytes(out, "x", 1), -EPIPE);
     mp_conn_free(in);
@@ -621,11 +621,11 @@ static void test_recv_timeout_returns_after_about_t(void **state)
     void *buf;
     size_t len;
     double t0 = tu_now();
-    TU_ASSERT_STATUS(mp_conn_recv_bytes(a, &buf, &len, 0, T_SHORT), MP_ETIMEDOUT);
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(a, 0, &buf, &len, T_SHORT), MP_ETIMEDOUT);
     double took = tu_now() - t0;
     assert_true(took >= T_SHORT - 0.001 && took < T_SHORT + 0.5);
     t0 = tu_now();
-    TU_ASSERT_STATUS(mp_conn_recv_bytes(a, &buf, &len, 0, MP_NOWAIT), MP_ETIMEDOUT);
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(a, 0, &buf, &len, MP_NOWAIT), MP_ETIMEDOUT);
     assert_true(tu_now() - t0 < 0.05);
     mp_conn_free(a);
     mp_conn_free(b);
@@ -665,11 +665,11 @@ static void test_partial_message_survives_a_timeout(void **state)
             if (into)
                 TU_ASSERT_STATUS(mp_conn_recv_bytes_into(in, dest, n, 0, NULL, 0.05), MP_ETIMEDOUT);
             else
-                TU_ASSERT_STATUS(mp_conn_recv_bytes(in, &buf, &len, 0, 0.05), MP_ETIMEDOUT);
+                TU_ASSERT_STATUS(mp_conn_recv_bytes(in, 0, &buf, &len, 0.05), MP_ETIMEDOUT);
             status = tu_poll_child(pid);
         } while (status == TU_RUNNING && tu_now() < give_up);
         assert_int_equal(status, 0);
-        TU_ASSERT_STATUS(mp_conn_recv_bytes(in, &buf, &len, 0, 0.05), MP_ETIMEDOUT);
+        TU_ASSERT_STATUS(mp_conn_recv_bytes(in, 0, &buf, &len, 0.05), MP_ETIMEDOUT);
         assert_true(mp_conn_buffered(in) > 0);
         /* The start of a message is not a message: poll waits for more. */
         assert_int_equal(mp_conn_poll(in, 0), 0);
@@ -680,7 +680,7 @@ static void test_partial_message_survives_a_timeout(void **state)
             assert_int_equal(mp_conn_recv_bytes_into(in, dest, n, 0, NULL, T_LONG), (ssize_t)n);
             assert_memory_equal(dest, frame + 4, n);
         } else {
-            TU_ASSERT_STATUS(mp_conn_recv_bytes(in, &buf, &len, 0, T_LONG), 0);
+            TU_ASSERT_STATUS(mp_conn_recv_bytes(in, 0, &buf, &len, T_LONG), 0);
             assert_int_equal(len, n);
             assert_memory_equal(buf, frame + 4, n);
             free(buf);
@@ -833,7 +833,7 @@ static void test_signals_do_not_break_blocking_calls(void **state)
         void *buf;
         size_t len;
         t0 = tu_now();
-        TU_ASSERT_STATUS(mp_conn_recv_bytes(in, &buf, &len, 0, 0.1), MP_ETIMEDOUT);
+        TU_ASSERT_STATUS(mp_conn_recv_bytes(in, 0, &buf, &len, 0.1), MP_ETIMEDOUT);
         took = tu_now() - t0;
         assert_true(took >= 0.099 && took < 0.4);
         assert_true(signals_seen > 0);
@@ -935,13 +935,13 @@ static void test_closed_connection_reports_eclosed_and_close_twice_is_fine(void 
     size_t len;
     char small[4];
     TU_ASSERT_STATUS(mp_conn_send_bytes(a, "x", 1), MP_ECLOSED);
-    TU_ASSERT_STATUS(mp_conn_recv_bytes(a, &buf, &len, 0, 0), MP_ECLOSED);
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(a, 0, &buf, &len, 0), MP_ECLOSED);
     TU_ASSERT_STATUS(mp_conn_recv_bytes_into(a, small, 4, 0, NULL, 0), MP_ECLOSED);
     TU_ASSERT_STATUS(mp_conn_poll(a, 0), MP_ECLOSED);
     TU_ASSERT_STATUS(mp_conn_fileno(a), MP_ECLOSED);
     TU_ASSERT_STATUS(mp_conn_set_readahead(a, false), MP_ECLOSED);
     /* The peer sees EOF. */
-    TU_ASSERT_STATUS(mp_conn_recv_bytes(b, &buf, &len, 0, T_LONG), MP_EOF);
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(b, 0, &buf, &len, T_LONG), MP_EOF);
     mp_conn_free(a);
     mp_conn_free(b);
     mp_conn_free(NULL);
@@ -957,8 +957,8 @@ static void test_invalid_arguments_are_einval(void **state)
     size_t len;
     assert_int_equal(mp_conn_send_bytes(a, NULL, 3), -EINVAL);
     assert_int_equal(mp_conn_send_bytes(NULL, "x", 1), -EINVAL);
-    assert_int_equal(mp_conn_recv_bytes(a, NULL, &len, 0, 0), -EINVAL);
-    assert_int_equal(mp_conn_recv_bytes(NULL, &buf, &len, 0, 0), -EINVAL);
+    assert_int_equal(mp_conn_recv_bytes(a, 0, NULL, &len, 0), -EINVAL);
+    assert_int_equal(mp_conn_recv_bytes(NULL, 0, &buf, &len, 0), -EINVAL);
     assert_int_equal(mp_conn_poll(NULL, 0), -EINVAL);
     mp_conn *c = (mp_conn *)&c;
     assert_int_equal(mp_conn_from_fd(&c, -1, true, true), -EINVAL);
@@ -1051,7 +1051,7 @@ static void test_several_processes_share_one_sending_end(void **state)
         for (int m = 0; m < SHARED_SENDERS * SHARED_MSGS; m++) {
             void *buf;
             size_t got;
-            TU_ASSERT_STATUS(mp_conn_recv_bytes(in, &buf, &got, 0, T_LONG), 0);
+            TU_ASSERT_STATUS(mp_conn_recv_bytes(in, 0, &buf, &got, T_LONG), 0);
             assert_int_equal(got, len);
             int id = -1, seq = -1;
             assert_int_equal(sscanf(buf, "%d:%d:", &id, &seq), 2);
@@ -1066,7 +1066,7 @@ static void test_several_processes_share_one_sending_end(void **state)
         }
         void *buf;
         size_t got;
-        TU_ASSERT_STATUS(mp_conn_recv_bytes(in, &buf, &got, 0, T_LONG), MP_EOF);
+        TU_ASSERT_STATUS(mp_conn_recv_bytes(in, 0, &buf, &got, T_LONG), MP_EOF);
         for (int k = 0; k < SHARED_SENDERS; k++)
             assert_int_equal(tu_wait_child(pids[k], T_LONG), 0);
         mp_conn_free(in);
@@ -1110,7 +1110,7 @@ static void test_threads_sharing_one_end_never_interleave(void **state)
     for (int m = 0; m < 80; m++) {
         void *buf;
         size_t len;
-        TU_ASSERT_STATUS(mp_conn_recv_bytes(in, &buf, &len, 0, T_LONG), 0);
+        TU_ASSERT_STATUS(mp_conn_recv_bytes(in, 0, &buf, &len, T_LONG), 0);
         assert_int_equal(len, 100000);
         const char *p = buf;
         for (size_t j = 1; j < len; j++)

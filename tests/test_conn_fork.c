@@ -40,7 +40,7 @@ static int child_must_not_see_parents_buffer(void *arg)
     void *buf;
     size_t len;
     /* B and C are in the parent's buffer, not in the kernel: nothing for us. */
-    int rc = mp_conn_recv_bytes(a->in, &buf, &len, 0, 0.2);
+    int rc = mp_conn_recv_bytes(a->in, 0, &buf, &len, 0.2);
     if (rc == 0) {
         free(buf);
         return 2;
@@ -88,7 +88,7 @@ static void test_readahead_off_leaves_later_messages_for_other_processes(void **
     assert_int_equal(tu_wait_child(pid, T_LONG), 0);
     void *buf;
     size_t len;
-    TU_ASSERT_STATUS(mp_conn_recv_bytes(in, &buf, &len, 0, 0.05), MP_ETIMEDOUT);
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(in, 0, &buf, &len, 0.05), MP_ETIMEDOUT);
     mp_conn_free(in);
     mp_conn_free(out);
 }
@@ -229,7 +229,7 @@ static int skip_child(void *arg)
             if (rc == 0 && mp_obj_get_bytes(o, &got, &len) != 0)
                 rc = -12345;
         } else {
-            rc = mp_conn_recv_bytes(a->in, &buf, &len, 0, timeout);
+            rc = mp_conn_recv_bytes(a->in, 0, &buf, &len, timeout);
             got = buf;
         }
         if (i == a->nwant) {
@@ -274,7 +274,7 @@ static void test_child_forked_inside_a_message_never_receives_an_invented_one(vo
     TU_ASSERT_STATUS(recv_expect(end, zeros, 50000), 0);
     void *buf;
     size_t len;
-    TU_ASSERT_STATUS(mp_conn_recv_bytes(end, &buf, &len, 0, 0.05), MP_ETIMEDOUT);
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(end, 0, &buf, &len, 0.05), MP_ETIMEDOUT);
     free(zeros);
     mp_conn_free(end);
     mp_conn_free(peer);
@@ -325,7 +325,7 @@ static void run_cut_case(int duplex, enum child_api api, size_t cut, bool b_long
     TU_ASSERT_STATUS(recv_expect(in, a_bytes, a_size), 0);
     void *buf;
     size_t len;
-    TU_ASSERT_STATUS(mp_conn_recv_bytes(in, &buf, &len, 0, 0.05), MP_ETIMEDOUT);
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(in, 0, &buf, &len, 0.05), MP_ETIMEDOUT);
     free(a_bytes);
     free(s.p);
     mp_conn_free(in);
@@ -408,12 +408,12 @@ static int child_sees_truncation_then_eof(void *arg)
     mp_conn *in = arg;
     void *buf;
     size_t len;
-    int rc = mp_conn_recv_bytes(in, &buf, &len, 0, T_LONG);
+    int rc = mp_conn_recv_bytes(in, 0, &buf, &len, T_LONG);
     if (rc == 0)
         free(buf);
     if (rc != MP_ETRUNCATED)
         return 1;
-    return mp_conn_recv_bytes(in, &buf, &len, 0, T_LONG) == MP_EOF ? 0 : 2;
+    return mp_conn_recv_bytes(in, 0, &buf, &len, T_LONG) == MP_EOF ? 0 : 2;
 }
 
 /* The peer leaves in the middle of the message the parent had begun (its

@@ -72,7 +72,7 @@ static void test_malformed_requests_get_error_replies_and_the_server_serves_on(v
     assert_int_equal(mt_reply_code(r), MP_ETOOLONG);
     void *buf;
     size_t len;
-    TU_ASSERT_STATUS(mp_conn_recv_bytes(c, &buf, &len, 0, MT_LONG), MP_EOF);
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(c, 0, &buf, &len, MT_LONG), MP_EOF);
     mp_conn_free(c);
     /* a corrupt length header: the same */
     TU_ASSERT_STATUS(mp_client_connect(&c, mp_manager_address(m), key, keylen, MT_LONG), 0);

@@ -157,7 +157,8 @@ static int c_cases(struct c_case *out)
     out[n++] = (struct c_case){"float('nan')", F(NAN)};
     out[n++] = (struct c_case){"0.1", F(0.1)};
     out[n++] = (struct c_case){"''", S("")};
-    out[n++] = (struct c_case){"'caf\\xe9 \\u4e2d \\U0001f600'", S("caf\xc3\xa9 \xe4\xb8\xad \xf0\x9f\x98\x80")};
+    out[n++] = (struct c_case){"'caf\\xe9 \\u4e2d \\U0001f600'",
+                               S("caf\xc3\xa9 \xe4\xb8\xad \xf0\x9f\x98\x80")};
     out[n++] = (struct c_case){"'a\\x00b'", must(mp_obj_str("a\0b", 3))};
     out[n++] = (struct c_case){"b''", must(mp_obj_bytes("", 0))};
     out[n++] = (struct c_case){"b'\\x00\\xff'", must(mp_obj_bytes("\0\xff", 2))};
@@ -165,9 +166,9 @@ static int c_cases(struct c_case *out)
     out[n++] = (struct c_case){"()", must(mp_obj_tuple_new())};
     out[n++] = (struct c_case){"{}", must(mp_obj_dict_new())};
     out[n++] = (struct c_case){"(1,)", T(1, I(1))};
-    out[n++] = (struct c_case){"[1, 'two', 3.0, None, b'x']",
-                               L(5, I(1), S("two"), F(3.0), must(mp_obj_none()),
-                                 must(mp_obj_bytes("x", 1)))};
+    out[n++] = (struct c_case){
+        "[1, 'two', 3.0, None, b'x']",
+        L(5, I(1), S("two"), F(3.0), must(mp_obj_none()), must(mp_obj_bytes("x", 1)))};
     out[n++] = (struct c_case){"{'a': 1, 2: [3, 4], (5, 'six'): {'x': b'y'}, None: (True,)}",
                                D(4, S("a"), I(1), I(2), L(2, I(3), I(4)), T(2, I(5), S("six")),
                                  D(1, S("x"), must(mp_obj_bytes("y", 1))), must(mp_obj_none()),
@@ -235,11 +236,11 @@ static void test_c_and_python_exchange_bytes_and_values(void **state)
         assert_int_equal(mp_conn_send_bytes(mine, p, sizes[i]), 0);
         void *buf;
         size_t len;
-        TU_ASSERT_STATUS(mp_conn_recv_bytes(mine, &buf, &len, 0, T_LONG), 0);
+        TU_ASSERT_STATUS(mp_conn_recv_bytes(mine, 0, &buf, &len, T_LONG), 0);
         assert_int_equal(len, sizes[i]);
         check_pattern(buf, len);
         free(buf);
-        TU_ASSERT_STATUS(mp_conn_recv_bytes(p2c_r, &buf, &len, 0, T_LONG), 0);
+        TU_ASSERT_STATUS(mp_conn_recv_bytes(p2c_r, 0, &buf, &len, T_LONG), 0);
         assert_int_equal(len, sizes[i]);
         check_pattern(buf, len);
         free(buf);

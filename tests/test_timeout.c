@@ -92,7 +92,7 @@ static void test_conn_nan_timeouts_are_evalue(void **state)
 
     void *buf = NULL;
     size_t len = 0;
-    TU_ASSERT_STATUS(mp_conn_recv_bytes(b, &buf, &len, 0, nan), MP_EVALUE);
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(b, 0, &buf, &len, nan), MP_EVALUE);
     char small[8];
     TU_ASSERT_STATUS(mp_conn_recv_bytes_into(b, small, sizeof small, 0, NULL, nan), MP_EVALUE);
     mp_obj *o = NULL;
@@ -102,7 +102,7 @@ static void test_conn_nan_timeouts_are_evalue(void **state)
     TU_ASSERT_STATUS(mp_wait(&item, 1, nan), MP_EVALUE);
 
     /* The message is still there, whole. */
-    assert_int_equal(mp_conn_recv_bytes(b, &buf, &len, 0, T_LONG), 0);
+    assert_int_equal(mp_conn_recv_bytes(b, 0, &buf, &len, T_LONG), 0);
     assert_int_equal(len, 2);
     assert_memory_equal(buf, "hi", 2);
     free(buf);

@@ -43,7 +43,7 @@ static void test_wait_counts_messages_already_read_ahead(void **state)
     assert_int_equal(mp_conn_send_bytes(a, "2", 1), 0);
     void *buf;
     size_t len;
-    assert_int_equal(mp_conn_recv_bytes(b, &buf, &len, 0, 1.0), 0);
+    assert_int_equal(mp_conn_recv_bytes(b, 0, &buf, &len, 1.0), 0);
     free(buf);
     /* "2" is in b's buffer, the descriptor is empty: still ready, at once. */
     mp_wait_item item = {.conn = b, .fd = -1};
@@ -73,7 +73,7 @@ static void test_wait_does_not_count_the_start_of_a_message_as_ready(void **stat
     assert_int_equal(write(fd, frame, 7), 7);
     void *buf;
     size_t len;
-    TU_ASSERT_STATUS(mp_conn_recv_bytes(b, &buf, &len, 0, 0.05), MP_ETIMEDOUT);
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(b, 0, &buf, &len, 0.05), MP_ETIMEDOUT);
     assert_int_equal(mp_conn_buffered(b), 7);
 
     mp_wait_item items[2] = {{.conn = b, .fd = -1, .ready = 7}, {.conn = d, .fd = -1, .ready = 7}};
@@ -89,7 +89,7 @@ static void test_wait_does_not_count_the_start_of_a_message_as_ready(void **stat
     assert_int_equal(write(fd, frame + 7, 1), 1);
     assert_int_equal(mp_wait(items, 2, 5.0), 1);
     assert_int_equal(items[0].ready, 1);
-    TU_ASSERT_STATUS(mp_conn_recv_bytes(b, &buf, &len, 0, 0.05), MP_ETIMEDOUT);
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(b, 0, &buf, &len, 0.05), MP_ETIMEDOUT);
     assert_int_equal(mp_wait(items, 2, 0.1), 0);
 
     /* The rest arrives: ready, and the message is whole. */
@@ -97,7 +97,7 @@ static void test_wait_does_not_count_the_start_of_a_message_as_ready(void **stat
     assert_int_equal(mp_wait(items, 2, 5.0), 1);
     assert_int_equal(items[0].ready, 1);
     assert_int_equal(items[1].ready, 0);
-    assert_int_equal(mp_conn_recv_bytes(b, &buf, &len, 0, 1.0), 0);
+    assert_int_equal(mp_conn_recv_bytes(b, 0, &buf, &len, 1.0), 0);
     assert_int_equal(len, 10);
     assert_memory_equal(buf, "partial!!!", 10);
     free(buf);
@@ -117,14 +117,14 @@ static void test_wait_reports_end_of_file_after_a_partial_message_as_ready(void 
     assert_int_equal(write(mp_conn_fileno(b), "\0\0\0\5ab", 6), 6);
     void *buf;
     size_t len;
-    TU_ASSERT_STATUS(mp_conn_recv_bytes(a, &buf, &len, 0, 0.05), MP_ETIMEDOUT);
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(a, 0, &buf, &len, 0.05), MP_ETIMEDOUT);
     assert_int_equal(mp_conn_poll(a, MP_NOWAIT), 0);
     mp_conn_free(b);
     mp_wait_item item = {.conn = a, .fd = -1};
     double t0 = tu_now();
     assert_int_equal(mp_wait(&item, 1, 5.0), 1);
     assert_true(tu_now() - t0 < 1.0);
-    TU_ASSERT_STATUS(mp_conn_recv_bytes(a, &buf, &len, 0, MP_NOWAIT), MP_ETRUNCATED);
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(a, 0, &buf, &len, MP_NOWAIT), MP_ETRUNCATED);
     mp_conn_free(a);
 }
 

@@ -7,6 +7,8 @@ tools/rename-1.0.sh. It rewrites calls, prototypes and definitions alike (a
 parameter list is a comma list too), and prints every use whose arity does
 not match (a comment that abbreviates a call, a function pointer), to be
 fixed by hand. CHANGES.md lists each change as old -> new.
+
+reshape-1.0.py DIR --only NAME... applies only the rules of those names.
 """
 import pathlib
 import re
@@ -27,6 +29,8 @@ RULES = {
     # one barrier wait, timeout last (MP_FOREVER: the barrier's default)
     "mp_barrier_wait": (1, [0, "MP_FOREVER"], None),
     "mp_barrier_wait_timeout": (2, [0, 1], "mp_barrier_wait"),
+    # inputs before outputs
+    "mp_conn_recv_bytes": (5, [0, 3, 1, 2, 4], None),
 }
 
 CHAR_LIT = re.compile(r"'(\\.|[^\\'\n])'")
@@ -65,8 +69,8 @@ def split_args(text, start):
     return None
 
 
-def reshape(text, path, report):
-    names = "|".join(sorted(RULES, key=len, reverse=True))
+def reshape(text, path, report, rules):
+    names = "|".join(sorted(rules, key=len, reverse=True))
     pat = re.compile(r"(?<![A-Za-z0-9_])(" + names + r")()\(")
     out, pos = [], 0
     for m in pat.finditer(text):
@@ -100,7 +104,11 @@ def reshape(text, path, report):
 
 
 def main():
-    root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else ".")
+    argv = sys.argv[1:]
+    root = pathlib.Path(argv[0] if argv else ".")
+    rules = RULES
+    if "--only" in argv:
+        rules = {n: RULES[n] for n in argv[argv.index("--only") + 1 :]}
     report = []
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root).as_posix()
@@ -109,7 +117,7 @@ def main():
         if rel.startswith((".git/", "build/")) or any(s in rel for s in SKIP):
             continue
         text = p.read_text()
-        new = reshape(text, rel, report)
+        new = reshape(text, rel, report, rules)
         if new != text:
             p.write_text(new)
     for r in report:

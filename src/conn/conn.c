@@ -669,7 +669,7 @@ static int conn_recv(mp_conn *c, struct recv_req *req, double timeout)
     return rc;
 }
 
-MP_API int mp_conn_recv_bytes(mp_conn *c, void **buf, size_t *len, size_t maxlength, double timeout)
+MP_API int mp_conn_recv_bytes(mp_conn *c, size_t maxlength, void **buf, size_t *len, double timeout)
 {
     if (!buf || !len)
         return -EINVAL;
@@ -731,7 +731,7 @@ MP_API int mp_conn_recv(mp_conn *c, mp_obj **obj, double timeout)
     *obj = NULL;
     void *bytes;
     size_t len;
-    int rc = mp_conn_recv_bytes(c, &bytes, &len, 0, timeout);
+    int rc = mp_conn_recv_bytes(c, 0, &bytes, &len, timeout);
     if (rc < 0)
         return rc;
     rc = mp__pickle_loads(bytes, len, obj);

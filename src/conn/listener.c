@@ -154,7 +154,7 @@ static int listener_recv_handshake(mp_conn *c, unsigned char buf[MP__HS_MAXLEN],
                                    int64_t deadline)
 {
     void *msg;
-    int rc = mp_conn_recv_bytes(c, &msg, len, MP__HS_MAXLEN, mp__deadline_left(deadline));
+    int rc = mp_conn_recv_bytes(c, MP__HS_MAXLEN, &msg, len, mp__deadline_left(deadline));
     if (rc == MP_ETOOLONG || rc == MP_EPROTO || rc == MP_ETRUNCATED)
         return MP_EAUTH;
     if (rc < 0)

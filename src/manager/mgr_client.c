@@ -312,7 +312,7 @@ static int client_read_report(mp_manager *m, mp_conn *rd, bool private_addr)
 {
     void *msg = NULL;
     size_t len = 0;
-    int rc = mp_conn_recv_bytes(rd, &msg, &len, sizeof m->address + 8, START_TIMEOUT);
+    int rc = mp_conn_recv_bytes(rd, sizeof m->address + 8, &msg, &len, START_TIMEOUT);
     if (rc < 0) {
         free(msg);
         /* EOF: the child died before it reported */

@@ -12,7 +12,7 @@ static int echo(void *arg)
     mp_conn *c = arg;
     void *buf;
     size_t len;
-    if (mp_conn_recv_bytes(c, &buf, &len, 0, 10.0) != 0)
+    if (mp_conn_recv_bytes(c, 0, &buf, &len, 10.0) != 0)
         return 1;
     int rc = mp_conn_send_bytes(c, buf, len);
     free(buf);
