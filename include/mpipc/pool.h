@@ -317,11 +317,13 @@ MP_API int mp_pool_join(mp_pool *p, double timeout);
  * (Python's "with Pool() as p:" exit), then joined without limit. Accepts
  * NULL. Results and iterators stay valid (terminated ones report
  * MP_ETERMINATED) until they are freed themselves.
- * Returns 0; MP_ESTATE from a callback of this pool (nothing is freed).
+ * Never fails. Called from a callback of this pool (its own result thread)
+ * it is a misuse and does nothing: the pool stays as it was, to be freed
+ * by its owner (freeing there would join the thread from itself).
  * Thread/fork: in a forked child, only closes the child's copies of the
  * pool's descriptors and frees its memory copy.
  */
-MP_API int mp_pool_free(mp_pool *p);
+MP_API void mp_pool_free(mp_pool *p);
 
 /* mp_pool_processes - the number of workers the pool keeps (Python's
  * len(pool._pool)), or -EINVAL / MP_EFORKED. Thread/fork: any thread of the
