@@ -12,6 +12,7 @@
 #include <mpipc/obj.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -245,6 +246,39 @@ static void test_list_append_get_set(void **state)
     mp_obj *x = num(1);
     TU_ASSERT_STATUS(mp_obj_list_set(l, 100, x), MP_EKEY);
     mp_obj_free(x);
+    mp_obj_free(l);
+}
+
+/* Python's l[-1], l[-len] and IndexError for l[-len - 1], for get and set;
+ * a refused set leaves the item with the caller and the list unchanged. */
+static void test_list_negative_index_counts_from_the_end(void **state)
+{
+    (void)state;
+    mp_obj *l = mp_obj_list_new();
+    for (int i = 0; i < 3; i++)
+        append(l, num(i));
+    int64_t v;
+    TU_ASSERT_STATUS(mp_obj_get_int(mp_obj_list_get(l, -1), &v), 0);
+    assert_int_equal(v, 2);
+    TU_ASSERT_STATUS(mp_obj_get_int(mp_obj_list_get(l, -3), &v), 0);
+    assert_int_equal(v, 0);
+    assert_null(mp_obj_list_get(l, -4));
+    TU_ASSERT_STATUS(mp_obj_list_set(l, -1, num(20)), 0);
+    TU_ASSERT_STATUS(mp_obj_get_int(mp_obj_list_get(l, 2), &v), 0);
+    assert_int_equal(v, 20);
+    mp_obj *x = num(7);
+    TU_ASSERT_STATUS(mp_obj_list_set(l, -4, x), MP_EKEY);
+    TU_ASSERT_STATUS(mp_obj_list_set(l, -SSIZE_MAX - 1, x), MP_EKEY);
+    assert_int_equal(mp_obj_len(l), 3);
+    TU_ASSERT_STATUS(mp_obj_get_int(mp_obj_list_get(l, 0), &v), 0);
+    assert_int_equal(v, 0);
+    mp_obj_free(x);
+    /* A tuple reads the same way. */
+    mp_obj *t = mp_obj_tuple_new();
+    TU_ASSERT_STATUS(mp_obj_tuple_append(t, num(5)), 0);
+    TU_ASSERT_STATUS(mp_obj_get_int(mp_obj_list_get(t, -1), &v), 0);
+    assert_int_equal(v, 5);
+    mp_obj_free(t);
     mp_obj_free(l);
 }
 
@@ -1157,6 +1191,7 @@ int main(int argc, char **argv)
     tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_constructors_make_each_type),
+        cmocka_unit_test(test_list_negative_index_counts_from_the_end),
         cmocka_unit_test(test_checked_accessors_return_the_value),
         cmocka_unit_test(test_accessor_on_wrong_type_is_type_error_and_leaves_output),
         cmocka_unit_test(test_get_int_accepts_bool_because_bool_is_an_int),

@@ -288,7 +288,7 @@ typedef struct mp_wait_item {
     int ready;     /* out: 1 if ready */
 } mp_wait_item;
 
-MP_API int mp_wait(mp_wait_item *items, size_t n, double timeout);
+MP_API ssize_t mp_wait(mp_wait_item *items, size_t n, double timeout);
 
 #ifdef __cplusplus
 }

@@ -231,24 +231,25 @@ MP_API int mp_obj_list_append(mp_obj *list, mp_obj *item);
 MP_API int mp_obj_tuple_append(mp_obj *tuple, mp_obj *item);
 
 /*
- * mp_obj_list_get - Python's seq[i] for a list or a tuple.
+ * mp_obj_list_get - Python's seq[i] for a list or a tuple; a negative i
+ * counts from the end, as in Python (seq[-1] is the last item).
  *
  * Returns the item, or NULL when seq is NULL, is not a list or tuple, or
- * i >= its length. Ownership: borrowed from seq. The caller may change a
+ * i is out of range (Python's IndexError). Ownership: borrowed from seq. The caller may change a
  * list's or dict's contents through it, but must not free it or put it into
  * another container.
  */
-MP_API mp_obj *mp_obj_list_get(const mp_obj *seq, size_t i);
+MP_API mp_obj *mp_obj_list_get(const mp_obj *seq, ssize_t i);
 
 /*
  * mp_obj_list_set - Python's list[i] = item: replaces (and frees) the item at
- * index i of a list.
+ * index i of a list; a negative i counts from the end.
  *
  * Returns 0; MP_ETYPE if list is not a list; MP_EKEY when i is out of range
  * (Python's IndexError); other codes as mp_obj_list_append.
  * Ownership: on success list owns item; on failure the caller still does.
  */
-MP_API int mp_obj_list_set(mp_obj *list, size_t i, mp_obj *item);
+MP_API int mp_obj_list_set(mp_obj *list, ssize_t i, mp_obj *item);
 
 /* ---- Dicts ------------------------------------------------------------- */
 

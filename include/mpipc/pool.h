@@ -328,7 +328,7 @@ MP_API void mp_pool_free(mp_pool *p);
 /* mp_pool_processes - the number of workers the pool keeps (Python's
  * len(pool._pool)), or -EINVAL / MP_EFORKED. Thread/fork: any thread of the
  * owner. */
-MP_API int mp_pool_processes(const mp_pool *p);
+MP_API ssize_t mp_pool_processes(const mp_pool *p);
 
 /*
  * mp_pool_pids - the pids of the live workers.
@@ -340,7 +340,7 @@ MP_API int mp_pool_processes(const mp_pool *p);
  * Ownership: pids is the caller's array. Thread/fork: any thread of the
  * owner; the list is a snapshot.
  */
-MP_API int mp_pool_pids(mp_pool *p, pid_t *pids, size_t cap);
+MP_API ssize_t mp_pool_pids(mp_pool *p, pid_t *pids, size_t cap);
 
 /* ---- bytes tasks --------------------------------------------------------- */
 

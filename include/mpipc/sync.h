@@ -60,6 +60,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -155,7 +156,7 @@ MP_API int mp_rlock_release(mp_rlock *lock);
 
 /* How many levels the calling thread holds (0 if it does not hold the lock),
  * or -EINVAL. */
-MP_API int mp_rlock_count(mp_rlock *lock);
+MP_API ssize_t mp_rlock_count(mp_rlock *lock);
 
 /* mp_rlock_free - destroy the lock (see "Freeing"). Accepts NULL. */
 MP_API void mp_rlock_free(mp_rlock *lock);
@@ -274,8 +275,8 @@ MP_API int mp_cond_wait_for(mp_cond *cond, bool (*pred)(void *arg), void *arg, d
  * Returns the number woken (>= 0); MP_ESTATE when the calling thread does not
  * hold the lock (Python's AssertionError "lock is not owned"); -EINVAL.
  */
-MP_API int mp_cond_notify(mp_cond *cond, unsigned n);
-MP_API int mp_cond_notify_all(mp_cond *cond);
+MP_API ssize_t mp_cond_notify(mp_cond *cond, size_t n);
+MP_API ssize_t mp_cond_notify_all(mp_cond *cond);
 
 /* mp_cond_free - destroy (see "Freeing"); not the borrowed lock. */
 MP_API void mp_cond_free(mp_cond *cond);
@@ -329,7 +330,7 @@ MP_API int mp_barrier_reset(mp_barrier *b);
 /* Python's parties, n_waiting and broken properties (n_waiting and broken
  * return -EINVAL for NULL). */
 MP_API unsigned mp_barrier_parties(const mp_barrier *b);
-MP_API int mp_barrier_n_waiting(mp_barrier *b);
+MP_API ssize_t mp_barrier_n_waiting(mp_barrier *b);
 MP_API int mp_barrier_broken(mp_barrier *b);
 
 /* mp_barrier_free - destroy (see "Freeing"). Accepts NULL. */
@@ -413,10 +414,10 @@ MP_API char mp_array_typecode(const mp_array *a);
  * Returns as the mp_value accessors, and MP_EKEY for an index out of range
  * (Python's IndexError).
  */
-MP_API int mp_array_get_int(mp_array *a, long i, int64_t *out);
-MP_API int mp_array_set_int(mp_array *a, long i, int64_t x);
-MP_API int mp_array_get_float(mp_array *a, long i, double *out);
-MP_API int mp_array_set_float(mp_array *a, long i, double x);
+MP_API int mp_array_get_int(mp_array *a, ssize_t i, int64_t *out);
+MP_API int mp_array_set_int(mp_array *a, ssize_t i, int64_t x);
+MP_API int mp_array_get_float(mp_array *a, ssize_t i, double *out);
+MP_API int mp_array_set_float(mp_array *a, ssize_t i, double x);
 
 /* mp_array_free - destroy (see "Freeing"). Accepts NULL. */
 MP_API void mp_array_free(mp_array *a);

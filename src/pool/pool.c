@@ -407,20 +407,20 @@ MP_API void mp_pool_free(mp_pool *p)
     pool_release(p, true);
 }
 
-MP_API int mp_pool_processes(const mp_pool *p)
+MP_API ssize_t mp_pool_processes(const mp_pool *p)
 {
     int rc = mp__pool_check(p);
     return rc < 0 ? rc : p->nproc;
 }
 
-MP_API int mp_pool_pids(mp_pool *p, pid_t *pids, size_t cap)
+MP_API ssize_t mp_pool_pids(mp_pool *p, pid_t *pids, size_t cap)
 {
     int rc = mp__pool_check(p);
     if (rc < 0)
         return rc;
     if (!pids && cap > 0)
         return -EINVAL;
-    int n = 0;
+    ssize_t n = 0;
     mp__pool_lock(p);
     for (int i = 0; i < p->nproc; i++) {
         if (p->w[i].state != W_LIVE)

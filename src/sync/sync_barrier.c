@@ -275,12 +275,12 @@ MP_API unsigned mp_barrier_parties(const mp_barrier *b)
     return b ? b->parties : 0;
 }
 
-MP_API int mp_barrier_n_waiting(mp_barrier *b)
+MP_API ssize_t mp_barrier_n_waiting(mp_barrier *b)
 {
     int rc = barrier_lock(b, true);
     if (rc < 0)
         return rc;
-    int n = b->state == B_FILLING ? (int)b->count : 0;
+    ssize_t n = b->state == B_FILLING ? (ssize_t)b->count : 0;
     mp__mutex_unlock(&b->guard);
     return n;
 }
