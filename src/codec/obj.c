@@ -469,7 +469,15 @@ static bool obj_seq_index(size_t len, ssize_t i, size_t *at)
     return true;
 }
 
-MP_API mp_obj *mp_obj_list_get(const mp_obj *seq, ssize_t i)
+MP_API const mp_obj *mp_obj_list_get(const mp_obj *seq, ssize_t i)
+{
+    size_t at;
+    if (!seq || !obj_is_seq(seq) || !obj_seq_index(seq->u.seq.len, i, &at))
+        return NULL;
+    return seq->u.seq.items[at];
+}
+
+MP_API mp_obj *mp_obj_list_get_mut(mp_obj *seq, ssize_t i)
 {
     size_t at;
     if (!seq || !obj_is_seq(seq) || !obj_seq_index(seq->u.seq.len, i, &at))
