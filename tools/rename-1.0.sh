@@ -5,8 +5,9 @@
 #
 # Scope: C sources and headers, CMake files and Markdown under DIR (src/,
 # include/, tests/, examples/, bench/*.c, fuzz/, docs/, README.md). Left out on
-# purpose: CHANGES.md (it lists the old names), this script, and
-# tests/test_api_conventions.c (it names the old names to refuse them).
+# purpose: this script and tests/test_api_conventions.c (it names the old
+# names to refuse them). In CHANGES.md only lines without "->" change: the
+# old -> new records keep the old names, an "Added" line gets the new ones.
 set -eu
 
 dir=${1:?usage: rename-1.0.sh DIR}
@@ -27,7 +28,7 @@ files=$(find . -name .git -prune -o -name 'build' -prune -o -type f \
 # one; the new names do not match the old patterns, so a second run changes
 # nothing.
 # shellcheck disable=SC2086
-perl -pi -e '
+rules='
     # Manager proxies: named after Python proxy classes (DictProxy, ListProxy,
     # AcquirerProxy for Lock/RLock, the queue proxy).
     s/(?<![A-Za-z0-9_])mp_dict(?=_[A-Za-z0-9]|(?![A-Za-z0-9_]))/mp_dictproxy/g;
@@ -35,4 +36,8 @@ perl -pi -e '
     s/(?<![A-Za-z0-9_])mp_mlock(?=_[A-Za-z0-9]|(?![A-Za-z0-9_]))/mp_lockproxy/g;
     s/(?<![A-Za-z0-9_])mp_mqueue(?=_[A-Za-z0-9]|(?![A-Za-z0-9_]))/mp_queueproxy/g;
     s/(?<![A-Za-z0-9_])MP_LIST_END(?![A-Za-z0-9_])/MP_LISTPROXY_END/g;
-' $files
+'
+perl -pi -e "$rules" $files
+if [ -f CHANGES.md ]; then
+    perl -pi -e "next if /->/; $rules" CHANGES.md
+fi
