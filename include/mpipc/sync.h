@@ -402,9 +402,10 @@ MP_API void mp_value_free(mp_value *v);
  */
 MP_API int mp_array_new(mp_array **out, char typecode, size_t n, const void *init, bool with_lock);
 
-/* The first item, the number of items, the lock (NULL if raw), the typecode. */
+/* The first item, the number of items (Python's len(); -EINVAL for NULL),
+ * the lock (NULL if raw), the typecode. */
 MP_API void *mp_array_ptr(mp_array *a);
-MP_API size_t mp_array_len(const mp_array *a);
+MP_API ssize_t mp_array_len(const mp_array *a);
 MP_API mp_rlock *mp_array_get_lock(mp_array *a);
 MP_API char mp_array_typecode(const mp_array *a);
 

@@ -330,9 +330,9 @@ MP_API void *mp_array_ptr(mp_array *a)
     return a ? array_items(a) : NULL;
 }
 
-MP_API size_t mp_array_len(const mp_array *a)
+MP_API ssize_t mp_array_len(const mp_array *a)
 {
-    return a ? a->len : 0;
+    return a ? (ssize_t)a->len : -EINVAL;
 }
 
 MP_API mp_rlock *mp_array_get_lock(mp_array *a)
