@@ -27,11 +27,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SMALL 64
-#define BIG (1u << 20)
+#define SMALL     64
+#define BIG       (1u << 20)
 #define PINGPONGS 100000
-#define ONEWAY 1000000
-#define BIGS 3000
+#define ONEWAY    1000000
+#define BIGS      3000
 
 static double now(void)
 {

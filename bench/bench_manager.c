@@ -97,7 +97,8 @@ static double run(int locked)
         die("mp_manager_start", rc);
     struct work w = {0};
     w.locked = locked;
-    if ((rc = mp_manager_dict(m, NULL, &w.d)) || (rc = mp_dictproxy_set_int(w.d, "count", PROCS * OPS)))
+    if ((rc = mp_manager_dict(m, NULL, &w.d)) ||
+        (rc = mp_dictproxy_set_int(w.d, "count", PROCS * OPS)))
         die("dict", rc);
     if (locked == 1 && (rc = mp_manager_lock(m, &w.lock)))
         die("lock", rc);

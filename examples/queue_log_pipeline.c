@@ -148,7 +148,7 @@ int main(void)
         CHECK(mp_queue_get_obj(results, &d, 30.0));
         for (int l = 0; l < NLEVELS; l++) {
             int64_t v;
-            mp_obj *count = mp_obj_dict_get_cstr(d, levels[l]);
+            const mp_obj *count = mp_obj_dict_get_cstr(d, levels[l]);
             if (count && mp_obj_get_int(count, &v) == 0)
                 got[l] += (long)v;
         }

@@ -558,12 +558,15 @@ static void test_errmsg_process_misuse_uses_python_words(void **state)
     assert_string_equal(mp_errmsg(MP_ESTATE), "cannot start a process twice");
     TU_ASSERT_STATUS(mp_process_set_daemon(p, true), MP_ESTATE);
     assert_string_equal(mp_errmsg(MP_ESTATE), "process has already started");
-    TU_ASSERT_STATUS(mp_process_free(p), MP_EVALUE);
+    TU_ASSERT_STATUS(mp_process_close(p), MP_EVALUE);
     assert_non_null(
         strstr(mp_errmsg(MP_EVALUE), "Cannot close a process while it is still running"));
     TU_ASSERT_STATUS(mp_process_terminate(p), 0);
     TU_ASSERT_STATUS(mp_process_join(p, MT_LONG), 0);
-    TU_ASSERT_STATUS(mp_process_free(p), 0);
+    TU_ASSERT_STATUS(mp_process_close(p), 0);
+    TU_ASSERT_STATUS(mp_process_start(p), MP_EVALUE);
+    assert_string_equal(mp_errmsg(MP_EVALUE), "process object is closed");
+    mp_process_free(p);
 }
 
 int main(int argc, char **argv)

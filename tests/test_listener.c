@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #define T_LONG 10.0
-#define KEY "the key"
+#define KEY    "the key"
 #define KEYLEN 7
 
 static int expect_bytes(mp_conn *c, const char *want)
@@ -207,16 +207,15 @@ static void test_bad_addresses_and_refused_connections(void **state)
     (void)state;
     mp_listener *l;
     mp_conn *c;
-    const char *bad[] = {"", "tcp:", "tcp:127.0.0.1:", "tcp:127.0.0.1:99999", "host:port",
-                         "unix:", "tcp:1.2.3.4:-1"};
+    const char *bad[] = {"",          "tcp:",  "tcp:127.0.0.1:", "tcp:127.0.0.1:99999",
+                         "host:port", "unix:", "tcp:1.2.3.4:-1"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(mp_listener_new(&l, bad[i], NULL, 0, NULL), -EINVAL);
         assert_null(l);
         assert_int_equal(mp_client_connect(&c, bad[i], NULL, 0, 1.0), -EINVAL);
         assert_null(c);
     }
-    assert_int_equal(mp_client_connect(&c, "unix:/nonexistent/mpipc.sock", NULL, 0, 1.0),
-                     -ENOENT);
+    assert_int_equal(mp_client_connect(&c, "unix:/nonexistent/mpipc.sock", NULL, 0, 1.0), -ENOENT);
     /* A port nobody listens on: bind one, close it, connect. */
     assert_int_equal(mp_listener_new(&l, "tcp:127.0.0.1:0", NULL, 0, NULL), 0);
     char addr[64];
@@ -259,8 +258,15 @@ struct raw_peer {
     int mode;
 };
 
-enum { SEND_GARBAGE, SEND_HUGE, SEND_NOTHING, SEND_BAD_FRAME, HANG_UP, SEND_SHORT_CHALLENGE,
-       SEND_UNKNOWN_DIGEST };
+enum {
+    SEND_GARBAGE,
+    SEND_HUGE,
+    SEND_NOTHING,
+    SEND_BAD_FRAME,
+    HANG_UP,
+    SEND_SHORT_CHALLENGE,
+    SEND_UNKNOWN_DIGEST
+};
 
 /* The other side may hang up on us at any point: that is its right. */
 static void raw_send(int fd, const void *p, size_t n)
@@ -327,8 +333,11 @@ static void test_garbage_from_a_client_is_eauth_never_a_hang(void **state)
     const struct {
         int mode;
         int expect;
-    } cases[] = {{SEND_GARBAGE, MP_EAUTH}, {SEND_HUGE, MP_EAUTH}, {SEND_BAD_FRAME, MP_EAUTH},
-                 {HANG_UP, MP_EOF},        {SEND_NOTHING, MP_ETIMEDOUT}};
+    } cases[] = {{SEND_GARBAGE, MP_EAUTH},
+                 {SEND_HUGE, MP_EAUTH},
+                 {SEND_BAD_FRAME, MP_EAUTH},
+                 {HANG_UP, MP_EOF},
+                 {SEND_NOTHING, MP_ETIMEDOUT}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct raw_peer p = {mp_listener_address(l), cases[i].mode};
         pid_t pid = tu_fork(raw_client, &p);
@@ -440,9 +449,9 @@ static void test_garbage_from_a_server_is_eauth_never_a_hang(void **state)
     const struct {
         int mode;
         int expect;
-    } cases[] = {{SEND_GARBAGE, MP_EAUTH},         {SEND_HUGE, MP_EAUTH},
-                 {SEND_BAD_FRAME, MP_EAUTH},       {SEND_SHORT_CHALLENGE, MP_EAUTH},
-                 {SEND_UNKNOWN_DIGEST, MP_EAUTH},  {HANG_UP, MP_EOF},
+    } cases[] = {{SEND_GARBAGE, MP_EAUTH},        {SEND_HUGE, MP_EAUTH},
+                 {SEND_BAD_FRAME, MP_EAUTH},      {SEND_SHORT_CHALLENGE, MP_EAUTH},
+                 {SEND_UNKNOWN_DIGEST, MP_EAUTH}, {HANG_UP, MP_EOF},
                  {SEND_NOTHING, MP_ETIMEDOUT}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char path[128];
@@ -528,20 +537,19 @@ static void test_python_listener_refuses_a_wrong_key_and_so_does_the_c_client(vo
     assert_int_equal(tu_wait_child(pid, T_LONG), 3); /* Python's AuthenticationError */
 }
 
-static const char PY_CLIENT[] =
-    "import sys\n"
-    "from multiprocessing.connection import Client\n"
-    "from multiprocessing import AuthenticationError\n"
-    "addr, key = sys.argv[1], sys.argv[2].encode()\n"
-    "if addr.startswith('unix:'):\n"
-    "    address = addr[5:]\n"
-    "else:\n"
-    "    h, p = addr[4:].rsplit(':', 1); address = (h, int(p))\n"
-    "try:\n"
-    "    c = Client(address, authkey=key)\n"
-    "except AuthenticationError:\n"
-    "    sys.exit(3)\n"
-    "m = c.recv_bytes(); c.send_bytes(m[::-1]); c.close()\n";
+static const char PY_CLIENT[] = "import sys\n"
+                                "from multiprocessing.connection import Client\n"
+                                "from multiprocessing import AuthenticationError\n"
+                                "addr, key = sys.argv[1], sys.argv[2].encode()\n"
+                                "if addr.startswith('unix:'):\n"
+                                "    address = addr[5:]\n"
+                                "else:\n"
+                                "    h, p = addr[4:].rsplit(':', 1); address = (h, int(p))\n"
+                                "try:\n"
+                                "    c = Client(address, authkey=key)\n"
+                                "except AuthenticationError:\n"
+                                "    sys.exit(3)\n"
+                                "m = c.recv_bytes(); c.send_bytes(m[::-1]); c.close()\n";
 
 static void test_python_client_joins_a_c_listener_in_both_forms(void **state)
 {

@@ -866,7 +866,8 @@ static int netns_role(int argc, char **argv)
                 break;
             char key[64];
             snprintf(key, sizeof key, "done:%s", name);
-            if (mp_dictproxy_add_int(d, "sum", v, NULL) != 0 || mp_dictproxy_add_int(d, key, 1, NULL) != 0) {
+            if (mp_dictproxy_add_int(d, "sum", v, NULL) != 0 ||
+                mp_dictproxy_add_int(d, key, 1, NULL) != 0) {
                 code = 43;
                 break;
             }
@@ -878,7 +879,8 @@ static int netns_role(int argc, char **argv)
         int64_t sum = 0, c1 = 0, c2 = 0;
         if (!code && mp_manager_attach_dict(m, "results", &d) != 0)
             code = 51;
-        if (!code && (mp_dictproxy_get_int(d, "sum", &sum) != 0 || sum != NS_JOBS * (NS_JOBS + 1) / 2))
+        if (!code &&
+            (mp_dictproxy_get_int(d, "sum", &sum) != 0 || sum != NS_JOBS * (NS_JOBS + 1) / 2))
             code = 52;
         /* a worker may have got no job at all (then it has no count) */
         int r1 = code ? 0 : mp_dictproxy_get_int(d, "done:w1", &c1);

@@ -35,11 +35,13 @@ static int child_uses_dict_list_queue(void *arg)
     if (mp_listproxy_pop(sh->l, 0, NULL) != 0)
         return 21;
     /* _test_queue */
-    if (mp_queueproxy_qsize(sh->q) != 2 || mp_queueproxy_full(sh->q) != 1 || mp_queueproxy_empty(sh->q) != 0)
+    if (mp_queueproxy_qsize(sh->q) != 2 || mp_queueproxy_full(sh->q) != 1 ||
+        mp_queueproxy_empty(sh->q) != 0)
         return 30;
     mp_obj *item;
     for (int want = 5; want <= 6; want++) {
-        if (mp_queueproxy_get(sh->q, &item, MT_LONG) != 0 || mp_obj_get_int(item, &v) != 0 || v != want)
+        if (mp_queueproxy_get(sh->q, &item, MT_LONG) != 0 || mp_obj_get_int(item, &v) != 0 ||
+            v != want)
             return 31;
         mp_obj_free(item);
     }

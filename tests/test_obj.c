@@ -12,6 +12,7 @@
 #include <mpipc/obj.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -249,6 +250,69 @@ static void test_list_append_get_set(void **state)
     mp_obj_free(l);
 }
 
+/* The _mut accessors hand out the container's own item, so a nested list
+ * or dict changes in place (Python's d["k"].append(x)); the const ones
+ * return the same pointer, read-only. Misses are NULL, as for get. */
+static void test_get_mut_changes_a_nested_container_in_place(void **state)
+{
+    (void)state;
+    mp_obj *d = mp_obj_dict_new(), *l = mp_obj_list_new();
+    append(l, mp_obj_list_new());
+    set(d, str("k"), l);
+    mp_obj *key = str("k");
+    mp_obj *inner = mp_obj_dict_get_mut(d, key);
+    assert_true(inner == mp_obj_dict_get(d, key));
+    assert_true(inner == mp_obj_dict_get_cstr(d, "k"));
+    append(inner, num(1));
+    mp_obj *nested = mp_obj_list_get_mut(inner, -2);
+    assert_true(nested == mp_obj_list_get(inner, 0));
+    append(nested, num(2));
+    assert_repr_and_free(mp_obj_copy(d), "{'k': [[2], 1]}");
+    assert_null(mp_obj_list_get_mut(inner, 2));
+    assert_null(mp_obj_list_get_mut(d, 0)); /* not a list */
+    assert_null(mp_obj_list_get_mut(NULL, 0));
+    mp_obj *missing = str("nope");
+    assert_null(mp_obj_dict_get_mut(d, missing));
+    assert_null(mp_obj_dict_get_mut(inner, key)); /* not a dict */
+    assert_null(mp_obj_dict_get_mut(NULL, key));
+    mp_obj_free(missing);
+    mp_obj_free(key);
+    mp_obj_free(d);
+}
+
+/* Python's l[-1], l[-len] and IndexError for l[-len - 1], for get and set;
+ * a refused set leaves the item with the caller and the list unchanged. */
+static void test_list_negative_index_counts_from_the_end(void **state)
+{
+    (void)state;
+    mp_obj *l = mp_obj_list_new();
+    for (int i = 0; i < 3; i++)
+        append(l, num(i));
+    int64_t v;
+    TU_ASSERT_STATUS(mp_obj_get_int(mp_obj_list_get(l, -1), &v), 0);
+    assert_int_equal(v, 2);
+    TU_ASSERT_STATUS(mp_obj_get_int(mp_obj_list_get(l, -3), &v), 0);
+    assert_int_equal(v, 0);
+    assert_null(mp_obj_list_get(l, -4));
+    TU_ASSERT_STATUS(mp_obj_list_set(l, -1, num(20)), 0);
+    TU_ASSERT_STATUS(mp_obj_get_int(mp_obj_list_get(l, 2), &v), 0);
+    assert_int_equal(v, 20);
+    mp_obj *x = num(7);
+    TU_ASSERT_STATUS(mp_obj_list_set(l, -4, x), MP_EKEY);
+    TU_ASSERT_STATUS(mp_obj_list_set(l, -SSIZE_MAX - 1, x), MP_EKEY);
+    assert_int_equal(mp_obj_len(l), 3);
+    TU_ASSERT_STATUS(mp_obj_get_int(mp_obj_list_get(l, 0), &v), 0);
+    assert_int_equal(v, 0);
+    mp_obj_free(x);
+    /* A tuple reads the same way. */
+    mp_obj *t = mp_obj_tuple_new();
+    TU_ASSERT_STATUS(mp_obj_tuple_append(t, num(5)), 0);
+    TU_ASSERT_STATUS(mp_obj_get_int(mp_obj_list_get(t, -1), &v), 0);
+    assert_int_equal(v, 5);
+    mp_obj_free(t);
+    mp_obj_free(l);
+}
+
 static void test_failed_append_leaves_the_item_with_the_caller(void **state)
 {
     (void)state;
@@ -349,7 +413,7 @@ static void test_nesting_is_limited_to_max_depth(void **state)
     /* Top-down: find the innermost list and try to go deeper there. */
     mp_obj *leaf = inner;
     while (mp_obj_len(leaf) > 0)
-        leaf = mp_obj_list_get(leaf, 0);
+        leaf = mp_obj_list_get_mut(leaf, 0);
     mp_obj *extra = mp_obj_list_new();
     TU_ASSERT_STATUS(mp_obj_list_append(leaf, extra), MP_EVALUE);
     TU_ASSERT_STATUS(mp_obj_list_append(leaf, num(1)), 0); /* a scalar fits */
@@ -495,8 +559,7 @@ static void test_dict_iterates_in_insertion_order_through_deletes_and_growth(voi
         set(d, num(i), num(i * 10)); /* passes 8192 entries: grows, dropping the deleted */
     assert_int_equal(mp_obj_len(d), 1500 + 1 + 6000);
     size_t pos = 0;
-    const mp_obj *k;
-    mp_obj *v;
+    const mp_obj *k, *v;
     int64_t expect = 1, kv;
     int n = 0;
     while (mp_obj_dict_next(d, &pos, &k, &v) == 1) {
@@ -608,7 +671,7 @@ static void test_nan_key_is_found_by_identity_and_copies_keep_it(void **state)
      * copy.deepcopy(d)[n] -> 1 too, since deepcopy keeps the float. */
     mp_obj *d = mp_obj_dict_new(), *n = mp_obj_float(NAN);
     set(d, n, num(1));
-    mp_obj *v = mp_obj_dict_get(d, n);
+    const mp_obj *v = mp_obj_dict_get(d, n);
     assert_non_null(v);
     mp_obj *c = mp_obj_copy(d);
     assert_true(mp_obj_dict_get(c, n) != NULL);
@@ -660,7 +723,7 @@ static void test_none_bools_and_small_ints_are_shared_immortal_values(void **sta
     set(d, mp_obj_int(1), x);      /* 1 == True: replaces the value */
     TU_ASSERT_STATUS(mp_obj_list_set(a, 0, mp_obj_int(-1)), 0);
     mp_obj_free(x);
-    mp_obj_free(mp_obj_list_get(a, 1));
+    mp_obj_free(mp_obj_list_get_mut(a, 1));
     mp_obj *c = mp_obj_copy(a);
     assert_true(mp_obj_list_get(c, 1) == x);
     mp_obj_free(c);
@@ -716,11 +779,10 @@ static void assert_inserts_in_linear_time(key_maker make, size_t n, double limit
     assert_int_equal(mp_obj_len(d), (ssize_t)n); /* all distinct */
     t0 = tu_now();
     size_t pos = 0;
-    const mp_obj *k;
-    mp_obj *v;
+    const mp_obj *k, *v;
     int64_t expect = 0, got;
     while (mp_obj_dict_next(d, &pos, &k, &v) == 1) {
-        mp_obj *found = mp_obj_dict_get(d, k);
+        const mp_obj *found = mp_obj_dict_get(d, k);
         assert_true(found == v);
         TU_ASSERT_STATUS(mp_obj_get_int(found, &got), 0);
         assert_int_equal(got, expect++);
@@ -1048,7 +1110,9 @@ static void test_copy_is_deep_and_independent(void **state)
     free(r1);
     free(r2);
     /* changing the copy leaves the original alone */
-    append(mp_obj_dict_get_cstr(c, "list"), num(2));
+    mp_obj *key = str("list");
+    append(mp_obj_dict_get_mut(c, key), num(2));
+    mp_obj_free(key);
     assert_int_equal(mp_obj_len(mp_obj_dict_get_cstr(d, "list")), 2);
     assert_int_equal(mp_obj_len(mp_obj_dict_get_cstr(c, "list")), 3);
     /* the copied tuple key still finds its value */
@@ -1072,7 +1136,7 @@ static void test_free_accepts_null_and_ignores_borrowed_items(void **state)
     mp_obj_free(NULL);
     mp_obj *l = mp_obj_list_new();
     append(l, str("x"));
-    mp_obj_free(mp_obj_list_get(l, 0)); /* not ours: ignored */
+    mp_obj_free(mp_obj_list_get_mut(l, 0)); /* not ours: ignored */
     assert_repr_and_free(l, "['x']");
 }
 
@@ -1158,6 +1222,8 @@ int main(int argc, char **argv)
     tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_constructors_make_each_type),
+        cmocka_unit_test(test_list_negative_index_counts_from_the_end),
+        cmocka_unit_test(test_get_mut_changes_a_nested_container_in_place),
         cmocka_unit_test(test_checked_accessors_return_the_value),
         cmocka_unit_test(test_accessor_on_wrong_type_is_type_error_and_leaves_output),
         cmocka_unit_test(test_get_int_accepts_bool_because_bool_is_an_int),

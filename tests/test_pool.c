@@ -653,7 +653,7 @@ static void test_calls_refuse_bad_arguments(void **state)
     mp_result_free(r);
     mp_result_free(NULL);
     mp_imap_free(NULL);
-    assert_int_equal(mp_pool_free(NULL), 0);
+    mp_pool_free(NULL); /* accepted */
     mp_obj_free(args);
     mp_obj_free(notseq);
     mp_obj_free(list);
@@ -717,7 +717,7 @@ static void test_terminate_fails_every_pending_result_instead_of_blocking(void *
     mp_result_free(r2);
     mp_obj_free(items);
     mp_obj_free(args);
-    TU_ASSERT_STATUS(mp_pool_free(p), 0);
+    mp_pool_free(p);
 }
 
 static void test_empty_inputs_give_empty_results(void **state)
@@ -774,7 +774,7 @@ static void test_closed_pool_refuses_work_and_join_needs_close(void **state)
     assert_int_equal(as_int(mp_obj_list_get(v, 9)), 81);
     /* join again is fine; results outlive the pool. */
     TU_ASSERT_STATUS(mp_pool_join(p, 0), 0);
-    TU_ASSERT_STATUS(mp_pool_free(p), 0);
+    mp_pool_free(p);
     TU_ASSERT_STATUS(mp_result_get(r, &v, NULL, 0), 0);
     assert_int_equal(as_int(mp_obj_list_get(v, 3)), 9);
     mp_result_free(r);
@@ -883,7 +883,7 @@ static void test_close_and_join_wait_for_every_task_after_a_failure(void **state
     assert_int_equal(outs[1], 1);
     mp_result_free(r);
     mp_obj_free(items);
-    TU_ASSERT_STATUS(mp_pool_free(p), 0);
+    mp_pool_free(p);
 }
 
 int main(int argc, char **argv)

@@ -60,7 +60,8 @@ static void test_process_runs_target_and_reports_its_return_as_exitcode(void **s
     assert_int_equal(code, 3);
     /* Joining again is fine and quick. */
     assert_int_equal(mp_process_join(p, 0), 0);
-    assert_int_equal(mp_process_free(p), 0);
+    assert_int_equal(mp_process_close(p), 0);
+    mp_process_free(p);
 
     /* Python's Process() without a target exits 0. */
     assert_int_equal(mp_process_new(&p, NULL, NULL), 0);
@@ -68,7 +69,8 @@ static void test_process_runs_target_and_reports_its_return_as_exitcode(void **s
     assert_int_equal(mp_process_join(p, T_LONG), 0);
     assert_int_equal(mp_process_exitcode(p, &code), 0);
     assert_int_equal(code, 0);
-    assert_int_equal(mp_process_free(p), 0);
+    assert_int_equal(mp_process_close(p), 0);
+    mp_process_free(p);
 }
 
 static void test_is_alive_while_running_and_join_timeout(void **state)
@@ -85,14 +87,15 @@ static void test_is_alive_while_running_and_join_timeout(void **state)
     int code;
     TU_ASSERT_STATUS(mp_process_exitcode(p, &code), MP_ENOTDONE);
     /* Python's close() of a running process: ValueError. */
-    TU_ASSERT_STATUS(mp_process_free(p), MP_EVALUE);
+    TU_ASSERT_STATUS(mp_process_close(p), MP_EVALUE);
     assert_int_equal(mp_process_terminate(p), 0);
     assert_int_equal(mp_process_join(p, T_LONG), 0);
     assert_int_equal(mp_process_exitcode(p, &code), 0);
     assert_int_equal(code, -SIGTERM);
     /* Signalling an ended process is a no-op, as in Python. */
     assert_int_equal(mp_process_kill(p), 0);
-    assert_int_equal(mp_process_free(p), 0);
+    assert_int_equal(mp_process_close(p), 0);
+    mp_process_free(p);
 }
 
 static int crash(void *arg)
@@ -121,14 +124,16 @@ static void test_exitcode_is_minus_signal_when_killed(void **state)
     assert_int_equal(mp_process_join(p, T_LONG), 0);
     assert_int_equal(mp_process_exitcode(p, &code), 0);
     assert_int_equal(code, -SIGKILL);
-    assert_int_equal(mp_process_free(p), 0);
+    assert_int_equal(mp_process_close(p), 0);
+    mp_process_free(p);
 
     assert_int_equal(mp_process_new(&p, crash, NULL), 0);
     assert_int_equal(mp_process_start(p), 0);
     assert_int_equal(mp_process_join(p, T_LONG), 0);
     assert_int_equal(mp_process_exitcode(p, &code), 0);
     assert_int_equal(code, -SIGSEGV);
-    assert_int_equal(mp_process_free(p), 0);
+    assert_int_equal(mp_process_close(p), 0);
+    mp_process_free(p);
 
     int seven = 7;
     assert_int_equal(mp_process_new(&p, call_exit, &seven), 0);
@@ -136,7 +141,8 @@ static void test_exitcode_is_minus_signal_when_killed(void **state)
     assert_int_equal(mp_process_join(p, T_LONG), 0);
     assert_int_equal(mp_process_exitcode(p, &code), 0);
     assert_int_equal(code, 7);
-    assert_int_equal(mp_process_free(p), 0);
+    assert_int_equal(mp_process_close(p), 0);
+    mp_process_free(p);
 }
 
 static void test_state_errors_match_python_assertions(void **state)
@@ -162,8 +168,10 @@ static void test_state_errors_match_python_assertions(void **state)
     assert_true(mp_process_sentinel(p) >= 0);
     assert_int_equal(mp_process_join(p, T_LONG), 0);
     TU_ASSERT_STATUS(mp_process_start(p), MP_ESTATE);
-    assert_int_equal(mp_process_free(p), 0);
-    assert_int_equal(mp_process_free(NULL), 0);
+    assert_int_equal(mp_process_close(p), 0);
+    mp_process_free(p);
+    mp_process_free(NULL); /* accepted */
+    assert_int_equal(mp_process_close(NULL), -EINVAL);
     assert_int_equal(mp_process_new(NULL, NULL, NULL), -EINVAL);
 }
 
@@ -180,7 +188,8 @@ static void test_sentinel_becomes_ready_when_the_child_ends(void **state)
     assert_int_equal(mp_wait(&item, 1, T_LONG), 1);
     assert_true(tu_now() - t0 >= 0.15);
     assert_int_equal(mp_process_join(p, T_LONG), 0);
-    assert_int_equal(mp_process_free(p), 0);
+    assert_int_equal(mp_process_close(p), 0);
+    mp_process_free(p);
 }
 
 /* ---- names ------------------------------------------------------------------ */
@@ -498,7 +507,8 @@ static void test_many_processes_start_join_and_terminate(void **state)
         assert_int_equal(mp_process_join(ps[i], T_LONG), 0);
         assert_int_equal(mp_process_exitcode(ps[i], &code), 0);
         assert_int_equal(code, i);
-        assert_int_equal(mp_process_free(ps[i]), 0);
+        assert_int_equal(mp_process_close(ps[i]), 0);
+        mp_process_free(ps[i]);
     }
     /* Python's test_many_processes also terminates a batch. */
     for (int i = 0; i < N; i++) {
@@ -512,8 +522,64 @@ static void test_many_processes_start_join_and_terminate(void **state)
         assert_int_equal(mp_process_join(ps[i], T_LONG), 0);
         assert_int_equal(mp_process_exitcode(ps[i], &code), 0);
         assert_int_equal(code, -SIGTERM);
-        assert_int_equal(mp_process_free(ps[i]), 0);
+        assert_int_equal(mp_process_close(ps[i]), 0);
+        mp_process_free(ps[i]);
     }
+}
+
+/* Python's close(): ValueError while the child runs (nothing changes), and
+ * ValueError "process object is closed" from every call that needs the
+ * process afterwards; close itself may be repeated. */
+static void test_close_refuses_a_running_child_then_closed_handle_refuses_use(void **state)
+{
+    (void)state;
+    mp_process *p;
+    int code;
+    assert_int_equal(mp_process_new(&p, sleep_forever, NULL), 0);
+    assert_int_equal(mp_process_start(p), 0);
+    TU_ASSERT_STATUS(mp_process_close(p), MP_EVALUE);
+    assert_int_equal(mp_process_is_alive(p), 1);
+    assert_true(mp_process_sentinel(p) >= 0);
+    assert_int_equal(mp_process_terminate(p), 0);
+    assert_int_equal(mp_process_join(p, T_LONG), 0);
+    pid_t pid = mp_process_pid(p);
+    assert_int_equal(mp_process_close(p), 0);
+    assert_int_equal(mp_process_close(p), 0);
+    TU_ASSERT_STATUS(mp_process_join(p, 0), MP_EVALUE);
+    TU_ASSERT_STATUS(mp_process_is_alive(p), MP_EVALUE);
+    TU_ASSERT_STATUS(mp_process_exitcode(p, &code), MP_EVALUE);
+    TU_ASSERT_STATUS(mp_process_sentinel(p), MP_EVALUE);
+    TU_ASSERT_STATUS(mp_process_terminate(p), MP_EVALUE);
+    TU_ASSERT_STATUS(mp_process_kill(p), MP_EVALUE);
+    TU_ASSERT_STATUS(mp_process_start(p), MP_EVALUE);
+    assert_int_equal(mp_process_pid(p), pid);
+    assert_non_null(mp_process_name(p));
+    mp_process_free(p);
+
+    /* A process never started closes at once, and then cannot start. */
+    assert_int_equal(mp_process_new(&p, NULL, NULL), 0);
+    assert_int_equal(mp_process_close(p), 0);
+    TU_ASSERT_STATUS(mp_process_start(p), MP_EVALUE);
+    mp_process_free(p);
+}
+
+/* mp_process_free never fails: a running child is left running, detached,
+ * and nobody reaps it behind the caller's back. */
+static void test_free_leaves_a_running_child_running(void **state)
+{
+    (void)state;
+    mp_process *p;
+    assert_int_equal(mp_process_new(&p, sleep_forever, NULL), 0);
+    assert_int_equal(mp_process_start(p), 0);
+    pid_t pid = mp_process_pid(p);
+    mp_process_free(p);
+    tu_sleep(0.05);
+    assert_int_equal(kill(pid, 0), 0);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, WNOHANG), 0); /* still running */
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 }
 
 int main(int argc, char **argv)
@@ -533,6 +599,8 @@ int main(int argc, char **argv)
         TU_TEST(test_exit_hooks_run_in_the_registering_process_only),
         TU_TEST(test_child_output_is_flushed_and_parent_buffers_not_repeated),
         TU_TEST(test_many_processes_start_join_and_terminate),
+        TU_TEST(test_close_refuses_a_running_child_then_closed_handle_refuses_use),
+        TU_TEST(test_free_leaves_a_running_child_running),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -296,7 +296,7 @@ static void test_c_and_python_exchange_bytes_and_values(void **state)
             fail_msg("case %s: python ok=%d, python repr %.200s, C repr %.200s", cases[i].expr, ok,
                      pyrepr, crepr);
         /* What came back equals what we sent (NaN excepted: it equals nothing). */
-        mp_obj *back = mp_obj_list_get(reply, 2);
+        const mp_obj *back = mp_obj_list_get(reply, 2);
         double dv;
         bool is_nan = mp_obj_get_float(back, &dv) == 0 && isnan(dv);
         assert_true(is_nan || mp_obj_equal(back, cases[i].value));
@@ -320,7 +320,7 @@ static void test_c_and_python_exchange_bytes_and_values(void **state)
         const char *pyrepr;
         size_t rlen;
         assert_int_equal(mp_obj_get_str(mp_obj_list_get(msg, 0), &pyrepr, &rlen), 0);
-        mp_obj *v = mp_obj_list_get(msg, 1);
+        const mp_obj *v = mp_obj_list_get(msg, 1);
         char *crepr;
         assert_int_equal(mp_obj_repr(v, &crepr), 0);
         if (strlen(crepr) != rlen || memcmp(crepr, pyrepr, rlen) != 0)

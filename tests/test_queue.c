@@ -22,8 +22,10 @@
 #include <mpipc/sync.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -251,6 +253,27 @@ static void test_queue_qsize_goes_0_1_2_1_0(void **state)
     assert_int_equal(get_int(q, &v, T_LONG), 0);
     assert_int_equal(mp_queue_qsize(q), 0);
     TU_ASSERT_STATUS(mp_queue_qsize(NULL), -EINVAL);
+    mp_queue_free(q);
+}
+
+/* maxsize is a size_t; one the semaphore cannot count to is Python's
+ * ValueError from SemLock, and no queue is made. */
+static void test_queue_maxsize_above_sem_value_max_is_refused(void **state)
+{
+    (void)state;
+    mp_queue *q = (mp_queue *)&q;
+    size_t big = (size_t)SEM_VALUE_MAX + 1;
+    TU_ASSERT_STATUS(mp_queue_new(&q, big), MP_EVALUE);
+    assert_null(q);
+    q = (mp_queue *)&q;
+    TU_ASSERT_STATUS(mp_queue_new_joinable(&q, SIZE_MAX), MP_EVALUE);
+    assert_null(q);
+    mp_queue_opts o = MP_QUEUE_OPTS_INIT;
+    o.maxsize = big;
+    TU_ASSERT_STATUS(mp_queue_new_opts(&q, &o), MP_EVALUE);
+    assert_null(q);
+    assert_int_equal(mp_queue_new(&q, (size_t)SEM_VALUE_MAX), 0);
+    assert_int_equal(mp_queue_full(q), 0);
     mp_queue_free(q);
 }
 
@@ -1012,6 +1035,7 @@ int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         TU_TEST(test_queue_bounded_put_like_python),
+        TU_TEST(test_queue_maxsize_above_sem_value_max_is_refused),
         TU_TEST(test_queue_get_like_python),
         TU_TEST(test_queue_items_put_before_and_after_fork_all_arrive),
         TU_TEST(test_queue_child_forked_mid_feed_never_resends_parent_items),

@@ -134,7 +134,7 @@ static void test_value_types_ranges_and_lock_nesting(void **state)
 static int cumulative(void *arg)
 {
     mp_array *a = arg;
-    for (long i = 1; i < (long)mp_array_len(a); i++) {
+    for (ssize_t i = 1; i < mp_array_len(a); i++) {
         int64_t prev, cur;
         if (mp_array_get_int(a, i - 1, &prev) || mp_array_get_int(a, i, &cur) ||
             mp_array_set_int(a, i, cur + prev))
@@ -151,6 +151,7 @@ static void test_array_is_shared_like_python(void **state)
         mp_array *a;
         assert_int_equal(mp_array_new(&a, 'i', 10, seq, !raw), 0);
         assert_int_equal(mp_array_len(a), 10);
+        TU_ASSERT_STATUS(mp_array_len(NULL), -EINVAL);
         int64_t v;
         assert_int_equal(mp_array_get_int(a, 3, &v), 0);
         assert_int_equal(v, seq[3]);

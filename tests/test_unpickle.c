@@ -87,7 +87,8 @@ static void test_shared_references_become_equal_independent_copies(void **state)
     for (int proto = 2; proto <= 5; proto++) {
         const struct pickle_vec *v = vec("shared_list", proto);
         mp_obj *y = loads_ok(v->data, v->len);
-        mp_obj *a = mp_obj_list_get(y, 0), *b = mp_obj_list_get(y, 1);
+        mp_obj *a = mp_obj_list_get_mut(y, 0);
+        const mp_obj *b = mp_obj_list_get(y, 1);
         assert_true(a != b);
         assert_true(mp_obj_equal(a, b));
         mp_obj *two = mp_obj_int(2);
@@ -99,9 +100,9 @@ static void test_shared_references_become_equal_independent_copies(void **state)
     /* A dict shared three times: ({'k': 'v'}, [{...}], {'again': {...}}) */
     const struct pickle_vec *v = vec("shared_dict", 4);
     mp_obj *t = loads_ok(v->data, v->len);
-    mp_obj *d0 = mp_obj_list_get(t, 0);
-    mp_obj *d1 = mp_obj_list_get(mp_obj_list_get(t, 1), 0);
-    mp_obj *d2 = mp_obj_dict_get_cstr(mp_obj_list_get(t, 2), "again");
+    const mp_obj *d0 = mp_obj_list_get(t, 0);
+    const mp_obj *d1 = mp_obj_list_get(mp_obj_list_get(t, 1), 0);
+    const mp_obj *d2 = mp_obj_dict_get_cstr(mp_obj_list_get(t, 2), "again");
     assert_true(d0 != d1 && d1 != d2 && mp_obj_equal(d0, d2));
     mp_obj_free(t);
 }
@@ -732,7 +733,7 @@ static void test_refuses_exponential_memo_expansion_quickly(void **state)
     /* the same shape with modest sharing loads: 2**10 leaves */
     k = doubling_lists(buf, 10);
     mp_obj *o = loads_ok(buf, k);
-    mp_obj *leaf = o;
+    const mp_obj *leaf = o;
     int depth = 0;
     while (mp_obj_len(leaf) > 0) {
         assert_int_equal(mp_obj_len(leaf), 2);
@@ -795,7 +796,7 @@ static void test_refuses_exponential_key_comparison_quickly(void **state)
     mp_obj *o = loads_ok(buf, k);
     assert_int_equal(mp_obj_len(o), 1);
     size_t pos = 0;
-    mp_obj *v;
+    const mp_obj *v;
     int64_t iv;
     assert_int_equal(mp_obj_dict_next(o, &pos, NULL, &v), 1);
     TU_ASSERT_STATUS(mp_obj_get_int(v, &iv), 0);

@@ -358,7 +358,7 @@ static void test_a_memoized_nan_is_one_object_as_in_python(void **state)
     assert_loads_repr(P("\x80\x04}(G\x7f\xf8\x00\x00\x00\x00\x00\x00\x94K\x01h\x00K\x02u."),
                       "{nan: 2}");
     mp_obj *l = loads_ok(P("\x80\x04(G\x7f\xf8\x00\x00\x00\x00\x00\x00\x94h\x00l."));
-    mp_obj *a = mp_obj_list_get(l, 0), *b = mp_obj_list_get(l, 1);
+    const mp_obj *a = mp_obj_list_get(l, 0), *b = mp_obj_list_get(l, 1);
     assert_true(a != b);              /* two nodes: a value is a tree */
     assert_false(mp_obj_equal(a, b)); /* nan == nan is False in Python too */
     mp_obj *d = mp_obj_dict_new(), *la = mp_obj_list_new(), *lb = mp_obj_list_new();

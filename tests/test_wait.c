@@ -184,7 +184,8 @@ static void test_wait_on_process_sentinels_and_connections_together(void **state
     assert_int_equal(items[0].ready, 0);
     assert_int_equal(items[1].ready, 1);
     assert_int_equal(mp_process_join(p, 5.0), 0);
-    assert_int_equal(mp_process_free(p), 0);
+    assert_int_equal(mp_process_close(p), 0);
+    mp_process_free(p);
     mp_conn_free(a);
     mp_conn_free(b);
 }

@@ -5,8 +5,6 @@
 #ifndef MPIPC_COMMON_H
 #define MPIPC_COMMON_H
 
-#include <mpipc/version.h>
-
 /*
  * MP_API marks a function that is part of the library's public ABI. The library
  * is built with hidden visibility, so only functions marked MP_API are exported
@@ -17,6 +15,9 @@
 #else
 #define MP_API
 #endif
+
+/* After MP_API: version.h declares functions with it. */
+#include <mpipc/version.h>
 
 /*
  * Timeouts are seconds as a double, as in Python.

@@ -145,10 +145,10 @@ MP_API int mp_conn_send_bytes(mp_conn *c, const void *buf, size_t len);
  * mp_conn_recv_bytes - receive one whole message into a fresh buffer
  * (Python's recv_bytes(maxlength)).
  *
- * buf, len:   receive the message; *buf is never NULL on success, even for an
- *             empty message.
  * maxlength:  0 for no limit; otherwise a longer message fails with
  *             MP_ETOOLONG and the end can no longer receive.
+ * buf, len:   receive the message; *buf is never NULL on success, even for an
+ *             empty message.
  * timeout:    seconds to wait for the whole message (MP_FOREVER, MP_NOWAIT).
  *             A message that has only partly arrived when the time runs out
  *             stays buffered; the next call continues it.
@@ -288,7 +288,7 @@ typedef struct mp_wait_item {
     int ready;     /* out: 1 if ready */
 } mp_wait_item;
 
-MP_API int mp_wait(mp_wait_item *items, size_t n, double timeout);
+MP_API ssize_t mp_wait(mp_wait_item *items, size_t n, double timeout);
 
 #ifdef __cplusplus
 }

@@ -123,6 +123,7 @@
 #include <mpipc/error.h>
 #include <mpipc/obj.h>
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -396,7 +397,8 @@ MP_API int mp_manager_rlock(mp_manager *m, mp_lockproxy **out);
  * Returns 1 (made), 0 (existed) or a negative code. Ownership and
  * Thread/fork as mp_manager_lock().
  */
-MP_API int mp_manager_lock_named(mp_manager *m, const char *name, bool recursive, mp_lockproxy **out);
+MP_API int mp_manager_lock_named(mp_manager *m, const char *name, bool recursive,
+                                 mp_lockproxy **out);
 
 /*
  * mp_manager_attach_lock - the existing Lock or RLock called name.
@@ -407,18 +409,18 @@ MP_API int mp_manager_attach_lock(mp_manager *m, const char *name, mp_lockproxy 
 /*
  * mp_manager_queue - a new manager Queue (Python's Manager().Queue(maxsize)
  * / JoinableQueue), held in the server.
- * maxsize: the most items it holds; 0 or less for no limit.
- * Returns 0. Ownership: mp_queueproxy_free() the proxy. Thread/fork: as
- * mp_manager_dict().
+ * maxsize: the most items it holds; 0 for no limit (Python's maxsize <= 0).
+ * Returns 0; -EOVERFLOW for a maxsize above INT64_MAX. Ownership:
+ * mp_queueproxy_free() the proxy. Thread/fork: as mp_manager_dict().
  */
-MP_API int mp_manager_queue(mp_manager *m, int64_t maxsize, mp_queueproxy **out);
+MP_API int mp_manager_queue(mp_manager *m, size_t maxsize, mp_queueproxy **out);
 
 /*
  * mp_manager_queue_named - the queue called name; made with maxsize if new.
  * Returns 1 (made), 0 (existed) or a negative code. Ownership and
  * Thread/fork as mp_manager_queue().
  */
-MP_API int mp_manager_queue_named(mp_manager *m, const char *name, int64_t maxsize,
+MP_API int mp_manager_queue_named(mp_manager *m, const char *name, size_t maxsize,
                                   mp_queueproxy **out);
 
 /*
@@ -520,7 +522,8 @@ MP_API int mp_dictproxy_popitem(mp_dictproxy *d, mp_obj **key, mp_obj **value);
  * present. value (may be NULL) receives d[key] after the call.
  * Returns 0; MP_ETYPE. Ownership: mp_obj_free(*value).
  */
-MP_API int mp_dictproxy_setdefault(mp_dictproxy *d, const mp_obj *key, const mp_obj *dflt, mp_obj **value);
+MP_API int mp_dictproxy_setdefault(mp_dictproxy *d, const mp_obj *key, const mp_obj *dflt,
+                                   mp_obj **value);
 
 /*
  * mp_dictproxy_update - d.update(other).
@@ -557,8 +560,8 @@ MP_API int mp_dictproxy_add(mp_dictproxy *d, const mp_obj *key, int64_t delta, i
  * Returns 1 when desired was stored, 0 when not; MP_ETYPE.
  * Ownership: mp_obj_free(*current).
  */
-MP_API int mp_dictproxy_cas(mp_dictproxy *d, const mp_obj *key, const mp_obj *expected, const mp_obj *desired,
-                       mp_obj **current);
+MP_API int mp_dictproxy_cas(mp_dictproxy *d, const mp_obj *key, const mp_obj *expected,
+                            const mp_obj *desired, mp_obj **current);
 
 /*
  * Convenience forms: the key is a NUL-terminated UTF-8 string (a str key
@@ -590,7 +593,7 @@ MP_API int mp_dictproxy_add_int(mp_dictproxy *d, const char *key, int64_t delta,
  * it is an int beyond int64.
  */
 MP_API int mp_dictproxy_cas_int(mp_dictproxy *d, const char *key, int64_t expected, int64_t desired,
-                           int64_t *current);
+                                int64_t *current);
 
 /*
  * mp_dictproxy_get_str - d[key] as a str.
@@ -633,13 +636,13 @@ MP_API void mp_dictproxy_free(mp_dictproxy *d);
 
 /* ---- List proxies -------------------------------------------------------------
  *
- * Python's ListProxy. Indexes are int64_t; a negative index counts from the
+ * Python's ListProxy. Indexes are ssize_t; a negative index counts from the
  * end; out of range is MP_EKEY (IndexError). Common returns, Ownership and
  * Thread/fork as for dict proxies.
  */
 
 /* For the stop of mp_listproxy_slice: to the end of the list. */
-#define MP_LISTPROXY_END INT64_MAX
+#define MP_LISTPROXY_END SSIZE_MAX
 
 /* mp_listproxy_append - l.append(value). Returns 0. */
 MP_API int mp_listproxy_append(mp_listproxy *l, const mp_obj *value);
@@ -650,10 +653,10 @@ MP_API int mp_listproxy_extend(mp_listproxy *l, const mp_obj *seq);
 
 /* mp_listproxy_get - l[i] into *value. Returns 0; MP_EKEY.
  * Ownership: mp_obj_free(*value). */
-MP_API int mp_listproxy_get(mp_listproxy *l, int64_t i, mp_obj **value);
+MP_API int mp_listproxy_get(mp_listproxy *l, ssize_t i, mp_obj **value);
 
 /* mp_listproxy_set - l[i] = value. Returns 0; MP_EKEY. */
-MP_API int mp_listproxy_set(mp_listproxy *l, int64_t i, const mp_obj *value);
+MP_API int mp_listproxy_set(mp_listproxy *l, ssize_t i, const mp_obj *value);
 
 /* mp_listproxy_len - len(l): the count, or a negative code. */
 MP_API ssize_t mp_listproxy_len(mp_listproxy *l);
@@ -664,11 +667,11 @@ MP_API ssize_t mp_listproxy_len(mp_listproxy *l);
  * Returns 0; MP_EKEY for an empty list or an index out of range.
  * Ownership: mp_obj_free(*value).
  */
-MP_API int mp_listproxy_pop(mp_listproxy *l, int64_t i, mp_obj **value);
+MP_API int mp_listproxy_pop(mp_listproxy *l, ssize_t i, mp_obj **value);
 
 /* mp_listproxy_insert - l.insert(i, value); i is clamped to the list, as in
  * Python (l.insert(-100, x) puts x first). Returns 0. */
-MP_API int mp_listproxy_insert(mp_listproxy *l, int64_t i, const mp_obj *value);
+MP_API int mp_listproxy_insert(mp_listproxy *l, ssize_t i, const mp_obj *value);
 
 /*
  * mp_listproxy_slice - l[start:stop] as a new local list, clamped as Python
@@ -676,14 +679,14 @@ MP_API int mp_listproxy_insert(mp_listproxy *l, int64_t i, const mp_obj *value);
  * end).
  * Returns 0. Ownership: mp_obj_free(*list).
  */
-MP_API int mp_listproxy_slice(mp_listproxy *l, int64_t start, int64_t stop, mp_obj **list);
+MP_API int mp_listproxy_slice(mp_listproxy *l, ssize_t start, ssize_t stop, mp_obj **list);
 
 /* mp_listproxy_copy - l[:] as a local list. Returns 0.
  * Ownership: mp_obj_free(*list). */
 MP_API int mp_listproxy_copy(mp_listproxy *l, mp_obj **list);
 
 /* mp_listproxy_del - del l[i]. Returns 0; MP_EKEY. */
-MP_API int mp_listproxy_del(mp_listproxy *l, int64_t i);
+MP_API int mp_listproxy_del(mp_listproxy *l, ssize_t i);
 
 /* mp_listproxy_clear - l.clear(). Returns 0. */
 MP_API int mp_listproxy_clear(mp_listproxy *l);
@@ -708,11 +711,11 @@ MP_API int mp_listproxy_append_int(mp_listproxy *l, int64_t value);
 MP_API int mp_listproxy_append_str(mp_listproxy *l, const char *value);
 
 /* mp_listproxy_get_int - l[i] as an int. Returns 0; MP_EKEY; MP_ETYPE. */
-MP_API int mp_listproxy_get_int(mp_listproxy *l, int64_t i, int64_t *value);
+MP_API int mp_listproxy_get_int(mp_listproxy *l, ssize_t i, int64_t *value);
 
 /* mp_listproxy_get_str - l[i] as a malloc'd NUL-terminated copy of a str (len
  * may be NULL). Returns 0; MP_EKEY; MP_ETYPE. Ownership: free(*value). */
-MP_API int mp_listproxy_get_str(mp_listproxy *l, int64_t i, char **value, size_t *len);
+MP_API int mp_listproxy_get_str(mp_listproxy *l, ssize_t i, char **value, size_t *len);
 
 /* mp_listproxy_free - release the proxy (see mp_dictproxy_free). Accepts NULL. */
 MP_API void mp_listproxy_free(mp_listproxy *l);

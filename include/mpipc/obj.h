@@ -358,24 +358,36 @@ MP_API int mp_obj_list_append(mp_obj *list, mp_obj *item);
 MP_API int mp_obj_tuple_append(mp_obj *tuple, mp_obj *item);
 
 /*
- * mp_obj_list_get - Python's seq[i] for a list or a tuple.
+ * mp_obj_list_get - Python's seq[i] for a list or a tuple; a negative i
+ * counts from the end, as in Python (seq[-1] is the last item).
  *
  * Returns the item, or NULL when seq is NULL, is not a list or tuple, or
- * i >= its length. Ownership: borrowed from seq. The caller may change a
- * list's or dict's contents through it, but must not free it or put it into
- * another container.
+ * i is out of range (Python's IndexError).
+ * Ownership: borrowed from seq (const): valid while seq is and the item is
+ * not replaced; never free it. To change a nested container in place, use
+ * mp_obj_list_get_mut().
  */
-MP_API mp_obj *mp_obj_list_get(const mp_obj *seq, size_t i);
+MP_API const mp_obj *mp_obj_list_get(const mp_obj *seq, ssize_t i);
+
+/*
+ * mp_obj_list_get_mut - the same item, for changing it in place (a list or
+ * dict inside seq, say): mp_obj_list_get() for a caller that holds seq
+ * non-const.
+ * Returns the item, or NULL as mp_obj_list_get().
+ * Ownership: borrowed from seq, which still owns it: never free it or add
+ * it to another container.
+ */
+MP_API mp_obj *mp_obj_list_get_mut(mp_obj *seq, ssize_t i);
 
 /*
  * mp_obj_list_set - Python's list[i] = item: replaces (and frees) the item at
- * index i of a list.
+ * index i of a list; a negative i counts from the end.
  *
  * Returns 0; MP_ETYPE if list is not a list; MP_EKEY when i is out of range
  * (Python's IndexError); other codes as mp_obj_list_append.
  * Ownership: on success list owns item; on failure the caller still does.
  */
-MP_API int mp_obj_list_set(mp_obj *list, size_t i, mp_obj *item);
+MP_API int mp_obj_list_set(mp_obj *list, ssize_t i, mp_obj *item);
 
 /* ---- Dicts ------------------------------------------------------------- */
 
@@ -401,15 +413,25 @@ MP_API int mp_obj_dict_set(mp_obj *d, mp_obj *key, mp_obj *value);
  * mp_obj_dict_get - Python's d.get(key): the value stored under a key equal
  * to key, or NULL when there is none, key is unhashable, or d is not a dict.
  *
- * Ownership: the result is borrowed from d (see mp_obj_list_get); key stays
- * the caller's.
+ * Ownership: the result is borrowed from d (const: see mp_obj_list_get); key
+ * stays the caller's.
  */
-MP_API mp_obj *mp_obj_dict_get(const mp_obj *d, const mp_obj *key);
+MP_API const mp_obj *mp_obj_dict_get(const mp_obj *d, const mp_obj *key);
 
 /* Shorthands for the usual key types, without building a key value:
- * d.get("name") with a NUL-terminated UTF-8 key, and d.get(k) with an int. */
-MP_API mp_obj *mp_obj_dict_get_cstr(const mp_obj *d, const char *key);
-MP_API mp_obj *mp_obj_dict_get_int(const mp_obj *d, int64_t key);
+ * d.get("name") with a NUL-terminated UTF-8 key, and d.get(k) with an int.
+ * Ownership: borrowed, as mp_obj_dict_get(). */
+MP_API const mp_obj *mp_obj_dict_get_cstr(const mp_obj *d, const char *key);
+MP_API const mp_obj *mp_obj_dict_get_int(const mp_obj *d, int64_t key);
+
+/*
+ * mp_obj_dict_get_mut - mp_obj_dict_get() for changing the value in place (a
+ * list or dict stored in d, say).
+ * Returns the value, or NULL as mp_obj_dict_get().
+ * Ownership: borrowed from d, which still owns it: never free it or add it
+ * to another container; key stays the caller's.
+ */
+MP_API mp_obj *mp_obj_dict_get_mut(mp_obj *d, const mp_obj *key);
 
 /*
  * mp_obj_dict_get_or - Python's d.get(key, default): the value stored under
@@ -438,14 +460,15 @@ MP_API int mp_obj_dict_del(mp_obj *d, const mp_obj *key);
  *
  * pos:    the iteration state: set *pos = 0 before the first call.
  * key, value: receive borrowed pointers to the next item (either may be
- *         NULL). A key must not be modified.
+ *         NULL), const as mp_obj_dict_get()'s; to change a value in place,
+ *         look it up with mp_obj_dict_get_mut().
  *
  * Returns 1 with the next item, 0 when there are no more, MP_ETYPE if d is
  * not a dict, -EINVAL for NULL. Replacing values while iterating is fine;
  * adding or deleting keys makes the iteration skip or repeat items (Python
  * raises RuntimeError there), but never reads out of bounds.
  */
-MP_API int mp_obj_dict_next(const mp_obj *d, size_t *pos, const mp_obj **key, mp_obj **value);
+MP_API int mp_obj_dict_next(const mp_obj *d, size_t *pos, const mp_obj **key, const mp_obj **value);
 
 /* ---- Sets and frozensets -----------------------------------------------
  *

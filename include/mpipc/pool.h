@@ -240,7 +240,7 @@ typedef struct mp_task_error {
  * Exactly one of them runs for each call, in the pool's result thread,
  * before the result becomes ready for other threads. Inside the callback,
  * r is valid (even if the caller already freed its handle) and
- * mp_result_get(r, MP_NOWAIT, ...) (mp_result_get_bytes() for a bytes-form
+ * mp_result_get(r, ..., MP_NOWAIT) (mp_result_get_bytes() for a bytes-form
  * call) reads the outcome: the value, or through its err argument why the
  * call failed.
  */
@@ -317,16 +317,18 @@ MP_API int mp_pool_join(mp_pool *p, double timeout);
  * (Python's "with Pool() as p:" exit), then joined without limit. Accepts
  * NULL. Results and iterators stay valid (terminated ones report
  * MP_ETERMINATED) until they are freed themselves.
- * Returns 0; MP_ESTATE from a callback of this pool (nothing is freed).
+ * Never fails. Called from a callback of this pool (its own result thread)
+ * it is a misuse and does nothing: the pool stays as it was, to be freed
+ * by its owner (freeing there would join the thread from itself).
  * Thread/fork: in a forked child, only closes the child's copies of the
  * pool's descriptors and frees its memory copy.
  */
-MP_API int mp_pool_free(mp_pool *p);
+MP_API void mp_pool_free(mp_pool *p);
 
 /* mp_pool_processes - the number of workers the pool keeps (Python's
  * len(pool._pool)), or -EINVAL / MP_EFORKED. Thread/fork: any thread of the
  * owner. */
-MP_API int mp_pool_processes(const mp_pool *p);
+MP_API ssize_t mp_pool_processes(const mp_pool *p);
 
 /*
  * mp_pool_pids - the pids of the live workers.
@@ -338,7 +340,7 @@ MP_API int mp_pool_processes(const mp_pool *p);
  * Ownership: pids is the caller's array. Thread/fork: any thread of the
  * owner; the list is a snapshot.
  */
-MP_API int mp_pool_pids(mp_pool *p, pid_t *pids, size_t cap);
+MP_API ssize_t mp_pool_pids(mp_pool *p, pid_t *pids, size_t cap);
 
 /* ---- bytes tasks --------------------------------------------------------- */
 
@@ -444,7 +446,7 @@ MP_API int mp_pool_imap_unordered_array(mp_pool *p, mp_array_fn fn, const void *
  *
  * args:  a tuple or list of positional arguments, or NULL for (); copied
  *        (pickled) before the call returns.
- * Read the result with mp_result_get(r, timeout, &value).
+ * Read the result with mp_result_get(r, &value, &err, timeout).
  * Returns 0; MP_ECLOSED; -EINVAL (NULL fn, args not a tuple or list);
  * MP_EFORKED; -ENOMEM. Ownership: free *out with mp_result_free(); args
  * stays the caller's. Thread/fork: as mp_pool_apply_bytes_async().

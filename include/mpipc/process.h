@@ -10,6 +10,7 @@
  *     mp_process_join(p, MP_FOREVER);
  *     int code;
  *     mp_process_exitcode(p, &code);    // 0
+ *     mp_process_close(p);              // MP_EVALUE if still running
  *     mp_process_free(p);
  *
  * The child runs the target, then the library's exit procedure (below), and
@@ -140,12 +141,31 @@ MP_API int mp_process_terminate(mp_process *p);
 MP_API int mp_process_kill(mp_process *p);
 
 /*
- * mp_process_free - release the handle (Python's close()). Accepts NULL.
- * Returns 0; MP_EVALUE while the child is still running (Python's
- * ValueError "Cannot close a process while it is still running"): the handle
- * is then untouched - join or terminate first.
+ * mp_process_close - release what the handle holds of the child: its
+ * sentinel descriptor and its place among the children the exit procedure
+ * joins (Python's close()). The handle itself stays until mp_process_free().
+ *
+ * Returns 0, also when the process was never started or is already closed;
+ * MP_EVALUE while the child is still running (Python's ValueError "Cannot
+ * close a process while it is still running"): nothing changes - join or
+ * terminate first; -EINVAL for NULL.
+ * After a close, start, join, is_alive, exitcode, sentinel, terminate and
+ * kill return MP_EVALUE (Python's ValueError "process object is closed");
+ * name, daemon and pid still answer.
  */
-MP_API int mp_process_free(mp_process *p);
+MP_API int mp_process_close(mp_process *p);
+
+/*
+ * mp_process_free - release the handle. Accepts NULL; never fails.
+ * A child that is still running is left running, detached: the exit
+ * procedure no longer terminates (daemon) or joins it, and its exit status is
+ * not collected, so once it ends it stays a zombie until this process reaps
+ * it (waitpid) or ends. To wait for it, join before freeing; to refuse
+ * while it runs, call mp_process_close() first.
+ * Thread/fork: must not race with other calls on the same handle. In a child
+ * that inherited the handle, frees the child's copy only.
+ */
+MP_API void mp_process_free(mp_process *p);
 
 /* The name of the calling process: "MainProcess", or a child's name (Python's
  * current_process().name). Static storage; valid until the process ends. */

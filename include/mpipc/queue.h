@@ -87,6 +87,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -114,7 +115,7 @@ typedef struct mp_queue mp_queue;
  *           more than max_item bytes of one item. Fixed for the queue's life.
  */
 typedef struct mp_queue_opts {
-    unsigned maxsize;
+    size_t maxsize;
     bool joinable;
     size_t max_item;
 } mp_queue_opts;
@@ -142,8 +143,8 @@ typedef struct mp_queue_opts {
  * Ownership: mp_queue_free(). The queue holds four descriptors (a pipe, its
  * spill file and its held-item file), close-on-exec.
  */
-MP_API int mp_queue_new(mp_queue **out, unsigned maxsize);
-MP_API int mp_queue_new_joinable(mp_queue **out, unsigned maxsize);
+MP_API int mp_queue_new(mp_queue **out, size_t maxsize);
+MP_API int mp_queue_new_joinable(mp_queue **out, size_t maxsize);
 
 /*
  * mp_queue_new_opts - a Queue or JoinableQueue with options.
@@ -223,7 +224,7 @@ MP_API int mp_queue_get_item(mp_queue *q, void **data, size_t *len, mp_obj **obj
 
 /* Python's qsize(): items put and not yet got (>= 0), or -EINVAL. Like
  * Python's, other processes may change it at any moment. */
-MP_API int mp_queue_qsize(mp_queue *q);
+MP_API ssize_t mp_queue_qsize(mp_queue *q);
 
 /* Python's empty() and full(): 1 or 0 (-EINVAL for NULL). Approximate, as in
  * Python. */

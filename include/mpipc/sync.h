@@ -60,6 +60,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -155,7 +156,7 @@ MP_API int mp_rlock_release(mp_rlock *lock);
 
 /* How many levels the calling thread holds (0 if it does not hold the lock),
  * or -EINVAL. */
-MP_API int mp_rlock_count(mp_rlock *lock);
+MP_API ssize_t mp_rlock_count(mp_rlock *lock);
 
 /* mp_rlock_free - destroy the lock (see "Freeing"). Accepts NULL. */
 MP_API void mp_rlock_free(mp_rlock *lock);
@@ -274,8 +275,8 @@ MP_API int mp_cond_wait_for(mp_cond *cond, bool (*pred)(void *arg), void *arg, d
  * Returns the number woken (>= 0); MP_ESTATE when the calling thread does not
  * hold the lock (Python's AssertionError "lock is not owned"); -EINVAL.
  */
-MP_API int mp_cond_notify(mp_cond *cond, unsigned n);
-MP_API int mp_cond_notify_all(mp_cond *cond);
+MP_API ssize_t mp_cond_notify(mp_cond *cond, size_t n);
+MP_API ssize_t mp_cond_notify_all(mp_cond *cond);
 
 /* mp_cond_free - destroy (see "Freeing"); not the borrowed lock. */
 MP_API void mp_cond_free(mp_cond *cond);
@@ -302,8 +303,11 @@ MP_API int mp_barrier_new(mp_barrier **out, unsigned parties, mp_barrier_action 
                           double timeout);
 
 /*
- * mp_barrier_wait - wait for every party (Python's wait()), with the
- * barrier's default timeout; mp_barrier_wait_timeout - with this one.
+ * mp_barrier_wait - wait for every party (Python's wait(timeout)).
+ *
+ * timeout: seconds, MP_NOWAIT, or MP_FOREVER for Python's timeout=None,
+ *          which means, as in Python, the barrier's own timeout (the one
+ *          given to mp_barrier_new(); that one may be MP_FOREVER: no limit).
  *
  * Returns the arrival index, 0 .. parties-1, unique per cycle (the first to
  * arrive gets 0); MP_EBROKEN (Python's BrokenBarrierError) when the barrier
@@ -313,7 +317,6 @@ MP_API int mp_barrier_new(mp_barrier **out, unsigned parties, mp_barrier_action 
  * timeout), or reset() ran during the wait; -EAGAIN when too many
  * threads wait at once; -EINVAL. The barrier is reusable cycle after cycle.
  */
-MP_API int mp_barrier_wait(mp_barrier *b, MP_FOREVER);
 MP_API int mp_barrier_wait(mp_barrier *b, double timeout);
 
 /* mp_barrier_abort - break the barrier: every waiter and every later wait
@@ -327,7 +330,7 @@ MP_API int mp_barrier_reset(mp_barrier *b);
 /* Python's parties, n_waiting and broken properties (n_waiting and broken
  * return -EINVAL for NULL). */
 MP_API unsigned mp_barrier_parties(const mp_barrier *b);
-MP_API int mp_barrier_n_waiting(mp_barrier *b);
+MP_API ssize_t mp_barrier_n_waiting(mp_barrier *b);
 MP_API int mp_barrier_broken(mp_barrier *b);
 
 /* mp_barrier_free - destroy (see "Freeing"). Accepts NULL. */
@@ -399,9 +402,10 @@ MP_API void mp_value_free(mp_value *v);
  */
 MP_API int mp_array_new(mp_array **out, char typecode, size_t n, const void *init, bool with_lock);
 
-/* The first item, the number of items, the lock (NULL if raw), the typecode. */
+/* The first item, the number of items (Python's len(); -EINVAL for NULL),
+ * the lock (NULL if raw), the typecode. */
 MP_API void *mp_array_ptr(mp_array *a);
-MP_API size_t mp_array_len(const mp_array *a);
+MP_API ssize_t mp_array_len(const mp_array *a);
 MP_API mp_rlock *mp_array_get_lock(mp_array *a);
 MP_API char mp_array_typecode(const mp_array *a);
 
@@ -411,10 +415,10 @@ MP_API char mp_array_typecode(const mp_array *a);
  * Returns as the mp_value accessors, and MP_EKEY for an index out of range
  * (Python's IndexError).
  */
-MP_API int mp_array_get_int(mp_array *a, long i, int64_t *out);
-MP_API int mp_array_set_int(mp_array *a, long i, int64_t x);
-MP_API int mp_array_get_float(mp_array *a, long i, double *out);
-MP_API int mp_array_set_float(mp_array *a, long i, double x);
+MP_API int mp_array_get_int(mp_array *a, ssize_t i, int64_t *out);
+MP_API int mp_array_set_int(mp_array *a, ssize_t i, int64_t x);
+MP_API int mp_array_get_float(mp_array *a, ssize_t i, double *out);
+MP_API int mp_array_set_float(mp_array *a, ssize_t i, double x);
 
 /* mp_array_free - destroy (see "Freeing"). Accepts NULL. */
 MP_API void mp_array_free(mp_array *a);

@@ -515,27 +515,48 @@ MP_API int mp_obj_tuple_append(mp_obj *tuple, mp_obj *item)
     return rc;
 }
 
-MP_API mp_obj *mp_obj_list_get(const mp_obj *seq, size_t i)
+/* Python's index rule: a negative i counts from the end. false when out of
+ * range (IndexError). */
+static bool obj_seq_index(size_t len, ssize_t i, size_t *at)
 {
-    if (!seq || !obj_is_seq(seq) || i >= seq->u.seq.len)
-        return NULL;
-    return seq->u.seq.items[i];
+    size_t back = i < 0 ? (size_t) - (i + 1) + 1 : 0;
+    if (i < 0 ? back > len : (size_t)i >= len)
+        return false;
+    *at = i < 0 ? len - back : (size_t)i;
+    return true;
 }
 
-MP_API int mp_obj_list_set(mp_obj *list, size_t i, mp_obj *item)
+MP_API const mp_obj *mp_obj_list_get(const mp_obj *seq, ssize_t i)
+{
+    size_t at;
+    if (!seq || !obj_is_seq(seq) || !obj_seq_index(seq->u.seq.len, i, &at))
+        return NULL;
+    return seq->u.seq.items[at];
+}
+
+MP_API mp_obj *mp_obj_list_get_mut(mp_obj *seq, ssize_t i)
+{
+    size_t at;
+    if (!seq || !obj_is_seq(seq) || !obj_seq_index(seq->u.seq.len, i, &at))
+        return NULL;
+    return seq->u.seq.items[at];
+}
+
+MP_API int mp_obj_list_set(mp_obj *list, ssize_t i, mp_obj *item)
 {
     if (!list || !item)
         return -EINVAL;
     if (list->type != MP_TYPE_LIST)
         return MP_ETYPE;
-    if (i >= list->u.seq.len)
+    size_t at;
+    if (!obj_seq_index(list->u.seq.len, i, &at))
         return MP_EKEY;
     int rc = mp__obj_check_insert(list, item);
     if (rc < 0)
         return rc;
-    MP__ASSERT(mp__obj_immortal(list->u.seq.items[i]) || list->u.seq.items[i]->parent == list);
-    mp__obj_free_tree(list->u.seq.items[i]);
-    list->u.seq.items[i] = item;
+    MP__ASSERT(mp__obj_immortal(list->u.seq.items[at]) || list->u.seq.items[at]->parent == list);
+    mp__obj_free_tree(list->u.seq.items[at]);
+    list->u.seq.items[at] = item;
     mp__obj_move(item, NULL, list);
     /* Heights stay upper bounds when the old item was deeper. */
     mp__obj_raise_heights(list, item->height);

@@ -686,12 +686,17 @@ static mp_obj *dict_get_probe(const mp_obj *d, const mp_obj *key)
     return d->u.d.entries[idx].value;
 }
 
-MP_API mp_obj *mp_obj_dict_get(const mp_obj *d, const mp_obj *key)
+MP_API const mp_obj *mp_obj_dict_get(const mp_obj *d, const mp_obj *key)
 {
     return dict_get_probe(d, key);
 }
 
-MP_API mp_obj *mp_obj_dict_get_cstr(const mp_obj *d, const char *key)
+MP_API mp_obj *mp_obj_dict_get_mut(mp_obj *d, const mp_obj *key)
+{
+    return dict_get_probe(d, key);
+}
+
+MP_API const mp_obj *mp_obj_dict_get_cstr(const mp_obj *d, const char *key)
 {
     if (!key)
         return NULL;
@@ -703,7 +708,7 @@ MP_API mp_obj *mp_obj_dict_get_cstr(const mp_obj *d, const char *key)
     return dict_get_probe(d, &probe);
 }
 
-MP_API mp_obj *mp_obj_dict_get_int(const mp_obj *d, int64_t key)
+MP_API const mp_obj *mp_obj_dict_get_int(const mp_obj *d, int64_t key)
 {
     mp_obj probe;
     memset(&probe, 0, sizeof probe);
@@ -758,7 +763,7 @@ MP_API int mp_obj_dict_del(mp_obj *d, const mp_obj *key)
     return 0;
 }
 
-MP_API int mp_obj_dict_next(const mp_obj *d, size_t *pos, const mp_obj **key, mp_obj **value)
+MP_API int mp_obj_dict_next(const mp_obj *d, size_t *pos, const mp_obj **key, const mp_obj **value)
 {
     if (!d || !pos)
         return -EINVAL;

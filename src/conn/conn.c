@@ -753,10 +753,10 @@ MP_API int mp_conn_poll(mp_conn *c, double timeout)
 {
     mp_wait_item item = {.conn = c, .fd = -1, .ready = 0};
     int rc = conn_check_recv(c);
-    return rc < 0 ? rc : mp_wait(&item, 1, timeout);
+    return rc < 0 ? rc : (int)mp_wait(&item, 1, timeout);
 }
 
-MP_API int mp_wait(mp_wait_item *items, size_t n, double timeout)
+MP_API ssize_t mp_wait(mp_wait_item *items, size_t n, double timeout)
 {
     if (!items && n > 0)
         return -EINVAL;

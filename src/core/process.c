@@ -51,6 +51,7 @@ struct mp_process {
     int exitcode;            /* valid in P_ENDED; -ECHILD if another waiter reaped it */
     struct mp_process *next; /* registry link, guarded by mu */
     bool registered;
+    bool closed; /* mp_process_close() ran: Python's _closed */
 };
 
 struct exit_hook {
@@ -252,12 +253,22 @@ static bool process_reap(mp_process *p)
     return ended;
 }
 
+/* Python's _check_closed(): after close() a call that needs the process
+ * raises ValueError("process object is closed"). */
+static int process_check_open(const mp_process *p)
+{
+    if (!p)
+        return -EINVAL;
+    return __atomic_load_n(&p->closed, __ATOMIC_ACQUIRE) ? mp__err(MP_EVALUE, "process object is closed") : 0;
+}
+
 /* The calls Python reserves for the parent: the handle must be ours, not
  * one a child inherited. */
 static int process_check_parent(const mp_process *p)
 {
-    if (!p)
-        return -EINVAL;
+    int rc = process_check_open(p);
+    if (rc < 0)
+        return rc;
     return p->creator == getpid()
                ? 0
                : mp__err(MP_ESTATE, "only the process that created the process object can do this");
@@ -353,8 +364,9 @@ MP_API pid_t mp_process_pid(const mp_process *p)
 
 MP_API int mp_process_sentinel(const mp_process *p)
 {
-    if (!p)
-        return -EINVAL;
+    int rc = process_check_open(p);
+    if (rc < 0)
+        return rc;
     return process_state(p) == P_INITIAL ? mp__err(MP_EVALUE, "process not started") : p->sentinel;
 }
 
@@ -398,8 +410,9 @@ static void process_child_main(mp_process *p)
 
 MP_API int mp_process_start(mp_process *p)
 {
-    if (!p)
-        return -EINVAL;
+    int rc = process_check_open(p);
+    if (rc < 0)
+        return rc;
     if (process_state(p) != P_INITIAL) /* Python's assertion texts, here and below */
         return mp__err(MP_ESTATE, "cannot start a process twice");
     if (p->creator != getpid())
@@ -415,7 +428,7 @@ MP_API int mp_process_start(mp_process *p)
     in_spawn = true;
     pthread_mutex_lock(&mu);
     int fds[2];
-    int rc = mp__pipe(fds);
+    rc = mp__pipe(fds);
     if (rc < 0) {
         pthread_mutex_unlock(&mu);
         in_spawn = false;
@@ -530,13 +543,35 @@ MP_API int mp_process_kill(mp_process *p)
     return process_signal(p, SIGKILL);
 }
 
-MP_API int mp_process_free(mp_process *p)
+/* Python's Process.close(): refuse while the child runs, else let go of
+ * the sentinel and the registry entry; a second close does nothing. */
+MP_API int mp_process_close(mp_process *p)
 {
     if (!p)
+        return -EINVAL;
+    if (__atomic_load_n(&p->closed, __ATOMIC_ACQUIRE))
         return 0;
     if (p->creator == getpid() && process_state(p) == P_STARTED && !process_reap(p))
         return mp__err(MP_EVALUE, "Cannot close a process while it is still running. You should "
                                   "first call join() or terminate().");
+    pthread_mutex_lock(&mu);
+    process_unregister_locked(p);
+    if (p->sentinel >= 0)
+        mp__close(p->sentinel);
+    p->sentinel = -1;
+    __atomic_store_n(&p->closed, true, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&mu);
+    return 0;
+}
+
+/* Never refuses: a child still running is left running, detached (no longer
+ * joined or signalled by the exit procedure; nobody reaps it here). */
+MP_API void mp_process_free(mp_process *p)
+{
+    if (!p)
+        return;
+    if (p->creator == getpid() && process_state(p) == P_STARTED)
+        (void)process_reap(p);
     pthread_mutex_lock(&mu);
     process_unregister_locked(p);
     pthread_mutex_unlock(&mu);
@@ -545,7 +580,6 @@ MP_API int mp_process_free(mp_process *p)
     free(p->name);
     free(p->identity);
     free(p);
-    return 0;
 }
 
 /* ---- the exit procedure --------------------------------------------------- */

@@ -98,7 +98,7 @@ static void client_destroy(mp_manager *m)
     /* Only the starter owns the server's process handle; a child that
      * inherited it leaves the copy alone (its descriptor is the parent's). */
     if (m->proc && m->starter == getpid())
-        (void)mp_process_free(m->proc);
+        mp_process_free(m->proc);
     mp__wipe(m->key, m->keylen); /* a secret */
     free(m->key);
     /* Only this process's view goes: the server and other children may
@@ -277,8 +277,10 @@ static void client_stop_started(mp_manager *m)
             }
         }
         /* Joined: release its sentinel now, not when the last proxy goes. */
-        if (mp_process_free(m->proc) == 0)
+        if (mp_process_close(m->proc) == 0) {
+            mp_process_free(m->proc);
             m->proc = NULL;
+        }
     }
     if (m->private_addr)
         client_remove_private_socket(m->address);

@@ -171,7 +171,8 @@ MP_API int mp_dictproxy_popitem(mp_dictproxy *d, mp_obj **key, mp_obj **value)
     return 0;
 }
 
-MP_API int mp_dictproxy_setdefault(mp_dictproxy *d, const mp_obj *key, const mp_obj *dflt, mp_obj **value)
+MP_API int mp_dictproxy_setdefault(mp_dictproxy *d, const mp_obj *key, const mp_obj *dflt,
+                                   mp_obj **value)
 {
     if (value)
         *value = NULL;
@@ -254,8 +255,8 @@ static int dict_proxy_cas(mp_dictproxy *d, struct marg key, const struct marg *e
     return swapped ? 1 : 0;
 }
 
-MP_API int mp_dictproxy_cas(mp_dictproxy *d, const mp_obj *key, const mp_obj *expected, const mp_obj *desired,
-                       mp_obj **current)
+MP_API int mp_dictproxy_cas(mp_dictproxy *d, const mp_obj *key, const mp_obj *expected,
+                            const mp_obj *desired, mp_obj **current)
 {
     if (current)
         *current = NULL;
@@ -268,7 +269,7 @@ MP_API int mp_dictproxy_cas(mp_dictproxy *d, const mp_obj *key, const mp_obj *ex
 }
 
 MP_API int mp_dictproxy_cas_int(mp_dictproxy *d, const char *key, int64_t expected, int64_t desired,
-                           int64_t *current)
+                                int64_t *current)
 {
     struct marg k;
     if (!d || proxy_str_arg(key, &k) < 0)
@@ -335,7 +336,8 @@ MP_API int mp_dictproxy_get_int_default(mp_dictproxy *d, const char *key, int64_
 }
 
 /* d[key] for a str key, as a malloc'd copy of its str or bytes value. */
-static int dict_proxy_get_copy(mp_dictproxy *d, const char *key, int type, void **value, size_t *len)
+static int dict_proxy_get_copy(mp_dictproxy *d, const char *key, int type, void **value,
+                               size_t *len)
 {
     if (!value)
         return -EINVAL;

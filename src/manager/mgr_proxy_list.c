@@ -91,7 +91,7 @@ MP_API int mp_listproxy_extend(mp_listproxy *l, const mp_obj *seq)
     return mp__mgr_call_proxy(&l->p, "extend", a, 1, 0, NULL, NULL);
 }
 
-MP_API int mp_listproxy_get(mp_listproxy *l, int64_t i, mp_obj **value)
+MP_API int mp_listproxy_get(mp_listproxy *l, ssize_t i, mp_obj **value)
 {
     if (value)
         *value = NULL;
@@ -101,7 +101,7 @@ MP_API int mp_listproxy_get(mp_listproxy *l, int64_t i, mp_obj **value)
     return mp__mgr_call_proxy(&l->p, "get", a, 1, 0, value, NULL);
 }
 
-MP_API int mp_listproxy_get_int(mp_listproxy *l, int64_t i, int64_t *value)
+MP_API int mp_listproxy_get_int(mp_listproxy *l, ssize_t i, int64_t *value)
 {
     if (!value)
         return -EINVAL;
@@ -114,7 +114,7 @@ MP_API int mp_listproxy_get_int(mp_listproxy *l, int64_t i, int64_t *value)
     return rc;
 }
 
-MP_API int mp_listproxy_get_str(mp_listproxy *l, int64_t i, char **value, size_t *len)
+MP_API int mp_listproxy_get_str(mp_listproxy *l, ssize_t i, char **value, size_t *len)
 {
     if (!value)
         return -EINVAL;
@@ -124,7 +124,7 @@ MP_API int mp_listproxy_get_str(mp_listproxy *l, int64_t i, char **value, size_t
     return rc < 0 ? rc : mp__mgr_proxy_take_copy(r, MP_TYPE_STR, (void **)value, len);
 }
 
-MP_API int mp_listproxy_set(mp_listproxy *l, int64_t i, const mp_obj *value)
+MP_API int mp_listproxy_set(mp_listproxy *l, ssize_t i, const mp_obj *value)
 {
     if (!l || !value)
         return -EINVAL;
@@ -137,7 +137,7 @@ MP_API ssize_t mp_listproxy_len(mp_listproxy *l)
     return mp__mgr_proxy_call_count(l ? &l->p : NULL, "len", NULL, 0);
 }
 
-MP_API int mp_listproxy_pop(mp_listproxy *l, int64_t i, mp_obj **value)
+MP_API int mp_listproxy_pop(mp_listproxy *l, ssize_t i, mp_obj **value)
 {
     if (value)
         *value = NULL;
@@ -151,7 +151,7 @@ MP_API int mp_listproxy_pop(mp_listproxy *l, int64_t i, mp_obj **value)
     return rc;
 }
 
-MP_API int mp_listproxy_insert(mp_listproxy *l, int64_t i, const mp_obj *value)
+MP_API int mp_listproxy_insert(mp_listproxy *l, ssize_t i, const mp_obj *value)
 {
     if (!l || !value)
         return -EINVAL;
@@ -159,7 +159,7 @@ MP_API int mp_listproxy_insert(mp_listproxy *l, int64_t i, const mp_obj *value)
     return mp__mgr_call_proxy(&l->p, "insert", a, 2, 0, NULL, NULL);
 }
 
-MP_API int mp_listproxy_slice(mp_listproxy *l, int64_t start, int64_t stop, mp_obj **list)
+MP_API int mp_listproxy_slice(mp_listproxy *l, ssize_t start, ssize_t stop, mp_obj **list)
 {
     if (list)
         *list = NULL;
@@ -174,7 +174,7 @@ MP_API int mp_listproxy_copy(mp_listproxy *l, mp_obj **list)
     return mp__mgr_proxy_get_value(l ? &l->p : NULL, "copy", list);
 }
 
-MP_API int mp_listproxy_del(mp_listproxy *l, int64_t i)
+MP_API int mp_listproxy_del(mp_listproxy *l, ssize_t i)
 {
     if (!l)
         return -EINVAL;

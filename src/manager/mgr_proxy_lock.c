@@ -54,7 +54,8 @@ MP_API int mp_manager_rlock(mp_manager *m, mp_lockproxy **out)
     return lock_proxy_new(m, "rlock", NULL, false, out);
 }
 
-MP_API int mp_manager_lock_named(mp_manager *m, const char *name, bool recursive, mp_lockproxy **out)
+MP_API int mp_manager_lock_named(mp_manager *m, const char *name, bool recursive,
+                                 mp_lockproxy **out)
 {
     return lock_proxy_new(m, recursive ? "rlock" : "lock", name, false, out);
 }

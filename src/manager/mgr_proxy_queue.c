@@ -20,26 +20,31 @@ _Static_assert(offsetof(struct mp_queueproxy, p) == 0, "a queue is its proxy");
 
 /* ---- constructors ---------------------------------------------------------------- */
 
-/* Create (maxsize: 0 or less for no limit) or attach a queue; *out NULL on
- * failure. */
-static int queue_proxy_new(mp_manager *m, const char *name, bool attach, int64_t maxsize,
+/* Create (maxsize: 0 for no limit) or attach a queue; *out NULL on
+ * failure. The server keeps maxsize as a Python int, here an int64_t. */
+static int queue_proxy_new(mp_manager *m, const char *name, bool attach, size_t maxsize,
                            mp_queueproxy **out)
 {
-    struct marg init = ARG_INT(maxsize > 0 ? maxsize : 0);
+    if (out)
+        *out = NULL;
+    if ((uint64_t)maxsize > (uint64_t)INT64_MAX)
+        return -EOVERFLOW;
+    struct marg init = ARG_INT((int64_t)maxsize);
     struct proxy *p = NULL;
-    int rc = mp__mgr_proxy_new(m, sizeof(mp_queueproxy), "queue", name, attach, attach ? NULL : &init,
-                               out ? &p : NULL);
+    int rc = mp__mgr_proxy_new(m, sizeof(mp_queueproxy), "queue", name, attach,
+                               attach ? NULL : &init, out ? &p : NULL);
     if (out)
         *out = (mp_queueproxy *)p;
     return rc;
 }
 
-MP_API int mp_manager_queue(mp_manager *m, int64_t maxsize, mp_queueproxy **out)
+MP_API int mp_manager_queue(mp_manager *m, size_t maxsize, mp_queueproxy **out)
 {
     return queue_proxy_new(m, NULL, false, maxsize, out);
 }
 
-MP_API int mp_manager_queue_named(mp_manager *m, const char *name, int64_t maxsize, mp_queueproxy **out)
+MP_API int mp_manager_queue_named(mp_manager *m, const char *name, size_t maxsize,
+                                  mp_queueproxy **out)
 {
     return queue_proxy_new(m, name, false, maxsize, out);
 }

@@ -278,10 +278,10 @@ int mp__mgr_value_len(const struct req *r);
 int mp__mgr_value_copy(const struct req *r);
 int mp__mgr_value_clear(const struct req *r);
 
-/* Argument i of the request. */
+/* Argument i of the request; the request's own, so a handler may take it. */
 static inline mp_obj *mp__mgr_arg(const struct req *r, size_t i)
 {
-    return mp_obj_list_get(r->args, i);
+    return mp_obj_list_get_mut(r->args, (ssize_t)i);
 }
 
 /* A timeout argument: a number of seconds, negative or None for forever.

@@ -110,8 +110,7 @@ static void reply_size_floor(struct reply_floor *f, const mp_obj *o)
         break;
     case MP_TYPE_DICT: {
         size_t pos = 0;
-        const mp_obj *k;
-        mp_obj *v;
+        const mp_obj *k, *v;
         while (f->n <= f->limit && f->left && mp_obj_dict_next(o, &pos, &k, &v) == 1) {
             reply_size_floor(f, k);
             reply_size_floor(f, v);

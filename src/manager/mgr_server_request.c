@@ -193,7 +193,7 @@ void mp__mgr_run_decoded(struct server *s, struct sconn *c, int rc, mp_obj *req)
     int64_t ident;
     const char *meth;
     size_t mlen;
-    mp_obj *args = mp_obj_list_get(req, 2);
+    mp_obj *args = mp_obj_list_get_mut(req, 2);
     if (mp_obj_type(req) != MP_TYPE_TUPLE || mp_obj_len(req) != 3 ||
         mp_obj_get_int(mp_obj_list_get(req, 0), &ident) < 0 ||
         mp_obj_get_str(mp_obj_list_get(req, 1), &meth, &mlen) < 0 ||

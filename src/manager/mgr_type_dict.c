@@ -36,7 +36,7 @@ static int sdict_lookup(const struct req *r, mp_obj **v)
     int rc = sdict_check_hashable(mp__mgr_arg(r, 0));
     if (rc < 0)
         return rc;
-    *v = mp_obj_dict_get(r->o->value, mp__mgr_arg(r, 0));
+    *v = mp_obj_dict_get_mut(r->o->value, mp__mgr_arg(r, 0));
     return *v != NULL;
 }
 
@@ -94,8 +94,7 @@ static int sdict_view(const struct req *r, int which)
     size_t st = mp__mgr_reply_begin(c);
     mp__pickler_list_begin(&c->out);
     size_t pos = 0;
-    const mp_obj *k;
-    mp_obj *v;
+    const mp_obj *k, *v;
     while (mp_obj_dict_next(r->o->value, &pos, &k, &v) == 1) {
         if (which != DICT_VALUES)
             mp__pickler_obj(&c->out, k);
@@ -202,7 +201,7 @@ static int sdict_setdefault(const struct req *r)
 static int sdict_check_pairs(struct sconn *c, const mp_obj *other, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        mp_obj *p = mp_obj_list_get(other, i);
+        const mp_obj *p = mp_obj_list_get(other, i);
         int pt = mp_obj_type(p);
         if ((pt != MP_TYPE_TUPLE && pt != MP_TYPE_LIST) || mp_obj_len(p) != 2) {
             mp__mgr_reply_error(c, MP_EVALUE, "ValueError: update sequence element is not a pair");
@@ -240,7 +239,7 @@ static int sdict_update(const struct req *r)
             (void)mp__dict_popitem(other, &kv[2 * i], &kv[2 * i + 1]);
     } else {
         for (size_t i = 0; i < n; i++) {
-            mp_obj *p = mp_obj_list_get(other, i);
+            mp_obj *p = mp_obj_list_get_mut(other, (ssize_t)i);
             kv[2 * i + 1] = mp__seq_take(p, 1);
             kv[2 * i] = mp__seq_take(p, 0);
         }

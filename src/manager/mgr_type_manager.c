@@ -34,7 +34,7 @@ static bool smgr_kind_matches(int want, int have, bool any_lock)
 
 static struct sobj *smgr_by_name(struct server *s, const mp_obj *name)
 {
-    mp_obj *idv = mp_obj_dict_get(s->names, name);
+    const mp_obj *idv = mp_obj_dict_get(s->names, name);
     int64_t id;
     if (!idv || mp_obj_get_int(idv, &id) < 0)
         return NULL;

@@ -89,7 +89,7 @@ static void pool_release(mp_pool *p, bool ours)
         mp_conn_free(p->w[i].conn);
     free(p->w);
     if (p->zygote)
-        (void)mp_process_free(p->zygote); /* in a child: not ours, just the copy */
+        mp_process_free(p->zygote); /* in a child: not ours, just the copy */
     mp_conn_free(p->zctl);
     mp_listener_free(p->lis); /* only the creator removes its file */
     free(p->lis_addr);
@@ -200,7 +200,7 @@ static int pool_start_forkserver(mp_pool *p)
     snprintf(zname, sizeof zname, "PoolForkServer-%s", mp_process_name(p->zygote) + 8);
     (void)mp_process_set_name(p->zygote, zname);
     if ((rc = mp_process_start(p->zygote)) < 0) {
-        (void)mp_process_free(p->zygote);
+        mp_process_free(p->zygote);
         p->zygote = NULL;
         return rc;
     }
@@ -384,16 +384,18 @@ MP_API int mp_pool_join(mp_pool *p, double timeout)
     return rc;
 }
 
-MP_API int mp_pool_free(mp_pool *p)
+/* Freeing from the pool's own thread (a callback) would join that thread
+ * from itself: a misuse, refused by doing nothing rather than by abort. */
+MP_API void mp_pool_free(mp_pool *p)
 {
     if (!p)
-        return 0;
+        return;
     if (p->gen != mp__forkgen()) {
         pool_release(p, false); /* a forked child's copy */
-        return 0;
+        return;
     }
     if (pool_in_own_thread(p))
-        return MP_ESTATE;
+        return;
     mp__pool_lock(p);
     bool running = p->state == P_RUN;
     mp__pool_unlock(p);
@@ -403,23 +405,22 @@ MP_API int mp_pool_free(mp_pool *p)
     if (p->hook > 0)
         mp__exit_hook_remove(p->hook);
     pool_release(p, true);
-    return 0;
 }
 
-MP_API int mp_pool_processes(const mp_pool *p)
+MP_API ssize_t mp_pool_processes(const mp_pool *p)
 {
     int rc = mp__pool_check(p);
     return rc < 0 ? rc : p->nproc;
 }
 
-MP_API int mp_pool_pids(mp_pool *p, pid_t *pids, size_t cap)
+MP_API ssize_t mp_pool_pids(mp_pool *p, pid_t *pids, size_t cap)
 {
     int rc = mp__pool_check(p);
     if (rc < 0)
         return rc;
     if (!pids && cap > 0)
         return -EINVAL;
-    int n = 0;
+    ssize_t n = 0;
     mp__pool_lock(p);
     for (int i = 0; i < p->nproc; i++) {
         if (p->w[i].state != W_LIVE)

@@ -76,7 +76,7 @@ static void pool_fs_reap(struct pool_fs *fs, int i)
         rc = mp_process_exitcode(fs->procs[i], &code);
     pool_fs_reply(fs, Z_DIED, (uint32_t)i, fs->ks[i], mp_process_pid(fs->procs[i]), code,
                   rc < 0 ? rc : 0);
-    (void)mp_process_free(fs->procs[i]);
+    mp_process_free(fs->procs[i]);
     fs->procs[i] = NULL;
 }
 
@@ -103,7 +103,7 @@ static void pool_fs_spawn(struct pool_fs *fs, const struct zmsg *m)
         fs->ks[i] = m->k;
         pool_fs_reply(fs, Z_SPAWNED, m->idx, m->k, mp_process_pid(proc), 0, 0);
     } else {
-        (void)mp_process_free(proc);
+        mp_process_free(proc);
         pool_fs_reply(fs, Z_SPAWN_FAILED, m->idx, m->k, 0, rc, rc);
     }
 }
@@ -192,7 +192,7 @@ int mp__pool_forkserver_main(void *arg)
             if (fs.procs[i]) {
                 (void)mp_process_kill(fs.procs[i]);
                 (void)mp_process_join(fs.procs[i], MP_FOREVER);
-                (void)mp_process_free(fs.procs[i]);
+                mp_process_free(fs.procs[i]);
             }
         }
         code = 0;

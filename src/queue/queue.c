@@ -337,17 +337,17 @@ static int queue_max_item_of(const mp_queue_opts *opts, size_t *max_item)
     return 0;
 }
 
-static int queue_make(mp_queue **out, unsigned maxsize, bool joinable, size_t max_item)
+static int queue_make(mp_queue **out, size_t maxsize, bool joinable, size_t max_item)
 {
     if (!out)
         return -EINVAL;
     *out = NULL;
-    if (maxsize > (unsigned)SEM_VALUE_MAX)
+    if (maxsize > (size_t)SEM_VALUE_MAX)
         return MP_EVALUE;
     mp_queue *q = calloc(1, sizeof *q);
     if (!q)
         return -ENOMEM;
-    q->maxsize = maxsize ? maxsize : (unsigned)SEM_VALUE_MAX;
+    q->maxsize = maxsize ? (unsigned)maxsize : (unsigned)SEM_VALUE_MAX;
     q->gen = mp__forkgen();
     int rc = mp__qpipe_open(&q->qp, max_item);
     if (rc < 0)
@@ -373,12 +373,12 @@ fail:
     return rc;
 }
 
-MP_API int mp_queue_new(mp_queue **out, unsigned maxsize)
+MP_API int mp_queue_new(mp_queue **out, size_t maxsize)
 {
     return queue_make(out, maxsize, false, MP_QUEUE_MAX_ITEM_DEFAULT);
 }
 
-MP_API int mp_queue_new_joinable(mp_queue **out, unsigned maxsize)
+MP_API int mp_queue_new_joinable(mp_queue **out, size_t maxsize)
 {
     return queue_make(out, maxsize, true, MP_QUEUE_MAX_ITEM_DEFAULT);
 }
@@ -598,7 +598,7 @@ MP_API int mp_queue_get_item(mp_queue *q, void **data, size_t *len, mp_obj **obj
     return rc < 0 ? rc : queue_take(&q->qp, q->sem, MP__QK_ANY, data, len, obj, timeout);
 }
 
-MP_API int mp_queue_qsize(mp_queue *q)
+MP_API ssize_t mp_queue_qsize(mp_queue *q)
 {
     if (!q)
         return -EINVAL;
@@ -607,7 +607,7 @@ MP_API int mp_queue_qsize(mp_queue *q)
         return free_places;
     /* A BoundedSemaphore never counts past maxsize. */
     MP__ASSERT((unsigned)free_places <= q->maxsize);
-    return (int)(q->maxsize - (unsigned)free_places);
+    return (ssize_t)(q->maxsize - (unsigned)free_places);
 }
 
 MP_API int mp_queue_empty(mp_queue *q)

@@ -180,13 +180,16 @@ static int barrier_release(mp_barrier *b)
     return 0;
 }
 
-/* A port of threading.Barrier.wait(). */
+/* A port of threading.Barrier.wait(timeout=None): Python's None is
+ * MP_FOREVER here, and as in Python it means the barrier's own timeout. */
 MP_API int mp_barrier_wait(mp_barrier *b, double timeout)
 {
     if (!b)
         return -EINVAL;
     if (mp__bad_timeout(timeout))
         return MP_EVALUE;
+    if (timeout < 0)
+        timeout = b->timeout;
     int64_t deadline = mp__deadline(timeout);
     int rc = barrier_lock(b, true);
     if (rc < 0)
@@ -241,13 +244,6 @@ out:
     return result;
 }
 
-MP_API int mp_barrier_wait(mp_barrier *b, MP_FOREVER)
-{
-    if (!b)
-        return -EINVAL;
-    return mp_barrier_wait(b, b->timeout);
-}
-
 MP_API int mp_barrier_abort(mp_barrier *b)
 {
     int rc = barrier_lock(b, false);
@@ -279,12 +275,12 @@ MP_API unsigned mp_barrier_parties(const mp_barrier *b)
     return b ? b->parties : 0;
 }
 
-MP_API int mp_barrier_n_waiting(mp_barrier *b)
+MP_API ssize_t mp_barrier_n_waiting(mp_barrier *b)
 {
     int rc = barrier_lock(b, true);
     if (rc < 0)
         return rc;
-    int n = b->state == B_FILLING ? (int)b->count : 0;
+    ssize_t n = b->state == B_FILLING ? (ssize_t)b->count : 0;
     mp__mutex_unlock(&b->guard);
     return n;
 }

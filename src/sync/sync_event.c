@@ -271,7 +271,7 @@ MP_API int mp_cond_wait_for(mp_cond *cond, bool (*pred)(void *arg), void *arg, d
     }
 }
 
-MP_API int mp_cond_notify(mp_cond *cond, unsigned n)
+MP_API ssize_t mp_cond_notify(mp_cond *cond, size_t n)
 {
     if (!cond)
         return -EINVAL;
@@ -280,14 +280,16 @@ MP_API int mp_cond_notify(mp_cond *cond, unsigned n)
     int rc = cond_guard_lock(cond);
     if (rc < 0)
         return rc;
-    unsigned woken = n ? mp__waitq_wake(&cond->q, n, NULL, NULL) : 0;
+    /* The wait queue counts in unsigned: more than UINT_MAX is "all". */
+    unsigned want = n > UINT_MAX ? UINT_MAX : (unsigned)n;
+    unsigned woken = want ? mp__waitq_wake(&cond->q, want, NULL, NULL) : 0;
     mp__mutex_unlock(&cond->guard);
-    return woken > INT_MAX ? INT_MAX : (int)woken;
+    return (ssize_t)woken;
 }
 
-MP_API int mp_cond_notify_all(mp_cond *cond)
+MP_API ssize_t mp_cond_notify_all(mp_cond *cond)
 {
-    return mp_cond_notify(cond, UINT_MAX);
+    return mp_cond_notify(cond, SIZE_MAX);
 }
 
 MP_API void mp_cond_free(mp_cond *cond)

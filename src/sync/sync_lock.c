@@ -175,7 +175,7 @@ MP_API int mp_rlock_release(mp_rlock *lock)
     return 0;
 }
 
-MP_API int mp_rlock_count(mp_rlock *lock)
+MP_API ssize_t mp_rlock_count(mp_rlock *lock)
 {
     return lock ? sync_rlock_levels(lock) : -EINVAL;
 }

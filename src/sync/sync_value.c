@@ -95,14 +95,14 @@ static void array_free(struct mp_array *a)
 }
 
 /* Python's index rule: negative counts from the end. */
-static int array_resolve_index(const struct mp_array *a, long i, size_t *at)
+static int array_resolve_index(const struct mp_array *a, ssize_t i, size_t *at)
 {
     if (i < 0) {
-        if ((unsigned long)-(i + 1) >= a->len)
+        if ((size_t) - (i + 1) >= a->len)
             return MP_EKEY;
         *at = a->len - (size_t) - (i + 1) - 1;
     } else {
-        if ((unsigned long)i >= a->len)
+        if ((size_t)i >= a->len)
             return MP_EKEY;
         *at = (size_t)i;
     }
@@ -226,7 +226,7 @@ static int array_store_int(const struct ctype *t, unsigned char *p, int64_t x)
 /* One locked access to item i: op 0 get_int, 1 set_int, 2 get_float, 3 set_float. */
 enum access { GET_INT, SET_INT, GET_FLOAT, SET_FLOAT };
 
-static int array_item_access(struct mp_array *a, long i, enum access op, int64_t *ip, double *fp)
+static int array_item_access(struct mp_array *a, ssize_t i, enum access op, int64_t *ip, double *fp)
 {
     if (!a)
         return -EINVAL;
@@ -330,9 +330,9 @@ MP_API void *mp_array_ptr(mp_array *a)
     return a ? array_items(a) : NULL;
 }
 
-MP_API size_t mp_array_len(const mp_array *a)
+MP_API ssize_t mp_array_len(const mp_array *a)
 {
-    return a ? a->len : 0;
+    return a ? (ssize_t)a->len : -EINVAL;
 }
 
 MP_API mp_rlock *mp_array_get_lock(mp_array *a)
@@ -345,26 +345,26 @@ MP_API char mp_array_typecode(const mp_array *a)
     return a ? a->typecode : 0;
 }
 
-MP_API int mp_array_get_int(mp_array *a, long i, int64_t *out)
+MP_API int mp_array_get_int(mp_array *a, ssize_t i, int64_t *out)
 {
     if (!out)
         return -EINVAL;
     return array_item_access(a, i, GET_INT, out, NULL);
 }
 
-MP_API int mp_array_set_int(mp_array *a, long i, int64_t x)
+MP_API int mp_array_set_int(mp_array *a, ssize_t i, int64_t x)
 {
     return array_item_access(a, i, SET_INT, &x, NULL);
 }
 
-MP_API int mp_array_get_float(mp_array *a, long i, double *out)
+MP_API int mp_array_get_float(mp_array *a, ssize_t i, double *out)
 {
     if (!out)
         return -EINVAL;
     return array_item_access(a, i, GET_FLOAT, NULL, out);
 }
 
-MP_API int mp_array_set_float(mp_array *a, long i, double x)
+MP_API int mp_array_set_float(mp_array *a, ssize_t i, double x)
 {
     return array_item_access(a, i, SET_FLOAT, NULL, &x);
 }
