@@ -98,7 +98,7 @@ WORKLOADS = [
     # W6: 4 processes x 2,500 decrements of d['count'] on a manager dict.
     # ours: the manager Lock (4 round trips per decrement), the shared-memory
     # mp_lock of sync.h (2 round trips: what Python's "mp.Lock()" row does),
-    # then mp_dict_add_int (1 round trip, atomic in the server, no lock).
+    # then mp_dictproxy_add_int (1 round trip, atomic in the server, no lock).
     ("manager", "W6_rmw_manager_Lock", "ops/s", [
         ("libmpipc", ["{build}/bench/bench_manager", "lock_rmw"]),
         ("Python Manager().Lock()", [PY, "{bench}/bench_manager.py", "manager_lock"]),
@@ -109,7 +109,7 @@ WORKLOADS = [
         ("Python Manager().Lock()", [PY, "{bench}/bench_manager.py", "manager_lock"]),
         ("Python mp.Lock()", [PY, "{bench}/bench_manager.py", "mp_lock"]),
     ]),
-    ("manager", "W6_mp_dict_add_int", "ops/s", [
+    ("manager", "W6_dictproxy_add_int", "ops/s", [
         ("libmpipc", ["{build}/bench/bench_manager", "atomic_add"]),
         ("Python Manager().Lock()", [PY, "{bench}/bench_manager.py", "manager_lock"]),
         ("Python mp.Lock()", [PY, "{bench}/bench_manager.py", "mp_lock"]),
