@@ -18,14 +18,14 @@
 
 #include <mpipc/common.h>
 
-#define MP_VERSION_MAJOR 0
-#define MP_VERSION_MINOR 1
+#define MP_VERSION_MAJOR 1
+#define MP_VERSION_MINOR 0
 #define MP_VERSION_PATCH 0
 
 /* "MAJOR.MINOR.PATCH" as a string literal. */
-#define MP_VERSION_STRING "0.1.0"
+#define MP_VERSION_STRING "1.0.0"
 
-/* One integer for compile-time comparisons: MP_VERSION >= MP_MAKE_VERSION(0, 1, 0). */
+/* One integer for compile-time comparisons: MP_VERSION >= MP_MAKE_VERSION(1, 0, 0). */
 #define MP_MAKE_VERSION(major, minor, patch) ((major)*10000 + (minor)*100 + (patch))
 #define MP_VERSION                           MP_MAKE_VERSION(MP_VERSION_MAJOR, MP_VERSION_MINOR, MP_VERSION_PATCH)
 
