@@ -468,80 +468,6 @@ static void test_loads_reads_sets_as_protocols_0_to_3_write_them(void **state)
 
 /* ---- Talking to the real python3 ---------------------------------------------- */
 
-/* Run python3 -c script with in as its stdin and collect its stdout, within
- * timeout seconds; returns the exit status, -signal or TU_TIMEOUT. stdin
- * and stdout are one socket, so no SIGPIPE can hit us. */
-static int py_run(const char *script, const void *in, size_t inlen, unsigned char **out,
-                  size_t *outlen, double timeout)
-{
-    int sv[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(sv[1], 0);
-        dup2(sv[1], 1);
-        execlp("python3", "python3", "-c", script, (char *)NULL);
-        _exit(127);
-    }
-    close(sv[1]);
-    assert_int_equal(fcntl(sv[0], F_SETFL, O_NONBLOCK), 0);
-    double end = tu_now() + timeout;
-    size_t off = 0, cap = 1 << 16, got = 0;
-    unsigned char *buf = malloc(cap);
-    assert_non_null(buf);
-    bool writing = inlen > 0;
-    if (!writing)
-        shutdown(sv[0], SHUT_WR);
-    for (;;) {
-        double left = end - tu_now();
-        if (left <= 0)
-            break;
-        struct pollfd pfd = {sv[0], (short)(POLLIN | (writing ? POLLOUT : 0)), 0};
-        int r = poll(&pfd, 1, (int)(left * 1000) + 1);
-        if (r < 0 && errno == EINTR)
-            continue;
-        assert_true(r >= 0);
-        if (writing && (pfd.revents & (POLLOUT | POLLERR))) {
-            ssize_t w =
-                send(sv[0], (const char *)in + off, inlen - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (w > 0)
-                off += (size_t)w;
-            if (w < 0 && errno != EAGAIN && errno != EINTR)
-                off = inlen;
-            if (off == inlen) {
-                shutdown(sv[0], SHUT_WR);
-                writing = false;
-            }
-        }
-        if (pfd.revents & (POLLIN | POLLHUP | POLLERR)) {
-            if (got == cap) {
-                cap *= 2;
-                buf = realloc(buf, cap);
-                assert_non_null(buf);
-            }
-            ssize_t rd = recv(sv[0], buf + got, cap - got, MSG_DONTWAIT);
-            if (rd == 0)
-                break;
-            if (rd > 0)
-                got += (size_t)rd;
-            else if (errno != EAGAIN && errno != EINTR)
-                break;
-        }
-    }
-    close(sv[0]);
-    double left = end - tu_now();
-    int status = tu_wait_child(pid, left > 1 ? left : 1);
-    if (out) {
-        *out = buf;
-        *outlen = got;
-    } else {
-        free(buf);
-    }
-    return status;
-}
-
 static const char python_expects_every_type[] =
     "import pickle, sys\n"
     "o = pickle.loads(sys.stdin.buffer.read())\n"
@@ -562,7 +488,7 @@ static void test_python3_loads_what_mp_obj_dumps_writes(void **state)
     void *p;
     size_t n;
     TU_ASSERT_STATUS(mp_obj_dumps(o, &p, &n), 0);
-    assert_int_equal(py_run(python_expects_every_type, p, n, NULL, NULL, 60), 0);
+    assert_int_equal(tu_python_filter(python_expects_every_type, p, n, NULL, NULL, 60), 0);
     free(p);
     mp_obj_free(o);
 }
@@ -595,7 +521,7 @@ static void test_we_load_the_sets_and_bytearrays_python3_dumps(void **state)
     (void)state;
     unsigned char *out;
     size_t n;
-    assert_int_equal(py_run(python_dumps_sets, NULL, 0, &out, &n, 60), 0);
+    assert_int_equal(tu_python_filter(python_dumps_sets, NULL, 0, &out, &n, 60), 0);
     size_t off = 0, count = 0;
     while (off < n) {
         assert_true(n - off >= 4);

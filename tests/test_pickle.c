@@ -125,83 +125,6 @@ static void test_dumps_then_loads_round_trips_every_vector(void **state)
 
 /* ---- Talking to the real python3 --------------------------------------- */
 
-/*
- * Run python3 -c script with in as its stdin and collect its stdout, all
- * within timeout seconds. Returns the exit status (0..255), -signal, or
- * TU_TIMEOUT. stdin and stdout are one socket, so no SIGPIPE can hit us.
- */
-static int py_run(const char *script, const unsigned char *in, size_t inlen, unsigned char **out,
-                  size_t *outlen, double timeout)
-{
-    int sv[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(sv[1], 0);
-        dup2(sv[1], 1);
-        execlp("python3", "python3", "-c", script, (char *)NULL);
-        _exit(127);
-    }
-    close(sv[1]);
-    assert_int_equal(fcntl(sv[0], F_SETFL, O_NONBLOCK), 0);
-    double end = tu_now() + timeout;
-    size_t off = 0, cap = 1 << 16, got = 0;
-    unsigned char *buf = malloc(cap);
-    assert_non_null(buf);
-    bool writing = true;
-    if (inlen == 0) {
-        shutdown(sv[0], SHUT_WR);
-        writing = false;
-    }
-    for (;;) {
-        double left = end - tu_now();
-        if (left <= 0)
-            break;
-        struct pollfd pfd = {sv[0], (short)(POLLIN | (writing ? POLLOUT : 0)), 0};
-        int r = poll(&pfd, 1, (int)(left * 1000) + 1);
-        if (r < 0 && errno == EINTR)
-            continue;
-        assert_true(r >= 0);
-        if (writing && (pfd.revents & (POLLOUT | POLLERR))) {
-            ssize_t w = send(sv[0], in + off, inlen - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (w > 0)
-                off += (size_t)w;
-            if (w < 0 && errno != EAGAIN && errno != EINTR)
-                off = inlen; /* python went away; its status tells */
-            if (off == inlen) {
-                shutdown(sv[0], SHUT_WR);
-                writing = false;
-            }
-        }
-        if (pfd.revents & (POLLIN | POLLHUP | POLLERR)) {
-            if (got == cap) {
-                cap *= 2;
-                buf = realloc(buf, cap);
-                assert_non_null(buf);
-            }
-            ssize_t rd = recv(sv[0], buf + got, cap - got, MSG_DONTWAIT);
-            if (rd == 0)
-                break;
-            if (rd > 0)
-                got += (size_t)rd;
-            else if (errno != EAGAIN && errno != EINTR)
-                break;
-        }
-    }
-    close(sv[0]);
-    double left = end - tu_now();
-    int status = tu_wait_child(pid, left > 1 ? left : 1);
-    if (out) {
-        *out = buf;
-        *outlen = got;
-    } else {
-        free(buf);
-    }
-    return status;
-}
-
 static mp_obj *must(mp_obj *o)
 {
     assert_non_null(o);
@@ -349,7 +272,7 @@ static void test_python3_loads_what_we_dump(void **state)
     unsigned char *p;
     size_t n;
     TU_ASSERT_STATUS(mp__pickle_dumps(o, &p, &n), 0);
-    int status = py_run(python_expects_everything, p, n, NULL, NULL, 60);
+    int status = tu_python_filter(python_expects_everything, p, n, NULL, NULL, 60);
     assert_int_equal(status, 0);
     free(p);
     mp_obj_free(o);
@@ -384,7 +307,7 @@ static void test_we_load_what_python3_dumps(void **state)
      * 2-5 and the default (what multiprocessing sends). */
     unsigned char *out;
     size_t n;
-    int status = py_run(python_dumps_for_c, NULL, 0, &out, &n, 60);
+    int status = tu_python_filter(python_dumps_for_c, NULL, 0, &out, &n, 60);
     assert_int_equal(status, 0);
     size_t off = 0, count = 0;
     while (off < n) {

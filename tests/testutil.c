@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -189,4 +192,77 @@ void tu_filter(int argc, char **argv)
     const char *filter = argc > 1 ? argv[1] : getenv("MPIPC_TEST_FILTER");
     if (filter && *filter)
         cmocka_set_test_filter(filter);
+}
+
+/* tu_python_filter: python3 -c script, in on its stdin, its stdout collected. */
+int tu_python_filter(const char *script, const void *in, size_t inlen, unsigned char **out,
+                     size_t *outlen, double timeout)
+{
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(sv[1], 0);
+        dup2(sv[1], 1);
+        execlp("python3", "python3", "-c", script, (char *)NULL);
+        _exit(127);
+    }
+    close(sv[1]);
+    assert_int_equal(fcntl(sv[0], F_SETFL, O_NONBLOCK), 0);
+    double end = tu_now() + timeout;
+    size_t off = 0, cap = 1 << 16, got = 0;
+    unsigned char *buf = malloc(cap);
+    assert_non_null(buf);
+    bool writing = true;
+    if (inlen == 0) {
+        shutdown(sv[0], SHUT_WR);
+        writing = false;
+    }
+    for (;;) {
+        double left = end - tu_now();
+        if (left <= 0)
+            break;
+        struct pollfd pfd = {sv[0], (short)(POLLIN | (writing ? POLLOUT : 0)), 0};
+        int r = poll(&pfd, 1, (int)(left * 1000) + 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        assert_true(r >= 0);
+        if (writing && (pfd.revents & (POLLOUT | POLLERR))) {
+            ssize_t w = send(sv[0], (const char *)in + off, inlen - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (w > 0)
+                off += (size_t)w;
+            if (w < 0 && errno != EAGAIN && errno != EINTR)
+                off = inlen; /* python went away; its status tells */
+            if (off == inlen) {
+                shutdown(sv[0], SHUT_WR);
+                writing = false;
+            }
+        }
+        if (pfd.revents & (POLLIN | POLLHUP | POLLERR)) {
+            if (got == cap) {
+                cap *= 2;
+                buf = realloc(buf, cap);
+                assert_non_null(buf);
+            }
+            ssize_t rd = recv(sv[0], buf + got, cap - got, MSG_DONTWAIT);
+            if (rd == 0)
+                break;
+            if (rd > 0)
+                got += (size_t)rd;
+            else if (errno != EAGAIN && errno != EINTR)
+                break;
+        }
+    }
+    close(sv[0]);
+    double left = end - tu_now();
+    int status = tu_wait_child(pid, left > 1 ? left : 1);
+    if (out) {
+        *out = buf;
+        *outlen = got;
+    } else {
+        free(buf);
+    }
+    return status;
 }

@@ -57,6 +57,15 @@ int tu_poll_child(pid_t pid);
  */
 pid_t tu_spawn_python(const char *script, const char *const *args, const int *keep, int nkeep);
 
+/*
+ * Run `python3 -c script` with in[0..inlen) as its stdin and collect its
+ * stdout into *out (malloc'd, *outlen bytes; out may be NULL to discard it),
+ * all within timeout seconds. Returns the exit status (0..255), -signal, or
+ * TU_TIMEOUT. stdin and stdout are one socket, so no SIGPIPE can hit us.
+ */
+int tu_python_filter(const char *script, const void *in, size_t inlen, unsigned char **out,
+                     size_t *outlen, double timeout);
+
 /* Is this test running under valgrind's memcheck (tests/valgrind.sh)? Its
  * preload library is in LD_PRELOAD of every process it runs. */
 bool tu_under_valgrind(void);
