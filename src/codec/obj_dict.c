@@ -405,24 +405,10 @@ static int dict_eq_rec(const mp_obj *a, const mp_obj *b, size_t *work)
         }
         return 1;
     case MP_TYPE_DICT:
-        if (a->u.d.used != b->u.d.used)
-            return 0;
-        for (size_t i = 0; i < a->u.d.n; i++) {
-            const struct mp__dict_entry *e = &a->u.d.entries[i];
-            if (!e->key)
-                continue;
-            size_t slot, idx;
-            int rc = dict_lookup(b, e->key, e->hash, work, &slot, &idx);
-            if (rc <= 0)
-                return rc;
-            rc = dict_eq_items(e->value, b->u.d.entries[idx].value, work);
-            if (rc <= 0)
-                return rc;
-        }
-        return 1;
     case MP_TYPE_SET:
     case MP_TYPE_FROZENSET:
-        /* Same size, and every item of a is in b: the same items. */
+        /* Same size, and every key (item) of a is in b - with an equal
+         * value, for a dict. */
         if (a->u.d.used != b->u.d.used)
             return 0;
         for (size_t i = 0; i < a->u.d.n; i++) {
@@ -431,6 +417,8 @@ static int dict_eq_rec(const mp_obj *a, const mp_obj *b, size_t *work)
                 continue;
             size_t slot, idx;
             int rc = dict_lookup(b, e->key, e->hash, work, &slot, &idx);
+            if (rc > 0 && a->type == MP_TYPE_DICT)
+                rc = dict_eq_items(e->value, b->u.d.entries[idx].value, work);
             if (rc <= 0)
                 return rc;
         }
