@@ -363,6 +363,35 @@ static void test_shm_tracker_forgets_a_block_once_it_is_unlinked(void **state)
     mp_shared_memory_free(shm);
 }
 
+/* The tracker's start: a second call starts nothing (one more descriptor
+ * in all), and the tracker holds none of the starter's descriptors: a pipe
+ * the starter opened before sees end of file once the starter closes its
+ * writer. */
+static int child_starts_tracker_twice(void *arg)
+{
+    (void)arg;
+    int p[2];
+    if (pipe(p) < 0)
+        return 10;
+    int before = tu_count_fds();
+    if (mp_resource_tracker_ensure_running() < 0 || mp_resource_tracker_ensure_running() < 0)
+        return 11;
+    if (tu_count_fds() != before + 1)
+        return 12;
+    close(p[1]);
+    struct pollfd pfd = {p[0], POLLIN, 0};
+    char c;
+    if (poll(&pfd, 1, 10000) != 1 || read(p[0], &c, 1) != 0)
+        return 13; /* someone else still holds the writer */
+    return 0;
+}
+
+static void test_shm_tracker_starts_once_and_holds_no_descriptor_of_ours(void **state)
+{
+    (void)state;
+    assert_int_equal(tu_wait_child(tu_fork(child_starts_tracker_twice, NULL), SHMT_TIMEOUT), 0);
+}
+
 /* ---- SharedMemoryManager ------------------------------------------------ */
 
 /* The names made through the manager, in memory the test shares. */
@@ -459,6 +488,7 @@ int main(int argc, char **argv)
         TU_TEST(test_shm_c_creates_python_attaches_and_writes),
         TU_TEST(test_shm_tracker_unlinks_after_the_creators_tree_is_sigkilled),
         TU_TEST(test_shm_tracker_forgets_a_block_once_it_is_unlinked),
+        TU_TEST(test_shm_tracker_starts_once_and_holds_no_descriptor_of_ours),
         TU_TEST(test_shm_manager_shutdown_unlinks_every_block_made_through_it),
     };
     return cmocka_run_group_tests(tests, shmt_group_setup, shmt_group_teardown);

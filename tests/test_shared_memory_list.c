@@ -170,6 +170,43 @@ static void test_shareable_list_python_reads_a_list_c_made_and_changed(void **st
     }
 }
 
+static const char py_reads_text[] =
+    SHMT_PY_PRELUDE "sl = shared_memory.ShareableList(name=sys.argv[1])\n"
+                    "untrack(sl.shm)\n"
+                    "ok = list(sl) == ['\u20ac' * 5, 'ab'] and sl.format == '16s8s'\n"
+                    "sl.shm.close()\n"
+                    "print('ok' if ok else 'bad %r %r' % (list(sl), sl.format), flush=True)\n";
+
+/* A non-ASCII str gets a slot for its UTF-8 bytes ('\u20ac' * 5 is 15
+ * bytes: a 16-byte slot, where Python's count of code points would give 8
+ * and cut it), and Python reads it whole. */
+static void test_shareable_list_sizes_text_by_its_utf8_bytes(void **state)
+{
+    (void)state;
+    mp_obj *seq = mp_obj_list_new();
+    mp_obj_list_append(
+        seq, mp_obj_str_cstr("\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac"));
+    mp_obj_list_append(seq, mp_obj_str_cstr("ab"));
+    mp_shareable_list *l;
+    TU_ASSERT_STATUS(mp_shareable_list_create(&l, seq, NULL, &untracked), 0);
+    shmt_note(mp_shared_memory_name(mp_shareable_list_shm(l)));
+    assert_item(l, 0, mp_obj_list_get(seq, 0));
+    mp_obj_free(seq);
+    for (size_t k = 0; k < SHMT_NPYTHONS; k++) {
+        if (!shmt_have(shmt_pythons[k]))
+            continue;
+        struct shmt_py py;
+        const char *args[] = {mp_shared_memory_name(mp_shareable_list_shm(l)), NULL};
+        shmt_py_start(&py, shmt_pythons[k], py_reads_text, args);
+        char line[300];
+        shmt_py_line(&py, line, sizeof line);
+        assert_string_equal(line, "ok");
+        assert_int_equal(shmt_py_finish(&py), 0);
+    }
+    TU_ASSERT_STATUS(mp_shared_memory_unlink(mp_shareable_list_shm(l)), 0);
+    mp_shareable_list_free(l);
+}
+
 /* Python's __setitem__ rules: a str or bytes must fit the slot ("bytes/str
  * item exceeds available storage"), an index beyond the end is IndexError,
  * a negative one counts from the end, an unsupported type or an int beyond
@@ -341,6 +378,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         TU_TEST(test_shareable_list_matches_and_shares_a_list_python_made),
         TU_TEST(test_shareable_list_python_reads_a_list_c_made_and_changed),
+        TU_TEST(test_shareable_list_sizes_text_by_its_utf8_bytes),
         TU_TEST(test_shareable_list_set_follows_pythons_rules),
         TU_TEST(test_shareable_list_create_refuses_bad_items_and_makes_nothing),
         TU_TEST(test_shareable_list_len_count_index_and_empty),
