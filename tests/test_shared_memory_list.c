@@ -362,6 +362,12 @@ static void test_shareable_list_refuses_a_damaged_block(void **state)
     memcpy(b + 32, "q\0", 2);
     b[40] = 9; /* no such back-transform code */
     TU_ASSERT_STATUS(mp_shareable_list_get(l, 0, &got), MP_EPROTO);
+    memcpy(b + 32, "8s", 2);
+    b[40] = 1;                     /* a str slot... */
+    memcpy(b + 24, "\xff\xfe", 2); /* ...that is not UTF-8: UnicodeDecodeError */
+    TU_ASSERT_STATUS(mp_shareable_list_get(l, 0, &got), MP_EVALUE);
+    assert_null(got);
+    memcpy(b + 32, "q\0", 2);
     b[40] = 0;
     uint64_t off = 1u << 20;
     memcpy(b + 16, &off, 8);
