@@ -12,6 +12,7 @@
 #include <mpipc/obj.h>
 #include <mpipc/shared_memory.h>
 
+#include <pthread.h>
 #include <regex.h>
 #include <sys/mman.h>
 
@@ -392,6 +393,61 @@ static void test_shm_tracker_starts_once_and_holds_no_descriptor_of_ours(void **
     assert_int_equal(tu_wait_child(tu_fork(child_starts_tracker_twice, NULL), SHMT_TIMEOUT), 0);
 }
 
+/* Threads of one process creating tracked blocks at once: each create
+ * registers whole (one line per write), and the tracker unlinks all of
+ * them when the process ends. */
+#define THREADS    4
+#define PER_THREAD 8
+
+struct thread_case {
+    char names[THREADS * PER_THREAD][64];
+    int failures;
+};
+
+struct thread_arg {
+    struct thread_case *tc;
+    int t;
+};
+
+static void *thread_creates(void *arg)
+{
+    struct thread_arg *ta = arg;
+    for (int i = 0; i < PER_THREAD; i++) {
+        mp_shared_memory *shm;
+        if (mp_shared_memory_create(&shm, ta->tc->names[ta->t * PER_THREAD + i], 64, NULL) < 0)
+            __atomic_add_fetch(&ta->tc->failures, 1, __ATOMIC_RELAXED);
+        else
+            mp_shared_memory_free(shm);
+    }
+    return NULL;
+}
+
+static int child_creates_from_threads(void *arg)
+{
+    struct thread_case *tc = arg;
+    pthread_t th[THREADS];
+    struct thread_arg ta[THREADS];
+    for (int t = 0; t < THREADS; t++) {
+        ta[t] = (struct thread_arg){tc, t};
+        if (pthread_create(&th[t], NULL, thread_creates, &ta[t]) != 0)
+            return 10;
+    }
+    for (int t = 0; t < THREADS; t++)
+        pthread_join(th[t], NULL);
+    return tc->failures ? 11 : 0;
+}
+
+static void test_shm_tracker_unlinks_blocks_made_by_many_threads(void **state)
+{
+    (void)state;
+    struct thread_case tc = {0};
+    for (int i = 0; i < THREADS * PER_THREAD; i++)
+        shmt_name(tc.names[i], sizeof tc.names[i], "thr");
+    assert_int_equal(tu_wait_child(tu_fork(child_creates_from_threads, &tc), SHMT_TIMEOUT), 0);
+    for (int i = 0; i < THREADS * PER_THREAD; i++)
+        assert_true(shmt_gone_within(tc.names[i], SHMT_TIMEOUT));
+}
+
 /* ---- SharedMemoryManager ------------------------------------------------ */
 
 /* The names made through the manager, in memory the test shares. */
@@ -489,6 +545,7 @@ int main(int argc, char **argv)
         TU_TEST(test_shm_tracker_unlinks_after_the_creators_tree_is_sigkilled),
         TU_TEST(test_shm_tracker_forgets_a_block_once_it_is_unlinked),
         TU_TEST(test_shm_tracker_starts_once_and_holds_no_descriptor_of_ours),
+        TU_TEST(test_shm_tracker_unlinks_blocks_made_by_many_threads),
         TU_TEST(test_shm_manager_shutdown_unlinks_every_block_made_through_it),
     };
     return cmocka_run_group_tests(tests, shmt_group_setup, shmt_group_teardown);

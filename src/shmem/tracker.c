@@ -25,6 +25,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -40,11 +41,44 @@
 
 /* This process's write end (-1: none yet), and the pipe it was, so that a
  * descriptor some code closed (a server child closing what it inherited)
- * and the number reused by another file is never written to. Guarded by
- * mp__forkfix_lock; a forked child inherits them, which is the point. */
+ * and the number reused by another file is never written to. A forked
+ * child inherits them, which is the point. Guarded by trk_mu, a lock of
+ * this file's own (the fork that starts the tracker happens under it, and
+ * the fork path may take the library's other locks); the atfork child
+ * handler renews it, as a thread of the parent may have held it. */
 static int trk_fd = -1;
 static dev_t trk_dev;
 static ino_t trk_ino;
+static pthread_mutex_t trk_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t trk_once = PTHREAD_ONCE_INIT;
+
+static void trk_atfork_child(void)
+{
+    /* Re-initialised, not assigned: ThreadSanitizer has to see it. */
+    (void)pthread_mutex_init(&trk_mu, NULL);
+}
+
+static void trk_install(void)
+{
+    /* Fails only with ENOMEM; a child forked while another thread holds the
+     * lock would then wait on it: nothing better to do from a once-routine. */
+    (void)pthread_atfork(NULL, NULL, trk_atfork_child);
+}
+
+static void trk_lock(void)
+{
+    (void)pthread_once(&trk_once, trk_install);
+    int rc = pthread_mutex_lock(&trk_mu);
+    MP__ASSERT(rc == 0);
+    (void)rc;
+}
+
+static void trk_unlock(void)
+{
+    int rc = pthread_mutex_unlock(&trk_mu);
+    MP__ASSERT(rc == 0);
+    (void)rc;
+}
 
 /* ---- the tracker process ------------------------------------------------ */
 
@@ -208,10 +242,9 @@ static int trk_ensure_locked(void)
 
 MP_API int mp_resource_tracker_ensure_running(void)
 {
-    (void)mp__forkgen(); /* installs the handler that renews the lock in children */
-    mp__forkfix_lock();
+    trk_lock();
     int rc = trk_ensure_locked();
-    mp__forkfix_unlock();
+    trk_unlock();
     return rc;
 }
 
@@ -224,8 +257,7 @@ static int trk_send(char op, const char *path)
     line[0] = op;
     memcpy(line + 1, path, n);
     line[n + 1] = '\n';
-    (void)mp__forkgen();
-    mp__forkfix_lock();
+    trk_lock();
     int rc = trk_ensure_locked();
     for (int attempt = 0; rc == 0; attempt++) {
         struct iovec iov = {line, n + 2};
@@ -236,7 +268,7 @@ static int trk_send(char op, const char *path)
             break;
         rc = trk_start_locked();
     }
-    mp__forkfix_unlock();
+    trk_unlock();
     return rc;
 }
 
