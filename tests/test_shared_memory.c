@@ -472,6 +472,9 @@ static int grandchild_makes_through_manager(void *arg)
     mp_obj_free(seq);
     strcpy(sc->names[3], mp_shared_memory_name(mp_shareable_list_shm(l)));
     mp_shareable_list_free(l);
+    /* Only the manager's own process shuts it down, as in Python. */
+    if (mp_shared_memory_manager_shutdown(sc->smm) != MP_ESTATE)
+        return 22;
     return 0;
 }
 
