@@ -6,13 +6,14 @@ group: the median rate of each implementation over several runs, and the ratio
 of ours to each reference.
 
 Usage:  python3 bench/run.py [--build DIR] [--runs N] [--only GROUP[,GROUP]]
+                            [--shm-size BYTES]
 
 A workload is a command that prints exactly one line "<case> <rate>", where
 rate is a float, higher is better, in the unit the row names. Rows are
 declared in WORKLOADS below: the group, the case, the unit, and the command
 for each implementation ("ours" first, then the references). Commands are
-argument lists; "{build}" is replaced by the build directory and "{bench}" by
-this directory. The implementations of one row run interleaved (ours, ref1,
+argument lists; "{build}" is replaced by the build directory, "{bench}" by
+this directory and "{shm_size}" by --shm-size. The implementations of one row run interleaved (ours, ref1,
 ref2, ours, ref1, ...) so that a burst of noise on a shared machine hits all
 of them, and the table reports medians.
 """
@@ -127,11 +128,28 @@ WORKLOADS = [
         ("mp_pool", ["{build}/bench/bench_pool", "map_default"]),
         ("Python Pool", [PY, "{bench}/bench_pool.py", "map_default"]),
     ]),
+    # --shm-size bytes (1 GiB) written by one side and summed by the other
+    # (Python: sum() over memoryview.cast('Q'), chunk by chunk), through a
+    # SharedMemory block or over a Pipe in 16 MiB messages; MB/s from the
+    # first write to the last add, python3's start-up included.
+    ("shm", "C writes, Python sums", "MB/s", [
+        ("shared memory", ["{build}/bench/bench_shm", "c2py_shm", "{shm_size}", PY,
+                           "{bench}/bench_shm.py"]),
+        ("Pipe", ["{build}/bench/bench_shm", "c2py_pipe", "{shm_size}", PY,
+                  "{bench}/bench_shm.py"]),
+    ]),
+    ("shm", "Python writes, C sums", "MB/s", [
+        ("shared memory", ["{build}/bench/bench_shm", "py2c_shm", "{shm_size}", PY,
+                           "{bench}/bench_shm.py"]),
+        ("Pipe", ["{build}/bench/bench_shm", "py2c_pipe", "{shm_size}", PY,
+                  "{bench}/bench_shm.py"]),
+    ]),
 ]
 
 
-def run_one(argv, build):
-    argv = [a.replace("{build}", build).replace("{bench}", HERE) for a in argv]
+def run_one(argv, build, shm_size):
+    argv = [a.replace("{build}", build).replace("{bench}", HERE)
+            .replace("{shm_size}", str(shm_size)) for a in argv]
     out = subprocess.run(argv, check=True, capture_output=True, text=True, timeout=600).stdout
     lines = [l for l in out.splitlines() if l.strip()]
     if not lines:
@@ -150,6 +168,8 @@ def main():
     ap.add_argument("--build", default=os.path.join(os.path.dirname(HERE), "build", "test"))
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--only", default="")
+    ap.add_argument("--shm-size", type=int, default=1 << 30,
+                    help="bytes each shm row moves (default 1 GiB; needs twice that in RAM)")
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
     build = os.path.abspath(args.build)
@@ -168,7 +188,7 @@ def main():
         samples = [[] for _ in impls]
         for _ in range(args.runs):
             for i, (_, argv) in enumerate(impls):
-                samples[i].append(run_one(argv, build))
+                samples[i].append(run_one(argv, build, args.shm_size))
         med = [statistics.median(s) for s in samples]
         ratios = ["%.2fx" % (med[0] / m) if m else "-" for m in med[1:]]
         print("| " + " | ".join([case, unit] + [fmt(m) for m in med] + ratios) + " |", flush=True)

@@ -291,3 +291,17 @@ void mp__shm_unmap(void *p, size_t size)
     if (p)
         (void)munmap(p, size);
 }
+
+int mp__shm_map_fd(void **out, int fd, size_t size)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (size == 0 || fd < 0)
+        return -EINVAL;
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    *out = p;
+    return 0;
+}

@@ -55,4 +55,11 @@ int mp__shm_map(void **out, size_t size);
 /* Remove this process's view of a mapping from mp__shm_map (NULL: none). */
 void mp__shm_unmap(void *p, size_t size);
 
+/*
+ * Map size bytes (size > 0) of the file fd, shared and read-write: a named
+ * block (shmem/shared_memory.c) that other processes map by name. Unmap
+ * with mp__shm_unmap. Returns 0 with *out set, -EINVAL, or mmap's -errno.
+ */
+int mp__shm_map_fd(void **out, int fd, size_t size);
+
 #endif /* MPIPC_SHM_H */
