@@ -4,6 +4,9 @@
  * exit procedure (util._exit_function): daemons terminated, other children
  * joined, queue hooks run in the process that registered them only.
  */
+/* sched_setaffinity() and the CPU_* macros, for the affinity test. */
+#define _GNU_SOURCE
+
 #include "testutil.h"
 
 #include "core/internal.h"
@@ -13,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -582,6 +586,217 @@ static void test_free_leaves_a_running_child_running(void **state)
     assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 }
 
+/* ---- helpers: active children, current and parent, CPUs --------------------- */
+
+/* Python's active_children(): the live children only, and the ended ones
+ * are reaped on the way (their exitcode is known without a join). */
+static void test_active_children_lists_live_children_and_reaps_ended_ones(void **state)
+{
+    (void)state;
+    TU_ASSERT_STATUS(mp_process_active_children(NULL, 0), 0);
+    mp_process *a, *b, *c;
+    int five = 5;
+    assert_int_equal(mp_process_new(&a, sleep_forever, NULL), 0);
+    assert_int_equal(mp_process_new(&b, return_arg, &five), 0);
+    assert_int_equal(mp_process_new(&c, sleep_forever, NULL), 0);
+    assert_int_equal(mp_process_start(a), 0);
+    assert_int_equal(mp_process_start(b), 0);
+    assert_int_equal(mp_process_start(c), 0);
+
+    /* Wait (without join) until b has ended and active_children reaped it. */
+    mp_process *kids[4] = {NULL};
+    ssize_t n = -1;
+    double deadline = tu_now() + T_LONG;
+    while ((n = mp_process_active_children(kids, 4)) == 3 && tu_now() < deadline)
+        tu_sleep(0.01);
+    TU_ASSERT_STATUS(n, 2);
+    /* Oldest first, the ended one gone. */
+    assert_ptr_equal(kids[0], a);
+    assert_ptr_equal(kids[1], c);
+    int code = -1;
+    assert_int_equal(mp_process_exitcode(b, &code), 0);
+    assert_int_equal(code, 5);
+
+    /* A short array gets the oldest; the count is still the whole. */
+    mp_process *one[1] = {NULL};
+    TU_ASSERT_STATUS(mp_process_active_children(one, 1), 2);
+    assert_ptr_equal(one[0], a);
+    TU_ASSERT_STATUS(mp_process_active_children(NULL, 0), 2);
+    TU_ASSERT_STATUS(mp_process_active_children(NULL, 1), -EINVAL);
+
+    assert_int_equal(mp_process_terminate(a), 0);
+    assert_int_equal(mp_process_terminate(c), 0);
+    deadline = tu_now() + T_LONG;
+    while ((n = mp_process_active_children(NULL, 0)) > 0 && tu_now() < deadline)
+        tu_sleep(0.01);
+    TU_ASSERT_STATUS(n, 0);
+    assert_int_equal(mp_process_exitcode(a, &code), 0);
+    assert_int_equal(code, -SIGTERM);
+    /* Reaped ones are still joinable (at once) and closable. */
+    assert_int_equal(mp_process_join(a, 0), 0);
+    assert_int_equal(mp_process_close(a), 0);
+    assert_int_equal(mp_process_close(b), 0);
+    assert_int_equal(mp_process_close(c), 0);
+    mp_process_free(a);
+    mp_process_free(b);
+    mp_process_free(c);
+}
+
+/* A closed or freed handle is no longer this process's to track. */
+static void test_active_children_skips_closed_and_freed_handles(void **state)
+{
+    (void)state;
+    mp_process *a;
+    assert_int_equal(mp_process_new(&a, sleep_forever, NULL), 0);
+    assert_int_equal(mp_process_start(a), 0);
+    TU_ASSERT_STATUS(mp_process_active_children(NULL, 0), 1);
+    pid_t pid = mp_process_pid(a);
+    mp_process_free(a); /* detached: left running */
+    TU_ASSERT_STATUS(mp_process_active_children(NULL, 0), 0);
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+}
+
+/* What a child learns of itself and its parent, written to a pipe as
+ * "pid|name|parent pid|parent name|child of mine's name|its report". */
+struct family_args {
+    int fd;
+    int depth; /* 1: start one more generation below */
+};
+
+static int report_family(void *arg)
+{
+    struct family_args *f = arg;
+    char below[256] = "-";
+    if (f->depth > 0) {
+        int fds[2];
+        if (pipe(fds) != 0)
+            return 10;
+        struct family_args g = {fds[1], f->depth - 1};
+        mp_process *gc;
+        if (mp_process_new(&gc, report_family, &g) != 0 || mp_process_start(gc) != 0)
+            return 11;
+        close(fds[1]);
+        ssize_t r = read(fds[0], below, sizeof below - 1);
+        below[r > 0 ? r : 0] = '\0';
+        close(fds[0]);
+        if (mp_process_join(gc, 30.0) != 0)
+            return 12;
+        mp_process_free(gc);
+    }
+    mp_process *probe;
+    if (mp_process_new(&probe, NULL, NULL) != 0)
+        return 13;
+    const char *pn = mp_process_parent_name();
+    char line[512];
+    int n = snprintf(line, sizeof line, "%d|%s|%d|%s|%s|%s", (int)mp_process_current_pid(),
+                     mp_process_current_name(), (int)mp_process_parent_pid(), pn ? pn : "(null)",
+                     mp_process_name(probe), below);
+    mp_process_free(probe);
+    return write(f->fd, line, (size_t)n) == n ? 0 : 14;
+}
+
+/* Python's current_process() and parent_process(), and names inherited
+ * through three generations: a child renamed "boss" still names its own
+ * children by its identity ("Process-N:1"), and they see "boss" as their
+ * parent's name. */
+static void test_current_and_parent_process_through_generations(void **state)
+{
+    (void)state;
+    assert_int_equal(mp_process_current_pid(), getpid());
+    assert_int_equal(mp_process_parent_pid(), 0); /* Python: None */
+    assert_null(mp_process_parent_name());
+
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    struct family_args f = {fds[1], 1};
+    mp_process *child;
+    assert_int_equal(mp_process_new(&child, report_family, &f), 0);
+    unsigned n;
+    assert_int_equal(sscanf(mp_process_name(child), "Process-%u", &n), 1);
+    assert_int_equal(mp_process_set_name(child, "boss"), 0);
+    assert_int_equal(mp_process_start(child), 0);
+    close(fds[1]);
+    char got[1024] = {0};
+    size_t len = 0;
+    ssize_t r;
+    while ((r = read(fds[0], got + len, sizeof got - 1 - len)) > 0)
+        len += (size_t)r;
+    close(fds[0]);
+    assert_int_equal(mp_process_join(child, T_LONG), 0);
+    int code = -1;
+    assert_int_equal(mp_process_exitcode(child, &code), 0);
+    assert_int_equal(code, 0);
+
+    /* The grandchild (started by "boss") reports first, inside boss's line. */
+    int cpid, gpid;
+    char expected[1024];
+    assert_int_equal(sscanf(got, "%d|", &cpid), 1);
+    assert_int_equal(cpid, mp_process_pid(child));
+    char *inner = strchr(got, '|');
+    for (int k = 0; k < 4 && inner; k++)
+        inner = strchr(inner + 1, '|');
+    assert_non_null(inner);
+    inner++;
+    assert_int_equal(sscanf(inner, "%d|", &gpid), 1);
+    snprintf(expected, sizeof expected, "%d|boss|%d|MainProcess|Process-%u:2|", cpid, (int)getpid(),
+             n);
+    assert_memory_equal(got, expected, strlen(expected));
+    assert_true(gpid > 0 && gpid != cpid);
+    snprintf(expected, sizeof expected, "%d|Process-%u:1|%d|boss|Process-%u:1:1|-", gpid, n, cpid,
+             n);
+    assert_string_equal(inner, expected);
+    mp_process_free(child);
+}
+
+static void test_cpu_count_is_online_cpus(void **state)
+{
+    (void)state;
+    ssize_t n = mp_cpu_count();
+    assert_true(n >= 1);
+    assert_int_equal(n, sysconf(_SC_NPROCESSORS_ONLN));
+    ssize_t k = mp_process_cpu_count();
+    assert_true(k >= 1);
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    assert_int_equal(sched_getaffinity(0, sizeof set, &set), 0);
+    assert_int_equal(k, CPU_COUNT(&set));
+}
+
+/* Bound to one CPU (as `taskset -c N` does), a process counts 1 usable CPU
+ * while the system still has them all: Python 3.13's process_cpu_count()
+ * against os.cpu_count(). Runs in a child so the test process keeps its
+ * mask. */
+static int pin_and_count(void *arg)
+{
+    (void)arg;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        return 10;
+    int first = -1;
+    for (int i = 0; i < CPU_SETSIZE && first < 0; i++)
+        if (CPU_ISSET(i, &set))
+            first = i;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(first, &one);
+    if (sched_setaffinity(0, sizeof one, &one) != 0)
+        return 11;
+    if (mp_process_cpu_count() != 1)
+        return 12;
+    if (mp_cpu_count() != sysconf(_SC_NPROCESSORS_ONLN))
+        return 13;
+    return 0;
+}
+
+static void test_process_cpu_count_follows_the_affinity_mask(void **state)
+{
+    (void)state;
+    assert_int_equal(tu_wait_child(tu_fork(pin_and_count, NULL), T_LONG), 0);
+}
+
 int main(int argc, char **argv)
 {
     tu_filter(argc, argv);
@@ -601,6 +816,11 @@ int main(int argc, char **argv)
         TU_TEST(test_many_processes_start_join_and_terminate),
         TU_TEST(test_close_refuses_a_running_child_then_closed_handle_refuses_use),
         TU_TEST(test_free_leaves_a_running_child_running),
+        TU_TEST(test_active_children_lists_live_children_and_reaps_ended_ones),
+        TU_TEST(test_active_children_skips_closed_and_freed_handles),
+        TU_TEST(test_current_and_parent_process_through_generations),
+        TU_TEST(test_cpu_count_is_online_cpus),
+        TU_TEST(test_process_cpu_count_follows_the_affinity_mask),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
