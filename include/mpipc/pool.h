@@ -508,6 +508,68 @@ MP_API int mp_pool_imap(mp_pool *p, mp_obj_fn fn, const mp_obj *items, size_t ch
 MP_API int mp_pool_imap_unordered(mp_pool *p, mp_obj_fn fn, const mp_obj *items, size_t chunksize,
                                   mp_imap **it);
 
+/*
+ * A producer of items for mp_pool_imap_gen (Python's generator passed to
+ * imap): each call yields the next item.
+ *
+ * user: the pointer given to mp_pool_imap_gen.
+ * item: on 1, receives a new root value (NULL is taken as None); the pool
+ *       takes it. Not read on other returns.
+ * Returns 1 with an item; 0 at the end; a negative code of its own to fail
+ * (Python's generator raising): the iteration then ends, and mp_imap_next
+ * reports the failure in its place (MP_ETASK, err->code the producer's
+ * code), after the items it yielded before.
+ */
+typedef int (*mp_producer_fn)(void *user, mp_obj **item);
+
+/*
+ * mp_pool_imap_gen / mp_pool_imap_unordered_gen - imap and imap_unordered
+ * over a producer instead of a list (Python's imap(fn, generator)): fn((x,))
+ * for every item x the producer yields, read with mp_imap_next() in input
+ * order (imap) or completion order (imap_unordered), with indexes counting
+ * the producer's items from 0.
+ *
+ * fn:        the task, run in the workers.
+ * producer:  yields the items; user is passed to it.
+ * chunksize: items per task; 0 means 1, as in Python.
+ * it:        receives the iterator.
+ *
+ * Memory stays bounded however many items the producer yields (Python's
+ * imap takes the whole generator as fast as it can; this does not): the
+ * items are taken in segments of processes x chunksize, and at most 4
+ * segments are outstanding - taken from the producer and not yet all handed
+ * out by mp_imap_next(). The next segment is taken only when the caller has
+ * taken every item of one, so at most 4 x processes x chunksize items (their
+ * pickles, their results) are held at any moment.
+ *
+ * The producer runs in the caller's thread: inside this call (which fills
+ * the first segments before it returns) and inside mp_imap_next(), one call
+ * at a time, never after it returned 0 or failed, and never after
+ * mp_imap_free(). It may call the pool (submit other work) but must not
+ * call mp_imap_next() or mp_imap_free() on this iterator. An item that
+ * cannot be pickled ends the iteration at its index with the encoding
+ * error (Python's task handler fails that one task and goes on).
+ *
+ * close() lets a started iteration go on (Python's close() lets queued
+ * work finish): the pool's workers stay until the producer has ended and
+ * every item has run, so mp_pool_join() after mp_pool_close() waits until
+ * the caller has consumed the iteration (or freed the iterator) - with
+ * MP_FOREVER, take the items first. terminate() ends it: missing items
+ * give MP_ETERMINATED.
+ * Returns 0; MP_ECLOSED after close or terminate; -EINVAL (NULL fn,
+ * producer or it; chunksize x processes over 2^32 - 1); MP_EFORKED;
+ * -ENOMEM.
+ * Ownership: free *it with mp_imap_free(), which cancels what is not yet
+ * sent and drops the items not yet handed out; values handed out by
+ * mp_imap_next() are the caller's. user stays the caller's.
+ * Thread/fork: any thread of the owner; one thread at a time per iterator
+ * (the producer is called from that thread).
+ */
+MP_API int mp_pool_imap_gen(mp_pool *p, mp_obj_fn fn, mp_producer_fn producer, void *user,
+                            size_t chunksize, mp_imap **it);
+MP_API int mp_pool_imap_unordered_gen(mp_pool *p, mp_obj_fn fn, mp_producer_fn producer, void *user,
+                                      size_t chunksize, mp_imap **it);
+
 /* ---- results ------------------------------------------------------------- */
 
 /*

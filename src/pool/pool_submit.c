@@ -18,13 +18,14 @@ static void pool_pending_push_locked(mp_pool *p, struct mp_result *j)
 }
 
 /* Hand a prepared job to the pool. On success the pool holds a reference
- * and the caller keeps its own. */
-static int pool_submit(mp_pool *p, struct mp_result *j, const mp_callbacks *cbs)
+ * and the caller keeps its own. closing_ok: also while the pool is closing
+ * (a lazy imap's later segments; its keeper job holds the workers). */
+static int pool_submit_ex(mp_pool *p, struct mp_result *j, const mp_callbacks *cbs, bool closing_ok)
 {
     if (cbs)
         j->cbs = *cbs;
     mp__pool_lock(p);
-    if (p->state != P_RUN) {
+    if (p->state != P_RUN && !(closing_ok && p->state == P_CLOSE)) {
         mp__pool_unlock(p);
         return MP_ECLOSED;
     }
@@ -48,6 +49,11 @@ static int pool_submit(mp_pool *p, struct mp_result *j, const mp_callbacks *cbs)
     }
     mp__pool_unlock(p);
     return 0;
+}
+
+static int pool_submit(mp_pool *p, struct mp_result *j, const mp_callbacks *cbs)
+{
+    return pool_submit_ex(p, j, cbs, false);
 }
 
 /* Submit j if it was prepared (rc 0) and give it to the caller, or free it. */
@@ -101,6 +107,19 @@ static int pool_blob_add(struct mp_result *j, size_t *cap, size_t i, const void 
     return 0;
 }
 
+/* Pickle item i of a value job into its blob. */
+static int pool_blob_pickle_one(struct mp_result *j, size_t *cap, size_t i, const mp_obj *item)
+{
+    unsigned char *pk;
+    size_t len;
+    int rc = mp__pickle_dumps(item, &pk, &len);
+    if (rc < 0)
+        return rc;
+    rc = pool_blob_add(j, cap, i, pk, len);
+    free(pk);
+    return rc;
+}
+
 /* Pickle the items (or the one args tuple) of a value job into its blob. */
 static int pool_blob_pickle(struct mp_result *j, const mp_obj *seq, bool one)
 {
@@ -110,14 +129,7 @@ static int pool_blob_pickle(struct mp_result *j, const mp_obj *seq, bool one)
         return -ENOMEM;
     size_t cap = 0;
     for (size_t i = 0; i < n; i++) {
-        const mp_obj *item = one ? seq : mp_obj_list_get(seq, i);
-        unsigned char *pk;
-        size_t len;
-        int rc = mp__pickle_dumps(item, &pk, &len);
-        if (rc < 0)
-            return rc;
-        rc = pool_blob_add(j, &cap, i, pk, len);
-        free(pk);
+        int rc = pool_blob_pickle_one(j, &cap, i, one ? seq : mp_obj_list_get(seq, i));
         if (rc < 0)
             return rc;
     }
@@ -277,6 +289,35 @@ MP_API int mp_pool_imap_unordered(mp_pool *p, mp_obj_fn fn, const mp_obj *items,
     if (it)
         *it = NULL;
     return pool_obj_job(p, K_IMAPU, F_OBJ_MAP, fn, items, chunksize, NULL, (mp_result **)it);
+}
+
+int mp__pool_submit_items(mp_pool *p, int kind, mp_obj_fn fn, mp_obj *const *items, size_t n,
+                          size_t chunksize, struct mp__pool_wake *wake, struct mp_result **out,
+                          size_t *bad)
+{
+    *out = NULL;
+    *bad = n;
+    struct mp_result *j;
+    int rc = mp__pool_job_new(&j, p, kind, F_OBJ_MAP, (uint64_t)(uintptr_t)fn, n, chunksize);
+    if (rc < 0)
+        return rc;
+    j->wake = wake;
+    j->offs = n <= 1 ? j->offs_one : calloc(n + 1, sizeof *j->offs);
+    rc = j->offs ? 0 : -ENOMEM;
+    size_t cap = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        rc = pool_blob_pickle_one(j, &cap, i, items[i]);
+        if (rc < 0 && rc != -ENOMEM)
+            *bad = i;
+    }
+    if (rc == 0)
+        rc = pool_submit_ex(p, j, NULL, true);
+    if (rc < 0) {
+        mp__pool_job_unref(j);
+        return rc;
+    }
+    *out = j;
+    return 0;
 }
 
 /* ---- the blocking calls ------------------------------------------------------ */
