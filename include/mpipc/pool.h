@@ -19,8 +19,9 @@
  *
  * Task forms. A task is a C function that runs in a worker process. Three
  * forms exist, each natural for one kind of data:
- *   bytes  mp_bytes_fn: a buffer in, a malloc'd buffer out (apply and
- *          apply_async: mp_pool_apply_bytes*);
+ *   bytes  mp_bytes_fn: a buffer in, a malloc'd buffer out (apply,
+ *          apply_async, map, map_async, imap, imap_unordered:
+ *          mp_pool_apply_bytes*, mp_pool_map_bytes*, mp_pool_imap*_bytes);
  *   array  mp_array_fn: one fixed-size item in, one fixed-size item out,
  *          mapped over a C array straight into a results array
  *          (mp_pool_map_array*, mp_pool_imap_array*). A chunk of items
@@ -117,6 +118,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -378,6 +380,81 @@ MP_API int mp_pool_apply_bytes_async(mp_pool *p, mp_bytes_fn fn, const void *in,
  */
 MP_API int mp_pool_apply_bytes(mp_pool *p, mp_bytes_fn fn, const void *in, size_t in_len,
                                void **out, size_t *out_len, mp_task_error *err, double timeout);
+
+/*
+ * mp_pool_map_bytes_async - outs[i] = fn(in[i]) for i in [0, n), in chunks
+ * of chunksize items (Python's map_async over a list of bytes).
+ *
+ * in:        n buffers, as struct iovec (iov_base, iov_len): the pair POSIX
+ *            already uses for scattered buffers (readv, writev), so items
+ *            of any sizes, anywhere in memory, need no packing and no new
+ *            type. They are copied before the call returns (iov_base may
+ *            be NULL when iov_len is 0).
+ * n:         the number of items.
+ * outs:      n struct iovec that receive the outputs. Set to {NULL, 0} by
+ *            this call; then, as each item succeeds, to a buffer from
+ *            malloc() holding its output and its length (a zero-length
+ *            output is a 1-byte buffer with iov_len 0). A failed item's
+ *            entry stays {NULL, 0}.
+ * chunksize: items per task; 0 for Python's default,
+ *            ceil(n / (4 * processes)).
+ * cbs, result: as for mp_pool_apply_bytes_async(). The result is read with
+ *            mp_result_get() or mp_result_wait() (the outputs are in outs).
+ * outs must stay valid until the result is ready - even if the handle is
+ * freed before then.
+ * Returns 0; MP_ECLOSED; -EINVAL (NULL fn, in or outs with n > 0, an item
+ * with a NULL iov_base and a non-zero iov_len); MP_EFORKED; -ENOMEM.
+ * Ownership: once the result is ready, every outs[i].iov_base is the
+ * caller's, to free(), whatever the outcome (those of the items that
+ * succeeded before a failure too); in stays the caller's.
+ * Thread/fork: as mp_pool_apply_bytes_async(). outs is written by the
+ * pool's result thread; read it after the result is ready.
+ */
+MP_API int mp_pool_map_bytes_async(mp_pool *p, mp_bytes_fn fn, const struct iovec *in, size_t n,
+                                   struct iovec *outs, size_t chunksize, const mp_callbacks *cbs,
+                                   mp_result **result);
+
+/*
+ * mp_pool_map_bytes - the same, waiting (Python's map).
+ *
+ * timeout, err: as for mp_pool_apply_bytes().
+ * Returns 0 once every item succeeded: each outs[i] then holds its output;
+ * the status of the first failing item (err->index says which: MP_ETASK,
+ * MP_EWORKER when its worker died - the other items still ran -,
+ * MP_ETERMINATED, an encoding error); MP_ETIMEDOUT (chunks not yet sent are
+ * cancelled); the codes of mp_pool_map_bytes_async(). On any failure every
+ * outs[i] is {NULL, 0}: the outputs made before it are freed, as Python's
+ * map returns no list when it raises.
+ * Ownership: on success the caller frees every outs[i].iov_base with
+ * free(); in and outs stay the caller's, and the pool writes no more into
+ * outs once the call has returned.
+ * Thread/fork: as mp_pool_apply_bytes().
+ */
+MP_API int mp_pool_map_bytes(mp_pool *p, mp_bytes_fn fn, const struct iovec *in, size_t n,
+                             struct iovec *outs, size_t chunksize, mp_task_error *err,
+                             double timeout);
+
+/*
+ * mp_pool_imap_bytes / mp_pool_imap_unordered_bytes - as map_bytes, but
+ * hand each item to the caller as soon as it is done (Python's imap and
+ * imap_unordered): mp_imap_next() returns its index once outs[index] holds
+ * its output, in input order (imap) or completion order (imap_unordered);
+ * a failed item gives its status and leaves outs[index] {NULL, 0}.
+ *
+ * chunksize: items per task; 0 means 1, as in Python.
+ * outs must stay valid until the iterator is exhausted or freed;
+ * mp_imap_free() stops all writes into it.
+ * Returns 0; the codes of mp_pool_map_bytes_async().
+ * Ownership: free *it with mp_imap_free(); every outs[i].iov_base written
+ * is the caller's, to free() (also those of items not yet handed out when
+ * the iterator is freed); in stays the caller's.
+ * Thread/fork: any thread of the owner; one thread at a time per iterator.
+ */
+MP_API int mp_pool_imap_bytes(mp_pool *p, mp_bytes_fn fn, const struct iovec *in, size_t n,
+                              struct iovec *outs, size_t chunksize, mp_imap **it);
+MP_API int mp_pool_imap_unordered_bytes(mp_pool *p, mp_bytes_fn fn, const struct iovec *in,
+                                        size_t n, struct iovec *outs, size_t chunksize,
+                                        mp_imap **it);
 
 /* ---- array tasks --------------------------------------------------------- */
 

@@ -87,6 +87,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 /* At most this many chunks in flight per worker (its FIFO's size). */
 #define WINDOW_MAX 64
@@ -229,6 +230,7 @@ struct mp_result {
     void *bytes_out;
     size_t bytes_len;
     struct mp__pool_wake *wake; /* a lazy imap's segment: also wake this (mu) */
+    struct iovec *iov_out;      /* bytes map/imap: the caller's outputs */
 };
 
 /* An imap iterator: a job, or (lazy != NULL) a lazy imap over a producer,

@@ -153,6 +153,61 @@ MP_API int mp_pool_apply_bytes_async(mp_pool *p, mp_bytes_fn fn, const void *in,
     return pool_submit_or_free(p, j, rc, cbs, out);
 }
 
+static size_t pool_default_chunksize(const mp_pool *p, int kind, size_t n, size_t chunksize);
+
+/* map / imap / imap_unordered over n buffers: their copies go in the job's
+ * blob, the outputs into the caller's outs. */
+static int pool_bytes_job(mp_pool *p, int kind, mp_bytes_fn fn, const struct iovec *in, size_t n,
+                          struct iovec *outs, size_t chunksize, const mp_callbacks *cbs,
+                          mp_result **res)
+{
+    bool valid = fn && (n == 0 || (in && outs));
+    for (size_t i = 0; valid && i < n; i++)
+        valid = in[i].iov_base || in[i].iov_len == 0;
+    struct mp_result *j;
+    int rc = pool_submit_check(p, valid, res);
+    if (rc == 0)
+        rc = mp__pool_job_new(&j, p, kind, F_BYTES, (uint64_t)(uintptr_t)fn, n,
+                              pool_default_chunksize(p, kind, n, chunksize));
+    if (rc < 0)
+        return rc;
+    j->offs = n <= 1 ? j->offs_one : calloc(n + 1, sizeof *j->offs);
+    rc = j->offs ? 0 : -ENOMEM;
+    size_t cap = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = pool_blob_add(j, &cap, i, in[i].iov_base, in[i].iov_len);
+    if (rc == 0) {
+        for (size_t i = 0; i < n; i++)
+            outs[i] = (struct iovec){.iov_base = NULL, .iov_len = 0};
+        j->iov_out = outs;
+    }
+    return pool_submit_or_free(p, j, rc, cbs, res);
+}
+
+MP_API int mp_pool_map_bytes_async(mp_pool *p, mp_bytes_fn fn, const struct iovec *in, size_t n,
+                                   struct iovec *outs, size_t chunksize, const mp_callbacks *cbs,
+                                   mp_result **result)
+{
+    return pool_bytes_job(p, K_MAP, fn, in, n, outs, chunksize, cbs, result);
+}
+
+MP_API int mp_pool_imap_bytes(mp_pool *p, mp_bytes_fn fn, const struct iovec *in, size_t n,
+                              struct iovec *outs, size_t chunksize, mp_imap **it)
+{
+    if (it)
+        *it = NULL;
+    return pool_bytes_job(p, K_IMAP, fn, in, n, outs, chunksize, NULL, (mp_result **)it);
+}
+
+MP_API int mp_pool_imap_unordered_bytes(mp_pool *p, mp_bytes_fn fn, const struct iovec *in,
+                                        size_t n, struct iovec *outs, size_t chunksize,
+                                        mp_imap **it)
+{
+    if (it)
+        *it = NULL;
+    return pool_bytes_job(p, K_IMAPU, fn, in, n, outs, chunksize, NULL, (mp_result **)it);
+}
+
 /* ---- the array form ---------------------------------------------------------- */
 
 static int pool_check_array_args(const void *in, size_t in_size, size_t n, const void *out,
@@ -374,6 +429,30 @@ MP_API int mp_pool_apply_bytes(mp_pool *p, mp_bytes_fn fn, const void *in, size_
     mp__pool_job_unlock(r);
     mp__pool_job_unref(r);
     return *out ? 0 : -ENOMEM;
+}
+
+MP_API int mp_pool_map_bytes(mp_pool *p, mp_bytes_fn fn, const struct iovec *in, size_t n,
+                             struct iovec *outs, size_t chunksize, mp_task_error *err,
+                             double timeout)
+{
+    mp__pool_clear_err(err);
+    mp_result *r = NULL;
+    int rc = mp__pool_sync_check(p, timeout);
+    if (rc == 0)
+        rc = mp_pool_map_bytes_async(p, fn, in, n, outs, chunksize, NULL, &r);
+    if (rc == 0)
+        rc = pool_sync_wait(r, timeout, err);
+    if (rc == 0) {
+        mp__pool_job_unref(r);
+    } else if (r) {
+        /* The job is finished or abandoned: nothing writes outs any more.
+         * Python's map returns no list when it raises. */
+        for (size_t i = 0; i < n; i++) {
+            free(outs[i].iov_base);
+            outs[i] = (struct iovec){.iov_base = NULL, .iov_len = 0};
+        }
+    }
+    return rc;
 }
 
 MP_API int mp_pool_map_array(mp_pool *p, mp_array_fn fn, const void *in, size_t in_size, size_t n,
