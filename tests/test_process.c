@@ -750,6 +750,30 @@ static void test_current_and_parent_process_through_generations(void **state)
     mp_process_free(child);
 }
 
+/* Python's own answers, from a python3 that inherits the caller's affinity
+ * mask: os.cpu_count() and len(os.sched_getaffinity(0)) (3.13's
+ * os.process_cpu_count()). Returns 0, or -1 if python3 did not answer. */
+static int python_cpu_counts(long *cpu, long *usable)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    char arg[16];
+    snprintf(arg, sizeof arg, "%d", fds[1]);
+    const char *args[] = {arg, NULL};
+    pid_t pid = tu_spawn_python("import os, sys\n"
+                                "os.write(int(sys.argv[1]), ('%d %d' % (os.cpu_count(),\n"
+                                "         len(os.sched_getaffinity(0)))).encode())\n",
+                                args, &fds[1], 1);
+    close(fds[1]);
+    char buf[64] = {0};
+    ssize_t r = read(fds[0], buf, sizeof buf - 1);
+    close(fds[0]);
+    if (tu_wait_child(pid, 60) != 0 || r <= 0)
+        return -1;
+    return sscanf(buf, "%ld %ld", cpu, usable) == 2 ? 0 : -1;
+}
+
 static void test_cpu_count_is_online_cpus(void **state)
 {
     (void)state;
@@ -762,12 +786,16 @@ static void test_cpu_count_is_online_cpus(void **state)
     CPU_ZERO(&set);
     assert_int_equal(sched_getaffinity(0, sizeof set, &set), 0);
     assert_int_equal(k, CPU_COUNT(&set));
+    long py_cpu = 0, py_usable = 0;
+    assert_int_equal(python_cpu_counts(&py_cpu, &py_usable), 0);
+    assert_int_equal(n, py_cpu);
+    assert_int_equal(k, py_usable);
 }
 
 /* Bound to one CPU (as `taskset -c N` does), a process counts 1 usable CPU
  * while the system still has them all: Python 3.13's process_cpu_count()
- * against os.cpu_count(). Runs in a child so the test process keeps its
- * mask. */
+ * against os.cpu_count(), and python3 under the same mask says the same. Runs in a child so the
+ * test process keeps its mask. */
 static int pin_and_count(void *arg)
 {
     (void)arg;
@@ -788,6 +816,12 @@ static int pin_and_count(void *arg)
         return 12;
     if (mp_cpu_count() != sysconf(_SC_NPROCESSORS_ONLN))
         return 13;
+    /* Python, started with the same mask, agrees. */
+    long py_cpu = 0, py_usable = 0;
+    if (python_cpu_counts(&py_cpu, &py_usable) != 0)
+        return 14;
+    if (py_usable != 1 || py_cpu != mp_cpu_count())
+        return 15;
     return 0;
 }
 
