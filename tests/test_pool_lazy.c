@@ -307,6 +307,35 @@ static void test_imap_gen_after_terminate_reports_terminated(void **state)
     mp_pool_free(p);
 }
 
+/* Python's iterators outlive a pool dropped by "with": here the iterator is
+ * still valid after mp_pool_free, answers MP_ETERMINATED for what is
+ * missing, never calls the producer again, and frees cleanly. */
+static void test_imap_gen_iterator_outlives_its_pool(void **state)
+{
+    (void)state;
+    for (int unordered = 0; unordered < 2; unordered++) {
+        mp_pool *p = make_pool(2);
+        struct counter c = counter_of(100000);
+        mp_imap *it;
+        TU_ASSERT_STATUS(unordered ? mp_pool_imap_unordered_gen(p, slow_sqr, count_up, &c, 1, &it)
+                                   : mp_pool_imap_gen(p, slow_sqr, count_up, &c, 1, &it),
+                         0);
+        mp_obj *v = NULL;
+        TU_ASSERT_STATUS(mp_imap_next(it, NULL, &v, NULL, T_LONG), 1);
+        mp_obj_free(v);
+        mp_pool_free(p); /* terminates and joins */
+        int64_t calls = c.calls;
+        int rc;
+        while ((rc = mp_imap_next(it, NULL, &v, NULL, T_LONG)) == 1) {
+            mp_obj_free(v);
+            v = NULL;
+        }
+        TU_ASSERT_STATUS(rc, MP_ETERMINATED);
+        assert_int_equal(c.calls, calls);
+        mp_imap_free(it);
+    }
+}
+
 static void test_imap_gen_bad_arguments_are_refused_and_call_nothing(void **state)
 {
     (void)state;
@@ -417,6 +446,7 @@ int main(int argc, char **argv)
         TU_TEST(test_imap_gen_runs_on_after_close_and_join_waits_for_it),
         TU_TEST(test_imap_gen_free_mid_way_releases_the_pool),
         TU_TEST(test_imap_gen_after_terminate_reports_terminated),
+        TU_TEST(test_imap_gen_iterator_outlives_its_pool),
         TU_TEST(test_imap_gen_bad_arguments_are_refused_and_call_nothing),
         TU_TEST(test_imap_gen_ten_million_items_keep_rss_flat),
     };
