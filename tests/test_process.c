@@ -774,6 +774,73 @@ static int python_cpu_counts(long *cpu, long *usable)
     return sscanf(buf, "%ld %ld", cpu, usable) == 2 ? 0 : -1;
 }
 
+struct watch_args {
+    int fd;   /* where the report goes */
+    int sync; /* the watcher writes a byte here once its parent may go */
+};
+
+/* The grandchild of the test: sees its parent alive, lets it go, waits for
+ * it to end (it leaves without joining), then sees it gone. Reports
+ * "1 <MP_ETIMEDOUT> 0 0". */
+static int watch_parent(void *arg)
+{
+    struct watch_args *w = arg;
+    int before = mp_process_parent_is_alive();
+    int timed = mp_process_parent_join(0.05);
+    if (write(w->sync, "x", 1) != 1)
+        return 2;
+    int joined = mp_process_parent_join(30.0);
+    int after = mp_process_parent_is_alive();
+    char line[64];
+    int n = snprintf(line, sizeof line, "%d %d %d %d", before, timed, joined, after);
+    return write(w->fd, line, (size_t)n) == n ? 0 : 1;
+}
+
+/* Starts watch_parent, waits for its go, then leaves through _exit() (no
+ * exit procedure, so it does not join its child first). */
+static int start_watcher_and_leave(void *arg)
+{
+    int sync[2];
+    if (pipe(sync) != 0)
+        _exit(9);
+    struct watch_args w = {*(int *)arg, sync[1]};
+    mp_process *gc;
+    if (mp_process_new(&gc, watch_parent, &w) != 0 || mp_process_start(gc) != 0)
+        _exit(10);
+    close(sync[1]);
+    char b;
+    _exit(read(sync[0], &b, 1) == 1 ? 0 : 11);
+}
+
+/* Python's parent_process().is_alive() and .join(): None in the main
+ * process; in a grandchild, alive, then ended once its parent has gone. */
+static void test_parent_is_alive_and_join_follow_the_parent(void **state)
+{
+    (void)state;
+    TU_ASSERT_STATUS(mp_process_parent_is_alive(), -ESRCH);
+    TU_ASSERT_STATUS(mp_process_parent_join(0), -ESRCH);
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    mp_process *child;
+    assert_int_equal(mp_process_new(&child, start_watcher_and_leave, &fds[1]), 0);
+    assert_int_equal(mp_process_start(child), 0);
+    close(fds[1]);
+    char got[64] = {0};
+    size_t len = 0;
+    ssize_t r;
+    while ((r = read(fds[0], got + len, sizeof got - 1 - len)) > 0)
+        len += (size_t)r;
+    close(fds[0]);
+    assert_int_equal(mp_process_join(child, T_LONG), 0);
+    int code = -1;
+    assert_int_equal(mp_process_exitcode(child, &code), 0);
+    assert_int_equal(code, 0);
+    mp_process_free(child);
+    char expected[64];
+    snprintf(expected, sizeof expected, "1 %d 0 0", MP_ETIMEDOUT);
+    assert_string_equal(got, expected);
+}
+
 static void test_cpu_count_is_online_cpus(void **state)
 {
     (void)state;
@@ -853,6 +920,7 @@ int main(int argc, char **argv)
         TU_TEST(test_active_children_lists_live_children_and_reaps_ended_ones),
         TU_TEST(test_active_children_skips_closed_and_freed_handles),
         TU_TEST(test_current_and_parent_process_through_generations),
+        TU_TEST(test_parent_is_alive_and_join_follow_the_parent),
         TU_TEST(test_cpu_count_is_online_cpus),
         TU_TEST(test_process_cpu_count_follows_the_affinity_mask),
     };

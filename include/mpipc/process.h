@@ -197,6 +197,28 @@ MP_API pid_t mp_process_parent_pid(void);
 MP_API const char *mp_process_parent_name(void);
 
 /*
+ * mp_process_parent_is_alive - whether the parent (mp_process_parent_pid())
+ * still runs (Python's parent_process().is_alive()).
+ * Returns 1 while it runs; 0 once it has ended (this process has then been
+ * handed to another parent, which is how it is told); -ESRCH in the main
+ * process, which has no parent process (Python: parent_process() is None).
+ * Thread/fork: any thread; never blocks.
+ */
+MP_API int mp_process_parent_is_alive(void);
+
+/*
+ * mp_process_parent_join - wait until the parent has ended (Python's
+ * parent_process().join(timeout)).
+ * timeout: MP_FOREVER, MP_NOWAIT or seconds.
+ * Returns 0 once it has ended; MP_ETIMEDOUT while it still runs (Python's
+ * join returns silently); MP_EVALUE for a NaN timeout; -ESRCH in the main
+ * process. It checks every 10 ms at most, so it may return that much after
+ * the parent's end.
+ * Thread/fork: any thread.
+ */
+MP_API int mp_process_parent_join(double timeout);
+
+/*
  * mp_process_active_children - the live children this process started
  * (Python's active_children()).
  *

@@ -659,6 +659,36 @@ MP_API const char *mp_process_parent_name(void)
     return parent_name;
 }
 
+/* The parent has ended once this process has another parent: the kernel
+ * hands an orphan to a subreaper or init, never to a pid that the dead
+ * parent had. (Python watches a pipe from the parent instead; this needs no
+ * descriptor and no change to start.) */
+MP_API int mp_process_parent_is_alive(void)
+{
+    if (parent_pid == 0)
+        return -ESRCH;
+    return getppid() == parent_pid ? 1 : 0;
+}
+
+MP_API int mp_process_parent_join(double timeout)
+{
+    if (parent_pid == 0)
+        return -ESRCH;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
+    int64_t deadline = mp__deadline(timeout);
+    double pause = 1e-3;
+    while (getppid() == parent_pid) {
+        if (mp__deadline_passed(deadline))
+            return MP_ETIMEDOUT;
+        double left = mp__deadline_left(deadline);
+        mp__sleep(left >= 0 && left < pause ? left : pause);
+        if (pause < 10e-3)
+            pause *= 2;
+    }
+    return 0;
+}
+
 /* Python's active_children(): _cleanup() reaps the children that ended
  * (their exit codes stay in their handles), then the rest are listed. The
  * registry is newest first; the array is filled oldest first. */
