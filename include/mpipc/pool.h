@@ -29,7 +29,9 @@
  *          is allocated per item;
  *   value  mp_obj_fn: mp_obj values (pickled on the way), with Python's whole
  *          API: apply, apply_async, map, map_async, starmap, starmap_async,
- *          imap, imap_unordered (mp_pool_apply, mp_pool_map, ...).
+ *          imap, imap_unordered (mp_pool_apply, mp_pool_map, ...), and
+ *          imap over a producer callback in bounded memory, as Python's
+ *          imap over a generator (mp_pool_imap_gen).
  * A task returns 0 on success, or a non-zero code of its own choosing to
  * report failure (Python's raise), optionally with a message set by
  * mp_task_fail(). The caller then sees MP_ETASK and, in an mp_task_error,
