@@ -4,6 +4,9 @@
  * exit procedure (util._exit_function): daemons terminated, other children
  * joined, queue hooks run in the process that registered them only.
  */
+/* sched_setaffinity() and the CPU_* macros, for the affinity test. */
+#define _GNU_SOURCE
+
 #include "testutil.h"
 
 #include "core/internal.h"
@@ -13,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -582,6 +586,318 @@ static void test_free_leaves_a_running_child_running(void **state)
     assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 }
 
+/* ---- helpers: active children, current and parent, CPUs --------------------- */
+
+/* Python's active_children(): the live children only, and the ended ones
+ * are reaped on the way (their exitcode is known without a join). */
+static void test_active_children_lists_live_children_and_reaps_ended_ones(void **state)
+{
+    (void)state;
+    TU_ASSERT_STATUS(mp_process_active_children(NULL, 0), 0);
+    mp_process *a, *b, *c;
+    int five = 5;
+    assert_int_equal(mp_process_new(&a, sleep_forever, NULL), 0);
+    assert_int_equal(mp_process_new(&b, return_arg, &five), 0);
+    assert_int_equal(mp_process_new(&c, sleep_forever, NULL), 0);
+    assert_int_equal(mp_process_start(a), 0);
+    assert_int_equal(mp_process_start(b), 0);
+    assert_int_equal(mp_process_start(c), 0);
+
+    /* Wait (without join) until b has ended and active_children reaped it. */
+    mp_process *kids[4] = {NULL};
+    ssize_t n = -1;
+    double deadline = tu_now() + T_LONG;
+    while ((n = mp_process_active_children(kids, 4)) == 3 && tu_now() < deadline)
+        tu_sleep(0.01);
+    TU_ASSERT_STATUS(n, 2);
+    /* Oldest first, the ended one gone. */
+    assert_ptr_equal(kids[0], a);
+    assert_ptr_equal(kids[1], c);
+    int code = -1;
+    assert_int_equal(mp_process_exitcode(b, &code), 0);
+    assert_int_equal(code, 5);
+
+    /* A short array gets the oldest; the count is still the whole. */
+    mp_process *one[1] = {NULL};
+    TU_ASSERT_STATUS(mp_process_active_children(one, 1), 2);
+    assert_ptr_equal(one[0], a);
+    TU_ASSERT_STATUS(mp_process_active_children(NULL, 0), 2);
+    TU_ASSERT_STATUS(mp_process_active_children(NULL, 1), -EINVAL);
+
+    assert_int_equal(mp_process_terminate(a), 0);
+    assert_int_equal(mp_process_terminate(c), 0);
+    deadline = tu_now() + T_LONG;
+    while ((n = mp_process_active_children(NULL, 0)) > 0 && tu_now() < deadline)
+        tu_sleep(0.01);
+    TU_ASSERT_STATUS(n, 0);
+    assert_int_equal(mp_process_exitcode(a, &code), 0);
+    assert_int_equal(code, -SIGTERM);
+    /* Reaped ones are still joinable (at once) and closable. */
+    assert_int_equal(mp_process_join(a, 0), 0);
+    assert_int_equal(mp_process_close(a), 0);
+    assert_int_equal(mp_process_close(b), 0);
+    assert_int_equal(mp_process_close(c), 0);
+    mp_process_free(a);
+    mp_process_free(b);
+    mp_process_free(c);
+}
+
+/* A closed or freed handle is no longer this process's to track. */
+static void test_active_children_skips_closed_and_freed_handles(void **state)
+{
+    (void)state;
+    mp_process *a;
+    assert_int_equal(mp_process_new(&a, sleep_forever, NULL), 0);
+    assert_int_equal(mp_process_start(a), 0);
+    TU_ASSERT_STATUS(mp_process_active_children(NULL, 0), 1);
+    pid_t pid = mp_process_pid(a);
+    mp_process_free(a); /* detached: left running */
+    TU_ASSERT_STATUS(mp_process_active_children(NULL, 0), 0);
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+}
+
+/* What a child learns of itself and its parent, written to a pipe as
+ * "pid|name|parent pid|parent name|child of mine's name|its report". */
+struct family_args {
+    int fd;
+    int depth; /* 1: start one more generation below */
+};
+
+static int report_family(void *arg)
+{
+    struct family_args *f = arg;
+    char below[256] = "-";
+    if (f->depth > 0) {
+        int fds[2];
+        if (pipe(fds) != 0)
+            return 10;
+        struct family_args g = {fds[1], f->depth - 1};
+        mp_process *gc;
+        if (mp_process_new(&gc, report_family, &g) != 0 || mp_process_start(gc) != 0)
+            return 11;
+        close(fds[1]);
+        ssize_t r = read(fds[0], below, sizeof below - 1);
+        below[r > 0 ? r : 0] = '\0';
+        close(fds[0]);
+        if (mp_process_join(gc, 30.0) != 0)
+            return 12;
+        mp_process_free(gc);
+    }
+    mp_process *probe;
+    if (mp_process_new(&probe, NULL, NULL) != 0)
+        return 13;
+    const char *pn = mp_process_parent_name();
+    char line[512];
+    int n = snprintf(line, sizeof line, "%d|%s|%d|%s|%s|%s", (int)mp_process_current_pid(),
+                     mp_process_current_name(), (int)mp_process_parent_pid(), pn ? pn : "(null)",
+                     mp_process_name(probe), below);
+    mp_process_free(probe);
+    return write(f->fd, line, (size_t)n) == n ? 0 : 14;
+}
+
+/* Python's current_process() and parent_process(), and names inherited
+ * through three generations: a child renamed "boss" still names its own
+ * children by its identity ("Process-N:1"), and they see "boss" as their
+ * parent's name. */
+static void test_current_and_parent_process_through_generations(void **state)
+{
+    (void)state;
+    assert_int_equal(mp_process_current_pid(), getpid());
+    assert_int_equal(mp_process_parent_pid(), 0); /* Python: None */
+    assert_null(mp_process_parent_name());
+
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    struct family_args f = {fds[1], 1};
+    mp_process *child;
+    assert_int_equal(mp_process_new(&child, report_family, &f), 0);
+    unsigned n;
+    assert_int_equal(sscanf(mp_process_name(child), "Process-%u", &n), 1);
+    assert_int_equal(mp_process_set_name(child, "boss"), 0);
+    assert_int_equal(mp_process_start(child), 0);
+    close(fds[1]);
+    char got[1024] = {0};
+    size_t len = 0;
+    ssize_t r;
+    while ((r = read(fds[0], got + len, sizeof got - 1 - len)) > 0)
+        len += (size_t)r;
+    close(fds[0]);
+    assert_int_equal(mp_process_join(child, T_LONG), 0);
+    int code = -1;
+    assert_int_equal(mp_process_exitcode(child, &code), 0);
+    assert_int_equal(code, 0);
+
+    /* The grandchild (started by "boss") reports first, inside boss's line. */
+    int cpid, gpid;
+    char expected[1024];
+    assert_int_equal(sscanf(got, "%d|", &cpid), 1);
+    assert_int_equal(cpid, mp_process_pid(child));
+    char *inner = strchr(got, '|');
+    for (int k = 0; k < 4 && inner; k++)
+        inner = strchr(inner + 1, '|');
+    assert_non_null(inner);
+    inner++;
+    assert_int_equal(sscanf(inner, "%d|", &gpid), 1);
+    snprintf(expected, sizeof expected, "%d|boss|%d|MainProcess|Process-%u:2|", cpid, (int)getpid(),
+             n);
+    assert_memory_equal(got, expected, strlen(expected));
+    assert_true(gpid > 0 && gpid != cpid);
+    snprintf(expected, sizeof expected, "%d|Process-%u:1|%d|boss|Process-%u:1:1|-", gpid, n, cpid,
+             n);
+    assert_string_equal(inner, expected);
+    mp_process_free(child);
+}
+
+/* Python's own answers, from a python3 that inherits the caller's affinity
+ * mask: os.cpu_count() and len(os.sched_getaffinity(0)) (3.13's
+ * os.process_cpu_count()). Returns 0, or -1 if python3 did not answer. */
+static int python_cpu_counts(long *cpu, long *usable)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    char arg[16];
+    snprintf(arg, sizeof arg, "%d", fds[1]);
+    const char *args[] = {arg, NULL};
+    pid_t pid = tu_spawn_python("import os, sys\n"
+                                "os.write(int(sys.argv[1]), ('%d %d' % (os.cpu_count(),\n"
+                                "         len(os.sched_getaffinity(0)))).encode())\n",
+                                args, &fds[1], 1);
+    close(fds[1]);
+    char buf[64] = {0};
+    ssize_t r = read(fds[0], buf, sizeof buf - 1);
+    close(fds[0]);
+    if (tu_wait_child(pid, 60) != 0 || r <= 0)
+        return -1;
+    return sscanf(buf, "%ld %ld", cpu, usable) == 2 ? 0 : -1;
+}
+
+struct watch_args {
+    int fd;   /* where the report goes */
+    int sync; /* the watcher writes a byte here once its parent may go */
+};
+
+/* The grandchild of the test: sees its parent alive, lets it go, waits for
+ * it to end (it leaves without joining), then sees it gone. Reports
+ * "1 <MP_ETIMEDOUT> 0 0". */
+static int watch_parent(void *arg)
+{
+    struct watch_args *w = arg;
+    int before = mp_process_parent_is_alive();
+    int timed = mp_process_parent_join(0.05);
+    if (write(w->sync, "x", 1) != 1)
+        return 2;
+    int joined = mp_process_parent_join(30.0);
+    int after = mp_process_parent_is_alive();
+    char line[64];
+    int n = snprintf(line, sizeof line, "%d %d %d %d", before, timed, joined, after);
+    return write(w->fd, line, (size_t)n) == n ? 0 : 1;
+}
+
+/* Starts watch_parent, waits for its go, then leaves through _exit() (no
+ * exit procedure, so it does not join its child first). */
+static int start_watcher_and_leave(void *arg)
+{
+    int sync[2];
+    if (pipe(sync) != 0)
+        _exit(9);
+    struct watch_args w = {*(int *)arg, sync[1]};
+    mp_process *gc;
+    if (mp_process_new(&gc, watch_parent, &w) != 0 || mp_process_start(gc) != 0)
+        _exit(10);
+    close(sync[1]);
+    char b;
+    _exit(read(sync[0], &b, 1) == 1 ? 0 : 11);
+}
+
+/* Python's parent_process().is_alive() and .join(): None in the main
+ * process; in a grandchild, alive, then ended once its parent has gone. */
+static void test_parent_is_alive_and_join_follow_the_parent(void **state)
+{
+    (void)state;
+    TU_ASSERT_STATUS(mp_process_parent_is_alive(), -ESRCH);
+    TU_ASSERT_STATUS(mp_process_parent_join(0), -ESRCH);
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    mp_process *child;
+    assert_int_equal(mp_process_new(&child, start_watcher_and_leave, &fds[1]), 0);
+    assert_int_equal(mp_process_start(child), 0);
+    close(fds[1]);
+    char got[64] = {0};
+    size_t len = 0;
+    ssize_t r;
+    while ((r = read(fds[0], got + len, sizeof got - 1 - len)) > 0)
+        len += (size_t)r;
+    close(fds[0]);
+    assert_int_equal(mp_process_join(child, T_LONG), 0);
+    int code = -1;
+    assert_int_equal(mp_process_exitcode(child, &code), 0);
+    assert_int_equal(code, 0);
+    mp_process_free(child);
+    char expected[64];
+    snprintf(expected, sizeof expected, "1 %d 0 0", MP_ETIMEDOUT);
+    assert_string_equal(got, expected);
+}
+
+static void test_cpu_count_is_online_cpus(void **state)
+{
+    (void)state;
+    ssize_t n = mp_cpu_count();
+    assert_true(n >= 1);
+    assert_int_equal(n, sysconf(_SC_NPROCESSORS_ONLN));
+    ssize_t k = mp_process_cpu_count();
+    assert_true(k >= 1);
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    assert_int_equal(sched_getaffinity(0, sizeof set, &set), 0);
+    assert_int_equal(k, CPU_COUNT(&set));
+    long py_cpu = 0, py_usable = 0;
+    assert_int_equal(python_cpu_counts(&py_cpu, &py_usable), 0);
+    assert_int_equal(n, py_cpu);
+    assert_int_equal(k, py_usable);
+}
+
+/* Bound to one CPU (as `taskset -c N` does), a process counts 1 usable CPU
+ * while the system still has them all: Python 3.13's process_cpu_count()
+ * against os.cpu_count(), and python3 under the same mask says the same. Runs in a child so the
+ * test process keeps its mask. */
+static int pin_and_count(void *arg)
+{
+    (void)arg;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        return 10;
+    int first = -1;
+    for (int i = 0; i < CPU_SETSIZE && first < 0; i++)
+        if (CPU_ISSET(i, &set))
+            first = i;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(first, &one);
+    if (sched_setaffinity(0, sizeof one, &one) != 0)
+        return 11;
+    if (mp_process_cpu_count() != 1)
+        return 12;
+    if (mp_cpu_count() != sysconf(_SC_NPROCESSORS_ONLN))
+        return 13;
+    /* Python, started with the same mask, agrees. */
+    long py_cpu = 0, py_usable = 0;
+    if (python_cpu_counts(&py_cpu, &py_usable) != 0)
+        return 14;
+    if (py_usable != 1 || py_cpu != mp_cpu_count())
+        return 15;
+    return 0;
+}
+
+static void test_process_cpu_count_follows_the_affinity_mask(void **state)
+{
+    (void)state;
+    assert_int_equal(tu_wait_child(tu_fork(pin_and_count, NULL), T_LONG), 0);
+}
+
 int main(int argc, char **argv)
 {
     tu_filter(argc, argv);
@@ -601,6 +917,12 @@ int main(int argc, char **argv)
         TU_TEST(test_many_processes_start_join_and_terminate),
         TU_TEST(test_close_refuses_a_running_child_then_closed_handle_refuses_use),
         TU_TEST(test_free_leaves_a_running_child_running),
+        TU_TEST(test_active_children_lists_live_children_and_reaps_ended_ones),
+        TU_TEST(test_active_children_skips_closed_and_freed_handles),
+        TU_TEST(test_current_and_parent_process_through_generations),
+        TU_TEST(test_parent_is_alive_and_join_follow_the_parent),
+        TU_TEST(test_cpu_count_is_online_cpus),
+        TU_TEST(test_process_cpu_count_follows_the_affinity_mask),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

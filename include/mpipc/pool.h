@@ -19,8 +19,9 @@
  *
  * Task forms. A task is a C function that runs in a worker process. Three
  * forms exist, each natural for one kind of data:
- *   bytes  mp_bytes_fn: a buffer in, a malloc'd buffer out (apply and
- *          apply_async: mp_pool_apply_bytes*);
+ *   bytes  mp_bytes_fn: a buffer in, a malloc'd buffer out (apply,
+ *          apply_async, map, map_async, imap, imap_unordered:
+ *          mp_pool_apply_bytes*, mp_pool_map_bytes*, mp_pool_imap*_bytes);
  *   array  mp_array_fn: one fixed-size item in, one fixed-size item out,
  *          mapped over a C array straight into a results array
  *          (mp_pool_map_array*, mp_pool_imap_array*). A chunk of items
@@ -28,7 +29,9 @@
  *          is allocated per item;
  *   value  mp_obj_fn: mp_obj values (pickled on the way), with Python's whole
  *          API: apply, apply_async, map, map_async, starmap, starmap_async,
- *          imap, imap_unordered (mp_pool_apply, mp_pool_map, ...).
+ *          imap, imap_unordered (mp_pool_apply, mp_pool_map, ...), and
+ *          imap over a producer callback in bounded memory, as Python's
+ *          imap over a generator (mp_pool_imap_gen).
  * A task returns 0 on success, or a non-zero code of its own choosing to
  * report failure (Python's raise), optionally with a message set by
  * mp_task_fail(). The caller then sees MP_ETASK and, in an mp_task_error,
@@ -117,6 +120,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -379,6 +383,81 @@ MP_API int mp_pool_apply_bytes_async(mp_pool *p, mp_bytes_fn fn, const void *in,
 MP_API int mp_pool_apply_bytes(mp_pool *p, mp_bytes_fn fn, const void *in, size_t in_len,
                                void **out, size_t *out_len, mp_task_error *err, double timeout);
 
+/*
+ * mp_pool_map_bytes_async - outs[i] = fn(in[i]) for i in [0, n), in chunks
+ * of chunksize items (Python's map_async over a list of bytes).
+ *
+ * in:        n buffers, as struct iovec (iov_base, iov_len): the pair POSIX
+ *            already uses for scattered buffers (readv, writev), so items
+ *            of any sizes, anywhere in memory, need no packing and no new
+ *            type. They are copied before the call returns (iov_base may
+ *            be NULL when iov_len is 0).
+ * n:         the number of items.
+ * outs:      n struct iovec that receive the outputs. Set to {NULL, 0} by
+ *            this call; then, as each item succeeds, to a buffer from
+ *            malloc() holding its output and its length (a zero-length
+ *            output is a 1-byte buffer with iov_len 0). A failed item's
+ *            entry stays {NULL, 0}.
+ * chunksize: items per task; 0 for Python's default,
+ *            ceil(n / (4 * processes)).
+ * cbs, result: as for mp_pool_apply_bytes_async(). The result is read with
+ *            mp_result_get() or mp_result_wait() (the outputs are in outs).
+ * outs must stay valid until the result is ready - even if the handle is
+ * freed before then.
+ * Returns 0; MP_ECLOSED; -EINVAL (NULL fn, in or outs with n > 0, an item
+ * with a NULL iov_base and a non-zero iov_len); MP_EFORKED; -ENOMEM.
+ * Ownership: once the result is ready, every outs[i].iov_base is the
+ * caller's, to free(), whatever the outcome (those of the items that
+ * succeeded before a failure too); in stays the caller's.
+ * Thread/fork: as mp_pool_apply_bytes_async(). outs is written by the
+ * pool's result thread; read it after the result is ready.
+ */
+MP_API int mp_pool_map_bytes_async(mp_pool *p, mp_bytes_fn fn, const struct iovec *in, size_t n,
+                                   struct iovec *outs, size_t chunksize, const mp_callbacks *cbs,
+                                   mp_result **result);
+
+/*
+ * mp_pool_map_bytes - the same, waiting (Python's map).
+ *
+ * timeout, err: as for mp_pool_apply_bytes().
+ * Returns 0 once every item succeeded: each outs[i] then holds its output;
+ * the status of the first failing item (err->index says which: MP_ETASK,
+ * MP_EWORKER when its worker died - the other items still ran -,
+ * MP_ETERMINATED, an encoding error); MP_ETIMEDOUT (chunks not yet sent are
+ * cancelled); the codes of mp_pool_map_bytes_async(). On any failure every
+ * outs[i] is {NULL, 0}: the outputs made before it are freed, as Python's
+ * map returns no list when it raises.
+ * Ownership: on success the caller frees every outs[i].iov_base with
+ * free(); in and outs stay the caller's, and the pool writes no more into
+ * outs once the call has returned.
+ * Thread/fork: as mp_pool_apply_bytes().
+ */
+MP_API int mp_pool_map_bytes(mp_pool *p, mp_bytes_fn fn, const struct iovec *in, size_t n,
+                             struct iovec *outs, size_t chunksize, mp_task_error *err,
+                             double timeout);
+
+/*
+ * mp_pool_imap_bytes / mp_pool_imap_unordered_bytes - as map_bytes, but
+ * hand each item to the caller as soon as it is done (Python's imap and
+ * imap_unordered): mp_imap_next() returns its index once outs[index] holds
+ * its output, in input order (imap) or completion order (imap_unordered);
+ * a failed item gives its status and leaves outs[index] {NULL, 0}.
+ *
+ * chunksize: items per task; 0 means 1, as in Python.
+ * outs must stay valid until the iterator is exhausted or freed;
+ * mp_imap_free() stops all writes into it.
+ * Returns 0; the codes of mp_pool_map_bytes_async().
+ * Ownership: free *it with mp_imap_free(); every outs[i].iov_base written
+ * is the caller's, to free() (also those of items not yet handed out when
+ * the iterator is freed); in stays the caller's.
+ * Thread/fork: any thread of the owner; one thread at a time per iterator.
+ */
+MP_API int mp_pool_imap_bytes(mp_pool *p, mp_bytes_fn fn, const struct iovec *in, size_t n,
+                              struct iovec *outs, size_t chunksize, mp_imap **it);
+MP_API int mp_pool_imap_unordered_bytes(mp_pool *p, mp_bytes_fn fn, const struct iovec *in,
+                                        size_t n, struct iovec *outs, size_t chunksize,
+                                        mp_imap **it);
+
 /* ---- array tasks --------------------------------------------------------- */
 
 /*
@@ -507,6 +586,68 @@ MP_API int mp_pool_imap(mp_pool *p, mp_obj_fn fn, const mp_obj *items, size_t ch
                         mp_imap **it);
 MP_API int mp_pool_imap_unordered(mp_pool *p, mp_obj_fn fn, const mp_obj *items, size_t chunksize,
                                   mp_imap **it);
+
+/*
+ * A producer of items for mp_pool_imap_gen (Python's generator passed to
+ * imap): each call yields the next item.
+ *
+ * user: the pointer given to mp_pool_imap_gen.
+ * item: on 1, receives a new root value (NULL is taken as None); the pool
+ *       takes it. Not read on other returns.
+ * Returns 1 with an item; 0 at the end; a negative code of its own to fail
+ * (Python's generator raising): the iteration then ends, and mp_imap_next
+ * reports the failure in its place (MP_ETASK, err->code the producer's
+ * code), after the items it yielded before.
+ */
+typedef int (*mp_producer_fn)(void *user, mp_obj **item);
+
+/*
+ * mp_pool_imap_gen / mp_pool_imap_unordered_gen - imap and imap_unordered
+ * over a producer instead of a list (Python's imap(fn, generator)): fn((x,))
+ * for every item x the producer yields, read with mp_imap_next() in input
+ * order (imap) or completion order (imap_unordered), with indexes counting
+ * the producer's items from 0.
+ *
+ * fn:        the task, run in the workers.
+ * producer:  yields the items; user is passed to it.
+ * chunksize: items per task; 0 means 1, as in Python.
+ * it:        receives the iterator.
+ *
+ * Memory stays bounded however many items the producer yields (Python's
+ * imap takes the whole generator as fast as it can; this does not): the
+ * items are taken in segments of processes x chunksize, and at most 4
+ * segments are outstanding - taken from the producer and not yet all handed
+ * out by mp_imap_next(). The next segment is taken only when the caller has
+ * taken every item of one, so at most 4 x processes x chunksize items (their
+ * pickles, their results) are held at any moment.
+ *
+ * The producer runs in the caller's thread: inside this call (which fills
+ * the first segments before it returns) and inside mp_imap_next(), one call
+ * at a time, never after it returned 0 or failed, and never after
+ * mp_imap_free(). It may call the pool (submit other work) but must not
+ * call mp_imap_next() or mp_imap_free() on this iterator. An item that
+ * cannot be pickled ends the iteration at its index with the encoding
+ * error (Python's task handler fails that one task and goes on).
+ *
+ * close() lets a started iteration go on (Python's close() lets queued
+ * work finish): the pool's workers stay until the producer has ended and
+ * every item has run, so mp_pool_join() after mp_pool_close() waits until
+ * the caller has consumed the iteration (or freed the iterator) - with
+ * MP_FOREVER, take the items first. terminate() ends it: missing items
+ * give MP_ETERMINATED.
+ * Returns 0; MP_ECLOSED after close or terminate; -EINVAL (NULL fn,
+ * producer or it; chunksize x processes over 2^32 - 1); MP_EFORKED;
+ * -ENOMEM.
+ * Ownership: free *it with mp_imap_free(), which cancels what is not yet
+ * sent and drops the items not yet handed out; values handed out by
+ * mp_imap_next() are the caller's. user stays the caller's.
+ * Thread/fork: any thread of the owner; one thread at a time per iterator
+ * (the producer is called from that thread).
+ */
+MP_API int mp_pool_imap_gen(mp_pool *p, mp_obj_fn fn, mp_producer_fn producer, void *user,
+                            size_t chunksize, mp_imap **it);
+MP_API int mp_pool_imap_unordered_gen(mp_pool *p, mp_obj_fn fn, mp_producer_fn producer, void *user,
+                                      size_t chunksize, mp_imap **it);
 
 /* ---- results ------------------------------------------------------------- */
 

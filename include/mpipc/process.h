@@ -45,6 +45,7 @@
 #include <mpipc/error.h>
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 #ifdef __cplusplus
@@ -170,6 +171,96 @@ MP_API void mp_process_free(mp_process *p);
 /* The name of the calling process: "MainProcess", or a child's name (Python's
  * current_process().name). Static storage; valid until the process ends. */
 MP_API const char *mp_process_current_name(void);
+
+/* ---- helpers: current, parent, children, CPUs ---------------------------- */
+
+/* The pid of the calling process (Python's current_process().pid, which is
+ * also its ident). Never fails. Thread/fork: any thread; in a forked child it
+ * is the child's own pid. */
+MP_API pid_t mp_process_current_pid(void);
+
+/*
+ * mp_process_parent_pid / mp_process_parent_name - the process that started
+ * the calling one with mp_process_start() (Python's parent_process().pid and
+ * .name).
+ *
+ * In the main process there is none (Python's parent_process() is None):
+ * the pid is 0 and the name NULL. In a child they are the pid and the name
+ * its parent had when it started the child ("MainProcess", "Process-2"...).
+ * Like Python's, the answer is set when a child starts and is inherited
+ * across a bare fork() (only mp_process_start() sets it anew); it says
+ * nothing of whether the parent is still alive.
+ * Ownership: the name is static storage, valid until the process ends.
+ * Thread/fork: any thread; never fails.
+ */
+MP_API pid_t mp_process_parent_pid(void);
+MP_API const char *mp_process_parent_name(void);
+
+/*
+ * mp_process_parent_is_alive - whether the parent (mp_process_parent_pid())
+ * still runs (Python's parent_process().is_alive()).
+ * Returns 1 while it runs; 0 once it has ended (this process has then been
+ * handed to another parent, which is how it is told); -ESRCH in the main
+ * process, which has no parent process (Python: parent_process() is None).
+ * Thread/fork: any thread; never blocks.
+ */
+MP_API int mp_process_parent_is_alive(void);
+
+/*
+ * mp_process_parent_join - wait until the parent has ended (Python's
+ * parent_process().join(timeout)).
+ * timeout: MP_FOREVER, MP_NOWAIT or seconds.
+ * Returns 0 once it has ended; MP_ETIMEDOUT while it still runs (Python's
+ * join returns silently); MP_EVALUE for a NaN timeout; -ESRCH in the main
+ * process. It checks every 10 ms at most, so it may return that much after
+ * the parent's end.
+ * Thread/fork: any thread.
+ */
+MP_API int mp_process_parent_join(double timeout);
+
+/*
+ * mp_process_active_children - the live children this process started
+ * (Python's active_children()).
+ *
+ * Like Python's, it first reaps every child that has ended: the exit code of
+ * each becomes available through its handle (mp_process_exitcode()), and it
+ * leaves the list of children the exit procedure joins. Children whose
+ * handle was closed or freed are not counted (this process no longer tracks
+ * them).
+ *
+ * children: an array of cap entries that receives the live children, oldest
+ *           started first; may be NULL when cap is 0 (to count them).
+ * cap:      the array's size.
+ * Returns the number of live children, which may exceed cap (then only the
+ * cap oldest are stored, as mp_pool_pids() does); -EINVAL when children is
+ * NULL and cap is not 0.
+ * Ownership: the handles are the caller's own (the ones mp_process_new()
+ * made), borrowed here: nothing to free, and valid until the caller frees
+ * them.
+ * Thread/fork: any thread. In a child made by mp_process_start() the list
+ * starts empty (Python: a child's _children is a new set).
+ */
+MP_API ssize_t mp_process_active_children(mp_process **children, size_t cap);
+
+/*
+ * mp_cpu_count - the number of CPUs online in the system (Python's
+ * os.cpu_count() and multiprocessing.cpu_count()).
+ * Returns the count (>= 1); -ENOSYS when it cannot be determined (Python's
+ * cpu_count() raises NotImplementedError).
+ * Thread/fork: any thread; never blocks.
+ */
+MP_API ssize_t mp_cpu_count(void);
+
+/*
+ * mp_process_cpu_count - the number of CPUs the calling thread may run on
+ * (Python 3.13's os.process_cpu_count(): the size of its
+ * sched_getaffinity() set, as changed by taskset or sched_setaffinity), or
+ * mp_cpu_count() when the system cannot tell.
+ * Returns the count (>= 1); -ENOSYS as mp_cpu_count().
+ * Thread/fork: any thread; the affinity mask is per thread, and a child
+ * inherits its parent's.
+ */
+MP_API ssize_t mp_process_cpu_count(void);
 
 #ifdef __cplusplus
 }

@@ -72,6 +72,8 @@ static char *cur_name;      /* NULL: "MainProcess" */
 static bool cur_daemon;
 static bool exiting;
 static int cur_sentinel = -1;       /* in a child: the write end of its sentinel */
+static pid_t parent_pid;            /* 0 in the main process */
+static char *parent_name;           /* NULL in the main process */
 static _Thread_local bool in_spawn; /* this thread holds mu across fork() */
 
 static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
@@ -259,7 +261,9 @@ static int process_check_open(const mp_process *p)
 {
     if (!p)
         return -EINVAL;
-    return __atomic_load_n(&p->closed, __ATOMIC_ACQUIRE) ? mp__err(MP_EVALUE, "process object is closed") : 0;
+    return __atomic_load_n(&p->closed, __ATOMIC_ACQUIRE)
+               ? mp__err(MP_EVALUE, "process object is closed")
+               : 0;
 }
 
 /* The calls Python reserves for the parent: the handle must be ours, not
@@ -382,6 +386,8 @@ MP_API const char *mp_process_current_name(void)
 
 /* ---- start ---------------------------------------------------------------- */
 
+static void process_note_parent(const mp_process *p);
+
 /* The child's life after fork: adopt the handle's identity, run the target,
  * run the exit procedure, leave. Never returns. */
 static void process_child_main(mp_process *p)
@@ -389,6 +395,7 @@ static void process_child_main(mp_process *p)
     /* The strings are this process's own copies now; duplicate them so the
      * target may free or rename its handle. Out of memory keeps what the
      * child inherited. */
+    process_note_parent(p); /* before cur_name becomes the child's */
     char *identity = strdup(p->identity), *name = strdup(p->name);
     if (identity) {
         free(cur_identity); /* the parent's, when it was a child itself */
@@ -619,4 +626,90 @@ static void process_exit_procedure(void)
     }
 
     process_run_hooks(false);
+}
+
+/* ---- helpers: current, parent, active children ----------------------------- */
+
+/* In a child just forked by mp_process_start: remember who started it
+ * (Python's _bootstrap makes _parent_process from the handle's _parent_pid
+ * and _parent_name). cur_name is still the parent's here. Out of memory
+ * keeps the name inherited from further up. */
+static void process_note_parent(const mp_process *p)
+{
+    char *name = strdup(cur_name ? cur_name : "MainProcess");
+    parent_pid = p->creator;
+    if (name) {
+        free(parent_name); /* the grandparent's, in this copy of memory */
+        parent_name = name;
+    }
+}
+
+MP_API pid_t mp_process_current_pid(void)
+{
+    return getpid();
+}
+
+MP_API pid_t mp_process_parent_pid(void)
+{
+    return parent_pid;
+}
+
+MP_API const char *mp_process_parent_name(void)
+{
+    return parent_name;
+}
+
+/* The parent has ended once this process has another parent: the kernel
+ * hands an orphan to a subreaper or init, never to a pid that the dead
+ * parent had. (Python watches a pipe from the parent instead; this needs no
+ * descriptor and no change to start.) */
+MP_API int mp_process_parent_is_alive(void)
+{
+    if (parent_pid == 0)
+        return -ESRCH;
+    return getppid() == parent_pid ? 1 : 0;
+}
+
+MP_API int mp_process_parent_join(double timeout)
+{
+    if (parent_pid == 0)
+        return -ESRCH;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
+    int64_t deadline = mp__deadline(timeout);
+    double pause = 1e-3;
+    while (getppid() == parent_pid) {
+        if (mp__deadline_passed(deadline))
+            return MP_ETIMEDOUT;
+        double left = mp__deadline_left(deadline);
+        mp__sleep(left >= 0 && left < pause ? left : pause);
+        if (pause < 10e-3)
+            pause *= 2;
+    }
+    return 0;
+}
+
+/* Python's active_children(): _cleanup() reaps the children that ended
+ * (their exit codes stay in their handles), then the rest are listed. The
+ * registry is newest first; the array is filled oldest first. */
+MP_API ssize_t mp_process_active_children(mp_process **children, size_t cap)
+{
+    if (!children && cap > 0)
+        return -EINVAL;
+    process_ensure_setup();
+    pthread_mutex_lock(&mu);
+    size_t live = 0;
+    mp_process *next;
+    for (mp_process *c = registry; c; c = next) {
+        next = c->next; /* reaping unlinks c */
+        if (!process_reap_locked(c))
+            live++;
+    }
+    size_t i = 0;
+    for (mp_process *c = registry; c; c = c->next, i++)
+        if (live - 1 - i < cap)
+            children[live - 1 - i] = c;
+    MP__ASSERT(i == live);
+    pthread_mutex_unlock(&mu);
+    return (ssize_t)live;
 }

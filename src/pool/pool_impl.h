@@ -12,7 +12,9 @@
  *   pool_dispatch.c   the dispatcher thread: sends chunks, asks for workers;
  *   pool_result.c     the result thread: results, deaths, callbacks;
  *   pool_forkserver.c the fork server process, and the pool's requests to it;
- *   pool_worker.c     the worker process: runs chunks, sends results.
+ *   pool_worker.c     the worker process: runs chunks, sends results;
+ *   pool_lazy.c       imap over a producer (mp_pool_imap_gen): a bounded
+ *                     FIFO of segment jobs, refilled as they are consumed.
  *
  * Names: a function static to one file starts with pool_ (pool_deliver);
  * one that the files share starts with mp__pool_ and is declared (or, for
@@ -85,6 +87,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 /* At most this many chunks in flight per worker (its FIFO's size). */
 #define WINDOW_MAX 64
@@ -171,6 +174,15 @@ struct fail {
     char msg[MP_TASK_MSG_MAX];
 };
 
+/* Where a lazy imap (pool_lazy.c) waits for any of its segment jobs: each
+ * job it made bumps seq and broadcasts cv whenever its chunks progress.
+ * mu is a leaf lock: taken with a job's mu held, never the other way. */
+struct mp__pool_wake {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t seq;
+};
+
 /* A job. The public mp_result is exactly this; mp_imap wraps one. */
 struct mp_result {
     int refs; /* atomic */
@@ -217,10 +229,15 @@ struct mp_result {
     mp_obj *value; /* apply: the value; map: the list */
     void *bytes_out;
     size_t bytes_len;
+    struct mp__pool_wake *wake; /* a lazy imap's segment: also wake this (mu) */
+    struct iovec *iov_out;      /* bytes map/imap: the caller's outputs */
 };
 
+/* An imap iterator: a job, or (lazy != NULL) a lazy imap over a producer,
+ * of whose job only gen is used. */
 struct mp_imap {
     struct mp_result job;
+    struct mp__pool_lazy *lazy;
 };
 
 /* A chunk sent to a worker, awaiting its result (the worker's FIFO). */
@@ -520,6 +537,22 @@ void mp__pool_job_abandon(struct mp_result *j);
 void mp__pool_cache_add_locked(mp_pool *p, struct mp_result *j);
 int mp__pool_result_get(mp_result *r, double timeout, mp_task_error *err);
 void mp__pool_clear_err(mp_task_error *err);
+int mp__pool_imap_next_job(struct mp_result *j, size_t *index, mp_obj **value, mp_task_error *err,
+                           int64_t deadline);
+
+/* ---- lazy imap (pool_lazy.c, pool_submit.c) ----------------------------------- */
+
+/* Submit items[0, n) (borrowed; pickled here) as one imap job of kind
+ * K_IMAP or K_IMAPU that also wakes `wake`, accepted while the pool runs or
+ * is closing (a lazy imap started before close). Returns 0 with *out;
+ * MP_ECLOSED once terminated; -ENOMEM; a pickling error with *bad the
+ * failing item's index (else *bad is n). */
+int mp__pool_submit_items(mp_pool *p, int kind, mp_obj_fn fn, mp_obj *const *items, size_t n,
+                          size_t chunksize, struct mp__pool_wake *wake, struct mp_result **out,
+                          size_t *bad);
+int mp__pool_lazy_next(mp_imap *it, size_t *index, mp_obj **value, mp_task_error *err,
+                       double timeout);
+void mp__pool_lazy_free(mp_imap *it);
 
 /* ---- the pool (pool.c), the threads and the processes --------------------------- */
 

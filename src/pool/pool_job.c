@@ -181,6 +181,18 @@ static bool pool_cache_remove_locked(mp_pool *p, struct mp_result *j)
     return true;
 }
 
+/* Wake waiters on j (j->mu held): its own, and a lazy imap's over it. */
+static void pool_job_wake(struct mp_result *j)
+{
+    pthread_cond_broadcast(&j->cv);
+    if (j->wake) {
+        pthread_mutex_lock(&j->wake->mu);
+        j->wake->seq++;
+        pthread_cond_broadcast(&j->wake->cv);
+        pthread_mutex_unlock(&j->wake->mu);
+    }
+}
+
 /* A successful value job's outcome (j->mu held): map's list of results in
  * input order, or apply's one value. */
 static void pool_job_build_value(struct mp_result *j)
@@ -242,7 +254,7 @@ void mp__pool_job_finish(mp_pool *p, struct mp_result *j, bool term)
         j->in_cb = false;
     }
     j->ready = true;
-    pthread_cond_broadcast(&j->cv);
+    pool_job_wake(j);
     mp__pool_job_unlock(j);
 
     mp__pool_lock(p);
@@ -259,7 +271,7 @@ void mp__pool_job_chunks_done(mp_pool *p, struct mp_result *j, size_t k)
     MP__ASSERT(j->chunks_done + k <= j->nchunks); /* each chunk ends once */
     j->chunks_done += k;
     bool done = j->chunks_done >= j->nchunks && !j->finished;
-    pthread_cond_broadcast(&j->cv);
+    pool_job_wake(j);
     mp__pool_job_unlock(j);
     if (done)
         mp__pool_job_finish(p, j, false);
@@ -492,17 +504,12 @@ static int pool_imap_take(struct mp_result *j, size_t idx, size_t *index, mp_obj
     return 1;
 }
 
-MP_API int mp_imap_next(mp_imap *it, size_t *index, mp_obj **value, mp_task_error *err,
-                        double timeout)
+/* The next item of an imap job (checked by the caller), waiting until the
+ * deadline: mp_imap_next's returns. */
+int mp__pool_imap_next_job(struct mp_result *j, size_t *index, mp_obj **value, mp_task_error *err,
+                           int64_t deadline)
 {
-    if (value)
-        *value = NULL;
-    mp__pool_clear_err(err);
-    struct mp_result *j = it ? &it->job : NULL;
-    int rc = pool_result_check(j, false, timeout);
-    if (rc < 0)
-        return rc;
-    int64_t deadline = mp__deadline(timeout);
+    int rc;
     mp__pool_job_lock(j);
     for (;;) {
         if (j->cursor == j->n) {
@@ -533,10 +540,29 @@ MP_API int mp_imap_next(mp_imap *it, size_t *index, mp_obj **value, mp_task_erro
     return rc;
 }
 
+MP_API int mp_imap_next(mp_imap *it, size_t *index, mp_obj **value, mp_task_error *err,
+                        double timeout)
+{
+    if (value)
+        *value = NULL;
+    mp__pool_clear_err(err);
+    struct mp_result *j = it ? &it->job : NULL;
+    int rc = pool_result_check(j, false, timeout);
+    if (rc < 0)
+        return rc;
+    if (it->lazy)
+        return mp__pool_lazy_next(it, index, value, err, timeout);
+    return mp__pool_imap_next_job(j, index, value, err, mp__deadline(timeout));
+}
+
 MP_API void mp_imap_free(mp_imap *it)
 {
     if (!it || it->job.gen != mp__forkgen())
         return;
+    if (it->lazy) {
+        mp__pool_lazy_free(it);
+        return;
+    }
     mp__pool_job_abandon(&it->job);
     mp__pool_job_unref(&it->job);
 }

@@ -160,26 +160,54 @@ static void pool_deliver_array(struct mp_result *j, size_t start, size_t count,
     }
 }
 
-/* Bytes form (j->mu held): keep a copy of the one output buffer. */
-static void pool_deliver_bytes(struct mp_result *j, size_t start, const struct wire_result *h,
-                               const unsigned char *outs, const unsigned char *failed)
+/* The items of a bytes chunk from `from` on that did not fail are lost
+ * (j->mu held): a result that does not parse. */
+static void pool_bytes_malformed(struct mp_result *j, size_t start, size_t from, size_t count,
+                                 const unsigned char *failed)
 {
-    if (failed[0])
-        return;
+    for (size_t i = from; i < count; i++) {
+        if (failed[i])
+            continue;
+        mp__pool_job_record_fail(j, start + i, MP_EPROTO, MP_EPROTO,
+                                 "malformed result from a worker");
+        mp__pool_job_item_done(j, start + i, false);
+    }
+}
+
+/* Bytes form (j->mu held): a copy of each output buffer, into the job
+ * (apply) or the caller's outs (map, imap). */
+static void pool_deliver_bytes(struct mp_result *j, size_t start, size_t count,
+                               const struct wire_result *h, const unsigned char *outs,
+                               const unsigned char *failed)
+{
     const unsigned char *q = outs, *end = outs + h->out_len;
-    uint64_t len;
-    if (mp__pool_rd_u64(&q, end, &len) < 0 || len == FAILED_LEN || len > (uint64_t)(end - q)) {
-        mp__pool_job_record_fail(j, start, MP_EPROTO, MP_EPROTO, "malformed result from a worker");
-        return;
+    for (size_t i = 0; i < count; i++) {
+        uint64_t len;
+        if (mp__pool_rd_u64(&q, end, &len) < 0 || (len != FAILED_LEN) == (bool)failed[i] ||
+            (len != FAILED_LEN && len > (uint64_t)(end - q))) {
+            pool_bytes_malformed(j, start, i, count, failed);
+            return;
+        }
+        if (len == FAILED_LEN)
+            continue;
+        void *buf = malloc(len ? (size_t)len : 1);
+        if (!buf) {
+            mp__pool_job_record_fail(j, start + i, -ENOMEM, -ENOMEM, "out of memory");
+            mp__pool_job_item_done(j, start + i, false);
+            q += len;
+            continue;
+        }
+        memcpy(buf, q, (size_t)len);
+        q += len;
+        if (j->iov_out) {
+            j->iov_out[start + i] = (struct iovec){.iov_base = buf, .iov_len = (size_t)len};
+        } else {
+            free(j->bytes_out);
+            j->bytes_out = buf;
+            j->bytes_len = (size_t)len;
+        }
+        mp__pool_job_item_done(j, start + i, true);
     }
-    j->bytes_out = malloc(len ? (size_t)len : 1);
-    if (!j->bytes_out) {
-        mp__pool_job_record_fail(j, start, -ENOMEM, -ENOMEM, "out of memory");
-        return;
-    }
-    memcpy(j->bytes_out, q, (size_t)len);
-    j->bytes_len = (size_t)len;
-    mp__pool_job_item_done(j, start, true);
 }
 
 /* Value forms (j->mu held): move the decoded results into the job. */
@@ -252,7 +280,7 @@ static void pool_deliver(mp_pool *p, struct mp_result *j, size_t chunk, const st
             if (j->form == F_ARRAY)
                 pool_deliver_array(j, start, count, h, outs, failed);
             else if (j->form == F_BYTES)
-                pool_deliver_bytes(j, start, h, outs, failed);
+                pool_deliver_bytes(j, start, count, h, outs, failed);
             else
                 pool_deliver_values(j, start, count, vals, decode_rc, failed);
         }

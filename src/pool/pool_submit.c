@@ -18,13 +18,14 @@ static void pool_pending_push_locked(mp_pool *p, struct mp_result *j)
 }
 
 /* Hand a prepared job to the pool. On success the pool holds a reference
- * and the caller keeps its own. */
-static int pool_submit(mp_pool *p, struct mp_result *j, const mp_callbacks *cbs)
+ * and the caller keeps its own. closing_ok: also while the pool is closing
+ * (a lazy imap's later segments; its keeper job holds the workers). */
+static int pool_submit_ex(mp_pool *p, struct mp_result *j, const mp_callbacks *cbs, bool closing_ok)
 {
     if (cbs)
         j->cbs = *cbs;
     mp__pool_lock(p);
-    if (p->state != P_RUN) {
+    if (p->state != P_RUN && !(closing_ok && p->state == P_CLOSE)) {
         mp__pool_unlock(p);
         return MP_ECLOSED;
     }
@@ -48,6 +49,11 @@ static int pool_submit(mp_pool *p, struct mp_result *j, const mp_callbacks *cbs)
     }
     mp__pool_unlock(p);
     return 0;
+}
+
+static int pool_submit(mp_pool *p, struct mp_result *j, const mp_callbacks *cbs)
+{
+    return pool_submit_ex(p, j, cbs, false);
 }
 
 /* Submit j if it was prepared (rc 0) and give it to the caller, or free it. */
@@ -101,6 +107,19 @@ static int pool_blob_add(struct mp_result *j, size_t *cap, size_t i, const void 
     return 0;
 }
 
+/* Pickle item i of a value job into its blob. */
+static int pool_blob_pickle_one(struct mp_result *j, size_t *cap, size_t i, const mp_obj *item)
+{
+    unsigned char *pk;
+    size_t len;
+    int rc = mp__pickle_dumps(item, &pk, &len);
+    if (rc < 0)
+        return rc;
+    rc = pool_blob_add(j, cap, i, pk, len);
+    free(pk);
+    return rc;
+}
+
 /* Pickle the items (or the one args tuple) of a value job into its blob. */
 static int pool_blob_pickle(struct mp_result *j, const mp_obj *seq, bool one)
 {
@@ -110,14 +129,7 @@ static int pool_blob_pickle(struct mp_result *j, const mp_obj *seq, bool one)
         return -ENOMEM;
     size_t cap = 0;
     for (size_t i = 0; i < n; i++) {
-        const mp_obj *item = one ? seq : mp_obj_list_get(seq, i);
-        unsigned char *pk;
-        size_t len;
-        int rc = mp__pickle_dumps(item, &pk, &len);
-        if (rc < 0)
-            return rc;
-        rc = pool_blob_add(j, &cap, i, pk, len);
-        free(pk);
+        int rc = pool_blob_pickle_one(j, &cap, i, one ? seq : mp_obj_list_get(seq, i));
         if (rc < 0)
             return rc;
     }
@@ -139,6 +151,61 @@ MP_API int mp_pool_apply_bytes_async(mp_pool *p, mp_bytes_fn fn, const void *in,
     size_t cap = 0;
     rc = pool_blob_add(j, &cap, 0, in, in_len);
     return pool_submit_or_free(p, j, rc, cbs, out);
+}
+
+static size_t pool_default_chunksize(const mp_pool *p, int kind, size_t n, size_t chunksize);
+
+/* map / imap / imap_unordered over n buffers: their copies go in the job's
+ * blob, the outputs into the caller's outs. */
+static int pool_bytes_job(mp_pool *p, int kind, mp_bytes_fn fn, const struct iovec *in, size_t n,
+                          struct iovec *outs, size_t chunksize, const mp_callbacks *cbs,
+                          mp_result **res)
+{
+    bool valid = fn && (n == 0 || (in && outs));
+    for (size_t i = 0; valid && i < n; i++)
+        valid = in[i].iov_base || in[i].iov_len == 0;
+    struct mp_result *j;
+    int rc = pool_submit_check(p, valid, res);
+    if (rc == 0)
+        rc = mp__pool_job_new(&j, p, kind, F_BYTES, (uint64_t)(uintptr_t)fn, n,
+                              pool_default_chunksize(p, kind, n, chunksize));
+    if (rc < 0)
+        return rc;
+    j->offs = n <= 1 ? j->offs_one : calloc(n + 1, sizeof *j->offs);
+    rc = j->offs ? 0 : -ENOMEM;
+    size_t cap = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = pool_blob_add(j, &cap, i, in[i].iov_base, in[i].iov_len);
+    if (rc == 0) {
+        for (size_t i = 0; i < n; i++)
+            outs[i] = (struct iovec){.iov_base = NULL, .iov_len = 0};
+        j->iov_out = outs;
+    }
+    return pool_submit_or_free(p, j, rc, cbs, res);
+}
+
+MP_API int mp_pool_map_bytes_async(mp_pool *p, mp_bytes_fn fn, const struct iovec *in, size_t n,
+                                   struct iovec *outs, size_t chunksize, const mp_callbacks *cbs,
+                                   mp_result **result)
+{
+    return pool_bytes_job(p, K_MAP, fn, in, n, outs, chunksize, cbs, result);
+}
+
+MP_API int mp_pool_imap_bytes(mp_pool *p, mp_bytes_fn fn, const struct iovec *in, size_t n,
+                              struct iovec *outs, size_t chunksize, mp_imap **it)
+{
+    if (it)
+        *it = NULL;
+    return pool_bytes_job(p, K_IMAP, fn, in, n, outs, chunksize, NULL, (mp_result **)it);
+}
+
+MP_API int mp_pool_imap_unordered_bytes(mp_pool *p, mp_bytes_fn fn, const struct iovec *in,
+                                        size_t n, struct iovec *outs, size_t chunksize,
+                                        mp_imap **it)
+{
+    if (it)
+        *it = NULL;
+    return pool_bytes_job(p, K_IMAPU, fn, in, n, outs, chunksize, NULL, (mp_result **)it);
 }
 
 /* ---- the array form ---------------------------------------------------------- */
@@ -279,6 +346,35 @@ MP_API int mp_pool_imap_unordered(mp_pool *p, mp_obj_fn fn, const mp_obj *items,
     return pool_obj_job(p, K_IMAPU, F_OBJ_MAP, fn, items, chunksize, NULL, (mp_result **)it);
 }
 
+int mp__pool_submit_items(mp_pool *p, int kind, mp_obj_fn fn, mp_obj *const *items, size_t n,
+                          size_t chunksize, struct mp__pool_wake *wake, struct mp_result **out,
+                          size_t *bad)
+{
+    *out = NULL;
+    *bad = n;
+    struct mp_result *j;
+    int rc = mp__pool_job_new(&j, p, kind, F_OBJ_MAP, (uint64_t)(uintptr_t)fn, n, chunksize);
+    if (rc < 0)
+        return rc;
+    j->wake = wake;
+    j->offs = n <= 1 ? j->offs_one : calloc(n + 1, sizeof *j->offs);
+    rc = j->offs ? 0 : -ENOMEM;
+    size_t cap = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        rc = pool_blob_pickle_one(j, &cap, i, items[i]);
+        if (rc < 0 && rc != -ENOMEM)
+            *bad = i;
+    }
+    if (rc == 0)
+        rc = pool_submit_ex(p, j, NULL, true);
+    if (rc < 0) {
+        mp__pool_job_unref(j);
+        return rc;
+    }
+    *out = j;
+    return 0;
+}
+
 /* ---- the blocking calls ------------------------------------------------------ */
 
 /* Wait for a job made by a blocking call; abandon it on timeout. The
@@ -333,6 +429,30 @@ MP_API int mp_pool_apply_bytes(mp_pool *p, mp_bytes_fn fn, const void *in, size_
     mp__pool_job_unlock(r);
     mp__pool_job_unref(r);
     return *out ? 0 : -ENOMEM;
+}
+
+MP_API int mp_pool_map_bytes(mp_pool *p, mp_bytes_fn fn, const struct iovec *in, size_t n,
+                             struct iovec *outs, size_t chunksize, mp_task_error *err,
+                             double timeout)
+{
+    mp__pool_clear_err(err);
+    mp_result *r = NULL;
+    int rc = mp__pool_sync_check(p, timeout);
+    if (rc == 0)
+        rc = mp_pool_map_bytes_async(p, fn, in, n, outs, chunksize, NULL, &r);
+    if (rc == 0)
+        rc = pool_sync_wait(r, timeout, err);
+    if (rc == 0) {
+        mp__pool_job_unref(r);
+    } else if (r) {
+        /* The job is finished or abandoned: nothing writes outs any more.
+         * Python's map returns no list when it raises. */
+        for (size_t i = 0; i < n; i++) {
+            free(outs[i].iov_base);
+            outs[i] = (struct iovec){.iov_base = NULL, .iov_len = 0};
+        }
+    }
+    return rc;
 }
 
 MP_API int mp_pool_map_array(mp_pool *p, mp_array_fn fn, const void *in, size_t in_size, size_t n,
