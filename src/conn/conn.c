@@ -39,10 +39,12 @@
  * and discards the rest, then parses from the frame boundary after it.
  *
  * Static functions carry conn_; the sibling listener.c (Listener, Client,
- * the handshake) carries listener_.
+ * the handshake) carries listener_, and reduction.c (passing descriptors,
+ * through the raw access at the end of this file, conn_impl.h) reduction_.
  */
 #include "codec/frame.h"
 #include "codec/pickle.h"
+#include "conn/conn_impl.h"
 #include "core/internal.h"
 #include "core/io.h"
 
@@ -890,4 +892,48 @@ MP_API void mp_conn_free(mp_conn *c)
     pthread_mutex_destroy(&c->rmu);
     pthread_mutex_destroy(&c->wmu);
     free(c);
+}
+
+/* ---- raw use of the descriptor (conn_impl.h) ------------------------------- */
+
+/* Any byte read from the descriptor and not delivered, or the rest of a
+ * parent's message still to discard (rmu held). */
+static bool conn_holds_bytes(const mp_conn *c)
+{
+    return c->rpos != c->rlen || c->big || c->direct_size || c->skip || c->skip_hdr;
+}
+
+int mp__conn_raw_begin(mp_conn *c, enum mp__conn_raw_use use, struct mp__conn_raw *out)
+{
+    if (!c || !out)
+        return -EINVAL;
+    if (conn_load_flag(&c->closed))
+        return MP_ECLOSED;
+    if (use == MP__CONN_RAW_SEND && !c->writable)
+        return MP_EREADONLY;
+    if (use == MP__CONN_RAW_RECV && !conn_load_flag(&c->readable))
+        return MP_EWRITEONLY;
+    conn_fork_fixup(c);
+    pthread_mutex_t *mu = use == MP__CONN_RAW_SEND ? &c->wmu : &c->rmu;
+    pthread_mutex_lock(mu);
+    int rc = 0;
+    /* close() sets the flag under both locks: settled now. */
+    if (conn_load_flag(&c->closed))
+        rc = MP_ECLOSED;
+    else if (use != MP__CONN_RAW_SEND && conn_holds_bytes(c))
+        rc = MP_ESTATE;
+    if (rc < 0) {
+        pthread_mutex_unlock(mu);
+        return rc;
+    }
+    out->fd = c->fd;
+    out->is_socket = c->is_socket;
+    out->readable = conn_load_flag(&c->readable);
+    out->writable = c->writable;
+    return 0;
+}
+
+void mp__conn_raw_end(mp_conn *c, enum mp__conn_raw_use use)
+{
+    pthread_mutex_unlock(use == MP__CONN_RAW_SEND ? &c->wmu : &c->rmu);
 }
