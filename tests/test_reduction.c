@@ -409,7 +409,7 @@ static int worker_main(void *arg)
         mp_conn *client = NULL;
         if (mp_recv_conn(x->chan_worker, &client, T_LONG) != 0)
             return 10 + i;
-        char text[64];
+        char text[96];
         snprintf(text, sizeof text, "worker %d", (int)getpid());
         void *req = NULL;
         size_t len = 0;
@@ -436,7 +436,7 @@ static int client_main(void *arg)
     mp_conn *c;
     if (mp_client_connect(&c, x->address, NULL, 0, T_LONG) != 0)
         return 1;
-    char want[64], req[64];
+    char want[96], req[64];
     snprintf(want, sizeof want, "worker %d", (int)x->worker);
     snprintf(req, sizeof req, "request of %d", (int)getpid());
     int rc = expect_bytes(c, want) != 0 ? 2 : send_str(c, req) != 0 ? 3 : 0;
