@@ -319,6 +319,10 @@ static void test_recv_handle_timeout_eof_and_bad_arguments(void **state)
     TU_ASSERT_STATUS(mp_recv_handle(a, &got, 0.1), MP_ETIMEDOUT);
     assert_true(tu_now() - t0 >= 0.09);
     TU_ASSERT_STATUS(mp_recv_handle(a, &got, NAN), MP_EVALUE);
+    mp_conn *out = a;
+    TU_ASSERT_STATUS(mp_recv_conn(a, &out, NAN), MP_EVALUE);
+    assert_null(out);
+    TU_ASSERT_STATUS(mp_recv_conn(a, NULL, 0), -EINVAL);
     TU_ASSERT_STATUS(mp_recv_handle(a, NULL, 0), -EINVAL);
     TU_ASSERT_STATUS(mp_recv_handle(NULL, &got, 0), -EINVAL);
     TU_ASSERT_STATUS(mp_send_handle(b, -1, 0), -EINVAL);
