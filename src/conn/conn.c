@@ -38,6 +38,34 @@
  * receive can complete the header and learn the length. That receive reads
  * and discards the rest, then parses from the frame boundary after it.
  *
+ * Handles. A handle message (reduction.h: one byte sent alone with an
+ * SCM_RIGHTS descriptor, Python's send_handle) travels between framed
+ * messages, so a read ahead can reach it. A plain read of its byte would
+ * make the kernel close the descriptor, so on an AF_UNIX stream end every
+ * read into rbuf is a recvmsg() with room for descriptors (conn_read), and
+ * a descriptor that arrives is kept in a small FIFO (stash) with the stream
+ * offset of its byte, for mp_recv_handle to take when rpos reaches that
+ * byte. Where the byte is: Linux's unix_stream_read_generic() copies skbs
+ * in order and stops right after one that carries descriptors (they ride
+ * on its first byte); the handle message is one byte, so one skb, so its
+ * byte is the last byte the recvmsg() returned. A descriptor accepted into
+ * the stash therefore came alone (no MSG_CTRUNC, exactly one) with a last
+ * byte of 1 (the count byte), with room in the stash; any other descriptor
+ * (a peer attaching descriptors to an ordinary message) is closed at once.
+ * One that passes those checks but whose byte a framed receive consumes
+ * (a hostile peer's message ending in 0x01) is closed when rpos passes its
+ * byte (conn_stash_prune). Offsets: rtotal counts the bytes ever read into
+ * rbuf, and rbuf[0, rlen) always holds the last rlen of them (reads append
+ * at rlen, or refill an empty buffer; memmove keeps the tail), so rbuf[i]
+ * is stream byte rtotal - rlen + i. Reads straight into a large message's
+ * buffer take exactly that message's bytes, never a handle after it, so
+ * they stay plain reads and rbuf is empty while they run. Other ends read
+ * with read()/recv() as before, and on an AF_UNIX end the common path (no
+ * control data) costs a recvmsg() for a recv() and nothing else.
+ * In a forked child the stashed descriptors are the parent's, as the
+ * whole messages it read ahead are: the child closes its inherited copies
+ * and drops their bytes; its first handle receive reads the descriptor.
+ *
  * Static functions carry conn_; the sibling listener.c (Listener, Client,
  * the handshake) carries listener_, and reduction.c (passing descriptors,
  * through the raw access at the end of this file, conn_impl.h) reduction_.
@@ -54,6 +82,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define RBUF_CAP ((size_t)64 * 1024)
 /* Growth bounds for a large message: never allocate more than what has
@@ -62,10 +91,21 @@
 #define CHUNK_MAX ((size_t)64 * 1024 * 1024)
 /* mp_wait() keeps this many pollfds on the stack before it allocates. */
 #define WAIT_STACK 16
+/* Handles kept from read-ahead at once. A peer that follows the protocol
+ * needs one: a read stops right after a handle's byte, and a receive reads
+ * only until its own message is complete, which ends before the handle. */
+#define STASH_MAX 4
+
+/* A descriptor that came with stream byte `off` (see Handles). */
+struct conn_handle {
+    uint64_t off;
+    int fd;
+};
 
 struct mp_conn {
     int fd;
     bool is_socket;
+    bool unix_stream; /* AF_UNIX stream: reads into rbuf keep handles (see Handles) */
     bool writable;
     bool readable;  /* atomic: cleared after MP_ETOOLONG */
     bool closed;    /* atomic */
@@ -83,7 +123,10 @@ struct mp_conn {
     size_t skip;                    /* payload bytes of a parent's message still to discard */
     bool skip_hdr;                  /* rbuf[rpos, rlen) starts the header of a message to discard */
     size_t unread;                  /* atomic mirror of (rlen - rpos) + big_got */
-    bool ready; /* atomic: a receive completes from rbuf alone (see conn_publish_read_state) */
+    bool ready;      /* atomic: a receive completes from rbuf alone (see conn_publish_read_state) */
+    uint64_t rtotal; /* bytes ever read into rbuf (unix_stream ends) */
+    size_t nstash;   /* handles kept, oldest first */
+    struct conn_handle stash[STASH_MAX];
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -96,6 +139,92 @@ static bool conn_load_flag(const bool *flag)
 static void conn_store_flag(bool *flag, bool value)
 {
     __atomic_store_n(flag, value, __ATOMIC_RELEASE);
+}
+
+/* ---- handles kept from read-ahead (see Handles; rmu held) ---------------- */
+
+/* The stream offset of rbuf[i]. */
+static inline uint64_t conn_offset_of(const mp_conn *c, size_t i)
+{
+    return c->rtotal - c->rlen + i;
+}
+
+static void conn_stash_close_all(mp_conn *c)
+{
+    for (size_t i = 0; i < c->nstash; i++)
+        mp__close(c->stash[i].fd);
+    c->nstash = 0;
+}
+
+/* Close the kept descriptors whose byte has been consumed by other means
+ * than mp_recv_handle (or dropped): they came with no handle message. */
+static void conn_stash_prune(mp_conn *c)
+{
+    uint64_t next = conn_offset_of(c, c->rpos);
+    size_t k = 0;
+    while (k < c->nstash && c->stash[k].off < next)
+        mp__close(c->stash[k++].fd);
+    if (k) {
+        memmove(c->stash, c->stash + k, (c->nstash - k) * sizeof c->stash[0]);
+        c->nstash -= k;
+    }
+}
+
+/* True when the next buffered byte is a handle whose descriptor is kept. */
+static bool conn_handle_next(mp_conn *c)
+{
+    if (!c->nstash)
+        return false;
+    conn_stash_prune(c);
+    return c->nstash && c->rpos < c->rlen && c->stash[0].off == conn_offset_of(c, c->rpos);
+}
+
+/* True when rbuf[i] is a kept handle's byte. */
+static bool conn_stash_has(const mp_conn *c, size_t i)
+{
+    uint64_t off = conn_offset_of(c, i);
+    for (size_t k = 0; k < c->nstash; k++)
+        if (c->stash[k].off == off)
+            return true;
+    return false;
+}
+
+/*
+ * Descriptors came with the r bytes just read at buf (before rtotal counts
+ * them). Keep one that is a handle message's (see Handles: alone, no
+ * MSG_CTRUNC, the last byte 1) while there is room; close any other now.
+ */
+static void conn_stash_arrivals(mp_conn *c, const unsigned char *buf, ssize_t r, const int *fds,
+                                size_t nfds, bool ctrunc)
+{
+    if (c->nstash)
+        conn_stash_prune(c);
+    if (r > 0 && !ctrunc && nfds == 1 && buf[r - 1] == 1 && c->nstash < STASH_MAX) {
+        c->stash[c->nstash++] = (struct conn_handle){c->rtotal + (uint64_t)r - 1, fds[0]};
+        return;
+    }
+    for (size_t i = 0; i < nfds; i++)
+        mp__close(fds[i]);
+}
+
+/*
+ * Read into rbuf (at buf, which is rbuf + rlen, or rbuf when it is empty):
+ * mp__read_some, or on an AF_UNIX stream end a recvmsg() that keeps the
+ * descriptor of a handle message it reaches.
+ */
+static ssize_t conn_read(mp_conn *c, unsigned char *buf, size_t n, int64_t deadline)
+{
+    if (!c->unix_stream)
+        return mp__read_some(c->fd, buf, n, deadline, c->is_socket);
+    int fds[MP__FDS_MAX];
+    size_t nfds = 0;
+    bool ctrunc = false;
+    ssize_t r = mp__recv_stream(c->fd, buf, n, deadline, fds, &nfds, &ctrunc);
+    if (__builtin_expect(nfds != 0 || ctrunc, 0))
+        conn_stash_arrivals(c, buf, r, fds, nfds, ctrunc);
+    if (r > 0)
+        c->rtotal += (uint64_t)r;
+    return r;
 }
 
 /*
@@ -129,6 +258,11 @@ static inline void conn_publish_read_state(mp_conn *c)
      * under skip_hdr starts a message that will be discarded, not received. */
     if (avail && !c->skip_hdr)
         ready = mp__frame_whole(c->rbuf + c->rpos, avail) != 0;
+    /* A kept handle at rpos is ready too: its byte has left the descriptor.
+     * Kept handles whose byte was consumed otherwise are closed here, once
+     * per receive. */
+    if (__builtin_expect(c->nstash != 0, 0))
+        ready = conn_handle_next(c) || ready;
     __atomic_store_n(&c->unread, avail + (c->big ? c->big_got : 0), __ATOMIC_RELEASE);
     __atomic_store_n(&c->ready, ready, __ATOMIC_RELEASE);
 }
@@ -143,6 +277,7 @@ static void conn_drop_buffered(mp_conn *c)
     c->direct_size = c->direct_got = 0;
     c->skip = 0;
     c->skip_hdr = false;
+    conn_stash_close_all(c);
     conn_publish_read_state(c);
 }
 
@@ -166,6 +301,10 @@ static void conn_keep_only_the_partial_message(mp_conn *c)
          * is a message being discarded: the same treatment. */
         size_t pos = c->rpos;
         while (pos < c->rlen) {
+            if (c->nstash && conn_stash_has(c, pos)) {
+                pos++; /* a handle the parent read ahead: the parent's */
+                continue;
+            }
             size_t avail = c->rlen - pos;
             uint64_t size;
             size_t hdr;
@@ -182,6 +321,8 @@ static void conn_keep_only_the_partial_message(mp_conn *c)
             break;
         }
     }
+    /* The kept descriptors are the parent's: close this process's copies. */
+    conn_stash_close_all(c);
     if (keep)
         memmove(c->rbuf, c->rbuf + (c->rlen - keep), keep);
     c->rpos = 0;
@@ -230,13 +371,15 @@ static int conn_check_recv(mp_conn *c)
 
 /* ---- construction --------------------------------------------------------- */
 
-static int conn_new(mp_conn **out, int fd, bool is_socket, bool readable, bool writable)
+static int conn_new(mp_conn **out, int fd, bool is_socket, bool unix_stream, bool readable,
+                    bool writable)
 {
     mp_conn *c = malloc(sizeof *c);
     if (!c)
         return -ENOMEM;
     *c = (mp_conn){.fd = fd,
                    .is_socket = is_socket,
+                   .unix_stream = unix_stream,
                    .readable = readable,
                    .writable = writable,
                    .readahead = true,
@@ -266,9 +409,9 @@ MP_API int mp_pipe(mp_conn **a, mp_conn **b, bool duplex)
         return rc;
     /* pipe(2): fds[0] is the read end, fds[1] the write end, which is exactly
      * Python's (reader, writer) order for Pipe(duplex=False). */
-    if ((rc = conn_new(a, fds[0], duplex, true, duplex)) < 0)
+    if ((rc = conn_new(a, fds[0], duplex, duplex, true, duplex)) < 0)
         goto fail;
-    if ((rc = conn_new(b, fds[1], duplex, duplex, true)) < 0)
+    if ((rc = conn_new(b, fds[1], duplex, duplex, duplex, true)) < 0)
         goto fail_a;
     return 0;
 
@@ -296,7 +439,13 @@ MP_API int mp_conn_from_fd(mp_conn **out, int fd, bool readable, bool writable)
     int rc = mp__set_cloexec(fd);
     if (rc < 0)
         return rc;
-    return conn_new(out, fd, sock == 1, readable, writable);
+    /* An AF_UNIX stream socket may carry handles between messages (see
+     * Handles); a socket whose kind cannot be told is read as before. */
+    int family = 0;
+    bool stream = false;
+    bool unix_stream =
+        sock == 1 && mp__socket_kind(fd, &family, &stream) == 0 && family == AF_UNIX && stream;
+    return conn_new(out, fd, sock == 1, unix_stream, readable, writable);
 }
 
 /* ---- sending -------------------------------------------------------------- */
@@ -348,7 +497,7 @@ static int conn_fill(mp_conn *c, size_t need, int64_t deadline)
     MP__ASSERT(c->rpos + need <= RBUF_CAP);
     while (c->rlen - c->rpos < need) {
         size_t want = c->readahead ? RBUF_CAP - c->rlen : need - (c->rlen - c->rpos);
-        ssize_t r = mp__read_some(c->fd, c->rbuf + c->rlen, want, deadline, c->is_socket);
+        ssize_t r = conn_read(c, c->rbuf + c->rlen, want, deadline);
         if (r == 0) {
             int rc = c->rlen == c->rpos ? MP_EOF : MP_ETRUNCATED;
             conn_drop_buffered(c);
@@ -550,7 +699,7 @@ static int conn_skip_parents_message(mp_conn *c, int64_t deadline)
     while (c->skip) {
         /* Without read-ahead, take nothing beyond the discarded message. */
         size_t want = !c->readahead && c->skip < RBUF_CAP ? c->skip : RBUF_CAP;
-        ssize_t r = mp__read_some(c->fd, c->rbuf, want, deadline, c->is_socket);
+        ssize_t r = conn_read(c, c->rbuf, want, deadline); /* rbuf is empty */
         if (r == 0) {
             conn_drop_buffered(c);
             return MP_ETRUNCATED; /* the peer left in the middle of it */
@@ -597,6 +746,9 @@ static int conn_recv_locked(mp_conn *c, struct recv_req *req, int64_t deadline)
     uint64_t size64 = 0;
     size_t hdr = MP__FRAME_SHORT;
     for (;;) {
+        if (__builtin_expect(c->nstash != 0, 0) && conn_handle_next(c))
+            return mp__err(MP_EPROTO, "the next message is a handle (send_handle): receive it "
+                                      "with mp_recv_handle; nothing was consumed");
         int rc =
             mp__frame_decode(c->rbuf ? c->rbuf + c->rpos : NULL, c->rlen - c->rpos, &size64, &hdr);
         if (rc == 1)
@@ -920,7 +1072,7 @@ int mp__conn_raw_begin(mp_conn *c, enum mp__conn_raw_use use, struct mp__conn_ra
     /* close() sets the flag under both locks: settled now. */
     if (conn_load_flag(&c->closed))
         rc = MP_ECLOSED;
-    else if (use != MP__CONN_RAW_SEND && conn_holds_bytes(c))
+    else if (use == MP__CONN_RAW_HAND_OVER && conn_holds_bytes(c))
         rc = MP_ESTATE;
     if (rc < 0) {
         pthread_mutex_unlock(mu);
@@ -936,4 +1088,25 @@ int mp__conn_raw_begin(mp_conn *c, enum mp__conn_raw_use use, struct mp__conn_ra
 void mp__conn_raw_end(mp_conn *c, enum mp__conn_raw_use use)
 {
     pthread_mutex_unlock(use == MP__CONN_RAW_SEND ? &c->wmu : &c->rmu);
+}
+
+int mp__conn_raw_take_handle(mp_conn *c, int *fd)
+{
+    if (c->big || c->direct_size || c->skip || c->skip_hdr)
+        return MP_ESTATE;
+    if (c->rpos == c->rlen) {
+        MP__ASSERT(c->nstash == 0 || c->stash[c->nstash - 1].off < conn_offset_of(c, c->rpos));
+        conn_stash_close_all(c); /* none can be left: publish pruned them */
+        return 0;
+    }
+    if (!conn_handle_next(c))
+        return MP_EPROTO;
+    *fd = c->stash[0].fd;
+    c->nstash--;
+    memmove(c->stash, c->stash + 1, c->nstash * sizeof c->stash[0]);
+    c->rpos++;
+    if (c->rpos == c->rlen)
+        c->rpos = c->rlen = 0;
+    conn_publish_read_state(c);
+    return 1;
 }

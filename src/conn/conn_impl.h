@@ -27,15 +27,25 @@ struct mp__conn_raw {
 
 /*
  * Lock c for raw use and describe it. SEND needs a writable end (else
- * MP_EREADONLY), RECV a readable one (MP_EWRITEONLY); RECV and HAND_OVER
- * refuse with MP_ESTATE while the connection holds any byte it read from
- * the descriptor and has not delivered (read-ahead, a message begun, or in
- * a forked child the rest of a parent's message to discard): the stream
- * position is then not at a frame boundary of the descriptor.
+ * MP_EREADONLY), RECV a readable one (MP_EWRITEONLY); HAND_OVER refuses
+ * with MP_ESTATE while the connection holds any byte it read from the
+ * descriptor and has not delivered (read-ahead, a message begun, or in a
+ * forked child the rest of a parent's message to discard): the receiver
+ * would not get them. A RECV user asks mp__conn_raw_take_handle() first.
  * Returns 0 with the lock held (release it with mp__conn_raw_end(c, use)),
  * -EINVAL for NULL, MP_ECLOSED, or the codes above with no lock held.
  */
 int mp__conn_raw_begin(mp_conn *c, enum mp__conn_raw_use use, struct mp__conn_raw *out);
 void mp__conn_raw_end(mp_conn *c, enum mp__conn_raw_use use);
+
+/*
+ * Under RECV: take the next handle from what c read ahead (conn.c, Handles).
+ * Returns 1 with *fd the kept descriptor (its byte consumed; the caller
+ * owns it); 0 when nothing is buffered, so the next byte is still in the
+ * descriptor; MP_EPROTO when the next buffered byte is not a handle whose
+ * descriptor was kept (nothing consumed); MP_ESTATE while a message is part
+ * way (a large one after a timeout, or a parent's being discarded).
+ */
+int mp__conn_raw_take_handle(mp_conn *c, int *fd);
 
 #endif /* MPIPC_CONN_IMPL_H */

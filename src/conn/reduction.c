@@ -121,16 +121,24 @@ MP_API int mp_recv_handle(mp_conn *c, int *fd, double timeout)
     int64_t deadline = mp__deadline(timeout);
     struct mp__conn_raw raw;
     int rc = mp__conn_raw_begin(c, MP__CONN_RAW_RECV, &raw);
-    if (rc == MP_ESTATE)
-        return mp__err(MP_ESTATE,
-                       "recv_handle: the connection holds bytes it read ahead; a handle sent "
-                       "after them may be lost: turn read-ahead off on ends that receive "
-                       "handles between messages (mp_conn_set_readahead)");
     if (rc < 0)
         return rc;
     rc = reduction_check_unix(&raw, "recv_handle");
-    if (rc == 0)
-        rc = reduction_recv_one(raw.fd, fd, deadline);
+    if (rc == 0) {
+        /* A handle a receive read ahead was kept with its descriptor;
+         * with nothing buffered, the next message is in the socket. */
+        rc = mp__conn_raw_take_handle(c, fd);
+        if (rc == 1)
+            rc = 0;
+        else if (rc == 0)
+            rc = reduction_recv_one(raw.fd, fd, deadline);
+        else if (rc == MP_EPROTO)
+            rc = mp__err(MP_EPROTO, "recv_handle: the next message (already read ahead) carries "
+                                    "no descriptor; it is left for mp_conn_recv");
+        else if (rc == MP_ESTATE)
+            rc = mp__err(MP_ESTATE, "recv_handle: a message is part-way received (a receive "
+                                    "timed out in it); receive it first");
+    }
     mp__conn_raw_end(c, MP__CONN_RAW_RECV);
     return rc;
 }

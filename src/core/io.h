@@ -287,4 +287,22 @@ int mp__send_fds(int fd, const void *buf, size_t n, const int *fds, size_t nfds)
 ssize_t mp__recv_fds(int fd, void *buf, size_t n, int *fds, size_t fd_cap, size_t *nfds,
                      bool *ctrunc, bool peek, int64_t deadline);
 
+/*
+ * mp__read_some() for an AF_UNIX stream socket, with room for descriptors:
+ * one recvmsg(MSG_CMSG_CLOEXEC) of at most n bytes (n > 0), waiting until
+ * the deadline (no deadline: one blocking call, as mp__read_some). The
+ * SCM_RIGHTS descriptors that came with the bytes, close-on-exec, are
+ * stored in fds (room for MP__FDS_MAX) and counted in *nfds; *ctrunc says
+ * the kernel had more control data than room (and closed what did not
+ * fit). The caller sets *nfds = 0 and *ctrunc = false before the call (the
+ * common path, with no control data, writes neither) and owns every
+ * descriptor stored, whatever the call returns.
+ * Linux (unix_stream_read_generic) ends a read after the first skb that
+ * carries descriptors, so any descriptors came with the skb that holds the
+ * last bytes returned; they ride on that skb's first byte.
+ * Returns the byte count (> 0), 0 at end of file, MP_ETIMEDOUT or -errno.
+ */
+ssize_t mp__recv_stream(int fd, void *buf, size_t n, int64_t deadline, int *fds, size_t *nfds,
+                        bool *ctrunc);
+
 #endif /* MPIPC_IO_H */

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -42,10 +43,11 @@ int mp__fd_directions(int fd, bool *readable, bool *writable)
     return 0;
 }
 
-/* Room for MP__FDS_MAX descriptors, aligned for struct cmsghdr. */
+/* Room for MP__FDS_MAX descriptors, aligned for struct cmsghdr, plus
+ * room for the credentials a socket with SO_PASSCRED gets beside them. */
 union io_fd_cmsg {
     struct cmsghdr align;
-    char buf[CMSG_SPACE(sizeof(int) * MP__FDS_MAX)];
+    char buf[CMSG_SPACE(sizeof(int) * MP__FDS_MAX) + 64];
 };
 
 int mp__send_fds(int fd, const void *buf, size_t n, const int *fds, size_t nfds)
@@ -153,6 +155,44 @@ ssize_t mp__recv_fds(int fd, void *buf, size_t n, int *fds, size_t fd_cap, size_
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return MP__NEG_ERRNO();
         /* Nothing yet: wait with what is left of the deadline. */
+        int rc = mp__wait_fd(fd, POLLIN, deadline);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+ssize_t mp__recv_stream(int fd, void *buf, size_t n, int64_t deadline, int *fds, size_t *nfds,
+                        bool *ctrunc)
+{
+    union io_fd_cmsg ctl;
+    int flags = deadline == MP__NO_DEADLINE ? 0 : MSG_DONTWAIT;
+#ifdef MSG_CMSG_CLOEXEC
+    flags |= MSG_CMSG_CLOEXEC;
+#endif
+    if (n > SSIZE_MAX)
+        n = SSIZE_MAX;
+    for (;;) {
+        struct iovec iov = {buf, n};
+        struct msghdr msg = {0};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = ctl.buf;
+        msg.msg_controllen = sizeof ctl.buf;
+        ssize_t r = recvmsg(fd, &msg, flags);
+        if (r >= 0) {
+            /* The kernel sets msg_controllen to what it wrote: 0 on the
+             * common path, which costs nothing more than recv(). */
+            if (__builtin_expect(msg.msg_controllen != 0 || (msg.msg_flags & MSG_CTRUNC), 0)) {
+                io_fd_take(&msg, fds, MP__FDS_MAX, nfds);
+                *ctrunc = (msg.msg_flags & MSG_CTRUNC) != 0;
+            }
+            return r;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return MP__NEG_ERRNO();
+        /* No data yet (or a descriptor someone made non-blocking). */
         int rc = mp__wait_fd(fd, POLLIN, deadline);
         if (rc < 0)
             return rc;
