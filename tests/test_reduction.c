@@ -108,6 +108,50 @@ static void raw_send(int sock, unsigned char count, int n)
         close(fds[i]);
 }
 
+/* A hostile peer: one sendmsg() of len bytes with n fresh descriptors. */
+static void raw_sendmsg(int sock, const void *buf, size_t len, int n)
+{
+    int fds[32];
+    assert_true(n <= 32);
+    for (int i = 0; i < n; i++) {
+        fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        assert_true(fds[i] >= 0);
+    }
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int) * 32)];
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct iovec iov = {(void *)buf, len};
+    struct msghdr msg = {0};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (n > 0) {
+        msg.msg_control = ctl.buf;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
+        memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)n);
+    }
+    assert_int_equal(sendmsg(sock, &msg, MSG_NOSIGNAL), (ssize_t)len);
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+}
+
+/* A framed message (Python's 4-byte big-endian length) with n descriptors. */
+static void raw_send_framed(int sock, const char *payload, int n)
+{
+    unsigned char frame[64];
+    size_t len = strlen(payload);
+    assert_true(len + 4 <= sizeof frame);
+    frame[0] = frame[1] = frame[2] = 0;
+    frame[3] = (unsigned char)len;
+    memcpy(frame + 4, payload, len);
+    raw_sendmsg(sock, frame, len + 4, n);
+}
+
 /* ---- send_handle / recv_handle between C processes --------------------------------- */
 
 struct child_end {
@@ -582,6 +626,36 @@ static void test_handles_at_random_places_from_python(void **state)
     mp_conn_free(b);
 }
 
+/* A message part-way received (its receive timed out) is not at a handle:
+ * recv_handle refuses with MP_ESTATE and the message then completes. */
+static void test_recv_handle_during_a_partial_message_is_estate(void **state)
+{
+    (void)state;
+    mp_conn *a, *b;
+    assert_int_equal(mp_pipe(&a, &b, true), 0);
+    static unsigned char big[BIG_MSG + 4];
+    big[0] = 0;
+    big[1] = (unsigned char)(BIG_MSG >> 16);
+    big[2] = (unsigned char)(BIG_MSG >> 8);
+    big[3] = (unsigned char)BIG_MSG;
+    fill_big(big + 4, 5);
+    raw_sendmsg(mp_conn_fileno(b), big, 1000, 0);
+    void *buf = NULL;
+    size_t len = 0;
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(a, 0, &buf, &len, 0.1), MP_ETIMEDOUT);
+    int got = 7;
+    TU_ASSERT_STATUS(mp_recv_handle(a, &got, T_LONG), MP_ESTATE);
+    ASSERT_MSG_HAS(MP_ESTATE, "part-way");
+    assert_int_equal(got, -1);
+    raw_sendmsg(mp_conn_fileno(b), big + 1000, sizeof big - 1000, 0);
+    assert_int_equal(mp_conn_recv_bytes(a, 0, &buf, &len, T_LONG), 0);
+    assert_int_equal(len, BIG_MSG);
+    assert_memory_equal(buf, big + 4, BIG_MSG);
+    free(buf);
+    mp_conn_free(a);
+    mp_conn_free(b);
+}
+
 /* ---- connections over connections ----------------------------------------------------- */
 
 struct hand_ctx {
@@ -765,50 +839,6 @@ static void test_send_conn_refuses_narrowed_closed_and_self(void **state)
 }
 
 /* ---- hostile peers: no descriptor leaks ------------------------------------------------ */
-
-/* A hostile peer: one sendmsg() of len bytes with n fresh descriptors. */
-static void raw_sendmsg(int sock, const void *buf, size_t len, int n)
-{
-    int fds[32];
-    assert_true(n <= 32);
-    for (int i = 0; i < n; i++) {
-        fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        assert_true(fds[i] >= 0);
-    }
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int) * 32)];
-    } ctl;
-    memset(&ctl, 0, sizeof ctl);
-    struct iovec iov = {(void *)buf, len};
-    struct msghdr msg = {0};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    if (n > 0) {
-        msg.msg_control = ctl.buf;
-        msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n);
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
-        memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)n);
-    }
-    assert_int_equal(sendmsg(sock, &msg, MSG_NOSIGNAL), (ssize_t)len);
-    for (int i = 0; i < n; i++)
-        close(fds[i]);
-}
-
-/* A framed message (Python's 4-byte big-endian length) with n descriptors. */
-static void raw_send_framed(int sock, const char *payload, int n)
-{
-    unsigned char frame[64];
-    size_t len = strlen(payload);
-    assert_true(len + 4 <= sizeof frame);
-    frame[0] = frame[1] = frame[2] = 0;
-    frame[3] = (unsigned char)len;
-    memcpy(frame + 4, payload, len);
-    raw_sendmsg(sock, frame, len + 4, n);
-}
 
 /* Descriptors a peer attaches to ordinary messages are closed as they
  * arrive in a read-ahead receive (one, three, more than the control buffer
@@ -1031,6 +1061,7 @@ int main(int argc, char **argv)
         TU_TEST(test_handles_between_messages_arrive_with_readahead_on_and_off),
         TU_TEST(test_handles_at_random_places_from_a_c_peer),
         TU_TEST(test_handles_at_random_places_from_python),
+        TU_TEST(test_recv_handle_during_a_partial_message_is_estate),
         TU_TEST(test_server_hands_accepted_clients_to_a_worker),
         TU_TEST(test_sent_ends_keep_their_directions),
         TU_TEST(test_send_conn_refuses_an_end_with_buffered_bytes),

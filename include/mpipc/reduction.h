@@ -18,18 +18,22 @@
  * would give, in another process), close-on-exec; the sender keeps its own
  * and may close it once the call returns.
  *
- * The message travels outside the framing of conn.h, between two messages.
- * What that asks of a connection that carries both:
- *   - the receiving end must not read ahead past a handle: a plain read that
- *     takes the handle's byte makes the kernel close the descriptors that
- *     came with it. Turn read-ahead off on that end
- *     (mp_conn_set_readahead(c, false)) before the first receive, or use
- *     the connection for handles only. A receive of a handle on an end
- *     that holds read-ahead bytes is refused with MP_ESTATE, since its
- *     handle may already be lost;
+ * The message travels outside the framing of conn.h, between two messages,
+ * and a connection carries both in any mix, read-ahead on (the default) or
+ * off:
+ *   - a receive that reads ahead past a message onto a handle keeps the
+ *     handle's descriptor with its byte (an AF_UNIX end reads with
+ *     recvmsg(); docs/wire.md says how the byte is found), and
+ *     mp_recv_handle() takes it when it is next; until then the handle
+ *     makes mp_conn_poll() ready and counts as one byte in
+ *     mp_conn_buffered(); mp_conn_free() closes a kept handle never taken;
+ *   - a receive of a message that finds a handle next refuses with
+ *     MP_EPROTO and consumes nothing: receive it with mp_recv_handle();
  *   - a receive of a handle that finds a framed message instead (no
  *     descriptor with the next byte) refuses with MP_EPROTO and consumes
- *     nothing: receive the message with mp_conn_recv and try again.
+ *     nothing: receive the message with mp_conn_recv and try again;
+ *   - descriptors a peer attaches to an ordinary message are closed as
+ *     they arrive, never delivered and never leaked.
  *
  * Connections over connections. mp_send_conn() hands one end of a
  * connection to another process, where mp_recv_conn() makes it a working
@@ -43,7 +47,10 @@
  * Thread/fork: these calls may run on several threads at once with other
  * calls on the same connections (they take the connection's send or receive
  * lock); a connection being handed over must not be sent on by another
- * thread meanwhile.
+ * thread meanwhile. A child forked while its parent keeps a handle it read
+ * ahead does not get that handle (it is the parent's, as whole messages
+ * read ahead are, conn.h): the child closes its copy of the descriptor, and
+ * its first mp_recv_handle() reads the next handle from the socket.
  */
 #ifndef MPIPC_REDUCTION_H
 #define MPIPC_REDUCTION_H
@@ -89,10 +96,11 @@ MP_API int mp_send_handle(mp_conn *c, int fd, pid_t destination_pid);
  * count byte that does not match the descriptors that came, or more than
  * one descriptor, or more than the buffer holds (MSG_CTRUNC) - every
  * descriptor that arrived is closed, none leaks (Python raises
- * RuntimeError or AssertionError and leaks them); MP_ESTATE when c holds
- * read-ahead bytes (see above); -ENOTSOCK or -EAFNOSUPPORT as for
- * mp_send_handle(); MP_ECLOSED; MP_EWRITEONLY; MP_EVALUE for a NaN
- * timeout; -EINVAL for NULL arguments; other -errno (-EMFILE).
+ * RuntimeError or AssertionError and leaks them); MP_ESTATE, with a
+ * message, when a message is part-way received (a receive timed out in
+ * it); -ENOTSOCK or -EAFNOSUPPORT as for mp_send_handle(); MP_ECLOSED;
+ * MP_EWRITEONLY; MP_EVALUE for a NaN timeout; -EINVAL for NULL arguments;
+ * other -errno (-EMFILE).
  * Ownership: the caller closes *fd.
  */
 MP_API int mp_recv_handle(mp_conn *c, int *fd, double timeout);
