@@ -38,33 +38,13 @@
  * receive can complete the header and learn the length. That receive reads
  * and discards the rest, then parses from the frame boundary after it.
  *
- * Handles. A handle message (reduction.h: one byte sent alone with an
- * SCM_RIGHTS descriptor, Python's send_handle) travels between framed
- * messages, so a read ahead can reach it. A plain read of its byte would
- * make the kernel close the descriptor, so on an AF_UNIX stream end every
- * read into rbuf is a recvmsg() with room for descriptors (conn_read), and
- * a descriptor that arrives is kept in a small FIFO (stash) with the stream
- * offset of its byte, for mp_recv_handle to take when rpos reaches that
- * byte. Where the byte is: Linux's unix_stream_read_generic() copies skbs
- * in order and stops right after one that carries descriptors (they ride
- * on its first byte); the handle message is one byte, so one skb, so its
- * byte is the last byte the recvmsg() returned. A descriptor accepted into
- * the stash therefore came alone (no MSG_CTRUNC, exactly one) with a last
- * byte of 1 (the count byte), with room in the stash; any other descriptor
- * (a peer attaching descriptors to an ordinary message) is closed at once.
- * One that passes those checks but whose byte a framed receive consumes
- * (a hostile peer's message ending in 0x01) is closed when rpos passes its
- * byte (conn_stash_prune). Offsets: rtotal counts the bytes ever read into
- * rbuf, and rbuf[0, rlen) always holds the last rlen of them (reads append
- * at rlen, or refill an empty buffer; memmove keeps the tail), so rbuf[i]
- * is stream byte rtotal - rlen + i. Reads straight into a large message's
- * buffer take exactly that message's bytes, never a handle after it, so
- * they stay plain reads and rbuf is empty while they run. Other ends read
- * with read()/recv() as before, and on an AF_UNIX end the common path (no
- * control data) costs a recvmsg() for a recv() and nothing else.
- * In a forked child the stashed descriptors are the parent's, as the
- * whole messages it read ahead are: the child closes its inherited copies
- * and drops their bytes; its first handle receive reads the descriptor.
+ * Handles. On an AF_UNIX stream end every read into rbuf is a recvmsg()
+ * with room for descriptors (conn_read), so a read ahead that reaches a
+ * handle message (reduction.h) keeps its descriptor instead of making the
+ * kernel close it; conn_stash.c holds the FIFO of kept handles and the
+ * reasoning. rbuf[i] is stream byte rtotal - rlen + i. In a forked child
+ * the kept descriptors are the parent's: the child closes its copies and
+ * drops their bytes, as it drops whole messages.
  *
  * Static functions carry conn_; the sibling listener.c (Listener, Client,
  * the handshake) carries listener_, and reduction.c (passing descriptors,
@@ -73,6 +53,7 @@
 #include "codec/frame.h"
 #include "codec/pickle.h"
 #include "conn/conn_impl.h"
+#include "conn/conn_state.h"
 #include "core/internal.h"
 #include "core/io.h"
 
@@ -91,44 +72,6 @@
 #define CHUNK_MAX ((size_t)64 * 1024 * 1024)
 /* mp_wait() keeps this many pollfds on the stack before it allocates. */
 #define WAIT_STACK 16
-/* Handles kept from read-ahead at once. A peer that follows the protocol
- * needs one: a read stops right after a handle's byte, and a receive reads
- * only until its own message is complete, which ends before the handle. */
-#define STASH_MAX 4
-
-/* A descriptor that came with stream byte `off` (see Handles). */
-struct conn_handle {
-    uint64_t off;
-    int fd;
-};
-
-struct mp_conn {
-    int fd;
-    bool is_socket;
-    bool unix_stream; /* AF_UNIX stream: reads into rbuf keep handles (see Handles) */
-    bool writable;
-    bool readable;  /* atomic: cleared after MP_ETOOLONG */
-    bool closed;    /* atomic */
-    bool readahead; /* guarded by rmu */
-    unsigned gen;   /* fork generation the mutexes and buffer belong to */
-    pthread_mutex_t rmu;
-    pthread_mutex_t wmu;
-
-    /* read side, guarded by rmu */
-    unsigned char *rbuf;
-    size_t rpos, rlen;
-    unsigned char *big; /* large message in progress, or NULL */
-    size_t big_size, big_got, big_cap;
-    size_t direct_size, direct_got; /* large message read into a caller's buffer */
-    size_t skip;                    /* payload bytes of a parent's message still to discard */
-    bool skip_hdr;                  /* rbuf[rpos, rlen) starts the header of a message to discard */
-    size_t unread;                  /* atomic mirror of (rlen - rpos) + big_got */
-    bool ready;      /* atomic: a receive completes from rbuf alone (see conn_publish_read_state) */
-    uint64_t rtotal; /* bytes ever read into rbuf (unix_stream ends) */
-    size_t nstash;   /* handles kept, oldest first */
-    struct conn_handle stash[STASH_MAX];
-};
-
 /* ---- small helpers ------------------------------------------------------- */
 
 static bool conn_load_flag(const bool *flag)
@@ -139,72 +82,6 @@ static bool conn_load_flag(const bool *flag)
 static void conn_store_flag(bool *flag, bool value)
 {
     __atomic_store_n(flag, value, __ATOMIC_RELEASE);
-}
-
-/* ---- handles kept from read-ahead (see Handles; rmu held) ---------------- */
-
-/* The stream offset of rbuf[i]. */
-static inline uint64_t conn_offset_of(const mp_conn *c, size_t i)
-{
-    return c->rtotal - c->rlen + i;
-}
-
-static void conn_stash_close_all(mp_conn *c)
-{
-    for (size_t i = 0; i < c->nstash; i++)
-        mp__close(c->stash[i].fd);
-    c->nstash = 0;
-}
-
-/* Close the kept descriptors whose byte has been consumed by other means
- * than mp_recv_handle (or dropped): they came with no handle message. */
-static void conn_stash_prune(mp_conn *c)
-{
-    uint64_t next = conn_offset_of(c, c->rpos);
-    size_t k = 0;
-    while (k < c->nstash && c->stash[k].off < next)
-        mp__close(c->stash[k++].fd);
-    if (k) {
-        memmove(c->stash, c->stash + k, (c->nstash - k) * sizeof c->stash[0]);
-        c->nstash -= k;
-    }
-}
-
-/* True when the next buffered byte is a handle whose descriptor is kept. */
-static bool conn_handle_next(mp_conn *c)
-{
-    if (!c->nstash)
-        return false;
-    conn_stash_prune(c);
-    return c->nstash && c->rpos < c->rlen && c->stash[0].off == conn_offset_of(c, c->rpos);
-}
-
-/* True when rbuf[i] is a kept handle's byte. */
-static bool conn_stash_has(const mp_conn *c, size_t i)
-{
-    uint64_t off = conn_offset_of(c, i);
-    for (size_t k = 0; k < c->nstash; k++)
-        if (c->stash[k].off == off)
-            return true;
-    return false;
-}
-
-/*
- * Descriptors came with the r bytes just read at buf (before rtotal counts
- * them). Keep one that is a handle message's (see Handles: alone, no
- * MSG_CTRUNC, the last byte 1) while there is room; close any other now.
- */
-static void conn_stash_arrivals(mp_conn *c, const unsigned char *buf, ssize_t r, const int *fds,
-                                size_t nfds, bool ctrunc)
-{
-    if (c->nstash)
-        conn_stash_prune(c);
-    if (r > 0 && !ctrunc && nfds == 1 && buf[r - 1] == 1 && c->nstash < STASH_MAX) {
-        c->stash[c->nstash++] = (struct conn_handle){c->rtotal + (uint64_t)r - 1, fds[0]};
-        return;
-    }
-    for (size_t i = 0; i < nfds; i++)
-        mp__close(fds[i]);
 }
 
 /*
@@ -221,7 +98,7 @@ static ssize_t conn_read(mp_conn *c, unsigned char *buf, size_t n, int64_t deadl
     bool ctrunc = false;
     ssize_t r = mp__recv_stream(c->fd, buf, n, deadline, fds, &nfds, &ctrunc);
     if (__builtin_expect(nfds != 0 || ctrunc, 0))
-        conn_stash_arrivals(c, buf, r, fds, nfds, ctrunc);
+        mp__conn_stash_arrivals(c, buf, r, fds, nfds, ctrunc);
     if (r > 0)
         c->rtotal += (uint64_t)r;
     return r;
@@ -262,7 +139,7 @@ static inline void conn_publish_read_state(mp_conn *c)
      * Kept handles whose byte was consumed otherwise are closed here, once
      * per receive. */
     if (__builtin_expect(c->nstash != 0, 0))
-        ready = conn_handle_next(c) || ready;
+        ready = mp__conn_handle_next(c) || ready;
     __atomic_store_n(&c->unread, avail + (c->big ? c->big_got : 0), __ATOMIC_RELEASE);
     __atomic_store_n(&c->ready, ready, __ATOMIC_RELEASE);
 }
@@ -277,7 +154,8 @@ static void conn_drop_buffered(mp_conn *c)
     c->direct_size = c->direct_got = 0;
     c->skip = 0;
     c->skip_hdr = false;
-    conn_stash_close_all(c);
+    if (c->nstash)
+        mp__conn_stash_close_all(c);
     conn_publish_read_state(c);
 }
 
@@ -301,7 +179,7 @@ static void conn_keep_only_the_partial_message(mp_conn *c)
          * is a message being discarded: the same treatment. */
         size_t pos = c->rpos;
         while (pos < c->rlen) {
-            if (c->nstash && conn_stash_has(c, pos)) {
+            if (c->nstash && mp__conn_stash_has(c, pos)) {
                 pos++; /* a handle the parent read ahead: the parent's */
                 continue;
             }
@@ -322,7 +200,7 @@ static void conn_keep_only_the_partial_message(mp_conn *c)
         }
     }
     /* The kept descriptors are the parent's: close this process's copies. */
-    conn_stash_close_all(c);
+    mp__conn_stash_close_all(c);
     if (keep)
         memmove(c->rbuf, c->rbuf + (c->rlen - keep), keep);
     c->rpos = 0;
@@ -746,7 +624,7 @@ static int conn_recv_locked(mp_conn *c, struct recv_req *req, int64_t deadline)
     uint64_t size64 = 0;
     size_t hdr = MP__FRAME_SHORT;
     for (;;) {
-        if (__builtin_expect(c->nstash != 0, 0) && conn_handle_next(c))
+        if (__builtin_expect(c->nstash != 0, 0) && mp__conn_handle_next(c))
             return mp__err(MP_EPROTO, "the next message is a handle (send_handle): receive it "
                                       "with mp_recv_handle; nothing was consumed");
         int rc =
@@ -1095,11 +973,11 @@ int mp__conn_raw_take_handle(mp_conn *c, int *fd)
     if (c->big || c->direct_size || c->skip || c->skip_hdr)
         return MP_ESTATE;
     if (c->rpos == c->rlen) {
-        MP__ASSERT(c->nstash == 0 || c->stash[c->nstash - 1].off < conn_offset_of(c, c->rpos));
-        conn_stash_close_all(c); /* none can be left: publish pruned them */
+        MP__ASSERT(c->nstash == 0 || c->stash[c->nstash - 1].off < mp__conn_offset_of(c, c->rpos));
+        mp__conn_stash_close_all(c); /* none can be left: publish pruned them */
         return 0;
     }
-    if (!conn_handle_next(c))
+    if (!mp__conn_handle_next(c))
         return MP_EPROTO;
     *fd = c->stash[0].fd;
     c->nstash--;
