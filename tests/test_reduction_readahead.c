@@ -19,10 +19,12 @@
 
 /* ---- handles between messages ------------------------------------------------------ */
 
-/* Handles between messages, read-ahead off and on: each arrives. With it
- * on, a receive that read past a handle kept its descriptor; the handle is
- * then ready to poll, a message receive refuses it (MP_EPROTO, nothing
- * consumed), and recv_handle refuses a message (MP_EPROTO, nothing lost). */
+/* Handles between messages, read-ahead off and on: each arrives, also
+ * when a message receive meets the handle first (it refuses, MP_EPROTO,
+ * and keeps it). With read-ahead on, a receive that read past a handle
+ * kept its descriptor; the handle is then ready to poll, a message receive
+ * refuses it (MP_EPROTO, nothing consumed), and recv_handle refuses a
+ * message (MP_EPROTO, nothing lost). */
 static void test_handles_between_messages_arrive_with_readahead_on_and_off(void **state)
 {
     (void)state;
@@ -39,6 +41,18 @@ static void test_handles_between_messages_arrive_with_readahead_on_and_off(void 
     assert_int_equal(file_has(got, "between"), 0);
     close(got);
     assert_int_equal(expect_bytes(a, "after"), 0);
+    /* A message receive that meets a handle (read-ahead off reads only the
+     * header's bytes, and the kernel stops after the handle's): kept. */
+    assert_int_equal(mp_send_handle(b, fd, 0), 0);
+    assert_int_equal(send_str(b, "behind"), 0);
+    void *msg = NULL;
+    size_t msg_len = 0;
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(a, 0, &msg, &msg_len, T_LONG), MP_EPROTO);
+    ASSERT_MSG_HAS(MP_EPROTO, "receive it with mp_recv_handle");
+    assert_int_equal(mp_recv_handle(a, &got, T_LONG), 0);
+    assert_int_equal(file_has(got, "between"), 0);
+    close(got);
+    assert_int_equal(expect_bytes(a, "behind"), 0);
 
     assert_int_equal(mp_conn_set_readahead(a, true), 0);
     assert_int_equal(send_str(b, "one"), 0);
