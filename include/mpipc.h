@@ -14,6 +14,7 @@
 #include <mpipc/obj.h>
 #include <mpipc/process.h>
 #include <mpipc/listener.h>
+#include <mpipc/reduction.h>
 #include <mpipc/sync.h>
 #include <mpipc/queue.h>
 #include <mpipc/manager.h>

@@ -61,6 +61,14 @@
  *         descriptor, so the parent can no longer complete it: after the
  *         fork, receive on the end in one of the two processes only, or
  *         share it as the next point says;
+ *       - a handle (mpipc/reduction.h) the parent read ahead and kept is
+ *         the parent's too: the child closes its copy of the descriptor
+ *         and drops its byte;
+ *   - on an AF_UNIX end, reading ahead onto a handle message sent between
+ *     messages (send_handle) loses nothing: the connection keeps its
+ *     descriptor for mp_recv_handle(), and a message receive that finds the
+ *     handle next refuses with MP_EPROTO and consumes nothing
+ *     (mpipc/reduction.h);
  *   - when several processes receive on the same end at once (a shared
  *     read end guarded by a lock, as multiprocessing.Queue does), call
  *     mp_conn_set_readahead(c, false) first, so that each receive takes
@@ -155,7 +163,8 @@ MP_API int mp_conn_send_bytes(mp_conn *c, const void *buf, size_t len);
  *
  * Returns 0; MP_EOF (peer closed, nothing buffered); MP_ETRUNCATED (peer
  * closed mid-message); MP_ETIMEDOUT; MP_ETOOLONG; MP_EPROTO (corrupt length
- * header); MP_ECLOSED; MP_EWRITEONLY; -ENOMEM; other -errno.
+ * header; or, consuming nothing, a handle is next: see Read-ahead);
+ * MP_ECLOSED; MP_EWRITEONLY; -ENOMEM; other -errno.
  * Ownership: the caller frees *buf with free().
  */
 MP_API int mp_conn_recv_bytes(mp_conn *c, size_t maxlength, void **buf, size_t *len,

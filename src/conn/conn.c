@@ -38,11 +38,22 @@
  * receive can complete the header and learn the length. That receive reads
  * and discards the rest, then parses from the frame boundary after it.
  *
+ * Handles. On an AF_UNIX stream end every read into rbuf is a recvmsg()
+ * with room for descriptors (conn_read), so a read ahead that reaches a
+ * handle message (reduction.h) keeps its descriptor instead of making the
+ * kernel close it; conn_stash.c holds the FIFO of kept handles and the
+ * reasoning. rbuf[i] is stream byte rtotal - rlen + i. In a forked child
+ * the kept descriptors are the parent's: the child closes its copies and
+ * drops their bytes, as it drops whole messages.
+ *
  * Static functions carry conn_; the sibling listener.c (Listener, Client,
- * the handshake) carries listener_.
+ * the handshake) carries listener_, and reduction.c (passing descriptors,
+ * through the raw access at the end of this file, conn_impl.h) reduction_.
  */
 #include "codec/frame.h"
 #include "codec/pickle.h"
+#include "conn/conn_impl.h"
+#include "conn/conn_state.h"
 #include "core/internal.h"
 #include "core/io.h"
 
@@ -52,6 +63,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define RBUF_CAP ((size_t)64 * 1024)
 /* Growth bounds for a large message: never allocate more than what has
@@ -60,30 +72,6 @@
 #define CHUNK_MAX ((size_t)64 * 1024 * 1024)
 /* mp_wait() keeps this many pollfds on the stack before it allocates. */
 #define WAIT_STACK 16
-
-struct mp_conn {
-    int fd;
-    bool is_socket;
-    bool writable;
-    bool readable;  /* atomic: cleared after MP_ETOOLONG */
-    bool closed;    /* atomic */
-    bool readahead; /* guarded by rmu */
-    unsigned gen;   /* fork generation the mutexes and buffer belong to */
-    pthread_mutex_t rmu;
-    pthread_mutex_t wmu;
-
-    /* read side, guarded by rmu */
-    unsigned char *rbuf;
-    size_t rpos, rlen;
-    unsigned char *big; /* large message in progress, or NULL */
-    size_t big_size, big_got, big_cap;
-    size_t direct_size, direct_got; /* large message read into a caller's buffer */
-    size_t skip;                    /* payload bytes of a parent's message still to discard */
-    bool skip_hdr;                  /* rbuf[rpos, rlen) starts the header of a message to discard */
-    size_t unread;                  /* atomic mirror of (rlen - rpos) + big_got */
-    bool ready; /* atomic: a receive completes from rbuf alone (see conn_publish_read_state) */
-};
-
 /* ---- small helpers ------------------------------------------------------- */
 
 static bool conn_load_flag(const bool *flag)
@@ -94,6 +82,26 @@ static bool conn_load_flag(const bool *flag)
 static void conn_store_flag(bool *flag, bool value)
 {
     __atomic_store_n(flag, value, __ATOMIC_RELEASE);
+}
+
+/*
+ * Read into rbuf (at buf, which is rbuf + rlen, or rbuf when it is empty):
+ * mp__read_some, or on an AF_UNIX stream end a recvmsg() that keeps the
+ * descriptor of a handle message it reaches.
+ */
+static ssize_t conn_read(mp_conn *c, unsigned char *buf, size_t n, int64_t deadline)
+{
+    if (!c->unix_stream)
+        return mp__read_some(c->fd, buf, n, deadline, c->is_socket);
+    int fds[MP__FDS_MAX];
+    size_t nfds = 0;
+    bool ctrunc = false;
+    ssize_t r = mp__recv_stream(c->fd, buf, n, deadline, fds, &nfds, &ctrunc);
+    if (__builtin_expect(nfds != 0 || ctrunc, 0))
+        mp__conn_stash_arrivals(c, buf, r, fds, nfds, ctrunc);
+    if (r > 0)
+        c->rtotal += (uint64_t)r;
+    return r;
 }
 
 /*
@@ -127,6 +135,11 @@ static inline void conn_publish_read_state(mp_conn *c)
      * under skip_hdr starts a message that will be discarded, not received. */
     if (avail && !c->skip_hdr)
         ready = mp__frame_whole(c->rbuf + c->rpos, avail) != 0;
+    /* A kept handle at rpos is ready too: its byte has left the descriptor.
+     * Kept handles whose byte was consumed otherwise are closed here, once
+     * per receive. */
+    if (__builtin_expect(c->nstash != 0, 0))
+        ready = mp__conn_handle_next(c) || ready;
     __atomic_store_n(&c->unread, avail + (c->big ? c->big_got : 0), __ATOMIC_RELEASE);
     __atomic_store_n(&c->ready, ready, __ATOMIC_RELEASE);
 }
@@ -141,6 +154,8 @@ static void conn_drop_buffered(mp_conn *c)
     c->direct_size = c->direct_got = 0;
     c->skip = 0;
     c->skip_hdr = false;
+    if (c->nstash)
+        mp__conn_stash_close_all(c);
     conn_publish_read_state(c);
 }
 
@@ -164,6 +179,10 @@ static void conn_keep_only_the_partial_message(mp_conn *c)
          * is a message being discarded: the same treatment. */
         size_t pos = c->rpos;
         while (pos < c->rlen) {
+            if (c->nstash && mp__conn_stash_has(c, pos)) {
+                pos++; /* a handle the parent read ahead: the parent's */
+                continue;
+            }
             size_t avail = c->rlen - pos;
             uint64_t size;
             size_t hdr;
@@ -180,6 +199,8 @@ static void conn_keep_only_the_partial_message(mp_conn *c)
             break;
         }
     }
+    /* The kept descriptors are the parent's: close this process's copies. */
+    mp__conn_stash_close_all(c);
     if (keep)
         memmove(c->rbuf, c->rbuf + (c->rlen - keep), keep);
     c->rpos = 0;
@@ -228,13 +249,15 @@ static int conn_check_recv(mp_conn *c)
 
 /* ---- construction --------------------------------------------------------- */
 
-static int conn_new(mp_conn **out, int fd, bool is_socket, bool readable, bool writable)
+static int conn_new(mp_conn **out, int fd, bool is_socket, bool unix_stream, bool readable,
+                    bool writable)
 {
     mp_conn *c = malloc(sizeof *c);
     if (!c)
         return -ENOMEM;
     *c = (mp_conn){.fd = fd,
                    .is_socket = is_socket,
+                   .unix_stream = unix_stream,
                    .readable = readable,
                    .writable = writable,
                    .readahead = true,
@@ -264,9 +287,9 @@ MP_API int mp_pipe(mp_conn **a, mp_conn **b, bool duplex)
         return rc;
     /* pipe(2): fds[0] is the read end, fds[1] the write end, which is exactly
      * Python's (reader, writer) order for Pipe(duplex=False). */
-    if ((rc = conn_new(a, fds[0], duplex, true, duplex)) < 0)
+    if ((rc = conn_new(a, fds[0], duplex, duplex, true, duplex)) < 0)
         goto fail;
-    if ((rc = conn_new(b, fds[1], duplex, duplex, true)) < 0)
+    if ((rc = conn_new(b, fds[1], duplex, duplex, duplex, true)) < 0)
         goto fail_a;
     return 0;
 
@@ -294,7 +317,13 @@ MP_API int mp_conn_from_fd(mp_conn **out, int fd, bool readable, bool writable)
     int rc = mp__set_cloexec(fd);
     if (rc < 0)
         return rc;
-    return conn_new(out, fd, sock == 1, readable, writable);
+    /* An AF_UNIX stream socket may carry handles between messages (see
+     * Handles); a socket whose kind cannot be told is read as before. */
+    int family = 0;
+    bool stream = false;
+    bool unix_stream =
+        sock == 1 && mp__socket_kind(fd, &family, &stream) == 0 && family == AF_UNIX && stream;
+    return conn_new(out, fd, sock == 1, unix_stream, readable, writable);
 }
 
 /* ---- sending -------------------------------------------------------------- */
@@ -346,7 +375,7 @@ static int conn_fill(mp_conn *c, size_t need, int64_t deadline)
     MP__ASSERT(c->rpos + need <= RBUF_CAP);
     while (c->rlen - c->rpos < need) {
         size_t want = c->readahead ? RBUF_CAP - c->rlen : need - (c->rlen - c->rpos);
-        ssize_t r = mp__read_some(c->fd, c->rbuf + c->rlen, want, deadline, c->is_socket);
+        ssize_t r = conn_read(c, c->rbuf + c->rlen, want, deadline);
         if (r == 0) {
             int rc = c->rlen == c->rpos ? MP_EOF : MP_ETRUNCATED;
             conn_drop_buffered(c);
@@ -548,7 +577,7 @@ static int conn_skip_parents_message(mp_conn *c, int64_t deadline)
     while (c->skip) {
         /* Without read-ahead, take nothing beyond the discarded message. */
         size_t want = !c->readahead && c->skip < RBUF_CAP ? c->skip : RBUF_CAP;
-        ssize_t r = mp__read_some(c->fd, c->rbuf, want, deadline, c->is_socket);
+        ssize_t r = conn_read(c, c->rbuf, want, deadline); /* rbuf is empty */
         if (r == 0) {
             conn_drop_buffered(c);
             return MP_ETRUNCATED; /* the peer left in the middle of it */
@@ -595,6 +624,9 @@ static int conn_recv_locked(mp_conn *c, struct recv_req *req, int64_t deadline)
     uint64_t size64 = 0;
     size_t hdr = MP__FRAME_SHORT;
     for (;;) {
+        if (__builtin_expect(c->nstash != 0, 0) && mp__conn_handle_next(c))
+            return mp__err(MP_EPROTO, "the next message is a handle (send_handle): receive it "
+                                      "with mp_recv_handle; nothing was consumed");
         int rc =
             mp__frame_decode(c->rbuf ? c->rbuf + c->rpos : NULL, c->rlen - c->rpos, &size64, &hdr);
         if (rc == 1)
@@ -890,4 +922,69 @@ MP_API void mp_conn_free(mp_conn *c)
     pthread_mutex_destroy(&c->rmu);
     pthread_mutex_destroy(&c->wmu);
     free(c);
+}
+
+/* ---- raw use of the descriptor (conn_impl.h) ------------------------------- */
+
+/* Any byte read from the descriptor and not delivered, or the rest of a
+ * parent's message still to discard (rmu held). */
+static bool conn_holds_bytes(const mp_conn *c)
+{
+    return c->rpos != c->rlen || c->big || c->direct_size || c->skip || c->skip_hdr;
+}
+
+int mp__conn_raw_begin(mp_conn *c, enum mp__conn_raw_use use, struct mp__conn_raw *out)
+{
+    if (!c || !out)
+        return -EINVAL;
+    if (conn_load_flag(&c->closed))
+        return MP_ECLOSED;
+    if (use == MP__CONN_RAW_SEND && !c->writable)
+        return MP_EREADONLY;
+    if (use == MP__CONN_RAW_RECV && !conn_load_flag(&c->readable))
+        return MP_EWRITEONLY;
+    conn_fork_fixup(c);
+    pthread_mutex_t *mu = use == MP__CONN_RAW_SEND ? &c->wmu : &c->rmu;
+    pthread_mutex_lock(mu);
+    int rc = 0;
+    /* close() sets the flag under both locks: settled now. */
+    if (conn_load_flag(&c->closed))
+        rc = MP_ECLOSED;
+    else if (use == MP__CONN_RAW_HAND_OVER && conn_holds_bytes(c))
+        rc = MP_ESTATE;
+    if (rc < 0) {
+        pthread_mutex_unlock(mu);
+        return rc;
+    }
+    out->fd = c->fd;
+    out->is_socket = c->is_socket;
+    out->readable = conn_load_flag(&c->readable);
+    out->writable = c->writable;
+    return 0;
+}
+
+void mp__conn_raw_end(mp_conn *c, enum mp__conn_raw_use use)
+{
+    pthread_mutex_unlock(use == MP__CONN_RAW_SEND ? &c->wmu : &c->rmu);
+}
+
+int mp__conn_raw_take_handle(mp_conn *c, int *fd)
+{
+    if (c->big || c->direct_size || c->skip || c->skip_hdr)
+        return MP_ESTATE;
+    if (c->rpos == c->rlen) {
+        MP__ASSERT(c->nstash == 0 || c->stash[c->nstash - 1].off < mp__conn_offset_of(c, c->rpos));
+        mp__conn_stash_close_all(c); /* none can be left: publish pruned them */
+        return 0;
+    }
+    if (!mp__conn_handle_next(c))
+        return MP_EPROTO;
+    *fd = c->stash[0].fd;
+    c->nstash--;
+    memmove(c->stash, c->stash + 1, c->nstash * sizeof c->stash[0]);
+    c->rpos++;
+    if (c->rpos == c->rlen)
+        c->rpos = c->rlen = 0;
+    conn_publish_read_state(c);
+    return 1;
 }

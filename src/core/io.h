@@ -249,4 +249,60 @@ void mp__close_fds_except(const int *keep, size_t n);
 int mp__set_recv_timeout(int fd, int64_t ns);
 ssize_t mp__recv_once(int fd, void *buf, size_t n);
 
+/* ---- passing descriptors (SCM_RIGHTS, for conn/reduction.c) --------------- */
+
+/* The most descriptors one message carries (one control message's room). */
+#define MP__FDS_MAX 16
+
+/* The socket's family (AF_UNIX, AF_INET...) and whether it is a stream:
+ * 0, -ENOTSOCK for a descriptor that is no socket (a pipe), or -errno. */
+int mp__socket_kind(int fd, int *family, bool *stream);
+
+/* The directions the descriptor allows: a socket both; otherwise its
+ * access mode (O_RDONLY, O_WRONLY, O_RDWR). Returns 0 or -errno. */
+int mp__fd_directions(int fd, bool *readable, bool *writable);
+
+/*
+ * Send buf[0..n) (n > 0) with fds[0..nfds) (nfds <= MP__FDS_MAX) attached
+ * as one SCM_RIGHTS control message: one sendmsg(MSG_NOSIGNAL), the
+ * descriptors riding with the first byte; a short send is resumed without
+ * them. EINTR retried; a non-blocking socket waits for room without limit
+ * (sends take no timeout). Returns 0 or -errno: -EBADF for a descriptor
+ * that is not open (nothing is sent), -EPIPE/-ECONNRESET for a vanished
+ * peer (never a SIGPIPE death), -EINVAL for nfds out of range.
+ */
+int mp__send_fds(int fd, const void *buf, size_t n, const int *fds, size_t nfds);
+
+/*
+ * One recvmsg() of at most n bytes (n > 0) from a stream socket, waiting
+ * until the deadline, with room for fd_cap descriptors (<= MP__FDS_MAX).
+ * Every descriptor received is close-on-exec (MSG_CMSG_CLOEXEC where it
+ * exists) and stored in fds, *nfds their count: the caller owns and must
+ * close them whatever the call returns. *ctrunc: the kernel had more control
+ * data than room (MSG_CTRUNC; it closed what did not fit).
+ * peek: look without consuming and without room for descriptors: none is
+ * installed, and *ctrunc says whether the bytes carry any.
+ * Returns the byte count (> 0), 0 at end of file, MP_ETIMEDOUT or -errno.
+ */
+ssize_t mp__recv_fds(int fd, void *buf, size_t n, int *fds, size_t fd_cap, size_t *nfds,
+                     bool *ctrunc, bool peek, int64_t deadline);
+
+/*
+ * mp__read_some() for an AF_UNIX stream socket, with room for descriptors:
+ * one recvmsg(MSG_CMSG_CLOEXEC) of at most n bytes (n > 0), waiting until
+ * the deadline (no deadline: one blocking call, as mp__read_some). The
+ * SCM_RIGHTS descriptors that came with the bytes, close-on-exec, are
+ * stored in fds (room for MP__FDS_MAX) and counted in *nfds; *ctrunc says
+ * the kernel had more control data than room (and closed what did not
+ * fit). The caller sets *nfds = 0 and *ctrunc = false before the call (the
+ * common path, with no control data, writes neither) and owns every
+ * descriptor stored, whatever the call returns.
+ * Linux (unix_stream_read_generic) ends a read after the first skb that
+ * carries descriptors, so any descriptors came with the skb that holds the
+ * last bytes returned; they ride on that skb's first byte.
+ * Returns the byte count (> 0), 0 at end of file, MP_ETIMEDOUT or -errno.
+ */
+ssize_t mp__recv_stream(int fd, void *buf, size_t n, int64_t deadline, int *fds, size_t *nfds,
+                        bool *ctrunc);
+
 #endif /* MPIPC_IO_H */
