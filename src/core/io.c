@@ -952,3 +952,68 @@ ssize_t mp__recv_once(int fd, void *buf, size_t n)
         return MP_ETIMEDOUT;
     return MP__NEG_ERRNO();
 }
+
+/* ---- descriptors over AF_UNIX sockets ---------------------------------------- */
+
+int mp__send_fds(int sock, const void *buf, size_t n, const int *fds, size_t nfds)
+{
+    if (nfds > MP__MAX_FDS || n == 0)
+        return -EINVAL;
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int) * MP__MAX_FDS)];
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (nfds) {
+        msg.msg_control = ctl.buf;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+        memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+    }
+    ssize_t w;
+    do
+        w = sendmsg(sock, &msg, MSG_NOSIGNAL);
+    while (w < 0 && errno == EINTR);
+    if (w < 0)
+        return MP__NEG_ERRNO();
+    return (size_t)w == n ? 0 : -EMSGSIZE;
+}
+
+ssize_t mp__recv_fds(int sock, void *buf, size_t n, int *fds, size_t maxfds, size_t *nfds)
+{
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int) * MP__MAX_FDS)];
+    } ctl;
+    struct iovec iov = {.iov_base = buf, .iov_len = n};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    msg.msg_control = ctl.buf;
+    msg.msg_controllen = sizeof ctl.buf;
+    *nfds = 0;
+    ssize_t r;
+    do
+        r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return MP__NEG_ERRNO();
+    /* Walk every control message: keep what fits, close the rest. */
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < k; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+            if (*nfds < maxfds)
+                fds[(*nfds)++] = fd;
+            else
+                mp__close(fd);
+        }
+    }
+    return r;
+}

@@ -249,4 +249,22 @@ void mp__close_fds_except(const int *keep, size_t n);
 int mp__set_recv_timeout(int fd, int64_t ns);
 ssize_t mp__recv_once(int fd, void *buf, size_t n);
 
+/* ---- descriptors over AF_UNIX sockets (the fork server) ------------------ */
+
+/*
+ * Send buf (a small message, sent whole in one sendmsg or not at all: a
+ * short send is -EMSGSIZE) with the nfds descriptors of fds attached
+ * (SCM_RIGHTS; at most MP__MAX_FDS). Blocks; MSG_NOSIGNAL; EINTR retried.
+ * The caller keeps its descriptors. Returns 0 or -errno.
+ *
+ * Receive up to n bytes and up to maxfds descriptors (made close-on-exec on
+ * arrival) into fds, their count in *nfds. Descriptors beyond maxfds are
+ * closed, never leaked (the kernel drops those that do not fit; any that
+ * arrive in a second control message are closed here). Returns the byte
+ * count, 0 at end of file, or -errno (nothing received is kept then).
+ */
+#define MP__MAX_FDS 64
+int mp__send_fds(int sock, const void *buf, size_t n, const int *fds, size_t nfds);
+ssize_t mp__recv_fds(int sock, void *buf, size_t n, int *fds, size_t maxfds, size_t *nfds);
+
 #endif /* MPIPC_IO_H */
