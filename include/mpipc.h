@@ -18,5 +18,6 @@
 #include <mpipc/queue.h>
 #include <mpipc/manager.h>
 #include <mpipc/pool.h>
+#include <mpipc/context.h>
 
 #endif /* MPIPC_H */
