@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -108,11 +109,28 @@ static int t_ppid(const mp_obj *args)
 }
 MP_TARGET(t_ppid);
 
+static int t_sleep(const mp_obj *args)
+{
+    (void)args;
+    for (;;)
+        pause();
+    return 0;
+}
+MP_TARGET(t_sleep);
+
 static const mp_context *forkserver(void)
 {
     const mp_context *ctx;
     assert_int_equal(mp_context_get(&ctx, "forkserver"), 0);
     return ctx;
+}
+
+static int run_to_end_started(mp_process *p)
+{
+    assert_int_equal(mp_process_join(p, T_LONG), 0);
+    int code = -1;
+    assert_int_equal(mp_process_exitcode(p, &code), 0);
+    return code;
 }
 
 static int run_to_end(mp_process *p)
@@ -229,6 +247,63 @@ static void test_forkserver_many_children_report_their_own_codes(void **state)
     }
 }
 
+/* Python's fork server is no Process: started first (main), it leaves the
+ * program's first process its name "Process-1". */
+static void test_forkserver_takes_no_process_number(void **state)
+{
+    (void)state;
+    mp_process *p;
+    assert_int_equal(mp_process_new_ctx(&p, forkserver(), "t_sleep", NULL), 0);
+    assert_string_equal(mp_process_name(p), "Process-1");
+    mp_process_free(p);
+}
+
+/* The pid of the fork server: the parent of a child it forks. */
+static pid_t server_pid(void)
+{
+    mp_conn *r, *w;
+    assert_int_equal(mp_pipe(&r, &w, false), 0);
+    mp_obj *args = mp_obj_build("(i)", 0);
+    mp_process *p;
+    assert_int_equal(mp_process_new_ctx(&p, forkserver(), "t_ppid", args), 0);
+    assert_int_equal(mp_process_pass_conn(p, w), 0);
+    assert_int_equal(mp_process_start(p), 0);
+    mp_conn_free(w);
+    mp_obj *ppid = NULL;
+    assert_int_equal(mp_conn_recv(r, &ppid, T_LONG), 0);
+    int64_t v = 0;
+    assert_int_equal(mp_obj_get_int(ppid, &v), 0);
+    assert_int_equal(run_to_end_started(p), 0);
+    mp_obj_free(ppid);
+    mp_obj_free(args);
+    mp_process_free(p);
+    mp_conn_free(r);
+    return (pid_t)v;
+}
+
+/* Python: a child whose fork server died reports exit code 255, and the
+ * next start runs a new server (ensure_running). */
+static void test_forkserver_that_died_is_replaced(void **state)
+{
+    (void)state;
+    pid_t old = server_pid();
+    mp_process *p;
+    assert_int_equal(mp_process_new_ctx(&p, forkserver(), "t_sleep", NULL), 0);
+    assert_int_equal(mp_process_start(p), 0);
+    assert_int_equal(kill(old, SIGKILL), 0);
+    /* The server's end of the child's socket closes with it. */
+    mp_wait_item item = {.conn = NULL, .fd = mp_process_sentinel(p), .ready = 0};
+    assert_int_equal(mp_wait(&item, 1, T_LONG), 1);
+    (void)kill(mp_process_pid(p), SIGKILL); /* an orphan now: ours to end */
+    assert_int_equal(mp_process_join(p, T_LONG), 0);
+    int code = 0;
+    assert_int_equal(mp_process_exitcode(p, &code), 0);
+    assert_int_equal(code, 255);
+    mp_process_free(p);
+    pid_t now = server_pid();
+    assert_true(now != old && now > 1);
+}
+
 /* The server's guard against descriptors nobody announced: a message with
  * more than the receiver takes keeps what fits and closes the rest. */
 static void test_recv_fds_closes_descriptors_beyond_what_fits(void **state)
@@ -272,10 +347,12 @@ int main(int argc, char **argv)
     if (mp_forkserver_start() < 0) /* early: before any thread */
         return 1;
     const struct CMUnitTest tests[] = {
+        TU_TEST(test_forkserver_takes_no_process_number), /* first: counts processes */
         TU_TEST(test_forkserver_child_of_threaded_parent_is_clean),
         TU_TEST(test_forkserver_child_is_the_servers_yet_joinable),
         TU_TEST(test_forkserver_many_children_report_their_own_codes),
         TU_TEST(test_forkserver_start_again_does_nothing),
+        TU_TEST(test_forkserver_that_died_is_replaced),
         TU_TEST(test_recv_fds_closes_descriptors_beyond_what_fits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

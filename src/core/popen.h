@@ -48,6 +48,12 @@ void mp__process_set_popen(mp_process *p, const struct mp__popen_ops *ops, void 
  * *data. */
 const struct mp__popen_ops *mp__process_popen(const mp_process *p, void **data);
 
+/* Give back the "Process-N" number p took when no process was made since:
+ * a helper process the library starts for itself (the fork server) does
+ * not shift the names of the program's processes (Python's fork server is
+ * no Process). */
+void mp__process_uncount(const mp_process *p);
+
 /*
  * posix_spawn path with argv, keeping the n descriptors of keep open across
  * the exec (at their numbers, close-on-exec cleared in the child only),

@@ -677,6 +677,16 @@ const struct mp__popen_ops *mp__process_popen(const mp_process *p, void **data)
     return p->popen;
 }
 
+void mp__process_uncount(const mp_process *p)
+{
+    const char *last = strrchr(p->identity, ':');
+    unsigned long n = strtoul(last ? last + 1 : p->identity, NULL, 10);
+    pthread_mutex_lock(&mu);
+    if (n == made_count && made_count > 0)
+        made_count--;
+    pthread_mutex_unlock(&mu);
+}
+
 /* Held across making the descriptors a spawned child keeps and the spawn,
  * so a fork from another thread (its atfork prepare handler takes mu) never
  * inherits them. posix_spawn runs no atfork handlers, so in_spawn stays. */

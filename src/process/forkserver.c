@@ -285,8 +285,10 @@ static int fs_launch(void)
         return rc;
     mp_process *srv = NULL;
     rc = mp_process_new(&srv, fs_server_main, (void *)(intptr_t)sv[1]);
-    if (rc == 0)
+    if (rc == 0) {
+        mp__process_uncount(srv);
         rc = mp_process_set_name(srv, "ForkServer");
+    }
     if (rc == 0)
         rc = mp_process_start(srv);
     mp__close(sv[1]);
@@ -370,14 +372,28 @@ static int fs_request_child(const struct mp__start_proc *sp, int sock_parent, in
     int fds[MP__START_MAX_FDS + 1];
     fds[0] = sock_child;
     memcpy(fds + 1, sp->fds, sp->nfds * sizeof(int));
-    int rc = mp_forkserver_start();
-    if (rc < 0)
-        return rc;
-    pthread_mutex_lock(&fs_mu);
-    rc = fs_ctl >= 0 ? mp__send_fds(fs_ctl, &req, sizeof req, fds, sp->nfds + 1) : -EPIPE;
-    pthread_mutex_unlock(&fs_mu);
-    if (rc < 0)
-        return rc == -EPIPE || rc == -ECONNRESET ? mp__err(-EPIPE, "the fork server is gone") : rc;
+    int rc;
+    /* A server that died (killed, say) is noticed here and replaced once,
+     * as Python's ensure_running starts a new one. */
+    for (int attempt = 0;; attempt++) {
+        if ((rc = mp_forkserver_start()) < 0)
+            return rc;
+        pthread_mutex_lock(&fs_mu);
+        int ctl = fs_ctl;
+        rc = ctl >= 0 ? mp__send_fds(ctl, &req, sizeof req, fds, sp->nfds + 1) : -EPIPE;
+        bool gone = rc == -EPIPE || rc == -ECONNRESET;
+        if (gone && fs_ctl == ctl && ctl >= 0) {
+            mp__close(ctl); /* mp_forkserver_start launches another */
+            fs_ctl = -1;
+        }
+        pthread_mutex_unlock(&fs_mu);
+        if (rc == 0)
+            break;
+        if (!gone)
+            return rc;
+        if (attempt == 1)
+            return mp__err(-EPIPE, "the fork server is gone");
+    }
     /* The connection owns a duplicate, so the sentinel stays the handle's. */
     int copy = mp__dup_cloexec(sock_parent);
     if (copy < 0)
