@@ -79,6 +79,47 @@ static int t_queue_put(const mp_obj *args)
 }
 MP_TARGET(t_queue_put);
 
+/* args (bytes): 0 when it is the 1 MiB pattern big_arg() makes. */
+#define BIG (1u << 20)
+static int t_big(const mp_obj *args)
+{
+    const char *p;
+    size_t len;
+    if (mp_obj_parse(args, "(y#)", &p, &len) < 0 || len != BIG)
+        return 1;
+    for (size_t i = 0; i < len; i++)
+        if (p[i] != (char)(i * 7))
+            return 2;
+    return 0;
+}
+MP_TARGET(t_big);
+
+/* args (method, text): start t_echo by method with inherited conn 0
+ * passed on, return its exit code (Python: a child starts its own). */
+static int t_nested(const mp_obj *args)
+{
+    const char *method, *text;
+    const mp_context *ctx;
+    if (mp_obj_parse(args, "(ss)", &method, &text) < 0 || mp_context_get(&ctx, method) < 0)
+        return 90;
+    mp_conn *c;
+    if (mp_process_inherited_conn(&c, 0) < 0)
+        return 91;
+    mp_obj *a = mp_obj_build("(is)", 9, text);
+    mp_process *p;
+    int code = -1;
+    if (!a || mp_process_new_ctx(&p, ctx, "t_echo", a) < 0)
+        return 92;
+    if (mp_process_pass_conn(p, c) < 0 || mp_process_start(p) < 0 ||
+        mp_process_join(p, T_LONG) < 0 || mp_process_exitcode(p, &code) < 0)
+        code = 93;
+    mp_process_free(p);
+    mp_obj_free(a);
+    mp_conn_free(c);
+    return code;
+}
+MP_TARGET(t_nested);
+
 static const mp_context *ctx_of(const char *method)
 {
     const mp_context *ctx = NULL;
@@ -228,6 +269,58 @@ static void start_lock_shared(const char *method)
     mp_process_free(p);
 }
 
+/* The argument travels whole however large (1 MiB: more than a pipe or
+ * socket buffer holds, so the parent writes while the child reads). */
+static void start_big_args(const char *method)
+{
+    char *buf = malloc(BIG);
+    assert_non_null(buf);
+    for (size_t i = 0; i < BIG; i++)
+        buf[i] = (char)(i * 7);
+    mp_obj *args = mp_obj_build("(y#)", buf, (size_t)BIG);
+    free(buf);
+    mp_process *p;
+    assert_int_equal(mp_process_new_ctx(&p, ctx_of(method), "t_big", args), 0);
+    mp_obj_free(args);
+    assert_int_equal(mp_process_start(p), 0);
+    assert_int_equal(mp_process_join(p, T_LONG), 0);
+    int code = -1;
+    assert_int_equal(mp_process_exitcode(p, &code), 0);
+    assert_int_equal(code, 0);
+    mp_process_free(p);
+}
+
+/* A child starts its own child by the same method and passes the Pipe end
+ * on; the grandchild is named as Python names it ("Process-N:1"). */
+static void start_nested(const char *method)
+{
+    mp_conn *r, *w;
+    assert_int_equal(mp_pipe(&r, &w, false), 0);
+    mp_obj *args = mp_obj_build("(ss)", method, "deep");
+    mp_process *p;
+    assert_int_equal(mp_process_new_ctx(&p, ctx_of(method), "t_nested", args), 0);
+    mp_obj_free(args);
+    assert_int_equal(mp_process_pass_conn(p, w), 0);
+    assert_int_equal(mp_process_start(p), 0);
+    mp_conn_free(w);
+    mp_obj *reply = NULL;
+    assert_int_equal(mp_conn_recv(r, &reply, T_LONG), 0);
+    const char *text, *name;
+    int pid;
+    assert_int_equal(mp_obj_parse(reply, "(ssi)", &text, &name, &pid), 0);
+    assert_string_equal(text, "deep");
+    char want[64];
+    snprintf(want, sizeof want, "%s:1", mp_process_name(p));
+    assert_string_equal(name, want);
+    mp_obj_free(reply);
+    assert_int_equal(mp_process_join(p, T_LONG), 0);
+    int code = -1;
+    assert_int_equal(mp_process_exitcode(p, &code), 0);
+    assert_int_equal(code, 9); /* the grandchild's, passed up */
+    mp_process_free(p);
+    mp_conn_free(r);
+}
+
 #define PER_METHOD(name, method, fn)                                                               \
     static void test_##name##_##method(void **state)                                               \
     {                                                                                              \
@@ -243,6 +336,11 @@ PER_METHOD(start_child_uses_passed_pipe_and_reports_exitcode, spawn, start_pipe_
 PER_METHOD(start_terminate_and_kill_give_minus_signum, fork, start_terminate_and_kill)
 PER_METHOD(start_terminate_and_kill_give_minus_signum, forkserver, start_terminate_and_kill)
 PER_METHOD(start_terminate_and_kill_give_minus_signum, spawn, start_terminate_and_kill)
+PER_METHOD(start_big_args_travel_whole, forkserver, start_big_args)
+PER_METHOD(start_big_args_travel_whole, spawn, start_big_args)
+PER_METHOD(start_child_starts_its_own_child, fork, start_nested)
+PER_METHOD(start_child_starts_its_own_child, forkserver, start_nested)
+PER_METHOD(start_child_starts_its_own_child, spawn, start_nested)
 PER_METHOD(start_lock_made_before_is_shared, fork, start_lock_shared)
 PER_METHOD(start_lock_made_before_is_shared, forkserver, start_lock_shared)
 
@@ -338,6 +436,11 @@ int main(int argc, char **argv)
         TU_TEST(test_start_terminate_and_kill_give_minus_signum_fork),
         TU_TEST(test_start_terminate_and_kill_give_minus_signum_forkserver),
         TU_TEST(test_start_terminate_and_kill_give_minus_signum_spawn),
+        TU_TEST(test_start_big_args_travel_whole_forkserver),
+        TU_TEST(test_start_big_args_travel_whole_spawn),
+        TU_TEST(test_start_child_starts_its_own_child_fork),
+        TU_TEST(test_start_child_starts_its_own_child_forkserver),
+        TU_TEST(test_start_child_starts_its_own_child_spawn),
         TU_TEST(test_start_lock_made_before_is_shared_fork),
         TU_TEST(test_start_lock_made_before_is_shared_forkserver),
         TU_TEST(test_start_queue_made_before_is_shared_fork),
