@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -304,6 +305,106 @@ static void test_forkserver_that_died_is_replaced(void **state)
     assert_true(now != old && now > 1);
 }
 
+/* In a child forked from this process (which holds a fork server): start
+ * a daemon t_sleep through a server of its own, send its pid, return. */
+static int fork_child_with_daemon(void *arg)
+{
+    int fd = *(int *)arg;
+    const mp_context *ctx;
+    mp_process *p;
+    if (mp_context_get(&ctx, "forkserver") < 0 || mp_process_new_ctx(&p, ctx, "t_sleep", NULL) < 0)
+        return 1;
+    (void)mp_process_set_daemon(p, true);
+    if (mp_process_start(p) < 0)
+        return 2;
+    pid_t pid = mp_process_pid(p);
+    if (write(fd, &pid, sizeof pid) != (ssize_t)sizeof pid)
+        return 3;
+    return 0; /* the exit procedure terminates the daemon and joins it */
+}
+
+/* A forked child does not use its parent's server (it starts its own), and
+ * Python's exit procedure ends a daemon child with its parent. */
+static void test_forkserver_in_forked_child_is_its_own_and_daemons_end(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    mp_process *child; /* an mp_process: its exit procedure runs */
+    assert_int_equal(mp_process_new(&child, fork_child_with_daemon, &fds[1]), 0);
+    assert_int_equal(run_to_end(child), 0);
+    mp_process_free(child);
+    close(fds[1]);
+    pid_t daemon = 0;
+    assert_int_equal(read(fds[0], &daemon, sizeof daemon), (ssize_t)sizeof daemon);
+    close(fds[0]);
+    assert_true(daemon > 1);
+    assert_int_equal(kill(daemon, 0), -1); /* terminated and reaped */
+    assert_int_equal(errno, ESRCH);
+}
+
+/* A child that starts a forkserver t_sleep, sends its pid and leaves by
+ * _exit (tu_fork), without the exit procedure. */
+static int fork_child_then_vanish(void *arg)
+{
+    int fd = *(int *)arg;
+    const mp_context *ctx;
+    mp_process *p;
+    if (mp_context_get(&ctx, "forkserver") < 0 ||
+        mp_process_new_ctx(&p, ctx, "t_sleep", NULL) < 0 || mp_process_start(p) < 0)
+        return 1;
+    pid_t pid = mp_process_pid(p);
+    return write(fd, &pid, sizeof pid) == (ssize_t)sizeof pid ? 0 : 2;
+}
+
+/* The process id of pid's parent and pid's state letter, from /proc. */
+static pid_t proc_parent(pid_t pid, char *st)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *rp = strrchr(buf, ')');
+    int ppid = -1;
+    if (!rp || sscanf(rp + 2, "%c %d", st, &ppid) != 2)
+        return -1;
+    return (pid_t)ppid;
+}
+
+/* A parent gone without its exit procedure: its fork server ends at once
+ * and leaves the children running (Python's fork server exits when its
+ * parent's end closes). */
+static void test_forkserver_ends_when_its_parent_vanishes(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t child = tu_fork(fork_child_then_vanish, &fds[1]);
+    close(fds[1]);
+    assert_int_equal(tu_wait_child(child, T_LONG), 0);
+    pid_t kid = 0;
+    assert_int_equal(read(fds[0], &kid, sizeof kid), (ssize_t)sizeof kid);
+    close(fds[0]);
+    char st = 0;
+    pid_t server = proc_parent(kid, &st);
+    bool kid_alive = kill(kid, 0) == 0 && st != 'Z';
+    /* The server ends within its poll interval (1 s); it may have ended
+     * already, and the orphan's parent is then another process. */
+    double until = tu_now() + T_LONG;
+    char sst = 0;
+    while (server > 1 && tu_now() < until && proc_parent(server, &sst) > 0 && sst != 'Z')
+        tu_sleep(0.02);
+    bool ended = server <= 1 || proc_parent(server, &sst) < 0 || sst == 'Z' ||
+                 proc_parent(kid, &st) != server;
+    (void)kill(kid, SIGKILL); /* the orphan runs on: end it before asserting */
+    assert_true(kid_alive);
+    assert_true(ended);
+}
+
 /* The server's guard against descriptors nobody announced: a message with
  * more than the receiver takes keeps what fits and closes the rest. */
 static void test_recv_fds_closes_descriptors_beyond_what_fits(void **state)
@@ -353,6 +454,8 @@ int main(int argc, char **argv)
         TU_TEST(test_forkserver_many_children_report_their_own_codes),
         TU_TEST(test_forkserver_start_again_does_nothing),
         TU_TEST(test_forkserver_that_died_is_replaced),
+        TU_TEST(test_forkserver_in_forked_child_is_its_own_and_daemons_end),
+        TU_TEST(test_forkserver_ends_when_its_parent_vanishes),
         TU_TEST(test_recv_fds_closes_descriptors_beyond_what_fits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

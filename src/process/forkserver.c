@@ -18,7 +18,9 @@
  * sends sizes anything the server allocates.
  *
  * The server ends once the control socket reaches end of file (the parent
- * closes it in its exit procedure, or dies) and its children have ended.
+ * closes it in its exit procedure) and its children have ended, so the
+ * parent's exit procedure still learns their exit codes; or at once, leaving
+ * its children running, when the parent died without that procedure.
  */
 #include "core/internal.h"
 #include "core/io.h"
@@ -61,6 +63,7 @@ struct fs_kid {
 
 struct fs_srv {
     int ctl;
+    pid_t parent; /* the process the server serves */
     struct fs_kid *kids;
     size_t n, cap;
 };
@@ -179,6 +182,11 @@ static int fs_serve(struct fs_srv *srv)
     struct pollfd *pfds = NULL;
     size_t pcap = 0;
     while (srv->ctl >= 0 || srv->n > 0) {
+        /* The parent gone without its exit procedure (killed, or _exit):
+         * nobody will ask for the exit codes. Leave the children running,
+         * as Python's fork server does once its parent is gone. */
+        if (srv->ctl < 0 && getppid() != srv->parent)
+            break;
         size_t need = srv->n + 1;
         if (need > pcap) {
             struct pollfd *more = realloc(pfds, need * 2 * sizeof *more);
@@ -214,6 +222,10 @@ static int fs_serve(struct fs_srv *srv)
             srv->ctl = -1;
         }
     }
+    for (size_t i = 0; i < srv->n; i++) {
+        mp__close(srv->kids[i].sock);
+        mp_process_free(srv->kids[i].proc); /* detached: not joined at our exit */
+    }
     free(pfds);
     free(srv->kids);
     return 0;
@@ -221,7 +233,7 @@ static int fs_serve(struct fs_srv *srv)
 
 static int fs_server_main(void *arg)
 {
-    struct fs_srv srv = {.ctl = (int)(intptr_t)arg};
+    struct fs_srv srv = {.ctl = (int)(intptr_t)arg, .parent = getppid()};
     /* The parent's client state is not the server's (nor its children's):
      * forget it before its descriptor is closed and its number reused. */
     fs_ctl = -1;
