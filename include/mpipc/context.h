@@ -119,7 +119,9 @@ typedef int (*mp_named_target_fn)(const mp_obj *args);
 MP_API int mp_target_register(const char *name, mp_named_target_fn fn);
 
 /* MP_TARGET(fn): register fn under its own name ("fn") before main() runs,
- * in the parent and in every spawned child alike. Use at file scope. */
+ * in the parent and in every spawned child alike. Use at file scope. A
+ * constructor attribute: GCC and Clang; elsewhere call mp_target_register
+ * at the top of main(). */
 #if defined(__GNUC__) || defined(__clang__)
 #define MP_TARGET(fn)                                                                              \
     __attribute__((constructor)) static void mp_target_register_##fn(void)                         \

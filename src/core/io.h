@@ -263,6 +263,12 @@ ssize_t mp__recv_once(int fd, void *buf, size_t n);
  * arrive in a second control message are closed here). Returns the byte
  * count, 0 at end of file, or -errno (nothing received is kept then).
  */
+/*
+ * Read up to n bytes of a small file (a /proc entry) from its start with
+ * one read. Returns the byte count, or -errno.
+ */
+ssize_t mp__read_small_file(const char *path, void *buf, size_t n);
+
 #define MP__MAX_FDS 64
 int mp__send_fds(int sock, const void *buf, size_t n, const int *fds, size_t nfds);
 ssize_t mp__recv_fds(int sock, void *buf, size_t n, int *fds, size_t maxfds, size_t *nfds);

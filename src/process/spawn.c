@@ -15,7 +15,6 @@
 #include "process/start.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,11 +39,7 @@ static bool spawn_is_unbooted_child(void)
     if (spawn_booted)
         return false;
     char buf[512];
-    int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    mp__close(fd);
+    ssize_t n = mp__read_small_file("/proc/self/cmdline", buf, sizeof buf - 1);
     if (n <= 0)
         return false;
     buf[n] = '\0';
