@@ -35,7 +35,7 @@ struct holder {
     pthread_mutex_t ready_mu;
     pthread_cond_t ready_cv;
     bool ready;
-    volatile bool stop;
+    bool stop; /* __atomic: the test thread sets it */
 };
 
 /* Hold g_mu and churn the allocator until told to stop. */
@@ -47,7 +47,7 @@ static void *holder_main(void *arg)
     h->ready = true;
     pthread_cond_signal(&h->ready_cv);
     pthread_mutex_unlock(&h->ready_mu);
-    while (!h->stop) {
+    while (!__atomic_load_n(&h->stop, __ATOMIC_ACQUIRE)) {
         void *p[64];
         for (int i = 0; i < 64; i++)
             p[i] = malloc((size_t)(16 + i * 97));
@@ -184,7 +184,7 @@ static void test_forkserver_child_of_threaded_parent_is_clean(void **state)
         mp_process_free(f);
     }
 
-    h.stop = true;
+    __atomic_store_n(&h.stop, true, __ATOMIC_RELEASE);
     assert_int_equal(pthread_join(th, NULL), 0);
     void *data = NULL;
     size_t len = 0;
