@@ -430,6 +430,59 @@ static void test_recv_fds_closes_descriptors_beyond_what_fits(void **state)
     assert_int_equal(tu_count_fds(), before); /* the other two were closed */
 }
 
+/* args (code): return code. */
+static int t_code(const mp_obj *args)
+{
+    int code;
+    return mp_obj_parse(args, "(i)", &code) < 0 ? 100 : code;
+}
+MP_TARGET(t_code);
+
+struct starter {
+    int base;
+    int failures;
+};
+
+/* Start, join and check four forkserver children, one after another. */
+static void *starter_main(void *arg)
+{
+    struct starter *st = arg;
+    const mp_context *ctx;
+    if (mp_context_get(&ctx, "forkserver") < 0) {
+        st->failures = 100;
+        return NULL;
+    }
+    for (int i = 0; i < 4; i++) {
+        int want = st->base + i, code = -1;
+        mp_obj *args = mp_obj_build("(i)", want);
+        mp_process *p = NULL;
+        if (!args || mp_process_new_ctx(&p, ctx, "t_code", args) < 0 || mp_process_start(p) < 0 ||
+            mp_process_join(p, T_LONG) < 0 || mp_process_exitcode(p, &code) < 0 || code != want)
+            st->failures++;
+        mp_process_free(p);
+        mp_obj_free(args);
+    }
+    return NULL;
+}
+
+/* Threads of one process start children through the one server at once;
+ * each gets its own child's exit code. */
+static void test_forkserver_serves_threads_at_once(void **state)
+{
+    (void)state;
+    enum { T = 4 };
+    pthread_t th[T];
+    struct starter st[T];
+    for (int i = 0; i < T; i++) {
+        st[i] = (struct starter){.base = 10 * (i + 1), .failures = 0};
+        assert_int_equal(pthread_create(&th[i], NULL, starter_main, &st[i]), 0);
+    }
+    for (int i = 0; i < T; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(st[i].failures, 0);
+    }
+}
+
 /* Python's ensure_running: a second start does nothing (no descriptor,
  * no process). */
 static void test_forkserver_start_again_does_nothing(void **state)
@@ -453,6 +506,7 @@ int main(int argc, char **argv)
         TU_TEST(test_forkserver_child_is_the_servers_yet_joinable),
         TU_TEST(test_forkserver_many_children_report_their_own_codes),
         TU_TEST(test_forkserver_start_again_does_nothing),
+        TU_TEST(test_forkserver_serves_threads_at_once),
         TU_TEST(test_forkserver_that_died_is_replaced),
         TU_TEST(test_forkserver_in_forked_child_is_its_own_and_daemons_end),
         TU_TEST(test_forkserver_ends_when_its_parent_vanishes),

@@ -39,7 +39,7 @@
  *                                                 the args (pickled); the
  *                                                 descriptors you pass
  *   spawn       posix_spawn of this program       registered targets by name;
- *               (/proc/self/exe); its main()      what main() does before
+ *               (/proc/self/exe, Linux); main()   what main() does before
  *               calls mp_spawn_main() first       mp_spawn_main(); the args
  *                                                 (pickled); the descriptors
  *                                                 you pass
@@ -191,8 +191,7 @@ MP_API int mp_process_new_ctx(mp_process **out, const mp_context *ctx, const cha
  *
  * Returns the index the child finds it at (mp_process_inherited_fd), 0 for
  * the first; MP_ESTATE after start or for a handle mp_process_new made;
- * -EBADF if fd is not open; MP_EVALUE beyond 60 descriptors; -EINVAL;
- * -ENOMEM.
+ * -EBADF if fd is not open; MP_EVALUE beyond 60 descriptors; -EINVAL.
  */
 MP_API ssize_t mp_process_pass_fd(mp_process *p, int fd);
 
@@ -232,6 +231,10 @@ MP_API int mp_process_inherited_conn(mp_conn **out, ssize_t i);
  * forks once, closes in the server every descriptor but its own, and
  * serves mp_process_start requests until this process ends (its exit
  * procedure stops the server once the server's children have ended).
+ * A server that died is replaced by the next start that needs it; its
+ * children still running report exit code 255, as in Python. If this
+ * process dies without its exit procedure, the server ends at once and
+ * leaves its children running.
  * Returns 0; MP_ESTATE in a daemon child (it may not have children);
  * -errno.
  */
