@@ -20,5 +20,6 @@
 #include <mpipc/manager.h>
 #include <mpipc/pool.h>
 #include <mpipc/shared_memory.h>
+#include <mpipc/context.h>
 
 #endif /* MPIPC_H */

@@ -13,6 +13,11 @@
 #include <stdbool.h>
 #include <sys/socket.h>
 
+/* The descriptors a handle message is taken with: Python sends one; room
+ * for more lets a peer that sends a few be told apart from one that sends
+ * a flood (cut short by the kernel). */
+#define REDUCTION_FDS_ROOM 16
+
 /* Close every descriptor a refused message brought. */
 static void reduction_close_all(const int *fds, size_t n)
 {
@@ -46,14 +51,14 @@ static int reduction_check_unix(const struct mp__conn_raw *raw, const char *what
  * Receive one handle message carrying exactly one descriptor (rmu held).
  * It is looked at first without being consumed, so that a framed message
  * found in its place stays whole for mp_conn_recv. Then it is taken with
- * room for MP__FDS_MAX descriptors: more than one, a count byte that does
+ * room for REDUCTION_FDS_ROOM descriptors: more than one, a count byte that does
  * not match what came, or control data cut short are refused, and every
  * descriptor that came is closed.
  */
 static int reduction_recv_one(int sock, int *out, int64_t deadline)
 {
     unsigned char count = 0;
-    int fds[MP__FDS_MAX];
+    int fds[REDUCTION_FDS_ROOM];
     size_t nfds = 0;
     bool ctrunc = false;
     ssize_t r = mp__recv_fds(sock, &count, 1, NULL, 0, &nfds, &ctrunc, true, deadline);
@@ -66,7 +71,7 @@ static int reduction_recv_one(int sock, int *out, int64_t deadline)
                        "recv_handle: the next message carries no descriptor (first byte 0x%02x); "
                        "it is left for mp_conn_recv",
                        count);
-    r = mp__recv_fds(sock, &count, 1, fds, MP__FDS_MAX, &nfds, &ctrunc, false, deadline);
+    r = mp__recv_fds(sock, &count, 1, fds, REDUCTION_FDS_ROOM, &nfds, &ctrunc, false, deadline);
     int rc = 0;
     if (r == 0)
         rc = MP_EOF; /* another process took the message */
@@ -76,7 +81,7 @@ static int reduction_recv_one(int sock, int *out, int64_t deadline)
         rc = mp__err(MP_EPROTO,
                      "recv_handle: more descriptors came than a handle message holds (%d); "
                      "all closed",
-                     MP__FDS_MAX);
+                     REDUCTION_FDS_ROOM);
     else if (nfds != count || nfds != 1)
         rc = mp__err(MP_EPROTO,
                      "recv_handle: the message announced %u descriptor(s) and carried %zu, "

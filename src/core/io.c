@@ -952,3 +952,22 @@ ssize_t mp__recv_once(int fd, void *buf, size_t n)
         return MP_ETIMEDOUT;
     return MP__NEG_ERRNO();
 }
+
+/* ---- small files ---------------------------------------------------------- */
+
+ssize_t mp__read_small_file(const char *path, void *buf, size_t n)
+{
+    int fd;
+    do
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return MP__NEG_ERRNO();
+    ssize_t r;
+    do
+        r = read(fd, buf, n);
+    while (r < 0 && errno == EINTR);
+    int saved = errno;
+    mp__close(fd);
+    return r < 0 ? -saved : r;
+}

@@ -249,10 +249,11 @@ void mp__close_fds_except(const int *keep, size_t n);
 int mp__set_recv_timeout(int fd, int64_t ns);
 ssize_t mp__recv_once(int fd, void *buf, size_t n);
 
-/* ---- passing descriptors (SCM_RIGHTS, for conn/reduction.c) --------------- */
+/* ---- passing descriptors (SCM_RIGHTS: conn/reduction.c, the fork server) --- */
 
-/* The most descriptors one message carries (one control message's room). */
-#define MP__FDS_MAX 16
+/* The most descriptors one message carries (one control message's room;
+ * the fork server passes up to MP__START_MAX_FDS + 1). */
+#define MP__FDS_MAX 64
 
 /* The socket's family (AF_UNIX, AF_INET...) and whether it is a stream:
  * 0, -ENOTSOCK for a descriptor that is no socket (a pipe), or -errno. */
@@ -304,5 +305,11 @@ ssize_t mp__recv_fds(int fd, void *buf, size_t n, int *fds, size_t fd_cap, size_
  */
 ssize_t mp__recv_stream(int fd, void *buf, size_t n, int64_t deadline, int *fds, size_t *nfds,
                         bool *ctrunc);
+
+/*
+ * Read up to n bytes of a small file (a /proc entry) from its start with
+ * one read. Returns the byte count, or -errno.
+ */
+ssize_t mp__read_small_file(const char *path, void *buf, size_t n);
 
 #endif /* MPIPC_IO_H */

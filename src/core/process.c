@@ -24,12 +24,14 @@
  */
 #include "core/internal.h"
 #include "core/io.h"
+#include "core/popen.h"
 
 #include <mpipc/process.h>
 
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +54,9 @@ struct mp_process {
     struct mp_process *next; /* registry link, guarded by mu */
     bool registered;
     bool closed; /* mp_process_close() ran: Python's _closed */
+    /* Start methods (core/popen.h): NULL for mp_process_new's fork. */
+    const struct mp__popen_ops *popen;
+    void *popen_data;
 };
 
 struct exit_hook {
@@ -228,6 +233,15 @@ static bool process_reap_locked(mp_process *p)
 {
     if (p->state != P_STARTED)
         return p->state == P_ENDED;
+    if (p->popen && p->popen->poll) { /* start methods: not a child of ours */
+        int code = 0;
+        if (p->popen->poll(p->popen_data, p->sentinel, &code) <= 0)
+            return false;
+        p->exitcode = code;
+        process_set_state(p, P_ENDED);
+        process_unregister_locked(p);
+        return true;
+    }
     int status = 0;
     pid_t r;
     do
@@ -415,6 +429,28 @@ static void process_child_main(mp_process *p)
     _exit(code & 0xff);
 }
 
+/* A start method makes the child (core/popen.h); the handle records it as
+ * the fork path does. Returns 1 when the method asks for the fork path. */
+static int process_start_popen(mp_process *p)
+{
+    struct mp__popen_child child = {.name = p->name, .identity = p->identity, .daemon = p->daemon};
+    pid_t pid = 0;
+    int sentinel = -1;
+    int rc = p->popen->start(p->popen_data, &child, &pid, &sentinel);
+    if (rc != 0)
+        return rc;
+    pthread_mutex_lock(&mu);
+    p->pid = pid;
+    p->sentinel = sentinel;
+    MP__ASSERT(!p->registered);
+    process_set_state(p, P_STARTED);
+    p->next = registry;
+    registry = p;
+    p->registered = true;
+    pthread_mutex_unlock(&mu);
+    return 0;
+}
+
 MP_API int mp_process_start(mp_process *p)
 {
     int rc = process_check_open(p);
@@ -431,6 +467,9 @@ MP_API int mp_process_start(mp_process *p)
     /* Python flushes sys.stdout/stderr before fork for the same reason: a
      * buffer not yet written would be written by both processes. */
     fflush(NULL);
+
+    if (p->popen && p->popen->start && (rc = process_start_popen(p)) <= 0)
+        return rc;
 
     in_spawn = true;
     pthread_mutex_lock(&mu);
@@ -584,6 +623,8 @@ MP_API void mp_process_free(mp_process *p)
     pthread_mutex_unlock(&mu);
     if (p->sentinel >= 0)
         mp__close(p->sentinel);
+    if (p->popen && p->popen->free)
+        p->popen->free(p->popen_data);
     free(p->name);
     free(p->identity);
     free(p);
@@ -712,4 +753,103 @@ MP_API ssize_t mp_process_active_children(mp_process **children, size_t cap)
     MP__ASSERT(i == live);
     pthread_mutex_unlock(&mu);
     return (ssize_t)live;
+}
+
+/* ---- hooks for the start methods (core/popen.h, src/process/) ------------- */
+
+void mp__process_set_popen(mp_process *p, const struct mp__popen_ops *ops, void *data)
+{
+    MP__ASSERT(process_state(p) == P_INITIAL && !p->popen);
+    p->popen = ops;
+    p->popen_data = data;
+}
+
+const struct mp__popen_ops *mp__process_popen(const mp_process *p, void **data)
+{
+    *data = p->popen_data;
+    return p->popen;
+}
+
+void mp__process_uncount(const mp_process *p)
+{
+    const char *last = strrchr(p->identity, ':');
+    unsigned long n = strtoul(last ? last + 1 : p->identity, NULL, 10);
+    pthread_mutex_lock(&mu);
+    if (n == made_count && made_count > 0)
+        made_count--;
+    pthread_mutex_unlock(&mu);
+}
+
+/* Held across making the descriptors a spawned child keeps and the spawn,
+ * so a fork from another thread (its atfork prepare handler takes mu) never
+ * inherits them. posix_spawn runs no atfork handlers, so in_spawn stays. */
+void mp__process_lock(void)
+{
+    process_ensure_setup();
+    pthread_mutex_lock(&mu);
+}
+
+void mp__process_unlock(void)
+{
+    pthread_mutex_unlock(&mu);
+}
+
+/* posix_spawn rather than fork+exec: glibc's runs the child on a vfork-like
+ * clone with no atfork handlers and no malloc, so it is safe from a parent
+ * with threads; a dup2 of a descriptor onto itself clears its close-on-exec
+ * flag in the child only (POSIX 2024; glibc >= 2.29). */
+int mp__process_spawn_locked(const char *path, char *const argv[], const int *keep, size_t n,
+                             pid_t *pid)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    int err = posix_spawn_file_actions_init(&fa);
+    if (err)
+        return -err;
+    if ((err = posix_spawnattr_init(&attr)) != 0) {
+        posix_spawn_file_actions_destroy(&fa);
+        return -err;
+    }
+    for (size_t i = 0; i < n && !err; i++)
+        err = posix_spawn_file_actions_adddup2(&fa, keep[i], keep[i]);
+    /* A new program starts with no signal blocked, whatever the calling
+     * thread blocks (libuv does the same). */
+    sigset_t none;
+    sigemptyset(&none);
+    if (!err)
+        err = posix_spawnattr_setsigmask(&attr, &none);
+    if (!err)
+        err = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+    extern char **environ;
+    if (!err)
+        err = posix_spawn(pid, path, &fa, &attr, argv, environ);
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&fa);
+    return -err;
+}
+
+void mp__process_become_child(const char *name, const char *identity, bool daemon, int sentinel)
+{
+    process_ensure_setup();
+    char *id = identity ? strdup(identity) : NULL, *nm = name ? strdup(name) : NULL;
+    pthread_mutex_lock(&mu);
+    if (id) {
+        free(cur_identity);
+        cur_identity = id;
+    }
+    if (nm) {
+        free(cur_name);
+        cur_name = nm;
+    }
+    cur_daemon = daemon;
+    made_count = 0;
+    cur_sentinel = sentinel;
+    pthread_mutex_unlock(&mu);
+}
+
+_Noreturn void mp__process_child_exit(int code)
+{
+    process_exit_procedure();
+    fflush(NULL);
+    _exit(code & 0xff);
 }

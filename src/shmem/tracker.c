@@ -19,6 +19,7 @@
 #include "shmem/shmem.h"
 
 #include "core/io.h"
+#include "core/popen.h"
 #include "core/shm.h"
 
 #include <mpipc/process.h>
@@ -215,8 +216,10 @@ static int trk_start_locked(void)
     if (rc < 0)
         return rc;
     mp_process *p = NULL;
-    if ((rc = mp_process_new(&p, trk_main, &fds[0])) == 0 &&
-        (rc = mp_process_set_name(p, "ResourceTracker")) == 0)
+    /* Python's tracker is no Process: it takes no Process-N number. */
+    if ((rc = mp_process_new(&p, trk_main, &fds[0])) == 0)
+        mp__process_uncount(p);
+    if (rc == 0 && (rc = mp_process_set_name(p, "ResourceTracker")) == 0)
         rc = mp_process_start(p);
     mp_process_free(p);
     mp__close(fds[0]);

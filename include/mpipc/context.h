@@ -1,0 +1,259 @@
+/*
+ * libmpipc - start methods: Python's multiprocessing.get_context(method),
+ * the fork server, spawn, and the registry of targets by name.
+ *
+ *     static int work(const mp_obj *args) { ...; return 0; } // the exit code
+ *     MP_TARGET(work);                        // registered as "work"
+ *
+ *     int main(int argc, char **argv)
+ *     {
+ *         mp_spawn_main(argc, argv);          // first: a spawned child runs here
+ *         mp_forkserver_start();              // early: before any thread
+ *         const mp_context *ctx;
+ *         mp_context_get(&ctx, "forkserver"); // or "spawn", "fork"
+ *         mp_conn *r, *w;
+ *         mp_pipe(&r, &w, false);
+ *         mp_obj *args = mp_obj_build("(is)", 42, "hello");
+ *         mp_process *p;
+ *         mp_process_new_ctx(&p, ctx, "work", args);
+ *         mp_process_pass_conn(p, w);         // the child's inherited conn 0
+ *         mp_process_start(p);
+ *         ... mp_process_join(p, 10.0); mp_process_exitcode(p, &code); ...
+ *     }
+ *
+ * The handle is an ordinary mp_process (process.h): sentinel, join with a
+ * timeout, is_alive, exitcode (-N when signal N killed the child),
+ * terminate, kill, close, free, and the exit procedure, whatever the method.
+ *
+ * The three methods, and what each child can share with its parent:
+ *
+ *   method      how the child is made             what the child has
+ *   ----------  --------------------------------  ------------------------------
+ *   fork        fork() of the parent, from the    everything made before start:
+ *               thread that calls start           memory, handles, descriptors,
+ *                                                 function pointers
+ *   forkserver  fork() of a single-threaded       function pointers; global data
+ *               server, itself forked from the    and shared memory (locks,
+ *               parent at mp_forkserver_start()   Values, mp_shm_alloc) as they
+ *               or on first use                   were when the server started;
+ *                                                 the args (pickled); the
+ *                                                 descriptors you pass
+ *   spawn       posix_spawn of this program       registered targets by name;
+ *               (/proc/self/exe, Linux); main()   what main() does before
+ *               calls mp_spawn_main() first       mp_spawn_main(); the args
+ *                                                 (pickled); the descriptors
+ *                                                 you pass
+ *
+ * Not shared by forkserver and spawn: the parent's heap after the server
+ * started (a void * into it means nothing in the child), threads, and
+ * handles made after the server started (spawn: any handle). Queues and
+ * locks handed over by descriptor and name are a later step; today pass
+ * connections (mp_process_pass_conn), which is what queues are made of.
+ *
+ * Why the target is a name and the argument an mp_obj: a forkserver or
+ * spawn child does not share the parent's heap, and a spawn child does not
+ * share its addresses (exec, ASLR), so the argument travels pickled and the
+ * target is found by name in the child's own registry, as Python's pickle
+ * finds a function by its qualified name. The same call works under every
+ * method, so a program switches method by changing one word.
+ *
+ * Why forkserver: a parent that already runs threads (a queue's feeder, a
+ * pool's threads, its own) may be inside malloc or hold a mutex at the
+ * moment another thread forks; the fork child inherits the lock held and
+ * hangs on it. The fork server is forked while the program is still
+ * single-threaded and stays so; children are forked from it. Start it
+ * early (mp_forkserver_start, Python's set_forkserver_preload point); a
+ * server started on first use is forked from the parent at that moment,
+ * and is only as clean as the parent then is.
+ *
+ * Why spawn: the child is a fresh program image with nothing inherited but
+ * what is passed; it is safe from any parent, at the price of an exec.
+ *
+ * Thread/fork: every call may be made from any thread. The fork server
+ * belongs to the process that started it; a child forked from that process
+ * that uses the forkserver method starts its own server.
+ */
+#ifndef MPIPC_CONTEXT_H
+#define MPIPC_CONTEXT_H
+
+#include <mpipc/common.h>
+#include <mpipc/conn.h>
+#include <mpipc/error.h>
+#include <mpipc/obj.h>
+#include <mpipc/process.h>
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- targets by name ------------------------------------------------------ */
+
+/*
+ * The code a child started through a context runs. args is the tuple (or
+ * other value) given to mp_process_new_ctx, as the child received it;
+ * borrowed, valid until the target returns. The return value is the exit
+ * code (0..255 kept).
+ */
+typedef int (*mp_named_target_fn)(const mp_obj *args);
+
+/*
+ * mp_target_register - register fn under name, in this process's registry.
+ *
+ * name:  1..255 bytes; copied.
+ * fn:    the target.
+ *
+ * A spawn child is a new run of the program: it knows the names registered
+ * before its main() calls mp_spawn_main(), so register with MP_TARGET (a
+ * constructor, run before main in every run of the program) or at the top
+ * of main(), before mp_spawn_main(). A forkserver child knows the names
+ * registered before the server started. Registering the same fn under the
+ * same name again does nothing.
+ * Returns 0; -EINVAL for NULL or a bad length; MP_EVALUE if name is taken
+ * by another function; -ENOMEM.
+ * Thread/fork: any thread; a child inherits (fork, forkserver) or rebuilds
+ * (spawn) the registry.
+ */
+MP_API int mp_target_register(const char *name, mp_named_target_fn fn);
+
+/* MP_TARGET(fn): register fn under its own name ("fn") before main() runs,
+ * in the parent and in every spawned child alike. Use at file scope. A
+ * constructor attribute: GCC and Clang; elsewhere call mp_target_register
+ * at the top of main(). */
+#if defined(__GNUC__) || defined(__clang__)
+#define MP_TARGET(fn)                                                                              \
+    __attribute__((constructor)) static void mp_target_register_##fn(void)                         \
+    {                                                                                              \
+        (void)mp_target_register(#fn, fn);                                                         \
+    }                                                                                              \
+    struct mp_target_semicolon_##fn
+#endif
+
+/*
+ * mp_target_lookup - the function registered under name.
+ * fn: receives it.
+ * Returns 0; MP_EKEY when nothing is registered under name (mp_errmsg
+ * names it); -EINVAL for NULL.
+ */
+MP_API int mp_target_lookup(const char *name, mp_named_target_fn *fn);
+
+/* ---- contexts ------------------------------------------------------------- */
+
+/* A start method (Python's context object). Static: never freed. */
+typedef struct mp_context mp_context;
+
+/*
+ * mp_context_get - Python's multiprocessing.get_context(method).
+ *
+ * out:     receives the context (static storage).
+ * method:  "fork", "forkserver" or "spawn"; NULL for the default, "fork"
+ *          (Python 3.11's default on Linux).
+ *
+ * Returns 0; MP_EVALUE for another name (Python's ValueError "cannot find
+ * context for 'x'"), *out then NULL; -EINVAL for NULL out.
+ * Ownership: the context is static; nothing to free.
+ */
+MP_API int mp_context_get(const mp_context **out, const char *method);
+
+/* The context's method name ("fork", "forkserver", "spawn"); NULL for NULL
+ * (Python's get_start_method()). */
+MP_API const char *mp_context_start_method(const mp_context *ctx);
+
+/*
+ * mp_process_new_ctx - a process started by ctx's method (Python's
+ * ctx.Process(target=..., args=...)).
+ *
+ * ctx:     from mp_context_get(); NULL for the default.
+ * target:  the registered name of the child's target (mp_target_register).
+ *          Looked up when the process starts, in the parent: an unknown
+ *          name fails mp_process_start with MP_EKEY and nothing starts.
+ * args:    the target's argument, copied (pickled for forkserver and
+ *          spawn); NULL gives an empty tuple. Borrowed.
+ *
+ * The rest of the handle is process.h's: name, daemon, start, join ...
+ * Returns 0; -EINVAL for a NULL out or target; -ENOMEM (*out is then NULL).
+ * Ownership: mp_process_free().
+ */
+MP_API int mp_process_new_ctx(mp_process **out, const mp_context *ctx, const char *target,
+                              const mp_obj *args);
+
+/*
+ * mp_process_pass_fd - give the child a descriptor (Python pickles a
+ * Connection argument as a duplicated descriptor: DupFd).
+ *
+ * fd:  an open descriptor; borrowed: the parent keeps its own and may close
+ *      it after start. The child receives its own copy, inherited across
+ *      the exec (spawn: at the same number, close-on-exec cleared for that
+ *      exec only), sent to the server (forkserver: SCM_RIGHTS), or inherited
+ *      by fork.
+ *
+ * Returns the index the child finds it at (mp_process_inherited_fd), 0 for
+ * the first; MP_ESTATE after start or for a handle mp_process_new made;
+ * -EBADF if fd is not open; MP_EVALUE beyond 60 descriptors; -EINVAL.
+ */
+MP_API ssize_t mp_process_pass_fd(mp_process *p, int fd);
+
+/* mp_process_pass_conn - mp_process_pass_fd(p, mp_conn_fileno(c)): the
+ * child rebuilds the end with mp_process_inherited_conn. Returns as
+ * mp_process_pass_fd; MP_ECLOSED for a closed connection. */
+MP_API ssize_t mp_process_pass_conn(mp_process *p, const mp_conn *c);
+
+/*
+ * mp_process_inherited_fd - in a child started through a context, the
+ * descriptor the parent passed at index i (Python's
+ * forkserver.get_inherited_fds()[i]; negative i counts from the end).
+ *
+ * Returns the descriptor (close-on-exec; the child owns it and closes it
+ * when done); MP_EKEY when there is no such index, or in a process not
+ * started through a context.
+ */
+MP_API int mp_process_inherited_fd(ssize_t i);
+
+/*
+ * mp_process_inherited_conn - the connection end the parent passed at
+ * index i (mp_process_pass_conn), rebuilt: duplex for a socket, else
+ * receive-only or send-only as the descriptor was opened.
+ *
+ * Returns 0; MP_EKEY as mp_process_inherited_fd; MP_ESTATE if that index
+ * was already taken as a connection (its descriptor belongs to it);
+ * -ENOMEM. Ownership: mp_conn_free(), which closes the descriptor.
+ */
+MP_API int mp_process_inherited_conn(mp_conn **out, ssize_t i);
+
+/* ---- the fork server and spawn -------------------------------------------- */
+
+/*
+ * mp_forkserver_start - start this process's fork server now, if it does
+ * not run yet (Python's forkserver.ensure_running(); call it where Python
+ * calls set_forkserver_preload: early in main, before any thread). It
+ * forks once, closes in the server every descriptor but its own, and
+ * serves mp_process_start requests until this process ends (its exit
+ * procedure stops the server once the server's children have ended).
+ * A server that died is replaced by the next start that needs it; its
+ * children still running report exit code 255, as in Python. If this
+ * process dies without its exit procedure, the server ends at once and
+ * leaves its children running.
+ * Returns 0; MP_ESTATE in a daemon child (it may not have children);
+ * -errno.
+ */
+MP_API int mp_forkserver_start(void);
+
+/*
+ * mp_spawn_main - Python's freeze_support() / `if __name__ == "__main__"`:
+ * call first in main(). In a child the spawn method started, runs the
+ * named target with its args and ends the process (the exit procedure, then
+ * _exit with the target's return value; 1 if the parent's message cannot
+ * be read or names no registered target). Otherwise returns 0 at once.
+ *
+ * Returns 0 when this run is not a spawned child; MP_EVALUE when argv looks
+ * like one but is malformed (nothing is run). Never returns in a child.
+ */
+MP_API int mp_spawn_main(int argc, char **argv);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MPIPC_CONTEXT_H */
