@@ -2,7 +2,7 @@
  * reduction: passing descriptors and connection ends over a connection
  * (Python's multiprocessing.reduction send_handle/recv_handle, and a
  * Connection sent over a Connection), between C processes, with the
- * machine's python3 on the other side both ways, and against raw sendmsg
+ * machine's python3 and its 3.12+ interpreters on the other side both ways, and against raw sendmsg
  * peers that send descriptors they did not announce: none may leak.
  */
 #include "reduction_testutil.h"
@@ -104,16 +104,15 @@ static const char PY_SEND_HANDLE[] = "import sys, tempfile\n"
 
 /* Python opens a file and sends it with reduction.send_handle; C receives
  * it with mp_recv_handle and reads what Python wrote. */
-static void test_python_send_handle_reaches_c_recv_handle(void **state)
+static void python_send_handle_case(const char *py)
 {
-    (void)state;
     mp_conn *a, *b;
     assert_int_equal(mp_pipe(&a, &b, true), 0);
     int pyfd = mp_conn_fileno(b);
     char arg[16];
     snprintf(arg, sizeof arg, "%d", pyfd);
     const char *args[] = {arg, NULL};
-    pid_t pid = tu_spawn_python(PY_SEND_HANDLE, args, &pyfd, 1);
+    pid_t pid = tu_spawn_python_as(py, PY_SEND_HANDLE, args, &pyfd, 1);
     int fd = -1;
     int rc = mp_recv_handle(a, &fd, T_LONG);
     assert_int_equal(send_str(a, "done"), 0);
@@ -123,6 +122,12 @@ static void test_python_send_handle_reaches_c_recv_handle(void **state)
     close(fd);
     mp_conn_free(a);
     mp_conn_free(b);
+}
+
+static void test_python_send_handle_reaches_c_recv_handle(void **state)
+{
+    (void)state;
+    TU_FOR_EACH_PYTHON(py) python_send_handle_case(py);
 }
 
 static const char PY_RECV_HANDLE[] = "import os, sys\n"
@@ -135,16 +140,15 @@ static const char PY_RECV_HANDLE[] = "import os, sys\n"
 
 /* C sends a file it wrote with mp_send_handle; Python's recv_handle gets
  * it and sends back what it reads there. */
-static void test_c_send_handle_reaches_python_recv_handle(void **state)
+static void c_send_handle_case(const char *py)
 {
-    (void)state;
     mp_conn *a, *b;
     assert_int_equal(mp_pipe(&a, &b, true), 0);
     int pyfd = mp_conn_fileno(b);
     char arg[16];
     snprintf(arg, sizeof arg, "%d", pyfd);
     const char *args[] = {arg, NULL};
-    pid_t pid = tu_spawn_python(PY_RECV_HANDLE, args, &pyfd, 1);
+    pid_t pid = tu_spawn_python_as(py, PY_RECV_HANDLE, args, &pyfd, 1);
     int fd = make_file("written by C");
     assert_int_equal(mp_send_handle(a, fd, pid), 0);
     close(fd);
@@ -153,6 +157,12 @@ static void test_c_send_handle_reaches_python_recv_handle(void **state)
     TU_ASSERT_STATUS(rc, 0);
     mp_conn_free(a);
     mp_conn_free(b);
+}
+
+static void test_c_send_handle_reaches_python_recv_handle(void **state)
+{
+    (void)state;
+    TU_FOR_EACH_PYTHON(py) c_send_handle_case(py);
 }
 
 static const char PY_HAND_OVER_SOCKET[] =
@@ -171,16 +181,15 @@ static const char PY_HAND_OVER_SOCKET[] =
 
 /* A Python server hands one end of a socket to a C worker with send_handle;
  * mp_recv_conn makes it a duplex connection that talks to Python. */
-static void test_python_hands_a_socket_to_c_recv_conn(void **state)
+static void python_hands_socket_case(const char *py)
 {
-    (void)state;
     mp_conn *a, *b;
     assert_int_equal(mp_pipe(&a, &b, true), 0);
     int pyfd = mp_conn_fileno(b);
     char arg[16];
     snprintf(arg, sizeof arg, "%d", pyfd);
     const char *args[] = {arg, NULL};
-    pid_t pid = tu_spawn_python(PY_HAND_OVER_SOCKET, args, &pyfd, 1);
+    pid_t pid = tu_spawn_python_as(py, PY_HAND_OVER_SOCKET, args, &pyfd, 1);
     mp_conn *w = NULL;
     int rc = mp_recv_conn(a, &w, T_LONG);
     int got = rc == 0 ? expect_bytes(w, "from python") : rc;
@@ -193,6 +202,57 @@ static void test_python_hands_a_socket_to_c_recv_conn(void **state)
     mp_conn_free(w);
     mp_conn_free(a);
     mp_conn_free(b);
+}
+
+static void test_python_hands_a_socket_to_c_recv_conn(void **state)
+{
+    (void)state;
+    TU_FOR_EACH_PYTHON(py) python_hands_socket_case(py);
+}
+
+static const char PY_TAKE_CONN[] = "import sys\n"
+                                   "from multiprocessing.connection import Connection\n"
+                                   "from multiprocessing.reduction import recv_handle\n"
+                                   "c = Connection(int(sys.argv[1]))\n"
+                                   "peer = Connection(recv_handle(c))\n"
+                                   "if not peer.poll(20):\n"
+                                   "    sys.exit(3)\n"
+                                   "peer.send_bytes(b'python got ' + peer.recv_bytes())\n"
+                                   "sys.exit(0 if c.recv_bytes() == b'done' else 4)\n";
+
+/* The other way: a C server hands a connection end to a Python worker with
+ * mp_send_conn and frees its copy; Python's recv_handle and Connection()
+ * make it a connection that talks to the C process holding the other end. */
+static void c_hands_conn_case(const char *py)
+{
+    mp_conn *a, *b;
+    assert_int_equal(mp_pipe(&a, &b, true), 0);
+    mp_conn *mine, *theirs;
+    assert_int_equal(mp_pipe(&mine, &theirs, true), 0);
+    int pyfd = mp_conn_fileno(b);
+    char arg[16];
+    snprintf(arg, sizeof arg, "%d", pyfd);
+    const char *args[] = {arg, NULL};
+    pid_t pid = tu_spawn_python_as(py, PY_TAKE_CONN, args, &pyfd, 1);
+    int rc = mp_send_conn(a, theirs);
+    mp_conn_free(theirs);
+    int sent = rc == 0 ? send_str(mine, "the end") : rc;
+    int got = sent == 0 ? expect_bytes(mine, "python got the end") : sent;
+    int done = send_str(a, "done");
+    assert_int_equal(tu_wait_child(pid, T_LONG), 0);
+    TU_ASSERT_STATUS(rc, 0);
+    TU_ASSERT_STATUS(sent, 0);
+    TU_ASSERT_STATUS(got, 0);
+    TU_ASSERT_STATUS(done, 0);
+    mp_conn_free(mine);
+    mp_conn_free(a);
+    mp_conn_free(b);
+}
+
+static void test_c_hands_a_conn_to_python_recv_handle(void **state)
+{
+    (void)state;
+    TU_FOR_EACH_PYTHON(py) c_hands_conn_case(py);
 }
 
 /* ---- refusals ------------------------------------------------------------------------ */
@@ -533,6 +593,7 @@ int main(int argc, char **argv)
         TU_TEST(test_python_send_handle_reaches_c_recv_handle),
         TU_TEST(test_c_send_handle_reaches_python_recv_handle),
         TU_TEST(test_python_hands_a_socket_to_c_recv_conn),
+        TU_TEST(test_c_hands_a_conn_to_python_recv_handle),
         TU_TEST(test_handle_calls_on_a_pipe_are_enotsock),
         TU_TEST(test_recv_handle_timeout_eof_and_bad_arguments),
         TU_TEST(test_recv_handle_leaves_a_framed_message_whole),

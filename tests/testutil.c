@@ -3,6 +3,7 @@
 
 #include <mpipc/error.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -96,9 +97,15 @@ int tu_wait_child(pid_t pid, double timeout)
 
 pid_t tu_spawn_python(const char *script, const char *const *args, const int *keep, int nkeep)
 {
+    return tu_spawn_python_as("python3", script, args, keep, nkeep);
+}
+
+pid_t tu_spawn_python_as(const char *python, const char *script, const char *const *args,
+                         const int *keep, int nkeep)
+{
     const char *argv[32];
     int n = 0;
-    argv[n++] = "python3";
+    argv[n++] = python;
     argv[n++] = "-c";
     argv[n++] = script;
     for (int i = 0; args && args[i] && n < 31; i++)
@@ -110,11 +117,137 @@ pid_t tu_spawn_python(const char *script, const char *const *args, const int *ke
         alarm(TU_CHILD_LIFETIME);
         for (int i = 0; i < nkeep; i++)
             fcntl(keep[i], F_SETFD, 0); /* survive the exec */
-        execvp("python3", (char *const *)argv);
+        execvp(python, (char *const *)argv);
         _exit(127);
     }
     assert_true(pid > 0);
     return pid;
+}
+
+/* ---- the interpreters of the interop tests ---------------------------------------------- */
+
+#define TU_PY_PATH_MAX 512
+
+static char tu_py_store[TU_MAX_PYTHONS][TU_PY_PATH_MAX];
+static size_t tu_py_n;
+static bool tu_py_done;
+
+struct tu_py_found {
+    int minor, patch;
+    char path[TU_PY_PATH_MAX];
+};
+
+static void tu_py_add(const char *path)
+{
+    if (tu_py_n < TU_MAX_PYTHONS && strlen(path) < TU_PY_PATH_MAX)
+        strcpy(tu_py_store[tu_py_n++], path);
+}
+
+/* MPIPC_TEST_PYTHONS: the whole list, paths separated by ':'. */
+static void tu_py_from_env(const char *list)
+{
+    while (*list) {
+        size_t len = strcspn(list, ":");
+        if (len > 0 && len < TU_PY_PATH_MAX) {
+            char path[TU_PY_PATH_MAX];
+            memcpy(path, list, len);
+            path[len] = '\0';
+            tu_py_add(path);
+        }
+        list += len;
+        if (*list == ':')
+            list++;
+    }
+}
+
+/* pyenv's versions/X.Y.Z/bin/pythonX.Y for 3.12 and later: the newest
+ * patch release of each X.Y, sorted by minor version. */
+static void tu_py_from_pyenv(void)
+{
+    char root[TU_PY_PATH_MAX];
+    const char *env = getenv("PYENV_ROOT");
+    const char *home = getenv("HOME");
+    if (env && *env)
+        snprintf(root, sizeof root, "%s/versions", env);
+    else if (home && *home)
+        snprintf(root, sizeof root, "%s/.pyenv/versions", home);
+    else
+        snprintf(root, sizeof root, "/root/.pyenv/versions");
+    DIR *d = opendir(root);
+    if (!d && !(env && *env)) {
+        snprintf(root, sizeof root, "/root/.pyenv/versions");
+        d = opendir(root);
+    }
+    if (!d)
+        return;
+    struct tu_py_found found[TU_MAX_PYTHONS];
+    size_t nfound = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int major, minor, patch;
+        char tail;
+        /* Plain releases only: "3.13.0", not "3.13.0t" or "3.14-dev". */
+        if (sscanf(e->d_name, "%d.%d.%d%c", &major, &minor, &patch, &tail) != 3 || major != 3 ||
+            minor < 12)
+            continue;
+        char path[TU_PY_PATH_MAX];
+        int len = snprintf(path, sizeof path, "%s/%s/bin/python%d.%d", root, e->d_name, major,
+                           minor);
+        if (len < 0 || (size_t)len >= sizeof path || access(path, X_OK) != 0)
+            continue;
+        size_t i = 0;
+        while (i < nfound && found[i].minor != minor)
+            i++;
+        if (i == nfound) {
+            if (nfound == TU_MAX_PYTHONS)
+                continue;
+            nfound++;
+        } else if (found[i].patch >= patch) {
+            continue;
+        }
+        found[i].minor = minor;
+        found[i].patch = patch;
+        strcpy(found[i].path, path);
+    }
+    closedir(d);
+    for (size_t i = 0; i < nfound; i++) /* a handful: sort by minor */
+        for (size_t j = i + 1; j < nfound; j++)
+            if (found[j].minor < found[i].minor) {
+                struct tu_py_found t = found[i];
+                found[i] = found[j];
+                found[j] = t;
+            }
+    for (size_t i = 0; i < nfound; i++)
+        tu_py_add(found[i].path);
+}
+
+size_t tu_pythons(const char *out[TU_MAX_PYTHONS])
+{
+    if (!tu_py_done) {
+        const char *env = getenv("MPIPC_TEST_PYTHONS");
+        if (env && *env) {
+            tu_py_from_env(env);
+        } else {
+            tu_py_add("python3");
+            tu_py_from_pyenv();
+        }
+        if (tu_py_n == 0)
+            tu_py_add("python3");
+        tu_py_done = true;
+    }
+    for (size_t i = 0; i < tu_py_n; i++)
+        out[i] = tu_py_store[i];
+    return tu_py_n;
+}
+
+const char *tu_python_at(size_t i)
+{
+    const char *list[TU_MAX_PYTHONS];
+    size_t n = tu_pythons(list);
+    if (i >= n)
+        return NULL;
+    print_message("[  PYTHON  ] %s\n", list[i]);
+    return list[i];
 }
 
 int tu_count_fds(void)

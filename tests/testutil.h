@@ -57,6 +57,37 @@ int tu_poll_child(pid_t pid);
  */
 pid_t tu_spawn_python(const char *script, const char *const *args, const int *keep, int nkeep);
 
+/* tu_spawn_python under the interpreter python: a path, or a name looked up
+ * in PATH ("python3"). */
+pid_t tu_spawn_python_as(const char *python, const char *script, const char *const *args,
+                         const int *keep, int nkeep);
+
+/* Most interpreters tu_pythons lists. */
+#define TU_MAX_PYTHONS 8
+
+/*
+ * The interpreters an interop test runs its Python side under, one way for
+ * every test: "python3" from PATH first, then each CPython 3.12 or later
+ * that pyenv holds ($PYENV_ROOT, else $HOME/.pyenv, else /root/.pyenv:
+ * versions/X.Y.Z/bin/pythonX.Y, executable), oldest first, one per X.Y.
+ * MPIPC_TEST_PYTHONS (paths separated by ':') replaces the whole list.
+ * Fills out[0..TU_MAX_PYTHONS) with strings that live as long as the
+ * process and returns how many (at least 1). Tests that are not about
+ * interop keep to "python3" alone, so the suite's run time stays sane.
+ */
+size_t tu_pythons(const char *out[TU_MAX_PYTHONS]);
+
+/* The i-th interpreter of tu_pythons, or NULL past the last. It names the
+ * interpreter on stdout ("[  PYTHON  ] path"), so a failure that follows
+ * says which interpreter it was under. */
+const char *tu_python_at(size_t i);
+
+/* Run the statement after it once per interpreter, with py naming it:
+ *     TU_FOR_EACH_PYTHON(py) one_case(py);                                */
+#define TU_FOR_EACH_PYTHON(py)                                                                     \
+    for (size_t py##_i_ = 0; py##_i_ < TU_MAX_PYTHONS; py##_i_ = TU_MAX_PYTHONS)                   \
+        for (const char *py; (py = tu_python_at(py##_i_++)) != NULL;)
+
 /*
  * Run `python3 -c script` with in[0..inlen) as its stdin and collect its
  * stdout into *out (malloc'd, *outlen bytes; out may be NULL to discard it),
