@@ -1,7 +1,8 @@
 /*
  * reduction_readahead: handles mixed with messages on an end that reads
  * ahead (the default): a receive that reads past a message onto a handle
- * keeps its descriptor for mp_recv_handle, from C peers and from python3;
+ * keeps its descriptor for mp_recv_handle, from C peers and from python3
+ * (and the 3.12+ interpreters);
  * descriptors on ordinary messages are closed as they arrive; a child
  * forked while a handle is kept does not get it.
  */
@@ -233,20 +234,20 @@ static const char PY_SEND_SEQUENCE[] = "import sys, tempfile\n"
                                        "        c.send_bytes(b'm%d' % i)\n"
                                        "sys.exit(0 if c.recv_bytes() == b'done' else 3)\n";
 
-/* python3 sends handles with reduction.send_handle between conn.send_bytes
- * calls at random places; C, with read-ahead on, gets every one of each. */
-static void test_handles_at_random_places_from_python(void **state)
+/* python3 (and each 3.12+ interpreter) sends handles with
+ * reduction.send_handle between conn.send_bytes calls at random places; C,
+ * with read-ahead on, gets every one of each. */
+static void handles_from_python_case(const char *py, unsigned seed)
 {
-    (void)state;
     char seq[SEQ_LEN + 1];
-    make_sequence(seq, test_seed());
+    make_sequence(seq, seed);
     mp_conn *a, *b;
     assert_int_equal(mp_pipe(&a, &b, true), 0);
     int pyfd = mp_conn_fileno(b);
     char arg[16];
     snprintf(arg, sizeof arg, "%d", pyfd);
     const char *args[] = {arg, seq, NULL};
-    pid_t pid = tu_spawn_python(PY_SEND_SEQUENCE, args, &pyfd, 1);
+    pid_t pid = tu_spawn_python_as(py, PY_SEND_SEQUENCE, args, &pyfd, 1);
     assert_int_equal(mp_conn_poll(a, T_LONG), 1);
     tu_sleep(0.3); /* let the stream pile up: long read-aheads */
     int rc = recv_sequence(a, seq);
@@ -256,6 +257,13 @@ static void test_handles_at_random_places_from_python(void **state)
     TU_ASSERT_STATUS(rc, 0);
     mp_conn_free(a);
     mp_conn_free(b);
+}
+
+static void test_handles_at_random_places_from_python(void **state)
+{
+    (void)state;
+    unsigned seed = test_seed();
+    TU_FOR_EACH_PYTHON(py) handles_from_python_case(py, seed);
 }
 
 /* A message part-way received (its receive timed out) is not at a handle:

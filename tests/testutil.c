@@ -191,8 +191,8 @@ static void tu_py_from_pyenv(void)
             minor < 12)
             continue;
         char path[TU_PY_PATH_MAX];
-        int len = snprintf(path, sizeof path, "%s/%s/bin/python%d.%d", root, e->d_name, major,
-                           minor);
+        int len =
+            snprintf(path, sizeof path, "%s/%s/bin/python%d.%d", root, e->d_name, major, minor);
         if (len < 0 || (size_t)len >= sizeof path || access(path, X_OK) != 0)
             continue;
         size_t i = 0;
