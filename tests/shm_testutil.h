@@ -1,5 +1,5 @@
 /* Helpers of test_shared_memory.c and test_shared_memory_list.c: the
- * python3 interpreters to run against, a Python peer on two pipes, and
+ * Python peer on two pipes (under each interpreter of tu_pythons), and
  * the /dev/shm bookkeeping that checks the suite leaves no block behind. */
 #ifndef MPIPC_TEST_SHM_TESTUTIL_H
 #define MPIPC_TEST_SHM_TESTUTIL_H
@@ -21,20 +21,6 @@
 #include <unistd.h>
 
 #define SHMT_TIMEOUT 30.0
-
-/* The interpreters every interop test runs with: the system python3 and
- * the 3.12+ ones the machine has. */
-static const char *const shmt_pythons[] = {
-    "/usr/bin/python3",
-    "/root/.pyenv/versions/3.12.1/bin/python3.12",
-    "/root/.pyenv/versions/3.13.0/bin/python3.13",
-};
-#define SHMT_NPYTHONS (sizeof shmt_pythons / sizeof shmt_pythons[0])
-
-static inline bool shmt_have(const char *py)
-{
-    return access(py, X_OK) == 0;
-}
 
 /* Every name a test made, C's or Python's: none may remain at the end. */
 static char shmt_names[256][MP_SHARED_MEMORY_NAME_MAX + 1];
@@ -121,7 +107,8 @@ static inline int shmt_group_teardown(void **state)
     return leaked ? -1 : 0;
 }
 
-/* A Python peer: `py -c script args...` with its stdin and stdout on pipes. */
+/* A Python peer: `py -c script args...` with its stdin and stdout on pipes;
+ * py is one of tu_pythons (TU_FOR_EACH_PYTHON). */
 struct shmt_py {
     pid_t pid;
     int in;  /* we write its stdin */
@@ -152,7 +139,7 @@ static inline void shmt_py_start(struct shmt_py *p, const char *py, const char *
         alarm(TU_CHILD_LIFETIME);
         dup2(a[0], 0);
         dup2(b[1], 1);
-        execv(py, (char *const *)argv);
+        execvp(py, (char *const *)argv); /* a path, or "python3" from PATH */
         _exit(127);
     }
     assert_true(pid > 0);

@@ -203,12 +203,10 @@ static const char py_creates[] =
 static void test_shm_python_creates_c_attaches_and_writes(void **state)
 {
     (void)state;
-    for (size_t k = 0; k < SHMT_NPYTHONS; k++) {
-        if (!shmt_have(shmt_pythons[k]))
-            continue;
+    TU_FOR_EACH_PYTHON(interp) {
         struct shmt_py py;
         const char *args[] = {"10000", NULL};
-        shmt_py_start(&py, shmt_pythons[k], py_creates, args);
+        shmt_py_start(&py, interp, py_creates, args);
         char name[300], line[300];
         shmt_py_line(&py, name, sizeof name);
         shmt_note(name);
@@ -242,16 +240,14 @@ static const char py_attaches[] =
 static void test_shm_c_creates_python_attaches_and_writes(void **state)
 {
     (void)state;
-    for (size_t k = 0; k < SHMT_NPYTHONS; k++) {
-        if (!shmt_have(shmt_pythons[k]))
-            continue;
+    TU_FOR_EACH_PYTHON(interp) {
         mp_shared_memory *shm;
         TU_ASSERT_STATUS(mp_shared_memory_create(&shm, NULL, 777, &untracked), 0);
         shmt_note(mp_shared_memory_name(shm));
         memcpy(mp_shared_memory_buf(shm), "from C", 6);
         struct shmt_py py;
         const char *args[] = {mp_shared_memory_name(shm), "777", NULL};
-        shmt_py_start(&py, shmt_pythons[k], py_attaches, args);
+        shmt_py_start(&py, interp, py_attaches, args);
         char line[300];
         shmt_py_line(&py, line, sizeof line);
         assert_string_equal(line, "ok");

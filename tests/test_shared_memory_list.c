@@ -67,14 +67,12 @@ static void test_shareable_list_matches_and_shares_a_list_python_made(void **sta
 {
     (void)state;
     mp_obj *want = values_in_c();
-    for (size_t k = 0; k < SHMT_NPYTHONS; k++) {
-        if (!shmt_have(shmt_pythons[k]))
-            continue;
+    TU_FOR_EACH_PYTHON(interp) {
         struct shmt_py py;
         const char *after = "[1, -2.5, True, None, 'hello', b'by\\x00tes', '', 2**40, False, "
                             "b'12345678', 'x' * 8, 'now str']";
         const char *args[] = {py_values, after, NULL};
-        shmt_py_start(&py, shmt_pythons[k], py_makes_list, args);
+        shmt_py_start(&py, interp, py_makes_list, args);
         char name[300], pyfmt[300], line[300];
         shmt_py_line(&py, name, sizeof name);
         shmt_note(name);
@@ -128,9 +126,7 @@ static const char py_reads_list[] =
 static void test_shareable_list_python_reads_a_list_c_made_and_changed(void **state)
 {
     (void)state;
-    for (size_t k = 0; k < SHMT_NPYTHONS; k++) {
-        if (!shmt_have(shmt_pythons[k]))
-            continue;
+    TU_FOR_EACH_PYTHON(interp) {
         mp_obj *seq = values_in_c();
         mp_shareable_list *l;
         TU_ASSERT_STATUS(mp_shareable_list_create(&l, seq, NULL, &untracked), 0);
@@ -156,7 +152,7 @@ static void test_shareable_list_python_reads_a_list_c_made_and_changed(void **st
                               "['\\u20ac\\u20ac', None, 0.5, -7, b'raw', True, '', 2**40, False, "
                               "b'12345678', 'x' * 8, -1]",
                               fmt, NULL};
-        shmt_py_start(&py, shmt_pythons[k], py_reads_list, args);
+        shmt_py_start(&py, interp, py_reads_list, args);
         char line[300];
         shmt_py_line(&py, line, sizeof line);
         assert_string_equal(line, "ok");
@@ -192,12 +188,10 @@ static void test_shareable_list_sizes_text_by_its_utf8_bytes(void **state)
     shmt_note(mp_shared_memory_name(mp_shareable_list_shm(l)));
     assert_item(l, 0, mp_obj_list_get(seq, 0));
     mp_obj_free(seq);
-    for (size_t k = 0; k < SHMT_NPYTHONS; k++) {
-        if (!shmt_have(shmt_pythons[k]))
-            continue;
+    TU_FOR_EACH_PYTHON(interp) {
         struct shmt_py py;
         const char *args[] = {mp_shared_memory_name(mp_shareable_list_shm(l)), NULL};
-        shmt_py_start(&py, shmt_pythons[k], py_reads_text, args);
+        shmt_py_start(&py, interp, py_reads_text, args);
         char line[300];
         shmt_py_line(&py, line, sizeof line);
         assert_string_equal(line, "ok");
