@@ -750,10 +750,11 @@ static void test_current_and_parent_process_through_generations(void **state)
     mp_process_free(child);
 }
 
-/* Python's own answers, from a python3 that inherits the caller's affinity
- * mask: os.cpu_count() and len(os.sched_getaffinity(0)) (3.13's
- * os.process_cpu_count()). Returns 0, or -1 if python3 did not answer. */
-static int python_cpu_counts(long *cpu, long *usable)
+/* Python's own answers, from the interpreter python, which inherits the
+ * caller's affinity mask: os.cpu_count() and os.process_cpu_count() (3.13+),
+ * or len(os.sched_getaffinity(0)) before 3.13. Returns 0, or -1 if Python
+ * did not answer. */
+static int python_cpu_counts(const char *python, long *cpu, long *usable)
 {
     int fds[2];
     if (pipe(fds) != 0)
@@ -761,10 +762,14 @@ static int python_cpu_counts(long *cpu, long *usable)
     char arg[16];
     snprintf(arg, sizeof arg, "%d", fds[1]);
     const char *args[] = {arg, NULL};
-    pid_t pid = tu_spawn_python("import os, sys\n"
-                                "os.write(int(sys.argv[1]), ('%d %d' % (os.cpu_count(),\n"
-                                "         len(os.sched_getaffinity(0)))).encode())\n",
-                                args, &fds[1], 1);
+    pid_t pid = tu_spawn_python_as(python,
+                                   "import os, sys\n"
+                                   "usable = (os.process_cpu_count()\n"
+                                   "          if hasattr(os, 'process_cpu_count')\n"
+                                   "          else len(os.sched_getaffinity(0)))\n"
+                                   "os.write(int(sys.argv[1]),\n"
+                                   "         ('%d %d' % (os.cpu_count(), usable)).encode())\n",
+                                   args, &fds[1], 1);
     close(fds[1]);
     char buf[64] = {0};
     ssize_t r = read(fds[0], buf, sizeof buf - 1);
@@ -853,16 +858,18 @@ static void test_cpu_count_is_online_cpus(void **state)
     CPU_ZERO(&set);
     assert_int_equal(sched_getaffinity(0, sizeof set, &set), 0);
     assert_int_equal(k, CPU_COUNT(&set));
-    long py_cpu = 0, py_usable = 0;
-    assert_int_equal(python_cpu_counts(&py_cpu, &py_usable), 0);
-    assert_int_equal(n, py_cpu);
-    assert_int_equal(k, py_usable);
+    TU_FOR_EACH_PYTHON(py) {
+        long py_cpu = 0, py_usable = 0;
+        assert_int_equal(python_cpu_counts(py, &py_cpu, &py_usable), 0);
+        assert_int_equal(n, py_cpu);
+        assert_int_equal(k, py_usable);
+    }
 }
 
 /* Bound to one CPU (as `taskset -c N` does), a process counts 1 usable CPU
  * while the system still has them all: Python 3.13's process_cpu_count()
- * against os.cpu_count(), and python3 under the same mask says the same. Runs in a child so the
- * test process keeps its mask. */
+ * against os.cpu_count(), and every interpreter under the same mask says
+ * the same. Runs in a child so the test process keeps its mask. */
 static int pin_and_count(void *arg)
 {
     (void)arg;
@@ -883,12 +890,17 @@ static int pin_and_count(void *arg)
         return 12;
     if (mp_cpu_count() != sysconf(_SC_NPROCESSORS_ONLN))
         return 13;
-    /* Python, started with the same mask, agrees. */
-    long py_cpu = 0, py_usable = 0;
-    if (python_cpu_counts(&py_cpu, &py_usable) != 0)
-        return 14;
-    if (py_usable != 1 || py_cpu != mp_cpu_count())
-        return 15;
+    /* Python, started with the same mask, agrees: each interpreter (3.13's
+     * os.process_cpu_count() is what mp_process_cpu_count() follows). */
+    const char *pys[TU_MAX_PYTHONS];
+    size_t npys = tu_pythons(pys);
+    for (size_t i = 0; i < npys; i++) {
+        long py_cpu = 0, py_usable = 0;
+        if (python_cpu_counts(pys[i], &py_cpu, &py_usable) != 0)
+            return 14;
+        if (py_usable != 1 || py_cpu != mp_cpu_count())
+            return 15;
+    }
     return 0;
 }
 
