@@ -492,8 +492,9 @@ static const char PY_LISTENER[] =
     "assert c.recv_bytes() == b'hello'\n"
     "c.close(); l.close()\n";
 
-/* Start the Python listener; returns its pid and fills its address. */
-static pid_t start_py_listener(const char *fam, char *addr, size_t cap)
+/* Start the Python listener under the interpreter py; returns its pid and
+ * fills its address. */
+static pid_t start_py_listener(const char *py, const char *fam, char *addr, size_t cap)
 {
     int fds[2];
     assert_int_equal(pipe(fds), 0);
@@ -502,7 +503,7 @@ static pid_t start_py_listener(const char *fam, char *addr, size_t cap)
     unlink(path);
     snprintf(report, sizeof report, "%d", fds[1]);
     const char *args[] = {fam, path, KEY, report, NULL};
-    pid_t pid = tu_spawn_python(PY_LISTENER, args, &fds[1], 1);
+    pid_t pid = tu_spawn_python_as(py, PY_LISTENER, args, &fds[1], 1);
     close(fds[1]);
     size_t got = 0;
     ssize_t n;
@@ -514,27 +515,32 @@ static pid_t start_py_listener(const char *fam, char *addr, size_t cap)
     return pid;
 }
 
+/* Under python3 and each 3.12+ interpreter (3.12 changed the handshake). */
 static void test_c_client_joins_a_python_listener(void **state)
 {
     (void)state;
     const char *fams[] = {"unix", "tcp"};
-    for (int i = 0; i < 2; i++) {
-        char addr[256];
-        pid_t pid = start_py_listener(fams[i], addr, sizeof addr);
-        struct client_args a = {addr, KEY, KEYLEN, 0};
-        assert_int_equal(c_client(&a), 0);
-        assert_int_equal(tu_wait_child(pid, T_LONG), 0);
+    TU_FOR_EACH_PYTHON(py) {
+        for (int i = 0; i < 2; i++) {
+            char addr[256];
+            pid_t pid = start_py_listener(py, fams[i], addr, sizeof addr);
+            struct client_args a = {addr, KEY, KEYLEN, 0};
+            assert_int_equal(c_client(&a), 0);
+            assert_int_equal(tu_wait_child(pid, T_LONG), 0);
+        }
     }
 }
 
 static void test_python_listener_refuses_a_wrong_key_and_so_does_the_c_client(void **state)
 {
     (void)state;
-    char addr[256];
-    pid_t pid = start_py_listener("unix", addr, sizeof addr);
-    struct client_args a = {addr, "wrong", 5, MP_EAUTH};
-    assert_int_equal(c_client(&a), 0);
-    assert_int_equal(tu_wait_child(pid, T_LONG), 3); /* Python's AuthenticationError */
+    TU_FOR_EACH_PYTHON(py) {
+        char addr[256];
+        pid_t pid = start_py_listener(py, "unix", addr, sizeof addr);
+        struct client_args a = {addr, "wrong", 5, MP_EAUTH};
+        assert_int_equal(c_client(&a), 0);
+        assert_int_equal(tu_wait_child(pid, T_LONG), 3); /* Python's AuthenticationError */
+    }
 }
 
 static const char PY_CLIENT[] = "import sys\n"
@@ -551,21 +557,25 @@ static const char PY_CLIENT[] = "import sys\n"
                                 "    sys.exit(3)\n"
                                 "m = c.recv_bytes(); c.send_bytes(m[::-1]); c.close()\n";
 
+/* Each interpreter's Client (3.11's answers with HMAC-MD5, 3.12+'s with
+ * "{sha256}") joins under both challenge forms the listener can send. */
 static void test_python_client_joins_a_c_listener_in_both_forms(void **state)
 {
     (void)state;
     const char *addrs[] = {NULL, "tcp:127.0.0.1:0"};
-    for (int i = 0; i < 2; i++) {
-        for (int form = MP_AUTH_SHA256; form <= MP_AUTH_MD5; form++) {
-            mp_listener_opts o = MP_LISTENER_OPTS_INIT;
-            o.challenge = form;
-            mp_listener *l;
-            assert_int_equal(mp_listener_new(&l, addrs[i], KEY, KEYLEN, &o), 0);
-            const char *args[] = {mp_listener_address(l), KEY, NULL};
-            pid_t pid = tu_spawn_python(PY_CLIENT, args, NULL, 0);
-            serve_one(l, 0);
-            assert_int_equal(tu_wait_child(pid, T_LONG), 0);
-            mp_listener_free(l);
+    TU_FOR_EACH_PYTHON(py) {
+        for (int i = 0; i < 2; i++) {
+            for (int form = MP_AUTH_SHA256; form <= MP_AUTH_MD5; form++) {
+                mp_listener_opts o = MP_LISTENER_OPTS_INIT;
+                o.challenge = form;
+                mp_listener *l;
+                assert_int_equal(mp_listener_new(&l, addrs[i], KEY, KEYLEN, &o), 0);
+                const char *args[] = {mp_listener_address(l), KEY, NULL};
+                pid_t pid = tu_spawn_python_as(py, PY_CLIENT, args, NULL, 0);
+                serve_one(l, 0);
+                assert_int_equal(tu_wait_child(pid, T_LONG), 0);
+                mp_listener_free(l);
+            }
         }
     }
 }
@@ -573,14 +583,16 @@ static void test_python_client_joins_a_c_listener_in_both_forms(void **state)
 static void test_python_client_with_a_wrong_key_is_refused_both_ways(void **state)
 {
     (void)state;
-    mp_listener *l;
-    assert_int_equal(mp_listener_new(&l, NULL, KEY, KEYLEN, NULL), 0);
-    const char *args[] = {mp_listener_address(l), "wrong", NULL};
-    pid_t pid = tu_spawn_python(PY_CLIENT, args, NULL, 0);
-    mp_conn *c;
-    TU_ASSERT_STATUS(mp_listener_accept(l, &c, T_LONG), MP_EAUTH);
-    assert_int_equal(tu_wait_child(pid, T_LONG), 3);
-    mp_listener_free(l);
+    TU_FOR_EACH_PYTHON(py) {
+        mp_listener *l;
+        assert_int_equal(mp_listener_new(&l, NULL, KEY, KEYLEN, NULL), 0);
+        const char *args[] = {mp_listener_address(l), "wrong", NULL};
+        pid_t pid = tu_spawn_python_as(py, PY_CLIENT, args, NULL, 0);
+        mp_conn *c;
+        TU_ASSERT_STATUS(mp_listener_accept(l, &c, T_LONG), MP_EAUTH);
+        assert_int_equal(tu_wait_child(pid, T_LONG), 3);
+        mp_listener_free(l);
+    }
 }
 
 /* CPython 3.12's handshake, written out from its specification so it runs
