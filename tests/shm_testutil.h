@@ -108,7 +108,7 @@ static inline int shmt_group_teardown(void **state)
 }
 
 /* A Python peer: `py -c script args...` with its stdin and stdout on pipes;
- * py is one of tu_pythons (TU_FOR_EACH_PYTHON). */
+ * py is one of tu_pythons (tu_python_at). */
 struct shmt_py {
     pid_t pid;
     int in;  /* we write its stdin */

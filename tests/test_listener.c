@@ -520,7 +520,8 @@ static void test_c_client_joins_a_python_listener(void **state)
 {
     (void)state;
     const char *fams[] = {"unix", "tcp"};
-    TU_FOR_EACH_PYTHON(py) {
+    const char *py;
+    for (size_t pyi = 0; (py = tu_python_at(pyi)) != NULL; pyi++) {
         for (int i = 0; i < 2; i++) {
             char addr[256];
             pid_t pid = start_py_listener(py, fams[i], addr, sizeof addr);
@@ -534,7 +535,8 @@ static void test_c_client_joins_a_python_listener(void **state)
 static void test_python_listener_refuses_a_wrong_key_and_so_does_the_c_client(void **state)
 {
     (void)state;
-    TU_FOR_EACH_PYTHON(py) {
+    const char *py;
+    for (size_t pyi = 0; (py = tu_python_at(pyi)) != NULL; pyi++) {
         char addr[256];
         pid_t pid = start_py_listener(py, "unix", addr, sizeof addr);
         struct client_args a = {addr, "wrong", 5, MP_EAUTH};
@@ -563,7 +565,8 @@ static void test_python_client_joins_a_c_listener_in_both_forms(void **state)
 {
     (void)state;
     const char *addrs[] = {NULL, "tcp:127.0.0.1:0"};
-    TU_FOR_EACH_PYTHON(py) {
+    const char *py;
+    for (size_t pyi = 0; (py = tu_python_at(pyi)) != NULL; pyi++) {
         for (int i = 0; i < 2; i++) {
             for (int form = MP_AUTH_SHA256; form <= MP_AUTH_MD5; form++) {
                 mp_listener_opts o = MP_LISTENER_OPTS_INIT;
@@ -583,7 +586,8 @@ static void test_python_client_joins_a_c_listener_in_both_forms(void **state)
 static void test_python_client_with_a_wrong_key_is_refused_both_ways(void **state)
 {
     (void)state;
-    TU_FOR_EACH_PYTHON(py) {
+    const char *py;
+    for (size_t pyi = 0; (py = tu_python_at(pyi)) != NULL; pyi++) {
         mp_listener *l;
         assert_int_equal(mp_listener_new(&l, NULL, KEY, KEYLEN, NULL), 0);
         const char *args[] = {mp_listener_address(l), "wrong", NULL};

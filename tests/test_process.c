@@ -858,7 +858,8 @@ static void test_cpu_count_is_online_cpus(void **state)
     CPU_ZERO(&set);
     assert_int_equal(sched_getaffinity(0, sizeof set, &set), 0);
     assert_int_equal(k, CPU_COUNT(&set));
-    TU_FOR_EACH_PYTHON(py) {
+    const char *py;
+    for (size_t pyi = 0; (py = tu_python_at(pyi)) != NULL; pyi++) {
         long py_cpu = 0, py_usable = 0;
         assert_int_equal(python_cpu_counts(py, &py_cpu, &py_usable), 0);
         assert_int_equal(n, py_cpu);

@@ -127,7 +127,9 @@ static void python_send_handle_case(const char *py)
 static void test_python_send_handle_reaches_c_recv_handle(void **state)
 {
     (void)state;
-    TU_FOR_EACH_PYTHON(py) python_send_handle_case(py);
+    const char *py;
+    for (size_t pyi = 0; (py = tu_python_at(pyi)) != NULL; pyi++)
+        python_send_handle_case(py);
 }
 
 static const char PY_RECV_HANDLE[] = "import os, sys\n"
@@ -162,7 +164,9 @@ static void c_send_handle_case(const char *py)
 static void test_c_send_handle_reaches_python_recv_handle(void **state)
 {
     (void)state;
-    TU_FOR_EACH_PYTHON(py) c_send_handle_case(py);
+    const char *py;
+    for (size_t pyi = 0; (py = tu_python_at(pyi)) != NULL; pyi++)
+        c_send_handle_case(py);
 }
 
 static const char PY_HAND_OVER_SOCKET[] =
@@ -207,7 +211,9 @@ static void python_hands_socket_case(const char *py)
 static void test_python_hands_a_socket_to_c_recv_conn(void **state)
 {
     (void)state;
-    TU_FOR_EACH_PYTHON(py) python_hands_socket_case(py);
+    const char *py;
+    for (size_t pyi = 0; (py = tu_python_at(pyi)) != NULL; pyi++)
+        python_hands_socket_case(py);
 }
 
 static const char PY_TAKE_CONN[] = "import sys\n"
@@ -252,7 +258,9 @@ static void c_hands_conn_case(const char *py)
 static void test_c_hands_a_conn_to_python_recv_handle(void **state)
 {
     (void)state;
-    TU_FOR_EACH_PYTHON(py) c_hands_conn_case(py);
+    const char *py;
+    for (size_t pyi = 0; (py = tu_python_at(pyi)) != NULL; pyi++)
+        c_hands_conn_case(py);
 }
 
 /* ---- refusals ------------------------------------------------------------------------ */

@@ -203,7 +203,8 @@ static const char py_creates[] =
 static void test_shm_python_creates_c_attaches_and_writes(void **state)
 {
     (void)state;
-    TU_FOR_EACH_PYTHON(interp) {
+    const char *interp;
+    for (size_t pyi = 0; (interp = tu_python_at(pyi)) != NULL; pyi++) {
         struct shmt_py py;
         const char *args[] = {"10000", NULL};
         shmt_py_start(&py, interp, py_creates, args);
@@ -240,7 +241,8 @@ static const char py_attaches[] =
 static void test_shm_c_creates_python_attaches_and_writes(void **state)
 {
     (void)state;
-    TU_FOR_EACH_PYTHON(interp) {
+    const char *interp;
+    for (size_t pyi = 0; (interp = tu_python_at(pyi)) != NULL; pyi++) {
         mp_shared_memory *shm;
         TU_ASSERT_STATUS(mp_shared_memory_create(&shm, NULL, 777, &untracked), 0);
         shmt_note(mp_shared_memory_name(shm));

@@ -67,7 +67,8 @@ static void test_shareable_list_matches_and_shares_a_list_python_made(void **sta
 {
     (void)state;
     mp_obj *want = values_in_c();
-    TU_FOR_EACH_PYTHON(interp) {
+    const char *interp;
+    for (size_t pyi = 0; (interp = tu_python_at(pyi)) != NULL; pyi++) {
         struct shmt_py py;
         const char *after = "[1, -2.5, True, None, 'hello', b'by\\x00tes', '', 2**40, False, "
                             "b'12345678', 'x' * 8, 'now str']";
@@ -126,7 +127,8 @@ static const char py_reads_list[] =
 static void test_shareable_list_python_reads_a_list_c_made_and_changed(void **state)
 {
     (void)state;
-    TU_FOR_EACH_PYTHON(interp) {
+    const char *interp;
+    for (size_t pyi = 0; (interp = tu_python_at(pyi)) != NULL; pyi++) {
         mp_obj *seq = values_in_c();
         mp_shareable_list *l;
         TU_ASSERT_STATUS(mp_shareable_list_create(&l, seq, NULL, &untracked), 0);
@@ -188,7 +190,8 @@ static void test_shareable_list_sizes_text_by_its_utf8_bytes(void **state)
     shmt_note(mp_shared_memory_name(mp_shareable_list_shm(l)));
     assert_item(l, 0, mp_obj_list_get(seq, 0));
     mp_obj_free(seq);
-    TU_FOR_EACH_PYTHON(interp) {
+    const char *interp;
+    for (size_t pyi = 0; (interp = tu_python_at(pyi)) != NULL; pyi++) {
         struct shmt_py py;
         const char *args[] = {mp_shared_memory_name(mp_shareable_list_shm(l)), NULL};
         shmt_py_start(&py, interp, py_reads_text, args);

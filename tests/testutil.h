@@ -79,14 +79,11 @@ size_t tu_pythons(const char *out[TU_MAX_PYTHONS]);
 
 /* The i-th interpreter of tu_pythons, or NULL past the last. It names the
  * interpreter on stdout ("[  PYTHON  ] path"), so a failure that follows
- * says which interpreter it was under. */
+ * says which interpreter it was under. The loop of an interop test:
+ *     const char *py;
+ *     for (size_t pyi = 0; (py = tu_python_at(pyi)) != NULL; pyi++)
+ *         one_case(py);                                                      */
 const char *tu_python_at(size_t i);
-
-/* Run the statement after it once per interpreter, with py naming it:
- *     TU_FOR_EACH_PYTHON(py) one_case(py);                                */
-#define TU_FOR_EACH_PYTHON(py)                                                                     \
-    for (size_t py##_i_ = 0; py##_i_ < TU_MAX_PYTHONS; py##_i_ = TU_MAX_PYTHONS)                   \
-        for (const char *py; (py = tu_python_at(py##_i_++)) != NULL;)
 
 /*
  * Run `python3 -c script` with in[0..inlen) as its stdin and collect its
