@@ -141,6 +141,16 @@ void mp__exit_hook_remove(int id);
 int mp__process_sentinel_fd(void);
 
 /*
+ * Fork handlers of the library that take locks. They run from the process
+ * module's own pthread_atfork handlers, after its mutex in prepare (parent
+ * and child handlers in the reverse order), so every fork - mp_process_start's,
+ * which holds that mutex across fork(), or any other - takes the library's
+ * locks in one order. Call once per module (from its pthread_once); any of
+ * the three may be NULL. Returns 0, or -ENOMEM beyond the table's 8 entries.
+ */
+int mp__atfork_register(void (*prepare)(void), void (*parent)(void), void (*child)(void));
+
+/*
  * The calling thread's failure message (error.h, mp_errmsg). mp__err records
  * code with a printf-formatted message and returns code, so a failing site
  * reads `return mp__err(MP_EPROTO, "... (offset %zu)", off);`. The record is

@@ -85,14 +85,35 @@ static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
 
 /* ---- fork and exit plumbing ----------------------------------------------- */
 
+/*
+ * The library's other fork handlers that take locks (mp__atfork_register)
+ * run from these, after mu in prepare: mp_process_start holds mu across
+ * fork() (so no other fork inherits a sentinel being made), and a handler
+ * pthread_atfork ran on its own would take its locks before mu in a plain
+ * fork but after it in mp_process_start's - a lock-order inversion between
+ * two threads forking at once. Here every fork takes mu first, then the
+ * registered handlers' locks in registration order.
+ */
+#define PROCESS_ATFORK_MAX 8
+static struct {
+    void (*prepare)(void), (*parent)(void), (*child)(void);
+} atforks[PROCESS_ATFORK_MAX];
+static size_t natforks; /* under mu */
+
 static void process_atfork_prepare(void)
 {
     if (!in_spawn)
         pthread_mutex_lock(&mu);
+    for (size_t i = 0; i < natforks; i++)
+        if (atforks[i].prepare)
+            atforks[i].prepare();
 }
 
 static void process_atfork_parent(void)
 {
+    for (size_t i = natforks; i-- > 0;)
+        if (atforks[i].parent)
+            atforks[i].parent();
     if (!in_spawn)
         pthread_mutex_unlock(&mu);
 }
@@ -104,8 +125,10 @@ static void process_atfork_child(void)
      * they belong to the parent: drop the lists without freeing entries the
      * parent's handles still point to (hook entries are the library's own,
      * so those are freed). */
-    /* Re-initialised, not assigned: ThreadSanitizer has to see it. */
-    (void)pthread_mutex_init(&mu, NULL);
+    /* The forking thread - this one - took mu in prepare (or holds it
+     * across mp_process_start's fork): released as the lock it is, so that
+     * ThreadSanitizer's lock-order graph does not go on counting it held. */
+    (void)pthread_mutex_unlock(&mu);
     registry = NULL;
     cur_sentinel = -1; /* mp_process_start sets it in the child it made */
     while (hooks) {
@@ -114,6 +137,9 @@ static void process_atfork_child(void)
         free(h);
     }
     exiting = false;
+    for (size_t i = natforks; i-- > 0;)
+        if (atforks[i].child)
+            atforks[i].child();
 }
 
 static void process_exit_procedure(void);
@@ -127,6 +153,22 @@ static void process_setup(void)
 static void process_ensure_setup(void)
 {
     (void)pthread_once(&setup_once, process_setup);
+}
+
+int mp__atfork_register(void (*prepare)(void), void (*parent)(void), void (*child)(void))
+{
+    process_ensure_setup();
+    pthread_mutex_lock(&mu);
+    int rc = -ENOMEM;
+    if (natforks < PROCESS_ATFORK_MAX) {
+        atforks[natforks].prepare = prepare;
+        atforks[natforks].parent = parent;
+        atforks[natforks].child = child;
+        natforks++;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&mu);
+    return rc;
 }
 
 /* Run the hooks of one priority group, newest first. Each is taken off the

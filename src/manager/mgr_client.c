@@ -82,7 +82,7 @@ static void client_atfork_child(void)
 
 static void client_reg_setup(void)
 {
-    (void)pthread_atfork(client_atfork_prepare, client_atfork_parent, client_atfork_child);
+    (void)mp__atfork_register(client_atfork_prepare, client_atfork_parent, client_atfork_child);
 }
 
 /* ---- a handle's life ------------------------------------------------------------ */

@@ -280,15 +280,16 @@ static void fs_atfork_parent(void)
 
 static void fs_atfork_child(void)
 {
-    /* Re-initialised, not unlocked: ThreadSanitizer has to see it. */
-    (void)pthread_mutex_init(&fs_mu, NULL);
+    /* This thread took fs_mu in prepare: released as the lock it is, so
+     * that ThreadSanitizer's lock-order graph does not count it held. */
+    (void)pthread_mutex_unlock(&fs_mu);
 }
 
 static pthread_once_t fs_once = PTHREAD_ONCE_INIT;
 
 static void fs_setup(void)
 {
-    (void)pthread_atfork(fs_atfork_prepare, fs_atfork_parent, fs_atfork_child);
+    (void)mp__atfork_register(fs_atfork_prepare, fs_atfork_parent, fs_atfork_child);
 }
 
 /* Fork a server; install it unless another thread did meanwhile. */
