@@ -114,6 +114,7 @@
 #define MPIPC_POOL_H
 
 #include <mpipc/common.h>
+#include <mpipc/context.h>
 #include <mpipc/error.h>
 #include <mpipc/obj.h>
 
@@ -146,17 +147,34 @@ typedef struct mp_imap mp_imap;
  * initarg:          passed to initializer.
  * maxtasksperchild: 0 for no limit, or the number of tasks (chunks) after
  *                   which a worker exits and is replaced by a fresh one.
+ * ctx:              the start method (Python's Pool(context=...)), from
+ *                   mp_context_get(); NULL for the default. What each
+ *                   method means for the pool's workers:
+ *
+ *   ctx         the workers                      what they see
+ *   ----------  -------------------------------  ----------------------------
+ *   NULL,       forked by the pool's own         everything the caller had
+ *   fork,       single-threaded fork server,     at mp_pool_new (memory,
+ *   forkserver  itself forked by mp_pool_new     handles, function pointers)
+ *               (never from the pool's threads)
+ *   spawn       not supported yet: mp_pool_new returns -ENOTSUP
+ *
+ *                   The process-wide server of mp_forkserver_start() is not
+ *                   used by the pool yet: under "forkserver" the workers come
+ *                   from the pool's own server, forked at mp_pool_new, so
+ *                   they see the caller's memory as it was then.
  */
 typedef struct mp_pool_opts {
     int processes;
     void (*initializer)(void *initarg);
     void *initarg;
     int maxtasksperchild;
+    const mp_context *ctx;
 } mp_pool_opts;
 
 #define MP_POOL_OPTS_INIT                                                                          \
     {                                                                                              \
-        0, NULL, NULL, 0                                                                           \
+        0, NULL, NULL, 0, NULL                                                                     \
     }
 
 /* ---- task functions (run in a worker) ----------------------------------- */
@@ -269,7 +287,8 @@ typedef struct mp_callbacks {
  * threads, and returns once every worker has started and connected back
  * (before the initializers run, so a slow initializer does not delay it).
  * Returns 0; MP_EVALUE for processes < 0 or maxtasksperchild < 0 (Python's
- * ValueError for a non-positive number); -EINVAL for a NULL out; MP_ESTATE
+ * ValueError for a non-positive number); -ENOTSUP (with a message) for the
+ * spawn method, which the pool does not support yet; -EINVAL for a NULL out; MP_ESTATE
  * in a daemon process (a pool worker, say), which may not have children;
  * -errno (-EAGAIN, -ENOMEM, -EMFILE) if a process, a socket or a thread
  * cannot be made - then no process is left running and *out is NULL.

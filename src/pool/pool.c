@@ -116,6 +116,11 @@ static int pool_resolve_opts(const mp_pool_opts *opts, mp_pool_opts *o)
     *o = opts ? *opts : defaults;
     if (o->processes < 0 || o->maxtasksperchild < 0)
         return MP_EVALUE;
+    /* fork and forkserver: the pool's own fork server (pool.h); spawn
+     * would need workers that find their tasks by name. */
+    const char *method = o->ctx ? mp_context_start_method(o->ctx) : NULL;
+    if (method && strcmp(method, "fork") != 0 && strcmp(method, "forkserver") != 0)
+        return mp__err(-ENOTSUP, "the pool does not support the %s start method yet", method);
     if (o->processes == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         o->processes = n > 0 ? (n > 4096 ? 4096 : (int)n) : 1;
