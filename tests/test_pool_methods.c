@@ -1,7 +1,8 @@
 /*
  * pool: the core calls (map, apply_async, imap, a worker killed mid-task)
- * under each start method the pool allows (mp_pool_opts.ctx: fork,
- * forkserver), and spawn refused with a named error that leaves nothing.
+ * under each start method the pool allows (mp_pool_opts.ctx: fork, and
+ * forkserver, whose pool server is a child of the shared fork server), what
+ * each method's workers see, and spawn refused with a named error.
  */
 #include "pool_testutil.h"
 
@@ -10,6 +11,7 @@
 #include <mpipc/process.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -154,6 +156,60 @@ static void check_worker_killed(const char *method)
     close_join_free(p);
 }
 
+/* terminate fails what is not done with MP_ETERMINATED, and join returns. */
+static void check_terminate(const char *method)
+{
+    mp_pool *p = methods_pool(method, 2);
+    mp_obj *args = tuple2(mp_obj_int(3), mp_obj_float(30.0));
+    mp_result *r = NULL;
+    TU_ASSERT_STATUS(mp_pool_apply_async(p, sqr, args, NULL, &r), 0);
+    mp_obj_free(args);
+    TU_ASSERT_STATUS(mp_pool_terminate(p), 0);
+    TU_ASSERT_STATUS(mp_result_get(r, NULL, NULL, T_LONG), MP_ETERMINATED);
+    mp_result_free(r);
+    TU_ASSERT_STATUS(mp_pool_join(p, T_LONG), 0);
+    mp_pool_free(p);
+}
+
+/* The initializer runs in each worker with its initarg (under forkserver:
+ * data that existed when the shared server started, like this static). */
+static int64_t init_seen;
+static const int64_t init_value = 1234;
+
+static void set_init_seen(void *arg)
+{
+    init_seen = *(const int64_t *)arg;
+}
+
+static int read_init_seen(const mp_obj *args, mp_obj **result)
+{
+    (void)args;
+    *result = mp_obj_int(init_seen);
+    return 0;
+}
+
+static void check_initializer(const char *method)
+{
+    const mp_context *ctx = NULL;
+    TU_ASSERT_STATUS(mp_context_get(&ctx, method), 0);
+    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    o.processes = 2;
+    o.initializer = set_init_seen;
+    o.initarg = (void *)&init_value;
+    o.ctx = ctx;
+    mp_pool *p = NULL;
+    TU_ASSERT_STATUS(mp_pool_new(&p, &o), 0);
+    mp_obj *items = int_list(0, 10);
+    mp_obj *res = NULL;
+    TU_ASSERT_STATUS(mp_pool_map(p, read_init_seen, items, 1, &res, NULL, T_LONG), 0);
+    for (size_t i = 0; i < 10; i++)
+        assert_int_equal(as_int(mp_obj_list_get(res, i)), 1234);
+    assert_int_equal(init_seen, 0); /* not run here */
+    mp_obj_free(res);
+    mp_obj_free(items);
+    close_join_free(p);
+}
+
 #define METHOD_TESTS(m)                                                                            \
     static void test_##m##_map(void **state)                                                       \
     {                                                                                              \
@@ -174,13 +230,24 @@ static void check_worker_killed(const char *method)
     {                                                                                              \
         (void)state;                                                                               \
         check_worker_killed(#m);                                                                   \
+    }                                                                                              \
+    static void test_##m##_terminate_fails_what_is_not_done(void **state)                          \
+    {                                                                                              \
+        (void)state;                                                                               \
+        check_terminate(#m);                                                                       \
+    }                                                                                              \
+    static void test_##m##_initializer_runs_in_each_worker(void **state)                           \
+    {                                                                                              \
+        (void)state;                                                                               \
+        check_initializer(#m);                                                                     \
     }
 
 METHOD_TESTS(fork)
 METHOD_TESTS(forkserver)
 
-/* Under each method the workers see the caller's memory as it was at
- * mp_pool_new (pool.h's table), not later changes. */
+/* What the workers see of the caller's memory (pool.h's table): under fork
+ * the memory as it was at mp_pool_new; under forkserver as it was when the
+ * shared server started (main), not what the caller set later. */
 static int64_t seen_global = 1;
 
 static int read_global(const mp_obj *args, mp_obj **result)
@@ -190,31 +257,64 @@ static int read_global(const mp_obj *args, mp_obj **result)
     return 0;
 }
 
-static void check_sees_memory_at_new(const char *method)
+static void check_sees_memory(const char *method, int64_t expect)
 {
     seen_global = 42;
     mp_pool *p = methods_pool(method, 1);
-    seen_global = 7; /* after the pool exists: not the workers' */
+    seen_global = 7; /* after the pool exists: no method's workers see it */
     mp_obj *args = mp_obj_tuple_new();
     mp_obj *v = NULL;
     TU_ASSERT_STATUS(mp_pool_apply(p, read_global, args, &v, NULL, T_LONG), 0);
-    assert_int_equal(as_int(v), 42);
+    seen_global = 1;
+    assert_int_equal(as_int(v), expect);
     mp_obj_free(v);
     mp_obj_free(args);
     close_join_free(p);
-    seen_global = 1;
 }
 
 static void test_fork_workers_see_memory_as_at_pool_new(void **state)
 {
     (void)state;
-    check_sees_memory_at_new("fork");
+    check_sees_memory("fork", 42);
 }
 
-static void test_forkserver_workers_see_memory_as_at_pool_new(void **state)
+static void test_forkserver_workers_see_memory_as_at_server_start(void **state)
 {
     (void)state;
-    check_sees_memory_at_new("forkserver");
+    check_sees_memory("forkserver", 1);
+}
+
+/* The forkserver pool's workers are not the caller's children nor forked
+ * from it: they work while the caller runs threads of its own. */
+static void *spin(void *arg)
+{
+    volatile int *stop = arg;
+    while (!*stop)
+        tu_sleep(0.001);
+    return NULL;
+}
+
+static void test_forkserver_pool_from_a_threaded_caller(void **state)
+{
+    (void)state;
+    volatile int stop = 0;
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, spin, (void *)&stop), 0);
+    ssize_t kids = mp_process_active_children(NULL, 0);
+    mp_pool *p = methods_pool("forkserver", 2);
+    /* The pool's server is the one child it adds; the workers are its. */
+    assert_int_equal(mp_process_active_children(NULL, 0), kids + 1);
+    stop = 1;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    mp_obj *items = int_list(0, 30);
+    mp_obj *res = NULL;
+    TU_ASSERT_STATUS(mp_pool_map(p, sqr, items, 1, &res, NULL, T_LONG), 0);
+    assert_int_equal(as_int(mp_obj_list_get(res, 29)), 29 * 29);
+    mp_obj_free(res);
+    mp_obj_free(items);
+    close_join_free(p);
 }
 
 /* spawn: -ENOTSUP with a message naming the method; *out NULL and no
@@ -248,12 +348,17 @@ int main(int argc, char **argv)
         TU_TEST(test_fork_apply_async_runs_in_the_workers),
         TU_TEST(test_fork_imap_in_order),
         TU_TEST(test_fork_worker_killed_mid_task_fails_only_that_task),
+        TU_TEST(test_fork_terminate_fails_what_is_not_done),
+        TU_TEST(test_fork_initializer_runs_in_each_worker),
         TU_TEST(test_forkserver_map),
         TU_TEST(test_forkserver_apply_async_runs_in_the_workers),
         TU_TEST(test_forkserver_imap_in_order),
         TU_TEST(test_forkserver_worker_killed_mid_task_fails_only_that_task),
+        TU_TEST(test_forkserver_terminate_fails_what_is_not_done),
+        TU_TEST(test_forkserver_initializer_runs_in_each_worker),
         TU_TEST(test_fork_workers_see_memory_as_at_pool_new),
-        TU_TEST(test_forkserver_workers_see_memory_as_at_pool_new),
+        TU_TEST(test_forkserver_workers_see_memory_as_at_server_start),
+        TU_TEST(test_forkserver_pool_from_a_threaded_caller),
         TU_TEST(test_spawn_is_refused_with_a_named_error_and_leaves_nothing),
     };
     pool_test_start();
