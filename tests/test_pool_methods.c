@@ -317,6 +317,60 @@ static void test_forkserver_pool_from_a_threaded_caller(void **state)
     close_join_free(p);
 }
 
+/* A process that makes a forkserver pool, sends its workers' pids on the
+ * pipe's write end (arg) and waits to be killed. */
+static int owner_with_pool(void *arg)
+{
+    int wfd = *(int *)arg;
+    const mp_context *ctx = NULL;
+    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    o.processes = 2;
+    if (mp_context_get(&ctx, "forkserver") < 0)
+        return 2;
+    o.ctx = ctx;
+    mp_pool *p = NULL;
+    if (mp_pool_new(&p, &o) < 0)
+        return 3;
+    pid_t pids[2];
+    if (mp_pool_pids(p, pids, 2) != 2 || write(wfd, pids, sizeof pids) != (ssize_t)sizeof pids)
+        return 4;
+    for (;;)
+        tu_sleep(1.0);
+}
+
+/* The owner killed by SIGKILL (no exit procedure): its pool's server,
+ * a child of the shared server, sees its control connection close and
+ * ends the workers, as the default pool's server does. */
+static void test_forkserver_pool_workers_end_when_the_owner_is_killed(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t owner = tu_fork(owner_with_pool, &fds[1]);
+    close(fds[1]);
+    pid_t pids[2];
+    size_t got = 0;
+    double end = tu_now() + T_LONG;
+    while (got < sizeof pids && tu_now() < end) {
+        ssize_t r = read(fds[0], (char *)pids + got, sizeof pids - got);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fds[0]);
+    if (got != sizeof pids)
+        kill(owner, SIGKILL);
+    assert_int_equal(got, sizeof pids);
+    assert_int_equal(kill(owner, SIGKILL), 0);
+    assert_int_equal(tu_wait_child(owner, T_LONG), -SIGKILL);
+    for (int i = 0; i < 2; i++) {
+        end = tu_now() + T_LONG;
+        while (kill(pids[i], 0) == 0 && tu_now() < end)
+            tu_sleep(0.01);
+        assert_int_equal(kill(pids[i], 0), -1); /* gone (and reaped) */
+    }
+}
+
 /* spawn: -ENOTSUP with a message naming the method; *out NULL and no
  * process left behind. */
 static void test_spawn_is_refused_with_a_named_error_and_leaves_nothing(void **state)
@@ -359,6 +413,7 @@ int main(int argc, char **argv)
         TU_TEST(test_fork_workers_see_memory_as_at_pool_new),
         TU_TEST(test_forkserver_workers_see_memory_as_at_server_start),
         TU_TEST(test_forkserver_pool_from_a_threaded_caller),
+        TU_TEST(test_forkserver_pool_workers_end_when_the_owner_is_killed),
         TU_TEST(test_spawn_is_refused_with_a_named_error_and_leaves_nothing),
     };
     pool_test_start();
