@@ -114,6 +114,7 @@
 #define MPIPC_POOL_H
 
 #include <mpipc/common.h>
+#include <mpipc/context.h>
 #include <mpipc/error.h>
 #include <mpipc/obj.h>
 
@@ -146,17 +147,40 @@ typedef struct mp_imap mp_imap;
  * initarg:          passed to initializer.
  * maxtasksperchild: 0 for no limit, or the number of tasks (chunks) after
  *                   which a worker exits and is replaced by a fresh one.
+ * ctx:              the start method (Python's Pool(context=...)), from
+ *                   mp_context_get(); NULL for the default. What each
+ *                   method means for the pool's workers:
+ *
+ *   ctx         the workers                      what they see
+ *   ----------  -------------------------------  ----------------------------
+ *   NULL, fork  forked by the pool's own         everything the caller had
+ *               single-threaded server, itself   at mp_pool_new (memory,
+ *               forked by mp_pool_new from the   handles, function pointers)
+ *               calling thread
+ *   forkserver  forked by the pool's own         the program as it was when
+ *               server, itself a child of the    the shared server started
+ *               shared fork server               (mpipc/context.h): function
+ *               (mp_forkserver_start(); on       pointers, global data; so
+ *               first use if not yet started):   initarg must point at data
+ *               nothing is forked from the       that existed then (a static,
+ *               caller, whatever its threads     say), not at the heap
+ *   spawn       not supported yet: mp_pool_new returns -ENOTSUP
+ *
+ *                   Under every method no process is ever forked from the
+ *                   pool's own threads, and tasks, results and worker
+ *                   deaths behave the same.
  */
 typedef struct mp_pool_opts {
     int processes;
     void (*initializer)(void *initarg);
     void *initarg;
     int maxtasksperchild;
+    const mp_context *ctx;
 } mp_pool_opts;
 
 #define MP_POOL_OPTS_INIT                                                                          \
     {                                                                                              \
-        0, NULL, NULL, 0                                                                           \
+        0, NULL, NULL, 0, NULL                                                                     \
     }
 
 /* ---- task functions (run in a worker) ----------------------------------- */
@@ -265,12 +289,17 @@ typedef struct mp_callbacks {
  * out:   receives the pool.
  * opts:  NULL for the defaults, or options made from MP_POOL_OPTS_INIT.
  *
- * Forks the fork server from the calling thread, starts the pool's two
- * threads, and returns once every worker has started and connected back
- * (before the initializers run, so a slow initializer does not delay it).
+ * Forks the pool's fork server from the calling thread (under the
+ * forkserver method: starts it through the shared fork server), starts the
+ * pool's two threads, and returns once every worker has started and
+ * connected back (before the initializers run, so a slow initializer does
+ * not delay it).
  * Returns 0; MP_EVALUE for processes < 0 or maxtasksperchild < 0 (Python's
- * ValueError for a non-positive number); -EINVAL for a NULL out; MP_ESTATE
- * in a daemon process (a pool worker, say), which may not have children;
+ * ValueError for a non-positive number); -ENOTSUP (with a message) for the
+ * spawn method, which the pool does not support yet; under forkserver, the
+ * codes of mp_process_start() for starting the pool's server; -EINVAL for
+ * a NULL out; MP_ESTATE in a daemon process (a pool worker, say), which
+ * may not have children;
  * -errno (-EAGAIN, -ENOMEM, -EMFILE) if a process, a socket or a thread
  * cannot be made - then no process is left running and *out is NULL.
  * Ownership: free with mp_pool_free().

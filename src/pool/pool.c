@@ -93,7 +93,12 @@ static void pool_release(mp_pool *p, bool ours)
     mp_conn_free(p->zctl);
     mp_listener_free(p->lis); /* only the creator removes its file */
     free(p->lis_addr);
-    mp__shm_free(p->slots); /* in a child: not ours, a no-op */
+    if (p->slots_fd >= 0) {
+        mp__shm_unmap(p->slots, (size_t)p->nproc * sizeof(struct slot));
+        mp__close(p->slots_fd);
+    } else {
+        mp__shm_free(p->slots); /* in a child: not ours, a no-op */
+    }
     if (p->notify[0] >= 0)
         mp__close(p->notify[0]);
     if (p->notify[1] >= 0)
@@ -116,6 +121,11 @@ static int pool_resolve_opts(const mp_pool_opts *opts, mp_pool_opts *o)
     *o = opts ? *opts : defaults;
     if (o->processes < 0 || o->maxtasksperchild < 0)
         return MP_EVALUE;
+    /* fork and forkserver: the pool's own fork server (pool.h); spawn
+     * would need workers that find their tasks by name. */
+    const char *method = o->ctx ? mp_context_start_method(o->ctx) : NULL;
+    if (method && strcmp(method, "fork") != 0 && strcmp(method, "forkserver") != 0)
+        return mp__err(-ENOTSUP, "the pool does not support the %s start method yet", method);
     if (o->processes == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         o->processes = n > 0 ? (n > 4096 ? 4096 : (int)n) : 1;
@@ -135,6 +145,7 @@ static int pool_alloc(mp_pool **out, const mp_pool_opts *o)
     if (!p)
         return -ENOMEM;
     p->notify[0] = p->notify[1] = -1;
+    p->slots_fd = -1;
     MP__LIST_INIT(&p->pending, struct mp_result, pnode);
     MP__LIST_INIT(&p->cache, struct mp_result, cnode);
     if (pthread_mutex_init(&p->mu, NULL) != 0)
@@ -161,8 +172,20 @@ static int pool_alloc(mp_pool **out, const mp_pool_opts *o)
         p->w[i].idx = i;
     }
     void *m = NULL;
-    if ((rc = mp__shm_alloc(&m, (size_t)p->nproc * sizeof(struct slot))) < 0)
+    size_t size = (size_t)p->nproc * sizeof(struct slot);
+    const char *method = o->ctx ? mp_context_start_method(o->ctx) : NULL;
+    if (method && strcmp(method, "forkserver") == 0) {
+        /* The pool's server is not our fork: it maps the slots' file. */
+        p->fs_ctx = o->ctx;
+        if ((rc = mp__anon_file("mpipc-pool")) < 0)
+            return rc;
+        p->slots_fd = rc;
+        if ((rc = mp__truncate(p->slots_fd, size)) < 0 ||
+            (rc = mp__shm_map_fd(&m, p->slots_fd, size)) < 0)
+            return rc;
+    } else if ((rc = mp__shm_alloc(&m, size)) < 0) {
         return rc;
+    }
     p->slots = m;
     if ((rc = mp__pipe(p->notify)) < 0)
         p->notify[0] = p->notify[1] = -1;
@@ -194,6 +217,12 @@ static int pool_start_forkserver(mp_pool *p)
         return -ENOMEM;
     if ((rc = mp_pipe(&p->zctl, &p->zctl_child, true)) < 0)
         return rc;
+    if (p->fs_ctx) {
+        rc = mp__pool_forkserver_start_shared(p, p->fs_ctx);
+        mp_conn_free(p->zctl_child);
+        p->zctl_child = NULL;
+        return rc;
+    }
     if ((rc = mp_process_new(&p->zygote, mp__pool_forkserver_main, p)) < 0)
         return rc;
     char zname[48];

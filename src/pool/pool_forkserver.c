@@ -12,8 +12,16 @@
  * survive it, and user code might not either). Workers are its children:
  * it reaps them and tells the pool each one's exit code; they connect back
  * to the pool through its private listener.
+ *
+ * Under the forkserver method (mp_pool_opts.ctx) the pool's server is not
+ * forked from the pool's creator but started as a child of the process's
+ * shared fork server (process/forkserver.c), under the target name
+ * "mp__pool_server": it rebuilds the part of the pool it needs from its
+ * arguments and inherited descriptors, then serves as above.
  */
 #include "pool/pool_impl.h"
+
+#include "core/shm.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -177,8 +185,10 @@ int mp__pool_forkserver_main(void *arg)
     p->zctl = NULL;
     mp_listener_free(p->lis);
     p->lis = NULL;
-    mp__close(p->notify[0]);
-    mp__close(p->notify[1]);
+    if (p->notify[0] >= 0)
+        mp__close(p->notify[0]);
+    if (p->notify[1] >= 0)
+        mp__close(p->notify[1]);
     size_t cap = (size_t)p->nproc + 1;
     fs.procs = calloc((size_t)p->nproc, sizeof *fs.procs);
     fs.ks = calloc((size_t)p->nproc, sizeof *fs.ks);
@@ -203,4 +213,105 @@ int mp__pool_forkserver_main(void *arg)
     free(owner);
     mp_conn_free(fs.ctl);
     return code;
+}
+
+/* ---- the pool's server under the shared fork server ------------------------------- */
+
+/* The server's arguments: (processes, maxtasksperchild, initializer,
+ * initarg, listener address, authkey); inherited: conn 0 its end to the
+ * pool, fd 1 the slots' file. The two addresses are this program's own:
+ * the shared server is a fork of it. */
+static int pool_fs_shared_main(const mp_obj *args)
+{
+    int64_t v[4];
+    const char *addr;
+    const unsigned char *key;
+    size_t key_len;
+    mp_conn *ctl = NULL;
+    for (size_t i = 0; i < 4; i++)
+        if (mp_obj_get_int(mp_obj_list_get(args, i), &v[i]) < 0)
+            return 1;
+    if (mp_obj_get_str(mp_obj_list_get(args, 4), &addr, NULL) < 0 ||
+        mp_obj_get_bytes(mp_obj_list_get(args, 5), &key, &key_len) < 0 || v[0] <= 0 ||
+        v[0] > 4096 || key_len != sizeof((mp_pool *)0)->authkey ||
+        mp_process_inherited_conn(&ctl, 0) < 0)
+        return 1;
+    int fd = mp_process_inherited_fd(1);
+    mp_pool *p = calloc(1, sizeof *p);
+    int code = 1;
+    if (!p || fd < 0)
+        goto out;
+    p->notify[0] = p->notify[1] = -1;
+    p->slots_fd = -1;
+    p->nproc = (int)v[0];
+    p->maxtasks = (int)v[1];
+    p->init = (void (*)(void *))(uintptr_t)(uint64_t)v[2];
+    p->initarg = (void *)(uintptr_t)(uint64_t)v[3];
+    memcpy(p->authkey, key, key_len);
+    p->lis_addr = strdup(addr);
+    p->w = calloc((size_t)p->nproc, sizeof *p->w);
+    void *m = NULL;
+    if (!p->lis_addr || !p->w || mp__shm_map_fd(&m, fd, (size_t)p->nproc * sizeof(struct slot)) < 0)
+        goto out;
+    p->slots = m;
+    for (int i = 0; i < p->nproc; i++) {
+        p->w[i].pool = p;
+        p->w[i].idx = i;
+    }
+    p->zctl_child = ctl;
+    ctl = NULL; /* mp__pool_forkserver_main frees it */
+    code = mp__pool_forkserver_main(p);
+out:
+    mp_conn_free(ctl);
+    if (p) {
+        if (p->slots)
+            mp__shm_unmap(p->slots, (size_t)p->nproc * sizeof(struct slot));
+        free(p->w);
+        free(p->lis_addr);
+        mp__wipe(p->authkey, sizeof p->authkey);
+    }
+    free(p);
+    return code;
+}
+
+/* Registered at load, so the shared server (a fork of this program) and
+ * its children find it whenever the server was started. */
+__attribute__((constructor)) static void pool_fs_register(void)
+{
+    (void)mp_target_register("mp__pool_server", pool_fs_shared_main);
+}
+
+/*
+ * Start the pool's server as a child of the shared fork server (ctx: the
+ * forkserver method). p has its listener, authkey, slots' file and control
+ * pipe. Returns 0 with p->zygote set, or a status.
+ */
+int mp__pool_forkserver_start_shared(mp_pool *p, const mp_context *ctx)
+{
+    mp_obj *args =
+        mp_obj_build("(iiKKsy#)", p->nproc, p->maxtasks, (unsigned long long)(uintptr_t)p->init,
+                     (unsigned long long)(uintptr_t)p->initarg, p->lis_addr,
+                     (const char *)p->authkey, sizeof p->authkey);
+    if (!args)
+        return -ENOMEM;
+    mp_process *z = NULL;
+    int rc = mp_process_new_ctx(&z, ctx, "mp__pool_server", args);
+    mp_obj_free(args);
+    ssize_t i = 0;
+    if (rc == 0 && (i = mp_process_pass_conn(z, p->zctl_child)) >= 0)
+        i = mp_process_pass_fd(z, p->slots_fd);
+    if (rc == 0 && i < 0)
+        rc = (int)i;
+    if (rc == 0) {
+        char zname[48];
+        snprintf(zname, sizeof zname, "PoolForkServer-%s", mp_process_name(z) + 8);
+        (void)mp_process_set_name(z, zname);
+        rc = mp_process_start(z);
+    }
+    if (rc < 0) {
+        mp_process_free(z);
+        return rc;
+    }
+    p->zygote = z;
+    return 0;
 }

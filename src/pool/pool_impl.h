@@ -299,6 +299,10 @@ struct mp_pool {
     int state;
     struct worker *w;
     struct slot *slots;
+    int slots_fd;             /* the slots' file (forkserver method: mapped by the
+                               * pool's server, which fork does not give them), or -1 */
+    const mp_context *fs_ctx; /* forkserver method: the shared server's
+                               * context; NULL: the pool forks its server */
     struct mp__list pending;  /* jobs with chunks to send, FIFO */
     struct retry *retry_head; /* chunks to send again, first */
     struct mp__list cache;    /* unfinished jobs, the newest first */
@@ -561,6 +565,7 @@ void *mp__pool_dispatcher_main(void *arg);
 void *mp__pool_result_main(void *arg);
 void mp__pool_notify_result_locked(mp_pool *p);
 int mp__pool_forkserver_main(void *arg);
+int mp__pool_forkserver_start_shared(mp_pool *p, const mp_context *ctx);
 int mp__pool_forkserver_send(mp_pool *p, uint32_t op, const struct worker *w, int arg);
 void mp__pool_forkserver_reap(mp_pool *p);
 int mp__pool_worker_main(void *arg);
