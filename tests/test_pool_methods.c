@@ -288,8 +288,8 @@ static void test_forkserver_workers_see_memory_as_at_server_start(void **state)
  * from it: they work while the caller runs threads of its own. */
 static void *spin(void *arg)
 {
-    volatile int *stop = arg;
-    while (!*stop)
+    int *stop = arg;
+    while (!__atomic_load_n(stop, __ATOMIC_ACQUIRE))
         tu_sleep(0.001);
     return NULL;
 }
@@ -297,15 +297,15 @@ static void *spin(void *arg)
 static void test_forkserver_pool_from_a_threaded_caller(void **state)
 {
     (void)state;
-    volatile int stop = 0;
+    int stop = 0;
     pthread_t th[3];
     for (int i = 0; i < 3; i++)
-        assert_int_equal(pthread_create(&th[i], NULL, spin, (void *)&stop), 0);
+        assert_int_equal(pthread_create(&th[i], NULL, spin, &stop), 0);
     ssize_t kids = mp_process_active_children(NULL, 0);
     mp_pool *p = methods_pool("forkserver", 2);
     /* The pool's server is the one child it adds; the workers are its. */
     assert_int_equal(mp_process_active_children(NULL, 0), kids + 1);
-    stop = 1;
+    __atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
     for (int i = 0; i < 3; i++)
         assert_int_equal(pthread_join(th[i], NULL), 0);
     mp_obj *items = int_list(0, 30);
