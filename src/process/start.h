@@ -29,13 +29,31 @@ struct mp_context {
     const char *name;
 };
 
+/* The kinds of shared object a child can be handed (passobj.c). */
+enum mp__pass_kind { MP__PASS_LOCK = 1, MP__PASS_RLOCK, MP__PASS_SEM, MP__PASS_EVENT };
+
+/* One object handed to the child: where it is here, and (after
+ * mp__start_prepare) which passed descriptor holds it, at what offset. */
+struct mp__start_obj {
+    enum mp__pass_kind kind;
+    void *ptr;
+    size_t size;
+    int fd; /* the arena's memfd in the parent (borrowed) */
+    size_t off;
+    size_t fdidx; /* index in fds, set by mp__start_prepare */
+};
+
 /* The popen data of a handle made by mp_process_new_ctx (owned by it). */
 struct mp__start_proc {
     enum mp__start_method method;
     char *target;
     mp_obj *args;
+    /* The caller's descriptors (nuserfds), then the objects' arenas. */
     int fds[MP__START_MAX_FDS];
     size_t nfds;
+    size_t nuserfds;
+    struct mp__start_obj objs[MP__START_MAX_FDS];
+    size_t nobjs;
     /* forkserver: the 4 bytes of the exit code read so far */
     unsigned char code[4];
     size_t ncode;
@@ -53,12 +71,36 @@ struct mp__start_proc {
 mp_obj *mp__start_message(const struct mp__start_proc *sp, const struct mp__popen_child *child);
 int mp__start_run(const mp_obj *msg, const int *fds, size_t n, int sentinel);
 
+/* The start-method data of p, or NULL for a handle mp_process_new made. */
+struct mp__start_proc *mp__start_of(mp_process *p);
+
 /* Release a struct mp__start_proc (the methods' ops->free). */
 void mp__start_proc_free(void *data);
 
 /* The parent's check at start: MP_EKEY (with a message) for an unknown
- * target name. */
-int mp__start_check_target(const struct mp__start_proc *sp);
+ * target name. It also appends the descriptors of the objects passed
+ * (mp__start_prepare): MP_EVALUE when they do not fit. */
+int mp__start_check_target(struct mp__start_proc *sp);
+
+/*
+ * passobj.c: put the passed objects' arena descriptors after the caller's
+ * (once per arena) and note each object's index. Idempotent. Returns 0 or
+ * MP_EVALUE when the descriptors exceed MP__START_MAX_FDS.
+ */
+int mp__start_prepare(struct mp__start_proc *sp);
+
+/* The message's "objs" value: a list of (kind, fdidx, off, size). NULL: no
+ * memory. */
+mp_obj *mp__start_objs_message(const struct mp__start_proc *sp);
+
+/*
+ * In the child: make the inherited objects table. Fork: the parent's
+ * pointers (sp). Forkserver and spawn: from the message's "objs" (objs may
+ * be NULL: none) and the child's descriptors, each arena mapped once.
+ * Returns 0, MP_EVALUE for a malformed entry, -errno.
+ */
+int mp__start_objs_from_fork(const struct mp__start_proc *sp);
+int mp__start_objs_from_message(const mp_obj *objs, const int *fds, size_t n);
 
 /* The methods' popen operations (forkserver.c, spawn.c). */
 extern const struct mp__popen_ops mp__forkserver_ops;

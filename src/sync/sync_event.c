@@ -300,3 +300,8 @@ MP_API void mp_cond_free(mp_cond *cond)
         mp__sync_guarded_free(cond, &cond->guard, &cond->q);
     }
 }
+
+size_t mp__sync_event_size(void)
+{
+    return offsetof(mp_event, q) + mp__waitq_size(MP_SYNC_MAX_WAITERS);
+}

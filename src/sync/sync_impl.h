@@ -88,6 +88,11 @@ static inline bool sync_mutex_held(pthread_mutex_t *m)
     return pthread_mutex_trylock(m) == EDEADLK;
 }
 
+/* The bytes of shared memory a Semaphore and an Event occupy, for handing
+ * one to a child by descriptor (process/passobj.c). */
+size_t mp__sync_sem_size(void);
+size_t mp__sync_event_size(void);
+
 /* ---- the guard and sleep machinery (Event, Condition, Barrier) -------------------- */
 
 /*

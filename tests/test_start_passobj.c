@@ -1,0 +1,290 @@
+/*
+ * Locks, semaphores and events handed to children under fork, forkserver
+ * and spawn (Python pickles a SemLock for a spawn child by its handle): the
+ * lock tests' core (mutual exclusion across processes, a dead holder gives
+ * the next acquirer MP_EOWNERDEAD) and waking across processes, under each
+ * method, and the refusals. Spawn re-executes this binary.
+ */
+#include "testutil.h"
+
+#include <mpipc/conn.h>
+#include <mpipc/context.h>
+#include <mpipc/obj.h>
+#include <mpipc/process.h>
+#include <mpipc/sync.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define T_LONG 20.0
+#define NCHILD 4
+#define ROUNDS 20
+
+/* ---- targets ---------------------------------------------------------------------- */
+
+/* args (rounds): take inherited lock 0 ROUNDS times; inside, write 'I',
+ * pause, write 'O' on inherited conn 0. Under mutual exclusion the pipe
+ * reads IOIO... */
+static int t_exclusive(const mp_obj *args)
+{
+    int rounds;
+    mp_lock *lock;
+    mp_conn *c;
+    if (mp_obj_parse(args, "(i)", &rounds) < 0 || mp_process_inherited_lock(&lock, 0) < 0 ||
+        mp_process_inherited_conn(&c, 0) < 0)
+        return 10;
+    int rc = 0;
+    struct timespec pause = {0, 200000};
+    for (int i = 0; i < rounds && rc == 0; i++) {
+        if (mp_lock_acquire(lock, T_LONG) < 0)
+            rc = 11;
+        else {
+            if (mp_conn_send_bytes(c, "I", 1) < 0)
+                rc = 12;
+            nanosleep(&pause, NULL);
+            if (mp_conn_send_bytes(c, "O", 1) < 0)
+                rc = 12;
+            if (mp_lock_release(lock) < 0)
+                rc = 13;
+        }
+    }
+    mp_lock_free(lock); /* not this process's: does nothing */
+    mp_conn_free(c);
+    return rc;
+}
+MP_TARGET(t_exclusive);
+
+/* Take inherited lock 0 and rlock 1, say so on conn 0, and end holding
+ * both. */
+static int t_die_holding(const mp_obj *args)
+{
+    (void)args;
+    mp_lock *lock;
+    mp_rlock *rlock;
+    mp_conn *c;
+    if (mp_process_inherited_lock(&lock, 0) < 0 || mp_process_inherited_rlock(&rlock, 1) < 0 ||
+        mp_process_inherited_conn(&c, 0) < 0)
+        return 20;
+    if (mp_lock_acquire(lock, T_LONG) < 0 || mp_rlock_acquire(rlock, T_LONG) < 0)
+        return 21;
+    int rc = mp_conn_send_bytes(c, "held", 4) < 0 ? 22 : 0;
+    mp_conn_free(c);
+    return rc; /* the process ends with both held */
+}
+MP_TARGET(t_die_holding);
+
+/* Wait for inherited event 1, then release inherited semaphore 0 twice;
+ * the rlock 2 the parent holds must time out here. Also checks the kinds
+ * and indexes are refused as they should be (codes 3x). */
+static int t_event_sem(const mp_obj *args)
+{
+    (void)args;
+    mp_sem *sem;
+    mp_event *ev;
+    mp_rlock *rlock;
+    mp_lock *wrong;
+    if (mp_process_inherited_sem(&sem, 0) < 0 || mp_process_inherited_event(&ev, -2) < 0 ||
+        mp_process_inherited_rlock(&rlock, 2) < 0)
+        return 30;
+    if (mp_process_inherited_lock(&wrong, 0) != MP_ETYPE || wrong != NULL)
+        return 31;
+    if (mp_process_inherited_lock(&wrong, 3) != MP_EKEY)
+        return 32;
+    if (mp_rlock_acquire(rlock, 0.1) != MP_ETIMEDOUT)
+        return 33;
+    if (mp_event_wait(ev, T_LONG) != 0)
+        return 34;
+    if (mp_sem_release(sem) < 0 || mp_sem_release(sem) < 0)
+        return 35;
+    return 0;
+}
+MP_TARGET(t_event_sem);
+
+static const mp_context *ctx_of(const char *method)
+{
+    const mp_context *ctx = NULL;
+    assert_int_equal(mp_context_get(&ctx, method), 0);
+    return ctx;
+}
+
+static void join_ok(mp_process *p)
+{
+    int code = -1;
+    assert_int_equal(mp_process_join(p, T_LONG), 0);
+    assert_int_equal(mp_process_exitcode(p, &code), 0);
+    assert_int_equal(code, 0);
+}
+
+/* ---- under each method ------------------------------------------------------------ */
+
+/* Python's test_lock across processes: with the lock passed, NCHILD
+ * children never overlap inside it; every round is seen. */
+static void lock_excludes(const char *method)
+{
+    mp_lock *lock;
+    mp_conn *r, *w;
+    assert_int_equal(mp_lock_new(&lock), 0);
+    assert_int_equal(mp_pipe(&r, &w, false), 0);
+    mp_process *p[NCHILD];
+    mp_obj *args = mp_obj_build("(i)", ROUNDS);
+    for (int i = 0; i < NCHILD; i++) {
+        assert_int_equal(mp_process_new_ctx(&p[i], ctx_of(method), "t_exclusive", args), 0);
+        assert_int_equal(mp_process_pass_lock(p[i], lock), 0);
+        assert_int_equal(mp_process_pass_conn(p[i], w), 0);
+        assert_int_equal(mp_process_start(p[i]), 0);
+    }
+    mp_obj_free(args);
+    mp_conn_free(w);
+    for (int k = 0; k < NCHILD * ROUNDS * 2; k++) {
+        char b = 0;
+        assert_int_equal(mp_conn_poll(r, T_LONG), 1);
+        assert_int_equal(mp_conn_recv_bytes_into(r, &b, 1, 0, NULL, T_LONG), 1);
+        assert_int_equal(b, k % 2 ? 'O' : 'I');
+    }
+    for (int i = 0; i < NCHILD; i++) {
+        join_ok(p[i]);
+        mp_process_free(p[i]);
+    }
+    mp_conn_free(r);
+    mp_lock_free(lock);
+}
+
+/* A child that ends holding a passed Lock and RLock: the next acquirer in
+ * the parent gets MP_EOWNERDEAD and holds them (robust mutexes work across
+ * the child's own mapping of the memory). */
+static void dead_holder(const char *method)
+{
+    mp_lock *lock;
+    mp_rlock *rlock;
+    mp_conn *r, *w;
+    assert_int_equal(mp_lock_new(&lock), 0);
+    assert_int_equal(mp_rlock_new(&rlock), 0);
+    assert_int_equal(mp_pipe(&r, &w, false), 0);
+    mp_process *p;
+    assert_int_equal(mp_process_new_ctx(&p, ctx_of(method), "t_die_holding", NULL), 0);
+    assert_int_equal(mp_process_pass_lock(p, lock), 0);
+    assert_int_equal(mp_process_pass_rlock(p, rlock), 1);
+    assert_int_equal(mp_process_pass_conn(p, w), 0);
+    assert_int_equal(mp_process_start(p), 0);
+    char buf[8];
+    assert_int_equal(mp_conn_poll(r, T_LONG), 1);
+    assert_int_equal(mp_conn_recv_bytes_into(r, buf, sizeof buf, 0, NULL, T_LONG), 4);
+    join_ok(p);
+    TU_ASSERT_STATUS(mp_lock_acquire(lock, T_LONG), MP_EOWNERDEAD);
+    assert_int_equal(mp_lock_release(lock), 0);
+    TU_ASSERT_STATUS(mp_rlock_acquire(rlock, T_LONG), MP_EOWNERDEAD);
+    assert_int_equal(mp_rlock_release(rlock), 0);
+    mp_process_free(p);
+    mp_conn_free(r);
+    mp_conn_free(w);
+    mp_lock_free(lock);
+    mp_rlock_free(rlock);
+}
+
+/* An Event set here wakes the child; its Semaphore releases wake us; an
+ * RLock held here is held for the child too. */
+static void event_and_semaphore(const char *method)
+{
+    mp_sem *sem;
+    mp_event *ev;
+    mp_rlock *rlock;
+    assert_int_equal(mp_sem_new(&sem, 0), 0);
+    assert_int_equal(mp_event_new(&ev), 0);
+    assert_int_equal(mp_rlock_new(&rlock), 0);
+    assert_int_equal(mp_rlock_acquire(rlock, T_LONG), 0);
+    mp_process *p;
+    assert_int_equal(mp_process_new_ctx(&p, ctx_of(method), "t_event_sem", NULL), 0);
+    assert_int_equal(mp_process_pass_sem(p, sem), 0);
+    assert_int_equal(mp_process_pass_event(p, ev), 1);
+    assert_int_equal(mp_process_pass_rlock(p, rlock), 2);
+    assert_int_equal(mp_process_start(p), 0);
+    TU_ASSERT_STATUS(mp_sem_acquire(sem, 0.2), MP_ETIMEDOUT); /* not before the event */
+    assert_int_equal(mp_event_set(ev), 0);
+    assert_int_equal(mp_sem_acquire(sem, T_LONG), 0);
+    assert_int_equal(mp_sem_acquire(sem, T_LONG), 0);
+    join_ok(p);
+    assert_int_equal(mp_rlock_release(rlock), 0);
+    mp_process_free(p);
+    mp_sem_free(sem);
+    mp_event_free(ev);
+    mp_rlock_free(rlock);
+}
+
+#define EACH_METHOD(fn, name)                                                                      \
+    static void test_##name##_fork(void **s)                                                       \
+    {                                                                                              \
+        (void)s;                                                                                   \
+        fn("fork");                                                                                \
+    }                                                                                              \
+    static void test_##name##_forkserver(void **s)                                                 \
+    {                                                                                              \
+        (void)s;                                                                                   \
+        fn("forkserver");                                                                          \
+    }                                                                                              \
+    static void test_##name##_spawn(void **s)                                                      \
+    {                                                                                              \
+        (void)s;                                                                                   \
+        fn("spawn");                                                                               \
+    }
+
+EACH_METHOD(lock_excludes, passed_lock_excludes_children)
+EACH_METHOD(dead_holder, passed_lock_dead_holder_gives_eownerdead)
+EACH_METHOD(event_and_semaphore, passed_event_and_semaphore_wake_across)
+
+/* Refusals: NULL, a handle mp_process_new made, after start; the index
+ * and kind checks in a process not started through a context. */
+static int plain_main(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+static void test_pass_refuses_bad_input(void **state)
+{
+    (void)state;
+    mp_lock *lock;
+    assert_int_equal(mp_lock_new(&lock), 0);
+    mp_process *p;
+    assert_int_equal(mp_process_new_ctx(&p, ctx_of("spawn"), "t_exclusive", NULL), 0);
+    TU_ASSERT_STATUS(mp_process_pass_lock(p, NULL), -EINVAL);
+    TU_ASSERT_STATUS(mp_process_pass_lock(NULL, lock), -EINVAL);
+    int local = 0;
+    TU_ASSERT_STATUS(mp_process_pass_lock(p, (const mp_lock *)&local), MP_EVALUE);
+    mp_process_free(p);
+
+    mp_process *q;
+    assert_int_equal(mp_process_new(&q, plain_main, NULL), 0);
+    TU_ASSERT_STATUS(mp_process_pass_lock(q, lock), MP_ESTATE);
+    mp_process_free(q);
+
+    mp_lock *got = (mp_lock *)1;
+    TU_ASSERT_STATUS(mp_process_inherited_lock(&got, 0), MP_EKEY);
+    assert_null(got);
+    TU_ASSERT_STATUS(mp_process_inherited_lock(NULL, 0), -EINVAL);
+    mp_lock_free(lock);
+}
+
+int main(int argc, char **argv)
+{
+    mp_spawn_main(argc, argv); /* a spawned child runs its target here */
+    tu_filter(argc, argv);
+    if (mp_forkserver_start() < 0)
+        return 1;
+    const struct CMUnitTest tests[] = {
+        TU_TEST(test_passed_lock_excludes_children_fork),
+        TU_TEST(test_passed_lock_excludes_children_forkserver),
+        TU_TEST(test_passed_lock_excludes_children_spawn),
+        TU_TEST(test_passed_lock_dead_holder_gives_eownerdead_fork),
+        TU_TEST(test_passed_lock_dead_holder_gives_eownerdead_forkserver),
+        TU_TEST(test_passed_lock_dead_holder_gives_eownerdead_spawn),
+        TU_TEST(test_passed_event_and_semaphore_wake_across_fork),
+        TU_TEST(test_passed_event_and_semaphore_wake_across_forkserver),
+        TU_TEST(test_passed_event_and_semaphore_wake_across_spawn),
+        TU_TEST(test_pass_refuses_bad_input),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
