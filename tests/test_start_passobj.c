@@ -1,9 +1,10 @@
 /*
- * Locks, semaphores and events handed to children under fork, forkserver
+ * Locks, semaphores, events, Values and Arrays handed to children under fork, forkserver
  * and spawn (Python pickles a SemLock for a spawn child by its handle): the
  * lock tests' core (mutual exclusion across processes, a dead holder gives
- * the next acquirer MP_EOWNERDEAD) and waking across processes, under each
- * method, and the refusals. Spawn re-executes this binary.
+ * the next acquirer MP_EOWNERDEAD), waking across processes, and Values and
+ * Arrays updated under their locks, under each method, and the refusals. Spawn re-executes this
+ * binary.
  */
 #include "testutil.h"
 
@@ -103,6 +104,36 @@ static int t_event_sem(const mp_obj *args)
     return 0;
 }
 MP_TARGET(t_event_sem);
+
+/* args (n): add 1 to inherited Value 0 and to each item of inherited
+ * Array 1, n times each, under their own locks (get_lock(), as Python's
+ * `with v.get_lock(): v.value += 1`). */
+static int t_add(const mp_obj *args)
+{
+    int n;
+    mp_value *v;
+    mp_array *a;
+    if (mp_obj_parse(args, "(i)", &n) < 0 || mp_process_inherited_value(&v, 0) < 0 ||
+        mp_process_inherited_array(&a, 1) < 0)
+        return 40;
+    mp_rlock *vl = mp_value_get_lock(v), *al = mp_array_get_lock(a);
+    if (!vl || !al || mp_array_len(a) != 3)
+        return 41;
+    for (int k = 0; k < n; k++) {
+        if (mp_rlock_acquire(vl, T_LONG) < 0)
+            return 42;
+        ++*(int64_t *)mp_value_ptr(v);
+        (void)mp_rlock_release(vl);
+        if (mp_rlock_acquire(al, T_LONG) < 0)
+            return 43;
+        for (ssize_t i = 0; i < 3; i++)
+            ++((int32_t *)mp_array_ptr(a))[i];
+        (void)mp_rlock_release(al);
+    }
+    mp_value_free(v); /* not this process's: does nothing */
+    return 0;
+}
+MP_TARGET(t_add);
 
 static const mp_context *ctx_of(const char *method)
 {
@@ -214,6 +245,40 @@ static void event_and_semaphore(const char *method)
     mp_rlock_free(rlock);
 }
 
+/* Python's test_value / test_array with lock=True across processes:
+ * NCHILD children add under the object's lock, no update is lost. */
+static void value_and_array(const char *method)
+{
+    mp_value *v;
+    mp_array *a;
+    int64_t zero = 0;
+    int32_t init[3] = {1, 2, 3};
+    assert_int_equal(mp_value_new(&v, 'q', &zero, true), 0);
+    assert_int_equal(mp_array_new(&a, 'i', 3, init, true), 0);
+    mp_process *p[NCHILD];
+    mp_obj *args = mp_obj_build("(i)", 200);
+    for (int i = 0; i < NCHILD; i++) {
+        assert_int_equal(mp_process_new_ctx(&p[i], ctx_of(method), "t_add", args), 0);
+        assert_int_equal(mp_process_pass_value(p[i], v), 0);
+        assert_int_equal(mp_process_pass_array(p[i], a), 1);
+        assert_int_equal(mp_process_start(p[i]), 0);
+    }
+    mp_obj_free(args);
+    for (int i = 0; i < NCHILD; i++) {
+        join_ok(p[i]);
+        mp_process_free(p[i]);
+    }
+    int64_t x = 0;
+    assert_int_equal(mp_value_get_int(v, &x), 0);
+    assert_int_equal(x, NCHILD * 200);
+    for (ssize_t i = 0; i < 3; i++) {
+        assert_int_equal(mp_array_get_int(a, i, &x), 0);
+        assert_int_equal(x, init[i] + NCHILD * 200);
+    }
+    mp_value_free(v);
+    mp_array_free(a);
+}
+
 #define EACH_METHOD(fn, name)                                                                      \
     static void test_##name##_fork(void **s)                                                       \
     {                                                                                              \
@@ -234,6 +299,7 @@ static void event_and_semaphore(const char *method)
 EACH_METHOD(lock_excludes, passed_lock_excludes_children)
 EACH_METHOD(dead_holder, passed_lock_dead_holder_gives_eownerdead)
 EACH_METHOD(event_and_semaphore, passed_event_and_semaphore_wake_across)
+EACH_METHOD(value_and_array, passed_value_and_array_count_every_update)
 
 /* Refusals: NULL, a handle mp_process_new made, after start; the index
  * and kind checks in a process not started through a context. */
@@ -284,6 +350,9 @@ int main(int argc, char **argv)
         TU_TEST(test_passed_event_and_semaphore_wake_across_fork),
         TU_TEST(test_passed_event_and_semaphore_wake_across_forkserver),
         TU_TEST(test_passed_event_and_semaphore_wake_across_spawn),
+        TU_TEST(test_passed_value_and_array_count_every_update_fork),
+        TU_TEST(test_passed_value_and_array_count_every_update_forkserver),
+        TU_TEST(test_passed_value_and_array_count_every_update_spawn),
         TU_TEST(test_pass_refuses_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

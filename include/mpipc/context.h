@@ -47,8 +47,9 @@
  * Not shared by forkserver and spawn: the parent's heap after the server
  * started (a void * into it means nothing in the child), threads, and
  * handles made after the server started (spawn: any handle). Hand a child
- * connections (mp_process_pass_conn) and Locks, RLocks, Semaphores and
- * Events (mp_process_pass_lock ...) explicitly; queues are a later step.
+ * connections (mp_process_pass_conn) and Locks, RLocks, Semaphores,
+ * Events, Values and Arrays (mp_process_pass_lock ...) explicitly; queues
+ * and Conditions are a later step.
  *
  * Why the target is a name and the argument an mp_obj: a forkserver or
  * spawn child does not share the parent's heap, and a spawn child does not
@@ -226,12 +227,14 @@ MP_API int mp_process_inherited_conn(mp_conn **out, ssize_t i);
 /* ---- locks, semaphores and events ------------------------------------------ */
 
 /*
- * mp_process_pass_lock, _rlock, _sem, _event - give the child a Lock, RLock,
- * Semaphore (bounded or not) or Event (Python pickles a SemLock for a spawn
- * child by its handle and name).
+ * mp_process_pass_lock, _rlock, _sem, _event, _value, _array - give the
+ * child a Lock, RLock, Semaphore (bounded or not), Event, Value or Array
+ * (with its lock, if it has one) (Python pickles a SemLock for a spawn
+ * child by its handle and name, and a sharedctypes object by its heap
+ * block).
  *
  * p:     a process made by mp_process_new_ctx, not started yet.
- * lock, sem, ev:  the object; borrowed. It must stay alive (not freed)
+ * lock, sem, ev, v, a:  the object; borrowed. It must stay alive (not freed)
  *        until the process has started. It was made by this process, or by
  *        an ancestor this process was forked from (fork method or
  *        mp_process_new), so that its shared memory has a descriptor.
@@ -255,11 +258,13 @@ MP_API ssize_t mp_process_pass_lock(mp_process *p, const mp_lock *lock);
 MP_API ssize_t mp_process_pass_rlock(mp_process *p, const mp_rlock *lock);
 MP_API ssize_t mp_process_pass_sem(mp_process *p, const mp_sem *sem);
 MP_API ssize_t mp_process_pass_event(mp_process *p, const mp_event *ev);
+MP_API ssize_t mp_process_pass_value(mp_process *p, const mp_value *v);
+MP_API ssize_t mp_process_pass_array(mp_process *p, const mp_array *a);
 
 /*
- * mp_process_inherited_lock, _rlock, _sem, _event - in a child started
- * through a context, the object the parent passed at index i (negative i
- * counts from the end).
+ * mp_process_inherited_lock, _rlock, _sem, _event, _value, _array - in a
+ * child started through a context, the object the parent passed at index
+ * i (negative i counts from the end).
  *
  * out:  receives the object.
  * i:    the index mp_process_pass_lock (or a sibling) returned.
@@ -276,6 +281,8 @@ MP_API int mp_process_inherited_lock(mp_lock **out, ssize_t i);
 MP_API int mp_process_inherited_rlock(mp_rlock **out, ssize_t i);
 MP_API int mp_process_inherited_sem(mp_sem **out, ssize_t i);
 MP_API int mp_process_inherited_event(mp_event **out, ssize_t i);
+MP_API int mp_process_inherited_value(mp_value **out, ssize_t i);
+MP_API int mp_process_inherited_array(mp_array **out, ssize_t i);
 
 /* ---- the fork server and spawn -------------------------------------------- */
 

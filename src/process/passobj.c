@@ -1,5 +1,5 @@
 /*
- * passobj - locks, semaphores and events handed to a child started through
+ * passobj - locks, semaphores, events, Values and Arrays handed to a child started through
  * a context (Python pickles a SemLock for spawn by its handle): the parent's
  * side (mp_process_pass_*), the descriptors and message entries that carry
  * them, and the child's table of inherited objects (mp_process_inherited_*).
@@ -36,16 +36,18 @@ static size_t pass_n;
 static pthread_mutex_t pass_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const pass_names[] = {
-    [MP__PASS_LOCK] = "Lock",
-    [MP__PASS_RLOCK] = "RLock",
-    [MP__PASS_SEM] = "Semaphore",
-    [MP__PASS_EVENT] = "Event",
+    [MP__PASS_LOCK] = "Lock",   [MP__PASS_RLOCK] = "RLock", [MP__PASS_SEM] = "Semaphore",
+    [MP__PASS_EVENT] = "Event", [MP__PASS_VALUE] = "Value", [MP__PASS_ARRAY] = "Array",
 };
 
-/* The size of an object of kind k (0 for an unknown kind). */
-static size_t pass_size(int64_t k)
+/* The size of an object of kind k at obj (0 for an unknown kind or a bad
+ * header). */
+static size_t pass_size(int64_t k, const void *obj)
 {
     switch (k) {
+    case MP__PASS_VALUE:
+    case MP__PASS_ARRAY:
+        return mp__sync_array_size(obj);
     case MP__PASS_LOCK:
         return sizeof(mp_lock);
     case MP__PASS_RLOCK:
@@ -85,8 +87,14 @@ static ssize_t pass_add(mp_process *p, enum mp__pass_kind kind, const void *obj)
     if (sp->nobjs == MP__START_MAX_FDS)
         return mp__err(MP_EVALUE, "too many objects passed (at most %d)", MP__START_MAX_FDS);
     struct mp__start_obj *o = &sp->objs[sp->nobjs];
-    size_t size = pass_size(kind), arena_size;
+    /* A Value's or Array's size is in its header: find the header first. */
+    bool sized = kind == MP__PASS_VALUE || kind == MP__PASS_ARRAY;
+    size_t size = sized ? MP__SYNC_ARRAY_HEADER : pass_size(kind, NULL), arena_size;
     rc = mp__shm_locate(obj, size, &o->fd, &o->off, &arena_size);
+    if (rc == 0 && sized) {
+        size = pass_size(kind, obj);
+        rc = size ? mp__shm_locate(obj, size, &o->fd, &o->off, &arena_size) : MP_EVALUE;
+    }
     if (rc < 0)
         return mp__err(MP_EVALUE,
                        "this %s cannot be passed: it was not made by this process or an "
@@ -187,9 +195,10 @@ static int pass_entry_from(const mp_obj *e, const int *fds, size_t n, unsigned c
     ssize_t fdidx, off, size;
     if (mp_obj_parse(e, "(innn)", &kind, &fdidx, &off, &size) < 0)
         return MP_EVALUE;
-    size_t want = pass_size(kind);
-    if (want == 0 || (size_t)size != want || fdidx < 0 || (size_t)fdidx >= n || off < 0 ||
-        (size_t)off % MP__SHM_ALIGN != 0)
+    bool sized = kind == MP__PASS_VALUE || kind == MP__PASS_ARRAY;
+    size_t want = sized ? MP__SYNC_ARRAY_HEADER : pass_size(kind, NULL);
+    if (want == 0 || size < 0 || (size_t)size < want || fdidx < 0 || (size_t)fdidx >= n ||
+        off < 0 || (size_t)off % MP__SHM_ALIGN != 0)
         return MP_EVALUE;
     if (!maps[fdidx]) {
         int rc = pass_map(fds[fdidx], &maps[fdidx], &sizes[fdidx]);
@@ -198,6 +207,15 @@ static int pass_entry_from(const mp_obj *e, const int *fds, size_t n, unsigned c
     }
     if ((size_t)off > sizes[fdidx] || want > sizes[fdidx] - (size_t)off)
         return MP_EVALUE;
+    /* A Value's or Array's length is in its header, now mapped: it must
+     * agree with the message and lie inside the file. */
+    if (sized) {
+        want = pass_size(kind, maps[fdidx] + off);
+        if (want == 0 || want != (size_t)size || want > sizes[fdidx] - (size_t)off)
+            return MP_EVALUE;
+    } else if ((size_t)size != want) {
+        return MP_EVALUE;
+    }
     out->kind = (enum mp__pass_kind)kind;
     out->ptr = maps[fdidx] + off;
     return 0;
@@ -271,6 +289,26 @@ MP_API ssize_t mp_process_pass_sem(mp_process *p, const mp_sem *sem)
 MP_API ssize_t mp_process_pass_event(mp_process *p, const mp_event *ev)
 {
     return pass_add(p, MP__PASS_EVENT, ev);
+}
+
+MP_API ssize_t mp_process_pass_value(mp_process *p, const mp_value *v)
+{
+    return pass_add(p, MP__PASS_VALUE, v);
+}
+
+MP_API ssize_t mp_process_pass_array(mp_process *p, const mp_array *a)
+{
+    return pass_add(p, MP__PASS_ARRAY, a);
+}
+
+MP_API int mp_process_inherited_value(mp_value **out, ssize_t i)
+{
+    return pass_get((void **)out, i, MP__PASS_VALUE);
+}
+
+MP_API int mp_process_inherited_array(mp_array **out, ssize_t i)
+{
+    return pass_get((void **)out, i, MP__PASS_ARRAY);
 }
 
 MP_API int mp_process_inherited_lock(mp_lock **out, ssize_t i)

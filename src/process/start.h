@@ -30,7 +30,14 @@ struct mp_context {
 };
 
 /* The kinds of shared object a child can be handed (passobj.c). */
-enum mp__pass_kind { MP__PASS_LOCK = 1, MP__PASS_RLOCK, MP__PASS_SEM, MP__PASS_EVENT };
+enum mp__pass_kind {
+    MP__PASS_LOCK = 1,
+    MP__PASS_RLOCK,
+    MP__PASS_SEM,
+    MP__PASS_EVENT,
+    MP__PASS_VALUE,
+    MP__PASS_ARRAY,
+};
 
 /* One object handed to the child: where it is here, and (after
  * mp__start_prepare) which passed descriptor holds it, at what offset. */

@@ -93,6 +93,11 @@ static inline bool sync_mutex_held(pthread_mutex_t *m)
 size_t mp__sync_sem_size(void);
 size_t mp__sync_event_size(void);
 
+/* The bytes a Value or Array occupies, from its header (0 when the header
+ * is inconsistent); its header, before the items, is MP__SYNC_ARRAY_HEADER. */
+#define MP__SYNC_ARRAY_HEADER ((size_t)128)
+size_t mp__sync_array_size(const void *obj);
+
 /* ---- the guard and sleep machinery (Event, Condition, Barrier) -------------------- */
 
 /*
