@@ -135,6 +135,43 @@ static int t_add(const mp_obj *args)
 }
 MP_TARGET(t_add);
 
+/* Take inherited lock 0 and give it back. */
+static int t_take_lock(const mp_obj *args)
+{
+    (void)args;
+    mp_lock *lock;
+    if (mp_process_inherited_lock(&lock, 0) < 0 || mp_lock_acquire(lock, T_LONG) < 0)
+        return 50;
+    return mp_lock_release(lock) < 0 ? 51 : 0;
+}
+MP_TARGET(t_take_lock);
+
+/* args (method): pass inherited lock 0 on to a spawn grandchild. A fork
+ * child still has the arena's descriptor and can (the grandchild's exit
+ * code is returned); a forkserver or spawn child only mapped the memory
+ * and gets MP_EVALUE (returns 0 then). */
+static int t_pass_on(const mp_obj *args)
+{
+    const char *method;
+    mp_lock *lock;
+    const mp_context *spawn;
+    mp_process *p;
+    if (mp_obj_parse(args, "(s)", &method) < 0 || mp_process_inherited_lock(&lock, 0) < 0 ||
+        mp_context_get(&spawn, "spawn") < 0 ||
+        mp_process_new_ctx(&p, spawn, "t_take_lock", NULL) < 0)
+        return 60;
+    ssize_t rc = mp_process_pass_lock(p, lock);
+    int code = 61;
+    if (strcmp(method, "fork") != 0)
+        code = rc == MP_EVALUE ? 0 : 62;
+    else if (rc == 0 && mp_process_start(p) == 0 && mp_process_join(p, T_LONG) == 0 &&
+             mp_process_exitcode(p, &code) < 0)
+        code = 63;
+    mp_process_free(p);
+    return code;
+}
+MP_TARGET(t_pass_on);
+
 static const mp_context *ctx_of(const char *method)
 {
     const mp_context *ctx = NULL;
@@ -279,6 +316,28 @@ static void value_and_array(const char *method)
     mp_array_free(a);
 }
 
+/* A fork child passes on what it inherited (its arenas' descriptors came
+ * with the fork); a forkserver or spawn child cannot and is told so. The
+ * lock is held here meanwhile for a moment, to show it is the same one. */
+static void pass_on(const char *method)
+{
+    mp_lock *lock;
+    assert_int_equal(mp_lock_new(&lock), 0);
+    mp_obj *args = mp_obj_build("(s)", method);
+    mp_process *p;
+    assert_int_equal(mp_process_new_ctx(&p, ctx_of(method), "t_pass_on", args), 0);
+    mp_obj_free(args);
+    assert_int_equal(mp_process_pass_lock(p, lock), 0);
+    assert_int_equal(mp_lock_acquire(lock, T_LONG), 0);
+    assert_int_equal(mp_process_start(p), 0);
+    struct timespec pause = {0, 50000000};
+    nanosleep(&pause, NULL);
+    assert_int_equal(mp_lock_release(lock), 0);
+    join_ok(p);
+    mp_process_free(p);
+    mp_lock_free(lock);
+}
+
 #define EACH_METHOD(fn, name)                                                                      \
     static void test_##name##_fork(void **s)                                                       \
     {                                                                                              \
@@ -300,6 +359,7 @@ EACH_METHOD(lock_excludes, passed_lock_excludes_children)
 EACH_METHOD(dead_holder, passed_lock_dead_holder_gives_eownerdead)
 EACH_METHOD(event_and_semaphore, passed_event_and_semaphore_wake_across)
 EACH_METHOD(value_and_array, passed_value_and_array_count_every_update)
+EACH_METHOD(pass_on, child_passes_on_only_what_fork_gave_it)
 
 /* Refusals: NULL, a handle mp_process_new made, after start; the index
  * and kind checks in a process not started through a context. */
@@ -353,6 +413,9 @@ int main(int argc, char **argv)
         TU_TEST(test_passed_value_and_array_count_every_update_fork),
         TU_TEST(test_passed_value_and_array_count_every_update_forkserver),
         TU_TEST(test_passed_value_and_array_count_every_update_spawn),
+        TU_TEST(test_child_passes_on_only_what_fork_gave_it_fork),
+        TU_TEST(test_child_passes_on_only_what_fork_gave_it_forkserver),
+        TU_TEST(test_child_passes_on_only_what_fork_gave_it_spawn),
         TU_TEST(test_pass_refuses_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
