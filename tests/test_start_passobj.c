@@ -380,6 +380,13 @@ static void test_pass_refuses_bad_input(void **state)
     TU_ASSERT_STATUS(mp_process_pass_lock(NULL, lock), -EINVAL);
     int local = 0;
     TU_ASSERT_STATUS(mp_process_pass_lock(p, (const mp_lock *)&local), MP_EVALUE);
+    /* The objects' descriptors come after the caller's 60 at start: too
+     * many, a named error, and nothing starts. */
+    for (int i = 0; i < 60; i++)
+        assert_int_equal(mp_process_pass_fd(p, 0), i);
+    assert_int_equal(mp_process_pass_lock(p, lock), 0);
+    TU_ASSERT_STATUS(mp_process_start(p), MP_EVALUE);
+    assert_int_equal(mp_process_pid(p), 0);
     mp_process_free(p);
 
     mp_process *q;
