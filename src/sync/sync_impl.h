@@ -93,6 +93,11 @@ static inline bool sync_mutex_held(pthread_mutex_t *m)
 size_t mp__sync_sem_size(void);
 size_t mp__sync_event_size(void);
 
+/* A Condition's size, and whether it holds its own lock (and so no
+ * pointer: only such a one can be handed to a forkserver or spawn child). */
+size_t mp__sync_cond_size(void);
+bool mp__sync_cond_self_contained(const mp_cond *c);
+
 /* The bytes a Value or Array occupies, from its header (0 when the header
  * is inconsistent); its header, before the items, is MP__SYNC_ARRAY_HEADER. */
 #define MP__SYNC_ARRAY_HEADER ((size_t)128)
