@@ -12,6 +12,7 @@
 #include <mpipc/context.h>
 #include <mpipc/obj.h>
 #include <mpipc/process.h>
+#include <mpipc/queue.h>
 #include <mpipc/sync.h>
 
 #include <errno.h>
@@ -171,6 +172,79 @@ static int t_pass_on(const mp_obj *args)
     return code;
 }
 MP_TARGET(t_pass_on);
+
+/* Get ints from inherited queue 0 until None; put each doubled on queue 1;
+ * then put None. The child's get and its own feeder's put. */
+static int t_qdouble(const mp_obj *args)
+{
+    (void)args;
+    mp_queue *in, *out;
+    if (mp_process_inherited_queue(&in, 0) < 0 || mp_process_inherited_queue(&out, 1) < 0)
+        return 70;
+    for (;;) {
+        mp_obj *o = NULL;
+        int64_t x;
+        if (mp_queue_get_obj(in, &o, T_LONG) < 0)
+            return 71;
+        if (mp_obj_is_none(o)) {
+            mp_obj_free(o);
+            break;
+        }
+        int rc = mp_obj_get_int(o, &x);
+        mp_obj_free(o);
+        mp_obj *d = rc < 0 ? NULL : mp_obj_int(2 * x);
+        rc = d ? mp_queue_put_obj(out, d, T_LONG) : -1;
+        mp_obj_free(d);
+        if (rc < 0)
+            return 72;
+    }
+    mp_obj *none = mp_obj_none();
+    int rc = mp_queue_put_obj(out, none, T_LONG);
+    mp_obj_free(none);
+    mp_queue_free(in);
+    mp_queue_free(out); /* flushes this process's feeder */
+    return rc < 0 ? 73 : 0;
+}
+MP_TARGET(t_qdouble);
+
+/* args (id, n): put id * 1000 + k for k < n on inherited queue 0, and
+ * leave it to the exit to flush. */
+static int t_qproduce(const mp_obj *args)
+{
+    int id, n;
+    mp_queue *q;
+    if (mp_obj_parse(args, "(ii)", &id, &n) < 0 || mp_process_inherited_queue(&q, 0) < 0)
+        return 80;
+    for (int k = 0; k < n; k++) {
+        mp_obj *o = mp_obj_int(id * 1000 + k);
+        int rc = o ? mp_queue_put_obj(q, o, T_LONG) : -1;
+        mp_obj_free(o);
+        if (rc < 0)
+            return 81;
+    }
+    return 0;
+}
+MP_TARGET(t_qproduce);
+
+/* args (n): take n tasks from inherited JoinableQueue 0, task_done each. */
+static int t_qworker(const mp_obj *args)
+{
+    int n;
+    mp_queue *q;
+    if (mp_obj_parse(args, "(i)", &n) < 0 || mp_process_inherited_queue(&q, 0) < 0)
+        return 90;
+    for (int k = 0; k < n; k++) {
+        mp_obj *o = NULL;
+        if (mp_queue_get_obj(q, &o, T_LONG) < 0)
+            return 91;
+        mp_obj_free(o);
+        if (mp_queue_task_done(q) < 0)
+            return 92;
+    }
+    mp_queue_free(q);
+    return 0;
+}
+MP_TARGET(t_qworker);
 
 static const mp_context *ctx_of(const char *method)
 {
@@ -338,6 +412,116 @@ static void pass_on(const char *method)
     mp_lock_free(lock);
 }
 
+static mp_obj *get_obj_ok(mp_queue *q)
+{
+    mp_obj *o = NULL;
+    assert_int_equal(mp_queue_get_obj(q, &o, T_LONG), 0);
+    return o;
+}
+
+/* Python's queue tests across processes: a child gets what we put and
+ * puts back what we get, in order, to the last item. */
+static void queue_both_ways(const char *method)
+{
+    mp_queue *in, *out;
+    assert_int_equal(mp_queue_new(&in, 0), 0);
+    assert_int_equal(mp_queue_new(&out, 5), 0); /* bounded: the child waits on us */
+    mp_process *p;
+    assert_int_equal(mp_process_new_ctx(&p, ctx_of(method), "t_qdouble", NULL), 0);
+    assert_int_equal(mp_process_pass_queue(p, in), 0);
+    assert_int_equal(mp_process_pass_queue(p, out), 1);
+    TU_ASSERT_STATUS(mp_process_pass_queue(p, in), MP_EVALUE); /* once */
+    assert_int_equal(mp_process_start(p), 0);
+    for (int k = 1; k <= 200; k++) {
+        mp_obj *o = mp_obj_int(k);
+        assert_int_equal(mp_queue_put_obj(in, o, T_LONG), 0);
+        mp_obj_free(o);
+    }
+    mp_obj *none = mp_obj_none();
+    assert_int_equal(mp_queue_put_obj(in, none, T_LONG), 0);
+    mp_obj_free(none);
+    for (int k = 1; k <= 200; k++) {
+        mp_obj *o = get_obj_ok(out);
+        int64_t x = 0;
+        assert_int_equal(mp_obj_get_int(o, &x), 0);
+        assert_int_equal(x, 2 * k);
+        mp_obj_free(o);
+    }
+    mp_obj *end = get_obj_ok(out);
+    assert_true(mp_obj_is_none(end));
+    mp_obj_free(end);
+    join_ok(p);
+    mp_process_free(p);
+    mp_queue_free(in);
+    mp_queue_free(out);
+}
+
+/* Several producers, exact counts: every item arrives once, nothing more
+ * (the children's feeders are flushed at their exit). */
+static void queue_producers(const char *method)
+{
+    enum { PRODUCERS = 3, ITEMS = 300 };
+    mp_queue *q;
+    assert_int_equal(mp_queue_new(&q, 0), 0);
+    mp_process *p[PRODUCERS];
+    for (int i = 0; i < PRODUCERS; i++) {
+        mp_obj *args = mp_obj_build("(ii)", i, ITEMS);
+        assert_int_equal(mp_process_new_ctx(&p[i], ctx_of(method), "t_qproduce", args), 0);
+        mp_obj_free(args);
+        assert_int_equal(mp_process_pass_queue(p[i], q), 0);
+        assert_int_equal(mp_process_start(p[i]), 0);
+    }
+    static bool seen[PRODUCERS][ITEMS];
+    memset(seen, 0, sizeof seen);
+    int next[PRODUCERS] = {0};
+    for (int k = 0; k < PRODUCERS * ITEMS; k++) {
+        mp_obj *o = get_obj_ok(q);
+        int64_t x = -1;
+        assert_int_equal(mp_obj_get_int(o, &x), 0);
+        mp_obj_free(o);
+        int id = (int)(x / 1000), n = (int)(x % 1000);
+        assert_true(id >= 0 && id < PRODUCERS && n >= 0 && n < ITEMS);
+        assert_false(seen[id][n]);
+        assert_int_equal(n, next[id]); /* one producer's items keep their order */
+        next[id]++;
+        seen[id][n] = true;
+    }
+    for (int i = 0; i < PRODUCERS; i++) {
+        join_ok(p[i]);
+        mp_process_free(p[i]);
+    }
+    mp_obj *extra = NULL;
+    TU_ASSERT_STATUS(mp_queue_get_obj(q, &extra, 0.1), MP_EMPTY);
+    mp_queue_free(q);
+}
+
+/* JoinableQueue: join() returns once the child has task_done every item
+ * we put (Python's test_task_done across a process). */
+static void joinable_task_done(const char *method)
+{
+    enum { TASKS = 50 };
+    mp_queue *q;
+    mp_queue_opts opts = MP_QUEUE_OPTS_INIT;
+    opts.joinable = true;
+    assert_int_equal(mp_queue_new_opts(&q, &opts), 0);
+    for (int k = 0; k < TASKS; k++) {
+        mp_obj *o = mp_obj_int(k);
+        assert_int_equal(mp_queue_put_obj(q, o, T_LONG), 0);
+        mp_obj_free(o);
+    }
+    TU_ASSERT_STATUS(mp_queue_join(q, 0.05), MP_ETIMEDOUT); /* nobody works yet */
+    mp_obj *args = mp_obj_build("(i)", TASKS);
+    mp_process *p;
+    assert_int_equal(mp_process_new_ctx(&p, ctx_of(method), "t_qworker", args), 0);
+    mp_obj_free(args);
+    assert_int_equal(mp_process_pass_queue(p, q), 0);
+    assert_int_equal(mp_process_start(p), 0);
+    assert_int_equal(mp_queue_join(q, T_LONG), 0);
+    join_ok(p);
+    mp_process_free(p);
+    mp_queue_free(q);
+}
+
 #define EACH_METHOD(fn, name)                                                                      \
     static void test_##name##_fork(void **s)                                                       \
     {                                                                                              \
@@ -360,6 +544,9 @@ EACH_METHOD(dead_holder, passed_lock_dead_holder_gives_eownerdead)
 EACH_METHOD(event_and_semaphore, passed_event_and_semaphore_wake_across)
 EACH_METHOD(value_and_array, passed_value_and_array_count_every_update)
 EACH_METHOD(pass_on, child_passes_on_only_what_fork_gave_it)
+EACH_METHOD(queue_both_ways, passed_queue_carries_items_both_ways)
+EACH_METHOD(queue_producers, passed_queue_producers_exact_counts)
+EACH_METHOD(joinable_task_done, passed_joinable_queue_join_waits_for_task_done)
 
 /* Refusals: NULL, a handle mp_process_new made, after start; the index
  * and kind checks in a process not started through a context. */
@@ -423,6 +610,15 @@ int main(int argc, char **argv)
         TU_TEST(test_child_passes_on_only_what_fork_gave_it_fork),
         TU_TEST(test_child_passes_on_only_what_fork_gave_it_forkserver),
         TU_TEST(test_child_passes_on_only_what_fork_gave_it_spawn),
+        TU_TEST(test_passed_queue_carries_items_both_ways_fork),
+        TU_TEST(test_passed_queue_carries_items_both_ways_forkserver),
+        TU_TEST(test_passed_queue_carries_items_both_ways_spawn),
+        TU_TEST(test_passed_queue_producers_exact_counts_fork),
+        TU_TEST(test_passed_queue_producers_exact_counts_forkserver),
+        TU_TEST(test_passed_queue_producers_exact_counts_spawn),
+        TU_TEST(test_passed_joinable_queue_join_waits_for_task_done_fork),
+        TU_TEST(test_passed_joinable_queue_join_waits_for_task_done_forkserver),
+        TU_TEST(test_passed_joinable_queue_join_waits_for_task_done_spawn),
         TU_TEST(test_pass_refuses_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

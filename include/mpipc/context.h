@@ -48,8 +48,9 @@
  * started (a void * into it means nothing in the child), threads, and
  * handles made after the server started (spawn: any handle). Hand a child
  * connections (mp_process_pass_conn) and Locks, RLocks, Semaphores,
- * Events, Values and Arrays (mp_process_pass_lock ...) explicitly; queues
- * and Conditions are a later step.
+ * Events, Values, Arrays and Queues (mp_process_pass_lock ...
+ * mp_process_pass_queue) explicitly; Conditions and Barriers are a later
+ * step.
  *
  * Why the target is a name and the argument an mp_obj: a forkserver or
  * spawn child does not share the parent's heap, and a spawn child does not
@@ -82,6 +83,7 @@
 #include <mpipc/error.h>
 #include <mpipc/obj.h>
 #include <mpipc/process.h>
+#include <mpipc/queue.h>
 #include <mpipc/sync.h>
 
 #include <stdbool.h>
@@ -283,6 +285,39 @@ MP_API int mp_process_inherited_sem(mp_sem **out, ssize_t i);
 MP_API int mp_process_inherited_event(mp_event **out, ssize_t i);
 MP_API int mp_process_inherited_value(mp_value **out, ssize_t i);
 MP_API int mp_process_inherited_array(mp_array **out, ssize_t i);
+
+/*
+ * mp_process_pass_queue - give the child a Queue or JoinableQueue (Python
+ * pickles a Queue for a spawn child with its pipe, locks and semaphores:
+ * Queue.__getstate__).
+ *
+ * p:  a process made by mp_process_new_ctx, not started yet.
+ * q:  the queue; borrowed, alive and not closed until the process started.
+ *     Its pipe and files travel as descriptors (like mp_process_pass_fd's,
+ *     after the caller's, which keep their indexes), its shared state as
+ *     the locks do.
+ *
+ * The child's end works both ways (put and get, task_done and join for a
+ * JoinableQueue), with its own feeder thread; items it puts are flushed at
+ * its exit as under fork. Items this process put before start that its
+ * feeder has not written yet are not the child's to see until written.
+ * Returns the object index (shared with the locks'); MP_ESTATE as for
+ * mp_process_pass_lock; MP_ECLOSED for a queue closed here; MP_EVALUE
+ * beyond 60 objects, for a queue already passed to p, or one this process
+ * inherited from a forkserver or spawn parent; -EINVAL.
+ * Thread/fork: any thread.
+ */
+MP_API ssize_t mp_process_pass_queue(mp_process *p, mp_queue *q);
+
+/*
+ * mp_process_inherited_queue - in the child, the Queue passed at index i.
+ * Returns 0; MP_EKEY, MP_ETYPE, -EINVAL as mp_process_inherited_lock.
+ * Ownership: the handle is this process's, the same at every call: free
+ * it once with mp_queue_free (which flushes its feeder and closes its
+ * descriptors, never the parent's queue), or leave it to the exit, which
+ * flushes it as under fork.
+ */
+MP_API int mp_process_inherited_queue(mp_queue **out, ssize_t i);
 
 /* ---- the fork server and spawn -------------------------------------------- */
 

@@ -1,5 +1,5 @@
 /*
- * passobj - locks, semaphores, events, Values and Arrays handed to a child started through
+ * passobj - locks, semaphores, events, Values, Arrays and Queues handed to a child started through
  * a context (Python pickles a SemLock for spawn by its handle): the parent's
  * side (mp_process_pass_*), the descriptors and message entries that carry
  * them, and the child's table of inherited objects (mp_process_inherited_*).
@@ -16,9 +16,13 @@
 #include "core/io.h"
 #include "core/shm.h"
 #include "process/start.h"
+#include "queue/qpipe.h"
 #include "sync/sync_impl.h"
 
+#include <mpipc/queue.h>
+
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -76,6 +80,53 @@ static int pass_proc(mp_process *p, struct mp__start_proc **out)
     return 0;
 }
 
+/* Add block [p, p + size) of an arena to o. size 0: a Value's or Array's
+ * size, read from its header once that is known to be in an arena. */
+static int pass_add_blk(struct mp__start_obj *o, const void *p, size_t size)
+{
+    struct mp__start_blk *b = &o->blk[o->nblk];
+    size_t arena_size;
+    bool sized = size == 0;
+    int rc = mp__shm_locate(p, sized ? MP__SYNC_ARRAY_HEADER : size, &b->fd, &b->off, &arena_size);
+    if (rc == 0 && sized) {
+        size = mp__sync_array_size(p);
+        rc = size ? mp__shm_locate(p, size, &b->fd, &b->off, &arena_size) : MP_EVALUE;
+    }
+    if (rc < 0)
+        return rc;
+    b->size = size;
+    b->fdidx = 0;
+    o->nblk++;
+    return 0;
+}
+
+/* Fill o with the blocks and descriptors of obj, of kind kind. */
+static int pass_fill(struct mp__start_obj *o, enum mp__pass_kind kind, const void *obj)
+{
+    if (kind == MP__PASS_VALUE || kind == MP__PASS_ARRAY)
+        return pass_add_blk(o, obj, 0);
+    if (kind != MP__PASS_QUEUE)
+        return pass_add_blk(o, obj, pass_size(kind, NULL));
+    struct mp__queue_parts qp;
+    int rc = mp__queue_parts((struct mp_queue *)obj, &qp);
+    if (rc < 0)
+        return rc;
+    if ((rc = pass_add_blk(o, qp.sh, qp.sh_size)) < 0 ||
+        (rc = pass_add_blk(o, qp.sem, mp__sync_sem_size())) < 0)
+        return rc;
+    if (qp.cond) {
+        if (!mp__sync_cond_self_contained(qp.cond))
+            return MP_EVALUE;
+        if ((rc = pass_add_blk(o, qp.unfinished, mp__sync_sem_size())) < 0 ||
+            (rc = pass_add_blk(o, qp.cond, mp__sync_cond_size())) < 0)
+            return rc;
+    }
+    for (size_t k = 0; k < 4; k++)
+        o->raw[o->nraw++] = qp.fds[k];
+    o->extra = qp.maxsize;
+    return 0;
+}
+
 static ssize_t pass_add(mp_process *p, enum mp__pass_kind kind, const void *obj)
 {
     if (!p || !obj)
@@ -86,15 +137,14 @@ static ssize_t pass_add(mp_process *p, enum mp__pass_kind kind, const void *obj)
         return rc;
     if (sp->nobjs == MP__START_MAX_FDS)
         return mp__err(MP_EVALUE, "too many objects passed (at most %d)", MP__START_MAX_FDS);
+    for (size_t i = 0; i < sp->nobjs; i++)
+        if (sp->objs[i].ptr == obj && kind == MP__PASS_QUEUE) /* its descriptors: once */
+            return mp__err(MP_EVALUE, "this Queue is already passed to the process (index %zu)", i);
     struct mp__start_obj *o = &sp->objs[sp->nobjs];
-    /* A Value's or Array's size is in its header: find the header first. */
-    bool sized = kind == MP__PASS_VALUE || kind == MP__PASS_ARRAY;
-    size_t size = sized ? MP__SYNC_ARRAY_HEADER : pass_size(kind, NULL), arena_size;
-    rc = mp__shm_locate(obj, size, &o->fd, &o->off, &arena_size);
-    if (rc == 0 && sized) {
-        size = pass_size(kind, obj);
-        rc = size ? mp__shm_locate(obj, size, &o->fd, &o->off, &arena_size) : MP_EVALUE;
-    }
+    memset(o, 0, sizeof *o);
+    rc = pass_fill(o, kind, obj);
+    if (rc == MP_ECLOSED)
+        return mp__err(MP_ECLOSED, "Queue is closed");
     if (rc < 0)
         return mp__err(MP_EVALUE,
                        "this %s cannot be passed: it was not made by this process or an "
@@ -102,9 +152,23 @@ static ssize_t pass_add(mp_process *p, enum mp__pass_kind kind, const void *obj)
                        pass_names[kind]);
     o->kind = kind;
     o->ptr = (void *)obj;
-    o->size = size;
-    o->fdidx = 0;
     return (ssize_t)sp->nobjs++;
+}
+
+/* The index of descriptor fd among sp's passed ones from `from` on,
+ * appending it when absent (dedupe: arenas are shared by objects) or when
+ * dedupe is false. SIZE_MAX when there is no room. */
+static size_t pass_fd_index(struct mp__start_proc *sp, int fd, bool dedupe)
+{
+    size_t k = sp->nuserfds;
+    while (dedupe && k < sp->nfds && sp->fds[k] != fd)
+        k++;
+    if (dedupe && k < sp->nfds)
+        return k;
+    if (sp->nfds == MP__START_MAX_FDS)
+        return SIZE_MAX;
+    sp->fds[sp->nfds] = fd;
+    return sp->nfds++;
 }
 
 int mp__start_prepare(struct mp__start_proc *sp)
@@ -112,29 +176,51 @@ int mp__start_prepare(struct mp__start_proc *sp)
     sp->nfds = sp->nuserfds;
     for (size_t i = 0; i < sp->nobjs; i++) {
         struct mp__start_obj *o = &sp->objs[i];
-        size_t k = sp->nuserfds;
-        while (k < sp->nfds && sp->fds[k] != o->fd)
-            k++;
-        if (k == sp->nfds) {
-            if (sp->nfds == MP__START_MAX_FDS) {
-                sp->nfds = sp->nuserfds;
-                return mp__err(MP_EVALUE, "too many descriptors and objects passed (at most %d)",
-                               MP__START_MAX_FDS);
-            }
-            sp->fds[sp->nfds++] = o->fd;
+        size_t k = 0;
+        for (size_t b = 0; k != SIZE_MAX && b < o->nblk; b++)
+            k = o->blk[b].fdidx = pass_fd_index(sp, o->blk[b].fd, true);
+        for (size_t r = 0; k != SIZE_MAX && r < o->nraw; r++)
+            k = o->rawidx[r] = pass_fd_index(sp, o->raw[r], false);
+        if (k == SIZE_MAX) {
+            sp->nfds = sp->nuserfds;
+            return mp__err(MP_EVALUE, "too many descriptors and objects passed (at most %d)",
+                           MP__START_MAX_FDS);
         }
-        o->fdidx = k;
     }
     return 0;
+}
+
+/* One object's message entry, owned, or NULL. */
+static mp_obj *pass_entry_message(const struct mp__start_obj *o)
+{
+    mp_obj *blks = mp_obj_list_new(), *raw = mp_obj_list_new();
+    bool ok = blks && raw;
+    for (size_t b = 0; ok && b < o->nblk; b++) {
+        mp_obj *t = mp_obj_build("(n,n,n)", (ssize_t)o->blk[b].fdidx, (ssize_t)o->blk[b].off,
+                                 (ssize_t)o->blk[b].size);
+        ok = t && mp_obj_list_append(blks, t) == 0;
+        if (!ok)
+            mp_obj_free(t);
+    }
+    for (size_t r = 0; ok && r < o->nraw; r++) {
+        mp_obj *v = mp_obj_int((int64_t)o->rawidx[r]);
+        ok = v && mp_obj_list_append(raw, v) == 0;
+        if (!ok)
+            mp_obj_free(v);
+    }
+    if (!ok) {
+        mp_obj_free(blks);
+        mp_obj_free(raw);
+        return NULL;
+    }
+    return mp_obj_build("(i,N,N,L)", (int)o->kind, blks, raw, o->extra);
 }
 
 mp_obj *mp__start_objs_message(const struct mp__start_proc *sp)
 {
     mp_obj *list = mp_obj_list_new();
     for (size_t i = 0; list && i < sp->nobjs; i++) {
-        const struct mp__start_obj *o = &sp->objs[i];
-        mp_obj *t = mp_obj_build("(i,n,n,n)", (int)o->kind, (ssize_t)o->fdidx, (ssize_t)o->off,
-                                 (ssize_t)o->size);
+        mp_obj *t = pass_entry_message(&sp->objs[i]);
         if (!t || mp_obj_list_append(list, t) < 0) {
             mp_obj_free(t);
             mp_obj_free(list);
@@ -186,39 +272,104 @@ static int pass_map(int fd, unsigned char **base, size_t *size)
     return 0;
 }
 
-/* One (kind, fdidx, off, size) entry checked against the maps (maps[i] is
- * descriptor i's mapping, made on first use). */
-static int pass_entry_from(const mp_obj *e, const int *fds, size_t n, unsigned char **maps,
-                           size_t *sizes, struct pass_entry *out)
+/* What the child is building: the descriptors it received and the arenas
+ * it mapped (maps[i]: descriptor i's, made on first use). */
+struct pass_build {
+    const int *fds;
+    size_t n;
+    unsigned char *maps[MP__START_MAX_FDS];
+    size_t sizes[MP__START_MAX_FDS];
+    bool raw[MP__START_MAX_FDS]; /* handed to a handle: not closed */
+};
+
+/* Block (fdidx, off, size) of an entry: its address once mapped, checked
+ * to lie in the file. want: the size the kind needs, 0 to take the
+ * message's (a queue's stream: checked by the queue). */
+static int pass_blk(struct pass_build *pb, const mp_obj *e, size_t want, void **out)
 {
-    int kind;
     ssize_t fdidx, off, size;
-    if (mp_obj_parse(e, "(innn)", &kind, &fdidx, &off, &size) < 0)
+    if (!e || mp_obj_parse(e, "(nnn)", &fdidx, &off, &size) < 0 || fdidx < 0 ||
+        (size_t)fdidx >= pb->n || pb->raw[fdidx] || off < 0 || size <= 0 ||
+        (size_t)off % MP__SHM_ALIGN != 0 || (want && (size_t)size != want))
         return MP_EVALUE;
-    bool sized = kind == MP__PASS_VALUE || kind == MP__PASS_ARRAY;
-    size_t want = sized ? MP__SYNC_ARRAY_HEADER : pass_size(kind, NULL);
-    if (want == 0 || size < 0 || (size_t)size < want || fdidx < 0 || (size_t)fdidx >= n ||
-        off < 0 || (size_t)off % MP__SHM_ALIGN != 0)
-        return MP_EVALUE;
-    if (!maps[fdidx]) {
-        int rc = pass_map(fds[fdidx], &maps[fdidx], &sizes[fdidx]);
+    if (!pb->maps[fdidx]) {
+        int rc = pass_map(pb->fds[fdidx], &pb->maps[fdidx], &pb->sizes[fdidx]);
         if (rc < 0)
             return rc;
     }
-    if ((size_t)off > sizes[fdidx] || want > sizes[fdidx] - (size_t)off)
+    if ((size_t)off > pb->sizes[fdidx] || (size_t)size > pb->sizes[fdidx] - (size_t)off)
         return MP_EVALUE;
-    /* A Value's or Array's length is in its header, now mapped: it must
-     * agree with the message and lie inside the file. */
-    if (sized) {
-        want = pass_size(kind, maps[fdidx] + off);
-        if (want == 0 || want != (size_t)size || want > sizes[fdidx] - (size_t)off)
+    *out = pb->maps[fdidx] + off;
+    return 0;
+}
+
+/* A queue's entry: blocks (stream, sem[, unfinished, cond]), four fds. */
+static int pass_queue_from(struct pass_build *pb, const mp_obj *blks, const mp_obj *raw,
+                           int64_t extra, void **out)
+{
+    ssize_t nb = mp_obj_len(blks);
+    struct mp__queue_parts qp = {0};
+    if ((nb != 2 && nb != 4) || mp_obj_len(raw) != 4 || extra <= 0 || extra > UINT_MAX)
+        return MP_EVALUE;
+    const mp_obj *e = mp_obj_list_get(blks, 0);
+    ssize_t sh_size = 0;
+    int rc = pass_blk(pb, e, 0, &qp.sh);
+    if (rc == 0 && mp_obj_parse(e, "(nnn)", &(ssize_t){0}, &(ssize_t){0}, &sh_size) < 0)
+        rc = MP_EVALUE;
+    qp.sh_size = (size_t)sh_size;
+    if (rc == 0)
+        rc = pass_blk(pb, mp_obj_list_get(blks, 1), mp__sync_sem_size(), &qp.sem);
+    if (rc == 0 && nb == 4)
+        rc = pass_blk(pb, mp_obj_list_get(blks, 2), mp__sync_sem_size(), &qp.unfinished);
+    if (rc == 0 && nb == 4)
+        rc = pass_blk(pb, mp_obj_list_get(blks, 3), mp__sync_cond_size(), &qp.cond);
+    for (ssize_t k = 0; rc == 0 && k < 4; k++) {
+        int64_t idx;
+        if (mp_obj_get_int(mp_obj_list_get(raw, k), &idx) < 0 || idx < 0 ||
+            (uint64_t)idx >= pb->n || pb->raw[idx] || pb->maps[idx])
+            rc = MP_EVALUE;
+        else
+            qp.fds[k] = pb->fds[idx];
+    }
+    qp.maxsize = (unsigned)extra;
+    if (rc == 0)
+        rc = mp__queue_from_parts((struct mp_queue **)out, &qp);
+    for (ssize_t k = 0; rc == 0 && k < 4; k++) {
+        int64_t idx = 0;
+        (void)mp_obj_get_int(mp_obj_list_get(raw, k), &idx);
+        pb->raw[idx] = true;
+    }
+    return rc;
+}
+
+/* One (kind, blocks, fds, extra) entry. */
+static int pass_entry_from(struct pass_build *pb, const mp_obj *e, struct pass_entry *out)
+{
+    int kind;
+    const mp_obj *blks, *raw;
+    int64_t extra;
+    if (mp_obj_parse(e, "(iOOL)", &kind, &blks, &raw, &extra) < 0 || kind < MP__PASS_LOCK ||
+        kind > MP__PASS_QUEUE || mp_obj_len(blks) < 1)
+        return MP_EVALUE;
+    int rc;
+    if (kind == MP__PASS_QUEUE) {
+        rc = pass_queue_from(pb, blks, raw, extra, &out->ptr);
+    } else {
+        bool sized = kind == MP__PASS_VALUE || kind == MP__PASS_ARRAY;
+        if (mp_obj_len(blks) != 1 || mp_obj_len(raw) != 0)
             return MP_EVALUE;
-    } else if ((size_t)size != want) {
-        return MP_EVALUE;
+        /* A Value's or Array's length is in its header, once mapped: it
+         * must agree with the message's size. */
+        const mp_obj *b = mp_obj_list_get(blks, 0);
+        rc = pass_blk(pb, b, sized ? 0 : pass_size(kind, NULL), &out->ptr);
+        ssize_t size = 0;
+        if (rc == 0 && sized &&
+            (mp_obj_parse(b, "(nnn)", &(ssize_t){0}, &(ssize_t){0}, &size) < 0 ||
+             (size_t)size < MP__SYNC_ARRAY_HEADER || pass_size(kind, out->ptr) != (size_t)size))
+            rc = MP_EVALUE;
     }
     out->kind = (enum mp__pass_kind)kind;
-    out->ptr = maps[fdidx] + off;
-    return 0;
+    return rc;
 }
 
 int mp__start_objs_from_message(const mp_obj *objs, const int *fds, size_t n)
@@ -226,22 +377,27 @@ int mp__start_objs_from_message(const mp_obj *objs, const int *fds, size_t n)
     ssize_t len = objs ? mp_obj_len(objs) : 0;
     if (len < 0 || len > MP__START_MAX_FDS || n > MP__START_MAX_FDS)
         return MP_EVALUE;
-    unsigned char *maps[MP__START_MAX_FDS] = {0};
-    size_t sizes[MP__START_MAX_FDS] = {0};
+    struct pass_build pb = {.fds = fds, .n = n};
     struct pass_entry *t = len ? calloc((size_t)len, sizeof *t) : NULL;
     int rc = len && !t ? -ENOMEM : 0;
-    for (ssize_t i = 0; rc == 0 && i < len; i++)
-        rc = pass_entry_from(mp_obj_list_get(objs, i), fds, n, maps, sizes, &t[i]);
+    ssize_t made = 0;
+    for (; rc == 0 && made < len; made++)
+        rc = pass_entry_from(&pb, mp_obj_list_get(objs, made), &t[made]);
     if (rc < 0) {
+        /* Queues already made own their descriptors: free them (their
+         * blocks are the mappings, unmapped below). */
+        for (ssize_t i = 0; i < made; i++)
+            if (t[i].kind == MP__PASS_QUEUE && t[i].ptr)
+                mp_queue_free(t[i].ptr);
         for (size_t k = 0; k < n; k++)
-            mp__shm_unmap(maps[k], sizes[k]);
+            mp__shm_unmap(pb.maps[k], pb.sizes[k]);
         free(t);
         return rc;
     }
     /* The mappings stay for the child's life; the arena descriptors are
      * not needed any more. */
     for (size_t k = 0; k < n; k++)
-        if (maps[k])
+        if (pb.maps[k])
             (void)mp__close(fds[k]);
     pass_set_table(t, (size_t)len);
     return 0;
@@ -309,6 +465,16 @@ MP_API int mp_process_inherited_value(mp_value **out, ssize_t i)
 MP_API int mp_process_inherited_array(mp_array **out, ssize_t i)
 {
     return pass_get((void **)out, i, MP__PASS_ARRAY);
+}
+
+MP_API ssize_t mp_process_pass_queue(mp_process *p, mp_queue *q)
+{
+    return pass_add(p, MP__PASS_QUEUE, q);
+}
+
+MP_API int mp_process_inherited_queue(mp_queue **out, ssize_t i)
+{
+    return pass_get((void **)out, i, MP__PASS_QUEUE);
 }
 
 MP_API int mp_process_inherited_lock(mp_lock **out, ssize_t i)

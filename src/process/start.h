@@ -37,17 +37,33 @@ enum mp__pass_kind {
     MP__PASS_EVENT,
     MP__PASS_VALUE,
     MP__PASS_ARRAY,
+    MP__PASS_QUEUE,
 };
 
-/* One object handed to the child: where it is here, and (after
- * mp__start_prepare) which passed descriptor holds it, at what offset. */
-struct mp__start_obj {
-    enum mp__pass_kind kind;
-    void *ptr;
+/* The most shared blocks and descriptors one object carries (a
+ * JoinableQueue: its stream, two semaphores, a condition; four fds). */
+#define MP__START_OBJ_PARTS 4
+
+/* A shared block of an object: where it is here, in which arena memfd at
+ * what offset, and (after mp__start_prepare) which passed descriptor. */
+struct mp__start_blk {
     size_t size;
     int fd; /* the arena's memfd in the parent (borrowed) */
     size_t off;
-    size_t fdidx; /* index in fds, set by mp__start_prepare */
+    size_t fdidx;
+};
+
+/* One object handed to the child: its handle here (the fork method uses
+ * it as is), its blocks, its own descriptors (a queue's pipe), extra data. */
+struct mp__start_obj {
+    enum mp__pass_kind kind;
+    void *ptr;
+    struct mp__start_blk blk[MP__START_OBJ_PARTS];
+    size_t nblk;
+    int raw[MP__START_OBJ_PARTS];
+    size_t rawidx[MP__START_OBJ_PARTS];
+    size_t nraw;
+    int64_t extra;
 };
 
 /* The popen data of a handle made by mp_process_new_ctx (owned by it). */
@@ -96,8 +112,8 @@ int mp__start_check_target(struct mp__start_proc *sp);
  */
 int mp__start_prepare(struct mp__start_proc *sp);
 
-/* The message's "objs" value: a list of (kind, fdidx, off, size). NULL: no
- * memory. */
+/* The message's "objs" value: a list of (kind, [(fdidx, off, size), ...],
+ * [fdidx, ...], extra). NULL: no memory. */
 mp_obj *mp__start_objs_message(const struct mp__start_proc *sp);
 
 /*

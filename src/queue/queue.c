@@ -733,6 +733,59 @@ MP_API void mp_queue_free(mp_queue *q)
     free(q);
 }
 
+/* ---- handing a queue to a child (process/passobj.c) ------------------------------ */
+
+int mp__queue_parts(mp_queue *q, struct mp__queue_parts *parts)
+{
+    queue_fork_fixup(q);
+    if (__atomic_load_n(&q->closed, __ATOMIC_ACQUIRE) || q->qp.rfd < 0)
+        return MP_ECLOSED;
+    parts->sh = q->qp.sh;
+    parts->sh_size = sizeof *q->qp.sh + q->qp.sh->cap;
+    parts->sem = q->sem;
+    parts->unfinished = q->unfinished;
+    parts->cond = q->cond;
+    parts->fds[0] = q->qp.rfd;
+    parts->fds[1] = q->qp.wfd;
+    parts->fds[2] = q->qp.spill_fd;
+    parts->fds[3] = q->qp.held_fd;
+    parts->maxsize = q->maxsize;
+    return 0;
+}
+
+int mp__queue_from_parts(mp_queue **out, const struct mp__queue_parts *parts)
+{
+    *out = NULL;
+    const struct mp__qpipe_shared *sh = parts->sh;
+    if (parts->sh_size < sizeof *sh || sh->cap != parts->sh_size - sizeof *sh || !parts->sem ||
+        !parts->unfinished != !parts->cond || parts->maxsize == 0)
+        return MP_EVALUE;
+    mp_queue *q = calloc(1, sizeof *q);
+    if (!q)
+        return -ENOMEM;
+    int rc = queue_local_init(q);
+    if (rc < 0) {
+        free(q);
+        return rc;
+    }
+    q->qp.sh = parts->sh;
+    q->qp.rfd = parts->fds[0];
+    q->qp.wfd = parts->fds[1];
+    q->qp.spill_fd = parts->fds[2];
+    q->qp.held_fd = parts->fds[3];
+    q->qp.pipe_cap = mp__pipe_capacity(q->qp.wfd);
+    /* As mp__qpipe_open seeds them: a valid header of this queue. */
+    mp__qpipe_header(&q->qp, MP__QF_HINT, 0, q->qp.wlast);
+    memcpy(q->qp.rlast, q->qp.wlast, sizeof q->qp.rlast);
+    q->sem = parts->sem;
+    q->unfinished = parts->unfinished;
+    q->cond = parts->cond;
+    q->maxsize = parts->maxsize;
+    q->gen = mp__forkgen();
+    *out = q;
+    return 0;
+}
+
 /* ---- SimpleQueue ---------------------------------------------------------------- */
 
 static int simplequeue_make(mp_simplequeue **out, size_t max_item)
