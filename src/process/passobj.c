@@ -15,14 +15,12 @@
 #include "core/internal.h"
 #include "core/io.h"
 #include "core/shm.h"
+#include "core/parts.h"
 #include "process/start.h"
-#include "queue/qpipe.h"
-#include "sync/sync_impl.h"
 
 #include <mpipc/queue.h>
 
 #include <errno.h>
-#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -33,37 +31,16 @@
 /* In a child started through a context: the objects passed, by index.
  * Process-wide like context.c's descriptors; set once before the target. */
 static struct pass_entry {
-    enum mp__pass_kind kind;
+    enum mp__part_kind kind;
     void *ptr;
 } * pass_table;
 static size_t pass_n;
 static pthread_mutex_t pass_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const pass_names[] = {
-    [MP__PASS_LOCK] = "Lock",   [MP__PASS_RLOCK] = "RLock", [MP__PASS_SEM] = "Semaphore",
-    [MP__PASS_EVENT] = "Event", [MP__PASS_VALUE] = "Value", [MP__PASS_ARRAY] = "Array",
+    [MP__PART_LOCK] = "Lock",   [MP__PART_RLOCK] = "RLock", [MP__PART_SEM] = "Semaphore",
+    [MP__PART_EVENT] = "Event", [MP__PART_VALUE] = "Value", [MP__PART_ARRAY] = "Array",
 };
-
-/* The size of an object of kind k at obj (0 for an unknown kind or a bad
- * header). */
-static size_t pass_size(int64_t k, const void *obj)
-{
-    switch (k) {
-    case MP__PASS_VALUE:
-    case MP__PASS_ARRAY:
-        return mp__sync_array_size(obj);
-    case MP__PASS_LOCK:
-        return sizeof(mp_lock);
-    case MP__PASS_RLOCK:
-        return sizeof(mp_rlock);
-    case MP__PASS_SEM:
-        return mp__sync_sem_size();
-    case MP__PASS_EVENT:
-        return mp__sync_event_size();
-    default:
-        return 0;
-    }
-}
 
 /* ---- the parent's side ------------------------------------------------------------ */
 
@@ -80,54 +57,31 @@ static int pass_proc(mp_process *p, struct mp__start_proc **out)
     return 0;
 }
 
-/* Add block [p, p + size) of an arena to o. size 0: a Value's or Array's
- * size, read from its header once that is known to be in an arena. */
-static int pass_add_blk(struct mp__start_obj *o, const void *p, size_t size)
+/* Fill o with the parts of obj (its owner takes it apart), each block
+ * located in its arena. */
+static int pass_fill(struct mp__start_obj *o, enum mp__part_kind kind, const void *obj)
 {
-    struct mp__start_blk *b = &o->blk[o->nblk];
-    size_t arena_size;
-    bool sized = size == 0;
-    int rc = mp__shm_locate(p, sized ? MP__SYNC_ARRAY_HEADER : size, &b->fd, &b->off, &arena_size);
-    if (rc == 0 && sized) {
-        size = mp__sync_array_size(p);
-        rc = size ? mp__shm_locate(p, size, &b->fd, &b->off, &arena_size) : MP_EVALUE;
-    }
+    struct mp__parts parts;
+    int rc = kind == MP__PART_QUEUE ? mp__queue_parts((mp_queue *)obj, &parts)
+                                    : mp__sync_parts(kind, obj, &parts);
     if (rc < 0)
         return rc;
-    b->size = size;
-    b->fdidx = 0;
-    o->nblk++;
-    return 0;
-}
-
-/* Fill o with the blocks and descriptors of obj, of kind kind. */
-static int pass_fill(struct mp__start_obj *o, enum mp__pass_kind kind, const void *obj)
-{
-    if (kind == MP__PASS_VALUE || kind == MP__PASS_ARRAY)
-        return pass_add_blk(o, obj, 0);
-    if (kind != MP__PASS_QUEUE)
-        return pass_add_blk(o, obj, pass_size(kind, NULL));
-    struct mp__queue_parts qp;
-    int rc = mp__queue_parts((struct mp_queue *)obj, &qp);
-    if (rc < 0)
-        return rc;
-    if ((rc = pass_add_blk(o, qp.sh, qp.sh_size)) < 0 ||
-        (rc = pass_add_blk(o, qp.sem, mp__sync_sem_size())) < 0)
-        return rc;
-    if (qp.cond) {
-        if (!mp__sync_cond_self_contained(qp.cond))
-            return MP_EVALUE;
-        if ((rc = pass_add_blk(o, qp.unfinished, mp__sync_sem_size())) < 0 ||
-            (rc = pass_add_blk(o, qp.cond, mp__sync_cond_size())) < 0)
+    for (size_t b = 0; b < parts.nblk; b++) {
+        struct mp__start_blk *blk = &o->blk[b];
+        size_t arena_size;
+        rc = mp__shm_locate(parts.blk[b], parts.size[b], &blk->fd, &blk->off, &arena_size);
+        if (rc < 0)
             return rc;
+        blk->size = parts.size[b];
     }
-    for (size_t k = 0; k < 4; k++)
-        o->raw[o->nraw++] = qp.fds[k];
-    o->extra = qp.maxsize;
+    o->nblk = parts.nblk;
+    memcpy(o->raw, parts.fds, parts.nfds * sizeof *o->raw);
+    o->nraw = parts.nfds;
+    o->extra = parts.extra;
     return 0;
 }
 
-static ssize_t pass_add(mp_process *p, enum mp__pass_kind kind, const void *obj)
+static ssize_t pass_add(mp_process *p, enum mp__part_kind kind, const void *obj)
 {
     if (!p || !obj)
         return -EINVAL;
@@ -138,7 +92,7 @@ static ssize_t pass_add(mp_process *p, enum mp__pass_kind kind, const void *obj)
     if (sp->nobjs == MP__START_MAX_FDS)
         return mp__err(MP_EVALUE, "too many objects passed (at most %d)", MP__START_MAX_FDS);
     for (size_t i = 0; i < sp->nobjs; i++)
-        if (sp->objs[i].ptr == obj && kind == MP__PASS_QUEUE) /* its descriptors: once */
+        if (sp->objs[i].ptr == obj && kind == MP__PART_QUEUE) /* its descriptors: once */
             return mp__err(MP_EVALUE, "this Queue is already passed to the process (index %zu)", i);
     struct mp__start_obj *o = &sp->objs[sp->nobjs];
     memset(o, 0, sizeof *o);
@@ -282,15 +236,14 @@ struct pass_build {
     bool raw[MP__START_MAX_FDS]; /* handed to a handle: not closed */
 };
 
-/* Block (fdidx, off, size) of an entry: its address once mapped, checked
- * to lie in the file. want: the size the kind needs, 0 to take the
- * message's (a queue's stream: checked by the queue). */
-static int pass_blk(struct pass_build *pb, const mp_obj *e, size_t want, void **out)
+/* Block (fdidx, off, size) of an entry: its address once its arena is
+ * mapped, checked to lie in the file; the owner checks the size. */
+static int pass_blk(struct pass_build *pb, const mp_obj *e, void **out, size_t *size_out)
 {
     ssize_t fdidx, off, size;
     if (!e || mp_obj_parse(e, "(nnn)", &fdidx, &off, &size) < 0 || fdidx < 0 ||
         (size_t)fdidx >= pb->n || pb->raw[fdidx] || off < 0 || size <= 0 ||
-        (size_t)off % MP__SHM_ALIGN != 0 || (want && (size_t)size != want))
+        (size_t)off % MP__SHM_ALIGN != 0)
         return MP_EVALUE;
     if (!pb->maps[fdidx]) {
         int rc = pass_map(pb->fds[fdidx], &pb->maps[fdidx], &pb->sizes[fdidx]);
@@ -300,75 +253,47 @@ static int pass_blk(struct pass_build *pb, const mp_obj *e, size_t want, void **
     if ((size_t)off > pb->sizes[fdidx] || (size_t)size > pb->sizes[fdidx] - (size_t)off)
         return MP_EVALUE;
     *out = pb->maps[fdidx] + off;
+    *size_out = (size_t)size;
     return 0;
 }
 
-/* A queue's entry: blocks (stream, sem[, unfinished, cond]), four fds. */
-static int pass_queue_from(struct pass_build *pb, const mp_obj *blks, const mp_obj *raw,
-                           int64_t extra, void **out)
-{
-    ssize_t nb = mp_obj_len(blks);
-    struct mp__queue_parts qp = {0};
-    if ((nb != 2 && nb != 4) || mp_obj_len(raw) != 4 || extra <= 0 || extra > UINT_MAX)
-        return MP_EVALUE;
-    const mp_obj *e = mp_obj_list_get(blks, 0);
-    ssize_t sh_size = 0;
-    int rc = pass_blk(pb, e, 0, &qp.sh);
-    if (rc == 0 && mp_obj_parse(e, "(nnn)", &(ssize_t){0}, &(ssize_t){0}, &sh_size) < 0)
-        rc = MP_EVALUE;
-    qp.sh_size = (size_t)sh_size;
-    if (rc == 0)
-        rc = pass_blk(pb, mp_obj_list_get(blks, 1), mp__sync_sem_size(), &qp.sem);
-    if (rc == 0 && nb == 4)
-        rc = pass_blk(pb, mp_obj_list_get(blks, 2), mp__sync_sem_size(), &qp.unfinished);
-    if (rc == 0 && nb == 4)
-        rc = pass_blk(pb, mp_obj_list_get(blks, 3), mp__sync_cond_size(), &qp.cond);
-    for (ssize_t k = 0; rc == 0 && k < 4; k++) {
-        int64_t idx;
-        if (mp_obj_get_int(mp_obj_list_get(raw, k), &idx) < 0 || idx < 0 ||
-            (uint64_t)idx >= pb->n || pb->raw[idx] || pb->maps[idx])
-            rc = MP_EVALUE;
-        else
-            qp.fds[k] = pb->fds[idx];
-    }
-    qp.maxsize = (unsigned)extra;
-    if (rc == 0)
-        rc = mp__queue_from_parts((struct mp_queue **)out, &qp);
-    for (ssize_t k = 0; rc == 0 && k < 4; k++) {
-        int64_t idx = 0;
-        (void)mp_obj_get_int(mp_obj_list_get(raw, k), &idx);
-        pb->raw[idx] = true;
-    }
-    return rc;
-}
-
-/* One (kind, blocks, fds, extra) entry. */
+/* One (kind, blocks, fds, extra) entry: its parts, then its owner's
+ * check. A queue's descriptors become its handle's. */
 static int pass_entry_from(struct pass_build *pb, const mp_obj *e, struct pass_entry *out)
 {
     int kind;
     const mp_obj *blks, *raw;
-    int64_t extra;
-    if (mp_obj_parse(e, "(iOOL)", &kind, &blks, &raw, &extra) < 0 || kind < MP__PASS_LOCK ||
-        kind > MP__PASS_QUEUE || mp_obj_len(blks) < 1)
+    struct mp__parts parts = {0};
+    if (mp_obj_parse(e, "(iOOL)", &kind, &blks, &raw, &parts.extra) < 0 || kind < MP__PART_LOCK ||
+        kind > MP__PART_QUEUE)
         return MP_EVALUE;
-    int rc;
-    if (kind == MP__PASS_QUEUE) {
-        rc = pass_queue_from(pb, blks, raw, extra, &out->ptr);
-    } else {
-        bool sized = kind == MP__PASS_VALUE || kind == MP__PASS_ARRAY;
-        if (mp_obj_len(blks) != 1 || mp_obj_len(raw) != 0)
-            return MP_EVALUE;
-        /* A Value's or Array's length is in its header, once mapped: it
-         * must agree with the message's size. */
-        const mp_obj *b = mp_obj_list_get(blks, 0);
-        rc = pass_blk(pb, b, sized ? 0 : pass_size(kind, NULL), &out->ptr);
-        ssize_t size = 0;
-        if (rc == 0 && sized &&
-            (mp_obj_parse(b, "(nnn)", &(ssize_t){0}, &(ssize_t){0}, &size) < 0 ||
-             (size_t)size < MP__SYNC_ARRAY_HEADER || pass_size(kind, out->ptr) != (size_t)size))
+    ssize_t nb = mp_obj_len(blks), nr = mp_obj_len(raw);
+    if (nb < 1 || nb > MP__PARTS_MAX || nr < 0 || nr > MP__PARTS_MAX)
+        return MP_EVALUE;
+    int rc = 0;
+    for (ssize_t b = 0; rc == 0 && b < nb; b++)
+        rc = pass_blk(pb, mp_obj_list_get(blks, b), &parts.blk[b], &parts.size[b]);
+    parts.nblk = (size_t)nb;
+    int64_t idx[MP__PARTS_MAX];
+    for (ssize_t r = 0; rc == 0 && r < nr; r++) {
+        if (mp_obj_get_int(mp_obj_list_get(raw, r), &idx[r]) < 0 || idx[r] < 0 ||
+            (uint64_t)idx[r] >= pb->n || pb->raw[idx[r]] || pb->maps[idx[r]])
             rc = MP_EVALUE;
+        else
+            parts.fds[r] = pb->fds[idx[r]];
     }
-    out->kind = (enum mp__pass_kind)kind;
+    parts.nfds = (size_t)nr;
+    if (rc < 0)
+        return rc;
+    if (kind == MP__PART_QUEUE)
+        rc = mp__queue_from_parts(&parts, (mp_queue **)&out->ptr);
+    else if (nr == 0)
+        rc = mp__sync_from_parts((enum mp__part_kind)kind, &parts, &out->ptr);
+    else
+        rc = MP_EVALUE;
+    for (ssize_t r = 0; rc == 0 && r < nr; r++)
+        pb->raw[idx[r]] = true;
+    out->kind = (enum mp__part_kind)kind;
     return rc;
 }
 
@@ -387,7 +312,7 @@ int mp__start_objs_from_message(const mp_obj *objs, const int *fds, size_t n)
         /* Queues already made own their descriptors: free them (their
          * blocks are the mappings, unmapped below). */
         for (ssize_t i = 0; i < made; i++)
-            if (t[i].kind == MP__PASS_QUEUE && t[i].ptr)
+            if (t[i].kind == MP__PART_QUEUE && t[i].ptr)
                 mp_queue_free(t[i].ptr);
         for (size_t k = 0; k < n; k++)
             mp__shm_unmap(pb.maps[k], pb.sizes[k]);
@@ -404,7 +329,7 @@ int mp__start_objs_from_message(const mp_obj *objs, const int *fds, size_t n)
 }
 
 /* The object at index i of kind kind, or an error. */
-static int pass_get(void **out, ssize_t i, enum mp__pass_kind kind)
+static int pass_get(void **out, ssize_t i, enum mp__part_kind kind)
 {
     if (!out)
         return -EINVAL;
@@ -429,70 +354,70 @@ static int pass_get(void **out, ssize_t i, enum mp__pass_kind kind)
 
 MP_API ssize_t mp_process_pass_lock(mp_process *p, const mp_lock *lock)
 {
-    return pass_add(p, MP__PASS_LOCK, lock);
+    return pass_add(p, MP__PART_LOCK, lock);
 }
 
 MP_API ssize_t mp_process_pass_rlock(mp_process *p, const mp_rlock *lock)
 {
-    return pass_add(p, MP__PASS_RLOCK, lock);
+    return pass_add(p, MP__PART_RLOCK, lock);
 }
 
 MP_API ssize_t mp_process_pass_sem(mp_process *p, const mp_sem *sem)
 {
-    return pass_add(p, MP__PASS_SEM, sem);
+    return pass_add(p, MP__PART_SEM, sem);
 }
 
 MP_API ssize_t mp_process_pass_event(mp_process *p, const mp_event *ev)
 {
-    return pass_add(p, MP__PASS_EVENT, ev);
+    return pass_add(p, MP__PART_EVENT, ev);
 }
 
 MP_API ssize_t mp_process_pass_value(mp_process *p, const mp_value *v)
 {
-    return pass_add(p, MP__PASS_VALUE, v);
+    return pass_add(p, MP__PART_VALUE, v);
 }
 
 MP_API ssize_t mp_process_pass_array(mp_process *p, const mp_array *a)
 {
-    return pass_add(p, MP__PASS_ARRAY, a);
+    return pass_add(p, MP__PART_ARRAY, a);
 }
 
 MP_API int mp_process_inherited_value(mp_value **out, ssize_t i)
 {
-    return pass_get((void **)out, i, MP__PASS_VALUE);
+    return pass_get((void **)out, i, MP__PART_VALUE);
 }
 
 MP_API int mp_process_inherited_array(mp_array **out, ssize_t i)
 {
-    return pass_get((void **)out, i, MP__PASS_ARRAY);
+    return pass_get((void **)out, i, MP__PART_ARRAY);
 }
 
 MP_API ssize_t mp_process_pass_queue(mp_process *p, mp_queue *q)
 {
-    return pass_add(p, MP__PASS_QUEUE, q);
+    return pass_add(p, MP__PART_QUEUE, q);
 }
 
 MP_API int mp_process_inherited_queue(mp_queue **out, ssize_t i)
 {
-    return pass_get((void **)out, i, MP__PASS_QUEUE);
+    return pass_get((void **)out, i, MP__PART_QUEUE);
 }
 
 MP_API int mp_process_inherited_lock(mp_lock **out, ssize_t i)
 {
-    return pass_get((void **)out, i, MP__PASS_LOCK);
+    return pass_get((void **)out, i, MP__PART_LOCK);
 }
 
 MP_API int mp_process_inherited_rlock(mp_rlock **out, ssize_t i)
 {
-    return pass_get((void **)out, i, MP__PASS_RLOCK);
+    return pass_get((void **)out, i, MP__PART_RLOCK);
 }
 
 MP_API int mp_process_inherited_sem(mp_sem **out, ssize_t i)
 {
-    return pass_get((void **)out, i, MP__PASS_SEM);
+    return pass_get((void **)out, i, MP__PART_SEM);
 }
 
 MP_API int mp_process_inherited_event(mp_event **out, ssize_t i)
 {
-    return pass_get((void **)out, i, MP__PASS_EVENT);
+    return pass_get((void **)out, i, MP__PART_EVENT);
 }

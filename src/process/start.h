@@ -6,12 +6,14 @@
  * Members and their static prefixes: registry.c (reg_, targets by name),
  * context.c (ctx_, contexts, handles, the fork method, inherited
  * descriptors), forkserver.c (fs_, the server and its client), spawn.c
- * (spawn_, posix_spawn and mp_spawn_main).
+ * (spawn_, posix_spawn and mp_spawn_main), passobj.c (pass_, objects
+ * handed to a child in parts: core/parts.h).
  */
 #ifndef MPIPC_PROCESS_START_H
 #define MPIPC_PROCESS_START_H
 
 #include "core/io.h"
+#include "core/parts.h"
 #include "core/popen.h"
 
 #include <mpipc/context.h>
@@ -29,21 +31,6 @@ struct mp_context {
     const char *name;
 };
 
-/* The kinds of shared object a child can be handed (passobj.c). */
-enum mp__pass_kind {
-    MP__PASS_LOCK = 1,
-    MP__PASS_RLOCK,
-    MP__PASS_SEM,
-    MP__PASS_EVENT,
-    MP__PASS_VALUE,
-    MP__PASS_ARRAY,
-    MP__PASS_QUEUE,
-};
-
-/* The most shared blocks and descriptors one object carries (a
- * JoinableQueue: its stream, two semaphores, a condition; four fds). */
-#define MP__START_OBJ_PARTS 4
-
 /* A shared block of an object: where it is here, in which arena memfd at
  * what offset, and (after mp__start_prepare) which passed descriptor. */
 struct mp__start_blk {
@@ -56,12 +43,12 @@ struct mp__start_blk {
 /* One object handed to the child: its handle here (the fork method uses
  * it as is), its blocks, its own descriptors (a queue's pipe), extra data. */
 struct mp__start_obj {
-    enum mp__pass_kind kind;
+    enum mp__part_kind kind;
     void *ptr;
-    struct mp__start_blk blk[MP__START_OBJ_PARTS];
+    struct mp__start_blk blk[MP__PARTS_MAX];
     size_t nblk;
-    int raw[MP__START_OBJ_PARTS];
-    size_t rawidx[MP__START_OBJ_PARTS];
+    int raw[MP__PARTS_MAX];
+    size_t rawidx[MP__PARTS_MAX];
     size_t nraw;
     int64_t extra;
 };

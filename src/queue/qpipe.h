@@ -215,31 +215,4 @@ struct mp_simplequeue;
 struct mp__qpipe *mp__queue_qpipe(struct mp_queue *q);
 struct mp__qpipe *mp__simplequeue_qpipe(struct mp_simplequeue *q);
 
-/*
- * A Queue taken apart, to hand it to a forkserver or spawn child
- * (process/passobj.c) and put together there: its shared blocks (the
- * stream's, the places semaphore, and a JoinableQueue's unfinished
- * semaphore and condition, else NULL), its four descriptors (read, write,
- * spill, held) and its maxsize.
- */
-struct mp__queue_parts {
-    void *sh;
-    size_t sh_size;
-    void *sem, *unfinished, *cond;
-    int fds[4];
-    unsigned maxsize;
-};
-
-/* Fill parts from q (borrowed: q's). Returns 0 or MP_ECLOSED when q was
- * closed in this process. */
-int mp__queue_parts(struct mp_queue *q, struct mp__queue_parts *parts);
-
-/*
- * A new handle over the parts a child mapped and received; the descriptors
- * become the handle's (closed by mp_queue_free), the blocks stay the
- * mapper's. Returns 0, MP_EVALUE when sh is not a stream of sh_size bytes,
- * -errno.
- */
-int mp__queue_from_parts(struct mp_queue **out, const struct mp__queue_parts *parts);
-
 #endif /* MPIPC_QPIPE_H */

@@ -9,7 +9,9 @@
  *   sync_guard.c    the guard and sleep machinery (declared below);
  *   sync_event.c    Event and Condition;
  *   sync_barrier.c  Barrier;
- *   sync_value.c    Value and Array.
+ *   sync_value.c    Value and Array;
+ *   sync_parts.c    the objects taken apart for a forkserver or spawn
+ *                   child (core/parts.h).
  * Every object is one block of shared memory (shm.h) and the handle is a
  * pointer to it, so there is no process-local state to rebuild after fork.
  *
