@@ -246,6 +246,18 @@ static int t_qworker(const mp_obj *args)
 }
 MP_TARGET(t_qworker);
 
+/* Take inherited Condition 0 (the parent waits on it), notify, release. */
+static int t_notify(const mp_obj *args)
+{
+    (void)args;
+    mp_cond *c;
+    if (mp_process_inherited_cond(&c, 0) < 0 || mp_cond_acquire(c, T_LONG) < 0)
+        return 100;
+    ssize_t woken = mp_cond_notify(c, 1);
+    return mp_cond_release(c) < 0 ? 101 : woken == 1 ? 0 : 102;
+}
+MP_TARGET(t_notify);
+
 static const mp_context *ctx_of(const char *method)
 {
     const mp_context *ctx = NULL;
@@ -522,6 +534,31 @@ static void joinable_task_done(const char *method)
     mp_queue_free(q);
 }
 
+/* Python's Condition across processes: the child can take the lock only
+ * once we wait, and its notify wakes us. A Condition over our own Lock is
+ * refused (it points at the lock). */
+static void cond_notify(const char *method)
+{
+    mp_cond *c, *over;
+    mp_lock *lock;
+    assert_int_equal(mp_cond_new(&c, NULL), 0);
+    assert_int_equal(mp_lock_new(&lock), 0);
+    assert_int_equal(mp_cond_new(&over, lock), 0);
+    mp_process *p;
+    assert_int_equal(mp_process_new_ctx(&p, ctx_of(method), "t_notify", NULL), 0);
+    TU_ASSERT_STATUS(mp_process_pass_cond(p, over), MP_EVALUE);
+    assert_int_equal(mp_process_pass_cond(p, c), 0);
+    assert_int_equal(mp_cond_acquire(c, T_LONG), 0);
+    assert_int_equal(mp_process_start(p), 0);
+    assert_int_equal(mp_cond_wait(c, T_LONG), 0);
+    assert_int_equal(mp_cond_release(c), 0);
+    join_ok(p);
+    mp_process_free(p);
+    mp_cond_free(over);
+    mp_lock_free(lock);
+    mp_cond_free(c);
+}
+
 #define EACH_METHOD(fn, name)                                                                      \
     static void test_##name##_fork(void **s)                                                       \
     {                                                                                              \
@@ -547,6 +584,7 @@ EACH_METHOD(pass_on, child_passes_on_only_what_fork_gave_it)
 EACH_METHOD(queue_both_ways, passed_queue_carries_items_both_ways)
 EACH_METHOD(queue_producers, passed_queue_producers_exact_counts)
 EACH_METHOD(joinable_task_done, passed_joinable_queue_join_waits_for_task_done)
+EACH_METHOD(cond_notify, passed_condition_notify_wakes_parent)
 
 /* Refusals: NULL, a handle mp_process_new made, after start; the index
  * and kind checks in a process not started through a context. */
@@ -575,6 +613,15 @@ static void test_pass_refuses_bad_input(void **state)
     TU_ASSERT_STATUS(mp_process_start(p), MP_EVALUE);
     assert_int_equal(mp_process_pid(p), 0);
     mp_process_free(p);
+
+    /* A queue closed here is refused as Python refuses a closed one. */
+    mp_queue *cq;
+    assert_int_equal(mp_queue_new(&cq, 0), 0);
+    assert_int_equal(mp_queue_close(cq), 0);
+    assert_int_equal(mp_process_new_ctx(&p, ctx_of("spawn"), "t_qworker", NULL), 0);
+    TU_ASSERT_STATUS(mp_process_pass_queue(p, cq), MP_ECLOSED);
+    mp_process_free(p);
+    mp_queue_free(cq);
 
     mp_process *q;
     assert_int_equal(mp_process_new(&q, plain_main, NULL), 0);
@@ -619,6 +666,9 @@ int main(int argc, char **argv)
         TU_TEST(test_passed_joinable_queue_join_waits_for_task_done_fork),
         TU_TEST(test_passed_joinable_queue_join_waits_for_task_done_forkserver),
         TU_TEST(test_passed_joinable_queue_join_waits_for_task_done_spawn),
+        TU_TEST(test_passed_condition_notify_wakes_parent_fork),
+        TU_TEST(test_passed_condition_notify_wakes_parent_forkserver),
+        TU_TEST(test_passed_condition_notify_wakes_parent_spawn),
         TU_TEST(test_pass_refuses_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -48,9 +48,10 @@
  * started (a void * into it means nothing in the child), threads, and
  * handles made after the server started (spawn: any handle). Hand a child
  * connections (mp_process_pass_conn) and Locks, RLocks, Semaphores,
- * Events, Values, Arrays and Queues (mp_process_pass_lock ...
- * mp_process_pass_queue) explicitly; Conditions and Barriers are a later
- * step.
+ * Events, Values, Arrays, Queues and Conditions with their own lock
+ * (mp_process_pass_lock ... mp_process_pass_cond) explicitly; a Condition
+ * over a lock of yours and a Barrier (its action is a function pointer)
+ * cannot be passed.
  *
  * Why the target is a name and the argument an mp_obj: a forkserver or
  * spawn child does not share the parent's heap, and a spawn child does not
@@ -318,6 +319,17 @@ MP_API ssize_t mp_process_pass_queue(mp_process *p, mp_queue *q);
  * flushes it as under fork.
  */
 MP_API int mp_process_inherited_queue(mp_queue **out, ssize_t i);
+
+/*
+ * mp_process_pass_cond - give the child a Condition made with its own lock
+ * (mp_cond_new(&c, NULL), Python's Condition()); in the child,
+ * mp_process_inherited_cond gives it. One made over a Lock or RLock of the
+ * caller's holds a pointer to that lock and is refused with MP_EVALUE.
+ * Otherwise returns, and owns, as mp_process_pass_lock and
+ * mp_process_inherited_lock.
+ */
+MP_API ssize_t mp_process_pass_cond(mp_process *p, const mp_cond *cond);
+MP_API int mp_process_inherited_cond(mp_cond **out, ssize_t i);
 
 /* ---- the fork server and spawn -------------------------------------------- */
 

@@ -38,9 +38,11 @@ static size_t pass_n;
 static pthread_mutex_t pass_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const pass_names[] = {
-    [MP__PART_LOCK] = "Lock",   [MP__PART_RLOCK] = "RLock", [MP__PART_SEM] = "Semaphore",
-    [MP__PART_EVENT] = "Event", [MP__PART_VALUE] = "Value", [MP__PART_ARRAY] = "Array",
+    [MP__PART_LOCK] = "Lock",   [MP__PART_RLOCK] = "RLock",    [MP__PART_SEM] = "Semaphore",
+    [MP__PART_EVENT] = "Event", [MP__PART_VALUE] = "Value",    [MP__PART_ARRAY] = "Array",
+    [MP__PART_QUEUE] = "Queue", [MP__PART_COND] = "Condition",
 };
+_Static_assert(sizeof pass_names / sizeof pass_names[0] == MP__PART_COND + 1, "every kind named");
 
 /* ---- the parent's side ------------------------------------------------------------ */
 
@@ -265,7 +267,7 @@ static int pass_entry_from(struct pass_build *pb, const mp_obj *e, struct pass_e
     const mp_obj *blks, *raw;
     struct mp__parts parts = {0};
     if (mp_obj_parse(e, "(iOOL)", &kind, &blks, &raw, &parts.extra) < 0 || kind < MP__PART_LOCK ||
-        kind > MP__PART_QUEUE)
+        kind > MP__PART_COND)
         return MP_EVALUE;
     ssize_t nb = mp_obj_len(blks), nr = mp_obj_len(raw);
     if (nb < 1 || nb > MP__PARTS_MAX || nr < 0 || nr > MP__PARTS_MAX)
@@ -400,6 +402,16 @@ MP_API ssize_t mp_process_pass_queue(mp_process *p, mp_queue *q)
 MP_API int mp_process_inherited_queue(mp_queue **out, ssize_t i)
 {
     return pass_get((void **)out, i, MP__PART_QUEUE);
+}
+
+MP_API ssize_t mp_process_pass_cond(mp_process *p, const mp_cond *cond)
+{
+    return pass_add(p, MP__PART_COND, cond);
+}
+
+MP_API int mp_process_inherited_cond(mp_cond **out, ssize_t i)
+{
+    return pass_get((void **)out, i, MP__PART_COND);
 }
 
 MP_API int mp_process_inherited_lock(mp_lock **out, ssize_t i)
