@@ -46,9 +46,12 @@
  *
  * Not shared by forkserver and spawn: the parent's heap after the server
  * started (a void * into it means nothing in the child), threads, and
- * handles made after the server started (spawn: any handle). Queues and
- * locks handed over by descriptor and name are a later step; today pass
- * connections (mp_process_pass_conn), which is what queues are made of.
+ * handles made after the server started (spawn: any handle). Hand a child
+ * connections (mp_process_pass_conn) and Locks, RLocks, Semaphores,
+ * Events, Values, Arrays, Queues and Conditions with their own lock
+ * (mp_process_pass_lock ... mp_process_pass_cond) explicitly; a Condition
+ * over a lock of yours and a Barrier (its action is a function pointer)
+ * cannot be passed.
  *
  * Why the target is a name and the argument an mp_obj: a forkserver or
  * spawn child does not share the parent's heap, and a spawn child does not
@@ -81,6 +84,8 @@
 #include <mpipc/error.h>
 #include <mpipc/obj.h>
 #include <mpipc/process.h>
+#include <mpipc/queue.h>
+#include <mpipc/sync.h>
 
 #include <stdbool.h>
 #include <sys/types.h>
@@ -221,6 +226,110 @@ MP_API int mp_process_inherited_fd(ssize_t i);
  * -ENOMEM. Ownership: mp_conn_free(), which closes the descriptor.
  */
 MP_API int mp_process_inherited_conn(mp_conn **out, ssize_t i);
+
+/* ---- locks, semaphores and events ------------------------------------------ */
+
+/*
+ * mp_process_pass_lock, _rlock, _sem, _event, _value, _array - give the
+ * child a Lock, RLock, Semaphore (bounded or not), Event, Value or Array
+ * (with its lock, if it has one) (Python pickles a SemLock for a spawn
+ * child by its handle and name, and a sharedctypes object by its heap
+ * block).
+ *
+ * p:     a process made by mp_process_new_ctx, not started yet.
+ * lock, sem, ev, v, a:  the object; borrowed. It must stay alive (not freed)
+ *        until the process has started. It was made by this process, or by
+ *        an ancestor this process was forked from (fork method or
+ *        mp_process_new), so that its shared memory has a descriptor.
+ *
+ * The child finds the same object - the same shared memory, mapped at its
+ * own address under forkserver and spawn (the memory's descriptor travels
+ * like mp_process_pass_fd's, after the caller's descriptors, which keep
+ * their indexes) - with mp_process_inherited_lock and its siblings, at the
+ * index returned. Objects have their own indexes, 0 for the first, apart
+ * from descriptors'. A lock held by a child that dies is MP_EOWNERDEAD to
+ * the next acquirer, whatever the method.
+ *
+ * Returns the index; MP_ESTATE after start or for a handle mp_process_new
+ * made; MP_EVALUE beyond 60 objects, or for an object whose memory has no
+ * descriptor here (one a forkserver or spawn child itself inherited); or
+ * at start, when the objects' descriptors and the caller's exceed 60;
+ * -EINVAL for NULL.
+ * Thread/fork: any thread; the handle is not shared between threads.
+ */
+MP_API ssize_t mp_process_pass_lock(mp_process *p, const mp_lock *lock);
+MP_API ssize_t mp_process_pass_rlock(mp_process *p, const mp_rlock *lock);
+MP_API ssize_t mp_process_pass_sem(mp_process *p, const mp_sem *sem);
+MP_API ssize_t mp_process_pass_event(mp_process *p, const mp_event *ev);
+MP_API ssize_t mp_process_pass_value(mp_process *p, const mp_value *v);
+MP_API ssize_t mp_process_pass_array(mp_process *p, const mp_array *a);
+
+/*
+ * mp_process_inherited_lock, _rlock, _sem, _event, _value, _array - in a
+ * child started through a context, the object the parent passed at index
+ * i (negative i counts from the end).
+ *
+ * out:  receives the object.
+ * i:    the index mp_process_pass_lock (or a sibling) returned.
+ *
+ * Returns 0; MP_EKEY when there is no such index, or in a process not
+ * started through a context; MP_ETYPE when the object at i is of another
+ * kind (mp_errmsg names both); -EINVAL for NULL out.
+ * Ownership: the object stays valid for the child's whole life. The child
+ * need not free it; mp_lock_free (and its siblings) on it does nothing, as
+ * for any object a process did not make. It cannot be passed on by a
+ * forkserver or spawn child (MP_EVALUE); a fork child can pass it.
+ */
+MP_API int mp_process_inherited_lock(mp_lock **out, ssize_t i);
+MP_API int mp_process_inherited_rlock(mp_rlock **out, ssize_t i);
+MP_API int mp_process_inherited_sem(mp_sem **out, ssize_t i);
+MP_API int mp_process_inherited_event(mp_event **out, ssize_t i);
+MP_API int mp_process_inherited_value(mp_value **out, ssize_t i);
+MP_API int mp_process_inherited_array(mp_array **out, ssize_t i);
+
+/*
+ * mp_process_pass_queue - give the child a Queue or JoinableQueue (Python
+ * pickles a Queue for a spawn child with its pipe, locks and semaphores:
+ * Queue.__getstate__).
+ *
+ * p:  a process made by mp_process_new_ctx, not started yet.
+ * q:  the queue; borrowed, alive and not closed until the process started.
+ *     Its pipe and files travel as descriptors (like mp_process_pass_fd's,
+ *     after the caller's, which keep their indexes), its shared state as
+ *     the locks do.
+ *
+ * The child's end works both ways (put and get, task_done and join for a
+ * JoinableQueue), with its own feeder thread; items it puts are flushed at
+ * its exit as under fork. Items this process put before start that its
+ * feeder has not written yet are not the child's to see until written.
+ * Returns the object index (shared with the locks'); MP_ESTATE as for
+ * mp_process_pass_lock; MP_ECLOSED for a queue closed here; MP_EVALUE
+ * beyond 60 objects, for a queue already passed to p, or one this process
+ * inherited from a forkserver or spawn parent; -EINVAL.
+ * Thread/fork: any thread.
+ */
+MP_API ssize_t mp_process_pass_queue(mp_process *p, mp_queue *q);
+
+/*
+ * mp_process_inherited_queue - in the child, the Queue passed at index i.
+ * Returns 0; MP_EKEY, MP_ETYPE, -EINVAL as mp_process_inherited_lock.
+ * Ownership: the handle is this process's, the same at every call: free
+ * it once with mp_queue_free (which flushes its feeder and closes its
+ * descriptors, never the parent's queue), or leave it to the exit, which
+ * flushes it as under fork.
+ */
+MP_API int mp_process_inherited_queue(mp_queue **out, ssize_t i);
+
+/*
+ * mp_process_pass_cond - give the child a Condition made with its own lock
+ * (mp_cond_new(&c, NULL), Python's Condition()); in the child,
+ * mp_process_inherited_cond gives it. One made over a Lock or RLock of the
+ * caller's holds a pointer to that lock and is refused with MP_EVALUE.
+ * Otherwise returns, and owns, as mp_process_pass_lock and
+ * mp_process_inherited_lock.
+ */
+MP_API ssize_t mp_process_pass_cond(mp_process *p, const mp_cond *cond);
+MP_API int mp_process_inherited_cond(mp_cond **out, ssize_t i);
 
 /* ---- the fork server and spawn -------------------------------------------- */
 

@@ -1,7 +1,10 @@
 /*
  * shm - shared-memory arenas and a first-fit allocator over them (shm.h).
  *
- * Each arena is one anonymous shared mapping. Its bookkeeping is two lists
+ * Each arena is one shared mapping of an anonymous file (a memfd), whose
+ * descriptor the arena keeps open so that a block can be handed to a child
+ * that was not forked from this process (forkserver, spawn: mp__shm_locate),
+ * as Python's heap.Arena keeps its fd. Its bookkeeping is two lists
  * of extents kept in ordinary (process-private) heap memory: the free ones,
  * sorted by offset and coalesced, and the used ones. Allocation is first-fit
  * over the free lists; blocks are small and few (locks, semaphores, queue
@@ -17,6 +20,7 @@
 /* MAP_ANONYMOUS is POSIX.1-2024, not 2008: glibc shows it with _DEFAULT_SOURCE. */
 #define _DEFAULT_SOURCE
 #include "core/shm.h"
+#include "core/io.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -24,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define ARENA_MIN ((size_t)256 * 1024)
@@ -39,10 +44,15 @@ struct arena {
     struct extent *free_list; /* sorted by off, coalesced */
     struct extent *used;      /* any order */
     struct arena *next;
+    int fd;    /* the memfd behind the mapping; -1 when none could be made */
+    dev_t dev; /* and its identity, to recognise it after a fork server */
+    ino_t ino; /* closed every descriptor it inherited */
 };
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct arena *arenas;
+/* Arenas a forked child inherited: never allocated from, kept to locate. */
+static struct arena *inherited;
 static unsigned gen; /* the fork generation the lists belong to */
 
 static void shm_free_extents(struct extent *e)
@@ -70,7 +80,9 @@ static void shm_fork_check(void)
             arenas = a->next;
             shm_free_extents(a->free_list);
             shm_free_extents(a->used);
-            free(a);
+            a->free_list = a->used = NULL;
+            a->next = inherited;
+            inherited = a;
         }
         __atomic_store_n(&gen, now, __ATOMIC_RELEASE);
     }
@@ -84,6 +96,33 @@ static size_t shm_page_size(void)
 {
     long p = sysconf(_SC_PAGESIZE);
     return p > 0 ? (size_t)p : 4096;
+}
+
+/*
+ * Map size bytes for arena a: a memfd when one can be made, so the arena
+ * can be passed by descriptor; an anonymous mapping otherwise (fork still
+ * shares it). Both are shmem pages, so fork behaviour and speed are the
+ * same. Returns the base or NULL.
+ */
+static void *shm_arena_map(struct arena *a, size_t size)
+{
+    a->fd = mp__anon_file("mpipc-shm");
+    struct stat st;
+    if (a->fd >= 0 && (mp__truncate(a->fd, size) < 0 || fstat(a->fd, &st) < 0)) {
+        (void)mp__close(a->fd);
+        a->fd = -1;
+    }
+    if (a->fd >= 0) {
+        a->dev = st.st_dev;
+        a->ino = st.st_ino;
+        void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, a->fd, 0);
+        if (base != MAP_FAILED)
+            return base;
+        (void)mp__close(a->fd);
+        a->fd = -1;
+    }
+    void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    return base == MAP_FAILED ? NULL : base;
 }
 
 /* A new arena with room for at least `need` bytes (mu held). */
@@ -101,8 +140,8 @@ static struct arena *shm_arena_new(size_t need)
         free(e);
         return NULL;
     }
-    void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (base == MAP_FAILED) {
+    void *base = shm_arena_map(a, size);
+    if (!base) {
         free(a);
         free(e);
         return NULL;
@@ -238,6 +277,8 @@ static void shm_maybe_unmap(struct arena *a)
         }
     }
     (void)munmap(a->base, a->size);
+    if (a->fd >= 0)
+        (void)mp__close(a->fd);
     shm_free_extents(a->free_list);
     free(a);
 }
@@ -270,6 +311,38 @@ bool mp__shm_free(void *p)
 bool mp__shm_owned(const void *p)
 {
     return shm_lookup(p, false);
+}
+
+/* The arena of list l holding [c, c + len), or NULL (mu held). */
+static struct arena *shm_arena_of(struct arena *l, const unsigned char *c, size_t len)
+{
+    for (struct arena *a = l; a; a = a->next)
+        if (c >= a->base && c < a->base + a->size && len <= (size_t)(a->base + a->size - c))
+            return a;
+    return NULL;
+}
+
+int mp__shm_locate(const void *p, size_t len, int *fd, size_t *off, size_t *size)
+{
+    if (!p || !fd || !off || !size)
+        return -EINVAL;
+    shm_fork_check();
+    pthread_mutex_lock(&mu);
+    struct arena *a = shm_arena_of(arenas, p, len);
+    if (!a)
+        a = shm_arena_of(inherited, p, len);
+    struct stat st;
+    /* An inherited descriptor may have been closed (a fork server closes
+     * all it inherits) and its number reused: the identity tells. */
+    bool ok =
+        a && a->fd >= 0 && fstat(a->fd, &st) == 0 && st.st_dev == a->dev && st.st_ino == a->ino;
+    if (ok) {
+        *fd = a->fd;
+        *off = (size_t)((const unsigned char *)p - a->base);
+        *size = a->size;
+    }
+    pthread_mutex_unlock(&mu);
+    return ok ? 0 : MP_EVALUE;
 }
 
 int mp__shm_map(void **out, size_t size)

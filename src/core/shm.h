@@ -1,7 +1,7 @@
 /*
  * shm - the allocator for memory shared with children forked later.
  *
- * Blocks come from MAP_SHARED|MAP_ANONYMOUS arenas, so a block allocated
+ * Blocks come from MAP_SHARED arenas of anonymous files (memfd), so a block allocated
  * before fork() is the same memory in the parent and every child. The
  * bookkeeping (which parts of an arena are in use) is private to the process
  * that made the arena, never stored in the shared memory itself, so nothing
@@ -41,6 +41,16 @@ bool mp__shm_free(void *p);
 
 /* True if p is a live block allocated by this process (not inherited). */
 bool mp__shm_owned(const void *p);
+
+/*
+ * Where the len bytes at p live, to hand them to a child by descriptor: an
+ * arena of this process, or one inherited by fork whose descriptor is still
+ * the arena's. *fd is the arena's memfd (borrowed: the arena's), *off the
+ * offset of p in it, *size the file's size. Returns 0; MP_EVALUE when p is
+ * not in such an arena (memory from elsewhere, no memfd, or a descriptor a
+ * fork server closed); -EINVAL.
+ */
+int mp__shm_locate(const void *p, size_t len, int *fd, size_t *off, size_t *size);
 
 /*
  * A mapping of its own, outside the arenas: size bytes of zeroed shared

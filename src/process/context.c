@@ -66,10 +66,13 @@ void mp__start_proc_free(void *data)
     free(sp);
 }
 
-int mp__start_check_target(const struct mp__start_proc *sp)
+int mp__start_check_target(struct mp__start_proc *sp)
 {
     mp_named_target_fn fn;
-    int rc = mp_target_lookup(sp->target, &fn);
+    int rc = mp__start_prepare(sp);
+    if (rc < 0)
+        return rc;
+    rc = mp_target_lookup(sp->target, &fn);
     return rc == MP_EKEY
                ? mp__err(MP_EKEY, "cannot start: no target registered as '%.200s'", sp->target)
                : rc;
@@ -102,7 +105,8 @@ static int ctx_fork_main(void *arg)
 {
     struct mp__start_proc *sp = arg;
     mp_named_target_fn fn;
-    if (ctx_set_inherited(sp->fds, sp->nfds) < 0 || mp_target_lookup(sp->target, &fn) < 0)
+    if (ctx_set_inherited(sp->fds, sp->nuserfds) < 0 || mp__start_objs_from_fork(sp) < 0 ||
+        mp_target_lookup(sp->target, &fn) < 0)
         return 1;
     return fn(sp->args);
 }
@@ -156,8 +160,7 @@ MP_API int mp_process_new_ctx(mp_process **out, const mp_context *ctx, const cha
     return 0;
 }
 
-/* The start-method data of p, or NULL for a handle mp_process_new made. */
-static struct mp__start_proc *ctx_of(mp_process *p)
+struct mp__start_proc *mp__start_of(mp_process *p)
 {
     void *data;
     const struct mp__popen_ops *ops = mp__process_popen(p, &data);
@@ -169,17 +172,18 @@ MP_API ssize_t mp_process_pass_fd(mp_process *p, int fd)
 {
     if (!p || fd < 0)
         return -EINVAL;
-    struct mp__start_proc *sp = ctx_of(p);
+    struct mp__start_proc *sp = mp__start_of(p);
     if (!sp)
         return mp__err(MP_ESTATE, "descriptors are passed to processes made by mp_process_new_ctx");
     if (mp_process_pid(p) != 0)
         return mp__err(MP_ESTATE, "process has already started");
     if (!mp__fd_is_open(fd))
         return -EBADF;
-    if (sp->nfds == MP__START_MAX_FDS)
+    if (sp->nuserfds == MP__START_MAX_FDS)
         return mp__err(MP_EVALUE, "too many descriptors passed (at most %d)", MP__START_MAX_FDS);
-    sp->fds[sp->nfds] = fd;
-    return (ssize_t)sp->nfds++;
+    sp->fds[sp->nuserfds] = fd;
+    sp->nfds = sp->nuserfds + 1; /* the objects' descriptors follow at start */
+    return (ssize_t)sp->nuserfds++;
 }
 
 MP_API ssize_t mp_process_pass_conn(mp_process *p, const mp_conn *c)
@@ -256,9 +260,15 @@ mp_obj *mp__start_message(const struct mp__start_proc *sp, const struct mp__pope
             fds = NULL;
         }
     }
-    return mp_obj_build("{s:s,s:O,s:s,s:s,s:p,s:N}", "target", sp->target, "args", sp->args, "name",
-                        child->name, "identity", child->identity, "daemon", (int)child->daemon,
-                        "fds", fds);
+    mp_obj *objs = fds ? mp__start_objs_message(sp) : NULL;
+    if (!objs) {
+        mp_obj_free(fds);
+        return NULL;
+    }
+    return mp_obj_build("{s:s,s:O,s:s,s:s,s:p,s:N,s:N,s:n}", "target", sp->target, "args", sp->args,
+                        "name", child->name, "identity", child->identity, "daemon",
+                        (int)child->daemon, "fds", fds, "objs", objs, "nuserfds",
+                        (ssize_t)sp->nuserfds);
 }
 
 /* A str field of the message, NUL-terminated and borrowed, or NULL. */
@@ -279,10 +289,15 @@ int mp__start_run(const mp_obj *msg, const int *fds, size_t n, int sentinel)
     const char *identity = ctx_field_str(msg, "identity");
     const mp_obj *args = mp_obj_dict_get_cstr(msg, "args");
     const mp_obj *daemon = mp_obj_dict_get_cstr(msg, "daemon");
+    const mp_obj *nuser_obj = mp_obj_dict_get_cstr(msg, "nuserfds");
+    int64_t nuser = (int64_t)n; /* a message without objects: every one is the caller's */
+    if (nuser_obj && (mp_obj_get_int(nuser_obj, &nuser) < 0 || nuser < 0 || (uint64_t)nuser > n))
+        return 1;
     bool is_daemon = false;
     mp_named_target_fn fn;
     if (!target || !name || !identity || !args || !daemon ||
-        mp_obj_get_bool(daemon, &is_daemon) < 0 || ctx_set_inherited(fds, n) < 0 ||
+        mp_obj_get_bool(daemon, &is_daemon) < 0 || ctx_set_inherited(fds, (size_t)nuser) < 0 ||
+        mp__start_objs_from_message(mp_obj_dict_get_cstr(msg, "objs"), fds, n) < 0 ||
         mp_target_lookup(target, &fn) < 0)
         return 1;
     mp__process_become_child(name, identity, is_daemon, sentinel);

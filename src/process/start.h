@@ -6,12 +6,14 @@
  * Members and their static prefixes: registry.c (reg_, targets by name),
  * context.c (ctx_, contexts, handles, the fork method, inherited
  * descriptors), forkserver.c (fs_, the server and its client), spawn.c
- * (spawn_, posix_spawn and mp_spawn_main).
+ * (spawn_, posix_spawn and mp_spawn_main), passobj.c (pass_, objects
+ * handed to a child in parts: core/parts.h).
  */
 #ifndef MPIPC_PROCESS_START_H
 #define MPIPC_PROCESS_START_H
 
 #include "core/io.h"
+#include "core/parts.h"
 #include "core/popen.h"
 
 #include <mpipc/context.h>
@@ -29,13 +31,39 @@ struct mp_context {
     const char *name;
 };
 
+/* A shared block of an object: where it is here, in which arena memfd at
+ * what offset, and (after mp__start_prepare) which passed descriptor. */
+struct mp__start_blk {
+    size_t size;
+    int fd; /* the arena's memfd in the parent (borrowed) */
+    size_t off;
+    size_t fdidx;
+};
+
+/* One object handed to the child: its handle here (the fork method uses
+ * it as is), its blocks, its own descriptors (a queue's pipe), extra data. */
+struct mp__start_obj {
+    enum mp__part_kind kind;
+    void *ptr;
+    struct mp__start_blk blk[MP__PARTS_MAX];
+    size_t nblk;
+    int raw[MP__PARTS_MAX];
+    size_t rawidx[MP__PARTS_MAX];
+    size_t nraw;
+    int64_t extra;
+};
+
 /* The popen data of a handle made by mp_process_new_ctx (owned by it). */
 struct mp__start_proc {
     enum mp__start_method method;
     char *target;
     mp_obj *args;
+    /* The caller's descriptors (nuserfds), then the objects' arenas. */
     int fds[MP__START_MAX_FDS];
     size_t nfds;
+    size_t nuserfds;
+    struct mp__start_obj objs[MP__START_MAX_FDS];
+    size_t nobjs;
     /* forkserver: the 4 bytes of the exit code read so far */
     unsigned char code[4];
     size_t ncode;
@@ -53,12 +81,36 @@ struct mp__start_proc {
 mp_obj *mp__start_message(const struct mp__start_proc *sp, const struct mp__popen_child *child);
 int mp__start_run(const mp_obj *msg, const int *fds, size_t n, int sentinel);
 
+/* The start-method data of p, or NULL for a handle mp_process_new made. */
+struct mp__start_proc *mp__start_of(mp_process *p);
+
 /* Release a struct mp__start_proc (the methods' ops->free). */
 void mp__start_proc_free(void *data);
 
 /* The parent's check at start: MP_EKEY (with a message) for an unknown
- * target name. */
-int mp__start_check_target(const struct mp__start_proc *sp);
+ * target name. It also appends the descriptors of the objects passed
+ * (mp__start_prepare): MP_EVALUE when they do not fit. */
+int mp__start_check_target(struct mp__start_proc *sp);
+
+/*
+ * passobj.c: put the passed objects' arena descriptors after the caller's
+ * (once per arena) and note each object's index. Idempotent. Returns 0 or
+ * MP_EVALUE when the descriptors exceed MP__START_MAX_FDS.
+ */
+int mp__start_prepare(struct mp__start_proc *sp);
+
+/* The message's "objs" value: a list of (kind, [(fdidx, off, size), ...],
+ * [fdidx, ...], extra). NULL: no memory. */
+mp_obj *mp__start_objs_message(const struct mp__start_proc *sp);
+
+/*
+ * In the child: make the inherited objects table. Fork: the parent's
+ * pointers (sp). Forkserver and spawn: from the message's "objs" (objs may
+ * be NULL: none) and the child's descriptors, each arena mapped once.
+ * Returns 0, MP_EVALUE for a malformed entry, -errno.
+ */
+int mp__start_objs_from_fork(const struct mp__start_proc *sp);
+int mp__start_objs_from_message(const mp_obj *objs, const int *fds, size_t n);
 
 /* The methods' popen operations (forkserver.c, spawn.c). */
 extern const struct mp__popen_ops mp__forkserver_ops;

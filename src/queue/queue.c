@@ -24,6 +24,7 @@
 #include "codec/pickle.h"
 #include "core/internal.h"
 #include "core/io.h"
+#include "core/parts.h"
 #include "core/shm.h"
 #include "queue/qpipe.h"
 
@@ -731,6 +732,82 @@ MP_API void mp_queue_free(mp_queue *q)
     pthread_cond_destroy(&q->cv);
     pthread_mutex_destroy(&q->mu);
     free(q);
+}
+
+/* ---- handing a queue to a child (process/passobj.c) ------------------------------ */
+
+int mp__queue_parts(mp_queue *q, struct mp__parts *out)
+{
+    queue_fork_fixup(q);
+    if (__atomic_load_n(&q->closed, __ATOMIC_ACQUIRE) || q->qp.rfd < 0)
+        return MP_ECLOSED;
+    *out = (struct mp__parts){.nblk = 1, .nfds = 4, .extra = q->maxsize};
+    out->blk[0] = q->qp.sh;
+    out->size[0] = sizeof *q->qp.sh + q->qp.sh->cap;
+    void *sync[3] = {q->sem, q->unfinished, q->cond};
+    enum mp__part_kind kinds[3] = {MP__PART_SEM, MP__PART_SEM, MP__PART_COND};
+    for (int i = 0; i < (q->cond ? 3 : 1); i++) {
+        struct mp__parts one;
+        int rc = mp__sync_parts(kinds[i], sync[i], &one);
+        if (rc < 0)
+            return rc;
+        out->blk[out->nblk] = one.blk[0];
+        out->size[out->nblk++] = one.size[0];
+    }
+    int fds[4] = {q->qp.rfd, q->qp.wfd, q->qp.spill_fd, q->qp.held_fd};
+    memcpy(out->fds, fds, sizeof fds);
+    return 0;
+}
+
+/* Check the blocks a child received: the stream's size agrees with its
+ * ring, the others are the semaphores and condition they claim to be. */
+static int queue_check_parts(const struct mp__parts *in, void *sync[3])
+{
+    const struct mp__qpipe_shared *sh = in->blk[0];
+    if ((in->nblk != 2 && in->nblk != 4) || in->nfds != 4 || in->extra <= 0 ||
+        in->extra > SEM_VALUE_MAX || in->size[0] < sizeof *sh ||
+        sh->cap != in->size[0] - sizeof *sh)
+        return MP_EVALUE;
+    enum mp__part_kind kinds[3] = {MP__PART_SEM, MP__PART_SEM, MP__PART_COND};
+    for (size_t i = 1; i < in->nblk; i++) {
+        struct mp__parts one = {.blk = {in->blk[i]}, .size = {in->size[i]}, .nblk = 1};
+        int rc = mp__sync_from_parts(kinds[i - 1], &one, &sync[i - 1]);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int mp__queue_from_parts(const struct mp__parts *in, mp_queue **out)
+{
+    *out = NULL;
+    void *sync[3] = {NULL, NULL, NULL};
+    int rc = queue_check_parts(in, sync);
+    if (rc < 0)
+        return rc;
+    mp_queue *q = calloc(1, sizeof *q);
+    if (!q)
+        return -ENOMEM;
+    if ((rc = queue_local_init(q)) < 0) {
+        free(q);
+        return rc;
+    }
+    q->qp.sh = in->blk[0];
+    q->qp.rfd = in->fds[0];
+    q->qp.wfd = in->fds[1];
+    q->qp.spill_fd = in->fds[2];
+    q->qp.held_fd = in->fds[3];
+    q->qp.pipe_cap = mp__pipe_capacity(q->qp.wfd);
+    /* As mp__qpipe_open seeds them: a valid header of this queue. */
+    mp__qpipe_header(&q->qp, MP__QF_HINT, 0, q->qp.wlast);
+    memcpy(q->qp.rlast, q->qp.wlast, sizeof q->qp.rlast);
+    q->sem = sync[0];
+    q->unfinished = sync[1];
+    q->cond = sync[2];
+    q->maxsize = (unsigned)in->extra;
+    q->gen = mp__forkgen();
+    *out = q;
+    return 0;
 }
 
 /* ---- SimpleQueue ---------------------------------------------------------------- */

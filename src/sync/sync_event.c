@@ -106,13 +106,24 @@ MP_API void mp_event_free(mp_event *ev)
 
 /* ---- Condition -------------------------------------------------------------------- */
 
+/* The lock is the caller's (lock_ext or rlock_ext) or the Condition's own
+ * RLock, which lives inside it (no pointer), so that a Condition made with
+ * its own lock means the same at any address (a JoinableQueue's, handed to
+ * a forkserver or spawn child). */
 struct mp_cond {
     pthread_mutex_t guard;
-    mp_lock *lock; /* exactly one of lock and rlock is set */
-    mp_rlock *rlock;
-    bool own_rlock;
+    mp_lock *lock_ext; /* at most one of lock_ext and rlock_ext is set */
+    mp_rlock *rlock_ext;
+    bool own_rlock; /* neither: own is the lock */
+    struct mp_rlock own;
     struct mp__waitq q;
 };
+
+/* The Condition's RLock, or NULL when its lock is a Lock. */
+static inline mp_rlock *cond_rlock(mp_cond *c)
+{
+    return c->own_rlock ? &c->own : c->rlock_ext;
+}
 
 static int cond_make(mp_cond **out, mp_lock *lock, mp_rlock *rlock)
 {
@@ -121,10 +132,10 @@ static int cond_make(mp_cond **out, mp_lock *lock, mp_rlock *rlock)
                                   MP_SYNC_MAX_WAITERS);
     if (rc < 0)
         return rc;
-    c->lock = lock;
-    c->rlock = rlock;
+    c->lock_ext = lock;
+    c->rlock_ext = rlock;
     if (!lock && !rlock) {
-        if ((rc = mp_rlock_new(&c->rlock)) < 0)
+        if ((rc = mp__mutex_init(&c->own.mu, true)) < 0)
             goto fail;
         c->own_rlock = true;
     }
@@ -162,30 +173,30 @@ MP_API int mp_cond_acquire(mp_cond *cond, double timeout)
 {
     if (!cond)
         return -EINVAL;
-    return cond->lock ? mp_lock_acquire(cond->lock, timeout)
-                      : mp_rlock_acquire(cond->rlock, timeout);
+    return cond->lock_ext ? mp_lock_acquire(cond->lock_ext, timeout)
+                          : mp_rlock_acquire(cond_rlock(cond), timeout);
 }
 
 MP_API int mp_cond_release(mp_cond *cond)
 {
     if (!cond)
         return -EINVAL;
-    return cond->lock ? mp_lock_release(cond->lock) : mp_rlock_release(cond->rlock);
+    return cond->lock_ext ? mp_lock_release(cond->lock_ext) : mp_rlock_release(cond_rlock(cond));
 }
 
 /* How many levels of the condition's lock the calling thread holds (a Lock
  * counts 1), or 0: Python's _semlock._is_mine() and _count(). */
 static int cond_levels(mp_cond *c)
 {
-    if (c->rlock)
-        return sync_rlock_levels(c->rlock);
-    int rc = pthread_mutex_trylock(&c->lock->mu);
+    if (cond_rlock(c))
+        return sync_rlock_levels(cond_rlock(c));
+    int rc = pthread_mutex_trylock(&c->lock_ext->mu);
     if (rc == EDEADLK)
         return 1;
     if (rc == EOWNERDEAD)
-        (void)pthread_mutex_consistent(&c->lock->mu);
+        (void)pthread_mutex_consistent(&c->lock_ext->mu);
     if (rc == 0 || rc == EOWNERDEAD)
-        (void)pthread_mutex_unlock(&c->lock->mu);
+        (void)pthread_mutex_unlock(&c->lock_ext->mu);
     return 0;
 }
 
@@ -193,25 +204,25 @@ static int cond_levels(mp_cond *c)
 static void cond_release_all(mp_cond *c, int levels)
 {
     MP__ASSERT(levels > 0);
-    MP__ASSERT(c->lock ? levels == 1 : c->rlock->count == levels);
-    if (c->lock) {
-        (void)pthread_mutex_unlock(&c->lock->mu);
+    MP__ASSERT(c->lock_ext ? levels == 1 : cond_rlock(c)->count == levels);
+    if (c->lock_ext) {
+        (void)pthread_mutex_unlock(&c->lock_ext->mu);
         return;
     }
-    c->rlock->count = 0;
+    cond_rlock(c)->count = 0;
     for (int i = 0; i < levels; i++)
-        (void)pthread_mutex_unlock(&c->rlock->mu);
+        (void)pthread_mutex_unlock(&cond_rlock(c)->mu);
 }
 
 /* Take the lock back at `levels`, without limit. 0 or MP_EOWNERDEAD. */
 static int cond_reacquire(mp_cond *c, int levels)
 {
-    if (c->lock)
-        return mp__mutex_lock(&c->lock->mu, MP__NO_DEADLINE);
-    int rc = mp__mutex_lock(&c->rlock->mu, MP__NO_DEADLINE);
+    if (c->lock_ext)
+        return mp__mutex_lock(&c->lock_ext->mu, MP__NO_DEADLINE);
+    int rc = mp__mutex_lock(&cond_rlock(c)->mu, MP__NO_DEADLINE);
     for (int i = 1; i < levels; i++)
-        (void)pthread_mutex_lock(&c->rlock->mu); /* the owner's nesting: instant */
-    c->rlock->count = levels;
+        (void)pthread_mutex_lock(&cond_rlock(c)->mu); /* the owner's nesting: instant */
+    cond_rlock(c)->count = levels;
     return rc == MP_EOWNERDEAD ? MP_EOWNERDEAD : 0;
 }
 
@@ -296,7 +307,22 @@ MP_API void mp_cond_free(mp_cond *cond)
 {
     if (cond && mp__shm_owned(cond)) {
         if (cond->own_rlock)
-            mp_rlock_free(cond->rlock);
+            (void)pthread_mutex_destroy(&cond->own.mu);
         mp__sync_guarded_free(cond, &cond->guard, &cond->q);
     }
+}
+
+size_t mp__sync_event_size(void)
+{
+    return offsetof(mp_event, q) + mp__waitq_size(MP_SYNC_MAX_WAITERS);
+}
+
+size_t mp__sync_cond_size(void)
+{
+    return offsetof(mp_cond, q) + mp__waitq_size(MP_SYNC_MAX_WAITERS);
+}
+
+bool mp__sync_cond_self_contained(const mp_cond *c)
+{
+    return c->own_rlock;
 }

@@ -9,7 +9,9 @@
  *   sync_guard.c    the guard and sleep machinery (declared below);
  *   sync_event.c    Event and Condition;
  *   sync_barrier.c  Barrier;
- *   sync_value.c    Value and Array.
+ *   sync_value.c    Value and Array;
+ *   sync_parts.c    the objects taken apart for a forkserver or spawn
+ *                   child (core/parts.h).
  * Every object is one block of shared memory (shm.h) and the handle is a
  * pointer to it, so there is no process-local state to rebuild after fork.
  *
@@ -87,6 +89,21 @@ static inline bool sync_mutex_held(pthread_mutex_t *m)
 {
     return pthread_mutex_trylock(m) == EDEADLK;
 }
+
+/* The bytes of shared memory a Semaphore and an Event occupy, for handing
+ * one to a child by descriptor (process/passobj.c). */
+size_t mp__sync_sem_size(void);
+size_t mp__sync_event_size(void);
+
+/* A Condition's size, and whether it holds its own lock (and so no
+ * pointer: only such a one can be handed to a forkserver or spawn child). */
+size_t mp__sync_cond_size(void);
+bool mp__sync_cond_self_contained(const mp_cond *c);
+
+/* The bytes a Value or Array occupies, from its header (0 when the header
+ * is inconsistent); its header, before the items, is MP__SYNC_ARRAY_HEADER. */
+#define MP__SYNC_ARRAY_HEADER ((size_t)128)
+size_t mp__sync_array_size(const void *obj);
 
 /* ---- the guard and sleep machinery (Event, Condition, Barrier) -------------------- */
 

@@ -285,3 +285,8 @@ MP_API void mp_sem_free(mp_sem *sem)
         mp__shm_free(sem);
     }
 }
+
+size_t mp__sync_sem_size(void)
+{
+    return sizeof(mp_sem);
+}

@@ -9,21 +9,38 @@
 #include <limits.h>
 #include <string.h>
 
-/* A Value is an Array of one item; both handles point at this. */
+/* A Value is an Array of one item; both handles point at this. The RLock
+ * is inside (no pointer), so the block means the same at any address: a
+ * forkserver or spawn child maps it where it can (process/passobj.c). */
 struct mp_array {
-    mp_rlock *lock; /* NULL for Raw */
+    struct mp_rlock lock; /* initialised only when `locked` (not Raw) */
+    bool locked;
     size_t len;
     uint32_t itemsize;
     char typecode;
 };
 
-/* Items start one cache line in, aligned for every typecode. */
-#define ITEMS_OFFSET ((size_t)64)
+/* Items start two cache lines in, aligned for every typecode. */
+#define ITEMS_OFFSET MP__SYNC_ARRAY_HEADER
 _Static_assert(sizeof(struct mp_array) <= ITEMS_OFFSET, "header fits before the items");
 
 static unsigned char *array_items(struct mp_array *a)
 {
     return (unsigned char *)a + ITEMS_OFFSET;
+}
+
+/* The Array's RLock, or NULL for a Raw one. */
+static mp_rlock *array_lock(struct mp_array *a)
+{
+    return a->locked ? &a->lock : NULL;
+}
+
+size_t mp__sync_array_size(const void *obj)
+{
+    const struct mp_array *a = obj;
+    if (a->itemsize == 0 || a->len > (SIZE_MAX - ITEMS_OFFSET) / a->itemsize)
+        return 0;
+    return ITEMS_OFFSET + a->len * a->itemsize;
 }
 
 enum kind { K_SIGNED, K_UNSIGNED, K_FLOAT };
@@ -73,10 +90,11 @@ static int array_make(struct mp_array **out, char typecode, size_t n, const void
     int rc = sync_obj_alloc(out, (void **)&a, ITEMS_OFFSET + n * t->size);
     if (rc < 0)
         return rc;
-    if (with_lock && (rc = mp_rlock_new(&a->lock)) < 0) {
+    if (with_lock && (rc = mp__mutex_init(&a->lock.mu, true)) < 0) {
         mp__shm_free(a);
         return rc;
     }
+    a->locked = with_lock;
     a->len = n;
     a->itemsize = t->size;
     a->typecode = typecode;
@@ -89,7 +107,8 @@ static int array_make(struct mp_array **out, char typecode, size_t n, const void
 static void array_free(struct mp_array *a)
 {
     if (a && mp__shm_owned(a)) {
-        mp_rlock_free(a->lock);
+        if (a->locked)
+            (void)pthread_mutex_destroy(&a->lock.mu);
         mp__shm_free(a);
     }
 }
@@ -112,13 +131,13 @@ static int array_resolve_index(const struct mp_array *a, ssize_t i, size_t *at)
 /* Take the item's lock if it has one: 0 or MP_EOWNERDEAD (taken either way). */
 static int array_item_lock(struct mp_array *a)
 {
-    return a->lock ? mp_rlock_acquire(a->lock, MP_FOREVER) : 0;
+    return a->locked ? mp_rlock_acquire(&a->lock, MP_FOREVER) : 0;
 }
 
 static void array_item_unlock(struct mp_array *a)
 {
-    if (a->lock)
-        (void)mp_rlock_release(a->lock);
+    if (a->locked)
+        (void)mp_rlock_release(&a->lock);
 }
 
 static int array_load_int(const struct ctype *t, const unsigned char *p, int64_t *out)
@@ -283,7 +302,7 @@ MP_API void *mp_value_ptr(mp_value *v)
 
 MP_API mp_rlock *mp_value_get_lock(mp_value *v)
 {
-    return v ? ((struct mp_array *)v)->lock : NULL;
+    return v ? array_lock((struct mp_array *)v) : NULL;
 }
 
 MP_API char mp_value_typecode(const mp_value *v)
@@ -337,7 +356,7 @@ MP_API ssize_t mp_array_len(const mp_array *a)
 
 MP_API mp_rlock *mp_array_get_lock(mp_array *a)
 {
-    return a ? a->lock : NULL;
+    return a ? array_lock(a) : NULL;
 }
 
 MP_API char mp_array_typecode(const mp_array *a)
