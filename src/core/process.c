@@ -471,6 +471,19 @@ static void process_child_main(mp_process *p)
     _exit(code & 0xff);
 }
 
+/* A child has started (mu held): the handle takes its pid and sentinel and
+ * joins the registry of this process's children. */
+static void process_register_started_locked(mp_process *p, pid_t pid, int sentinel)
+{
+    p->pid = pid;
+    p->sentinel = sentinel;
+    MP__ASSERT(!p->registered);
+    process_set_state(p, P_STARTED);
+    p->next = registry;
+    registry = p;
+    p->registered = true;
+}
+
 /* A start method makes the child (core/popen.h); the handle records it as
  * the fork path does. Returns 1 when the method asks for the fork path. */
 static int process_start_popen(mp_process *p)
@@ -482,13 +495,7 @@ static int process_start_popen(mp_process *p)
     if (rc != 0)
         return rc;
     pthread_mutex_lock(&mu);
-    p->pid = pid;
-    p->sentinel = sentinel;
-    MP__ASSERT(!p->registered);
-    process_set_state(p, P_STARTED);
-    p->next = registry;
-    registry = p;
-    p->registered = true;
+    process_register_started_locked(p, pid, sentinel);
     pthread_mutex_unlock(&mu);
     return 0;
 }
@@ -537,13 +544,7 @@ MP_API int mp_process_start(mp_process *p)
         mp__close(fds[0]);
         return -fork_errno;
     }
-    p->pid = pid;
-    p->sentinel = fds[0];
-    MP__ASSERT(!p->registered);
-    process_set_state(p, P_STARTED);
-    p->next = registry;
-    registry = p;
-    p->registered = true;
+    process_register_started_locked(p, pid, fds[0]);
     pthread_mutex_unlock(&mu);
     in_spawn = false;
     return 0;

@@ -249,7 +249,7 @@ MP_API int mp_process_inherited_conn(mp_conn **out, ssize_t i)
 
 /* ---- the message ---------------------------------------------------------------- */
 
-mp_obj *mp__start_message(const struct mp__start_proc *sp, const struct mp__popen_child *child)
+static mp_obj *ctx_message(const struct mp__start_proc *sp, const struct mp__popen_child *child)
 {
     mp_obj *fds = mp_obj_list_new();
     for (size_t i = 0; fds && i < sp->nfds; i++) {
@@ -269,6 +269,15 @@ mp_obj *mp__start_message(const struct mp__start_proc *sp, const struct mp__pope
                         "name", child->name, "identity", child->identity, "daemon",
                         (int)child->daemon, "fds", fds, "objs", objs, "nuserfds",
                         (ssize_t)sp->nuserfds);
+}
+
+int mp__start_dumps(const struct mp__start_proc *sp, const struct mp__popen_child *child,
+                    void **msg, size_t *len)
+{
+    mp_obj *m = ctx_message(sp, child);
+    int rc = m ? mp_obj_dumps(m, msg, len) : -ENOMEM;
+    mp_obj_free(m);
+    return rc;
 }
 
 /* A str field of the message, NUL-terminated and borrowed, or NULL. */

@@ -436,9 +436,7 @@ static int fs_start(void *data, const struct mp__popen_child *child, pid_t *pid,
         return rc;
     void *msg = NULL;
     size_t len = 0;
-    mp_obj *m = mp__start_message(sp, child);
-    rc = m ? mp_obj_dumps(m, &msg, &len) : -ENOMEM;
-    mp_obj_free(m);
+    rc = mp__start_dumps(sp, child, &msg, &len);
     if (rc < 0)
         return rc;
     int pair[2] = {-1, -1};

@@ -104,9 +104,7 @@ static int spawn_start(void *data, const struct mp__popen_child *child, pid_t *p
     /* Encode first: a failure to make the message starts nothing. */
     void *msg = NULL;
     size_t len = 0;
-    mp_obj *m = mp__start_message(sp, child);
-    rc = m ? mp_obj_dumps(m, &msg, &len) : -ENOMEM;
-    mp_obj_free(m);
+    rc = mp__start_dumps(sp, child, &msg, &len);
     if (rc < 0)
         return rc;
     int w = -1;

@@ -72,13 +72,15 @@ struct mp__start_proc {
 /*
  * The message a forkserver or spawn child receives: the pickled dict
  * {'target': str, 'args': obj, 'name': str, 'identity': str,
- *  'daemon': bool, 'fds': [int, ...]}. Build returns an owned value or
- * NULL (no memory). Run decodes one in the child, sets the inherited
+ *  'daemon': bool, 'fds': [int, ...], 'objs': [...], 'nuserfds': int}.
+ * mp__start_dumps builds and pickles it into *msg (malloc'd, *len bytes):
+ * 0, -ENOMEM or mp_obj_dumps's code. Run decodes one in the child, sets the inherited
  * descriptors (fds, n: this process's numbers, in the parent's order),
  * takes the identity, finds and runs the target: its return value, or 1
  * when the message is malformed or names no registered target.
  */
-mp_obj *mp__start_message(const struct mp__start_proc *sp, const struct mp__popen_child *child);
+int mp__start_dumps(const struct mp__start_proc *sp, const struct mp__popen_child *child,
+                    void **msg, size_t *len);
 int mp__start_run(const mp_obj *msg, const int *fds, size_t n, int sentinel);
 
 /* The start-method data of p, or NULL for a handle mp_process_new made. */
