@@ -361,6 +361,10 @@ static int client_start_server(mp_manager *m, const mp_manager_opts *o)
         (void)mp_process_set_name(m->proc, "SyncManager");
     if (rc == 0)
         rc = mp_process_start(m->proc);
+    if (rc < 0 && m->proc) { /* never started: client_destroy would not free it */
+        mp_process_free(m->proc);
+        m->proc = NULL;
+    }
     if (alive[0] >= 0)
         mp__close(alive[0]);
     mp_conn_free(wr);
