@@ -511,47 +511,15 @@ static const char python_dumps_sets[] =
     "        r = repr(o).encode()\n"
     "        out.write(struct.pack('<I', len(b)) + b + struct.pack('<I', len(r)) + r)\n";
 
-static uint32_t u32le(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 static void test_we_load_the_sets_and_bytearrays_python3_dumps(void **state)
 {
     (void)state;
     unsigned char *out;
     size_t n;
     assert_int_equal(tu_python_filter(python_dumps_sets, NULL, 0, &out, &n, 60), 0);
-    size_t off = 0, count = 0;
-    while (off < n) {
-        assert_true(n - off >= 4);
-        size_t plen = u32le(out + off);
-        off += 4;
-        assert_true(n - off >= plen + 4);
-        const unsigned char *pk = out + off;
-        off += plen;
-        size_t rlen = u32le(out + off);
-        off += 4;
-        assert_true(n - off >= rlen);
-        mp_obj *o = NULL;
-        int rc = mp_obj_loads(pk, plen, &o);
-        int show = rlen < 100 ? (int)rlen : 100;
-        if (rc != 0)
-            fail_msg("record %zu: %s; Python's repr %.*s", count, mp_errname(rc), show,
-                     (const char *)out + off);
-        /* A set keeps the order its pickle lists the items in, which is
-         * Python's iteration order: the reprs match character for
-         * character. */
-        char *r;
-        TU_ASSERT_STATUS(mp_obj_repr(o, &r), 0);
-        if (strlen(r) != rlen || memcmp(r, out + off, rlen) != 0)
-            fail_msg("record %zu: repr %.100s, Python's %.*s", count, r, show,
-                     (const char *)out + off);
-        free(r);
-        mp_obj_free(o);
-        off += rlen;
-        count++;
-    }
+    /* A set keeps the order its pickle lists the items in, which is Python's
+     * iteration order: the reprs match character for character. */
+    size_t count = assert_python_records(out, n, true);
     assert_int_equal(count, 6 * 15 - 3 * 2); /* less the _codecs ones */
     free(out);
 }

@@ -295,11 +295,6 @@ static const char python_dumps_for_c[] =
     "        r = repr(o).encode()\n"
     "        out.write(struct.pack('<I', len(b)) + b + struct.pack('<I', len(r)) + r)\n";
 
-static uint32_t u32le(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 static void test_we_load_what_python3_dumps(void **state)
 {
     (void)state;
@@ -309,32 +304,7 @@ static void test_we_load_what_python3_dumps(void **state)
     size_t n;
     int status = tu_python_filter(python_dumps_for_c, NULL, 0, &out, &n, 60);
     assert_int_equal(status, 0);
-    size_t off = 0, count = 0;
-    while (off < n) {
-        assert_true(n - off >= 4);
-        size_t plen = u32le(out + off);
-        off += 4;
-        assert_true(n - off >= plen + 4);
-        const unsigned char *pk = out + off;
-        off += plen;
-        size_t rlen = u32le(out + off);
-        off += 4;
-        assert_true(n - off >= rlen);
-        mp_obj *o = NULL;
-        int rc = mp__pickle_loads(pk, plen, &o);
-        int show = rlen < 100 ? (int)rlen : 100;
-        if (rc != 0)
-            fail_msg("record %zu: %s; Python's repr %.*s", count, mp_errname(rc), show,
-                     (const char *)out + off);
-        char *r = repr_of(o);
-        if (strlen(r) != rlen || memcmp(r, out + off, rlen) != 0)
-            fail_msg("record %zu: repr %.100s, Python's %.*s", count, r, show,
-                     (const char *)out + off);
-        free(r);
-        mp_obj_free(o);
-        off += rlen;
-        count++;
-    }
+    size_t count = assert_python_records(out, n, false);
     assert_int_equal(count, 5 * 27 + 4 * 4); /* objs in 5 protocols, bobjs in 4 */
     free(out);
 }
