@@ -39,10 +39,11 @@ static size_t pass_n;
 static pthread_mutex_t pass_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const pass_names[] = {
-    [MP__PART_LOCK] = "Lock",   [MP__PART_RLOCK] = "RLock",    [MP__PART_SEM] = "Semaphore",
-    [MP__PART_EVENT] = "Event", [MP__PART_VALUE] = "Value",    [MP__PART_ARRAY] = "Array",
-    [MP__PART_QUEUE] = "Queue", [MP__PART_COND] = "Condition", [MP__PART_BARRIER] = "Barrier",
-    [MP__PART_SIMPLEQUEUE] = "SimpleQueue",
+    [MP__PART_LOCK] = "Lock",       [MP__PART_RLOCK] = "RLock",
+    [MP__PART_SEM] = "Semaphore",   [MP__PART_EVENT] = "Event",
+    [MP__PART_VALUE] = "Value",     [MP__PART_ARRAY] = "Array",
+    [MP__PART_QUEUE] = "Queue",     [MP__PART_COND] = "Condition",
+    [MP__PART_BARRIER] = "Barrier", [MP__PART_SIMPLEQUEUE] = "SimpleQueue",
 };
 _Static_assert(sizeof pass_names / sizeof pass_names[0] == MP__PART_LAST + 1, "every kind named");
 

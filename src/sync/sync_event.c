@@ -383,5 +383,7 @@ bool mp__sync_cond_well_formed(const mp_cond *c)
 const void *mp__sync_cond_ext(const mp_cond *c, bool *is_rlock)
 {
     *is_rlock = c->rlock_ext != NULL;
-    return c->own_rlock ? NULL : c->lock_ext ? cond_here(c, c->lock_ext) : cond_here(c, c->rlock_ext);
+    return c->own_rlock  ? NULL
+           : c->lock_ext ? cond_here(c, c->lock_ext)
+                         : cond_here(c, c->rlock_ext);
 }
