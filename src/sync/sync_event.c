@@ -125,7 +125,9 @@ struct mp_cond {
  * maps the lock elsewhere and records that address here, once, before its
  * target runs (mp__sync_cond_rebase). Process-wide, like the table of
  * inherited objects it completes; a fork child keeps it with the mappings.
- * Entries are never removed or moved, so readers need only the count.
+ * Entries are never removed or moved, so readers need only the count; the
+ * mappings they point into stay for the child's life (a message that fails
+ * after an entry was made ends the child before its target: context.c).
  */
 #define COND_REBASE_MAX 64
 static struct cond_rebase {
