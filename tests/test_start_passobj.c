@@ -3,9 +3,11 @@
  * and spawn (Python pickles a SemLock for a spawn child by its handle): the
  * lock tests' core (mutual exclusion across processes, a dead holder gives
  * the next acquirer MP_EOWNERDEAD), waking across processes, and Values and
- * Arrays updated under their locks, under each method, and the refusals. Spawn re-executes this
- * binary.
+ * Arrays updated under their locks, under each method, and the refusals,
+ * and the checks a child makes on the parts it receives. Spawn re-executes
+ * this binary. More scenarios per method: test_start_sync.c, test_start_queue.c.
  */
+#include "core/parts.h"
 #include "testutil.h"
 
 #include <mpipc/conn.h>
@@ -535,18 +537,14 @@ static void joinable_task_done(const char *method)
 }
 
 /* Python's Condition across processes: the child can take the lock only
- * once we wait, and its notify wakes us. A Condition over our own Lock is
- * refused (it points at the lock). */
+ * once we wait, and its notify wakes us. (One over a lock of ours:
+ * test_start_sync.c.) */
 static void cond_notify(const char *method)
 {
-    mp_cond *c, *over;
-    mp_lock *lock;
+    mp_cond *c;
     assert_int_equal(mp_cond_new(&c, NULL), 0);
-    assert_int_equal(mp_lock_new(&lock), 0);
-    assert_int_equal(mp_cond_new(&over, lock), 0);
     mp_process *p;
     assert_int_equal(mp_process_new_ctx(&p, ctx_of(method), "t_notify", NULL), 0);
-    TU_ASSERT_STATUS(mp_process_pass_cond(p, over), MP_EVALUE);
     assert_int_equal(mp_process_pass_cond(p, c), 0);
     assert_int_equal(mp_cond_acquire(c, T_LONG), 0);
     assert_int_equal(mp_process_start(p), 0);
@@ -554,8 +552,6 @@ static void cond_notify(const char *method)
     assert_int_equal(mp_cond_release(c), 0);
     join_ok(p);
     mp_process_free(p);
-    mp_cond_free(over);
-    mp_lock_free(lock);
     mp_cond_free(c);
 }
 
@@ -635,6 +631,87 @@ static void test_pass_refuses_bad_input(void **state)
     mp_lock_free(lock);
 }
 
+static int noop_action(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+/* What a child checks in the parts it received, before it believes them:
+ * a Barrier's size against its header and no action; a Condition's second
+ * block against the lock it names; a SimpleQueue's stream and descriptors.
+ * Refused parts are MP_EVALUE and nothing is made. (Valid parts are the
+ * scenarios above and in test_start_sync.c, test_start_queue.c.) */
+static void test_child_refuses_malformed_parts(void **state)
+{
+    (void)state;
+    mp_barrier *b, *ba;
+    assert_int_equal(mp_barrier_new(&b, 2, NULL, NULL, 1.0), 0);
+    assert_int_equal(mp_barrier_new(&ba, 2, noop_action, NULL, 1.0), 0);
+    struct mp__parts parts;
+    void *out = (void *)1;
+    assert_int_equal(mp__sync_parts(MP__PART_BARRIER, b, &parts), 0);
+    assert_int_equal(parts.nblk, 1);
+    assert_int_equal(parts.extra, 0);
+    assert_int_equal(mp__sync_from_parts(MP__PART_BARRIER, &parts, &out), 0);
+    assert_ptr_equal(out, b);
+    parts.size[0] -= 8;
+    TU_ASSERT_STATUS(mp__sync_from_parts(MP__PART_BARRIER, &parts, &out), MP_EVALUE);
+    assert_null(out);
+    parts.size[0] = 8; /* not even the header */
+    TU_ASSERT_STATUS(mp__sync_from_parts(MP__PART_BARRIER, &parts, &out), MP_EVALUE);
+    assert_int_equal(mp__sync_parts(MP__PART_BARRIER, ba, &parts), 0);
+    assert_int_equal(parts.extra, 1);
+    TU_ASSERT_STATUS(mp__sync_from_parts(MP__PART_BARRIER, &parts, &out), MP_EVALUE);
+    parts.extra = 0; /* the action is in the block itself too */
+    TU_ASSERT_STATUS(mp__sync_from_parts(MP__PART_BARRIER, &parts, &out), MP_EVALUE);
+
+    mp_lock *lock;
+    mp_rlock *rlock;
+    mp_cond *c, *cr, *own;
+    assert_int_equal(mp_lock_new(&lock), 0);
+    assert_int_equal(mp_rlock_new(&rlock), 0);
+    assert_int_equal(mp_cond_new(&c, lock), 0);
+    assert_int_equal(mp_cond_new_rlock(&cr, rlock), 0);
+    assert_int_equal(mp_cond_new(&own, NULL), 0);
+    assert_int_equal(mp__sync_parts(MP__PART_COND, c, &parts), 0);
+    assert_int_equal(parts.nblk, 2);
+    assert_ptr_equal(parts.blk[1], lock);
+    parts.nblk = 1; /* the lock left out */
+    TU_ASSERT_STATUS(mp__sync_from_parts(MP__PART_COND, &parts, &out), MP_EVALUE);
+    assert_int_equal(mp__sync_parts(MP__PART_COND, cr, &parts), 0);
+    assert_ptr_equal(parts.blk[1], rlock);
+    parts.size[1] = sizeof(void *); /* not an RLock's size */
+    TU_ASSERT_STATUS(mp__sync_from_parts(MP__PART_COND, &parts, &out), MP_EVALUE);
+    assert_int_equal(mp__sync_parts(MP__PART_COND, own, &parts), 0);
+    assert_int_equal(parts.nblk, 1);
+    parts.blk[1] = lock; /* a lock it does not use */
+    parts.size[1] = parts.size[0];
+    parts.nblk = 2;
+    TU_ASSERT_STATUS(mp__sync_from_parts(MP__PART_COND, &parts, &out), MP_EVALUE);
+
+    mp_simplequeue *sq;
+    assert_int_equal(mp_simplequeue_new(&sq), 0);
+    assert_int_equal(mp__simplequeue_parts(sq, &parts), 0);
+    assert_int_equal(parts.nfds, 4);
+    mp_simplequeue *got = (mp_simplequeue *)1;
+    parts.nfds = 3;
+    TU_ASSERT_STATUS(mp__simplequeue_from_parts(&parts, &got), MP_EVALUE);
+    assert_null(got);
+    parts.nfds = 4;
+    parts.size[0] -= 1; /* the ring's size disagrees */
+    TU_ASSERT_STATUS(mp__simplequeue_from_parts(&parts, &got), MP_EVALUE);
+
+    mp_simplequeue_free(sq);
+    mp_cond_free(own);
+    mp_cond_free(cr);
+    mp_cond_free(c);
+    mp_rlock_free(rlock);
+    mp_lock_free(lock);
+    mp_barrier_free(ba);
+    mp_barrier_free(b);
+}
+
 int main(int argc, char **argv)
 {
     mp_spawn_main(argc, argv); /* a spawned child runs its target here */
@@ -670,6 +747,7 @@ int main(int argc, char **argv)
         TU_TEST(test_passed_condition_notify_wakes_parent_forkserver),
         TU_TEST(test_passed_condition_notify_wakes_parent_spawn),
         TU_TEST(test_pass_refuses_bad_input),
+        TU_TEST(test_child_refuses_malformed_parts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

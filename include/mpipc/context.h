@@ -48,10 +48,24 @@
  * started (a void * into it means nothing in the child), threads, and
  * handles made after the server started (spawn: any handle). Hand a child
  * connections (mp_process_pass_conn) and Locks, RLocks, Semaphores,
- * Events, Values, Arrays, Queues and Conditions with their own lock
- * (mp_process_pass_lock ... mp_process_pass_cond) explicitly; a Condition
- * over a lock of yours and a Barrier (its action is a function pointer)
- * cannot be passed.
+ * Events, Values, Arrays, Conditions, Barriers, Queues and SimpleQueues
+ * (mp_process_pass_lock ... mp_process_pass_simplequeue) explicitly:
+ *
+ *   object                          fork   forkserver   spawn
+ *   ------------------------------  -----  -----------  -----
+ *   Lock, RLock, Semaphore, Event   yes    passed       passed
+ *   Value, Array (with their lock)  yes    passed       passed
+ *   Condition (own lock or yours)   yes    passed       passed
+ *   Barrier without an action       yes    passed       passed
+ *   Barrier with an action          yes    MP_EVALUE    MP_EVALUE
+ *   Queue, JoinableQueue            yes    passed       passed
+ *   SimpleQueue                     yes    passed       passed
+ *   a Connection                    yes    passed       passed
+ *   a pointer into your heap        yes    no           no
+ *
+ * (yes: inherited by fork, passing it too gives it an index; passed: only
+ * when passed.) A Barrier's action is a function pointer and its arg a
+ * pointer, which mean nothing in another program image or heap.
  *
  * Why the target is a name and the argument an mp_obj: a forkserver or
  * spawn child does not share the parent's heap, and a spawn child does not
@@ -321,15 +335,69 @@ MP_API ssize_t mp_process_pass_queue(mp_process *p, mp_queue *q);
 MP_API int mp_process_inherited_queue(mp_queue **out, ssize_t i);
 
 /*
- * mp_process_pass_cond - give the child a Condition made with its own lock
- * (mp_cond_new(&c, NULL), Python's Condition()); in the child,
- * mp_process_inherited_cond gives it. One made over a Lock or RLock of the
- * caller's holds a pointer to that lock and is refused with MP_EVALUE.
- * Otherwise returns, and owns, as mp_process_pass_lock and
- * mp_process_inherited_lock.
+ * mp_process_pass_cond - give the child a Condition, made with its own lock
+ * (mp_cond_new(&c, NULL), Python's Condition()) or over a Lock or RLock of
+ * the caller's (Python's Condition(lock), pickled with its lock); in the
+ * child, mp_process_inherited_cond gives it.
+ *
+ * p:     a process made by mp_process_new_ctx, not started yet.
+ * cond:  the Condition; borrowed, alive until the process has started. A
+ *        lock of the caller's travels with it (its memory, like
+ *        mp_process_pass_lock's), and need not be passed as well; passed
+ *        as well, the child's Condition and Lock are the same lock.
+ *
+ * Returns, and owns, as mp_process_pass_lock and mp_process_inherited_lock.
+ * Thread/fork: any thread.
  */
 MP_API ssize_t mp_process_pass_cond(mp_process *p, const mp_cond *cond);
 MP_API int mp_process_inherited_cond(mp_cond **out, ssize_t i);
+
+/*
+ * mp_process_pass_barrier - give the child a Barrier (Python's
+ * multiprocessing Barrier, pickled with its Condition and counters); in
+ * the child, mp_process_inherited_barrier gives it.
+ *
+ * p:  a process made by mp_process_new_ctx, not started yet.
+ * b:  the Barrier; borrowed, alive until the process has started.
+ *
+ * A Barrier made with an action (or an action arg) passes only to a fork
+ * child: its action is a function pointer and its arg a pointer, which
+ * mean nothing in a forkserver or spawn child (MP_EVALUE, and mp_errmsg
+ * says so). Otherwise returns, and owns, as mp_process_pass_lock and
+ * mp_process_inherited_lock; a party that dies in the child breaks the
+ * barrier for the others (MP_EBROKEN), whatever the method.
+ * Thread/fork: any thread.
+ */
+MP_API ssize_t mp_process_pass_barrier(mp_process *p, const mp_barrier *b);
+MP_API int mp_process_inherited_barrier(mp_barrier **out, ssize_t i);
+
+/*
+ * mp_process_pass_simplequeue - give the child a SimpleQueue (Python
+ * pickles one with its pipe and locks: SimpleQueue.__getstate__).
+ *
+ * p:  a process made by mp_process_new_ctx, not started yet.
+ * q:  the queue; borrowed, alive and not closed until the process started.
+ *     Its pipe and files travel as descriptors (after the caller's, which
+ *     keep their indexes), its shared state as the locks do.
+ *
+ * The child's end works both ways (put and get). Returns the object index
+ * (shared with the locks'); MP_ESTATE as for mp_process_pass_lock;
+ * MP_ECLOSED for a queue closed here; MP_EVALUE beyond 60 objects, for a
+ * queue already passed to p, or one this process inherited from a
+ * forkserver or spawn parent; -EINVAL.
+ * Thread/fork: any thread.
+ */
+MP_API ssize_t mp_process_pass_simplequeue(mp_process *p, mp_simplequeue *q);
+
+/*
+ * mp_process_inherited_simplequeue - in the child, the SimpleQueue passed
+ * at index i. Returns 0; MP_EKEY, MP_ETYPE, -EINVAL as
+ * mp_process_inherited_lock.
+ * Ownership: as mp_process_inherited_queue's: free it once with
+ * mp_simplequeue_free (which closes its descriptors, never the parent's
+ * queue), or leave it to the exit.
+ */
+MP_API int mp_process_inherited_simplequeue(mp_simplequeue **out, ssize_t i);
 
 /* ---- the fork server and spawn -------------------------------------------- */
 

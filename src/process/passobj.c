@@ -1,5 +1,6 @@
 /*
- * passobj - locks, semaphores, events, Values, Arrays and Queues handed to a child started through
+ * passobj - locks, semaphores, events, Values, Arrays, Conditions,
+ * Barriers, Queues and SimpleQueues handed to a child started through
  * a context (Python pickles a SemLock for spawn by its handle): the parent's
  * side (mp_process_pass_*), the descriptors and message entries that carry
  * them, and the child's table of inherited objects (mp_process_inherited_*).
@@ -38,11 +39,19 @@ static size_t pass_n;
 static pthread_mutex_t pass_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const pass_names[] = {
-    [MP__PART_LOCK] = "Lock",   [MP__PART_RLOCK] = "RLock",    [MP__PART_SEM] = "Semaphore",
-    [MP__PART_EVENT] = "Event", [MP__PART_VALUE] = "Value",    [MP__PART_ARRAY] = "Array",
-    [MP__PART_QUEUE] = "Queue", [MP__PART_COND] = "Condition",
+    [MP__PART_LOCK] = "Lock",       [MP__PART_RLOCK] = "RLock",
+    [MP__PART_SEM] = "Semaphore",   [MP__PART_EVENT] = "Event",
+    [MP__PART_VALUE] = "Value",     [MP__PART_ARRAY] = "Array",
+    [MP__PART_QUEUE] = "Queue",     [MP__PART_COND] = "Condition",
+    [MP__PART_BARRIER] = "Barrier", [MP__PART_SIMPLEQUEUE] = "SimpleQueue",
 };
-_Static_assert(sizeof pass_names / sizeof pass_names[0] == MP__PART_COND + 1, "every kind named");
+_Static_assert(sizeof pass_names / sizeof pass_names[0] == MP__PART_LAST + 1, "every kind named");
+
+/* The kinds that carry descriptors of their own (a handle in the child). */
+static bool pass_is_queue(int kind)
+{
+    return kind == MP__PART_QUEUE || kind == MP__PART_SIMPLEQUEUE;
+}
 
 /* ---- the parent's side ------------------------------------------------------------ */
 
@@ -64,8 +73,9 @@ static int pass_proc(mp_process *p, struct mp__start_proc **out)
 static int pass_fill(struct mp__start_obj *o, enum mp__part_kind kind, const void *obj)
 {
     struct mp__parts parts;
-    int rc = kind == MP__PART_QUEUE ? mp__queue_parts((mp_queue *)obj, &parts)
-                                    : mp__sync_parts(kind, obj, &parts);
+    int rc = kind == MP__PART_QUEUE         ? mp__queue_parts((mp_queue *)obj, &parts)
+             : kind == MP__PART_SIMPLEQUEUE ? mp__simplequeue_parts((mp_simplequeue *)obj, &parts)
+                                            : mp__sync_parts(kind, obj, &parts);
     if (rc < 0)
         return rc;
     for (size_t b = 0; b < parts.nblk; b++) {
@@ -94,18 +104,27 @@ static ssize_t pass_add(mp_process *p, enum mp__part_kind kind, const void *obj)
     if (sp->nobjs == MP__START_MAX_FDS)
         return mp__err(MP_EVALUE, "too many objects passed (at most %d)", MP__START_MAX_FDS);
     for (size_t i = 0; i < sp->nobjs; i++)
-        if (sp->objs[i].ptr == obj && kind == MP__PART_QUEUE) /* its descriptors: once */
-            return mp__err(MP_EVALUE, "this Queue is already passed to the process (index %zu)", i);
+        if (sp->objs[i].ptr == obj && pass_is_queue(kind)) /* its descriptors: once */
+            return mp__err(MP_EVALUE, "this %s is already passed to the process (index %zu)",
+                           pass_names[kind], i);
     struct mp__start_obj *o = &sp->objs[sp->nobjs];
     memset(o, 0, sizeof *o);
     rc = pass_fill(o, kind, obj);
     if (rc == MP_ECLOSED)
-        return mp__err(MP_ECLOSED, "Queue is closed");
+        return mp__err(MP_ECLOSED, "%s is closed", pass_names[kind]);
     if (rc < 0)
         return mp__err(MP_EVALUE,
                        "this %s cannot be passed: it was not made by this process or an "
                        "ancestor it was forked from",
                        pass_names[kind]);
+    /* Python cannot pickle a Barrier's action for another process either;
+     * ours is a function pointer with a pointer argument, valid only in
+     * this process's image and heap: a fork child only. */
+    if (kind == MP__PART_BARRIER && o->extra && sp->method != MP__START_FORK)
+        return mp__err(MP_EVALUE,
+                       "a Barrier with an action cannot be passed to a %s child: the action is "
+                       "a function pointer and its arg a pointer (fork only)",
+                       sp->method == MP__START_SPAWN ? "spawn" : "forkserver");
     o->kind = kind;
     o->ptr = (void *)obj;
     return (ssize_t)sp->nobjs++;
@@ -267,7 +286,7 @@ static int pass_entry_from(struct pass_build *pb, const mp_obj *e, struct pass_e
     const mp_obj *blks, *raw;
     struct mp__parts parts = {0};
     if (mp_obj_parse(e, "(iOOL)", &kind, &blks, &raw, &parts.extra) < 0 || kind < MP__PART_LOCK ||
-        kind > MP__PART_COND)
+        kind > MP__PART_LAST)
         return MP_EVALUE;
     ssize_t nb = mp_obj_len(blks), nr = mp_obj_len(raw);
     if (nb < 1 || nb > MP__PARTS_MAX || nr < 0 || nr > MP__PARTS_MAX)
@@ -289,6 +308,8 @@ static int pass_entry_from(struct pass_build *pb, const mp_obj *e, struct pass_e
         return rc;
     if (kind == MP__PART_QUEUE)
         rc = mp__queue_from_parts(&parts, (mp_queue **)&out->ptr);
+    else if (kind == MP__PART_SIMPLEQUEUE)
+        rc = mp__simplequeue_from_parts(&parts, (mp_simplequeue **)&out->ptr);
     else if (nr == 0)
         rc = mp__sync_from_parts((enum mp__part_kind)kind, &parts, &out->ptr);
     else
@@ -316,6 +337,8 @@ int mp__start_objs_from_message(const mp_obj *objs, const int *fds, size_t n)
         for (ssize_t i = 0; i < made; i++)
             if (t[i].kind == MP__PART_QUEUE && t[i].ptr)
                 mp_queue_free(t[i].ptr);
+            else if (t[i].kind == MP__PART_SIMPLEQUEUE && t[i].ptr)
+                mp_simplequeue_free(t[i].ptr);
         for (size_t k = 0; k < n; k++)
             mp__shm_unmap(pb.maps[k], pb.sizes[k]);
         free(t);
@@ -432,4 +455,24 @@ MP_API int mp_process_inherited_sem(mp_sem **out, ssize_t i)
 MP_API int mp_process_inherited_event(mp_event **out, ssize_t i)
 {
     return pass_get((void **)out, i, MP__PART_EVENT);
+}
+
+MP_API ssize_t mp_process_pass_barrier(mp_process *p, const mp_barrier *b)
+{
+    return pass_add(p, MP__PART_BARRIER, b);
+}
+
+MP_API int mp_process_inherited_barrier(mp_barrier **out, ssize_t i)
+{
+    return pass_get((void **)out, i, MP__PART_BARRIER);
+}
+
+MP_API ssize_t mp_process_pass_simplequeue(mp_process *p, mp_simplequeue *q)
+{
+    return pass_add(p, MP__PART_SIMPLEQUEUE, q);
+}
+
+MP_API int mp_process_inherited_simplequeue(mp_simplequeue **out, ssize_t i)
+{
+    return pass_get((void **)out, i, MP__PART_SIMPLEQUEUE);
 }

@@ -943,6 +943,43 @@ MP_API void mp_simplequeue_free(mp_simplequeue *q)
     free(q);
 }
 
+/* A SimpleQueue for a forkserver or spawn child: its stream and its four
+ * descriptors, as a Queue's without the semaphores (Python pickles a
+ * SimpleQueue with its pipe and locks, which here live in the stream). */
+int mp__simplequeue_parts(mp_simplequeue *q, struct mp__parts *out)
+{
+    if (q->closed || q->qp.rfd < 0)
+        return MP_ECLOSED;
+    *out = (struct mp__parts){.nblk = 1, .nfds = 4};
+    out->blk[0] = q->qp.sh;
+    out->size[0] = sizeof *q->qp.sh + q->qp.sh->cap;
+    int fds[4] = {q->qp.rfd, q->qp.wfd, q->qp.spill_fd, q->qp.held_fd};
+    memcpy(out->fds, fds, sizeof fds);
+    return 0;
+}
+
+int mp__simplequeue_from_parts(const struct mp__parts *in, mp_simplequeue **out)
+{
+    *out = NULL;
+    const struct mp__qpipe_shared *sh = in->blk[0];
+    if (in->nblk != 1 || in->nfds != 4 || in->extra != 0 || in->size[0] < sizeof *sh ||
+        sh->cap != in->size[0] - sizeof *sh)
+        return MP_EVALUE;
+    mp_simplequeue *q = calloc(1, sizeof *q);
+    if (!q)
+        return -ENOMEM;
+    q->qp.sh = in->blk[0];
+    q->qp.rfd = in->fds[0];
+    q->qp.wfd = in->fds[1];
+    q->qp.spill_fd = in->fds[2];
+    q->qp.held_fd = in->fds[3];
+    q->qp.pipe_cap = mp__pipe_capacity(q->qp.wfd);
+    mp__qpipe_header(&q->qp, MP__QF_HINT, 0, q->qp.wlast);
+    memcpy(q->qp.rlast, q->qp.wlast, sizeof q->qp.rlast);
+    *out = q;
+    return 0;
+}
+
 /* ---- for tests ------------------------------------------------------------------------ */
 
 struct mp__qpipe *mp__queue_qpipe(struct mp_queue *q)

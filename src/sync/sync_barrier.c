@@ -300,3 +300,25 @@ MP_API void mp_barrier_free(mp_barrier *b)
     if (b && mp__shm_owned(b))
         mp__sync_guarded_free(b, &b->guard, &b->q);
 }
+
+size_t mp__sync_barrier_header(void)
+{
+    return sizeof(mp_barrier);
+}
+
+/* From the parties and the wait queue's own cap, which must agree with
+ * what mp_barrier_new made: 0 otherwise (a block a child received). */
+size_t mp__sync_barrier_size(const mp_barrier *b)
+{
+    if (b->parties == 0 || b->parties > (UINT32_MAX - MP_SYNC_MAX_WAITERS) / 2)
+        return 0;
+    uint32_t cap = 2 * b->parties + MP_SYNC_MAX_WAITERS;
+    if (b->q.cap != cap)
+        return 0;
+    return offsetof(mp_barrier, q) + mp__waitq_size(cap);
+}
+
+bool mp__sync_barrier_has_action(const mp_barrier *b)
+{
+    return b->action != NULL || b->arg != NULL;
+}

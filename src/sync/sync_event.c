@@ -119,10 +119,58 @@ struct mp_cond {
     struct mp__waitq q;
 };
 
+/*
+ * A Condition over the caller's lock handed to a forkserver or spawn child
+ * keeps the parent's address of the lock in its shared fields; the child
+ * maps the lock elsewhere and records that address here, once, before its
+ * target runs (mp__sync_cond_rebase). Process-wide, like the table of
+ * inherited objects it completes; a fork child keeps it with the mappings.
+ * Entries are never removed or moved, so readers need only the count; the
+ * mappings they point into stay for the child's life (a message that fails
+ * after an entry was made ends the child before its target: context.c).
+ */
+#define COND_REBASE_MAX 64
+static struct cond_rebase {
+    const mp_cond *cond;
+    void *lock;
+} cond_rebased[COND_REBASE_MAX];
+static size_t cond_nrebased;
+static pthread_mutex_t cond_rebase_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* The address of c's lock in this process: ext (the field), unless c was
+ * rebased here. A process that inherited no such Condition pays one load. */
+static void *cond_here(const mp_cond *c, void *ext)
+{
+    size_t n = __atomic_load_n(&cond_nrebased, __ATOMIC_ACQUIRE);
+    for (size_t i = 0; i < n; i++)
+        if (cond_rebased[i].cond == c)
+            return cond_rebased[i].lock;
+    return ext;
+}
+
+int mp__sync_cond_rebase(const mp_cond *c, void *lock)
+{
+    pthread_mutex_lock(&cond_rebase_mu);
+    size_t n = cond_nrebased;
+    int rc = n < COND_REBASE_MAX ? 0 : MP_EVALUE;
+    if (rc == 0) {
+        cond_rebased[n] = (struct cond_rebase){c, lock};
+        __atomic_store_n(&cond_nrebased, n + 1, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&cond_rebase_mu);
+    return rc;
+}
+
+/* The Condition's Lock, or NULL when its lock is an RLock. */
+static inline mp_lock *cond_lock(mp_cond *c)
+{
+    return c->lock_ext ? cond_here(c, c->lock_ext) : NULL;
+}
+
 /* The Condition's RLock, or NULL when its lock is a Lock. */
 static inline mp_rlock *cond_rlock(mp_cond *c)
 {
-    return c->own_rlock ? &c->own : c->rlock_ext;
+    return c->own_rlock ? &c->own : c->rlock_ext ? cond_here(c, c->rlock_ext) : NULL;
 }
 
 static int cond_make(mp_cond **out, mp_lock *lock, mp_rlock *rlock)
@@ -173,7 +221,7 @@ MP_API int mp_cond_acquire(mp_cond *cond, double timeout)
 {
     if (!cond)
         return -EINVAL;
-    return cond->lock_ext ? mp_lock_acquire(cond->lock_ext, timeout)
+    return cond->lock_ext ? mp_lock_acquire(cond_lock(cond), timeout)
                           : mp_rlock_acquire(cond_rlock(cond), timeout);
 }
 
@@ -181,7 +229,7 @@ MP_API int mp_cond_release(mp_cond *cond)
 {
     if (!cond)
         return -EINVAL;
-    return cond->lock_ext ? mp_lock_release(cond->lock_ext) : mp_rlock_release(cond_rlock(cond));
+    return cond->lock_ext ? mp_lock_release(cond_lock(cond)) : mp_rlock_release(cond_rlock(cond));
 }
 
 /* How many levels of the condition's lock the calling thread holds (a Lock
@@ -190,13 +238,14 @@ static int cond_levels(mp_cond *c)
 {
     if (cond_rlock(c))
         return sync_rlock_levels(cond_rlock(c));
-    int rc = pthread_mutex_trylock(&c->lock_ext->mu);
+    mp_lock *lock = cond_lock(c);
+    int rc = pthread_mutex_trylock(&lock->mu);
     if (rc == EDEADLK)
         return 1;
     if (rc == EOWNERDEAD)
-        (void)pthread_mutex_consistent(&c->lock_ext->mu);
+        (void)pthread_mutex_consistent(&lock->mu);
     if (rc == 0 || rc == EOWNERDEAD)
-        (void)pthread_mutex_unlock(&c->lock_ext->mu);
+        (void)pthread_mutex_unlock(&lock->mu);
     return 0;
 }
 
@@ -206,7 +255,7 @@ static void cond_release_all(mp_cond *c, int levels)
     MP__ASSERT(levels > 0);
     MP__ASSERT(c->lock_ext ? levels == 1 : cond_rlock(c)->count == levels);
     if (c->lock_ext) {
-        (void)pthread_mutex_unlock(&c->lock_ext->mu);
+        (void)pthread_mutex_unlock(&cond_lock(c)->mu);
         return;
     }
     cond_rlock(c)->count = 0;
@@ -218,7 +267,7 @@ static void cond_release_all(mp_cond *c, int levels)
 static int cond_reacquire(mp_cond *c, int levels)
 {
     if (c->lock_ext)
-        return mp__mutex_lock(&c->lock_ext->mu, MP__NO_DEADLINE);
+        return mp__mutex_lock(&cond_lock(c)->mu, MP__NO_DEADLINE);
     int rc = mp__mutex_lock(&cond_rlock(c)->mu, MP__NO_DEADLINE);
     for (int i = 1; i < levels; i++)
         (void)pthread_mutex_lock(&cond_rlock(c)->mu); /* the owner's nesting: instant */
@@ -325,4 +374,18 @@ size_t mp__sync_cond_size(void)
 bool mp__sync_cond_self_contained(const mp_cond *c)
 {
     return c->own_rlock;
+}
+
+bool mp__sync_cond_well_formed(const mp_cond *c)
+{
+    bool has_lock = c->lock_ext != NULL, has_rlock = c->rlock_ext != NULL;
+    return c->own_rlock ? !has_lock && !has_rlock : has_lock != has_rlock;
+}
+
+const void *mp__sync_cond_ext(const mp_cond *c, bool *is_rlock)
+{
+    *is_rlock = c->rlock_ext != NULL;
+    return c->own_rlock  ? NULL
+           : c->lock_ext ? cond_here(c, c->lock_ext)
+                         : cond_here(c, c->rlock_ext);
 }

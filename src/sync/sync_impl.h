@@ -100,6 +100,26 @@ size_t mp__sync_event_size(void);
 size_t mp__sync_cond_size(void);
 bool mp__sync_cond_self_contained(const mp_cond *c);
 
+/* The caller's Lock or RLock a Condition is over, at its address here
+ * (NULL for one with its own lock); *is_rlock says which. */
+const void *mp__sync_cond_ext(const mp_cond *c, bool *is_rlock);
+
+/* Whether a Condition a child received has its own lock or exactly one of
+ * the caller's. */
+bool mp__sync_cond_well_formed(const mp_cond *c);
+
+/* In a forkserver or spawn child: c, over the caller's lock, finds that
+ * lock at `lock` in this process (sync_event.c's table). 0, or MP_EVALUE
+ * when the table is full. */
+int mp__sync_cond_rebase(const mp_cond *c, void *lock);
+
+/* A Barrier's header (what must be there before its size is read), its
+ * size from the header (0 when inconsistent), and whether it has an action
+ * (pointers: only a fork child may use it). */
+size_t mp__sync_barrier_header(void);
+size_t mp__sync_barrier_size(const mp_barrier *b);
+bool mp__sync_barrier_has_action(const mp_barrier *b);
+
 /* The bytes a Value or Array occupies, from its header (0 when the header
  * is inconsistent); its header, before the items, is MP__SYNC_ARRAY_HEADER. */
 #define MP__SYNC_ARRAY_HEADER ((size_t)128)
