@@ -136,6 +136,9 @@ typedef struct mp_result mp_result;
 /* The iterator imap and imap_unordered return (Python's IMapIterator). */
 typedef struct mp_imap mp_imap;
 
+/* A pool's initializer (mp_pool_opts.initializer). */
+typedef void (*mp_init_fn)(void *initarg);
+
 /*
  * Options for mp_pool_new. Initialise with MP_POOL_OPTS_INIT so that fields
  * added later get their defaults.
@@ -172,7 +175,7 @@ typedef struct mp_imap mp_imap;
  */
 typedef struct mp_pool_opts {
     int processes;
-    void (*initializer)(void *initarg);
+    mp_init_fn initializer;
     void *initarg;
     int maxtasksperchild;
     const mp_context *ctx;
@@ -208,6 +211,106 @@ typedef int (*mp_array_fn)(const void *in, void *out);
  * Ownership: args is borrowed for the call.
  */
 typedef int (*mp_obj_fn)(const mp_obj *args, mp_obj **result);
+
+/* ---- tasks by name (the spawn start method) ------------------------------ */
+
+/*
+ * Under the spawn method a pool's workers are forked from a fresh run of
+ * the program (exec), where the caller's function addresses mean nothing
+ * (ASLR). The pool then sends a task as its registered identity, found in
+ * the worker's own registry, as Python's pickle sends a function by its
+ * qualified name. Register every task a spawn pool runs, and its
+ * initializer, with MP_TASK at file scope:
+ *
+ *     static int square(const void *in, void *out) { ... }
+ *     MP_TASK(square);                // registered as "square"
+ *
+ * The registry is the process's one registry of functions by name, shared
+ * with mp_target_register (context.h); each form has its own names. Fork
+ * and forkserver pools send addresses and need no registration.
+ */
+
+/* Which kind of function a registered name stands for. */
+typedef enum mp_task_kind {
+    MP_TASK_OBJ = 1,   /* mp_obj_fn */
+    MP_TASK_BYTES = 2, /* mp_bytes_fn */
+    MP_TASK_ARRAY = 3, /* mp_array_fn */
+    MP_TASK_INIT = 4   /* mp_init_fn */
+} mp_task_kind;
+
+/* Any registered function, as mp_task_lookup and mp_task_name take it:
+ * cast it back to its kind's type (mp_obj_fn for MP_TASK_OBJ ...). */
+typedef void (*mp_task_fn)(void);
+
+/*
+ * mp_task_register_obj, _bytes, _array, _init - register fn under name as
+ * a task of that form (or a pool initializer), in this process's registry.
+ *
+ * name:  1..255 bytes; copied.
+ * fn:    the function.
+ *
+ * A spawned run of the program knows the names registered before its
+ * main() calls mp_spawn_main(): register with MP_TASK (a constructor, run
+ * before main) or at the top of main(). Registering the same fn under the
+ * same name again does nothing; one fn may have several names.
+ * Returns 0; -EINVAL for NULL or a bad length; MP_EVALUE if the name is
+ * another function's of that form, or if its 64-bit id (a hash of form and
+ * name, what a spawn pool sends) is another name's (mp_errmsg names both);
+ * -ENOMEM.
+ * Thread/fork: any thread; a fork child inherits the registry, a spawned
+ * child rebuilds it.
+ */
+MP_API int mp_task_register_obj(const char *name, mp_obj_fn fn);
+MP_API int mp_task_register_bytes(const char *name, mp_bytes_fn fn);
+MP_API int mp_task_register_array(const char *name, mp_array_fn fn);
+MP_API int mp_task_register_init(const char *name, mp_init_fn fn);
+
+/* MP_TASK(fn): register fn under its own name ("fn") before main() runs,
+ * in the parent and in every spawned run alike; the form is chosen by fn's
+ * type (mp_obj_fn, mp_bytes_fn, mp_array_fn or mp_init_fn; another type
+ * does not compile). Use at file scope, after fn is declared. A
+ * constructor attribute: GCC and Clang; elsewhere call the
+ * mp_task_register_* functions at the top of main(). */
+#if defined(__GNUC__) || defined(__clang__)
+#define MP_TASK(fn)                                                                                \
+    __attribute__((constructor)) static void mp__task_ctor_##fn(void)                              \
+    {                                                                                              \
+        (void)_Generic(&(fn), mp_obj_fn                                                            \
+                       : mp_task_register_obj, mp_bytes_fn                                         \
+                       : mp_task_register_bytes, mp_array_fn                                       \
+                       : mp_task_register_array, mp_init_fn                                        \
+                       : mp_task_register_init)(#fn, fn);                                          \
+    }                                                                                              \
+    struct mp__task_semicolon_##fn
+#endif
+
+/*
+ * mp_task_lookup - the function registered under name as kind (in a
+ * worker: name to function).
+ *
+ * kind:  the form.
+ * name:  the registered name.
+ * fn:    receives the function; cast it to kind's type.
+ * Returns 0; MP_EKEY when nothing of that kind is registered under name
+ * (mp_errmsg names it); -EINVAL for NULL or an unknown kind.
+ * Thread/fork: any thread.
+ */
+MP_API int mp_task_lookup(mp_task_kind kind, const char *name, mp_task_fn *fn);
+
+/*
+ * mp_task_name - the name fn is registered under as kind (in the parent:
+ * function to name); the first registered when it has several.
+ *
+ * kind:  the form.
+ * fn:    the function, cast to mp_task_fn.
+ * name:  receives the name.
+ * Returns 0; MP_EKEY when fn is not registered as kind (mp_errmsg says
+ * so); -EINVAL for NULL or an unknown kind.
+ * Ownership: *name is borrowed from the registry and valid for the
+ * process's life (entries are never removed).
+ * Thread/fork: any thread.
+ */
+MP_API int mp_task_name(mp_task_kind kind, mp_task_fn fn, const char **name);
 
 /*
  * mp_task_fail - in a task, describe the failure it is about to report
