@@ -131,4 +131,10 @@ static inline int return_pid(const mp_obj *args, mp_obj **result)
     return 0;
 }
 
+/* Registered, for pools under the spawn method (pool.h: tasks by name). */
+MP_TASK(sqr);
+MP_TASK(square_int);
+MP_TASK(sleep_item);
+MP_TASK(return_pid);
+
 #endif

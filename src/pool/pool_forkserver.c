@@ -313,8 +313,9 @@ int mp__pool_forkserver_start_shared(mp_pool *p, const mp_context *ctx)
     uint64_t init = (uint64_t)(uintptr_t)p->init;
     if (p->by_id && p->init && mp__task_id(MP_TASK_INIT, (mp_task_fn)p->init, &init) < 0)
         return MP_EKEY; /* checked by mp_pool_new already */
-    mp_obj *args = mp_obj_build("(iiKKsy#p)", p->nproc, p->maxtasks, (unsigned long long)init,
-                                (unsigned long long)(uintptr_t)p->initarg, p->lis_addr,
+    /* 'L' (int64): an id uses all 64 bits; the server casts back. */
+    mp_obj *args = mp_obj_build("(iiLLsy#p)", p->nproc, p->maxtasks, (int64_t)init,
+                                (int64_t)(uintptr_t)p->initarg, p->lis_addr,
                                 (const char *)p->authkey, sizeof p->authkey, (int)p->by_id);
     if (!args)
         return -ENOMEM;
