@@ -633,10 +633,8 @@ static void test_task_registry_lookup_both_ways_and_collisions_refused(void **st
 
 int main(int argc, char **argv)
 {
-    /* First: a spawned run (the spawn pool's server) serves here. */
-    if (mp_spawn_main(argc, argv) < 0)
+    if (pool_test_main(argc, argv) < 0)
         return 1;
-    tu_filter(argc, argv);
     /* As a forkserver program does (context.h): the shared server runs
      * early, before any thread; the pool's own server is used beside it. */
     if (mp_forkserver_start() < 0)
@@ -671,6 +669,5 @@ int main(int argc, char **argv)
         TU_TEST(test_spawn_initializer_unregistered_or_with_initarg_is_refused),
         TU_TEST(test_task_registry_lookup_both_ways_and_collisions_refused),
     };
-    pool_test_start();
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return POOL_RUN_TESTS(tests);
 }

@@ -82,8 +82,10 @@ static int pool_job_prepare(struct mp_result *j, size_t chunksize)
 
 int mp__pool_task_ref(const mp_pool *p, int form, uint64_t fn, uint64_t *ref)
 {
-    if (!p->by_id) {
-        *ref = fn; /* fork and forkserver: the address is the same there */
+    if (!p->by_id || fn == 0) {
+        /* fork and forkserver: the address is the same there; 0: a job
+         * that is never sent (an imap_gen's keeper) */
+        *ref = fn;
         return 0;
     }
     int kind = form == F_BYTES ? MP_TASK_BYTES : form == F_ARRAY ? MP_TASK_ARRAY : MP_TASK_OBJ;
