@@ -1,6 +1,6 @@
 /*
- * libmpipc - a process pool: Python's multiprocessing.Pool for the fork
- * start method.
+ * libmpipc - a process pool: Python's multiprocessing.Pool, under the
+ * fork, forkserver and spawn start methods.
  *
  *     static int square(const void *in, void *out)
  *     {
@@ -37,14 +37,17 @@
  * mp_task_fail(). The caller then sees MP_ETASK and, in an mp_task_error,
  * that code and message.
  *
- * Function pointers and fork. A task function is sent to the worker as its
- * address. That is valid because every worker is a fork of the process that
- * created the pool, with the same program mapped at the same addresses (the
- * pool only exists with the fork start method). The same holds for pointers
- * a task follows into global data, with one caveat: a worker sees memory as
- * it was when mp_pool_new ran - every worker, replacements included, is
+ * Function pointers and fork. Under the fork and forkserver methods a task
+ * function is sent to the worker as its address. That is valid because
+ * every worker is a fork of the process that created the pool (or of its
+ * early fork server), with the same program mapped at the same addresses.
+ * The same holds for pointers a task follows into global data, with one
+ * caveat: a worker sees memory as it was when mp_pool_new ran (forkserver:
+ * when the shared server started) - every worker, replacements included, is
  * forked from a copy of the process taken then (see Design). Data set up
- * after mp_pool_new must travel in the task's input.
+ * after mp_pool_new must travel in the task's input. Under spawn the
+ * workers are forked from a fresh run of the program, where addresses mean
+ * nothing: a task travels as its registered name (MP_TASK, below).
  *
  * Design. mp_pool_new forks one helper first, the pool's fork server
  * (Python's forkserver start method, for the same reason): it stays
@@ -167,7 +170,18 @@ typedef void (*mp_init_fn)(void *initarg);
  *               first use if not yet started):   initarg must point at data
  *               nothing is forked from the       that existed then (a static,
  *               caller, whatever its threads     say), not at the heap
- *   spawn       not supported yet: mp_pool_new returns -ENOTSUP
+ *   spawn       forked by the pool's own         what main() did before
+ *               server, itself a fresh run of    mp_spawn_main() (which main
+ *               this program (exec; main()       calls first) and registered
+ *               calls mp_spawn_main() first)     tasks: each task, and the
+ *                                                initializer, must be
+ *                                                registered (MP_TASK), else
+ *                                                the submit call (for the
+ *                                                initializer mp_pool_new)
+ *                                                fails with MP_EKEY and sends
+ *                                                nothing; initarg must be
+ *                                                NULL (MP_EVALUE: a pointer
+ *                                                does not survive exec)
  *
  *                   Under every method no process is ever forked from the
  *                   pool's own threads, and tasks, results and worker
@@ -393,14 +407,17 @@ typedef struct mp_callbacks {
  * opts:  NULL for the defaults, or options made from MP_POOL_OPTS_INIT.
  *
  * Forks the pool's fork server from the calling thread (under the
- * forkserver method: starts it through the shared fork server), starts the
+ * forkserver method: starts it through the shared fork server; under
+ * spawn: as a fresh run of this program), starts the
  * pool's two threads, and returns once every worker has started and
  * connected back (before the initializers run, so a slow initializer does
  * not delay it).
  * Returns 0; MP_EVALUE for processes < 0 or maxtasksperchild < 0 (Python's
- * ValueError for a non-positive number); -ENOTSUP (with a message) for the
- * spawn method, which the pool does not support yet; under forkserver, the
- * codes of mp_process_start() for starting the pool's server; -EINVAL for
+ * ValueError for a non-positive number); under spawn, MP_EKEY for an
+ * initializer not registered (MP_TASK, mp_task_register_init) and
+ * MP_EVALUE for a non-NULL initarg (both with a message); under forkserver
+ * and spawn, the codes of mp_process_start() for starting the pool's
+ * server; -EINVAL for
  * a NULL out; MP_ESTATE in a daemon process (a pool worker, say), which
  * may not have children;
  * -errno (-EAGAIN, -ENOMEM, -EMFILE) if a process, a socket or a thread
@@ -477,6 +494,16 @@ MP_API ssize_t mp_pool_processes(const mp_pool *p);
  * owner; the list is a snapshot.
  */
 MP_API ssize_t mp_pool_pids(mp_pool *p, pid_t *pids, size_t cap);
+
+/*
+ * Every call below that submits work (apply, map, imap and starmap in every
+ * form, and mp_pool_imap_gen) also returns MP_EKEY in a spawn pool when fn
+ * is not registered as a task of its form (MP_TASK, mp_task_register_*),
+ * with a message naming MP_TASK: nothing is sent, the out handle is NULL,
+ * and the pool goes on. A task the parent registered after main() called
+ * mp_spawn_main is unknown to the spawned workers: each of its items fails
+ * with MP_EKEY there.
+ */
 
 /* ---- bytes tasks --------------------------------------------------------- */
 
