@@ -327,15 +327,17 @@ static void test_forkserver_pool_from_a_threaded_caller(void **state)
     close_join_free(p);
 }
 
-/* A process that makes a forkserver pool, sends its workers' pids on the
- * pipe's write end (arg) and waits to be killed. */
+/* A process that makes a pool under owner_method, sends its workers' pids
+ * on the pipe's write end (arg) and waits to be killed. */
+static const char *owner_method;
+
 static int owner_with_pool(void *arg)
 {
     int wfd = *(int *)arg;
     const mp_context *ctx = NULL;
     mp_pool_opts o = MP_POOL_OPTS_INIT;
     o.processes = 2;
-    if (mp_context_get(&ctx, "forkserver") < 0)
+    if (mp_context_get(&ctx, owner_method) < 0)
         return 2;
     o.ctx = ctx;
     mp_pool *p = NULL;
@@ -351,9 +353,9 @@ static int owner_with_pool(void *arg)
 /* The owner killed by SIGKILL (no exit procedure): its pool's server,
  * a child of the shared server, sees its control connection close and
  * ends the workers, as the default pool's server does. */
-static void test_forkserver_pool_workers_end_when_the_owner_is_killed(void **state)
+static void check_workers_end_when_the_owner_is_killed(const char *method)
 {
-    (void)state;
+    owner_method = method;
     int fds[2];
     assert_int_equal(pipe(fds), 0);
     pid_t owner = tu_fork(owner_with_pool, &fds[1]);
@@ -379,6 +381,20 @@ static void test_forkserver_pool_workers_end_when_the_owner_is_killed(void **sta
             tu_sleep(0.01);
         assert_int_equal(kill(pids[i], 0), -1); /* gone (and reaped) */
     }
+}
+
+static void test_forkserver_pool_workers_end_when_the_owner_is_killed(void **state)
+{
+    (void)state;
+    check_workers_end_when_the_owner_is_killed("forkserver");
+}
+
+/* The same under spawn: the pool's server is the owner's own child (a
+ * fresh run of the program) and notices its parent is gone. */
+static void test_spawn_pool_workers_end_when_the_owner_is_killed(void **state)
+{
+    (void)state;
+    check_workers_end_when_the_owner_is_killed("spawn");
 }
 
 /* ---- spawn: tasks by name ------------------------------------------------------ */
@@ -663,6 +679,7 @@ int main(int argc, char **argv)
         TU_TEST(test_spawn_terminate_fails_what_is_not_done),
         TU_TEST(test_spawn_initializer_runs_in_each_worker),
         TU_TEST(test_spawn_workers_see_memory_as_at_program_start),
+        TU_TEST(test_spawn_pool_workers_end_when_the_owner_is_killed),
         TU_TEST(test_spawn_bytes_and_array_map_and_imap),
         TU_TEST(test_spawn_unregistered_task_is_MP_EKEY_in_the_parent),
         TU_TEST(test_spawn_task_registered_after_spawn_main_fails_in_the_worker),
