@@ -478,6 +478,19 @@ static void test_spawn_bytes_and_array_map_and_imap(void **state)
         assert_memory_equal(res[i].iov_base, want, 5);
         free(res[i].iov_base);
     }
+    memset(res, 0, sizeof res);
+    mp_imap *bit = NULL;
+    TU_ASSERT_STATUS(mp_pool_imap_bytes(p, reverse_bytes, in, N, res, 2, &bit), 0);
+    for (int i = 0; i < N; i++) {
+        size_t idx = SIZE_MAX;
+        TU_ASSERT_STATUS(mp_imap_next(bit, &idx, NULL, NULL, T_LONG), 1);
+        assert_int_equal(idx, (size_t)i);
+        assert_int_equal(res[i].iov_len, 5);
+        assert_int_equal(((const char *)res[i].iov_base)[0], bufs[i][4]);
+        free(res[i].iov_base);
+    }
+    TU_ASSERT_STATUS(mp_imap_next(bit, NULL, NULL, NULL, T_LONG), 0);
+    mp_imap_free(bit);
     int32_t ain[N];
     int64_t aout[N];
     for (int i = 0; i < N; i++)
