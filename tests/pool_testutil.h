@@ -11,8 +11,10 @@
 
 #include <mpipc/pool.h>
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 /* Generous bounds: they only need to be finite (valgrind is ~50x slower). */
@@ -60,9 +62,37 @@ static inline int64_t as_int(const mp_obj *o)
     return v;
 }
 
-static inline mp_pool *make_pool(int processes)
+/*
+ * The start method the pool tests run under: MPIPC_TEST_START_METHOD
+ * ("fork", "forkserver" or "spawn"; unset or empty: the default), so
+ * tests/CMakeLists.txt runs each pool binary under every method.
+ */
+static inline const mp_context *pool_test_ctx(void)
+{
+    const char *m = getenv("MPIPC_TEST_START_METHOD");
+    const mp_context *ctx = NULL;
+    if (m && *m)
+        TU_ASSERT_STATUS(mp_context_get(&ctx, m), 0);
+    return ctx;
+}
+
+static inline bool pool_test_method_is(const char *method)
+{
+    const char *m = getenv("MPIPC_TEST_START_METHOD");
+    return m && strcmp(m, method) == 0;
+}
+
+/* Default options under the test's start method. */
+static inline mp_pool_opts pool_test_opts(void)
 {
     mp_pool_opts o = MP_POOL_OPTS_INIT;
+    o.ctx = pool_test_ctx();
+    return o;
+}
+
+static inline mp_pool *make_pool(int processes)
+{
+    mp_pool_opts o = pool_test_opts();
     o.processes = processes;
     mp_pool *p = NULL;
     TU_ASSERT_STATUS(mp_pool_new(&p, &o), 0);
@@ -77,12 +107,51 @@ static inline void close_join_free(mp_pool *p)
     mp_pool_free(p);
 }
 
-/* The start of every pool test binary's main, after tu_filter: note the
- * test process (for the LSan hook). */
-static inline void pool_test_start(void)
+/*
+ * The first call in every pool test binary's main: a spawned run of the
+ * program (a spawn pool's server) serves here and never returns; under
+ * forkserver the shared server starts now, before any thread, as
+ * context.h asks; then the name filter (tu_filter).
+ */
+static inline int pool_test_main(int argc, char **argv)
+{
+    if (mp_spawn_main(argc, argv) < 0)
+        return -1;
+    if (pool_test_method_is("forkserver") && mp_forkserver_start() < 0)
+        return -1;
+    tu_filter(argc, argv);
+    return 0;
+}
+
+/* Note the test process (for the LSan hook), then run the tests but those
+ * MPIPC_TEST_SKIP names (comma-separated: cases a start method cannot
+ * apply to; tests/CMakeLists.txt gives each one's reason). */
+static inline int pool_run_tests(const struct CMUnitTest *tests, size_t n)
 {
     test_pid = getpid();
+    const char *skip = getenv("MPIPC_TEST_SKIP");
+    struct CMUnitTest *run = calloc(n ? n : 1, sizeof *run);
+    assert_non_null(run);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(tests[i].name);
+        const char *q = skip;
+        bool skipped = false;
+        while (q && *q && !skipped) {
+            const char *end = strchr(q, ',');
+            size_t l = end ? (size_t)(end - q) : strlen(q);
+            skipped = l == len && strncmp(q, tests[i].name, len) == 0;
+            q = end ? end + 1 : NULL;
+        }
+        if (!skipped)
+            run[k++] = tests[i];
+    }
+    int rc = _cmocka_run_group_tests("tests", run, k, NULL, NULL);
+    free(run);
+    return rc;
 }
+
+#define POOL_RUN_TESTS(tests) pool_run_tests(tests, sizeof(tests) / sizeof((tests)[0]))
 
 /* ---- tasks (they run in the workers) ------------------------------------ */
 
@@ -130,5 +199,11 @@ static inline int return_pid(const mp_obj *args, mp_obj **result)
     *result = mp_obj_int(getpid());
     return 0;
 }
+
+/* Registered, for pools under the spawn method (pool.h: tasks by name). */
+MP_TASK(sqr);
+MP_TASK(square_int);
+MP_TASK(sleep_item);
+MP_TASK(return_pid);
 
 #endif

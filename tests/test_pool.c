@@ -53,6 +53,7 @@ static int mul(const mp_obj *args, mp_obj **result)
     *result = mp_obj_int(x * y);
     return 0;
 }
+MP_TASK(mul);
 
 /* Python's int(s): parses a str, fails like ValueError on junk. */
 static int to_int(const mp_obj *args, mp_obj **result)
@@ -68,6 +69,7 @@ static int to_int(const mp_obj *args, mp_obj **result)
     *result = mp_obj_int(v);
     return 0;
 }
+MP_TASK(to_int);
 
 /* Fails (code 42) on the items whose value is negative. */
 static int square_or_fail(const void *in, void *out)
@@ -78,6 +80,7 @@ static int square_or_fail(const void *in, void *out)
     *(int32_t *)out = x * x;
     return 0;
 }
+MP_TASK(square_or_fail);
 
 static int sqr_or_fail(const mp_obj *args, mp_obj **result)
 {
@@ -87,6 +90,7 @@ static int sqr_or_fail(const mp_obj *args, mp_obj **result)
     *result = mp_obj_int(x * x);
     return 0;
 }
+MP_TASK(sqr_or_fail);
 
 /* bytes: upper-case the input. */
 static int upper(const void *in, size_t len, void **out, size_t *out_len)
@@ -102,6 +106,7 @@ static int upper(const void *in, size_t len, void **out, size_t *out_len)
     *out_len = len;
     return 0;
 }
+MP_TASK(upper);
 
 /* bytes: a task whose output cannot be sent (NULL with a length): Python's
  * unpickleable result. */
@@ -113,6 +118,7 @@ static int broken_output(const void *in, size_t len, void **out, size_t *out_len
     *out_len = 5;
     return 0;
 }
+MP_TASK(broken_output);
 
 static int raising(const void *in, size_t len, void **out, size_t *out_len)
 {
@@ -122,6 +128,7 @@ static int raising(const void *in, size_t len, void **out, size_t *out_len)
     (void)out_len;
     return mp_task_fail(-EKEYEXPIRED, "KeyError: 'key'");
 }
+MP_TASK(raising);
 
 static int fail_without_message(const void *in, size_t len, void **out, size_t *out_len)
 {
@@ -131,6 +138,7 @@ static int fail_without_message(const void *in, size_t len, void **out, size_t *
     (void)out_len;
     return 99;
 }
+MP_TASK(fail_without_message);
 
 /* ---- _TestPool ------------------------------------------------------------ */
 
@@ -578,7 +586,7 @@ static void test_make_pool_refuses_bad_arguments_and_defaults_to_the_cpu_count(v
 {
     (void)state;
     mp_pool *p = (mp_pool *)1;
-    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    mp_pool_opts o = pool_test_opts();
     o.processes = -1;
     TU_ASSERT_STATUS(mp_pool_new(&p, &o), MP_EVALUE);
     assert_null(p);
@@ -888,7 +896,8 @@ static void test_close_and_join_wait_for_every_task_after_a_failure(void **state
 
 int main(int argc, char **argv)
 {
-    tu_filter(argc, argv);
+    if (pool_test_main(argc, argv) < 0)
+        return 1;
     const struct CMUnitTest tests[] = {
         TU_TEST(test_apply_runs_the_task_in_a_worker_and_returns_its_value),
         TU_TEST(test_map_matches_a_serial_map_with_any_chunksize),
@@ -909,6 +918,5 @@ int main(int argc, char **argv)
         TU_TEST(test_map_fails_with_its_first_failing_item_after_running_the_rest),
         TU_TEST(test_close_and_join_wait_for_every_task_after_a_failure),
     };
-    pool_test_start();
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return POOL_RUN_TESTS(tests);
 }

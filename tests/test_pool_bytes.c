@@ -30,6 +30,7 @@ static int reverse_bang(const void *in, size_t in_len, void **out, size_t *out_l
     *out_len = in_len + 1;
     return 0;
 }
+MP_TASK(reverse_bang);
 
 /* The first byte decides: 'F' fails (Python's raise), 'K' kills the worker,
  * 'E' gives an empty output; otherwise reverse_bang. */
@@ -47,6 +48,7 @@ static int special(const void *in, size_t in_len, void **out, size_t *out_len)
     }
     return reverse_bang(in, in_len, out, out_len);
 }
+MP_TASK(special);
 
 /* ---- helpers ------------------------------------------------------------------ */
 
@@ -304,8 +306,8 @@ static void test_map_bytes_carries_large_items(void **state)
 
 int main(int argc, char **argv)
 {
-    tu_filter(argc, argv);
-    pool_test_start();
+    if (pool_test_main(argc, argv) < 0)
+        return 1;
     const struct CMUnitTest tests[] = {
         TU_TEST(test_map_bytes_returns_every_output_in_place),
         TU_TEST(test_map_bytes_failure_names_the_item_and_leaves_nothing),
@@ -316,5 +318,5 @@ int main(int argc, char **argv)
         TU_TEST(test_imap_unordered_bytes_yields_every_item_once),
         TU_TEST(test_map_bytes_carries_large_items),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return POOL_RUN_TESTS(tests);
 }

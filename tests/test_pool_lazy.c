@@ -27,6 +27,7 @@ static int plus_one(const mp_obj *args, mp_obj **result)
     *result = mp_obj_int(arg_int(args, 0) + 1);
     return 0;
 }
+MP_TASK(plus_one);
 
 /* x*x, but item 5 kills its own worker (a crash in a task). */
 static int sqr_or_die_at_5(const mp_obj *args, mp_obj **result)
@@ -37,6 +38,7 @@ static int sqr_or_die_at_5(const mp_obj *args, mp_obj **result)
     *result = mp_obj_int(x * x);
     return 0;
 }
+MP_TASK(sqr_or_die_at_5);
 
 static int slow_sqr(const mp_obj *args, mp_obj **result)
 {
@@ -45,6 +47,7 @@ static int slow_sqr(const mp_obj *args, mp_obj **result)
     *result = mp_obj_int(x * x);
     return 0;
 }
+MP_TASK(slow_sqr);
 
 /* ---- producers (they run in the caller's thread) ------------------------- */
 
@@ -435,8 +438,8 @@ static void test_imap_gen_ten_million_items_keep_rss_flat(void **state)
 
 int main(int argc, char **argv)
 {
-    tu_filter(argc, argv);
-    pool_test_start();
+    if (pool_test_main(argc, argv) < 0)
+        return 1;
     const struct CMUnitTest tests[] = {
         TU_TEST(test_imap_gen_yields_results_in_input_order_then_ends),
         TU_TEST(test_imap_unordered_gen_yields_every_item_once),
@@ -450,5 +453,5 @@ int main(int argc, char **argv)
         TU_TEST(test_imap_gen_bad_arguments_are_refused_and_call_nothing),
         TU_TEST(test_imap_gen_ten_million_items_keep_rss_flat),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return POOL_RUN_TESTS(tests);
 }

@@ -154,6 +154,7 @@ static int task_uses_pool(const mp_obj *args, mp_obj **result)
     *result = mp_obj_int(rc);
     return 0;
 }
+MP_TASK(task_uses_pool);
 
 static void test_a_child_forked_from_the_owner_cannot_use_the_pool(void **state)
 {
@@ -273,7 +274,7 @@ static void test_a_callback_may_terminate_its_pool(void **state)
 static int exit_with_pool(void *arg)
 {
     (void)arg;
-    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    mp_pool_opts o = pool_test_opts();
     o.processes = 2;
     mp_pool *p;
     if (mp_pool_new(&p, &o) != 0)
@@ -306,7 +307,8 @@ static void test_exit_with_a_running_pool_terminates_it(void **state)
 
 int main(int argc, char **argv)
 {
-    tu_filter(argc, argv);
+    if (pool_test_main(argc, argv) < 0)
+        return 1;
     const struct CMUnitTest tests[] = {
         TU_TEST(test_100000_tasks_complete_with_the_right_checksum),
         TU_TEST(test_apply_async_from_several_threads_at_once),
@@ -316,6 +318,5 @@ int main(int argc, char **argv)
         TU_TEST(test_a_callback_may_terminate_its_pool),
         TU_TEST(test_exit_with_a_running_pool_terminates_it),
     };
-    pool_test_start();
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return POOL_RUN_TESTS(tests);
 }

@@ -1,8 +1,9 @@
 /*
  * pool: the core calls (map, apply_async, imap, a worker killed mid-task)
- * under each start method the pool allows (mp_pool_opts.ctx: fork, and
- * forkserver, whose pool server is a child of the shared fork server), what
- * each method's workers see, and spawn refused with a named error.
+ * under each start method (mp_pool_opts.ctx: fork; forkserver, whose pool
+ * server is a child of the shared fork server; spawn, whose server is a
+ * fresh run of this program and whose tasks travel by registered name),
+ * what each method's workers see, and the task registry (MP_TASK).
  */
 #include "pool_testutil.h"
 
@@ -37,6 +38,10 @@ static int my_pid(const mp_obj *args, mp_obj **result)
     *result = mp_obj_int(getpid());
     return 0;
 }
+
+/* Under spawn every task a pool runs is registered (pool.h). */
+MP_TASK(sqr_or_die);
+MP_TASK(my_pid);
 
 /* ---- helpers ------------------------------------------------------------------ */
 
@@ -178,7 +183,7 @@ static const int64_t init_value = 1234;
 
 static void set_init_seen(void *arg)
 {
-    init_seen = *(const int64_t *)arg;
+    init_seen = arg ? *(const int64_t *)arg : init_value; /* spawn: initarg is NULL */
 }
 
 static int read_init_seen(const mp_obj *args, mp_obj **result)
@@ -188,6 +193,9 @@ static int read_init_seen(const mp_obj *args, mp_obj **result)
     return 0;
 }
 
+MP_TASK(set_init_seen);
+MP_TASK(read_init_seen);
+
 static void check_initializer(const char *method)
 {
     const mp_context *ctx = NULL;
@@ -195,7 +203,7 @@ static void check_initializer(const char *method)
     mp_pool_opts o = MP_POOL_OPTS_INIT;
     o.processes = 2;
     o.initializer = set_init_seen;
-    o.initarg = (void *)&init_value;
+    o.initarg = strcmp(method, "spawn") == 0 ? NULL : (void *)&init_value;
     o.ctx = ctx;
     mp_pool *p = NULL;
     TU_ASSERT_STATUS(mp_pool_new(&p, &o), 0);
@@ -244,6 +252,7 @@ static void check_initializer(const char *method)
 
 METHOD_TESTS(fork)
 METHOD_TESTS(forkserver)
+METHOD_TESTS(spawn)
 
 /* What the workers see of the caller's memory (pool.h's table): under fork
  * the memory as it was at mp_pool_new; under forkserver as it was when the
@@ -256,6 +265,7 @@ static int read_global(const mp_obj *args, mp_obj **result)
     *result = mp_obj_int(seen_global);
     return 0;
 }
+MP_TASK(read_global);
 
 static void check_sees_memory(const char *method, int64_t expect)
 {
@@ -317,15 +327,17 @@ static void test_forkserver_pool_from_a_threaded_caller(void **state)
     close_join_free(p);
 }
 
-/* A process that makes a forkserver pool, sends its workers' pids on the
- * pipe's write end (arg) and waits to be killed. */
+/* A process that makes a pool under owner_method, sends its workers' pids
+ * on the pipe's write end (arg) and waits to be killed. */
+static const char *owner_method;
+
 static int owner_with_pool(void *arg)
 {
     int wfd = *(int *)arg;
     const mp_context *ctx = NULL;
     mp_pool_opts o = MP_POOL_OPTS_INIT;
     o.processes = 2;
-    if (mp_context_get(&ctx, "forkserver") < 0)
+    if (mp_context_get(&ctx, owner_method) < 0)
         return 2;
     o.ctx = ctx;
     mp_pool *p = NULL;
@@ -341,9 +353,9 @@ static int owner_with_pool(void *arg)
 /* The owner killed by SIGKILL (no exit procedure): its pool's server,
  * a child of the shared server, sees its control connection close and
  * ends the workers, as the default pool's server does. */
-static void test_forkserver_pool_workers_end_when_the_owner_is_killed(void **state)
+static void check_workers_end_when_the_owner_is_killed(const char *method)
 {
-    (void)state;
+    owner_method = method;
     int fds[2];
     assert_int_equal(pipe(fds), 0);
     pid_t owner = tu_fork(owner_with_pool, &fds[1]);
@@ -371,28 +383,287 @@ static void test_forkserver_pool_workers_end_when_the_owner_is_killed(void **sta
     }
 }
 
-/* spawn: -ENOTSUP with a message naming the method; *out NULL and no
- * process left behind. */
-static void test_spawn_is_refused_with_a_named_error_and_leaves_nothing(void **state)
+static void test_forkserver_pool_workers_end_when_the_owner_is_killed(void **state)
+{
+    (void)state;
+    check_workers_end_when_the_owner_is_killed("forkserver");
+}
+
+/* The same under spawn: the pool's server is the owner's own child (a
+ * fresh run of the program) and notices its parent is gone. */
+static void test_spawn_pool_workers_end_when_the_owner_is_killed(void **state)
+{
+    (void)state;
+    check_workers_end_when_the_owner_is_killed("spawn");
+}
+
+/* ---- spawn: tasks by name ------------------------------------------------------ */
+
+static void test_spawn_workers_see_memory_as_at_program_start(void **state)
+{
+    (void)state;
+    check_sees_memory("spawn", 1); /* a fresh run: the initial value */
+}
+
+/* A bytes task: the input reversed. */
+static int reverse_bytes(const void *in, size_t in_len, void **out, size_t *out_len)
+{
+    unsigned char *o = malloc(in_len ? in_len : 1);
+    if (!o)
+        return 1;
+    for (size_t i = 0; i < in_len; i++)
+        o[i] = ((const unsigned char *)in)[in_len - 1 - i];
+    *out = o;
+    *out_len = in_len;
+    return 0;
+}
+MP_TASK(reverse_bytes);
+
+/* Registered nowhere: its address means nothing in a spawned worker. */
+static int not_registered_obj(const mp_obj *args, mp_obj **result)
+{
+    (void)args;
+    *result = NULL;
+    return 0;
+}
+
+static int not_registered_array(const void *in, void *out)
+{
+    (void)in;
+    (void)out;
+    return 0;
+}
+
+static int not_registered_bytes(const void *in, size_t in_len, void **out, size_t *out_len)
+{
+    (void)in;
+    (void)in_len;
+    *out = NULL;
+    *out_len = 0;
+    return 0;
+}
+
+static void not_registered_init(void *arg)
+{
+    (void)arg;
+}
+
+static int one_item(void *user, mp_obj **item)
+{
+    (void)user;
+    *item = NULL;
+    return 0;
+}
+
+/* The bytes and array forms' map and imap under spawn, by registered name. */
+static void test_spawn_bytes_and_array_map_and_imap(void **state)
+{
+    (void)state;
+    mp_pool *p = methods_pool("spawn", 2);
+    enum { N = 40 };
+    char bufs[N][8];
+    struct iovec in[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(bufs[i], sizeof bufs[i], "ab%03d", i);
+        in[i] = (struct iovec){.iov_base = bufs[i], .iov_len = strlen(bufs[i])};
+    }
+    struct iovec res[N];
+    TU_ASSERT_STATUS(mp_pool_map_bytes(p, reverse_bytes, in, N, res, 3, NULL, T_LONG), 0);
+    for (int i = 0; i < N; i++) {
+        char want[8];
+        for (int k = 0; k < 5; k++)
+            want[k] = bufs[i][4 - k];
+        want[5] = 0;
+        assert_int_equal(res[i].iov_len, 5);
+        assert_memory_equal(res[i].iov_base, want, 5);
+        free(res[i].iov_base);
+    }
+    memset(res, 0, sizeof res);
+    mp_imap *bit = NULL;
+    TU_ASSERT_STATUS(mp_pool_imap_bytes(p, reverse_bytes, in, N, res, 2, &bit), 0);
+    for (int i = 0; i < N; i++) {
+        size_t idx = SIZE_MAX;
+        TU_ASSERT_STATUS(mp_imap_next(bit, &idx, NULL, NULL, T_LONG), 1);
+        assert_int_equal(idx, (size_t)i);
+        assert_int_equal(res[i].iov_len, 5);
+        assert_int_equal(((const char *)res[i].iov_base)[0], bufs[i][4]);
+        free(res[i].iov_base);
+    }
+    TU_ASSERT_STATUS(mp_imap_next(bit, NULL, NULL, NULL, T_LONG), 0);
+    mp_imap_free(bit);
+    int32_t ain[N];
+    int64_t aout[N];
+    for (int i = 0; i < N; i++)
+        ain[i] = i - 7;
+    TU_ASSERT_STATUS(mp_pool_map_array(p, square_int, ain, sizeof ain[0], N, aout, sizeof aout[0],
+                                       4, NULL, T_LONG),
+                     0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(aout[i], (int64_t)(i - 7) * (i - 7));
+    memset(aout, 0, sizeof aout);
+    mp_imap *it = NULL;
+    TU_ASSERT_STATUS(
+        mp_pool_imap_array(p, square_int, ain, sizeof ain[0], N, aout, sizeof aout[0], 2, &it), 0);
+    for (int i = 0; i < N; i++)
+        TU_ASSERT_STATUS(mp_imap_next(it, NULL, NULL, NULL, T_LONG), 1);
+    TU_ASSERT_STATUS(mp_imap_next(it, NULL, NULL, NULL, T_LONG), 0);
+    mp_imap_free(it);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(aout[i], (int64_t)(i - 7) * (i - 7));
+    close_join_free(p);
+}
+
+/* An unregistered task fails the submitting call in the parent with MP_EKEY
+ * naming MP_TASK, whatever the form; nothing is sent, *out stays NULL, and
+ * the pool goes on working. */
+static void test_spawn_unregistered_task_is_MP_EKEY_in_the_parent(void **state)
+{
+    (void)state;
+    mp_pool *p = methods_pool("spawn", 2);
+    mp_obj *args = mp_obj_tuple_new();
+    mp_result *r = (mp_result *)&args;
+    int rc = mp_pool_apply_async(p, not_registered_obj, args, NULL, &r);
+    TU_ASSERT_STATUS(rc, MP_EKEY);
+    assert_null(r);
+    assert_non_null(strstr(mp_errmsg(rc), "MP_TASK"));
+    mp_obj *items = int_list(0, 5);
+    mp_obj *res = NULL;
+    TU_ASSERT_STATUS(mp_pool_map(p, not_registered_obj, items, 1, &res, NULL, T_LONG), MP_EKEY);
+    assert_null(res);
+    int32_t ain[3] = {1, 2, 3};
+    int64_t aout[3] = {0};
+    TU_ASSERT_STATUS(mp_pool_map_array(p, not_registered_array, ain, sizeof ain[0], 3, aout,
+                                       sizeof aout[0], 1, NULL, T_LONG),
+                     MP_EKEY);
+    struct iovec in = {.iov_base = "x", .iov_len = 1}, out;
+    TU_ASSERT_STATUS(mp_pool_map_bytes(p, not_registered_bytes, &in, 1, &out, 1, NULL, T_LONG),
+                     MP_EKEY);
+    mp_imap *it = (mp_imap *)&args;
+    TU_ASSERT_STATUS(mp_pool_imap_gen(p, not_registered_obj, one_item, NULL, 1, &it), MP_EKEY);
+    assert_null(it);
+    /* Still working, and registered tasks still run. */
+    TU_ASSERT_STATUS(mp_pool_map(p, sqr, items, 1, &res, NULL, T_LONG), 0);
+    assert_int_equal(as_int(mp_obj_list_get(res, 4)), 16);
+    mp_obj_free(res);
+    mp_obj_free(items);
+    mp_obj_free(args);
+    close_join_free(p);
+}
+
+/* Registered here after main() began (so not in the spawned run): the
+ * parent accepts it, the worker does not know it, and each item fails with
+ * MP_EKEY and a message saying where to register; the worker lives on. */
+static int late_task(const mp_obj *args, mp_obj **result)
+{
+    (void)args;
+    *result = mp_obj_int(1);
+    return 0;
+}
+
+static void test_spawn_task_registered_after_spawn_main_fails_in_the_worker(void **state)
+{
+    (void)state;
+    TU_ASSERT_STATUS(mp_task_register_obj("late_task", late_task), 0);
+    mp_pool *p = methods_pool("spawn", 1);
+    mp_obj *items = int_list(0, 3);
+    mp_obj *res = NULL;
+    mp_task_error err;
+    TU_ASSERT_STATUS(mp_pool_map(p, late_task, items, 1, &res, &err, T_LONG), MP_EKEY);
+    assert_int_equal(err.index, 0);
+    assert_non_null(strstr(err.message, "mp_spawn_main"));
+    TU_ASSERT_STATUS(mp_pool_map(p, sqr, items, 1, &res, NULL, T_LONG), 0);
+    mp_obj_free(res);
+    mp_obj_free(items);
+    close_join_free(p);
+}
+
+/* Under spawn the initializer must be registered (MP_EKEY) and initarg
+ * NULL (MP_EVALUE: a pointer does not survive exec); nothing starts. */
+static void test_spawn_initializer_unregistered_or_with_initarg_is_refused(void **state)
 {
     (void)state;
     const mp_context *ctx = NULL;
     TU_ASSERT_STATUS(mp_context_get(&ctx, "spawn"), 0);
     ssize_t before = mp_process_active_children(NULL, 0);
     mp_pool_opts o = MP_POOL_OPTS_INIT;
-    o.processes = 2;
+    o.processes = 1;
     o.ctx = ctx;
-    mp_pool *p = (mp_pool *)&o; /* not NULL, to see it cleared */
+    o.initializer = not_registered_init;
+    mp_pool *p = (mp_pool *)&o;
     int rc = mp_pool_new(&p, &o);
-    TU_ASSERT_STATUS(rc, -ENOTSUP);
+    TU_ASSERT_STATUS(rc, MP_EKEY);
     assert_null(p);
-    assert_non_null(strstr(mp_errmsg(rc), "spawn"));
+    assert_non_null(strstr(mp_errmsg(rc), "MP_TASK"));
+    o.initializer = set_init_seen;
+    o.initarg = (void *)&init_value;
+    p = (mp_pool *)&o;
+    rc = mp_pool_new(&p, &o);
+    TU_ASSERT_STATUS(rc, MP_EVALUE);
+    assert_null(p);
+    assert_non_null(strstr(mp_errmsg(rc), "initarg"));
     assert_int_equal(mp_process_active_children(NULL, 0), before);
+}
+
+/* The registry both ways, and its refusals: a name taken by another
+ * function of the same form; each form (and the targets) has its own names. */
+static int other_obj(const mp_obj *args, mp_obj **result)
+{
+    (void)args;
+    *result = NULL;
+    return 0;
+}
+
+static int target_named_sqr(const mp_obj *args)
+{
+    (void)args;
+    return 0;
+}
+
+static void test_task_registry_lookup_both_ways_and_collisions_refused(void **state)
+{
+    (void)state;
+    mp_task_fn fn = NULL;
+    TU_ASSERT_STATUS(mp_task_lookup(MP_TASK_OBJ, "sqr", &fn), 0);
+    assert_true(fn == (mp_task_fn)sqr);
+    TU_ASSERT_STATUS(mp_task_lookup(MP_TASK_ARRAY, "square_int", &fn), 0);
+    assert_true(fn == (mp_task_fn)square_int);
+    TU_ASSERT_STATUS(mp_task_lookup(MP_TASK_INIT, "set_init_seen", &fn), 0);
+    assert_true(fn == (mp_task_fn)set_init_seen);
+    const char *name = NULL;
+    TU_ASSERT_STATUS(mp_task_name(MP_TASK_BYTES, (mp_task_fn)reverse_bytes, &name), 0);
+    assert_string_equal(name, "reverse_bytes");
+    /* Wrong form, unknown name, unregistered function. */
+    int rc = mp_task_lookup(MP_TASK_BYTES, "sqr", &fn);
+    TU_ASSERT_STATUS(rc, MP_EKEY);
+    assert_non_null(strstr(mp_errmsg(rc), "'sqr'"));
+    TU_ASSERT_STATUS(mp_task_lookup(MP_TASK_OBJ, "no_such_task", &fn), MP_EKEY);
+    TU_ASSERT_STATUS(mp_task_name(MP_TASK_OBJ, (mp_task_fn)not_registered_obj, &name), MP_EKEY);
+    /* Again the same: fine; another function under a taken name: refused,
+     * and the first stays. */
+    TU_ASSERT_STATUS(mp_task_register_obj("sqr", sqr), 0);
+    rc = mp_task_register_obj("sqr", other_obj);
+    TU_ASSERT_STATUS(rc, MP_EVALUE);
+    assert_non_null(strstr(mp_errmsg(rc), "'sqr'"));
+    TU_ASSERT_STATUS(mp_task_lookup(MP_TASK_OBJ, "sqr", &fn), 0);
+    assert_true(fn == (mp_task_fn)sqr);
+    /* An alias maps back to the same function; forms and targets apart. */
+    TU_ASSERT_STATUS(mp_task_register_obj("sqr_alias", sqr), 0);
+    TU_ASSERT_STATUS(mp_task_lookup(MP_TASK_OBJ, "sqr_alias", &fn), 0);
+    assert_true(fn == (mp_task_fn)sqr);
+    TU_ASSERT_STATUS(mp_task_register_array("sqr", square_int), 0);
+    TU_ASSERT_STATUS(mp_target_register("sqr", target_named_sqr), 0);
+    /* Bad input. */
+    TU_ASSERT_STATUS(mp_task_register_obj("", sqr), -EINVAL);
+    TU_ASSERT_STATUS(mp_task_register_obj(NULL, sqr), -EINVAL);
+    TU_ASSERT_STATUS(mp_task_register_obj("x", NULL), -EINVAL);
+    TU_ASSERT_STATUS(mp_task_lookup((mp_task_kind)0, "sqr", &fn), -EINVAL);
+    TU_ASSERT_STATUS(mp_task_name(MP_TASK_OBJ, NULL, &name), -EINVAL);
 }
 
 int main(int argc, char **argv)
 {
-    tu_filter(argc, argv);
+    if (pool_test_main(argc, argv) < 0)
+        return 1;
     /* As a forkserver program does (context.h): the shared server runs
      * early, before any thread; the pool's own server is used beside it. */
     if (mp_forkserver_start() < 0)
@@ -414,8 +685,19 @@ int main(int argc, char **argv)
         TU_TEST(test_forkserver_workers_see_memory_as_at_server_start),
         TU_TEST(test_forkserver_pool_from_a_threaded_caller),
         TU_TEST(test_forkserver_pool_workers_end_when_the_owner_is_killed),
-        TU_TEST(test_spawn_is_refused_with_a_named_error_and_leaves_nothing),
+        TU_TEST(test_spawn_map),
+        TU_TEST(test_spawn_apply_async_runs_in_the_workers),
+        TU_TEST(test_spawn_imap_in_order),
+        TU_TEST(test_spawn_worker_killed_mid_task_fails_only_that_task),
+        TU_TEST(test_spawn_terminate_fails_what_is_not_done),
+        TU_TEST(test_spawn_initializer_runs_in_each_worker),
+        TU_TEST(test_spawn_workers_see_memory_as_at_program_start),
+        TU_TEST(test_spawn_pool_workers_end_when_the_owner_is_killed),
+        TU_TEST(test_spawn_bytes_and_array_map_and_imap),
+        TU_TEST(test_spawn_unregistered_task_is_MP_EKEY_in_the_parent),
+        TU_TEST(test_spawn_task_registered_after_spawn_main_fails_in_the_worker),
+        TU_TEST(test_spawn_initializer_unregistered_or_with_initarg_is_refused),
+        TU_TEST(test_task_registry_lookup_both_ways_and_collisions_refused),
     };
-    pool_test_start();
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return POOL_RUN_TESTS(tests);
 }

@@ -62,6 +62,7 @@ static int maybe_die(const mp_obj *args, mp_obj **result)
     *result = mp_obj_int(x * x);
     return 0;
 }
+MP_TASK(maybe_die);
 
 /* Array form: item -1 dies by _exit(7), item -2 by SIGKILL. (Not a global
  * set by the test: a worker sees memory as it was when it was forked.) */
@@ -75,13 +76,14 @@ static int square_or_die(const void *in, void *out)
     *(int32_t *)out = x * x;
     return 0;
 }
+MP_TASK(square_or_die);
 
 /* ---- _TestPoolWorkerLifetime, TestInitializers ----------------------------- */
 
 static void test_maxtasksperchild_replaces_workers_and_results_stay_right(void **state)
 {
     (void)state;
-    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    mp_pool_opts o = pool_test_opts();
     o.processes = 3;
     o.maxtasksperchild = 10;
     mp_pool *p;
@@ -127,7 +129,7 @@ static void test_maxtasksperchild_pool_closed_early_still_finishes(void **state)
 {
     (void)state;
     /* test_pool_worker_lifetime_early_close (Issue #10332). */
-    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    mp_pool_opts o = pool_test_opts();
     o.processes = 3;
     o.maxtasksperchild = 1;
     mp_pool *p;
@@ -159,6 +161,7 @@ static void count_init(void *arg)
     *marker = 1234; /* the worker's copy only */
     (void)mp_conn_send_bytes(init_w, "i", 1);
 }
+MP_TASK(count_init);
 
 static int read_marker(const mp_obj *args, mp_obj **result)
 {
@@ -166,13 +169,14 @@ static int read_marker(const mp_obj *args, mp_obj **result)
     *result = mp_obj_int(init_marker);
     return 0;
 }
+MP_TASK(read_marker);
 
 static void test_initializer_runs_once_in_each_worker_before_its_tasks(void **state)
 {
     (void)state;
     mp_conn *r;
     assert_int_equal(mp_pipe(&r, &init_w, false), 0);
-    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    mp_pool_opts o = pool_test_opts();
     o.processes = 3;
     o.initializer = count_init;
     o.initarg = &init_marker;
@@ -337,6 +341,7 @@ static void init_maybe_die(void *arg)
     if (mp_conn_recv_bytes_into(token_r, &c, 1, 0, NULL, MP_NOWAIT) == 1)
         _exit(5);
 }
+MP_TASK(init_maybe_die);
 
 static void test_worker_dying_in_its_initializer_fails_no_task_and_is_replaced(void **state)
 {
@@ -344,7 +349,7 @@ static void test_worker_dying_in_its_initializer_fails_no_task_and_is_replaced(v
     mp_conn *tw;
     assert_int_equal(mp_pipe(&token_r, &tw, false), 0);
     assert_int_equal(mp_conn_send_bytes(tw, "x", 1), 0);
-    mp_pool_opts o = MP_POOL_OPTS_INIT;
+    mp_pool_opts o = pool_test_opts();
     o.processes = 2;
     o.initializer = init_maybe_die;
     mp_pool *p;
@@ -367,7 +372,8 @@ static void test_worker_dying_in_its_initializer_fails_no_task_and_is_replaced(v
 
 int main(int argc, char **argv)
 {
-    tu_filter(argc, argv);
+    if (pool_test_main(argc, argv) < 0)
+        return 1;
     const struct CMUnitTest tests[] = {
         TU_TEST(test_maxtasksperchild_replaces_workers_and_results_stay_right),
         TU_TEST(test_maxtasksperchild_pool_closed_early_still_finishes),
@@ -380,6 +386,5 @@ int main(int argc, char **argv)
         TU_TEST(test_worker_killed_from_outside_while_idle_fails_no_task),
         TU_TEST(test_worker_dying_in_its_initializer_fails_no_task_and_is_replaced),
     };
-    pool_test_start();
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return POOL_RUN_TESTS(tests);
 }

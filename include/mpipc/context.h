@@ -129,9 +129,11 @@ typedef int (*mp_named_target_fn)(const mp_obj *args);
  * constructor, run before main in every run of the program) or at the top
  * of main(), before mp_spawn_main(). A forkserver child knows the names
  * registered before the server started. Registering the same fn under the
- * same name again does nothing.
+ * same name again does nothing. The registry is shared with the pool's
+ * tasks (pool.h: MP_TASK), which have names of their own.
  * Returns 0; -EINVAL for NULL or a bad length; MP_EVALUE if name is taken
- * by another function; -ENOMEM.
+ * by another function (or, never in practice, if its 64-bit id is another
+ * name's); -ENOMEM.
  * Thread/fork: any thread; a child inherits (fork, forkserver) or rebuilds
  * (spawn) the registry.
  */

@@ -1,6 +1,6 @@
 /*
- * libmpipc - a process pool: Python's multiprocessing.Pool for the fork
- * start method.
+ * libmpipc - a process pool: Python's multiprocessing.Pool, under the
+ * fork, forkserver and spawn start methods.
  *
  *     static int square(const void *in, void *out)
  *     {
@@ -37,14 +37,17 @@
  * mp_task_fail(). The caller then sees MP_ETASK and, in an mp_task_error,
  * that code and message.
  *
- * Function pointers and fork. A task function is sent to the worker as its
- * address. That is valid because every worker is a fork of the process that
- * created the pool, with the same program mapped at the same addresses (the
- * pool only exists with the fork start method). The same holds for pointers
- * a task follows into global data, with one caveat: a worker sees memory as
- * it was when mp_pool_new ran - every worker, replacements included, is
+ * Function pointers and fork. Under the fork and forkserver methods a task
+ * function is sent to the worker as its address. That is valid because
+ * every worker is a fork of the process that created the pool (or of its
+ * early fork server), with the same program mapped at the same addresses.
+ * The same holds for pointers a task follows into global data, with one
+ * caveat: a worker sees memory as it was when mp_pool_new ran (forkserver:
+ * when the shared server started) - every worker, replacements included, is
  * forked from a copy of the process taken then (see Design). Data set up
- * after mp_pool_new must travel in the task's input.
+ * after mp_pool_new must travel in the task's input. Under spawn the
+ * workers are forked from a fresh run of the program, where addresses mean
+ * nothing: a task travels as its registered name (MP_TASK, below).
  *
  * Design. mp_pool_new forks one helper first, the pool's fork server
  * (Python's forkserver start method, for the same reason): it stays
@@ -136,6 +139,9 @@ typedef struct mp_result mp_result;
 /* The iterator imap and imap_unordered return (Python's IMapIterator). */
 typedef struct mp_imap mp_imap;
 
+/* A pool's initializer (mp_pool_opts.initializer). */
+typedef void (*mp_init_fn)(void *initarg);
+
 /*
  * Options for mp_pool_new. Initialise with MP_POOL_OPTS_INIT so that fields
  * added later get their defaults.
@@ -164,7 +170,18 @@ typedef struct mp_imap mp_imap;
  *               first use if not yet started):   initarg must point at data
  *               nothing is forked from the       that existed then (a static,
  *               caller, whatever its threads     say), not at the heap
- *   spawn       not supported yet: mp_pool_new returns -ENOTSUP
+ *   spawn       forked by the pool's own         what main() did before
+ *               server, itself a fresh run of    mp_spawn_main() (which main
+ *               this program (exec; main()       calls first) and registered
+ *               calls mp_spawn_main() first)     tasks: each task, and the
+ *                                                initializer, must be
+ *                                                registered (MP_TASK), else
+ *                                                the submit call (for the
+ *                                                initializer mp_pool_new)
+ *                                                fails with MP_EKEY and sends
+ *                                                nothing; initarg must be
+ *                                                NULL (MP_EVALUE: a pointer
+ *                                                does not survive exec)
  *
  *                   Under every method no process is ever forked from the
  *                   pool's own threads, and tasks, results and worker
@@ -172,7 +189,7 @@ typedef struct mp_imap mp_imap;
  */
 typedef struct mp_pool_opts {
     int processes;
-    void (*initializer)(void *initarg);
+    mp_init_fn initializer;
     void *initarg;
     int maxtasksperchild;
     const mp_context *ctx;
@@ -208,6 +225,106 @@ typedef int (*mp_array_fn)(const void *in, void *out);
  * Ownership: args is borrowed for the call.
  */
 typedef int (*mp_obj_fn)(const mp_obj *args, mp_obj **result);
+
+/* ---- tasks by name (the spawn start method) ------------------------------ */
+
+/*
+ * Under the spawn method a pool's workers are forked from a fresh run of
+ * the program (exec), where the caller's function addresses mean nothing
+ * (ASLR). The pool then sends a task as its registered identity, found in
+ * the worker's own registry, as Python's pickle sends a function by its
+ * qualified name. Register every task a spawn pool runs, and its
+ * initializer, with MP_TASK at file scope:
+ *
+ *     static int square(const void *in, void *out) { ... }
+ *     MP_TASK(square);                // registered as "square"
+ *
+ * The registry is the process's one registry of functions by name, shared
+ * with mp_target_register (context.h); each form has its own names. Fork
+ * and forkserver pools send addresses and need no registration.
+ */
+
+/* Which kind of function a registered name stands for. */
+typedef enum mp_task_kind {
+    MP_TASK_OBJ = 1,   /* mp_obj_fn */
+    MP_TASK_BYTES = 2, /* mp_bytes_fn */
+    MP_TASK_ARRAY = 3, /* mp_array_fn */
+    MP_TASK_INIT = 4   /* mp_init_fn */
+} mp_task_kind;
+
+/* Any registered function, as mp_task_lookup and mp_task_name take it:
+ * cast it back to its kind's type (mp_obj_fn for MP_TASK_OBJ ...). */
+typedef void (*mp_task_fn)(void);
+
+/*
+ * mp_task_register_obj, _bytes, _array, _init - register fn under name as
+ * a task of that form (or a pool initializer), in this process's registry.
+ *
+ * name:  1..255 bytes; copied.
+ * fn:    the function.
+ *
+ * A spawned run of the program knows the names registered before its
+ * main() calls mp_spawn_main(): register with MP_TASK (a constructor, run
+ * before main) or at the top of main(). Registering the same fn under the
+ * same name again does nothing; one fn may have several names.
+ * Returns 0; -EINVAL for NULL or a bad length; MP_EVALUE if the name is
+ * another function's of that form, or if its 64-bit id (a hash of form and
+ * name, what a spawn pool sends) is another name's (mp_errmsg names both);
+ * -ENOMEM.
+ * Thread/fork: any thread; a fork child inherits the registry, a spawned
+ * child rebuilds it.
+ */
+MP_API int mp_task_register_obj(const char *name, mp_obj_fn fn);
+MP_API int mp_task_register_bytes(const char *name, mp_bytes_fn fn);
+MP_API int mp_task_register_array(const char *name, mp_array_fn fn);
+MP_API int mp_task_register_init(const char *name, mp_init_fn fn);
+
+/* MP_TASK(fn): register fn under its own name ("fn") before main() runs,
+ * in the parent and in every spawned run alike; the form is chosen by fn's
+ * type (mp_obj_fn, mp_bytes_fn, mp_array_fn or mp_init_fn; another type
+ * does not compile). Use at file scope, after fn is declared. A
+ * constructor attribute: GCC and Clang; elsewhere call the
+ * mp_task_register_* functions at the top of main(). */
+#if defined(__GNUC__) || defined(__clang__)
+#define MP_TASK(fn)                                                                                \
+    __attribute__((constructor)) static void mp__task_ctor_##fn(void)                              \
+    {                                                                                              \
+        (void)_Generic(&(fn), mp_obj_fn                                                            \
+                       : mp_task_register_obj, mp_bytes_fn                                         \
+                       : mp_task_register_bytes, mp_array_fn                                       \
+                       : mp_task_register_array, mp_init_fn                                        \
+                       : mp_task_register_init)(#fn, fn);                                          \
+    }                                                                                              \
+    struct mp__task_semicolon_##fn
+#endif
+
+/*
+ * mp_task_lookup - the function registered under name as kind (in a
+ * worker: name to function).
+ *
+ * kind:  the form.
+ * name:  the registered name.
+ * fn:    receives the function; cast it to kind's type.
+ * Returns 0; MP_EKEY when nothing of that kind is registered under name
+ * (mp_errmsg names it); -EINVAL for NULL or an unknown kind.
+ * Thread/fork: any thread.
+ */
+MP_API int mp_task_lookup(mp_task_kind kind, const char *name, mp_task_fn *fn);
+
+/*
+ * mp_task_name - the name fn is registered under as kind (in the parent:
+ * function to name); the first registered when it has several.
+ *
+ * kind:  the form.
+ * fn:    the function, cast to mp_task_fn.
+ * name:  receives the name.
+ * Returns 0; MP_EKEY when fn is not registered as kind (mp_errmsg says
+ * so); -EINVAL for NULL or an unknown kind.
+ * Ownership: *name is borrowed from the registry and valid for the
+ * process's life (entries are never removed).
+ * Thread/fork: any thread.
+ */
+MP_API int mp_task_name(mp_task_kind kind, mp_task_fn fn, const char **name);
 
 /*
  * mp_task_fail - in a task, describe the failure it is about to report
@@ -290,14 +407,17 @@ typedef struct mp_callbacks {
  * opts:  NULL for the defaults, or options made from MP_POOL_OPTS_INIT.
  *
  * Forks the pool's fork server from the calling thread (under the
- * forkserver method: starts it through the shared fork server), starts the
+ * forkserver method: starts it through the shared fork server; under
+ * spawn: as a fresh run of this program), starts the
  * pool's two threads, and returns once every worker has started and
  * connected back (before the initializers run, so a slow initializer does
  * not delay it).
  * Returns 0; MP_EVALUE for processes < 0 or maxtasksperchild < 0 (Python's
- * ValueError for a non-positive number); -ENOTSUP (with a message) for the
- * spawn method, which the pool does not support yet; under forkserver, the
- * codes of mp_process_start() for starting the pool's server; -EINVAL for
+ * ValueError for a non-positive number); under spawn, MP_EKEY for an
+ * initializer not registered (MP_TASK, mp_task_register_init) and
+ * MP_EVALUE for a non-NULL initarg (both with a message); under forkserver
+ * and spawn, the codes of mp_process_start() for starting the pool's
+ * server; -EINVAL for
  * a NULL out; MP_ESTATE in a daemon process (a pool worker, say), which
  * may not have children;
  * -errno (-EAGAIN, -ENOMEM, -EMFILE) if a process, a socket or a thread
@@ -374,6 +494,16 @@ MP_API ssize_t mp_pool_processes(const mp_pool *p);
  * owner; the list is a snapshot.
  */
 MP_API ssize_t mp_pool_pids(mp_pool *p, pid_t *pids, size_t cap);
+
+/*
+ * Every call below that submits work (apply, map, imap and starmap in every
+ * form, and mp_pool_imap_gen) also returns MP_EKEY in a spawn pool when fn
+ * is not registered as a task of its form (MP_TASK, mp_task_register_*),
+ * with a message naming MP_TASK: nothing is sent, the out handle is NULL,
+ * and the pool goes on. A task the parent registered after main() called
+ * mp_spawn_main is unknown to the spawned workers: each of its items fails
+ * with MP_EKEY there.
+ */
 
 /* ---- bytes tasks --------------------------------------------------------- */
 

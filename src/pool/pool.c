@@ -121,11 +121,20 @@ static int pool_resolve_opts(const mp_pool_opts *opts, mp_pool_opts *o)
     *o = opts ? *opts : defaults;
     if (o->processes < 0 || o->maxtasksperchild < 0)
         return MP_EVALUE;
-    /* fork and forkserver: the pool's own fork server (pool.h); spawn
-     * would need workers that find their tasks by name. */
+    /* spawn: the server is a fresh run of the program, where only
+     * registered functions have an identity and pointers mean nothing. */
     const char *method = o->ctx ? mp_context_start_method(o->ctx) : NULL;
-    if (method && strcmp(method, "fork") != 0 && strcmp(method, "forkserver") != 0)
-        return mp__err(-ENOTSUP, "the pool does not support the %s start method yet", method);
+    if (method && strcmp(method, "spawn") == 0 && o->initializer) {
+        uint64_t id;
+        if (mp__task_id(MP_TASK_INIT, (mp_task_fn)o->initializer, &id) < 0)
+            return mp__err(MP_EKEY,
+                           "initializer %p is not registered: a spawn pool's workers find it "
+                           "by name (MP_TASK(fn) or mp_task_register_init)",
+                           (void *)(uintptr_t)o->initializer);
+        if (o->initarg)
+            return mp__err(MP_EVALUE, "initarg must be NULL under the spawn start method: a "
+                                      "pointer does not survive exec");
+    }
     if (o->processes == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         o->processes = n > 0 ? (n > 4096 ? 4096 : (int)n) : 1;
@@ -174,9 +183,10 @@ static int pool_alloc(mp_pool **out, const mp_pool_opts *o)
     void *m = NULL;
     size_t size = (size_t)p->nproc * sizeof(struct slot);
     const char *method = o->ctx ? mp_context_start_method(o->ctx) : NULL;
-    if (method && strcmp(method, "forkserver") == 0) {
+    if (method && (strcmp(method, "forkserver") == 0 || strcmp(method, "spawn") == 0)) {
         /* The pool's server is not our fork: it maps the slots' file. */
         p->fs_ctx = o->ctx;
+        p->by_id = strcmp(method, "spawn") == 0;
         if ((rc = mp__anon_file("mpipc-pool")) < 0)
             return rc;
         p->slots_fd = rc;

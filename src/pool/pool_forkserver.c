@@ -217,13 +217,29 @@ int mp__pool_forkserver_main(void *arg)
 
 /* ---- the pool's server under the shared fork server ------------------------------- */
 
+/* The initializer under spawn: its registry id, mapped to this run's
+ * address (the parent checked that it is registered; a run that lacks it
+ * cannot serve). */
+static int pool_fs_init_from_id(mp_pool *p, uint64_t id)
+{
+    mp_task_fn fn = NULL;
+    if (id != 0 && mp__task_by_id(MP_TASK_INIT, id, &fn) < 0)
+        return MP_EKEY;
+    p->init = (mp_init_fn)fn;
+    p->initarg = NULL;
+    return 0;
+}
+
 /* The server's arguments: (processes, maxtasksperchild, initializer,
- * initarg, listener address, authkey); inherited: conn 0 its end to the
- * pool, fd 1 the slots' file. The two addresses are this program's own:
- * the shared server is a fork of it. */
+ * initarg, listener address, authkey, by_id); inherited: conn 0 its end
+ * to the pool, fd 1 the slots' file. Under forkserver the two addresses
+ * are this program's own (the shared server is a fork of it); under spawn
+ * (by_id) the initializer is its registry id and initarg 0, and tasks
+ * travel as ids too. */
 static int pool_fs_shared_main(const mp_obj *args)
 {
     int64_t v[4];
+    bool by_id = false;
     const char *addr;
     const unsigned char *key;
     size_t key_len;
@@ -232,9 +248,9 @@ static int pool_fs_shared_main(const mp_obj *args)
         if (mp_obj_get_int(mp_obj_list_get(args, i), &v[i]) < 0)
             return 1;
     if (mp_obj_get_str(mp_obj_list_get(args, 4), &addr, NULL) < 0 ||
-        mp_obj_get_bytes(mp_obj_list_get(args, 5), &key, &key_len) < 0 || v[0] <= 0 ||
-        v[0] > 4096 || key_len != sizeof((mp_pool *)0)->authkey ||
-        mp_process_inherited_conn(&ctl, 0) < 0)
+        mp_obj_get_bytes(mp_obj_list_get(args, 5), &key, &key_len) < 0 ||
+        mp_obj_get_bool(mp_obj_list_get(args, 6), &by_id) < 0 || v[0] <= 0 || v[0] > 4096 ||
+        key_len != sizeof((mp_pool *)0)->authkey || mp_process_inherited_conn(&ctl, 0) < 0)
         return 1;
     int fd = mp_process_inherited_fd(1);
     mp_pool *p = calloc(1, sizeof *p);
@@ -245,8 +261,14 @@ static int pool_fs_shared_main(const mp_obj *args)
     p->slots_fd = -1;
     p->nproc = (int)v[0];
     p->maxtasks = (int)v[1];
-    p->init = (void (*)(void *))(uintptr_t)(uint64_t)v[2];
-    p->initarg = (void *)(uintptr_t)(uint64_t)v[3];
+    p->by_id = by_id;
+    if (by_id) {
+        if (pool_fs_init_from_id(p, (uint64_t)v[2]) < 0)
+            goto out;
+    } else {
+        p->init = (mp_init_fn)(uintptr_t)(uint64_t)v[2];
+        p->initarg = (void *)(uintptr_t)(uint64_t)v[3];
+    }
     memcpy(p->authkey, key, key_len);
     p->lis_addr = strdup(addr);
     p->w = calloc((size_t)p->nproc, sizeof *p->w);
@@ -283,15 +305,18 @@ __attribute__((constructor)) static void pool_fs_register(void)
 
 /*
  * Start the pool's server as a child of the shared fork server (ctx: the
- * forkserver method). p has its listener, authkey, slots' file and control
- * pipe. Returns 0 with p->zygote set, or a status.
+ * forkserver method) or as a spawned run of the program (spawn). p has its listener, authkey,
+ * slots' file and control pipe. Returns 0 with p->zygote set, or a status.
  */
 int mp__pool_forkserver_start_shared(mp_pool *p, const mp_context *ctx)
 {
-    mp_obj *args =
-        mp_obj_build("(iiKKsy#)", p->nproc, p->maxtasks, (unsigned long long)(uintptr_t)p->init,
-                     (unsigned long long)(uintptr_t)p->initarg, p->lis_addr,
-                     (const char *)p->authkey, sizeof p->authkey);
+    uint64_t init = (uint64_t)(uintptr_t)p->init;
+    if (p->by_id && p->init && mp__task_id(MP_TASK_INIT, (mp_task_fn)p->init, &init) < 0)
+        return MP_EKEY; /* checked by mp_pool_new already */
+    /* 'L' (int64): an id uses all 64 bits; the server casts back. */
+    mp_obj *args = mp_obj_build("(iiLLsy#p)", p->nproc, p->maxtasks, (int64_t)init,
+                                (int64_t)(uintptr_t)p->initarg, p->lis_addr,
+                                (const char *)p->authkey, sizeof p->authkey, (int)p->by_id);
     if (!args)
         return -ENOMEM;
     mp_process *z = NULL;

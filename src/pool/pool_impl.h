@@ -74,6 +74,7 @@
 #include "core/internal.h"
 #include "core/io.h"
 #include "core/list.h"
+#include "process/start.h"
 
 #include <mpipc/conn.h>
 #include <mpipc/listener.h>
@@ -301,8 +302,9 @@ struct mp_pool {
     struct slot *slots;
     int slots_fd;             /* the slots' file (forkserver method: mapped by the
                                * pool's server, which fork does not give them), or -1 */
-    const mp_context *fs_ctx; /* forkserver method: the shared server's
+    const mp_context *fs_ctx; /* forkserver and spawn methods: the server's
                                * context; NULL: the pool forks its server */
+    bool by_id;               /* spawn: tasks travel as their registry ids */
     struct mp__list pending;  /* jobs with chunks to send, FIFO */
     struct retry *retry_head; /* chunks to send again, first */
     struct mp__list cache;    /* unfinished jobs, the newest first */
@@ -527,6 +529,13 @@ static inline void mp__pool_job_item_done(struct mp_result *j, size_t index, boo
         }
     }
 }
+
+/*
+ * The fn field a job of this form sends (pool_job.c): the address, or
+ * under spawn (p->by_id) the task's registry id. MP_EKEY, with a message
+ * naming MP_TASK, when a spawn pool's task is not registered.
+ */
+int mp__pool_task_ref(const mp_pool *p, int form, uint64_t fn, uint64_t *ref);
 
 int mp__pool_job_new(struct mp_result **out, mp_pool *p, int kind, int form, uint64_t fn, size_t n,
                      size_t chunksize);

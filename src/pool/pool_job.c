@@ -80,14 +80,36 @@ static int pool_job_prepare(struct mp_result *j, size_t chunksize)
     return 0;
 }
 
+int mp__pool_task_ref(const mp_pool *p, int form, uint64_t fn, uint64_t *ref)
+{
+    if (!p->by_id || fn == 0) {
+        /* fork and forkserver: the address is the same there; 0: a job
+         * that is never sent (an imap_gen's keeper) */
+        *ref = fn;
+        return 0;
+    }
+    int kind = form == F_BYTES ? MP_TASK_BYTES : form == F_ARRAY ? MP_TASK_ARRAY : MP_TASK_OBJ;
+    if (mp__task_id(kind, (mp_task_fn)(uintptr_t)fn, ref) < 0)
+        return mp__err(MP_EKEY,
+                       "task %p is not registered: a spawn pool's workers find tasks by name "
+                       "(MP_TASK(fn) or mp_task_register_*)",
+                       (void *)(uintptr_t)fn);
+    return 0;
+}
+
 /*
  * A new job of n items for pool p, in chunks of chunksize (capped at n),
- * holding the caller's reference. Returns 0, or -ENOMEM with *out NULL.
+ * holding the caller's reference. Returns 0, or -ENOMEM (MP_EKEY: see
+ * mp__pool_task_ref) with *out NULL.
  */
 int mp__pool_job_new(struct mp_result **out, mp_pool *p, int kind, int form, uint64_t fn, size_t n,
                      size_t chunksize)
 {
     *out = NULL;
+    uint64_t ref;
+    int rc = mp__pool_task_ref(p, form, fn, &ref);
+    if (rc < 0)
+        return rc;
     size_t size =
         kind == K_IMAP || kind == K_IMAPU ? sizeof(struct mp_imap) : sizeof(struct mp_result);
     struct mp_result *j = calloc(1, size);
@@ -102,7 +124,7 @@ int mp__pool_job_new(struct mp_result **out, mp_pool *p, int kind, int form, uin
     j->pool = p;
     j->kind = kind;
     j->form = form;
-    j->fn = fn;
+    j->fn = ref;
     j->n = n;
     if (pool_job_prepare(j, chunksize) < 0) {
         mp__pool_job_unref(j);

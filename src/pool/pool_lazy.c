@@ -328,6 +328,9 @@ static int lazy_new(mp_pool *p, int kind, mp_obj_fn fn, mp_producer_fn producer,
         return rc;
     if (!fn || !producer || !out)
         return -EINVAL;
+    uint64_t ref;
+    if ((rc = mp__pool_task_ref(p, F_OBJ_MAP, (uint64_t)(uintptr_t)fn, &ref)) < 0)
+        return rc; /* an unregistered task under spawn: refused before any item */
     if (chunksize == 0)
         chunksize = 1; /* Python's imap default */
     if (chunksize > UINT32_MAX / (size_t)p->nproc)

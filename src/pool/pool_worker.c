@@ -219,10 +219,50 @@ static int pool_run_items(struct pool_reply *r, struct slot *s, const struct wir
     return 0;
 }
 
+/*
+ * A spawn pool sends a task as its registered id (pool.h, tasks by name):
+ * map it to this run's address. False when this run of the program has no
+ * such task (registered in the parent after mp_spawn_main, say).
+ */
+static bool pool_task_resolve(const mp_pool *p, struct wire_task *t)
+{
+    if (!p->by_id)
+        return true;
+    int kind = t->form == F_BYTES   ? MP_TASK_BYTES
+               : t->form == F_ARRAY ? MP_TASK_ARRAY
+                                    : MP_TASK_OBJ;
+    mp_task_fn fn;
+    if (mp__task_by_id(kind, t->fn, &fn) < 0)
+        return false;
+    t->fn = (uint64_t)(uintptr_t)fn;
+    return true;
+}
+
+/* Fail every item of a chunk whose task this worker does not know. */
+static int pool_run_unknown(struct pool_reply *r, const struct wire_task *t)
+{
+    static const char msg[] = "the task is not registered in the spawned worker "
+                              "(MP_TASK, before main() calls mp_spawn_main)";
+    if (t->form == F_ARRAY) {
+        size_t base = sizeof(struct wire_result);
+        size_t outlen = (size_t)t->count * t->out_size;
+        if (mp__pool_grow(&r->out.p, &r->out.cap, base + outlen) < 0)
+            return -ENOMEM;
+        memset(r->out.p + base, 0, outlen);
+        r->out.len = base + outlen;
+        for (uint32_t i = 0; i < t->count; i++)
+            pool_add_fail(r, i, MP_EKEY, MP_EKEY, msg);
+        return 0;
+    }
+    for (uint32_t i = 0; i < t->count; i++)
+        pool_item_failed(r, i, MP_EKEY, MP_EKEY, msg);
+    return 0;
+}
+
 /* Run one chunk and send its result. Returns 0, or <0 when the parent is
  * gone or the task message is malformed. The slot says, while it runs,
  * which chunk and item a death would interrupt. */
-static int pool_run_chunk(mp_conn *c, struct slot *s, const struct wire_task *t,
+static int pool_run_chunk(mp_conn *c, struct slot *s, const struct wire_task *t, bool known,
                           const unsigned char *payload, struct pool_reply *r)
 {
     struct wire_result h = {.seq = t->seq, .count = t->count, .nfail = 0};
@@ -234,8 +274,9 @@ static int pool_run_chunk(mp_conn *c, struct slot *s, const struct wire_task *t,
     __atomic_store_n(&s->item, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&s->running, t->seq + 1, __ATOMIC_RELEASE);
     int64_t t0 = mp__now_ns();
-    int rc =
-        t->form == F_ARRAY ? pool_run_array(r, s, t, payload) : pool_run_items(r, s, t, payload);
+    int rc = !known               ? pool_run_unknown(r, t)
+             : t->form == F_ARRAY ? pool_run_array(r, s, t, payload)
+                                  : pool_run_items(r, s, t, payload);
     if (rc < 0)
         return rc;
     h.nfail = r->nfail;
@@ -270,7 +311,8 @@ static bool pool_run_batch(const mp_pool *p, mp_conn *c, struct slot *s, const u
             *code = 2;
             return true;
         }
-        if (pool_run_chunk(c, s, &t, q, r) < 0) {
+        bool known = pool_task_resolve(p, &t);
+        if (pool_run_chunk(c, s, &t, known, q, r) < 0) {
             *code = 3;
             return true;
         }

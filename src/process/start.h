@@ -17,8 +17,10 @@
 #include "core/popen.h"
 
 #include <mpipc/context.h>
+#include <mpipc/pool.h>
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* As Python's forkserver: MAXFDS_TO_SEND is 256; ours travel in one SCM_RIGHTS message. */
 #define MP__START_MAX_FDS 60
@@ -113,6 +115,18 @@ mp_obj *mp__start_objs_message(const struct mp__start_proc *sp);
  */
 int mp__start_objs_from_fork(const struct mp__start_proc *sp);
 int mp__start_objs_from_message(const mp_obj *objs, const int *fds, size_t n);
+
+/*
+ * registry.c: the registry's kinds are MP__REG_TARGET (mp_target_register)
+ * and the pool's mp_task_kind values. A spawn pool sends a task's id (a
+ * hash of its kind and name, unique in the registry) instead of its
+ * address: mp__task_id gives fn's id in the parent, mp__task_by_id the
+ * function in the worker. Both return 0 or MP_EKEY (no message recorded:
+ * the caller knows the context).
+ */
+#define MP__REG_TARGET 0
+int mp__task_id(int kind, mp_task_fn fn, uint64_t *id);
+int mp__task_by_id(int kind, uint64_t id, mp_task_fn *fn);
 
 /* The methods' popen operations (forkserver.c, spawn.c). */
 extern const struct mp__popen_ops mp__forkserver_ops;
