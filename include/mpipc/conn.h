@@ -297,6 +297,7 @@ typedef struct mp_wait_item {
     int ready;     /* out: 1 if ready */
 } mp_wait_item;
 
+/* Python's connection.wait() over the items above; see mp_wait_item. */
 MP_API ssize_t mp_wait(mp_wait_item *items, size_t n, double timeout);
 
 #ifdef __cplusplus
