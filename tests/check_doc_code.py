@@ -8,16 +8,17 @@ unit, -fsyntax-only, in parallel), after the usual headers: <mpipc.h> and
 <stdint.h> <stdio.h> <stdlib.h> <string.h> <sys/types.h> <sys/uio.h>
 <unistd.h>, in C11 with _POSIX_C_SOURCE=200809L, as the library is built.
 
-How a block is compiled, chosen by an HTML comment on the line right before
-its fence (invisible on the rendered page), or by default:
+How a block is compiled, chosen by an HTML comment on one line right before
+its fence (or with one blank line between; invisible on the rendered page),
+or by default:
 
   (default)  A block with an `int main(` line is a whole program: compiled as
              it is. Any other block is a fragment: its top-level definitions
              - a line at column 0 that starts with `static`, `struct`,
              `typedef`, `enum`, `MP_TARGET(` or `MP_TASK(`, through the line
-             where its braces close or its `;` ends it - stay at file scope
-             in their order, and the rest of the lines become the body of a
-             function.
+             where its braces close or its `;` ends it, and preprocessor
+             lines - stay at file scope in their order, and the rest of the
+             lines become the body of a function.
   <!-- compile: given DECLARATIONS -->
              As the default, after DECLARATIONS at file scope: what the
              fragment uses but a reader has from the text around it (the
@@ -88,13 +89,16 @@ def blocks(root):
         lines = path.read_text(encoding="utf-8").split("\n")
         i = 0
         while i < len(lines):
-            if re.match(r"^\s*```c\s*$", lines[i]):
+            if re.match(r"^\s*```[cC]\s*$", lines[i]):
                 start = i
                 j = i + 1
                 while j < len(lines) and not re.match(r"^\s*```\s*$", lines[j]):
                     j += 1
                 mode, arg = "auto", ""
-                m = MARKER.match(lines[start - 1]) if start > 0 else None
+                above = lines[start - 1] if start > 0 else ""
+                if not above.strip() and start > 1:
+                    above = lines[start - 2]
+                m = MARKER.match(above)
                 if m:
                     mode, arg = m.group(1), m.group(2).strip()
                 yield Block(path.relative_to(root), start + 1, lines[start + 1:j], mode, arg)
@@ -117,7 +121,10 @@ def split_fragment(lines):
     top, body = [], []
     i = 0
     while i < len(lines):
-        if TOPLEVEL_START.match(lines[i]):
+        if lines[i].lstrip().startswith("#"):
+            top.append((i, lines[i]))
+            i += 1
+        elif TOPLEVEL_START.match(lines[i]):
             depth, opened = 0, False
             while i < len(lines):
                 code = code_only(lines[i])
