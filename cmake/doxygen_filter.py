@@ -3,7 +3,7 @@
 
 The headers document every declaration in a plain block comment above it
 (docs/conventions.md), which Doxygen ignores: it reads only /** and ///.
-Doxygen runs this filter on each header (Doxyfile.in, INPUT_FILTER), so the
+Doxygen runs this filter on each header (Doxyfile.in, FILTER_PATTERNS), so the
 headers stay as they are and a comment added later in the same style counts:
   - the file's opening comment becomes its page (\\file);
   - a section comment, /* ---- Title ---- ... */, becomes a titled group of
