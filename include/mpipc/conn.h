@@ -297,6 +297,8 @@ typedef struct mp_wait_item {
     int ready;     /* out: 1 if ready */
 } mp_wait_item;
 
+/* Python's multiprocessing.connection.wait(): the comment above mp_wait_item
+ * gives its parameters and returns. */
 MP_API ssize_t mp_wait(mp_wait_item *items, size_t n, double timeout);
 
 #ifdef __cplusplus

@@ -20,6 +20,7 @@
 extern "C" {
 #endif
 
+/* The library's own status codes: each the C twin of a Python exception. */
 enum mp_status {
     MP_OK = 0,
     /* EOFError: the peer closed every writer and no message remains. */

@@ -70,6 +70,7 @@ typedef struct mp_listener_opts {
     int challenge; /* enum mp_auth_form */
 } mp_listener_opts;
 
+/* Every default of mp_listener_opts: backlog 16, the sha256 challenge. */
 #define MP_LISTENER_OPTS_INIT {0, MP_AUTH_SHA256}
 
 /*

@@ -151,7 +151,7 @@ typedef struct mp_manager_opts {
     /* mp_manager_start: the authkey; NULL for 32 random bytes. Ignored by
      * serve and connect, which take theirs as arguments. */
     const void *authkey;
-    size_t authkey_len;
+    size_t authkey_len; /* the authkey's length in bytes */
     /* Client side: how long a call may take beyond the wait it asked for
      * (connecting included); negative waits without limit. Default 30 s. */
     double timeout;
@@ -161,9 +161,10 @@ typedef struct mp_manager_opts {
     /* mp_manager_serve: called once the server listens, with the bound
      * address (useful with port 0); may be NULL. */
     void (*ready)(const char *address, void *arg);
-    void *ready_arg;
+    void *ready_arg; /* passed to ready as arg */
 } mp_manager_opts;
 
+/* Every default of mp_manager_opts: a private socket, a random key, 30 s. */
 #define MP_MANAGER_OPTS_INIT                                                                       \
     {                                                                                              \
         NULL, NULL, 0, 30.0, 0, NULL, NULL                                                         \

@@ -188,13 +188,14 @@ typedef void (*mp_init_fn)(void *initarg);
  *                   deaths behave the same.
  */
 typedef struct mp_pool_opts {
-    int processes;
-    mp_init_fn initializer;
-    void *initarg;
-    int maxtasksperchild;
-    const mp_context *ctx;
+    int processes;          /* how many workers; 0 for the online CPUs */
+    mp_init_fn initializer; /* run by each worker first; may be NULL */
+    void *initarg;          /* passed to initializer */
+    int maxtasksperchild;   /* tasks before a worker is replaced; 0: never */
+    const mp_context *ctx;  /* the start method; NULL for fork */
 } mp_pool_opts;
 
+/* Every default of mp_pool_opts: one worker per CPU, forked, never replaced. */
 #define MP_POOL_OPTS_INIT                                                                          \
     {                                                                                              \
         0, NULL, NULL, 0, NULL                                                                     \
@@ -367,10 +368,10 @@ MP_API int mp_task_fail(int code, const char *fmt, ...)
  *          by signal 9 (Killed)").
  */
 typedef struct mp_task_error {
-    int status;
-    int code;
-    size_t index;
-    char message[MP_TASK_MSG_MAX];
+    int status;                    /* the status the call returned */
+    int code;                      /* the task's code, or the worker's exit code */
+    size_t index;                  /* the failing item's index in the input */
+    char message[MP_TASK_MSG_MAX]; /* why, NUL-terminated */
 } mp_task_error;
 
 /*
@@ -391,10 +392,11 @@ typedef struct mp_task_error {
  */
 typedef void (*mp_result_cb)(mp_result *r, void *user);
 
+/* The callbacks of an asynchronous call, as described above. */
 typedef struct mp_callbacks {
-    mp_result_cb callback;
-    mp_result_cb error_callback;
-    void *user;
+    mp_result_cb callback;       /* runs once the call has succeeded */
+    mp_result_cb error_callback; /* runs once it has failed */
+    void *user;                  /* passed to both */
 } mp_callbacks;
 
 /* ---- the pool ------------------------------------------------------------ */

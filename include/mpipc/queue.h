@@ -115,11 +115,12 @@ typedef struct mp_queue mp_queue;
  *           more than max_item bytes of one item. Fixed for the queue's life.
  */
 typedef struct mp_queue_opts {
-    size_t maxsize;
-    bool joinable;
-    size_t max_item;
+    size_t maxsize;  /* 0: unbounded */
+    bool joinable;   /* a JoinableQueue */
+    size_t max_item; /* the longest item in bytes; 0: MP_QUEUE_MAX_ITEM_DEFAULT */
 } mp_queue_opts;
 
+/* Every default of mp_queue_opts: unbounded, not joinable, 64 MiB items. */
 #define MP_QUEUE_OPTS_INIT                                                                         \
     {                                                                                              \
         0, false, 0                                                                                \

@@ -71,6 +71,7 @@ typedef struct mp_shared_memory_opts {
     bool track;
 } mp_shared_memory_opts;
 
+/* Every default of mp_shared_memory_opts: tracked, as in Python. */
 #define MP_SHARED_MEMORY_OPTS_INIT                                                                 \
     {                                                                                              \
         .track = true                                                                              \

@@ -18,6 +18,8 @@
 
 #include <mpipc/common.h>
 
+/* The version compiled against: major (breaking changes), minor (additions),
+ * patch (fixes). mp_version() gives the library loaded at run time. */
 #define MP_VERSION_MAJOR 1
 #define MP_VERSION_MINOR 0
 #define MP_VERSION_PATCH 0
