@@ -184,6 +184,33 @@ static void test_shm_recv_into_too_short_keeps_a_message_sent_in_pieces(void **s
     mp_conn_free(g_a);
 }
 
+/* A receive that times out half way through a message sent in pieces keeps
+ * what it took; the next receive completes it (the socket Pipe's rule). The
+ * sender is stopped (SIGSTOP) so that the message cannot complete in time. */
+static void test_shm_timeout_mid_message_resumes(void **state)
+{
+    (void)state;
+    size_t len = 50000;
+    assert_int_equal(mp_pipe_shm(&g_a, &g_b, false, &small_ring), 0);
+    pid_t pid = tu_fork(child_send_big, &len);
+    tu_sleep(0.1); /* the ring is full, the child waits for room */
+    kill(pid, SIGSTOP);
+    void *buf;
+    size_t got;
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(g_a, 0, &buf, &got, 0.2), MP_ETIMEDOUT);
+    assert_true(mp_conn_buffered(g_a) >= 2000); /* the part taken counts */
+    kill(pid, SIGCONT);
+    mp_conn_free(g_b);
+    assert_int_equal(mp_conn_recv_bytes(g_a, 0, &buf, &got, 5.0), 0);
+    assert_int_equal(got, len);
+    uint32_t s = 0, n = 0;
+    assert_true(msg_check(buf, got, &s, &n));
+    free(buf);
+    assert_int_equal(tu_wait_child(pid, 10.0), 0);
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(g_a, 0, &buf, &got, 5.0), MP_EOF);
+    mp_conn_free(g_a);
+}
+
 /* Python's _bad_message_length: over maxlength, a duplex end stops being
  * readable and a receive-only end is closed. */
 static void test_shm_maxlength_ends_reading(void **state)
@@ -630,6 +657,7 @@ int main(int argc, char **argv)
         TU_TEST(test_shm_round_trips_small_and_larger_than_the_ring),
         TU_TEST(test_shm_recv_into_too_short_keeps_the_message),
         TU_TEST(test_shm_recv_into_too_short_keeps_a_message_sent_in_pieces),
+        TU_TEST(test_shm_timeout_mid_message_resumes),
         TU_TEST(test_shm_maxlength_ends_reading),
         TU_TEST(test_shm_send_recv_values_and_directions),
         TU_TEST(test_shm_poll_with_and_without_data),

@@ -115,7 +115,8 @@ struct mp__shmc {
     unsigned gen;
     bool part_on;
     unsigned char *part;
-    size_t part_size, part_got, part_cap;
+    size_t part_size, part_cap;
+    size_t part_got; /* atomic: mp_conn_buffered reads it without the lock */
 };
 
 /* ---- ring copies ---------------------------------------------------------- */
@@ -433,7 +434,8 @@ static void shmpipe_part_drop(struct mp__shmc *s)
     free(s->part);
     s->part = NULL;
     s->part_on = false;
-    s->part_size = s->part_got = s->part_cap = 0;
+    s->part_size = s->part_cap = 0;
+    __atomic_store_n(&s->part_got, 0, __ATOMIC_RELAXED); /* read by buffered() */
 }
 
 /* Append a record's payload to the message part way (grows as bytes come). */
@@ -452,7 +454,7 @@ static int shmpipe_part_add(struct mp__shmc *s, uint64_t at, size_t len)
         s->part_cap = cap;
     }
     shmpipe_copy_out(&s->rx, at, s->part + s->part_got, len);
-    s->part_got += len;
+    __atomic_store_n(&s->part_got, s->part_got + len, __ATOMIC_RELAXED);
     return 0;
 }
 
@@ -661,5 +663,6 @@ size_t mp__shmc_buffered(mp_conn *c)
     struct mp__shmc *s = c->shm;
     uint64_t head = __atomic_load_n(&s->rx.h->head, __ATOMIC_ACQUIRE);
     uint64_t used = __atomic_load_n(&s->rx.h->tail, __ATOMIC_ACQUIRE) - head;
-    return used > s->rx.cap ? 0 : (size_t)used;
+    size_t part = __atomic_load_n(&s->part_got, __ATOMIC_RELAXED);
+    return (used > s->rx.cap ? 0 : (size_t)used) + part;
 }
