@@ -191,24 +191,40 @@ static void test_shm_timeout_mid_message_resumes(void **state)
 {
     (void)state;
     size_t len = 50000;
-    assert_int_equal(mp_pipe_shm(&g_a, &g_b, false, &small_ring), 0);
-    pid_t pid = tu_fork(child_send_big, &len);
-    tu_sleep(0.1); /* the ring is full, the child waits for room */
-    kill(pid, SIGSTOP);
-    void *buf;
-    size_t got;
-    TU_ASSERT_STATUS(mp_conn_recv_bytes(g_a, 0, &buf, &got, 0.2), MP_ETIMEDOUT);
-    assert_true(mp_conn_buffered(g_a) >= 2000); /* the part taken counts */
-    kill(pid, SIGCONT);
-    mp_conn_free(g_b);
-    assert_int_equal(mp_conn_recv_bytes(g_a, 0, &buf, &got, 5.0), 0);
-    assert_int_equal(got, len);
-    uint32_t s = 0, n = 0;
-    assert_true(msg_check(buf, got, &s, &n));
-    free(buf);
-    assert_int_equal(tu_wait_child(pid, 10.0), 0);
-    TU_ASSERT_STATUS(mp_conn_recv_bytes(g_a, 0, &buf, &got, 5.0), MP_EOF);
-    mp_conn_free(g_a);
+    unsigned char *into = malloc(len);
+    assert_non_null(into);
+    /* mode 0: recv_bytes; mode 1: recv_bytes_into, whose part moves from
+     * the caller's buffer to the heap at the timeout */
+    for (int mode = 0; mode < 2; mode++) {
+        assert_int_equal(mp_pipe_shm(&g_a, &g_b, false, &small_ring), 0);
+        pid_t pid = tu_fork(child_send_big, &len);
+        tu_sleep(0.1); /* the ring is full, the child waits for room */
+        kill(pid, SIGSTOP);
+        void *buf = NULL;
+        size_t got = 0;
+        if (mode == 0)
+            TU_ASSERT_STATUS(mp_conn_recv_bytes(g_a, 0, &buf, &got, 0.2), MP_ETIMEDOUT);
+        else
+            TU_ASSERT_STATUS(mp_conn_recv_bytes_into(g_a, into, len, 0, NULL, 0.2), MP_ETIMEDOUT);
+        assert_true(mp_conn_buffered(g_a) >= 2000); /* the part taken counts */
+        memset(into, 0, len);
+        kill(pid, SIGCONT);
+        mp_conn_free(g_b);
+        if (mode == 0) {
+            assert_int_equal(mp_conn_recv_bytes(g_a, 0, &buf, &got, 5.0), 0);
+        } else {
+            assert_int_equal(mp_conn_recv_bytes_into(g_a, into, len, 0, NULL, 5.0), (ssize_t)len);
+            got = len;
+        }
+        assert_int_equal(got, len);
+        uint32_t s = 0, n = 0;
+        assert_true(msg_check(mode == 0 ? buf : into, got, &s, &n));
+        free(buf);
+        assert_int_equal(tu_wait_child(pid, 10.0), 0);
+        TU_ASSERT_STATUS(mp_conn_recv_bytes(g_a, 0, &buf, &got, 5.0), MP_EOF);
+        mp_conn_free(g_a);
+    }
+    free(into);
 }
 
 /* Python's _bad_message_length: over maxlength, a duplex end stops being

@@ -19,7 +19,7 @@
  * are split in two). flags: BEGIN (first record of a message), END (last).
  * A message that fits the ring is one BEGIN|END record: one memcpy in, one
  * memcpy out (into the caller's buffer or a malloc of exactly its size). A
- * larger one goes in records of at most cap/2 payload bytes; the receiver
+ * larger one goes in records of at most cap/4 payload bytes; the receiver
  * collects them in a buffer that grows only as records arrive (never sized
  * by `total` alone) and delivers it whole at END. A record is published by
  * storing tail after its bytes are written, so no reader ever sees half a
@@ -47,8 +47,11 @@
  * tail/asleep, so the store-then-load pairs cannot both miss. Each sleep is
  * capped at 100 ms and rechecks: a wake-up taken by another thread of the
  * same end (a poller and a receiver at once) costs latency, never a hang.
- * A sender waiting for room (back-pressure) polls with a backoff of 20 us
- * to 1 ms and sees its peer gone as POLLHUP on the doorbell (-EPIPE).
+ * A sender waiting for room (back-pressure) spins 20 us, then sets
+ * `want_room` and sleeps on the ring's process-shared semaphore `room`,
+ * which a receiver posts after freeing space if it finds the flag (the same
+ * store/recheck pairing); each sleep is capped at 10 ms to see its peer
+ * gone as POLLHUP on the doorbell (-EPIPE).
  * End of file is the doorbell's: the kernel closes a killed process's
  * socket, so every peer end closed (or dead) reads as end of file there,
  * after which the ring is drained of whole messages and then gives MP_EOF.
@@ -68,6 +71,7 @@
 #include "core/shm.h"
 
 #include <errno.h>
+#include <semaphore.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -87,6 +91,8 @@ struct shmpipe_hdr {
     _Alignas(64) uint64_t tail;   /* bytes ever published (senders) */
     _Alignas(64) uint64_t head;   /* bytes ever consumed (receivers) */
     _Alignas(64) uint32_t asleep; /* a receiver wants the doorbell rung */
+    uint32_t want_room;           /* a sender waits on `room` */
+    sem_t room;                   /* posted by a receiver that freed space */
     _Alignas(64) pthread_mutex_t send_mu;
     _Alignas(64) pthread_mutex_t recv_mu;
 };
@@ -159,6 +165,8 @@ static int shmpipe_ring_init(struct shmpipe_ring *r, unsigned char *at, size_t c
     r->data = at + SHMPIPE_HDR_SPACE;
     r->cap = cap;
     int rc = mp__mutex_init(&r->h->send_mu, false);
+    if (rc == 0)
+        rc = mp__sem_init(&r->h->room, 0);
     if (rc == 0)
         rc = mp__mutex_init(&r->h->recv_mu, false);
     return rc;
@@ -305,8 +313,7 @@ static int shmpipe_ring_bell(mp_conn *c, struct shmpipe_hdr *h)
 static int shmpipe_wait_room(mp_conn *c, const struct shmpipe_ring *r, size_t need, uint64_t *tail)
 {
     int64_t spin_until = mp__now_ns() + 20000;
-    int64_t nap = 20000;
-    for (unsigned i = 0;; i++) {
+    for (;;) {
         uint64_t t = __atomic_load_n(&r->h->tail, __ATOMIC_RELAXED);
         uint64_t h = __atomic_load_n(&r->h->head, __ATOMIC_ACQUIRE);
         uint64_t used = t - h;
@@ -321,16 +328,23 @@ static int shmpipe_wait_room(mp_conn *c, const struct shmpipe_ring *r, size_t ne
             shmpipe_relax();
             continue;
         }
-        /* Back-pressure: nap, and notice a receiver that is gone. */
-        struct pollfd p = {.fd = c->fd, .events = 0};
-        int prc = mp__poll(&p, 1, mp__now_ns() + nap);
-        if (prc < 0)
-            return prc;
-        if (p.revents & (POLLHUP | POLLERR))
-            return -EPIPE;
-        if (nap < 1000000)
-            nap *= 2;
-        (void)i;
+        /* Back-pressure: ask the receiver to post `room` when it frees
+         * space, and look again (the usual recheck against a lost post).
+         * Each sleep is capped, to notice a receiver that is gone. */
+        __atomic_store_n(&r->h->want_room, 1, __ATOMIC_SEQ_CST);
+        if (r->cap - (t - __atomic_load_n(&r->h->head, __ATOMIC_SEQ_CST)) >= need)
+            continue;
+        int rc = mp__sem_wait(&r->h->room, mp__now_ns() + SHMPIPE_SLEEP_CAP_NS / 10);
+        if (rc < 0 && rc != MP_ETIMEDOUT)
+            return rc;
+        if (rc == MP_ETIMEDOUT) {
+            struct pollfd p = {.fd = c->fd, .events = 0};
+            int prc = mp__poll(&p, 1, mp__now_ns());
+            if (prc < 0)
+                return prc;
+            if (p.revents & (POLLHUP | POLLERR))
+                return -EPIPE;
+        }
     }
 }
 
@@ -359,7 +373,7 @@ int mp__shmc_send(mp_conn *c, const void *buf, size_t len)
         return rc;
     /* MP_EOWNERDEAD: a sender died inside a message; our BEGIN makes the
      * receiver drop its part (see the design notes). */
-    size_t max_chunk = r->cap / 2 - SHMPIPE_HDR;
+    size_t max_chunk = r->cap / 4 - SHMPIPE_HDR; /* pieces pipeline: 4 in flight */
     bool whole = len <= r->cap - SHMPIPE_HDR && shmpipe_round8(len) <= r->cap - SHMPIPE_HDR;
     const unsigned char *p = buf;
     size_t done = 0;
@@ -402,6 +416,15 @@ static void shmpipe_bad_message_length(mp_conn *c)
     }
 }
 
+/* Publish a new head; wake a sender waiting for room. */
+static void shmpipe_consumed(struct shmpipe_hdr *h, uint64_t head)
+{
+    __atomic_store_n(&h->head, head, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&h->want_room, __ATOMIC_SEQ_CST) &&
+        __atomic_exchange_n(&h->want_room, 0, __ATOMIC_SEQ_CST))
+        (void)sem_post(&h->room);
+}
+
 /* Read and check the record at head (avail bytes published). */
 static int shmpipe_peek(const struct mp__shmc *s, uint64_t head, uint64_t avail,
                         struct shmpipe_rec *rec)
@@ -438,33 +461,62 @@ static void shmpipe_part_drop(struct mp__shmc *s)
     __atomic_store_n(&s->part_got, 0, __ATOMIC_RELAXED); /* read by buffered() */
 }
 
-/* Append a record's payload to the message part way (grows as bytes come). */
-static int shmpipe_part_add(struct mp__shmc *s, uint64_t at, size_t len)
-{
-    if (s->part_cap - s->part_got < len) {
-        size_t cap = s->part_cap * 2;
-        if (cap < s->part_got + len)
-            cap = s->part_got + len;
-        if (cap > s->part_size)
-            cap = s->part_size;
-        unsigned char *p = realloc(s->part, cap ? cap : 1);
-        if (!p)
-            return -ENOMEM;
-        s->part = p;
-        s->part_cap = cap;
-    }
-    shmpipe_copy_out(&s->rx, at, s->part + s->part_got, len);
-    __atomic_store_n(&s->part_got, s->part_got + len, __ATOMIC_RELAXED);
-    return 0;
-}
-
 struct shmpipe_req {
     size_t maxlength;
     unsigned char *into;
     size_t room;
+    bool in_caller; /* the message part way is collected at into */
     unsigned char *out;
     size_t size;
 };
+
+/*
+ * Append a record's payload to the message part way: straight into the
+ * caller's buffer when the receive began it there (one copy), else into a
+ * heap buffer that grows with what arrived (at least 1 MiB, or doubling),
+ * never to a size the header alone asks for.
+ */
+static int shmpipe_part_add(struct mp__shmc *s, struct shmpipe_req *q, uint64_t at, size_t len)
+{
+    unsigned char *dst;
+    if (q->in_caller) {
+        dst = q->into;
+    } else {
+        if (s->part_cap - s->part_got < len) {
+            size_t cap = s->part_cap * 2 > ((size_t)1 << 20) ? s->part_cap * 2 : (size_t)1 << 20;
+            if (cap < s->part_got + len)
+                cap = s->part_got + len;
+            if (cap > s->part_size)
+                cap = s->part_size;
+            unsigned char *p = realloc(s->part, cap ? cap : 1);
+            if (!p)
+                return -ENOMEM;
+            s->part = p;
+            s->part_cap = cap;
+        }
+        dst = s->part;
+    }
+    shmpipe_copy_out(&s->rx, at, dst + s->part_got, len);
+    __atomic_store_n(&s->part_got, s->part_got + len, __ATOMIC_RELAXED);
+    return 0;
+}
+
+/* A receive that collected a message part way at the caller's buffer and
+ * returns without it keeps the part on the heap for the next receive. */
+static int shmpipe_part_keep(struct mp__shmc *s, struct shmpipe_req *q)
+{
+    if (!s->part_on || !q->in_caller)
+        return 0;
+    q->in_caller = false;
+    s->part = malloc(s->part_got ? s->part_got : 1);
+    if (!s->part) {
+        shmpipe_part_drop(s); /* its rest will be skipped */
+        return -ENOMEM;
+    }
+    memcpy(s->part, q->into, s->part_got);
+    s->part_cap = s->part_got;
+    return 0;
+}
 
 /*
  * Consume records until one message is delivered (1), the ring is empty
@@ -488,7 +540,7 @@ static int shmpipe_take(mp_conn *c, struct shmpipe_req *q)
         if (!(rec.flags & SHMPIPE_BEGIN) && !s->part_on) {
             /* A message begun by another receiver (or our parent): skip. */
             head = next;
-            __atomic_store_n(&h->head, head, __ATOMIC_RELEASE);
+            shmpipe_consumed(h, head);
             continue;
         }
         if (rec.flags & SHMPIPE_BEGIN) {
@@ -514,24 +566,28 @@ static int shmpipe_take(mp_conn *c, struct shmpipe_req *q)
             }
             shmpipe_copy_out(&s->rx, payload, dst, rec.len);
             q->size = rec.len;
-            __atomic_store_n(&h->head, next, __ATOMIC_RELEASE);
+            shmpipe_consumed(h, next);
             return 1;
         }
         if (rec.flags & SHMPIPE_BEGIN) {
             s->part_on = true;
             s->part_size = (size_t)rec.total;
+            q->in_caller = q->into != NULL;
         } else if (q->into && s->part_size > q->room) {
             q->size = s->part_size;
             return MP_ETOOSHORT;
         }
-        rc = shmpipe_part_add(s, payload, rec.len);
+        rc = shmpipe_part_add(s, q, payload, rec.len);
         if (rc < 0)
             return rc;
         head = next;
-        __atomic_store_n(&h->head, head, __ATOMIC_RELEASE);
+        shmpipe_consumed(h, head);
         if (rec.flags & SHMPIPE_END) {
             q->size = s->part_size;
-            if (q->into) {
+            if (q->in_caller) {
+                q->in_caller = false;
+                shmpipe_part_drop(s);
+            } else if (q->into) {
                 memcpy(q->into, s->part, s->part_size);
                 shmpipe_part_drop(s);
             } else {
@@ -628,6 +684,11 @@ int mp__shmc_recv(mp_conn *c, size_t maxlength, unsigned char *into, size_t room
         }
         if (rc < 0)
             break;
+    }
+    if (rc != 1 && q.in_caller) {
+        int krc = shmpipe_part_keep(s, &q);
+        if (krc < 0 && rc != MP_ETRUNCATED && rc != MP_EOF)
+            rc = krc;
     }
     mp__mutex_unlock(&h->recv_mu);
     if (rc == 1) {
