@@ -227,6 +227,57 @@ static void test_shm_timeout_mid_message_resumes(void **state)
     free(into);
 }
 
+static int child_send_big_then_next(void *arg)
+{
+    size_t len = *(size_t *)arg;
+    mp_conn_free(g_a);
+    unsigned char *m = malloc(len);
+    if (!m)
+        return 3;
+    msg_fill(m, len, 2, 2);
+    int rc = mp_conn_send_bytes(g_b, m, len);
+    free(m);
+    if (rc == 0)
+        rc = mp_conn_send_bytes(g_b, "next", 4);
+    mp_conn_free(g_b);
+    return rc == 0 ? 0 : 1;
+}
+
+static int child_receive_next(void *arg)
+{
+    (void)arg;
+    void *buf;
+    size_t len;
+    int rc = mp_conn_recv_bytes(g_a, 0, &buf, &len, 5.0);
+    if (rc < 0)
+        return 1;
+    rc = len == 4 && memcmp(buf, "next", 4) == 0 ? 0 : 2;
+    free(buf);
+    return rc;
+}
+
+/* The socket Pipe's fork rule: a message the parent had begun receiving is
+ * the parent's; a child forked then never receives it (nor a torn part of
+ * it), and goes on with the next whole message. */
+static void test_shm_child_never_receives_the_parents_part(void **state)
+{
+    (void)state;
+    size_t len = 50000;
+    assert_int_equal(mp_pipe_shm(&g_a, &g_b, false, &small_ring), 0);
+    pid_t sender = tu_fork(child_send_big_then_next, &len);
+    mp_conn_free(g_b);
+    tu_sleep(0.1);
+    kill(sender, SIGSTOP);
+    void *buf;
+    size_t got;
+    TU_ASSERT_STATUS(mp_conn_recv_bytes(g_a, 0, &buf, &got, 0.2), MP_ETIMEDOUT);
+    pid_t receiver = tu_fork(child_receive_next, NULL);
+    kill(sender, SIGCONT);
+    assert_int_equal(tu_wait_child(receiver, 10.0), 0);
+    assert_int_equal(tu_wait_child(sender, 10.0), 0);
+    mp_conn_free(g_a);
+}
+
 /* Python's _bad_message_length: over maxlength, a duplex end stops being
  * readable and a receive-only end is closed. */
 static void test_shm_maxlength_ends_reading(void **state)
@@ -674,6 +725,7 @@ int main(int argc, char **argv)
         TU_TEST(test_shm_recv_into_too_short_keeps_the_message),
         TU_TEST(test_shm_recv_into_too_short_keeps_a_message_sent_in_pieces),
         TU_TEST(test_shm_timeout_mid_message_resumes),
+        TU_TEST(test_shm_child_never_receives_the_parents_part),
         TU_TEST(test_shm_maxlength_ends_reading),
         TU_TEST(test_shm_send_recv_values_and_directions),
         TU_TEST(test_shm_poll_with_and_without_data),
