@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -668,6 +669,61 @@ static void test_shm_five_senders_keep_whole_messages(void **state)
     mp_conn_free(g_a);
 }
 
+/* ---- threads ------------------------------------------------------------------------ */
+
+struct thread_rx {
+    mp_conn *c;
+    int got, bad;
+};
+
+static void *thread_receive(void *arg)
+{
+    struct thread_rx *t = arg;
+    for (;;) {
+        void *buf;
+        size_t len;
+        int rc = mp_conn_recv_bytes(t->c, 0, &buf, &len, 10.0);
+        if (rc == MP_EOF)
+            return NULL;
+        uint32_t s = 0, n = 0;
+        if (rc < 0 || !msg_check(buf, len, &s, &n))
+            t->bad++;
+        else
+            t->got++;
+        free(buf);
+        if (rc < 0)
+            return NULL;
+    }
+}
+
+/* Threads of one process share an end as Python's threads do: two
+ * receiving threads between them get every message once and whole. */
+static void test_shm_two_receiving_threads_share_an_end(void **state)
+{
+    (void)state;
+    enum { NM = 300 };
+    mp_conn *a, *b;
+    assert_int_equal(mp_pipe_shm(&a, &b, false, &small_ring), 0);
+    struct thread_rx t[2] = {{.c = a}, {.c = a}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, thread_receive, &t[i]), 0);
+    unsigned char *m = malloc(300000);
+    assert_non_null(m);
+    for (uint32_t n = 0; n < NM; n++) {
+        size_t len = msg_fill(m, msg_size(n) % 30000 + 12, 5, n);
+        assert_int_equal(mp_conn_send_bytes(b, m, len), 0);
+    }
+    free(m);
+    assert_int_equal(mp_conn_close(b), 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    assert_int_equal(t[0].bad + t[1].bad, 0);
+    assert_int_equal(t[0].got + t[1].got, NM);
+    mp_conn_free(a);
+    mp_conn_free(b);
+}
+
 /* ---- idle receiver ---------------------------------------------------------------- */
 
 static double cpu_seconds(void)
@@ -736,6 +792,7 @@ int main(int argc, char **argv)
         TU_TEST(test_shm_sender_killed_holding_the_lock_leaves_no_partial_message),
         TU_TEST(test_shm_corrupted_index_gives_eproto),
         TU_TEST(test_shm_five_senders_keep_whole_messages),
+        TU_TEST(test_shm_two_receiving_threads_share_an_end),
         TU_TEST(test_shm_idle_blocked_receiver_uses_no_cpu),
         TU_TEST(test_shm_bad_arguments),
     };
