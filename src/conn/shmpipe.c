@@ -127,8 +127,12 @@ struct mp__shmc {
 
 /* ---- ring copies ---------------------------------------------------------- */
 
+/* Copies of n bytes at ring position pos, in two parts when they wrap
+ * (n == 0: none; an empty message may come with a NULL buffer). */
 static void shmpipe_copy_out(const struct shmpipe_ring *r, uint64_t pos, void *dst, size_t n)
 {
+    if (n == 0)
+        return;
     size_t off = (size_t)pos & (r->cap - 1);
     size_t first = r->cap - off < n ? r->cap - off : n;
     memcpy(dst, r->data + off, first);
@@ -137,6 +141,8 @@ static void shmpipe_copy_out(const struct shmpipe_ring *r, uint64_t pos, void *d
 
 static void shmpipe_copy_in(const struct shmpipe_ring *r, uint64_t pos, const void *src, size_t n)
 {
+    if (n == 0)
+        return;
     size_t off = (size_t)pos & (r->cap - 1);
     size_t first = r->cap - off < n ? r->cap - off : n;
     memcpy(r->data + off, src, first);
