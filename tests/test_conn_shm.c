@@ -578,6 +578,48 @@ static void test_shm_sender_killed_holding_the_lock_leaves_no_partial_message(vo
     mp_conn_free(g_a);
 }
 
+static int child_receive_slowly(void *arg)
+{
+    (void)arg;
+    mp_conn_free(g_b);
+    void *buf;
+    size_t len;
+    if (mp_conn_recv_bytes(g_a, 0, &buf, &len, 5.0) == 0)
+        free(buf);
+    tu_sleep(30.0); /* killed while the sender waits for room */
+    return 0;
+}
+
+static void *thread_kill_later(void *arg)
+{
+    tu_sleep(0.2);
+    kill(*(pid_t *)arg, SIGKILL);
+    return NULL;
+}
+
+/* Python raises BrokenPipeError when the reader dies: a sender blocked on
+ * a full ring when its receiver is SIGKILLed returns -EPIPE soon, never
+ * hangs. */
+static void test_shm_sender_blocked_on_a_killed_receiver_gets_epipe(void **state)
+{
+    (void)state;
+    assert_int_equal(mp_pipe_shm(&g_a, &g_b, false, &small_ring), 0);
+    pid_t pid = tu_fork(child_receive_slowly, NULL);
+    mp_conn_free(g_a);
+    pthread_t killer;
+    assert_int_equal(pthread_create(&killer, NULL, thread_kill_later, &pid), 0);
+    unsigned char m[1000] = {0};
+    int rc = 0;
+    double t0 = tu_now();
+    while (rc == 0 && tu_now() - t0 < 10.0)
+        rc = mp_conn_send_bytes(g_b, m, sizeof m); /* blocks on the full ring */
+    TU_ASSERT_STATUS(rc, -EPIPE);
+    assert_true(tu_now() - t0 < 2.0);
+    assert_int_equal(pthread_join(killer, NULL), 0);
+    assert_int_equal(tu_wait_child(pid, 5.0), -SIGKILL);
+    mp_conn_free(g_b);
+}
+
 /* ---- bad input --------------------------------------------------------------------- */
 
 /* Shared indexes overwritten (by a bug or a hostile process): MP_EPROTO,
@@ -790,6 +832,7 @@ int main(int argc, char **argv)
         TU_TEST(test_shm_send_to_a_closed_reader_gives_epipe),
         TU_TEST(test_shm_sender_killed_mid_stream_never_tears_a_message),
         TU_TEST(test_shm_sender_killed_holding_the_lock_leaves_no_partial_message),
+        TU_TEST(test_shm_sender_blocked_on_a_killed_receiver_gets_epipe),
         TU_TEST(test_shm_corrupted_index_gives_eproto),
         TU_TEST(test_shm_five_senders_keep_whole_messages),
         TU_TEST(test_shm_two_receiving_threads_share_an_end),
