@@ -59,9 +59,23 @@
  * Fork. The mapping and the doorbell are inherited. A message a process
  * had part way received (large, after a timeout) is that process's: a child
  * drops its copy, and the continuation records it then meets, which belong
- * to no message it began, are skipped. Not done yet: handing an end to
- * another process by descriptor (mp__conn_raw_begin refuses with
- * MP_ESTATE), loans (zero copy).
+ * to no message it began, are skipped.
+ *
+ * Second round (issue 16), not done here:
+ *   - loans: a sender reserves a record in place (BEGIN|END with the
+ *     payload written by the caller), a receiver takes a read-only view and
+ *     releases it (head moves then). A view across the wrap point needs
+ *     either a padding record before it or a double mapping of the ring;
+ *   - handing an end over by descriptor: make the mapping a memfd
+ *     (core/shm.h) and pass it with the doorbell; today mp__conn_raw_begin
+ *     refuses shm ends with MP_ESTATE;
+ *   - -EPIPE at the first send after the reader closed (today: when the
+ *     bell is rung or the ring is full);
+ *   - speed: on the shared 2-core machine, niced, 64-byte ping-pong was
+ *     0.3-0.7M round trips/s, one-way 4.4M messages/s, 1 MiB into a reused
+ *     buffer 14 GB/s (socket Pipe in the same minutes: 0.02-0.12M, 0.9M,
+ *     5-8.7 GB/s). Each message takes the robust send or receive mutex;
+ *     batching several records per lock is the next step for one-way.
  */
 #include "conn/shmpipe.h"
 #include "conn/conn_state.h"
