@@ -5,6 +5,8 @@
  *   oneway         64-byte messages/s, child sends, parent receives
  *   bandwidth      MB/s of 1 MiB messages received with mp_conn_recv_bytes
  *   bandwidth_into MB/s of 1 MiB messages received into one reused buffer
+ *   shm_*          pingpong, oneway, bandwidth_into over mp_pipe_shm (1 MiB
+ *                  rings: a 1 MiB message goes in pieces)
  *   raw_*          the same over a tuned raw socketpair loop: CPython's
  *                  framing, one writev() per message, and a reader with a
  *                  64 KiB read-ahead buffer that reads large payloads
@@ -57,10 +59,18 @@ static void reap(pid_t pid)
 
 /* ---- mp_conn --------------------------------------------------------------- */
 
+/* The shm_* cases run the same loops over mp_pipe_shm. */
+static int use_shm;
+
+static int bench_pipe(mp_conn **a, mp_conn **b)
+{
+    return use_shm ? mp_pipe_shm(a, b, true, NULL) : mp_pipe(a, b, true);
+}
+
 static double mp_pingpong(void)
 {
     mp_conn *a, *b;
-    int rc = mp_pipe(&a, &b, true);
+    int rc = bench_pipe(&a, &b);
     if (rc)
         die("mp_pipe", rc);
     pid_t pid = fork();
@@ -96,7 +106,7 @@ static double mp_pingpong(void)
 static double mp_stream(size_t size, int count, int into)
 {
     mp_conn *a, *b;
-    int rc = mp_pipe(&a, &b, true);
+    int rc = bench_pipe(&a, &b);
     if (rc)
         die("mp_pipe", rc);
     char *msg = calloc(1, size);
@@ -271,6 +281,10 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *c = argv[1];
+    if (!strncmp(c, "shm_", 4)) {
+        use_shm = 1;
+        c += 4;
+    }
     double rate;
     const double mb = BIG / 1e6;
     if (!strcmp(c, "pingpong"))
@@ -289,6 +303,6 @@ int main(int argc, char **argv)
         rate = raw_stream(BIG, BIGS) * mb;
     else
         return 2;
-    printf("%s %.1f\n", c, rate);
+    printf("%s %.1f\n", argv[1], rate);
     return 0;
 }

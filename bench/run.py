@@ -50,6 +50,17 @@ WORKLOADS = [
         ("raw socketpair", ["{build}/bench/bench_conn", "raw_bandwidth"]),
         ("Python Pipe", [PY, "{bench}/bench_conn.py", "bandwidth_into"]),
     ]),
+    # mp_pipe_shm (issue 16): the same loops over shared-memory rings.
+    ("conn", "pingpong_64B_shm", "round trips/s", [
+        ("mp_pipe_shm", ["{build}/bench/bench_conn", "shm_pingpong"]),
+        ("mp_conn", ["{build}/bench/bench_conn", "pingpong"]),
+        ("raw socketpair", ["{build}/bench/bench_conn", "raw_pingpong"]),
+    ]),
+    ("conn", "bandwidth_into_1MiB_shm", "MB/s", [
+        ("mp_pipe_shm", ["{build}/bench/bench_conn", "shm_bandwidth_into"]),
+        ("mp_conn", ["{build}/bench/bench_conn", "bandwidth_into"]),
+        ("raw socketpair", ["{build}/bench/bench_conn", "raw_bandwidth"]),
+    ]),
     # One table for sync: ours, the raw pthread loop on a robust process-shared
     # mutex (what ours stands on: the floor), the same on a plain (non-robust)
     # mutex, and Python's multiprocessing. Ping-pong floors use condvars.

@@ -122,6 +122,80 @@ typedef struct mp_conn mp_conn;
 MP_API int mp_pipe(mp_conn **a, mp_conn **b, bool duplex);
 
 /*
+ * Options for mp_pipe_shm. Initialise with MP_PIPE_SHM_OPTS_INIT so that
+ * fields added later get their defaults.
+ *
+ * ring_size:  bytes of shared memory per direction, rounded up to a power of
+ *             two, at least 4096; 0 means the default, 1 MiB. A message
+ *             larger than about ring_size is sent in pieces and received
+ *             whole (see mp_pipe_shm).
+ */
+typedef struct mp_pipe_shm_opts {
+    size_t ring_size;
+} mp_pipe_shm_opts;
+
+#define MP_PIPE_SHM_OPTS_INIT                                                                      \
+    {                                                                                              \
+        0                                                                                          \
+    }
+
+/*
+ * mp_pipe_shm - a Pipe whose messages travel through shared memory instead
+ * of the kernel: the same two mp_conn ends as mp_pipe, and the whole
+ * Connection API works on them unchanged (send/recv, bytes and into,
+ * maxlength and MP_ETOOSHORT, poll, mp_wait, timeouts, close/free).
+ *
+ * a, b:    receive the two ends.
+ * duplex:  true: both ends send and receive. false: as in Python, *a only
+ *          receives and *b only sends.
+ * opts:    NULL for the defaults, or options (MP_PIPE_SHM_OPTS_INIT).
+ *
+ * Differences a user can see, beside speed:
+ *   - mp_conn_fileno() is a doorbell socket, not the data path: it becomes
+ *     readable when a message is waiting (or every peer end is closed), so
+ *     mp_conn_poll, mp_wait and users' poll loops work, provided a loop
+ *     calls mp_conn_poll(c, MP_NOWAIT) before each wait on the descriptor
+ *     (the rule above for read-ahead): that call asks the next sender to
+ *     ring. Never read or write the descriptor yourself, and it is not
+ *     framed: a Python end cannot be attached to it;
+ *   - a message of any size is delivered whole. One that does not fit the
+ *     ring (ring_size) is sent in pieces while the receiver takes them, so
+ *     send_bytes of a large message returns only once the receiver has
+ *     taken all but the last ring-full; the receiver's buffer grows as the
+ *     pieces arrive, never from a length alone;
+ *   - several senders on one end, in threads or in processes that share it
+ *     by fork, are supported and keep whole messages of any size: a robust
+ *     process-shared lock is held around each message, and a sender killed
+ *     while holding it leaves no part of its message to be delivered.
+ *     Several receivers likewise take whole messages, one receive at a
+ *     time;
+ *   - a receive that finds nothing spins for a few tens of microseconds
+ *     (adapting to whether that paid off), then sleeps in the kernel: an
+ *     idle receiver uses no measurable CPU;
+ *   - when every peer end is closed or its processes are dead, the
+ *     messages already sent are still delivered, then MP_EOF; a peer killed
+ *     in the middle of a message larger than the ring gives MP_ETRUNCATED,
+ *     never a torn message;
+ *   - a sender learns that the receiving end is gone (-EPIPE) when it has
+ *     to wake a sleeping receiver or wait for room, not necessarily at the
+ *     first send after, since an awake receiver costs no system call;
+ *   - a ring whose shared indexes or record headers were overwritten gives
+ *     MP_EPROTO and nothing out of bounds is read;
+ *   - the ends cannot be handed to another process by descriptor yet:
+ *     mp_send_conn refuses them with MP_ESTATE, and mp_process_pass_conn
+ *     would pass the doorbell alone, so share them by fork only.
+ *
+ * Returns 0; -EINVAL (ring_size over 1 GiB); -ENOMEM, -EMFILE, -ENFILE
+ * with *a and *b set to NULL.
+ * Ownership: free each end with mp_conn_free(); the shared memory goes when
+ * the last end in the last process is freed.
+ * Thread/fork: as for mp_pipe. Ends are inherited by fork() and usable in
+ * the child; a message the parent was part way through receiving (a large
+ * one, after a timeout) is the parent's and the child never receives it.
+ */
+MP_API int mp_pipe_shm(mp_conn **a, mp_conn **b, bool duplex, const mp_pipe_shm_opts *opts);
+
+/*
  * mp_conn_from_fd - wrap a descriptor that carries framed messages, for
  * example one end inherited from a Python parent.
  *

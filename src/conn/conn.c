@@ -54,6 +54,7 @@
 #include "codec/pickle.h"
 #include "conn/conn_impl.h"
 #include "conn/conn_state.h"
+#include "conn/shmpipe.h"
 #include "core/internal.h"
 #include "core/io.h"
 
@@ -276,6 +277,12 @@ fail:
     return -ENOMEM;
 }
 
+int mp__conn_new(mp_conn **out, int fd, bool is_socket, bool unix_stream, bool readable,
+                 bool writable)
+{
+    return conn_new(out, fd, is_socket, unix_stream, readable, writable);
+}
+
 MP_API int mp_pipe(mp_conn **a, mp_conn **b, bool duplex)
 {
     if (!a || !b)
@@ -337,6 +344,8 @@ MP_API int mp_conn_send_bytes(mp_conn *c, const void *buf, size_t len)
     if (!c->writable)
         return MP_EREADONLY;
     conn_fork_fixup(c);
+    if (__builtin_expect(c->shm != NULL, 0))
+        return mp__shmc_send(c, buf, len);
 
     unsigned char hdr[MP__FRAME_MAX];
     struct iovec iov[2];
@@ -686,6 +695,9 @@ static int conn_recv(mp_conn *c, struct recv_req *req, double timeout)
     if (mp__bad_timeout(timeout))
         return MP_EVALUE;
     int64_t deadline = mp__deadline(timeout);
+    if (__builtin_expect(c->shm != NULL, 0))
+        return mp__shmc_recv(c, req->maxlength, req->into, req->room, &req->out, &req->size,
+                             deadline);
     pthread_mutex_lock(&c->rmu);
     int rc;
     if (conn_load_flag(&c->closed))
@@ -778,6 +790,8 @@ MP_API size_t mp_conn_buffered(mp_conn *c)
 {
     if (conn_check_recv(c) < 0)
         return 0;
+    if (c->shm)
+        return mp__shmc_buffered(c);
     return __atomic_load_n(&c->unread, __ATOMIC_ACQUIRE);
 }
 
@@ -805,7 +819,14 @@ MP_API ssize_t mp_wait(mp_wait_item *items, size_t n, double timeout)
     }
 
     int rc = 0;
-    size_t buffered = 0;
+    size_t buffered;
+    /* A shared-memory end (shmpipe.c) is armed before the wait: its doorbell
+     * is rung only for a receiver that asked. A ring after which its ring is
+     * empty (an old byte) waits again; each wait is capped, so a wake-up
+     * another thread took costs latency, not the whole timeout. */
+    bool shm_any = false;
+again:
+    buffered = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         items[i].ready = 0;
         int fd = items[i].fd;
@@ -815,10 +836,17 @@ MP_API ssize_t mp_wait(mp_wait_item *items, size_t n, double timeout)
             if (rc < 0)
                 break;
             fd = c->fd;
+            if (__builtin_expect(c->shm != NULL, 0)) {
+                shm_any = true;
+                if (mp__shmc_ready(c, true)) {
+                    items[i].ready = 1;
+                    buffered++;
+                }
+            }
             /* Only a whole buffered message (or a corrupt header) is ready
              * without the descriptor; the start of a message waits for more
              * bytes as an empty buffer does. */
-            if (__atomic_load_n(&c->ready, __ATOMIC_ACQUIRE)) {
+            else if (__atomic_load_n(&c->ready, __ATOMIC_ACQUIRE)) {
                 items[i].ready = 1;
                 buffered++;
             }
@@ -833,18 +861,29 @@ MP_API ssize_t mp_wait(mp_wait_item *items, size_t n, double timeout)
 
     if (rc == 0) {
         /* Buffered messages are ready now: only look, do not wait. */
-        int prc = mp__poll(fds, (nfds_t)n, buffered ? mp__now_ns() : deadline);
+        int64_t until = buffered ? mp__now_ns() : deadline;
+        if (shm_any && !buffered) {
+            int64_t cap = mp__now_ns() + INT64_C(100000000);
+            if (until == MP__NO_DEADLINE || until > cap)
+                until = cap;
+        }
+        int prc = mp__poll(fds, (nfds_t)n, until);
         if (prc < 0)
             rc = prc;
         for (size_t i = 0; i < n && rc == 0; i++) {
-            if (fds[i].revents & POLLNVAL)
+            short ev = fds[i].revents;
+            if (ev & POLLNVAL)
                 rc = -EBADF;
-            else if (fds[i].revents & (POLLIN | POLLHUP | POLLERR))
+            else if (items[i].conn && items[i].conn->shm && !(ev & (POLLHUP | POLLERR)))
+                items[i].ready |= (ev & POLLIN) && mp__shmc_ready(items[i].conn, false);
+            else if (ev & (POLLIN | POLLHUP | POLLERR))
                 items[i].ready = 1;
         }
         if (rc == 0)
             for (size_t i = 0; i < n; i++)
                 rc += items[i].ready;
+        if (rc == 0 && shm_any && !mp__deadline_passed(deadline))
+            goto again;
     }
     if (rc < 0)
         for (size_t i = 0; i < n; i++)
@@ -906,6 +945,7 @@ MP_API int mp_conn_close(mp_conn *c)
         rc = mp__close(c->fd);
         c->fd = -1;
     }
+    mp__shmc_release(c);
     conn_drop_buffered(c);
     free(c->rbuf);
     c->rbuf = NULL;
@@ -943,6 +983,9 @@ int mp__conn_raw_begin(mp_conn *c, enum mp__conn_raw_use use, struct mp__conn_ra
         return MP_EREADONLY;
     if (use == MP__CONN_RAW_RECV && !conn_load_flag(&c->readable))
         return MP_EWRITEONLY;
+    if (c->shm)
+        return mp__err(MP_ESTATE, "a shared-memory connection end (mp_pipe_shm) cannot be "
+                                  "handed over or used raw");
     conn_fork_fixup(c);
     pthread_mutex_t *mu = use == MP__CONN_RAW_SEND ? &c->wmu : &c->rmu;
     pthread_mutex_lock(mu);

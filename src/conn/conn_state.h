@@ -25,8 +25,10 @@ struct mp__conn_handle {
     int fd;
 };
 
+struct mp__shmc;
+
 struct mp_conn {
-    int fd;
+    int fd; /* for a shared-memory end (shm), its doorbell socket */
     bool is_socket;
     bool unix_stream; /* AF_UNIX stream: reads into rbuf keep handles (see conn_stash.c) */
     bool writable;
@@ -50,7 +52,12 @@ struct mp_conn {
     uint64_t rtotal; /* bytes ever read into rbuf (unix_stream ends) */
     size_t nstash;   /* handles kept, oldest first */
     struct mp__conn_handle stash[MP__CONN_STASH_MAX];
+    struct mp__shmc *shm; /* NULL, or the shared-memory transport (shmpipe.c) */
 };
+
+/* A new end on fd (conn.c), for the transports beside it (shmpipe.c). */
+int mp__conn_new(mp_conn **out, int fd, bool is_socket, bool unix_stream, bool readable,
+                 bool writable);
 
 /* ---- handles kept from read-ahead (conn_stash.c; rmu held) --------------- */
 
