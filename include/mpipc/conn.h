@@ -131,9 +131,10 @@ MP_API int mp_pipe(mp_conn **a, mp_conn **b, bool duplex);
  *             whole (see mp_pipe_shm).
  */
 typedef struct mp_pipe_shm_opts {
-    size_t ring_size;
+    size_t ring_size; /* bytes per direction; 0 for the default, 1 MiB */
 } mp_pipe_shm_opts;
 
+/* Every default of mp_pipe_shm_opts: a 1 MiB ring per direction. */
 #define MP_PIPE_SHM_OPTS_INIT                                                                      \
     {                                                                                              \
         0                                                                                          \
