@@ -2,7 +2,9 @@
  * authkey=).connect() and its proxies - against our server, over AF_UNIX
  * and TCP, under every interpreter tu_pythons finds: dict, list, Queue,
  * Lock and RLock with Python's proxy semantics, and KeyError, IndexError,
- * queue.Empty, queue.Full and RuntimeError reaching Python as themselves.
+ * queue.Empty, queue.Full and RuntimeError reaching Python as themselves,
+ * a Lock released by another thread, and an RLock whose holder died
+ * passing to the next acquirer.
  * A C client keeps working on the same server meanwhile. */
 #include "mgr_testutil.h"
 
@@ -85,6 +87,17 @@ static const char py_client[] =
     "th = threading.Thread(target=lambda: got.append(lk.acquire(timeout=20)))\n"
     "th.start(); time.sleep(0.3); lk.release(); th.join()\n"
     "assert got == [True], got\n"
+    "lk.release()  # a Python Lock has no owner: another thread releases it\n"
+    "# a process that dies holding an RLock: the next acquirer gets it\n"
+    "import subprocess\n"
+    "child = ('import os, sys\\n'\n"
+    "    'from multiprocessing.managers import AcquirerProxy, Token\\n'\n"
+    "    'p = AcquirerProxy(Token(\"RLock\", %r, %r), \"pickle\", authkey=%r)\\n'\n"
+    "    'assert p.acquire(timeout=5)\\nos._exit(0)\\n') % (address, rl._token.id,\n"
+    "    sys.argv[2].encode())\n"
+    "subprocess.run([sys.executable, '-c', child], check=True, timeout=60)\n"
+    "assert rl.acquire(timeout=20) is True\n"
+    "rl.release()\n"
     "del d, d2, l, q, lk, rl\n"
     "print('ok')\n";
 

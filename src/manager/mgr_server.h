@@ -479,6 +479,9 @@ void mp__mgr_run_decoded(struct server *s, struct sconn *c, int rc, mp_obj *req)
 /* CPython's dialect (mgr_server_py.c): does a first request look like one
  * of its (ident, methodname, args, kwds); run one of its requests. */
 bool mp__mgr_py_request_looks(const mp_obj *req);
+/* The session that holds Python's references and its plain Locks (NULL
+ * without memory). */
+struct session *mp__mgr_py_lock_owner(struct server *s);
 void mp__mgr_py_request(struct server *s, struct sconn *c, mp_obj *req);
 
 /* ---- objects and sessions (mgr_server_obj.c) ------------------------------------- */

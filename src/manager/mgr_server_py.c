@@ -11,9 +11,11 @@
  * it would to a C client, and mp__mgr_py_reply rewrites that reply frame
  * into Python's before it goes out, also for requests that waited (a lock
  * acquire, a queue get). References are Python's: incref/decref counts per
- * object, held together by one server-wide session; locks are held by a
- * session of the connection's own (Python's server thread per proxy
- * connection), released with MP_EOWNERDEAD semantics when it closes.
+ * object, held together by one server-wide session, which also holds the
+ * plain Locks Python clients take (a Python Lock has no owner); an RLock is
+ * held by a session of the connection's own (Python's server thread per
+ * proxy connection) and released when that connection closes, where
+ * Python's would stay held by a thread that is gone.
  */
 #include "codec/objimpl.h"
 #include "manager/mgr_server.h"
@@ -303,6 +305,11 @@ static struct session *py_ref_session(struct server *s)
     if (ss && ss->nconns == 0)
         ss->nconns = 1; /* never ends while the server runs */
     return ss;
+}
+
+struct session *mp__mgr_py_lock_owner(struct server *s)
+{
+    return py_ref_session(s);
 }
 
 static int py_incref(struct server *s, struct sobj *o)
