@@ -1,11 +1,11 @@
 /* manager_python: CPython's own manager client - SyncManager(address=,
  * authkey=).connect() and its proxies - against our server, over AF_UNIX
- * and TCP, under every interpreter tu_pythons finds: dict, list, Queue,
- * Lock and RLock with Python's proxy semantics, and KeyError, IndexError,
- * queue.Empty, queue.Full and RuntimeError reaching Python as themselves,
- * a Lock released by another thread, and an RLock whose holder died
- * passing to the next acquirer.
- * A C client keeps working on the same server meanwhile. */
+ * and TCP, under every interpreter tu_pythons finds: dict (and its
+ * iterator), list, Queue, Lock and RLock with Python's proxy semantics;
+ * KeyError, IndexError, queue.Empty, queue.Full and RuntimeError reaching
+ * Python as themselves; a Lock released by another thread, and an RLock
+ * whose holder died passing to the next acquirer. A C client keeps
+ * working on the same server meanwhile. */
 #include "mgr_testutil.h"
 
 #include <mpipc/error.h>
@@ -43,6 +43,9 @@ static const char py_client[] =
     "assert d._getvalue() == d.copy()\n"
     "raises(TypeError, d.__setitem__, [1], 2)\n"
     "d2 = m.dict({'k': 'v'}); assert d2['k'] == 'v' and len(d2) == 1\n"
+    "# iteration: DictProxy.__iter__ gives an Iterator proxy ('#PROXY' reply)\n"
+    "assert sorted(d) == ['b', 'x', 'y', 'z'] and [k for k in d2] == ['k']\n"
+    "it = iter(d2); assert next(it) == 'k'; raises(StopIteration, next, it)\n"
     "d.clear(); assert len(d) == 0\n"
     "# list: Python's ListProxy\n"
     "l = m.list([1, 2, 3])\n"

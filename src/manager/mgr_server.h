@@ -127,7 +127,8 @@ struct sobj {
     int64_t maxsize;    /* <= 0: unbounded */
     int64_t unfinished; /* JoinableQueue's unfinished_tasks */
     struct wq getters, putters, joiners;
-    long pyrefs; /* CPython clients' incref - decref (mgr_server_py.c) */
+    long pyrefs;  /* CPython clients' incref - decref (mgr_server_py.c) */
+    bool py_iter; /* K_LIST: a CPython Iterator's remaining items */
 };
 
 struct session {

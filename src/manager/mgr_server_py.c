@@ -44,6 +44,7 @@ enum {
     PA_JOIN,       /* () -> (None) */
     PA_ACQUIRE,    /* (blocking=True, timeout=None) -> (timeout, 0) */
     PA_RELEASE,    /* () -> (0) */
+    PA_FIRST,      /* () -> (0): an iterator's next item */
 };
 
 /* How our reply becomes Python's (besides the codes every reply maps). */
@@ -53,6 +54,7 @@ enum {
     PX_DEFAULT, /* MP_EKEY: the default given */
     PX_ACQUIRE, /* None: True; MP_ETIMEDOUT: False; MP_EOWNERDEAD: True */
     PX_RELEASE, /* MP_EVALUE: RuntimeError */
+    PX_ITER,    /* MP_EKEY (nothing left): StopIteration */
 };
 
 struct py_method {
@@ -102,6 +104,12 @@ static const struct py_method py_lock[] = {
     {"release", "release", PA_RELEASE, PX_RELEASE},
 };
 
+/* An Iterator (DictProxy.__iter__'s, method_to_typeid): a list object of
+ * the keys as they were, flagged py_iter, whose next item is pop(0). */
+static const struct py_method py_iter[] = {
+    {"__next__", "pop", PA_FIRST, PX_ITER},
+};
+
 /* Python's typeids this server makes, with the kind each is, its method
  * table, and what `create` replies as exposed (Python's proxy classes'
  * _exposed_, or public_methods() of the referent for AutoProxy). */
@@ -116,6 +124,7 @@ static const char *const py_list_exposed[] = {
 static const char *const py_queue_exposed[] = {"empty", "full",       "get",   "get_nowait", "join",
                                                "put",   "put_nowait", "qsize", "task_done",  NULL};
 static const char *const py_lock_exposed[] = {"acquire", "release", NULL};
+static const char *const py_iter_exposed[] = {"__next__", NULL};
 
 #define PY_TABLE(t) t, sizeof t / sizeof t[0]
 
@@ -134,10 +143,14 @@ static const struct py_type {
     {"RLock", K_RLOCK, PY_TABLE(py_lock), py_lock_exposed},
 };
 
-static const struct py_type *py_type_of_kind(int kind)
+static const struct py_type py_iter_type = {"Iterator", K_LIST, PY_TABLE(py_iter), py_iter_exposed};
+
+static const struct py_type *py_type_of(const struct sobj *o)
 {
+    if (o->py_iter)
+        return &py_iter_type;
     for (size_t i = 0; i < sizeof py_types / sizeof py_types[0]; i++)
-        if (py_types[i].kind == kind)
+        if (py_types[i].kind == o->kind)
             return &py_types[i];
     return NULL;
 }
@@ -257,6 +270,12 @@ static mp_obj *py_translate(struct sconn *c, const mp_obj *ours)
         /* Python's acquire returns False when the time is up; a lock
          * whose holder died is acquired all the same. */
         return mp_obj_build("(sN)", "#RETURN", mp_obj_bool(code == MP_EOWNERDEAD));
+    if (code == MP_EKEY && c->py_x == PX_ITER) {
+        mp_obj *args = mp_obj_tuple_new();
+        mp_obj *e = args ? mp_obj_instance_new("builtins.StopIteration", args) : NULL;
+        mp_obj_free(args);
+        return e ? mp_obj_build("(sN)", "#ERROR", e) : NULL;
+    }
     if (code == MP_EKEY && c->py_saved && c->py_x == PX_DEFAULT)
         return mp_obj_build("(sO)", "#RETURN", c->py_saved);
     mp_obj *e = NULL;
@@ -455,10 +474,10 @@ static void py_public(struct server *s, struct sconn *c, const char *meth, const
         const mp_obj *tok = mp_obj_list_get(args, 0);
         const mp_obj *ta = mp_obj_instance_args(tok);
         struct sobj *o = ta ? py_find(s, mp_obj_list_get(ta, 2)) : NULL;
-        if (!o || !py_type_of_kind(o->kind))
+        if (!o || !py_type_of(o))
             py_traceback(c, "KeyError: %s", "no such object");
         else
-            py_return(c, py_exposed(py_type_of_kind(o->kind)));
+            py_return(c, py_exposed(py_type_of(o)));
     } else if (strcmp(meth, "number_of_objects") == 0) {
         py_return(c, mp_obj_int((int64_t)s->nobjs));
     } else if (strcmp(meth, "debug_info") == 0) {
@@ -542,7 +561,8 @@ static mp_obj *py_args(struct sconn *c, const struct py_method *m, const mp_obj 
                        py_param(args, kwds, 1, "timeout", NULL), bad);
         return t ? mp_obj_build("(Ni)", t, 0) : NULL;
     case PA_RELEASE:
-        return mp_obj_build("(i)", 0);
+    case PA_FIRST:
+        return n == 0 ? mp_obj_build("(i)", 0) : NULL;
     default:
         if (mp_obj_len(kwds) > 0)
             break;
@@ -554,13 +574,55 @@ static mp_obj *py_args(struct sconn *c, const struct py_method *m, const mp_obj 
     return NULL;
 }
 
+/* DictProxy.__iter__: Python's server makes an Iterator of iter(d) and
+ * replies ('#PROXY', (exposed, token)); its client fills in the token's
+ * address and takes the reference create gave. Here the iterator holds
+ * the keys as they are now (Python's would fail once d changed size). */
+static void py_iterate(struct server *s, struct sconn *c, struct sobj *d)
+{
+    mp_obj *keys = mp_obj_list_new();
+    size_t pos = 0;
+    const mp_obj *k, *v;
+    while (keys && mp_obj_dict_next(d->value, &pos, &k, &v) == 1) {
+        mp_obj *kc = mp_obj_copy(k);
+        if (!kc || mp_obj_list_append(keys, kc) < 0) {
+            mp_obj_free(kc);
+            mp_obj_free(keys);
+            keys = NULL;
+        }
+    }
+    struct sobj *it = keys ? mp__mgr_obj_new(s, K_LIST) : NULL;
+    if (!it || py_incref(s, it) < 0) {
+        if (it)
+            mp__mgr_obj_destroy(s, it);
+        mp_obj_free(keys);
+        py_traceback(c, "%s", "the server is out of memory");
+        return;
+    }
+    it->value = keys;
+    it->py_iter = true;
+    mp_obj *targs = mp_obj_build("(sNN)", "Iterator", mp_obj_none(), py_ident(it));
+    mp_obj *tok = targs ? mp_obj_instance_new("multiprocessing.managers.Token", targs) : NULL;
+    mp_obj_free(targs);
+    mp_obj *r = tok ? mp_obj_build("(s(NN))", "#PROXY", py_exposed(&py_iter_type), tok) : NULL;
+    if (r)
+        py_send(c, r);
+    else
+        py_traceback(c, "%s", "the server is out of memory");
+    mp_obj_free(r);
+}
+
 static void py_call(struct server *s, struct sconn *c, const mp_obj *ident, const char *meth,
                     const mp_obj *args, const mp_obj *kwds)
 {
     struct sobj *o = py_find(s, ident);
-    const struct py_type *t = o ? py_type_of_kind(o->kind) : NULL;
+    const struct py_type *t = o ? py_type_of(o) : NULL;
     if (!t) {
         py_traceback(c, "KeyError: %s", "no such object");
+        return;
+    }
+    if (o->kind == K_DICT && strcmp(meth, "__iter__") == 0) {
+        py_iterate(s, c, o);
         return;
     }
     const struct py_method *m = NULL;
