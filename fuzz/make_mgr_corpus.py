@@ -145,6 +145,8 @@ def py_script():
             ("3", "acquire", (True,), {}), ("3", "acquire", (True, 0.5), {}),
             ("4", "__getitem__", (7,), {}), ("4", "remove", (9,), {}),
             ("4", "#GETVALUE", (), {}), ("1", "sort", (), {}),
+            ("1", "__iter__", (), {}), ("5", "__next__", (), {}), ("5", "__next__", (), {}),
+            ("5", "__next__", (), {}), (None, "decref", ("5",), {}),
             (None, "get_methods", (Token("dict", "/m", "1"),), {}), (None, "decref", ("1",), {}),
             (None, "decref", ("1",), {}), (None, "number_of_objects", (), {})]
     out = bytes([5 << 2 | 3 | 0x20])
