@@ -28,7 +28,8 @@
  * reply - at once, or later when a request parked in the server is granted,
  * times out or loses its object or connection - and every reply is a frame
  * holding ('#RETURN', value) or ('#ERROR', int, str); on a CPython
- * connection ('#RETURN', value), ('#ERROR', exception) or ('#TRACEBACK', str).
+ * connection ('#RETURN', value), ('#ERROR', exception), ('#TRACEBACK', str)
+ * or ('#PROXY', (exposed, token)).
  */
 #include "codec/frame.h"
 #include "codec/pickle.h"
@@ -114,8 +115,8 @@ struct state {
     bool py[NCONN];    /* it speaks CPython's dialect */
 };
 
-/* A reply in CPython's dialect: ('#RETURN', v), ('#ERROR', exception) or
- * ('#TRACEBACK', text). */
+/* A reply in CPython's dialect: ('#RETURN', v), ('#ERROR', exception),
+ * ('#TRACEBACK', text) or ('#PROXY', (exposed, token)). */
 static void check_py_reply(const mp_obj *r, const char *k, size_t kl)
 {
     check(mp_obj_len(r) == 2, "a CPython reply is a pair");
@@ -124,6 +125,10 @@ static void check_py_reply(const mp_obj *r, const char *k, size_t kl)
         check(mp_obj_type(v) == MP_TYPE_INSTANCE, "('#ERROR', exception)");
     else if (kl == 10 && memcmp(k, "#TRACEBACK", 10) == 0)
         check(mp_obj_type(v) == MP_TYPE_STR, "('#TRACEBACK', text)");
+    else if (kl == 6 && memcmp(k, "#PROXY", 6) == 0)
+        check(mp_obj_type(v) == MP_TYPE_TUPLE && mp_obj_len(v) == 2 &&
+                  mp_obj_type(mp_obj_list_get(v, 1)) == MP_TYPE_INSTANCE,
+              "('#PROXY', (exposed, token))");
     else
         check(kl == 7 && memcmp(k, "#RETURN", 7) == 0, "a CPython reply's tag");
 }
