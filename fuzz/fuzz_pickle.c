@@ -79,6 +79,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check(mp_obj_equal(a, b) || strstr(text, "nan") != NULL, "round trip not equal");
     check(mp_obj_equal(a, a) || strstr(text, "nan") != NULL, "value not equal to itself");
     check(mp_obj_len(a) != -22 /* -EINVAL */, "len of a value failed");
+    if (mp_obj_type(a) == MP_TYPE_INSTANCE) {
+        /* An inert instance: a listed class, a tuple of args; unhashable. */
+        check(mp_obj_instance_class(a) != NULL, "instance without a class");
+        check(mp_obj_type(mp_obj_instance_args(a)) == MP_TYPE_TUPLE, "instance args not a tuple");
+        mp_obj *again = mp_obj_instance_new(mp_obj_instance_class(a), mp_obj_instance_args(a));
+        check(again != NULL && mp_obj_equal(again, a), "a decoded instance cannot be rebuilt");
+        mp_obj_free(again);
+    }
 
     free(ra);
     free(rb);

@@ -13,17 +13,23 @@
  *   op & 3            the connection
  *   op >> 2 & 7 < 5   a raw request: a 2-byte length, then that many bytes
  *                     (the frame's payload, any bytes at all)
- *              == 5   the connection's peer hangs up (a new one says hello)
+ *              == 5   the connection's peer hangs up (a new one says hello;
+ *                     with op & 0x20, a new one that speaks CPython's
+ *                     dialect instead, mgr_server_py.c)
  *              == 6   every timed waiter's deadline passes
  *              == 7   a request built from parts: an ident byte, a method
  *                     (an index into the table below), then a byte's worth
- *                     of argument pickle (opcodes ending in a tuple)
+ *                     of argument pickle (opcodes ending in a tuple); on a
+ *                     CPython connection (ident as '%x' or None, a method
+ *                     of py_methods, args, {})
  *
  * Whatever happens, the server must not crash, leak or touch memory it does
  * not own (ASan/UBSan), and every request the server reads gets exactly one
  * reply - at once, or later when a request parked in the server is granted,
  * times out or loses its object or connection - and every reply is a frame
- * holding ('#RETURN', value) or ('#ERROR', int, str).
+ * holding ('#RETURN', value) or ('#ERROR', int, str); on a CPython
+ * connection ('#RETURN', value), ('#ERROR', exception), ('#TRACEBACK', str)
+ * or ('#PROXY', (exposed, token)).
  */
 #include "codec/frame.h"
 #include "codec/pickle.h"
@@ -31,6 +37,7 @@
 
 #include <mpipc/obj.h>
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +55,52 @@ static const char *const methods[] = {
     "remove", "acquire",  "put",    "qsize",  "empty",   "full",       "task_done", "join",
 };
 
+/* CPython's names: the server's public calls and the proxies' methods. */
+static const char *const py_methods[] = {
+    "dummy",
+    "create",
+    "accept_connection",
+    "incref",
+    "decref",
+    "get_methods",
+    "debug_info",
+    "number_of_objects",
+    "shutdown",
+    "__getitem__",
+    "__setitem__",
+    "__delitem__",
+    "__contains__",
+    "__len__",
+    "get",
+    "setdefault",
+    "pop",
+    "popitem",
+    "keys",
+    "values",
+    "items",
+    "clear",
+    "copy",
+    "update",
+    "#GETVALUE",
+    "append",
+    "extend",
+    "insert",
+    "remove",
+    "index",
+    "count",
+    "get_nowait",
+    "put",
+    "put_nowait",
+    "qsize",
+    "empty",
+    "full",
+    "task_done",
+    "join",
+    "acquire",
+    "release",
+    "sort",
+};
+
 static void check(int ok, const char *what)
 {
     if (!ok) {
@@ -59,7 +112,26 @@ static void check(int ok, const char *what)
 struct state {
     struct mp__mgr_probe *p;
     int parked[NCONN]; /* a request read from it has not been answered */
+    bool py[NCONN];    /* it speaks CPython's dialect */
 };
+
+/* A reply in CPython's dialect: ('#RETURN', v), ('#ERROR', exception),
+ * ('#TRACEBACK', text) or ('#PROXY', (exposed, token)). */
+static void check_py_reply(const mp_obj *r, const char *k, size_t kl)
+{
+    check(mp_obj_len(r) == 2, "a CPython reply is a pair");
+    const mp_obj *v = mp_obj_list_get(r, 1);
+    if (kl == 6 && memcmp(k, "#ERROR", 6) == 0)
+        check(mp_obj_type(v) == MP_TYPE_INSTANCE, "('#ERROR', exception)");
+    else if (kl == 10 && memcmp(k, "#TRACEBACK", 10) == 0)
+        check(mp_obj_type(v) == MP_TYPE_STR, "('#TRACEBACK', text)");
+    else if (kl == 6 && memcmp(k, "#PROXY", 6) == 0)
+        check(mp_obj_type(v) == MP_TYPE_TUPLE && mp_obj_len(v) == 2 &&
+                  mp_obj_type(mp_obj_list_get(v, 1)) == MP_TYPE_INSTANCE,
+              "('#PROXY', (exposed, token))");
+    else
+        check(kl == 7 && memcmp(k, "#RETURN", 7) == 0, "a CPython reply's tag");
+}
 
 /* Take connection i's output: count its frames, check each one. */
 static int frames(struct state *st, unsigned i)
@@ -84,7 +156,11 @@ static int frames(struct state *st, unsigned i)
             int64_t code = 0;
             check(mp_obj_type(r) == MP_TYPE_TUPLE, "a reply is not a tuple");
             check(mp_obj_get_str(mp_obj_list_get(r, 0), &k, &kl) == 0, "a reply has no tag");
-            if (kl == 7 && memcmp(k, "#RETURN", 7) == 0) {
+            /* A CPython connection whose first request did not decode
+             * has not chosen its dialect: ours answers it. */
+            if (st->py[i] && !(mp_obj_len(r) == 3 && kl == 6 && memcmp(k, "#ERROR", 6) == 0)) {
+                check_py_reply(r, k, kl);
+            } else if (kl == 7 && memcmp(k, "#RETURN", 7) == 0) {
                 check(mp_obj_len(r) == 2, "('#RETURN', value)");
             } else {
                 check(kl == 6 && memcmp(k, "#ERROR", 6) == 0, "a reply's tag");
@@ -172,7 +248,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 break;
             st.parked[i] = 0;
             settle(&st);
-            hello(&st, i);
+            st.py[i] = (op & 0x20) != 0;
+            if (!st.py[i])
+                hello(&st, i);
         } else if (kind == 6) {
             mp__mgr_probe_expire(st.p);
             settle(&st);
@@ -183,12 +261,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             at += 3;
             if (an > size - at)
                 an = (unsigned)(size - at);
-            const char *m = methods[mi % (sizeof methods / sizeof methods[0])];
+            const char *m = st.py[i] ? py_methods[mi % (sizeof py_methods / sizeof py_methods[0])]
+                                     : methods[mi % (sizeof methods / sizeof methods[0])];
             size_t k = 0, ml = strlen(m);
             built[k++] = 0x80;
             built[k++] = 4;
-            built[k++] = 'K';
-            built[k++] = (unsigned char)ident;
+            if (st.py[i]) {
+                /* (ident, method, args, {}): ident None, or our id in hex. */
+                built[k++] = '(';
+                if (ident == 0) {
+                    built[k++] = 'N';
+                } else {
+                    char hex[4];
+                    int hl = snprintf(hex, sizeof hex, "%x", ident);
+                    built[k++] = 0x8c;
+                    built[k++] = (unsigned char)hl;
+                    memcpy(built + k, hex, (size_t)hl);
+                    k += (size_t)hl;
+                }
+            } else {
+                built[k++] = 'K';
+                built[k++] = (unsigned char)ident;
+            }
             built[k++] = 0x8c;
             built[k++] = (unsigned char)ml;
             memcpy(built + k, m, ml);
@@ -196,7 +290,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             memcpy(built + k, data + at, an);
             k += an;
             at += an;
-            built[k++] = 0x87;
+            if (st.py[i]) {
+                built[k++] = '}';
+                built[k++] = 't';
+            } else {
+                built[k++] = 0x87;
+            }
             built[k++] = '.';
             request(&st, i, built, k);
         }

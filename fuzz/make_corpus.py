@@ -46,6 +46,16 @@ def shapes():
     fs = frozenset({1, 2})
     yield from [{1, 2}, set(), frozenset([3]), frozenset(), {fs: {3}}, [fs, fs],
                 {"a", (1, 2), None, fs}, set(range(1005))]
+    # the manager classes read as inert instances (Token by NEWOBJ + BUILD,
+    # exceptions by REDUCE), as replies carry them, and their neighbours
+    import queue, threading
+    from multiprocessing.managers import RemoteError, Token
+    tok = Token("dict", ("127.0.0.1", 5000), "7f1")
+    yield from [tok, KeyError("k"), IndexError(), ValueError(1, "v"), queue.Empty(),
+                queue.Full(), threading.BrokenBarrierError(), RemoteError("tb"),
+                StopIteration([1]), ("#ERROR", KeyError(("k", 1))),
+                ("#PROXY", (("get", "put"), tok)), [tok, tok, KeyError(tok)],
+                ZeroDivisionError("refused"), queue.Queue]
 
 
 def write(dirname, data):

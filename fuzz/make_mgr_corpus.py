@@ -127,6 +127,34 @@ def scripts():
     yield make + built(0, 1, "set", b"K\x01K\x02\x86") + built(1, 2, "pop", b")") + \
         built(2, 0, "shutdown", b"N\x85") + built(3, 0, "shutdown", b")") + \
         raw(0, c_pickle((0, "ping", ())))
+    yield py_script()
+
+
+def py_script():
+    """Connection 3 hangs up and comes back speaking CPython's dialect:
+    what SyncManager.connect() and its proxies send (objects 1-4 here)."""
+    from multiprocessing.managers import Token
+    reqs = [(None, "dummy", (), {}), (None, "create", ("dict",), {}),
+            (None, "create", ("Queue", 1), {}), (None, "create", ("Lock",), {}),
+            (None, "create", ("list", [1, 2]), {}), (None, "incref", ("1",), {}),
+            (None, "accept_connection", ("Thread-1",), {}),
+            ("1", "__setitem__", ("k", 1), {}), ("1", "__getitem__", ("x",), {}),
+            ("1", "pop", ("x", 5), {}), ("1", "update", (), {"a": 2}), ("1", "items", (), {}),
+            ("2", "put", (1,), {"block": True, "timeout": 1.0}), ("2", "put_nowait", (2,), {}),
+            ("2", "get", (False,), {}), ("2", "get", (), {"timeout": 0.5}),
+            ("3", "acquire", (True,), {}), ("3", "acquire", (True, 0.5), {}),
+            ("4", "__getitem__", (7,), {}), ("4", "remove", (9,), {}),
+            ("4", "#GETVALUE", (), {}), ("1", "sort", (), {}),
+            ("1", "__iter__", (), {}), ("5", "__next__", (), {}), ("5", "__next__", (), {}),
+            ("5", "__next__", (), {}), (None, "decref", ("5",), {}),
+            (None, "get_methods", (Token("dict", "/m", "1"),), {}), (None, "decref", ("1",), {}),
+            (None, "decref", ("1",), {}), (None, "number_of_objects", (), {})]
+    out = bytes([5 << 2 | 3 | 0x20])
+    for i, r in enumerate(reqs):
+        out += raw(3, pickle.dumps(r, protocol=4))
+        if r[1] == "acquire" and len(r[2]) == 2:
+            out += bytes([6 << 2])  # its deadline passes: False
+    return out
 
 
 def fastpath_seeds():

@@ -2,8 +2,10 @@
  * libmpipc - values: the C side of the Python objects a Connection carries.
  *
  * An mp_obj is one of None, bool, int (any size, as in Python), float
- * (double), str (UTF-8), bytes, list, tuple, dict, set, frozenset or
- * bytearray. mp_conn_send() pickles it so that a Python
+ * (double), str (UTF-8), bytes, list, tuple, dict, set, frozenset,
+ * bytearray, or an inert instance of one of the few CPython classes Python's
+ * managers send (exceptions, Token: mp_obj_instance_new). mp_conn_send()
+ * pickles it so that a Python
  * peer's recv() gets the equal Python object, and mp_conn_recv() turns what a
  * Python peer sent back into an mp_obj.
  *
@@ -104,7 +106,7 @@ extern "C" {
 #endif
 
 /* A value: None, bool, int, float, str, bytes, list, tuple, dict, set,
- * frozenset or bytearray. */
+ * frozenset, bytearray or an instance of a listed CPython class. */
 typedef struct mp_obj mp_obj;
 
 /* The kinds of value, as returned by mp_obj_type(). */
@@ -121,6 +123,7 @@ typedef enum mp_type {
     MP_TYPE_SET,
     MP_TYPE_FROZENSET,
     MP_TYPE_BYTEARRAY,
+    MP_TYPE_INSTANCE, /* an inert instance of a listed CPython class (1.1) */
 } mp_type;
 
 /* The deepest nesting of containers a value may have: [] nests 1 deep,
@@ -195,8 +198,8 @@ MP_API void mp_obj_free(mp_obj *o);
 MP_API int mp_obj_type(const mp_obj *o);
 
 /* mp_type_name - Python's name of a type ("NoneType", "bool", "int", "float",
- * "str", "bytes", "list", "tuple", "dict", "set", "frozenset", "bytearray");
- * "?" for anything else. Static. */
+ * "str", "bytes", "list", "tuple", "dict", "set", "frozenset", "bytearray",
+ * and "instance" for MP_TYPE_INSTANCE); "?" for anything else. Static. */
 MP_API const char *mp_type_name(int type);
 
 /*
@@ -603,6 +606,58 @@ MP_API mp_obj *mp_obj_copy(const mp_obj *o);
  * Ownership: the caller frees *out with free().
  */
 MP_API int mp_obj_repr(const mp_obj *o, char **out);
+
+/* ---- Instances of CPython's manager classes (1.1) ----------------------
+ *
+ * Python's managers send a few class instances: the exception a referent's
+ * method raised (('#ERROR', KeyError('k'))) and a Token naming a shared
+ * object (('#PROXY', (exposed, token))). An MP_TYPE_INSTANCE value stands
+ * for one of them as an inert value: the class's name and its arguments,
+ * nothing else. The decoder never imports or calls to make one, and the
+ * encoder writes one so that Python's unpickler rebuilds the real object.
+ * Only the classes of docs/wire.md are known:
+ *   "multiprocessing.managers.Token", "multiprocessing.managers.RemoteError",
+ *   "builtins.KeyError", "builtins.IndexError", "builtins.ValueError",
+ *   "builtins.TypeError", "builtins.AttributeError", "builtins.RuntimeError",
+ *   "builtins.StopIteration", "builtins.OverflowError",
+ *   "threading.BrokenBarrierError", "queue.Empty" and "queue.Full".
+ * Any other class name is refused, on the wire and here.
+ *
+ * args is the tuple Python passes to the class: an exception's e.args
+ * (KeyError('k'): ('k',)); for a Token, the (typeid, address, id) its
+ * __getstate__ returns, which must have three items. An instance compares
+ * equal to another of the same class with equal args, is unhashable (MP_ETYPE
+ * as a dict key), and its repr is Python's (KeyError('k'), Empty(),
+ * Token(typeid='dict', address='/tmp/m', id='7f1')). It nests one level
+ * deeper than its args.
+ */
+
+/*
+ * mp_obj_instance_new - an instance of class cls with arguments args.
+ *
+ * cls: a class name of the list above, module and name ("builtins.KeyError").
+ * args: a tuple, copied.
+ * Returns a new root value, or NULL when cls or args is NULL, cls is not on
+ * the list, args is not a tuple (or, for a Token, not three items), the
+ * result would nest deeper than MP_OBJ_MAX_DEPTH, or memory runs out.
+ * Ownership: the caller owns the result (mp_obj_free); args stays the
+ * caller's.
+ */
+MP_API mp_obj *mp_obj_instance_new(const char *cls, const mp_obj *args);
+
+/*
+ * mp_obj_instance_class - the class of an instance: its module and name
+ * ("queue.Empty", "multiprocessing.managers.Token"), a static string; NULL
+ * when o is NULL or not an MP_TYPE_INSTANCE.
+ */
+MP_API const char *mp_obj_instance_class(const mp_obj *o);
+
+/*
+ * mp_obj_instance_args - the arguments of an instance: a tuple.
+ * Returns the tuple, or NULL when o is NULL or not an MP_TYPE_INSTANCE.
+ * Ownership: borrowed from o (const): valid while o is; never free it.
+ */
+MP_API const mp_obj *mp_obj_instance_args(const mp_obj *o);
 
 /* ---- Building and unpacking in one call --------------------------------
  *

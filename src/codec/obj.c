@@ -148,7 +148,7 @@ void mp__obj_free_node(mp_obj *o)
 {
     if (!o || mp__obj_immortal(o))
         return;
-    if (obj_is_seq(o))
+    if (mp__obj_has_items(o))
         free(o->u.seq.items);
     else if (mp__obj_is_table(o))
         free(o->u.d.entries);
@@ -159,7 +159,7 @@ void mp__obj_free_tree(mp_obj *o)
 {
     if (!o || mp__obj_immortal(o))
         return;
-    if (obj_is_seq(o)) {
+    if (mp__obj_has_items(o)) {
         for (size_t i = 0; i < o->u.seq.len; i++)
             mp__obj_free_tree(o->u.seq.items[i]);
     } else if (mp__obj_is_table(o)) {
@@ -325,6 +325,8 @@ MP_API const char *mp_type_name(int type)
         return "frozenset";
     case MP_TYPE_BYTEARRAY:
         return "bytearray";
+    case MP_TYPE_INSTANCE:
+        return "instance";
     default:
         return "?";
     }
@@ -607,7 +609,7 @@ static size_t obj_node_cost(const mp_obj *o)
     size_t c = sizeof(mp_obj);
     if (mp__obj_is_strbytes(o) || mp__obj_is_bigint(o))
         c += o->u.s.len + 1;
-    else if (obj_is_seq(o))
+    else if (mp__obj_has_items(o))
         c += o->u.seq.len * sizeof(mp_obj *);
     else if (mp__obj_is_table(o))
         c += o->u.d.used * (sizeof(struct mp__dict_entry) + 4 * sizeof(size_t));
@@ -646,7 +648,7 @@ int mp__obj_copy_limited(const mp_obj *o, size_t *budget, mp_obj **out)
     if (!c)
         return -ENOMEM;
     c->height = o->height;
-    if (obj_is_seq(o)) {
+    if (mp__obj_has_items(o)) {
         c->flags = o->flags & MP__F_HASHED;
         c->u.seq.hash = o->u.seq.hash;
         rc = mp__seq_reserve(c, o->u.seq.len);

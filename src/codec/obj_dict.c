@@ -394,6 +394,13 @@ static int dict_eq_rec(const mp_obj *a, const mp_obj *b, size_t *work)
             *work -= a->u.s.len;
         }
         return memcmp(a->u.s.data, b->u.s.data, a->u.s.len) == 0;
+    case MP_TYPE_INSTANCE:
+        /* Python compares exceptions and Tokens by identity; a value has
+         * none, so an instance equals another of its class with equal
+         * args (its one item). */
+        if (mp__instance_cls(a) != mp__instance_cls(b))
+            return 0;
+        /* fall through */
     case MP_TYPE_LIST:
     case MP_TYPE_TUPLE:
         if (a->u.seq.len != b->u.seq.len)

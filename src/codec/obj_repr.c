@@ -394,9 +394,33 @@ static void repr_set(struct repr_buf *b, const mp_obj *o)
     repr_puts(b, frozen ? "})" : "}");
 }
 
+static void repr_obj(struct repr_buf *b, const mp_obj *o);
+
+/* Python's repr of an exception, Name(arg, ...), and of a Token, whose
+ * __repr__ names its three fields. */
+static void repr_instance(struct repr_buf *b, const mp_obj *o)
+{
+    static const char *const token_fields[] = {"typeid=", "address=", "id="};
+    int cls = mp__instance_cls(o);
+    const mp_obj *args = o->u.seq.items[0];
+    repr_puts(b, mp__instance_name(cls));
+    repr_putc(b, '(');
+    for (size_t i = 0; i < args->u.seq.len; i++) {
+        if (i)
+            repr_puts(b, ", ");
+        if (cls == MP__CLS_TOKEN && i < 3)
+            repr_puts(b, token_fields[i]);
+        repr_obj(b, args->u.seq.items[i]);
+    }
+    repr_putc(b, ')');
+}
+
 static void repr_obj(struct repr_buf *b, const mp_obj *o)
 {
     switch (o->type) {
+    case MP_TYPE_INSTANCE:
+        repr_instance(b, o);
+        break;
     case MP_TYPE_LIST:
     case MP_TYPE_TUPLE: {
         bool list = o->type == MP_TYPE_LIST;

@@ -7,7 +7,9 @@
  *               (statics dict_);
  *   obj_repr.c  Python's repr() (statics repr_);
  *   obj_int.c   ints beyond int64 (statics int_);
- *   obj_str.c   str with lone surrogates, fsencode/fsdecode (statics str_).
+ *   obj_str.c   str with lone surrogates, fsencode/fsdecode (statics str_);
+ *   obj_instance.c  the CPython classes known as inert instances, their
+ *               table and the public instance calls (statics inst_).
  * The pickle codec builds on it; the manager's two halves (src/manager/)
  * use the tree-keeping operations at the end.
  *
@@ -237,6 +239,37 @@ void mp__obj_free_tree(mp_obj *o);
  * *out is o itself when o is immortal).
  */
 int mp__obj_copy_limited(const mp_obj *o, size_t *budget, mp_obj **out);
+
+/* ---- Instances (obj_instance.c) -----------------------------------------
+ *
+ * An MP_TYPE_INSTANCE node uses u.seq with exactly one item, its args tuple,
+ * so the tree code (free, copy, placing) treats it as a one-item sequence;
+ * u.seq.hash holds the class's index in the table below (an instance is
+ * unhashable, so the field is free, and copying a sequence copies it). */
+
+/* The index of Token, the one class rebuilt by NEWOBJ + BUILD (its state,
+ * three items) rather than by REDUCE. */
+#define MP__CLS_TOKEN 0
+
+/* A class by module and name as a pickle's GLOBAL / STACK_GLOBAL names it:
+ * its index, or -1 when it is not on the list. Aliases the table accepts
+ * (_queue.Empty, which is queue.Empty on CPython 3.7+) map to one index. */
+int mp__instance_lookup(const char *mod, size_t modlen, const char *name, size_t namelen);
+
+/* The class's module, name, and "module.name" (static strings). */
+const char *mp__instance_module(int cls);
+const char *mp__instance_name(int cls);
+const char *mp__instance_qualname(int cls);
+
+static inline int mp__instance_cls(const mp_obj *o)
+{
+    return (int)o->u.seq.hash;
+}
+
+static inline bool mp__obj_has_items(const mp_obj *o)
+{
+    return o->type == MP_TYPE_LIST || o->type == MP_TYPE_TUPLE || o->type == MP_TYPE_INSTANCE;
+}
 
 /* ---- Tree-keeping operations obj.h does not offer (for the manager server,
  * which edits shared lists and dicts in place and moves values out of

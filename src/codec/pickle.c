@@ -196,6 +196,30 @@ static void pickle_dump_other(mp__pickler *w, const mp_obj *o)
     }
 }
 
+/*
+ * An instance as CPython pickles one (protocol 4), so Python's unpickler
+ * rebuilds the real object: an exception is REDUCE of its class with its
+ * args; a Token (a plain class with __slots__ and __getstate__) is NEWOBJ
+ * of the class with () and then BUILD with its state, the three-item args.
+ */
+static void pickle_instance(mp__pickler *w, const mp_obj *o)
+{
+    int cls = mp__instance_cls(o);
+    const char *mod = mp__instance_module(cls), *name = mp__instance_name(cls);
+    mp__pickler_str(w, mod, strlen(mod));
+    mp__pickler_str(w, name, strlen(name));
+    pickle_op(w, MP__OP_STACK_GLOBAL);
+    if (cls == MP__CLS_TOKEN) {
+        pickle_op(w, MP__OP_EMPTY_TUPLE);
+        pickle_op(w, MP__OP_NEWOBJ);
+        pickle_dump(w, o->u.seq.items[0]);
+        pickle_op(w, MP__OP_BUILD);
+    } else {
+        pickle_dump(w, o->u.seq.items[0]);
+        pickle_op(w, MP__OP_REDUCE);
+    }
+}
+
 static void pickle_dump(mp__pickler *w, const mp_obj *o)
 {
     switch (o->type) {
@@ -274,6 +298,9 @@ static void pickle_dump(mp__pickler *w, const mp_obj *o)
     case MP_TYPE_FROZENSET:
     case MP_TYPE_BYTEARRAY:
         pickle_dump_other(w, o);
+        break;
+    case MP_TYPE_INSTANCE:
+        pickle_instance(w, o);
         break;
     default:
         w->err = -EINVAL; /* not a value type */

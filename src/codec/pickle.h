@@ -15,7 +15,9 @@
  * these types in protocols 0-5), and everything refused with MP_EPROTO.
  * The decoder resolves a fixed table of three names and builds those values
  * itself: builtins.bytearray, builtins.set and builtins.frozenset, each only
- * as the callable of a REDUCE with the one argument shape CPython writes. In
+ * as the callable of a REDUCE with the one argument shape CPython writes;
+ * and the CPython classes Python's managers send (obj_instance.c's list:
+ * Token by NEWOBJ + BUILD, exceptions by REDUCE), as inert instances. In
  * short, refused are: every other opcode or name that imports or calls code
  * (so protocol 0-2 bytes, which CPython writes as a _codecs.encode call),
  * Python 2 strings, out-of-band buffers, truncated or malformed input,

@@ -9,7 +9,12 @@
  * builtins.frozenset (module __builtin__ too, Python 2's name), to markers
  * that only REDUCE accepts, with bytearray's () or (bytes,) and the sets'
  * (list,) argument; REDUCE then builds the value as any opcode builds one.
- * No other name is resolved (docs/wire.md has the table).
+ * They also resolve the CPython classes of obj_instance.c's list (Python's
+ * manager Token, RemoteError, a few exceptions, queue.Empty and Full) to a
+ * class marker: REDUCE of an exception's marker with a tuple, and NEWOBJ of
+ * Token's marker with () followed by BUILD with a 3-tuple state, make an
+ * inert MP_TYPE_INSTANCE holding the args; nothing is called. No other name
+ * is resolved (docs/wire.md has the table).
  *
  * Decoding happens in two phases.
  *
@@ -57,6 +62,11 @@
 #define TYPE_BYTEARRAY_CALLABLE 0x40
 #define TYPE_SET_CALLABLE       0x41
 #define TYPE_FROZENSET_CALLABLE 0x42
+/* A listed CPython class (u.i: its index, objimpl.h), consumed by REDUCE
+ * (exceptions) or NEWOBJ (Token); and the Token NEWOBJ made, consumed by
+ * BUILD, which gives it its state and makes it an MP_TYPE_INSTANCE. */
+#define TYPE_CLASS         0x43
+#define TYPE_TOKEN_UNBUILT 0x44
 
 /* A growable array of node pointers. */
 struct vec {
@@ -777,7 +787,67 @@ static int unpickle_push_global(struct unpickler *u, const unsigned char *mod, s
     for (size_t i = 0; builtins && i < sizeof known / sizeof known[0]; i++)
         if (namelen == known[i].len && memcmp(name, known[i].name, namelen) == 0)
             return unpickle_push_new(u, known[i].type);
-    return unpickle_fail(u, MP__UNPICKLE_IMPORTS);
+    int cls = mp__instance_lookup((const char *)mod, modlen, (const char *)name, namelen);
+    if (cls < 0)
+        return unpickle_fail(u, MP__UNPICKLE_IMPORTS);
+    mp_obj *o;
+    int rc = unpickle_new_node(u, TYPE_CLASS, &o);
+    if (rc < 0)
+        return rc;
+    o->u.i = cls;
+    return unpickle_push(u, o);
+}
+
+/* Make inst (a new node) an instance of class cls holding args (a tuple)
+ * as its one item. The args node may be shared (memo): placing copies it
+ * where it must. */
+static int unpickle_make_instance(struct unpickler *u, mp_obj *inst, int cls, mp_obj *args)
+{
+    int rc = unpickle_seq_room(u, inst, 1);
+    if (rc == 0)
+        rc = unpickle_adopt_height(u, inst, args);
+    if (rc < 0)
+        return rc;
+    inst->type = MP_TYPE_INSTANCE;
+    inst->u.seq.hash = (uint64_t)cls;
+    inst->u.seq.items[inst->u.seq.len++] = args;
+    return 0;
+}
+
+/* NEWOBJ: cls.__new__(cls, *args), which CPython writes for a Token with
+ * args (). Only that: the result waits for BUILD to give it its state. */
+static int unpickle_newobj(struct unpickler *u)
+{
+    mp_obj *args = NULL, *cls = NULL, *o;
+    int rc = unpickle_pop_value(u, &args);
+    if (rc == 0)
+        rc = unpickle_pop_any(u, &cls);
+    if (rc < 0)
+        return rc;
+    if (cls->type != TYPE_CLASS || cls->u.i != MP__CLS_TOKEN || args->type != MP_TYPE_TUPLE ||
+        args->u.seq.len != 0)
+        return unpickle_fail(u, MP__UNPICKLE_CALLS);
+    if ((rc = unpickle_new_node(u, TYPE_TOKEN_UNBUILT, &o)) < 0)
+        return rc;
+    return unpickle_push(u, o);
+}
+
+/* BUILD: Token.__setstate__(state), state being (typeid, address, id).
+ * Any other BUILD would call a __setstate__ or set attributes: refused. A
+ * Token built once is not built again. */
+static int unpickle_build(struct unpickler *u)
+{
+    mp_obj *state = NULL, *tok = NULL;
+    int rc = unpickle_pop_value(u, &state);
+    if (rc == 0)
+        rc = unpickle_top(u, &tok);
+    if (rc < 0)
+        return rc;
+    if (tok->type != TYPE_TOKEN_UNBUILT)
+        return unpickle_fail(u, MP__UNPICKLE_CALLS);
+    if (state->type != MP_TYPE_TUPLE || state->u.seq.len != 3)
+        return MP_EPROTO; /* Token's __setstate__ unpacks three items */
+    return unpickle_make_instance(u, tok, MP__CLS_TOKEN, state);
 }
 
 /* REDUCE: bytearray() or bytearray(b'...'), as protocols 3 and 4 write a
@@ -794,6 +864,17 @@ static int unpickle_reduce(struct unpickler *u)
         return rc;
     if (args->type != MP_TYPE_TUPLE)
         return unpickle_fail(u, MP__UNPICKLE_CALLS);
+    if (callable->type == TYPE_CLASS) {
+        /* An exception: the class with its args. Token is made by NEWOBJ
+         * and BUILD only, as CPython writes it. */
+        if (callable->u.i == MP__CLS_TOKEN)
+            return unpickle_fail(u, MP__UNPICKLE_CALLS);
+        mp_obj *inst = NULL;
+        rc = unpickle_new_node(u, MP_TYPE_INSTANCE, &inst);
+        if (rc == 0)
+            rc = unpickle_make_instance(u, inst, (int)callable->u.i, args);
+        return rc < 0 ? rc : unpickle_push(u, inst);
+    }
     if (callable->type == TYPE_SET_CALLABLE || callable->type == TYPE_FROZENSET_CALLABLE) {
         mp_obj *list = args->u.seq.len == 1 ? args->u.seq.items[0] : NULL, *set;
         if (!list || list->type != MP_TYPE_LIST)
@@ -1023,9 +1104,13 @@ static int unpickle_step(struct unpickler *u, int op, bool *stop)
                                     (const unsigned char *)b->u.s.data, b->u.s.len);
     case MP__OP_REDUCE:
         return unpickle_reduce(u);
+    case MP__OP_NEWOBJ:
+        return unpickle_newobj(u);
+    case MP__OP_BUILD:
+        return unpickle_build(u);
 
     default:
-        /* BUILD, INST, OBJ, NEWOBJ, NEWOBJ_EX, EXT1/2/4, PERSID, BINPERSID:
+        /* INST, OBJ, NEWOBJ_EX, EXT1/2/4, PERSID, BINPERSID:
          * they import or call code. STRING, BINSTRING, SHORT_BINSTRING:
          * Python 2 str. NEXT_BUFFER, READONLY_BUFFER: out-of-band data.
          * And every byte that is not an opcode. */
@@ -1037,7 +1122,7 @@ static int unpickle_step(struct unpickler *u, int op, bool *stop)
 
 static bool unpickle_is_container(const mp_obj *o)
 {
-    return o->type == MP_TYPE_LIST || o->type == MP_TYPE_TUPLE || mp__obj_is_table(o);
+    return mp__obj_has_items(o) || mp__obj_is_table(o);
 }
 
 /*

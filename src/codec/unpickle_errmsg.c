@@ -127,10 +127,11 @@ int mp__unpickle_errmsg(int rc, int why, int op, size_t off, size_t n)
         return mp__err(rc, "opcode 0x%02x %s refused: %s (offset %zu)", (unsigned)op, name,
                        unpickle_errmsg_refusal(op), off);
     case MP__UNPICKLE_IMPORTS:
-        return mp__err(rc,
-                       "opcode 0x%02x %s refused: the decoder never imports (offset %zu; only "
-                       "builtins.bytearray, set and frozenset are known)",
-                       (unsigned)op, name, off);
+        return mp__err(
+            rc,
+            "opcode 0x%02x %s refused: the decoder never imports (offset %zu; only "
+            "builtins.bytearray, set, frozenset and the classes of docs/wire.md are known)",
+            (unsigned)op, name, off);
     case MP__UNPICKLE_CALLS:
         return mp__err(rc, "opcode 0x%02x %s refused: the decoder never calls (offset %zu)",
                        (unsigned)op, name, off);
@@ -144,7 +145,8 @@ int mp__unpickle_errmsg(int rc, int why, int op, size_t off, size_t n)
         return mp__err(
             rc, "malformed pickle: STOP must leave one value and end the data (offset %zu)", off);
     case MP__UNPICKLE_UNHASHABLE:
-        return mp__err(rc, "TypeError: unhashable dict key or set item (opcode 0x%02x %s, offset %zu)",
+        return mp__err(rc,
+                       "TypeError: unhashable dict key or set item (opcode 0x%02x %s, offset %zu)",
                        (unsigned)op, name, off);
     case MP__UNPICKLE_MEMLIMIT: {
         size_t limit = SIZE_MAX;

@@ -69,6 +69,7 @@ static void srv_conn_kill(struct server *s, struct sconn *c)
 
 static void srv_conn_free(struct sconn *c)
 {
+    mp_obj_free(c->py_saved);
     mp__mgr_budget_give(c->srv, &c->in_charge);
     mp__mgr_budget_give(c->srv, &c->out_charge);
     if (c->job)

@@ -16,6 +16,8 @@
  *   mgr_server_request.c    req_      request readers (fast, general), the
  *                                     type registry, dispatch
  *   mgr_server_probe.c      probe_    the socket-less server of the fuzzers
+ *   mgr_server_py.c         py_       CPython's manager dialect: its requests
+ *                                     as our methods, our replies as its
  *   mgr_server_obj.c        obj_      objects by id, their lifetime, the
  *                                     sessions that hold them
  *   mgr_server_wait.c       wait_     requests that wait, and their deadlines
@@ -125,6 +127,8 @@ struct sobj {
     int64_t maxsize;    /* <= 0: unbounded */
     int64_t unfinished; /* JoinableQueue's unfinished_tasks */
     struct wq getters, putters, joiners;
+    long pyrefs;  /* CPython clients' incref - decref (mgr_server_py.c) */
+    bool py_iter; /* K_LIST: a CPython Iterator's remaining items */
 };
 
 struct session {
@@ -161,6 +165,11 @@ struct sconn {
     uint64_t slot_seq; /* the last request taken from the slot */
     bool via_slot;     /* the request being handled came through the slot */
     bool hung_up;      /* the peer closed its end: nobody writes to the slot now */
+    /* CPython's dialect (mgr_server_py.c): the connection speaks it, and
+     * how the reply to its current request is rewritten into it. */
+    bool py;
+    int py_x, py_kind;
+    mp_obj *py_saved; /* the key of a KeyError, or a default, or NULL */
 };
 
 /* A connection whose handshake is under way (mgr_server_handshake.c). */
@@ -393,11 +402,17 @@ static inline size_t mp__mgr_reply_begin(struct sconn *c)
     return start;
 }
 
+/* A reply frame to a connection that speaks CPython's dialect, rewritten
+ * into it and closed (mgr_server_py.c). */
+int mp__mgr_py_reply(struct sconn *c, size_t start, bool limited);
+
 /* Close the frame that starts at start. Returns 0 when it stands; for a
  * limited (value) reply that cannot go out, the error code it was replaced
  * with (mp__mgr_frame_check, out of line, deals with those). */
 static inline int mp__mgr_frame_finish(struct sconn *c, size_t start, bool limited)
 {
+    if (c->py)
+        return mp__mgr_py_reply(c, start, limited);
     size_t size = c->out.len - start - 4;
     if (c->out.err || (limited && (size > c->max_reply || size > MP__MGR_OUT_KEEP)))
         return mp__mgr_frame_check(c, start, limited);
@@ -462,6 +477,13 @@ void mp__mgr_handle_request(struct server *s, struct sconn *c, const unsigned ch
 /* Run a request the general decoder read (rc: its result). The caller
  * frees req, whose parts a method may have moved out. */
 void mp__mgr_run_decoded(struct server *s, struct sconn *c, int rc, mp_obj *req);
+/* CPython's dialect (mgr_server_py.c): does a first request look like one
+ * of its (ident, methodname, args, kwds); run one of its requests. */
+bool mp__mgr_py_request_looks(const mp_obj *req);
+/* The session that holds Python's references and its plain Locks (NULL
+ * without memory). */
+struct session *mp__mgr_py_lock_owner(struct server *s);
+void mp__mgr_py_request(struct server *s, struct sconn *c, mp_obj *req);
 
 /* ---- objects and sessions (mgr_server_obj.c) ------------------------------------- */
 

@@ -185,6 +185,12 @@ int mp__mgr_quick_request(const unsigned char *p, size_t n, int64_t *ident, cons
 
 void mp__mgr_run_decoded(struct server *s, struct sconn *c, int rc, mp_obj *req)
 {
+    /* CPython's client says (ident, methodname, args, kwds) where ours
+     * says hello: the first request decides the dialect. */
+    if (rc == 0 && (c->py || (!c->sess && mp__mgr_py_request_looks(req)))) {
+        mp__mgr_py_request(s, c, req);
+        return;
+    }
     if (rc < 0) {
         mp__mgr_reply_error(c, rc == -ENOMEM ? rc : MP_EPROTO,
                             "the request is not a pickle of supported values");

@@ -27,6 +27,17 @@ static void slock_reply_acquired(struct sconn *c, struct sobj *o)
     }
 }
 
+/* The session that holds o once c's request acquires it: c's own, except
+ * for a plain Lock acquired in CPython's dialect, which has no owner in
+ * Python (any thread may release it, and the thread that took it may end
+ * first): the server-wide session of Python's references holds it, so it
+ * is never released behind Python's back (mgr_server_py.c). */
+static struct session *slock_owner(struct sobj *o, struct sconn *c)
+{
+    struct session *py = o->kind == K_LOCK && c->py ? mp__mgr_py_lock_owner(c->srv) : NULL;
+    return py ? py : c->sess;
+}
+
 void mp__mgr_lock_grant_next(struct server *s, struct sobj *o)
 {
     struct waiter *w;
@@ -37,7 +48,7 @@ void mp__mgr_lock_grant_next(struct server *s, struct sobj *o)
             mp__mgr_waiter_free(s, w);
             continue;
         }
-        slock_give(o, wc->sess, w->tid);
+        slock_give(o, slock_owner(o, wc), w->tid);
         slock_reply_acquired(wc, o);
         mp__mgr_waiter_replied(s, w);
     }
@@ -65,7 +76,7 @@ static int slock_acquire(const struct req *r)
         mp_obj_get_int(mp__mgr_arg(r, 1), &tid) < 0)
         return MP_ETYPE;
     if (o->count == 0) {
-        slock_give(o, c->sess, (uint64_t)tid);
+        slock_give(o, slock_owner(o, c), (uint64_t)tid);
         slock_reply_acquired(c, o);
         return 0;
     }

@@ -1,0 +1,116 @@
+/*
+ * obj_instance - the CPython classes the codec knows as inert values
+ * (MP_TYPE_INSTANCE: a class and its args, docs/wire.md says which and why)
+ * and the public calls that make and read them. Statics start with inst_.
+ */
+#include "codec/objimpl.h"
+#include "core/internal.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* The whole list. Index 0 is Token (MP__CLS_TOKEN); the rest are exceptions,
+ * rebuilt by REDUCE of the class with its args. */
+static const struct {
+    const char *module, *name, *qualname;
+} inst_classes[] = {
+    {"multiprocessing.managers", "Token", "multiprocessing.managers.Token"},
+    {"multiprocessing.managers", "RemoteError", "multiprocessing.managers.RemoteError"},
+    {"builtins", "KeyError", "builtins.KeyError"},
+    {"builtins", "IndexError", "builtins.IndexError"},
+    {"builtins", "ValueError", "builtins.ValueError"},
+    {"builtins", "TypeError", "builtins.TypeError"},
+    {"builtins", "AttributeError", "builtins.AttributeError"},
+    {"builtins", "RuntimeError", "builtins.RuntimeError"},
+    {"builtins", "StopIteration", "builtins.StopIteration"},
+    {"builtins", "OverflowError", "builtins.OverflowError"},
+    {"threading", "BrokenBarrierError", "threading.BrokenBarrierError"},
+    {"queue", "Empty", "queue.Empty"},
+    {"queue", "Full", "queue.Full"},
+};
+
+#define INST_COUNT ((int)(sizeof inst_classes / sizeof inst_classes[0]))
+
+static bool inst_eq(const char *a, size_t alen, const char *b)
+{
+    return strlen(b) == alen && memcmp(a, b, alen) == 0;
+}
+
+int mp__instance_lookup(const char *mod, size_t modlen, const char *name, size_t namelen)
+{
+    /* CPython 3.7+ defines queue.Empty in C as _queue.Empty and pickles it
+     * under that module; protocols 0-2 write Python 2's module names
+     * (exceptions.KeyError, Queue.Full), as pickle's fix_imports maps them.
+     * Each is the same class. */
+    if (inst_eq(mod, modlen, "_queue") && inst_eq(name, namelen, "Empty"))
+        mod = "queue", modlen = 5;
+    else if (inst_eq(mod, modlen, "Queue"))
+        mod = "queue", modlen = 5;
+    else if (inst_eq(mod, modlen, "exceptions"))
+        mod = "builtins", modlen = 8;
+    for (int i = 0; i < INST_COUNT; i++)
+        if (inst_eq(mod, modlen, inst_classes[i].module) &&
+            inst_eq(name, namelen, inst_classes[i].name))
+            return i;
+    return -1;
+}
+
+const char *mp__instance_module(int cls)
+{
+    MP__ASSERT(cls >= 0 && cls < INST_COUNT);
+    return inst_classes[cls].module;
+}
+
+const char *mp__instance_name(int cls)
+{
+    MP__ASSERT(cls >= 0 && cls < INST_COUNT);
+    return inst_classes[cls].name;
+}
+
+const char *mp__instance_qualname(int cls)
+{
+    MP__ASSERT(cls >= 0 && cls < INST_COUNT);
+    return inst_classes[cls].qualname;
+}
+
+MP_API mp_obj *mp_obj_instance_new(const char *cls, const mp_obj *args)
+{
+    if (!cls || !args || args->type != MP_TYPE_TUPLE)
+        return NULL;
+    const char *dot = strrchr(cls, '.');
+    if (!dot)
+        return NULL;
+    int i = mp__instance_lookup(cls, (size_t)(dot - cls), dot + 1, strlen(dot + 1));
+    if (i < 0 || (i == MP__CLS_TOKEN && args->u.seq.len != 3))
+        return NULL;
+    if ((unsigned)args->height + 1 > MP_OBJ_MAX_DEPTH)
+        return NULL;
+    mp_obj *copy = mp_obj_copy(args);
+    if (!copy)
+        return NULL;
+    mp_obj *o = mp__obj_alloc(MP_TYPE_INSTANCE);
+    if (!o || mp__seq_push(o, copy) < 0) {
+        mp_obj_free(copy);
+        mp__obj_free_node(o);
+        return NULL;
+    }
+    o->u.seq.hash = (uint64_t)i;
+    o->height = (uint16_t)(copy->height + 1);
+    mp__obj_move(copy, NULL, o);
+    return o;
+}
+
+MP_API const char *mp_obj_instance_class(const mp_obj *o)
+{
+    if (!o || o->type != MP_TYPE_INSTANCE)
+        return NULL;
+    return mp__instance_qualname(mp__instance_cls(o));
+}
+
+MP_API const mp_obj *mp_obj_instance_args(const mp_obj *o)
+{
+    if (!o || o->type != MP_TYPE_INSTANCE)
+        return NULL;
+    MP__ASSERT(o->u.seq.len == 1);
+    return o->u.seq.items[0];
+}
