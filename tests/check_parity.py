@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""check_parity.py SOURCE_DIR - docs/python-to-c.md, the Python-to-C guide,
+"""check_parity.py [--python] SOURCE_DIR - docs/python-to-c.md, the Python-to-C guide,
 is also the parity table: every public name of the headers must appear on it.
 
 Checked, in the code of each include/**/*.h (comments and strings taken out):
@@ -14,8 +14,16 @@ without a row here leaves a Python reader unable to find it; the failure
 lists each missing name, its header and line, and the section of the page
 where its row belongs.
 
+With --python, the other direction: every public name of the python3 that
+runs the script - each module's __all__, the public classes it defines and
+their public methods and attributes, for multiprocessing and the submodules
+in PY_MODULES - must appear on the page as a word, beside its C twin or
+marked "not provided" with the reason.
+
 Exit status 0 when every name is on the page, 1 with the list otherwise.
 """
+import importlib
+import inspect
 import pathlib
 import re
 import sys
@@ -51,6 +59,56 @@ STATUS_ENUM = re.compile(r"\benum\s+mp_status\s*\{([^}]*)\}", re.S)
 ENUM_CONST = re.compile(r"\b(MP_[A-Z0-9_]+)\s*(?:=|,|$)")
 
 
+PY_MODULES = [
+    "multiprocessing", "multiprocessing.connection", "multiprocessing.managers",
+    "multiprocessing.pool", "multiprocessing.shared_memory", "multiprocessing.sharedctypes",
+    "multiprocessing.synchronize", "multiprocessing.reduction", "multiprocessing.context",
+    "multiprocessing.process", "multiprocessing.queues", "multiprocessing.util",
+    "multiprocessing.heap", "multiprocessing.spawn", "multiprocessing.forkserver",
+    "multiprocessing.resource_tracker", "multiprocessing.popen_fork",
+    "multiprocessing.popen_spawn_posix", "multiprocessing.popen_forkserver",
+    "multiprocessing.resource_sharer",
+]
+
+
+def python_names():
+    """(module, dotted name) for each public name of PY_MODULES in this python3."""
+    out = []
+    for modname in PY_MODULES:
+        try:
+            mod = importlib.import_module(modname)
+        except ImportError:
+            continue  # a module this platform lacks (popen_* on Windows)
+        names = list(getattr(mod, "__all__", []))
+        names += [n for n in dir(mod) if not n.startswith("_") and n not in names
+                  and getattr(getattr(mod, n), "__module__", None) == modname]
+        for n in names:
+            obj = getattr(mod, n, None)
+            out.append((modname, n, n))
+            if not inspect.isclass(obj):
+                continue
+            for klass in obj.__mro__:
+                if not klass.__module__.startswith("multiprocessing"):
+                    continue
+                out += [(modname, f"{n}.{a}", a) for a in klass.__dict__ if not a.startswith("_")]
+    return out
+
+
+def check_python(page_text):
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", page_text))
+    missing = sorted({f"{m}.{dotted}" for m, dotted, word in python_names() if word not in words})
+    version = ".".join(map(str, sys.version_info[:2]))
+    if missing:
+        print(f"check_parity.py: {len(missing)} public name(s) of Python {version}'s "
+              f"multiprocessing not on {PAGE}; add each to its module's section, beside its "
+              "C twin or as \"not provided\" with the reason:")
+        for name in missing:
+            print(f"  {name}")
+        return 1
+    print(f"check_parity.py: every public name of Python {version}'s multiprocessing is on {PAGE}")
+    return 0
+
+
 def line_of(text, pos):
     return text.count("\n", 0, pos) + 1
 
@@ -75,11 +133,14 @@ def public_names(header):
 
 
 def main():
-    root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else ".")
+    args = [a for a in sys.argv[1:] if a != "--python"]
+    root = pathlib.Path(args[0] if args else ".")
     page = root / PAGE
     if not page.exists():
         print(f"check_parity.py: {PAGE} is missing")
         return 1
+    if "--python" in sys.argv[1:]:
+        return check_python(page.read_text())
     mentioned = set(re.findall(r"(?<![A-Za-z0-9_])((?:mp|MP)_[A-Za-z0-9_]+)", page.read_text()))
 
     headers = sorted((root / "include").rglob("*.h"))
