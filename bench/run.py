@@ -45,7 +45,8 @@ import subprocess
 import sys
 import time
 
-import perfsvg
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import perfsvg  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -377,12 +378,18 @@ def machine(build):
     cache = os.path.join(build, "CMakeCache.txt")
     cc = _file_field(cache, "CMAKE_C_COMPILER:", "=")
     commit = _first_line(["git", "rev-parse", "--short=12", "HEAD"])
-    dirty = _first_line(["git", "status", "--porcelain", "--untracked-files=no", "--", "src",
-                         "include", "bench"])
+    try:  # the page says when the code measured is not the commit it names
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                "src", "include", "bench"], capture_output=True, text=True,
+                               timeout=30, cwd=ROOT).stdout.strip() != ""
+    except (OSError, subprocess.SubprocessError):
+        dirty = False
     mem = _file_field("/proc/meminfo", "MemTotal")
+    if mem.endswith(" kB") and mem[:-3].strip().isdigit():
+        mem = "%.1f GiB" % (int(mem[:-3]) / (1 << 20))
     return [
         ("CPU", _file_field("/proc/cpuinfo", "model name")),
-        ("cores", "%s logical (os.cpu_count)" % os.cpu_count()),
+        ("cores", "%s logical CPUs" % os.cpu_count()),
         ("memory", mem),
         ("OS", _file_field("/etc/os-release", "PRETTY_NAME", "=")),
         ("kernel", "%s %s %s" % (platform.system(), platform.release(), platform.machine())),
@@ -390,7 +397,7 @@ def machine(build):
         ("compiler", "%s (%s)" % (_first_line([cc, "--version"]) if cc != "unknown" else cc,
                                   _file_field(cache, "CMAKE_BUILD_TYPE:", "="))),
         ("python3", "%s (%s)" % (platform.python_version(), PY)),
-        ("commit", commit + (" with local changes" if dirty != "unknown" else "")),
+        ("commit", commit + (" with local changes to src/, include/ or bench/" if dirty else "")),
         ("date", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
     ]
 
