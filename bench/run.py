@@ -24,11 +24,11 @@ rate is a float, higher is better, in the unit the row names. Rows are
 declared in WORKLOADS below: the group, the case, the unit, and the command
 for each implementation ("ours" first, then the references). Commands are
 argument lists; "{build}" is replaced by the build directory, "{bench}" by
-this directory and "{shm_size}" by --shm-size. The implementations of one row run interleaved (ours, ref1,
-ref2, ours, ref1, ...) so that a burst of noise on a shared machine hits all
-of them, and the table reports medians. A reference command shared by
-several rows of a group (the same argv) is measured once per run and its
-samples serve every row that names it.
+this directory and "{shm_size}" by --shm-size. The implementations of one
+row run interleaved (ours, ref1, ref2, ours, ref1, ...) so that a burst of
+noise on a shared machine hits all of them, and the table reports medians.
+A reference command shared by several rows (the same argv) is measured once
+per run and its samples serve every row that names it.
 
 SCALING declares the rows run at 1, 2, 4 and 8 processes; "{p}" in their
 commands is the process count and "{per:N}" is N // p (a fixed total of
@@ -192,7 +192,7 @@ SCALING = [
         ("mp_pool", ["{build}/bench/bench_pool", "map1", "{p}", "50000"]),
         ("Python Pool", [PY, "{bench}/bench_pool.py", "map1", "{p}", "15000"]),
     ]),
-    # W6 with P clients sharing 4,000 decrements (2,000 for the slower rows).
+    # W6 with P clients sharing a fixed total of decrements (fewer for the slower rows).
     ("manager", "W6 decrements of one manager dict entry", "ops/s", "clients", 3, [
         ("mp_dictproxy_add_int", ["{build}/bench/bench_manager", "atomic_add", "{p}",
                                   "{per:8000}"]),
@@ -204,6 +204,20 @@ SCALING = [
         ("Python mp.Lock()", [PY, "{bench}/bench_manager.py", "mp_lock", "{p}", "{per:2000}"]),
     ]),
 ]
+
+# What each scaling figure measures, for the report.
+SCALING_NOTES = {
+    "queue": "64-byte items through one queue, P producer processes and P consumer "
+             "processes, from the first put to the last get: 500,000 items for `mp_queue`, "
+             "250,000 for `mp_simplequeue` and the raw pipe, 40,000 for Python's queues.",
+    "pool": "A map of trivial tasks (square an int), chunksize 1, on a pool of P workers "
+            "made and warmed up before the clock starts: 50,000 tasks for `mp_pool`, 15,000 "
+            "for Python's `Pool(P)`.",
+    "manager": "W6 with P client processes sharing a fixed total of decrements of one "
+               "manager dict entry (8,000 with `mp_dictproxy_add_int` and under an `mp_lock`, "
+               "4,000 under a manager Lock, 2,000 for Python), from \"go\" to the last "
+               "client's end.",
+}
 
 # What each group measures, for the report (the README says the same).
 NOTES = {
@@ -501,7 +515,7 @@ def write_report(path, args, argv, rows, scaling, info, wall, loads):
                       for i, label in enumerate(srows[0].labels)]
             svg = perfsvg.line_chart("%s: %s" % (group, figure), xlabel, unit, COUNTS, series,
                                      n_ours)
-            L += ["### %s: %s" % (group, figure), "",
+            L += ["### %s: %s" % (group, figure), "", SCALING_NOTES.get(group, ""), "",
                   "%s by the number of %s; `x ref` is %s / that reference." % (
                       unit, xlabel, srows[0].labels[0]), "",
                   "![%s scaling](%s)" % (group, chart("scaling_%s.svg" % group, svg)), ""]
@@ -509,10 +523,13 @@ def write_report(path, args, argv, rows, scaling, info, wall, loads):
     L += ["## How the figures are made", "",
           "- Each workload is a program in `bench/` that prints one rate; `bench/run.py` "
           "declares the rows (WORKLOADS and SCALING) and runs them.",
-          "- A reference shared by several rows of a group (the same command) is run once "
-          "per run and serves every row that names it.",
-          "- Process start-up is outside the clock except where a row says otherwise (the "
-          "shm rows include python3's start-up).",
+          "- A reference shared by several rows (the same command) is run once per run and "
+          "serves every row that names it.",
+          "- Pool and manager rows start their processes before the clock; queue rows start "
+          "them on the clock and shm rows include python3's start-up, ours and Python's "
+          "alike.",
+          "- The scaling rows move fewer items than the tables, so their 2-process figures "
+          "need not match the 2 -> 2 rows exactly.",
           "- The machine was shared: absolute figures move by 10-30% from run to run; the "
           "ratios move much less.", ""]
     with open(path, "w") as f:
