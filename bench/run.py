@@ -269,7 +269,12 @@ def expand(argv, build, shm_size, p=None):
 
 
 def run_one(argv):
-    out = subprocess.run(argv, check=True, capture_output=True, text=True, timeout=600).stdout
+    try:
+        out = subprocess.run(argv, check=True, capture_output=True, text=True,
+                             timeout=600).stdout
+    except subprocess.CalledProcessError as e:
+        sys.exit("run.py: %s failed (status %d):\n%s" % (" ".join(argv), e.returncode,
+                                                         e.stderr.strip()))
     lines = [l for l in out.splitlines() if l.strip()]
     if not lines:
         raise RuntimeError("no output from %s" % " ".join(argv))
@@ -542,8 +547,9 @@ def write_report(path, args, argv, rows, scaling, info, wall, loads):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--build", default=os.path.join(ROOT, "build", "test"))
-    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--build", default=os.path.join(ROOT, "build", "test"),
+                    help="the build directory (default build/test, the test preset)")
+    ap.add_argument("--runs", type=int, default=5, help="runs of every row (default 5)")
     ap.add_argument("--only", default="", help="comma-separated groups: " +
                     ",".join(sorted({w[0] for w in WORKLOADS})))
     ap.add_argument("--shm-size", type=int, default=1 << 30,
