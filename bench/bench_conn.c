@@ -30,6 +30,7 @@
 #define SMALL 64
 #define BIG   (1u << 20)
 
+/* Item counts, scaled once at the start of main. */
 static int n_pingpongs = 100000;
 static int n_oneway = 1000000;
 static int n_bigs = 3000;

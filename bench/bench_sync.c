@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Item counts, scaled once at the start of main. */
 static int n_pairs = 20000000;
 static int n_rounds = 100000;
 /* run.py --scale sets MPIPC_BENCH_SCALE: every item count is multiplied by
