@@ -29,11 +29,21 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SMALL     64
-#define BIG       (1u << 20)
-#define PINGPONGS 100000
-#define ONEWAY    1000000
-#define BIGS      3000
+#define SMALL 64
+#define BIG   (1u << 20)
+
+/* Item counts, scaled once at the start of main. */
+static int n_pingpongs = 100000;
+static int n_oneway = 1000000;
+static int n_bigs = 3000;
+/* run.py --scale sets MPIPC_BENCH_SCALE: every item count is multiplied by
+ * it, so a quick run of the whole report takes seconds (at least 1 item). */
+static int scaled(long n)
+{
+    const char *s = getenv("MPIPC_BENCH_SCALE");
+    double v = (double)n * (s ? atof(s) : 1.0);
+    return v < 1.0 ? 1 : (int)v;
+}
 
 static double now(void)
 {
@@ -77,7 +87,7 @@ static double mp_pingpong(void)
     if (pid == 0) {
         mp_conn_free(a);
         char buf[SMALL];
-        for (int i = 0; i < PINGPONGS; i++) {
+        for (int i = 0; i < n_pingpongs; i++) {
             if (mp_conn_recv_bytes_into(b, buf, sizeof buf, 0, NULL, MP_FOREVER) != SMALL)
                 _exit(1);
             if (mp_conn_send_bytes(b, buf, SMALL))
@@ -88,7 +98,7 @@ static double mp_pingpong(void)
     mp_conn_free(b);
     char msg[SMALL] = {0};
     double t0 = now();
-    for (int i = 0; i < PINGPONGS; i++) {
+    for (int i = 0; i < n_pingpongs; i++) {
         if ((rc = mp_conn_send_bytes(a, msg, SMALL)))
             die("send", rc);
         void *got;
@@ -97,7 +107,7 @@ static double mp_pingpong(void)
             die("recv", rc);
         free(got);
     }
-    double rate = PINGPONGS / (now() - t0);
+    double rate = n_pingpongs / (now() - t0);
     reap(pid);
     mp_conn_free(a);
     return rate;
@@ -223,7 +233,7 @@ static double raw_pingpong(void)
         static struct raw_reader r;
         r.fd = sv[1];
         char buf[SMALL];
-        for (int i = 0; i < PINGPONGS; i++) {
+        for (int i = 0; i < n_pingpongs; i++) {
             raw_recv(&r, buf, sizeof buf);
             raw_send(sv[1], buf, SMALL);
         }
@@ -234,11 +244,11 @@ static double raw_pingpong(void)
     r.fd = sv[0];
     char msg[SMALL] = {0}, got[SMALL];
     double t0 = now();
-    for (int i = 0; i < PINGPONGS; i++) {
+    for (int i = 0; i < n_pingpongs; i++) {
         raw_send(sv[0], msg, SMALL);
         raw_recv(&r, got, sizeof got);
     }
-    double rate = PINGPONGS / (now() - t0);
+    double rate = n_pingpongs / (now() - t0);
     reap(pid);
     close(sv[0]);
     return rate;
@@ -275,6 +285,9 @@ static double raw_stream(size_t size, int count)
 
 int main(int argc, char **argv)
 {
+    n_pingpongs = scaled(n_pingpongs);
+    n_oneway = scaled(n_oneway);
+    n_bigs = scaled(n_bigs);
     if (argc != 2) {
         fprintf(stderr, "usage: bench_conn pingpong|oneway|bandwidth|bandwidth_into|"
                         "raw_pingpong|raw_oneway|raw_bandwidth\n");
@@ -290,17 +303,17 @@ int main(int argc, char **argv)
     if (!strcmp(c, "pingpong"))
         rate = mp_pingpong();
     else if (!strcmp(c, "oneway"))
-        rate = mp_stream(SMALL, ONEWAY, 0);
+        rate = mp_stream(SMALL, n_oneway, 0);
     else if (!strcmp(c, "bandwidth"))
-        rate = mp_stream(BIG, BIGS, 0) * mb;
+        rate = mp_stream(BIG, n_bigs, 0) * mb;
     else if (!strcmp(c, "bandwidth_into"))
-        rate = mp_stream(BIG, BIGS, 1) * mb;
+        rate = mp_stream(BIG, n_bigs, 1) * mb;
     else if (!strcmp(c, "raw_pingpong"))
         rate = raw_pingpong();
     else if (!strcmp(c, "raw_oneway"))
-        rate = raw_stream(SMALL, ONEWAY);
+        rate = raw_stream(SMALL, n_oneway);
     else if (!strcmp(c, "raw_bandwidth"))
-        rate = raw_stream(BIG, BIGS) * mb;
+        rate = raw_stream(BIG, n_bigs) * mb;
     else
         return 2;
     printf("%s %.1f\n", argv[1], rate);

@@ -6,14 +6,17 @@ oneway (64-byte messages/s), bandwidth (MB/s of 1 MiB messages), and
 bandwidth_into (the same with recv_bytes_into() into one reused bytearray).
 """
 import multiprocessing as mp
+import os
 import sys
 import time
 
 SMALL = b"\0" * 64
 BIG = b"\0" * (1 << 20)
-PINGPONGS = 50000
-ONEWAY = 300000
-BIGS = 2000
+# run.py --scale sets MPIPC_BENCH_SCALE: it multiplies every count.
+SCALE = float(os.environ.get("MPIPC_BENCH_SCALE", "1"))
+PINGPONGS = max(1, int(50000 * SCALE))
+ONEWAY = max(1, int(300000 * SCALE))
+BIGS = max(1, int(2000 * SCALE))
 
 
 def echo(conn, n):

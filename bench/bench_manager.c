@@ -13,6 +13,10 @@
  * The rate counts from the moment the workers are told to go to the moment
  * the last one is done; process start-up and connecting are not timed.
  * The final count is checked: a wrong one fails the run.
+ *
+ * usage: bench_manager <case> [processes] [ops per process] - run.py's
+ * scaling rows run 1, 2, 4 and 8 clients; MPIPC_BENCH_SCALE multiplies the
+ * operations.
  */
 #include <mpipc.h>
 
@@ -24,8 +28,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PROCS 4
-#define OPS   2500
+#define MAX_PROCS 64
+
+static int n_procs = 4;  /* client processes */
+static int n_ops = 2500; /* decrements per client */
 
 static double now(void)
 {
@@ -78,7 +84,7 @@ static int worker(void *arg)
     char b = 1;
     if (write(w->ready, &b, 1) != 1 || read(w->go, &b, 1) != 1)
         return 1;
-    for (int i = 0; i < OPS; i++) {
+    for (int i = 0; i < n_ops; i++) {
         if (w->locked) {
             if (rmw_once(w) != 0)
                 return 2;
@@ -98,7 +104,7 @@ static double run(int locked)
     struct work w = {0};
     w.locked = locked;
     if ((rc = mp_manager_dict(m, NULL, &w.d)) ||
-        (rc = mp_dictproxy_set_int(w.d, "count", PROCS * OPS)))
+        (rc = mp_dictproxy_set_int(w.d, "count", n_procs * n_ops)))
         die("dict", rc);
     if (locked == 1 && (rc = mp_manager_lock(m, &w.lock)))
         die("lock", rc);
@@ -109,19 +115,19 @@ static double run(int locked)
         die("pipe", -errno);
     w.go = go[0];
     w.ready = ready[1];
-    mp_process *ps[PROCS];
-    for (int i = 0; i < PROCS; i++) {
+    mp_process *ps[MAX_PROCS];
+    for (int i = 0; i < n_procs; i++) {
         if ((rc = mp_process_new(&ps[i], worker, &w)) || (rc = mp_process_start(ps[i])))
             die("start", rc);
     }
-    char b[PROCS];
-    for (int i = 0; i < PROCS; i++)
+    char b[MAX_PROCS];
+    for (int i = 0; i < n_procs; i++)
         if (read(ready[0], &b[i], 1) != 1)
             die("ready", -errno);
     double t0 = now();
-    if (write(go[1], b, PROCS) != PROCS)
+    if (write(go[1], b, (size_t)n_procs) != n_procs)
         die("go", -errno);
-    for (int i = 0; i < PROCS; i++) {
+    for (int i = 0; i < n_procs; i++) {
         int code = -1;
         if ((rc = mp_process_join(ps[i], 120.0)) || mp_process_exitcode(ps[i], &code) || code)
             die("worker failed", rc ? rc : MP_ETASK);
@@ -139,12 +145,24 @@ static double run(int locked)
     mp_lockproxy_free(w.lock);
     mp_lock_free(w.shm_lock);
     mp_manager_free(m);
-    return PROCS * OPS / dt;
+    return n_procs * n_ops / dt;
 }
 
 int main(int argc, char **argv)
 {
     const char *c = argc > 1 ? argv[1] : "";
+    if (argc > 2)
+        n_procs = atoi(argv[2]);
+    if (argc > 3)
+        n_ops = atoi(argv[3]);
+    const char *scale = getenv("MPIPC_BENCH_SCALE");
+    n_ops = (int)((double)n_ops * (scale ? atof(scale) : 1.0));
+    if (n_ops < 1)
+        n_ops = 1;
+    if (n_procs < 1 || n_procs > MAX_PROCS) {
+        fprintf(stderr, "bench_manager: processes must be 1-%d\n", MAX_PROCS);
+        return 2;
+    }
     if (strcmp(c, "lock_rmw") == 0)
         printf("lock_rmw %.1f\n", run(1));
     else if (strcmp(c, "mplock_rmw") == 0)
@@ -152,7 +170,7 @@ int main(int argc, char **argv)
     else if (strcmp(c, "atomic_add") == 0)
         printf("atomic_add %.1f\n", run(0));
     else {
-        fprintf(stderr, "usage: bench_manager lock_rmw|mplock_rmw|atomic_add\n");
+        fprintf(stderr, "usage: bench_manager lock_rmw|mplock_rmw|atomic_add [processes] [ops]\n");
         return 2;
     }
     return 0;

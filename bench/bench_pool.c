@@ -14,16 +14,23 @@
  *
  * The pool is made (and warmed up with one small map) before the clock
  * starts, as bench_pool.py does for Python's Pool.
+ *
+ * usage: bench_pool <mode> [processes] [tasks] - run.py's scaling rows run
+ * map1 on 1, 2, 4 and 8 workers; MPIPC_BENCH_SCALE multiplies the tasks.
  */
 #include <mpipc.h>
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#define N 100000
+#define N_DEFAULT 100000
+
+/* The number of tasks; set once in main before anything reads it. */
+static int64_t n_tasks = N_DEFAULT;
 
 static double now(void)
 {
@@ -71,11 +78,11 @@ static int square_bytes(const void *in, size_t len, void **out, size_t *out_len)
     return 0;
 }
 
-static int64_t in[N], out[N];
+static int64_t *in, *out;
 
 static void verify(void)
 {
-    for (int64_t i = 0; i < N; i++)
+    for (int64_t i = 0; i < n_tasks; i++)
         if (out[i] != i * i) {
             fprintf(stderr, "bench_pool: wrong result at %lld\n", (long long)i);
             exit(1);
@@ -85,28 +92,46 @@ static void verify(void)
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "map1";
-    for (int64_t i = 0; i < N; i++)
+    int processes = argc > 2 ? atoi(argv[2]) : 2;
+    long tasks = argc > 3 ? atol(argv[3]) : N_DEFAULT;
+    const char *scale = getenv("MPIPC_BENCH_SCALE");
+    n_tasks = (int64_t)((double)tasks * (scale ? atof(scale) : 1.0));
+    if (n_tasks < 1000) /* the warm-up maps 1,000 */
+        n_tasks = 1000;
+    if (processes < 1 || processes > 64) {
+        fprintf(stderr, "bench_pool: processes must be 1-64\n");
+        return 2;
+    }
+    in = malloc((size_t)n_tasks * sizeof *in);
+    out = malloc((size_t)n_tasks * sizeof *out);
+    if (!in || !out)
+        check(-ENOMEM, "malloc");
+    for (int64_t i = 0; i < n_tasks; i++)
         in[i] = i;
     mp_pool_opts o = MP_POOL_OPTS_INIT;
-    o.processes = 2;
+    o.processes = processes;
     mp_pool *p;
     check(mp_pool_new(&p, &o), "mp_pool_new");
     check(mp_pool_map_array(p, square_item, in, 8, 1000, out, 8, 1, NULL, MP_FOREVER), "warm-up");
 
     double t0 = now(), t1;
     if (strcmp(mode, "map1") == 0) {
-        check(mp_pool_map_array(p, square_item, in, 8, N, out, 8, 1, NULL, MP_FOREVER), "map");
+        check(
+            mp_pool_map_array(p, square_item, in, 8, (size_t)n_tasks, out, 8, 1, NULL, MP_FOREVER),
+            "map");
         t1 = now();
         verify();
     } else if (strcmp(mode, "map_default") == 0) {
-        check(mp_pool_map_array(p, square_item, in, 8, N, out, 8, 0, NULL, MP_FOREVER), "map");
+        check(
+            mp_pool_map_array(p, square_item, in, 8, (size_t)n_tasks, out, 8, 0, NULL, MP_FOREVER),
+            "map");
         t1 = now();
         verify();
     } else if (strcmp(mode, "apply_async") == 0) {
-        mp_result **rs = malloc(N * sizeof *rs);
+        mp_result **rs = malloc((size_t)n_tasks * sizeof *rs);
         mp_obj *args = mp_obj_tuple_new();
         mp_obj_tuple_append(args, mp_obj_int(0));
-        for (int64_t i = 0; i < N; i++) {
+        for (int64_t i = 0; i < n_tasks; i++) {
             /* a fresh (i,) each time, as Python builds one per call */
             mp_obj_free(args);
             args = mp_obj_tuple_new();
@@ -114,7 +139,7 @@ int main(int argc, char **argv)
             check(mp_pool_apply_async(p, square_value, args, NULL, &rs[i]), "apply_async");
         }
         mp_obj_free(args);
-        for (int64_t i = 0; i < N; i++) {
+        for (int64_t i = 0; i < n_tasks; i++) {
             const mp_obj *v;
             check(mp_result_get(rs[i], &v, NULL, MP_FOREVER), "get");
             int64_t x;
@@ -125,11 +150,11 @@ int main(int argc, char **argv)
         t1 = now();
         free(rs);
     } else if (strcmp(mode, "apply_async_bytes") == 0) {
-        mp_result **rs = malloc(N * sizeof *rs);
-        for (int64_t i = 0; i < N; i++)
+        mp_result **rs = malloc((size_t)n_tasks * sizeof *rs);
+        for (int64_t i = 0; i < n_tasks; i++)
             check(mp_pool_apply_bytes_async(p, square_bytes, &in[i], sizeof in[i], NULL, &rs[i]),
                   "apply_async");
-        for (int64_t i = 0; i < N; i++) {
+        for (int64_t i = 0; i < n_tasks; i++) {
             const void *v;
             size_t len;
             check(mp_result_get_bytes(rs[i], &v, &len, NULL, MP_FOREVER), "get");
@@ -143,7 +168,7 @@ int main(int argc, char **argv)
         free(rs);
     } else if (strcmp(mode, "map1_values") == 0) {
         mp_obj *items = mp_obj_list_new();
-        for (int64_t i = 0; i < N; i++)
+        for (int64_t i = 0; i < n_tasks; i++)
             mp_obj_list_append(items, mp_obj_int(i));
         t0 = now(); /* building the list is not the pool's work */
         mp_obj *res;
@@ -158,6 +183,8 @@ int main(int argc, char **argv)
     check(mp_pool_close(p), "close");
     check(mp_pool_join(p, MP_FOREVER), "join");
     mp_pool_free(p);
-    printf("%s %.0f\n", mode, N / (t1 - t0));
+    free(in);
+    free(out);
+    printf("%s %.0f\n", mode, (double)n_tasks / (t1 - t0));
     return 0;
 }

@@ -9,6 +9,11 @@
  *                               one write() per item; the one reader reads
  *                               64 KiB ahead, two readers read one framed
  *                               item per read() (each write is atomic)
+ *
+ * Any shape "<kind>_<P>to<C>" runs P producers and C consumers (1-8 each,
+ * P a multiple of C or C of P): run.py's scaling rows use 1to1 .. 8to8. An
+ * optional second argument is the number of items (default: 2,000,000 for
+ * mp_queue, 1,000,000 for the others); MPIPC_BENCH_SCALE multiplies it.
  */
 #include <mpipc.h>
 
@@ -22,9 +27,19 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ITEM   64
-#define N_OURS 2000000
-#define N_RAW  1000000
+#define ITEM      64
+#define N_OURS    2000000
+#define N_RAW     1000000
+#define MAX_PROCS 8
+
+/* run.py --scale sets MPIPC_BENCH_SCALE: every item count is multiplied by
+ * it, so a quick run of the whole report takes seconds (at least 1 item). */
+static int scaled(long n)
+{
+    const char *s = getenv("MPIPC_BENCH_SCALE");
+    double v = (double)n * (s ? atof(s) : 1.0);
+    return v < 1.0 ? 1 : (int)v;
+}
 
 static double now(void)
 {
@@ -86,16 +101,15 @@ static int consume(void *arg)
     return 0;
 }
 
-static double run_ours(bool simple, int producers, int consumers)
+static double run_ours(bool simple, int producers, int consumers, int total)
 {
     struct ours o = {0};
     int rc = simple ? mp_simplequeue_new(&o.sq) : mp_queue_new(&o.q, 0);
     if (rc)
         die("new", rc);
-    int total = simple ? N_OURS / 2 : N_OURS;
     o.n = total / producers;
     o.per_consumer = o.n * producers / consumers;
-    mp_process *p[4];
+    mp_process *p[2 * MAX_PROCS];
     double t0 = now();
     for (int i = 0; i < producers + consumers; i++) {
         if ((rc = mp_process_new(&p[i], i < producers ? produce : consume, &o)) ||
@@ -165,14 +179,14 @@ static void raw_consume_one(int fd, int n)
             _exit(2);
 }
 
-static double run_raw(int producers, int consumers)
+static double run_raw(int producers, int consumers, int total)
 {
     int fds[2];
     if (pipe(fds) < 0)
         die("pipe", 0);
-    int n = N_RAW / producers;
+    int n = total / producers;
     int per_consumer = n * producers / consumers;
-    pid_t pids[4];
+    pid_t pids[2 * MAX_PROCS];
     double t0 = now();
     for (int i = 0; i < producers + consumers; i++) {
         pids[i] = fork();
@@ -202,24 +216,31 @@ static double run_raw(int producers, int consumers)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: bench_queue <case>\n");
+    if (argc < 2 || argc > 3) {
+        fprintf(stderr, "usage: bench_queue queue|simplequeue|raw_<P>to<C> [items]\n");
         return 2;
     }
     const char *c = argv[1];
+    char kind[16];
+    int producers, consumers, end = 0;
+    if (sscanf(c, "%15[a-z]_%dto%d%n", kind, &producers, &consumers, &end) != 3 || c[end] != '\0' ||
+        producers < 1 || producers > MAX_PROCS || consumers < 1 || consumers > MAX_PROCS ||
+        (producers % consumers && consumers % producers)) {
+        fprintf(stderr, "bench_queue: unknown case %s\n", c);
+        return 2;
+    }
+    bool simple = !strcmp(kind, "simplequeue");
+    long items = argc == 3 ? atol(argv[2]) : !strcmp(kind, "queue") ? N_OURS : N_RAW;
+    int total = scaled(items);
+    /* Every consumer gets the same whole number of items. */
+    total -= total % (producers * consumers);
+    if (total == 0)
+        total = producers * consumers;
     double rate;
-    if (!strcmp(c, "queue_1to1"))
-        rate = run_ours(false, 1, 1);
-    else if (!strcmp(c, "queue_2to2"))
-        rate = run_ours(false, 2, 2);
-    else if (!strcmp(c, "simplequeue_1to1"))
-        rate = run_ours(true, 1, 1);
-    else if (!strcmp(c, "simplequeue_2to2"))
-        rate = run_ours(true, 2, 2);
-    else if (!strcmp(c, "raw_1to1"))
-        rate = run_raw(1, 1);
-    else if (!strcmp(c, "raw_2to2"))
-        rate = run_raw(2, 2);
+    if (!strcmp(kind, "queue") || simple)
+        rate = run_ours(simple, producers, consumers, total);
+    else if (!strcmp(kind, "raw"))
+        rate = run_raw(producers, consumers, total);
     else {
         fprintf(stderr, "bench_queue: unknown case %s\n", c);
         return 2;

@@ -3,9 +3,13 @@
 
 Prints "<case> <rate>" for bench/run.py: 64-byte items per second from the
 first put to the last get, with one producer and one consumer process
-(1to1) or two of each (2to2).
+(1to1), two of each (2to2), or any "<P>to<C>" (run.py's scaling rows use
+1to1 .. 8to8). An optional second argument is the number of items
+(default 200,000); MPIPC_BENCH_SCALE multiplies it.
 """
 import multiprocessing as mp
+import os
+import re
 import sys
 import time
 
@@ -25,9 +29,9 @@ def consume(q, n):
         get()
 
 
-def run(kind, producers, consumers):
+def run(kind, producers, consumers, items):
     q = mp.SimpleQueue() if kind == "simplequeue" else mp.Queue()
-    n = N // producers
+    n = items // producers
     per_consumer = n * producers // consumers
     t0 = time.perf_counter()
     prods = [mp.Process(target=produce, args=(q, n)) for _ in range(producers)]
@@ -45,11 +49,17 @@ def run(kind, producers, consumers):
 def main():
     mp.set_start_method("fork")
     case = sys.argv[1]
-    kind, shape = case.rsplit("_", 1)
-    if kind not in ("queue", "simplequeue") or shape not in ("1to1", "2to2"):
+    m = re.fullmatch(r"(queue|simplequeue)_([1-8])to([1-8])", case)
+    if not m:
         sys.exit("unknown case " + case)
-    producers = consumers = 1 if shape == "1to1" else 2
-    print(case, "%.1f" % run(kind, producers, consumers))
+    kind, producers, consumers = m.group(1), int(m.group(2)), int(m.group(3))
+    if producers % consumers and consumers % producers:
+        sys.exit("unknown case " + case)
+    items = int(sys.argv[2]) if len(sys.argv) > 2 else N
+    items = int(items * float(os.environ.get("MPIPC_BENCH_SCALE", "1")))
+    # Every consumer gets the same whole number of items.
+    items = max(items - items % (producers * consumers), producers * consumers)
+    print(case, "%.1f" % run(kind, producers, consumers, items))
 
 
 if __name__ == "__main__":

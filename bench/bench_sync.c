@@ -22,8 +22,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PAIRS  20000000
-#define ROUNDS 100000
+/* Item counts, scaled once at the start of main. */
+static int n_pairs = 20000000;
+static int n_rounds = 100000;
+/* run.py --scale sets MPIPC_BENCH_SCALE: every item count is multiplied by
+ * it, so a quick run of the whole report takes seconds (at least 1 item). */
+static int scaled(long n)
+{
+    const char *s = getenv("MPIPC_BENCH_SCALE");
+    double v = (double)n * (s ? atof(s) : 1.0);
+    return v < 1.0 ? 1 : (int)v;
+}
 
 static double now(void)
 {
@@ -86,11 +95,11 @@ static double lock_pairs(void)
     if (rc)
         die("mp_lock_new", rc);
     double t0 = now();
-    for (int i = 0; i < PAIRS; i++) {
+    for (int i = 0; i < n_pairs; i++) {
         mp_lock_acquire(l, MP_FOREVER);
         mp_lock_release(l);
     }
-    double rate = PAIRS / (now() - t0);
+    double rate = n_pairs / (now() - t0);
     mp_lock_free(l);
     return rate;
 }
@@ -100,11 +109,11 @@ static double raw_lock_pairs(int robust)
     pthread_mutex_t *m = shared(sizeof *m);
     raw_mutex_init(m, robust);
     double t0 = now();
-    for (int i = 0; i < PAIRS; i++) {
+    for (int i = 0; i < n_pairs; i++) {
         pthread_mutex_lock(m);
         pthread_mutex_unlock(m);
     }
-    return PAIRS / (now() - t0);
+    return n_pairs / (now() - t0);
 }
 
 /* ---- event ping-pong -------------------------------------------------------------- */
@@ -119,7 +128,7 @@ static double event_pingpong(void)
     }
     pid_t pid = fork();
     if (pid == 0) {
-        for (int i = 0; i < ROUNDS; i++) {
+        for (int i = 0; i < n_rounds; i++) {
             if (mp_event_wait(e[0], MP_FOREVER) != 0)
                 _exit(1);
             mp_event_clear(e[0]);
@@ -128,13 +137,13 @@ static double event_pingpong(void)
         _exit(0);
     }
     double t0 = now();
-    for (int i = 0; i < ROUNDS; i++) {
+    for (int i = 0; i < n_rounds; i++) {
         mp_event_set(e[0]);
         if (mp_event_wait(e[1], MP_FOREVER) != 0)
             die("mp_event_wait", 0);
         mp_event_clear(e[1]);
     }
-    double rate = ROUNDS / (now() - t0);
+    double rate = n_rounds / (now() - t0);
     reap(pid);
     mp_event_free(e[0]);
     mp_event_free(e[1]);
@@ -176,18 +185,18 @@ static double raw_event_pingpong(int robust)
     }
     pid_t pid = fork();
     if (pid == 0) {
-        for (int i = 0; i < ROUNDS; i++) {
+        for (int i = 0; i < n_rounds; i++) {
             raw_event_wait_clear(&e[0]);
             raw_event_set(&e[1]);
         }
         _exit(0);
     }
     double t0 = now();
-    for (int i = 0; i < ROUNDS; i++) {
+    for (int i = 0; i < n_rounds; i++) {
         raw_event_set(&e[0]);
         raw_event_wait_clear(&e[1]);
     }
-    double rate = ROUNDS / (now() - t0);
+    double rate = n_rounds / (now() - t0);
     reap(pid);
     return rate;
 }
@@ -203,7 +212,7 @@ static double cond_pingpong(void)
     volatile int *turn = shared(sizeof *turn);
     pid_t pid = fork();
     if (pid == 0) {
-        for (int i = 0; i < ROUNDS; i++) {
+        for (int i = 0; i < n_rounds; i++) {
             mp_cond_acquire(c, MP_FOREVER);
             while (*turn != 1)
                 mp_cond_wait(c, MP_FOREVER);
@@ -214,7 +223,7 @@ static double cond_pingpong(void)
         _exit(0);
     }
     double t0 = now();
-    for (int i = 0; i < ROUNDS; i++) {
+    for (int i = 0; i < n_rounds; i++) {
         mp_cond_acquire(c, MP_FOREVER);
         *turn = 1;
         mp_cond_notify(c, 1);
@@ -222,7 +231,7 @@ static double cond_pingpong(void)
             mp_cond_wait(c, MP_FOREVER);
         mp_cond_release(c);
     }
-    double rate = ROUNDS / (now() - t0);
+    double rate = n_rounds / (now() - t0);
     reap(pid);
     mp_cond_free(c);
     return rate;
@@ -241,7 +250,7 @@ static double raw_cond_pingpong(int robust)
     raw_cond_init(&s->c);
     pid_t pid = fork();
     if (pid == 0) {
-        for (int i = 0; i < ROUNDS; i++) {
+        for (int i = 0; i < n_rounds; i++) {
             pthread_mutex_lock(&s->m);
             while (s->turn != 1)
                 pthread_cond_wait(&s->c, &s->m);
@@ -252,7 +261,7 @@ static double raw_cond_pingpong(int robust)
         _exit(0);
     }
     double t0 = now();
-    for (int i = 0; i < ROUNDS; i++) {
+    for (int i = 0; i < n_rounds; i++) {
         pthread_mutex_lock(&s->m);
         s->turn = 1;
         pthread_cond_signal(&s->c);
@@ -260,13 +269,15 @@ static double raw_cond_pingpong(int robust)
             pthread_cond_wait(&s->c, &s->m);
         pthread_mutex_unlock(&s->m);
     }
-    double rate = ROUNDS / (now() - t0);
+    double rate = n_rounds / (now() - t0);
     reap(pid);
     return rate;
 }
 
 int main(int argc, char **argv)
 {
+    n_pairs = scaled(n_pairs);
+    n_rounds = scaled(n_rounds);
     if (argc < 2) {
         fprintf(stderr, "usage: bench_sync <case> [robust|plain]\n");
         return 2;

@@ -6,11 +6,14 @@ pairs/s), event_pingpong and cond_pingpong (round trips/s between two
 processes).
 """
 import multiprocessing as mp
+import os
 import sys
 import time
 
-PAIRS = 2000000
-ROUNDS = 20000
+# run.py --scale sets MPIPC_BENCH_SCALE: it multiplies every count.
+SCALE = float(os.environ.get("MPIPC_BENCH_SCALE", "1"))
+PAIRS = max(1, int(2000000 * SCALE))
+ROUNDS = max(1, int(20000 * SCALE))
 
 
 def lock_pairs():

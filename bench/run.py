@@ -1,30 +1,58 @@
 #!/usr/bin/env python3
 """libmpipc benchmark driver.
 
-Runs every workload beside its references in one run and prints one table per
-group: the median rate of each implementation over several runs, and the ratio
-of ours to each reference.
+Runs every workload beside its references in one run, prints one table per
+group (the median rate of each implementation over several runs, its range
+min-max, and the ratio of ours to each reference), and with --report writes
+the performance page: those tables, how each figure scales with the number
+of processes, SVG charts beside the page (docs/perf/*.svg) and the machine
+it ran on.
 
-Usage:  python3 bench/run.py [--build DIR] [--runs N] [--only GROUP[,GROUP]]
-                            [--shm-size BYTES]
+Usage:  python3 bench/run.py [--report docs/performance.md] [--runs N]
+                            [--only GROUP[,GROUP]] [--scale F] [--no-build]
+                            [--no-scaling] [--build DIR] [--shm-size BYTES]
+
+The build directory (default build/test) is configured with the "test"
+preset if it is not there, and the bench targets are built first (--no-build
+skips this). --scale F multiplies every item count (the C and Python
+workloads read it from MPIPC_BENCH_SCALE): `--runs 1 --scale 0.05` checks
+the whole report in well under a minute; a report made that way says so at
+its top. A full report (--runs 5) takes about ten minutes on two cores.
 
 A workload is a command that prints exactly one line "<case> <rate>", where
 rate is a float, higher is better, in the unit the row names. Rows are
 declared in WORKLOADS below: the group, the case, the unit, and the command
 for each implementation ("ours" first, then the references). Commands are
 argument lists; "{build}" is replaced by the build directory, "{bench}" by
-this directory and "{shm_size}" by --shm-size. The implementations of one row run interleaved (ours, ref1,
-ref2, ours, ref1, ...) so that a burst of noise on a shared machine hits all
-of them, and the table reports medians.
+this directory and "{shm_size}" by --shm-size. The implementations of one
+row run interleaved (ours, ref1, ref2, ours, ref1, ...) so that a burst of
+noise on a shared machine hits all of them, and the table reports medians.
+A reference command shared by several rows (the same argv) is measured once
+per run and its samples serve every row that names it.
+
+SCALING declares the rows run at 1, 2, 4 and 8 processes; "{p}" in their
+commands is the process count and "{per:N}" is N // p (a fixed total of
+work shared among the processes).
 """
 import argparse
+import datetime
 import os
+import platform
+import re
+import shlex
 import statistics
 import subprocess
 import sys
+import time
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import perfsvg  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 PY = sys.executable or "python3"
+TARGETS = ["bench_conn", "bench_sync", "bench_queue", "bench_manager", "bench_pool", "bench_shm"]
+COUNTS = [1, 2, 4, 8]
 
 # (group, case, unit, [(label, argv), ...]) - the first implementation is ours.
 WORKLOADS = [
@@ -158,10 +186,106 @@ WORKLOADS = [
 ]
 
 
-def run_one(argv, build, shm_size):
-    argv = [a.replace("{build}", build).replace("{bench}", HERE)
-            .replace("{shm_size}", str(shm_size)) for a in argv]
-    out = subprocess.run(argv, check=True, capture_output=True, text=True, timeout=600).stdout
+# (group, figure, unit, what the count is, how many leading impls are ours,
+#  [(label, argv), ...]) - each run at COUNTS processes, with fewer items than
+# the main rows so that the four counts together cost about one main row.
+SCALING = [
+    # 64-byte items, P producers and P consumers on one queue.
+    ("queue", "items through one queue", "items/s", "producers = consumers", 2, [
+        ("mp_queue", ["{build}/bench/bench_queue", "queue_{p}to{p}", "500000"]),
+        ("mp_simplequeue", ["{build}/bench/bench_queue", "simplequeue_{p}to{p}", "250000"]),
+        ("raw pipe", ["{build}/bench/bench_queue", "raw_{p}to{p}", "250000"]),
+        ("Python Queue", [PY, "{bench}/bench_queue.py", "queue_{p}to{p}", "40000"]),
+        ("Python SimpleQueue", [PY, "{bench}/bench_queue.py", "simplequeue_{p}to{p}", "40000"]),
+    ]),
+    # map, chunksize 1, of trivial tasks on a pool of P workers.
+    ("pool", "map, chunksize 1", "tasks/s", "workers", 1, [
+        ("mp_pool", ["{build}/bench/bench_pool", "map1", "{p}", "50000"]),
+        ("Python Pool", [PY, "{bench}/bench_pool.py", "map1", "{p}", "15000"]),
+    ]),
+    # W6 with P clients sharing a fixed total of decrements (fewer for the slower rows).
+    ("manager", "W6 decrements of one manager dict entry", "ops/s", "clients", 3, [
+        ("mp_dictproxy_add_int", ["{build}/bench/bench_manager", "atomic_add", "{p}",
+                                  "{per:8000}"]),
+        ("mp_lock + get/set", ["{build}/bench/bench_manager", "mplock_rmw", "{p}", "{per:8000}"]),
+        ("manager Lock + get/set", ["{build}/bench/bench_manager", "lock_rmw", "{p}",
+                                    "{per:4000}"]),
+        ("Python Manager().Lock()", [PY, "{bench}/bench_manager.py", "manager_lock", "{p}",
+                                     "{per:2000}"]),
+        ("Python mp.Lock()", [PY, "{bench}/bench_manager.py", "mp_lock", "{p}", "{per:2000}"]),
+    ]),
+]
+
+# What each scaling figure measures, for the report.
+SCALING_NOTES = {
+    "queue": "64-byte items through one queue, P producer processes and P consumer "
+             "processes, from the first put to the last get: 500,000 items for `mp_queue`, "
+             "250,000 for `mp_simplequeue` and the raw pipe, 40,000 for Python's queues.",
+    "pool": "A map of trivial tasks (square an int), chunksize 1, on a pool of P workers "
+            "made and warmed up before the clock starts: 50,000 tasks for `mp_pool`, 15,000 "
+            "for Python's `Pool(P)`.",
+    "manager": "W6 with P client processes sharing a fixed total of decrements of one "
+               "manager dict entry (8,000 with `mp_dictproxy_add_int` and under an `mp_lock`, "
+               "4,000 under a manager Lock, 2,000 for Python), from \"go\" to the last "
+               "client's end.",
+}
+
+# What each group measures, for the report (the README says the same).
+NOTES = {
+    "conn": "Connections: 64-byte messages between two processes, and 1 MiB messages "
+            "received into a fresh buffer (`recv_bytes`) or into one reused buffer "
+            "(`recv_bytes_into`, as the raw loop does). The raw loop is a tuned socketpair "
+            "with CPython's framing.",
+    "sync": "Synchronisation between two processes. \"raw robust\" is the same loop on raw "
+            "process-shared robust pthread mutexes and condvars (what `mp_lock` stands on); "
+            "\"raw plain\" uses non-robust mutexes, which a dead holder wedges forever.",
+    "queue": "Queues: 64-byte items per second from the first put to the last get, between "
+             "processes; the raw loop is a pipe with CPython's framing and one `write()` per "
+             "item.",
+    "manager": "Manager, W6: 4 processes x 2,500 read-modify-write decrements of `d['count']` "
+               "on a manager dict, beside Python's manager dict under `Manager().Lock()` and "
+               "under `multiprocessing.Lock()` (Python has no atomic add, so the add row is "
+               "compared with both locked rows).",
+    "pool": "Pool: 100,000 trivial tasks (square an int) on a pool of 2 workers, beside "
+            "Python's `Pool(2)`; the pool is made and warmed up before the clock starts.",
+    "shm": "Shared memory: a block written by one side and summed by the other, through a "
+           "`SharedMemory` block or over a Pipe in 16 MiB messages; MB/s from the first write "
+           "to the last add, python3's start-up included.",
+}
+
+
+class Row:
+    """One table row: a case, its unit, and the samples of each implementation."""
+
+    def __init__(self, group, case, unit, labels, count=None):
+        self.group, self.case, self.unit, self.labels = group, case, unit, labels
+        self.count = count
+        self.samples = [[] for _ in labels]
+
+    def stats(self, i):
+        s = self.samples[i]
+        return statistics.median(s), min(s), max(s)
+
+
+def expand(argv, build, shm_size, p=None):
+    out = []
+    for a in argv:
+        a = a.replace("{build}", build).replace("{bench}", HERE)
+        a = a.replace("{shm_size}", str(shm_size))
+        if p is not None:
+            a = a.replace("{p}", str(p))
+            a = re.sub(r"\{per:(\d+)\}", lambda m: str(max(1, int(m.group(1)) // p)), a)
+        out.append(a)
+    return out
+
+
+def run_one(argv):
+    try:
+        out = subprocess.run(argv, check=True, capture_output=True, text=True,
+                             timeout=600).stdout
+    except subprocess.CalledProcessError as e:
+        sys.exit("run.py: %s failed (status %d):\n%s" % (" ".join(argv), e.returncode,
+                                                         e.stderr.strip()))
     lines = [l for l in out.splitlines() if l.strip()]
     if not lines:
         raise RuntimeError("no output from %s" % " ".join(argv))
@@ -174,35 +298,304 @@ def fmt(v):
     return "{:.2f}".format(v)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--build", default=os.path.join(os.path.dirname(HERE), "build", "test"))
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--only", default="")
-    ap.add_argument("--shm-size", type=int, default=1 << 30,
-                    help="bytes each shm row moves (default 1 GiB; needs twice that in RAM)")
-    args = ap.parse_args()
-    only = set(filter(None, args.only.split(",")))
-    build = os.path.abspath(args.build)
+def ratio(a, b):
+    if not b:
+        return "-"
+    r = a / b
+    return ("%.2fx" % r) if r < 10 else ("%.1fx" % r) if r < 100 else ("%.0fx" % r)
 
-    current = None
+
+def cell(row, i):
+    med, lo, hi = row.stats(i)
+    return "%s <sub>%s-%s</sub>" % (fmt(med), perfsvg.si(lo), perfsvg.si(hi))
+
+
+def ensure_built(build):
+    """Configure build/test with the "test" preset if it is missing, then build the targets."""
+    def sh(cmd):
+        print("+ " + " ".join(shlex.quote(c) for c in cmd), file=sys.stderr, flush=True)
+        subprocess.run(cmd, check=True, cwd=ROOT)
+
+    if not os.path.exists(os.path.join(build, "CMakeCache.txt")):
+        if os.path.abspath(build) != os.path.join(ROOT, "build", "test"):
+            sys.exit("run.py: %s is not configured; run cmake there first, with "
+                     "MPIPC_BUILD_BENCH=ON" % build)
+        sh(["cmake", "--preset", "test"])
+    jobs = str(max(1, min(os.cpu_count() or 1, 4)))
+    sh(["cmake", "--build", build, "-j", jobs, "--target"] + TARGETS)
+
+
+def measure_rows(args, build, wanted):
+    """Run the main WORKLOADS rows, printing each group's table as it goes."""
+    rows, cache, current = [], {}, None
     for group, case, unit, impls in WORKLOADS:
-        if only and group not in only:
+        if not wanted(group):
             continue
         if group != current:
             current = group
-            print("\n## %s   (median of %d runs; ratio = ours / reference)\n" % (group, args.runs))
+            print("\n## %s   (median of %d runs, min-max; ratio = ours / reference)\n"
+                  % (group, args.runs))
             refs = [label for label, _ in impls[1:]]
             head = ["case", "unit", impls[0][0]] + refs + ["x " + r for r in refs]
             print("| " + " | ".join(head) + " |")
             print("|" + "---|" * len(head))
-        samples = [[] for _ in impls]
-        for _ in range(args.runs):
+        row = Row(group, case, unit, [label for label, _ in impls])
+        t0 = time.monotonic()
+        for r in range(args.runs):
             for i, (_, argv) in enumerate(impls):
-                samples[i].append(run_one(argv, build, args.shm_size))
-        med = [statistics.median(s) for s in samples]
-        ratios = ["%.2fx" % (med[0] / m) if m else "-" for m in med[1:]]
-        print("| " + " | ".join([case, unit] + [fmt(m) for m in med] + ratios) + " |", flush=True)
+                argv = expand(argv, build, args.shm_size)
+                key = (tuple(argv), r)
+                if i == 0 or key not in cache:
+                    cache[key] = run_one(argv)
+                row.samples[i].append(cache[key])
+        rows.append(row)
+        meds = [row.stats(i)[0] for i in range(len(impls))]
+        print("| " + " | ".join([case, unit] + [cell(row, i) for i in range(len(impls))] +
+                                [ratio(meds[0], m) for m in meds[1:]]) + " |", flush=True)
+        print("   (%s: %.1f s)" % (case, time.monotonic() - t0), file=sys.stderr, flush=True)
+    return rows
+
+
+def measure_scaling(args, build, wanted):
+    """Run the SCALING rows at each of COUNTS processes: [(spec, [Row per count])]."""
+    out = []
+    for spec in SCALING:
+        group, figure, unit, xlabel, n_ours, impls = spec
+        if not wanted(group):
+            continue
+        print("\n## %s scaling: %s, %s by %s (median of %d runs)\n"
+              % (group, figure, unit, xlabel, args.runs))
+        labels = [label for label, _ in impls]
+        print("| " + " | ".join([xlabel] + labels) + " |")
+        print("|" + "---|" * (len(labels) + 1))
+        rows = []
+        for p in COUNTS:
+            row = Row(group, figure, unit, labels, count=p)
+            t0 = time.monotonic()
+            for _ in range(args.runs):
+                for i, (_, argv) in enumerate(impls):
+                    row.samples[i].append(run_one(expand(argv, build, args.shm_size, p)))
+            rows.append(row)
+            print("| " + " | ".join([str(p)] + [cell(row, i) for i in range(len(labels))]) +
+                  " |", flush=True)
+            print("   (%s x%d: %.1f s)" % (group, p, time.monotonic() - t0), file=sys.stderr,
+                  flush=True)
+        out.append((spec, rows))
+    return out
+
+
+def _first_line(cmd):
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, cwd=ROOT)
+        return (out.stdout or out.stderr).strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _file_field(path, key, sep=":"):
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(key):
+                    return line.split(sep, 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "unknown"
+
+
+def machine(build):
+    """The facts a reader needs to compare this page with their own machine."""
+    cache = os.path.join(build, "CMakeCache.txt")
+    cc = _file_field(cache, "CMAKE_C_COMPILER:", "=")
+    commit = _first_line(["git", "rev-parse", "--short=12", "HEAD"])
+    try:  # the page says when the code measured is not the commit it names
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                "src", "include", "bench"], capture_output=True, text=True,
+                               timeout=30, cwd=ROOT).stdout.strip() != ""
+    except (OSError, subprocess.SubprocessError):
+        dirty = False
+    mem = _file_field("/proc/meminfo", "MemTotal")
+    if mem.endswith(" kB") and mem[:-3].strip().isdigit():
+        mem = "%.1f GiB" % (int(mem[:-3]) / (1 << 20))
+    return [
+        ("CPU", _file_field("/proc/cpuinfo", "model name")),
+        ("cores", "%s logical CPUs" % os.cpu_count()),
+        ("memory", mem),
+        ("OS", _file_field("/etc/os-release", "PRETTY_NAME", "=")),
+        ("kernel", "%s %s %s" % (platform.system(), platform.release(), platform.machine())),
+        ("libc", _first_line(["ldd", "--version"])),
+        ("compiler", "%s (%s)" % (_first_line([cc, "--version"]) if cc != "unknown" else cc,
+                                  _file_field(cache, "CMAKE_BUILD_TYPE:", "="))),
+        ("python3", "%s (%s)" % (platform.python_version(), PY)),
+        ("commit", commit + (" with local changes to src/, include/ or bench/" if dirty else "")),
+        ("date", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
+    ]
+
+
+def _group_table(rows):
+    labels = rows[0].labels
+    refs = labels[1:]
+    head = ["case", "unit"] + labels + ["x " + r for r in refs]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        meds = [row.stats(i)[0] for i in range(len(labels))]
+        out.append("| " + " | ".join([row.case, row.unit] +
+                                     [cell(row, i) for i in range(len(labels))] +
+                                     [ratio(meds[0], m) for m in meds[1:]]) + " |")
+    return out
+
+
+def _scaling_table(spec, rows):
+    _, _, _, xlabel, n_ours, _ = spec
+    labels = rows[0].labels
+    refs = labels[n_ours:]
+    head = [xlabel] + labels + ["x " + r for r in refs]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        meds = [row.stats(i)[0] for i in range(len(labels))]
+        out.append("| " + " | ".join([str(row.count)] +
+                                     [cell(row, i) for i in range(len(labels))] +
+                                     [ratio(meds[0], meds[n_ours + j])
+                                      for j in range(len(refs))]) + " |")
+    return out
+
+
+def write_report(path, args, argv, rows, scaling, info, wall, loads):
+    """Write the page at path and its charts in perf/ beside it."""
+    outdir = os.path.dirname(os.path.abspath(path))
+    perf = os.path.join(outdir, "perf")
+    os.makedirs(perf, exist_ok=True)
+    written = set()
+
+    def chart(name, svg):
+        with open(os.path.join(perf, name), "w") as f:
+            f.write(svg)
+        written.add(name)
+        return "perf/" + name
+
+    quick = args.scale != 1 or args.runs < 5 or args.only or args.no_scaling
+    cmd = "python3 bench/run.py " + " ".join(shlex.quote(a) for a in argv)
+    L = ["# Performance", "",
+         "<!-- Written by bench/run.py (%s); edit run.py, not this page. -->" % cmd, ""]
+    if quick:
+        L += ["> **Quick sample, not a measurement.** This page was made with `%s` (%d run(s), "
+              "item counts x %g%s); its figures only show that the generator works. The page "
+              "to read comes from `python3 bench/run.py --report docs/performance.md` on a "
+              "quiet machine." % (cmd, args.runs, args.scale,
+                                  ", some groups only" if args.only or args.no_scaling else ""),
+              ""]
+    L += ["Every workload runs beside its references - a tuned raw C loop (socketpair, pipe or "
+          "pthread objects) where one exists, and Python's `multiprocessing` - interleaved "
+          "(ours, ref1, ref2, ours, ...) so that noise on a shared machine hits them all. "
+          "Each cell is the median of %d runs with the range (min-max) in small type; "
+          "`x ref` is ours / that reference, so above 1x means ours is faster. Higher is "
+          "better everywhere. Each chart draws the medians as bars (or points) and the range "
+          "as a whisker." % args.runs, "",
+          "Regenerate this page and its charts with one command (it builds the benchmarks "
+          "first; about ten minutes on two cores):", "",
+          "```sh", "python3 bench/run.py --report docs/performance.md", "```", "",
+          "## The machine", "", "| | |", "|---|---|"]
+    L += ["| %s | %s |" % (k, v.replace("|", "\\|")) for k, v in info]
+    L += ["| load average | %.2f before, %.2f after (1 min) |" % loads,
+          "| wall time | %.0f s for this page |" % wall, ""]
+    groups = []
+    for row in rows:
+        if row.group not in groups:
+            groups.append(row.group)
+    L += ["Contents: " + ", ".join("[%s](#%s)" % (g, g) for g in groups) +
+          (", [scaling with the number of processes](#scaling-with-the-number-of-processes)"
+           if scaling else ""), ""]
+    for g in groups:
+        grows = [r for r in rows if r.group == g]
+        title = "%s (median of %d runs)" % (g, args.runs)
+        svg = perfsvg.bar_chart(title, [
+            (r.case, r.unit, [(r.labels[i],) + r.stats(i) for i in range(len(r.labels))])
+            for r in grows])
+        L += ["## %s" % g, "", NOTES.get(g, ""), "", "![%s](%s)" % (g, chart(g + ".svg", svg)),
+              ""]
+        # Rows of a group with different references get a table each.
+        start = 0
+        for i in range(1, len(grows) + 1):
+            if i == len(grows) or grows[i].labels != grows[start].labels:
+                L += _group_table(grows[start:i]) + [""]
+                start = i
+    if scaling:
+        L += ["## Scaling with the number of processes", "",
+              "The same workloads run with 1, 2, 4 and 8 processes on each side, with fewer "
+              "items per run than the tables above. This machine has %s logical cores, so "
+              "past that count the processes take turns on them: the lines show what "
+              "contention and scheduling cost, not more parallel work." % os.cpu_count(), ""]
+        for spec, srows in scaling:
+            group, figure, unit, xlabel, n_ours, impls = spec
+            series = [(label, [srow.stats(i) for srow in srows])
+                      for i, label in enumerate(srows[0].labels)]
+            svg = perfsvg.line_chart("%s: %s" % (group, figure), xlabel, unit, COUNTS, series,
+                                     n_ours)
+            L += ["### %s: %s" % (group, figure), "", SCALING_NOTES.get(group, ""), "",
+                  "%s by the number of %s; `x ref` is %s / that reference." % (
+                      unit, xlabel, srows[0].labels[0]), "",
+                  "![%s scaling](%s)" % (group, chart("scaling_%s.svg" % group, svg)), ""]
+            L += _scaling_table(spec, srows) + [""]
+    L += ["## How the figures are made", "",
+          "- Each workload is a program in `bench/` that prints one rate; `bench/run.py` "
+          "declares the rows (WORKLOADS and SCALING) and runs them.",
+          "- A reference shared by several rows (the same command) is run once per run and "
+          "serves every row that names it.",
+          "- Pool and manager rows start their processes before the clock; queue rows start "
+          "them on the clock and shm rows include python3's start-up, ours and Python's "
+          "alike.",
+          "- The scaling rows move fewer items than the tables, so their 2-process figures "
+          "need not match the 2 -> 2 rows exactly.",
+          "- The machine was shared: absolute figures move by 10-30% from run to run; the "
+          "ratios move much less.", ""]
+    with open(path, "w") as f:
+        f.write("\n".join(L))
+    for name in os.listdir(perf):
+        if name.endswith(".svg") and name not in written:
+            os.remove(os.path.join(perf, name))
+    print("\nwrote %s and %d chart(s) in %s" % (path, len(written), perf), file=sys.stderr)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build", default=os.path.join(ROOT, "build", "test"),
+                    help="the build directory (default build/test, the test preset)")
+    ap.add_argument("--runs", type=int, default=5, help="runs of every row (default 5)")
+    ap.add_argument("--only", default="", help="comma-separated groups: " +
+                    ",".join(sorted({w[0] for w in WORKLOADS})))
+    ap.add_argument("--shm-size", type=int, default=1 << 30,
+                    help="bytes each shm row moves (default 1 GiB; needs twice that in RAM)")
+    ap.add_argument("--scale", type=float, default=1.0,
+                    help="multiply every item count (0.05: a quick check of the report)")
+    ap.add_argument("--report", metavar="PATH",
+                    help="write the page (docs/performance.md) and its charts in perf/")
+    ap.add_argument("--no-build", action="store_true", help="do not build the benchmarks first")
+    ap.add_argument("--no-scaling", action="store_true",
+                    help="skip the rows at 1, 2, 4 and 8 processes")
+    argv = sys.argv[1:]
+    args = ap.parse_args(argv)
+    only = set(filter(None, args.only.split(",")))
+    unknown = only - {w[0] for w in WORKLOADS}
+    if unknown or args.runs < 1 or args.scale <= 0:
+        ap.error("bad --only %s, --runs or --scale" % ",".join(sorted(unknown)))
+    if args.scale != 1:
+        os.environ["MPIPC_BENCH_SCALE"] = repr(args.scale)
+        args.shm_size = max(1 << 20, int(args.shm_size * args.scale) // 8 * 8)
+    build = os.path.abspath(args.build)
+    if not args.no_build:
+        ensure_built(build)
+
+    def wanted(group):
+        return not only or group in only
+
+    t0, load0 = time.monotonic(), os.getloadavg()[0]
+    rows = measure_rows(args, build, wanted)
+    scaling = [] if args.no_scaling else measure_scaling(args, build, wanted)
+    wall = time.monotonic() - t0
+    print("\n(%.0f s in all)" % wall, file=sys.stderr)
+    if args.report:
+        write_report(args.report, args, argv, rows, scaling, machine(build), wall,
+                     (load0, os.getloadavg()[0]))
     return 0
 
 
