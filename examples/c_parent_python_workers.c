@@ -24,6 +24,7 @@
 
 #include "check.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,26 +71,37 @@ int main(void)
     mp_conn *conns[WORKERS];
     for (int i = 0; i < WORKERS; i++) {
         CHECK(mp_process_new(&procs[i], run_python, (void *)path));
+        /* A daemon: if this program fails half-way (CHECK exits), its exit
+         * procedure terminates the workers instead of waiting for them. */
+        CHECK(mp_process_set_daemon(procs[i], true));
         CHECK(mp_process_start(procs[i]));
     }
     for (int i = 0; i < WORKERS; i++) /* a worker that never connects: MP_ETIMEDOUT */
         CHECK(mp_listener_accept(l, &conns[i], 30.0));
     printf("C parent: %d python workers connected and authenticated\n", WORKERS);
 
-    int next = 1, answered = 0, busy = WORKERS;
+    int next = 1, answered = 0;
     int64_t total = 0;
+    bool done[WORKERS] = {false}; /* sent the sentinel: not waited on again */
     for (int i = 0; i < WORKERS; i++)
         send_job(conns[i], &next);
-    while (busy > 0) {
+    for (;;) {
         mp_wait_item items[WORKERS];
+        int who[WORKERS], n_busy = 0;
         for (int i = 0; i < WORKERS; i++)
-            items[i] = (mp_wait_item){.conn = conns[i]};
-        ssize_t ready = mp_wait(items, WORKERS, 30.0);
+            if (!done[i]) {
+                who[n_busy] = i;
+                items[n_busy++] = (mp_wait_item){.conn = conns[i]};
+            }
+        if (n_busy == 0)
+            break;
+        ssize_t ready = mp_wait(items, (size_t)n_busy, 30.0);
         CHECK(ready);
         CHECK(ready > 0 ? 0 : MP_ETIMEDOUT);
-        for (int i = 0; i < WORKERS; i++) {
-            if (!items[i].ready)
+        for (int k = 0; k < n_busy; k++) {
+            if (!items[k].ready)
                 continue;
+            int i = who[k];
             mp_obj *reply;
             int n;
             int64_t sq;
@@ -98,8 +110,7 @@ int main(void)
             mp_obj_free(reply);
             total += sq;
             answered++;
-            if (next > JOBS) /* this worker gets the sentinel and is done */
-                busy--;
+            done[i] = next > JOBS; /* it gets the sentinel and stops */
             send_job(conns[i], &next);
         }
     }
