@@ -30,6 +30,11 @@ or by default:
   <!-- compile: no REASON -->
              Not compiled: the block is not C on purpose (pseudo-code, a
              sketch of a signature). REASON is required. Keep these rare.
+  <!-- excerpt: examples/FILE.c -->
+             The block is lines of FILE, an example the examples build
+             compiles and runs whole: it is not compiled here (it is a cut-out,
+             not a fragment), but FILE must exist. examples/check_cookbook.py
+             checks that the lines are FILE's, verbatim and in order.
 
 Fragments show calls whose results the prose goes on to use, so unused
 variables, functions and values are not errors here (-Wno-unused-*); every
@@ -68,6 +73,7 @@ FLAGS = ["-std=c11", "-D_POSIX_C_SOURCE=200809L", "-fsyntax-only", "-Wall", "-We
          "-Wno-unused-value", "-Wno-unused-label"]
 
 MARKER = re.compile(r"^\s*<!--\s*compile:\s*(given|toplevel|no)\b(.*?)-->\s*$")
+EXCERPT = re.compile(r"^\s*<!--\s*excerpt:\s*(\S+)\s*-->\s*$")
 TOPLEVEL_START = re.compile(r"^(static\b|struct\b|typedef\b|enum\b|MP_TARGET\(|MP_TASK\()")
 MAIN = re.compile(r"^\s*int\s+main\s*\(", re.M)
 
@@ -101,6 +107,9 @@ def blocks(root):
                 m = MARKER.match(above)
                 if m:
                     mode, arg = m.group(1), m.group(2).strip()
+                m = EXCERPT.match(above)
+                if m:
+                    mode, arg = "excerpt", m.group(1)
                 yield Block(path.relative_to(root), start + 1, lines[start + 1:j], mode, arg)
                 i = j + 1
             else:
@@ -178,9 +187,13 @@ def main(argv):
         sys.exit(__doc__)
     root = pathlib.Path(argv[1]).resolve()
     cc = argv[2] if len(argv) > 2 else os.environ.get("CC", "cc")
-    failures, skipped, todo = [], [], []
+    failures, skipped, todo, excerpts = [], [], [], []
     for b in blocks(root):
-        if b.mode == "no":
+        if b.mode == "excerpt":
+            if not (root / b.arg).is_file():
+                failures.append((b, f"<!-- excerpt: {b.arg} -->: no such file"))
+            excerpts.append(b)
+        elif b.mode == "no":
             if not b.arg:
                 failures.append((b, "<!-- compile: no --> needs a reason after 'no'"))
             skipped.append(b)
@@ -199,11 +212,12 @@ def main(argv):
     for b, text in failures:
         print(f"{b.where()}: this C block does not compile:\n{text}\n")
     if failures:
-        print(f"check_doc_code.py: {len(failures)} of {len(todo) + len(skipped)} C blocks "
+        print(f"check_doc_code.py: {len(failures)} of {len(todo) + len(skipped) + len(excerpts)} C blocks "
               "fail (see the rules at the top of tests/check_doc_code.py)")
         return 1
     print(f"check_doc_code.py: {len(todo)} C blocks compile"
-          + (f", {len(skipped)} marked 'compile: no'" if skipped else ""))
+          + (f", {len(skipped)} marked 'compile: no'" if skipped else "")
+          + (f", {len(excerpts)} excerpts of examples/ (compiled there)" if excerpts else ""))
     return 0
 
 
