@@ -8,6 +8,7 @@
  * this binary. More scenarios per method: test_start_sync.c, test_start_queue.c.
  */
 #include "core/parts.h"
+#include "start_testutil.h"
 #include "testutil.h"
 
 #include <mpipc/conn.h>
@@ -24,7 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define T_LONG 20.0
+#define T_LONG ST_LONG
 #define NCHILD 4
 #define ROUNDS 20
 
@@ -260,21 +261,6 @@ static int t_notify(const mp_obj *args)
 }
 MP_TARGET(t_notify);
 
-static const mp_context *ctx_of(const char *method)
-{
-    const mp_context *ctx = NULL;
-    assert_int_equal(mp_context_get(&ctx, method), 0);
-    return ctx;
-}
-
-static void join_ok(mp_process *p)
-{
-    int code = -1;
-    assert_int_equal(mp_process_join(p, T_LONG), 0);
-    assert_int_equal(mp_process_exitcode(p, &code), 0);
-    assert_int_equal(code, 0);
-}
-
 /* ---- under each method ------------------------------------------------------------ */
 
 /* Python's test_lock across processes: with the lock passed, NCHILD
@@ -288,7 +274,7 @@ static void lock_excludes(const char *method)
     mp_process *p[NCHILD];
     mp_obj *args = mp_obj_build("(i)", ROUNDS);
     for (int i = 0; i < NCHILD; i++) {
-        assert_int_equal(mp_process_new_ctx(&p[i], ctx_of(method), "t_exclusive", args), 0);
+        assert_int_equal(mp_process_new_ctx(&p[i], st_ctx(method), "t_exclusive", args), 0);
         assert_int_equal(mp_process_pass_lock(p[i], lock), 0);
         assert_int_equal(mp_process_pass_conn(p[i], w), 0);
         assert_int_equal(mp_process_start(p[i]), 0);
@@ -302,7 +288,7 @@ static void lock_excludes(const char *method)
         assert_int_equal(b, k % 2 ? 'O' : 'I');
     }
     for (int i = 0; i < NCHILD; i++) {
-        join_ok(p[i]);
+        st_join_ok(p[i]);
         mp_process_free(p[i]);
     }
     mp_conn_free(r);
@@ -321,7 +307,7 @@ static void dead_holder(const char *method)
     assert_int_equal(mp_rlock_new(&rlock), 0);
     assert_int_equal(mp_pipe(&r, &w, false), 0);
     mp_process *p;
-    assert_int_equal(mp_process_new_ctx(&p, ctx_of(method), "t_die_holding", NULL), 0);
+    assert_int_equal(mp_process_new_ctx(&p, st_ctx(method), "t_die_holding", NULL), 0);
     assert_int_equal(mp_process_pass_lock(p, lock), 0);
     assert_int_equal(mp_process_pass_rlock(p, rlock), 1);
     assert_int_equal(mp_process_pass_conn(p, w), 0);
@@ -329,7 +315,7 @@ static void dead_holder(const char *method)
     char buf[8];
     assert_int_equal(mp_conn_poll(r, T_LONG), 1);
     assert_int_equal(mp_conn_recv_bytes_into(r, buf, sizeof buf, 0, NULL, T_LONG), 4);
-    join_ok(p);
+    st_join_ok(p);
     TU_ASSERT_STATUS(mp_lock_acquire(lock, T_LONG), MP_EOWNERDEAD);
     assert_int_equal(mp_lock_release(lock), 0);
     TU_ASSERT_STATUS(mp_rlock_acquire(rlock, T_LONG), MP_EOWNERDEAD);
@@ -353,7 +339,7 @@ static void event_and_semaphore(const char *method)
     assert_int_equal(mp_rlock_new(&rlock), 0);
     assert_int_equal(mp_rlock_acquire(rlock, T_LONG), 0);
     mp_process *p;
-    assert_int_equal(mp_process_new_ctx(&p, ctx_of(method), "t_event_sem", NULL), 0);
+    assert_int_equal(mp_process_new_ctx(&p, st_ctx(method), "t_event_sem", NULL), 0);
     assert_int_equal(mp_process_pass_sem(p, sem), 0);
     assert_int_equal(mp_process_pass_event(p, ev), 1);
     assert_int_equal(mp_process_pass_rlock(p, rlock), 2);
@@ -362,7 +348,7 @@ static void event_and_semaphore(const char *method)
     assert_int_equal(mp_event_set(ev), 0);
     assert_int_equal(mp_sem_acquire(sem, T_LONG), 0);
     assert_int_equal(mp_sem_acquire(sem, T_LONG), 0);
-    join_ok(p);
+    st_join_ok(p);
     assert_int_equal(mp_rlock_release(rlock), 0);
     mp_process_free(p);
     mp_sem_free(sem);
@@ -383,14 +369,14 @@ static void value_and_array(const char *method)
     mp_process *p[NCHILD];
     mp_obj *args = mp_obj_build("(i)", 200);
     for (int i = 0; i < NCHILD; i++) {
-        assert_int_equal(mp_process_new_ctx(&p[i], ctx_of(method), "t_add", args), 0);
+        assert_int_equal(mp_process_new_ctx(&p[i], st_ctx(method), "t_add", args), 0);
         assert_int_equal(mp_process_pass_value(p[i], v), 0);
         assert_int_equal(mp_process_pass_array(p[i], a), 1);
         assert_int_equal(mp_process_start(p[i]), 0);
     }
     mp_obj_free(args);
     for (int i = 0; i < NCHILD; i++) {
-        join_ok(p[i]);
+        st_join_ok(p[i]);
         mp_process_free(p[i]);
     }
     int64_t x = 0;
@@ -413,7 +399,7 @@ static void pass_on(const char *method)
     assert_int_equal(mp_lock_new(&lock), 0);
     mp_obj *args = mp_obj_build("(s)", method);
     mp_process *p;
-    assert_int_equal(mp_process_new_ctx(&p, ctx_of(method), "t_pass_on", args), 0);
+    assert_int_equal(mp_process_new_ctx(&p, st_ctx(method), "t_pass_on", args), 0);
     mp_obj_free(args);
     assert_int_equal(mp_process_pass_lock(p, lock), 0);
     assert_int_equal(mp_lock_acquire(lock, T_LONG), 0);
@@ -421,7 +407,7 @@ static void pass_on(const char *method)
     struct timespec pause = {0, 50000000};
     nanosleep(&pause, NULL);
     assert_int_equal(mp_lock_release(lock), 0);
-    join_ok(p);
+    st_join_ok(p);
     mp_process_free(p);
     mp_lock_free(lock);
 }
@@ -441,7 +427,7 @@ static void queue_both_ways(const char *method)
     assert_int_equal(mp_queue_new(&in, 0), 0);
     assert_int_equal(mp_queue_new(&out, 5), 0); /* bounded: the child waits on us */
     mp_process *p;
-    assert_int_equal(mp_process_new_ctx(&p, ctx_of(method), "t_qdouble", NULL), 0);
+    assert_int_equal(mp_process_new_ctx(&p, st_ctx(method), "t_qdouble", NULL), 0);
     assert_int_equal(mp_process_pass_queue(p, in), 0);
     assert_int_equal(mp_process_pass_queue(p, out), 1);
     TU_ASSERT_STATUS(mp_process_pass_queue(p, in), MP_EVALUE); /* once */
@@ -464,7 +450,7 @@ static void queue_both_ways(const char *method)
     mp_obj *end = get_obj_ok(out);
     assert_true(mp_obj_is_none(end));
     mp_obj_free(end);
-    join_ok(p);
+    st_join_ok(p);
     mp_process_free(p);
     mp_queue_free(in);
     mp_queue_free(out);
@@ -480,7 +466,7 @@ static void queue_producers(const char *method)
     mp_process *p[PRODUCERS];
     for (int i = 0; i < PRODUCERS; i++) {
         mp_obj *args = mp_obj_build("(ii)", i, ITEMS);
-        assert_int_equal(mp_process_new_ctx(&p[i], ctx_of(method), "t_qproduce", args), 0);
+        assert_int_equal(mp_process_new_ctx(&p[i], st_ctx(method), "t_qproduce", args), 0);
         mp_obj_free(args);
         assert_int_equal(mp_process_pass_queue(p[i], q), 0);
         assert_int_equal(mp_process_start(p[i]), 0);
@@ -501,7 +487,7 @@ static void queue_producers(const char *method)
         seen[id][n] = true;
     }
     for (int i = 0; i < PRODUCERS; i++) {
-        join_ok(p[i]);
+        st_join_ok(p[i]);
         mp_process_free(p[i]);
     }
     mp_obj *extra = NULL;
@@ -526,12 +512,12 @@ static void joinable_task_done(const char *method)
     TU_ASSERT_STATUS(mp_queue_join(q, 0.05), MP_ETIMEDOUT); /* nobody works yet */
     mp_obj *args = mp_obj_build("(i)", TASKS);
     mp_process *p;
-    assert_int_equal(mp_process_new_ctx(&p, ctx_of(method), "t_qworker", args), 0);
+    assert_int_equal(mp_process_new_ctx(&p, st_ctx(method), "t_qworker", args), 0);
     mp_obj_free(args);
     assert_int_equal(mp_process_pass_queue(p, q), 0);
     assert_int_equal(mp_process_start(p), 0);
     assert_int_equal(mp_queue_join(q, T_LONG), 0);
-    join_ok(p);
+    st_join_ok(p);
     mp_process_free(p);
     mp_queue_free(q);
 }
@@ -544,43 +530,26 @@ static void cond_notify(const char *method)
     mp_cond *c;
     assert_int_equal(mp_cond_new(&c, NULL), 0);
     mp_process *p;
-    assert_int_equal(mp_process_new_ctx(&p, ctx_of(method), "t_notify", NULL), 0);
+    assert_int_equal(mp_process_new_ctx(&p, st_ctx(method), "t_notify", NULL), 0);
     assert_int_equal(mp_process_pass_cond(p, c), 0);
     assert_int_equal(mp_cond_acquire(c, T_LONG), 0);
     assert_int_equal(mp_process_start(p), 0);
     assert_int_equal(mp_cond_wait(c, T_LONG), 0);
     assert_int_equal(mp_cond_release(c), 0);
-    join_ok(p);
+    st_join_ok(p);
     mp_process_free(p);
     mp_cond_free(c);
 }
 
-#define EACH_METHOD(fn, name)                                                                      \
-    static void test_##name##_fork(void **s)                                                       \
-    {                                                                                              \
-        (void)s;                                                                                   \
-        fn("fork");                                                                                \
-    }                                                                                              \
-    static void test_##name##_forkserver(void **s)                                                 \
-    {                                                                                              \
-        (void)s;                                                                                   \
-        fn("forkserver");                                                                          \
-    }                                                                                              \
-    static void test_##name##_spawn(void **s)                                                      \
-    {                                                                                              \
-        (void)s;                                                                                   \
-        fn("spawn");                                                                               \
-    }
-
-EACH_METHOD(lock_excludes, passed_lock_excludes_children)
-EACH_METHOD(dead_holder, passed_lock_dead_holder_gives_eownerdead)
-EACH_METHOD(event_and_semaphore, passed_event_and_semaphore_wake_across)
-EACH_METHOD(value_and_array, passed_value_and_array_count_every_update)
-EACH_METHOD(pass_on, child_passes_on_only_what_fork_gave_it)
-EACH_METHOD(queue_both_ways, passed_queue_carries_items_both_ways)
-EACH_METHOD(queue_producers, passed_queue_producers_exact_counts)
-EACH_METHOD(joinable_task_done, passed_joinable_queue_join_waits_for_task_done)
-EACH_METHOD(cond_notify, passed_condition_notify_wakes_parent)
+ST_EACH_METHOD(lock_excludes, passed_lock_excludes_children)
+ST_EACH_METHOD(dead_holder, passed_lock_dead_holder_gives_eownerdead)
+ST_EACH_METHOD(event_and_semaphore, passed_event_and_semaphore_wake_across)
+ST_EACH_METHOD(value_and_array, passed_value_and_array_count_every_update)
+ST_EACH_METHOD(pass_on, child_passes_on_only_what_fork_gave_it)
+ST_EACH_METHOD(queue_both_ways, passed_queue_carries_items_both_ways)
+ST_EACH_METHOD(queue_producers, passed_queue_producers_exact_counts)
+ST_EACH_METHOD(joinable_task_done, passed_joinable_queue_join_waits_for_task_done)
+ST_EACH_METHOD(cond_notify, passed_condition_notify_wakes_parent)
 
 /* Refusals: NULL, a handle mp_process_new made, after start; the index
  * and kind checks in a process not started through a context. */
@@ -596,7 +565,7 @@ static void test_pass_refuses_bad_input(void **state)
     mp_lock *lock;
     assert_int_equal(mp_lock_new(&lock), 0);
     mp_process *p;
-    assert_int_equal(mp_process_new_ctx(&p, ctx_of("spawn"), "t_exclusive", NULL), 0);
+    assert_int_equal(mp_process_new_ctx(&p, st_ctx("spawn"), "t_exclusive", NULL), 0);
     TU_ASSERT_STATUS(mp_process_pass_lock(p, NULL), -EINVAL);
     TU_ASSERT_STATUS(mp_process_pass_lock(NULL, lock), -EINVAL);
     int local = 0;
@@ -614,7 +583,7 @@ static void test_pass_refuses_bad_input(void **state)
     mp_queue *cq;
     assert_int_equal(mp_queue_new(&cq, 0), 0);
     assert_int_equal(mp_queue_close(cq), 0);
-    assert_int_equal(mp_process_new_ctx(&p, ctx_of("spawn"), "t_qworker", NULL), 0);
+    assert_int_equal(mp_process_new_ctx(&p, st_ctx("spawn"), "t_qworker", NULL), 0);
     TU_ASSERT_STATUS(mp_process_pass_queue(p, cq), MP_ECLOSED);
     mp_process_free(p);
     mp_queue_free(cq);
@@ -719,33 +688,15 @@ int main(int argc, char **argv)
     if (mp_forkserver_start() < 0)
         return 1;
     const struct CMUnitTest tests[] = {
-        TU_TEST(test_passed_lock_excludes_children_fork),
-        TU_TEST(test_passed_lock_excludes_children_forkserver),
-        TU_TEST(test_passed_lock_excludes_children_spawn),
-        TU_TEST(test_passed_lock_dead_holder_gives_eownerdead_fork),
-        TU_TEST(test_passed_lock_dead_holder_gives_eownerdead_forkserver),
-        TU_TEST(test_passed_lock_dead_holder_gives_eownerdead_spawn),
-        TU_TEST(test_passed_event_and_semaphore_wake_across_fork),
-        TU_TEST(test_passed_event_and_semaphore_wake_across_forkserver),
-        TU_TEST(test_passed_event_and_semaphore_wake_across_spawn),
-        TU_TEST(test_passed_value_and_array_count_every_update_fork),
-        TU_TEST(test_passed_value_and_array_count_every_update_forkserver),
-        TU_TEST(test_passed_value_and_array_count_every_update_spawn),
-        TU_TEST(test_child_passes_on_only_what_fork_gave_it_fork),
-        TU_TEST(test_child_passes_on_only_what_fork_gave_it_forkserver),
-        TU_TEST(test_child_passes_on_only_what_fork_gave_it_spawn),
-        TU_TEST(test_passed_queue_carries_items_both_ways_fork),
-        TU_TEST(test_passed_queue_carries_items_both_ways_forkserver),
-        TU_TEST(test_passed_queue_carries_items_both_ways_spawn),
-        TU_TEST(test_passed_queue_producers_exact_counts_fork),
-        TU_TEST(test_passed_queue_producers_exact_counts_forkserver),
-        TU_TEST(test_passed_queue_producers_exact_counts_spawn),
-        TU_TEST(test_passed_joinable_queue_join_waits_for_task_done_fork),
-        TU_TEST(test_passed_joinable_queue_join_waits_for_task_done_forkserver),
-        TU_TEST(test_passed_joinable_queue_join_waits_for_task_done_spawn),
-        TU_TEST(test_passed_condition_notify_wakes_parent_fork),
-        TU_TEST(test_passed_condition_notify_wakes_parent_forkserver),
-        TU_TEST(test_passed_condition_notify_wakes_parent_spawn),
+        ST_TESTS(passed_lock_excludes_children),
+        ST_TESTS(passed_lock_dead_holder_gives_eownerdead),
+        ST_TESTS(passed_event_and_semaphore_wake_across),
+        ST_TESTS(passed_value_and_array_count_every_update),
+        ST_TESTS(child_passes_on_only_what_fork_gave_it),
+        ST_TESTS(passed_queue_carries_items_both_ways),
+        ST_TESTS(passed_queue_producers_exact_counts),
+        ST_TESTS(passed_joinable_queue_join_waits_for_task_done),
+        ST_TESTS(passed_condition_notify_wakes_parent),
         TU_TEST(test_pass_refuses_bad_input),
         TU_TEST(test_child_refuses_malformed_parts),
     };
