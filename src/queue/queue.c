@@ -778,6 +778,21 @@ static int queue_check_parts(const struct mp__parts *in, void *sync[3])
     return 0;
 }
 
+/* A passed queue's stream (mp__parts: its shared block and the descriptors
+ * rfd, wfd, spill, held, in that order), seeded as mp__qpipe_open seeds a
+ * new one: a valid header of this queue. */
+static void queue_qpipe_adopt(struct mp__qpipe *qp, const struct mp__parts *in)
+{
+    qp->sh = in->blk[0];
+    qp->rfd = in->fds[0];
+    qp->wfd = in->fds[1];
+    qp->spill_fd = in->fds[2];
+    qp->held_fd = in->fds[3];
+    qp->pipe_cap = mp__pipe_capacity(qp->wfd);
+    mp__qpipe_header(qp, MP__QF_HINT, 0, qp->wlast);
+    memcpy(qp->rlast, qp->wlast, sizeof qp->rlast);
+}
+
 int mp__queue_from_parts(const struct mp__parts *in, mp_queue **out)
 {
     *out = NULL;
@@ -792,15 +807,7 @@ int mp__queue_from_parts(const struct mp__parts *in, mp_queue **out)
         free(q);
         return rc;
     }
-    q->qp.sh = in->blk[0];
-    q->qp.rfd = in->fds[0];
-    q->qp.wfd = in->fds[1];
-    q->qp.spill_fd = in->fds[2];
-    q->qp.held_fd = in->fds[3];
-    q->qp.pipe_cap = mp__pipe_capacity(q->qp.wfd);
-    /* As mp__qpipe_open seeds them: a valid header of this queue. */
-    mp__qpipe_header(&q->qp, MP__QF_HINT, 0, q->qp.wlast);
-    memcpy(q->qp.rlast, q->qp.wlast, sizeof q->qp.rlast);
+    queue_qpipe_adopt(&q->qp, in);
     q->sem = sync[0];
     q->unfinished = sync[1];
     q->cond = sync[2];
@@ -968,14 +975,7 @@ int mp__simplequeue_from_parts(const struct mp__parts *in, mp_simplequeue **out)
     mp_simplequeue *q = calloc(1, sizeof *q);
     if (!q)
         return -ENOMEM;
-    q->qp.sh = in->blk[0];
-    q->qp.rfd = in->fds[0];
-    q->qp.wfd = in->fds[1];
-    q->qp.spill_fd = in->fds[2];
-    q->qp.held_fd = in->fds[3];
-    q->qp.pipe_cap = mp__pipe_capacity(q->qp.wfd);
-    mp__qpipe_header(&q->qp, MP__QF_HINT, 0, q->qp.wlast);
-    memcpy(q->qp.rlast, q->qp.wlast, sizeof q->qp.rlast);
+    queue_qpipe_adopt(&q->qp, in);
     *out = q;
     return 0;
 }
