@@ -61,21 +61,26 @@
  * drops its copy, and the continuation records it then meets, which belong
  * to no message it began, are skipped.
  *
- * Second round (issue 16), not done here:
- *   - loans: a sender reserves a record in place (BEGIN|END with the
- *     payload written by the caller), a receiver takes a read-only view and
- *     releases it (head moves then). A view across the wrap point needs
- *     either a padding record before it or a double mapping of the ring;
- *   - handing an end over by descriptor: make the mapping a memfd
- *     (core/shm.h) and pass it with the doorbell; today mp__conn_raw_begin
- *     refuses shm ends with MP_ESTATE;
- *   - -EPIPE at the first send after the reader closed (today: when the
- *     bell is rung or the ring is full);
- *   - speed: on the shared 2-core machine, niced, 64-byte ping-pong was
- *     0.3-0.7M round trips/s, one-way 4.4M messages/s, 1 MiB into a reused
- *     buffer 14 GB/s (socket Pipe in the same minutes: 0.02-0.12M, 0.9M,
- *     5-8.7 GB/s). Each message takes the robust send or receive mutex;
- *     batching several records per lock is the next step for one-way.
+ * Loans and views (loan.c has the public calls). A loan takes the send
+ * mutex and reserves one BEGIN|END record at tail, unpublished; if its
+ * payload would wrap, a PAD record (skipped by receivers) fills the ring to
+ * its end first, so a loan is contiguous and at most cap/2 - 32 bytes (what
+ * an empty ring always holds, wherever its head is). The commit writes the
+ * headers and stores tail once; a sender killed before that published
+ * nothing and the next sender takes the mutex (EOWNERDEAD). A view is a
+ * BEGIN|END record whose payload does not wrap: the receive mutex is kept
+ * and head moves only at the release; a receiver killed holding one
+ * consumed nothing. Other messages are viewed through a heap copy.
+ *
+ * Prompt EPIPE. A receiving end's close sets rx_closed; the next send
+ * polls its doorbell once for end of file (see shmpipe_reader_gone).
+ *
+ * Not done yet (issue 16): handing an end over by descriptor (make the
+ * mapping a memfd, core/shm.h, and pass it with the doorbell; today
+ * mp__conn_raw_begin and mp_process_pass_conn refuse shm ends with
+ * MP_ESTATE); messages over the ring in a loaned block of their own
+ * (today a heap loan sent in pieces); and the speed work: each message
+ * still takes the robust send or receive mutex.
  */
 #include "conn/shmpipe.h"
 #include "conn/conn_state.h"
