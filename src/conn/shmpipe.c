@@ -384,7 +384,7 @@ static int shmpipe_reader_gone(mp_conn *c, struct shmpipe_hdr *h)
 static int shmpipe_wait_room(mp_conn *c, const struct shmpipe_ring *r, size_t need, uint64_t *tail,
                              int64_t deadline)
 {
-    int64_t spin_until = mp__now_ns() + 20000;
+    int64_t spin_until = 0; /* read the clock only once the ring is full */
     for (;;) {
         uint64_t t = __atomic_load_n(&r->h->tail, __ATOMIC_RELAXED);
         uint64_t h = __atomic_load_n(&r->h->head, __ATOMIC_ACQUIRE);
@@ -396,6 +396,8 @@ static int shmpipe_wait_room(mp_conn *c, const struct shmpipe_ring *r, size_t ne
             *tail = t;
             return 0;
         }
+        if (spin_until == 0)
+            spin_until = mp__now_ns() + 20000;
         if (mp__now_ns() < spin_until) {
             shmpipe_relax();
             continue;
