@@ -110,6 +110,47 @@ static void test_loan_and_view_round_trip_every_size_across_fork(void **state)
     round_trips(a, b, &small_ring);
 }
 
+/* Child: send 50 messages through loans, never receiving. */
+static int child_loan_sender(void *arg)
+{
+    (void)arg;
+    mp_conn_free(g_a);
+    for (uint32_t n = 0; n < 50; n++) {
+        size_t len = loan_size(n);
+        void *out;
+        if (mp_conn_loan(g_b, len, &out, 10.0) < 0)
+            return 1;
+        fill(out, len, n);
+        if (mp_conn_commit(g_b, out, len) < 0)
+            return 2;
+    }
+    mp_conn_free(g_b);
+    return 0;
+}
+
+/* A forked child that only sends uses loans as its parent would (the loan
+ * is its own, not a copy of the parent's state); then end of file. */
+static void test_loans_in_a_child_that_only_sends(void **state)
+{
+    (void)state;
+    assert_int_equal(mp_pipe_shm(&g_a, &g_b, false, &small_ring), 0);
+    pid_t pid = tu_fork(child_loan_sender, NULL);
+    mp_conn_free(g_b);
+    for (uint32_t n = 0; n < 50; n++) {
+        const void *view;
+        size_t len;
+        assert_int_equal(mp_conn_recv_view(g_a, &view, &len, 10.0), 0);
+        assert_int_equal(len, loan_size(n));
+        assert_true(check(view, len, n));
+        assert_int_equal(mp_conn_release(g_a, view), 0);
+    }
+    const void *view;
+    size_t len;
+    TU_ASSERT_STATUS(mp_conn_recv_view(g_a, &view, &len, 10.0), MP_EOF);
+    assert_int_equal(tu_wait_child(pid, 20.0), 0);
+    mp_conn_free(g_a);
+}
+
 /* On a socket end the same calls work, through heap buffers. */
 static void test_loan_and_view_fall_back_on_a_socket_pipe(void **state)
 {
@@ -383,6 +424,7 @@ int main(int argc, char **argv)
     tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         TU_TEST(test_loan_and_view_round_trip_every_size_across_fork),
+        TU_TEST(test_loans_in_a_child_that_only_sends),
         TU_TEST(test_loan_and_view_fall_back_on_a_socket_pipe),
         TU_TEST(test_view_and_copying_calls_mix_in_order),
         TU_TEST(test_loan_misuse_is_refused_and_loses_nothing),

@@ -147,6 +147,7 @@ struct mp__shmc {
     /* a loan out (send_mu held by loan_owner) */
     bool loan_on; /* atomic */
     pthread_t loan_owner;
+    unsigned loan_gen; /* the fork generation that took it */
     unsigned char *loan_buf;
     uint64_t loan_tail, loan_at; /* where its pad (if any) and its record begin */
     size_t loan_size;
@@ -298,10 +299,12 @@ void mp__shmc_release(mp_conn *c)
      * look for end of file there (see shmpipe_reader_gone). */
     if (s->rx.h)
         __atomic_store_n(&s->rx.h->rx_closed, 1, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&s->loan_on, __ATOMIC_ACQUIRE) &&
+    /* A loan or view held by this thread ends with the end (a forked
+     * child's copies of its parent's are not its own). */
+    if (__atomic_load_n(&s->loan_on, __ATOMIC_ACQUIRE) && s->loan_gen == mp__forkgen() &&
         pthread_equal(s->loan_owner, pthread_self()))
         mp__mutex_unlock(&s->tx.h->send_mu);
-    if (s->view_on)
+    if (s->view_on && s->gen == mp__forkgen())
         mp__mutex_unlock(&s->rx.h->recv_mu);
     if (__atomic_sub_fetch(&s->map->refs, 1, __ATOMIC_ACQ_REL) == 0) {
         mp__shm_unmap(s->map->base, s->map->size);
@@ -894,6 +897,7 @@ int mp__shmc_loan(mp_conn *c, size_t size, void **buf, int64_t deadline)
     s->loan_size = size;
     s->loan_buf = r->data + ((size_t)(s->loan_at + SHMPIPE_HDR) & (r->cap - 1));
     s->loan_owner = pthread_self();
+    s->loan_gen = mp__forkgen();
     __atomic_store_n(&s->loan_on, true, __ATOMIC_RELEASE);
     *buf = s->loan_buf;
     return 0;
@@ -905,7 +909,7 @@ bool mp__shmc_is_loan(const mp_conn *c, const void *buf)
 {
     const struct mp__shmc *s = c->shm;
     return __atomic_load_n(&s->loan_on, __ATOMIC_ACQUIRE) && buf == s->loan_buf &&
-           s->gen == mp__forkgen() && pthread_equal(s->loan_owner, pthread_self());
+           s->loan_gen == mp__forkgen() && pthread_equal(s->loan_owner, pthread_self());
 }
 
 /* Publish the loan as one message of len bytes, or drop it (cancel), then
