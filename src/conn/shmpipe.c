@@ -125,6 +125,12 @@ struct shmpipe_ring {
     struct shmpipe_hdr *h; /* NULL: the end does not use this direction */
     unsigned char *data;
     size_t cap;
+    /* The other side's index as last read (send: head, receive: tail),
+     * under the send or receive mutex: it only grows, so an old value
+     * understates what is free or published, and is read again only when
+     * it does not suffice - the line the other side writes is not fetched
+     * for every message. */
+    uint64_t seen;
 };
 
 /* The mapping, shared by the ends this process holds (refs). */
@@ -384,13 +390,15 @@ static int shmpipe_reader_gone(mp_conn *c, struct shmpipe_hdr *h)
 /* Wait until `need` bytes are free in the ring (send mutex held), up to
  * deadline. Returns 0 with *tail the publish point, MP_EPROTO for a corrupt
  * index, -EPIPE when the receiving end is gone, MP_ETIMEDOUT. */
-static int shmpipe_wait_room(mp_conn *c, const struct shmpipe_ring *r, size_t need, uint64_t *tail,
+static int shmpipe_wait_room(mp_conn *c, struct shmpipe_ring *r, size_t need, uint64_t *tail,
                              int64_t deadline)
 {
     int64_t spin_until = 0; /* read the clock only once the ring is full */
     for (;;) {
         uint64_t t = __atomic_load_n(&r->h->tail, __ATOMIC_RELAXED);
-        uint64_t h = __atomic_load_n(&r->h->head, __ATOMIC_ACQUIRE);
+        uint64_t h = r->seen;
+        if (t - h > r->cap || r->cap - (t - h) < need)
+            r->seen = h = __atomic_load_n(&r->h->head, __ATOMIC_ACQUIRE);
         uint64_t used = t - h;
         if (used > r->cap)
             return mp__err(MP_EPROTO, "shared-memory ring corrupt: %llu bytes used of %zu",
@@ -446,7 +454,7 @@ static void shmpipe_put(const struct shmpipe_ring *r, uint64_t tail, uint64_t to
 int mp__shmc_send(mp_conn *c, const void *buf, size_t len)
 {
     struct mp__shmc *s = c->shm;
-    const struct shmpipe_ring *r = &s->tx;
+    struct shmpipe_ring *r = &s->tx;
     if (len > UINT64_MAX / 2)
         return -EINVAL;
     int rc = mp__mutex_lock(&r->h->send_mu, MP__NO_DEADLINE);
@@ -622,7 +630,9 @@ static int shmpipe_take(mp_conn *c, struct shmpipe_req *q)
     struct shmpipe_hdr *h = s->rx.h;
     uint64_t head = __atomic_load_n(&h->head, __ATOMIC_RELAXED);
     for (;;) {
-        uint64_t tail = __atomic_load_n(&h->tail, __ATOMIC_SEQ_CST);
+        uint64_t tail = s->rx.seen;
+        if (tail - head - 1 >= s->rx.cap) /* caught up, or another receiver went past */
+            s->rx.seen = tail = __atomic_load_n(&h->tail, __ATOMIC_SEQ_CST);
         if (tail == head)
             return 0;
         struct shmpipe_rec rec = {0};
@@ -873,7 +883,7 @@ size_t mp__shmc_loan_max(const mp_conn *c)
 int mp__shmc_loan(mp_conn *c, size_t size, void **buf, int64_t deadline)
 {
     struct mp__shmc *s = c->shm;
-    const struct shmpipe_ring *r = &s->tx;
+    struct shmpipe_ring *r = &s->tx;
     int rc = mp__mutex_lock(&r->h->send_mu, deadline);
     if (rc == -EDEADLK)
         return mp__err(MP_ESTATE, "this thread already holds a loan: commit it first");
