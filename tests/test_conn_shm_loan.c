@@ -213,6 +213,7 @@ static void test_loan_misuse_is_refused_and_loses_nothing(void **state)
     assert_int_equal(mp_conn_loan(b, 100, &out, 1.0), 0);
     TU_ASSERT_STATUS(mp_conn_loan(b, 10, &second, MP_NOWAIT), MP_ESTATE);
     assert_null(second);
+    TU_ASSERT_STATUS(mp_conn_send_bytes(b, "early", 5), MP_ESTATE);
     TU_ASSERT_STATUS(mp_conn_commit(b, out, 101), MP_EVALUE);
     TU_ASSERT_STATUS(mp_conn_commit(b, (char *)out + 8, 10), -EINVAL);
     memcpy(out, "kept", 4);

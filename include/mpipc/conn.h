@@ -213,7 +213,8 @@ MP_API int mp_pipe_shm(mp_conn **a, mp_conn **b, bool duplex, const mp_pipe_shm_
  * On an mp_pipe_shm end, a size up to mp_conn_loan_max(c) is a place in
  * the ring itself: the message is never copied, and the end's send lock is
  * held from the loan to its commit, so the loan is the next message sent
- * on the end (other senders wait). A larger size, and every loan on a
+ * on the end (other senders wait; a send from the same thread meanwhile is
+ * MP_ESTATE). A larger size, and every loan on a
  * socket end, is a heap buffer that mp_conn_commit sends by copying, as
  * mp_conn_send_bytes does; the calls are the same either way. A sender
  * killed holding a loan publishes nothing of it, and the next sender goes

@@ -463,6 +463,8 @@ int mp__shmc_send(mp_conn *c, const void *buf, size_t len)
     if (len > UINT64_MAX / 2)
         return -EINVAL;
     int rc = mp__mutex_lock(&r->h->send_mu, MP__NO_DEADLINE);
+    if (rc == -EDEADLK) /* this thread holds a loan: it is the next message */
+        return mp__err(MP_ESTATE, "this thread holds a loan: commit or cancel it first");
     if (rc < 0 && rc != MP_EOWNERDEAD)
         return rc;
     /* MP_EOWNERDEAD: a sender died inside a message; our BEGIN makes the
