@@ -306,6 +306,55 @@ static void test_sender_killed_holding_a_loan_loses_nothing(void **state)
     mp_conn_free(g_b);
 }
 
+/* Child: send loans of every size, forever, until killed. */
+static int child_loan_stream(void *arg)
+{
+    (void)arg;
+    mp_conn_free(g_a);
+    for (uint32_t n = 0;; n++) {
+        size_t len = loan_size(n);
+        void *out;
+        if (mp_conn_loan(g_b, len, &out, 10.0) < 0)
+            return 1;
+        fill(out, len, n);
+        if (mp_conn_commit(g_b, out, len) < 0)
+            return 2;
+    }
+}
+
+/* A sender SIGKILLed at any instant of a stream of loans (some in place,
+ * some on the heap and sent in pieces): every message delivered is whole
+ * and in order, then MP_EOF or MP_ETRUNCATED, never a torn message. */
+static void test_sender_killed_mid_loan_stream_never_tears_a_message(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 5; round++) {
+        assert_int_equal(mp_pipe_shm(&g_a, &g_b, false, &small_ring), 0);
+        pid_t pid = tu_fork(child_loan_stream, NULL);
+        mp_conn_free(g_b);
+        double kill_at = tu_now() + 0.01 + 0.013 * round;
+        bool killed = false;
+        int rc = 0;
+        for (uint32_t n = 0;; n++) {
+            if (!killed && tu_now() >= kill_at) {
+                kill(pid, SIGKILL);
+                killed = true;
+            }
+            const void *view;
+            size_t len;
+            rc = mp_conn_recv_view(g_a, &view, &len, 10.0);
+            if (rc < 0)
+                break;
+            assert_int_equal(len, loan_size(n));
+            assert_true(check(view, len, n));
+            assert_int_equal(mp_conn_release(g_a, view), 0);
+        }
+        assert_true(rc == MP_EOF || rc == MP_ETRUNCATED);
+        assert_int_equal(tu_wait_child(pid, 5.0), -SIGKILL);
+        mp_conn_free(g_a);
+    }
+}
+
 /* Child: view a message, tell the parent, wait to be killed. */
 static int child_view_and_hang(void *arg)
 {
@@ -431,6 +480,7 @@ int main(int argc, char **argv)
         TU_TEST(test_loan_misuse_is_refused_and_loses_nothing),
         TU_TEST(test_loan_bad_arguments),
         TU_TEST(test_sender_killed_holding_a_loan_loses_nothing),
+        TU_TEST(test_sender_killed_mid_loan_stream_never_tears_a_message),
         TU_TEST(test_receiver_killed_holding_a_view_loses_nothing),
         TU_TEST(test_first_send_after_the_reader_closed_gives_epipe),
         TU_TEST(test_reader_still_held_by_a_child_still_receives),
