@@ -7,6 +7,14 @@
  *   bandwidth_into MB/s of 1 MiB messages received into one reused buffer
  *   shm_*          pingpong, oneway, bandwidth_into over mp_pipe_shm (1 MiB
  *                  rings: a 1 MiB message goes in pieces)
+ *   shm_loan_pingpong  1 MiB round trips/s over mp_pipe_shm (4 MiB rings),
+ *                  each message a loan (mp_conn_loan/commit) read through a
+ *                  view (mp_conn_recv_view/release): only a 64-byte header
+ *                  is written and read, so this is the transport's latency,
+ *                  to set beside shm_pingpong's 64-byte figure
+ *   raw_shm_*      pingpong and oneway over a bare busy-polling ring in
+ *                  shared memory (one writer, one reader, no locks, no
+ *                  sleeping, no checks): the floor for shm_*
  *   raw_*          the same over a tuned raw socketpair loop: CPython's
  *                  framing, one writev() per message, and a reader with a
  *                  64 KiB read-ahead buffer that reads large payloads
@@ -15,6 +23,8 @@
  * The raw loop is the floor a hand-written C program would reach; the
  * library's target is 0.85x of it on every case.
  */
+/* MAP_ANONYMOUS (the raw ring) is shown by glibc with _DEFAULT_SOURCE. */
+#define _DEFAULT_SOURCE
 #include <mpipc.h>
 
 #include <arpa/inet.h>
@@ -24,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -150,6 +161,175 @@ static double mp_stream(size_t size, int count, int into)
     free(msg);
     mp_conn_free(a);
     return count / elapsed;
+}
+
+/* ---- loans: 1 MiB round trips, zero copy ----------------------------------- */
+
+static double shm_loan_pingpong(void)
+{
+    mp_conn *a, *b;
+    mp_pipe_shm_opts o = MP_PIPE_SHM_OPTS_INIT;
+    o.ring_size = (size_t)4 << 20;
+    int rc = mp_pipe_shm(&a, &b, true, &o);
+    if (rc)
+        die("mp_pipe_shm", rc);
+    pid_t pid = fork();
+    if (pid == 0) {
+        mp_conn_free(a);
+        for (int i = 0; i < n_pingpongs; i++) {
+            const void *view;
+            size_t len;
+            void *out;
+            if (mp_conn_recv_view(b, &view, &len, MP_FOREVER) || len != BIG)
+                _exit(1);
+            if (mp_conn_loan(b, BIG, &out, MP_FOREVER))
+                _exit(1);
+            memcpy(out, view, SMALL);
+            mp_conn_release(b, view);
+            if (mp_conn_commit(b, out, BIG))
+                _exit(1);
+        }
+        _exit(0);
+    }
+    mp_conn_free(b);
+    double t0 = now();
+    for (int i = 0; i < n_pingpongs; i++) {
+        void *out;
+        if ((rc = mp_conn_loan(a, BIG, &out, MP_FOREVER)))
+            die("loan", rc);
+        memcpy(out, &i, sizeof i);
+        if ((rc = mp_conn_commit(a, out, BIG)))
+            die("commit", rc);
+        const void *view;
+        size_t len;
+        if ((rc = mp_conn_recv_view(a, &view, &len, MP_FOREVER)))
+            die("recv_view", rc);
+        int back;
+        memcpy(&back, view, sizeof back);
+        mp_conn_release(a, view);
+        if (back != i || len != BIG)
+            die("loan echo", 0);
+    }
+    double rate = n_pingpongs / (now() - t0);
+    reap(pid);
+    mp_conn_free(a);
+    return rate;
+}
+
+/* ---- the raw busy-poll shared-memory ring (the floor) ------------------------ */
+
+/* One direction: one writer, one reader; records {u64 len, payload padded
+ * to 8}; tail and head free-running on their own cache lines. */
+#define RAW_RING (1u << 20)
+struct raw_ring {
+    _Alignas(64) uint64_t tail;
+    _Alignas(64) uint64_t head;
+    _Alignas(64) unsigned char data[RAW_RING];
+};
+
+/* Each side keeps the other's index as last read (a process-local copy,
+ * one per ring: each process uses a ring from one side only), fetching
+ * the other's cache line only when that copy does not suffice. */
+static uint64_t raw_seen[2];
+
+static struct raw_ring *raw_ring_base; /* the pair raw_rings() made */
+
+static void raw_ring_send(struct raw_ring *r, const void *buf, uint64_t len)
+{
+    uint64_t *seen = &raw_seen[r == raw_ring_base ? 0 : 1];
+    uint64_t t = r->tail, need = 8 + ((len + 7) & ~(uint64_t)7);
+    while (RAW_RING - (t - *seen) < need) {
+        *seen = __atomic_load_n(&r->head, __ATOMIC_ACQUIRE);
+        if (RAW_RING - (t - *seen) >= need)
+            break;
+        __asm__ __volatile__("" ::: "memory");
+    }
+    /* need divides nothing: copy in two parts when the record wraps */
+    unsigned char tmp[8 + SMALL];
+    memcpy(tmp, &len, 8);
+    memcpy(tmp + 8, buf, len);
+    size_t off = t & (RAW_RING - 1), first = RAW_RING - off < need ? RAW_RING - off : need;
+    memcpy(r->data + off, tmp, first);
+    memcpy(r->data, tmp + first, need - first);
+    __atomic_store_n(&r->tail, t + need, __ATOMIC_RELEASE);
+}
+
+static uint64_t raw_ring_recv(struct raw_ring *r, void *buf)
+{
+    uint64_t *seen = &raw_seen[r == raw_ring_base ? 0 : 1];
+    uint64_t h = r->head;
+    while (*seen == h) {
+        *seen = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
+        if (*seen != h)
+            break;
+        __asm__ __volatile__("" ::: "memory");
+    }
+    unsigned char tmp[8 + SMALL];
+    size_t off = h & (RAW_RING - 1),
+           first = RAW_RING - off < 8 + SMALL ? RAW_RING - off : 8 + SMALL;
+    memcpy(tmp, r->data + off, first);
+    memcpy(tmp + first, r->data, 8 + SMALL - first);
+    uint64_t len;
+    memcpy(&len, tmp, 8);
+    memcpy(buf, tmp + 8, len);
+    __atomic_store_n(&r->head, h + 8 + ((len + 7) & ~(uint64_t)7), __ATOMIC_RELEASE);
+    return len;
+}
+
+static struct raw_ring *raw_rings(void)
+{
+    struct raw_ring *r =
+        mmap(NULL, 2 * sizeof *r, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (r == MAP_FAILED)
+        die("mmap", 0);
+    raw_ring_base = r;
+    raw_seen[0] = raw_seen[1] = 0;
+    return r;
+}
+
+static double raw_shm_pingpong(void)
+{
+    struct raw_ring *r = raw_rings(); /* r[0]: to the child, r[1]: back */
+    pid_t pid = fork();
+    if (pid == 0) {
+        char buf[SMALL];
+        for (int i = 0; i < n_pingpongs; i++) {
+            uint64_t len = raw_ring_recv(&r[0], buf);
+            raw_ring_send(&r[1], buf, len);
+        }
+        _exit(0);
+    }
+    char msg[SMALL] = {0}, got[SMALL];
+    double t0 = now();
+    for (int i = 0; i < n_pingpongs; i++) {
+        raw_ring_send(&r[0], msg, SMALL);
+        raw_ring_recv(&r[1], got);
+    }
+    double rate = n_pingpongs / (now() - t0);
+    reap(pid);
+    munmap(r, 2 * sizeof *r);
+    return rate;
+}
+
+static double raw_shm_oneway(void)
+{
+    struct raw_ring *r = raw_rings();
+    pid_t pid = fork();
+    if (pid == 0) {
+        char msg[SMALL] = {0};
+        for (int i = 0; i < n_oneway; i++)
+            raw_ring_send(&r[0], msg, SMALL);
+        _exit(0);
+    }
+    char got[SMALL];
+    double t0 = now();
+    for (int i = 0; i < n_oneway; i++)
+        if (raw_ring_recv(&r[0], got) != SMALL)
+            die("raw_shm length", 0);
+    double rate = n_oneway / (now() - t0);
+    reap(pid);
+    munmap(r, 2 * sizeof *r);
+    return rate;
 }
 
 /* ---- the tuned raw loop ------------------------------------------------------ */
@@ -290,7 +470,8 @@ int main(int argc, char **argv)
     n_bigs = scaled(n_bigs);
     if (argc != 2) {
         fprintf(stderr, "usage: bench_conn pingpong|oneway|bandwidth|bandwidth_into|"
-                        "raw_pingpong|raw_oneway|raw_bandwidth\n");
+                        "raw_pingpong|raw_oneway|raw_bandwidth|raw_shm_pingpong|raw_shm_oneway|"
+                        "shm_<case>|shm_loan_pingpong\n");
         return 2;
     }
     const char *c = argv[1];
@@ -308,6 +489,12 @@ int main(int argc, char **argv)
         rate = mp_stream(BIG, n_bigs, 0) * mb;
     else if (!strcmp(c, "bandwidth_into"))
         rate = mp_stream(BIG, n_bigs, 1) * mb;
+    else if (use_shm && !strcmp(c, "loan_pingpong"))
+        rate = shm_loan_pingpong();
+    else if (!strcmp(c, "raw_shm_pingpong"))
+        rate = raw_shm_pingpong();
+    else if (!strcmp(c, "raw_shm_oneway"))
+        rate = raw_shm_oneway();
     else if (!strcmp(c, "raw_pingpong"))
         rate = raw_pingpong();
     else if (!strcmp(c, "raw_oneway"))

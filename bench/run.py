@@ -78,16 +78,37 @@ WORKLOADS = [
         ("raw socketpair", ["{build}/bench/bench_conn", "raw_bandwidth"]),
         ("Python Pipe", [PY, "{bench}/bench_conn.py", "bandwidth_into"]),
     ]),
-    # mp_pipe_shm (issue 16): the same loops over shared-memory rings.
+    # mp_pipe_shm (issue 16), one table per workload: the shared-memory Pipe
+    # beside a bare busy-polling shared-memory ring (raw_shm_*, the floor: no
+    # locks, no sleep, no checks), the socket mp_conn, a raw socketpair and
+    # Python's Pipe. Targets: ping-pong >= 1M/s and >= 0.8x raw shm; one-way
+    # >= 10M/s; 1 MiB copying >= 1.5x the socketpair.
     ("conn", "pingpong_64B_shm", "round trips/s", [
         ("mp_pipe_shm", ["{build}/bench/bench_conn", "shm_pingpong"]),
+        ("raw busy-poll shm", ["{build}/bench/bench_conn", "raw_shm_pingpong"]),
         ("mp_conn", ["{build}/bench/bench_conn", "pingpong"]),
         ("raw socketpair", ["{build}/bench/bench_conn", "raw_pingpong"]),
+        ("Python Pipe", [PY, "{bench}/bench_conn.py", "pingpong"]),
+    ]),
+    ("conn", "oneway_64B_shm", "messages/s", [
+        ("mp_pipe_shm", ["{build}/bench/bench_conn", "shm_oneway"]),
+        ("raw busy-poll shm", ["{build}/bench/bench_conn", "raw_shm_oneway"]),
+        ("mp_conn", ["{build}/bench/bench_conn", "oneway"]),
+        ("raw socketpair", ["{build}/bench/bench_conn", "raw_oneway"]),
+        ("Python Pipe", [PY, "{bench}/bench_conn.py", "oneway"]),
     ]),
     ("conn", "bandwidth_into_1MiB_shm", "MB/s", [
         ("mp_pipe_shm", ["{build}/bench/bench_conn", "shm_bandwidth_into"]),
         ("mp_conn", ["{build}/bench/bench_conn", "bandwidth_into"]),
         ("raw socketpair", ["{build}/bench/bench_conn", "raw_bandwidth"]),
+        ("Python Pipe", [PY, "{bench}/bench_conn.py", "bandwidth_into"]),
+    ]),
+    # 1 MiB messages loaned and viewed in place (only a header touched),
+    # beside 64-byte round trips: target within 2x of the 64-byte rate.
+    ("conn", "loaned_roundtrip_1MiB_shm", "round trips/s", [
+        ("mp_pipe_shm loan 1 MiB", ["{build}/bench/bench_conn", "shm_loan_pingpong"]),
+        ("mp_pipe_shm 64 B", ["{build}/bench/bench_conn", "shm_pingpong"]),
+        ("raw busy-poll shm 64 B", ["{build}/bench/bench_conn", "raw_shm_pingpong"]),
     ]),
     # One table for sync: ours, the raw pthread loop on a robust process-shared
     # mutex (what ours stands on: the floor), the same on a plain (non-robust)
@@ -235,7 +256,9 @@ NOTES = {
     "conn": "Connections: 64-byte messages between two processes, and 1 MiB messages "
             "received into a fresh buffer (`recv_bytes`) or into one reused buffer "
             "(`recv_bytes_into`, as the raw loop does). The raw loop is a tuned socketpair "
-            "with CPython's framing.",
+            "with CPython's framing. The `_shm` tables put `mp_pipe_shm` beside a bare "
+            "busy-polling shared-memory ring (the floor) and the socket Pipes; the loaned "
+            "row sends 1 MiB loans read through views, touching a header only.",
     "sync": "Synchronisation between two processes. \"raw robust\" is the same loop on raw "
             "process-shared robust pthread mutexes and condvars (what `mp_lock` stands on); "
             "\"raw plain\" uses non-robust mutexes, which a dead holder wedges forever.",

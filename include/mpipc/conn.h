@@ -177,14 +177,17 @@ typedef struct mp_pipe_shm_opts {
  *     messages already sent are still delivered, then MP_EOF; a peer killed
  *     in the middle of a message larger than the ring gives MP_ETRUNCATED,
  *     never a torn message;
- *   - a sender learns that the receiving end is gone (-EPIPE) when it has
- *     to wake a sleeping receiver or wait for room, not necessarily at the
- *     first send after, since an awake receiver costs no system call;
  *   - a ring whose shared indexes or record headers were overwritten gives
  *     MP_EPROTO and nothing out of bounds is read;
- *   - the ends cannot be handed to another process by descriptor yet:
- *     mp_send_conn refuses them with MP_ESTATE, and mp_process_pass_conn
- *     would pass the doorbell alone, so share them by fork only.
+ *   - a send after every receiving end was closed (mp_conn_close or
+ *     mp_conn_free) gives -EPIPE at once, as the socket Pipe does; a
+ *     receiver killed without closing is seen when the sender has to wake it
+ *     or wait for room;
+ *   - large messages can go without a copy: mp_conn_loan / mp_conn_commit
+ *     and mp_conn_recv_view / mp_conn_release;
+ *   - the ends cannot be handed to another process by descriptor:
+ *     mp_send_conn and mp_process_pass_conn refuse them with MP_ESTATE, so
+ *     share them by fork only.
  *
  * Returns 0; -EINVAL (ring_size over 1 GiB); -ENOMEM, -EMFILE, -ENFILE
  * with *a and *b set to NULL.
@@ -195,6 +198,117 @@ typedef struct mp_pipe_shm_opts {
  * one, after a timeout) is the parent's and the child never receives it.
  */
 MP_API int mp_pipe_shm(mp_conn **a, mp_conn **b, bool duplex, const mp_pipe_shm_opts *opts);
+
+/*
+ * mp_conn_loan - borrow a buffer to build the next message in place, then
+ * send it with mp_conn_commit (zero copy on a shared-memory end).
+ *
+ * c:        a writable end.
+ * size:     the most bytes the message will have.
+ * buf:      receives the buffer (size bytes, writable), or NULL on failure.
+ * timeout:  how long to wait for room in the ring (a loan does not send
+ *           in pieces, so it waits for the receiver), MP_FOREVER or
+ *           MP_NOWAIT.
+ *
+ * On an mp_pipe_shm end, a size up to mp_conn_loan_max(c) is a place in
+ * the ring itself: the message is never copied, and the end's send lock is
+ * held from the loan to its commit, so the loan is the next message sent
+ * on the end (other senders wait; a send from the same thread meanwhile is
+ * MP_ESTATE). A larger size, and every loan on a
+ * socket end, is a heap buffer that mp_conn_commit sends by copying, as
+ * mp_conn_send_bytes does; the calls are the same either way. A sender
+ * killed holding a loan publishes nothing of it, and the next sender goes
+ * on.
+ *
+ * Returns 0; MP_ETIMEDOUT (no room in time); MP_ECLOSED; MP_EREADONLY;
+ * MP_ESTATE (this thread already holds a loan on c); -EPIPE (every
+ * receiving end is closed); MP_EPROTO (corrupt ring); MP_EVALUE (bad
+ * timeout); -ENOMEM; -EINVAL (c or buf NULL).
+ * Ownership: the buffer is the connection's; end the loan with exactly one
+ * mp_conn_commit or mp_conn_loan_cancel, before closing c (after the close
+ * both return MP_ECLOSED and the loan is lost).
+ * Thread/fork: commit or cancel in the thread that took the loan, in the
+ * same process.
+ */
+MP_API int mp_conn_loan(mp_conn *c, size_t size, void **buf, double timeout);
+
+/*
+ * mp_conn_commit - send the first len bytes of a loan as one message, and
+ * end the loan (Python's send_bytes of that buffer).
+ *
+ * c:    the end the loan came from.
+ * buf:  the buffer mp_conn_loan gave.
+ * len:  the message's length, at most the size loaned.
+ *
+ * Returns 0; MP_EVALUE (len over the size loaned: the loan is kept);
+ * -EPIPE (every receiving end closed; the loan ends, the message is not
+ * sent); MP_ECLOSED; -EINVAL (buf is no loan of this thread on c); what
+ * mp_conn_send_bytes returns for a heap loan.
+ * Ownership: the buffer is not the caller's after any return but
+ * MP_EVALUE and -EINVAL.
+ * Thread/fork: in the thread that took the loan.
+ */
+MP_API int mp_conn_commit(mp_conn *c, void *buf, size_t len);
+
+/*
+ * mp_conn_loan_cancel - end a loan without sending anything.
+ *
+ * c:    the end the loan came from.
+ * buf:  the buffer mp_conn_loan gave.
+ *
+ * Returns 0; MP_ECLOSED; -EINVAL (buf is no loan of this thread on c).
+ * Ownership: the buffer is not the caller's after 0.
+ * Thread/fork: in the thread that took the loan.
+ */
+MP_API int mp_conn_loan_cancel(mp_conn *c, void *buf);
+
+/*
+ * mp_conn_loan_max - the largest loan c can give in place in shared memory
+ * (about half its ring); 0 for a socket end or an end that cannot send.
+ * Larger loans still work, on the heap (see mp_conn_loan).
+ *
+ * c:  a connection end, or NULL (0).
+ */
+MP_API size_t mp_conn_loan_max(const mp_conn *c);
+
+/*
+ * mp_conn_recv_view - receive one whole message as a read-only view,
+ * without copying it out where that can be avoided, until mp_conn_release.
+ *
+ * c:        a readable end.
+ * view:     receives the message's bytes (read them only), or NULL.
+ * len:      receives its length.
+ * timeout:  seconds, MP_FOREVER or MP_NOWAIT, as for mp_conn_recv_bytes.
+ *
+ * On an mp_pipe_shm end a message that lies whole in the ring (every one
+ * sent with a loan, and most others up to half the ring) is viewed in
+ * place: no copy, and the receive lock of the end is held until the
+ * release, so other receivers wait and the ring keeps that space. Any
+ * other message, and every message on a socket end, is received as by
+ * mp_conn_recv_bytes into a heap copy. There is no maxlength.
+ *
+ * Returns 0; MP_EOF; MP_ETRUNCATED; MP_ETIMEDOUT; MP_ECLOSED;
+ * MP_EWRITEONLY; MP_ESTATE (this thread already holds a view of c);
+ * MP_EPROTO; MP_EVALUE (bad timeout); -ENOMEM; -EINVAL.
+ * Ownership: the view is the connection's; end it with mp_conn_release,
+ * before closing c (after the close release returns MP_ECLOSED and a heap
+ * copy is lost).
+ * Thread/fork: release in the thread that took the view. A child forked
+ * while a view is held does not hold it.
+ */
+MP_API int mp_conn_recv_view(mp_conn *c, const void **view, size_t *len, double timeout);
+
+/*
+ * mp_conn_release - end a view from mp_conn_recv_view: the message's space
+ * goes back to the ring (or its heap copy is freed).
+ *
+ * c:     the end the view came from.
+ * view:  the view.
+ *
+ * Returns 0; MP_ECLOSED (c was closed first); -EINVAL (NULL).
+ * Thread/fork: in the thread that took the view.
+ */
+MP_API int mp_conn_release(mp_conn *c, const void *view);
 
 /*
  * mp_conn_from_fd - wrap a descriptor that carries framed messages, for

@@ -61,21 +61,31 @@
  * drops its copy, and the continuation records it then meets, which belong
  * to no message it began, are skipped.
  *
- * Second round (issue 16), not done here:
- *   - loans: a sender reserves a record in place (BEGIN|END with the
- *     payload written by the caller), a receiver takes a read-only view and
- *     releases it (head moves then). A view across the wrap point needs
- *     either a padding record before it or a double mapping of the ring;
- *   - handing an end over by descriptor: make the mapping a memfd
- *     (core/shm.h) and pass it with the doorbell; today mp__conn_raw_begin
- *     refuses shm ends with MP_ESTATE;
- *   - -EPIPE at the first send after the reader closed (today: when the
- *     bell is rung or the ring is full);
- *   - speed: on the shared 2-core machine, niced, 64-byte ping-pong was
- *     0.3-0.7M round trips/s, one-way 4.4M messages/s, 1 MiB into a reused
- *     buffer 14 GB/s (socket Pipe in the same minutes: 0.02-0.12M, 0.9M,
- *     5-8.7 GB/s). Each message takes the robust send or receive mutex;
- *     batching several records per lock is the next step for one-way.
+ * Loans and views (loan.c has the public calls). A loan takes the send
+ * mutex and reserves one BEGIN|END record at tail, unpublished; if its
+ * payload would wrap, a PAD record (skipped by receivers) fills the ring to
+ * its end first, so a loan is contiguous and at most cap/2 - 32 bytes (what
+ * an empty ring always holds, wherever its head is). The commit writes the
+ * headers and stores tail once; a sender killed before that published
+ * nothing and the next sender takes the mutex (EOWNERDEAD). A view is a
+ * BEGIN|END record whose payload does not wrap: the receive mutex is kept
+ * and head moves only at the release; a receiver killed holding one
+ * consumed nothing. Other messages are viewed through a heap copy.
+ *
+ * Prompt EPIPE. A receiving end's close sets rx_closed; the next send
+ * polls its doorbell once for end of file (see shmpipe_reader_gone).
+ *
+ * Not done yet (issue 16): handing an end over by descriptor (make the
+ * mapping a memfd, core/shm.h, and pass it with the doorbell; today
+ * mp__conn_raw_begin and mp_process_pass_conn refuse shm ends with
+ * MP_ESTATE); messages over the ring in a loaned block of their own
+ * (today a heap loan sent in pieces); and the rest of the speed work.
+ * Each side keeps the other's index as last read (shmpipe_ring.seen), so
+ * the line the other side writes is fetched only when needed; the robust
+ * send and receive mutexes are now the largest per-message cost (about a
+ * third of a one-way message in perf). Dropping them for a lone sender
+ * needs a way to see a sender that died mid-message other than the
+ * kernel's robust list (kill(pid, 0) does not see a zombie), so they stay.
  */
 #include "conn/shmpipe.h"
 #include "conn/conn_state.h"
@@ -96,6 +106,7 @@
 #define SHMPIPE_HDR          ((size_t)16)
 #define SHMPIPE_BEGIN        1u
 #define SHMPIPE_END          2u
+#define SHMPIPE_PAD          4u /* filler up to the ring's end, before a loan */
 #define SHMPIPE_SPIN_MIN     2000
 #define SHMPIPE_SPIN_MAX     50000
 #define SHMPIPE_SLEEP_CAP_NS INT64_C(100000000)
@@ -106,6 +117,7 @@ struct shmpipe_hdr {
     _Alignas(64) uint64_t head;   /* bytes ever consumed (receivers) */
     _Alignas(64) uint32_t asleep; /* a receiver wants the doorbell rung */
     uint32_t want_room;           /* a sender waits on `room` */
+    uint32_t rx_closed;           /* a receiving end was closed: look for EPIPE */
     sem_t room;                   /* posted by a receiver that freed space */
     _Alignas(64) pthread_mutex_t send_mu;
     _Alignas(64) pthread_mutex_t recv_mu;
@@ -118,6 +130,12 @@ struct shmpipe_ring {
     struct shmpipe_hdr *h; /* NULL: the end does not use this direction */
     unsigned char *data;
     size_t cap;
+    /* The other side's index as last read (send: head, receive: tail),
+     * under the send or receive mutex: it only grows, so an old value
+     * understates what is free or published, and is read again only when
+     * it does not suffice - the line the other side writes is not fetched
+     * for every message. */
+    uint64_t seen;
 };
 
 /* The mapping, shared by the ends this process holds (refs). */
@@ -137,6 +155,17 @@ struct mp__shmc {
     unsigned char *part;
     size_t part_size, part_cap;
     size_t part_got; /* atomic: mp_conn_buffered reads it without the lock */
+    /* a loan out (send_mu held by loan_owner) */
+    bool loan_on; /* atomic */
+    pthread_t loan_owner;
+    unsigned loan_gen; /* the fork generation that took it */
+    unsigned char *loan_buf;
+    uint64_t loan_tail, loan_at; /* where its pad (if any) and its record begin */
+    size_t loan_size;
+    /* a view out (recv_mu held) */
+    bool view_on;
+    const unsigned char *view_buf;
+    uint64_t view_next;
 };
 
 /* ---- ring copies ---------------------------------------------------------- */
@@ -277,6 +306,17 @@ void mp__shmc_release(mp_conn *c)
     if (!s)
         return;
     c->shm = NULL;
+    /* After the doorbell is closed (mp_conn_close did it): tell senders to
+     * look for end of file there (see shmpipe_reader_gone). */
+    if (s->rx.h)
+        __atomic_store_n(&s->rx.h->rx_closed, 1, __ATOMIC_SEQ_CST);
+    /* A loan or view held by this thread ends with the end (a forked
+     * child's copies of its parent's are not its own). */
+    if (__atomic_load_n(&s->loan_on, __ATOMIC_ACQUIRE) && s->loan_gen == mp__forkgen() &&
+        pthread_equal(s->loan_owner, pthread_self()))
+        mp__mutex_unlock(&s->tx.h->send_mu);
+    if (s->view_on && s->gen == mp__forkgen())
+        mp__mutex_unlock(&s->rx.h->recv_mu);
     if (__atomic_sub_fetch(&s->map->refs, 1, __ATOMIC_ACQ_REL) == 0) {
         mp__shm_unmap(s->map->base, s->map->size);
         free(s->map);
@@ -327,15 +367,43 @@ static int shmpipe_ring_bell(mp_conn *c, struct shmpipe_hdr *h)
 
 /* ---- sending ------------------------------------------------------------------- */
 
-/* Wait until `need` bytes are free in the ring (send mutex held). Returns
- * 0 with *tail the publish point, MP_EPROTO for a corrupt index, -EPIPE
- * when the receiving end is gone. */
-static int shmpipe_wait_room(mp_conn *c, const struct shmpipe_ring *r, size_t need, uint64_t *tail)
+/*
+ * Prompt EPIPE. A receiving end's close sets rx_closed after closing its
+ * doorbell; the sender that finds it clears it and asks the kernel whether
+ * every receiving end is gone (its doorbell shows end of file). Others may
+ * still hold the end (forked children): then sending goes on, and the next
+ * close sets the flag again. Clearing before polling means a close that
+ * lands after the poll leaves the flag set for the next send. Costs one load
+ * on a line the sender reads anyway (asleep) until a reader closes.
+ */
+static int shmpipe_reader_gone(mp_conn *c, struct shmpipe_hdr *h)
 {
-    int64_t spin_until = mp__now_ns() + 20000;
+    if (__builtin_expect(!__atomic_load_n(&h->rx_closed, __ATOMIC_RELAXED), 1))
+        return 0;
+    if (!__atomic_exchange_n(&h->rx_closed, 0, __ATOMIC_SEQ_CST))
+        return 0;
+    struct pollfd p = {.fd = c->fd, .events = 0};
+    int rc = mp__poll(&p, 1, mp__now_ns());
+    if (rc < 0)
+        return rc;
+    if (!(p.revents & (POLLHUP | POLLERR)))
+        return 0;
+    __atomic_store_n(&h->rx_closed, 1, __ATOMIC_SEQ_CST); /* every later send too */
+    return -EPIPE;
+}
+
+/* Wait until `need` bytes are free in the ring (send mutex held), up to
+ * deadline. Returns 0 with *tail the publish point, MP_EPROTO for a corrupt
+ * index, -EPIPE when the receiving end is gone, MP_ETIMEDOUT. */
+static int shmpipe_wait_room(mp_conn *c, struct shmpipe_ring *r, size_t need, uint64_t *tail,
+                             int64_t deadline)
+{
+    int64_t spin_until = 0; /* read the clock only once the ring is full */
     for (;;) {
         uint64_t t = __atomic_load_n(&r->h->tail, __ATOMIC_RELAXED);
-        uint64_t h = __atomic_load_n(&r->h->head, __ATOMIC_ACQUIRE);
+        uint64_t h = r->seen;
+        if (t - h > r->cap || r->cap - (t - h) < need)
+            r->seen = h = __atomic_load_n(&r->h->head, __ATOMIC_ACQUIRE);
         uint64_t used = t - h;
         if (used > r->cap)
             return mp__err(MP_EPROTO, "shared-memory ring corrupt: %llu bytes used of %zu",
@@ -344,6 +412,8 @@ static int shmpipe_wait_room(mp_conn *c, const struct shmpipe_ring *r, size_t ne
             *tail = t;
             return 0;
         }
+        if (spin_until == 0)
+            spin_until = mp__now_ns() + 20000;
         if (mp__now_ns() < spin_until) {
             shmpipe_relax();
             continue;
@@ -354,7 +424,11 @@ static int shmpipe_wait_room(mp_conn *c, const struct shmpipe_ring *r, size_t ne
         __atomic_store_n(&r->h->want_room, 1, __ATOMIC_SEQ_CST);
         if (r->cap - (t - __atomic_load_n(&r->h->head, __ATOMIC_SEQ_CST)) >= need)
             continue;
-        int rc = mp__sem_wait(&r->h->room, mp__now_ns() + SHMPIPE_SLEEP_CAP_NS / 10);
+        if (mp__deadline_passed(deadline))
+            return MP_ETIMEDOUT;
+        int64_t until = mp__now_ns() + SHMPIPE_SLEEP_CAP_NS / 10;
+        int rc = mp__sem_wait(&r->h->room,
+                              deadline != MP__NO_DEADLINE && deadline < until ? deadline : until);
         if (rc < 0 && rc != MP_ETIMEDOUT)
             return rc;
         if (rc == MP_ETIMEDOUT) {
@@ -385,14 +459,21 @@ static void shmpipe_put(const struct shmpipe_ring *r, uint64_t tail, uint64_t to
 int mp__shmc_send(mp_conn *c, const void *buf, size_t len)
 {
     struct mp__shmc *s = c->shm;
-    const struct shmpipe_ring *r = &s->tx;
+    struct shmpipe_ring *r = &s->tx;
     if (len > UINT64_MAX / 2)
         return -EINVAL;
     int rc = mp__mutex_lock(&r->h->send_mu, MP__NO_DEADLINE);
+    if (rc == -EDEADLK) /* this thread holds a loan: it is the next message */
+        return mp__err(MP_ESTATE, "this thread holds a loan: commit or cancel it first");
     if (rc < 0 && rc != MP_EOWNERDEAD)
         return rc;
     /* MP_EOWNERDEAD: a sender died inside a message; our BEGIN makes the
      * receiver drop its part (see the design notes). */
+    rc = shmpipe_reader_gone(c, r->h);
+    if (rc < 0) {
+        mp__mutex_unlock(&r->h->send_mu);
+        return rc;
+    }
     size_t max_chunk = r->cap / 4 - SHMPIPE_HDR; /* pieces pipeline: 4 in flight */
     bool whole = len <= r->cap - SHMPIPE_HDR && shmpipe_round8(len) <= r->cap - SHMPIPE_HDR;
     const unsigned char *p = buf;
@@ -404,7 +485,7 @@ int mp__shmc_send(mp_conn *c, const void *buf, size_t len)
         if (done + n == len)
             flags |= SHMPIPE_END;
         uint64_t tail = 0;
-        rc = shmpipe_wait_room(c, r, SHMPIPE_HDR + shmpipe_round8(n), &tail);
+        rc = shmpipe_wait_room(c, r, SHMPIPE_HDR + shmpipe_round8(n), &tail, MP__NO_DEADLINE);
         if (rc < 0)
             break;
         shmpipe_put(r, tail, len, p + done, n, flags);
@@ -458,6 +539,11 @@ static int shmpipe_peek(const struct mp__shmc *s, uint64_t head, uint64_t avail,
     memcpy(&rec->total, hdr, 8);
     memcpy(&rec->len, hdr + 8, 4);
     memcpy(&rec->flags, hdr + 12, 4);
+    if (rec->flags == SHMPIPE_PAD)
+        return rec->len == rec->total && shmpipe_round8(rec->len) <= avail - SHMPIPE_HDR
+                   ? 0
+                   : mp__err(MP_EPROTO, "shared-memory ring corrupt: bad padding at %llu",
+                             (unsigned long long)head);
     if ((rec->flags & ~(SHMPIPE_BEGIN | SHMPIPE_END)) || rec->len > rec->total ||
         shmpipe_round8(rec->len) > avail - SHMPIPE_HDR ||
         ((rec->flags & (SHMPIPE_BEGIN | SHMPIPE_END)) == (SHMPIPE_BEGIN | SHMPIPE_END) &&
@@ -488,6 +574,9 @@ struct shmpipe_req {
     bool in_caller; /* the message part way is collected at into */
     unsigned char *out;
     size_t size;
+    bool view;     /* a view is asked for (mp_conn_recv_view) */
+    bool in_ring;  /* out is the message in place in the ring, not consumed */
+    uint64_t next; /* with in_ring: the head after it */
 };
 
 /*
@@ -548,7 +637,9 @@ static int shmpipe_take(mp_conn *c, struct shmpipe_req *q)
     struct shmpipe_hdr *h = s->rx.h;
     uint64_t head = __atomic_load_n(&h->head, __ATOMIC_RELAXED);
     for (;;) {
-        uint64_t tail = __atomic_load_n(&h->tail, __ATOMIC_SEQ_CST);
+        uint64_t tail = s->rx.seen;
+        if (tail - head - 1 >= s->rx.cap) /* caught up, or another receiver went past */
+            s->rx.seen = tail = __atomic_load_n(&h->tail, __ATOMIC_SEQ_CST);
         if (tail == head)
             return 0;
         struct shmpipe_rec rec = {0};
@@ -557,6 +648,11 @@ static int shmpipe_take(mp_conn *c, struct shmpipe_req *q)
             return rc;
         uint64_t next = head + SHMPIPE_HDR + shmpipe_round8(rec.len);
         uint64_t payload = head + SHMPIPE_HDR;
+        if (rec.flags == SHMPIPE_PAD) {
+            head = next;
+            shmpipe_consumed(h, head);
+            continue;
+        }
         if (!(rec.flags & SHMPIPE_BEGIN) && !s->part_on) {
             /* A message begun by another receiver (or our parent): skip. */
             head = next;
@@ -576,6 +672,15 @@ static int shmpipe_take(mp_conn *c, struct shmpipe_req *q)
             shmpipe_part_drop(s); /* a dead sender's part, if any */
         }
         if (rec.flags == (SHMPIPE_BEGIN | SHMPIPE_END)) {
+            size_t off = (size_t)payload & (s->rx.cap - 1);
+            if (q->view && off + rec.len <= s->rx.cap) {
+                /* A view: the message stays in the ring until released. */
+                q->out = s->rx.data + off;
+                q->size = rec.len;
+                q->in_ring = true;
+                q->next = next;
+                return 1;
+            }
             /* The common case: a whole message, copied once. */
             unsigned char *dst = q->into;
             if (!dst) {
@@ -664,12 +769,15 @@ static int shmpipe_wait(mp_conn *c, int64_t deadline, bool *spun_ok)
     return 0;
 }
 
-int mp__shmc_recv(mp_conn *c, size_t maxlength, unsigned char *into, size_t room,
-                  unsigned char **out, size_t *size, int64_t deadline)
+/* One receive (mp__shmc_recv, mp__shmc_recv_view): 1 with q->out set, or
+ * a status. With q->in_ring the receive mutex stays held for the view. */
+static int shmpipe_recv(mp_conn *c, struct shmpipe_req *q, int64_t deadline)
 {
     struct mp__shmc *s = c->shm;
     struct shmpipe_hdr *h = s->rx.h;
     int rc = mp__mutex_lock(&h->recv_mu, deadline);
+    if (rc == -EDEADLK) /* this thread holds a view */
+        return mp__err(MP_ESTATE, "a view of a message is held: mp_conn_release it first");
     if (rc < 0 && rc != MP_EOWNERDEAD)
         return rc;
     /* Re-check under the lock: MP_ETOOLONG in another thread ends reading. */
@@ -684,18 +792,18 @@ int mp__shmc_recv(mp_conn *c, size_t maxlength, unsigned char *into, size_t room
     if (s->gen != mp__forkgen()) {
         /* In a forked child: a message the parent had begun is its own. */
         shmpipe_part_drop(s); /* our copy of the parent's heap block */
+        s->view_on = false;   /* and its view, if it held one */
         s->gen = mp__forkgen();
     }
-    struct shmpipe_req q = {.maxlength = maxlength, .into = into, .room = room};
     bool spin = true;
     for (;;) {
-        rc = shmpipe_take(c, &q);
+        rc = shmpipe_take(c, q);
         if (rc != 0)
             break;
         rc = shmpipe_wait(c, deadline, &spin);
         if (rc == MP_EOF) {
             /* The peer is gone: whatever it published is still delivered. */
-            rc = shmpipe_take(c, &q);
+            rc = shmpipe_take(c, q);
             if (rc == 0)
                 rc = s->part_on ? MP_ETRUNCATED : MP_EOF;
             if (rc == MP_ETRUNCATED)
@@ -705,12 +813,26 @@ int mp__shmc_recv(mp_conn *c, size_t maxlength, unsigned char *into, size_t room
         if (rc < 0)
             break;
     }
-    if (rc != 1 && q.in_caller) {
-        int krc = shmpipe_part_keep(s, &q);
+    if (rc != 1 && q->in_caller) {
+        int krc = shmpipe_part_keep(s, q);
         if (krc < 0 && rc != MP_ETRUNCATED && rc != MP_EOF)
             rc = krc;
     }
+    if (rc == 1 && q->in_ring) {
+        s->view_on = true;
+        s->view_buf = q->out;
+        s->view_next = q->next;
+        return 1; /* recv_mu stays held until mp__shmc_release_view */
+    }
     mp__mutex_unlock(&h->recv_mu);
+    return rc;
+}
+
+int mp__shmc_recv(mp_conn *c, size_t maxlength, unsigned char *into, size_t room,
+                  unsigned char **out, size_t *size, int64_t deadline)
+{
+    struct shmpipe_req q = {.maxlength = maxlength, .into = into, .room = room};
+    int rc = shmpipe_recv(c, &q, deadline);
     if (rc == 1) {
         *out = q.out;
         *size = q.size;
@@ -746,4 +868,125 @@ size_t mp__shmc_buffered(mp_conn *c)
     uint64_t used = __atomic_load_n(&s->rx.h->tail, __ATOMIC_ACQUIRE) - head;
     size_t part = __atomic_load_n(&s->part_got, __ATOMIC_RELAXED);
     return (used > s->rx.cap ? 0 : (size_t)used) + part;
+}
+
+/* ---- loans and views --------------------------------------------------------- */
+
+size_t mp__shmc_loan_max(const mp_conn *c)
+{
+    /* From any head position, a pad to the ring's end and the record fit an
+     * empty ring (see mp__shmc_loan). */
+    return c->shm->tx.cap / 2 - 2 * SHMPIPE_HDR;
+}
+
+/*
+ * Reserve a record in place: take the send mutex (held until commit or
+ * cancel, so the loan is the next message), and if the payload would wrap,
+ * put a pad record up to the ring's end first, so the loan is contiguous.
+ * Nothing is published before the commit: a sender that dies holding a loan
+ * leaves the ring as it was, and the next sender gets the mutex back
+ * (EOWNERDEAD).
+ */
+int mp__shmc_loan(mp_conn *c, size_t size, void **buf, int64_t deadline)
+{
+    struct mp__shmc *s = c->shm;
+    struct shmpipe_ring *r = &s->tx;
+    int rc = mp__mutex_lock(&r->h->send_mu, deadline);
+    if (rc == -EDEADLK)
+        return mp__err(MP_ESTATE, "this thread already holds a loan: commit it first");
+    if (rc < 0 && rc != MP_EOWNERDEAD)
+        return rc;
+    rc = shmpipe_reader_gone(c, r->h);
+    uint64_t tail = __atomic_load_n(&r->h->tail, __ATOMIC_RELAXED);
+    size_t off = (size_t)(tail + SHMPIPE_HDR) & (r->cap - 1);
+    size_t pad = off + size <= r->cap ? 0 : SHMPIPE_HDR + (r->cap - off);
+    uint64_t got = 0;
+    if (rc == 0)
+        rc = shmpipe_wait_room(c, r, pad + SHMPIPE_HDR + shmpipe_round8(size), &got, deadline);
+    if (rc == 0 && got != tail)
+        rc = mp__err(MP_EPROTO, "shared-memory ring corrupt: tail moved under the send lock");
+    if (rc < 0) {
+        mp__mutex_unlock(&r->h->send_mu);
+        return rc;
+    }
+    s->loan_tail = tail;
+    s->loan_at = tail + pad;
+    s->loan_size = size;
+    s->loan_buf = r->data + ((size_t)(s->loan_at + SHMPIPE_HDR) & (r->cap - 1));
+    s->loan_owner = pthread_self();
+    s->loan_gen = mp__forkgen();
+    __atomic_store_n(&s->loan_on, true, __ATOMIC_RELEASE);
+    *buf = s->loan_buf;
+    return 0;
+}
+
+/* True when buf is this end's loan, taken by the calling thread (a forked
+ * child's copy of its parent's loan is not its own). */
+bool mp__shmc_is_loan(const mp_conn *c, const void *buf)
+{
+    const struct mp__shmc *s = c->shm;
+    return __atomic_load_n(&s->loan_on, __ATOMIC_ACQUIRE) && buf == s->loan_buf &&
+           s->loan_gen == mp__forkgen() && pthread_equal(s->loan_owner, pthread_self());
+}
+
+/* Publish the loan as one message of len bytes, or drop it (cancel), then
+ * let the next sender in. A len over the loan's size is MP_EVALUE and
+ * keeps the loan. */
+int mp__shmc_commit(mp_conn *c, size_t len, bool cancel)
+{
+    struct mp__shmc *s = c->shm;
+    const struct shmpipe_ring *r = &s->tx;
+    if (!cancel && len > s->loan_size)
+        return mp__err(MP_EVALUE, "commit of %zu bytes on a loan of %zu", len, s->loan_size);
+    __atomic_store_n(&s->loan_on, false, __ATOMIC_RELAXED);
+    int rc = cancel ? 0 : shmpipe_reader_gone(c, r->h);
+    if (rc == 0 && !cancel) {
+        unsigned char hdr[SHMPIPE_HDR];
+        if (s->loan_at != s->loan_tail) {
+            uint64_t pad = s->loan_at - s->loan_tail - SHMPIPE_HDR;
+            uint32_t pad32 = (uint32_t)pad, flags = SHMPIPE_PAD;
+            memcpy(hdr, &pad, 8);
+            memcpy(hdr + 8, &pad32, 4);
+            memcpy(hdr + 12, &flags, 4);
+            shmpipe_copy_in(r, s->loan_tail, hdr, SHMPIPE_HDR);
+        }
+        uint64_t total = len;
+        uint32_t len32 = (uint32_t)len, flags = SHMPIPE_BEGIN | SHMPIPE_END;
+        memcpy(hdr, &total, 8);
+        memcpy(hdr + 8, &len32, 4);
+        memcpy(hdr + 12, &flags, 4);
+        shmpipe_copy_in(r, s->loan_at, hdr, SHMPIPE_HDR);
+        __atomic_store_n(&r->h->tail, s->loan_at + SHMPIPE_HDR + shmpipe_round8(len),
+                         __ATOMIC_SEQ_CST);
+        rc = shmpipe_ring_bell(c, r->h);
+    }
+    mp__mutex_unlock(&r->h->send_mu);
+    return rc;
+}
+
+int mp__shmc_recv_view(mp_conn *c, const void **view, size_t *len, int64_t deadline)
+{
+    struct shmpipe_req q = {.view = true};
+    int rc = shmpipe_recv(c, &q, deadline);
+    if (rc != 1)
+        return rc;
+    *view = q.out;
+    *len = q.size;
+    return 0;
+}
+
+int mp__shmc_release_view(mp_conn *c, const void *view)
+{
+    struct mp__shmc *s = c->shm;
+    if (!s->view_on || view != s->view_buf || s->gen != mp__forkgen())
+        return 0; /* not in the ring: a copy the caller frees */
+    s->view_on = false;
+    shmpipe_consumed(s->rx.h, s->view_next);
+    mp__mutex_unlock(&s->rx.h->recv_mu);
+    return 1;
+}
+
+bool mp__conn_is_shm(const mp_conn *c)
+{
+    return c && c->shm;
 }

@@ -38,6 +38,35 @@ size_t mp__shmc_buffered(mp_conn *c);
 /* Release this end's view of the shared memory (close/free). */
 void mp__shmc_release(mp_conn *c);
 
+/* True when c is a shared-memory end (mp_pipe_shm). */
+bool mp__conn_is_shm(const mp_conn *c);
+
+/* ---- loans and views (loan.c calls these; the end is open, and writable
+ * for a loan, readable for a view) ---- */
+
+/* The largest loan the ring holds in place; larger ones are on the heap. */
+size_t mp__shmc_loan_max(const mp_conn *c);
+
+/* Reserve size bytes (<= mp__shmc_loan_max) in the ring at *buf; the send
+ * lock is held until mp__shmc_commit. */
+int mp__shmc_loan(mp_conn *c, size_t size, void **buf, int64_t deadline);
+
+/* True when buf is the loan the calling thread holds on c. */
+bool mp__shmc_is_loan(const mp_conn *c, const void *buf);
+
+/* Publish the loan as a message of len bytes, or with cancel drop it;
+ * either way the loan ends, except MP_EVALUE (len over its size). */
+int mp__shmc_commit(mp_conn *c, size_t len, bool cancel);
+
+/* Receive one message as a view: in place in the ring when it lies there
+ * whole and contiguous (the receive lock is then held until release),
+ * otherwise a heap copy. */
+int mp__shmc_recv_view(mp_conn *c, const void **view, size_t *len, int64_t deadline);
+
+/* End a view: 1 if it was in the ring (consumed now), 0 if it is a heap
+ * copy the caller frees. */
+int mp__shmc_release_view(mp_conn *c, const void *view);
+
 /* Tests only: the receive ring's head (which 0) or tail (1) index in
  * shared memory, to corrupt it; NULL when the end does not receive. */
 uint64_t *mp__shmc_test_index(mp_conn *c, int which);

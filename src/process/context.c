@@ -4,6 +4,7 @@
  * forkserver or spawn child receives, and the child's inherited
  * descriptors. Statics start with ctx_.
  */
+#include "conn/shmpipe.h"
 #include "core/internal.h"
 #include "core/io.h"
 #include "process/start.h"
@@ -192,6 +193,9 @@ MP_API ssize_t mp_process_pass_conn(mp_process *p, const mp_conn *c)
         return -EINVAL;
     if (mp_conn_closed(c))
         return MP_ECLOSED;
+    if (mp__conn_is_shm(c)) /* its descriptor is only the doorbell */
+        return mp__err(MP_ESTATE, "a shared-memory connection end (mp_pipe_shm) cannot be "
+                                  "passed by descriptor: share it by fork");
     return mp_process_pass_fd(p, mp_conn_fileno(c));
 }
 
