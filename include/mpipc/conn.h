@@ -237,7 +237,10 @@ MP_API int mp_conn_loan(mp_conn *c, size_t size, void **buf, double timeout);
  * end the loan (Python's send_bytes of that buffer).
  *
  * c:    the end the loan came from.
- * buf:  the buffer mp_conn_loan gave.
+ * buf:  the buffer mp_conn_loan gave on c. As with free(), another
+ *       pointer is undefined: a heap loan carries a marker that catches
+ *       most such mistakes with -EINVAL, but reading it reads the 16
+ *       bytes before buf.
  * len:  the message's length, at most the size loaned.
  *
  * Returns 0; MP_EVALUE (len over the size loaned: the loan is kept);
@@ -254,7 +257,10 @@ MP_API int mp_conn_commit(mp_conn *c, void *buf, size_t len);
  * mp_conn_loan_cancel - end a loan without sending anything.
  *
  * c:    the end the loan came from.
- * buf:  the buffer mp_conn_loan gave.
+ * buf:  the buffer mp_conn_loan gave on c. As with free(), another
+ *       pointer is undefined: a heap loan carries a marker that catches
+ *       most such mistakes with -EINVAL, but reading it reads the 16
+ *       bytes before buf.
  *
  * Returns 0; MP_ECLOSED; -EINVAL (buf is no loan of this thread on c).
  * Ownership: the buffer is not the caller's after 0.
