@@ -295,6 +295,10 @@ void mp__mgr_proxy_give(mp_obj *r, mp_obj **out);
  * *value (and its length in *len when len is not NULL); frees r. */
 int mp__mgr_proxy_take_copy(mp_obj *r, int type, void **value, size_t *len);
 
+/* The calling thread's identity for a lock's, a semaphore's or a
+ * condition's holder (mgr_proxy_lock.c). */
+int64_t mp__mgr_thread_id(void);
+
 /* mp_obj_get_int() of a reply that came as a scalar or as a value. */
 static inline int proxy_reply_int(const struct scalar *sc, const mp_obj *r, int64_t *v)
 {
