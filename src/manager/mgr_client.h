@@ -10,7 +10,8 @@
  *   mgr_connpool.c     a handle's pool of authenticated connections;
  *   mgr_call.c         one round trip: the request, the mailbox, the reply;
  *   mgr_proxy.c        making and releasing proxies, their call helpers;
- *   mgr_proxy_dict.c, mgr_proxy_list.c, mgr_proxy_lock.c, mgr_proxy_queue.c
+ *   mgr_proxy_dict.c, mgr_proxy_list.c, mgr_proxy_lock.c, mgr_proxy_queue.c,
+ *   mgr_proxy_sync.c
  *                      one proxy type each (its constructors and methods).
  *
  * Names. A static function carries its file's prefix, so a stack trace or

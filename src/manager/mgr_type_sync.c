@@ -130,7 +130,10 @@ static int ssync_sem_acquire(const struct req *r)
     if (mp__mgr_arg_timeout(mp__mgr_arg(r, 0), &timeout) < 0 ||
         mp_obj_get_int(mp__mgr_arg(r, 1), &tid) < 0)
         return MP_ETYPE;
-    /* Waiters first: a newcomer does not overtake them. */
+    /* Waiters first: a newcomer does not overtake them (and dead ones,
+     * dropped here, hold up nobody). */
+    if (o->sync->value > 0 && !mp__list_empty(&o->acquirers.l))
+        mp__mgr_sem_grant_next(r->s, o);
     if (o->sync->value > 0 && mp__list_empty(&o->acquirers.l)) {
         int rc = ssync_sem_take(o, ssync_owner(r->c));
         if (rc < 0)
