@@ -375,6 +375,7 @@ static void test_barrier_trips_with_distinct_indexes_across_processes(void **sta
     int ia = tu_wait_child(a, MT_LONG), ib = tu_wait_child(b, MT_LONG);
     assert_true((ia == 100 && ib == 101) || (ia == 101 && ib == 100));
     assert_int_equal(mp_barrierproxy_n_waiting(sh.bar), 0);
+    mp_barrierproxy_free(sh.bar);
     TU_ASSERT_STATUS(mp_manager_barrier(m, 0, MP_FOREVER, &sh.bar), MP_EVALUE);
     assert_null(sh.bar);
     close(p[0]);
