@@ -9,9 +9,11 @@
 #include <mpipc/error.h>
 
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define PY_TIMEOUT 90.0
 
@@ -95,7 +97,8 @@ static const char py_types[] =
     "print('ok')\n";
 
 /* Beside a C process: argv[3..5] are the Semaphore's, the Event's and the
- * Barrier's ids, made by C, which holds the Semaphore. */
+ * Barrier's ids, made by C, which holds the Semaphore; argv[6] a
+ * Semaphore(1) whose unit a killed C child held. */
 static const char py_shared[] =
     "from multiprocessing.managers import AcquirerProxy, EventProxy, BarrierProxy, Token\n"
     "s = AcquirerProxy(Token('Semaphore', address, sys.argv[3]), 'pickle', authkey=key)\n"
@@ -107,6 +110,9 @@ static const char py_shared[] =
     "assert e.wait(30) is True  # C released the semaphore, then set it\n"
     "assert s.acquire(timeout=30) is True\n"
     "s.release()\n"
+    "# a C process died holding the one unit of another: Python gets it\n"
+    "s2 = AcquirerProxy(Token('Semaphore', address, sys.argv[6]), 'pickle', authkey=key)\n"
+    "assert s2.acquire(timeout=30) is True\n"
     "print('ok', i)\n";
 
 static char *py_script(const char *body)
@@ -163,6 +169,19 @@ static void st_ident(const void *proxy, char *buf, size_t cap)
     snprintf(buf, cap, "%" PRIx64, (uint64_t)((const struct proxy *)proxy)->id);
 }
 
+static int child_takes_the_unit(void *arg)
+{
+    struct {
+        mp_semproxy *s;
+        int fd;
+    } *sh = arg;
+    if (mp_semproxy_acquire(sh->s, MT_LONG) != 0)
+        return 10;
+    mt_say(sh->fd);
+    tu_sleep(TU_CHILD_LIFETIME); /* until killed */
+    return 11;
+}
+
 static void test_c_and_python_share_a_semaphore_an_event_and_a_barrier(void **state)
 {
     (void)state;
@@ -176,12 +195,27 @@ static void test_c_and_python_share_a_semaphore_an_event_and_a_barrier(void **st
         TU_ASSERT_STATUS(mp_manager_semaphore(m, 1, &s), 0);
         TU_ASSERT_STATUS(mp_manager_event(m, &e), 0);
         TU_ASSERT_STATUS(mp_manager_barrier(m, 2, MP_FOREVER, &br), 0);
-        char sid[32], eid[32], bid[32];
+        struct {
+            mp_semproxy *s;
+            int fd;
+        } dead = {NULL, -1};
+        int p[2];
+        assert_int_equal(pipe(p), 0);
+        dead.fd = p[1];
+        TU_ASSERT_STATUS(mp_manager_semaphore(m, 1, &dead.s), 0);
+        pid_t holder = tu_fork(child_takes_the_unit, &dead);
+        assert_int_equal(mt_wait_byte(p[0], MT_LONG), 0);
+        kill(holder, SIGKILL);
+        assert_int_equal(tu_wait_child(holder, MT_LONG), -SIGKILL);
+        close(p[0]);
+        close(p[1]);
+        char sid[32], eid[32], bid[32], did[32];
+        st_ident(dead.s, did, sizeof did);
         st_ident(s, sid, sizeof sid);
         st_ident(e, eid, sizeof eid);
         st_ident(br, bid, sizeof bid);
         TU_ASSERT_STATUS(mp_semproxy_acquire(s, MT_LONG), 0);
-        const char *args[] = {mp_manager_address(m), "py-key", sid, eid, bid, NULL};
+        const char *args[] = {mp_manager_address(m), "py-key", sid, eid, bid, did, NULL};
         pid_t pid = tu_spawn_python_as(py, script, args, NULL, 0);
         assert_true(pid > 0);
         int i = mp_barrierproxy_wait(br, PY_TIMEOUT);
@@ -191,6 +225,9 @@ static void test_c_and_python_share_a_semaphore_an_event_and_a_barrier(void **st
         assert_int_equal(tu_wait_child(pid, PY_TIMEOUT), 0);
         /* Python released the unit it took */
         TU_ASSERT_STATUS(mp_semproxy_acquire(s, MP_NOWAIT), 0);
+        /* Python holds that unit now: nothing is free */
+        TU_ASSERT_STATUS(mp_semproxy_acquire(dead.s, MP_NOWAIT), MP_ETIMEDOUT);
+        mp_semproxy_free(dead.s);
         mp_semproxy_free(s);
         mp_eventproxy_free(e);
         mp_barrierproxy_free(br);
