@@ -162,7 +162,13 @@ MP_API int mp_condproxy_release(mp_condproxy *cond);
  * MP_EOWNERDEAD when woken and the lock came back from a process that died
  * holding it; MP_EVALUE (Python's RuntimeError) when the caller does not
  * hold the lock; the common codes. On 0, MP_ETIMEDOUT and MP_EOWNERDEAD
- * the caller holds the lock again.
+ * the caller holds the lock again. Taking the lock back counts against the
+ * manager's call timeout (mp_manager_set_timeout), not against timeout: a
+ * lock held elsewhere for longer than that after the timeout gives
+ * MP_ETIMEDOUT without the lock, which the server still hands to this
+ * thread once it is free (a later mp_condproxy_release() from this thread,
+ * or the process's end, gives it up): keep the call timeout above the
+ * time others hold the lock.
  */
 MP_API int mp_condproxy_wait(mp_condproxy *cond, double timeout);
 
