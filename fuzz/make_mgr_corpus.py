@@ -128,6 +128,54 @@ def scripts():
         built(2, 0, "shutdown", b"N\x85") + built(3, 0, "shutdown", b")") + \
         raw(0, c_pickle((0, "ping", ())))
     yield py_script()
+    yield sync_script(make)
+    yield py_sync_script()
+
+
+def sync_script(make):
+    """The sync types (mgr_type_sync.c), objects 6-10 after make: a
+    semaphore's holder hangs up under a waiter, an event wakes a waiter, a
+    condition waits, is notified and times out, a barrier trips and one
+    breaks on its deadline."""
+    s, bs, ev, cv, br = 6, 7, 8, 9, 10
+    reqs = [(0, "create", ("semaphore", None, 1)), (0, "create", ("boundedsemaphore", None, 1)),
+            (0, "create", ("event", None, None)), (0, "create", ("condition", None, 3)),
+            (0, "create", ("barrier", None, (2, 0.5)))]
+    out = make + b"".join(raw(0, c_pickle(r)) for r in reqs)
+    for conn, r in [(2, (s, "acquire", (None, 1))), (0, (s, "acquire", (5.0, 2))),
+                    (3, (bs, "release", (1,))), (1, (ev, "wait", (1.0,))), (3, (ev, "set", ())),
+                    (3, (cv, "acquire", (None, 4))), (3, (cv, "wait", (0.5, 4))),
+                    (1, (cv, "acquire", (None, 5))), (1, (cv, "notify", (1, 5))),
+                    (1, (cv, "release", (5,))), (1, (br, "wait", (None,))),
+                    (2, (br, "n_waiting", ())), (0, (br, "wait", (None,))),
+                    (2, (br, "wait", (None,)))]:
+        out += raw(conn, c_pickle(r))
+    # the holder's process hangs up; a timed waiter's deadline passes
+    return out + bytes([5 << 2 | 2, 5 << 2 | 3, 6 << 2]) + raw(0, c_pickle((s, "get_value", ())))
+
+
+def py_sync_script():
+    """CPython's proxies on the sync types (objects 1-5)."""
+    reqs = [(None, "create", ("Semaphore", 2), {}), (None, "create", ("BoundedSemaphore",), {}),
+            (None, "create", ("Event",), {}), (None, "create", ("Condition",), {}),
+            (None, "create", ("Barrier", 2), {"timeout": 0.5}),
+            ("1", "acquire", (True, 0.5), {}), ("1", "release", (), {}),
+            ("2", "release", (), {}), ("3", "wait", (0.1,), {}), ("3", "set", (), {}),
+            ("3", "is_set", (), {}), ("4", "wait", (), {}), ("4", "acquire", (), {}),
+            ("4", "wait", (0.2,), {}), ("4", "notify", (), {"n": 2}), ("4", "notify_all", (), {}),
+            ("4", "release", (), {}), ("5", "__getattribute__", ("parties",), {}),
+            ("5", "__getattribute__", ("wait",), {}), ("5", "wait", (), {}),
+            ("5", "abort", (), {}), ("5", "reset", (), {}),
+            (None, "create", ("Barrier", 2, print), {})]
+    out = bytes([5 << 2 | 3 | 0x20])
+    for r in reqs:
+        try:
+            out += raw(3, pickle.dumps(r, protocol=4))
+        except Exception:
+            continue
+        if r[1] == "wait":
+            out += bytes([6 << 2])  # its deadline passes
+    return out
 
 
 def py_script():

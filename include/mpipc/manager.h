@@ -796,4 +796,7 @@ MP_API void mp_queueproxy_free(mp_queueproxy *q);
 }
 #endif
 
+/* Semaphore, BoundedSemaphore, Event, Condition and Barrier proxies (1.1). */
+#include <mpipc/manager_sync.h>
+
 #endif /* MPIPC_MANAGER_H */

@@ -10,7 +10,8 @@
  *   mgr_connpool.c     a handle's pool of authenticated connections;
  *   mgr_call.c         one round trip: the request, the mailbox, the reply;
  *   mgr_proxy.c        making and releasing proxies, their call helpers;
- *   mgr_proxy_dict.c, mgr_proxy_list.c, mgr_proxy_lock.c, mgr_proxy_queue.c
+ *   mgr_proxy_dict.c, mgr_proxy_list.c, mgr_proxy_lock.c, mgr_proxy_queue.c,
+ *   mgr_proxy_sync.c
  *                      one proxy type each (its constructors and methods).
  *
  * Names. A static function carries its file's prefix, so a stack trace or
@@ -294,6 +295,10 @@ void mp__mgr_proxy_give(mp_obj *r, mp_obj **out);
 /* A malloc'd copy of r, a str or bytes value (type), NUL-terminated, in
  * *value (and its length in *len when len is not NULL); frees r. */
 int mp__mgr_proxy_take_copy(mp_obj *r, int type, void **value, size_t *len);
+
+/* The calling thread's identity for a lock's, a semaphore's or a
+ * condition's holder (mgr_proxy_lock.c). */
+int64_t mp__mgr_thread_id(void);
 
 /* mp_obj_get_int() of a reply that came as a scalar or as a value. */
 static inline int proxy_reply_int(const struct scalar *sc, const mp_obj *r, int64_t *v)

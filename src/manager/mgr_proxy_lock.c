@@ -24,7 +24,7 @@ _Static_assert(offsetof(struct mp_lockproxy, p) == 0, "a lock is its proxy");
 static _Thread_local int64_t lock_proxy_tid;
 static int64_t lock_proxy_tid_counter;
 
-static int64_t lock_proxy_thread_id(void)
+int64_t mp__mgr_thread_id(void)
 {
     if (!lock_proxy_tid)
         lock_proxy_tid = __atomic_add_fetch(&lock_proxy_tid_counter, 1, __ATOMIC_RELAXED);
@@ -79,7 +79,7 @@ MP_API int mp_lockproxy_acquire(mp_lockproxy *lk, double timeout)
         return -EINVAL;
     if (mp__bad_timeout(timeout))
         return MP_EVALUE;
-    struct marg a[2] = {proxy_arg_timeout(timeout), ARG_INT(lock_proxy_thread_id())};
+    struct marg a[2] = {proxy_arg_timeout(timeout), ARG_INT(mp__mgr_thread_id())};
     return mp__mgr_call_proxy(&lk->p, "acquire", a, 2, proxy_wait(timeout), NULL, NULL);
 }
 
@@ -87,6 +87,6 @@ MP_API int mp_lockproxy_release(mp_lockproxy *lk)
 {
     if (!lk)
         return -EINVAL;
-    struct marg a[1] = {ARG_INT(lock_proxy_thread_id())};
+    struct marg a[1] = {ARG_INT(mp__mgr_thread_id())};
     return mp__mgr_call_proxy(&lk->p, "release", a, 1, 0, NULL, NULL);
 }

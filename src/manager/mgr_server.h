@@ -26,6 +26,8 @@
  *   mgr_type_list.c         slist_    list and its methods
  *   mgr_type_lock.c         slock_    Lock and RLock and their methods
  *   mgr_type_queue.c        squeue_   Queue/JoinableQueue and their methods
+ *   mgr_type_sync.c         ssync_    Semaphore, BoundedSemaphore, Event,
+ *                                     Condition, Barrier and their methods
  *   mgr_worker.c            worker_   the helper thread for large requests
  * mgr.h holds what the server shares with the client (mgr_client.h).
  *
@@ -79,10 +81,32 @@
 #define MP__MGR_IN_MIN ((size_t)4096) /* a connection's first input buffer */
 
 /* The kinds of object; K_MANAGER is the manager itself (ident 0). */
-enum { K_MANAGER = 0, K_DICT, K_LIST, K_LOCK, K_RLOCK, K_QUEUE, K_COUNT };
+enum {
+    K_MANAGER = 0,
+    K_DICT,
+    K_LIST,
+    K_LOCK,
+    K_RLOCK,
+    K_QUEUE,
+    K_SEMAPHORE,  /* mgr_type_sync.c */
+    K_BSEMAPHORE, /* BoundedSemaphore */
+    K_EVENT,
+    K_CONDITION,
+    K_BARRIER,
+    K_COUNT
+};
 
 /* What a waiting request waits for. */
-enum { W_ACQUIRE = 1, W_GET, W_PUT, W_JOIN };
+enum {
+    W_ACQUIRE = 1,
+    W_GET,
+    W_PUT,
+    W_JOIN,
+    W_EVENT,     /* an Event's wait */
+    W_CWAIT,     /* a Condition's wait, before its notify or timeout */
+    W_REACQUIRE, /* a Condition's wait taking its lock back */
+    W_BARRIER,   /* a Barrier's wait */
+};
 
 struct sconn;
 struct sobj;
@@ -105,6 +129,8 @@ struct waiter {
     mp_obj *item;               /* W_PUT: the item, owned */
     struct mp__list_node qnode; /* in q */
     struct mp__list_node tnode; /* in the server's timed list */
+    uint64_t saved;             /* W_REACQUIRE: the lock's count to restore */
+    bool notified;              /* W_REACQUIRE: notified, not timed out */
 };
 
 struct sobj {
@@ -129,6 +155,10 @@ struct sobj {
     struct wq getters, putters, joiners;
     long pyrefs;  /* CPython clients' incref - decref (mgr_server_py.c) */
     bool py_iter; /* K_LIST: a CPython Iterator's remaining items */
+    /* K_SEMAPHORE..K_BARRIER: their state (mgr_type_sync.c); a semaphore
+     * and a condition are also on the server's list of locks, and a
+     * condition without a lock of its own uses the fields of a lock. */
+    struct mp__mgr_sync *sync;
 };
 
 struct session {
@@ -267,14 +297,19 @@ struct stype {
     void (*fini)(struct server *s, struct sobj *o);
 };
 
-extern const struct stype mp__mgr_type_manager; /* mgr_type_manager.c */
-extern const struct stype mp__mgr_type_dict;    /* mgr_type_dict.c */
-extern const struct stype mp__mgr_type_list;    /* mgr_type_list.c */
-extern const struct stype mp__mgr_type_lock;    /* mgr_type_lock.c */
-extern const struct stype mp__mgr_type_rlock;   /* mgr_type_lock.c */
-extern const struct stype mp__mgr_type_queue;   /* mgr_type_queue.c */
+extern const struct stype mp__mgr_type_manager;    /* mgr_type_manager.c */
+extern const struct stype mp__mgr_type_dict;       /* mgr_type_dict.c */
+extern const struct stype mp__mgr_type_list;       /* mgr_type_list.c */
+extern const struct stype mp__mgr_type_lock;       /* mgr_type_lock.c */
+extern const struct stype mp__mgr_type_rlock;      /* mgr_type_lock.c */
+extern const struct stype mp__mgr_type_queue;      /* mgr_type_queue.c */
+extern const struct stype mp__mgr_type_semaphore;  /* mgr_type_sync.c */
+extern const struct stype mp__mgr_type_bsemaphore; /* mgr_type_sync.c */
+extern const struct stype mp__mgr_type_event;      /* mgr_type_sync.c */
+extern const struct stype mp__mgr_type_condition;  /* mgr_type_sync.c */
+extern const struct stype mp__mgr_type_barrier;    /* mgr_type_sync.c */
 
-/* The type of each kind, K_MANAGER to K_QUEUE (mgr_server_request.c). */
+/* The type of each kind, K_MANAGER to K_COUNT - 1 (mgr_server_request.c). */
 extern const struct stype *const mp__mgr_types[K_COUNT];
 
 #define MP__MGR_METHODS(table) table, sizeof table / sizeof table[0]
@@ -513,6 +548,9 @@ void mp__mgr_objs_free(struct server *s);
  * timeout. Returns 0 or -ENOMEM. */
 int mp__mgr_wait(const struct req *r, struct wq *q, int op, double timeout, uint64_t tid,
                  mp_obj *item);
+/* Move a waiter to the end of q (on o, for op), without a deadline: a
+ * Condition's waiter that goes on to take its lock back. */
+void mp__mgr_waiter_move(struct server *s, struct waiter *w, struct sobj *o, struct wq *q, int op);
 /* Take a waiter off every list and free it (its item too, if still
  * there); the caller has replied, or the connection is gone. */
 void mp__mgr_waiter_free(struct server *s, struct waiter *w);
@@ -533,5 +571,28 @@ void mp__mgr_waiters_expire(struct server *s, int64_t now);
 void mp__mgr_lock_grant_next(struct server *s, struct sobj *o);
 /* Release the locks a session held, for the next waiter to learn it died. */
 void mp__mgr_locks_release_session(struct server *s, struct session *ss);
+/* Lock's acquire and release on r->o (a Lock, an RLock or a Condition's
+ * own lock), for a Condition's methods. */
+int mp__mgr_lock_acquire(const struct req *r);
+int mp__mgr_lock_release(const struct req *r);
+/* Does c's request hold lock o (tid: its thread)? */
+bool mp__mgr_lock_is_owned(const struct sobj *o, const struct sconn *c, uint64_t tid);
+/* Give a free lock to a Condition's waiter w taking it back, and reply. */
+void mp__mgr_lock_give_back(struct server *s, struct sobj *o, struct waiter *w);
+
+/* ---- semaphores, events, conditions, barriers (mgr_type_sync.c) ------------------ */
+
+static inline bool mp__mgr_is_sem(const struct sobj *o)
+{
+    return o->kind == K_SEMAPHORE || o->kind == K_BSEMAPHORE;
+}
+/* Grant a semaphore's free units to its waiters in turn. */
+void mp__mgr_sem_grant_next(struct server *s, struct sobj *o);
+/* Give back the units a session held, for the next acquirer to learn it
+ * died. */
+void mp__mgr_sem_release_session(struct server *s, struct sobj *o, struct session *ss);
+/* A Condition's or a Barrier's waiter whose deadline passed. */
+void mp__mgr_cond_expire(struct server *s, struct waiter *w);
+void mp__mgr_barrier_expire(struct server *s, struct waiter *w);
 
 #endif /* MPIPC_MGR_SERVER_H */

@@ -45,6 +45,9 @@ enum {
     PA_ACQUIRE,    /* (blocking=True, timeout=None) -> (timeout, 0) */
     PA_RELEASE,    /* () -> (0) */
     PA_FIRST,      /* () -> (0): an iterator's next item */
+    PA_WAIT,       /* (timeout=None) -> (timeout): Event, Barrier */
+    PA_CWAIT,      /* (timeout=None) -> (timeout, 0): Condition */
+    PA_NOTIFY,     /* (n=1) -> (n, 0) */
 };
 
 /* How our reply becomes Python's (besides the codes every reply maps). */
@@ -55,6 +58,8 @@ enum {
     PX_ACQUIRE, /* None: True; MP_ETIMEDOUT: False; MP_EOWNERDEAD: True */
     PX_RELEASE, /* MP_EVALUE: RuntimeError */
     PX_ITER,    /* MP_EKEY (nothing left): StopIteration */
+    PX_WAIT,    /* as PX_ACQUIRE, and MP_EVALUE: RuntimeError */
+    PX_NOTIFY,  /* a count: None; MP_EVALUE: RuntimeError */
 };
 
 struct py_method {
@@ -104,6 +109,34 @@ static const struct py_method py_lock[] = {
     {"release", "release", PA_RELEASE, PX_RELEASE},
 };
 
+/* Semaphore and BoundedSemaphore (AcquirerProxy): release's ValueError. */
+static const struct py_method py_sem[] = {
+    {"acquire", "acquire", PA_ACQUIRE, PX_ACQUIRE},
+    {"release", "release", PA_RELEASE, PX_PLAIN},
+};
+
+static const struct py_method py_event[] = {
+    {"is_set", "is_set", PA_SAME, PX_PLAIN},
+    {"set", "set", PA_SAME, PX_PLAIN},
+    {"clear", "clear", PA_SAME, PX_PLAIN},
+    {"wait", "wait", PA_WAIT, PX_WAIT},
+};
+
+static const struct py_method py_cond[] = {
+    {"acquire", "acquire", PA_ACQUIRE, PX_ACQUIRE},
+    {"release", "release", PA_RELEASE, PX_RELEASE},
+    {"wait", "wait", PA_CWAIT, PX_WAIT},
+    {"notify", "notify", PA_NOTIFY, PX_NOTIFY},
+    {"notify_all", "notify_all", PA_RELEASE, PX_NOTIFY},
+};
+
+/* BarrierProxy; its properties come as __getattribute__(name) (py_call). */
+static const struct py_method py_barrier[] = {
+    {"wait", "wait", PA_WAIT, PX_PLAIN},           {"abort", "abort", PA_SAME, PX_PLAIN},
+    {"reset", "reset", PA_SAME, PX_PLAIN},         {"parties", "parties", PA_SAME, PX_PLAIN},
+    {"n_waiting", "n_waiting", PA_SAME, PX_PLAIN}, {"broken", "broken", PA_SAME, PX_PLAIN},
+};
+
 /* An Iterator (DictProxy.__iter__'s, method_to_typeid): a list object of
  * the keys as they were, flagged py_iter, whose next item is pop(0). */
 static const struct py_method py_iter[] = {
@@ -125,6 +158,11 @@ static const char *const py_queue_exposed[] = {"empty", "full",       "get",   "
                                                "put",   "put_nowait", "qsize", "task_done",  NULL};
 static const char *const py_lock_exposed[] = {"acquire", "release", NULL};
 static const char *const py_iter_exposed[] = {"__next__", NULL};
+static const char *const py_event_exposed[] = {"is_set", "set", "clear", "wait", NULL};
+static const char *const py_cond_exposed[] = {"acquire", "release",    "wait",
+                                              "notify",  "notify_all", NULL};
+static const char *const py_barrier_exposed[] = {"__getattribute__", "abort", "reset", "wait",
+                                                 NULL};
 
 #define PY_TABLE(t) t, sizeof t / sizeof t[0]
 
@@ -141,6 +179,11 @@ static const struct py_type {
     {"JoinableQueue", K_QUEUE, PY_TABLE(py_queue), py_queue_exposed},
     {"Lock", K_LOCK, PY_TABLE(py_lock), py_lock_exposed},
     {"RLock", K_RLOCK, PY_TABLE(py_lock), py_lock_exposed},
+    {"Semaphore", K_SEMAPHORE, PY_TABLE(py_sem), py_lock_exposed},
+    {"BoundedSemaphore", K_BSEMAPHORE, PY_TABLE(py_sem), py_lock_exposed},
+    {"Event", K_EVENT, PY_TABLE(py_event), py_event_exposed},
+    {"Condition", K_CONDITION, PY_TABLE(py_cond), py_cond_exposed},
+    {"Barrier", K_BARRIER, PY_TABLE(py_barrier), py_barrier_exposed},
 };
 
 static const struct py_type py_iter_type = {"Iterator", K_LIST, PY_TABLE(py_iter), py_iter_exposed};
@@ -235,8 +278,12 @@ static mp_obj *py_exception(const struct sconn *c, int code, const char *text)
         cls = "builtins.TypeError";
         break;
     case MP_EVALUE:
-        cls = c->py_x == PX_RELEASE ? "builtins.RuntimeError" : "builtins.ValueError";
+        cls = c->py_x == PX_RELEASE || c->py_x == PX_WAIT || c->py_x == PX_NOTIFY
+                  ? "builtins.RuntimeError"
+                  : "builtins.ValueError";
         break;
+    case MP_EBROKEN:
+        return py_instance("threading.BrokenBarrierError", "()", NULL);
     case MP_EMPTY:
         return py_instance("queue.Empty", "()", NULL);
     case MP_FULL:
@@ -260,13 +307,16 @@ static mp_obj *py_translate(struct sconn *c, const mp_obj *ours)
         return mp_obj_build("(ss)", "#TRACEBACK", "malformed reply");
     if (strcmp(kind, "#RETURN") == 0) {
         const mp_obj *v = mp_obj_list_get(ours, 1);
-        if (c->py_x == PX_ACQUIRE)
+        if (c->py_x == PX_ACQUIRE || c->py_x == PX_WAIT)
             return mp_obj_build("(sN)", "#RETURN", mp_obj_bool(true));
+        if (c->py_x == PX_NOTIFY)
+            return mp_obj_build("(sN)", "#RETURN", mp_obj_none());
         return mp_obj_build("(sO)", "#RETURN", v);
     }
     (void)mp_obj_get_int(mp_obj_list_get(ours, 1), &code);
     (void)mp_obj_get_str(mp_obj_list_get(ours, 2), &text, NULL);
-    if (c->py_x == PX_ACQUIRE && (code == MP_ETIMEDOUT || code == MP_EOWNERDEAD))
+    if ((c->py_x == PX_ACQUIRE || c->py_x == PX_WAIT) &&
+        (code == MP_ETIMEDOUT || code == MP_EOWNERDEAD))
         /* Python's acquire returns False when the time is up; a lock
          * whose holder died is acquired all the same. */
         return mp_obj_build("(sN)", "#RETURN", mp_obj_bool(code == MP_EOWNERDEAD));
@@ -397,6 +447,38 @@ static const mp_obj *py_param(const mp_obj *args, const mp_obj *kwds, size_t i, 
     return v ? v : dflt;
 }
 
+/* The initial value of our create for Python's Semaphore(value=1),
+ * BoundedSemaphore(value=1), Event(), Condition(lock=None) and
+ * Barrier(parties, action=None, timeout=None): in *init, borrowed or made
+ * (then also in *made). False for what we cannot make: a Condition over a
+ * lock given, a Barrier with an action (the server runs no client code). */
+static bool py_sync_init(const mp_obj *args, const mp_obj *kwds, int kind, const mp_obj **init,
+                         mp_obj **made)
+{
+    const mp_obj *none = mp_obj_none();
+    switch (kind) {
+    case K_SEMAPHORE:
+    case K_BSEMAPHORE:
+        *init = py_param(args, kwds, 1, "value", NULL);
+        return true;
+    case K_CONDITION:
+        *init = NULL;
+        return mp_obj_is_none(py_param(args, kwds, 1, "lock", none));
+    case K_BARRIER: {
+        const mp_obj *parties = py_param(args, kwds, 1, "parties", NULL);
+        const mp_obj *timeout = py_param(args, kwds, 3, "timeout", none);
+        if (!parties || !mp_obj_is_none(py_param(args, kwds, 2, "action", none)))
+            return false;
+        *made = mp_obj_build("(OO)", parties, timeout);
+        *init = *made;
+        return *made != NULL;
+    }
+    default:
+        *init = NULL;
+        return true;
+    }
+}
+
 /* create(typeid, *args, **kwds): Python's server makes the referent and
  * increfs it once; the reply is (ident, exposed). */
 static void py_create(struct server *s, struct sconn *c, const mp_obj *args, const mp_obj *kwds)
@@ -421,8 +503,14 @@ static void py_create(struct server *s, struct sconn *c, const mp_obj *args, con
         init = kwds;
     if (!init && t->kind == K_QUEUE)
         init = py_param(args, kwds, 1, "maxsize", NULL);
+    mp_obj *made = NULL; /* an initial value built here */
+    if (t->kind >= K_SEMAPHORE && !py_sync_init(args, kwds, t->kind, &init, &made)) {
+        py_traceback(c, "TypeError: cannot make %s of these arguments here", typeid);
+        return;
+    }
     mp_obj *ours = mp_obj_build("(sNO)", mp__mgr_types[t->kind]->name, mp_obj_none(),
                                 init ? init : mp_obj_none());
+    mp_obj_free(made);
     struct sobj *o = ours ? mp__mgr_obj_new(s, t->kind) : NULL;
     if (!o) {
         mp_obj_free(ours);
@@ -563,6 +651,22 @@ static mp_obj *py_args(struct sconn *c, const struct py_method *m, const mp_obj 
     case PA_RELEASE:
     case PA_FIRST:
         return n == 0 ? mp_obj_build("(i)", 0) : NULL;
+    case PA_WAIT:
+    case PA_CWAIT: {
+        const mp_obj *to = py_param(args, kwds, 0, "timeout", NULL);
+        double d;
+        if (to && !mp_obj_is_none(to) && mp__mgr_arg_timeout(to, &d) == 0 && d < 0)
+            t = mp_obj_float(0); /* threading's waits: a negative timeout does not wait */
+        else
+            t = py_timeout(NULL, to, bad);
+        if (!t)
+            return NULL;
+        return m->args == PA_WAIT ? mp_obj_build("(N)", t) : mp_obj_build("(Ni)", t, 0);
+    }
+    case PA_NOTIFY: {
+        const mp_obj *nn = py_param(args, kwds, 0, "n", NULL);
+        return nn ? mp_obj_build("(Oi)", nn, 0) : mp_obj_build("(ii)", 1, 0);
+    }
     default:
         if (mp_obj_len(kwds) > 0)
             break;
@@ -623,6 +727,21 @@ static void py_call(struct server *s, struct sconn *c, const mp_obj *ident, cons
     }
     if (o->kind == K_DICT && strcmp(meth, "__iter__") == 0) {
         py_iterate(s, c, o);
+        return;
+    }
+    const mp_obj *attr = mp_obj_len(args) == 1 ? mp_obj_list_get(args, 0) : NULL;
+    if (o->kind == K_BARRIER && strcmp(meth, "__getattribute__") == 0 && attr &&
+        mp_obj_get_str(attr, &meth, NULL) == 0) {
+        /* BarrierProxy's parties, n_waiting, broken: methods here */
+        if (strcmp(meth, "wait") == 0 || strcmp(meth, "abort") == 0 || strcmp(meth, "reset") == 0)
+            meth = "?"; /* a bound method is no value */
+        args = mp_obj_tuple_new();
+        if (!args) {
+            py_traceback(c, "%s", "the server is out of memory");
+            return;
+        }
+        py_call(s, c, ident, meth, args, kwds);
+        mp_obj_free((mp_obj *)args);
         return;
     }
     const struct py_method *m = NULL;

@@ -47,6 +47,16 @@ int mp__mgr_wait(const struct req *r, struct wq *q, int op, double timeout, uint
     return 0;
 }
 
+void mp__mgr_waiter_move(struct server *s, struct waiter *w, struct sobj *o, struct wq *q, int op)
+{
+    wait_unlink(s, w);
+    w->deadline = MP__NO_DEADLINE;
+    w->obj = o;
+    w->op = op;
+    w->q = q;
+    mp__list_push_back(&q->l, w);
+}
+
 void mp__mgr_waiter_free(struct server *s, struct waiter *w)
 {
     wait_unlink(s, w);
@@ -93,7 +103,13 @@ void mp__mgr_waiters_expire(struct server *s, int64_t now)
     struct waiter *w = mp__list_first(&s->timed);
     while (w) {
         struct waiter *next = mp__list_next(&s->timed, w);
-        if (w->deadline <= now) {
+        if (w->deadline <= now && w->op == W_CWAIT) {
+            mp__mgr_cond_expire(s, w); /* it takes its lock back first */
+            next = mp__list_first(&s->timed);
+        } else if (w->deadline <= now && w->op == W_BARRIER) {
+            mp__mgr_barrier_expire(s, w); /* it breaks the barrier */
+            next = mp__list_first(&s->timed);
+        } else if (w->deadline <= now) {
             int code = w->op == W_GET ? MP_EMPTY : w->op == W_PUT ? MP_FULL : MP_ETIMEDOUT;
             mp__mgr_waiter_fail(s, w, code);
             next = mp__list_first(&s->timed); /* the list changed under us: start over */

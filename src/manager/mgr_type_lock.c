@@ -38,14 +38,45 @@ static struct session *slock_owner(struct sobj *o, struct sconn *c)
     return py ? py : c->sess;
 }
 
+/* A Condition's own lock is an RLock, as Python's Condition() makes. */
+static bool slock_reentrant(const struct sobj *o)
+{
+    return o->kind != K_LOCK;
+}
+
+void mp__mgr_lock_give_back(struct server *s, struct sobj *o, struct waiter *w)
+{
+    struct sconn *wc = w->conn;
+    MP__ASSERT(o->count == 0 && w->op == W_REACQUIRE && w->saved > 0);
+    slock_give(o, slock_owner(o, wc), w->tid);
+    o->count = w->saved;
+    if (o->owner_dead) {
+        o->owner_dead = false;
+        mp__mgr_reply_error(wc, MP_EOWNERDEAD, "woken; the previous holder died holding the lock");
+    } else if (w->notified) {
+        mp__mgr_reply_none(wc);
+    } else {
+        mp__mgr_reply_error(wc, MP_ETIMEDOUT, "not notified in time");
+    }
+    mp__mgr_waiter_replied(s, w);
+}
+
 void mp__mgr_lock_grant_next(struct server *s, struct sobj *o)
 {
     struct waiter *w;
+    if (mp__mgr_is_sem(o)) {
+        mp__mgr_sem_grant_next(s, o);
+        return;
+    }
     while (o->count == 0 && (w = mp__list_first(&o->acquirers.l)) != NULL) {
         struct sconn *wc = w->conn;
-        MP__ASSERT(w->obj == o && w->op == W_ACQUIRE);
+        MP__ASSERT(w->obj == o && (w->op == W_ACQUIRE || w->op == W_REACQUIRE));
         if (wc->broken || !wc->sess) {
             mp__mgr_waiter_free(s, w);
+            continue;
+        }
+        if (w->op == W_REACQUIRE) {
+            mp__mgr_lock_give_back(s, o, w);
             continue;
         }
         slock_give(o, slock_owner(o, wc), w->tid);
@@ -54,10 +85,21 @@ void mp__mgr_lock_grant_next(struct server *s, struct sobj *o)
     }
 }
 
+bool mp__mgr_lock_is_owned(const struct sobj *o, const struct sconn *c, uint64_t tid)
+{
+    /* A plain Lock has no owner: held is owned, as Python's Condition
+     * judges it (_is_owned). */
+    if (!slock_reentrant(o))
+        return o->count > 0;
+    return o->count > 0 && o->owner == c->sess && o->owner_tid == tid;
+}
+
 void mp__mgr_locks_release_session(struct server *s, struct session *ss)
 {
     for (struct sobj *o = mp__list_first(&s->locks); o; o = mp__list_next(&s->locks, o)) {
-        if (o->count && o->owner == ss) {
+        if (mp__mgr_is_sem(o)) {
+            mp__mgr_sem_release_session(s, o, ss);
+        } else if (o->count && o->owner == ss) {
             o->count = 0;
             o->owner = NULL;
             o->owner_dead = true;
@@ -80,7 +122,7 @@ static int slock_acquire(const struct req *r)
         slock_reply_acquired(c, o);
         return 0;
     }
-    if (o->kind == K_RLOCK && o->owner == c->sess && o->owner_tid == (uint64_t)tid) {
+    if (slock_reentrant(o) && o->owner == c->sess && o->owner_tid == (uint64_t)tid) {
         o->count++;
         mp__mgr_reply_none(c);
         return 0;
@@ -103,7 +145,7 @@ static int slock_release(const struct req *r)
         mp__mgr_reply_error(c, MP_EVALUE, "release unlocked lock");
         return 0;
     }
-    if (o->kind == K_RLOCK && (o->owner != c->sess || o->owner_tid != (uint64_t)tid)) {
+    if (slock_reentrant(o) && (o->owner != c->sess || o->owner_tid != (uint64_t)tid)) {
         mp__mgr_reply_error(c, MP_EVALUE, "cannot release un-acquired lock");
         return 0;
     }
@@ -119,6 +161,16 @@ static int slock_release(const struct req *r)
     }
     mp__mgr_reply_none(c);
     return 0;
+}
+
+int mp__mgr_lock_acquire(const struct req *r)
+{
+    return slock_acquire(r);
+}
+
+int mp__mgr_lock_release(const struct req *r)
+{
+    return slock_release(r);
 }
 
 /* Every lock is on the server's list, for mp__mgr_locks_release_session. */
