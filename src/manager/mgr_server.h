@@ -24,6 +24,8 @@
  *   mgr_type_manager.c      smgr_     the manager's own methods (ident 0)
  *   mgr_type_dict.c         sdict_    dict and its methods
  *   mgr_type_list.c         slist_    list and its methods
+ *   mgr_type_list_sort.c    lsort_    list sort, reverse, + and *
+ *   mgr_type_value.c        sdata_    Value, Array, Namespace
  *   mgr_type_lock.c         slock_    Lock and RLock and their methods
  *   mgr_type_queue.c        squeue_   Queue/JoinableQueue and their methods
  *   mgr_worker.c            worker_   the helper thread for large requests
@@ -79,7 +81,18 @@
 #define MP__MGR_IN_MIN ((size_t)4096) /* a connection's first input buffer */
 
 /* The kinds of object; K_MANAGER is the manager itself (ident 0). */
-enum { K_MANAGER = 0, K_DICT, K_LIST, K_LOCK, K_RLOCK, K_QUEUE, K_COUNT };
+enum {
+    K_MANAGER = 0,
+    K_DICT,
+    K_LIST,
+    K_LOCK,
+    K_RLOCK,
+    K_QUEUE,
+    K_VALUE,
+    K_ARRAY,
+    K_NAMESPACE,
+    K_COUNT
+};
 
 /* What a waiting request waits for. */
 enum { W_ACQUIRE = 1, W_GET, W_PUT, W_JOIN };
@@ -127,8 +140,9 @@ struct sobj {
     int64_t maxsize;    /* <= 0: unbounded */
     int64_t unfinished; /* JoinableQueue's unfinished_tasks */
     struct wq getters, putters, joiners;
-    long pyrefs;  /* CPython clients' incref - decref (mgr_server_py.c) */
-    bool py_iter; /* K_LIST: a CPython Iterator's remaining items */
+    long pyrefs;   /* CPython clients' incref - decref (mgr_server_py.c) */
+    bool py_iter;  /* K_LIST: a CPython Iterator's remaining items */
+    char typecode; /* K_ARRAY: array.array's typecode (mgr_type_value.c) */
 };
 
 struct session {
@@ -267,12 +281,15 @@ struct stype {
     void (*fini)(struct server *s, struct sobj *o);
 };
 
-extern const struct stype mp__mgr_type_manager; /* mgr_type_manager.c */
-extern const struct stype mp__mgr_type_dict;    /* mgr_type_dict.c */
-extern const struct stype mp__mgr_type_list;    /* mgr_type_list.c */
-extern const struct stype mp__mgr_type_lock;    /* mgr_type_lock.c */
-extern const struct stype mp__mgr_type_rlock;   /* mgr_type_lock.c */
-extern const struct stype mp__mgr_type_queue;   /* mgr_type_queue.c */
+extern const struct stype mp__mgr_type_manager;   /* mgr_type_manager.c */
+extern const struct stype mp__mgr_type_dict;      /* mgr_type_dict.c */
+extern const struct stype mp__mgr_type_list;      /* mgr_type_list.c */
+extern const struct stype mp__mgr_type_lock;      /* mgr_type_lock.c */
+extern const struct stype mp__mgr_type_rlock;     /* mgr_type_lock.c */
+extern const struct stype mp__mgr_type_queue;     /* mgr_type_queue.c */
+extern const struct stype mp__mgr_type_value;     /* mgr_type_value.c */
+extern const struct stype mp__mgr_type_array;     /* mgr_type_value.c */
+extern const struct stype mp__mgr_type_namespace; /* mgr_type_value.c */
 
 /* The type of each kind, K_MANAGER to K_QUEUE (mgr_server_request.c). */
 extern const struct stype *const mp__mgr_types[K_COUNT];
@@ -286,6 +303,14 @@ int mp__mgr_value_init(const struct req *r, struct sobj *o);
 int mp__mgr_value_len(const struct req *r);
 int mp__mgr_value_copy(const struct req *r);
 int mp__mgr_value_clear(const struct req *r);
+
+/* The list's sort(reverse), reverse(), add(seq), mul(n) and imul(n)
+ * (mgr_type_list_sort.c). */
+int mp__mgr_list_sort(const struct req *r);
+int mp__mgr_list_reverse(const struct req *r);
+int mp__mgr_list_add(const struct req *r);
+int mp__mgr_list_mul(const struct req *r);
+int mp__mgr_list_imul(const struct req *r);
 
 /* Argument i of the request; the request's own, so a handler may take it. */
 static inline mp_obj *mp__mgr_arg(const struct req *r, size_t i)

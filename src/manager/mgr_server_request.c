@@ -10,9 +10,11 @@
 #include <string.h>
 
 const struct stype *const mp__mgr_types[K_COUNT] = {
-    [K_MANAGER] = &mp__mgr_type_manager, [K_DICT] = &mp__mgr_type_dict,
-    [K_LIST] = &mp__mgr_type_list,       [K_LOCK] = &mp__mgr_type_lock,
-    [K_RLOCK] = &mp__mgr_type_rlock,     [K_QUEUE] = &mp__mgr_type_queue,
+    [K_MANAGER] = &mp__mgr_type_manager,     [K_DICT] = &mp__mgr_type_dict,
+    [K_LIST] = &mp__mgr_type_list,           [K_LOCK] = &mp__mgr_type_lock,
+    [K_RLOCK] = &mp__mgr_type_rlock,         [K_QUEUE] = &mp__mgr_type_queue,
+    [K_VALUE] = &mp__mgr_type_value,         [K_ARRAY] = &mp__mgr_type_array,
+    [K_NAMESPACE] = &mp__mgr_type_namespace,
 };
 
 static const struct method *req_find_method(int kind, const char *name, size_t len)

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-/* The kind a create or attach names: K_DICT..K_QUEUE, MP_ETYPE, MP_EVALUE.
+/* The kind a create or attach names: K_DICT..K_COUNT - 1, MP_ETYPE, MP_EVALUE.
  * any_lock: "rlock" reads as K_LOCK (which matches either). */
 static int smgr_kind_from(const mp_obj *o, bool any_lock)
 {
@@ -17,7 +17,7 @@ static int smgr_kind_from(const mp_obj *o, bool any_lock)
     size_t n;
     if (mp_obj_get_str(o, &k, &n) < 0)
         return MP_ETYPE;
-    for (int i = K_DICT; i <= K_QUEUE; i++) {
+    for (int i = K_DICT; i < K_COUNT; i++) {
         const char *name = mp__mgr_types[i]->name;
         if (strlen(name) == n && memcmp(name, k, n) == 0)
             return (any_lock && i == K_RLOCK) ? K_LOCK : i;
