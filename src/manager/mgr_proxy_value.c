@@ -47,7 +47,7 @@ static int vproxy_new_typed(mp_manager *m, size_t size, const char *kind, const 
 MP_API int mp_manager_value(mp_manager *m, const char *typecode, const mp_obj *value,
                             mp_valueproxy **out)
 {
-    return vproxy_new_typed(m, sizeof(mp_valueproxy), "Value", NULL, typecode, value,
+    return vproxy_new_typed(m, sizeof(mp_valueproxy), "value", NULL, typecode, value,
                             (struct proxy **)out);
 }
 
@@ -59,7 +59,7 @@ MP_API int mp_manager_value_named(mp_manager *m, const char *name, const char *t
             *out = NULL;
         return -EINVAL;
     }
-    return vproxy_new_typed(m, sizeof(mp_valueproxy), "Value", name, typecode, value,
+    return vproxy_new_typed(m, sizeof(mp_valueproxy), "value", name, typecode, value,
                             (struct proxy **)out);
 }
 
@@ -139,7 +139,7 @@ MP_API int mp_manager_array(mp_manager *m, const char *typecode, const mp_obj *s
             *out = NULL;
         return MP_ETYPE;
     }
-    return vproxy_new_typed(m, sizeof(mp_arrayproxy), "Array", NULL, typecode, seq,
+    return vproxy_new_typed(m, sizeof(mp_arrayproxy), "array", NULL, typecode, seq,
                             (struct proxy **)out);
 }
 
@@ -208,7 +208,7 @@ static int vproxy_ns_new(mp_manager *m, const char *name, const mp_obj *attrs, m
         return MP_ETYPE;
     }
     struct marg init = attrs ? ARG_OBJ(attrs) : ARG_NONE;
-    return mp__mgr_proxy_new(m, sizeof(mp_nsproxy), "Namespace", name, false, &init,
+    return mp__mgr_proxy_new(m, sizeof(mp_nsproxy), "namespace", name, false, &init,
                              (struct proxy **)out);
 }
 

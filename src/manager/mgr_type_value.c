@@ -43,7 +43,7 @@ static const struct method value_methods[] = {
     {"set", 1, 1, sdata_value_set},
 };
 
-const struct stype mp__mgr_type_value = {"Value", MP__MGR_METHODS(value_methods), sdata_value_init,
+const struct stype mp__mgr_type_value = {"value", MP__MGR_METHODS(value_methods), sdata_value_init,
                                          NULL};
 
 /* ---- Array: array.array(typecode, seq), a list whose items the typecode checks -- */
@@ -228,7 +228,7 @@ static const struct method array_methods[] = {
     {"typecode", 0, 0, sdata_array_typecode},
 };
 
-const struct stype mp__mgr_type_array = {"Array", MP__MGR_METHODS(array_methods), sdata_array_init,
+const struct stype mp__mgr_type_array = {"array", MP__MGR_METHODS(array_methods), sdata_array_init,
                                          NULL};
 
 /* ---- Namespace: attributes by name, a dict of str keys ------------------------- */
@@ -319,5 +319,5 @@ static const struct method ns_methods[] = {
     {"copy", 0, 0, mp__mgr_value_copy},
 };
 
-const struct stype mp__mgr_type_namespace = {"Namespace", MP__MGR_METHODS(ns_methods),
+const struct stype mp__mgr_type_namespace = {"namespace", MP__MGR_METHODS(ns_methods),
                                              sdata_ns_init, NULL};
