@@ -228,7 +228,8 @@ static int lsort_repeat(const struct req *r, size_t len, size_t *n, size_t *tota
                             "TypeError: can't multiply sequence by non-int of this type");
         return MP_ETYPE;
     }
-    *n = i <= 0 ? 0 : (uint64_t)i > SIZE_MAX ? SIZE_MAX : (size_t)i;
+    /* An empty list repeated is empty however large n is: no loop of n. */
+    *n = i <= 0 || len == 0 ? 0 : (uint64_t)i > SIZE_MAX ? SIZE_MAX : (size_t)i;
     if (len && *n > r->s->max_request / len) {
         mp__mgr_reply_error(r->c, MP_ETOOLONG, "the repeated list would be too large to send");
         return MP_ETOOLONG;
