@@ -245,6 +245,17 @@ static void test_list_sort_orders_as_python_and_refuses_mixed_types(void **state
     TU_ASSERT_STATUS(mp_listproxy_sort(s, false), 0);
     TU_ASSERT_STATUS(mp_listproxy_copy(s, &got), 0);
     mt_take_repr(got, "['', 'ab', 'b']");
+    /* Nothing to compare: Python's [].sort() and [None].sort() succeed. */
+    mp_listproxy *e = NULL;
+    TU_ASSERT_STATUS(mp_manager_list(m, NULL, &e), 0);
+    TU_ASSERT_STATUS(mp_listproxy_sort(e, true), 0);
+    mp_obj *none = mp_obj_none();
+    TU_ASSERT_STATUS(mp_listproxy_append(e, none), 0);
+    TU_ASSERT_STATUS(mp_listproxy_sort(e, false), 0);
+    TU_ASSERT_STATUS(mp_listproxy_append(e, none), 0);
+    TU_ASSERT_STATUS(mp_listproxy_sort(e, false), MP_ETYPE); /* None < None */
+    mp_obj_free(none);
+    mp_listproxy_free(e);
     TU_ASSERT_STATUS(mp_listproxy_sort(NULL, false), -EINVAL);
     mp_obj_free(strs);
     mp_obj_free(init);

@@ -182,11 +182,15 @@ int mp__mgr_list_sort(const struct req *r)
     }
     mp_obj *l = r->o->value;
     size_t n = l->u.seq.len;
-    mp_obj **v = n ? malloc(2 * n * sizeof *v) : NULL;
-    if (n && !v)
+    if (n < 2) {
+        /* Nothing to compare, as in Python: [None].sort() is fine. */
+        mp__mgr_reply_none(r->c);
+        return 0;
+    }
+    mp_obj **v = malloc(2 * n * sizeof *v);
+    if (!v)
         return -ENOMEM;
-    if (n)
-        memcpy(v, l->u.seq.items, n * sizeof *v);
+    memcpy(v, l->u.seq.items, n * sizeof *v);
     /* Python sorts reverse=True by reversing, sorting and reversing, which
      * keeps equal items in their order. */
     if (rev)
@@ -196,8 +200,7 @@ int mp__mgr_list_sort(const struct req *r)
     if (rc == 0) {
         if (rev)
             lsort_reverse(v, n);
-        if (n)
-            memcpy(l->u.seq.items, v, n * sizeof *v);
+        memcpy(l->u.seq.items, v, n * sizeof *v);
         mp__mgr_reply_none(r->c);
     } else {
         char text[160];
