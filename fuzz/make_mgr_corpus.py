@@ -176,6 +176,7 @@ def py_sync_script():
         if r[1] == "wait":
             out += bytes([6 << 2])  # its deadline passes
     return out
+    yield data_script()
 
 
 def py_script():
@@ -202,6 +203,35 @@ def py_script():
         out += raw(3, pickle.dumps(r, protocol=4))
         if r[1] == "acquire" and len(r[2]) == 2:
             out += bytes([6 << 2])  # its deadline passes: False
+    return out
+
+
+def data_script():
+    """Value, Array and Namespace (objects 6-8 after make) and the list's
+    sort, reverse, + and * in our dialect, then in CPython's."""
+    reqs = requests()
+    ours = [(0, "create", ("value", None, ("i", 1))),
+            (0, "create", ("array", None, ("b", [1, -2, 3]))),
+            (0, "create", ("namespace", "ns", {"a": 1})),
+            (6, "set", ([1, "x"],)), (6, "get", ()), (7, "set", (0, 300)), (7, "set", (-1, 5)),
+            (7, "get", (2,)), (7, "len", ()), (7, "copy", ()), (7, "typecode", ()),
+            (8, "set", ("b", 2.5)), (8, "get", ("zz",)), (8, "del", ("a",)), (8, "copy", ()),
+            (2, "extend", ([3.5, True, -2**70, 2**64],)), (2, "sort", (False,)),
+            (2, "sort", (True, None)), (2, "reverse", ()), (2, "add", ((1,),)),
+            (2, "mul", (3,)), (2, "imul", (2,)), (2, "append", ("s",)), (2, "sort", (False,)),
+            (2, "imul", (0,))]
+    out = b"".join(raw(0, c_pickle(r)) for r in reqs[:5])
+    out += b"".join(raw(i % 3, pickle.dumps(r, protocol=4)) for i, r in enumerate(ours))
+    py = [(None, "dummy", (), {}), (None, "create", ("Value", "i", 5), {}),
+          (None, "create", ("Array", "d", [1, 2.5]), {}), (None, "create", ("Namespace",), {"x": 1}),
+          (None, "create", ("list", [3, 1, 2]), {}), (None, "create", ("dict", [("a", 1)]), {"b": 2}),
+          ("9", "set", (7,), {}), ("9", "get", (), {}), ("a", "__setitem__", (0, "x"), {}),
+          ("a", "__len__", (), {}), ("b", "__getattribute__", ("y",), {}),
+          ("b", "__setattr__", ("y", 2), {}), ("b", "__delattr__", ("y",), {}),
+          ("c", "sort", (), {"reverse": True}), ("c", "sort", (), {"key": None}),
+          ("c", "__imul__", (2,), {}), ("c", "__add__", ([1],), {}), ("c", "__rmul__", (2,), {}),
+          ("c", "reverse", (), {})]
+    out += b"".join(raw(3, pickle.dumps(r, protocol=4)) for r in py)
     return out
 
 

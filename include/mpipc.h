@@ -18,6 +18,7 @@
 #include <mpipc/sync.h>
 #include <mpipc/queue.h>
 #include <mpipc/manager.h>
+#include <mpipc/manager_data.h>
 #include <mpipc/pool.h>
 #include <mpipc/shared_memory.h>
 #include <mpipc/context.h>

@@ -42,6 +42,7 @@ SECTION = {
     "error.h": "Exceptions",
     "listener.h": "Listener and Client",
     "manager.h": "Managers (multiprocessing.managers)",
+    "manager_data.h": "Managers (multiprocessing.managers)",
     "obj.h": "Values: pickle and Python's builtin types",
     "pool.h": "Pool (multiprocessing.pool)",
     "process.h": "Process (multiprocessing.process)",

@@ -7,6 +7,7 @@
 #include "manager/mgr_client.h"
 
 #include <mpipc/manager.h>
+#include <mpipc/manager_data.h>
 
 #include <errno.h>
 #include <stddef.h>
@@ -219,4 +220,21 @@ MP_API int mp_listproxy_remove(mp_listproxy *l, const mp_obj *value)
         return -EINVAL;
     struct marg a[1] = {ARG_OBJ(value)};
     return mp__mgr_call_proxy(&l->p, "remove", a, 1, 0, NULL, NULL);
+}
+
+/* ---- ordering (mpipc/manager_data.h) ----------------------------------------------- */
+
+MP_API int mp_listproxy_sort(mp_listproxy *l, bool reverse)
+{
+    if (!l)
+        return -EINVAL;
+    struct marg a[1] = {ARG_BOOL(reverse)};
+    return mp__mgr_call_proxy(&l->p, "sort", a, 1, 0, NULL, NULL);
+}
+
+MP_API int mp_listproxy_reverse(mp_listproxy *l)
+{
+    if (!l)
+        return -EINVAL;
+    return mp__mgr_call_proxy(&l->p, "reverse", NULL, 0, 0, NULL, NULL);
 }

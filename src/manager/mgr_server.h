@@ -24,6 +24,8 @@
  *   mgr_type_manager.c      smgr_     the manager's own methods (ident 0)
  *   mgr_type_dict.c         sdict_    dict and its methods
  *   mgr_type_list.c         slist_    list and its methods
+ *   mgr_type_list_sort.c    lsort_    list sort, reverse, + and *
+ *   mgr_type_value.c        sdata_    Value, Array, Namespace
  *   mgr_type_lock.c         slock_    Lock and RLock and their methods
  *   mgr_type_queue.c        squeue_   Queue/JoinableQueue and their methods
  *   mgr_type_sync.c         ssync_    Semaphore, BoundedSemaphore, Event,
@@ -93,6 +95,9 @@ enum {
     K_EVENT,
     K_CONDITION,
     K_BARRIER,
+    K_VALUE,
+    K_ARRAY,
+    K_NAMESPACE,
     K_COUNT
 };
 
@@ -159,6 +164,7 @@ struct sobj {
      * and a condition are also on the server's list of locks, and a
      * condition without a lock of its own uses the fields of a lock. */
     struct mp__mgr_sync *sync;
+    char typecode; /* K_ARRAY: array.array's typecode (mgr_type_value.c) */
 };
 
 struct session {
@@ -308,6 +314,9 @@ extern const struct stype mp__mgr_type_bsemaphore; /* mgr_type_sync.c */
 extern const struct stype mp__mgr_type_event;      /* mgr_type_sync.c */
 extern const struct stype mp__mgr_type_condition;  /* mgr_type_sync.c */
 extern const struct stype mp__mgr_type_barrier;    /* mgr_type_sync.c */
+extern const struct stype mp__mgr_type_value;      /* mgr_type_value.c */
+extern const struct stype mp__mgr_type_array;      /* mgr_type_value.c */
+extern const struct stype mp__mgr_type_namespace;  /* mgr_type_value.c */
 
 /* The type of each kind, K_MANAGER to K_COUNT - 1 (mgr_server_request.c). */
 extern const struct stype *const mp__mgr_types[K_COUNT];
@@ -321,6 +330,14 @@ int mp__mgr_value_init(const struct req *r, struct sobj *o);
 int mp__mgr_value_len(const struct req *r);
 int mp__mgr_value_copy(const struct req *r);
 int mp__mgr_value_clear(const struct req *r);
+
+/* The list's sort(reverse), reverse(), add(seq), mul(n) and imul(n)
+ * (mgr_type_list_sort.c). */
+int mp__mgr_list_sort(const struct req *r);
+int mp__mgr_list_reverse(const struct req *r);
+int mp__mgr_list_add(const struct req *r);
+int mp__mgr_list_mul(const struct req *r);
+int mp__mgr_list_imul(const struct req *r);
 
 /* Argument i of the request; the request's own, so a handler may take it. */
 static inline mp_obj *mp__mgr_arg(const struct req *r, size_t i)

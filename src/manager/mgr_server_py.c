@@ -48,6 +48,7 @@ enum {
     PA_WAIT,       /* (timeout=None) -> (timeout): Event, Barrier */
     PA_CWAIT,      /* (timeout=None) -> (timeout, 0): Condition */
     PA_NOTIFY,     /* (n=1) -> (n, 0) */
+    PA_SORT,       /* (*, key=None, reverse=False) -> (reverse, key) */
 };
 
 /* How our reply becomes Python's (besides the codes every reply maps). */
@@ -93,7 +94,30 @@ static const struct py_method py_list[] = {
     {"extend", "extend", PA_SAME, PX_PLAIN},   {"insert", "insert", PA_SAME, PX_PLAIN},
     {"pop", "pop", PA_SAME, PX_PLAIN},         {"remove", "remove", PA_SAME, PX_PLAIN},
     {"index", "index", PA_SAME, PX_PLAIN},     {"count", "count", PA_SAME, PX_PLAIN},
+    {"#GETVALUE", "copy", PA_SAME, PX_PLAIN},  {"sort", "sort", PA_SORT, PX_PLAIN},
+    {"reverse", "reverse", PA_SAME, PX_PLAIN}, {"__add__", "add", PA_SAME, PX_PLAIN},
+    {"__mul__", "mul", PA_SAME, PX_PLAIN},     {"__rmul__", "mul", PA_SAME, PX_PLAIN},
+    {"__imul__", "imul", PA_SAME, PX_PLAIN},
+};
+
+/* ValueProxy, ArrayProxy and NamespaceProxy (mgr_type_value.c). */
+static const struct py_method py_value[] = {
+    {"get", "get", PA_SAME, PX_PLAIN},
+    {"set", "set", PA_SAME, PX_PLAIN},
+    {"#GETVALUE", "get", PA_SAME, PX_PLAIN},
+};
+
+static const struct py_method py_array[] = {
+    {"__len__", "len", PA_SAME, PX_PLAIN},
+    {"__getitem__", "get", PA_SAME, PX_PLAIN},
+    {"__setitem__", "set", PA_SAME, PX_PLAIN},
     {"#GETVALUE", "copy", PA_SAME, PX_PLAIN},
+};
+
+static const struct py_method py_ns[] = {
+    {"__getattribute__", "get", PA_SAME, PX_PLAIN},
+    {"__setattr__", "set", PA_SAME, PX_PLAIN},
+    {"__delattr__", "del", PA_SAME, PX_PLAIN},
 };
 
 static const struct py_method py_queue[] = {
@@ -163,6 +187,9 @@ static const char *const py_cond_exposed[] = {"acquire", "release",    "wait",
                                               "notify",  "notify_all", NULL};
 static const char *const py_barrier_exposed[] = {"__getattribute__", "abort", "reset", "wait",
                                                  NULL};
+static const char *const py_value_exposed[] = {"get", "set", NULL};
+static const char *const py_array_exposed[] = {"__len__", "__getitem__", "__setitem__", NULL};
+static const char *const py_ns_exposed[] = {"__getattribute__", "__setattr__", "__delattr__", NULL};
 
 #define PY_TABLE(t) t, sizeof t / sizeof t[0]
 
@@ -184,6 +211,9 @@ static const struct py_type {
     {"Event", K_EVENT, PY_TABLE(py_event), py_event_exposed},
     {"Condition", K_CONDITION, PY_TABLE(py_cond), py_cond_exposed},
     {"Barrier", K_BARRIER, PY_TABLE(py_barrier), py_barrier_exposed},
+    {"Value", K_VALUE, PY_TABLE(py_value), py_value_exposed},
+    {"Array", K_ARRAY, PY_TABLE(py_array), py_array_exposed},
+    {"Namespace", K_NAMESPACE, PY_TABLE(py_ns), py_ns_exposed},
 };
 
 static const struct py_type py_iter_type = {"Iterator", K_LIST, PY_TABLE(py_iter), py_iter_exposed};
@@ -272,7 +302,9 @@ static mp_obj *py_exception(const struct sconn *c, int code, const char *text)
     case MP_EKEY:
         if (c->py_kind == K_LIST)
             return py_instance("builtins.IndexError", "(s)", "list index out of range");
-        cls = "builtins.KeyError";
+        cls = c->py_kind == K_ARRAY       ? "builtins.IndexError"
+              : c->py_kind == K_NAMESPACE ? "builtins.AttributeError"
+                                          : "builtins.KeyError";
         break;
     case MP_ETYPE:
         cls = "builtins.TypeError";
@@ -280,7 +312,8 @@ static mp_obj *py_exception(const struct sconn *c, int code, const char *text)
     case MP_EVALUE:
         cls = c->py_x == PX_RELEASE || c->py_x == PX_WAIT || c->py_x == PX_NOTIFY
                   ? "builtins.RuntimeError"
-                  : "builtins.ValueError";
+              : strncmp(text, "OverflowError: ", 15) == 0 ? "builtins.OverflowError"
+                                                          : "builtins.ValueError";
         break;
     case MP_EBROKEN:
         return py_instance("threading.BrokenBarrierError", "()", NULL);
@@ -479,6 +512,97 @@ static bool py_sync_init(const mp_obj *args, const mp_obj *kwds, int kind, const
     }
 }
 
+/* Store copies of k and v in d: 0, or a negative code (nothing kept). */
+static int py_dict_put(mp_obj *d, const mp_obj *k, const mp_obj *v)
+{
+    mp_obj *kc = mp_obj_copy(k), *vc = mp_obj_copy(v);
+    int rc = kc && vc ? mp_obj_dict_set(d, kc, vc) : -ENOMEM;
+    if (rc < 0) {
+        mp_obj_free(kc);
+        mp_obj_free(vc);
+    }
+    return rc;
+}
+
+/* dict(init, **kwds) as Python's dict() makes it, init a mapping or a
+ * sequence of pairs (NULL: none): a new dict, or NULL for arguments
+ * dict() refuses (or no memory). */
+static mp_obj *py_dict_init(const mp_obj *init, const mp_obj *kwds)
+{
+    int t = init ? mp_obj_type(init) : MP_TYPE_NONE;
+    mp_obj *d = t == MP_TYPE_DICT ? mp_obj_copy(init) : mp_obj_dict_new();
+    int rc = d ? 0 : -ENOMEM;
+    if (t != MP_TYPE_DICT && t != MP_TYPE_NONE && t != MP_TYPE_LIST && t != MP_TYPE_TUPLE)
+        rc = MP_ETYPE;
+    for (ssize_t i = 0; rc == 0 && t != MP_TYPE_DICT && t != MP_TYPE_NONE && i < mp_obj_len(init);
+         i++) {
+        const mp_obj *pair = mp_obj_list_get(init, i);
+        int pt = mp_obj_type(pair);
+        if ((pt != MP_TYPE_LIST && pt != MP_TYPE_TUPLE) || mp_obj_len(pair) != 2)
+            rc = MP_EVALUE; /* dictionary update sequence element has length != 2 */
+        else
+            rc = py_dict_put(d, mp_obj_list_get(pair, 0), mp_obj_list_get(pair, 1));
+    }
+    size_t pos = 0;
+    const mp_obj *k, *v;
+    while (rc == 0 && mp_obj_dict_next(kwds, &pos, &k, &v) == 1)
+        rc = py_dict_put(d, k, v);
+    if (rc < 0) {
+        mp_obj_free(d);
+        return NULL;
+    }
+    return d;
+}
+
+/* Our create's initial value for Python's create(typeid, *args, **kwds),
+ * in *made when it is new (the caller frees it); false for arguments the
+ * referent's constructor would refuse. */
+static bool py_initial(const struct py_type *t, const mp_obj *args, const mp_obj *kwds,
+                       const mp_obj **init, mp_obj **made)
+{
+    *init = mp_obj_len(args) > 1 ? mp_obj_list_get(args, 1) : NULL;
+    *made = NULL;
+    switch (t->kind) {
+    case K_DICT:
+        /* dict(m), dict(pairs), dict(**kw) and dict(m, **kw). */
+        if (*init && mp_obj_type(*init) == MP_TYPE_DICT && mp_obj_len(kwds) == 0)
+            return true;
+        if (!*init && mp_obj_len(kwds) == 0)
+            return true;
+        *made = py_dict_init(*init, kwds);
+        break;
+    case K_QUEUE:
+        if (!*init)
+            *init = py_param(args, kwds, 1, "maxsize", NULL);
+        return true;
+    case K_VALUE:
+    case K_ARRAY: {
+        /* Value(typecode, value, lock=True), Array(typecode, seq, lock=True). */
+        const mp_obj *tc = py_param(args, kwds, 1, "typecode", NULL);
+        const mp_obj *v = py_param(args, kwds, 2, t->kind == K_VALUE ? "value" : "sequence", NULL);
+        if (!tc || !v)
+            return false;
+        *made = mp_obj_build("(OO)", tc, v);
+        break;
+    }
+    case K_SEMAPHORE:
+    case K_BSEMAPHORE:
+    case K_EVENT:
+    case K_CONDITION:
+    case K_BARRIER:
+        return py_sync_init(args, kwds, t->kind, init, made);
+    case K_NAMESPACE:
+        if (mp_obj_len(args) > 1)
+            return false; /* Namespace(**kwds) only */
+        *made = mp_obj_copy(kwds);
+        break;
+    default:
+        return true;
+    }
+    *init = *made;
+    return *made != NULL;
+}
+
 /* create(typeid, *args, **kwds): Python's server makes the referent and
  * increfs it once; the reply is (ident, exposed). */
 static void py_create(struct server *s, struct sconn *c, const mp_obj *args, const mp_obj *kwds)
@@ -496,16 +620,12 @@ static void py_create(struct server *s, struct sconn *c, const mp_obj *args, con
                          : "?");
         return;
     }
-    /* Our create's (kind, name, initial): dict(m) or dict(**kw), list(seq),
-     * Queue(maxsize). */
-    const mp_obj *init = mp_obj_len(args) > 1 ? mp_obj_list_get(args, 1) : NULL;
-    if (!init && t->kind == K_DICT && mp_obj_len(kwds) > 0)
-        init = kwds;
-    if (!init && t->kind == K_QUEUE)
-        init = py_param(args, kwds, 1, "maxsize", NULL);
-    mp_obj *made = NULL; /* an initial value built here */
-    if (t->kind >= K_SEMAPHORE && !py_sync_init(args, kwds, t->kind, &init, &made)) {
-        py_traceback(c, "TypeError: cannot make %s of these arguments here", typeid);
+    /* Our create's (kind, name, initial): dict(m, **kw), list(seq),
+     * Queue(maxsize), Value(tc, v), Array(tc, seq), Namespace(**kw). */
+    const mp_obj *init;
+    mp_obj *made;
+    if (!py_initial(t, args, kwds, &init, &made)) {
+        py_traceback(c, "TypeError: cannot make %s of these arguments", typeid);
         return;
     }
     mp_obj *ours = mp_obj_build("(sNO)", mp__mgr_types[t->kind]->name, mp_obj_none(),
@@ -648,6 +768,16 @@ static mp_obj *py_args(struct sconn *c, const struct py_method *m, const mp_obj 
         t = py_timeout(py_param(args, kwds, 0, "blocking", NULL),
                        py_param(args, kwds, 1, "timeout", NULL), bad);
         return t ? mp_obj_build("(Ni)", t, 0) : NULL;
+    case PA_SORT: {
+        /* list.sort(*, key=None, reverse=False): keywords only. */
+        if (n != 0)
+            break;
+        const mp_obj *key = py_param(args, kwds, 0, "key", NULL);
+        const mp_obj *rev = py_param(args, kwds, 0, "reverse", NULL);
+        if (mp_obj_len(kwds) != (key != NULL) + (rev != NULL))
+            break;
+        return mp_obj_build("(OO)", rev ? rev : mp_obj_bool(false), key ? key : mp_obj_none());
+    }
     case PA_RELEASE:
     case PA_FIRST:
         return n == 0 ? mp_obj_build("(i)", 0) : NULL;

@@ -104,7 +104,7 @@ static int slist_get(const struct req *r)
 {
     size_t i;
     if (slist_arg_index(r, (size_t)mp_obj_len(r->o->value), "IndexError: list index out of range",
-                       &i) == 0)
+                        &i) == 0)
         mp__mgr_reply_obj(r->c, mp_obj_list_get(r->o->value, i));
     return 0;
 }
@@ -113,7 +113,7 @@ static int slist_set(const struct req *r)
 {
     size_t i;
     if (slist_arg_index(r, (size_t)mp_obj_len(r->o->value),
-                       "IndexError: list assignment index out of range", &i) < 0)
+                        "IndexError: list assignment index out of range", &i) < 0)
         return 0;
     return slist_store_arg(r, i, 1, true);
 }
@@ -126,7 +126,8 @@ static int slist_del_or_pop(const struct req *r, bool pop)
         return 0;
     }
     size_t i = len - 1;
-    if (mp_obj_len(r->args) > 0 && slist_arg_index(r, len, "IndexError: index out of range", &i) < 0)
+    if (mp_obj_len(r->args) > 0 &&
+        slist_arg_index(r, len, "IndexError: index out of range", &i) < 0)
         return 0;
     /* A pop removes the item only once its reply stood. */
     if (pop && mp__mgr_reply_obj(r->c, mp_obj_list_get(r->o->value, i)) != 0)
@@ -243,6 +244,11 @@ static const struct method list_methods[] = {
     {"count", 1, 1, slist_count},
     {"contains", 1, 1, slist_contains},
     {"remove", 1, 1, slist_remove},
+    {"sort", 1, 2, mp__mgr_list_sort},
+    {"reverse", 0, 0, mp__mgr_list_reverse},
+    {"add", 1, 1, mp__mgr_list_add},
+    {"mul", 1, 1, mp__mgr_list_mul},
+    {"imul", 1, 1, mp__mgr_list_imul},
 };
 
 const struct stype mp__mgr_type_list = {"list", MP__MGR_METHODS(list_methods), mp__mgr_value_init,
