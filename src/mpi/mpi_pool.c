@@ -66,6 +66,7 @@ struct mpi_srv {
     char host[64];
     unsigned char *buf;
     size_t cap;
+    int extra_byes; /* goodbyes still due from ranks beyond the pool's size */
 };
 
 static int64_t mpi_now(void)
@@ -375,6 +376,8 @@ static bool mpi_receive(struct mpi_srv *s)
                      MPI_STATUS_IGNORE) != MPI_SUCCESS)
             break;
         any = true;
+        if (idx >= s->nslots && st.MPI_TAG == T_BYE)
+            s->extra_byes--;
         if (idx < 0 || idx >= s->nslots)
             continue;
         if (st.MPI_TAG == T_HELLO)
@@ -475,7 +478,7 @@ static void mpi_release_ranks(struct mpi_srv *s)
     }
     int64_t deadline = mpi_now() + MPI_FINISH_NS;
     while (mpi_now() < deadline) {
-        bool left = false;
+        bool left = s->extra_byes > 0;
         for (int i = 0; i < s->nslots; i++)
             left |= s->r[i].state != R_BYE && s->r[i].state != R_DEAD;
         if (!left)
@@ -561,12 +564,16 @@ static void mpi_reap(mp_pool *p, void *arg)
     mpi_srv_free(s);
 }
 
-/* Release every rank before any pool exists (a refused call). */
+/* Release every rank before any pool exists (a refused call), and take
+ * their goodbyes: a message left unreceived on a freed communicator could
+ * reach the next one, which MPI may give the same context. */
 static void mpi_release_all(MPI_Comm comm, int size)
 {
     uint64_t none = 0;
     for (int i = 1; i < size; i++)
         (void)MPI_Send(&none, sizeof none, MPI_BYTE, i, T_EXIT, comm);
+    for (int i = 1; i < size; i++)
+        (void)MPI_Recv(NULL, 0, MPI_BYTE, i, T_BYE, comm, MPI_STATUS_IGNORE);
 }
 
 /* The options a pool of ranks can take, with processes filled in. */
@@ -602,6 +609,7 @@ static int mpi_srv_new(struct mpi_srv **out, MPI_Comm comm, int size, const mp_p
     s->comm = comm;
     s->size = size;
     s->nslots = o->processes;
+    s->extra_byes = size - 1 - o->processes;
     s->message_max = mopts && mopts->message_max ? mopts->message_max : MP_MPI_MESSAGE_MAX;
     snprintf(s->init_name, sizeof s->init_name, "%s", init);
     if (gethostname(s->host, sizeof s->host) < 0)
