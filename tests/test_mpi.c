@@ -2,6 +2,19 @@
  * test_mpi.c - the Pool on MPI ranks (mpipc/mpi.h), run by ctest as
  * `mpirun -n 4 test_mpi`: rank 0 runs the cmocka cases, each on a fresh
  * pool of the other ranks; those serve every pool until told to stop.
+ *
+ * The pool's own cases (test_pool*.c) that apply are here, on ranks:
+ * apply, map at any chunksize, starmap, map_async and its callbacks, empty
+ * inputs, get timing out without losing the task, imap / imap_unordered in
+ * every form, imap_gen, failing tasks (code, message, index), close / join
+ * / terminate, the initializer, unregistered tasks (MP_EKEY). Deaths are in
+ * test_mpi_death.c. What cannot apply: maxtasksperchild and worker
+ * replacement (a rank is not replaced: MP_EVALUE), the start methods (ctx)
+ * and initarg pointers (ranks are other runs of the program), workers seeing
+ * the parent's memory, a forked child of the owner (MP_EFORKED: nothing MPI
+ * specific), segfault / _exit / exit flavours of a death (one kill covers
+ * what the root can see: the rank's pid gone), and pools killed from outside
+ * (mpirun ends the job).
  */
 #include <mpipc.h>
 #include <mpipc/mpi.h>
@@ -435,6 +448,61 @@ static void test_mpi_terminate_and_close(void **state)
     mp_obj_free(items);
 }
 
+/* Python: map([]) == [], and get(timeout) raises TimeoutError while the
+ * task goes on; a later get has its value. */
+static void test_mpi_empty_input_and_get_timeout(void **state)
+{
+    (void)state;
+    mp_pool *p = new_pool(NULL, NULL);
+    mp_obj *empty = mp_obj_list_new(), *res = NULL;
+    assert_int_equal(mp_pool_map(p, square, empty, 0, &res, NULL, T), 0);
+    assert_int_equal(mp_obj_len(res), 0);
+    mp_obj_free(res);
+    mp_obj_free(empty);
+    mp_result *r = NULL;
+    assert_int_equal(mp_pool_apply_async(p, slow, NULL, NULL, &r), 0);
+    const mp_obj *v = NULL;
+    assert_int_equal(mp_result_get(r, &v, NULL, 0.01), MP_ETIMEDOUT);
+    assert_int_equal(mp_result_get(r, &v, NULL, T), 0);
+    assert_int_equal(mp_obj_type(v), MP_TYPE_NONE);
+    mp_result_free(r);
+    mp_pool_free(p);
+}
+
+static int produce(void *user, mp_obj **item)
+{
+    int *next = user;
+    if (*next >= 50)
+        return 0;
+    *item = mp_obj_int((*next)++);
+    return 1;
+}
+
+/* imap over a producer (Python's imap over a generator). */
+static void test_mpi_imap_gen_yields_in_order(void **state)
+{
+    (void)state;
+    mp_pool *p = new_pool(NULL, NULL);
+    int next = 0;
+    mp_imap *it = NULL;
+    assert_int_equal(mp_pool_imap_gen(p, square, produce, &next, 3, &it), 0);
+    size_t idx, count = 0;
+    mp_obj *val = NULL;
+    int rc;
+    while ((rc = mp_imap_next(it, &idx, &val, NULL, T)) == 1) {
+        int64_t v = 0;
+        mp_obj_get_int(val, &v);
+        assert_int_equal(idx, count);
+        assert_int_equal(v, (int64_t)(idx * idx));
+        mp_obj_free(val);
+        count++;
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(count, 50);
+    mp_imap_free(it);
+    mp_pool_free(p);
+}
+
 int main(int argc, char **argv)
 {
     int level = 0, rank = 0;
@@ -463,6 +531,8 @@ int main(int argc, char **argv)
             cmocka_unit_test(test_mpi_bad_input_named_errors),
             cmocka_unit_test(test_mpi_fewer_processes_than_ranks),
             cmocka_unit_test(test_mpi_terminate_and_close),
+            cmocka_unit_test(test_mpi_empty_input_and_get_timeout),
+            cmocka_unit_test(test_mpi_imap_gen_yields_in_order),
         };
         rc = cmocka_run_group_tests(tests, NULL, NULL);
         announce(0);
