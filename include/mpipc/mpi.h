@@ -90,12 +90,14 @@ typedef struct mp_mpi_opts {
  * mopts: NULL for every default, or the MPI options (read on rank 0).
  *
  * Returns 0 on rank 0 with *out set; MP_MPI_WORKER_DONE on other ranks
- * once the root's pool has been closed and joined, or freed; MP_EVALUE for
+ * once the root's pool has been closed and joined, or freed; -EINVAL for
+ * out NULL on rank 0 (the other ranks are let go); MP_EVALUE for
  * a communicator of size 1, bad options, or MPI initialized without
  * MPI_THREAD_MULTIPLE; MP_EKEY for an unregistered initializer; -ENOMEM;
  * MP_EPROTO when MPI fails.
  * Ownership: *out is the caller's, released with mp_pool_free (which lets
- * the worker ranks return).
+ * the worker ranks return) before MPI_Finalize: the pool's thread talks MPI
+ * until then.
  * Thread/fork: the pool is used as any mp_pool; do not call MPI on comm
  * from other threads while it lives.
  */

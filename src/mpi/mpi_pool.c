@@ -635,9 +635,8 @@ static int mpi_srv_new(struct mpi_srv **out, MPI_Comm comm, int size, const mp_p
 MP_API int mp_pool_new_mpi(mp_pool **out, const mp_pool_opts *opts, MPI_Comm comm,
                            const mp_mpi_opts *mopts)
 {
-    if (!out)
-        return -EINVAL;
-    *out = NULL;
+    if (out)
+        *out = NULL;
     int inited = 0, level = 0, rank = 0, size = 0;
     if (MPI_Initialized(&inited) != MPI_SUCCESS || !inited || comm == MPI_COMM_NULL)
         return MP_EVALUE;
@@ -655,8 +654,10 @@ MP_API int mp_pool_new_mpi(mp_pool **out, const mp_pool_opts *opts, MPI_Comm com
     char init[128];
     struct mpi_srv *s = NULL;
     (void)MPI_Query_thread(&level);
-    int rc =
-        level < MPI_THREAD_MULTIPLE ? MP_EVALUE : mpi_check_opts(opts, size, &o, init, sizeof init);
+    /* Refused after the duplicate, which the ranks make too: they are let go. */
+    int rc = !out                          ? -EINVAL
+             : level < MPI_THREAD_MULTIPLE ? MP_EVALUE
+                                           : mpi_check_opts(opts, size, &o, init, sizeof init);
     if (rc == 0)
         rc = mpi_srv_new(&s, dup, size, &o, init, mopts);
     if (rc < 0) {
