@@ -237,6 +237,43 @@ SCALING = [
     ]),
 ]
 
+# The Pool on MPI ranks (issue 18), when this machine has mpirun, the build
+# has bench_pool_mpi (MPIPC_MPI) and python3 has mpi4py (apt-get install -y
+# libopenmpi-dev openmpi-bin python3-mpi4py): 3 workers each - 3 MPI ranks
+# beside rank 0, the fork pool, and MPIPoolExecutor under mpirun -n 4.
+MPIRUN = ["mpirun", "--oversubscribe", "--allow-run-as-root", "-n", "4"]
+MPI_WORKLOADS = [
+    ("mpi_pool", "trivial_100k", "tasks/s", [
+        ("mp_pool on MPI ranks", MPIRUN + ["{build}/bench/bench_pool_mpi", "trivial"]),
+        ("mp_pool fork", ["{build}/bench/bench_pool_mpi", "trivial", "100000", "fork"]),
+        ("MPIPoolExecutor", MPIRUN + [PY, "-m", "mpi4py.futures", "{bench}/bench_pool_mpi.py",
+                                      "trivial"]),
+    ]),
+    ("mpi_pool", "sleep10ms_1000 (ideal 300)", "tasks/s", [
+        ("mp_pool on MPI ranks", MPIRUN + ["{build}/bench/bench_pool_mpi", "sleep10"]),
+        ("mp_pool fork", ["{build}/bench/bench_pool_mpi", "sleep10", "1000", "fork"]),
+        ("MPIPoolExecutor", MPIRUN + [PY, "-m", "mpi4py.futures", "{bench}/bench_pool_mpi.py",
+                                      "sleep10"]),
+    ]),
+]
+
+
+def mpi_available():
+    """mpirun on PATH and mpi4py importable: the MPI rows can run."""
+    import shutil
+    if not shutil.which("mpirun"):
+        return False
+    try:
+        return subprocess.run([PY, "-c", "import mpi4py"], capture_output=True,
+                              timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+if mpi_available():
+    WORKLOADS += MPI_WORKLOADS
+    TARGETS.append("bench_pool_mpi")
+
 # What each scaling figure measures, for the report.
 SCALING_NOTES = {
     "queue": "64-byte items through one queue, P producer processes and P consumer "
@@ -271,6 +308,10 @@ NOTES = {
                "compared with both locked rows).",
     "pool": "Pool: 100,000 trivial tasks (square an int) on a pool of 2 workers, beside "
             "Python's `Pool(2)`; the pool is made and warmed up before the clock starts.",
+    "mpi_pool": "The Pool on MPI ranks (`mp_pool_new_mpi`, `mpirun -n 4`: 3 worker ranks) "
+                "beside the fork pool with 3 workers and mpi4py's `MPIPoolExecutor` on 3 "
+                "worker ranks: 100,000 trivial tasks, and 1,000 tasks of 10 ms (ideal on 3 "
+                "workers: 300 tasks/s), map with chunksize 1, mpirun's start-up excluded.",
     "shm": "Shared memory: a block written by one side and summed by the other, through a "
            "`SharedMemory` block or over a Pipe in 16 MiB messages; MB/s from the first write "
            "to the last add, python3's start-up included.",

@@ -15,8 +15,21 @@
  * same hashes computed in this process; a mismatch exits with status 1.
  * Usage: pool_hash_files [directory]. Without one, it hashes a small tree it
  * writes into a temporary directory (and removes), so its output is fixed.
+ *
+ * The same file, built with POOL_ON_MPI (target pool_hash_files_mpi, when
+ * MPI is found), runs as `mpirun -n 4 pool_hash_files_mpi`: rank 0 makes
+ * the pool, ranks 1-3 are its workers. The one line that changes is the
+ * pool's constructor (POOL_NEW below); MPI_Init_thread and MPI_Finalize
+ * frame main, and the worker ranks return once the pool lets them go.
  */
 #include <mpipc.h>
+
+#ifdef POOL_ON_MPI
+#include <mpipc/mpi.h>
+#define POOL_NEW(pool, opts) mp_pool_new_mpi(pool, opts, MPI_COMM_WORLD, NULL)
+#else
+#define POOL_NEW(pool, opts) mp_pool_new(pool, opts)
+#endif
 
 #include "check.h"
 
@@ -114,6 +127,8 @@ static int digest_task(const mp_obj *args, mp_obj **result)
     *result = mp_obj_str_cstr(hex);
     return *result ? 0 : mp_task_fail(ENOMEM, "out of memory");
 }
+/* Registered by name: MPI ranks (and spawn pools) find tasks that way. */
+MP_TASK(digest_task);
 
 /* The fixed tree for the ctest: 3 directories of 8 files whose contents
  * depend only on their names. Returns the temporary root. */
@@ -160,7 +175,8 @@ static void remove_tree(const char *root, const paths *ps)
     rmdir(root);
 }
 
-int main(int argc, char **argv)
+/* The program proper, on the process that owns the pool. */
+static int hash_tree(mp_pool *pool, int argc, char **argv)
 {
     char *made = argc > 1 ? NULL : make_tree();
     const char *root = argc > 1 ? argv[1] : made;
@@ -169,15 +185,11 @@ int main(int argc, char **argv)
     walk(root, &ps);
     qsort(ps.v, ps.n, sizeof *ps.v, by_name);
 
-    /* The pool is made after the walk, but the paths travel in the tasks'
-     * input (pickled), so the workers need nothing from memory. */
+    /* The paths travel in the tasks' input (pickled), so the workers need
+     * nothing from this process's memory. */
     mp_obj *items = mp_obj_list_new();
     for (size_t i = 0; i < ps.n; i++)
         CHECK(mp_obj_list_append(items, mp_obj_str_cstr(ps.v[i])));
-    mp_pool *pool;
-    mp_pool_opts opts = MP_POOL_OPTS_INIT;
-    opts.processes = 4;
-    CHECK(mp_pool_new(&pool, &opts));
     mp_obj *digests;
     mp_task_error err;
     int rc = mp_pool_map(pool, digest_task, items, 0, &digests, &err, 60.0);
@@ -214,4 +226,26 @@ int main(int argc, char **argv)
     free(ps.v);
     free(made);
     return mismatches == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+#ifdef POOL_ON_MPI
+    int level;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &level);
+#endif
+    mp_pool *pool;
+    mp_pool_opts opts = MP_POOL_OPTS_INIT;
+#ifndef POOL_ON_MPI
+    opts.processes = 4; /* under mpirun: every other rank */
+#endif
+    int rc = POOL_NEW(&pool, &opts);
+    CHECK(rc);
+    int status = 0;
+    if (rc == 0) /* else (1) a worker rank, done serving */
+        status = hash_tree(pool, argc, argv);
+#ifdef POOL_ON_MPI
+    MPI_Finalize();
+#endif
+    return status;
 }

@@ -115,7 +115,7 @@ static void pool_release(mp_pool *p, bool ours)
 }
 
 /* The options with their defaults filled in, or MP_EVALUE. */
-static int pool_resolve_opts(const mp_pool_opts *opts, mp_pool_opts *o)
+static int pool_resolve_opts(const mp_pool_opts *opts, mp_pool_opts *o, bool ext)
 {
     mp_pool_opts defaults = MP_POOL_OPTS_INIT;
     *o = opts ? *opts : defaults;
@@ -124,16 +124,17 @@ static int pool_resolve_opts(const mp_pool_opts *opts, mp_pool_opts *o)
     /* spawn: the server is a fresh run of the program, where only
      * registered functions have an identity and pointers mean nothing. */
     const char *method = o->ctx ? mp_context_start_method(o->ctx) : NULL;
-    if (method && strcmp(method, "spawn") == 0 && o->initializer) {
+    if ((ext || (method && strcmp(method, "spawn") == 0)) && o->initializer) {
         uint64_t id;
         if (mp__task_id(MP_TASK_INIT, (mp_task_fn)o->initializer, &id) < 0)
-            return mp__err(MP_EKEY,
-                           "initializer %p is not registered: a spawn pool's workers find it "
-                           "by name (MP_TASK(fn) or mp_task_register_init)",
-                           (void *)(uintptr_t)o->initializer);
+            return mp__err(
+                MP_EKEY,
+                "initializer %p is not registered: a spawn (or MPI) pool's workers find it "
+                "by name (MP_TASK(fn) or mp_task_register_init)",
+                (void *)(uintptr_t)o->initializer);
         if (o->initarg)
-            return mp__err(MP_EVALUE, "initarg must be NULL under the spawn start method: a "
-                                      "pointer does not survive exec");
+            return mp__err(MP_EVALUE, "initarg must be NULL under the spawn start method (or on "
+                                      "MPI ranks): a pointer does not survive exec");
     }
     if (o->processes == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -227,6 +228,11 @@ static int pool_start_forkserver(mp_pool *p)
         return -ENOMEM;
     if ((rc = mp_pipe(&p->zctl, &p->zctl_child, true)) < 0)
         return rc;
+    if (p->ext.start) {
+        mp_conn *ctl = p->zctl_child;
+        p->zctl_child = NULL;
+        return p->ext.start(p, ctl, p->ext.arg); /* it owns ctl, even on failure */
+    }
     if (p->fs_ctx) {
         rc = mp__pool_forkserver_start_shared(p, p->fs_ctx);
         mp_conn_free(p->zctl_child);
@@ -252,7 +258,7 @@ static int pool_start_forkserver(mp_pool *p)
  * the threads run. */
 static void pool_stop_forkserver(mp_pool *p)
 {
-    if (!p->zygote)
+    if (!p->zygote && !p->ext.start)
         return;
     (void)mp__pool_forkserver_send(p, Z_EXIT, NULL, 0);
     mp__pool_forkserver_reap(p);
@@ -327,19 +333,24 @@ static int pool_wait_for_workers(mp_pool *p)
     return rc;
 }
 
-MP_API int mp_pool_new(mp_pool **out, const mp_pool_opts *opts)
+/* mp_pool_new, and under ext (pool_ext.h) a pool of workers it serves. */
+static int pool_new(mp_pool **out, const mp_pool_opts *opts, const struct mp__pool_ext *ext)
 {
     if (!out)
         return -EINVAL;
     *out = NULL;
     mp_pool_opts o;
-    int rc = pool_resolve_opts(opts, &o);
+    int rc = pool_resolve_opts(opts, &o, ext != NULL);
     if (rc < 0)
         return rc;
     mp_pool *p = NULL;
     rc = pool_alloc(&p, &o);
     if (rc < 0)
         goto fail;
+    if (ext) {
+        p->ext = *ext;
+        p->by_id = true; /* the workers run another copy of the program */
+    }
     if ((rc = pool_start_forkserver(p)) < 0)
         goto fail;
     if ((rc = pool_start_threads(p)) < 0)
@@ -358,6 +369,18 @@ fail:
     if (p)
         pool_release(p, true);
     return rc;
+}
+
+MP_API int mp_pool_new(mp_pool **out, const mp_pool_opts *opts)
+{
+    return pool_new(out, opts, NULL);
+}
+
+MP_API int mp__pool_new_ext(mp_pool **out, const mp_pool_opts *opts, const struct mp__pool_ext *ext)
+{
+    if (!ext || !ext->start || !ext->reap)
+        return -EINVAL;
+    return pool_new(out, opts, ext);
 }
 
 MP_API int mp_pool_close(mp_pool *p)

@@ -49,6 +49,10 @@ int mp__pool_forkserver_send(mp_pool *p, uint32_t op, const struct worker *w, in
  * control connection closes), killing it if it takes over 10 s. */
 void mp__pool_forkserver_reap(mp_pool *p)
 {
+    if (p->ext.start) {
+        p->ext.reap(p, p->ext.arg);
+        return;
+    }
     if (mp_process_join(p->zygote, 10.0) == MP_ETIMEDOUT) {
         (void)mp_process_kill(p->zygote);
         (void)mp_process_join(p->zygote, MP_FOREVER);

@@ -74,6 +74,7 @@
 #include "core/internal.h"
 #include "core/io.h"
 #include "core/list.h"
+#include "pool/pool_ext.h"
 #include "process/start.h"
 
 #include <mpipc/conn.h>
@@ -341,6 +342,7 @@ struct mp_pool {
     size_t batch_cap;
     unsigned char *rbuf;
     size_t rbuf_cap;
+    struct mp__pool_ext ext; /* ext.start: workers served by it (pool_ext.h) */
 };
 
 /* ---- locks and waits (pool.c) ------------------------------------------------ */

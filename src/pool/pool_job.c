@@ -257,12 +257,25 @@ void mp__pool_job_finish(mp_pool *p, struct mp_result *j, bool term)
         return;
     }
     MP__ASSERT(term || j->chunks_done == j->nchunks);
+    int lost = 0; /* an ext server that is gone names what the jobs get */
+    if (term) {
+        mp__pool_job_unlock(j);
+        mp__pool_lock(p);
+        lost = p->broken ? p->ext.lost_status : 0;
+        mp__pool_unlock(p);
+        mp__pool_job_lock(j);
+        if (j->finished) {
+            mp__pool_job_unlock(j);
+            return;
+        }
+    }
     j->finished = true;
     j->pool = NULL; /* j->mu guards it; nothing calls into the pool for j now */
     if (term) {
-        j->status = MP_ETERMINATED;
-        pool_set_fail(&j->first, 0, MP_ETERMINATED, MP_ETERMINATED,
-                      "pool was terminated before the task finished");
+        j->status = lost ? lost : MP_ETERMINATED;
+        pool_set_fail(&j->first, 0, j->status, j->status,
+                      lost ? "the pool's workers are gone (their server stopped)"
+                           : "pool was terminated before the task finished");
     }
     if (j->status == 0 && (j->kind == K_MAP || j->kind == K_APPLY) && j->vals)
         pool_job_build_value(j);

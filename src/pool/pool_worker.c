@@ -224,9 +224,9 @@ static int pool_run_items(struct pool_reply *r, struct slot *s, const struct wir
  * map it to this run's address. False when this run of the program has no
  * such task (registered in the parent after mp_spawn_main, say).
  */
-static bool pool_task_resolve(const mp_pool *p, struct wire_task *t)
+static bool pool_task_resolve(bool by_id, struct wire_task *t)
 {
-    if (!p->by_id)
+    if (!by_id)
         return true;
     int kind = t->form == F_BYTES   ? MP_TASK_BYTES
                : t->form == F_ARRAY ? MP_TASK_ARRAY
@@ -262,8 +262,8 @@ static int pool_run_unknown(struct pool_reply *r, const struct wire_task *t)
 /* Run one chunk and send its result. Returns 0, or <0 when the parent is
  * gone or the task message is malformed. The slot says, while it runs,
  * which chunk and item a death would interrupt. */
-static int pool_run_chunk(mp_conn *c, struct slot *s, const struct wire_task *t, bool known,
-                          const unsigned char *payload, struct pool_reply *r)
+static int pool_run_chunk(const struct mp__pool_sink *c, struct slot *s, const struct wire_task *t,
+                          bool known, const unsigned char *payload, struct pool_reply *r)
 {
     struct wire_result h = {.seq = t->seq, .count = t->count, .nfail = 0};
     r->out.len = 0;
@@ -285,9 +285,15 @@ static int pool_run_chunk(mp_conn *c, struct slot *s, const struct wire_task *t,
     memcpy(r->out.p, &h, sizeof h);
     if (pool_wb_put(&r->out, r->fails.p, r->fails.len) < 0)
         return -ENOMEM;
-    rc = mp_conn_send_bytes(c, r->out.p, r->out.len);
+    rc = c->send(c->ctx, r->out.p, r->out.len);
     __atomic_store_n(&s->running, 0, __ATOMIC_RELEASE);
     return rc;
+}
+
+/* The sink of a forked worker: its connection to the pool. */
+static int pool_sink_conn(void *ctx, const void *buf, size_t len)
+{
+    return mp_conn_send_bytes(ctx, buf, len);
 }
 
 /* ---- the worker's life ---------------------------------------------------------- */
@@ -297,9 +303,9 @@ static int pool_run_chunk(mp_conn *c, struct slot *s, const struct wire_task *t,
  * to stop: told to exit, maxtasksperchild reached, or *code set (2: a
  * malformed message, 3: a chunk could not be run or its result sent).
  */
-static bool pool_run_batch(const mp_pool *p, mp_conn *c, struct slot *s, const unsigned char *q,
-                           const unsigned char *end, struct pool_reply *r, unsigned long *done,
-                           int *code)
+static bool pool_run_batch(bool by_id, int maxtasks, const struct mp__pool_sink *c, struct slot *s,
+                           const unsigned char *q, const unsigned char *end, struct pool_reply *r,
+                           unsigned long *done, int *code)
 {
     while ((size_t)(end - q) >= sizeof(struct wire_task)) {
         struct wire_task t;
@@ -311,14 +317,14 @@ static bool pool_run_batch(const mp_pool *p, mp_conn *c, struct slot *s, const u
             *code = 2;
             return true;
         }
-        bool known = pool_task_resolve(p, &t);
+        bool known = pool_task_resolve(by_id, &t);
         if (pool_run_chunk(c, s, &t, known, q, r) < 0) {
             *code = 3;
             return true;
         }
         size_t padded = mp__pool_pad16((size_t)t.len);
         q += padded <= (size_t)(end - q) ? padded : (size_t)t.len;
-        if (p->maxtasks && ++*done >= (unsigned long)p->maxtasks)
+        if (maxtasks && ++*done >= (unsigned long)maxtasks)
             return true;
     }
     return false;
@@ -351,6 +357,7 @@ static int pool_worker_serve(const mp_pool *p, mp_conn *c, struct slot *s, pid_t
     struct pool_reply r = {0};
     unsigned long done = 0;
     int code = 0;
+    struct mp__pool_sink sink = {.send = pool_sink_conn, .ctx = c};
     /* Never receive into a NULL buffer: mp_conn_recv_bytes_into(c, NULL,
      * 0, ...) takes conn.c's allocating path instead of MP_ETOOSHORT. */
     if (mp__pool_grow(&in.p, &in.cap, RECV_BUF_START) < 0)
@@ -372,7 +379,7 @@ static int pool_worker_serve(const mp_pool *p, mp_conn *c, struct slot *s, pid_t
         }
         if (n < 0)
             break; /* the parent closed or died */
-        if (pool_run_batch(p, c, s, in.p, in.p + n, &r, &done, &code))
+        if (pool_run_batch(p->by_id, p->maxtasks, &sink, s, in.p, in.p + n, &r, &done, &code))
             break;
     }
     free(in.p);
@@ -404,4 +411,36 @@ int mp__pool_worker_main(void *arg)
     int code = pool_worker_serve(p, c, s, server);
     mp_conn_free(c);
     return code;
+}
+
+/* ---- a batch run outside a forked worker (src/mpi) ------------------------------ */
+
+struct mp__pool_exec {
+    struct pool_reply r;
+    struct slot slot;
+    unsigned long done;
+};
+
+MP_API int mp__pool_exec_new(struct mp__pool_exec **out)
+{
+    *out = calloc(1, sizeof **out);
+    return *out ? 0 : -ENOMEM;
+}
+
+MP_API void mp__pool_exec_free(struct mp__pool_exec *x)
+{
+    if (!x)
+        return;
+    free(x->r.out.p);
+    free(x->r.fails.p);
+    free(x);
+}
+
+MP_API int mp__pool_exec_batch(struct mp__pool_exec *x, const void *msg, size_t len,
+                               const struct mp__pool_sink *sink)
+{
+    int code = 0;
+    const unsigned char *q = msg;
+    bool stop = pool_run_batch(true, 0, sink, &x->slot, q, q + len, &x->r, &x->done, &code);
+    return code ? -code : stop ? 1 : 0;
 }
