@@ -24,6 +24,16 @@ static int proxy_make(mp_manager *m, const char *kind, const char *name, bool at
 {
     if (name && client_check_name(name) < 0)
         return -EINVAL;
+    if (m->py) { /* CPython's server: mgr_client_py.c */
+        int rc = mp__mgr_py_create(m, kind, name, attach, initial, p);
+        if (rc < 0)
+            return rc;
+        int refs = __atomic_fetch_add(&m->refs, 1, __ATOMIC_RELAXED);
+        MP__ASSERT(refs >= 1);
+        p->m = m;
+        p->gen = mp__forkgen();
+        return 0;
+    }
     struct marg a[3] = {ARG_STR(kind, strlen(kind)), name ? ARG_STR(name, strlen(name)) : ARG_NONE,
                         initial ? *initial : ARG_NONE};
     mp_obj *r = NULL;
