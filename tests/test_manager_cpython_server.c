@@ -10,8 +10,10 @@
 #include "pyserver_testutil.h"
 
 #include <mpipc/error.h>
+#include <mpipc/listener.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -320,6 +322,130 @@ static void test_c_client_wrong_key_on_cpython_server_is_eauth(void **state)
     assert_int_equal(ps_stop(&s), 0);
 }
 
+/* ---- a fake CPython server: replies no real one sends --------------------------- */
+
+/* Answer one request on c as the fake server does: 0, or -1 when c is
+ * finished. */
+static int fake_answer(mp_conn *c)
+{
+    mp_obj *req = NULL;
+    if (mp_conn_recv(c, &req, 5.0) < 0)
+        return -1;
+    mp_obj *reply = NULL;
+    if (mp_obj_len(req) == 3) { /* our hello: Python cannot unpack it */
+        reply = mp_obj_build("(ss)", "#TRACEBACK", "ValueError: not enough values");
+    } else {
+        const char *meth = "", *a0 = "";
+        (void)mp_obj_get_str(mp_obj_list_get(req, 1), &meth, NULL);
+        const mp_obj *args = mp_obj_list_get(req, 2);
+        if (mp_obj_len(args) > 0)
+            (void)mp_obj_get_str(mp_obj_list_get(args, 0), &a0, NULL);
+        bool create = strcmp(meth, "create") == 0, item = strcmp(meth, "__getitem__") == 0;
+        if (create && strcmp(a0, "dict") == 0) {
+            reply = mp_obj_build("(s(s()))", "#RETURN", "7f00");
+        } else if (create && strcmp(a0, "list") == 0) {
+            reply = mp_obj_build("(si)", "#RETURN", 5); /* not (ident, exposed) */
+        } else if (create) {
+            reply = mp_obj_build("(s(s()))", "#RETURN", "not-hex");
+        } else if (item && strcmp(a0, "exc") == 0) {
+            reply = mp_obj_build("(ss)", "#ERROR", "not an exception");
+        } else if (item && strcmp(a0, "overflow") == 0) {
+            mp_obj *eargs = mp_obj_build("(s)", "too big");
+            reply = mp_obj_build("(sN)", "#ERROR",
+                                 mp_obj_instance_new("builtins.OverflowError", eargs));
+            mp_obj_free(eargs);
+        } else if (item && strcmp(a0, "proxy") == 0) {
+            reply = mp_obj_build("(s(()z))", "#PROXY", NULL);
+        } else if (item && strcmp(a0, "refused") == 0) {
+            /* ('#RETURN', os.system): a global the decoder refuses */
+            static const char p[] = "\x80\x02X\x07\x00\x00\x00#RETURNcos\nsystem\n\x86.";
+            mp_obj_free(req);
+            return mp_conn_send_bytes(c, p, sizeof p - 1) < 0 ? -1 : 0;
+        } else {
+            reply = mp_obj_build("(sz)", "#RETURN", NULL);
+        }
+    }
+    mp_obj_free(req);
+    int rc = reply ? mp_conn_send(c, reply) : -1;
+    mp_obj_free(reply);
+    return rc < 0 ? -1 : 0;
+}
+
+/* The fake server: Python's dialect with replies no real one sends, on
+ * every connection at once (poll), until nothing happens for 2 s. */
+static int fake_server_main(void *arg)
+{
+    mp_listener *l = arg;
+    enum { MAXC = 32 };
+    mp_conn *conns[MAXC] = {0};
+    for (;;) {
+        struct pollfd p[MAXC + 1];
+        p[0] = (struct pollfd){mp_listener_fileno(l), POLLIN, 0};
+        for (int i = 0; i < MAXC; i++)
+            p[i + 1] = (struct pollfd){conns[i] ? mp_conn_fileno(conns[i]) : -1, POLLIN, 0};
+        /* A request that came with the handshake's last bytes is already
+         * in the connection's buffer: poll would not see it. */
+        int timeout = 2000;
+        for (int i = 0; i < MAXC; i++)
+            if (conns[i] && mp_conn_buffered(conns[i]) > 0)
+                timeout = 0;
+        int r = poll(p, MAXC + 1, timeout);
+        if (r < 0 || (r == 0 && timeout))
+            return r == 0 ? 0 : 1;
+        for (int i = 0; i < MAXC; i++)
+            if (conns[i] && (p[i + 1].revents || mp_conn_buffered(conns[i]) > 0) &&
+                fake_answer(conns[i]) < 0) {
+                mp_conn_free(conns[i]);
+                conns[i] = NULL;
+            }
+        if (p[0].revents) {
+            mp_conn *c = NULL;
+            if (mp_listener_accept(l, &c, 5.0) < 0)
+                continue;
+            for (int i = 0; c && i < MAXC; i++)
+                if (!conns[i]) {
+                    conns[i] = c;
+                    c = NULL;
+                }
+            mp_conn_free(c);
+        }
+    }
+}
+
+/* Replies CPython's server never sends are refused as MP_EPROTO (or the
+ * code of a listed exception), never crash or hang the client, and the
+ * handle keeps working on a new connection. */
+static void test_c_client_refuses_malformed_cpython_replies(void **state)
+{
+    (void)state;
+    mp_listener *l = NULL;
+    TU_ASSERT_STATUS(mp_listener_new(&l, "tcp:127.0.0.1:0", PS_KEY, PS_KEY_LEN, NULL), 0);
+    pid_t pid = tu_fork(fake_server_main, l);
+    assert_true(pid > 0);
+    mp_manager *m = NULL;
+    TU_ASSERT_STATUS(mp_manager_connect(&m, mp_listener_address(l), PS_KEY, PS_KEY_LEN, NULL), 0);
+    mp_listener_free(l);
+    TU_ASSERT_STATUS(mp_manager_set_timeout(m, 10.0), 0);
+    mp_listproxy *lst = NULL;
+    TU_ASSERT_STATUS(mp_manager_list(m, NULL, &lst), MP_EPROTO);
+    assert_null(lst);
+    mp_lockproxy *lk = NULL;
+    TU_ASSERT_STATUS(mp_manager_lock(m, &lk), MP_EPROTO);
+    assert_null(lk);
+    mp_dictproxy *d = NULL;
+    TU_ASSERT_STATUS(mp_manager_dict(m, NULL, &d), 0);
+    int64_t v;
+    TU_ASSERT_STATUS(mp_dictproxy_get_int(d, "exc", &v), MP_EPROTO);
+    TU_ASSERT_STATUS(mp_dictproxy_get_int(d, "overflow", &v), MP_EVALUE);
+    assert_string_equal(mp_errmsg(MP_EVALUE), "OverflowError: too big");
+    TU_ASSERT_STATUS(mp_dictproxy_get_int(d, "proxy", &v), MP_EPROTO);
+    TU_ASSERT_STATUS(mp_dictproxy_get_int(d, "refused", &v), MP_EPROTO);
+    TU_ASSERT_STATUS(mp_dictproxy_set_int(d, "fine", 1), 0); /* a new connection */
+    mp_dictproxy_free(d);
+    mp_manager_free(m);
+    assert_int_equal(tu_wait_child(pid, 30.0), 0);
+}
+
 int main(int argc, char **argv)
 {
     tu_filter(argc, argv);
@@ -328,6 +454,7 @@ int main(int argc, char **argv)
         TU_TEST(test_c_client_uses_cpython_serve_forever_over_tcp),
         TU_TEST(test_c_client_gets_enoserver_when_cpython_server_is_gone),
         TU_TEST(test_c_client_wrong_key_on_cpython_server_is_eauth),
+        TU_TEST(test_c_client_refuses_malformed_cpython_replies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
