@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,6 +141,49 @@ static void cs_list(mp_manager *m)
     TU_ASSERT_STATUS(mp_listproxy_pop(l, -1, &got), MP_EKEY);
     mp_obj_free(x);
     mp_listproxy_free(l);
+}
+
+/* Another thread's view of an RLock the main thread holds. */
+struct cs_rl {
+    mp_lockproxy *rl;
+    int held, release, later;
+};
+
+static void *cs_rlock_thread(void *arg)
+{
+    struct cs_rl *x = arg;
+    x->held = mp_lockproxy_acquire(x->rl, 0.3);
+    x->release = mp_lockproxy_release(x->rl);
+    return NULL;
+}
+
+static void *cs_rlock_thread_later(void *arg)
+{
+    struct cs_rl *x = arg;
+    x->later = mp_lockproxy_acquire(x->rl, 5.0);
+    if (x->later == 0)
+        x->later = mp_lockproxy_release(x->rl);
+    return NULL;
+}
+
+/* An RLock belongs to the thread that acquired it, as in Python: another
+ * thread of the same process waits for it (and cannot release it), and
+ * gets it once the holder lets go. */
+static void cs_rlock_threads(mp_manager *m)
+{
+    struct cs_rl x = {0};
+    TU_ASSERT_STATUS(mp_manager_rlock(m, &x.rl), 0);
+    TU_ASSERT_STATUS(mp_lockproxy_acquire(x.rl, 5.0), 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, cs_rlock_thread, &x), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    TU_ASSERT_STATUS(x.held, MP_ETIMEDOUT);
+    TU_ASSERT_STATUS(x.release, MP_EVALUE);
+    TU_ASSERT_STATUS(mp_lockproxy_release(x.rl), 0);
+    assert_int_equal(pthread_create(&t, NULL, cs_rlock_thread_later, &x), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    TU_ASSERT_STATUS(x.later, 0);
+    mp_lockproxy_free(x.rl);
 }
 
 /* Lock and RLock: acquire with and without a timeout, a held Lock times
@@ -269,6 +313,7 @@ static void cs_run(bool serve, bool tcp)
         cs_dict(m);
         cs_list(m);
         cs_locks(m);
+        cs_rlock_threads(m);
         cs_queue(m);
         cs_attach(m);
         cs_fork(m);

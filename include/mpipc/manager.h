@@ -131,9 +131,10 @@
  * mp_manager_info. Python's semantics hold there, not ours: a lock held by
  * a process that dies stays held, the mailboxes are not used, and a call
  * that times out closes its connection (a lock acquire the server grants
- * later stays granted). An RLock belongs to the server thread of the
- * connection that acquired it, as in Python: acquire and release it from
- * one thread.
+ * later stays granted). An RLock belongs to the thread that acquired it,
+ * as in Python: each thread calls an RLock proxy on a connection of its
+ * own (Python's server owns the lock by the thread serving that
+ * connection), kept until the proxy is freed.
  *
  * Thread/fork: see Proxies above. Only the process that started a manager
  * stops it (mp_manager_shutdown or mp_manager_free there; an exit hook does

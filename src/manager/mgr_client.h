@@ -269,8 +269,9 @@ int mp__mgr_call_proxy(struct proxy *p, const char *method, const struct marg *a
 struct proxy {
     mp_manager *m;
     int64_t id;
-    unsigned gen;              /* atomic: fork generation in which this process holds it */
-    const struct py_type *pyt; /* on CPython's server: its type's row */
+    unsigned gen;                 /* atomic: fork generation in which this process holds it */
+    const struct py_type *pyt;    /* on CPython's server: its type's row */
+    struct mp__mgr_pyconn *pyown; /* ... its threads' own connections (m->mu) */
 };
 
 /* ---- CPython's server (mgr_client_py.c) ------------------------------------------ */
@@ -288,6 +289,8 @@ int mp__mgr_py_call(mp_manager *m, const char *method, const struct marg *a, siz
 /* A proxy's call, translated by its type's table (-ENOTSUP off the table). */
 int mp__mgr_py_call_proxy(struct proxy *p, const char *method, const struct marg *a, size_t n,
                           double wait, mp_obj **result);
+/* Close the connections a proxy's threads kept (it is being freed). */
+void mp__mgr_py_proxy_release(struct proxy *p);
 /* Close this process's idle connections to CPython's server (m->mu held
  * when locked). */
 void mp__mgr_py_close_idle(mp_manager *m, bool locked);

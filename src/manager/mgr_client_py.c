@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,7 @@ struct py_type {
     const char *typeid; /* SyncManager's */
     const struct py_meth *meth;
     size_t nmeth;
+    bool per_thread; /* calls of a thread keep to one connection (below) */
 };
 
 static const struct py_meth py_dict[] = {
@@ -105,9 +107,9 @@ static const struct py_meth py_queue[] = {
 #define PY_TABLE(t) t, sizeof t / sizeof t[0]
 
 static const struct py_type py_types[] = {
-    {"dict", "dict", PY_TABLE(py_dict)},    {"list", "list", PY_TABLE(py_list)},
-    {"lock", "Lock", PY_TABLE(py_lock)},    {"rlock", "RLock", PY_TABLE(py_lock)},
-    {"queue", "Queue", PY_TABLE(py_queue)},
+    {"dict", "dict", PY_TABLE(py_dict), false},    {"list", "list", PY_TABLE(py_list), false},
+    {"lock", "Lock", PY_TABLE(py_lock), false},    {"rlock", "RLock", PY_TABLE(py_lock), true},
+    {"queue", "Queue", PY_TABLE(py_queue), false},
 };
 
 /* Python's exceptions (module.name, as the decoder reads them: obj.h) and
@@ -129,10 +131,15 @@ static const struct {
     {"builtins.AssertionError", MP_ESTATE},
 };
 
-/* A connection in accept_connection mode, idle in the handle's list. */
+/* A connection in accept_connection mode: idle in the handle's list, or
+ * one thread's own for one proxy (per_thread types: an RLock belongs to
+ * the server thread that serves the connection that acquired it, so each
+ * thread of ours needs its own, as each Python thread has one per proxy). */
 struct mp__mgr_pyconn {
     mp_conn *c;
     struct mp__mgr_pyconn *next;
+    pthread_t owner; /* per_thread: the thread, in process pid */
+    pid_t pid;
 };
 
 /* ---- the request ----------------------------------------------------------------- */
@@ -380,6 +387,8 @@ static int py_server_call(mp_manager *m, const char *method, const struct marg *
     return rc;
 }
 
+static int py_open_accepted(mp_manager *m, struct mp__mgr_pyconn **out);
+
 /* An idle accepted connection of this process, or a new one. */
 static int py_take(mp_manager *m, struct mp__mgr_pyconn **out)
 {
@@ -389,10 +398,17 @@ static int py_take(mp_manager *m, struct mp__mgr_pyconn **out)
         m->py_idle = pc->next;
     pthread_mutex_unlock(&m->mu);
     if (pc) {
+        MP__ASSERT(pc->pid == getpid()); /* a fork empties the list */
         *out = pc;
         return 0;
     }
-    pc = calloc(1, sizeof *pc);
+    return py_open_accepted(m, out);
+}
+
+/* A new connection that sent accept_connection. */
+static int py_open_accepted(mp_manager *m, struct mp__mgr_pyconn **out)
+{
+    struct mp__mgr_pyconn *pc = calloc(1, sizeof *pc);
     if (!pc)
         return -ENOMEM;
     int rc = py_open(m, &pc->c);
@@ -410,8 +426,74 @@ static int py_take(mp_manager *m, struct mp__mgr_pyconn **out)
         free(pc);
         return rc;
     }
+    pc->owner = pthread_self();
+    pc->pid = getpid();
     *out = pc;
     return 0;
+}
+
+/* The calling thread's own connection for proxy p (per_thread types), or
+ * a new one. Connections inherited from the parent of a fork are dropped
+ * here: the child never uses the parent's socket. */
+static int py_take_own(struct proxy *p, struct mp__mgr_pyconn **out)
+{
+    mp_manager *m = p->m;
+    pthread_t self = pthread_self();
+    pid_t pid = getpid();
+    struct mp__mgr_pyconn *found = NULL, *stale = NULL;
+    pthread_mutex_lock(&m->mu);
+    for (struct mp__mgr_pyconn **pp = &p->pyown; *pp;) {
+        struct mp__mgr_pyconn *x = *pp;
+        if (x->pid != pid) {
+            *pp = x->next;
+            x->next = stale;
+            stale = x;
+            continue;
+        }
+        if (pthread_equal(x->owner, self)) {
+            *pp = x->next; /* in this thread's hands until py_give_own */
+            found = x;
+            break;
+        }
+        pp = &x->next;
+    }
+    pthread_mutex_unlock(&m->mu);
+    while (stale) {
+        struct mp__mgr_pyconn *next = stale->next;
+        mp_conn_free(stale->c);
+        free(stale);
+        stale = next;
+    }
+    if (found) {
+        *out = found;
+        return 0;
+    }
+    return py_open_accepted(m, out);
+}
+
+static void py_give_own(struct proxy *p, struct mp__mgr_pyconn *pc, bool dead)
+{
+    if (dead) {
+        mp_conn_free(pc->c);
+        free(pc);
+        return;
+    }
+    pthread_mutex_lock(&p->m->mu);
+    pc->next = p->pyown;
+    p->pyown = pc;
+    pthread_mutex_unlock(&p->m->mu);
+}
+
+void mp__mgr_py_proxy_release(struct proxy *p)
+{
+    struct mp__mgr_pyconn *pc = p->pyown;
+    p->pyown = NULL;
+    while (pc) {
+        struct mp__mgr_pyconn *next = pc->next;
+        mp_conn_free(pc->c);
+        free(pc);
+        pc = next;
+    }
 }
 
 static void py_give(mp_manager *m, struct mp__mgr_pyconn *pc, bool dead)
@@ -658,13 +740,16 @@ int mp__mgr_py_call_proxy(struct proxy *p, const char *method, const struct marg
     struct marg pa[4];
     size_t pn = py_convert_args(pm->args, a, n, pa);
     struct mp__mgr_pyconn *pc;
-    int rc = py_take(m, &pc);
+    int rc = t->per_thread ? py_take_own(p, &pc) : py_take(m, &pc);
     if (rc < 0)
         return rc;
     mp_obj *v = NULL;
     bool dead;
     rc = py_roundtrip(m, pc->c, p->id, pm->py, pa, pn, wait, &v, &dead);
-    py_give(m, pc, dead);
+    if (t->per_thread)
+        py_give_own(p, pc, dead);
+    else
+        py_give(m, pc, dead);
     if (rc < 0) {
         mp_obj_free(v);
         return rc;

@@ -99,6 +99,7 @@ void mp__mgr_proxy_free(struct proxy *p)
         struct marg id[1] = {ARG_INT(p->id)};
         (void)mp__mgr_call(p->m, 0, "release", id, 1, 0, NULL, NULL, false);
     }
+    mp__mgr_py_proxy_release(p);
     mp__mgr_client_unref(p->m);
     free(p); /* the whole proxy: p is its first member */
 }
