@@ -9,8 +9,10 @@
  * on a connection of its own (Server.handle_request); a proxy's calls go on
  * a connection that first sent accept_connection, after which the server
  * serves any object on it (Server.serve_client). So the handle keeps a pool
- * of such accepted connections, one per thread calling at a moment, as
- * Python keeps one per thread and proxy. Objects are Python's: create
+ * of such accepted connections, one per thread calling at a moment; an
+ * RLock proxy keeps one per calling thread instead, since Python's server
+ * owns an RLock by the thread serving the connection (Python keeps one per
+ * thread and proxy for every proxy). Objects are Python's: create
  * leaves one reference, which the proxy holds; a forked child's first call
  * increfs; freeing the proxy decrefs.
  *
