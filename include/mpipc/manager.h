@@ -40,9 +40,9 @@
  * 'create', 'attach', 'incref', 'release', 'unlink', 'info', 'shutdown',
  * 'ping'), any other ident one shared object - and the reply is
  * ('#RETURN', value) or ('#ERROR', code, text), where code is the status
- * code the proxy call returns. The server is not wire compatible with
- * CPython's manager (whose tokens are pickled classes, which this library
- * refuses by design).
+ * code the proxy call returns. Python's own clients speak CPython's
+ * dialect to the same server, and this client speaks it to CPython's
+ * server ("CPython's server" below).
  *
  * Proxies. A proxy (mp_dictproxy, mp_listproxy, mp_lockproxy, mp_queueproxy) names one object
  * on one manager; each call is one round trip. Proxies and the manager
@@ -110,6 +110,31 @@
  *     missing (an overloaded server) stops polling. While mailbox clients
  *     keep it busy, the server looks at its sockets every 25-50 us, so a
  *     socket client of such a server may wait that much longer.
+ *
+ * CPython's server. mp_manager_connect() also reaches a Python
+ * SyncManager (manager.start() or get_server().serve_forever(), AF_UNIX or
+ * TCP, the same authkey handshake), and the dict, list, lock, rlock and
+ * queue proxies then work on Python's objects with Python's protocol: a
+ * call on the server itself (create, incref, decref, shutdown) takes a
+ * connection of its own, a proxy's call goes on one of the handle's
+ * connections that sent accept_connection, and Python's exceptions come
+ * back as the codes the same calls give against our server (KeyError and
+ * IndexError: MP_EKEY, ValueError and RuntimeError: MP_EVALUE, TypeError:
+ * MP_ETYPE, queue.Empty: MP_EMPTY, queue.Full: MP_FULL; a server-side
+ * traceback: MP_EPROTO, or MP_ENOOBJ for an unknown object or typeid),
+ * with Python's words in mp_errmsg(). Attaching by name
+ * (mp_manager_attach_dict(m, "shared", ...) and the like) calls the typeid
+ * the Python program registered under that name (BaseManager.register(
+ * "shared", callable=...)), which is how Python shares one object. What
+ * Python's server cannot do gives -ENOTSUP with a message: atomic add and
+ * compare-and-set, creating named objects, mp_manager_unlink and
+ * mp_manager_info. Python's semantics hold there, not ours: a lock held by
+ * a process that dies stays held, the mailboxes are not used, and a call
+ * that times out closes its connection (a lock acquire the server grants
+ * later stays granted). An RLock belongs to the thread that acquired it,
+ * as in Python: each thread calls an RLock proxy on a connection of its
+ * own (Python's server owns the lock by the thread serving that
+ * connection), kept until the proxy is freed.
  *
  * Thread/fork: see Proxies above. Only the process that started a manager
  * stops it (mp_manager_shutdown or mp_manager_free there; an exit hook does
@@ -202,6 +227,10 @@ MP_API int mp_manager_start(mp_manager **out, const mp_manager_opts *opts);
  * opts:              NULL for the defaults (timeout, max_message).
  *
  * Opens one connection now, so a wrong address or key is reported here.
+ * The server may be ours or CPython's (a Python SyncManager run by
+ * manager.start() or get_server().serve_forever()): CPython's answers our
+ * hello with a traceback and its 'dummy' as Python's does, and the handle
+ * then speaks Python's protocol (see "CPython's server" above).
  * Returns 0; MP_EAUTH for a wrong key; -ECONNREFUSED, -ENOENT (no such
  * socket or host); MP_EOF (the server hung up during the handshake, as one
  * out of descriptors does); MP_ETIMEDOUT; -EINVAL; -ENOMEM.
@@ -297,7 +326,8 @@ MP_API int mp_manager_set_timeout(mp_manager *m, double timeout);
  *       process's session id, 'connection': the id of the connection that
  *       answered, 'mailbox': bool (whether that one does), 'names': [str,
  *       ...]}.
- * Returns 0 or a call's codes. Ownership: mp_obj_free(*info).
+ * Returns 0 or a call's codes; -ENOTSUP on CPython's server.
+ * Ownership: mp_obj_free(*info).
  * Thread/fork: any thread, any process with the handle.
  */
 MP_API int mp_manager_info(mp_manager *m, mp_obj **info);
@@ -305,7 +335,8 @@ MP_API int mp_manager_info(mp_manager *m, mp_obj **info);
 /*
  * mp_manager_unlink - forget a name: the object of that name lives on only
  * while processes still hold it. Returns 0; MP_ENOOBJ for an unknown name;
- * -EINVAL for a name that is not UTF-8; a call's codes.
+ * -EINVAL for a name that is not UTF-8; a call's codes; -ENOTSUP on
+ * CPython's server, which has no names.
  * Thread/fork: any thread, any process with the handle.
  */
 MP_API int mp_manager_unlink(mp_manager *m, const char *name);
@@ -324,7 +355,9 @@ MP_API int mp_manager_unlink(mp_manager *m, const char *name);
  * MP_ECLOSED, MP_ENOSERVER, MP_ETIMEDOUT, MP_EAUTH (reconnecting with a key
  * the server no longer takes); MP_ETOOLONG for an initial value beyond the
  * request limit; -EINVAL (NULL arguments, a name that is not UTF-8);
- * -ENOMEM. *out is NULL on failure.
+ * -ENOMEM. *out is NULL on failure. On CPython's server the _named ones
+ * give -ENOTSUP, and attach_X(m, name) calls the typeid registered under
+ * name (MP_ENOOBJ when there is none): see "CPython's server" above.
  */
 
 /*
@@ -548,7 +581,8 @@ MP_API int mp_dictproxy_copy(mp_dictproxy *d, mp_obj **copy);
  * result: receives the new value; may be NULL.
  * Returns 0; MP_ETYPE when the stored value is not an int (a bool counts as
  * one, and becomes an int); -EOVERFLOW when the stored int or the sum does
- * not fit in 64 bits (nothing changes).
+ * not fit in 64 bits (nothing changes); -ENOTSUP on CPython's server, which
+ * has no atomic add (nothing changes).
  */
 MP_API int mp_dictproxy_add(mp_dictproxy *d, const mp_obj *key, int64_t delta, int64_t *result);
 
@@ -558,7 +592,8 @@ MP_API int mp_dictproxy_add(mp_dictproxy *d, const mp_obj *key, int64_t delta, i
  * absent.
  * current: receives the value found before the call, or NULL when the key
  *          was absent; may be NULL.
- * Returns 1 when desired was stored, 0 when not; MP_ETYPE.
+ * Returns 1 when desired was stored, 0 when not; MP_ETYPE; -ENOTSUP on
+ * CPython's server.
  * Ownership: mp_obj_free(*current).
  */
 MP_API int mp_dictproxy_cas(mp_dictproxy *d, const mp_obj *key, const mp_obj *expected,

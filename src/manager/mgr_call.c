@@ -690,6 +690,16 @@ static inline int call_on_pool(mp_manager *m, int64_t ident, const char *method,
 int mp__mgr_call(mp_manager *m, int64_t ident, const char *method, const struct marg *a, size_t n,
                  double wait, mp_obj **result, struct scalar *sc, bool even_closed)
 {
+    if (m->py) { /* CPython's server: mgr_client_py.c translates */
+        if (result)
+            *result = NULL;
+        if (sc)
+            sc->kind = 0;
+        if (!even_closed && client_is_closed(m))
+            return MP_ECLOSED;
+        mp__err_clear();
+        return mp__mgr_py_call(m, method, a, n, result);
+    }
     return call_on_pool(m, ident, method, a, n, wait, result, sc, even_closed);
 }
 
@@ -707,6 +717,10 @@ int mp__mgr_call_proxy(struct proxy *p, const char *method, const struct marg *a
         if (rc < 0)
             return rc;
         __atomic_store_n(&p->gen, g, __ATOMIC_RELEASE);
+    }
+    if (p->m->py) {
+        mp__err_clear();
+        return mp__mgr_py_call_proxy(p, method, a, n, wait, result);
     }
     return call_on_pool(p->m, p->id, method, a, n, wait, result, sc, false);
 }

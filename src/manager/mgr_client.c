@@ -69,6 +69,7 @@ static void client_atfork_child(void)
 {
     for (mp_manager *m = mp__list_first(&registry); m; m = mp__list_next(&registry, m)) {
         mp__mgr_connpool_close_all(m);
+        mp__mgr_py_close_idle(m, true);
         m->session = 0;
         if (m->alive_wr >= 0) {
             mp__close(m->alive_wr);
@@ -95,6 +96,7 @@ static void client_destroy(mp_manager *m)
         mp__close(m->alive_wr);
     pthread_mutex_unlock(&reg_mu);
     mp__mgr_connpool_close_all(m);
+    mp__mgr_py_close_idle(m, false);
     /* Only the starter owns the server's process handle; a child that
      * inherited it leaves the copy alone (its descriptor is the parent's). */
     if (m->proc && m->starter == getpid())
@@ -442,6 +444,12 @@ MP_API int mp_manager_connect(mp_manager **out, const char *address, const void 
         return rc;
     struct mconn *c;
     rc = mp__mgr_connpool_open(m, &c);
+    if (rc == MP_EPROTO && mp__mgr_py_probe(m) == 0) {
+        m->py = true; /* CPython's server: it answered our hello with a traceback */
+        mp__err_clear();
+        *out = m;
+        return 0;
+    }
     if (rc < 0) {
         mp__mgr_client_unref(m);
         return rc;
@@ -486,6 +494,7 @@ MP_API int mp_manager_shutdown(mp_manager *m)
     int rc = mp__mgr_call(m, 0, "shutdown", NULL, 0, 0, NULL, NULL, false);
     __atomic_store_n(&m->closed, true, __ATOMIC_RELEASE);
     mp__mgr_connpool_close_idle(m);
+    mp__mgr_py_close_idle(m, false);
     return rc;
 }
 
@@ -497,6 +506,7 @@ MP_API void mp_manager_free(mp_manager *m)
         client_stop_started(m);
     __atomic_store_n(&m->closed, true, __ATOMIC_RELEASE);
     mp__mgr_connpool_close_idle(m);
+    mp__mgr_py_close_idle(m, false);
     mp__mgr_client_unref(m);
 }
 

@@ -9,6 +9,7 @@
  *   mgr_client.c       handles: start, connect, serve, shutdown, free, fork;
  *   mgr_connpool.c     a handle's pool of authenticated connections;
  *   mgr_call.c         one round trip: the request, the mailbox, the reply;
+ *   mgr_client_py.c    the same calls on CPython's manager server (py_);
  *   mgr_proxy.c        making and releasing proxies, their call helpers;
  *   mgr_proxy_dict.c, mgr_proxy_list.c, mgr_proxy_lock.c, mgr_proxy_queue.c,
  *   mgr_proxy_sync.c
@@ -109,6 +110,11 @@ struct mp_manager {
     int hook;
 
     struct mp__list_node rnode; /* in the registry */
+
+    /* The server is CPython's (a Python SyncManager): every call goes
+     * through mgr_client_py.c, on these connections (guarded by mu). */
+    bool py;
+    struct mp__mgr_pyconn *py_idle;
 };
 
 static inline bool client_is_closed(const mp_manager *m)
@@ -264,8 +270,31 @@ int mp__mgr_call_proxy(struct proxy *p, const char *method, const struct marg *a
 struct proxy {
     mp_manager *m;
     int64_t id;
-    unsigned gen; /* atomic: fork generation in which this process holds it */
+    unsigned gen;                 /* atomic: fork generation in which this process holds it */
+    const struct py_type *pyt;    /* on CPython's server: its type's row */
+    struct mp__mgr_pyconn *pyown; /* ... its threads' own connections (m->mu) */
 };
+
+/* ---- CPython's server (mgr_client_py.c) ------------------------------------------ */
+
+/* Is the server at m's address CPython's? 0 when its 'dummy' answers as
+ * Python's does, or a status code. */
+int mp__mgr_py_probe(mp_manager *m);
+/* create an object of our kind on CPython's server (no names: -ENOTSUP);
+ * fills p->id and p->pyt. */
+int mp__mgr_py_create(mp_manager *m, const char *kind, const char *name, bool attach,
+                      const struct marg *initial, struct proxy *p);
+/* A call on the server itself (incref, release, shutdown), translated. */
+int mp__mgr_py_call(mp_manager *m, const char *method, const struct marg *a, size_t n,
+                    mp_obj **result);
+/* A proxy's call, translated by its type's table (-ENOTSUP off the table). */
+int mp__mgr_py_call_proxy(struct proxy *p, const char *method, const struct marg *a, size_t n,
+                          double wait, mp_obj **result);
+/* Close the connections a proxy's threads kept (it is being freed). */
+void mp__mgr_py_proxy_release(struct proxy *p);
+/* Close this process's idle connections to CPython's server (m->mu held
+ * when locked). */
+void mp__mgr_py_close_idle(mp_manager *m, bool locked);
 
 /*
  * Allocate size bytes for a proxy (a struct that begins with struct proxy)

@@ -24,6 +24,16 @@ static int proxy_make(mp_manager *m, const char *kind, const char *name, bool at
 {
     if (name && client_check_name(name) < 0)
         return -EINVAL;
+    if (m->py) { /* CPython's server: mgr_client_py.c */
+        int rc = mp__mgr_py_create(m, kind, name, attach, initial, p);
+        if (rc < 0)
+            return rc;
+        int refs = __atomic_fetch_add(&m->refs, 1, __ATOMIC_RELAXED);
+        MP__ASSERT(refs >= 1);
+        p->m = m;
+        p->gen = mp__forkgen();
+        return 0;
+    }
     struct marg a[3] = {ARG_STR(kind, strlen(kind)), name ? ARG_STR(name, strlen(name)) : ARG_NONE,
                         initial ? *initial : ARG_NONE};
     mp_obj *r = NULL;
@@ -89,6 +99,7 @@ void mp__mgr_proxy_free(struct proxy *p)
         struct marg id[1] = {ARG_INT(p->id)};
         (void)mp__mgr_call(p->m, 0, "release", id, 1, 0, NULL, NULL, false);
     }
+    mp__mgr_py_proxy_release(p);
     mp__mgr_client_unref(p->m);
     free(p); /* the whole proxy: p is its first member */
 }
