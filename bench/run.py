@@ -288,7 +288,7 @@ SCALING_NOTES = {
                "client's end.",
 }
 
-# What each group measures, for the report (the README says the same).
+# What each group measures, for the report (docs/guide.md, "Benchmarks", says the same).
 NOTES = {
     "conn": "Connections: 64-byte messages between two processes, and 1 MiB messages "
             "received into a fresh buffer (`recv_bytes`) or into one reused buffer "

@@ -94,8 +94,8 @@
  *     messages, handles made by mp_manager_connect() and servers run by
  *     mp_manager_serve() use the socket; every call still gets its own
  *     reply or error, and death is still noticed on the socket at once.
- *     What that buys is measured by bench/ (W6) and shown in the README's
- *     "Benchmarks" and docs/manager.md ("Spinning").
+ *     What that buys is measured by bench/ (W6) and shown in
+ *     docs/performance.md and docs/manager.md ("Spinning").
  *   - Polling. A client looks for its reply for up to 20 us before it
  *     sleeps (10 us for a call that may wait in the server: a lock
  *     acquire, a queue get, put or join - and not at all once the server

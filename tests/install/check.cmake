@@ -33,7 +33,7 @@ foreach(f include/mpipc.h include/mpipc/conn.h include/mpipc/version.h)
 endforeach()
 # The headers point to docs/*.md: they are installed under share/doc/mpipc,
 # with the README, the licence and CHANGES.md when the source has one.
-set(docs wire.md manager.md conventions.md architecture.md README.md LICENSE)
+set(docs wire.md manager.md conventions.md architecture.md guide.md README.md LICENSE)
 if(EXISTS "${SOURCE_DIR}/../../CHANGES.md")
   list(APPEND docs CHANGES.md)
 endif()
