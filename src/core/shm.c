@@ -359,6 +359,28 @@ int mp__shm_map(void **out, size_t size)
     return 0;
 }
 
+int mp__shm_map_memfd(void **out, size_t size, int *fd)
+{
+    if (!out || !fd)
+        return -EINVAL;
+    *out = NULL;
+    *fd = -1;
+    if (size == 0)
+        return -EINVAL;
+    int f = mp__anon_file("mpipc-shmpipe");
+    if (f >= 0 && mp__truncate(f, size) == 0) {
+        void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0);
+        if (p != MAP_FAILED) {
+            *out = p;
+            *fd = f;
+            return 0;
+        }
+    }
+    if (f >= 0)
+        (void)mp__close(f);
+    return mp__shm_map(out, size); /* no memfd: shared by fork only */
+}
+
 void mp__shm_unmap(void *p, size_t size)
 {
     if (p)
