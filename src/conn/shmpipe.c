@@ -75,10 +75,11 @@
  * Prompt EPIPE. A receiving end's close sets rx_closed; the next send
  * polls its doorbell once for end of file (see shmpipe_reader_gone).
  *
- * Not done yet (issue 16): handing an end over by descriptor (make the
- * mapping a memfd, core/shm.h, and pass it with the doorbell; today
- * mp__conn_raw_begin and mp_process_pass_conn refuse shm ends with
- * MP_ESTATE); messages over the ring in a loaned block of their own
+ * By descriptor (shmpass.c). The mapping is a memfd whose first 64 bytes
+ * (the passport) give the ring's size and shape and each side's doorbell
+ * inode; an end travels as the memfd then its doorbell.
+ *
+ * Not done yet (issue 16): messages over the ring in a loaned block of their own
  * (today a heap loan sent in pieces); and the rest of the speed work.
  * Each side keeps the other's index as last read (shmpipe_ring.seen), so
  * the line the other side writes is fetched only when needed; the robust
