@@ -3,16 +3,19 @@
  * descriptor (mp_send_conn / mp_recv_conn, mp_process_pass_conn for fork,
  * forkserver and spawn children), and malformed hand-overs refused by name.
  */
+#define _GNU_SOURCE /* memfd_create, file seals */
 #include "testutil.h"
 
 #include "core/io.h"
 
 #include <mpipc/conn.h>
 #include <mpipc/context.h>
+#include <mpipc/error.h>
 #include <mpipc/process.h>
 #include <mpipc/reduction.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -266,7 +269,7 @@ static void take_raw(mp_conn *s, mp_conn *t, mp_conn *end, int *memfd, int *bell
 
 /* Send fd0 then (if >= 0) fd1 as handle messages and expect recv_conn to
  * refuse them with MP_EPROTO; the caller's copies stay its own. */
-static void expect_refused(mp_conn *s, mp_conn *t, int fd0, int fd1)
+static void expect_refused(mp_conn *s, mp_conn *t, int fd0, int fd1, const char *why)
 {
     assert_int_equal(mp_send_handle(s, fd0, 0), 0);
     if (fd1 >= 0)
@@ -274,6 +277,8 @@ static void expect_refused(mp_conn *s, mp_conn *t, int fd0, int fd1)
     mp_conn *got = (mp_conn *)&got;
     TU_ASSERT_STATUS(mp_recv_conn(t, &got, T_LONG), MP_EPROTO);
     assert_null(got);
+    if (!strstr(mp_errmsg(MP_EPROTO), why))
+        fail_msg("expected \"%s\" in: %s", why, mp_errmsg(MP_EPROTO));
 }
 
 /* A file that is no ring, a ring with the wrong size, a doorbell that is not
@@ -291,24 +296,33 @@ static void test_malformed_hand_overs_are_refused_and_leak_nothing(void **state)
     int memfd = -1, bell = -1;
     take_raw(s, t, b, &memfd, &bell);
 
-    /* not a ring: zeros of a plausible size */
-    int junk = mp__anon_file("junk");
-    assert_true(junk >= 0);
+    /* not a ring: zeros of a plausible size, unsealed, then sealed */
     off_t size = lseek(memfd, 0, SEEK_END);
     assert_true(size > 0);
+    int junk = memfd_create("junk", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    assert_true(junk >= 0);
     assert_int_equal(mp__truncate(junk, (uint64_t)size), 0);
-    expect_refused(s, t, junk, bell);
-
-    /* the right passport, the wrong size */
-    unsigned char passport[64];
-    assert_int_equal(mp__pread_all(memfd, passport, sizeof passport, 0), 0);
-    assert_int_equal(mp__pwrite_all(junk, passport, sizeof passport, 0), 0);
-    assert_int_equal(mp__truncate(junk, (uint64_t)size + 4096), 0);
-    expect_refused(s, t, junk, bell);
+    expect_refused(s, t, junk, bell, "not sealed");
+    assert_int_equal(fcntl(junk, F_ADD_SEALS, F_SEAL_SHRINK), 0);
+    expect_refused(s, t, junk, bell, "not a shared-memory pipe");
     mp__close(junk);
 
+    /* the right passport, the wrong size (sealed) */
+    unsigned char passport[64];
+    assert_int_equal(mp__pread_all(memfd, passport, sizeof passport, 0), 0);
+    junk = memfd_create("junk", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    assert_true(junk >= 0);
+    assert_int_equal(mp__truncate(junk, (uint64_t)size + 4096), 0);
+    assert_int_equal(mp__pwrite_all(junk, passport, sizeof passport, 0), 0);
+    assert_int_equal(fcntl(junk, F_ADD_SEALS, F_SEAL_SHRINK), 0);
+    expect_refused(s, t, junk, bell, "bytes where its ring needs");
+    mp__close(junk);
+
+    /* a sealed ring cannot be shrunk by whoever receives it */
+    assert_true(ftruncate(memfd, 4096) < 0);
+
     /* a doorbell from another socket pair */
-    expect_refused(s, t, memfd, mp_conn_fileno(x));
+    expect_refused(s, t, memfd, mp_conn_fileno(x), "not one of this ring");
 
     /* the ring's indexes more than its size apart (ring 0: tail at 64,
      * head one cache line after) */
@@ -317,7 +331,7 @@ static void test_malformed_hand_overs_are_refused_and_leak_nothing(void **state)
     assert_int_equal(mp__pread_all(memfd, &head_old, 8, 128), 0);
     assert_int_equal(mp__pwrite_all(memfd, &bad_tail, 8, 64), 0);
     assert_int_equal(mp__pwrite_all(memfd, &bad_head, 8, 128), 0);
-    expect_refused(s, t, memfd, bell);
+    expect_refused(s, t, memfd, bell, "more than its");
     assert_int_equal(mp__pwrite_all(memfd, &tail_old, 8, 64), 0);
     assert_int_equal(mp__pwrite_all(memfd, &head_old, 8, 128), 0);
 
@@ -327,6 +341,7 @@ static void test_malformed_hand_overs_are_refused_and_leak_nothing(void **state)
     mp_conn *none = NULL;
     TU_ASSERT_STATUS(mp_recv_conn(t, &none, T_LONG), MP_EPROTO);
     assert_null(none);
+    assert_non_null(strstr(mp_errmsg(MP_EPROTO), "without the doorbell"));
     unsigned char *buf = NULL;
     size_t len = 0;
     assert_int_equal(mp_conn_recv_bytes(t, 0, (void **)&buf, &len, T_LONG), 0);

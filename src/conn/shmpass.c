@@ -11,6 +11,7 @@
  * against the file's size and the doorbell, checks each ring's indexes, and
  * then keeps cap from its copy, as the processes that made the pipe do.
  */
+#define _GNU_SOURCE /* F_GET_SEALS */
 #include "conn/conn_state.h"
 #include "conn/shmpipe_impl.h"
 #include "core/internal.h"
@@ -19,6 +20,7 @@
 #include "core/shm.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -106,6 +108,13 @@ int mp__shmc_adopt(mp_conn **out, int memfd, int doorbell)
                        "the memory handed over (%jd bytes) is not a shared-memory "
                        "pipe's ring",
                        (intmax_t)st.st_size);
+#if defined(__linux__) && defined(F_GET_SEALS)
+    /* Unsealed, a peer could shrink it under this process's mapping. */
+    int seals = fcntl(memfd, F_GET_SEALS);
+    if (seals < 0 || !(seals & F_SEAL_SHRINK))
+        return mp__err(MP_EPROTO, "the memory handed over is not sealed against shrinking, as a "
+                                  "shared-memory pipe's ring is");
+#endif
     size_t size = (size_t)st.st_size;
     void *base = NULL;
     int rc = mp__shm_map_fd(&base, memfd, size);
