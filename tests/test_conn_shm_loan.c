@@ -1,14 +1,11 @@
 /*
  * conn_shm_loan: zero-copy loans and views on mp_pipe_shm ends (and their
- * heap fallback on socket ends), the prompt EPIPE after the reader closes,
- * and the refusal to hand a shared-memory end over by descriptor.
+ * heap fallback on socket ends) and the prompt EPIPE after the reader
+ * closes (handing an end over by descriptor: test_conn_shm_pass.c).
  */
 #include "testutil.h"
 
 #include <mpipc/conn.h>
-#include <mpipc/context.h>
-#include <mpipc/process.h>
-#include <mpipc/reduction.h>
 
 #include <errno.h>
 #include <math.h>
@@ -394,7 +391,7 @@ static void test_receiver_killed_holding_a_view_loses_nothing(void **state)
     mp_conn_free(g_b);
 }
 
-/* ---- EPIPE, and passing by descriptor ----------------------------------------- */
+/* ---- EPIPE ------------------------------------------------------------------------ */
 
 /* Python's Pipe: send after the reader closed raises BrokenPipeError at
  * once; here the first send (copying or a loan) is -EPIPE, without waiting
@@ -447,28 +444,6 @@ static void test_reader_still_held_by_a_child_still_receives(void **state)
     mp_conn_free(g_b);
 }
 
-/* Its descriptor is only the doorbell: a shared-memory end is refused by
- * name, never half passed. */
-static void test_shm_end_is_not_passed_by_descriptor(void **state)
-{
-    (void)state;
-    mp_conn *a, *b, *s, *t;
-    assert_int_equal(mp_pipe_shm(&a, &b, true, NULL), 0);
-    assert_int_equal(mp_pipe(&s, &t, true), 0);
-    TU_ASSERT_STATUS(mp_send_conn(s, a), MP_ESTATE);
-    const mp_context *ctx = NULL;
-    assert_int_equal(mp_context_get(&ctx, "spawn"), 0);
-    mp_process *p;
-    assert_int_equal(mp_process_new_ctx(&p, ctx, "no_such_target", NULL), 0);
-    TU_ASSERT_STATUS(mp_process_pass_conn(p, a), MP_ESTATE);
-    assert_int_equal(mp_process_pass_conn(p, s), 0);
-    mp_process_free(p);
-    mp_conn_free(a);
-    mp_conn_free(b);
-    mp_conn_free(s);
-    mp_conn_free(t);
-}
-
 int main(int argc, char **argv)
 {
     tu_filter(argc, argv);
@@ -484,7 +459,6 @@ int main(int argc, char **argv)
         TU_TEST(test_receiver_killed_holding_a_view_loses_nothing),
         TU_TEST(test_first_send_after_the_reader_closed_gives_epipe),
         TU_TEST(test_reader_still_held_by_a_child_still_receives),
-        TU_TEST(test_shm_end_is_not_passed_by_descriptor),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -185,9 +185,14 @@ typedef struct mp_pipe_shm_opts {
  *     or wait for room;
  *   - large messages can go without a copy: mp_conn_loan / mp_conn_commit
  *     and mp_conn_recv_view / mp_conn_release;
- *   - the ends cannot be handed to another process by descriptor:
- *     mp_send_conn and mp_process_pass_conn refuse them with MP_ESTATE, so
- *     share them by fork only.
+ *   - an end is handed to another process by descriptor with mp_send_conn
+ *     or mp_process_pass_conn like any end: its ring's memory (a memfd)
+ *     travels with its doorbell, two descriptors, and the receiver checks
+ *     both before using them. Not while a loan or view is out on it or a
+ *     message is part-way received (MP_ESTATE); not on a system without
+ *     memfd or files in $TMPDIR (MP_ESTATE: share it by fork then). The
+ *     other end sees end of file only once every copy, in every process,
+ *     is closed.
  *
  * Returns 0; -EINVAL (ring_size over 1 GiB); -ENOMEM, -EMFILE, -ENFILE
  * with *a and *b set to NULL.

@@ -217,8 +217,12 @@ MP_API int mp_process_new_ctx(mp_process **out, const mp_context *ctx, const cha
 MP_API ssize_t mp_process_pass_fd(mp_process *p, int fd);
 
 /* mp_process_pass_conn - mp_process_pass_fd(p, mp_conn_fileno(c)): the
- * child rebuilds the end with mp_process_inherited_conn. Returns as
- * mp_process_pass_fd; MP_ECLOSED for a closed connection. */
+ * child rebuilds the end with mp_process_inherited_conn. A shared-memory
+ * end (mp_pipe_shm) takes two indexes, its ring's memory then its doorbell:
+ * the first is returned and is the one to rebuild. Returns as
+ * mp_process_pass_fd; MP_ECLOSED for a closed connection; MP_ESTATE for a
+ * shared-memory end with a loan, view or part-way message out, or no
+ * memfd (see mp_pipe_shm). */
 MP_API ssize_t mp_process_pass_conn(mp_process *p, const mp_conn *c);
 
 /*
@@ -236,6 +240,9 @@ MP_API int mp_process_inherited_fd(ssize_t i);
  * mp_process_inherited_conn - the connection end the parent passed at
  * index i (mp_process_pass_conn), rebuilt: duplex for a socket, else
  * receive-only or send-only as the descriptor was opened.
+ *
+ * A shared-memory end is rebuilt from index i (its ring) and i + 1 (its
+ * doorbell), both checked as mp_recv_conn checks them (MP_EPROTO).
  *
  * Returns 0; MP_EKEY as mp_process_inherited_fd; MP_ESTATE if that index
  * was already taken as a connection (its descriptor belongs to it);

@@ -121,6 +121,12 @@ MP_API int mp_recv_handle(mp_conn *c, int *fd, double timeout);
  * socket end made receive-only, or write-only after MP_ETOOLONG), since
  * the receiver would get them all; MP_ECLOSED when either is closed; the
  * codes of mp_send_handle().
+ *
+ * A shared-memory end (mp_pipe_shm) travels as two handle messages sent
+ * back to back under c's send lock: its ring's memory (a memfd), then its
+ * doorbell socket; only mp_recv_conn() (not Python) rebuilds it. MP_ESTATE
+ * as well while a loan or view is out on it or a message is part-way
+ * received there, or when its memory has no descriptor (no memfd).
  */
 MP_API int mp_send_conn(mp_conn *c, mp_conn *conn);
 
@@ -132,8 +138,15 @@ MP_API int mp_send_conn(mp_conn *c, mp_conn *conn);
  *           write-only for a pipe end by its access mode. NULL on failure.
  * timeout:  as for mp_recv_handle().
  *
- * Returns 0, or the codes of mp_recv_handle(); -ENOMEM (the descriptor is
- * closed on every failure). Ownership: mp_conn_free() the connection.
+ * A file received first is a shared-memory end's ring (mp_send_conn()): its
+ * doorbell must follow, and both are checked before use - the ring's size
+ * and shape against the file, its indexes, and that the doorbell is one of
+ * its ends - else MP_EPROTO with a message.
+ *
+ * Returns 0, or the codes of mp_recv_handle(); MP_EPROTO for a malformed
+ * shared-memory hand-over; -ENOMEM (every descriptor received is closed on
+ * every failure, and nothing stays mapped). Ownership: mp_conn_free() the
+ * connection.
  */
 MP_API int mp_recv_conn(mp_conn *c, mp_conn **out, double timeout);
 

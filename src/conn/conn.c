@@ -983,9 +983,9 @@ int mp__conn_raw_begin(mp_conn *c, enum mp__conn_raw_use use, struct mp__conn_ra
         return MP_EREADONLY;
     if (use == MP__CONN_RAW_RECV && !conn_load_flag(&c->readable))
         return MP_EWRITEONLY;
-    if (c->shm)
+    if (c->shm && use != MP__CONN_RAW_HAND_OVER) /* its descriptor is only the doorbell */
         return mp__err(MP_ESTATE, "a shared-memory connection end (mp_pipe_shm) cannot be "
-                                  "handed over or used raw");
+                                  "used raw");
     conn_fork_fixup(c);
     pthread_mutex_t *mu = use == MP__CONN_RAW_SEND ? &c->wmu : &c->rmu;
     pthread_mutex_lock(mu);

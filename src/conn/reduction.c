@@ -4,6 +4,7 @@
  * that no descriptor a peer sends can leak. Statics start with reduction_.
  */
 #include "conn/conn_impl.h"
+#include "conn/shmpipe.h"
 #include "core/internal.h"
 #include "core/io.h"
 
@@ -95,23 +96,30 @@ static int reduction_recv_one(int sock, int *out, int64_t deadline)
     return 0;
 }
 
-MP_API int mp_send_handle(mp_conn *c, int fd, pid_t destination_pid)
+/* Send n handle messages (Python's send_handle, one descriptor each) under
+ * one hold of c's send lock, so that no other message comes between them. */
+static int reduction_send_fds(mp_conn *c, const int *fds, size_t n)
 {
-    (void)destination_pid; /* Unix needs no target process, as in Python */
-    if (!c || fd < 0)
-        return -EINVAL;
     struct mp__conn_raw raw;
     int rc = mp__conn_raw_begin(c, MP__CONN_RAW_SEND, &raw);
     if (rc < 0)
         return rc;
     rc = reduction_check_unix(&raw, "send_handle");
-    if (rc == 0) {
+    for (size_t i = 0; rc == 0 && i < n; i++) {
         /* Python's sendfds: one byte, len(fds) % 256, with the fds. */
         unsigned char count = 1;
-        rc = mp__send_fds(raw.fd, &count, 1, &fd, 1);
+        rc = mp__send_fds(raw.fd, &count, 1, &fds[i], 1);
     }
     mp__conn_raw_end(c, MP__CONN_RAW_SEND);
     return rc;
+}
+
+MP_API int mp_send_handle(mp_conn *c, int fd, pid_t destination_pid)
+{
+    (void)destination_pid; /* Unix needs no target process, as in Python */
+    if (!c || fd < 0)
+        return -EINVAL;
+    return reduction_send_fds(c, &fd, 1);
 }
 
 MP_API int mp_recv_handle(mp_conn *c, int *fd, double timeout)
@@ -149,8 +157,10 @@ MP_API int mp_recv_handle(mp_conn *c, int *fd, double timeout)
 }
 
 /* Lock conn for handing over and check that the receiver will get it as it
- * is: nothing read ahead, and the directions its descriptor allows. */
-static int reduction_hand_over_begin(mp_conn *conn, struct mp__conn_raw *raw)
+ * is: nothing read ahead, and the directions its descriptor allows. A
+ * shared-memory end sets *memfd (borrowed) to its ring's memory, which
+ * travels before its doorbell (shmpass.c). */
+static int reduction_hand_over_begin(mp_conn *conn, struct mp__conn_raw *raw, int *memfd)
 {
     int rc = mp__conn_raw_begin(conn, MP__CONN_RAW_HAND_OVER, raw);
     if (rc == MP_ESTATE)
@@ -159,8 +169,11 @@ static int reduction_hand_over_begin(mp_conn *conn, struct mp__conn_raw *raw)
     if (rc < 0)
         return rc;
     bool readable = false, writable = false;
-    rc = mp__fd_directions(raw->fd, &readable, &writable);
-    if (rc == 0 && (readable != raw->readable || writable != raw->writable))
+    if (mp__conn_is_shm(conn))
+        rc = mp__shmc_export(conn, memfd);
+    else
+        rc = mp__fd_directions(raw->fd, &readable, &writable);
+    if (rc == 0 && *memfd < 0 && (readable != raw->readable || writable != raw->writable))
         rc = mp__err(MP_ESTATE,
                      "send_conn: the connection is %s%s but its descriptor allows %s%s; the "
                      "receiver would get what the descriptor allows",
@@ -179,11 +192,38 @@ MP_API int mp_send_conn(mp_conn *c, mp_conn *conn)
     /* Lock order: the end handed over (its receive lock), then c's send
      * lock; no call holds a send lock while it waits for a receive lock. */
     struct mp__conn_raw what;
-    int rc = reduction_hand_over_begin(conn, &what);
+    int memfd = -1;
+    int rc = reduction_hand_over_begin(conn, &what, &memfd);
     if (rc < 0)
         return rc;
-    rc = mp_send_handle(c, what.fd, 0);
+    if (memfd >= 0) {
+        int fds[2] = {memfd, what.fd};
+        rc = reduction_send_fds(c, fds, 2);
+    } else {
+        rc = reduction_send_fds(c, &what.fd, 1);
+    }
     mp__conn_raw_end(conn, MP__CONN_RAW_HAND_OVER);
+    return rc;
+}
+
+/* The doorbell that follows a shared-memory end's memory (memfd, received
+ * first): a working end on both, or an error with both closed. */
+static int reduction_recv_shm(mp_conn *c, mp_conn **out, int memfd, int64_t deadline)
+{
+    int bell = -1;
+    int rc = mp_recv_handle(c, &bell, mp__deadline_left(deadline));
+    if (rc == MP_EPROTO || rc == MP_EOF)
+        rc = mp__err(MP_EPROTO,
+                     "recv_conn: a shared-memory ring came without the doorbell that "
+                     "follows it (%s)",
+                     rc == MP_EOF ? "end of file" : "the next message carries no descriptor");
+    if (rc == 0)
+        rc = mp__shmc_adopt(out, memfd, bell);
+    if (rc < 0) {
+        mp__close(memfd);
+        if (bell >= 0)
+            mp__close(bell);
+    }
     return rc;
 }
 
@@ -193,10 +233,15 @@ MP_API int mp_recv_conn(mp_conn *c, mp_conn **out, double timeout)
         *out = NULL;
     if (!c || !out)
         return -EINVAL;
+    if (mp__bad_timeout(timeout))
+        return MP_EVALUE;
+    int64_t deadline = mp__deadline(timeout);
     int fd;
     int rc = mp_recv_handle(c, &fd, timeout);
     if (rc < 0)
         return rc;
+    if (mp__shmc_is_ring_fd(fd))
+        return reduction_recv_shm(c, out, fd, deadline);
     bool readable = false, writable = false;
     rc = mp__fd_directions(fd, &readable, &writable);
     if (rc == 0)

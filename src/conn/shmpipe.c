@@ -75,10 +75,11 @@
  * Prompt EPIPE. A receiving end's close sets rx_closed; the next send
  * polls its doorbell once for end of file (see shmpipe_reader_gone).
  *
- * Not done yet (issue 16): handing an end over by descriptor (make the
- * mapping a memfd, core/shm.h, and pass it with the doorbell; today
- * mp__conn_raw_begin and mp_process_pass_conn refuse shm ends with
- * MP_ESTATE); messages over the ring in a loaned block of their own
+ * By descriptor (shmpass.c). The mapping is a memfd whose first 64 bytes
+ * (the passport) give the ring's size and shape and each side's doorbell
+ * inode; an end travels as the memfd then its doorbell.
+ *
+ * Not done yet (issue 16): messages over the ring in a loaned block of their own
  * (today a heap loan sent in pieces); and the rest of the speed work.
  * Each side keeps the other's index as last read (shmpipe_ring.seen), so
  * the line the other side writes is fetched only when needed; the robust
@@ -89,6 +90,7 @@
  */
 #include "conn/shmpipe.h"
 #include "conn/conn_state.h"
+#include "conn/shmpipe_impl.h"
 #include "core/internal.h"
 #include "core/io.h"
 #include "core/psync.h"
@@ -99,74 +101,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-
-#define SHMPIPE_RING_DEFAULT ((size_t)1 << 20)
-#define SHMPIPE_RING_MIN     ((size_t)4096)
-#define SHMPIPE_RING_MAX     ((size_t)1 << 30)
-#define SHMPIPE_HDR          ((size_t)16)
-#define SHMPIPE_BEGIN        1u
-#define SHMPIPE_END          2u
-#define SHMPIPE_PAD          4u /* filler up to the ring's end, before a loan */
-#define SHMPIPE_SPIN_MIN     2000
-#define SHMPIPE_SPIN_MAX     50000
-#define SHMPIPE_SLEEP_CAP_NS INT64_C(100000000)
-
-/* The shared header of one ring. */
-struct shmpipe_hdr {
-    _Alignas(64) uint64_t tail;   /* bytes ever published (senders) */
-    _Alignas(64) uint64_t head;   /* bytes ever consumed (receivers) */
-    _Alignas(64) uint32_t asleep; /* a receiver wants the doorbell rung */
-    uint32_t want_room;           /* a sender waits on `room` */
-    uint32_t rx_closed;           /* a receiving end was closed: look for EPIPE */
-    sem_t room;                   /* posted by a receiver that freed space */
-    _Alignas(64) pthread_mutex_t send_mu;
-    _Alignas(64) pthread_mutex_t recv_mu;
-};
-
-#define SHMPIPE_HDR_SPACE ((sizeof(struct shmpipe_hdr) + 63) & ~(size_t)63)
-
-/* A ring as this process sees it. */
-struct shmpipe_ring {
-    struct shmpipe_hdr *h; /* NULL: the end does not use this direction */
-    unsigned char *data;
-    size_t cap;
-    /* The other side's index as last read (send: head, receive: tail),
-     * under the send or receive mutex: it only grows, so an old value
-     * understates what is free or published, and is read again only when
-     * it does not suffice - the line the other side writes is not fetched
-     * for every message. */
-    uint64_t seen;
-};
-
-/* The mapping, shared by the ends this process holds (refs). */
-struct shmpipe_map {
-    void *base;
-    size_t size;
-    unsigned refs; /* atomic */
-};
-
-struct mp__shmc {
-    struct shmpipe_map *map;
-    struct shmpipe_ring rx, tx;
-    int spin_ns;
-    /* guarded by rx.h->recv_mu; a message received part way */
-    unsigned gen;
-    bool part_on;
-    unsigned char *part;
-    size_t part_size, part_cap;
-    size_t part_got; /* atomic: mp_conn_buffered reads it without the lock */
-    /* a loan out (send_mu held by loan_owner) */
-    bool loan_on; /* atomic */
-    pthread_t loan_owner;
-    unsigned loan_gen; /* the fork generation that took it */
-    unsigned char *loan_buf;
-    uint64_t loan_tail, loan_at; /* where its pad (if any) and its record begin */
-    size_t loan_size;
-    /* a view out (recv_mu held) */
-    bool view_on;
-    const unsigned char *view_buf;
-    uint64_t view_next;
-};
+#include <sys/stat.h>
 
 /* ---- ring copies ---------------------------------------------------------- */
 
@@ -233,6 +168,24 @@ static int shmpipe_end_new(struct mp__shmc **out, struct shmpipe_map *map)
     return 0;
 }
 
+/* Write the passport (shmpipe_impl.h): the ring's size and shape and the
+ * doorbell socket of each side, for a process that receives an end by
+ * descriptor. */
+static int shmpipe_passport_init(struct shmpipe_map *map, size_t cap, bool duplex, const int fds[2])
+{
+    struct shmpipe_passport pp = {
+        .magic = SHMPIPE_MAGIC, .cap = cap, .duplex = duplex, .version = 1};
+    for (int i = 0; i < 2; i++) {
+        struct stat st;
+        if (fstat(fds[i], &st) < 0)
+            return -errno;
+        pp.ino[i] = (uint64_t)st.st_ino;
+        pp.dev[i] = (uint64_t)st.st_dev;
+    }
+    memcpy(map->base, &pp, sizeof pp);
+    return 0;
+}
+
 MP_API int mp_pipe_shm(mp_conn **a, mp_conn **b, bool duplex, const mp_pipe_shm_opts *opts)
 {
     if (!a || !b)
@@ -246,27 +199,32 @@ MP_API int mp_pipe_shm(mp_conn **a, mp_conn **b, bool duplex, const mp_pipe_shm_
         cap <<= 1;
     size_t nrings = duplex ? 2 : 1;
     struct shmpipe_map *map = calloc(1, sizeof *map);
+    if (map)
+        map->fd = -1;
     struct mp__shmc *sa = NULL, *sb = NULL;
     int fds[2] = {-1, -1};
     int rc = map ? 0 : -ENOMEM;
     if (rc == 0) {
-        map->size = nrings * (SHMPIPE_HDR_SPACE + cap);
-        rc = mp__shm_map(&map->base, map->size);
+        map->size = SHMPIPE_PASSPORT + nrings * (SHMPIPE_HDR_SPACE + cap);
+        rc = mp__shm_map_memfd(&map->base, map->size, &map->fd);
         if (rc < 0)
             map->base = NULL;
     }
     /* Ring 0 carries messages to a, ring 1 (duplex only) to b. */
     struct shmpipe_ring r0 = {0}, r1 = {0};
+    unsigned char *rings = map && map->base ? (unsigned char *)map->base + SHMPIPE_PASSPORT : NULL;
     if (rc == 0)
-        rc = shmpipe_ring_init(&r0, map->base, cap);
+        rc = shmpipe_ring_init(&r0, rings, cap);
     if (rc == 0 && duplex)
-        rc = shmpipe_ring_init(&r1, (unsigned char *)map->base + SHMPIPE_HDR_SPACE + cap, cap);
+        rc = shmpipe_ring_init(&r1, rings + SHMPIPE_HDR_SPACE + cap, cap);
     if (rc == 0)
         rc = shmpipe_end_new(&sa, map);
     if (rc == 0)
         rc = shmpipe_end_new(&sb, map);
     if (rc == 0)
         rc = mp__socketpair(fds);
+    if (rc == 0)
+        rc = shmpipe_passport_init(map, cap, duplex, fds);
     if (rc == 0)
         rc = mp__conn_new(a, fds[0], true, false, true, duplex);
     if (rc == 0) {
@@ -287,6 +245,8 @@ MP_API int mp_pipe_shm(mp_conn **a, mp_conn **b, bool duplex, const mp_pipe_shm_
         free(sb);
         if (map && map->base)
             mp__shm_unmap(map->base, map->size);
+        if (map && map->fd >= 0)
+            mp__close(map->fd);
         free(map);
         return rc;
     }
@@ -319,6 +279,8 @@ void mp__shmc_release(mp_conn *c)
         mp__mutex_unlock(&s->rx.h->recv_mu);
     if (__atomic_sub_fetch(&s->map->refs, 1, __ATOMIC_ACQ_REL) == 0) {
         mp__shm_unmap(s->map->base, s->map->size);
+        if (s->map->fd >= 0)
+            mp__close(s->map->fd);
         free(s->map);
     }
     free(s->part);

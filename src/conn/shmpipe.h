@@ -38,6 +38,26 @@ size_t mp__shmc_buffered(mp_conn *c);
 /* Release this end's view of the shared memory (close/free). */
 void mp__shmc_release(mp_conn *c);
 
+/* ---- handing an end over by descriptor (shmpass.c) ---- */
+
+/* The memfd behind c's ring (borrowed), to send beside its doorbell:
+ * MP_ESTATE (with a message) when there is none, or a loan, view or
+ * message part-way received is out on c. */
+int mp__shmc_export(const mp_conn *c, int *memfd);
+
+/* True when fd, received where a connection end was expected, is a file:
+ * the memory of a shared-memory end, its doorbell following. */
+bool mp__shmc_is_ring_fd(int fd);
+
+/*
+ * A working end on a ring's memfd and doorbell received from another
+ * process, after checking both (MP_EPROTO with a message: not a ring, sizes
+ * that do not match, a doorbell that is not the ring's, indexes out of
+ * range). On success the end owns both descriptors; on failure neither is
+ * closed and nothing stays mapped.
+ */
+int mp__shmc_adopt(mp_conn **out, int memfd, int doorbell);
+
 /* True when c is a shared-memory end (mp_pipe_shm). */
 bool mp__conn_is_shm(const mp_conn *c);
 

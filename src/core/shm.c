@@ -19,10 +19,12 @@
  */
 /* MAP_ANONYMOUS is POSIX.1-2024, not 2008: glibc shows it with _DEFAULT_SOURCE. */
 #define _DEFAULT_SOURCE
+#define _GNU_SOURCE /* memfd_create, file seals */
 #include "core/shm.h"
 #include "core/io.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -357,6 +359,43 @@ int mp__shm_map(void **out, size_t size)
         return -ENOMEM;
     *out = p;
     return 0;
+}
+
+int mp__shm_map_memfd(void **out, size_t size, int *fd)
+{
+    if (!out || !fd)
+        return -EINVAL;
+    *out = NULL;
+    *fd = -1;
+    if (size == 0)
+        return -EINVAL;
+#if defined(__linux__) && defined(MFD_ALLOW_SEALING) && defined(F_ADD_SEALS)
+    /* Sealed at its size: a process it is handed to cannot shrink it under
+     * the others' mappings (SIGBUS on their next access). */
+    int f = memfd_create("mpipc-shmpipe", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (f >= 0 && (mp__truncate(f, size) < 0 ||
+                   fcntl(f, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)) {
+        (void)mp__close(f);
+        f = -1;
+    }
+#else
+    int f = mp__anon_file("mpipc-shmpipe");
+    if (f >= 0 && mp__truncate(f, size) < 0) {
+        (void)mp__close(f);
+        f = -1;
+    }
+#endif
+    if (f >= 0) {
+        void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0);
+        if (p != MAP_FAILED) {
+            *out = p;
+            *fd = f;
+            return 0;
+        }
+    }
+    if (f >= 0)
+        (void)mp__close(f);
+    return mp__shm_map(out, size); /* no memfd: shared by fork only */
 }
 
 void mp__shm_unmap(void *p, size_t size)

@@ -62,6 +62,15 @@ int mp__shm_locate(const void *p, size_t len, int *fd, size_t *off, size_t *size
  */
 int mp__shm_map(void **out, size_t size);
 
+/*
+ * mp__shm_map, backed by a memfd when one can be made, so that the mapping
+ * can be handed to another process by descriptor: *fd is the file (the
+ * caller owns it and closes it; on Linux a memfd sealed against changing
+ * its size), or -1 when only an anonymous mapping could be made (shared by
+ * fork only). Returns as mp__shm_map.
+ */
+int mp__shm_map_memfd(void **out, size_t size, int *fd);
+
 /* Remove this process's view of a mapping from mp__shm_map (NULL: none). */
 void mp__shm_unmap(void *p, size_t size);
 

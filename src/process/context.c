@@ -193,10 +193,50 @@ MP_API ssize_t mp_process_pass_conn(mp_process *p, const mp_conn *c)
         return -EINVAL;
     if (mp_conn_closed(c))
         return MP_ECLOSED;
-    if (mp__conn_is_shm(c)) /* its descriptor is only the doorbell */
-        return mp__err(MP_ESTATE, "a shared-memory connection end (mp_pipe_shm) cannot be "
-                                  "passed by descriptor: share it by fork");
-    return mp_process_pass_fd(p, mp_conn_fileno(c));
+    if (!mp__conn_is_shm(c))
+        return mp_process_pass_fd(p, mp_conn_fileno(c));
+    /* A shared-memory end: its ring's memory, then its doorbell, in two
+     * slots side by side (mp_process_inherited_conn takes both). */
+    int memfd = -1;
+    int rc = mp__shmc_export(c, &memfd);
+    if (rc < 0)
+        return rc;
+    struct mp__start_proc *sp = mp__start_of(p);
+    if (sp && mp_process_pid(p) == 0 && sp->nuserfds + 2 > MP__START_MAX_FDS)
+        return mp__err(MP_EVALUE,
+                       "too many descriptors passed (at most %d; a shared-memory end "
+                       "takes two)",
+                       MP__START_MAX_FDS);
+    ssize_t first = mp_process_pass_fd(p, memfd);
+    if (first < 0)
+        return first;
+    ssize_t second = mp_process_pass_fd(p, mp_conn_fileno(c));
+    MP__ASSERT(second == first + 1);
+    return second < 0 ? second : first;
+}
+
+/* Index k holds a shared-memory end's memory: rebuild the end on it and
+ * the doorbell at k + 1 (ctx_taken[k] already set by the caller). */
+static int ctx_inherited_shm(mp_conn **out, ssize_t k, int memfd)
+{
+    pthread_mutex_lock(&ctx_mu);
+    bool ok = (size_t)k + 1 < ctx_ninherited && !ctx_taken[k + 1];
+    int bell = ok ? ctx_inherited[k + 1] : -1;
+    if (ok)
+        ctx_taken[k + 1] = true;
+    pthread_mutex_unlock(&ctx_mu);
+    int rc = ok ? mp__shmc_adopt(out, memfd, bell)
+                : mp__err(MP_EPROTO,
+                          "inherited descriptor %zd is a shared-memory ring without "
+                          "its doorbell after it",
+                          k);
+    pthread_mutex_lock(&ctx_mu);
+    if (rc < 0)
+        ctx_taken[k] = false;
+    if (rc < 0 && ok)
+        ctx_taken[k + 1] = false;
+    pthread_mutex_unlock(&ctx_mu);
+    return rc;
 }
 
 /* ---- the child's side --------------------------------------------------------- */
@@ -236,6 +276,8 @@ MP_API int mp_process_inherited_conn(mp_conn **out, ssize_t i)
     pthread_mutex_unlock(&ctx_mu);
     if (taken)
         return mp__err(MP_ESTATE, "inherited descriptor %zd is already a connection", i);
+    if (mp__shmc_is_ring_fd(fd))
+        return ctx_inherited_shm(out, k, fd);
     bool readable = true, writable = true;
     if (mp__fd_is_socket(fd) != 1) {
         int fl = fcntl(fd, F_GETFL);
