@@ -214,6 +214,8 @@ struct mp__mgr_cfg {
     size_t max_request;          /* requests above this get MP_ETOOLONG */
     int alive_fd;                /* read end of the starter's pipe, or -1 (serve) */
     struct mp__mgr_arena *arena; /* the mailboxes of a started manager, or NULL */
+    const struct mp_manager_type *types; /* types of your own (manager_user.h) */
+    size_t ntypes;
 };
 
 /*
