@@ -145,7 +145,7 @@ static int64_t call_int(mp_proxy *p, const char *method, mp_obj *args)
 }
 
 #define NCHILD 4
-#define NADD 50
+#define NADD   50
 
 static int child_adds(void *arg)
 {

@@ -200,7 +200,7 @@ typedef struct mp_manager_opts {
 /* Every default of mp_manager_opts: a private socket, a random key, 30 s. */
 #define MP_MANAGER_OPTS_INIT                                                                       \
     {                                                                                              \
-        NULL, NULL, 0, 30.0, 0, NULL, NULL, NULL, 0                                                       \
+        NULL, NULL, 0, 30.0, 0, NULL, NULL, NULL, 0                                                \
     }
 
 /* ---- Managers ------------------------------------------------------------ */

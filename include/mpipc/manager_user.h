@@ -46,9 +46,11 @@ typedef struct mp_proxy mp_proxy;
 typedef struct mp_manager_method {
     /* Its name, as clients call it (Python's exposed name). */
     const char *name;
-    /* The fewest and most positional arguments it takes: the server replies
-     * MP_ETYPE (Python's TypeError) to other counts without calling it. */
-    int min_args, max_args;
+    /* The fewest positional arguments it takes: the server replies
+     * MP_ETYPE (Python's TypeError) to fewer without calling it. */
+    int min_args;
+    /* The most positional arguments it takes (MP_ETYPE to more). */
+    int max_args;
     /* The method: self from the type's create, args a tuple (borrowed).
      * Sets *result to a new value (the reply; NULL for None) and returns 0,
      * or returns a negative status (*result is then ignored and freed). */
@@ -67,6 +69,7 @@ typedef struct mp_manager_type {
     void (*free)(void *self);
     /* Its methods, nmethods of them. */
     const mp_manager_method *methods;
+    /* How many methods the table holds. */
     size_t nmethods;
 } mp_manager_type;
 
@@ -87,8 +90,7 @@ typedef struct mp_manager_type {
  * Thread/fork: as mp_manager_dict(): the proxy works in any thread, and in
  * children forked later.
  */
-MP_API int mp_manager_create(mp_manager *m, const char *typeid, const mp_obj *args,
-                             mp_proxy **out);
+MP_API int mp_manager_create(mp_manager *m, const char *typeid, const mp_obj *args, mp_proxy **out);
 
 /*
  * mp_proxy_call - call a method of the proxy's object (Python's
@@ -102,8 +104,8 @@ MP_API int mp_manager_create(mp_manager *m, const char *typeid, const mp_obj *ar
  *
  * Waits for the reply up to the manager's timeout.
  * Returns 0; MP_EPROTO for a method the type does not have; MP_ETYPE for
- * a wrong number of arguments; the method's own negative status (its words
- * for mp_errmsg()); -EINVAL (NULL, args not a tuple); the codes of every
+ * a wrong number of arguments; the method's own negative status (the
+ * server's words for mp_errmsg()); -EINVAL (NULL, args not a tuple); the codes of every
  * proxy call (MP_ENOSERVER, MP_ENOOBJ, MP_ECLOSED, MP_ETIMEDOUT, -ENOMEM).
  * Ownership: *result is the caller's (mp_obj_free); args is borrowed.
  * Thread/fork: any thread; children forked later.

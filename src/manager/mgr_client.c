@@ -222,8 +222,8 @@ static int client_server_main(void *arg)
     mp_conn_free(a->report);
     if (rc < 0)
         return 1;
-    struct mp__mgr_cfg cfg = {a->key,      a->keylen, a->max_message, a->alive_rd,
-                              a->arena,    a->types,  a->ntypes};
+    struct mp__mgr_cfg cfg = {a->key,   a->keylen, a->max_message, a->alive_rd,
+                              a->arena, a->types,  a->ntypes};
     rc = mp__mgr_serve(l, &cfg);
     mp_listener_free(l);
     mp__close(a->alive_rd);
@@ -359,9 +359,8 @@ static int client_start_server(mp_manager *m, const mp_manager_opts *o)
             m->alive_wr = alive[1];
         pthread_mutex_unlock(&reg_mu);
     }
-    struct start_args a = {o->address, m->key,    m->keylen, o->max_message,
-                           alive[0],   wr,        m->arena,  o->types,
-                           o->ntypes};
+    struct start_args a = {o->address, m->key,   m->keylen, o->max_message, alive[0],
+                           wr,         m->arena, o->types,  o->ntypes};
     if (rc == 0)
         rc = mp_process_new(&m->proc, client_server_main, &a);
     if (rc == 0)

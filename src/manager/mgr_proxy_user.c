@@ -16,8 +16,7 @@ struct mp_proxy {
     struct proxy base;
 };
 
-MP_API int mp_manager_create(mp_manager *m, const char *typeid, const mp_obj *args,
-                             mp_proxy **out)
+MP_API int mp_manager_create(mp_manager *m, const char *typeid, const mp_obj *args, mp_proxy **out)
 {
     if (out)
         *out = NULL;

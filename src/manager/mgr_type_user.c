@@ -85,15 +85,15 @@ void mp__mgr_user_call(const struct req *r, const char *meth, size_t mlen)
     const mp_manager_method *m = suser_method(r->o, meth, mlen);
     char text[160];
     if (!m) {
-        snprintf(text, sizeof text, "AttributeError: %s has no method '%.*s'",
-                 r->o->utype->typeid, (int)(mlen > 64 ? 64 : mlen), meth);
+        snprintf(text, sizeof text, "AttributeError: %s has no method '%.*s'", r->o->utype->typeid,
+                 (int)(mlen > 64 ? 64 : mlen), meth);
         mp__mgr_reply_error(r->c, MP_EPROTO, text);
         return;
     }
     ssize_t na = mp_obj_len(r->args);
     if (na < m->min_args || na > m->max_args) {
-        snprintf(text, sizeof text, "TypeError: %s() takes %d to %d arguments (%zd given)",
-                 m->name, m->min_args, m->max_args, na);
+        snprintf(text, sizeof text, "TypeError: %s() takes %d to %d arguments (%zd given)", m->name,
+                 m->min_args, m->max_args, na);
         mp__mgr_reply_error(r->c, MP_ETYPE, text);
         return;
     }
