@@ -192,7 +192,9 @@ static void test_user_method_errors_reach_c_as_named_statuses(void **state)
     assert_int_equal(call_int(p, "add", mp_obj_build("(si)", "k", 4)), 4);
     /* the method's own statuses */
     assert_int_equal(call_int(p, "get", mp_obj_build("(s)", "nope")), MP_EKEY);
+    assert_string_equal(mp_errmsg(MP_EKEY), "KeyError: 'nope'");
     assert_int_equal(call_int(p, "add", mp_obj_build("(si)", "k", 7)), MP_EVALUE);
+    assert_string_equal(mp_errmsg(MP_EVALUE), "ValueError: Tally.add() refused its arguments");
     assert_int_equal(call_int(p, "add", mp_obj_build("(ss)", "k", "x")), MP_ETYPE);
     /* what the server refuses before calling it */
     assert_int_equal(call_int(p, "nonesuch", NULL), MP_EPROTO);
@@ -270,8 +272,9 @@ static const char py_client[] =
     "t = m.Tally(10)\n"
     "assert set(t._exposed_) == {'add', 'get', 'live', 'reset'}, t._exposed_\n"
     "assert t.add('k', 4) == 4 and t.add('k', 2) == 6 and t.get('k') == 6\n"
-    "raises(KeyError, t.get, 'nope')\n"
-    "raises(ValueError, t.add, 'k', 5)\n"
+    "e = raises(KeyError, t.get, 'nope'); assert e.args == ('nope',), e.args\n"
+    "e = raises(ValueError, t.add, 'k', 5); assert str(e) == 'Tally.add() refused its arguments', "
+    "str(e)\n"
     "raises(TypeError, t.add, 'k', 'x')\n"
     "raises(TypeError, t.get)\n"
     "raises(TypeError, t._callmethod, 'get', ('k',), {'x': 1})\n"

@@ -904,6 +904,10 @@ static void py_call_user(struct server *s, struct sconn *c, struct sobj *o, cons
         mp_obj_free(r);
         return;
     }
+    if (mp_obj_len(args) > 0) { /* MP_EKEY: KeyError(the first argument) */
+        c->py_x = PX_KEY;
+        c->py_saved = mp_obj_copy(mp_obj_list_get(args, 0));
+    }
     const struct req r = {s, c, o, (mp_obj *)args};
     mp__mgr_user_call(&r, meth, strlen(meth));
 }

@@ -69,12 +69,21 @@ static const mp_manager_method *suser_method(const struct sobj *o, const char *n
     return NULL;
 }
 
-/* A method's failure: its own words (mp_errmsg, when the method recorded
- * them for this code), else the words every reply of the code has. */
-static void suser_fail(struct sconn *c, int rc)
+/* A method's failure: KeyError with the repr of the first argument, as a
+ * dict's; the words a library call of the method recorded for this code
+ * (mp_errmsg); else the words every reply of the code has. */
+static void suser_fail(const struct req *r, const mp_manager_method *m, int rc)
 {
+    struct sconn *c = r->c;
     const char *msg = mp_errmsg(rc);
-    if (strcmp(msg, mp_strerror(rc)) == 0 || rc == -ENOMEM)
+    char text[160];
+    if (rc == MP_EKEY && mp_obj_len(r->args) > 0) {
+        mp__mgr_reply_keyerror(c, mp_obj_list_get(r->args, 0));
+    } else if ((rc == MP_EVALUE || rc == MP_ETYPE) && strcmp(msg, mp_strerror(rc)) == 0) {
+        snprintf(text, sizeof text, "%s: %s.%s() refused its arguments",
+                 rc == MP_EVALUE ? "ValueError" : "TypeError", r->o->utype->typeid, m->name);
+        mp__mgr_reply_error(c, rc, text);
+    } else if (strcmp(msg, mp_strerror(rc)) == 0 || rc == -ENOMEM)
         mp__mgr_reply_status(c, rc);
     else
         mp__mgr_reply_error(c, rc, msg);
@@ -103,7 +112,7 @@ void mp__mgr_user_call(const struct req *r, const char *meth, size_t mlen)
         rc = MP_EPROTO;
     if (rc < 0) {
         mp_obj_free(result);
-        suser_fail(r->c, rc);
+        suser_fail(r, m, rc);
         return;
     }
     mp_obj *none = result ? NULL : mp_obj_none();
