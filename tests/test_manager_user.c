@@ -3,16 +3,19 @@
  * a method's status reaches C as itself and Python (BaseManager.register)
  * as the exception of the same meaning; an unknown method, a wrong number
  * of arguments and an unknown typeid get named errors and the object
- * loses nothing; the type's free runs when the last holder releases. */
+ * loses nothing (also for requests made by hand on the wire); the type's
+ * free runs when the last holder releases; mp_manager_serve serves types. */
 #include "mgr_testutil.h"
 
 #include <mpipc/error.h>
+#include <mpipc/listener.h>
 #include <mpipc/manager_user.h>
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define PY_TIMEOUT 90.0
 
@@ -253,6 +256,88 @@ static void test_types_without_a_table_are_refused(void **state)
     TU_ASSERT_STATUS(mp_manager_serve("tcp:127.0.0.1:0", "k", 1, &o), -EINVAL);
 }
 
+/* From the wire: create('user', ...) with an initial value that is not
+ * (typeid, args), an unknown typeid, and calls with the wrong number of
+ * arguments or an unknown method get named errors; the server serves on. */
+static void test_bad_user_requests_from_the_wire_get_named_errors(void **state)
+{
+    (void)state;
+    mp_manager *m = start_with_tally(NULL);
+    mp_conn *c;
+    TU_ASSERT_STATUS(mp_client_connect(&c, mp_manager_address(m), "user-key", 8, MT_LONG), 0);
+    mt_raw_hello(c, 4242, 0);
+    assert_int_equal(
+        mt_send_obj(c,
+                    mt_request(0, "create", mp_obj_build("(sNs)", "user", mp_obj_none(), "Tally"))),
+        MP_ETYPE);
+    assert_int_equal(
+        mt_send_obj(
+            c, mt_request(0, "create", mp_obj_build("(sN(s()))", "user", mp_obj_none(), "Nope"))),
+        MP_EVALUE);
+    assert_int_equal(
+        mt_send_obj(c, mt_request(0, "create",
+                                  mp_obj_build("(sN(si))", "user", mp_obj_none(), "Tally", 3))),
+        MP_ETYPE);
+    mp_obj *ok = mt_request(0, "create", mp_obj_build("(sN(s()))", "user", mp_obj_none(), "Tally"));
+    TU_ASSERT_STATUS(mp_conn_send(c, ok), 0);
+    mp_obj_free(ok);
+    mp_obj *r = NULL;
+    TU_ASSERT_STATUS(mp_conn_recv(c, &r, MT_LONG), 0);
+    int64_t id = 0; /* ('#RETURN', (id, created, kind)) */
+    assert_int_equal(mp_obj_get_int(mp_obj_list_get(mp_obj_list_get(r, 1), 0), &id), 0);
+    mp_obj_free(r);
+    assert_int_equal(mt_send_obj(c, mt_request(id, "get", NULL)), MP_ETYPE);
+    assert_int_equal(mt_send_obj(c, mt_request(id, "add", mp_obj_build("(sii)", "k", 1, 2))),
+                     MP_ETYPE);
+    assert_int_equal(mt_send_obj(c, mt_request(id, "__del__", NULL)), MP_EPROTO);
+    assert_int_equal(mt_send_obj(c, mt_request(id, "add", mp_obj_build("(si)", "k", 1))), 0);
+    mp_conn_free(c);
+    TU_ASSERT_STATUS(mp_manager_shutdown(m), 0);
+    mp_manager_free(m);
+}
+
+/* mp_manager_serve: the program itself serves its types. */
+static void serve_report(const char *address, void *arg)
+{
+    char buf[256] = {0};
+    snprintf(buf, sizeof buf, "%s", address);
+    assert_int_equal(write(*(int *)arg, buf, sizeof buf), (ssize_t)sizeof buf);
+}
+
+static int serving_child(void *arg)
+{
+    mp_manager_opts o = MP_MANAGER_OPTS_INIT;
+    o.ready = serve_report;
+    o.ready_arg = arg;
+    o.types = &tally_type;
+    o.ntypes = 1;
+    return mp_manager_serve("tcp:127.0.0.1:0", "user-key", 8, &o) == 0 ? 0 : 10;
+}
+
+static void test_a_serving_program_serves_its_types(void **state)
+{
+    (void)state;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = tu_fork(serving_child, &p[1]);
+    assert_true(pid > 0);
+    close(p[1]);
+    char address[256];
+    assert_int_equal(mt_read_full(p[0], address, sizeof address, MT_LONG), 0);
+    close(p[0]);
+    address[sizeof address - 1] = '\0';
+    mp_manager *m = NULL;
+    TU_ASSERT_STATUS(mp_manager_connect(&m, address, "user-key", 8, NULL), 0);
+    mp_proxy *t = NULL;
+    TU_ASSERT_STATUS(mp_manager_create(m, "Tally", NULL, &t), 0);
+    assert_int_equal(call_int(t, "add", mp_obj_build("(si)", "a", 3)), 3);
+    assert_int_equal(call_int(t, "get", mp_obj_build("(s)", "a")), 3);
+    mp_proxy_free(t);
+    TU_ASSERT_STATUS(mp_manager_shutdown(m), 0);
+    mp_manager_free(m);
+    assert_int_equal(tu_wait_child(pid, 30), 0);
+}
+
 /* Python's BaseManager.register('Tally') on its side: create, the exposed
  * methods, each status as Python's exception, and the object loses nothing. */
 static const char py_client[] =
@@ -328,6 +413,8 @@ int main(int argc, char **argv)
         TU_TEST(test_user_method_errors_reach_c_as_named_statuses),
         TU_TEST(test_user_object_is_freed_when_its_last_holder_releases_it),
         TU_TEST(test_types_without_a_table_are_refused),
+        TU_TEST(test_bad_user_requests_from_the_wire_get_named_errors),
+        TU_TEST(test_a_serving_program_serves_its_types),
         TU_TEST(test_python_client_calls_a_user_type_through_register_over_af_unix),
         TU_TEST(test_python_client_calls_a_user_type_through_register_over_tcp),
     };
