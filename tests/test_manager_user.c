@@ -254,6 +254,21 @@ static void test_types_without_a_table_are_refused(void **state)
     mp_manager *m = (mp_manager *)1;
     TU_ASSERT_STATUS(mp_manager_start(&m, &o), -EINVAL);
     TU_ASSERT_STATUS(mp_manager_serve("tcp:127.0.0.1:0", "k", 1, &o), -EINVAL);
+    /* a malformed table: a method without a function, counts reversed, a
+     * typeid twice */
+    mp_manager_method bad[] = {{"get", 1, 1, NULL}};
+    mp_manager_type t[2] = {{"Bad", tally_create, tally_free, bad, 1}, tally_type};
+    o.types = t;
+    TU_ASSERT_STATUS(mp_manager_start(&m, &o), -EINVAL);
+    assert_non_null(strstr(mp_errmsg(-EINVAL), "malformed"));
+    bad[0].fn = tally_get;
+    bad[0].min_args = 2;
+    TU_ASSERT_STATUS(mp_manager_serve("tcp:127.0.0.1:0", "k", 1, &o), -EINVAL);
+    bad[0].min_args = 1;
+    t[0].typeid = "Tally";
+    o.ntypes = 2;
+    TU_ASSERT_STATUS(mp_manager_start(&m, &o), -EINVAL);
+    assert_non_null(strstr(mp_errmsg(-EINVAL), "twice"));
 }
 
 /* From the wire: create('user', ...) with an initial value that is not

@@ -192,7 +192,9 @@ typedef struct mp_manager_opts {
     void *ready_arg; /* passed to ready as arg */
     /* mp_manager_start and mp_manager_serve: the types of your own the
      * server serves (mpipc/manager_user.h), ntypes of them; borrowed, and
-     * must stay valid while the server runs. NULL for none. */
+     * must stay valid while the server runs. NULL for none. A malformed
+     * table (a type without typeid, a method without name or function,
+     * min_args > max_args, a typeid twice) is -EINVAL. */
     const struct mp_manager_type *types;
     size_t ntypes; /* how many types */
 } mp_manager_opts;

@@ -230,6 +230,11 @@ struct mp__mgr_cfg {
  */
 int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg);
 
+/* Is a table of types of your own whole (mgr_proxy_user.c): every type
+ * named, its methods there, each named, with a function and 0 <= min_args
+ * <= max_args, no typeid twice? 0, or -EINVAL with a message. */
+int mp__mgr_types_check(const struct mp_manager_type *t, size_t n);
+
 /*
  * The probe (mgr_server_probe.c): the server's request handling without
  * sockets, for the request fuzzer (fuzz/fuzz_request.c) and tests. A probe is a server

@@ -390,7 +390,8 @@ MP_API int mp_manager_start(mp_manager **out, const mp_manager_opts *opts)
         return -EINVAL;
     *out = NULL;
     mp_manager_opts o = client_opts(opts);
-    if ((o.authkey && !o.authkey_len) || (!o.authkey && o.authkey_len) || (!o.types && o.ntypes))
+    if ((o.authkey && !o.authkey_len) || (!o.authkey && o.authkey_len) ||
+        mp__mgr_types_check(o.types, o.ntypes) < 0)
         return -EINVAL;
     unsigned char rnd[KEY_BYTES];
     const void *key = o.authkey;
@@ -469,7 +470,7 @@ MP_API int mp_manager_serve(const char *address, const void *authkey, size_t aut
     if (!address || !authkey || !authkey_len)
         return -EINVAL;
     mp_manager_opts o = client_opts(opts);
-    if (o.max_message > MP__MGR_MAX_LIMIT || (!o.types && o.ntypes))
+    if (o.max_message > MP__MGR_MAX_LIMIT || mp__mgr_types_check(o.types, o.ntypes) < 0)
         return -EINVAL;
     mp_listener *l;
     int rc = client_listen(&l, address);

@@ -4,6 +4,7 @@
  * Static functions: uproxy_.
  */
 #include "core/internal.h"
+#include "manager/mgr.h"
 #include "manager/mgr_client.h"
 
 #include <mpipc/manager_user.h>
@@ -64,4 +65,23 @@ MP_API void mp_proxy_free(mp_proxy *p)
 {
     if (p)
         mp__mgr_proxy_free(&p->base);
+}
+
+int mp__mgr_types_check(const struct mp_manager_type *t, size_t n)
+{
+    if (!t && n)
+        return mp__err(-EINVAL, "opts.types is NULL but opts.ntypes is %zu", n);
+    for (size_t i = 0; i < n; i++) {
+        if (!t[i].typeid || (!t[i].methods && t[i].nmethods))
+            return mp__err(-EINVAL, "type %zu has no typeid or no method table", i);
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(t[k].typeid, t[i].typeid) == 0)
+                return mp__err(-EINVAL, "typeid '%s' registered twice", t[i].typeid);
+        for (size_t j = 0; j < t[i].nmethods; j++) {
+            const mp_manager_method *m = &t[i].methods[j];
+            if (!m->name || !m->fn || m->min_args < 0 || m->min_args > m->max_args)
+                return mp__err(-EINVAL, "method %zu of '%s' is malformed", j, t[i].typeid);
+        }
+    }
+    return 0;
 }
