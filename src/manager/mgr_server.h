@@ -609,9 +609,11 @@ void mp__mgr_lock_give_back(struct server *s, struct sobj *o, struct waiter *w);
 /* The registered type called typeid (len bytes), or NULL. */
 const struct mp_manager_type *mp__mgr_user_type(const struct server *s, const char *typeid,
                                                 size_t len);
-/* Make o (K_USER) an object of type t from the constructor's arguments
- * (a tuple): 0 or the constructor's status. */
-int mp__mgr_user_make(struct sobj *o, const struct mp_manager_type *t, const mp_obj *args);
+/* Make o (K_USER) an object of type t from the constructor's arguments,
+ * the items of tuple args after the first skip: 0, -ENOMEM or the
+ * constructor's status. */
+int mp__mgr_user_make(struct sobj *o, const struct mp_manager_type *t, const mp_obj *args,
+                      size_t skip);
 /* Run method meth (mlen bytes) of user object r->o with r->args and reply;
  * Python's dialect when py (an unknown method: AttributeError). */
 void mp__mgr_user_call(const struct req *r, const char *meth, size_t mlen);

@@ -330,6 +330,18 @@ static mp_obj *py_exception(const struct sconn *c, int code, const char *text)
     return py_instance(cls, "(s)", text);
 }
 
+/* ('#ERROR', cls(text)): Python's client raises it. */
+static void py_raise(struct sconn *c, const char *cls, const char *text)
+{
+    mp_obj *e = py_instance(cls, "(s)", text);
+    mp_obj *r = e ? mp_obj_build("(sN)", "#ERROR", e) : NULL;
+    if (r)
+        py_send(c, r);
+    else
+        py_traceback(c, "%s", "the server is out of memory");
+    mp_obj_free(r);
+}
+
 /* Our reply, decoded (('#RETURN', v) or ('#ERROR', code, text)), as
  * Python's: a new value, or NULL for no memory. */
 static mp_obj *py_translate(struct sconn *c, const mp_obj *ours)
@@ -608,20 +620,10 @@ static bool py_initial(const struct py_type *t, const mp_obj *args, const mp_obj
 static void py_create_user(struct server *s, struct sconn *c, const struct mp_manager_type *ut,
                            const mp_obj *args, const mp_obj *kwds)
 {
-    mp_obj *cargs = mp_obj_tuple_new();
-    for (ssize_t i = 1; cargs && i < mp_obj_len(args); i++) {
-        mp_obj *a = mp_obj_copy(mp_obj_list_get(args, i));
-        if (!a || mp_obj_tuple_append(cargs, a) < 0) {
-            mp_obj_free(a);
-            mp_obj_free(cargs);
-            cargs = NULL;
-        }
-    }
-    struct sobj *o = cargs ? mp__mgr_obj_new(s, K_USER) : NULL;
-    int rc = !o ? -ENOMEM : mp_obj_len(kwds) > 0 ? MP_ETYPE : mp__mgr_user_make(o, ut, cargs);
+    struct sobj *o = mp__mgr_obj_new(s, K_USER);
+    int rc = !o ? -ENOMEM : mp_obj_len(kwds) > 0 ? MP_ETYPE : mp__mgr_user_make(o, ut, args, 1);
     if (rc == 0)
         rc = py_incref(s, o);
-    mp_obj_free(cargs);
     if (rc < 0) {
         if (o)
             mp__mgr_obj_destroy(s, o);
@@ -891,17 +893,12 @@ static void py_call_user(struct server *s, struct sconn *c, struct sobj *o, cons
                          const mp_obj *args, const mp_obj *kwds)
 {
     c->py_kind = K_USER;
-    bool has = mp__mgr_user_has(o, meth);
-    if (!has || mp_obj_len(kwds) > 0) {
-        mp_obj *e = has ? py_instance("builtins.TypeError", "(s)", "keyword arguments not accepted")
-                        : py_instance("builtins.AttributeError", "(s)",
-                                      "method is not in this type's exposed methods");
-        mp_obj *r = e ? mp_obj_build("(sN)", "#ERROR", e) : NULL;
-        if (r)
-            py_send(c, r);
-        else
-            py_traceback(c, "%s", "the server is out of memory");
-        mp_obj_free(r);
+    if (!mp__mgr_user_has(o, meth)) {
+        py_raise(c, "builtins.AttributeError", "method is not in this type's exposed methods");
+        return;
+    }
+    if (mp_obj_len(kwds) > 0) {
+        py_raise(c, "builtins.TypeError", "keyword arguments not accepted");
         return;
     }
     if (mp_obj_len(args) > 0) { /* MP_EKEY: KeyError(the first argument) */
@@ -964,19 +961,10 @@ static void py_call(struct server *s, struct sconn *c, const mp_obj *ident, cons
     MP__ASSERT(md != NULL); /* every table names our methods */
     ssize_t na = ours ? mp_obj_len(ours) : -1;
     if (!ours || !md || na < md->min_args || na > md->max_args) {
-        mp_obj *e = bad || ours ? py_instance("builtins.TypeError", "(s)",
-                                              "wrong arguments for this method")
-                                : NULL;
-        if (e) {
-            mp_obj *r = mp_obj_build("(sN)", "#ERROR", e);
-            if (r)
-                py_send(c, r);
-            else
-                py_traceback(c, "%s", "the server is out of memory");
-            mp_obj_free(r);
-        } else {
+        if (bad || ours)
+            py_raise(c, "builtins.TypeError", "wrong arguments for this method");
+        else
             py_traceback(c, "%s", "the server is out of memory");
-        }
         mp_obj_free(ours);
         return;
     }

@@ -22,10 +22,23 @@ const struct mp_manager_type *mp__mgr_user_type(const struct server *s, const ch
     return NULL;
 }
 
-int mp__mgr_user_make(struct sobj *o, const struct mp_manager_type *t, const mp_obj *args)
+int mp__mgr_user_make(struct sobj *o, const struct mp_manager_type *t, const mp_obj *args,
+                      size_t skip)
 {
+    mp_obj *cargs = mp_obj_tuple_new();
+    for (ssize_t i = (ssize_t)skip; cargs && i < mp_obj_len(args); i++) {
+        mp_obj *a = mp_obj_copy(mp_obj_list_get(args, i));
+        if (!a || mp_obj_tuple_append(cargs, a) < 0) {
+            mp_obj_free(a);
+            mp_obj_free(cargs);
+            cargs = NULL;
+        }
+    }
+    if (!cargs)
+        return -ENOMEM;
     void *self = NULL;
-    int rc = t->create ? t->create(args, &self) : 0;
+    int rc = t->create ? t->create(cargs, &self) : 0;
+    mp_obj_free(cargs);
     if (rc > 0)
         rc = MP_EPROTO; /* a constructor's status is 0 or negative */
     if (rc < 0)
@@ -49,7 +62,7 @@ static int suser_init(const struct req *r, struct sobj *o)
     const struct mp_manager_type *t = mp__mgr_user_type(r->s, typeid, len);
     if (!t)
         return MP_EVALUE;
-    return mp__mgr_user_make(o, t, args);
+    return mp__mgr_user_make(o, t, args, 0);
 }
 
 static void suser_fini(struct server *s, struct sobj *o)
