@@ -4,8 +4,10 @@
  * as the exception of the same meaning; an unknown method, a wrong number
  * of arguments and an unknown typeid get named errors and the object
  * loses nothing (also for requests made by hand on the wire); the type's
- * free runs when the last holder releases; mp_manager_serve serves types. */
+ * free runs when the last holder releases; mp_manager_serve serves types;
+ * CPython's server gets -ENOTSUP. */
 #include "mgr_testutil.h"
+#include "pyserver_testutil.h"
 
 #include <mpipc/error.h>
 #include <mpipc/listener.h>
@@ -420,6 +422,24 @@ static void test_python_client_calls_a_user_type_through_register_over_tcp(void 
     run_python_against("tcp:127.0.0.1:0");
 }
 
+/* CPython's server cannot run a C type: -ENOTSUP, and the handle works on. */
+static void test_create_on_cpython_server_is_enotsup(void **state)
+{
+    (void)state;
+    struct ps_server s;
+    assert_int_equal(ps_start(&s, "python3", false, false, 0), 0);
+    mp_manager *m = NULL;
+    TU_ASSERT_STATUS(mp_manager_connect(&m, s.address, PS_KEY, PS_KEY_LEN, NULL), 0);
+    mp_proxy *p = (mp_proxy *)1;
+    TU_ASSERT_STATUS(mp_manager_create(m, "Tally", NULL, &p), -ENOTSUP);
+    assert_null(p);
+    mp_dictproxy *d = NULL;
+    TU_ASSERT_STATUS(mp_manager_dict(m, NULL, &d), 0);
+    mp_dictproxy_free(d);
+    mp_manager_free(m);
+    assert_int_equal(ps_stop(&s), 0);
+}
+
 int main(int argc, char **argv)
 {
     tu_filter(argc, argv);
@@ -430,6 +450,7 @@ int main(int argc, char **argv)
         TU_TEST(test_types_without_a_table_are_refused),
         TU_TEST(test_bad_user_requests_from_the_wire_get_named_errors),
         TU_TEST(test_a_serving_program_serves_its_types),
+        TU_TEST(test_create_on_cpython_server_is_enotsup),
         TU_TEST(test_python_client_calls_a_user_type_through_register_over_af_unix),
         TU_TEST(test_python_client_calls_a_user_type_through_register_over_tcp),
     };
