@@ -19,6 +19,7 @@
 #include <mpipc/queue.h>
 #include <mpipc/manager.h>
 #include <mpipc/manager_data.h>
+#include <mpipc/manager_user.h>
 #include <mpipc/pool.h>
 #include <mpipc/shared_memory.h>
 #include <mpipc/context.h>

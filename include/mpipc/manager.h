@@ -166,6 +166,9 @@ typedef struct mp_listproxy mp_listproxy;
 typedef struct mp_lockproxy mp_lockproxy;
 typedef struct mp_queueproxy mp_queueproxy;
 
+/* A type of your own (mpipc/manager_user.h). */
+struct mp_manager_type;
+
 /* Manager options; start from MP_MANAGER_OPTS_INIT so fields added later
  * keep their defaults. */
 typedef struct mp_manager_opts {
@@ -187,12 +190,19 @@ typedef struct mp_manager_opts {
      * address (useful with port 0); may be NULL. */
     void (*ready)(const char *address, void *arg);
     void *ready_arg; /* passed to ready as arg */
+    /* mp_manager_start and mp_manager_serve: the types of your own the
+     * server serves (mpipc/manager_user.h), ntypes of them; borrowed, and
+     * must stay valid while the server runs. NULL for none. A malformed
+     * table (a type without typeid, a method without name or function,
+     * min_args > max_args, a typeid twice) is -EINVAL. */
+    const struct mp_manager_type *types;
+    size_t ntypes; /* how many types */
 } mp_manager_opts;
 
 /* Every default of mp_manager_opts: a private socket, a random key, 30 s. */
 #define MP_MANAGER_OPTS_INIT                                                                       \
     {                                                                                              \
-        NULL, NULL, 0, 30.0, 0, NULL, NULL                                                         \
+        NULL, NULL, 0, 30.0, 0, NULL, NULL, NULL, 0                                                \
     }
 
 /* ---- Managers ------------------------------------------------------------ */

@@ -214,6 +214,8 @@ struct mp__mgr_cfg {
     size_t max_request;          /* requests above this get MP_ETOOLONG */
     int alive_fd;                /* read end of the starter's pipe, or -1 (serve) */
     struct mp__mgr_arena *arena; /* the mailboxes of a started manager, or NULL */
+    const struct mp_manager_type *types; /* types of your own (manager_user.h) */
+    size_t ntypes;
 };
 
 /*
@@ -227,6 +229,11 @@ struct mp__mgr_cfg {
  * returns; the listener stays the caller's.
  */
 int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg);
+
+/* Is a table of types of your own whole (mgr_proxy_user.c): every type
+ * named, its methods there, each named, with a function and 0 <= min_args
+ * <= max_args, no typeid twice? 0, or -EINVAL with a message. */
+int mp__mgr_types_check(const struct mp_manager_type *t, size_t n);
 
 /*
  * The probe (mgr_server_probe.c): the server's request handling without

@@ -182,6 +182,8 @@ struct start_args {
     int alive_rd;
     mp_conn *report;
     struct mp__mgr_arena *arena;
+    const struct mp_manager_type *types;
+    size_t ntypes;
 };
 
 /* A listener for a manager's server: no authkey (the server runs every
@@ -220,7 +222,8 @@ static int client_server_main(void *arg)
     mp_conn_free(a->report);
     if (rc < 0)
         return 1;
-    struct mp__mgr_cfg cfg = {a->key, a->keylen, a->max_message, a->alive_rd, a->arena};
+    struct mp__mgr_cfg cfg = {a->key,   a->keylen, a->max_message, a->alive_rd,
+                              a->arena, a->types,  a->ntypes};
     rc = mp__mgr_serve(l, &cfg);
     mp_listener_free(l);
     mp__close(a->alive_rd);
@@ -356,7 +359,8 @@ static int client_start_server(mp_manager *m, const mp_manager_opts *o)
             m->alive_wr = alive[1];
         pthread_mutex_unlock(&reg_mu);
     }
-    struct start_args a = {o->address, m->key, m->keylen, o->max_message, alive[0], wr, m->arena};
+    struct start_args a = {o->address, m->key,   m->keylen, o->max_message, alive[0],
+                           wr,         m->arena, o->types,  o->ntypes};
     if (rc == 0)
         rc = mp_process_new(&m->proc, client_server_main, &a);
     if (rc == 0)
@@ -386,7 +390,8 @@ MP_API int mp_manager_start(mp_manager **out, const mp_manager_opts *opts)
         return -EINVAL;
     *out = NULL;
     mp_manager_opts o = client_opts(opts);
-    if ((o.authkey && !o.authkey_len) || (!o.authkey && o.authkey_len))
+    if ((o.authkey && !o.authkey_len) || (!o.authkey && o.authkey_len) ||
+        mp__mgr_types_check(o.types, o.ntypes) < 0)
         return -EINVAL;
     unsigned char rnd[KEY_BYTES];
     const void *key = o.authkey;
@@ -465,7 +470,7 @@ MP_API int mp_manager_serve(const char *address, const void *authkey, size_t aut
     if (!address || !authkey || !authkey_len)
         return -EINVAL;
     mp_manager_opts o = client_opts(opts);
-    if (o.max_message > MP__MGR_MAX_LIMIT)
+    if (o.max_message > MP__MGR_MAX_LIMIT || mp__mgr_types_check(o.types, o.ntypes) < 0)
         return -EINVAL;
     mp_listener *l;
     int rc = client_listen(&l, address);
@@ -473,7 +478,7 @@ MP_API int mp_manager_serve(const char *address, const void *authkey, size_t aut
         return rc;
     if (o.ready)
         o.ready(mp_listener_address(l), o.ready_arg);
-    struct mp__mgr_cfg cfg = {authkey, authkey_len, o.max_message, -1, NULL};
+    struct mp__mgr_cfg cfg = {authkey, authkey_len, o.max_message, -1, NULL, o.types, o.ntypes};
     rc = mp__mgr_serve(l, &cfg);
     mp_listener_free(l);
     return rc;

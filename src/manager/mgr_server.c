@@ -415,6 +415,8 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
     s.keylen = cfg->authkey_len;
     s.alive_fd = cfg->alive_fd;
     s.arena = cfg->arena;
+    s.utypes = cfg->types;
+    s.nutypes = cfg->ntypes;
     /* The challenges' secret, drawn once: a handshake then needs no
      * system call (nor a descriptor) for its randomness. */
     rc = mp__random_bytes(s.hs_seed, sizeof s.hs_seed);

@@ -98,6 +98,7 @@ enum {
     K_VALUE,
     K_ARRAY,
     K_NAMESPACE,
+    K_USER, /* a type of your own (mgr_type_user.c) */
     K_COUNT
 };
 
@@ -165,6 +166,9 @@ struct sobj {
      * condition without a lock of its own uses the fields of a lock. */
     struct mp__mgr_sync *sync;
     char typecode; /* K_ARRAY: array.array's typecode (mgr_type_value.c) */
+    /* K_USER: its type and what its create made (mgr_type_user.c). */
+    const struct mp_manager_type *utype;
+    void *uself;
 };
 
 struct session {
@@ -264,6 +268,8 @@ struct server {
     size_t nslots;      /* connections that hold a slot */
     bool slot_used[MP__MGR_SLOTS];
     unsigned char slot_copy[MP__MGR_SLOT_DATA];
+    const struct mp_manager_type *utypes; /* types of your own, borrowed */
+    size_t nutypes;
 };
 
 /* ---- object types and their methods ------------------------------------------- */
@@ -317,6 +323,7 @@ extern const struct stype mp__mgr_type_barrier;    /* mgr_type_sync.c */
 extern const struct stype mp__mgr_type_value;      /* mgr_type_value.c */
 extern const struct stype mp__mgr_type_array;      /* mgr_type_value.c */
 extern const struct stype mp__mgr_type_namespace;  /* mgr_type_value.c */
+extern const struct stype mp__mgr_type_user;       /* mgr_type_user.c */
 
 /* The type of each kind, K_MANAGER to K_COUNT - 1 (mgr_server_request.c). */
 extern const struct stype *const mp__mgr_types[K_COUNT];
@@ -596,6 +603,24 @@ int mp__mgr_lock_release(const struct req *r);
 bool mp__mgr_lock_is_owned(const struct sobj *o, const struct sconn *c, uint64_t tid);
 /* Give a free lock to a Condition's waiter w taking it back, and reply. */
 void mp__mgr_lock_give_back(struct server *s, struct sobj *o, struct waiter *w);
+
+/* ---- types of your own (mgr_type_user.c) ------------------------------------------ */
+
+/* The registered type called typeid (len bytes), or NULL. */
+const struct mp_manager_type *mp__mgr_user_type(const struct server *s, const char *typeid,
+                                                size_t len);
+/* Make o (K_USER) an object of type t from the constructor's arguments,
+ * the items of tuple args after the first skip: 0, -ENOMEM or the
+ * constructor's status. */
+int mp__mgr_user_make(struct sobj *o, const struct mp_manager_type *t, const mp_obj *args,
+                      size_t skip);
+/* Run method meth (mlen bytes) of user object r->o with r->args and reply;
+ * Python's dialect when py (an unknown method: AttributeError). */
+void mp__mgr_user_call(const struct req *r, const char *meth, size_t mlen);
+/* The names of t's methods, a new tuple (Python's exposed), or NULL. */
+mp_obj *mp__mgr_user_exposed(const struct mp_manager_type *t);
+/* Has user object o's type a method of this name? */
+bool mp__mgr_user_has(const struct sobj *o, const char *meth);
 
 /* ---- semaphores, events, conditions, barriers (mgr_type_sync.c) ------------------ */
 

@@ -330,6 +330,18 @@ static mp_obj *py_exception(const struct sconn *c, int code, const char *text)
     return py_instance(cls, "(s)", text);
 }
 
+/* ('#ERROR', cls(text)): Python's client raises it. */
+static void py_raise(struct sconn *c, const char *cls, const char *text)
+{
+    mp_obj *e = py_instance(cls, "(s)", text);
+    mp_obj *r = e ? mp_obj_build("(sN)", "#ERROR", e) : NULL;
+    if (r)
+        py_send(c, r);
+    else
+        py_traceback(c, "%s", "the server is out of memory");
+    mp_obj_free(r);
+}
+
 /* Our reply, decoded (('#RETURN', v) or ('#ERROR', code, text)), as
  * Python's: a new value, or NULL for no memory. */
 static mp_obj *py_translate(struct sconn *c, const mp_obj *ours)
@@ -603,6 +615,24 @@ static bool py_initial(const struct py_type *t, const mp_obj *args, const mp_obj
     return *made != NULL;
 }
 
+/* create(typeid, *args) of a type of your own (mgr_type_user.c): no
+ * keywords, since the constructor takes a tuple. */
+static void py_create_user(struct server *s, struct sconn *c, const struct mp_manager_type *ut,
+                           const mp_obj *args, const mp_obj *kwds)
+{
+    struct sobj *o = mp__mgr_obj_new(s, K_USER);
+    int rc = !o ? -ENOMEM : mp_obj_len(kwds) > 0 ? MP_ETYPE : mp__mgr_user_make(o, ut, args, 1);
+    if (rc == 0)
+        rc = py_incref(s, o);
+    if (rc < 0) {
+        if (o)
+            mp__mgr_obj_destroy(s, o);
+        py_traceback(c, "%s", mp_errname(rc)); /* Python's create fails with a traceback */
+        return;
+    }
+    py_return(c, mp_obj_build("(NN)", py_ident(o), mp__mgr_user_exposed(ut)));
+}
+
 /* create(typeid, *args, **kwds): Python's server makes the referent and
  * increfs it once; the reply is (ident, exposed). */
 static void py_create(struct server *s, struct sconn *c, const mp_obj *args, const mp_obj *kwds)
@@ -613,6 +643,14 @@ static void py_create(struct server *s, struct sconn *c, const mp_obj *args, con
         for (size_t i = 0; i < sizeof py_types / sizeof py_types[0]; i++)
             if (strcmp(py_types[i].typeid, typeid) == 0)
                 t = &py_types[i];
+    const struct mp_manager_type *ut =
+        !t && mp_obj_len(args) > 0 && mp_obj_type(mp_obj_list_get(args, 0)) == MP_TYPE_STR
+            ? mp__mgr_user_type(s, typeid, strlen(typeid))
+            : NULL;
+    if (ut) {
+        py_create_user(s, c, ut, args, kwds);
+        return;
+    }
     if (!t) {
         py_traceback(c, "KeyError: %s (libmpipc's manager does not serve this typeid yet)",
                      mp_obj_len(args) > 0 && mp_obj_type(mp_obj_list_get(args, 0)) == MP_TYPE_STR
@@ -682,7 +720,9 @@ static void py_public(struct server *s, struct sconn *c, const char *meth, const
         const mp_obj *tok = mp_obj_list_get(args, 0);
         const mp_obj *ta = mp_obj_instance_args(tok);
         struct sobj *o = ta ? py_find(s, mp_obj_list_get(ta, 2)) : NULL;
-        if (!o || !py_type_of(o))
+        if (o && o->kind == K_USER)
+            py_return(c, mp__mgr_user_exposed(o->utype));
+        else if (!o || !py_type_of(o))
             py_traceback(c, "KeyError: %s", "no such object");
         else
             py_return(c, py_exposed(py_type_of(o)));
@@ -846,10 +886,37 @@ static void py_iterate(struct server *s, struct sconn *c, struct sobj *d)
     mp_obj_free(r);
 }
 
+/* A method of a type of your own: Python's AttributeError for a name the
+ * type does not expose, TypeError for keywords (mgr_type_user.c words the
+ * rest). */
+static void py_call_user(struct server *s, struct sconn *c, struct sobj *o, const char *meth,
+                         const mp_obj *args, const mp_obj *kwds)
+{
+    c->py_kind = K_USER;
+    if (!mp__mgr_user_has(o, meth)) {
+        py_raise(c, "builtins.AttributeError", "method is not in this type's exposed methods");
+        return;
+    }
+    if (mp_obj_len(kwds) > 0) {
+        py_raise(c, "builtins.TypeError", "keyword arguments not accepted");
+        return;
+    }
+    if (mp_obj_len(args) > 0) { /* MP_EKEY: KeyError(the first argument) */
+        c->py_x = PX_KEY;
+        c->py_saved = mp_obj_copy(mp_obj_list_get(args, 0));
+    }
+    const struct req r = {s, c, o, (mp_obj *)args};
+    mp__mgr_user_call(&r, meth, strlen(meth));
+}
+
 static void py_call(struct server *s, struct sconn *c, const mp_obj *ident, const char *meth,
                     const mp_obj *args, const mp_obj *kwds)
 {
     struct sobj *o = py_find(s, ident);
+    if (o && o->kind == K_USER) {
+        py_call_user(s, c, o, meth, args, kwds);
+        return;
+    }
     const struct py_type *t = o ? py_type_of(o) : NULL;
     if (!t) {
         py_traceback(c, "KeyError: %s", "no such object");
@@ -894,19 +961,10 @@ static void py_call(struct server *s, struct sconn *c, const mp_obj *ident, cons
     MP__ASSERT(md != NULL); /* every table names our methods */
     ssize_t na = ours ? mp_obj_len(ours) : -1;
     if (!ours || !md || na < md->min_args || na > md->max_args) {
-        mp_obj *e = bad || ours ? py_instance("builtins.TypeError", "(s)",
-                                              "wrong arguments for this method")
-                                : NULL;
-        if (e) {
-            mp_obj *r = mp_obj_build("(sN)", "#ERROR", e);
-            if (r)
-                py_send(c, r);
-            else
-                py_traceback(c, "%s", "the server is out of memory");
-            mp_obj_free(r);
-        } else {
+        if (bad || ours)
+            py_raise(c, "builtins.TypeError", "wrong arguments for this method");
+        else
             py_traceback(c, "%s", "the server is out of memory");
-        }
         mp_obj_free(ours);
         return;
     }

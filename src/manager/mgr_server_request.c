@@ -15,9 +15,9 @@ const struct stype *const mp__mgr_types[K_COUNT] = {
     [K_RLOCK] = &mp__mgr_type_rlock,         [K_QUEUE] = &mp__mgr_type_queue,
     [K_SEMAPHORE] = &mp__mgr_type_semaphore, [K_BSEMAPHORE] = &mp__mgr_type_bsemaphore,
     [K_EVENT] = &mp__mgr_type_event,         [K_CONDITION] = &mp__mgr_type_condition,
-    [K_BARRIER] = &mp__mgr_type_barrier,
-    [K_VALUE] = &mp__mgr_type_value,         [K_ARRAY] = &mp__mgr_type_array,
-    [K_NAMESPACE] = &mp__mgr_type_namespace,
+    [K_BARRIER] = &mp__mgr_type_barrier,     [K_VALUE] = &mp__mgr_type_value,
+    [K_ARRAY] = &mp__mgr_type_array,         [K_NAMESPACE] = &mp__mgr_type_namespace,
+    [K_USER] = &mp__mgr_type_user,
 };
 
 static const struct method *req_find_method(int kind, const char *name, size_t len)
@@ -47,6 +47,11 @@ static void req_dispatch(struct server *s, struct sconn *c, int64_t ident, const
         o = mp__mgr_obj_find(s, ident);
         if (!o) {
             mp__mgr_reply_error(c, MP_ENOOBJ, "no such object");
+            return;
+        }
+        if (o->kind == K_USER) { /* a type of your own: its table, its counts */
+            const struct req r = {s, c, o, args};
+            mp__mgr_user_call(&r, meth, mlen);
             return;
         }
     }
