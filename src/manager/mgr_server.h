@@ -536,6 +536,10 @@ bool mp__mgr_py_request_looks(const mp_obj *req);
  * without memory). */
 struct session *mp__mgr_py_lock_owner(struct server *s);
 void mp__mgr_py_request(struct server *s, struct sconn *c, mp_obj *req);
+/* repr(obj) of a dict, list or Namespace as Python's server answers
+ * __repr__ and __str__ (mgr_server_py_repr.c): 0 and *out (free() it);
+ * MP_ETYPE for the other kinds; -ENOMEM; MP_EVALUE for an int too long. */
+int mp__mgr_py_repr(const struct sobj *o, char **out);
 
 /* ---- objects and sessions (mgr_server_obj.c) ------------------------------------- */
 

@@ -878,6 +878,14 @@ static void py_call(struct server *s, struct sconn *c, const mp_obj *ident, cons
     for (size_t i = 0; i < t->n; i++)
         if (strcmp(t->methods[i].py, meth) == 0)
             m = &t->methods[i];
+    if (!m && (strcmp(meth, "__str__") == 0 || strcmp(meth, "__repr__") == 0)) {
+        char *text = NULL; /* Python's fallback: str(obj), repr(obj) */
+        if (mp__mgr_py_repr(o, &text) == 0) {
+            py_return(c, mp_obj_str_cstr(text));
+            free(text);
+            return;
+        }
+    }
     if (!m) {
         py_traceback(c, "AttributeError: method '%s' is not served by libmpipc's manager", meth);
         return;

@@ -198,8 +198,6 @@ NOT_APPLICABLE = {
         "managers.RebuildProxy(...), a call our decoder never makes",
     'test_dict_iter': "our dict iterator walks a snapshot: clearing the "
         "dict meanwhile does not raise RuntimeError",
-    'test_namespace': "str(proxy) falls back to the server's repr(obj); our "
-        "server answers __str__/__repr__ with an error",
 }
 
 
