@@ -158,8 +158,10 @@ struct sobj {
     int64_t maxsize;    /* <= 0: unbounded */
     int64_t unfinished; /* JoinableQueue's unfinished_tasks */
     struct wq getters, putters, joiners;
-    long pyrefs;  /* CPython clients' incref - decref (mgr_server_py.c) */
-    bool py_iter; /* K_LIST: a CPython Iterator's remaining items */
+    long pyrefs;        /* CPython clients' incref - decref (mgr_server_py.c) */
+    bool py_iter;       /* K_LIST: a CPython Iterator's remaining items */
+    int64_t py_src;     /* py_iter: the id of the dict it walks (ids are never reused) */
+    ssize_t py_src_len; /* py_iter: that dict's size when the walk began */
     /* K_SEMAPHORE..K_BARRIER: their state (mgr_type_sync.c); a semaphore
      * and a condition are also on the server's list of locks, and a
      * condition without a lock of its own uses the fields of a lock. */

@@ -196,8 +196,6 @@ NOT_APPLICABLE = {
         "managers.RebuildProxy(...), a call our decoder never makes",
     'test_nested_queue': "a proxy inside a value pickles as "
         "managers.RebuildProxy(...), a call our decoder never makes",
-    'test_dict_iter': "our dict iterator walks a snapshot: clearing the "
-        "dict meanwhile does not raise RuntimeError",
 }
 
 
