@@ -50,7 +50,7 @@ class TestMyManager(unittest.TestCase):
 
     def setUp(self):
         self.server = OurServer()
-        self.addCleanup(self.server.shutdown)
+        self.addCleanup(lambda: self.assertEqual(self.server.shutdown(), 0))
         self.manager = self.server.manager(MyManager)
 
     def test_common(self):

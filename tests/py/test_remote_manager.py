@@ -51,7 +51,7 @@ class TestRemoteManager(unittest.TestCase):
         authkey = os.urandom(32)
 
         server = OurServer(address=('127.0.0.1', 0), authkey=authkey)
-        self.addCleanup(server.shutdown)
+        self.addCleanup(lambda: self.assertEqual(server.shutdown(), 0))
         manager = server.manager(serializer=SERIALIZER)
         owner = manager.Queue()
 
@@ -82,7 +82,7 @@ class TestRemoteManager(unittest.TestCase):
 
     def test_xmlrpclib_fails_promptly(self):
         server = OurServer()
-        self.addCleanup(server.shutdown)
+        self.addCleanup(lambda: self.assertEqual(server.shutdown(), 0))
         t0 = time.monotonic()
         with self.assertRaises(Exception):
             m = server.manager(serializer='xmlrpclib')
@@ -127,7 +127,7 @@ class TestManagerRestart(unittest.TestCase):
             # (CPython's test does the same on EADDRINUSE)
             time.sleep(1.0)
             server = OurServer(address=addr, authkey=authkey)
-        self.addCleanup(server.shutdown)
+        self.addCleanup(lambda: self.assertEqual(server.shutdown(), 0))
         self.assertEqual(server.address, addr)
         manager = server.manager(serializer=SERIALIZER)
         q = manager.Queue()

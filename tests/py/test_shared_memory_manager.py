@@ -23,7 +23,7 @@ class TestSharedMemoryManager(unittest.TestCase):
 
     def test_not_served_fails_cleanly(self):
         server = OurServer()
-        self.addCleanup(server.shutdown)
+        self.addCleanup(lambda: self.assertEqual(server.shutdown(), 0))
         smm = SharedMemoryManager(address=server.address,
                                   authkey=server.authkey)
         smm.connect()
