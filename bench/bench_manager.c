@@ -9,6 +9,12 @@
  *              Python's row "with multiprocessing.Lock()"
  *   atomic_add the same decrements with mp_dictproxy_add_int (one round trip,
  *              atomic in the server, no lock)
+ *   lock_rmw_cpython  W6 as lock_rmw, the C clients on CPython's own server
+ *              (SyncManager.get_server().serve_forever() under python3, or
+ *              $MPIPC_BENCH_PYTHON), over AF_UNIX as lock_rmw
+ *   serve ADDRESS KEYHEX  not a case: our server alone (mp_manager_serve),
+ *              printing its address, for bench_manager.py's Python clients
+ *              on our server (case manager_lock_ours)
  *
  * The rate counts from the moment the workers are told to go to the moment
  * the last one is done; process start-up and connecting are not timed.
@@ -21,6 +27,7 @@
 #include <mpipc.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +45,34 @@ static double now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void serve_ready(const char *address, void *arg)
+{
+    (void)arg;
+    printf("%s\n", address);
+    fflush(stdout);
+}
+
+/* Our server alone until a shutdown request; key given in hex. */
+static int serve(const char *address, const char *hex)
+{
+    unsigned char key[128];
+    size_t n = strlen(hex) / 2;
+    if (n == 0 || n > sizeof key)
+        return 2;
+    for (size_t i = 0; i < n; i++) {
+        unsigned v;
+        if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+            return 2;
+        key[i] = (unsigned char)v;
+    }
+    mp_manager_opts o = MP_MANAGER_OPTS_INIT;
+    o.ready = serve_ready;
+    int rc = mp_manager_serve(address, key, n, &o);
+    if (rc)
+        fprintf(stderr, "bench_manager serve: %s\n", mp_strerror(rc));
+    return rc ? 1 : 0;
 }
 
 static void die(const char *what, int rc)
@@ -95,11 +130,40 @@ static int worker(void *arg)
     return 0;
 }
 
-static double run(int locked)
+/* CPython's manager server, as a python3 child printing its address. */
+static const char cpython_server[] =
+    "import os, sys, tempfile\n"
+    "from multiprocessing.managers import SyncManager\n"
+    "a = os.path.join(tempfile.mkdtemp(prefix='mpipc-bench-'), 'listener')\n"
+    "s = SyncManager(address=a, authkey=b'bench-key').get_server()\n"
+    "print('unix:' + a, flush=True)\n"
+    "s.serve_forever()\n";
+
+static FILE *cpython_start(mp_manager **m)
+{
+    const char *py = getenv("MPIPC_BENCH_PYTHON");
+    char cmd[sizeof cpython_server + 300];
+    snprintf(cmd, sizeof cmd, "'%s' -c \"%s\"", py && *py ? py : "python3", cpython_server);
+    FILE *f = popen(cmd, "r");
+    char addr[512];
+    if (!f || !fgets(addr, sizeof addr, f))
+        die("starting CPython's server", -EIO);
+    addr[strcspn(addr, "\n")] = '\0';
+    int rc = mp_manager_connect(m, addr, "bench-key", 9, NULL);
+    if (rc)
+        die("mp_manager_connect to CPython's server", rc);
+    return f;
+}
+
+/* locked: as struct work; cpython: the clients on CPython's server. */
+static double run(int locked, bool cpython)
 {
     mp_manager *m;
-    int rc = mp_manager_start(&m, NULL);
-    if (rc)
+    FILE *py = NULL;
+    int rc = 0;
+    if (cpython)
+        py = cpython_start(&m);
+    else if ((rc = mp_manager_start(&m, NULL)))
         die("mp_manager_start", rc);
     struct work w = {0};
     w.locked = locked;
@@ -144,6 +208,10 @@ static double run(int locked)
     mp_dictproxy_free(w.d);
     mp_lockproxy_free(w.lock);
     mp_lock_free(w.shm_lock);
+    if (py) {
+        (void)mp_manager_shutdown(m);
+        (void)pclose(py);
+    }
     mp_manager_free(m);
     return n_procs * n_ops / dt;
 }
@@ -151,6 +219,8 @@ static double run(int locked)
 int main(int argc, char **argv)
 {
     const char *c = argc > 1 ? argv[1] : "";
+    if (strcmp(c, "serve") == 0)
+        return argc == 4 ? serve(argv[2], argv[3]) : 2;
     if (argc > 2)
         n_procs = atoi(argv[2]);
     if (argc > 3)
@@ -164,13 +234,16 @@ int main(int argc, char **argv)
         return 2;
     }
     if (strcmp(c, "lock_rmw") == 0)
-        printf("lock_rmw %.1f\n", run(1));
+        printf("lock_rmw %.1f\n", run(1, false));
     else if (strcmp(c, "mplock_rmw") == 0)
-        printf("mplock_rmw %.1f\n", run(2));
+        printf("mplock_rmw %.1f\n", run(2, false));
     else if (strcmp(c, "atomic_add") == 0)
-        printf("atomic_add %.1f\n", run(0));
+        printf("atomic_add %.1f\n", run(0, false));
+    else if (strcmp(c, "lock_rmw_cpython") == 0)
+        printf("lock_rmw_cpython %.1f\n", run(1, true));
     else {
-        fprintf(stderr, "usage: bench_manager lock_rmw|mplock_rmw|atomic_add [processes] [ops]\n");
+        fprintf(stderr, "usage: bench_manager lock_rmw|mplock_rmw|atomic_add|lock_rmw_cpython "
+                        "[processes] [ops]\n");
         return 2;
     }
     return 0;

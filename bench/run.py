@@ -175,6 +175,16 @@ WORKLOADS = [
         ("Python Manager().Lock()", [PY, "{bench}/bench_manager.py", "manager_lock"]),
         ("Python mp.Lock()", [PY, "{bench}/bench_manager.py", "mp_lock"]),
     ]),
+    # W6 under a manager Lock by Python clients (SyncManager proxies) and by
+    # C clients, each on libmpipc's server and on CPython's (issue 15's table;
+    # target: Python clients >= 1.5x faster on ours than on CPython's).
+    ("manager_interop", "W6_lock_on_either_server", "ops/s", [
+        ("Python on libmpipc's server", [PY, "{bench}/bench_manager.py", "--server",
+                                         "{build}/bench/bench_manager", "manager_lock_ours"]),
+        ("Python on CPython's server", [PY, "{bench}/bench_manager.py", "manager_lock"]),
+        ("C on libmpipc's server", ["{build}/bench/bench_manager", "lock_rmw"]),
+        ("C on CPython's server", ["{build}/bench/bench_manager", "lock_rmw_cpython"]),
+    ]),
     # 100,000 trivial tasks (square an int) on a pool of 2.
     ("pool", "map_chunksize1", "tasks/s", [
         ("mp_pool", ["{build}/bench/bench_pool", "map1"]),
@@ -306,6 +316,11 @@ NOTES = {
                "on a manager dict, beside Python's manager dict under `Manager().Lock()` and "
                "under `multiprocessing.Lock()` (Python has no atomic add, so the add row is "
                "compared with both locked rows).",
+    "manager_interop": "Manager, W6 under a manager Lock (acquire, get, set, release) run by "
+                       "Python clients (SyncManager proxies) and by C clients, each on "
+                       "libmpipc's server and on CPython's, over AF_UNIX; the ratio that "
+                       "matters is the first (issue 15's target: Python clients at least 1.5x "
+                       "faster on libmpipc's server than on CPython's).",
     "pool": "Pool: 100,000 trivial tasks (square an int) on a pool of 2 workers, beside "
             "Python's `Pool(2)`; the pool is made and warmed up before the clock starts.",
     "mpi_pool": "The Pool on MPI ranks (`mp_pool_new_mpi`, `mpirun -n 4`: 3 worker ranks) "

@@ -159,8 +159,10 @@ struct sobj {
     int64_t maxsize;    /* <= 0: unbounded */
     int64_t unfinished; /* JoinableQueue's unfinished_tasks */
     struct wq getters, putters, joiners;
-    long pyrefs;  /* CPython clients' incref - decref (mgr_server_py.c) */
-    bool py_iter; /* K_LIST: a CPython Iterator's remaining items */
+    long pyrefs;        /* CPython clients' incref - decref (mgr_server_py.c) */
+    bool py_iter;       /* K_LIST: a CPython Iterator's remaining items */
+    int64_t py_src;     /* py_iter: the id of the dict it walks (ids are never reused) */
+    ssize_t py_src_len; /* py_iter: that dict's size when the walk began */
     /* K_SEMAPHORE..K_BARRIER: their state (mgr_type_sync.c); a semaphore
      * and a condition are also on the server's list of locks, and a
      * condition without a lock of its own uses the fields of a lock. */
@@ -543,6 +545,10 @@ bool mp__mgr_py_request_looks(const mp_obj *req);
  * without memory). */
 struct session *mp__mgr_py_lock_owner(struct server *s);
 void mp__mgr_py_request(struct server *s, struct sconn *c, mp_obj *req);
+/* repr(obj) of a dict, list or Namespace as Python's server answers
+ * __repr__ and __str__ (mgr_server_py_repr.c): 0 and *out (free() it);
+ * MP_ETYPE for the other kinds; -ENOMEM; MP_EVALUE for an int too long. */
+int mp__mgr_py_repr(const struct sobj *o, char **out);
 
 /* ---- objects and sessions (mgr_server_obj.c) ------------------------------------- */
 

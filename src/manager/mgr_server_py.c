@@ -851,7 +851,7 @@ static mp_obj *py_args(struct sconn *c, const struct py_method *m, const mp_obj 
 /* DictProxy.__iter__: Python's server makes an Iterator of iter(d) and
  * replies ('#PROXY', (exposed, token)); its client fills in the token's
  * address and takes the reference create gave. Here the iterator holds
- * the keys as they are now (Python's would fail once d changed size). */
+ * the keys as they are now, and fails as Python's once d changed size. */
 static void py_iterate(struct server *s, struct sconn *c, struct sobj *d)
 {
     mp_obj *keys = mp_obj_list_new();
@@ -875,6 +875,8 @@ static void py_iterate(struct server *s, struct sconn *c, struct sobj *d)
     }
     it->value = keys;
     it->py_iter = true;
+    it->py_src = d->id;
+    it->py_src_len = mp_obj_len(d->value);
     mp_obj *targs = mp_obj_build("(sNN)", "Iterator", mp_obj_none(), py_ident(it));
     mp_obj *tok = targs ? mp_obj_instance_new("multiprocessing.managers.Token", targs) : NULL;
     mp_obj_free(targs);
@@ -909,6 +911,25 @@ static void py_call_user(struct server *s, struct sconn *c, struct sobj *o, cons
     mp__mgr_user_call(&r, meth, strlen(meth));
 }
 
+/* Python's dict iterator raises RuntimeError once the dict changed size
+ * (while the dict lives: ours may end before its iterator). True when it
+ * did and that error went out. */
+static bool py_iter_changed(struct server *s, struct sconn *c, const struct sobj *it)
+{
+    const struct sobj *d = mp__mgr_obj_find(s, it->py_src);
+    if (!d || d->kind != K_DICT || mp_obj_len(d->value) == it->py_src_len)
+        return false;
+    mp_obj *e =
+        py_instance("builtins.RuntimeError", "(s)", "dictionary changed size during iteration");
+    mp_obj *r = e ? mp_obj_build("(sN)", "#ERROR", e) : NULL;
+    if (r)
+        py_send(c, r);
+    else
+        py_traceback(c, "%s", "the server is out of memory");
+    mp_obj_free(r);
+    return true;
+}
+
 static void py_call(struct server *s, struct sconn *c, const mp_obj *ident, const char *meth,
                     const mp_obj *args, const mp_obj *kwds)
 {
@@ -926,6 +947,8 @@ static void py_call(struct server *s, struct sconn *c, const mp_obj *ident, cons
         py_iterate(s, c, o);
         return;
     }
+    if (o->py_iter && strcmp(meth, "__next__") == 0 && py_iter_changed(s, c, o))
+        return;
     const mp_obj *attr = mp_obj_len(args) == 1 ? mp_obj_list_get(args, 0) : NULL;
     if (o->kind == K_BARRIER && strcmp(meth, "__getattribute__") == 0 && attr &&
         mp_obj_get_str(attr, &meth, NULL) == 0) {
@@ -945,6 +968,14 @@ static void py_call(struct server *s, struct sconn *c, const mp_obj *ident, cons
     for (size_t i = 0; i < t->n; i++)
         if (strcmp(t->methods[i].py, meth) == 0)
             m = &t->methods[i];
+    if (!m && (strcmp(meth, "__str__") == 0 || strcmp(meth, "__repr__") == 0)) {
+        char *text = NULL; /* Python's fallback: str(obj), repr(obj) */
+        if (mp__mgr_py_repr(o, &text) == 0) {
+            py_return(c, mp_obj_str_cstr(text));
+            free(text);
+            return;
+        }
+    }
     if (!m) {
         py_traceback(c, "AttributeError: method '%s' is not served by libmpipc's manager", meth);
         return;
