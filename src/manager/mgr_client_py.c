@@ -725,7 +725,7 @@ int mp__mgr_py_create(mp_manager *m, const char *kind, const char *name, bool at
                           "registered on the server instead");
         return -ENOTSUP;
     }
-    if (!attach && t->per_thread && initial && initial->t != A_NONE) {
+    if (!attach && strcmp(kind, "condition") == 0 && initial && initial->t != A_NONE) {
         /* Condition(lock): the lock would travel as a pickled proxy
          * (RebuildProxy, a Token), which we do not write. */
         mp__err(-ENOTSUP, "CPython's manager: no Condition over a given lock from C; "
