@@ -45,6 +45,18 @@ enum {
     PC_WAIT,     /* (timeout) -> () / (False,) / (True, t): acquire, get */
     PC_PUT,      /* (item, timeout) -> (item,) / (item, False) / (item, True, t) */
     PC_ZERO,     /* () -> (0,): list clear as l *= 0 */
+    PC_FIRST,    /* the first only (a condition's caller id is ours alone) */
+    PC_ATTR,     /* () -> (attr,): __getattribute__ of the row's attribute */
+    PC_SORT,     /* (reverse) -> () with {'reverse': reverse}: list.sort */
+    PC_NSDEL,    /* as they are, once the name is known to be there (below) */
+};
+
+/* How create's initial value becomes Python's constructor arguments. */
+enum {
+    PI_ONE = 0, /* one argument, as it is (or none for None) */
+    PI_SPREAD,  /* a tuple, one argument per item: Value, Array */
+    PI_BARRIER, /* (parties, timeout) -> (parties, None, timeout): no action */
+    PI_KWDS,    /* a dict as keyword arguments: Namespace(**attrs) */
 };
 
 /* How Python's reply becomes ours. */
@@ -57,11 +69,14 @@ enum {
     PR_ITEMS,   /* ... of its (key, value) tuples */
     PR_SLICE,   /* a list copy -> [start:stop] of it (args: start, stop) */
     PR_ENOTSUP, /* CPython's server has no such call */
+    PR_COUNT0,  /* None -> 0: notify, which does not say how many woke */
+    PR_NSGET,   /* a Namespace's __dict__ -> the attribute args[0] names */
 };
 
 struct py_meth {
     const char *ours, *py;
     unsigned char args, reply;
+    const char *attr; /* PC_ATTR's attribute */
 };
 
 struct py_type {
@@ -69,49 +84,137 @@ struct py_type {
     const char *typeid; /* SyncManager's */
     const struct py_meth *meth;
     size_t nmeth;
-    bool per_thread; /* calls of a thread keep to one connection (below) */
+    bool per_thread;    /* calls of a thread keep to one connection (below) */
+    unsigned char init; /* PI_* */
+    int attr_code;      /* AttributeError's code when not MP_ETYPE (0) */
 };
 
 static const struct py_meth py_dict[] = {
-    {"get", "__getitem__", PC_SAME, PR_PLAIN}, {"set", "__setitem__", PC_SAME, PR_NONE},
-    {"del", "__delitem__", PC_SAME, PR_NONE},  {"contains", "__contains__", PC_SAME, PR_PLAIN},
-    {"len", "__len__", PC_SAME, PR_PLAIN},     {"keys", "copy", PC_NONE, PR_KEYS},
-    {"values", "copy", PC_NONE, PR_VALUES},    {"items", "copy", PC_NONE, PR_ITEMS},
-    {"clear", "clear", PC_SAME, PR_NONE},      {"pop", "pop", PC_SAME, PR_PLAIN},
-    {"popitem", "popitem", PC_SAME, PR_PLAIN}, {"setdefault", "setdefault", PC_SAME, PR_PLAIN},
-    {"update", "update", PC_SAME, PR_NONE},    {"copy", "copy", PC_SAME, PR_PLAIN},
-    {"add", NULL, PC_SAME, PR_ENOTSUP},        {"cas", NULL, PC_SAME, PR_ENOTSUP},
+    {"get", "__getitem__", PC_SAME, PR_PLAIN, NULL},
+    {"set", "__setitem__", PC_SAME, PR_NONE, NULL},
+    {"del", "__delitem__", PC_SAME, PR_NONE, NULL},
+    {"contains", "__contains__", PC_SAME, PR_PLAIN, NULL},
+    {"len", "__len__", PC_SAME, PR_PLAIN, NULL},
+    {"keys", "copy", PC_NONE, PR_KEYS, NULL},
+    {"values", "copy", PC_NONE, PR_VALUES, NULL},
+    {"items", "copy", PC_NONE, PR_ITEMS, NULL},
+    {"clear", "clear", PC_SAME, PR_NONE, NULL},
+    {"pop", "pop", PC_SAME, PR_PLAIN, NULL},
+    {"popitem", "popitem", PC_SAME, PR_PLAIN, NULL},
+    {"setdefault", "setdefault", PC_SAME, PR_PLAIN, NULL},
+    {"update", "update", PC_SAME, PR_NONE, NULL},
+    {"copy", "copy", PC_SAME, PR_PLAIN, NULL},
+    {"add", NULL, PC_SAME, PR_ENOTSUP, NULL},
+    {"cas", NULL, PC_SAME, PR_ENOTSUP, NULL},
 };
 
 static const struct py_meth py_list[] = {
-    {"append", "append", PC_SAME, PR_NONE},    {"extend", "extend", PC_SAME, PR_NONE},
-    {"get", "__getitem__", PC_SAME, PR_PLAIN}, {"set", "__setitem__", PC_SAME, PR_NONE},
-    {"len", "__len__", PC_SAME, PR_PLAIN},     {"pop", "pop", PC_SAME, PR_PLAIN},
-    {"insert", "insert", PC_SAME, PR_NONE},    {"slice", "#GETVALUE", PC_NONE, PR_SLICE},
-    {"copy", "#GETVALUE", PC_SAME, PR_PLAIN},  {"del", "__delitem__", PC_SAME, PR_NONE},
-    {"clear", "__imul__", PC_ZERO, PR_NONE},   {"index", "index", PC_SAME, PR_PLAIN},
-    {"count", "count", PC_SAME, PR_PLAIN},     {"contains", "__contains__", PC_SAME, PR_PLAIN},
-    {"remove", "remove", PC_SAME, PR_NONE},
+    {"append", "append", PC_SAME, PR_NONE, NULL},
+    {"extend", "extend", PC_SAME, PR_NONE, NULL},
+    {"get", "__getitem__", PC_SAME, PR_PLAIN, NULL},
+    {"set", "__setitem__", PC_SAME, PR_NONE, NULL},
+    {"len", "__len__", PC_SAME, PR_PLAIN, NULL},
+    {"pop", "pop", PC_SAME, PR_PLAIN, NULL},
+    {"insert", "insert", PC_SAME, PR_NONE, NULL},
+    {"slice", "#GETVALUE", PC_NONE, PR_SLICE, NULL},
+    {"copy", "#GETVALUE", PC_SAME, PR_PLAIN, NULL},
+    {"del", "__delitem__", PC_SAME, PR_NONE, NULL},
+    {"clear", "__imul__", PC_ZERO, PR_NONE, NULL},
+    {"index", "index", PC_SAME, PR_PLAIN, NULL},
+    {"count", "count", PC_SAME, PR_PLAIN, NULL},
+    {"contains", "__contains__", PC_SAME, PR_PLAIN, NULL},
+    {"remove", "remove", PC_SAME, PR_NONE, NULL},
+    {"sort", "sort", PC_SORT, PR_NONE, NULL},
+    {"reverse", "reverse", PC_SAME, PR_NONE, NULL},
 };
 
 static const struct py_meth py_lock[] = {
-    {"acquire", "acquire", PC_WAIT, PR_ACQUIRE},
-    {"release", "release", PC_NONE, PR_NONE},
+    {"acquire", "acquire", PC_WAIT, PR_ACQUIRE, NULL},
+    {"release", "release", PC_NONE, PR_NONE, NULL},
 };
 
 static const struct py_meth py_queue[] = {
-    {"put", "put", PC_PUT, PR_NONE},       {"get", "get", PC_WAIT, PR_PLAIN},
-    {"qsize", "qsize", PC_SAME, PR_PLAIN}, {"empty", "empty", PC_SAME, PR_PLAIN},
-    {"full", "full", PC_SAME, PR_PLAIN},   {"task_done", "task_done", PC_SAME, PR_NONE},
-    {"join", "join", PC_NONE, PR_NONE},
+    {"put", "put", PC_PUT, PR_NONE, NULL},       {"get", "get", PC_WAIT, PR_PLAIN, NULL},
+    {"qsize", "qsize", PC_SAME, PR_PLAIN, NULL}, {"empty", "empty", PC_SAME, PR_PLAIN, NULL},
+    {"full", "full", PC_SAME, PR_PLAIN, NULL},   {"task_done", "task_done", PC_SAME, PR_NONE, NULL},
+    {"join", "join", PC_NONE, PR_NONE, NULL},
+};
+
+/* AcquirerProxy exposes acquire and release only. */
+static const struct py_meth py_sem[] = {
+    {"acquire", "acquire", PC_WAIT, PR_ACQUIRE, NULL},
+    {"release", "release", PC_NONE, PR_NONE, NULL},
+    {"get_value", NULL, PC_SAME, PR_ENOTSUP, NULL},
+};
+
+static const struct py_meth py_event[] = {
+    {"set", "set", PC_SAME, PR_NONE, NULL},
+    {"clear", "clear", PC_SAME, PR_NONE, NULL},
+    {"is_set", "is_set", PC_SAME, PR_PLAIN, NULL},
+    {"wait", "wait", PC_SAME, PR_ACQUIRE, NULL},
+};
+
+static const struct py_meth py_cond[] = {
+    {"acquire", "acquire", PC_WAIT, PR_ACQUIRE, NULL},
+    {"release", "release", PC_NONE, PR_NONE, NULL},
+    {"wait", "wait", PC_FIRST, PR_ACQUIRE, NULL},
+    {"notify", "notify", PC_FIRST, PR_COUNT0, NULL},
+    {"notify_all", "notify_all", PC_NONE, PR_COUNT0, NULL},
+};
+
+/* BarrierProxy: wait, abort, reset, and the rest by __getattribute__. */
+static const struct py_meth py_barrier[] = {
+    {"wait", "wait", PC_SAME, PR_PLAIN, NULL},
+    {"abort", "abort", PC_SAME, PR_NONE, NULL},
+    {"reset", "reset", PC_SAME, PR_NONE, NULL},
+    {"parties", "__getattribute__", PC_ATTR, PR_PLAIN, "parties"},
+    {"n_waiting", "__getattribute__", PC_ATTR, PR_PLAIN, "n_waiting"},
+    {"broken", "__getattribute__", PC_ATTR, PR_PLAIN, "broken"},
+};
+
+static const struct py_meth py_value[] = {
+    {"get", "get", PC_SAME, PR_PLAIN, NULL},
+    {"set", "set", PC_SAME, PR_NONE, NULL},
+};
+
+/* ArrayProxy: __len__, __getitem__, __setitem__; a slice would come back
+ * as an array.array, a class the decoder refuses, so no copy. */
+static const struct py_meth py_array[] = {
+    {"len", "__len__", PC_SAME, PR_PLAIN, NULL},
+    {"get", "__getitem__", PC_SAME, PR_PLAIN, NULL},
+    {"set", "__setitem__", PC_SAME, PR_NONE, NULL},
+    {"copy", NULL, PC_SAME, PR_ENOTSUP, NULL},
+};
+
+/* NamespaceProxy exposes __getattribute__, __setattr__, __delattr__. A
+ * missing attribute is found here, in a copy of __dict__: Python 3.12+
+ * pickles AttributeError with its __dict__ (name, args) as BUILD state,
+ * which the decoder refuses (docs/wire.md), so the server must not be
+ * left to raise it. */
+static const struct py_meth py_ns[] = {
+    {"get", "__getattribute__", PC_ATTR, PR_NSGET, "__dict__"},
+    {"set", "__setattr__", PC_SAME, PR_NONE, NULL},
+    {"del", "__delattr__", PC_NSDEL, PR_NONE, NULL},
+    {"copy", "__getattribute__", PC_ATTR, PR_PLAIN, "__dict__"},
 };
 
 #define PY_TABLE(t) t, sizeof t / sizeof t[0]
 
 static const struct py_type py_types[] = {
-    {"dict", "dict", PY_TABLE(py_dict), false},    {"list", "list", PY_TABLE(py_list), false},
-    {"lock", "Lock", PY_TABLE(py_lock), false},    {"rlock", "RLock", PY_TABLE(py_lock), true},
-    {"queue", "Queue", PY_TABLE(py_queue), false},
+    {"dict", "dict", PY_TABLE(py_dict), false, PI_ONE, 0},
+    {"list", "list", PY_TABLE(py_list), false, PI_ONE, 0},
+    {"lock", "Lock", PY_TABLE(py_lock), false, PI_ONE, 0},
+    {"rlock", "RLock", PY_TABLE(py_lock), true, PI_ONE, 0},
+    {"queue", "Queue", PY_TABLE(py_queue), false, PI_ONE, 0},
+    {"semaphore", "Semaphore", PY_TABLE(py_sem), false, PI_ONE, 0},
+    {"boundedsemaphore", "BoundedSemaphore", PY_TABLE(py_sem), false, PI_ONE, 0},
+    {"event", "Event", PY_TABLE(py_event), false, PI_ONE, 0},
+    /* Condition() holds an RLock: a thread keeps to its connection. */
+    {"condition", "Condition", PY_TABLE(py_cond), true, PI_ONE, 0},
+    {"barrier", "Barrier", PY_TABLE(py_barrier), false, PI_BARRIER, 0},
+    {"value", "Value", PY_TABLE(py_value), false, PI_SPREAD, 0},
+    {"array", "Array", PY_TABLE(py_array), false, PI_SPREAD, 0},
+    {"namespace", "Namespace", PY_TABLE(py_ns), false, PI_KWDS, MP_EKEY},
 };
 
 /* Python's exceptions (module.name, as the decoder reads them: obj.h) and
@@ -131,6 +234,7 @@ static const struct {
     {"queue.Empty", MP_EMPTY},
     {"queue.Full", MP_FULL},
     {"builtins.AssertionError", MP_ESTATE},
+    {"threading.BrokenBarrierError", MP_EBROKEN},
 };
 
 /* A connection in accept_connection mode: idle in the handle's list, or
@@ -204,6 +308,13 @@ static size_t py_convert_args(int how, const struct marg *a, size_t n, struct ma
     case PC_ZERO:
         out[0] = ARG_INT(0);
         return 1;
+    case PC_FIRST:
+        if (n < 1)
+            return 0;
+        out[0] = a[0];
+        return 1;
+    case PC_SORT:
+        return 0;
     default:
         for (size_t i = 0; i < n && i < 4; i++)
             out[i] = a[i];
@@ -211,11 +322,12 @@ static size_t py_convert_args(int how, const struct marg *a, size_t n, struct ma
     }
 }
 
-/* (ident, methodname, args, {}) - ident a str (Python's hex id) or None. */
+/* (ident, methodname, args, kwds) - ident a str (Python's hex id) or
+ * None; kwds NULL for {}. */
 static int py_encode(mp__pickler *w, int64_t ident, const char *method, const struct marg *a,
-                     size_t n)
+                     size_t n, const mp_obj *kwds_in)
 {
-    mp_obj *kwds = mp_obj_dict_new();
+    mp_obj *kwds = kwds_in ? mp_obj_copy(kwds_in) : mp_obj_dict_new();
     if (!kwds)
         return -ENOMEM;
     mp__pickler_start(w);
@@ -344,11 +456,12 @@ static int py_open(mp_manager *m, mp_conn **out)
 /* One request and its reply on c. A failure in transit leaves c unusable
  * (*dead): the caller closes it. */
 static int py_roundtrip(mp_manager *m, mp_conn *c, int64_t ident, const char *method,
-                        const struct marg *a, size_t n, double wait, mp_obj **value, bool *dead)
+                        const struct marg *a, size_t n, const mp_obj *kwds, double wait,
+                        mp_obj **value, bool *dead)
 {
     *dead = true;
     mp__pickler w = {0};
-    int rc = py_encode(&w, ident, method, a, n);
+    int rc = py_encode(&w, ident, method, a, n, kwds);
     if (rc == 0)
         rc = mp_conn_send_bytes(c, w.p, w.len);
     free(w.p);
@@ -372,7 +485,7 @@ static int py_roundtrip(mp_manager *m, mp_conn *c, int64_t ident, const char *me
 /* A call on the server itself: a connection of its own, as Python's
  * dispatch() does. */
 static int py_server_call(mp_manager *m, const char *method, const struct marg *a, size_t n,
-                          mp_obj **value)
+                          const mp_obj *kwds, mp_obj **value)
 {
     mp_conn *c;
     int rc = py_open(m, &c);
@@ -380,7 +493,7 @@ static int py_server_call(mp_manager *m, const char *method, const struct marg *
         return rc;
     mp_obj *v = NULL;
     bool dead;
-    rc = py_roundtrip(m, c, 0, method, a, n, 0, &v, &dead);
+    rc = py_roundtrip(m, c, 0, method, a, n, kwds, 0, &v, &dead);
     mp_conn_free(c);
     if (rc == 0 && value)
         *value = v;
@@ -419,7 +532,7 @@ static int py_open_accepted(mp_manager *m, struct mp__mgr_pyconn **out)
         struct marg arg[1] = {ARG_STR(name, strlen(name))};
         mp_obj *v = NULL;
         bool dead;
-        rc = py_roundtrip(m, pc->c, 0, "accept_connection", arg, 1, 0, &v, &dead);
+        rc = py_roundtrip(m, pc->c, 0, "accept_connection", arg, 1, NULL, 0, &v, &dead);
         mp_obj_free(v);
         if (rc < 0)
             mp_conn_free(pc->c);
@@ -530,7 +643,7 @@ void mp__mgr_py_close_idle(mp_manager *m, bool locked)
 int mp__mgr_py_probe(mp_manager *m)
 {
     mp_obj *v = NULL;
-    int rc = py_server_call(m, "dummy", NULL, 0, &v);
+    int rc = py_server_call(m, "dummy", NULL, 0, NULL, &v);
     bool none = rc == 0 && mp_obj_is_none(v);
     mp_obj_free(v);
     if (rc < 0)
@@ -570,6 +683,35 @@ static int py_parse_ident(const mp_obj *o, int64_t *id)
     return 0;
 }
 
+/* create's arguments after the typeid (a[1..3]) and keywords from our
+ * initial value, by the type's rule; *n counts a[0]. */
+static int py_create_args(const struct py_type *t, const struct marg *initial, struct marg a[4],
+                          size_t *n, const mp_obj **kwds)
+{
+    const mp_obj *o = initial->t == A_OBJ ? initial->o : NULL;
+    switch (t->init) {
+    case PI_SPREAD:
+    case PI_BARRIER: {
+        ssize_t len = mp_obj_len(o);
+        if (!o || mp_obj_type(o) != MP_TYPE_TUPLE || len != 2)
+            return -EINVAL;
+        a[(*n)++] = ARG_OBJ(mp_obj_list_get(o, 0));
+        if (t->init == PI_BARRIER)
+            a[(*n)++] = ARG_NONE; /* action */
+        a[(*n)++] = ARG_OBJ(mp_obj_list_get(o, 1));
+        return 0;
+    }
+    case PI_KWDS:
+        if (!o || mp_obj_type(o) != MP_TYPE_DICT)
+            return -EINVAL;
+        *kwds = o;
+        return 0;
+    default:
+        a[(*n)++] = *initial;
+        return 0;
+    }
+}
+
 int mp__mgr_py_create(mp_manager *m, const char *kind, const char *name, bool attach,
                       const struct marg *initial, struct proxy *p)
 {
@@ -583,15 +725,25 @@ int mp__mgr_py_create(mp_manager *m, const char *kind, const char *name, bool at
                           "registered on the server instead");
         return -ENOTSUP;
     }
+    if (!attach && strcmp(kind, "condition") == 0 && initial && initial->t != A_NONE) {
+        /* Condition(lock): the lock would travel as a pickled proxy
+         * (RebuildProxy, a Token), which we do not write. */
+        mp__err(-ENOTSUP, "CPython's manager: no Condition over a given lock from C; "
+                          "use one of its own");
+        return -ENOTSUP;
+    }
     /* Attaching calls the typeid registered under that name (BaseManager.
      * register(name, callable=...)): Python's way to share one object. */
     const char *typeid = attach ? name : t->typeid;
-    struct marg a[2] = {ARG_STR(typeid, strlen(typeid))};
+    struct marg a[4] = {ARG_STR(typeid, strlen(typeid))};
     size_t n = 1;
-    if (!attach && initial && initial->t != A_NONE)
-        a[n++] = *initial;
+    const mp_obj *kwds = NULL;
+    int rc =
+        attach || !initial || initial->t == A_NONE ? 0 : py_create_args(t, initial, a, &n, &kwds);
+    if (rc < 0)
+        return rc;
     mp_obj *r = NULL;
-    int rc = py_server_call(m, "create", a, n, &r);
+    rc = py_server_call(m, "create", a, n, kwds, &r);
     if (rc < 0)
         return rc;
     int64_t id = 0;
@@ -615,10 +767,10 @@ int mp__mgr_py_call(mp_manager *m, const char *method, const struct marg *a, siz
         char id[24];
         int len = snprintf(id, sizeof id, "%" PRIx64, (uint64_t)a[0].i);
         struct marg s[1] = {ARG_STR(id, (size_t)len)};
-        return py_server_call(m, method[0] == 'i' ? "incref" : "decref", s, 1, NULL);
+        return py_server_call(m, method[0] == 'i' ? "incref" : "decref", s, 1, NULL, NULL);
     }
     if (strcmp(method, "shutdown") == 0)
-        return py_server_call(m, "shutdown", NULL, 0, result);
+        return py_server_call(m, "shutdown", NULL, 0, NULL, result);
     mp__err(-ENOTSUP, "CPython's manager has no '%s'", method);
     return -ENOTSUP;
 }
@@ -687,6 +839,26 @@ static int py_list_slice(mp_obj *l, const struct marg *a, size_t n, mp_obj **out
     return 0;
 }
 
+/* The attribute a[0] names in a Namespace's __dict__ (copied to *out);
+ * MP_EKEY in Python's words when there is none. */
+static int py_ns_lookup(const mp_obj *dict, const struct marg *a, size_t n, mp_obj **out)
+{
+    if (mp_obj_type(dict) != MP_TYPE_DICT || n < 1 || a[0].t != A_STR)
+        return MP_EPROTO;
+    size_t pos = 0;
+    const mp_obj *k, *v;
+    const char *s;
+    size_t len;
+    while (mp_obj_dict_next(dict, &pos, &k, &v) == 1)
+        if (mp_obj_get_str(k, &s, &len) == 0 && len == a[0].n && memcmp(s, a[0].s, len) == 0) {
+            *out = mp_obj_copy(v);
+            return *out ? 0 : -ENOMEM;
+        }
+    mp__err(MP_EKEY, "AttributeError: 'Namespace' object has no attribute '%.*s'",
+            (int)(a[0].n > 100 ? 100 : a[0].n), (const char *)a[0].s);
+    return MP_EKEY;
+}
+
 /* Python's reply value as ours, by the row's rule; consumes v. */
 static int py_convert_reply(const struct py_meth *pm, const struct marg *a, size_t n, mp_obj *v,
                             mp_obj **result)
@@ -696,6 +868,14 @@ static int py_convert_reply(const struct py_meth *pm, const struct marg *a, size
     bool b;
     switch (pm->reply) {
     case PR_NONE:
+        break;
+    case PR_NSGET:
+        rc = py_ns_lookup(v, a, n, &out);
+        break;
+    case PR_COUNT0:
+        out = mp_obj_int(0);
+        if (!out)
+            rc = -ENOMEM;
         break;
     case PR_ACQUIRE:
         if (mp_obj_get_bool(v, &b) < 0)
@@ -739,19 +919,52 @@ int mp__mgr_py_call_proxy(struct proxy *p, const char *method, const struct marg
         mp__err(-ENOTSUP, "CPython's manager has no %s for a %s", method, t ? t->typeid : "?");
         return -ENOTSUP;
     }
+    if (pm->args == PC_NSDEL) {
+        /* del of a missing attribute: MP_EKEY found here (py_ns[]). */
+        mp_obj *had = NULL;
+        int rc = mp__mgr_py_call_proxy(p, "get", a, n, 0, &had);
+        mp_obj_free(had);
+        if (rc < 0)
+            return rc;
+    }
     struct marg pa[4];
     size_t pn = py_convert_args(pm->args, a, n, pa);
+    if (pm->args == PC_ATTR) {
+        pa[0] = ARG_STR(pm->attr, strlen(pm->attr));
+        pn = 1;
+    }
+    mp_obj *kwds = NULL;
+    if (pm->args == PC_SORT) {
+        kwds = mp_obj_dict_new();
+        mp_obj *k = mp_obj_str("reverse", 7), *b = mp_obj_bool(n >= 1 && a[0].i != 0);
+        if (!kwds || !k || !b || mp_obj_dict_set(kwds, k, b) < 0) {
+            mp_obj_free(k);
+            mp_obj_free(b);
+            mp_obj_free(kwds);
+            return -ENOMEM;
+        }
+    }
     struct mp__mgr_pyconn *pc;
     int rc = t->per_thread ? py_take_own(p, &pc) : py_take(m, &pc);
-    if (rc < 0)
+    if (rc < 0) {
+        mp_obj_free(kwds);
         return rc;
+    }
     mp_obj *v = NULL;
     bool dead;
-    rc = py_roundtrip(m, pc->c, p->id, pm->py, pa, pn, wait, &v, &dead);
+    rc = py_roundtrip(m, pc->c, p->id, pm->py, pa, pn, kwds, wait, &v, &dead);
+    mp_obj_free(kwds);
     if (t->per_thread)
         py_give_own(p, pc, dead);
     else
         py_give(m, pc, dead);
+    if (rc == MP_ETYPE && t->attr_code && strncmp(mp_errmsg(MP_ETYPE), "AttributeError", 14) == 0) {
+        /* The object's missing attribute, as our server says it. */
+        char words[256];
+        snprintf(words, sizeof words, "%s", mp_errmsg(MP_ETYPE));
+        mp__err(t->attr_code, "%s", words);
+        rc = t->attr_code;
+    }
     if (rc < 0) {
         mp_obj_free(v);
         return rc;
