@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -147,6 +148,22 @@ static void test_spawn_bad_input_named_errors(void **state)
     opts.maxtasksperchild = 0;
     opts.initializer = never_registered;
     assert_int_equal(mp_pool_new_mpi_spawn(&p, &opts, NULL), MP_EKEY);
+    assert_null(p);
+    /* A program that cannot run: named before MPI_Comm_spawn (which hangs). */
+    opts.initializer = NULL;
+    mp_mpi_opts mopts = MP_MPI_OPTS_INIT;
+    mopts.command = "/nonexistent/mpipc-worker";
+    assert_int_equal(mp_pool_new_mpi_spawn(&p, &opts, &mopts), -ENOENT);
+    mopts.command = "mpipc-no-such-program-in-path";
+    assert_int_equal(mp_pool_new_mpi_spawn(&p, &opts, &mopts), -ENOENT);
+    char plain[] = "/tmp/mpipc-spawn-XXXXXX"; /* a file without x bits */
+    int fd = mkstemp(plain);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(chmod(plain, 0644), 0);
+    mopts.command = plain;
+    assert_int_equal(mp_pool_new_mpi_spawn(&p, &opts, &mopts), -EACCES);
+    unlink(plain);
     assert_null(p);
     /* Still usable: a good call after the refused ones. */
     opts.initializer = NULL;

@@ -139,9 +139,11 @@ MP_API int mp_pool_new_mpi(mp_pool **out, const mp_pool_opts *opts, MPI_Comm com
  * Returns 0 in the parent with *out set; MP_MPI_WORKER_DONE in a worker
  * once let go; -EINVAL for out NULL; MP_EVALUE for bad options, MPI not
  * initialized or initialized without MPI_THREAD_MULTIPLE; MP_EKEY for an
- * unregistered initializer (all found before spawning); MP_EWORKER when
- * MPI_Comm_spawn fails (Open MPI prints why: too few slots without
- * oversubscription, a program not found); -ENOMEM; MP_EPROTO when MPI fails.
+ * unregistered initializer; -ENOENT or -EACCES for a program that cannot
+ * be run (looked up in PATH without a '/'; Open MPI 4.1's spawn would hang
+ * on it) - all found before spawning; MP_EWORKER when MPI_Comm_spawn fails
+ * (Open MPI prints why, e.g. too few slots without oversubscription);
+ * -ENOMEM; MP_EPROTO when MPI fails.
  * The pool then behaves as mp_pool_new_mpi's: a dead worker fails its task
  * with MP_EWORKER (Open MPI told to survive it:
  * OMPI_MCA_orte_abort_on_non_zero_status=0), and with none left every

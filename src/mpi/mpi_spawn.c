@@ -9,6 +9,9 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 /* A spawned worker: serve the parent's pool, then let the parent go. */
@@ -42,7 +45,32 @@ static int mpi_spawn_check(mp_pool **out, const mp_pool_opts *o)
     return 0;
 }
 
-/* MPI_Comm_spawn the workers; returns 0 with *inter, or MP_EWORKER. */
+/* -errno unless cmd names a program this process could run, looked up in
+ * PATH when it has no '/' (as MPI_Comm_spawn does). */
+static int mpi_spawn_runnable(const char *cmd)
+{
+    if (!cmd[0])
+        return -ENOENT;
+    if (strchr(cmd, '/'))
+        return access(cmd, X_OK) == 0 ? 0 : -errno;
+    const char *path = getenv("PATH");
+    char full[PATH_MAX];
+    int err = -ENOENT;
+    for (const char *d = path ? path : ""; *d;) {
+        size_t n = strcspn(d, ":");
+        if (n > 0 && snprintf(full, sizeof full, "%.*s/%s", (int)n, d, cmd) < (int)sizeof full) {
+            if (access(full, X_OK) == 0)
+                return 0;
+            if (errno == EACCES)
+                err = -EACCES;
+        }
+        d += n + (d[n] == ':');
+    }
+    return err;
+}
+
+/* MPI_Comm_spawn the workers; returns 0 with *inter, -errno for a program
+ * that cannot run (Open MPI 4.1's spawn hangs on one), or MP_EWORKER. */
 static int mpi_spawn_run(int n, const mp_mpi_opts *mopts, MPI_Comm *inter)
 {
     char exe[PATH_MAX];
@@ -54,13 +82,15 @@ static int mpi_spawn_run(int n, const mp_mpi_opts *mopts, MPI_Comm *inter)
         exe[len] = '\0';
         cmd = exe;
     }
+    int rc = mpi_spawn_runnable(cmd);
+    if (rc < 0)
+        return rc;
     char **argv = mopts && mopts->argv ? (char **)mopts->argv : MPI_ARGV_NULL;
     /* MPI_COMM_SELF's error handler is the caller's: set for the call only. */
     MPI_Errhandler old;
     MPI_Comm_get_errhandler(MPI_COMM_SELF, &old);
     MPI_Comm_set_errhandler(MPI_COMM_SELF, MPI_ERRORS_RETURN);
-    int rc =
-        MPI_Comm_spawn(cmd, argv, n, MPI_INFO_NULL, 0, MPI_COMM_SELF, inter, MPI_ERRCODES_IGNORE);
+    rc = MPI_Comm_spawn(cmd, argv, n, MPI_INFO_NULL, 0, MPI_COMM_SELF, inter, MPI_ERRCODES_IGNORE);
     MPI_Comm_set_errhandler(MPI_COMM_SELF, old);
     MPI_Errhandler_free(&old);
     return rc == MPI_SUCCESS ? 0 : MP_EWORKER;
