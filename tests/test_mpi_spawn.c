@@ -2,9 +2,10 @@
  * test_mpi_spawn.c - the Pool on workers started with MPI_Comm_spawn
  * (mp_pool_new_mpi_spawn, as MPIPoolExecutor): run alone (Open MPI's
  * singleton mode); every spawned worker re-executes this program, whose
- * main finds the parent communicator and serves. Argument "death" (Open
- * MPI told to survive a dead process) or "abort" (its default): only that
- * killed-worker case (a dead worker cannot take part in MPI_Finalize).
+ * main finds the parent communicator and serves. Argument map, init or
+ * errors: that case alone; "death" (Open MPI told to survive a dead
+ * process) or "abort" (its default): that killed-worker case (a dead worker
+ * cannot take part in MPI_Finalize); none: the first three.
  */
 #include <mpipc.h>
 #include <mpipc/mpi.h>
@@ -258,12 +259,20 @@ int main(int argc, char **argv)
         fflush(stdout);
         _exit(rc); /* a dead worker cannot take part in MPI_Finalize */
     }
-    const struct CMUnitTest tests[] = {
+    /* One spawn per run when a case is named: Open MPI 4.1's singleton
+     * orted now and then leaves the third process spawned from one program
+     * stuck in MPI_Init (PMIx_Init) on a loaded machine. */
+    const struct CMUnitTest all[] = {
         cmocka_unit_test(test_spawn_pool_maps_on_spawned_workers),
         cmocka_unit_test(test_spawn_initializer_runs_in_workers),
         cmocka_unit_test(test_spawn_bad_input_named_errors),
     };
-    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    const char *names[] = {"map", "init", "errors"};
+    size_t from = 0, n = 3;
+    for (size_t k = 0; argc > 1 && k < 3; k++)
+        if (strcmp(argv[1], names[k]) == 0)
+            from = k, n = 1;
+    rc = _cmocka_run_group_tests(names[from], all + from, n, NULL, NULL);
     MPI_Finalize();
     return rc;
 }

@@ -41,6 +41,10 @@
  * OMPI_MCA_rmaps_base_oversubscribe=1 (and, as root,
  * OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1), or run
  * `mpirun -n 1 --oversubscribe`; otherwise the spawn fails (MP_EWORKER).
+ * Seen with Open MPI 4.1.4 in singleton mode on a loaded machine: the third
+ * MPI_Comm_spawn of one program now and then leaves a spawned process
+ * stuck in MPI_Init (PMIx_Init) and the spawn never returns; one pool
+ * spawned per program, as MPIPoolExecutor programs do, has not shown it.
  * Ranks on other hosts are watched through MPI only.
  */
 #ifndef MPIPC_MPI_H
