@@ -32,11 +32,20 @@
  * mp_pool_terminate cannot stop a task running on a rank: the rank's later
  * results are dropped and the rank stops at its next batch.
  *
- * Left for later: dynamic process management (MPI_Comm_spawn, as
- * MPIPoolExecutor does without mpirun -n): Debian's Open MPI 4.1 supports
- * it, but a spawned world needs its own launcher story (singleton mode,
- * an ompi-server) that the tests cannot run in CI; the ranks' communicator
- * is the caller's. Ranks on other hosts are watched through MPI only.
+ * Dynamic process management (mp_pool_new_mpi_spawn, as MPIPoolExecutor
+ * does): a program started alone (`./app`, or `mpirun -n 1 ./app`) spawns
+ * its workers with MPI_Comm_spawn; they re-execute the program, whose same
+ * call finds their parent communicator and serves the pool. Debian's Open
+ * MPI 4.1 does it in singleton mode (it starts an orted for the spawn), but
+ * places at most one process per core unless told to oversubscribe: set
+ * OMPI_MCA_rmaps_base_oversubscribe=1 (and, as root,
+ * OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1), or run
+ * `mpirun -n 1 --oversubscribe`; otherwise the spawn fails (MP_EWORKER).
+ * Seen with Open MPI 4.1.4 in singleton mode on a loaded machine: the third
+ * MPI_Comm_spawn of one program now and then leaves a spawned process
+ * stuck in MPI_Init (PMIx_Init) and the spawn never returns; one pool
+ * spawned per program, as MPIPoolExecutor programs do, has not shown it.
+ * Ranks on other hosts are watched through MPI only.
  */
 #ifndef MPIPC_MPI_H
 #define MPIPC_MPI_H
@@ -64,9 +73,17 @@ extern "C" {
  *              rank: a chunk whose inputs are bigger fails on the root with
  *              MP_EVALUE ("task input too big for MPI") before it is sent,
  *              and the other chunks go on. 0 means MP_MPI_MESSAGE_MAX.
+ * command:     mp_pool_new_mpi_spawn only: the program the spawned workers
+ *              run (its path); NULL means this program (/proc/self/exe),
+ *              which must call mp_pool_new_mpi_spawn as the parent does.
+ * argv:        mp_pool_new_mpi_spawn only: the workers' arguments after the
+ *              program's name, ending in NULL (MPI_Comm_spawn's argv);
+ *              NULL means none.
  */
 typedef struct mp_mpi_opts {
-    size_t message_max; /* the largest chunk input sent; 0: MP_MPI_MESSAGE_MAX */
+    size_t message_max;  /* the largest chunk input sent; 0: MP_MPI_MESSAGE_MAX */
+    const char *command; /* spawn: the workers' program; NULL: this one */
+    char *const *argv;   /* spawn: its arguments, NULL-terminated; NULL: none */
 } mp_mpi_opts;
 
 /* Every default of mp_mpi_opts. */
@@ -103,6 +120,46 @@ typedef struct mp_mpi_opts {
  */
 MP_API int mp_pool_new_mpi(mp_pool **out, const mp_pool_opts *opts, MPI_Comm comm,
                            const mp_mpi_opts *mopts);
+
+/*
+ * mp_pool_new_mpi_spawn - a pool whose workers are processes spawned with
+ * MPI_Comm_spawn (Python: mpi4py.futures.MPIPoolExecutor(max_workers)).
+ * Call it in the parent, started alone, and in the workers, which run the
+ * same program (mopts->command NULL) and reach the same call: there it
+ * finds the parent communicator (MPI_Comm_get_parent), serves the parent's
+ * pool until it is closed and joined, or freed, and returns
+ * MP_MPI_WORKER_DONE. MPI_Init_thread with MPI_THREAD_MULTIPLE first, on
+ * both sides; the library never initializes or finalizes MPI.
+ *
+ *     int rc = mp_pool_new_mpi_spawn(&pool, &opts, NULL);   // was mp_pool_new
+ *     if (rc == MP_MPI_WORKER_DONE) { MPI_Finalize(); return 0; } // a worker
+ *
+ * out:   in the parent, the new pool; set to NULL in workers and on failure.
+ * opts:  as for mp_pool_new_mpi; processes is the number of workers spawned
+ *        (0: the number of online CPUs).
+ * mopts: NULL for every default, or the MPI options (read in the parent):
+ *        command and argv choose the workers' program.
+ *
+ * Returns 0 in the parent with *out set; MP_MPI_WORKER_DONE in a worker
+ * once let go; -EINVAL for out NULL; MP_EVALUE for bad options, MPI not
+ * initialized or initialized without MPI_THREAD_MULTIPLE; MP_EKEY for an
+ * unregistered initializer; -ENOENT or -EACCES for a program that cannot
+ * be run (looked up in PATH without a '/'; Open MPI 4.1's spawn would hang
+ * on it) - all found before spawning; MP_EWORKER when MPI_Comm_spawn fails
+ * (Open MPI prints why, e.g. too few slots without oversubscription);
+ * -ENOMEM; MP_EPROTO when MPI fails.
+ * The pool then behaves as mp_pool_new_mpi's: a dead worker fails its task
+ * with MP_EWORKER (Open MPI told to survive it:
+ * OMPI_MCA_orte_abort_on_non_zero_status=0), and with none left every
+ * pending result gets MP_EBROKEN. Under Open MPI's default the death ends
+ * the other spawned workers but not the parent: the pool reports
+ * MP_EBROKEN to what is pending, and the parent goes on.
+ * Ownership: *out is the caller's, released with mp_pool_free before
+ * MPI_Finalize. The workers' communicators are freed, not disconnected.
+ * Thread/fork: the pool is used as any mp_pool; MPI_COMM_SELF's error
+ * handler is set to MPI_ERRORS_RETURN during the spawn and restored.
+ */
+MP_API int mp_pool_new_mpi_spawn(mp_pool **out, const mp_pool_opts *opts, const mp_mpi_opts *mopts);
 
 /*
  * mp_mpi_worker_main - serve the pool of comm's rank 0 on this rank: run
