@@ -49,6 +49,8 @@ enum {
     PC_ATTR,     /* () -> (attr,): __getattribute__ of the row's attribute */
     PC_SORT,     /* (reverse) -> () with {'reverse': reverse}: list.sort */
     PC_NSDEL,    /* as they are, once the name is known to be there (below) */
+    PC_UNTIMED,  /* none, and Python's method has no timeout: the client
+                  * stops waiting at the call's own (queue join) */
 };
 
 /* How create's initial value becomes Python's constructor arguments. */
@@ -137,7 +139,7 @@ static const struct py_meth py_queue[] = {
     {"put", "put", PC_PUT, PR_NONE, NULL},       {"get", "get", PC_WAIT, PR_PLAIN, NULL},
     {"qsize", "qsize", PC_SAME, PR_PLAIN, NULL}, {"empty", "empty", PC_SAME, PR_PLAIN, NULL},
     {"full", "full", PC_SAME, PR_PLAIN, NULL},   {"task_done", "task_done", PC_SAME, PR_NONE, NULL},
-    {"join", "join", PC_NONE, PR_NONE, NULL},
+    {"join", "join", PC_UNTIMED, PR_NONE, NULL},
 };
 
 /* AcquirerProxy exposes acquire and release only. */
@@ -297,6 +299,7 @@ static size_t py_convert_args(int how, const struct marg *a, size_t n, struct ma
 {
     switch (how) {
     case PC_NONE:
+    case PC_UNTIMED:
         return 0;
     case PC_WAIT:
         return n >= 1 ? py_wait_args(&a[0], out) : 0;
@@ -453,10 +456,11 @@ static int py_open(mp_manager *m, mp_conn **out)
     return rc < 0 ? MP_ENOSERVER : 0;
 }
 
-/* One request and its reply on c. A failure in transit leaves c unusable
- * (*dead): the caller closes it. */
+/* One request and its reply on c, waiting for the reply until bound
+ * seconds (py_bound; MP_FOREVER). A failure in transit or a timeout leaves c
+ * unusable (*dead): the caller closes it. */
 static int py_roundtrip(mp_manager *m, mp_conn *c, int64_t ident, const char *method,
-                        const struct marg *a, size_t n, const mp_obj *kwds, double wait,
+                        const struct marg *a, size_t n, const mp_obj *kwds, double bound,
                         mp_obj **value, bool *dead)
 {
     *dead = true;
@@ -469,7 +473,7 @@ static int py_roundtrip(mp_manager *m, mp_conn *c, int64_t ident, const char *me
         return rc == -ENOMEM ? rc : MP_ENOSERVER;
     void *buf = NULL;
     size_t len = 0;
-    rc = mp_conn_recv_bytes(c, m->max_reply, &buf, &len, py_bound(m, wait));
+    rc = mp_conn_recv_bytes(c, m->max_reply, &buf, &len, bound);
     if (rc < 0) {
         free(buf);
         if (rc == MP_ETIMEDOUT || rc == MP_ETOOLONG || rc == -ENOMEM)
@@ -493,7 +497,7 @@ static int py_server_call(mp_manager *m, const char *method, const struct marg *
         return rc;
     mp_obj *v = NULL;
     bool dead;
-    rc = py_roundtrip(m, c, 0, method, a, n, kwds, 0, &v, &dead);
+    rc = py_roundtrip(m, c, 0, method, a, n, kwds, py_bound(m, 0), &v, &dead);
     mp_conn_free(c);
     if (rc == 0 && value)
         *value = v;
@@ -532,7 +536,8 @@ static int py_open_accepted(mp_manager *m, struct mp__mgr_pyconn **out)
         struct marg arg[1] = {ARG_STR(name, strlen(name))};
         mp_obj *v = NULL;
         bool dead;
-        rc = py_roundtrip(m, pc->c, 0, "accept_connection", arg, 1, NULL, 0, &v, &dead);
+        rc =
+            py_roundtrip(m, pc->c, 0, "accept_connection", arg, 1, NULL, py_bound(m, 0), &v, &dead);
         mp_obj_free(v);
         if (rc < 0)
             mp_conn_free(pc->c);
@@ -952,7 +957,10 @@ int mp__mgr_py_call_proxy(struct proxy *p, const char *method, const struct marg
     }
     mp_obj *v = NULL;
     bool dead;
-    rc = py_roundtrip(m, pc->c, p->id, pm->py, pa, pn, kwds, wait, &v, &dead);
+    /* Python's join never times out: stop at the caller's wait (the
+     * connection is then dropped, the server's join left to end alone). */
+    double bound = pm->args == PC_UNTIMED && wait >= 0 ? wait : py_bound(m, wait);
+    rc = py_roundtrip(m, pc->c, p->id, pm->py, pa, pn, kwds, bound, &v, &dead);
     mp_obj_free(kwds);
     if (t->per_thread)
         py_give_own(p, pc, dead);
