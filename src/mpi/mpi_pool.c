@@ -440,7 +440,18 @@ static bool mpi_requests(struct mpi_srv *s)
     return true;
 }
 
-/* Wait up to timeout for the pool's sockets (MPI is polled between). */
+/* A chunk is out on a rank: its result may come any moment. */
+static bool mpi_in_flight(const struct mpi_srv *s)
+{
+    for (int i = 0; i < s->nslots; i++)
+        if (s->r[i].state == R_LIVE && s->r[i].count > 0)
+            return true;
+    return false;
+}
+
+/* Wait up to timeout for the pool's sockets (MPI is polled between). A
+ * wait under a millisecond (poll's unit) is a look at the sockets, then a
+ * nap: a rank's result waits no longer than that in MPI. */
 static void mpi_idle(struct mpi_srv *s, double timeout)
 {
     mp_wait_item items[65];
@@ -455,7 +466,14 @@ static void mpi_idle(struct mpi_srv *s, double timeout)
         nanosleep(&ts, NULL);
         return;
     }
-    (void)mp_wait(items, n, timeout);
+    if (timeout >= 0.001) {
+        (void)mp_wait(items, n, timeout);
+        return;
+    }
+    if (mp_wait(items, n, 0) == 0) {
+        struct timespec ts = {0, (long)(timeout * 1e9)};
+        nanosleep(&ts, NULL);
+    }
 }
 
 /*
@@ -510,7 +528,7 @@ static void *mpi_server_main(void *arg)
         if (busy)
             last_busy = now;
         else if (run && s->ctl)
-            mpi_idle(s, now - last_busy < INT64_C(5000000) ? 0.0001 : 0.002);
+            mpi_idle(s, now - last_busy < INT64_C(5000000) || mpi_in_flight(s) ? 0.00005 : 0.002);
     }
     mpi_release_ranks(s);
     return NULL;

@@ -36,7 +36,7 @@ static int mpi_wk_send(void *ctx, const void *buf, size_t len)
  * message from the root; T_EXIT first when one is there. */
 static int mpi_wk_probe(struct mpi_wk *w, MPI_Status *st)
 {
-    long nap = 20000;
+    long nap = 10000;
     for (;;) {
         int flag = 0;
         if (MPI_Iprobe(0, T_EXIT, w->comm, &flag, st) != MPI_SUCCESS)
