@@ -36,11 +36,17 @@ static void spawn_init_fn(void *arg)
 }
 MP_TASK(spawn_init_fn);
 
-/* x * x, or the worker's pid for x < 0, or its death for x == 1000. */
+/* x * x, or the worker's pid for x < 0, or its death for x == 1000; above
+ * 1010 after 100 ms of work, so that a survivor still has items when Open
+ * MPI's abort reaches it (test_spawn_default_abort_breaks_the_pool). */
 static int sq_or_pid(const mp_obj *args, mp_obj **result)
 {
     int64_t x = 0;
     mp_obj_get_int(mp_obj_list_get(args, 0), &x);
+    if (x > 1010) {
+        struct timespec ts = {0, 100000000};
+        nanosleep(&ts, NULL);
+    }
     if (x == 1000) {
         struct timespec ts = {0, 50000000};
         nanosleep(&ts, NULL);
