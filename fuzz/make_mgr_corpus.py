@@ -130,6 +130,7 @@ def scripts():
     yield py_script()
     yield sync_script(make)
     yield py_sync_script()
+    yield data_script()
 
 
 def sync_script(make):
@@ -176,7 +177,6 @@ def py_sync_script():
         if r[1] == "wait":
             out += bytes([6 << 2])  # its deadline passes
     return out
-    yield data_script()
 
 
 def py_script():
