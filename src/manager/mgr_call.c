@@ -37,7 +37,7 @@
 
 /* ---- the request ----------------------------------------------------------------- */
 
-static void call_encode_arg(mp__pickler *w, const struct marg *a)
+void mp__mgr_encode_arg(mp__pickler *w, const struct marg *a)
 {
     switch (a->t) {
     case A_OBJ:
@@ -79,7 +79,7 @@ static int call_encode(mp__pickler *w, int64_t ident, const char *method, const 
     if (n > 3)
         mp__pickler_mark(w);
     for (size_t i = 0; i < n; i++)
-        call_encode_arg(w, &a[i]);
+        mp__mgr_encode_arg(w, &a[i]);
     mp__pickler_tuple(w, n);
     mp__pickler_tuple(w, 3);
     mp__pickler_stop(w);

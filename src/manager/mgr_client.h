@@ -233,6 +233,9 @@ static inline void connpool_put(mp_manager *m, struct mconn *c)
 
 /* ---- calls (mgr_call.c) ---------------------------------------------------------- */
 
+/* Pickle one argument of a request (both dialects: mgr_call.c, mgr_client_py.c). */
+void mp__mgr_encode_arg(mp__pickler *w, const struct marg *a);
+
 /*
  * Send one request on c and read its reply. *fate tells the caller what to
  * do with the connection (enum fate). Returns the reply's status (0 for

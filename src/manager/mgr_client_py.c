@@ -252,33 +252,6 @@ struct mp__mgr_pyconn {
 
 /* ---- the request ----------------------------------------------------------------- */
 
-static void py_arg(mp__pickler *w, const struct marg *a)
-{
-    switch (a->t) {
-    case A_OBJ:
-        mp__pickler_obj(w, a->o);
-        break;
-    case A_INT:
-        mp__pickler_int(w, a->i);
-        break;
-    case A_STR:
-        mp__pickler_str(w, a->s, a->n);
-        break;
-    case A_BYTES:
-        mp__pickler_bytes(w, a->s, a->n);
-        break;
-    case A_FLOAT:
-        mp__pickler_float(w, a->f);
-        break;
-    case A_BOOL:
-        mp__pickler_bool(w, a->i != 0);
-        break;
-    default:
-        mp__pickler_none(w);
-        break;
-    }
-}
-
 /* A timeout argument (None or a float) as Python's (block, timeout):
  * how many of the two to send - 0 (forever), 1 (False) or 2 (True, t). */
 static size_t py_wait_args(const struct marg *t, struct marg out[2])
@@ -346,7 +319,7 @@ static int py_encode(mp__pickler *w, int64_t ident, const char *method, const st
     if (n > 3)
         mp__pickler_mark(w);
     for (size_t i = 0; i < n; i++)
-        py_arg(w, &a[i]);
+        mp__mgr_encode_arg(w, &a[i]);
     mp__pickler_tuple(w, n);
     mp__pickler_obj(w, kwds);
     mp__pickler_tuple(w, 4);
