@@ -24,6 +24,7 @@ static const struct {
     {"builtins", "RuntimeError", "builtins.RuntimeError"},
     {"builtins", "StopIteration", "builtins.StopIteration"},
     {"builtins", "OverflowError", "builtins.OverflowError"},
+    {"builtins", "slice", "builtins.slice"},
     {"threading", "BrokenBarrierError", "threading.BrokenBarrierError"},
     {"queue", "Empty", "queue.Empty"},
     {"queue", "Full", "queue.Full"},
@@ -40,13 +41,14 @@ int mp__instance_lookup(const char *mod, size_t modlen, const char *name, size_t
 {
     /* CPython 3.7+ defines queue.Empty in C as _queue.Empty and pickles it
      * under that module; protocols 0-2 write Python 2's module names
-     * (exceptions.KeyError, Queue.Full), as pickle's fix_imports maps them.
+     * (exceptions.KeyError, Queue.Full, __builtin__.slice), as pickle's
+     * fix_imports maps them.
      * Each is the same class. */
     if (inst_eq(mod, modlen, "_queue") && inst_eq(name, namelen, "Empty"))
         mod = "queue", modlen = 5;
     else if (inst_eq(mod, modlen, "Queue"))
         mod = "queue", modlen = 5;
-    else if (inst_eq(mod, modlen, "exceptions"))
+    else if (inst_eq(mod, modlen, "exceptions") || inst_eq(mod, modlen, "__builtin__"))
         mod = "builtins", modlen = 8;
     for (int i = 0; i < INST_COUNT; i++)
         if (inst_eq(mod, modlen, inst_classes[i].module) &&
@@ -73,6 +75,40 @@ const char *mp__instance_qualname(int cls)
     return inst_classes[cls].qualname;
 }
 
+bool mp__instance_is_slice(const mp_obj *o)
+{
+    return o && o->type == MP_TYPE_INSTANCE &&
+           strcmp(inst_classes[mp__instance_cls(o)].name, "slice") == 0;
+}
+
+/* A slice's args are what slice.__reduce__ gives, (start, stop, step),
+ * and the decoder keeps to what a list index can be: each an int (a bool
+ * is one in Python) or None. Python's slice('a') would pickle too, but
+ * nothing a manager serves takes one. */
+static bool inst_slice_args_ok(const mp_obj *args)
+{
+    if (args->u.seq.len != 3)
+        return false;
+    for (size_t i = 0; i < 3; i++) {
+        int t = args->u.seq.items[i]->type;
+        if (t != MP_TYPE_INT && t != MP_TYPE_BOOL && t != MP_TYPE_NONE)
+            return false;
+    }
+    return true;
+}
+
+bool mp__instance_args_ok(int cls, const mp_obj *args)
+{
+    MP__ASSERT(cls >= 0 && cls < INST_COUNT);
+    if (!args || args->type != MP_TYPE_TUPLE)
+        return false;
+    if (cls == MP__CLS_TOKEN)
+        return args->u.seq.len == 3;
+    if (strcmp(inst_classes[cls].name, "slice") == 0)
+        return inst_slice_args_ok(args);
+    return true;
+}
+
 MP_API mp_obj *mp_obj_instance_new(const char *cls, const mp_obj *args)
 {
     if (!cls || !args || args->type != MP_TYPE_TUPLE)
@@ -81,7 +117,7 @@ MP_API mp_obj *mp_obj_instance_new(const char *cls, const mp_obj *args)
     if (!dot)
         return NULL;
     int i = mp__instance_lookup(cls, (size_t)(dot - cls), dot + 1, strlen(dot + 1));
-    if (i < 0 || (i == MP__CLS_TOKEN && args->u.seq.len != 3))
+    if (i < 0 || !mp__instance_args_ok(i, args))
         return NULL;
     if ((unsigned)args->height + 1 > MP_OBJ_MAX_DEPTH)
         return NULL;

@@ -261,6 +261,13 @@ const char *mp__instance_module(int cls);
 const char *mp__instance_name(int cls);
 const char *mp__instance_qualname(int cls);
 
+/* Whether args (any value) are what class cls takes: a tuple, of three
+ * items for a Token, of three ints or Nones for a slice. */
+bool mp__instance_args_ok(int cls, const mp_obj *args);
+
+/* Whether o is a builtins.slice instance (o may be NULL). */
+bool mp__instance_is_slice(const mp_obj *o);
+
 static inline int mp__instance_cls(const mp_obj *o)
 {
     return (int)o->u.seq.hash;

@@ -865,10 +865,12 @@ static int unpickle_reduce(struct unpickler *u)
     if (args->type != MP_TYPE_TUPLE)
         return unpickle_fail(u, MP__UNPICKLE_CALLS);
     if (callable->type == TYPE_CLASS) {
-        /* An exception: the class with its args. Token is made by NEWOBJ
-         * and BUILD only, as CPython writes it. */
+        /* An exception or a slice: the class with its args. Token is made
+         * by NEWOBJ and BUILD only, as CPython writes it. */
         if (callable->u.i == MP__CLS_TOKEN)
             return unpickle_fail(u, MP__UNPICKLE_CALLS);
+        if (!mp__instance_args_ok((int)callable->u.i, args))
+            return MP_EPROTO; /* a slice of other than three ints or Nones */
         mp_obj *inst = NULL;
         rc = unpickle_new_node(u, MP_TYPE_INSTANCE, &inst);
         if (rc == 0)

@@ -348,6 +348,12 @@ int mp__mgr_list_add(const struct req *r);
 int mp__mgr_list_mul(const struct req *r);
 int mp__mgr_list_imul(const struct req *r);
 
+/* The list's get, set and del when argument 0 is a builtins.slice
+ * (mgr_type_list_slice.c). */
+int mp__mgr_list_get_slice(const struct req *r);
+int mp__mgr_list_set_slice(const struct req *r);
+int mp__mgr_list_del_slice(const struct req *r);
+
 /* Argument i of the request; the request's own, so a handler may take it. */
 static inline mp_obj *mp__mgr_arg(const struct req *r, size_t i)
 {

@@ -1,7 +1,8 @@
 /*
  * mgr_type_list - the manager server's list: its methods and their table
  * (with each method's argument count). Static functions: slist_ (s for server). Siblings:
- * mgr_type_dict.c, mgr_type_lock.c, mgr_type_queue.c, mgr_type_manager.c.
+ * mgr_type_list_slice.c (get, set and del of a slice), mgr_type_dict.c, mgr_type_lock.c,
+ * mgr_type_queue.c, mgr_type_manager.c.
  */
 #include "codec/objimpl.h"
 #include "manager/mgr_server.h"
@@ -102,6 +103,8 @@ static int slist_extend(const struct req *r)
 
 static int slist_get(const struct req *r)
 {
+    if (mp__instance_is_slice(mp__mgr_arg(r, 0)))
+        return mp__mgr_list_get_slice(r);
     size_t i;
     if (slist_arg_index(r, (size_t)mp_obj_len(r->o->value), "IndexError: list index out of range",
                         &i) == 0)
@@ -111,6 +114,8 @@ static int slist_get(const struct req *r)
 
 static int slist_set(const struct req *r)
 {
+    if (mp__instance_is_slice(mp__mgr_arg(r, 0)))
+        return mp__mgr_list_set_slice(r);
     size_t i;
     if (slist_arg_index(r, (size_t)mp_obj_len(r->o->value),
                         "IndexError: list assignment index out of range", &i) < 0)
@@ -145,6 +150,8 @@ static int slist_pop(const struct req *r)
 
 static int slist_del(const struct req *r)
 {
+    if (mp__instance_is_slice(mp__mgr_arg(r, 0)))
+        return mp__mgr_list_del_slice(r);
     return slist_del_or_pop(r, false);
 }
 
