@@ -3,7 +3,7 @@
  *
  * Python's SyncManager.Value, .Array and .Namespace, served by a libmpipc
  * manager (mpipc/manager.h) to C and Python clients alike, and the list
- * proxy's sort and reverse:
+ * proxy's sort, reverse and slices:
  *
  *     mp_valueproxy *v;
  *     mp_obj *zero = mp_obj_int(0);
@@ -27,6 +27,7 @@
 #include <mpipc/manager.h>
 #include <mpipc/obj.h>
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -212,6 +213,56 @@ MP_API int mp_listproxy_sort(mp_listproxy *l, bool reverse);
 
 /* mp_listproxy_reverse - l.reverse(), in place. Returns 0. */
 MP_API int mp_listproxy_reverse(mp_listproxy *l);
+
+/* ---- list slices (1.1) -------------------------------------------------------------
+ *
+ * l[start:stop:step] with Python's semantics, on our server and on
+ * CPython's: a negative bound counts from the end, bounds past either end
+ * are clipped, a negative step walks backwards. Each call sends Python's
+ * builtins.slice object (docs/wire.md), as a Python ListProxy does.
+ */
+
+/* A bound or step left out, Python's None: l[::-1] is
+ * mp_listproxy_get_slice(l, MP_LISTPROXY_NONE, MP_LISTPROXY_NONE, -1, &out).
+ * A left-out step is 1; a left-out start or stop is the end the step
+ * walks from or to. */
+#define MP_LISTPROXY_NONE (-SSIZE_MAX - 1)
+
+/*
+ * mp_listproxy_get_slice - l[start:stop:step] as a new local list.
+ * l:     the list proxy.
+ * start, stop, step: the slice's fields; MP_LISTPROXY_NONE for None.
+ * list:  receives the list of the items (NULL on failure).
+ * Returns 0; MP_EVALUE for a step of 0 (Python's ValueError: slice step
+ * cannot be zero); or a common code.
+ * Ownership: mp_obj_free(*list).
+ */
+MP_API int mp_listproxy_get_slice(mp_listproxy *l, ssize_t start, ssize_t stop, ssize_t step,
+                                  mp_obj **list);
+
+/*
+ * mp_listproxy_set_slice - l[start:stop:step] = seq.
+ * l:     the list proxy.
+ * start, stop, step: the slice's fields; MP_LISTPROXY_NONE for None. With
+ *        a step of 1 (or None) the slice is replaced by seq's items, which
+ *        may be more or fewer (l[2:2] = seq inserts at 2); with any other
+ *        step seq must have exactly as many items as the slice.
+ * seq:   a list or tuple (MP_ETYPE otherwise), copied.
+ * Returns 0; MP_EVALUE for a step of 0 or an extended slice of another
+ * size than seq (Python's ValueError: attempt to assign sequence of size
+ * X to extended slice of size Y), the list then unchanged; or a common
+ * code.
+ */
+MP_API int mp_listproxy_set_slice(mp_listproxy *l, ssize_t start, ssize_t stop, ssize_t step,
+                                  const mp_obj *seq);
+
+/*
+ * mp_listproxy_del_slice - del l[start:stop:step].
+ * start, stop, step: the slice's fields; MP_LISTPROXY_NONE for None.
+ * Returns 0 (also when the slice is empty); MP_EVALUE for a step of 0; or
+ * a common code.
+ */
+MP_API int mp_listproxy_del_slice(mp_listproxy *l, ssize_t start, ssize_t stop, ssize_t step);
 
 #ifdef __cplusplus
 }

@@ -620,12 +620,15 @@ MP_API int mp_obj_repr(const mp_obj *o, char **out);
  *   "builtins.KeyError", "builtins.IndexError", "builtins.ValueError",
  *   "builtins.TypeError", "builtins.AttributeError", "builtins.RuntimeError",
  *   "builtins.StopIteration", "builtins.OverflowError",
- *   "threading.BrokenBarrierError", "queue.Empty" and "queue.Full".
+ *   "threading.BrokenBarrierError", "queue.Empty", "queue.Full" and
+ *   "builtins.slice" (1.1: what a ListProxy sends for l[a:b:c]).
  * Any other class name is refused, on the wire and here.
  *
  * args is the tuple Python passes to the class: an exception's e.args
  * (KeyError('k'): ('k',)); for a Token, the (typeid, address, id) its
- * __getstate__ returns, which must have three items. An instance compares
+ * __getstate__ returns, which must have three items; for a slice, its
+ * (start, stop, step), three items each an int, a bool or None (Python's
+ * slice('a') is refused: no list takes one). An instance compares
  * equal to another of the same class with equal args, is unhashable (MP_ETYPE
  * as a dict key), and its repr is Python's (KeyError('k'), Empty(),
  * Token(typeid='dict', address='/tmp/m', id='7f1')). It nests one level
@@ -638,7 +641,8 @@ MP_API int mp_obj_repr(const mp_obj *o, char **out);
  * cls: a class name of the list above, module and name ("builtins.KeyError").
  * args: a tuple, copied.
  * Returns a new root value, or NULL when cls or args is NULL, cls is not on
- * the list, args is not a tuple (or, for a Token, not three items), the
+ * the list, args is not a tuple (or, for a Token, not three items; for a
+ * slice, not three ints, bools or Nones), the
  * result would nest deeper than MP_OBJ_MAX_DEPTH, or memory runs out.
  * Ownership: the caller owns the result (mp_obj_free); args stays the
  * caller's.

@@ -238,3 +238,66 @@ MP_API int mp_listproxy_reverse(mp_listproxy *l)
         return -EINVAL;
     return mp__mgr_call_proxy(&l->p, "reverse", NULL, 0, 0, NULL, NULL);
 }
+
+/* ---- slices (mpipc/manager_data.h) ------------------------------------------------- */
+
+/* builtins.slice(start, stop, step), MP_LISTPROXY_NONE as None: what
+ * Python's ListProxy sends for l[start:stop:step]. NULL for no memory. */
+static mp_obj *list_slice_obj(ssize_t start, ssize_t stop, ssize_t step)
+{
+    ssize_t f[3] = {start, stop, step};
+    mp_obj *args = mp_obj_tuple_new(), *sl = NULL;
+    for (int i = 0; args && i < 3; i++) {
+        mp_obj *v = f[i] == MP_LISTPROXY_NONE ? mp_obj_none() : mp_obj_int((int64_t)f[i]);
+        if (!v || mp_obj_tuple_append(args, v) < 0) {
+            mp_obj_free(v);
+            mp_obj_free(args);
+            args = NULL;
+        }
+    }
+    if (args)
+        sl = mp_obj_instance_new("builtins.slice", args);
+    mp_obj_free(args);
+    return sl;
+}
+
+/* One call of method (get, set or del) with the slice and, for set, seq. */
+static int list_slice_call(mp_listproxy *l, const char *method, ssize_t start, ssize_t stop,
+                           ssize_t step, const mp_obj *seq, mp_obj **out)
+{
+    mp_obj *sl = list_slice_obj(start, stop, step);
+    if (!sl)
+        return -ENOMEM;
+    struct marg a[2] = {ARG_OBJ(sl), ARG_OBJ(seq)};
+    int rc = mp__mgr_call_proxy(&l->p, method, a, seq ? 2 : 1, 0, out, NULL);
+    mp_obj_free(sl);
+    return rc;
+}
+
+MP_API int mp_listproxy_get_slice(mp_listproxy *l, ssize_t start, ssize_t stop, ssize_t step,
+                                  mp_obj **list)
+{
+    if (list)
+        *list = NULL;
+    if (!l || !list)
+        return -EINVAL;
+    return list_slice_call(l, "get", start, stop, step, NULL, list);
+}
+
+MP_API int mp_listproxy_set_slice(mp_listproxy *l, ssize_t start, ssize_t stop, ssize_t step,
+                                  const mp_obj *seq)
+{
+    if (!l || !seq)
+        return -EINVAL;
+    int t = mp_obj_type(seq);
+    if (t != MP_TYPE_LIST && t != MP_TYPE_TUPLE)
+        return MP_ETYPE;
+    return list_slice_call(l, "set", start, stop, step, seq, NULL);
+}
+
+MP_API int mp_listproxy_del_slice(mp_listproxy *l, ssize_t start, ssize_t stop, ssize_t step)
+{
+    if (!l)
+        return -EINVAL;
+    return list_slice_call(l, "del", start, stop, step, NULL, NULL);
+}
