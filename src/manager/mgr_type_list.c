@@ -8,6 +8,7 @@
 #include "manager/mgr_server.h"
 
 #include <errno.h>
+#include <stdio.h>
 
 /* Python's index normalisation for item access: i < 0 counts from the end;
  * out of range is IndexError (MP_EKEY). */
@@ -48,8 +49,14 @@ static int slist_slice_bound(const mp_obj *o, size_t len, size_t dflt, size_t *o
 static int slist_arg_index(const struct req *r, size_t len, const char *index_error, size_t *i)
 {
     int rc = slist_index_of(mp__mgr_arg(r, 0), len, i);
-    if (rc < 0)
-        mp__mgr_reply_error(r->c, rc, rc == MP_EKEY ? index_error : "TypeError");
+    if (rc == MP_EKEY) {
+        mp__mgr_reply_error(r->c, rc, index_error);
+    } else if (rc < 0) {
+        char text[96]; /* Python's words */
+        snprintf(text, sizeof text, "TypeError: list indices must be integers or slices, not %s",
+                 mp_type_name(mp_obj_type(mp__mgr_arg(r, 0))));
+        mp__mgr_reply_error(r->c, rc, text);
+    }
     return rc;
 }
 

@@ -4,6 +4,7 @@ tests/mgr_pyserve over TCP (and again over AF_UNIX), self.list, self.dict,
 self.Namespace and self.Queue being its proxies as in CPython's manager
 test mixin. Cases our server cannot serve are skipped with the reason."""
 import unittest
+from multiprocessing import managers
 
 from mpipc_server import OurServer
 
@@ -186,10 +187,112 @@ class _TestContainers(BaseTestCase):
 # ---- end of CPython's text ----
 
 
+class _TestListSlices(BaseTestCase):
+    """Slices of a ListProxy (a builtins.slice in each request) on our
+    server behave as on a Python list."""
+
+    def test_list_until_proxies_in_a_list(self):
+        # CPython's test_list, unchanged, up to d = [a, b] (a list of proxies)
+        a = self.list(list(range(10)))
+        self.assertEqual(a[:], list(range(10)))
+
+        b = self.list()
+        self.assertEqual(b[:], [])
+
+        b.extend(list(range(5)))
+        self.assertEqual(b[:], list(range(5)))
+
+        self.assertEqual(b[2], 2)
+        self.assertEqual(b[2:10], [2,3,4])
+
+        b *= 2
+        self.assertEqual(b[:], [0, 1, 2, 3, 4, 0, 1, 2, 3, 4])
+
+        self.assertEqual(b + [5, 6], [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 5, 6])
+
+        self.assertEqual(a[:], list(range(10)))
+
+    def test_slices_get_set_del_as_a_python_list(self):
+        # Every slice of the grid, got, set (to a sequence of its own size,
+        # then of one more) and deleted: the same result, or the same
+        # exception with the same words, as a list here.
+        bounds = [None, 0, 3, 9, -1, -4, 20, -20, 2**70, -2**70, True]
+        steps = [None, 1, 2, -1, -3, 0, 4, 2**70, -2**70]
+        p = self.list()
+
+        def outcome(f, target):
+            try:
+                return ('ok', f(target), target[:])
+            except Exception as e:
+                return (type(e), str(e), target[:])
+
+        for start in bounds:
+            for stop in bounds:
+                for step in steps:
+                    sl = slice(start, stop, step)
+                    local = list(range(10))
+                    p[:] = local
+                    want = outcome(lambda t: t[sl], local)
+                    self.assertEqual(outcome(lambda t: t[sl], p), want, sl)
+                    n = len(want[1]) if want[0] == 'ok' else 2
+                    for k in (n, n + 1):
+                        seq = ['x%d' % i for i in range(k)]
+
+                        def assign(t):
+                            t[sl] = seq
+                        local = list(range(10))
+                        p[:] = local
+                        want = outcome(assign, local)
+                        self.assertEqual(outcome(assign, p), want, (sl, k))
+
+                    def delete(t):
+                        del t[sl]
+                    local = list(range(10))
+                    p[:] = local
+                    want = outcome(delete, local)
+                    self.assertEqual(outcome(delete, p), want, sl)
+
+    def test_slice_assignment_takes_a_tuple_and_grows_or_shrinks(self):
+        p = self.list(list(range(5)))
+        p[1:3] = ('a', 'b', 'c', 'd')
+        self.assertEqual(p[:], [0, 'a', 'b', 'c', 'd', 3, 4])
+        p[4:1] = ['x']
+        self.assertEqual(p[:], [0, 'a', 'b', 'c', 'x', 'd', 3, 4])
+        p[::-2] = [1, 2, 3, 4]
+        self.assertEqual(p[:], [0, 4, 'b', 3, 'x', 2, 3, 1])
+        del p[:]
+        self.assertEqual(len(p), 0)
+
+    def test_slice_of_other_than_ints_is_refused_and_nothing_lost(self):
+        # Python's own server raises TypeError (slice indices must be
+        # integers...); ours refuses the request's pickle as it refuses
+        # every value it does not read (docs/wire.md): RemoteError. The
+        # list and the connection are as they were.
+        p = self.list(list(range(5)))
+        for bad in (slice('a', 'b'), slice(1.5, None), slice(None, None, 0.5)):
+            with self.assertRaises(managers.RemoteError) as cm:
+                p[bad]
+            self.assertIn('MP_EPROTO', str(cm.exception))
+            with self.assertRaises(managers.RemoteError):
+                p[bad] = [1]
+            with self.assertRaises(managers.RemoteError):
+                del p[bad]
+        with self.assertRaises(TypeError) as cm:
+            p[:2] = 5
+        self.assertEqual(str(cm.exception), 'can only assign an iterable')
+        with self.assertRaises(TypeError) as cm:
+            p['x']
+        self.assertEqual(str(cm.exception),
+                         'list indices must be integers or slices, not str')
+        self.assertEqual(p[:], [0, 1, 2, 3, 4])
+
+
 # The cases our server cannot serve yet, each with the reason (issue 15's
 # list of gaps; docs/manager.md "CPython's own test scenarios").
 NOT_APPLICABLE = {
-    'test_list': "l[a:b] sends a builtins.slice, a global our decoder refuses",
+    'test_list': "d = [a, b]; self.list(d) pickles the proxies a and b as "
+        "managers.RebuildProxy(...), a call our decoder never makes (its "
+        "slices run in TestListSlices.test_list_until_proxies_in_a_list)",
     'test_list_proxy_in_list': "a proxy inside a value pickles as "
         "managers.RebuildProxy(...), a call our decoder never makes",
     'test_dict_proxy_nested': "a proxy inside a value pickles as "
@@ -213,6 +316,14 @@ class TestContainers(_TestContainers, unittest.TestCase):
 
 @not_applicable
 class TestContainersUnix(_TestContainers, unittest.TestCase):
+    FAMILY = 'AF_UNIX'
+
+
+class TestListSlices(_TestListSlices, unittest.TestCase):
+    pass
+
+
+class TestListSlicesUnix(_TestListSlices, unittest.TestCase):
     FAMILY = 'AF_UNIX'
 
 
