@@ -56,6 +56,11 @@ def shapes():
                 StopIteration([1]), ("#ERROR", KeyError(("k", 1))),
                 ("#PROXY", (("get", "put"), tok)), [tok, tok, KeyError(tok)],
                 ZeroDivisionError("refused"), queue.Queue]
+    # builtins.slice (a ListProxy's l[a:b:c]): three ints or Nones, and
+    # the slices the decoder refuses
+    yield from [slice(None), slice(1, None, -1), slice(2**70, -2**70, True),
+                ("__getitem__", (slice(0, 5),)), [slice(1, 2), slice(1, 2)],
+                slice("a"), slice(1.5, None), slice([1])]
 
 
 def write(dirname, data):

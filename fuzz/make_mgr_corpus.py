@@ -131,6 +131,7 @@ def scripts():
     yield sync_script(make)
     yield py_sync_script()
     yield data_script()
+    yield slice_script()
 
 
 def sync_script(make):
@@ -232,6 +233,30 @@ def data_script():
           ("c", "__imul__", (2,), {}), ("c", "__add__", ([1],), {}), ("c", "__rmul__", (2,), {}),
           ("c", "reverse", (), {})]
     out += b"".join(raw(3, pickle.dumps(r, protocol=4)) for r in py)
+    return out
+
+
+def slice_script():
+    """The list's get, set and del of a builtins.slice (object 2 after
+    make) in our dialect, then a ListProxy's l[a:b:c] in CPython's; with
+    slices the decoder refuses (a str, a float bound) among them."""
+    reqs = requests()
+    ours = [(2, "extend", (list(range(10)),)), (2, "get", (slice(None, None, -1),)),
+            (2, "get", (slice(-3, None, 2),)), (2, "set", (slice(1, 3), ["a", "b", "c"])),
+            (2, "set", (slice(None, None, 2), (1, 2))), (2, "set", (slice(5, 2), [0])),
+            (2, "del", (slice(2**70, -2**70, -3),)), (2, "get", (slice(0, 5, 0),)),
+            (2, "del", (slice(True, None),)), (2, "get", (slice("a", None),)),
+            (2, "set", (slice(1.5, None), [1]))]
+    out = b"".join(raw(0, c_pickle(r)) for r in reqs[:5])
+    out += b"".join(raw(i % 3, pickle.dumps(r, protocol=4)) for i, r in enumerate(ours))
+    py = [(None, "dummy", (), {}), (None, "create", ("list", list(range(8))), {}),
+          ("6", "__getitem__", (slice(2, 10),), {}), ("6", "__getitem__", (slice(None),), {}),
+          ("6", "__setitem__", (slice(None, None, -2), [1, 2, 3, 4]), {}),
+          ("6", "__setitem__", (slice(None, None, 3), [1]), {}),
+          ("6", "__delitem__", (slice(-2, None),), {}), ("6", "__getitem__", (slice(1.0),), {}),
+          ("6", "__imul__", (2,), {}), ("6", "__getitem__", (slice(None, None, -1),), {})]
+    out += b"".join(raw(3, pickle.dumps(r, protocol=p)) for p, r in
+                    zip([2, 3, 4, 5] * 3, py))
     return out
 
 
