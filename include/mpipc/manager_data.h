@@ -225,7 +225,8 @@ MP_API int mp_listproxy_reverse(mp_listproxy *l);
 /* A bound or step left out, Python's None: l[::-1] is
  * mp_listproxy_get_slice(l, MP_LISTPROXY_NONE, MP_LISTPROXY_NONE, -1, &out).
  * A left-out step is 1; a left-out start or stop is the end the step
- * walks from or to. */
+ * walks from or to. (SSIZE_MIN itself is thus no bound: pass -SSIZE_MAX,
+ * which is clipped exactly as SSIZE_MIN would be.) */
 #define MP_LISTPROXY_NONE (-SSIZE_MAX - 1)
 
 /*
