@@ -3,6 +3,11 @@
  * test_pool_life.c): pools with a deadline on every wait, values, and the
  * tasks more than one of them runs. Each test binary is one file, so this
  * header is included once per binary (it defines the LSan hook).
+ *
+ * Built with MPIPC_TEST_MPI (test_<binary>_mpi, run by mpirun), the same
+ * cases run on a pool of MPI ranks (mpipc/mpi.h): rank 0 runs cmocka and
+ * each pool_test_new is an mp_pool_new_mpi over MPI_COMM_WORLD; the other
+ * ranks serve every pool in pool_test_main and leave without running a case.
  */
 #ifndef MPIPC_POOL_TESTUTIL_H
 #define MPIPC_POOL_TESTUTIL_H
@@ -10,9 +15,13 @@
 #include "testutil.h"
 
 #include <mpipc/pool.h>
+#ifdef MPIPC_TEST_MPI
+#include <mpipc/mpi.h>
+#endif
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -65,21 +74,31 @@ static inline int64_t as_int(const mp_obj *o)
 /*
  * The start method the pool tests run under: MPIPC_TEST_START_METHOD
  * ("fork", "forkserver" or "spawn"; unset or empty: the default), so
- * tests/CMakeLists.txt runs each pool binary under every method.
+ * tests/CMakeLists.txt runs each pool binary under every method. A binary
+ * built with MPIPC_TEST_MPI has no start method (its pool's workers are MPI
+ * ranks): the variable is ignored and the method is "mpi".
  */
 static inline const mp_context *pool_test_ctx(void)
 {
+#ifdef MPIPC_TEST_MPI
+    return NULL;
+#else
     const char *m = getenv("MPIPC_TEST_START_METHOD");
     const mp_context *ctx = NULL;
     if (m && *m)
         TU_ASSERT_STATUS(mp_context_get(&ctx, m), 0);
     return ctx;
+#endif
 }
 
 static inline bool pool_test_method_is(const char *method)
 {
+#ifdef MPIPC_TEST_MPI
+    return strcmp(method, "mpi") == 0;
+#else
     const char *m = getenv("MPIPC_TEST_START_METHOD");
     return m && strcmp(m, method) == 0;
+#endif
 }
 
 /* Default options under the test's start method. */
@@ -90,12 +109,72 @@ static inline mp_pool_opts pool_test_opts(void)
     return o;
 }
 
+#ifdef MPIPC_TEST_MPI
+/* Tell the worker ranks another pool comes (1) or that they are done (0);
+ * test_mpi.c does the same. */
+static inline void pool_mpi_announce(int more)
+{
+    MPI_Bcast(&more, 1, MPI_INT, 0, MPI_COMM_WORLD);
+}
+
+/* A worker rank's whole run: serve each pool rank 0 makes until told that
+ * none comes. Returns the process's exit status. */
+static inline int pool_mpi_serve(void)
+{
+    int status = 0, rank = 0, more = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    for (;;) {
+        MPI_Bcast(&more, 1, MPI_INT, 0, MPI_COMM_WORLD);
+        if (!more)
+            break;
+        mp_pool *none = NULL;
+        int rc = mp_pool_new_mpi(&none, NULL, MPI_COMM_WORLD, NULL);
+        if (rc != MP_MPI_WORKER_DONE) {
+            fprintf(stderr, "rank %d: mp_pool_new_mpi returned %d (%s)\n", rank, rc,
+                    mp_errname(rc));
+            status = 1;
+        }
+    }
+    MPI_Finalize();
+    return status;
+}
+#endif
+
+/*
+ * mp_pool_new under the test's method: on MPI, mp_pool_new_mpi over
+ * MPI_COMM_WORLD (its processes: at most the ranks but rank 0, which the
+ * pool's binaries are run with enough of; 0: every other rank).
+ */
+static inline int pool_test_new(mp_pool **out, const mp_pool_opts *opts)
+{
+#ifdef MPIPC_TEST_MPI
+    pool_mpi_announce(1);
+    return mp_pool_new_mpi(out, opts, MPI_COMM_WORLD, NULL);
+#else
+    return mp_pool_new(out, opts);
+#endif
+}
+
+/* The workers a pool made with processes 0 has: os.cpu_count(), or on MPI
+ * every rank but rank 0. */
+static inline int pool_test_default_processes(void)
+{
+#ifdef MPIPC_TEST_MPI
+    int size = 0;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    return size - 1;
+#else
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus > 0 ? (int)cpus : 1;
+#endif
+}
+
 static inline mp_pool *make_pool(int processes)
 {
     mp_pool_opts o = pool_test_opts();
     o.processes = processes;
     mp_pool *p = NULL;
-    TU_ASSERT_STATUS(mp_pool_new(&p, &o), 0);
+    TU_ASSERT_STATUS(pool_test_new(&p, &o), 0);
     assert_non_null(p);
     return p;
 }
@@ -111,14 +190,26 @@ static inline void close_join_free(mp_pool *p)
  * The first call in every pool test binary's main: a spawned run of the
  * program (a spawn pool's server) serves here and never returns; under
  * forkserver the shared server starts now, before any thread, as
- * context.h asks; then the name filter (tu_filter).
+ * context.h asks; then the name filter (tu_filter). On MPI, MPI starts
+ * here (MPI_THREAD_MULTIPLE, as mp_pool_new_mpi needs) and every rank but
+ * rank 0 serves the pools and exits here: only rank 0 runs the cases.
  */
 static inline int pool_test_main(int argc, char **argv)
 {
+#ifdef MPIPC_TEST_MPI
+    int level = 0, rank = 0;
+    if (MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &level) != MPI_SUCCESS ||
+        level < MPI_THREAD_MULTIPLE)
+        return -1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (rank != 0)
+        exit(pool_mpi_serve());
+#else
     if (mp_spawn_main(argc, argv) < 0)
         return -1;
     if (pool_test_method_is("forkserver") && mp_forkserver_start() < 0)
         return -1;
+#endif
     tu_filter(argc, argv);
     return 0;
 }
@@ -126,7 +217,7 @@ static inline int pool_test_main(int argc, char **argv)
 /* Note the test process (for the LSan hook), then run the tests but those
  * MPIPC_TEST_SKIP names (comma-separated, "prefix*" for a family: cases a
  * start method or valgrind cannot apply to; tests/CMakeLists.txt gives each
- * one's reason). */
+ * one's reason). On MPI, rank 0 then lets the worker ranks go and ends MPI. */
 static inline int pool_run_tests(const struct CMUnitTest *tests, size_t n)
 {
     test_pid = getpid();
@@ -152,6 +243,17 @@ static inline int pool_run_tests(const struct CMUnitTest *tests, size_t n)
     }
     int rc = _cmocka_run_group_tests("tests", run, k, NULL, NULL);
     free(run);
+#ifdef MPIPC_TEST_MPI
+    /* After a case that killed a rank (MPIPC_TEST_MPI_RANK_KILLED set by
+     * tests/CMakeLists.txt), leave without MPI: a dead rank cannot take
+     * part in a broadcast or MPI_Finalize, and mpirun ends the job at once. */
+    if (getenv("MPIPC_TEST_MPI_RANK_KILLED")) {
+        fflush(stdout);
+        _exit(rc);
+    }
+    pool_mpi_announce(0);
+    MPI_Finalize();
+#endif
     return rc;
 }
 

@@ -588,12 +588,12 @@ static void test_make_pool_refuses_bad_arguments_and_defaults_to_the_cpu_count(v
     mp_pool *p = (mp_pool *)1;
     mp_pool_opts o = pool_test_opts();
     o.processes = -1;
-    TU_ASSERT_STATUS(mp_pool_new(&p, &o), MP_EVALUE);
+    TU_ASSERT_STATUS(pool_test_new(&p, &o), MP_EVALUE);
     assert_null(p);
     o.processes = 1;
     o.maxtasksperchild = -1; /* test_pool_maxtasksperchild_invalid */
-    TU_ASSERT_STATUS(mp_pool_new(&p, &o), MP_EVALUE);
-    TU_ASSERT_STATUS(mp_pool_new(NULL, &o), -EINVAL);
+    TU_ASSERT_STATUS(pool_test_new(&p, &o), MP_EVALUE);
+    TU_ASSERT_STATUS(pool_test_new(NULL, &o), -EINVAL);
 
     p = make_pool(3);
     assert_int_equal(mp_pool_processes(p), 3);
@@ -602,10 +602,10 @@ static void test_make_pool_refuses_bad_arguments_and_defaults_to_the_cpu_count(v
     assert_int_equal(mp_pool_pids(p, pids, 1), 3); /* count, one stored */
     close_join_free(p);
 
-    /* processes 0 (or no options): os.cpu_count() workers. */
-    TU_ASSERT_STATUS(mp_pool_new(&p, NULL), 0);
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    assert_int_equal(mp_pool_processes(p), cpus > 0 ? cpus : 1);
+    /* processes 0 (or no options): os.cpu_count() workers (on MPI: every
+     * rank but rank 0). */
+    TU_ASSERT_STATUS(pool_test_new(&p, NULL), 0);
+    assert_int_equal(mp_pool_processes(p), pool_test_default_processes());
     close_join_free(p);
 }
 

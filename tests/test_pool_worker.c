@@ -87,7 +87,7 @@ static void test_maxtasksperchild_replaces_workers_and_results_stay_right(void *
     o.processes = 3;
     o.maxtasksperchild = 10;
     mp_pool *p;
-    TU_ASSERT_STATUS(mp_pool_new(&p, &o), 0);
+    TU_ASSERT_STATUS(pool_test_new(&p, &o), 0);
     pid_t orig[3];
     assert_int_equal(mp_pool_pids(p, orig, 3), 3);
     mp_result *rs[100];
@@ -133,7 +133,7 @@ static void test_maxtasksperchild_pool_closed_early_still_finishes(void **state)
     o.processes = 3;
     o.maxtasksperchild = 1;
     mp_pool *p;
-    TU_ASSERT_STATUS(mp_pool_new(&p, &o), 0);
+    TU_ASSERT_STATUS(pool_test_new(&p, &o), 0);
     mp_result *rs[6];
     for (int i = 0; i < 6; i++) {
         mp_obj *args = tuple2(mp_obj_int(i), mp_obj_float(0.1));
@@ -181,7 +181,7 @@ static void test_initializer_runs_once_in_each_worker_before_its_tasks(void **st
     o.initializer = count_init;
     o.initarg = &init_marker;
     mp_pool *p;
-    TU_ASSERT_STATUS(mp_pool_new(&p, &o), 0);
+    TU_ASSERT_STATUS(pool_test_new(&p, &o), 0);
     for (int i = 0; i < 10; i++) {
         mp_obj *res;
         TU_ASSERT_STATUS(mp_pool_apply(p, read_marker, NULL, &res, NULL, T_LONG), 0);
@@ -353,7 +353,7 @@ static void test_worker_dying_in_its_initializer_fails_no_task_and_is_replaced(v
     o.processes = 2;
     o.initializer = init_maybe_die;
     mp_pool *p;
-    TU_ASSERT_STATUS(mp_pool_new(&p, &o), 0);
+    TU_ASSERT_STATUS(pool_test_new(&p, &o), 0);
     mp_obj *items = int_list(0, 60);
     mp_obj *res;
     TU_ASSERT_STATUS(mp_pool_map(p, sqr, items, 1, &res, NULL, T_LONG), 0);

@@ -32,6 +32,17 @@
  * mp_pool_terminate cannot stop a task running on a rank: the rank's later
  * results are dropped and the rank stops at its next batch.
  *
+ * The pool's own test cases run on ranks too (ctest's pool_mpi,
+ * pool_life_mpi, pool_lazy_mpi, pool_bytes_mpi: one mp_pool_new_mpi after
+ * another on the same communicator, dozens per program). What a pool of
+ * ranks cannot do, and the fork pool's cases that test it: replace a worker
+ * (maxtasksperchild is refused, MP_EVALUE; a dead rank stays gone, its exit
+ * status unknown, and MPI_COMM_WORLD serves no later pool once a rank has
+ * died), share the caller's memory (an initarg or task argument that is a
+ * pointer, a descriptor made by rank 0), a pool made in a child forked from
+ * a rank (it cannot take part in MPI), a start method (ctx), and stopping a
+ * running task (above: the next pool waits until the rank is free).
+ *
  * Dynamic process management (mp_pool_new_mpi_spawn, as MPIPoolExecutor
  * does): a program started alone (`./app`, or `mpirun -n 1 ./app`) spawns
  * its workers with MPI_Comm_spawn; they re-execute the program, whose same

@@ -28,6 +28,7 @@ enum { R_WAIT, R_IDLE, R_LIVE, R_DETACHED, R_BYE, R_DEAD };
 /* A chunk sent to a rank (or failed here, synth: its result message). */
 struct mpi_pend {
     uint32_t seq;
+    uint64_t batch; /* the rank's T_BATCH that carried it (1, 2, ...) */
     unsigned char *synth;
     size_t synth_len;
 };
@@ -41,6 +42,7 @@ struct mpi_rank {
     bool local;
     bool exit_sent;
     uint64_t nbatch;
+    uint64_t started; /* the rank's last T_STARTED: batches it has begun */
     struct mpi_pend fifo[MPI_RING];
     unsigned head, count;
 };
@@ -128,13 +130,16 @@ static void mpi_reply(struct mpi_srv *s, uint32_t op, int idx, int arg, int rc)
 }
 
 /* The slot's record for the pool: which chunk a death would interrupt (a
- * rank runs its chunks in order, so the oldest one unanswered). */
+ * rank runs its chunks in order, so the oldest one unanswered, if the rank
+ * has begun its batch; else none, and the pool gives every chunk of the
+ * dead rank to another, as for a fork worker killed while idle). */
 static void mpi_note_running(struct mpi_srv *s, int idx)
 {
     struct mpi_rank *r = &s->r[idx];
     uint32_t running = 0;
-    if (r->count && !r->fifo[r->head].synth)
-        running = r->fifo[r->head].seq + 1;
+    const struct mpi_pend *e = &r->fifo[r->head];
+    if (r->count && !e->synth && e->batch <= r->started)
+        running = e->seq + 1;
     __atomic_store_n(&s->p->slots[idx].item, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&s->p->slots[idx].running, running, __ATOMIC_RELEASE);
 }
@@ -270,6 +275,7 @@ static int mpi_forward(struct mpi_srv *s, int idx, const unsigned char *q, size_
         if (t.kind == MSG_TASK && r->count < MPI_RING) {
             struct mpi_pend *e = &r->fifo[(r->head + r->count++) % MPI_RING];
             e->seq = t.seq;
+            e->batch = r->nbatch + 1; /* the batch sent below */
             e->synth = NULL;
             if (t.len > s->message_max &&
                 mpi_synth_fail(&t, MP_EVALUE,
@@ -384,6 +390,8 @@ static bool mpi_receive(struct mpi_srv *s)
             mpi_on_hello(s, idx, s->buf, (size_t)count);
         else if (st.MPI_TAG == T_RESULT)
             mpi_on_result(s, idx, s->buf, (size_t)count);
+        else if (st.MPI_TAG == T_STARTED && count == (int)sizeof s->r[idx].started)
+            memcpy(&s->r[idx].started, s->buf, sizeof s->r[idx].started);
         else if (st.MPI_TAG == T_BYE && s->r[idx].state != R_DEAD)
             mpi_end_slot(s, idx, R_BYE, 0, 0);
     }

@@ -129,6 +129,9 @@ static int mpi_wk_serve(struct mpi_wk *w, struct mp__pool_exec *x)
         if (st.MPI_TAG != T_BATCH)
             continue;
         w->nbatch++;
+        /* Before running it: a death from now on is this batch's to blame. */
+        if (MPI_Send(&w->nbatch, sizeof w->nbatch, MPI_BYTE, 0, T_STARTED, w->comm) != MPI_SUCCESS)
+            return MP_EPROTO;
         rc = mp__pool_exec_batch(x, w->buf, (size_t)len, &sink);
         if (rc < 0)
             return rc;
