@@ -9,12 +9,14 @@
 #include <errno.h>
 #include <string.h>
 
-/* The whole list. Index 0 is Token (MP__CLS_TOKEN); the rest are exceptions,
+/* The whole list. Index 0 is Token (MP__CLS_TOKEN), 1 RebuildProxy
+ * (MP__CLS_REBUILD_PROXY: a proxy inside a value); the rest are exceptions,
  * rebuilt by REDUCE of the class with its args. */
 static const struct {
     const char *module, *name, *qualname;
 } inst_classes[] = {
     {"multiprocessing.managers", "Token", "multiprocessing.managers.Token"},
+    {"multiprocessing.managers", "RebuildProxy", "multiprocessing.managers.RebuildProxy"},
     {"multiprocessing.managers", "RemoteError", "multiprocessing.managers.RemoteError"},
     {"builtins", "KeyError", "builtins.KeyError"},
     {"builtins", "IndexError", "builtins.IndexError"},
@@ -30,6 +32,17 @@ static const struct {
 };
 
 #define INST_COUNT ((int)(sizeof inst_classes / sizeof inst_classes[0]))
+
+/* The func of a RebuildProxy: AutoProxy and the proxy classes SyncManager
+ * registers (Lib/multiprocessing/managers.py), all in module
+ * multiprocessing.managers. A proxy pickles as RebuildProxy(func, token,
+ * serializer, kwds); no other func is read. */
+static const char *const inst_proxy_funcs[] = {
+    "AutoProxy",      "ListProxy",    "DictProxy",  "IteratorProxy", "AcquirerProxy",  "EventProxy",
+    "ConditionProxy", "BarrierProxy", "ValueProxy", "ArrayProxy",    "NamespaceProxy", "PoolProxy",
+};
+
+#define INST_NFUNCS ((int)(sizeof inst_proxy_funcs / sizeof inst_proxy_funcs[0]))
 
 static bool inst_eq(const char *a, size_t alen, const char *b)
 {
@@ -53,6 +66,34 @@ int mp__instance_lookup(const char *mod, size_t modlen, const char *name, size_t
             inst_eq(name, namelen, inst_classes[i].name))
             return i;
     return -1;
+}
+
+int mp__proxy_func_lookup(const char *mod, size_t modlen, const char *name, size_t namelen)
+{
+    if (!inst_eq(mod, modlen, "multiprocessing.managers"))
+        return -1;
+    for (int i = 0; i < INST_NFUNCS; i++)
+        if (inst_eq(name, namelen, inst_proxy_funcs[i]))
+            return i;
+    return -1;
+}
+
+const char *mp__proxy_func_name(int func)
+{
+    MP__ASSERT(func >= 0 && func < INST_NFUNCS);
+    return inst_proxy_funcs[func];
+}
+
+bool mp__proxy_args_ok(const mp_obj *args)
+{
+    if (args->type != MP_TYPE_TUPLE || args->u.seq.len != 4)
+        return false;
+    mp_obj *const *it = args->u.seq.items;
+    return it[0]->type == MP_TYPE_STR &&
+           mp__proxy_func_lookup("multiprocessing.managers", 24, it[0]->u.s.data, it[0]->u.s.len) >=
+               0 &&
+           it[1]->type == MP_TYPE_INSTANCE && mp__instance_cls(it[1]) == MP__CLS_TOKEN &&
+           it[2]->type == MP_TYPE_STR && it[3]->type == MP_TYPE_DICT;
 }
 
 const char *mp__instance_module(int cls)
@@ -81,7 +122,8 @@ MP_API mp_obj *mp_obj_instance_new(const char *cls, const mp_obj *args)
     if (!dot)
         return NULL;
     int i = mp__instance_lookup(cls, (size_t)(dot - cls), dot + 1, strlen(dot + 1));
-    if (i < 0 || (i == MP__CLS_TOKEN && args->u.seq.len != 3))
+    if (i < 0 || (i == MP__CLS_TOKEN && args->u.seq.len != 3) ||
+        (i == MP__CLS_REBUILD_PROXY && !mp__proxy_args_ok(args)))
         return NULL;
     if ((unsigned)args->height + 1 > MP_OBJ_MAX_DEPTH)
         return NULL;
