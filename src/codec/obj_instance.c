@@ -25,6 +25,7 @@ static const struct {
     {"builtins", "AttributeError", "builtins.AttributeError"},
     {"builtins", "RuntimeError", "builtins.RuntimeError"},
     {"builtins", "StopIteration", "builtins.StopIteration"},
+    {"builtins", "range", "builtins.range"}, /* list(range(3)) to a manager */
     {"builtins", "OverflowError", "builtins.OverflowError"},
     {"threading", "BrokenBarrierError", "threading.BrokenBarrierError"},
     {"queue", "Empty", "queue.Empty"},
@@ -96,6 +97,25 @@ bool mp__proxy_args_ok(const mp_obj *args)
            it[2]->type == MP_TYPE_STR && it[3]->type == MP_TYPE_DICT;
 }
 
+bool mp__instance_args_ok(int cls, const mp_obj *args)
+{
+    if (args->type != MP_TYPE_TUPLE)
+        return false;
+    if (cls == MP__CLS_TOKEN)
+        return args->u.seq.len == 3;
+    if (cls == MP__CLS_REBUILD_PROXY)
+        return mp__proxy_args_ok(args);
+    if (strcmp(inst_classes[cls].name, "range") != 0)
+        return true;
+    /* range(start, stop, step), as range.__reduce__ gives it: int64s
+     * here, step not 0 (Python's ValueError). */
+    mp_obj *const *it = args->u.seq.items;
+    for (size_t i = 0; args->u.seq.len == 3 && i < 3; i++)
+        if (it[i]->type != MP_TYPE_INT || mp__obj_is_bigint(it[i]))
+            return false;
+    return args->u.seq.len == 3 && it[2]->u.i != 0;
+}
+
 const char *mp__instance_module(int cls)
 {
     MP__ASSERT(cls >= 0 && cls < INST_COUNT);
@@ -122,8 +142,7 @@ MP_API mp_obj *mp_obj_instance_new(const char *cls, const mp_obj *args)
     if (!dot)
         return NULL;
     int i = mp__instance_lookup(cls, (size_t)(dot - cls), dot + 1, strlen(dot + 1));
-    if (i < 0 || (i == MP__CLS_TOKEN && args->u.seq.len != 3) ||
-        (i == MP__CLS_REBUILD_PROXY && !mp__proxy_args_ok(args)))
+    if (i < 0 || !mp__instance_args_ok(i, args))
         return NULL;
     if ((unsigned)args->height + 1 > MP_OBJ_MAX_DEPTH)
         return NULL;

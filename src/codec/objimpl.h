@@ -270,6 +270,10 @@ const char *mp__proxy_func_name(int func);
  * a dict). */
 bool mp__proxy_args_ok(const mp_obj *args);
 
+/* Whether args suit class cls: a tuple, of three items for a Token, a
+ * RebuildProxy's four (above), range's three int64s with a step not 0. */
+bool mp__instance_args_ok(int cls, const mp_obj *args);
+
 /* The class's module, name, and "module.name" (static strings). */
 const char *mp__instance_module(int cls);
 const char *mp__instance_name(int cls);

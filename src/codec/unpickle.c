@@ -910,6 +910,8 @@ static int unpickle_reduce(struct unpickler *u)
             return unpickle_fail(u, MP__UNPICKLE_CALLS);
         if (callable->u.i == MP__CLS_REBUILD_PROXY)
             return unpickle_rebuild_proxy(u, args);
+        if (!mp__instance_args_ok((int)callable->u.i, args))
+            return MP_EPROTO; /* range's (start, stop, step) */
         mp_obj *inst = NULL;
         rc = unpickle_new_node(u, MP_TYPE_INSTANCE, &inst);
         if (rc == 0)

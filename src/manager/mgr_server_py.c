@@ -608,6 +608,37 @@ static mp_obj *py_dict_init(const mp_obj *init, const mp_obj *kwds)
     return d;
 }
 
+/* list(r) of a range instance r, as a new list; NULL for another instance,
+ * or a list longer than a request could carry as a list (at least 2 bytes
+ * an item: nothing from the wire sizes an allocation beyond that). */
+static mp_obj *py_range_list(const struct server *s, const mp_obj *r)
+{
+    const char *cls = mp_obj_instance_class(r);
+    const mp_obj *a = mp_obj_instance_args(r);
+    int64_t start, stop, step;
+    if (!cls || strcmp(cls, "builtins.range") != 0 ||
+        mp_obj_parse(a, "LLL", &start, &stop, &step) < 0 || step == 0)
+        return NULL;
+    /* The length, as Python's range computes it, without overflow. */
+    uint64_t n = 0;
+    if (step > 0 && start < stop)
+        n = ((uint64_t)stop - (uint64_t)start - 1) / (uint64_t)step + 1;
+    else if (step < 0 && start > stop)
+        n = ((uint64_t)start - (uint64_t)stop - 1) / (0 - (uint64_t)step) + 1;
+    if (n > s->max_request / 2)
+        return NULL;
+    mp_obj *l = mp_obj_list_new();
+    for (uint64_t i = 0; l && i < n; i++) {
+        mp_obj *v = mp_obj_int((int64_t)((uint64_t)start + i * (uint64_t)step));
+        if (!v || mp_obj_list_append(l, v) < 0) {
+            mp_obj_free(v);
+            mp_obj_free(l);
+            l = NULL;
+        }
+    }
+    return l;
+}
+
 /* Our create's initial value for Python's create(typeid, *args, **kwds),
  * in *made when it is new (the caller frees it); false for arguments the
  * referent's constructor would refuse. */
@@ -624,6 +655,11 @@ static bool py_initial(struct server *s, const struct py_type *t, const mp_obj *
         if (!*init && mp_obj_len(kwds) == 0)
             return true;
         *made = py_dict_init(*init, kwds);
+        break;
+    case K_LIST:
+        if (!*init || mp_obj_type(*init) != MP_TYPE_INSTANCE)
+            return true;
+        *made = py_range_list(s, *init); /* list(range(...)) */
         break;
     case K_QUEUE:
         if (!*init)
