@@ -136,6 +136,24 @@
  * own (Python's server owns the lock by the thread serving that
  * connection), kept until the proxy is freed.
  *
+ * Proxies inside values (1.1). A Python client may store a proxy in a
+ * shared value (d['inner'] = m.list(), m.list([m.dict()]), q.put(m.Lock()))
+ * or pass one to create (m.Condition(m.Lock())). Python pickles it as
+ * managers.RebuildProxy(...), which the C side reads, on our server and on
+ * CPython's, as an inert MP_TYPE_INSTANCE of class
+ * "multiprocessing.managers.RebuildProxy" (mpipc/obj.h: its args name the
+ * proxy class and carry the Token). A C program cannot call through it -
+ * no C proxy is made from one - but can read its Token and pass it on: stored
+ * again in a dict or list or put on a queue, it reaches a Python client as
+ * a working proxy. On our server a dict, list, Namespace or Queue whose
+ * value holds a reference to one of the server's objects keeps that object
+ * alive until the value lets go of it (CPython's server keeps it for good),
+ * a reference a reply sends to a Python client is kept until that client's
+ * incref (Python's RebuildProxy increfs as it loads it), and a Condition
+ * made over a Lock or RLock proxy keeps that lock. A reference a C client
+ * reads is not held for it: it names a live object while some value or
+ * proxy still holds that object.
+ *
  * Thread/fork: see Proxies above. Only the process that started a manager
  * stops it (mp_manager_shutdown or mp_manager_free there; an exit hook does
  * it at normal exit, as Python's finalizer does); in other processes,
