@@ -56,6 +56,14 @@ def shapes():
                 StopIteration([1]), ("#ERROR", KeyError(("k", 1))),
                 ("#PROXY", (("get", "put"), tok)), [tok, tok, KeyError(tok)],
                 ZeroDivisionError("refused"), queue.Queue]
+    # proxies inside values (RebuildProxy of AutoProxy or a proxy class),
+    # range, and a proxy class the decoder refuses (BaseProxy)
+    from multiprocessing import managers as M
+    def px(cls, typeid, **kw):
+        return cls(M.Token(typeid, "/m", "2a"), "pickle", authkey=b"k", incref=False, **kw)
+    lp, q = px(M.ListProxy, "list"), px(M.AutoProxy, "Queue", exposed=("get", "put"))
+    yield from [lp, q, [lp, lp, {"k": q}], (px(M.AcquirerProxy, "Lock"), range(3)),
+                range(-5, 100, 7), px(M.BaseProxy, "x")]
 
 
 def write(dirname, data):
