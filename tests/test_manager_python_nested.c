@@ -219,8 +219,16 @@ static void test_c_reads_and_passes_on_a_proxy_reference_on_our_server(void **st
     TU_ASSERT_STATUS(mp_dictproxy_del(d, k), 0);
     assert_int_equal(mt_info_int(m, "objects"), n0 + 1);
     nt_python(script, mp_manager_address(m), KEY, id, "check");
+    /* A list C makes with the reference in its initial value holds it too,
+     * until that list goes. */
+    mp_obj *init = mp_obj_build("[iO]", 1, ref);
+    mp_listproxy *l2;
+    TU_ASSERT_STATUS(mp_manager_list(m, init, &l2), 0);
     TU_ASSERT_STATUS(mp_dictproxy_del(d, k2), 0);
+    assert_int_equal(mt_info_int(m, "objects"), n0 + 2);
+    mp_listproxy_free(l2);
     assert_int_equal(mt_info_int(m, "objects"), n0);
+    mp_obj_free(init);
     mp_obj_free(ref);
     mp_obj_free(k2);
     mp_obj_free(k);
