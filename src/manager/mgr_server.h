@@ -175,9 +175,8 @@ struct sobj {
     void *uself;
     /* Proxies inside values (mgr_server_nest.c): the objects its value
      * names by proxy references (or a Condition's Lock), one reference held
-     * on each; whether its value ever held one (then every change
-     * recomputes them); references sent to Python clients, held until
-     * their increfs. */
+     * on each; whether its value holds one (then every request recomputes
+     * them); references sent to Python clients, held until their increfs. */
     struct sobj **nest;
     size_t nnest;
     bool nest_seen;

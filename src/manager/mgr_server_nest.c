@@ -9,10 +9,11 @@
  * manager_owned=True and keeps the referent in id_to_local_proxy_obj, for
  * good. Here the holder - a dict, list, Namespace or Queue, or a Condition
  * made over a Lock - holds one reference (sobj.refs) on each object its
- * value names, recomputed after every request that changes a value that
- * has held a proxy, and given back when the holder is freed. Two objects
- * that hold each other (b.append(b)) stay until the server stops, as in
- * CPython.
+ * value names, recomputed after every request that brings a proxy or
+ * changes a value that holds one (a walk of the value: the cost is paid
+ * only while it holds proxies), and given back when the holder is freed.
+ * Two objects that hold each other (b.append(b)) stay until the server
+ * stops, as in CPython.
  */
 #include "codec/objimpl.h"
 #include "manager/mgr_server.h"
@@ -101,7 +102,9 @@ void mp__mgr_nest_refresh(struct server *s, struct sobj *o)
     int rc = nest_collect(s, o->value, &now);
     for (size_t i = 0; rc == 0 && i < o->len; i++)
         rc = nest_collect(s, o->items[(o->head + i) % o->cap], &now);
-    o->nest_seen = true;
+    /* A value holding none needs no look until a request brings one; a
+     * queue's may wait in a parked put, so a queue keeps looking. */
+    o->nest_seen = o->kind == K_QUEUE || now.n > 0 || rc < 0;
     if (rc < 0) {
         /* Out of memory: keep the holds it has (nothing freed too soon). */
         free(now.v);
