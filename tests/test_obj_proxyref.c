@@ -1,7 +1,8 @@
 /* obj_proxyref: a Python manager proxy inside a value (CPython pickles it as
  * managers.RebuildProxy(func, token, serializer, kwds)) travels as an inert
  * MP_TYPE_INSTANCE both ways with real python3; every other func, shape and
- * use of RebuildProxy and the proxy classes is refused. */
+ * use of RebuildProxy and the proxy classes is refused. So does a range
+ * (m.list(range(3)) sends one). */
 #include "pickle_helpers.h"
 
 #include <mpipc/error.h>
@@ -214,29 +215,17 @@ static void test_instance_new_checks_a_proxy_references_shape(void **state)
     mp_obj *tok = mp_obj_instance_new("multiprocessing.managers.Token", targs);
     mp_obj *kw = mp_obj_dict_new();
     assert_non_null(tok);
-    static const char *const bad[] = {
-        "(sOsO)", /* func not on the list: BaseProxy */
-        "(OOsO)", /* func not a str */
-        "(sOOO)", /* serializer not a str */
-        "(sOs)",  /* three items */
-        "(sOsOO)",
+    mp_obj *bad[] = {
+        mp_obj_build("(sOsO)", "BaseProxy", tok, "pickle", kw), /* func not on the list */
+        mp_obj_build("(OOsO)", kw, tok, "pickle", kw),          /* func not a str */
+        mp_obj_build("(sOOO)", "ListProxy", tok, kw, kw),       /* serializer not a str */
+        mp_obj_build("(sOs)", "ListProxy", tok, "pickle"),      /* three items */
+        mp_obj_build("(sOsOO)", "ListProxy", tok, "pickle", kw, kw),
     };
     for (size_t i = 0; i < N_ELEMS(bad); i++) {
-        mp_obj *a =
-            mp_obj_build(bad[i], i == 1 ? (const char *)NULL : "BaseProxy", tok, "pickle", kw, kw);
-        if (i == 1) {
-            mp_obj_free(a);
-            a = mp_obj_build("(OOsO)", kw, tok, "pickle", kw);
-        } else if (i == 2) {
-            mp_obj_free(a);
-            a = mp_obj_build("(sOOO)", "ListProxy", tok, kw, kw);
-        } else if (i >= 3) {
-            mp_obj_free(a);
-            a = mp_obj_build(bad[i], "ListProxy", tok, "pickle", kw, kw);
-        }
-        assert_non_null(a);
-        assert_null(mp_obj_instance_new(REBUILD, a));
-        mp_obj_free(a);
+        assert_non_null(bad[i]);
+        assert_null(mp_obj_instance_new(REBUILD, bad[i]));
+        mp_obj_free(bad[i]);
     }
     /* A token that is a plain tuple, kwds that are not a dict. */
     mp_obj *a = mp_obj_build("(sOsO)", "ListProxy", targs, "pickle", kw);
@@ -314,6 +303,57 @@ static void test_other_funcs_shapes_and_uses_are_refused(void **state)
     assert_refused_says(P("\x80\x04" REBUILD_G "(" LISTPROXY TOKEN SER "}tR}b."), "never calls");
 }
 
+/* range(start, stop, step) both ways: Python's pickle decodes to the
+ * inert instance, ours loads in Python as the range; other shapes refused. */
+static const char py_range[] = "import sys, pickle\n"
+                               "data = sys.stdin.buffer.read()\n"
+                               "v = pickle.loads(data)\n"
+                               "sys.stdout.write('%r %d\\n' % (v, len(v)))\n";
+
+#define RANGE_G                                                                                    \
+    "\x8c\x08"                                                                                     \
+    "builtins\x8c\x05range\x93"
+
+static void test_range_travels_as_an_inert_instance(void **state)
+{
+    (void)state;
+    /* pickle.dumps(range(-5, 100, 7), 4) without FRAME and memo */
+    mp_obj *o = loads_ok(P("\x80\x04" RANGE_G "J\xfb\xff\xff\xff"
+                           "Kd"
+                           "K\x07\x87R."));
+    assert_string_equal(mp_obj_instance_class(o), "builtins.range");
+    char *r = repr_of(o);
+    assert_string_equal(r, "range(-5, 100, 7)");
+    free(r);
+    void *p;
+    size_t n;
+    TU_ASSERT_STATUS(mp_obj_dumps(o, &p, &n), 0);
+    unsigned char *out = NULL;
+    size_t on = 0;
+    TU_ASSERT_STATUS(tu_python_filter(py_range, p, n, &out, &on, PY_TIMEOUT), 0);
+    static const char expect[] = "range(-5, 100, 7) 15\n";
+    assert_int_equal(on, sizeof expect - 1);
+    assert_memory_equal(out, expect, on);
+    free(out);
+    free(p);
+    mp_obj_free(o);
+    o = loads_ok(P("\x80\x04" RANGE_G "K\x00K\x03K\x01\x87R."));
+    r = repr_of(o);
+    assert_string_equal(r, "range(0, 3)"); /* Python's repr leaves out a step of 1 */
+    free(r);
+    mp_obj_free(o);
+    /* A step of 0, two items, a str, an int beyond 64 bits. */
+    assert_refused(P("\x80\x04" RANGE_G "K\x00K\x03K\x00\x87R."));
+    assert_refused(P("\x80\x04" RANGE_G "K\x00K\x03\x86R."));
+    assert_refused(P("\x80\x04" RANGE_G "K\x00\x8c\x01"
+                     "aK\x01\x87R."));
+    assert_refused(
+        P("\x80\x04" RANGE_G "K\x00\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x00\x01K\x01\x87R."));
+    mp_obj *bad = mp_obj_build("(iii)", 0, 3, 0);
+    assert_null(mp_obj_instance_new("builtins.range", bad));
+    mp_obj_free(bad);
+}
+
 int main(int argc, char **argv)
 {
     tu_filter(argc, argv);
@@ -322,6 +362,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_c_proxy_references_rebuild_pythons_proxies),
         cmocka_unit_test(test_instance_new_checks_a_proxy_references_shape),
         cmocka_unit_test(test_other_funcs_shapes_and_uses_are_refused),
+        cmocka_unit_test(test_range_travels_as_an_inert_instance),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,8 +13,11 @@
  * manager Token, RemoteError, a few exceptions, queue.Empty and Full) to a
  * class marker: REDUCE of an exception's marker with a tuple, and NEWOBJ of
  * Token's marker with () followed by BUILD with a 3-tuple state, make an
- * inert MP_TYPE_INSTANCE holding the args; nothing is called. No other name
- * is resolved (docs/wire.md has the table).
+ * inert MP_TYPE_INSTANCE holding the args; nothing is called. A proxy
+ * inside a value is REDUCE of RebuildProxy's marker with (func, token,
+ * serializer, kwds), func a marker of AutoProxy or a SyncManager proxy
+ * class (the one place a marker may sit in a tuple), read as an inert
+ * instance too. No other name is resolved (docs/wire.md has the table).
  *
  * Decoding happens in two phases.
  *
