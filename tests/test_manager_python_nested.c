@@ -4,14 +4,15 @@
  * no longer: the objects go when the holder does), a proxy a reply carries
  * works in the client that receives it, and Condition(m.Lock()) and
  * Condition(m.RLock()) are served over that lock. A C client reads such a
- * value as an inert reference and passes it on, against our server and
- * against CPython's. */
+ * value as an inert reference, passes it on and makes a C proxy of it,
+ * against our server and against CPython's. */
 #include "pyserver_testutil.h"
 
 #include "manager/mgr_client.h"
 
 #include <mpipc/error.h>
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,15 +165,64 @@ static void test_python_condition_over_a_lock_proxy_is_served_with_that_lock(voi
 /* ---- a C client and proxy references -------------------------------------- */
 
 /* argv[3]: a dict's id. 'store' puts a list proxy in it as 'inner';
- * 'check' finds what C copied to 'copy' to be that same list. */
+ * 'check' finds what C copied to 'copy' to be that same list, which C
+ * appended 3 to. */
 static const char py_store_check[] =
     "D = DictProxy(Token('dict', address, sys.argv[3]), 'pickle', authkey=key)\n"
     "if sys.argv[4] == 'store':\n"
-    "    D['inner'] = m.list([1, 2])\n"
+    "    D['inner'] = m.list([1, 2]); D['lock'] = m.Lock()\n"
     "else:\n"
-    "    c = D['copy']; c.append(3)\n"
-    "    assert list(D['copy']) == [1, 2, 3], list(D['copy'])\n"
+    "    c = D['copy']; c.append(4)\n"
+    "    assert list(D['copy']) == [1, 2, 3, 4], list(D['copy'])\n"
     "print('ok')\n";
+
+/* A C proxy from ref, a reference to a list: it appends 3, and refuses to
+ * be made as another kind; a Token of another address is refused. */
+static void nt_use_list_ref(mp_manager *m, const mp_obj *ref)
+{
+    mp_listproxy *l = NULL;
+    TU_ASSERT_STATUS(mp_manager_list_from_ref(m, ref, &l), 0);
+    mp_obj *three = mt_int(3);
+    TU_ASSERT_STATUS(mp_listproxy_append(l, three), 0);
+    mp_obj_free(three);
+    assert_int_equal(mp_listproxy_len(l), 3);
+    mp_listproxy_free(l);
+    mp_dictproxy *d = (mp_dictproxy *)1;
+    TU_ASSERT_STATUS(mp_manager_dict_from_ref(m, ref, &d), MP_ETYPE);
+    assert_null(d);
+    mp_obj *notref = mt_int(1);
+    TU_ASSERT_STATUS(mp_manager_list_from_ref(m, notref, &l), MP_ETYPE);
+    mp_obj_free(notref);
+    TU_ASSERT_STATUS(mp_manager_list_from_ref(m, NULL, &l), -EINVAL);
+    const mp_obj *a = mp_obj_instance_args(ref);
+    mp_obj *tok = mp_obj_build("(s(si)s)", "list", "127.0.0.1", 1, "1");
+    mp_obj *t = mp_obj_instance_new("multiprocessing.managers.Token", tok);
+    mp_obj *args = mp_obj_build("(OOOO)", mp_obj_list_get(a, 0), t, mp_obj_list_get(a, 2),
+                                mp_obj_list_get(a, 3));
+    mp_obj *other = mp_obj_instance_new("multiprocessing.managers.RebuildProxy", args);
+    assert_non_null(other);
+    TU_ASSERT_STATUS(mp_manager_list_from_ref(m, other, &l), MP_EVALUE);
+    mp_obj_free(other);
+    mp_obj_free(args);
+    mp_obj_free(t);
+    mp_obj_free(tok);
+}
+
+/* d['lock'], a Lock a Python client stored, through a C lock proxy. */
+static void nt_use_lock_ref(mp_manager *m, mp_dictproxy *d)
+{
+    mp_obj *k = mt_str("lock"), *ref = NULL;
+    TU_ASSERT_STATUS(mp_dictproxy_get(d, k, &ref), 0);
+    mp_lockproxy *lk = NULL;
+    TU_ASSERT_STATUS(mp_manager_lock_from_ref(m, ref, &lk), 0);
+    TU_ASSERT_STATUS(mp_lockproxy_acquire(lk, 5.0), 0);
+    TU_ASSERT_STATUS(mp_lockproxy_release(lk), 0);
+    mp_lockproxy_free(lk);
+    mp_queueproxy *q = NULL;
+    TU_ASSERT_STATUS(mp_manager_queue_from_ref(m, ref, &q), MP_ETYPE);
+    mp_obj_free(ref);
+    mp_obj_free(k);
+}
 
 /* o is a proxy reference to a list (ListProxy, typeid 'list'). */
 static void nt_assert_list_ref(const mp_obj *o)
@@ -208,16 +258,18 @@ static void test_c_reads_and_passes_on_a_proxy_reference_on_our_server(void **st
     snprintf(id, sizeof id, "%" PRIx64, (uint64_t)((const struct proxy *)d)->id);
     int64_t n0 = mt_info_int(m, "objects");
     nt_python(script, mp_manager_address(m), KEY, id, "store");
-    /* Python is gone: the dict holds the list. */
-    assert_int_equal(mt_info_int(m, "objects"), n0 + 1);
+    /* Python is gone: the dict holds the list and the lock. */
+    assert_int_equal(mt_info_int(m, "objects"), n0 + 2);
+    nt_use_lock_ref(m, d);
     mp_obj *k = mt_str("inner"), *ref = NULL;
     TU_ASSERT_STATUS(mp_dictproxy_get(d, k, &ref), 0);
     nt_assert_list_ref(ref);
+    nt_use_list_ref(m, ref);
     /* Passed on from C, it holds the list in turn. */
     mp_obj *k2 = mt_str("copy");
     TU_ASSERT_STATUS(mp_dictproxy_set(d, k2, ref), 0);
     TU_ASSERT_STATUS(mp_dictproxy_del(d, k), 0);
-    assert_int_equal(mt_info_int(m, "objects"), n0 + 1);
+    assert_int_equal(mt_info_int(m, "objects"), n0 + 2);
     nt_python(script, mp_manager_address(m), KEY, id, "check");
     /* A list C makes with the reference in its initial value holds it too,
      * until that list goes. */
@@ -225,9 +277,9 @@ static void test_c_reads_and_passes_on_a_proxy_reference_on_our_server(void **st
     mp_listproxy *l2;
     TU_ASSERT_STATUS(mp_manager_list(m, init, &l2), 0);
     TU_ASSERT_STATUS(mp_dictproxy_del(d, k2), 0);
-    assert_int_equal(mt_info_int(m, "objects"), n0 + 2);
+    assert_int_equal(mt_info_int(m, "objects"), n0 + 3);
     mp_listproxy_free(l2);
-    assert_int_equal(mt_info_int(m, "objects"), n0);
+    assert_int_equal(mt_info_int(m, "objects"), n0 + 1); /* the lock */
     mp_obj_free(init);
     mp_obj_free(ref);
     mp_obj_free(k2);
@@ -243,10 +295,10 @@ static void test_c_reads_and_passes_on_a_proxy_reference_on_our_server(void **st
 static const char py_cs_store_check[] =
     "D = m.shared_dict()\n"
     "if sys.argv[4] == 'store':\n"
-    "    D['inner'] = m.list([1, 2])\n"
+    "    D['inner'] = m.list([1, 2]); D['lock'] = m.Lock()\n"
     "else:\n"
-    "    c = D['copy']; c.append(3)\n"
-    "    assert list(D['inner']) == [1, 2, 3], list(D['inner'])\n"
+    "    c = D['copy']; c.append(4)\n"
+    "    assert list(D['inner']) == [1, 2, 3, 4], list(D['inner'])\n"
     "print('ok')\n";
 
 static void test_c_reads_and_passes_on_a_proxy_reference_on_cpythons_server(void **state)
@@ -261,9 +313,11 @@ static void test_c_reads_and_passes_on_a_proxy_reference_on_cpythons_server(void
     nt_python(script, s.address, PS_KEY, "", "store");
     mp_dictproxy *d;
     TU_ASSERT_STATUS(mp_manager_attach_dict(m, "shared_dict", &d), 0);
+    nt_use_lock_ref(m, d);
     mp_obj *k = mt_str("inner"), *ref = NULL;
     TU_ASSERT_STATUS(mp_dictproxy_get(d, k, &ref), 0);
     nt_assert_list_ref(ref);
+    nt_use_list_ref(m, ref);
     mp_obj *k2 = mt_str("copy");
     TU_ASSERT_STATUS(mp_dictproxy_set(d, k2, ref), 0);
     nt_python(script, s.address, PS_KEY, "", "check");
