@@ -61,6 +61,14 @@ def shapes():
     yield from [slice(None), slice(1, None, -1), slice(2**70, -2**70, True),
                 ("__getitem__", (slice(0, 5),)), [slice(1, 2), slice(1, 2)],
                 slice("a"), slice(1.5, None), slice([1])]
+    # proxies inside values (RebuildProxy of AutoProxy or a proxy class),
+    # range, and a proxy class the decoder refuses (BaseProxy)
+    from multiprocessing import managers as M
+    def px(cls, typeid, **kw):
+        return cls(M.Token(typeid, "/m", "2a"), "pickle", authkey=b"k", incref=False, **kw)
+    lp, q = px(M.ListProxy, "list"), px(M.AutoProxy, "Queue", exposed=("get", "put"))
+    yield from [lp, q, [lp, lp, {"k": q}], (px(M.AcquirerProxy, "Lock"), range(3)),
+                range(-5, 100, 7), px(M.BaseProxy, "x")]
 
 
 def write(dirname, data):

@@ -132,6 +132,7 @@ def scripts():
     yield py_sync_script()
     yield data_script()
     yield slice_script()
+    yield nested_script()
 
 
 def sync_script(make):
@@ -258,6 +259,25 @@ def slice_script():
     out += b"".join(raw(3, pickle.dumps(r, protocol=p)) for p, r in
                     zip([2, 3, 4, 5] * 3, py))
     return out
+def nested_script():
+    """CPython's dialect with proxies inside values: a list (object 1), a
+    dict holding it, a Lock and a Condition over it, list(range(...)),
+    the self-holding list, and a proxy to an object that is not there."""
+    from multiprocessing import managers as M
+    def px(cls, typeid, ident, **kw):
+        return cls(M.Token(typeid, "/m", ident), "pickle", authkey=b"k", incref=False, **kw)
+    py = [(None, "dummy", (), {}), (None, "create", ("list", range(3)), {}),
+          (None, "create", ("dict",), {"x": px(M.ListProxy, "list", "1")}),
+          (None, "create", ("Lock",), {}),
+          (None, "create", ("Condition", px(M.AcquirerProxy, "Lock", "3")), {}),
+          ("1", "append", (px(M.ListProxy, "list", "1"),), {}), (None, "decref", ("1",), {}),
+          ("2", "__getitem__", ("x",), {}), (None, "incref", ("1",), {}),
+          ("2", "__setitem__", ("y", [px(M.DictProxy, "dict", "ff")]), {}),
+          ("2", "pop", ("x",), {}), ("2", "clear", (), {}), (None, "decref", ("3",), {}),
+          ("4", "acquire", (), {}), ("4", "notify", (), {}), ("4", "release", (), {}),
+          (None, "decref", ("4",), {}), (None, "decref", ("2",), {}),
+          (None, "number_of_objects", (), {})]
+    return b"".join(raw(3, pickle.dumps(r, protocol=4)) for r in py)
 
 
 def fastpath_seeds():

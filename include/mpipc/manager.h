@@ -136,6 +136,25 @@
  * own (Python's server owns the lock by the thread serving that
  * connection), kept until the proxy is freed.
  *
+ * Proxies inside values (1.1). A Python client may store a proxy in a
+ * shared value (d['inner'] = m.list(), m.list([m.dict()]), q.put(m.Lock()))
+ * or pass one to create (m.Condition(m.Lock())). Python pickles it as
+ * managers.RebuildProxy(...), which the C side reads, on our server and on
+ * CPython's, as an inert MP_TYPE_INSTANCE of class
+ * "multiprocessing.managers.RebuildProxy" (mpipc/obj.h: its args name the
+ * proxy class and carry the Token). A C program passes it on as any value
+ * (stored again in a dict or list or put on a queue, it reaches a Python
+ * client as a working proxy), or makes a C proxy of it for a dict, list,
+ * Lock/RLock or Queue of the same server: mp_manager_dict_from_ref() and
+ * its siblings. On our server a dict, list, Namespace or Queue whose
+ * value holds a reference to one of the server's objects keeps that object
+ * alive until the value lets go of it (CPython's server keeps it for good),
+ * a reference a reply sends to a Python client is kept until that client's
+ * incref (Python's RebuildProxy increfs as it loads it), and a Condition
+ * made over a Lock or RLock proxy keeps that lock. A reference a C client
+ * reads is not held for it: it names a live object while some value or
+ * proxy still holds that object.
+ *
  * Thread/fork: see Proxies above. Only the process that started a manager
  * stops it (mp_manager_shutdown or mp_manager_free there; an exit hook does
  * it at normal exit, as Python's finalizer does); in other processes,
@@ -398,6 +417,22 @@ MP_API int mp_manager_dict_named(mp_manager *m, const char *name, const mp_obj *
 MP_API int mp_manager_attach_dict(mp_manager *m, const char *name, mp_dictproxy **out);
 
 /*
+ * mp_manager_dict_from_ref - a proxy for the dict a proxy reference names.
+ * ref: the inert value a Python proxy inside a value decodes to (class
+ *      "multiprocessing.managers.RebuildProxy": "Proxies inside values"
+ *      above), here a DictProxy's (typeid 'dict') of the server m talks to,
+ *      ours or CPython's.
+ * Returns 0; MP_ETYPE when ref is no proxy reference or one of another
+ * kind; MP_EVALUE when its Token names another server (its address is not
+ * mp_manager_address(m)) or an id no server gives; MP_ENOOBJ when the
+ * object is gone; a call's codes. *out is NULL on failure.
+ * Ownership: mp_dictproxy_free() the proxy, which holds the object as an
+ * attached one does; ref stays the caller's.
+ * Thread/fork: as mp_manager_dict().
+ */
+MP_API int mp_manager_dict_from_ref(mp_manager *m, const mp_obj *ref, mp_dictproxy **out);
+
+/*
  * mp_manager_list - a new shared list (Python's Manager().list(initial)).
  * initial: a list or tuple whose items are copied, or NULL for [].
  * Returns 0. Ownership: mp_listproxy_free() the proxy; initial stays the
@@ -418,6 +453,16 @@ MP_API int mp_manager_list_named(mp_manager *m, const char *name, const mp_obj *
  * Returns 0; MP_ENOOBJ. Ownership and Thread/fork as mp_manager_list().
  */
 MP_API int mp_manager_attach_list(mp_manager *m, const char *name, mp_listproxy **out);
+
+/*
+ * mp_manager_list_from_ref - a proxy for the list a proxy reference names:
+ * ref is a ListProxy's (typeid 'list'), as mp_manager_dict_from_ref()
+ * takes it.
+ * Returns and failures as mp_manager_dict_from_ref().
+ * Ownership: mp_listproxy_free() the proxy; ref stays the caller's.
+ * Thread/fork: as mp_manager_dict().
+ */
+MP_API int mp_manager_list_from_ref(mp_manager *m, const mp_obj *ref, mp_listproxy **out);
 
 /*
  * mp_manager_lock - a new manager Lock (Python's Manager().Lock()), held in
@@ -451,6 +496,16 @@ MP_API int mp_manager_lock_named(mp_manager *m, const char *name, bool recursive
 MP_API int mp_manager_attach_lock(mp_manager *m, const char *name, mp_lockproxy **out);
 
 /*
+ * mp_manager_lock_from_ref - a proxy for the Lock or RLock a proxy
+ * reference names: ref is an AcquirerProxy's of a Lock or an RLock (typeid
+ * 'Lock' or 'RLock'), as mp_manager_dict_from_ref() takes it.
+ * Returns and failures as mp_manager_dict_from_ref().
+ * Ownership: mp_lockproxy_free() the proxy; ref stays the caller's.
+ * Thread/fork: as mp_manager_dict().
+ */
+MP_API int mp_manager_lock_from_ref(mp_manager *m, const mp_obj *ref, mp_lockproxy **out);
+
+/*
  * mp_manager_queue - a new manager Queue (Python's Manager().Queue(maxsize)
  * / JoinableQueue), held in the server.
  * maxsize: the most items it holds; 0 for no limit (Python's maxsize <= 0).
@@ -472,6 +527,16 @@ MP_API int mp_manager_queue_named(mp_manager *m, const char *name, size_t maxsiz
  * Returns 0; MP_ENOOBJ. Ownership and Thread/fork as mp_manager_queue().
  */
 MP_API int mp_manager_attach_queue(mp_manager *m, const char *name, mp_queueproxy **out);
+
+/*
+ * mp_manager_queue_from_ref - a proxy for the Queue a proxy reference
+ * names: ref is a Queue's or JoinableQueue's AutoProxy (typeid 'Queue' or
+ * 'JoinableQueue'), as mp_manager_dict_from_ref() takes it.
+ * Returns and failures as mp_manager_dict_from_ref().
+ * Ownership: mp_queueproxy_free() the proxy; ref stays the caller's.
+ * Thread/fork: as mp_manager_dict().
+ */
+MP_API int mp_manager_queue_from_ref(mp_manager *m, const mp_obj *ref, mp_queueproxy **out);
 
 /* ---- Dict proxies ------------------------------------------------------------
  *
@@ -516,7 +581,8 @@ MP_API int mp_dictproxy_get(mp_dictproxy *d, const mp_obj *key, mp_obj **value);
  * Returns 0 (present or not); MP_ETYPE for an unhashable key.
  * Ownership: mp_obj_free(*value), also when it is the default's copy.
  */
-MP_API int mp_dictproxy_get_default(mp_dictproxy *d, const mp_obj *key, const mp_obj *dflt, mp_obj **value);
+MP_API int mp_dictproxy_get_default(mp_dictproxy *d, const mp_obj *key, const mp_obj *dflt,
+                                    mp_obj **value);
 
 /* mp_dictproxy_set - d[key] = value. Returns 0; MP_ETYPE for an unhashable key;
  * MP_EVALUE when value would nest deeper than MP_OBJ_MAX_DEPTH. */
@@ -622,7 +688,8 @@ MP_API int mp_dictproxy_get_int(mp_dictproxy *d, const char *key, int64_t *value
 /* mp_dictproxy_get_int_default - d.get(key, dflt) as an int: *value is d[key], or
  * dflt when the key is absent (one round trip). Returns 0; MP_ETYPE when the
  * value is not an int. */
-MP_API int mp_dictproxy_get_int_default(mp_dictproxy *d, const char *key, int64_t dflt, int64_t *value);
+MP_API int mp_dictproxy_get_int_default(mp_dictproxy *d, const char *key, int64_t dflt,
+                                        int64_t *value);
 
 /* mp_dictproxy_set_int - d[key] = value. Returns 0. */
 MP_API int mp_dictproxy_set_int(mp_dictproxy *d, const char *key, int64_t value);

@@ -610,29 +610,36 @@ MP_API int mp_obj_repr(const mp_obj *o, char **out);
 /* ---- Instances of CPython's manager classes (1.1) ----------------------
  *
  * Python's managers send a few class instances: the exception a referent's
- * method raised (('#ERROR', KeyError('k'))) and a Token naming a shared
- * object (('#PROXY', (exposed, token))). An MP_TYPE_INSTANCE value stands
+ * method raised (('#ERROR', KeyError('k'))), a Token naming a shared
+ * object (('#PROXY', (exposed, token))), and a proxy inside a value
+ * (d['x'] = m.list(): RebuildProxy). An MP_TYPE_INSTANCE value stands
  * for one of them as an inert value: the class's name and its arguments,
  * nothing else. The decoder never imports or calls to make one, and the
  * encoder writes one so that Python's unpickler rebuilds the real object.
  * Only the classes of docs/wire.md are known:
- *   "multiprocessing.managers.Token", "multiprocessing.managers.RemoteError",
+ *   "multiprocessing.managers.Token", "multiprocessing.managers.RebuildProxy",
+ *   "multiprocessing.managers.RemoteError",
  *   "builtins.KeyError", "builtins.IndexError", "builtins.ValueError",
  *   "builtins.TypeError", "builtins.AttributeError", "builtins.RuntimeError",
- *   "builtins.StopIteration", "builtins.OverflowError",
- *   "threading.BrokenBarrierError", "queue.Empty", "queue.Full" and
- *   "builtins.slice" (1.1: what a ListProxy sends for l[a:b:c]).
+ *   "builtins.StopIteration", "builtins.range", "builtins.OverflowError",
+ *   "builtins.slice" (what a ListProxy sends for l[a:b:c]),
+ *   "threading.BrokenBarrierError", "queue.Empty" and "queue.Full".
  * Any other class name is refused, on the wire and here.
  *
  * args is the tuple Python passes to the class: an exception's e.args
  * (KeyError('k'): ('k',)); for a Token, the (typeid, address, id) its
- * __getstate__ returns, which must have three items; for a slice, its
- * (start, stop, step), three items each an int, a bool or None (Python's
- * slice('a') is refused: no list takes one). An instance compares
+ * __getstate__ returns, which must have three items; for a RebuildProxy (a
+ * proxy reference), (func, token, serializer, kwds): func the name of the
+ * proxy class as a str ("ListProxy", "DictProxy", "AutoProxy", ... the list
+ * of docs/wire.md), token a Token instance, serializer a str ("pickle"),
+ * kwds a dict; for a range, (start, stop, step), three ints, step not 0;
+ * for a slice, its (start, stop, step), three items each an int, a bool or
+ * None (Python's slice('a') is refused: no list takes one). An instance compares
  * equal to another of the same class with equal args, is unhashable (MP_ETYPE
  * as a dict key), and its repr is Python's (KeyError('k'), Empty(),
- * Token(typeid='dict', address='/tmp/m', id='7f1')). It nests one level
- * deeper than its args.
+ * Token(typeid='dict', address='/tmp/m', id='7f1'), range(0, 3)); a proxy
+ * reference shows its call, RebuildProxy('ListProxy', Token(...), 'pickle',
+ * {}). It nests one level deeper than its args.
  */
 
 /*
@@ -641,9 +648,9 @@ MP_API int mp_obj_repr(const mp_obj *o, char **out);
  * cls: a class name of the list above, module and name ("builtins.KeyError").
  * args: a tuple, copied.
  * Returns a new root value, or NULL when cls or args is NULL, cls is not on
- * the list, args is not a tuple (or, for a Token, not three items; for a
- * slice, not three ints, bools or Nones), the
- * result would nest deeper than MP_OBJ_MAX_DEPTH, or memory runs out.
+ * the list, args is not a tuple (or not the shape above, for a Token, a
+ * RebuildProxy, a range or a slice), the result would nest deeper than
+ * MP_OBJ_MAX_DEPTH, or memory runs out.
  * Ownership: the caller owns the result (mp_obj_free); args stays the
  * caller's.
  */

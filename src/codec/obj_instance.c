@@ -9,12 +9,14 @@
 #include <errno.h>
 #include <string.h>
 
-/* The whole list. Index 0 is Token (MP__CLS_TOKEN); the rest are exceptions,
+/* The whole list. Index 0 is Token (MP__CLS_TOKEN), 1 RebuildProxy
+ * (MP__CLS_REBUILD_PROXY: a proxy inside a value); the rest are exceptions,
  * rebuilt by REDUCE of the class with its args. */
 static const struct {
     const char *module, *name, *qualname;
 } inst_classes[] = {
     {"multiprocessing.managers", "Token", "multiprocessing.managers.Token"},
+    {"multiprocessing.managers", "RebuildProxy", "multiprocessing.managers.RebuildProxy"},
     {"multiprocessing.managers", "RemoteError", "multiprocessing.managers.RemoteError"},
     {"builtins", "KeyError", "builtins.KeyError"},
     {"builtins", "IndexError", "builtins.IndexError"},
@@ -23,6 +25,7 @@ static const struct {
     {"builtins", "AttributeError", "builtins.AttributeError"},
     {"builtins", "RuntimeError", "builtins.RuntimeError"},
     {"builtins", "StopIteration", "builtins.StopIteration"},
+    {"builtins", "range", "builtins.range"}, /* list(range(3)) to a manager */
     {"builtins", "OverflowError", "builtins.OverflowError"},
     {"builtins", "slice", "builtins.slice"},
     {"threading", "BrokenBarrierError", "threading.BrokenBarrierError"},
@@ -31,6 +34,17 @@ static const struct {
 };
 
 #define INST_COUNT ((int)(sizeof inst_classes / sizeof inst_classes[0]))
+
+/* The func of a RebuildProxy: AutoProxy and the proxy classes SyncManager
+ * registers (Lib/multiprocessing/managers.py), all in module
+ * multiprocessing.managers. A proxy pickles as RebuildProxy(func, token,
+ * serializer, kwds); no other func is read. */
+static const char *const inst_proxy_funcs[] = {
+    "AutoProxy",      "ListProxy",    "DictProxy",  "IteratorProxy", "AcquirerProxy",  "EventProxy",
+    "ConditionProxy", "BarrierProxy", "ValueProxy", "ArrayProxy",    "NamespaceProxy", "PoolProxy",
+};
+
+#define INST_NFUNCS ((int)(sizeof inst_proxy_funcs / sizeof inst_proxy_funcs[0]))
 
 static bool inst_eq(const char *a, size_t alen, const char *b)
 {
@@ -55,6 +69,34 @@ int mp__instance_lookup(const char *mod, size_t modlen, const char *name, size_t
             inst_eq(name, namelen, inst_classes[i].name))
             return i;
     return -1;
+}
+
+int mp__proxy_func_lookup(const char *mod, size_t modlen, const char *name, size_t namelen)
+{
+    if (!inst_eq(mod, modlen, "multiprocessing.managers"))
+        return -1;
+    for (int i = 0; i < INST_NFUNCS; i++)
+        if (inst_eq(name, namelen, inst_proxy_funcs[i]))
+            return i;
+    return -1;
+}
+
+const char *mp__proxy_func_name(int func)
+{
+    MP__ASSERT(func >= 0 && func < INST_NFUNCS);
+    return inst_proxy_funcs[func];
+}
+
+bool mp__proxy_args_ok(const mp_obj *args)
+{
+    if (args->type != MP_TYPE_TUPLE || args->u.seq.len != 4)
+        return false;
+    mp_obj *const *it = args->u.seq.items;
+    return it[0]->type == MP_TYPE_STR &&
+           mp__proxy_func_lookup("multiprocessing.managers", 24, it[0]->u.s.data, it[0]->u.s.len) >=
+               0 &&
+           it[1]->type == MP_TYPE_INSTANCE && mp__instance_cls(it[1]) == MP__CLS_TOKEN &&
+           it[2]->type == MP_TYPE_STR && it[3]->type == MP_TYPE_DICT;
 }
 
 const char *mp__instance_module(int cls)
@@ -97,6 +139,17 @@ static bool inst_slice_args_ok(const mp_obj *args)
     return true;
 }
 
+/* range(start, stop, step), as range.__reduce__ gives it: int64s here,
+ * step not 0 (Python's ValueError). */
+static bool inst_range_args_ok(const mp_obj *args)
+{
+    mp_obj *const *it = args->u.seq.items;
+    for (size_t i = 0; args->u.seq.len == 3 && i < 3; i++)
+        if (it[i]->type != MP_TYPE_INT || mp__obj_is_bigint(it[i]))
+            return false;
+    return args->u.seq.len == 3 && it[2]->u.i != 0;
+}
+
 bool mp__instance_args_ok(int cls, const mp_obj *args)
 {
     MP__ASSERT(cls >= 0 && cls < INST_COUNT);
@@ -104,8 +157,12 @@ bool mp__instance_args_ok(int cls, const mp_obj *args)
         return false;
     if (cls == MP__CLS_TOKEN)
         return args->u.seq.len == 3;
+    if (cls == MP__CLS_REBUILD_PROXY)
+        return mp__proxy_args_ok(args);
     if (strcmp(inst_classes[cls].name, "slice") == 0)
         return inst_slice_args_ok(args);
+    if (strcmp(inst_classes[cls].name, "range") == 0)
+        return inst_range_args_ok(args);
     return true;
 }
 

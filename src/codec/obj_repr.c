@@ -403,9 +403,12 @@ static void repr_instance(struct repr_buf *b, const mp_obj *o)
     static const char *const token_fields[] = {"typeid=", "address=", "id="};
     int cls = mp__instance_cls(o);
     const mp_obj *args = o->u.seq.items[0];
+    size_t n = args->u.seq.len;
     repr_puts(b, mp__instance_name(cls));
     repr_putc(b, '(');
-    for (size_t i = 0; i < args->u.seq.len; i++) {
+    if (strcmp(mp__instance_name(cls), "range") == 0 && n == 3 && args->u.seq.items[2]->u.i == 1)
+        n = 2; /* range(0, 3), as Python shows a step of 1 */
+    for (size_t i = 0; i < n; i++) {
         if (i)
             repr_puts(b, ", ");
         if (cls == MP__CLS_TOKEN && i < 3)

@@ -250,11 +250,26 @@ int mp__obj_copy_limited(const mp_obj *o, size_t *budget, mp_obj **out);
 /* The index of Token, the one class rebuilt by NEWOBJ + BUILD (its state,
  * three items) rather than by REDUCE. */
 #define MP__CLS_TOKEN 0
+/* The index of RebuildProxy, a proxy inside a value: its args are (func's
+ * name as a str, a Token, the serializer str, the kwds dict); the decoder
+ * reads it as REDUCE of the class with (func, token, serializer, kwds), func
+ * a global of mp__proxy_func_lookup's list, and the encoder writes it so. */
+#define MP__CLS_REBUILD_PROXY 1
 
 /* A class by module and name as a pickle's GLOBAL / STACK_GLOBAL names it:
  * its index, or -1 when it is not on the list. Aliases the table accepts
  * (_queue.Empty, which is queue.Empty on CPython 3.7+) map to one index. */
 int mp__instance_lookup(const char *mod, size_t modlen, const char *name, size_t namelen);
+
+/* A RebuildProxy's func by module and name: its index, or -1 when it is
+ * not one of AutoProxy and the proxy classes SyncManager registers. */
+int mp__proxy_func_lookup(const char *mod, size_t modlen, const char *name, size_t namelen);
+/* The func's name (a static string), in module multiprocessing.managers. */
+const char *mp__proxy_func_name(int func);
+/* Whether args is a RebuildProxy's: (a listed func's name, a Token, a str,
+ * a dict). */
+bool mp__proxy_args_ok(const mp_obj *args);
+
 
 /* The class's module, name, and "module.name" (static strings). */
 const char *mp__instance_module(int cls);
@@ -262,7 +277,8 @@ const char *mp__instance_name(int cls);
 const char *mp__instance_qualname(int cls);
 
 /* Whether args (any value) are what class cls takes: a tuple, of three
- * items for a Token, of three ints or Nones for a slice. */
+ * items for a Token, a RebuildProxy's four (above), three ints, bools or
+ * Nones for a slice, range's three int64s with a step not 0. */
 bool mp__instance_args_ok(int cls, const mp_obj *args);
 
 /* Whether o is a builtins.slice instance (o may be NULL). */

@@ -200,7 +200,8 @@ static void pickle_dump_other(mp__pickler *w, const mp_obj *o)
  * An instance as CPython pickles one (protocol 4), so Python's unpickler
  * rebuilds the real object: an exception is REDUCE of its class with its
  * args; a Token (a plain class with __slots__ and __getstate__) is NEWOBJ
- * of the class with () and then BUILD with its state, the three-item args.
+ * of the class with () and then BUILD with its state, the three-item args;
+ * a proxy reference is REDUCE of RebuildProxy with its func as a global.
  */
 static void pickle_instance(mp__pickler *w, const mp_obj *o)
 {
@@ -209,7 +210,24 @@ static void pickle_instance(mp__pickler *w, const mp_obj *o)
     mp__pickler_str(w, mod, strlen(mod));
     mp__pickler_str(w, name, strlen(name));
     pickle_op(w, MP__OP_STACK_GLOBAL);
-    if (cls == MP__CLS_TOKEN) {
+    if (cls == MP__CLS_REBUILD_PROXY) {
+        /* RebuildProxy(func, token, serializer, kwds), func the global its
+         * args name, as BaseProxy.__reduce__ returns it. */
+        const mp_obj *args = o->u.seq.items[0];
+        const mp_obj *fn = args->u.seq.items[0];
+        if (!mp__proxy_args_ok(args)) { /* changed in place since it was made */
+            w->err = w->err ? w->err : -EINVAL;
+            return;
+        }
+        pickle_op(w, MP__OP_MARK);
+        mp__pickler_str(w, mod, strlen(mod));
+        mp__pickler_str(w, fn->u.s.data, fn->u.s.len);
+        pickle_op(w, MP__OP_STACK_GLOBAL);
+        for (size_t i = 1; i < 4; i++)
+            pickle_dump(w, args->u.seq.items[i]);
+        pickle_op(w, MP__OP_TUPLE);
+        pickle_op(w, MP__OP_REDUCE);
+    } else if (cls == MP__CLS_TOKEN) {
         pickle_op(w, MP__OP_EMPTY_TUPLE);
         pickle_op(w, MP__OP_NEWOBJ);
         pickle_dump(w, o->u.seq.items[0]);

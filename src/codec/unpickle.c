@@ -13,8 +13,11 @@
  * manager Token, RemoteError, a few exceptions, queue.Empty and Full) to a
  * class marker: REDUCE of an exception's marker with a tuple, and NEWOBJ of
  * Token's marker with () followed by BUILD with a 3-tuple state, make an
- * inert MP_TYPE_INSTANCE holding the args; nothing is called. No other name
- * is resolved (docs/wire.md has the table).
+ * inert MP_TYPE_INSTANCE holding the args; nothing is called. A proxy
+ * inside a value is REDUCE of RebuildProxy's marker with (func, token,
+ * serializer, kwds), func a marker of AutoProxy or a SyncManager proxy
+ * class (the one place a marker may sit in a tuple), read as an inert
+ * instance too. No other name is resolved (docs/wire.md has the table).
  *
  * Decoding happens in two phases.
  *
@@ -67,6 +70,11 @@
  * BUILD, which gives it its state and makes it an MP_TYPE_INSTANCE. */
 #define TYPE_CLASS         0x43
 #define TYPE_TOKEN_UNBUILT 0x44
+/* A RebuildProxy's func (u.i: its index, obj_instance.c): it may wait in a
+ * tuple, the args REDUCE of RebuildProxy consumes; anywhere else it is
+ * refused (a list, a dict, a set: at once; a tuple not consumed: when
+ * placing). */
+#define TYPE_PROXY_FUNC 0x45
 
 /* A growable array of node pointers. */
 struct vec {
@@ -513,7 +521,9 @@ static int unpickle_move_items(struct unpickler *u, mp_obj *seq, size_t first)
     MP__ASSERT(seq->u.seq.cap - seq->u.seq.len >= u->stack.len - first);
     for (size_t i = first; i < u->stack.len; i++) {
         mp_obj *item = u->stack.v[i];
-        int rc = unpickle_check_value(item);
+        int rc = item->type == TYPE_PROXY_FUNC && seq->type == MP_TYPE_TUPLE
+                     ? 0
+                     : unpickle_check_value(item);
         if (rc == 0)
             rc = unpickle_adopt_height(u, seq, item);
         if (rc < 0)
@@ -788,13 +798,14 @@ static int unpickle_push_global(struct unpickler *u, const unsigned char *mod, s
         if (namelen == known[i].len && memcmp(name, known[i].name, namelen) == 0)
             return unpickle_push_new(u, known[i].type);
     int cls = mp__instance_lookup((const char *)mod, modlen, (const char *)name, namelen);
-    if (cls < 0)
+    int func = mp__proxy_func_lookup((const char *)mod, modlen, (const char *)name, namelen);
+    if (cls < 0 && func < 0)
         return unpickle_fail(u, MP__UNPICKLE_IMPORTS);
     mp_obj *o;
-    int rc = unpickle_new_node(u, TYPE_CLASS, &o);
+    int rc = unpickle_new_node(u, cls < 0 ? TYPE_PROXY_FUNC : TYPE_CLASS, &o);
     if (rc < 0)
         return rc;
-    o->u.i = cls;
+    o->u.i = cls < 0 ? func : cls;
     return unpickle_push(u, o);
 }
 
@@ -850,6 +861,37 @@ static int unpickle_build(struct unpickler *u)
     return unpickle_make_instance(u, tok, MP__CLS_TOKEN, state);
 }
 
+/* REDUCE of RebuildProxy: (func, token, serializer, kwds), as CPython's
+ * BaseProxy.__reduce__ writes a proxy inside a value, becomes an inert
+ * instance whose args hold the func's name as a str. Nothing is called. */
+static int unpickle_rebuild_proxy(struct unpickler *u, mp_obj *args)
+{
+    mp_obj **it = args->u.seq.items, *name, *t, *inst;
+    if (args->u.seq.len != 4 || it[0]->type != TYPE_PROXY_FUNC)
+        return unpickle_fail(u, MP__UNPICKLE_CALLS);
+    const char *fn = mp__proxy_func_name((int)it[0]->u.i);
+    int rc = unpickle_new_strbytes(u, MP_TYPE_STR, fn, strlen(fn), &name);
+    if (rc == 0)
+        rc = unpickle_new_node(u, MP_TYPE_TUPLE, &t);
+    if (rc == 0)
+        rc = unpickle_seq_room(u, t, 4);
+    if (rc < 0)
+        return rc;
+    t->height = 1;
+    t->u.seq.items[t->u.seq.len++] = name;
+    for (size_t i = 1; i < 4; i++) {
+        if ((rc = unpickle_adopt_height(u, t, it[i])) < 0)
+            return rc;
+        t->u.seq.items[t->u.seq.len++] = it[i];
+    }
+    if (!mp__proxy_args_ok(t))
+        return MP_EPROTO; /* a token, a serializer str, a kwds dict */
+    rc = unpickle_new_node(u, MP_TYPE_INSTANCE, &inst);
+    if (rc == 0)
+        rc = unpickle_make_instance(u, inst, MP__CLS_REBUILD_PROXY, t);
+    return rc < 0 ? rc : unpickle_push(u, inst);
+}
+
 /* REDUCE: bytearray() or bytearray(b'...'), as protocols 3 and 4 write a
  * bytearray, and set([...]) or frozenset([...]), as protocols 0 to 3 write
  * sets. The decoder builds these values itself (nothing is called);
@@ -865,12 +907,14 @@ static int unpickle_reduce(struct unpickler *u)
     if (args->type != MP_TYPE_TUPLE)
         return unpickle_fail(u, MP__UNPICKLE_CALLS);
     if (callable->type == TYPE_CLASS) {
-        /* An exception or a slice: the class with its args. Token is made
+        /* An exception, a slice or a range: the class with its args. Token is made
          * by NEWOBJ and BUILD only, as CPython writes it. */
         if (callable->u.i == MP__CLS_TOKEN)
             return unpickle_fail(u, MP__UNPICKLE_CALLS);
+        if (callable->u.i == MP__CLS_REBUILD_PROXY)
+            return unpickle_rebuild_proxy(u, args);
         if (!mp__instance_args_ok((int)callable->u.i, args))
-            return MP_EPROTO; /* a slice of other than three ints or Nones */
+            return MP_EPROTO; /* a slice or range of other than its three ints */
         mp_obj *inst = NULL;
         rc = unpickle_new_node(u, MP_TYPE_INSTANCE, &inst);
         if (rc == 0)
@@ -1156,6 +1200,8 @@ static int unpickle_place(struct unpickler *u, mp_obj **slot, unsigned level)
     }
     if (o->flags & MP__F_GREY)
         return unpickle_fail(u, MP__UNPICKLE_CYCLE); /* o contains itself */
+    if (o->type == TYPE_PROXY_FUNC)
+        return unpickle_fail(u, MP__UNPICKLE_CALLS); /* a class as a value */
     if (!unpickle_is_container(o)) {
         o->height = 0;
         o->flags |= MP__F_BLACK;

@@ -133,6 +133,9 @@ int mp__unpickle_errmsg(int rc, int why, int op, size_t off, size_t n)
             "builtins.bytearray, set, frozenset and the classes of docs/wire.md are known)",
             (unsigned)op, name, off);
     case MP__UNPICKLE_CALLS:
+        if (!name) /* found when placing: a tuple REDUCE never consumed */
+            return mp__err(rc, "pickle refused: a proxy class is only read as the func of "
+                               "RebuildProxy, never as a value");
         return mp__err(rc, "opcode 0x%02x %s refused: the decoder never calls (offset %zu)",
                        (unsigned)op, name, off);
     case MP__UNPICKLE_TRUNCATED:

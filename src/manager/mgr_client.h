@@ -269,6 +269,13 @@ int mp__mgr_call_proxy(struct proxy *p, const char *method, const struct marg *a
 
 /* ---- proxies (mgr_proxy.c) ------------------------------------------------------- */
 
+/* A proxy of size bytes for the object proxy reference ref names
+ * (mgr_proxy_ref.c): its Token's typeid must be one of typeids (NULL-
+ * terminated), which gives our kind (kinds, the same order), its address
+ * the handle's. Holds the object (incref); *out is NULL on failure. */
+int mp__mgr_proxy_from_ref(mp_manager *m, size_t size, const char *const *typeids,
+                           const char *const *kinds, const mp_obj *ref, struct proxy **out);
+
 /* The common part of every proxy: its type's struct begins with it. */
 struct proxy {
     mp_manager *m;
@@ -287,6 +294,9 @@ int mp__mgr_py_probe(mp_manager *m);
  * fills p->id and p->pyt. */
 int mp__mgr_py_create(mp_manager *m, const char *kind, const char *name, bool attach,
                       const struct marg *initial, struct proxy *p);
+/* Set up p for an object of our kind on CPython's server (p->pyt):
+ * -ENOTSUP for a kind without a C proxy there. */
+int mp__mgr_py_adopt(const char *kind, struct proxy *p);
 /* A call on the server itself (incref, release, shutdown), translated. */
 int mp__mgr_py_call(mp_manager *m, const char *method, const struct marg *a, size_t n,
                     mp_obj **result);

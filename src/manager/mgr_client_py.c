@@ -736,6 +736,14 @@ int mp__mgr_py_create(mp_manager *m, const char *kind, const char *name, bool at
     return 0;
 }
 
+int mp__mgr_py_adopt(const char *kind, struct proxy *p)
+{
+    p->pyt = py_type_of(kind);
+    if (!p->pyt)
+        return mp__err(-ENOTSUP, "CPython's manager: no C proxy for %s yet", kind);
+    return 0;
+}
+
 int mp__mgr_py_call(mp_manager *m, const char *method, const struct marg *a, size_t n,
                     mp_obj **result)
 {

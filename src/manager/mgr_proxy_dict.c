@@ -49,6 +49,13 @@ MP_API int mp_manager_attach_dict(mp_manager *m, const char *name, mp_dictproxy 
     return dict_proxy_new(m, name, true, NULL, out);
 }
 
+MP_API int mp_manager_dict_from_ref(mp_manager *m, const mp_obj *ref, mp_dictproxy **out)
+{
+    static const char *const typeids[] = {"dict", NULL}, *const kinds[] = {"dict", NULL};
+    return mp__mgr_proxy_from_ref(m, sizeof(mp_dictproxy), typeids, kinds, ref,
+                                  (struct proxy **)out);
+}
+
 MP_API void mp_dictproxy_free(mp_dictproxy *d)
 {
     if (d)
@@ -71,7 +78,8 @@ MP_API int mp_dictproxy_get(mp_dictproxy *d, const mp_obj *key, mp_obj **value)
  * server says KeyError: one round trip, as Python's, without sending the
  * default to the server and back (the server's get also takes a default,
  * for clients that send one: docs/manager.md). */
-MP_API int mp_dictproxy_get_default(mp_dictproxy *d, const mp_obj *key, const mp_obj *dflt, mp_obj **value)
+MP_API int mp_dictproxy_get_default(mp_dictproxy *d, const mp_obj *key, const mp_obj *dflt,
+                                    mp_obj **value)
 {
     int rc = mp_dictproxy_get(d, key, value);
     if (rc != MP_EKEY)
@@ -320,7 +328,8 @@ MP_API int mp_dictproxy_get_int(mp_dictproxy *d, const char *key, int64_t *value
     return rc;
 }
 
-MP_API int mp_dictproxy_get_int_default(mp_dictproxy *d, const char *key, int64_t dflt, int64_t *value)
+MP_API int mp_dictproxy_get_int_default(mp_dictproxy *d, const char *key, int64_t dflt,
+                                        int64_t *value)
 {
     if (!value)
         return -EINVAL;

@@ -49,6 +49,13 @@ MP_API int mp_manager_attach_list(mp_manager *m, const char *name, mp_listproxy 
     return list_proxy_new(m, name, true, NULL, out);
 }
 
+MP_API int mp_manager_list_from_ref(mp_manager *m, const mp_obj *ref, mp_listproxy **out)
+{
+    static const char *const typeids[] = {"list", NULL}, *const kinds[] = {"list", NULL};
+    return mp__mgr_proxy_from_ref(m, sizeof(mp_listproxy), typeids, kinds, ref,
+                                  (struct proxy **)out);
+}
+
 MP_API void mp_listproxy_free(mp_listproxy *l)
 {
     if (l)

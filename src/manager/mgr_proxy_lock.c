@@ -65,6 +65,14 @@ MP_API int mp_manager_attach_lock(mp_manager *m, const char *name, mp_lockproxy 
     return lock_proxy_new(m, "lock", name, true, out);
 }
 
+MP_API int mp_manager_lock_from_ref(mp_manager *m, const mp_obj *ref, mp_lockproxy **out)
+{
+    static const char *const typeids[] = {"Lock", "RLock", NULL}, *const kinds[] = {"lock", "rlock",
+                                                                                    NULL};
+    return mp__mgr_proxy_from_ref(m, sizeof(mp_lockproxy), typeids, kinds, ref,
+                                  (struct proxy **)out);
+}
+
 MP_API void mp_lockproxy_free(mp_lockproxy *lk)
 {
     if (lk)

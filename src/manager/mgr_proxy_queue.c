@@ -54,6 +54,15 @@ MP_API int mp_manager_attach_queue(mp_manager *m, const char *name, mp_queueprox
     return queue_proxy_new(m, name, true, 0, out);
 }
 
+MP_API int mp_manager_queue_from_ref(mp_manager *m, const mp_obj *ref, mp_queueproxy **out)
+{
+    static const char *const typeids[] = {"Queue", "JoinableQueue", NULL}, *const kinds[] = {
+                                                                               "queue", "queue",
+                                                                               NULL};
+    return mp__mgr_proxy_from_ref(m, sizeof(mp_queueproxy), typeids, kinds, ref,
+                                  (struct proxy **)out);
+}
+
 MP_API void mp_queueproxy_free(mp_queueproxy *q)
 {
     if (q)

@@ -20,6 +20,8 @@
  *                                     as our methods, our replies as its
  *   mgr_server_obj.c        obj_      objects by id, their lifetime, the
  *                                     sessions that hold them
+ *   mgr_server_nest.c       nest_     proxies inside values: the objects
+ *                                     they keep alive
  *   mgr_server_wait.c       wait_     requests that wait, and their deadlines
  *   mgr_type_manager.c      smgr_     the manager's own methods (ident 0)
  *   mgr_type_dict.c         sdict_    dict and its methods
@@ -171,6 +173,14 @@ struct sobj {
     /* K_USER: its type and what its create made (mgr_type_user.c). */
     const struct mp_manager_type *utype;
     void *uself;
+    /* Proxies inside values (mgr_server_nest.c): the objects its value
+     * names by proxy references (or a Condition's Lock), one reference held
+     * on each; whether its value holds one (then every request recomputes
+     * them); references sent to Python clients, held until their increfs. */
+    struct sobj **nest;
+    size_t nnest;
+    bool nest_seen;
+    long py_pending;
 };
 
 struct session {
@@ -555,6 +565,24 @@ void mp__mgr_py_request(struct server *s, struct sconn *c, mp_obj *req);
  * __repr__ and __str__ (mgr_server_py_repr.c): 0 and *out (free() it);
  * MP_ETYPE for the other kinds; -ENOMEM; MP_EVALUE for an int too long. */
 int mp__mgr_py_repr(const struct sobj *o, char **out);
+/* The object of this server a proxy reference names (by its Token's id
+ * and a typeid of its kind), or NULL. */
+struct sobj *mp__mgr_py_ref_target(struct server *s, const mp_obj *ref);
+
+/* ---- proxies inside values (mgr_server_nest.c) ----------------------------------- */
+
+/* Whether v holds a proxy reference (managers.RebuildProxy) anywhere. */
+bool mp__mgr_nest_any(const mp_obj *v);
+/* Recompute the objects o's value (or queue items) names by proxy
+ * references and hold exactly those; o may be freed when it held itself. */
+void mp__mgr_nest_refresh(struct server *s, struct sobj *o);
+/* Hold t for o until o is freed (a Condition's Lock): 0 or -ENOMEM. */
+int mp__mgr_nest_hold(struct sobj *o, struct sobj *t);
+/* Let go of what o holds (o is being destroyed). */
+void mp__mgr_nest_release(struct server *s, struct sobj *o);
+/* Hold each object reply names by a proxy reference, once per reference,
+ * until a Python client's incref takes the reference over (py_pending). */
+void mp__mgr_nest_reply(struct server *s, const mp_obj *reply);
 
 /* ---- objects and sessions (mgr_server_obj.c) ------------------------------------- */
 

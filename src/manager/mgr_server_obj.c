@@ -97,6 +97,7 @@ static void obj_free(struct server *s, struct sobj *o)
     for (size_t i = 0; i < o->len; i++)
         mp_obj_free(o->items[(o->head + i) % o->cap]);
     free(o->items);
+    free(o->nest);
     mp_obj_free(o->value);
     mp_obj_free(o->name);
     free(o);
@@ -109,6 +110,7 @@ void mp__mgr_obj_destroy(struct server *s, struct sobj *o)
     mp__mgr_wq_fail_all(s, &o->getters, MP_ENOOBJ);
     mp__mgr_wq_fail_all(s, &o->putters, MP_ENOOBJ);
     mp__mgr_wq_fail_all(s, &o->joiners, MP_ENOOBJ);
+    mp__mgr_nest_release(s, o);
     obj_free(s, o);
 }
 

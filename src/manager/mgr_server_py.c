@@ -400,6 +400,8 @@ int mp__mgr_py_reply(struct sconn *c, size_t start, bool limited)
     int rc = mp__pickle_loads(c->out.p + start + 4, c->out.len - start - 4, &ours);
     if (rc == 0)
         theirs = py_translate(c, ours);
+    if (theirs && mp__mgr_nest_any(theirs))
+        mp__mgr_nest_reply(c->srv, theirs); /* held until the client's incref */
     mp_obj_free(ours);
     c->out.len = start;
     if (theirs) {
@@ -435,6 +437,12 @@ static int py_incref(struct server *s, struct sobj *o)
             return rc;
     }
     o->pyrefs++;
+    if (o->py_pending > 0) {
+        /* The incref of a proxy a reply carried: it takes over the
+         * reference the reply held (mgr_server_nest.c). */
+        o->py_pending--;
+        mp__mgr_obj_decref(s, o);
+    }
     return 0;
 }
 
@@ -455,6 +463,21 @@ static struct sobj *py_find(struct server *s, const mp_obj *ident)
         return NULL;
     long long id = strtoll(p, &end, 16);
     return *end ? NULL : mp__mgr_obj_find(s, (int64_t)id);
+}
+
+struct sobj *mp__mgr_py_ref_target(struct server *s, const mp_obj *ref)
+{
+    const mp_obj *ta = mp_obj_instance_args(mp_obj_list_get(mp_obj_instance_args(ref), 1));
+    const char *typeid;
+    if (mp_obj_get_str(mp_obj_list_get(ta, 0), &typeid, NULL) < 0)
+        return NULL;
+    struct sobj *o = py_find(s, mp_obj_list_get(ta, 2));
+    if (!o || o->py_iter)
+        return o && strcmp(typeid, "Iterator") == 0 ? o : NULL;
+    for (size_t i = 0; i < sizeof py_types / sizeof py_types[0]; i++)
+        if (py_types[i].kind == o->kind && strcmp(py_types[i].typeid, typeid) == 0)
+            return o;
+    return NULL; /* another server's, or a type of your own: inert */
 }
 
 static mp_obj *py_ident(const struct sobj *o)
@@ -492,13 +515,25 @@ static const mp_obj *py_param(const mp_obj *args, const mp_obj *kwds, size_t i, 
     return v ? v : dflt;
 }
 
+/* The Lock or RLock of this server a Condition(lock) names by its proxy,
+ * NULL for None or anything else (*bad then set). */
+static struct sobj *py_cond_lock(struct server *s, const mp_obj *args, const mp_obj *kwds,
+                                 bool *bad)
+{
+    const mp_obj *lock = py_param(args, kwds, 1, "lock", mp_obj_none());
+    struct sobj *lo = mp_obj_type(lock) == MP_TYPE_INSTANCE ? mp__mgr_py_ref_target(s, lock) : NULL;
+    *bad = !mp_obj_is_none(lock) && (!lo || (lo->kind != K_LOCK && lo->kind != K_RLOCK));
+    return *bad ? NULL : lo;
+}
+
 /* The initial value of our create for Python's Semaphore(value=1),
  * BoundedSemaphore(value=1), Event(), Condition(lock=None) and
  * Barrier(parties, action=None, timeout=None): in *init, borrowed or made
- * (then also in *made). False for what we cannot make: a Condition over a
- * lock given, a Barrier with an action (the server runs no client code). */
-static bool py_sync_init(const mp_obj *args, const mp_obj *kwds, int kind, const mp_obj **init,
-                         mp_obj **made)
+ * (then also in *made). A Condition's lock is a Lock or RLock proxy of this
+ * server (our create takes its id). False for what we cannot make: another
+ * lock, a Barrier with an action (the server runs no client code). */
+static bool py_sync_init(struct server *s, const mp_obj *args, const mp_obj *kwds, int kind,
+                         const mp_obj **init, mp_obj **made)
 {
     const mp_obj *none = mp_obj_none();
     switch (kind) {
@@ -506,9 +541,16 @@ static bool py_sync_init(const mp_obj *args, const mp_obj *kwds, int kind, const
     case K_BSEMAPHORE:
         *init = py_param(args, kwds, 1, "value", NULL);
         return true;
-    case K_CONDITION:
+    case K_CONDITION: {
+        bool bad;
+        struct sobj *lo = py_cond_lock(s, args, kwds, &bad);
         *init = NULL;
-        return mp_obj_is_none(py_param(args, kwds, 1, "lock", none));
+        if (!lo)
+            return !bad;
+        *made = mp_obj_int(lo->id);
+        *init = *made;
+        return *made != NULL;
+    }
     case K_BARRIER: {
         const mp_obj *parties = py_param(args, kwds, 1, "parties", NULL);
         const mp_obj *timeout = py_param(args, kwds, 3, "timeout", none);
@@ -566,11 +608,42 @@ static mp_obj *py_dict_init(const mp_obj *init, const mp_obj *kwds)
     return d;
 }
 
+/* list(r) of a range instance r, as a new list; NULL for another instance,
+ * or a list longer than a request could carry as a list (at least 2 bytes
+ * an item: nothing from the wire sizes an allocation beyond that). */
+static mp_obj *py_range_list(const struct server *s, const mp_obj *r)
+{
+    const char *cls = mp_obj_instance_class(r);
+    const mp_obj *a = mp_obj_instance_args(r);
+    int64_t start, stop, step;
+    if (!cls || strcmp(cls, "builtins.range") != 0 ||
+        mp_obj_parse(a, "LLL", &start, &stop, &step) < 0 || step == 0)
+        return NULL;
+    /* The length, as Python's range computes it, without overflow. */
+    uint64_t n = 0;
+    if (step > 0 && start < stop)
+        n = ((uint64_t)stop - (uint64_t)start - 1) / (uint64_t)step + 1;
+    else if (step < 0 && start > stop)
+        n = ((uint64_t)start - (uint64_t)stop - 1) / (0 - (uint64_t)step) + 1;
+    if (n > s->max_request / 2)
+        return NULL;
+    mp_obj *l = mp_obj_list_new();
+    for (uint64_t i = 0; l && i < n; i++) {
+        mp_obj *v = mp_obj_int((int64_t)((uint64_t)start + i * (uint64_t)step));
+        if (!v || mp_obj_list_append(l, v) < 0) {
+            mp_obj_free(v);
+            mp_obj_free(l);
+            l = NULL;
+        }
+    }
+    return l;
+}
+
 /* Our create's initial value for Python's create(typeid, *args, **kwds),
  * in *made when it is new (the caller frees it); false for arguments the
  * referent's constructor would refuse. */
-static bool py_initial(const struct py_type *t, const mp_obj *args, const mp_obj *kwds,
-                       const mp_obj **init, mp_obj **made)
+static bool py_initial(struct server *s, const struct py_type *t, const mp_obj *args,
+                       const mp_obj *kwds, const mp_obj **init, mp_obj **made)
 {
     *init = mp_obj_len(args) > 1 ? mp_obj_list_get(args, 1) : NULL;
     *made = NULL;
@@ -582,6 +655,11 @@ static bool py_initial(const struct py_type *t, const mp_obj *args, const mp_obj
         if (!*init && mp_obj_len(kwds) == 0)
             return true;
         *made = py_dict_init(*init, kwds);
+        break;
+    case K_LIST:
+        if (!*init || mp_obj_type(*init) != MP_TYPE_INSTANCE)
+            return true;
+        *made = py_range_list(s, *init); /* list(range(...)) */
         break;
     case K_QUEUE:
         if (!*init)
@@ -602,7 +680,7 @@ static bool py_initial(const struct py_type *t, const mp_obj *args, const mp_obj
     case K_EVENT:
     case K_CONDITION:
     case K_BARRIER:
-        return py_sync_init(args, kwds, t->kind, init, made);
+        return py_sync_init(s, args, kwds, t->kind, init, made);
     case K_NAMESPACE:
         if (mp_obj_len(args) > 1)
             return false; /* Namespace(**kwds) only */
@@ -662,7 +740,7 @@ static void py_create(struct server *s, struct sconn *c, const mp_obj *args, con
      * Queue(maxsize), Value(tc, v), Array(tc, seq), Namespace(**kw). */
     const mp_obj *init;
     mp_obj *made;
-    if (!py_initial(t, args, kwds, &init, &made)) {
+    if (!py_initial(s, t, args, kwds, &init, &made)) {
         py_traceback(c, "TypeError: cannot make %s of these arguments", typeid);
         return;
     }
@@ -677,9 +755,15 @@ static void py_create(struct server *s, struct sconn *c, const mp_obj *args, con
     }
     const struct req r = {s, c, o, ours};
     int rc = mp__mgr_types[t->kind]->init ? mp__mgr_types[t->kind]->init(&r, o) : 0;
+    bool bad;
+    struct sobj *lo = t->kind == K_CONDITION ? py_cond_lock(s, args, kwds, &bad) : NULL;
+    if (rc == 0 && lo)
+        rc = mp__mgr_nest_hold(o, lo); /* the Condition keeps its Lock */
     if (rc == 0)
         rc = py_incref(s, o);
     mp_obj_free(ours);
+    if (rc == 0 && (mp__mgr_nest_any(args) || mp__mgr_nest_any(kwds)))
+        mp__mgr_nest_refresh(s, o); /* list([proxy, ...]): its proxies' objects stay */
     if (rc < 0) {
         mp__mgr_obj_destroy(s, o);
         py_traceback(c, "TypeError: cannot make %s of these arguments", typeid);
@@ -1000,10 +1084,13 @@ static void py_call(struct server *s, struct sconn *c, const mp_obj *ident, cons
         return;
     }
     const struct req r = {s, c, o, ours};
+    bool nest = o->nest_seen || mp__mgr_nest_any(args) || mp__mgr_nest_any(kwds);
     int rc = md->fn(&r);
     if (rc < 0)
         mp__mgr_reply_failed(&r, rc);
     mp_obj_free(ours);
+    if (nest) /* last: o may go (mgr_server_nest.c) */
+        mp__mgr_nest_refresh(s, o);
 }
 
 /* ---- entry ------------------------------------------------------------------ */

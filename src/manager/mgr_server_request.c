@@ -67,6 +67,7 @@ static void req_dispatch(struct server *s, struct sconn *c, int64_t ident, const
     } else {
         const struct req r = {s, c, o, args};
         size_t before = c->out.len;
+        bool nest = o && (o->nest_seen || mp__mgr_nest_any(args));
         int rc = md->fn(&r);
         /* A method replies once, parks the request, or leaves the reply
          * to this status. */
@@ -75,6 +76,8 @@ static void req_dispatch(struct server *s, struct sconn *c, int64_t ident, const
                            : c->out.len == before && !c->waiter);
         if (rc < 0)
             mp__mgr_reply_failed(&r, rc);
+        if (nest) /* last: o may go (mgr_server_nest.c) */
+            mp__mgr_nest_refresh(s, o);
     }
 }
 

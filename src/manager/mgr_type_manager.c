@@ -113,6 +113,8 @@ static int smgr_create(const struct req *r)
         return rc;
     }
     smgr_reply_id(r->c, o, true);
+    if (mp__mgr_nest_any(o->value))
+        mp__mgr_nest_refresh(s, o); /* an initial value holding proxies */
     return 0;
 }
 

@@ -2,9 +2,10 @@
 unchanged, against our server: a SyncManager client connected to
 tests/mgr_pyserve over TCP (and again over AF_UNIX), self.list, self.dict,
 self.Namespace and self.Queue being its proxies as in CPython's manager
-test mixin. Cases our server cannot serve are skipped with the reason."""
+test mixin. Every case runs: none is skipped."""
 import unittest
 from multiprocessing import managers
+from multiprocessing import current_process
 
 from mpipc_server import OurServer
 
@@ -15,7 +16,10 @@ class BaseTestCase(object):
 
     @classmethod
     def setUpClass(cls):
-        cls.server = OurServer(family=cls.FAMILY)
+        # manager.start()'s authkey, the process's own: a proxy a value
+        # carries is rebuilt with it (RebuildProxy gets no authkey).
+        cls.server = OurServer(family=cls.FAMILY,
+                               authkey=bytes(current_process().authkey))
         cls.manager = cls.server.manager()
         m = cls.manager
         cls.list, cls.dict, cls.Namespace, cls.Queue = (
@@ -287,34 +291,10 @@ class _TestListSlices(BaseTestCase):
         self.assertEqual(p[:], [0, 1, 2, 3, 4])
 
 
-# The cases our server cannot serve yet, each with the reason (issue 15's
-# list of gaps; docs/manager.md "CPython's own test scenarios").
-NOT_APPLICABLE = {
-    'test_list': "d = [a, b]; self.list(d) pickles the proxies a and b as "
-        "managers.RebuildProxy(...), a call our decoder never makes (its "
-        "slices run in TestListSlices.test_list_until_proxies_in_a_list)",
-    'test_list_proxy_in_list': "a proxy inside a value pickles as "
-        "managers.RebuildProxy(...), a call our decoder never makes",
-    'test_dict_proxy_nested': "a proxy inside a value pickles as "
-        "managers.RebuildProxy(...), a call our decoder never makes",
-    'test_nested_queue': "a proxy inside a value pickles as "
-        "managers.RebuildProxy(...), a call our decoder never makes",
-}
-
-
-def not_applicable(cls):
-    for name, why in NOT_APPLICABLE.items():
-        setattr(cls, name, unittest.skip('not applicable: ' + why)(
-            getattr(cls, name)))
-    return cls
-
-
-@not_applicable
 class TestContainers(_TestContainers, unittest.TestCase):
     pass
 
 
-@not_applicable
 class TestContainersUnix(_TestContainers, unittest.TestCase):
     FAMILY = 'AF_UNIX'
 

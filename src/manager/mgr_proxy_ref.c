@@ -1,0 +1,106 @@
+/*
+ * mgr_proxy_ref - a C proxy from a proxy reference, the inert value a
+ * Python proxy inside a value decodes to (managers.RebuildProxy): the
+ * object its Token names, on the server the handle talks to, held as
+ * mp_manager_attach_X holds one. Static functions: pref_.
+ */
+#include "codec/objimpl.h"
+#include "core/internal.h"
+#include "manager/mgr_client.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The Token's address in our form ("unix:/path", "tcp:host:port") is the
+ * handle's: 1, 0 when it is another server's, or -ENOMEM. */
+static int pref_same_server(const mp_manager *m, const mp_obj *addr)
+{
+    const char *host;
+    int64_t port;
+    char buf[320];
+    if (mp_obj_type(addr) == MP_TYPE_STR) {
+        if (mp_obj_get_str(addr, &host, NULL) < 0)
+            return 0;
+        snprintf(buf, sizeof buf, "unix:%s", host);
+    } else if (mp_obj_type(addr) == MP_TYPE_TUPLE && mp_obj_len(addr) == 2 &&
+               mp_obj_get_str(mp_obj_list_get(addr, 0), &host, NULL) == 0 &&
+               mp_obj_get_int(mp_obj_list_get(addr, 1), &port) == 0) {
+        snprintf(buf, sizeof buf, "tcp:%s:%lld", host, (long long)port);
+    } else {
+        return 0;
+    }
+    const char *ours = mp_manager_address(m);
+    return ours && strcmp(ours, buf) == 0;
+}
+
+/* The object's id: Python's ident, '%x' of it. */
+static int pref_ident(const mp_obj *o, int64_t *id)
+{
+    const char *s;
+    size_t n;
+    if (mp_obj_get_str(o, &s, &n) < 0 || n == 0 || n > 16)
+        return MP_EVALUE;
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        int d = s[i] >= '0' && s[i] <= '9'   ? s[i] - '0'
+                : s[i] >= 'a' && s[i] <= 'f' ? s[i] - 'a' + 10
+                                             : -1;
+        if (d < 0)
+            return MP_EVALUE;
+        v = v << 4 | (uint64_t)d;
+    }
+    if (v > INT64_MAX)
+        return MP_EVALUE;
+    *id = (int64_t)v;
+    return 0;
+}
+
+int mp__mgr_proxy_from_ref(mp_manager *m, size_t size, const char *const *typeids,
+                           const char *const *kinds, const mp_obj *ref, struct proxy **out)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (!m || !ref)
+        return -EINVAL;
+    const char *cls = mp_obj_instance_class(ref);
+    if (!cls || strcmp(cls, "multiprocessing.managers.RebuildProxy") != 0)
+        return mp__err(MP_ETYPE, "TypeError: not a proxy reference");
+    const mp_obj *tok = mp_obj_instance_args(mp_obj_list_get(mp_obj_instance_args(ref), 1));
+    const char *typeid = NULL, *kind = NULL;
+    (void)mp_obj_get_str(mp_obj_list_get(tok, 0), &typeid, NULL);
+    for (size_t i = 0; typeid && typeids[i]; i++)
+        if (strcmp(typeids[i], typeid) == 0)
+            kind = kinds[i];
+    if (!kind)
+        return mp__err(MP_ETYPE, "TypeError: a proxy of typeid '%s', not of this kind",
+                       typeid ? typeid : "?");
+    if (!pref_same_server(m, mp_obj_list_get(tok, 1)))
+        return mp__err(MP_EVALUE, "the proxy reference names an object of another server");
+    int64_t id;
+    if (pref_ident(mp_obj_list_get(tok, 2), &id) < 0)
+        return mp__err(MP_EVALUE, "the proxy reference's id is not one a server gives");
+    MP__ASSERT(size >= sizeof(struct proxy));
+    struct proxy *p = calloc(1, size);
+    if (!p)
+        return -ENOMEM;
+    /* Hold it as the proxies made by create or attach do: incref. */
+    struct marg a[1] = {ARG_INT(id)};
+    int rc = m->py ? mp__mgr_py_adopt(kind, p) : 0;
+    if (rc == 0)
+        rc = m->py ? mp__mgr_py_call(m, "incref", a, 1, NULL)
+                   : mp__mgr_call(m, 0, "incref", a, 1, 0, NULL, NULL, false);
+    if (rc < 0) {
+        free(p);
+        return rc;
+    }
+    int refs = __atomic_fetch_add(&m->refs, 1, __ATOMIC_RELAXED);
+    MP__ASSERT(refs >= 1); /* the caller holds the handle */
+    p->m = m;
+    p->id = id;
+    p->gen = mp__forkgen();
+    *out = p;
+    return 0;
+}
