@@ -456,9 +456,10 @@ static void *blocked_recv_thread(void *arg)
 {
     struct blocked_recv *b = arg;
     __atomic_store_n(&b->tid, (int)syscall(SYS_gettid), __ATOMIC_RELEASE);
-    /* Long enough for the test to fork while this waits, even under
-     * valgrind; the forked child reads only after it has ended. */
-    b->rc = mp_conn_recv_bytes_into(b->in, b->dest, b->cap, 0, NULL, 2.0);
+    /* Long enough for the test to fork while this waits (it forks as soon
+     * as this thread sleeps): 0.5 s, 2 s under valgrind, 1 s under the
+     * sanitizers; the forked child reads only after it has ended. */
+    b->rc = mp_conn_recv_bytes_into(b->in, b->dest, b->cap, 0, NULL, 0.5 * tu_slowdown(4.0, 2.0));
     return NULL;
 }
 
