@@ -196,7 +196,7 @@ static int skip_child(void *arg)
         if (mp_conn_buffered(a->in) != 0)
             return 2;
         double t0 = tu_now();
-        if (mp_conn_poll(a->in, 0.3) != 0 || tu_now() - t0 < 0.299)
+        if (mp_conn_poll(a->in, 0.1) != 0 || tu_now() - t0 < 0.099)
             return 3;
         if (write(a->go_fd, "g", 1) != 1)
             return 4;
@@ -354,7 +354,7 @@ static void test_child_forked_inside_a_header_or_payload_resumes_at_the_next_fra
 /* A receive of a 500,000-byte message timed out part-way, so the parent
  * holds a large message in progress (`big`), by recv_bytes or by
  * recv_bytes_into. A child forked then has nothing buffered and nothing
- * ready (poll(0.3) waits and says 0); when the rest comes, it discards it
+ * ready (poll(0.1) waits and says 0); when the rest comes, it discards it
  * and receives the next message C. */
 static void test_child_forked_during_a_large_message_in_progress_skips_it(void **state)
 {
