@@ -196,7 +196,7 @@ static int skip_child(void *arg)
         if (mp_conn_buffered(a->in) != 0)
             return 2;
         double t0 = tu_now();
-        if (mp_conn_poll(a->in, 0.3) != 0 || tu_now() - t0 < 0.299)
+        if (mp_conn_poll(a->in, 0.1) != 0 || tu_now() - t0 < 0.099)
             return 3;
         if (write(a->go_fd, "g", 1) != 1)
             return 4;
@@ -354,7 +354,7 @@ static void test_child_forked_inside_a_header_or_payload_resumes_at_the_next_fra
 /* A receive of a 500,000-byte message timed out part-way, so the parent
  * holds a large message in progress (`big`), by recv_bytes or by
  * recv_bytes_into. A child forked then has nothing buffered and nothing
- * ready (poll(0.3) waits and says 0); when the rest comes, it discards it
+ * ready (poll(0.1) waits and says 0); when the rest comes, it discards it
  * and receives the next message C. */
 static void test_child_forked_during_a_large_message_in_progress_skips_it(void **state)
 {
@@ -456,9 +456,10 @@ static void *blocked_recv_thread(void *arg)
 {
     struct blocked_recv *b = arg;
     __atomic_store_n(&b->tid, (int)syscall(SYS_gettid), __ATOMIC_RELEASE);
-    /* Long enough for the test to fork while this waits, even under
-     * valgrind; the forked child reads only after it has ended. */
-    b->rc = mp_conn_recv_bytes_into(b->in, b->dest, b->cap, 0, NULL, 2.0);
+    /* Long enough for the test to fork while this waits (it forks as soon
+     * as this thread sleeps): 0.5 s, 2 s under valgrind, 1 s under the
+     * sanitizers; the forked child reads only after it has ended. */
+    b->rc = mp_conn_recv_bytes_into(b->in, b->dest, b->cap, 0, NULL, 0.5 * tu_slowdown(4.0, 2.0));
     return NULL;
 }
 

@@ -56,12 +56,12 @@ static void ct_semaphores(mp_manager *m)
     TU_ASSERT_STATUS(mp_semproxy_acquire(sh.sem, MP_FOREVER), 0);
     TU_ASSERT_STATUS(mp_semproxy_acquire(sh.sem, 5.0), 0);
     TU_ASSERT_STATUS(mp_semproxy_acquire(sh.sem, MP_NOWAIT), MP_ETIMEDOUT);
-    TU_ASSERT_STATUS(mp_semproxy_acquire(sh.sem, 0.2), MP_ETIMEDOUT);
+    TU_ASSERT_STATUS(mp_semproxy_acquire(sh.sem, 0.1), MP_ETIMEDOUT);
     TU_ASSERT_STATUS(mp_semproxy_release(sh.sem), 0);
     TU_ASSERT_STATUS(mp_semproxy_get_value(sh.sem), -ENOTSUP);
     pid_t pid = tu_fork(ct_sem_child, &sh);
     assert_true(pid > 0);
-    tu_sleep(0.5);
+    tu_sleep(0.2); /* the child waits in acquire by now (it passes if not yet) */
     TU_ASSERT_STATUS(mp_semproxy_release(sh.sem), 0);
     assert_int_equal(tu_wait_child(pid, 30.0), 0);
     TU_ASSERT_STATUS(mp_semproxy_acquire(sh.sem, 5.0), 0);
@@ -81,7 +81,7 @@ static void ct_semaphores(mp_manager *m)
 static int ct_event_child(void *arg)
 {
     struct ct_shared *sh = arg;
-    tu_sleep(0.3);
+    tu_sleep(0.15);
     return mp_eventproxy_set(sh->ev) == 0 ? 0 : 1;
 }
 
@@ -182,7 +182,7 @@ static void ct_barrier(mp_manager *m)
     /* Three different indexes. */
     assert_int_equal((1 << mine) | (1 << (s1 - 10)) | (1 << (s2 - 10)), 7);
 
-    TU_ASSERT_STATUS(mp_barrierproxy_wait(sh.bar, 0.2), MP_EBROKEN);
+    TU_ASSERT_STATUS(mp_barrierproxy_wait(sh.bar, 0.1), MP_EBROKEN);
     assert_non_null(strstr(mp_errmsg(MP_EBROKEN), "BrokenBarrierError"));
     TU_ASSERT_STATUS(mp_barrierproxy_broken(sh.bar), 1);
     TU_ASSERT_STATUS(mp_barrierproxy_reset(sh.bar), 0);
@@ -192,7 +192,7 @@ static void ct_barrier(mp_manager *m)
     mp_barrierproxy_free(sh.bar);
 
     mp_barrierproxy *b2 = NULL; /* the barrier's own timeout */
-    TU_ASSERT_STATUS(mp_manager_barrier(m, 2, 0.2, &b2), 0);
+    TU_ASSERT_STATUS(mp_manager_barrier(m, 2, 0.1, &b2), 0);
     TU_ASSERT_STATUS(mp_barrierproxy_wait(b2, MP_FOREVER), MP_EBROKEN);
     mp_barrierproxy_free(b2);
 }
@@ -335,7 +335,7 @@ static void ct_joinable_queue(mp_manager *m)
         TU_ASSERT_STATUS(mp_queueproxy_put(sh.q, item, 5.0), 0);
         mp_obj_free(item);
     }
-    TU_ASSERT_STATUS(mp_queueproxy_join(sh.q, 0.2), MP_ETIMEDOUT);
+    TU_ASSERT_STATUS(mp_queueproxy_join(sh.q, 0.1), MP_ETIMEDOUT);
     pid_t pid = tu_fork(ct_jq_child, &sh);
     assert_true(pid > 0);
     TU_ASSERT_STATUS(mp_queueproxy_join(sh.q, 20.0), 0);

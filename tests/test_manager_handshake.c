@@ -357,7 +357,7 @@ static int cmp_double(const void *a, const void *b)
 
 #define LATENCY_RUNS 7
 
-/* Connect with the key and make one call, LATENCY_RUNS times over some 3 s
+/* Connect with the key and make one call, LATENCY_RUNS times over some 2 s
  * while the attack goes on; each must take under a second. shed: a server
  * out of descriptors may close the connection during the handshake
  * (docs/manager.md), and the client tries again within that second. */
@@ -393,7 +393,7 @@ static void assert_clients_get_in(const char *address, const void *key, size_t k
             print_error("%s: connect and call took %.3f s\n", what, t[i]);
             fail();
         }
-        tu_sleep(0.5); /* spread the runs over the attack's re-opening */
+        tu_sleep(0.3); /* spread the runs over the attack's re-opening */
     }
     qsort(t, LATENCY_RUNS, sizeof t[0], cmp_double);
     print_message("%s: connect+call median %.1f ms, max %.1f ms (%d runs, %d retries)\n", what,

@@ -697,7 +697,7 @@ static void test_queue_get_timeout_holds_while_chunks_drip_in(void **state)
         struct drip dr = {mp__queue_qpipe(q), stop, junk};
         pid_t pid = tu_fork(drip, &dr);
         double worst = 0;
-        const double timeouts[] = {0.2, 1.0, 0.05, 0};
+        const double timeouts[] = {0.2, 0.5, 0.05, 0};
         for (size_t i = 0; i < sizeof timeouts / sizeof timeouts[0]; i++) {
             int v;
             double t0 = tu_now();
