@@ -339,6 +339,9 @@ MP_API int mp_listener_accept(mp_listener *l, mp_conn **out, double timeout)
             mp_conn_free(c);
             return rc;
         }
+        /* CPython's Client writes its first message right behind its
+         * WELCOME; acknowledge that now so Nagle does not hold it ~40 ms. */
+        mp__tcp_ack_now(fd);
     }
     *out = c;
     return 0;

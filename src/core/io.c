@@ -863,6 +863,17 @@ void mp__tcp_keepalive(int fd)
 #endif
 }
 
+void mp__tcp_ack_now(int fd)
+{
+#ifdef TCP_QUICKACK
+    int one = 1;
+    /* On a non-TCP socket this fails with EOPNOTSUPP/ENOPROTOOPT: ignored. */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+#else
+    (void)fd;
+#endif
+}
+
 void mp__socket_shutdown(int fd)
 {
     (void)shutdown(fd, SHUT_RDWR);

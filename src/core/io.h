@@ -224,6 +224,16 @@ ssize_t mp__send_nowait(int fd, const void *buf, size_t n);
  */
 void mp__tcp_keepalive(int fd);
 
+/*
+ * Acknowledge what fd has received now rather than after the kernel's
+ * delayed-ACK timer (Linux's TCP_QUICKACK). A peer whose stack holds a small
+ * write until its last one is acknowledged (Nagle: CPython's Client, which
+ * sends its WELCOME and first request back to back) then goes on at once
+ * instead of ~40 ms later. Best effort; does nothing on a non-TCP socket or
+ * where the option does not exist.
+ */
+void mp__tcp_ack_now(int fd);
+
 /* shutdown(fd, SHUT_RDWR): wakes a thread blocked reading the socket with
  * end of file. Best effort. */
 void mp__socket_shutdown(int fd);

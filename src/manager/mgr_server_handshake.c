@@ -59,6 +59,12 @@ static void hs_adopt(struct server *s, struct hsconn *h)
     hs_unlink(s, h);
     free(h);
     mp__tcp_keepalive(fd);
+    /* The client's last handshake message (its WELCOME) is in: acknowledge
+     * it now. CPython's Client writes its first request right behind it,
+     * and Nagle holds that write until the WELCOME is acknowledged - ~40 ms
+     * per connection with a delayed ACK, and a Python proxy opens one per
+     * object. */
+    mp__tcp_ack_now(fd);
     if (mp__mgr_conn_add(s, fd) < 0)
         mp__close(fd);
 }
