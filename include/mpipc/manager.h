@@ -55,8 +55,9 @@
  *
  * Lifetime of objects. An object lives while some process holds it: the
  * one that made it, every process that attached to it, and every process
- * that used a proxy it inherited. A process lets go when it frees the proxy
- * or when its last connection closes (it exited or died). An object with a
+ * that used a proxy it inherited. A process holds it once per proxy and
+ * lets go of that hold when it frees the proxy, of all of them when its
+ * last connection closes (it exited or died). An object with a
  * name also lives until mp_manager_unlink(). Using an object that no longer
  * exists gives MP_ENOOBJ.
  *
@@ -146,7 +147,9 @@
  * (stored again in a dict or list or put on a queue, it reaches a Python
  * client as a working proxy), or makes a C proxy of it for a dict, list,
  * Lock/RLock or Queue of the same server: mp_manager_dict_from_ref() and
- * its siblings. On our server a dict, list, Namespace or Queue whose
+ * its siblings; the other way, mp_listproxy_ref() and its siblings give
+ * the reference of a C proxy, to store in a value as Python stores a
+ * proxy. On our server a dict, list, Namespace or Queue whose
  * value holds a reference to one of the server's objects keeps that object
  * alive until the value lets go of it (CPython's server keeps it for good),
  * a reference a reply sends to a Python client is kept until that client's
