@@ -445,8 +445,9 @@ MP_API int mp_manager_dict_from_ref(mp_manager *m, const mp_obj *ref, mp_dictpro
  *       (host, port)) and the object's id, as Python pickles a DictProxy.
  * Store it in a value of the same server (a dict, a list, a queue) as a
  * Python program stores a proxy: a Python client that reads it gets a
- * working DictProxy, a C client makes a proxy of it with mp_manager_dict_from_ref(). On our server the
- * value that holds it keeps the object alive; CPython's keeps it for good.
+ * working DictProxy, a C client makes a proxy of it with
+ * mp_manager_dict_from_ref(). On our server the value that holds it keeps the
+ * object alive; CPython's keeps it for good.
  * No round trip: the reference names the object whether or not it still
  * exists.
  * Returns 0; MP_EVALUE for a manager whose address has no form a Token
@@ -499,8 +500,9 @@ MP_API int mp_manager_list_from_ref(mp_manager *m, const mp_obj *ref, mp_listpro
  *       (host, port)) and the object's id, as Python pickles a ListProxy.
  * Store it in a value of the same server (a dict, a list, a queue) as a
  * Python program stores a proxy: a Python client that reads it gets a
- * working ListProxy, a C client makes a proxy of it with mp_manager_list_from_ref(). On our server the
- * value that holds it keeps the object alive; CPython's keeps it for good.
+ * working ListProxy, a C client makes a proxy of it with
+ * mp_manager_list_from_ref(). On our server the value that holds it keeps the
+ * object alive; CPython's keeps it for good.
  * No round trip: the reference names the object whether or not it still
  * exists.
  * Returns 0; MP_EVALUE for a manager whose address has no form a Token
@@ -596,8 +598,9 @@ MP_API int mp_manager_queue_from_ref(mp_manager *m, const mp_obj *ref, mp_queuep
  *       (host, port)) and the object's id, as Python pickles a Queue's AutoProxy.
  * Store it in a value of the same server (a dict, a list, a queue) as a
  * Python program stores a proxy: a Python client that reads it gets a
- * working Queue proxy, a C client makes a proxy of it with mp_manager_queue_from_ref(). On our server the
- * value that holds it keeps the object alive; CPython's keeps it for good.
+ * working Queue proxy, a C client makes a proxy of it with
+ * mp_manager_queue_from_ref(). On our server the value that holds it keeps the
+ * object alive; CPython's keeps it for good.
  * No round trip: the reference names the object whether or not it still
  * exists.
  * Returns 0; MP_EVALUE for a manager whose address has no form a Token
