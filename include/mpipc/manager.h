@@ -55,8 +55,9 @@
  *
  * Lifetime of objects. An object lives while some process holds it: the
  * one that made it, every process that attached to it, and every process
- * that used a proxy it inherited. A process lets go when it frees the proxy
- * or when its last connection closes (it exited or died). An object with a
+ * that used a proxy it inherited. A process holds it once per proxy and
+ * lets go of that hold when it frees the proxy, of all of them when its
+ * last connection closes (it exited or died). An object with a
  * name also lives until mp_manager_unlink(). Using an object that no longer
  * exists gives MP_ENOOBJ.
  *
@@ -146,7 +147,9 @@
  * (stored again in a dict or list or put on a queue, it reaches a Python
  * client as a working proxy), or makes a C proxy of it for a dict, list,
  * Lock/RLock or Queue of the same server: mp_manager_dict_from_ref() and
- * its siblings. On our server a dict, list, Namespace or Queue whose
+ * its siblings; the other way, mp_listproxy_ref() and its siblings give
+ * the reference of a C proxy, to store in a value as Python stores a
+ * proxy. On our server a dict, list, Namespace or Queue whose
  * value holds a reference to one of the server's objects keeps that object
  * alive until the value lets go of it (CPython's server keeps it for good),
  * a reference a reply sends to a Python client is kept until that client's
@@ -433,6 +436,29 @@ MP_API int mp_manager_attach_dict(mp_manager *m, const char *name, mp_dictproxy 
 MP_API int mp_manager_dict_from_ref(mp_manager *m, const mp_obj *ref, mp_dictproxy **out);
 
 /*
+ * mp_dictproxy_ref - the proxy reference of a dict proxy, to store in a
+ * shared value (Python's d['pets'] = pets, m.list([pets])).
+ * d:    the proxy.
+ * ref:  receives the reference: an inert value of class
+ *       "multiprocessing.managers.RebuildProxy" naming the object by a Token
+ *       of this server's address (Python's form: the socket's path, or
+ *       (host, port)) and the object's id, as Python pickles a DictProxy.
+ * Store it in a value of the same server (a dict, a list, a queue) as a
+ * Python program stores a proxy: a Python client that reads it gets a
+ * working DictProxy, a C client makes a proxy of it with
+ * mp_manager_dict_from_ref(). On our server the value that holds it keeps the
+ * object alive; CPython's keeps it for good.
+ * No round trip: the reference names the object whether or not it still
+ * exists.
+ * Returns 0; MP_EVALUE for a manager whose address has no form a Token
+ * carries (neither unix: nor tcp:); -EINVAL (NULL arguments); -ENOMEM.
+ * *ref is NULL on failure.
+ * Ownership: mp_obj_free(*ref).
+ * Thread/fork: any thread, any process with the proxy.
+ */
+MP_API int mp_dictproxy_ref(const mp_dictproxy *d, mp_obj **ref);
+
+/*
  * mp_manager_list - a new shared list (Python's Manager().list(initial)).
  * initial: a list or tuple whose items are copied, or NULL for [].
  * Returns 0. Ownership: mp_listproxy_free() the proxy; initial stays the
@@ -463,6 +489,29 @@ MP_API int mp_manager_attach_list(mp_manager *m, const char *name, mp_listproxy 
  * Thread/fork: as mp_manager_dict().
  */
 MP_API int mp_manager_list_from_ref(mp_manager *m, const mp_obj *ref, mp_listproxy **out);
+
+/*
+ * mp_listproxy_ref - the proxy reference of a list proxy, to store in a
+ * shared value (Python's m.list([a, b]), a.append(b)).
+ * l:    the proxy.
+ * ref:  receives the reference: an inert value of class
+ *       "multiprocessing.managers.RebuildProxy" naming the object by a Token
+ *       of this server's address (Python's form: the socket's path, or
+ *       (host, port)) and the object's id, as Python pickles a ListProxy.
+ * Store it in a value of the same server (a dict, a list, a queue) as a
+ * Python program stores a proxy: a Python client that reads it gets a
+ * working ListProxy, a C client makes a proxy of it with
+ * mp_manager_list_from_ref(). On our server the value that holds it keeps the
+ * object alive; CPython's keeps it for good.
+ * No round trip: the reference names the object whether or not it still
+ * exists.
+ * Returns 0; MP_EVALUE for a manager whose address has no form a Token
+ * carries (neither unix: nor tcp:); -EINVAL (NULL arguments); -ENOMEM.
+ * *ref is NULL on failure.
+ * Ownership: mp_obj_free(*ref).
+ * Thread/fork: any thread, any process with the proxy.
+ */
+MP_API int mp_listproxy_ref(const mp_listproxy *l, mp_obj **ref);
 
 /*
  * mp_manager_lock - a new manager Lock (Python's Manager().Lock()), held in
@@ -537,6 +586,30 @@ MP_API int mp_manager_attach_queue(mp_manager *m, const char *name, mp_queueprox
  * Thread/fork: as mp_manager_dict().
  */
 MP_API int mp_manager_queue_from_ref(mp_manager *m, const mp_obj *ref, mp_queueproxy **out);
+
+/*
+ * mp_queueproxy_ref - the proxy reference of a queue proxy, to store in a
+ * shared value (Python's l.append(m.Queue())): a Queue's AutoProxy, with
+ * queue.Queue's methods exposed.
+ * q:    the proxy.
+ * ref:  receives the reference: an inert value of class
+ *       "multiprocessing.managers.RebuildProxy" naming the object by a Token
+ *       of this server's address (Python's form: the socket's path, or
+ *       (host, port)) and the object's id, as Python pickles a Queue's AutoProxy.
+ * Store it in a value of the same server (a dict, a list, a queue) as a
+ * Python program stores a proxy: a Python client that reads it gets a
+ * working Queue proxy, a C client makes a proxy of it with
+ * mp_manager_queue_from_ref(). On our server the value that holds it keeps the
+ * object alive; CPython's keeps it for good.
+ * No round trip: the reference names the object whether or not it still
+ * exists.
+ * Returns 0; MP_EVALUE for a manager whose address has no form a Token
+ * carries (neither unix: nor tcp:); -EINVAL (NULL arguments); -ENOMEM.
+ * *ref is NULL on failure.
+ * Ownership: mp_obj_free(*ref).
+ * Thread/fork: any thread, any process with the proxy.
+ */
+MP_API int mp_queueproxy_ref(const mp_queueproxy *q, mp_obj **ref);
 
 /* ---- Dict proxies ------------------------------------------------------------
  *

@@ -275,6 +275,11 @@ int mp__mgr_call_proxy(struct proxy *p, const char *method, const struct marg *a
  * the handle's. Holds the object (incref); *out is NULL on failure. */
 int mp__mgr_proxy_from_ref(mp_manager *m, size_t size, const char *const *typeids,
                            const char *const *kinds, const mp_obj *ref, struct proxy **out);
+/* The proxy reference of p (mgr_proxy_ref.c): RebuildProxy(func, Token(
+ * typeid, address, '%x' of p's id), 'pickle', kwds), kwds {'exposed':
+ * exposed} when exposed is not NULL (an AutoProxy), else {}. */
+int mp__mgr_proxy_ref(const struct proxy *p, const char *func, const char *typeid,
+                      const char *const *exposed, mp_obj **out);
 
 /* The common part of every proxy: its type's struct begins with it. */
 struct proxy {

@@ -49,6 +49,11 @@ MP_API int mp_manager_attach_dict(mp_manager *m, const char *name, mp_dictproxy 
     return dict_proxy_new(m, name, true, NULL, out);
 }
 
+MP_API int mp_dictproxy_ref(const mp_dictproxy *d, mp_obj **ref)
+{
+    return mp__mgr_proxy_ref(d ? &d->p : NULL, "DictProxy", "dict", NULL, ref);
+}
+
 MP_API int mp_manager_dict_from_ref(mp_manager *m, const mp_obj *ref, mp_dictproxy **out)
 {
     static const char *const typeids[] = {"dict", NULL}, *const kinds[] = {"dict", NULL};

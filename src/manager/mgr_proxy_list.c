@@ -49,6 +49,11 @@ MP_API int mp_manager_attach_list(mp_manager *m, const char *name, mp_listproxy 
     return list_proxy_new(m, name, true, NULL, out);
 }
 
+MP_API int mp_listproxy_ref(const mp_listproxy *l, mp_obj **ref)
+{
+    return mp__mgr_proxy_ref(l ? &l->p : NULL, "ListProxy", "list", NULL, ref);
+}
+
 MP_API int mp_manager_list_from_ref(mp_manager *m, const mp_obj *ref, mp_listproxy **out)
 {
     static const char *const typeids[] = {"list", NULL}, *const kinds[] = {"list", NULL};

@@ -54,6 +54,15 @@ MP_API int mp_manager_attach_queue(mp_manager *m, const char *name, mp_queueprox
     return queue_proxy_new(m, name, true, 0, out);
 }
 
+MP_API int mp_queueproxy_ref(const mp_queueproxy *q, mp_obj **ref)
+{
+    /* SyncManager registers Queue without a proxy type: an AutoProxy, which
+     * carries queue.Queue's public methods. */
+    static const char *const exposed[] = {"empty", "full",       "get",   "get_nowait", "join",
+                                          "put",   "put_nowait", "qsize", "task_done",  NULL};
+    return mp__mgr_proxy_ref(q ? &q->p : NULL, "AutoProxy", "Queue", exposed, ref);
+}
+
 MP_API int mp_manager_queue_from_ref(mp_manager *m, const mp_obj *ref, mp_queueproxy **out)
 {
     static const char *const typeids[] = {"Queue", "JoinableQueue", NULL}, *const kinds[] = {

@@ -596,9 +596,9 @@ void mp__mgr_obj_destroy(struct server *s, struct sobj *o);
 void mp__mgr_obj_decref(struct server *s, struct sobj *o);
 /* The session of this id, made when new: NULL when out of memory. */
 struct session *mp__mgr_session_get(struct server *s, int64_t id);
-/* The session holds o (once, however often it asks): 0 or -ENOMEM. */
+/* The session holds o once more (once per proxy): 0 or -ENOMEM. */
 int mp__mgr_session_hold(struct session *ss, struct sobj *o);
-/* Returns true when the session held o; it no longer does. */
+/* Returns true when the session held o; it holds it once less. */
 bool mp__mgr_session_drop(struct server *s, struct session *ss, struct sobj *o);
 /* The last connection of a process closed: free what it held. */
 void mp__mgr_session_end(struct server *s, struct session *ss);

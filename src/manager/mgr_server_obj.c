@@ -123,12 +123,13 @@ void mp__mgr_obj_decref(struct server *s, struct sobj *o)
 
 /* ---- sessions and references ------------------------------------------------------ */
 
+/* A session holds an object once per proxy (held may name it several
+ * times): a process with two proxies of one object (attached twice, or made
+ * from references read back from a value) keeps it until it frees both, as
+ * CPython counts each proxy's incref and decref. */
 int mp__mgr_session_hold(struct session *ss, struct sobj *o)
 {
     MP__ASSERT(ss && ss->nconns > 0);
-    for (size_t i = 0; i < ss->nheld; i++)
-        if (ss->held[i] == o)
-            return 0;
     if (ss->nheld == ss->cap) {
         struct sobj **h = mp__array_grow(ss->held, &ss->cap, sizeof *h, 8);
         if (!h)
