@@ -51,6 +51,30 @@
 
 #define HIGHEST_PROTOCOL 5
 
+/* The growth of unpickle_vec_push (unpickle.h), out of line: it is rare,
+ * and inlined it would weigh down every opcode's handler. */
+int mp__unpickle_vec_grow(struct vec *a, mp_obj *o, size_t *mem)
+{
+    if (a->len == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 16;
+        if (cap < a->cap || cap > SIZE_MAX / sizeof(mp_obj *))
+            return -ENOMEM;
+        size_t grow = (cap - a->cap) * sizeof(mp_obj *);
+        if (mem) {
+            if (*mem < grow)
+                return MP_EPROTO;
+            *mem -= grow;
+        }
+        mp_obj **v = realloc(a->v, cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        a->v = v;
+        a->cap = cap;
+    }
+    a->v[a->len++] = o;
+    return 0;
+}
+
 static int unpickle_push_mark(struct unpickler *u)
 {
     if (u->nmarks == u->mcap) {
@@ -70,123 +94,143 @@ static int unpickle_push_mark(struct unpickler *u)
     return 0;
 }
 
-/* The opcodes that drive the machine itself: the protocol, frames, STOP,
- * the marks and the stack. */
-static int unpickle_control(struct unpickler *u, int op, bool *stop)
-{
-    int rc;
-    size_t len, first;
-    uint64_t v;
-    mp_obj *o;
-    switch (op) {
-    case MP__OP_PROTO:
-        if ((rc = unpickle_read_le(u, 1, &v)) < 0)
-            return rc;
-        return v > HIGHEST_PROTOCOL ? MP_EPROTO : 0;
-    case MP__OP_FRAME:
-        /* CPython only checks that the frame is there; so do we. */
-        return unpickle_read_len(u, unpickle_width(op), &len);
-    case MP__OP_STOP:
-        *stop = true;
-        return 0;
+/* ---- The machine's own opcodes: the protocol, frames, STOP, the marks and
+ * the stack. */
 
-    case MP__OP_MARK:
-        return unpickle_push_mark(u);
-    case MP__OP_POP:
-        /* Python's load_pop: with nothing above the MARK, drop the MARK. */
-        if (u->stack.len > unpickle_fence(u)) {
-            u->stack.len--;
-            return 0;
-        }
-        return unpickle_pop_mark(u, &first);
-    case MP__OP_POP_MARK:
-        if ((rc = unpickle_pop_mark(u, &first)) < 0)
-            return rc;
-        u->stack.len = first;
+static int unpickle_op_proto(struct unpickler *u)
+{
+    uint64_t v;
+    int rc = unpickle_read_le(u, 1, &v);
+    if (rc < 0)
+        return rc;
+    return v > HIGHEST_PROTOCOL ? MP_EPROTO : 0;
+}
+
+static int unpickle_op_frame(struct unpickler *u)
+{
+    /* CPython only checks that the frame is there; so do we. */
+    size_t len;
+    return unpickle_read_len(u, unpickle_width(MP__OP_FRAME), &len);
+}
+
+static int unpickle_op_stop(struct unpickler *u)
+{
+    u->stopped = true;
+    return 0;
+}
+
+static int unpickle_op_mark(struct unpickler *u)
+{
+    return unpickle_push_mark(u);
+}
+
+static int unpickle_op_pop(struct unpickler *u)
+{
+    /* Python's load_pop: with nothing above the MARK, drop the MARK. */
+    size_t first;
+    if (u->stack.len > unpickle_fence(u)) {
+        u->stack.len--;
         return 0;
-    case MP__OP_DUP:
-        if ((rc = unpickle_top(u, &o)) < 0)
-            return rc;
-        return unpickle_push(u, o);
-    default:
-        MP__ASSERT(!"an opcode of another family");
-        return unpickle_fail(u, MP__UNPICKLE_REFUSED);
     }
+    return unpickle_pop_mark(u, &first);
+}
+
+static int unpickle_op_pop_mark(struct unpickler *u)
+{
+    size_t first;
+    int rc = unpickle_pop_mark(u, &first);
+    if (rc < 0)
+        return rc;
+    u->stack.len = first;
+    return 0;
+}
+
+static int unpickle_op_dup(struct unpickler *u)
+{
+    mp_obj *o;
+    int rc = unpickle_top(u, &o);
+    return rc < 0 ? rc : unpickle_push(u, o);
 }
 
 /* ---- Phase 1: the machine ------------------------------------------------ */
 
-/* One opcode: its family's handler reads its argument and runs it. */
-static int unpickle_step(struct unpickler *u, int op, bool *stop)
+/*
+ * Each opcode the decoder runs, with its handler (pickle.py's
+ * Unpickler.dispatch). Absent, so refused: INST, OBJ, NEWOBJ_EX, EXT1/2/4,
+ * PERSID, BINPERSID, which import or call code; STRING, BINSTRING,
+ * SHORT_BINSTRING, Python 2 str; NEXT_BUFFER, READONLY_BUFFER, out-of-band
+ * data; and every byte that is not an opcode.
+ */
+static mp__unpickle_handler *const unpickle_dispatch[256] = {
+    [MP__OP_PROTO] = unpickle_op_proto,
+    [MP__OP_FRAME] = unpickle_op_frame,
+    [MP__OP_STOP] = unpickle_op_stop,
+    [MP__OP_MARK] = unpickle_op_mark,
+    [MP__OP_POP] = unpickle_op_pop,
+    [MP__OP_POP_MARK] = unpickle_op_pop_mark,
+    [MP__OP_DUP] = unpickle_op_dup,
+
+    [MP__OP_NONE] = mp__unpickle_op_none,
+    [MP__OP_NEWTRUE] = mp__unpickle_op_bool,
+    [MP__OP_NEWFALSE] = mp__unpickle_op_bool,
+    [MP__OP_INT] = mp__unpickle_op_int,
+    [MP__OP_LONG] = mp__unpickle_op_long,
+    [MP__OP_BININT] = mp__unpickle_op_binint,
+    [MP__OP_BININT1] = mp__unpickle_op_binint1,
+    [MP__OP_BININT2] = mp__unpickle_op_binint2,
+    [MP__OP_LONG1] = mp__unpickle_op_long_bin,
+    [MP__OP_LONG4] = mp__unpickle_op_long_bin,
+    [MP__OP_FLOAT] = mp__unpickle_op_float,
+    [MP__OP_BINFLOAT] = mp__unpickle_op_binfloat,
+    [MP__OP_SHORT_BINUNICODE] = mp__unpickle_op_binunicode,
+    [MP__OP_BINUNICODE] = mp__unpickle_op_binunicode,
+    [MP__OP_BINUNICODE8] = mp__unpickle_op_binunicode,
+    [MP__OP_UNICODE] = mp__unpickle_op_unicode,
+    [MP__OP_SHORT_BINBYTES] = mp__unpickle_op_binbytes,
+    [MP__OP_BINBYTES] = mp__unpickle_op_binbytes,
+    [MP__OP_BINBYTES8] = mp__unpickle_op_binbytes,
+    [MP__OP_BYTEARRAY8] = mp__unpickle_op_binbytes,
+
+    [MP__OP_EMPTY_LIST] = mp__unpickle_op_empty,
+    [MP__OP_EMPTY_TUPLE] = mp__unpickle_op_empty,
+    [MP__OP_EMPTY_DICT] = mp__unpickle_op_empty,
+    [MP__OP_EMPTY_SET] = mp__unpickle_op_empty,
+    [MP__OP_ADDITEMS] = mp__unpickle_op_additems,
+    [MP__OP_FROZENSET] = mp__unpickle_op_frozenset,
+    [MP__OP_LIST] = mp__unpickle_op_list,
+    [MP__OP_TUPLE] = mp__unpickle_op_list,
+    [MP__OP_TUPLE1] = mp__unpickle_op_tuple_n,
+    [MP__OP_TUPLE2] = mp__unpickle_op_tuple_n,
+    [MP__OP_TUPLE3] = mp__unpickle_op_tuple_n,
+    [MP__OP_DICT] = mp__unpickle_op_dict,
+    [MP__OP_APPEND] = mp__unpickle_op_append,
+    [MP__OP_APPENDS] = mp__unpickle_op_appends,
+    [MP__OP_SETITEM] = mp__unpickle_op_setitem,
+    [MP__OP_SETITEMS] = mp__unpickle_op_setitems,
+
+    [MP__OP_PUT] = mp__unpickle_op_put,
+    [MP__OP_BINPUT] = mp__unpickle_op_put,
+    [MP__OP_LONG_BINPUT] = mp__unpickle_op_put,
+    [MP__OP_MEMOIZE] = mp__unpickle_op_memoize,
+    [MP__OP_GET] = mp__unpickle_op_get,
+    [MP__OP_BINGET] = mp__unpickle_op_get,
+    [MP__OP_LONG_BINGET] = mp__unpickle_op_get,
+
+    [MP__OP_GLOBAL] = mp__unpickle_op_global,
+    [MP__OP_STACK_GLOBAL] = mp__unpickle_op_stack_global,
+    [MP__OP_REDUCE] = mp__unpickle_op_reduce,
+    [MP__OP_NEWOBJ] = mp__unpickle_op_newobj,
+    [MP__OP_BUILD] = mp__unpickle_op_build,
+};
+
+/* Run one opcode: its handler, or a refusal. */
+static int unpickle_step(struct unpickler *u, int op)
 {
-    switch (op) {
-    case MP__OP_PROTO:
-    case MP__OP_FRAME:
-    case MP__OP_STOP:
-    case MP__OP_MARK:
-    case MP__OP_POP:
-    case MP__OP_POP_MARK:
-    case MP__OP_DUP:
-        return unpickle_control(u, op, stop);
-    case MP__OP_NONE:
-    case MP__OP_NEWTRUE:
-    case MP__OP_NEWFALSE:
-    case MP__OP_INT:
-    case MP__OP_LONG:
-    case MP__OP_BININT:
-    case MP__OP_BININT1:
-    case MP__OP_BININT2:
-    case MP__OP_LONG1:
-    case MP__OP_LONG4:
-    case MP__OP_FLOAT:
-    case MP__OP_BINFLOAT:
-    case MP__OP_SHORT_BINUNICODE:
-    case MP__OP_BINUNICODE:
-    case MP__OP_BINUNICODE8:
-    case MP__OP_UNICODE:
-    case MP__OP_SHORT_BINBYTES:
-    case MP__OP_BINBYTES:
-    case MP__OP_BINBYTES8:
-    case MP__OP_BYTEARRAY8:
-        return mp__unpickle_scalar(u, op);
-    case MP__OP_EMPTY_LIST:
-    case MP__OP_EMPTY_TUPLE:
-    case MP__OP_EMPTY_DICT:
-    case MP__OP_EMPTY_SET:
-    case MP__OP_ADDITEMS:
-    case MP__OP_FROZENSET:
-    case MP__OP_LIST:
-    case MP__OP_TUPLE:
-    case MP__OP_TUPLE1:
-    case MP__OP_TUPLE2:
-    case MP__OP_TUPLE3:
-    case MP__OP_DICT:
-    case MP__OP_APPEND:
-    case MP__OP_APPENDS:
-    case MP__OP_SETITEM:
-    case MP__OP_SETITEMS:
-        return mp__unpickle_container(u, op);
-    case MP__OP_PUT:
-    case MP__OP_BINPUT:
-    case MP__OP_LONG_BINPUT:
-    case MP__OP_MEMOIZE:
-    case MP__OP_GET:
-    case MP__OP_BINGET:
-    case MP__OP_LONG_BINGET:
-        return mp__unpickle_memo(u, op);
-    case MP__OP_GLOBAL:
-    case MP__OP_STACK_GLOBAL:
-    case MP__OP_REDUCE:
-    case MP__OP_NEWOBJ:
-    case MP__OP_BUILD:
-        return mp__unpickle_object(u, op);
-    default:
-        /* INST, OBJ, NEWOBJ_EX, EXT1/2/4, PERSID, BINPERSID:
-         * they import or call code. STRING, BINSTRING, SHORT_BINSTRING:
-         * Python 2 str. NEXT_BUFFER, READONLY_BUFFER: out-of-band data.
-         * And every byte that is not an opcode. */
+    mp__unpickle_handler *run = unpickle_dispatch[op];
+    if (!run)
         return unpickle_fail(u, MP__UNPICKLE_REFUSED);
-    }
+    u->op = op;
+    return run(u);
 }
 
 /* ---- Phase 2: placing ----------------------------------------------------- */
@@ -337,16 +381,15 @@ static int unpickle_loads(const unsigned char *p, size_t n, bool trailing, mp_ob
         u.mem = MP__PICKLE_MEM_MIN + n * MP__PICKLE_MEM_FACTOR;
 
     int rc = 0;
-    bool stop = false;
     size_t at = 0; /* the opcode being run */
-    while (rc == 0 && !stop) {
+    while (rc == 0 && !u.stopped) {
         if (u.pos >= u.n) {
             rc = unpickle_fail(&u, MP__UNPICKLE_NO_STOP);
             at = u.pos;
             break;
         }
         at = u.pos;
-        rc = unpickle_step(&u, u.p[u.pos++], &stop);
+        rc = unpickle_step(&u, u.p[u.pos++]);
     }
     bool machine = rc < 0; /* else what fails below is the placing */
     mp_obj *result = NULL;

@@ -41,26 +41,15 @@ struct vec {
     size_t len, cap;
 };
 
-/* Grow a to hold one more pointer. *mem (NULL: not charged) pays for the
- * growth before it happens: MP_EPROTO when it cannot. */
+/* Grow a and push o (unpickle.c): the rare path of unpickle_vec_push. */
+int mp__unpickle_vec_grow(struct vec *a, mp_obj *o, size_t *mem);
+
+/* Push o on a. When a is full it grows, and *mem (NULL: not charged) pays
+ * for the growth before it happens: MP_EPROTO when it cannot. */
 static inline int unpickle_vec_push(struct vec *a, mp_obj *o, size_t *mem)
 {
-    if (a->len == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 16;
-        if (cap < a->cap || cap > SIZE_MAX / sizeof(mp_obj *))
-            return -ENOMEM;
-        size_t grow = (cap - a->cap) * sizeof(mp_obj *);
-        if (mem) {
-            if (*mem < grow)
-                return MP_EPROTO;
-            *mem -= grow;
-        }
-        mp_obj **v = realloc(a->v, cap * sizeof *v);
-        if (!v)
-            return -ENOMEM;
-        a->v = v;
-        a->cap = cap;
-    }
+    if (a->len == a->cap)
+        return mp__unpickle_vec_grow(a, o, mem);
     a->v[a->len++] = o;
     return 0;
 }
@@ -92,6 +81,8 @@ struct unpickler {
     size_t budget;     /* bytes of extra work left: copies, key walks */
     size_t mem;        /* bytes phase 1 may still allocate */
     int why;           /* MP__UNPICKLE_*: what refused it, for the message */
+    int op;            /* the opcode being run */
+    bool stopped;      /* STOP was run */
 };
 
 /* MP_EPROTO, noting why for the caller's message (unpickle_errmsg.c). */
@@ -298,21 +289,30 @@ static inline int unpickle_adopt_height(struct unpickler *u, mp_obj *c, const mp
     return 0;
 }
 
-/* ---- The opcode families --------------------------------------------------
+/* ---- The opcode handlers -------------------------------------------------
  *
- * unpickle_step (unpickle.c) hands each opcode to its family's handler,
- * which reads the opcode's argument and runs it: 0, MP_EPROTO (u->why may
- * say why) or -ENOMEM. What the families share besides is declared here.
+ * unpickle.c's dispatch table maps each opcode the decoder runs to its
+ * handler, as pickle.py's Unpickler.dispatch does: the handler reads the
+ * opcode's argument and runs it, and returns 0, MP_EPROTO (u->why may say
+ * why) or -ENOMEM. A handler that serves several opcodes finds which in
+ * u->op. The handlers of a family live in its file.
  */
+typedef int mp__unpickle_handler(struct unpickler *u);
 
-/* Ints, floats, str, bytes and bytearray (unpickle_scalar.c). */
-int mp__unpickle_scalar(struct unpickler *u, int op);
-/* Lists, tuples, dicts, sets and frozensets (unpickle_container.c). */
-int mp__unpickle_container(struct unpickler *u, int op);
-/* PUT, GET, MEMOIZE and their binary forms (unpickle_memo.c). */
-int mp__unpickle_memo(struct unpickler *u, int op);
-/* GLOBAL, STACK_GLOBAL, REDUCE, NEWOBJ, BUILD (unpickle_object.c). */
-int mp__unpickle_object(struct unpickler *u, int op);
+/* unpickle_scalar.c: None, bools, ints, floats, str, bytes, bytearray. */
+mp__unpickle_handler mp__unpickle_op_none, mp__unpickle_op_bool, mp__unpickle_op_int,
+    mp__unpickle_op_long, mp__unpickle_op_binint, mp__unpickle_op_binint1, mp__unpickle_op_binint2,
+    mp__unpickle_op_long_bin, mp__unpickle_op_float, mp__unpickle_op_binfloat,
+    mp__unpickle_op_binunicode, mp__unpickle_op_unicode, mp__unpickle_op_binbytes;
+/* unpickle_container.c: lists, tuples, dicts, sets, frozensets. */
+mp__unpickle_handler mp__unpickle_op_empty, mp__unpickle_op_additems, mp__unpickle_op_frozenset,
+    mp__unpickle_op_list, mp__unpickle_op_tuple_n, mp__unpickle_op_dict, mp__unpickle_op_append,
+    mp__unpickle_op_appends, mp__unpickle_op_setitem, mp__unpickle_op_setitems;
+/* unpickle_memo.c: the memo. */
+mp__unpickle_handler mp__unpickle_op_put, mp__unpickle_op_memoize, mp__unpickle_op_get;
+/* unpickle_object.c: the names, REDUCE, NEWOBJ, BUILD. */
+mp__unpickle_handler mp__unpickle_op_global, mp__unpickle_op_stack_global, mp__unpickle_op_reduce,
+    mp__unpickle_op_newobj, mp__unpickle_op_build;
 
 /* Room for k more items in a list or tuple (or an instance's args), paid
  * for first (unpickle_container.c). */

@@ -187,68 +187,98 @@ static int unpickle_container_frozenset(struct unpickler *u)
     return unpickle_push(u, fs);
 }
 
-int mp__unpickle_container(struct unpickler *u, int op)
+/* ---- The handlers (unpickle.c's dispatch table) ---- */
+
+/* EMPTY_LIST, EMPTY_TUPLE, EMPTY_DICT, EMPTY_SET */
+int mp__unpickle_op_empty(struct unpickler *u)
 {
-    int rc;
+    int op = u->op;
+    return unpickle_push_new(u, op == MP__OP_EMPTY_LIST    ? MP_TYPE_LIST
+                                : op == MP__OP_EMPTY_TUPLE ? MP_TYPE_TUPLE
+                                : op == MP__OP_EMPTY_DICT  ? MP_TYPE_DICT
+                                                           : MP_TYPE_SET);
+}
+
+int mp__unpickle_op_additems(struct unpickler *u)
+{
+    return unpickle_container_additems(u);
+}
+
+int mp__unpickle_op_frozenset(struct unpickler *u)
+{
+    return unpickle_container_frozenset(u);
+}
+
+/* LIST, TUPLE */
+int mp__unpickle_op_list(struct unpickler *u)
+{
     size_t first;
+    int rc = unpickle_pop_mark(u, &first);
+    if (rc < 0)
+        return rc;
+    return unpickle_container_seq(u, u->op == MP__OP_LIST ? MP_TYPE_LIST : MP_TYPE_TUPLE, first);
+}
+
+/* TUPLE1, TUPLE2, TUPLE3 */
+int mp__unpickle_op_tuple_n(struct unpickler *u)
+{
+    size_t k = (size_t)(u->op - MP__OP_TUPLE1 + 1);
+    if (u->stack.len < unpickle_fence(u) + k)
+        return MP_EPROTO;
+    return unpickle_container_seq(u, MP_TYPE_TUPLE, u->stack.len - k);
+}
+
+int mp__unpickle_op_dict(struct unpickler *u)
+{
+    size_t first;
+    mp_obj *o;
+    int rc = unpickle_pop_mark(u, &first);
+    if (rc < 0)
+        return rc;
+    if ((rc = unpickle_new_node(u, MP_TYPE_DICT, &o)) < 0)
+        return rc;
+    o->height = 1;
+    if ((rc = unpickle_container_setitems(u, o, first)) < 0)
+        return rc;
+    return unpickle_push(u, o);
+}
+
+int mp__unpickle_op_append(struct unpickler *u)
+{
     mp_obj *o, *a;
-    switch (op) {
-    case MP__OP_EMPTY_LIST:
-        return unpickle_push_new(u, MP_TYPE_LIST);
-    case MP__OP_EMPTY_TUPLE:
-        return unpickle_push_new(u, MP_TYPE_TUPLE);
-    case MP__OP_EMPTY_DICT:
-        return unpickle_push_new(u, MP_TYPE_DICT);
-    case MP__OP_EMPTY_SET:
-        return unpickle_push_new(u, MP_TYPE_SET);
-    case MP__OP_ADDITEMS:
-        return unpickle_container_additems(u);
-    case MP__OP_FROZENSET:
-        return unpickle_container_frozenset(u);
-    case MP__OP_LIST:
-    case MP__OP_TUPLE:
-        if ((rc = unpickle_pop_mark(u, &first)) < 0)
-            return rc;
-        return unpickle_container_seq(u, op == MP__OP_LIST ? MP_TYPE_LIST : MP_TYPE_TUPLE, first);
-    case MP__OP_TUPLE1:
-    case MP__OP_TUPLE2:
-    case MP__OP_TUPLE3: {
-        size_t k = (size_t)(op - MP__OP_TUPLE1 + 1);
-        if (u->stack.len < unpickle_fence(u) + k)
-            return MP_EPROTO;
-        return unpickle_container_seq(u, MP_TYPE_TUPLE, u->stack.len - k);
-    }
-    case MP__OP_DICT:
-        if ((rc = unpickle_pop_mark(u, &first)) < 0)
-            return rc;
-        if ((rc = unpickle_new_node(u, MP_TYPE_DICT, &o)) < 0)
-            return rc;
-        o->height = 1;
-        if ((rc = unpickle_container_setitems(u, o, first)) < 0)
-            return rc;
-        return unpickle_push(u, o);
-    case MP__OP_APPEND:
-        if ((rc = unpickle_pop_value(u, &a)) < 0 || (rc = unpickle_top(u, &o)) < 0)
-            return rc;
-        if ((rc = unpickle_push(u, a)) < 0) /* append takes it from the stack */
-            return rc;
-        return unpickle_container_append(u, o, u->stack.len - 1);
-    case MP__OP_APPENDS:
-        if ((rc = unpickle_pop_mark(u, &first)) < 0)
-            return rc;
-        if (first <= unpickle_fence(u))
-            return MP_EPROTO; /* no list below the MARK */
-        return unpickle_container_append(u, u->stack.v[first - 1], first);
-    case MP__OP_SETITEM:
-        if (u->stack.len < unpickle_fence(u) + 3)
-            return MP_EPROTO;
-        return unpickle_container_setitems(u, u->stack.v[u->stack.len - 3], u->stack.len - 2);
-    default: /* SETITEMS */
-        MP__ASSERT(op == MP__OP_SETITEMS);
-        if ((rc = unpickle_pop_mark(u, &first)) < 0)
-            return rc;
-        if (first <= unpickle_fence(u))
-            return MP_EPROTO;
-        return unpickle_container_setitems(u, u->stack.v[first - 1], first);
-    }
+    int rc;
+    if ((rc = unpickle_pop_value(u, &a)) < 0 || (rc = unpickle_top(u, &o)) < 0)
+        return rc;
+    if ((rc = unpickle_push(u, a)) < 0) /* append takes it from the stack */
+        return rc;
+    return unpickle_container_append(u, o, u->stack.len - 1);
+}
+
+int mp__unpickle_op_appends(struct unpickler *u)
+{
+    size_t first;
+    int rc = unpickle_pop_mark(u, &first);
+    if (rc < 0)
+        return rc;
+    if (first <= unpickle_fence(u))
+        return MP_EPROTO; /* no list below the MARK */
+    return unpickle_container_append(u, u->stack.v[first - 1], first);
+}
+
+int mp__unpickle_op_setitem(struct unpickler *u)
+{
+    if (u->stack.len < unpickle_fence(u) + 3)
+        return MP_EPROTO;
+    return unpickle_container_setitems(u, u->stack.v[u->stack.len - 3], u->stack.len - 2);
+}
+
+int mp__unpickle_op_setitems(struct unpickler *u)
+{
+    size_t first;
+    int rc = unpickle_pop_mark(u, &first);
+    if (rc < 0)
+        return rc;
+    if (first <= unpickle_fence(u))
+        return MP_EPROTO;
+    return unpickle_container_setitems(u, u->stack.v[first - 1], first);
 }

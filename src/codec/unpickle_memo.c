@@ -140,23 +140,25 @@ static int unpickle_memo_key(struct unpickler *u, int op, uint64_t *key)
     return 0;
 }
 
-int mp__unpickle_memo(struct unpickler *u, int op)
+/* ---- The handlers (unpickle.c's dispatch table) ---- */
+
+/* PUT, BINPUT, LONG_BINPUT */
+int mp__unpickle_op_put(struct unpickler *u)
 {
     uint64_t v;
-    int rc;
-    switch (op) {
-    case MP__OP_PUT:
-    case MP__OP_BINPUT:
-    case MP__OP_LONG_BINPUT:
-        if ((rc = unpickle_memo_key(u, op, &v)) < 0)
-            return rc;
-        return unpickle_memo_put_top(u, v);
-    case MP__OP_MEMOIZE:
-        return unpickle_memo_put_top(u, u->memo_count);
-    default: /* GET, BINGET, LONG_BINGET */
-        MP__ASSERT(op == MP__OP_GET || op == MP__OP_BINGET || op == MP__OP_LONG_BINGET);
-        if ((rc = unpickle_memo_key(u, op, &v)) < 0)
-            return rc;
-        return unpickle_memo_push(u, v);
-    }
+    int rc = unpickle_memo_key(u, u->op, &v);
+    return rc < 0 ? rc : unpickle_memo_put_top(u, v);
+}
+
+int mp__unpickle_op_memoize(struct unpickler *u)
+{
+    return unpickle_memo_put_top(u, u->memo_count);
+}
+
+/* GET, BINGET, LONG_BINGET */
+int mp__unpickle_op_get(struct unpickler *u)
+{
+    uint64_t v;
+    int rc = unpickle_memo_key(u, u->op, &v);
+    return rc < 0 ? rc : unpickle_memo_push(u, v);
 }

@@ -171,31 +171,42 @@ static int unpickle_object_reduce(struct unpickler *u)
     return unpickle_push_strbytes(u, MP_TYPE_BYTEARRAY, b->u.s.data, b->u.s.len);
 }
 
-int mp__unpickle_object(struct unpickler *u, int op)
+/* ---- The handlers (unpickle.c's dispatch table) ---- */
+
+int mp__unpickle_op_global(struct unpickler *u)
 {
-    int rc;
-    size_t len, len2;
     const unsigned char *line, *line2;
+    size_t len, len2;
+    int rc;
+    if ((rc = unpickle_read_line(u, &line, &len)) < 0 ||
+        (rc = unpickle_read_line(u, &line2, &len2)) < 0)
+        return rc;
+    return unpickle_object_global(u, line, len, line2, len2);
+}
+
+int mp__unpickle_op_stack_global(struct unpickler *u)
+{
     mp_obj *a, *b;
-    switch (op) {
-    case MP__OP_GLOBAL:
-        if ((rc = unpickle_read_line(u, &line, &len)) < 0 ||
-            (rc = unpickle_read_line(u, &line2, &len2)) < 0)
-            return rc;
-        return unpickle_object_global(u, line, len, line2, len2);
-    case MP__OP_STACK_GLOBAL:
-        if ((rc = unpickle_pop_value(u, &b)) < 0 || (rc = unpickle_pop_value(u, &a)) < 0)
-            return rc;
-        if (a->type != MP_TYPE_STR || b->type != MP_TYPE_STR)
-            return MP_EPROTO;
-        return unpickle_object_global(u, (const unsigned char *)a->u.s.data, a->u.s.len,
-                                      (const unsigned char *)b->u.s.data, b->u.s.len);
-    case MP__OP_REDUCE:
-        return unpickle_object_reduce(u);
-    case MP__OP_NEWOBJ:
-        return unpickle_object_newobj(u);
-    default: /* BUILD */
-        MP__ASSERT(op == MP__OP_BUILD);
-        return unpickle_object_build(u);
-    }
+    int rc;
+    if ((rc = unpickle_pop_value(u, &b)) < 0 || (rc = unpickle_pop_value(u, &a)) < 0)
+        return rc;
+    if (a->type != MP_TYPE_STR || b->type != MP_TYPE_STR)
+        return MP_EPROTO;
+    return unpickle_object_global(u, (const unsigned char *)a->u.s.data, a->u.s.len,
+                                  (const unsigned char *)b->u.s.data, b->u.s.len);
+}
+
+int mp__unpickle_op_reduce(struct unpickler *u)
+{
+    return unpickle_object_reduce(u);
+}
+
+int mp__unpickle_op_newobj(struct unpickler *u)
+{
+    return unpickle_object_newobj(u);
+}
+
+int mp__unpickle_op_build(struct unpickler *u)
+{
+    return unpickle_object_build(u);
 }

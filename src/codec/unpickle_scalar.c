@@ -104,94 +104,130 @@ static int unpickle_scalar_raw_unicode(struct unpickler *u, const unsigned char 
     return rc;
 }
 
-int mp__unpickle_scalar(struct unpickler *u, int op)
-{
-    int rc;
-    size_t len;
-    const unsigned char *line;
-    uint64_t v;
-    switch (op) {
-    case MP__OP_NONE:
-        return unpickle_push(u, mp_obj_none());
-    case MP__OP_NEWTRUE:
-    case MP__OP_NEWFALSE:
-        return unpickle_push(u, mp_obj_bool(op == MP__OP_NEWTRUE));
-    case MP__OP_INT:
-        if ((rc = unpickle_read_line(u, &line, &len)) < 0)
-            return rc;
-        if (len == 2 && line[0] == '0' && (line[1] == '0' || line[1] == '1'))
-            return unpickle_push(u, mp_obj_bool(line[1] == '1')); /* protocol 0-1 True/False */
-        return unpickle_scalar_decimal(u, line, len);
-    case MP__OP_LONG:
-        if ((rc = unpickle_read_line(u, &line, &len)) < 0)
-            return rc;
-        if (len && line[len - 1] == 'L')
-            len--;
-        return unpickle_scalar_decimal(u, line, len);
-    case MP__OP_BININT:
-        if ((rc = unpickle_read_le(u, 4, &v)) < 0)
-            return rc;
-        return unpickle_scalar_int(u, (int32_t)(uint32_t)v);
-    case MP__OP_BININT1:
-        if ((rc = unpickle_need(u, 1)) < 0)
-            return rc;
-        return unpickle_scalar_int(u, u->p[u->pos++]);
-    case MP__OP_BININT2:
-        if ((rc = unpickle_read_le(u, 2, &v)) < 0)
-            return rc;
-        return unpickle_scalar_int(u, (int64_t)v);
-    case MP__OP_LONG1:
-    case MP__OP_LONG4:
-        if (op == MP__OP_LONG4) {
-            if ((rc = unpickle_need(u, 4)) < 0)
-                return rc;
-            if (u->p[u->pos + 3] & 0x80)
-                return MP_EPROTO; /* negative byte count */
-        }
-        if ((rc = unpickle_read_len(u, unpickle_width(op), &len)) < 0)
-            return rc;
-        u->pos += len;
-        return unpickle_scalar_long(u, u->p + u->pos - len, len);
-    case MP__OP_FLOAT: {
-        double f;
-        if ((rc = unpickle_read_line(u, &line, &len)) < 0)
-            return rc;
-        if ((rc = mp__pickle_parse_float(line, len, &f)) < 0)
-            return rc;
-        return unpickle_scalar_float(u, f);
-    }
-    case MP__OP_BINFLOAT: {
-        if ((rc = unpickle_need(u, 8)) < 0)
-            return rc;
-        uint64_t bits = 0;
-        for (int i = 0; i < 8; i++)
-            bits = bits << 8 | u->p[u->pos + (size_t)i]; /* big-endian */
-        u->pos += 8;
-        double f;
-        memcpy(&f, &bits, sizeof bits);
-        return unpickle_scalar_float(u, f);
-    }
+/* ---- The handlers (unpickle.c's dispatch table) ---- */
 
-    case MP__OP_SHORT_BINUNICODE:
-    case MP__OP_BINUNICODE:
-    case MP__OP_BINUNICODE8:
-        if ((rc = unpickle_read_len(u, unpickle_width(op), &len)) < 0)
+int mp__unpickle_op_none(struct unpickler *u)
+{
+    return unpickle_push(u, mp_obj_none());
+}
+
+/* NEWTRUE, NEWFALSE */
+int mp__unpickle_op_bool(struct unpickler *u)
+{
+    return unpickle_push(u, mp_obj_bool(u->op == MP__OP_NEWTRUE));
+}
+
+int mp__unpickle_op_int(struct unpickler *u)
+{
+    const unsigned char *line;
+    size_t len;
+    int rc = unpickle_read_line(u, &line, &len);
+    if (rc < 0)
+        return rc;
+    if (len == 2 && line[0] == '0' && (line[1] == '0' || line[1] == '1'))
+        return unpickle_push(u, mp_obj_bool(line[1] == '1')); /* protocol 0-1 True/False */
+    return unpickle_scalar_decimal(u, line, len);
+}
+
+int mp__unpickle_op_long(struct unpickler *u)
+{
+    const unsigned char *line;
+    size_t len;
+    int rc = unpickle_read_line(u, &line, &len);
+    if (rc < 0)
+        return rc;
+    if (len && line[len - 1] == 'L')
+        len--;
+    return unpickle_scalar_decimal(u, line, len);
+}
+
+int mp__unpickle_op_binint(struct unpickler *u)
+{
+    uint64_t v;
+    int rc = unpickle_read_le(u, 4, &v);
+    return rc < 0 ? rc : unpickle_scalar_int(u, (int32_t)(uint32_t)v);
+}
+
+int mp__unpickle_op_binint1(struct unpickler *u)
+{
+    int rc = unpickle_need(u, 1);
+    return rc < 0 ? rc : unpickle_scalar_int(u, u->p[u->pos++]);
+}
+
+int mp__unpickle_op_binint2(struct unpickler *u)
+{
+    uint64_t v;
+    int rc = unpickle_read_le(u, 2, &v);
+    return rc < 0 ? rc : unpickle_scalar_int(u, (int64_t)v);
+}
+
+/* LONG1, LONG4 */
+int mp__unpickle_op_long_bin(struct unpickler *u)
+{
+    size_t len;
+    int rc;
+    if (u->op == MP__OP_LONG4) {
+        if ((rc = unpickle_need(u, 4)) < 0)
             return rc;
-        return unpickle_scalar_str(u, len);
-    case MP__OP_UNICODE:
-        if ((rc = unpickle_read_line(u, &line, &len)) < 0)
-            return rc;
-        return unpickle_scalar_raw_unicode(u, line, len);
-    case MP__OP_SHORT_BINBYTES:
-    case MP__OP_BINBYTES:
-    case MP__OP_BINBYTES8:
-    case MP__OP_BYTEARRAY8:
-        if ((rc = unpickle_read_len(u, unpickle_width(op), &len)) < 0)
-            return rc;
-        return unpickle_scalar_bytes(u, op == MP__OP_BYTEARRAY8 ? MP_TYPE_BYTEARRAY : MP_TYPE_BYTES,
-                                     len);
-    default:
-        MP__ASSERT(!"an opcode of another family");
-        return unpickle_fail(u, MP__UNPICKLE_REFUSED);
+        if (u->p[u->pos + 3] & 0x80)
+            return MP_EPROTO; /* negative byte count */
     }
+    if ((rc = unpickle_read_len(u, unpickle_width(u->op), &len)) < 0)
+        return rc;
+    u->pos += len;
+    return unpickle_scalar_long(u, u->p + u->pos - len, len);
+}
+
+int mp__unpickle_op_float(struct unpickler *u)
+{
+    const unsigned char *line;
+    size_t len;
+    double f;
+    int rc = unpickle_read_line(u, &line, &len);
+    if (rc < 0)
+        return rc;
+    if ((rc = mp__pickle_parse_float(line, len, &f)) < 0)
+        return rc;
+    return unpickle_scalar_float(u, f);
+}
+
+int mp__unpickle_op_binfloat(struct unpickler *u)
+{
+    int rc = unpickle_need(u, 8);
+    if (rc < 0)
+        return rc;
+    uint64_t bits = 0;
+    for (int i = 0; i < 8; i++)
+        bits = bits << 8 | u->p[u->pos + (size_t)i]; /* big-endian */
+    u->pos += 8;
+    double f;
+    memcpy(&f, &bits, sizeof bits);
+    return unpickle_scalar_float(u, f);
+}
+
+/* SHORT_BINUNICODE, BINUNICODE, BINUNICODE8 */
+int mp__unpickle_op_binunicode(struct unpickler *u)
+{
+    size_t len;
+    int rc = unpickle_read_len(u, unpickle_width(u->op), &len);
+    return rc < 0 ? rc : unpickle_scalar_str(u, len);
+}
+
+int mp__unpickle_op_unicode(struct unpickler *u)
+{
+    const unsigned char *line;
+    size_t len;
+    int rc = unpickle_read_line(u, &line, &len);
+    return rc < 0 ? rc : unpickle_scalar_raw_unicode(u, line, len);
+}
+
+/* SHORT_BINBYTES, BINBYTES, BINBYTES8, BYTEARRAY8 */
+int mp__unpickle_op_binbytes(struct unpickler *u)
+{
+    size_t len;
+    int rc = unpickle_read_len(u, unpickle_width(u->op), &len);
+    if (rc < 0)
+        return rc;
+    return unpickle_scalar_bytes(u, u->op == MP__OP_BYTEARRAY8 ? MP_TYPE_BYTEARRAY : MP_TYPE_BYTES,
+                                 len);
 }
