@@ -1,8 +1,8 @@
 /*
  * mgr_server_py_public - CPython's manager dialect: the server's public
  * calls (ident None): create with its typeids' arguments, incref, decref,
- * get_methods, number_of_objects, debug_info, dummy, shutdown. Static
- * functions: pypub_.
+ * get_methods, number_of_objects, debug_info, dummy, accept_connection,
+ * shutdown. Static functions: pypub_.
  */
 #include "manager/mgr_server_py.h"
 
