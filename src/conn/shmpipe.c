@@ -100,7 +100,6 @@
 #include <semaphore.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 
 /* ---- ring copies ---------------------------------------------------------- */
@@ -296,22 +295,21 @@ uint64_t *mp__shmc_test_index(mp_conn *c, int which)
 
 /* ---- the doorbell ------------------------------------------------------------ */
 
-/* Take every byte rung so far, without waiting. Returns 1 at end of file
- * (every peer end closed or its processes dead), 0, or -errno. */
+/* Take every byte rung so far, without waiting (io.c's non-blocking
+ * receive). Returns 1 at end of file (every peer end closed or its
+ * processes dead), 0, or -errno. */
 static int shmpipe_drain(mp_conn *c)
 {
     unsigned char junk[64];
     for (;;) {
-        ssize_t r = recv(c->fd, junk, sizeof junk, MSG_DONTWAIT);
+        ssize_t r = mp__recv_nowait(c->fd, junk, sizeof junk);
         if (r == 0)
             return 1;
         if (r > 0)
             continue;
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
+        if (r == -EAGAIN || r == -EWOULDBLOCK)
             return 0;
-        return errno == ECONNRESET ? 1 : -errno;
+        return r == -ECONNRESET ? 1 : (int)r;
     }
 }
 
