@@ -1,7 +1,8 @@
 /*
  * pickle - a pure codec between mp_obj values and Python's pickle format,
  * the private header of its family: pickle.c (the encoder: statics
- * pickle_), unpickle.c (the decoder: statics unpickle_) and unpickle_text.c
+ * pickle_), unpickle*.c (the decoder: its machine in unpickle.c, one file
+ * per opcode family, sharing the private unpickle.h) and unpickle_text.c
  * (protocol 0's text fields, for the decoder). Built on objimpl.h.
  * No I/O; it allocates the result and its own working memory, both within
  * the budgets below. Private. Its users: conn/conn.c (mp_conn_send/recv),

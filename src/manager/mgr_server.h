@@ -16,8 +16,12 @@
  *   mgr_server_request.c    req_      request readers (fast, general), the
  *                                     type registry, dispatch
  *   mgr_server_probe.c      probe_    the socket-less server of the fuzzers
- *   mgr_server_py.c         py_       CPython's manager dialect: its requests
- *                                     as our methods, our replies as its
+ *   mgr_server_py.c         py_       CPython's manager dialect: its method
+ *                                     tables, its references, the entry
+ *   mgr_server_py_public.c  pypub_    the dialect's public calls (create,
+ *                                     incref, decref, ...)
+ *   mgr_server_py_call.c    pycall_   a proxy's calls, as our methods
+ *   mgr_server_py_reply.c   pyreply_  our replies and errors in its form
  *   mgr_server_obj.c        obj_      objects by id, their lifetime, the
  *                                     sessions that hold them
  *   mgr_server_nest.c       nest_     proxies inside values: the objects
