@@ -68,6 +68,17 @@
  * the other end has a CPU of its own, a yield with nobody else to run is
  * cheap, so little is lost there.
  *
+ * A server whose clients all speak over sockets (Python's proxies: no
+ * mailboxes) spins only where the spin costs the clients nothing: while
+ * the socket clients it heard from in the last SERVER_ACTIVE, plus itself,
+ * fit the CPUs this process may use - each such client may be running, and
+ * a spinning server keeps a CPU from it. One client alone keeps the spin,
+ * which doubles its calls per second against a sleep. And it times each
+ * yield of its spin: one that took SERVER_YIELD or longer means another
+ * process was waiting for this CPU (another program, say); it then sleeps
+ * in poll() without a spin for the next YIELD_RETRY busy rounds before it
+ * tries again.
+ *
  * A client connection whose spins keep missing (an overloaded server)
  * stops spinning, trying again only now and then, so the CPU it burns
  * stays a small fraction of the time it waits.
@@ -84,6 +95,9 @@
 #define MP__MGR_CLIENT_PAUSE_NS     INT64_C(20000)
 #define MP__MGR_SERVER_PAUSE_NS     INT64_C(20000)
 #define MP__MGR_PAUSE_RETRY         256
+#define MP__MGR_SERVER_ACTIVE_NS    INT64_C(1000000)
+#define MP__MGR_SERVER_YIELD_NS     INT64_C(5000)
+#define MP__MGR_YIELD_RETRY         64
 #define MP__MGR_SPIN_MISSES         4
 #define MP__MGR_SPIN_RETRY          64 /* then it tries once every this many calls */
 
