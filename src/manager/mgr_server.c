@@ -231,20 +231,32 @@ static void srv_heard(struct srv_spin *sp, const struct sconn *c, int64_t t)
     sp->heard[oldest].t = t;
 }
 
+/* Was connection c's socket readable within SERVER_ACTIVE before now? */
+static bool srv_heard_lately(const struct srv_spin *sp, const struct sconn *c, int64_t now)
+{
+    for (size_t i = 0; i < SRV_HEARD; i++)
+        if (sp->heard[i].id == c->id)
+            return now - sp->heard[i].t < MP__MGR_SERVER_ACTIVE_NS;
+    return false;
+}
+
 /* May a server whose clients all speak over sockets spin now? Only while
- * the clients heard from lately and the server itself fit the CPUs, and no
- * yield of a recent spin found this CPU wanted (mgr.h, "Spinning"). */
-static bool srv_socket_spin_ok(struct srv_spin *sp, int64_t now)
+ * the clients that may be running - heard from lately, not waiting for a
+ * reply - and the server itself fit the CPUs, and no yield of a recent spin
+ * found this CPU wanted (mgr.h, "Spinning"). */
+static bool srv_socket_spin_ok(const struct server *s, struct srv_spin *sp, int64_t now)
 {
     if (sp->yield_skip) {
         sp->yield_skip--;
         return false;
     }
-    size_t active = 0;
-    for (size_t i = 0; i < SRV_HEARD; i++)
-        if (sp->heard[i].id && now - sp->heard[i].t < MP__MGR_SERVER_ACTIVE_NS)
-            active++;
-    return active + 1 <= sp->ncpus;
+    size_t running = 1; /* the server */
+    for (size_t i = 0; i < s->nconns && running <= sp->ncpus; i++) {
+        const struct sconn *c = s->conns[i];
+        if (!c->waiter && !c->broken && srv_heard_lately(sp, c, now))
+            running++;
+    }
+    return running <= sp->ncpus;
 }
 
 /*
@@ -312,7 +324,7 @@ static int srv_wait(struct server *s, const struct srv_round *r, struct srv_spin
         sp->last_poll = mp__now_ns();
         pr = mp__poll(s->pfds, (nfds_t)r->n, sp->last_poll);
         mail = true; /* not asleep: the spin below and the sleep are skipped */
-    } else if (sp->busy && (s->nslots || srv_socket_spin_ok(sp, mp__now_ns()))) {
+    } else if (sp->busy && (s->nslots || srv_socket_spin_ok(s, sp, mp__now_ns()))) {
         pr = srv_spin(s, r, sp, &mail);
     }
     if (pr == 0 && !mail) {
