@@ -69,15 +69,17 @@
  * cheap, so little is lost there.
  *
  * A server whose clients all speak over sockets (Python's proxies: no
- * mailboxes) spins only where the spin costs the clients nothing: while
- * the socket clients it heard from in the last SERVER_ACTIVE, plus itself,
- * fit the CPUs this process may use - each such client may be running, and
- * a spinning server keeps a CPU from it. One client alone keeps the spin,
- * which doubles its calls per second against a sleep. And it times each
- * yield of its spin: one that took SERVER_YIELD or longer means another
- * process was waiting for this CPU (another program, say); it then sleeps
- * in poll() without a spin for the next YIELD_RETRY busy rounds before it
- * tries again.
+ * mailboxes) spins only where the spin costs its clients nothing: while
+ * the clients that may be running - heard from in the last SERVER_ACTIVE
+ * and not waiting for a reply (a lock, a queue) - plus the server itself
+ * fit the CPUs this process may use; a spinning server keeps a CPU from
+ * them. (W6 run by four Python clients on two CPUs: the spin was half the
+ * server's CPU per request, and the clients gained nothing by it.) One
+ * client alone keeps the spin, which about doubles its calls per second
+ * against a sleep. And it times each yield of its spin: one that took
+ * SERVER_YIELD or longer means another process was waiting for this CPU
+ * (another program, say); it then sleeps in poll() without a spin for the
+ * next YIELD_RETRY busy rounds before it tries again.
  *
  * A client connection whose spins keep missing (an overloaded server)
  * stops spinning, trying again only now and then, so the CPU it burns
