@@ -7,8 +7,6 @@
 #include "core/io.h"
 #include "manager/mgr_server.h"
 
-#include <mpipc/process.h>
-
 #include <errno.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -199,65 +197,12 @@ static int srv_round_begin(struct server *s, struct srv_round *r, int lfd)
 
 /* ---- spinning and sleeping ---------------------------------------------------------- */
 
-/* How many socket clients the loop remembers having heard from (mgr.h,
- * "Spinning"): enough to tell whether they and the server fit the CPUs. */
-#define SRV_HEARD 16
-
 /* How the loop has been looking for work, across rounds. */
 struct srv_spin {
     bool busy;           /* the last round handled a client */
     int64_t last_poll;   /* when the sockets were last looked at */
     unsigned pause_skip; /* spins left before looking in place again */
-    unsigned yield_skip; /* socket-only rounds left that sleep without a spin */
-    size_t ncpus;        /* the CPUs this process may use */
-    struct {
-        int64_t id, t; /* a connection, and when its socket was last readable */
-    } heard[SRV_HEARD];
 };
-
-/* Note that connection c's socket was readable at time t. */
-static void srv_heard(struct srv_spin *sp, const struct sconn *c, int64_t t)
-{
-    size_t oldest = 0;
-    for (size_t i = 0; i < SRV_HEARD; i++) {
-        if (sp->heard[i].id == c->id) {
-            oldest = i;
-            break;
-        }
-        if (sp->heard[i].t < sp->heard[oldest].t)
-            oldest = i;
-    }
-    sp->heard[oldest].id = c->id;
-    sp->heard[oldest].t = t;
-}
-
-/* Was connection c's socket readable within SERVER_ACTIVE before now? */
-static bool srv_heard_lately(const struct srv_spin *sp, const struct sconn *c, int64_t now)
-{
-    for (size_t i = 0; i < SRV_HEARD; i++)
-        if (sp->heard[i].id == c->id)
-            return now - sp->heard[i].t < MP__MGR_SERVER_ACTIVE_NS;
-    return false;
-}
-
-/* May a server whose clients all speak over sockets spin now? Only while
- * the clients that may be running - heard from lately, not waiting for a
- * reply - and the server itself fit the CPUs, and no yield of a recent spin
- * found this CPU wanted (mgr.h, "Spinning"). */
-static bool srv_socket_spin_ok(const struct server *s, struct srv_spin *sp, int64_t now)
-{
-    if (sp->yield_skip) {
-        sp->yield_skip--;
-        return false;
-    }
-    size_t running = 1; /* the server */
-    for (size_t i = 0; i < s->nconns && running <= sp->ncpus; i++) {
-        const struct sconn *c = s->conns[i];
-        if (!c->waiter && !c->broken && srv_heard_lately(sp, c, now))
-            running++;
-    }
-    return running <= sp->ncpus;
-}
 
 /*
  * Right after work, the next request is likely microseconds away: look for
@@ -302,12 +247,6 @@ static int srv_spin(struct server *s, const struct srv_round *r, struct srv_spin
             sp->pause_skip = MP__MGR_PAUSE_RETRY;
         }
         sched_yield();
-        if (!s->nslots && mp__now_ns() - t >= MP__MGR_SERVER_YIELD_NS) {
-            /* Another process was waiting for this CPU: the spin takes it
-             * from the clients; sleep instead for a while. */
-            sp->yield_skip = MP__MGR_YIELD_RETRY;
-            return pr;
-        }
     }
 }
 
@@ -324,7 +263,7 @@ static int srv_wait(struct server *s, const struct srv_round *r, struct srv_spin
         sp->last_poll = mp__now_ns();
         pr = mp__poll(s->pfds, (nfds_t)r->n, sp->last_poll);
         mail = true; /* not asleep: the spin below and the sleep are skipped */
-    } else if (sp->busy && (s->nslots || srv_socket_spin_ok(s, sp, mp__now_ns()))) {
+    } else if (sp->busy) {
         pr = srv_spin(s, r, sp, &mail);
     }
     if (pr == 0 && !mail) {
@@ -349,7 +288,7 @@ static int srv_wait(struct server *s, const struct srv_round *r, struct srv_spin
 
 /* Act on what poll() reported: handshakes, newcomers, decoded requests,
  * connections' sockets. Returns true when a connection's socket was ready. */
-static bool srv_events(struct server *s, const struct srv_round *r, int lfd, struct srv_spin *sp)
+static bool srv_events(struct server *s, const struct srv_round *r, int lfd)
 {
     /* Handshakes before accepting: an accept may close one (out of
      * descriptors), and phs[] must not point at it by then. */
@@ -362,18 +301,12 @@ static bool srv_events(struct server *s, const struct srv_round *r, int lfd, str
     if (r->wake != SIZE_MAX && s->pfds[r->wake].revents)
         mp__mgr_collect_decoded(s);
     bool busy = false;
-    int64_t now = 0;
     for (size_t i = 0; i < r->n; i++) {
         struct sconn *c = s->pconn[i];
         short ev = s->pfds[i].revents;
         if (!c || !ev)
             continue;
         busy = true;
-        if ((ev & POLLIN) && !c->slot) {
-            if (!now)
-                now = mp__now_ns();
-            srv_heard(sp, c, now);
-        }
         if (ev & POLLOUT)
             mp__mgr_conn_flush(c);
         if (ev & (POLLIN | POLLHUP | POLLERR))
@@ -389,9 +322,7 @@ static int srv_run(struct server *s, int lfd)
 {
     /* No signal is touched here: every send is MSG_NOSIGNAL (a started
      * server's child has also blocked SIGINT before it got here). */
-    struct srv_spin sp = {.busy = false};
-    ssize_t ncpus = mp_process_cpu_count();
-    sp.ncpus = ncpus > 0 ? (size_t)ncpus : 1;
+    struct srv_spin sp = {false, 0, 0};
     while (!s->stop) {
         struct srv_round r;
         if (srv_round_begin(s, &r, lfd) < 0)
@@ -401,7 +332,7 @@ static int srv_run(struct server *s, int lfd)
             return pr;
         if (r.alive != SIZE_MAX && s->pfds[r.alive].revents)
             return 0; /* the starter is gone: so are we */
-        if (srv_events(s, &r, lfd, &sp))
+        if (srv_events(s, &r, lfd))
             sp.busy = true;
         mp__mgr_waiters_expire(s, mp__now_ns());
         for (size_t i = 0; i < s->nconns && !s->stop; i++)
