@@ -116,6 +116,26 @@ void mp__mgr_after_reply(struct server *s)
         mp__mgr_lock_grant_next(s, o);
 }
 
+/*
+ * A request of c's is answered: send its reply, and hand a lock it released
+ * to the next waiter (mp__mgr_after_reply). In which order? A reply into a
+ * mailbox slot costs a store, so it goes first: the releaser is not kept
+ * waiting for the waiter's wake-up. A reply over the socket costs a send()
+ * and the releaser's wake-up, so the grant goes first: the next holder is
+ * who every other waiter waits for (W6 by Python clients: acquire, get,
+ * set, release), while the releaser is outside the lock.
+ */
+static void conn_answered(struct server *s, struct sconn *c)
+{
+    if (c->via_slot) {
+        mp__mgr_reply_done(c);
+        mp__mgr_after_reply(s);
+    } else {
+        mp__mgr_after_reply(s);
+        mp__mgr_reply_done(c);
+    }
+}
+
 /* Is a new request waiting in c's slot? Its state word in *state if so. */
 static bool conn_slot_request(const struct sconn *c, uint64_t *state)
 {
@@ -143,8 +163,7 @@ static void conn_slot_take(struct server *s, struct sconn *c, uint64_t st)
         memcpy(s->slot_copy, sl->data, len);
         mp__mgr_handle_request(s, c, s->slot_copy, len);
     }
-    mp__mgr_reply_done(c);
-    mp__mgr_after_reply(s);
+    conn_answered(s, c);
 }
 
 bool mp__mgr_conn_ready(const struct server *s, const struct sconn *c)
@@ -339,8 +358,7 @@ void mp__mgr_collect_decoded(struct server *s)
             MP__ASSERT(c->job == j);
             c->job = NULL;
             mp__mgr_run_decoded(s, c, j->rc, j->obj);
-            mp__mgr_reply_done(c);
-            mp__mgr_after_reply(s);
+            conn_answered(s, c);
             s->again = true; /* more may be buffered behind it */
         }
         conn_drop_decoded(s, j);
@@ -400,8 +418,7 @@ void mp__mgr_conn_process(struct server *s, struct sconn *c)
             break; /* decoded by the helper thread: see mp__mgr_collect_decoded */
         mp__mgr_handle_request(s, c, p + hdr, (size_t)size);
         c->in_pos += hdr + (size_t)size;
-        mp__mgr_reply_done(c);
-        mp__mgr_after_reply(s);
+        conn_answered(s, c);
     }
     if (c->in_pos == c->in_len) {
         c->in_pos = c->in_len = 0;
