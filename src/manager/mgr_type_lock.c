@@ -151,11 +151,12 @@ static int slock_release(const struct req *r)
     }
     if (--o->count == 0) {
         o->owner = NULL;
-        /* The next waiter gets it once this reply has gone
-         * (mp__mgr_after_reply): the releaser, who goes on working, is not
-         * kept waiting for the wake-up of the one who was sleeping. No
-         * request is handled in between, so nobody can take the lock out
-         * of turn. */
+        /* The next waiter gets it around this reply (mp__mgr_after_reply;
+         * mgr_server_conn.c's conn_answered picks the order: a mailbox
+         * releaser's reply first - a store - and a socket releaser's after
+         * the grant, so the woken releaser does not take the CPU before the
+         * grant is out). No request is handled in between, so nobody can
+         * take the lock out of turn. */
         if (!mp__list_empty(&o->acquirers.l))
             r->s->grant = o;
     }
