@@ -824,6 +824,24 @@ ssize_t mp__recv_nowait(int fd, void *buf, size_t n)
     }
 }
 
+bool mp__peer_gone(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN, .revents = 0};
+    int r;
+    while ((r = poll(&p, 1, 0)) < 0 && errno == EINTR)
+        ;
+    if (r <= 0)
+        return false; /* nothing to read: the peer is (still) there */
+    if (p.revents & (POLLHUP | POLLERR | POLLNVAL))
+        return true;
+    /* Readable: a request, or the end of file a TCP peer's FIN leaves. */
+    unsigned char b;
+    ssize_t n;
+    while ((n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT)) < 0 && errno == EINTR)
+        ;
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
 ssize_t mp__send_nowait(int fd, const void *buf, size_t n)
 {
     if (n > SSIZE_MAX)

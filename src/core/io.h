@@ -217,6 +217,13 @@ ssize_t mp__recv_nowait(int fd, void *buf, size_t n);
 ssize_t mp__send_nowait(int fd, const void *buf, size_t n);
 
 /*
+ * Whether fd's peer has hung up, without waiting and without taking a byte:
+ * poll() reports a hang-up or an error, or the next read is the end of file
+ * (a TCP peer's FIN) or fails. A peer with a request unread is there.
+ */
+bool mp__peer_gone(int fd);
+
+/*
  * Turn on TCP keepalive with short timers (idle 10 s, then 3 probes 5 s
  * apart, where the system lets us set them), so a peer whose host vanished
  * without a reset is noticed in about 25 s even by a call that waits without

@@ -414,6 +414,16 @@ bool mp__mgr_conn_ready(const struct server *s, const struct sconn *c);
 bool mp__mgr_conn_has_work(const struct sconn *c);
 bool mp__mgr_slots_pending(const struct server *s);
 void mp__mgr_collect_decoded(struct server *s);
+/*
+ * Whether a waiter's connection is gone, about to be handed something - a
+ * lock, a semaphore unit, a queue item, a notify, a barrier place - it
+ * could never take. Known gone (broken, or no session) or found gone now:
+ * a peer that died this round may not have been read yet (its hang-up and
+ * another client's release arrive together; a mailbox request is handled
+ * without polling the sockets), so its socket is looked at once
+ * (mp__peer_gone), and a hung-up connection is marked broken.
+ */
+bool mp__mgr_conn_gone(struct sconn *c);
 /* A reply to c's current request is complete: deliver it. */
 void mp__mgr_reply_done(struct sconn *c);
 /* What a request left to do once its reply has been delivered. */

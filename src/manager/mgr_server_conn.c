@@ -428,6 +428,16 @@ void mp__mgr_conn_process(struct server *s, struct sconn *c)
 }
 
 /* Could mp__mgr_conn_process make progress without new input? */
+bool mp__mgr_conn_gone(struct sconn *c)
+{
+    if (c->broken || !c->sess)
+        return true;
+    if (!mp__peer_gone(c->fd))
+        return false;
+    c->broken = true;
+    return true;
+}
+
 bool mp__mgr_conn_has_work(const struct sconn *c)
 {
     uint64_t st;

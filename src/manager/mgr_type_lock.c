@@ -71,7 +71,7 @@ void mp__mgr_lock_grant_next(struct server *s, struct sobj *o)
     while (o->count == 0 && (w = mp__list_first(&o->acquirers.l)) != NULL) {
         struct sconn *wc = w->conn;
         MP__ASSERT(w->obj == o && (w->op == W_ACQUIRE || w->op == W_REACQUIRE));
-        if (wc->broken || !wc->sess) {
+        if (mp__mgr_conn_gone(wc)) {
             mp__mgr_waiter_free(s, w);
             continue;
         }

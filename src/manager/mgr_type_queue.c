@@ -68,7 +68,7 @@ static bool squeue_hand_over(const struct req *r)
     struct waiter *w;
     while ((w = mp__list_first(&o->getters.l)) != NULL) {
         MP__ASSERT(o->len == 0 && w->op == W_GET);
-        if (w->conn->broken) {
+        if (mp__mgr_conn_gone(w->conn)) { /* a dead getter loses nothing */
             mp__mgr_waiter_free(r->s, w);
             continue;
         }

@@ -96,7 +96,7 @@ void mp__mgr_sem_grant_next(struct server *s, struct sobj *o)
     struct waiter *w;
     while (o->sync->value > 0 && (w = mp__list_first(&o->acquirers.l)) != NULL) {
         struct sconn *wc = w->conn;
-        if (wc->broken || !wc->sess) { /* a dead waiter takes nothing */
+        if (mp__mgr_conn_gone(wc)) { /* a dead waiter takes nothing */
             mp__mgr_waiter_free(s, w);
             continue;
         }
@@ -305,7 +305,7 @@ static int64_t ssync_cond_wake(struct server *s, struct sobj *o, struct sobj *lo
     int64_t done = 0;
     struct waiter *w;
     while (done < n && (w = mp__list_first(&o->getters.l)) != NULL) {
-        if (w->conn->broken) { /* a dead waiter never eats a notify */
+        if (mp__mgr_conn_gone(w->conn)) { /* a dead waiter never eats a notify */
             mp__mgr_waiter_free(s, w);
             continue;
         }
@@ -359,7 +359,7 @@ static int64_t ssync_barrier_live(struct server *s, struct sobj *o)
     struct waiter *w = mp__list_first(&o->getters.l);
     while (w) {
         struct waiter *next = mp__list_next(&o->getters.l, w);
-        if (w->conn->broken)
+        if (mp__mgr_conn_gone(w->conn))
             mp__mgr_waiter_free(s, w);
         else
             n++;
