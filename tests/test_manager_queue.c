@@ -9,6 +9,7 @@
 #include <mpipc/obj.h>
 
 #include <errno.h>
+#include <signal.h>
 #include <stdint.h>
 
 static void test_queue_full_and_empty_match_python(void **state)
@@ -155,12 +156,52 @@ static void test_queue_blocking_get_put_and_join_across_processes(void **state)
     mp_manager_free(m);
 }
 
+static int child_gets_forever(void *arg)
+{
+    struct mt_shared *sh = arg;
+    mp_obj *x = NULL;
+    (void)mp_queueproxy_get(sh->q, &x, MT_LONG); /* killed while it waits */
+    mp_obj_free(x);
+    return 10;
+}
+
+static void test_queue_getter_killed_while_waiting_takes_no_item(void **state)
+{
+    (void)state;
+    /* A getter parked in the server is killed; the put that comes right
+     * behind its death - through the mailbox, before the server has read
+     * the dead getter's hang-up - must not be handed to it and lost. Many
+     * rounds, as the window is a single server round. */
+    mp_manager *m = mt_start();
+    struct mt_shared sh = {0};
+    TU_ASSERT_STATUS(mp_manager_queue(m, 0, &sh.q), 0);
+    for (int round = 0; round < 20; round++) {
+        pid_t pid = tu_fork(child_gets_forever, &sh);
+        assert_true(mt_eventually_waiting(m, 1));
+        kill(pid, SIGKILL);
+        assert_int_equal(tu_wait_child(pid, MT_LONG), -SIGKILL);
+        mp_obj *x = mt_int(round), *item = NULL;
+        TU_ASSERT_STATUS(mp_queueproxy_put(sh.q, x, MT_LONG), 0);
+        mp_obj_free(x);
+        TU_ASSERT_STATUS(mp_queueproxy_get(sh.q, &item, 2.0), 0);
+        int64_t v = -1;
+        TU_ASSERT_STATUS(mp_obj_get_int(item, &v), 0);
+        assert_int_equal(v, round);
+        mp_obj_free(item);
+        /* the dead getter is gone from the server's waiters by now */
+        assert_true(mt_eventually_waiting(m, 0));
+    }
+    mp_queueproxy_free(sh.q);
+    mp_manager_free(m);
+}
+
 int main(int argc, char **argv)
 {
     tu_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         TU_TEST(test_queue_full_and_empty_match_python),
         TU_TEST(test_queue_blocking_get_put_and_join_across_processes),
+        TU_TEST(test_queue_getter_killed_while_waiting_takes_no_item),
     };
     return cmocka_run_group_tests_name("manager_queue", tests, NULL, NULL);
 }
