@@ -73,6 +73,22 @@ static void test_instances_decode_to_their_class_and_args(void **state)
     assert_string_equal(mp_obj_instance_class(o), "queue.Empty");
     assert_int_equal(mp_obj_len(mp_obj_instance_args(o)), 0);
     mp_obj_free(o);
+
+    /* CPython 3.12+ pickles an AttributeError with its attributes as a
+     * BUILD state ({'name': 'x', 'args': (...)}; pickle.dumps(e, 4) of
+     * AttributeError('m', name='x')): read, and the state dropped - the
+     * instance is its class and args, as from 3.11. */
+    o = loads_ok(P("\x80\x04\x95\x40\x00\x00\x00\x00\x00\x00\x00\x8c\x08"
+                   "builtins\x94\x8c\x0e"
+                   "AttributeError\x94\x93\x94\x8c\x01m\x94\x85\x94R\x94}\x94(\x8c\x04"
+                   "name\x94\x8c\x01x\x94\x8c\x04"
+                   "args\x94h\x04u"
+                   "b."));
+    assert_string_equal(mp_obj_instance_class(o), "builtins.AttributeError");
+    char *r = repr_of(o);
+    assert_string_equal(r, "AttributeError('m')");
+    free(r);
+    mp_obj_free(o);
 }
 
 /* ---- C to Python ---------------------------------------------------------- */
@@ -324,10 +340,23 @@ static void test_other_globals_and_other_uses_of_the_classes_are_refused(void **
                      "b\x8c\x01"
                      "c\x87"
                      "b."));
-    /* BUILD on anything else would set attributes or call __setstate__:
-     * an exception's state dict, a dict. */
-    assert_refused_says(P("\x80\x04" KEYERR_CLS "\x8c\x01k\x85R}b."), "never calls");
+    /* BUILD on anything else would set attributes or call __setstate__: an
+     * exception's state that is not a dict of str keys (3.12+'s attributes
+     * are), a slice's or range's state, a dict. */
+    assert_refused_says(P("\x80\x04" KEYERR_CLS "\x8c\x01k\x85R\x8c\x01k\x85"
+                          "b."), "never calls");
+    assert_refused_says(P("\x80\x04" KEYERR_CLS "\x8c\x01k\x85R}K\x01K\x02sb."), "never calls");
+    assert_refused_says(P("\x80\x04\x8c\x08"
+                          "builtins\x8c\x05slice\x93NNN\x87R}b."),
+                        "never calls");
     assert_refused_says(P("\x80\x04}}b."), "never calls");
+    /* An exception's str-keyed state is read and dropped: KeyError('k'). */
+    mp_obj *o = loads_ok(P("\x80\x04" KEYERR_CLS "\x8c\x01k\x85R}\x8c\x01"
+                           "aK\x01sb."));
+    char *r = repr_of(o);
+    assert_string_equal(r, "KeyError('k')");
+    free(r);
+    mp_obj_free(o);
 }
 
 int main(int argc, char **argv)

@@ -117,6 +117,14 @@ const char *mp__instance_qualname(int cls)
     return inst_classes[cls].qualname;
 }
 
+bool mp__instance_is_exception(int cls)
+{
+    MP__ASSERT(cls >= 0 && cls < INST_COUNT);
+    const char *n = inst_classes[cls].name;
+    return cls != MP__CLS_TOKEN && cls != MP__CLS_REBUILD_PROXY && strcmp(n, "slice") != 0 &&
+           strcmp(n, "range") != 0;
+}
+
 bool mp__instance_is_slice(const mp_obj *o)
 {
     return o && o->type == MP_TYPE_INSTANCE &&

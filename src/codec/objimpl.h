@@ -284,6 +284,10 @@ bool mp__instance_args_ok(int cls, const mp_obj *args);
 /* Whether o is a builtins.slice instance (o may be NULL). */
 bool mp__instance_is_slice(const mp_obj *o);
 
+/* Whether class cls is one of the exceptions (not Token, RebuildProxy,
+ * slice or range). */
+bool mp__instance_is_exception(int cls);
+
 static inline int mp__instance_cls(const mp_obj *o)
 {
     return (int)o->u.seq.hash;

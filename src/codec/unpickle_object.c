@@ -72,7 +72,24 @@ static int unpickle_object_newobj(struct unpickler *u)
     return unpickle_push(u, o);
 }
 
-/* BUILD: Token.__setstate__(state), state being (typeid, address, id).
+/* Whether state is what BaseException.__setstate__ takes from CPython 3.12+
+ * (AttributeError's {'name': ..., 'args': ...}): a dict of str keys, whose
+ * values the decoder has already read as plain values. */
+static bool unpickle_object_exc_state(const mp_obj *state)
+{
+    if (state->type != MP_TYPE_DICT)
+        return false;
+    for (size_t i = 0; i < state->u.d.n; i++) {
+        const mp_obj *k = state->u.d.entries[i].key;
+        if (k && k->type != MP_TYPE_STR)
+            return false;
+    }
+    return true;
+}
+
+/* BUILD: Token.__setstate__(state), state being (typeid, address, id); or
+ * an exception's attributes (3.12+'s AttributeError carries its name so),
+ * read and dropped: the instance keeps its class and args, the message.
  * Any other BUILD would call a __setstate__ or set attributes: refused. A
  * Token built once is not built again. */
 static int unpickle_object_build(struct unpickler *u)
@@ -83,6 +100,9 @@ static int unpickle_object_build(struct unpickler *u)
         rc = unpickle_top(u, &tok);
     if (rc < 0)
         return rc;
+    if (tok->type == MP_TYPE_INSTANCE && mp__instance_is_exception(mp__instance_cls(tok)) &&
+        unpickle_object_exc_state(state))
+        return 0;
     if (tok->type != TYPE_TOKEN_UNBUILT)
         return unpickle_fail(u, MP__UNPICKLE_CALLS);
     if (state->type != MP_TYPE_TUPLE || state->u.seq.len != 3)

@@ -189,10 +189,10 @@ static const struct py_meth py_array[] = {
 };
 
 /* NamespaceProxy exposes __getattribute__, __setattr__, __delattr__. A
- * missing attribute is found here, in a copy of __dict__: Python 3.12+
- * pickles AttributeError with its __dict__ (name, args) as BUILD state,
- * which the decoder refuses (docs/wire.md), so the server must not be
- * left to raise it. */
+ * missing attribute is found here, in a copy of __dict__, which also tells
+ * MP_EKEY (our Namespace's code for it) from an AttributeError some other
+ * cause raised. (Python 3.12+ pickles AttributeError with its attributes as
+ * BUILD state; the decoder reads and drops that state, docs/wire.md.) */
 static const struct py_meth py_ns[] = {
     {"get", "__getattribute__", PC_ATTR, PR_NSGET, "__dict__"},
     {"set", "__setattr__", PC_SAME, PR_NONE, NULL},
