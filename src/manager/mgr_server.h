@@ -421,9 +421,9 @@ void mp__mgr_collect_decoded(struct server *s);
  * a peer that died this round may not have been read yet (its hang-up and
  * another client's release arrive together; a mailbox request is handled
  * without polling the sockets), so its socket is looked at once
- * (mp__peer_gone), and a hung-up connection is marked broken.
+ * (mp__peer_gone).
  */
-bool mp__mgr_conn_gone(struct sconn *c);
+bool mp__mgr_conn_gone(const struct sconn *c);
 /* A reply to c's current request is complete: deliver it. */
 void mp__mgr_reply_done(struct sconn *c);
 /* What a request left to do once its reply has been delivered. */
