@@ -217,19 +217,27 @@ static void mt_report_address(const char *address, void *arg)
 
 int mt_serving_child(void *arg)
 {
-    int fd = *(int *)arg;
+    const struct mt_serving *sv = arg;
+    int fd = sv->fd;
     mp_manager_opts o = MP_MANAGER_OPTS_INIT;
     o.ready = mt_report_address;
     o.ready_arg = &fd;
+    o.handshake_timeout = sv->handshake_timeout;
     int rc = mp_manager_serve("tcp:127.0.0.1:0", "secret", 6, &o);
     return rc == 0 ? 0 : 10;
 }
 
 pid_t mt_serve_in_child(char *address, size_t cap)
 {
+    return mt_serve_in_child_hs(address, cap, 0.0);
+}
+
+pid_t mt_serve_in_child_hs(char *address, size_t cap, double handshake_timeout)
+{
     int p[2];
     assert_int_equal(pipe(p), 0);
-    pid_t pid = tu_fork(mt_serving_child, &p[1]);
+    struct mt_serving sv = {p[1], handshake_timeout};
+    pid_t pid = tu_fork(mt_serving_child, &sv);
     close(p[1]);
     char buf[256];
     assert_int_equal(mt_read_full(p[0], buf, sizeof buf, MT_LONG), 0);

@@ -80,10 +80,16 @@ int mt_reply_code(mp_obj *r);
 void mt_raw_hello(mp_conn *c, int64_t session, int64_t max_reply);
 
 /* A manager served on "tcp:127.0.0.1:0" with key "secret" by a tu_fork
- * child; arg points at a pipe's write end, where the child writes its
- * address (256 bytes). mt_serve_in_child forks it and returns its pid, the
- * address in address[cap]. */
+ * child; arg points at a struct mt_serving: a pipe's write end, where the
+ * child writes its address (256 bytes), and the server's handshake_timeout
+ * (0: the default). mt_serve_in_child forks it and returns its pid, the
+ * address in address[cap]; _hs with that handshake timeout. */
+struct mt_serving {
+    int fd;
+    double handshake_timeout;
+};
 int mt_serving_child(void *arg);
 pid_t mt_serve_in_child(char *address, size_t cap);
+pid_t mt_serve_in_child_hs(char *address, size_t cap, double handshake_timeout);
 
 #endif /* MPIPC_MGR_TESTUTIL_H */

@@ -219,12 +219,18 @@ typedef struct mp_manager_opts {
      * min_args > max_args, a typeid twice) is -EINVAL. */
     const struct mp_manager_type *types;
     size_t ntypes; /* how many types */
+    /* mp_manager_start and mp_manager_serve (1.1): the seconds a new
+     * connection has, from its accept, to prove the authkey both ways; one
+     * that has not by then is closed. 0 for 10 s; negative or NaN is
+     * -EINVAL. Ignored by connect. */
+    double handshake_timeout;
 } mp_manager_opts;
 
-/* Every default of mp_manager_opts: a private socket, a random key, 30 s. */
+/* Every default of mp_manager_opts: a private socket, a random key, 30 s,
+ * a 10 s handshake. */
 #define MP_MANAGER_OPTS_INIT                                                                       \
     {                                                                                              \
-        NULL, NULL, 0, 30.0, 0, NULL, NULL, NULL, 0                                                \
+        NULL, NULL, 0, 30.0, 0, NULL, NULL, NULL, 0, 0.0                                           \
     }
 
 /* ---- Managers ------------------------------------------------------------ */

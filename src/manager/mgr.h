@@ -227,6 +227,7 @@ struct mp__mgr_cfg {
     struct mp__mgr_arena *arena; /* the mailboxes of a started manager, or NULL */
     const struct mp_manager_type *types; /* types of your own (manager_user.h) */
     size_t ntypes;
+    double handshake_timeout; /* seconds; 0 for MP__MGR_HANDSHAKE_TIMEOUT */
 };
 
 /*

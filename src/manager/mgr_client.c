@@ -184,6 +184,7 @@ struct start_args {
     struct mp__mgr_arena *arena;
     const struct mp_manager_type *types;
     size_t ntypes;
+    double handshake_timeout;
 };
 
 /* A listener for a manager's server: no authkey (the server runs every
@@ -223,7 +224,7 @@ static int client_server_main(void *arg)
     if (rc < 0)
         return 1;
     struct mp__mgr_cfg cfg = {a->key,   a->keylen, a->max_message, a->alive_rd,
-                              a->arena, a->types,  a->ntypes};
+                              a->arena, a->types,  a->ntypes,      a->handshake_timeout};
     rc = mp__mgr_serve(l, &cfg);
     mp_listener_free(l);
     mp__close(a->alive_rd);
@@ -359,8 +360,8 @@ static int client_start_server(mp_manager *m, const mp_manager_opts *o)
             m->alive_wr = alive[1];
         pthread_mutex_unlock(&reg_mu);
     }
-    struct start_args a = {o->address, m->key,   m->keylen, o->max_message, alive[0],
-                           wr,         m->arena, o->types,  o->ntypes};
+    struct start_args a = {o->address, m->key,   m->keylen, o->max_message,       alive[0],
+                           wr,         m->arena, o->types,  o->ntypes, o->handshake_timeout};
     if (rc == 0)
         rc = mp_process_new(&m->proc, client_server_main, &a);
     if (rc == 0)
@@ -391,7 +392,7 @@ MP_API int mp_manager_start(mp_manager **out, const mp_manager_opts *opts)
     *out = NULL;
     mp_manager_opts o = client_opts(opts);
     if ((o.authkey && !o.authkey_len) || (!o.authkey && o.authkey_len) ||
-        mp__mgr_types_check(o.types, o.ntypes) < 0)
+        mp__mgr_types_check(o.types, o.ntypes) < 0 || !(o.handshake_timeout >= 0))
         return -EINVAL;
     unsigned char rnd[KEY_BYTES];
     const void *key = o.authkey;
@@ -470,7 +471,8 @@ MP_API int mp_manager_serve(const char *address, const void *authkey, size_t aut
     if (!address || !authkey || !authkey_len)
         return -EINVAL;
     mp_manager_opts o = client_opts(opts);
-    if (o.max_message > MP__MGR_MAX_LIMIT || mp__mgr_types_check(o.types, o.ntypes) < 0)
+    if (o.max_message > MP__MGR_MAX_LIMIT || mp__mgr_types_check(o.types, o.ntypes) < 0 ||
+        !(o.handshake_timeout >= 0))
         return -EINVAL;
     mp_listener *l;
     int rc = client_listen(&l, address);
@@ -478,7 +480,8 @@ MP_API int mp_manager_serve(const char *address, const void *authkey, size_t aut
         return rc;
     if (o.ready)
         o.ready(mp_listener_address(l), o.ready_arg);
-    struct mp__mgr_cfg cfg = {authkey, authkey_len, o.max_message, -1, NULL, o.types, o.ntypes};
+    struct mp__mgr_cfg cfg = {authkey, authkey_len, o.max_message, -1,
+                              NULL,    o.types,     o.ntypes,      o.handshake_timeout};
     rc = mp__mgr_serve(l, &cfg);
     mp_listener_free(l);
     return rc;

@@ -354,6 +354,7 @@ int mp__mgr_server_init(struct server *s, size_t max_request)
     MP__LIST_INIT(&s->locks, struct sobj, lnode);
     MP__LIST_INIT(&s->timed, struct waiter, tnode);
     s->max_request = max_request;
+    s->hs_timeout_ns = (int64_t)(MP__MGR_HANDSHAKE_TIMEOUT * 1e9);
     s->budget = mp__mgr_budget_for(max_request);
     s->reserve_fd = -1;
     s->alive_fd = -1;
@@ -417,6 +418,8 @@ int mp__mgr_serve(mp_listener *l, const struct mp__mgr_cfg *cfg)
     s.arena = cfg->arena;
     s.utypes = cfg->types;
     s.nutypes = cfg->ntypes;
+    double hs = cfg->handshake_timeout > 0 ? cfg->handshake_timeout : MP__MGR_HANDSHAKE_TIMEOUT;
+    s.hs_timeout_ns = hs < 1e9 ? (int64_t)(hs * 1e9) : INT64_MAX / 2;
     /* The challenges' secret, drawn once: a handshake then needs no
      * system call (nor a descriptor) for its randomness. */
     rc = mp__random_bytes(s.hs_seed, sizeof s.hs_seed);

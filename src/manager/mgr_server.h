@@ -251,6 +251,7 @@ struct server {
      * kept in reserve for shedding a newcomer when none is left. */
     struct mp__list hs; /* of hsconn, the oldest first */
     size_t nhs;
+    int64_t hs_timeout_ns; /* the time each has from its accept */
     unsigned char hs_seed[32];
     uint64_t hs_counter;
     uint64_t hs_burst; /* accept bursts so far */

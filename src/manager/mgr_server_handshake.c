@@ -9,7 +9,8 @@
  * its handshake without blocking, as a state machine (codec/handshake.h)
  * fed by non-blocking reads and writes: no thread and no limit on how many
  * run at once, some 450 bytes each. A connection must finish the whole
- * exchange within MP__MGR_HANDSHAKE_TIMEOUT of its accept; otherwise it is
+ * exchange within s->hs_timeout_ns of its accept (mp_manager_opts
+ * .handshake_timeout, MP__MGR_HANDSHAKE_TIMEOUT by default); otherwise it is
  * closed. A silent peer so costs a descriptor and a few hundred bytes for
  * a few seconds, and holds up nobody. There is no shorter deadline for the
  * first bytes: an honest client on a loaded machine can be starved for
@@ -170,7 +171,7 @@ static void hs_start(struct server *s, int fd)
     int64_t now = mp__now_ns();
     h->fd = fd;
     h->accepted = now;
-    h->deadline = now + (int64_t)(MP__MGR_HANDSHAKE_TIMEOUT * 1e9);
+    h->deadline = now + s->hs_timeout_ns;
     h->burst = s->hs_burst;
     unsigned char random[MP__HS_RANDOM];
     mp__hs_random(s->hs_seed, s->hs_counter++, random);
