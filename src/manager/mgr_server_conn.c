@@ -432,10 +432,6 @@ bool mp__mgr_conn_gone(const struct sconn *c)
 {
     if (c->broken || !c->sess)
         return true;
-    /* The fuzzers' probe: its sockets' peers are closed from the start, and
-     * its connections are gone only when the harness closes them. */
-    if (c->srv->probe)
-        return false;
     /* Not marked broken here: its end of file is read in turn, and the
      * connection torn down as always. */
     return mp__peer_gone(c->fd);

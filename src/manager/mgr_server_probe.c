@@ -16,25 +16,35 @@
 struct mp__mgr_probe {
     struct server s;
     struct sconn *c[PROBE_CONNS];
+    int peer[PROBE_CONNS]; /* the client's end of each, held open, or -1 */
 };
 
 /* A fresh connection in place i. Its descriptor is real (the reaper
  * closes it, and tells torn-down connections by fd -1) but never used: one
- * end of a socket pair whose other end is closed at once. */
+ * end of a socket pair whose other end the probe holds open, so the
+ * server sees a client that is there (mp__peer_gone) until closed. */
 static int probe_conn(struct mp__mgr_probe *p, unsigned i)
 {
     int sv[2];
     int rc = mp__socketpair(sv);
     if (rc < 0)
         return rc;
-    mp__close(sv[1]);
     rc = mp__mgr_conn_add(&p->s, sv[0]);
     if (rc < 0) {
         mp__close(sv[0]);
+        mp__close(sv[1]);
         return rc;
     }
     p->c[i] = p->s.conns[p->s.nconns - 1];
+    p->peer[i] = sv[1];
     return 0;
+}
+
+static void probe_close_peer(struct mp__mgr_probe *p, unsigned i)
+{
+    if (p->peer[i] >= 0)
+        mp__close(p->peer[i]);
+    p->peer[i] = -1;
 }
 
 int mp__mgr_probe_new(struct mp__mgr_probe **out, size_t max_request)
@@ -45,6 +55,8 @@ int mp__mgr_probe_new(struct mp__mgr_probe **out, size_t max_request)
         return -ENOMEM;
     int rc = mp__mgr_server_init(&p->s, max_request ? max_request : MP__MGR_DEFAULT_MAX);
     p->s.probe = true;
+    for (unsigned i = 0; i < PROBE_CONNS; i++)
+        p->peer[i] = -1;
     for (unsigned i = 0; rc == 0 && i < PROBE_CONNS; i++)
         rc = probe_conn(p, i);
     if (rc < 0)
@@ -91,6 +103,7 @@ int mp__mgr_probe_close(struct mp__mgr_probe *p, unsigned i)
     p->c[i]->broken = true;
     p->c[i]->hung_up = true;
     mp__mgr_conns_reap(&p->s);
+    probe_close_peer(p, i);
     return probe_conn(p, i);
 }
 
@@ -109,5 +122,7 @@ void mp__mgr_probe_free(struct mp__mgr_probe *p)
     if (!p)
         return;
     mp__mgr_server_free(&p->s);
+    for (unsigned i = 0; i < PROBE_CONNS; i++)
+        probe_close_peer(p, i);
     free(p);
 }
