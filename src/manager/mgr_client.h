@@ -275,6 +275,9 @@ int mp__mgr_call_proxy(struct proxy *p, const char *method, const struct marg *a
  * the handle's. Holds the object (incref); *out is NULL on failure. */
 int mp__mgr_proxy_from_ref(mp_manager *m, size_t size, const char *const *typeids,
                            const char *const *kinds, const mp_obj *ref, struct proxy **out);
+/* A Python ident ('%x' % id(obj), as Tokens carry it) as ours: 1 to 16
+ * lowercase hex digits naming 1 to INT64_MAX (mgr_client_py.c). */
+bool mp__mgr_py_ident(const mp_obj *o, int64_t *id);
 /* The proxy reference of p (mgr_proxy_ref.c): RebuildProxy(func, Token(
  * typeid, address, '%x' of p's id), 'pickle', kwds), kwds {'exposed':
  * exposed} when exposed is not NULL (an AutoProxy), else {}. */

@@ -639,25 +639,34 @@ static const struct py_type *py_type_of(const char *kind)
     return NULL;
 }
 
-/* A Python id ('%x' % id(obj)) as ours. */
-static int py_parse_ident(const mp_obj *o, int64_t *id)
+/* A Python id ('%x' % id(obj)): 1 to 16 lowercase hex digits, 1 to
+ * INT64_MAX. */
+bool mp__mgr_py_ident(const mp_obj *o, int64_t *id)
 {
     const char *s;
     size_t n;
-    if (mp_obj_get_str(o, &s, &n) < 0 || n == 0 || n > 15)
-        return MP_EPROTO;
+    if (mp_obj_get_str(o, &s, &n) < 0 || n == 0 || n > 16)
+        return false;
     uint64_t v = 0;
     for (size_t i = 0; i < n; i++) {
         int d = s[i] >= '0' && s[i] <= '9'   ? s[i] - '0'
                 : s[i] >= 'a' && s[i] <= 'f' ? s[i] - 'a' + 10
                                              : -1;
         if (d < 0)
-            return MP_EPROTO;
+            return false;
         v = v << 4 | (unsigned)d;
     }
-    if (v == 0)
-        return MP_EPROTO;
+    if (v == 0 || v > INT64_MAX)
+        return false;
     *id = (int64_t)v;
+    return true;
+}
+
+/* A Python id as ours; MP_EPROTO when it is not one. */
+static int py_parse_ident(const mp_obj *o, int64_t *id)
+{
+    if (!mp__mgr_py_ident(o, id))
+        return MP_EPROTO;
     return 0;
 }
 

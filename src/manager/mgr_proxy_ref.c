@@ -41,23 +41,7 @@ static int pref_same_server(const mp_manager *m, const mp_obj *addr)
 /* The object's id: Python's ident, '%x' of it. */
 static int pref_ident(const mp_obj *o, int64_t *id)
 {
-    const char *s;
-    size_t n;
-    if (mp_obj_get_str(o, &s, &n) < 0 || n == 0 || n > 16)
-        return MP_EVALUE;
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; i++) {
-        int d = s[i] >= '0' && s[i] <= '9'   ? s[i] - '0'
-                : s[i] >= 'a' && s[i] <= 'f' ? s[i] - 'a' + 10
-                                             : -1;
-        if (d < 0)
-            return MP_EVALUE;
-        v = v << 4 | (uint64_t)d;
-    }
-    if (v > INT64_MAX)
-        return MP_EVALUE;
-    *id = (int64_t)v;
-    return 0;
+    return mp__mgr_py_ident(o, id) ? 0 : MP_EVALUE;
 }
 
 int mp__mgr_proxy_from_ref(mp_manager *m, size_t size, const char *const *typeids,

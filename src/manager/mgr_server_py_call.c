@@ -192,14 +192,7 @@ static bool pycall_iter_changed(struct server *s, struct sconn *c, const struct 
     const struct sobj *d = mp__mgr_obj_find(s, it->py_src);
     if (!d || d->kind != K_DICT || mp_obj_len(d->value) == it->py_src_len)
         return false;
-    mp_obj *e = mp__mgr_pys_instance("builtins.RuntimeError", "(s)",
-                                     "dictionary changed size during iteration");
-    mp_obj *r = e ? mp_obj_build("(sN)", "#ERROR", e) : NULL;
-    if (r)
-        mp__mgr_pys_send(c, r);
-    else
-        mp__mgr_pys_traceback(c, "%s", "the server is out of memory");
-    mp_obj_free(r);
+    mp__mgr_pys_raise(c, "builtins.RuntimeError", "dictionary changed size during iteration");
     return true;
 }
 
