@@ -1,6 +1,7 @@
 /*
  * io: the one home of raw descriptor calls - deadlines, EINTR, short
- * transfers, non-blocking descriptors, close-on-exec, close without retry.
+ * transfers, non-blocking descriptors, close-on-exec, close without retry,
+ * peeking, and a dead peer seen behind its unread bytes.
  */
 #include "testutil.h"
 
@@ -9,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,6 +182,104 @@ static void test_poll_with_no_descriptors_sleeps_until_the_deadline(void **state
     assert_true(tu_now() - t0 >= 0.049);
 }
 
+static void test_peeked_bytes_stay_in_the_socket_until_discarded(void **state)
+{
+    (void)state;
+    int s[2];
+    assert_int_equal(mp__socketpair(s), 0);
+    assert_int_equal(mp__recv_peek_nowait(s[0], (char[4]){0}, 4), -EAGAIN);
+    assert_int_equal(send(s[1], "abcdef", 6, 0), 6);
+    char b[8] = {0};
+    assert_int_equal(mp__recv_peek_nowait(s[0], b, 4), 4);
+    assert_memory_equal(b, "abcd", 4);
+    memset(b, 0, sizeof b);
+    assert_int_equal(mp__recv_peek_nowait(s[0], b, 8), 6); /* still all there */
+    assert_memory_equal(b, "abcdef", 6);
+    assert_int_equal(mp__discard_nowait(s[0], 4), 0);
+    memset(b, 0, sizeof b);
+    assert_int_equal(mp__recv_nowait(s[0], b, sizeof b), 2);
+    assert_memory_equal(b, "ef", 2);
+    /* fewer there than asked: a named error, not a wait */
+    assert_int_equal(send(s[1], "g", 1, 0), 1);
+    assert_int_equal(mp__discard_nowait(s[0], 2), -EAGAIN);
+    mp__close(s[1]);
+    assert_int_equal(mp__discard_nowait(s[0], 1), -EAGAIN); /* end of file */
+    mp__close(s[0]);
+}
+
+/* The peer: sends a request, then says so and waits (alive), or dies. */
+struct gone_peer {
+    int fd, say;
+    bool die;
+};
+
+static int peer_sends_then_waits_or_dies(void *arg)
+{
+    struct gone_peer *g = arg;
+    if (send(g->fd, "req", 3, MSG_NOSIGNAL) != 3)
+        return 10;
+    if (g->die)
+        return 0; /* exits: the kernel closes its end behind the unread bytes */
+    if (write(g->say, "x", 1) != 1)
+        return 11;
+    tu_sleep(TU_CHILD_LIFETIME); /* until killed */
+    return 12;
+}
+
+/* A connected pair of one kind: AF_UNIX, or TCP over the loopback. */
+static void gone_pair(bool tcp, int fds[2])
+{
+    if (!tcp) {
+        assert_int_equal(mp__socketpair(fds), 0);
+        return;
+    }
+    struct mp__sockaddr a = {.family = AF_INET, .host = "127.0.0.1", .port = 0}, bound;
+    int l = mp__listen(&a, 1, &bound);
+    assert_true(l >= 0);
+    fds[1] = mp__connect(&bound, mp__deadline(5.0));
+    assert_true(fds[1] >= 0);
+    fds[0] = mp__accept(l, mp__deadline(5.0), NULL, 0);
+    assert_true(fds[0] >= 0);
+    mp__close(l);
+}
+
+static void test_peer_gone_sees_a_dead_peer_behind_its_unread_request(void **state)
+{
+    (void)state;
+    /* What the manager's server asks before it hands a waiter a lock or an
+     * item: the waiter's request may still be unread (peeked) in its socket,
+     * and a hang-up behind it must show - over TCP too, where it is a FIN. */
+    for (int tcp = 0; tcp < 2; tcp++) {
+        for (int die = 0; die < 2; die++) {
+            int fds[2], say[2];
+            gone_pair(tcp, fds);
+            assert_int_equal(mp__pipe(say), 0);
+            assert_false(mp__peer_gone(fds[0]));
+            struct gone_peer g = {fds[1], say[1], die};
+            pid_t pid = tu_fork(peer_sends_then_waits_or_dies, &g);
+            mp__close(fds[1]);
+            mp__close(say[1]);
+            if (die) {
+                assert_int_equal(tu_wait_child(pid, 10.0), 0);
+            } else {
+                char x;
+                assert_int_equal(read(say[0], &x, 1), 1);
+            }
+            assert_int_equal(mp__wait_fd(fds[0], POLLIN, mp__deadline(5.0)), 1);
+            assert_int_equal(mp__peer_gone(fds[0]), (bool)die);
+            char b[3];
+            assert_int_equal(mp__recv_peek_nowait(fds[0], b, 3), 3); /* untouched */
+            assert_memory_equal(b, "req", 3);
+            if (!die) {
+                kill(pid, SIGKILL);
+                assert_int_equal(tu_wait_child(pid, 10.0), -SIGKILL);
+            }
+            mp__close(fds[0]);
+            mp__close(say[0]);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     tu_filter(argc, argv);
@@ -191,6 +291,8 @@ int main(int argc, char **argv)
         TU_TEST(test_write_all_resumes_after_short_writes_and_nonblocking_descriptors),
         TU_TEST(test_write_all_to_a_closed_reader_is_epipe_without_a_signal),
         TU_TEST(test_poll_with_no_descriptors_sleeps_until_the_deadline),
+        TU_TEST(test_peeked_bytes_stay_in_the_socket_until_discarded),
+        TU_TEST(test_peer_gone_sees_a_dead_peer_behind_its_unread_request),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

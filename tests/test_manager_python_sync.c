@@ -1,8 +1,9 @@
 /* manager_python_sync: CPython's SyncManager against our server, under
  * every interpreter tu_pythons finds: Semaphore, BoundedSemaphore, Event,
  * Condition and Barrier with Python's proxies (AcquirerProxy, EventProxy,
- * ConditionProxy, BarrierProxy) and threads; and a C process and a Python
- * process sharing one Semaphore, one Event and one Barrier. */
+ * ConditionProxy, BarrierProxy) and threads; a C process and a Python
+ * process sharing one Semaphore, one Event and one Barrier; a Python
+ * waiter woken once, and a Python waiter killed losing nothing. */
 #include "manager/mgr_client.h"
 #include "mgr_testutil.h"
 
@@ -114,6 +115,45 @@ static const char py_shared[] =
     "s2 = AcquirerProxy(Token('Semaphore', address, sys.argv[6]), 'pickle', authkey=key)\n"
     "assert s2.acquire(timeout=30) is True\n"
     "print('ok', i)\n";
+
+/* A Python process asleep in its read of a lock's reply is woken once, by
+ * the grant (mgr_server_conn.c: requests are peeked, and taken out of the
+ * socket once answered; taking one out at once woke the client sleeping
+ * behind it for nothing, an AF_UNIX write-space wake-up). Its voluntary
+ * context switches over the acquire count the wake-ups. */
+static const char py_woken_once[] =
+    "import resource\n"
+    "import multiprocessing as mp\n"
+    "def child(lock, d, w):\n"
+    "    d.get('warm')  # this process's own connection, made first\n"
+    "    time.sleep(0.05)  # the server is asleep when the request comes\n"
+    "    w.send('ready')\n"
+    "    n0 = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw\n"
+    "    ok = lock.acquire(timeout=30)\n"
+    "    n1 = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw\n"
+    "    w.send((ok, n1 - n0))\n"
+    "for i in range(3):\n"
+    "    lock = m.Lock(); d = m.dict(); assert lock.acquire()\n"
+    "    r, w = mp.Pipe(duplex=False)\n"
+    "    p = mp.get_context('fork').Process(target=child, args=(lock, d, w))\n"
+    "    p.start()\n"
+    "    assert r.poll(30) and r.recv() == 'ready'\n"
+    "    time.sleep(0.1)  # the child waits, asleep in its read of the reply\n"
+    "    lock.release()\n"
+    "    assert r.poll(30)\n"
+    "    ok, woken = r.recv()\n"
+    "    p.join(30); assert p.exitcode == 0\n"
+    "    # 0 only if it had not gone to sleep yet (a very busy machine)\n"
+    "    assert ok is True and woken <= 1, (ok, woken)\n"
+    "print('ok')\n";
+
+/* A Python getter parked on a Queue C made (argv[3] its id), blocked until
+ * killed. */
+static const char py_parked_getter[] =
+    "from multiprocessing.managers import BaseProxy, Token\n"
+    "q = BaseProxy(Token('Queue', address, sys.argv[3]), 'pickle', authkey=key)\n"
+    "q._callmethod('get')\n"
+    "sys.exit(3)  # never: it is killed while it waits\n";
 
 static char *py_script(const char *body)
 {
@@ -237,6 +277,71 @@ static void test_c_and_python_share_a_semaphore_an_event_and_a_barrier(void **st
     free(script);
 }
 
+static void test_python_waiter_is_woken_once_by_its_grant(void **state)
+{
+    (void)state;
+    /* The server's behaviour, not the interpreter's: python3 alone. */
+    char *script = py_script(py_woken_once);
+    mp_manager *m = st_start(NULL);
+    const char *args[] = {mp_manager_address(m), "py-key", NULL};
+    pid_t pid = tu_spawn_python_as("python3", script, args, NULL, 0);
+    assert_true(pid > 0);
+    assert_int_equal(tu_wait_child(pid, PY_TIMEOUT), 0);
+    TU_ASSERT_STATUS(mp_manager_shutdown(m), 0);
+    mp_manager_free(m);
+    free(script);
+}
+
+/*
+ * A Python getter's request waits in the server still peeked, its socket
+ * polled only for a hang-up; the getter is killed and C puts an item right
+ * behind its death, through the mailbox, before the server has read the
+ * hang-up: the item must not go to the dead getter. Over TCP the hang-up
+ * is a FIN behind the unread request (POLLRDHUP); over AF_UNIX, POLLHUP.
+ */
+static void getter_killed_takes_no_item(const char *address)
+{
+    char *script = py_script(py_parked_getter);
+    mp_manager *m = st_start(address);
+    mp_queueproxy *q;
+    TU_ASSERT_STATUS(mp_manager_queue(m, 0, &q), 0);
+    char qid[32];
+    st_ident(q, qid, sizeof qid);
+    for (int round = 0; round < 3; round++) {
+        const char *args[] = {mp_manager_address(m), "py-key", qid, NULL};
+        pid_t pid = tu_spawn_python_as("python3", script, args, NULL, 0);
+        assert_true(pid > 0);
+        assert_true(mt_eventually_waiting(m, 1));
+        kill(pid, SIGKILL);
+        assert_int_equal(tu_wait_child(pid, MT_LONG), -SIGKILL);
+        mp_obj *x = mt_int(round), *item = NULL;
+        TU_ASSERT_STATUS(mp_queueproxy_put(q, x, MT_LONG), 0);
+        mp_obj_free(x);
+        TU_ASSERT_STATUS(mp_queueproxy_get(q, &item, 2.0), 0);
+        int64_t v = -1;
+        TU_ASSERT_STATUS(mp_obj_get_int(item, &v), 0);
+        assert_int_equal(v, round);
+        mp_obj_free(item);
+        assert_true(mt_eventually_waiting(m, 0));
+    }
+    mp_queueproxy_free(q);
+    TU_ASSERT_STATUS(mp_manager_shutdown(m), 0);
+    mp_manager_free(m);
+    free(script);
+}
+
+static void test_python_getter_killed_while_waiting_takes_no_item_over_af_unix(void **state)
+{
+    (void)state;
+    getter_killed_takes_no_item(NULL);
+}
+
+static void test_python_getter_killed_while_waiting_takes_no_item_over_tcp(void **state)
+{
+    (void)state;
+    getter_killed_takes_no_item("tcp:127.0.0.1:0");
+}
+
 int main(int argc, char **argv)
 {
     tu_filter(argc, argv);
@@ -244,6 +349,9 @@ int main(int argc, char **argv)
         TU_TEST(test_python_sync_types_through_our_server_over_af_unix),
         TU_TEST(test_python_sync_types_through_our_server_over_tcp),
         TU_TEST(test_c_and_python_share_a_semaphore_an_event_and_a_barrier),
+        TU_TEST(test_python_waiter_is_woken_once_by_its_grant),
+        TU_TEST(test_python_getter_killed_while_waiting_takes_no_item_over_af_unix),
+        TU_TEST(test_python_getter_killed_while_waiting_takes_no_item_over_tcp),
     };
     return cmocka_run_group_tests_name("manager_python_sync", tests, NULL, NULL);
 }

@@ -808,12 +808,12 @@ int mp__dup_cloexec(int fd)
     return d >= 0 ? d : MP__NEG_ERRNO();
 }
 
-ssize_t mp__recv_nowait(int fd, void *buf, size_t n)
+static ssize_t recv_nowait_flags(int fd, void *buf, size_t n, int flags)
 {
     if (n > SSIZE_MAX)
         n = SSIZE_MAX;
     for (;;) {
-        ssize_t r = recv(fd, buf, n, MSG_DONTWAIT);
+        ssize_t r = recv(fd, buf, n, MSG_DONTWAIT | flags);
         if (r >= 0)
             return r;
         if (errno == EINTR)
@@ -824,15 +824,49 @@ ssize_t mp__recv_nowait(int fd, void *buf, size_t n)
     }
 }
 
+ssize_t mp__recv_nowait(int fd, void *buf, size_t n)
+{
+    return recv_nowait_flags(fd, buf, n, 0);
+}
+
+ssize_t mp__recv_peek_nowait(int fd, void *buf, size_t n)
+{
+    return recv_nowait_flags(fd, buf, n, MSG_PEEK);
+}
+
+int mp__discard_nowait(int fd, size_t n)
+{
+    unsigned char junk[512];
+    while (n > 0) {
+        ssize_t r = recv_nowait_flags(fd, junk, n < sizeof junk ? n : sizeof junk, 0);
+        if (r < 0)
+            return (int)r;
+        if (r == 0)
+            return -EAGAIN; /* end of file before n: they were not there */
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+short mp__poll_rdhup(void)
+{
+#ifdef POLLRDHUP
+    return POLLRDHUP;
+#else
+    return 0;
+#endif
+}
+
 bool mp__peer_gone(int fd)
 {
-    struct pollfd p = {.fd = fd, .events = POLLIN, .revents = 0};
+    short rdhup = mp__poll_rdhup();
+    struct pollfd p = {.fd = fd, .events = (short)(POLLIN | rdhup), .revents = 0};
     int r;
     while ((r = poll(&p, 1, 0)) < 0 && errno == EINTR)
         ;
     if (r <= 0)
         return false; /* nothing to read: the peer is (still) there */
-    if (p.revents & (POLLHUP | POLLERR | POLLNVAL))
+    if (p.revents & (POLLHUP | POLLERR | POLLNVAL | rdhup))
         return true;
     /* Readable: a request, or the end of file a TCP peer's FIN leaves. */
     unsigned char b;

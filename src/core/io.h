@@ -217,11 +217,32 @@ ssize_t mp__recv_nowait(int fd, void *buf, size_t n);
 ssize_t mp__send_nowait(int fd, const void *buf, size_t n);
 
 /*
+ * As mp__recv_nowait, but the bytes stay in the socket (MSG_PEEK) until
+ * mp__discard_nowait takes n of them. Why a reader would: a stream
+ * socket's reader that takes bytes out makes room in the writer's send
+ * buffer, and the kernel then wakes whoever sleeps on the writer's socket -
+ * a writer asleep in a read of its own, waiting for the reply, is woken
+ * for nothing (AF_UNIX wakes every sleeper on that socket for write space).
+ * Taking the request out only after the reply went spares it that wake-up.
+ * mp__discard_nowait returns 0 once n bytes are taken, or -errno (-EAGAIN
+ * when fewer than n were there).
+ */
+ssize_t mp__recv_peek_nowait(int fd, void *buf, size_t n);
+int mp__discard_nowait(int fd, size_t n);
+
+/*
  * Whether fd's peer has hung up, without waiting and without taking a byte:
- * poll() reports a hang-up or an error, or the next read is the end of file
- * (a TCP peer's FIN) or fails. A peer with a request unread is there.
+ * poll() reports a hang-up, an error or (Linux, mp__poll_rdhup) that the
+ * peer shut its writing side, even with bytes it sent unread; or the next
+ * read is the end of file (a TCP peer's FIN, where there is no POLLRDHUP)
+ * or fails.
  */
 bool mp__peer_gone(int fd);
+
+/* poll()'s event for "the peer shut its writing side, or closed", which
+ * shows even while bytes it sent are unread: Linux's POLLRDHUP, or 0 on a
+ * system without it. */
+short mp__poll_rdhup(void);
 
 /*
  * Turn on TCP keepalive with short timers (idle 10 s, then 3 probes 5 s

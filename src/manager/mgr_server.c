@@ -176,8 +176,9 @@ static int srv_round_begin(struct server *s, struct srv_round *r, int lfd)
         r->wake = srv_poll_add(s, r, mp__mgr_worker_fd(s->worker), POLLIN, NULL, NULL);
     for (size_t i = 0; i < s->nconns; i++) {
         struct sconn *c = s->conns[i];
-        short ev = (short)((srv_wants_input(c) ? POLLIN : 0) |
-                           (mp__mgr_conn_idle_output(c) ? 0 : POLLOUT));
+        /* Bytes still peeked (a request that waits): only a hang-up is news. */
+        short in = c->peeked ? mp__poll_rdhup() : srv_wants_input(c) ? POLLIN : 0;
+        short ev = (short)(in | (mp__mgr_conn_idle_output(c) ? 0 : POLLOUT));
         srv_poll_add(s, r, c->fd, ev, c, NULL);
     }
     for (struct hsconn *h = mp__list_first(&s->hs); h; h = mp__list_next(&s->hs, h)) {
@@ -309,7 +310,7 @@ static bool srv_events(struct server *s, const struct srv_round *r, int lfd)
         busy = true;
         if (ev & POLLOUT)
             mp__mgr_conn_flush(c);
-        if (ev & (POLLIN | POLLHUP | POLLERR))
+        if (ev & (POLLIN | POLLHUP | POLLERR | mp__poll_rdhup()))
             mp__mgr_conn_read(s, c);
         if (ev & POLLNVAL)
             c->broken = true;
@@ -337,6 +338,8 @@ static int srv_run(struct server *s, int lfd)
         mp__mgr_waiters_expire(s, mp__now_ns());
         for (size_t i = 0; i < s->nconns && !s->stop; i++)
             mp__mgr_conn_process(s, s->conns[i]);
+        for (size_t i = 0; i < s->nconns; i++)
+            mp__mgr_conn_take_peeked(s->conns[i]);
         mp__mgr_conns_reap(s);
         for (size_t i = 0; i < s->nconns && !s->again; i++)
             s->again = mp__mgr_conn_has_work(s->conns[i]);

@@ -203,6 +203,9 @@ struct sconn {
     size_t max_reply;
     unsigned char *in; /* in[in_pos, in_len) not yet handled */
     size_t in_pos, in_len, in_cap;
+    /* The last peeked bytes of in[] (mp__mgr_conn_read): still in the
+     * socket until answered (mp__mgr_conn_take_peeked). */
+    size_t peeked;
     mp__pickler out; /* out.p[out_pos, out.len) not yet sent */
     size_t out_pos;
     /* Large messages (mgr.h): the budget charged for in and for out, the
@@ -411,6 +414,15 @@ void mp__mgr_conns_reap(struct server *s);
 void mp__mgr_conn_flush(struct sconn *c);
 void mp__mgr_conn_read(struct server *s, struct sconn *c);
 void mp__mgr_conn_process(struct server *s, struct sconn *c);
+/*
+ * Take c's peeked bytes (mp__mgr_conn_read) out of its socket, their
+ * requests answered - after every connection's turn in a round, and before
+ * c is looked at as a waiter (mp__mgr_conn_gone). While a request among
+ * them waits (a lock not free yet) they stay, and the socket is polled only
+ * for its hang-up (POLLRDHUP), so that the client asleep behind it is woken
+ * once, by its answer; where the system has no POLLRDHUP they go at once.
+ */
+void mp__mgr_conn_take_peeked(struct sconn *c);
 bool mp__mgr_conn_ready(const struct server *s, const struct sconn *c);
 bool mp__mgr_conn_has_work(const struct sconn *c);
 bool mp__mgr_slots_pending(const struct server *s);
@@ -422,9 +434,10 @@ void mp__mgr_collect_decoded(struct server *s);
  * a peer that died this round may not have been read yet (its hang-up and
  * another client's release arrive together; a mailbox request is handled
  * without polling the sockets), so its socket is looked at once
- * (mp__peer_gone).
+ * (mp__peer_gone, which sees a hang-up behind bytes peeked and not taken
+ * yet where POLLRDHUP exists; elsewhere they are taken first).
  */
-bool mp__mgr_conn_gone(const struct sconn *c);
+bool mp__mgr_conn_gone(struct sconn *c);
 /* A reply to c's current request is complete: deliver it. */
 void mp__mgr_reply_done(struct sconn *c);
 /* What a request left to do once its reply has been delivered. */

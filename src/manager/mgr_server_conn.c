@@ -279,15 +279,44 @@ static int conn_in_room(struct server *s, struct sconn *c)
     }
 }
 
-/* Read what the socket has. End of file or an error marks it broken.
+/* Take the bytes c peeked out of its socket (they are in its buffer). */
+static void conn_discard_peeked(struct sconn *c)
+{
+    if (c->peeked && mp__discard_nowait(c->fd, c->peeked) < 0)
+        c->broken = true; /* cannot be: nobody else reads this socket */
+    c->peeked = 0;
+}
+
+void mp__mgr_conn_take_peeked(struct sconn *c)
+{
+    if (c->peeked && !(c->waiter && mp__poll_rdhup()))
+        conn_discard_peeked(c);
+}
+
+/*
+ * Read what the socket has. End of file or an error marks it broken.
  * The buffer grows only as bytes arrive, never by what a header claims:
  * to IN_KEEP, or, for a large request, step by step to its size, each step
- * charged against the budget. */
+ * charged against the budget.
+ *
+ * Small requests are peeked, and taken out of the socket only once they
+ * are answered (mp__mgr_conn_take_peeked): taking them out at once would
+ * wake a client already asleep in its read of the reply, for nothing (io.h,
+ * mp__recv_peek_nowait) - Python's proxies sleep there at once. What fills
+ * the buffer (a large request) is taken at once, as is a mailbox client's
+ * doorbell (that client spins for its reply in the slot).
+ */
 void mp__mgr_conn_read(struct server *s, struct sconn *c)
 {
+    /* Bytes still peeked belong to a request that waits, and the socket was
+     * polled only for a hang-up: take them, and read on to the end of file. */
+    conn_discard_peeked(c);
+    bool peek = !c->slot;
     while (conn_in_room(s, c) > 0) {
         size_t room = c->in_cap - c->in_len;
-        ssize_t r = mp__recv_nowait(c->fd, c->in + c->in_len, room);
+        peek = peek && !c->skip;
+        ssize_t r = peek ? mp__recv_peek_nowait(c->fd, c->in + c->in_len, room)
+                         : mp__recv_nowait(c->fd, c->in + c->in_len, room);
         if (r == -EAGAIN)
             return;
         if (r <= 0) {
@@ -296,8 +325,17 @@ void mp__mgr_conn_read(struct server *s, struct sconn *c)
             return;
         }
         c->in_len += (size_t)r;
-        if ((size_t)r < room && !c->skip)
-            return; /* drained (an extra recv would only say EAGAIN) */
+        if ((size_t)r < room && !c->skip) {
+            /* drained (an extra recv would only say EAGAIN) */
+            if (peek)
+                c->peeked = (size_t)r;
+            return;
+        }
+        if (peek) { /* more may follow: take these now, read the rest plainly */
+            c->peeked = (size_t)r;
+            conn_discard_peeked(c);
+            peek = false;
+        }
     }
 }
 
@@ -428,10 +466,11 @@ void mp__mgr_conn_process(struct server *s, struct sconn *c)
 }
 
 /* Could mp__mgr_conn_process make progress without new input? */
-bool mp__mgr_conn_gone(const struct sconn *c)
+bool mp__mgr_conn_gone(struct sconn *c)
 {
     if (c->broken || !c->sess)
         return true;
+    mp__mgr_conn_take_peeked(c);
     /* Not marked broken here: its end of file is read in turn, and the
      * connection torn down as always. */
     return mp__peer_gone(c->fd);
