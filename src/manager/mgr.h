@@ -71,13 +71,14 @@
  * A server whose clients all speak over sockets (Python's proxies) spins
  * too, though each look there is a poll() and a yield: the spin is about
  * half its CPU per request, but it is what spares those clients a wake-up
- * of the server on every request they send, and a second, empty wake-up
- * of their own when the server reads a request they sleep behind. Sleeping
- * instead of spinning whenever the socket clients that may be running and
- * the server outnumber the CPUs (W6 by four Python clients on two CPUs)
- * halved the server's CPU per request, but cost the clients 20-25% more
- * CPU per request and 20-28% of their requests per second (perf stat,
- * 4 x 2,500 operations, on a busy two-vCPU machine).
+ * of the server on every request they send. Sleeping instead of spinning
+ * whenever the socket clients that may be running and the server
+ * outnumber the CPUs (W6 by four Python clients on two CPUs) halved the
+ * server's CPU per request, but cost the clients 20-25% more CPU per
+ * request and 20-28% of their requests per second (perf stat, 4 x 2,500
+ * operations, on a busy two-vCPU machine); with requests peeked
+ * (mgr_server_conn.c, mp__mgr_conn_read) sleeping ran at half the ops/s
+ * of spinning.
  *
  * A client connection whose spins keep missing (an overloaded server)
  * stops spinning, trying again only now and then, so the CPU it burns
