@@ -82,10 +82,8 @@ static mp_obj *pyreply_exception(const struct sconn *c, int code, const char *te
 {
     const char *cls;
     switch (code) {
-    case MP_EKEY:
-        if (c->py_kind == K_LIST)
-            return mp__mgr_pys_instance("builtins.IndexError", "(s)", "list index out of range");
-        cls = c->py_kind == K_ARRAY       ? "builtins.IndexError"
+    case MP_EKEY: /* a list's texts are Python's: which index, which call */
+        cls = c->py_kind == K_ARRAY || c->py_kind == K_LIST ? "builtins.IndexError"
               : c->py_kind == K_NAMESPACE ? "builtins.AttributeError"
                                           : "builtins.KeyError";
         break;

@@ -139,7 +139,10 @@ static int slist_del_or_pop(const struct req *r, bool pop)
     }
     size_t i = len - 1;
     if (mp_obj_len(r->args) > 0 &&
-        slist_arg_index(r, len, "IndexError: index out of range", &i) < 0)
+        slist_arg_index(r, len,
+                        pop ? "IndexError: pop index out of range"
+                            : "IndexError: list assignment index out of range",
+                        &i) < 0)
         return 0;
     /* A pop removes the item only once its reply stood. */
     if (pop && mp__mgr_reply_obj(r->c, mp_obj_list_get(r->o->value, i)) != 0)
