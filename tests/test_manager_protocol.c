@@ -1,7 +1,8 @@
 /*
  * manager_protocol: the wire protocol from the raw side - malformed and random
  * requests, hand-written ones the fast path and the decoder must read alike,
- * argument counts, int replies of every width, and a Python client.
+ * argument counts, int replies of every width, a Python client, and
+ * requests split or run together on the socket.
  */
 #include "mgr_testutil.h"
 
@@ -10,6 +11,8 @@
 #include <mpipc/manager.h>
 #include <mpipc/obj.h>
 
+#include <errno.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -565,6 +568,109 @@ static void test_a_python_client_speaks_the_protocol(void **state)
     mp_manager_free(m);
 }
 
+/* ---- how requests arrive on the socket ------------------------------------------- */
+
+/* req as a frame: Python's 4-byte big-endian length, then the pickle. */
+static unsigned char *pt_frame(mp_obj *req, size_t *len)
+{
+    void *p = NULL;
+    size_t n = 0;
+    TU_ASSERT_STATUS(mp_obj_dumps(req, &p, &n), 0);
+    mp_obj_free(req);
+    unsigned char *f = malloc(n + 4);
+    assert_non_null(f);
+    f[0] = (unsigned char)(n >> 24);
+    f[1] = (unsigned char)(n >> 16);
+    f[2] = (unsigned char)(n >> 8);
+    f[3] = (unsigned char)n;
+    memcpy(f + 4, p, n);
+    free(p);
+    *len = n + 4;
+    return f;
+}
+
+static void pt_write(int fd, const unsigned char *p, size_t n)
+{
+    assert_int_equal(write(fd, p, n), (ssize_t)n);
+    tu_sleep(0.02); /* a server round or more: it reads (peeks) what is there */
+}
+
+static int pt_reply(mp_conn *c)
+{
+    mp_obj *r = NULL;
+    TU_ASSERT_STATUS(mp_conn_recv(c, &r, MT_LONG), 0);
+    return mt_reply_code(r);
+}
+
+static void test_requests_split_or_run_together_on_the_socket_are_answered_in_order(void **state)
+{
+    (void)state;
+    /* The server peeks what a socket has and takes it out once answered
+     * (mgr_server_conn.c): a frame that comes in pieces, frames that come
+     * together, and a frame larger than its read buffer must each be read
+     * exactly once, in order. A raw connection has no mailbox: every byte
+     * goes through that path. */
+    mp_manager *m = mt_start();
+    size_t keylen;
+    const void *key = mp_manager_authkey(m, &keylen);
+    mp_conn *c;
+    TU_ASSERT_STATUS(mp_client_connect(&c, mp_manager_address(m), key, keylen, MT_LONG), 0);
+    mt_raw_hello(c, 4242, 0);
+    int fd = mp_conn_fileno(c);
+    size_t n1, n2, n3;
+    unsigned char *f1 = pt_frame(mt_request(987654, "get", NULL), &n1); /* MP_ENOOBJ */
+    unsigned char *f2 = pt_frame(mt_request(0, "no such method", NULL), &n2); /* MP_EPROTO */
+    unsigned char *f3 = pt_frame(mt_request(0, "info", NULL), &n3); /* 0 */
+    for (int round = 0; round < 3; round++) {
+        /* f1 in three pieces (inside its header, inside its pickle), its
+         * last byte together with f2 and f3 */
+        pt_write(fd, f1, 3);
+        pt_write(fd, f1 + 3, n1 - 4);
+        unsigned char *rest = malloc(1 + n2 + n3);
+        assert_non_null(rest);
+        rest[0] = f1[n1 - 1];
+        memcpy(rest + 1, f2, n2);
+        memcpy(rest + 1 + n2, f3, n3);
+        pt_write(fd, rest, 1 + n2 + n3);
+        free(rest);
+        assert_int_equal(pt_reply(c), MP_ENOOBJ);
+        assert_int_equal(pt_reply(c), MP_EPROTO);
+        assert_int_equal(pt_reply(c), 0);
+    }
+    /* larger than the read buffer (and than the 64 KiB a small request may
+     * take), then a small one right behind it in the same write */
+    size_t big = 200 * 1024, nb;
+    char *blob = calloc(1, big);
+    assert_non_null(blob);
+    mp_obj *args = mp_obj_tuple_new();
+    mp_obj_tuple_append(args, mp_obj_bytes(blob, big));
+    free(blob);
+    unsigned char *fb = pt_frame(mt_request(987654, "get", args), &nb);
+    unsigned char *two = malloc(nb + n3);
+    assert_non_null(two);
+    memcpy(two, fb, nb);
+    memcpy(two + nb, f3, n3);
+    for (size_t off = 0; off < nb + n3;) { /* the socket may take it in parts */
+        ssize_t w = write(fd, two + off, nb + n3 - off);
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd p = {.fd = fd, .events = POLLOUT, .revents = 0};
+            assert_int_equal(poll(&p, 1, (int)(MT_LONG * 1000)), 1);
+            continue;
+        }
+        assert_true(w > 0);
+        off += (size_t)w;
+    }
+    assert_int_equal(pt_reply(c), MP_ENOOBJ);
+    assert_int_equal(pt_reply(c), 0);
+    free(two);
+    free(fb);
+    free(f1);
+    free(f2);
+    free(f3);
+    mp_conn_free(c);
+    mp_manager_free(m);
+}
+
 int main(int argc, char **argv)
 {
     tu_filter(argc, argv);
@@ -575,6 +681,7 @@ int main(int argc, char **argv)
         TU_TEST(test_hand_written_requests_mean_what_the_decoder_says),
         TU_TEST(test_every_request_checks_its_argument_count_and_the_server_serves_on),
         TU_TEST(test_a_python_client_speaks_the_protocol),
+        TU_TEST(test_requests_split_or_run_together_on_the_socket_are_answered_in_order),
     };
     return cmocka_run_group_tests_name("manager_protocol", tests, NULL, NULL);
 }
