@@ -465,7 +465,7 @@ void mp__mgr_conn_process(struct server *s, struct sconn *c)
     }
 }
 
-/* Could mp__mgr_conn_process make progress without new input? */
+/* Is a waiter's connection gone (mgr_server.h)? */
 bool mp__mgr_conn_gone(struct sconn *c)
 {
     if (c->broken || !c->sess)
@@ -476,6 +476,7 @@ bool mp__mgr_conn_gone(struct sconn *c)
     return mp__peer_gone(c->fd);
 }
 
+/* Could mp__mgr_conn_process make progress without new input? */
 bool mp__mgr_conn_has_work(const struct sconn *c)
 {
     uint64_t st;
