@@ -53,6 +53,7 @@ def shapes():
     tok = Token("dict", ("127.0.0.1", 5000), "7f1")
     yield from [tok, KeyError("k"), IndexError(), ValueError(1, "v"), queue.Empty(),
                 queue.Full(), threading.BrokenBarrierError(), RemoteError("tb"),
+                __import__("multiprocessing").AuthenticationError("digest received was wrong"),
                 StopIteration([1]), ("#ERROR", KeyError(("k", 1))),
                 ("#PROXY", (("get", "put"), tok)), [tok, tok, KeyError(tok)],
                 ZeroDivisionError("refused"), queue.Queue]

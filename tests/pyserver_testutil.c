@@ -22,6 +22,10 @@ static const char ps_script[] =
     "M.register('shared_lock', callable=lambda: shared['lock'], proxytype=AcquirerProxy)\n"
     "M.register('shared_queue', callable=lambda: shared['queue'])\n"
     "address = ('127.0.0.1', 0) if fam == 'tcp' else sys.argv[6]\n"
+    "# the manager's authkey is the process's, as a SyncManager made without one\n"
+    "# has it: the proxies the server rebuilds for itself (Condition(lock)) need it\n"
+    "if sys.argv[7] == '1':\n"
+    "    import multiprocessing; multiprocessing.current_process().authkey = b'" PS_KEY "'\n"
     "m = M(address=address, authkey=b'" PS_KEY "')\n"
     "def ours(a): return 'tcp:%s:%d' % a if isinstance(a, tuple) else 'unix:' + a\n"
     "if mode == 'start':\n"
@@ -63,6 +67,12 @@ static int ps_read_line(int fd, char *buf, size_t cap)
 
 int ps_start(struct ps_server *s, const char *py, bool serve, bool tcp, int count)
 {
+    return ps_start_key(s, py, serve, tcp, count, true);
+}
+
+int ps_start_key(struct ps_server *s, const char *py, bool serve, bool tcp, int count,
+                 bool process_key)
+{
     static int seq;
     memset(s, 0, sizeof *s);
     s->serve = serve;
@@ -84,7 +94,8 @@ int ps_start(struct ps_server *s, const char *py, bool serve, bool tcp, int coun
     snprintf(path, sizeof path, "/tmp/mpipc-pysrv-%d-%d.sock", (int)getpid(), seq++);
     (void)unlink(path);
     const char *args[] = {
-        serve ? "serve" : "start", tcp ? "tcp" : "unix", wfd, rfd, cnt, path, NULL};
+        serve ? "serve" : "start", tcp ? "tcp" : "unix", wfd, rfd, cnt, path,
+        process_key ? "1" : "0", NULL};
     int keep[2] = {up[1], stop[0]};
     s->pid = tu_spawn_python_as(py, ps_script, args, keep, 2);
     close(up[1]);

@@ -27,10 +27,17 @@ struct ps_server {
  * serve_forever()) or start (manager.start()), on TCP or AF_UNIX. The
  * server also has the typeids 'shared_dict' ({'count': count, 'who':
  * 'python'}), 'shared_list', 'shared_lock' and 'shared_queue': one object
- * each, as BaseManager.register(typeid, callable=...) shares them.
+ * each, as BaseManager.register(typeid, callable=...) shares them. The
+ * server process's authkey is the manager's.
  * Returns 0, or -1 (the child is then reaped).
  */
 int ps_start(struct ps_server *s, const char *py, bool serve, bool tcp, int count);
+/* ps_start, the server process's own authkey the manager's (process_key,
+ * as ps_start has it: a SyncManager made without an authkey) or Python's
+ * random one (a SyncManager given authkey=): a proxy the server rebuilds
+ * for itself (Condition(lock)) can connect back only with the first. */
+int ps_start_key(struct ps_server *s, const char *py, bool serve, bool tcp, int count,
+                 bool process_key);
 
 /* Stop it (start mode: close the pipe; serve mode: the caller sent
  * shutdown, or it is killed) and reap it: its exit status, or -1. */

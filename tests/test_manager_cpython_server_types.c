@@ -114,10 +114,62 @@ static int ct_cond_child(void *arg)
     return mp_condproxy_release(sh->cond) == 0 && rc == 0 ? 0 : 2;
 }
 
+/* A child waits on sh->cond; notify until it is done (Python's notify says
+ * nothing of who woke), each round bounded. */
+static void ct_notify_until_done(struct ct_shared *sh)
+{
+    pid_t pid = tu_fork(ct_cond_child, sh);
+    assert_true(pid > 0);
+    int st = -1;
+    for (int i = 0; i < 200 && (st = tu_poll_child(pid)) == TU_RUNNING; i++) {
+        TU_ASSERT_STATUS(mp_condproxy_acquire(sh->cond, 5.0), 0);
+        TU_ASSERT_STATUS(mp_condproxy_notify(sh->cond, 1), 0);
+        TU_ASSERT_STATUS(mp_condproxy_release(sh->cond), 0);
+        tu_sleep(0.05);
+    }
+    if (st == TU_RUNNING)
+        st = tu_wait_child(pid, 5.0);
+    assert_int_equal(st, 0);
+}
+
+/* Another process finds the lock held: its non-blocking acquire fails. */
+static int ct_lock_is_held_child(void *arg)
+{
+    return mp_lockproxy_acquire(arg, MP_NOWAIT) == MP_ETIMEDOUT ? 0 : 1;
+}
+
+/* Condition(lock) over a Lock or an RLock C made: the lock travels as a
+ * pickled AcquirerProxy, and the condition's acquire, wait and release are
+ * that lock's (another proxy of it sees it held, then free); a waiter in
+ * another process wakes on notify. Over an RLock, wait is RuntimeError
+ * (MP_EVALUE), the lock still held, as Python's own
+ * m.Condition(m.RLock()).wait() is: the server's Condition asks a lock
+ * without _is_owned by a non-blocking acquire, which an RLock's owner
+ * always gets. */
+static void ct_condition_over(mp_manager *m, bool rlock)
+{
+    struct ct_shared sh = {0};
+    mp_lockproxy *lock = NULL;
+    TU_ASSERT_STATUS(rlock ? mp_manager_rlock(m, &lock) : mp_manager_lock(m, &lock), 0);
+    TU_ASSERT_STATUS(mp_manager_condition(m, lock, &sh.cond), 0);
+    TU_ASSERT_STATUS(mp_condproxy_acquire(sh.cond, 5.0), 0);
+    pid_t pid = tu_fork(ct_lock_is_held_child, lock);
+    assert_int_equal(tu_wait_child(pid, 30.0), 0);
+    TU_ASSERT_STATUS(mp_condproxy_wait(sh.cond, 0.1), rlock ? MP_EVALUE : MP_ETIMEDOUT);
+    pid = tu_fork(ct_lock_is_held_child, lock); /* held after the wait */
+    assert_int_equal(tu_wait_child(pid, 30.0), 0);
+    TU_ASSERT_STATUS(mp_condproxy_release(sh.cond), 0);
+    TU_ASSERT_STATUS(mp_lockproxy_acquire(lock, MP_NOWAIT), 0); /* free */
+    TU_ASSERT_STATUS(mp_lockproxy_release(lock), 0);
+    if (!rlock)
+        ct_notify_until_done(&sh);
+    mp_condproxy_free(sh.cond);
+    mp_lockproxy_free(lock);
+}
+
 /* Condition: wait and notify need the lock (RuntimeError: MP_EVALUE),
  * wait times out holding it again, a waiter in another process wakes on
- * notify; over a given lock it is -ENOTSUP (the lock would travel as a
- * pickled proxy). */
+ * notify; and over a given lock (ct_condition_over). */
 static void ct_condition(mp_manager *m)
 {
     struct ct_shared sh = {0};
@@ -131,28 +183,11 @@ static void ct_condition(mp_manager *m)
     TU_ASSERT_STATUS(mp_condproxy_notify_all(sh.cond), 0);
     TU_ASSERT_STATUS(mp_condproxy_release(sh.cond), 0);
 
-    pid_t pid = tu_fork(ct_cond_child, &sh);
-    assert_true(pid > 0);
-    int st = -1;
-    /* Python's notify says nothing of who woke: notify until the child is
-     * done (each round bounded). */
-    for (int i = 0; i < 200 && (st = tu_poll_child(pid)) == TU_RUNNING; i++) {
-        TU_ASSERT_STATUS(mp_condproxy_acquire(sh.cond, 5.0), 0);
-        TU_ASSERT_STATUS(mp_condproxy_notify(sh.cond, 1), 0);
-        TU_ASSERT_STATUS(mp_condproxy_release(sh.cond), 0);
-        tu_sleep(0.05);
-    }
-    if (st == TU_RUNNING)
-        st = tu_wait_child(pid, 5.0);
-    assert_int_equal(st, 0);
+    ct_notify_until_done(&sh);
     mp_condproxy_free(sh.cond);
 
-    mp_lockproxy *lock = NULL;
-    mp_condproxy *c2 = NULL;
-    TU_ASSERT_STATUS(mp_manager_lock(m, &lock), 0);
-    TU_ASSERT_STATUS(mp_manager_condition(m, lock, &c2), -ENOTSUP);
-    assert_null(c2);
-    mp_lockproxy_free(lock);
+    ct_condition_over(m, false);
+    ct_condition_over(m, true);
 }
 
 static int ct_barrier_child(void *arg)
@@ -469,6 +504,31 @@ static void test_c_types_and_containers_on_cpython_serve_forever_tcp(void **stat
     ct_run_types(true, true);
 }
 
+static void test_condition_over_a_lock_on_a_server_with_another_process_key_is_eauth(void **state)
+{
+    (void)state;
+    /* A SyncManager given authkey= keeps Python's random process authkey:
+     * the proxy its Condition rebuilds for the lock cannot connect back
+     * (Python's own m.Condition(m.Lock()) fails there alike), and its
+     * AuthenticationError reaches C as MP_EAUTH - the class is one the
+     * decoder reads - not as a refused pickle. The lock is untouched. */
+    struct ps_server s;
+    assert_int_equal(ps_start_key(&s, "python3", false, false, 0, false), 0);
+    mp_manager *m = ct_connect(s.address, PS_KEY, PS_KEY_LEN);
+    mp_lockproxy *lock = NULL;
+    mp_condproxy *cond = NULL;
+    TU_ASSERT_STATUS(mp_manager_lock(m, &lock), 0);
+    TU_ASSERT_STATUS(mp_manager_condition(m, lock, &cond), 0);
+    TU_ASSERT_STATUS(mp_condproxy_acquire(cond, 5.0), MP_EAUTH);
+    assert_non_null(strstr(mp_errmsg(MP_EAUTH), "AuthenticationError"));
+    TU_ASSERT_STATUS(mp_lockproxy_acquire(lock, MP_NOWAIT), 0);
+    TU_ASSERT_STATUS(mp_lockproxy_release(lock), 0);
+    mp_condproxy_free(cond);
+    mp_lockproxy_free(lock);
+    mp_manager_free(m);
+    assert_int_equal(ps_stop(&s), 0);
+}
+
 /* ---- _TestRemoteManager, _TestManagerRestart ------------------------------------- */
 
 /* CPython's QueueManager: one queue.Queue behind the typeid get_queue, at
@@ -685,6 +745,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         TU_TEST(test_c_types_and_containers_on_cpython_started_manager),
         TU_TEST(test_c_types_and_containers_on_cpython_serve_forever_tcp),
+        TU_TEST(test_condition_over_a_lock_on_a_server_with_another_process_key_is_eauth),
         TU_TEST(test_c_clients_pass_cpython_test_remote),
         TU_TEST(test_c_clients_pass_cpython_test_rapid_restart),
     };

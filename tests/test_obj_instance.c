@@ -19,6 +19,7 @@
  * the default protocol), as records of (pickle, Python's repr). */
 static const char py_dump[] =
     "import sys, pickle, queue, threading, struct\n"
+    "from multiprocessing import AuthenticationError\n"
     "from multiprocessing.managers import Token, RemoteError\n"
     "from multiprocessing.reduction import ForkingPickler\n"
     "vals = [Token('dict', '/tmp/m', '7f1'), Token('Queue', ('127.0.0.1', 5000), 'ab'),\n"
@@ -26,6 +27,7 @@ static const char py_dump[] =
     "    ValueError(1, 2.5), TypeError('x'), AttributeError('a'),\n"
     "    RuntimeError('release unlocked lock'), StopIteration(5), OverflowError('o'),\n"
     "    threading.BrokenBarrierError(), queue.Empty(), queue.Full(),\n"
+    "    AuthenticationError('digest received was wrong'),\n"
     "    RemoteError('Traceback ...'), ('#ERROR', KeyError('k')),\n"
     "    ('#PROXY', (('get', 'put'), Token('Queue', '/tmp/m', '7f2'))),\n"
     "    [KeyError([1, {'a': (2,)}]), KeyError([1, {'a': (2,)}])]]\n"
@@ -44,7 +46,7 @@ static void test_instances_python_pickles_decode_with_pythons_repr(void **state)
     unsigned char *out = NULL;
     size_t n = 0;
     TU_ASSERT_STATUS(tu_python_filter(py_dump, NULL, 0, &out, &n, PY_TIMEOUT), 0);
-    assert_int_equal(assert_python_records(out, n, false), 18 * 5);
+    assert_int_equal(assert_python_records(out, n, false), 19 * 5);
     free(out);
 }
 
@@ -138,6 +140,7 @@ static void test_instances_c_pickles_rebuild_pythons_real_classes(void **state)
         {"builtins.StopIteration", "(i)"},
         {"builtins.OverflowError", "(s)"},
         {"threading.BrokenBarrierError", "()"},
+        {"multiprocessing.context.AuthenticationError", "(s)"},
         {"queue.Empty", "()"},
         {"queue.Full", "()"},
     };

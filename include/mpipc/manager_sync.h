@@ -133,7 +133,11 @@ MP_API void mp_eventproxy_free(mp_eventproxy *ev);
  *
  * lock: a manager Lock or RLock of the same manager (borrowed; the
  *       calling process then holds it for as long as it is connected), or
- *       NULL for a new RLock of the condition's own.
+ *       NULL for a new RLock of the condition's own. On CPython's server the
+ *       lock travels as a pickled proxy, which the server calls through a
+ *       proxy of its own: as with Python's m.Condition(m.Lock()), that needs
+ *       the server process's authkey to be the manager's, and wait and
+ *       notify over an RLock are MP_EVALUE (Python's RuntimeError) there.
  *
  * Returns 0; MP_ENOOBJ when lock is gone. Ownership: mp_condproxy_free()
  * the proxy. Thread/fork: as mp_manager_dict().

@@ -29,6 +29,7 @@ static const struct {
     {"builtins", "OverflowError", "builtins.OverflowError"},
     {"builtins", "slice", "builtins.slice"},
     {"threading", "BrokenBarrierError", "threading.BrokenBarrierError"},
+    {"multiprocessing.context", "AuthenticationError", "multiprocessing.context.AuthenticationError"},
     {"queue", "Empty", "queue.Empty"},
     {"queue", "Full", "queue.Full"},
 };
@@ -56,7 +57,8 @@ int mp__instance_lookup(const char *mod, size_t modlen, const char *name, size_t
     /* CPython 3.7+ defines queue.Empty in C as _queue.Empty and pickles it
      * under that module; protocols 0-2 write Python 2's module names
      * (exceptions.KeyError, Queue.Full, __builtin__.slice), as pickle's
-     * fix_imports maps them.
+     * fix_imports maps them, and multiprocessing.AuthenticationError for
+     * multiprocessing.context's (_compat_pickle's REVERSE_IMPORT_MAPPING).
      * Each is the same class. */
     if (inst_eq(mod, modlen, "_queue") && inst_eq(name, namelen, "Empty"))
         mod = "queue", modlen = 5;
@@ -64,6 +66,8 @@ int mp__instance_lookup(const char *mod, size_t modlen, const char *name, size_t
         mod = "queue", modlen = 5;
     else if (inst_eq(mod, modlen, "exceptions") || inst_eq(mod, modlen, "__builtin__"))
         mod = "builtins", modlen = 8;
+    else if (inst_eq(mod, modlen, "multiprocessing") && inst_eq(name, namelen, "AuthenticationError"))
+        mod = "multiprocessing.context", modlen = 23;
     for (int i = 0; i < INST_COUNT; i++)
         if (inst_eq(mod, modlen, inst_classes[i].module) &&
             inst_eq(name, namelen, inst_classes[i].name))

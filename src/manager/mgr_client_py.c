@@ -237,6 +237,7 @@ static const struct {
     {"queue.Full", MP_FULL},
     {"builtins.AssertionError", MP_ESTATE},
     {"threading.BrokenBarrierError", MP_EBROKEN},
+    {"multiprocessing.context.AuthenticationError", MP_EAUTH},
 };
 
 /* A connection in accept_connection mode: idle in the handle's list, or
@@ -712,13 +713,6 @@ int mp__mgr_py_create(mp_manager *m, const char *kind, const char *name, bool at
                           "registered on the server instead");
         return -ENOTSUP;
     }
-    if (!attach && strcmp(kind, "condition") == 0 && initial && initial->t != A_NONE) {
-        /* Condition(lock): the lock would travel as a pickled proxy
-         * (RebuildProxy, a Token), which we do not write. */
-        mp__err(-ENOTSUP, "CPython's manager: no Condition over a given lock from C; "
-                          "use one of its own");
-        return -ENOTSUP;
-    }
     /* Attaching calls the typeid registered under that name (BaseManager.
      * register(name, callable=...)): Python's way to share one object. */
     const char *typeid = attach ? name : t->typeid;
@@ -743,6 +737,15 @@ int mp__mgr_py_create(mp_manager *m, const char *kind, const char *name, bool at
     p->id = id;
     p->pyt = t;
     return 0;
+}
+
+int mp__mgr_py_lock_ref(const struct proxy *lock, mp_obj **ref)
+{
+    /* As BaseProxy.__reduce__ writes an AcquirerProxy (not an AutoProxy:
+     * no exposed list). The server that loads it finds its own object
+     * (RebuildProxy: manager_owned) and calls it through a proxy of its
+     * own, which connects with the server process's authkey. */
+    return mp__mgr_proxy_ref(lock, "AcquirerProxy", lock->pyt->typeid, NULL, ref);
 }
 
 int mp__mgr_py_adopt(const char *kind, struct proxy *p)

@@ -141,8 +141,21 @@ MP_API int mp_manager_condition(mp_manager *m, mp_lockproxy *lock, mp_condproxy 
             *out = NULL;
         return -EINVAL; /* a lock of another manager */
     }
-    struct marg init = lp ? ARG_INT(lp->id) : ARG_NONE;
-    return sync_proxy_new(m, sizeof(mp_condproxy), "condition", &init, (void **)out);
+    /* Our server takes the lock's id; CPython's the lock itself, as a
+     * pickled proxy (mp__mgr_py_lock_ref). */
+    mp_obj *ref = NULL;
+    if (lp && m->py) {
+        int rc = mp__mgr_py_lock_ref(lp, &ref);
+        if (rc < 0) {
+            if (out)
+                *out = NULL;
+            return rc;
+        }
+    }
+    struct marg init = ref ? ARG_OBJ(ref) : lp ? ARG_INT(lp->id) : ARG_NONE;
+    int rc = sync_proxy_new(m, sizeof(mp_condproxy), "condition", &init, (void **)out);
+    mp_obj_free(ref);
+    return rc;
 }
 
 MP_API int mp_condproxy_acquire(mp_condproxy *cond, double timeout)
