@@ -306,7 +306,8 @@ int mp__mgr_py_create(mp_manager *m, const char *kind, const char *name, bool at
  * -ENOTSUP for a kind without a C proxy there. */
 int mp__mgr_py_adopt(const char *kind, struct proxy *p);
 /* A lock proxy of CPython's server as the pickled proxy its Condition(lock)
- * takes (managers.RebuildProxy of an AcquirerProxy): 0, or -ENOMEM. */
+ * takes (managers.RebuildProxy of an AcquirerProxy): 0, -ENOMEM, or
+ * MP_EVALUE for an address a Token cannot carry (mp__mgr_proxy_ref). */
 int mp__mgr_py_lock_ref(const struct proxy *lock, mp_obj **ref);
 /* A call on the server itself (incref, release, shutdown), translated. */
 int mp__mgr_py_call(mp_manager *m, const char *method, const struct marg *a, size_t n,
