@@ -4,6 +4,8 @@
  */
 #include "mgr_testutil.h"
 
+#include <mpipc/listener.h>
+
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -191,6 +193,16 @@ int mt_send_obj(mp_conn *c, mp_obj *req)
     mp_obj *r = NULL;
     TU_ASSERT_STATUS(mp_conn_recv(c, &r, MT_LONG), 0);
     return mt_reply_code(r);
+}
+
+/* A raw connection to m's server, with its key (no hello yet). */
+mp_conn *mt_raw_connect(mp_manager *m)
+{
+    size_t keylen;
+    const void *key = mp_manager_authkey(m, &keylen);
+    mp_conn *c = NULL;
+    TU_ASSERT_STATUS(mp_client_connect(&c, mp_manager_address(m), key, keylen, MT_LONG), 0);
+    return c;
 }
 
 /* Say hello on a raw connection, with a reply limit (0: the server's). */

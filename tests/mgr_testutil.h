@@ -72,12 +72,14 @@ int mt_env_int(const char *name, int dflt);
  * mt_send_obj sends and frees one and returns its reply's code;
  * mt_raw_call sends a hand-made frame and returns the reply; mt_reply_code
  * turns a reply into 0 ('#RETURN') or its error code, and frees it.
- * mt_raw_hello says hello with a reply limit (0: the server's). */
+ * mt_raw_hello says hello with a reply limit (0: the server's);
+ * mt_raw_connect makes such a connection to m (mp_conn_free it). */
 mp_obj *mt_request(int64_t ident, const char *method, mp_obj *args);
 int mt_send_obj(mp_conn *c, mp_obj *req);
 mp_obj *mt_raw_call(mp_conn *c, const void *frame, size_t len);
 int mt_reply_code(mp_obj *r);
 void mt_raw_hello(mp_conn *c, int64_t session, int64_t max_reply);
+mp_conn *mt_raw_connect(mp_manager *m);
 
 /* A manager served on "tcp:127.0.0.1:0" with key "secret" by a tu_fork
  * child; arg points at a struct mt_serving: a pipe's write end, where the

@@ -552,10 +552,7 @@ static void test_a_large_request_stalls_nobody_and_its_memory_is_given_back(void
     mp_manager *m = mt_start();
     mp_listproxy *l;
     TU_ASSERT_STATUS(mp_manager_list(m, NULL, &l), 0); /* id 1 */
-    size_t keylen;
-    const void *key = mp_manager_authkey(m, &keylen);
-    mp_conn *c;
-    TU_ASSERT_STATUS(mp_client_connect(&c, mp_manager_address(m), key, keylen, MT_LONG), 0);
+    mp_conn *c = mt_raw_connect(m);
     mt_raw_hello(c, 6000, 0);
     /* (1, 'contains', ([None] * n,)) */
     size_t n = large_nones();
@@ -638,10 +635,7 @@ static void test_requests_behind_a_large_one_wait_without_spinning(void **state)
     mp_manager *m = mt_start();
     mp_listproxy *l;
     TU_ASSERT_STATUS(mp_manager_list(m, NULL, &l), 0); /* id 1 */
-    size_t keylen;
-    const void *key = mp_manager_authkey(m, &keylen);
-    mp_conn *c;
-    TU_ASSERT_STATUS(mp_client_connect(&c, mp_manager_address(m), key, keylen, MT_LONG), 0);
+    mp_conn *c = mt_raw_connect(m);
     mt_raw_hello(c, 6100, 0);
     size_t n = large_nones();
     /* the frame of (1, 'contains', ([None] * n,)), then 100 KB of pings */

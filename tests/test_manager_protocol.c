@@ -183,10 +183,7 @@ static void test_random_requests_each_get_a_reply_and_break_nothing(void **state
     TU_ASSERT_STATUS(mp_manager_list(m, NULL, &l), 0);
     TU_ASSERT_STATUS(mp_manager_lock(m, &lk), 0);
     TU_ASSERT_STATUS(mp_manager_queue(m, 2, &q), 0);
-    size_t keylen;
-    const void *key = mp_manager_authkey(m, &keylen);
-    mp_conn *c;
-    TU_ASSERT_STATUS(mp_client_connect(&c, mp_manager_address(m), key, keylen, MT_LONG), 0);
+    mp_conn *c = mt_raw_connect(m);
     mp_obj *hello = mp_obj_tuple_new();
     mp_obj_tuple_append(hello, mt_int(777));
     mp_obj_tuple_append(hello, mt_int(getpid()));
@@ -343,10 +340,7 @@ static void test_hand_written_requests_mean_what_the_decoder_says(void **state)
 {
     (void)state;
     mp_manager *m = mt_start();
-    size_t keylen;
-    const void *key = mp_manager_authkey(m, &keylen);
-    mp_conn *c;
-    TU_ASSERT_STATUS(mp_client_connect(&c, mp_manager_address(m), key, keylen, MT_LONG), 0);
+    mp_conn *c = mt_raw_connect(m);
     mp_obj *hello = mp_obj_tuple_new();
     mp_obj_tuple_append(hello, mt_int(4242));
     mp_obj_tuple_append(hello, mt_int(getpid()));
@@ -457,10 +451,7 @@ static void test_every_request_checks_its_argument_count_and_the_server_serves_o
     mp_obj *none = mp_obj_none();
     TU_ASSERT_STATUS(mp_queueproxy_put(q, none, MT_LONG), 0);
     mp_obj_free(none);
-    size_t keylen;
-    const void *key = mp_manager_authkey(m, &keylen);
-    mp_conn *c;
-    TU_ASSERT_STATUS(mp_client_connect(&c, mp_manager_address(m), key, keylen, MT_LONG), 0);
+    mp_conn *c = mt_raw_connect(m);
     mt_raw_hello(c, 777, 0);
     /* the ids of the objects: the raw connection attaches nothing, it
      * only names them (the server checks no holding) */
@@ -611,10 +602,7 @@ static void test_requests_split_or_run_together_on_the_socket_are_answered_in_or
      * exactly once, in order. A raw connection has no mailbox: every byte
      * goes through that path. */
     mp_manager *m = mt_start();
-    size_t keylen;
-    const void *key = mp_manager_authkey(m, &keylen);
-    mp_conn *c;
-    TU_ASSERT_STATUS(mp_client_connect(&c, mp_manager_address(m), key, keylen, MT_LONG), 0);
+    mp_conn *c = mt_raw_connect(m);
     mt_raw_hello(c, 4242, 0);
     int fd = mp_conn_fileno(c);
     size_t n1, n2, n3;

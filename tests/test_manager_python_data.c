@@ -138,10 +138,7 @@ static void test_python_uses_value_array_namespace_and_sort_over_tcp(void **stat
  * a raw connection of our own dialect. */
 static void ident_of(mp_manager *m, const char *kind, const char *name, char hex[32])
 {
-    size_t keylen;
-    const void *key = mp_manager_authkey(m, &keylen);
-    mp_conn *c = NULL;
-    TU_ASSERT_STATUS(mp_client_connect(&c, mp_manager_address(m), key, keylen, MT_LONG), 0);
+    mp_conn *c = mt_raw_connect(m);
     mt_raw_hello(c, 4242, 0);
     mp_obj *req = mt_request(0, "attach", mp_obj_build("(ss)", kind, name));
     TU_ASSERT_STATUS(mp_conn_send(c, req), 0);
